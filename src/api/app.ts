@@ -1,0 +1,87 @@
+/**
+ * @module api/app
+ * The HTTP application, built by a factory from its dependencies so tests can hand it real or
+ * narrow fake ones. Cross-cutting behaviour lives here: request ids, body limits, HSTS, access
+ * logs, metrics, and the single mapping of errors to problem+json.
+ */
+import { Elysia } from "elysia";
+import type { AuthService } from "../auth/index.ts";
+import type { HealthRegistry } from "../health/registry.ts";
+import type { Logger } from "../log/logger.ts";
+import type { MetricsRegistry } from "../metrics/registry.ts";
+import { checkDeclaredLength, readJsonLimited } from "./body.ts";
+import { beginRequest, requestInfo } from "./context.ts";
+import { PROBLEM_CONTENT_TYPE, toProblem } from "./problem.ts";
+import { docsRoutes } from "./routes/docs.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { meRoutes } from "./routes/me.ts";
+import { webRoutes } from "./routes/web.ts";
+
+export interface AppOptions {
+  maxBodyBytes: number;
+  /** Sent as Strict-Transport-Security when serving HTTPS; null over plain HTTP. */
+  hstsMaxAgeSeconds: number | null;
+  /** When set, /metrics also answers non-loopback callers presenting this bearer token. */
+  metricsBearerToken: string | null;
+}
+
+export interface AppDeps {
+  log: Logger;
+  health: HealthRegistry;
+  metrics: MetricsRegistry;
+  auth: Pick<AuthService, "authenticate">;
+  version: string;
+  options: AppOptions;
+  /** The peer's IP address for a request (the server knows it; tests may fake it). */
+  clientAddress: (request: Request) => string | null;
+}
+
+export function createApp(deps: AppDeps) {
+  const { log, metrics, options } = deps;
+  const requests = metrics.counter("slipway_http_requests_total", "HTTP requests by route, method and status");
+  const durations = metrics.histogram("slipway_http_request_duration_seconds", "HTTP request latency by route", [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
+  ]);
+  const hsts = options.hstsMaxAgeSeconds === null ? null : `max-age=${options.hstsMaxAgeSeconds}`;
+
+  return new Elysia({ name: "slipway" })
+    .onRequest(({ request, set }) => {
+      const info = beginRequest(request);
+      set.headers["x-request-id"] = info.id;
+      if (hsts) set.headers["strict-transport-security"] = hsts;
+      checkDeclaredLength(request, options.maxBodyBytes);
+    })
+    .onParse(async ({ request, contentType }) => {
+      if (contentType === "application/json" || contentType.endsWith("+json")) return readJsonLimited(request, options.maxBodyBytes);
+    })
+    .onError(({ code, error, request, set, path }) => {
+      const info = requestInfo(request);
+      const { problem, unexpected } = toProblem(error, code);
+      problem.instance = path;
+      problem.request_id = info.id;
+      if (unexpected) {
+        log.error("request failed", { request_id: info.id, method: request.method, path, error: error as Error, stack: (error as Error)?.stack });
+      }
+      set.status = problem.status;
+      set.headers["content-type"] = PROBLEM_CONTENT_TYPE;
+      set.headers["x-request-id"] = info.id;
+      if (hsts) set.headers["strict-transport-security"] = hsts;
+      return JSON.stringify(problem);
+    })
+    .onAfterResponse(({ request, set, route, path }) => {
+      const info = requestInfo(request);
+      const status = typeof set.status === "number" ? set.status : 200;
+      const seconds = (performance.now() - info.startedAt) / 1000;
+      const routeLabel = route || "unmatched";
+      requests.inc({ route: routeLabel, method: request.method, status: String(status) });
+      durations.observe(seconds, { route: routeLabel });
+      // The path only: query strings may carry credentials (e.g. a device-login code).
+      log.debug("request", { request_id: info.id, method: request.method, path, status, ms: Math.round(seconds * 1e4) / 10 });
+    })
+    .use(healthRoutes(deps))
+    .use(meRoutes(deps))
+    .use(docsRoutes(deps))
+    .use(webRoutes());
+}
+
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,29 @@
+/**
+ * @module api/routes/me
+ * Who am I: the smallest authenticated endpoint, proving a credential works.
+ */
+import { Elysia, t } from "elysia";
+import { authorize } from "../../auth/index.ts";
+import type { AppDeps } from "../app.ts";
+
+const Me = t.Object({
+  id: t.String(),
+  username: t.String(),
+  is_admin: t.Boolean(),
+});
+
+export function meRoutes({ auth }: Pick<AppDeps, "auth">) {
+  return new Elysia({ name: "routes/me" }).get(
+    "/api/v1/me",
+    ({ request }) => {
+      const actor = auth.authenticate(request.headers.get("authorization"));
+      authorize(actor, "self:read");
+      if (actor.kind !== "user") throw new Error("unreachable: policy allowed a non-user");
+      return { id: actor.userId, username: actor.username, is_admin: actor.isAdmin };
+    },
+    {
+      response: { 200: Me },
+      detail: { tags: ["identity"], summary: "The user the presented token acts as", security: [{ bearer: [] }] },
+    },
+  );
+}

@@ -1,0 +1,172 @@
+/**
+ * @module appliance/runtime
+ * `slipway serve` as a function: preflight (creates nothing), state, TLS, the HTTP app, and a
+ * graceful stop (stop accepting, let in-flight requests finish up to a deadline, checkpoint and
+ * close the database).
+ */
+import type { Server } from "bun";
+import { readFileSync } from "node:fs";
+import { createApp } from "../api/app.ts";
+import { authServiceFactory } from "../auth/index.ts";
+import { parseListenAddress, type LoadedConfig } from "../config/index.ts";
+import { checkpointAndClose, migrationStatus } from "../db/index.ts";
+import { HealthRegistry } from "../health/registry.ts";
+import type { Logger } from "../log/logger.ts";
+import { MetricsRegistry, registerProcessMetrics } from "../metrics/registry.ts";
+import { VERSION } from "../version.ts";
+import { checkPortsFree, checkReadable, prepareDataDir } from "./preflight.ts";
+import { defaultPublicUrl, serverNames } from "./server-identity.ts";
+import { openApplianceState, type ApplianceState } from "./state.ts";
+
+const DAY = 86_400_000;
+/** Re-issued at every start; /readyz warns when a long-running server gets close to expiry. */
+const SERVER_CERT_LIFETIME = 397 * DAY;
+
+export interface RunningAppliance {
+  /** A URL that reaches this server from this machine. */
+  localUrl: string;
+  publicUrl: string;
+  port: number;
+  state: ApplianceState;
+  /** Graceful: in-flight requests finish (up to the shutdown timeout), then the DB is closed. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  loaded: LoadedConfig;
+  log: Logger;
+  env: Record<string, string | undefined>;
+}
+
+export async function startAppliance({ loaded, log, env }: StartOptions): Promise<RunningAppliance> {
+  const { config, dataDir } = loaded;
+  const s = config.server;
+  const listen = parseListenAddress(s.listen)!;
+  const buildListen = parseListenAddress(s.build_listen)!;
+  const https = !s.insecure_http;
+
+  // 1. Everything that can fail without side effects.
+  await checkPortsFree([
+    { name: "API", flag: "--listen", addr: listen },
+    { name: "build endpoint", flag: "--build-listen", addr: buildListen },
+  ]);
+  const operatorTls = s.tls_cert_file && s.tls_key_file ? { cert: s.tls_cert_file, key: s.tls_key_file } : null;
+  checkReadable([
+    ...(operatorTls ? [{ key: "server.tls_cert_file", path: operatorTls.cert }, { key: "server.tls_key_file", path: operatorTls.key }] : []),
+    ...(config.metrics.bearer_token_file ? [{ key: "metrics.bearer_token_file", path: config.metrics.bearer_token_file }] : []),
+    ...(config.secrets.master_key_file ? [{ key: "secrets.master_key_file", path: config.secrets.master_key_file }] : []),
+  ]);
+  prepareDataDir(dataDir);
+
+  // 2. State.
+  const state = await openApplianceState({
+    dataDir,
+    busyTimeoutMs: config.database.busy_timeout_ms,
+    masterKeyFile: config.secrets.master_key_file,
+    credentialsDirectory: env.CREDENTIALS_DIRECTORY,
+    log,
+  });
+
+  try {
+    const publicUrl = s.public_url ?? defaultPublicUrl(listen.port, https);
+
+    // 3. TLS.
+    let tls: { cert: string; key: string } | undefined;
+    let certNotAfter: Date | null = null;
+    if (https && operatorTls) {
+      tls = { cert: readFileSync(operatorTls.cert, "utf8"), key: readFileSync(operatorTls.key, "utf8") };
+    } else if (https) {
+      const names = serverNames(publicUrl);
+      const leaf = await state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: names.dns[names.dns.length - 1] ?? "localhost", names, lifetimeMs: SERVER_CERT_LIFETIME });
+      tls = { cert: leaf.chainPem, key: leaf.keyPem };
+      certNotAfter = leaf.notAfter;
+    } else {
+      log.warn("serving plain HTTP (--insecure-http): credentials cross the network unencrypted; use only for local development");
+    }
+
+    // 4. Health and metrics.
+    const health = new HealthRegistry();
+    health.register({ name: "database:open", run: () => (state.db.query("SELECT 1 AS ok").get(), { status: "pass" }) });
+    health.register({
+      name: "database:migrations",
+      run: () => {
+        const st = migrationStatus(state.db);
+        return st.pending.length === 0
+          ? { status: "pass", observedValue: st.current }
+          : { status: "fail", observedValue: st.current, output: `${st.pending.length} migration(s) pending` };
+      },
+    });
+    if (certNotAfter) {
+      const notAfter = certNotAfter;
+      health.register({
+        name: "tls:certificate",
+        run: () => {
+          const days = Math.floor((notAfter.getTime() - Date.now()) / DAY);
+          return days < 30
+            ? { status: "warn", observedValue: days, output: `API certificate expires in ${days} days; restart slipway to renew it` }
+            : { status: "pass", observedValue: days };
+        },
+      });
+    }
+    const metrics = new MetricsRegistry();
+    registerProcessMetrics(metrics, VERSION);
+
+    // 5. HTTP.
+    const metricsToken = config.metrics.bearer_token_file ? readFileSync(config.metrics.bearer_token_file, "utf8").trim() || null : null;
+    let server: Server<undefined> | null = null;
+    const app = createApp({
+      log,
+      health,
+      metrics,
+      auth: authServiceFactory({ db: state.db }),
+      version: VERSION,
+      options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
+      clientAddress: (req) => server?.requestIP(req)?.address ?? null,
+    });
+    server = Bun.serve({
+      hostname: listen.hostname,
+      port: listen.port,
+      // Above the app's own limit: the app answers oversize bodies with problem+json itself;
+      // this only stops a runaway upload that ignores the 413.
+      maxRequestBodySize: s.max_body_bytes * 4,
+      tls,
+      fetch: (req) => app.handle(req),
+      error: (e) => {
+        log.error("unhandled server error", { error: e });
+        return new Response(JSON.stringify({ type: "urn:slipway:problem:internal", title: "Internal error", status: 500 }), {
+          status: 500,
+          headers: { "content-type": "application/problem+json" },
+        });
+      },
+    });
+
+    const scheme = https ? "https" : "http";
+    const localHost = listen.hostname === "0.0.0.0" || listen.hostname === "::" ? "localhost" : listen.hostname;
+    const localUrl = `${scheme}://${localHost.includes(":") ? `[${localHost}]` : localHost}:${server.port}`;
+    const shutdownMs = s.shutdown_timeout_seconds * 1000;
+    let stopping: Promise<void> | null = null;
+
+    return {
+      localUrl,
+      publicUrl,
+      port: server.port!,
+      state,
+      stop() {
+        stopping ??= (async () => {
+          const srv = server!;
+          const graceful = srv.stop(false);
+          const timedOut = await Promise.race([graceful.then(() => false), Bun.sleep(shutdownMs).then(() => true)]);
+          if (timedOut) {
+            log.warn("shutdown timeout reached; closing remaining connections", { timeout_seconds: s.shutdown_timeout_seconds });
+            await srv.stop(true);
+          }
+          checkpointAndClose(state.db);
+        })();
+        return stopping;
+      },
+    };
+  } catch (e) {
+    state.db.close();
+    throw e;
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * @module appliance/state
+ * Opening the appliance's state in the data dir: the database (migrated, with a backup first),
+ * the master key, the CA hierarchy, the first administrator, and `ca.pem`. Every step is
+ * idempotent, so a start that dies halfway is finished by the next one.
+ */
+import type { Database } from "bun:sqlite";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { bootstrapAdministrator, type BootstrapResult } from "../auth/index.ts";
+import { applyMigrations, backupDatabase, migrationStatus, openDatabase, preMigrationBackupPath, schemaVersion } from "../db/index.ts";
+import { PreconditionError } from "../errors.ts";
+import { writeFileAtomic } from "../fs/atomic.ts";
+import type { Logger } from "../log/logger.ts";
+import { pkiServiceFactory, type Pki } from "../pki/index.ts";
+import { createSealer, loadOrCreateMasterKey, locateMasterKey, type Sealer } from "../secrets/index.ts";
+
+export const DB_FILE = "slipway.db";
+export const CA_FILE = "ca.pem";
+
+export interface StateOptions {
+  dataDir: string;
+  busyTimeoutMs: number;
+  masterKeyFile?: string;
+  credentialsDirectory?: string;
+  log: Logger;
+}
+
+export interface ApplianceState {
+  db: Database;
+  sealer: Sealer;
+  pki: Pki;
+  applianceId: string;
+  bootstrap: BootstrapResult;
+  caFile: string;
+  dbFile: string;
+}
+
+export async function openApplianceState(o: StateOptions): Promise<ApplianceState> {
+  const dbFile = join(o.dataDir, DB_FILE);
+  const dbExisted = existsSync(dbFile);
+  const db = openDatabase(dbFile, { busyTimeoutMs: o.busyTimeoutMs });
+  try {
+    migrationStatus(db); // refuses a database newer than this binary before anything changes
+    const initialized = dbExisted && schemaVersion(db) > 0;
+    const located = locateMasterKey({ dataDir: o.dataDir, configuredFile: o.masterKeyFile, credentialsDirectory: o.credentialsDirectory });
+    if (initialized && !existsSync(located.path)) {
+      // A fresh key would make every sealed secret in the database unreadable.
+      throw new PreconditionError(`master key ${located.path} is missing but ${dbFile} already holds secrets sealed under one; restore master.key from your backup`);
+    }
+    const key = loadOrCreateMasterKey({ dataDir: o.dataDir, configuredFile: o.masterKeyFile, credentialsDirectory: o.credentialsDirectory });
+    if (key.created) o.log.info("generated master key", { path: key.path });
+    const sealer = await createSealer(key.bytes);
+
+    applyMigrations(db, {
+      beforeUpgrade: (s) => {
+        const backup = preMigrationBackupPath(dbFile, s.current);
+        backupDatabase(db, backup);
+        o.log.info("backed up database before migrating", { from_version: s.current, to_version: s.head, backup });
+      },
+      onApplied: (m, ms) => o.log.info("applied migration", { version: m.version, name: m.name, ms: Math.round(ms) }),
+    });
+
+    db.query("INSERT OR IGNORE INTO appliance (singleton, id, created_at) VALUES (1, ?, ?)").run(
+      crypto.randomUUID().replace(/-/g, "").slice(0, 16),
+      new Date().toISOString(),
+    );
+    const applianceId = (db.query("SELECT id FROM appliance").get() as { id: string }).id;
+
+    const pki = pkiServiceFactory({ db, sealer, applianceId });
+    for (const ca of await pki.ensureHierarchy(["server"])) {
+      o.log.info("created certificate authority", { purpose: ca.purpose, serial: ca.serial, not_after: ca.not_after });
+    }
+    const caFile = join(o.dataDir, CA_FILE);
+    const rootPem = pki.rootCertificatePem();
+    if (!existsSync(caFile) || readFileSync(caFile, "utf8") !== rootPem) writeFileAtomic(caFile, rootPem, 0o644);
+
+    const bootstrap = bootstrapAdministrator(db, o.dataDir);
+    return { db, sealer, pki, applianceId, bootstrap, caFile, dbFile };
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}

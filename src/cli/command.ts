@@ -1,0 +1,118 @@
+/**
+ * @module cli/command
+ * What a command is, the options every command shares, and how failures become exit codes:
+ * 0 ok, 1 the operation failed, 2 usage or configuration error.
+ */
+import type { ParseArgsConfig } from "node:util";
+import { loadConfig, type LoadedConfig, type Override } from "../config/index.ts";
+import { resolveClientOptions, type ClientOptions } from "../config/client.ts";
+import { ConfigError, SlipwayError, UsageError } from "../errors.ts";
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
+export type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  isTTY: boolean;
+}
+
+export interface CommandContext {
+  values: Values;
+  positionals: string[];
+  env: Record<string, string | undefined>;
+  io: Io;
+  client: ClientOptions;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  /** Lines after "usage:"; options are listed from `options` and `optionHelp`. */
+  usage: string;
+  options: OptionSpec;
+  optionHelp: Record<string, string>;
+  run(ctx: CommandContext): Promise<number>;
+}
+
+/** Shared by every command: the client-side globals. */
+export const GLOBAL_OPTIONS: OptionSpec = {
+  server: { type: "string" },
+  token: { type: "string" },
+  cacert: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+};
+export const GLOBAL_HELP: Record<string, string> = {
+  server: "URL of the Slipway server (env SLIPWAY_SERVER)",
+  token: "API token (env SLIPWAY_TOKEN)",
+  cacert: "CA certificate file to trust for the server (env SLIPWAY_CACERT)",
+  json: "machine-readable output",
+  help: "show this help",
+};
+
+/** Options of the commands that work on the server's configuration and data dir. */
+export const SERVER_OPTIONS: OptionSpec = {
+  config: { type: "string" },
+  "data-dir": { type: "string" },
+  set: { type: "string", multiple: true },
+};
+export const SERVER_HELP: Record<string, string> = {
+  config: "config file (default /etc/slipway/slipway.toml as root, else $XDG_CONFIG_HOME/slipway/slipway.toml; env SLIPWAY_CONFIG)",
+  "data-dir": "data directory (overrides data.dir)",
+  set: "override any setting: --set section.key=value (repeatable)",
+};
+
+export function clientOptions(values: Values, env: Record<string, string | undefined>): ClientOptions {
+  return resolveClientOptions(
+    {
+      server: values.server as string | undefined,
+      token: values.token as string | undefined,
+      cacert: values.cacert as string | undefined,
+      json: values.json as boolean | undefined,
+    },
+    env,
+  );
+}
+
+/** Loads the server config from the shared server options plus command-specific overrides. */
+export function loadServerConfig(ctx: CommandContext, extra: Override[] = []): LoadedConfig {
+  const overrides: Override[] = [];
+  for (const item of (ctx.values.set as string[] | undefined) ?? []) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--set ${JSON.stringify(item)}: expected section.key=value`);
+    overrides.push({ key: item.slice(0, eq), value: item.slice(eq + 1), source: `--set ${item.slice(0, eq)}` });
+  }
+  overrides.push(...extra);
+  // --data-dir always wins, whatever the file or environment says.
+  if (typeof ctx.values["data-dir"] === "string") overrides.push({ key: "data.dir", value: ctx.values["data-dir"], source: "--data-dir" });
+  return loadConfig({
+    uid: process.getuid?.() ?? 1000,
+    env: ctx.env,
+    configFile: ctx.values.config as string | undefined,
+    overrides,
+  });
+}
+
+/** Maps a thrown error to an exit code and prints one clear line. */
+export function reportFailure(e: unknown, io: Io, env: Record<string, string | undefined>): number {
+  if (e instanceof UsageError || e instanceof ConfigError) {
+    io.err(`slipway: ${e.message}`);
+    return EXIT_USAGE;
+  }
+  if (e instanceof SlipwayError) {
+    io.err(`slipway: ${e.message}`);
+    return EXIT_FAILED;
+  }
+  io.err(`slipway: internal error: ${(e as Error)?.message ?? String(e)}`);
+  if (env.SLIPWAY_DEBUG) io.err(String((e as Error)?.stack));
+  return EXIT_FAILED;
+}
+
+export function printJson(io: Io, value: unknown): void {
+  io.out(JSON.stringify(value, null, 2));
+}

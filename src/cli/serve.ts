@@ -1,0 +1,65 @@
+/**
+ * @module cli/serve
+ * `slipway serve`: run the appliance until SIGTERM or SIGINT, then stop gracefully.
+ */
+import { startAppliance } from "../appliance/runtime.ts";
+import { createLogger, type LogFormat } from "../log/logger.ts";
+import { VERSION } from "../version.ts";
+import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, type Command } from "./command.ts";
+import type { Override } from "../config/index.ts";
+
+export const serveCommand: Command = {
+  name: "serve",
+  summary: "run the appliance: API, web UI and build endpoint",
+  usage: "slipway serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--build-listen ADDR] [--public-url URL] [--insecure-http] [--set section.key=value ...]",
+  options: {
+    ...SERVER_OPTIONS,
+    listen: { type: "string" },
+    "build-listen": { type: "string" },
+    "public-url": { type: "string" },
+    "insecure-http": { type: "boolean" },
+  },
+  optionHelp: {
+    ...SERVER_HELP,
+    listen: "API and web UI address (server.listen, default 0.0.0.0:8443)",
+    "build-listen": "build endpoint address (server.build_listen, default 0.0.0.0:8444)",
+    "public-url": "URL clients use to reach this server (server.public_url)",
+    "insecure-http": "serve plain HTTP instead of HTTPS: local development only (server.insecure_http)",
+  },
+  async run(ctx) {
+    const v = ctx.values;
+    const extra: Override[] = [];
+    if (typeof v.listen === "string") extra.push({ key: "server.listen", value: v.listen, source: "--listen" });
+    if (typeof v["build-listen"] === "string") extra.push({ key: "server.build_listen", value: v["build-listen"], source: "--build-listen" });
+    if (typeof v["public-url"] === "string") extra.push({ key: "server.public_url", value: v["public-url"], source: "--public-url" });
+    if (v["insecure-http"] === true) extra.push({ key: "server.insecure_http", value: true, source: "--insecure-http" });
+    const loaded = loadServerConfig(ctx, extra);
+    const { log: logCfg } = loaded.config;
+    const format: LogFormat = logCfg.format === "auto" ? (ctx.io.isTTY ? "pretty" : "json") : logCfg.format;
+    const log = createLogger({ level: logCfg.level, format });
+
+    log.info("starting slipway", { version: VERSION, config_file: loaded.configFile ?? "(none: embedded defaults)", data_dir: loaded.dataDir });
+    const app = await startAppliance({ loaded, log, env: ctx.env });
+    const { bootstrap, caFile } = app.state;
+    log.info("slipway is serving", { url: app.localUrl, public_url: app.publicUrl, ca_file: caFile });
+    if (bootstrap.created) {
+      log.info("created the administrator 'admin' and organization 'default'; the one-time admin token is in a file readable only by this user", {
+        admin_token_file: bootstrap.tokenFile,
+        try: `curl --cacert ${caFile} -H "Authorization: Bearer $(cat ${bootstrap.tokenFile})" ${app.localUrl}/api/v1/me`,
+      });
+    }
+
+    await new Promise<void>((resolve) => {
+      const onSignal = (sig: NodeJS.Signals) => {
+        log.info("shutting down", { signal: sig });
+        process.off("SIGTERM", onSignal);
+        process.off("SIGINT", onSignal);
+        app.stop().then(resolve);
+      };
+      process.on("SIGTERM", onSignal);
+      process.on("SIGINT", onSignal);
+    });
+    log.info("stopped cleanly");
+    return EXIT_OK;
+  },
+};

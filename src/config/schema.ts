@@ -1,0 +1,101 @@
+/**
+ * @module config/schema
+ * Every server setting, its type, default and documentation, validated with zod. Each key is
+ * `section.key` in the TOML file, `SLIPWAY_SECTION_KEY` in the environment and
+ * `--set section.key=value` on the command line (common ones also have their own flags).
+ */
+import { z } from "zod";
+import { parseListenAddress } from "./listen.ts";
+
+const listen = z.string().refine((v) => parseListenAddress(v) !== null, {
+  message: "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8443, [::]:8443, :8443)",
+});
+const url = z.string().refine((v) => {
+  try {
+    const u = new URL(v);
+    return u.protocol === "https:" || u.protocol === "http:";
+  } catch {
+    return false;
+  }
+}, { message: "expected an absolute http:// or https:// URL" });
+const path = z.string().min(1, { message: "expected a file system path" });
+
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        listen: listen.default("0.0.0.0:8443"),
+        build_listen: listen.default("0.0.0.0:8444"),
+        public_url: url.optional(),
+        insecure_http: z.boolean().default(false),
+        tls_cert_file: path.optional(),
+        tls_key_file: path.optional(),
+        max_body_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+        shutdown_timeout_seconds: z.number().int().min(1).max(3600).default(30),
+        hsts_max_age_seconds: z.number().int().min(0).default(31_536_000),
+      })
+      .strict()
+      .prefault({}),
+    data: z
+      .object({ dir: path.optional() })
+      .strict()
+      .prefault({}),
+    secrets: z
+      .object({ master_key_file: path.optional() })
+      .strict()
+      .prefault({}),
+    database: z
+      .object({ busy_timeout_ms: z.number().int().min(0).max(600_000).default(5000) })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({ bearer_token_file: path.optional() })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(["debug", "info", "warn", "error"]).default("info"),
+        format: z.enum(["auto", "json", "pretty"]).default("auto"),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (Boolean(c.server.tls_cert_file) !== Boolean(c.server.tls_key_file)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["server", c.server.tls_cert_file ? "tls_key_file" : "tls_cert_file"],
+        message: "server.tls_cert_file and server.tls_key_file must be set together",
+      });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigSection = keyof Config;
+
+/** The sections and keys the schema knows, for unknown-key errors and env mapping. */
+export function knownKeys(): Record<string, Record<string, z.ZodType>> {
+  const out: Record<string, Record<string, z.ZodType>> = {};
+  const root = unwrap(configSchema) as z.ZodObject;
+  for (const [section, schema] of Object.entries(root.shape)) {
+    out[section] = { ...(unwrap(schema as z.ZodType) as z.ZodObject).shape } as Record<string, z.ZodType>;
+  }
+  return out;
+}
+
+/** Strips default/optional/pipe wrappers to reach the type a value must have. */
+export function unwrap(schema: z.ZodType): z.ZodType {
+  let s: z.ZodType = schema;
+  for (;;) {
+    const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; in?: z.ZodType } } })._zod.def;
+    if ((def.type === "default" || def.type === "optional" || def.type === "prefault") && def.innerType) s = def.innerType;
+    else if (def.type === "pipe" && def.in) s = def.in;
+    else return s;
+  }
+}
+
+/** The base type name of a key's schema: "string" | "number" | "boolean" | "enum" | ... */
+export function baseType(schema: z.ZodType): string {
+  return (unwrap(schema) as unknown as { _zod: { def: { type: string } } })._zod.def.type;
+}

@@ -1,0 +1,16 @@
+/**
+ * @module db
+ * SQLite through bun:sqlite: opening with the right pragmas, embedded migrations, online backups.
+ */
+export { openDatabase, checkpointAndClose, schemaVersion } from "./open.ts";
+export {
+  applyMigrations,
+  migrationStatus,
+  embeddedMigrations,
+  parseMigrationFiles,
+  DatabaseTooNewError,
+  MigrationFailedError,
+  type Migration,
+  type MigrationStatus,
+} from "./migrations.ts";
+export { backupDatabase, preMigrationBackupPath } from "./backup.ts";

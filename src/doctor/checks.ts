@@ -1,0 +1,148 @@
+/**
+ * @module doctor/checks
+ * What `slipway doctor` looks at on this host, each check one finding with a fix. Checks never
+ * change anything. `fail` means `serve` cannot start; `warn` means a capability will be off.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { formatListenAddress, parseListenAddress, type LoadedConfig } from "../config/index.ts";
+import { run, which } from "../host/run.ts";
+import { dataDirProblem, probePort } from "../appliance/preflight.ts";
+import { locateMasterKey } from "../secrets/index.ts";
+
+export type Severity = "ok" | "warn" | "fail";
+
+export interface Finding {
+  check: string;
+  status: Severity;
+  message: string;
+  fix?: string;
+}
+
+export interface DoctorInput {
+  loaded: LoadedConfig;
+  env: Record<string, string | undefined>;
+}
+
+/** The Docker Engine API socket: DOCKER_HOST when it is unix://, else the standard path. */
+export function dockerSocketPath(env: Record<string, string | undefined>): string {
+  const host = env.DOCKER_HOST;
+  if (host?.startsWith("unix://")) return host.slice("unix://".length);
+  return "/var/run/docker.sock";
+}
+
+export async function checkDocker(env: Record<string, string | undefined>): Promise<Finding> {
+  const socket = dockerSocketPath(env);
+  const fix = "install Docker (apt-get install docker.io), start it (systemctl start docker), and let this user use the socket";
+  if (env.DOCKER_HOST && !env.DOCKER_HOST.startsWith("unix://")) {
+    return { check: "docker", status: "warn", message: `DOCKER_HOST=${env.DOCKER_HOST} is not a unix socket; Slipway talks to the local engine only`, fix: "unset DOCKER_HOST or point it at unix:///var/run/docker.sock" };
+  }
+  if (!existsSync(socket)) return { check: "docker", status: "warn", message: `no Docker socket at ${socket}: builders cannot start`, fix };
+  try {
+    const res = await fetch("http://docker/version", { unix: socket, signal: AbortSignal.timeout(3000) });
+    if (!res.ok) return { check: "docker", status: "warn", message: `Docker at ${socket} answered HTTP ${res.status}`, fix };
+    const v = (await res.json()) as { Version?: string; ApiVersion?: string };
+    return { check: "docker", status: "ok", message: `Docker Engine ${v.Version} (API ${v.ApiVersion}) at ${socket}` };
+  } catch (e) {
+    return { check: "docker", status: "warn", message: `Docker socket ${socket} is not reachable: ${(e as Error).message}`, fix };
+  }
+}
+
+/** dm-crypt needs device-mapper's control node and the crypt target (built in or loadable). */
+export function dmCryptState(): { usable: boolean; reason: string } {
+  if (!existsSync("/dev/mapper/control")) return { usable: false, reason: "device-mapper is not available (/dev/mapper/control is missing)" };
+  const loaded = existsSync("/sys/module/dm_crypt");
+  const targets = existsSync("/proc/misc") ? readFileSync("/proc/misc", "utf8") : "";
+  if (!targets.includes("device-mapper")) return { usable: false, reason: "the kernel has no device-mapper" };
+  if (!loaded) return { usable: false, reason: "the dm_crypt module is not loaded (modprobe dm_crypt)" };
+  return { usable: true, reason: "device-mapper and dm_crypt are available" };
+}
+
+export async function checkCryptsetup(): Promise<Finding[]> {
+  const out: Finding[] = [];
+  if (!which("cryptsetup")) {
+    out.push({ check: "cryptsetup", status: "warn", message: "cryptsetup is not installed: encrypted cache volumes are unavailable", fix: "apt-get install cryptsetup-bin" });
+  } else {
+    const v = await run(["cryptsetup", "--version"]);
+    out.push({ check: "cryptsetup", status: "ok", message: v.stdout.trim() || "cryptsetup present" });
+  }
+  const dm = dmCryptState();
+  out.push(
+    dm.usable
+      ? { check: "dm-crypt", status: "ok", message: dm.reason }
+      : { check: "dm-crypt", status: "warn", message: `LUKS volumes cannot be opened here: ${dm.reason}`, fix: "use a kernel with dm-crypt (modprobe dm_crypt), or run without encrypted caches (volumes.encryption = \"none\", when that setting arrives)" },
+  );
+  return out;
+}
+
+export async function checkFirewall(): Promise<Finding[]> {
+  const out: Finding[] = [];
+  if (!which("iptables")) {
+    out.push({ check: "iptables", status: "warn", message: "iptables is not installed: egress rules cannot be enforced on this host", fix: "apt-get install iptables" });
+  } else {
+    const v = (await run(["iptables", "--version"])).stdout.trim();
+    const backend = /nf_tables/.test(v) ? "nf_tables" : /legacy/.test(v) ? "legacy" : "unknown";
+    out.push({ check: "iptables", status: "ok", message: `${v} (backend: ${backend})` });
+  }
+  if (!which("ipset")) {
+    out.push({ check: "ipset", status: "warn", message: "ipset is not installed: egress address lists are unavailable", fix: "apt-get install ipset" });
+  } else {
+    const v = (await run(["ipset", "--version"])).stdout.trim().split("\n")[0];
+    out.push({ check: "ipset", status: "ok", message: v || "ipset present" });
+  }
+  return out;
+}
+
+export async function checkPorts(loaded: LoadedConfig): Promise<Finding[]> {
+  const out: Finding[] = [];
+  for (const [name, key, value] of [
+    ["API", "server.listen", loaded.config.server.listen],
+    ["build endpoint", "server.build_listen", loaded.config.server.build_listen],
+  ] as const) {
+    const addr = parseListenAddress(value)!;
+    const problem = await probePort(addr);
+    out.push(
+      problem
+        ? { check: `port:${key}`, status: "fail", message: `${name} address ${formatListenAddress(addr)} cannot be bound: ${problem}`, fix: `stop what uses it (is slipway already running?) or set ${key}` }
+        : { check: `port:${key}`, status: "ok", message: `${name} address ${formatListenAddress(addr)} is free` },
+    );
+  }
+  return out;
+}
+
+export function checkDataDir(dir: string): Finding {
+  const problem = dataDirProblem(dir);
+  if (problem) return { check: "data-dir", status: "fail", message: `data dir ${dir} ${problem}`, fix: "choose a writable --data-dir, or fix its ownership" };
+  if (!existsSync(dir)) return { check: "data-dir", status: "ok", message: `data dir ${dir} will be created on first start (mode 0700)` };
+  const mode = statSync(dir).mode & 0o777;
+  if (mode & 0o077) {
+    return { check: "data-dir", status: "warn", message: `data dir ${dir} has mode ${mode.toString(8).padStart(4, "0")}; other users can look inside`, fix: `chmod 700 ${dir}` };
+  }
+  return { check: "data-dir", status: "ok", message: `data dir ${dir} is writable, mode ${mode.toString(8).padStart(4, "0")}` };
+}
+
+export function checkMasterKey(loaded: LoadedConfig, env: Record<string, string | undefined>): Finding {
+  const { source, path } = locateMasterKey({ dataDir: loaded.dataDir, configuredFile: loaded.config.secrets.master_key_file, credentialsDirectory: env.CREDENTIALS_DIRECTORY });
+  if (!existsSync(path)) {
+    if (source === "data-dir" && !existsSync(join(loaded.dataDir, "slipway.db"))) {
+      return { check: "master-key", status: "ok", message: `master key will be generated at ${path} on first start` };
+    }
+    return { check: "master-key", status: "fail", message: `master key ${path} (${source}) is missing`, fix: "restore master.key from your backup; without it sealed secrets cannot be read" };
+  }
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) {
+    return { check: "master-key", status: "fail", message: `master key ${path} has mode ${mode.toString(8).padStart(4, "0")}: readable by other users`, fix: `chmod 600 ${path}` };
+  }
+  return { check: "master-key", status: "ok", message: `master key ${path} (${source}), mode ${mode.toString(8).padStart(4, "0")}` };
+}
+
+export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]> {
+  return [
+    await checkDocker(env),
+    ...(await checkCryptsetup()),
+    ...(await checkFirewall()),
+    ...(await checkPorts(loaded)),
+    checkDataDir(loaded.dataDir),
+    checkMasterKey(loaded, env),
+  ];
+}

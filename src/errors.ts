@@ -1,0 +1,63 @@
+/**
+ * @module errors
+ * Typed errors that services throw. They carry no HTTP knowledge: the API maps them to
+ * problem+json in one place (src/api/problem.ts), the CLI maps them to exit codes.
+ */
+
+/** Base of every expected failure: its message is safe to show to the caller. */
+export class SlipwayError extends Error {
+  override name = "SlipwayError";
+  constructor(
+    message: string,
+    /** Extra machine-readable detail, safe to show (never secrets). */
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+/** The input is malformed or violates a rule; `errors` points at the offending fields. */
+export class InvalidInputError extends SlipwayError {
+  override name = "InvalidInputError";
+  constructor(
+    message: string,
+    readonly errors: { pointer: string; detail: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export class NotFoundError extends SlipwayError {
+  override name = "NotFoundError";
+}
+
+export class ConflictError extends SlipwayError {
+  override name = "ConflictError";
+}
+
+export class UnauthenticatedError extends SlipwayError {
+  override name = "UnauthenticatedError";
+}
+
+export class ForbiddenError extends SlipwayError {
+  override name = "ForbiddenError";
+}
+
+export class PayloadTooLargeError extends SlipwayError {
+  override name = "PayloadTooLargeError";
+}
+
+/** A precondition about the host or the stored state does not hold (e.g. database too new). */
+export class PreconditionError extends SlipwayError {
+  override name = "PreconditionError";
+}
+
+/** A configuration value is wrong; the message names the key, the value and what is allowed. */
+export class ConfigError extends SlipwayError {
+  override name = "ConfigError";
+}
+
+/** Command-line usage is wrong (unknown flag, missing argument). */
+export class UsageError extends SlipwayError {
+  override name = "UsageError";
+}

@@ -1,0 +1,7 @@
+/**
+ * @module secrets
+ * The master key and the AES-256-GCM sealing of secrets at rest. (Not in DESIGN.md's list: both
+ * pki and volumes need it, and neither should own it.)
+ */
+export { loadOrCreateMasterKey, locateMasterKey, MASTER_KEY_FILE, SYSTEMD_CREDENTIAL, type MasterKeyMaterial, type MasterKeySource } from "./master-key.ts";
+export { createSealer, SealedSecretError, type Sealer } from "./sealer.ts";
