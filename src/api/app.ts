@@ -4,7 +4,7 @@
  * narrow fake ones. Cross-cutting behaviour lives here: request ids, body limits, HSTS, access
  * logs, metrics, and the single mapping of errors to problem+json.
  */
-import { Elysia } from "elysia";
+import { Elysia, type AnyElysia } from "elysia";
 import type { AuthService } from "../auth/index.ts";
 import type { HealthRegistry } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
@@ -34,6 +34,8 @@ export interface AppDeps {
   options: AppOptions;
   /** The peer's IP address for a request (the server knows it; tests may fake it). */
   clientAddress: (request: Request) => string | null;
+  /** Further route modules, mounted after the built-in ones under the same hooks. */
+  plugins?: AnyElysia[];
 }
 
 export function createApp(deps: AppDeps) {
@@ -44,7 +46,7 @@ export function createApp(deps: AppDeps) {
   ]);
   const hsts = options.hstsMaxAgeSeconds === null ? null : `max-age=${options.hstsMaxAgeSeconds}`;
 
-  return new Elysia({ name: "slipway" })
+  const app = new Elysia({ name: "slipway" })
     .onRequest(({ request, set }) => {
       const info = beginRequest(request);
       set.headers["x-request-id"] = info.id;
@@ -82,6 +84,8 @@ export function createApp(deps: AppDeps) {
     .use(meRoutes(deps))
     .use(docsRoutes(deps))
     .use(webRoutes());
+  for (const plugin of deps.plugins ?? []) app.use(plugin);
+  return app;
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -42,6 +42,8 @@ const TYPED: [new (...a: never[]) => SlipwayError, number, string, string][] = [
 
 /** What the caller sees for `error`; `unexpected` says the server should log it loudly. */
 export function toProblem(error: unknown, elysiaCode?: string | number): { problem: Problem; unexpected: boolean } {
+  // Elysia wraps whatever a body parser throws in a ParseError; ours are typed, so unwrap them.
+  if (elysiaCode === "PARSE" && error instanceof Error && error.cause instanceof SlipwayError) error = error.cause;
   for (const [cls, status, slug, title] of TYPED) {
     if (error instanceof cls) {
       const p: Problem = { type: problemType(slug), title, status, detail: error.message };

@@ -6,7 +6,7 @@
  */
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
-import { createApp } from "../api/app.ts";
+import { createApp, type AppDeps } from "../api/app.ts";
 import { authServiceFactory } from "../auth/index.ts";
 import { parseListenAddress, type LoadedConfig } from "../config/index.ts";
 import { checkpointAndClose, migrationStatus } from "../db/index.ts";
@@ -36,9 +36,11 @@ export interface StartOptions {
   loaded: LoadedConfig;
   log: Logger;
   env: Record<string, string | undefined>;
+  /** Route modules mounted after the built-in ones (capabilities; tests). */
+  plugins?: AppDeps["plugins"];
 }
 
-export async function startAppliance({ loaded, log, env }: StartOptions): Promise<RunningAppliance> {
+export async function startAppliance({ loaded, log, env, plugins }: StartOptions): Promise<RunningAppliance> {
   const { config, dataDir } = loaded;
   const s = config.server;
   const listen = parseListenAddress(s.listen)!;
@@ -77,7 +79,7 @@ export async function startAppliance({ loaded, log, env }: StartOptions): Promis
       tls = { cert: readFileSync(operatorTls.cert, "utf8"), key: readFileSync(operatorTls.key, "utf8") };
     } else if (https) {
       const names = serverNames(publicUrl);
-      const leaf = await state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: names.dns[names.dns.length - 1] ?? "localhost", names, lifetimeMs: SERVER_CERT_LIFETIME });
+      const leaf = await state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: names.dns[names.dns.length - 1] ?? "localhost", names, lifetimeMs: SERVER_CERT_LIFETIME, requester: "appliance:api-server" });
       tls = { cert: leaf.chainPem, key: leaf.keyPem };
       certNotAfter = leaf.notAfter;
     } else {
@@ -122,6 +124,7 @@ export async function startAppliance({ loaded, log, env }: StartOptions): Promis
       version: VERSION,
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
       clientAddress: (req) => server?.requestIP(req)?.address ?? null,
+      plugins,
     });
     server = Bun.serve({
       hostname: listen.hostname,

@@ -8,7 +8,7 @@ import type { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bootstrapAdministrator, type BootstrapResult } from "../auth/index.ts";
-import { applyMigrations, backupDatabase, migrationStatus, openDatabase, preMigrationBackupPath, schemaVersion } from "../db/index.ts";
+import { applyMigrations, backupDatabase, openForMigration, preMigrationBackupPath, schemaVersion } from "../db/index.ts";
 import { PreconditionError } from "../errors.ts";
 import { writeFileAtomic } from "../fs/atomic.ts";
 import type { Logger } from "../log/logger.ts";
@@ -39,9 +39,8 @@ export interface ApplianceState {
 export async function openApplianceState(o: StateOptions): Promise<ApplianceState> {
   const dbFile = join(o.dataDir, DB_FILE);
   const dbExisted = existsSync(dbFile);
-  const db = openDatabase(dbFile, { busyTimeoutMs: o.busyTimeoutMs });
+  const db = openForMigration(dbFile, { busyTimeoutMs: o.busyTimeoutMs });
   try {
-    migrationStatus(db); // refuses a database newer than this binary before anything changes
     const initialized = dbExisted && schemaVersion(db) > 0;
     const located = locateMasterKey({ dataDir: o.dataDir, configuredFile: o.masterKeyFile, credentialsDirectory: o.credentialsDirectory });
     if (initialized && !existsSync(located.path)) {

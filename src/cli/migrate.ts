@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DB_FILE } from "../appliance/state.ts";
-import { applyMigrations, backupDatabase, checkpointAndClose, migrationStatus, openDatabase, preMigrationBackupPath } from "../db/index.ts";
+import { applyMigrations, backupDatabase, checkpointAndClose, migrationStatus, openDatabase, openForMigration, preMigrationBackupPath } from "../db/index.ts";
 import { PreconditionError } from "../errors.ts";
 import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, printJson, type Command } from "./command.ts";
 
@@ -20,11 +20,14 @@ export const migrateCommand: Command = {
     const { dataDir, config } = loadServerConfig(ctx);
     const dbFile = join(dataDir, DB_FILE);
     if (!existsSync(dbFile)) throw new PreconditionError(`no database at ${dbFile}; 'slipway serve' creates it on first start`);
-    const db = openDatabase(dbFile, { busyTimeoutMs: config.database.busy_timeout_ms });
+    const dryRun = ctx.values["dry-run"] === true;
+    // A dry run opens read-only: not even the journal mode in the file header may change.
+    const opts = { busyTimeoutMs: config.database.busy_timeout_ms, readonly: dryRun };
+    const db = dryRun ? openDatabase(dbFile, opts) : openForMigration(dbFile, opts);
     try {
       const before = migrationStatus(db);
       const pending = before.pending.map((m) => ({ version: m.version, name: m.name }));
-      if (ctx.values["dry-run"] || pending.length === 0) {
+      if (dryRun || pending.length === 0) {
         if (ctx.client.json) printJson(ctx.io, { current: before.current, head: before.head, pending, applied: [] });
         else if (pending.length === 0) ctx.io.out(`database is at version ${before.current}, the latest; nothing to do`);
         else {
@@ -48,7 +51,8 @@ export const migrateCommand: Command = {
       }
       return EXIT_OK;
     } finally {
-      checkpointAndClose(db);
+      if (dryRun) db.close();
+      else checkpointAndClose(db);
     }
   },
 };

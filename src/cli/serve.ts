@@ -38,10 +38,17 @@ export const serveCommand: Command = {
     const format: LogFormat = logCfg.format === "auto" ? (ctx.io.isTTY ? "pretty" : "json") : logCfg.format;
     const log = createLogger({ level: logCfg.level, format });
 
-    log.info("starting slipway", { version: VERSION, config_file: loaded.configFile ?? "(none: embedded defaults)", data_dir: loaded.dataDir });
+    // Nothing is logged before the preflight passes: a refused start prints one line, the error.
     const app = await startAppliance({ loaded, log, env: ctx.env });
     const { bootstrap, caFile } = app.state;
-    log.info("slipway is serving", { url: app.localUrl, public_url: app.publicUrl, ca_file: caFile });
+    log.info("slipway is serving", {
+      version: VERSION,
+      url: app.localUrl,
+      public_url: app.publicUrl,
+      config_file: loaded.configFile ?? "(none: embedded defaults)",
+      data_dir: loaded.dataDir,
+      ca_file: caFile,
+    });
     if (bootstrap.created) {
       log.info("created the administrator 'admin' and organization 'default'; the one-time admin token is in a file readable only by this user", {
         admin_token_file: bootstrap.tokenFile,

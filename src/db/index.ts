@@ -6,6 +6,7 @@ export { openDatabase, checkpointAndClose, schemaVersion } from "./open.ts";
 export {
   applyMigrations,
   migrationStatus,
+  openForMigration,
   embeddedMigrations,
   parseMigrationFiles,
   DatabaseTooNewError,

@@ -7,7 +7,8 @@
 import type { Database } from "bun:sqlite";
 import { PreconditionError, SlipwayError } from "../errors.ts";
 import { embeddedMigrationFiles } from "./embed.macro.ts" with { type: "macro" };
-import { schemaVersion } from "./open.ts";
+import { existsSync } from "node:fs";
+import { openDatabase, schemaVersion, type OpenOptions } from "./open.ts";
 
 export interface Migration {
   version: number;
@@ -94,4 +95,20 @@ export function applyMigrations(db: Database, opts: ApplyOptions = {}): Migratio
     db.run("PRAGMA foreign_keys = ON");
   }
   return migrationStatus(db, migrations);
+}
+
+/**
+ * Opens a database for migrating, refusing one newer than this binary before anything touches
+ * the file (opening read-write would already rewrite its journal mode in the header).
+ */
+export function openForMigration(file: string, opts: OpenOptions = {}, migrations: Migration[] = embeddedMigrations): Database {
+  if (existsSync(file)) {
+    const probe = openDatabase(file, { ...opts, readonly: true });
+    try {
+      migrationStatus(probe, migrations);
+    } finally {
+      probe.close();
+    }
+  }
+  return openDatabase(file, opts);
 }

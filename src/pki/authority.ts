@@ -57,6 +57,8 @@ export interface LeafRequest {
   commonName: string;
   names: LeafNames;
   lifetimeMs: number;
+  /** Recorded in the issuance audit, e.g. `appliance:api-server`. */
+  requester: string;
 }
 
 export interface PkiDeps {
@@ -192,6 +194,10 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
         extensions: await leafExtensions(keys.publicKey, await caCert.publicKey.export(crypto), req.usage, req.names),
       });
       const certPem = cert.toString("pem");
+      db.query(
+        `INSERT INTO certificate_issuances (serial, ca_id, usage, subject, names, not_before, not_after, requester, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(serial, ca.id, req.usage, cert.subject, JSON.stringify(req.names), cert.notBefore.toISOString(), notAfter.toISOString(), req.requester, now().toISOString());
       return {
         serial,
         certPem,

@@ -1,0 +1,197 @@
+/**
+ * @module test/e2e/binary
+ * The compiled binary, run from a directory with no source tree: first start, HTTPS with the
+ * appliance's own CA, the admin token, problem+json for bad requests, offline docs, metrics,
+ * logs free of secrets, backup while serving, restart, and a clean SIGTERM.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { connect } from "node:tls";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { slipwayBinary } from "../support/binary.ts";
+import { runSlipway, serve, type Served } from "../support/serve.ts";
+
+let bin: string;
+let work: string;
+let server: Served;
+let token: string;
+
+beforeAll(async () => {
+  bin = slipwayBinary();
+  work = mkdtempSync(join(tmpdir(), "slipway-e2e-"));
+  server = await serve(bin, join(work, "data"));
+  token = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
+});
+
+afterAll(async () => {
+  if (server?.proc.exitCode === null) server.proc.kill("SIGKILL");
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe("compiled binary", () => {
+  test("version and --version print the release, with --json too", async () => {
+    const pkg = JSON.parse(readFileSync(join(import.meta.dir, "..", "..", "package.json"), "utf8"));
+    const a = await runSlipway(bin, ["version"]);
+    expect(a.code).toBe(0);
+    expect(a.stdout).toContain(`slipway ${pkg.version}`);
+    const b = await runSlipway(bin, ["--version"]);
+    expect(b.stdout).toBe(a.stdout);
+    const c = await runSlipway(bin, ["version", "--json"]);
+    expect(JSON.parse(c.stdout).version).toBe(pkg.version);
+  });
+
+  test("first start creates key, CA, database and admin token with private modes", () => {
+    const mode = (f: string) => statSync(join(server.dataDir, f)).mode & 0o777;
+    expect(mode(".")).toBe(0o700);
+    expect(mode("master.key")).toBe(0o600);
+    expect(mode("initial-admin-token")).toBe(0o600);
+    expect(token).toMatch(/^slw_u_[A-Za-z0-9]{33}$/);
+    expect(readFileSync(join(server.dataDir, "ca.pem"), "utf8")).toContain("BEGIN CERTIFICATE");
+  });
+
+  test("/readyz is health+json listing the database checks; /livez passes", async () => {
+    const r = await server.get("/readyz");
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe("application/health+json");
+    const body = (await r.json() as any);
+    expect(body.status).toBe("pass");
+    expect(body.checks["database:open"][0].status).toBe("pass");
+    expect(body.checks["database:migrations"][0].status).toBe("pass");
+    const l = await server.get("/livez");
+    expect(((await l.json() as any)).status).toBe("pass");
+  });
+
+  test("serves TLS 1.2+ only, with HSTS and a certificate chaining to ca.pem", async () => {
+    const r = await server.get("/livez");
+    expect(r.headers.get("strict-transport-security")).toMatch(/^max-age=\d+/);
+    const port = Number(new URL(server.url).port);
+    const tls11 = await new Promise<string>((resolve) => {
+      const s = connect({ host: "127.0.0.1", port, servername: "localhost", ca: server.ca, minVersion: "TLSv1", maxVersion: "TLSv1.1" });
+      s.on("secureConnect", () => (resolve("connected"), s.end()));
+      s.on("error", (e) => resolve(e.message));
+    });
+    expect(tls11).not.toBe("connected");
+    await expect(fetch(`${server.url}/livez`)).rejects.toThrow(); // not trusted without ca.pem
+  });
+
+  test("the admin token authenticates; bad credentials are 401 problem+json", async () => {
+    const ok = await server.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
+    expect(ok.status).toBe(200);
+    expect((await ok.json() as any)).toMatchObject({ username: "admin", is_admin: true });
+    for (const authorization of ["Bearer slw_u_" + "A".repeat(33), "Basic YWRtaW46YWRtaW4=", "Bearer nonsense"]) {
+      const r = await server.get("/api/v1/me", { headers: { authorization } });
+      expect(r.status).toBe(401);
+      expect(r.headers.get("content-type")).toBe("application/problem+json");
+    }
+  });
+
+  test("unknown route, oversized body and chunked oversized body answer problem+json", async () => {
+    const nf = await server.get("/api/v1/no-such-thing");
+    expect(nf.status).toBe(404);
+    const p = (await nf.json() as any);
+    expect(p).toMatchObject({ status: 404, title: "Not found", instance: "/api/v1/no-such-thing" });
+    expect(p.request_id).toBe(nf.headers.get("x-request-id"));
+
+    const big = "x".repeat(2 * 1024 * 1024);
+    const tooBig = await server.get("/api/v1/me", { method: "POST", headers: { "content-type": "application/json" }, body: big });
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.headers.get("content-type")).toBe("application/problem+json");
+    expect(((await tooBig.json() as any)).detail).toContain("exceeds the limit");
+
+    const stream = new ReadableStream({
+      start(c) {
+        c.enqueue(new TextEncoder().encode(big));
+        c.close();
+      },
+    });
+    const chunked = await server.get("/api/v1/me", { method: "POST", headers: { "content-type": "application/json" }, body: stream });
+    expect([404, 413]).toContain(chunked.status); // no POST route here: refused either way, as problem+json
+    expect(chunked.headers.get("content-type")).toBe("application/problem+json");
+  });
+
+  test("a request id is generated, or a well-formed incoming one is kept", async () => {
+    const a = await server.get("/livez");
+    expect(a.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    const b = await server.get("/livez", { headers: { "x-request-id": "proxy-123" } });
+    expect(b.headers.get("x-request-id")).toBe("proxy-123");
+    const c = await server.get("/livez", { headers: { "x-request-id": "bad id with spaces" } });
+    expect(c.headers.get("x-request-id")).not.toBe("bad id with spaces");
+  });
+
+  test("OpenAPI document and a docs page that loads nothing from the internet", async () => {
+    const spec = (await (await server.get("/api/v1/openapi.json")).json() as any);
+    expect(spec.openapi).toMatch(/^3\./);
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/livez", "/readyz", "/metrics", "/api/v1/me"]));
+    const html = await (await server.get("/api/v1/docs")).text();
+    const srcs = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    expect(srcs.length).toBeGreaterThan(0);
+    for (const s of srcs) {
+      expect(s.startsWith("/")).toBe(true);
+      const r = await server.get(s);
+      expect(r.status).toBe(200);
+    }
+    expect(html).not.toMatch(/https?:\/\/(?!localhost)[a-z0-9.-]+\.[a-z]{2,}\/[^"]*\.(js|css)/i);
+  });
+
+  test("the web UI is embedded", async () => {
+    const r = await server.get("/");
+    expect(r.status).toBe(200);
+    expect(await r.text()).toContain("<h1>Slipway</h1>");
+    expect((await server.get("/ui/app.js")).status).toBe(200);
+  });
+
+  test("metrics: Prometheus text for loopback callers, counting requests", async () => {
+    const r = await server.get("/metrics");
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    expect(text).toContain("# TYPE slipway_http_requests_total counter");
+    expect(text).toMatch(/slipway_http_requests_total\{route="\/livez",method="GET",status="200"\} \d+/);
+    expect(text).toMatch(/process_resident_memory_bytes \d+/);
+  });
+
+  test("backup works while serve runs and yields a consistent database", async () => {
+    const out = join(work, "copy.db");
+    const r = await runSlipway(bin, ["backup", "--data-dir", server.dataDir, "--out", out, "--json"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ file: out, schema_version: 2 });
+    const db = new Database(out, { readonly: true });
+    expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
+    expect((db.query("SELECT username FROM users").all() as { username: string }[]).map((u) => u.username)).toEqual(["admin"]);
+    db.close();
+    const again = await runSlipway(bin, ["backup", "--data-dir", server.dataDir, "--out", out]);
+    expect(again.code).toBe(2); // refuses to overwrite without --force
+  });
+
+  test("logs are JSON lines that never contain a credential or private key", async () => {
+    const lines = server.logs().trim().split("\n");
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    const all = server.logs();
+    expect(all).toContain("initial-admin-token");
+    expect(all).not.toContain(token);
+    expect(all).not.toContain("PRIVATE KEY");
+    expect(all).not.toContain(readFileSync(join(server.dataDir, "master.key"), "utf8").trim());
+  });
+
+  test("SIGTERM stops cleanly and checkpoints the database", async () => {
+    const code = await server.stop();
+    expect(code).toBe(0);
+    expect(server.logs()).toContain("stopped cleanly");
+    const wal = join(server.dataDir, "slipway.db-wal");
+    expect(!existsSync(wal) || statSync(wal).size === 0).toBe(true);
+  });
+
+  test("a restart keeps the CA and the admin, and creates no second admin", async () => {
+    const caBefore = readFileSync(join(server.dataDir, "ca.pem"), "utf8");
+    const again = await serve(bin, server.dataDir);
+    try {
+      expect(readFileSync(join(server.dataDir, "ca.pem"), "utf8")).toBe(caBefore);
+      const me = await again.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
+      expect(me.status).toBe(200);
+      expect(again.logs()).not.toContain("created the administrator");
+    } finally {
+      expect(await again.stop()).toBe(0);
+    }
+  });
+});

@@ -1,0 +1,39 @@
+/**
+ * @module test/support/binary
+ * The compiled `slipway` binary for end-to-end tests: built once per test run when missing or
+ * older than the sources, then copied into an empty directory so nothing of the source tree is
+ * within its reach.
+ */
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const ROOT = join(import.meta.dir, "..", "..");
+const DIST = join(ROOT, "dist", "slipway");
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = statSync(p);
+    newest = Math.max(newest, st.isDirectory() ? newestSource(p) : st.mtimeMs);
+  }
+  return newest;
+}
+
+let built: string | null = null;
+
+/** Path to a copy of the binary in a fresh empty directory. */
+export function slipwayBinary(): string {
+  if (!built) {
+    const sources = Math.max(newestSource(join(ROOT, "src")), newestSource(join(ROOT, "migrations")), newestSource(join(ROOT, "web")));
+    if (!existsSync(DIST) || statSync(DIST).mtimeMs < sources) {
+      const r = Bun.spawnSync([process.execPath, join(ROOT, "scripts", "build.ts"), "--target", "x64"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+      if (r.exitCode !== 0) throw new Error(`building dist/slipway failed:\n${r.stderr.toString()}`);
+    }
+    const dir = mkdtempSync(join(tmpdir(), "slipway-bin-"));
+    built = join(dir, "slipway");
+    copyFileSync(DIST, built);
+  }
+  return built;
+}

@@ -1,0 +1,89 @@
+/**
+ * @module test/support/serve
+ * Running `slipway` processes in tests: free ports, a `serve` that is waited on until /readyz
+ * answers, captured output, and commands run to completion.
+ */
+import { createServer } from "node:net";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function runSlipway(bin: string, args: string[], env: Record<string, string> = {}): Promise<CommandResult> {
+  const proc = Bun.spawn([bin, ...args], { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env } });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+export interface Served {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  url: string;
+  dataDir: string;
+  ca: string;
+  /** Everything written to stderr so far (JSON log lines). */
+  logs(): string;
+  /** fetch trusting the appliance's CA. */
+  get(path: string, init?: RequestInit): Promise<Response>;
+  /** SIGTERM and wait; returns the exit code. */
+  stop(): Promise<number>;
+}
+
+export async function serve(bin: string, dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Served> {
+  const [port, buildPort] = [await freePort(), await freePort()];
+  const proc = Bun.spawn([bin, "serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${port}`, "--build-listen", `127.0.0.1:${buildPort}`, ...extraArgs], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
+  });
+  let logs = "";
+  const decoder = new TextDecoder();
+  void (async () => {
+    for await (const chunk of proc.stderr) logs += decoder.decode(chunk);
+  })();
+  const url = `https://localhost:${port}`;
+  const deadline = Date.now() + 15_000;
+  let ca = "";
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`serve exited with ${proc.exitCode}:\n${logs}`);
+    try {
+      ca ||= readFileSync(join(dataDir, "ca.pem"), "utf8");
+      const r = await fetch(`${url}/readyz`, { tls: { ca } });
+      if (r.status === 200) break;
+    } catch {}
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`serve did not become ready:\n${logs}`);
+    }
+    await Bun.sleep(20);
+  }
+  return {
+    proc,
+    url,
+    dataDir,
+    ca,
+    logs: () => logs,
+    get: (path, init) => fetch(url + path, { ...init, tls: { ca } }),
+    async stop() {
+      proc.kill("SIGTERM");
+      const code = await proc.exited;
+      await Bun.sleep(20); // let the stderr reader drain
+      return code;
+    },
+  };
+}
