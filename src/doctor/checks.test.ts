@@ -1,0 +1,122 @@
+/**
+ * @module doctor/checks.test
+ * What doctor reports: data dir and master key problems, busy ports, and — against the real
+ * tools, which CI installs — Docker's API version, cryptsetup, iptables' backend and ipset.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../config/index.ts";
+import { which } from "../host/run.ts";
+import { integrationSuite } from "../../test/support/integration.ts";
+import { freePort } from "../../test/support/serve.ts";
+import { checkCryptsetup, checkDataDir, checkDocker, checkFirewall, checkMasterKey, checkPorts, dockerSocketPath } from "./checks.ts";
+
+let dir: string;
+beforeAll(() => (dir = mkdtempSync(join(tmpdir(), "slipway-doctor-"))));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const loaded = (dataDir: string, overrides: { key: string; value: string }[] = []) =>
+  loadConfig({ uid: 1000, env: { HOME: dir }, overrides: [{ key: "data.dir", value: dataDir, source: "test" }, ...overrides.map((o) => ({ ...o, source: "test" }))] });
+
+describe("data dir", () => {
+  test("missing but creatable is ok; a file in the way fails; open modes warn", () => {
+    expect(checkDataDir(join(dir, "new")).status).toBe("ok");
+    writeFileSync(join(dir, "file"), "");
+    const f = checkDataDir(join(dir, "file", "sub"));
+    expect(f.status).toBe("fail");
+    expect(f.fix).toBeDefined();
+    mkdirSync(join(dir, "open"), { mode: 0o755 });
+    chmodSync(join(dir, "open"), 0o755);
+    expect(checkDataDir(join(dir, "open"))).toMatchObject({ status: "warn", fix: `chmod 700 ${join(dir, "open")}` });
+    mkdirSync(join(dir, "closed"), { mode: 0o700 });
+    expect(checkDataDir(join(dir, "closed")).status).toBe("ok");
+  });
+});
+
+describe("master key", () => {
+  test("absent on a fresh data dir is ok; group-readable fails; absent beside a database fails", () => {
+    const d = join(dir, "mk");
+    mkdirSync(d, { mode: 0o700 });
+    expect(checkMasterKey(loaded(d), {}).status).toBe("ok");
+    writeFileSync(join(d, "master.key"), "x", { mode: 0o640 });
+    chmodSync(join(d, "master.key"), 0o640);
+    expect(checkMasterKey(loaded(d), {})).toMatchObject({ status: "fail", fix: `chmod 600 ${join(d, "master.key")}` });
+    chmodSync(join(d, "master.key"), 0o600);
+    expect(checkMasterKey(loaded(d), {}).status).toBe("ok");
+    rmSync(join(d, "master.key"));
+    writeFileSync(join(d, "slipway.db"), "");
+    expect(checkMasterKey(loaded(d), {}).status).toBe("fail");
+  });
+
+  test("a systemd credential is found and reported", () => {
+    const creds = join(dir, "creds");
+    mkdirSync(creds);
+    writeFileSync(join(creds, "slipway-master-key"), "k", { mode: 0o400 });
+    expect(checkMasterKey(loaded(join(dir, "x")), { CREDENTIALS_DIRECTORY: creds }).message).toContain("systemd-credential");
+  });
+});
+
+describe("ports", () => {
+  let busy: Server;
+  let port: number;
+  beforeAll(async () => {
+    busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
+    port = (busy.address() as { port: number }).port;
+  });
+  afterAll(() => busy.close());
+
+  test("a port in use fails with a fix; a free one is ok", async () => {
+    const free = await freePort();
+    const findings = await checkPorts(loaded(join(dir, "p"), [{ key: "server.listen", value: `127.0.0.1:${port}` }, { key: "server.build_listen", value: `127.0.0.1:${free}` }]));
+    expect(findings[0]).toMatchObject({ check: "port:server.listen", status: "fail" });
+    expect(findings[0]!.message).toContain("already in use");
+    expect(findings[0]!.fix).toContain("server.listen");
+    expect(findings[1]).toMatchObject({ check: "port:server.build_listen", status: "ok" });
+  });
+});
+
+describe("docker socket path", () => {
+  test("DOCKER_HOST unix:// wins over the default", () => {
+    expect(dockerSocketPath({})).toBe("/var/run/docker.sock");
+    expect(dockerSocketPath({ DOCKER_HOST: "unix:///run/user/1000/docker.sock" })).toBe("/run/user/1000/docker.sock");
+  });
+
+  test("a socket that is not there is a warning with a fix, not a crash", async () => {
+    const f = await checkDocker({ DOCKER_HOST: `unix://${join(dir, "no.sock")}` });
+    expect(f.status).toBe("warn");
+    expect(f.fix).toContain("docker");
+  });
+});
+
+integrationSuite("doctor against the real Docker engine", existsSync("/var/run/docker.sock") ? null : "no Docker engine at /var/run/docker.sock", () => {
+  test("reports the engine version and API version", async () => {
+    const f = await checkDocker({});
+    expect(f.status).toBe("ok");
+    const r = await fetch("http://docker/version", { unix: "/var/run/docker.sock" });
+    const v = (await r.json()) as { Version: string; ApiVersion: string };
+    expect(f.message).toBe(`Docker Engine ${v.Version} (API ${v.ApiVersion}) at /var/run/docker.sock`);
+  });
+});
+
+const missingTools = ["cryptsetup", "iptables", "ipset"].filter((t) => !which(t));
+integrationSuite("doctor against real cryptsetup, iptables and ipset", missingTools.length ? `not installed: ${missingTools.join(", ")}` : null, () => {
+  test("cryptsetup version, and a dm-crypt verdict either way", async () => {
+    const [cs, dm] = await checkCryptsetup();
+    expect(cs).toMatchObject({ check: "cryptsetup", status: "ok" });
+    expect(cs!.message).toMatch(/^cryptsetup \d+\.\d+/);
+    expect(dm!.check).toBe("dm-crypt");
+    expect(dm!.status === "ok" ? existsSync("/sys/module/dm_crypt") : Boolean(dm!.fix)).toBe(true);
+  });
+
+  test("iptables backend and ipset version", async () => {
+    const [ipt, ips] = await checkFirewall();
+    expect(ipt).toMatchObject({ check: "iptables", status: "ok" });
+    expect(ipt!.message).toMatch(/iptables v\d.*\(backend: (nf_tables|legacy)\)/);
+    expect(ips).toMatchObject({ check: "ipset", status: "ok" });
+    expect(ips!.message).toMatch(/^ipset v\d/);
+  });
+});
