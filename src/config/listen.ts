@@ -13,7 +13,7 @@ export function parseListenAddress(text: string): ListenAddress | null {
   if (!m) return null;
   const port = Number(m[3]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return null;
-  const hostname = m[1] ?? (m[2] || "0.0.0.0");
+  const hostname = m[1] || m[2] || "0.0.0.0";
   return { hostname, port };
 }
 

@@ -40,7 +40,7 @@ export class HealthRegistry {
       try {
         r = await c.run();
       } catch (e) {
-        r = { status: "fail", output: (e as Error).message };
+        r = { status: "fail", output: e instanceof Error ? e.message : String(e) };
       }
       checks[c.name] = [{ ...r, time: new Date().toISOString() }];
       if (r.status === "fail") status = "fail";

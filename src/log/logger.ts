@@ -19,8 +19,10 @@ export interface Logger {
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-const SECRET_FIELD = /(^|_|-)(token|secret|password|passwd|authorization|cookie|private_?key|key_?material|credential)s?$/i;
-const TOKEN_TEXT = /\bslw_[a-z]{1,2}_[A-Za-z0-9]{16,}\b/g;
+// Matched at the end of a field name, any case: apiToken, client_secret, masterKey, ... (but not
+// admin_token_file, which names where a secret is, not the secret).
+const SECRET_FIELD = /(token|secret|password|passwd|authorization|cookie|private_?key|master_?key|key_?material|credential)s?$/i;
+const TOKEN_TEXT = /slw_[a-z]{1,2}_[A-Za-z0-9]{16,}/g;
 const PEM_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
 const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi;
 
@@ -66,12 +68,17 @@ export function createLogger(opts: LoggerOptions = {}, bound: LogFields = {}): L
     const data = redact({ ...bound, ...fields }) as LogFields;
     const time = now().toISOString();
     if (format === "json") {
-      write(JSON.stringify({ time, level, msg: redactText(msg), ...data }));
+      // A field may not pose as the line's own time, level or message.
+      const line: LogFields = { time, level, msg: redactText(msg) };
+      for (const [k, v] of Object.entries(data)) line[k in line ? `field_${k}` : k] = v;
+      write(JSON.stringify(line));
     } else {
+      // One event, one line: newlines inside values are escaped.
+      const flat = (v: string) => v.replace(/\r?\n/g, "\\n");
       const extra = Object.entries(data)
-        .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+        .map(([k, v]) => `${k}=${typeof v === "string" ? flat(v) : JSON.stringify(v)}`)
         .join(" ");
-      write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${redactText(msg)}${extra ? "  " + extra : ""}`);
+      write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${flat(redactText(msg))}${extra ? "  " + extra : ""}`);
     }
   };
 

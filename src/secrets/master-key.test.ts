@@ -53,7 +53,7 @@ describe("loadOrCreateMasterKey: data dir", () => {
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const content = readFileSync(path, "utf8");
     expect(content).toMatch(/^[A-Za-z0-9+/]{43}=\n$/);
-    expect(new Uint8Array(Buffer.from(content.trim(), "base64"))).toEqual(first.bytes);
+    expect(Buffer.from(content.trim(), "base64").equals(Buffer.from(first.bytes))).toBe(true);
 
     const second = loadOrCreateMasterKey({ dataDir });
     expect(second.created).toBe(false);

@@ -59,7 +59,8 @@ export function loadOrCreateMasterKey(o: LocateOptions): MasterKeyMaterial {
 
 /** Accepts 32 raw bytes, or 32 bytes as base64 or hex text (with or without a newline). */
 export function decodeKey(data: Uint8Array, path: string): Uint8Array {
-  if (data.length === 32) return new Uint8Array(data);
+  // 32 printable characters are text (e.g. a 128-bit hex key), not 32 random bytes.
+  if (data.length === 32 && !data.every((b) => b >= 0x20 && b < 0x7f)) return new Uint8Array(data);
   const text = Buffer.from(data).toString("utf8").trim();
   if (/^[0-9a-fA-F]{64}$/.test(text)) return new Uint8Array(Buffer.from(text, "hex"));
   if (/^[A-Za-z0-9+/]{43}=$/.test(text)) return new Uint8Array(Buffer.from(text, "base64"));

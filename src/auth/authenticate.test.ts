@@ -1,0 +1,173 @@
+/**
+ * @module auth/authenticate.test
+ * Covers bootstrapAdministrator and authServiceFactory on a real migrated SQLite file: the first
+ * administrator and its token file (mode 0600), idempotent bootstrap, anonymous requests,
+ * malformed headers, unknown/revoked/expired tokens (one indistinguishable error), and the
+ * last_used_at bookkeeping.
+ */
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { applyMigrations, openDatabase } from "../db/index.ts";
+import { UnauthenticatedError } from "../errors.ts";
+import { newId } from "../ids.ts";
+import { authServiceFactory } from "./authenticate.ts";
+import { bootstrapAdministrator, INITIAL_ADMIN_TOKEN_FILE } from "./bootstrap.ts";
+import { generateToken, hashToken } from "./tokens.ts";
+
+let dir: string;
+let db: Database;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "slipway-auth-"));
+  db = openDatabase(join(dir, "slipway.db"));
+  applyMigrations(db);
+});
+afterEach(() => {
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function bootstrapToken(): string {
+  const r = bootstrapAdministrator(db, dir);
+  expect(r.created).toBe(true);
+  return readFileSync(r.tokenFile, "utf8").trim();
+}
+
+function unauthenticatedMessage(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(UnauthenticatedError);
+    return (e as Error).message;
+  }
+  throw new Error("expected an UnauthenticatedError, but nothing was thrown");
+}
+
+const count = (table: string) => (db.query(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+
+describe("bootstrapAdministrator", () => {
+  test("creates admin, default org, owner membership and a token file with mode 0600", () => {
+    const r = bootstrapAdministrator(db, dir);
+    expect(r).toEqual({ created: true, tokenFile: join(dir, INITIAL_ADMIN_TOKEN_FILE), username: "admin", organization: "default" });
+    expect(statSync(r.tokenFile).mode & 0o777).toBe(0o600);
+    const token = readFileSync(r.tokenFile, "utf8");
+    expect(token).toMatch(/^slw_u_[A-Za-z0-9]{33}\n$/);
+    expect(db.query("SELECT username, is_admin FROM users").all()).toEqual([{ username: "admin", is_admin: 1 }]);
+    expect(db.query("SELECT o.slug, m.role FROM memberships m JOIN organizations o ON o.id = m.org_id").all()).toEqual([
+      { slug: "default", role: "owner" },
+    ]);
+    // Only the hash is stored.
+    const row = db.query("SELECT kind, secret_sha256 FROM api_tokens").get() as { kind: string; secret_sha256: Uint8Array };
+    expect(row.kind).toBe("user");
+    expect(Buffer.from(row.secret_sha256).equals(Buffer.from(hashToken(token.trim())))).toBe(true);
+  });
+
+  test("a second bootstrap creates nothing and leaves the token file alone", () => {
+    const token = bootstrapToken();
+    const again = bootstrapAdministrator(db, dir);
+    expect(again).toEqual({ created: false, tokenFile: join(dir, INITIAL_ADMIN_TOKEN_FILE) });
+    expect(count("users")).toBe(1);
+    expect(count("organizations")).toBe(1);
+    expect(count("api_tokens")).toBe(1);
+    expect(readFileSync(again.tokenFile, "utf8").trim()).toBe(token);
+  });
+
+  test("when the token file cannot be written, nothing is created", () => {
+    const missing = join(dir, "no-such-dir");
+    expect(() => bootstrapAdministrator(db, missing)).toThrow();
+    expect(count("users")).toBe(0);
+    expect(count("api_tokens")).toBe(0);
+    expect(existsSync(join(missing, INITIAL_ADMIN_TOKEN_FILE))).toBe(false);
+    expect(bootstrapAdministrator(db, dir).created).toBe(true);
+  });
+});
+
+describe("authenticate", () => {
+  test("the initial admin token authenticates as the admin", () => {
+    const token = bootstrapToken();
+    const auth = authServiceFactory({ db });
+    const actor = auth.authenticate(`Bearer ${token}`);
+    expect(actor).toMatchObject({ kind: "user", username: "admin", isAdmin: true });
+    if (actor.kind !== "user") throw new Error("unreachable");
+    expect(actor.userId).toBe((db.query("SELECT id FROM users").get() as { id: string }).id);
+    expect(actor.tokenId).toBe((db.query("SELECT id FROM api_tokens").get() as { id: string }).id);
+    // The scheme is case-insensitive.
+    expect(auth.authenticate(`bearer ${token}`).kind).toBe("user");
+  });
+
+  test("a non-admin user authenticates with isAdmin false", () => {
+    const userId = newId("usr");
+    const token = generateToken("user");
+    const at = new Date().toISOString();
+    db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, 'bob', 0, ?)").run(userId, at);
+    db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 't', ?, ?)").run(newId("tok"), hashToken(token), userId, at);
+    expect(authServiceFactory({ db }).authenticate(`Bearer ${token}`)).toMatchObject({ kind: "user", username: "bob", isAdmin: false, userId });
+  });
+
+  test("no header is anonymous", () => {
+    const auth = authServiceFactory({ db });
+    expect(auth.authenticate(null)).toEqual({ kind: "anonymous" });
+    expect(auth.authenticate("")).toEqual({ kind: "anonymous" });
+  });
+
+  test("a header that is not Bearer is rejected", () => {
+    const token = bootstrapToken();
+    const auth = authServiceFactory({ db });
+    expect(unauthenticatedMessage(() => auth.authenticate("Basic x"))).toContain("Bearer");
+    unauthenticatedMessage(() => auth.authenticate(token));
+    unauthenticatedMessage(() => auth.authenticate(`Bearer ${token} extra`));
+  });
+
+  test("unknown, malformed, revoked and expired tokens fail with the same message", () => {
+    const token = bootstrapToken();
+    const auth = authServiceFactory({ db });
+    const messages = new Set<string>();
+    messages.add(unauthenticatedMessage(() => auth.authenticate(`Bearer ${generateToken("user")}`)));
+    messages.add(unauthenticatedMessage(() => auth.authenticate("Bearer not-a-slipway-token")));
+
+    db.query("UPDATE api_tokens SET expires_at = ?").run(new Date(Date.now() - 1000).toISOString());
+    messages.add(unauthenticatedMessage(() => auth.authenticate(`Bearer ${token}`)));
+
+    db.query("UPDATE api_tokens SET expires_at = ?").run(new Date(Date.now() + 3_600_000).toISOString());
+    expect(auth.authenticate(`Bearer ${token}`).kind).toBe("user"); // not yet expired: fine
+
+    db.query("UPDATE api_tokens SET revoked_at = ?").run(new Date().toISOString());
+    messages.add(unauthenticatedMessage(() => auth.authenticate(`Bearer ${token}`)));
+
+    expect([...messages]).toEqual(["invalid or expired credentials"]);
+  });
+
+  test("a token expires exactly at expires_at, by the injected clock", () => {
+    const token = bootstrapToken();
+    const expiry = new Date("2031-01-01T00:00:00.000Z");
+    db.query("UPDATE api_tokens SET expires_at = ?").run(expiry.toISOString());
+    expect(authServiceFactory({ db, now: () => new Date(expiry.getTime() - 1) }).authenticate(`Bearer ${token}`).kind).toBe("user");
+    unauthenticatedMessage(() => authServiceFactory({ db, now: () => expiry }).authenticate(`Bearer ${token}`));
+  });
+
+  test("last_used_at is set on use, and refreshed at most once a minute", () => {
+    const token = bootstrapToken();
+    const lastUsed = () => (db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at;
+    expect(lastUsed()).toBeNull();
+    let t = new Date("2030-05-05T10:00:00.000Z");
+    const auth = authServiceFactory({ db, now: () => t });
+    auth.authenticate(`Bearer ${token}`);
+    expect(lastUsed()).toBe("2030-05-05T10:00:00.000Z");
+    t = new Date("2030-05-05T10:00:30.000Z");
+    auth.authenticate(`Bearer ${token}`);
+    expect(lastUsed()).toBe("2030-05-05T10:00:00.000Z");
+    t = new Date("2030-05-05T10:01:01.000Z");
+    auth.authenticate(`Bearer ${token}`);
+    expect(lastUsed()).toBe("2030-05-05T10:01:01.000Z");
+  });
+
+  test("a failed authentication does not touch last_used_at", () => {
+    const token = bootstrapToken();
+    db.query("UPDATE api_tokens SET revoked_at = ?").run(new Date().toISOString());
+    unauthenticatedMessage(() => authServiceFactory({ db }).authenticate(`Bearer ${token}`));
+    expect((db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at).toBeNull();
+  });
+});
