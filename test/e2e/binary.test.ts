@@ -195,3 +195,53 @@ describe("compiled binary", () => {
     }
   });
 });
+
+describe("serving modes", () => {
+  test("an operator-provided certificate is served instead of the appliance's own", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "slipway-optls-"));
+    try {
+      const [cert, key] = [join(dir, "cert.pem"), join(dir, "key.pem")];
+      const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "1", "-keyout", key, "-out", cert], { stderr: "pipe" });
+      expect(r.exitCode).toBe(0);
+      const pem = readFileSync(cert, "utf8");
+      const s = await serve(bin, join(dir, "data"), ["--set", `server.tls_cert_file=${cert}`, "--set", `server.tls_key_file=${key}`], {}, { trust: pem });
+      try {
+        expect((await s.get("/livez")).status).toBe(200);
+        const applianceCa = readFileSync(join(s.dataDir, "ca.pem"), "utf8");
+        await expect(fetch(`${s.url}/livez`, { tls: { ca: applianceCa } })).rejects.toThrow();
+        const db = new Database(join(s.dataDir, "slipway.db"), { readonly: true });
+        expect(db.query("SELECT count(*) AS n FROM certificate_issuances").get()).toEqual({ n: 0 });
+        db.close();
+      } finally {
+        expect(await s.stop()).toBe(0);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("--insecure-http serves plain HTTP without HSTS, and says so in the log", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "slipway-http-"));
+    try {
+      const s = await serve(bin, join(dir, "data"), ["--insecure-http"], {}, { http: true });
+      try {
+        const r = await fetch(`${s.url}/livez`);
+        expect(r.status).toBe(200);
+        expect(r.headers.get("strict-transport-security")).toBeNull();
+        expect(s.logs()).toContain("serving plain HTTP (--insecure-http)");
+      } finally {
+        expect(await s.stop()).toBe(0);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("doctor --json reports every check with a status", async () => {
+    const r = await runSlipway(bin, ["doctor", "--json", "--data-dir", join(work, "doctor-data"), "--set", "server.listen=127.0.0.1:1", "--set", "server.build_listen=127.0.0.1:2"]);
+    const { findings } = JSON.parse(r.stdout) as { findings: { check: string; status: string; message: string }[] };
+    expect(findings.map((f) => f.check)).toEqual(["docker", "cryptsetup", "dm-crypt", "iptables", "ipset", "port:server.listen", "port:server.build_listen", "data-dir", "master-key"]);
+    for (const f of findings) expect(["ok", "warn", "fail"]).toContain(f.status);
+    expect(r.code).toBe(findings.some((f) => f.status === "fail") ? 1 : 0);
+  });
+});

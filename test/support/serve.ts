@@ -44,7 +44,14 @@ export interface Served {
   stop(): Promise<number>;
 }
 
-export async function serve(bin: string, dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Served> {
+export interface ServeOptions {
+  /** PEM to trust instead of <dataDir>/ca.pem (an operator certificate). */
+  trust?: string;
+  /** Plain HTTP (--insecure-http). */
+  http?: boolean;
+}
+
+export async function serve(bin: string, dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}, opts: ServeOptions = {}): Promise<Served> {
   const [port, buildPort] = [await freePort(), await freePort()];
   const proc = Bun.spawn([bin, "serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${port}`, "--build-listen", `127.0.0.1:${buildPort}`, ...extraArgs], {
     stdout: "pipe",
@@ -56,14 +63,14 @@ export async function serve(bin: string, dataDir: string, extraArgs: string[] = 
   void (async () => {
     for await (const chunk of proc.stderr) logs += decoder.decode(chunk);
   })();
-  const url = `https://localhost:${port}`;
+  const url = `${opts.http ? "http" : "https"}://localhost:${port}`;
   const deadline = Date.now() + 15_000;
-  let ca = "";
+  let ca = opts.trust ?? "";
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`serve exited with ${proc.exitCode}:\n${logs}`);
     try {
-      ca ||= readFileSync(join(dataDir, "ca.pem"), "utf8");
-      const r = await fetch(`${url}/readyz`, { tls: { ca } });
+      if (!opts.http) ca ||= readFileSync(join(dataDir, "ca.pem"), "utf8");
+      const r = await fetch(`${url}/readyz`, opts.http ? {} : { tls: { ca } });
       if (r.status === 200) break;
     } catch {}
     if (Date.now() > deadline) {
