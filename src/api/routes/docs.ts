@@ -10,20 +10,37 @@ import { docsAssets } from "../../web/assets.ts";
 import type { AppDeps } from "../app.ts";
 
 const ASSETS = "/api/v1/docs/assets";
+const SPEC = "/api/v1/openapi.json";
+
+/** Swagger UI from the binary's own assets; validatorUrl null keeps it from calling out. */
+const DOCS_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Slipway API</title>
+  <link rel="stylesheet" href="${ASSETS}/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="${ASSETS}/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({ url: "${SPEC}", dom_id: "#swagger-ui", validatorUrl: null, deepLinking: true });
+  </script>
+</body>
+</html>
+`;
 
 export function docsRoutes({ version }: Pick<AppDeps, "version">) {
   return new Elysia({ name: "routes/docs" })
     .use(
       openapi({
         path: "/api/v1/docs",
-        specPath: "/api/v1/openapi.json",
-        provider: "swagger-ui",
+        specPath: SPEC,
+        // The plugin's own page points at the spec by a relative URL that breaks below /api/v1;
+        // the page is ours (DOCS_PAGE), the plugin only builds the document.
+        provider: null,
         exclude: { staticFile: true, paths: [/^\/api\/v1\/docs/, "/", /^\/ui\//] },
-        swagger: {
-          cdn: `${ASSETS}/swagger-ui-bundle.js`,
-          theme: `${ASSETS}/swagger-ui.css`,
-          validatorUrl: "none",
-        },
         documentation: {
           info: {
             title: "Slipway API",
@@ -34,6 +51,7 @@ export function docsRoutes({ version }: Pick<AppDeps, "version">) {
         },
       }),
     )
+    .get("/api/v1/docs", () => new Response(DOCS_PAGE, { headers: { "content-type": "text/html; charset=utf-8" } }), { detail: { hide: true } })
     .get(
       `${ASSETS}/:name`,
       ({ params }) => {
