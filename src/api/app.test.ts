@@ -23,7 +23,7 @@ function makeApp(over: Partial<AppOptions> = {}, peer = "127.0.0.1") {
     log: createLogger({ level: "debug", write: (l) => lines.push(l) }),
     health,
     metrics: new MetricsRegistry(),
-    auth: { authenticate: () => ({ kind: "anonymous" }) },
+    auth: { authenticate: async () => ({ kind: "anonymous" }) },
     version: "9.9.9",
     options: { maxBodyBytes: 1024, hstsMaxAgeSeconds: 600, metricsBearerToken: null, ...over },
     clientAddress: () => peer,

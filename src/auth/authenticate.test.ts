@@ -36,9 +36,9 @@ function bootstrapToken(): string {
   return readFileSync(r.tokenFile, "utf8").trim();
 }
 
-function unauthenticatedMessage(fn: () => unknown): string {
+async function unauthenticatedMessage(fn: () => unknown): Promise<string> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     expect(e).toBeInstanceOf(UnauthenticatedError);
     return (e as Error).message;
@@ -86,88 +86,88 @@ describe("bootstrapAdministrator", () => {
 });
 
 describe("authenticate", () => {
-  test("the initial admin token authenticates as the admin", () => {
+  test("the initial admin token authenticates as the admin", async () => {
     const token = bootstrapToken();
     const auth = authServiceFactory({ db });
-    const actor = auth.authenticate(`Bearer ${token}`);
+    const actor = (await auth.authenticate(`Bearer ${token}`));
     expect(actor).toMatchObject({ kind: "user", username: "admin", isAdmin: true });
     if (actor.kind !== "user") throw new Error("unreachable");
     expect(actor.userId).toBe((db.query("SELECT id FROM users").get() as { id: string }).id);
     expect(actor.tokenId).toBe((db.query("SELECT id FROM api_tokens").get() as { id: string }).id);
     // The scheme is case-insensitive.
-    expect(auth.authenticate(`bearer ${token}`).kind).toBe("user");
+    expect((await auth.authenticate(`bearer ${token}`)).kind).toBe("user");
   });
 
-  test("a non-admin user authenticates with isAdmin false", () => {
+  test("a non-admin user authenticates with isAdmin false", async () => {
     const userId = newId("usr");
     const token = generateToken("user");
     const at = new Date().toISOString();
     db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, 'bob', 0, ?)").run(userId, at);
     db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 't', ?, ?)").run(newId("tok"), hashToken(token), userId, at);
-    expect(authServiceFactory({ db }).authenticate(`Bearer ${token}`)).toMatchObject({ kind: "user", username: "bob", isAdmin: false, userId });
+    expect((await authServiceFactory({ db }).authenticate(`Bearer ${token}`))).toMatchObject({ kind: "user", username: "bob", isAdmin: false, userId });
   });
 
-  test("no header is anonymous", () => {
+  test("no header is anonymous", async () => {
     const auth = authServiceFactory({ db });
-    expect(auth.authenticate(null)).toEqual({ kind: "anonymous" });
-    expect(auth.authenticate("")).toEqual({ kind: "anonymous" });
+    expect((await auth.authenticate(null))).toEqual({ kind: "anonymous" });
+    expect((await auth.authenticate(""))).toEqual({ kind: "anonymous" });
   });
 
-  test("a header that is not Bearer is rejected", () => {
+  test("a header that is not Bearer is rejected", async () => {
     const token = bootstrapToken();
     const auth = authServiceFactory({ db });
-    expect(unauthenticatedMessage(() => auth.authenticate("Basic x"))).toContain("Bearer");
-    unauthenticatedMessage(() => auth.authenticate(token));
-    unauthenticatedMessage(() => auth.authenticate(`Bearer ${token} extra`));
+    expect(await unauthenticatedMessage(() => auth.authenticate("Basic x"))).toContain("Bearer");
+    await unauthenticatedMessage(() => auth.authenticate(token));
+    await unauthenticatedMessage(() => auth.authenticate(`Bearer ${token} extra`));
   });
 
-  test("unknown, malformed, revoked and expired tokens fail with the same message", () => {
+  test("unknown, malformed, revoked and expired tokens fail with the same message", async () => {
     const token = bootstrapToken();
     const auth = authServiceFactory({ db });
     const messages = new Set<string>();
-    messages.add(unauthenticatedMessage(() => auth.authenticate(`Bearer ${generateToken("user")}`)));
-    messages.add(unauthenticatedMessage(() => auth.authenticate("Bearer not-a-slipway-token")));
+    messages.add(await unauthenticatedMessage(() => auth.authenticate(`Bearer ${generateToken("user")}`)));
+    messages.add(await unauthenticatedMessage(() => auth.authenticate("Bearer not-a-slipway-token")));
 
     db.query("UPDATE api_tokens SET expires_at = ?").run(new Date(Date.now() - 1000).toISOString());
-    messages.add(unauthenticatedMessage(() => auth.authenticate(`Bearer ${token}`)));
+    messages.add(await unauthenticatedMessage(() => auth.authenticate(`Bearer ${token}`)));
 
     db.query("UPDATE api_tokens SET expires_at = ?").run(new Date(Date.now() + 3_600_000).toISOString());
-    expect(auth.authenticate(`Bearer ${token}`).kind).toBe("user"); // not yet expired: fine
+    expect((await auth.authenticate(`Bearer ${token}`)).kind).toBe("user"); // not yet expired: fine
 
     db.query("UPDATE api_tokens SET revoked_at = ?").run(new Date().toISOString());
-    messages.add(unauthenticatedMessage(() => auth.authenticate(`Bearer ${token}`)));
+    messages.add(await unauthenticatedMessage(() => auth.authenticate(`Bearer ${token}`)));
 
     expect([...messages]).toEqual(["invalid or expired credentials"]);
   });
 
-  test("a token expires exactly at expires_at, by the injected clock", () => {
+  test("a token expires exactly at expires_at, by the injected clock", async () => {
     const token = bootstrapToken();
     const expiry = new Date("2031-01-01T00:00:00.000Z");
     db.query("UPDATE api_tokens SET expires_at = ?").run(expiry.toISOString());
-    expect(authServiceFactory({ db, now: () => new Date(expiry.getTime() - 1) }).authenticate(`Bearer ${token}`).kind).toBe("user");
-    unauthenticatedMessage(() => authServiceFactory({ db, now: () => expiry }).authenticate(`Bearer ${token}`));
+    expect((await authServiceFactory({ db, now: () => new Date(expiry.getTime() - 1) }).authenticate(`Bearer ${token}`)).kind).toBe("user");
+    await unauthenticatedMessage(() => authServiceFactory({ db, now: () => expiry }).authenticate(`Bearer ${token}`));
   });
 
-  test("last_used_at is set on use, and refreshed at most once a minute", () => {
+  test("last_used_at is set on use, and refreshed at most once a minute", async () => {
     const token = bootstrapToken();
     const lastUsed = () => (db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at;
     expect(lastUsed()).toBeNull();
     let t = new Date("2030-05-05T10:00:00.000Z");
     const auth = authServiceFactory({ db, now: () => t });
-    auth.authenticate(`Bearer ${token}`);
+    (await auth.authenticate(`Bearer ${token}`));
     expect(lastUsed()).toBe("2030-05-05T10:00:00.000Z");
     t = new Date("2030-05-05T10:00:30.000Z");
-    auth.authenticate(`Bearer ${token}`);
+    (await auth.authenticate(`Bearer ${token}`));
     expect(lastUsed()).toBe("2030-05-05T10:00:00.000Z");
     t = new Date("2030-05-05T10:01:01.000Z");
-    auth.authenticate(`Bearer ${token}`);
+    (await auth.authenticate(`Bearer ${token}`));
     expect(lastUsed()).toBe("2030-05-05T10:01:01.000Z");
   });
 
-  test("a failed authentication does not touch last_used_at", () => {
+  test("a failed authentication does not touch last_used_at", async () => {
     const token = bootstrapToken();
     db.query("UPDATE api_tokens SET revoked_at = ?").run(new Date().toISOString());
-    unauthenticatedMessage(() => authServiceFactory({ db }).authenticate(`Bearer ${token}`));
+    await unauthenticatedMessage(() => authServiceFactory({ db }).authenticate(`Bearer ${token}`));
     expect((db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at).toBeNull();
   });
 });

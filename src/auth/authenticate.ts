@@ -1,64 +1,99 @@
 /**
  * @module auth/authenticate
  * Turns a presented credential into an actor. Unknown, expired and revoked tokens all become
- * the same UnauthenticatedError, so a caller learns nothing about which it was.
+ * the same UnauthenticatedError, so a caller learns nothing about which it was. Slipway tokens
+ * are found by the SHA-256 of the whole string (an index lookup, no secret comparison in JS);
+ * a raw CI OIDC JWT goes to the injected verifier, if any.
  */
 import type { Database } from "bun:sqlite";
 import { UnauthenticatedError } from "../errors.ts";
+import type { Actor, Role } from "./actor.ts";
 import { hashToken, tokenKind } from "./tokens.ts";
 
-export type Actor =
-  | { kind: "anonymous" }
-  | { kind: "user"; userId: string; username: string; isAdmin: boolean; tokenId: string };
+export type { Actor } from "./actor.ts";
 
 /** last_used_at is advisory: write it at most this often per token to keep reads read-only. */
 const LAST_USED_RESOLUTION_MS = 60_000;
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 export interface AuthDeps {
   db: Database;
   now?: () => Date;
+  /** Verifies a raw CI OIDC JWT against the trust relationships (see auth/oidc). */
+  verifyOidc?: (jwt: string) => Promise<Actor>;
+}
+
+interface TokenRow {
+  id: string;
+  kind: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+  user_id: string | null;
+  org_id: string | null;
+  project_id: string | null;
+  project_org_id: string | null;
 }
 
 export type AuthService = ReturnType<typeof authServiceFactory>;
 
-export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
+export function authServiceFactory({ db, now = () => new Date(), verifyOidc }: AuthDeps) {
   const byHash = db.query(
-    `SELECT t.id, t.kind, t.expires_at, t.revoked_at, t.last_used_at, u.id AS user_id, u.username, u.is_admin
-       FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id
+    `SELECT t.id, t.kind, t.expires_at, t.revoked_at, t.last_used_at, t.user_id, t.org_id, t.project_id, p.org_id AS project_org_id
+       FROM api_tokens t LEFT JOIN projects p ON p.id = t.project_id
       WHERE t.secret_sha256 = ?`,
   );
+  const userById = db.query("SELECT id, username, is_admin FROM users WHERE id = ?");
+  const membershipsOf = db.query("SELECT org_id, role FROM memberships WHERE user_id = ?");
+  const tokenProjects = db.query("SELECT tp.project_id, p.org_id FROM api_token_projects tp JOIN projects p ON p.id = tp.project_id WHERE tp.token_id = ?");
   const touch = db.query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?");
+  const invalid = () => new UnauthenticatedError("invalid or expired credentials");
+
+  /** The user with their roles; used for user tokens and (later) sessions. */
+  function userActor(userId: string, tokenId: string | null): Actor {
+    const u = userById.get(userId) as { id: string; username: string; is_admin: number } | null;
+    if (!u) throw invalid();
+    const memberships: Record<string, Role> = {};
+    for (const m of membershipsOf.all(userId) as { org_id: string; role: Role }[]) memberships[m.org_id] = m.role;
+    return { kind: "user", userId: u.id, username: u.username, isAdmin: u.is_admin === 1, tokenId, memberships };
+  }
+
+  function tokenActor(token: string): Actor {
+    if (!tokenKind(token)) throw invalid();
+    const row = byHash.get(hashToken(token)) as TokenRow | null;
+    const t = now();
+    if (!row || row.revoked_at || (row.expires_at && Date.parse(row.expires_at) <= t.getTime())) throw invalid();
+    if (!row.last_used_at || t.getTime() - Date.parse(row.last_used_at) > LAST_USED_RESOLUTION_MS) touch.run(t.toISOString(), row.id);
+    switch (row.kind) {
+      case "user":
+        return userActor(row.user_id!, row.id);
+      case "org":
+        return { kind: "org-token", tokenId: row.id, orgId: row.org_id! };
+      case "project":
+        if (!row.project_id || !row.project_org_id) throw invalid();
+        return { kind: "project-token", tokenId: row.id, orgId: row.project_org_id, projectId: row.project_id };
+      case "oidc": {
+        const projects = (tokenProjects.all(row.id) as { project_id: string; org_id: string }[]).map((p) => ({ projectId: p.project_id, orgId: p.org_id }));
+        if (projects.length === 0) throw invalid();
+        return { kind: "oidc", tokenId: row.id, subject: row.id, projects };
+      }
+      default:
+        // Build tokens authenticate only on the build API (the build issue).
+        throw invalid();
+    }
+  }
 
   return {
     /** `authorization` is the raw header value (or null). */
-    authenticate(authorization: string | null): Actor {
+    async authenticate(authorization: string | null): Promise<Actor> {
       if (!authorization) return { kind: "anonymous" };
       const m = /^Bearer\s+(\S+)$/i.exec(authorization);
       if (!m) throw new UnauthenticatedError("the Authorization header must be 'Bearer <token>'");
-      const token = m[1]!;
-      if (!tokenKind(token)) throw new UnauthenticatedError("invalid or expired credentials");
-      const row = byHash.get(hashToken(token)) as {
-        id: string;
-        kind: string;
-        expires_at: string | null;
-        revoked_at: string | null;
-        last_used_at: string | null;
-        user_id: string | null;
-        username: string | null;
-        is_admin: number | null;
-      } | null;
-      const t = now();
-      if (!row || row.revoked_at || (row.expires_at && Date.parse(row.expires_at) <= t.getTime())) {
-        throw new UnauthenticatedError("invalid or expired credentials");
-      }
-      if (!row.last_used_at || t.getTime() - Date.parse(row.last_used_at) > LAST_USED_RESOLUTION_MS) {
-        touch.run(t.toISOString(), row.id);
-      }
-      if (row.kind === "user" && row.user_id) {
-        return { kind: "user", userId: row.user_id, username: row.username!, isAdmin: row.is_admin === 1, tokenId: row.id };
-      }
-      // Other kinds arrive with the identity issue; until then they authenticate as nothing.
-      throw new UnauthenticatedError("invalid or expired credentials");
+      const credential = m[1]!;
+      if (credential.startsWith("slw_")) return tokenActor(credential);
+      if (verifyOidc && JWT_SHAPE.test(credential)) return verifyOidc(credential);
+      throw invalid();
     },
+    userActor,
   };
 }

@@ -1,58 +1,103 @@
 /**
  * @module auth/policy.test
- * Pins every decision of the authorization policy: a table of actors × actions → can(), and the
- * errors authorize() throws (401-style for anonymous, 403-style for a user lacking the right).
+ * Every decision of the policy, from one table: each row is an action on a resource, each
+ * column an actor, each cell the outcome — ok, 401 (no credentials), 404 (cannot see that
+ * tenant's resource), 403 (can see it, may not do it). Any cell that differs fails.
  */
 import { describe, expect, test } from "bun:test";
-import { ForbiddenError, UnauthenticatedError } from "../errors.ts";
-import type { Actor } from "./authenticate.ts";
-import { authorize, can, type Action } from "./policy.ts";
+import { ForbiddenError, NotFoundError, UnauthenticatedError } from "../errors.ts";
+import type { Actor } from "./actor.ts";
+import { authorize, can, type Action, type Resource } from "./policy.ts";
 
-const anonymous: Actor = { kind: "anonymous" };
-const user: Actor = { kind: "user", userId: "usr_1", username: "bob", isAdmin: false, tokenId: "tok_1" };
-const admin: Actor = { kind: "user", userId: "usr_2", username: "admin", isAdmin: true, tokenId: "tok_2" };
-
-const table: [string, Actor, Action, boolean][] = [
-  ["anonymous", anonymous, "self:read", false],
-  ["anonymous", anonymous, "appliance:read", false],
-  ["user", user, "self:read", true],
-  ["user", user, "appliance:read", false],
-  ["admin", admin, "self:read", true],
-  ["admin", admin, "appliance:read", true],
-];
-
-describe("can", () => {
-  for (const [name, actor, action, expected] of table) {
-    test(`${name} ${expected ? "may" : "may not"} ${action}`, () => {
-      expect(can(actor, action)).toBe(expected);
-    });
-  }
+const A = "org_a";
+const B = "org_b";
+const user = (id: string, isAdmin: boolean, memberships: Record<string, "owner" | "user">): Actor => ({
+  kind: "user",
+  userId: id,
+  username: id,
+  isAdmin,
+  tokenId: null,
+  memberships,
 });
 
-describe("authorize", () => {
-  test("passes silently exactly where can() is true", () => {
-    for (const [, actor, action, expected] of table) {
-      if (expected) expect(() => authorize(actor, action)).not.toThrow();
-      else expect(() => authorize(actor, action)).toThrow();
-    }
-  });
+const ACTORS: Record<string, Actor> = {
+  anon: { kind: "anonymous" },
+  admin: user("admin", true, {}),
+  ownerA: user("ownerA", false, { [A]: "owner" }),
+  userA: user("userA", false, { [A]: "user" }),
+  ownerB: user("ownerB", false, { [B]: "owner" }),
+  userB: user("userB", false, { [B]: "user" }),
+  tokA1: { kind: "project-token", tokenId: "t1", orgId: A, projectId: "p1" },
+  tokA2: { kind: "project-token", tokenId: "t2", orgId: A, projectId: "p2" },
+  orgTokB: { kind: "org-token", tokenId: "t3", orgId: B },
+  oidcA1: { kind: "oidc", tokenId: null, subject: "repo:acme/app", projects: [{ projectId: "p1", orgId: A }] },
+};
+const COLUMNS = Object.keys(ACTORS);
 
-  test("anonymous gets UnauthenticatedError, for every action", () => {
-    for (const action of ["self:read", "appliance:read"] as const) {
-      expect(() => authorize(anonymous, action)).toThrow(UnauthenticatedError);
-      expect(() => authorize(anonymous, action)).not.toThrow(ForbiddenError);
-    }
-  });
+const RES: Record<string, Resource | undefined> = {
+  "-": undefined,
+  A: { orgId: A },
+  "A/p1": { orgId: A, projectId: "p1" },
+  B: { orgId: B },
+  "B/q1": { orgId: B, projectId: "q1" },
+};
 
-  test("a user lacking the right gets ForbiddenError naming the action", () => {
-    let err: unknown;
-    try {
-      authorize(user, "appliance:read");
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(ForbiddenError);
-    expect(err).not.toBeInstanceOf(UnauthenticatedError);
-    expect((err as Error).message).toContain("appliance:read");
+type Cell = "ok" | 401 | 403 | 404;
+// prettier-ignore
+const TABLE: [Action, keyof typeof RES, Cell[]][] = [
+  //                                  anon admin ownerA userA ownerB userB tokA1 tokA2 orgTokB oidcA1
+  ["appliance:admin",      "-",    [401, "ok", 403,  403,  403,  403,  403,  403,  403,  403]],
+  ["self:read",            "-",    [401, "ok", "ok", "ok", "ok", "ok", 403,  403,  403,  403]],
+  ["self:tokens",          "-",    [401, "ok", "ok", "ok", "ok", "ok", 403,  403,  403,  403]],
+  ["org:read",             "A",    [401, "ok", "ok", "ok", 404,  404,  404,  404,  404,  404]],
+  ["org:update",           "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
+  ["member:read",          "A",    [401, "ok", "ok", "ok", 404,  404,  404,  404,  404,  404]],
+  ["member:manage",        "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
+  ["project:create",       "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
+  ["token:manage-org",     "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
+  ["audit:read",           "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
+  ["project:read",         "A/p1", [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok"]],
+  ["build:run",            "A/p1", [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok"]],
+  ["project:update",       "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
+  ["project:delete",       "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
+  ["cache:reset",          "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
+  ["token:manage-project", "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
+  ["trust:read",           "A/p1", [401, "ok", "ok", "ok", 404,  404,  403,  404,  404,  403]],
+  ["trust:manage",         "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
+  ["org:read",             "B",    [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404]],
+  ["member:manage",        "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404]],
+  ["token:manage-org",     "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404]],
+  ["project:create",       "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  "ok", 404]],
+  ["build:run",            "B/q1", [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404]],
+  ["trust:manage",         "B/q1", [401, "ok", 404,  404,  "ok", 403,  404,  404,  "ok", 404]],
+  ["audit:read",           "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404]],
+];
+
+function outcome(actor: Actor, action: Action, resource: Resource | undefined): Cell {
+  try {
+    authorize(actor, action, resource);
+    return "ok";
+  } catch (e) {
+    if (e instanceof UnauthenticatedError) return 401;
+    if (e instanceof NotFoundError) return 404;
+    if (e instanceof ForbiddenError) return 403;
+    throw e;
+  }
+}
+
+describe("authorization policy matrix", () => {
+  for (const [action, res, cells] of TABLE) {
+    test(`${action} on ${res}`, () => {
+      expect(cells).toHaveLength(COLUMNS.length);
+      const got: Record<string, Cell | undefined> = Object.fromEntries(COLUMNS.map((c) => [c, outcome(ACTORS[c]!, action, RES[res])]));
+      const want = Object.fromEntries(COLUMNS.map((c, i) => [c, cells[i]]));
+      expect(got).toEqual(want);
+      // can() agrees with authorize() everywhere.
+      for (const c of COLUMNS) expect(can(ACTORS[c]!, action, RES[res])).toBe(want[c] === "ok");
+    });
+  }
+
+  test("an organization-scoped action without a resource is never allowed (except for the administrator)", () => {
+    for (const c of COLUMNS.filter((c) => c !== "admin" && c !== "anon")) expect(can(ACTORS[c]!, "org:read")).toBe(false);
   });
 });

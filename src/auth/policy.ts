@@ -1,25 +1,115 @@
 /**
  * @module auth/policy
- * The one place that decides who may do what. Routes ask `can(actor, action)` and never look
- * at roles themselves; the table in policy.test.ts pins every decision.
+ * The one place that decides who may do what. Routes call `authorize(actor, action, resource)`
+ * and never look at roles themselves; `policy.test.ts` and the route matrix in
+ * test/e2e/authz-matrix.test.ts pin every decision.
+ *
+ * Visibility comes first: an actor that cannot see a resource's organization (or project) gets
+ * NotFound — exactly what a nonexistent id gets — so ids of other tenants cannot be probed.
+ * Only an actor that can see the resource but lacks the right gets Forbidden.
  */
-import { ForbiddenError, UnauthenticatedError } from "../errors.ts";
-import type { Actor } from "./authenticate.ts";
+import { ForbiddenError, NotFoundError, UnauthenticatedError } from "../errors.ts";
+import type { Actor, Role } from "./actor.ts";
 
-export type Action = "self:read" | "appliance:read";
+export type Action =
+  | "appliance:admin" // create organizations and users, read the appliance-wide audit log
+  | "self:read"
+  | "self:tokens" // create, list and revoke one's own user tokens
+  | "org:read"
+  | "org:update"
+  | "member:read"
+  | "member:manage"
+  | "project:create"
+  | "project:read"
+  | "project:update"
+  | "project:delete"
+  | "build:run"
+  | "cache:reset"
+  | "token:manage-org"
+  | "token:manage-project"
+  | "trust:read"
+  | "trust:manage"
+  | "audit:read";
 
-export function can(actor: Actor, action: Action): boolean {
-  switch (action) {
-    case "self:read":
-      return actor.kind === "user";
-    case "appliance:read":
-      return actor.kind === "user" && actor.isAdmin;
+/** What an action is about: an organization, or a project within one. */
+export interface Resource {
+  orgId: string;
+  projectId?: string;
+}
+
+const ANY_ROLE: ReadonlySet<Action> = new Set(["org:read", "member:read", "project:read", "build:run", "trust:read"]);
+const OWNER: ReadonlySet<Action> = new Set([
+  ...ANY_ROLE,
+  "org:update",
+  "member:manage",
+  "project:create",
+  "project:update",
+  "project:delete",
+  "cache:reset",
+  "token:manage-org",
+  "token:manage-project",
+  "trust:manage",
+  "audit:read",
+]);
+/** Organization tokens automate projects, but cannot change who is in the organization or mint
+ * further organization tokens (no escalation from a leaked automation credential). */
+const ORG_TOKEN: ReadonlySet<Action> = new Set([
+  "org:read",
+  "project:create",
+  "project:read",
+  "project:update",
+  "project:delete",
+  "build:run",
+  "cache:reset",
+  "token:manage-project",
+  "trust:read",
+  "trust:manage",
+]);
+/** Project-scoped credentials (project tokens, CI OIDC) read their project and build on it. */
+const PROJECT_SCOPED: ReadonlySet<Action> = new Set(["project:read", "build:run"]);
+
+const roleActions = (role: Role) => (role === "owner" ? OWNER : ANY_ROLE);
+
+function projectScope(actor: Actor): string[] {
+  if (actor.kind === "project-token") return [actor.projectId];
+  if (actor.kind === "oidc") return actor.projects.map((p) => p.projectId);
+  return [];
+}
+
+/** May `actor` know that `resource` exists? */
+export function canSee(actor: Actor, resource: Resource): boolean {
+  switch (actor.kind) {
+    case "anonymous":
+      return false;
+    case "user":
+      return actor.isAdmin || actor.memberships[resource.orgId] !== undefined;
+    case "org-token":
+      return actor.orgId === resource.orgId;
+    default:
+      return resource.projectId !== undefined && projectScope(actor).includes(resource.projectId);
   }
 }
 
-/** Throws the error the API maps to 401 (no credentials) or 403 (not allowed). */
-export function authorize(actor: Actor, action: Action): void {
-  if (can(actor, action)) return;
+export function can(actor: Actor, action: Action, resource?: Resource): boolean {
+  if (actor.kind === "anonymous") return false;
+  if (action === "self:read" || action === "self:tokens") return actor.kind === "user";
+  if (action === "appliance:admin") return actor.kind === "user" && actor.isAdmin;
+  if (!resource || !canSee(actor, resource)) return false;
+  switch (actor.kind) {
+    case "user":
+      if (actor.isAdmin) return true;
+      return roleActions(actor.memberships[resource.orgId]!).has(action);
+    case "org-token":
+      return ORG_TOKEN.has(action);
+    default:
+      return PROJECT_SCOPED.has(action);
+  }
+}
+
+/** Throws 401 for no credentials, 404 when the resource is not visible, 403 otherwise. */
+export function authorize(actor: Actor, action: Action, resource?: Resource): void {
+  if (can(actor, action, resource)) return;
   if (actor.kind === "anonymous") throw new UnauthenticatedError("this endpoint needs credentials: Authorization: Bearer <token>");
+  if (resource && !canSee(actor, resource)) throw new NotFoundError(resource.projectId ? "no such project" : "no such organization");
   throw new ForbiddenError(`not allowed: ${action}`);
 }

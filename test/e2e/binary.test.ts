@@ -11,6 +11,7 @@ import { connect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
+import { embeddedMigrations } from "../../src/db/index.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 
 let bin: string;
@@ -160,7 +161,7 @@ describe("compiled binary", () => {
     const out = join(work, "copy.db");
     const r = await runSlipway(bin, ["backup", "--data-dir", server.dataDir, "--out", out, "--json"]);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ file: out, schema_version: 2 });
+    expect(JSON.parse(r.stdout)).toMatchObject({ file: out, schema_version: embeddedMigrations.length });
     const db = new Database(out, { readonly: true });
     expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
     expect((db.query("SELECT username FROM users").all() as { username: string }[]).map((u) => u.username)).toEqual(["admin"]);

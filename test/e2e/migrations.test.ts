@@ -11,6 +11,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
 import { freePort, runSlipway, serve } from "../support/serve.ts";
+import { embeddedMigrations } from "../../src/db/index.ts";
+
+const HEAD = embeddedMigrations.length;
+const AFTER_V1 = embeddedMigrations.slice(1).map((m) => ({ version: m.version, name: m.name }));
 
 const FIXTURE = join(import.meta.dir, "..", "fixtures", "v1");
 let bin: string;
@@ -47,7 +51,7 @@ describe("upgrading a version-1 database", () => {
     const before = sha(join(dir, "slipway.db"));
     const r = await runSlipway(bin, ["migrate", "--dry-run", "--json", "--data-dir", dir]);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ current: 1, head: 2, pending: [{ version: 2, name: "certificate_issuances" }], applied: [] });
+    expect(JSON.parse(r.stdout)).toEqual({ current: 1, head: HEAD, pending: AFTER_V1, applied: [] });
     expect(sha(join(dir, "slipway.db"))).toBe(before);
     expect(readdirSync(dir).filter((f) => f.endsWith(".bak"))).toEqual([]);
   });
@@ -58,11 +62,11 @@ describe("upgrading a version-1 database", () => {
     const r = await runSlipway(bin, ["migrate", "--json", "--data-dir", dir]);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out.current).toBe(2);
-    expect(out.applied).toEqual([{ version: 2, name: "certificate_issuances" }]);
+    expect(out.current).toBe(HEAD);
+    expect(out.applied).toEqual(AFTER_V1);
     expect(out.backup).toMatch(/slipway\.db\.v1-\d{8}T\d{6}Z\.bak$/);
     expect(version(out.backup)).toBe(1);
-    expect(version(join(dir, "slipway.db"))).toBe(2);
+    expect(version(join(dir, "slipway.db"))).toBe(HEAD);
     // The backup holds the same rows as the original.
     const b = new Database(out.backup, { readonly: true });
     expect((b.query("SELECT count(*) AS n FROM certificate_authorities").get() as { n: number }).n).toBe(2);
@@ -84,7 +88,7 @@ describe("upgrading a version-1 database", () => {
       const me = await s.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
       expect(me.status).toBe(200);
       const ready = (await (await s.get("/readyz")).json() as any);
-      expect(ready.checks["database:migrations"][0]).toMatchObject({ status: "pass", observedValue: 2 });
+      expect(ready.checks["database:migrations"][0]).toMatchObject({ status: "pass", observedValue: HEAD });
     } finally {
       expect(await s.stop()).toBe(0);
     }
@@ -105,7 +109,7 @@ describe("a database newer than the binary", () => {
     const s = await runSlipway(bin, ["serve", "--data-dir", dir, "--listen", `127.0.0.1:${await freePort()}`, "--build-listen", `127.0.0.1:${await freePort()}`]);
     expect(s.code).toBe(1);
     expect(s.stderr.trim().split("\n")).toHaveLength(1);
-    expect(s.stderr).toContain("the database is at schema version 99, newer than this slipway knows (2)");
+    expect(s.stderr).toContain(`the database is at schema version 99, newer than this slipway knows (${HEAD})`);
     const m = await runSlipway(bin, ["migrate", "--data-dir", dir]);
     expect(m.code).toBe(1);
     expect(m.stderr).toContain("newer than this slipway knows");

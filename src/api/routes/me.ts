@@ -15,8 +15,8 @@ const Me = t.Object({
 export function meRoutes({ auth }: Pick<AppDeps, "auth">) {
   return new Elysia({ name: "routes/me" }).get(
     "/api/v1/me",
-    ({ request }) => {
-      const actor = auth.authenticate(request.headers.get("authorization"));
+    async ({ request }) => {
+      const actor = await auth.authenticate(request.headers.get("authorization"));
       authorize(actor, "self:read");
       if (actor.kind !== "user") throw new Error("unreachable: policy allowed a non-user");
       return { id: actor.userId, username: actor.username, is_admin: actor.isAdmin };

@@ -1,0 +1,31 @@
+/**
+ * @module auth/actor
+ * Who is making a request, as the policy sees it. Every credential kind becomes one of these.
+ */
+
+export type Role = "owner" | "user";
+
+export type Actor =
+  | { kind: "anonymous" }
+  /** A person, by user token (tokenId set) or, later, a UI session (tokenId null). */
+  | { kind: "user"; userId: string; username: string; isAdmin: boolean; tokenId: string | null; memberships: Record<string, Role> }
+  /** Automation for one organization (created by its owners). */
+  | { kind: "org-token"; tokenId: string; orgId: string }
+  /** Enough to run builds on one project (CI without OIDC). */
+  | { kind: "project-token"; tokenId: string; orgId: string; projectId: string }
+  /** A CI job: a raw OIDC JWT (tokenId null) or a token exchanged for one. */
+  | { kind: "oidc"; tokenId: string | null; subject: string; projects: { projectId: string; orgId: string }[] };
+
+/** How the audit log names an actor. */
+export function actorLabel(a: Actor): string {
+  switch (a.kind) {
+    case "anonymous":
+      return "anonymous";
+    case "user":
+      return `user:${a.userId}`;
+    case "oidc":
+      return a.tokenId ? `token:${a.tokenId}` : `oidc:${a.subject}`;
+    default:
+      return `token:${a.tokenId}`;
+  }
+}
