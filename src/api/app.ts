@@ -14,7 +14,11 @@ import { beginRequest, requestInfo } from "./context.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "./problem.ts";
 import { docsRoutes } from "./routes/docs.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { identityContext, type IdentityServices } from "./identity.ts";
 import { meRoutes } from "./routes/me.ts";
+import { orgRoutes } from "./routes/orgs.ts";
+import { projectRoutes } from "./routes/projects.ts";
+import { tokenRoutes } from "./routes/tokens.ts";
 import { webRoutes } from "./routes/web.ts";
 
 export interface AppOptions {
@@ -34,6 +38,8 @@ export interface AppDeps {
   options: AppOptions;
   /** The peer's IP address for a request (the server knows it; tests may fake it). */
   clientAddress: (request: Request) => string | null;
+  /** Organizations, projects, tokens and audit; without them only /api/v1/me is served. */
+  identity?: IdentityServices;
   /** Further route modules, mounted after the built-in ones under the same hooks. */
   plugins?: AnyElysia[];
 }
@@ -81,9 +87,13 @@ export function createApp(deps: AppDeps) {
       log.debug("request", { request_id: info.id, method: request.method, path, status, ms: Math.round(seconds * 1e4) / 10 });
     })
     .use(healthRoutes(deps))
-    .use(meRoutes(deps))
+    .use(meRoutes(deps.identity ? identityContext(deps.identity, deps.clientAddress) : { actorOf: (r) => deps.auth.authenticate(r.headers.get("authorization")) }))
     .use(docsRoutes(deps))
     .use(webRoutes());
+  if (deps.identity) {
+    const ctx = identityContext(deps.identity, deps.clientAddress);
+    app.use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx));
+  }
   for (const plugin of deps.plugins ?? []) app.use(plugin);
   return app;
 }

@@ -8,6 +8,10 @@ import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import { createApp, type AppDeps } from "../api/app.ts";
 import { authServiceFactory } from "../auth/index.ts";
+import { auditServiceFactory } from "../auth/audit.ts";
+import { tokensServiceFactory } from "../auth/token-service.ts";
+import { orgsServiceFactory } from "../orgs/service.ts";
+import { projectsServiceFactory } from "../projects/service.ts";
 import { parseListenAddress, type LoadedConfig } from "../config/index.ts";
 import { checkpointAndClose, migrationStatus } from "../db/index.ts";
 import { HealthRegistry } from "../health/registry.ts";
@@ -116,11 +120,15 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     // 5. HTTP.
     const metricsToken = config.metrics.bearer_token_file ? readFileSync(config.metrics.bearer_token_file, "utf8").trim() || null : null;
     let server: Server<undefined> | null = null;
+    const db = state.db;
+    const audit = auditServiceFactory({ db });
+    const auth = authServiceFactory({ db });
     const app = createApp({
       log,
       health,
       metrics,
-      auth: authServiceFactory({ db: state.db }),
+      auth,
+      identity: { auth, audit, orgs: orgsServiceFactory({ db, audit }), projects: projectsServiceFactory({ db, audit }), tokens: tokensServiceFactory({ db, audit }) },
       version: VERSION,
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
       clientAddress: (req) => server?.requestIP(req)?.address ?? null,

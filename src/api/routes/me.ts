@@ -4,7 +4,7 @@
  */
 import { Elysia, t } from "elysia";
 import { authorize } from "../../auth/index.ts";
-import type { AppDeps } from "../app.ts";
+import type { IdentityContext } from "../identity.ts";
 
 const Me = t.Object({
   id: t.String(),
@@ -12,11 +12,11 @@ const Me = t.Object({
   is_admin: t.Boolean(),
 });
 
-export function meRoutes({ auth }: Pick<AppDeps, "auth">) {
+export function meRoutes(ctx: Pick<IdentityContext, "actorOf">) {
   return new Elysia({ name: "routes/me" }).get(
     "/api/v1/me",
     async ({ request }) => {
-      const actor = await auth.authenticate(request.headers.get("authorization"));
+      const actor = await ctx.actorOf(request);
       authorize(actor, "self:read");
       if (actor.kind !== "user") throw new Error("unreachable: policy allowed a non-user");
       return { id: actor.userId, username: actor.username, is_admin: actor.isAdmin };

@@ -1,0 +1,145 @@
+/**
+ * @module api/routes/orgs
+ * Organizations, their members and their audit log; users (administrator only).
+ */
+import { Elysia, t } from "elysia";
+import { authorize } from "../../auth/index.ts";
+import type { IdentityContext } from "../identity.ts";
+
+const Slug = t.String({ pattern: "^[a-z0-9][a-z0-9-]{1,38}$", description: "lowercase letters, digits and dashes; 2-39 characters" });
+const Name = t.String({ minLength: 1, maxLength: 100 });
+const Username = t.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$" });
+const RoleT = t.Union([t.Literal("owner"), t.Literal("user")]);
+const Org = t.Object({ id: t.String(), slug: t.String(), name: t.String(), created_at: t.String() });
+const MemberT = t.Object({ user_id: t.String(), username: t.String(), role: RoleT, created_at: t.String() });
+const AuditQuery = t.Object({ limit: t.Optional(t.Numeric({ minimum: 1, maximum: 500 })), before: t.Optional(t.Numeric({ minimum: 1 })) });
+const bearer = [{ bearer: [] }];
+
+export function orgRoutes(ctx: IdentityContext) {
+  const { orgs, audit } = ctx;
+  return new Elysia({ name: "routes/orgs", prefix: "/api/v1" })
+    .get("/orgs", async ({ request }) => orgs.listFor(await ctx.actorOf(request)), {
+      response: { 200: t.Array(Org) },
+      detail: { tags: ["organizations"], summary: "Organizations the caller can see", security: bearer },
+    })
+    .post(
+      "/orgs",
+      async ({ request, body, set }) => {
+        const actor = await ctx.actorOf(request);
+        authorize(actor, "appliance:admin");
+        set.status = 201;
+        return orgs.create(body, actor);
+      },
+      {
+        body: t.Object({ slug: Slug, name: Name, owner: t.Optional(Username) }, { additionalProperties: false }),
+        response: { 201: Org },
+        detail: { tags: ["organizations"], summary: "Create an organization (administrator); its owner is `owner` or the caller", security: bearer },
+      },
+    )
+    .get(
+      "/orgs/:org",
+      async ({ request, params }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "org:read", { orgId: org.id });
+        return org;
+      },
+      { response: { 200: Org }, detail: { tags: ["organizations"], summary: "An organization, by id or slug", security: bearer } },
+    )
+    .patch(
+      "/orgs/:org",
+      async ({ request, params, body }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "org:update", { orgId: org.id });
+        return orgs.update(org.id, body, actor);
+      },
+      {
+        body: t.Object({ name: t.Optional(Name) }, { additionalProperties: false }),
+        response: { 200: Org },
+        detail: { tags: ["organizations"], summary: "Rename an organization (owners)", security: bearer },
+      },
+    )
+    .get(
+      "/orgs/:org/members",
+      async ({ request, params }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "member:read", { orgId: org.id });
+        return orgs.listMembers(org.id);
+      },
+      { response: { 200: t.Array(MemberT) }, detail: { tags: ["organizations"], summary: "Members and their roles", security: bearer } },
+    )
+    .post(
+      "/orgs/:org/members",
+      async ({ request, params, body, set }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "member:manage", { orgId: org.id });
+        set.status = 201;
+        return orgs.addMember(org.id, body.user, body.role, actor);
+      },
+      {
+        body: t.Object({ user: Username, role: RoleT }, { additionalProperties: false }),
+        response: { 201: MemberT },
+        detail: { tags: ["organizations"], summary: "Add a member (owners)", security: bearer },
+      },
+    )
+    .patch(
+      "/orgs/:org/members/:user",
+      async ({ request, params, body }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "member:manage", { orgId: org.id });
+        return orgs.setRole(org.id, params.user, body.role, actor);
+      },
+      {
+        body: t.Object({ role: RoleT }, { additionalProperties: false }),
+        response: { 200: MemberT },
+        detail: { tags: ["organizations"], summary: "Change a member's role (owners); the last owner stays owner", security: bearer },
+      },
+    )
+    .delete(
+      "/orgs/:org/members/:user",
+      async ({ request, params, set }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "member:manage", { orgId: org.id });
+        orgs.removeMember(org.id, params.user, actor);
+        set.status = 204;
+      },
+      { detail: { tags: ["organizations"], summary: "Remove a member (owners); the last owner cannot be removed", security: bearer } },
+    )
+    .get(
+      "/orgs/:org/audit",
+      async ({ request, params, query }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "audit:read", { orgId: org.id });
+        return audit.list({ orgId: org.id, limit: query.limit ?? 100, beforeId: query.before });
+      },
+      { query: AuditQuery, detail: { tags: ["audit"], summary: "The organization's audit log, newest first (owners)", security: bearer } },
+    )
+    .get(
+      "/audit",
+      async ({ request, query }) => {
+        authorize(await ctx.actorOf(request), "appliance:admin");
+        return audit.list({ limit: query.limit ?? 100, beforeId: query.before });
+      },
+      { query: AuditQuery, detail: { tags: ["audit"], summary: "The whole appliance's audit log (administrator)", security: bearer } },
+    )
+    .post(
+      "/users",
+      async ({ request, body, set }) => {
+        const actor = await ctx.actorOf(request);
+        authorize(actor, "appliance:admin");
+        set.status = 201;
+        return orgs.createUser({ username: body.username, isAdmin: body.is_admin }, actor);
+      },
+      {
+        body: t.Object({ username: Username, is_admin: t.Optional(t.Boolean()) }, { additionalProperties: false }),
+        response: { 201: t.Object({ id: t.String(), username: t.String(), is_admin: t.Boolean(), created_at: t.String() }) },
+        detail: { tags: ["users"], summary: "Create a user (administrator)", security: bearer },
+      },
+    );
+}

@@ -1,0 +1,118 @@
+/**
+ * @module api/routes/tokens
+ * API tokens: create (the secret is in this one response only), list (metadata), revoke.
+ */
+import { Elysia, t } from "elysia";
+import { authorize, type Actor } from "../../auth/index.ts";
+import type { TokenMetadata } from "../../auth/token-service.ts";
+import { InvalidInputError, NotFoundError } from "../../errors.ts";
+import type { IdentityContext } from "../identity.ts";
+
+const Metadata = t.Object({
+  id: t.String(),
+  kind: t.String(),
+  name: t.String(),
+  user_id: t.Nullable(t.String()),
+  org_id: t.Nullable(t.String()),
+  project_id: t.Nullable(t.String()),
+  created_by: t.Nullable(t.String()),
+  created_at: t.String(),
+  expires_at: t.Nullable(t.String()),
+  last_used_at: t.Nullable(t.String()),
+  revoked_at: t.Nullable(t.String()),
+});
+const bearer = [{ bearer: [] }];
+
+export function tokenRoutes(ctx: IdentityContext) {
+  const { orgs, projects, tokens } = ctx;
+
+  /** Who may manage a token: its user (or the administrator), or the org's/project's managers. */
+  const authorizeToken = (actor: Actor, token: TokenMetadata) => {
+    if (token.kind === "user") {
+      if (actor.kind === "user" && (actor.userId === token.user_id || actor.isAdmin)) return;
+      throw new NotFoundError("no such token");
+    }
+    if (token.kind === "org") return authorize(actor, "token:manage-org", { orgId: token.org_id! });
+    if (token.kind === "project" && token.project_id) return authorize(actor, "token:manage-project", { orgId: token.org_id!, projectId: token.project_id });
+    throw new NotFoundError("no such token"); // exchanged and build tokens are not managed here
+  };
+
+  return new Elysia({ name: "routes/tokens", prefix: "/api/v1" })
+    .get(
+      "/tokens",
+      async ({ request }) => {
+        const actor = await ctx.actorOf(request);
+        authorize(actor, "self:tokens");
+        return tokens.listForUser((actor as Extract<Actor, { kind: "user" }>).userId);
+      },
+      { response: { 200: t.Array(Metadata) }, detail: { tags: ["tokens"], summary: "The caller's own user tokens (metadata only)", security: bearer } },
+    )
+    .get(
+      "/orgs/:org/tokens",
+      async ({ request, params }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "token:manage-org", { orgId: org.id });
+        return tokens.listForOrg(org.id);
+      },
+      { response: { 200: t.Array(Metadata) }, detail: { tags: ["tokens"], summary: "Organization and project tokens of an organization (owners)", security: bearer } },
+    )
+    .post(
+      "/tokens",
+      async ({ request, body, set }) => {
+        const actor = await ctx.actorOf(request);
+        const expiresAt = body.expires_at ? new Date(body.expires_at) : null;
+        if (expiresAt && !(expiresAt.getTime() > Date.now())) {
+          throw new InvalidInputError("expires_at must be a time in the future", [{ pointer: "/expires_at", detail: "must be in the future" }]);
+        }
+        const createdBy = actor.kind === "user" ? actor.userId : null;
+        const ip = ctx.ip(request);
+        let created;
+        if (body.kind === "user") {
+          authorize(actor, "self:tokens");
+          created = tokens.create({ kind: "user", name: body.name, expiresAt, userId: createdBy!, createdBy }, actor, ip);
+        } else if (body.kind === "org") {
+          if (!body.org) throw new InvalidInputError("an organization token needs org", [{ pointer: "/org", detail: "required for kind org" }]);
+          const org = orgs.get(body.org);
+          authorize(actor, "token:manage-org", { orgId: org.id });
+          created = tokens.create({ kind: "org", name: body.name, expiresAt, orgId: org.id, createdBy }, actor, ip);
+        } else {
+          if (!body.project) throw new InvalidInputError("a project token needs project", [{ pointer: "/project", detail: "required for kind project" }]);
+          const p = projects.get(body.project);
+          authorize(actor, "token:manage-project", { orgId: p.org_id, projectId: p.id });
+          created = tokens.create({ kind: "project", name: body.name, expiresAt, orgId: p.org_id, projectId: p.id, createdBy }, actor, ip);
+        }
+        set.status = 201;
+        return { ...created.metadata, token: created.token };
+      },
+      {
+        body: t.Object(
+          {
+            kind: t.Union([t.Literal("user"), t.Literal("org"), t.Literal("project")]),
+            name: t.String({ minLength: 1, maxLength: 100 }),
+            org: t.Optional(t.String({ minLength: 1 })),
+            project: t.Optional(t.String({ minLength: 1 })),
+            expires_at: t.Optional(t.String({ format: "date-time" })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: t.Composite([Metadata, t.Object({ token: t.String({ description: "the secret: shown once, never again" }) })]) },
+        detail: { tags: ["tokens"], summary: "Create a user, organization or project token; the secret is returned only here", security: bearer },
+      },
+    )
+    .delete(
+      "/tokens/:id",
+      async ({ request, params }) => {
+        const actor = await ctx.actorOf(request);
+        let token: TokenMetadata;
+        try {
+          token = tokens.get(params.id);
+        } catch {
+          throw new NotFoundError("no such token");
+        }
+        authorizeToken(actor, token);
+        return tokens.revoke(token.id, actor, ctx.ip(request));
+      },
+      { response: { 200: Metadata }, detail: { tags: ["tokens"], summary: "Revoke a token", security: bearer } },
+    );
+}

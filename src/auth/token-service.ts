@@ -1,0 +1,88 @@
+/**
+ * @module auth/token-service
+ * Creating, listing and revoking API tokens. The secret is returned once, at creation; only its
+ * SHA-256 is stored. Listing returns metadata only.
+ */
+import type { Database } from "bun:sqlite";
+import { NotFoundError } from "../errors.ts";
+import { newId } from "../ids.ts";
+import type { Actor } from "./actor.ts";
+import type { AuditService } from "./audit.ts";
+import { generateToken, hashToken, type TokenKind } from "./tokens.ts";
+
+export interface TokenMetadata {
+  id: string;
+  kind: TokenKind;
+  name: string;
+  user_id: string | null;
+  org_id: string | null;
+  project_id: string | null;
+  created_by: string | null;
+  created_at: string;
+  expires_at: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface NewToken {
+  kind: Exclude<TokenKind, "build">;
+  name: string;
+  expiresAt: Date | null;
+  userId?: string;
+  /** For org tokens; also recorded on project tokens for listing and audit. */
+  orgId?: string;
+  projectId?: string;
+  /** OIDC-exchanged tokens: every project whose trust relationship matched. */
+  projectIds?: string[];
+  createdBy: string | null;
+}
+
+const COLUMNS = "id, kind, name, user_id, org_id, project_id, created_by, created_at, expires_at, last_used_at, revoked_at";
+
+export type TokensService = ReturnType<typeof tokensServiceFactory>;
+
+export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
+  const byId = db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE id = ?`);
+  return {
+    get(id: string): TokenMetadata {
+      const t = byId.get(id) as TokenMetadata | null;
+      if (!t) throw new NotFoundError("no such token");
+      return t;
+    },
+
+    /** Returns the secret once; it is never stored or shown again. */
+    create(input: NewToken, actor: Actor | string, ip: string | null = null): { token: string; metadata: TokenMetadata } {
+      const token = generateToken(input.kind);
+      const id = newId("tok");
+      const at = now().toISOString();
+      db.transaction(() => {
+        db.query(
+          "INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, org_id, project_id, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ).run(id, input.kind, hashToken(token), input.name, input.userId ?? null, input.orgId ?? null, input.projectId ?? null, input.createdBy, at, input.expiresAt?.toISOString() ?? null);
+        for (const p of input.projectIds ?? []) db.query("INSERT INTO api_token_projects (token_id, project_id) VALUES (?, ?)").run(id, p);
+        audit.record({ orgId: input.orgId ?? null, actor, action: "token.create", target: id, ip, details: { kind: input.kind, name: input.name, project_id: input.projectId ?? null, expires_at: input.expiresAt?.toISOString() ?? null } });
+      })();
+      return { token, metadata: this.get(id) };
+    },
+
+    listForUser(userId: string): TokenMetadata[] {
+      return db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind = 'user' AND user_id = ? ORDER BY created_at`).all(userId) as TokenMetadata[];
+    },
+
+    /** Organization tokens and project tokens of an organization. */
+    listForOrg(orgId: string): TokenMetadata[] {
+      return db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind IN ('org', 'project') AND org_id = ? ORDER BY created_at`).all(orgId) as TokenMetadata[];
+    },
+
+    revoke(id: string, actor: Actor, ip: string | null = null): TokenMetadata {
+      const t = this.get(id);
+      if (!t.revoked_at) {
+        db.transaction(() => {
+          db.query("UPDATE api_tokens SET revoked_at = ? WHERE id = ?").run(now().toISOString(), id);
+          audit.record({ orgId: t.org_id, actor, action: "token.revoke", target: id, ip, details: { kind: t.kind, name: t.name } });
+        })();
+      }
+      return this.get(id);
+    },
+  };
+}

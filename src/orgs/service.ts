@@ -1,0 +1,160 @@
+/**
+ * @module orgs/service
+ * Users, organizations and memberships. An organization always keeps at least one owner.
+ * Every change is audited; authorization happens in the routes, through the policy.
+ */
+import type { Database } from "bun:sqlite";
+import type { Actor, Role } from "../auth/actor.ts";
+import type { AuditService } from "../auth/audit.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
+import { newId } from "../ids.ts";
+
+export interface Organization {
+  id: string;
+  slug: string;
+  name: string;
+  created_at: string;
+}
+
+export interface Member {
+  user_id: string;
+  username: string;
+  role: Role;
+  created_at: string;
+}
+
+export interface User {
+  id: string;
+  username: string;
+  is_admin: boolean;
+  created_at: string;
+}
+
+export interface OrgsDeps {
+  db: Database;
+  audit: Pick<AuditService, "record">;
+  now?: () => Date;
+}
+
+export type OrgsService = ReturnType<typeof orgsServiceFactory>;
+
+export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDeps) {
+  const orgBy = db.query("SELECT id, slug, name, created_at FROM organizations WHERE id = ?1 OR slug = ?1");
+  const userBy = db.query("SELECT id, username, is_admin, created_at FROM users WHERE id = ?1 OR username = ?1");
+  const owners = db.query("SELECT count(*) AS n FROM memberships WHERE org_id = ? AND role = 'owner'");
+  const membership = db.query("SELECT role FROM memberships WHERE org_id = ? AND user_id = ?");
+  const toUser = (u: { id: string; username: string; is_admin: number; created_at: string }): User => ({ ...u, is_admin: u.is_admin === 1 });
+  const isUnique = (e: unknown) => e instanceof Error && /UNIQUE constraint failed/.test(e.message);
+
+  function getUser(ref: string): User {
+    const u = userBy.get(ref) as { id: string; username: string; is_admin: number; created_at: string } | null;
+    if (!u) throw new NotFoundError(`no such user: ${ref}`);
+    return toUser(u);
+  }
+
+  return {
+    /** By id or slug. */
+    get(ref: string): Organization {
+      const o = orgBy.get(ref) as Organization | null;
+      if (!o) throw new NotFoundError("no such organization");
+      return o;
+    },
+
+    /** The organizations an actor can see. */
+    listFor(actor: Actor): Organization[] {
+      if (actor.kind === "user" && actor.isAdmin) return db.query("SELECT id, slug, name, created_at FROM organizations ORDER BY slug").all() as Organization[];
+      const ids =
+        actor.kind === "user" ? Object.keys(actor.memberships) : actor.kind === "org-token" ? [actor.orgId] : [];
+      if (ids.length === 0) return [];
+      return db.query(`SELECT id, slug, name, created_at FROM organizations WHERE id IN (${ids.map(() => "?").join(",")}) ORDER BY slug`).all(...ids) as Organization[];
+    },
+
+    create(input: { slug: string; name: string; owner?: string }, actor: Actor): Organization {
+      const ownerUser = input.owner ? getUser(input.owner) : actor.kind === "user" ? getUser(actor.userId) : null;
+      if (!ownerUser) throw new InvalidInputError("an organization needs an owner", [{ pointer: "/owner", detail: "name the user who will own it" }]);
+      const org: Organization = { id: newId("org"), slug: input.slug, name: input.name, created_at: now().toISOString() };
+      try {
+        db.transaction(() => {
+          db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(org.id, org.slug, org.name, org.created_at);
+          db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)").run(org.id, ownerUser.id, org.created_at);
+          audit.record({ orgId: org.id, actor, action: "org.create", target: org.id, details: { slug: org.slug, owner: ownerUser.id } });
+        })();
+      } catch (e) {
+        if (isUnique(e)) throw new ConflictError(`an organization with slug '${input.slug}' already exists`);
+        throw e;
+      }
+      return org;
+    },
+
+    update(orgId: string, patch: { name?: string }, actor: Actor): Organization {
+      if (patch.name !== undefined) db.query("UPDATE organizations SET name = ? WHERE id = ?").run(patch.name, orgId);
+      audit.record({ orgId, actor, action: "org.update", target: orgId, details: patch });
+      return this.get(orgId);
+    },
+
+    listMembers(orgId: string): Member[] {
+      return db
+        .query("SELECT m.user_id, u.username, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.username")
+        .all(orgId) as Member[];
+    },
+
+    addMember(orgId: string, userRef: string, role: Role, actor: Actor): Member {
+      const user = getUser(userRef);
+      const at = now().toISOString();
+      try {
+        db.transaction(() => {
+          db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)").run(orgId, user.id, role, at);
+          audit.record({ orgId, actor, action: "member.add", target: user.id, details: { role } });
+        })();
+      } catch (e) {
+        if (isUnique(e)) throw new ConflictError(`${user.username} is already a member`);
+        throw e;
+      }
+      return { user_id: user.id, username: user.username, role, created_at: at };
+    },
+
+    setRole(orgId: string, userRef: string, role: Role, actor: Actor): Member {
+      const user = getUser(userRef);
+      db.transaction(() => {
+        const current = membership.get(orgId, user.id) as { role: Role } | null;
+        if (!current) throw new NotFoundError(`${user.username} is not a member`);
+        if (current.role === "owner" && role !== "owner" && (owners.get(orgId) as { n: number }).n <= 1) {
+          throw new ConflictError("an organization must keep at least one owner; make someone else owner first");
+        }
+        db.query("UPDATE memberships SET role = ? WHERE org_id = ? AND user_id = ?").run(role, orgId, user.id);
+        audit.record({ orgId, actor, action: "member.role", target: user.id, details: { from: current.role, to: role } });
+      })();
+      return this.listMembers(orgId).find((m) => m.user_id === user.id)!;
+    },
+
+    removeMember(orgId: string, userRef: string, actor: Actor): void {
+      const user = getUser(userRef);
+      db.transaction(() => {
+        const current = membership.get(orgId, user.id) as { role: Role } | null;
+        if (!current) throw new NotFoundError(`${user.username} is not a member`);
+        if (current.role === "owner" && (owners.get(orgId) as { n: number }).n <= 1) {
+          throw new ConflictError("an organization must keep at least one owner; make someone else owner first");
+        }
+        db.query("DELETE FROM memberships WHERE org_id = ? AND user_id = ?").run(orgId, user.id);
+        // Their user tokens keep working elsewhere; nothing of theirs stays in this organization.
+        audit.record({ orgId, actor, action: "member.remove", target: user.id, details: { role: current.role } });
+      })();
+    },
+
+    getUser,
+
+    createUser(input: { username: string; isAdmin?: boolean }, actor: Actor | string): User {
+      const user = { id: newId("usr"), username: input.username, is_admin: input.isAdmin ?? false, created_at: now().toISOString() };
+      try {
+        db.transaction(() => {
+          db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, ?, ?, ?)").run(user.id, user.username, user.is_admin ? 1 : 0, user.created_at);
+          audit.record({ actor, action: "user.create", target: user.id, details: { username: user.username, is_admin: user.is_admin } });
+        })();
+      } catch (e) {
+        if (isUnique(e)) throw new ConflictError(`user '${input.username}' already exists`);
+        throw e;
+      }
+      return user;
+    },
+  };
+}

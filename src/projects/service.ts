@@ -1,0 +1,106 @@
+/**
+ * @module projects/service
+ * Projects of an organization and their settings (cache size and keep days, builder size and
+ * idle timeout, build hard timeout). Names are unique within the organization.
+ */
+import type { Database } from "bun:sqlite";
+import type { Actor } from "../auth/actor.ts";
+import type { AuditService } from "../auth/audit.ts";
+import { ConflictError, NotFoundError } from "../errors.ts";
+import { newId } from "../ids.ts";
+
+export interface ProjectSettings {
+  cache_size_gb: number;
+  cache_keep_days: number;
+  builder_cpus: number;
+  builder_memory_mb: number;
+  builder_idle_timeout_seconds: number;
+  build_timeout_seconds: number;
+}
+
+export interface Project extends ProjectSettings {
+  id: string;
+  org_id: string;
+  name: string;
+  created_at: string;
+}
+
+export const DEFAULT_SETTINGS: ProjectSettings = {
+  cache_size_gb: 50,
+  cache_keep_days: 14,
+  builder_cpus: 2,
+  builder_memory_mb: 4096,
+  builder_idle_timeout_seconds: 300,
+  build_timeout_seconds: 7200,
+};
+const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof ProjectSettings)[];
+
+export type ProjectsService = ReturnType<typeof projectsServiceFactory>;
+
+export function projectsServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
+  const byId = db.query("SELECT * FROM projects WHERE id = ?");
+  const isUnique = (e: unknown) => e instanceof Error && /UNIQUE constraint failed/.test(e.message);
+
+  return {
+    get(id: string): Project {
+      const p = byId.get(id) as Project | null;
+      if (!p) throw new NotFoundError("no such project");
+      return p;
+    },
+
+    list(orgId: string): Project[] {
+      return db.query("SELECT * FROM projects WHERE org_id = ? ORDER BY name").all(orgId) as Project[];
+    },
+
+    /** Projects among `ids` (for project-scoped credentials). */
+    listIds(ids: string[]): Project[] {
+      if (ids.length === 0) return [];
+      return db.query(`SELECT * FROM projects WHERE id IN (${ids.map(() => "?").join(",")}) ORDER BY name`).all(...ids) as Project[];
+    },
+
+    create(orgId: string, input: { name: string } & Partial<ProjectSettings>, actor: Actor): Project {
+      const p: Project = { ...DEFAULT_SETTINGS, ...pickSettings(input), id: newId("prj"), org_id: orgId, name: input.name, created_at: now().toISOString() };
+      try {
+        db.transaction(() => {
+          db.query(
+            `INSERT INTO projects (id, org_id, name, ${SETTING_KEYS.join(", ")}, created_at) VALUES (?, ?, ?, ${SETTING_KEYS.map(() => "?").join(", ")}, ?)`,
+          ).run(p.id, p.org_id, p.name, ...SETTING_KEYS.map((k) => p[k]), p.created_at);
+          audit.record({ orgId, actor, action: "project.create", target: p.id, details: { name: p.name } });
+        })();
+      } catch (e) {
+        if (isUnique(e)) throw new ConflictError(`a project named '${input.name}' already exists in this organization`);
+        throw e;
+      }
+      return p;
+    },
+
+    update(id: string, patch: { name?: string } & Partial<ProjectSettings>, actor: Actor): Project {
+      const current = this.get(id);
+      const next = { ...current, ...pickSettings(patch), name: patch.name ?? current.name };
+      try {
+        db.transaction(() => {
+          db.query(`UPDATE projects SET name = ?, ${SETTING_KEYS.map((k) => `${k} = ?`).join(", ")} WHERE id = ?`).run(next.name, ...SETTING_KEYS.map((k) => next[k]), id);
+          audit.record({ orgId: current.org_id, actor, action: "project.update", target: id, details: patch });
+        })();
+      } catch (e) {
+        if (isUnique(e)) throw new ConflictError(`a project named '${patch.name}' already exists in this organization`);
+        throw e;
+      }
+      return next;
+    },
+
+    delete(id: string, actor: Actor): void {
+      const current = this.get(id);
+      db.transaction(() => {
+        db.query("DELETE FROM projects WHERE id = ?").run(id);
+        audit.record({ orgId: current.org_id, actor, action: "project.delete", target: id, details: { name: current.name } });
+      })();
+    },
+  };
+}
+
+function pickSettings(input: Partial<ProjectSettings>): Partial<ProjectSettings> {
+  const out: Partial<ProjectSettings> = {};
+  for (const k of SETTING_KEYS) if (input[k] !== undefined) out[k] = input[k];
+  return out;
+}
