@@ -20,6 +20,8 @@ export interface IdentityServices {
 }
 
 export interface IdentityContext extends IdentityServices {
+  /** The authenticated actor; anonymous callers get 401 before any resource is looked up, so
+   * they cannot tell an existing id from a missing one. */
   actorOf(request: Request): Promise<Actor>;
   ip(request: Request): string | null;
 }
@@ -29,14 +31,17 @@ export function identityContext(services: IdentityServices, clientAddress: (r: R
     ...services,
     ip: clientAddress,
     async actorOf(request) {
+      let actor: Actor;
       try {
-        return await services.auth.authenticate(request.headers.get("authorization"));
+        actor = await services.auth.authenticate(request.headers.get("authorization"));
       } catch (e) {
         if (e instanceof UnauthenticatedError) {
           services.audit.record({ actor: "anonymous", action: "auth.failure", outcome: "failure", ip: clientAddress(request), details: { reason: e.message, path: new URL(request.url).pathname } });
         }
         throw e;
       }
+      if (actor.kind === "anonymous") throw new UnauthenticatedError("this endpoint needs credentials: Authorization: Bearer <token>");
+      return actor;
     },
   };
 }

@@ -47,6 +47,7 @@ type Cell = "ok" | 401 | 403 | 404;
 const TABLE: [Action, keyof typeof RES, Cell[]][] = [
   //                                  anon admin ownerA userA ownerB userB tokA1 tokA2 orgTokB oidcA1
   ["appliance:admin",      "-",    [401, "ok", 403,  403,  403,  403,  403,  403,  403,  403]],
+  ["visible:list",         "-",    [401, "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok"]],
   ["self:read",            "-",    [401, "ok", "ok", "ok", "ok", "ok", 403,  403,  403,  403]],
   ["self:tokens",          "-",    [401, "ok", "ok", "ok", "ok", "ok", 403,  403,  403,  403]],
   ["org:read",             "A",    [401, "ok", "ok", "ok", 404,  404,  404,  404,  404,  404]],

@@ -14,7 +14,8 @@ import type { Actor, Role } from "./actor.ts";
 export type Action =
   | "appliance:admin" // create organizations and users, read the appliance-wide audit log
   | "self:read"
-  | "self:tokens" // create, list and revoke one's own user tokens
+  | "self:tokens"
+  | "visible:list" // list the organizations and projects this actor can see (any credential) // create, list and revoke one's own user tokens
   | "org:read"
   | "org:update"
   | "member:read"
@@ -92,6 +93,7 @@ export function canSee(actor: Actor, resource: Resource): boolean {
 
 export function can(actor: Actor, action: Action, resource?: Resource): boolean {
   if (actor.kind === "anonymous") return false;
+  if (action === "visible:list") return true;
   if (action === "self:read" || action === "self:tokens") return actor.kind === "user";
   if (action === "appliance:admin") return actor.kind === "user" && actor.isAdmin;
   if (!resource || !canSee(actor, resource)) return false;

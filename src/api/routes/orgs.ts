@@ -18,10 +18,18 @@ const bearer = [{ bearer: [] }];
 export function orgRoutes(ctx: IdentityContext) {
   const { orgs, audit } = ctx;
   return new Elysia({ name: "routes/orgs", prefix: "/api/v1" })
-    .get("/orgs", async ({ request }) => orgs.listFor(await ctx.actorOf(request)), {
+    .get(
+      "/orgs",
+      async ({ request }) => {
+        const actor = await ctx.actorOf(request);
+        authorize(actor, "visible:list");
+        return orgs.listFor(actor);
+      },
+      {
       response: { 200: t.Array(Org) },
-      detail: { tags: ["organizations"], summary: "Organizations the caller can see", security: bearer },
-    })
+        detail: { tags: ["organizations"], summary: "Organizations the caller can see", security: bearer },
+      },
+    )
     .post(
       "/orgs",
       async ({ request, body, set }) => {

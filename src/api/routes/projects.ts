@@ -39,10 +39,18 @@ export function projectRoutes(ctx: IdentityContext) {
   };
 
   return new Elysia({ name: "routes/projects", prefix: "/api/v1" })
-    .get("/projects", async ({ request }) => visible(await ctx.actorOf(request)), {
+    .get(
+      "/projects",
+      async ({ request }) => {
+        const actor = await ctx.actorOf(request);
+        authorize(actor, "visible:list");
+        return visible(actor);
+      },
+      {
       response: { 200: t.Array(Project) },
-      detail: { tags: ["projects"], summary: "Every project the caller can see", security: bearer },
-    })
+        detail: { tags: ["projects"], summary: "Every project the caller can see", security: bearer },
+      },
+    )
     .get(
       "/orgs/:org/projects",
       async ({ request, params }) => {
