@@ -6,6 +6,7 @@
  */
 import { Elysia, type AnyElysia } from "elysia";
 import type { AuthService } from "../auth/index.ts";
+import { RateLimitedError } from "../auth/rate-limit.ts";
 import type { HealthRegistry } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MetricsRegistry } from "../metrics/registry.ts";
@@ -16,6 +17,7 @@ import { docsRoutes } from "./routes/docs.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { identityContext, type IdentityServices } from "./identity.ts";
 import { meRoutes } from "./routes/me.ts";
+import { authRoutes } from "./routes/auth.ts";
 import { orgRoutes } from "./routes/orgs.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
@@ -74,6 +76,7 @@ export function createApp(deps: AppDeps) {
       set.headers["content-type"] = PROBLEM_CONTENT_TYPE;
       set.headers["x-request-id"] = info.id;
       if (hsts) set.headers["strict-transport-security"] = hsts;
+      if (error instanceof RateLimitedError) set.headers["retry-after"] = String(error.retryAfterSeconds);
       return JSON.stringify(problem);
     })
     .onAfterResponse(({ request, set, route, path }) => {
@@ -92,7 +95,7 @@ export function createApp(deps: AppDeps) {
     .use(webRoutes());
   if (deps.identity) {
     const ctx = identityContext(deps.identity, deps.clientAddress);
-    app.use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx));
+    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx));
   }
   for (const plugin of deps.plugins ?? []) app.use(plugin);
   return app;

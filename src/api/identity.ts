@@ -6,13 +6,15 @@
  */
 import type { AuditService } from "../auth/audit.ts";
 import type { Actor, AuthService } from "../auth/index.ts";
+import { SESSION_COOKIE, type SessionsService } from "../auth/sessions.ts";
 import type { TokensService } from "../auth/token-service.ts";
-import { UnauthenticatedError } from "../errors.ts";
+import { ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import type { OrgsService } from "../orgs/service.ts";
 import type { ProjectsService } from "../projects/service.ts";
 
 export interface IdentityServices {
-  auth: Pick<AuthService, "authenticate">;
+  auth: Pick<AuthService, "authenticate" | "userActor">;
+  sessions: SessionsService;
   audit: AuditService;
   orgs: OrgsService;
   projects: ProjectsService;
@@ -33,7 +35,18 @@ export function identityContext(services: IdentityServices, clientAddress: (r: R
     async actorOf(request) {
       let actor: Actor;
       try {
-        actor = await services.auth.authenticate(request.headers.get("authorization"));
+        const authorization = request.headers.get("authorization");
+        const session = authorization ? null : sessionCookie(request);
+        if (session) {
+          // Cookies ride along on cross-site requests; a state change must come from our own pages.
+          if (!SAFE_METHODS.has(request.method) && !sameOrigin(request)) {
+            throw new ForbiddenError("cross-site request refused: the Origin header must be this server's");
+          }
+          const { userId } = services.sessions.resolve(session);
+          actor = services.auth.userActor(userId, null);
+        } else {
+          actor = await services.auth.authenticate(authorization);
+        }
       } catch (e) {
         if (e instanceof UnauthenticatedError) {
           services.audit.record({ actor: "anonymous", action: "auth.failure", outcome: "failure", ip: clientAddress(request), details: { reason: e.message, path: new URL(request.url).pathname } });
@@ -44,4 +57,33 @@ export function identityContext(services: IdentityServices, clientAddress: (r: R
       return actor;
     },
   };
+}
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+export function sessionCookie(request: Request): string | null {
+  const header = request.headers.get("cookie");
+  if (!header) return null;
+  for (const part of header.split(";")) {
+    const [k, ...v] = part.trim().split("=");
+    if (k === SESSION_COOKIE) return v.join("=") || null;
+  }
+  return null;
+}
+
+/** Origin (or, failing that, Referer) names this server. Browsers always send Origin on
+ * cross-site POST/PUT/PATCH/DELETE, so its absence on a cookie request is refused too. */
+function sameOrigin(request: Request): boolean {
+  const own = new URL(request.url).origin;
+  const origin = request.headers.get("origin");
+  if (origin) return origin === own;
+  const referer = request.headers.get("referer");
+  if (referer) {
+    try {
+      return new URL(referer).origin === own;
+    } catch {
+      return false;
+    }
+  }
+  return false;
 }

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { createApp, type AppDeps } from "../api/app.ts";
 import { authServiceFactory } from "../auth/index.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
+import { sessionsServiceFactory } from "../auth/sessions.ts";
 import { tokensServiceFactory } from "../auth/token-service.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
@@ -128,7 +129,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       health,
       metrics,
       auth,
-      identity: { auth, audit, orgs: orgsServiceFactory({ db, audit }), projects: projectsServiceFactory({ db, audit }), tokens: tokensServiceFactory({ db, audit }) },
+      identity: { auth, audit, sessions: sessionsServiceFactory({ db, audit }), orgs: orgsServiceFactory({ db, audit }), projects: projectsServiceFactory({ db, audit }), tokens: tokensServiceFactory({ db, audit }) },
       version: VERSION,
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
       clientAddress: (req) => server?.requestIP(req)?.address ?? null,

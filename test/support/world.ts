@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { createApp } from "../../src/api/app.ts";
 import { auditServiceFactory } from "../../src/auth/audit.ts";
 import { authServiceFactory, bootstrapAdministrator } from "../../src/auth/index.ts";
+import { sessionsServiceFactory } from "../../src/auth/sessions.ts";
 import { tokensServiceFactory } from "../../src/auth/token-service.ts";
 import { applyMigrations, openDatabase } from "../../src/db/index.ts";
 import { HealthRegistry } from "../../src/health/registry.ts";
@@ -24,7 +25,7 @@ import { readFileSync } from "node:fs";
 export const ACTOR_NAMES = ["anon", "admin", "ownerA", "userA", "ownerB", "userB", "tokA1", "tokA2", "orgTokB", "oidcA1", "expired", "revoked"] as const;
 export type ActorName = (typeof ACTOR_NAMES)[number];
 
-export async function makeWorld() {
+export async function makeWorld(opts: { https?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "slipway-world-"));
   const db = openDatabase(join(dir, "slipway.db"));
   applyMigrations(db);
@@ -34,6 +35,7 @@ export async function makeWorld() {
   const orgs = orgsServiceFactory({ db, audit });
   const projects = projectsServiceFactory({ db, audit });
   const tokens = tokensServiceFactory({ db, audit });
+  const sessions = sessionsServiceFactory({ db, audit });
   const admin = "system:test";
 
   const users: Record<string, string> = {};
@@ -70,9 +72,9 @@ export async function makeWorld() {
     metrics: new MetricsRegistry(),
     auth,
     version: "test",
-    options: { maxBodyBytes: 1 << 20, hstsMaxAgeSeconds: null, metricsBearerToken: null },
+    options: { maxBodyBytes: 1 << 20, hstsMaxAgeSeconds: opts.https ? 600 : null, metricsBearerToken: null },
     clientAddress: () => "192.0.2.1",
-    identity: { auth, audit, orgs, projects, tokens },
+    identity: { auth, audit, sessions, orgs, projects, tokens },
   });
 
   return {
@@ -80,7 +82,10 @@ export async function makeWorld() {
     ids: { A: A.id, B: B.id, p1: p1.id, p2: p2.id, q1: q1.id, tokA2: tA2.metadata.id, ownerAToken: ownerAToken.id, userA: users.userA!, userB: users.userB! },
     secrets,
     audit,
+    sessions,
     /** Calls the app as `actor`. */
+    /** The app's own handler, for requests the helpers below do not cover. */
+    handle: (req: Request) => app.handle(req),
     call(actor: ActorName, method: string, path: string, body?: unknown): Promise<Response> {
       const headers: Record<string, string> = {};
       if (actor !== "anon") headers.authorization = `Bearer ${secrets[actor]}`;

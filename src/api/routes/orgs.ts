@@ -141,13 +141,16 @@ export function orgRoutes(ctx: IdentityContext) {
       async ({ request, body, set }) => {
         const actor = await ctx.actorOf(request);
         authorize(actor, "appliance:admin");
+        if (body.password !== undefined) ctx.sessions.checkPassword(body.password);
+        const user = orgs.createUser({ username: body.username, isAdmin: body.is_admin }, actor);
+        if (body.password !== undefined) await ctx.sessions.setPassword(user.id, body.password);
         set.status = 201;
-        return orgs.createUser({ username: body.username, isAdmin: body.is_admin }, actor);
+        return user;
       },
       {
-        body: t.Object({ username: Username, is_admin: t.Optional(t.Boolean()) }, { additionalProperties: false }),
+        body: t.Object({ username: Username, is_admin: t.Optional(t.Boolean()), password: t.Optional(t.String({ maxLength: 1024 })) }, { additionalProperties: false }),
         response: { 201: t.Object({ id: t.String(), username: t.String(), is_admin: t.Boolean(), created_at: t.String() }) },
-        detail: { tags: ["users"], summary: "Create a user (administrator)", security: bearer },
+        detail: { tags: ["users"], summary: "Create a user (administrator), optionally with a password for the web UI", security: bearer },
       },
     );
 }
