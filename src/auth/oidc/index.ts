@@ -1,0 +1,23 @@
+/**
+ * @module auth/oidc
+ * CI OIDC tokens (GitHub Actions, CircleCI, Buildkite, any OIDC issuer) checked against a
+ * project's trust relationships. The public face: build `oidcKeysFactory` once per process (it
+ * caches issuers' keys), hand it to `ciTokenVerifierFactory`, and validate stored trusts with
+ * `validateTrust`. Rejections are UnauthenticatedError with a reason fit for the audit log.
+ */
+export { ALLOWED_ALGS, type JsonWebKeySet, type Jwk, type JwsAlg } from "./jwt.ts";
+export { oidcKeysFactory, type FetchFn, type OidcKeys, type OidcKeysDeps } from "./keys.ts";
+export {
+  BUILDKITE_ISSUER,
+  GITHUB_ISSUER,
+  audienceMatches,
+  circleciIssuer,
+  claimsMatch,
+  defaultIssuer,
+  githubEnterpriseIssuer,
+  globMatch,
+  validateTrust,
+  type TrustProvider,
+  type TrustRelationship,
+} from "./trust.ts";
+export { ciTokenVerifierFactory, type CiTokenVerifier, type CiTokenVerifierDeps, type VerifiedCiToken } from "./verify.ts";
