@@ -21,6 +21,7 @@ import { authRoutes } from "./routes/auth.ts";
 import { orgRoutes } from "./routes/orgs.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
+import { trustRoutes } from "./routes/trust.ts";
 import { webRoutes } from "./routes/web.ts";
 
 export interface AppOptions {
@@ -54,7 +55,9 @@ export function createApp(deps: AppDeps) {
   ]);
   const hsts = options.hstsMaxAgeSeconds === null ? null : `max-age=${options.hstsMaxAgeSeconds}`;
 
-  const app = new Elysia({ name: "slipway" })
+  // normalize: false makes unknown body fields a 400 instead of silently dropping them, so a
+  // typo such as "builder_cpu" is reported rather than ignored.
+  const app = new Elysia({ name: "slipway", normalize: false })
     .onRequest(({ request, set }) => {
       const info = beginRequest(request);
       set.headers["x-request-id"] = info.id;
@@ -95,7 +98,7 @@ export function createApp(deps: AppDeps) {
     .use(webRoutes());
   if (deps.identity) {
     const ctx = identityContext(deps.identity, deps.clientAddress);
-    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx));
+    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx));
   }
   for (const plugin of deps.plugins ?? []) app.use(plugin);
   return app;

@@ -8,6 +8,7 @@ import type { AuditService } from "../auth/audit.ts";
 import type { Actor, AuthService } from "../auth/index.ts";
 import { SESSION_COOKIE, type SessionsService } from "../auth/sessions.ts";
 import type { TokensService } from "../auth/token-service.ts";
+import type { TrustService } from "../auth/trust-service.ts";
 import { ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import type { OrgsService } from "../orgs/service.ts";
 import type { ProjectsService } from "../projects/service.ts";
@@ -19,6 +20,9 @@ export interface IdentityServices {
   orgs: OrgsService;
   projects: ProjectsService;
   tokens: TokensService;
+  trust: TrustService;
+  /** What new trust relationships accept as `aud` unless told otherwise: the public URL. */
+  defaultAudience: string;
 }
 
 export interface IdentityContext extends IdentityServices {
@@ -33,6 +37,9 @@ export function identityContext(services: IdentityServices, clientAddress: (r: R
     ...services,
     ip: clientAddress,
     async actorOf(request) {
+      const jwt = bearerJwt(request);
+      // CI OIDC tokens are verified (and their failures audited) by the trust service.
+      if (jwt) return services.trust.actorForJwt(jwt, clientAddress(request));
       let actor: Actor;
       try {
         const authorization = request.headers.get("authorization");
@@ -60,6 +67,13 @@ export function identityContext(services: IdentityServices, clientAddress: (r: R
 }
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** A Bearer credential shaped like a JWT (Slipway's own tokens never contain dots). */
+export function bearerJwt(request: Request): string | null {
+  const m = /^Bearer\s+(\S+)$/i.exec(request.headers.get("authorization") ?? "");
+  return m && JWT_SHAPE.test(m[1]!) ? m[1]! : null;
+}
 
 export function sessionCookie(request: Request): string | null {
   const header = request.headers.get("cookie");

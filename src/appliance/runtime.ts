@@ -11,6 +11,8 @@ import { authServiceFactory } from "../auth/index.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { sessionsServiceFactory } from "../auth/sessions.ts";
 import { tokensServiceFactory } from "../auth/token-service.ts";
+import { trustServiceFactory } from "../auth/trust-service.ts";
+import { ciTokenVerifierFactory, oidcKeysFactory } from "../auth/oidc/index.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
 import { parseListenAddress, type LoadedConfig } from "../config/index.ts";
@@ -124,12 +126,22 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const db = state.db;
     const audit = auditServiceFactory({ db });
     const auth = authServiceFactory({ db });
+    const tokens = tokensServiceFactory({ db, audit });
     const app = createApp({
       log,
       health,
       metrics,
       auth,
-      identity: { auth, audit, sessions: sessionsServiceFactory({ db, audit }), orgs: orgsServiceFactory({ db, audit }), projects: projectsServiceFactory({ db, audit }), tokens: tokensServiceFactory({ db, audit }) },
+      identity: {
+        auth,
+        audit,
+        sessions: sessionsServiceFactory({ db, audit }),
+        orgs: orgsServiceFactory({ db, audit }),
+        projects: projectsServiceFactory({ db, audit }),
+        tokens,
+        trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
+        defaultAudience: publicUrl,
+      },
       version: VERSION,
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
       clientAddress: (req) => server?.requestIP(req)?.address ?? null,

@@ -2,8 +2,8 @@
  * @module auth/authenticate
  * Turns a presented credential into an actor. Unknown, expired and revoked tokens all become
  * the same UnauthenticatedError, so a caller learns nothing about which it was. Slipway tokens
- * are found by the SHA-256 of the whole string (an index lookup, no secret comparison in JS);
- * a raw CI OIDC JWT goes to the injected verifier, if any.
+ * are found by the SHA-256 of the whole string (an index lookup, no secret comparison in JS).
+ * Raw CI OIDC JWTs are the trust service's (auth/trust-service.ts).
  */
 import type { Database } from "bun:sqlite";
 import { UnauthenticatedError } from "../errors.ts";
@@ -14,13 +14,10 @@ export type { Actor } from "./actor.ts";
 
 /** last_used_at is advisory: write it at most this often per token to keep reads read-only. */
 const LAST_USED_RESOLUTION_MS = 60_000;
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 export interface AuthDeps {
   db: Database;
   now?: () => Date;
-  /** Verifies a raw CI OIDC JWT against the trust relationships (see auth/oidc). */
-  verifyOidc?: (jwt: string) => Promise<Actor>;
 }
 
 interface TokenRow {
@@ -37,7 +34,7 @@ interface TokenRow {
 
 export type AuthService = ReturnType<typeof authServiceFactory>;
 
-export function authServiceFactory({ db, now = () => new Date(), verifyOidc }: AuthDeps) {
+export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
   const byHash = db.query(
     `SELECT t.id, t.kind, t.expires_at, t.revoked_at, t.last_used_at, t.user_id, t.org_id, t.project_id, p.org_id AS project_org_id
        FROM api_tokens t LEFT JOIN projects p ON p.id = t.project_id
@@ -91,7 +88,6 @@ export function authServiceFactory({ db, now = () => new Date(), verifyOidc }: A
       if (!m) throw new UnauthenticatedError("the Authorization header must be 'Bearer <token>'");
       const credential = m[1]!;
       if (credential.startsWith("slw_")) return tokenActor(credential);
-      if (verifyOidc && JWT_SHAPE.test(credential)) return verifyOidc(credential);
       throw invalid();
     },
     userActor,

@@ -14,6 +14,11 @@ import { auditServiceFactory } from "../../src/auth/audit.ts";
 import { authServiceFactory, bootstrapAdministrator } from "../../src/auth/index.ts";
 import { sessionsServiceFactory } from "../../src/auth/sessions.ts";
 import { tokensServiceFactory } from "../../src/auth/token-service.ts";
+import { trustServiceFactory } from "../../src/auth/trust-service.ts";
+import { ciTokenVerifierFactory, oidcKeysFactory } from "../../src/auth/oidc/index.ts";
+
+/** The audience trusts accept by default in this world (the appliance's "public URL"). */
+export const WORLD_AUDIENCE = "https://slipway.example.com";
 import { applyMigrations, openDatabase } from "../../src/db/index.ts";
 import { HealthRegistry } from "../../src/health/registry.ts";
 import { silentLogger } from "../../src/log/logger.ts";
@@ -36,6 +41,7 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
   const projects = projectsServiceFactory({ db, audit });
   const tokens = tokensServiceFactory({ db, audit });
   const sessions = sessionsServiceFactory({ db, audit });
+  const trust = trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) });
   const admin = "system:test";
 
   const users: Record<string, string> = {};
@@ -74,7 +80,7 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
     version: "test",
     options: { maxBodyBytes: 1 << 20, hstsMaxAgeSeconds: opts.https ? 600 : null, metricsBearerToken: null },
     clientAddress: () => "192.0.2.1",
-    identity: { auth, audit, sessions, orgs, projects, tokens },
+    identity: { auth, audit, sessions, orgs, projects, tokens, trust, defaultAudience: WORLD_AUDIENCE },
   });
 
   return {
