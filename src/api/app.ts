@@ -18,6 +18,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { identityContext, type IdentityServices } from "./identity.ts";
 import { meRoutes } from "./routes/me.ts";
 import { authRoutes } from "./routes/auth.ts";
+import { deviceRoutes } from "./routes/device.ts";
 import { orgRoutes } from "./routes/orgs.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
@@ -98,7 +99,7 @@ export function createApp(deps: AppDeps) {
     .use(webRoutes());
   if (deps.identity) {
     const ctx = identityContext(deps.identity, deps.clientAddress);
-    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx));
+    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx)).use(deviceRoutes(ctx));
   }
   for (const plugin of deps.plugins ?? []) app.use(plugin);
   return app;

@@ -6,6 +6,7 @@
  */
 import type { AuditService } from "../auth/audit.ts";
 import type { Actor, AuthService } from "../auth/index.ts";
+import type { DeviceLoginService } from "../auth/device-login.ts";
 import { SESSION_COOKIE, type SessionsService } from "../auth/sessions.ts";
 import type { TokensService } from "../auth/token-service.ts";
 import type { TrustService } from "../auth/trust-service.ts";
@@ -21,8 +22,10 @@ export interface IdentityServices {
   projects: ProjectsService;
   tokens: TokensService;
   trust: TrustService;
-  /** What new trust relationships accept as `aud` unless told otherwise: the public URL. */
-  defaultAudience: string;
+  deviceLogins: DeviceLoginService;
+  /** The appliance's public URL: the default `aud` of new trust relationships, and where
+   * device logins are approved. */
+  publicUrl: string;
 }
 
 export interface IdentityContext extends IdentityServices {

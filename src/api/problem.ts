@@ -5,6 +5,7 @@
  * 500 whose detail says only where to look (the request id in the server log), never a stack.
  */
 import { ValidationError } from "elysia";
+import { DeviceLoginGoneError } from "../auth/device-login.ts";
 import { RateLimitedError } from "../auth/rate-limit.ts";
 import {
   ConflictError,
@@ -37,6 +38,7 @@ const TYPED: [new (...a: never[]) => SlipwayError, number, string, string][] = [
   [ForbiddenError, 403, "forbidden", "Forbidden"],
   [NotFoundError, 404, "not-found", "Not found"],
   [ConflictError, 409, "conflict", "Conflict"],
+  [DeviceLoginGoneError, 410, "gone", "Gone"],
   [PayloadTooLargeError, 413, "payload-too-large", "Request body too large"],
   [RateLimitedError, 429, "rate-limited", "Too many requests"],
   [PreconditionError, 503, "unavailable", "Service unavailable"],

@@ -12,6 +12,7 @@ import { auditServiceFactory } from "../auth/audit.ts";
 import { sessionsServiceFactory } from "../auth/sessions.ts";
 import { tokensServiceFactory } from "../auth/token-service.ts";
 import { trustServiceFactory } from "../auth/trust-service.ts";
+import { deviceLoginServiceFactory } from "../auth/device-login.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory } from "../auth/oidc/index.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
@@ -140,7 +141,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
         projects: projectsServiceFactory({ db, audit }),
         tokens,
         trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
-        defaultAudience: publicUrl,
+        deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
+        publicUrl,
       },
       version: VERSION,
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },

@@ -5,7 +5,7 @@
  * renders every operation from the OpenAPI document, and neither asks anything of the internet.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -59,12 +59,45 @@ integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no b
   test("the API docs render every documented operation, offline", async () => {
     const page = await open("/api/v1/docs");
     await page.locator(".opblock").first().waitFor({ timeout: 15_000 });
-    const paths = await page.locator(".opblock-summary-path").allTextContents();
-    const spec = (await (await server.get("/api/v1/openapi.json")).json()) as { paths: Record<string, unknown> };
-    expect(paths.map((p) => p.replace(/\u200b/g, "")).sort()).toEqual(Object.keys(spec.paths).sort());
+    const rendered = await page.locator(".opblock").evaluateAll((els) =>
+      els.map((e) => `${e.querySelector(".opblock-summary-method")?.textContent} ${e.querySelector(".opblock-summary-path")?.textContent}`),
+    );
+    const spec = (await (await server.get("/api/v1/openapi.json")).json()) as { paths: Record<string, Record<string, unknown>> };
+    const operations = Object.entries(spec.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+    expect(operations.length).toBeGreaterThan(30);
+    expect(rendered.map((r) => r.replace(/\u200b/g, "")).sort()).toEqual(operations.sort());
     expect(await page.locator(".errors-wrapper").count()).toBe(0);
     await page.context().close();
   });
+
+  test("a device login is approved in the browser: log in, check the code, approve", async () => {
+    const adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
+    const password = "a long enough passphrase";
+    const set = await server.get("/api/v1/me/password", { method: "PUT", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" }, body: JSON.stringify({ new_password: password }) });
+    expect(set.status).toBe(204);
+    const started = (await (await server.get("/api/v1/auth/device", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ client_name: "ui-test" }) })).json()) as { device_code: string; user_code: string };
+    const poll = () => server.get("/api/v1/auth/device/token", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ device_code: started.device_code }) });
+    expect((await poll()).status).toBe(202);
+
+    const page = await open(`/device?code=${started.user_code}`);
+    await page.locator("#login").waitFor();
+    await page.fill('input[name="username"]', "admin");
+    await page.fill('input[name="password"]', password);
+    await page.click('#login button[type="submit"]');
+    await page.locator("#decide").waitFor();
+    expect(await page.locator("#req-client").textContent()).toBe("ui-test");
+    expect(await page.locator("#req-code").textContent()).toBe(started.user_code);
+    await page.click("#approve");
+    await page.locator("#message", { hasText: /^Approved/ }).waitFor();
+    await page.context().close();
+
+    await Bun.sleep(2000);
+    const done = await poll();
+    expect(done.status).toBe(200);
+    const { token } = (await done.json()) as { token: string };
+    const me = await server.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
+    expect(((await me.json()) as { username: string }).username).toBe("admin");
+  }, 30_000);
 
   test("no page asked for anything outside the appliance", () => {
     expect(foreign).toEqual([]);

@@ -15,6 +15,7 @@ import { authServiceFactory, bootstrapAdministrator } from "../../src/auth/index
 import { sessionsServiceFactory } from "../../src/auth/sessions.ts";
 import { tokensServiceFactory } from "../../src/auth/token-service.ts";
 import { trustServiceFactory } from "../../src/auth/trust-service.ts";
+import { deviceLoginServiceFactory } from "../../src/auth/device-login.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory } from "../../src/auth/oidc/index.ts";
 
 /** The audience trusts accept by default in this world (the appliance's "public URL"). */
@@ -80,7 +81,7 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
     version: "test",
     options: { maxBodyBytes: 1 << 20, hstsMaxAgeSeconds: opts.https ? 600 : null, metricsBearerToken: null },
     clientAddress: () => "192.0.2.1",
-    identity: { auth, audit, sessions, orgs, projects, tokens, trust, defaultAudience: WORLD_AUDIENCE },
+    identity: { auth, audit, sessions, orgs, projects, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE },
   });
 
   return {

@@ -50,7 +50,7 @@ export function trustRoutes(ctx: IdentityContext) {
         authorize(actor, "trust:manage", res);
         const { static_jwks, ...rest } = body;
         set.status = 201;
-        return trust.create(res.projectId, res.orgId, { ...rest, audiences: body.audiences ?? [ctx.defaultAudience], staticJwks: static_jwks }, actor);
+        return trust.create(res.projectId, res.orgId, { ...rest, audiences: body.audiences ?? [ctx.publicUrl], staticJwks: static_jwks }, actor);
       },
       {
         body: t.Object(

@@ -19,5 +19,6 @@ export function webRoutes() {
   };
   return new Elysia({ name: "routes/web" })
     .get("/", () => asset("/index.html"), { detail: { hide: true } })
+    .get("/device", () => asset("/device.html"), { detail: { hide: true } })
     .get("/ui/*", ({ params }) => asset("/" + params["*"]), { detail: { hide: true } });
 }

@@ -1,0 +1,127 @@
+/**
+ * @module auth/device-login
+ * `slipway login` without a token: the CLI starts a device login and polls with a secret
+ * device code; the person approves the short user code in the browser while logged in, and the
+ * next poll hands the CLI a fresh user token — once. Codes live 10 minutes.
+ */
+import type { Database } from "bun:sqlite";
+import { SlipwayError, NotFoundError } from "../errors.ts";
+import { newId } from "../ids.ts";
+import type { Actor } from "./actor.ts";
+import type { AuditService } from "./audit.ts";
+import { RateLimitedError } from "./rate-limit.ts";
+import type { TokensService } from "./token-service.ts";
+import { hashToken } from "./tokens.ts";
+
+const LIFETIME_MS = 10 * 60_000;
+const INTERVAL_S = 2;
+const TOKEN_LIFETIME_MS = 90 * 24 * 3600_000;
+/** No vowels (no accidental words), no look-alikes (0/O, 1/I/L). */
+const USER_CODE_ALPHABET = "BCDFGHJKMNPQRSTVWXZ";
+
+/** The device login ended (expired, denied or already used): the CLI must start again. */
+export class DeviceLoginGoneError extends SlipwayError {
+  override name = "DeviceLoginGoneError";
+}
+
+interface Row {
+  id: string;
+  user_code: string;
+  client_name: string | null;
+  ip: string | null;
+  created_at: string;
+  expires_at: string;
+  last_poll_at: string | null;
+  approved_by: string | null;
+  approved_at: string | null;
+  denied_at: string | null;
+  consumed_at: string | null;
+}
+
+export type PollResult = { status: "pending" } | { status: "approved"; token: string; token_id: string };
+
+export type DeviceLoginService = ReturnType<typeof deviceLoginServiceFactory>;
+
+export function deviceLoginServiceFactory({ db, audit, tokens, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; tokens: Pick<TokensService, "create">; now?: () => Date }) {
+  const byUserCode = db.query("SELECT * FROM device_logins WHERE user_code = ?");
+  const live = (r: Row | null): r is Row => !!r && !r.denied_at && !r.consumed_at && Date.parse(r.expires_at) > now().getTime();
+
+  function userCode(): string {
+    let s = "";
+    for (const b of crypto.getRandomValues(new Uint8Array(16))) {
+      if (b < 247) s += USER_CODE_ALPHABET[b % USER_CODE_ALPHABET.length];
+      if (s.length === 8) break;
+    }
+    return s.length === 8 ? `${s.slice(0, 4)}-${s.slice(4)}` : userCode();
+  }
+
+  /** Accepts "bcdf ghjk", "BCDFGHJK", "BCDF-GHJK". */
+  const normalize = (code: string) => {
+    const c = code.toUpperCase().replace(/[^A-Z]/g, "");
+    return c.length === 8 ? `${c.slice(0, 4)}-${c.slice(4)}` : c;
+  };
+
+  function findLive(code: string): Row {
+    const r = byUserCode.get(normalize(code)) as Row | null;
+    if (!live(r)) throw new NotFoundError("no such device login, or it has expired");
+    return r;
+  }
+
+  return {
+    start(input: { clientName: string | null; ip: string | null }, publicUrl: string) {
+      const deviceCode = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+      const code = userCode();
+      const t = now();
+      db.query("INSERT INTO device_logins (id, device_code_sha256, user_code, client_name, ip, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+        newId("dev"),
+        hashToken(deviceCode),
+        code,
+        input.clientName,
+        input.ip,
+        t.toISOString(),
+        new Date(t.getTime() + LIFETIME_MS).toISOString(),
+      );
+      const uri = `${publicUrl.replace(/\/$/, "")}/device`;
+      return { device_code: deviceCode, user_code: code, verification_uri: uri, verification_uri_complete: `${uri}?code=${code}`, expires_in: LIFETIME_MS / 1000, interval: INTERVAL_S };
+    },
+
+    poll(deviceCode: string): PollResult {
+      return db.transaction((): PollResult => {
+        const r = db.query("SELECT * FROM device_logins WHERE device_code_sha256 = ?").get(hashToken(deviceCode)) as Row | null;
+        if (!live(r)) throw new DeviceLoginGoneError("this device login has expired, was denied or was already used; run 'slipway login' again");
+        const t = now();
+        if (r.last_poll_at && t.getTime() - Date.parse(r.last_poll_at) < INTERVAL_S * 1000 - 250) {
+          throw new RateLimitedError(`slow down: poll at most every ${INTERVAL_S} s`, INTERVAL_S);
+        }
+        db.query("UPDATE device_logins SET last_poll_at = ? WHERE id = ?").run(t.toISOString(), r.id);
+        if (!r.approved_by) return { status: "pending" };
+        db.query("UPDATE device_logins SET consumed_at = ? WHERE id = ?").run(t.toISOString(), r.id);
+        const created = tokens.create(
+          { kind: "user", name: `device login${r.client_name ? ` (${r.client_name})` : ""}`, expiresAt: new Date(t.getTime() + TOKEN_LIFETIME_MS), userId: r.approved_by, createdBy: r.approved_by },
+          `user:${r.approved_by}`,
+          r.ip,
+        );
+        return { status: "approved", token: created.token, token_id: created.metadata.id };
+      })();
+    },
+
+    /** What the approving person is shown before they decide. */
+    describe(code: string) {
+      const r = findLive(code);
+      return { user_code: r.user_code, client_name: r.client_name, ip: r.ip, created_at: r.created_at, expires_at: r.expires_at, approved: r.approved_by !== null };
+    },
+
+    approve(code: string, actor: Extract<Actor, { kind: "user" }>, ip: string | null): void {
+      const r = findLive(code);
+      if (r.approved_by) throw new NotFoundError("no such device login, or it has expired");
+      db.query("UPDATE device_logins SET approved_by = ?, approved_at = ? WHERE id = ?").run(actor.userId, now().toISOString(), r.id);
+      audit.record({ actor, action: "auth.device.approve", target: r.id, ip, details: { client_name: r.client_name, client_ip: r.ip } });
+    },
+
+    deny(code: string, actor: Extract<Actor, { kind: "user" }>, ip: string | null): void {
+      const r = findLive(code);
+      db.query("UPDATE device_logins SET denied_at = ? WHERE id = ?").run(now().toISOString(), r.id);
+      audit.record({ actor, action: "auth.device.deny", target: r.id, ip });
+    },
+  };
+}
