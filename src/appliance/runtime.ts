@@ -90,6 +90,12 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       const leaf = await state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: names.dns[names.dns.length - 1] ?? "localhost", names, lifetimeMs: SERVER_CERT_LIFETIME, requester: "appliance:api-server" });
       tls = { cert: leaf.chainPem, key: leaf.keyPem };
       certNotAfter = leaf.notAfter;
+      auditServiceFactory({ db: state.db }).record({
+        actor: "appliance",
+        action: "certificate.issue",
+        target: leaf.serial,
+        details: { usage: "server", requester: "appliance:api-server", names, not_after: leaf.notAfter.toISOString() },
+      });
     } else {
       log.warn("serving plain HTTP (--insecure-http): credentials cross the network unencrypted; use only for local development");
     }

@@ -88,6 +88,12 @@ describe("compiled binary", () => {
     }
   });
 
+  test("the API certificate's issuance is in the appliance audit log", async () => {
+    const r = await server.get("/api/v1/audit", { headers: { authorization: `Bearer ${token}` } });
+    const entries = (await r.json()) as { action: string; actor: string; details: { usage: string } }[];
+    expect(entries.find((e) => e.action === "certificate.issue")).toMatchObject({ actor: "appliance", details: { usage: "server" } });
+  });
+
   test("unknown route, oversized body and chunked oversized body answer problem+json", async () => {
     const nf = await server.get("/api/v1/no-such-thing");
     expect(nf.status).toBe(404);
