@@ -2,7 +2,7 @@
  * @module db
  * SQLite through bun:sqlite: opening with the right pragmas, embedded migrations, online backups.
  */
-export { openDatabase, checkpointAndClose, schemaVersion } from "./open.ts";
+export { openDatabase, checkpointAndClose, schemaVersion, isUniqueViolation } from "./open.ts";
 export {
   applyMigrations,
   migrationStatus,

@@ -34,3 +34,8 @@ export function checkpointAndClose(db: Database): void {
 export function schemaVersion(db: Database): number {
   return (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
 }
+
+/** A write refused by a UNIQUE constraint: services turn it into a ConflictError. */
+export function isUniqueViolation(e: unknown): boolean {
+  return e instanceof Error && /UNIQUE constraint failed/.test(e.message);
+}

@@ -7,6 +7,7 @@ import type { Database } from "bun:sqlite";
 import type { Actor, Role } from "../auth/actor.ts";
 import type { AuditService } from "../auth/audit.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
+import { isUniqueViolation } from "../db/index.ts";
 import { newId } from "../ids.ts";
 
 export interface Organization {
@@ -44,7 +45,6 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
   const owners = db.query("SELECT count(*) AS n FROM memberships WHERE org_id = ? AND role = 'owner'");
   const membership = db.query("SELECT role FROM memberships WHERE org_id = ? AND user_id = ?");
   const toUser = (u: { id: string; username: string; is_admin: number; created_at: string }): User => ({ ...u, is_admin: u.is_admin === 1 });
-  const isUnique = (e: unknown) => e instanceof Error && /UNIQUE constraint failed/.test(e.message);
 
   function getUser(ref: string): User {
     const u = userBy.get(ref) as { id: string; username: string; is_admin: number; created_at: string } | null;
@@ -80,7 +80,7 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
           audit.record({ orgId: org.id, actor, action: "org.create", target: org.id, details: { slug: org.slug, owner: ownerUser.id } });
         })();
       } catch (e) {
-        if (isUnique(e)) throw new ConflictError(`an organization with slug '${input.slug}' already exists`);
+        if (isUniqueViolation(e)) throw new ConflictError(`an organization with slug '${input.slug}' already exists`);
         throw e;
       }
       return org;
@@ -107,7 +107,7 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
           audit.record({ orgId, actor, action: "member.add", target: user.id, details: { role } });
         })();
       } catch (e) {
-        if (isUnique(e)) throw new ConflictError(`${user.username} is already a member`);
+        if (isUniqueViolation(e)) throw new ConflictError(`${user.username} is already a member`);
         throw e;
       }
       return { user_id: user.id, username: user.username, role, created_at: at };
@@ -151,7 +151,7 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
           audit.record({ actor, action: "user.create", target: user.id, details: { username: user.username, is_admin: user.is_admin } });
         })();
       } catch (e) {
-        if (isUnique(e)) throw new ConflictError(`user '${input.username}' already exists`);
+        if (isUniqueViolation(e)) throw new ConflictError(`user '${input.username}' already exists`);
         throw e;
       }
       return user;

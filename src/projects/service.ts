@@ -7,6 +7,7 @@ import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
 import type { AuditService } from "../auth/audit.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
+import { isUniqueViolation } from "../db/index.ts";
 import { newId } from "../ids.ts";
 
 export interface ProjectSettings {
@@ -39,7 +40,6 @@ export type ProjectsService = ReturnType<typeof projectsServiceFactory>;
 
 export function projectsServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
-  const isUnique = (e: unknown) => e instanceof Error && /UNIQUE constraint failed/.test(e.message);
 
   return {
     get(id: string): Project {
@@ -68,7 +68,7 @@ export function projectsServiceFactory({ db, audit, now = () => new Date() }: { 
           audit.record({ orgId, actor, action: "project.create", target: p.id, details: { name: p.name } });
         })();
       } catch (e) {
-        if (isUnique(e)) throw new ConflictError(`a project named '${input.name}' already exists in this organization`);
+        if (isUniqueViolation(e)) throw new ConflictError(`a project named '${input.name}' already exists in this organization`);
         throw e;
       }
       return p;
@@ -83,7 +83,7 @@ export function projectsServiceFactory({ db, audit, now = () => new Date() }: { 
           audit.record({ orgId: current.org_id, actor, action: "project.update", target: id, details: patch });
         })();
       } catch (e) {
-        if (isUnique(e)) throw new ConflictError(`a project named '${patch.name}' already exists in this organization`);
+        if (isUniqueViolation(e)) throw new ConflictError(`a project named '${patch.name}' already exists in this organization`);
         throw e;
       }
       return next;

@@ -67,3 +67,20 @@ test("every body-taking endpoint answers malformed, mistyped and unknown-field b
   expect(failures).toEqual([]);
   expect(rowCounts()).toEqual(before);
 });
+
+test("duplicates answer 409 and change nothing", async () => {
+  const before = rowCounts();
+  const cases: [string, string, unknown][] = [
+    ["POST", "/api/v1/orgs", { slug: "org-a", name: "again", owner: "ownerA" }],
+    ["POST", `/api/v1/orgs/${w.ids.A}/projects`, { name: "p1" }],
+    ["PATCH", `/api/v1/projects/${w.ids.p2}`, { name: "p1" }],
+    ["POST", `/api/v1/orgs/${w.ids.A}/members`, { user: "userA", role: "owner" }],
+    ["POST", "/api/v1/users", { username: "ownerA" }],
+  ];
+  for (const [method, path, body] of cases) {
+    const r = await w.call("admin", method, path, body);
+    expect(`${method} ${path} ${r.status}`).toBe(`${method} ${path} 409`);
+    expect(r.headers.get("content-type")).toBe("application/problem+json");
+  }
+  expect(rowCounts()).toEqual(before);
+});
