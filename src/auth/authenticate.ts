@@ -35,14 +35,18 @@ interface TokenRow {
 export type AuthService = ReturnType<typeof authServiceFactory>;
 
 export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
+  // A correlated subquery, not a LEFT JOIN: the join made this lookup ~10x slower (bench/auth.ts).
   const byHash = db.query(
-    `SELECT t.id, t.kind, t.expires_at, t.revoked_at, t.last_used_at, t.user_id, t.org_id, t.project_id, p.org_id AS project_org_id
-       FROM api_tokens t LEFT JOIN projects p ON p.id = t.project_id
+    `SELECT t.id, t.kind, t.expires_at, t.revoked_at, t.last_used_at, t.user_id, t.org_id, t.project_id,
+            (SELECT p.org_id FROM projects p WHERE p.id = t.project_id) AS project_org_id
+       FROM api_tokens t
       WHERE t.secret_sha256 = ?`,
   );
   const userById = db.query("SELECT id, username, is_admin FROM users WHERE id = ?");
   const membershipsOf = db.query("SELECT org_id, role FROM memberships WHERE user_id = ?");
-  const tokenProjects = db.query("SELECT tp.project_id, p.org_id FROM api_token_projects tp JOIN projects p ON p.id = tp.project_id WHERE tp.token_id = ?");
+  const tokenProjects = db.query(
+    "SELECT tp.project_id, (SELECT p.org_id FROM projects p WHERE p.id = tp.project_id) AS org_id FROM api_token_projects tp WHERE tp.token_id = ?",
+  );
   const touch = db.query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?");
   const invalid = () => new UnauthenticatedError("invalid or expired credentials");
 
