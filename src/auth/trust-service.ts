@@ -6,7 +6,7 @@
  * audited with their precise reason; callers only ever see "invalid or expired credentials".
  */
 import type { Database } from "bun:sqlite";
-import { UnauthenticatedError } from "../errors.ts";
+import { InvalidInputError, UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
@@ -107,7 +107,14 @@ export function trustServiceFactory({ db, audit, verifier, tokens, now = () => n
 
     /** `input` is the API body: provider fields, issuer and audiences (defaults filled in). */
     create(projectId: string, orgId: string, input: Record<string, unknown>, actor: Actor): TrustView {
-      const trust = validateTrust({ ...input, id: newId("trs"), projectId });
+      let trust: TrustRelationship;
+      try {
+        trust = validateTrust({ ...input, id: newId("trs"), projectId });
+      } catch (e) {
+        // The API spells it static_jwks; the validator speaks the model's staticJwks.
+        if (e instanceof InvalidInputError) throw new InvalidInputError(e.message, e.errors.map((x) => ({ ...x, pointer: x.pointer.replace(/^\/staticJwks/, "/static_jwks") })));
+        throw e;
+      }
       const { id, projectId: _p, provider, issuer, audiences, staticJwks, ...config } = trust as TrustRelationship & Record<string, unknown>;
       const at = now().toISOString();
       db.transaction(() => {

@@ -36,6 +36,8 @@ export interface Command {
   usage: string;
   options: OptionSpec;
   optionHelp: Record<string, string>;
+  /** Accepts positional arguments (subcommands, ids); without this any positional is a usage error. */
+  positionals?: boolean;
   run(ctx: CommandContext): Promise<number>;
 }
 

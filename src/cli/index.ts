@@ -9,11 +9,33 @@ import { VERSION } from "../version.ts";
 import { backupCommand } from "./backup.ts";
 import { EXIT_OK, GLOBAL_HELP, GLOBAL_OPTIONS, clientOptions, reportFailure, type Command, type Io } from "./command.ts";
 import { doctorCommand } from "./doctor.ts";
+import { adminCommand } from "./admin.ts";
+import { loginCommand } from "./login.ts";
+import { logoutCommand } from "./logout.ts";
+import { membersCommand } from "./members.ts";
+import { orgsCommand } from "./orgs.ts";
+import { projectsCommand } from "./projects.ts";
+import { tokensCommand } from "./tokens.ts";
+import { trustCommand } from "./trust.ts";
 import { migrateCommand } from "./migrate.ts";
 import { serveCommand } from "./serve.ts";
 import { versionCommand } from "./version.ts";
 
-export const COMMANDS: Command[] = [serveCommand, migrateCommand, backupCommand, doctorCommand, versionCommand];
+export const COMMANDS: Command[] = [
+  serveCommand,
+  migrateCommand,
+  backupCommand,
+  doctorCommand,
+  versionCommand,
+  loginCommand,
+  logoutCommand,
+  orgsCommand,
+  membersCommand,
+  projectsCommand,
+  tokensCommand,
+  trustCommand,
+  adminCommand,
+];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -54,7 +76,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
 
     let parsed: ReturnType<typeof parseArgs>;
     try {
-      parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, strict: true, allowPositionals: false });
+      parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, strict: true, allowPositionals: command.positionals === true });
     } catch (e) {
       throw new UsageError(`${command.name}: ${(e as Error).message.split("\n")[0]}; run 'slipway ${command.name} --help'`);
     }

@@ -10,6 +10,9 @@ import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
 import { isUniqueViolation } from "../db/index.ts";
 import { newId } from "../ids.ts";
 
+/** Usernames: a letter or digit, then letters, digits, dot, underscore, dash; 64 at most. */
+export const USERNAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+
 export interface Organization {
   id: string;
   slug: string;
@@ -144,6 +147,9 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
     getUser,
 
     createUser(input: { username: string; isAdmin?: boolean }, actor: Actor | string): User {
+      if (!new RegExp(USERNAME_PATTERN).test(input.username)) {
+        throw new InvalidInputError(`invalid username ${JSON.stringify(input.username)}`, [{ pointer: "/username", detail: "a letter or digit, then letters, digits, '.', '_' or '-'; at most 64" }]);
+      }
       const user = { id: newId("usr"), username: input.username, is_admin: input.isAdmin ?? false, created_at: now().toISOString() };
       try {
         db.transaction(() => {

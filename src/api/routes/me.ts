@@ -10,6 +10,7 @@ const Me = t.Object({
   id: t.String(),
   username: t.String(),
   is_admin: t.Boolean(),
+  token_id: t.Nullable(t.String({ description: "the token this request used (null for a web session)" })),
 });
 
 export function meRoutes(ctx: Pick<IdentityContext, "actorOf">) {
@@ -19,7 +20,7 @@ export function meRoutes(ctx: Pick<IdentityContext, "actorOf">) {
       const actor = await ctx.actorOf(request);
       authorize(actor, "self:read");
       if (actor.kind !== "user") throw new Error("unreachable: policy allowed a non-user");
-      return { id: actor.userId, username: actor.username, is_admin: actor.isAdmin };
+      return { id: actor.userId, username: actor.username, is_admin: actor.isAdmin, token_id: actor.tokenId };
     },
     {
       response: { 200: Me },

@@ -4,11 +4,12 @@
  */
 import { Elysia, t } from "elysia";
 import { authorize } from "../../auth/index.ts";
+import { USERNAME_PATTERN } from "../../orgs/service.ts";
 import type { IdentityContext } from "../identity.ts";
 
 const Slug = t.String({ pattern: "^[a-z0-9][a-z0-9-]{1,38}$", description: "lowercase letters, digits and dashes; 2-39 characters" });
 const Name = t.String({ minLength: 1, maxLength: 100 });
-const Username = t.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$" });
+const Username = t.String({ pattern: USERNAME_PATTERN });
 const RoleT = t.Union([t.Literal("owner"), t.Literal("user")]);
 const Org = t.Object({ id: t.String(), slug: t.String(), name: t.String(), created_at: t.String() });
 const MemberT = t.Object({ user_id: t.String(), username: t.String(), role: RoleT, created_at: t.String() });

@@ -1,0 +1,115 @@
+/**
+ * @module cli/login
+ * `slipway login`: remember a server, a token and the CA to trust, so later commands need no
+ * flags. With `--token` the token is checked (GET /api/v1/me) and saved; without one, a device
+ * login: the person approves a short code in the browser and the CLI receives a fresh token.
+ */
+import { hostname } from "node:os";
+import { ApiError, UnreachableError, apiClientFactory, seg, type ApiClient } from "../client/api.ts";
+import { readCaFile, readClientConfig, sameServer, writeClientConfig } from "../client/config.ts";
+import { SlipwayError, UsageError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import { EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
+
+interface Me {
+  id: string;
+  username: string;
+  is_admin: boolean;
+}
+
+interface DeviceStart {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete?: string;
+  expires_in: number;
+  interval?: number;
+}
+
+type DevicePoll = { status: "pending" } | { status: "approved"; token: string; token_id: string };
+
+const MAX_POLL_FAILURES = 5;
+
+/** Starts a device login, shows the code, and polls until it is approved, denied or expired. */
+async function deviceLogin(api: ApiClient, ctx: CommandContext): Promise<{ token: string; tokenId: string }> {
+  const started = await api.raw<DeviceStart>("POST", "/api/v1/auth/device", { client_name: `slipway ${VERSION} on ${hostname()}`.slice(0, 100) });
+  if (started.status === 404) {
+    throw new SlipwayError(`${api.server} does not offer device login; log in with 'slipway login --server ${api.server} --token T' instead`);
+  }
+  const s = api.result<DeviceStart>(started);
+  const minutes = Math.max(1, Math.round(s.expires_in / 60));
+  ctx.io.err(`To log in, open this address in a browser where you are signed in to Slipway:`);
+  ctx.io.err(`  ${s.verification_uri_complete ?? s.verification_uri}`);
+  ctx.io.err(`and approve the code ${s.user_code} (or open ${s.verification_uri} and enter it).`);
+  ctx.io.err(`Waiting for approval; the code expires in ${minutes} minute${minutes === 1 ? "" : "s"}...`);
+
+  let interval = Math.max(1, s.interval ?? 5) * 1000;
+  const deadline = Date.now() + s.expires_in * 1000;
+  let failures = 0;
+  for (;;) {
+    await Bun.sleep(interval);
+    if (Date.now() > deadline) throw new SlipwayError("the device login expired before it was approved; run 'slipway login' again");
+    let r;
+    try {
+      r = await api.raw<DevicePoll>("POST", "/api/v1/auth/device/token", { device_code: s.device_code });
+      failures = 0;
+    } catch (e) {
+      // A server restarting while the person approves: keep trying for a little while.
+      if (!(e instanceof UnreachableError) || e.untrusted || ++failures >= MAX_POLL_FAILURES) throw e;
+      continue;
+    }
+    if (r.status === 202) continue;
+    if (r.status === 429) {
+      const retry = Number(r.headers.get("retry-after"));
+      interval = Math.max(interval + 1000, Number.isFinite(retry) ? retry * 1000 : 0);
+      continue;
+    }
+    const body = api.result<DevicePoll>(r);
+    if (body.status === "pending") continue;
+    if (body.status === "approved" && typeof body.token === "string") return { token: body.token, tokenId: body.token_id };
+    throw new SlipwayError(`${api.server} answered the device login poll with an unexpected body`);
+  }
+}
+
+export const loginCommand: Command = {
+  name: "login",
+  summary: "log in to a Slipway server (with --token, or by approving a code in the browser) and save it for later commands",
+  usage: "slipway login [--server URL] [--token T] [--cacert FILE]",
+  options: {},
+  optionHelp: {},
+  async run(ctx) {
+    const saved = readClientConfig(ctx.env);
+    const server = ctx.client.server ?? saved?.server;
+    if (!server) throw new UsageError("login needs --server URL, the address of the Slipway server (e.g. https://slipway.example.com:8443)");
+    const reuse = saved !== null && sameServer(server, saved.server);
+    const caPem = ctx.client.cacert !== undefined ? readCaFile(ctx.client.cacert) : reuse ? saved.cacert_pem : undefined;
+
+    let token = ctx.client.token;
+    let tokenId: string | undefined;
+    if (!token) ({ token, tokenId } = await deviceLogin(apiClientFactory({ server, caPem }), ctx));
+
+    const api = apiClientFactory({ server, token, caPem });
+    let me: Me;
+    try {
+      me = await api.get<Me>("/api/v1/me");
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) throw new SlipwayError(`${api.server} did not accept the token (${e.message}); nothing was saved`);
+      if (e instanceof ApiError && e.status === 403) {
+        throw new SlipwayError(`login saves user tokens only, and this is an organization or project token; pass it per command with --token or SLIPWAY_TOKEN instead; nothing was saved`);
+      }
+      throw e;
+    }
+    const path = writeClientConfig(ctx.env, { server: api.server, token, token_id: tokenId, cacert_pem: caPem, username: me.username });
+
+    // The token a previous device login made for this CLI is replaced: revoke it (best effort).
+    if (reuse && saved.token_id && saved.token && saved.token !== token) {
+      try {
+        await apiClientFactory({ server, token: saved.token, caPem: saved.cacert_pem }).delete(`/api/v1/tokens/${seg(saved.token_id)}`);
+      } catch {}
+    }
+
+    if (ctx.client.json) printJson(ctx.io, { server: api.server, user_id: me.id, username: me.username, is_admin: me.is_admin, token_id: tokenId ?? null, config: path });
+    else ctx.io.out(`logged in to ${api.server} as ${me.username}${me.is_admin ? " (administrator)" : ""}; saved to ${path}`);
+    return EXIT_OK;
+  },
+};
