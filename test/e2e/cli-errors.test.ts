@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
 import { freePort, runSlipway } from "../support/serve.ts";
+import { COMMANDS } from "../../src/cli/index.ts";
 
 let bin: string;
 let work: string;
@@ -126,7 +127,7 @@ describe("usage", () => {
   test("--help works on every command and lists the global options", async () => {
     const top = await runSlipway(bin, ["--help"]);
     expect(top.code).toBe(0);
-    for (const cmd of ["serve", "migrate", "backup", "doctor", "version"]) {
+    for (const cmd of COMMANDS.map((c) => c.name)) {
       expect(top.stdout).toContain(`  ${cmd}`);
       const h = await runSlipway(bin, [cmd, "--help"]);
       expect(h.code).toBe(0);
