@@ -74,9 +74,9 @@ async function deviceLogin(api: ApiClient, ctx: CommandContext): Promise<{ token
 export const loginCommand: Command = {
   name: "login",
   summary: "log in to a Slipway server (with --token, or by approving a code in the browser) and save it for later commands",
-  usage: "slipway login [--server URL] [--token T] [--cacert FILE]",
-  options: {},
-  optionHelp: {},
+  usage: "slipway login [--server URL] [--token T] [--cacert FILE] [--device]",
+  options: { device: { type: "boolean" } },
+  optionHelp: { device: "use the device login even without a terminal (it waits for approval in a browser)" },
   async run(ctx) {
     const saved = readClientConfig(ctx.env);
     const server = ctx.client.server ?? saved?.server;
@@ -86,6 +86,10 @@ export const loginCommand: Command = {
 
     let token = ctx.client.token;
     let tokenId: string | undefined;
+    if (!token && !ctx.io.isTTY && ctx.values.device !== true) {
+      // A script without a token must not sit waiting ten minutes for a browser.
+      throw new UsageError("no --token (or SLIPWAY_TOKEN) and no terminal for a device login; pass --token, or --device to wait for approval in a browser");
+    }
     if (!token) ({ token, tokenId } = await deviceLogin(apiClientFactory({ server, caPem }), ctx));
 
     const api = apiClientFactory({ server, token, caPem });

@@ -265,7 +265,7 @@ describe("trust relationships", () => {
 describe("device login", () => {
   /** Runs `login` and answers its device code with `approve`; returns the result. */
   async function deviceLogin(env: Env, args: string[], approve: (userCode: string) => Promise<void>): Promise<CommandResult> {
-    const proc = Bun.spawn([bin, "login", ...args, "--json"], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", ...env } });
+    const proc = Bun.spawn([bin, "login", ...args, "--device", "--json"], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", ...env } });
     let stderr = "";
     const decoder = new TextDecoder();
     const reader = proc.stderr.getReader();
@@ -358,7 +358,9 @@ describe("device login", () => {
       // The server says the code is gone (expired, denied, used): exit 1 with its message.
       expire = true;
       const gone = newHome();
-      failed(await cli(["login", "--server", url], gone.env), 1, /Gone: this device login has expired, was denied or was already used/);
+      failed(await cli(["login", "--server", url, "--device"], gone.env), 1, /Gone: this device login has expired, was denied or was already used/);
+      // Without a terminal and without --device, login refuses rather than wait for a browser.
+      failed(await cli(["login", "--server", url], gone.env), 2, /no terminal for a device login/);
       expect(existsSync(gone.config)).toBe(false);
     } finally {
       fake.stop(true);
