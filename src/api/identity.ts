@@ -49,7 +49,7 @@ export function identityContext(services: IdentityServices, clientAddress: (r: R
         const session = authorization ? null : sessionCookie(request);
         if (session) {
           // Cookies ride along on cross-site requests; a state change must come from our own pages.
-          if (!SAFE_METHODS.has(request.method) && !sameOrigin(request)) {
+          if (!SAFE_METHODS.has(request.method) && !sameOrigin(request, services.publicUrl)) {
             throw new ForbiddenError("cross-site request refused: the Origin header must be this server's");
           }
           const { userId } = services.sessions.resolve(session);
@@ -88,16 +88,17 @@ export function sessionCookie(request: Request): string | null {
   return null;
 }
 
-/** Origin (or, failing that, Referer) names this server. Browsers always send Origin on
- * cross-site POST/PUT/PATCH/DELETE, so its absence on a cookie request is refused too. */
-function sameOrigin(request: Request): boolean {
-  const own = new URL(request.url).origin;
+/** Origin (or, failing that, Referer) names this server — as the request reached it, or as its
+ * public URL says (behind a proxy the two differ). Browsers always send Origin on cross-site
+ * POST/PUT/PATCH/DELETE, so its absence on a cookie request is refused too. */
+function sameOrigin(request: Request, publicUrl: string): boolean {
+  const own = new Set([new URL(request.url).origin, new URL(publicUrl).origin]);
   const origin = request.headers.get("origin");
-  if (origin) return origin === own;
+  if (origin) return own.has(origin);
   const referer = request.headers.get("referer");
   if (referer) {
     try {
-      return new URL(referer).origin === own;
+      return own.has(new URL(referer).origin);
     } catch {
       return false;
     }

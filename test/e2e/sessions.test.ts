@@ -58,6 +58,8 @@ describe("password login", () => {
     expect((await req("/api/v1/tokens", json(body, { cookie, origin: "https://evil.example" }))).status).toBe(403);
     expect((await req("/api/v1/tokens", json(body, { cookie, referer: "https://evil.example/page" }))).status).toBe(403);
     expect((await req("/api/v1/tokens", json(body, { cookie, origin: "http://localhost" }))).status).toBe(201);
+    // Behind a proxy the browser's origin is the public URL's.
+    expect((await req("/api/v1/tokens", json(body, { cookie, origin: "https://slipway.example.com" }))).status).toBe(201);
   });
 
   test("logout ends the session", async () => {
