@@ -72,6 +72,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
   const state = await openApplianceState({
     dataDir,
     busyTimeoutMs: config.database.busy_timeout_ms,
+    maxClientCertLifetimeMs: config.pki.client_cert_max_lifetime_seconds * 1000,
     masterKeyFile: config.secrets.master_key_file,
     credentialsDirectory: env.CREDENTIALS_DIRECTORY,
     log,

@@ -7,6 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { auditServiceFactory } from "../auth/audit.ts";
 import { bootstrapAdministrator, type BootstrapResult } from "../auth/index.ts";
 import { applyMigrations, backupDatabase, openForMigration, preMigrationBackupPath, schemaVersion } from "../db/index.ts";
 import { PreconditionError } from "../errors.ts";
@@ -20,6 +21,8 @@ export const CA_FILE = "ca.pem";
 
 export interface StateOptions {
   dataDir: string;
+  /** Cap on per-build client certificate lifetimes (pki.client_cert_max_lifetime_seconds). */
+  maxClientCertLifetimeMs?: number;
   busyTimeoutMs: number;
   masterKeyFile?: string;
   credentialsDirectory?: string;
@@ -66,12 +69,13 @@ export async function openApplianceState(o: StateOptions): Promise<ApplianceStat
     );
     const applianceId = (db.query("SELECT id FROM appliance").get() as { id: string }).id;
 
-    const pki = pkiServiceFactory({ db, sealer, applianceId });
-    for (const ca of await pki.ensureHierarchy(["server"])) {
+    const pki = pkiServiceFactory({ db, sealer, applianceId, audit: auditServiceFactory({ db }), maxClientCertLifetimeMs: o.maxClientCertLifetimeMs });
+    for (const ca of await pki.ensureHierarchy(["server", "build-client"])) {
       o.log.info("created certificate authority", { purpose: ca.purpose, serial: ca.serial, not_after: ca.not_after });
     }
     const caFile = join(o.dataDir, CA_FILE);
-    const rootPem = pki.rootCertificatePem();
+    // Every unexpired root: after a root rotation, clients holding either chain still verify.
+    const rootPem = pki.trustedRootsPem();
     if (!existsSync(caFile) || readFileSync(caFile, "utf8") !== rootPem) writeFileAtomic(caFile, rootPem, 0o644);
 
     const bootstrap = bootstrapAdministrator(db, o.dataDir);

@@ -48,6 +48,10 @@ export const configSchema = z
       .object({ busy_timeout_ms: z.number().int().min(0).max(600_000).default(5000) })
       .strict()
       .prefault({}),
+    pki: z
+      .object({ client_cert_max_lifetime_seconds: z.number().int().min(300).max(7 * 86400).default(90_000) })
+      .strict()
+      .prefault({}),
     metrics: z
       .object({ bearer_token_file: path.optional() })
       .strict()

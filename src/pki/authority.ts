@@ -7,9 +7,11 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Sealer } from "../secrets/index.ts";
-import { NotFoundError } from "../errors.ts";
+import type { AuditService } from "../auth/audit.ts";
+import { InvalidInputError, NotFoundError } from "../errors.ts";
 import {
   BACKDATE_MS,
+  EC_ALG,
   SIGN_ALG,
   caExtensions,
   exportPkcs8,
@@ -66,11 +68,39 @@ export interface PkiDeps {
   sealer: Sealer;
   applianceId: string;
   now?: () => Date;
+  /** Records issuances and rotations in the audit log (the issuance table records them always). */
+  audit?: Pick<AuditService, "record">;
+  /** No client certificate lives longer than this, whatever the build's timeout (default 25 h). */
+  maxClientCertLifetimeMs?: number;
+}
+
+export interface BuildCertRequest {
+  orgId: string;
+  projectId: string;
+  buildId: string;
+  platform: string;
+  /** The build's hard timeout plus a margin; capped by maxClientCertLifetimeMs. */
+  lifetimeMs: number;
+  /** A PKCS#10 request (ECDSA P-256): only its public key is used. Without one, a fresh key is
+   * generated and returned once. */
+  csrPem?: string;
+  requester: string;
+}
+
+export interface IssuedBuildCert {
+  serial: string;
+  certPem: string;
+  chainPem: string;
+  /** Null when the client sent a CSR: its key never leaves it. */
+  keyPem: string | null;
+  notAfter: Date;
+  /** The URI SAN naming appliance, organization, project, build and platform. */
+  uri: string;
 }
 
 export type Pki = ReturnType<typeof pkiServiceFactory>;
 
-export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Date() }: PkiDeps) {
+export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Date(), audit, maxClientCertLifetimeMs = 25 * 3600_000 }: PkiDeps) {
   const signingKeys = new Map<string, Promise<CryptoKey>>();
   // Parsing a CA certificate and exporting its public key costs more than signing a leaf.
   const caCerts = new Map<string, Promise<{ cert: x509.X509Certificate; publicKey: CryptoKey }>>();
@@ -156,6 +186,33 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
     ).run(row.id, row.purpose, row.parent_id, row.serial, row.subject, row.cert_pem, row.key_sealed, row.not_before, row.not_after, now().toISOString());
   }
 
+  /** Signs `publicKey` into a leaf from the active intermediate of `req.issuer`, and records it. */
+  async function sign(req: LeafRequest, publicKey: CryptoKey, subject: x509.Name) {
+    const ca = activeRow(req.issuer);
+    if (!ca) throw new NotFoundError(`no active ${req.issuer} CA`);
+    const { cert: caCert, publicKey: caPublic } = await parsedCa(ca);
+    const serial = randomSerial();
+    const t = now().getTime();
+    const notAfter = new Date(Math.min(t + req.lifetimeMs, caCert.notAfter.getTime()));
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial,
+      subject,
+      issuer: caCert.subject,
+      notBefore: new Date(t - BACKDATE_MS),
+      notAfter,
+      signingAlgorithm: SIGN_ALG,
+      publicKey,
+      signingKey: await signingKey(ca),
+      extensions: await leafExtensions(publicKey, caPublic, req.usage, req.names),
+    });
+    const certPem = cert.toString("pem");
+    db.query(
+      `INSERT INTO certificate_issuances (serial, ca_id, usage, subject, names, not_before, not_after, requester, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(serial, ca.id, req.usage, cert.subject, JSON.stringify(req.names), cert.notBefore.toISOString(), notAfter.toISOString(), req.requester, now().toISOString());
+    return { serial, certPem, chainPem: `${certPem}\n${ca.cert_pem}\n`, notAfter };
+  }
+
   return {
     /**
      * Creates whatever is missing of the root and the given intermediates, and returns what it
@@ -183,38 +240,95 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
       return root.cert_pem;
     },
 
+    /** Every unexpired root, the active one first: the contents of ca.pem. */
+    trustedRootsPem(): string {
+      return this.trustBundle("root").join("\n");
+    },
+
     /** Signs a fresh leaf with a fresh key from the active intermediate of `req.issuer`. */
     async issueLeaf(req: LeafRequest): Promise<IssuedLeaf> {
-      const ca = activeRow(req.issuer);
-      if (!ca) throw new NotFoundError(`no active ${req.issuer} CA`);
-      const { cert: caCert, publicKey: caPublic } = await parsedCa(ca);
       const keys = await generateKeyPair();
-      const serial = randomSerial();
-      const t = now().getTime();
-      const notAfter = new Date(Math.min(t + req.lifetimeMs, caCert.notAfter.getTime()));
-      const cert = await x509.X509CertificateGenerator.create({
-        serialNumber: serial,
-        subject: new x509.Name([{ CN: [req.commonName] }, { O: ["Slipway"] }]),
-        issuer: caCert.subject,
-        notBefore: new Date(t - BACKDATE_MS),
-        notAfter,
-        signingAlgorithm: SIGN_ALG,
-        publicKey: keys.publicKey,
-        signingKey: await signingKey(ca),
-        extensions: await leafExtensions(keys.publicKey, caPublic, req.usage, req.names),
+      const signed = await sign(req, keys.publicKey, new x509.Name([{ CN: [req.commonName] }, { O: ["Slipway"] }]));
+      return { ...signed, keyPem: pemPrivateKey(await exportPkcs8(keys.privateKey)) };
+    },
+
+    /**
+     * A per-build client certificate: clientAuth only, subject and URI SAN naming appliance,
+     * organization, project, build and platform; from the client's CSR or with a fresh key.
+     */
+    async issueBuildClientCertificate(req: BuildCertRequest): Promise<IssuedBuildCert> {
+      const uri = `slipway://${applianceId}/org/${req.orgId}/project/${req.projectId}/build/${req.buildId}/platform/${req.platform}`;
+      const subject = new x509.Name([{ O: [`slipway:${applianceId}`] }, { OU: [`org:${req.orgId}`] }, { OU: [`project:${req.projectId}`] }, { CN: [`build:${req.buildId}:${req.platform}`] }]);
+      const lifetimeMs = Math.min(req.lifetimeMs, maxClientCertLifetimeMs);
+      const leafReq: LeafRequest = { issuer: "build-client", usage: "client", commonName: "", names: { uri: [uri] }, lifetimeMs, requester: req.requester };
+      let publicKey: CryptoKey;
+      let keyPem: string | null = null;
+      if (req.csrPem) publicKey = await csrPublicKey(req.csrPem);
+      else {
+        const keys = await generateKeyPair();
+        publicKey = keys.publicKey;
+        keyPem = pemPrivateKey(await exportPkcs8(keys.privateKey));
+      }
+      const signed = await sign(leafReq, publicKey, subject);
+      audit?.record({
+        orgId: req.orgId,
+        actor: req.requester,
+        action: "certificate.issue",
+        target: signed.serial,
+        details: { usage: "client", build_id: req.buildId, project_id: req.projectId, platform: req.platform, not_after: signed.notAfter.toISOString(), from_csr: keyPem === null },
       });
-      const certPem = cert.toString("pem");
-      db.query(
-        `INSERT INTO certificate_issuances (serial, ca_id, usage, subject, names, not_before, not_after, requester, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(serial, ca.id, req.usage, cert.subject, JSON.stringify(req.names), cert.notBefore.toISOString(), notAfter.toISOString(), req.requester, now().toISOString());
-      return {
-        serial,
-        certPem,
-        chainPem: `${certPem}\n${ca.cert_pem}\n`,
-        keyPem: pemPrivateKey(await exportPkcs8(keys.privateKey)),
-        notAfter,
-      };
+      return { ...signed, keyPem, uri };
+    },
+
+    /** PEMs of every unexpired CA of `purpose`, the active one first: what verifiers trust, so
+     * certificates from a retired intermediate stay valid until they expire. */
+    trustBundle(purpose: CaPurpose): string[] {
+      const rows = db
+        .query("SELECT cert_pem FROM certificate_authorities WHERE purpose = ? AND not_after > ? ORDER BY retired_at IS NOT NULL, created_at DESC")
+        .all(purpose, now().toISOString()) as { cert_pem: string }[];
+      return rows.map((r) => r.cert_pem);
+    },
+
+    /** A new intermediate for `purpose` signs from now on; the old one is retired, still trusted. */
+    async rotateIntermediate(purpose: Exclude<CaPurpose, "root">, requester: string): Promise<AuthorityRow> {
+      const next = await makeAuthority(purpose);
+      db.transaction(() => {
+        db.query("UPDATE certificate_authorities SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL").run(now().toISOString(), purpose);
+        insertAuthority(next);
+        audit?.record({ actor: requester, action: "ca.rotate", target: next.id, details: { purpose, serial: next.serial, not_after: next.not_after } });
+      })();
+      return next;
+    },
+
+    /** A new root (new key) and new intermediates under it. Old ones stay trusted until expiry:
+     * clients must be given the new ca.pem (which then holds both roots). */
+    async rotateRoot(requester: string): Promise<AuthorityRow[]> {
+      const root = await makeAuthority("root");
+      const purposes = (db.query("SELECT DISTINCT purpose FROM certificate_authorities WHERE purpose <> 'root' AND retired_at IS NULL").all() as { purpose: Exclude<CaPurpose, "root"> }[]).map((r) => r.purpose);
+      db.transaction(() => {
+        db.query("UPDATE certificate_authorities SET retired_at = ? WHERE purpose = 'root' AND retired_at IS NULL").run(now().toISOString());
+        insertAuthority(root);
+        audit?.record({ actor: requester, action: "ca.rotate", target: root.id, details: { purpose: "root", serial: root.serial, not_after: root.not_after } });
+      })();
+      const created = [root];
+      for (const p of purposes) created.push(await this.rotateIntermediate(p, requester));
+      return created;
     },
   };
+}
+
+/** The public key of a PKCS#10 request, after checking its self-signature; ECDSA P-256 only. */
+async function csrPublicKey(pem: string): Promise<CryptoKey> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(pem);
+  } catch {
+    throw new InvalidInputError("the certificate request is not a PEM PKCS#10 request", [{ pointer: "/csr", detail: "expected -----BEGIN CERTIFICATE REQUEST-----" }]);
+  }
+  const alg = csr.publicKey.algorithm as { name: string; namedCurve?: string };
+  if (alg.name !== "ECDSA" || alg.namedCurve !== "P-256") {
+    throw new InvalidInputError("certificate requests must carry an ECDSA P-256 key", [{ pointer: "/csr", detail: "ECDSA P-256 keys only" }]);
+  }
+  if (!(await csr.verify())) throw new InvalidInputError("the certificate request's signature does not verify", [{ pointer: "/csr", detail: "bad self-signature" }]);
+  return csr.publicKey.export(EC_ALG, ["verify"], crypto);
 }
