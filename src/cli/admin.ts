@@ -5,17 +5,14 @@
  * the administrator has lost their token, or to create users before anyone can log in.
  */
 import type { Database } from "bun:sqlite";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { DB_FILE } from "../appliance/state.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { sessionsServiceFactory } from "../auth/sessions.ts";
 import { tokensServiceFactory } from "../auth/token-service.ts";
 import { dispatch, required } from "../client/cli.ts";
-import { migrationStatus, openDatabase } from "../db/index.ts";
-import { PreconditionError, UsageError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { USERNAME_PATTERN, orgsServiceFactory } from "../orgs/service.ts";
-import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, printJson, type Command, type CommandContext } from "./command.ts";
+import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, printJson, type Command, type CommandContext } from "./command.ts";
+import { openDataDir } from "./offline.ts";
 
 /** How the audit log names these commands. */
 const ACTOR = "cli:admin";
@@ -24,20 +21,7 @@ const USERNAME = new RegExp(USERNAME_PATTERN);
 const SERVER_FLAGS = ["config", "data-dir", "set"];
 
 function openDb(ctx: CommandContext): Database {
-  const { dataDir, config } = loadServerConfig(ctx);
-  const dbFile = join(dataDir, DB_FILE);
-  if (!existsSync(dbFile)) throw new PreconditionError(`no database at ${dbFile}; 'slipway serve' creates it on first start (or pass --data-dir)`);
-  const db = openDatabase(dbFile, { busyTimeoutMs: config.database.busy_timeout_ms });
-  try {
-    const status = migrationStatus(db);
-    if (status.pending.length > 0) {
-      throw new PreconditionError(`the database at ${dbFile} is at schema version ${status.current}, this slipway expects ${status.head}; run 'slipway migrate' first`);
-    }
-  } catch (e) {
-    db.close();
-    throw e;
-  }
-  return db;
+  return openDataDir(ctx).db;
 }
 
 function username(ctx: CommandContext, sub: string): string {

@@ -18,6 +18,7 @@ import { projectsCommand } from "./projects.ts";
 import { tokensCommand } from "./tokens.ts";
 import { trustCommand } from "./trust.ts";
 import { migrateCommand } from "./migrate.ts";
+import { pkiCommand } from "./pki.ts";
 import { serveCommand } from "./serve.ts";
 import { versionCommand } from "./version.ts";
 
@@ -35,6 +36,7 @@ export const COMMANDS: Command[] = [
   tokensCommand,
   trustCommand,
   adminCommand,
+  pkiCommand,
 ];
 
 function topHelp(): string {
