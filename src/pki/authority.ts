@@ -9,16 +9,14 @@ import type { Database } from "bun:sqlite";
 import type { Sealer } from "../secrets/index.ts";
 import type { AuditService } from "../auth/audit.ts";
 import { InvalidInputError, NotFoundError } from "../errors.ts";
+import { freshKey, leafSigner, signLeaf, yieldingQueue, type LeafSigner, type Rdns } from "./leaf.ts";
 import {
   BACKDATE_MS,
-  EC_ALG,
   SIGN_ALG,
   caExtensions,
   exportPkcs8,
   generateKeyPair,
   importSigningKey,
-  leafExtensions,
-  pemPrivateKey,
   randomSerial,
   x509,
   type LeafNames,
@@ -186,31 +184,39 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
     ).run(row.id, row.purpose, row.parent_id, row.serial, row.subject, row.cert_pem, row.key_sealed, row.not_before, row.not_after, now().toISOString());
   }
 
-  /** Signs `publicKey` into a leaf from the active intermediate of `req.issuer`, and records it. */
-  async function sign(req: LeafRequest, publicKey: CryptoKey, subject: x509.Name) {
-    const ca = activeRow(req.issuer);
-    if (!ca) throw new NotFoundError(`no active ${req.issuer} CA`);
-    const { cert: caCert, publicKey: caPublic } = await parsedCa(ca);
-    const serial = randomSerial();
-    const t = now().getTime();
-    const notAfter = new Date(Math.min(t + req.lifetimeMs, caCert.notAfter.getTime()));
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serial,
-      subject,
-      issuer: caCert.subject,
-      notBefore: new Date(t - BACKDATE_MS),
-      notAfter,
-      signingAlgorithm: SIGN_ALG,
-      publicKey,
-      signingKey: await signingKey(ca),
-      extensions: await leafExtensions(publicKey, caPublic, req.usage, req.names),
+  const signers = new Map<string, Promise<LeafSigner>>();
+  const leafSignerFor = (row: AuthorityRow) => {
+    let p = signers.get(row.id);
+    if (!p) {
+      p = sealer.unseal(row.key_sealed, `ca:${row.id}`).then((pkcs8) => leafSigner(row.cert_pem, pkcs8));
+      signers.set(row.id, p);
+    }
+    return p;
+  };
+  const queue = yieldingQueue();
+
+  /**
+   * Signs a leaf from the active intermediate of `req.issuer` and records it. `spki` is the
+   * client's key (from a CSR), or null for a fresh key — generated inside the queue too, so a
+   * burst of requests does all its work in the queue's small, yielding steps.
+   */
+  function sign(req: LeafRequest, spki: Uint8Array | null, subject: Rdns) {
+    return queue(async () => {
+      const ca = activeRow(req.issuer);
+      if (!ca) throw new NotFoundError(`no active ${req.issuer} CA`);
+      const signer = await leafSignerFor(ca);
+      const fresh = spki ? null : freshKey();
+      const serial = randomSerial();
+      const t = now().getTime();
+      const notAfter = new Date(Math.min(t + req.lifetimeMs, signer.notAfter.getTime()));
+      const notBefore = new Date(t - BACKDATE_MS);
+      const cert = signLeaf(signer, { serial, subject, spki: spki ?? fresh!.spki, notBefore, notAfter, usage: req.usage, names: req.names });
+      db.query(
+        `INSERT INTO certificate_issuances (serial, ca_id, usage, subject, names, not_before, not_after, requester, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(serial, ca.id, req.usage, cert.subject, JSON.stringify(req.names), notBefore.toISOString(), notAfter.toISOString(), req.requester, now().toISOString());
+      return { serial, certPem: cert.pem, chainPem: `${cert.pem}\n${ca.cert_pem}\n`, notAfter, keyPem: fresh?.keyPem ?? null };
     });
-    const certPem = cert.toString("pem");
-    db.query(
-      `INSERT INTO certificate_issuances (serial, ca_id, usage, subject, names, not_before, not_after, requester, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(serial, ca.id, req.usage, cert.subject, JSON.stringify(req.names), cert.notBefore.toISOString(), notAfter.toISOString(), req.requester, now().toISOString());
-    return { serial, certPem, chainPem: `${certPem}\n${ca.cert_pem}\n`, notAfter };
   }
 
   return {
@@ -247,9 +253,8 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
 
     /** Signs a fresh leaf with a fresh key from the active intermediate of `req.issuer`. */
     async issueLeaf(req: LeafRequest): Promise<IssuedLeaf> {
-      const keys = await generateKeyPair();
-      const signed = await sign(req, keys.publicKey, new x509.Name([{ CN: [req.commonName] }, { O: ["Slipway"] }]));
-      return { ...signed, keyPem: pemPrivateKey(await exportPkcs8(keys.privateKey)) };
+      const signed = await sign(req, null, [["CN", req.commonName], ["O", "Slipway"]]);
+      return { ...signed, keyPem: signed.keyPem! };
     },
 
     /**
@@ -258,18 +263,11 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
      */
     async issueBuildClientCertificate(req: BuildCertRequest): Promise<IssuedBuildCert> {
       const uri = `slipway://${applianceId}/org/${req.orgId}/project/${req.projectId}/build/${req.buildId}/platform/${req.platform}`;
-      const subject = new x509.Name([{ O: [`slipway:${applianceId}`] }, { OU: [`org:${req.orgId}`] }, { OU: [`project:${req.projectId}`] }, { CN: [`build:${req.buildId}:${req.platform}`] }]);
+      const subject: Rdns = [["O", `slipway:${applianceId}`], ["OU", `org:${req.orgId}`], ["OU", `project:${req.projectId}`], ["CN", `build:${req.buildId}:${req.platform}`]];
       const lifetimeMs = Math.min(req.lifetimeMs, maxClientCertLifetimeMs);
       const leafReq: LeafRequest = { issuer: "build-client", usage: "client", commonName: "", names: { uri: [uri] }, lifetimeMs, requester: req.requester };
-      let publicKey: CryptoKey;
-      let keyPem: string | null = null;
-      if (req.csrPem) publicKey = await csrPublicKey(req.csrPem);
-      else {
-        const keys = await generateKeyPair();
-        publicKey = keys.publicKey;
-        keyPem = pemPrivateKey(await exportPkcs8(keys.privateKey));
-      }
-      const signed = await sign(leafReq, publicKey, subject);
+      const signed = await sign(leafReq, req.csrPem ? await csrPublicKey(req.csrPem) : null, subject);
+      const keyPem = signed.keyPem;
       audit?.record({
         orgId: req.orgId,
         actor: req.requester,
@@ -317,8 +315,9 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
   };
 }
 
-/** The public key of a PKCS#10 request, after checking its self-signature; ECDSA P-256 only. */
-async function csrPublicKey(pem: string): Promise<CryptoKey> {
+/** The public key (SPKI DER) of a PKCS#10 request, after checking its self-signature; ECDSA
+ * P-256 only. */
+async function csrPublicKey(pem: string): Promise<Uint8Array> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(pem);
@@ -330,5 +329,5 @@ async function csrPublicKey(pem: string): Promise<CryptoKey> {
     throw new InvalidInputError("certificate requests must carry an ECDSA P-256 key", [{ pointer: "/csr", detail: "ECDSA P-256 keys only" }]);
   }
   if (!(await csr.verify())) throw new InvalidInputError("the certificate request's signature does not verify", [{ pointer: "/csr", detail: "bad self-signature" }]);
-  return csr.publicKey.export(EC_ALG, ["verify"], crypto);
+  return new Uint8Array(csr.publicKey.rawData);
 }
