@@ -1,0 +1,76 @@
+/**
+ * @module router/builder-socket
+ * Opens the byte stream to a builder: its unix socket, and for the `dockerd` runtime the
+ * `POST /grpc` h2c upgrade first (dockerd serves its embedded BuildKit's gRPC API only behind
+ * that upgrade). After this resolves, the socket carries BuildKit's HTTP/2 and nothing else.
+ */
+import net from "node:net";
+import { ConnectionRefused } from "./errors.ts";
+
+export type BuilderRuntime = "buildkitd" | "dockerd";
+
+export interface OpenedBuilder {
+  socket: net.Socket;
+  /** Bytes the builder sent right after the 101 response head; forward them first. */
+  head: Buffer;
+}
+
+const UPGRADE_REQUEST =
+  "POST /grpc HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n";
+/** A 101 head is a few hundred bytes; anything longer is not dockerd answering us. */
+const MAX_HEAD = 16 * 1024;
+
+/**
+ * Connects to `socketPath`; rejects with ConnectionRefused("builder_unavailable") on connect
+ * failure, timeout, or a non-101 upgrade answer. `signal` aborts (the build ended meanwhile).
+ */
+export function openBuilderSocket(socketPath: string, runtime: BuilderRuntime, timeoutMs: number, signal?: AbortSignal): Promise<OpenedBuilder> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ path: socketPath });
+    let settled = false;
+    let buf: Buffer = Buffer.alloc(0);
+    const finish = (err: ConnectionRefused | null, head: Buffer = Buffer.alloc(0)) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      socket.off("data", onData);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else {
+        socket.pause();
+        resolve({ socket, head });
+      }
+    };
+    const onAbort = () => finish(new ConnectionRefused("build_ended", "build ended while connecting to its builder"));
+    const onError = (e: Error) => finish(new ConnectionRefused("builder_unavailable", `builder socket: ${e.message}`));
+    const onClose = () => finish(new ConnectionRefused("builder_unavailable", "builder closed the connection during the upgrade"));
+    const onData = (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) {
+        if (buf.length > MAX_HEAD) finish(new ConnectionRefused("builder_unavailable", "oversized upgrade response from dockerd"));
+        return;
+      }
+      const status = buf.subarray(0, buf.indexOf("\r\n")).toString("latin1");
+      if (!/^HTTP\/1\.[01] 101 /.test(status)) {
+        finish(new ConnectionRefused("builder_unavailable", `dockerd refused the /grpc upgrade: ${status.slice(0, 80)}`));
+        return;
+      }
+      finish(null, buf.subarray(end + 4));
+    };
+    const timer = setTimeout(() => finish(new ConnectionRefused("builder_unavailable", `builder did not answer within ${timeoutMs} ms`)), timeoutMs);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    socket.on("error", onError);
+    socket.on("close", onClose);
+    socket.once("connect", () => {
+      if (runtime === "buildkitd") return finish(null);
+      socket.on("data", onData);
+      socket.write(UPGRADE_REQUEST);
+    });
+  });
+}
