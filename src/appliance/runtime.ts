@@ -21,6 +21,7 @@ import { checkpointAndClose, migrationStatus } from "../db/index.ts";
 import { HealthRegistry } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
 import { MetricsRegistry, registerProcessMetrics } from "../metrics/registry.ts";
+import { buildRouterFactory, type BuildRouter } from "../router/index.ts";
 import { VERSION } from "../version.ts";
 import { checkPortsFree, checkReadable, prepareDataDir } from "./preflight.ts";
 import { defaultPublicUrl, serverNames } from "./server-identity.ts";
@@ -30,12 +31,22 @@ const DAY = 86_400_000;
 /** Re-issued at every start; /readyz warns when a long-running server gets close to expiry. */
 const SERVER_CERT_LIFETIME = 397 * DAY;
 
+/** Where clients reach the build endpoint: what the build API hands them. */
+export interface BuildEndpoint {
+  /** e.g. tcp://builds.example.com:8444 */
+  endpoint: string;
+  /** The name the client verifies the endpoint's certificate against. */
+  serverName: string;
+}
+
 export interface RunningAppliance {
   /** A URL that reaches this server from this machine. */
   localUrl: string;
   publicUrl: string;
   port: number;
   state: ApplianceState;
+  router: BuildRouter;
+  buildEndpoint: BuildEndpoint;
   /** Graceful: in-flight requests finish (up to the shutdown timeout), then the DB is closed. */
   stop(): Promise<void>;
 }
@@ -78,6 +89,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     log,
   });
 
+  let router: BuildRouter | null = null;
   try {
     const publicUrl = s.public_url ?? defaultPublicUrl(listen.port, https);
 
@@ -100,6 +112,16 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     } else {
       log.warn("serving plain HTTP (--insecure-http): credentials cross the network unencrypted; use only for local development");
     }
+
+    // 4. The build endpoint's identity: the address clients dial, which may differ from where it
+    //    listens (NAT, TCP load balancer). Its certificate comes from the server intermediate.
+    const buildPublic = parseListenAddress(s.build_public_address ?? `${new URL(publicUrl).hostname.replace(/^\[|\]$/g, "")}:${buildListen.port}`)!;
+    const buildEndpoint: BuildEndpoint = {
+      endpoint: `tcp://${buildPublic.hostname.includes(":") ? `[${buildPublic.hostname}]` : buildPublic.hostname}:${buildPublic.port}`,
+      serverName: buildPublic.hostname,
+    };
+    const buildNames = serverNames(`https://${buildPublic.hostname.includes(":") ? `[${buildPublic.hostname}]` : buildPublic.hostname}`);
+    const buildLeaf = await state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: buildEndpoint.serverName, names: buildNames, lifetimeMs: SERVER_CERT_LIFETIME, requester: "appliance:build-endpoint" });
 
     // 4. Health and metrics.
     const health = new HealthRegistry();
@@ -127,6 +149,17 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     }
     const metrics = new MetricsRegistry();
     registerProcessMetrics(metrics, VERSION);
+
+    // No builds exist yet: every connection is refused until the builds capability supplies
+    // the lookup (serial → active build → ready builder).
+    router = buildRouterFactory({
+      lookup: () => null,
+      tls: { certPem: buildLeaf.chainPem, keyPem: buildLeaf.keyPem, clientIntermediatesPem: state.pki.trustBundle("build-client"), clientRootsPem: state.pki.trustBundle("root") },
+      logger: log.child({ component: "build-endpoint" }),
+      metrics,
+    });
+    await router!.listen(buildListen);
+    health.register({ name: "build-endpoint:listening", run: () => ({ status: "pass", output: `${buildEndpoint.endpoint} (server name ${buildEndpoint.serverName})` }) });
 
     // 5. HTTP.
     const metricsToken = config.metrics.bearer_token_file ? readFileSync(config.metrics.bearer_token_file, "utf8").trim() || null : null;
@@ -184,9 +217,12 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       publicUrl,
       port: server.port!,
       state,
+      router: router!,
+      buildEndpoint,
       stop() {
         stopping ??= (async () => {
           const srv = server!;
+          await router!.stop();
           const graceful = srv.stop(false);
           const timedOut = await Promise.race([graceful.then(() => false), Bun.sleep(shutdownMs).then(() => true)]);
           if (timedOut) {
@@ -199,6 +235,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       },
     };
   } catch (e) {
+    await router?.stop(); // a start that fails halfway leaves nothing listening
     state.db.close();
     throw e;
   }

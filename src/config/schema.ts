@@ -27,6 +27,7 @@ export const configSchema = z
         listen: listen.default("0.0.0.0:8443"),
         build_listen: listen.default("0.0.0.0:8444"),
         public_url: url.optional(),
+        build_public_address: listen.optional(),
         insecure_http: z.boolean().default(false),
         tls_cert_file: path.optional(),
         tls_key_file: path.optional(),

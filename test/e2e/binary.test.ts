@@ -147,6 +147,43 @@ describe("compiled binary", () => {
     expect((await server.get(resolved.pathname)).status).toBe(200);
   });
 
+  test("the build endpoint: mutual TLS on --build-listen; no client certificate or no build means refused", async () => {
+    const tryConnect = (opts: { cert?: string; key?: string }) =>
+      new Promise<{ authorized: boolean; peerCN: string; closedBy: "server" | "error"; gotBytes: boolean }>((resolve) => {
+        const sock = connect({ host: "127.0.0.1", port: server.buildPort, servername: "localhost", ca: server.ca, ALPNProtocols: ["h2"], ...opts });
+        let authorized = false;
+        let peerCN = "";
+        let gotBytes = false;
+        sock.on("secureConnect", () => {
+          authorized = sock.authorized;
+          peerCN = String(sock.getPeerCertificate().subject?.CN ?? "");
+          sock.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        });
+        sock.on("data", () => (gotBytes = true));
+        sock.on("close", () => resolve({ authorized, peerCN, closedBy: "server", gotBytes }));
+        sock.on("error", () => resolve({ authorized, peerCN, closedBy: "error", gotBytes }));
+      });
+    const anonymous = await tryConnect({});
+    expect(anonymous.gotBytes).toBe(false);
+
+    // A genuine per-build certificate from this appliance's CA (issued offline on its data dir),
+    // for a build the appliance does not know: the router refuses it.
+    const { openDatabase } = await import("../../src/db/index.ts");
+    const { createSealer, loadOrCreateMasterKey } = await import("../../src/secrets/index.ts");
+    const { pkiServiceFactory } = await import("../../src/pki/index.ts");
+    const db = openDatabase(join(server.dataDir, "slipway.db"));
+    const pki = pkiServiceFactory({ db, sealer: await createSealer(loadOrCreateMasterKey({ dataDir: server.dataDir }).bytes), applianceId: (db.query("SELECT id FROM appliance").get() as { id: string }).id });
+    const cert = await pki.issueBuildClientCertificate({ orgId: "org_x", projectId: "prj_x", buildId: "bld_unknown", platform: "amd64", lifetimeMs: 600_000, requester: "test" });
+    db.close();
+    const unknown = await tryConnect({ cert: cert.chainPem, key: cert.keyPem! });
+    expect(unknown.authorized).toBe(true); // the endpoint's certificate verifies against ca.pem
+    expect(unknown.gotBytes).toBe(false);
+    const metrics = await (await server.get("/metrics")).text();
+    expect(metrics).toMatch(/slipway_router_refused_total\{reason="no_build"\} [1-9]/);
+    const ready = (await (await server.get("/readyz")).json()) as { checks: Record<string, { status: string }[]> };
+    expect(ready.checks["build-endpoint:listening"]![0]!.status).toBe("pass");
+  });
+
   test("the web UI is embedded", async () => {
     const r = await server.get("/");
     expect(r.status).toBe(200);
@@ -222,7 +259,8 @@ describe("serving modes", () => {
         const applianceCa = readFileSync(join(s.dataDir, "ca.pem"), "utf8");
         await expect(fetch(`${s.url}/livez`, { tls: { ca: applianceCa } })).rejects.toThrow();
         const db = new Database(join(s.dataDir, "slipway.db"), { readonly: true });
-        expect(db.query("SELECT count(*) AS n FROM certificate_issuances").get()).toEqual({ n: 0 });
+        // Only the build endpoint's certificate was issued; the API uses the operator's.
+        expect(db.query("SELECT requester FROM certificate_issuances").all()).toEqual([{ requester: "appliance:build-endpoint" }]);
         db.close();
       } finally {
         expect(await s.stop()).toBe(0);

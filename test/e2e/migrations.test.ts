@@ -94,7 +94,10 @@ describe("upgrading a version-1 database", () => {
     }
     // The API certificate issued at start is in the new audit table.
     const db = new Database(join(dir, "slipway.db"), { readonly: true });
-    expect(db.query("SELECT requester, usage FROM certificate_issuances").all()).toEqual([{ requester: "appliance:api-server", usage: "server" }]);
+    expect(db.query("SELECT requester, usage FROM certificate_issuances ORDER BY requester").all()).toEqual([
+      { requester: "appliance:api-server", usage: "server" },
+      { requester: "appliance:build-endpoint", usage: "server" },
+    ]);
     db.close();
   });
 });

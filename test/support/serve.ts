@@ -34,6 +34,8 @@ export async function runSlipway(bin: string, args: string[], env: Record<string
 export interface Served {
   proc: Subprocess<"ignore", "pipe", "pipe">;
   url: string;
+  /** Where the build endpoint listens (on 127.0.0.1). */
+  buildPort: number;
   dataDir: string;
   ca: string;
   /** Everything written to stderr so far (JSON log lines). */
@@ -82,6 +84,7 @@ export async function serve(bin: string, dataDir: string, extraArgs: string[] = 
   return {
     proc,
     url,
+    buildPort,
     dataDir,
     ca,
     logs: () => logs,
