@@ -154,7 +154,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     // the lookup (serial → active build → ready builder).
     router = buildRouterFactory({
       lookup: () => null,
-      tls: { certPem: buildLeaf.chainPem, keyPem: buildLeaf.keyPem, clientIntermediatesPem: state.pki.trustBundle("build-client"), clientRootsPem: state.pki.trustBundle("root") },
+      tls: { certPem: buildLeaf.chainPem, keyPem: buildLeaf.keyPem, clientIntermediatesPem: () => state.pki.trustBundle("build-client"), clientRootsPem: state.pki.trustBundle("root") },
       logger: log.child({ component: "build-endpoint" }),
       metrics,
     });

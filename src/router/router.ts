@@ -58,7 +58,7 @@ export interface RouterTls {
    * Client certificates must be issued by one of these (the build-client intermediates; several
    * during rotation)...
    */
-  clientIntermediatesPem: string | readonly string[];
+  clientIntermediatesPem: string | readonly string[] | (() => readonly string[]);
   /**
    * ...which chain to these roots. OpenSSL needs the self-signed root to accept a chain at all;
    * trusting a root here does NOT let its other descendants in (see router/client-cert).
@@ -98,7 +98,23 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
   const limits: RouterLimits = { ...DEFAULT_LIMITS, ...deps.limits };
   const now = deps.now ?? (() => new Date());
   const log = deps.logger.child({ component: "router" });
-  const verify = clientCertVerifierFactory(deps.tls.clientIntermediatesPem);
+  // Given as a function, the intermediates are re-read (at most once a second) when a
+  // certificate names an unknown issuer: an intermediate rotated while serving is trusted at
+  // once, without a restart (its clients present it in their chain; the TLS layer trusts the root).
+  const source = deps.tls.clientIntermediatesPem;
+  const intermediatesNow = () => (typeof source === "function" ? source() : source);
+  let verifyCert = clientCertVerifierFactory(intermediatesNow());
+  let refreshedAt = 0;
+  const verify: typeof verifyCert = (der, at) => {
+    try {
+      return verifyCert(der, at);
+    } catch (e) {
+      if (typeof source !== "function" || !(e instanceof ConnectionRefused) || e.reason !== "wrong_issuer" || Date.now() - refreshedAt < 1000) throw e;
+      refreshedAt = Date.now();
+      verifyCert = clientCertVerifierFactory(intermediatesNow());
+      return verifyCert(der, at);
+    }
+  };
   const roots = splitPem(deps.tls.clientRootsPem);
   if (roots.length === 0) throw new TypeError("router: no client root certificate given");
   const table = connectionTableFactory({ metrics: deps.metrics, retentionMs: limits.endedRetentionMs, now: () => now().getTime() });
@@ -112,7 +128,7 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
   const server = tls.createServer({
     cert: deps.tls.certPem,
     key: deps.tls.keyPem,
-    ca: [...roots, ...splitPem(deps.tls.clientIntermediatesPem)],
+    ca: [...roots, ...splitPem(intermediatesNow())],
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: "TLSv1.2",

@@ -257,6 +257,31 @@ describe("routing to the right builder", () => {
   });
 });
 
+test("an intermediate rotated while the router runs is trusted at once (chain presented), the old one still", async () => {
+  // Its own hierarchy: rotating the shared one would change what the other tests' router trusts.
+  const rotDb = openDatabase(join(dir, "rotation.db"));
+  applyMigrations(rotDb);
+  const rotPki = pkiServiceFactory({ db: rotDb, sealer, applianceId: "rot" });
+  await rotPki.ensureHierarchy(["server", "build-client"]);
+  const r2 = buildRouterFactory({
+    lookup,
+    tls: { certPem: serverLeaf.chainPem, keyPem: serverLeaf.keyPem, clientIntermediatesPem: () => rotPki.trustBundle("build-client"), clientRootsPem: rotPki.trustBundle("root") },
+    limits: DEFAULT_TEST_LIMITS,
+    logger: silentLogger,
+    metrics: new MetricsRegistry(),
+  });
+  routers.push(r2);
+  const { port } = await r2.listen({ hostname: "127.0.0.1", port: 0 });
+  const old = await clientLeaf(rotPki, "rot-old");
+  routes.set(old.serial, fakeTarget("rot-old"));
+  await rotPki.rotateIntermediate("build-client", "test");
+  const fresh = await clientLeaf(rotPki, "rot-new");
+  routes.set(fresh.serial, fakeTarget("rot-new"));
+  (await routed(port, { certPem: fresh.chainPem, keyPem: fresh.keyPem })).destroy();
+  (await routed(port, old)).destroy();
+  rotDb.close();
+});
+
 test("serials: one spelling whatever produced them; the pki's own pass through unchanged", async () => {
   const leaf = await clientLeaf(pki, "serial");
   expect(normalizeSerial(leaf.serial)).toBe(leaf.serial);
