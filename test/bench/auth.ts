@@ -40,6 +40,7 @@ import { authorize } from "../../src/auth/policy.ts";
 import type { Actor } from "../../src/auth/actor.ts";
 import { projectsServiceFactory } from "../../src/projects/service.ts";
 import { makeWorld, type ActorName, type World } from "../support/world.ts";
+import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
   args: Bun.argv.slice(2),
@@ -54,14 +55,6 @@ const { values: opts } = parseArgs({
   },
 });
 
-function intOpt(name: string, raw: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    console.error(`--${name} must be an integer in ${min}..${max}, got ${JSON.stringify(raw)}`);
-    process.exit(2);
-  }
-  return n;
-}
 const DURATION_MS = intOpt("duration", opts.duration, 1, 30) * 1000;
 const WARMUP_MS = intOpt("warmup-ms", opts["warmup-ms"], 0, 10_000);
 const REQUESTS = intOpt("requests", opts.requests, 100, 1_000_000);
@@ -391,24 +384,6 @@ async function section3(): Promise<Section3> {
 
 const round2 = (_: string, v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v);
 
-type Row = [metric: string, value: number, baseline: number, unit: string, digits: number, target?: { op: "≤" | "≥"; value: number }];
-
-function table(header: string[], rows: Row[]): string[] {
-  const fmt = (x: number, unit: string, digits: number) => (Number.isFinite(x) ? `${x.toFixed(digits)} ${unit}` : "—");
-  const cells = [header];
-  for (const [metric, a, b, unit, digits, target] of rows) {
-    const ratio = Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(a / b >= 10 ? 0 : a / b >= 1 ? 1 : 2)}x` : "";
-    const met = target ? (target.op === "≤" ? a <= target.value : a >= target.value) : null;
-    const targetText = target ? `${target.op} ${target.value} ${unit}  ${met ? "ok" : "MISSED"}` : "";
-    cells.push([metric, fmt(a, unit, digits), fmt(b, unit, digits), ratio, targetText]);
-  }
-  const widths = cells[0]!.map((_, c) => Math.max(...cells.map((r) => [...(r[c] ?? "")].length)));
-  const pad = (text: string, w: number, right: boolean) => {
-    const fill = " ".repeat(Math.max(0, w - [...text].length));
-    return right ? fill + text : text + fill;
-  };
-  return cells.map((r) => r.map((cell, c) => pad(cell, widths[c]!, c === 1 || c === 2 || c === 3)).join("   ").trimEnd());
-}
 
 function latencyRows(rs: RouteLatency[], prefix: string): Row[] {
   const base = rs[0]!;

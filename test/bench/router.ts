@@ -25,6 +25,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { intOpt } from "./report.ts";
 
 const { values: opts } = parseArgs({
   args: Bun.argv.slice(2),
@@ -83,14 +84,6 @@ if (opts.serve) {
 // ---------------------------------------------------------------------------------------------
 // Parent: pki, sink, client.
 
-function intOpt(name: string, raw: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    console.error(`--${name} must be an integer in ${min}..${max}, got ${JSON.stringify(raw)}`);
-    process.exit(2);
-  }
-  return n;
-}
 const SIZE = intOpt("size", opts.size, 1, 16384) * 1024 * 1024;
 const RUNS = intOpt("runs", opts.runs, 1, 10);
 const CONNECTS = intOpt("connects", opts.connects, 10, 5000);

@@ -24,6 +24,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdir
 import { cpus, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
   args: Bun.argv.slice(2),
@@ -38,14 +39,6 @@ const { values: opts } = parseArgs({
   },
 });
 
-function intOpt(name: string, raw: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    console.error(`--${name} must be an integer in ${min}..${max}, got ${JSON.stringify(raw)}`);
-    process.exit(2);
-  }
-  return n;
-}
 const RUNS = intOpt("runs", opts.runs, 1, 50);
 const RESTARTS = intOpt("restarts", opts.restarts, 0, 50);
 const DURATION_MS = intOpt("duration", opts.duration, 1, 30) * 1000;
@@ -540,7 +533,6 @@ async function main(): Promise<void> {
     return;
   }
 
-  type Row = [metric: string, slipway: number, baseline: number, unit: string, digits: number, target?: { op: "≤" | "≥"; value: number }];
   const rows: Row[] = [
     ["exec → /readyz 200, empty dir (min)", s.slipway.min, s.baseline.min, "ms", 0],
     ["exec → /readyz 200, empty dir (p50)", s.slipway.p50, s.baseline.p50, "ms", 0, { op: "≤", value: TARGETS.start }],
@@ -564,20 +556,7 @@ async function main(): Promise<void> {
     ["SIGTERM → exit (p50)", stopS.slipway.p50, stopS.baseline.p50, "ms", 1],
   );
 
-  const fmt = (x: number, unit: string, digits: number) => (Number.isFinite(x) ? `${x.toFixed(digits)} ${unit}` : "—");
-  const table = [["metric", "slipway", "baseline", "ratio", "target"]];
-  for (const [metric, a, b, unit, digits, target] of rows) {
-    const ratio = Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(a / b >= 10 ? 0 : a / b >= 1 ? 1 : 2)}x` : "";
-    const met = target ? (target.op === "≤" ? a <= target.value : a >= target.value) : null;
-    const targetText = target ? `${target.op} ${target.value} ${unit}  ${met ? "ok" : "MISSED"}` : "";
-    table.push([metric, fmt(a, unit, digits), fmt(b, unit, digits), ratio, targetText]);
-  }
-  const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => [...(r[c] ?? "")].length)));
-  const pad = (text: string, w: number, right: boolean) => {
-    const fill = " ".repeat(Math.max(0, w - [...text].length));
-    return right ? fill + text : text + fill;
-  };
-  const lines = table.map((r) => r.map((cell, c) => pad(cell, widths[c]!, c === 1 || c === 2 || c === 3)).join("   ").trimEnd());
+  const lines = table(["metric", "slipway", "baseline", "ratio", "target"], rows);
 
   const raw = (xs: number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(" ");
   const out = [
