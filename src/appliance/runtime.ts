@@ -17,7 +17,7 @@ import { ciTokenVerifierFactory, oidcKeysFactory } from "../auth/oidc/index.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
 import { parseListenAddress, type LoadedConfig } from "../config/index.ts";
-import { checkpointAndClose, migrationStatus } from "../db/index.ts";
+import { checkpointAndClose, migrationStatus, startCheckpointer, type Checkpointer } from "../db/index.ts";
 import { HealthRegistry } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
 import { MetricsRegistry, registerProcessMetrics } from "../metrics/registry.ts";
@@ -90,7 +90,12 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
   });
 
   let router: BuildRouter | null = null;
+  let checkpointer: Checkpointer | null = null;
   try {
+    checkpointer = await startCheckpointer(state.db, state.dbFile, {
+      busyTimeoutMs: config.database.busy_timeout_ms,
+      onError: (message) => log.warn("WAL checkpoint worker failed; checkpointing on the main thread again", { error: message }),
+    });
     const publicUrl = s.public_url ?? defaultPublicUrl(listen.port, https);
 
     // 3. TLS.
@@ -229,6 +234,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
             log.warn("shutdown timeout reached; closing remaining connections", { timeout_seconds: s.shutdown_timeout_seconds });
             await srv.stop(true);
           }
+          await checkpointer?.stop();
           checkpointAndClose(state.db);
         })();
         return stopping;
@@ -236,6 +242,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     };
   } catch (e) {
     await router?.stop(); // a start that fails halfway leaves nothing listening
+    await checkpointer?.stop();
     state.db.close();
     throw e;
   }

@@ -14,4 +14,5 @@ export {
   type Migration,
   type MigrationStatus,
 } from "./migrations.ts";
+export { startCheckpointer, type Checkpointer } from "./checkpointer.ts";
 export { backupDatabase, preMigrationBackupPath } from "./backup.ts";

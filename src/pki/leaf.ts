@@ -122,7 +122,7 @@ export function signLeaf(ca: LeafSigner, p: LeafParams): SignedLeaf {
  * last yield: a burst of issuances makes callers wait, but never blocks timers or sockets for
  * long. Bun.sleep(0) is the yield that works here: measured with 0.3 ms jobs, it kept the worst
  * timer gap at ~1.6 ms, where setTimeout(0) let gaps reach 37 ms. */
-export function yieldingQueue(budgetMs = 1) {
+export function yieldingQueue(budgetMs = 0.5) {
   let tail: Promise<unknown> = Promise.resolve();
   let since = performance.now();
   return <T>(job: () => T | Promise<T>): Promise<T> => {

@@ -10,13 +10,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import forge from "node-forge";
-import { applyMigrations, openDatabase } from "../../src/db/index.ts";
+import { generateKeyPairSync } from "node:crypto";
+import { applyMigrations, openDatabase, startCheckpointer } from "../../src/db/index.ts";
 import { pkiServiceFactory } from "../../src/pki/index.ts";
 import { createSealer } from "../../src/secrets/index.ts";
 
 const SEQUENTIAL = 300;
 const CONCURRENT = 1000;
 const FORGE_RUNS = 10;
+const BURSTS = 5;
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
@@ -45,6 +47,7 @@ const dir = mkdtempSync(join(tmpdir(), "slipway-bench-pki-"));
 try {
   const db = openDatabase(join(dir, "bench.db"));
   applyMigrations(db);
+  const checkpointer = await startCheckpointer(db, join(dir, "bench.db")); // as serve runs it
   const pki = pkiServiceFactory({ db, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))), applianceId: "bench" });
   await pki.ensureHierarchy(["server", "build-client"]);
   const req = (i: number) => ({ orgId: "org_b", projectId: "prj_b", buildId: `bld_${i}`, platform: "amd64", lifetimeMs: 7_200_000 + 600_000, requester: "bench" });
@@ -59,14 +62,34 @@ try {
     lat.push(performance.now() - t);
   }
 
-  // 2. 1,000 at once: throughput and the worst event-loop stall. Baseline: the same monitor on
-  //    an idle loop for as long as the burst takes (this machine's own timer jitter and GC).
-  const mon = lagMonitor();
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENT }, (_, i) => pki.issueBuildClientCertificate(req(i))));
-  const concurrentMs = performance.now() - t0;
-  await Bun.sleep(5);
-  const worstLag = mon.stop();
+  // 2. 1,000 at once, BURSTS times: throughput and the worst event-loop stall of each burst.
+  //    Baseline: the same monitor on an idle loop for as long as a burst takes (this machine's
+  //    own timer jitter).
+  const burstLags: number[] = [];
+  const burstMs: number[] = [];
+  for (let b = 0; b < BURSTS; b++) {
+    const mon = lagMonitor();
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: CONCURRENT }, (_, i) => pki.issueBuildClientCertificate(req(i))));
+    burstMs.push(performance.now() - t0);
+    await Bun.sleep(5);
+    burstLags.push(mon.stop());
+  }
+  const concurrentMs = pct(burstMs, 50);
+  const worstLag = pct(burstLags, 50);
+  // The floor under that: the same bursts of bare P-256 key generations (no Slipway code, no
+  // database) with the same yields — what the runtime's own allocation and GC cost the loop.
+  const bareLags: number[] = [];
+  for (let b = 0; b < BURSTS; b++) {
+    const mon = lagMonitor();
+    let since = performance.now();
+    for (let i = 0; i < CONCURRENT; i++) {
+      if (performance.now() - since > 0.5) (await Bun.sleep(0), (since = performance.now()));
+      generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" });
+    }
+    await Bun.sleep(5);
+    bareLags.push(mon.stop());
+  }
   const idle = lagMonitor();
   await Bun.sleep(Math.max(200, concurrentMs));
   const idleLag = idle.stop();
@@ -89,6 +112,7 @@ try {
     forge.pki.certificateToPem(cert);
     forgeLat.push(performance.now() - t);
   }
+  await checkpointer.stop();
   db.close();
 
   const p50 = pct(lat, 50);
@@ -97,7 +121,9 @@ try {
     ["issuance latency p50 (sequential)", fmt(p50), fmt(f50), `${(f50 / p50).toFixed(0)}x faster`, p50 <= 2 ? "≤ 2 ms  ok" : "≤ 2 ms  MISSED"],
     ["issuance latency p99 (sequential)", fmt(pct(lat, 99)), fmt(pct(forgeLat, 99)), "", ""],
     [`certificates/s (${CONCURRENT} concurrent)`, `${Math.round((CONCURRENT / concurrentMs) * 1000)} /s`, `${Math.round(1000 / (forgeLat.reduce((a, b) => a + b, 0) / forgeLat.length))} /s`, "", ""],
-    [`worst event-loop stall (${CONCURRENT} concurrent)`, fmt(worstLag), "whole issuance (sync)", "", worstLag <= 5 ? "≤ 5 ms  ok" : "≤ 5 ms  MISSED"],
+    [`event-loop stall, median burst (${BURSTS}x${CONCURRENT})`, fmt(worstLag), "whole issuance (sync)", "", worstLag <= 5 ? "≤ 5 ms  ok" : "≤ 5 ms  MISSED"],
+    [`event-loop stall, worst burst`, fmt(Math.max(...burstLags)), "", "", `${burstLags.filter((l) => l > 5).length}/${BURSTS} bursts over 5 ms`],
+    [`stall, bare key generation, median burst`, fmt(pct(bareLags, 50)), "", "", `worst ${fmt(Math.max(...bareLags))} (runtime floor)`],
     ["worst timer lateness on an idle loop (baseline)", fmt(idleLag), "", "", ""],
   ];
   console.log(`slipway pki bench: bun ${Bun.version}; ECDSA P-256 on WebCrypto vs node-forge RSA-2048 (${FORGE_RUNS} runs), same process`);
