@@ -6,4 +6,4 @@ export { buildRouterFactory, DEFAULT_LIMITS, type BuildRouter, type RouteLookup,
 export { normalizeSerial } from "./client-cert.ts";
 export { ConnectionRefused, type RefusalReason } from "./errors.ts";
 export type { RouterStats, BuildStats } from "./connections.ts";
-export type { BuilderRuntime } from "./builder-socket.ts";
+export { openBuilderSocket, type BuilderRuntime, type OpenedBuilder } from "./builder-socket.ts";

@@ -1,0 +1,7 @@
+/**
+ * @module builders
+ * Single-tenant BuildKit builders on the local Docker engine.
+ */
+export { builderManagerFactory, BuilderUnavailableError, BUILDER_LABELS, type BuilderManager, type BuilderManagerDeps, type BuilderRef, type BuilderRow, type BuilderState, type BuilderStatus, type ReadyBuilder } from "./manager.ts";
+export { RUNTIMES, normalizePlatform, platformOfArch, type CachePolicy } from "./runtimes.ts";
+export { FALLBACK_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";

@@ -1,0 +1,624 @@
+/**
+ * @module builders/manager
+ * One BuildKit container per (project, platform) on the local Docker engine, started when a build
+ * asks for it, shared by that project's concurrent builds, stopped when idle. Its lifecycle
+ * (absent → starting → ready ⇄ idle → stopping → absent) is kept in SQLite so a restarted serve
+ * adopts what still runs; Docker labels say which containers are Slipway's.
+ *
+ * Isolation per builder: its own bridge network with inter-container traffic off, no published
+ * ports (the build endpoint reaches it through a socket directory bind-mounted from the host), the
+ * project's CPU/memory limits and a pids limit, nothing mounted but that directory and its cache
+ * volume.
+ */
+import type { Database } from "bun:sqlite";
+import type Docker from "dockerode";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { InvalidInputError, NotFoundError, PreconditionError, SlipwayError } from "../errors.ts";
+import { newId } from "../ids.ts";
+import type { Logger } from "../log/logger.ts";
+import { openBuilderSocket, type BuilderRuntime } from "../router/index.ts";
+import type { VolumeManager, VolumeUsage } from "../volumes/index.ts";
+import { listWorkers } from "../wire/buildkit.ts";
+import { CONTAINER_RUN_DIR, RUNTIMES, normalizePlatform, platformOfArch, qemuBinfmtName } from "./runtimes.ts";
+import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
+
+export type BuilderState = "absent" | "starting" | "ready" | "idle" | "stopping";
+
+export interface BuilderRow {
+  id: string;
+  project_id: string;
+  platform: string;
+  runtime: BuilderRuntime;
+  state: BuilderState;
+  container_id: string | null;
+  container_name: string | null;
+  network_id: string | null;
+  image: string | null;
+  image_id: string | null;
+  security_profile: SecurityProfileName | null;
+  oci_runtime: string | null;
+  emulated: number;
+  socket_path: string | null;
+  last_error: string | null;
+  started_at: string | null;
+  ready_at: string | null;
+  last_used_at: string | null;
+  updated_at: string;
+}
+
+/** What a build needs to reach its builder. */
+export interface ReadyBuilder {
+  builderId: string;
+  projectId: string;
+  platform: string;
+  runtime: BuilderRuntime;
+  socketPath: string;
+  emulated: boolean;
+}
+
+export type BuilderStatus = { state: "ready"; builder: ReadyBuilder } | { state: "starting" } | { state: "failed"; error: string };
+
+export interface BuilderRef {
+  projectId: string;
+  platform: string;
+}
+
+interface ProjectRow {
+  id: string;
+  org_id: string;
+  cache_size_gb: number;
+  cache_keep_days: number;
+  builder_cpus: number;
+  builder_memory_mb: number;
+  builder_idle_timeout_seconds: number;
+  builder_oci_runtime: string | null;
+}
+
+export class BuilderUnavailableError extends SlipwayError {
+  override name = "BuilderUnavailableError";
+}
+
+export interface BuilderManagerDeps {
+  db: Database;
+  docker: Docker;
+  volumes: Pick<VolumeManager, "ensure" | "close" | "reset" | "usage" | "encryption">;
+  applianceId: string;
+  /** Socket directories live under `<dataDir>/builders/<builder id>`. */
+  dataDir: string;
+  runtime: BuilderRuntime;
+  /** Image reference for the runtime (tag or digest). */
+  image: string;
+  log: Logger;
+  pidsLimit?: number;
+  /** Allow platforms other than the engine's own through qemu-user binfmt handlers. */
+  allowEmulation?: boolean;
+  /** Where binfmt handlers are registered (tests point elsewhere). */
+  binfmtDir?: string;
+  /** Overrides the project's idle timeout (tests). */
+  idleTimeoutMs?: (projectId: string) => number;
+  /** How long a starting builder may take to answer ListWorkers. */
+  readyTimeoutMs?: number;
+  /** Called when a builder's container dies or vanishes while builds hold it. */
+  onBuilderLost?: (ref: BuilderRef & { builderId: string; holders: string[]; reason: string }) => void;
+  now?: () => Date;
+}
+
+const LABEL = {
+  appliance: "io.slipway.appliance",
+  builder: "io.slipway.builder",
+  org: "io.slipway.org",
+  project: "io.slipway.project",
+  platform: "io.slipway.platform",
+  runtime: "io.slipway.runtime",
+  image: "io.slipway.image-digest",
+  profile: "io.slipway.security-profile",
+} as const;
+export const BUILDER_LABELS = LABEL;
+
+const key = (r: BuilderRef) => `${r.projectId}|${r.platform}`;
+
+export function builderManagerFactory(deps: BuilderManagerDeps) {
+  const { db, docker, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  const spec = RUNTIMES[deps.runtime];
+  const short = deps.applianceId.replace(/[^a-zA-Z0-9]/g, "").slice(-8).toLowerCase();
+  const readyTimeoutMs = deps.readyTimeoutMs ?? 90_000;
+
+  /** Builds holding each builder (by key); a builder with none is idle. */
+  const holders = new Map<string, Set<string>>();
+  const starting = new Map<string, Promise<ReadyBuilder>>();
+  const failures = new Map<string, string>();
+  const idleTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Containers we are stopping ourselves: their `die` event is no loss. */
+  const expectedDeaths = new Set<string>();
+  let privilegedRefused = false;
+  let nativePlatform: string | null = null;
+  let events: Readable | null = null;
+  let closed = false;
+
+  const row = (r: BuilderRef) => db.query("SELECT * FROM builders WHERE project_id = ? AND platform = ?").get(r.projectId, r.platform) as BuilderRow | null;
+  const setState = (id: string, state: BuilderState, extra: Partial<BuilderRow> = {}) => {
+    const cols = Object.keys(extra);
+    db.query(`UPDATE builders SET state = ?, updated_at = ?${cols.map((c) => `, ${c} = ?`).join("")} WHERE id = ?`).run(
+      state,
+      now().toISOString(),
+      ...cols.map((c) => (extra as Record<string, string | number | null>)[c] ?? null),
+      id,
+    );
+  };
+  const project = (projectId: string) =>
+    db
+      .query(
+        `SELECT p.id, p.org_id, p.cache_size_gb, p.cache_keep_days, p.builder_cpus, p.builder_memory_mb, p.builder_idle_timeout_seconds, o.builder_oci_runtime
+         FROM projects p JOIN organizations o ON o.id = p.org_id WHERE p.id = ?`,
+      )
+      .get(projectId) as ProjectRow | null;
+
+  const containerName = (r: BuilderRef) => `slipway-${short}-${r.projectId.toLowerCase()}-${r.platform.replaceAll("/", "-")}`;
+  const networkName = (projectId: string) => `slipway-${short}-${projectId.toLowerCase()}`;
+  const socketDir = (builderId: string) => join(deps.dataDir, "builders", builderId);
+  const toReady = (b: BuilderRow): ReadyBuilder => ({
+    builderId: b.id,
+    projectId: b.project_id,
+    platform: b.platform,
+    runtime: b.runtime,
+    socketPath: b.socket_path!,
+    emulated: b.emulated === 1,
+  });
+
+  async function engineNativePlatform(): Promise<string> {
+    if (nativePlatform) return nativePlatform;
+    const info = (await docker.info()) as { Architecture?: string };
+    const p = platformOfArch(info.Architecture ?? "");
+    if (!p) throw new PreconditionError(`the Docker engine reports an architecture Slipway does not know: ${info.Architecture}`);
+    nativePlatform = p;
+    return p;
+  }
+
+  /** Validates a platform for this host: native, or emulated when allowed and registered. */
+  async function resolvePlatform(input: string): Promise<{ platform: string; emulated: boolean }> {
+    const platform = normalizePlatform(input);
+    if (!platform) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64, linux/arm64, ..." }]);
+    const native = await engineNativePlatform();
+    if (platform === native) return { platform, emulated: false };
+    const handler = qemuBinfmtName(platform);
+    if (!deps.allowEmulation) throw new PreconditionError(`platform ${platform} is not this host's (${native}); an operator can enable QEMU emulation (builders.allow_emulation = true, with qemu-user-static installed)`);
+    if (!handler || !existsSync(join(deps.binfmtDir ?? "/proc/sys/fs/binfmt_misc", handler))) {
+      throw new PreconditionError(`platform ${platform} needs the ${handler ?? "qemu"} binfmt handler; install qemu-user-static on the Docker host`);
+    }
+    return { platform, emulated: true };
+  }
+
+  async function ensureNetwork(p: ProjectRow): Promise<string> {
+    const name = networkName(p.id);
+    try {
+      const info = (await docker.getNetwork(name).inspect()) as { Id: string; Labels?: Record<string, string> };
+      if (info.Labels?.[LABEL.project] !== p.id) throw new PreconditionError(`Docker network ${name} exists but is not this project's builder network`);
+      return info.Id;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    try {
+      const n = await docker.createNetwork({
+        Name: name,
+        Driver: "bridge",
+        CheckDuplicate: true,
+        Internal: false,
+        Labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id },
+        // No traffic between containers on this network; each project has its own network.
+        Options: { "com.docker.network.bridge.enable_icc": "false" },
+      });
+      return n.id;
+    } catch (e) {
+      // Two starts for two platforms of one project may race to create it.
+      if (/already exists/i.test(String((e as Error).message))) return ((await docker.getNetwork(name).inspect()) as { Id: string }).Id;
+      throw e;
+    }
+  }
+
+  async function removeContainer(idOrName: string) {
+    expectedDeaths.add(idOrName);
+    try {
+      await docker.getContainer(idOrName).remove({ force: true, v: true });
+    } catch (e) {
+      if (!isNotFound(e) && !/removal of container .* is already in progress/i.test(String((e as Error).message))) throw e;
+    }
+  }
+
+  async function createAndStart(b: BuilderRow, p: ProjectRow, networkId: string, imageId: string, volumePath: string, profile: SecurityProfileName) {
+    const name = containerName({ projectId: b.project_id, platform: b.platform });
+    await removeContainer(name); // a stale one from a crash
+    const sec = profile === "privileged" ? PRIVILEGED_PROFILE : FALLBACK_PROFILE;
+    const c = await docker.createContainer({
+      name,
+      Image: deps.image,
+      Cmd: spec.cmd,
+      Labels: {
+        [LABEL.appliance]: deps.applianceId,
+        [LABEL.builder]: b.id,
+        [LABEL.org]: p.org_id,
+        [LABEL.project]: p.id,
+        [LABEL.platform]: b.platform,
+        [LABEL.runtime]: deps.runtime,
+        [LABEL.image]: imageId,
+        [LABEL.profile]: profile,
+      },
+      HostConfig: {
+        ...sec,
+        Binds: [`${socketDir(b.id)}:${CONTAINER_RUN_DIR}`, `${volumePath}:${spec.stateDir}`],
+        NetworkMode: networkId,
+        NanoCpus: p.builder_cpus * 1e9,
+        Memory: p.builder_memory_mb * 1024 * 1024,
+        MemorySwap: p.builder_memory_mb * 1024 * 1024,
+        PidsLimit: deps.pidsLimit ?? 16_384,
+        PortBindings: {},
+        PublishAllPorts: false,
+        RestartPolicy: { Name: "no" },
+        Init: deps.runtime === "dockerd",
+        ...(p.builder_oci_runtime ? { Runtime: p.builder_oci_runtime } : {}),
+      },
+    });
+    try {
+      await c.start();
+    } catch (e) {
+      await removeContainer(c.id);
+      throw e;
+    }
+    return c.id;
+  }
+
+  async function waitReady(socketPath: string, containerId: string): Promise<void> {
+    const deadline = performance.now() + readyTimeoutMs;
+    let lastError = "socket not there yet";
+    while (performance.now() < deadline) {
+      if (closed) throw new BuilderUnavailableError("the appliance is stopping");
+      if (existsSync(socketPath)) {
+        try {
+          const opened = await openBuilderSocket(socketPath, deps.runtime, 2000);
+          if (opened.head.length) opened.socket.unshift(opened.head);
+          opened.socket.resume();
+          const workers = await listWorkers(opened.socket, 5000);
+          if (workers.length > 0) return;
+          lastError = "BuildKit reports no workers yet";
+        } catch (e) {
+          lastError = (e as Error).message;
+        }
+      }
+      const state = ((await docker.getContainer(containerId).inspect().catch(() => null)) as { State?: { Running: boolean; ExitCode: number } } | null)?.State;
+      if (!state?.Running) {
+        const logs = await containerLogTail(containerId);
+        throw new BuilderUnavailableError(`builder container exited (code ${state?.ExitCode ?? "?"}) before it was ready${logs ? `: ${logs}` : ""}`);
+      }
+      await Bun.sleep(50);
+    }
+    throw new BuilderUnavailableError(`builder did not become ready within ${readyTimeoutMs} ms (${lastError})`);
+  }
+
+  async function containerLogTail(containerId: string): Promise<string> {
+    try {
+      const buf = (await docker.getContainer(containerId).logs({ stdout: true, stderr: true, tail: 5 })) as unknown as Buffer;
+      // Multiplexed stream: strip the 8-byte frame headers.
+      let out = "";
+      for (let i = 0; i + 8 <= buf.length; ) {
+        const len = buf.readUInt32BE(i + 4);
+        out += buf.subarray(i + 8, i + 8 + len).toString("utf8");
+        i += 8 + len;
+      }
+      return out.trim().split("\n").slice(-3).join(" | ").slice(0, 500);
+    } catch {
+      return "";
+    }
+  }
+
+  async function start(ref: BuilderRef, emulated: boolean): Promise<ReadyBuilder> {
+    const p = project(ref.projectId);
+    if (!p) throw new NotFoundError(`project ${ref.projectId} not found`);
+    let image: { Id: string };
+    try {
+      image = (await docker.getImage(deps.image).inspect()) as { Id: string };
+    } catch (e) {
+      if (isNotFound(e)) throw new PreconditionError(`builder image ${deps.image} (runtime ${deps.runtime}) is not present on the Docker engine; run \`slipway builder-image build\` or \`slipway builder-image import FILE.tar\``);
+      throw e;
+    }
+    const t = now().toISOString();
+    let b = row(ref);
+    if (!b) {
+      db.query(`INSERT INTO builders (id, project_id, platform, runtime, state, updated_at) VALUES (?, ?, ?, ?, 'absent', ?)`).run(newId("bldr"), ref.projectId, ref.platform, deps.runtime, t);
+      b = row(ref)!;
+    }
+    const dir = socketDir(b.id);
+    const socketPath = join(dir, spec.socketName);
+    setState(b.id, "starting", { runtime: deps.runtime, image: deps.image, image_id: image.Id, started_at: t, last_error: null, emulated: emulated ? 1 : 0, container_name: containerName(ref), socket_path: socketPath });
+    let containerId: string | null = null;
+    try {
+      const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writeFileSync(join(dir, spec.configName), spec.config({ cacheSizeBytes: (volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3), keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus) }), { mode: 0o600 });
+      const networkId = await ensureNetwork(p);
+      let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
+      try {
+        containerId = await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile);
+      } catch (e) {
+        if (profile !== "privileged" || !isPrivilegeRefusal(e)) throw e;
+        privilegedRefused = true;
+        profile = "fallback";
+        log.warn("the Docker engine refused a privileged builder; using the fallback profile (all capabilities but SYS_RESOURCE, seccomp and apparmor unconfined)", { error: (e as Error).message });
+        containerId = await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile);
+      }
+      setState(b.id, "starting", { container_id: containerId, network_id: networkId, security_profile: profile, oci_runtime: p.builder_oci_runtime });
+      await waitReady(socketPath, containerId);
+      setState(b.id, "ready", { ready_at: now().toISOString(), last_used_at: now().toISOString() });
+      log.info("builder ready", { builder: b.id, project: ref.projectId, platform: ref.platform, runtime: deps.runtime, profile, encryption: deps.volumes.encryption });
+      return toReady(row(ref)!);
+    } catch (e) {
+      if (containerId) await removeContainer(containerId).catch(() => {});
+      setState(b.id, "absent", { container_id: null, last_error: (e as Error).message.slice(0, 1000) });
+      log.warn("builder failed to start", { builder: b.id, project: ref.projectId, platform: ref.platform, error: (e as Error).message });
+      throw e instanceof SlipwayError ? e : new BuilderUnavailableError(`builder failed to start: ${(e as Error).message}`);
+    }
+  }
+
+  function hold(k: string, holder: string) {
+    let s = holders.get(k);
+    if (!s) holders.set(k, (s = new Set()));
+    s.add(holder);
+    const t = idleTimers.get(k);
+    if (t) (clearTimeout(t), idleTimers.delete(k));
+  }
+
+  /** Starts the builder unless it runs or is starting; one container whatever the concurrency. */
+  function startOnce(ref: BuilderRef, emulated: boolean): Promise<ReadyBuilder> {
+    const k = key(ref);
+    let p = starting.get(k);
+    if (!p) {
+      failures.delete(k);
+      p = start(ref, emulated).finally(() => starting.delete(k));
+      p.then(
+        () => scheduleIdle(ref),
+        (e: Error) => failures.set(k, e.message),
+      );
+      starting.set(k, p);
+    }
+    return p;
+  }
+
+  function current(ref: BuilderRef): ReadyBuilder | null {
+    if (starting.has(key(ref))) return null;
+    const b = row(ref);
+    return b && (b.state === "ready" || b.state === "idle") && b.container_id && b.socket_path ? toReady(b) : null;
+  }
+
+  function markUsed(ready: ReadyBuilder) {
+    db.query("UPDATE builders SET state = 'ready', last_used_at = ?, updated_at = ? WHERE id = ? AND state IN ('ready', 'idle')").run(now().toISOString(), now().toISOString(), ready.builderId);
+  }
+
+  function scheduleIdle(ref: BuilderRef) {
+    const k = key(ref);
+    if ((holders.get(k)?.size ?? 0) > 0 || closed) return;
+    const b = row(ref);
+    if (!b || (b.state !== "ready" && b.state !== "idle")) return;
+    setState(b.id, "idle");
+    const p = project(ref.projectId);
+    const ms = deps.idleTimeoutMs?.(ref.projectId) ?? (p?.builder_idle_timeout_seconds ?? 300) * 1000;
+    const old = idleTimers.get(k);
+    if (old) clearTimeout(old);
+    const timer = setTimeout(() => {
+      idleTimers.delete(k);
+      if ((holders.get(k)?.size ?? 0) > 0 || starting.has(k)) return;
+      void stopBuilder(ref, "idle").catch((e) => log.warn("idle stop failed", { project: ref.projectId, platform: ref.platform, error: (e as Error).message }));
+    }, ms);
+    timer.unref?.();
+    idleTimers.set(k, timer);
+  }
+
+  async function stopBuilder(ref: BuilderRef, reason: string): Promise<void> {
+    const b = row(ref);
+    if (!b || b.state === "absent") return;
+    const t = idleTimers.get(key(ref));
+    if (t) (clearTimeout(t), idleTimers.delete(key(ref)));
+    setState(b.id, "stopping");
+    if (b.container_id) {
+      expectedDeaths.add(b.container_id);
+      try {
+        await docker.getContainer(b.container_id).stop({ t: 10 });
+      } catch (e) {
+        if (!isNotFound(e) && !/is not running|already stopped/i.test(String((e as Error).message))) log.warn("builder stop failed; removing it", { builder: b.id, error: (e as Error).message });
+      }
+      await removeContainer(b.container_id);
+    }
+    await deps.volumes.close(ref);
+    rmSync(socketDir(b.id), { recursive: true, force: true });
+    setState(b.id, "absent", { container_id: null });
+    log.info("builder stopped", { builder: b.id, project: ref.projectId, platform: ref.platform, reason });
+  }
+
+  /** A container of ours died: forget it so the next request starts a fresh one. */
+  function onContainerGone(containerId: string, reason: string) {
+    if (expectedDeaths.delete(containerId)) return;
+    const b = db.query("SELECT * FROM builders WHERE container_id = ?").get(containerId) as BuilderRow | null;
+    if (!b || b.state === "absent" || b.state === "stopping") return;
+    const ref = { projectId: b.project_id, platform: b.platform };
+    setState(b.id, "absent", { container_id: null, last_error: `container ${reason}` });
+    rmSync(socketDir(b.id), { recursive: true, force: true });
+    void removeContainer(containerId).catch(() => {});
+    const held = [...(holders.get(key(ref)) ?? [])];
+    log.warn("builder container died", { builder: b.id, project: b.project_id, platform: b.platform, reason, builds: held.length });
+    deps.onBuilderLost?.({ ...ref, builderId: b.id, holders: held, reason });
+  }
+
+  return {
+    /**
+     * Non-blocking: the builder's state for `holder` (a build id), starting it if needed. The
+     * holder keeps the builder from idling until release(holder).
+     */
+    async request(ref: BuilderRef, holder: string): Promise<BuilderStatus> {
+      const { platform, emulated } = await resolvePlatform(ref.platform);
+      const r = { projectId: ref.projectId, platform };
+      const k = key(r);
+      hold(k, holder);
+      const ready = current(r);
+      if (ready) {
+        markUsed(ready);
+        return { state: "ready", builder: ready };
+      }
+      if (!starting.has(k) && failures.has(k)) {
+        const error = failures.get(k)!;
+        failures.delete(k); // the next request tries again
+        return { state: "failed", error };
+      }
+      startOnce(r, emulated).catch(() => {});
+      return { state: "starting" };
+    },
+
+    /** Blocking: waits until the builder is ready (starting it if needed) and holds it. */
+    async acquire(ref: BuilderRef, holder: string): Promise<ReadyBuilder> {
+      const { platform, emulated } = await resolvePlatform(ref.platform);
+      const r = { projectId: ref.projectId, platform };
+      hold(key(r), holder);
+      try {
+        const ready = current(r) ?? (await startOnce(r, emulated));
+        markUsed(ready);
+        return ready;
+      } catch (e) {
+        this.release(holder);
+        throw e;
+      }
+    },
+
+    /** The holder is done with every builder it held; builders left with none go idle. */
+    release(holder: string): void {
+      for (const [k, s] of holders) {
+        if (!s.delete(holder) || s.size > 0) continue;
+        const [projectId, platform] = k.split("|") as [string, string];
+        scheduleIdle({ projectId, platform });
+      }
+    },
+
+    /** The ready builder for a route, or null (router lookup). */
+    ready(ref: BuilderRef): ReadyBuilder | null {
+      const platform = normalizePlatform(ref.platform);
+      return platform ? current({ projectId: ref.projectId, platform }) : null;
+    },
+
+    list(projectId: string): BuilderRow[] {
+      return db.query("SELECT * FROM builders WHERE project_id = ? ORDER BY platform").all(projectId) as BuilderRow[];
+    },
+
+    stop: stopBuilder,
+
+    /** Stops every builder of the project, crypto-erases/empties its volumes; next build starts cold. */
+    async resetCache(projectId: string): Promise<{ platforms: string[] }> {
+      const rows = this.list(projectId);
+      const platforms = [...new Set([...rows.map((b) => b.platform)])];
+      for (const platform of platforms) {
+        await stopBuilder({ projectId, platform }, "cache reset");
+        await deps.volumes.reset({ projectId, platform });
+      }
+      return { platforms };
+    },
+
+    async cacheUsage(projectId: string): Promise<{ platform: string; usage: VolumeUsage | null; encryption: string }[]> {
+      const out = [];
+      for (const b of this.list(projectId)) out.push({ platform: b.platform, usage: await deps.volumes.usage({ projectId, platform: b.platform }), encryption: deps.volumes.encryption });
+      return out;
+    },
+
+    /**
+     * On serve start: adopt running builders the database knows (ready if BuildKit answers),
+     * remove labelled containers it does not, forget builders whose container vanished.
+     * Returns what it did, for the log and the tests.
+     */
+    async reconcile(): Promise<{ adopted: string[]; removed: string[]; lost: { builderId: string; projectId: string; platform: string }[] }> {
+      const containers = (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.appliance}=${deps.applianceId}`] }) })) as { Id: string; State: string; Labels: Record<string, string> }[];
+      const byId = new Map(containers.map((c) => [c.Id, c]));
+      const adopted: string[] = [];
+      const removed: string[] = [];
+      const lost: { builderId: string; projectId: string; platform: string }[] = [];
+      const rows = db.query("SELECT * FROM builders WHERE state != 'absent'").all() as BuilderRow[];
+      const keep = new Set<string>();
+      for (const b of rows) {
+        const c = b.container_id ? byId.get(b.container_id) : undefined;
+        const ref = { projectId: b.project_id, platform: b.platform };
+        let ok = false;
+        if (c && c.State === "running" && b.socket_path && b.runtime === deps.runtime) {
+          try {
+            await waitReadyOnce(b.socket_path, b.runtime);
+            ok = true;
+          } catch {
+            ok = false;
+          }
+        }
+        if (ok) {
+          keep.add(c!.Id);
+          setState(b.id, "idle");
+          adopted.push(b.id);
+          scheduleIdle(ref);
+        } else {
+          if (c) await removeContainer(c.Id);
+          rmSync(socketDir(b.id), { recursive: true, force: true });
+          setState(b.id, "absent", { container_id: null, last_error: "not running when serve started" });
+          lost.push({ builderId: b.id, ...ref });
+        }
+      }
+      for (const c of containers) {
+        if (keep.has(c.Id)) continue;
+        if (!removed.includes(c.Id) && !rows.some((b) => b.container_id === c.Id && keep.has(c.Id))) {
+          await removeContainer(c.Id);
+          removed.push(c.Id);
+        }
+      }
+      return { adopted, removed, lost };
+    },
+
+    /** Follows Docker events so a builder that dies is noticed at once. */
+    async watch(): Promise<void> {
+      const stream = (await docker.getEvents({ filters: JSON.stringify({ type: ["container"], event: ["die", "destroy", "oom"], label: [`${LABEL.appliance}=${deps.applianceId}`] }) })) as unknown as Readable;
+      events = stream;
+      let buf = "";
+      stream.on("data", (chunk: Buffer) => {
+        buf += chunk.toString("utf8");
+        let nl: number;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          try {
+            const ev = JSON.parse(line) as { id?: string; Action?: string; status?: string };
+            if (ev.id) onContainerGone(ev.id, ev.Action ?? ev.status ?? "died");
+          } catch {
+            // a partial line: wait for more
+          }
+        }
+      });
+      stream.on("error", () => {});
+    },
+
+    /** Which security profile a start would use now (for doctor and tests). */
+    securityProfile(): SecurityProfileName {
+      return privilegedRefused ? "fallback" : "privileged";
+    },
+
+    /** Stops timers and the event stream. Builders keep running: the next serve adopts them. */
+    close(): void {
+      closed = true;
+      for (const t of idleTimers.values()) clearTimeout(t);
+      idleTimers.clear();
+      events?.destroy();
+    },
+  };
+
+  async function waitReadyOnce(socketPath: string, runtime: BuilderRuntime) {
+    const opened = await openBuilderSocket(socketPath, runtime, 2000);
+    if (opened.head.length) opened.socket.unshift(opened.head);
+    opened.socket.resume();
+    await listWorkers(opened.socket, 5000);
+  }
+}
+
+export type BuilderManager = ReturnType<typeof builderManagerFactory>;
+
+function isNotFound(e: unknown): boolean {
+  return (e as { statusCode?: number })?.statusCode === 404;
+}

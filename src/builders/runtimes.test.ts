@@ -1,0 +1,36 @@
+import { describe, expect, test } from "bun:test";
+import { parse as parseToml } from "smol-toml";
+import { RUNTIMES, keepBytes, normalizePlatform, qemuBinfmtName } from "./runtimes.ts";
+
+const policy = { cacheSizeBytes: 50 * 1024 ** 3, keepDays: 14, maxParallelism: 4 };
+
+describe("runtime configuration", () => {
+  test("buildkitd.toml carries the project's cache size and keep-days as GC policy", () => {
+    const toml = parseToml(RUNTIMES.buildkitd.config(policy)) as any;
+    expect(toml.worker.oci.gc).toBe(true);
+    expect(toml.worker.oci.gckeepstorage).toBe(keepBytes(policy));
+    expect(toml.worker.oci["max-parallelism"]).toBe(4);
+    expect(toml.worker.oci.gcpolicy[0]).toEqual({ keepDuration: "336h", keepBytes: keepBytes(policy) });
+    expect(toml.worker.oci.gcpolicy[1].all).toBe(true);
+    expect(toml.grpc.address).toEqual(["unix:///run/slipway/buildkitd.sock"]);
+  });
+
+  test("dockerd's daemon.json listens only on the socket and collects the cache by age, then size", () => {
+    const json = JSON.parse(RUNTIMES.dockerd.config({ ...policy, keepDays: 2 }));
+    expect(json.hosts).toEqual(["unix:///run/slipway/dockerd.sock"]);
+    expect(json["data-root"]).toBe("/var/lib/docker");
+    expect(json.builder.gc.policy[0].filter).toEqual(["unused-for=48h"]);
+    expect(json.builder.gc.policy[1].all).toBe(true);
+    expect(keepBytes(policy)).toBeLessThan(policy.cacheSizeBytes);
+  });
+
+  test("platforms", () => {
+    expect(normalizePlatform("amd64")).toBe("linux/amd64");
+    expect(normalizePlatform("linux/arm64/v8")).toBe("linux/arm64");
+    expect(normalizePlatform("linux/arm/v7")).toBe("linux/arm/v7");
+    expect(normalizePlatform("windows/amd64")).toBeNull();
+    expect(normalizePlatform("linux/../../etc")).toBeNull();
+    expect(normalizePlatform("linux/sparc")).toBeNull();
+    expect(qemuBinfmtName("linux/arm64")).toBe("qemu-aarch64");
+  });
+});

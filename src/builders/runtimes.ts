@@ -1,0 +1,122 @@
+/**
+ * @module builders/runtimes
+ * The two builder runtimes (DESIGN decision 2) as data: what the container runs, where its state
+ * lives (the cache volume is mounted there), where its socket appears, and the configuration file
+ * Slipway writes into the socket directory — which carries the project's cache policy as
+ * BuildKit garbage collection.
+ */
+import type { BuilderRuntime } from "../router/index.ts";
+
+/** Inside the container: the bind-mounted directory that carries the socket and the config. */
+export const CONTAINER_RUN_DIR = "/run/slipway";
+
+export interface CachePolicy {
+  /** The volume's size; GC keeps the cache below ~90 % of it. */
+  cacheSizeBytes: number;
+  /** Cache records unused for longer than this are collected first. */
+  keepDays: number;
+  /** Concurrent build steps (buildkitd only; dockerd sizes it by itself). */
+  maxParallelism: number;
+}
+
+export interface RuntimeSpec {
+  runtime: BuilderRuntime;
+  /** Mount point of the cache volume inside the container. */
+  stateDir: string;
+  socketName: string;
+  configName: string;
+  /** The container's Cmd (the image's entrypoint runs it). */
+  cmd: string[];
+  /** The configuration file for `policy`. */
+  config(policy: CachePolicy): string;
+}
+
+/** GC keeps this much of the volume: the rest is headroom for a build in flight. */
+export const keepBytes = (p: CachePolicy) => Math.floor(p.cacheSizeBytes * 0.9);
+
+export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
+  buildkitd: {
+    runtime: "buildkitd",
+    stateDir: "/var/lib/buildkit",
+    socketName: "buildkitd.sock",
+    configName: "buildkitd.toml",
+    // The upstream image's entrypoint is buildkitd.
+    cmd: ["--addr", `unix://${CONTAINER_RUN_DIR}/buildkitd.sock`, "--config", `${CONTAINER_RUN_DIR}/buildkitd.toml`, "--root", "/var/lib/buildkit"],
+    config: (p) =>
+      [
+        "# Written by Slipway for this builder; rewritten at every start.",
+        "[grpc]",
+        `  address = ["unix://${CONTAINER_RUN_DIR}/buildkitd.sock"]`,
+        "[worker.oci]",
+        "  enabled = true",
+        "  gc = true",
+        `  gckeepstorage = ${keepBytes(p)}`,
+        `  max-parallelism = ${Math.max(1, Math.trunc(p.maxParallelism))}`,
+        "  [[worker.oci.gcpolicy]]",
+        `    keepDuration = "${Math.trunc(p.keepDays) * 24}h"`,
+        `    keepBytes = ${keepBytes(p)}`,
+        "  [[worker.oci.gcpolicy]]",
+        "    all = true",
+        `    keepBytes = ${keepBytes(p)}`,
+        "[worker.containerd]",
+        "  enabled = false",
+        "",
+      ].join("\n"),
+  },
+  dockerd: {
+    runtime: "dockerd",
+    stateDir: "/var/lib/docker",
+    socketName: "dockerd.sock",
+    configName: "daemon.json",
+    cmd: ["dockerd", "--config-file", `${CONTAINER_RUN_DIR}/daemon.json`],
+    config: (p) =>
+      `${JSON.stringify(
+        {
+          hosts: [`unix://${CONTAINER_RUN_DIR}/dockerd.sock`],
+          "data-root": "/var/lib/docker",
+          // dockerd's embedded BuildKit garbage collection: first what is older than keep-days,
+          // then anything, down to the kept size.
+          builder: {
+            gc: {
+              enabled: true,
+              defaultKeepStorage: `${keepBytes(p)}B`,
+              policy: [
+                { keepStorage: `${keepBytes(p)}B`, filter: [`unused-for=${Math.trunc(p.keepDays) * 24}h`] },
+                { keepStorage: `${keepBytes(p)}B`, all: true },
+              ],
+            },
+          },
+        },
+        null,
+        2,
+      )}\n`,
+  },
+};
+
+/** Docker's architecture names → OCI platforms. */
+const ARCH: Record<string, string> = { x86_64: "linux/amd64", amd64: "linux/amd64", aarch64: "linux/arm64", arm64: "linux/arm64", armv7l: "linux/arm/v7", s390x: "linux/s390x", ppc64le: "linux/ppc64le", riscv64: "linux/riscv64" };
+
+export function platformOfArch(arch: string): string | null {
+  return ARCH[arch] ?? null;
+}
+
+/** `amd64` → `linux/amd64`, `linux/arm64/v8` → `linux/arm64`; null for what is no platform. */
+export function normalizePlatform(input: string): string | null {
+  const p = input.trim().toLowerCase();
+  const parts = p.split("/");
+  const withOs = parts.length === 1 ? ["linux", parts[0]!] : parts;
+  if (withOs[0] !== "linux" || withOs.length > 3) return null;
+  const [os, arch, variant] = withOs;
+  if (!/^[a-z0-9]+$/.test(arch ?? "") || (variant !== undefined && !/^v[0-9]$/.test(variant))) return null;
+  if (arch === "arm64" && variant === "v8") return "linux/arm64";
+  const known = new Set(["amd64", "arm64", "arm", "386", "s390x", "ppc64le", "riscv64"]);
+  if (!known.has(arch!)) return null;
+  return [os, arch, ...(variant ? [variant] : [])].join("/");
+}
+
+/** The qemu-user binfmt handler name for a platform (as qemu-user-static registers it). */
+export function qemuBinfmtName(platform: string): string | null {
+  const arch = platform.split("/")[1];
+  const m: Record<string, string> = { amd64: "qemu-x86_64", arm64: "qemu-aarch64", arm: "qemu-arm", "386": "qemu-i386", s390x: "qemu-s390x", ppc64le: "qemu-ppc64le", riscv64: "qemu-riscv64" };
+  return arch ? (m[arch] ?? null) : null;
+}

@@ -1,0 +1,267 @@
+/**
+ * @module wire/proto
+ * A small protobuf (proto3) codec driven by message descriptors, for the few dozen messages of
+ * the depot wire contract and BuildKit's status messages. Unknown fields are skipped, as proto3
+ * requires; scalars default to their zero values; `optional` fields are absent when not sent.
+ */
+
+export type Scalar = "string" | "bytes" | "bool" | "int32" | "int64" | "uint32" | "uint64" | "enum" | "double";
+/** A field: number, name, type; `repeated`; `optional` (explicit presence); `oneof` group name. */
+export interface Field {
+  no: number;
+  name: string;
+  type: Scalar | MessageType | MapType;
+  repeated?: boolean;
+  optional?: boolean;
+  oneof?: string;
+}
+export interface MessageType {
+  kind: "message";
+  name: string;
+  fields: () => Field[];
+}
+export interface MapType {
+  kind: "map";
+  key: "string";
+  value: Scalar;
+}
+/** Decoded messages are plain objects keyed by field name (camelCase as declared). */
+export type Msg = Record<string, unknown>;
+
+export const message = (name: string, fields: () => Field[]): MessageType => ({ kind: "message", name, fields });
+export const map = (value: Scalar = "string"): MapType => ({ kind: "map", key: "string", value });
+
+// ---- reading ----
+export class ProtoError extends Error {
+  override name = "ProtoError";
+}
+
+class Reader {
+  pos = 0;
+  constructor(readonly buf: Uint8Array) {}
+  varint(): bigint {
+    let result = 0n;
+    let shift = 0n;
+    for (;;) {
+      if (this.pos >= this.buf.length) throw new ProtoError("truncated varint");
+      const b = this.buf[this.pos++]!;
+      result |= BigInt(b & 0x7f) << shift;
+      if ((b & 0x80) === 0) return result;
+      shift += 7n;
+      if (shift > 63n) throw new ProtoError("varint too long");
+    }
+  }
+  uint(): number {
+    const v = this.varint();
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtoError("length too large");
+    return Number(v);
+  }
+  bytes(): Uint8Array {
+    const n = this.uint();
+    if (this.pos + n > this.buf.length) throw new ProtoError("truncated field");
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  skip(wire: number) {
+    if (wire === 0) this.varint();
+    else if (wire === 1) this.pos += 8;
+    else if (wire === 2) this.bytes();
+    else if (wire === 5) this.pos += 4;
+    else throw new ProtoError(`unsupported wire type ${wire}`);
+    if (this.pos > this.buf.length) throw new ProtoError("truncated field");
+  }
+}
+
+const textDecoder = new TextDecoder("utf-8", { fatal: true });
+
+function zero(f: Field): unknown {
+  if (f.repeated) return [];
+  if (typeof f.type !== "string") return f.type.kind === "map" ? {} : undefined;
+  if (f.optional || f.oneof) return undefined;
+  switch (f.type) {
+    case "string":
+      return "";
+    case "bytes":
+      return new Uint8Array(0);
+    case "bool":
+      return false;
+    case "int64":
+    case "uint64":
+      return 0n;
+    default:
+      return 0;
+  }
+}
+
+function readScalar(r: Reader, type: Scalar, wire: number): unknown {
+  switch (type) {
+    case "string":
+      try {
+        return textDecoder.decode(r.bytes());
+      } catch {
+        throw new ProtoError("invalid UTF-8 in a string field");
+      }
+    case "bytes":
+      return new Uint8Array(r.bytes());
+    case "bool":
+      return r.varint() !== 0n;
+    case "int32":
+    case "enum":
+      return Number(BigInt.asIntN(32, r.varint()));
+    case "uint32":
+      return Number(BigInt.asUintN(32, r.varint()));
+    case "int64":
+      return BigInt.asIntN(64, r.varint());
+    case "uint64":
+      return BigInt.asUintN(64, r.varint());
+    case "double": {
+      if (wire !== 1) throw new ProtoError("double field with wrong wire type");
+      const v = new DataView(r.buf.buffer, r.buf.byteOffset + r.pos, 8).getFloat64(0, true);
+      r.pos += 8;
+      return v;
+    }
+  }
+}
+
+const PACKABLE = new Set<Scalar>(["bool", "int32", "int64", "uint32", "uint64", "enum"]);
+
+export function decode(type: MessageType, buf: Uint8Array, depth = 0): Msg {
+  if (depth > 32) throw new ProtoError("message nested too deeply");
+  const fields = type.fields();
+  const byNo = new Map(fields.map((f) => [f.no, f]));
+  const out: Msg = {};
+  for (const f of fields) out[f.name] = zero(f);
+  const r = new Reader(buf);
+  while (r.pos < buf.length) {
+    const key = r.uint();
+    const no = key >>> 3;
+    const wire = key & 7;
+    const f = byNo.get(no);
+    if (!f) {
+      r.skip(wire);
+      continue;
+    }
+    const t = f.type;
+    if (typeof t !== "string" && t.kind === "map") {
+      const entry = new Reader(r.bytes());
+      let k = "";
+      let v: unknown = zero({ no: 2, name: "v", type: t.value });
+      while (entry.pos < entry.buf.length) {
+        const ek = entry.uint();
+        if (ek >>> 3 === 1) k = readScalar(entry, "string", ek & 7) as string;
+        else if (ek >>> 3 === 2) v = readScalar(entry, t.value, ek & 7);
+        else entry.skip(ek & 7);
+      }
+      (out[f.name] as Record<string, unknown>)[k] = v;
+      continue;
+    }
+    if (typeof t !== "string") {
+      const v = decode(t, r.bytes(), depth + 1);
+      if (f.repeated) (out[f.name] as unknown[]).push(v);
+      else out[f.name] = v;
+    } else if (f.repeated && wire === 2 && PACKABLE.has(t)) {
+      const packed = new Reader(r.bytes());
+      while (packed.pos < packed.buf.length) (out[f.name] as unknown[]).push(readScalar(packed, t, 0));
+    } else {
+      const v = readScalar(r, t, wire);
+      if (f.repeated) (out[f.name] as unknown[]).push(v);
+      else out[f.name] = v;
+    }
+    if (f.oneof) for (const o of fields) if (o.oneof === f.oneof && o !== f) out[o.name] = undefined;
+  }
+  return out;
+}
+
+// ---- writing ----
+class Writer {
+  chunks: number[] = [];
+  varint(v: bigint | number) {
+    let n = BigInt.asUintN(64, BigInt(v));
+    while (n > 0x7fn) {
+      this.chunks.push(Number(n & 0x7fn) | 0x80);
+      n >>= 7n;
+    }
+    this.chunks.push(Number(n));
+  }
+  tag(no: number, wire: number) {
+    this.varint((no << 3) | wire);
+  }
+  bytes(b: Uint8Array) {
+    this.varint(b.length);
+    for (const x of b) this.chunks.push(x);
+  }
+  finish() {
+    return new Uint8Array(this.chunks);
+  }
+}
+
+const textEncoder = new TextEncoder();
+
+function writeScalar(w: Writer, no: number, type: Scalar, v: unknown) {
+  switch (type) {
+    case "string":
+      w.tag(no, 2);
+      w.bytes(textEncoder.encode(String(v)));
+      return;
+    case "bytes":
+      w.tag(no, 2);
+      w.bytes(v as Uint8Array);
+      return;
+    case "double": {
+      w.tag(no, 1);
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setFloat64(0, Number(v), true);
+      for (const x of b) w.chunks.push(x);
+      return;
+    }
+    case "bool":
+      w.tag(no, 0);
+      w.varint(v ? 1 : 0);
+      return;
+    default:
+      w.tag(no, 0);
+      w.varint(typeof v === "bigint" ? v : BigInt(Math.trunc(Number(v))));
+  }
+}
+
+const isZero = (type: Scalar, v: unknown) =>
+  v === undefined || v === null || v === "" || v === false || v === 0 || v === 0n || (type === "bytes" && (v as Uint8Array).length === 0);
+
+export function encode(type: MessageType, msg: Msg): Uint8Array {
+  const w = new Writer();
+  for (const f of type.fields()) {
+    const v = msg[f.name];
+    if (v === undefined || v === null) continue;
+    const t = f.type;
+    if (typeof t !== "string" && t.kind === "map") {
+      for (const [k, mv] of Object.entries(v as Record<string, unknown>)) {
+        const e = new Writer();
+        writeScalar(e, 1, "string", k);
+        writeScalar(e, 2, t.value, mv);
+        w.tag(f.no, 2);
+        w.bytes(e.finish());
+      }
+    } else if (typeof t !== "string") {
+      for (const item of f.repeated ? (v as Msg[]) : [v as Msg]) {
+        w.tag(f.no, 2);
+        w.bytes(encode(t, item));
+      }
+    } else if (f.repeated) {
+      for (const item of v as unknown[]) writeScalar(w, f.no, t, item);
+    } else if (f.optional || f.oneof || !isZero(t, v)) {
+      writeScalar(w, f.no, t, v);
+    }
+  }
+  return w.finish();
+}
+
+// ---- google.protobuf ----
+export const Empty = message("google.protobuf.Empty", () => []);
+export const Timestamp = message("google.protobuf.Timestamp", () => [
+  { no: 1, name: "seconds", type: "int64" },
+  { no: 2, name: "nanos", type: "int32" },
+]);
+export const toTimestamp = (d: Date): Msg => ({ seconds: BigInt(Math.floor(d.getTime() / 1000)), nanos: (d.getTime() % 1000) * 1_000_000 });
+export const fromTimestamp = (t: Msg | undefined): Date | null =>
+  t ? new Date(Number(t.seconds as bigint) * 1000 + Math.floor(Number(t.nanos ?? 0) / 1_000_000)) : null;
