@@ -63,7 +63,8 @@ export function createApp(deps: AppDeps) {
       const info = beginRequest(request);
       set.headers["x-request-id"] = info.id;
       if (hsts) set.headers["strict-transport-security"] = hsts;
-      checkDeclaredLength(request, options.maxBodyBytes);
+      // Connect RPC bodies (build status batches) have their own, larger per-message limit.
+      if (!new URL(request.url).pathname.startsWith("/depot.")) checkDeclaredLength(request, options.maxBodyBytes);
     })
     .onParse(async ({ request, contentType }) => {
       if (contentType === "application/json" || contentType.endsWith("+json")) return readJsonLimited(request, options.maxBodyBytes);

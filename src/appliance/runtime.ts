@@ -23,6 +23,29 @@ import type { Logger } from "../log/logger.ts";
 import { MetricsRegistry, registerProcessMetrics } from "../metrics/registry.ts";
 import { buildRouterFactory, type BuildRouter } from "../router/index.ts";
 import { VERSION } from "../version.ts";
+import Docker from "dockerode";
+import { join } from "node:path";
+import { connectRoutes } from "../api/connect/routes.ts";
+import { identityContext, type IdentityServices } from "../api/identity.ts";
+import { buildRoutes } from "../api/routes/builds.ts";
+import type { Actor } from "../auth/actor.ts";
+import { builderManagerFactory, platformOfArch } from "../builders/index.ts";
+import { buildsServiceFactory, type BuildsService } from "../builds/index.ts";
+import { plainVolumeManager } from "../volumes/index.ts";
+
+/** Largest single Connect message (a status batch with logs). */
+const CONNECT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+const hostPlatform = () => platformOfArch(process.arch === "x64" ? "x86_64" : process.arch) ?? "linux/amd64";
+
+async function dockerEngine(docker: Docker): Promise<{ ok: true; version: string } | { ok: false; error: string }> {
+  try {
+    const v = (await docker.version()) as { Version: string };
+    return { ok: true, version: v.Version };
+  } catch (e) {
+    return { ok: false, error: (e as Error).message };
+  }
+}
 import { checkPortsFree, checkReadable, prepareDataDir } from "./preflight.ts";
 import { defaultPublicUrl, serverNames } from "./server-identity.ts";
 import { openApplianceState, type ApplianceState } from "./state.ts";
@@ -91,6 +114,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
 
   let router: BuildRouter | null = null;
   let checkpointer: Checkpointer | null = null;
+  const stoppables: (() => void)[] = [];
   try {
     checkpointer = await startCheckpointer(state.db, state.dbFile, {
       busyTimeoutMs: config.database.busy_timeout_ms,
@@ -155,14 +179,77 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const metrics = new MetricsRegistry();
     registerProcessMetrics(metrics, VERSION);
 
-    // No builds exist yet: every connection is refused until the builds capability supplies
-    // the lookup (serial → active build → ready builder).
+    // 4b. Builders, builds and the build endpoint. builds → router stays one-way: the router is
+    //     handed the lookup (serial → active build → ready builder) and told when builds end.
+    const audit = auditServiceFactory({ db: state.db });
+    const docker = new Docker({ socketPath: config.builders.docker_socket });
+    const volumes = plainVolumeManager({ root: join(dataDir, "volumes") });
+    let builds: BuildsService | null = null;
+    const builders = builderManagerFactory({
+      db: state.db,
+      docker,
+      volumes,
+      applianceId: state.applianceId,
+      dataDir,
+      runtime: config.builders.runtime,
+      image: config.builders.runtime === "dockerd" ? config.builders.dockerd_image : config.builders.buildkitd_image,
+      log: log.child({ component: "builders" }),
+      pidsLimit: config.builders.pids_limit,
+      allowEmulation: config.builders.allow_emulation,
+      readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
+      onBuilderLost: ({ holders, reason }) => builds?.builderLost(holders, reason),
+    });
+    stoppables.push(() => builders.close());
     router = buildRouterFactory({
-      lookup: () => null,
+      lookup: (serial) => builds?.route(serial) ?? null,
       tls: { certPem: buildLeaf.chainPem, keyPem: buildLeaf.keyPem, clientIntermediatesPem: () => state.pki.trustBundle("build-client"), clientRootsPem: state.pki.trustBundle("root") },
       logger: log.child({ component: "build-endpoint" }),
       metrics,
     });
+    const activeRouter = router;
+    builds = buildsServiceFactory({
+      db: state.db,
+      pki: state.pki,
+      builders,
+      router: { buildEnded: (id) => activeRouter.buildEnded(id) },
+      audit,
+      log: log.child({ component: "builds" }),
+      publicUrl,
+      buildEndpoint,
+      healthTimeoutMs: config.builds.health_timeout_seconds * 1000,
+      logMaxBytes: config.builds.log_max_bytes,
+      cancelGraceMs: config.builds.cancel_grace_seconds * 1000,
+    });
+    const buildsService = builds;
+    const sweeper = setInterval(() => {
+      try {
+        buildsService.sweep();
+      } catch (e) {
+        log.error("build sweep failed", { error: e as Error });
+      }
+    }, 1000);
+    stoppables.push(() => clearInterval(sweeper));
+    const engine = await dockerEngine(docker);
+    if (engine.ok) {
+      const r = await builders.reconcile();
+      const failed = buildsService.failOrphans(r.lost);
+      log.info("builders reconciled", { adopted: r.adopted.length, removed: r.removed.length, lost: r.lost.length, builds_failed: failed.length });
+      await builders.watch();
+    } else {
+      log.warn("the Docker engine is not reachable: builds cannot run until it is", { socket: config.builders.docker_socket, error: engine.error });
+    }
+    health.register({
+      name: "builders:docker",
+      run: async () => {
+        const e = await dockerEngine(docker);
+        return e.ok ? { status: "pass", output: `Docker ${e.version}; runtime ${config.builders.runtime}` } : { status: "warn", output: `Docker engine unreachable at ${config.builders.docker_socket}: ${e.error}` };
+      },
+    });
+    const resetCache = async (projectId: string, actor: Actor) => {
+      const r = await builders.resetCache(projectId);
+      audit.record({ orgId: (state.db.query("SELECT org_id FROM projects WHERE id = ?").get(projectId) as { org_id: string }).org_id, actor, action: "cache.reset", target: projectId, details: r });
+      return r;
+    };
     await router!.listen(buildListen);
     health.register({ name: "build-endpoint:listening", run: () => ({ status: "pass", output: `${buildEndpoint.endpoint} (server name ${buildEndpoint.serverName})` }) });
 
@@ -170,36 +257,43 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const metricsToken = config.metrics.bearer_token_file ? readFileSync(config.metrics.bearer_token_file, "utf8").trim() || null : null;
     let server: Server<undefined> | null = null;
     const db = state.db;
-    const audit = auditServiceFactory({ db });
     const auth = authServiceFactory({ db });
     const tokens = tokensServiceFactory({ db, audit });
+    const identity: IdentityServices = {
+      auth,
+      audit,
+      sessions: sessionsServiceFactory({ db, audit }),
+      orgs: orgsServiceFactory({ db, audit }),
+      projects: projectsServiceFactory({ db, audit }),
+      tokens,
+      trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
+      deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
+      publicUrl,
+    };
+    const clientAddress = (req: Request) => server?.requestIP(req)?.address ?? null;
+    const ctx = identityContext(identity, clientAddress);
     const app = createApp({
       log,
       health,
       metrics,
       auth,
-      identity: {
-        auth,
-        audit,
-        sessions: sessionsServiceFactory({ db, audit }),
-        orgs: orgsServiceFactory({ db, audit }),
-        projects: projectsServiceFactory({ db, audit }),
-        tokens,
-        trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
-        deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
-        publicUrl,
-      },
+      identity,
       version: VERSION,
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
-      clientAddress: (req) => server?.requestIP(req)?.address ?? null,
-      plugins,
+      clientAddress,
+      plugins: [
+        connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: hostPlatform(), maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES }),
+        buildRoutes({ ctx, builds: buildsService, builders, encryption: volumes.encryption, resetCache }),
+        ...(plugins ?? []),
+      ],
     });
     server = Bun.serve({
       hostname: listen.hostname,
       port: listen.port,
       // Above the app's own limit: the app answers oversize bodies with problem+json itself;
       // this only stops a runaway upload that ignores the 413.
-      maxRequestBodySize: s.max_body_bytes * 4,
+      // Build status streams are long chunked uploads; the app limits each message itself.
+      maxRequestBodySize: Math.max(s.max_body_bytes * 4, 1024 * 1024 * 1024),
       tls,
       fetch: (req) => app.handle(req),
       error: (e) => {
@@ -234,6 +328,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
             log.warn("shutdown timeout reached; closing remaining connections", { timeout_seconds: s.shutdown_timeout_seconds });
             await srv.stop(true);
           }
+          for (const stop of stoppables) stop();
           await checkpointer?.stop();
           checkpointAndClose(state.db);
         })();
@@ -242,6 +337,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     };
   } catch (e) {
     await router?.stop(); // a start that fails halfway leaves nothing listening
+    for (const stop of stoppables) stop();
     await checkpointer?.stop();
     state.db.close();
     throw e;

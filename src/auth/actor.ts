@@ -14,7 +14,9 @@ export type Actor =
   /** Enough to run builds on one project (CI without OIDC). */
   | { kind: "project-token"; tokenId: string; orgId: string; projectId: string }
   /** A CI job: a raw OIDC JWT (tokenId null) or a token exchanged for one. */
-  | { kind: "oidc"; tokenId: string | null; subject: string; projects: { projectId: string; orgId: string }[] };
+  | { kind: "oidc"; tokenId: string | null; subject: string; projects: { projectId: string; orgId: string }[] }
+  /** Handed out by CreateBuild: drives that one build and nothing else. */
+  | { kind: "build-token"; tokenId: string; orgId: string; projectId: string; buildId: string };
 
 /** How the audit log names an actor. */
 export function actorLabel(a: Actor): string {

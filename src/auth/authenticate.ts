@@ -30,6 +30,7 @@ interface TokenRow {
   org_id: string | null;
   project_id: string | null;
   project_org_id: string | null;
+  build_id: string | null;
 }
 
 export type AuthService = ReturnType<typeof authServiceFactory>;
@@ -37,7 +38,7 @@ export type AuthService = ReturnType<typeof authServiceFactory>;
 export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
   // A correlated subquery, not a LEFT JOIN: the join made this lookup ~10x slower (bench/auth.ts).
   const byHash = db.query(
-    `SELECT t.id, t.kind, t.expires_at, t.revoked_at, t.last_used_at, t.user_id, t.org_id, t.project_id,
+    `SELECT t.id, t.kind, t.expires_at, t.revoked_at, t.last_used_at, t.user_id, t.org_id, t.project_id, t.build_id,
             (SELECT p.org_id FROM projects p WHERE p.id = t.project_id) AS project_org_id
        FROM api_tokens t
       WHERE t.secret_sha256 = ?`,
@@ -78,8 +79,10 @@ export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
         if (projects.length === 0) throw invalid();
         return { kind: "oidc", tokenId: row.id, subject: row.id, projects };
       }
+      case "build":
+        if (!row.build_id || !row.project_id || !row.project_org_id) throw invalid();
+        return { kind: "build-token", tokenId: row.id, orgId: row.project_org_id, projectId: row.project_id, buildId: row.build_id };
       default:
-        // Build tokens authenticate only on the build API (the build issue).
         throw invalid();
     }
   }

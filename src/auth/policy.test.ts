@@ -102,3 +102,41 @@ describe("authorization policy matrix", () => {
     for (const c of COLUMNS.filter((c) => c !== "admin" && c !== "anon")) expect(can(ACTORS[c]!, "org:read")).toBe(false);
   });
 });
+
+// Builds: who reads, drives (connection, health, status, finish) and cancels a build. Build b1
+// was started by project token tokA1, b2 by userA; bt1 is b1's build token.
+const BUILD_ACTORS: Record<string, Actor> = {
+  ...ACTORS,
+  bt1: { kind: "build-token", tokenId: "bt1", orgId: A, projectId: "p1", buildId: "b1" },
+};
+const BUILD_COLUMNS = Object.keys(BUILD_ACTORS);
+const BUILD_RES: Record<string, Resource> = {
+  "b1(tokA1)": { orgId: A, projectId: "p1", buildId: "b1", startedBy: "token:t1" },
+  "b2(userA)": { orgId: A, projectId: "p1", buildId: "b2", startedBy: "user:userA" },
+  "q1/b9(ownerB)": { orgId: B, projectId: "q1", buildId: "b9", startedBy: "user:ownerB" },
+  "p1 (create)": { orgId: A, projectId: "p1" },
+};
+// prettier-ignore
+const BUILD_TABLE: [Action, string, Cell[]][] = [
+  //                                   anon admin ownerA userA ownerB userB tokA1 tokA2 orgTokB oidcA1 bt1
+  ["build:read",   "b1(tokA1)",      [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok", "ok"]],
+  ["build:drive",  "b1(tokA1)",      [401, "ok", 403,  403,  404,  404,  "ok", 404,  404,  403,  "ok"]],
+  ["build:cancel", "b1(tokA1)",      [401, "ok", "ok", 403,  404,  404,  "ok", 404,  404,  403,  403]],
+  ["build:read",   "b2(userA)",      [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok", 404]],
+  ["build:drive",  "b2(userA)",      [401, "ok", 403,  "ok", 404,  404,  403,  404,  404,  403,  404]],
+  ["build:cancel", "b2(userA)",      [401, "ok", "ok", "ok", 404,  404,  403,  404,  404,  403,  404]],
+  ["build:read",   "q1/b9(ownerB)",  [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404,  404]],
+  ["build:cancel", "q1/b9(ownerB)",  [401, "ok", 404,  404,  "ok", 403,  404,  404,  "ok", 404,  404]],
+  ["build:run",    "p1 (create)",    [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok", 404]],
+];
+
+describe("authorization policy matrix: builds", () => {
+  for (const [action, res, cells] of BUILD_TABLE) {
+    test(`${action} on ${res}`, () => {
+      expect(cells).toHaveLength(BUILD_COLUMNS.length);
+      const got: Record<string, Cell | undefined> = Object.fromEntries(BUILD_COLUMNS.map((c) => [c, outcome(BUILD_ACTORS[c]!, action, BUILD_RES[res])]));
+      const want = Object.fromEntries(BUILD_COLUMNS.map((c, i) => [c, cells[i]]));
+      expect(got).toEqual(want);
+    });
+  }
+});

@@ -9,7 +9,7 @@
  * Only an actor that can see the resource but lacks the right gets Forbidden.
  */
 import { ForbiddenError, NotFoundError, UnauthenticatedError } from "../errors.ts";
-import type { Actor, Role } from "./actor.ts";
+import { actorLabel, type Actor, type Role } from "./actor.ts";
 
 export type Action =
   | "appliance:admin" // create organizations and users, read the appliance-wide audit log
@@ -24,7 +24,10 @@ export type Action =
   | "project:read"
   | "project:update"
   | "project:delete"
-  | "build:run"
+  | "build:run" // create builds on a project
+  | "build:read" // a build's status, steps and logs
+  | "build:drive" // ask for its connection, report health/status/timings, finish it
+  | "build:cancel"
   | "cache:reset"
   | "token:manage-org"
   | "token:manage-project"
@@ -36,9 +39,12 @@ export type Action =
 export interface Resource {
   orgId: string;
   projectId?: string;
+  /** For build actions: which build, and the actor label of who started it. */
+  buildId?: string;
+  startedBy?: string;
 }
 
-const ANY_ROLE: ReadonlySet<Action> = new Set(["org:read", "member:read", "project:read", "build:run", "trust:read"]);
+const ANY_ROLE: ReadonlySet<Action> = new Set(["org:read", "member:read", "project:read", "build:run", "build:read", "trust:read"]);
 const OWNER: ReadonlySet<Action> = new Set([
   ...ANY_ROLE,
   "org:update",
@@ -47,6 +53,7 @@ const OWNER: ReadonlySet<Action> = new Set([
   "project:update",
   "project:delete",
   "cache:reset",
+  "build:cancel",
   "token:manage-org",
   "token:manage-project",
   "trust:manage",
@@ -61,13 +68,17 @@ const ORG_TOKEN: ReadonlySet<Action> = new Set([
   "project:update",
   "project:delete",
   "build:run",
+  "build:read",
+  "build:cancel",
   "cache:reset",
   "token:manage-project",
   "trust:read",
   "trust:manage",
 ]);
 /** Project-scoped credentials (project tokens, CI OIDC) read their project and build on it. */
-const PROJECT_SCOPED: ReadonlySet<Action> = new Set(["project:read", "build:run"]);
+const PROJECT_SCOPED: ReadonlySet<Action> = new Set(["project:read", "build:run", "build:read"]);
+/** A build token drives its own build and reads it; nothing else, not even its project. */
+const BUILD_TOKEN: ReadonlySet<Action> = new Set(["build:read", "build:drive"]);
 
 const roleActions = (role: Role) => (role === "owner" ? OWNER : ANY_ROLE);
 
@@ -86,6 +97,8 @@ export function canSee(actor: Actor, resource: Resource): boolean {
       return actor.isAdmin || actor.memberships[resource.orgId] !== undefined;
     case "org-token":
       return actor.orgId === resource.orgId;
+    case "build-token":
+      return resource.buildId !== undefined && resource.buildId === actor.buildId && resource.projectId === actor.projectId;
     default:
       return resource.projectId !== undefined && projectScope(actor).includes(resource.projectId);
   }
@@ -97,12 +110,16 @@ export function can(actor: Actor, action: Action, resource?: Resource): boolean 
   if (action === "self:read" || action === "self:tokens") return actor.kind === "user";
   if (action === "appliance:admin") return actor.kind === "user" && actor.isAdmin;
   if (!resource || !canSee(actor, resource)) return false;
+  // Whoever started a build drives and may cancel it (a project token, a CI job, a user).
+  if ((action === "build:drive" || action === "build:cancel") && resource.startedBy !== undefined && resource.startedBy === actorLabel(actor)) return true;
   switch (actor.kind) {
     case "user":
       if (actor.isAdmin) return true;
       return roleActions(actor.memberships[resource.orgId]!).has(action);
     case "org-token":
       return ORG_TOKEN.has(action);
+    case "build-token":
+      return BUILD_TOKEN.has(action);
     default:
       return PROJECT_SCOPED.has(action);
   }
@@ -112,6 +129,6 @@ export function can(actor: Actor, action: Action, resource?: Resource): boolean 
 export function authorize(actor: Actor, action: Action, resource?: Resource): void {
   if (can(actor, action, resource)) return;
   if (actor.kind === "anonymous") throw new UnauthenticatedError("this endpoint needs credentials: Authorization: Bearer <token>");
-  if (resource && !canSee(actor, resource)) throw new NotFoundError(resource.projectId ? "no such project" : "no such organization");
+  if (resource && !canSee(actor, resource)) throw new NotFoundError(resource.buildId ? "no such build" : resource.projectId ? "no such project" : "no such organization");
   throw new ForbiddenError(`not allowed: ${action}`);
 }

@@ -53,6 +53,26 @@ export const configSchema = z
       .object({ client_cert_max_lifetime_seconds: z.number().int().min(300).max(7 * 86400).default(90_000) })
       .strict()
       .prefault({}),
+    builders: z
+      .object({
+        runtime: z.enum(["dockerd", "buildkitd"]).default("dockerd"),
+        dockerd_image: z.string().min(1).default("slipway/builder-dockerd:bookworm"),
+        buildkitd_image: z.string().min(1).default("moby/buildkit:buildx-stable-1"),
+        docker_socket: path.default("/var/run/docker.sock"),
+        allow_emulation: z.boolean().default(false),
+        pids_limit: z.number().int().min(64).max(4_194_304).default(16_384),
+        ready_timeout_seconds: z.number().int().min(5).max(3600).default(90),
+      })
+      .strict()
+      .prefault({}),
+    builds: z
+      .object({
+        health_timeout_seconds: z.number().int().min(10).max(3600).default(60),
+        log_max_bytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(20 * 1024 * 1024),
+        cancel_grace_seconds: z.number().int().min(1).max(3600).default(15),
+      })
+      .strict()
+      .prefault({}),
     metrics: z
       .object({ bearer_token_file: path.optional() })
       .strict()

@@ -52,6 +52,26 @@ export function projectsServiceFactory({ db, audit, now = () => new Date() }: { 
       return db.query("SELECT * FROM projects WHERE org_id = ? ORDER BY name").all(orgId) as Project[];
     },
 
+    /** Every project `actor` can see (the REST list and the depot CLI's ListProjects). */
+    visibleTo(actor: Actor): Project[] {
+      switch (actor.kind) {
+        case "project-token":
+          return this.listIds([actor.projectId]);
+        case "oidc":
+          return this.listIds(actor.projects.map((p) => p.projectId));
+        case "org-token":
+          return this.list(actor.orgId);
+        case "user": {
+          if (actor.isAdmin) return db.query("SELECT * FROM projects ORDER BY name").all() as Project[];
+          const orgIds = Object.keys(actor.memberships);
+          if (orgIds.length === 0) return [];
+          return db.query(`SELECT * FROM projects WHERE org_id IN (${orgIds.map(() => "?").join(",")}) ORDER BY name`).all(...orgIds) as Project[];
+        }
+        default:
+          return [];
+      }
+    },
+
     /** Projects among `ids` (for project-scoped credentials). */
     listIds(ids: string[]): Project[] {
       if (ids.length === 0) return [];

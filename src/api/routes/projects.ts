@@ -28,11 +28,6 @@ const bearer = [{ bearer: [] }];
 
 export function projectRoutes(ctx: IdentityContext) {
   const { orgs, projects } = ctx;
-  const visible = (actor: Actor) => {
-    if (actor.kind === "project-token") return projects.listIds([actor.projectId]);
-    if (actor.kind === "oidc") return projects.listIds(actor.projects.map((p) => p.projectId));
-    return orgs.listFor(actor).flatMap((o) => projects.list(o.id));
-  };
   const load = (id: string) => {
     const p = projects.get(id);
     return { project: p, resource: { orgId: p.org_id, projectId: p.id } };
@@ -44,7 +39,7 @@ export function projectRoutes(ctx: IdentityContext) {
       async ({ request }) => {
         const actor = await ctx.actorOf(request);
         authorize(actor, "visible:list");
-        return visible(actor);
+        return projects.visibleTo(actor);
       },
       {
       response: { 200: t.Array(Project) },

@@ -1,0 +1,276 @@
+/**
+ * @module api/connect/routes
+ * The depot-compatible build API (../shared/depot-wire.md) served as Connect RPC: every method of
+ * wire/depot.ts METHODS, its request decoded and validated by the codec, its work done by the
+ * builds, projects, organizations and device-login services, its errors as Connect error JSON.
+ */
+import { Elysia } from "elysia";
+import type { Actor } from "../../auth/actor.ts";
+import { authorize } from "../../auth/policy.ts";
+import type { BuildsService, LogInput, StepInput } from "../../builds/index.ts";
+import { InvalidInputError, NotFoundError } from "../../errors.ts";
+import type { Logger } from "../../log/logger.ts";
+import { BuilderPlatform, BuildStatus, METHODS, type MethodName, type RpcMethod } from "../../wire/depot.ts";
+import { fromTimestamp, toTimestamp, type Msg } from "../../wire/proto.ts";
+import { requestInfo } from "../context.ts";
+import type { IdentityContext } from "../identity.ts";
+import { codecOf, ConnectError, connectErrorOf, decodeMessage, encodeMessage, endStreamFrame, frame, readFrames, unaryError, type Codec } from "./protocol.ts";
+
+export interface ConnectDeps {
+  ctx: IdentityContext;
+  builds: BuildsService;
+  /** Stops a project's builders and erases their caches (ResetProjectCache). */
+  resetCache(projectId: string, actor: Actor): Promise<void>;
+  log: Logger;
+  /** The platform a build gets when the client does not say (the engine's own). */
+  defaultPlatform: string;
+  maxMessageBytes: number;
+}
+
+type Handler = (input: Msg, call: { request: Request; actor: () => Promise<Actor> }) => Promise<Msg> | Msg;
+
+const PLATFORM_OF: Record<number, string> = { [BuilderPlatform.AMD64]: "linux/amd64", [BuilderPlatform.ARM64]: "linux/arm64" };
+const STATUS_OF: Record<string, number> = { created: BuildStatus.RUNNING, running: BuildStatus.RUNNING, finished: BuildStatus.FINISHED, failed: BuildStatus.FAILED, canceled: BuildStatus.CANCELED, expired: BuildStatus.FAILED };
+
+const nonEmpty = (v: unknown, field: string): string => {
+  if (typeof v !== "string" || v.length === 0) throw new InvalidInputError(`${field} is required`, [{ pointer: `/${field}`, detail: "must not be empty" }]);
+  if (v.length > 200) throw new InvalidInputError(`${field} is too long`, [{ pointer: `/${field}`, detail: "at most 200 characters" }]);
+  return v;
+};
+
+/** BuildKit status batches → the steps and log lines the builds service keeps. */
+export function statusToReport(statuses: Msg[]): { steps: StepInput[]; logs: LogInput[] } {
+  const steps: StepInput[] = [];
+  const logs: LogInput[] = [];
+  for (const s of statuses) {
+    for (const v of s.vertexes as Msg[]) {
+      steps.push({ digest: v.digest as string, name: v.name as string, cached: v.cached as boolean, started: fromTimestamp(v.started as Msg | undefined), completed: fromTimestamp(v.completed as Msg | undefined), error: v.error as string });
+    }
+    for (const l of s.logs as Msg[]) logs.push({ vertex: l.vertex as string, stream: Number(l.stream), at: fromTimestamp(l.timestamp as Msg | undefined), data: l.msg as Uint8Array });
+  }
+  return { steps, logs };
+}
+
+export function connectRoutes(deps: ConnectDeps) {
+  const { ctx, builds, log } = deps;
+  const platformOf = (p: number) => (p === BuilderPlatform.UNSPECIFIED ? deps.defaultPlatform : PLATFORM_OF[p]);
+
+  const handlers: Record<Exclude<MethodName, "reportStatusStream" | "finishLogin">, Handler> = {
+    async createBuild(input, { actor }) {
+      const a = await actor();
+      const projectId = typeof input.projectId === "string" && input.projectId ? input.projectId : a.kind === "project-token" ? a.projectId : a.kind === "oidc" && a.projects.length === 1 ? a.projects[0]!.projectId : null;
+      if (!projectId) throw new InvalidInputError("project_id is required (--project, DEPOT_PROJECT_ID or depot.json)", [{ pointer: "/projectId", detail: "required" }]);
+      const engine = input.requiredEngine as Msg | undefined;
+      if (engine?.dagger) throw new ConnectError("unimplemented", "Slipway builders run BuildKit; Dagger engines are not available");
+      const options = (input.options as Msg[]).map((o) => ({
+        command: o.command as number,
+        tags: o.tags as string[],
+        outputs: (o.outputs as Msg[]).map((x) => ({ kind: x.kind as string, attributes: x.attributes as Record<string, string> })),
+        push: o.push as boolean,
+        load: o.load as boolean,
+        ...(o.targetName ? { target: o.targetName as string } : {}),
+      }));
+      const { build, token } = builds.create(a, nonEmpty(projectId, "projectId"), options);
+      return {
+        buildId: build.id,
+        buildToken: token,
+        // No registry in Slipway yet: --load goes through BuildKit's own exporter.
+        registry: { canUseLocalRegistry: false, proxyImage: "", loadUsingRegistry: false },
+        buildUrl: builds.buildUrl(build.id),
+        projectId: build.project_id,
+      };
+    },
+    async getBuild(input, { actor }) {
+      const b = builds.read(await actor(), nonEmpty(input.buildId, "buildId"));
+      return { buildId: b.id, projectId: b.project_id, buildUrl: builds.buildUrl(b.id) };
+    },
+    async finishBuild(input, { actor }) {
+      const result = input.success ? { kind: "success" as const } : input.error ? { kind: "error" as const, error: String((input.error as Msg).error ?? "") } : input.canceled ? { kind: "canceled" as const } : null;
+      if (!result) throw new InvalidInputError("one of success, error or canceled is required", [{ pointer: "/result", detail: "required" }]);
+      builds.finish(await actor(), nonEmpty(input.buildId, "buildId"), result);
+      return {};
+    },
+    async getBuildKitConnection(input, { actor }) {
+      const platform = platformOf(input.platform as number);
+      if (!platform) throw new InvalidInputError(`unknown platform ${input.platform}`, [{ pointer: "/platform", detail: "BUILDER_PLATFORM_AMD64 or BUILDER_PLATFORM_ARM64" }]);
+      const c = await builds.connection(await actor(), nonEmpty(input.buildId, "buildId"), platform);
+      if (c.kind === "pending") return { pending: { waitMs: c.waitMs } };
+      return { active: { endpoint: c.endpoint, serverName: c.serverName, cert: { cert: c.certPem, key: c.keyPem }, caCert: { cert: c.caPem, key: "" }, identity: {} } };
+    },
+    async reportBuildHealth(input, { actor }) {
+      const { cancelsAt } = builds.health(await actor(), nonEmpty(input.buildId, "buildId"));
+      return cancelsAt ? { cancelsAt: toTimestamp(cancelsAt) } : {};
+    },
+    async reportTimings(input, { actor }) {
+      const steps = (input.buildSteps as Msg[]).map((s) => {
+        const started = fromTimestamp(s.startTime as Msg | undefined);
+        return {
+          digest: (s.stableDigest as string | undefined) || `timing:${s.name as string}`,
+          name: s.name as string,
+          cached: s.cached as boolean,
+          started,
+          completed: started ? new Date(started.getTime() + Number(s.durationMs)) : null,
+          error: (s.error as string | undefined) ?? "",
+        };
+      });
+      builds.report(await actor(), nonEmpty(input.buildId, "buildId"), { steps: steps.filter((s) => !s.digest.startsWith("timing:")), logs: [] });
+      return {};
+    },
+    async reportStatus(input, { actor }) {
+      builds.report(await actor(), nonEmpty(input.buildId, "buildId"), statusToReport(input.statuses as Msg[]));
+      return {};
+    },
+    async reportBuildContext(input, { actor }) {
+      builds.read(await actor(), nonEmpty(input.buildId, "buildId")); // accepted, not kept
+      return {};
+    },
+    async listBuilds(input, { actor }) {
+      const page = builds.list(await actor(), nonEmpty(input.projectId, "projectId"), input.pageSize as number, (input.pageToken as string) || null);
+      return {
+        builds: page.builds.map((b) => ({ id: b.id, status: STATUS_OF[b.status], createdAt: toTimestamp(new Date(b.created_at)), ...(b.finished_at ? { finishedAt: toTimestamp(new Date(b.finished_at)) } : {}) })),
+        nextPageToken: page.next ?? "",
+      };
+    },
+    async getPullInfo(input, { actor }) {
+      builds.read(await actor(), nonEmpty(input.buildId, "buildId"));
+      throw new ConnectError("failed_precondition", "this appliance has no registry to pull builds from: use --push, --output, or --load (which uses BuildKit's exporter)");
+    },
+    async listProjects(_input, { actor }) {
+      const a = await actor();
+      authorize(a, "visible:list");
+      const orgNames = new Map(ctx.orgs.listFor(a).map((o) => [o.id, o.name]));
+      return {
+        projects: ctx.projects.visibleTo(a).map((p) => ({ id: p.id, name: p.name, orgId: p.org_id, orgName: orgNames.get(p.org_id) ?? safeOrgName(p.org_id) })),
+      };
+    },
+    async resetProjectCache(input, { actor }) {
+      const a = await actor();
+      const p = ctx.projects.get(nonEmpty(input.projectId, "projectId"));
+      authorize(a, "cache:reset", { orgId: p.org_id, projectId: p.id });
+      await deps.resetCache(p.id, a);
+      return { name: p.name, orgName: safeOrgName(p.org_id) };
+    },
+    async startLogin(_input, { request }) {
+      const started = ctx.deviceLogins.start({ clientName: "depot CLI", ip: ctx.ip(request) }, ctx.publicUrl);
+      return { id: started.device_code, approveUrl: started.verification_uri_complete };
+    },
+    async listOrganizations(_input, { actor }) {
+      const a = await actor();
+      authorize(a, "visible:list");
+      return { organizations: ctx.orgs.listFor(a).map((o) => ({ orgId: o.id, name: o.name, createdAt: toTimestamp(new Date(o.created_at)) })) };
+    },
+  };
+
+  function safeOrgName(orgId: string): string {
+    try {
+      return ctx.orgs.get(orgId).name;
+    } catch (e) {
+      if (e instanceof NotFoundError) return "";
+      throw e;
+    }
+  }
+
+  async function readUnary(request: Request): Promise<Uint8Array> {
+    const declared = Number(request.headers.get("content-length") ?? "0");
+    if (declared > deps.maxMessageBytes) throw new ConnectError("resource_exhausted", `request of ${declared} bytes exceeds the limit of ${deps.maxMessageBytes}`);
+    const buf = new Uint8Array(await request.arrayBuffer());
+    if (buf.length > deps.maxMessageBytes) throw new ConnectError("resource_exhausted", `request exceeds the limit of ${deps.maxMessageBytes} bytes`);
+    return buf;
+  }
+
+  const fail = (request: Request, method: RpcMethod, e: unknown) => {
+    const info = requestInfo(request);
+    const { code, message, unexpected } = connectErrorOf(e);
+    if (unexpected) log.error("rpc failed", { request_id: info.id, path: method.path, error: e as Error, stack: (e as Error)?.stack });
+    return { code, message, id: info.id };
+  };
+
+  async function unary(method: RpcMethod, name: keyof typeof handlers, request: Request): Promise<Response> {
+    const codec = codecOf(request.headers.get("content-type"), false);
+    if (!codec) return unaryError("invalid_argument", "Content-Type must be application/proto or application/json", requestInfo(request).id);
+    try {
+      const input = decodeMessage(method.input, codec, await readUnary(request));
+      const output = await handlers[name](input, { request, actor: () => ctx.actorOf(request) });
+      return new Response(encodeMessage(method.output, codec, output), { status: 200, headers: { "content-type": codec === "proto" ? "application/proto" : "application/json" } });
+    } catch (e) {
+      const { code, message, id } = fail(request, method, e);
+      return unaryError(code, message, id);
+    }
+  }
+
+  const streamHeaders = (codec: Codec) => ({ "content-type": codec === "proto" ? "application/connect+proto" : "application/connect+json" });
+
+  /** ReportStatusStream: every message is a status batch; the reply comes when the client ends. */
+  async function statusStream(request: Request): Promise<Response> {
+    const method = METHODS.reportStatusStream;
+    const codec = codecOf(request.headers.get("content-type"), true);
+    if (!codec) return unaryError("invalid_argument", "Content-Type must be application/connect+proto or application/connect+json", requestInfo(request).id);
+    let error: { code: ReturnType<typeof connectErrorOf>["code"]; message: string } | null = null;
+    try {
+      const actor = await ctx.actorOf(request);
+      for await (const payload of readFrames(request.body, deps.maxMessageBytes)) {
+        const msg = decodeMessage(method.input, codec, payload);
+        builds.report(actor, nonEmpty(msg.buildId, "buildId"), statusToReport(msg.statuses as Msg[]));
+      }
+    } catch (e) {
+      const f = fail(request, method, e);
+      error = { code: f.code, message: f.message };
+    }
+    const body = error ? endStreamFrame(error) : concat(frame(0, encodeMessage(method.output, codec, {})), endStreamFrame(null));
+    return new Response(body, { status: 200, headers: streamHeaders(codec) });
+  }
+
+  /** FinishLogin: waits (server stream) until the device login is approved, then sends the token. */
+  async function finishLogin(request: Request): Promise<Response> {
+    const method = METHODS.finishLogin;
+    const codec = codecOf(request.headers.get("content-type"), true);
+    if (!codec) return unaryError("invalid_argument", "Content-Type must be application/connect+proto or application/connect+json", requestInfo(request).id);
+    let id: string;
+    try {
+      let first: Msg | null = null;
+      for await (const payload of readFrames(request.body, 64 * 1024)) first ??= decodeMessage(method.input, codec, payload);
+      id = nonEmpty(first?.id, "id");
+    } catch (e) {
+      const f = fail(request, method, e);
+      return new Response(endStreamFrame({ code: f.code, message: f.message }), { status: 200, headers: streamHeaders(codec) });
+    }
+    const stream = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        const deadline = Date.now() + 10 * 60_000;
+        try {
+          for (;;) {
+            if (request.signal.aborted) return controller.close();
+            const r = ctx.deviceLogins.poll(id);
+            if (r.status === "approved") {
+              controller.enqueue(frame(0, encodeMessage(method.output, codec, { token: r.token })));
+              controller.enqueue(endStreamFrame(null));
+              return controller.close();
+            }
+            if (Date.now() > deadline) throw new ConnectError("deadline_exceeded", "the login was not approved in time");
+            await Bun.sleep(2500); // the device-login poll interval
+          }
+        } catch (e) {
+          const f = fail(request, method, e);
+          controller.enqueue(endStreamFrame({ code: f.code, message: f.message }));
+          controller.close();
+        }
+      },
+    });
+    return new Response(stream, { status: 200, headers: streamHeaders(codec) });
+  }
+
+  let app = new Elysia({ name: "routes/connect" });
+  for (const [name, method] of Object.entries(METHODS) as [MethodName, RpcMethod][]) {
+    const handle =
+      name === "reportStatusStream" ? statusStream : name === "finishLogin" ? finishLogin : (request: Request) => unary(method, name as keyof typeof handlers, request);
+    app = app.post(method.path, ({ request }) => handle(request), { parse: "none", detail: { hide: true } }) as unknown as typeof app;
+  }
+  return app;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

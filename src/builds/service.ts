@@ -1,0 +1,375 @@
+/**
+ * @module builds/service
+ * The build lifecycle: created → running → finished | failed | canceled | expired. A build asks
+ * for a BuildKit connection per platform (pending while its builder starts, then active with a
+ * fresh per-build certificate), reports health every few seconds, streams BuildKit status (kept as
+ * steps and capped logs) and finishes. Cancellation and the hard timeout reach the client as
+ * `cancels_at` in the health answer; a build that stops reporting health expires. Every end
+ * closes the build's connections at the build endpoint and lets its builders idle.
+ */
+import type { Database } from "bun:sqlite";
+import { actorLabel, type Actor } from "../auth/actor.ts";
+import type { AuditService } from "../auth/audit.ts";
+import { authorize, type Resource } from "../auth/policy.ts";
+import { generateToken, hashToken } from "../auth/tokens.ts";
+import type { BuilderStatus } from "../builders/index.ts";
+import { normalizePlatform } from "../builders/runtimes.ts";
+import { ConflictError, InvalidInputError, NotFoundError, PreconditionError, SlipwayError } from "../errors.ts";
+import { newId } from "../ids.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Pki } from "../pki/index.ts";
+import type { RouteTarget } from "../router/index.ts";
+
+export type BuildStatus = "created" | "running" | "finished" | "failed" | "canceled" | "expired";
+export const ACTIVE: ReadonlySet<BuildStatus> = new Set(["created", "running"]);
+
+export interface BuildRow {
+  id: string;
+  project_id: string;
+  org_id: string;
+  status: BuildStatus;
+  started_by: string;
+  options: string;
+  platforms: string;
+  error: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  deadline_at: string;
+  last_health_at: string | null;
+  cancel_requested_at: string | null;
+  cancel_requested_by: string | null;
+  log_bytes: number;
+  log_truncated: number;
+}
+
+export interface BuildOptionSet {
+  command?: number;
+  tags: string[];
+  outputs: { kind: string; attributes: Record<string, string> }[];
+  push: boolean;
+  load: boolean;
+  target?: string;
+}
+
+export interface StepInput {
+  digest: string;
+  name: string;
+  cached: boolean;
+  started: Date | null;
+  completed: Date | null;
+  error: string;
+}
+export interface LogInput {
+  vertex: string;
+  stream: number;
+  at: Date | null;
+  data: Uint8Array;
+}
+
+export type ConnectionAnswer =
+  | { kind: "pending"; waitMs: number }
+  | { kind: "active"; endpoint: string; serverName: string; certPem: string; keyPem: string; caPem: string; serial: string };
+
+/** A build's end reached something that must react: the router, the builders. */
+export class BuildEndedError extends SlipwayError {
+  override name = "BuildEndedError";
+}
+
+export interface BuildsDeps {
+  db: Database;
+  pki: Pick<Pki, "issueBuildClientCertificate" | "trustedRootsPem">;
+  builders: {
+    request(ref: { projectId: string; platform: string }, holder: string): Promise<BuilderStatus>;
+    release(holder: string): void;
+    ready(ref: { projectId: string; platform: string }): { socketPath: string; runtime: "buildkitd" | "dockerd"; platform: string } | null;
+  };
+  router: { buildEnded(buildId: string): void };
+  audit: Pick<AuditService, "record">;
+  log: Logger;
+  publicUrl: string;
+  buildEndpoint: { endpoint: string; serverName: string };
+  /** No health report for this long → expired. */
+  healthTimeoutMs: number;
+  /** Logs kept per build. */
+  logMaxBytes: number;
+  /** A cancelled build whose client never finishes it is ended after this grace. */
+  cancelGraceMs?: number;
+  now?: () => Date;
+}
+
+const CERT_MARGIN_MS = 10 * 60_000;
+const PENDING_WAIT_MS = 1000;
+
+export type BuildsService = ReturnType<typeof buildsServiceFactory>;
+
+export function buildsServiceFactory(deps: BuildsDeps) {
+  const { db, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  const cancelGraceMs = deps.cancelGraceMs ?? 15_000;
+  const byId = db.query("SELECT * FROM builds WHERE id = ?");
+
+  const get = (id: string): BuildRow => {
+    const b = byId.get(id) as BuildRow | null;
+    if (!b) throw new NotFoundError("no such build");
+    return b;
+  };
+  const resourceOf = (b: BuildRow): Resource => ({ orgId: b.org_id, projectId: b.project_id, buildId: b.id, startedBy: b.started_by });
+  /** Looks a build up for `actor`: a build it may not see is exactly a missing one. */
+  const visible = (actor: Actor, id: string, action: "build:read" | "build:drive" | "build:cancel"): BuildRow => {
+    const b = byId.get(id) as BuildRow | null;
+    if (!b) {
+      if (actor.kind === "anonymous") authorize(actor, action);
+      throw new NotFoundError("no such build");
+    }
+    authorize(actor, action, resourceOf(b));
+    return b;
+  };
+
+  /** Ends an active build once: status, time, error; then the router and the builders. */
+  function end(id: string, status: Exclude<BuildStatus, "created" | "running">, error: string | null, actor: string): boolean {
+    const t = now().toISOString();
+    const changed = db.query(`UPDATE builds SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN ('created', 'running')`).run(status, error?.slice(0, 64 * 1024) ?? null, t, id).changes;
+    if (changed === 0) return false;
+    const b = get(id);
+    deps.router.buildEnded(id);
+    deps.builders.release(id);
+    deps.audit.record({ orgId: b.org_id, actor, action: `build.${status}`, target: id, details: { project_id: b.project_id, ...(error ? { error: error.slice(0, 500) } : {}) } });
+    log.info("build ended", { build: id, project: b.project_id, status });
+    return true;
+  }
+
+  function platformOf(input: string): string {
+    const p = normalizePlatform(input);
+    if (!p) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64 or linux/arm64" }]);
+    return p;
+  }
+
+  return {
+    get,
+
+    /** CreateBuild: a build on `projectId` and its build token (shown once). */
+    create(actor: Actor, projectId: string, options: BuildOptionSet[]): { build: BuildRow; token: string } {
+      const p = db.query("SELECT id, org_id, build_timeout_seconds FROM projects WHERE id = ?").get(projectId) as { id: string; org_id: string; build_timeout_seconds: number } | null;
+      if (!p) {
+        authorize(actor, "build:run"); // anonymous: 401 before anything is revealed
+        throw new NotFoundError("no such project");
+      }
+      authorize(actor, "build:run", { orgId: p.org_id, projectId: p.id });
+      const id = newId("bld");
+      const t = now();
+      const deadline = new Date(t.getTime() + p.build_timeout_seconds * 1000);
+      const token = generateToken("build");
+      db.transaction(() => {
+        db.query(`INSERT INTO builds (id, project_id, org_id, status, started_by, options, created_at, deadline_at) VALUES (?, ?, ?, 'created', ?, ?, ?, ?)`).run(
+          id,
+          p.id,
+          p.org_id,
+          actorLabel(actor),
+          JSON.stringify(options),
+          t.toISOString(),
+          deadline.toISOString(),
+        );
+        db.query(`INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at, expires_at) VALUES (?, 'build', ?, ?, ?, ?, ?, ?)`).run(
+          newId("tok"),
+          hashToken(token),
+          `build ${id}`,
+          p.id,
+          id,
+          t.toISOString(),
+          new Date(deadline.getTime() + CERT_MARGIN_MS).toISOString(),
+        );
+        deps.audit.record({ orgId: p.org_id, actor, action: "build.create", target: id, details: { project_id: p.id } });
+      })();
+      return { build: get(id), token };
+    },
+
+    /** GetBuildKitConnection: pending while the builder starts, then a fresh certificate. */
+    async connection(actor: Actor, id: string, platformInput: string): Promise<ConnectionAnswer> {
+      const b = visible(actor, id, "build:drive");
+      const platform = platformOf(platformInput);
+      if (!ACTIVE.has(b.status)) throw new PreconditionError(`build ${id} is ${b.status}; it can no longer connect`);
+      if (b.cancel_requested_at) throw new PreconditionError(`build ${id} was canceled`);
+      const status = await deps.builders.request({ projectId: b.project_id, platform }, id);
+      if (status.state === "starting") return { kind: "pending", waitMs: PENDING_WAIT_MS };
+      if (status.state === "failed") throw new PreconditionError(`the builder for ${platform} could not start: ${status.error}`);
+      // The build may have ended while the builder started.
+      if (!ACTIVE.has(get(id).status)) throw new PreconditionError(`build ${id} ended`);
+      const t = now();
+      const lifetimeMs = Math.max(60_000, Date.parse(b.deadline_at) - t.getTime() + CERT_MARGIN_MS);
+      const cert = await deps.pki.issueBuildClientCertificate({ orgId: b.org_id, projectId: b.project_id, buildId: id, platform, lifetimeMs, requester: actorLabel(actor) });
+      db.transaction(() => {
+        db.query("INSERT INTO build_certificates (serial, build_id, platform, not_after, created_at) VALUES (?, ?, ?, ?, ?)").run(cert.serial, id, platform, cert.notAfter.toISOString(), t.toISOString());
+        const platforms = new Set(JSON.parse(get(id).platforms) as string[]);
+        platforms.add(platform);
+        db.query("UPDATE builds SET status = 'running', started_at = coalesce(started_at, ?), platforms = ?, last_health_at = coalesce(last_health_at, ?) WHERE id = ? AND status IN ('created', 'running')").run(
+          t.toISOString(),
+          JSON.stringify([...platforms]),
+          t.toISOString(),
+          id,
+        );
+      })();
+      return { kind: "active", endpoint: deps.buildEndpoint.endpoint, serverName: deps.buildEndpoint.serverName, certPem: cert.certPem, keyPem: cert.keyPem!, caPem: deps.pki.trustedRootsPem(), serial: cert.serial };
+    },
+
+    /** ReportBuildHealth: the build is alive; answers when it will be cancelled, if it will. */
+    health(actor: Actor, id: string): { cancelsAt: Date | null } {
+      const b = visible(actor, id, "build:drive");
+      const t = now();
+      if (!ACTIVE.has(b.status)) return { cancelsAt: b.finished_at ? new Date(b.finished_at) : t };
+      db.query("UPDATE builds SET last_health_at = ? WHERE id = ?").run(t.toISOString(), id);
+      if (b.cancel_requested_at) return { cancelsAt: new Date(b.cancel_requested_at) };
+      const deadline = Date.parse(b.deadline_at);
+      return { cancelsAt: deadline - t.getTime() <= 30_000 ? new Date(deadline) : null };
+    },
+
+    /** FinishBuild from the client. Finishing an ended build again is a no-op (idempotent retries). */
+    finish(actor: Actor, id: string, result: { kind: "success" } | { kind: "error"; error: string } | { kind: "canceled" }): BuildRow {
+      const b = visible(actor, id, "build:drive");
+      if (!ACTIVE.has(b.status)) return b;
+      const status = result.kind === "success" ? "finished" : result.kind === "error" ? "failed" : "canceled";
+      end(id, b.cancel_requested_at && status !== "finished" ? "canceled" : status, result.kind === "error" ? result.error : null, actorLabel(actor));
+      return get(id);
+    },
+
+    /** Cancellation by an owner or the build's starter: the client learns it from its next health check. */
+    cancel(actor: Actor, id: string): BuildRow {
+      const b = visible(actor, id, "build:cancel");
+      if (!ACTIVE.has(b.status)) throw new ConflictError(`build ${id} already ${b.status}`);
+      const t = now().toISOString();
+      db.query("UPDATE builds SET cancel_requested_at = coalesce(cancel_requested_at, ?), cancel_requested_by = coalesce(cancel_requested_by, ?) WHERE id = ?").run(t, actorLabel(actor), id);
+      deps.audit.record({ orgId: b.org_id, actor, action: "build.cancel", target: id, details: { project_id: b.project_id } });
+      return get(id);
+    },
+
+    /** Status batches: steps upserted by digest, logs appended up to the cap. */
+    report(actor: Actor, id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
+      const b = visible(actor, id, "build:drive");
+      const upsert = db.query(
+        `INSERT INTO build_steps (build_id, digest, name, cached, started_at, completed_at, error, seq)
+         VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT count(*) FROM build_steps WHERE build_id = ?))
+         ON CONFLICT (build_id, digest) DO UPDATE SET
+           name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE name END,
+           cached = max(cached, excluded.cached),
+           started_at = coalesce(started_at, excluded.started_at),
+           completed_at = coalesce(excluded.completed_at, completed_at),
+           error = coalesce(excluded.error, error)`,
+      );
+      const insertLog = db.query("INSERT INTO build_logs (build_id, vertex, stream, at, data) VALUES (?, ?, ?, ?, ?)");
+      db.transaction(() => {
+        for (const s of batch.steps) {
+          if (!s.digest) continue;
+          upsert.run(id, s.digest.slice(0, 200), s.name.slice(0, 4096), s.cached ? 1 : 0, s.started?.toISOString() ?? null, s.completed?.toISOString() ?? null, s.error ? s.error.slice(0, 16384) : null, id);
+        }
+        let used = (byId.get(id) as BuildRow).log_bytes;
+        let truncated = b.log_truncated === 1;
+        for (const l of batch.logs) {
+          if (truncated) break;
+          const room = deps.logMaxBytes - used;
+          const data = l.data.length > room ? l.data.subarray(0, Math.max(0, room)) : l.data;
+          if (data.length > 0) insertLog.run(id, l.vertex.slice(0, 200), l.stream, (l.at ?? now()).toISOString(), data);
+          used += data.length;
+          if (l.data.length > room) truncated = true;
+        }
+        db.query("UPDATE builds SET log_bytes = ?, log_truncated = ? WHERE id = ?").run(used, truncated ? 1 : 0, id);
+      })();
+    },
+
+    read(actor: Actor, id: string): BuildRow {
+      return visible(actor, id, "build:read");
+    },
+
+    steps(actor: Actor, id: string) {
+      visible(actor, id, "build:read");
+      return db.query("SELECT digest, name, cached, started_at, completed_at, error FROM build_steps WHERE build_id = ? ORDER BY seq").all(id) as {
+        digest: string;
+        name: string;
+        cached: number;
+        started_at: string | null;
+        completed_at: string | null;
+        error: string | null;
+      }[];
+    },
+
+    logs(actor: Actor, id: string): { text: string; truncated: boolean } {
+      const b = visible(actor, id, "build:read");
+      const rows = db.query("SELECT data FROM build_logs WHERE build_id = ? ORDER BY id").all(id) as { data: Uint8Array }[];
+      return { text: Buffer.concat(rows.map((r) => Buffer.from(r.data))).toString("utf8"), truncated: b.log_truncated === 1 };
+    },
+
+    /** Builds of a project, newest first; `cursor` is the last seen build's created_at|id. */
+    list(actor: Actor, projectId: string, pageSize: number, cursor: string | null): { builds: BuildRow[]; next: string | null } {
+      const p = db.query("SELECT id, org_id FROM projects WHERE id = ?").get(projectId) as { id: string; org_id: string } | null;
+      if (!p) {
+        authorize(actor, "build:read");
+        throw new NotFoundError("no such project");
+      }
+      authorize(actor, "project:read", { orgId: p.org_id, projectId });
+      const size = Math.min(Math.max(1, Math.trunc(pageSize) || 50), 200);
+      const [at, lastId] = cursor ? (cursor.split("|") as [string, string]) : [null, null];
+      const rows = (
+        at
+          ? db.query("SELECT * FROM builds WHERE project_id = ? AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?").all(projectId, at, lastId, size + 1)
+          : db.query("SELECT * FROM builds WHERE project_id = ? ORDER BY created_at DESC, id DESC LIMIT ?").all(projectId, size + 1)
+      ) as BuildRow[];
+      const more = rows.length > size;
+      const page = rows.slice(0, size);
+      return { builds: page, next: more ? `${page.at(-1)!.created_at}|${page.at(-1)!.id}` : null };
+    },
+
+    buildUrl(id: string): string {
+      return `${deps.publicUrl.replace(/\/$/, "")}/builds/${id}`;
+    },
+
+    /**
+     * The build endpoint's lookup: a certificate serial → its active build's ready builder, or
+     * null (unknown serial, build ended or cancelled, builder not ready).
+     */
+    route(serial: string): RouteTarget | null {
+      const r = db
+        .query(
+          `SELECT c.build_id, c.platform, b.project_id, b.status, b.cancel_requested_at FROM build_certificates c JOIN builds b ON b.id = c.build_id WHERE c.serial = ?`,
+        )
+        .get(serial) as { build_id: string; platform: string; project_id: string; status: BuildStatus; cancel_requested_at: string | null } | null;
+      if (!r || !ACTIVE.has(r.status)) return null;
+      const ready = deps.builders.ready({ projectId: r.project_id, platform: r.platform });
+      if (!ready) return null;
+      return { buildId: r.build_id, projectId: r.project_id, platform: r.platform, socketPath: ready.socketPath, runtime: ready.runtime };
+    },
+
+    /**
+     * Ends what must end: no health for too long → expired; cancelled and not finished by the
+     * client within the grace → canceled; past the hard deadline → expired. Returns the ids.
+     */
+    sweep(): string[] {
+      const t = now().getTime();
+      const ended: string[] = [];
+      for (const b of db.query("SELECT * FROM builds WHERE status IN ('created', 'running')").all() as BuildRow[]) {
+        const lastSign = Date.parse(b.last_health_at ?? b.created_at);
+        if (b.cancel_requested_at && t - Date.parse(b.cancel_requested_at) > cancelGraceMs) {
+          if (end(b.id, "canceled", null, "appliance")) ended.push(b.id);
+        } else if (t - lastSign > deps.healthTimeoutMs) {
+          if (end(b.id, "expired", `no health report for ${Math.round((t - lastSign) / 1000)} s`, "appliance")) ended.push(b.id);
+        } else if (t > Date.parse(b.deadline_at) + cancelGraceMs) {
+          if (end(b.id, "expired", "the project's build timeout was reached", "appliance")) ended.push(b.id);
+        }
+      }
+      return ended;
+    },
+
+    /** Cancellation takes effect at the build endpoint at once for builds that lost a builder. */
+    builderLost(buildIds: string[], reason: string): void {
+      for (const id of buildIds) end(id, "failed", `builder lost: ${reason}`, "appliance");
+    },
+
+    /** Builds still marked active whose builders vanished while serve was down. */
+    failOrphans(lost: { projectId: string; platform: string }[]): string[] {
+      const ended: string[] = [];
+      for (const l of lost) {
+        const rows = db.query("SELECT DISTINCT c.build_id FROM build_certificates c JOIN builds b ON b.id = c.build_id WHERE b.project_id = ? AND c.platform = ? AND b.status IN ('created', 'running')").all(l.projectId, l.platform) as { build_id: string }[];
+        for (const r of rows) if (end(r.build_id, "failed", "its builder vanished while the appliance was down", "appliance")) ended.push(r.build_id);
+      }
+      return ended;
+    },
+  };
+}
