@@ -227,14 +227,15 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     }
   }
 
-  async function createAndStart(b: BuilderRow, p: ProjectRow, networkId: string, imageId: string, volumePath: string, profile: SecurityProfileName) {
+  async function createAndStart(b: BuilderRow, p: ProjectRow, networkId: string, imageId: string, volumePath: string, profile: SecurityProfileName, run: { cmd: string[]; env: string[] }) {
     const name = containerName({ projectId: b.project_id, platform: b.platform });
     await removeContainer(name); // a stale one from a crash
     const sec = profile === "privileged" ? PRIVILEGED_PROFILE : FALLBACK_PROFILE;
     const c = await docker.createContainer({
       name,
       Image: deps.image,
-      Cmd: spec.cmd,
+      Cmd: run.cmd,
+      Env: run.env,
       Labels: {
         [LABEL.appliance]: deps.applianceId,
         [LABEL.builder]: b.id,
@@ -256,9 +257,10 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         PortBindings: {},
         PublishAllPorts: false,
         RestartPolicy: { Name: "no" },
-        Init: deps.runtime === "dockerd",
+        // Build containers nest under the builder's own cgroup, so its limits hold for them.
+        CgroupnsMode: "private",
         ...(p.builder_oci_runtime ? { Runtime: p.builder_oci_runtime } : {}),
-      },
+      } as unknown as Docker.HostConfig, // CgroupnsMode is in the Engine API (1.41+) but not in the typings
     });
     try {
       await c.start();
@@ -336,17 +338,18 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      writeFileSync(join(dir, spec.configName), spec.config({ cacheSizeBytes: (volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3), keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus) }), { mode: 0o600 });
+      const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus) });
+      for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
       const networkId = await ensureNetwork(p);
       let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
       try {
-        containerId = await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile);
+        containerId = await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile, run);
       } catch (e) {
         if (profile !== "privileged" || !isPrivilegeRefusal(e)) throw e;
         privilegedRefused = true;
         profile = "fallback";
         log.warn("the Docker engine refused a privileged builder; using the fallback profile (all capabilities but SYS_RESOURCE, seccomp and apparmor unconfined)", { error: (e as Error).message });
-        containerId = await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile);
+        containerId = await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile, run);
       }
       setState(b.id, "starting", { container_id: containerId, network_id: networkId, security_profile: profile, oci_runtime: p.builder_oci_runtime });
       await waitReady(socketPath, containerId);

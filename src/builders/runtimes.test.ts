@@ -15,10 +15,13 @@ describe("runtime configuration", () => {
     expect(toml.grpc.address).toEqual(["unix:///run/slipway/buildkitd.sock"]);
   });
 
-  test("dockerd's daemon.json listens only on the socket and collects the cache by age, then size", () => {
-    const json = JSON.parse(RUNTIMES.dockerd.config({ ...policy, keepDays: 2 }));
-    expect(json.hosts).toEqual(["unix:///run/slipway/dockerd.sock"]);
-    expect(json["data-root"]).toBe("/var/lib/docker");
+  test("dockerd's daemon.json (passed to the image's entrypoint) collects the cache by age, then size", () => {
+    const c = RUNTIMES.dockerd.container({ ...policy, keepDays: 2 });
+    expect(c.cmd).toEqual([]);
+    const json = JSON.parse(c.env[0]!.replace(/^SLIPWAY_DOCKERD_CONFIG_JSON=/, ""));
+    // The image's entrypoint sets -H and --data-root; repeating them in daemon.json makes dockerd refuse to start.
+    expect(json.hosts).toBeUndefined();
+    expect(json["data-root"]).toBeUndefined();
     expect(json.builder.gc.policy[0].filter).toEqual(["unused-for=48h"]);
     expect(json.builder.gc.policy[1].all).toBe(true);
     expect(keepBytes(policy)).toBeLessThan(policy.cacheSizeBytes);

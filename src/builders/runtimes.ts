@@ -24,11 +24,10 @@ export interface RuntimeSpec {
   /** Mount point of the cache volume inside the container. */
   stateDir: string;
   socketName: string;
-  configName: string;
-  /** The container's Cmd (the image's entrypoint runs it). */
-  cmd: string[];
-  /** The configuration file for `policy`. */
+  /** The configuration for `policy`: a file written into the run dir, or passed in the environment. */
   config(policy: CachePolicy): string;
+  /** How the container gets it: Cmd (the image's entrypoint runs it), Env, and files for the run dir. */
+  container(policy: CachePolicy): { cmd: string[]; env: string[]; files: Record<string, string> };
 }
 
 /** GC keeps this much of the volume: the rest is headroom for a build in flight. */
@@ -39,9 +38,14 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
     runtime: "buildkitd",
     stateDir: "/var/lib/buildkit",
     socketName: "buildkitd.sock",
-    configName: "buildkitd.toml",
     // The upstream image's entrypoint is buildkitd.
-    cmd: ["--addr", `unix://${CONTAINER_RUN_DIR}/buildkitd.sock`, "--config", `${CONTAINER_RUN_DIR}/buildkitd.toml`, "--root", "/var/lib/buildkit"],
+    container(p) {
+      return {
+        cmd: ["--addr", `unix://${CONTAINER_RUN_DIR}/buildkitd.sock`, "--config", `${CONTAINER_RUN_DIR}/buildkitd.toml`, "--root", "/var/lib/buildkit"],
+        env: [],
+        files: { "buildkitd.toml": this.config(p) },
+      };
+    },
     config: (p) =>
       [
         "# Written by Slipway for this builder; rewritten at every start.",
@@ -67,13 +71,15 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
     runtime: "dockerd",
     stateDir: "/var/lib/docker",
     socketName: "dockerd.sock",
-    configName: "daemon.json",
-    cmd: ["dockerd", "--config-file", `${CONTAINER_RUN_DIR}/daemon.json`],
+    // Slipway's image (builder-image build): its entrypoint starts dockerd on
+    // /run/slipway/dockerd.sock with /var/lib/docker as data root, and writes
+    // SLIPWAY_DOCKERD_CONFIG_JSON as daemon.json (which must not repeat hosts or data-root).
+    container(p) {
+      return { cmd: [], env: [`SLIPWAY_DOCKERD_CONFIG_JSON=${this.config(p).trim()}`], files: {} };
+    },
     config: (p) =>
       `${JSON.stringify(
         {
-          hosts: [`unix://${CONTAINER_RUN_DIR}/dockerd.sock`],
-          "data-root": "/var/lib/docker",
           // dockerd's embedded BuildKit garbage collection: first what is older than keep-days,
           // then anything, down to the kept size.
           builder: {
