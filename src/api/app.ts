@@ -48,6 +48,8 @@ export interface AppDeps {
   plugins?: AnyElysia[];
 }
 
+const CONNECT_UNREAD = Object.freeze({});
+
 export function createApp(deps: AppDeps) {
   const { log, metrics, options } = deps;
   const requests = metrics.counter("slipway_http_requests_total", "HTTP requests by route, method and status");
@@ -67,6 +69,8 @@ export function createApp(deps: AppDeps) {
       if (!new URL(request.url).pathname.startsWith("/depot.")) checkDeclaredLength(request, options.maxBodyBytes);
     })
     .onParse(async ({ request, contentType }) => {
+      // Connect RPC reads its own body (proto or JSON, unary or streamed): leave it unread.
+      if (new URL(request.url).pathname.startsWith("/depot.")) return CONNECT_UNREAD;
       if (contentType === "application/json" || contentType.endsWith("+json")) return readJsonLimited(request, options.maxBodyBytes);
     })
     .onError(({ code, error, request, set, path }) => {

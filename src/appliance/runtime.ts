@@ -30,7 +30,12 @@ import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import type { Actor } from "../auth/actor.ts";
 import { builderManagerFactory, platformOfArch } from "../builders/index.ts";
-import { buildsServiceFactory, type BuildsService } from "../builds/index.ts";
+import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
+import { BUILDKIT_STATUS_PATH, grpcResponseTap } from "../router/index.ts";
+import { StatusResponse } from "../wire/buildkit.ts";
+import { decode } from "../wire/proto.ts";
+
+const STATUS_PATHS = new Set([BUILDKIT_STATUS_PATH]);
 import { plainVolumeManager } from "../volumes/index.ts";
 
 /** Largest single Connect message (a status batch with logs). */
@@ -202,6 +207,9 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     stoppables.push(() => builders.close());
     router = buildRouterFactory({
       lookup: (serial) => builds?.route(serial) ?? null,
+      // BuildKit's own status for the build (the depot CLI reports only its own steps).
+      observe: (target) =>
+        grpcResponseTap(STATUS_PATHS, (_path, message) => builds?.observed(target.buildId, statusToReport([decode(StatusResponse, message)]))),
       tls: { certPem: buildLeaf.chainPem, keyPem: buildLeaf.keyPem, clientIntermediatesPem: () => state.pki.trustBundle("build-client"), clientRootsPem: state.pki.trustBundle("root") },
       logger: log.child({ component: "build-endpoint" }),
       metrics,

@@ -139,6 +139,39 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     return true;
   }
 
+
+  function record(id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
+    const b = get(id);
+    const upsert = db.query(
+      `INSERT INTO build_steps (build_id, digest, name, cached, started_at, completed_at, error, seq)
+       VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT count(*) FROM build_steps WHERE build_id = ?))
+       ON CONFLICT (build_id, digest) DO UPDATE SET
+         name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE name END,
+         cached = max(cached, excluded.cached),
+         started_at = coalesce(started_at, excluded.started_at),
+         completed_at = coalesce(excluded.completed_at, completed_at),
+         error = coalesce(excluded.error, error)`,
+    );
+    const insertLog = db.query("INSERT INTO build_logs (build_id, vertex, stream, at, data) VALUES (?, ?, ?, ?, ?)");
+    db.transaction(() => {
+      for (const s of batch.steps) {
+        if (!s.digest) continue;
+        upsert.run(id, s.digest.slice(0, 200), s.name.slice(0, 4096), s.cached ? 1 : 0, s.started?.toISOString() ?? null, s.completed?.toISOString() ?? null, s.error ? s.error.slice(0, 16384) : null, id);
+      }
+      let used = (byId.get(id) as BuildRow).log_bytes;
+      let truncated = b.log_truncated === 1;
+      for (const l of batch.logs) {
+        if (truncated) break;
+        const room = deps.logMaxBytes - used;
+        const data = l.data.length > room ? l.data.subarray(0, Math.max(0, room)) : l.data;
+        if (data.length > 0) insertLog.run(id, l.vertex.slice(0, 200), l.stream, (l.at ?? now()).toISOString(), data);
+        used += data.length;
+        if (l.data.length > room) truncated = true;
+      }
+      db.query("UPDATE builds SET log_bytes = ?, log_truncated = ? WHERE id = ?").run(used, truncated ? 1 : 0, id);
+    })();
+  }
+
   function platformOf(input: string): string {
     const p = normalizePlatform(input);
     if (!p) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64 or linux/arm64" }]);
@@ -242,37 +275,15 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       return get(id);
     },
 
-    /** Status batches: steps upserted by digest, logs appended up to the cap. */
+    /** Status batches from the client: steps upserted by digest, logs appended up to the cap. */
     report(actor: Actor, id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
-      const b = visible(actor, id, "build:drive");
-      const upsert = db.query(
-        `INSERT INTO build_steps (build_id, digest, name, cached, started_at, completed_at, error, seq)
-         VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT count(*) FROM build_steps WHERE build_id = ?))
-         ON CONFLICT (build_id, digest) DO UPDATE SET
-           name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE name END,
-           cached = max(cached, excluded.cached),
-           started_at = coalesce(started_at, excluded.started_at),
-           completed_at = coalesce(excluded.completed_at, completed_at),
-           error = coalesce(excluded.error, error)`,
-      );
-      const insertLog = db.query("INSERT INTO build_logs (build_id, vertex, stream, at, data) VALUES (?, ?, ?, ?, ?)");
-      db.transaction(() => {
-        for (const s of batch.steps) {
-          if (!s.digest) continue;
-          upsert.run(id, s.digest.slice(0, 200), s.name.slice(0, 4096), s.cached ? 1 : 0, s.started?.toISOString() ?? null, s.completed?.toISOString() ?? null, s.error ? s.error.slice(0, 16384) : null, id);
-        }
-        let used = (byId.get(id) as BuildRow).log_bytes;
-        let truncated = b.log_truncated === 1;
-        for (const l of batch.logs) {
-          if (truncated) break;
-          const room = deps.logMaxBytes - used;
-          const data = l.data.length > room ? l.data.subarray(0, Math.max(0, room)) : l.data;
-          if (data.length > 0) insertLog.run(id, l.vertex.slice(0, 200), l.stream, (l.at ?? now()).toISOString(), data);
-          used += data.length;
-          if (l.data.length > room) truncated = true;
-        }
-        db.query("UPDATE builds SET log_bytes = ?, log_truncated = ? WHERE id = ?").run(used, truncated ? 1 : 0, id);
-      })();
+      visible(actor, id, "build:drive");
+      record(id, batch);
+    },
+
+    /** What the build endpoint saw BuildKit tell the client (Control/Status) for this build. */
+    observed(id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
+      if (byId.get(id)) record(id, batch);
     },
 
     read(actor: Actor, id: string): BuildRow {

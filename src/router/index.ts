@@ -7,3 +7,4 @@ export { normalizeSerial } from "./client-cert.ts";
 export { ConnectionRefused, type RefusalReason } from "./errors.ts";
 export type { RouterStats, BuildStats } from "./connections.ts";
 export { openBuilderSocket, type BuilderRuntime, type OpenedBuilder } from "./builder-socket.ts";
+export { grpcResponseTap, BUILDKIT_STATUS_PATH, type GrpcTap } from "./grpc-tap.ts";

@@ -16,6 +16,7 @@ import type { MetricsRegistry } from "../metrics/registry.ts";
 import { openBuilderSocket, type BuilderRuntime } from "./builder-socket.ts";
 import { clientCertVerifierFactory, splitPem } from "./client-cert.ts";
 import { connectionTableFactory, type BuildStats, type Direction, type RouterStats, type TrackedConnection } from "./connections.ts";
+import type { GrpcTap } from "./grpc-tap.ts";
 import { ConnectionRefused, type RefusalReason } from "./errors.ts";
 
 export interface RouteTarget {
@@ -68,6 +69,8 @@ export interface RouterTls {
 
 export interface RouterDeps {
   lookup: RouteLookup;
+  /** Watches a routed connection's gRPC traffic (read-only), e.g. for the build's status. */
+  observe?: (target: RouteTarget) => GrpcTap | null;
   tls: RouterTls;
   limits?: Partial<RouterLimits>;
   logger: Logger;
@@ -219,6 +222,13 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
       },
     };
     const stats = table.add(conn, target);
+    let tap: GrpcTap | null = null;
+    try {
+      tap = deps.observe?.(target) ?? null;
+    } catch (e) {
+      log.warn("connection observer failed to start", { build_id: buildId, error: e });
+    }
+    if (tap) client.once("close", () => tap!.close());
     client.once("close", () => conn.close("client closed"));
     client.on("error", (e) => conn.close(`client error: ${e.message}`));
 
@@ -238,19 +248,21 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
     log.debug("connection routed", { conn: conn.id, build_id: buildId, serial, runtime: target.runtime });
     if (opened.head.length > 0) {
       table.countBytes(stats, "builder_to_client", opened.head.length);
+      tap?.fromServer(opened.head);
       client.write(opened.head);
     }
-    pipe(client, builder, conn, stats, "client_to_builder");
-    pipe(builder, client, conn, stats, "builder_to_client");
+    pipe(client, builder, conn, stats, "client_to_builder", tap ? (c) => tap!.fromClient(c) : null);
+    pipe(builder, client, conn, stats, "builder_to_client", tap ? (c) => tap!.fromServer(c) : null);
     builder.once("close", () => conn.close("builder closed"));
     builder.on("error", (e) => conn.close(`builder error: ${e.message}`));
   }
 
   /** stream.pipe, plus byte counting and activity stamps for the idle timeout. */
-  function pipe(from: net.Socket, to: net.Socket, conn: TrackedConnection, stats: BuildStats, dir: Direction) {
+  function pipe(from: net.Socket, to: net.Socket, conn: TrackedConnection, stats: BuildStats, dir: Direction, observe: ((chunk: Buffer) => void) | null) {
     from.on("data", (chunk: Buffer) => {
       conn.lastActivity = Date.now();
       table.countBytes(stats, dir, chunk.length);
+      observe?.(chunk);
       if (!to.write(chunk)) from.pause();
     });
     to.on("drain", () => from.resume());

@@ -7,7 +7,7 @@
 import { Elysia } from "elysia";
 import type { Actor } from "../../auth/actor.ts";
 import { authorize } from "../../auth/policy.ts";
-import type { BuildsService, LogInput, StepInput } from "../../builds/index.ts";
+import { statusToReport, type BuildsService } from "../../builds/index.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
 import type { Logger } from "../../log/logger.ts";
 import { BuilderPlatform, BuildStatus, METHODS, type MethodName, type RpcMethod } from "../../wire/depot.ts";
@@ -37,19 +37,6 @@ const nonEmpty = (v: unknown, field: string): string => {
   if (v.length > 200) throw new InvalidInputError(`${field} is too long`, [{ pointer: `/${field}`, detail: "at most 200 characters" }]);
   return v;
 };
-
-/** BuildKit status batches → the steps and log lines the builds service keeps. */
-export function statusToReport(statuses: Msg[]): { steps: StepInput[]; logs: LogInput[] } {
-  const steps: StepInput[] = [];
-  const logs: LogInput[] = [];
-  for (const s of statuses) {
-    for (const v of s.vertexes as Msg[]) {
-      steps.push({ digest: v.digest as string, name: v.name as string, cached: v.cached as boolean, started: fromTimestamp(v.started as Msg | undefined), completed: fromTimestamp(v.completed as Msg | undefined), error: v.error as string });
-    }
-    for (const l of s.logs as Msg[]) logs.push({ vertex: l.vertex as string, stream: Number(l.stream), at: fromTimestamp(l.timestamp as Msg | undefined), data: l.msg as Uint8Array });
-  }
-  return { steps, logs };
-}
 
 export function connectRoutes(deps: ConnectDeps) {
   const { ctx, builds, log } = deps;
@@ -206,16 +193,24 @@ export function connectRoutes(deps: ConnectDeps) {
     const codec = codecOf(request.headers.get("content-type"), true);
     if (!codec) return unaryError("invalid_argument", "Content-Type must be application/connect+proto or application/connect+json", requestInfo(request).id);
     let error: { code: ReturnType<typeof connectErrorOf>["code"]; message: string } | null = null;
+    let frames = 0;
     try {
       const actor = await ctx.actorOf(request);
       for await (const payload of readFrames(request.body, deps.maxMessageBytes)) {
         const msg = decodeMessage(method.input, codec, payload);
         builds.report(actor, nonEmpty(msg.buildId, "buildId"), statusToReport(msg.statuses as Msg[]));
+        frames++;
       }
     } catch (e) {
+      // The client went away (it ends the stream by closing when the build is done): what arrived is kept.
+      if ((e as Error)?.name === "AbortError") {
+        log.debug("status stream closed by the client", { frames });
+        return new Response(endStreamFrame(null), { status: 200, headers: streamHeaders(codec) });
+      }
       const f = fail(request, method, e);
       error = { code: f.code, message: f.message };
     }
+    log.debug("status stream ended", { frames, error: error?.message });
     const body = error ? endStreamFrame(error) : concat(frame(0, encodeMessage(method.output, codec, {})), endStreamFrame(null));
     return new Response(body, { status: 200, headers: streamHeaders(codec) });
   }
@@ -263,7 +258,7 @@ export function connectRoutes(deps: ConnectDeps) {
   for (const [name, method] of Object.entries(METHODS) as [MethodName, RpcMethod][]) {
     const handle =
       name === "reportStatusStream" ? statusStream : name === "finishLogin" ? finishLogin : (request: Request) => unary(method, name as keyof typeof handlers, request);
-    app = app.post(method.path, ({ request }) => handle(request), { parse: "none", detail: { hide: true } }) as unknown as typeof app;
+    app = app.post(method.path, ({ request }) => handle(request), { detail: { hide: true } }) as unknown as typeof app;
   }
   return app;
 }
