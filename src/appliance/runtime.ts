@@ -23,6 +23,7 @@ import type { Logger } from "../log/logger.ts";
 import { MetricsRegistry, registerProcessMetrics } from "../metrics/registry.ts";
 import { buildRouterFactory, type BuildRouter } from "../router/index.ts";
 import { VERSION } from "../version.ts";
+import { createVolumeManager, type ConfiguredVolumes } from "../volumes/index.ts";
 import { checkPortsFree, checkReadable, prepareDataDir } from "./preflight.ts";
 import { defaultPublicUrl, serverNames } from "./server-identity.ts";
 import { openApplianceState, type ApplianceState } from "./state.ts";
@@ -47,6 +48,8 @@ export interface RunningAppliance {
   state: ApplianceState;
   router: BuildRouter;
   buildEndpoint: BuildEndpoint;
+  /** Cache volumes (LUKS2, refused, or explicitly plain); builders get theirs from `volumes.manager`. */
+  volumes: ConfiguredVolumes;
   /** Graceful: in-flight requests finish (up to the shutdown timeout), then the DB is closed. */
   stop(): Promise<void>;
 }
@@ -155,6 +158,12 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const metrics = new MetricsRegistry();
     registerProcessMetrics(metrics, VERSION);
 
+    // Cache volumes: decided once here (dm-crypt present? encryption required?), said in the log
+    // and in /readyz. Reconciling dm devices and mounts needs the builders that are running, so
+    // the builder manager calls volumes.reconcile(needed) when it starts.
+    const volumes = createVolumeManager({ config: config.volumes, db: state.db, sealer: state.sealer, dataDir, log });
+    health.register(volumes.healthCheck);
+
     // No builds exist yet: every connection is refused until the builds capability supplies
     // the lookup (serial → active build → ready builder).
     router = buildRouterFactory({
@@ -224,6 +233,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       state,
       router: router!,
       buildEndpoint,
+      volumes,
       stop() {
         stopping ??= (async () => {
           const srv = server!;

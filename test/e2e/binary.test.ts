@@ -57,7 +57,8 @@ describe("compiled binary", () => {
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toBe("application/health+json");
     const body = (await r.json() as any);
-    expect(body.status).toBe("pass");
+    // Only the volumes check may warn (a host without dm-crypt); nothing fails.
+    expect(body.status).toBe(body.checks["volumes:encryption"][0].status === "pass" ? "pass" : "warn");
     expect(body.checks["database:open"][0].status).toBe("pass");
     expect(body.checks["database:migrations"][0].status).toBe("pass");
     const l = await server.get("/livez");
