@@ -56,17 +56,22 @@ export interface Kernel {
 
 /** Downloads (once) and unpacks the cloud kernel package into the cache. */
 export function fetchKernel(): Kernel {
+  try {
+    return fetchKernelOnce();
+  } catch {
+    // Stale package lists name a version the mirror no longer has: refresh and resolve again.
+    sh(["apt-get", "update", "-qq"]);
+    return fetchKernelOnce();
+  }
+}
+
+function fetchKernelOnce(): Kernel {
   const pkg = kernelPackage();
   const dir = join(CACHE_DIR, pkg);
   const root = join(dir, "root");
   if (!existsSync(join(dir, ".done"))) {
     mkdirSync(dir, { recursive: true });
-    const download = () => sh(["apt-get", "download", "-o", "APT::Sandbox::User=root", pkg], dir);
-    let r = download();
-    if (r.code !== 0) {
-      sh(["apt-get", "update", "-qq"]);
-      r = download();
-    }
+    const r = sh(["apt-get", "download", "-o", "APT::Sandbox::User=root", pkg], dir);
     const deb = readdirSync(dir).find((f) => f.endsWith(".deb"));
     if (r.code !== 0 || !deb) throw new Error(`apt-get download ${pkg} failed: ${r.out.slice(-500)}`);
     const x = sh(["dpkg-deb", "-x", join(dir, deb), root]);
