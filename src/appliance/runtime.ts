@@ -35,8 +35,9 @@ import { BUILDKIT_STATUS_PATH, grpcResponseTap } from "../router/index.ts";
 import { StatusResponse } from "../wire/buildkit.ts";
 import { decode } from "../wire/proto.ts";
 
+import { createVolumeManager, type ConfiguredVolumes } from "../volumes/index.ts";
+
 const STATUS_PATHS = new Set([BUILDKIT_STATUS_PATH]);
-import { plainVolumeManager } from "../volumes/index.ts";
 
 /** Largest single Connect message (a status batch with logs). */
 const CONNECT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -75,6 +76,8 @@ export interface RunningAppliance {
   state: ApplianceState;
   router: BuildRouter;
   buildEndpoint: BuildEndpoint;
+  /** Cache volumes (LUKS2, refused, or explicitly plain); builders get theirs from `volumes.manager`. */
+  volumes: ConfiguredVolumes;
   /** Graceful: in-flight requests finish (up to the shutdown timeout), then the DB is closed. */
   stop(): Promise<void>;
 }
@@ -184,16 +187,21 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const metrics = new MetricsRegistry();
     registerProcessMetrics(metrics, VERSION);
 
+    // Cache volumes: decided once here (dm-crypt present? encryption required?), said in the log
+    // and in /readyz. Reconciling dm devices and mounts needs the builders that are running, so
+    // it runs after the builder manager has reconciled its containers.
+    const volumes = createVolumeManager({ config: config.volumes, db: state.db, sealer: state.sealer, dataDir, log });
+    health.register(volumes.healthCheck);
+
     // 4b. Builders, builds and the build endpoint. builds → router stays one-way: the router is
     //     handed the lookup (serial → active build → ready builder) and told when builds end.
     const audit = auditServiceFactory({ db: state.db });
     const docker = new Docker({ socketPath: config.builders.docker_socket });
-    const volumes = plainVolumeManager({ root: join(dataDir, "volumes") });
     let builds: BuildsService | null = null;
     const builders = builderManagerFactory({
       db: state.db,
       docker,
-      volumes,
+      volumes: volumes.manager,
       applianceId: state.applianceId,
       dataDir,
       runtime: config.builders.runtime,
@@ -242,6 +250,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       const r = await builders.reconcile();
       const failed = buildsService.failOrphans(r.lost);
       log.info("builders reconciled", { adopted: r.adopted.length, removed: r.removed.length, lost: r.lost.length, builds_failed: failed.length });
+      // Volumes second: keep open exactly what the adopted builders use.
+      await volumes.reconcile(builders.running());
       await builders.watch();
     } else {
       log.warn("the Docker engine is not reachable: builds cannot run until it is", { socket: config.builders.docker_socket, error: engine.error });
@@ -291,7 +301,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       clientAddress,
       plugins: [
         connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: hostPlatform(), maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES }),
-        buildRoutes({ ctx, builds: buildsService, builders, encryption: volumes.encryption, resetCache }),
+        buildRoutes({ ctx, builds: buildsService, builders, encryption: volumes.manager.encryption, resetCache }),
         ...(plugins ?? []),
       ],
     });
@@ -326,6 +336,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       state,
       router: router!,
       buildEndpoint,
+      volumes,
       stop() {
         stopping ??= (async () => {
           const srv = server!;

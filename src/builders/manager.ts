@@ -506,6 +506,11 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       return platform ? current({ projectId: ref.projectId, platform }) : null;
     },
 
+    /** Builders that run now (after reconcile: the adopted ones), as volume refs. */
+    running(): BuilderRef[] {
+      return (db.query("SELECT project_id, platform FROM builders WHERE state IN ('starting', 'ready', 'idle')").all() as { project_id: string; platform: string }[]).map((r) => ({ projectId: r.project_id, platform: r.platform }));
+    },
+
     list(projectId: string): BuilderRow[] {
       return db.query("SELECT * FROM builders WHERE project_id = ? ORDER BY platform").all(projectId) as BuilderRow[];
     },

@@ -21,6 +21,7 @@ import { migrateCommand } from "./migrate.ts";
 import { pkiCommand } from "./pki.ts";
 import { serveCommand } from "./serve.ts";
 import { versionCommand } from "./version.ts";
+import { volumeSelftestCommand } from "./volume-selftest.ts";
 
 export const COMMANDS: Command[] = [
   serveCommand,
@@ -38,6 +39,9 @@ export const COMMANDS: Command[] = [
   adminCommand,
   pkiCommand,
 ];
+
+/** Not listed in help: test hooks that ship in the binary (see each command's module comment). */
+const HIDDEN_COMMANDS: Command[] = [volumeSelftestCommand];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -73,7 +77,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
       return first === undefined ? 2 : EXIT_OK;
     }
     if (first === "--version" || first === "-V") return versionCommand.run({ values: {}, positionals: [], env, io, client: clientOptions({ json: rest.includes("--json") }, env) });
-    const command = COMMANDS.find((c) => c.name === first);
+    const command = COMMANDS.find((c) => c.name === first) ?? HIDDEN_COMMANDS.find((c) => c.name === first);
     if (!command) throw new UsageError(`unknown command '${first}'; run 'slipway --help'`);
 
     let parsed: ReturnType<typeof parseArgs>;

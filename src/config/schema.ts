@@ -77,6 +77,20 @@ export const configSchema = z
       .object({ bearer_token_file: path.optional() })
       .strict()
       .prefault({}),
+    volumes: z
+      .object({
+        encryption: z.enum(["luks", "none"]).default("luks"),
+        backend: z.enum(["file", "lvm"]).default("file"),
+        dir: path.optional(),
+        volume_group: z
+          .string()
+          .regex(/^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$/, { message: "expected an LVM volume group name" })
+          .optional(),
+        filesystem: z.enum(["ext4", "xfs"]).default("ext4"),
+        discards: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(["debug", "info", "warn", "error"]).default("info"),
@@ -87,6 +101,9 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.volumes.backend === "lvm" && !c.volumes.volume_group) {
+      ctx.addIssue({ code: "custom", path: ["volumes", "volume_group"], message: "volumes.backend = \"lvm\" needs volumes.volume_group" });
+    }
     if (Boolean(c.server.tls_cert_file) !== Boolean(c.server.tls_key_file)) {
       ctx.addIssue({
         code: "custom",

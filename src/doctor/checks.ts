@@ -3,12 +3,13 @@
  * What `slipway doctor` looks at on this host, each check one finding with a fix. Checks never
  * change anything. `fail` means `serve` cannot start; `warn` means a capability will be off.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { formatListenAddress, parseListenAddress, type LoadedConfig } from "../config/index.ts";
 import { run, which } from "../host/run.ts";
 import { dataDirProblem, probePort } from "../appliance/preflight.ts";
 import { locateMasterKey } from "../secrets/index.ts";
+import { checkVolumes, detectDmCrypt, type VolumesConfig } from "../volumes/index.ts";
 
 export type Severity = "ok" | "warn" | "fail";
 
@@ -48,17 +49,7 @@ export async function checkDocker(env: Record<string, string | undefined>): Prom
   }
 }
 
-/** dm-crypt needs device-mapper's control node and the crypt target (built in or loadable). */
-export function dmCryptState(): { usable: boolean; reason: string } {
-  if (!existsSync("/dev/mapper/control")) return { usable: false, reason: "device-mapper is not available (/dev/mapper/control is missing)" };
-  const loaded = existsSync("/sys/module/dm_crypt");
-  const targets = existsSync("/proc/misc") ? readFileSync("/proc/misc", "utf8") : "";
-  if (!targets.includes("device-mapper")) return { usable: false, reason: "the kernel has no device-mapper" };
-  if (!loaded) return { usable: false, reason: "the dm_crypt module is not loaded (modprobe dm_crypt)" };
-  return { usable: true, reason: "device-mapper and dm_crypt are available" };
-}
-
-export async function checkCryptsetup(): Promise<Finding[]> {
+export async function checkCryptsetup(volumes?: VolumesConfig): Promise<Finding[]> {
   const out: Finding[] = [];
   if (!which("cryptsetup")) {
     out.push({ check: "cryptsetup", status: "warn", message: "cryptsetup is not installed: encrypted cache volumes are unavailable", fix: "apt-get install cryptsetup-bin" });
@@ -66,12 +57,13 @@ export async function checkCryptsetup(): Promise<Finding[]> {
     const v = await run(["cryptsetup", "--version"]);
     out.push({ check: "cryptsetup", status: "ok", message: v.stdout.trim() || "cryptsetup present" });
   }
-  const dm = dmCryptState();
+  const dm = detectDmCrypt();
   out.push(
     dm.usable
       ? { check: "dm-crypt", status: "ok", message: dm.reason }
-      : { check: "dm-crypt", status: "warn", message: `LUKS volumes cannot be opened here: ${dm.reason}`, fix: "use a kernel with dm-crypt (modprobe dm_crypt), or run without encrypted caches (volumes.encryption = \"none\", when that setting arrives)" },
+      : { check: "dm-crypt", status: "warn", message: `LUKS volumes cannot be opened here: ${dm.reason}`, fix: 'use a kernel with dm-crypt (modprobe dm_crypt), or set volumes.encryption = "none" to accept unencrypted caches' },
   );
+  if (volumes) out.push(checkVolumes(volumes, dm));
   return out;
 }
 
@@ -139,7 +131,7 @@ export function checkMasterKey(loaded: LoadedConfig, env: Record<string, string 
 export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]> {
   return [
     await checkDocker(env),
-    ...(await checkCryptsetup()),
+    ...(await checkCryptsetup(loaded.config.volumes)),
     ...(await checkFirewall()),
     ...(await checkPorts(loaded)),
     checkDataDir(loaded.dataDir),

@@ -52,7 +52,10 @@ integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no b
     await page.locator("#checks li").first().waitFor();
     const items = await page.locator("#checks li").allTextContents();
     expect(items).toEqual(expect.arrayContaining(["database:open: pass", "database:migrations: pass", "tls:certificate: pass"]));
-    expect(await page.locator("#overall").textContent()).toMatch(/^Version \d+\.\d+\.\d+: ready$/);
+    // Degraded, not down, on a host without dm-crypt: the volumes check warns (see README).
+    const volumes = items.find((i) => i.startsWith("volumes:encryption: "));
+    expect(volumes).toBeDefined();
+    expect(await page.locator("#overall").textContent()).toMatch(volumes === "volumes:encryption: pass" ? /^Version \d+\.\d+\.\d+: ready$/ : /^Version \d+\.\d+\.\d+: warn$/);
     await page.context().close();
   });
 
