@@ -19,6 +19,9 @@ const url = z.string().refine((v) => {
   }
 }, { message: "expected an absolute http:// or https:// URL" });
 const path = z.string().min(1, { message: "expected a file system path" });
+const imageRef = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\/:-]*(@sha256:[0-9a-f]{64})?$/, {
+  message: "expected an image reference: repository[:tag][@sha256:digest]",
+});
 
 export const configSchema = z
   .object({
@@ -55,6 +58,15 @@ export const configSchema = z
       .prefault({}),
     metrics: z
       .object({ bearer_token_file: path.optional() })
+      .strict()
+      .prefault({}),
+    builders: z
+      .object({
+        runtime: z.enum(["dockerd", "buildkitd"]).default("dockerd"),
+        dockerd_image: imageRef.default("slipway/builder-dockerd:bookworm"),
+        buildkitd_image: imageRef.default("moby/buildkit:buildx-stable-1"),
+        allow_emulation: z.boolean().default(false),
+      })
       .strict()
       .prefault({}),
     log: z
