@@ -97,7 +97,9 @@ export interface BuilderImageService {
 
 const COMPONENT = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
 /** `[registry[:port]/]path[:tag]` (no digest: a tag is what gets written). */
-const REF = new RegExp(`^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$`);
+/** A registry is a first component with a dot or a port, or localhost (as Docker decides). */
+const REGISTRY = "(?:(?:localhost|[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)+)(?::[0-9]+)?|[A-Za-z0-9-]+:[0-9]+)/";
+const REF = new RegExp(`^(?:${REGISTRY})?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$`);
 
 /** `repo[:tag]` → its parts (a `:` after the last `/` is the tag; default `latest`). */
 export function splitRef(ref: string): { repo: string; tag: string } {
