@@ -6,6 +6,7 @@
  */
 import type { Finding } from "../../doctor/checks.ts";
 import type { CheckResult, HealthCheck } from "../../health/registry.ts";
+import { recipeHash, SUITES, type Suite } from "./recipe.ts";
 import type { BuilderImageService, BuilderRuntimeName, ImageState } from "./service.ts";
 
 export interface ConfiguredImage {
@@ -48,6 +49,15 @@ export async function judgeImage(service: Pick<BuilderImageService, "inspect">, 
       message: `${what} (${state.id}) was not assembled by slipway builder-image build (no io.slipway.runtime=dockerd label)`,
       state,
       fix: howToGet(c),
+    };
+  }
+  const suite = state.suite as Suite | undefined;
+  if (c.runtime === "dockerd" && suite && SUITES.includes(suite) && state.recipe !== recipeHash(suite)) {
+    return {
+      status: "warn",
+      message: `${what} (${state.id}) was assembled by another Slipway version (recipe ${state.recipe ?? "unknown"}, this one makes ${recipeHash(suite)}); builders still start from it`,
+      state,
+      fix: `rebuild it: sudo slipway builder-image build --suite ${suite} --tag ${c.image}`,
     };
   }
   return { status: "ok", message: `${what}, present as ${state.digest ?? state.id}${state.suite ? ` (Debian ${state.suite})` : ""}`, state };

@@ -170,7 +170,7 @@ describe("doctor and /readyz wording", () => {
   });
 
   test("present → ok/pass naming runtime, image and digest", async () => {
-    const f = await doctorBuilderImageCheck(fake({ present: true, id: "sha256:aa", digest: "sha256:aa", runtime: "dockerd", suite: "bookworm" }), dockerd);
+    const f = await doctorBuilderImageCheck(fake({ present: true, id: "sha256:aa", digest: "sha256:aa", runtime: "dockerd", suite: "bookworm", recipe: recipeHash("bookworm") }), dockerd);
     expect(f).toEqual({ check: "builder-image", status: "ok", message: "runtime dockerd, image slipway/builder-dockerd:bookworm, present as sha256:aa (Debian bookworm)" });
     const h = await builderImageHealthCheck(fake({ present: true, id: "sha256:bb", digest: "moby/buildkit@sha256:cc" }), buildkitd).run();
     expect(h).toMatchObject({ status: "pass", observedValue: true });
@@ -184,6 +184,13 @@ describe("doctor and /readyz wording", () => {
     const h = await builderImageHealthCheck(fake({ present: false }), buildkitd).run();
     expect(h.status).toBe("warn");
     expect(h.output).toContain("slipway builder-image import FILE.tar");
+  });
+
+  test("a dockerd image from an older recipe is a warning that says how to rebuild", async () => {
+    const f = await doctorBuilderImageCheck(fake({ present: true, id: "sha256:ee", runtime: "dockerd", suite: "trixie", recipe: "0123" }), dockerd);
+    expect(f.status).toBe("warn");
+    expect(f.message).toContain("another Slipway version");
+    expect(f.fix).toBe("rebuild it: sudo slipway builder-image build --suite trixie --tag slipway/builder-dockerd:bookworm");
   });
 
   test("a dockerd image without Slipway's label, and an unreachable engine, are warnings", async () => {
