@@ -30,6 +30,7 @@ import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import type { Actor } from "../auth/actor.ts";
 import { builderManagerFactory, platformOfArch } from "../builders/index.ts";
+import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
 import { BUILDKIT_STATUS_PATH, grpcResponseTap } from "../router/index.ts";
 import { StatusResponse } from "../wire/buildkit.ts";
@@ -256,6 +257,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     } else {
       log.warn("the Docker engine is not reachable: builds cannot run until it is", { socket: config.builders.docker_socket, error: engine.error });
     }
+    health.register(builderImageHealthCheck(builderImageServiceFactory({ docker, log }), configuredImage(config.builders)));
     health.register({
       name: "builders:docker",
       run: async () => {

@@ -8,7 +8,7 @@ import { EXIT_FAILED, EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, pr
 
 export const doctorCommand: Command = {
   name: "doctor",
-  summary: "check this host: Docker, dm-crypt, iptables/ipset, ports, data dir, master key",
+  summary: "check this host: Docker, builder image, dm-crypt, iptables/ipset, ports, data dir, master key",
   usage: "slipway doctor [--json] [--config FILE] [--data-dir DIR]",
   options: { ...SERVER_OPTIONS },
   optionHelp: { ...SERVER_HELP },

@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { backupCommand } from "./backup.ts";
+import { builderImageCommand } from "./builder-image.ts";
 import { EXIT_OK, GLOBAL_HELP, GLOBAL_OPTIONS, clientOptions, reportFailure, type Command, type Io } from "./command.ts";
 import { doctorCommand } from "./doctor.ts";
 import { adminCommand } from "./admin.ts";
@@ -38,6 +39,7 @@ export const COMMANDS: Command[] = [
   trustCommand,
   adminCommand,
   pkiCommand,
+  builderImageCommand,
 ];
 
 /** Not listed in help: test hooks that ship in the binary (see each command's module comment). */

@@ -19,6 +19,9 @@ const url = z.string().refine((v) => {
   }
 }, { message: "expected an absolute http:// or https:// URL" });
 const path = z.string().min(1, { message: "expected a file system path" });
+const imageRef = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\/:-]*(@sha256:[0-9a-f]{64})?$/, {
+  message: "expected an image reference: repository[:tag][@sha256:digest]",
+});
 
 export const configSchema = z
   .object({
@@ -56,8 +59,8 @@ export const configSchema = z
     builders: z
       .object({
         runtime: z.enum(["dockerd", "buildkitd"]).default("dockerd"),
-        dockerd_image: z.string().min(1).default("slipway/builder-dockerd:bookworm"),
-        buildkitd_image: z.string().min(1).default("moby/buildkit:buildx-stable-1"),
+        dockerd_image: imageRef.default("slipway/builder-dockerd:bookworm"),
+        buildkitd_image: imageRef.default("moby/buildkit:buildx-stable-1"),
         docker_socket: path.default("/var/run/docker.sock"),
         allow_emulation: z.boolean().default(false),
         pids_limit: z.number().int().min(64).max(4_194_304).default(16_384),

@@ -12,7 +12,7 @@ import { loadConfig } from "../config/index.ts";
 import { which } from "../host/run.ts";
 import { integrationSuite } from "../../test/support/integration.ts";
 import { freePort } from "../../test/support/serve.ts";
-import { checkCryptsetup, checkDataDir, checkDocker, checkFirewall, checkMasterKey, checkPorts, dockerSocketPath } from "./checks.ts";
+import { checkBuilderImage, checkCryptsetup, checkDataDir, checkDocker, checkFirewall, checkMasterKey, checkPorts, dockerSocketPath } from "./checks.ts";
 
 let dir: string;
 beforeAll(() => (dir = mkdtempSync(join(tmpdir(), "slipway-doctor-"))));
@@ -99,6 +99,19 @@ integrationSuite("doctor against the real Docker engine", existsSync("/var/run/d
     const r = await fetch("http://docker/version", { unix: "/var/run/docker.sock" });
     const v = (await r.json()) as { Version: string; ApiVersion: string };
     expect(f.message).toBe(`Docker Engine ${v.Version} (API ${v.ApiVersion}) at /var/run/docker.sock`);
+  });
+
+  test("names the configured builder runtime and image, and warns with a fix when it is absent", async () => {
+    const docker = await checkDocker({});
+    const absent = `slipway/builder-dockerd:absent-${crypto.randomUUID().slice(0, 8)}`;
+    const f = await checkBuilderImage(loaded(join(dir, "bi"), [{ key: "builders.dockerd_image", value: absent }]), {}, docker);
+    expect(f).toMatchObject({ check: "builder-image", status: "warn" });
+    expect(f.message).toBe(`runtime dockerd, image ${absent}: not present on the Docker engine, builders cannot start`);
+    expect(f.fix).toContain(`slipway builder-image build --tag ${absent}`);
+    const k = await checkBuilderImage(loaded(join(dir, "bi"), [{ key: "builders.runtime", value: "buildkitd" }, { key: "builders.buildkitd_image", value: absent }]), {}, docker);
+    expect(k.fix).toContain("slipway builder-image import FILE.tar");
+    const noDocker = await checkBuilderImage(loaded(join(dir, "bi")), {}, { ...docker, status: "warn" });
+    expect(noDocker.message).toBe("runtime dockerd, image slipway/builder-dockerd:bookworm: cannot check without Docker");
   });
 });
 

@@ -10,6 +10,9 @@ import { run, which } from "../host/run.ts";
 import { dataDirProblem, probePort } from "../appliance/preflight.ts";
 import { locateMasterKey } from "../secrets/index.ts";
 import { checkVolumes, detectDmCrypt, type VolumesConfig } from "../volumes/index.ts";
+import Docker from "dockerode";
+import { builderImageServiceFactory, configuredImage, doctorBuilderImageCheck } from "../builders/image/index.ts";
+import { silentLogger } from "../log/logger.ts";
 
 export type Severity = "ok" | "warn" | "fail";
 
@@ -128,9 +131,19 @@ export function checkMasterKey(loaded: LoadedConfig, env: Record<string, string 
   return { check: "master-key", status: "ok", message: `master key ${path} (${source}), mode ${mode.toString(8).padStart(4, "0")}` };
 }
 
+/** Which builder runtime and image are configured, and whether the image is on the engine. */
+export async function checkBuilderImage(loaded: LoadedConfig, env: Record<string, string | undefined>, docker: Finding): Promise<Finding> {
+  const c = configuredImage(loaded.config.builders);
+  if (docker.status !== "ok") return { check: "builder-image", status: "warn", message: `runtime ${c.runtime}, image ${c.image}: cannot check without Docker` };
+  const service = builderImageServiceFactory({ docker: new Docker({ socketPath: dockerSocketPath(env) }), log: silentLogger });
+  return doctorBuilderImageCheck(service, c);
+}
+
 export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]> {
+  const docker = await checkDocker(env);
   return [
-    await checkDocker(env),
+    docker,
+    await checkBuilderImage(loaded, env, docker),
     ...(await checkCryptsetup(loaded.config.volumes)),
     ...(await checkFirewall()),
     ...(await checkPorts(loaded)),

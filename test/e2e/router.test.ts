@@ -26,6 +26,7 @@ import { createLogger, silentLogger } from "../../src/log/logger.ts";
 import { MetricsRegistry } from "../../src/metrics/registry.ts";
 import { buildRouterFactory, normalizeSerial, type BuildRouter, type RouteTarget, type RouterLimits } from "../../src/router/index.ts";
 import { integrationSuite } from "../support/integration.ts";
+import { callListWorkers, protoFields } from "../../src/builders/image/grpc.ts";
 
 const DOCKER_SOCK = "/var/run/docker.sock";
 const HOUR = 3_600_000;
@@ -521,56 +522,8 @@ describe("metrics", () => {
 // ---------------------------------------------------------------------------------------------
 // Real BuildKit: dockerd's embedded one behind POST /grpc (Upgrade: h2c).
 
-/** A minimal protobuf reader: the (field, wire type, bytes) of length-delimited fields. */
-function protoFields(buf: Uint8Array): { field: number; bytes: Uint8Array }[] {
-  const out: { field: number; bytes: Uint8Array }[] = [];
-  let i = 0;
-  const varint = () => {
-    let v = 0;
-    let shift = 0;
-    for (;;) {
-      const b = buf[i++]!;
-      v += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return v;
-      shift += 7;
-    }
-  };
-  while (i < buf.length) {
-    const tag = varint();
-    const wire = tag & 7;
-    if (wire === 0) varint();
-    else if (wire === 2) {
-      const len = varint();
-      out.push({ field: tag >>> 3, bytes: buf.subarray(i, i + len) });
-      i += len;
-    } else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else throw new Error(`unexpected wire type ${wire}`);
-  }
-  return out;
-}
-
-function listWorkers(session: http2.ClientHttp2Session): Promise<{ status: string | undefined; message: Uint8Array }> {
-  return new Promise((resolve, reject) => {
-    const req = session.request({ ":method": "POST", ":path": "/moby.buildkit.v1.Control/ListWorkers", "content-type": "application/grpc", te: "trailers" });
-    const chunks: Buffer[] = [];
-    let status: string | undefined;
-    req.on("response", (h) => {
-      if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
-    });
-    req.on("trailers", (t) => (status = String(t["grpc-status"])));
-    req.on("data", (d: Buffer) => chunks.push(d));
-    req.on("error", reject);
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      if (body.length < 5) return resolve({ status, message: new Uint8Array() });
-      const len = body.readUInt32BE(1);
-      resolve({ status, message: new Uint8Array(body.subarray(5, 5 + len)) });
-    });
-    // gRPC framing: 1 byte compressed flag, 4 byte length, then an empty ListWorkersRequest.
-    req.end(Buffer.from([0, 0, 0, 0, 0]));
-  });
-}
+// ListWorkers over HTTP/2 and the protobuf reader are shared with the builder image's checks.
+const listWorkers = (session: http2.ClientHttp2Session) => callListWorkers(session);
 
 const h2connect = (port: number, leaf: IssuedLeaf) => {
   const session = http2.connect(`https://localhost:${port}`, { ca: rootPem, cert: leaf.certPem, key: leaf.keyPem, servername: "localhost" });

@@ -1,0 +1,59 @@
+/**
+ * @module builders/image/container
+ * How a container runs the `dockerd` builder image: the two host directories it binds (socket,
+ * data root), the security profile a nested dockerd needs, a private cgroup namespace (so the
+ * build containers it starts are nested under the builder's own cgroup and its limits), and the
+ * entrypoint's environment. The builder manager adds its names, labels, network and limits.
+ */
+import type Docker from "dockerode";
+import { BUILDER_SOCKET_DIR, DOCKERD_DATA_ROOT } from "./recipe.ts";
+
+export type SecurityProfile = "privileged" | "fallback";
+
+export interface DockerdContainerOptions {
+  image: string;
+  /** Host directory bound at BUILDER_SOCKET_DIR: dockerd.sock appears in it. */
+  socketDir: string;
+  /** Host directory (the cache volume's mount) bound at DOCKERD_DATA_ROOT. */
+  dataDir: string;
+  profile: SecurityProfile;
+  /** Numeric group that owns the socket (so a non-root serve in that group can use it). */
+  socketGid?: number;
+  /** dockerd daemon.json content (e.g. builder GC policy), passed to the entrypoint. */
+  daemonConfig?: Record<string, unknown>;
+  /** Extra dockerd flags, appended after the entrypoint's own. */
+  dockerdArgs?: string[];
+}
+
+/**
+ * The fallback profile of DESIGN.md: everything but CAP_SYS_RESOURCE (which some hosts keep out of
+ * the bounding set, so --privileged fails there), no seccomp/AppArmor, and /proc and /sys unmasked
+ * (runc inside must mount a fresh /proc for each build step).
+ */
+export function securityHostConfig(profile: SecurityProfile): Partial<Docker.HostConfig> {
+  if (profile === "privileged") return { Privileged: true };
+  return {
+    CapAdd: ["ALL"],
+    CapDrop: ["SYS_RESOURCE"],
+    SecurityOpt: ["seccomp=unconfined", "apparmor=unconfined"],
+    MaskedPaths: [],
+    ReadonlyPaths: [],
+  } as Partial<Docker.HostConfig>;
+}
+
+export function dockerdContainerProfile(o: DockerdContainerOptions): Pick<Docker.ContainerCreateOptions, "Image" | "Env" | "Cmd" | "HostConfig"> {
+  const env: string[] = [];
+  if (o.socketGid !== undefined) env.push(`SLIPWAY_SOCKET_GID=${o.socketGid}`);
+  if (o.daemonConfig) env.push(`SLIPWAY_DOCKERD_CONFIG_JSON=${JSON.stringify(o.daemonConfig)}`);
+  return {
+    Image: o.image,
+    Env: env,
+    Cmd: o.dockerdArgs ?? [],
+    HostConfig: {
+      ...securityHostConfig(o.profile),
+      Binds: [`${o.socketDir}:${BUILDER_SOCKET_DIR}`, `${o.dataDir}:${DOCKERD_DATA_ROOT}`],
+      CgroupnsMode: "private",
+      Init: false,
+    } as Docker.HostConfig,
+  };
+}

@@ -1,0 +1,259 @@
+/**
+ * @module test/e2e/build-flow.test
+ * The product working, end to end: the compiled `slipway serve` as a real process, the official
+ * depot CLI (npm @depot/cli-linux-x64, unchanged) pointed at it, real builders on the local Docker
+ * engine (the `dockerd` runtime image assembled from Debian packages), real builds.
+ *
+ * Shows: a build with RUN steps and a cache mount succeeds and is listed with its steps and logs;
+ * the same build again reports cached steps; a failing Dockerfile fails the build with BuildKit's
+ * error; a cancel reaches the client through its health check; a client killed mid-build expires
+ * and its connection is closed; tenants cannot reach each other's builds; a GitHub-Actions-shaped
+ * OIDC token builds through the depot CLI's own OIDC path.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
+import { slipwayBinary, ROOT } from "../support/binary.ts";
+import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { integrationSuite } from "../support/integration.ts";
+import { serve, type Served } from "../support/serve.ts";
+
+const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
+const missing = existsSync(DEPOT) ? await builderImageMissing() : `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)`;
+
+integrationSuite("build flow: the depot CLI against slipway serve with real builders", missing, () => {
+  const work = mkdtempSync(join(tmpdir(), "slipway-flow-"));
+  let s: Served;
+  let admin = "";
+  const ids: Record<string, string> = {};
+  const tokens: Record<string, string> = {};
+  let gh: TestIssuer;
+  let idTokenServer: ReturnType<typeof Bun.serve> | null = null;
+
+  const api = async (token: string, method: string, path: string, body?: unknown) => {
+    const r = await s.get(path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    const text = await r.text();
+    return { status: r.status, json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null, text };
+  };
+  const rpc = async (token: string, method: string, body: unknown) => {
+    const r = await s.get(`/${method}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    return { status: r.status, json: (await r.json()) as Record<string, any> };
+  };
+  const depotEnv = (extra: Record<string, string>) => ({
+    PATH: process.env.PATH ?? "",
+    HOME: join(work, "home"),
+    DEPOT_API_URL: s.url,
+    SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
+    DEPOT_NO_UPDATE_NOTIFIER: "1",
+    DEPOT_DISABLE_OTEL: "1",
+    DEPOT_ERROR_TELEMETRY: "0",
+    DEPOT_NO_SUMMARY_LINK: "1",
+    ...extra,
+  });
+  const depotBuild = (token: string | null, project: string, ctx: string, extra: string[] = [], env: Record<string, string> = {}) =>
+    Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", ...extra, ctx], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: depotEnv({ ...(token ? { DEPOT_TOKEN: token } : {}), ...env }),
+    });
+  const finished = async (p: ReturnType<typeof depotBuild>) => {
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    return { code, log: out + err };
+  };
+  const context = (name: string, body: string) => {
+    const dir = join(work, name);
+    writeBusyboxContext(dir, body);
+    return dir;
+  };
+  const latestBuild = async (project: string) => (await api(admin, "GET", `/api/v1/projects/${project}/builds?limit=1`)).json.builds[0];
+  const waitFor = async (what: string, fn: () => Promise<boolean>, ms: number) => {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (await fn()) return;
+      await Bun.sleep(200);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+
+  beforeAll(async () => {
+    const image = await ensureDockerdBuilderImage();
+    const dataDir = join(work, "data");
+    s = await serve(
+      slipwayBinary(),
+      dataDir,
+      ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none", "--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5"],
+      {},
+      { publicHost: "localhost" },
+    );
+    admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
+    const mk = async (org: string, name: string) => (await api(admin, "POST", `/api/v1/orgs/${org}/projects`, { name })).json.id as string;
+    ids.A = await mk("default", "app-a");
+    const orgB = await api(admin, "POST", "/api/v1/orgs", { slug: "other", name: "Other", owner: "admin" });
+    expect(orgB.status).toBe(201);
+    ids.B = await mk("other", "app-b");
+    for (const p of ["A", "B"]) tokens[p] = (await api(admin, "POST", "/api/v1/tokens", { kind: "project", name: `ci-${p}`, project: ids[p] })).json.token;
+    mkdirSync(join(work, "home"), { recursive: true });
+  }, 20 * 60_000);
+
+  afterAll(async () => {
+    idTokenServer?.stop(true);
+    await gh?.stop();
+    // Builders started by this appliance: stop serve, then remove them (they outlive serve by design).
+    await s?.stop();
+    const bin = Bun.spawnSync(["docker", "ps", "-aq", "--filter", "label=io.slipway.appliance"]);
+    const mine = new TextDecoder().decode(bin.stdout).split("\n").filter(Boolean);
+    const appliance = existsSync(join(work, "data", "slipway.db")) ? "" : "";
+    void appliance;
+    for (const id of mine) {
+      const inspect = Bun.spawnSync(["docker", "inspect", "-f", "{{index .Config.Labels \"io.slipway.project\"}}", id]);
+      const project = new TextDecoder().decode(inspect.stdout).trim();
+      if (Object.values(ids).includes(project)) Bun.spawnSync(["docker", "rm", "-f", id]);
+    }
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test("the depot CLI builds RUN steps with a cache mount; the build is listed with steps and logs; again → cached", async () => {
+    const ctx = context("ok", [`RUN --mount=type=cache,target=/cache echo run >> /cache/log && echo "cache-lines $(wc -l < /cache/log)"`, `RUN echo hello-from-slipway > /hello.txt`].join("\n"));
+    const out = join(work, "out");
+    const first = await finished(depotBuild(tokens.A!, ids.A!, ctx, ["-o", `type=local,dest=${out}`]));
+    expect(first.code, first.log).toBe(0);
+    expect(readFileSync(join(out, "hello.txt"), "utf8")).toBe("hello-from-slipway\n");
+    const b1 = await latestBuild(ids.A!);
+    expect(b1.status).toBe("finished");
+    expect(b1.platforms).toEqual(["linux/amd64"]);
+    const listed = await rpc(tokens.A!, "depot.cli.v1.BuildService/ListBuilds", { projectId: ids.A });
+    expect(listed.status).toBe(200);
+    expect(listed.json.builds[0]).toMatchObject({ id: b1.id, status: 2 }); // BUILD_STATUS_FINISHED
+    const steps = (await api(tokens.A!, "GET", `/api/v1/builds/${b1.id}/steps`)).json as { name: string; cached: boolean }[];
+    const runSteps = steps.filter((x) => x.name.includes("RUN echo hello-from-slipway"));
+    expect(runSteps).toHaveLength(1);
+    expect(runSteps[0]!.cached).toBe(false);
+    const logs = await api(tokens.A!, "GET", `/api/v1/builds/${b1.id}/logs`);
+    expect(logs.status).toBe(200);
+    expect(logs.text).toContain("cache-lines 1");
+
+    const second = await finished(depotBuild(tokens.A!, ids.A!, ctx, ["-o", `type=local,dest=${out}`]));
+    expect(second.code, second.log).toBe(0);
+    const b2 = await latestBuild(ids.A!);
+    expect(b2.id).not.toBe(b1.id);
+    const steps2 = (await api(admin, "GET", `/api/v1/builds/${b2.id}/steps`)).json as { name: string; cached: boolean }[];
+    expect(steps2.find((x) => x.name.includes("RUN echo hello-from-slipway"))?.cached).toBe(true);
+  }, 600_000);
+
+  test("a Dockerfile that fails: the build is failed with BuildKit's error, the client exits non-zero", async () => {
+    const ctx = context("fail", `RUN echo about-to-fail && exit 3`);
+    const r = await finished(depotBuild(tokens.A!, ids.A!, ctx));
+    expect(r.code).not.toBe(0);
+    const b = await latestBuild(ids.A!);
+    expect(b.status).toBe("failed");
+    expect(b.error).toMatch(/exit code: 3|did not complete successfully/);
+    const logs = await api(admin, "GET", `/api/v1/builds/${b.id}/logs`);
+    expect(logs.text).toContain("about-to-fail");
+  }, 300_000);
+
+  test("cancel mid-build: the client learns it from its health check, stops, exits non-zero; the build is canceled", async () => {
+    const ctx = context("cancel", `RUN echo started-long && sleep 120`);
+    const p = depotBuild(tokens.A!, ids.A!, ctx);
+    const done = finished(p);
+    let id = "";
+    await waitFor("the long build to run", async () => {
+      const b = await latestBuild(ids.A!);
+      if (b.status !== "running") return false;
+      id = b.id;
+      return (await api(admin, "GET", `/api/v1/builds/${id}/logs`)).text.includes("started-long");
+    }, 120_000);
+    const t0 = Date.now();
+    const c = await api(admin, "POST", `/api/v1/builds/${id}/cancel`);
+    expect(c.status).toBe(202);
+    const r = await done;
+    const stoppedAfter = Date.now() - t0;
+    expect(r.code).not.toBe(0);
+    expect(stoppedAfter).toBeLessThan(20_000); // health every 5 s, then the cancel grace
+    const b = (await api(admin, "GET", `/api/v1/builds/${id}`)).json;
+    expect(b.status).toBe("canceled");
+    console.log(`  cancel → client exited after ${stoppedAfter} ms`);
+  }, 300_000);
+
+  test("a client killed mid-build (kill -9): the build expires after the health timeout", async () => {
+    const ctx = context("killed", `RUN echo started-killed && sleep 120`);
+    const p = depotBuild(tokens.A!, ids.A!, ctx);
+    let id = "";
+    await waitFor("the build to run", async () => {
+      const b = await latestBuild(ids.A!);
+      if (b.status !== "running") return false;
+      id = b.id;
+      return (await api(admin, "GET", `/api/v1/builds/${id}/logs`)).text.includes("started-killed");
+    }, 120_000);
+    p.kill("SIGKILL");
+    const t0 = Date.now();
+    await waitFor("the build to expire", async () => (await api(admin, "GET", `/api/v1/builds/${id}`)).json.status === "expired", 40_000);
+    const after = Date.now() - t0;
+    expect(after).toBeLessThan(25_000);
+    expect((await api(admin, "GET", `/api/v1/builds/${id}`)).json.error).toContain("no health report");
+    console.log(`  killed client → build expired after ${after} ms (health timeout 10 s)`);
+  }, 300_000);
+
+  test("tenants: project B's token cannot build in A, connect to A's build or read its logs; a build token drives only its build", async () => {
+    const created = await rpc(tokens.A!, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] });
+    expect(created.status).toBe(200);
+    const buildA = created.json.buildId as string;
+    const buildToken = created.json.buildToken as string;
+    expect(buildToken).toMatch(/^slw_b_/);
+
+    expect((await rpc(tokens.B!, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code).toBe("not_found");
+    const conn = await rpc(tokens.B!, "depot.cli.v1.BuildService/GetBuildKitConnection", { buildId: buildA, platform: "BUILDER_PLATFORM_AMD64" });
+    expect(conn.status).toBe(404);
+    expect(conn.json.code).toBe("not_found");
+    expect((await api(tokens.B!, "GET", `/api/v1/builds/${buildA}/logs`)).status).toBe(404);
+    expect((await rpc(tokens.B!, "depot.cli.v1.BuildService/FinishBuild", { buildId: buildA, success: {} })).json.code).toBe("not_found");
+
+    // The build token: its own build yes, another build of the same project no, no project listing.
+    const other = (await rpc(tokens.A!, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.buildId as string;
+    expect((await api(buildToken, "GET", `/api/v1/builds/${buildA}`)).status).toBe(200);
+    expect((await api(buildToken, "GET", `/api/v1/builds/${other}`)).status).toBe(404);
+    expect((await rpc(buildToken, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: other })).json.code).toBe("not_found");
+    expect((await rpc(buildToken, "depot.cli.v1beta1.ProjectsService/ListProjects", {})).json.projects ?? []).toEqual([]);
+    expect((await rpc(buildToken, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code).toBe("not_found");
+    const fin = await rpc(buildToken, "depot.cli.v1.BuildService/FinishBuild", { buildId: buildA, canceled: {} });
+    expect(fin.status).toBe(200);
+    expect((await rpc(tokens.A!, "depot.cli.v1.BuildService/FinishBuild", { buildId: other, success: {} })).status).toBe(200);
+    // Bad input is a Connect error naming the field, never a stack.
+    const bad = await rpc(tokens.A!, "depot.cli.v1.BuildService/GetBuildKitConnection", { buildId: 12 });
+    expect(bad.status).toBe(400);
+    expect(bad.json).toEqual({ code: "invalid_argument", message: expect.stringContaining("/buildId") });
+  }, 120_000);
+
+  test("a GitHub-Actions-shaped OIDC token builds through the depot CLI's own OIDC path", async () => {
+    gh = await startTestIssuer();
+    const trust = await api(admin, "POST", `/api/v1/projects/${ids.A}/trust`, { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/app", audiences: ["https://depot.dev"] });
+    expect(trust.status, trust.text).toBe(201);
+    const requested: string[] = [];
+    idTokenServer = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        if (req.headers.get("authorization") !== "Bearer runner-request-token") return new Response("no", { status: 401 });
+        const audience = new URL(req.url).searchParams.get("audience") ?? "";
+        requested.push(audience);
+        return Response.json({ value: await gh.mint(githubClaims(gh.issuer, Math.floor(Date.now() / 1000), { aud: audience })) });
+      },
+    });
+    const ctx = context("oidc", `RUN echo built-by-oidc`);
+    const r = await finished(
+      depotBuild(null, ids.A!, ctx, [], {
+        GITHUB_ACTIONS: "true",
+        ACTIONS_ID_TOKEN_REQUEST_URL: `http://127.0.0.1:${idTokenServer.port}/token?api-version=2.0`,
+        ACTIONS_ID_TOKEN_REQUEST_TOKEN: "runner-request-token",
+      }),
+    );
+    expect(r.code, r.log).toBe(0);
+    expect(requested).toContain("https://depot.dev");
+    const b = await latestBuild(ids.A!);
+    expect(b.status).toBe("finished");
+    expect(b.started_by).toMatch(/^oidc:/);
+  }, 300_000);
+});
+
+void writeFileSync;
