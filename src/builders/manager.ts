@@ -227,9 +227,24 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     }
   }
 
+  /** Removes a container by name and waits until the name is free (removal may be in progress). */
+  async function freeName(name: string) {
+    for (let i = 0; i < 100; i++) {
+      await removeContainer(name);
+      try {
+        await docker.getContainer(name).inspect();
+      } catch (e) {
+        if (isNotFound(e)) return;
+        throw e;
+      }
+      await Bun.sleep(100);
+    }
+    throw new BuilderUnavailableError(`the old builder container ${name} could not be removed`);
+  }
+
   async function createAndStart(b: BuilderRow, p: ProjectRow, networkId: string, imageId: string, volumePath: string, profile: SecurityProfileName, run: { cmd: string[]; env: string[] }) {
     const name = containerName({ projectId: b.project_id, platform: b.platform });
-    await removeContainer(name); // a stale one from a crash
+    await freeName(name); // a stale one from a crash, or one that just died
     const sec = profile === "privileged" ? PRIVILEGED_PROFILE : FALLBACK_PROFILE;
     const c = await docker.createContainer({
       name,

@@ -89,7 +89,8 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   };
   /** A real build on the builder through its socket, with the host's docker CLI (BuildKit mode). */
   const dockerBuild = async (b: ReadyBuilder, ctx: string) => {
-    const r = await run(["docker", "build", "--progress=plain", ctx], {
+    // Debian's docker.io CLI (20.10): BuildKit mode without buildx.
+    const r = await run(["/usr/bin/docker", "build", "--progress=plain", ctx], {
       env: { DOCKER_HOST: `unix://${b.socketPath}`, DOCKER_BUILDKIT: "1" },
       timeoutMs: 240_000,
     });
