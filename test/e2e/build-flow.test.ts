@@ -11,7 +11,7 @@
  * OIDC token builds through the depot CLI's own OIDC path.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
@@ -104,8 +104,6 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     await s?.stop();
     const bin = Bun.spawnSync(["docker", "ps", "-aq", "--filter", "label=io.slipway.appliance"]);
     const mine = new TextDecoder().decode(bin.stdout).split("\n").filter(Boolean);
-    const appliance = existsSync(join(work, "data", "slipway.db")) ? "" : "";
-    void appliance;
     for (const id of mine) {
       const inspect = Bun.spawnSync(["docker", "inspect", "-f", "{{index .Config.Labels \"io.slipway.project\"}}", id]);
       const project = new TextDecoder().decode(inspect.stdout).trim();
@@ -234,7 +232,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
       hostname: "127.0.0.1",
       port: 0,
       async fetch(req) {
-        if (req.headers.get("authorization") !== "Bearer runner-request-token") return new Response("no", { status: 401 });
+        if (req.headers.get("authorization")?.toLowerCase() !== "bearer runner-request-token") return new Response("no", { status: 401 });
         const audience = new URL(req.url).searchParams.get("audience") ?? "";
         requested.push(audience);
         return Response.json({ value: await gh.mint(githubClaims(gh.issuer, Math.floor(Date.now() / 1000), { aud: audience })) });
@@ -255,5 +253,3 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(b.started_by).toMatch(/^oidc:/);
   }, 300_000);
 });
-
-void writeFileSync;
