@@ -121,6 +121,10 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const b1 = await latestBuild(ids.A!);
     expect(b1.status).toBe("finished");
     expect(b1.platforms).toEqual(["linux/amd64"]);
+    // build_url is the build's page in the web UI.
+    const page = await s.get(new URL(b1.build_url).pathname);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("/ui/build.js");
     const listed = await rpc(tokens.A!, "depot.cli.v1.BuildService/ListBuilds", { projectId: ids.A });
     expect(listed.status).toBe(200);
     expect(listed.json.builds[0]).toMatchObject({ id: b1.id, status: 2 }); // BUILD_STATUS_FINISHED

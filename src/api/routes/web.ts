@@ -20,5 +20,7 @@ export function webRoutes() {
   return new Elysia({ name: "routes/web" })
     .get("/", () => asset("/index.html"), { detail: { hide: true } })
     .get("/device", () => asset("/device.html"), { detail: { hide: true } })
+    // A build's page (the build_url the build API hands out).
+    .get("/builds/:id", () => asset("/build.html"), { detail: { hide: true } })
     .get("/ui/*", ({ params }) => asset("/" + params["*"]), { detail: { hide: true } });
 }
