@@ -95,6 +95,18 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
       return this.get(orgId);
     },
 
+    /** The OCI runtime the organization's builders run under (null: the engine's default). */
+    builderRuntime(orgId: string): string | null {
+      return (db.query("SELECT builder_oci_runtime AS r FROM organizations WHERE id = ?").get(orgId) as { r: string | null } | null)?.r ?? null;
+    },
+
+    setBuilderRuntime(orgId: string, runtime: string | null, actor: Actor): void {
+      db.transaction(() => {
+        db.query("UPDATE organizations SET builder_oci_runtime = ? WHERE id = ?").run(runtime, orgId);
+        audit.record({ orgId, actor, action: "org.builder-runtime", target: orgId, details: { oci_runtime: runtime } });
+      })();
+    },
+
     listMembers(orgId: string): Member[] {
       return db
         .query("SELECT m.user_id, u.username, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.username")

@@ -26,6 +26,8 @@ const ROWS: Row[] = [
   { name: "read org A",             method: "GET",    path: (i) => `/api/v1/orgs/${i.A}`,                          expect: [401, 200, 200, 200, 404, 404, 404, 404, 404, 404, X, X] },
   { name: "read org A by slug",     method: "GET",    path: () => "/api/v1/orgs/org-a",                            expect: [401, 200, 200, 200, 404, 404, 404, 404, 404, 404, X, X] },
   { name: "rename org A",           method: "PATCH",  path: (i) => `/api/v1/orgs/${i.A}`, body: () => ({ name: "A2" }), expect: [401, 200, 200, 403, 404, 404, 404, 404, 404, 404, X, X] },
+  { name: "builder runtime of A",   method: "GET",    path: (i) => `/api/v1/orgs/${i.A}/builder-runtime`,          expect: [401, 200, 200, 200, 404, 404, 404, 404, 404, 404, X, X] },
+  { name: "set builder runtime of A", method: "PUT",  path: (i) => `/api/v1/orgs/${i.A}/builder-runtime`, body: () => ({ oci_runtime: "runsc" }), expect: [401, 200, 403, 403, 404, 404, 404, 404, 404, 404, X, X] },
   { name: "members of A",           method: "GET",    path: (i) => `/api/v1/orgs/${i.A}/members`,                  expect: [401, 200, 200, 200, 404, 404, 404, 404, 404, 404, X, X] },
   { name: "add member to A",        method: "POST",   path: (i) => `/api/v1/orgs/${i.A}/members`, body: () => ({ user: "userB", role: "user" }), expect: [401, 201, 201, 403, 404, 404, 404, 404, 404, 404, X, X] },
   { name: "promote userA",          method: "PATCH",  path: (i) => `/api/v1/orgs/${i.A}/members/userA`, body: () => ({ role: "owner" }), expect: [401, 200, 200, 403, 404, 404, 404, 404, 404, 404, X, X] },

@@ -201,6 +201,21 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(a.builderId).not.toBe(b.builderId);
   }, 240_000);
 
+  test("an organization's OCI runtime: used when the engine knows it; refused cleanly when not", async () => {
+    const C = project("gamma");
+    db.query("UPDATE organizations SET builder_oci_runtime = 'runc' WHERE id = ?").run(C.org);
+    await m.acquire({ projectId: C.id, platform: native }, "rt-1");
+    const row = m.list(C.id)[0]!;
+    expect(row.oci_runtime).toBe("runc");
+    expect(((await docker.getContainer(row.container_id!).inspect()) as any).HostConfig.Runtime).toBe("runc");
+    m.release("rt-1");
+    await m.stop({ projectId: C.id, platform: native }, "test");
+    db.query("UPDATE organizations SET builder_oci_runtime = 'no-such-runtime' WHERE id = ?").run(C.org);
+    await expect(m.acquire({ projectId: C.id, platform: native }, "rt-2")).rejects.toThrow(/no-such-runtime/);
+    expect(m.list(C.id)[0]!.state).toBe("absent");
+    expect((await ours()).filter((c) => c.Labels[BUILDER_LABELS.project] === C.id)).toHaveLength(0);
+  }, 120_000);
+
   test("an idle builder stops after the project's idle timeout", async () => {
     idleMs.set(B.id, 1500);
     await m.acquire({ projectId: B.id, platform: native }, "idle-1");

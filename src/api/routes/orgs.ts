@@ -70,6 +70,33 @@ export function orgRoutes(ctx: IdentityContext) {
       },
     )
     .get(
+      "/orgs/:org/builder-runtime",
+      async ({ request, params }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "org:read", { orgId: org.id });
+        return { oci_runtime: orgs.builderRuntime(org.id) };
+      },
+      { detail: { tags: ["organizations"], summary: "The OCI runtime the organization's builders run under (null: the engine's default)", security: bearer } },
+    )
+    .put(
+      "/orgs/:org/builder-runtime",
+      async ({ request, params, body }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        // A host-level choice (the runtime must be registered with the Docker engine): administrator
+        // only — after the visibility check, so other tenants still get 404.
+        authorize(actor, "org:read", { orgId: org.id });
+        authorize(actor, "appliance:admin");
+        orgs.setBuilderRuntime(org.id, body.oci_runtime, actor);
+        return { oci_runtime: orgs.builderRuntime(org.id) };
+      },
+      {
+        body: t.Object({ oci_runtime: t.Nullable(t.String({ pattern: "^[a-z0-9][a-z0-9._-]{0,62}$", description: "a runtime registered with the Docker engine, e.g. runsc or kata; null for the default" })) }, { additionalProperties: false }),
+        detail: { tags: ["organizations"], summary: "Run the organization's builders under another OCI runtime, e.g. a VM-isolating one (administrator); applies to builders started from now on", security: bearer },
+      },
+    )
+    .get(
       "/orgs/:org/members",
       async ({ request, params }) => {
         const actor = await ctx.actorOf(request);
