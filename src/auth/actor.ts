@@ -14,7 +14,9 @@ export type Actor =
   /** Enough to run builds on one project (CI without OIDC). */
   | { kind: "project-token"; tokenId: string; orgId: string; projectId: string }
   /** A CI job: a raw OIDC JWT (tokenId null) or a token exchanged for one. */
-  | { kind: "oidc"; tokenId: string | null; subject: string; projects: { projectId: string; orgId: string }[] };
+  | { kind: "oidc"; tokenId: string | null; subject: string; projects: { projectId: string; orgId: string }[] }
+  /** The egress agent of one runner host (tokenId is the runner host's id). */
+  | { kind: "agent"; tokenId: string; orgId: string; hostId: string };
 
 /** How the audit log names an actor. */
 export function actorLabel(a: Actor): string {
