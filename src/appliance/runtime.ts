@@ -7,6 +7,7 @@
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import { createApp, type AppDeps } from "../api/app.ts";
+import { egressServiceFactory, type EgressService } from "../egress/service.ts";
 import { authServiceFactory } from "../auth/index.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { sessionsServiceFactory } from "../auth/sessions.ts";
@@ -47,6 +48,9 @@ export interface RunningAppliance {
   state: ApplianceState;
   router: BuildRouter;
   buildEndpoint: BuildEndpoint;
+  /** Egress policies; the builder manager calls `egress.setBuilderAddresses(addrs)` as builders
+   * start and stop (agents apply the change within a second). */
+  egress: EgressService;
   /** Graceful: in-flight requests finish (up to the shutdown timeout), then the DB is closed. */
   stop(): Promise<void>;
 }
@@ -173,6 +177,12 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const audit = auditServiceFactory({ db });
     const auth = authServiceFactory({ db });
     const tokens = tokensServiceFactory({ db, audit });
+    const egress = egressServiceFactory({
+      db,
+      audit,
+      applianceHosts: [new URL(publicUrl).hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname],
+      extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean),
+    });
     const app = createApp({
       log,
       health,
@@ -187,6 +197,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
         tokens,
         trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
         deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
+        egress,
         publicUrl,
       },
       version: VERSION,
@@ -224,6 +235,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       state,
       router: router!,
       buildEndpoint,
+      egress,
       stop() {
         stopping ??= (async () => {
           const srv = server!;

@@ -17,6 +17,7 @@ import { orgsCommand } from "./orgs.ts";
 import { projectsCommand } from "./projects.ts";
 import { tokensCommand } from "./tokens.ts";
 import { trustCommand } from "./trust.ts";
+import { egressCommand } from "./egress.ts";
 import { migrateCommand } from "./migrate.ts";
 import { pkiCommand } from "./pki.ts";
 import { serveCommand } from "./serve.ts";
@@ -35,6 +36,7 @@ export const COMMANDS: Command[] = [
   projectsCommand,
   tokensCommand,
   trustCommand,
+  egressCommand,
   adminCommand,
   pkiCommand,
 ];
