@@ -36,6 +36,7 @@ interface HostView {
   applied_at: string | null;
 }
 interface EventView {
+  action: string;
   host_id: string;
   scope: string;
   source: string;
@@ -163,7 +164,7 @@ export const egressCommand: Command = {
         async run() {
           const events = await connect(ctx).get<EventView[]>(`/api/v1/orgs/${org()}/egress/events`);
           if (ctx.client.json) printJson(ctx.io, events);
-          else table(ctx.io, ["LAST", "HOST", "SCOPE", "SOURCE", "DESTINATION", "HOSTNAME", "COUNT"], events.map((e) => [when(e.last_at), e.host_id, e.scope, e.source, `${e.protocol}/${e.dst}:${e.port}`, e.hostname ?? "", e.count]), "nothing blocked");
+          else table(ctx.io, ["LAST", "ACTION", "HOST", "SCOPE", "SOURCE", "DESTINATION", "HOSTNAME", "COUNT"], events.map((e) => [when(e.last_at), e.action, e.host_id, e.scope, e.source, `${e.protocol}/${e.dst}:${e.port}`, e.hostname ?? "", e.count]), "nothing blocked");
           return EXIT_OK;
         },
       },

@@ -38,6 +38,8 @@ export interface DropEvent {
   protocol: string;
   uid: number | null;
   indev: string | null;
+  /** Logged by monitor mode (would have been dropped) rather than dropped. */
+  monitor: boolean;
 }
 
 export interface DropSource {
@@ -130,7 +132,10 @@ export async function startEgressAgent(o: AgentOptions) {
         o.scopes && o.scopes.length ? o.scopes : undefined,
       );
       const key = JSON.stringify(c);
-      if (!force && key === appliedKey) return;
+      if (!force && key === appliedKey) {
+        if (compiled) writeHostsBlock(o.hostsFile, p.mode === "off" ? new Map() : pinner.pins());
+        return;
+      }
       try {
         await applier.apply(c);
         writeHostsBlock(o.hostsFile, p.mode === "off" ? new Map() : pinner.pins());
@@ -182,7 +187,7 @@ export async function startEgressAgent(o: AgentOptions) {
         else if (policy.mode !== "off") writeHostsBlock(o.hostsFile, pinner.pins());
       }
       scheduleResolve();
-    }, pinner.nextDueIn());
+    }, Math.min(1000, pinner.nextDueIn()));
   }
 
   // --- watchdog ---
@@ -241,10 +246,11 @@ export async function startEgressAgent(o: AgentOptions) {
   const onDrop = (e: DropEvent) => {
     if (!familyOf(e.dst)) return;
     const { scope, source } = scopeOf(e);
-    const key = `${scope}|${source}|${e.dst}|${e.port}|${e.protocol}`;
+    const action = e.monitor ? "would-block" : "blocked";
+    const key = `${action}|${scope}|${source}|${e.dst}|${e.port}|${e.protocol}`;
     const cur = pending.get(key);
     if (cur) cur.count++;
-    else pending.set(key, { scope, source, dst: e.dst, port: e.port, protocol: e.protocol, hostname: pinner.nameOf(e.dst), count: 1, at: new Date().toISOString() });
+    else pending.set(key, { action, scope, source, dst: e.dst, port: e.port, protocol: e.protocol, hostname: pinner.nameOf(e.dst), count: 1, at: new Date().toISOString() });
   };
   const flusher = setInterval(async () => {
     if (pending.size === 0) return;
@@ -260,7 +266,7 @@ export async function startEgressAgent(o: AgentOptions) {
     await o.source.reportEvents(batch).catch((e) => {
       log.warn("egress: could not report events; keeping them for the next try", { error: String(e) });
       for (const ev of batch) {
-        const k = `${ev.scope}|${ev.source}|${ev.dst}|${ev.port}|${ev.protocol}`;
+        const k = `${ev.action}|${ev.scope}|${ev.source}|${ev.dst}|${ev.port}|${ev.protocol}`;
         const cur = pending.get(k);
         if (cur) cur.count += ev.count;
         else pending.set(k, ev);

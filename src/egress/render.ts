@@ -102,7 +102,7 @@ function portMatches(ports: [number, number][] | null): string[] {
 
 /** The actions for a denied packet: log it (new flows only), then reject (enforce) or let it pass (monitor). */
 function denyActions(c: Compiled, family: Family, chain: string, match: string): string[] {
-  const log = `-A ${chain} ${match}-m conntrack --ctstate NEW -j NFLOG --nflog-group ${c.nflogGroup} --nflog-prefix "slw" --nflog-threshold 1`;
+  const log = `-A ${chain} ${match}-m conntrack --ctstate NEW -j NFLOG --nflog-group ${c.nflogGroup} --nflog-prefix "${c.mode === "monitor" ? "slw-monitor" : "slw-drop"}" --nflog-threshold 1`;
   if (c.mode === "monitor") return [log, `-A ${chain} ${match}-j RETURN`];
   const unreachable = family === 4 ? "icmp-port-unreachable" : "icmp6-port-unreachable";
   return [log, `-A ${chain} ${match}-p tcp -j REJECT --reject-with tcp-reset`, `-A ${chain} ${match}-j REJECT --reject-with ${unreachable}`];

@@ -50,7 +50,11 @@ export interface RunnerHost {
   applied_at: string | null;
 }
 
+export type EventAction = "blocked" | "would-block";
+
 export interface EgressEvent {
+  /** would-block: monitor mode let it through; blocked: enforce mode refused it. */
+  action: EventAction;
   host_id: string;
   scope: string;
   source: string;
@@ -79,6 +83,7 @@ export interface AgentPolicy {
 }
 
 export interface EventReport {
+  action: EventAction;
   scope: string;
   source: string;
   dst: string;
@@ -343,19 +348,21 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
     reportEvents(hostId: string, events: EventReport[]): number {
       const h = service.getHost(hostId);
       const up = db.query(
-        `INSERT INTO egress_events (org_id, host_id, scope, source, dst, port, protocol, hostname, count, first_at, last_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (host_id, scope, source, dst, port, protocol) DO UPDATE SET
+        `INSERT INTO egress_events (org_id, host_id, action, scope, source, dst, port, protocol, hostname, count, first_at, last_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (host_id, action, scope, source, dst, port, protocol) DO UPDATE SET
            count = count + excluded.count, last_at = max(last_at, excluded.last_at), hostname = coalesce(excluded.hostname, hostname)`,
       );
       db.transaction(() => {
-        for (const e of events) up.run(h.org_id, hostId, e.scope, e.source, e.dst, e.port, e.protocol, e.hostname ?? null, e.count, e.at, e.at);
+        for (const e of events) up.run(h.org_id, hostId, e.action, e.scope, e.source, e.dst, e.port, e.protocol, e.hostname ?? null, e.count, e.at, e.at);
       })();
       return events.length;
     },
 
-    listEvents(orgId: string, limit = 500): EgressEvent[] {
-      return db.query("SELECT host_id, scope, source, dst, port, protocol, hostname, count, first_at, last_at FROM egress_events WHERE org_id = ? ORDER BY last_at DESC LIMIT ?").all(orgId, limit) as EgressEvent[];
+    listEvents(orgId: string, filter: { action?: EventAction } = {}, limit = 500): EgressEvent[] {
+      return db
+        .query(`SELECT action, host_id, scope, source, dst, port, protocol, hostname, count, first_at, last_at FROM egress_events WHERE org_id = ?1 ${filter.action ? "AND action = ?3" : "AND ?3 IS NULL"} ORDER BY last_at DESC LIMIT ?2`)
+        .all(orgId, limit, filter.action ?? null) as EgressEvent[];
     },
   };
   return service;

@@ -26,7 +26,9 @@ const Host = t.Object({
   applied_error: t.Nullable(t.String()),
   applied_at: t.Nullable(t.String()),
 });
+const EventAction = t.Union([t.Literal("blocked"), t.Literal("would-block")]);
 const Event = t.Object({
+  action: EventAction,
   host_id: t.String(),
   scope: t.String(),
   source: t.String(),
@@ -171,13 +173,14 @@ export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
     )
     .get(
       "/orgs/:org/egress/events",
-      async ({ request, params }) => {
+      async ({ request, params, query }) => {
         const actor = await ctx.actorOf(request);
         const org = orgOf(params.org);
         authorize(actor, "egress:read", { orgId: org.id });
-        return egress.listEvents(org.id);
+        return egress.listEvents(org.id, query.action ? { action: query.action } : {});
       },
-      { response: { 200: t.Array(Event) }, detail: { tags: ["egress"], summary: "What was (or, in monitor mode, would have been) blocked, with counts", security: bearer } },
+      {
+        query: t.Object({ action: t.Optional(EventAction) }), response: { 200: t.Array(Event) }, detail: { tags: ["egress"], summary: "What was (or, in monitor mode, would have been) blocked, with counts", security: bearer } },
     )
     .get(
       "/egress/agent/policy",
@@ -212,6 +215,7 @@ export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
           {
             events: t.Array(
               t.Object({
+                action: EventAction,
                 scope: t.String({ maxLength: 200 }),
                 source: t.String({ maxLength: 100 }),
                 dst: t.String({ maxLength: 64 }),

@@ -41,6 +41,7 @@ CREATE TABLE egress_events (
   id          INTEGER PRIMARY KEY AUTOINCREMENT,
   org_id      TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
   host_id     TEXT NOT NULL REFERENCES egress_runner_hosts(id) ON DELETE CASCADE,
+  action      TEXT NOT NULL CHECK (action IN ('blocked', 'would-block')),
   scope       TEXT NOT NULL,
   source      TEXT NOT NULL,        -- uid:N or the container's address
   dst         TEXT NOT NULL,
@@ -50,6 +51,6 @@ CREATE TABLE egress_events (
   count       INTEGER NOT NULL,
   first_at    TEXT NOT NULL,
   last_at     TEXT NOT NULL,
-  UNIQUE (host_id, scope, source, dst, port, protocol)
+  UNIQUE (host_id, action, scope, source, dst, port, protocol)
 ) STRICT;
 CREATE INDEX egress_events_org ON egress_events(org_id, last_at);
