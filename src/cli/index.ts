@@ -18,6 +18,7 @@ import { projectsCommand } from "./projects.ts";
 import { tokensCommand } from "./tokens.ts";
 import { trustCommand } from "./trust.ts";
 import { egressCommand } from "./egress.ts";
+import { agentCommand } from "./agent.ts";
 import { migrateCommand } from "./migrate.ts";
 import { pkiCommand } from "./pki.ts";
 import { serveCommand } from "./serve.ts";
@@ -37,6 +38,7 @@ export const COMMANDS: Command[] = [
   tokensCommand,
   trustCommand,
   egressCommand,
+  agentCommand,
   adminCommand,
   pkiCommand,
 ];
