@@ -8,6 +8,7 @@ import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import { createApp, type AppDeps } from "../api/app.ts";
 import { egressServiceFactory, type EgressService } from "../egress/service.ts";
+import { startLocalEgressAgents } from "../egress/local.ts";
 import { authServiceFactory } from "../auth/index.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { sessionsServiceFactory } from "../auth/sessions.ts";
@@ -205,6 +206,11 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       clientAddress: (req) => server?.requestIP(req)?.address ?? null,
       plugins,
     });
+    // Runners colocated with the appliance: enforced by serve itself (off by default).
+    const localEgress = config.egress.local_agent
+      ? await startLocalEgressAgents({ egress, log, hostsFile: config.egress.hosts_file, nflogGroup: config.egress.nflog_group, graceMs: config.egress.grace_seconds * 1000 })
+      : null;
+    if (localEgress) log.info("egress: enforcing local runner hosts", { count: localEgress.agents.length });
     server = Bun.serve({
       hostname: listen.hostname,
       port: listen.port,
@@ -239,6 +245,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       stop() {
         stopping ??= (async () => {
           const srv = server!;
+          await localEgress?.stop(); // rules stay in force
           await router!.stop();
           const graceful = srv.stop(false);
           const timedOut = await Promise.race([graceful.then(() => false), Bun.sleep(shutdownMs).then(() => true)]);

@@ -256,6 +256,11 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       return toHost(r);
     },
 
+    /** Runner hosts named `local`: served by `serve` itself (egress.local_agent). */
+    localHostIds(): string[] {
+      return (db.query("SELECT id FROM egress_runner_hosts WHERE name = 'local' ORDER BY created_at").all() as { id: string }[]).map((r) => r.id);
+    },
+
     listHosts(orgId: string): RunnerHost[] {
       return (db.query("SELECT * FROM egress_runner_hosts WHERE org_id = ? ORDER BY name").all(orgId) as Record<string, unknown>[]).map(toHost);
     },
