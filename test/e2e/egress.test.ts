@@ -40,7 +40,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
 
   /** Starts the agent process in the runner namespace and feeds it the appliance's long poll. */
   async function startAgent() {
-    const opts = { stateFile: join(dir, "agent-policy.json"), graceMs: 3000, nflogGroup: 5317, dnsListen: ["172.30.0.1"], watchdogMs: 500 };
+    const opts = { hostsFile: topo.hostsFile, stateFile: join(dir, "agent-policy.json"), graceMs: 3000, nflogGroup: 5317, dnsListen: ["172.30.0.1"], watchdogMs: 500 };
     const proc = Bun.spawn(["ip", "netns", "exec", topo.ns.runner, process.execPath, join(import.meta.dir, "../support/egress/agent-child.ts"), JSON.stringify(opts)], {
       stdin: "pipe",
       stdout: "pipe",

@@ -5,8 +5,9 @@
  * it. Its policy source is stdio instead of HTTPS (the runner namespace cannot reach the test's
  * appliance): the parent writes each policy the appliance's long poll returns as a JSON line on
  * stdin; the agent's status and event reports come back as JSON lines on stdout. Everything
- * else — sets, chains, /etc/hosts (the namespace's), NFLOG, the pinning DNS responder — is the
- * production code, in the namespace.
+ * else — sets, chains, the hosts file, NFLOG, the pinning DNS responder — is the production code,
+ * in the namespace. The hosts file is /etc/netns/<runner>/hosts, which `ip netns exec` mounts
+ * over /etc/hosts for every process it starts in the runner namespace (curl, getent).
  */
 import { startEgressAgent, type PolicySource } from "../../../src/egress/agent.ts";
 import { hostExec } from "../../../src/egress/apply.ts";
@@ -14,7 +15,7 @@ import { nflogSource } from "../../../src/egress/nflog.ts";
 import type { AgentPolicy } from "../../../src/egress/service.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 
-const opts = JSON.parse(process.argv[2]!) as { stateFile: string; graceMs: number; nflogGroup: number; dnsListen: string[]; watchdogMs: number };
+const opts = JSON.parse(process.argv[2]!) as { hostsFile: string; stateFile: string; graceMs: number; nflogGroup: number; dnsListen: string[]; watchdogMs: number };
 let latest: AgentPolicy | null = null;
 let wake = null as (() => void) | null;
 const out = (m: unknown) => process.stdout.write(JSON.stringify(m) + "\n");
@@ -44,7 +45,7 @@ const agent = await startEgressAgent({
   source,
   exec: hostExec(),
   log: createLogger({ level: "debug", format: "json" }),
-  hostsFile: "/etc/hosts",
+  hostsFile: opts.hostsFile,
   stateFile: opts.stateFile,
   nflogGroup: opts.nflogGroup,
   graceMs: opts.graceMs,
