@@ -23,6 +23,7 @@ import { orgRoutes } from "./routes/orgs.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { trustRoutes } from "./routes/trust.ts";
+import { egressRoutes } from "./routes/egress.ts";
 import { webRoutes } from "./routes/web.ts";
 
 export interface AppOptions {
@@ -105,6 +106,7 @@ export function createApp(deps: AppDeps) {
   if (deps.identity) {
     const ctx = identityContext(deps.identity, deps.clientAddress);
     app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx)).use(deviceRoutes(ctx));
+    if (deps.identity.egress) app.use(egressRoutes({ ...ctx, egress: deps.identity.egress }));
   }
   for (const plugin of deps.plugins ?? []) app.use(plugin);
   return app;

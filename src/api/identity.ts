@@ -13,6 +13,7 @@ import type { TrustService } from "../auth/trust-service.ts";
 import { ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import type { OrgsService } from "../orgs/service.ts";
 import type { ProjectsService } from "../projects/service.ts";
+import type { EgressService } from "../egress/service.ts";
 
 export interface IdentityServices {
   auth: Pick<AuthService, "authenticate" | "userActor">;
@@ -23,6 +24,8 @@ export interface IdentityServices {
   tokens: TokensService;
   trust: TrustService;
   deviceLogins: DeviceLoginService;
+  /** Egress policies, runner hosts and agents; without it the egress routes are not served. */
+  egress?: EgressService;
   /** The appliance's public URL: the default `aud` of new trust relationships, and where
    * device logins are approved. */
   publicUrl: string;

@@ -7,6 +7,8 @@
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import { createApp, type AppDeps } from "../api/app.ts";
+import { egressServiceFactory, type EgressService } from "../egress/service.ts";
+import { startLocalEgressAgents } from "../egress/local.ts";
 import { authServiceFactory } from "../auth/index.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { sessionsServiceFactory } from "../auth/sessions.ts";
@@ -79,6 +81,9 @@ export interface RunningAppliance {
   buildEndpoint: BuildEndpoint;
   /** Cache volumes (LUKS2, refused, or explicitly plain); builders get theirs from `volumes.manager`. */
   volumes: ConfiguredVolumes;
+  /** Egress policies; the builder manager calls `egress.setBuilderAddresses(addrs)` as builders
+   * start and stop (agents apply the change within a second). */
+  egress: EgressService;
   /** Graceful: in-flight requests finish (up to the shutdown timeout), then the DB is closed. */
   stop(): Promise<void>;
 }
@@ -199,6 +204,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const audit = auditServiceFactory({ db: state.db });
     const docker = new Docker({ socketPath: config.builders.docker_socket });
     let builds: BuildsService | null = null;
+    let egressForBuilders: { setBuilderAddresses(addrs: readonly string[]): void } | null = null;
     const builders = builderManagerFactory({
       db: state.db,
       docker,
@@ -212,6 +218,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       allowEmulation: config.builders.allow_emulation,
       readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
       onBuilderLost: ({ holders, reason }) => builds?.builderLost(holders, reason),
+      // Runners may always reach builders: agents get the set within a second.
+      onAddresses: (addrs) => egressForBuilders?.setBuilderAddresses(addrs),
     });
     stoppables.push(() => builders.close());
     router = buildRouterFactory({
@@ -279,6 +287,13 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const db = state.db;
     const auth = authServiceFactory({ db });
     const tokens = tokensServiceFactory({ db, audit });
+    const egress = (egressForBuilders = egressServiceFactory({
+      db,
+      audit,
+      applianceHosts: [new URL(publicUrl).hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname],
+      extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean),
+    }));
+    egress.setBuilderAddresses(builders.addresses()); // builders adopted before egress existed
     const identity: IdentityServices = {
       auth,
       audit,
@@ -288,6 +303,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       tokens,
       trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
       deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
+      egress,
       publicUrl,
     };
     const clientAddress = (req: Request) => server?.requestIP(req)?.address ?? null;
@@ -307,6 +323,11 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
         ...(plugins ?? []),
       ],
     });
+    // Runners colocated with the appliance: enforced by serve itself (off by default).
+    const localEgress = config.egress.local_agent
+      ? await startLocalEgressAgents({ egress, log, hostsFile: config.egress.hosts_file, nflogGroup: config.egress.nflog_group, graceMs: config.egress.grace_seconds * 1000 })
+      : null;
+    if (localEgress) log.info("egress: enforcing local runner hosts", { count: localEgress.agents.length });
     server = Bun.serve({
       hostname: listen.hostname,
       port: listen.port,
@@ -339,9 +360,11 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       router: router!,
       buildEndpoint,
       volumes,
+      egress,
       stop() {
         stopping ??= (async () => {
           const srv = server!;
+          await localEgress?.stop(); // rules stay in force
           await router!.stop();
           const graceful = srv.stop(false);
           const timedOut = await Promise.race([graceful.then(() => false), Bun.sleep(shutdownMs).then(() => true)]);

@@ -16,7 +16,9 @@ export type Actor =
   /** A CI job: a raw OIDC JWT (tokenId null) or a token exchanged for one. */
   | { kind: "oidc"; tokenId: string | null; subject: string; projects: { projectId: string; orgId: string }[] }
   /** Handed out by CreateBuild: drives that one build and nothing else. */
-  | { kind: "build-token"; tokenId: string; orgId: string; projectId: string; buildId: string };
+  | { kind: "build-token"; tokenId: string; orgId: string; projectId: string; buildId: string }
+  /** The egress agent of one runner host (tokenId is the runner host's id). */
+  | { kind: "agent"; tokenId: string; orgId: string; hostId: string };
 
 /** How the audit log names an actor. */
 export function actorLabel(a: Actor): string {

@@ -49,6 +49,8 @@ export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
     "SELECT tp.project_id, (SELECT p.org_id FROM projects p WHERE p.id = tp.project_id) AS org_id FROM api_token_projects tp WHERE tp.token_id = ?",
   );
   const touch = db.query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?");
+  // Egress agent tokens live with their runner host (egress/service.ts), not in api_tokens.
+  const agentByHash = db.query("SELECT id, org_id FROM egress_runner_hosts WHERE token_sha256 = ?");
   const invalid = () => new UnauthenticatedError("invalid or expired credentials");
 
   /** The user with their roles; used for user tokens and (later) sessions. */
@@ -61,7 +63,13 @@ export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
   }
 
   function tokenActor(token: string): Actor {
-    if (!tokenKind(token)) throw invalid();
+    const kind = tokenKind(token);
+    if (!kind) throw invalid();
+    if (kind === "agent") {
+      const host = agentByHash.get(hashToken(token)) as { id: string; org_id: string } | null;
+      if (!host) throw invalid();
+      return { kind: "agent", tokenId: host.id, orgId: host.org_id, hostId: host.id };
+    }
     const row = byHash.get(hashToken(token)) as TokenRow | null;
     const t = now();
     if (!row || row.revoked_at || (row.expires_at && Date.parse(row.expires_at) <= t.getTime())) throw invalid();

@@ -31,6 +31,7 @@ const ACTORS: Record<string, Actor> = {
   tokA2: { kind: "project-token", tokenId: "t2", orgId: A, projectId: "p2" },
   orgTokB: { kind: "org-token", tokenId: "t3", orgId: B },
   oidcA1: { kind: "oidc", tokenId: null, subject: "repo:acme/app", projects: [{ projectId: "p1", orgId: A }] },
+  agentA: { kind: "agent", tokenId: "rnh1", orgId: A, hostId: "rnh1" },
 };
 const COLUMNS = Object.keys(ACTORS);
 
@@ -45,33 +46,39 @@ const RES: Record<string, Resource | undefined> = {
 type Cell = "ok" | 401 | 403 | 404;
 // prettier-ignore
 const TABLE: [Action, keyof typeof RES, Cell[]][] = [
-  //                                  anon admin ownerA userA ownerB userB tokA1 tokA2 orgTokB oidcA1
-  ["appliance:admin",      "-",    [401, "ok", 403,  403,  403,  403,  403,  403,  403,  403]],
-  ["visible:list",         "-",    [401, "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok"]],
-  ["self:read",            "-",    [401, "ok", "ok", "ok", "ok", "ok", 403,  403,  403,  403]],
-  ["self:tokens",          "-",    [401, "ok", "ok", "ok", "ok", "ok", 403,  403,  403,  403]],
-  ["org:read",             "A",    [401, "ok", "ok", "ok", 404,  404,  404,  404,  404,  404]],
-  ["org:update",           "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
-  ["member:read",          "A",    [401, "ok", "ok", "ok", 404,  404,  404,  404,  404,  404]],
-  ["member:manage",        "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
-  ["project:create",       "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
-  ["token:manage-org",     "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
-  ["audit:read",           "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404]],
-  ["project:read",         "A/p1", [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok"]],
-  ["build:run",            "A/p1", [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok"]],
-  ["project:update",       "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
-  ["project:delete",       "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
-  ["cache:reset",          "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
-  ["token:manage-project", "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
-  ["trust:read",           "A/p1", [401, "ok", "ok", "ok", 404,  404,  403,  404,  404,  403]],
-  ["trust:manage",         "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403]],
-  ["org:read",             "B",    [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404]],
-  ["member:manage",        "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404]],
-  ["token:manage-org",     "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404]],
-  ["project:create",       "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  "ok", 404]],
-  ["build:run",            "B/q1", [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404]],
-  ["trust:manage",         "B/q1", [401, "ok", 404,  404,  "ok", 403,  404,  404,  "ok", 404]],
-  ["audit:read",           "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404]],
+  //                                  anon admin ownerA userA ownerB userB tokA1 tokA2 orgTokB oidcA1 agentA
+  ["appliance:admin",      "-",    [401, "ok", 403,  403,  403,  403,  403,  403,  403,  403, 403]],
+  ["visible:list",         "-",    [401, "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok"]],
+  ["self:read",            "-",    [401, "ok", "ok", "ok", "ok", "ok", 403,  403,  403,  403, 403]],
+  ["self:tokens",          "-",    [401, "ok", "ok", "ok", "ok", "ok", 403,  403,  403,  403, 403]],
+  ["org:read",             "A",    [401, "ok", "ok", "ok", 404,  404,  404,  404,  404,  404, 403]],
+  ["org:update",           "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404, 403]],
+  ["member:read",          "A",    [401, "ok", "ok", "ok", 404,  404,  404,  404,  404,  404, 403]],
+  ["member:manage",        "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404, 403]],
+  ["project:create",       "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404, 403]],
+  ["token:manage-org",     "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404, 403]],
+  ["audit:read",           "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404, 403]],
+  ["project:read",         "A/p1", [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok", 403]],
+  ["build:run",            "A/p1", [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok", 403]],
+  ["project:update",       "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403, 403]],
+  ["project:delete",       "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403, 403]],
+  ["cache:reset",          "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403, 403]],
+  ["token:manage-project", "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403, 403]],
+  ["trust:read",           "A/p1", [401, "ok", "ok", "ok", 404,  404,  403,  404,  404,  403, 403]],
+  ["trust:manage",         "A/p1", [401, "ok", "ok", 403,  404,  404,  403,  404,  404,  403, 403]],
+  ["org:read",             "B",    [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404, 404]],
+  ["member:manage",        "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404, 404]],
+  ["token:manage-org",     "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404, 404]],
+  ["project:create",       "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  "ok", 404, 404]],
+  ["build:run",            "B/q1", [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404, 404]],
+  ["trust:manage",         "B/q1", [401, "ok", 404,  404,  "ok", 403,  404,  404,  "ok", 404, 404]],
+  ["audit:read",           "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404, 404]],
+  ["egress:read",          "A",    [401, "ok", "ok", "ok", 404,  404,  404,  404,  404,  404, 403]],
+  ["egress:manage",        "A",    [401, "ok", "ok", 403,  404,  404,  404,  404,  404,  404, 403]],
+  ["egress:agent",         "A",    [401, "ok", 403,  403,  404,  404,  404,  404,  404,  404, "ok"]],
+  ["egress:read",          "B",    [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404, 404]],
+  ["egress:manage",        "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404, 404]],
+  ["egress:agent",         "B",    [401, "ok", 404,  404,  403,  403,  404,  404,  403,  404, 404]],
 ];
 
 function outcome(actor: Actor, action: Action, resource: Resource | undefined): Cell {
@@ -118,16 +125,16 @@ const BUILD_RES: Record<string, Resource> = {
 };
 // prettier-ignore
 const BUILD_TABLE: [Action, string, Cell[]][] = [
-  //                                   anon admin ownerA userA ownerB userB tokA1 tokA2 orgTokB oidcA1 bt1
-  ["build:read",   "b1(tokA1)",      [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok", "ok"]],
-  ["build:drive",  "b1(tokA1)",      [401, "ok", 403,  403,  404,  404,  "ok", 404,  404,  403,  "ok"]],
-  ["build:cancel", "b1(tokA1)",      [401, "ok", "ok", 403,  404,  404,  "ok", 404,  404,  403,  403]],
-  ["build:read",   "b2(userA)",      [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok", 404]],
-  ["build:drive",  "b2(userA)",      [401, "ok", 403,  "ok", 404,  404,  403,  404,  404,  403,  404]],
-  ["build:cancel", "b2(userA)",      [401, "ok", "ok", "ok", 404,  404,  403,  404,  404,  403,  404]],
-  ["build:read",   "q1/b9(ownerB)",  [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404,  404]],
-  ["build:cancel", "q1/b9(ownerB)",  [401, "ok", 404,  404,  "ok", 403,  404,  404,  "ok", 404,  404]],
-  ["build:run",    "p1 (create)",    [401, "ok", "ok", "ok", 404,  404,  "ok", 404,  404,  "ok", 404]],
+  //                                   anon admin ownerA userA ownerB userB tokA1 tokA2 orgTokB oidcA1 agentA bt1
+  ["build:read",   "b1(tokA1)",      [401, "ok", "ok", "ok", 404, 404, "ok", 404, 404, "ok", 403, "ok"]],
+  ["build:drive",  "b1(tokA1)",      [401, "ok", 403, 403, 404, 404, "ok", 404, 404, 403, 403, "ok"]],
+  ["build:cancel", "b1(tokA1)",      [401, "ok", "ok", 403, 404, 404, "ok", 404, 404, 403, 403, 403]],
+  ["build:read",   "b2(userA)",      [401, "ok", "ok", "ok", 404, 404, "ok", 404, 404, "ok", 403, 404]],
+  ["build:drive",  "b2(userA)",      [401, "ok", 403, "ok", 404, 404, 403, 404, 404, 403, 403, 404]],
+  ["build:cancel", "b2(userA)",      [401, "ok", "ok", "ok", 404, 404, 403, 404, 404, 403, 403, 404]],
+  ["build:read",   "q1/b9(ownerB)",  [401, "ok", 404, 404, "ok", "ok", 404, 404, "ok", 404, 404, 404]],
+  ["build:cancel", "q1/b9(ownerB)",  [401, "ok", 404, 404, "ok", 403, 404, 404, "ok", 404, 404, 404]],
+  ["build:run",    "p1 (create)",    [401, "ok", "ok", "ok", 404, 404, "ok", 404, 404, "ok", 403, 404]],
 ];
 
 describe("authorization policy matrix: builds", () => {

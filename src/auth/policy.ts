@@ -33,7 +33,10 @@ export type Action =
   | "token:manage-project"
   | "trust:read"
   | "trust:manage"
-  | "audit:read";
+  | "audit:read"
+  | "egress:read" // an organization's egress policy, runner hosts, apply status and would-be blocks
+  | "egress:manage" // change the policy, register runner hosts (mints agent tokens)
+  | "egress:agent"; // a runner host's agent: fetch its policy, report status and events
 
 /** What an action is about: an organization, or a project within one. */
 export interface Resource {
@@ -44,7 +47,7 @@ export interface Resource {
   startedBy?: string;
 }
 
-const ANY_ROLE: ReadonlySet<Action> = new Set(["org:read", "member:read", "project:read", "build:run", "build:read", "trust:read"]);
+const ANY_ROLE: ReadonlySet<Action> = new Set(["org:read", "member:read", "project:read", "build:run", "build:read", "trust:read", "egress:read"]);
 const OWNER: ReadonlySet<Action> = new Set([
   ...ANY_ROLE,
   "org:update",
@@ -58,6 +61,7 @@ const OWNER: ReadonlySet<Action> = new Set([
   "token:manage-project",
   "trust:manage",
   "audit:read",
+  "egress:manage",
 ]);
 /** Organization tokens automate projects, but cannot change who is in the organization or mint
  * further organization tokens (no escalation from a leaked automation credential). */
@@ -74,7 +78,10 @@ const ORG_TOKEN: ReadonlySet<Action> = new Set([
   "token:manage-project",
   "trust:read",
   "trust:manage",
+  "egress:read", // read only: a leaked automation credential must not open the firewall
 ]);
+/** An egress agent acts for its runner host only. */
+const AGENT: ReadonlySet<Action> = new Set(["egress:agent"]);
 /** Project-scoped credentials (project tokens, CI OIDC) read their project and build on it. */
 const PROJECT_SCOPED: ReadonlySet<Action> = new Set(["project:read", "build:run", "build:read"]);
 /** A build token drives its own build and reads it; nothing else, not even its project. */
@@ -96,6 +103,7 @@ export function canSee(actor: Actor, resource: Resource): boolean {
     case "user":
       return actor.isAdmin || actor.memberships[resource.orgId] !== undefined;
     case "org-token":
+    case "agent":
       return actor.orgId === resource.orgId;
     case "build-token":
       return resource.buildId !== undefined && resource.buildId === actor.buildId && resource.projectId === actor.projectId;
@@ -120,6 +128,8 @@ export function can(actor: Actor, action: Action, resource?: Resource): boolean 
       return ORG_TOKEN.has(action);
     case "build-token":
       return BUILD_TOKEN.has(action);
+    case "agent":
+      return AGENT.has(action);
     default:
       return PROJECT_SCOPED.has(action);
   }

@@ -25,7 +25,7 @@ export interface TokenMetadata {
 }
 
 export interface NewToken {
-  kind: Exclude<TokenKind, "build">;
+  kind: Exclude<TokenKind, "build" | "agent">;
   name: string;
   expiresAt: Date | null;
   userId?: string;

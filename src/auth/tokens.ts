@@ -5,7 +5,8 @@
  * is looked up by its hash, which is also the constant-time answer to "compare the secret".
  */
 
-export type TokenKind = "user" | "org" | "project" | "oidc" | "build";
+/** `agent`: an egress agent on one runner host, bound to one organization (egress/service.ts). */
+export type TokenKind = "user" | "org" | "project" | "oidc" | "build" | "agent";
 
 export const TOKEN_PREFIX: Record<TokenKind, string> = {
   user: "slw_u_",
@@ -13,6 +14,7 @@ export const TOKEN_PREFIX: Record<TokenKind, string> = {
   project: "slw_p_",
   oidc: "slw_x_",
   build: "slw_b_",
+  agent: "slw_a_",
 };
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

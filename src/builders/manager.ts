@@ -100,6 +100,8 @@ export interface BuilderManagerDeps {
   idleTimeoutMs?: (projectId: string) => number;
   /** How long a starting builder may take to answer ListWorkers. */
   readyTimeoutMs?: number;
+  /** Called with every running builder's address whenever that set changes (egress allows them). */
+  onAddresses?: (addrs: string[]) => void;
   /** Called when a builder's container dies or vanishes while builds hold it. */
   onBuilderLost?: (ref: BuilderRef & { builderId: string; holders: string[]; reason: string }) => void;
   now?: () => Date;
@@ -134,6 +136,24 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
   /** Containers we are stopping ourselves: their `die` event is no loss. */
   const expectedDeaths = new Set<string>();
   let privilegedRefused = false;
+  /** builder id → its address on its network, for runners' egress rules. */
+  const addresses = new Map<string, string>();
+  const publishAddresses = () => {
+    try {
+      deps.onAddresses?.([...new Set(addresses.values())]);
+    } catch (e) {
+      log.warn("publishing builder addresses failed", { error: (e as Error).message });
+    }
+  };
+  const learnAddress = async (builderId: string, containerId: string) => {
+    const info = (await docker.getContainer(containerId).inspect().catch(() => null)) as { NetworkSettings?: { Networks?: Record<string, { IPAddress?: string; GlobalIPv6Address?: string }> } } | null;
+    const net = Object.values(info?.NetworkSettings?.Networks ?? {})[0];
+    if (net?.IPAddress) addresses.set(builderId, net.IPAddress);
+    publishAddresses();
+  };
+  const forgetAddress = (builderId: string) => {
+    if (addresses.delete(builderId)) publishAddresses();
+  };
   let nativePlatform: string | null = null;
   let events: Readable | null = null;
   let closed = false;
@@ -369,6 +389,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       setState(b.id, "starting", { container_id: containerId, network_id: networkId, security_profile: profile, oci_runtime: p.builder_oci_runtime });
       await waitReady(socketPath, containerId);
       setState(b.id, "ready", { ready_at: now().toISOString(), last_used_at: now().toISOString() });
+      await learnAddress(b.id, containerId);
       log.info("builder ready", { builder: b.id, project: ref.projectId, platform: ref.platform, runtime: deps.runtime, profile, encryption: deps.volumes.encryption });
       return toReady(row(ref)!);
     } catch (e) {
@@ -447,6 +468,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       }
       await removeContainer(b.container_id);
     }
+    forgetAddress(b.id);
     await deps.volumes.close(ref);
     rmSync(socketDir(b.id), { recursive: true, force: true });
     setState(b.id, "absent", { container_id: null });
@@ -460,6 +482,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     if (!b || b.state === "absent" || b.state === "stopping") return;
     const ref = { projectId: b.project_id, platform: b.platform };
     setState(b.id, "absent", { container_id: null, last_error: `container ${reason}` });
+    forgetAddress(b.id);
     rmSync(socketDir(b.id), { recursive: true, force: true });
     void removeContainer(containerId).catch(() => {});
     const held = [...(holders.get(key(ref)) ?? [])];
@@ -521,6 +544,11 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       return platform ? current({ projectId: ref.projectId, platform }) : null;
     },
 
+    /** Addresses of the running builders on their networks. */
+    addresses(): string[] {
+      return [...new Set(addresses.values())];
+    },
+
     /** Builders that run now (after reconcile: the adopted ones), as volume refs. */
     running(): BuilderRef[] {
       return (db.query("SELECT project_id, platform FROM builders WHERE state IN ('starting', 'ready', 'idle')").all() as { project_id: string; platform: string }[]).map((r) => ({ projectId: r.project_id, platform: r.platform }));
@@ -578,6 +606,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
           keep.add(c!.Id);
           setState(b.id, "idle");
           adopted.push(b.id);
+          await learnAddress(b.id, c!.Id);
           scheduleIdle(ref);
         } else {
           if (c) await removeContainer(c.Id);

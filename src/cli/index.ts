@@ -18,6 +18,8 @@ import { orgsCommand } from "./orgs.ts";
 import { projectsCommand } from "./projects.ts";
 import { tokensCommand } from "./tokens.ts";
 import { trustCommand } from "./trust.ts";
+import { egressCommand } from "./egress.ts";
+import { agentCommand } from "./agent.ts";
 import { migrateCommand } from "./migrate.ts";
 import { pkiCommand } from "./pki.ts";
 import { serveCommand } from "./serve.ts";
@@ -37,6 +39,8 @@ export const COMMANDS: Command[] = [
   projectsCommand,
   tokensCommand,
   trustCommand,
+  egressCommand,
+  agentCommand,
   adminCommand,
   pkiCommand,
   builderImageCommand,

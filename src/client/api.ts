@@ -147,6 +147,9 @@ export function apiClientFactory({ server, token, caPem, timeoutMs = 30_000, fet
     post<T = unknown>(path: string, body: unknown = {}): Promise<T> {
       return this.request<T>("POST", path, body);
     },
+    put<T = unknown>(path: string, body: unknown): Promise<T> {
+      return this.request<T>("PUT", path, body);
+    },
     patch<T = unknown>(path: string, body: unknown): Promise<T> {
       return this.request<T>("PATCH", path, body);
     },

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { parseListenAddress } from "./listen.ts";
+import { parseTarget } from "../egress/targets.ts";
 
 const listen = z.string().refine((v) => parseListenAddress(v) !== null, {
   message: "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8443, [::]:8443, :8443)",
@@ -91,6 +92,21 @@ export const configSchema = z
           .optional(),
         filesystem: z.enum(["ext4", "xfs"]).default("ext4"),
         discards: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+    egress: z
+      .object({
+        local_agent: z.boolean().default(false),
+        extra_allow: z
+          .string()
+          .default("")
+          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => { const t = parseTarget(x); return typeof t !== "string" && t.kind === "cidr"; }), {
+            message: "expected a comma-separated list of IP addresses or CIDRs",
+          }),
+        hosts_file: path.default("/etc/hosts"),
+        nflog_group: z.number().int().min(1).max(65535).default(5317),
+        grace_seconds: z.number().int().min(0).max(86400).default(300),
       })
       .strict()
       .prefault({}),

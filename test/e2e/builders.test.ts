@@ -32,6 +32,7 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   const applianceId = `test${newId("a").slice(2, 12)}`;
   let image = "";
   const idleMs = new Map<string, number>();
+  let published: string[] = [];
   const managers: BuilderManager[] = [];
   const manager = () => {
     const m = builderManagerFactory({
@@ -45,6 +46,7 @@ integrationSuite("builders on the local Docker engine", missing, () => {
       log: silentLogger,
       idleTimeoutMs: (p) => idleMs.get(p) ?? 600_000,
       readyTimeoutMs: 120_000,
+      onAddresses: (a) => (published = a),
     });
     managers.push(m);
     return m;
@@ -181,6 +183,8 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(ra.network_id).not.toBe(rb.network_id);
     const ib = (await docker.getContainer(rb.container_id!).inspect()) as any;
     const ipB = Object.values(ib.NetworkSettings.Networks as Record<string, { IPAddress: string }>)[0]!.IPAddress;
+    // Runners' egress rules always allow builders: the manager publishes their addresses.
+    expect(published).toContain(ipB);
     const netB = (await docker.getNetwork(rb.network_id!).inspect()) as any;
     expect(netB.Options["com.docker.network.bridge.enable_icc"]).toBe("false");
     // A TCP listener in B (perl is in Debian's minbase), then: the host reaches it, A does not.

@@ -1,0 +1,207 @@
+/**
+ * @module cli/egress
+ * `slipway egress show|set-mode|set-default|add|remove|apply-status|events|hosts|add-host|
+ * remove-host --org O`: an organization's egress policy, its runner hosts (each with an agent
+ * token, shown once) and what the agents applied and reported.
+ */
+import { seg } from "../client/api.ts";
+import { connect, dispatch, fields, list, required, str, table, when } from "../client/cli.ts";
+import { UsageError } from "../errors.ts";
+import { EXIT_OK, printJson, type Command } from "./command.ts";
+
+interface RuleView {
+  id: string;
+  action: string;
+  target: string;
+  ports: string | null;
+  comment: string;
+  created_at: string;
+}
+interface PolicyView {
+  org_id: string;
+  mode: string;
+  default_action: string;
+  revision: number;
+  updated_at: string | null;
+  rules: RuleView[];
+}
+interface HostView {
+  id: string;
+  name: string;
+  scopes: string[];
+  last_seen_at: string | null;
+  applied_revision: string | null;
+  applied_ok: boolean | null;
+  applied_error: string | null;
+  applied_at: string | null;
+}
+interface EventView {
+  action: string;
+  host_id: string;
+  scope: string;
+  source: string;
+  dst: string;
+  port: number;
+  protocol: string;
+  hostname: string | null;
+  count: number;
+  last_at: string;
+}
+
+export const egressCommand: Command = {
+  name: "egress",
+  summary: "an organization's egress policy for CI runners, its runner hosts and would-be blocks",
+  usage: [
+    "slipway egress show --org O",
+    "       slipway egress set-mode --org O off|monitor|enforce",
+    "       slipway egress set-default --org O allow|deny",
+    "       slipway egress add --org O allow|deny TARGET [--ports 443,8000-8100] [--comment C]",
+    "       slipway egress remove --org O RULE-ID|TARGET",
+    "       slipway egress apply-status --org O",
+    "       slipway egress events --org O",
+    "       slipway egress add-host --org O --name N --scope host|uid:N|docker:NET|docker:*|bridge:IF|subnet:CIDR ...",
+    "       slipway egress remove-host --org O HOST-ID",
+    "       (TARGET: an address, a CIDR, a hostname, or *.domain — names strictly below domain, not the apex)",
+  ].join("\n"),
+  options: { org: { type: "string" }, ports: { type: "string" }, comment: { type: "string" }, name: { type: "string" }, scope: { type: "string", multiple: true } },
+  optionHelp: {
+    org: "the organization (slug or id)",
+    ports: "add: ports or ranges the rule covers (TCP and UDP); default every port",
+    comment: "add: why the rule exists",
+    name: "add-host: the runner host's name",
+    scope: "add-host: where the policy applies on that host (repeatable)",
+  },
+  positionals: true,
+  run: (ctx) => {
+    const org = () => seg(required(ctx, "org", "egress"));
+    const one = (args: string[], allowed: string[], what: string) => {
+      if (!allowed.includes(args[0]!)) throw new UsageError(`${what} must be one of ${allowed.join(", ")}`);
+      return args[0]!;
+    };
+    const showPolicy = (p: PolicyView) => {
+      if (ctx.client.json) return printJson(ctx.io, p);
+      fields(ctx.io, [
+        ["mode", p.mode],
+        ["default", p.default_action],
+        ["revision", p.revision],
+        ["updated", when(p.updated_at)],
+      ]);
+      ctx.io.out("");
+      table(ctx.io, ["ID", "ACTION", "TARGET", "PORTS", "COMMENT"], p.rules.map((r) => [r.id, r.action, r.target, r.ports ?? "*", r.comment]), "no rules");
+    };
+    return dispatch("egress", {
+      show: {
+        options: ["org"],
+        async run() {
+          showPolicy(await connect(ctx).get<PolicyView>(`/api/v1/orgs/${org()}/egress`));
+          return EXIT_OK;
+        },
+      },
+      "set-mode": {
+        options: ["org"],
+        args: ["MODE"],
+        async run(_, args) {
+          const mode = one(args, ["off", "monitor", "enforce"], "the mode");
+          showPolicy(await connect(ctx).put<PolicyView>(`/api/v1/orgs/${org()}/egress/mode`, { mode }));
+          return EXIT_OK;
+        },
+      },
+      "set-default": {
+        options: ["org"],
+        args: ["ACTION"],
+        async run(_, args) {
+          const action = one(args, ["allow", "deny"], "the default");
+          showPolicy(await connect(ctx).put<PolicyView>(`/api/v1/orgs/${org()}/egress/default`, { action }));
+          return EXIT_OK;
+        },
+      },
+      add: {
+        options: ["org", "ports", "comment"],
+        args: ["ACTION", "TARGET"],
+        async run(_, args) {
+          const action = one(args, ["allow", "deny"], "the action");
+          const body: Record<string, string> = { action, target: args[1]! };
+          const ports = str(ctx, "ports");
+          const comment = str(ctx, "comment");
+          if (ports) body.ports = ports;
+          if (comment) body.comment = comment;
+          const r = await connect(ctx).post<RuleView>(`/api/v1/orgs/${org()}/egress/rules`, body);
+          if (ctx.client.json) printJson(ctx.io, r);
+          else ctx.io.out(`added ${r.action} ${r.target}${r.ports ? ` ports ${r.ports}` : ""} (${r.id})`);
+          return EXIT_OK;
+        },
+      },
+      remove: {
+        options: ["org"],
+        args: ["RULE"],
+        async run(_, args) {
+          const removed = await connect(ctx).delete<RuleView[]>(`/api/v1/orgs/${org()}/egress/rules/${seg(args[0]!)}`);
+          if (ctx.client.json) printJson(ctx.io, removed);
+          else for (const r of removed ?? []) ctx.io.out(`removed ${r.action} ${r.target}${r.ports ? ` ports ${r.ports}` : ""} (${r.id})`);
+          return EXIT_OK;
+        },
+      },
+      "apply-status": {
+        options: ["org"],
+        async run() {
+          const api = connect(ctx);
+          const [hosts, policy] = await Promise.all([api.get<HostView[]>(`/api/v1/orgs/${org()}/egress/hosts`), api.get<PolicyView>(`/api/v1/orgs/${org()}/egress`)]);
+          if (ctx.client.json) printJson(ctx.io, hosts);
+          else {
+            ctx.io.out(`policy revision ${policy.revision}, mode ${policy.mode}`);
+            table(
+              ctx.io,
+              ["HOST", "ID", "SCOPES", "LAST SEEN", "APPLIED", "AT", "ERROR"],
+              hosts.map((h) => [h.name, h.id, h.scopes.join(","), when(h.last_seen_at), h.applied_ok === null ? "never" : h.applied_ok ? "ok" : "FAILED", when(h.applied_at), h.applied_error ?? ""]),
+              "no runner hosts (slipway egress add-host)",
+            );
+          }
+          return EXIT_OK;
+        },
+      },
+      events: {
+        options: ["org"],
+        async run() {
+          const events = await connect(ctx).get<EventView[]>(`/api/v1/orgs/${org()}/egress/events`);
+          if (ctx.client.json) printJson(ctx.io, events);
+          else table(ctx.io, ["LAST", "ACTION", "HOST", "SCOPE", "SOURCE", "DESTINATION", "HOSTNAME", "COUNT"], events.map((e) => [when(e.last_at), e.action, e.host_id, e.scope, e.source, `${e.protocol}/${e.dst}:${e.port}`, e.hostname ?? "", e.count]), "nothing blocked");
+          return EXIT_OK;
+        },
+      },
+      hosts: {
+        options: ["org"],
+        async run() {
+          const hosts = await connect(ctx).get<HostView[]>(`/api/v1/orgs/${org()}/egress/hosts`);
+          if (ctx.client.json) printJson(ctx.io, hosts);
+          else table(ctx.io, ["NAME", "ID", "SCOPES", "LAST SEEN"], hosts.map((h) => [h.name, h.id, h.scopes.join(","), when(h.last_seen_at)]), "no runner hosts");
+          return EXIT_OK;
+        },
+      },
+      "add-host": {
+        options: ["org", "name", "scope"],
+        async run() {
+          const scopes = list(ctx, "scope");
+          if (scopes.length === 0) throw new UsageError("egress add-host needs at least one --scope");
+          const r = await connect(ctx).post<{ host: HostView; token: string }>(`/api/v1/orgs/${org()}/egress/hosts`, { name: required(ctx, "name", "egress add-host"), scopes });
+          if (ctx.client.json) printJson(ctx.io, { id: r.host.id, token: r.token });
+          else {
+            ctx.io.out(`registered runner host ${r.host.name} (${r.host.id}), scopes ${r.host.scopes.join(", ")}`);
+            ctx.io.out(`agent token (shown once): ${r.token}`);
+            ctx.io.out(`on that host: slipway agent --server <URL> --cacert ca.pem --token-file FILE`);
+          }
+          return EXIT_OK;
+        },
+      },
+      "remove-host": {
+        options: ["org"],
+        args: ["HOST"],
+        async run(_, args) {
+          await connect(ctx).delete(`/api/v1/orgs/${org()}/egress/hosts/${seg(args[0]!)}`);
+          if (ctx.client.json) printJson(ctx.io, { id: args[0], deleted: true });
+          else ctx.io.out(`removed runner host ${args[0]} (its agent token no longer works)`);
+          return EXIT_OK;
+        },
+      },
+    }, ctx);
+  },
+};

@@ -1,0 +1,263 @@
+/**
+ * @module test/e2e/egress
+ * Egress enforcement with real rules: the agent (a real process in the runner's namespace)
+ * applies an organization's policy from the appliance's egress service (real SQLite), and real
+ * connections between namespaces decide every assertion. See test/support/egress/topology.ts
+ * for the network; nothing here touches the root namespace.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { auditServiceFactory } from "../../src/auth/audit.ts";
+import { applyMigrations, openDatabase } from "../../src/db/index.ts";
+import { hostExec } from "../../src/egress/apply.ts";
+import { uninstallEgress } from "../../src/egress/agent.ts";
+import { egressServiceFactory, type EgressService } from "../../src/egress/service.ts";
+import { which } from "../../src/host/run.ts";
+import { orgsServiceFactory } from "../../src/orgs/service.ts";
+import { integrationSuite } from "../support/integration.ts";
+import { lines, makeTopology, type Topology } from "../support/egress/topology.ts";
+
+const missing =
+  process.getuid?.() !== 0
+    ? "needs root (network namespaces, iptables)"
+    : !which("iptables-restore") || !which("ip6tables-restore") || !which("ipset") || !which("ip") || !which("curl")
+      ? "needs iptables, ipset, iproute2 and curl"
+      : null;
+
+integrationSuite("egress enforcement in network namespaces", missing, () => {
+  let topo: Topology;
+  let egress: EgressService;
+  let orgId: string;
+  let hostId: string;
+  let agent: { proc: Subprocess; out: ReturnType<typeof lines>; stop(signal?: NodeJS.Signals): Promise<void> } | null = null;
+  let baseline: { v4: string; v6: string; sets: string; hosts: string };
+  const dir = mkdtempSync(join(tmpdir(), "slipway-egress-"));
+  const actor = "system:test";
+  const ownerActor = { kind: "user" as const, userId: "u", username: "u", isAdmin: true, tokenId: null, memberships: {} };
+
+  /** Starts the agent process in the runner namespace and feeds it the appliance's long poll. */
+  async function startAgent() {
+    const opts = { hostsFile: topo.hostsFile, stateFile: join(dir, "agent-policy.json"), graceMs: 3000, nflogGroup: 5317, dnsListen: ["172.30.0.1"], watchdogMs: 500 };
+    const proc = Bun.spawn(["ip", "netns", "exec", topo.ns.runner, process.execPath, join(import.meta.dir, "../support/egress/agent-child.ts"), JSON.stringify(opts)], {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: process.env.EGRESS_DEBUG ? "inherit" : "ignore",
+    });
+    const out = lines(proc);
+    await out.next("started");
+    let stopped = false;
+    void (async () => {
+      let etag: string | null = null;
+      while (!stopped) {
+        const p = await egress.waitForPolicy(hostId, etag, 1000);
+        if (p.etag !== etag && !stopped) {
+          (proc.stdin as import("bun").FileSink).write(JSON.stringify(p) + "\n");
+          etag = p.etag;
+        }
+      }
+    })();
+    return {
+      proc,
+      out,
+      async stop(signal: NodeJS.Signals = "SIGKILL") {
+        stopped = true;
+        proc.kill(signal);
+        await proc.exited;
+      },
+    };
+  }
+
+  /** Waits until the agent reports having applied the policy as it is now. */
+  async function applied(): Promise<void> {
+    const etag = egress.agentPolicy(hostId).etag;
+    await agent!.out.next(`"etag":"${etag}","ok":true`, 15_000);
+  }
+
+  async function setPolicy(p: { mode: "off" | "monitor" | "enforce"; default: "allow" | "deny"; rules: [("allow" | "deny"), string][] }) {
+    agent!.out.all.splice(0); // an etag seen before must not count as applied now
+    for (const r of egress.getPolicy(orgId).rules) egress.removeRule(orgId, r.id, ownerActor);
+    for (const [action, target] of p.rules) egress.addRule(orgId, { action, target }, ownerActor);
+    egress.setDefault(orgId, p.default, ownerActor);
+    egress.setMode(orgId, p.mode, ownerActor);
+    await applied();
+  }
+
+  beforeAll(async () => {
+    topo = await makeTopology();
+    await topo.setZone({ "rr.test": ["10.77.0.21", "10.77.0.22", "10.77.0.23", "fd77::21", "fd77::22", "fd77::23"], "name.test": ["10.77.0.21"], "blocked.test": ["10.77.0.40", "fd77::40"] }, 1);
+    const db = openDatabase(join(dir, "slipway.db"));
+    applyMigrations(db);
+    const audit = auditServiceFactory({ db });
+    const orgs = orgsServiceFactory({ db, audit });
+    const u = orgs.createUser({ username: "owner" }, actor);
+    orgId = orgs.create({ slug: "acme", name: "Acme", owner: "owner" }, { ...ownerActor, userId: u.id }).id;
+    egress = egressServiceFactory({ db, audit, applianceHosts: [], extraAllow: [] });
+    hostId = egress.addHost(orgId, { name: "runner-1", scopes: ["host", "docker:*"] }, ownerActor).host.id;
+    const s = await topo.snapshot();
+    baseline = { ...s, hosts: readFileSync(topo.hostsFile, "utf8") };
+    agent = await startAgent();
+  }, 60_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    await topo?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a deny CIDR wins over an allowed hostname that resolves into it", async () => {
+    await setPolicy({ mode: "enforce", default: "allow", rules: [["allow", "name.test"], ["deny", "10.77.0.20/30"]] });
+    expect(readFileSync(topo.hostsFile, "utf8")).toContain("10.77.0.21 name.test");
+    expect(await topo.curl(topo.ns.runner, "http://name.test/")).toBeNull();
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBe("C"); // default allow
+  });
+
+  test("a deny IP wins inside an allowed CIDR, for IPv4 and IPv6 alike; default deny refuses raw IPs and lets an allowed hostname through", async () => {
+    await setPolicy({
+      mode: "enforce",
+      default: "deny",
+      rules: [["allow", "10.77.0.8/29"], ["deny", "10.77.0.12"], ["allow", "fd77::10/124"], ["deny", "fd77::12"], ["allow", "rr.test"]],
+    });
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.11/")).toBe("A");
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.12/")).toBeNull();
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.13/")).toBe("A");
+    expect(await topo.curl(topo.ns.runner, "http://[fd77::11]/")).toBe("A");
+    expect(await topo.curl(topo.ns.runner, "http://[fd77::12]/")).toBeNull();
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBeNull();
+    expect(await topo.curl(topo.ns.runner, "http://[fd77::40]/")).toBeNull();
+    expect(await topo.curl(topo.ns.runner, "http://rr.test/")).toBe("B");
+    expect(await topo.curl(topo.ns.runner, "http://rr.test/", ["-6"])).toBe("B");
+    // The IPv6 chain mirrors the IPv4 one rule for rule.
+    const s = await topo.snapshot();
+    const chain = (t: string) => t.split("\n").filter((l) => l.startsWith("-A SLIPWAY_EGRESS ")).map((l) => l.replace(/_[46] dst/, " dst").replace(/icmp6?-port-unreachable/, "unreachable"));
+    expect(chain(s.v6).filter((l) => !l.includes("ipv6-icmp"))).toEqual(chain(s.v4));
+  });
+
+  test("the round-robin name stays reachable through 50 lookups and a TTL rollover, resolved through the pinned addresses", async () => {
+    const started = Date.now();
+    const hosts = readFileSync(topo.hostsFile, "utf8");
+    for (const a of ["10.77.0.21", "10.77.0.22", "10.77.0.23", "fd77::21"]) expect(hosts).toContain(`${a} rr.test`);
+    // What the runner's resolver answers is the pinned block (getent reads /etc/hosts first).
+    const getent = await Bun.$`ip netns exec ${topo.ns.runner} getent ahostsv4 rr.test`.text();
+    expect(new Set(getent.split("\n").filter(Boolean).map((l) => l.split(/\s+/)[0]))).toEqual(new Set(["10.77.0.21", "10.77.0.22", "10.77.0.23"]));
+    for (let i = 0; i < 50; i++) {
+      expect(await topo.curl(topo.ns.runner, "http://rr.test/")).toBe("B");
+      await Bun.sleep(25);
+    }
+    expect(Date.now() - started).toBeGreaterThan(2000); // two 1 s TTLs: re-resolved meanwhile
+    // Rollover to a new address: the new one is pinned, the old one stays allowed for the grace period.
+    await topo.setZone({ "rr.test": ["10.77.0.22", "10.77.0.23", "10.77.0.13"], "name.test": ["10.77.0.21"], "blocked.test": ["10.77.0.40", "fd77::40"] }, 1);
+    await waitFor(() => !readFileSync(topo.hostsFile, "utf8").includes("10.77.0.21 rr.test"), 5000).catch((e) => {
+      console.log(readFileSync(topo.hostsFile, "utf8"));
+      throw e;
+    });
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.21/")).toBe("B"); // within grace
+    await waitFor(async () => (await topo.curl(topo.ns.runner, "http://10.77.0.21/")) === null, 8000); // grace over
+    for (let i = 0; i < 5; i++) expect(["A", "B"]).toContain((await topo.curl(topo.ns.runner, "http://rr.test/"))!);
+  }, 30_000);
+
+  test("containers on user-defined networks are filtered, including a network created after the agent started", async () => {
+    expect(await topo.curl(topo.ns.c1, "http://10.77.0.11/")).toBe("A");
+    expect(await topo.curl(topo.ns.c1, "http://10.77.0.40/")).toBeNull();
+    expect(await topo.curl(topo.ns.c1, "http://10.77.0.12/")).toBeNull();
+    // The container resolves through the pinning responder: the same pinned addresses.
+    expect(await topo.curl(topo.ns.c1, "http://rr.test/")).not.toBeNull();
+    await topo.addSecondNetwork();
+    expect(await topo.curl(topo.ns.c2, "http://10.77.0.11/")).toBe("A");
+    expect(await topo.curl(topo.ns.c2, "http://10.77.0.40/")).toBeNull();
+    expect(await topo.curl(topo.ns.c2, "http://[fd77::40]/")).toBeNull();
+    expect(await topo.curl(topo.ns.c2, "http://[fd77::11]/")).toBe("A");
+  });
+
+  test("a builder started by the appliance is reachable from the runner within 1 s", async () => {
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.50/")).toBeNull();
+    const t0 = performance.now();
+    egress.setBuilderAddresses(["10.77.0.50", "fd77::50"]);
+    let ms = Infinity;
+    while (performance.now() - t0 < 3000) {
+      if ((await topo.curl(topo.ns.runner, "http://10.77.0.50/", ["--connect-timeout", "0.2"])) === "builder") {
+        ms = performance.now() - t0;
+        break;
+      }
+    }
+    console.log(`builder reachable after ${ms.toFixed(0)} ms`);
+    expect(ms).toBeLessThan(1000);
+    agent!.out.all.splice(0);
+    egress.setBuilderAddresses([]);
+    await applied();
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.50/")).toBeNull();
+  });
+
+  test("killing the agent in enforce mode keeps the policy; restarting it adds no duplicate rules", async () => {
+    const before = await topo.snapshot();
+    await agent!.stop("SIGKILL");
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBeNull();
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.11/")).toBe("A");
+    agent = await startAgent(); // starts from the saved policy, then the appliance's
+    await Bun.sleep(1500);
+    const after = await topo.snapshot();
+    expect(after.v4).toBe(before.v4);
+    expect(after.v6).toBe(before.v6);
+    expect(after.v4.split("\n").filter((l) => l === "-A OUTPUT -j SLIPWAY_EGRESS")).toHaveLength(1);
+  });
+
+  test("the watchdog re-asserts the jumps after something rewrites the tables", async () => {
+    await Bun.$`ip netns exec ${topo.ns.runner} iptables -D OUTPUT -j SLIPWAY_EGRESS`.quiet();
+    await Bun.$`ip netns exec ${topo.ns.runner} iptables -F DOCKER-USER`.quiet();
+    await waitFor(async () => (await topo.snapshot()).v4.includes("-A OUTPUT -j SLIPWAY_EGRESS"), 5000);
+    await waitFor(async () => (await topo.snapshot()).v4.includes("-A DOCKER-USER -i br-+ ! -o br-+ -j SLIPWAY_EGRESS"), 5000);
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBeNull();
+    expect(await topo.curl(topo.ns.c1, "http://10.77.0.40/")).toBeNull();
+    await Bun.$`ip netns exec ${topo.ns.runner} iptables -A DOCKER-USER -j RETURN`.quiet(); // what Docker would restore
+  });
+
+  test("monitor mode drops nothing and reports every would-be drop once, with the hostname", async () => {
+    await setPolicy({ mode: "monitor", default: "allow", rules: [["deny", "blocked.test"], ["deny", "10.77.0.11"]] });
+    for (let i = 0; i < 3; i++) expect(await topo.curl(topo.ns.runner, "http://blocked.test/")).toBe("C");
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.11/")).toBe("A");
+    expect(await topo.curl(topo.ns.c1, "http://10.77.0.11/")).toBe("A");
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.12/")).toBe("A"); // not denied: no event
+    const feed = async () => {
+      for (const l of agent!.out.all.splice(0)) {
+        const m = JSON.parse(l) as { events?: Parameters<EgressService["reportEvents"]>[1] };
+        if (m.events) egress.reportEvents(hostId, m.events);
+      }
+    };
+    await waitFor(async () => {
+      await feed();
+      return egress.listEvents(orgId, { action: "would-block" }).length >= 3;
+    }, 5000);
+    await Bun.sleep(1500);
+    await feed();
+    const events = egress.listEvents(orgId, { action: "would-block" });
+    // Enforce mode's refusals (earlier tests) are reported too, as "blocked".
+    expect(egress.listEvents(orgId, { action: "blocked" }).some((e) => e.dst === "10.77.0.40")).toBe(true);
+    // curl tries IPv6 first, and nothing fails in monitor mode: all three went to fd77::40.
+    const toBlocked = events.filter((e) => e.hostname === "blocked.test");
+    expect(toBlocked).toHaveLength(1);
+    expect(toBlocked[0]).toMatchObject({ dst: "fd77::40", port: 80, protocol: "tcp", hostname: "blocked.test", scope: "host", count: 3 });
+    expect(events.filter((e) => e.dst === "10.77.0.11").map((e) => e.scope).sort()).toEqual(["docker:*", "host"]);
+    expect(events.some((e) => e.dst === "10.77.0.12")).toBe(false);
+  });
+
+  test("uninstall leaves iptables-save, ip6tables-save, ipset list and /etc/hosts exactly as before", async () => {
+    await agent!.stop("SIGTERM");
+    agent = null;
+    await uninstallEgress({ exec: hostExec(topo.ns.runner), hostsFile: topo.hostsFile, stateFile: join(dir, "agent-policy.json") });
+    const s = await topo.snapshot();
+    expect(s.v4).toBe(baseline.v4);
+    expect(s.v6).toBe(baseline.v6);
+    expect(s.sets).toBe(baseline.sets);
+    expect(readFileSync(topo.hostsFile, "utf8")).toBe(baseline.hosts);
+  });
+});
+
+async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await Bun.sleep(100);
+  }
+}
