@@ -8,6 +8,7 @@ import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { backupCommand } from "./backup.ts";
 import { builderImageCommand } from "./builder-image.ts";
+import { buildCommand, buildkitEnvCommand } from "./build.ts";
 import { EXIT_OK, GLOBAL_HELP, GLOBAL_OPTIONS, clientOptions, reportFailure, type Command, type Io } from "./command.ts";
 import { doctorCommand } from "./doctor.ts";
 import { adminCommand } from "./admin.ts";
@@ -37,6 +38,8 @@ export const COMMANDS: Command[] = [
   orgsCommand,
   membersCommand,
   projectsCommand,
+  buildCommand,
+  buildkitEnvCommand,
   tokensCommand,
   trustCommand,
   egressCommand,

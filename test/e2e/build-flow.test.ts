@@ -11,7 +11,10 @@
  * OIDC token builds through the depot CLI's own OIDC path.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { listWorkers } from "../../src/wire/buildkit.ts";
+import { findBuildkitClient } from "../../src/client/build.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
@@ -21,7 +24,11 @@ import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
 const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
-const missing = existsSync(DEPOT) ? await builderImageMissing() : `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)`;
+const missing = !existsSync(DEPOT)
+  ? `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)`
+  : findBuildkitClient(process.env)?.kind !== "buildx"
+    ? "docker-buildx is not installed (.ci/run installs Debian trixie's docker-buildx)"
+    : await builderImageMissing();
 
 integrationSuite("build flow: the depot CLI against slipway serve with real builders", missing, () => {
   const work = mkdtempSync(join(tmpdir(), "slipway-flow-"));
@@ -225,6 +232,69 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const bad = await rpc(tokens.A!, "depot.cli.v1.BuildService/GetBuildKitConnection", { buildId: 12 });
     expect(bad.status).toBe(400);
     expect(bad.json).toEqual({ code: "invalid_argument", message: expect.stringContaining("/buildId") });
+  }, 120_000);
+
+  test("slipway build: the same build with docker-buildx; failures exit non-zero; slipway.json names the project", async () => {
+    const bin = slipwayBinary();
+    const cli = (args: string[], extra: Record<string, string> = {}) =>
+      Bun.spawn([bin, "build", "--server", s.url, "--cacert", join(s.dataDir, "ca.pem"), ...args], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { PATH: process.env.PATH ?? "", HOME: join(work, "home"), SLIPWAY_TOKEN: tokens.A!, ...extra },
+      });
+    const ctx = context("slipway-build", `RUN echo from-slipway-build > /built.txt`);
+    writeFileSync(join(ctx, "slipway.json"), JSON.stringify({ id: ids.A }));
+    const out = join(work, "out-sb");
+    const first = await finished(cli(["--progress", "plain", "-o", `type=local,dest=${out}`, ctx]));
+    expect(first.code, first.log).toBe(0);
+    expect(readFileSync(join(out, "built.txt"), "utf8")).toBe("from-slipway-build\n");
+    expect(first.log).toContain("with buildx");
+    const b = await latestBuild(ids.A!);
+    expect(b.status).toBe("finished");
+    expect(b.started_by).toMatch(/^token:/);
+    const again = await finished(cli(["--progress", "plain", ctx]));
+    expect(again.code, again.log).toBe(0);
+    const steps = (await api(admin, "GET", `/api/v1/builds/${(await latestBuild(ids.A!)).id}/steps`)).json as { name: string; cached: boolean }[];
+    expect(steps.find((x) => x.name.includes("RUN echo from-slipway-build"))?.cached).toBe(true);
+
+    const bad = context("slipway-build-bad", `RUN echo failing-now && exit 4`);
+    const failed = await finished(cli(["--project", ids.A!, "--progress", "plain", bad]));
+    expect(failed.code).toBe(1);
+    const fb = await latestBuild(ids.A!);
+    expect(fb.status).toBe("failed");
+    expect(fb.error).toMatch(/exit code: 4/);
+    // No credential, no CI: a usage error that says how to log in, and nothing is created.
+    const before = (await latestBuild(ids.A!)).id;
+    const noLogin = await finished(Bun.spawn([bin, "build", "--server", s.url, "--project", ids.A!, ctx], { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: join(work, "home") } }));
+    expect(noLogin.code).toBe(2);
+    expect(noLogin.log).toContain("slipway login");
+    expect((await latestBuild(ids.A!)).id).toBe(before);
+  }, 300_000);
+
+  test("slipway buildkit-env: a local BUILDKIT_HOST that reaches the project's builder until Ctrl-C", async () => {
+    const p = Bun.spawn([slipwayBinary(), "buildkit-env", "--server", s.url, "--cacert", join(s.dataDir, "ca.pem"), "--project", ids.A!], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: process.env.PATH ?? "", HOME: join(work, "home"), SLIPWAY_TOKEN: tokens.A! },
+    });
+    const reader = p.stdout.getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    const m = /BUILDKIT_HOST=tcp:\/\/127\.0\.0\.1:(\d+)/.exec(text);
+    expect(m).not.toBeNull();
+    const sock = net.connect(Number(m![1]), "127.0.0.1");
+    await new Promise((r) => sock.once("connect", r));
+    const workers = await listWorkers(sock, 10_000);
+    expect(workers[0]!.platforms).toContain("linux/amd64");
+    const id = (await latestBuild(ids.A!)).id;
+    expect((await api(admin, "GET", `/api/v1/builds/${id}`)).json.status).toBe("running");
+    p.kill("SIGINT");
+    expect(await p.exited).toBe(0);
+    expect((await api(admin, "GET", `/api/v1/builds/${id}`)).json.status).toBe("finished");
   }, 120_000);
 
   test("a GitHub-Actions-shaped OIDC token builds through the depot CLI's own OIDC path", async () => {
