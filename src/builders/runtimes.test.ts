@@ -27,6 +27,16 @@ describe("runtime configuration", () => {
     expect(keepBytes(policy)).toBeLessThan(policy.cacheSizeBytes);
   });
 
+  test("insecure registries: dockerd takes hosts and CIDRs, buildkitd hosts", () => {
+    const p = { ...policy, insecureRegistries: ["registry.internal:5000", "172.16.0.0/12"] };
+    const json = JSON.parse(RUNTIMES.dockerd.container(p).env[0]!.replace(/^SLIPWAY_DOCKERD_CONFIG_JSON=/, ""));
+    expect(json["insecure-registries"]).toEqual(["registry.internal:5000", "172.16.0.0/12"]);
+    const toml = parseToml(RUNTIMES.buildkitd.config(p)) as any;
+    expect(toml.registry["registry.internal:5000"]).toEqual({ http: true, insecure: true });
+    expect(Object.keys(toml.registry)).toEqual(["registry.internal:5000"]);
+    expect(JSON.parse(RUNTIMES.dockerd.config(policy))["insecure-registries"]).toBeUndefined();
+  });
+
   test("platforms", () => {
     expect(normalizePlatform("amd64")).toBe("linux/amd64");
     expect(normalizePlatform("linux/arm64/v8")).toBe("linux/arm64");

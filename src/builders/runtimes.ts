@@ -17,6 +17,8 @@ export interface CachePolicy {
   keepDays: number;
   /** Concurrent build steps (buildkitd only; dockerd sizes it by itself). */
   maxParallelism: number;
+  /** Registries builds may push to and pull from over plain HTTP (host:port; dockerd also takes CIDRs). */
+  insecureRegistries?: readonly string[];
 }
 
 export interface RuntimeSpec {
@@ -64,6 +66,8 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
         `    keepBytes = ${keepBytes(p)}`,
         "[worker.containerd]",
         "  enabled = false",
+        // CIDRs are dockerd's notion; buildkitd configures registries by host.
+        ...(p.insecureRegistries ?? []).filter((r) => !r.includes("/")).flatMap((r) => [`[registry.${JSON.stringify(r)}]`, "  http = true", "  insecure = true"]),
         "",
       ].join("\n"),
   },
@@ -80,6 +84,7 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
     config: (p) =>
       `${JSON.stringify(
         {
+          ...(p.insecureRegistries?.length ? { "insecure-registries": [...p.insecureRegistries] } : {}),
           // dockerd's embedded BuildKit garbage collection: first what is older than keep-days,
           // then anything, down to the kept size.
           builder: {

@@ -66,6 +66,12 @@ export const configSchema = z
         allow_emulation: z.boolean().default(false),
         pids_limit: z.number().int().min(64).max(4_194_304).default(16_384),
         ready_timeout_seconds: z.number().int().min(5).max(3600).default(90),
+        insecure_registries: z
+          .string()
+          .default("")
+          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => /^[A-Za-z0-9.-]+(:\d{1,5})?$|^[0-9a-fA-F:.]+\/\d{1,3}$/.test(x)), {
+            message: "expected a comma-separated list of host[:port] or CIDR entries",
+          }),
       })
       .strict()
       .prefault({}),
