@@ -215,6 +215,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       image: config.builders.runtime === "dockerd" ? config.builders.dockerd_image : config.builders.buildkitd_image,
       log: log.child({ component: "builders" }),
       pidsLimit: config.builders.pids_limit,
+      containerdStore: config.builders.dockerd_containerd_store,
       insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
       allowEmulation: config.builders.allow_emulation,
       readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,

@@ -94,6 +94,8 @@ export interface BuilderManagerDeps {
   pidsLimit?: number;
   /** Registries builds may use over plain HTTP (host:port, or CIDRs for dockerd). */
   insecureRegistries?: readonly string[];
+  /** dockerd: containerd image store (see runtimes.ts). */
+  containerdStore?: boolean;
   /** Allow platforms other than the engine's own through qemu-user binfmt handlers. */
   allowEmulation?: boolean;
   /** Where binfmt handlers are registered (tests point elsewhere). */
@@ -375,7 +377,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries });
+      const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore });
       for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
       const networkId = await ensureNetwork(p);
       let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";

@@ -19,6 +19,9 @@ export interface CachePolicy {
   maxParallelism: number;
   /** Registries builds may push to and pull from over plain HTTP (host:port; dockerd also takes CIDRs). */
   insecureRegistries?: readonly string[];
+  /** dockerd only: keep images in containerd's store (dockerd ≥ 24), which BuildKit's `image`
+   * exporter needs for --push; its state stays under the data root, on the cache volume. */
+  containerdStore?: boolean;
 }
 
 export interface RuntimeSpec {
@@ -85,6 +88,7 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
       `${JSON.stringify(
         {
           ...(p.insecureRegistries?.length ? { "insecure-registries": [...p.insecureRegistries] } : {}),
+          ...(p.containerdStore ? { features: { "containerd-snapshotter": true } } : {}),
           // dockerd's embedded BuildKit garbage collection: first what is older than keep-days,
           // then anything, down to the kept size.
           builder: {

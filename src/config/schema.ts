@@ -66,6 +66,7 @@ export const configSchema = z
         allow_emulation: z.boolean().default(false),
         pids_limit: z.number().int().min(64).max(4_194_304).default(16_384),
         ready_timeout_seconds: z.number().int().min(5).max(3600).default(90),
+        dockerd_containerd_store: z.boolean().default(false),
         insecure_registries: z
           .string()
           .default("")
