@@ -32,7 +32,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "slipway-builds-"));
   db = openDatabase(join(dir, "t.db"));
   applyMigrations(db);
-  for (const [o, p] of [[ORG, PRJ], ["org_b", "prj_b"]]) {
+  for (const [o, p] of [[ORG, PRJ], ["org_b", "prj_b"]] as [string, string][]) {
     db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(o, o.replace("_", "-"), o, new Date().toISOString());
     db.query("INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'p', 600, ?)").run(p, o, new Date().toISOString());
   }
