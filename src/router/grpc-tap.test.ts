@@ -16,7 +16,7 @@ describe("grpc response tap", () => {
   test("hands out the response messages of watched methods only, whole, and changes no byte", async () => {
     // A gRPC-shaped h2c server: /watched streams three messages (one split across writes), /other one.
     const server = http2.createServer();
-    server.on("stream", (stream, headers) => {
+    server.on("stream", (stream: http2.ServerHttp2Stream, headers) => {
       stream.respond({ ":status": 200, "content-type": "application/grpc" });
       if (headers[":path"] === "/pkg.S/Watched") {
         stream.write(frame(new TextEncoder().encode("first")));
@@ -37,8 +37,8 @@ describe("grpc response tap", () => {
     let downBytes = 0;
     const proxy = net.createServer((client) => {
       const up = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
-      client.on("data", (c) => (tap.fromClient(c), (upBytes += c.length), up.write(c)));
-      up.on("data", (c) => (tap.fromServer(c), (downBytes += c.length), client.write(c)));
+      client.on("data", (c: Buffer) => (tap.fromClient(c), (upBytes += c.length), up.write(c)));
+      up.on("data", (c: Buffer) => (tap.fromServer(c), (downBytes += c.length), client.write(c)));
       client.on("close", () => up.destroy());
       up.on("close", () => client.destroy());
     });
