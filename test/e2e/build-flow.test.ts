@@ -33,6 +33,8 @@ const missing = !existsSync(DEPOT)
 integrationSuite("build flow: the depot CLI against slipway serve with real builders", missing, () => {
   const work = mkdtempSync(join(tmpdir(), "slipway-flow-"));
   let s: Served;
+  let serveArgs: string[] = [];
+  let imageRef = "";
   let admin = "";
   const ids: Record<string, string> = {};
   const tokens: Record<string, string> = {};
@@ -87,13 +89,9 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
   beforeAll(async () => {
     const image = await ensureDockerdBuilderImage();
     const dataDir = join(work, "data");
-    s = await serve(
-      slipwayBinary(),
-      dataDir,
-      ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none", "--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5"],
-      {},
-      { publicHost: "localhost" },
-    );
+    imageRef = image.ref;
+    serveArgs = ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none", "--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5"];
+    s = await serve(slipwayBinary(), dataDir, serveArgs, {}, { publicHost: "localhost" });
     admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
     const mk = async (org: string, name: string) => (await api(admin, "POST", `/api/v1/orgs/${org}/projects`, { name })).json.id as string;
     ids.A = await mk("default", "app-a");
@@ -296,6 +294,29 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(await p.exited).toBe(0);
     expect((await api(admin, "GET", `/api/v1/builds/${id}`)).json.status).toBe("finished");
   }, 120_000);
+
+  test("serve killed with -9 while a builder runs: the restart adopts it, removes orphans, and builds go on", async () => {
+    const ctx = context("adopt", `RUN echo adopted`);
+    const warm = await finished(depotBuild(tokens.A!, ids.A!, ctx));
+    expect(warm.code, warm.log).toBe(0);
+    const ps = (filter: string) => new TextDecoder().decode(Bun.spawnSync(["docker", "ps", "-aq", "--no-trunc", "--filter", filter]).stdout).split("\n").filter(Boolean);
+    const [builder] = ps(`label=io.slipway.project=${ids.A}`);
+    expect(builder).toBeTruthy();
+    const appliance = new TextDecoder().decode(Bun.spawnSync(["docker", "inspect", "-f", '{{index .Config.Labels "io.slipway.appliance"}}', builder!]).stdout).trim();
+    s.proc.kill("SIGKILL");
+    await s.proc.exited;
+    // While serve is down, a labelled container it never made appears (a leftover of another crash).
+    const orphan = new TextDecoder().decode(Bun.spawnSync(["docker", "create", "--label", `io.slipway.appliance=${appliance}`, "--entrypoint", "/bin/true", imageRef]).stdout).trim();
+    expect(orphan).toMatch(/^[0-9a-f]{64}$/);
+    s = await serve(slipwayBinary(), join(work, "data"), serveArgs, {}, { publicHost: "localhost" });
+    await waitFor("reconcile", async () => s.logs().includes("builders reconciled"), 30_000);
+    const line = s.logs().split("\n").find((l) => l.includes("builders reconciled"))!;
+    expect(JSON.parse(line)).toMatchObject({ adopted: 1, removed: 1, lost: 0 });
+    expect(ps(`label=io.slipway.appliance=${appliance}`)).toEqual([builder!]);
+    const after = await finished(depotBuild(tokens.A!, ids.A!, ctx));
+    expect(after.code, after.log).toBe(0);
+    expect(ps(`label=io.slipway.project=${ids.A}`)).toEqual([builder!]); // the same container served it
+  }, 300_000);
 
   test("a GitHub-Actions-shaped OIDC token builds through the depot CLI's own OIDC path", async () => {
     gh = await startTestIssuer();
