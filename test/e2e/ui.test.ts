@@ -14,6 +14,7 @@ import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
+const PASSWORD = "a long enough passphrase";
 
 integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no browser at ${CHROMIUM} (apt-get install chromium)`, () => {
   let work: string;
@@ -75,7 +76,7 @@ integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no b
 
   test("a device login is approved in the browser: log in, check the code, approve", async () => {
     const adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    const password = "a long enough passphrase";
+    const password = PASSWORD;
     const set = await server.get("/api/v1/me/password", { method: "PUT", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" }, body: JSON.stringify({ new_password: password }) });
     expect(set.status).toBe(204);
     const started = (await (await server.get("/api/v1/auth/device", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ client_name: "ui-test" }) })).json()) as { device_code: string; user_code: string };
@@ -100,6 +101,41 @@ integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no b
     const { token } = (await done.json()) as { token: string };
     const me = await server.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
     expect(((await me.json()) as { username: string }).username).toBe("admin");
+  }, 30_000);
+
+  test("a build's page (its build_url): status, steps and log as reported, and cancel", async () => {
+    const adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
+    const call = async (token: string, path: string, body: unknown) =>
+      (await server.get(path, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, any>>;
+    const project = (await call(adminToken, "/api/v1/orgs/default/projects", { name: "ui-builds" })).id as string;
+    const created = await call(adminToken, "/depot.cli.v1.BuildService/CreateBuild", { projectId: project });
+    const at = new Date().toISOString();
+    await call(created.buildToken, "/depot.cli.v1.BuildService/ReportStatus", {
+      buildId: created.buildId,
+      statuses: [
+        {
+          vertexes: [{ digest: "sha256:aa", name: "[1/2] RUN make <everything>", started: at, completed: at }, { digest: "sha256:bb", name: "[2/2] COPY out /", cached: true, started: at, completed: at }],
+          logs: [{ vertex: "sha256:aa", stream: "1", timestamp: at, msg: Buffer.from("compiling <b>not html</b>\n").toString("base64") }],
+        },
+      ],
+    });
+    const page = await open(new URL(created.buildUrl).pathname);
+    await page.locator("#login").waitFor();
+    await page.fill('input[name="username"]', "admin");
+    await page.fill('input[name="password"]', PASSWORD);
+    await page.click('#login button[type="submit"]');
+    await page.locator("#build").waitFor();
+    expect(await page.locator("#build-id").textContent()).toBe(created.buildId);
+    expect(await page.locator("#status").textContent()).toBe("created");
+    const rows = await page.locator("#steps tr").allTextContents();
+    expect(rows[0]).toContain("[1/2] RUN make <everything>"); // text, never markup
+    expect(rows[1]).toContain("cached");
+    expect(await page.locator("#log").textContent()).toContain("compiling <b>not html</b>");
+    await page.click("#cancel");
+    await page.locator("#message", { hasText: /^Cancel requested/ }).waitFor();
+    const b = (await (await server.get(`/api/v1/builds/${created.buildId}`, { headers: { authorization: `Bearer ${adminToken}` } })).json()) as { cancel_requested_at: string | null };
+    expect(b.cancel_requested_at).not.toBeNull();
+    await page.context().close();
   }, 30_000);
 
   test("no page asked for anything outside the appliance", () => {
