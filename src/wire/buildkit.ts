@@ -62,7 +62,18 @@ export const StatusResponse = message("moby.buildkit.v1.StatusResponse", () => [
 
 export interface WorkerInfo {
   id: string;
+  /** `os/arch[/variant]`, e.g. `linux/amd64`. */
   platforms: string[];
+  labels: Record<string, string>;
+}
+
+/** ListWorkersResponse bytes → workers (a ProtoError for what is not one). */
+export function decodeListWorkers(message: Uint8Array): WorkerInfo[] {
+  return (decode(ListWorkersResponse, message).record as Msg[]).map((r) => ({
+    id: r.id as string,
+    platforms: (r.platforms as Msg[]).map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join("/")),
+    labels: r.labels as Record<string, string>,
+  }));
 }
 
 /**
@@ -98,14 +109,11 @@ export function listWorkers(stream: Duplex, timeoutMs: number): Promise<WorkerIn
       if (status !== "0") return done(new Error(`ListWorkers failed: grpc-status ${status ?? "missing"} ${decodeURIComponent(grpcMessage)}`.trim()));
       const body = Buffer.concat(chunks);
       if (body.length < 5) return done(null, []);
-      const msg = decode(ListWorkersResponse, new Uint8Array(body.subarray(5, 5 + body.readUInt32BE(1))));
-      done(
-        null,
-        (msg.record as Msg[]).map((r) => ({
-          id: r.id as string,
-          platforms: (r.platforms as Msg[]).map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join("/")),
-        })),
-      );
+      try {
+        done(null, decodeListWorkers(new Uint8Array(body.subarray(5, 5 + body.readUInt32BE(1)))));
+      } catch (e) {
+        done(e as Error);
+      }
     });
     const payload = encode(ListWorkersRequest, {});
     const frame = Buffer.alloc(5 + payload.length);

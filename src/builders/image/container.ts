@@ -6,9 +6,10 @@
  * entrypoint's environment. The builder manager adds its names, labels, network and limits.
  */
 import type Docker from "dockerode";
+import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, type SecurityProfileName } from "../security.ts";
 import { BUILDER_SOCKET_DIR, DOCKERD_DATA_ROOT } from "./recipe.ts";
 
-export type SecurityProfile = "privileged" | "fallback";
+export type SecurityProfile = SecurityProfileName;
 
 export interface DockerdContainerOptions {
   image: string;
@@ -25,20 +26,9 @@ export interface DockerdContainerOptions {
   dockerdArgs?: string[];
 }
 
-/**
- * The fallback profile of DESIGN.md: everything but CAP_SYS_RESOURCE (which some hosts keep out of
- * the bounding set, so --privileged fails there), no seccomp/AppArmor, and /proc and /sys unmasked
- * (runc inside must mount a fresh /proc for each build step).
- */
+/** The Docker HostConfig of a security profile (defined once, in builders/security.ts). */
 export function securityHostConfig(profile: SecurityProfile): Partial<Docker.HostConfig> {
-  if (profile === "privileged") return { Privileged: true };
-  return {
-    CapAdd: ["ALL"],
-    CapDrop: ["SYS_RESOURCE"],
-    SecurityOpt: ["seccomp=unconfined", "apparmor=unconfined"],
-    MaskedPaths: [],
-    ReadonlyPaths: [],
-  } as Partial<Docker.HostConfig>;
+  return (profile === "privileged" ? PRIVILEGED_PROFILE : FALLBACK_PROFILE) as Partial<Docker.HostConfig>;
 }
 
 export function dockerdContainerProfile(o: DockerdContainerOptions): Pick<Docker.ContainerCreateOptions, "Image" | "Env" | "Cmd" | "HostConfig"> {

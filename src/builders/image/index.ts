@@ -31,5 +31,5 @@ export {
   type LoadedImages,
 } from "./service.ts";
 export { builderImageHealthCheck, configuredImage, doctorBuilderImageCheck, judgeImage, type ConfiguredImage } from "./checks.ts";
-export { decodeListWorkers, listWorkersAt, protoFields, type WorkerInfo } from "./grpc.ts";
+export { decodeListWorkers, listWorkersAt, type WorkerInfo } from "./grpc.ts";
 export { dockerdContainerProfile, type DockerdContainerOptions } from "./container.ts";
