@@ -67,11 +67,11 @@ export function createApp(deps: AppDeps) {
       set.headers["x-request-id"] = info.id;
       if (hsts) set.headers["strict-transport-security"] = hsts;
       // Connect RPC bodies (build status batches) have their own, larger per-message limit.
-      if (!new URL(request.url).pathname.startsWith("/depot.")) checkDeclaredLength(request, options.maxBodyBytes);
+      if (!info.rpc) checkDeclaredLength(request, options.maxBodyBytes);
     })
     .onParse(async ({ request, contentType }) => {
       // Connect RPC reads its own body (proto or JSON, unary or streamed): leave it unread.
-      if (new URL(request.url).pathname.startsWith("/depot.")) return CONNECT_UNREAD;
+      if (requestInfo(request).rpc) return CONNECT_UNREAD;
       if (contentType === "application/json" || contentType.endsWith("+json")) return readJsonLimited(request, options.maxBodyBytes);
     })
     .onError(({ code, error, request, set, path }) => {

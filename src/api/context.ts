@@ -7,6 +7,8 @@
 export interface RequestInfo {
   id: string;
   startedAt: number;
+  /** A Connect RPC call (the depot-compatible build API): it reads its own body. */
+  rpc: boolean;
 }
 
 const infos = new WeakMap<Request, RequestInfo>();
@@ -15,7 +17,11 @@ const VALID_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Reuses a well-formed incoming X-Request-Id (from a proxy), otherwise makes one. */
 export function beginRequest(request: Request): RequestInfo {
   const incoming = request.headers.get("x-request-id");
-  const info = { id: incoming && VALID_ID.test(incoming) ? incoming : crypto.randomUUID(), startedAt: performance.now() };
+  const info = {
+    id: incoming && VALID_ID.test(incoming) ? incoming : crypto.randomUUID(),
+    startedAt: performance.now(),
+    rpc: new URL(request.url).pathname.startsWith("/depot."),
+  };
   infos.set(request, info);
   return info;
 }

@@ -31,7 +31,8 @@ import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderManagerFactory, platformOfArch } from "../builders/index.ts";
+import { builderManagerFactory } from "../builders/index.ts";
+import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
 import { BUILDKIT_STATUS_PATH, grpcResponseTap } from "../router/index.ts";
@@ -45,7 +46,6 @@ const STATUS_PATHS = new Set([BUILDKIT_STATUS_PATH]);
 /** Largest single Connect message (a status batch with logs). */
 const CONNECT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
-const hostPlatform = () => platformOfArch(process.arch === "x64" ? "x86_64" : process.arch) ?? "linux/amd64";
 
 async function dockerEngine(docker: Docker): Promise<{ ok: true; version: string } | { ok: false; error: string }> {
   try {
@@ -204,7 +204,12 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const audit = auditServiceFactory({ db: state.db });
     const docker = new Docker({ socketPath: config.builders.docker_socket });
     let builds: BuildsService | null = null;
-    let egressForBuilders: { setBuilderAddresses(addrs: readonly string[]): void } | null = null;
+    const egress = egressServiceFactory({
+      db: state.db,
+      audit,
+      applianceHosts: [new URL(publicUrl).hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname],
+      extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean),
+    });
     const builders = builderManagerFactory({
       db: state.db,
       docker,
@@ -221,7 +226,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
       onBuilderLost: ({ holders, reason }) => builds?.builderLost(holders, reason),
       // Runners may always reach builders: agents get the set within a second.
-      onAddresses: (addrs) => egressForBuilders?.setBuilderAddresses(addrs),
+      onAddresses: (addrs) => egress.setBuilderAddresses(addrs),
     });
     stoppables.push(() => builders.close());
     router = buildRouterFactory({
@@ -289,13 +294,6 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const db = state.db;
     const auth = authServiceFactory({ db });
     const tokens = tokensServiceFactory({ db, audit });
-    const egress = (egressForBuilders = egressServiceFactory({
-      db,
-      audit,
-      applianceHosts: [new URL(publicUrl).hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname],
-      extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean),
-    }));
-    egress.setBuilderAddresses(builders.addresses()); // builders adopted before egress existed
     const identity: IdentityServices = {
       auth,
       audit,
@@ -320,7 +318,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
       clientAddress,
       plugins: [
-        connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: hostPlatform(), maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES }),
+        connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: localPlatform(), maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES }),
         buildRoutes({ ctx, builds: buildsService, builders, encryption: volumes.manager.encryption, resetCache }),
         ...(plugins ?? []),
       ],

@@ -18,9 +18,9 @@ import type { Readable } from "node:stream";
 import { InvalidInputError, NotFoundError, PreconditionError, SlipwayError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../log/logger.ts";
-import { openBuilderSocket, type BuilderRuntime } from "../router/index.ts";
+import type { BuilderRuntime } from "../router/index.ts";
 import type { VolumeManager, VolumeUsage } from "../volumes/index.ts";
-import { listWorkers } from "../wire/buildkit.ts";
+import { listWorkersAt } from "./image/grpc.ts";
 import { CONTAINER_RUN_DIR, RUNTIMES, normalizePlatform, platformOfArch, qemuBinfmtName } from "./runtimes.ts";
 import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 
@@ -317,10 +317,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       if (closed) throw new BuilderUnavailableError("the appliance is stopping");
       if (existsSync(socketPath)) {
         try {
-          const opened = await openBuilderSocket(socketPath, deps.runtime, 2000);
-          if (opened.head.length) opened.socket.unshift(opened.head);
-          opened.socket.resume();
-          const workers = await listWorkers(opened.socket, 5000);
+          const workers = await listWorkersAt(socketPath, deps.runtime, 5000);
           if (workers.length > 0) return;
           lastError = "BuildKit reports no workers yet";
         } catch (e) {
@@ -548,11 +545,6 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       return platform ? current({ projectId: ref.projectId, platform }) : null;
     },
 
-    /** Addresses of the running builders on their networks. */
-    addresses(): string[] {
-      return [...new Set(addresses.values())];
-    },
-
     /** Builders that run now (after reconcile: the adopted ones), as volume refs. */
     running(): BuilderRef[] {
       return (db.query("SELECT project_id, platform FROM builders WHERE state IN ('starting', 'ready', 'idle')").all() as { project_id: string; platform: string }[]).map((r) => ({ projectId: r.project_id, platform: r.platform }));
@@ -600,7 +592,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         let ok = false;
         if (c && c.State === "running" && b.socket_path && b.runtime === deps.runtime) {
           try {
-            await waitReadyOnce(b.socket_path, b.runtime);
+            await listWorkersAt(b.socket_path, b.runtime, 5000);
             ok = true;
           } catch {
             ok = false;
@@ -619,12 +611,12 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
           lost.push({ builderId: b.id, ...ref });
         }
       }
+      // Labelled containers no builder row accounts for: orphans.
+      const known = new Set(rows.map((b) => b.container_id));
       for (const c of containers) {
-        if (keep.has(c.Id)) continue;
-        if (!removed.includes(c.Id) && !rows.some((b) => b.container_id === c.Id && keep.has(c.Id))) {
-          await removeContainer(c.Id);
-          removed.push(c.Id);
-        }
+        if (known.has(c.Id)) continue;
+        await removeContainer(c.Id);
+        removed.push(c.Id);
       }
       return { adopted, removed, lost };
     },
@@ -664,13 +656,6 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       events?.destroy();
     },
   };
-
-  async function waitReadyOnce(socketPath: string, runtime: BuilderRuntime) {
-    const opened = await openBuilderSocket(socketPath, runtime, 2000);
-    if (opened.head.length) opened.socket.unshift(opened.head);
-    opened.socket.resume();
-    await listWorkers(opened.socket, 5000);
-  }
 }
 
 export type BuilderManager = ReturnType<typeof builderManagerFactory>;

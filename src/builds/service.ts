@@ -14,14 +14,14 @@ import { authorize, type Resource } from "../auth/policy.ts";
 import { generateToken, hashToken } from "../auth/tokens.ts";
 import type { BuilderStatus } from "../builders/index.ts";
 import { normalizePlatform } from "../builders/runtimes.ts";
-import { ConflictError, InvalidInputError, NotFoundError, PreconditionError, SlipwayError } from "../errors.ts";
+import { ConflictError, InvalidInputError, NotFoundError, PreconditionError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Pki } from "../pki/index.ts";
 import type { RouteTarget } from "../router/index.ts";
 
 export type BuildStatus = "created" | "running" | "finished" | "failed" | "canceled" | "expired";
-export const ACTIVE: ReadonlySet<BuildStatus> = new Set(["created", "running"]);
+const ACTIVE: ReadonlySet<BuildStatus> = new Set(["created", "running"]);
 
 export interface BuildRow {
   id: string;
@@ -70,11 +70,6 @@ export interface LogInput {
 export type ConnectionAnswer =
   | { kind: "pending"; waitMs: number }
   | { kind: "active"; endpoint: string; serverName: string; certPem: string; keyPem: string; caPem: string; serial: string };
-
-/** A build's end reached something that must react: the router, the builders. */
-export class BuildEndedError extends SlipwayError {
-  override name = "BuildEndedError";
-}
 
 export interface BuildsDeps {
   db: Database;
@@ -368,7 +363,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       return ended;
     },
 
-    /** Cancellation takes effect at the build endpoint at once for builds that lost a builder. */
+    /** Builds whose builder died under them fail (and their connections close). */
     builderLost(buildIds: string[], reason: string): void {
       for (const id of buildIds) end(id, "failed", `builder lost: ${reason}`, "appliance");
     },

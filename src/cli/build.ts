@@ -8,6 +8,7 @@ import { buildCommands, ciOidcToken, findBuildkitClient, forwardListener, NO_CLI
 import { list, str } from "../client/cli.ts";
 import { NOT_LOGGED_IN, resolveConnection } from "../client/config.ts";
 import { PreconditionError, UsageError } from "../errors.ts";
+import { localPlatform } from "../wire/depot.ts";
 import { EXIT_FAILED, EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
 
 const HEALTH_INTERVAL_MS = 5000;
@@ -22,7 +23,7 @@ async function connection(ctx: CommandContext) {
 
 function platformsOf(ctx: CommandContext): string[] {
   const p = list(ctx, "platform").flatMap((x) => x.split(",")).map((x) => x.trim()).filter(Boolean);
-  return p.length ? p.map((x) => (x.includes("/") ? x : `linux/${x}`)) : [process.arch === "arm64" ? "linux/arm64" : "linux/amd64"];
+  return p.length ? p.map((x) => (x.includes("/") ? x : `linux/${x}`)) : [localPlatform()];
 }
 
 /** Output specs (`type=local,dest=out`) as the build API records them. */

@@ -13,6 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import tls from "node:tls";
 import { PreconditionError, SlipwayError, UsageError } from "../errors.ts";
 import { run, which } from "../host/run.ts";
+import { builderPlatformOf } from "../wire/depot.ts";
 import { apiClientFactory, type ApiClient } from "./api.ts";
 
 export type Env = Record<string, string | undefined>;
@@ -113,7 +114,6 @@ export function findBuildkitClient(env: Env): BuildkitClient | null {
 export const NO_CLIENT =
   "no BuildKit client on this machine: install docker-buildx (Debian trixie's package docker-buildx is a static build that also runs on bookworm) or buildctl";
 
-const PLATFORM_ENUM: Record<string, number> = { "linux/amd64": 1, "linux/386": 1, "linux/arm64": 2, "linux/arm/v7": 2, "linux/arm/v6": 2 };
 
 export interface Active {
   platform: string;
@@ -160,7 +160,7 @@ export async function openSession(
   try {
     const connections: Active[] = [];
     for (const platform of platforms) {
-      const enumValue = PLATFORM_ENUM[platform];
+      const enumValue = builderPlatformOf(platform);
       if (!enumValue) throw new UsageError(`--platform ${platform}: expected linux/amd64 or linux/arm64`);
       const t0 = Date.now();
       for (;;) {
@@ -190,7 +190,7 @@ export async function openSession(
       async health() {
         let cancel: Date | null = null;
         for (const c of connections) {
-          const r = await rpc<{ cancelsAt?: string }>(buildApi, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: created.buildId, platform: PLATFORM_ENUM[c.platform] });
+          const r = await rpc<{ cancelsAt?: string }>(buildApi, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: created.buildId, platform: builderPlatformOf(c.platform) });
           if (r.cancelsAt) cancel = new Date(r.cancelsAt);
         }
         return cancel;

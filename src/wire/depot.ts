@@ -8,6 +8,14 @@ import { registerEnum } from "./json.ts";
 import { Empty, map, message, Timestamp, type MessageType } from "./proto.ts";
 
 export const BuilderPlatform = { UNSPECIFIED: 0, AMD64: 1, ARM64: 2 } as const;
+/** BuilderPlatform → the builder's platform (depot: amd64 builders also build 386, arm64 ones arm). */
+export const PLATFORM_OF_BUILDER: Record<number, string> = { [BuilderPlatform.AMD64]: "linux/amd64", [BuilderPlatform.ARM64]: "linux/arm64" };
+const BUILDER_OF_PLATFORM: Record<string, number> = { "linux/amd64": 1, "linux/386": 1, "linux/arm64": 2, "linux/arm/v7": 2, "linux/arm/v6": 2 };
+/** The BuilderPlatform a target platform is built on, or null for one no builder serves. */
+export const builderPlatformOf = (platform: string): number | null => BUILDER_OF_PLATFORM[platform] ?? null;
+/** This machine's platform: the default when a client names none. */
+export const localPlatform = (): string => (process.arch === "arm64" ? "linux/arm64" : "linux/amd64");
+
 export const BuildStatus = { UNSPECIFIED: 0, RUNNING: 1, FINISHED: 2, FAILED: 3, CANCELED: 4 } as const;
 export const Command = { UNSPECIFIED: 0, BUILD: 1, BAKE: 2, BUILDX: 3, DAGGER: 4, EXEC: 5, FLYCTL: 6 } as const;
 

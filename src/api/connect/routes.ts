@@ -10,7 +10,7 @@ import { authorize } from "../../auth/policy.ts";
 import { statusToReport, type BuildsService } from "../../builds/index.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
 import type { Logger } from "../../log/logger.ts";
-import { BuilderPlatform, BuildStatus, METHODS, type MethodName, type RpcMethod } from "../../wire/depot.ts";
+import { BuilderPlatform, BuildStatus, METHODS, PLATFORM_OF_BUILDER, type MethodName, type RpcMethod } from "../../wire/depot.ts";
 import { fromTimestamp, toTimestamp, type Msg } from "../../wire/proto.ts";
 import { requestInfo } from "../context.ts";
 import type { IdentityContext } from "../identity.ts";
@@ -29,7 +29,6 @@ export interface ConnectDeps {
 
 type Handler = (input: Msg, call: { request: Request; actor: () => Promise<Actor> }) => Promise<Msg> | Msg;
 
-const PLATFORM_OF: Record<number, string> = { [BuilderPlatform.AMD64]: "linux/amd64", [BuilderPlatform.ARM64]: "linux/arm64" };
 const STATUS_OF: Record<string, number> = { created: BuildStatus.RUNNING, running: BuildStatus.RUNNING, finished: BuildStatus.FINISHED, failed: BuildStatus.FAILED, canceled: BuildStatus.CANCELED, expired: BuildStatus.FAILED };
 
 const nonEmpty = (v: unknown, field: string): string => {
@@ -40,7 +39,7 @@ const nonEmpty = (v: unknown, field: string): string => {
 
 export function connectRoutes(deps: ConnectDeps) {
   const { ctx, builds, log } = deps;
-  const platformOf = (p: number) => (p === BuilderPlatform.UNSPECIFIED ? deps.defaultPlatform : PLATFORM_OF[p]);
+  const platformOf = (p: number) => (p === BuilderPlatform.UNSPECIFIED ? deps.defaultPlatform : PLATFORM_OF_BUILDER[p]);
 
   const handlers: Record<Exclude<MethodName, "reportStatusStream" | "finishLogin">, Handler> = {
     async createBuild(input, { actor }) {
