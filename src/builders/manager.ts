@@ -242,6 +242,22 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     }
   }
 
+  /**
+   * Removes the project's network once none of its builders runs. Networks exist only beside
+   * running builders: Docker's default address pools hold about 30 bridge networks, so one per
+   * project for good would stop an appliance with more projects than that from starting builders.
+   * A network that still has a container attached (a start racing this) is left alone.
+   */
+  async function removeNetworkIfUnused(projectId: string) {
+    const busy = db.query("SELECT 1 FROM builders WHERE project_id = ? AND state != 'absent' LIMIT 1").get(projectId);
+    if (busy || [...starting.keys()].some((k) => k.startsWith(`${projectId}|`))) return;
+    try {
+      await docker.getNetwork(networkName(projectId)).remove();
+    } catch (e) {
+      if (!isNotFound(e) && !/active endpoints/i.test(String((e as Error).message))) log.warn("builder network removal failed", { project: projectId, error: (e as Error).message });
+    }
+  }
+
   async function removeContainer(idOrName: string) {
     expectedDeaths.add(idOrName);
     try {
@@ -376,16 +392,26 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore });
       for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
-      const networkId = await ensureNetwork(p);
+      let networkId = await ensureNetwork(p);
       let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
+      const create = async () => {
+        try {
+          return await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile, run);
+        } catch (e) {
+          // The project's other builder stopped meanwhile and removed the network with it.
+          if (!/network .* not found/i.test(String((e as Error).message))) throw e;
+          networkId = await ensureNetwork(p);
+          return await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile, run);
+        }
+      };
       try {
-        containerId = await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile, run);
+        containerId = await create();
       } catch (e) {
         if (profile !== "privileged" || !isPrivilegeRefusal(e)) throw e;
         privilegedRefused = true;
         profile = "fallback";
         log.warn("the Docker engine refused a privileged builder; using the fallback profile (all capabilities but SYS_RESOURCE, seccomp and apparmor unconfined)", { error: (e as Error).message });
-        containerId = await createAndStart({ ...b, platform: ref.platform }, p, networkId, image.Id, volume.path, profile, run);
+        containerId = await create();
       }
       setState(b.id, "starting", { container_id: containerId, network_id: networkId, security_profile: profile, oci_runtime: p.builder_oci_runtime });
       await waitReady(socketPath, containerId);
@@ -473,6 +499,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     await deps.volumes.close(ref);
     rmSync(socketDir(b.id), { recursive: true, force: true });
     setState(b.id, "absent", { container_id: null });
+    await removeNetworkIfUnused(ref.projectId);
     log.info("builder stopped", { builder: b.id, project: ref.projectId, platform: ref.platform, reason });
   }
 
@@ -617,6 +644,12 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         if (known.has(c.Id)) continue;
         await removeContainer(c.Id);
         removed.push(c.Id);
+      }
+      // Networks of projects with no running builder: left by a crash, or by a builder that died.
+      const networks = (await docker.listNetworks({ filters: JSON.stringify({ label: [`${LABEL.appliance}=${deps.applianceId}`] }) })) as { Labels?: Record<string, string> }[];
+      for (const n of networks) {
+        const projectId = n.Labels?.[LABEL.project];
+        if (projectId) await removeNetworkIfUnused(projectId);
       }
       return { adopted, removed, lost };
     },

@@ -25,6 +25,7 @@ import { newId } from "../../src/ids.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { plainVolumeManager } from "../../src/volumes/index.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { serve } from "../support/serve.ts";
 import { intOpt, table, type Row } from "./report.ts";
@@ -91,12 +92,14 @@ try {
   rows.push(["warm reuse, p99", pct(warm, 99), pct(point, 99), "ms", 3]);
 
   // 3 + 4: through the real server.
+  let benchProject = "";
   const s = await serve(slipwayBinary(), join(work, "data"), ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
   try {
     const admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
     const post = (token: string, path: string, body: unknown) =>
       s.get(path, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
     const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name: "bench" })).json()) as { id: string };
+    benchProject = proj.id;
     const token = ((await (await post(admin, "/api/v1/tokens", { kind: "project", name: "bench", project: proj.id })).json()) as { token: string }).token;
     const admit = async () => {
       const t = performance.now();
@@ -146,11 +149,7 @@ try {
     rows.push([`trivial builds per minute (depot CLI, ${BUILDS} sequential)`, perMinute, Number.NaN, "/min", 1]);
   } finally {
     await s.stop();
-    const ours = (await docker.listContainers({ all: true, filters: JSON.stringify({ label: ["io.slipway.appliance"] }) })) as { Id: string; Labels: Record<string, string> }[];
-    for (const c of ours) if (c.Labels["io.slipway.project"] === project || c.Labels["io.slipway.org"]?.length) {
-      const info = await docker.getContainer(c.Id).inspect().catch(() => null);
-      if (info && (info.Mounts ?? []).some((mt: { Source: string }) => mt.Source.startsWith(work))) await docker.getContainer(c.Id).remove({ force: true });
-    }
+    await removeBuildersOf([project, benchProject], docker);
   }
   console.log(`\nslipway builds bench: bun ${Bun.version}; dockerd runtime image ${image}`);
   for (const line of table(["metric", "slipway", "baseline", "ratio", "target"], rows)) console.log(line);

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
 import { slipwayBinary, ROOT } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -107,13 +108,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     await gh?.stop();
     // Builders started by this appliance: stop serve, then remove them (they outlive serve by design).
     await s?.stop();
-    const bin = Bun.spawnSync(["docker", "ps", "-aq", "--filter", "label=io.slipway.appliance"]);
-    const mine = new TextDecoder().decode(bin.stdout).split("\n").filter(Boolean);
-    for (const id of mine) {
-      const inspect = Bun.spawnSync(["docker", "inspect", "-f", "{{index .Config.Labels \"io.slipway.project\"}}", id]);
-      const project = new TextDecoder().decode(inspect.stdout).trim();
-      if (Object.values(ids).includes(project)) Bun.spawnSync(["docker", "rm", "-f", id]);
-    }
+    await removeBuildersOf(Object.values(ids));
     rmSync(work, { recursive: true, force: true });
   });
 

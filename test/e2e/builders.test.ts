@@ -59,6 +59,8 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     return { id, org };
   };
   const ours = async () => (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`] }) })) as { Id: string; State: string; Labels: Record<string, string> }[];
+  const projectNetworks = async (projectId: string) =>
+    (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`, `${BUILDER_LABELS.project}=${projectId}`] }) })) as { Id: string }[];
   let m: BuilderManager;
   let A: { id: string; org: string };
   let B: { id: string; org: string };
@@ -229,6 +231,13 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     while (Date.now() < deadline && m.list(B.id)[0]!.state !== "absent") await Bun.sleep(200);
     expect(m.list(B.id)[0]!.state).toBe("absent");
     expect((await ours()).filter((c) => c.Labels[BUILDER_LABELS.project] === B.id)).toHaveLength(0);
+    // Its network went with its last builder (Docker has room for ~30 bridge networks), and comes back with the next start.
+    expect(await projectNetworks(B.id)).toHaveLength(0);
+    await m.acquire({ projectId: B.id, platform: native }, "idle-2");
+    expect(await projectNetworks(B.id)).toHaveLength(1);
+    m.release("idle-2");
+    await m.stop({ projectId: B.id, platform: native }, "test");
+    expect(await projectNetworks(B.id)).toHaveLength(0);
     idleMs.delete(B.id);
   }, 60_000);
 
@@ -267,6 +276,9 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(next.ready({ projectId: A.id, platform: native })?.socketPath).toBe(ra.socket_path!);
     const left = await ours();
     expect(left.map((c) => c.Id)).toEqual([ra.container_id!]);
+    // B's network outlived its builder (a crash): reconcile removed it; A's stays with A's builder.
+    expect(await projectNetworks(B.id)).toHaveLength(0);
+    expect(await projectNetworks(A.id)).toHaveLength(1);
     expect(left.every((c) => c.Labels[BUILDER_LABELS.project] === A.id)).toBe(true);
     m = next;
   }, 180_000);

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { freePort, serve, type Served } from "../support/serve.ts";
 
@@ -73,9 +74,7 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
   afterAll(async () => {
     await s?.stop();
     registry?.kill();
-    for (const c of (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`io.slipway.project=${project}`] }) })) as { Id: string }[]) {
-      await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {});
-    }
+    await removeBuildersOf([project], docker);
     rmSync(work, { recursive: true, force: true });
   });
 
