@@ -11,7 +11,7 @@
  * frames written while it runs stay behind, SQLite restarts the WAL only after a checkpoint that
  * left none, and with no checkpoint of its own the server's WAL grew without bound (617 MB after
  * 4,000 build admissions, every read slower for searching it). So the server's connection keeps
- * SQLite's automatic checkpoint at `maxWalFrames` (4,000 frames, 16 MiB) as a safety net: the
+ * SQLite's automatic checkpoint at `maxWalFrames` (16,000 frames, 64 MiB) as a safety net: the
  * worker keeps the WAL far below that whenever writes pause, and under writes that never pause
  * the server's own checkpoint, having only what the worker has not copied yet, completes and the
  * WAL starts over.
@@ -89,7 +89,7 @@ export async function startCheckpointer(db: Database, file: string, opts: Checkp
     throw new Error("the WAL checkpoint worker did not start");
   }
   // The safety net, far above what the worker leaves behind a writer that pauses now and then.
-  db.run(`PRAGMA wal_autocheckpoint = ${opts.maxWalFrames ?? 4000}`);
+  db.run(`PRAGMA wal_autocheckpoint = ${opts.maxWalFrames ?? 16_000}`);
   // A WAL that did grow (a burst of writes) is cut back to this size when it starts over.
   db.run("PRAGMA journal_size_limit = 67108864");
 
