@@ -95,12 +95,17 @@ export async function startCheckpointer(db: Database, file: string, opts: Checkp
 
   let stopping = false;
   let inFlight: Promise<Reply> | null = null;
+  let lastCheckpointed = -1;
   const checkpoint = (): Promise<Reply> =>
     (inFlight ??= ask({ type: "checkpoint" }).then((r) => {
       inFlight = null;
-      // Writes came in during the pass: go again at once, so each pass only has what was
-      // written during the one before and a pause of the writer is enough to finish.
-      if (!failed && !stopping && r.type === "checkpointed" && (r.checkpointed ?? 0) < (r.log ?? 0)) void checkpoint();
+      const done = r.checkpointed ?? 0;
+      // Writes came in during the pass: go again at once, so each pass only has what was written
+      // during the one before and a pause of the writer is enough to finish. Only while passes
+      // make progress: one held back by a long reader waits for the interval instead of spinning.
+      const progressed = done !== lastCheckpointed;
+      lastCheckpointed = done;
+      if (!failed && !stopping && r.type === "checkpointed" && done < (r.log ?? 0) && progressed) void checkpoint();
       return r;
     }));
   const timer = setInterval(() => void (failed || checkpoint()), opts.intervalMs ?? 1000);
