@@ -164,6 +164,17 @@ describe("authenticate", () => {
     expect(lastUsed()).toBe("2030-05-05T10:01:01.000Z");
   });
 
+  test("build tokens are not touched (their build's health reports say when it was last heard from)", async () => {
+    bootstrapToken();
+    const org = (db.query("SELECT id FROM organizations LIMIT 1").get() as { id: string }).id;
+    db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES ('prj_t', ?, 't', ?)").run(org, new Date().toISOString());
+    db.query("INSERT INTO builds (id, project_id, org_id, status, started_by, options, created_at, deadline_at) VALUES ('bld_t', 'prj_t', ?, 'created', 'test', '[]', ?, ?)").run(org, new Date().toISOString(), new Date(Date.now() + 3600_000).toISOString());
+    const token = generateToken("build");
+    db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at) VALUES ('tok_b', 'build', ?, 'b', 'prj_t', 'bld_t', ?)").run(hashToken(token), new Date().toISOString());
+    expect(await authServiceFactory({ db }).authenticate(`Bearer ${token}`)).toMatchObject({ kind: "build-token", buildId: "bld_t", projectId: "prj_t" });
+    expect((db.query("SELECT last_used_at FROM api_tokens WHERE id = 'tok_b'").get() as { last_used_at: string | null }).last_used_at).toBeNull();
+  });
+
   test("a failed authentication does not touch last_used_at", async () => {
     const token = bootstrapToken();
     db.query("UPDATE api_tokens SET revoked_at = ?").run(new Date().toISOString());

@@ -73,7 +73,9 @@ export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
     const row = byHash.get(hashToken(token)) as TokenRow | null;
     const t = now();
     if (!row || row.revoked_at || (row.expires_at && Date.parse(row.expires_at) <= t.getTime())) throw invalid();
-    if (!row.last_used_at || t.getTime() - Date.parse(row.last_used_at) > LAST_USED_RESOLUTION_MS) touch.run(t.toISOString(), row.id);
+    // Build tokens live as long as their build, whose health reports say when it was last heard
+    // from; touching each on first use was a write per build admission.
+    if (row.kind !== "build" && (!row.last_used_at || t.getTime() - Date.parse(row.last_used_at) > LAST_USED_RESOLUTION_MS)) touch.run(t.toISOString(), row.id);
     switch (row.kind) {
       case "user":
         return userActor(row.user_id!, row.id);

@@ -457,8 +457,13 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     return b && (b.state === "ready" || b.state === "idle") && b.container_id && b.socket_path ? toReady(b) : null;
   }
 
+  /** An idle builder becomes ready; a ready one is written again only once a second (a write per
+   * build admission was a third of the admission's commits). */
   function markUsed(ready: ReadyBuilder) {
-    db.query("UPDATE builders SET state = 'ready', last_used_at = ?, updated_at = ? WHERE id = ? AND state IN ('ready', 'idle')").run(now().toISOString(), now().toISOString(), ready.builderId);
+    const t = now();
+    const b = db.query("SELECT state, last_used_at FROM builders WHERE id = ?").get(ready.builderId) as Pick<BuilderRow, "state" | "last_used_at"> | null;
+    if (b?.state === "ready" && b.last_used_at && t.getTime() - Date.parse(b.last_used_at) < 1000) return;
+    db.query("UPDATE builders SET state = 'ready', last_used_at = ?, updated_at = ? WHERE id = ? AND state IN ('ready', 'idle')").run(t.toISOString(), t.toISOString(), ready.builderId);
   }
 
   function scheduleIdle(ref: BuilderRef) {

@@ -124,12 +124,17 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   /** Ends an active build once: status, time, error; then the router and the builders. */
   function end(id: string, status: Exclude<BuildStatus, "created" | "running">, error: string | null, actor: string): boolean {
     const t = now().toISOString();
-    const changed = db.query(`UPDATE builds SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN ('created', 'running')`).run(status, error?.slice(0, 64 * 1024) ?? null, t, id).changes;
-    if (changed === 0) return false;
-    const b = get(id);
+    // The status change and its audit record: one commit.
+    const b = db.transaction(() => {
+      const changed = db.query(`UPDATE builds SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN ('created', 'running')`).run(status, error?.slice(0, 64 * 1024) ?? null, t, id).changes;
+      if (changed === 0) return null;
+      const ended = get(id);
+      deps.audit.record({ orgId: ended.org_id, actor, action: `build.${status}`, target: id, details: { project_id: ended.project_id, ...(error ? { error: error.slice(0, 500) } : {}) } });
+      return ended;
+    })();
+    if (!b) return false;
     deps.router.buildEnded(id);
     deps.builders.release(id);
-    deps.audit.record({ orgId: b.org_id, actor, action: `build.${status}`, target: id, details: { project_id: b.project_id, ...(error ? { error: error.slice(0, 500) } : {}) } });
     log.info("build ended", { build: id, project: b.project_id, status });
     return true;
   }
@@ -225,18 +230,26 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       if (!ACTIVE.has(get(id).status)) throw new PreconditionError(`build ${id} ended`);
       const t = now();
       const lifetimeMs = Math.max(60_000, Date.parse(b.deadline_at) - t.getTime() + CERT_MARGIN_MS);
-      const cert = await deps.pki.issueBuildClientCertificate({ orgId: b.org_id, projectId: b.project_id, buildId: id, platform, lifetimeMs, requester: actorLabel(actor) });
-      db.transaction(() => {
-        db.query("INSERT INTO build_certificates (serial, build_id, platform, not_after, created_at) VALUES (?, ?, ?, ?, ?)").run(cert.serial, id, platform, cert.notAfter.toISOString(), t.toISOString());
-        const platforms = new Set(JSON.parse(get(id).platforms) as string[]);
-        platforms.add(platform);
-        db.query("UPDATE builds SET status = 'running', started_at = coalesce(started_at, ?), platforms = ?, last_health_at = coalesce(last_health_at, ?) WHERE id = ? AND status IN ('created', 'running')").run(
-          t.toISOString(),
-          JSON.stringify([...platforms]),
-          t.toISOString(),
-          id,
-        );
-      })();
+      // The certificate, its audit record and the build's record of it are one commit.
+      const cert = await deps.pki.issueBuildClientCertificate({
+        orgId: b.org_id,
+        projectId: b.project_id,
+        buildId: id,
+        platform,
+        lifetimeMs,
+        requester: actorLabel(actor),
+        onIssued: ({ serial, notAfter }) => {
+          db.query("INSERT INTO build_certificates (serial, build_id, platform, not_after, created_at) VALUES (?, ?, ?, ?, ?)").run(serial, id, platform, notAfter.toISOString(), t.toISOString());
+          const platforms = new Set(JSON.parse(get(id).platforms) as string[]);
+          platforms.add(platform);
+          db.query("UPDATE builds SET status = 'running', started_at = coalesce(started_at, ?), platforms = ?, last_health_at = coalesce(last_health_at, ?) WHERE id = ? AND status IN ('created', 'running')").run(
+            t.toISOString(),
+            JSON.stringify([...platforms]),
+            t.toISOString(),
+            id,
+          );
+        },
+      });
       return { kind: "active", endpoint: deps.buildEndpoint.endpoint, serverName: deps.buildEndpoint.serverName, certPem: cert.certPem, keyPem: cert.keyPem!, caPem: deps.pki.trustedRootsPem(), serial: cert.serial };
     },
 

@@ -83,6 +83,9 @@ export interface BuildCertRequest {
    * generated and returned once. */
   csrPem?: string;
   requester: string;
+  /** Runs in the transaction that records the issuance (the caller's own record of the
+   * certificate): if it throws, nothing of the issuance is kept. */
+  onIssued?: (issued: { serial: string; notAfter: Date }) => void;
 }
 
 export interface IssuedBuildCert {
@@ -211,7 +214,7 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
       const notAfter = new Date(Math.min(t + req.lifetimeMs, signer.notAfter.getTime()));
       const notBefore = new Date(t - BACKDATE_MS);
       const cert = signLeaf(signer, { serial, subject, spki: spki ?? fresh!.spki, notBefore, notAfter, usage: req.usage, names: req.names });
-      // One commit for the issuance and its audit record: half the WAL frames of two.
+      // One commit for the issuance, its audit record and the caller's record of it.
       db.transaction(() => {
         db.query(
           `INSERT INTO certificate_issuances (serial, ca_id, usage, subject, names, not_before, not_after, requester, created_at)
@@ -271,15 +274,16 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
       const lifetimeMs = Math.min(req.lifetimeMs, maxClientCertLifetimeMs);
       const leafReq: LeafRequest = { issuer: "build-client", usage: "client", commonName: "", names: { uri: [uri] }, lifetimeMs, requester: req.requester };
       const csrKey = req.csrPem ? await csrPublicKey(req.csrPem) : null;
-      const signed = await sign(leafReq, csrKey, subject, (serial, notAfter) =>
+      const signed = await sign(leafReq, csrKey, subject, (serial, notAfter) => {
         audit?.record({
           orgId: req.orgId,
           actor: req.requester,
           action: "certificate.issue",
           target: serial,
           details: { usage: "client", build_id: req.buildId, project_id: req.projectId, platform: req.platform, not_after: notAfter.toISOString(), from_csr: csrKey !== null },
-        }),
-      );
+        });
+        req.onIssued?.({ serial, notAfter });
+      });
       return { ...signed, keyPem: signed.keyPem, uri };
     },
 

@@ -71,6 +71,26 @@ describe("per-build client certificates", () => {
     expect(JSON.stringify(db.query("SELECT * FROM certificate_issuances").all())).not.toContain("PRIVATE KEY");
   });
 
+  test("the caller's record joins the issuance's transaction: when it fails, nothing of the issuance is kept", async () => {
+    const count = () => (db.query("SELECT (SELECT count(*) FROM certificate_issuances) + (SELECT count(*) FROM audit_log) AS n").get() as { n: number }).n;
+    const before = count();
+    let seen = "";
+    await expect(
+      pki.issueBuildClientCertificate({
+        ...req,
+        onIssued: ({ serial }) => {
+          seen = serial;
+          throw new Error("the build ended meanwhile");
+        },
+      }),
+    ).rejects.toThrow("the build ended meanwhile");
+    expect(seen).toMatch(/^[0-9a-f]{32}$/);
+    expect(count()).toBe(before);
+    const ok = await pki.issueBuildClientCertificate({ ...req, onIssued: ({ serial }) => void (seen = serial) });
+    expect(seen).toBe(ok.serial);
+    expect(count()).toBe(before + 2); // the issuance and its audit record
+  });
+
   test("from a CSR: the client's key is certified, no key is returned", async () => {
     const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=ignored", keys, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } });
