@@ -112,7 +112,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     rmSync(work, { recursive: true, force: true });
   });
 
-  test("the depot CLI builds RUN steps with a cache mount; the build is listed with steps and logs; again → cached", async () => {
+  test("the depot CLI builds RUN steps with a cache mount (type=local); the build is listed with steps and logs; again (type=tar) → cached", async () => {
     const ctx = context("ok", [`RUN --mount=type=cache,target=/cache echo run >> /cache/log && echo "cache-lines $(wc -l < /cache/log)"`, `RUN echo hello-from-slipway > /hello.txt`].join("\n"));
     const out = join(work, "out");
     const first = await finished(depotBuild(tokens.A!, ids.A!, ctx, ["-o", `type=local,dest=${out}`]));
@@ -136,8 +136,12 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(logs.status).toBe(200);
     expect(logs.text).toContain("cache-lines 1");
 
-    const second = await finished(depotBuild(tokens.A!, ids.A!, ctx, ["-o", `type=local,dest=${out}`]));
+    // Again, exported as a tarball this time: the same steps, cached.
+    const tarball = join(work, "out.tar");
+    const second = await finished(depotBuild(tokens.A!, ids.A!, ctx, ["-o", `type=tar,dest=${tarball}`]));
     expect(second.code, second.log).toBe(0);
+    const fromTar = Bun.spawnSync(["tar", "-xOf", tarball, "hello.txt"]);
+    expect(new TextDecoder().decode(fromTar.stdout)).toBe("hello-from-slipway\n");
     const b2 = await latestBuild(ids.A!);
     expect(b2.id).not.toBe(b1.id);
     const steps2 = (await api(admin, "GET", `/api/v1/builds/${b2.id}/steps`)).json as { name: string; cached: boolean }[];
