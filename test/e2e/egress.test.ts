@@ -214,6 +214,20 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     await Bun.$`ip netns exec ${topo.ns.runner} iptables -A DOCKER-USER -j RETURN`.quiet(); // what Docker would restore
   });
 
+  test("a uid:N scope filters that user's connections on a shared host and no one else's", async () => {
+    egress.setHostScopes(hostId, ["uid:65534", "docker:*"], ownerActor);
+    await setPolicy({ mode: "enforce", default: "allow", rules: [["deny", "10.77.0.40"], ["deny", "blocked.test"]] });
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/", [], 65534)).toBeNull(); // nobody: in scope, denied
+    expect(await topo.curl(topo.ns.runner, "http://[fd77::40]/", [], 65534)).toBeNull();
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.11/", [], 65534)).toBe("A"); // default allow
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBe("C"); // root: not in any scope
+    expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/", [], 1000)).toBe("C"); // another user neither
+    expect(await topo.curl(topo.ns.c1, "http://10.77.0.40/")).toBeNull(); // containers still are
+    agent!.out.all.splice(0);
+    egress.setHostScopes(hostId, ["host", "docker:*"], ownerActor);
+    await applied();
+  });
+
   test("monitor mode drops nothing and reports every would-be drop once, with the hostname", async () => {
     await setPolicy({ mode: "monitor", default: "allow", rules: [["deny", "blocked.test"], ["deny", "10.77.0.11"]] });
     // -6: with both families pinned, curl's happy eyeballs would add an IPv4 attempt whenever IPv6 takes

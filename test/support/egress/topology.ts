@@ -30,8 +30,8 @@ export interface Topology {
   ns: { hub: string; runner: string; srvA: string; srvB: string; srvC: string; builder: string; dns: string; c1: string; c2: string };
   /** Creates the second container network (br-…, 172.31.0.0/24) and container c2 on it. */
   addSecondNetwork(): Promise<string>;
-  /** curl from a namespace: the body, or null when the connection failed. */
-  curl(ns: string, url: string, extra?: string[]): Promise<string | null>;
+  /** curl from a namespace (as `asUid` when given): the body, or null when the connection failed. */
+  curl(ns: string, url: string, extra?: string[], asUid?: number): Promise<string | null>;
   setZone(names: Record<string, string[]>, ttl: number): Promise<void>;
   /** iptables-save, ip6tables-save and ipset list of the runner namespace, without counters and timestamps. */
   snapshot(): Promise<{ v4: string; v6: string; sets: string }>;
@@ -135,8 +135,9 @@ export async function makeTopology(): Promise<Topology> {
         await addContainerNetwork(ns.runner, bridge2, ns.c2, "172.31.0", "fd31:");
         return bridge2;
       },
-      async curl(n, url, extra = []) {
-        const r = await run(["ip", "netns", "exec", n, "curl", "-sS", "--max-time", "2", "--connect-timeout", "1", ...extra, url]);
+      async curl(n, url, extra = [], asUid) {
+        const user = asUid === undefined ? [] : ["setpriv", `--reuid=${asUid}`, `--regid=${asUid}`, "--clear-groups"];
+        const r = await run(["ip", "netns", "exec", n, ...user, "curl", "-sS", "--max-time", "2", "--connect-timeout", "1", ...extra, url]);
         return r.code === 0 ? r.stdout : null;
       },
       async setZone(names, ttl) {
