@@ -7,7 +7,7 @@
  * the sets, and in monitor mode reports would-be drops read from NFLOG. Stopping the agent
  * leaves the rules in force (fail closed); only mode `off` or `uninstall` removes them.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { writeFileAtomic } from "../fs/atomic.ts";
 import type { Logger } from "../log/logger.ts";
@@ -20,7 +20,7 @@ import type { Compiled } from "./render.ts";
 import { pinnerFactory } from "./resolve.ts";
 import { parseScope } from "./scopes.ts";
 import type { AgentPolicy, EventReport } from "./service.ts";
-import { familyOf, cidrContains } from "./targets.ts";
+import { cidrContains, familyOf, wildcardMatches } from "./targets.ts";
 
 /** Where the agent's policy comes from (the appliance's API, or in-process for `serve`). */
 export interface PolicySource {
@@ -213,13 +213,14 @@ export async function startEgressAgent(o: AgentOptions) {
       log,
       pinned: (name) => {
         if (!policy) return null;
-        if (pinner.current(name).length) return { addrs: pinner.current(name), ttl: Math.max(1, Math.min(pinner.ttl(name), 60)) };
+        const addrs = pinner.current(name);
+        if (addrs.length) return { addrs, ttl: Math.max(1, Math.min(pinner.ttl(name), 60)) };
         return null;
       },
       /** A name a wildcard rule covers: learn it, resolve it, put it in the sets, then answer. */
       learn: async (name) => {
         if (!policy || learned.has(name)) return false;
-        const wild = policy.rules.some((r) => r.target.startsWith("*.") && name.endsWith(`.${r.target.slice(2)}`) && name.length > r.target.length - 1);
+        const wild = policy.rules.some((r) => r.target.startsWith("*.") && wildcardMatches(r.target.slice(2), name));
         if (!wild) return false;
         learned.add(name);
         await reconcile("wildcard name");
@@ -230,7 +231,7 @@ export async function startEgressAgent(o: AgentOptions) {
 
   // --- monitor events: deduplicated per (scope, source, destination), flushed once a second ---
   const pending = new Map<string, EventReport>();
-  const reported = new Map<string, number>(); // key → last report time (ms)
+  const keyOf = (e: Pick<EventReport, "action" | "scope" | "source" | "dst" | "port" | "protocol">) => `${e.action}|${e.scope}|${e.source}|${e.dst}|${e.port}|${e.protocol}`;
   function scopeOf(e: DropEvent): { scope: string; source: string } {
     for (const raw of scopes()) {
       const s = parseScope(raw);
@@ -247,26 +248,23 @@ export async function startEgressAgent(o: AgentOptions) {
     if (!familyOf(e.dst)) return;
     const { scope, source } = scopeOf(e);
     const action = e.monitor ? "would-block" : "blocked";
-    const key = `${action}|${scope}|${source}|${e.dst}|${e.port}|${e.protocol}`;
+    const key = keyOf({ action, scope, source, dst: e.dst, port: e.port, protocol: e.protocol });
     const cur = pending.get(key);
     if (cur) cur.count++;
     else pending.set(key, { action, scope, source, dst: e.dst, port: e.port, protocol: e.protocol, hostname: pinner.nameOf(e.dst), count: 1, at: new Date().toISOString() });
   };
   const flusher = setInterval(async () => {
     if (pending.size === 0) return;
-    const now = Date.now();
     const batch: EventReport[] = [];
     for (const [k, ev] of pending) {
       if (batch.length >= (o.maxEventsPerFlush ?? 200)) break;
       batch.push(ev);
       pending.delete(k);
-      reported.set(k, now);
     }
-    for (const [k, t] of reported) if (now - t > 3600_000) reported.delete(k);
     await o.source.reportEvents(batch).catch((e) => {
       log.warn("egress: could not report events; keeping them for the next try", { error: String(e) });
       for (const ev of batch) {
-        const k = `${ev.action}|${ev.scope}|${ev.source}|${ev.dst}|${ev.port}|${ev.protocol}`;
+        const k = keyOf(ev);
         const cur = pending.get(k);
         if (cur) cur.count += ev.count;
         else pending.set(k, ev);
@@ -306,5 +304,5 @@ export async function startEgressAgent(o: AgentOptions) {
 export async function uninstallEgress(o: { exec: HostExec; hostsFile: string; stateFile: string | null; instance?: string }): Promise<void> {
   await applierFactory({ exec: o.exec, ...(o.instance !== undefined ? { instance: o.instance } : {}) }).remove();
   writeHostsBlock(o.hostsFile, new Map());
-  if (o.stateFile && existsSync(o.stateFile)) (await import("node:fs")).rmSync(o.stateFile);
+  if (o.stateFile && existsSync(o.stateFile)) rmSync(o.stateFile);
 }

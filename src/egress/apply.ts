@@ -44,11 +44,11 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
   const ours = (line: string) => line.endsWith(` -j ${names.chain}`);
 
   /** Our jump lines in OUTPUT and DOCKER-USER, as saved, and whether DOCKER-USER exists. */
-  async function savedJumps(family: Family): Promise<{ lines: string[]; chains: Set<string>; text: string }> {
+  async function savedJumps(family: Family): Promise<{ lines: string[]; chains: Set<string> }> {
     const text = await must(exec, [SAVE[family], "-t", "filter"]);
     const lines = text.split("\n").filter((l) => (l.startsWith("-A OUTPUT ") || l.startsWith("-A DOCKER-USER ")) && ours(l));
     const chains = new Set(text.split("\n").filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!));
-    return { lines, chains, text };
+    return { lines, chains };
   }
 
   function wantedJumps(c: Compiled, family: Family, chains: Set<string>): string[] {

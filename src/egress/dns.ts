@@ -91,7 +91,7 @@ export function encodeAnswer(q: Question, addrs: string[], ttl: number, rcode = 
   const want = q.type === TYPE_A ? 4 : q.type === TYPE_AAAA ? 6 : 0;
   const records = rcode === 0 ? addrs.filter((a) => isIP(a) === want) : [];
   const qname = encodeName(q.name);
-  const flags = 0x8000 | (q.flags & 0x0100) | 0x0080 | 0x0400 * 0 | rcode; // QR, RD copied, RA
+  const flags = 0x8000 | (q.flags & 0x0100) | 0x0080 | rcode; // QR, RD copied, RA
   const out = [q.id >> 8, q.id & 255, flags >> 8, flags & 255, 0, 1, records.length >> 8, records.length & 255, 0, 0, 0, 0, ...qname, q.type >> 8, q.type & 255, 0, 1];
   for (const a of records) {
     const b = addrBytes(a);
@@ -179,18 +179,16 @@ export async function resolveAll(name: string, servers: string[], timeoutMs = 20
     try {
       const out: string[] = [];
       let ttl = Infinity;
-      let nx = 0;
       for (const type of [TYPE_A, TYPE_AAAA]) {
         const id = (Math.random() * 65535) | 0;
         const a = parseAnswer(await exchange(server, encodeQuery(id, name, type), timeoutMs));
-        if (a.rcode === 3) nx++;
-        else if (a.rcode !== 0) throw new Error(`DNS error ${a.rcode} for ${name} from ${server}`);
+        if (a.rcode !== 0 && a.rcode !== 3) throw new Error(`DNS error ${a.rcode} for ${name} from ${server}`);
         for (const r of a.records) {
           if (r.type === type) out.push(r.data);
           if (r.type === type || r.type === TYPE_CNAME) ttl = Math.min(ttl, r.ttl);
         }
       }
-      return { addrs: [...new Set(out)], ttl: Number.isFinite(ttl) ? ttl : nx ? 60 : 60 };
+      return { addrs: [...new Set(out)], ttl: Number.isFinite(ttl) ? ttl : 60 };
     } catch (e) {
       lastErr = e;
     }

@@ -18,12 +18,10 @@ export interface LocalAgentsOptions {
   hostsFile: string;
   nflogGroup: number;
   graceMs: number;
-  /** Runner hosts to serve (default: every one named `local`). */
-  hostIds?: string[];
 }
 
 export async function startLocalEgressAgents(o: LocalAgentsOptions): Promise<{ agents: EgressAgent[]; stop(): Promise<void> }> {
-  const ids = o.hostIds ?? o.egress.localHostIds();
+  const ids = o.egress.localHostIds();
   const agents: EgressAgent[] = [];
   for (const [i, hostId] of ids.entries()) {
     agents.push(

@@ -299,10 +299,6 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       wake();
     },
 
-    builderAddresses(): string[] {
-      return [...builders];
-    },
-
     agentPolicy(hostId: string): AgentPolicy {
       const h = service.getHost(hostId);
       const p = service.getPolicy(h.org_id);
