@@ -451,19 +451,24 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     return p;
   }
 
-  function current(ref: BuilderRef): ReadyBuilder | null {
+  /** The row of a builder that runs and is not (re)starting, or null. */
+  function currentRow(ref: BuilderRef): BuilderRow | null {
     if (starting.has(key(ref))) return null;
     const b = row(ref);
-    return b && (b.state === "ready" || b.state === "idle") && b.container_id && b.socket_path ? toReady(b) : null;
+    return b && (b.state === "ready" || b.state === "idle") && b.container_id && b.socket_path ? b : null;
+  }
+
+  function current(ref: BuilderRef): ReadyBuilder | null {
+    const b = currentRow(ref);
+    return b ? toReady(b) : null;
   }
 
   /** An idle builder becomes ready; a ready one is written again only once a second (a write per
-   * build admission was a third of the admission's commits). */
-  function markUsed(ready: ReadyBuilder) {
+   * build admission was a third of the admission's commits). `b` is its row as just read. */
+  function markUsed(b: Pick<BuilderRow, "id" | "state" | "last_used_at">) {
     const t = now();
-    const b = db.query("SELECT state, last_used_at FROM builders WHERE id = ?").get(ready.builderId) as Pick<BuilderRow, "state" | "last_used_at"> | null;
-    if (b?.state === "ready" && b.last_used_at && t.getTime() - Date.parse(b.last_used_at) < 1000) return;
-    db.query("UPDATE builders SET state = 'ready', last_used_at = ?, updated_at = ? WHERE id = ? AND state IN ('ready', 'idle')").run(t.toISOString(), t.toISOString(), ready.builderId);
+    if (b.state === "ready" && b.last_used_at && t.getTime() - Date.parse(b.last_used_at) < 1000) return;
+    db.query("UPDATE builders SET state = 'ready', last_used_at = ?, updated_at = ? WHERE id = ? AND state IN ('ready', 'idle')").run(t.toISOString(), t.toISOString(), b.id);
   }
 
   function scheduleIdle(ref: BuilderRef) {
@@ -533,10 +538,10 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       const r = { projectId: ref.projectId, platform };
       const k = key(r);
       hold(k, holder);
-      const ready = current(r);
-      if (ready) {
-        markUsed(ready);
-        return { state: "ready", builder: ready };
+      const b = currentRow(r);
+      if (b) {
+        markUsed(b);
+        return { state: "ready", builder: toReady(b) };
       }
       if (!starting.has(k) && failures.has(k)) {
         const error = failures.get(k)!;
@@ -553,9 +558,10 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       const r = { projectId: ref.projectId, platform };
       hold(key(r), holder);
       try {
-        const ready = current(r) ?? (await startOnce(r, emulated));
-        markUsed(ready);
-        return ready;
+        const b = currentRow(r);
+        if (!b) return await startOnce(r, emulated); // a start leaves it ready, just used
+        markUsed(b);
+        return toReady(b);
       } catch (e) {
         this.release(holder);
         throw e;
@@ -591,7 +597,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     /** Stops every builder of the project, crypto-erases/empties its volumes; next build starts cold. */
     async resetCache(projectId: string): Promise<{ platforms: string[] }> {
       const rows = this.list(projectId);
-      const platforms = [...new Set([...rows.map((b) => b.platform)])];
+      const platforms = rows.map((b) => b.platform); // one row per (project, platform)
       for (const platform of platforms) {
         await stopBuilder({ projectId, platform }, "cache reset");
         await deps.volumes.reset({ projectId, platform });
@@ -679,11 +685,6 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         }
       });
       stream.on("error", () => {});
-    },
-
-    /** Which security profile a start would use now (for doctor and tests). */
-    securityProfile(): SecurityProfileName {
-      return privilegedRefused ? "fallback" : "privileged";
     },
 
     /** Stops timers and the event stream. Builders keep running: the next serve adopts them. */

@@ -2,15 +2,11 @@
  * @module volumes/doctor
  * `slipway doctor`'s verdict on cache volumes: encrypted, refused (and why), or explicitly plain.
  */
+import type { Finding } from "../doctor/checks.ts";
 import { detectDmCrypt, type DmCryptSupport } from "./detect.ts";
 import { statusFor, type VolumesConfig } from "./service.ts";
 
-export interface VolumesFinding {
-  check: string;
-  status: "ok" | "warn" | "fail";
-  message: string;
-  fix?: string;
-}
+export type VolumesFinding = Finding; // the doctor's own shape
 
 export function checkVolumes(config: VolumesConfig, support: DmCryptSupport = detectDmCrypt()): VolumesFinding {
   const s = statusFor(config, support);

@@ -111,9 +111,6 @@ export interface LuksVolumeManager extends VolumeManager {
   rotateKey(ref: VolumeRef): Promise<{ generation: number }>;
   /** Start-up: bring device-mapper and mounts in line with the database. */
   reconcile(needed: VolumeRef[]): Promise<ReconcileReport>;
-  list(): { id: string; projectId: string; platform: string; sizeBytes: number; state: string; keyGeneration: number; backend: string }[];
-  /** The block device (image file or LV) under a volume, for tests and operators. */
-  devicePath(ref: VolumeRef): string | null;
 }
 
 /** Unescapes mountinfo's octal escapes (\040 for space, ...). */
@@ -493,22 +490,6 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
       const changed = Object.values(report).some((l) => l.length > 0);
       if (changed) log.info("reconciled cache volumes with the database", { ...report });
       return report;
-    },
-
-    list() {
-      return (db.query("SELECT id, project_id, platform, size_bytes, state, key_generation, backend FROM volumes ORDER BY project_id, platform").all() as Row[]).map((r) => ({
-        id: r.id,
-        projectId: r.project_id,
-        platform: r.platform,
-        sizeBytes: r.size_bytes,
-        state: r.state,
-        keyGeneration: r.key_generation,
-        backend: r.backend,
-      }));
-    },
-
-    devicePath(ref) {
-      return get(ref)?.device ?? null;
     },
   };
   return manager;
