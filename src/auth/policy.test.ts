@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { ForbiddenError, NotFoundError, UnauthenticatedError } from "../errors.ts";
 import type { Actor } from "./actor.ts";
-import { authorize, can, type Action, type Resource } from "./policy.ts";
+import { authorize, can, canManageUserToken, type Action, type Resource } from "./policy.ts";
 
 const A = "org_a";
 const B = "org_b";
@@ -146,4 +146,12 @@ describe("authorization policy matrix: builds", () => {
       expect(got).toEqual(want);
     });
   }
+});
+
+describe("user tokens", () => {
+  test("their user and the administrator manage them; no one else, whatever their roles", () => {
+    const got = Object.fromEntries(COLUMNS.map((c) => [c, canManageUserToken(ACTORS[c]!, "userA")]));
+    expect(got).toEqual({ anon: false, admin: true, ownerA: false, userA: true, ownerB: false, userB: false, tokA1: false, tokA2: false, orgTokB: false, oidcA1: false, agentA: false });
+    expect(canManageUserToken(ACTORS.userA!, null)).toBe(false);
+  });
 });

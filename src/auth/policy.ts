@@ -14,8 +14,8 @@ import { actorLabel, type Actor, type Role } from "./actor.ts";
 export type Action =
   | "appliance:admin" // create organizations and users, read the appliance-wide audit log
   | "self:read"
-  | "self:tokens"
-  | "visible:list" // list the organizations and projects this actor can see (any credential) // create, list and revoke one's own user tokens
+  | "self:tokens" // create, list and revoke one's own user tokens
+  | "visible:list" // list the organizations and projects this actor can see (any credential)
   | "org:read"
   | "org:update"
   | "member:read"
@@ -89,7 +89,8 @@ const BUILD_TOKEN: ReadonlySet<Action> = new Set(["build:read", "build:drive"]);
 
 const roleActions = (role: Role) => (role === "owner" ? OWNER : ANY_ROLE);
 
-function projectScope(actor: Actor): string[] {
+/** The projects a project-scoped credential (project token, CI OIDC) is bound to; [] for others. */
+export function projectScope(actor: Actor): string[] {
   if (actor.kind === "project-token") return [actor.projectId];
   if (actor.kind === "oidc") return actor.projects.map((p) => p.projectId);
   return [];
@@ -133,6 +134,12 @@ export function can(actor: Actor, action: Action, resource?: Resource): boolean 
     default:
       return PROJECT_SCOPED.has(action);
   }
+}
+
+/** May `actor` see and revoke a user token of `ownerUserId`? Its user, or the administrator;
+ * to anyone else the token does not exist (the caller answers 404). */
+export function canManageUserToken(actor: Actor, ownerUserId: string | null): boolean {
+  return actor.kind === "user" && (actor.userId === ownerUserId || actor.isAdmin);
 }
 
 /** Throws 401 for no credentials, 404 when the resource is not visible, 403 otherwise. */

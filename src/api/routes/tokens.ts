@@ -3,7 +3,7 @@
  * API tokens: create (the secret is in this one response only), list (metadata), revoke.
  */
 import { Elysia, t } from "elysia";
-import { authorize, type Actor } from "../../auth/index.ts";
+import { authorize, canManageUserToken, type Actor } from "../../auth/index.ts";
 import type { TokenMetadata } from "../../auth/token-service.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
 import type { IdentityContext } from "../identity.ts";
@@ -29,7 +29,7 @@ export function tokenRoutes(ctx: IdentityContext) {
   /** Who may manage a token: its user (or the administrator), or the org's/project's managers. */
   const authorizeToken = (actor: Actor, token: TokenMetadata) => {
     if (token.kind === "user") {
-      if (actor.kind === "user" && (actor.userId === token.user_id || actor.isAdmin)) return;
+      if (canManageUserToken(actor, token.user_id)) return;
       throw new NotFoundError("no such token");
     }
     if (token.kind === "org") return authorize(actor, "token:manage-org", { orgId: token.org_id! });
