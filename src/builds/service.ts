@@ -140,8 +140,9 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   }
 
 
-  function record(id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
-    const b = get(id);
+  /** `b` is the build's row as just read (nothing runs in between: bun:sqlite is synchronous). */
+  function record(b: BuildRow, batch: { steps: StepInput[]; logs: LogInput[] }): void {
+    const id = b.id;
     const upsert = db.query(
       `INSERT INTO build_steps (build_id, digest, name, cached, started_at, completed_at, error, seq)
        VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT count(*) FROM build_steps WHERE build_id = ?))
@@ -158,7 +159,8 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         if (!s.digest) continue;
         upsert.run(id, s.digest.slice(0, 200), s.name.slice(0, 4096), s.cached ? 1 : 0, s.started?.toISOString() ?? null, s.completed?.toISOString() ?? null, s.error ? s.error.slice(0, 16384) : null, id);
       }
-      let used = (byId.get(id) as BuildRow).log_bytes;
+      if (batch.logs.length === 0) return;
+      let used = b.log_bytes;
       let truncated = b.log_truncated === 1;
       for (const l of batch.logs) {
         if (truncated) break;
@@ -285,13 +287,13 @@ export function buildsServiceFactory(deps: BuildsDeps) {
 
     /** Status batches from the client: steps upserted by digest, logs appended up to the cap. */
     report(actor: Actor, id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
-      visible(actor, id, "build:drive");
-      record(id, batch);
+      record(visible(actor, id, "build:drive"), batch);
     },
 
     /** What the build endpoint saw BuildKit tell the client (Control/Status) for this build. */
     observed(id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
-      if (byId.get(id)) record(id, batch);
+      const b = byId.get(id) as BuildRow | null;
+      if (b) record(b, batch);
     },
 
     read(actor: Actor, id: string): BuildRow {

@@ -6,12 +6,13 @@
  */
 import { Elysia } from "elysia";
 import type { Actor } from "../../auth/actor.ts";
-import { authorize } from "../../auth/policy.ts";
+import { authorize, projectScope } from "../../auth/policy.ts";
 import { statusToReport, type BuildsService } from "../../builds/index.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
 import type { Logger } from "../../log/logger.ts";
 import { BuilderPlatform, BuildStatus, METHODS, PLATFORM_OF_BUILDER, type MethodName, type RpcMethod } from "../../wire/depot.ts";
 import { fromTimestamp, toTimestamp, type Msg } from "../../wire/proto.ts";
+import { readBodyLimited } from "../body.ts";
 import { requestInfo } from "../context.ts";
 import type { IdentityContext } from "../identity.ts";
 import { codecOf, ConnectError, connectErrorOf, decodeMessage, encodeMessage, endStreamFrame, frame, readFrames, unaryError, type Codec } from "./protocol.ts";
@@ -44,7 +45,8 @@ export function connectRoutes(deps: ConnectDeps) {
   const handlers: Record<Exclude<MethodName, "reportStatusStream" | "finishLogin">, Handler> = {
     async createBuild(input, { actor }) {
       const a = await actor();
-      const projectId = typeof input.projectId === "string" && input.projectId ? input.projectId : a.kind === "project-token" ? a.projectId : a.kind === "oidc" && a.projects.length === 1 ? a.projects[0]!.projectId : null;
+      const scope = projectScope(a); // a credential bound to one project implies it
+      const projectId = typeof input.projectId === "string" && input.projectId ? input.projectId : scope.length === 1 ? scope[0]! : null;
       if (!projectId) throw new InvalidInputError("project_id is required (--project, DEPOT_PROJECT_ID or depot.json)", [{ pointer: "/projectId", detail: "required" }]);
       const engine = input.requiredEngine as Msg | undefined;
       if (engine?.dagger) throw new ConnectError("unimplemented", "Slipway builders run BuildKit; Dagger engines are not available");
@@ -88,10 +90,11 @@ export function connectRoutes(deps: ConnectDeps) {
       return cancelsAt ? { cancelsAt: toTimestamp(cancelsAt) } : {};
     },
     async reportTimings(input, { actor }) {
-      const steps = (input.buildSteps as Msg[]).map((s) => {
+      // Only steps with a stable digest can be matched to BuildKit's; the rest are not kept.
+      const steps = (input.buildSteps as Msg[]).filter((s) => s.stableDigest).map((s) => {
         const started = fromTimestamp(s.startTime as Msg | undefined);
         return {
-          digest: (s.stableDigest as string | undefined) || `timing:${s.name as string}`,
+          digest: s.stableDigest as string,
           name: s.name as string,
           cached: s.cached as boolean,
           started,
@@ -99,7 +102,7 @@ export function connectRoutes(deps: ConnectDeps) {
           error: (s.error as string | undefined) ?? "",
         };
       });
-      builds.report(await actor(), nonEmpty(input.buildId, "buildId"), { steps: steps.filter((s) => !s.digest.startsWith("timing:")), logs: [] });
+      builds.report(await actor(), nonEmpty(input.buildId, "buildId"), { steps, logs: [] });
       return {};
     },
     async reportStatus(input, { actor }) {
@@ -156,14 +159,6 @@ export function connectRoutes(deps: ConnectDeps) {
     }
   }
 
-  async function readUnary(request: Request): Promise<Uint8Array> {
-    const declared = Number(request.headers.get("content-length") ?? "0");
-    if (declared > deps.maxMessageBytes) throw new ConnectError("resource_exhausted", `request of ${declared} bytes exceeds the limit of ${deps.maxMessageBytes}`);
-    const buf = new Uint8Array(await request.arrayBuffer());
-    if (buf.length > deps.maxMessageBytes) throw new ConnectError("resource_exhausted", `request exceeds the limit of ${deps.maxMessageBytes} bytes`);
-    return buf;
-  }
-
   const fail = (request: Request, method: RpcMethod, e: unknown) => {
     const info = requestInfo(request);
     const { code, message, unexpected } = connectErrorOf(e);
@@ -175,7 +170,7 @@ export function connectRoutes(deps: ConnectDeps) {
     const codec = codecOf(request.headers.get("content-type"), false);
     if (!codec) return unaryError("invalid_argument", "Content-Type must be application/proto or application/json", requestInfo(request).id);
     try {
-      const input = decodeMessage(method.input, codec, await readUnary(request));
+      const input = decodeMessage(method.input, codec, await readBodyLimited(request, deps.maxMessageBytes));
       const output = await handlers[name](input, { request, actor: () => ctx.actorOf(request) });
       return new Response(encodeMessage(method.output, codec, output), { status: 200, headers: { "content-type": codec === "proto" ? "application/proto" : "application/json" } });
     } catch (e) {
