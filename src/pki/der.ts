@@ -8,7 +8,7 @@ import { isIPv4, isIPv6 } from "node:net";
 
 export type Der = Uint8Array;
 
-const cat = (parts: Der[]): Der => {
+export const cat = (parts: Der[]): Der => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
   for (const p of parts) {
@@ -33,7 +33,6 @@ export const seq = (...items: Der[]) => tlv(0x30, ...items);
 export const set = (...items: Der[]) => tlv(0x31, ...items);
 /** Explicit context tag [n] (constructed). */
 export const explicit = (n: number, inner: Der) => tlv(0xa0 | n, inner);
-export const bool = (v: boolean) => Uint8Array.of(0x01, 0x01, v ? 0xff : 0x00);
 export const octets = (b: Der) => tlv(0x04, b);
 export const bits = (b: Der, unused = 0) => tlv(0x03, Uint8Array.of(unused), b);
 export const utf8 = (s: string) => tlv(0x0c, new TextEncoder().encode(s));

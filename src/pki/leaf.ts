@@ -7,7 +7,7 @@
  */
 import * as der from "./der.ts";
 import { createHash, createPrivateKey, generateKeyPairSync, sign as signDer, type KeyObject } from "node:crypto";
-import { BACKDATE_MS, x509, type LeafNames, type LeafUsage } from "./x509.ts";
+import { x509, type LeafNames, type LeafUsage } from "./x509.ts";
 
 const ECDSA_SHA256 = "1.2.840.10045.4.3.2";
 
@@ -72,11 +72,7 @@ function fixedExtensions(usage: LeafUsage): Uint8Array {
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
     new x509.ExtendedKeyUsageExtension([usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth], false),
   ];
-  const parts = exts.map((e) => new Uint8Array(e.rawData));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) (out.set(p, o), (o += p.length));
-  return out;
+  return der.cat(exts.map((e) => new Uint8Array(e.rawData)));
 }
 
 const ext = (id: string, value: Uint8Array) => der.seq(der.oid(id), der.octets(value));
@@ -138,4 +134,3 @@ export function yieldingQueue(budgetMs = 0.5) {
   };
 }
 
-export { BACKDATE_MS };

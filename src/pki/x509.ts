@@ -26,10 +26,6 @@ export async function importSigningKey(pkcs8: Uint8Array): Promise<CryptoKey> {
   return crypto.subtle.importKey("pkcs8", pkcs8 as Uint8Array<ArrayBuffer>, EC_ALG, false, ["sign"]);
 }
 
-export function pemPrivateKey(pkcs8: Uint8Array): string {
-  return x509.PemConverter.encode(pkcs8.buffer as ArrayBuffer, "PRIVATE KEY");
-}
-
 /** 128 random bits, top bit clear so the DER INTEGER stays positive and 16 bytes long. */
 export function randomSerial(): string {
   const b = crypto.getRandomValues(new Uint8Array(16));
@@ -57,24 +53,6 @@ export interface LeafNames {
   dns?: string[];
   ip?: string[];
   uri?: string[];
-}
-
-/** serverAuth only on server certificates, clientAuth only on client certificates. */
-export async function leafExtensions(publicKey: CryptoKey, issuerPublicKey: CryptoKey, usage: LeafUsage, names: LeafNames): Promise<x509.Extension[]> {
-  const sans: x509.JsonGeneralName[] = [
-    ...(names.dns ?? []).map((value) => ({ type: "dns" as const, value })),
-    ...(names.ip ?? []).map((value) => ({ type: "ip" as const, value })),
-    ...(names.uri ?? []).map((value) => ({ type: "url" as const, value })),
-  ];
-  const ext: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth], false),
-    await x509.SubjectKeyIdentifierExtension.create(publicKey),
-    await x509.AuthorityKeyIdentifierExtension.create(issuerPublicKey),
-  ];
-  if (sans.length > 0) ext.push(new x509.SubjectAlternativeNameExtension(sans, false));
-  return ext;
 }
 
 export { x509 };
