@@ -11,14 +11,13 @@ import { tokensServiceFactory } from "../auth/token-service.ts";
 import { dispatch, required } from "../client/cli.ts";
 import { UsageError } from "../errors.ts";
 import { USERNAME_PATTERN, orgsServiceFactory } from "../orgs/service.ts";
-import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, printJson, type Command, type CommandContext } from "./command.ts";
+import { EXIT_OK, SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS, printJson, type Command, type CommandContext } from "./command.ts";
 import { openDataDir } from "./offline.ts";
 
 /** How the audit log names these commands. */
 const ACTOR = "cli:admin";
 /** The API's rule for usernames (POST /api/v1/users). */
 const USERNAME = new RegExp(USERNAME_PATTERN);
-const SERVER_FLAGS = ["config", "data-dir", "set"];
 
 function openDb(ctx: CommandContext): Database {
   return openDataDir(ctx).db;

@@ -11,9 +11,8 @@ import { dispatch, str } from "../client/cli.ts";
 import { dockerSocketPath } from "../doctor/checks.ts";
 import { UsageError } from "../errors.ts";
 import { createLogger } from "../log/logger.ts";
-import { EXIT_FAILED, EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, printJson, type Command, type CommandContext } from "./command.ts";
+import { EXIT_FAILED, EXIT_OK, SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, printJson, type Command, type CommandContext } from "./command.ts";
 
-const SERVER_FLAGS = ["config", "data-dir", "set"];
 
 function service(ctx: CommandContext) {
   const docker = new Docker({ socketPath: dockerSocketPath(ctx.env) });

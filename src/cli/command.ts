@@ -63,6 +63,8 @@ export const SERVER_OPTIONS: OptionSpec = {
   "data-dir": { type: "string" },
   set: { type: "string", multiple: true },
 };
+/** Their names, for subcommands that list the options they accept. */
+export const SERVER_FLAGS = Object.keys(SERVER_OPTIONS);
 export const SERVER_HELP: Record<string, string> = {
   config: "config file (default /etc/slipway/slipway.toml as root, else $XDG_CONFIG_HOME/slipway/slipway.toml; env SLIPWAY_CONFIG)",
   "data-dir": "data directory (overrides data.dir)",

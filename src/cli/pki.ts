@@ -11,10 +11,9 @@ import { dispatch } from "../client/cli.ts";
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fs/atomic.ts";
 import { pkiServiceFactory } from "../pki/index.ts";
-import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, printJson, type Command, type CommandContext } from "./command.ts";
+import { EXIT_OK, SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS, printJson, type Command, type CommandContext } from "./command.ts";
 import { existingSealer, openDataDir } from "./offline.ts";
 
-const SERVER_FLAGS = ["config", "data-dir", "set"];
 const ACTOR = "cli:pki";
 
 async function withPki<T>(ctx: CommandContext, fn: (pki: ReturnType<typeof pkiServiceFactory>, dataDir: string, db: ReturnType<typeof openDataDir>["db"]) => Promise<T>): Promise<T> {

@@ -9,7 +9,7 @@
  * (SLIPWAY_SERVER / SLIPWAY_TOKEN / SLIPWAY_CACERT) > this file. The saved token and CA are only
  * used for the saved server: `--server` naming another server never receives the saved token.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import type { ClientOptions } from "../config/client.ts";
@@ -77,10 +77,6 @@ export function writeClientConfig(env: Env, config: SavedClientConfig): string {
   return path;
 }
 
-export function removeClientConfig(env: Env): void {
-  rmSync(clientConfigPath(env), { force: true });
-}
-
 /** Same scheme, host and port (and path, ignoring a trailing slash). */
 export function sameServer(a: string, b: string): boolean {
   try {
@@ -107,10 +103,6 @@ export interface Connection {
   server: string;
   token: string | undefined;
   caPem: string | undefined;
-  /** The saved config, when one exists (whether or not it was used). */
-  saved: SavedClientConfig | null;
-  /** Whether the saved config describes this same server (its token and CA may be used). */
-  usesSaved: boolean;
 }
 
 export const NOT_LOGGED_IN = "not logged in: run 'slipway login --server URL' (or pass --server and --token)";
@@ -124,5 +116,5 @@ export function resolveConnection(client: ClientOptions, env: Env, opts: { requi
   const token = client.token ?? (usesSaved ? saved.token : undefined);
   const caPem = client.cacert !== undefined ? readCaFile(client.cacert, env.SLIPWAY_CACERT === client.cacert ? "SLIPWAY_CACERT" : "--cacert") : usesSaved ? saved.cacert_pem : undefined;
   if ((opts.requireToken ?? true) && !token) throw new UsageError(NOT_LOGGED_IN);
-  return { server, token, caPem, saved, usesSaved };
+  return { server, token, caPem };
 }
