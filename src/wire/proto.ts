@@ -28,7 +28,11 @@ export interface MapType {
 /** Decoded messages are plain objects keyed by field name (camelCase as declared). */
 export type Msg = Record<string, unknown>;
 
-export const message = (name: string, fields: () => Field[]): MessageType => ({ kind: "message", name, fields });
+/** `fields` is a thunk so messages can refer to each other; it runs once, on first use. */
+export const message = (name: string, fields: () => Field[]): MessageType => {
+  let memo: Field[] | undefined;
+  return { kind: "message", name, fields: () => (memo ??= fields()) };
+};
 export const map = (value: Scalar = "string"): MapType => ({ kind: "map", key: "string", value });
 
 // ---- reading ----
@@ -126,10 +130,17 @@ function readScalar(r: Reader, type: Scalar, wire: number): unknown {
 
 const PACKABLE = new Set<Scalar>(["bool", "int32", "int64", "uint32", "uint64", "enum"]);
 
+const byNumber = new WeakMap<MessageType, Map<number, Field>>();
+function fieldsByNumber(type: MessageType, fields: Field[]): Map<number, Field> {
+  let m = byNumber.get(type);
+  if (!m) byNumber.set(type, (m = new Map(fields.map((f) => [f.no, f]))));
+  return m;
+}
+
 export function decode(type: MessageType, buf: Uint8Array, depth = 0): Msg {
   if (depth > 32) throw new ProtoError("message nested too deeply");
   const fields = type.fields();
-  const byNo = new Map(fields.map((f) => [f.no, f]));
+  const byNo = fieldsByNumber(type, fields);
   const out: Msg = {};
   for (const f of fields) out[f.name] = zero(f);
   const r = new Reader(buf);
