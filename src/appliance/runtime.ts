@@ -26,7 +26,6 @@ import { MetricsRegistry, registerProcessMetrics } from "../metrics/registry.ts"
 import { buildRouterFactory, type BuildRouter } from "../router/index.ts";
 import { VERSION } from "../version.ts";
 import Docker from "dockerode";
-import { join } from "node:path";
 import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
@@ -135,6 +134,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       onError: (message) => log.warn("WAL checkpoint worker failed; checkpointing on the main thread again", { error: message }),
     });
     const publicUrl = s.public_url ?? defaultPublicUrl(listen.port, https);
+    const audit = auditServiceFactory({ db: state.db });
 
     // 3. TLS.
     let tls: { cert: string; key: string } | undefined;
@@ -146,7 +146,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       const leaf = await state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: names.dns[names.dns.length - 1] ?? "localhost", names, lifetimeMs: SERVER_CERT_LIFETIME, requester: "appliance:api-server" });
       tls = { cert: leaf.chainPem, key: leaf.keyPem };
       certNotAfter = leaf.notAfter;
-      auditServiceFactory({ db: state.db }).record({
+      audit.record({
         actor: "appliance",
         action: "certificate.issue",
         target: leaf.serial,
@@ -201,7 +201,6 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
 
     // 4b. Builders, builds and the build endpoint. builds → router stays one-way: the router is
     //     handed the lookup (serial → active build → ready builder) and told when builds end.
-    const audit = auditServiceFactory({ db: state.db });
     const docker = new Docker({ socketPath: config.builders.docker_socket });
     let builds: BuildsService | null = null;
     const egress = egressServiceFactory({

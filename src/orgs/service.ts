@@ -90,8 +90,11 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
     },
 
     update(orgId: string, patch: { name?: string }, actor: Actor): Organization {
-      if (patch.name !== undefined) db.query("UPDATE organizations SET name = ? WHERE id = ?").run(patch.name, orgId);
-      audit.record({ orgId, actor, action: "org.update", target: orgId, details: patch });
+      // The change and its audit record commit together, as everywhere else in this service.
+      db.transaction(() => {
+        if (patch.name !== undefined) db.query("UPDATE organizations SET name = ? WHERE id = ?").run(patch.name, orgId);
+        audit.record({ orgId, actor, action: "org.update", target: orgId, details: patch });
+      })();
       return this.get(orgId);
     },
 

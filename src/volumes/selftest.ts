@@ -18,7 +18,7 @@ import { createLogger } from "../log/logger.ts";
 import { createSealer } from "../secrets/index.ts";
 import { cryptsetup } from "./cryptsetup.ts";
 import { unwrapVolumeKey } from "./keys.ts";
-import { luksVolumeManager, MAPPER_PREFIX, type LuksVolumeManager } from "./luks.ts";
+import { luksVolumeManager, MAPPER_PREFIX } from "./luks.ts";
 import type { VolumeRef } from "./types.ts";
 
 const MiB = 1024 * 1024;

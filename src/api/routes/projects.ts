@@ -3,7 +3,7 @@
  * Projects and their settings.
  */
 import { Elysia, t } from "elysia";
-import { authorize, type Actor } from "../../auth/index.ts";
+import { authorize } from "../../auth/index.ts";
 import type { IdentityContext } from "../identity.ts";
 
 const Settings = {
