@@ -15,8 +15,7 @@ import { serve, type CommandResult, type Served } from "../support/serve.ts";
 
 setDefaultTimeout(30_000); // each test runs the binary a dozen times, ~0.3 s each
 
-// Started at load time (not in beforeAll) so the device-login test can be skipped, visibly,
-// when the server does not have that endpoint yet.
+// Started at load time (not in beforeAll): every test below uses the one server.
 const bin = slipwayBinary();
 const work = mkdtempSync(join(tmpdir(), "slipway-cli-identity-"));
 const server: Served = await serve(bin, join(work, "data"));

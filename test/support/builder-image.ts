@@ -11,7 +11,6 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync,
 import { join } from "node:path";
 import Docker from "dockerode";
 import {
-  BUILDER_SOCKET_DIR,
   DOCKERD_SOCKET_NAME,
   builderImageServiceFactory,
   dockerdContainerProfile,
@@ -198,9 +197,6 @@ export async function startDockerdBuilder(image: string, baseDir: string, opts: 
     },
   };
 }
-
-/** Where the image's socket dir is inside the container (for messages). */
-export const SOCKET_IN_CONTAINER = `${BUILDER_SOCKET_DIR}/${DOCKERD_SOCKET_NAME}`;
 
 /**
  * A build context whose base is a static busybox (Debian's busybox-static), so RUN steps have a

@@ -90,9 +90,9 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
     secrets,
     audit,
     sessions,
-    /** Calls the app as `actor`. */
     /** The app's own handler, for requests the helpers below do not cover. */
     handle: (req: Request) => app.handle(req),
+    /** Calls the app as `actor`. */
     call(actor: ActorName, method: string, path: string, body?: unknown): Promise<Response> {
       const headers: Record<string, string> = {};
       if (actor !== "anon") headers.authorization = `Bearer ${secrets[actor]}`;
