@@ -30,7 +30,7 @@ import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderManagerFactory } from "../builders/index.ts";
+import { builderManagerFactory, exporterCheckFactory } from "../builders/index.ts";
 import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
@@ -238,6 +238,13 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       metrics,
     });
     const activeRouter = router;
+    const builderImages = builderImageServiceFactory({ docker, log });
+    const configuredBuilderImage = configuredImage(config.builders);
+    const exporters = exporterCheckFactory({
+      runtime: config.builders.runtime,
+      containerdStore: config.builders.dockerd_containerd_store,
+      suiteOf: async () => (await builderImages.inspect(configuredBuilderImage.image)).suite ?? null,
+    });
     builds = buildsServiceFactory({
       db: state.db,
       pki: state.pki,
@@ -250,6 +257,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       healthTimeoutMs: config.builds.health_timeout_seconds * 1000,
       logMaxBytes: config.builds.log_max_bytes,
       cancelGraceMs: config.builds.cancel_grace_seconds * 1000,
+      exporters,
     });
     const buildsService = builds;
     const sweeper = setInterval(() => {
@@ -268,10 +276,11 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       // Volumes second: keep open exactly what the adopted builders use.
       await volumes.reconcile(builders.running());
       await builders.watch();
+      await exporters.refresh();
     } else {
       log.warn("the Docker engine is not reachable: builds cannot run until it is", { socket: config.builders.docker_socket, error: engine.error });
     }
-    health.register(builderImageHealthCheck(builderImageServiceFactory({ docker, log }), configuredImage(config.builders)));
+    health.register(builderImageHealthCheck(builderImages, configuredBuilderImage));
     health.register({
       name: "builders:docker",
       run: async () => {

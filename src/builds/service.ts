@@ -49,6 +49,7 @@ export interface BuildOptionSet {
   outputs: { kind: string; attributes: Record<string, string> }[];
   push: boolean;
   load: boolean;
+  save?: boolean;
   target?: string;
 }
 
@@ -90,6 +91,8 @@ export interface BuildsDeps {
   logMaxBytes: number;
   /** A cancelled build whose client never finishes it is ended after this grace. */
   cancelGraceMs?: number;
+  /** Refuses options whose exporters the builders lack (builders/exporters); none: all allowed. */
+  exporters?: { refusal(options: readonly BuildOptionSet[]): string | null };
   now?: () => Date;
 }
 
@@ -191,6 +194,8 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         throw new NotFoundError("no such project");
       }
       authorize(actor, "build:run", { orgId: p.org_id, projectId: p.id });
+      const refusal = deps.exporters?.refusal(options);
+      if (refusal) throw new PreconditionError(refusal);
       const id = newId("bld");
       const t = now();
       const deadline = new Date(t.getTime() + p.build_timeout_seconds * 1000);

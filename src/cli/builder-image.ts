@@ -21,7 +21,7 @@ function service(ctx: CommandContext) {
 }
 
 async function build(ctx: CommandContext): Promise<number> {
-  const suite = str(ctx, "suite") ?? "bookworm";
+  const suite = str(ctx, "suite") ?? "trixie";
   if (!(SUITES as readonly string[]).includes(suite)) throw new UsageError(`--suite must be one of ${SUITES.join(", ")}`);
   const loaded = loadServerConfig(ctx);
   const tag = str(ctx, "tag") ?? `slipway/builder-dockerd:${suite}`;
@@ -60,14 +60,14 @@ export const builderImageCommand: Command = {
   name: "builder-image",
   summary: "builder images: assemble the dockerd image from Debian packages, load a tarball, show status",
   usage: [
-    "slipway builder-image build [--suite bookworm|trixie] [--mirror URL] [--tag REF]   (as root)",
+    "slipway builder-image build [--suite trixie|bookworm] [--mirror URL] [--tag REF]   (as root)",
     "       slipway builder-image import FILE.tar",
     "       slipway builder-image status",
   ].join("\n"),
   options: { ...SERVER_OPTIONS, suite: { type: "string" }, mirror: { type: "string" }, tag: { type: "string" } },
   optionHelp: {
     ...SERVER_HELP,
-    suite: "build: Debian suite (bookworm or trixie; default bookworm)",
+    suite: "build: Debian suite (trixie or bookworm; default trixie: bookworm's dockerd cannot export images)",
     mirror: "build: Debian archive URL (default: the host's APT sources, else http://deb.debian.org/debian)",
     tag: "build: image reference to tag (default slipway/builder-dockerd:<suite>)",
   },

@@ -60,13 +60,13 @@ export const configSchema = z
     builders: z
       .object({
         runtime: z.enum(["dockerd", "buildkitd"]).default("dockerd"),
-        dockerd_image: imageRef.default("slipway/builder-dockerd:bookworm"),
+        dockerd_image: imageRef.default("slipway/builder-dockerd:trixie"),
         buildkitd_image: imageRef.default("moby/buildkit:buildx-stable-1"),
         docker_socket: path.default("/var/run/docker.sock"),
         allow_emulation: z.boolean().default(false),
         pids_limit: z.number().int().min(64).max(4_194_304).default(16_384),
         ready_timeout_seconds: z.number().int().min(5).max(3600).default(90),
-        dockerd_containerd_store: z.boolean().default(false),
+        dockerd_containerd_store: z.boolean().default(true),
         insecure_registries: z
           .string()
           .default("")

@@ -111,7 +111,7 @@ integrationSuite("doctor against the real Docker engine", existsSync("/var/run/d
     const k = await checkBuilderImage(loaded(join(dir, "bi"), [{ key: "builders.runtime", value: "buildkitd" }, { key: "builders.buildkitd_image", value: absent }]), {}, docker);
     expect(k.fix).toContain("slipway builder-image import FILE.tar");
     const noDocker = await checkBuilderImage(loaded(join(dir, "bi")), {}, { ...docker, status: "warn" });
-    expect(noDocker.message).toBe("runtime dockerd, image slipway/builder-dockerd:bookworm: cannot check without Docker");
+    expect(noDocker.message).toBe("runtime dockerd, image slipway/builder-dockerd:trixie: cannot check without Docker");
   });
 });
 

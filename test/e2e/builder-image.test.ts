@@ -53,7 +53,7 @@ function dockerCli(): string | null {
   return null;
 }
 
-const missing = (await builderImageMissing()) ?? (dockerCli() ? null : "no docker CLI (apt-get install docker.io)") ?? (() => {
+const missing = (await builderImageMissing("bookworm")) ?? (dockerCli() ? null : "no docker CLI (apt-get install docker.io)") ?? (() => {
   try {
     busyboxPath();
     return null;
@@ -68,7 +68,7 @@ integrationSuite("dockerd builder image (debootstrap, fallback profile, /grpc)",
   let builder: RunningBuilder;
 
   beforeAll(async () => {
-    image = await ensureDockerdBuilderImage();
+    image = await ensureDockerdBuilderImage({ suite: "bookworm" });
     console.log(`  builder image ${image.ref} ${image.id.slice(0, 19)}: from ${image.source} in ${image.seconds.toFixed(1)} s`);
     svc = builderImageServiceFactory({ docker: docker(), log: silentLogger });
     builder = await startDockerdBuilder(image.ref, join(work, "b1"));

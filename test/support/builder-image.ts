@@ -25,7 +25,7 @@ import { silentLogger, type Logger } from "../../src/log/logger.ts";
 export const DOCKER_SOCK = "/var/run/docker.sock";
 /** Outside the worktree so reruns (and other checkouts on the machine) share it. */
 export const CACHE_DIR = process.env.SLIPWAY_TEST_CACHE ?? "/var/cache/slipway-test";
-export const testImageRef = (suite: Suite = "bookworm") => `slipway/builder-dockerd:test-${suite}`;
+export const testImageRef = (suite: Suite = "trixie") => `slipway/builder-dockerd:test-${suite}`;
 /** How long a test that may have to assemble the image should allow (cold: debootstrap). */
 export const BUILDER_IMAGE_TIMEOUT_MS = 15 * 60_000;
 
@@ -40,7 +40,7 @@ export interface EnsuredImage {
 }
 
 /** Why the image cannot be had here, or null. Use as integrationSuite's `missing`. */
-export async function builderImageMissing(suite: Suite = "bookworm"): Promise<string | null> {
+export async function builderImageMissing(suite: Suite = "trixie"): Promise<string | null> {
   try {
     const res = await fetch("http://docker/_ping", { unix: DOCKER_SOCK, signal: AbortSignal.timeout(3000) });
     if (!res.ok) return `GET /_ping on ${DOCKER_SOCK} answered ${res.status}`;
@@ -92,7 +92,7 @@ const memo = new Map<Suite, Promise<EnsuredImage>>();
 
 /** The dockerd builder image for `suite`, built at most once (see the module comment). */
 export function ensureDockerdBuilderImage(opts: { suite?: Suite; log?: Logger } = {}): Promise<EnsuredImage> {
-  const suite = opts.suite ?? "bookworm";
+  const suite = opts.suite ?? "trixie";
   let p = memo.get(suite);
   if (!p) {
     p = ensure(suite, opts.log ?? silentLogger);

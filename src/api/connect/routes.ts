@@ -56,6 +56,7 @@ export function connectRoutes(deps: ConnectDeps) {
         outputs: (o.outputs as Msg[]).map((x) => ({ kind: x.kind as string, attributes: x.attributes as Record<string, string> })),
         push: o.push as boolean,
         load: o.load as boolean,
+        save: o.save as boolean,
         ...(o.targetName ? { target: o.targetName as string } : {}),
       }));
       const { build, token } = builds.create(a, nonEmpty(projectId, "projectId"), options);

@@ -16,7 +16,7 @@ export const DOCKERD_DATA_ROOT = "/var/lib/docker";
 /** The entrypoint script's path inside the image. */
 export const DOCKERD_ENTRYPOINT = "/usr/local/bin/slipway-dockerd-entrypoint";
 
-export const DEFAULT_DOCKERD_IMAGE = "slipway/builder-dockerd:bookworm";
+export const DEFAULT_DOCKERD_IMAGE = "slipway/builder-dockerd:trixie";
 export const DEFAULT_BUILDKITD_IMAGE = "moby/buildkit:buildx-stable-1";
 
 export const SUITES = ["bookworm", "trixie"] as const;

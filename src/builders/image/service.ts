@@ -261,7 +261,7 @@ export function builderImageServiceFactory(deps: BuilderImageDeps): BuilderImage
   }
 
   async function build(opts: BuildOptions = {}): Promise<BuiltImage> {
-    const suite = opts.suite ?? "bookworm";
+    const suite = opts.suite ?? "trixie";
     if (!SUITES.includes(suite)) throw new InvalidInputError(`unknown suite '${suite}': expected one of ${SUITES.join(", ")}`, [{ pointer: "/suite", detail: "unknown suite" }]);
     const mirror = validateMirror(opts.mirror ?? defaultMirror());
     const ref = opts.tag ?? `slipway/builder-dockerd:${suite}`;
