@@ -9,7 +9,7 @@
  * is created) instead of failing late or succeeding silently.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
@@ -44,6 +44,7 @@ integrationSuite("images out of the builder: --load, bake --load, type=docker an
   let old: Served;
   let project = "";
   let token = "";
+  let dockerApi = "";
 
   const depotEnv = (srv: Served, tok: string) => ({
     PATH: process.env.PATH ?? "",
@@ -55,6 +56,9 @@ integrationSuite("images out of the builder: --load, bake --load, type=docker an
     DEPOT_DISABLE_OTEL: "1",
     DEPOT_ERROR_TELEMETRY: "0",
     DEPOT_NO_SUMMARY_LINK: "1",
+    // The depot CLI speaks Docker API 1.44 without negotiating; Debian bookworm's docker.io 20.10
+    // answers 1.41 at most, so the client names the engine's version (as the README tells users).
+    DOCKER_API_VERSION: dockerApi,
   });
   const depot = (args: string[], srv = s, tok = token, cwd?: string) => run([DEPOT, ...args], depotEnv(srv, tok), cwd);
   const setUp = async (srv: Served, name: string) => {
@@ -78,6 +82,7 @@ integrationSuite("images out of the builder: --load, bake --load, type=docker an
 
   beforeAll(async () => {
     mkdirSync(join(work, "home"), { recursive: true });
+    dockerApi = (await run(["docker", "version", "--format", "{{.Server.APIVersion}}"])).out.trim();
     const trixie = await ensureDockerdBuilderImage({ suite: "trixie" });
     // Only the image is named: the containerd store and everything else are the defaults.
     s = await serve(slipwayBinary(), join(work, "data"), ["--set", `builders.dockerd_image=${trixie.ref}`, "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
@@ -136,7 +141,7 @@ integrationSuite("images out of the builder: --load, bake --load, type=docker an
 
   test("a bookworm builder: --load and type=oci are refused at CreateBuild with the fix; type=local still builds", async () => {
     const bookworm = await ensureDockerdBuilderImage({ suite: "bookworm" });
-    old = await serve(slipwayBinary(), join(work, "data-bookworm"), ["--set", `builders.dockerd_image=${bookworm.ref}`, "--set", "builders.dockerd_containerd_store=false", "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
+    old = await serve(slipwayBinary(), join(work, "data-bookworm"), ["--set", `builders.dockerd_image=${bookworm.ref}`, "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
     const p = await setUp(old, "old-builder");
     const ctx = context("old", "never-built");
     for (const args of [["--load", "-t", tag("refused")], ["-o", `type=oci,dest=${join(work, "refused.tar")}`]]) {
@@ -145,7 +150,8 @@ integrationSuite("images out of the builder: --load, bake --load, type=docker an
       expect(refused.log).toContain("not available on this appliance's builders");
       expect(refused.log).toContain("builder-image build --suite trixie");
     }
-    expect(existsSync(join(work, "refused.tar"))).toBe(false);
+    // (The depot CLI opens a dest file before it asks for a build: an empty one may stay behind.)
+    if (existsSync(join(work, "refused.tar"))) expect(statSync(join(work, "refused.tar")).size).toBe(0);
     const listed = (await (await old.get(`/api/v1/projects/${p.id}/builds`, { headers: { authorization: `Bearer ${p.admin}` } })).json()) as { builds: unknown[] };
     expect(listed.builds).toHaveLength(0); // refused before anything was made
     const local = await depot(["build", "--project", p.id, "--progress", "plain", "-o", `type=local,dest=${join(work, "old-out")}`, ctx], old, p.token);
