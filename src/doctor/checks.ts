@@ -166,11 +166,13 @@ export async function checkBuilderCurrency(loaded: LoadedConfig, env: Record<str
   const image = configuredImage(b).image;
   const imageId = ((await engine.getImage(image).inspect().catch(() => null)) as { Id: string } | null)?.Id ?? null;
   const want = { image, imageId, settings: builderSettingsKey({ runtime: b.runtime, containerdStore: b.dockerd_containerd_store, insecureRegistries: b.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean) }) };
-  const containers = (await engine.listContainers({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`, BUILDER_LABELS.builder] }) })) as { Image: string; ImageID: string; Labels: Record<string, string> }[];
+  const containers = (await engine.listContainers({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`, BUILDER_LABELS.builder] }) })) as { Id: string; ImageID: string; Labels: Record<string, string> }[];
   const old: OutdatedBuilder[] = [];
   for (const c of containers) {
-    const d = imageDifference({ image: c.Image, imageId: c.ImageID, settings: c.Labels[BUILDER_LABELS.settings] ?? null }, want);
-    if (d) old.push({ builderId: c.Labels[BUILDER_LABELS.builder]!, projectId: c.Labels[BUILDER_LABELS.project] ?? "?", platform: c.Labels[BUILDER_LABELS.platform] ?? "?", from: { image: c.Image, imageId: c.ImageID }, to: { image, imageId: imageId! }, settingsChanged: d.settings });
+    // The reference it was created from (the list shows an id once the tag has moved on).
+    const from = ((await engine.getContainer(c.Id).inspect().catch(() => null)) as { Config?: { Image?: string } } | null)?.Config?.Image ?? null;
+    const d = imageDifference({ image: from, imageId: c.ImageID, settings: c.Labels[BUILDER_LABELS.settings] ?? null }, want);
+    if (d) old.push({ builderId: c.Labels[BUILDER_LABELS.builder]!, projectId: c.Labels[BUILDER_LABELS.project] ?? "?", platform: c.Labels[BUILDER_LABELS.platform] ?? "?", from: { image: from, imageId: c.ImageID }, to: { image, imageId: imageId! }, settingsChanged: d.settings });
   }
   if (old.length === 0) return [{ check: "builders-image-current", status: "ok", message: `${containers.length} running builder(s), all on the configured image ${image}` }];
   return old.map((o) => ({ check: "builders-image-current", status: "warn", message: `builder of ${describeOutdated(o)}`, fix: "none needed: serve recreates it on the configured image, cache kept, when it is next idle" }));
