@@ -168,12 +168,14 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
     expect((await ours()).map((c) => c.ImageID)).toEqual([imageA]);
 
     m.release("build-1");
+    const releasedAt = performance.now();
     const after = await waitFor("the builder recreated on B", () => {
       const row = m!.list(projectId)[0]!;
       // Absent for a moment between the stop and the start; absent with an error: the start failed.
       if (row.state === "absent" && row.last_error) throw new Error(`the recreated builder failed: ${row.last_error}`);
       return row.container_id && row.container_id !== before.container_id && row.state === "idle" ? row : null;
     });
+    console.log(`released → recreated on B and idle: ${Math.round(performance.now() - releasedAt)} ms`);
     expect(after.id).toBe(before.id);
     expect(after.image).toBe(ref);
     expect(after.image_id).toBe(imageB);
@@ -226,5 +228,32 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
     const c = (await ours())[0]!;
     expect(await marker(c.Id)).toBe("kept"); // the same cache volume again
     expect((await doctor()).map((f) => f.status)).toEqual(["ok"]);
+  }, 600_000);
+
+  test("a runtime setting that shapes the container changed across a restart: the same image, recreated with the new settings", async () => {
+    const before = (await ours())[0]!;
+    const label = async (id: string) => ((await docker.getContainer(id).inspect()) as { Config: { Labels: Record<string, string> } }).Config.Labels[BUILDER_LABELS.settings];
+    const oldSettings = await label(before.Id);
+    await s!.stop();
+    s = null;
+    serveArgs = [...serveArgs, "--set", "builders.insecure_registries=127.0.0.1:5999"];
+    const stale = await doctor();
+    expect(stale).toHaveLength(1);
+    expect(stale[0]!.status).toBe("warn");
+    expect(stale[0]!.message).toContain("same image, runtime settings changed");
+    s = await serve(bin, dataDir, serveArgs);
+    const served = s;
+    const after = await waitFor("the builder recreated with the new settings and idle", async () => {
+      const l = (await (await served.get(`/api/v1/projects/${projectId}/builders`, { headers: { authorization: `Bearer ${admin}` } })).json()) as { state: string }[];
+      const c = await ours();
+      return l[0]?.state === "idle" && c.length === 1 && c[0]!.Id !== before.Id ? c[0]! : null;
+    });
+    expect(after.ImageID).toBe(imageA);
+    expect(await label(after.Id)).not.toBe(oldSettings);
+    expect(await marker(after.Id)).toBe("kept");
+    // dockerd inside it got the setting (its daemon.json comes from the container's environment).
+    const env = ((await docker.getContainer(after.Id).inspect()) as { Config: { Env: string[] } }).Config.Env.join("\n");
+    expect(env).toContain("127.0.0.1:5999");
+    await waitFor("doctor to say current", async () => (await doctor()).every((f) => f.status === "ok"), 120_000);
   }, 600_000);
 });
