@@ -6,11 +6,13 @@
  * keeps its builder; once released, the builder is recreated on B with its cache volume (a marker
  * file and BuildKit's cache survive); doctor and the /readyz check say so before and not after.
  * Then serve restarts while the reference moves again: the adopted builder is recreated when idle,
- * and /readyz and the project's builders API show it current.
+ * and /readyz and the project's builders API show it current; a changed runtime setting
+ * (insecure_registries) recreates it on the same image; and through serve, a depot CLI build runs
+ * across a move while /readyz and the API say outdated, and the builder is recreated after it.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import Docker from "dockerode";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { builderCurrencyHealthCheck, builderManagerFactory, BUILDER_LABELS, type BuilderManager, type ReadyBuilder } from "../../src/builders/index.ts";
@@ -20,11 +22,16 @@ import { newId } from "../../src/ids.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { plainVolumeManager } from "../../src/volumes/index.ts";
 import { slipwayBinary } from "../support/binary.ts";
-import { builderImageMissing, ensureDockerdBuilderImage } from "../support/builder-image.ts";
+import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { ROOT } from "../support/binary.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 
-const missing = (await builderImageMissing()) ?? (which("busybox") ? null : "busybox-static is not installed (the slow build step runs it)");
+const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
+const missing =
+  (await builderImageMissing()) ??
+  (which("busybox") ? null : "busybox-static is not installed (the slow build step runs it)") ??
+  (existsSync(DEPOT) ? null : `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)`);
 
 integrationSuite("builder image upgrades on the local Docker engine", missing, () => {
   const docker = new Docker({ socketPath: "/var/run/docker.sock" });
@@ -82,9 +89,7 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
   /** A context whose RUN step takes `seconds` (a static busybox in a scratch image: nothing pulled). */
   const buildContext = (name: string, seconds: number) => {
     const ctx = join(work, `ctx-${name}`);
-    mkdirSync(ctx, { recursive: true });
-    copyFileSync(which("busybox")!, join(ctx, "busybox"));
-    writeFileSync(join(ctx, "Dockerfile"), `FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sh", "-c", "/bin/busybox sleep ${seconds} && /bin/busybox echo ${name} > /done"]\n`);
+    writeBusyboxContext(ctx, `RUN sleep ${seconds} && echo ${name} > /done`);
     return ctx;
   };
   const dockerBuild = async (b: ReadyBuilder, ctx: string) => {
@@ -255,5 +260,61 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
     const env = ((await docker.getContainer(after.Id).inspect()) as { Config: { Env: string[] } }).Config.Env.join("\n");
     expect(env).toContain("127.0.0.1:5999");
     await waitFor("doctor to say current", async () => (await doctor()).every((f) => f.status === "ok"), 120_000);
+  }, 600_000);
+
+  test("through serve: a depot build runs across the move; /readyz and the builders API say outdated until it ends, then the builder is recreated", async () => {
+    await s!.stop();
+    s = await serve(bin, dataDir, serveArgs, {}, { publicHost: "localhost" }); // the depot CLI dials the public host
+    const served = s;
+    const api = async (path: string, init: RequestInit = {}) => {
+      const r = await served.get(path, { ...init, headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" } });
+      expect(r.status).toBeLessThan(300);
+      return r.json() as Promise<any>;
+    };
+    const readiness = async () => ((await (await served.get("/readyz")).json()) as { status: string; checks: Record<string, { status: string; output: string; observedValue: number }[]> });
+    const token = (await api("/api/v1/tokens", { method: "POST", body: JSON.stringify({ kind: "project", name: "upgrade", project: projectId }) })).token as string;
+    await waitFor("the adopted builder current and idle", async () => (await api(`/api/v1/projects/${projectId}/builders`))[0]?.state === "idle" && (await readiness()).checks["builders:image-current"]![0]!.status === "pass");
+    const before = (await ours())[0]!;
+    expect(before.ImageID).toBe(imageA);
+
+    mkdirSync(join(work, "home"), { recursive: true });
+    const build = Bun.spawn([DEPOT, "build", "--project", projectId, "--progress", "plain", "-o", `type=local,dest=${join(work, "out")}`, buildContext("served", 10)], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: process.env.PATH ?? "", HOME: join(work, "home"), DEPOT_API_URL: served.url, SSL_CERT_FILE: join(dataDir, "ca.pem"), DEPOT_TOKEN: token, DEPOT_NO_UPDATE_NOTIFIER: "1", DEPOT_DISABLE_OTEL: "1", DEPOT_ERROR_TELEMETRY: "0", DEPOT_NO_SUMMARY_LINK: "1" },
+    });
+    const output = Promise.all([new Response(build.stdout).text(), new Response(build.stderr).text()]).then(([o, e]) => o + e);
+    await waitFor("the build to run", async () => (await api(`/api/v1/projects/${projectId}/builds?limit=1`)).builds[0]?.status === "running", 120_000);
+    await Bun.sleep(2000); // into the RUN step
+    await tag(imageB);
+    const warned = await waitFor("/readyz to warn of the old image", async () => {
+      const c = (await readiness()).checks["builders:image-current"]![0]!;
+      return c.status === "warn" ? c : null;
+    }, 20_000);
+    const report = await readiness();
+    expect(report.status).not.toBe("fail"); // a warning, not a failure
+    expect(warned.observedValue).toBe(1);
+    expect(warned.output).toContain(`project ${projectId} ${native}: ${ref} (${imageA.slice(7, 19)}) → ${ref} (${imageB.slice(7, 19)})`);
+    const listed = (await api(`/api/v1/projects/${projectId}/builders`))[0];
+    expect(listed).toMatchObject({ image: ref, image_id: imageA, image_upgrade: { image: ref, image_id: imageB, settings_changed: false } });
+    expect(build.exitCode).toBeNull(); // still building, on the old container
+    expect((await ours()).map((c) => c.Id)).toEqual([before.Id]);
+
+    const code = await build.exited;
+    const log = await output;
+    expect(code, log).toBe(0);
+    expect((await api(`/api/v1/projects/${projectId}/builds?limit=1`)).builds[0].status).toBe("finished");
+    expect(readFileSync(join(work, "out", "done"), "utf8").trim()).toBe("served");
+    const after = await waitFor("the builder recreated on B and idle", async () => {
+      const l = (await api(`/api/v1/projects/${projectId}/builders`))[0];
+      return l?.state === "idle" && l.image_id === imageB ? l : null;
+    });
+    expect(after.image_upgrade).toBeNull();
+    const c = await ours();
+    expect(c.map((x) => x.ImageID)).toEqual([imageB]);
+    expect(c[0]!.Id).not.toBe(before.Id);
+    expect(await marker(c[0]!.Id)).toBe("kept");
+    const cleared = (await readiness()).checks["builders:image-current"]![0]!;
+    expect(cleared).toMatchObject({ status: "pass", observedValue: 0 });
   }, 600_000);
 });
