@@ -30,7 +30,7 @@ import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderManagerFactory, exporterCheckFactory } from "../builders/index.ts";
+import { builderCurrencyHealthCheck, builderManagerFactory, exporterCheckFactory } from "../builders/index.ts";
 import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
@@ -281,6 +281,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       log.warn("the Docker engine is not reachable: builds cannot run until it is", { socket: config.builders.docker_socket, error: engine.error });
     }
     health.register(builderImageHealthCheck(builderImages, configuredBuilderImage));
+    health.register(builderCurrencyHealthCheck(builders));
     health.register({
       name: "builders:docker",
       run: async () => {

@@ -6,3 +6,4 @@ export { builderManagerFactory, BuilderUnavailableError, BUILDER_LABELS, type Bu
 export { RUNTIMES, normalizePlatform, platformOfArch, type CachePolicy } from "./runtimes.ts";
 export { FALLBACK_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 export { exporterCheckFactory, exporterRefusal, exportersNeeded, type ExporterCheck, type ExportRequest } from "./exporters.ts";
+export { builderCurrencyHealthCheck, builderSettingsKey, describeOutdated, imageDifference, type OutdatedBuilder } from "./currency.ts";

@@ -20,7 +20,10 @@ import { newId } from "../ids.ts";
 import type { Logger } from "../log/logger.ts";
 import type { BuilderRuntime } from "../router/index.ts";
 import type { VolumeManager, VolumeUsage } from "../volumes/index.ts";
+import { builderSettingsKey, imageCurrencyFactory, type OutdatedBuilder } from "./currency.ts";
 import { listWorkersAt } from "./image/grpc.ts";
+import { ensureProjectNetwork } from "./network.ts";
+import { BuilderUnavailableError, waitReady } from "./readiness.ts";
 import { CONTAINER_RUN_DIR, RUNTIMES, normalizePlatform, platformOfArch, qemuBinfmtName } from "./runtimes.ts";
 import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 
@@ -76,9 +79,7 @@ interface ProjectRow {
   builder_oci_runtime: string | null;
 }
 
-export class BuilderUnavailableError extends SlipwayError {
-  override name = "BuilderUnavailableError";
-}
+export { BuilderUnavailableError };
 
 export interface BuilderManagerDeps {
   db: Database;
@@ -104,6 +105,8 @@ export interface BuilderManagerDeps {
   idleTimeoutMs?: (projectId: string) => number;
   /** How long a starting builder may take to answer ListWorkers. */
   readyTimeoutMs?: number;
+  /** How often the configured image is re-resolved besides on image events (see currency.ts). */
+  imageRefreshMs?: number;
   /** Called with every running builder's address whenever that set changes (egress allows them). */
   onAddresses?: (addrs: string[]) => void;
   /** Called when a builder's container dies or vanishes while builds hold it. */
@@ -120,6 +123,7 @@ const LABEL = {
   runtime: "io.slipway.runtime",
   image: "io.slipway.image-digest",
   profile: "io.slipway.security-profile",
+  settings: "io.slipway.builder-settings",
 } as const;
 export const BUILDER_LABELS = LABEL;
 
@@ -161,6 +165,16 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
   let nativePlatform: string | null = null;
   let events: Readable | null = null;
   let closed = false;
+  /** Idle builders on an old image are recreated only once watch() runs (after serve reconciled volumes). */
+  let upgrading = false;
+  const currency = imageCurrencyFactory({
+    docker,
+    image: deps.image,
+    settings: builderSettingsKey({ runtime: deps.runtime, containerdStore: deps.containerdStore, insecureRegistries: deps.insecureRegistries }),
+    log,
+    refreshMs: deps.imageRefreshMs,
+    onChange: () => upgradeIdle(),
+  });
 
   const row = (r: BuilderRef) => db.query("SELECT * FROM builders WHERE project_id = ? AND platform = ?").get(r.projectId, r.platform) as BuilderRow | null;
   const setState = (id: string, state: BuilderState, extra: Partial<BuilderRow> = {}) => {
@@ -215,32 +229,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     return { platform, emulated: true };
   }
 
-  async function ensureNetwork(p: ProjectRow): Promise<string> {
-    const name = networkName(p.id);
-    try {
-      const info = (await docker.getNetwork(name).inspect()) as { Id: string; Labels?: Record<string, string> };
-      if (info.Labels?.[LABEL.project] !== p.id) throw new PreconditionError(`Docker network ${name} exists but is not this project's builder network`);
-      return info.Id;
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
-    }
-    try {
-      const n = await docker.createNetwork({
-        Name: name,
-        Driver: "bridge",
-        CheckDuplicate: true,
-        Internal: false,
-        Labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id },
-        // No traffic between containers on this network; each project has its own network.
-        Options: { "com.docker.network.bridge.enable_icc": "false" },
-      });
-      return n.id;
-    } catch (e) {
-      // Two starts for two platforms of one project may race to create it.
-      if (/already exists/i.test(String((e as Error).message))) return ((await docker.getNetwork(name).inspect()) as { Id: string }).Id;
-      throw e;
-    }
-  }
+  const ensureNetwork = (p: ProjectRow) => ensureProjectNetwork(docker, { name: networkName(p.id), projectId: p.id, labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id }, projectLabel: LABEL.project });
 
   /**
    * Removes the project's network once none of its builders runs. Networks exist only beside
@@ -300,6 +289,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         [LABEL.runtime]: deps.runtime,
         [LABEL.image]: imageId,
         [LABEL.profile]: profile,
+        [LABEL.settings]: currency.wanted().settings,
       },
       HostConfig: {
         ...sec,
@@ -326,52 +316,13 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     return c.id;
   }
 
-  async function waitReady(socketPath: string, containerId: string): Promise<void> {
-    const deadline = performance.now() + readyTimeoutMs;
-    let lastError = "socket not there yet";
-    while (performance.now() < deadline) {
-      if (closed) throw new BuilderUnavailableError("the appliance is stopping");
-      if (existsSync(socketPath)) {
-        try {
-          const workers = await listWorkersAt(socketPath, deps.runtime, 5000);
-          if (workers.length > 0) return;
-          lastError = "BuildKit reports no workers yet";
-        } catch (e) {
-          lastError = (e as Error).message;
-        }
-      }
-      const state = ((await docker.getContainer(containerId).inspect().catch(() => null)) as { State?: { Running: boolean; ExitCode: number } } | null)?.State;
-      if (!state?.Running) {
-        const logs = await containerLogTail(containerId);
-        throw new BuilderUnavailableError(`builder container exited (code ${state?.ExitCode ?? "?"}) before it was ready${logs ? `: ${logs}` : ""}`);
-      }
-      await Bun.sleep(50);
-    }
-    throw new BuilderUnavailableError(`builder did not become ready within ${readyTimeoutMs} ms (${lastError})`);
-  }
-
-  async function containerLogTail(containerId: string): Promise<string> {
-    try {
-      const buf = (await docker.getContainer(containerId).logs({ stdout: true, stderr: true, tail: 5 })) as unknown as Buffer;
-      // Multiplexed stream: strip the 8-byte frame headers.
-      let out = "";
-      for (let i = 0; i + 8 <= buf.length; ) {
-        const len = buf.readUInt32BE(i + 4);
-        out += buf.subarray(i + 8, i + 8 + len).toString("utf8");
-        i += 8 + len;
-      }
-      return out.trim().split("\n").slice(-3).join(" | ").slice(0, 500);
-    } catch {
-      return "";
-    }
-  }
-
   async function start(ref: BuilderRef, emulated: boolean): Promise<ReadyBuilder> {
     const p = project(ref.projectId);
     if (!p) throw new NotFoundError(`project ${ref.projectId} not found`);
     let image: { Id: string };
     try {
       image = (await docker.getImage(deps.image).inspect()) as { Id: string };
+      currency.learned(image.Id);
     } catch (e) {
       if (isNotFound(e)) throw new PreconditionError(`builder image ${deps.image} (runtime ${deps.runtime}) is not present on the Docker engine; run \`slipway builder-image build\` or \`slipway builder-image import FILE.tar\``);
       throw e;
@@ -414,13 +365,15 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         containerId = await create();
       }
       setState(b.id, "starting", { container_id: containerId, network_id: networkId, security_profile: profile, oci_runtime: p.builder_oci_runtime });
-      await waitReady(socketPath, containerId);
+      currency.track(b.id, { image: deps.image, imageId: image.Id, settings: currency.wanted().settings });
+      await waitReady({ docker, runtime: deps.runtime, timeoutMs: readyTimeoutMs, stopping: () => closed }, socketPath, containerId);
       setState(b.id, "ready", { ready_at: now().toISOString(), last_used_at: now().toISOString() });
       await learnAddress(b.id, containerId);
       log.info("builder ready", { builder: b.id, project: ref.projectId, platform: ref.platform, runtime: deps.runtime, profile, encryption: deps.volumes.encryption });
       return toReady(row(ref)!);
     } catch (e) {
       if (containerId) await removeContainer(containerId).catch(() => {});
+      currency.untrack(b.id);
       setState(b.id, "absent", { container_id: null, last_error: (e as Error).message.slice(0, 1000) });
       log.warn("builder failed to start", { builder: b.id, project: ref.projectId, platform: ref.platform, error: (e as Error).message });
       throw e instanceof SlipwayError ? e : new BuilderUnavailableError(`builder failed to start: ${(e as Error).message}`);
@@ -435,13 +388,14 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     if (t) (clearTimeout(t), idleTimers.delete(k));
   }
 
-  /** Starts the builder unless it runs or is starting; one container whatever the concurrency. */
-  function startOnce(ref: BuilderRef, emulated: boolean): Promise<ReadyBuilder> {
+  /** Starts the builder unless it runs or is starting; one container whatever the concurrency.
+   * `before` runs first under the same promise (an upgrade's stop), so requests wait for both. */
+  function startOnce(ref: BuilderRef, emulated: boolean, before?: () => Promise<void>): Promise<ReadyBuilder> {
     const k = key(ref);
     let p = starting.get(k);
     if (!p) {
       failures.delete(k);
-      p = start(ref, emulated).finally(() => starting.delete(k));
+      p = (before ? before().then(() => start(ref, emulated)) : start(ref, emulated)).finally(() => starting.delete(k));
       p.then(
         () => scheduleIdle(ref),
         (e: Error) => failures.set(k, e.message),
@@ -475,7 +429,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     const k = key(ref);
     if ((holders.get(k)?.size ?? 0) > 0 || closed) return;
     const b = row(ref);
-    if (!b || (b.state !== "ready" && b.state !== "idle")) return;
+    if (!b || (b.state !== "ready" && b.state !== "idle") || upgradeIfIdle(ref, b)) return;
     setState(b.id, "idle");
     const p = project(ref.projectId);
     const ms = deps.idleTimeoutMs?.(ref.projectId) ?? (p?.builder_idle_timeout_seconds ?? 300) * 1000;
@@ -488,6 +442,24 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     }, ms);
     timer.unref?.();
     idleTimers.set(k, timer);
+  }
+
+  /**
+   * A builder nobody holds, running an image or settings other than the configured ones, is
+   * recreated: stopped and started again on the same cache volume, under `starting` so that a
+   * request meanwhile waits for the new container. Never while a build holds it.
+   */
+  function upgradeIfIdle(ref: BuilderRef, b: BuilderRow): boolean {
+    const k = key(ref);
+    if (!upgrading || closed || starting.has(k) || (holders.get(k)?.size ?? 0) > 0 || !currency.difference(b.id)) return false;
+    log.info("recreating an idle builder on the configured image", { builder: b.id, project: ref.projectId, platform: ref.platform, from: b.image_id, to: currency.wanted().imageId });
+    startOnce(ref, b.emulated === 1, () => stopBuilder(ref, "image upgrade")).catch(() => {});
+    return true;
+  }
+
+  /** Every idle builder on an old image is recreated (the image changed, or watching began). */
+  function upgradeIdle() {
+    for (const b of db.query("SELECT * FROM builders WHERE state IN ('ready', 'idle')").all() as BuilderRow[]) upgradeIfIdle({ projectId: b.project_id, platform: b.platform }, b);
   }
 
   async function stopBuilder(ref: BuilderRef, reason: string): Promise<void> {
@@ -506,6 +478,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       await removeContainer(b.container_id);
     }
     forgetAddress(b.id);
+    currency.untrack(b.id);
     await deps.volumes.close(ref);
     rmSync(socketDir(b.id), { recursive: true, force: true });
     setState(b.id, "absent", { container_id: null });
@@ -521,6 +494,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     const ref = { projectId: b.project_id, platform: b.platform };
     setState(b.id, "absent", { container_id: null, last_error: `container ${reason}` });
     forgetAddress(b.id);
+    currency.untrack(b.id);
     rmSync(socketDir(b.id), { recursive: true, force: true });
     void removeContainer(containerId).catch(() => {});
     const held = [...(holders.get(key(ref)) ?? [])];
@@ -592,6 +566,12 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       return db.query("SELECT * FROM builders WHERE project_id = ? ORDER BY platform").all(projectId) as BuilderRow[];
     },
 
+    /** Running builders (of one project, or all) on an image or settings other than the configured ones. */
+    outdated(projectId?: string): OutdatedBuilder[] {
+      const rows = db.query("SELECT * FROM builders WHERE state != 'absent' AND (?1 IS NULL OR project_id = ?1) ORDER BY project_id, platform").all(projectId ?? null) as BuilderRow[];
+      return currency.outdated(rows);
+    },
+
     stop: stopBuilder,
 
     /** Stops every builder of the project, crypto-erases/empties its volumes; next build starts cold. */
@@ -617,7 +597,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
      * Returns what it did, for the log and the tests.
      */
     async reconcile(): Promise<{ adopted: string[]; removed: string[]; lost: { builderId: string; projectId: string; platform: string }[] }> {
-      const containers = (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.appliance}=${deps.applianceId}`] }) })) as { Id: string; State: string; Labels: Record<string, string> }[];
+      await currency.refresh();
+      const containers = (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.appliance}=${deps.applianceId}`] }) })) as { Id: string; ImageID: string; State: string; Labels: Record<string, string> }[];
       const byId = new Map(containers.map((c) => [c.Id, c]));
       const adopted: string[] = [];
       const removed: string[] = [];
@@ -638,7 +619,9 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         }
         if (ok) {
           keep.add(c!.Id);
-          setState(b.id, "idle");
+          // What it runs is the container's own image; settings from before they were labelled count as old.
+          currency.track(b.id, { image: b.image, imageId: c!.ImageID, settings: c!.Labels[LABEL.settings] ?? null });
+          setState(b.id, "idle", { image_id: c!.ImageID });
           adopted.push(b.id);
           await learnAddress(b.id, c!.Id);
           scheduleIdle(ref);
@@ -665,8 +648,14 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       return { adopted, removed, lost };
     },
 
-    /** Follows Docker events so a builder that dies is noticed at once. */
+    /**
+     * Follows Docker events so a builder that dies is noticed at once, and the configured image's
+     * so idle builders on an old one are recreated; starts that with the builders adopted now.
+     */
     async watch(): Promise<void> {
+      await currency.watch();
+      upgrading = true;
+      upgradeIdle();
       const stream = (await docker.getEvents({ filters: JSON.stringify({ type: ["container"], event: ["die", "destroy", "oom"], label: [`${LABEL.appliance}=${deps.applianceId}`] }) })) as unknown as Readable;
       events = stream;
       let buf = "";
@@ -693,6 +682,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       for (const t of idleTimers.values()) clearTimeout(t);
       idleTimers.clear();
       events?.destroy();
+      currency.close();
     },
   };
 }

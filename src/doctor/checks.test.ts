@@ -12,7 +12,7 @@ import { loadConfig } from "../config/index.ts";
 import { which } from "../host/run.ts";
 import { integrationSuite } from "../../test/support/integration.ts";
 import { freePort } from "../../test/support/serve.ts";
-import { checkBuilderImage, checkCryptsetup, checkDataDir, checkDocker, checkFirewall, checkMasterKey, checkPorts, dockerSocketPath } from "./checks.ts";
+import { checkBuilderCurrency, checkBuilderImage, checkCryptsetup, checkDataDir, checkDocker, checkFirewall, checkMasterKey, checkPorts, dockerSocketPath } from "./checks.ts";
 
 let dir: string;
 beforeAll(() => (dir = mkdtempSync(join(tmpdir(), "slipway-doctor-"))));
@@ -112,6 +112,13 @@ integrationSuite("doctor against the real Docker engine", existsSync("/var/run/d
     expect(k.fix).toContain("slipway builder-image import FILE.tar");
     const noDocker = await checkBuilderImage(loaded(join(dir, "bi")), {}, { ...docker, status: "warn" });
     expect(noDocker.message).toBe("runtime dockerd, image slipway/builder-dockerd:trixie: cannot check without Docker");
+  });
+
+  test("builders on an old image: nothing to say before the appliance exists or without Docker", async () => {
+    // The finding itself, old → new per builder, is shown against real builders in test/e2e/builder-upgrade.test.ts.
+    const docker = await checkDocker({});
+    expect(await checkBuilderCurrency(loaded(join(dir, "fresh")), {}, docker)).toEqual([]);
+    expect(await checkBuilderCurrency(loaded(join(dir, "fresh")), {}, { ...docker, status: "warn" })).toEqual([]);
   });
 });
 

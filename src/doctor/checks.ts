@@ -13,6 +13,9 @@ import { checkVolumes, detectDmCrypt, type VolumesConfig } from "../volumes/inde
 import Docker from "dockerode";
 import { builderImageServiceFactory, configuredImage, doctorBuilderImageCheck } from "../builders/image/index.ts";
 import { silentLogger } from "../log/logger.ts";
+import { Database } from "bun:sqlite";
+import { DB_FILE } from "../appliance/state.ts";
+import { BUILDER_LABELS, builderSettingsKey, describeOutdated, imageDifference, type OutdatedBuilder } from "../builders/index.ts";
 
 export type Severity = "ok" | "warn" | "fail";
 
@@ -139,11 +142,48 @@ export async function checkBuilderImage(loaded: LoadedConfig, env: Record<string
   return doctorBuilderImageCheck(service, c);
 }
 
+/**
+ * Builders of this appliance (its database names it) still running an image or settings other than
+ * the configured ones: a warning, since serve recreates each when it is next idle.
+ */
+export async function checkBuilderCurrency(loaded: LoadedConfig, env: Record<string, string | undefined>, docker: Finding): Promise<Finding[]> {
+  const dbFile = join(loaded.dataDir, DB_FILE);
+  if (docker.status !== "ok" || !existsSync(dbFile)) return [];
+  let applianceId: string | undefined;
+  try {
+    const db = new Database(dbFile, { readonly: true });
+    try {
+      applianceId = (db.query("SELECT id FROM appliance").get() as { id: string } | null)?.id;
+    } finally {
+      db.close();
+    }
+  } catch {
+    return []; // not initialised yet: no builders
+  }
+  if (!applianceId) return [];
+  const b = loaded.config.builders;
+  const engine = new Docker({ socketPath: dockerSocketPath(env) });
+  const image = configuredImage(b).image;
+  const imageId = ((await engine.getImage(image).inspect().catch(() => null)) as { Id: string } | null)?.Id ?? null;
+  const want = { image, imageId, settings: builderSettingsKey({ runtime: b.runtime, containerdStore: b.dockerd_containerd_store, insecureRegistries: b.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean) }) };
+  const containers = (await engine.listContainers({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`, BUILDER_LABELS.builder] }) })) as { Id: string; ImageID: string; Labels: Record<string, string> }[];
+  const old: OutdatedBuilder[] = [];
+  for (const c of containers) {
+    // The reference it was created from (the list shows an id once the tag has moved on).
+    const from = ((await engine.getContainer(c.Id).inspect().catch(() => null)) as { Config?: { Image?: string } } | null)?.Config?.Image ?? null;
+    const d = imageDifference({ image: from, imageId: c.ImageID, settings: c.Labels[BUILDER_LABELS.settings] ?? null }, want);
+    if (d) old.push({ builderId: c.Labels[BUILDER_LABELS.builder]!, projectId: c.Labels[BUILDER_LABELS.project] ?? "?", platform: c.Labels[BUILDER_LABELS.platform] ?? "?", from: { image: from, imageId: c.ImageID }, to: { image, imageId: imageId! }, settingsChanged: d.settings });
+  }
+  if (old.length === 0) return [{ check: "builders-image-current", status: "ok", message: `${containers.length} running builder(s), all on the configured image ${image}` }];
+  return old.map((o) => ({ check: "builders-image-current", status: "warn", message: `builder of ${describeOutdated(o)}`, fix: "none needed: serve recreates it on the configured image, cache kept, when it is next idle" }));
+}
+
 export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]> {
   const docker = await checkDocker(env);
   return [
     docker,
     await checkBuilderImage(loaded, env, docker),
+    ...(await checkBuilderCurrency(loaded, env, docker)),
     ...(await checkCryptsetup(loaded.config.volumes)),
     ...(await checkFirewall()),
     ...(await checkPorts(loaded)),

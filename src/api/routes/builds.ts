@@ -12,7 +12,8 @@ export interface BuildRoutesDeps {
   ctx: IdentityContext;
   builds: BuildsService;
   builders: {
-    list(projectId: string): { platform: string; state: string; runtime: string; security_profile: string | null; emulated: number; image: string | null; last_used_at: string | null; last_error: string | null }[];
+    list(projectId: string): { platform: string; state: string; runtime: string; security_profile: string | null; emulated: number; image: string | null; image_id: string | null; last_used_at: string | null; last_error: string | null }[];
+    outdated(projectId: string): { platform: string; to: { image: string; imageId: string }; settingsChanged: boolean }[];
     cacheUsage(projectId: string): Promise<{ platform: string; usage: { usedBytes: number; sizeBytes: number | null } | null; encryption: string }[]>;
   };
   encryption: string;
@@ -114,9 +115,25 @@ export function buildRoutes(deps: BuildRoutesDeps) {
       "/projects/:id/builders",
       async ({ request, params }) => {
         const p = projectFor(await ctx.actorOf(request), params.id, "project:read");
-        return deps.builders.list(p.id).map((b) => ({ platform: b.platform, state: b.state, runtime: b.runtime, security_profile: b.security_profile, emulated: b.emulated === 1, image: b.image, last_used_at: b.last_used_at, last_error: b.last_error }));
+        const outdated = new Map(deps.builders.outdated(p.id).map((o) => [o.platform, o]));
+        return deps.builders.list(p.id).map((b) => {
+          const o = outdated.get(b.platform);
+          return {
+            platform: b.platform,
+            state: b.state,
+            runtime: b.runtime,
+            security_profile: b.security_profile,
+            emulated: b.emulated === 1,
+            image: b.image,
+            image_id: b.image_id,
+            // A running builder on an old image or settings: what it becomes when next idle.
+            image_upgrade: o ? { image: o.to.image, image_id: o.to.imageId, settings_changed: o.settingsChanged } : null,
+            last_used_at: b.last_used_at,
+            last_error: b.last_error,
+          };
+        });
       },
-      { params: ProjectId, detail: { tags: ["builders"], summary: "A project's builders: state, runtime, security profile, emulation", security: bearer } },
+      { params: ProjectId, detail: { tags: ["builders"], summary: "A project's builders: state, runtime, security profile, emulation, and a pending image upgrade", security: bearer } },
     )
     .get(
       "/projects/:id/cache",
