@@ -186,8 +186,8 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
     }, 600_000);
 
     test("the depot CLI: depot build --project acme/web", async () => {
-      const ctx = context("named-depot", "RUN echo named-by-depot");
-      const before = (await latestBuild(ids.web!)).id;
+      const ctx = context("named-depot", "RUN echo named-by-depot\nRUN echo after-the-first");
+      const before = (await latestBuild(ids.web!))?.id;
       const r = await run([DEPOT, "build", "--project", "acme/web", "--progress", "plain", ctx], {
         DEPOT_API_URL: server,
         DEPOT_TOKEN: admin,
@@ -200,6 +200,8 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
       const b = await latestBuild(ids.web!);
       expect(b.id).not.toBe(before);
       expect(b.status).toBe("finished");
+      const steps = (await api(admin, "GET", `/api/v1/builds/${b.id}/steps`)).json as { name: string; completed_at: string | null }[];
+      expect(steps.find((x) => x.name.includes("echo after-the-first"))?.completed_at).toBeTruthy();
     }, 600_000);
 
     test("a foreign or missing ORG/NAME answers exactly like a missing project id, and creates nothing", async () => {
