@@ -7,6 +7,7 @@
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import { createApp, type AppDeps } from "../api/app.ts";
+import { allowHoldingOpen } from "../api/context.ts";
 import { egressServiceFactory, type EgressService } from "../egress/service.ts";
 import { startLocalEgressAgents } from "../egress/local.ts";
 import { authServiceFactory } from "../auth/index.ts";
@@ -345,7 +346,10 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       // Build status streams are long chunked uploads; the app limits each message itself.
       maxRequestBodySize: Math.max(s.max_body_bytes * 4, 1024 * 1024 * 1024),
       tls,
-      fetch: (req) => app.handle(req),
+      fetch: (req, srv) => {
+        allowHoldingOpen(req, () => srv.timeout(req, 0));
+        return app.handle(req);
+      },
       error: (e) => {
         log.error("unhandled server error", { error: e });
         return new Response(JSON.stringify({ type: "urn:slipway:problem:internal", title: "Internal error", status: 500 }), {

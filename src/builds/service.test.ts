@@ -63,6 +63,31 @@ afterAll(() => {
 });
 
 describe("builds", () => {
+  test("a project is named by id or as ORG/NAME; a missing or foreign one answers the same 404, for an administrator too", () => {
+    const admin: Actor = { kind: "user", userId: "usr_admin", username: "admin", isAdmin: true, tokenId: null, memberships: {} };
+    const byName = builds.create(token, "org-a/p", []).build;
+    const byAdmin = builds.create(admin, "org-b/p", []).build;
+    expect([byName.project_id, byAdmin.project_id]).toEqual([PRJ, "prj_b"]);
+    builds.finish(token, byName.id, { kind: "canceled" }); // (the sweep test counts running builds)
+    builds.finish(admin, byAdmin.id, { kind: "canceled" });
+    const refusal = (actor: Actor, ref: string) => {
+      try {
+        builds.create(actor, ref, []);
+      } catch (e) {
+        return { type: (e as Error).constructor.name, message: (e as Error).message };
+      }
+      throw new Error(`${ref} was accepted`);
+    };
+    const missing = refusal(token, "prj_nope");
+    expect(missing).toEqual({ type: "NotFoundError", message: "no such project" });
+    expect(refusal(token, "prj_b")).toEqual(missing); // another tenant's id
+    expect(refusal(token, "org-b/p")).toEqual(missing); // another tenant's ORG/NAME
+    expect(refusal(token, "org-a/nope")).toEqual(missing);
+    expect(refusal(token, "nope/p")).toEqual(missing);
+    expect(refusal(admin, "org-a/nope")).toEqual(missing);
+    expect(refusal(admin, "prj_nope")).toEqual(missing);
+  });
+
   test("multi-platform: one build id, one certificate and one route per platform", async () => {
     builderState = "starting";
     const { build, token: bt } = builds.create(token, PRJ, [{ tags: ["app:1"], outputs: [], push: false, load: false }]);

@@ -186,12 +186,19 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   return {
     get,
 
-    /** CreateBuild: a build on `projectId` and its build token (shown once). */
-    create(actor: Actor, projectId: string, options: BuildOptionSet[]): { build: BuildRow; token: string } {
-      const p = db.query("SELECT id, org_id, build_timeout_seconds FROM projects WHERE id = ?").get(projectId) as { id: string; org_id: string; build_timeout_seconds: number } | null;
+    /** CreateBuild: a build on a project named by id or as ORG/NAME, and its build token (shown once). */
+    create(actor: Actor, projectRef: string, options: BuildOptionSet[]): { build: BuildRow; token: string } {
+      const slash = projectRef.indexOf("/");
+      const p = (
+        slash < 0
+          ? db.query("SELECT id, org_id, build_timeout_seconds FROM projects WHERE id = ?").get(projectRef)
+          : db
+              .query("SELECT p.id, p.org_id, p.build_timeout_seconds FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ? AND p.name = ?")
+              .get(projectRef.slice(0, slash), projectRef.slice(slash + 1))
+      ) as { id: string; org_id: string; build_timeout_seconds: number } | null;
       if (!p) {
-        authorize(actor, "build:run"); // anonymous: 401 before anything is revealed
-        throw new NotFoundError("no such project");
+        if (actor.kind === "anonymous") authorize(actor, "build:run"); // 401 before anything is revealed
+        throw new NotFoundError("no such project"); // as for another tenant's project
       }
       authorize(actor, "build:run", { orgId: p.org_id, projectId: p.id });
       const refusal = deps.exporters?.refusal(options);

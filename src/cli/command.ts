@@ -102,7 +102,7 @@ export function loadServerConfig(ctx: CommandContext, extra: Override[] = []): L
   });
 }
 
-/** Maps a thrown error to an exit code and prints one clear line. */
+/** Maps a thrown error to an exit code and prints one clear line (SLIPWAY_DEBUG=1 adds the stack). */
 export function reportFailure(e: unknown, io: Io, env: Record<string, string | undefined>): number {
   if (e instanceof UsageError || e instanceof ConfigError) {
     io.err(`slipway: ${e.message}`);
@@ -112,9 +112,24 @@ export function reportFailure(e: unknown, io: Io, env: Record<string, string | u
     io.err(`slipway: ${e.message}`);
     return EXIT_FAILED;
   }
-  io.err(`slipway: internal error: ${(e as Error)?.message ?? String(e)}`);
+  io.err(`slipway: internal error: ${oneLine(e)}`);
   if (env.SLIPWAY_DEBUG) io.err(String((e as Error)?.stack));
   return EXIT_FAILED;
+}
+
+/** An unexpected error's message on one line, without the code excerpts some runtimes append. */
+function oneLine(e: unknown): string {
+  const message = e instanceof Error ? e.message || e.name : typeof e === "string" ? e : (() => {
+    try {
+      return JSON.stringify(e) ?? String(e);
+    } catch {
+      return String(e);
+    }
+  })();
+  const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "unknown error";
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  const line = typeof code === "string" && !first.includes(code) ? `${first} (${code})` : first;
+  return line.length > 500 ? `${line.slice(0, 500)}…` : line;
 }
 
 export function printJson(io: Io, value: unknown): void {

@@ -26,6 +26,7 @@ import { pkiCommand } from "./pki.ts";
 import { serveCommand } from "./serve.ts";
 import { versionCommand } from "./version.ts";
 import { volumeSelftestCommand } from "./volume-selftest.ts";
+import { failSelftestCommand } from "./fail-selftest.ts";
 
 export const COMMANDS: Command[] = [
   serveCommand,
@@ -50,7 +51,7 @@ export const COMMANDS: Command[] = [
 ];
 
 /** Not listed in help: test hooks that ship in the binary (see each command's module comment). */
-const HIDDEN_COMMANDS: Command[] = [volumeSelftestCommand];
+const HIDDEN_COMMANDS: Command[] = [volumeSelftestCommand, failSelftestCommand];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -37,10 +37,13 @@ export async function rpc<T>(api: ApiClient, method: string, body: unknown): Pro
   throw new RpcError(e.code ?? `http_${r.status}`, e.message ?? e.detail ?? `HTTP ${r.status}`);
 }
 
-/** The project: --project, SLIPWAY_PROJECT, then slipway.json ({"id": …}) found upward from `dir`. */
+/**
+ * The project, by id or as ORG/NAME (the server resolves either): --project, SLIPWAY_PROJECT,
+ * then slipway.json ({"id": …}) found upward from `dir`.
+ */
 export function resolveProject(flag: string | undefined, env: Env, dir: string): string | null {
-  if (flag) return flag;
-  if (env.SLIPWAY_PROJECT) return env.SLIPWAY_PROJECT;
+  if (flag) return checkedProjectRef(flag, "--project");
+  if (env.SLIPWAY_PROJECT) return checkedProjectRef(env.SLIPWAY_PROJECT, "SLIPWAY_PROJECT");
   for (let d = resolve(dir); ; d = dirname(d)) {
     const f = join(d, "slipway.json");
     if (existsSync(f)) {
@@ -51,10 +54,16 @@ export function resolveProject(flag: string | undefined, env: Env, dir: string):
         throw new UsageError(`${f} is not valid JSON; expected {"id": "prj_…"}`);
       }
       if (typeof id !== "string" || !id) throw new UsageError(`${f} has no "id"; expected {"id": "prj_…"}`);
-      return id;
+      return checkedProjectRef(id, `${f}: "id"`);
     }
     if (dirname(d) === d) return null;
   }
+}
+
+function checkedProjectRef(ref: string, where: string): string {
+  const parts = ref.split("/");
+  if (parts.length > 2 || parts.some((p) => p.trim() === "") || ref.length > 200) throw new UsageError(`${where} ${JSON.stringify(ref)}: expected a project id or ORG/NAME`);
+  return ref;
 }
 
 /**
@@ -90,6 +99,8 @@ export interface BuildArgs {
   buildArgs: string[];
   target?: string;
   push: boolean;
+  /** Into the local Docker: buildx --load, or buildctl's docker tarball piped to `docker load`. */
+  load: boolean;
   outputs: string[];
   noCache: boolean;
   progress: "auto" | "plain";
@@ -144,12 +155,12 @@ export async function openSession(
   caPem: string | undefined,
   projectId: string,
   platforms: string[],
-  options: { tags: string[]; push: boolean; outputs: { kind: string; attributes: Record<string, string> }[]; target?: string },
+  options: { tags: string[]; push: boolean; load?: boolean; outputs: { kind: string; attributes: Record<string, string> }[]; target?: string },
   onWait: (platform: string, waitedMs: number) => void,
 ): Promise<Session> {
   const created = await rpc<{ buildId: string; buildToken: string; buildUrl: string }>(api, "depot.cli.v1.BuildService/CreateBuild", {
     projectId,
-    options: [{ command: "COMMAND_BUILD", tags: options.tags, push: options.push, outputs: options.outputs, ...(options.target ? { targetName: options.target } : {}) }],
+    options: [{ command: "COMMAND_BUILD", tags: options.tags, push: options.push, load: options.load === true, outputs: options.outputs, ...(options.target ? { targetName: options.target } : {}) }],
   });
   const buildApi = apiClientFactory({ server, token: created.buildToken, caPem });
   const dir = mkdtempSync(join(tmpdir(), "slipway-build-"));
@@ -205,8 +216,15 @@ export async function openSession(
   }
 }
 
-/** The argv (and environment) that runs the build with `client` against the session's builders. */
-export function buildCommands(client: BuildkitClient, s: Pick<Session, "buildId" | "connections" | "dir">, a: BuildArgs): { setup: string[][]; build: string[]; teardown: string[][]; env: Env } {
+/**
+ * The argv (and environment) that runs the build with `client` against the session's builders;
+ * `loadInto`, when set, is the command the build's stdout (a docker tarball) is piped into.
+ */
+export function buildCommands(
+  client: BuildkitClient,
+  s: Pick<Session, "buildId" | "connections" | "dir">,
+  a: BuildArgs,
+): { setup: string[][]; build: string[]; teardown: string[][]; env: Env; loadInto?: string[] } {
   if (client.kind === "buildx") {
     const name = `slipway-${s.buildId}`;
     const setup = s.connections.map((c, i) => [
@@ -238,6 +256,7 @@ export function buildCommands(client: BuildkitClient, s: Pick<Session, "buildId"
       ...a.buildArgs.flatMap((b) => ["--build-arg", b]),
       ...(a.target ? ["--target", a.target] : []),
       ...(a.push ? ["--push"] : []),
+      ...(a.load ? ["--load"] : []),
       ...a.outputs.flatMap((o) => ["--output", o]),
       ...(a.noCache ? ["--no-cache"] : []),
       a.context,
@@ -247,9 +266,13 @@ export function buildCommands(client: BuildkitClient, s: Pick<Session, "buildId"
   }
   if (s.connections.length !== 1) throw new UsageError("buildctl builds one platform at a time; install docker-buildx for multi-platform builds");
   const c = s.connections[0]!;
+  if (a.load && a.outputs.length) throw new UsageError("with buildctl, --load is the build's only output (docker-buildx can combine them)");
+  const name = a.tags.join(",") || "slipway-build";
   const outputs = [
     ...a.outputs,
-    ...(a.push || a.tags.length ? [`type=image,name=${a.tags.join(",") || "slipway-build"}${a.push ? ",push=true" : ""}`] : []),
+    ...(a.push || (a.tags.length && !a.load) ? [`type=image,name=${name}${a.push ? ",push=true" : ""}`] : []),
+    // No dest: buildctl writes the tarball to its stdout, which is piped into `docker load`.
+    ...(a.load ? [`type=docker,name=${name}`] : []),
   ];
   const build = [
     client.path,
@@ -280,18 +303,37 @@ export function buildCommands(client: BuildkitClient, s: Pick<Session, "buildId"
     a.progress,
     ...outputs.flatMap((o) => ["--output", o]),
   ];
-  return { setup: [], build, teardown: [], env: {} };
+  return { setup: [], build, teardown: [], env: {}, ...(a.load ? { loadInto: ["docker", "load"] } : {}) };
+}
+
+/**
+ * TLS options that verify the build endpoint as `serverName`, as Go's client does: a DNS name
+ * against the certificate's DNS names (and sent as SNI), an IP address against its IP addresses
+ * (TLS forbids an IP address as SNI, so none is sent).
+ */
+export function endpointIdentity(serverName: string): Pick<tls.ConnectionOptions, "servername" | "checkServerIdentity"> {
+  if (!net.isIP(serverName)) return { servername: serverName };
+  return { checkServerIdentity: (_host, cert) => tls.checkServerIdentity(serverName, cert) };
 }
 
 /**
  * A local TCP listener that forwards each connection to the build endpoint over mutual TLS with
  * the build's certificate: any BuildKit client can then use BUILDKIT_HOST=tcp://127.0.0.1:PORT.
+ * A connection that fails is closed and reported to `onError`, never thrown.
  */
-export async function forwardListener(c: Active): Promise<{ port: number; close(): void }> {
+export async function forwardListener(c: Active, onError: (e: Error) => void = () => {}): Promise<{ port: number; close(): void }> {
   const endpoint = new URL(c.endpoint.replace(/^tcp:/, "http:"));
   const [ca, cert, key] = [readFileSync(c.ca, "utf8"), readFileSync(c.cert, "utf8"), readFileSync(c.key, "utf8")];
+  const identity = endpointIdentity(c.serverName);
   const server = net.createServer((local) => {
-    const remote = tls.connect({ host: endpoint.hostname.replace(/^\[|\]$/g, ""), port: Number(endpoint.port), ca, cert, key, servername: c.serverName, ALPNProtocols: ["h2"] });
+    let remote: tls.TLSSocket;
+    try {
+      remote = tls.connect({ host: endpoint.hostname.replace(/^\[|\]$/g, ""), port: Number(endpoint.port), ca, cert, key, ...identity, ALPNProtocols: ["h2"] });
+    } catch (e) {
+      local.destroy();
+      return onError(e as Error);
+    }
+    remote.once("error", (e) => onError(e));
     local.pipe(remote).pipe(local);
     const end = () => (local.destroy(), remote.destroy());
     local.on("error", end);

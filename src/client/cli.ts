@@ -5,8 +5,8 @@
  * the server from flags/env/saved login, aligned tables, and durations like `30d`.
  */
 import type { CommandContext, Io } from "../cli/command.ts";
-import { NotFoundError, UsageError } from "../errors.ts";
-import { apiClientFactory, seg, type ApiClient } from "./api.ts";
+import { UsageError } from "../errors.ts";
+import { ApiError, apiClientFactory, seg, type ApiClient } from "./api.ts";
 import { resolveConnection } from "./config.ts";
 
 /** Options every command accepts (see GLOBAL_OPTIONS). */
@@ -103,9 +103,13 @@ export async function projectId(api: ApiClient, ref: string): Promise<string> {
   if (slash < 0) return ref;
   const [org, name] = [ref.slice(0, slash), ref.slice(slash + 1)];
   if (!org || !name || name.includes("/")) throw new UsageError(`project ${JSON.stringify(ref)}: expected a project id or ORG/NAME`);
-  const projects = await api.get<ProjectView[]>(`/api/v1/orgs/${seg(org)}/projects`);
+  // A missing or foreign organization or project answers as the server does for a missing id.
+  const missing = () => new ApiError(404, { title: "Not found", status: 404, detail: "no such project" });
+  const projects = await api.get<ProjectView[]>(`/api/v1/orgs/${seg(org)}/projects`).catch((e: unknown) => {
+    throw e instanceof ApiError && e.status === 404 ? missing() : e;
+  });
   const p = projects.find((x) => x.name === name);
-  if (!p) throw new NotFoundError(`no project '${name}' in organization '${org}'`);
+  if (!p) throw missing();
   return p.id;
 }
 

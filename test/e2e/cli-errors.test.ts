@@ -152,3 +152,15 @@ describe("usage", () => {
     expect(b.code).toBe(1);
   });
 });
+
+describe("unexpected errors are one line and exit 1, never a stack or bundled source", () => {
+  for (const how of ["throw", "callback", "rejection"]) {
+    test(`an error ${how === "throw" ? "thrown by a command" : how === "callback" ? "thrown in a callback" : "in a promise nobody awaits"}`, async () => {
+      const r = await runSlipway(bin, ["__fail", "--how", how]);
+      expect(r.code).toBe(1);
+      expect(oneLine(r.stderr)).toBe("slipway: internal error: Cannot read properties of undefined (reading 'selftest')");
+      expect(r.stderr).not.toMatch(/\bfunction\b|=>|\bconst\b|\^/); // no code excerpt
+      expect(r.stdout).toBe("");
+    });
+  }
+});

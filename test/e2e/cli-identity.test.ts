@@ -183,6 +183,12 @@ describe("projects", () => {
     expect((await json<{ name: string }[]>(["projects", "list"], admin)).map((x) => x.name).sort()).toEqual(["other", "scratch", "web-app"]);
     expect(await json(["projects", "delete", scratch.id], admin)).toEqual({ id: scratch.id, deleted: true });
     failed(await cli(["projects", "show", scratch.id], admin), 1, /Not found/);
+    // A missing ORG/NAME, in a known or an unknown organization, answers like a missing id.
+    const missingId = await cli(["projects", "show", scratch.id], admin);
+    for (const ref of ["acme/scratch", "nowhere/web-app"]) {
+      const r = await cli(["projects", "show", ref], admin);
+      expect({ code: r.code, stderr: r.stderr.replace(/ \(request [^)]*\)/, "") }).toEqual({ code: missingId.code, stderr: missingId.stderr.replace(/ \(request [^)]*\)/, "") });
+    }
     failed(await cli(["projects", "show"], admin), 2, /projects show needs P/);
   });
 });

@@ -66,7 +66,7 @@ test("owners edit the policy, organization tokens only read it, other tenants ge
   expect((await api("/api/v1/orgs/acme/egress/rules", admin, { method: "POST", body: JSON.stringify({ action: "allow", target: "x.test", extra: 1 }) })).status).toBe(400);
 });
 
-test("runner hosts get an agent token, stored only hashed; the agent's long poll answers at once on a change", async () => {
+test("runner hosts get an agent token, stored only hashed; the agent's long poll answers at once on a change, and is held open past the idle timeout", async () => {
   const r = await cli(["egress", "add-host", "--org", "acme", "--name", "runner-1", "--scope", "host", "--scope", "docker:*", "--json"]);
   expect(r.code).toBe(0);
   const { id, token } = JSON.parse(r.stdout) as { id: string; token: string };
@@ -90,6 +90,11 @@ test("runner hosts get an agent token, stored only hashed; the agent's long poll
   expect(performance.now() - t0).toBeLessThan(2000);
   expect(next.etag).not.toBe(first.etag);
   expect(next.rules.some((x) => x.target === "203.0.113.0/24")).toBe(true);
+  // With nothing changing, the poll is held its whole wait, past the server's 10 s idle timeout.
+  const t1 = performance.now();
+  const unchanged = await source.fetch(next.etag, 12, new AbortController().signal);
+  expect(unchanged.etag).toBe(next.etag);
+  expect(performance.now() - t1).toBeGreaterThan(11_000);
   await source.reportStatus({ etag: next.etag, ok: true });
   await source.reportEvents([{ action: "would-block", scope: "host", source: "uid:1001", dst: "203.0.113.9", port: 443, protocol: "tcp", hostname: "x.test", count: 2, at: new Date().toISOString() }]);
   await source.reportEvents([{ action: "would-block", scope: "host", source: "uid:1001", dst: "203.0.113.9", port: 443, protocol: "tcp", hostname: "x.test", count: 3, at: new Date().toISOString() }]);
@@ -102,4 +107,4 @@ test("runner hosts get an agent token, stored only hashed; the agent's long poll
   expect((await cli(["egress", "remove-host", "--org", "acme", id])).code).toBe(0);
   await expect(source.fetch(null, 0, new AbortController().signal)).rejects.toThrow("401");
   expect(server.logs()).not.toContain(token);
-});
+}, 60_000);

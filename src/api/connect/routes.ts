@@ -13,7 +13,7 @@ import type { Logger } from "../../log/logger.ts";
 import { BuilderPlatform, BuildStatus, METHODS, PLATFORM_OF_BUILDER, type MethodName, type RpcMethod } from "../../wire/depot.ts";
 import { fromTimestamp, toTimestamp, type Msg } from "../../wire/proto.ts";
 import { readBodyLimited } from "../body.ts";
-import { requestInfo } from "../context.ts";
+import { holdOpen, requestInfo } from "../context.ts";
 import type { IdentityContext } from "../identity.ts";
 import { codecOf, ConnectError, connectErrorOf, decodeMessage, encodeMessage, endStreamFrame, frame, readFrames, unaryError, type Codec } from "./protocol.ts";
 
@@ -191,6 +191,7 @@ export function connectRoutes(deps: ConnectDeps) {
     let frames = 0;
     try {
       const actor = await ctx.actorOf(request);
+      holdOpen(request); // a long step may send nothing for minutes
       for await (const payload of readFrames(request.body, deps.maxMessageBytes)) {
         const msg = decodeMessage(method.input, codec, payload);
         builds.report(actor, nonEmpty(msg.buildId, "buildId"), statusToReport(msg.statuses as Msg[]));
@@ -224,6 +225,7 @@ export function connectRoutes(deps: ConnectDeps) {
       const f = fail(request, method, e);
       return new Response(endStreamFrame({ code: f.code, message: f.message }), { status: 200, headers: streamHeaders(codec) });
     }
+    holdOpen(request); // until a person approves, which takes longer than the idle timeout
     const stream = new ReadableStream<Uint8Array>({
       async start(controller) {
         const deadline = Date.now() + 10 * 60_000;

@@ -9,6 +9,7 @@ import { authorize } from "../../auth/index.ts";
 import type { EgressService } from "../../egress/service.ts";
 import { ForbiddenError, NotFoundError } from "../../errors.ts";
 import type { IdentityContext } from "../identity.ts";
+import { holdOpen } from "../context.ts";
 
 const Action = t.Union([t.Literal("allow"), t.Literal("deny")]);
 const Mode = t.Union([t.Literal("off"), t.Literal("monitor"), t.Literal("enforce")]);
@@ -188,6 +189,7 @@ export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
         const agent = await agentOf(request);
         egress.touchHost(agent.hostId);
         const waitMs = Math.min(Number(query.wait ?? 0), 55) * 1000;
+        if (waitMs > 0) holdOpen(request); // a long poll outlasts the server's idle timeout
         return egress.waitForPolicy(agent.hostId, query.etag ?? null, waitMs, request.signal);
       },
       {
