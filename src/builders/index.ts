@@ -5,3 +5,4 @@
 export { builderManagerFactory, BuilderUnavailableError, BUILDER_LABELS, type BuilderManager, type BuilderManagerDeps, type BuilderRef, type BuilderRow, type BuilderState, type BuilderStatus, type ReadyBuilder } from "./manager.ts";
 export { RUNTIMES, normalizePlatform, platformOfArch, type CachePolicy } from "./runtimes.ts";
 export { FALLBACK_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
+export { BINFMT_DIR, binfmtHandler, describeEmulation, emulationProblem, emulationStatus, type BinfmtHandler, type EmulationStatus } from "./emulation.ts";

@@ -20,8 +20,9 @@ import { newId } from "../ids.ts";
 import type { Logger } from "../log/logger.ts";
 import type { BuilderRuntime } from "../router/index.ts";
 import type { VolumeManager, VolumeUsage } from "../volumes/index.ts";
-import { listWorkersAt } from "./image/grpc.ts";
-import { CONTAINER_RUN_DIR, RUNTIMES, normalizePlatform, platformOfArch, qemuBinfmtName } from "./runtimes.ts";
+import { listWorkersAt, type WorkerInfo } from "./image/grpc.ts";
+import { emulationProblem, emulationStatus, type EmulationStatus } from "./emulation.ts";
+import { CONTAINER_RUN_DIR, RUNTIMES, normalizePlatform, platformOfArch } from "./runtimes.ts";
 import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 
 export type BuilderState = "absent" | "starting" | "ready" | "idle" | "stopping";
@@ -207,11 +208,13 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     if (!platform) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64, linux/arm64, ..." }]);
     const native = await engineNativePlatform();
     if (platform === native) return { platform, emulated: false };
-    const handler = qemuBinfmtName(platform);
-    if (!deps.allowEmulation) throw new PreconditionError(`platform ${platform} is not this host's (${native}); an operator can enable QEMU emulation (builders.allow_emulation = true, with qemu-user-static installed)`);
-    if (!handler || !existsSync(join(deps.binfmtDir ?? "/proc/sys/fs/binfmt_misc", handler))) {
-      throw new PreconditionError(`platform ${platform} needs the ${handler ?? "qemu"} binfmt handler; install qemu-user-static on the Docker host`);
+    if (!deps.allowEmulation) {
+      throw new PreconditionError(
+        `platform ${platform} is not this host's (${native}) and QEMU emulation is off; an operator can enable it with builders.allow_emulation = true (SLIPWAY_BUILDERS_ALLOW_EMULATION=true) once qemu-user-static is installed on the Docker host`,
+      );
     }
+    const problem = emulationProblem(platform, deps.binfmtDir);
+    if (problem) throw new PreconditionError(`platform ${platform} needs QEMU emulation on this host (builders.allow_emulation is on), but ${problem}`);
     return { platform, emulated: true };
   }
 
@@ -326,7 +329,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     return c.id;
   }
 
-  async function waitReady(socketPath: string, containerId: string): Promise<void> {
+  async function waitReady(socketPath: string, containerId: string): Promise<WorkerInfo[]> {
     const deadline = performance.now() + readyTimeoutMs;
     let lastError = "socket not there yet";
     while (performance.now() < deadline) {
@@ -334,7 +337,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       if (existsSync(socketPath)) {
         try {
           const workers = await listWorkersAt(socketPath, deps.runtime, 5000);
-          if (workers.length > 0) return;
+          if (workers.length > 0) return workers;
           lastError = "BuildKit reports no workers yet";
         } catch (e) {
           lastError = (e as Error).message;
@@ -414,7 +417,14 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         containerId = await create();
       }
       setState(b.id, "starting", { container_id: containerId, network_id: networkId, security_profile: profile, oci_runtime: p.builder_oci_runtime });
-      await waitReady(socketPath, containerId);
+      const workers = await waitReady(socketPath, containerId);
+      // An emulated builder runs the native image; its BuildKit lists the platforms it can run
+      // (native plus what binfmt_misc handles, probed at its start). The solver refuses others.
+      if (emulated && !workers.some((w) => w.platforms.some((x) => normalizePlatform(x) === ref.platform))) {
+        throw new BuilderUnavailableError(
+          `the builder's BuildKit cannot run ${ref.platform} (its workers offer ${[...new Set(workers.flatMap((w) => w.platforms))].join(", ") || "no platform"}); check the qemu binfmt handler with slipway doctor`,
+        );
+      }
       setState(b.id, "ready", { ready_at: now().toISOString(), last_used_at: now().toISOString() });
       await learnAddress(b.id, containerId);
       log.info("builder ready", { builder: b.id, project: ref.projectId, platform: ref.platform, runtime: deps.runtime, profile, encryption: deps.volumes.encryption });
@@ -575,6 +585,15 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         const [projectId, platform] = k.split("|") as [string, string];
         scheduleIdle({ projectId, platform });
       }
+    },
+
+    /**
+     * Emulation of the other depot platform (arm64 on an amd64 engine, amd64 on an arm64 one):
+     * whether the operator enabled it and whether this host's binfmt handler can serve it.
+     */
+    async emulation(): Promise<EmulationStatus> {
+      const native = await engineNativePlatform().catch(() => (process.arch === "arm64" ? "linux/arm64" : "linux/amd64"));
+      return emulationStatus(native === "linux/arm64" ? "linux/amd64" : "linux/arm64", deps.allowEmulation ?? false, deps.binfmtDir);
     },
 
     /** The ready builder for a route, or null (router lookup). */

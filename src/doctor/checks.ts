@@ -13,6 +13,7 @@ import { checkVolumes, detectDmCrypt, type VolumesConfig } from "../volumes/inde
 import Docker from "dockerode";
 import { builderImageServiceFactory, configuredImage, doctorBuilderImageCheck } from "../builders/image/index.ts";
 import { silentLogger } from "../log/logger.ts";
+import { BINFMT_DIR, describeEmulation, emulationStatus } from "../builders/index.ts";
 
 export type Severity = "ok" | "warn" | "fail";
 
@@ -139,11 +140,19 @@ export async function checkBuilderImage(loaded: LoadedConfig, env: Record<string
   return doctorBuilderImageCheck(service, c);
 }
 
+/** Whether the other depot platform (arm64 here on amd64, and the reverse) can be built by QEMU emulation, and whether it is enabled. */
+export function checkEmulation(loaded: LoadedConfig, binfmtDir = BINFMT_DIR): Finding {
+  const foreign = process.arch === "arm64" ? "linux/amd64" : "linux/arm64";
+  const d = describeEmulation(emulationStatus(foreign, loaded.config.builders.allow_emulation, binfmtDir));
+  return { check: "emulation", status: d.status, message: d.message, ...(d.fix ? { fix: d.fix } : {}) };
+}
+
 export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]> {
   const docker = await checkDocker(env);
   return [
     docker,
     await checkBuilderImage(loaded, env, docker),
+    checkEmulation(loaded),
     ...(await checkCryptsetup(loaded.config.volumes)),
     ...(await checkFirewall()),
     ...(await checkPorts(loaded)),
