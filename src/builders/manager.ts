@@ -218,13 +218,26 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     return { platform, emulated: true };
   }
 
-  async function ensureNetwork(p: ProjectRow): Promise<string> {
+  /** Network creations in flight, by project: a project's platforms start at once, and the
+   * engine does not refuse a second network of the same name (CheckDuplicate is gone from its
+   * API), so two racing creations would leave an ambiguous name that no container can join. */
+  const networkCreations = new Map<string, Promise<string>>();
+  function ensureNetwork(p: ProjectRow): Promise<string> {
+    const pending = networkCreations.get(p.id);
+    if (pending) return pending;
+    const created = ensureNetworkNow(p).finally(() => networkCreations.delete(p.id));
+    networkCreations.set(p.id, created);
+    return created;
+  }
+
+  async function ensureNetworkNow(p: ProjectRow): Promise<string> {
     const name = networkName(p.id);
     try {
       const info = (await docker.getNetwork(name).inspect()) as { Id: string; Labels?: Record<string, string> };
       if (info.Labels?.[LABEL.project] !== p.id) throw new PreconditionError(`Docker network ${name} exists but is not this project's builder network`);
       return info.Id;
     } catch (e) {
+      if (/ambiguous/i.test(String((e as Error).message))) return await dedupeNetwork(p.id, name);
       if (!isNotFound(e)) throw e;
     }
     try {
@@ -243,6 +256,16 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       if (/already exists/i.test(String((e as Error).message))) return ((await docker.getNetwork(name).inspect()) as { Id: string }).Id;
       throw e;
     }
+  }
+
+  /** Several networks under the project's network name (left by an earlier race): keeps the oldest, removes the others. */
+  async function dedupeNetwork(projectId: string, name: string): Promise<string> {
+    const found = ((await docker.listNetworks({ filters: JSON.stringify({ name: [name], label: [`${LABEL.project}=${projectId}`] }) })) as { Id: string; Name: string; Created: string }[])
+      .filter((n) => n.Name === name)
+      .sort((a, b) => Date.parse(a.Created) - Date.parse(b.Created));
+    if (found.length === 0) throw new PreconditionError(`Docker network name ${name} is ambiguous and none of its networks is this project's`);
+    for (const n of found.slice(1)) await docker.getNetwork(n.Id).remove().catch((e) => log.warn("duplicate builder network not removed", { network: n.Id, error: (e as Error).message }));
+    return found[0]!.Id;
   }
 
   /**
