@@ -4,7 +4,7 @@
  * local forwarder any BuildKit client can use). Both speak the same build API as the depot CLI.
  */
 import { apiClientFactory } from "../client/api.ts";
-import { buildCommands, ciOidcToken, findBuildkitClient, forwardListener, NO_CLIENT, openSession, resolveProject, type BuildArgs, type Session } from "../client/build.ts";
+import { buildCommands, ciOidcToken, findBuildkitClient, forwardListener, forwardSocket, NO_CLIENT, openSession, resolveProject, type BuildArgs, type Session } from "../client/build.ts";
 import { list, str } from "../client/cli.ts";
 import { NOT_LOGGED_IN, resolveConnection } from "../client/config.ts";
 import { PreconditionError, UsageError } from "../errors.ts";
@@ -109,6 +109,8 @@ export const buildCommand: Command = {
 };
 
 async function runBuild(ctx: CommandContext, session: Session, client: NonNullable<ReturnType<typeof findBuildkitClient>>, args: BuildArgs): Promise<number> {
+  // buildx wants one endpoint per node; with several platforms each gets a local socket.
+  const forwards = client.kind === "buildx" && session.connections.length > 1 ? await Promise.all(session.connections.map((c) => forwardSocket(c))) : [];
   const cmds = buildCommands(client, session, args);
   let canceled = false;
   let child: ReturnType<typeof spawnPassthrough> | null = null;
@@ -166,6 +168,7 @@ async function runBuild(ctx: CommandContext, session: Session, client: NonNullab
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     for (const argv of cmds.teardown) Bun.spawnSync(argv, { env: { ...process.env, ...cmds.env }, stdout: "ignore", stderr: "ignore" });
+    for (const f of forwards) f.close();
     session.close();
   }
 }

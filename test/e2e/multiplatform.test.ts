@@ -15,6 +15,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { emulationProblem } from "../../src/builders/index.ts";
+import { findBuildkitClient } from "../../src/client/build.ts";
 import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, busyboxPath, CACHE_DIR, ensureDockerdBuilderImage } from "../support/builder-image.ts";
@@ -196,6 +197,25 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
     }
     expect(ran).toEqual({ amd64: "x86_64", arm64: "aarch64" });
   }, 900_000);
+
+  test("slipway build --platform linux/amd64,linux/arm64: the same through docker-buildx, one node per platform", async () => {
+    const buildx = findBuildkitClient({ HOME: work, PATH: process.env.PATH ?? "" });
+    expect(buildx?.kind, "docker-buildx is needed (.ci/run installs trixie's)").toBe("buildx");
+    const out = join(work, "out-slipway");
+    const p = Bun.spawn([slipwayBinary(), "build", "--server", on.url, "--cacert", join(on.dataDir, "ca.pem"), "--project", projects.on.id, "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-o", `type=local,dest=${out}`, ctx], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: process.env.PATH ?? "", HOME: work, SLIPWAY_TOKEN: projects.on.token },
+    });
+    const [o, e, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    expect(code, o + e).toBe(0);
+    expect(e).toContain("on linux/amd64, linux/arm64 with buildx");
+    expect(readFileSync(join(out, "linux_amd64", "arch.txt"), "utf8").trim()).toBe("x86_64");
+    expect(readFileSync(join(out, "linux_arm64", "arch.txt"), "utf8").trim()).toBe("aarch64");
+    const latest = (await api<{ builds: { platforms: string[]; status: string }[] }>(`/api/v1/projects/${projects.on.id}/builds`)).builds[0]!;
+    expect(latest.status).toBe("finished");
+    expect([...latest.platforms].sort()).toEqual(["linux/amd64", "linux/arm64"]);
+  }, 600_000);
 
   test("with builders.allow_emulation off, the depot CLI reports the refusal and the setting that lifts it", async () => {
     const r = await depot(off, projects.off, ["--platform", "linux/amd64,linux/arm64", "--output", `type=local,dest=${join(work, "refused")}`, ctx]);
