@@ -163,6 +163,12 @@ export async function openSession(
     for (const platform of platforms) {
       if (!builderPlatformOf(platform)) throw new UsageError(`--platform ${platform}: expected linux/amd64 or linux/arm64`);
     }
+    // Health is reported while builders start too, as the depot CLI does: a start slower than
+    // builds.health_timeout_seconds must not expire the build before it connects.
+    const reportHealth = () => {
+      for (const platform of platforms) void rpc(buildApi, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: created.buildId, platform: builderPlatformOf(platform) }).catch(() => {});
+    };
+    const starting = setInterval(reportHealth, 5000);
     // Every platform's builder starts at once: the waits overlap.
     const connections: Active[] = await Promise.all(
       platforms.map(async (platform) => {
@@ -186,7 +192,7 @@ export async function openSession(
           await Bun.sleep(Math.min(Math.max(r.pending?.waitMs ?? 1000, 100), 5000));
         }
       }),
-    );
+    ).finally(() => clearInterval(starting));
     return {
       buildId: created.buildId,
       buildUrl: created.buildUrl,
