@@ -135,8 +135,11 @@ async function runBuild(ctx: CommandContext, session: Session, client: NonNullab
   process.once("SIGTERM", onSignal);
   try {
     for (const argv of cmds.setup) {
-      const r = Bun.spawnSync(argv, { env: { ...process.env, ...cmds.env }, stdout: "pipe", stderr: "pipe" });
-      if (r.exitCode !== 0) throw new PreconditionError(`${argv[0]} ${argv[1]} failed: ${new TextDecoder().decode(r.stderr).trim().slice(-500)}`);
+      // Not spawnSync: `buildx create --append` dials the nodes already created, which may be
+      // this process's own forwarding sockets; a blocked event loop leaves it waiting ~20 s.
+      const p = Bun.spawn(argv, { env: { ...process.env, ...cmds.env }, stdout: "ignore", stderr: "pipe" });
+      const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+      if (code !== 0) throw new PreconditionError(`${argv[0]} ${argv[1]} failed: ${stderr.trim().slice(-500)}`);
     }
     child = spawnPassthrough(cmds.build, cmds.env);
     let tail = "";
