@@ -31,7 +31,7 @@ import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderCurrencyHealthCheck, builderManagerFactory, exporterCheckFactory } from "../builders/index.ts";
+import { builderCurrencyHealthCheck, builderManagerFactory, describeEmulation, exporterCheckFactory } from "../builders/index.ts";
 import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
@@ -288,6 +288,14 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       run: async () => {
         const e = await dockerEngine(docker);
         return e.ok ? { status: "pass", output: `Docker ${e.version}; runtime ${config.builders.runtime}` } : { status: "warn", output: `Docker engine unreachable at ${config.builders.docker_socket}: ${e.error}` };
+      },
+    });
+    // Whether the other platform can be built here (QEMU user emulation): handler and setting.
+    health.register({
+      name: "builders:emulation",
+      run: async () => {
+        const d = describeEmulation(await builders.emulation());
+        return { status: d.status === "ok" ? "pass" : "warn", output: d.message };
       },
     });
     const resetCache = async (projectId: string, actor: Actor) => {

@@ -7,3 +7,4 @@ export { RUNTIMES, normalizePlatform, platformOfArch, type CachePolicy } from ".
 export { FALLBACK_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 export { exporterCheckFactory, exporterRefusal, exportersNeeded, type ExporterCheck, type ExportRequest } from "./exporters.ts";
 export { builderCurrencyHealthCheck, builderSettingsKey, describeOutdated, imageDifference, type OutdatedBuilder } from "./currency.ts";
+export { BINFMT_DIR, binfmtHandler, describeEmulation, emulationProblem, emulationStatus, type BinfmtHandler, type EmulationStatus } from "./emulation.ts";

@@ -21,10 +21,11 @@ import type { Logger } from "../log/logger.ts";
 import type { BuilderRuntime } from "../router/index.ts";
 import type { VolumeManager, VolumeUsage } from "../volumes/index.ts";
 import { builderSettingsKey, imageCurrencyFactory, type OutdatedBuilder } from "./currency.ts";
+import { emulationProblem, emulationStatus, type EmulationStatus } from "./emulation.ts";
 import { listWorkersAt } from "./image/grpc.ts";
 import { ensureProjectNetwork } from "./network.ts";
 import { BuilderUnavailableError, waitReady } from "./readiness.ts";
-import { CONTAINER_RUN_DIR, RUNTIMES, normalizePlatform, platformOfArch, qemuBinfmtName } from "./runtimes.ts";
+import { CONTAINER_RUN_DIR, RUNTIMES, normalizePlatform, platformOfArch } from "./runtimes.ts";
 import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 
 export type BuilderState = "absent" | "starting" | "ready" | "idle" | "stopping";
@@ -221,15 +222,25 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     if (!platform) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64, linux/arm64, ..." }]);
     const native = await engineNativePlatform();
     if (platform === native) return { platform, emulated: false };
-    const handler = qemuBinfmtName(platform);
-    if (!deps.allowEmulation) throw new PreconditionError(`platform ${platform} is not this host's (${native}); an operator can enable QEMU emulation (builders.allow_emulation = true, with qemu-user-static installed)`);
-    if (!handler || !existsSync(join(deps.binfmtDir ?? "/proc/sys/fs/binfmt_misc", handler))) {
-      throw new PreconditionError(`platform ${platform} needs the ${handler ?? "qemu"} binfmt handler; install qemu-user-static on the Docker host`);
+    if (!deps.allowEmulation) {
+      throw new PreconditionError(
+        `platform ${platform} is not this host's (${native}) and QEMU emulation is off; an operator can enable it with builders.allow_emulation = true (SLIPWAY_BUILDERS_ALLOW_EMULATION=true) once qemu-user-static is installed on the Docker host`,
+      );
     }
+    const problem = emulationProblem(platform, deps.binfmtDir);
+    if (problem) throw new PreconditionError(`platform ${platform} needs QEMU emulation on this host (builders.allow_emulation is on), but ${problem}`);
     return { platform, emulated: true };
   }
 
-  const ensureNetwork = (p: ProjectRow) => ensureProjectNetwork(docker, { name: networkName(p.id), projectId: p.id, labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id }, projectLabel: LABEL.project });
+  /** Network creations in flight, by project: a project's platforms start at once (see ensureProjectNetwork). */
+  const networkCreations = new Map<string, Promise<string>>();
+  function ensureNetwork(p: ProjectRow): Promise<string> {
+    const pending = networkCreations.get(p.id);
+    if (pending) return pending;
+    const created = ensureProjectNetwork(docker, { name: networkName(p.id), projectId: p.id, labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id }, projectLabel: LABEL.project }, log).finally(() => networkCreations.delete(p.id));
+    networkCreations.set(p.id, created);
+    return created;
+  }
 
   /**
    * Removes the project's network once none of its builders runs. Networks exist only beside
@@ -366,7 +377,14 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       }
       setState(b.id, "starting", { container_id: containerId, network_id: networkId, security_profile: profile, oci_runtime: p.builder_oci_runtime });
       currency.track(b.id, { image: deps.image, imageId: image.Id, settings: currency.wanted().settings });
-      await waitReady({ docker, runtime: deps.runtime, timeoutMs: readyTimeoutMs, stopping: () => closed }, socketPath, containerId);
+      const workers = await waitReady({ docker, runtime: deps.runtime, timeoutMs: readyTimeoutMs, stopping: () => closed }, socketPath, containerId);
+      // An emulated builder runs the native image; its BuildKit lists the platforms it can run
+      // (native plus what binfmt_misc handles, probed at its start). The solver refuses others.
+      if (emulated && !workers.some((w) => w.platforms.some((x) => normalizePlatform(x) === ref.platform))) {
+        throw new BuilderUnavailableError(
+          `the builder's BuildKit cannot run ${ref.platform} (its workers offer ${[...new Set(workers.flatMap((w) => w.platforms))].join(", ") || "no platform"}); check the qemu binfmt handler with slipway doctor`,
+        );
+      }
       setState(b.id, "ready", { ready_at: now().toISOString(), last_used_at: now().toISOString() });
       await learnAddress(b.id, containerId);
       log.info("builder ready", { builder: b.id, project: ref.projectId, platform: ref.platform, runtime: deps.runtime, profile, encryption: deps.volumes.encryption });
@@ -549,6 +567,15 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         const [projectId, platform] = k.split("|") as [string, string];
         scheduleIdle({ projectId, platform });
       }
+    },
+
+    /**
+     * Emulation of the other depot platform (arm64 on an amd64 engine, amd64 on an arm64 one):
+     * whether the operator enabled it and whether this host's binfmt handler can serve it.
+     */
+    async emulation(): Promise<EmulationStatus> {
+      const native = await engineNativePlatform().catch(() => (process.arch === "arm64" ? "linux/arm64" : "linux/amd64"));
+      return emulationStatus(native === "linux/arm64" ? "linux/amd64" : "linux/arm64", deps.allowEmulation ?? false, deps.binfmtDir);
     },
 
     /** The ready builder for a route, or null (router lookup). */

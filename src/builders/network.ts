@@ -5,17 +5,29 @@
  */
 import type Docker from "dockerode";
 import { PreconditionError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
 
-/** The network's id: the existing one if it carries this project's label, else a new one. */
-export async function ensureProjectNetwork(
-  docker: Pick<Docker, "getNetwork" | "createNetwork">,
-  o: { name: string; projectId: string; labels: Record<string, string>; projectLabel: string },
-): Promise<string> {
+type NetworkDocker = Pick<Docker, "getNetwork" | "createNetwork" | "listNetworks">;
+interface ProjectNetwork {
+  name: string;
+  projectId: string;
+  labels: Record<string, string>;
+  projectLabel: string;
+}
+
+/**
+ * The network's id: the existing one if it carries this project's label, else a new one. The
+ * engine does not refuse a second network of the same name (CheckDuplicate is gone from its API),
+ * so callers serialise creations per project (a project's platforms start at once); a name made
+ * ambiguous by an earlier race is reduced to its oldest network.
+ */
+export async function ensureProjectNetwork(docker: NetworkDocker, o: ProjectNetwork, log: Pick<Logger, "warn">): Promise<string> {
   try {
     const info = (await docker.getNetwork(o.name).inspect()) as { Id: string; Labels?: Record<string, string> };
     if (info.Labels?.[o.projectLabel] !== o.projectId) throw new PreconditionError(`Docker network ${o.name} exists but is not this project's builder network`);
     return info.Id;
   } catch (e) {
+    if (/ambiguous/i.test(String((e as Error).message))) return await dedupeNetwork(docker, o, log);
     if ((e as { statusCode?: number })?.statusCode !== 404) throw e;
   }
   try {
@@ -34,4 +46,14 @@ export async function ensureProjectNetwork(
     if (/already exists/i.test(String((e as Error).message))) return ((await docker.getNetwork(o.name).inspect()) as { Id: string }).Id;
     throw e;
   }
+}
+
+/** Several networks under the project's network name (left by an earlier race): keeps the oldest, removes the others. */
+async function dedupeNetwork(docker: NetworkDocker, o: ProjectNetwork, log: Pick<Logger, "warn">): Promise<string> {
+  const found = ((await docker.listNetworks({ filters: JSON.stringify({ name: [o.name], label: [`${o.projectLabel}=${o.projectId}`] }) })) as { Id: string; Name: string; Created: string }[])
+    .filter((n) => n.Name === o.name)
+    .sort((a, b) => Date.parse(a.Created) - Date.parse(b.Created));
+  if (found.length === 0) throw new PreconditionError(`Docker network name ${o.name} is ambiguous and none of its networks is this project's`);
+  for (const n of found.slice(1)) await docker.getNetwork(n.Id).remove().catch((e) => log.warn("duplicate builder network not removed", { network: n.Id, error: (e as Error).message }));
+  return found[0]!.Id;
 }

@@ -7,13 +7,14 @@ import type Docker from "dockerode";
 import { existsSync } from "node:fs";
 import { SlipwayError } from "../errors.ts";
 import type { BuilderRuntime } from "../router/index.ts";
-import { listWorkersAt } from "./image/grpc.ts";
+import { listWorkersAt, type WorkerInfo } from "./image/grpc.ts";
 
 export class BuilderUnavailableError extends SlipwayError {
   override name = "BuilderUnavailableError";
 }
 
-export async function waitReady(o: { docker: Pick<Docker, "getContainer">; runtime: BuilderRuntime; timeoutMs: number; stopping: () => boolean }, socketPath: string, containerId: string): Promise<void> {
+/** The workers BuildKit reports once it answers (an emulated builder's name the platforms it can run). */
+export async function waitReady(o: { docker: Pick<Docker, "getContainer">; runtime: BuilderRuntime; timeoutMs: number; stopping: () => boolean }, socketPath: string, containerId: string): Promise<WorkerInfo[]> {
   const { docker } = o;
   const deadline = performance.now() + o.timeoutMs;
   let lastError = "socket not there yet";
@@ -22,7 +23,7 @@ export async function waitReady(o: { docker: Pick<Docker, "getContainer">; runti
     if (existsSync(socketPath)) {
       try {
         const workers = await listWorkersAt(socketPath, o.runtime, 5000);
-        if (workers.length > 0) return;
+        if (workers.length > 0) return workers;
         lastError = "BuildKit reports no workers yet";
       } catch (e) {
         lastError = (e as Error).message;

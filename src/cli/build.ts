@@ -6,7 +6,7 @@
  */
 import { constants as osConstants } from "node:os";
 import { apiClientFactory } from "../client/api.ts";
-import { buildCommands, ciOidcToken, findBuildkitClient, forwardListener, NO_CLIENT, openSession, resolveProject, type BuildArgs, type Session } from "../client/build.ts";
+import { buildCommands, ciOidcToken, findBuildkitClient, forwardListener, forwardSocket, NO_CLIENT, openSession, resolveProject, type BuildArgs, type Session } from "../client/build.ts";
 import { list, str } from "../client/cli.ts";
 import { NOT_LOGGED_IN, resolveConnection } from "../client/config.ts";
 import { PreconditionError, UsageError } from "../errors.ts";
@@ -117,6 +117,8 @@ export const buildCommand: Command = {
 };
 
 async function runBuild(ctx: CommandContext, session: Session, client: NonNullable<ReturnType<typeof findBuildkitClient>>, args: BuildArgs): Promise<number> {
+  // buildx wants one endpoint per node; with several platforms each gets a local socket.
+  const forwards = client.kind === "buildx" && session.connections.length > 1 ? await Promise.all(session.connections.map((c) => forwardSocket(c))) : [];
   const cmds = buildCommands(client, session, args);
   let canceled = false;
   let child: ReturnType<typeof spawnPassthrough> | null = null;
@@ -141,8 +143,11 @@ async function runBuild(ctx: CommandContext, session: Session, client: NonNullab
   process.once("SIGTERM", onSignal);
   try {
     for (const argv of cmds.setup) {
-      const r = Bun.spawnSync(argv, { env: { ...process.env, ...cmds.env }, stdout: "pipe", stderr: "pipe" });
-      if (r.exitCode !== 0) throw new PreconditionError(`${argv[0]} ${argv[1]} failed: ${new TextDecoder().decode(r.stderr).trim().slice(-500)}`);
+      // Not spawnSync: `buildx create --append` dials the nodes already created, which may be
+      // this process's own forwarding sockets; a blocked event loop leaves it waiting ~20 s.
+      const p = Bun.spawn(argv, { env: { ...process.env, ...cmds.env }, stdout: "ignore", stderr: "pipe" });
+      const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+      if (code !== 0) throw new PreconditionError(`${argv[0]} ${argv[1]} failed: ${stderr.trim().slice(-500)}`);
     }
     child = spawnPassthrough(cmds.build, cmds.env, cmds.loadInto ? "pipe" : "inherit");
     const loader = cmds.loadInto ? Bun.spawn(cmds.loadInto, { stdin: child.stdout as ReadableStream<Uint8Array>, stdout: "inherit", stderr: "inherit" }) : null;
@@ -180,6 +185,7 @@ async function runBuild(ctx: CommandContext, session: Session, client: NonNullab
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     for (const argv of cmds.teardown) Bun.spawnSync(argv, { env: { ...process.env, ...cmds.env }, stdout: "ignore", stderr: "ignore" });
+    for (const f of forwards) f.close();
     session.close();
   }
 }

@@ -129,6 +129,8 @@ export const NO_CLIENT =
 export interface Active {
   platform: string;
   endpoint: string;
+  /** A unix socket forwarding to `endpoint` with the certificate (forwardSocket), when one runs. */
+  local?: string;
   serverName: string;
   dir: string;
   ca: string;
@@ -169,30 +171,39 @@ export async function openSession(
     await rpc(buildApi, "depot.cli.v1.BuildService/FinishBuild", { buildId: created.buildId, ...body });
   };
   try {
-    const connections: Active[] = [];
     for (const platform of platforms) {
-      const enumValue = builderPlatformOf(platform);
-      if (!enumValue) throw new UsageError(`--platform ${platform}: expected linux/amd64 or linux/arm64`);
-      const t0 = Date.now();
-      for (;;) {
-        const r = await rpc<{ pending?: { waitMs?: number }; active?: { endpoint: string; serverName: string; cert: { cert: string; key: string }; caCert: { cert: string } } }>(
-          buildApi,
-          "depot.cli.v1.BuildService/GetBuildKitConnection",
-          { buildId: created.buildId, platform: enumValue },
-        );
-        if (r.active) {
-          const p = join(dir, platform.replaceAll("/", "-"));
-          const files = { ca: `${p}-ca.pem`, cert: `${p}-cert.pem`, key: `${p}-key.pem` };
-          writeFileSync(files.ca, r.active.caCert.cert, { mode: 0o600 });
-          writeFileSync(files.cert, r.active.cert.cert, { mode: 0o600 });
-          writeFileSync(files.key, r.active.cert.key, { mode: 0o600 });
-          connections.push({ platform, endpoint: r.active.endpoint, serverName: r.active.serverName, dir, ...files });
-          break;
-        }
-        onWait(platform, Date.now() - t0);
-        await Bun.sleep(Math.min(Math.max(r.pending?.waitMs ?? 1000, 100), 5000));
-      }
+      if (!builderPlatformOf(platform)) throw new UsageError(`--platform ${platform}: expected linux/amd64 or linux/arm64`);
     }
+    // Health is reported while builders start too, as the depot CLI does: a start slower than
+    // builds.health_timeout_seconds must not expire the build before it connects.
+    const reportHealth = () => {
+      for (const platform of platforms) void rpc(buildApi, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: created.buildId, platform: builderPlatformOf(platform) }).catch(() => {});
+    };
+    const starting = setInterval(reportHealth, 5000);
+    // Every platform's builder starts at once: the waits overlap.
+    const connections: Active[] = await Promise.all(
+      platforms.map(async (platform) => {
+        const enumValue = builderPlatformOf(platform)!;
+        const t0 = Date.now();
+        for (;;) {
+          const r = await rpc<{ pending?: { waitMs?: number }; active?: { endpoint: string; serverName: string; cert: { cert: string; key: string }; caCert: { cert: string } } }>(
+            buildApi,
+            "depot.cli.v1.BuildService/GetBuildKitConnection",
+            { buildId: created.buildId, platform: enumValue },
+          );
+          if (r.active) {
+            const p = join(dir, platform.replaceAll("/", "-"));
+            const files = { ca: `${p}-ca.pem`, cert: `${p}-cert.pem`, key: `${p}-key.pem` };
+            writeFileSync(files.ca, r.active.caCert.cert, { mode: 0o600 });
+            writeFileSync(files.cert, r.active.cert.cert, { mode: 0o600 });
+            writeFileSync(files.key, r.active.cert.key, { mode: 0o600 });
+            return { platform, endpoint: r.active.endpoint, serverName: r.active.serverName, dir, ...files };
+          }
+          onWait(platform, Date.now() - t0);
+          await Bun.sleep(Math.min(Math.max(r.pending?.waitMs ?? 1000, 100), 5000));
+        }
+      }),
+    ).finally(() => clearInterval(starting));
     return {
       buildId: created.buildId,
       buildUrl: created.buildUrl,
@@ -239,9 +250,7 @@ export function buildCommands(
       "remote",
       "--platform",
       c.platform,
-      "--driver-opt",
-      `cacert=${c.ca},cert=${c.cert},key=${c.key},servername=${c.serverName}`,
-      c.endpoint,
+      ...(c.local ? [`unix://${c.local}`] : ["--driver-opt", `cacert=${c.ca},cert=${c.cert},key=${c.key},servername=${c.serverName}`, c.endpoint]),
     ]);
     const build = [
       client.path,
@@ -317,15 +326,14 @@ export function endpointIdentity(serverName: string): Pick<tls.ConnectionOptions
 }
 
 /**
- * A local TCP listener that forwards each connection to the build endpoint over mutual TLS with
- * the build's certificate: any BuildKit client can then use BUILDKIT_HOST=tcp://127.0.0.1:PORT.
- * A connection that fails is closed and reported to `onError`, never thrown.
+ * A server that forwards each connection to the build endpoint over mutual TLS with the build's
+ * certificate. A connection that fails is closed and reported to `onError`, never thrown.
  */
-export async function forwardListener(c: Active, onError: (e: Error) => void = () => {}): Promise<{ port: number; close(): void }> {
+function forwardServer(c: Active, onError: (e: Error) => void): net.Server {
   const endpoint = new URL(c.endpoint.replace(/^tcp:/, "http:"));
   const [ca, cert, key] = [readFileSync(c.ca, "utf8"), readFileSync(c.cert, "utf8"), readFileSync(c.key, "utf8")];
   const identity = endpointIdentity(c.serverName);
-  const server = net.createServer((local) => {
+  return net.createServer((local) => {
     let remote: tls.TLSSocket;
     try {
       remote = tls.connect({ host: endpoint.hostname.replace(/^\[|\]$/g, ""), port: Number(endpoint.port), ca, cert, key, ...identity, ALPNProtocols: ["h2"] });
@@ -341,6 +349,28 @@ export async function forwardListener(c: Active, onError: (e: Error) => void = (
     local.on("close", end);
     remote.on("close", end);
   });
+}
+
+/**
+ * A local TCP listener that forwards each connection to the build endpoint over mutual TLS with
+ * the build's certificate: any BuildKit client can then use BUILDKIT_HOST=tcp://127.0.0.1:PORT.
+ */
+export async function forwardListener(c: Active, onError: (e: Error) => void = () => {}): Promise<{ port: number; close(): void }> {
+  const server = forwardServer(c, onError);
   await new Promise<void>((res, rej) => server.once("error", rej).listen(0, "127.0.0.1", () => res()));
   return { port: (server.address() as net.AddressInfo).port, close: () => server.close() };
+}
+
+/**
+ * The same on a unix socket in the connection's private directory (0700), which becomes its
+ * `local` endpoint. buildx refuses two nodes with one endpoint, and every platform's builder is
+ * reached through the same build endpoint (the certificate picks the builder), so a
+ * multi-platform buildx build gets one such socket per platform.
+ */
+export async function forwardSocket(c: Active, onError: (e: Error) => void = () => {}): Promise<{ close(): void }> {
+  const path = join(c.dir, `${c.platform.replaceAll("/", "-")}.sock`);
+  const server = forwardServer(c, onError);
+  await new Promise<void>((res, rej) => server.once("error", rej).listen(path, () => res()));
+  c.local = path;
+  return { close: () => (server.close(), delete c.local) };
 }

@@ -12,7 +12,7 @@ import { loadConfig } from "../config/index.ts";
 import { which } from "../host/run.ts";
 import { integrationSuite } from "../../test/support/integration.ts";
 import { freePort } from "../../test/support/serve.ts";
-import { checkBuilderCurrency, checkBuilderImage, checkCryptsetup, checkDataDir, checkDocker, checkFirewall, checkMasterKey, checkPorts, dockerSocketPath } from "./checks.ts";
+import { checkBuilderCurrency, checkBuilderImage, checkCryptsetup, checkDataDir, checkDocker, checkEmulation, checkFirewall, checkMasterKey, checkPorts, dockerSocketPath } from "./checks.ts";
 
 let dir: string;
 beforeAll(() => (dir = mkdtempSync(join(tmpdir(), "slipway-doctor-"))));
@@ -138,5 +138,23 @@ integrationSuite("doctor against real cryptsetup, iptables and ipset", missingTo
     expect(ipt!.message).toMatch(/iptables v\d.*\(backend: (nf_tables|legacy)\)/);
     expect(ips).toMatchObject({ check: "ipset", status: "ok" });
     expect(ips!.message).toMatch(/^ipset v\d/);
+  });
+});
+
+describe("emulation", () => {
+  const binfmt = (files: Record<string, string>) => {
+    const d = mkdtempSync(join(dir, "binfmt-"));
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(d, name), text);
+    return d;
+  };
+  const aarch64 = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\noffset 0\n";
+
+  test("says whether the handler can serve and whether builders.allow_emulation enables it", () => {
+    const good = binfmt({ status: "enabled\n", "qemu-aarch64": aarch64 });
+    expect(checkEmulation(loaded(join(dir, "d1")), good)).toMatchObject({ check: "emulation", status: "ok", message: expect.stringContaining("not enabled (builders.allow_emulation = false") });
+    expect(checkEmulation(loaded(join(dir, "d1"), [{ key: "builders.allow_emulation", value: "true" }]), good)).toMatchObject({ status: "ok", message: expect.stringContaining("and enabled") });
+    // Enabled but no handler: builds will be refused, and the fix is named.
+    const none = binfmt({ status: "enabled\n" });
+    expect(checkEmulation(loaded(join(dir, "d1"), [{ key: "builders.allow_emulation", value: "true" }]), none)).toMatchObject({ status: "warn", fix: "apt-get install qemu-user-static", message: expect.stringContaining("will be refused") });
   });
 });

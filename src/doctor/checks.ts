@@ -15,7 +15,7 @@ import { builderImageServiceFactory, configuredImage, doctorBuilderImageCheck } 
 import { silentLogger } from "../log/logger.ts";
 import { Database } from "bun:sqlite";
 import { DB_FILE } from "../appliance/state.ts";
-import { BUILDER_LABELS, builderSettingsKey, describeOutdated, imageDifference, type OutdatedBuilder } from "../builders/index.ts";
+import { BINFMT_DIR, BUILDER_LABELS, builderSettingsKey, describeEmulation, describeOutdated, emulationStatus, imageDifference, type OutdatedBuilder } from "../builders/index.ts";
 
 export type Severity = "ok" | "warn" | "fail";
 
@@ -178,12 +178,20 @@ export async function checkBuilderCurrency(loaded: LoadedConfig, env: Record<str
   return old.map((o) => ({ check: "builders-image-current", status: "warn", message: `builder of ${describeOutdated(o)}`, fix: "none needed: serve recreates it on the configured image, cache kept, when it is next idle" }));
 }
 
+/** Whether the other depot platform (arm64 here on amd64, and the reverse) can be built by QEMU emulation, and whether it is enabled. */
+export function checkEmulation(loaded: LoadedConfig, binfmtDir = BINFMT_DIR): Finding {
+  const foreign = process.arch === "arm64" ? "linux/amd64" : "linux/arm64";
+  const d = describeEmulation(emulationStatus(foreign, loaded.config.builders.allow_emulation, binfmtDir));
+  return { check: "emulation", status: d.status, message: d.message, ...(d.fix ? { fix: d.fix } : {}) };
+}
+
 export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]> {
   const docker = await checkDocker(env);
   return [
     docker,
     await checkBuilderImage(loaded, env, docker),
     ...(await checkBuilderCurrency(loaded, env, docker)),
+    checkEmulation(loaded),
     ...(await checkCryptsetup(loaded.config.volumes)),
     ...(await checkFirewall()),
     ...(await checkPorts(loaded)),
