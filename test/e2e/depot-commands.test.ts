@@ -337,6 +337,9 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
     expect(readFileSync(depotConfig, "utf8")).not.toContain(admin);
     refused(await depot(null, ["org", "show"]), "No organization selected");
     refused(await depot(null, ["org", "list"]), /^unauthenticated: /);
+    // Without a saved login, `org list` takes DEPOT_API_TOKEN (not DEPOT_TOKEN).
+    refused(await depot(tok.alice, ["org", "list"]), /^unauthenticated: /);
+    expect(csv((await depot(null, ["org", "list"], { env: { DEPOT_API_TOKEN: tok.alice } })).stdout)).toEqual([["Organization ID", "Name"], [org.acme, "Acme"]]);
   }, 60_000);
 
   test("depot methods Slipway does not serve answer `unimplemented` with what to use instead; other unknown paths stay problem+json 404", async () => {
