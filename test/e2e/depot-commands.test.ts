@@ -128,6 +128,14 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
     const named = await depot(tok.alice, ["projects", "create", "named", "-o", org.acme]);
     expect(named.code, named.stderr).toBe(0);
     ids.named = JSON.parse(named.stdout).project_id;
+    // An organization token creates in its own organization.
+    const orgToken = (await api(tok.alice, "POST", "/api/v1/tokens", { kind: "org", name: "automation", org: "acme" })).json.token;
+    const auto = await depot(orgToken, ["projects", "create", "auto"]);
+    expect(auto.code, auto.stderr).toBe(0);
+    expect((await api(admin, "GET", `/api/v1/projects/${JSON.parse(auto.stdout).project_id}`)).json).toMatchObject({ org_id: org.acme, name: "auto" });
+    refused(await depot(orgToken, ["projects", "create", "elsewhere", "-o", org.globex]), "not_found: no such organization");
+    refused(await depot(orgToken, ["projects", "delete", "--project-id", secret, "--yes"]), "not_found: no such project");
+    expect((await depot(orgToken, ["projects", "delete", "--project-id", JSON.parse(auto.stdout).project_id, "--yes"])).code).toBe(0);
     expect((await api(admin, "GET", `/api/v1/projects/${ids.web}`)).json).toMatchObject({ org_id: org.acme, name: "web", cache_size_gb: 50, cache_keep_days: 14 });
     expect((await api(admin, "GET", `/api/v1/projects/${ids.lean}`)).json).toMatchObject({ org_id: org.acme, name: "lean", cache_size_gb: 20, cache_keep_days: 7 });
 
