@@ -6,6 +6,7 @@
  * settings); what Slipway cannot do is refused with a message that says why; a refused or foreign
  * request changes nothing, and another tenant's project answers exactly like a missing one.
  * Depot methods Slipway does not serve answer `unimplemented` with what to use instead.
+ * A second suite shows `list builds` and `cache reset` around a real `depot build` on a builder.
  *
  * Tenants: alice owns `acme` (her only organization), bob is a `user` of `acme`; `globex` belongs
  * to the administrator alone.
@@ -15,6 +16,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 
@@ -32,6 +35,28 @@ interface Ran {
   stdout: string;
   stderr: string;
 }
+
+/** The depot CLI's environment against `s`: offline, quiet, its config under `home`. */
+const depotEnv = (s: Served, home: string, token: string | null, extra: Record<string, string> = {}) => ({
+  PATH: process.env.PATH ?? "",
+  HOME: home,
+  DEPOT_API_URL: s.url,
+  SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
+  DEPOT_NO_UPDATE_NOTIFIER: "1",
+  DEPOT_DISABLE_OTEL: "1",
+  DEPOT_ERROR_TELEMETRY: "0",
+  ...(token ? { DEPOT_TOKEN: token } : {}),
+  ...extra,
+});
+
+/** The depot CLI with its output captured (not a terminal: lists print CSV). */
+async function runDepot(s: Served, home: string, token: string | null, args: string[], opts: { cwd: string; env?: Record<string, string> }): Promise<Ran> {
+  const p = Bun.spawn([DEPOT, ...args], { cwd: opts.cwd, stdout: "pipe", stderr: "pipe", env: depotEnv(s, home, token, opts.env) });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, stdout, stderr };
+}
+
+const csv = (text: string) => text.trim().split("\n").map((l) => l.split(","));
 
 integrationSuite("depot CLI commands: projects, list, cache reset, init, org, logout against slipway serve", missing, () => {
   const work = mkdtempSync(join(tmpdir(), "slipway-depot-cmds-"));
@@ -56,27 +81,11 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
     const r = await rpc(token, method, body);
     return { status: r.status, json: JSON.parse(new TextDecoder().decode(r.body)) as Record<string, any> };
   };
-  const depotEnv = (token: string | null, extra: Record<string, string> = {}) => ({
-    PATH: process.env.PATH ?? "",
-    HOME: home,
-    DEPOT_API_URL: s.url,
-    SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
-    DEPOT_NO_UPDATE_NOTIFIER: "1",
-    DEPOT_DISABLE_OTEL: "1",
-    DEPOT_ERROR_TELEMETRY: "0",
-    ...(token ? { DEPOT_TOKEN: token } : {}),
-    ...extra,
-  });
-  /** The depot CLI with its output captured (not a terminal: lists print CSV). */
-  const depot = async (token: string | null, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Ran> => {
-    const p = Bun.spawn([DEPOT, ...args], { cwd: opts.cwd ?? work, stdout: "pipe", stderr: "pipe", env: depotEnv(token, opts.env) });
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    return { code, stdout, stderr };
-  };
+  const depot = (token: string | null, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) => runDepot(s, home, token, args, { cwd: opts.cwd ?? work, env: opts.env });
   /** The depot CLI on a pseudo-terminal (script(1)): `depot init` needs one to pick a project. */
   const depotTty = async (token: string, args: string[], cwd: string): Promise<Ran> => {
     for (const a of args) expect(a).toMatch(/^[A-Za-z0-9_.-]+$/); // safe inside script's shell command
-    const p = Bun.spawn(["script", "-qec", [DEPOT, ...args].join(" "), "/dev/null"], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: depotEnv(token, { TERM: "dumb" }) });
+    const p = Bun.spawn(["script", "-qec", [DEPOT, ...args].join(" "), "/dev/null"], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: depotEnv(s, home, token, { TERM: "dumb" }) });
     const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     return { code, stdout: stdout.replaceAll("\r", ""), stderr };
   };
@@ -89,7 +98,6 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
   /** Every project on the appliance, as the administrator sees it: id → name and cache settings. */
   const allProjects = async () =>
     Object.fromEntries(((await api(admin, "GET", "/api/v1/projects")).json as any[]).map((p) => [p.id, `${p.org_id}/${p.name} ${p.cache_size_gb}GB ${p.cache_keep_days}d`]));
-  const csv = (text: string) => text.trim().split("\n").map((l) => l.split(","));
 
   beforeAll(async () => {
     const dataDir = join(work, "data");
@@ -377,4 +385,64 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
     expect(other.status).toBe(404);
     expect(other.headers.get("content-type")).toContain("application/problem+json");
   }, 60_000);
+});
+
+const realBuilderMissing = !existsSync(DEPOT) ? `the depot CLI is not installed (${DEPOT})` : await builderImageMissing();
+
+integrationSuite("depot CLI commands around a real build: list builds, then cache reset empties the builder's cache", realBuilderMissing, () => {
+  const work = mkdtempSync(join(tmpdir(), "slipway-depot-reset-"));
+  const home = join(work, "home");
+  let s: Served;
+  let admin = "";
+  let project = "";
+  let projectToken = "";
+  const api = async (token: string, method: string, path: string, body?: unknown) => {
+    const r = await s.get(path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    return r.json() as Promise<any>;
+  };
+  const depot = (token: string, args: string[]) => runDepot(s, home, token, args, { cwd: work });
+
+  beforeAll(async () => {
+    const image = await ensureDockerdBuilderImage();
+    s = await serve(slipwayBinary(), join(work, "data"), ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
+    admin = readFileSync(join(s.dataDir, "initial-admin-token"), "utf8").trim();
+    project = (await api(admin, "POST", "/api/v1/orgs/default/projects", { name: "app" })).id;
+    projectToken = (await api(admin, "POST", "/api/v1/tokens", { kind: "project", name: "ci", project })).token;
+    mkdirSync(home, { recursive: true });
+  }, 20 * 60_000);
+
+  afterAll(async () => {
+    await s?.stop();
+    await removeBuildersOf([project]);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test("depot build, depot list builds shows it; depot cache reset stops the builder and the next build starts cold", async () => {
+    const ctx = join(work, "ctx");
+    writeBusyboxContext(ctx, "RUN echo built-here > /built.txt");
+    const build = () => depot(projectToken, ["build", "--project", project, "--progress", "plain", "-o", `type=local,dest=${join(work, "out")}`, ctx]);
+    const first = await build();
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    const [latest] = (await api(admin, "GET", `/api/v1/projects/${project}/builds?limit=1`)).builds;
+    const listed = await depot(projectToken, ["list", "builds", "--project", project]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(csv(listed.stdout).slice(1).map((r) => [r[0], r[1]])).toEqual([[latest.id, "finished"]]);
+    expect((await api(admin, "GET", `/api/v1/projects/${project}/builders`)).map((b: any) => [b.platform, b.state])).toEqual([["linux/amd64", "idle"]]); // running, no build on it
+
+    const reset = await depot(admin, ["cache", "reset", "--project", project]);
+    expect(reset.code, reset.stderr).toBe(0);
+    expect(reset.stdout).toBe("Cache reset for app (Default)\n");
+    expect((await api(admin, "GET", `/api/v1/projects/${project}/builders`)).map((b: any) => b.state)).toEqual(["absent"]);
+    const audit = (await api(admin, "GET", "/api/v1/audit?limit=500")) as { action: string; target: string; details: any }[];
+    expect(audit.filter((e) => e.action === "cache.reset").map((e) => [e.target, e.details])).toEqual([[project, { platforms: ["linux/amd64"] }]]);
+
+    // The same build again: its RUN step is not cached any more.
+    const second = await build();
+    expect(second.code, second.stdout + second.stderr).toBe(0);
+    const [again] = (await api(admin, "GET", `/api/v1/projects/${project}/builds?limit=1`)).builds;
+    expect(again.id).not.toBe(latest.id);
+    const steps = (await api(admin, "GET", `/api/v1/builds/${again.id}/steps`)) as { name: string; cached: boolean }[];
+    expect(steps.find((x) => x.name.includes("RUN echo built-here"))?.cached).toBe(false);
+    expect(csv((await depot(projectToken, ["list", "builds", "--project", project])).stdout).slice(1).map((r) => r[0])).toEqual([again.id, latest.id]);
+  }, 600_000);
 });
