@@ -52,7 +52,16 @@ export const SETTING_LIMITS: Record<keyof ProjectSettings, { min: number; max: n
 
 export type ProjectsService = ReturnType<typeof projectsServiceFactory>;
 
-export function projectsServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
+export interface ProjectsDeps {
+  db: Database;
+  audit: Pick<AuditService, "record">;
+  /** Frees what a project holds outside the database (its builders and cache volumes) before
+   * the project is deleted; if it fails, the project stays. */
+  release?: (projectId: string) => Promise<void>;
+  now?: () => Date;
+}
+
+export function projectsServiceFactory({ db, audit, release, now = () => new Date() }: ProjectsDeps) {
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
 
   return {
@@ -123,8 +132,9 @@ export function projectsServiceFactory({ db, audit, now = () => new Date() }: { 
       return next;
     },
 
-    delete(id: string, actor: Actor): void {
+    async delete(id: string, actor: Actor): Promise<void> {
       const current = this.get(id);
+      await release?.(id);
       db.transaction(() => {
         db.query("DELETE FROM projects WHERE id = ?").run(id);
         audit.record({ orgId: current.org_id, actor, action: "project.delete", target: id, details: { name: current.name } });

@@ -6,18 +6,19 @@
  * settings); what Slipway cannot do is refused with a message that says why; a refused or foreign
  * request changes nothing, and another tenant's project answers exactly like a missing one.
  * Depot methods Slipway does not serve answer `unimplemented` with what to use instead.
- * A second suite shows `list builds` and `cache reset` around a real `depot build` on a builder.
+ * A second suite shows `list builds`, `cache reset` and `projects delete` around a real
+ * `depot build` on a builder: the reset empties its cache, the delete removes builder and volume.
  *
  * Tenants: alice owns `acme` (her only organization), bob is a `user` of `acme`; `globex` belongs
  * to the administrator alone.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
-import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { builderImageMissing, docker, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 
@@ -389,7 +390,7 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
 
 const realBuilderMissing = !existsSync(DEPOT) ? `the depot CLI is not installed (${DEPOT})` : await builderImageMissing();
 
-integrationSuite("depot CLI commands around a real build: list builds, then cache reset empties the builder's cache", realBuilderMissing, () => {
+integrationSuite("depot CLI commands around a real build: list builds, cache reset empties the builder's cache, projects delete frees the builder", realBuilderMissing, () => {
   const work = mkdtempSync(join(tmpdir(), "slipway-depot-reset-"));
   const home = join(work, "home");
   let s: Served;
@@ -444,5 +445,21 @@ integrationSuite("depot CLI commands around a real build: list builds, then cach
     const steps = (await api(admin, "GET", `/api/v1/builds/${again.id}/steps`)) as { name: string; cached: boolean }[];
     expect(steps.find((x) => x.name.includes("RUN echo built-here"))?.cached).toBe(false);
     expect(csv((await depot(projectToken, ["list", "builds", "--project", project])).stdout).slice(1).map((r) => r[0])).toEqual([again.id, latest.id]);
+
+    // Deleting the project frees what it held: its builder container, its network, its cache volume.
+    const label = JSON.stringify({ label: [`io.slipway.project=${project}`] });
+    const held = async () => ({
+      containers: (await docker().listContainers({ all: true, filters: label })).length,
+      networks: (await docker().listNetworks({ filters: label })).length,
+      files: readdirSync(s.dataDir, { recursive: true }).filter((p) => String(p).includes(project)).length,
+    });
+    const before = await held();
+    expect(before.containers).toBe(1);
+    expect(before.files).toBeGreaterThan(0);
+    const del = await depot(admin, ["projects", "delete", "--project-id", project, "--yes"]);
+    expect(del.code, del.stderr).toBe(0);
+    expect(del.stdout).toBe(`Successfully deleted project ${project}\n`);
+    expect(await held()).toEqual({ containers: 0, networks: 0, files: 0 });
+    expect(await api(admin, "GET", `/api/v1/projects/${project}`)).toMatchObject({ status: 404 });
   }, 600_000);
 });

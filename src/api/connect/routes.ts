@@ -237,7 +237,7 @@ export function connectRoutes(deps: ConnectDeps) {
     },
     async deleteProject(input, { actor }) {
       const a = await actor();
-      ctx.projects.delete(projectFor(a, input.projectId, "project:delete").id, a);
+      await ctx.projects.delete(projectFor(a, input.projectId, "project:delete").id, a);
       return {};
     },
   };

@@ -103,7 +103,7 @@ export function projectRoutes(ctx: IdentityContext) {
         const actor = await ctx.actorOf(request);
         const { resource } = load(params.id);
         authorize(actor, "project:delete", resource);
-        projects.delete(params.id, actor);
+        await projects.delete(params.id, actor);
         set.status = 204;
       },
       { detail: { tags: ["projects"], summary: "Delete a project (owners, organization tokens)", security: bearer } },
