@@ -193,6 +193,8 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
     const got = await depot(tok.bob, ["projects", "get", ids.lean!, "--output", "json"]);
     expect(got.code, got.stderr).toBe(0);
     expect(JSON.parse(got.stdout)).toEqual({ project_id: ids.lean, organization_id: org.acme, name: "lean", region_id: "", created_at: expect.stringMatching(/^\d{4}-/), cache_policy: { keep_bytes: 20 * GIB, keep_days: 7 } });
+    // The project may come from DEPOT_PROJECT_ID (or depot.json) instead.
+    expect((await depot(tok.bob, ["projects", "get", "--output", "json"], { env: { DEPOT_PROJECT_ID: ids.lean! } })).stdout).toBe(got.stdout);
     const table = await depot(tok.alice, ["projects", "get", ids.lean!]);
     expect(table.stdout).toMatch(/^Project ID: +prj_\w+\nOrganization ID: +org_\w+\nName: +lean\nRegion: *\nCreated: +\S+\nCache storage: +20 GB\nCache retention: +7 days\n$/);
 
@@ -279,7 +281,10 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
   }, 60_000);
 
   test("cache reset: owners reset their project's cache (audited); a member is refused; another tenant's project answers like a missing one", async () => {
-    const r = await depot(tok.alice, ["cache", "reset", "--project", ids.web!]);
+    const dir = join(work, "reset");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "depot.json"), JSON.stringify({ id: ids.web }));
+    const r = await depot(tok.alice, ["cache", "reset"], { cwd: dir }); // the project from depot.json
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe("Cache reset for web (Acme)\n");
     const audit = (await api(tok.alice, "GET", "/api/v1/orgs/acme/audit?limit=500")).json as { action: string; target: string }[];
