@@ -133,8 +133,8 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
     const lean = await depot(tok.alice, ["projects", "create", "lean", "--cache-storage-policy", "20", "--cache-policy-keep-days", "7"]);
     expect(lean.code, lean.stderr).toBe(0);
     ids.lean = JSON.parse(lean.stdout).project_id;
-    // The organization named explicitly, by id: the same answer.
-    const named = await depot(tok.alice, ["projects", "create", "named", "-o", org.acme]);
+    // The organization named explicitly, here by its slug (`depot org switch` below names it by id).
+    const named = await depot(tok.alice, ["projects", "create", "named", "-o", "acme"]);
     expect(named.code, named.stderr).toBe(0);
     ids.named = JSON.parse(named.stdout).project_id;
     // An organization token creates in its own organization.
@@ -147,6 +147,7 @@ integrationSuite("depot CLI commands: projects, list, cache reset, init, org, lo
     expect((await depot(orgToken, ["projects", "delete", "--project-id", JSON.parse(auto.stdout).project_id, "--yes"])).code).toBe(0);
     expect((await api(admin, "GET", `/api/v1/projects/${ids.web}`)).json).toMatchObject({ org_id: org.acme, name: "web", cache_size_gb: 50, cache_keep_days: 14 });
     expect((await api(admin, "GET", `/api/v1/projects/${ids.lean}`)).json).toMatchObject({ org_id: org.acme, name: "lean", cache_size_gb: 20, cache_keep_days: 7 });
+    expect((await api(admin, "GET", `/api/v1/projects/${ids.named}`)).json).toMatchObject({ org_id: org.acme, name: "named" });
 
     const before = await allProjects();
     refused(await depot(tok.alice, ["projects", "create", "web"]), "failed_precondition: a project named 'web' already exists in this organization");
