@@ -317,7 +317,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       audit,
       sessions: sessionsServiceFactory({ db, audit }),
       orgs: orgsServiceFactory({ db, audit }),
-      projects: projectsServiceFactory({ db, audit }),
+      projects: projectsServiceFactory({ db, audit, release: (projectId) => builders.releaseProject(projectId) }),
       tokens,
       trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
       deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),

@@ -85,7 +85,7 @@ export { BuilderUnavailableError };
 export interface BuilderManagerDeps {
   db: Database;
   docker: Docker;
-  volumes: Pick<VolumeManager, "ensure" | "close" | "reset" | "usage" | "encryption">;
+  volumes: Pick<VolumeManager, "ensure" | "close" | "reset" | "delete" | "usage" | "encryption">;
   applianceId: string;
   /** Socket directories live under `<dataDir>/builders/<builder id>`. */
   dataDir: string;
@@ -610,6 +610,14 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         await deps.volumes.reset({ projectId, platform });
       }
       return { platforms };
+    },
+
+    /** A project is being deleted: its builders stop and their cache volumes are deleted (crypto-erased). */
+    async releaseProject(projectId: string): Promise<void> {
+      for (const { platform } of this.list(projectId)) {
+        await stopBuilder({ projectId, platform }, "project deleted");
+        await deps.volumes.delete({ projectId, platform });
+      }
     },
 
     async cacheUsage(projectId: string): Promise<{ platform: string; usage: VolumeUsage | null; encryption: string }[]> {

@@ -334,8 +334,8 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     list(actor: Actor, projectId: string, pageSize: number, cursor: string | null): { builds: BuildRow[]; next: string | null } {
       const p = db.query("SELECT id, org_id FROM projects WHERE id = ?").get(projectId) as { id: string; org_id: string } | null;
       if (!p) {
-        authorize(actor, "build:read");
-        throw new NotFoundError("no such project");
+        if (actor.kind === "anonymous") authorize(actor, "build:read"); // 401 before anything is revealed
+        throw new NotFoundError("no such project"); // as for another tenant's project
       }
       authorize(actor, "project:read", { orgId: p.org_id, projectId });
       const size = Math.min(Math.max(1, Math.trunc(pageSize) || 50), 200);

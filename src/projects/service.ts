@@ -36,9 +36,32 @@ export const DEFAULT_SETTINGS: ProjectSettings = {
 };
 const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof ProjectSettings)[];
 
+/** Project names: a letter or digit, then letters, digits, dot, underscore, dash; 63 at most.
+ * The REST API and the depot-compatible RPCs validate against these same rules. */
+export const PROJECT_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+export const PROJECT_NAME_RULE = "letters, digits, . _ -; up to 63 characters";
+/** Allowed range of each setting (whole numbers). */
+export const SETTING_LIMITS: Record<keyof ProjectSettings, { min: number; max: number }> = {
+  cache_size_gb: { min: 1, max: 10000 },
+  cache_keep_days: { min: 1, max: 3650 },
+  builder_cpus: { min: 1, max: 256 },
+  builder_memory_mb: { min: 256, max: 1048576 },
+  builder_idle_timeout_seconds: { min: 30, max: 86400 },
+  build_timeout_seconds: { min: 60, max: 86400 },
+};
+
 export type ProjectsService = ReturnType<typeof projectsServiceFactory>;
 
-export function projectsServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
+export interface ProjectsDeps {
+  db: Database;
+  audit: Pick<AuditService, "record">;
+  /** Frees what a project holds outside the database (its builders and cache volumes) before
+   * the project is deleted; if it fails, the project stays. */
+  release?: (projectId: string) => Promise<void>;
+  now?: () => Date;
+}
+
+export function projectsServiceFactory({ db, audit, release, now = () => new Date() }: ProjectsDeps) {
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
 
   return {
@@ -109,8 +132,9 @@ export function projectsServiceFactory({ db, audit, now = () => new Date() }: { 
       return next;
     },
 
-    delete(id: string, actor: Actor): void {
+    async delete(id: string, actor: Actor): Promise<void> {
       const current = this.get(id);
+      await release?.(id);
       db.transaction(() => {
         db.query("DELETE FROM projects WHERE id = ?").run(id);
         audit.record({ orgId: current.org_id, actor, action: "project.delete", target: id, details: { name: current.name } });

@@ -1,7 +1,8 @@
 /**
  * @module wire/depot
- * The depot CLI's build-flow messages (../shared/depot-wire.md), as descriptors for ./proto.ts.
- * Shared by the server's Connect handlers and Slipway's own CLI.
+ * The depot CLI's build-flow messages (../shared/depot-wire.md), and those of its project and
+ * organization commands, as descriptors for ./proto.ts. Shared by the server's Connect handlers
+ * and Slipway's own CLI.
  */
 import { StatusResponse } from "./buildkit.ts";
 import { registerEnum } from "./json.ts";
@@ -185,6 +186,43 @@ const OrgEntry = message("depot.core.v1.Organization", () => [
 ]);
 export const ListOrganizationResponse = message("depot.core.v1.ListOrganizationResponse", () => [{ no: 1, name: "organizations", type: OrgEntry, repeated: true }]);
 
+// depot.core.v1.ProjectService (`depot projects create|get|update|delete`), as the pinned CLI
+// declares it: keep_bytes (deprecated since) and keep_days; newer clients also send keep_gb.
+export const CachePolicy = message("depot.core.v1.CachePolicy", () => [
+  { no: 1, name: "keepBytes", type: "int64" },
+  { no: 2, name: "keepDays", type: "int32" },
+  { no: 3, name: "keepGb", type: "int32" },
+]);
+export const CoreProject = message("depot.core.v1.Project", () => [
+  { no: 1, name: "projectId", type: "string" },
+  { no: 2, name: "organizationId", type: "string" },
+  { no: 3, name: "name", type: "string" },
+  { no: 4, name: "regionId", type: "string" },
+  { no: 5, name: "createdAt", type: Timestamp, optional: true },
+  { no: 6, name: "cachePolicy", type: CachePolicy, optional: true },
+]);
+const projectReply = (name: string) => message(`depot.core.v1.${name}`, () => [{ no: 1, name: "project", type: CoreProject, optional: true }]);
+const projectIdRequest = (name: string) => message(`depot.core.v1.${name}`, () => [{ no: 1, name: "projectId", type: "string" }]);
+export const CoreListProjectsResponse = message("depot.core.v1.ListProjectsResponse", () => [{ no: 1, name: "projects", type: CoreProject, repeated: true }]);
+export const GetProjectRequest = projectIdRequest("GetProjectRequest");
+export const GetProjectResponse = projectReply("GetProjectResponse");
+export const CreateProjectRequest = message("depot.core.v1.CreateProjectRequest", () => [
+  { no: 1, name: "name", type: "string" },
+  { no: 2, name: "organizationId", type: "string", optional: true },
+  { no: 3, name: "regionId", type: "string" },
+  { no: 4, name: "cachePolicy", type: CachePolicy, optional: true },
+]);
+export const CreateProjectResponse = projectReply("CreateProjectResponse");
+export const UpdateProjectRequest = message("depot.core.v1.UpdateProjectRequest", () => [
+  { no: 1, name: "projectId", type: "string" },
+  { no: 2, name: "name", type: "string", optional: true },
+  { no: 3, name: "regionId", type: "string", optional: true },
+  { no: 4, name: "cachePolicy", type: CachePolicy, optional: true },
+]);
+export const UpdateProjectResponse = projectReply("UpdateProjectResponse");
+export const DeleteProjectRequest = projectIdRequest("DeleteProjectRequest");
+export const DeleteProjectResponse = message("depot.core.v1.DeleteProjectResponse", () => []);
+
 export type RpcKind = "unary" | "client_stream" | "server_stream";
 export interface RpcMethod {
   path: string;
@@ -198,6 +236,7 @@ const BUILD = "depot.cli.v1.BuildService";
 const PROJECTS = "depot.cli.v1beta1.ProjectsService";
 const LOGIN = "depot.cli.v1beta1.LoginService";
 const ORGS = "depot.core.v1.OrganizationService";
+const CORE_PROJECTS = "depot.core.v1.ProjectService";
 
 export const METHODS = {
   createBuild: rpc(BUILD, "CreateBuild", CreateBuildRequest, CreateBuildResponse),
@@ -216,6 +255,11 @@ export const METHODS = {
   startLogin: rpc(LOGIN, "StartLogin", Empty, StartLoginResponse),
   finishLogin: rpc(LOGIN, "FinishLogin", FinishLoginRequest, FinishLoginResponse, "server_stream"),
   listOrganizations: rpc(ORGS, "ListOrganizations", Empty, ListOrganizationResponse),
+  coreListProjects: rpc(CORE_PROJECTS, "ListProjects", Empty, CoreListProjectsResponse),
+  getProject: rpc(CORE_PROJECTS, "GetProject", GetProjectRequest, GetProjectResponse),
+  createProject: rpc(CORE_PROJECTS, "CreateProject", CreateProjectRequest, CreateProjectResponse),
+  updateProject: rpc(CORE_PROJECTS, "UpdateProject", UpdateProjectRequest, UpdateProjectResponse),
+  deleteProject: rpc(CORE_PROJECTS, "DeleteProject", DeleteProjectRequest, DeleteProjectResponse),
 } as const;
 export type MethodName = keyof typeof METHODS;
 

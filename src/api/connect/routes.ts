@@ -3,6 +3,7 @@
  * The depot-compatible build API (../shared/depot-wire.md) served as Connect RPC: every method of
  * wire/depot.ts METHODS, its request decoded and validated by the codec, its work done by the
  * builds, projects, organizations and device-login services, its errors as Connect error JSON.
+ * Any other `/depot.` method answers `unimplemented` with what to use instead (./unoffered.ts).
  */
 import { Elysia } from "elysia";
 import type { Actor } from "../../auth/actor.ts";
@@ -10,12 +11,15 @@ import { authorize, projectScope } from "../../auth/policy.ts";
 import { statusToReport, type BuildsService } from "../../builds/index.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
 import type { Logger } from "../../log/logger.ts";
+import type { Organization } from "../../orgs/service.ts";
+import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, SETTING_LIMITS, type Project, type ProjectSettings } from "../../projects/service.ts";
 import { BuilderPlatform, BuildStatus, METHODS, PLATFORM_OF_BUILDER, type MethodName, type RpcMethod } from "../../wire/depot.ts";
 import { fromTimestamp, toTimestamp, type Msg } from "../../wire/proto.ts";
 import { readBodyLimited } from "../body.ts";
 import { holdOpen, requestInfo } from "../context.ts";
 import type { IdentityContext } from "../identity.ts";
 import { codecOf, ConnectError, connectErrorOf, decodeMessage, encodeMessage, endStreamFrame, frame, readFrames, unaryError, type Codec } from "./protocol.ts";
+import { unofferedResponse } from "./unoffered.ts";
 
 export interface ConnectDeps {
   ctx: IdentityContext;
@@ -38,9 +42,65 @@ const nonEmpty = (v: unknown, field: string): string => {
   return v;
 };
 
+const GIB = 1024n ** 3n;
+const NAME = new RegExp(PROJECT_NAME_PATTERN);
+
+const projectName = (v: unknown): string => {
+  if (typeof v !== "string" || !NAME.test(v)) throw new InvalidInputError(`the project name ${JSON.stringify(v)} is not allowed: ${PROJECT_NAME_RULE}`, [{ pointer: "/name", detail: PROJECT_NAME_RULE }]);
+  return v;
+};
+
+const inRange = (key: keyof ProjectSettings, v: number, pointer: string, what: string): number => {
+  const { min, max } = SETTING_LIMITS[key];
+  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidInputError(`${what} must be ${min} to ${max}; got ${v} (Slipway has no unlimited setting)`, [{ pointer, detail: `${min} to ${max}` }]);
+  return v;
+};
+
+/** A depot cache policy as the project's cache settings, with the REST API's ranges. Depot's 0
+ * ("no limit") has no counterpart: every Slipway cache volume has a size and a retention. */
+function cacheSettings(policy: Msg): Pick<ProjectSettings, "cache_size_gb" | "cache_keep_days"> {
+  const bytes = policy.keepBytes as bigint;
+  let gb = policy.keepGb as number;
+  if (bytes !== 0n) {
+    if (bytes < 0n || bytes % GIB !== 0n) throw new InvalidInputError(`the cache size must be a whole number of GB; got ${bytes} bytes`, [{ pointer: "/cachePolicy/keepBytes", detail: "a multiple of 1 GiB" }]);
+    gb = Number(bytes / GIB); // below 2^33 for any int64: exact
+  }
+  return {
+    cache_size_gb: inRange("cache_size_gb", gb, "/cachePolicy/keepBytes", "the cache size per platform (--cache-storage-policy, GB)"),
+    cache_keep_days: inRange("cache_keep_days", policy.keepDays as number, "/cachePolicy/keepDays", "the cache retention (--cache-policy-keep-days)"),
+  };
+}
+
+/** A project as depot.core.v1.Project. Slipway has no regions: region_id stays empty. */
+const coreProject = (p: Project): Msg => ({
+  projectId: p.id,
+  organizationId: p.org_id,
+  name: p.name,
+  regionId: "",
+  createdAt: toTimestamp(new Date(p.created_at)),
+  cachePolicy: { keepBytes: BigInt(p.cache_size_gb) * GIB, keepDays: p.cache_keep_days, keepGb: p.cache_size_gb },
+});
+
 export function connectRoutes(deps: ConnectDeps) {
   const { ctx, builds, log } = deps;
   const platformOf = (p: number) => (p === BuilderPlatform.UNSPECIFIED ? deps.defaultPlatform : PLATFORM_OF_BUILDER[p]);
+
+  /** The project, if `a` may do `action` on it; a foreign project answers exactly like a missing one. */
+  const projectFor = (a: Actor, id: unknown, action: "project:read" | "project:update" | "project:delete"): Project => {
+    const p = ctx.projects.get(nonEmpty(id, "projectId"));
+    authorize(a, action, { orgId: p.org_id, projectId: p.id });
+    return p;
+  };
+
+  /** CreateProject's organization: the one named (id or slug), else the only one the credential sees. */
+  const orgForCreate = (a: Actor, named: unknown): Organization => {
+    if (typeof named === "string" && named) return ctx.orgs.get(nonEmpty(named, "organizationId"));
+    const visible = ctx.orgs.listFor(a);
+    if (visible.length === 1) return visible[0]!;
+    const detail = "name it with --organization ORG_ID (or `depot org switch ORG_ID`)";
+    if (visible.length === 0) throw new InvalidInputError(`name the organization: this credential belongs to none (projects are created with an organization token or an owner's user token); ${detail}`, [{ pointer: "/organizationId", detail: "required" }]);
+    throw new InvalidInputError(`name the organization, you can see ${visible.length} (${visible.map((o) => o.id).join(", ")}): ${detail}`, [{ pointer: "/organizationId", detail: "required" }]);
+  };
 
   const handlers: Record<Exclude<MethodName, "reportStatusStream" | "finishLogin">, Handler> = {
     async createBuild(input, { actor }) {
@@ -59,7 +119,7 @@ export function connectRoutes(deps: ConnectDeps) {
         save: o.save as boolean,
         ...(o.targetName ? { target: o.targetName as string } : {}),
       }));
-      const { build, token } = builds.create(a, nonEmpty(projectId, "projectId"), options);
+      const { build, token } = builds.create(a, nonEmpty(projectId, "projectId"), options); // id or ORG/NAME
       return {
         buildId: build.id,
         buildToken: token,
@@ -148,6 +208,34 @@ export function connectRoutes(deps: ConnectDeps) {
       const a = await actor();
       authorize(a, "visible:list");
       return { organizations: ctx.orgs.listFor(a).map((o) => ({ orgId: o.id, name: o.name, createdAt: toTimestamp(new Date(o.created_at)) })) };
+    },
+    async coreListProjects(_input, { actor }) {
+      const a = await actor();
+      authorize(a, "visible:list");
+      return { projects: ctx.projects.visibleTo(a).map(coreProject) };
+    },
+    async getProject(input, { actor }) {
+      return { project: coreProject(projectFor(await actor(), input.projectId, "project:read")) };
+    },
+    async createProject(input, { actor }) {
+      const a = await actor();
+      const org = orgForCreate(a, input.organizationId);
+      authorize(a, "project:create", { orgId: org.id });
+      // region_id is not kept: the CLI always sends one (us-east-1 unless --region), and builds run here.
+      const settings = input.cachePolicy ? cacheSettings(input.cachePolicy as Msg) : {};
+      return { project: coreProject(ctx.projects.create(org.id, { name: projectName(input.name), ...settings }, a)) };
+    },
+    async updateProject(input, { actor }) {
+      const a = await actor();
+      const p = projectFor(a, input.projectId, "project:update");
+      if (input.regionId) throw new InvalidInputError("Slipway has no regions: a project's builds and caches stay on this appliance (leave out --region)", [{ pointer: "/regionId", detail: "not offered" }]);
+      const patch = { ...(input.name !== undefined ? { name: projectName(input.name) } : {}), ...(input.cachePolicy ? cacheSettings(input.cachePolicy as Msg) : {}) };
+      return { project: coreProject(ctx.projects.update(p.id, patch, a)) };
+    },
+    async deleteProject(input, { actor }) {
+      const a = await actor();
+      await ctx.projects.delete(projectFor(a, input.projectId, "project:delete").id, a);
+      return {};
     },
   };
 
@@ -257,7 +345,11 @@ export function connectRoutes(deps: ConnectDeps) {
       name === "reportStatusStream" ? statusStream : name === "finishLogin" ? finishLogin : (request: Request) => unary(method, name as keyof typeof handlers, request);
     app = app.post(method.path, ({ request }) => handle(request), { detail: { hide: true } }) as unknown as typeof app;
   }
-  return app;
+  // Every other depot method (the router prefers any exact route, wherever it is declared).
+  return app.post("/depot.*", ({ request }) => {
+    log.debug("depot RPC not offered", { request_id: requestInfo(request).id, path: new URL(request.url).pathname });
+    return unofferedResponse(request);
+  }, { detail: { hide: true } });
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

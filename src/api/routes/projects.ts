@@ -4,17 +4,19 @@
  */
 import { Elysia, t } from "elysia";
 import { authorize } from "../../auth/index.ts";
+import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, SETTING_LIMITS, type ProjectSettings } from "../../projects/service.ts";
 import type { IdentityContext } from "../identity.ts";
 
+const setting = (key: keyof ProjectSettings, description: string) => t.Integer({ minimum: SETTING_LIMITS[key].min, maximum: SETTING_LIMITS[key].max, description });
 const Settings = {
-  cache_size_gb: t.Integer({ minimum: 1, maximum: 10000, description: "cache size per platform, GB (default 50)" }),
-  cache_keep_days: t.Integer({ minimum: 1, maximum: 3650, description: "keep cache entries this many days (default 14)" }),
-  builder_cpus: t.Integer({ minimum: 1, maximum: 256, description: "CPUs per builder (default 2)" }),
-  builder_memory_mb: t.Integer({ minimum: 256, maximum: 1048576, description: "memory per builder, MB (default 4096)" }),
-  builder_idle_timeout_seconds: t.Integer({ minimum: 30, maximum: 86400, description: "stop an idle builder after (default 300)" }),
-  build_timeout_seconds: t.Integer({ minimum: 60, maximum: 86400, description: "hard timeout of a build (default 7200)" }),
+  cache_size_gb: setting("cache_size_gb", "cache size per platform, GB (default 50)"),
+  cache_keep_days: setting("cache_keep_days", "keep cache entries this many days (default 14)"),
+  builder_cpus: setting("builder_cpus", "CPUs per builder (default 2)"),
+  builder_memory_mb: setting("builder_memory_mb", "memory per builder, MB (default 4096)"),
+  builder_idle_timeout_seconds: setting("builder_idle_timeout_seconds", "stop an idle builder after (default 300)"),
+  build_timeout_seconds: setting("build_timeout_seconds", "hard timeout of a build (default 7200)"),
 };
-const Name = t.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description: "letters, digits, . _ -; up to 63 characters" });
+const Name = t.String({ pattern: PROJECT_NAME_PATTERN, description: PROJECT_NAME_RULE });
 const Project = t.Object({ id: t.String(), org_id: t.String(), name: t.String(), created_at: t.String(), ...Settings });
 const SettingsPatch = {
   cache_size_gb: t.Optional(Settings.cache_size_gb),
@@ -101,7 +103,7 @@ export function projectRoutes(ctx: IdentityContext) {
         const actor = await ctx.actorOf(request);
         const { resource } = load(params.id);
         authorize(actor, "project:delete", resource);
-        projects.delete(params.id, actor);
+        await projects.delete(params.id, actor);
         set.status = 204;
       },
       { detail: { tags: ["projects"], summary: "Delete a project (owners, organization tokens)", security: bearer } },
