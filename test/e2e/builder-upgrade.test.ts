@@ -61,6 +61,7 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
       dataDir,
       runtime: "dockerd",
       image: ref,
+      containerdStore: true, // as serve, on its defaults (doctor compares with them)
       log: silentLogger,
       idleTimeoutMs: () => 600_000,
       readyTimeoutMs: 120_000,
@@ -159,7 +160,8 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
     expect(old).toMatchObject({ builderId: before.id, platform: native, from: { image: ref, imageId: imageA }, to: { image: ref, imageId: imageB }, settingsChanged: false });
     const check = builderCurrencyHealthCheck(m).run();
     expect(check.status).toBe("warn"); // a warning, not a failure
-    expect(check.output).toContain(`project ${projectId} ${native}`);
+    expect(check.output).toContain(`${native}: ${ref}`);
+    expect(check.output).not.toContain(projectId); // /readyz answers anyone
     const found = await doctor();
     expect(found).toHaveLength(1);
     expect(found[0]!.status).toBe("warn");
