@@ -41,7 +41,7 @@ export function registryConfig(o: { storageDir: string; socketPath: string; bund
   return `${JSON.stringify(
     {
       version: 0.1,
-      log: { level: "warn", accesslog: { disabled: true } },
+      log: { level: "error", accesslog: { disabled: true } },
       storage: {
         filesystem: { rootdirectory: o.storageDir },
         delete: { enabled: true },
@@ -85,7 +85,16 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
 
   async function spawnOnce() {
     rmSync(socketPath, { force: true });
-    const c = startService([exe!, "serve", configFile], { onLine: (line) => log.warn("registry says", { line: line.slice(0, 500) }) });
+    // Its per-request errors (an unknown blob, a missing token) are routine: kept at debug, and
+    // the last lines said again if it dies.
+    const last: string[] = [];
+    const c = startService([exe!, "serve", configFile], {
+      onLine: (line) => {
+        last.push(line.slice(0, 500));
+        if (last.length > 5) last.shift();
+        log.debug("docker-registry", { line: line.slice(0, 500) });
+      },
+    });
     child = c;
     void c.exited.then((code) => {
       if (child !== c) return;
@@ -94,7 +103,7 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
       if (!wanted) return;
       restarts++;
       const delay = Math.min(30_000, 500 * 2 ** Math.min(restarts, 6));
-      log.warn("docker-registry exited; restarting it", { code, restart_in_ms: delay });
+      log.warn("docker-registry exited; restarting it", { code, restart_in_ms: delay, last_lines: last.join(" | ") });
       restartTimer = setTimeout(() => {
         restartTimer = null;
         if (wanted && !child) spawnOnce().catch((e) => log.error("docker-registry failed to restart", { error: (e as Error).message }));
