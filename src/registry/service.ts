@@ -213,7 +213,9 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
 
   /** The realm a request gets: its own host, or for the builders' alias the public one. */
   function realmFor(request: Request): string {
-    const host = request.headers.get("host") ?? deps.publicHost;
+    const given = request.headers.get("host") ?? "";
+    // The Host header is the caller's to choose: only a plain host[:port] goes into the header.
+    const host = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(given) ? given : deps.publicHost;
     const h = host.toLowerCase() === deps.builderHost.toLowerCase() && host.toLowerCase() !== deps.publicHost.toLowerCase() ? deps.publicHost : host;
     return `https://${h}${TOKEN_PATH}`;
   }
@@ -267,7 +269,10 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
   }
 
   async function proxy(request: Request): Promise<Response> {
-    if (!proc?.ready()) return regError(503, "UNAVAILABLE", proc ? "the registry is not running right now (starting, or collecting garbage); retry shortly" : `the registry is not available: ${status().detail}`);
+    if (!proc?.ready()) {
+      const st = status();
+      return regError(503, "UNAVAILABLE", st.ok ? "the registry is not running right now (restarting, or collecting garbage); retry shortly" : `the registry is not available: ${st.detail}`);
+    }
     const url = new URL(request.url);
     const headers = new Headers(request.headers);
     for (const h of ["connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization"]) headers.delete(h);
