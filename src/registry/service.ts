@@ -356,7 +356,8 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     for (const group of byImage.values()) {
       const { project_id, digest } = group[0]!;
       const newest = Math.max(...group.map((r) => Date.parse(r.pushed_at)));
-      if (newest > now() - retentionDays(project_id) * DAY_MS) continue;
+      // A deleted project's images go at the next collection.
+      if (project(project_id) && newest > now() - retentionDays(project_id) * DAY_MS) continue;
       try {
         await deleteManifest(project_id, digest);
         db.query("DELETE FROM registry_images WHERE project_id = ? AND digest = ?").run(project_id, digest);
