@@ -21,6 +21,7 @@ import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { run } from "../../src/host/run.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -155,6 +156,8 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     const built = await depot(["build", "--project", projectA, "--progress", "plain", "--load", "-t", tag, ctx]);
     expect(built.code, built.log).toBe(0);
     expect(built.log).not.toContain("fast load failed");
+    expect(built.log).not.toContain("sending tarball"); // not BuildKit's docker exporter: the registry
+    expect(built.log).toContain("pushing manifest");
     const ran = await dockerCli(["run", "--rm", tag]);
     expect(ran.code, ran.log).toBe(0);
     expect(ran.out.trim()).toBe("loaded-through-the-registry");
@@ -253,4 +256,24 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     expect(again.code).not.toBe(0);
     expect(again.log).toMatch(/not found|manifest unknown/i);
   }, 600_000);
+
+  test("docker-registry is restarted when it dies, and stopped with serve", async () => {
+    const config = join(s.dataDir, "registry", "config.yml");
+    const pidOf = async () => (await run(["pgrep", "-f", `docker-registry serve ${config}`])).stdout.trim().split("\n").filter(Boolean);
+    const [first] = await pidOf();
+    expect(first).toBeDefined();
+    process.kill(Number(first), "SIGKILL");
+    let back = false;
+    for (let i = 0; i < 100 && !back; i++) {
+      await Bun.sleep(100);
+      back = (await s.get("/v2/")).status === 401;
+    }
+    expect(back).toBe(true);
+    const [second] = await pidOf();
+    expect(second).toBeDefined();
+    expect(second).not.toBe(first);
+    expect(s.logs()).toContain("docker-registry exited; restarting it");
+    expect(await s.stop()).toBe(0);
+    expect(await pidOf()).toEqual([]);
+  }, 120_000);
 });
