@@ -88,7 +88,9 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
     // Its per-request errors (an unknown blob, a missing token) are routine: kept at debug, and
     // the last lines said again if it dies.
     const last: string[] = [];
+    // A clean environment: REGISTRY_* variables would override the config file.
     const c = startService([exe!, "serve", configFile], {
+      inheritEnv: false,
       onLine: (line) => {
         last.push(line.slice(0, 500));
         if (last.length > 5) last.shift();
@@ -147,7 +149,7 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
       const wasWanted = wanted;
       await this.stop();
       try {
-        const r = await run([exe, "garbage-collect", configFile], { timeoutMs: 30 * 60_000 });
+        const r = await run([exe, "garbage-collect", configFile], { timeoutMs: 30 * 60_000, inheritEnv: false });
         return { ok: r.code === 0, output: (r.code === 0 ? "" : r.stderr || r.stdout).trim().slice(-2000) };
       } finally {
         if (wasWanted) await this.start();

@@ -258,7 +258,9 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       return;
     }
     const bytes = await imageBytes(repo, m).catch(() => ownBytes(m));
-    const build = db.query("SELECT id FROM builds WHERE id = ? AND project_id = ?").get(reference, p.id) as { id: string } | null;
+    // `<build id>` or, for a bake target, `<build id>-<target>`.
+    const buildTag = /^(bld_[a-z2-7]{20})(?:-|$)/.exec(reference)?.[1] ?? reference;
+    const build = db.query("SELECT id FROM builds WHERE id = ? AND project_id = ?").get(buildTag, p.id) as { id: string } | null;
     db.query(
       `INSERT INTO registry_images (project_id, tag, digest, media_type, build_id, bytes, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (project_id, tag) DO UPDATE SET digest = excluded.digest, media_type = excluded.media_type, build_id = excluded.build_id, bytes = excluded.bytes, pushed_at = excluded.pushed_at`,

@@ -211,6 +211,8 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     expect(await tokenFor(tokenB)).toEqual([]);
     expect(await tokenFor(pullToken)).toEqual(["pull"]);
     expect(await tokenFor(tokenA)).toEqual(["pull", "push"]);
+    const audit = (await api("/api/v1/audit?limit=200")).body as unknown as { action: string; target: string }[];
+    expect(audit.some((e) => e.action === "registry.pull_token" && e.target === projectA)).toBe(true);
     const anonymous = await s.get(`/registry/token?service=slipway-registry&scope=repository:${projectA}:pull`);
     expect(anonymous.status).toBe(401);
   }, 600_000);
@@ -251,6 +253,8 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     console.log(`registry storage: ${before} bytes before, ${after} after retention + GC`);
     expect(before - after).toBeGreaterThan(1_000_000); // busybox's layer, at least
     expect(((await api(`/api/v1/projects/${projectA}/registry`)).body.images as unknown[]).length).toBe(0);
+    const audit = (await api("/api/v1/audit?limit=50")).body as unknown as { action: string }[];
+    expect(audit.map((e) => e.action)).toEqual(expect.arrayContaining(["registry.retention", "registry.gc"]));
 
     const again = await depot(["pull", "--project", projectA, "-t", "slipway-registry-test/gone:1", savedBuild]);
     expect(again.code).not.toBe(0);

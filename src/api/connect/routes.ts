@@ -145,7 +145,8 @@ export function connectRoutes(deps: ConnectDeps) {
       const p = ctx.projects.get(b.project_id);
       authorize(a, "registry:pull", { orgId: p.org_id, projectId: p.id });
       if (!deps.registry?.available()) throw new ConnectError("failed_precondition", `the appliance's registry is not available (${deps.registry?.status().detail ?? "not configured"}): build with --push, --output or --load instead`);
-      const { token } = await deps.registry.pullToken({ orgId: p.org_id, projectId: p.id });
+      const { token, expiresAt } = await deps.registry.pullToken({ orgId: p.org_id, projectId: p.id });
+      ctx.audit.record({ orgId: p.org_id, actor: a, action: "registry.pull_token", target: p.id, details: { build: b.id, expires_at: expiresAt.toISOString() } });
       return { reference: deps.registry.reference(p.id, b.id), username: "x-token", password: token, options: [], saveForLoad: false };
     },
     async getPullToken(input, { actor }) {
@@ -157,7 +158,9 @@ export function connectRoutes(deps: ConnectDeps) {
       const p = ctx.projects.get(nonEmpty(projectId, "projectId"));
       authorize(a, "registry:pull", { orgId: p.org_id, projectId: p.id });
       if (!deps.registry?.available()) throw new ConnectError("failed_precondition", `the appliance's registry is not available (${deps.registry?.status().detail ?? "not configured"})`);
-      return { token: (await deps.registry.pullToken({ orgId: p.org_id, projectId: p.id })).token };
+      const { token, expiresAt } = await deps.registry.pullToken({ orgId: p.org_id, projectId: p.id });
+      ctx.audit.record({ orgId: p.org_id, actor: a, action: "registry.pull_token", target: p.id, details: { expires_at: expiresAt.toISOString() } });
+      return { token };
     },
     async startPush() {
       throw new ConnectError("unimplemented", "depot push copies a saved build's layers from Depot's own blob service, which a Slipway appliance is not: pull it with `depot pull <build id> -t IMAGE` and `docker push IMAGE`, or build with --push");

@@ -45,8 +45,10 @@ export function registryRoutes(deps: { ctx: IdentityContext; registry: Pick<Regi
     .put(
       "/projects/:id/registry",
       async ({ request, params, body }) => {
+        const actor = await ctx.actorOf(request);
         const p = await projectFor(request, params.id, "project:update");
         registry.setRetention(p.id, body.retention_days);
+        ctx.audit.record({ orgId: p.org_id, actor, action: "registry.retention", target: p.id, details: { retention_days: body.retention_days } });
         return registry.usage(p.id);
       },
       {
@@ -59,9 +61,11 @@ export function registryRoutes(deps: { ctx: IdentityContext; registry: Pick<Regi
     .post(
       "/registry/gc",
       async ({ request }) => {
-        authorize(await ctx.actorOf(request), "appliance:admin");
+        const actor = await ctx.actorOf(request);
+        authorize(actor, "appliance:admin");
         if (!registry.available()) throw new PreconditionError(`the registry is not available: ${registry.status().detail}`);
         const r = await registry.collect();
+        ctx.audit.record({ actor, action: "registry.gc", details: { deleted: r.deleted.length, bytes_before: r.bytes_before, bytes_after: r.bytes_after, ok: r.gc.ok } });
         return { deleted: r.deleted, bytes_before: r.bytes_before, bytes_after: r.bytes_after, ok: r.gc.ok };
       },
       {
