@@ -221,6 +221,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
         publicHost: registryPublicHost,
         builderHost: registryHosts.host,
         actorOf: (request) => registryActorOf(request),
+        // Builders arrive on their network's gateway: a loopback-only listener never sees them.
+        unreachableByBuilders: /^(127\.|localhost$|::1$)/.test(listen.hostname) ? `serve listens only on loopback (server.listen = ${s.listen}); listen on an address builders reach, e.g. 0.0.0.0:${listen.port}` : null,
       });
       registry = reg;
       await reg.start();

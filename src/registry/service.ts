@@ -57,6 +57,8 @@ export interface RegistryServiceDeps {
   builderHost: string;
   /** Authenticates a Slipway credential presented as a Bearer token. */
   actorOf(request: Request): Promise<Actor>;
+  /** Why builders cannot reach serve's listener (it listens on loopback only), or null. */
+  unreachableByBuilders?: string | null;
 }
 
 export interface SavedImage {
@@ -323,7 +325,8 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     if (proc?.unavailable) return { ok: false, detail: proc.unavailable };
     if (startError) return { ok: false, detail: startError };
     if (!proc) return { ok: false, detail: "not started" };
-    return { ok: true, detail: proc.ready() ? `docker-registry running; builders push to ${deps.builderHost}, clients pull from ${deps.publicHost}` : "docker-registry restarting" };
+    if (!proc.ready()) return { ok: true, detail: "docker-registry restarting" };
+    return { ok: true, detail: deps.unreachableByBuilders ? `docker-registry running; clients pull from ${deps.publicHost}, but builders cannot push: ${deps.unreachableByBuilders}` : `docker-registry running; builders push to ${deps.builderHost}, clients pull from ${deps.publicHost}` };
   }
 
   interface CollectResult {
@@ -408,7 +411,7 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       name: "registry:running",
       run: () => {
         const s = status();
-        return s.ok ? { status: proc!.ready() ? "pass" : "warn", output: s.detail } : { status: "warn", output: `registry unavailable: ${s.detail}` };
+        return s.ok ? { status: proc!.ready() && !deps.unreachableByBuilders ? "pass" : "warn", output: s.detail } : { status: "warn", output: `registry unavailable: ${s.detail}` };
       },
     } satisfies HealthCheck,
     /** serve's fetch handler calls this first: a Response for registry paths, else null. */
@@ -419,9 +422,14 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       return null;
     },
     repository: (projectId: string) => projectId,
+    /** Builders can push to it: --load may go through it. */
+    pushable(): boolean {
+      return this.available() && !deps.unreachableByBuilders;
+    },
     /** Throws what saveTargets would, before anything is created. */
     validateSave(saveTags: readonly string[]) {
       if (!this.available()) throw new PreconditionError(`--save needs the appliance's registry, which is not available: ${status().detail}`);
+      if (deps.unreachableByBuilders) throw new PreconditionError(`--save needs builders to push to the appliance's registry, and they cannot: ${deps.unreachableByBuilders}`);
       const bad = saveTags.find((t) => !TAG.test(t));
       if (bad !== undefined) throw new InvalidInputError(`save tag ${JSON.stringify(bad)} is not a valid tag`, [{ pointer: "/options/saveTags", detail: "letters, digits, _ . -; up to 128 characters, not starting with . or -" }]);
     },

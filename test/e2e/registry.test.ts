@@ -261,6 +261,31 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     expect(again.log).toMatch(/not found|manifest unknown/i);
   }, 600_000);
 
+  test("a serve that listens only on loopback refuses --save (builders could not push) and loads without the registry", async () => {
+    const local = await serve(slipwayBinary(), join(work, "data-loopback"), ["--set", "builders.dockerd_containerd_store=true", "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
+    try {
+      const adminL = readFileSync(join(work, "data-loopback", "initial-admin-token"), "utf8").trim();
+      const headers = { authorization: `Bearer ${adminL}`, "content-type": "application/json" };
+      const proj = ((await (await local.get("/api/v1/orgs/default/projects", { method: "POST", headers, body: JSON.stringify({ name: "local" }) })).json()) as { id: string }).id;
+      const call = async (options: unknown[]) => {
+        const r = await local.get("/depot.cli.v1.BuildService/CreateBuild", { method: "POST", headers, body: JSON.stringify({ projectId: proj, options }) });
+        return { status: r.status, body: (await r.json()) as { code?: string; message?: string; registry?: { loadUsingRegistry?: boolean } } };
+      };
+      const saved = await call([{ command: "COMMAND_BUILD", save: true }]);
+      expect(saved.status).toBe(400);
+      expect(saved.body.code).toBe("failed_precondition");
+      expect(saved.body.message).toContain("listens only on loopback");
+      const loaded = await call([{ command: "COMMAND_BUILD", load: true }]);
+      expect(loaded.status).toBe(200);
+      expect(loaded.body.registry?.loadUsingRegistry ?? false).toBe(false);
+      const ready = (await (await local.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string }[]> };
+      expect(ready.checks["registry:running"]![0]!.status).toBe("warn");
+      expect(ready.checks["registry:running"]![0]!.output).toContain("builders cannot push");
+    } finally {
+      await local.stop();
+    }
+  }, 120_000);
+
   test("docker-registry is restarted when it dies, and stopped with serve", async () => {
     const config = join(s.dataDir, "registry", "config.yml");
     const pidOf = async () => (await run(["pgrep", "-f", `docker-registry serve ${config}`])).stdout.trim().split("\n").filter(Boolean);

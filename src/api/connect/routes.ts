@@ -28,7 +28,7 @@ export interface ConnectDeps {
   defaultPlatform: string;
   maxMessageBytes: number;
   /** The appliance's registry (--save, depot pull, pull tokens, --load through it). */
-  registry?: Pick<RegistryService, "available" | "validateSave" | "saveTargets" | "pullToken" | "reference" | "status">;
+  registry?: Pick<RegistryService, "available" | "pushable" | "validateSave" | "saveTargets" | "pullToken" | "reference" | "status">;
   /** Builders have BuildKit's `image` exporter (so they can push to the registry). */
   imageExport: boolean;
 }
@@ -68,7 +68,7 @@ export function connectRoutes(deps: ConnectDeps) {
       const saveTags = [...new Set(raw.flatMap((o) => (o.saveTags as string[]) ?? []))];
       // --load goes through the registry when builders can push to it: the CLI then saves the
       // build and pulls it into the client's Docker (GetPullInfo).
-      const loadUsingRegistry = Boolean(deps.registry?.available()) && deps.imageExport;
+      const loadUsingRegistry = Boolean(deps.registry?.pushable()) && deps.imageExport;
       const viaRegistry = save || (loadUsingRegistry && raw.some((o) => o.load));
       if (save) {
         if (!deps.registry) throw new ConnectError("failed_precondition", "--save needs the appliance's registry, which this server does not run");
