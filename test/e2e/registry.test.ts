@@ -123,6 +123,16 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     expect(ready.checks["registry:running"]![0]!.output).toContain(`clients pull from ${host}`);
   });
 
+  test("the token realm is the host each request came in on; the builders' alias gets the public one", async () => {
+    const port = new URL(s.url).port;
+    const realm = async (url: string, headers: Record<string, string> = {}) => (await fetch(url, { headers, tls: { ca: s.ca } })).headers.get("www-authenticate");
+    expect(await realm(`https://localhost:${port}/v2/`)).toBe(`Bearer realm="https://localhost:${port}/registry/token",service="slipway-registry"`);
+    expect(await realm(`https://127.0.0.1:${port}/v2/`)).toContain(`realm="https://127.0.0.1:${port}/registry/token"`);
+    expect(await realm(`https://127.0.0.1:${port}/v2/`, { host: `registry.slipway.internal:${port}` })).toContain(`realm="https://localhost:${port}/registry/token"`);
+    // A Host that is no plain host[:port] never reaches the header (the server may refuse it outright).
+    expect((await realm(`https://127.0.0.1:${port}/v2/`, { host: 'evil"host' })) ?? "").not.toContain("evil");
+  });
+
   test("depot build --save, then depot pull <build id>, then docker run prints the image's output", async () => {
     const ctx = join(work, "ctx-save");
     writeBusyboxContext(ctx, 'ENTRYPOINT ["/bin/busybox", "echo", "saved-by-slipway"]');
