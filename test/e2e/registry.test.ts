@@ -145,6 +145,7 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     const usage = (await api(`/api/v1/projects/${projectA}/registry`)).body as { images: { tags: string[]; build_id: string; bytes: number }[]; retention_days: number };
     expect(usage.retention_days).toBe(7);
     expect(usage.images).toHaveLength(1);
+    console.log(`saved image: ${JSON.stringify(usage.images[0])}`);
     expect(usage.images[0]!.tags.sort()).toEqual([savedBuild, "release"].sort());
     expect(usage.images[0]!.build_id).toBe(savedBuild);
     expect(usage.images[0]!.bytes).toBeGreaterThan(500_000); // busybox
