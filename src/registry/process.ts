@@ -6,7 +6,7 @@
  * Slipway, deletes enabled. Restarted when it dies; stopped with serve; stopped for a
  * `garbage-collect` run (the registry must not take writes while GC marks and sweeps).
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run, startService, which, type ServiceProcess } from "../host/run.ts";
 import type { Logger } from "../log/logger.ts";
@@ -63,6 +63,7 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
   const storageDir = join(o.dir, "storage");
   const configFile = join(o.dir, "config.yml");
   const bundle = join(o.dir, "token-signer.pem");
+  const pidFile = join(o.dir, "registry.pid");
   let child: ServiceProcess | null = null;
   let up = false;
   let wanted = false;
@@ -83,13 +84,41 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
     throw new Error(exited ? "docker-registry exited while starting" : "docker-registry did not answer on its socket");
   }
 
+  /** A registry left running by a serve that was killed (SIGKILL): stopped before a new one
+   * starts, so two never share the storage. Recognised by its pid file and its command line. */
+  async function stopLeftover() {
+    let pid = 0;
+    try {
+      pid = Number(readFileSync(pidFile, "utf8").trim());
+    } catch {
+      return;
+    }
+    const cmdline = (() => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      } catch {
+        return [];
+      }
+    })();
+    if (pid > 1 && cmdline.includes("serve") && cmdline.includes(configFile)) {
+      log.warn("stopping a docker-registry left running by a previous serve", { pid });
+      process.kill(pid, "SIGTERM");
+      for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await Bun.sleep(50);
+      if (existsSync(`/proc/${pid}`)) process.kill(pid, "SIGKILL");
+    }
+    rmSync(pidFile, { force: true });
+  }
+
   async function spawnOnce() {
+    await stopLeftover();
     rmSync(socketPath, { force: true });
     // Its per-request errors (an unknown blob, a missing token) are routine: kept at debug, and
     // the last lines said again if it dies.
     const last: string[] = [];
     // A clean environment: REGISTRY_* variables would override the config file.
-    const c = startService([exe!, "serve", configFile], {
+    // setpriv --pdeathsig: the registry gets SIGTERM if serve dies without stopping it.
+    const setpriv = which("setpriv");
+    const c = startService([...(setpriv ? [setpriv, "--pdeathsig", "TERM"] : []), exe!, "serve", configFile], {
       inheritEnv: false,
       onLine: (line) => {
         last.push(line.slice(0, 500));
@@ -98,6 +127,7 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
       },
     });
     child = c;
+    writeFileSync(pidFile, `${c.pid}\n`, { mode: 0o600 });
     void c.exited.then((code) => {
       if (child !== c) return;
       up = false;
@@ -143,6 +173,7 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
         c.kill("SIGKILL");
         await c.exited;
       }
+      rmSync(pidFile, { force: true });
     },
     async garbageCollect() {
       if (!exe) return { ok: false, output: "docker-registry is not installed" };

@@ -289,9 +289,19 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
       const loaded = await call([{ command: "COMMAND_BUILD", load: true }]);
       expect(loaded.status).toBe(200);
       expect(loaded.body.registry?.loadUsingRegistry ?? false).toBe(false);
+
       const ready = (await (await local.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string }[]> };
       expect(ready.checks["registry:running"]![0]!.status).toBe("warn");
       expect(ready.checks["registry:running"]![0]!.output).toContain("builders cannot push");
+      // serve killed outright: its registry goes with it (no orphan keeps the storage).
+      const config = join(local.dataDir, "registry", "config.yml");
+      const pids = async () => (await run(["pgrep", "-f", `docker-registry serve ${config}`])).stdout.trim().split("\n").filter(Boolean);
+      expect(await pids()).toHaveLength(1);
+      local.proc.kill("SIGKILL");
+      await local.proc.exited;
+      let left = await pids();
+      for (let i = 0; i < 50 && left.length > 0; i++) (await Bun.sleep(100), (left = await pids()));
+      expect(left).toEqual([]);
     } finally {
       await local.stop();
     }
