@@ -40,7 +40,7 @@ const run = async (argv: string[], env: Record<string, string> = {}) => {
   const [o, e, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   const seconds = (performance.now() - t0) / 1000;
   if (code !== 0) throw new Error(`${argv.join(" ")} failed (${code}):\n${(o + e).slice(-3000)}`);
-  return { seconds, out: o };
+  return { seconds, out: o + e };
 };
 
 function context(name: string): string {
@@ -76,6 +76,9 @@ try {
   const warmA = await build(ctxLoad);
   console.error("--load through the registry ...");
   const load = await build(ctxLoad, ["--load", "-t", "slipway-bench/registry:load"]);
+  // Where the time goes: BuildKit's export and push steps, and the pull, as the CLI reports them.
+  const steps = (out: string) => out.split("\n").filter((l) => /(exporting layers|pushing layers|exporting manifest|pushing manifest|pulling|DONE \d)/.test(l) && /\d+\.\d+s/.test(l));
+  console.error(steps(load.out).join("\n"));
 
   // 2. --save, then depot pull, on a second context.
   const ctxSave = context("ctx-save");
