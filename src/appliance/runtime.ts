@@ -371,7 +371,11 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       maxRequestBodySize: Math.max(s.max_body_bytes * 4, 1024 * 1024 * 1024),
       tls,
       // Registry paths (/v2/, the token realm) bypass the app: their bodies stream, unparsed.
-      fetch: (req) => registry?.handle(req) ?? app.handle(req),
+      fetch: (req, srv) => {
+        // A garbage collection of a large store runs longer than Bun's 10 s idle timeout.
+        if (registry && req.method === "POST" && req.url.endsWith("/api/v1/registry/gc")) srv.timeout(req, 0);
+        return registry?.handle(req) ?? app.handle(req);
+      },
       error: (e) => {
         log.error("unhandled server error", { error: e });
         return new Response(JSON.stringify({ type: "urn:slipway:problem:internal", title: "Internal error", status: 500 }), {
