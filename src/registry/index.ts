@@ -4,4 +4,4 @@
  * the registry): Debian's docker-registry supervised by serve, reached through serve's HTTPS
  * listener, with Slipway as its token service.
  */
-export { registryServiceFactory, builderRegistryHost, BUILDER_ALIAS, PULL_TOKEN_PREFIX, TOKEN_PATH, type RegistryService, type RegistrySettings, type SavedImage } from "./service.ts";
+export { registryServiceFactory, builderRegistryHost, BUILDER_ALIAS, type RegistryService } from "./service.ts";

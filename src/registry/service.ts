@@ -175,7 +175,7 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
 
   async function tokenEndpoint(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    let user = "";
+    // Any user name (x-token by convention): the password says who it is.
     let password = "";
     let scopes = url.searchParams.getAll("scope").flatMap((s) => s.split(" ")).filter(Boolean);
     let oauth = false;
@@ -183,7 +183,6 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       const form = new URLSearchParams(await request.text().catch(() => ""));
       if (form.get("grant_type") !== "password") return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
       oauth = true;
-      user = form.get("username") ?? "";
       password = form.get("password") ?? "";
       scopes = (form.get("scope") ?? "").split(" ").filter(Boolean);
     } else if (request.method === "GET") {
@@ -192,12 +191,11 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       if (m) {
         const decoded = Buffer.from(m[1]!, "base64").toString("utf8");
         const i = decoded.indexOf(":");
-        if (i >= 0) [user, password] = [decoded.slice(0, i), decoded.slice(i + 1)];
+        if (i >= 0) password = decoded.slice(i + 1);
       }
     } else {
       return regError(405, "UNSUPPORTED", "GET or POST");
     }
-    void user; // any user name: the password says who it is
     if (scopes.length > 20 || scopes.some((s) => s.length > 300)) return regError(400, "DENIED", "too many or too long scopes");
     const actor = password ? await actorFor(password) : null;
     if (!actor) {
@@ -421,7 +419,6 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       if (path === "/v2" || path.startsWith("/v2/")) return proxy(request);
       return null;
     },
-    repository: (projectId: string) => projectId,
     /** Builders can push to it: --load may go through it. */
     pushable(): boolean {
       return this.available() && !deps.unreachableByBuilders;
@@ -474,8 +471,6 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       collecting ??= collectNow().finally(() => (collecting = null));
       return collecting;
     },
-    /** Bytes under the registry's storage directory. */
-    storageBytes: () => (proc ? dirBytes(proc.storageDir) : 0),
   };
 }
 
