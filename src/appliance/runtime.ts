@@ -30,6 +30,7 @@ import Docker from "dockerode";
 import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
+import { registryRoutes } from "../api/routes/registry.ts";
 import type { Actor } from "../auth/actor.ts";
 import { builderCurrencyHealthCheck, builderManagerFactory, describeEmulation, exporterCheckFactory } from "../builders/index.ts";
 import { localPlatform } from "../wire/depot.ts";
@@ -40,6 +41,7 @@ import { StatusResponse } from "../wire/buildkit.ts";
 import { decode } from "../wire/proto.ts";
 
 import { createVolumeManager, type ConfiguredVolumes } from "../volumes/index.ts";
+import { BUILDER_ALIAS, builderRegistryHost, registryServiceFactory, type RegistryService } from "../registry/index.ts";
 
 const STATUS_PATHS = new Set([BUILDKIT_STATUS_PATH]);
 
@@ -136,6 +138,11 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     });
     const publicUrl = s.public_url ?? defaultPublicUrl(listen.port, https);
     const audit = auditServiceFactory({ db: state.db });
+    // The registry's names: clients use the public URL's host:port; builders that same name
+    // (mapped to their network's gateway), or an alias when it is loopback (see registry/service).
+    const pub = new URL(publicUrl);
+    const registryHosts = builderRegistryHost(pub.hostname, Number(pub.port) || 443);
+    const registryPublicHost = pub.port ? `${pub.hostname}:${pub.port}` : pub.hostname;
 
     // 3. TLS.
     let tls: { cert: string; key: string } | undefined;
@@ -144,6 +151,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       tls = { cert: readFileSync(operatorTls.cert, "utf8"), key: readFileSync(operatorTls.key, "utf8") };
     } else if (https) {
       const names = serverNames(publicUrl);
+      if (registryHosts.alias && config.registry.enabled) names.dns.push(BUILDER_ALIAS);
       const leaf = await state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: names.dns[names.dns.length - 1] ?? "localhost", names, lifetimeMs: SERVER_CERT_LIFETIME, requester: "appliance:api-server" });
       tls = { cert: leaf.chainPem, key: leaf.keyPem };
       certNotAfter = leaf.notAfter;
@@ -200,6 +208,30 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const volumes = createVolumeManager({ config: config.volumes, db: state.db, sealer: state.sealer, dataDir, log });
     health.register(volumes.healthCheck);
 
+    // The registry (saved builds): started before the builders, which learn how to reach it.
+    // Its token service authenticates with the API's identity context, made further down.
+    let registryActorOf: (request: Request) => Promise<Actor> = async () => ({ kind: "anonymous" });
+    let registry: RegistryService | null = null;
+    if (config.registry.enabled && https) {
+      const reg = registryServiceFactory({
+        db: state.db,
+        sealer: state.sealer,
+        log: log.child({ component: "registry" }),
+        dataDir,
+        settings: config.registry,
+        publicHost: registryPublicHost,
+        builderHost: registryHosts.host,
+        actorOf: (request) => registryActorOf(request),
+        // Builders arrive on their network's gateway: a loopback-only listener never sees them.
+        unreachableByBuilders: /^(127\.|localhost$|::1$)/.test(listen.hostname) ? `serve listens only on loopback (server.listen = ${s.listen}); listen on an address builders reach, e.g. 0.0.0.0:${listen.port}` : null,
+      });
+      registry = reg;
+      await reg.start();
+      stoppables.push(() => void reg.stop());
+      health.register(reg.healthCheck);
+    } else if (config.registry.enabled) {
+      log.warn("the registry needs HTTPS (builders and Docker refuse plain HTTP registries with credentials): --save and depot pull are unavailable with --insecure-http");
+    }
     // 4b. Builders, builds and the build endpoint. builds → router stays one-way: the router is
     //     handed the lookup (serial → active build → ready builder) and told when builds end.
     const docker = new Docker({ socketPath: config.builders.docker_socket });
@@ -223,6 +255,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       containerdStore: config.builders.dockerd_containerd_store,
       insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
       allowEmulation: config.builders.allow_emulation,
+      ...(registry ? { registry: { host: registryHosts.host, caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
       readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
       onBuilderLost: ({ holders, reason }) => builds?.builderLost(holders, reason),
       // Runners may always reach builders: agents get the set within a second.
@@ -326,6 +359,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     };
     const clientAddress = (req: Request) => server?.requestIP(req)?.address ?? null;
     const ctx = identityContext(identity, clientAddress);
+    registryActorOf = (request) => ctx.actorOf(request);
     const app = createApp({
       log,
       health,
@@ -336,8 +370,9 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
       clientAddress,
       plugins: [
-        connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: localPlatform(), maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES }),
+        connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: localPlatform(), maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES, ...(registry ? { registry } : {}), imageExport: () => exporters.canPush() }),
         buildRoutes({ ctx, builds: buildsService, builders, encryption: volumes.manager.encryption, resetCache }),
+        ...(registry ? [registryRoutes({ ctx, registry })] : []),
         ...(plugins ?? []),
       ],
     });
@@ -354,9 +389,12 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       // Build status streams are long chunked uploads; the app limits each message itself.
       maxRequestBodySize: Math.max(s.max_body_bytes * 4, 1024 * 1024 * 1024),
       tls,
+      // Registry paths (/v2/, the token realm) bypass the app: their bodies stream, unparsed.
       fetch: (req, srv) => {
         allowHoldingOpen(req, () => srv.timeout(req, 0));
-        return app.handle(req);
+        // A garbage collection of a large store runs longer than Bun's 10 s idle timeout.
+        if (registry && req.method === "POST" && req.url.endsWith("/api/v1/registry/gc")) srv.timeout(req, 0);
+        return registry?.handle(req) ?? app.handle(req);
       },
       error: (e) => {
         log.error("unhandled server error", { error: e });

@@ -17,6 +17,9 @@ export type Actor =
   | { kind: "oidc"; tokenId: string | null; subject: string; projects: { projectId: string; orgId: string }[] }
   /** Handed out by CreateBuild: drives that one build and nothing else. */
   | { kind: "build-token"; tokenId: string; orgId: string; projectId: string; buildId: string }
+  /** A read-only registry credential for one project (depot pull-token, GetPullInfo); valid 1 h.
+   * Not stored: a JWT the registry's token service signed (tokenId is its jti). */
+  | { kind: "pull-token"; tokenId: string; orgId: string; projectId: string }
   /** The egress agent of one runner host (tokenId is the runner host's id). */
   | { kind: "agent"; tokenId: string; orgId: string; hostId: string };
 

@@ -155,3 +155,35 @@ describe("user tokens", () => {
     expect(canManageUserToken(ACTORS.userA!, null)).toBe(false);
   });
 });
+
+// The appliance's registry: who pulls and pushes a project's repository. bt1 is a build token of
+// p1; pt1 a pull token of p1. Every refusal of another tenant's repository is 404, like a
+// repository that does not exist (the token service then grants nothing).
+const REGISTRY_ACTORS: Record<string, Actor> = {
+  ...BUILD_ACTORS,
+  pt1: { kind: "pull-token", tokenId: "pt1", orgId: A, projectId: "p1" },
+};
+const REGISTRY_COLUMNS = Object.keys(REGISTRY_ACTORS);
+// prettier-ignore
+const REGISTRY_TABLE: [Action, string, Cell[]][] = [
+  //                                   anon admin ownerA userA ownerB userB tokA1 tokA2 orgTokB oidcA1 agentA bt1  pt1
+  ["registry:pull", "A/p1",          [401, "ok", "ok", "ok", 404, 404, "ok", 404, 404, "ok", 403, "ok", "ok"]],
+  ["registry:push", "A/p1",          [401, "ok", "ok", "ok", 404, 404, "ok", 404, 404, "ok", 403, "ok", 403]],
+  ["registry:pull", "A/p2",          [401, "ok", "ok", "ok", 404, 404, 404, "ok", 404, 404, 403, 404, 404]],
+  ["registry:push", "A/p2",          [401, "ok", "ok", "ok", 404, 404, 404, "ok", 404, 404, 403, 404, 404]],
+  ["registry:pull", "B/q1",          [401, "ok", 404, 404, "ok", "ok", 404, 404, "ok", 404, 404, 404, 404]],
+  ["registry:push", "B/q1",          [401, "ok", 404, 404, "ok", "ok", 404, 404, "ok", 404, 404, 404, 404]],
+  ["project:read",  "A/p1",          [401, "ok", "ok", "ok", 404, 404, "ok", 404, 404, "ok", 403, 404, 403]],
+];
+const REGISTRY_RES: Record<string, Resource> = { "A/p1": { orgId: A, projectId: "p1" }, "A/p2": { orgId: A, projectId: "p2" }, "B/q1": { orgId: B, projectId: "q1" } };
+
+describe("authorization policy matrix: registry", () => {
+  for (const [action, res, cells] of REGISTRY_TABLE) {
+    test(`${action} on ${res}`, () => {
+      expect(cells).toHaveLength(REGISTRY_COLUMNS.length);
+      const got: Record<string, Cell | undefined> = Object.fromEntries(REGISTRY_COLUMNS.map((c) => [c, outcome(REGISTRY_ACTORS[c]!, action, REGISTRY_RES[res])]));
+      const want = Object.fromEntries(REGISTRY_COLUMNS.map((c, i) => [c, cells[i]]));
+      expect(got).toEqual(want);
+    });
+  }
+});

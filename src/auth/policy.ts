@@ -36,7 +36,9 @@ export type Action =
   | "audit:read"
   | "egress:read" // an organization's egress policy, runner hosts, apply status and would-be blocks
   | "egress:manage" // change the policy, register runner hosts (mints agent tokens)
-  | "egress:agent"; // a runner host's agent: fetch its policy, report status and events
+  | "egress:agent" // a runner host's agent: fetch its policy, report status and events
+  | "registry:pull" // pull a project's images from the appliance's registry
+  | "registry:push"; // push to a project's repository in the appliance's registry
 
 /** What an action is about: an organization, or a project within one. */
 export interface Resource {
@@ -47,7 +49,7 @@ export interface Resource {
   startedBy?: string;
 }
 
-const ANY_ROLE: ReadonlySet<Action> = new Set(["org:read", "member:read", "project:read", "build:run", "build:read", "trust:read", "egress:read"]);
+const ANY_ROLE: ReadonlySet<Action> = new Set(["org:read", "member:read", "project:read", "build:run", "build:read", "trust:read", "egress:read", "registry:pull", "registry:push"]);
 const OWNER: ReadonlySet<Action> = new Set([
   ...ANY_ROLE,
   "org:update",
@@ -79,13 +81,20 @@ const ORG_TOKEN: ReadonlySet<Action> = new Set([
   "trust:read",
   "trust:manage",
   "egress:read", // read only: a leaked automation credential must not open the firewall
+  "registry:pull",
+  "registry:push",
 ]);
 /** An egress agent acts for its runner host only. */
 const AGENT: ReadonlySet<Action> = new Set(["egress:agent"]);
 /** Project-scoped credentials (project tokens, CI OIDC) read their project and build on it. */
-const PROJECT_SCOPED: ReadonlySet<Action> = new Set(["project:read", "build:run", "build:read"]);
+const PROJECT_SCOPED: ReadonlySet<Action> = new Set(["project:read", "build:run", "build:read", "registry:pull", "registry:push"]);
 /** A build token drives its own build and reads it; nothing else, not even its project. */
 const BUILD_TOKEN: ReadonlySet<Action> = new Set(["build:read", "build:drive"]);
+
+/** A build token pushes its image to its own project's repository (and reads it back). */
+const BUILD_TOKEN_REGISTRY: ReadonlySet<Action> = new Set(["registry:pull", "registry:push"]);
+/** A pull token (depot pull-token, GetPullInfo) reads its project's images: nothing else. */
+const PULL_TOKEN: ReadonlySet<Action> = new Set(["registry:pull"]);
 
 const roleActions = (role: Role) => (role === "owner" ? OWNER : ANY_ROLE);
 
@@ -108,6 +117,8 @@ export function canSee(actor: Actor, resource: Resource): boolean {
       return actor.orgId === resource.orgId;
     case "build-token":
       return resource.buildId !== undefined && resource.buildId === actor.buildId && resource.projectId === actor.projectId;
+    case "pull-token":
+      return resource.orgId === actor.orgId && resource.projectId === actor.projectId;
     default:
       return resource.projectId !== undefined && projectScope(actor).includes(resource.projectId);
   }
@@ -118,6 +129,8 @@ export function can(actor: Actor, action: Action, resource?: Resource): boolean 
   if (action === "visible:list") return true;
   if (action === "self:read" || action === "self:tokens") return actor.kind === "user";
   if (action === "appliance:admin") return actor.kind === "user" && actor.isAdmin;
+  // The registry has no builds: a build token's repository is its own build's project.
+  if (actor.kind === "build-token" && BUILD_TOKEN_REGISTRY.has(action)) return resource !== undefined && resource.orgId === actor.orgId && resource.projectId === actor.projectId;
   if (!resource || !canSee(actor, resource)) return false;
   // Whoever started a build drives and may cancel it (a project token, a CI job, a user).
   if ((action === "build:drive" || action === "build:cancel") && resource.startedBy !== undefined && resource.startedBy === actorLabel(actor)) return true;
@@ -131,6 +144,8 @@ export function can(actor: Actor, action: Action, resource?: Resource): boolean 
       return BUILD_TOKEN.has(action);
     case "agent":
       return AGENT.has(action);
+    case "pull-token":
+      return PULL_TOKEN.has(action);
     default:
       return PROJECT_SCOPED.has(action);
   }

@@ -50,6 +50,7 @@ describe("exporterCheckFactory", () => {
     await check.refresh();
     expect(reads).toBe(1);
     expect(check.refusal([opt({ load: true })])).toContain("bookworm");
+    expect(check.canPush()).toBe(false);
     t = 500;
     expect(check.refusal([opt({ load: true })])).not.toBeNull();
     expect(reads).toBe(1); // fresh enough: no read
@@ -59,6 +60,7 @@ describe("exporterCheckFactory", () => {
     await Bun.sleep(0);
     expect(reads).toBe(2);
     expect(check.refusal([opt({ load: true })])).toBeNull();
+    expect(check.canPush()).toBe(true);
   });
   test("an engine that cannot be asked keeps what was known", async () => {
     let fail = false;

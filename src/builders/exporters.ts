@@ -91,6 +91,10 @@ export function exporterCheckFactory(deps: { runtime: "dockerd" | "buildkitd"; c
       if (deps.runtime === "dockerd" && now() - readAt > refreshMs) void refresh();
       return exporterRefusal({ runtime: deps.runtime, containerdStore: deps.containerdStore, suite }, exportersNeeded(options));
     },
+    /** Whether builders can push images (BuildKit's `image` exporter): the registry's --load path needs it. */
+    canPush(): boolean {
+      return this.refusal([{ outputs: [], push: true, load: false }]) === null;
+    },
   };
 }
 

@@ -13,6 +13,7 @@
 import type { Database } from "bun:sqlite";
 import type Docker from "dockerode";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { InvalidInputError, NotFoundError, PreconditionError, SlipwayError } from "../errors.ts";
@@ -25,7 +26,7 @@ import { emulationProblem, emulationStatus, type EmulationStatus } from "./emula
 import { listWorkersAt } from "./image/grpc.ts";
 import { ensureProjectNetwork } from "./network.ts";
 import { BuilderUnavailableError, waitReady } from "./readiness.ts";
-import { CONTAINER_RUN_DIR, RUNTIMES, normalizePlatform, platformOfArch } from "./runtimes.ts";
+import { CONTAINER_RUN_DIR, REGISTRY_CA_FILE, RUNTIMES, normalizePlatform, platformOfArch } from "./runtimes.ts";
 import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 
 export type BuilderState = "absent" | "starting" | "ready" | "idle" | "stopping";
@@ -108,6 +109,9 @@ export interface BuilderManagerDeps {
   readyTimeoutMs?: number;
   /** How often the configured image is re-resolved besides on image events (see currency.ts). */
   imageRefreshMs?: number;
+  /** The appliance's registry as builders reach it: `host:port` (its host mapped to the builder
+   * network's gateway unless it is an IP address) and the CA its certificate chains to. */
+  registry?: { host: string; caPem: string };
   /** Called with every running builder's address whenever that set changes (egress allows them). */
   onAddresses?: (addrs: string[]) => void;
   /** Called when a builder's container dies or vanishes while builds hold it. */
@@ -286,6 +290,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     const name = containerName({ projectId: b.project_id, platform: b.platform });
     await freeName(name); // a stale one from a crash, or one that just died
     const sec = profile === "privileged" ? PRIVILEGED_PROFILE : FALLBACK_PROFILE;
+    const reg = deps.registry ? await registryAccess(networkId, socketDir(b.id)) : null;
     const c = await docker.createContainer({
       name,
       Image: deps.image,
@@ -305,6 +310,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       HostConfig: {
         ...sec,
         Binds: [`${socketDir(b.id)}:${CONTAINER_RUN_DIR}`, `${volumePath}:${spec.stateDir}`],
+        // Mounts, not Binds: a certs.d directory is named host:port, and Binds split on colons.
+        ...(reg ? { ExtraHosts: reg.extraHosts, Mounts: reg.mounts } : {}),
         NetworkMode: networkId,
         NanoCpus: p.builder_cpus * 1e9,
         Memory: p.builder_memory_mb * 1024 * 1024,
@@ -325,6 +332,22 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       throw e;
     }
     return c.id;
+  }
+
+  /**
+   * How a builder reaches the appliance's registry: an /etc/hosts entry mapping its name to the
+   * builder network's gateway (this machine, where serve listens), and the appliance CA — in
+   * the run dir for buildkitd's config, and for dockerd in /etc/docker/certs.d/<host:port>/.
+   */
+  async function registryAccess(networkId: string, runDir: string) {
+    const { host, caPem } = deps.registry!;
+    writeFileSync(join(runDir, REGISTRY_CA_FILE), caPem, { mode: 0o644 });
+    const name = host.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+    const net = (await docker.getNetwork(networkId).inspect()) as { IPAM?: { Config?: { Gateway?: string }[] } };
+    const gateway = net.IPAM?.Config?.find((c) => c.Gateway && !c.Gateway.includes(":"))?.Gateway;
+    const extraHosts = gateway && !isIP(name) ? [`${name}:${gateway}`] : [];
+    const mounts = deps.runtime === "dockerd" ? [{ Type: "bind", Source: join(runDir, REGISTRY_CA_FILE), Target: `/etc/docker/certs.d/${host}/ca.crt`, ReadOnly: true }] : [];
+    return { extraHosts, mounts };
   }
 
   async function start(ref: BuilderRef, emulated: boolean): Promise<ReadyBuilder> {
@@ -352,7 +375,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore });
+      const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host } : {}) });
       for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
       let networkId = await ensureNetwork(p);
       let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";

@@ -10,6 +10,9 @@ import type { BuilderRuntime } from "../router/index.ts";
 /** Inside the container: the bind-mounted directory that carries the socket and the config. */
 export const CONTAINER_RUN_DIR = "/run/slipway";
 
+/** In the run dir: the appliance CA, which the registry's certificate (serve's) chains to. */
+export const REGISTRY_CA_FILE = "registry-ca.pem";
+
 export interface CachePolicy {
   /** The volume's size; GC keeps the cache below ~90 % of it. */
   cacheSizeBytes: number;
@@ -22,6 +25,9 @@ export interface CachePolicy {
   /** dockerd only: keep images in containerd's store (dockerd ≥ 24), which BuildKit's `image`
    * exporter needs for --push; its state stays under the data root, on the cache volume. */
   containerdStore?: boolean;
+  /** buildkitd: the appliance registry's host:port, trusted with REGISTRY_CA_FILE (dockerd gets
+   * it in /etc/docker/certs.d instead). */
+  registryCaHost?: string;
 }
 
 export interface RuntimeSpec {
@@ -71,6 +77,7 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
         "  enabled = false",
         // CIDRs are dockerd's notion; buildkitd configures registries by host.
         ...(p.insecureRegistries ?? []).filter((r) => !r.includes("/")).flatMap((r) => [`[registry.${JSON.stringify(r)}]`, "  http = true", "  insecure = true"]),
+        ...(p.registryCaHost ? [`[registry.${JSON.stringify(p.registryCaHost)}]`, `  ca = [${JSON.stringify(`${CONTAINER_RUN_DIR}/${REGISTRY_CA_FILE}`)}]`] : []),
         "",
       ].join("\n"),
   },

@@ -117,6 +117,15 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    registry: z
+      .object({
+        enabled: z.boolean().default(true),
+        binary: z.string().min(1).default("docker-registry"),
+        retention_days: z.number().int().min(0).max(3650).default(7),
+        gc_interval_hours: z.number().int().min(0).max(24 * 365).default(24),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(["debug", "info", "warn", "error"]).default("info"),

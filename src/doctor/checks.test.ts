@@ -12,7 +12,7 @@ import { loadConfig } from "../config/index.ts";
 import { which } from "../host/run.ts";
 import { integrationSuite } from "../../test/support/integration.ts";
 import { freePort } from "../../test/support/serve.ts";
-import { checkBuilderCurrency, checkBuilderImage, checkCryptsetup, checkDataDir, checkDocker, checkEmulation, checkFirewall, checkMasterKey, checkPorts, dockerSocketPath } from "./checks.ts";
+import { checkBuilderCurrency, checkBuilderImage, checkCryptsetup, checkDataDir, checkDocker, checkEmulation, checkFirewall, checkMasterKey, checkPorts, checkRegistry, dockerSocketPath } from "./checks.ts";
 
 let dir: string;
 beforeAll(() => (dir = mkdtempSync(join(tmpdir(), "slipway-doctor-"))));
@@ -33,6 +33,17 @@ describe("data dir", () => {
     expect(checkDataDir(join(dir, "open"))).toMatchObject({ status: "warn", fix: `chmod 700 ${join(dir, "open")}` });
     mkdirSync(join(dir, "closed"), { mode: 0o700 });
     expect(checkDataDir(join(dir, "closed")).status).toBe("ok");
+  });
+});
+
+describe("registry", () => {
+  test("a missing docker-registry warns with the package to install; disabled is ok and says so", () => {
+    const d = join(dir, "reg");
+    const missingBin = checkRegistry(loaded(d, [{ key: "registry.binary", value: join(dir, "no-such-registry") }]));
+    expect(missingBin).toMatchObject({ status: "warn", fix: "apt-get install docker-registry" });
+    expect(missingBin.message).toContain("--save");
+    expect(checkRegistry(loaded(d, [{ key: "registry.enabled", value: "false" }])).message).toContain("disabled");
+    expect(checkRegistry(loaded(d, [{ key: "registry.binary", value: "/bin/sh" }])).status).toBe("ok");
   });
 });
 

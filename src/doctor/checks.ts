@@ -185,6 +185,17 @@ export function checkEmulation(loaded: LoadedConfig, binfmtDir = BINFMT_DIR): Fi
   return { check: "emulation", status: d.status, message: d.message, ...(d.fix ? { fix: d.fix } : {}) };
 }
 
+/** The appliance's registry (saved builds): docker-registry must be installed when it is enabled. */
+export function checkRegistry(loaded: LoadedConfig): Finding {
+  const r = loaded.config.registry;
+  if (!r.enabled) return { check: "registry", status: "ok", message: "disabled (registry.enabled = false): --save and depot pull are refused" };
+  const exe = r.binary.includes("/") ? (existsSync(r.binary) ? r.binary : null) : which(r.binary);
+  if (!exe) {
+    return { check: "registry", status: "warn", message: `${r.binary} is not installed: serve starts, but --save, depot pull, pull tokens and --load through the registry are refused`, fix: "apt-get install docker-registry" };
+  }
+  return { check: "registry", status: "ok", message: `${exe} (saved builds kept ${r.retention_days} days by default)` };
+}
+
 export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]> {
   const docker = await checkDocker(env);
   return [
@@ -197,5 +208,6 @@ export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]
     ...(await checkPorts(loaded)),
     checkDataDir(loaded.dataDir),
     checkMasterKey(loaded, env),
+    checkRegistry(loaded),
   ];
 }

@@ -11,6 +11,8 @@ export interface RunOptions {
   /** Kill the program after this long (default 30 s). */
   timeoutMs?: number;
   env?: Record<string, string | undefined>;
+  /** false: the program gets only PATH, LC_ALL and `env`, none of this process's environment. */
+  inheritEnv?: boolean;
 }
 
 export interface RunResult {
@@ -35,7 +37,7 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
     stdin: opts.stdin === undefined ? "ignore" : "pipe",
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, LC_ALL: "C", ...opts.env },
+    env: { ...(opts.inheritEnv === false ? { PATH: process.env.PATH } : process.env), LC_ALL: "C", ...opts.env },
   });
   if (opts.stdin !== undefined && proc.stdin) {
     proc.stdin.write(opts.stdin);
@@ -53,4 +55,29 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
   ]);
   clearTimeout(timer);
   return { code, stdout, stderr, timedOut };
+}
+
+export interface ServiceProcess {
+  pid: number;
+  /** Resolves with the exit code when the program ends. */
+  exited: Promise<number>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Starts a long-running program (a supervised service); its stderr lines go to `onLine`. */
+export function startService(argv: readonly string[], opts: { env?: Record<string, string | undefined>; inheritEnv?: boolean; onLine?: (line: string) => void } = {}): ServiceProcess {
+  if (argv.length === 0) throw new Error("startService: empty argv");
+  const exe = argv[0]!.includes("/") ? argv[0]! : which(argv[0]!);
+  if (!exe) throw new Error(`${argv[0]}: not found`);
+  const proc = Bun.spawn([exe, ...argv.slice(1)], { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { ...(opts.inheritEnv === false ? { PATH: process.env.PATH } : process.env), LC_ALL: "C", ...opts.env } });
+  void (async () => {
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of proc.stderr) {
+      const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+      rest = lines.pop() ?? "";
+      for (const l of lines) if (l.trim()) opts.onLine?.(l);
+    }
+  })().catch(() => {});
+  return { pid: proc.pid, exited: proc.exited, kill: (signal = "SIGTERM") => proc.kill(signal) };
 }

@@ -161,6 +161,21 @@ export const GetPullInfoResponse = message("depot.cli.v1.GetPullInfoResponse", (
   { no: 4, name: "options", type: BuildOptions, repeated: true },
   { no: 5, name: "saveForLoad", type: "bool" },
 ]);
+export const GetPullTokenRequest = message("depot.cli.v1.GetPullTokenRequest", () => [
+  { no: 1, name: "projectId", type: "string", optional: true },
+  { no: 2, name: "buildId", type: "string", optional: true },
+]);
+export const GetPullTokenResponse = message("depot.cli.v1.GetPullTokenResponse", () => [{ no: 1, name: "token", type: "string" }]);
+export const StartPushRequest = message("depot.cli.v1.StartPushRequest", () => [
+  { no: 1, name: "tag", type: "string" },
+  { no: 2, name: "buildId", type: "string" },
+]);
+export const StartPushResponse = message("depot.cli.v1.StartPushResponse", () => [{ no: 1, name: "pushId", type: "string" }]);
+export const FinishPushRequest = message("depot.cli.v1.FinishPushRequest", () => [
+  { no: 1, name: "pushId", type: "string" },
+  { no: 2, name: "buildId", type: "string" },
+  { no: 3, name: "error", type: "string", optional: true },
+]);
 const ProjectEntry = message("depot.cli.v1beta1.ListProjectsResponse.Project", () => [
   { no: 1, name: "id", type: "string" },
   { no: 2, name: "name", type: "string" },
@@ -234,6 +249,7 @@ export interface RpcMethod {
 const rpc = (service: string, method: string, input: MessageType, output: MessageType, kind: RpcKind = "unary"): RpcMethod => ({ path: `/${service}/${method}`, input, output, kind });
 const BUILD = "depot.cli.v1.BuildService";
 const PROJECTS = "depot.cli.v1beta1.ProjectsService";
+const PUSH = "depot.cli.v1.PushService";
 const LOGIN = "depot.cli.v1beta1.LoginService";
 const ORGS = "depot.core.v1.OrganizationService";
 const CORE_PROJECTS = "depot.core.v1.ProjectService";
@@ -250,6 +266,9 @@ export const METHODS = {
   reportBuildContext: rpc(BUILD, "ReportBuildContext", ReportBuildContextRequest, Empty),
   listBuilds: rpc(BUILD, "ListBuilds", ListBuildsRequest, ListBuildsResponse),
   getPullInfo: rpc(BUILD, "GetPullInfo", GetPullInfoRequest, GetPullInfoResponse),
+  getPullToken: rpc(BUILD, "GetPullToken", GetPullTokenRequest, GetPullTokenResponse),
+  startPush: rpc(PUSH, "StartPush", StartPushRequest, StartPushResponse),
+  finishPush: rpc(PUSH, "FinishPush", FinishPushRequest, Empty),
   listProjects: rpc(PROJECTS, "ListProjects", Empty, ListProjectsResponse),
   resetProjectCache: rpc(PROJECTS, "ResetProjectCache", ResetProjectCacheRequest, ResetProjectCacheResponse),
   startLogin: rpc(LOGIN, "StartLogin", Empty, StartLoginResponse),

@@ -53,12 +53,14 @@ export interface ServeOptions {
   http?: boolean;
   /** Sets --public-url to this host and the chosen port (build clients then dial this host). */
   publicHost?: string;
+  /** Where the API listens (default 127.0.0.1); 0.0.0.0 lets builders reach it on their gateway. */
+  listenHost?: string;
 }
 
 export async function serve(bin: string, dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}, opts: ServeOptions = {}): Promise<Served> {
   const [port, buildPort] = [await freePort(), await freePort()];
   const publicUrl = opts.publicHost ? ["--public-url", `${opts.http ? "http" : "https"}://${opts.publicHost}:${port}`] : [];
-  const proc = Bun.spawn([bin, "serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${port}`, "--build-listen", `127.0.0.1:${buildPort}`, ...publicUrl, ...extraArgs], {
+  const proc = Bun.spawn([bin, "serve", "--data-dir", dataDir, "--listen", `${opts.listenHost ?? "127.0.0.1"}:${port}`, "--build-listen", `127.0.0.1:${buildPort}`, ...publicUrl, ...extraArgs], {
     stdout: "pipe",
     stderr: "pipe",
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },

@@ -27,6 +27,10 @@ import { MetricsRegistry } from "../../src/metrics/registry.ts";
 import { orgsServiceFactory } from "../../src/orgs/service.ts";
 import { projectsServiceFactory } from "../../src/projects/service.ts";
 import { readFileSync } from "node:fs";
+import { identityContext } from "../../src/api/identity.ts";
+import { registryRoutes } from "../../src/api/routes/registry.ts";
+import { registryServiceFactory } from "../../src/registry/index.ts";
+import { createSealer } from "../../src/secrets/index.ts";
 
 export const ACTOR_NAMES = ["anon", "admin", "ownerA", "userA", "ownerB", "userB", "tokA1", "tokA2", "orgTokB", "oidcA1", "expired", "revoked"] as const;
 export type ActorName = (typeof ACTOR_NAMES)[number];
@@ -73,6 +77,20 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
   Object.assign(secrets, { tokA1: tA1.token, tokA2: tA2.token, orgTokB: tB.token, oidcA1: tO.token, expired: tExpired.token, revoked: tRevoked.token });
 
   const ownerAToken = tokens.listForUser(users.ownerA!).find((t) => t.name === "t")!;
+  const identity = { auth, audit, sessions, orgs, projects, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE };
+  const ctx = identityContext(identity, () => "192.0.2.1");
+  // The registry's routes, its process absent (no binary): who may read and set what is the point.
+  const registry = registryServiceFactory({
+    db,
+    sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+    log: silentLogger,
+    dataDir: dir,
+    settings: { enabled: true, binary: join(dir, "no-registry-here"), retention_days: 7, gc_interval_hours: 0 },
+    publicHost: "localhost:8443",
+    builderHost: "registry.slipway.internal:8443",
+    actorOf: (r) => ctx.actorOf(r),
+  });
+  await registry.start();
   const app = createApp({
     log: silentLogger,
     health: new HealthRegistry(),
@@ -81,7 +99,8 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
     version: "test",
     options: { maxBodyBytes: 1 << 20, hstsMaxAgeSeconds: opts.https ? 600 : null, metricsBearerToken: null },
     clientAddress: () => "192.0.2.1",
-    identity: { auth, audit, sessions, orgs, projects, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE },
+    identity,
+    plugins: [registryRoutes({ ctx, registry })],
   });
 
   return {

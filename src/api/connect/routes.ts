@@ -18,6 +18,7 @@ import { fromTimestamp, toTimestamp, type Msg } from "../../wire/proto.ts";
 import { readBodyLimited } from "../body.ts";
 import { holdOpen, requestInfo } from "../context.ts";
 import type { IdentityContext } from "../identity.ts";
+import type { RegistryService } from "../../registry/index.ts";
 import { codecOf, ConnectError, connectErrorOf, decodeMessage, encodeMessage, endStreamFrame, frame, readFrames, unaryError, type Codec } from "./protocol.ts";
 import { unofferedResponse } from "./unoffered.ts";
 
@@ -30,6 +31,11 @@ export interface ConnectDeps {
   /** The platform a build gets when the client does not say (the engine's own). */
   defaultPlatform: string;
   maxMessageBytes: number;
+  /** The appliance's registry (--save, depot pull, pull tokens, --load through it). */
+  registry?: Pick<RegistryService, "available" | "pushable" | "validateSave" | "saveTargets" | "pullToken" | "reference" | "status">;
+  /** Builders have BuildKit's `image` exporter (so they can push to the registry). */
+  /** Whether builders have BuildKit's `image` exporter (builders/exporters): --load through the registry needs it. */
+  imageExport: () => boolean;
 }
 
 type Handler = (input: Msg, call: { request: Request; actor: () => Promise<Actor> }) => Promise<Msg> | Msg;
@@ -119,14 +125,27 @@ export function connectRoutes(deps: ConnectDeps) {
         save: o.save as boolean,
         ...(o.targetName ? { target: o.targetName as string } : {}),
       }));
+      const raw = input.options as Msg[];
+      const save = raw.some((o) => o.save);
+      const saveTags = [...new Set(raw.flatMap((o) => (o.saveTags as string[]) ?? []))];
+      // --load goes through the registry when builders can push to it: the CLI then saves the
+      // build and pulls it into the client's Docker (GetPullInfo).
+      const loadUsingRegistry = Boolean(deps.registry?.pushable()) && deps.imageExport();
+      const viaRegistry = save || (loadUsingRegistry && raw.some((o) => o.load));
+      if (save) {
+        if (!deps.registry) throw new ConnectError("failed_precondition", "--save needs the appliance's registry, which this server does not run");
+        deps.registry.validateSave(saveTags); // before the build exists: a refusal leaves nothing made (builds.create refuses builders without the image exporter)
+      }
       const { build, token } = builds.create(a, nonEmpty(projectId, "projectId"), options); // id or ORG/NAME
+      const targets = viaRegistry ? deps.registry!.saveTargets({ id: build.id, projectId: build.project_id }, token, saveTags) : null;
       return {
         buildId: build.id,
         buildToken: token,
-        // No registry in Slipway yet: --load goes through BuildKit's own exporter.
-        registry: { canUseLocalRegistry: false, proxyImage: "", loadUsingRegistry: false },
+        registry: { canUseLocalRegistry: false, proxyImage: "", loadUsingRegistry },
         buildUrl: builds.buildUrl(build.id),
         projectId: build.project_id,
+        additionalCredentials: targets?.credentials ?? [],
+        additionalTags: (targets?.tags ?? []).map((tag) => ({ tag, push: true })),
       };
     },
     async getBuild(input, { actor }) {
@@ -182,8 +201,33 @@ export function connectRoutes(deps: ConnectDeps) {
       };
     },
     async getPullInfo(input, { actor }) {
-      builds.read(await actor(), nonEmpty(input.buildId, "buildId"));
-      throw new ConnectError("failed_precondition", "this appliance has no registry to pull builds from: use --push, --output, or --load (which uses BuildKit's exporter)");
+      const a = await actor();
+      const b = builds.read(a, nonEmpty(input.buildId, "buildId"));
+      const p = ctx.projects.get(b.project_id);
+      authorize(a, "registry:pull", { orgId: p.org_id, projectId: p.id });
+      if (!deps.registry?.available()) throw new ConnectError("failed_precondition", `the appliance's registry is not available (${deps.registry?.status().detail ?? "not configured"}): build with --push, --output or --load instead`);
+      const { token, expiresAt } = await deps.registry.pullToken({ orgId: p.org_id, projectId: p.id });
+      ctx.audit.record({ orgId: p.org_id, actor: a, action: "registry.pull_token", target: p.id, details: { build: b.id, expires_at: expiresAt.toISOString() } });
+      return { reference: deps.registry.reference(p.id, b.id), username: "x-token", password: token, options: [], saveForLoad: false };
+    },
+    async getPullToken(input, { actor }) {
+      const a = await actor();
+      const buildId = typeof input.buildId === "string" && input.buildId ? input.buildId : null;
+      const scope = projectScope(a);
+      const projectId = buildId ? builds.read(a, buildId).project_id : typeof input.projectId === "string" && input.projectId ? input.projectId : scope.length === 1 ? scope[0]! : null;
+      if (!projectId) throw new InvalidInputError("project_id or build_id is required (--project, DEPOT_PROJECT_ID or depot.json)", [{ pointer: "/projectId", detail: "required" }]);
+      const p = ctx.projects.get(nonEmpty(projectId, "projectId"));
+      authorize(a, "registry:pull", { orgId: p.org_id, projectId: p.id });
+      if (!deps.registry?.available()) throw new ConnectError("failed_precondition", `the appliance's registry is not available (${deps.registry?.status().detail ?? "not configured"})`);
+      const { token, expiresAt } = await deps.registry.pullToken({ orgId: p.org_id, projectId: p.id });
+      ctx.audit.record({ orgId: p.org_id, actor: a, action: "registry.pull_token", target: p.id, details: { expires_at: expiresAt.toISOString() } });
+      return { token };
+    },
+    async startPush() {
+      throw new ConnectError("unimplemented", "depot push copies a saved build's layers from Depot's own blob service, which a Slipway appliance is not: pull it with `depot pull <build id> -t IMAGE` and `docker push IMAGE`, or build with --push");
+    },
+    async finishPush() {
+      throw new ConnectError("unimplemented", "depot push is not available on a Slipway appliance (see StartPush)");
     },
     async listProjects(_input, { actor }) {
       const a = await actor();
