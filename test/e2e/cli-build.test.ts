@@ -20,8 +20,9 @@ import { findBuildkitClient } from "../../src/client/build.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { freePort, serve, type Served } from "../support/serve.ts";
+import { serve, type Served } from "../support/serve.ts";
 
 const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT)
@@ -40,7 +41,7 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
   let s: Served;
   let server = "";
   let admin = "";
-  let registry: ReturnType<typeof Bun.spawn> | null = null;
+  let registry: PlainRegistry | null = null;
   let regPort = 0;
   const ids: Record<string, string> = {};
   const tokens: Record<string, string> = {};
@@ -71,10 +72,8 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
   beforeAll(async () => {
     const image = await ensureDockerdBuilderImage({ suite: "trixie" });
     mkdirSync(home, { recursive: true });
-    regPort = await freePort();
-    writeFileSync(join(work, "registry.yml"), `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, "registry")}\nhttp:\n  addr: 0.0.0.0:${regPort}\n`);
-    registry = Bun.spawn(["docker-registry", "serve", join(work, "registry.yml")], { stdout: "ignore", stderr: "ignore" });
-    for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${regPort}/v2/`).catch(() => null))?.ok; i++) await Bun.sleep(100);
+    registry = await startPlainRegistry(work);
+    regPort = registry.port;
     s = await serve(
       slipwayBinary(),
       join(work, "data"),
@@ -98,7 +97,7 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
 
   afterAll(async () => {
     await s?.stop();
-    registry?.kill();
+    registry?.stop();
     await removeBuildersOf(Object.values(ids), docker);
     await docker.getImage(LOADED_IMAGE).remove({ force: true }).catch(() => {});
     rmSync(work, { recursive: true, force: true });

@@ -20,8 +20,9 @@ import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, busyboxPath, CACHE_DIR, ensureDockerdBuilderImage } from "../support/builder-image.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { freePort, serve, type Served } from "../support/serve.ts";
+import { serve, type Served } from "../support/serve.ts";
 
 const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const BUSYBOX_ARM64 = join(CACHE_DIR, "busybox-arm64");
@@ -65,7 +66,7 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
   const ctx = join(work, "ctx");
   let on: Served; // builders.allow_emulation = true
   let off: Served; // the default: false
-  let registry: ReturnType<typeof Bun.spawn>;
+  let registry: PlainRegistry | null = null;
   let regPort = 0;
   const projects: { on: { id: string; token: string; admin: string }; off: { id: string; token: string } } = { on: { id: "", token: "", admin: "" }, off: { id: "", token: "" } };
 
@@ -104,13 +105,8 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
 
   beforeAll(async () => {
     writeContext(ctx);
-    regPort = await freePort();
-    writeFileSync(join(work, "registry.yml"), `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, "registry")}\nhttp:\n  addr: 0.0.0.0:${regPort}\n`);
-    registry = Bun.spawn(["docker-registry", "serve", join(work, "registry.yml")], { stdout: "ignore", stderr: "pipe" });
-    for (let i = 0; i < 100; i++) {
-      if ((await fetch(`http://127.0.0.1:${regPort}/v2/`).catch(() => null))?.ok) break;
-      await Bun.sleep(100);
-    }
+    registry = await startPlainRegistry(work);
+    regPort = registry.port;
     const a = await appliance("on", ["--set", "builders.allow_emulation=true"]);
     on = a.s;
     projects.on = a.project;
@@ -122,7 +118,7 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
   afterAll(async () => {
     await on?.stop();
     await off?.stop();
-    registry?.kill();
+    registry?.stop();
     await removeBuildersOf([projects.on.id, projects.off.id], docker);
     rmSync(work, { recursive: true, force: true });
   });

@@ -8,15 +8,16 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import Docker from "dockerode";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { freePort, serve, type Served } from "../support/serve.ts";
+import { serve, type Served } from "../support/serve.ts";
 
 const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT)
@@ -29,7 +30,7 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
   const work = mkdtempSync(join(tmpdir(), "slipway-push-"));
   const docker = new Docker({ socketPath: "/var/run/docker.sock" });
   let s: Served;
-  let registry: ReturnType<typeof Bun.spawn>;
+  let registry: PlainRegistry | null = null;
   let regPort = 0;
   let project = "";
   let token = "";
@@ -45,13 +46,8 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
 
   beforeAll(async () => {
     const image = await ensureDockerdBuilderImage({ suite: "trixie" });
-    regPort = await freePort();
-    writeFileSync(join(work, "registry.yml"), `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, "registry")}\nhttp:\n  addr: 0.0.0.0:${regPort}\n`);
-    registry = Bun.spawn(["docker-registry", "serve", join(work, "registry.yml")], { stdout: "ignore", stderr: "pipe" });
-    for (let i = 0; i < 100; i++) {
-      if ((await fetch(`http://127.0.0.1:${regPort}/v2/`).catch(() => null))?.ok) break;
-      await Bun.sleep(100);
-    }
+    registry = await startPlainRegistry(work);
+    regPort = registry.port;
     s = await serve(
       slipwayBinary(),
       join(work, "data"),
@@ -73,7 +69,7 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
 
   afterAll(async () => {
     await s?.stop();
-    registry?.kill();
+    registry?.stop();
     await removeBuildersOf([project], docker);
     rmSync(work, { recursive: true, force: true });
   });

@@ -1,0 +1,24 @@
+/**
+ * @module test/support/plain-registry
+ * A throwaway Debian docker-registry over plain HTTP for push tests: its storage in `dir`,
+ * listening on every address of this machine so builders reach it on their network's gateway
+ * (which serve must then list in builders.insecure_registries).
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { freePort } from "./serve.ts";
+
+export interface PlainRegistry {
+  port: number;
+  stop(): void;
+}
+
+/** Starts it and waits (up to 10 s) until `/v2/` answers on loopback. */
+export async function startPlainRegistry(dir: string): Promise<PlainRegistry> {
+  const port = await freePort();
+  const config = join(dir, "registry.yml");
+  writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "registry")}\nhttp:\n  addr: 0.0.0.0:${port}\n`);
+  const proc = Bun.spawn(["docker-registry", "serve", config], { stdout: "ignore", stderr: "ignore" });
+  for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => null))?.ok; i++) await Bun.sleep(100);
+  return { port, stop: () => proc.kill() };
+}
