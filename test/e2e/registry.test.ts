@@ -10,11 +10,12 @@
  * - `depot build --load` through the registry (load_using_registry) and `docker run`;
  * - `depot pull-token` with `docker login`/`docker pull`; that token cannot push; another
  *   project's token is refused on pull and push exactly like a missing repository;
+ * - `--push` with the client's own docker-config credentials, passed through the session;
  * - retention 0 plus GC: the saved image is gone and the registry's disk is freed.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import Docker from "dockerode";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
@@ -245,6 +246,32 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     const push = await s.get("/depot.cli.v1.PushService/StartPush", { method: "POST", headers: { authorization: `Bearer ${tokenA}`, "content-type": "application/json" }, body: JSON.stringify({ buildId: savedBuild, tag: "x" }) });
     expect(((await push.json()) as { code: string; message: string }).code).toBe("unimplemented");
   }, 120_000);
+
+  test("--push with the client's own registry credentials: the builder gets them through the session (docker config), another project's are refused", async () => {
+    // Builders reach the appliance by its alias when the public host is loopback; the client
+    // holds credentials for that name in its own docker config, as it would for any registry.
+    const port = new URL(s.url).port;
+    const target = `registry.slipway.internal:${port}/${projectA}:pushed-with-client-credentials`;
+    const ctx = join(work, "ctx-push");
+    writeBusyboxContext(ctx, 'ENTRYPOINT ["/bin/busybox", "echo", "pushed-with-client-credentials"]');
+    const withCredentials = async (token: string) => {
+      const dir = join(work, `docker-config-${token.slice(-6)}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "config.json"), JSON.stringify({ auths: { [`registry.slipway.internal:${port}`]: { auth: Buffer.from(`x-token:${token}`).toString("base64") } } }));
+      const p = Bun.spawn([DEPOT, "build", "--project", projectA, "--progress", "plain", "-t", target, "--push", ctx], { stdout: "pipe", stderr: "pipe", env: { ...env(tokenA), DOCKER_CONFIG: dir } });
+      const [o, e, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { code, log: o + e };
+    };
+    const refused = await withCredentials(tokenB); // builds in A, but pushes with B's credentials
+    expect(refused.code).not.toBe(0);
+    expect(refused.log).toContain("push access denied"); // the registry granted B nothing on A (insufficient_scope)
+    expect(refused.log).toContain("insufficient_scope");
+    expect(((await api(`/api/v1/projects/${projectA}/registry`)).body.images as { tags: string[] }[]).flatMap((i) => i.tags)).not.toContain("pushed-with-client-credentials");
+    const pushed = await withCredentials(tokenA);
+    expect(pushed.code, pushed.log).toBe(0);
+    expect(pushed.log).toContain("pushing manifest");
+    expect(((await api(`/api/v1/projects/${projectA}/registry`)).body.images as { tags: string[] }[]).flatMap((i) => i.tags)).toContain("pushed-with-client-credentials");
+  }, 600_000);
 
   test("retention 0 plus GC: the saved image is gone and its disk is freed", async () => {
     const storage = join(s.dataDir, "registry", "storage");
