@@ -33,7 +33,6 @@ export interface ConnectDeps {
   maxMessageBytes: number;
   /** The appliance's registry (--save, depot pull, pull tokens, --load through it). */
   registry?: Pick<RegistryService, "available" | "pushable" | "validateSave" | "saveTargets" | "pullToken" | "reference" | "status">;
-  /** Builders have BuildKit's `image` exporter (so they can push to the registry). */
   /** Whether builders have BuildKit's `image` exporter (builders/exporters): --load through the registry needs it. */
   imageExport: () => boolean;
 }
@@ -133,6 +132,7 @@ export function connectRoutes(deps: ConnectDeps) {
       const loadUsingRegistry = Boolean(deps.registry?.pushable()) && deps.imageExport();
       const viaRegistry = save || (loadUsingRegistry && raw.some((o) => o.load));
       if (save) {
+        if (a.kind === "anonymous") authorize(a, "build:run"); // 401 before the server's set-up is told
         if (!deps.registry) throw new ConnectError("failed_precondition", "--save needs the appliance's registry, which this server does not run");
         deps.registry.validateSave(saveTags); // before the build exists: a refusal leaves nothing made (builds.create refuses builders without the image exporter)
       }
