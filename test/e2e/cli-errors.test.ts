@@ -9,7 +9,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
-import { freePort, runSlipway } from "../support/serve.ts";
+import { freePort, freePorts, runSlipway } from "../support/serve.ts";
 import { COMMANDS } from "../../src/cli/index.ts";
 
 let bin: string;
@@ -24,7 +24,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 /** Runs `serve` expecting it to refuse; returns stderr. Ports are free unless a case says so. */
 async function refusedServe(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string; dataDir: string }> {
   const dataDir = join(work, `data-${crypto.randomUUID()}`);
-  const [p1, p2] = [await freePort(), await freePort()];
+  const [p1, p2] = (await freePorts(2)) as [number, number];
   const r = await runSlipway(bin, ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${p1}`, "--build-listen", `127.0.0.1:${p2}`, ...args], env);
   return { code: r.code, stderr: r.stderr, dataDir };
 }
