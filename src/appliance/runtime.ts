@@ -59,6 +59,7 @@ async function dockerEngine(docker: Docker): Promise<{ ok: true; version: string
 }
 import { checkPortsFree, checkReadable, prepareDataDir } from "./preflight.ts";
 import { defaultPublicUrl, serverNames } from "./server-identity.ts";
+import { lockDataDir } from "./lock.ts";
 import { openApplianceState, type ApplianceState } from "./state.ts";
 
 const DAY = 86_400_000;
@@ -117,16 +118,24 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     ...(config.secrets.master_key_file ? [{ key: "secrets.master_key_file", path: config.secrets.master_key_file }] : []),
   ]);
   prepareDataDir(dataDir);
+  // One serve per data dir, for this process's life: a second would adopt the first's builders.
+  const lock = lockDataDir(dataDir);
 
   // 2. State.
-  const state = await openApplianceState({
-    dataDir,
-    busyTimeoutMs: config.database.busy_timeout_ms,
-    maxClientCertLifetimeMs: config.pki.client_cert_max_lifetime_seconds * 1000,
-    masterKeyFile: config.secrets.master_key_file,
-    credentialsDirectory: env.CREDENTIALS_DIRECTORY,
-    log,
-  });
+  let state: ApplianceState;
+  try {
+    state = await openApplianceState({
+      dataDir,
+      busyTimeoutMs: config.database.busy_timeout_ms,
+      maxClientCertLifetimeMs: config.pki.client_cert_max_lifetime_seconds * 1000,
+      masterKeyFile: config.secrets.master_key_file,
+      credentialsDirectory: env.CREDENTIALS_DIRECTORY,
+      log,
+    });
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
 
   let router: BuildRouter | null = null;
   let checkpointer: Checkpointer | null = null;
@@ -434,6 +443,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
           for (const stop of stoppables) stop();
           await checkpointer?.stop();
           checkpointAndClose(state.db);
+          lock.release();
         })();
         return stopping;
       },
@@ -443,6 +453,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     for (const stop of stoppables) stop();
     await checkpointer?.stop();
     state.db.close();
+    lock.release();
     throw e;
   }
 }

@@ -9,7 +9,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
-import { freePort, freePorts, runSlipway } from "../support/serve.ts";
+import { freePort, freePorts, runSlipway, serve } from "../support/serve.ts";
 import { COMMANDS } from "../../src/cli/index.ts";
 
 let bin: string;
@@ -99,6 +99,24 @@ describe("configuration errors exit 2 with one line and create nothing", () => {
     const proc = await runSlipway(bin, ["serve", "--data-dir", "/proc/slipway-data", "--listen", `127.0.0.1:${await freePort()}`, "--build-listen", `127.0.0.1:${await freePort()}`]);
     expect(proc.code).toBe(2);
     expect(oneLine(proc.stderr)).toContain("data dir /proc/slipway-data");
+  });
+
+  test("a data dir another serve is using: refused with its pid, the first one unharmed; free again once it is killed", async () => {
+    const dataDir = join(work, "shared-data");
+    const first = await serve(bin, dataDir, ["--set", "volumes.encryption=none"]);
+    try {
+      const [p1, p2] = (await freePorts(2)) as [number, number];
+      const second = await runSlipway(bin, ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${p1}`, "--build-listen", `127.0.0.1:${p2}`]);
+      expect(second.code).toBe(2);
+      expect(oneLine(second.stderr)).toBe(`slipway: data dir ${dataDir} is in use by another slipway serve (pid ${first.proc.pid}): stop it first, or give this one another --data-dir`);
+      expect((await first.get("/livez")).status).toBe(200);
+    } finally {
+      first.proc.kill(9); // no clean stop: the kernel drops the lock with the process
+      await first.proc.exited;
+    }
+    const again = await serve(bin, dataDir, ["--set", "volumes.encryption=none"]);
+    expect((await again.get("/livez")).status).toBe(200);
+    await again.stop();
   });
 
   test("an invalid listen address and a lone TLS file", async () => {
