@@ -120,11 +120,14 @@ describe("builds", () => {
     const a = builds.create(token, PRJ, []).build;
     const b = builds.create(token, PRJ, []).build;
     const c = builds.create(token, PRJ, []).build;
-    await builds.connection(token, a.id, "linux/amd64");
+    const conn = await builds.connection(token, a.id, "linux/amd64");
+    if (conn.kind !== "active") throw new Error("expected an active connection");
+    expect(builds.route(conn.serial)).not.toBeNull();
     expect(builds.health(token, a.id).cancelsAt).toBeNull();
     expect(() => builds.cancel(other, a.id)).toThrow(NotFoundError);
     builds.cancel(token, a.id);
     expect(builds.health(token, a.id).cancelsAt).not.toBeNull();
+    expect(builds.route(conn.serial)).toBeNull(); // cancelled: no new connection to its builder
     clock += 20_000; // past the cancel grace; b and c are still within the health timeout
     builds.health(token, c.id);
     expect(builds.sweep()).toEqual([a.id]);

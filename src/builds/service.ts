@@ -364,7 +364,8 @@ export function buildsServiceFactory(deps: BuildsDeps) {
           `SELECT c.build_id, c.platform, b.project_id, b.status, b.cancel_requested_at FROM build_certificates c JOIN builds b ON b.id = c.build_id WHERE c.serial = ?`,
         )
         .get(serial) as { build_id: string; platform: string; project_id: string; status: BuildStatus; cancel_requested_at: string | null } | null;
-      if (!r || !ACTIVE.has(r.status)) return null;
+      // A cancelled build gets no new connection: its client is stopping (what it has stays until the end).
+      if (!r || !ACTIVE.has(r.status) || r.cancel_requested_at) return null;
       const ready = deps.builders.ready({ projectId: r.project_id, platform: r.platform });
       if (!ready) return null;
       return { buildId: r.build_id, projectId: r.project_id, platform: r.platform, socketPath: ready.socketPath, runtime: ready.runtime };
