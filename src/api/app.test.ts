@@ -119,6 +119,11 @@ describe("headers", () => {
     const r = await makeApp().call("/nowhere", { headers: { "x-request-id": "abc-1" } });
     expect(r.headers.get("x-request-id")).toBe("abc-1");
     expect(r.headers.get("strict-transport-security")).toBe("max-age=600");
+    expect(r.headers.get("x-content-type-options")).toBe("nosniff");
+  });
+
+  test("no response is content-sniffed (build logs are text a build wrote)", async () => {
+    expect((await makeApp().call("/livez")).headers.get("x-content-type-options")).toBe("nosniff");
   });
 });
 

@@ -65,6 +65,7 @@ export function createApp(deps: AppDeps) {
     .onRequest(({ request, set }) => {
       const info = beginRequest(request);
       set.headers["x-request-id"] = info.id;
+      set.headers["x-content-type-options"] = "nosniff"; // a build log or problem is never sniffed into HTML
       if (hsts) set.headers["strict-transport-security"] = hsts;
       // Connect RPC bodies (build status batches) have their own, larger per-message limit.
       if (!info.rpc) checkDeclaredLength(request, options.maxBodyBytes);
@@ -85,6 +86,7 @@ export function createApp(deps: AppDeps) {
       set.status = problem.status;
       set.headers["content-type"] = PROBLEM_CONTENT_TYPE;
       set.headers["x-request-id"] = info.id;
+      set.headers["x-content-type-options"] = "nosniff";
       if (hsts) set.headers["strict-transport-security"] = hsts;
       if (error instanceof RateLimitedError) set.headers["retry-after"] = String(error.retryAfterSeconds);
       return JSON.stringify(problem);

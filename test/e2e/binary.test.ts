@@ -132,7 +132,10 @@ describe("compiled binary", () => {
     const spec = (await (await server.get("/api/v1/openapi.json")).json() as any);
     expect(spec.openapi).toMatch(/^3\./);
     expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/livez", "/readyz", "/metrics", "/api/v1/me"]));
-    const html = await (await server.get("/api/v1/docs")).text();
+    const docs = await server.get("/api/v1/docs");
+    // Only this server's scripts (the inline init by its hash), never framed.
+    expect(docs.headers.get("content-security-policy")).toMatch(/script-src 'self' 'sha256-[A-Za-z0-9+/]+=*'; .*frame-ancestors 'none'/);
+    const html = await docs.text();
     const srcs = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
     expect(srcs.length).toBeGreaterThan(0);
     for (const s of srcs) {

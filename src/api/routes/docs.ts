@@ -12,6 +12,15 @@ import type { AppDeps } from "../app.ts";
 const ASSETS = "/api/v1/docs/assets";
 const SPEC = "/api/v1/openapi.json";
 
+/** The page's one inline script, allowed by its hash and nothing else (DOCS_CSP). */
+const INIT_SCRIPT = `window.ui = SwaggerUIBundle({ url: "${SPEC}", dom_id: "#swagger-ui", validatorUrl: null, deepLinking: true });`;
+
+/**
+ * Scripts, styles and requests from this server only (the inline init by its hash; Swagger UI
+ * sets inline styles), never framed.
+ */
+export const DOCS_CSP = `default-src 'self'; script-src 'self' 'sha256-${new Bun.CryptoHasher("sha256").update(INIT_SCRIPT).digest("base64")}'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'`;
+
 /** Swagger UI from the binary's own assets; validatorUrl null keeps it from calling out. */
 const DOCS_PAGE = `<!doctype html>
 <html lang="en">
@@ -24,9 +33,7 @@ const DOCS_PAGE = `<!doctype html>
 <body>
   <div id="swagger-ui"></div>
   <script src="${ASSETS}/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({ url: "${SPEC}", dom_id: "#swagger-ui", validatorUrl: null, deepLinking: true });
-  </script>
+  <script>${INIT_SCRIPT}</script>
 </body>
 </html>
 `;
@@ -51,7 +58,7 @@ export function docsRoutes({ version }: Pick<AppDeps, "version">) {
         },
       }),
     )
-    .get("/api/v1/docs", () => new Response(DOCS_PAGE, { headers: { "content-type": "text/html; charset=utf-8" } }), { detail: { hide: true } })
+    .get("/api/v1/docs", () => new Response(DOCS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": DOCS_CSP } }), { detail: { hide: true } })
     .get(
       `${ASSETS}/:name`,
       ({ params }) => {
