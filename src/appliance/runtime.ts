@@ -37,8 +37,7 @@ import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
 import { BUILDKIT_STATUS_PATH, grpcResponseTap } from "../router/index.ts";
-import { StatusResponse } from "../wire/buildkit.ts";
-import { decode, type Msg } from "../wire/proto.ts";
+import { statusObserver } from "./status-tap.ts";
 
 import { createVolumeManager, type ConfiguredVolumes } from "../volumes/index.ts";
 import { BUILDER_ALIAS, builderRegistryHost, registryServiceFactory, type RegistryService } from "../registry/index.ts";
@@ -268,15 +267,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       lookup: (serial) => builds?.route(serial) ?? null,
       // BuildKit's own status for the build (the depot CLI reports only its own steps).
       observe: (target) =>
-        grpcResponseTap(STATUS_PATHS, (_path, message) => {
-          let status: Msg;
-          try {
-            status = decode(StatusResponse, message); // within the decoder's limits; the bytes flow on unchanged either way
-          } catch (e) {
-            return log.warn("BuildKit status message skipped", { build: target.buildId, bytes: message.length, error: (e as Error).message });
-          }
-          builds?.observed(target.buildId, statusToReport([status]));
-        }),
+        grpcResponseTap(STATUS_PATHS, statusObserver(target.buildId, { builds: () => builds, log })),
       tls: { certPem: buildLeaf.chainPem, keyPem: buildLeaf.keyPem, clientIntermediatesPem: () => state.pki.trustBundle("build-client"), clientRootsPem: state.pki.trustBundle("root") },
       logger: log.child({ component: "build-endpoint" }),
       metrics,
