@@ -88,6 +88,26 @@ describe("problem+json", () => {
     expect((await problem(streamed)).detail).toContain("exceeds the limit of 1024 bytes");
   });
 
+  test("a body of any other content type is read within the same limit (413), and a small text body is still a 400", async () => {
+    const { call } = makeApp();
+    for (const type of ["text/plain", "application/octet-stream", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]) {
+      let pulled = 0;
+      const body = new ReadableStream({
+        pull(c) {
+          if (pulled >= 1024 * 1024) return c.close();
+          pulled += 512;
+          c.enqueue(new TextEncoder().encode("y".repeat(512)));
+        },
+      });
+      const big = await call("/test/echo", { method: "POST", headers: { "content-type": type }, body, duplex: "half" } as RequestInit);
+      expect({ type, status: big.status }).toEqual({ type, status: 413 });
+      expect({ type, pulled: pulled <= 2048 }).toEqual({ type, pulled: true });
+    }
+    expect((await call("/test/echo", { method: "POST", headers: { "content-type": "text/plain" }, body: "name=x" })).status).toBe(400);
+    // Form bodies are still read as fields, as the framework did (the API itself takes JSON).
+    expect(await (await call("/test/echo", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "name=x" })).json()).toEqual({ name: "x" });
+  });
+
   test("an unknown route is a 404", async () => {
     const { call } = makeApp();
     const r = await call("/nowhere");

@@ -10,7 +10,7 @@ import { RateLimitedError } from "../auth/rate-limit.ts";
 import type { HealthRegistry } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MetricsRegistry } from "../metrics/registry.ts";
-import { checkDeclaredLength, readJsonLimited } from "./body.ts";
+import { checkDeclaredLength, readBodyLimited, readJsonLimited } from "./body.ts";
 import { beginRequest, requestInfo } from "./context.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "./problem.ts";
 import { docsRoutes } from "./routes/docs.ts";
@@ -74,6 +74,12 @@ export function createApp(deps: AppDeps) {
       // Connect RPC reads its own body (proto or JSON, unary or streamed): leave it unread.
       if (requestInfo(request).rpc) return CONNECT_UNREAD;
       if (contentType === "application/json" || contentType.endsWith("+json")) return readJsonLimited(request, options.maxBodyBytes);
+      // Any other body (the API takes only JSON) is read within the same limit too: left to the
+      // framework's own parsers, it was read whole, however large, before the 400.
+      if (request.body) {
+        const text = new TextDecoder().decode(await readBodyLimited(request, options.maxBodyBytes));
+        return contentType.startsWith("application/x-www-form-urlencoded") ? Object.fromEntries(new URLSearchParams(text)) : text;
+      }
     })
     .onError(({ code, error, request, set, path }) => {
       const info = requestInfo(request);

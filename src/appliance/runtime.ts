@@ -37,16 +37,17 @@ import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
 import { BUILDKIT_STATUS_PATH, grpcResponseTap } from "../router/index.ts";
-import { StatusResponse } from "../wire/buildkit.ts";
-import { decode } from "../wire/proto.ts";
+import { statusObserver } from "./status-tap.ts";
 
 import { createVolumeManager, type ConfiguredVolumes } from "../volumes/index.ts";
 import { BUILDER_ALIAS, builderRegistryHost, registryServiceFactory, type RegistryService } from "../registry/index.ts";
 
 const STATUS_PATHS = new Set([BUILDKIT_STATUS_PATH]);
 
-/** Largest single Connect message (a status batch with logs). */
+/** Largest single Connect stream message (a status batch with logs). */
 const CONNECT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Largest unary Connect request: the depot CLI's are a few KiB (ReportBuildContext's Dockerfiles the most). */
+const CONNECT_MAX_UNARY_BYTES = 1024 * 1024;
 
 
 async function dockerEngine(docker: Docker): Promise<{ ok: true; version: string } | { ok: false; error: string }> {
@@ -275,7 +276,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       lookup: (serial) => builds?.route(serial) ?? null,
       // BuildKit's own status for the build (the depot CLI reports only its own steps).
       observe: (target) =>
-        grpcResponseTap(STATUS_PATHS, (_path, message) => builds?.observed(target.buildId, statusToReport([decode(StatusResponse, message)]))),
+        grpcResponseTap(STATUS_PATHS, statusObserver(target.buildId, { builds: () => builds, log })),
       tls: { certPem: buildLeaf.chainPem, keyPem: buildLeaf.keyPem, clientIntermediatesPem: () => state.pki.trustBundle("build-client"), clientRootsPem: state.pki.trustBundle("root") },
       logger: log.child({ component: "build-endpoint" }),
       metrics,
@@ -379,7 +380,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
       clientAddress,
       plugins: [
-        connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: localPlatform(), maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES, ...(registry ? { registry } : {}), imageExport: () => exporters.canPush() }),
+        connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: localPlatform(), maxUnaryBytes: CONNECT_MAX_UNARY_BYTES, maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES, ...(registry ? { registry } : {}), imageExport: () => exporters.canPush() }),
         buildRoutes({ ctx, builds: buildsService, builders, encryption: volumes.manager.encryption, resetCache }),
         ...(registry ? [registryRoutes({ ctx, registry })] : []),
         ...(plugins ?? []),

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { BuilderPlatform, CreateBuildRequest, GetBuildKitConnectionRequest, GetBuildKitConnectionResponse, ReportBuildHealthResponse } from "./depot.ts";
 import { fromJson, registerEnum, toJson } from "./json.ts";
-import { decode, encode, ProtoError } from "./proto.ts";
+import { decode, DECODE_LIMITS, encode, message, ProtoError, ProtoLimitError } from "./proto.ts";
 
 registerEnum("BUILDER_PLATFORM_", BuilderPlatform);
 
@@ -30,5 +30,19 @@ describe("Connect JSON codec", () => {
     expect(() => fromJson(CreateBuildRequest, { nope: 1 })).toThrow(ProtoError);
     expect(() => fromJson(CreateBuildRequest, [])).toThrow(ProtoError);
     expect(() => fromJson(GetBuildKitConnectionRequest, { platform: "SPARC" })).toThrow(ProtoError);
+  });
+});
+
+describe("decoding limits, as the proto codec's", () => {
+  const Node = message("t.Node", () => [{ no: 1, name: "child", type: Node }, { no: 2, name: "names", type: "string", repeated: true }]);
+  test("nesting deeper than the limit is refused naming the path", () => {
+    let deep: Record<string, unknown> = {};
+    for (let i = 0; i <= DECODE_LIMITS.depth; i++) deep = { child: deep };
+    expect(() => fromJson(Node, deep)).toThrow(new ProtoLimitError(`${"/child".repeat(DECODE_LIMITS.depth + 1)}: messages nested more than ${DECODE_LIMITS.depth} deep`));
+    expect(() => fromJson(Node, (deep as { child: Record<string, unknown> }).child)).not.toThrow();
+  });
+  test("a repeated field longer than the limit is refused naming the field", () => {
+    expect(() => fromJson(Node, { names: new Array(DECODE_LIMITS.repeated + 1).fill("") })).toThrow(new ProtoLimitError(`/names: more than ${DECODE_LIMITS.repeated} elements`));
+    expect((fromJson(Node, { names: new Array(DECODE_LIMITS.repeated).fill("") }).names as string[]).length).toBe(DECODE_LIMITS.repeated);
   });
 });

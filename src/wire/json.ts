@@ -4,7 +4,7 @@
  * names (the original snake_case names are accepted on input), 64-bit integers as strings, bytes
  * as base64, Timestamps as RFC 3339, enums as numbers (names accepted on input), Empty as {}.
  */
-import { ProtoError, type Field, type MessageType, type Msg, type Scalar } from "./proto.ts";
+import { DECODE_LIMITS, ProtoError, ProtoLimitError, type Field, type MessageType, type Msg, type Scalar } from "./proto.ts";
 
 /** Enum value names accepted on input (e.g. BUILDER_PLATFORM_AMD64 → 1). */
 const ENUM_NAMES: Record<string, number> = {};
@@ -96,7 +96,19 @@ function scalarFromJson(type: Scalar, v: unknown, path: string): unknown {
   }
 }
 
-export function fromJson(type: MessageType, json: unknown, path = ""): Msg {
+/** A JSON body as a message, within the proto decoder's limits (wire/proto DECODE_LIMITS). */
+export function fromJson(type: MessageType, json: unknown): Msg {
+  return fromJsonWithin(type, json, "", 0, { left: DECODE_LIMITS.elements });
+}
+
+function fromJsonWithin(type: MessageType, json: unknown, path: string, depth: number, budget: { left: number }): Msg {
+  if (depth > DECODE_LIMITS.depth) throw new ProtoLimitError(`${path}: messages nested more than ${DECODE_LIMITS.depth} deep`);
+  /** Refuses a field of more than `n` elements, or a body whose elements exceed the budget. */
+  const count = (p: string, n: number) => {
+    if (n > DECODE_LIMITS.repeated) throw new ProtoLimitError(`${p}: more than ${DECODE_LIMITS.repeated} elements`);
+    budget.left -= n;
+    if (budget.left < 0) throw new ProtoLimitError(`${p}: the message has more than ${DECODE_LIMITS.elements} elements in all`);
+  };
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw new ProtoError(`${path || "body"}: expected a JSON object`);
   const fields = type.fields();
   const byName = new Map<string, Field>();
@@ -111,15 +123,21 @@ export function fromJson(type: MessageType, json: unknown, path = ""): Msg {
     const t = f.type;
     if (typeof t !== "string" && t.kind === "map") {
       if (typeof v !== "object" || Array.isArray(v)) throw new ProtoError(`${p}: expected an object`);
+      count(p, Object.keys(v as object).length);
       out[f.name] = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([mk, mv]) => [mk, scalarFromJson(t.value, mv, `${p}/${mk}`)]));
     } else if (typeof t !== "string") {
-      const one = (x: unknown, pp: string) => (t.name === "google.protobuf.Timestamp" ? timestampFromJson(x, pp) : fromJson(t, x, pp));
+      const one = (x: unknown, pp: string) => (t.name === "google.protobuf.Timestamp" ? timestampFromJson(x, pp) : fromJsonWithin(t, x, pp, depth + 1, budget));
       if (f.repeated) {
         if (!Array.isArray(v)) throw new ProtoError(`${p}: expected an array`);
+        count(p, v.length);
         out[f.name] = v.map((x, i) => one(x, `${p}/${i}`));
-      } else out[f.name] = one(v, p);
+      } else {
+        count(p, 1);
+        out[f.name] = one(v, p);
+      }
     } else if (f.repeated) {
       if (!Array.isArray(v)) throw new ProtoError(`${p}: expected an array`);
+      count(p, v.length);
       out[f.name] = v.map((x, i) => scalarFromJson(t, x, `${p}/${i}`));
     } else out[f.name] = scalarFromJson(t, v, p);
   }

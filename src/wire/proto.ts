@@ -40,6 +40,26 @@ export class ProtoError extends Error {
   override name = "ProtoError";
 }
 
+/**
+ * Decoding limits, so a small hostile body cannot become a huge object graph: an empty nested
+ * message is two bytes on the wire but a whole object here. No depot or BuildKit message comes
+ * near them (a depot CLI status batch is one second of BuildKit status; BuildKit sends a few
+ * hundred vertexes and log chunks a second at most).
+ */
+export const DECODE_LIMITS = {
+  /** Nesting of messages inside messages. */
+  depth: 32,
+  /** Elements of one repeated field (or entries of one map) in one message. */
+  repeated: 50_000,
+  /** Messages and repeated elements in one decode, all fields together. */
+  elements: 200_000,
+} as const;
+
+/** A body beyond DECODE_LIMITS: refused before more is allocated. */
+export class ProtoLimitError extends ProtoError {
+  override name = "ProtoLimitError";
+}
+
 class Reader {
   pos = 0;
   constructor(readonly buf: Uint8Array) {}
@@ -137,12 +157,22 @@ function fieldsByNumber(type: MessageType, fields: Field[]): Map<number, Field> 
   return m;
 }
 
-export function decode(type: MessageType, buf: Uint8Array, depth = 0): Msg {
-  if (depth > 32) throw new ProtoError("message nested too deeply");
+export function decode(type: MessageType, buf: Uint8Array): Msg {
+  return decodeWithin(type, buf, 0, { left: DECODE_LIMITS.elements }, type.name);
+}
+
+function decodeWithin(type: MessageType, buf: Uint8Array, depth: number, budget: { left: number }, path: string): Msg {
+  if (depth > DECODE_LIMITS.depth) throw new ProtoLimitError(`${path}: messages nested more than ${DECODE_LIMITS.depth} deep`);
   const fields = type.fields();
+  /** Counts one more element of `f`, refusing past the per-field and per-decode limits. */
+  const counted = (f: Field, have: number) => {
+    if (have >= DECODE_LIMITS.repeated) throw new ProtoLimitError(`${path}.${f.name}: more than ${DECODE_LIMITS.repeated} elements`);
+    if (--budget.left < 0) throw new ProtoLimitError(`${path}.${f.name}: the message has more than ${DECODE_LIMITS.elements} elements in all`);
+  };
   const byNo = fieldsByNumber(type, fields);
   const out: Msg = {};
   for (const f of fields) out[f.name] = zero(f);
+  const mapSizes = new Map<Field, number>();
   const r = new Reader(buf);
   while (r.pos < buf.length) {
     const key = r.uint();
@@ -155,6 +185,10 @@ export function decode(type: MessageType, buf: Uint8Array, depth = 0): Msg {
     }
     const t = f.type;
     if (typeof t !== "string" && t.kind === "map") {
+      const entries = out[f.name] as Record<string, unknown>;
+      const n = mapSizes.get(f) ?? 0;
+      counted(f, n);
+      mapSizes.set(f, n + 1);
       const entry = new Reader(r.bytes());
       let k = "";
       let v: unknown = zero({ no: 2, name: "v", type: t.value });
@@ -164,17 +198,23 @@ export function decode(type: MessageType, buf: Uint8Array, depth = 0): Msg {
         else if (ek >>> 3 === 2) v = readScalar(entry, t.value, ek & 7);
         else entry.skip(ek & 7);
       }
-      (out[f.name] as Record<string, unknown>)[k] = v;
+      entries[k] = v;
       continue;
     }
     if (typeof t !== "string") {
-      const v = decode(t, r.bytes(), depth + 1);
+      counted(f, f.repeated ? (out[f.name] as unknown[]).length : 0);
+      const v = decodeWithin(t, r.bytes(), depth + 1, budget, `${path}.${f.name}`);
       if (f.repeated) (out[f.name] as unknown[]).push(v);
       else out[f.name] = v;
     } else if (f.repeated && wire === 2 && PACKABLE.has(t)) {
       const packed = new Reader(r.bytes());
-      while (packed.pos < packed.buf.length) (out[f.name] as unknown[]).push(readScalar(packed, t, 0));
+      const list = out[f.name] as unknown[];
+      while (packed.pos < packed.buf.length) {
+        counted(f, list.length);
+        list.push(readScalar(packed, t, 0));
+      }
     } else {
+      if (f.repeated) counted(f, (out[f.name] as unknown[]).length);
       const v = readScalar(r, t, wire);
       if (f.repeated) (out[f.name] as unknown[]).push(v);
       else out[f.name] = v;

@@ -9,7 +9,7 @@ import { DeviceLoginGoneError } from "../../auth/device-login.ts";
 import { RateLimitedError } from "../../auth/rate-limit.ts";
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, PayloadTooLargeError, PreconditionError, SlipwayError, UnauthenticatedError } from "../../errors.ts";
 import { fromJson, toJson } from "../../wire/json.ts";
-import { decode, encode, ProtoError, type MessageType, type Msg } from "../../wire/proto.ts";
+import { decode, encode, ProtoError, ProtoLimitError, type MessageType, type Msg } from "../../wire/proto.ts";
 
 export type Codec = "proto" | "json";
 
@@ -55,6 +55,7 @@ export class ConnectError extends Error {
 /** The Connect code and the message safe to show for `e`; `unexpected` → log it, say little. */
 export function connectErrorOf(e: unknown): { code: ConnectCode; message: string; unexpected: boolean } {
   if (e instanceof ConnectError) return { code: e.code, message: e.message, unexpected: false };
+  if (e instanceof ProtoLimitError) return { code: "resource_exhausted", message: `request too large: ${e.message}`, unexpected: false };
   if (e instanceof ProtoError) return { code: "invalid_argument", message: `malformed request: ${e.message}`, unexpected: false };
   const typed: [new (...a: never[]) => SlipwayError, ConnectCode][] = [
     [InvalidInputError, "invalid_argument"],

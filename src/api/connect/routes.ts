@@ -30,6 +30,9 @@ export interface ConnectDeps {
   log: Logger;
   /** The platform a build gets when the client does not say (the engine's own). */
   defaultPlatform: string;
+  /** Largest unary request body (a larger one answers resource_exhausted, unread past this). */
+  maxUnaryBytes: number;
+  /** Largest message of a client stream (ReportStatusStream's status batches). */
   maxMessageBytes: number;
   /** The appliance's registry (--save, depot pull, pull tokens, --load through it). */
   registry?: Pick<RegistryService, "available" | "pushable" | "validateSave" | "saveTargets" | "pullToken" | "reference" | "status">;
@@ -303,8 +306,11 @@ export function connectRoutes(deps: ConnectDeps) {
     const codec = codecOf(request.headers.get("content-type"), false);
     if (!codec) return unaryError("invalid_argument", "Content-Type must be application/proto or application/json", requestInfo(request).id);
     try {
-      const input = decodeMessage(method.input, codec, await readBodyLimited(request, deps.maxMessageBytes));
-      const output = await handlers[name](input, { request, actor: () => ctx.actorOf(request) });
+      // Authenticate before the body is read or decoded: an anonymous caller costs no memory.
+      // StartLogin is how an anonymous CLI gets a credential; it has only the size limits.
+      const actor = name === "startLogin" ? null : await ctx.actorOf(request);
+      const input = decodeMessage(method.input, codec, await readBodyLimited(request, deps.maxUnaryBytes));
+      const output = await handlers[name](input, { request, actor: async () => actor ?? ctx.actorOf(request) });
       return new Response(encodeMessage(method.output, codec, output), { status: 200, headers: { "content-type": codec === "proto" ? "application/proto" : "application/json" } });
     } catch (e) {
       const { code, message, id } = fail(request, method, e);
@@ -350,8 +356,12 @@ export function connectRoutes(deps: ConnectDeps) {
     if (!codec) return unaryError("invalid_argument", "Content-Type must be application/connect+proto or application/connect+json", requestInfo(request).id);
     let id: string;
     try {
+      // A server stream's request is one message: the first is decoded, nothing after it is read.
       let first: Msg | null = null;
-      for await (const payload of readFrames(request.body, 64 * 1024)) first ??= decodeMessage(method.input, codec, payload);
+      for await (const payload of readFrames(request.body, 64 * 1024)) {
+        first = decodeMessage(method.input, codec, payload);
+        break;
+      }
       id = nonEmpty(first?.id, "id");
     } catch (e) {
       const f = fail(request, method, e);

@@ -1,0 +1,96 @@
+/**
+ * @module api/connect/routes.test
+ * Authentication comes before the body: an anonymous or bad credential is answered 401 without
+ * the body being read (so a hostile body costs nothing), on every unary method and the status
+ * stream; StartLogin and FinishLogin, anonymous by design, only have the size caps.
+ */
+import { describe, expect, test } from "bun:test";
+import type { Actor } from "../../auth/actor.ts";
+import { UnauthenticatedError } from "../../errors.ts";
+import { METHODS, type MethodName } from "../../wire/depot.ts";
+import type { IdentityContext } from "../identity.ts";
+import { connectRoutes, type ConnectDeps } from "./routes.ts";
+
+const MIB = 1024 * 1024;
+const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent } as unknown as ConnectDeps["log"];
+
+function app(actorOf: (r: Request) => Promise<Actor>) {
+  const ctx = {
+    actorOf,
+    ip: () => "127.0.0.1",
+    publicUrl: "https://slipway.test",
+    deviceLogins: { start: () => ({ device_code: "dc", verification_uri_complete: "https://slipway.test/device?code=X" }), poll: () => ({ status: "pending" }) },
+  } as unknown as IdentityContext;
+  return connectRoutes({ ctx, builds: {} as ConnectDeps["builds"], resetCache: async () => {}, log: silent, defaultPlatform: "linux/amd64", maxUnaryBytes: MIB, maxMessageBytes: 16 * MIB, imageExport: () => false });
+}
+
+/** A 16 MiB `12 00` body that counts how much of it the server pulled. */
+function hostileBody() {
+  const chunk = new Uint8Array(64 * 1024).map((_, i) => (i % 2 ? 0x00 : 0x12));
+  let pulled = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (pulled >= 16 * MIB) return c.close();
+      pulled += chunk.length;
+      c.enqueue(chunk);
+    },
+  });
+  return { body, pulled: () => pulled };
+}
+
+const anonymous = async (): Promise<Actor> => {
+  throw new UnauthenticatedError("this endpoint needs credentials: Authorization: Bearer <token>");
+};
+
+describe("Connect: authentication before the body", () => {
+  const names = Object.keys(METHODS) as MethodName[];
+
+  test("every method but the two login calls answers an anonymous caller 401 / unauthenticated without reading the body", async () => {
+    const a = app(anonymous);
+    for (const name of names.filter((n) => n !== "startLogin" && n !== "finishLogin")) {
+      const m = METHODS[name];
+      const stream = m.kind !== "unary";
+      const hostile = hostileBody();
+      const r = await a.handle(new Request(`http://localhost${m.path}`, { method: "POST", headers: { "content-type": stream ? "application/connect+proto" : "application/proto" }, body: hostile.body, duplex: "half" } as RequestInit));
+      const text = await r.text();
+      if (stream) {
+        expect({ name, status: r.status }).toEqual({ name, status: 200 }); // Connect streams carry errors in the end frame
+        expect(JSON.parse(text.slice(5)).error.code).toBe("unauthenticated");
+      } else {
+        expect({ name, status: r.status }).toEqual({ name, status: 401 });
+        expect(JSON.parse(text).code).toBe("unauthenticated");
+      }
+      // A stream source may be asked for its first chunk ahead of any read; never more.
+      expect({ name, pulled: hostile.pulled() <= 64 * 1024 }).toEqual({ name, pulled: true });
+    }
+  });
+
+  test("StartLogin (anonymous by design): a body over 1 MiB is refused 429 / resource_exhausted, unread past the cap", async () => {
+    const hostile = hostileBody();
+    const r = await app(anonymous).handle(new Request(`http://localhost${METHODS.startLogin.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: hostile.body, duplex: "half" } as RequestInit));
+    expect(r.status).toBe(429);
+    expect(((await r.json()) as { code: string }).code).toBe("resource_exhausted");
+    expect(hostile.pulled()).toBeLessThanOrEqual(MIB + 2 * 64 * 1024);
+    const ok = await app(anonymous).handle(new Request(`http://localhost${METHODS.startLogin.path}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }));
+    expect(ok.status).toBe(200);
+  });
+
+  test("FinishLogin (anonymous by design): a 16 MiB frame is refused from its header; only the first message is read", async () => {
+    const hostile = hostileBody(); // 12 00 12 00 ...: a frame header claiming 0x00120012 bytes (1.1 MiB) > 64 KiB
+    const r = await app(anonymous).handle(new Request(`http://localhost${METHODS.finishLogin.path}`, { method: "POST", headers: { "content-type": "application/connect+proto" }, body: hostile.body, duplex: "half" } as RequestInit));
+    expect(r.status).toBe(200);
+    expect(JSON.parse((await r.text()).slice(5)).error.code).toBe("resource_exhausted");
+    expect(hostile.pulled()).toBeLessThanOrEqual(2 * 64 * 1024);
+  });
+
+  test("an authenticated caller's unary body over 1 MiB is resource_exhausted; the decoder's limits are too", async () => {
+    const user = async (): Promise<Actor> => ({ kind: "user", userId: "u1", username: "u", isAdmin: false, tokenId: null, memberships: {} }) as Actor;
+    const big = await app(user).handle(new Request(`http://localhost${METHODS.createBuild.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: hostileBody().body, duplex: "half" } as RequestInit));
+    expect(big.status).toBe(429);
+    expect(((await big.json()) as { message: string }).message).toContain("exceeds the limit of 1048576 bytes");
+    const bomb = new Uint8Array(MIB).map((_, i) => (i % 2 ? 0x00 : 0x12)); // within the size cap: 512 Ki empty options
+    const r = await app(user).handle(new Request(`http://localhost${METHODS.createBuild.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: bomb }));
+    expect(r.status).toBe(429);
+    expect(((await r.json()) as { message: string }).message).toBe("request too large: depot.cli.v1.CreateBuildRequest.options: more than 50000 elements");
+  });
+});
