@@ -10,7 +10,7 @@ import { RateLimitedError } from "../auth/rate-limit.ts";
 import type { HealthRegistry } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MetricsRegistry } from "../metrics/registry.ts";
-import { checkDeclaredLength, readBodyLimited, readJsonLimited } from "./body.ts";
+import { checkDeclaredLength, readBodyLimited, readJsonLimited } from "../http/body.ts";
 import { beginRequest, requestInfo } from "./context.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "./problem.ts";
 import { docsRoutes } from "./routes/docs.ts";

@@ -85,6 +85,20 @@ test("unknown credentials get 401 with a Basic challenge; the OAuth2 password gr
   expect(refresh.status).toBe(400);
 });
 
+test("an oversized token request is refused before it is read whole, chunked or not", async () => {
+  const big = "x".repeat(200 * 1024);
+  const declared = await reg.handle(new Request("https://localhost:8443/registry/token", { method: "POST", body: `grant_type=password&password=${big}`, headers: { "content-type": "application/x-www-form-urlencoded" } }))!;
+  expect(declared.status).toBe(413);
+  const chunks = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (let i = 0; i < 50; i++) c.enqueue(new TextEncoder().encode(big.slice(0, 4096)));
+      c.close();
+    },
+  });
+  const chunked = await reg.handle(new Request("https://localhost:8443/registry/token", { method: "POST", body: chunks, duplex: "half" } as RequestInit))!;
+  expect(chunked.status).toBe(413);
+});
+
 test("a registry path answers 503 with why while the registry is not running", async () => {
   const r = await reg.handle(new Request("https://localhost:8443/v2/"))!;
   expect(r.status).toBe(503);

@@ -27,6 +27,7 @@ import { InvalidInputError, NotFoundError, PreconditionError } from "../errors.t
 import type { HealthCheck } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Sealer } from "../secrets/index.ts";
+import { readBodyLimited } from "../http/body.ts";
 import { REGISTRY_ISSUER, REGISTRY_SERVICE, registryProcessFactory, type RegistryProcess } from "./process.ts";
 import { loadSigningKey, type SigningKey } from "./signing.ts";
 
@@ -34,6 +35,8 @@ export const PULL_TOKEN_PREFIX = "slw_r_";
 export const TOKEN_PATH = "/registry/token";
 const PULL_TOKEN_SECONDS = 3600;
 const ACCESS_TOKEN_SECONDS = 900;
+/** An OAuth2 token request is a short form (grant, user, password, a few scopes). */
+const TOKEN_FORM_MAX_BYTES = 64 * 1024;
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DAY_MS = 86_400_000;
@@ -180,7 +183,13 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     let scopes = url.searchParams.getAll("scope").flatMap((s) => s.split(" ")).filter(Boolean);
     let oauth = false;
     if (request.method === "POST") {
-      const form = new URLSearchParams(await request.text().catch(() => ""));
+      let body: Uint8Array;
+      try {
+        body = await readBodyLimited(request, TOKEN_FORM_MAX_BYTES); // before anything is checked: bounded
+      } catch {
+        return regError(413, "SIZE_INVALID", `the token request is larger than ${TOKEN_FORM_MAX_BYTES} bytes`);
+      }
+      const form = new URLSearchParams(new TextDecoder().decode(body));
       if (form.get("grant_type") !== "password") return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
       oauth = true;
       password = form.get("password") ?? "";
@@ -283,10 +292,11 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     let body: Uint8Array | ReadableStream<Uint8Array> | null = null;
     let manifestBody: Uint8Array | null = null;
     if (manifestPut) {
-      const len = Number(request.headers.get("content-length") ?? "0");
-      if (len > MAX_MANIFEST_BYTES) return regError(413, "SIZE_INVALID", "manifest too large");
-      manifestBody = new Uint8Array(await request.arrayBuffer());
-      if (manifestBody.length > MAX_MANIFEST_BYTES) return regError(413, "SIZE_INVALID", "manifest too large");
+      try {
+        manifestBody = await readBodyLimited(request, MAX_MANIFEST_BYTES); // chunked or not, never more
+      } catch {
+        return regError(413, "SIZE_INVALID", "manifest too large");
+      }
       body = manifestBody;
     } else if (request.body && request.method !== "GET" && request.method !== "HEAD") {
       body = request.body;

@@ -15,7 +15,7 @@ import type { Organization } from "../../orgs/service.ts";
 import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, SETTING_LIMITS, type Project, type ProjectSettings } from "../../projects/service.ts";
 import { BuilderPlatform, BuildStatus, METHODS, PLATFORM_OF_BUILDER, type MethodName, type RpcMethod } from "../../wire/depot.ts";
 import { fromTimestamp, toTimestamp, type Msg } from "../../wire/proto.ts";
-import { readBodyLimited } from "../body.ts";
+import { readBodyLimited } from "../../http/body.ts";
 import { holdOpen, requestInfo } from "../context.ts";
 import type { IdentityContext } from "../identity.ts";
 import type { RegistryService } from "../../registry/index.ts";

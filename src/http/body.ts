@@ -1,5 +1,5 @@
 /**
- * @module api/body
+ * @module http/body
  * Request bodies with a size limit that holds for chunked uploads too: the Content-Length is
  * checked before reading, and the stream is counted while reading, so a lying or absent length
  * cannot make the server buffer more than the limit.
