@@ -20,7 +20,7 @@ import { findBuildkitClient } from "../../src/client/build.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
-import { startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
+import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -77,12 +77,7 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
     s = await serve(
       slipwayBinary(),
       join(work, "data"),
-      [
-        "--set", `builders.dockerd_image=${image.ref}`,
-        "--set", "builders.dockerd_containerd_store=true",
-        "--set", "builders.insecure_registries=172.16.0.0/12,192.168.0.0/16",
-        "--set", "volumes.encryption=none",
-      ],
+      pushingServeArgs(image.ref),
       {},
       { publicHost: "127.0.0.1" },
     );

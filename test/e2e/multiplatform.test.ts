@@ -20,7 +20,7 @@ import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, busyboxPath, CACHE_DIR, ensureDockerdBuilderImage } from "../support/builder-image.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
-import { startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
+import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -85,14 +85,7 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
     const s = await serve(
       slipwayBinary(),
       dataDir,
-      [
-        "--set", `builders.dockerd_image=${image.ref}`,
-        "--set", "builders.dockerd_containerd_store=true",
-        // Docker's bridge networks: the registry is reached on the builder network's gateway.
-        "--set", "builders.insecure_registries=172.16.0.0/12,192.168.0.0/16",
-        "--set", "volumes.encryption=none",
-        ...extra,
-      ],
+      [...pushingServeArgs(image.ref), ...extra],
       {},
       { publicHost: "localhost" },
     );

@@ -15,7 +15,7 @@ import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
-import { startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
+import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -51,13 +51,7 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
     s = await serve(
       slipwayBinary(),
       join(work, "data"),
-      [
-        "--set", `builders.dockerd_image=${image.ref}`,
-        "--set", "builders.dockerd_containerd_store=true",
-        // Docker's bridge networks: the registry is reached on the builder network's gateway.
-        "--set", "builders.insecure_registries=172.16.0.0/12,192.168.0.0/16",
-        "--set", "volumes.encryption=none",
-      ],
+      pushingServeArgs(image.ref),
       {},
       { publicHost: "localhost" },
     );

@@ -22,3 +22,14 @@ export async function startPlainRegistry(dir: string): Promise<PlainRegistry> {
   for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => null))?.ok; i++) await Bun.sleep(100);
   return { port, stop: () => proc.kill() };
 }
+
+/**
+ * `serve` arguments for builders that push to such a registry: the image, plain HTTP allowed to
+ * Docker's bridge networks (the registry is reached on a builder network's gateway), plain
+ * caches. Everything else stays on serve's defaults (trixie's dockerd, containerd's store).
+ */
+export const pushingServeArgs = (imageRef: string): string[] => [
+  "--set", `builders.dockerd_image=${imageRef}`,
+  "--set", "builders.insecure_registries=172.16.0.0/12,192.168.0.0/16",
+  "--set", "volumes.encryption=none",
+];
