@@ -92,10 +92,13 @@ export function drainControllerFactory(deps: DrainDeps) {
             ? "slipway is shutting down: its drain was ended early (a second stop signal) before this build finished; run the build again"
             : `slipway is shutting down: this build did not finish within its drain time (${Math.round(deps.drainMs / 1000)} s); run the build again`;
         // Also what was never heard from again: nothing is left active behind a stopped server.
+        // Only clients that are alive will call FinishBuild to hear why.
+        const listening = new Set(live());
         const canceled = deps.builds.cancelForShutdown(reason);
         if (canceled.length > 0) {
           deps.log.warn("drain: builds canceled", { builds: canceled, reason: ended });
-          await waitUntil(() => deps.builds.untoldShutdownCancels().length === 0, finalWordMs, Math.max(1, interrupts));
+          const untold = () => deps.builds.untoldShutdownCancels().filter((id) => listening.has(id));
+          await waitUntil(() => untold().length === 0, finalWordMs, Math.max(1, interrupts));
         }
         const tookMs = Date.now() - t0;
         deps.log.info("drain ended", { ended, waited_for: waitedFor, canceled: canceled.length, took_ms: tookMs });

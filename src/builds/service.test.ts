@@ -161,7 +161,7 @@ describe("builds", () => {
 
 describe("draining (serve stopping)", () => {
   test("CreateBuild is refused as unavailable, after the 401 and the foreign-project 404; live builds are in flight; the rest are canceled with the reason FinishBuild then answers", () => {
-    builderState = "ready";
+    clock += 120_000; // what earlier tests left active is long silent
     // Its own service on the same database: a drain is one-way.
     const drained = buildsServiceFactory({
       db,
@@ -178,10 +178,16 @@ describe("draining (serve stopping)", () => {
     });
     const live = drained.create(token, PRJ, []).build;
     const silent = drained.create(token, PRJ, []).build;
-    clock += 30_000;
+    clock += 10_000;
+    const fresh = drained.create(token, PRJ, []).build;
+    expect(drained.inFlight(60_000).sort()).toEqual([live.id, silent.id, fresh.id].sort()); // new: its first health report is due
+    clock += 10_000;
     drained.health(token, live.id);
-    expect(drained.inFlight(20_000)).toEqual([live.id]); // silent: created 30 s ago, never heard from
-    expect(drained.inFlight(60_000)).toEqual(expect.arrayContaining([live.id, silent.id]));
+    expect(drained.inFlight(60_000).sort()).toEqual([live.id, fresh.id].sort()); // silent: 20 s and never heard from
+    clock += 30_000;
+    expect(drained.inFlight(60_000)).toEqual([live.id]);
+    expect(drained.inFlight(20_000)).toEqual([]); // heard from 30 s ago
+    drained.health(token, live.id);
 
     drained.stopAdmitting("shutting down: no new builds");
     expect(() => drained.create({ kind: "anonymous" }, PRJ, [])).toThrow(/authentication|credential|token/i);
@@ -191,8 +197,8 @@ describe("draining (serve stopping)", () => {
     expect(drained.health(token, live.id).cancelsAt).toBeNull();
 
     const canceled = drained.cancelForShutdown("shutting down: out of drain time");
-    expect(canceled).toEqual(expect.arrayContaining([live.id, silent.id]));
-    expect(ended).toEqual(expect.arrayContaining([live.id, silent.id])); // their connections close
+    expect(canceled).toEqual(expect.arrayContaining([live.id, silent.id, fresh.id]));
+    expect(ended).toEqual(expect.arrayContaining([live.id, silent.id, fresh.id])); // their connections close
     expect(drained.get(live.id)).toMatchObject({ status: "canceled", error: "shutting down: out of drain time" });
     expect(drained.untoldShutdownCancels()).toEqual(expect.arrayContaining([live.id, silent.id]));
     // The client's FinishBuild (whatever it reports) is answered with the reason, every time.

@@ -98,6 +98,8 @@ export interface BuildsDeps {
 
 const CERT_MARGIN_MS = 10 * 60_000;
 const PENDING_WAIT_MS = 1000;
+/** A new build's client reports health within this (the depot CLI at once, `slipway build` within 5 s). */
+const FIRST_HEALTH_MS = 15_000;
 
 export type BuildsService = ReturnType<typeof buildsServiceFactory>;
 
@@ -410,12 +412,15 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     },
 
     /**
-     * Active builds whose client is alive: heard from (health) within `withinMs`, or created that
-     * recently (the depot CLI reports health right after CreateBuild). A drain waits for these.
+     * Active builds whose client is alive: heard from (health) within `withinMs`, or never yet but
+     * created in the last 15 s (clients report health as soon as they have a build). A drain waits
+     * for these; a build created and then abandoned does not hold a stopping server.
      */
     inFlight(withinMs: number): string[] {
-      const since = new Date(now().getTime() - withinMs).toISOString();
-      return (db.query("SELECT id FROM builds WHERE status IN ('created', 'running') AND coalesce(last_health_at, created_at) >= ?").all(since) as { id: string }[]).map((r) => r.id);
+      const t = now().getTime();
+      const heard = new Date(t - withinMs).toISOString();
+      const fresh = new Date(t - FIRST_HEALTH_MS).toISOString();
+      return (db.query("SELECT id FROM builds WHERE status IN ('created', 'running') AND (last_health_at >= ? OR (last_health_at IS NULL AND created_at >= ?))").all(heard, fresh) as { id: string }[]).map((r) => r.id);
     },
 
     /** The end of a drain: every active build ends as canceled with `reason`, which FinishBuild then answers. */
