@@ -5,7 +5,8 @@
  * fresh per-build certificate), reports health every few seconds, streams BuildKit status (kept as
  * steps and capped logs) and finishes. Cancellation and the hard timeout reach the client as
  * `cancels_at` in the health answer; a build that stops reporting health expires. Every end
- * closes the build's connections at the build endpoint and lets its builders idle.
+ * closes the build's connections at the build endpoint and lets its builders idle. A stopping
+ * appliance admits no new builds and ends what is left as canceled, telling the client why.
  */
 import type { Database } from "bun:sqlite";
 import { actorLabel, type Actor } from "../auth/actor.ts";

@@ -63,13 +63,14 @@ export const serveCommand: Command = {
       const onSignal = (sig: NodeJS.Signals) => {
         signals++;
         if (signals > 1) {
-          log.warn("stop signal during the drain: canceling the builds still running now", { signal: sig });
+          log.warn(signals === 2 ? "stop signal during the drain: canceling the builds still running now" : "stop signal: not waiting for canceled builds' clients", { signal: sig });
           app.interruptDrain();
           return;
         }
         log.info("shutting down", { signal: sig });
         void app
           .drain()
+          .catch((e: unknown) => log.error("the drain failed; stopping anyway", { error: e as Error }))
           .then(() => app.stop())
           .then(resolve);
       };
