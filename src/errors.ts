@@ -52,6 +52,11 @@ export class PreconditionError extends SlipwayError {
   override name = "PreconditionError";
 }
 
+/** The server cannot take this now (it is shutting down); the same call may work later or elsewhere. */
+export class UnavailableError extends SlipwayError {
+  override name = "UnavailableError";
+}
+
 /** A configuration value is wrong; the message names the key, the value and what is allowed. */
 export class ConfigError extends SlipwayError {
   override name = "ConfigError";

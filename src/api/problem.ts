@@ -16,6 +16,7 @@ import {
   PreconditionError,
   SlipwayError,
   UnauthenticatedError,
+  UnavailableError,
 } from "../errors.ts";
 
 export interface Problem {
@@ -42,6 +43,7 @@ const TYPED: [new (...a: never[]) => SlipwayError, number, string, string][] = [
   [PayloadTooLargeError, 413, "payload-too-large", "Request body too large"],
   [RateLimitedError, 429, "rate-limited", "Too many requests"],
   [PreconditionError, 503, "unavailable", "Service unavailable"],
+  [UnavailableError, 503, "unavailable", "Service unavailable"],
 ];
 
 /** What the caller sees for `error`; `unexpected` says the server should log it loudly. */

@@ -1,8 +1,9 @@
 /**
  * @module appliance/runtime
- * `slipway serve` as a function: preflight (creates nothing), state, TLS, the HTTP app, and a
- * graceful stop (stop accepting, let in-flight requests finish up to a deadline, checkpoint and
- * close the database).
+ * `slipway serve` as a function: preflight (creates nothing), state, TLS, the HTTP app, a drain
+ * (no new builds, running ones finish up to the drain time, the rest are canceled) and a graceful
+ * stop (stop accepting, let in-flight requests finish up to a deadline, checkpoint and close the
+ * database).
  */
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
@@ -38,6 +39,7 @@ import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } 
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
 import { BUILDKIT_STATUS_PATH, grpcResponseTap } from "../router/index.ts";
 import { statusObserver } from "./status-tap.ts";
+import { drainControllerFactory, type DrainResult } from "./drain.ts";
 
 import { createVolumeManager, type ConfiguredVolumes } from "../volumes/index.ts";
 import { BUILDER_ALIAS, builderRegistryHost, registryServiceFactory, type RegistryService } from "../registry/index.ts";
@@ -88,6 +90,10 @@ export interface RunningAppliance {
   /** Egress policies; the builder manager calls `egress.setBuilderAddresses(addrs)` as builders
    * start and stop (agents apply the change within a second). */
   egress: EgressService;
+  /** Before stop: no new builds; running ones finish up to server.drain_seconds, the rest are canceled. */
+  drain(): Promise<DrainResult>;
+  /** Another stop signal during the drain: ends its wait at once (see appliance/drain). */
+  interruptDrain(): void;
   /** Graceful: in-flight requests finish (up to the shutdown timeout), then the DB is closed. */
   stop(): Promise<void>;
 }
@@ -312,6 +318,9 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       }
     }, 1000);
     stoppables.push(() => clearInterval(sweeper));
+    const drain = drainControllerFactory({ builds: buildsService, log, drainMs: s.drain_seconds * 1000, liveWithinMs: config.builds.health_timeout_seconds * 1000 });
+    // A draining server is not ready: a load balancer stops sending it new work.
+    health.register(drain.healthCheck);
     const engine = await dockerEngine(docker);
     if (engine.ok) {
       const r = await builders.reconcile();
@@ -430,6 +439,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       buildEndpoint,
       volumes,
       egress,
+      drain: () => drain.drain(),
+      interruptDrain: () => drain.interrupt(),
       stop() {
         stopping ??= (async () => {
           const srv = server!;

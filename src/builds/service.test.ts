@@ -10,7 +10,7 @@ import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { applyMigrations, openDatabase } from "../db/index.ts";
-import { NotFoundError, PreconditionError } from "../errors.ts";
+import { NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { silentLogger } from "../log/logger.ts";
 import { pkiServiceFactory } from "../pki/index.ts";
 import { createSealer } from "../secrets/index.ts";
@@ -156,5 +156,56 @@ describe("builds", () => {
     expect(logs.text).toBe("a".repeat(40) + "b".repeat(24));
     expect(logs.truncated).toBe(true);
     expect(() => builds.logs(other, build.id)).toThrow(NotFoundError);
+  });
+});
+
+describe("draining (serve stopping)", () => {
+  test("CreateBuild is refused as unavailable, after the 401 and the foreign-project 404; live builds are in flight; the rest are canceled with the reason FinishBuild then answers", () => {
+    clock += 120_000; // what earlier tests left active is long silent
+    // Its own service on the same database: a drain is one-way.
+    const drained = buildsServiceFactory({
+      db,
+      pki: { issueBuildClientCertificate: () => Promise.reject(new Error("unused")), trustedRootsPem: () => "" },
+      builders: { request: async () => ({ state: "starting" }), release: () => {}, ready: () => null },
+      router: { buildEnded: (id) => ended.push(id) },
+      audit: auditServiceFactory({ db }),
+      log: silentLogger,
+      publicUrl: "https://slipway.test:8443",
+      buildEndpoint: { endpoint: "tcp://slipway.test:8444", serverName: "slipway.test" },
+      healthTimeoutMs: 60_000,
+      logMaxBytes: 64,
+      now: () => new Date(clock),
+    });
+    const live = drained.create(token, PRJ, []).build;
+    const silent = drained.create(token, PRJ, []).build;
+    clock += 10_000;
+    const fresh = drained.create(token, PRJ, []).build;
+    expect(drained.inFlight(60_000).sort()).toEqual([live.id, silent.id, fresh.id].sort()); // new: its first health report is due
+    clock += 10_000;
+    drained.health(token, live.id);
+    expect(drained.inFlight(60_000).sort()).toEqual([live.id, fresh.id].sort()); // silent: 20 s and never heard from
+    clock += 30_000;
+    expect(drained.inFlight(60_000)).toEqual([live.id]);
+    expect(drained.inFlight(20_000)).toEqual([]); // heard from 30 s ago
+    drained.health(token, live.id);
+
+    drained.stopAdmitting("shutting down: no new builds");
+    expect(() => drained.create({ kind: "anonymous" }, PRJ, [])).toThrow(/authentication|credential|token/i);
+    expect(() => drained.create(token, "prj_b", [])).toThrow(NotFoundError);
+    expect(() => drained.create(token, PRJ, [])).toThrow(new UnavailableError("shutting down: no new builds"));
+    // Builds admitted before the drain go on.
+    expect(drained.health(token, live.id).cancelsAt).toBeNull();
+
+    const canceled = drained.cancelForShutdown("shutting down: out of drain time");
+    expect(canceled).toEqual(expect.arrayContaining([live.id, silent.id, fresh.id]));
+    expect(ended).toEqual(expect.arrayContaining([live.id, silent.id, fresh.id])); // their connections close
+    expect(drained.get(live.id)).toMatchObject({ status: "canceled", error: "shutting down: out of drain time" });
+    expect(drained.untoldShutdownCancels()).toEqual(expect.arrayContaining([live.id, silent.id]));
+    // The client's FinishBuild (whatever it reports) is answered with the reason, every time.
+    for (let i = 0; i < 2; i++) expect(() => drained.finish(token, live.id, { kind: "error", error: "EOF" })).toThrow(new UnavailableError("shutting down: out of drain time"));
+    expect(drained.untoldShutdownCancels()).not.toContain(live.id);
+    expect(drained.get(live.id).status).toBe("canceled");
+    expect(() => drained.finish(other, live.id, { kind: "success" })).toThrow(NotFoundError); // still nothing for other tenants
+    expect(drained.cancelForShutdown("again")).toEqual([]); // nothing active is left
   });
 });

@@ -5,7 +5,8 @@
  * fresh per-build certificate), reports health every few seconds, streams BuildKit status (kept as
  * steps and capped logs) and finishes. Cancellation and the hard timeout reach the client as
  * `cancels_at` in the health answer; a build that stops reporting health expires. Every end
- * closes the build's connections at the build endpoint and lets its builders idle.
+ * closes the build's connections at the build endpoint and lets its builders idle. A stopping
+ * appliance admits no new builds and ends what is left as canceled, telling the client why.
  */
 import type { Database } from "bun:sqlite";
 import { actorLabel, type Actor } from "../auth/actor.ts";
@@ -14,7 +15,7 @@ import { authorize, type Resource } from "../auth/policy.ts";
 import { generateToken, hashToken } from "../auth/tokens.ts";
 import type { BuilderStatus } from "../builders/index.ts";
 import { normalizePlatform } from "../builders/runtimes.ts";
-import { ConflictError, InvalidInputError, NotFoundError, PreconditionError } from "../errors.ts";
+import { ConflictError, InvalidInputError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Pki } from "../pki/index.ts";
@@ -98,6 +99,8 @@ export interface BuildsDeps {
 
 const CERT_MARGIN_MS = 10 * 60_000;
 const PENDING_WAIT_MS = 1000;
+/** A new build's client reports health within this (the depot CLI at once, `slipway build` within 5 s). */
+const FIRST_HEALTH_MS = 15_000;
 
 export type BuildsService = ReturnType<typeof buildsServiceFactory>;
 
@@ -106,6 +109,10 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   const now = deps.now ?? (() => new Date());
   const cancelGraceMs = deps.cancelGraceMs ?? 15_000;
   const byId = db.query("SELECT * FROM builds WHERE id = ?");
+  /** Set when serve starts draining: CreateBuild is refused with it. */
+  let admissionRefusal: string | null = null;
+  /** Builds the appliance canceled on its way down → why, and whether their client has been told. */
+  const shutdownCanceled = new Map<string, { reason: string; told: boolean }>();
 
   const get = (id: string): BuildRow => {
     const b = byId.get(id) as BuildRow | null;
@@ -201,6 +208,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         throw new NotFoundError("no such project"); // as for another tenant's project
       }
       authorize(actor, "build:run", { orgId: p.org_id, projectId: p.id });
+      if (admissionRefusal) throw new UnavailableError(admissionRefusal);
       const refusal = deps.exporters?.refusal(options);
       if (refusal) throw new PreconditionError(refusal);
       const id = newId("bld");
@@ -281,7 +289,15 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     /** FinishBuild from the client. Finishing an ended build again is a no-op (idempotent retries). */
     finish(actor: Actor, id: string, result: { kind: "success" } | { kind: "error"; error: string } | { kind: "canceled" }): BuildRow {
       const b = visible(actor, id, "build:drive");
-      if (!ACTIVE.has(b.status)) return b;
+      if (!ACTIVE.has(b.status)) {
+        // Canceled by a stopping appliance: this answer is where the depot CLI shows the user why.
+        const shutdown = shutdownCanceled.get(id);
+        if (shutdown) {
+          shutdown.told = true;
+          throw new UnavailableError(shutdown.reason);
+        }
+        return b;
+      }
       const status = result.kind === "success" ? "finished" : result.kind === "error" ? "failed" : "canceled";
       end(id, b.cancel_requested_at && status !== "finished" ? "canceled" : status, result.kind === "error" ? result.error : null, actorLabel(actor));
       return get(id);
@@ -389,6 +405,39 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         }
       }
       return ended;
+    },
+
+    /** Draining: from now on CreateBuild is refused (`unavailable`) with `message`. */
+    stopAdmitting(message: string): void {
+      admissionRefusal = message;
+    },
+
+    /**
+     * Active builds whose client is alive: heard from (health) within `withinMs`, or never yet but
+     * created in the last 15 s (clients report health as soon as they have a build). A drain waits
+     * for these; a build created and then abandoned does not hold a stopping server.
+     */
+    inFlight(withinMs: number): string[] {
+      const t = now().getTime();
+      const heard = new Date(t - withinMs).toISOString();
+      const fresh = new Date(t - FIRST_HEALTH_MS).toISOString();
+      return (db.query("SELECT id FROM builds WHERE status IN ('created', 'running') AND (last_health_at >= ? OR (last_health_at IS NULL AND created_at >= ?))").all(heard, fresh) as { id: string }[]).map((r) => r.id);
+    },
+
+    /** The end of a drain: every active build ends as canceled with `reason`, which FinishBuild then answers. */
+    cancelForShutdown(reason: string): string[] {
+      const ended: string[] = [];
+      for (const { id } of db.query("SELECT id FROM builds WHERE status IN ('created', 'running')").all() as { id: string }[]) {
+        shutdownCanceled.set(id, { reason, told: false });
+        if (end(id, "canceled", reason, "appliance")) ended.push(id);
+        else shutdownCanceled.delete(id);
+      }
+      return ended;
+    },
+
+    /** Builds canceled by `cancelForShutdown` whose client has not called FinishBuild since. */
+    untoldShutdownCancels(): string[] {
+      return [...shutdownCanceled].filter(([, v]) => !v.told).map(([id]) => id);
     },
 
     /** Builds whose builder died under them fail (and their connections close). */

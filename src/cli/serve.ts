@@ -1,6 +1,6 @@
 /**
  * @module cli/serve
- * `slipway serve`: run the appliance until SIGTERM or SIGINT, then stop gracefully.
+ * `slipway serve`: run the appliance until SIGTERM or SIGINT, then drain its builds and stop gracefully.
  */
 import { startAppliance } from "../appliance/runtime.ts";
 import { createLogger, type LogFormat } from "../log/logger.ts";
@@ -56,12 +56,23 @@ export const serveCommand: Command = {
       });
     }
 
+    // First SIGTERM/SIGINT: drain (no new builds; running ones finish up to server.drain_seconds,
+    // then are canceled), then stop. Another signal ends the drain at once.
     await new Promise<void>((resolve) => {
+      let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+          log.warn(signals === 2 ? "stop signal during the drain: canceling the builds still running now" : "stop signal: not waiting for canceled builds' clients", { signal: sig });
+          app.interruptDrain();
+          return;
+        }
         log.info("shutting down", { signal: sig });
-        process.off("SIGTERM", onSignal);
-        process.off("SIGINT", onSignal);
-        app.stop().then(resolve);
+        void app
+          .drain()
+          .catch((e: unknown) => log.error("the drain failed; stopping anyway", { error: e as Error }))
+          .then(() => app.stop())
+          .then(resolve);
       };
       process.on("SIGTERM", onSignal);
       process.on("SIGINT", onSignal);

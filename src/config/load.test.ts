@@ -59,6 +59,7 @@ describe("defaults", () => {
       insecure_http: false,
       max_body_bytes: 1024 * 1024,
       shutdown_timeout_seconds: 30,
+      drain_seconds: 600,
       hsts_max_age_seconds: 31_536_000,
     });
     expect(r.config.database.busy_timeout_ms).toBe(5000);

@@ -37,6 +37,8 @@ export const configSchema = z
         tls_key_file: path.optional(),
         max_body_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
         shutdown_timeout_seconds: z.number().int().min(1).max(3600).default(30),
+        // SIGTERM lets running builds finish this long (new ones are refused), then cancels them.
+        drain_seconds: z.number().int().min(0).max(86_400).default(600),
         hsts_max_age_seconds: z.number().int().min(0).default(31_536_000),
       })
       .strict()

@@ -7,7 +7,7 @@
  */
 import { DeviceLoginGoneError } from "../../auth/device-login.ts";
 import { RateLimitedError } from "../../auth/rate-limit.ts";
-import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, PayloadTooLargeError, PreconditionError, SlipwayError, UnauthenticatedError } from "../../errors.ts";
+import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, PayloadTooLargeError, PreconditionError, SlipwayError, UnauthenticatedError, UnavailableError } from "../../errors.ts";
 import { fromJson, toJson } from "../../wire/json.ts";
 import { decode, encode, ProtoError, ProtoLimitError, type MessageType, type Msg } from "../../wire/proto.ts";
 
@@ -67,6 +67,7 @@ export function connectErrorOf(e: unknown): { code: ConnectCode; message: string
     [PayloadTooLargeError, "resource_exhausted"],
     [RateLimitedError, "resource_exhausted"],
     [PreconditionError, "failed_precondition"],
+    [UnavailableError, "unavailable"],
   ];
   for (const [cls, code] of typed) if (e instanceof cls) return { code, message: e.message, unexpected: false };
   if (e instanceof SlipwayError) return { code: "unavailable", message: e.message, unexpected: false };
