@@ -84,6 +84,17 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    retention: z
+      .object({
+        // Days a row is kept after it stopped being usable; 0 keeps it for ever.
+        device_logins_days: z.number().int().min(0).max(3650).default(1),
+        sessions_days: z.number().int().min(0).max(3650).default(7),
+        tokens_days: z.number().int().min(0).max(3650).default(30),
+        build_logs_days: z.number().int().min(0).max(3650).default(30),
+        interval_minutes: z.number().int().min(1).max(24 * 60).default(60),
+      })
+      .strict()
+      .prefault({}),
     metrics: z
       .object({ bearer_token_file: path.optional() })
       .strict()
