@@ -1,3 +1,6 @@
+-- Device logins show the approving person the client's user agent, next to its address and time.
+ALTER TABLE device_logins ADD COLUMN user_agent TEXT;
+
 -- Retention (src/retention): what the pruner looks rows up by.
 CREATE INDEX device_logins_expires ON device_logins(expires_at);
 CREATE INDEX sessions_expires ON sessions(expires_at);

@@ -364,7 +364,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       projects: projectsServiceFactory({ db, audit, release: (projectId) => builders.releaseProject(projectId) }),
       tokens,
       trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
-      deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
+      deviceLogins: deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: config.auth.device_token_days * 86400_000 }),
       egress,
       publicUrl,
     };

@@ -21,7 +21,6 @@ interface DeviceStart {
   device_code: string;
   user_code: string;
   verification_uri: string;
-  verification_uri_complete?: string;
   expires_in: number;
   interval?: number;
 }
@@ -39,8 +38,10 @@ async function deviceLogin(api: ApiClient, ctx: CommandContext): Promise<{ token
   const s = api.result<DeviceStart>(started);
   const minutes = Math.max(1, Math.round(s.expires_in / 60));
   ctx.io.err(`To log in, open this address in a browser where you are signed in to Slipway:`);
-  ctx.io.err(`  ${s.verification_uri_complete ?? s.verification_uri}`);
-  ctx.io.err(`and approve the code ${s.user_code} (or open ${s.verification_uri} and enter it).`);
+  // Never a link with the code filled in (a server may still offer verification_uri_complete):
+  // typing the code is what ties the approval to this terminal.
+  ctx.io.err(`  ${s.verification_uri}`);
+  ctx.io.err(`and approve the code ${s.user_code} (type it there; approve only a code this terminal shows).`);
   ctx.io.err(`Waiting for approval; the code expires in ${minutes} minute${minutes === 1 ? "" : "s"}...`);
 
   let interval = Math.max(1, s.interval ?? 5) * 1000;

@@ -113,6 +113,7 @@ describe("login and the saved client config", () => {
     // The saved token is never sent to another server named with --server.
     failed(await cli(["orgs", "list", "--server", "https://127.0.0.1:1"], admin), 2, /not logged in/);
   });
+
 });
 
 describe("organizations and members", () => {
@@ -349,7 +350,10 @@ describe("device login", () => {
       const url = fake.url.origin;
       const r = await deviceLogin(h.env, ["--server", url], async () => {});
       expect(r.code).toBe(0);
-      expect(r.stderr).toContain(`${url}/device?code=BCDF-GHJK`);
+      // The bare address and the code to type; never a link with the code filled in (which the
+      // scripted server still offers as verification_uri_complete).
+      expect(r.stderr).toContain(`  ${url}/device\nand approve the code BCDF-GHJK`);
+      expect(r.stderr).not.toContain("?code=");
       expect(JSON.parse(r.stdout)).toMatchObject({ server: url, username: "dev", token_id: "tok_device" });
       expect(polls).toBe(3);
       expect(JSON.parse(readFileSync(h.config, "utf8"))).toMatchObject({ server: url, token, token_id: "tok_device" });
