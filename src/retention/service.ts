@@ -65,7 +65,9 @@ export function retentionServiceFactory({ db, log, settings, now = () => new Dat
         if (n < BATCH) break;
       }
     }
-    if (Object.values(pruned).some((n) => n > 0)) log.info("retention: pruned", { ...pruned });
+    // (Not "tokens": the logger redacts any field whose name ends like a secret's.)
+    const { tokens: api_token_rows, ...rest } = pruned;
+    if (Object.values(pruned).some((n) => n > 0)) log.info("retention: pruned", { ...rest, api_token_rows });
     return pruned;
   }
 
