@@ -48,7 +48,7 @@ const logsOf = (buildId: string) => (db.query("SELECT count(*) AS n FROM build_l
 const retention = (settings = SETTINGS) => retentionServiceFactory({ db, log: silentLogger, settings, now: () => new Date(NOW) });
 
 describe("retention", () => {
-  test("prunes device logins, sessions, tokens and build logs past their age; keeps young and usable ones", () => {
+  test("prunes device logins, sessions, tokens and build logs past their age; keeps young and usable ones", async () => {
     deviceLogin("dev_old", 2);
     deviceLogin("dev_young", 0.5);
     deviceLogin("dev_live", -0.005); // its code is still valid
@@ -66,7 +66,7 @@ describe("retention", () => {
     build("bld_young", "failed", at(29));
     build("bld_running", "running", null);
 
-    const pruned = retention().prune();
+    const pruned = await retention().prune();
     expect(pruned).toEqual({ device_logins: 1, sessions: 2, tokens: 2, build_logs: 2 });
     expect(ids("device_logins")).toEqual(["dev_live", "dev_young"]);
     expect(ids("sessions")).toEqual(["ses_expired_young", "ses_live"]);
@@ -76,24 +76,34 @@ describe("retention", () => {
     expect(ids("builds")).toEqual(["bld_old", "bld_running", "bld_young"]);
     expect([logsOf("bld_old"), logsOf("bld_young"), logsOf("bld_running")]).toEqual([0, 2, 2]);
 
-    expect(retention().prune()).toEqual({ device_logins: 0, sessions: 0, tokens: 0, build_logs: 0 }); // idempotent
+    expect(await retention().prune()).toEqual({ device_logins: 0, sessions: 0, tokens: 0, build_logs: 0 }); // idempotent
   });
 
-  test("0 keeps a kind for ever", () => {
+  test("0 keeps a kind for ever", async () => {
     token("tok_ancient", at(3000));
     build("bld_ancient", "finished", at(3000));
-    const pruned = retention({ ...SETTINGS, tokens_days: 0, build_logs_days: 0 }).prune();
+    const pruned = await retention({ ...SETTINGS, tokens_days: 0, build_logs_days: 0 }).prune();
     expect(pruned).toEqual({ device_logins: 0, sessions: 0, tokens: 0, build_logs: 0 });
     expect(ids("api_tokens")).toEqual(["tok_ancient"]);
     expect(logsOf("bld_ancient")).toBe(2);
   });
 
-  test("a backlog larger than one batch is emptied in one pass; start() prunes at once", () => {
+  test("a backlog larger than one batch is emptied in one pass, yielding between batches; start() prunes at once", async () => {
     build("bld_big", "canceled", at(100), 12_000);
     build("bld_kept", "finished", at(1), 3);
-    const stop = retention().start();
-    stop();
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 0);
+    const pass = retention().prune();
+    expect(logsOf("bld_big")).toBe(12_000 - 5000); // one batch, then the event loop's turn
+    expect((await pass).build_logs).toBe(12_000);
+    clearInterval(ticker);
+    expect(ticks).toBeGreaterThan(0);
     expect(logsOf("bld_big")).toBe(0);
     expect(logsOf("bld_kept")).toBe(3);
+
+    build("bld_big2", "failed", at(100), 10);
+    const stop = retention().start();
+    stop();
+    expect(logsOf("bld_big2")).toBe(0); // a small pass completes before start() returns
   });
 });

@@ -2,8 +2,9 @@
  * @module retention/service
  * Prunes what stopped being usable and only grows: device logins, web sessions and API tokens
  * (also the per-build tokens) some days after they expired or were revoked, and build logs some
- * days after their build ended (the build and its steps stay). Deletes go in batches so a large
- * backlog never holds the database's write lock for long. The audit log is never pruned.
+ * days after their build ended (the build and its steps stay). Deletes go in batches, and the
+ * event loop is yielded between full batches, so a large backlog (bun:sqlite is synchronous)
+ * neither holds the write lock nor stalls requests for long. The audit log is never pruned.
  */
 import type { Database } from "bun:sqlite";
 import type { Logger } from "../log/logger.ts";
@@ -53,7 +54,7 @@ export function retentionServiceFactory({ db, log, settings, now = () => new Dat
   };
 
   /** One pass over every kind; returns how many rows went. */
-  function prune(): Pruned {
+  async function prune(): Promise<Pruned> {
     const t = now().getTime();
     const pruned: Pruned = { device_logins: 0, sessions: 0, tokens: 0, build_logs: 0 };
     for (const kind of Object.keys(statements) as (keyof Pruned)[]) {
@@ -63,6 +64,7 @@ export function retentionServiceFactory({ db, log, settings, now = () => new Dat
         const n = statements[kind].run(cutoff).changes;
         pruned[kind] += n;
         if (n < BATCH) break;
+        await new Promise((resolve) => setImmediate(resolve)); // let requests in between batches
       }
     }
     // (Not "tokens": the logger redacts any field whose name ends like a secret's.)
@@ -76,14 +78,19 @@ export function retentionServiceFactory({ db, log, settings, now = () => new Dat
 
     /** Prunes now and every interval_minutes; returns the stop function. */
     start(): () => void {
-      const run = () => {
+      let running = false;
+      const run = async () => {
+        if (running) return; // a slow pass is not overlapped by the next tick
+        running = true;
         try {
-          prune();
+          await prune();
         } catch (e) {
           log.error("retention: prune failed", { error: e as Error });
+        } finally {
+          running = false;
         }
       };
-      run();
+      void run();
       const timer = setInterval(run, settings.interval_minutes * 60_000);
       timer.unref?.();
       return () => clearInterval(timer);
