@@ -1,4 +1,5 @@
-// The device-login approval page: log in (session cookie), look the code up, approve or deny.
+// The device-login approval page: log in (session cookie), look up the code the person types,
+// approve or deny. A code in the link is never used: filling it in is what a phishing link relies on.
 (() => {
   const $ = (id) => document.getElementById(id);
   const say = (text) => ($("message").textContent = text);
@@ -18,20 +19,19 @@
     $("login").hidden = true;
     $("lookup").hidden = false;
     $("who").textContent = `Signed in as ${user.username}.`;
-    const code = new URLSearchParams(location.search).get("code");
-    if (code) {
-      $("code").value = code;
-      await lookup(code);
-    }
+    $("code").focus();
   }
 
   async function lookup(code) {
     try {
       const d = await api("GET", `/api/v1/auth/device/${encodeURIComponent(code)}`);
       $("req-code").textContent = d.user_code;
-      $("req-client").textContent = d.client_name || "slipway CLI";
+      $("req-client").textContent = d.client_name || "(none)";
       $("req-ip").textContent = d.ip || "unknown";
-      $("req-at").textContent = new Date(d.created_at).toLocaleString();
+      $("req-agent").textContent = d.user_agent || "unknown";
+      const minutes = Math.max(0, Math.round((Date.now() - Date.parse(d.created_at)) / 60000));
+      $("req-at").textContent = `${new Date(d.created_at).toLocaleString()} (${minutes} min ago)`;
+      $("req-days").textContent = String(d.token_lifetime_days);
       $("decide").hidden = false;
       say("");
     } catch (e) {
@@ -67,6 +67,8 @@
   $("approve").addEventListener("click", () => decide("approve"));
   $("deny").addEventListener("click", () => decide("deny"));
 
+  // Whatever the link carried (?code=, #CODE) leaves the address bar unused.
+  if (location.search || location.hash) history.replaceState(null, "", location.pathname);
   api("GET", "/api/v1/me")
     .then(showLookup)
     .catch(() => {

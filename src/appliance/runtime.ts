@@ -17,6 +17,7 @@ import { sessionsServiceFactory } from "../auth/sessions.ts";
 import { tokensServiceFactory } from "../auth/token-service.ts";
 import { trustServiceFactory } from "../auth/trust-service.ts";
 import { deviceLoginServiceFactory } from "../auth/device-login.ts";
+import { retentionServiceFactory } from "../retention/index.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory } from "../auth/oidc/index.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
@@ -372,10 +373,12 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       projects: projectsServiceFactory({ db, audit, release: (projectId) => builders.releaseProject(projectId) }),
       tokens,
       trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
-      deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
+      deviceLogins: deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: config.auth.device_token_days * 86400_000 }),
       egress,
       publicUrl,
     };
+    // Expired logins, sessions and tokens and old build logs: pruned now and on a timer.
+    stoppables.push(retentionServiceFactory({ db, log: log.child({ component: "retention" }), settings: config.retention }).start());
     const clientAddress = (req: Request) => server?.requestIP(req)?.address ?? null;
     const ctx = identityContext(identity, clientAddress);
     registryActorOf = (request) => ctx.actorOf(request);

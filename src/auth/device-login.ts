@@ -3,19 +3,26 @@
  * `slipway login` without a token: the CLI starts a device login and polls with a secret
  * device code; the person approves the short user code in the browser while logged in, and the
  * next poll hands the CLI a fresh user token — once. Codes live 10 minutes.
+ * Against phishing (someone else's login link sent to a victim): no link carries the code for
+ * the page to fill in — the person types what their own terminal shows — and the page shows
+ * where the request came from (address, user agent, time). Starts are rate-limited per address
+ * here, so the REST start and the depot CLI's StartLogin share one limit.
  */
 import type { Database } from "bun:sqlite";
 import { SlipwayError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
-import { RateLimitedError } from "./rate-limit.ts";
+import { RateLimitedError, rateLimiterFactory, type RateLimiter } from "./rate-limit.ts";
 import type { TokensService } from "./token-service.ts";
 import { hashToken } from "./tokens.ts";
 
 const LIFETIME_MS = 10 * 60_000;
 const INTERVAL_S = 2;
-const TOKEN_LIFETIME_MS = 90 * 24 * 3600_000;
+/** auth.device_token_days: see src/config/schema.ts for why 30. */
+export const DEFAULT_DEVICE_TOKEN_LIFETIME_MS = 30 * 86400_000;
+/** Starts per client address per minute (an anonymous call that writes a row). */
+const STARTS_PER_MINUTE = 10;
 /** No vowels (no accidental words), no look-alikes (0/O, 1/I/L). */
 const USER_CODE_ALPHABET = "BCDFGHJKMNPQRSTVWXZ";
 
@@ -29,6 +36,7 @@ interface Row {
   user_code: string;
   client_name: string | null;
   ip: string | null;
+  user_agent: string | null;
   created_at: string;
   expires_at: string;
   last_poll_at: string | null;
@@ -42,7 +50,18 @@ export type PollResult = { status: "pending" } | { status: "approved"; token: st
 
 export type DeviceLoginService = ReturnType<typeof deviceLoginServiceFactory>;
 
-export function deviceLoginServiceFactory({ db, audit, tokens, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; tokens: Pick<TokensService, "create">; now?: () => Date }) {
+export interface DeviceLoginDeps {
+  db: Database;
+  audit: Pick<AuditService, "record">;
+  tokens: Pick<TokensService, "create">;
+  /** How long an approved login's user token lives (auth.device_token_days). */
+  tokenLifetimeMs?: number;
+  /** Throttles starts per address; default 10 a minute. */
+  starts?: RateLimiter;
+  now?: () => Date;
+}
+
+export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs = DEFAULT_DEVICE_TOKEN_LIFETIME_MS, starts = rateLimiterFactory({ limit: STARTS_PER_MINUTE, windowMs: 60_000 }), now = () => new Date() }: DeviceLoginDeps) {
   const byUserCode = db.query("SELECT * FROM device_logins WHERE user_code = ?");
   const live = (r: Row | null): r is Row => !!r && !r.denied_at && !r.consumed_at && Date.parse(r.expires_at) > now().getTime();
 
@@ -68,21 +87,25 @@ export function deviceLoginServiceFactory({ db, audit, tokens, now = () => new D
   }
 
   return {
-    start(input: { clientName: string | null; ip: string | null }, publicUrl: string) {
+    /** The answer carries no link with the code in it (RFC 8628's verification_uri_complete):
+     * a link that fills the code in is exactly what a phisher sends. */
+    start(input: { clientName: string | null; ip: string | null; userAgent: string | null }, publicUrl: string) {
+      starts.hit([`ip:${input.ip ?? "unknown"}`]);
       const deviceCode = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
       const code = userCode();
       const t = now();
-      db.query("INSERT INTO device_logins (id, device_code_sha256, user_code, client_name, ip, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+      db.query("INSERT INTO device_logins (id, device_code_sha256, user_code, client_name, ip, user_agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
         newId("dev"),
         hashToken(deviceCode),
         code,
         input.clientName,
         input.ip,
+        input.userAgent?.slice(0, 200) ?? null,
         t.toISOString(),
         new Date(t.getTime() + LIFETIME_MS).toISOString(),
       );
       const uri = `${publicUrl.replace(/\/$/, "")}/device`;
-      return { device_code: deviceCode, user_code: code, verification_uri: uri, verification_uri_complete: `${uri}?code=${code}`, expires_in: LIFETIME_MS / 1000, interval: INTERVAL_S };
+      return { device_code: deviceCode, user_code: code, verification_uri: uri, expires_in: LIFETIME_MS / 1000, interval: INTERVAL_S };
     },
 
     poll(deviceCode: string): PollResult {
@@ -97,7 +120,7 @@ export function deviceLoginServiceFactory({ db, audit, tokens, now = () => new D
         if (!r.approved_by) return { status: "pending" };
         db.query("UPDATE device_logins SET consumed_at = ? WHERE id = ?").run(t.toISOString(), r.id);
         const created = tokens.create(
-          { kind: "user", name: `device login${r.client_name ? ` (${r.client_name})` : ""}`, expiresAt: new Date(t.getTime() + TOKEN_LIFETIME_MS), userId: r.approved_by, createdBy: r.approved_by },
+          { kind: "user", name: `device login${r.client_name ? ` (${r.client_name})` : ""}`, expiresAt: new Date(t.getTime() + tokenLifetimeMs), userId: r.approved_by, createdBy: r.approved_by },
           `user:${r.approved_by}`,
           r.ip,
         );
@@ -108,14 +131,14 @@ export function deviceLoginServiceFactory({ db, audit, tokens, now = () => new D
     /** What the approving person is shown before they decide. */
     describe(code: string) {
       const r = findLive(code);
-      return { user_code: r.user_code, client_name: r.client_name, ip: r.ip, created_at: r.created_at, expires_at: r.expires_at, approved: r.approved_by !== null };
+      return { user_code: r.user_code, client_name: r.client_name, ip: r.ip, user_agent: r.user_agent, created_at: r.created_at, expires_at: r.expires_at, approved: r.approved_by !== null, token_lifetime_days: Math.round(tokenLifetimeMs / 86400_000) };
     },
 
     approve(code: string, actor: Extract<Actor, { kind: "user" }>, ip: string | null): void {
       const r = findLive(code);
       if (r.approved_by) throw new NotFoundError("no such device login, or it has expired");
       db.query("UPDATE device_logins SET approved_by = ?, approved_at = ? WHERE id = ?").run(actor.userId, now().toISOString(), r.id);
-      audit.record({ actor, action: "auth.device.approve", target: r.id, ip, details: { client_name: r.client_name, client_ip: r.ip } });
+      audit.record({ actor, action: "auth.device.approve", target: r.id, ip, details: { client_name: r.client_name, client_ip: r.ip, client_user_agent: r.user_agent } });
     },
 
     deny(code: string, actor: Extract<Actor, { kind: "user" }>, ip: string | null): void {

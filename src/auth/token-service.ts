@@ -1,10 +1,12 @@
 /**
  * @module auth/token-service
  * Creating, listing and revoking API tokens. The secret is returned once, at creation; only its
- * SHA-256 is stored. Listing returns metadata only.
+ * SHA-256 is stored. Listing returns metadata only. A token never mints one that outlives it:
+ * with no expiry asked, the new token expires with the token that made it; a later expiry is
+ * refused (otherwise an organization token, or a phished user token, could make itself permanent).
  */
 import type { Database } from "bun:sqlite";
-import { NotFoundError } from "../errors.ts";
+import { InvalidInputError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
@@ -43,6 +45,27 @@ export type TokensService = ReturnType<typeof tokensServiceFactory>;
 
 export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
   const byId = db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE id = ?`);
+  const expiryOf = db.query("SELECT expires_at FROM api_tokens WHERE id = ?");
+
+  /** When the credential making the request expires: its stored token's expiry; null for none
+   * (a session, an administrator's token without expiry, a raw OIDC JWT that cannot mint). */
+  const parentExpiry = (actor: Actor): Date | null => {
+    if (actor.kind === "anonymous" || !actor.tokenId) return null;
+    const row = expiryOf.get(actor.tokenId) as { expires_at: string | null } | null;
+    return row?.expires_at ? new Date(row.expires_at) : null;
+  };
+
+  function expiryWithin(asked: Date | null, parent: Date | null): Date | null {
+    if (!parent) return asked;
+    if (!asked) return parent;
+    if (asked.getTime() > parent.getTime()) {
+      throw new InvalidInputError(`expires_at must not be later than the expiry of the token making this request (${parent.toISOString()}): a token cannot outlive the one that made it`, [
+        { pointer: "/expires_at", detail: `at most ${parent.toISOString()}` },
+      ]);
+    }
+    return asked;
+  }
+
   return {
     get(id: string): TokenMetadata {
       const t = byId.get(id) as TokenMetadata | null;
@@ -52,6 +75,8 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
 
     /** Returns the secret once; it is never stored or shown again. */
     create(input: NewToken, actor: Actor | string, ip: string | null = null): { token: string; metadata: TokenMetadata } {
+      const expiresAt = expiryWithin(input.expiresAt, typeof actor === "string" ? null : parentExpiry(actor));
+      if (expiresAt !== input.expiresAt) input = { ...input, expiresAt };
       const token = generateToken(input.kind);
       const id = newId("tok");
       const at = now().toISOString();

@@ -157,6 +157,20 @@ describe("builds", () => {
     expect(logs.truncated).toBe(true);
     expect(() => builds.logs(other, build.id)).toThrow(NotFoundError);
   });
+
+  test("a build token's steps and logs are refused once its build finished or was canceled; nothing is written", () => {
+    for (const ending of [{ kind: "success" }, { kind: "canceled" }] as const) {
+      const { build } = builds.create(token, PRJ, []);
+      const buildToken: Actor = { kind: "build-token", tokenId: "tok_b", orgId: ORG, projectId: PRJ, buildId: build.id };
+      const batch = (text: string) => ({ steps: [{ digest: `sha256:${text}`, name: `RUN ${text}`, cached: false, started: new Date(clock), completed: null, error: "" }], logs: [{ vertex: `sha256:${text}`, stream: 1, at: null, data: new TextEncoder().encode(text) }] });
+      builds.report(buildToken, build.id, batch("during"));
+      builds.finish(buildToken, build.id, ending);
+      expect(() => builds.report(buildToken, build.id, batch("after"))).toThrow(PreconditionError);
+      expect(() => builds.report(buildToken, build.id, batch("after"))).toThrow(/is (finished|canceled): it takes no more steps or logs/);
+      expect(builds.steps(buildToken, build.id).map((s) => s.name)).toEqual(["RUN during"]);
+      expect(builds.logs(buildToken, build.id).text).toBe("during");
+    }
+  });
 });
 
 describe("draining (serve stopping)", () => {

@@ -314,8 +314,13 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     },
 
     /** Status batches from the client: steps upserted by digest, logs appended up to the cap. */
+    /** Refused once the build ended: its record is final, and its token must not keep writing
+     * to it until the token expires (what BuildKit told the client is observed by the build
+     * endpoint anyway). */
     report(actor: Actor, id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
-      record(visible(actor, id, "build:drive"), batch);
+      const b = visible(actor, id, "build:drive");
+      if (!ACTIVE.has(b.status)) throw new PreconditionError(`build ${id} is ${b.status}: it takes no more steps or logs`);
+      record(b, batch);
     },
 
     /** What the build endpoint saw BuildKit tell the client (Control/Status) for this build. */

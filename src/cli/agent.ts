@@ -27,7 +27,6 @@ export const agentCommand: Command = {
     "       slipway agent uninstall [--hosts-file F] [--state-file F]",
   ].join("\n"),
   options: {
-    "token-file": { type: "string" },
     scope: { type: "string", multiple: true },
     "hosts-file": { type: "string" },
     "state-file": { type: "string" },
@@ -36,7 +35,6 @@ export const agentCommand: Command = {
     "dns-listen": { type: "string", multiple: true },
   },
   optionHelp: {
-    "token-file": "file holding the agent token (slw_a_…; env SLIPWAY_TOKEN or --token also work)",
     scope: "host | uid:N | docker:NETWORK | docker:* | bridge:IFACE | subnet:CIDR (repeatable; default: the scopes registered for this host)",
     "hosts-file": "where hostnames are pinned (default /etc/hosts)",
     "state-file": `the last good policy, used while the appliance is unreachable (default ${DEFAULT_STATE})`,
@@ -58,7 +56,7 @@ export const agentCommand: Command = {
     if (ctx.positionals.length > 0) throw new UsageError(`agent: unexpected argument '${ctx.positionals[0]}'`);
     const server = ctx.client.server;
     if (!server) throw new UsageError("agent needs --server URL");
-    const token = v["token-file"] ? readFileSync(v["token-file"] as string, "utf8").trim() : ctx.client.token;
+    const token = ctx.client.token; // --token-file (a global option) or SLIPWAY_TOKEN
     if (!token || !token.startsWith("slw_a_")) throw new UsageError("agent needs an agent token (slw_a_…, from 'slipway egress add-host'): --token-file F");
     const scopes = ((v.scope as string[] | undefined) ?? []).map((s) => {
       const p = parseScope(s);

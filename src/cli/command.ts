@@ -3,6 +3,7 @@
  * What a command is, the options every command shares, and how failures become exit codes:
  * 0 ok, 1 the operation failed, 2 usage or configuration error.
  */
+import { readFileSync } from "node:fs";
 import type { ParseArgsConfig } from "node:util";
 import { loadConfig, type LoadedConfig, type Override } from "../config/index.ts";
 import { resolveClientOptions, type ClientOptions } from "../config/client.ts";
@@ -45,13 +46,15 @@ export interface Command {
 export const GLOBAL_OPTIONS: OptionSpec = {
   server: { type: "string" },
   token: { type: "string" },
+  "token-file": { type: "string" },
   cacert: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 };
 export const GLOBAL_HELP: Record<string, string> = {
   server: "URL of the Slipway server (env SLIPWAY_SERVER)",
-  token: "API token (env SLIPWAY_TOKEN)",
+  token: "API token (visible to other users in ps: prefer --token-file or SLIPWAY_TOKEN)",
+  "token-file": "file holding the API token; - reads it from stdin (env SLIPWAY_TOKEN also works)",
   cacert: "CA certificate file to trust for the server (env SLIPWAY_CACERT)",
   json: "machine-readable output",
   help: "show this help",
@@ -71,16 +74,38 @@ export const SERVER_HELP: Record<string, string> = {
   set: "override any setting: --set section.key=value (repeatable)",
 };
 
-export function clientOptions(values: Values, env: Record<string, string | undefined>): ClientOptions {
+/** The client options; `io` (when given) hears a warning about a token given in argv. */
+export function clientOptions(values: Values, env: Record<string, string | undefined>, io?: Pick<Io, "err">): ClientOptions {
   return resolveClientOptions(
     {
       server: values.server as string | undefined,
-      token: values.token as string | undefined,
+      token: tokenOption(values, io),
       cacert: values.cacert as string | undefined,
       json: values.json as boolean | undefined,
     },
     env,
   );
+}
+
+/** `--token T` (warned about: any user on the host sees argv) or `--token-file F` (`-`: stdin). */
+function tokenOption(values: Values, io?: Pick<Io, "err">): string | undefined {
+  const file = values["token-file"];
+  if (typeof values.token === "string") {
+    if (typeof file === "string") throw new UsageError("give the token once: --token or --token-file, not both");
+    io?.err("slipway: warning: --token puts the token where other users of this host can read it (ps, /proc); use --token-file FILE, --token-file - (stdin) or SLIPWAY_TOKEN");
+    return values.token;
+  }
+  if (typeof file !== "string") return undefined;
+  if (file === "") throw new UsageError("--token-file needs a path, or - for stdin");
+  let text: string;
+  try {
+    text = readFileSync(file === "-" ? 0 : file, "utf8");
+  } catch (e) {
+    throw new UsageError(`--token-file ${file === "-" ? "- (stdin)" : JSON.stringify(file)}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const token = text.split("\n")[0]!.trim();
+  if (!token) throw new UsageError(`--token-file ${file === "-" ? "- (stdin)" : JSON.stringify(file)} holds no token`);
+  return token;
 }
 
 /** Loads the server config from the shared server options plus command-specific overrides. */

@@ -101,7 +101,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
       return EXIT_OK;
     }
     const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
-    return await command.run({ values, positionals: parsed.positionals, env, io, client: clientOptions(values, env) });
+    return await command.run({ values, positionals: parsed.positionals, env, io, client: clientOptions(values, env, io) });
   } catch (e) {
     return reportFailure(e, io, env);
   }

@@ -1,8 +1,9 @@
 /**
  * @module cli/login
  * `slipway login`: remember a server, a token and the CA to trust, so later commands need no
- * flags. With `--token` the token is checked (GET /api/v1/me) and saved; without one, a device
- * login: the person approves a short code in the browser and the CLI receives a fresh token.
+ * flags. With a token (`--token-file`, `SLIPWAY_TOKEN`) it is checked (GET /api/v1/me) and
+ * saved; without one, a device login: the person types the code shown here on the server's
+ * approval page and the CLI receives a fresh token.
  */
 import { hostname } from "node:os";
 import { ApiError, UnreachableError, apiClientFactory, seg, type ApiClient } from "../client/api.ts";
@@ -21,7 +22,6 @@ interface DeviceStart {
   device_code: string;
   user_code: string;
   verification_uri: string;
-  verification_uri_complete?: string;
   expires_in: number;
   interval?: number;
 }
@@ -34,13 +34,15 @@ const MAX_POLL_FAILURES = 5;
 async function deviceLogin(api: ApiClient, ctx: CommandContext): Promise<{ token: string; tokenId: string }> {
   const started = await api.raw<DeviceStart>("POST", "/api/v1/auth/device", { client_name: `slipway ${VERSION} on ${hostname()}`.slice(0, 100) });
   if (started.status === 404) {
-    throw new SlipwayError(`${api.server} does not offer device login; log in with 'slipway login --server ${api.server} --token T' instead`);
+    throw new SlipwayError(`${api.server} does not offer device login; log in with 'slipway login --server ${api.server} --token-file FILE' instead`);
   }
   const s = api.result<DeviceStart>(started);
   const minutes = Math.max(1, Math.round(s.expires_in / 60));
   ctx.io.err(`To log in, open this address in a browser where you are signed in to Slipway:`);
-  ctx.io.err(`  ${s.verification_uri_complete ?? s.verification_uri}`);
-  ctx.io.err(`and approve the code ${s.user_code} (or open ${s.verification_uri} and enter it).`);
+  // Never a link with the code filled in (a server may still offer verification_uri_complete):
+  // typing the code is what ties the approval to this terminal.
+  ctx.io.err(`  ${s.verification_uri}`);
+  ctx.io.err(`and approve the code ${s.user_code} (type it there; approve only a code this terminal shows).`);
   ctx.io.err(`Waiting for approval; the code expires in ${minutes} minute${minutes === 1 ? "" : "s"}...`);
 
   let interval = Math.max(1, s.interval ?? 5) * 1000;
@@ -74,7 +76,7 @@ async function deviceLogin(api: ApiClient, ctx: CommandContext): Promise<{ token
 export const loginCommand: Command = {
   name: "login",
   summary: "log in to a Slipway server (with --token, or by approving a code in the browser) and save it for later commands",
-  usage: "slipway login [--server URL] [--token T] [--cacert FILE] [--device]",
+  usage: "slipway login [--server URL] [--token-file FILE|-] [--cacert FILE] [--device]",
   options: { device: { type: "boolean" } },
   optionHelp: { device: "use the device login even without a terminal (it waits for approval in a browser)" },
   async run(ctx) {
@@ -88,7 +90,7 @@ export const loginCommand: Command = {
     let tokenId: string | undefined;
     if (!token && !ctx.io.isTTY && ctx.values.device !== true) {
       // A script without a token must not sit waiting ten minutes for a browser.
-      throw new UsageError("no --token (or SLIPWAY_TOKEN) and no terminal for a device login; pass --token, or --device to wait for approval in a browser");
+      throw new UsageError("no token (--token-file or SLIPWAY_TOKEN) and no terminal for a device login; pass --token-file FILE (- for stdin), or --device to wait for approval in a browser");
     }
     if (!token) ({ token, tokenId } = await deviceLogin(apiClientFactory({ server, caPem }), ctx));
 
@@ -99,7 +101,7 @@ export const loginCommand: Command = {
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) throw new SlipwayError(`${api.server} did not accept the token (${e.message}); nothing was saved`);
       if (e instanceof ApiError && e.status === 403) {
-        throw new SlipwayError(`login saves user tokens only, and this is an organization or project token; pass it per command with --token or SLIPWAY_TOKEN instead; nothing was saved`);
+        throw new SlipwayError(`login saves user tokens only, and this is an organization or project token; pass it per command with --token-file or SLIPWAY_TOKEN instead; nothing was saved`);
       }
       throw e;
     }

@@ -10,7 +10,7 @@ import { ApiError, apiClientFactory, seg, type ApiClient } from "./api.ts";
 import { resolveConnection } from "./config.ts";
 
 /** Options every command accepts (see GLOBAL_OPTIONS). */
-const GLOBAL = new Set(["server", "token", "cacert", "json", "help"]);
+const GLOBAL = new Set(["server", "token", "token-file", "cacert", "json", "help"]);
 
 export interface Subcommand {
   /** Command-specific options this subcommand accepts (globals are always accepted). */

@@ -86,6 +86,26 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    auth: z
+      .object({
+        // 30 days: a device login's token acts as the person with all their rights, so a
+        // phished approval must not last a quarter; a monthly `slipway login` costs a person
+        // a minute, and automation uses project tokens or OIDC, not device logins.
+        device_token_days: z.number().int().min(1).max(365).default(30),
+      })
+      .strict()
+      .prefault({}),
+    retention: z
+      .object({
+        // Days a row is kept after it stopped being usable; 0 keeps it for ever.
+        device_logins_days: z.number().int().min(0).max(3650).default(1),
+        sessions_days: z.number().int().min(0).max(3650).default(7),
+        tokens_days: z.number().int().min(0).max(3650).default(30),
+        build_logs_days: z.number().int().min(0).max(3650).default(30),
+        interval_minutes: z.number().int().min(1).max(24 * 60).default(60),
+      })
+      .strict()
+      .prefault({}),
     metrics: z
       .object({ bearer_token_file: path.optional() })
       .strict()

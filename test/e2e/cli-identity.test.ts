@@ -113,6 +113,35 @@ describe("login and the saved client config", () => {
     // The saved token is never sent to another server named with --server.
     failed(await cli(["orgs", "list", "--server", "https://127.0.0.1:1"], admin), 2, /not logged in/);
   });
+
+  test("--token-file FILE and --token-file - (stdin) keep the token out of argv; --token in argv works but warns", async () => {
+    const h = newHome();
+    const base = ["orgs", "list", "--server", server.url, "--cacert", caFile];
+    const file = join(work, "admin-token");
+    writeFileSync(file, `${adminToken}\n`, { mode: 0o600 });
+    const fromFile = await cli([...base, "--token-file", file, "--json"], h.env);
+    expect(fromFile.code).toBe(0);
+    expect(fromFile.stderr).toBe("");
+    expect((JSON.parse(fromFile.stdout) as { slug: string }[]).map((o) => o.slug)).toContain("default");
+    const fromStdin = await cli([...base, "--token-file", "-", "--json"], h.env, `${adminToken}\n`);
+    expect(fromStdin.code).toBe(0);
+    expect(fromStdin.stderr).toBe("");
+    // login saves a token read from stdin like one given with --token.
+    const login = await json(["login", "--server", server.url, "--cacert", caFile, "--token-file", "-"], h.env, adminToken);
+    expect(login).toMatchObject({ username: "admin" });
+    expect(JSON.parse(readFileSync(h.config, "utf8")).token).toBe(adminToken);
+
+    const inArgv = await cli([...base, "--token", adminToken, "--json"], h.env);
+    expect(inArgv.code).toBe(0);
+    expect(inArgv.stderr).toContain("warning: --token puts the token where other users of this host can read it (ps, /proc); use --token-file FILE, --token-file - (stdin) or SLIPWAY_TOKEN");
+    expect(inArgv.stderr).not.toContain(adminToken);
+    // No env variable or saved token is warned about.
+    expect((await cli(["orgs", "list", "--json"], { ...h.env, SLIPWAY_TOKEN: adminToken })).stderr).toBe("");
+
+    failed(await cli([...base, "--token", adminToken, "--token-file", file], h.env), 2, /give the token once: --token or --token-file, not both/);
+    failed(await cli([...base, "--token-file", join(work, "missing")], h.env), 2, /--token-file ".*missing": cannot read it \(ENOENT\)/);
+    failed(await cli([...base, "--token-file", "-"], h.env, ""), 2, /--token-file - \(stdin\) holds no token/);
+  });
 });
 
 describe("organizations and members", () => {
@@ -349,7 +378,10 @@ describe("device login", () => {
       const url = fake.url.origin;
       const r = await deviceLogin(h.env, ["--server", url], async () => {});
       expect(r.code).toBe(0);
-      expect(r.stderr).toContain(`${url}/device?code=BCDF-GHJK`);
+      // The bare address and the code to type; never a link with the code filled in (which the
+      // scripted server still offers as verification_uri_complete).
+      expect(r.stderr).toContain(`  ${url}/device\nand approve the code BCDF-GHJK`);
+      expect(r.stderr).not.toContain("?code=");
       expect(JSON.parse(r.stdout)).toMatchObject({ server: url, username: "dev", token_id: "tok_device" });
       expect(polls).toBe(3);
       expect(JSON.parse(readFileSync(h.config, "utf8"))).toMatchObject({ server: url, token, token_id: "tok_device" });

@@ -4,6 +4,9 @@
  * `serve`: FinishLogin is a server stream held open until a person approves the device login,
  * so an approval that comes 30 s later (well past the server's 10 s idle timeout) must still
  * reach the CLI, which saves a working token. A request that merely stalls is still cut.
+ * Against phishing: the printed link carries the code only in its fragment (the approval page
+ * never fills it in), the approver sees the CLI's address and user agent, the token lives 30
+ * days, and StartLogin shares the device-login start's rate limit.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -56,7 +59,7 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
         const { value, done } = await reader.read();
         if (done) break;
         out += decoder.decode(value);
-        code = /\/device\?code=([A-Z-]+)/.exec(out)?.[1];
+        code = /\/device#([A-Z-]+)/.exec(out)?.[1];
       }
       expect(code, out).toBeTruthy();
       const rest = (async () => {
@@ -69,6 +72,9 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       const t0 = Date.now();
       await Bun.sleep(30_000);
       expect(p.exitCode).toBeNull(); // still waiting for the approval, not cut off
+      // What the approver sees: the depot CLI's own address and user agent, not a name it chose.
+      const shown = await s.get(`/api/v1/auth/device/${code}`, { headers: { authorization: `Bearer ${admin}` } });
+      expect(await shown.json()).toMatchObject({ client_name: "depot CLI", ip: expect.stringMatching(/^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)$/), user_agent: expect.stringMatching(/^depot-cli\/\d+\.\d+\.\d+\//), token_lifetime_days: 30 });
       const approved = await s.get("/api/v1/auth/device/approve", { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify({ user_code: code }) });
       expect(approved.status).toBe(204);
       const [exit, err] = await Promise.all([p.exited, new Response(p.stderr).text(), rest]).then(([c, e]) => [c, e] as const);
@@ -83,6 +89,9 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       const me = await s.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
       expect(me.status).toBe(200);
       expect(((await me.json()) as { username: string }).username).toBe("admin");
+      const mine = (await (await s.get("/api/v1/tokens", { headers: { authorization: `Bearer ${admin}` } })).json()) as { name: string; expires_at: string }[];
+      const made = mine.find((t) => t.name === "device login (depot CLI)");
+      expect(Math.abs(Date.parse(made!.expires_at) - (Date.now() + 30 * 86400_000))).toBeLessThan(5 * 60_000);
       // The saved login drives the CLI: its organization was selected, projects are listed.
       const listed = Bun.spawnSync([DEPOT, "projects", "list", "--output", "json"], { env: env(), stdout: "pipe", stderr: "pipe" });
       expect(listed.exitCode, listed.stderr.toString()).toBe(0);
@@ -110,6 +119,23 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       const end = JSON.parse(new TextDecoder().decode(body.subarray(5))) as { error: { code: string; message: string } };
       expect(end.error.code).toBeTruthy();
       expect(end.error.message).toMatch(/expired|denied|used/);
+    });
+
+    test("StartLogin is rate-limited per address (10 a minute, with the REST start): resource_exhausted", async () => {
+      const startLogin = () => s.get("/depot.cli.v1beta1.LoginService/StartLogin", { method: "POST", headers: { "content-type": "application/json", "connect-protocol-version": "1" }, body: "{}" });
+      const statuses: number[] = [];
+      let last: Response | null = null;
+      for (let i = 0; i < 12; i++) {
+        last = await startLogin();
+        statuses.push(last.status);
+        if (last.status !== 200) break;
+      }
+      expect(statuses.slice(0, -1).every((c) => c === 200)).toBe(true);
+      expect(statuses.length).toBeLessThanOrEqual(11);
+      expect(last!.status).toBe(429);
+      expect(((await last!.json()) as { code: string }).code).toBe("resource_exhausted");
+      // The REST start shares the limit.
+      expect((await s.get("/api/v1/auth/device", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status).toBe(429);
     });
 
     test("other requests keep the idle timeout: a request that stalls mid-body is cut", async () => {

@@ -79,18 +79,31 @@ integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no b
     const password = PASSWORD;
     const set = await server.get("/api/v1/me/password", { method: "PUT", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" }, body: JSON.stringify({ new_password: password }) });
     expect(set.status).toBe(204);
-    const started = (await (await server.get("/api/v1/auth/device", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ client_name: "ui-test" }) })).json()) as { device_code: string; user_code: string };
+    const started = (await (await server.get("/api/v1/auth/device", { method: "POST", headers: { "content-type": "application/json", "user-agent": "slipway-ui-test/1.0" }, body: JSON.stringify({ client_name: "ui-test" }) })).json()) as { device_code: string; user_code: string };
     const poll = () => server.get("/api/v1/auth/device/token", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ device_code: started.device_code }) });
     expect((await poll()).status).toBe(202);
 
-    const page = await open(`/device?code=${started.user_code}`);
+    // A link that carries the code (as a phisher would send it, either way): never used.
+    const page = await open(`/device?code=${started.user_code}#${started.user_code}`);
     await page.locator("#login").waitFor();
+    expect(new URL(page.url()).pathname + new URL(page.url()).search + new URL(page.url()).hash).toBe("/device"); // gone from the address bar
     await page.fill('input[name="username"]', "admin");
     await page.fill('input[name="password"]', password);
     await page.click('#login button[type="submit"]');
+    await page.locator("#lookup").waitFor();
+    await Bun.sleep(500);
+    expect(await page.locator("#code").inputValue()).toBe(""); // not filled in
+    expect(await page.locator("#decide").isHidden()).toBe(true); // nothing to approve until the code is typed
+    await page.fill("#code", started.user_code.toLowerCase());
+    await page.click('#lookup button[type="submit"]');
     await page.locator("#decide").waitFor();
-    expect(await page.locator("#req-client").textContent()).toBe("ui-test");
     expect(await page.locator("#req-code").textContent()).toBe(started.user_code);
+    // Where the request came from, before the client's own (unverified) name.
+    expect(await page.locator("#req-ip").textContent()).toMatch(/^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)$/);
+    expect(await page.locator("#req-agent").textContent()).toBe("slipway-ui-test/1.0");
+    expect(await page.locator("#req-at").textContent()).toMatch(/\(0 min ago\)$/);
+    expect(await page.locator("#req-client").textContent()).toBe("ui-test");
+    expect(await page.locator("#req-days").textContent()).toBe("30");
     await page.click("#approve");
     await page.locator("#message", { hasText: /^Approved/ }).waitFor();
     await page.context().close();

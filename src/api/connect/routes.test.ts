@@ -2,9 +2,17 @@
  * @module api/connect/routes.test
  * Authentication comes before the body: an anonymous or bad credential is answered 401 without
  * the body being read (so a hostile body costs nothing), on every unary method and the status
- * stream; StartLogin and FinishLogin, anonymous by design, only have the size caps.
+ * stream; StartLogin and FinishLogin, anonymous by design, only have the size caps, and
+ * StartLogin shares the REST device-login start's rate limit per address.
  */
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { auditServiceFactory } from "../../auth/audit.ts";
+import { deviceLoginServiceFactory } from "../../auth/device-login.ts";
+import { tokensServiceFactory } from "../../auth/token-service.ts";
+import { applyMigrations, openDatabase } from "../../db/index.ts";
 import type { Actor } from "../../auth/actor.ts";
 import { UnauthenticatedError } from "../../errors.ts";
 import { METHODS, type MethodName } from "../../wire/depot.ts";
@@ -14,12 +22,12 @@ import { connectRoutes, type ConnectDeps } from "./routes.ts";
 const MIB = 1024 * 1024;
 const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent } as unknown as ConnectDeps["log"];
 
-function app(actorOf: (r: Request) => Promise<Actor>) {
+function app(actorOf: (r: Request) => Promise<Actor>, deviceLogins: unknown = { start: () => ({ device_code: "dc", user_code: "BCDF-GHJK", verification_uri: "https://slipway.test/device" }), poll: () => ({ status: "pending" }) }) {
   const ctx = {
     actorOf,
     ip: () => "127.0.0.1",
     publicUrl: "https://slipway.test",
-    deviceLogins: { start: () => ({ device_code: "dc", verification_uri_complete: "https://slipway.test/device?code=X" }), poll: () => ({ status: "pending" }) },
+    deviceLogins,
   } as unknown as IdentityContext;
   return connectRoutes({ ctx, builds: {} as ConnectDeps["builds"], resetCache: async () => {}, log: silent, defaultPlatform: "linux/amd64", maxUnaryBytes: MIB, maxMessageBytes: 16 * MIB, imageExport: () => false });
 }
@@ -92,5 +100,41 @@ describe("Connect: authentication before the body", () => {
     const r = await app(user).handle(new Request(`http://localhost${METHODS.createBuild.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: bomb }));
     expect(r.status).toBe(429);
     expect(((await r.json()) as { message: string }).message).toBe("request too large: depot.cli.v1.CreateBuildRequest.options: more than 50000 elements");
+  });
+});
+
+describe("Connect: StartLogin", () => {
+  test("is rate-limited per address together with the REST start; its link carries the code only in the fragment", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "slipway-startlogin-"));
+    const db = openDatabase(join(dir, "t.db"));
+    try {
+      applyMigrations(db);
+      const audit = auditServiceFactory({ db });
+      const logins = deviceLoginServiceFactory({ db, audit, tokens: tokensServiceFactory({ db, audit }) });
+      const a = app(anonymous, logins);
+      const startLogin = () => a.handle(new Request(`http://localhost${METHODS.startLogin.path}`, { method: "POST", headers: { "content-type": "application/json", "user-agent": "depot-cli/2.102.12/linux/amd64/terminal" }, body: "{}" }));
+      // Five starts the REST way (the same service, the same address)...
+      for (let i = 0; i < 5; i++) logins.start({ clientName: "slipway", ip: "127.0.0.1", userAgent: null }, "https://slipway.test");
+      // ...leave five for StartLogin in this minute.
+      for (let i = 0; i < 5; i++) {
+        const r = await startLogin();
+        expect(r.status).toBe(200);
+        const { id, approveUrl } = (await r.json()) as { id: string; approveUrl: string };
+        expect(id.length).toBeGreaterThan(20);
+        expect(approveUrl).toMatch(/^https:\/\/slipway\.test\/device#[BCDFGHJKMNPQRSTVWXZ]{4}-[BCDFGHJKMNPQRSTVWXZ]{4}$/);
+      }
+      const limited = await startLogin();
+      expect(limited.status).toBe(429);
+      expect(((await limited.json()) as { code: string; message: string }).code).toBe("resource_exhausted");
+      expect(() => logins.start({ clientName: null, ip: "127.0.0.1", userAgent: null }, "https://slipway.test")).toThrow(/too many attempts/);
+      // Another address is not affected; the rows written are the ten accepted starts.
+      expect(() => logins.start({ clientName: null, ip: "192.0.2.7", userAgent: null }, "https://slipway.test")).not.toThrow();
+      expect((db.query("SELECT count(*) AS n FROM device_logins").get() as { n: number }).n).toBe(11);
+      const ua = db.query("SELECT user_agent FROM device_logins WHERE client_name = 'depot CLI' LIMIT 1").get() as { user_agent: string };
+      expect(ua.user_agent).toBe("depot-cli/2.102.12/linux/amd64/terminal");
+    } finally {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

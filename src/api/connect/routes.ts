@@ -248,8 +248,11 @@ export function connectRoutes(deps: ConnectDeps) {
       return { name: p.name, orgName: safeOrgName(p.org_id) };
     },
     async startLogin(_input, { request }) {
-      const started = ctx.deviceLogins.start({ clientName: "depot CLI", ip: ctx.ip(request) }, ctx.publicUrl);
-      return { id: started.device_code, approveUrl: started.verification_uri_complete };
+      // Rate-limited per address by the service (one limit with the REST start).
+      const started = ctx.deviceLogins.start({ clientName: "depot CLI", ip: ctx.ip(request), userAgent: request.headers.get("user-agent") }, ctx.publicUrl);
+      // The depot CLI prints only this link, so the code rides in its fragment for the person to
+      // read and type; the page never fills it in (and a fragment never reaches a server's logs).
+      return { id: started.device_code, approveUrl: `${started.verification_uri}#${started.user_code}` };
     },
     async listOrganizations(_input, { actor }) {
       const a = await actor();

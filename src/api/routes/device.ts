@@ -8,11 +8,12 @@ import { authorize, type Actor } from "../../auth/index.ts";
 import { rateLimiterFactory } from "../../auth/rate-limit.ts";
 import type { IdentityContext } from "../identity.ts";
 
+const CLIENT_NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]*$";
 const UserCode = t.String({ minLength: 8, maxLength: 16, description: "the code the CLI shows, e.g. BCDF-GHJK" });
 
 export function deviceRoutes(ctx: IdentityContext) {
   const { deviceLogins } = ctx;
-  const starts = rateLimiterFactory({ limit: 10, windowMs: 60_000 });
+  // Starts are limited per address by the service itself (shared with the depot CLI's StartLogin).
   const polls = rateLimiterFactory({ limit: 120, windowMs: 60_000 });
   const approvals = rateLimiterFactory({ limit: 20, windowMs: 60_000 });
   const person = async (request: Request) => {
@@ -25,16 +26,16 @@ export function deviceRoutes(ctx: IdentityContext) {
     .post(
       "",
       ({ request, body }) => {
-        const ip = ctx.ip(request);
-        starts.hit([`ip:${ip}`]);
-        return deviceLogins.start({ clientName: body.client_name ?? null, ip }, ctx.publicUrl);
+        return deviceLogins.start({ clientName: body.client_name ?? null, ip: ctx.ip(request), userAgent: request.headers.get("user-agent") }, ctx.publicUrl);
       },
       {
-        body: t.Object({ client_name: t.Optional(t.String({ maxLength: 100 })) }, { additionalProperties: false }),
+        // The client's name for itself is shown to the approver as unverified; no control or
+        // direction-override characters that could make it pass for something else.
+        body: t.Object({ client_name: t.Optional(t.String({ maxLength: 100, pattern: CLIENT_NAME_PATTERN })) }, { additionalProperties: false }),
         response: {
-          200: t.Object({ device_code: t.String(), user_code: t.String(), verification_uri: t.String(), verification_uri_complete: t.String(), expires_in: t.Number(), interval: t.Number() }),
+          200: t.Object({ device_code: t.String(), user_code: t.String(), verification_uri: t.String(), expires_in: t.Number(), interval: t.Number() }),
         },
-        detail: { tags: ["auth"], summary: "Start a device login (the CLI); approve the user code at verification_uri" },
+        detail: { tags: ["auth"], summary: "Start a device login (the CLI; 10 a minute per address); the person types the user code at verification_uri" },
       },
     )
     .post(
@@ -56,7 +57,7 @@ export function deviceRoutes(ctx: IdentityContext) {
         await person(request);
         return deviceLogins.describe(params.code);
       },
-      { detail: { tags: ["auth"], summary: "What a pending device login is (shown before approving)", security: [{ bearer: [] }] } },
+      { detail: { tags: ["auth"], summary: "What a pending device login is: the client's address, user agent and time (shown before approving)", security: [{ bearer: [] }] } },
     )
     .post(
       "/approve",
