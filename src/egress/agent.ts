@@ -246,9 +246,11 @@ export async function startEgressAgent(o: AgentOptions) {
     if (stopped || !compiled) return;
     try {
       if (await refreshBridges()) return void (await reconcile("docker network"));
-      const c = compiled;
       await (applying = applying.then(async () => {
-        if (await applier.check(c)) log.warn("egress: re-asserted the rules (something rewrote the tables)");
+        // What is applied when the check runs, not when it was queued: an apply queued before it
+        // (a Docker event) would otherwise be undone with the previous jumps.
+        const c = compiled;
+        if (c && !stopped && (await applier.check(c))) log.warn("egress: re-asserted the rules (something rewrote the tables)");
       }));
     } catch (e) {
       log.warn("egress: watchdog check failed", { error: String(e) });

@@ -97,8 +97,8 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     return out;
   }
 
-  /** Makes the jumps exactly `want`: deletes stale or duplicate ones, inserts missing ones first. */
-  async function syncJumps(family: Family, want: string[], have: string[]): Promise<boolean> {
+  /** The restore lines that make the jumps exactly `want`: delete stale or duplicate ones, insert missing ones first. */
+  function jumpLines(want: string[], have: string[]): string[] {
     const seen = new Set<string>();
     const del: string[] = [];
     for (const l of have) {
@@ -106,9 +106,14 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
       else del.push(l);
     }
     const add = want.filter((w) => !seen.has(w));
-    if (del.length === 0 && add.length === 0) return false;
-    const script = ["*filter", ...del.map((l) => l.replace(/^-A /, "-D ")), ...add.reverse().map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")), "COMMIT", ""].join("\n");
-    await must(exec, [RESTORE[family], "--noflush"], { stdin: script });
+    return [...del.map((l) => l.replace(/^-A /, "-D ")), ...add.reverse().map((l) => l.replace(/^-A (\S+) /, "-I $1 1 "))];
+  }
+
+  /** Makes the jumps exactly `want`; true when something changed. */
+  async function syncJumps(family: Family, want: string[], have: string[]): Promise<boolean> {
+    const script = jumpLines(want, have);
+    if (script.length === 0) return false;
+    await must(exec, [RESTORE[family], "--noflush"], { stdin: ["*filter", ...script, "COMMIT", ""].join("\n") });
     return true;
   }
 
@@ -131,12 +136,14 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     if (present.length) await must(exec, [RESTORE[family], "--noflush"], { stdin: ["*filter", ...present.map((ch) => `-F ${ch}`), ...present.map((ch) => `-X ${ch}`), "COMMIT", ""].join("\n") });
   }
 
+  /** The chains and their jumps in one transaction: the new-network chain lets a bridge through
+   * only once its own jump is there, so neither may be in force without the other. */
   async function applyFamily(c: Compiled, f: Family): Promise<void> {
-    await must(exec, [RESTORE[f], "--noflush"], { stdin: renderChain(c, names, f) });
     const { lines, chains } = await saved(f);
     await ensureDockerUser(c, f, chains);
-    await syncJumps(f, wantedJumps(c, f, chains), lines);
-    if (!c.knownBridges && chains.has(names.newNetworks)) await must(exec, [RESTORE[f], "--noflush"], { stdin: `*filter\n-F ${names.newNetworks}\n-X ${names.newNetworks}\nCOMMIT\n` });
+    const chain = renderChain(c, names, f).split("\n").filter((l) => l !== "COMMIT" && l !== "");
+    const drop = !c.knownBridges && chains.has(names.newNetworks) ? [`-F ${names.newNetworks}`, `-X ${names.newNetworks}`] : [];
+    await must(exec, [RESTORE[f], "--noflush"], { stdin: [...chain, ...jumpLines(wantedJumps(c, f, chains), lines), ...drop, "COMMIT", ""].join("\n") });
   }
 
   return {
