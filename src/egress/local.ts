@@ -12,6 +12,7 @@ import type { Logger } from "../log/logger.ts";
 import { startEgressAgent, type EgressAgent } from "./agent.ts";
 import { hostExec } from "./apply.ts";
 import { dockerNetworks } from "./docker.ts";
+import { nflogSource } from "./nflog.ts";
 import type { EgressService } from "./service.ts";
 
 export interface LocalAgentsOptions {
@@ -44,6 +45,8 @@ export async function startLocalEgressAgents(o: LocalAgentsOptions): Promise<{ a
         nflogGroup: o.nflogGroup + i,
         graceMs: o.graceMs,
         docker: dockerNetworks(),
+        // Its own NFLOG group: only its own chain logs there, so it sees no other host's drops.
+        drops: nflogSource(o.nflogGroup + i),
       }),
     );
   }
