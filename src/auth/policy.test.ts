@@ -79,6 +79,8 @@ const TABLE: [Action, keyof typeof RES, Cell[]][] = [
   ["egress:read",          "B",    [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404, 404]],
   ["egress:manage",        "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404, 404]],
   ["egress:agent",         "B",    [401, "ok", 404,  404,  403,  403,  404,  404,  403,  404, 404]],
+  // Which runner hosts the appliance host enforces, and how: the administrator alone (an appliance-wide decision, no resource).
+  ["egress:local",         "-",    [401, "ok", 403,  403,  403,  403,  403,  403,  403,  403, 403]],
 ];
 
 function outcome(actor: Actor, action: Action, resource: Resource | undefined): Cell {

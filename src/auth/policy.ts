@@ -37,6 +37,7 @@ export type Action =
   | "egress:read" // an organization's egress policy, runner hosts, apply status and would-be blocks
   | "egress:manage" // change the policy, register runner hosts (mints agent tokens)
   | "egress:agent" // a runner host's agent: fetch its policy, report status and events
+  | "egress:local" // designate runner hosts enforced on the appliance host itself, and their scopes (administrator only)
   | "registry:pull" // pull a project's images from the appliance's registry
   | "registry:push"; // push to a project's repository in the appliance's registry
 
@@ -129,6 +130,8 @@ export function can(actor: Actor, action: Action, resource?: Resource): boolean 
   if (action === "visible:list") return true;
   if (action === "self:read" || action === "self:tokens") return actor.kind === "user";
   if (action === "appliance:admin") return actor.kind === "user" && actor.isAdmin;
+  // The appliance host's firewall belongs to its administrator, never to an organization.
+  if (action === "egress:local") return actor.kind === "user" && actor.isAdmin;
   // The registry has no builds: a build token's repository is its own build's project.
   if (actor.kind === "build-token" && BUILD_TOKEN_REGISTRY.has(action)) return resource !== undefined && resource.orgId === actor.orgId && resource.projectId === actor.projectId;
   if (!resource || !canSee(actor, resource)) return false;

@@ -10,7 +10,7 @@ import { httpPolicySource } from "../client/egress-agent.ts";
 import { startEgressAgent, uninstallEgress } from "../egress/agent.ts";
 import { hostExec } from "../egress/apply.ts";
 import { resolveAll, systemNameservers } from "../egress/dns.ts";
-import { dockerBridgeLookup } from "../egress/docker.ts";
+import { dockerNetworks } from "../egress/docker.ts";
 import { nflogSource } from "../egress/nflog.ts";
 import { parseScope } from "../egress/scopes.ts";
 import { UsageError } from "../errors.ts";
@@ -84,7 +84,7 @@ export const agentCommand: Command = {
       scopes,
       dnsListen: (v["dns-listen"] as string[] | undefined) ?? [],
       serverAddresses,
-      bridgeOf: dockerBridgeLookup(),
+      docker: dockerNetworks(),
       drops: nflogSource(nflogGroup),
     });
     log.info("egress agent running", { server, scopes: scopes.length ? scopes : "as registered" });

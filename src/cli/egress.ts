@@ -2,7 +2,8 @@
  * @module cli/egress
  * `slipway egress show|set-mode|set-default|add|remove|apply-status|events|hosts|add-host|
  * remove-host --org O`: an organization's egress policy, its runner hosts (each with an agent
- * token, shown once) and what the agents applied and reported.
+ * token, shown once) and what the agents applied and reported. `local-hosts|set-local|
+ * unset-local` (the administrator): which runner hosts `serve` enforces on the appliance host.
  */
 import { seg } from "../client/api.ts";
 import { connect, dispatch, fields, list, required, str, table, when } from "../client/cli.ts";
@@ -34,6 +35,9 @@ interface HostView {
   applied_ok: boolean | null;
   applied_error: string | null;
   applied_at: string | null;
+  dns_resolvers: string[];
+  local_scopes: string[] | null;
+  org_id: string;
 }
 interface EventView {
   action: string;
@@ -61,6 +65,9 @@ export const egressCommand: Command = {
     "       slipway egress events --org O",
     "       slipway egress add-host --org O --name N --scope host|uid:N|docker:NET|docker:*|bridge:IF|subnet:CIDR ...",
     "       slipway egress remove-host --org O HOST-ID",
+    "       slipway egress local-hosts                                  (administrator)",
+    "       slipway egress set-local HOST-ID --scope S ...              (administrator)",
+    "       slipway egress unset-local HOST-ID                          (administrator)",
     "       (TARGET: an address, a CIDR, a hostname, or *.domain — names strictly below domain, not the apex)",
   ].join("\n"),
   options: { org: { type: "string" }, ports: { type: "string" }, comment: { type: "string" }, name: { type: "string" }, scope: { type: "string", multiple: true } },
@@ -69,7 +76,7 @@ export const egressCommand: Command = {
     ports: "add: ports or ranges the rule covers (TCP and UDP); default every port",
     comment: "add: why the rule exists",
     name: "add-host: the runner host's name",
-    scope: "add-host: where the policy applies on that host (repeatable)",
+    scope: "add-host, set-local: where the policy applies on that host (repeatable)",
   },
   positionals: true,
   run: (ctx) => {
@@ -151,10 +158,21 @@ export const egressCommand: Command = {
             ctx.io.out(`policy revision ${policy.revision}, mode ${policy.mode}`);
             table(
               ctx.io,
-              ["HOST", "ID", "SCOPES", "LAST SEEN", "APPLIED", "AT", "ERROR"],
-              hosts.map((h) => [h.name, h.id, h.scopes.join(","), when(h.last_seen_at), h.applied_ok === null ? "never" : h.applied_ok ? "ok" : "FAILED", when(h.applied_at), h.applied_error ?? ""]),
+              ["HOST", "ID", "SCOPES", "LAST SEEN", "APPLIED", "AT", "DNS ONLY (53/udp,tcp)", "ERROR"],
+              hosts.map((h) => [
+                h.name,
+                h.id,
+                h.local_scopes ? `${h.scopes.join(",")} (local: ${h.local_scopes.join(",")})` : h.scopes.join(","),
+                when(h.last_seen_at),
+                h.applied_ok === null ? "never" : h.applied_ok ? "ok" : "FAILED",
+                when(h.applied_at),
+                h.dns_resolvers.join(",") || "-",
+                h.applied_error ?? "",
+              ]),
               "no runner hosts (slipway egress add-host)",
             );
+            ctx.io.out("");
+            ctx.io.out("Each host's resolvers (its /etc/resolv.conf) are allowed for DNS only, 53/udp and 53/tcp; a rule for their addresses holds on every other port.");
           }
           return EXIT_OK;
         },
@@ -189,6 +207,37 @@ export const egressCommand: Command = {
             ctx.io.out(`agent token (shown once): ${r.token}`);
             ctx.io.out(`on that host: slipway agent --server <URL> --cacert ca.pem --token-file FILE`);
           }
+          return EXIT_OK;
+        },
+      },
+      "local-hosts": {
+        options: [],
+        async run() {
+          const hosts = await connect(ctx).get<HostView[]>("/api/v1/egress/local-hosts");
+          if (ctx.client.json) printJson(ctx.io, hosts);
+          else table(ctx.io, ["HOST", "ID", "ORG", "LOCAL SCOPES"], hosts.map((h) => [h.name, h.id, h.org_id, (h.local_scopes ?? []).join(",")]), "no runner host is enforced on the appliance host");
+          return EXIT_OK;
+        },
+      },
+      "set-local": {
+        options: ["scope"],
+        args: ["HOST"],
+        async run(_, args) {
+          const scopes = list(ctx, "scope");
+          if (scopes.length === 0) throw new UsageError("egress set-local needs at least one --scope");
+          const h = await connect(ctx).put<HostView>(`/api/v1/egress/local-hosts/${seg(args[0]!)}`, { scopes });
+          if (ctx.client.json) printJson(ctx.io, h);
+          else ctx.io.out(`serve enforces runner host ${h.name} (${h.id}) on this appliance host, scopes ${(h.local_scopes ?? []).join(", ")} (with egress.local_agent; picked up at the next start)`);
+          return EXIT_OK;
+        },
+      },
+      "unset-local": {
+        options: [],
+        args: ["HOST"],
+        async run(_, args) {
+          await connect(ctx).delete(`/api/v1/egress/local-hosts/${seg(args[0]!)}`);
+          if (ctx.client.json) printJson(ctx.io, { id: args[0], local: false });
+          else ctx.io.out(`runner host ${args[0]} is no longer enforced on the appliance host`);
           return EXIT_OK;
         },
       },

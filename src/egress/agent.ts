@@ -15,6 +15,7 @@ import { applierFactory, type HostExec } from "./apply.ts";
 import { compile, hostnamesOf } from "./compile.ts";
 import { systemNameservers } from "./dns.ts";
 import { pinningResponderFactory, type PinningResponder } from "./dns-responder.ts";
+import type { DockerNetworks } from "./docker.ts";
 import { writeHostsBlock } from "./hosts-file.ts";
 import type { Compiled } from "./render.ts";
 import { pinnerFactory } from "./resolve.ts";
@@ -26,8 +27,16 @@ import { cidrContains, familyOf, wildcardMatches } from "./targets.ts";
 export interface PolicySource {
   /** The policy once it differs from `etag` (or after `waitSeconds`); throws when unreachable. */
   fetch(etag: string | null, waitSeconds: number, signal: AbortSignal): Promise<AgentPolicy>;
-  reportStatus(s: { etag: string; ok: boolean; error?: string | null }): Promise<void>;
+  reportStatus(s: StatusReport): Promise<void>;
   reportEvents(events: EventReport[]): Promise<void>;
+}
+
+/** What an agent applied; `dns_resolvers` are allowed for DNS (53/udp, 53/tcp) only. */
+export interface StatusReport {
+  etag: string;
+  ok: boolean;
+  error?: string | null;
+  dns_resolvers?: string[];
 }
 
 /** A dropped (or, in monitor mode, would-be dropped) packet, as NFLOG saw it. */
@@ -59,14 +68,14 @@ export interface AgentOptions {
   graceMs: number;
   /** Scopes given locally (`--scope`); replace the registered ones when non-empty. */
   scopes?: string[];
-  /** DNS resolvers (default: /etc/resolv.conf's); always allowed. */
+  /** DNS resolvers (default: /etc/resolv.conf's); allowed for DNS (53/udp, 53/tcp) only. */
   dnsServers?: string[];
   /** Addresses the pinning DNS responder listens on (container scopes), `addr` or `addr#port`. */
   dnsListen?: string[];
   /** The appliance's addresses this agent talks to (always allowed). */
   serverAddresses?: string[];
-  /** docker:NAME → bridge interface. */
-  bridgeOf?: (network: string) => Promise<string | null>;
+  /** Docker's networks and their events (docker:NAME scopes). */
+  docker?: DockerNetworks;
   drops?: DropSource;
   watchdogMs?: number;
   /** Most events reported per flush (the rest are counted into the next one). */
@@ -81,6 +90,8 @@ export async function startEgressAgent(o: AgentOptions) {
   const pinner = pinnerFactory({ servers: dnsServers, graceMs: o.graceMs });
   const learned = new Set<string>();
   const bridges = new Map<string, string | null>();
+  let knownBridges: string[] = [];
+  let stopDockerWatch: (() => void) | null = null;
   const abort = new AbortController();
   let policy: AgentPolicy | null = null;
   let compiled: Compiled | null = null;
@@ -99,18 +110,56 @@ export async function startEgressAgent(o: AgentOptions) {
   }
 
   const scopes = () => (o.scopes && o.scopes.length ? o.scopes : (policy?.scopes ?? []));
+  const resolverAddresses = () => [...new Set(dnsServers().map((s) => s.split("#")[0]!.split("%")[0]!))];
 
+  /** Looks up the bridges of docker:NAME scopes and of every other network (any bridge not
+   * among them is new, and filtered until looked up); true when something changed. */
   async function refreshBridges(): Promise<boolean> {
-    if (!o.bridgeOf) return false;
-    let changed = false;
-    for (const raw of scopes()) {
-      const s = parseScope(raw);
-      if (typeof s === "string" || s.kind !== "docker" || s.network === "*") continue;
-      const b = await o.bridgeOf(s.network).catch(() => null);
-      if (bridges.get(s.network) !== b) changed = true;
-      bridges.set(s.network, b);
+    if (!o.docker) return false;
+    const named = scopes().map(parseScope).filter((s) => typeof s !== "string" && s.kind === "docker" && s.network !== "*") as { network: string }[];
+    if (named.length === 0) return false;
+    if (!stopDockerWatch) {
+      let warned = false;
+      stopDockerWatch = o.docker.watch(
+        () => void onDockerEvent(),
+        (e) => (warned ? undefined : ((warned = true), log.warn("egress: cannot follow Docker's network events; polling only", { error: String(e) }))),
+      );
     }
+    let list: Map<string, string>;
+    try {
+      list = await o.docker.list();
+    } catch (e) {
+      log.warn("egress: cannot list Docker's networks; keeping what is applied", { error: String(e) });
+      return false;
+    }
+    let changed = false;
+    for (const { network } of named) {
+      const b = list.get(network) ?? null;
+      if (bridges.get(network) !== b) changed = true;
+      bridges.set(network, b);
+    }
+    const known = [...new Set(list.values())].sort();
+    if (known.join() !== knownBridges.join()) changed = true;
+    knownBridges = known;
     return changed;
+  }
+
+  /** A Docker network event: look the bridges up again and re-apply when they changed. */
+  let dockerPending: Promise<void> | null = null;
+  let dockerAgain = false;
+  function onDockerEvent(): Promise<void> {
+    if (dockerPending) {
+      dockerAgain = true; // events come in bursts: one more look after the current one
+      return dockerPending;
+    }
+    dockerPending = (async () => {
+      do {
+        dockerAgain = false;
+        if (stopped || !policy) break;
+        if (await refreshBridges()) await reconcile("docker network event");
+      } while (dockerAgain);
+    })().finally(() => (dockerPending = null));
+    return dockerPending;
   }
 
   /** Compiles and applies the current state; serialized, and skipped when nothing changed. */
@@ -126,7 +175,9 @@ export async function startEgressAgent(o: AgentOptions) {
           addressesOf: (n) => pinner.addresses(n),
           learnedNames: [...learned],
           bridgeOf: (n) => bridges.get(n) ?? null,
-          alwaysAllow: [...dnsServers().map((s) => s.split("#")[0]!.split("%")[0]!), ...(o.serverAddresses ?? [])],
+          knownBridges,
+          alwaysAllow: o.serverAddresses ?? [],
+          dnsServers: resolverAddresses(),
           nflogGroup: o.nflogGroup,
         },
         o.scopes && o.scopes.length ? o.scopes : undefined,
@@ -142,7 +193,7 @@ export async function startEgressAgent(o: AgentOptions) {
         compiled = c;
         appliedKey = key;
         log.info("egress: applied", { reason, etag: p.etag, mode: p.mode, default: p.default_action, rules: p.rules.length });
-        await o.source.reportStatus({ etag: p.etag, ok: true }).catch(() => {});
+        await o.source.reportStatus({ etag: p.etag, ok: true, dns_resolvers: resolverAddresses() }).catch(() => {});
       } catch (e) {
         log.error("egress: apply failed", { reason, error: String(e) });
         await o.source.reportStatus({ etag: p.etag, ok: false, error: String(e).slice(0, 4000) }).catch(() => {});
@@ -195,9 +246,11 @@ export async function startEgressAgent(o: AgentOptions) {
     if (stopped || !compiled) return;
     try {
       if (await refreshBridges()) return void (await reconcile("docker network"));
-      const c = compiled;
       await (applying = applying.then(async () => {
-        if (await applier.check(c)) log.warn("egress: re-asserted the rules (something rewrote the tables)");
+        // What is applied when the check runs, not when it was queued: an apply queued before it
+        // (a Docker event) would otherwise be undone with the previous jumps.
+        const c = compiled;
+        if (c && !stopped && (await applier.check(c))) log.warn("egress: re-asserted the rules (something rewrote the tables)");
       }));
     } catch (e) {
       log.warn("egress: watchdog check failed", { error: String(e) });
@@ -232,7 +285,8 @@ export async function startEgressAgent(o: AgentOptions) {
   // --- monitor events: deduplicated per (scope, source, destination), flushed once a second ---
   const pending = new Map<string, EventReport>();
   const keyOf = (e: Pick<EventReport, "action" | "scope" | "source" | "dst" | "port" | "protocol">) => `${e.action}|${e.scope}|${e.source}|${e.dst}|${e.port}|${e.protocol}`;
-  function scopeOf(e: DropEvent): { scope: string; source: string } {
+  /** The scope a drop belongs to; null when it is in none of this agent's (not reported). */
+  function scopeOf(e: DropEvent): { scope: string; source: string } | null {
     for (const raw of scopes()) {
       const s = parseScope(raw);
       if (typeof s === "string") continue;
@@ -242,11 +296,14 @@ export async function startEgressAgent(o: AgentOptions) {
         if (s.kind === "subnet" && cidrContains(s.cidr, e.src)) return { scope: raw, source: e.src };
       } else if (s.kind === "uid" && e.uid === s.uid) return { scope: raw, source: `uid:${s.uid}` };
     }
+    if (!scopes().includes("host")) return null;
     return { scope: "host", source: e.uid !== null ? `uid:${e.uid}` : e.src };
   }
   const onDrop = (e: DropEvent) => {
     if (!familyOf(e.dst)) return;
-    const { scope, source } = scopeOf(e);
+    const of = scopeOf(e);
+    if (!of) return;
+    const { scope, source } = of;
     const action = e.monitor ? "would-block" : "blocked";
     const key = keyOf({ action, scope, source, dst: e.dst, port: e.port, protocol: e.protocol });
     const cur = pending.get(key);
@@ -291,6 +348,7 @@ export async function startEgressAgent(o: AgentOptions) {
       abort.abort();
       clearInterval(watchdog);
       clearInterval(flusher);
+      stopDockerWatch?.();
       if (resolveTimer) clearTimeout(resolveTimer);
       o.drops?.stop();
       responder?.stop();

@@ -41,14 +41,29 @@ export type Applier = ReturnType<typeof applierFactory>;
 
 export function applierFactory({ exec, instance = "" }: ApplierOptions) {
   const names: Names = namesFor(instance);
-  const ours = (line: string) => line.endsWith(` -j ${names.chain}`);
+  const ourChains = [names.chain, names.newNetworks];
+  const ours = (line: string) => ourChains.some((c) => line.endsWith(` -j ${c}`));
 
-  /** Our jump lines in OUTPUT and DOCKER-USER, as saved, and whether DOCKER-USER exists. */
-  async function savedJumps(family: Family): Promise<{ lines: string[]; chains: Set<string> }> {
-    const text = await must(exec, [SAVE[family], "-t", "filter"]);
-    const lines = text.split("\n").filter((l) => (l.startsWith("-A OUTPUT ") || l.startsWith("-A DOCKER-USER ")) && ours(l));
-    const chains = new Set(text.split("\n").filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!));
-    return { lines, chains };
+  /** The filter table of one family as saved: whether it exists at all, our jump lines in OUTPUT
+   * and DOCKER-USER, our chains' rules, and its chains. `*-save` without `-t` prints only the
+   * tables that exist (with `-t filter` it prints an empty one), and creates none. */
+  async function saved(family: Family): Promise<{ exists: boolean; lines: string[]; rules: string[]; chains: Set<string> }> {
+    const all = (await must(exec, [SAVE[family]])).split("\n");
+    const from = all.indexOf("*filter");
+    const table = from < 0 ? [] : all.slice(from, all.indexOf("COMMIT", from));
+    const lines = table.filter((l) => (l.startsWith("-A OUTPUT ") || l.startsWith("-A DOCKER-USER ")) && ours(l));
+    const rules = table.filter((l) => ourChains.some((c) => l.startsWith(`-A ${c} `)));
+    const chains = new Set(table.filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!));
+    return { exists: from >= 0, lines, rules, chains };
+  }
+
+  /** Does this family need rules at all? Container scopes filter forwarded packets: with IPv6
+   * forwarding off (Docker without IPv6) none pass, and writing rules would only create an
+   * ip6tables filter table that uninstall cannot take away again. */
+  async function needed(c: Compiled, family: Family): Promise<boolean> {
+    if (family === 4 || c.jumps.some((j) => jumpRule(j, names, 6)?.chain === "OUTPUT")) return true;
+    const r = await exec(["sysctl", "-n", "net.ipv6.conf.all.forwarding"]);
+    return r.code === 0 && r.stdout.trim() !== "0";
   }
 
   function wantedJumps(c: Compiled, family: Family, chains: Set<string>): string[] {
@@ -68,8 +83,22 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     return r.stdout.split("\n").filter((s) => s.startsWith(`${names.setPrefix}_`));
   }
 
-  /** Makes the jumps exactly `want`: deletes stale or duplicate ones, inserts missing ones first. */
-  async function syncJumps(family: Family, want: string[], have: string[]): Promise<boolean> {
+  /** Our sets with their members (`ipset save`), to put back when an apply fails halfway. */
+  async function savedSets(): Promise<Map<string, { family: Family; members: string[] }>> {
+    const out = new Map<string, { family: Family; members: string[] }>();
+    const r = await exec(["ipset", "save"]);
+    if (r.code !== 0) throw new EgressApplyError(`ipset save failed: ${r.stderr.trim()}`);
+    for (const l of r.stdout.split("\n")) {
+      const [verb, name, arg, ...rest] = l.split(" ");
+      if (!name?.startsWith(`${names.setPrefix}_`) || name.endsWith("_t")) continue;
+      if (verb === "create") out.set(name, { family: rest.includes("inet6") ? 6 : 4, members: [] });
+      else if (verb === "add" && arg) out.get(name)?.members.push(arg);
+    }
+    return out;
+  }
+
+  /** The restore lines that make the jumps exactly `want`: delete stale or duplicate ones, insert missing ones first. */
+  function jumpLines(want: string[], have: string[]): string[] {
     const seen = new Set<string>();
     const del: string[] = [];
     for (const l of have) {
@@ -77,9 +106,14 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
       else del.push(l);
     }
     const add = want.filter((w) => !seen.has(w));
-    if (del.length === 0 && add.length === 0) return false;
-    const script = ["*filter", ...del.map((l) => l.replace(/^-A /, "-D ")), ...add.reverse().map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")), "COMMIT", ""].join("\n");
-    await must(exec, [RESTORE[family], "--noflush"], { stdin: script });
+    return [...del.map((l) => l.replace(/^-A /, "-D ")), ...add.reverse().map((l) => l.replace(/^-A (\S+) /, "-I $1 1 "))];
+  }
+
+  /** Makes the jumps exactly `want`; true when something changed. */
+  async function syncJumps(family: Family, want: string[], have: string[]): Promise<boolean> {
+    const script = jumpLines(want, have);
+    if (script.length === 0) return false;
+    await must(exec, [RESTORE[family], "--noflush"], { stdin: ["*filter", ...script, "COMMIT", ""].join("\n") });
     return true;
   }
 
@@ -92,21 +126,49 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     chains.add("DOCKER-USER");
   }
 
+  /** Takes our jumps and chains out of one family's filter table (creating no table). */
+  async function removeFamily(family: Family): Promise<void> {
+    const { exists, lines, chains } = await saved(family);
+    if (!exists) return;
+    await syncJumps(family, [], lines);
+    const present = ourChains.filter((ch) => chains.has(ch));
+    // Flush all first: the new-network chain jumps to the policy chain.
+    if (present.length) await must(exec, [RESTORE[family], "--noflush"], { stdin: ["*filter", ...present.map((ch) => `-F ${ch}`), ...present.map((ch) => `-X ${ch}`), "COMMIT", ""].join("\n") });
+  }
+
+  /** The chains and their jumps in one transaction: the new-network chain lets a bridge through
+   * only once its own jump is there, so neither may be in force without the other. */
+  async function applyFamily(c: Compiled, f: Family): Promise<void> {
+    const { lines, chains } = await saved(f);
+    await ensureDockerUser(c, f, chains);
+    const chain = renderChain(c, names, f).split("\n").filter((l) => l !== "COMMIT" && l !== "");
+    const drop = !c.knownBridges && chains.has(names.newNetworks) ? [`-F ${names.newNetworks}`, `-X ${names.newNetworks}`] : [];
+    await must(exec, [RESTORE[f], "--noflush"], { stdin: [...chain, ...jumpLines(wantedJumps(c, f, chains), lines), ...drop, "COMMIT", ""].join("\n") });
+  }
+
   return {
     names,
 
-    /** Applies `c` (mode off: removes everything). Safe to repeat: a second run changes nothing. */
+    /** Applies `c` (mode off: removes everything). Safe to repeat: a second run changes nothing.
+     * Both families or neither: when any step fails, what was in force before is put back (sets,
+     * chains and jumps of both families) and the error is thrown. */
     async apply(c: Compiled): Promise<void> {
       if (c.mode === "off") return this.remove();
       const sets = renderSets(c, names);
-      // 1. Sets first: the chain refers to them by name.
-      await must(exec, ["ipset", "restore"], { stdin: renderIpsetRestore(sets) });
-      // 2. The chain, then its jumps, per family.
-      for (const f of [4, 6] as const) {
-        await must(exec, [RESTORE[f], "--noflush"], { stdin: renderChain(c, names, f) });
-        const { lines, chains } = await savedJumps(f);
-        await ensureDockerUser(c, f, chains);
-        await syncJumps(f, wantedJumps(c, f, chains), lines);
+      const before = { sets: await savedSets(), 4: await saved(4), 6: await saved(6) };
+      try {
+        // 1. Sets first: the chain refers to them by name.
+        await must(exec, ["ipset", "restore"], { stdin: renderIpsetRestore(sets) });
+        // 2. The chains, then their jumps, per family.
+        for (const f of [4, 6] as const) {
+          if (await needed(c, f)) await applyFamily(c, f);
+          else await removeFamily(f);
+        }
+      } catch (e) {
+        await rollback(before).catch((r) => {
+          throw new EgressApplyError(`${String(e)}; putting back the previous rules failed too: ${String(r)}`);
+        });
+        throw e;
       }
       // 3. Sets the new chain no longer uses (a port group went away).
       for (const s of await existingSets()) if (!sets.has(s)) await exec(["ipset", "destroy", s]);
@@ -120,8 +182,9 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
       const sets = await existingSets();
       const missingSet = [...renderSets(c, names).keys()].some((s) => !sets.includes(s));
       for (const f of [4, 6] as const) {
-        const { lines, chains } = await savedJumps(f);
-        if (missingSet || !chains.has(names.chain)) {
+        if (!(await needed(c, f))) continue;
+        const { lines, chains } = await saved(f);
+        if (missingSet || !chains.has(names.chain) || (c.knownBridges && !chains.has(names.newNetworks))) {
           await this.apply(c);
           return true;
         }
@@ -131,14 +194,28 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
       return repaired;
     },
 
-    /** Removes exactly what Slipway added: jumps, chain, sets. */
+    /** Removes exactly what Slipway added: jumps, chains, sets. */
     async remove(): Promise<void> {
-      for (const f of [4, 6] as const) {
-        const { lines, chains } = await savedJumps(f);
-        await syncJumps(f, [], lines);
-        if (chains.has(names.chain)) await must(exec, [RESTORE[f], "--noflush"], { stdin: `*filter\n-F ${names.chain}\n-X ${names.chain}\nCOMMIT\n` });
-      }
+      for (const f of [4, 6] as const) await removeFamily(f);
       for (const s of await existingSets()) await must(exec, ["ipset", "destroy", s]);
     },
   };
+
+  /** Puts back the sets, chains and jumps saved before a failed apply. */
+  async function rollback(before: { sets: Map<string, { family: Family; members: string[] }>; 4: Awaited<ReturnType<typeof saved>>; 6: Awaited<ReturnType<typeof saved>> }): Promise<void> {
+    if (before.sets.size) await must(exec, ["ipset", "restore"], { stdin: renderIpsetRestore(before.sets) });
+    for (const f of [4, 6] as const) {
+      const was = before[f];
+      if (!was.chains.has(names.chain)) {
+        await removeFamily(f);
+        continue;
+      }
+      const declared = ourChains.filter((ch) => was.chains.has(ch));
+      await must(exec, [RESTORE[f], "--noflush"], { stdin: ["*filter", ...declared.map((ch) => `:${ch} - [0:0]`), ...was.rules, "COMMIT", ""].join("\n") });
+      const now = await saved(f);
+      await syncJumps(f, was.lines, now.lines);
+      if (!was.chains.has(names.newNetworks) && now.chains.has(names.newNetworks)) await must(exec, [RESTORE[f], "--noflush"], { stdin: `*filter\n-F ${names.newNetworks}\n-X ${names.newNetworks}\nCOMMIT\n` });
+    }
+    for (const s of await existingSets()) if (!before.sets.has(s)) await exec(["ipset", "destroy", s]);
+  }
 }

@@ -16,8 +16,13 @@ export interface LocalFacts {
   learnedNames: string[];
   /** docker:NAME → its bridge interface (null when the network does not exist (yet)). */
   bridgeOf(network: string): string | null;
-  /** Always allowed: DNS resolvers, the appliance's resolved addresses. */
+  /** The bridges of every Docker network the agent knows of (docker:NAME scopes: any other
+   * `br-…` bridge is new and filtered until looked up). */
+  knownBridges?: string[];
+  /** Always allowed: the appliance's resolved addresses. */
   alwaysAllow: string[];
+  /** The DNS resolvers: allowed for DNS (53/udp, 53/tcp) only. */
+  dnsServers?: string[];
   nflogGroup: number;
 }
 
@@ -36,6 +41,7 @@ export function hostnamesOf(p: AgentPolicy, learned: string[] = []): string[] {
 
 export function scopeJumps(scopes: string[], bridgeOf: (n: string) => string | null): Jump[] {
   const out: Jump[] = [];
+  if (namedDockerScopes(scopes)) out.push({ kind: "new-networks" });
   for (const raw of scopes) {
     const s = parseScope(raw);
     if (typeof s === "string") continue;
@@ -50,6 +56,12 @@ export function scopeJumps(scopes: string[], bridgeOf: (n: string) => string | n
     }
   }
   return out;
+}
+
+/** docker:NAME scopes without docker:* (which covers every bridge already): they need the new-network chain. */
+function namedDockerScopes(scopes: string[]): boolean {
+  const docker = scopes.map(parseScope).filter((s) => typeof s !== "string" && s.kind === "docker") as { network: string }[];
+  return docker.length > 0 && docker.every((s) => s.network !== "*");
 }
 
 export function compile(p: AgentPolicy, facts: LocalFacts, scopesOverride?: string[]): Compiled {
@@ -78,6 +90,11 @@ export function compile(p: AgentPolicy, facts: LocalFacts, scopesOverride?: stri
     else if (t.kind === "host") facts.addressesOf(t.name).forEach(add);
     else for (const n of facts.learnedNames) if (wildcardMatches(t.suffix, n)) facts.addressesOf(n).forEach(add);
   }
+  const dns: { 4: string[]; 6: string[] } = { 4: [], 6: [] };
+  for (const a of facts.dnsServers ?? []) {
+    const t = parseTarget(a);
+    if (typeof t !== "string" && t.kind === "cidr") dns[t.family].push(t.cidr);
+  }
   const always: { 4: string[]; 6: string[] } = { 4: [], 6: [] };
   for (const a of [...p.always_allow, ...facts.alwaysAllow]) {
     const t = parseTarget(a);
@@ -87,12 +104,15 @@ export function compile(p: AgentPolicy, facts: LocalFacts, scopesOverride?: stri
     const f = familyOf(a);
     if (f) always[f].push(`${a}/${f === 4 ? 32 : 128}`);
   }
+  const scopes = scopesOverride ?? p.scopes;
   return {
     mode: p.mode,
     defaultAction: p.default_action,
     groups: [...groups.values()],
     always,
-    jumps: scopeJumps(scopesOverride ?? p.scopes, facts.bridgeOf),
+    dns,
+    knownBridges: namedDockerScopes(scopes) ? [...new Set(facts.knownBridges ?? [])].filter((b) => b.startsWith("br-")).sort() : null,
+    jumps: scopeJumps(scopes, facts.bridgeOf),
     nflogGroup: facts.nflogGroup,
   };
 }

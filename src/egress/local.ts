@@ -1,15 +1,18 @@
 /**
  * @module egress/local
  * `serve`'s own agents, for runners colocated with the appliance (egress.local_agent): every
- * runner host registered with the name `local` is enforced on this host by an in-process agent
- * that reads its policy straight from the egress service (no token, no HTTP). Each organization
- * gets its own chain and sets (SLIPWAY_EGRESS_<n>, slw<n>_…) so colocated organizations never
- * share rules. Runner hosts named `local` registered later are picked up at the next start.
+ * runner host the administrator designated local is enforced on this host, with the scopes the
+ * administrator gave (never the ones its organization registered), by an in-process agent that
+ * reads its policy straight from the egress service (no token, no HTTP); its events outside those
+ * scopes are dropped. Each designated host gets its own chain and sets (SLIPWAY_EGRESS_<n>,
+ * slw<n>_…) so colocated organizations never share rules. A designation ended takes the host's
+ * scopes away at once (no jumps); hosts designated later are picked up at the next start.
  */
 import type { Logger } from "../log/logger.ts";
 import { startEgressAgent, type EgressAgent } from "./agent.ts";
 import { hostExec } from "./apply.ts";
-import { dockerBridgeLookup } from "./docker.ts";
+import { dockerNetworks } from "./docker.ts";
+import { nflogSource } from "./nflog.ts";
 import type { EgressService } from "./service.ts";
 
 export interface LocalAgentsOptions {
@@ -21,15 +24,18 @@ export interface LocalAgentsOptions {
 }
 
 export async function startLocalEgressAgents(o: LocalAgentsOptions): Promise<{ agents: EgressAgent[]; stop(): Promise<void> }> {
+  for (const h of o.egress.undesignatedNamedLocal()) {
+    o.log.warn("egress: a runner host named 'local' is not enforced on this host until the administrator designates it (slipway egress set-local)", { runner_host: h.id, org_id: h.org_id });
+  }
   const ids = o.egress.localHostIds();
   const agents: EgressAgent[] = [];
   for (const [i, hostId] of ids.entries()) {
     agents.push(
       await startEgressAgent({
         source: {
-          fetch: (etag, wait, signal) => o.egress.waitForPolicy(hostId, etag, wait * 1000, signal),
+          fetch: (etag, wait, signal) => o.egress.waitForPolicy(hostId, etag, wait * 1000, signal, { local: true }),
           reportStatus: async (s) => o.egress.reportStatus(hostId, s),
-          reportEvents: async (events) => void o.egress.reportEvents(hostId, events),
+          reportEvents: async (events) => void o.egress.reportEvents(hostId, events, { local: true }),
         },
         exec: hostExec(),
         log: o.log.child({ component: "egress", runner_host: hostId }),
@@ -38,7 +44,9 @@ export async function startLocalEgressAgents(o: LocalAgentsOptions): Promise<{ a
         instance: String(i),
         nflogGroup: o.nflogGroup + i,
         graceMs: o.graceMs,
-        bridgeOf: dockerBridgeLookup(),
+        docker: dockerNetworks(),
+        // Its own NFLOG group: only its own chain logs there, so it sees no other host's drops.
+        drops: nflogSource(o.nflogGroup + i),
       }),
     );
   }

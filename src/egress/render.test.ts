@@ -14,16 +14,20 @@ const base: Compiled = {
     { ports: [[443, 443], [8000, 8100]], allow: { 4: ["192.0.2.1/32"], 6: [] }, deny: { 4: [], 6: [] } },
   ],
   always: { 4: ["198.51.100.1/32"], 6: [] },
+  dns: { 4: ["192.0.2.53/32"], 6: [] },
+  knownBridges: null,
   jumps: [{ kind: "host" }, { kind: "uid", uid: 1001 }, { kind: "iface", iface: "br-+" }, { kind: "subnet", cidr: "fd30::/64", family: 6 }],
   nflogGroup: 7,
 };
 const n = namesFor();
 
-test("enforce: loopback, always, deny, conntrack, allow, default — in that order", () => {
+test("enforce: loopback, always, DNS to the resolvers only, deny, conntrack, allow, default — in that order", () => {
   const rules = renderChain(base, n, 4).split("\n").filter((l) => l.startsWith("-A"));
   expect(rules).toEqual([
     "-A SLIPWAY_EGRESS -o lo -j RETURN",
     "-A SLIPWAY_EGRESS -m set --match-set slw_always_4 dst -j RETURN",
+    "-A SLIPWAY_EGRESS -p udp -m set --match-set slw_dns_4 dst -m udp --dport 53 -j RETURN",
+    "-A SLIPWAY_EGRESS -p tcp -m set --match-set slw_dns_4 dst -m tcp --dport 53 -j RETURN",
     '-A SLIPWAY_EGRESS -m set --match-set slw_d0_4 dst -m conntrack --ctstate NEW -j NFLOG --nflog-group 7 --nflog-prefix "slw-drop" --nflog-threshold 1',
     "-A SLIPWAY_EGRESS -m set --match-set slw_d0_4 dst -p tcp -j REJECT --reject-with tcp-reset",
     "-A SLIPWAY_EGRESS -m set --match-set slw_d0_4 dst -j REJECT --reject-with icmp-port-unreachable",
@@ -55,7 +59,19 @@ test("jumps, per scope and family", () => {
   expect(jumpRule({ kind: "uid", uid: 1001 }, n, 4)).toEqual({ chain: "OUTPUT", spec: "-m owner --uid-owner 1001 -j SLIPWAY_EGRESS" });
   expect(jumpRule({ kind: "iface", iface: "br-+" }, n, 6)).toEqual({ chain: "DOCKER-USER", spec: "-i br-+ ! -o br-+ -j SLIPWAY_EGRESS" });
   expect(jumpRule({ kind: "subnet", cidr: "fd30::/64", family: 6 }, n, 4)).toBeNull();
-  expect(namesFor("ab12")).toEqual({ chain: "SLIPWAY_EGRESS_AB12", setPrefix: "slwab12" });
+  expect(namesFor("ab12")).toEqual({ chain: "SLIPWAY_EGRESS_AB12", newNetworks: "SLIPWAY_NEWNET_AB12", setPrefix: "slwab12" });
+  expect(jumpRule({ kind: "new-networks" }, n, 4)).toEqual({ chain: "DOCKER-USER", spec: "-i br-+ ! -o br-+ -j SLIPWAY_NEWNET" });
+});
+
+test("docker:NAME scopes: bridges not known when compiled (a network created since) go through the policy", () => {
+  const text = renderChain({ ...base, knownBridges: ["br-aaaa", "br-bbbb"] }, n, 4);
+  expect(text.split("\n").slice(0, 3)).toEqual(["*filter", ":SLIPWAY_EGRESS - [0:0]", ":SLIPWAY_NEWNET - [0:0]"]);
+  expect(text.split("\n").filter((l) => l.startsWith("-A SLIPWAY_NEWNET"))).toEqual([
+    "-A SLIPWAY_NEWNET -i br-aaaa -j RETURN",
+    "-A SLIPWAY_NEWNET -i br-bbbb -j RETURN",
+    "-A SLIPWAY_NEWNET -j SLIPWAY_EGRESS",
+  ]);
+  expect(renderChain(base, n, 4)).not.toContain("NEWNET");
 });
 
 test("the hosts block: only between the markers, and removing it restores the file", () => {

@@ -5,6 +5,11 @@
  * policy document each agent pulls. Builder addresses are pushed here by the builder manager
  * (`setBuilderAddresses`); every change wakes the agents' long polls, so a new builder is in
  * their sets well within a second.
+ *
+ * Which runner hosts `serve` enforces on the appliance host itself (egress.local_agent), and with
+ * which scopes, only the administrator decides (`designateLocal`): those scopes, not the ones the
+ * organization registered, are what the in-process agent applies, and its events outside them
+ * are dropped.
  */
 import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
@@ -14,7 +19,7 @@ import { isUniqueViolation } from "../db/index.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { parseScope, scopeText } from "./scopes.ts";
-import { parsePorts, parseTarget, portsText, targetText } from "./targets.ts";
+import { familyOf, parsePorts, parseTarget, portsText, targetText } from "./targets.ts";
 
 export type Mode = "off" | "monitor" | "enforce";
 export type RuleAction = "allow" | "deny";
@@ -48,6 +53,10 @@ export interface RunnerHost {
   applied_ok: boolean | null;
   applied_error: string | null;
   applied_at: string | null;
+  /** The resolvers the agent allows for DNS only (53/udp, 53/tcp), as it last reported them. */
+  dns_resolvers: string[];
+  /** Scopes `serve` enforces this host with on the appliance host (set by the administrator); null: not local. */
+  local_scopes: string[] | null;
 }
 
 export type EventAction = "blocked" | "would-block";
@@ -139,6 +148,8 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
     applied_ok: r.applied_ok === null || r.applied_ok === undefined ? null : r.applied_ok === 1,
     applied_error: (r.applied_error as string | null) ?? null,
     applied_at: (r.applied_at as string | null) ?? null,
+    dns_resolvers: r.applied_dns ? (JSON.parse(r.applied_dns as string) as string[]) : [],
+    local_scopes: r.local_scopes ? (JSON.parse(r.local_scopes as string) as string[]) : null,
   });
 
   function normalizeScopes(scopes: string[]): string[] {
@@ -256,9 +267,42 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       return toHost(r);
     },
 
-    /** Runner hosts named `local`: served by `serve` itself (egress.local_agent). */
+    /** Runner hosts the administrator designated local: enforced by `serve` itself (egress.local_agent). */
     localHostIds(): string[] {
-      return (db.query("SELECT id FROM egress_runner_hosts WHERE name = 'local' ORDER BY created_at").all() as { id: string }[]).map((r) => r.id);
+      return (db.query("SELECT id FROM egress_runner_hosts WHERE local_scopes IS NOT NULL ORDER BY created_at, id").all() as { id: string }[]).map((r) => r.id);
+    },
+
+    /** Every runner host designated local, of every organization (the administrator's view). */
+    listLocalHosts(): RunnerHost[] {
+      return (db.query("SELECT * FROM egress_runner_hosts WHERE local_scopes IS NOT NULL ORDER BY created_at, id").all() as Record<string, unknown>[]).map(toHost);
+    },
+
+    /** Runner hosts named `local` that are not designated: before designation existed, the name alone made them local. */
+    undesignatedNamedLocal(): RunnerHost[] {
+      return (db.query("SELECT * FROM egress_runner_hosts WHERE name = 'local' AND local_scopes IS NULL").all() as Record<string, unknown>[]).map(toHost);
+    },
+
+    /** The administrator designates a runner host local, with the scopes enforced on the appliance host. */
+    designateLocal(id: string, scopes: string[], actor: Actor): RunnerHost {
+      const h = service.getHost(id);
+      const norm = normalizeScopes(scopes);
+      db.transaction(() => {
+        db.query("UPDATE egress_runner_hosts SET local_scopes = ? WHERE id = ?").run(JSON.stringify(norm), id);
+        audit.record({ orgId: h.org_id, actor, action: "egress.host.local", target: id, details: { local_scopes: norm } });
+      })();
+      wake();
+      return service.getHost(id);
+    },
+
+    /** Ends a designation: `serve` no longer enforces the host's policy on the appliance host. */
+    clearLocal(id: string, actor: Actor): void {
+      const h = service.getHost(id);
+      if (h.local_scopes === null) throw new NotFoundError("that runner host is not designated local");
+      db.transaction(() => {
+        db.query("UPDATE egress_runner_hosts SET local_scopes = NULL WHERE id = ?").run(id);
+        audit.record({ orgId: h.org_id, actor, action: "egress.host.unlocal", target: id, details: { local_scopes: h.local_scopes } });
+      })();
+      wake();
     },
 
     listHosts(orgId: string): RunnerHost[] {
@@ -299,7 +343,8 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       wake();
     },
 
-    agentPolicy(hostId: string): AgentPolicy {
+    /** `local`: for `serve`'s own agent, whose scopes are the administrator's (none once undesignated). */
+    agentPolicy(hostId: string, opts: { local?: boolean } = {}): AgentPolicy {
       const h = service.getHost(hostId);
       const p = service.getPolicy(h.org_id);
       const body = {
@@ -308,7 +353,7 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
         mode: p.mode,
         default_action: p.default_action,
         rules: p.rules.map((r) => ({ action: r.action, target: r.target, ports: r.ports })),
-        scopes: h.scopes,
+        scopes: opts.local ? (h.local_scopes ?? []) : h.scopes,
         always_allow: [...new Set([...builders, ...extraAllow])],
         always_allow_hosts: [...new Set(applianceHosts)],
       };
@@ -317,10 +362,10 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
     },
 
     /** Answers at once when the host's policy differs from `etag`, else when it changes or after `waitMs`. */
-    async waitForPolicy(hostId: string, etag: string | null, waitMs: number, signal?: AbortSignal): Promise<AgentPolicy> {
+    async waitForPolicy(hostId: string, etag: string | null, waitMs: number, signal?: AbortSignal, opts: { local?: boolean } = {}): Promise<AgentPolicy> {
       const deadline = Date.now() + waitMs;
       for (;;) {
-        const p = service.agentPolicy(hostId);
+        const p = service.agentPolicy(hostId, opts);
         const left = deadline - Date.now();
         if (p.etag !== etag || left <= 0 || signal?.aborted) return p;
         await new Promise<void>((resolve) => {
@@ -340,14 +385,17 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       db.query("UPDATE egress_runner_hosts SET last_seen_at = ? WHERE id = ?").run(now().toISOString(), hostId);
     },
 
-    reportStatus(hostId: string, status: { etag: string; ok: boolean; error?: string | null }): void {
-      db.query("UPDATE egress_runner_hosts SET applied_revision = ?, applied_ok = ?, applied_error = ?, applied_at = ?, last_seen_at = ? WHERE id = ?").run(
-        status.etag, status.ok ? 1 : 0, status.error ?? null, now().toISOString(), now().toISOString(), hostId,
+    reportStatus(hostId: string, status: { etag: string; ok: boolean; error?: string | null; dns_resolvers?: string[] }): void {
+      const dns = (status.dns_resolvers ?? []).filter((a) => familyOf(a) !== null);
+      db.query("UPDATE egress_runner_hosts SET applied_revision = ?, applied_ok = ?, applied_error = ?, applied_at = ?, last_seen_at = ?, applied_dns = coalesce(?, applied_dns) WHERE id = ?").run(
+        status.etag, status.ok ? 1 : 0, status.error ?? null, now().toISOString(), now().toISOString(), status.dns_resolvers ? JSON.stringify(dns) : null, hostId,
       );
     },
 
-    reportEvents(hostId: string, events: EventReport[]): number {
+    /** `local`: from `serve`'s own agent; only events within the administrator's scopes are kept. */
+    reportEvents(hostId: string, reported: EventReport[], opts: { local?: boolean } = {}): number {
       const h = service.getHost(hostId);
+      const events = opts.local ? reported.filter((e) => (h.local_scopes ?? []).includes(e.scope)) : reported;
       const up = db.query(
         `INSERT INTO egress_events (org_id, host_id, action, scope, source, dst, port, protocol, hostname, count, first_at, last_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

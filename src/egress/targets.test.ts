@@ -16,6 +16,16 @@ describe("targets", () => {
     expect(typeof parseTarget("2001:db8::/129")).toBe("string");
   });
 
+  test("an IPv4-mapped IPv6 address is its IPv4 address (the kernel never sees it as IPv6)", () => {
+    expect(parseTarget("::ffff:10.0.0.1")).toEqual({ kind: "cidr", family: 4, cidr: "10.0.0.1/32" });
+    expect(parseTarget("::FFFF:a00:1")).toEqual({ kind: "cidr", family: 4, cidr: "10.0.0.1/32" });
+    expect(parseTarget("::ffff:10.0.0.77/120")).toEqual({ kind: "cidr", family: 4, cidr: "10.0.0.0/24" });
+    expect(parseTarget("0:0:0:0:0:ffff:192.0.2.9/128")).toEqual({ kind: "cidr", family: 4, cidr: "192.0.2.9/32" });
+    expect(parseTarget("::ffff:0:0/80")).toEqual(expect.stringContaining("/96 or longer"));
+    // Not mapped: the IPv4-compatible and translated forms stay IPv6.
+    expect(parseTarget("64:ff9b::10.0.0.1")).toEqual({ kind: "cidr", family: 6, cidr: "64:ff9b::a00:1/128" });
+  });
+
   test("hostnames and wildcards", () => {
     expect(parseTarget("Registry.Example.com.")).toEqual({ kind: "host", name: "registry.example.com" });
     expect(targetText(parseTarget("*.Example.com") as never)).toBe("*.example.com");

@@ -3,7 +3,8 @@
  * What an egress rule can name, and how a target is parsed and matched.
  *
  * A target is one of:
- * - an IPv4 or IPv6 address (`203.0.113.7`, `2001:db8::7`), kept as a /32 or /128;
+ * - an IPv4 or IPv6 address (`203.0.113.7`, `2001:db8::7`), kept as a /32 or /128; an
+ *   IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, prefix /96 or longer) is its IPv4 address;
  * - a CIDR (`203.0.113.0/24`, `2001:db8::/48`), normalised to its network address;
  * - a hostname (`registry.example.com`), resolved by the agent to all its A and AAAA records;
  * - a wildcard `*.example.com`: every name strictly below example.com, at any depth
@@ -47,6 +48,14 @@ export function parseTarget(raw: string): Target | string {
     const bits = slash >= 0 ? Number(text.slice(slash + 1)) : max;
     if (slash >= 0 && !/^\d{1,3}$/.test(text.slice(slash + 1))) return `'${raw}': the prefix length must be a number`;
     if (!Number.isInteger(bits) || bits < 0 || bits > max) return `'${raw}': the prefix length must be 0..${max}`;
+    // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) never appears on the wire as such: the kernel
+    // sees IPv4, so a rule for it in the IPv6 sets would do nothing. It means its IPv4 address.
+    if (family === 6 && isV4Mapped(addr)) {
+      if (bits < 96) return `'${raw}': an IPv4-mapped prefix must be /96 or longer (write the IPv4 CIDR instead)`;
+      const w = v6Words(addr);
+      const v4 = [w[6]! >> 8, w[6]! & 255, w[7]! >> 8, w[7]! & 255].join(".");
+      return { kind: "cidr", family: 4, cidr: `${networkAddress(v4, 4, bits - 96)}/${bits - 96}` };
+    }
     return { kind: "cidr", family, cidr: `${networkAddress(addr, family, bits)}/${bits}` };
   }
   if (slash >= 0) return `'${raw}' is not a valid CIDR`;
@@ -100,6 +109,12 @@ function v6Words(addr: string): number[] {
   const t = tail !== undefined ? (tail ? tail.split(":") : []) : [];
   const fill = a.includes("::") ? 8 - h.length - t.length : 0;
   return [...h, ...Array(fill).fill("0"), ...t].map((w) => parseInt(w, 16));
+}
+
+/** ::ffff:0:0/96, the IPv4-mapped range. */
+function isV4Mapped(addr: string): boolean {
+  const w = v6Words(addr);
+  return w.slice(0, 5).every((x) => x === 0) && w[5] === 0xffff;
 }
 
 function networkAddress(addr: string, family: Family, bits: number): string {

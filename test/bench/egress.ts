@@ -68,7 +68,7 @@ function policy(entries: number): Compiled {
     allow.push(i % 2 ? `100.${a}.${(i >> 8) & 255}.${i & 255}/32` : `100.${a}.${(i >> 8) & 255}.0/24`);
   }
   allow.push("10.99.0.2/32"); // the server, last
-  return { mode: "enforce", defaultAction: "deny", groups: [{ ports: null, allow: { 4: [...new Set(allow)], 6: [] }, deny: { 4: [], 6: [] } }], always: { 4: [], 6: [] }, jumps: [{ kind: "host" }], nflogGroup: 5317 };
+  return { mode: "enforce", defaultAction: "deny", groups: [{ ports: null, allow: { 4: [...new Set(allow)], 6: [] }, deny: { 4: [], 6: [] } }], always: { 4: [], 6: [] }, dns: { 4: [], 6: [] }, knownBridges: null, jumps: [{ kind: "host" }], nflogGroup: 5317 };
 }
 
 async function rate(): Promise<number> {

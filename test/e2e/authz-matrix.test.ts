@@ -56,6 +56,11 @@ const ROWS: Row[] = [
   { name: "tokens of org B",        method: "GET",    path: (i) => `/api/v1/orgs/${i.B}/tokens`,                   expect: [401, 200, 404, 404, 200, 403, 404, 404, 403, 404, X, X] },
   { name: "revoke project token p2", method: "DELETE", path: (i) => `/api/v1/tokens/${i.tokA2}`,                   expect: [401, 200, 200, 403, 404, 404, 404, 403, 404, 404, X, X] },
   { name: "revoke ownerA's token",  method: "DELETE", path: (i) => `/api/v1/tokens/${i.ownerAToken}`,              expect: [401, 200, 200, 404, 404, 404, 404, 404, 404, 404, X, X] },
+  // Which runner hosts serve enforces on the appliance host itself: the administrator's decision alone.
+  { name: "local runner hosts",     method: "GET",    path: () => "/api/v1/egress/local-hosts",                    expect: [401, 200, 403, 403, 403, 403, 403, 403, 403, 403, X, X] },
+  { name: "designate hostA local",  method: "PUT",    path: (i) => `/api/v1/egress/local-hosts/${i.hostA}`, body: () => ({ scopes: ["docker:ci"] }), expect: [401, 200, 403, 403, 403, 403, 403, 403, 403, 403, X, X] },
+  { name: "designate a missing host local", method: "PUT", path: () => "/api/v1/egress/local-hosts/rnh_missing", body: () => ({ scopes: ["host"] }), expect: [401, 404, 403, 403, 403, 403, 403, 403, 403, 403, X, X] },
+  { name: "end hostA's designation (none: 404)", method: "DELETE", path: (i) => `/api/v1/egress/local-hosts/${i.hostA}`, expect: [401, 404, 403, 403, 403, 403, 403, 403, 403, 403, X, X] },
 ];
 
 let shared: World;

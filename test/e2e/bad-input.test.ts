@@ -35,7 +35,7 @@ function rowCounts(): Record<string, number> {
 
 test("the sweep covers the identity API", () => {
   const names = operations.map((o) => `${o.method} ${o.path}`);
-  for (const expected of ["POST /api/v1/orgs", "POST /api/v1/tokens", "POST /api/v1/projects/{id}/trust", "PATCH /api/v1/projects/{id}", "POST /api/v1/auth/login", "POST /api/v1/oidc/exchange"]) {
+  for (const expected of ["POST /api/v1/orgs", "POST /api/v1/tokens", "POST /api/v1/projects/{id}/trust", "PATCH /api/v1/projects/{id}", "POST /api/v1/auth/login", "POST /api/v1/oidc/exchange", "PUT /api/v1/egress/local-hosts/{id}", "POST /api/v1/egress/agent/status"]) {
     expect(names).toContain(expected);
   }
 });

@@ -108,3 +108,50 @@ test("runner hosts get an agent token, stored only hashed; the agent's long poll
   await expect(source.fetch(null, 0, new AbortController().signal)).rejects.toThrow("401");
   expect(server.logs()).not.toContain(token);
 }, 60_000);
+
+test("only the administrator makes a runner host local, with its own scopes; naming a host 'local' does nothing on the appliance host", async () => {
+  const r = await cli(["egress", "add-host", "--org", "acme", "--name", "local", "--scope", "host", "--scope", "docker:*", "--json"]);
+  expect(r.code).toBe(0);
+  const { id, token } = JSON.parse(r.stdout) as { id: string; token: string };
+  expect((await cli(["egress", "local-hosts"])).stdout).toContain("no runner host is enforced on the appliance host");
+  // An organization's credentials cannot designate it (an owner's: the authorization matrix).
+  const orgs = (await (await api("/api/v1/orgs", admin)).json()) as { id: string; slug: string }[];
+  const acme = orgs.find((o) => o.slug === "acme")!;
+  const tokAcme = (await (await api("/api/v1/tokens", admin, { method: "POST", body: JSON.stringify({ kind: "org", org: acme.id, name: "l" }) })).json()) as { token: string };
+  const refused = await api(`/api/v1/egress/local-hosts/${id}`, tokAcme.token, { method: "PUT", body: JSON.stringify({ scopes: ["host"] }) });
+  expect(refused.status).toBe(403);
+  expect(refused.headers.get("content-type")).toBe("application/problem+json");
+  expect((await cli(["egress", "set-local", id, "--scope", "docker:ci"], tokAcme.token)).code).toBe(1);
+
+  const set = await cli(["egress", "set-local", id, "--scope", "docker:ci"]);
+  expect(set.code).toBe(0);
+  expect(set.stdout).toContain("scopes docker:ci");
+  const listed = JSON.parse((await cli(["egress", "local-hosts", "--json"])).stdout) as { id: string; local_scopes: string[] }[];
+  expect(listed).toEqual([expect.objectContaining({ id, local_scopes: ["docker:ci"] })]);
+  expect((await cli(["egress", "set-local", id, "--scope", "docker:bad name"])).stderr).toContain("not a Docker network name");
+
+  // apply-status: the local scopes, and the resolvers the agent allows for DNS only.
+  const source = httpPolicySource({ server: server.url, token, caPem: server.ca });
+  const p = await source.fetch(null, 0, new AbortController().signal);
+  expect(p.scopes).toEqual(["host", "docker:*"]); // a remote agent with this token: the organization's scopes
+  await source.reportStatus({ etag: p.etag, ok: true, dns_resolvers: ["192.0.2.53"] });
+  const status = await cli(["egress", "apply-status", "--org", "acme"]);
+  expect(status.stdout).toContain("(local: docker:ci)");
+  expect(status.stdout).toContain("192.0.2.53");
+  expect(status.stdout).toContain("allowed for DNS only, 53/udp and 53/tcp");
+
+  expect((await cli(["egress", "unset-local", id])).code).toBe(0);
+  expect((await cli(["egress", "local-hosts"])).stdout).toContain("no runner host is enforced on the appliance host");
+  expect((await cli(["egress", "unset-local", id])).code).toBe(1);
+  expect((await cli(["egress", "remove-host", "--org", "acme", id])).code).toBe(0);
+});
+
+test("a rule for an IPv4-mapped IPv6 address is stored as its IPv4 address", async () => {
+  const r = await cli(["egress", "add", "--org", "acme", "deny", "::ffff:10.0.0.1", "--json"]);
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout)).toMatchObject({ target: "10.0.0.1/32" });
+  const bad = await cli(["egress", "add", "--org", "acme", "deny", "::ffff:0:0/64"]);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain("/96 or longer");
+  expect((await cli(["egress", "remove", "--org", "acme", "::ffff:10.0.0.1"])).code).toBe(0);
+});

@@ -6,7 +6,7 @@
  * for the network; nothing here touches the root namespace.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -70,19 +70,44 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     };
   }
 
+  /** Hands the agent's event reports among `out` lines to the appliance, as its HTTP source
+   * would (lines skipped while waiting for a status must not lose the events among them). */
+  function absorb(out: string[]): void {
+    for (const l of out) {
+      const m = JSON.parse(l) as { events?: Parameters<EgressService["reportEvents"]>[1] };
+      if (m.events) egress.reportEvents(hostId, m.events);
+    }
+  }
+
+  /** Waits for the agent's status line containing `text`; returns it. */
+  async function statusLine(text: string): Promise<string> {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const all = agent!.out.all;
+      const i = all.findIndex((l) => l.includes(text));
+      if (i >= 0) {
+        const taken = all.splice(0, i + 1);
+        absorb(taken);
+        return taken[i]!;
+      }
+      if (Date.now() > deadline) throw new Error(`no status with '${text}' within 15 s (got ${all.slice(-5).join(" | ")})`);
+      await Bun.sleep(50);
+    }
+  }
+
   /** Waits until the agent reports having applied the policy as it is now. */
-  async function applied(): Promise<void> {
+  async function applied(): Promise<string> {
     const etag = egress.agentPolicy(hostId).etag;
-    await agent!.out.next(`"etag":"${etag}","ok":true`, 15_000);
+    return statusLine(`"etag":"${etag}","ok":true`);
   }
 
   async function setPolicy(p: { mode: "off" | "monitor" | "enforce"; default: "allow" | "deny"; rules: [("allow" | "deny"), string][] }) {
-    agent!.out.all.splice(0); // an etag seen before must not count as applied now
+    absorb(agent!.out.all.splice(0)); // an etag seen before must not count as applied now
     for (const r of egress.getPolicy(orgId).rules) egress.removeRule(orgId, r.id, ownerActor);
     for (const [action, target] of p.rules) egress.addRule(orgId, { action, target }, ownerActor);
     egress.setDefault(orgId, p.default, ownerActor);
     egress.setMode(orgId, p.mode, ownerActor);
-    await applied();
+    return applied();
   }
 
   beforeAll(async () => {
@@ -185,7 +210,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     }
     console.log(`builder reachable after ${ms.toFixed(0)} ms`);
     expect(ms).toBeLessThan(1000);
-    agent!.out.all.splice(0);
+    absorb(agent!.out.all.splice(0));
     egress.setBuilderAddresses([]);
     await applied();
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.50/")).toBeNull();
@@ -223,7 +248,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBe("C"); // root: not in any scope
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/", [], 1000)).toBe("C"); // another user neither
     expect(await topo.curl(topo.ns.c1, "http://10.77.0.40/")).toBeNull(); // containers still are
-    agent!.out.all.splice(0);
+    absorb(agent!.out.all.splice(0));
     egress.setHostScopes(hostId, ["host", "docker:*"], ownerActor);
     await applied();
   });
@@ -236,12 +261,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.11/")).toBe("A");
     expect(await topo.curl(topo.ns.c1, "http://10.77.0.11/")).toBe("A");
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.12/")).toBe("A"); // not denied: no event
-    const feed = async () => {
-      for (const l of agent!.out.all.splice(0)) {
-        const m = JSON.parse(l) as { events?: Parameters<EgressService["reportEvents"]>[1] };
-        if (m.events) egress.reportEvents(hostId, m.events);
-      }
-    };
+    const feed = async () => absorb(agent!.out.all.splice(0));
     // The agent flushes once a second; wait for everything expected (not a fixed sleep), then give a
     // straggler one more flush to show up before asserting there is nothing extra.
     const settled = () => {
@@ -268,6 +288,42 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     expect(events.filter((e) => e.dst === "10.77.0.11").map((e) => e.scope).sort()).toEqual(["docker:*", "host"]);
     expect(events.filter((e) => e.dst === "10.77.0.12")).toEqual([]);
   });
+
+  test("the resolvers are allowed for DNS only: a deny rule for a resolver's address holds on other ports, and a line added to resolv.conf opens nothing", async () => {
+    // Something else listening on the resolver's address (port 80).
+    const web = Bun.spawn(["ip", "netns", "exec", topo.ns.dns, process.execPath, join(import.meta.dir, "../support/egress/http-server.ts"), "R"], { stdout: "pipe", stderr: "ignore" });
+    const resolvConf = join("/etc/netns", topo.ns.runner, "resolv.conf");
+    const originalResolv = readFileSync(resolvConf, "utf8");
+    try {
+      await lines(web).next("ready");
+      await setPolicy({ mode: "enforce", default: "allow", rules: [["deny", "10.77.0.53"]] });
+      expect(await topo.curl(topo.ns.runner, "http://10.77.0.53/")).toBeNull();
+      // DNS to it still works (blocked.test is not pinned: the runner's resolver asks 10.77.0.53).
+      const getent = await Bun.$`ip netns exec ${topo.ns.runner} getent ahostsv4 blocked.test`.nothrow().text();
+      expect(getent).toContain("10.77.0.40");
+      // A nameserver line for an address the policy denies: DNS to it only, never HTTP.
+      writeFileSync(resolvConf, `${originalResolv}nameserver 10.77.0.40\n`);
+      await setPolicy({ mode: "enforce", default: "allow", rules: [["deny", "10.77.0.40"]] });
+      expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBeNull();
+      const line = await setPolicy({ mode: "enforce", default: "deny", rules: [["allow", "10.77.0.8/29"]] });
+      expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBeNull();
+      expect(await topo.curl(topo.ns.runner, "http://10.77.0.53/")).toBeNull();
+      expect(await topo.curl(topo.ns.runner, "http://10.77.0.11/")).toBe("A");
+      // The agent says which resolvers it allows (shown by `slipway egress apply-status`).
+      const status = JSON.parse(line) as { status: { dns_resolvers: string[] } };
+      expect(status.status.dns_resolvers).toEqual(["10.77.0.53", "10.77.0.40"]);
+      const chain = (await topo.snapshot()).v4.split("\n").filter((l) => l.includes("_dns_4"));
+      expect(chain).toEqual([
+        expect.stringMatching(/^-A SLIPWAY_EGRESS -p udp -m set --match-set slw_dns_4 dst -m udp --dport 53 -j RETURN$/),
+        expect.stringMatching(/^-A SLIPWAY_EGRESS -p tcp -m set --match-set slw_dns_4 dst -m tcp --dport 53 -j RETURN$/),
+      ]);
+    } finally {
+      writeFileSync(resolvConf, originalResolv);
+      web.kill("SIGKILL");
+      await web.exited;
+    }
+    await setPolicy({ mode: "enforce", default: "allow", rules: [["deny", "10.77.0.40"]] });
+  }, 60_000);
 
   test("uninstall leaves iptables-save, ip6tables-save, ipset list and /etc/hosts exactly as before", async () => {
     await agent!.stop("SIGTERM");

@@ -5,6 +5,7 @@
  * an OIDC-exchanged token and expired and revoked ones.
  *
  *   A (owner ownerA, user userA): projects p1, p2     B (owner ownerB, user userB): project q1
+ *   A has an egress runner host (hostA).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +32,7 @@ import { identityContext } from "../../src/api/identity.ts";
 import { registryRoutes } from "../../src/api/routes/registry.ts";
 import { registryServiceFactory } from "../../src/registry/index.ts";
 import { createSealer } from "../../src/secrets/index.ts";
+import { egressServiceFactory } from "../../src/egress/service.ts";
 
 export const ACTOR_NAMES = ["anon", "admin", "ownerA", "userA", "ownerB", "userB", "tokA1", "tokA2", "orgTokB", "oidcA1", "expired", "revoked"] as const;
 export type ActorName = (typeof ACTOR_NAMES)[number];
@@ -77,7 +79,9 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
   Object.assign(secrets, { tokA1: tA1.token, tokA2: tA2.token, orgTokB: tB.token, oidcA1: tO.token, expired: tExpired.token, revoked: tRevoked.token });
 
   const ownerAToken = tokens.listForUser(users.ownerA!).find((t) => t.name === "t")!;
-  const identity = { auth, audit, sessions, orgs, projects, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE };
+  const egress = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
+  const hostA = egress.addHost(A.id, { name: "ci-a", scopes: ["docker:ci"] }, system).host;
+  const identity = { auth, audit, sessions, orgs, projects, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE, egress };
   const ctx = identityContext(identity, () => "192.0.2.1");
   // The registry's routes, its process absent (no binary): who may read and set what is the point.
   const registry = registryServiceFactory({
@@ -105,7 +109,7 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
 
   return {
     db,
-    ids: { A: A.id, B: B.id, p1: p1.id, p2: p2.id, q1: q1.id, tokA2: tA2.metadata.id, ownerAToken: ownerAToken.id, userA: users.userA!, userB: users.userB! },
+    ids: { A: A.id, B: B.id, p1: p1.id, p2: p2.id, q1: q1.id, tokA2: tA2.metadata.id, ownerAToken: ownerAToken.id, userA: users.userA!, userB: users.userB!, hostA: hostA.id },
     secrets,
     audit,
     sessions,

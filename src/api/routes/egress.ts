@@ -1,8 +1,9 @@
 /**
  * @module api/routes/egress
  * An organization's egress policy, its runner hosts and what their agents report (owners edit,
- * members read), and the agent's own endpoints (an agent token: its host's policy by long
- * poll, apply status, would-be blocks).
+ * members read), the agent's own endpoints (an agent token: its host's policy by long
+ * poll, apply status, would-be blocks), and the administrator's designation of runner hosts
+ * that `serve` enforces on the appliance host itself.
  */
 import { Elysia, t } from "elysia";
 import { authorize } from "../../auth/index.ts";
@@ -26,6 +27,8 @@ const Host = t.Object({
   applied_ok: t.Nullable(t.Boolean()),
   applied_error: t.Nullable(t.String()),
   applied_at: t.Nullable(t.String()),
+  dns_resolvers: t.Array(t.String(), { description: "the resolvers the agent allows, for DNS only (53/udp, 53/tcp)" }),
+  local_scopes: t.Nullable(t.Array(t.String()), { description: "scopes serve enforces this host with on the appliance host (set by the administrator); null: not local" }),
 });
 const EventAction = t.Union([t.Literal("blocked"), t.Literal("would-block")]);
 const Event = t.Object({
@@ -184,6 +187,37 @@ export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
         query: t.Object({ action: t.Optional(EventAction) }), response: { 200: t.Array(Event) }, detail: { tags: ["egress"], summary: "What was (or, in monitor mode, would have been) blocked, with counts", security: bearer } },
     )
     .get(
+      "/egress/local-hosts",
+      async ({ request }) => {
+        authorize(await ctx.actorOf(request), "egress:local");
+        return egress.listLocalHosts();
+      },
+      { response: { 200: t.Array(Host) }, detail: { tags: ["egress"], summary: "Runner hosts serve enforces on the appliance host (egress.local_agent), of every organization (administrator)", security: bearer } },
+    )
+    .put(
+      "/egress/local-hosts/:id",
+      async ({ request, params, body }) => {
+        const actor = await ctx.actorOf(request);
+        authorize(actor, "egress:local");
+        return egress.designateLocal(params.id, body.scopes, actor);
+      },
+      {
+        body: t.Object({ scopes: Scopes }, { additionalProperties: false }),
+        response: { 200: Host },
+        detail: { tags: ["egress"], summary: "Designate a runner host local: serve enforces its organization's policy on the appliance host, over these scopes (administrator)", security: bearer },
+      },
+    )
+    .delete(
+      "/egress/local-hosts/:id",
+      async ({ request, params, set }) => {
+        const actor = await ctx.actorOf(request);
+        authorize(actor, "egress:local");
+        egress.clearLocal(params.id, actor);
+        set.status = 204;
+      },
+      { detail: { tags: ["egress"], summary: "End a local designation (administrator)", security: bearer } },
+    )
+    .get(
       "/egress/agent/policy",
       async ({ request, query }) => {
         const agent = await agentOf(request);
@@ -204,7 +238,18 @@ export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
         egress.reportStatus(agent.hostId, body);
         set.status = 204;
       },
-      { body: t.Object({ etag: t.String({ maxLength: 64 }), ok: t.Boolean(), error: t.Optional(t.Nullable(t.String({ maxLength: 4000 }))) }, { additionalProperties: false }), detail: { tags: ["egress"], summary: "Agent: what it applied", security: bearer } },
+      {
+        body: t.Object(
+          {
+            etag: t.String({ maxLength: 64 }),
+            ok: t.Boolean(),
+            error: t.Optional(t.Nullable(t.String({ maxLength: 4000 }))),
+            dns_resolvers: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 16, description: "the resolvers allowed for DNS only (53/udp, 53/tcp)" })),
+          },
+          { additionalProperties: false },
+        ),
+        detail: { tags: ["egress"], summary: "Agent: what it applied", security: bearer },
+      },
     )
     .post(
       "/egress/agent/events",
