@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { writeFileAtomic } from "../fs/atomic.ts";
-import { parseTarget } from "./targets.ts";
+import { isHostName } from "./learned-names.ts";
 
 export const BEGIN = "# BEGIN slipway egress (managed by slipway; do not edit)";
 export const END = "# END slipway egress";
@@ -30,8 +30,7 @@ function withoutBlock(text: string): string {
 
 /** A pin line can only be `address name`: a name or address that is anything else is never written. */
 function pinLine(name: string, addr: string): string | null {
-  const t = parseTarget(name);
-  if (typeof t === "string" || t.kind !== "host" || t.name !== name || !isIP(addr)) return null;
+  if (!isHostName(name) || !isIP(addr)) return null;
   return `${addr} ${name}`;
 }
 
