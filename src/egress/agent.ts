@@ -223,12 +223,16 @@ export async function startEgressAgent(o: AgentOptions) {
    * else together with every name asked meanwhile, so questions cannot drive applies faster.
    */
   let learnBatch: Promise<void> | null = null;
+  let learnApplying: Promise<void> | null = null;
   let lastLearnApply = 0;
   function applyLearned(): Promise<void> {
     learnBatch ??= Bun.sleep(Math.max(0, lastLearnApply + learnInterval - Date.now())).then(() => {
       learnBatch = null;
       lastLearnApply = Date.now();
-      return reconcile("wildcard name");
+      const applying = (learnApplying = reconcile("wildcard name").finally(() => {
+        if (learnApplying === applying) learnApplying = null;
+      }));
+      return applying;
     });
     return learnBatch;
   }
@@ -253,8 +257,9 @@ export async function startEgressAgent(o: AgentOptions) {
         if (learned.has(name)) {
           // Learned but not resolved yet: wait for the apply under way rather than answer unpinned.
           learned.touch(name);
-          if (!learnBatch) return false;
-          await learnBatch;
+          const underWay = learnBatch ?? learnApplying;
+          if (!underWay) return false;
+          await underWay;
           return true;
         }
         const r = learned.add(name);

@@ -80,9 +80,10 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
     server = await startZoneServer("127.0.0.1", async (q, query, peer) => {
       if (q.type !== TYPE_A) return encodeReply(query, []);
       const burst = /^b(\d+)\.wild\.test$/.exec(q.name);
-      if (burst) return encodeReply(query, [A(q.name, burstAddr(Number(burst[1])))]);
+      // Upstream's TTL is 300; the responder's pinned answers say at most 60, which tells them apart.
+      if (burst) return encodeReply(query, [A(q.name, burstAddr(Number(burst[1])), 300)]);
       if (q.name.includes("\n")) return encodeReply(query, [A(q.name, "10.77.0.40")]);
-      if (q.name.endsWith(".wild.test")) return encodeReply(query, [A(q.name, "10.77.0.11")]);
+      if (q.name.endsWith(".wild.test")) return encodeReply(query, [A(q.name, "10.77.0.11", 300)]);
       if (q.name === "allowed.test") return encodeReply(query, [A(q.name, "10.77.0.21"), A("unrelated.test", "10.77.0.66")]);
       if (q.name === "cname.test") return encodeReply(query, [{ name: q.name, type: "CNAME", ttl: 60, data: "edge.cdn.test" }, A("decoy.test", "10.77.0.67"), A("edge.cdn.test", "10.77.0.31")]);
       if (q.name === "spoofed.test") {
@@ -169,11 +170,17 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
     for (const line of block.split("\n").slice(1, -1)) expect(line).toMatch(/^[0-9a-f.:]+ [a-z0-9.-]+$/);
   });
 
+  test("a new name asked twice at once is answered pinned both times", async () => {
+    const [a, b] = await Promise.all([ask("twice.wild.test"), ask("twice.wild.test")]);
+    for (const r of [a, b]) expect(r?.records.map((x) => [x.data, x.ttl <= 60])).toEqual([["10.77.0.11", true]]);
+  });
+
   test("a burst of new names under a wildcard: at most the cap is learned, the rest are answered from upstream, and applies for them come at most once a second", async () => {
     const before = applies();
     const t0 = performance.now();
     // Three clients, each asking its names one after the other (each waits for its answer).
-    // Meanwhile ok.wild.test is asked for every half second, so it keeps its place.
+    // Meanwhile ok.wild.test is asked for every half second, so it keeps its place (twice.wild.test,
+    // learned just before, is well within the idle time).
     const answers: (Awaited<ReturnType<typeof ask>> | undefined)[] = [];
     let done = false;
     const keeper = (async () => {
@@ -190,10 +197,12 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
     const count = applies() - before;
     console.log(`${BURST} new wildcard names (3 clients asking in turn) answered in ${ms.toFixed(0)} ms with ${count} applies`);
     answers.forEach((a, i) => expect(a?.records.map((r) => r.data)).toEqual([burstAddr(i)]));
+    const pinnedAnswers = answers.flatMap((a, i) => (a!.records[0]!.ttl <= 60 ? [i] : []));
     await agent!.settled();
     const learned = Array.from({ length: BURST }, (_, i) => i).filter((i) => hosts().includes(`${burstAddr(i)} b${i}.wild.test`));
     expect(hosts()).toContain("10.77.0.11 ok.wild.test");
-    expect(learned.length).toBe(MAX_LEARNED - 1); // ok.wild.test holds one place
+    expect(learned.length).toBe(MAX_LEARNED - 2); // ok.wild.test and twice.wild.test hold two places
+    expect(pinnedAnswers).toEqual(learned); // the others were answered from upstream, unpinned
     const s = await sets();
     for (let i = 0; i < BURST; i++) expect(new RegExp(`^${burstAddr(i).replaceAll(".", "\\.")}\\b`, "m").test(s)).toBe(learned.includes(i));
     expect(count).toBeLessThanOrEqual(Math.floor(ms / 1000) + 1);
