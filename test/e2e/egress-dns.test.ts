@@ -156,6 +156,41 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
     expect(await sets()).not.toContain("10.77.0.99");
   });
 
+  test("across a real link between two namespaces, a forged reply from another host or another port of the resolver is ignored", async () => {
+    // A client namespace (the agent's resolver) and a network namespace with the resolver (.53) and
+    // a forger (.66) on it, joined by a veth pair. Both are new: no egress rules in the way.
+    const cli = `${ns}c`;
+    const net = `${ns}n`;
+    await run(["ip", "netns", "add", cli]);
+    await run(["ip", "netns", "add", net]);
+    let server: import("bun").Subprocess | null = null;
+    try {
+      const must = async (argv: string[]) => {
+        const r = await run(argv);
+        if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+      };
+      await must(["ip", "-n", net, "link", "set", "lo", "up"]);
+      await must(["ip", "-n", cli, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", net]);
+      await must(["ip", "-n", cli, "addr", "add", "10.79.0.2/24", "dev", "eth0"]);
+      await must(["ip", "-n", cli, "link", "set", "eth0", "up"]);
+      for (const addr of ["10.79.0.53/24", "10.79.0.66/24"]) await must(["ip", "-n", net, "addr", "add", addr, "dev", "eth0"]);
+      await must(["ip", "-n", net, "link", "set", "eth0", "up"]);
+      const child = join(import.meta.dir, "../support/egress/spoof-child.ts");
+      server = Bun.spawn(["ip", "netns", "exec", net, process.execPath, child, "server", "10.79.0.53", "10.79.0.66"], { stdout: "pipe", stderr: "inherit" });
+      const reader = (server.stdout as ReadableStream<Uint8Array>).getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toContain("ready");
+      reader.releaseLock();
+      const r = await run(["ip", "netns", "exec", cli, process.execPath, child, "resolve", "spoofed.test", "10.79.0.53"]);
+      expect(r.stderr).toBe("");
+      expect(JSON.parse(r.stdout).addrs).toEqual(["10.77.0.41"]);
+    } finally {
+      server?.kill("SIGKILL");
+      await server?.exited;
+      await run(["ip", "netns", "del", net]);
+      await run(["ip", "netns", "del", cli]);
+    }
+  });
+
   test("a name with a newline under a wildcard is answered but never learned; a host name is learned and pinned", async () => {
     const evil = "x\n10.77.0.40 blocked.test\n#.wild.test";
     const forwarded = await ask(evil);

@@ -77,18 +77,19 @@ export interface ZoneServer {
 }
 
 /**
- * Listens on `hostname` (a random port): `handle` answers each question by returning the reply
+ * Listens on `hostname` (a random port unless given): `handle` answers each question by returning the reply
  * to send from the server's own socket (null: no reply), after anything it sent itself (`send`
  * sends from the server's socket too).
  */
 export async function startZoneServer(
   hostname: string,
   handle: (q: Question, query: Uint8Array, peer: Peer, send: (bytes: Uint8Array) => void) => Uint8Array | null | Promise<Uint8Array | null>,
+  port = 0,
 ): Promise<ZoneServer> {
   const questions: Question[] = [];
   const sock = await Bun.udpSocket({
     hostname,
-    port: 0,
+    port,
     socket: {
       // A client gone before the reply (the test's forgeries outlive the exchange) is no error.
       error() {},
