@@ -2,8 +2,9 @@
  * @module egress/hosts-file
  * The managed block of /etc/hosts that pins resolved hostnames for host and uid scopes, so the
  * runners' own lookups return exactly the addresses in the allow/deny sets. Only the lines
- * between the markers are ever written, each `address name` with a valid host name; the rest of the
- * file is kept byte for byte, and removing the block restores the file exactly. Written atomically (temporary file + rename); when the
+ * between the markers are ever written, each `address name` with a valid host name; the rest of
+ * the file is kept byte for byte, and removing the block restores the file exactly (its last
+ * newline, or lack of one, included). Written atomically (temporary file + rename); when the
  * file is a mount point (a container's /etc/hosts, `ip netns exec`'s bind mount) rename is
  * impossible and it is rewritten in place.
  */
