@@ -17,6 +17,7 @@ import { systemNameservers } from "./dns.ts";
 import { pinningResponderFactory, type PinningResponder } from "./dns-responder.ts";
 import type { DockerNetworks } from "./docker.ts";
 import { writeHostsBlock } from "./hosts-file.ts";
+import { learnedNamesFactory } from "./learned-names.ts";
 import type { Compiled } from "./render.ts";
 import { pinnerFactory } from "./resolve.ts";
 import { parseScope } from "./scopes.ts";
@@ -80,6 +81,12 @@ export interface AgentOptions {
   watchdogMs?: number;
   /** Most events reported per flush (the rest are counted into the next one). */
   maxEventsPerFlush?: number;
+  /** Most names learned under wildcard rules at a time (default 1000). */
+  maxLearnedNames?: number;
+  /** A learned name nobody asked for within this long is forgotten (default 1 h). */
+  learnedIdleMs?: number;
+  /** Least time between two applies for newly learned names (default 1 s); names asked meanwhile share the next one. */
+  learnApplyIntervalMs?: number;
 }
 
 export type EgressAgent = Awaited<ReturnType<typeof startEgressAgent>>;
@@ -88,7 +95,8 @@ export async function startEgressAgent(o: AgentOptions) {
   const applier = applierFactory({ exec: o.exec, ...(o.instance !== undefined ? { instance: o.instance } : {}) });
   const dnsServers = () => o.dnsServers ?? systemNameservers();
   const pinner = pinnerFactory({ servers: dnsServers, graceMs: o.graceMs });
-  const learned = new Set<string>();
+  const learned = learnedNamesFactory({ max: o.maxLearnedNames ?? 1000, idleMs: o.learnedIdleMs ?? 3_600_000 });
+  const learnInterval = o.learnApplyIntervalMs ?? 1000;
   const bridges = new Map<string, string | null>();
   let knownBridges: string[] = [];
   let stopDockerWatch: (() => void) | null = null;
@@ -167,13 +175,13 @@ export async function startEgressAgent(o: AgentOptions) {
     applying = applying.then(async () => {
       if (!policy || stopped) return;
       const p = policy;
-      pinner.setNames(hostnamesOf(p, [...learned]));
+      pinner.setNames(hostnamesOf(p, learned.names()));
       await pinner.refreshDue();
       const c = compile(
         p,
         {
           addressesOf: (n) => pinner.addresses(n),
-          learnedNames: [...learned],
+          learnedNames: learned.names(),
           bridgeOf: (n) => bridges.get(n) ?? null,
           knownBridges,
           alwaysAllow: o.serverAddresses ?? [],
@@ -234,6 +242,7 @@ export async function startEgressAgent(o: AgentOptions) {
     if (stopped) return;
     resolveTimer = setTimeout(async () => {
       if (policy) {
+        if (learned.prune(coveredByWildcard)) await reconcile("learned names expired");
         if (await pinner.refreshDue()) await reconcile("dns");
         else if (policy.mode !== "off") writeHostsBlock(o.hostsFile, pinner.pins());
       }
@@ -258,6 +267,30 @@ export async function startEgressAgent(o: AgentOptions) {
   }, o.watchdogMs ?? 2000);
 
   // --- container DNS ---
+  function coveredByWildcard(name: string): boolean {
+    return !!policy?.rules.some((r) => r.target.startsWith("*.") && wildcardMatches(r.target.slice(2), name));
+  }
+
+  /**
+   * Applies the names learned so far: at once when the last such apply is `learnInterval` old,
+   * else together with every name asked meanwhile, so questions cannot drive applies faster.
+   */
+  let learnBatch: Promise<void> | null = null;
+  let learnApplying: Promise<void> | null = null;
+  let lastLearnApply = 0;
+  function applyLearned(): Promise<void> {
+    learnBatch ??= Bun.sleep(Math.max(0, lastLearnApply + learnInterval - Date.now())).then(() => {
+      learnBatch = null;
+      lastLearnApply = Date.now();
+      const applying = (learnApplying = reconcile("wildcard name").finally(() => {
+        if (learnApplying === applying) learnApplying = null;
+      }));
+      return applying;
+    });
+    return learnBatch;
+  }
+  let warnedFullAt = 0;
+
   let responder: PinningResponder | null = null;
   if (o.dnsListen?.length) {
     responder = await pinningResponderFactory({
@@ -266,17 +299,29 @@ export async function startEgressAgent(o: AgentOptions) {
       log,
       pinned: (name) => {
         if (!policy) return null;
+        learned.touch(name);
         const addrs = pinner.current(name);
         if (addrs.length) return { addrs, ttl: Math.max(1, Math.min(pinner.ttl(name), 60)) };
         return null;
       },
       /** A name a wildcard rule covers: learn it, resolve it, put it in the sets, then answer. */
       learn: async (name) => {
-        if (!policy || learned.has(name)) return false;
-        const wild = policy.rules.some((r) => r.target.startsWith("*.") && wildcardMatches(r.target.slice(2), name));
-        if (!wild) return false;
-        learned.add(name);
-        await reconcile("wildcard name");
+        if (!policy || !coveredByWildcard(name)) return false;
+        if (learned.has(name)) {
+          // Learned but not resolved yet: wait for the apply under way rather than answer unpinned.
+          learned.touch(name);
+          const underWay = learnBatch ?? learnApplying;
+          if (!underWay) return false;
+          await underWay;
+          return true;
+        }
+        const r = learned.add(name);
+        if (r === "full" && Date.now() - warnedFullAt > 60_000) {
+          warnedFullAt = Date.now();
+          log.warn("egress: too many names learned under wildcard rules; new ones are answered from upstream, not pinned", { max: o.maxLearnedNames ?? 1000 });
+        }
+        if (r !== "learned") return false;
+        await applyLearned();
         return true;
       },
     });

@@ -4,9 +4,11 @@
  * resolver for A and AAAA records with their TTLs (the system's getaddrinfo hides TTLs and
  * would read the very /etc/hosts block the agent writes), and answer questions with pinned
  * addresses (the pinning responder for container scopes). UDP only; a truncated answer is used
- * as far as it goes.
+ * as far as it goes. A reply counts only from the server asked, to the random id asked under and
+ * for the question asked; of its records, only those along the CNAME chain of the name asked.
  */
 import { isIP } from "node:net";
+import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseTarget } from "./targets.ts";
 
@@ -140,28 +142,68 @@ export function systemNameservers(path = "/etc/resolv.conf"): string[] {
   }
 }
 
-/** One UDP exchange with `server` (port 53 unless given as addr#port). */
+/** A query id from the system's CSPRNG: an off-path spoofer has to guess it. */
+export function randomQueryId(): number {
+  return randomInt(0, 65536);
+}
+
+/** The question of a query or reply (exactly one), lower-cased, with its class; null when malformed. */
+function questionOf(buf: Uint8Array): { name: string; type: number; cls: number } | null {
+  try {
+    if (buf.length < 17 || ((buf[4]! << 8) | buf[5]!) !== 1) return null;
+    const [name, off] = readName(buf, 12);
+    if (off + 4 > buf.length) return null;
+    return { name, type: (buf[off]! << 8) | buf[off + 1]!, cls: (buf[off + 2]! << 8) | buf[off + 3]! };
+  } catch {
+    return null;
+  }
+}
+
+/** Is `reply` the answer to the query sent under `id` asking `asked` (QR set, same question)? */
+function answers(reply: Uint8Array, id: number, asked: { name: string; type: number; cls: number }): boolean {
+  if (reply.length < 12 || ((reply[0]! << 8) | reply[1]!) !== id || (reply[2]! & 0x80) === 0) return false;
+  const q = questionOf(reply);
+  return !!q && q.name === asked.name && q.type === asked.type && q.cls === asked.cls;
+}
+
+/**
+ * One UDP exchange with `server` (port 53 unless given as addr#port): `query` goes out under a
+ * fresh random id from a socket connected to the server (the kernel drops datagrams from any
+ * other address or port), and only a reply to that id with the same question is taken; it comes
+ * back carrying the query's own id.
+ */
 export async function exchange(server: string, query: Uint8Array, timeoutMs = 2000): Promise<Uint8Array> {
   const [host, port] = server.includes("#") ? [server.split("#")[0]!, Number(server.split("#")[1])] : [server, 53];
-  let resolveFn!: (b: Uint8Array) => void;
-  const got = new Promise<Uint8Array>((r) => (resolveFn = r));
-  const id = (query[0]! << 8) | query[1]!;
+  const asked = questionOf(query);
+  if (!asked) throw new Error("not a DNS query with one question");
+  const id = randomQueryId();
+  const sent = new Uint8Array(query);
+  sent[0] = id >> 8;
+  sent[1] = id & 255;
+  const got = Promise.withResolvers<Uint8Array>();
   const sock = await Bun.udpSocket({
-    hostname: isIP(host) === 6 ? "::" : "0.0.0.0",
+    connect: { hostname: host, port },
     socket: {
       data(_s, buf) {
         const b = new Uint8Array(buf);
-        if (b.length >= 12 && ((b[0]! << 8) | b[1]!) === id) resolveFn(b);
+        if (answers(b, id, asked)) got.resolve(b);
       },
+      // ICMP unreachable from the server: keep waiting for the timeout (or another server).
+      error() {},
     },
   });
+  let timer: Timer | undefined;
   try {
-    sock.send(query, port, host);
-    const timer = Bun.sleep(timeoutMs).then(() => null);
-    const r = await Promise.race([got, timer]);
+    sock.send(sent);
+    const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs)));
+    const r = await Promise.race([got.promise, timeout]);
     if (!r) throw new Error(`no DNS answer from ${server} within ${timeoutMs} ms`);
-    return r;
+    const out = new Uint8Array(r);
+    out[0] = query[0]!;
+    out[1] = query[1]!;
+    return out;
   } finally {
+    clearTimeout(timer);
     sock.close();
   }
 }
@@ -172,7 +214,32 @@ export interface Resolved {
   ttl: number;
 }
 
-/** All A and AAAA records of `name` (following CNAMEs in the answer), from the first server that answers. */
+/**
+ * The addresses of type `type` that `records` give for `name`: only the records along its CNAME
+ * chain (at most 16 links; a loop gives nothing), never others the answer happens to carry.
+ */
+export function chainAddresses(name: string, records: AnswerRecord[], type: number): { addrs: string[]; ttl: number } {
+  let current = name.toLowerCase().replace(/\.$/, "");
+  const seen = new Set([current]);
+  let ttl = Infinity;
+  for (let links = 0; ; links++) {
+    const cname = records.find((r) => r.type === TYPE_CNAME && r.name === current);
+    if (!cname) break;
+    if (links === 16 || seen.has(cname.data)) return { addrs: [], ttl: Math.min(ttl, cname.ttl) };
+    ttl = Math.min(ttl, cname.ttl);
+    current = cname.data;
+    seen.add(current);
+  }
+  const addrs: string[] = [];
+  for (const r of records) {
+    if (r.type !== type || r.name !== current || !r.data) continue;
+    addrs.push(r.data);
+    ttl = Math.min(ttl, r.ttl);
+  }
+  return { addrs, ttl };
+}
+
+/** All A and AAAA records of `name` (along its CNAME chain), from the first server that answers. */
 export async function resolveAll(name: string, servers: string[], timeoutMs = 2000): Promise<Resolved> {
   let lastErr: unknown = new Error("no DNS servers configured");
   for (const server of servers) {
@@ -180,13 +247,11 @@ export async function resolveAll(name: string, servers: string[], timeoutMs = 20
       const out: string[] = [];
       let ttl = Infinity;
       for (const type of [TYPE_A, TYPE_AAAA]) {
-        const id = (Math.random() * 65535) | 0;
-        const a = parseAnswer(await exchange(server, encodeQuery(id, name, type), timeoutMs));
+        const a = parseAnswer(await exchange(server, encodeQuery(0, name, type), timeoutMs));
         if (a.rcode !== 0 && a.rcode !== 3) throw new Error(`DNS error ${a.rcode} for ${name} from ${server}`);
-        for (const r of a.records) {
-          if (r.type === type) out.push(r.data);
-          if (r.type === type || r.type === TYPE_CNAME) ttl = Math.min(ttl, r.ttl);
-        }
+        const chain = chainAddresses(name, a.records, type);
+        out.push(...chain.addrs);
+        ttl = Math.min(ttl, chain.ttl);
       }
       return { addrs: [...new Set(out)], ttl: Number.isFinite(ttl) ? ttl : 60 };
     } catch (e) {
