@@ -79,6 +79,8 @@ const TABLE: [Action, keyof typeof RES, Cell[]][] = [
   ["egress:read",          "B",    [401, "ok", 404,  404,  "ok", "ok", 404,  404,  "ok", 404, 404]],
   ["egress:manage",        "B",    [401, "ok", 404,  404,  "ok", 403,  404,  404,  403,  404, 404]],
   ["egress:agent",         "B",    [401, "ok", 404,  404,  403,  403,  404,  404,  403,  404, 404]],
+  ["quota:manage",         "A",    [401, "ok", 403,  403,  404,  404,  404,  404,  404,  404, 403]],
+  ["quota:manage",         "B",    [401, "ok", 404,  404,  403,  403,  404,  404,  403,  404, 404]],
 ];
 
 function outcome(actor: Actor, action: Action, resource: Resource | undefined): Cell {
