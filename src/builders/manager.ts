@@ -175,6 +175,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     if (addresses.delete(builderId)) publishAddresses();
   };
   let nativePlatform: string | null = null;
+  /** The engine's CPU count: a builder never asks for more (the engine refuses such a container). */
+  let engineCpus = Number.POSITIVE_INFINITY;
   let events: Readable | null = null;
   let closed = false;
   /** Idle builders on an old image are recreated only once watch() runs (after serve reconciled volumes). */
@@ -220,7 +222,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
 
   async function engineNativePlatform(): Promise<string> {
     if (nativePlatform) return nativePlatform;
-    const info = (await docker.info()) as { Architecture?: string };
+    const info = (await docker.info()) as { Architecture?: string; NCPU?: number };
+    if (info.NCPU && info.NCPU > 0) engineCpus = info.NCPU;
     const p = platformOfArch(info.Architecture ?? "");
     if (!p) throw new PreconditionError(`the Docker engine reports an architecture Slipway does not know: ${info.Architecture}`);
     nativePlatform = p;
@@ -320,7 +323,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         // Mounts, not Binds: a certs.d directory is named host:port, and Binds split on colons.
         ...(reg ? { ExtraHosts: reg.extraHosts, Mounts: reg.mounts } : {}),
         NetworkMode: networkId,
-        NanoCpus: p.builder_cpus * 1e9,
+        NanoCpus: Math.min(p.builder_cpus, engineCpus) * 1e9,
         Memory: p.builder_memory_mb * 1024 * 1024,
         MemorySwap: p.builder_memory_mb * 1024 * 1024,
         PidsLimit: deps.pidsLimit ?? 16_384,
