@@ -126,6 +126,11 @@ describe("builder admission", () => {
     const e = await manager.request({ projectId: b1, platform: AMD64 }, "bld_b1").catch((x: Error) => x);
     expect(e).toBeInstanceOf(ResourceExhaustedError);
     expect((e as Error).message).toBe("no builder after waiting 5 s: this host runs 1 builder(s), its limit builders.max_running is 1; try again later");
+    // The depot CLI asks a second time: that build is refused at once, not queued again.
+    clock += 1000;
+    expect(await manager.request({ projectId: b1, platform: AMD64 }, "bld_b1").catch((x: Error) => x)).toBe(e);
+    // Another build queues afresh.
+    expect(await ask(manager, b1, "bld_b1_again")).toBe("starting");
   });
 
   test("a waiting request stops the least recently used idle builder instead of waiting for its idle timeout", async () => {

@@ -449,6 +449,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     polled: number;
   }
   const waiters = new Map<string, Waiter>();
+  /** Builds (holders) refused after waiting: the depot CLI asks twice, the second ask is refused at once. */
+  const refusedHolders = new Map<string, SlipwayError>();
   const maxRunning = deps.maxRunning ?? Number.POSITIVE_INFINITY;
   const queueTimeoutMs = deps.queueTimeoutMs ?? 300_000;
   /** A waiter whose client stopped asking (GetBuildKitConnection every second) gives its turn up. */
@@ -496,7 +498,9 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
   }
 
   /** Whether the builder `ref` (not running) may start now; otherwise it waits in line. */
-  function admit(ref: BuilderRef, orgId: string): boolean {
+  function admit(ref: BuilderRef, orgId: string, holder: string): boolean {
+    const refused = refusedHolders.get(holder);
+    if (refused) throw refused;
     const k = key(ref);
     const t = now().getTime();
     for (const [wk, w] of waiters) if (t - w.polled > STALE_WAITER_MS || (holders.get(wk)?.size ?? 0) === 0) waiters.delete(wk);
@@ -535,12 +539,22 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     if (waited >= queueTimeoutMs) {
       waiters.delete(k);
       const s = Math.round(waited / 1000);
-      if (orgFull) {
-        throw new QuotaExceededError(`no builder after waiting ${s} s: the organization runs ${used.get(orgId) ?? 0} builder(s), its quota max_running_builders is ${limit}; try again when one of its builds has ended, or ask the administrator to raise the quota`, "max_running_builders", limit, used.get(orgId) ?? 0);
-      }
-      throw new ResourceExhaustedError(`no builder after waiting ${s} s: this host runs ${occ.size} builder(s), its limit builders.max_running is ${maxRunning}; try again later`);
+      const refusal = orgFull
+        ? new QuotaExceededError(`no builder after waiting ${s} s: the organization runs ${used.get(orgId) ?? 0} builder(s), its quota max_running_builders is ${limit}; try again when one of its builds has ended, or ask the administrator to raise the quota`, "max_running_builders", limit, used.get(orgId) ?? 0)
+        : new ResourceExhaustedError(`no builder after waiting ${s} s: this host runs ${occ.size} builder(s), its limit builders.max_running is ${maxRunning}; try again later`);
+      refusedHolders.set(holder, refusal);
+      log.info("a build waited too long for a builder slot", { project: ref.projectId, platform: ref.platform, build: holder, waited_ms: waited });
+      throw refusal;
     }
     return false;
+  }
+
+  function releaseHolds(holder: string) {
+    for (const [k, s] of holders) {
+      if (!s.delete(holder) || s.size > 0) continue;
+      const [projectId, platform] = k.split("|") as [string, string];
+      scheduleIdle({ projectId, platform });
+    }
   }
 
   function hold(k: string, holder: string) {
@@ -689,9 +703,9 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         const orgId = orgOfProject(r.projectId);
         if (!orgId) throw new NotFoundError(`project ${r.projectId} not found`);
         try {
-          if (!admit(r, orgId)) return { state: "starting" }; // waiting in line: the client polls
+          if (!admit(r, orgId, holder)) return { state: "starting" }; // waiting in line: the client polls
         } catch (e) {
-          this.release(holder);
+          releaseHolds(holder); // its refusal stays remembered until the build ends (release)
           throw e;
         }
       }
@@ -706,7 +720,15 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       hold(key(r), holder);
       try {
         const b = currentRow(r);
-        if (!b) return await startOnce(r, emulated); // a start leaves it ready, just used
+        if (!b) {
+          const orgId = orgOfProject(r.projectId);
+          if (!orgId) throw new NotFoundError(`project ${r.projectId} not found`);
+          // In line like request()'s callers, polling as they do.
+          while (!starting.has(key(r)) && currentRow(r) === null && !admit(r, orgId, holder)) await new Promise((done) => setTimeout(done, 1000));
+          const meanwhile = currentRow(r);
+          if (meanwhile) return (markUsed(meanwhile), toReady(meanwhile));
+          return await startOnce(r, emulated); // a start leaves it ready, just used
+        }
         markUsed(b);
         return toReady(b);
       } catch (e) {
@@ -735,11 +757,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
 
     /** The holder is done with every builder it held; builders left with none go idle. */
     release(holder: string): void {
-      for (const [k, s] of holders) {
-        if (!s.delete(holder) || s.size > 0) continue;
-        const [projectId, platform] = k.split("|") as [string, string];
-        scheduleIdle({ projectId, platform });
-      }
+      refusedHolders.delete(holder);
+      releaseHolds(holder);
     },
 
     /**

@@ -106,6 +106,7 @@ export function projectsServiceFactory({ db, audit, release, quotas, now = () =>
 
     create(orgId: string, input: { name: string } & Partial<ProjectSettings>, actor: Actor): Project {
       const chosen = pickSettings(input);
+      quotas?.checkProjectCount(orgId); // first: no setting makes a project beyond the count possible
       quotas?.checkSettings(orgId, chosen);
       // Defaults fit the organization's quotas: a project created without settings always can be.
       const defaults = quotas ? cappedSettings(DEFAULT_SETTINGS, quotas.limits(orgId)) : DEFAULT_SETTINGS;
