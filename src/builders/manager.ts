@@ -5,6 +5,9 @@
  * (absent → starting → ready ⇄ idle → stopping → absent) is kept in SQLite so a restarted serve
  * adopts what still runs; Docker labels say which containers are Slipway's.
  *
+ * Builders start only within their organization's max_running_builders quota and the host's
+ * cap (see admit()): otherwise the request waits in a fair line, bounded in time.
+ *
  * Isolation per builder: its own bridge network with inter-container traffic off, no published
  * ports (the build endpoint reaches it through a socket directory bind-mounted from the host), the
  * project's CPU/memory limits and a pids limit, nothing mounted but that directory and its cache

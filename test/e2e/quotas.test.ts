@@ -170,6 +170,13 @@ integrationSuite("quotas: refused through the API and the depot CLI, builders qu
     console.log(`other organization's build waited for the slot and finished ${((q.at - held.at) / 1000).toFixed(1)} s after the holder (${((q.at - waitedFrom) / 1000).toFixed(1)} s in all)`);
     expect(s.logs()).toContain("a build waits for a builder slot");
     expect(s.logs()).toContain("stopping an idle builder to make room for a waiting build");
+    // Where the time went: stopping the idle builder, then starting the waiting one's.
+    const lines = s.logs().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { time: string; msg: string; reason?: string; project?: string });
+    const at = (f: (l: (typeof lines)[number]) => boolean) => Date.parse(lines.filter(f).at(-1)?.time ?? "");
+    const reclaim = at((l) => l.msg === "stopping an idle builder to make room for a waiting build");
+    const stoppedAt = at((l) => l.msg === "builder stopped" && l.reason === "room for a waiting build");
+    const readyAt = at((l) => l.msg === "builder ready" && l.project === ids.q1);
+    console.log(`reclaiming the idle builder took ${((stoppedAt - reclaim) / 1000).toFixed(1)} s, the waiting build's builder was ready ${((readyAt - stoppedAt) / 1000).toFixed(1)} s later`);
   }, 600_000);
 
   test("the depot CLI: a build that waits past builders.queue_timeout_seconds is refused with resource_exhausted", async () => {
