@@ -47,6 +47,27 @@ export class PayloadTooLargeError extends SlipwayError {
   override name = "PayloadTooLargeError";
 }
 
+/**
+ * A per-organization quota (set by the administrator) would be exceeded. Names the quota, its
+ * limit and the current value, so the caller knows what to change or whom to ask.
+ */
+export class QuotaExceededError extends SlipwayError {
+  override name = "QuotaExceededError";
+  constructor(
+    message: string,
+    readonly quota: string,
+    readonly limit: number,
+    readonly current: number,
+  ) {
+    super(message, { quota, limit, current });
+  }
+}
+
+/** The host has no room now (every builder slot taken) and waiting longer did not help. */
+export class ResourceExhaustedError extends SlipwayError {
+  override name = "ResourceExhaustedError";
+}
+
 /** A precondition about the host or the stored state does not hold (e.g. database too new). */
 export class PreconditionError extends SlipwayError {
   override name = "PreconditionError";

@@ -13,6 +13,7 @@ import type { TrustService } from "../auth/trust-service.ts";
 import { ForbiddenError, UnauthenticatedError } from "../errors.ts";
 import type { OrgsService } from "../orgs/service.ts";
 import type { ProjectsService } from "../projects/service.ts";
+import type { QuotasService } from "../orgs/quotas.ts";
 import type { EgressService } from "../egress/service.ts";
 
 export interface IdentityServices {
@@ -21,6 +22,8 @@ export interface IdentityServices {
   audit: AuditService;
   orgs: OrgsService;
   projects: ProjectsService;
+  /** Per-organization quotas; without it the quota routes are not served. */
+  quotas?: QuotasService;
   tokens: TokensService;
   trust: TrustService;
   deviceLogins: DeviceLoginService;

@@ -14,6 +14,8 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   PreconditionError,
+  QuotaExceededError,
+  ResourceExhaustedError,
   SlipwayError,
   UnauthenticatedError,
   UnavailableError,
@@ -27,6 +29,10 @@ export interface Problem {
   instance?: string;
   request_id?: string;
   errors?: { pointer: string; detail: string }[];
+  /** A quota refusal: which quota, its limit, and the value now (RFC 9457 extension members). */
+  quota?: string;
+  limit?: number;
+  current?: number;
 }
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
@@ -37,11 +43,13 @@ const TYPED: [new (...a: never[]) => SlipwayError, number, string, string][] = [
   [InvalidInputError, 400, "invalid-input", "Invalid input"],
   [UnauthenticatedError, 401, "unauthenticated", "Authentication required"],
   [ForbiddenError, 403, "forbidden", "Forbidden"],
+  [QuotaExceededError, 403, "quota-exceeded", "Quota exceeded"],
   [NotFoundError, 404, "not-found", "Not found"],
   [ConflictError, 409, "conflict", "Conflict"],
   [DeviceLoginGoneError, 410, "gone", "Gone"],
   [PayloadTooLargeError, 413, "payload-too-large", "Request body too large"],
   [RateLimitedError, 429, "rate-limited", "Too many requests"],
+  [ResourceExhaustedError, 429, "resource-exhausted", "No capacity left"],
   [PreconditionError, 503, "unavailable", "Service unavailable"],
   [UnavailableError, 503, "unavailable", "Service unavailable"],
 ];
@@ -54,6 +62,7 @@ export function toProblem(error: unknown, elysiaCode?: string | number): { probl
     if (error instanceof cls) {
       const p: Problem = { type: problemType(slug), title, status, detail: error.message };
       if (error instanceof InvalidInputError && error.errors.length) p.errors = error.errors;
+      if (error instanceof QuotaExceededError) Object.assign(p, { quota: error.quota, limit: error.limit, current: error.current });
       return { problem: p, unexpected: false };
     }
   }

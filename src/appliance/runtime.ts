@@ -21,6 +21,7 @@ import { retentionServiceFactory } from "../retention/index.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory } from "../auth/oidc/index.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
+import { quotasServiceFactory } from "../orgs/quotas.ts";
 import { parseListenAddress, type LoadedConfig } from "../config/index.ts";
 import { checkpointAndClose, migrationStatus, startCheckpointer, type Checkpointer } from "../db/index.ts";
 import { HealthRegistry } from "../health/registry.ts";
@@ -259,6 +260,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       applianceHosts: [new URL(publicUrl).hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname],
       extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean),
     });
+    const quotas = quotasServiceFactory({ db: state.db, audit, defaults: config.quotas });
     const builders = builderManagerFactory({
       db: state.db,
       docker,
@@ -274,6 +276,9 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       allowEmulation: config.builders.allow_emulation,
       ...(registry ? { registry: { host: registryHosts.host, caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
       readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
+      quotas,
+      maxRunning: config.builders.max_running,
+      queueTimeoutMs: config.builders.queue_timeout_seconds * 1000,
       onBuilderLost: ({ holders, reason }) => builds?.builderLost(holders, reason),
       // Runners may always reach builders: agents get the set within a second.
       onAddresses: (addrs) => egress.setBuilderAddresses(addrs),
@@ -370,7 +375,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       audit,
       sessions: sessionsServiceFactory({ db, audit }),
       orgs: orgsServiceFactory({ db, audit }),
-      projects: projectsServiceFactory({ db, audit, release: (projectId) => builders.releaseProject(projectId) }),
+      projects: projectsServiceFactory({ db, audit, quotas, release: (projectId) => builders.releaseProject(projectId) }),
+      quotas,
       tokens,
       trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
       deviceLogins: deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: config.auth.device_token_days * 86400_000 }),

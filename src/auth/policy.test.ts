@@ -81,6 +81,8 @@ const TABLE: [Action, keyof typeof RES, Cell[]][] = [
   ["egress:agent",         "B",    [401, "ok", 404,  404,  403,  403,  404,  404,  403,  404, 404]],
   // Which runner hosts the appliance host enforces, and how: the administrator alone (an appliance-wide decision, no resource).
   ["egress:local",         "-",    [401, "ok", 403,  403,  403,  403,  403,  403,  403,  403, 403]],
+  ["quota:manage",         "A",    [401, "ok", 403,  403,  404,  404,  404,  404,  404,  404, 403]],
+  ["quota:manage",         "B",    [401, "ok", 404,  404,  403,  403,  404,  404,  403,  404, 404]],
 ];
 
 function outcome(actor: Actor, action: Action, resource: Resource | undefined): Cell {

@@ -38,6 +38,7 @@ export type Action =
   | "egress:manage" // change the policy, register runner hosts (mints agent tokens)
   | "egress:agent" // a runner host's agent: fetch its policy, report status and events
   | "egress:local" // designate runner hosts enforced on the appliance host itself, and their scopes (administrator only)
+  | "quota:manage" // set an organization's quotas: the administrator alone (not in any role's set)
   | "registry:pull" // pull a project's images from the appliance's registry
   | "registry:push"; // push to a project's repository in the appliance's registry
 

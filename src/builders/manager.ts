@@ -5,6 +5,9 @@
  * (absent → starting → ready ⇄ idle → stopping → absent) is kept in SQLite so a restarted serve
  * adopts what still runs; Docker labels say which containers are Slipway's.
  *
+ * Builders start only within their organization's max_running_builders quota and the host's
+ * cap (see admit()): otherwise the request waits in a fair line, bounded in time.
+ *
  * Isolation per builder: its own bridge network with inter-container traffic off, no published
  * ports (the build endpoint reaches it through a socket directory bind-mounted from the host), the
  * project's CPU/memory limits and a pids limit, nothing mounted but that directory and its cache
@@ -16,9 +19,10 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { InvalidInputError, NotFoundError, PreconditionError, SlipwayError } from "../errors.ts";
+import { InvalidInputError, NotFoundError, PreconditionError, QuotaExceededError, ResourceExhaustedError, SlipwayError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../log/logger.ts";
+import { cappedSettings, type QuotasService } from "../orgs/quotas.ts";
 import type { BuilderRuntime } from "../router/index.ts";
 import type { VolumeManager, VolumeUsage } from "../volumes/index.ts";
 import { builderSettingsKey, imageCurrencyFactory, type OutdatedBuilder } from "./currency.ts";
@@ -112,6 +116,12 @@ export interface BuilderManagerDeps {
   /** The appliance's registry as builders reach it: `host:port` (its host mapped to the builder
    * network's gateway unless it is an IP address) and the CA its certificate chains to. */
   registry?: { host: string; caPem: string };
+  /** The organizations' quotas: builders running at once, and the size any one builder gets. */
+  quotas?: Pick<QuotasService, "limits">;
+  /** Builders running at once on this host, whatever their organization (each holds a network). */
+  maxRunning?: number;
+  /** How long a builder request may wait for a slot before it is refused. */
+  queueTimeoutMs?: number;
   /** Called with every running builder's address whenever that set changes (egress allows them). */
   onAddresses?: (addrs: string[]) => void;
   /** Called when a builder's container dies or vanishes while builds hold it. */
@@ -168,6 +178,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     if (addresses.delete(builderId)) publishAddresses();
   };
   let nativePlatform: string | null = null;
+  /** The engine's CPU count: a builder never asks for more (the engine refuses such a container). */
+  let engineCpus = Number.POSITIVE_INFINITY;
   let events: Readable | null = null;
   let closed = false;
   /** Idle builders on an old image are recreated only once watch() runs (after serve reconciled volumes). */
@@ -213,7 +225,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
 
   async function engineNativePlatform(): Promise<string> {
     if (nativePlatform) return nativePlatform;
-    const info = (await docker.info()) as { Architecture?: string };
+    const info = (await docker.info()) as { Architecture?: string; NCPU?: number };
+    if (info.NCPU && info.NCPU > 0) engineCpus = info.NCPU;
     const p = platformOfArch(info.Architecture ?? "");
     if (!p) throw new PreconditionError(`the Docker engine reports an architecture Slipway does not know: ${info.Architecture}`);
     nativePlatform = p;
@@ -313,7 +326,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         // Mounts, not Binds: a certs.d directory is named host:port, and Binds split on colons.
         ...(reg ? { ExtraHosts: reg.extraHosts, Mounts: reg.mounts } : {}),
         NetworkMode: networkId,
-        NanoCpus: p.builder_cpus * 1e9,
+        NanoCpus: Math.min(p.builder_cpus, engineCpus) * 1e9,
         Memory: p.builder_memory_mb * 1024 * 1024,
         MemorySwap: p.builder_memory_mb * 1024 * 1024,
         PidsLimit: deps.pidsLimit ?? 16_384,
@@ -351,8 +364,10 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
   }
 
   async function start(ref: BuilderRef, emulated: boolean): Promise<ReadyBuilder> {
-    const p = project(ref.projectId);
-    if (!p) throw new NotFoundError(`project ${ref.projectId} not found`);
+    const stored = project(ref.projectId);
+    if (!stored) throw new NotFoundError(`project ${ref.projectId} not found`);
+    // Settings above a quota lowered since they were set stay stored; the builder gets the quota.
+    const p = deps.quotas ? cappedSettings(stored, deps.quotas.limits(stored.org_id)) : stored;
     let image: { Id: string };
     try {
       image = (await docker.getImage(deps.image).inspect()) as { Id: string };
@@ -375,7 +390,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host } : {}) });
+      const run = spec.container({ cacheSizeBytes: Math.min(volume.sizeBytes ?? Infinity, p.cache_size_gb * 1024 ** 3), keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host } : {}) });
       for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
       let networkId = await ensureNetwork(p);
       let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
@@ -418,6 +433,130 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       setState(b.id, "absent", { container_id: null, last_error: (e as Error).message.slice(0, 1000) });
       log.warn("builder failed to start", { builder: b.id, project: ref.projectId, platform: ref.platform, error: (e as Error).message });
       throw e instanceof SlipwayError ? e : new BuilderUnavailableError(`builder failed to start: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Admission. Every builder that is not absent holds a slot (idle ones too: they keep their
+   * network), and so does a start in flight. A builder may start when its organization runs fewer
+   * than its max_running_builders and the host fewer than maxRunning. Otherwise its request waits
+   * here, polled by the client (GetBuildKitConnection answers pending): free slots go first to the
+   * organization running the fewest builders, first come first served within one, so a busy
+   * tenant cannot starve the others. A waiting request stops an idle builder (least recently
+   * used: its own organization's when that is at its quota, anyone's when the host is full)
+   * instead of waiting for its idle timeout; one that waited past queueTimeoutMs is refused.
+   */
+  interface Waiter {
+    orgId: string;
+    since: number;
+    polled: number;
+  }
+  const waiters = new Map<string, Waiter>();
+  /** Builds (holders) refused after waiting: the depot CLI asks twice, the second ask is refused at once. */
+  const refusedHolders = new Map<string, SlipwayError>();
+  const maxRunning = deps.maxRunning ?? Number.POSITIVE_INFINITY;
+  const queueTimeoutMs = deps.queueTimeoutMs ?? 300_000;
+  /** A waiter whose client stopped asking (GetBuildKitConnection every second) gives its turn up. */
+  const STALE_WAITER_MS = 15_000;
+  let reclaiming = false;
+  const orgLimit = (orgId: string) => deps.quotas?.limits(orgId).max_running_builders ?? Number.POSITIVE_INFINITY;
+  const orgOfProject = (projectId: string) => (db.query("SELECT org_id FROM projects WHERE id = ?").get(projectId) as { org_id: string } | null)?.org_id ?? null;
+
+  /** Builder key → organization, for every builder holding a slot. */
+  function occupancy(): Map<string, string> {
+    const occ = new Map<string, string>();
+    const rows = db.query("SELECT b.project_id, b.platform, p.org_id FROM builders b JOIN projects p ON p.id = b.project_id WHERE b.state != 'absent'").all() as { project_id: string; platform: string; org_id: string }[];
+    for (const r of rows) occ.set(key({ projectId: r.project_id, platform: r.platform }), r.org_id);
+    for (const k of starting.keys()) {
+      const org = occ.has(k) ? null : orgOfProject(k.split("|")[0]!);
+      if (org) occ.set(k, org);
+    }
+    return occ;
+  }
+  const countBy = (occ: Map<string, string>) => {
+    const used = new Map<string, number>();
+    for (const o of occ.values()) used.set(o, (used.get(o) ?? 0) + 1);
+    return used;
+  };
+
+  /** The least recently used idle builder (of one organization, or any) nobody holds. */
+  function idleBuilder(orgId: string | null): BuilderRow | null {
+    const rows = db.query("SELECT b.* FROM builders b JOIN projects p ON p.id = b.project_id WHERE b.state = 'idle' AND (?1 IS NULL OR p.org_id = ?1) ORDER BY b.last_used_at").all(orgId) as BuilderRow[];
+    return rows.find((b) => {
+      const k = key({ projectId: b.project_id, platform: b.platform });
+      return !starting.has(k) && (holders.get(k)?.size ?? 0) === 0;
+    }) ?? null;
+  }
+
+  function reclaimIdle(orgId: string | null) {
+    if (reclaiming) return;
+    const b = idleBuilder(orgId);
+    if (!b) return;
+    reclaiming = true;
+    const ref = { projectId: b.project_id, platform: b.platform };
+    log.info("stopping an idle builder to make room for a waiting build", { builder: b.id, project: b.project_id, platform: b.platform });
+    void stopBuilder(ref, "room for a waiting build")
+      .catch((e) => log.warn("stopping an idle builder failed", { builder: b.id, error: (e as Error).message }))
+      .finally(() => (reclaiming = false));
+  }
+
+  /** Whether the builder `ref` (not running) may start now; otherwise it waits in line. */
+  function admit(ref: BuilderRef, orgId: string, holder: string): boolean {
+    const refused = refusedHolders.get(holder);
+    if (refused) throw refused;
+    const k = key(ref);
+    const t = now().getTime();
+    for (const [wk, w] of waiters) if (t - w.polled > STALE_WAITER_MS || (holders.get(wk)?.size ?? 0) === 0) waiters.delete(wk);
+    const limit = orgLimit(orgId);
+    if (limit === 0) throw new QuotaExceededError("the organization's quota max_running_builders is 0: it may run no builder; ask the administrator to raise it", "max_running_builders", 0, 0);
+    const occ = occupancy();
+    const used = countBy(occ);
+    let w = waiters.get(k);
+    if (!w) {
+      waiters.set(k, (w = { orgId, since: t, polled: t }));
+    }
+    w.polled = t;
+    // Hand out the free slots in fair order, as if every waiter asked now.
+    const taken = new Map(used);
+    const line = new Map(waiters);
+    for (let room = maxRunning - occ.size; room > 0 && line.size > 0; room--) {
+      let next: [string, Waiter] | null = null;
+      for (const e of line) {
+        const n = taken.get(e[1].orgId) ?? 0;
+        if (n >= orgLimit(e[1].orgId)) continue;
+        if (!next || n < (taken.get(next[1].orgId) ?? 0) || (n === (taken.get(next[1].orgId) ?? 0) && e[1].since < next[1].since)) next = e;
+      }
+      if (!next) break;
+      if (next[0] === k) {
+        waiters.delete(k);
+        return true;
+      }
+      line.delete(next[0]);
+      taken.set(next[1].orgId, (taken.get(next[1].orgId) ?? 0) + 1);
+    }
+    const orgFull = (used.get(orgId) ?? 0) >= limit;
+    if (orgFull) reclaimIdle(orgId);
+    else if (occ.size >= maxRunning) reclaimIdle(null);
+    const waited = t - w.since;
+    if (waited === 0) log.info("a build waits for a builder slot", { project: ref.projectId, platform: ref.platform, org: orgId, org_running: used.get(orgId) ?? 0, org_limit: limit, host_running: occ.size, host_limit: maxRunning });
+    if (waited >= queueTimeoutMs) {
+      waiters.delete(k);
+      const s = Math.round(waited / 1000);
+      const refusal = orgFull
+        ? new QuotaExceededError(`no builder after waiting ${s} s: the organization runs ${used.get(orgId) ?? 0} builder(s), its quota max_running_builders is ${limit}; try again when one of its builds has ended, or ask the administrator to raise the quota`, "max_running_builders", limit, used.get(orgId) ?? 0)
+        : new ResourceExhaustedError(`no builder after waiting ${s} s: this host runs ${occ.size} builder(s), its limit builders.max_running is ${maxRunning}; try again later`);
+      refusedHolders.set(holder, refusal);
+      log.info("a build waited too long for a builder slot", { project: ref.projectId, platform: ref.platform, build: holder, waited_ms: waited });
+      throw refusal;
+    }
+    return false;
+  }
+
+  function releaseHolds(holder: string) {
+    for (const [k, s] of holders) {
+      if (!s.delete(holder) || s.size > 0) continue;
+      const [projectId, platform] = k.split("|") as [string, string];
+      scheduleIdle({ projectId, platform });
     }
   }
 
@@ -563,6 +702,16 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         failures.delete(k); // the next request tries again
         return { state: "failed", error };
       }
+      if (!starting.has(k)) {
+        const orgId = orgOfProject(r.projectId);
+        if (!orgId) throw new NotFoundError(`project ${r.projectId} not found`);
+        try {
+          if (!admit(r, orgId, holder)) return { state: "starting" }; // waiting in line: the client polls
+        } catch (e) {
+          releaseHolds(holder); // its refusal stays remembered until the build ends (release)
+          throw e;
+        }
+      }
       startOnce(r, emulated).catch(() => {});
       return { state: "starting" };
     },
@@ -574,7 +723,15 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       hold(key(r), holder);
       try {
         const b = currentRow(r);
-        if (!b) return await startOnce(r, emulated); // a start leaves it ready, just used
+        if (!b) {
+          const orgId = orgOfProject(r.projectId);
+          if (!orgId) throw new NotFoundError(`project ${r.projectId} not found`);
+          // In line like request()'s callers, polling as they do.
+          while (!starting.has(key(r)) && currentRow(r) === null && !admit(r, orgId, holder)) await new Promise((done) => setTimeout(done, 1000));
+          const meanwhile = currentRow(r);
+          if (meanwhile) return (markUsed(meanwhile), toReady(meanwhile));
+          return await startOnce(r, emulated); // a start leaves it ready, just used
+        }
         markUsed(b);
         return toReady(b);
       } catch (e) {
@@ -583,13 +740,28 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       }
     },
 
+    /**
+     * CreateBuild's early answer: a build whose organization already runs as many builders as
+     * its quota allows, none of them idle nor its project's, is refused before it is made.
+     */
+    admissible(orgId: string, projectId: string): void {
+      const limit = orgLimit(orgId);
+      const occ = occupancy();
+      if (limit > 0 && [...occ.keys()].some((k) => k.startsWith(`${projectId}|`))) return;
+      const used = countBy(occ).get(orgId) ?? 0;
+      if (used < limit || (limit > 0 && idleBuilder(orgId))) return;
+      throw new QuotaExceededError(
+        `the organization runs ${used} builder(s) for builds in progress and its quota max_running_builders is ${limit}: try again when one of its builds has ended, or ask the administrator to raise the quota`,
+        "max_running_builders",
+        limit,
+        used,
+      );
+    },
+
     /** The holder is done with every builder it held; builders left with none go idle. */
     release(holder: string): void {
-      for (const [k, s] of holders) {
-        if (!s.delete(holder) || s.size > 0) continue;
-        const [projectId, platform] = k.split("|") as [string, string];
-        scheduleIdle({ projectId, platform });
-      }
+      refusedHolders.delete(holder);
+      releaseHolds(holder);
     },
 
     /**

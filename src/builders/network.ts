@@ -4,7 +4,7 @@
  * project's builder cannot reach another's.
  */
 import type Docker from "dockerode";
-import { PreconditionError } from "../errors.ts";
+import { PreconditionError, ResourceExhaustedError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 
 type NetworkDocker = Pick<Docker, "getNetwork" | "createNetwork" | "listNetworks">;
@@ -44,6 +44,12 @@ export async function ensureProjectNetwork(docker: NetworkDocker, o: ProjectNetw
   } catch (e) {
     // Two starts for two platforms of one project may race to create it.
     if (/already exists/i.test(String((e as Error).message))) return ((await docker.getNetwork(o.name).inspect()) as { Id: string }).Id;
+    // The engine's address pools are used up (by builders, or by other networks on this host).
+    if (/non-overlapping.*address pool|address pools? .*exhausted/i.test(String((e as Error).message))) {
+      throw new ResourceExhaustedError(
+        "the Docker engine has no address pool left for another builder network; lower builders.max_running (each running builder holds one network) or give Docker more default-address-pools",
+      );
+    }
     throw e;
   }
 }

@@ -79,6 +79,8 @@ export interface BuildsDeps {
   builders: {
     request(ref: { projectId: string; platform: string }, holder: string): Promise<BuilderStatus>;
     release(holder: string): void;
+    /** Refuses a build its organization could get no builder for (quota of running builders). */
+    admissible?(orgId: string, projectId: string): void;
     ready(ref: { projectId: string; platform: string }): { socketPath: string; runtime: "buildkitd" | "dockerd"; platform: string } | null;
   };
   router: { buildEnded(buildId: string): void };
@@ -211,6 +213,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       if (admissionRefusal) throw new UnavailableError(admissionRefusal);
       const refusal = deps.exporters?.refusal(options);
       if (refusal) throw new PreconditionError(refusal);
+      deps.builders.admissible?.(p.org_id, p.id);
       const id = newId("bld");
       const t = now();
       const deadline = new Date(t.getTime() + p.build_timeout_seconds * 1000);

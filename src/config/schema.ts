@@ -68,6 +68,10 @@ export const configSchema = z
         allow_emulation: z.boolean().default(false),
         pids_limit: z.number().int().min(64).max(4_194_304).default(16_384),
         ready_timeout_seconds: z.number().int().min(5).max(3600).default(90),
+        // Each running builder holds a Docker bridge network; Docker's default address pools
+        // hold about 30, so the host-wide cap stays below that.
+        max_running: z.number().int().min(1).max(1000).default(24),
+        queue_timeout_seconds: z.number().int().min(0).max(3600).default(300),
         dockerd_containerd_store: z.boolean().default(true),
         insecure_registries: z
           .string()
@@ -103,6 +107,16 @@ export const configSchema = z
         tokens_days: z.number().int().min(0).max(3650).default(30),
         build_logs_days: z.number().int().min(0).max(3650).default(30),
         interval_minutes: z.number().int().min(1).max(24 * 60).default(60),
+      })
+      .strict()
+      .prefault({}),
+    quotas: z
+      .object({
+        max_projects: z.number().int().min(0).max(100_000).default(100),
+        max_builder_cpus: z.number().int().min(1).max(256).default(16),
+        max_builder_memory_mb: z.number().int().min(256).max(1_048_576).default(32_768),
+        max_cache_size_gb: z.number().int().min(1).max(10_000).default(200),
+        max_running_builders: z.number().int().min(0).max(1000).default(8),
       })
       .strict()
       .prefault({}),

@@ -9,6 +9,7 @@ import type { AuditService } from "../auth/audit.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import { isUniqueViolation } from "../db/index.ts";
 import { newId } from "../ids.ts";
+import { cappedSettings, type QuotasService } from "../orgs/quotas.ts";
 
 export interface ProjectSettings {
   cache_size_gb: number;
@@ -58,10 +59,12 @@ export interface ProjectsDeps {
   /** Frees what a project holds outside the database (its builders and cache volumes) before
    * the project is deleted; if it fails, the project stays. */
   release?: (projectId: string) => Promise<void>;
+  /** The organization's quotas (project count, builder size, cache size); none: unlimited. */
+  quotas?: Pick<QuotasService, "limits" | "checkProjectCount" | "checkSettings">;
   now?: () => Date;
 }
 
-export function projectsServiceFactory({ db, audit, release, now = () => new Date() }: ProjectsDeps) {
+export function projectsServiceFactory({ db, audit, release, quotas, now = () => new Date() }: ProjectsDeps) {
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
 
   return {
@@ -102,9 +105,15 @@ export function projectsServiceFactory({ db, audit, release, now = () => new Dat
     },
 
     create(orgId: string, input: { name: string } & Partial<ProjectSettings>, actor: Actor): Project {
-      const p: Project = { ...DEFAULT_SETTINGS, ...pickSettings(input), id: newId("prj"), org_id: orgId, name: input.name, created_at: now().toISOString() };
+      const chosen = pickSettings(input);
+      quotas?.checkProjectCount(orgId); // first: no setting makes a project beyond the count possible
+      quotas?.checkSettings(orgId, chosen);
+      // Defaults fit the organization's quotas: a project created without settings always can be.
+      const defaults = quotas ? cappedSettings(DEFAULT_SETTINGS, quotas.limits(orgId)) : DEFAULT_SETTINGS;
+      const p: Project = { ...defaults, ...chosen, id: newId("prj"), org_id: orgId, name: input.name, created_at: now().toISOString() };
       try {
         db.transaction(() => {
+          quotas?.checkProjectCount(orgId); // counted in the creating transaction: no race past it
           db.query(
             `INSERT INTO projects (id, org_id, name, ${SETTING_KEYS.join(", ")}, created_at) VALUES (?, ?, ?, ${SETTING_KEYS.map(() => "?").join(", ")}, ?)`,
           ).run(p.id, p.org_id, p.name, ...SETTING_KEYS.map((k) => p[k]), p.created_at);
@@ -119,6 +128,7 @@ export function projectsServiceFactory({ db, audit, release, now = () => new Dat
 
     update(id: string, patch: { name?: string } & Partial<ProjectSettings>, actor: Actor): Project {
       const current = this.get(id);
+      quotas?.checkSettings(current.org_id, pickSettings(patch), current);
       const next = { ...current, ...pickSettings(patch), name: patch.name ?? current.name };
       try {
         db.transaction(() => {

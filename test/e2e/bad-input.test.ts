@@ -35,7 +35,7 @@ function rowCounts(): Record<string, number> {
 
 test("the sweep covers the identity API", () => {
   const names = operations.map((o) => `${o.method} ${o.path}`);
-  for (const expected of ["POST /api/v1/orgs", "POST /api/v1/tokens", "POST /api/v1/projects/{id}/trust", "PATCH /api/v1/projects/{id}", "POST /api/v1/auth/login", "POST /api/v1/oidc/exchange", "PUT /api/v1/egress/local-hosts/{id}", "POST /api/v1/egress/agent/status"]) {
+  for (const expected of ["POST /api/v1/orgs", "POST /api/v1/tokens", "POST /api/v1/projects/{id}/trust", "PATCH /api/v1/projects/{id}", "POST /api/v1/auth/login", "POST /api/v1/oidc/exchange", "PUT /api/v1/egress/local-hosts/{id}", "POST /api/v1/egress/agent/status", "PUT /api/v1/orgs/{org}/quotas"]) {
     expect(names).toContain(expected);
   }
 });
@@ -81,6 +81,15 @@ test("duplicates answer 409 and change nothing", async () => {
     const r = await w.call("admin", method, path, body);
     expect(`${method} ${path} ${r.status}`).toBe(`${method} ${path} 409`);
     expect(r.headers.get("content-type")).toBe("application/problem+json");
+  }
+  expect(rowCounts()).toEqual(before);
+});
+
+test("quota values out of range, fractional or of the wrong type answer 400 and change nothing", async () => {
+  const before = rowCounts();
+  for (const body of [{ max_builder_cpus: 0 }, { max_builder_cpus: 257 }, { max_projects: -1 }, { max_running_builders: 1.5 }, { max_cache_size_gb: "ten" }, { max_builder_memory_mb: 255 }, { max_projects: true }]) {
+    const r = await w.call("admin", "PUT", `/api/v1/orgs/${w.ids.A}/quotas`, body);
+    expect(`${JSON.stringify(body)} ${r.status} ${r.headers.get("content-type")}`).toBe(`${JSON.stringify(body)} 400 application/problem+json`);
   }
   expect(rowCounts()).toEqual(before);
 });

@@ -27,6 +27,7 @@ import { silentLogger } from "../../src/log/logger.ts";
 import { MetricsRegistry } from "../../src/metrics/registry.ts";
 import { orgsServiceFactory } from "../../src/orgs/service.ts";
 import { projectsServiceFactory } from "../../src/projects/service.ts";
+import { quotasServiceFactory } from "../../src/orgs/quotas.ts";
 import { readFileSync } from "node:fs";
 import { identityContext } from "../../src/api/identity.ts";
 import { registryRoutes } from "../../src/api/routes/registry.ts";
@@ -45,7 +46,8 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
   const audit = auditServiceFactory({ db });
   const auth = authServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
-  const projects = projectsServiceFactory({ db, audit });
+  const quotas = quotasServiceFactory({ db, audit, defaults: { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 } });
+  const projects = projectsServiceFactory({ db, audit, quotas });
   const tokens = tokensServiceFactory({ db, audit });
   const sessions = sessionsServiceFactory({ db, audit });
   const trust = trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) });
@@ -81,7 +83,7 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
   const ownerAToken = tokens.listForUser(users.ownerA!).find((t) => t.name === "t")!;
   const egress = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
   const hostA = egress.addHost(A.id, { name: "ci-a", scopes: ["docker:ci"] }, system).host;
-  const identity = { auth, audit, sessions, orgs, projects, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE, egress };
+  const identity = { auth, audit, sessions, orgs, projects, quotas, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE, egress };
   const ctx = identityContext(identity, () => "192.0.2.1");
   // The registry's routes, its process absent (no binary): who may read and set what is the point.
   const registry = registryServiceFactory({

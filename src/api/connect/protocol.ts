@@ -7,7 +7,7 @@
  */
 import { DeviceLoginGoneError } from "../../auth/device-login.ts";
 import { RateLimitedError } from "../../auth/rate-limit.ts";
-import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, PayloadTooLargeError, PreconditionError, SlipwayError, UnauthenticatedError, UnavailableError } from "../../errors.ts";
+import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, PayloadTooLargeError, PreconditionError, QuotaExceededError, ResourceExhaustedError, SlipwayError, UnauthenticatedError, UnavailableError } from "../../errors.ts";
 import { fromJson, toJson } from "../../wire/json.ts";
 import { decode, encode, ProtoError, ProtoLimitError, type MessageType, type Msg } from "../../wire/proto.ts";
 
@@ -66,6 +66,8 @@ export function connectErrorOf(e: unknown): { code: ConnectCode; message: string
     [DeviceLoginGoneError, "not_found"],
     [PayloadTooLargeError, "resource_exhausted"],
     [RateLimitedError, "resource_exhausted"],
+    [QuotaExceededError, "resource_exhausted"],
+    [ResourceExhaustedError, "resource_exhausted"],
     [PreconditionError, "failed_precondition"],
     [UnavailableError, "unavailable"],
   ];

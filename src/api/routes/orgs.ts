@@ -4,7 +4,9 @@
  */
 import { Elysia, t } from "elysia";
 import { authorize } from "../../auth/index.ts";
+import { QUOTA_KEYS, QUOTA_RANGES, type QuotaKey } from "../../orgs/quotas.ts";
 import { USERNAME_PATTERN } from "../../orgs/service.ts";
+import { PreconditionError } from "../../errors.ts";
 import type { IdentityContext } from "../identity.ts";
 
 const Slug = t.String({ pattern: "^[a-z0-9][a-z0-9-]{1,38}$", description: "lowercase letters, digits and dashes; 2-39 characters" });
@@ -15,9 +17,31 @@ const Org = t.Object({ id: t.String(), slug: t.String(), name: t.String(), creat
 const MemberT = t.Object({ user_id: t.String(), username: t.String(), role: RoleT, created_at: t.String() });
 const AuditQuery = t.Object({ limit: t.Optional(t.Numeric({ minimum: 1, maximum: 500 })), before: t.Optional(t.Numeric({ minimum: 1 })) });
 const bearer = [{ bearer: [] }];
+const quotaValue = (k: QuotaKey) => t.Integer({ minimum: QUOTA_RANGES[k].min, maximum: QUOTA_RANGES[k].max, description: QUOTA_RANGES[k].description });
+const QuotaNumbers = t.Object(Object.fromEntries(QUOTA_KEYS.map((k) => [k, quotaValue(k)])) as Record<QuotaKey, ReturnType<typeof quotaValue>>);
+const QuotaReportT = t.Object({
+  limits: QuotaNumbers,
+  defaults: QuotaNumbers,
+  overrides: t.Partial(QuotaNumbers),
+  usage: t.Object({ projects: t.Integer(), running_builders: t.Integer() }),
+});
+const QuotaPatch = t.Object(
+  {
+    max_projects: t.Optional(t.Nullable(quotaValue("max_projects"))),
+    max_builder_cpus: t.Optional(t.Nullable(quotaValue("max_builder_cpus"))),
+    max_builder_memory_mb: t.Optional(t.Nullable(quotaValue("max_builder_memory_mb"))),
+    max_cache_size_gb: t.Optional(t.Nullable(quotaValue("max_cache_size_gb"))),
+    max_running_builders: t.Optional(t.Nullable(quotaValue("max_running_builders"))),
+  },
+  { additionalProperties: false, description: "a number sets the quota for this organization; null returns it to the configured default" },
+);
 
 export function orgRoutes(ctx: IdentityContext) {
   const { orgs, audit } = ctx;
+  const quotas = () => {
+    if (!ctx.quotas) throw new PreconditionError("quotas are not available on this server");
+    return ctx.quotas;
+  };
   return new Elysia({ name: "routes/orgs", prefix: "/api/v1" })
     .get(
       "/orgs",
@@ -94,6 +118,30 @@ export function orgRoutes(ctx: IdentityContext) {
       {
         body: t.Object({ oci_runtime: t.Nullable(t.String({ pattern: "^[a-z0-9][a-z0-9._-]{0,62}$", description: "a runtime registered with the Docker engine, e.g. runsc or kata; null for the default" })) }, { additionalProperties: false }),
         detail: { tags: ["organizations"], summary: "Run the organization's builders under another OCI runtime, e.g. a VM-isolating one (administrator); applies to builders started from now on", security: bearer },
+      },
+    )
+    .get(
+      "/orgs/:org/quotas",
+      async ({ request, params }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "org:read", { orgId: org.id });
+        return quotas().report(org.id);
+      },
+      { response: { 200: QuotaReportT }, detail: { tags: ["organizations"], summary: "The organization's quotas (limits in force, defaults, overrides) and its usage", security: bearer } },
+    )
+    .put(
+      "/orgs/:org/quotas",
+      async ({ request, params, body }) => {
+        const actor = await ctx.actorOf(request);
+        const org = orgs.get(params.org);
+        authorize(actor, "quota:manage", { orgId: org.id });
+        return quotas().set(org.id, body, actor);
+      },
+      {
+        body: QuotaPatch,
+        response: { 200: QuotaReportT },
+        detail: { tags: ["organizations"], summary: "Set or clear the organization's quotas (administrator); quotas not named stay as they are. Lowering one below the usage breaks nothing that exists", security: bearer },
       },
     )
     .get(

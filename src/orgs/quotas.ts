@@ -1,0 +1,131 @@
+/**
+ * @module orgs/quotas
+ * Per-organization limits, set by the administrator alone: how many projects, how many CPUs and
+ * how much memory one builder may get, how large one project's cache may be, and how many
+ * builders may run at once. Each defaults to the [quotas] section of the configuration; an
+ * override per organization is stored in `org_quotas` (NULL: back to the default).
+ *
+ * Lowering a limit below what an organization already uses breaks nothing that exists: projects
+ * stay, settings above the limit stay stored but builders start within the limit, running
+ * builders keep running; only what would go further (a new project, a setting raised, another
+ * builder) is refused.
+ */
+import type { Database } from "bun:sqlite";
+import type { Actor } from "../auth/actor.ts";
+import type { AuditService } from "../auth/audit.ts";
+import { QuotaExceededError } from "../errors.ts";
+
+export const QUOTA_KEYS = ["max_projects", "max_builder_cpus", "max_builder_memory_mb", "max_cache_size_gb", "max_running_builders"] as const;
+export type QuotaKey = (typeof QUOTA_KEYS)[number];
+export type Quotas = Record<QuotaKey, number>;
+
+/** Allowed range of each quota (whole numbers); the database checks the same. */
+export const QUOTA_RANGES: Record<QuotaKey, { min: number; max: number; description: string }> = {
+  max_projects: { min: 0, max: 100_000, description: "projects in the organization" },
+  max_builder_cpus: { min: 1, max: 256, description: "CPUs of one builder (a project's builder_cpus)" },
+  max_builder_memory_mb: { min: 256, max: 1_048_576, description: "memory of one builder, MB (a project's builder_memory_mb)" },
+  max_cache_size_gb: { min: 1, max: 10_000, description: "cache size of one project per platform, GB (a project's cache_size_gb)" },
+  max_running_builders: { min: 0, max: 1000, description: "builders of the organization running at once (idle ones count until stopped)" },
+};
+
+/** Which project setting each per-builder quota caps. */
+export const SETTING_QUOTAS = {
+  builder_cpus: "max_builder_cpus",
+  builder_memory_mb: "max_builder_memory_mb",
+  cache_size_gb: "max_cache_size_gb",
+} as const satisfies Record<string, QuotaKey>;
+export type CappedSetting = keyof typeof SETTING_QUOTAS;
+
+export interface QuotaReport {
+  /** What holds now: the override where one is set, else the default. */
+  limits: Quotas;
+  defaults: Quotas;
+  /** Only the quotas the administrator set for this organization. */
+  overrides: Partial<Quotas>;
+  usage: { projects: number; running_builders: number };
+}
+
+export interface QuotasDeps {
+  db: Database;
+  audit: Pick<AuditService, "record">;
+  defaults: Quotas;
+  now?: () => Date;
+}
+
+export type QuotasService = ReturnType<typeof quotasServiceFactory>;
+
+export function quotasServiceFactory({ db, audit, defaults, now = () => new Date() }: QuotasDeps) {
+  const overrideRow = db.query(`SELECT ${QUOTA_KEYS.join(", ")} FROM org_quotas WHERE org_id = ?`);
+  const projectCount = db.query("SELECT count(*) AS n FROM projects WHERE org_id = ?");
+  const runningCount = db.query("SELECT count(*) AS n FROM builders b JOIN projects p ON p.id = b.project_id WHERE p.org_id = ? AND b.state != 'absent'");
+
+  function overrides(orgId: string): Partial<Quotas> {
+    const r = overrideRow.get(orgId) as Record<QuotaKey, number | null> | null;
+    const out: Partial<Quotas> = {};
+    if (r) for (const k of QUOTA_KEYS) if (r[k] !== null) out[k] = r[k];
+    return out;
+  }
+
+  function limits(orgId: string): Quotas {
+    return { ...defaults, ...overrides(orgId) };
+  }
+
+  return {
+    limits,
+
+    report(orgId: string): QuotaReport {
+      return {
+        limits: limits(orgId),
+        defaults: { ...defaults },
+        overrides: overrides(orgId),
+        usage: { projects: (projectCount.get(orgId) as { n: number }).n, running_builders: (runningCount.get(orgId) as { n: number }).n },
+      };
+    },
+
+    /** Sets (a number) or clears (null) overrides; keys not named stay as they are. */
+    set(orgId: string, patch: Partial<Record<QuotaKey, number | null>>, actor: Actor): QuotaReport {
+      const next: Record<QuotaKey, number | null> = { ...Object.fromEntries(QUOTA_KEYS.map((k) => [k, null])), ...overrides(orgId) } as Record<QuotaKey, number | null>;
+      for (const k of QUOTA_KEYS) if (patch[k] !== undefined) next[k] = patch[k];
+      db.transaction(() => {
+        db.query(
+          `INSERT INTO org_quotas (org_id, ${QUOTA_KEYS.join(", ")}, updated_at) VALUES (?, ${QUOTA_KEYS.map(() => "?").join(", ")}, ?)
+           ON CONFLICT (org_id) DO UPDATE SET ${QUOTA_KEYS.map((k) => `${k} = excluded.${k}`).join(", ")}, updated_at = excluded.updated_at`,
+        ).run(orgId, ...QUOTA_KEYS.map((k) => next[k]), now().toISOString());
+        audit.record({ orgId, actor, action: "org.quotas", target: orgId, details: patch });
+      })();
+      return this.report(orgId);
+    },
+
+    /** Throws unless the organization may have one more project. Call inside the creating transaction. */
+    checkProjectCount(orgId: string): void {
+      const limit = limits(orgId).max_projects;
+      const n = (projectCount.get(orgId) as { n: number }).n;
+      if (n >= limit) {
+        throw new QuotaExceededError(`the organization has ${n} project(s), its quota max_projects is ${limit}: delete a project or ask the administrator to raise the quota`, "max_projects", limit, n);
+      }
+    },
+
+    /**
+     * Throws if a setting being set goes beyond its quota. `current` (on update): a value left as
+     * it is stays allowed even above a lowered quota, so renaming such a project still works.
+     */
+    checkSettings(orgId: string, settings: Partial<Record<CappedSetting, number>>, current?: Record<CappedSetting, number>): void {
+      const l = limits(orgId);
+      for (const [setting, quota] of Object.entries(SETTING_QUOTAS) as [CappedSetting, QuotaKey][]) {
+        const v = settings[setting];
+        if (v === undefined || v <= l[quota] || v === current?.[setting]) continue;
+        throw new QuotaExceededError(`${setting} ${v} is beyond the organization's quota ${quota} of ${l[quota]}: ask the administrator to raise it`, quota, l[quota], v);
+      }
+    },
+  };
+}
+
+/** A project's builder settings as its builders get them: never beyond the organization's quotas. */
+export function cappedSettings<T extends Record<CappedSetting, number>>(settings: T, limits: Quotas): T {
+  return {
+    ...settings,
+    builder_cpus: Math.min(settings.builder_cpus, limits.max_builder_cpus),
+    builder_memory_mb: Math.min(settings.builder_memory_mb, limits.max_builder_memory_mb),
+    cache_size_gb: Math.min(settings.cache_size_gb, limits.max_cache_size_gb),
+  };
+}
