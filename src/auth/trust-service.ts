@@ -8,7 +8,7 @@
 import type { Database } from "bun:sqlite";
 import { InvalidInputError, UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import type { Actor } from "./actor.ts";
+import { oidcLabel, type Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
 import { parseJws } from "./oidc/jwt.ts";
 import { validateTrust, type CiTokenVerifier, type TrustRelationship } from "./oidc/index.ts";
@@ -144,7 +144,7 @@ export function trustServiceFactory({ db, audit, verifier, tokens, now = () => n
     /** A raw CI JWT presented as a Bearer token: the actor for this one request. */
     async actorForJwt(jwt: string, ip: string | null = null): Promise<Actor> {
       const v = await verify(jwt, ip);
-      return { kind: "oidc", tokenId: null, subject: String(v.claims.sub ?? "unknown").slice(0, 200), projects: projectsOf(v.matched) };
+      return { kind: "oidc", tokenId: null, issuer: String(v.claims.iss), subject: String(v.claims.sub ?? "unknown").slice(0, 200), projects: projectsOf(v.matched) };
     },
 
     /** POST /oidc/exchange: a short-lived token for the matched projects. */
@@ -152,14 +152,10 @@ export function trustServiceFactory({ db, audit, verifier, tokens, now = () => n
       const v = await verify(jwt, ip);
       const projects = projectsOf(v.matched);
       const expiresAt = new Date(Math.min(v.expiresAt.getTime(), now().getTime() + MAX_EXCHANGED_MS));
-      const subject = String(v.claims.sub ?? "unknown").slice(0, 200);
-      const created = tokens.create(
-        { kind: "oidc", name: `oidc:${subject}`, expiresAt, projectIds: projects.map((p) => p.projectId), createdBy: null },
-        `oidc:${subject}`,
-        ip,
-      );
+      const label = oidcLabel(String(v.claims.iss), String(v.claims.sub ?? "unknown").slice(0, 200));
+      const created = tokens.create({ kind: "oidc", name: label, expiresAt, projectIds: projects.map((p) => p.projectId), createdBy: null }, label, ip);
       for (const orgId of new Set(projects.map((p) => p.orgId))) {
-        audit.record({ orgId, actor: `oidc:${subject}`, action: "auth.oidc.exchange", target: created.metadata.id, ip, details: { issuer: v.claims.iss, trusts: v.matched.map((t) => t.id) } });
+        audit.record({ orgId, actor: label, action: "auth.oidc.exchange", target: created.metadata.id, ip, details: { issuer: v.claims.iss, trusts: v.matched.map((t) => t.id) } });
       }
       return { token: created.token, expires_at: expiresAt.toISOString(), projects: projects.map((p) => p.projectId) };
     },
