@@ -10,7 +10,7 @@ import { InvalidInputError, UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { oidcLabel, type Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
-import { parseJws } from "./oidc/jwt.ts";
+import { peekJws } from "./oidc/jwt.ts";
 import { validateTrust, type CiTokenVerifier, type TrustRelationship } from "./oidc/index.ts";
 import type { TokensService } from "./token-service.ts";
 
@@ -79,7 +79,7 @@ export function trustServiceFactory({ db, audit, verifier, tokens, now = () => n
   async function verify(jwt: string, ip: string | null) {
     let issuer: string | null = null;
     try {
-      const iss = parseJws(jwt).payload.iss;
+      const iss = peekJws(jwt).payload.iss;
       issuer = typeof iss === "string" ? iss : null;
       const trusts = issuer ? (byIssuer.all(issuer) as TrustRow[]).map(toTrust) : [];
       return await verifier.verify(jwt, trusts);

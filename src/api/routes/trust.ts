@@ -4,7 +4,7 @@
  * Slipway token (also accepted as-is as a Bearer token wherever a project credential is).
  */
 import { Elysia, t } from "elysia";
-import { parseJws } from "../../auth/oidc/jwt.ts";
+import { peekJws } from "../../auth/oidc/jwt.ts";
 import { authorize } from "../../auth/index.ts";
 import { rateLimiterFactory } from "../../auth/rate-limit.ts";
 import { NotFoundError } from "../../errors.ts";
@@ -93,7 +93,7 @@ export function trustRoutes(ctx: IdentityContext) {
         perAddress.hit([`ip:${ip}`]);
         let subject = "unparsable";
         try {
-          subject = String(parseJws(body.token).payload.sub ?? "none"); // untrusted, only a rate-limit key
+          subject = String(peekJws(body.token).payload.sub ?? "none"); // untrusted, only a rate-limit key
         } catch {}
         perSubject.hit([`sub:${subject}`]);
         return trust.exchange(body.token, ip);

@@ -275,9 +275,9 @@ describe("refused tokens, each with its own reason", () => {
     const s = setup();
     const [h, p] = (await idp.mint(githubClaims(idp.issuer, s.seconds()))).split(".");
     expect(await s.reason(`${h}.${p}`, [github])).toBe("oidc: malformed token: expected 3 parts");
-    expect(await s.reason(`${h}.${p}!!.c2ln`, [github])).toBe("oidc: malformed token: payload is not base64url");
-    expect(await s.reason(`${h}.${b64url("{not json")}.c2ln`, [github])).toBe("oidc: malformed token: payload is not a JSON object");
-    expect(await s.reason(`${b64url("\"RS256\"")}.${p}.c2ln`, [github])).toBe("oidc: malformed token: header is not a JSON object");
+    expect(await s.reason(`${h}.${p}!!.c2ln`, [github])).toBe("oidc: malformed token: payload is not base64url JSON");
+    expect(await s.reason(`${h}.${b64url("{not json")}.c2ln`, [github])).toBe("oidc: malformed token: payload is not base64url JSON");
+    expect(await s.reason(`${b64url("\"RS256\"")}.${p}.c2ln`, [github])).toBe("oidc: malformed token: header is not base64url JSON");
     expect(s.calls).toEqual([]);
   });
 
