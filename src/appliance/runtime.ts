@@ -16,7 +16,7 @@ import { sessionsServiceFactory } from "../auth/sessions.ts";
 import { tokensServiceFactory } from "../auth/token-service.ts";
 import { trustServiceFactory } from "../auth/trust-service.ts";
 import { deviceLoginServiceFactory } from "../auth/device-login.ts";
-import { ciTokenVerifierFactory, oidcKeysFactory } from "../auth/oidc/index.ts";
+import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../auth/oidc/index.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
 import { parseListenAddress, type LoadedConfig } from "../config/index.ts";
@@ -355,6 +355,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const db = state.db;
     const auth = authServiceFactory({ db });
     const tokens = tokensServiceFactory({ db, audit });
+    const allowInternal = parseAllowInternal(config.oidc.allow_internal);
     const identity: IdentityServices = {
       auth,
       audit,
@@ -362,7 +363,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       orgs: orgsServiceFactory({ db, audit }),
       projects: projectsServiceFactory({ db, audit, release: (projectId) => builders.releaseProject(projectId) }),
       tokens,
-      trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
+      trust: trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) }),
       deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
       egress,
       publicUrl,

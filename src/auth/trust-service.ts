@@ -11,7 +11,7 @@ import { newId } from "../ids.ts";
 import { oidcLabel, type Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
 import { peekJws } from "./oidc/jwt.ts";
-import { validateTrust, type CiTokenVerifier, type TrustRelationship } from "./oidc/index.ts";
+import { validateTrust, type CiTokenVerifier, type InternalAllowance, type TrustRelationship } from "./oidc/index.ts";
 import type { TokensService } from "./token-service.ts";
 
 /** Exchanged tokens never outlive the CI token, and never an hour. */
@@ -66,12 +66,14 @@ export interface TrustDeps {
   audit: Pick<AuditService, "record">;
   verifier: CiTokenVerifier;
   tokens: Pick<TokensService, "create">;
+  /** Issuers the operator allows on internal addresses: an issuer URL is checked against it when a trust is added. */
+  allowInternal?: InternalAllowance;
   now?: () => Date;
 }
 
 export type TrustService = ReturnType<typeof trustServiceFactory>;
 
-export function trustServiceFactory({ db, audit, verifier, tokens, now = () => new Date() }: TrustDeps) {
+export function trustServiceFactory({ db, audit, verifier, tokens, allowInternal, now = () => new Date() }: TrustDeps) {
   const byIssuer = db.query("SELECT * FROM trust_relationships WHERE issuer = ?");
   const projectOrg = db.query("SELECT org_id FROM projects WHERE id = ?");
 
@@ -109,7 +111,7 @@ export function trustServiceFactory({ db, audit, verifier, tokens, now = () => n
     create(projectId: string, orgId: string, input: Record<string, unknown>, actor: Actor): TrustView {
       let trust: TrustRelationship;
       try {
-        trust = validateTrust({ ...input, id: newId("trs"), projectId });
+        trust = validateTrust({ ...input, id: newId("trs"), projectId }, allowInternal);
       } catch (e) {
         // The API spells it static_jwks; the validator speaks the model's staticJwks.
         if (e instanceof InvalidInputError) throw new InvalidInputError(e.message, e.errors.map((x) => ({ ...x, pointer: x.pointer.replace(/^\/staticJwks/, "/static_jwks") })));

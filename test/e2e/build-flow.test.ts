@@ -91,7 +91,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const image = await ensureDockerdBuilderImage();
     const dataDir = join(work, "data");
     imageRef = image.ref;
-    serveArgs = ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none", "--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5"];
+    serveArgs = ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none", "--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5", "--set", "oidc.allow_internal=127.0.0.0/8"]; // the test issuer listens on loopback
     s = await serve(slipwayBinary(), dataDir, serveArgs, {}, { publicHost: "localhost" });
     admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
     const mk = async (org: string, name: string) => (await api(admin, "POST", `/api/v1/orgs/${org}/projects`, { name })).json.id as string;

@@ -7,6 +7,7 @@
  */
 import { InvalidInputError } from "../../errors.ts";
 import type { JsonWebKeySet, Jwk } from "./jwt.ts";
+import type { InternalAllowance } from "./address.ts";
 import { urlProblem } from "./url.ts";
 
 interface TrustBase {
@@ -160,7 +161,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * CircleCI UUIDs, drops unknown members. Throws InvalidInputError listing every problem with a JSON
  * pointer.
  */
-export function validateTrust(input: unknown): TrustRelationship {
+export function validateTrust(input: unknown, allowInternal?: InternalAllowance): TrustRelationship {
   const errors: { pointer: string; detail: string }[] = [];
   const bad = (pointer: string, detail: string) => errors.push({ pointer, detail });
   if (!isObject(input)) throw new InvalidInputError("invalid trust relationship", [{ pointer: "", detail: "must be an object" }]);
@@ -256,7 +257,7 @@ export function validateTrust(input: unknown): TrustRelationship {
     issuer = given;
   }
   if (issuer !== undefined) {
-    const problem = urlProblem(issuer, "issuer");
+    const problem = urlProblem(issuer, "issuer", allowInternal);
     if (problem) bad("/issuer", problem);
     if (trust.provider === "circleci" && trust.organizationId && !issuer.toLowerCase().endsWith(`/org/${trust.organizationId}`)) {
       bad("/issuer", "a CircleCI issuer must end with /org/<organizationId>");
