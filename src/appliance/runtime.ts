@@ -117,6 +117,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     ...(operatorTls ? [{ key: "server.tls_cert_file", path: operatorTls.cert }, { key: "server.tls_key_file", path: operatorTls.key }] : []),
     ...(config.metrics.bearer_token_file ? [{ key: "metrics.bearer_token_file", path: config.metrics.bearer_token_file }] : []),
     ...(config.secrets.master_key_file ? [{ key: "secrets.master_key_file", path: config.secrets.master_key_file }] : []),
+    ...(config.oidc.ca_file ? [{ key: "oidc.ca_file", path: config.oidc.ca_file }] : []),
   ]);
   prepareDataDir(dataDir);
   // One serve per data dir, for this process's life: a second would adopt the first's builders.
@@ -356,6 +357,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const auth = authServiceFactory({ db });
     const tokens = tokensServiceFactory({ db, audit });
     const allowInternal = parseAllowInternal(config.oidc.allow_internal);
+    const oidcCa = config.oidc.ca_file ? readFileSync(config.oidc.ca_file, "utf8") : undefined;
     const identity: IdentityServices = {
       auth,
       audit,
@@ -363,7 +365,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       orgs: orgsServiceFactory({ db, audit }),
       projects: projectsServiceFactory({ db, audit, release: (projectId) => builders.releaseProject(projectId) }),
       tokens,
-      trust: trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) }),
+      trust: trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal, ...(oidcCa ? { ca: oidcCa } : {}) }) }) }),
       deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
       egress,
       publicUrl,

@@ -135,6 +135,7 @@ export const configSchema = z
           .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => allowEntryProblem(x) === null), {
             message: "expected a comma-separated list of issuer origins (https://ghe.example.com) and CIDRs (10.0.0.0/8)",
           }),
+        ca_file: path.optional(),
       })
       .strict()
       .prefault({}),

@@ -2,7 +2,7 @@
  * @module auth/oidc/fetch
  * Fetches an issuer's discovery document and JWKS over a connection pinned to an address that
  * was checked: the host name is resolved once, every address it resolves to must be acceptable
- * (auth/oidc/address.ts), and the request connects to the first of them (node:http(s) with a
+ * (auth/oidc/address.ts), and the request connects to one of them (node:http(s) with a
  * `lookup` that hands back only that address) while the Host header, TLS SNI and certificate
  * check keep the name. So a name cannot pass the check and then resolve elsewhere for the
  * connection (DNS rebinding). Redirects are never followed; bodies are bounded; one deadline
@@ -12,6 +12,7 @@ import { lookup as dnsLookup } from "node:dns/promises";
 import http from "node:http";
 import https from "node:https";
 import { isIP, type LookupFunction } from "node:net";
+import { rootCertificates } from "node:tls";
 import { UnauthenticatedError } from "../../errors.ts";
 import { destinationProblem, type InternalAllowance } from "./address.ts";
 import { reject } from "./reject.ts";
@@ -27,7 +28,7 @@ export interface PinnedGetDeps {
   resolve?: Resolve;
   timeoutMs?: number;
   maxBytes?: number;
-  /** Extra trust roots (PEM) for issuers' TLS certificates; default: the system's. */
+  /** Extra trust roots (PEM) for issuers' TLS certificates (a private CA), beside the public ones. */
   ca?: string;
 }
 
@@ -35,6 +36,8 @@ const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 export function pinnedGetFactory({ allowInternal, resolve = systemResolve, timeoutMs = 5000, maxBytes = 256 * 1024, ca }: PinnedGetDeps): DocumentGet {
+  // Node's `ca` replaces the default roots: keep them, so public issuers still verify.
+  const roots = ca ? [...rootCertificates, ca] : undefined;
   return async (raw, what) => {
     const url = new URL(raw);
     const host = url.hostname.replace(/^\[|\]$/g, "");
@@ -54,7 +57,8 @@ export function pinnedGetFactory({ allowInternal, resolve = systemResolve, timeo
       const problem = destinationProblem(url, a.address, allowInternal);
       if (problem) reject(`oidc: ${what} ${problem}`);
     }
-    const pinned = addresses[0]!;
+    // IPv4 first: many hosts resolve AAAA records they have no route for.
+    const pinned = addresses.find((a) => a.family === 4) ?? addresses[0]!;
     try {
       return await request(url, what, pinned, deadline);
     } catch (e) {
@@ -75,7 +79,7 @@ export function pinnedGetFactory({ allowInternal, resolve = systemResolve, timeo
           // The connection goes to the checked address, whatever the name resolves to by now.
           lookup: ((_name: string, options: { all?: boolean }, cb: (...args: unknown[]) => void) =>
             options?.all ? cb(null, [{ address: pinned.address, family: pinned.family }]) : cb(null, pinned.address, pinned.family)) as unknown as LookupFunction,
-          ...(ca ? { ca } : {}),
+          ...(roots ? { ca: roots } : {}),
         },
         (res) => {
           const status = res.statusCode ?? 0;

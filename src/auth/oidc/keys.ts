@@ -18,7 +18,9 @@ import { urlProblem } from "./url.ts";
 export interface OidcKeysDeps {
   /** Issuers the operator allows on internal addresses (oidc.allow_internal). */
   allowInternal?: InternalAllowance;
-  /** Default: pinned requests under allowInternal, timeoutMs and maxDocumentBytes. */
+  /** Extra trust roots (PEM) for issuers' TLS (oidc.ca_file). */
+  ca?: string;
+  /** Default: pinned requests under allowInternal, ca, timeoutMs and maxDocumentBytes. */
   get?: DocumentGet;
   now?: () => Date;
   /** At most one JWKS fetch per issuer within this interval, whatever the kids asked for. */
@@ -56,6 +58,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 export function oidcKeysFactory({
   allowInternal = NO_INTERNAL,
+  ca,
   get,
   now = () => new Date(),
   minRefetchIntervalMs = 60_000,
@@ -66,7 +69,7 @@ export function oidcKeysFactory({
   // Bounded by the configured trust relationships: verify only asks for issuers a trust names.
   const entries = new Map<string, IssuerEntry>();
 
-  const getDocument = get ?? pinnedGetFactory({ allowInternal, timeoutMs, maxBytes: maxDocumentBytes });
+  const getDocument = get ?? pinnedGetFactory({ allowInternal, timeoutMs, maxBytes: maxDocumentBytes, ...(ca ? { ca } : {}) });
 
   async function getJson(url: string, what: "discovery" | "jwks"): Promise<Record<string, unknown>> {
     const res = await getDocument(url, what);
