@@ -129,8 +129,9 @@ export const configSchema = z
       .prefault({}),
     oidc: z
       .object({
+        // A comma-separated string (env, --set) or, in the TOML file, an array of strings too.
         allow_internal: z
-          .string()
+          .preprocess((v) => (Array.isArray(v) && v.every((x) => typeof x === "string") ? v.join(",") : v), z.string())
           .default("")
           .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => allowEntryProblem(x) === null), {
             message: "expected a comma-separated list of issuer origins (https://ghe.example.com) and CIDRs (10.0.0.0/8)",
