@@ -2,8 +2,9 @@
  * @module test/e2e/oidc-internal
  * Issuers on internal addresses (issue 13, SSRF through trust relationships), with real
  * listeners: one on a private address inside a network namespace this test creates (a veth pair,
- * 10.251.13.0/30), one on loopback. By default the appliance refuses to add or fetch from them,
- * with an error naming the address and the setting; when the operator allows them
+ * a /30 in 10.251.0.0/16 picked by the process id, so concurrent runs do not collide), one on
+ * loopback. By default the appliance refuses to add or fetch from them, with an error naming the
+ * address and the setting; when the operator allows them
  * (oidc.allow_internal, by range or by origin) the same issuer works end to end.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -15,8 +16,9 @@ import { makeWorld, WORLD_AUDIENCE } from "../support/world.ts";
 
 const NS = `slw-oidc-${process.pid}`;
 const VETH = `vo${process.pid % 100000}`;
-const HOST_IP = "10.251.13.1";
-const ISSUER_IP = "10.251.13.2";
+const SUBNET = `10.251.${process.pid % 250}`;
+const HOST_IP = `${SUBNET}.1`;
+const ISSUER_IP = `${SUBNET}.2`;
 const PORT = 8080;
 const PRIVATE_ISSUER = `http://${ISSUER_IP}:${PORT}`;
 
@@ -89,21 +91,21 @@ integrationSuite("OIDC issuers on internal addresses", missing, () => {
     for (const issuer of [PRIVATE_ISSUER, loop.issuer]) {
       const before = loop.requests.discovery;
       const r = await rejectionReason(() => oidcKeysFactory({ ...clock() }).getKey(issuer, key.kid));
-      expect(r).toMatch(/^oidc: issuer address (10\.251\.13\.2 is private|127\.0\.0\.1 is loopback); the operator may allow it with oidc\.allow_internal$/);
+      expect([`oidc: issuer address ${ISSUER_IP} is private; the operator may allow it with oidc.allow_internal`, "oidc: issuer address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal"]).toContain(r);
       expect(loop.requests.discovery).toBe(before);
     }
   });
 
   test("allowed by range or by origin, the private issuer's keys are fetched (the connection goes to the checked address)", async () => {
-    for (const allow of ["10.251.13.0/30", PRIVATE_ISSUER, "https://ghe.example.com, 10.0.0.0/8"]) {
+    for (const allow of [`${SUBNET}.0/30`, PRIVATE_ISSUER, "https://ghe.example.com, 10.0.0.0/8"]) {
       expect(await oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal(allow) }).getKey(PRIVATE_ISSUER, key.kid)).toMatchObject({ kid: key.kid });
     }
     // Another internal range allowed is not this one.
-    expect(await rejectionReason(() => oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal("192.168.0.0/16") }).getKey(PRIVATE_ISSUER, key.kid))).toStartWith("oidc: issuer address 10.251.13.2 is private");
+    expect(await rejectionReason(() => oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal("192.168.0.0/16") }).getKey(PRIVATE_ISSUER, key.kid))).toStartWith(`oidc: issuer address ${ISSUER_IP} is private`);
   });
 
   test("end to end when the operator allows it: the trust is added and a CI token for it is exchanged", async () => {
-    const w = await makeWorld({ oidcAllowInternal: "10.251.13.0/30" });
+    const w = await makeWorld({ oidcAllowInternal: `${SUBNET}.0/30` });
     try {
       const r = await w.call("ownerA", "POST", `/api/v1/projects/${w.ids.p1}/trust`, { provider: "github", issuer: PRIVATE_ISSUER, owner: "acme", repository: "acme/app" });
       expect(r.status).toBe(201);
