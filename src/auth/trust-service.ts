@@ -2,16 +2,16 @@
  * @module auth/trust-service
  * Trust relationships stored per project, and the CI side of authentication: a raw OIDC JWT is
  * verified against the trusts of its issuer and becomes an actor scoped to the projects whose
- * trusts it matched; `exchange` turns it into a short-lived Slipway token. Rejections are
- * audited with their precise reason; callers only ever see "invalid or expired credentials".
+ * trusts it matched (each call then names the one it acts on); `exchange` turns it into a
+ * short-lived Slipway token for one project. Rejections are audited with their precise reason, in
+ * the appliance's log; callers only ever see "invalid or expired credentials".
  */
 import type { Database } from "bun:sqlite";
 import { InvalidInputError, UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { oidcLabel, type Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
-import { peekJws } from "./oidc/jwt.ts";
-import { validateTrust, type CiTokenVerifier, type InternalAllowance, type TrustRelationship } from "./oidc/index.ts";
+import { peekJws, validateTrust, type CiTokenVerifier, type InternalAllowance, type TrustRelationship } from "./oidc/index.ts";
 import type { TokensService } from "./token-service.ts";
 
 /** Exchanged tokens never outlive the CI token, and never an hour. */

@@ -4,7 +4,7 @@
  * Slipway token (also accepted as-is as a Bearer token wherever a project credential is).
  */
 import { Elysia, t } from "elysia";
-import { peekJws } from "../../auth/oidc/jwt.ts";
+import { peekJws } from "../../auth/oidc/index.ts";
 import { authorize } from "../../auth/index.ts";
 import { rateLimiterFactory } from "../../auth/rate-limit.ts";
 import { NotFoundError } from "../../errors.ts";
