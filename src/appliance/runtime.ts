@@ -18,7 +18,7 @@ import { tokensServiceFactory } from "../auth/token-service.ts";
 import { trustServiceFactory } from "../auth/trust-service.ts";
 import { deviceLoginServiceFactory } from "../auth/device-login.ts";
 import { retentionServiceFactory } from "../retention/index.ts";
-import { ciTokenVerifierFactory, oidcKeysFactory } from "../auth/oidc/index.ts";
+import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../auth/oidc/index.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
 import { quotasServiceFactory } from "../orgs/quotas.ts";
@@ -125,6 +125,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     ...(operatorTls ? [{ key: "server.tls_cert_file", path: operatorTls.cert }, { key: "server.tls_key_file", path: operatorTls.key }] : []),
     ...(config.metrics.bearer_token_file ? [{ key: "metrics.bearer_token_file", path: config.metrics.bearer_token_file }] : []),
     ...(config.secrets.master_key_file ? [{ key: "secrets.master_key_file", path: config.secrets.master_key_file }] : []),
+    ...(config.oidc.ca_file ? [{ key: "oidc.ca_file", path: config.oidc.ca_file }] : []),
   ]);
   prepareDataDir(dataDir);
   // One serve per data dir, for this process's life: a second would adopt the first's builders.
@@ -370,6 +371,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const db = state.db;
     const auth = authServiceFactory({ db });
     const tokens = tokensServiceFactory({ db, audit });
+    const allowInternal = parseAllowInternal(config.oidc.allow_internal);
+    const oidcCa = config.oidc.ca_file ? readFileSync(config.oidc.ca_file, "utf8") : undefined;
     const identity: IdentityServices = {
       auth,
       audit,
@@ -378,7 +381,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       projects: projectsServiceFactory({ db, audit, quotas, release: (projectId) => builders.releaseProject(projectId) }),
       quotas,
       tokens,
-      trust: trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) }),
+      trust: trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal, ...(oidcCa ? { ca: oidcCa } : {}) }) }) }),
       deviceLogins: deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: config.auth.device_token_days * 86400_000 }),
       egress,
       publicUrl,

@@ -13,8 +13,9 @@ export type Actor =
   | { kind: "org-token"; tokenId: string; orgId: string }
   /** Enough to run builds on one project (CI without OIDC). */
   | { kind: "project-token"; tokenId: string; orgId: string; projectId: string }
-  /** A CI job: a raw OIDC JWT (tokenId null) or a token exchanged for one. */
-  | { kind: "oidc"; tokenId: string | null; subject: string; projects: { projectId: string; orgId: string }[] }
+  /** A CI job: a raw OIDC JWT (tokenId null; issuer and subject from the token) or a token
+   * exchanged for one (tokenId set; issuer null). */
+  | { kind: "oidc"; tokenId: string | null; issuer: string | null; subject: string; projects: { projectId: string; orgId: string }[] }
   /** Handed out by CreateBuild: drives that one build and nothing else. */
   | { kind: "build-token"; tokenId: string; orgId: string; projectId: string; buildId: string }
   /** A read-only registry credential for one project (depot pull-token, GetPullInfo); valid 1 h.
@@ -31,8 +32,15 @@ export function actorLabel(a: Actor): string {
     case "user":
       return `user:${a.userId}`;
     case "oidc":
-      return a.tokenId ? `token:${a.tokenId}` : `oidc:${a.subject}`;
+      return a.tokenId ? `token:${a.tokenId}` : oidcLabel(a.issuer ?? "", a.subject);
     default:
       return `token:${a.tokenId}`;
   }
+}
+
+/** A CI job by issuer and subject: two issuers may use the same subject ("repo:acme/app:…" on
+ * github.com and on an Enterprise Server), and must not pass for each other (a build's starter
+ * drives it). An issuer never holds `#` (it has no fragment), so the first one splits the two. */
+export function oidcLabel(issuer: string, subject: string): string {
+  return `oidc:${issuer}#${subject}`;
 }

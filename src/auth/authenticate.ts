@@ -87,7 +87,7 @@ export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
       case "oidc": {
         const projects = (tokenProjects.all(row.id) as { project_id: string; org_id: string }[]).map((p) => ({ projectId: p.project_id, orgId: p.org_id }));
         if (projects.length === 0) throw invalid();
-        return { kind: "oidc", tokenId: row.id, subject: row.id, projects };
+        return { kind: "oidc", tokenId: row.id, issuer: null, subject: row.id, projects };
       }
       case "build":
         if (!row.build_id || !row.project_id || !row.project_org_id) throw invalid();

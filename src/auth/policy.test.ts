@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { ForbiddenError, NotFoundError, UnauthenticatedError } from "../errors.ts";
-import type { Actor } from "./actor.ts";
+import { actorLabel, type Actor } from "./actor.ts";
 import { authorize, can, canManageUserToken, type Action, type Resource } from "./policy.ts";
 
 const A = "org_a";
@@ -30,7 +30,7 @@ const ACTORS: Record<string, Actor> = {
   tokA1: { kind: "project-token", tokenId: "t1", orgId: A, projectId: "p1" },
   tokA2: { kind: "project-token", tokenId: "t2", orgId: A, projectId: "p2" },
   orgTokB: { kind: "org-token", tokenId: "t3", orgId: B },
-  oidcA1: { kind: "oidc", tokenId: null, subject: "repo:acme/app", projects: [{ projectId: "p1", orgId: A }] },
+  oidcA1: { kind: "oidc", tokenId: null, issuer: "https://token.actions.githubusercontent.com", subject: "repo:acme/app", projects: [{ projectId: "p1", orgId: A }] },
   agentA: { kind: "agent", tokenId: "rnh1", orgId: A, hostId: "rnh1" },
 };
 const COLUMNS = Object.keys(ACTORS);
@@ -190,4 +190,18 @@ describe("authorization policy matrix: registry", () => {
       expect(got).toEqual(want);
     });
   }
+});
+
+describe("CI jobs of two issuers with one subject", () => {
+  // GitHub.com and an Enterprise Server both say "repo:acme/app:…": they are different jobs.
+  const ghes: Actor = { ...ACTORS.oidcA1!, issuer: "https://ghe.example.com/_services/token" } as Actor;
+  test("are told apart by their label (audit, started_by)", () => {
+    expect(actorLabel(ACTORS.oidcA1!)).toBe("oidc:https://token.actions.githubusercontent.com#repo:acme/app");
+    expect(actorLabel(ghes)).toBe("oidc:https://ghe.example.com/_services/token#repo:acme/app");
+  });
+  test("one cannot drive the build the other started", () => {
+    const started: Resource = { orgId: A, projectId: "p1", buildId: "b3", startedBy: actorLabel(ACTORS.oidcA1!) };
+    expect(can(ACTORS.oidcA1!, "build:drive", started)).toBe(true);
+    expect(can(ghes, "build:drive", started)).toBe(false);
+  });
 });

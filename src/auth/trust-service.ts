@@ -2,16 +2,16 @@
  * @module auth/trust-service
  * Trust relationships stored per project, and the CI side of authentication: a raw OIDC JWT is
  * verified against the trusts of its issuer and becomes an actor scoped to the projects whose
- * trusts it matched; `exchange` turns it into a short-lived Slipway token. Rejections are
- * audited with their precise reason; callers only ever see "invalid or expired credentials".
+ * trusts it matched (each call then names the one it acts on); `exchange` turns it into a
+ * short-lived Slipway token for one project. Rejections are audited with their precise reason, in
+ * the appliance's log; callers only ever see "invalid or expired credentials".
  */
 import type { Database } from "bun:sqlite";
 import { InvalidInputError, UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import type { Actor } from "./actor.ts";
+import { oidcLabel, type Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
-import { parseJws } from "./oidc/jwt.ts";
-import { validateTrust, type CiTokenVerifier, type TrustRelationship } from "./oidc/index.ts";
+import { peekJws, validateTrust, type CiTokenVerifier, type InternalAllowance, type TrustRelationship } from "./oidc/index.ts";
 import type { TokensService } from "./token-service.ts";
 
 /** Exchanged tokens never outlive the CI token, and never an hour. */
@@ -66,26 +66,41 @@ export interface TrustDeps {
   audit: Pick<AuditService, "record">;
   verifier: CiTokenVerifier;
   tokens: Pick<TokensService, "create">;
+  /** Issuers the operator allows on internal addresses: an issuer URL is checked against it when a trust is added. */
+  allowInternal?: InternalAllowance;
   now?: () => Date;
 }
 
 export type TrustService = ReturnType<typeof trustServiceFactory>;
 
-export function trustServiceFactory({ db, audit, verifier, tokens, now = () => new Date() }: TrustDeps) {
+export function trustServiceFactory({ db, audit, verifier, tokens, allowInternal, now = () => new Date() }: TrustDeps) {
   const byIssuer = db.query("SELECT * FROM trust_relationships WHERE issuer = ?");
+  const byIssuerAndProject = db.query("SELECT * FROM trust_relationships WHERE issuer = ? AND project_id = ?");
   const projectOrg = db.query("SELECT org_id FROM projects WHERE id = ?");
+  const projectById = db.query("SELECT id FROM projects WHERE id = ?");
+  const projectByName = db.query("SELECT p.id FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ? AND p.name = ?");
+  /** A project by id or as ORG/NAME (as CreateBuild names it). */
+  const projectRef = (ref: string) => {
+    const slash = ref.indexOf("/");
+    const row = (slash < 0 ? projectById.get(ref) : projectByName.get(ref.slice(0, slash), ref.slice(slash + 1))) as { id: string } | null;
+    return row?.id ?? null;
+  };
 
-  /** Verifies a CI JWT; every failure is audited with its reason and thrown as a plain 401. */
-  async function verify(jwt: string, ip: string | null) {
+  /**
+   * Verifies a CI JWT; every failure is audited with its reason — in the appliance's log only,
+   * never an organization's: the claims are a stranger's until a trust of that organization
+   * matched — and thrown as a plain 401. `projectId`: only that project's trusts are considered.
+   */
+  async function verify(jwt: string, ip: string | null, projectId?: string) {
     let issuer: string | null = null;
     try {
-      const iss = parseJws(jwt).payload.iss;
+      const iss = peekJws(jwt).payload.iss;
       issuer = typeof iss === "string" ? iss : null;
-      const trusts = issuer ? (byIssuer.all(issuer) as TrustRow[]).map(toTrust) : [];
-      return await verifier.verify(jwt, trusts);
+      const rows = !issuer ? [] : projectId === undefined ? byIssuer.all(issuer) : byIssuerAndProject.all(issuer, projectId);
+      return await verifier.verify(jwt, (rows as TrustRow[]).map(toTrust));
     } catch (e) {
       if (!(e instanceof UnauthenticatedError)) throw e;
-      audit.record({ actor: "anonymous", action: "auth.oidc", outcome: "failure", ip, details: { reason: e.message, issuer: issuer?.slice(0, 200) ?? null } });
+      audit.record({ actor: "anonymous", action: "auth.oidc", outcome: "failure", ip, details: { reason: e.message, issuer: issuer?.slice(0, 200) ?? null, ...(projectId !== undefined ? { project: projectId } : {}) } });
       throw new UnauthenticatedError("invalid or expired credentials");
     }
   }
@@ -109,7 +124,7 @@ export function trustServiceFactory({ db, audit, verifier, tokens, now = () => n
     create(projectId: string, orgId: string, input: Record<string, unknown>, actor: Actor): TrustView {
       let trust: TrustRelationship;
       try {
-        trust = validateTrust({ ...input, id: newId("trs"), projectId });
+        trust = validateTrust({ ...input, id: newId("trs"), projectId }, allowInternal);
       } catch (e) {
         // The API spells it static_jwks; the validator speaks the model's staticJwks.
         if (e instanceof InvalidInputError) throw new InvalidInputError(e.message, e.errors.map((x) => ({ ...x, pointer: x.pointer.replace(/^\/staticJwks/, "/static_jwks") })));
@@ -144,24 +159,31 @@ export function trustServiceFactory({ db, audit, verifier, tokens, now = () => n
     /** A raw CI JWT presented as a Bearer token: the actor for this one request. */
     async actorForJwt(jwt: string, ip: string | null = null): Promise<Actor> {
       const v = await verify(jwt, ip);
-      return { kind: "oidc", tokenId: null, subject: String(v.claims.sub ?? "unknown").slice(0, 200), projects: projectsOf(v.matched) };
+      return { kind: "oidc", tokenId: null, issuer: String(v.claims.iss), subject: String(v.claims.sub ?? "unknown").slice(0, 200), projects: projectsOf(v.matched) };
     },
 
-    /** POST /oidc/exchange: a short-lived token for the matched projects. */
-    async exchange(jwt: string, ip: string | null): Promise<{ token: string; expires_at: string; projects: string[] }> {
-      const v = await verify(jwt, ip);
+    /**
+     * POST /oidc/exchange: a short-lived token for one project. Bound to the project the client
+     * names (only its trusts are considered), else to the one project whose trusts the token
+     * matched: another tenant may add a trust for the same repository (it cannot be stopped from
+     * trusting what it likes), but it must never receive this job's exchange, token or claims.
+     * The audit record goes to that project's organization alone.
+     */
+    async exchange(jwt: string, ip: string | null, project?: string): Promise<{ token: string; expires_at: string; projects: string[] }> {
+      // An unknown project reads as one with no trusts: this endpoint is anonymous, so it must not tell.
+      const named = project === undefined ? undefined : (projectRef(project) ?? "");
+      const v = await verify(jwt, ip, named);
       const projects = projectsOf(v.matched);
-      const expiresAt = new Date(Math.min(v.expiresAt.getTime(), now().getTime() + MAX_EXCHANGED_MS));
-      const subject = String(v.claims.sub ?? "unknown").slice(0, 200);
-      const created = tokens.create(
-        { kind: "oidc", name: `oidc:${subject}`, expiresAt, projectIds: projects.map((p) => p.projectId), createdBy: null },
-        `oidc:${subject}`,
-        ip,
-      );
-      for (const orgId of new Set(projects.map((p) => p.orgId))) {
-        audit.record({ orgId, actor: `oidc:${subject}`, action: "auth.oidc.exchange", target: created.metadata.id, ip, details: { issuer: v.claims.iss, trusts: v.matched.map((t) => t.id) } });
+      const label = oidcLabel(String(v.claims.iss), String(v.claims.sub ?? "unknown").slice(0, 200));
+      if (projects.length !== 1) {
+        audit.record({ actor: label, action: "auth.oidc.exchange", outcome: "failure", ip, details: { reason: `oidc: token matches trust relationships of ${projects.length} projects, none named` } });
+        throw new InvalidInputError(`this token matches the trust relationships of ${projects.length} projects: name the one to act for ("project": id or ORG/NAME)`, [{ pointer: "/project", detail: "required" }]);
       }
-      return { token: created.token, expires_at: expiresAt.toISOString(), projects: projects.map((p) => p.projectId) };
+      const [{ projectId, orgId }] = projects as [{ projectId: string; orgId: string }];
+      const expiresAt = new Date(Math.min(v.expiresAt.getTime(), now().getTime() + MAX_EXCHANGED_MS));
+      const created = tokens.create({ kind: "oidc", name: label, expiresAt, projectIds: [projectId], createdBy: null }, label, ip);
+      audit.record({ orgId, actor: label, action: "auth.oidc.exchange", target: created.metadata.id, ip, details: { issuer: v.claims.iss, project: projectId, trusts: v.matched.map((t) => t.id) } });
+      return { token: created.token, expires_at: expiresAt.toISOString(), projects: [projectId] };
     },
   };
 }

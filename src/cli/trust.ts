@@ -25,8 +25,10 @@ interface Trust {
 function matches(t: Trust): string {
   const c = t.config;
   switch (t.provider) {
-    case "github":
-      return `repository ${c.repository}`;
+    case "github": {
+      const pins = [["id", c.repositoryId], ["owner id", c.repositoryOwnerId], ["ref", c.ref], ["environment", c.environment]].filter(([, v]) => v !== undefined);
+      return [`repository ${c.repository}`, ...pins.map(([k, v]) => `${k} ${v}`)].join(" ");
+    }
     case "circleci":
       return `org ${c.organizationId} project ${c.projectUuid}`;
     case "buildkite":
@@ -55,11 +57,14 @@ function trustBody(ctx: CommandContext): Record<string, unknown> {
   const given = [github && "--github", circleci && "--circleci", buildkite && "--buildkite"].filter(Boolean);
   if (given.length > 1) throw new UsageError(`trust add takes one of --github, --circleci, --buildkite (or --issuer with --claim), not ${given.join(" and ")}`);
   if (given.length === 1 && claims.length > 0) throw new UsageError(`--claim is for a generic issuer; it cannot be combined with ${given[0]}`);
+  const pins = { repositoryId: str(ctx, "repository-id"), repositoryOwnerId: str(ctx, "owner-id"), ref: str(ctx, "ref"), environment: str(ctx, "environment") };
+  const pinFlags = Object.entries(pins).filter(([, v]) => v !== undefined);
+  if (!github && pinFlags.length > 0) throw new UsageError("--repository-id, --owner-id, --ref and --environment pin a --github trust; for other issuers use --claim");
 
   let body: Record<string, unknown>;
   if (github) {
     const [owner] = pair(github, "github", "OWNER/REPO");
-    body = { provider: "github", owner, repository: github };
+    body = { provider: "github", owner, repository: github, ...Object.fromEntries(pinFlags) };
   } else if (circleci) {
     const [organizationId, projectUuid] = pair(circleci, "circleci", "ORG_ID/PROJECT_ID (the organization's and the project's UUIDs)");
     body = { provider: "circleci", organizationId, projectUuid };
@@ -105,7 +110,8 @@ export const trustCommand: Command = {
   summary: "list, add or remove the CI OIDC trust relationships of a project",
   usage: [
     "slipway trust list --project P",
-    "       slipway trust add --project P (--github OWNER/REPO | --circleci ORG_ID/PROJECT_ID | --buildkite ORG/PIPELINE",
+    "       slipway trust add --project P (--github OWNER/REPO [--repository-id N] [--owner-id N] [--ref REF] [--environment E]",
+    "                                      | --circleci ORG_ID/PROJECT_ID | --buildkite ORG/PIPELINE",
     "                                      | --issuer URL --claim NAME=VALUE ...) [--issuer URL] [--audience A ...] [--jwks-file F]",
     "       slipway trust remove ID",
   ].join("\n"),
@@ -118,6 +124,10 @@ export const trustCommand: Command = {
     claim: { type: "string", multiple: true },
     audience: { type: "string", multiple: true },
     "jwks-file": { type: "string" },
+    "repository-id": { type: "string" },
+    "owner-id": { type: "string" },
+    ref: { type: "string" },
+    environment: { type: "string" },
   },
   optionHelp: {
     project: "the project (id or ORG/NAME)",
@@ -128,6 +138,10 @@ export const trustCommand: Command = {
     claim: "add: a claim to match, NAME=VALUE; VALUE exact or a glob with * (repeatable)",
     audience: "add: accepted audience (repeatable; default: this server's public URL)",
     "jwks-file": "add: the issuer's keys (JWKS JSON) for issuers this server cannot reach",
+    "repository-id": "add, --github: also require this repository_id (GitHub's immutable id: a re-created repository of the same name does not match)",
+    "owner-id": "add, --github: also require this repository_owner_id (immutable, like --repository-id)",
+    ref: "add, --github: also require this ref, e.g. refs/heads/main (exact, or a glob with *)",
+    environment: "add, --github: also require this deployment environment",
   },
   positionals: true,
   run: (ctx) =>
@@ -150,7 +164,7 @@ export const trustCommand: Command = {
         },
       },
       add: {
-        options: ["project", "github", "circleci", "buildkite", "issuer", "claim", "audience", "jwks-file"],
+        options: ["project", "github", "circleci", "buildkite", "issuer", "claim", "audience", "jwks-file", "repository-id", "owner-id", "ref", "environment"],
         async run() {
           const ref = required(ctx, "project", "trust add");
           const body = trustBody(ctx);

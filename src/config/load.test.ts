@@ -319,3 +319,14 @@ describe("default locations", () => {
     ).toBe("/from/flag");
   });
 });
+
+describe("oidc.allow_internal", () => {
+  test("a TOML array or a comma-separated string (env, --set); each entry an origin or a CIDR", () => {
+    const file = toml('[oidc]\nallow_internal = ["https://ghe.corp.example", "10.0.0.0/8"]\n');
+    expect(loadConfig(userInput({ configFile: file })).config.oidc.allow_internal).toBe("https://ghe.corp.example,10.0.0.0/8");
+    expect(loadConfig(userInput({}, { SLIPWAY_OIDC_ALLOW_INTERNAL: "fd00::/8,http://127.0.0.1:8080" })).config.oidc.allow_internal).toBe("fd00::/8,http://127.0.0.1:8080");
+    for (const bad of ['["ghe.corp.example"]', '"https://ghe.corp.example/path"', '"10.0.0.0/33"']) {
+      expect(configError(() => loadConfig(userInput({ configFile: toml(`[oidc]\nallow_internal = ${bad}\n`, "bad.toml") })))).toContain("oidc.allow_internal");
+    }
+  });
+});

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { parseListenAddress } from "./listen.ts";
 import { parseTarget } from "../egress/targets.ts";
+import { allowEntryProblem } from "../auth/oidc/address.ts";
 
 const listen = z.string().refine((v) => parseListenAddress(v) !== null, {
   message: "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8443, [::]:8443, :8443)",
@@ -159,6 +160,19 @@ export const configSchema = z
         binary: z.string().min(1).default("docker-registry"),
         retention_days: z.number().int().min(0).max(3650).default(7),
         gc_interval_hours: z.number().int().min(0).max(24 * 365).default(24),
+      })
+      .strict()
+      .prefault({}),
+    oidc: z
+      .object({
+        // A comma-separated string (env, --set) or, in the TOML file, an array of strings too.
+        allow_internal: z
+          .preprocess((v) => (Array.isArray(v) && v.every((x) => typeof x === "string") ? v.join(",") : v), z.string())
+          .default("")
+          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => allowEntryProblem(x) === null), {
+            message: "expected a comma-separated list of issuer origins (https://ghe.example.com) and CIDRs (10.0.0.0/8)",
+          }),
+        ca_file: path.optional(),
       })
       .strict()
       .prefault({}),

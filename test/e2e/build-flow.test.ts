@@ -91,7 +91,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const image = await ensureDockerdBuilderImage();
     const dataDir = join(work, "data");
     imageRef = image.ref;
-    serveArgs = ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none", "--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5"];
+    serveArgs = ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none", "--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5", "--set", "oidc.allow_internal=127.0.0.0/8"]; // the test issuer listens on loopback
     s = await serve(slipwayBinary(), dataDir, serveArgs, {}, { publicHost: "localhost" });
     admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
     const mk = async (org: string, name: string) => (await api(admin, "POST", `/api/v1/orgs/${org}/projects`, { name })).json.id as string;
@@ -317,10 +317,15 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(ps(`label=io.slipway.project=${ids.A}`)).toEqual([builder!]); // the same container served it
   }, 300_000);
 
-  test("a GitHub-Actions-shaped OIDC token builds through the depot CLI's own OIDC path", async () => {
+  test("a GitHub-Actions-shaped OIDC token builds through the depot CLI's own OIDC path, also with another tenant trusting the same repository", async () => {
     gh = await startTestIssuer();
     const trust = await api(admin, "POST", `/api/v1/projects/${ids.A}/trust`, { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/app", audiences: ["https://depot.dev"] });
     expect(trust.status, trust.text).toBe(201);
+    // Trust squatting: organization "other" trusts the same repository for its own project.
+    const squat = await api(admin, "POST", `/api/v1/projects/${ids.B}/trust`, { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/app", audiences: ["https://depot.dev"] });
+    expect(squat.status, squat.text).toBe(201);
+    const squatterAudit = async () => (await api(admin, "GET", "/api/v1/orgs/other/audit?limit=200")).text;
+    const squatterBefore = await squatterAudit();
     const requested: string[] = [];
     idTokenServer = Bun.serve({
       hostname: "127.0.0.1",
@@ -344,6 +349,8 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(requested).toContain("https://depot.dev");
     const b = await latestBuild(ids.A!);
     expect(b.status).toBe("finished");
-    expect(b.started_by).toMatch(/^oidc:/);
+    expect(b.started_by).toBe(`oidc:${gh.issuer}#repo:acme/app:ref:refs/heads/main`); // the issuer is part of who started it
+    expect(await squatterAudit()).toBe(squatterBefore); // the squatter learns nothing of the victim's job
+    expect((await latestBuild(ids.B!))?.started_by ?? "").not.toMatch(/^oidc:/);
   }, 300_000);
 });

@@ -291,6 +291,14 @@ describe("trust relationships", () => {
     failed(await cli(["trust", "add", "--project", ids.acmeProject, "--issuer", "https://ci.example.com"], admin), 2, /trust add needs one of/);
     failed(await cli(["trust", "add", "--project", ids.acmeProject, "--circleci", "not-a-uuid/x"], admin), 1, /Invalid input: .*organizationId: must be a UUID/);
   });
+
+  test("a GitHub trust pinned by immutable ids, ref and environment", async () => {
+    const pinned = await json(["trust", "add", "--project", ids.acmeProject, "--github", "acme/app", "--repository-id", "424242", "--owner-id", "1000001", "--ref", "refs/heads/main", "--environment", "prod"], admin);
+    expect(pinned).toMatchObject({ provider: "github", config: { owner: "acme", repository: "acme/app", repositoryId: "424242", repositoryOwnerId: "1000001", ref: "refs/heads/main", environment: "prod" } });
+    expect((await cli(["trust", "list", "--project", ids.acmeProject], admin)).stdout).toContain("repository acme/app id 424242 owner id 1000001 ref refs/heads/main environment prod");
+    failed(await cli(["trust", "add", "--project", ids.acmeProject, "--github", "acme/app", "--repository-id", "acme"], admin), 1, /repositoryId: must be GitHub's numeric repository_id/);
+    failed(await cli(["trust", "add", "--project", ids.acmeProject, "--buildkite", "acme/deploy", "--ref", "refs/heads/main"], admin), 2, /pin a --github trust/);
+  });
 });
 
 describe("device login", () => {

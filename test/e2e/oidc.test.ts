@@ -143,3 +143,78 @@ describe("bad tokens: 401, and an audit record with the reason", () => {
     expect(statuses[20]).toBe(429);
   });
 });
+
+describe("trust squatting across tenants, and pins (issue 13)", () => {
+  // Tenant B's owner adds a trust for tenant A's repository to B's own project q1.
+  const exchangeFor = (token: string, project?: string) =>
+    w.handle(new Request("http://localhost/api/v1/oidc/exchange", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token, ...(project ? { project } : {}) }) }));
+  const auditOfB = () => w.audit.list({ orgId: w.ids.B, limit: 1000 });
+  let bBefore = 0;
+  beforeAll(async () => {
+    const r = await w.call("ownerB", "POST", `/api/v1/projects/${w.ids.q1}/trust`, { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/app" });
+    expect(r.status).toBe(201); // nothing stops B trusting what it likes...
+    bBefore = auditOfB().length;
+  });
+
+  test("the victim's exchange names its project and gets a token for it alone; the squatter's audit receives nothing", async () => {
+    const jwt = await gh.mint(githubClaims(gh.issuer, now(), { sub: "repo:acme/app:ref:refs/heads/squat-test" }));
+    for (const project of [w.ids.p1, "org-a/p1"]) {
+      const r = await exchangeFor(jwt, project);
+      expect(r.status).toBe(200);
+      const body = (await r.json()) as { token: string; projects: string[] };
+      expect(body.projects).toEqual([w.ids.p1]);
+      expect((await bearer(body.token, "GET", `/api/v1/projects/${w.ids.q1}`)).status).toBe(404);
+    }
+    const mine = w.audit.list({ orgId: w.ids.A, limit: 5 }).filter((e) => e.action === "auth.oidc.exchange");
+    expect(mine[0]!.actor).toBe(`oidc:${gh.issuer}#repo:acme/app:ref:refs/heads/squat-test`);
+    expect(auditOfB().length).toBe(bBefore);
+    expect(JSON.stringify(auditOfB())).not.toContain("squat-test");
+  });
+
+  test("an exchange that names no project, when the token matches two, is refused and tells the caller to name one", async () => {
+    const jwt = await gh.mint(githubClaims(gh.issuer, now(), { sub: "repo:acme/app:ref:refs/heads/squat-test-2" }));
+    const r = await exchangeFor(jwt);
+    expect(r.status).toBe(400);
+    expect(r.headers.get("content-type")).toBe("application/problem+json");
+    expect(((await r.json()) as { detail: string }).detail).toContain('name the one to act for ("project"');
+    expect(auditOfB().length).toBe(bBefore);
+  });
+
+  test("naming a project whose trusts the token does not match (or that does not exist) is a plain 401", async () => {
+    const jwt = await gh.mint(githubClaims(gh.issuer, now()));
+    for (const project of [w.ids.p2, "prj_doesnotexist", "org-a/nope"]) {
+      const r = await exchangeFor(jwt, project);
+      expect(r.status).toBe(401);
+      expect(((await r.json()) as { detail: string }).detail).toBe("invalid or expired credentials");
+    }
+  });
+
+  test("a GitHub trust pinned by repository_id, repository_owner_id, ref and environment refuses a token that differs in any", async () => {
+    const pinned = { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/pinned", repositoryId: "424242", repositoryOwnerId: "1000001", ref: "refs/heads/release/*", environment: "prod" };
+    expect((await w.call("ownerA", "POST", `/api/v1/projects/${w.ids.p2}/trust`, pinned)).status).toBe(201);
+    const claims = (over: Record<string, unknown>) =>
+      githubClaims(gh.issuer, now(), { repository: "acme/pinned", repository_id: "424242", ref: "refs/heads/release/1.2", environment: "prod", sub: "repo:acme/pinned:environment:prod", ...over });
+    expect((await exchangeFor(await gh.mint(claims({})), w.ids.p2)).status).toBe(200);
+    for (const over of [{ repository_id: "2000002" }, { repository_owner_id: "666" }, { ref: "refs/heads/main" }, { environment: "staging" }, { environment: undefined }, { repository_id: 424242 }]) {
+      const r = await exchangeFor(await gh.mint(claims(over)), w.ids.p2);
+      expect(r.status).toBe(401);
+      const entry = w.audit.list({ limit: 1 })[0]!;
+      expect(entry).toMatchObject({ action: "auth.oidc", outcome: "failure", org_id: null });
+      expect(String(entry.details.reason)).toBe("oidc: no trust relationship matches");
+    }
+  });
+
+  test("pins are validated, and are GitHub's only", async () => {
+    for (const [body, pointer] of [
+      [{ provider: "github", owner: "acme", repository: "acme/app", repositoryId: "12ab" }, "/repositoryId"],
+      [{ provider: "github", owner: "acme", repository: "acme/app", repositoryOwnerId: "" }, "/repositoryOwnerId"],
+      [{ provider: "github", owner: "acme", repository: "acme/app", ref: "main" }, "/ref"],
+      [{ provider: "github", owner: "acme", repository: "acme/app", environment: " prod" }, "/environment"],
+      [{ provider: "buildkite", organizationSlug: "acme", pipelineSlug: "app", ref: "refs/heads/main" }, "/ref"],
+    ] as const) {
+      const r = await w.call("ownerA", "POST", `/api/v1/projects/${w.ids.p1}/trust`, body);
+      expect(r.status).toBe(400);
+      expect(JSON.stringify(await r.json())).toContain(pointer);
+    }
+  });
+});

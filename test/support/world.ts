@@ -17,7 +17,7 @@ import { sessionsServiceFactory } from "../../src/auth/sessions.ts";
 import { tokensServiceFactory } from "../../src/auth/token-service.ts";
 import { trustServiceFactory } from "../../src/auth/trust-service.ts";
 import { deviceLoginServiceFactory } from "../../src/auth/device-login.ts";
-import { ciTokenVerifierFactory, oidcKeysFactory } from "../../src/auth/oidc/index.ts";
+import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../../src/auth/oidc/index.ts";
 
 /** The audience trusts accept by default in this world (the appliance's "public URL"). */
 export const WORLD_AUDIENCE = "https://slipway.example.com";
@@ -38,7 +38,8 @@ import { egressServiceFactory } from "../../src/egress/service.ts";
 export const ACTOR_NAMES = ["anon", "admin", "ownerA", "userA", "ownerB", "userB", "tokA1", "tokA2", "orgTokB", "oidcA1", "expired", "revoked"] as const;
 export type ActorName = (typeof ACTOR_NAMES)[number];
 
-export async function makeWorld(opts: { https?: boolean } = {}) {
+/** `oidcAllowInternal`: the operator's oidc.allow_internal; by default loopback, where the tests' issuers listen. */
+export async function makeWorld(opts: { https?: boolean; oidcAllowInternal?: string } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "slipway-world-"));
   const db = openDatabase(join(dir, "slipway.db"));
   applyMigrations(db);
@@ -50,7 +51,8 @@ export async function makeWorld(opts: { https?: boolean } = {}) {
   const projects = projectsServiceFactory({ db, audit, quotas });
   const tokens = tokensServiceFactory({ db, audit });
   const sessions = sessionsServiceFactory({ db, audit });
-  const trust = trustServiceFactory({ db, audit, tokens, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ fetch }) }) });
+  const allowInternal = parseAllowInternal(opts.oidcAllowInternal ?? "127.0.0.0/8");
+  const trust = trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) });
   const admin = "system:test";
 
   const users: Record<string, string> = {};

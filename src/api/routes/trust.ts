@@ -4,7 +4,7 @@
  * Slipway token (also accepted as-is as a Bearer token wherever a project credential is).
  */
 import { Elysia, t } from "elysia";
-import { parseJws } from "../../auth/oidc/jwt.ts";
+import { peekJws } from "../../auth/oidc/index.ts";
 import { authorize } from "../../auth/index.ts";
 import { rateLimiterFactory } from "../../auth/rate-limit.ts";
 import { NotFoundError } from "../../errors.ts";
@@ -64,6 +64,10 @@ export function trustRoutes(ctx: IdentityContext) {
             projectUuid: t.Optional(t.String({ description: "circleci: project UUID" })),
             organizationSlug: t.Optional(t.String({ description: "buildkite" })),
             pipelineSlug: t.Optional(t.String({ description: "buildkite" })),
+            repositoryId: t.Optional(t.String({ description: "github: pin GitHub's immutable repository_id (digits)" })),
+            repositoryOwnerId: t.Optional(t.String({ description: "github: pin GitHub's immutable repository_owner_id (digits)" })),
+            ref: t.Optional(t.String({ description: "github: the ref, e.g. refs/heads/main (exact, or a glob with *)" })),
+            environment: t.Optional(t.String({ description: "github: the deployment environment, exactly" })),
             claims: t.Optional(t.Record(t.String(), t.String(), { description: "generic: claim → exact value or glob (* matches any run of characters)" })),
             static_jwks: t.Optional(t.Object({ keys: t.Array(t.Record(t.String(), t.Unknown())) }, { description: "the issuer's JWKS, for issuers this appliance cannot reach" })),
           },
@@ -93,15 +97,21 @@ export function trustRoutes(ctx: IdentityContext) {
         perAddress.hit([`ip:${ip}`]);
         let subject = "unparsable";
         try {
-          subject = String(parseJws(body.token).payload.sub ?? "none"); // untrusted, only a rate-limit key
+          subject = String(peekJws(body.token).payload.sub ?? "none"); // untrusted, only a rate-limit key
         } catch {}
         perSubject.hit([`sub:${subject}`]);
-        return trust.exchange(body.token, ip);
+        return trust.exchange(body.token, ip, body.project);
       },
       {
-        body: t.Object({ token: t.String({ minLength: 1, maxLength: 16384, description: "the CI job's OIDC JWT" }) }, { additionalProperties: false }),
+        body: t.Object(
+          {
+            token: t.String({ minLength: 1, maxLength: 16384, description: "the CI job's OIDC JWT" }),
+            project: t.Optional(t.String({ minLength: 1, maxLength: 200, description: "the project to act for (id or ORG/NAME): only its trust relationships are considered; required when the token matches those of several projects" })),
+          },
+          { additionalProperties: false },
+        ),
         response: { 200: t.Object({ token: t.String(), expires_at: t.String(), projects: t.Array(t.String()) }) },
-        detail: { tags: ["trust"], summary: "Exchange a CI OIDC token for a Slipway token for the matched projects (expires with it, at most 1 h)" },
+        detail: { tags: ["trust"], summary: "Exchange a CI OIDC token for a Slipway token for one project whose trust it matches (expires with it, at most 1 h)" },
       },
     );
 }

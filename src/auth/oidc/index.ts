@@ -5,8 +5,10 @@
  * caches issuers' keys), hand it to `ciTokenVerifierFactory`, and validate stored trusts with
  * `validateTrust`. Rejections are UnauthenticatedError with a reason fit for the audit log.
  */
-export { ALLOWED_ALGS, type JsonWebKeySet, type Jwk, type JwsAlg } from "./jwt.ts";
-export { oidcKeysFactory, type FetchFn, type OidcKeys, type OidcKeysDeps } from "./keys.ts";
+export { ALLOWED_ALGS, peekJws, type JsonWebKeySet, type Jwk, type JwsAlg } from "./jwt.ts";
+export { oidcKeysFactory, type OidcKeys, type OidcKeysDeps } from "./keys.ts";
+export { allowEntryProblem, NO_INTERNAL, parseAllowInternal, type InternalAllowance } from "./address.ts";
+export { pinnedGetFactory, type DocumentGet } from "./fetch.ts";
 export {
   BUILDKITE_ISSUER,
   GITHUB_ISSUER,

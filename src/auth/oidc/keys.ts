@@ -6,16 +6,22 @@
  * an unknown kid triggers a refetch (key rotation) at most once per minRefetchIntervalMs per
  * issuer, so a flood of tokens with random kids cannot make us hammer the issuer. Concurrent
  * lookups for one issuer share a single in-flight fetch. Failures reject like any bad token.
+ * Documents come over connections pinned to checked addresses (auth/oidc/fetch.ts), and the
+ * jwks_uri must be on the issuer's own origin: a discovery document cannot send us elsewhere.
  */
-import { UnauthenticatedError } from "../../errors.ts";
+import { NO_INTERNAL, type InternalAllowance } from "./address.ts";
+import { pinnedGetFactory, type DocumentGet } from "./fetch.ts";
 import type { JsonWebKeySet, Jwk } from "./jwt.ts";
 import { reject } from "./reject.ts";
 import { urlProblem } from "./url.ts";
 
-export type FetchFn = (url: string, init: RequestInit) => Promise<Response>;
-
 export interface OidcKeysDeps {
-  fetch?: FetchFn;
+  /** Issuers the operator allows on internal addresses (oidc.allow_internal). */
+  allowInternal?: InternalAllowance;
+  /** Extra trust roots (PEM) for issuers' TLS (oidc.ca_file). */
+  ca?: string;
+  /** Default: pinned requests under allowInternal, ca, timeoutMs and maxDocumentBytes. */
+  get?: DocumentGet;
   now?: () => Date;
   /** At most one JWKS fetch per issuer within this interval, whatever the kids asked for. */
   minRefetchIntervalMs?: number;
@@ -51,7 +57,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 export function oidcKeysFactory({
-  fetch = globalThis.fetch,
+  allowInternal = NO_INTERNAL,
+  ca,
+  get,
   now = () => new Date(),
   minRefetchIntervalMs = 60_000,
   cacheTtlMs = 3_600_000,
@@ -61,40 +69,12 @@ export function oidcKeysFactory({
   // Bounded by the configured trust relationships: verify only asks for issuers a trust names.
   const entries = new Map<string, IssuerEntry>();
 
-  async function readBounded(res: Response): Promise<string | null> {
-    const declared = Number(res.headers.get("content-length"));
-    if (Number.isFinite(declared) && declared > maxDocumentBytes) return null;
-    if (!res.body) return "";
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxDocumentBytes) {
-        await reader.cancel().catch(() => {});
-        return null;
-      }
-      chunks.push(value);
-    }
-    return utf8.decode(Buffer.concat(chunks));
-  }
+  const getDocument = get ?? pinnedGetFactory({ allowInternal, timeoutMs, maxBytes: maxDocumentBytes, ...(ca ? { ca } : {}) });
 
   async function getJson(url: string, what: "discovery" | "jwks"): Promise<Record<string, unknown>> {
-    let text: string | null;
-    try {
-      // Redirects are refused: following one could leave https or the issuer's host unnoticed.
-      const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "error", headers: { accept: "application/json" } });
-      if (!res.ok) {
-        await res.body?.cancel().catch(() => {});
-        reject(`oidc: ${what} fetch failed: HTTP ${res.status}`);
-      }
-      text = await readBounded(res);
-    } catch (e) {
-      if (e instanceof UnauthenticatedError) throw e;
-      reject(`oidc: ${what} fetch failed`);
-    }
+    const res = await getDocument(url, what);
+    if (res.status < 200 || res.status > 299) reject(`oidc: ${what} fetch failed: HTTP ${res.status}`);
+    const text = res.body;
     if (text === null) reject(`oidc: ${what} document too large`);
     let doc: unknown;
     try {
@@ -113,8 +93,9 @@ export function oidcKeysFactory({
     if (discovery.issuer !== issuer) reject("oidc: discovery issuer mismatch");
     const jwksUri = discovery.jwks_uri;
     if (typeof jwksUri !== "string") reject("oidc: discovery document has no jwks_uri");
-    const problem = urlProblem(jwksUri, "jwks_uri");
+    const problem = urlProblem(jwksUri, "jwks_uri", allowInternal);
     if (problem) reject(`oidc: ${problem}`);
+    if (new URL(jwksUri).origin !== new URL(issuer).origin) reject("oidc: jwks_uri is not on the issuer's origin");
     const jwks = await getJson(jwksUri, "jwks");
     if (!Array.isArray(jwks.keys)) reject("oidc: jwks document has no keys");
     return (jwks.keys as unknown[]).filter(isObject) as Jwk[];
@@ -127,7 +108,7 @@ export function oidcKeysFactory({
         if (!key) reject("oidc: unknown key id in static JWKS");
         return key;
       }
-      const problem = urlProblem(issuer, "issuer");
+      const problem = urlProblem(issuer, "issuer", allowInternal);
       if (problem) reject(`oidc: ${problem}`);
 
       let entry = entries.get(issuer);

@@ -7,6 +7,7 @@
  */
 import { InvalidInputError } from "../../errors.ts";
 import type { JsonWebKeySet, Jwk } from "./jwt.ts";
+import type { InternalAllowance } from "./address.ts";
 import { urlProblem } from "./url.ts";
 
 interface TrustBase {
@@ -21,7 +22,20 @@ interface TrustBase {
 }
 
 export type TrustRelationship =
-  | (TrustBase & { provider: "github"; owner: string; /** "owner/name" */ repository: string })
+  | (TrustBase & {
+      provider: "github";
+      owner: string;
+      /** "owner/name" */
+      repository: string;
+      /** Pins by GitHub's immutable ids (`repository_id`, `repository_owner_id`): a repository
+       * deleted and re-created under the same name, or a renamed owner's name taken over, does not match. */
+      repositoryId?: string;
+      repositoryOwnerId?: string;
+      /** `ref` (e.g. refs/heads/main), exact or a glob with `*`. */
+      ref?: string;
+      /** `environment` (a GitHub deployment environment), exactly. */
+      environment?: string;
+    })
   | (TrustBase & { provider: "circleci"; organizationId: string; projectUuid: string })
   | (TrustBase & { provider: "buildkite"; organizationSlug: string; pipelineSlug: string })
   | (TrustBase & {
@@ -99,7 +113,8 @@ function str(v: unknown): string | null {
  * Whether verified claims fit the trust's provider-specific rules (issuer and audience are
  * checked by the verifier, not here).
  * - github: `repository_owner` and `repository` equal the trust's, ignoring ASCII case (GitHub
- *   names are case-insensitive), whole strings only.
+ *   names are case-insensitive), whole strings only; and each pin the trust sets (repository_id,
+ *   repository_owner_id, environment exactly; ref per globMatch) is present and equal.
  * - circleci: `oidc.circleci.com/project-id` equals projectUuid (case-insensitive, UUIDs) and the
  *   token's `iss` is the trust's issuer ending in `/org/<organizationId>` (the org pin; the
  *   configured issuer is used, so an on-premise or test issuer works too).
@@ -111,11 +126,20 @@ export function claimsMatch(trust: TrustRelationship, claims: Record<string, unk
     case "github": {
       const owner = str(claims.repository_owner);
       const repository = str(claims.repository);
+      const pinned = (claim: string, want: string | undefined, match = (w: string, v: string) => w === v) => {
+        if (want === undefined) return true;
+        const v = str(claims[claim]);
+        return v !== null && match(want, v);
+      };
       return (
         owner !== null &&
         repository !== null &&
         owner.toLowerCase() === trust.owner.toLowerCase() &&
-        repository.toLowerCase() === trust.repository.toLowerCase()
+        repository.toLowerCase() === trust.repository.toLowerCase() &&
+        pinned("repository_id", trust.repositoryId) &&
+        pinned("repository_owner_id", trust.repositoryOwnerId) &&
+        pinned("environment", trust.environment) &&
+        pinned("ref", trust.ref, globMatch)
       );
     }
     case "circleci": {
@@ -140,6 +164,9 @@ export function claimsMatch(trust: TrustRelationship, claims: Record<string, unk
 // ---- validation -------------------------------------------------------------------------------
 
 const GITHUB_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+const GITHUB_ID = /^[1-9][0-9]{0,19}$/;
+/** Pins only a GitHub token carries; on another provider they would silently match nothing. */
+const GITHUB_PINS = ["repositoryId", "repositoryOwnerId", "ref", "environment"] as const;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BUILDKITE_SLUG = /^[a-z0-9][a-z0-9_-]{0,99}$/;
 /** Claims the verifier handles itself; matching them as strings would be wrong or never succeed. */
@@ -160,7 +187,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * CircleCI UUIDs, drops unknown members. Throws InvalidInputError listing every problem with a JSON
  * pointer.
  */
-export function validateTrust(input: unknown): TrustRelationship {
+export function validateTrust(input: unknown, allowInternal?: InternalAllowance): TrustRelationship {
   const errors: { pointer: string; detail: string }[] = [];
   const bad = (pointer: string, detail: string) => errors.push({ pointer, detail });
   if (!isObject(input)) throw new InvalidInputError("invalid trust relationship", [{ pointer: "", detail: "must be an object" }]);
@@ -192,6 +219,7 @@ export function validateTrust(input: unknown): TrustRelationship {
     });
 
   const staticJwks = input.staticJwks === undefined ? undefined : validateJwks(input.staticJwks, bad);
+  if (provider !== "github") for (const pin of GITHUB_PINS) if (input[pin] !== undefined) bad(`/${pin}`, "is a GitHub pin (provider github); other issuers match claims with a generic trust");
 
   let trust: TrustRelationship;
   switch (provider) {
@@ -208,6 +236,22 @@ export function validateTrust(input: unknown): TrustRelationship {
         }
       }
       trust = { id, projectId, provider, issuer: "", audiences, owner, repository };
+      for (const [name, claim] of [["repositoryId", "repository_id"], ["repositoryOwnerId", "repository_owner_id"]] as const) {
+        const v = input[name];
+        if (v === undefined) continue;
+        if (typeof v !== "string" || !GITHUB_ID.test(v)) bad(`/${name}`, `must be GitHub's numeric ${claim}, as a string of digits`);
+        else trust[name] = v;
+      }
+      if (input.ref !== undefined) {
+        const ref = input.ref;
+        if (typeof ref !== "string" || !/^refs\/[\x21-\x7e]{1,250}$/.test(ref) || /^refs\/\*+$/.test(ref)) bad("/ref", "must be a full ref such as refs/heads/main or refs/tags/v*, exact or a glob with *");
+        else trust.ref = ref;
+      }
+      if (input.environment !== undefined) {
+        const env = input.environment;
+        if (typeof env !== "string" || env.length === 0 || env.length > 255 || env.trim() !== env || /[\x00-\x1f]/.test(env)) bad("/environment", "must be a GitHub environment name");
+        else trust.environment = env;
+      }
       break;
     }
     case "circleci": {
@@ -256,7 +300,7 @@ export function validateTrust(input: unknown): TrustRelationship {
     issuer = given;
   }
   if (issuer !== undefined) {
-    const problem = urlProblem(issuer, "issuer");
+    const problem = urlProblem(issuer, "issuer", allowInternal);
     if (problem) bad("/issuer", problem);
     if (trust.provider === "circleci" && trust.organizationId && !issuer.toLowerCase().endsWith(`/org/${trust.organizationId}`)) {
       bad("/issuer", "a CircleCI issuer must end with /org/<organizationId>");

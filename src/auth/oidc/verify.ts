@@ -1,12 +1,12 @@
 /**
  * @module auth/oidc/verify
- * Verifies a CI job's OIDC token against a project's trust relationships: strict JWS parsing,
- * signature by the issuer's key, registered time claims, audience, then provider claim matching.
+ * Verifies a CI job's OIDC token against a project's trust relationships: the JWS (decoded and
+ * checked by jose, under our header policy), signature by the issuer's key, registered time claims, audience, then provider claim matching.
  * The payload is untrusted until the signature holds; before that only `iss` is read, and only to
  * pick the candidate trusts (and so the keys) — an issuer no trust names is refused without any
  * network traffic. Every refusal is an UnauthenticatedError with a distinct reason.
  */
-import { parseJws, verifyJwsSignature, type JsonWebKeySet } from "./jwt.ts";
+import { peekJws, verifyJws, type JsonWebKeySet } from "./jwt.ts";
 import type { OidcKeys } from "./keys.ts";
 import { reject } from "./reject.ts";
 import { audienceMatches, claimsMatch, type TrustRelationship } from "./trust.ts";
@@ -62,7 +62,7 @@ export function ciTokenVerifierFactory({ keys, now = () => new Date(), skewSecon
 
   return {
     async verify(rawJwt: string, trusts: TrustRelationship[]): Promise<VerifiedCiToken> {
-      const jws = parseJws(rawJwt);
+      const jws = peekJws(rawJwt);
       const iss = jws.payload.iss;
       if (typeof iss !== "string" || iss.length === 0) reject("oidc: iss missing");
       const candidates = trusts.filter((t) => t.issuer === iss);
@@ -72,8 +72,7 @@ export function ciTokenVerifierFactory({ keys, now = () => new Date(), skewSecon
       let firstError: unknown;
       for (const group of keyGroups(candidates)) {
         try {
-          const jwk = await keys.getKey(iss, jws.kid, group.jwks);
-          await verifyJwsSignature(jws, jwk);
+          await verifyJws(rawJwt, (kid) => keys.getKey(iss, kid, group.jwks));
           verified.push(...group.trusts);
         } catch (e) {
           firstError ??= e;
