@@ -5,7 +5,8 @@
  * close the database).
  */
 import type { Server } from "bun";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createApp, type AppDeps } from "../api/app.ts";
 import { allowHoldingOpen } from "../api/context.ts";
 import { egressServiceFactory, type EgressService } from "../egress/service.ts";
@@ -32,7 +33,9 @@ import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import { registryRoutes } from "../api/routes/registry.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderCurrencyHealthCheck, builderManagerFactory, describeEmulation, exporterCheckFactory } from "../builders/index.ts";
+import { builderCurrencyHealthCheck, builderManagerFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderNetworkPolicy } from "../builders/index.ts";
+import { hostExec } from "../egress/apply.ts";
+import { PreconditionError } from "../errors.ts";
 import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
@@ -140,6 +143,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
 
   let router: BuildRouter | null = null;
   let checkpointer: Checkpointer | null = null;
+  let appliedPolicy: BuilderNetworkPolicy | null = null;
   const stoppables: (() => void)[] = [];
   try {
     checkpointer = await startCheckpointer(state.db, state.dbFile, {
@@ -222,6 +226,15 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     // Its token service authenticates with the API's identity context, made further down.
     let registryActorOf: (request: Request) => Promise<Actor> = async () => ({ kind: "anonymous" });
     let registry: RegistryService | null = null;
+    // Builders push on a listener of their own that serves only /v2/: the network policy lets
+    // builders reach its port on this host, and not the API's.
+    let builderRegistryPort: number | null = null;
+    if (config.registry.enabled && https) {
+      const srv = listenForBuilders(config.registry.builder_listen ? parseListenAddress(config.registry.builder_listen)! : null, listen.hostname, dataDir, tls!, (req) => registry);
+      stoppables.push(() => void srv.stop(true));
+      builderRegistryPort = srv.port!;
+    }
+    const builderRegistry = builderRegistryHost(pub.hostname, builderRegistryPort ?? listen.port);
     if (config.registry.enabled && https) {
       const reg = registryServiceFactory({
         db: state.db,
@@ -230,7 +243,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
         dataDir,
         settings: config.registry,
         publicHost: registryPublicHost,
-        builderHost: registryHosts.host,
+        builderHost: builderRegistry.host,
         actorOf: (request) => registryActorOf(request),
         // Builders arrive on their network's gateway: a loopback-only listener never sees them.
         unreachableByBuilders: /^(127\.|localhost$|::1$)/.test(listen.hostname) ? `serve listens only on loopback (server.listen = ${s.listen}); listen on an address builders reach, e.g. 0.0.0.0:${listen.port}` : null,
@@ -246,6 +259,31 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     //     handed the lookup (serial → active build → ready builder) and told when builds end.
     const docker = new Docker({ socketPath: config.builders.docker_socket });
     let builds: BuildsService | null = null;
+    // What builders may reach: applied before any builder is adopted or started; when it cannot be
+    // applied serve still starts (the API, the registry for clients), and no builder starts.
+    const networkPolicy = builderNetworkPolicyFactory({
+      exec: hostExec(),
+      names: policyNames(state.applianceId),
+      settings: { mode: config.builders.network_policy, allow: config.builders.network_allow.split(",").map((x) => x.trim()).filter(Boolean), mirrors: parseEndpoints(config.builders.network_mirrors) },
+      registryPort: builderRegistryPort,
+    });
+    appliedPolicy = networkPolicy;
+    try {
+      await networkPolicy.apply();
+      if (config.builders.network_policy === "enforce") log.info("builder network policy in force", { bridges: `${networkPolicy.names.bridgePrefix}+`, registry_port: builderRegistryPort });
+    } catch (e) {
+      log.error("the builder network policy cannot be applied: no builder will start", { error: (e as Error).message });
+    }
+    // A firewall reload (or `iptables -F`) drops our rules: re-applied within 10 s.
+    const policyTimer = setInterval(() => {
+      networkPolicy.check().then(
+        (reapplied) => reapplied && log.warn("builder network policy was missing and has been re-applied"),
+        (e) => log.error("builder network policy re-apply failed: no builder will start", { error: (e as Error).message }),
+      );
+    }, 10_000);
+    policyTimer.unref?.();
+    stoppables.push(() => clearInterval(policyTimer));
+    health.register(networkPolicyHealthCheck(networkPolicy));
     const egress = egressServiceFactory({
       db: state.db,
       audit,
@@ -265,7 +303,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       containerdStore: config.builders.dockerd_containerd_store,
       insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
       allowEmulation: config.builders.allow_emulation,
-      ...(registry ? { registry: { host: registryHosts.host, caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
+      networkPolicy,
+      ...(registry ? { registry: { host: builderRegistry.host, caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
       readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
       onBuilderLost: ({ holders, reason }) => builds?.builderLost(holders, reason),
       // Runners may always reach builders: agents get the set within a second.
@@ -442,6 +481,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
             await srv.stop(true);
           }
           for (const stop of stoppables) stop();
+          await removePolicy(appliedPolicy, log);
           await checkpointer?.stop();
           checkpointAndClose(state.db);
           lock.release();
@@ -452,9 +492,51 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
   } catch (e) {
     await router?.stop(); // a start that fails halfway leaves nothing listening
     for (const stop of stoppables) stop();
+    await removePolicy(appliedPolicy, log);
     await checkpointer?.stop();
     state.db.close();
     lock.release();
     throw e;
   }
+}
+
+/**
+ * The builders' registry listener: /v2/ of the appliance's registry and nothing else. Its port is
+ * `registry.builder_listen`'s, or one chosen once and kept in the data dir: builders name the
+ * registry host:port (dockerd's certs.d directory too), so an adopted builder keeps working.
+ */
+function listenForBuilders(
+  configured: { hostname: string; port: number } | null,
+  hostname: string,
+  dataDir: string,
+  tls: { cert: string; key: string },
+  registry: (req: Request) => RegistryService | null,
+): Server<undefined> {
+  const fetch = (req: Request) => {
+    const path = new URL(req.url).pathname;
+    const reg = registry(req);
+    if (reg && (path === "/v2" || path.startsWith("/v2/"))) return reg.handle(req) ?? new Response(null, { status: 404 });
+    return new Response(null, { status: 404 });
+  };
+  if (configured) return Bun.serve({ hostname: configured.hostname, port: configured.port, tls, fetch });
+  const file = join(dataDir, "builder-registry-port");
+  let remembered = 0;
+  try {
+    remembered = Number(readFileSync(file, "utf8").trim()) || 0;
+  } catch {
+    // first start
+  }
+  let srv: Server<undefined>;
+  try {
+    srv = Bun.serve({ hostname, port: remembered, tls, fetch });
+  } catch (e) {
+    throw new PreconditionError(`the builders' registry port ${remembered} (kept in ${file}) cannot be listened on: ${(e as Error).message}; free it, or set registry.builder_listen`);
+  }
+  if (srv.port !== remembered) writeFileSync(file, `${srv.port}\n`, { mode: 0o600 });
+  return srv;
+}
+
+async function removePolicy(policy: BuilderNetworkPolicy | null, log: Logger) {
+  // Builders outlive serve, but without serve nothing reaches them (the build endpoint is serve's).
+  await policy?.remove().catch((e) => log.warn("builder network policy removal failed", { error: (e as Error).message }));
 }
