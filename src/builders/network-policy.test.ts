@@ -100,6 +100,20 @@ describe.skipIf(missing !== null)("applied for real in a network namespace", () 
     expect(await snapshot()).toEqual(before);
   });
 
+  test("where Docker has DOCKER-USER the forward jump goes there (Docker puts each network's ACCEPTs above anything in FORWARD)", async () => {
+    await exec(["iptables-restore", "--noflush"], { stdin: "*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n" });
+    const p = builderNetworkPolicyFactory({ exec, names: testNames, settings, registryPort: 8445, resolvers });
+    await p.apply();
+    const { v4, v6 } = await snapshot();
+    expect(v4).toContain(`-A DOCKER-USER -i ${testNames.bridgePrefix}+ -j ${testNames.forward}`);
+    expect(v4).not.toContain(`-A FORWARD -i ${testNames.bridgePrefix}+`);
+    expect(v6).toContain(`-A FORWARD -i ${testNames.bridgePrefix}+ -j ${testNames.forward}`);
+    expect(await p.inForce()).toBe(true);
+    await p.remove();
+    expect((await snapshot()).v4).not.toContain(testNames.bridgePrefix);
+    await exec(["iptables-restore", "--noflush"], { stdin: "*filter\n-D FORWARD -j DOCKER-USER\n-F DOCKER-USER\n-X DOCKER-USER\nCOMMIT\n" });
+  });
+
   test("when ip6tables fails, IPv4 is taken out again and builders are refused (both or neither)", async () => {
     const before = await snapshot();
     const failing6: HostExec = (argv, opts) => (argv[0] === "ip6tables-restore" ? Promise.resolve({ code: 1, stdout: "", stderr: "ip6tables-restore: simulated failure", timedOut: false }) : exec(argv, opts));

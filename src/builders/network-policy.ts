@@ -5,7 +5,7 @@
  * Every builder network's bridge is named `<prefix><hash>` with a prefix of this appliance's own
  * (see bridgeName), so two rules per family catch all of them from the moment the bridge exists,
  * whatever network is created later: `-I INPUT 1 -i <prefix>+` (traffic to this host: every one
- * of its addresses, the bridge gateways included) and `-I FORWARD 1 -i <prefix>+` (traffic
+ * of its addresses, the bridge gateways included) and `-I DOCKER-USER 1 -i <prefix>+` (traffic
  * through it). The chains:
  *
  * - input (to this host): DNS to a configured resolver that is local, the builder registry port,
@@ -147,9 +147,14 @@ export function renderPolicyChains(p: ResolvedPolicy, n: PolicyNames, family: Fa
   return lines;
 }
 
-/** Our jump rules as iptables-save prints them. */
-export function policyJumps(n: PolicyNames): string[] {
-  return [`-A INPUT -i ${n.bridgePrefix}+ -j ${n.input}`, `-A FORWARD -i ${n.bridgePrefix}+ -j ${n.forward}`];
+/**
+ * Our jump rules as iptables-save prints them. Forwarded traffic is caught in DOCKER-USER where
+ * Docker has it: Docker inserts each new network's ACCEPT rules at the top of FORWARD, above
+ * anything of ours there, and keeps only DOCKER-USER's jump before them. A family Docker does not
+ * manage (ip6tables off) has no Docker rules, and FORWARD's first place is ours.
+ */
+export function policyJumps(n: PolicyNames, dockerUser: boolean): string[] {
+  return [`-A INPUT -i ${n.bridgePrefix}+ -j ${n.input}`, `-A ${dockerUser ? "DOCKER-USER" : "FORWARD"} -i ${n.bridgePrefix}+ -j ${n.forward}`];
 }
 
 /** The host's DNS resolvers (the ones Docker's embedded DNS forwards to), loopback ones left out:
@@ -220,15 +225,15 @@ export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
     const text = await must([SAVE[f], "-t", "filter"]);
     const lines = text.split("\n");
     return {
-      jumps: lines.filter((l) => (l.startsWith("-A INPUT ") || l.startsWith("-A FORWARD ")) && ours(l)),
+      jumps: lines.filter((l) => /^-A (INPUT|FORWARD|DOCKER-USER) /.test(l) && ours(l)),
       chains: new Set(lines.filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!)),
     };
   }
 
   /** One family's chains and jumps in one restore: old jumps deleted, new ones inserted first. */
   async function applyFamily(p: ResolvedPolicy, f: Family) {
-    const { jumps } = await saved(f);
-    const script = ["*filter", ...renderPolicyChains(p, names, f), ...jumps.map((l) => l.replace(/^-A /, "-D ")), ...policyJumps(names).map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")), "COMMIT", ""];
+    const { jumps, chains } = await saved(f);
+    const script = ["*filter", ...renderPolicyChains(p, names, f), ...jumps.map((l) => l.replace(/^-A /, "-D ")), ...policyJumps(names, chains.has("DOCKER-USER")).map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")), "COMMIT", ""];
     await must([RESTORE[f], "--noflush"], script.join("\n"));
   }
 
@@ -284,7 +289,7 @@ export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
     async inForce(): Promise<boolean> {
       for (const f of [4, 6] as const) {
         const { jumps, chains } = await saved(f);
-        if (!chains.has(names.input) || !chains.has(names.forward) || policyJumps(names).some((j) => !jumps.includes(j))) return false;
+        if (!chains.has(names.input) || !chains.has(names.forward) || policyJumps(names, chains.has("DOCKER-USER")).some((j) => !jumps.includes(j))) return false;
       }
       return true;
     },
