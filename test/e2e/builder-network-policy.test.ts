@@ -21,7 +21,7 @@ import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
+import { runSlipway, serve, type Served } from "../support/serve.ts";
 
 const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = process.getuid?.() !== 0
@@ -161,8 +161,11 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     expect(applied.v4.filter((l) => /^-A (INPUT|FORWARD|DOCKER-USER) /.test(l)).length).toBe(2);
     expect(applied.v6.filter((l) => /^-A (INPUT|FORWARD|DOCKER-USER) /.test(l)).length).toBe(2);
     expect(applied.sets.length).toBe(6);
+    const doctor = async () => ((JSON.parse((await runSlipway(slipwayBinary(), ["doctor", "--json", "--data-dir", join(work, "data")])).stdout) as { findings: { check: string; status: string; message: string }[] }).findings.find((f) => f.check === "builders:network-policy"))!;
+    expect((await doctor()).message).toStartWith("in force");
     await s!.stop();
     expect(await ourRules()).toEqual({ v4: [], v6: [], sets: [] });
+    expect((await doctor()).message).toStartWith("not in force now");
     await start("enforce"); // adopts the builder; the same rules as before, once
     expect(await ourRules()).toEqual(applied);
   }, 600_000);
