@@ -114,6 +114,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
   await checkPortsFree([
     { name: "API", flag: "--listen", addr: listen },
     { name: "build endpoint", flag: "--build-listen", addr: buildListen },
+    ...(config.registry.builder_listen ? [{ name: "builders' registry", flag: "registry.builder_listen", addr: parseListenAddress(config.registry.builder_listen)! }] : []),
   ]);
   const operatorTls = s.tls_cert_file && s.tls_key_file ? { cert: s.tls_cert_file, key: s.tls_key_file } : null;
   checkReadable([
@@ -266,6 +267,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       names: policyNames(state.applianceId),
       settings: { mode: config.builders.network_policy, allow: config.builders.network_allow.split(",").map((x) => x.trim()).filter(Boolean), mirrors: parseEndpoints(config.builders.network_mirrors) },
       registryPort: builderRegistryPort,
+      apiPort: listen.port,
     });
     appliedPolicy = networkPolicy;
     try {

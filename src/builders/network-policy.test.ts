@@ -8,18 +8,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hostExec, type HostExec } from "../egress/apply.ts";
 import { run, which } from "../host/run.ts";
-import { bridgeName, builderNetworkPolicyFactory, parseEndpoint, policyNames, renderPolicyChains, type ResolvedPolicy } from "./network-policy.ts";
+import { bridgeName, builderNetworkPolicyFactory, parseEndpoint, policyNames, renderPolicyChains, renderPolicyNat, type ResolvedPolicy } from "./network-policy.ts";
 
 const names = policyNames("appl_01HXYZAABCDEFGH");
 const policy: ResolvedPolicy = {
   registryPort: 8445,
+  apiPort: 8443,
   resolvers: { 4: ["10.255.255.53/32"], 6: [] },
   mirrors: { 4: [{ addr: "10.1.2.3", port: 3142 }], 6: [] },
   allow: { 4: ["10.20.0.0/16"], 6: [] },
 };
 
 test("names: one prefix per appliance, bridge names within the kernel's 15 characters", () => {
-  expect(names).toEqual({ bridgePrefix: "sbabcdefgh", input: "SLWB_ABCDEFGH_IN", forward: "SLWB_ABCDEFGH_FWD", setPrefix: "slwbabcdefgh" });
+  expect(names).toEqual({ bridgePrefix: "sbabcdefgh", input: "SLWB_ABCDEFGH_IN", forward: "SLWB_ABCDEFGH_FWD", nat: "SLWB_ABCDEFGH_NAT", setPrefix: "slwbabcdefgh" });
   const b = bridgeName(names, "slipway-abcdefgh-proj_01abc");
   expect(b.startsWith(names.bridgePrefix)).toBe(true);
   expect(b.length).toBeLessThanOrEqual(15);
@@ -52,6 +53,11 @@ test("IPv4 chains: exceptions first, then the host refused whole and reserved ra
   ]);
 });
 
+test("nat: the API port on this host leads builders to the registry-only listener", () => {
+  expect(renderPolicyNat(policy, names)).toEqual([":SLWB_ABCDEFGH_NAT - [0:0]", "-A SLWB_ABCDEFGH_NAT -p tcp -m tcp --dport 8443 -m addrtype --dst-type LOCAL -j REDIRECT --to-ports 8445"]);
+  expect(renderPolicyNat({ ...policy, registryPort: null }, names)).toEqual([":SLWB_ABCDEFGH_NAT - [0:0]"]);
+});
+
 const missing = process.getuid?.() !== 0 ? "needs root" : ["iptables-restore", "ip6tables-restore", "ipset", "ip"].find((p) => !which(p)) ?? null;
 
 describe.skipIf(missing !== null)("applied for real in a network namespace", () => {
@@ -64,7 +70,8 @@ describe.skipIf(missing !== null)("applied for real in a network namespace", () 
   const snapshot = async () => {
     const clean = (t: string) => t.split("\n").filter((l) => !l.startsWith("#")).map((l) => l.replace(/\[\d+:\d+\]/, "")).join("\n");
     const sets = (await exec(["ipset", "list", "-n"])).stdout.split("\n").filter((s) => s.startsWith(testNames.setPrefix)).sort();
-    return { v4: clean((await exec(["iptables-save", "-t", "filter"])).stdout), v6: clean((await exec(["ip6tables-save", "-t", "filter"])).stdout), sets };
+    const save = async (argv: string[]) => clean((await exec([...argv, "-t", "filter"])).stdout) + clean((await exec([...argv, "-t", "nat"])).stdout);
+    return { v4: await save(["iptables-save"]), v6: await save(["ip6tables-save"]), sets };
   };
 
   beforeAll(async () => {
@@ -72,15 +79,17 @@ describe.skipIf(missing !== null)("applied for real in a network namespace", () 
     // Create the filter tables so "nothing left" compares like with like.
     await exec(["iptables", "-t", "filter", "-L", "-n"]);
     await exec(["ip6tables", "-t", "filter", "-L", "-n"]);
+    await exec(["iptables", "-t", "nat", "-L", "-n"]);
+    await exec(["ip6tables", "-t", "nat", "-L", "-n"]);
   });
   afterAll(async () => {
-    await builderNetworkPolicyFactory({ exec, names: testNames, settings, registryPort: 8445, resolvers }).remove();
+    await builderNetworkPolicyFactory({ exec, names: testNames, settings, registryPort: 8445, apiPort: 8443, resolvers }).remove();
     await run(["ip", "netns", "delete", ns]);
   });
 
   test("apply twice gives the same rules; remove leaves the tables as they were", async () => {
     const before = await snapshot();
-    const p = builderNetworkPolicyFactory({ exec, names: testNames, settings, registryPort: 8445, resolvers });
+    const p = builderNetworkPolicyFactory({ exec, names: testNames, settings, registryPort: 8445, apiPort: 8443, resolvers });
     expect(p.refusal()).toContain("has not been applied");
     await p.apply();
     expect(p.refusal()).toBeNull();
@@ -88,6 +97,8 @@ describe.skipIf(missing !== null)("applied for real in a network namespace", () 
     const once = await snapshot();
     expect(once.v4).toContain(`-A INPUT -i ${testNames.bridgePrefix}+ -j ${testNames.input}`);
     expect(once.v6).toContain(`-A FORWARD -i ${testNames.bridgePrefix}+ -j ${testNames.forward}`);
+    expect(once.v4).toContain(`-A PREROUTING -i ${testNames.bridgePrefix}+ -j ${testNames.nat}`);
+    expect(once.v6).toContain(`--dport 8443 -m addrtype --dst-type LOCAL -j REDIRECT --to-ports 8445`);
     expect(once.sets.length).toBe(6);
     await p.apply();
     expect(await snapshot()).toEqual(once);
@@ -102,7 +113,7 @@ describe.skipIf(missing !== null)("applied for real in a network namespace", () 
 
   test("where Docker has DOCKER-USER the forward jump goes there (Docker puts each network's ACCEPTs above anything in FORWARD)", async () => {
     await exec(["iptables-restore", "--noflush"], { stdin: "*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n" });
-    const p = builderNetworkPolicyFactory({ exec, names: testNames, settings, registryPort: 8445, resolvers });
+    const p = builderNetworkPolicyFactory({ exec, names: testNames, settings, registryPort: 8445, apiPort: 8443, resolvers });
     await p.apply();
     const { v4, v6 } = await snapshot();
     expect(v4).toContain(`-A DOCKER-USER -i ${testNames.bridgePrefix}+ -j ${testNames.forward}`);
@@ -117,7 +128,7 @@ describe.skipIf(missing !== null)("applied for real in a network namespace", () 
   test("when ip6tables fails, IPv4 is taken out again and builders are refused (both or neither)", async () => {
     const before = await snapshot();
     const failing6: HostExec = (argv, opts) => (argv[0] === "ip6tables-restore" ? Promise.resolve({ code: 1, stdout: "", stderr: "ip6tables-restore: simulated failure", timedOut: false }) : exec(argv, opts));
-    const p = builderNetworkPolicyFactory({ exec: failing6, names: testNames, settings, registryPort: 8445, resolvers });
+    const p = builderNetworkPolicyFactory({ exec: failing6, names: testNames, settings, registryPort: 8445, apiPort: 8443, resolvers });
     await expect(p.apply()).rejects.toThrow("simulated failure");
     expect(p.refusal()).toContain("builders cannot start unfiltered");
     const after = await snapshot();

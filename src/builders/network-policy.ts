@@ -9,7 +9,9 @@
  * through it). The chains:
  *
  * - input (to this host): DNS to a configured resolver that is local, the builder registry port,
- *   configured mirrors; everything else is rejected (API port, SSH, metrics, databases, ...).
+ *   configured mirrors; everything else is rejected (SSH, metrics, databases, ...).
+ * - nat (PREROUTING): the API's port on this host leads builders to the registry-only listener,
+ *   so an image named by the appliance's public host:port pushes and the API stays out of reach.
  * - forward (elsewhere): DNS (53/udp, 53/tcp) to the host's resolvers (Docker's embedded DNS
  *   forwards builders' queries from inside the builder's namespace), configured mirrors, the
  *   operator's allowed CIDRs; then link-local (169.254.0.0/16, fe80::/10: cloud metadata) and
@@ -88,12 +90,14 @@ export interface PolicyNames {
   bridgePrefix: string;
   input: string;
   forward: string;
+  /** nat table: the API port, for builders, leads to the registry-only listener. */
+  nat: string;
   setPrefix: string;
 }
 
 export function policyNames(applianceShort: string): PolicyNames {
   const s = applianceShort.toLowerCase().replace(/[^a-z0-9]/g, "").slice(-8);
-  return { bridgePrefix: `sb${s}`, input: `SLWB_${s.toUpperCase()}_IN`, forward: `SLWB_${s.toUpperCase()}_FWD`, setPrefix: `slwb${s}` };
+  return { bridgePrefix: `sb${s}`, input: `SLWB_${s.toUpperCase()}_IN`, forward: `SLWB_${s.toUpperCase()}_FWD`, nat: `SLWB_${s.toUpperCase()}_NAT`, setPrefix: `slwb${s}` };
 }
 
 /** The bridge interface of a builder network: the prefix and 5 characters of the network name's hash (15 at most, the kernel's limit). */
@@ -106,6 +110,9 @@ export function bridgeName(names: PolicyNames, networkName: string): string {
 export interface ResolvedPolicy {
   /** The port builders push to the appliance's registry on (on any address of this host). */
   registryPort: number | null;
+  /** The API's port: builders connecting to it on this host are redirected to registryPort, so
+   * an image named by the appliance's public host:port still pushes, and the API is not reached. */
+  apiPort: number | null;
   resolvers: Record<Family, string[]>;
   mirrors: Record<Family, { addr: string; port: number }[]>;
   allow: Record<Family, string[]>;
@@ -146,6 +153,15 @@ export function renderPolicyChains(p: ResolvedPolicy, n: PolicyNames, family: Fa
   lines.push(...reject(n.forward, family, `-m set --match-set ${setOf(n, "deny", family)} dst `));
   return lines;
 }
+
+/** The nat table's chain (builders' API port → the registry listener), without its frame. */
+export function renderPolicyNat(p: ResolvedPolicy, n: PolicyNames): string[] {
+  const lines = [`:${n.nat} - [0:0]`];
+  if (p.registryPort && p.apiPort && p.apiPort !== p.registryPort) lines.push(`-A ${n.nat} -p tcp -m tcp --dport ${p.apiPort} -m addrtype --dst-type LOCAL -j REDIRECT --to-ports ${p.registryPort}`);
+  return lines;
+}
+
+export const natJump = (n: PolicyNames) => `-A PREROUTING -i ${n.bridgePrefix}+ -j ${n.nat}`;
 
 /**
  * Our jump rules as iptables-save prints them. Forwarded traffic is caught in DOCKER-USER where
@@ -189,6 +205,8 @@ export interface BuilderNetworkPolicyDeps {
   settings: BuilderNetworkPolicySettings;
   /** Builders' registry port on this host (null: no registry). */
   registryPort: number | null;
+  /** The API's port (redirected to the registry's for builders). */
+  apiPort?: number | null;
   resolvers?: () => Record<Family, string[]>;
   resolve?: (host: string) => Promise<{ address: string; family: number }[]>;
 }
@@ -214,34 +232,42 @@ export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
       });
       for (const a of addrs) mirrors[a.family as Family].push({ addr: a.address, port: m.port });
     }
-    return { registryPort: deps.registryPort, resolvers: (deps.resolvers ?? hostResolvers)(), mirrors, allow: parseCidrs(deps.settings.allow) };
+    return { registryPort: deps.registryPort, apiPort: deps.apiPort ?? null, resolvers: (deps.resolvers ?? hostResolvers)(), mirrors, allow: parseCidrs(deps.settings.allow) };
   }
 
   const SAVE = { 4: "iptables-save", 6: "ip6tables-save" } as const;
   const RESTORE = { 4: "iptables-restore", 6: "ip6tables-restore" } as const;
   const ours = (l: string) => l.endsWith(` -j ${names.input}`) || l.endsWith(` -j ${names.forward}`);
 
-  async function saved(f: Family): Promise<{ jumps: string[]; chains: Set<string> }> {
-    const text = await must([SAVE[f], "-t", "filter"]);
-    const lines = text.split("\n");
+  async function saved(f: Family): Promise<{ jumps: string[]; chains: Set<string>; natJumps: string[]; natChains: Set<string> }> {
+    const lines = (await must([SAVE[f], "-t", "filter"])).split("\n");
+    const nat = (await must([SAVE[f], "-t", "nat"])).split("\n");
+    const chainsOf = (ls: string[]) => new Set(ls.filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!));
     return {
       jumps: lines.filter((l) => /^-A (INPUT|FORWARD|DOCKER-USER) /.test(l) && ours(l)),
-      chains: new Set(lines.filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!)),
+      chains: chainsOf(lines),
+      natJumps: nat.filter((l) => l.startsWith("-A PREROUTING ") && l.endsWith(` -j ${names.nat}`)),
+      natChains: chainsOf(nat),
     };
   }
 
   /** One family's chains and jumps in one restore: old jumps deleted, new ones inserted first. */
   async function applyFamily(p: ResolvedPolicy, f: Family) {
-    const { jumps, chains } = await saved(f);
-    const script = ["*filter", ...renderPolicyChains(p, names, f), ...jumps.map((l) => l.replace(/^-A /, "-D ")), ...policyJumps(names, chains.has("DOCKER-USER")).map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")), "COMMIT", ""];
+    const { jumps, chains, natJumps } = await saved(f);
+    const script = [
+      "*filter", ...renderPolicyChains(p, names, f), ...jumps.map((l) => l.replace(/^-A /, "-D ")), ...policyJumps(names, chains.has("DOCKER-USER")).map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")), "COMMIT",
+      "*nat", ...renderPolicyNat(p, names), ...natJumps.map((l) => l.replace(/^-A /, "-D ")), natJump(names).replace(/^-A (\S+) /, "-I $1 1 "), "COMMIT", "",
+    ];
     await must([RESTORE[f], "--noflush"], script.join("\n"));
   }
 
   async function removeFamily(f: Family) {
-    const { jumps, chains } = await saved(f);
+    const { jumps, chains, natJumps, natChains } = await saved(f);
     const del = jumps.map((l) => l.replace(/^-A /, "-D "));
     const drop = [names.input, names.forward].filter((c) => chains.has(c)).flatMap((c) => [`-F ${c}`, `-X ${c}`]);
     if (del.length + drop.length > 0) await must([RESTORE[f], "--noflush"], ["*filter", ...del, ...drop, "COMMIT", ""].join("\n"));
+    const natDel = [...natJumps.map((l) => l.replace(/^-A /, "-D ")), ...(natChains.has(names.nat) ? [`-F ${names.nat}`, `-X ${names.nat}`] : [])];
+    if (natDel.length > 0) await must([RESTORE[f], "--noflush"], ["*nat", ...natDel, "COMMIT", ""].join("\n"));
   }
 
   async function removeSets() {
@@ -288,8 +314,9 @@ export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
     /** True when both families still have our chains and jumps (a firewall reload may drop them). */
     async inForce(): Promise<boolean> {
       for (const f of [4, 6] as const) {
-        const { jumps, chains } = await saved(f);
+        const { jumps, chains, natJumps, natChains } = await saved(f);
         if (!chains.has(names.input) || !chains.has(names.forward) || policyJumps(names, chains.has("DOCKER-USER")).some((j) => !jumps.includes(j))) return false;
+        if (!natChains.has(names.nat) || !natJumps.includes(natJump(names))) return false;
       }
       return true;
     },

@@ -2,11 +2,13 @@
  * @module test/e2e/builder-network-policy.test
  * The builder network policy with real parts: the compiled `serve`, the real dockerd, a `dockerd`
  * runtime builder (Debian trixie) and the unchanged depot CLI. A RUN step tries
- *   (a) a link-local address, (b) the host's API port through the builder network's gateway,
- *   (c) a private address, and (d) a private address the operator allowed;
+ *   (a) a link-local address, (b) the host's API port and another service of the host through
+ *   the builder network's gateway, (c) a private address, and (d) a private address the operator
+ *   allowed;
  * each stood in by a listener on an address this test assigns inside a network namespace it
  * creates (veth to the host, routes from the host), never the real metadata service.
- * Enforced: (a)(b)(c) refused, (d) reached, and `--save` still pushes to the appliance's registry.
+ * Enforced: (a)(b)(c) refused (the API's port leads to the registry-only listener: no API there),
+ * (d) reached, and `--save` still pushes to the appliance's registry.
  * The same RUN with `builders.network_policy = "off"` reaches all of them (so the test can fail),
  * and every stop leaves no rule of ours behind while restarts add none twice.
  */
@@ -50,6 +52,8 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
   const linkNs = `10.213.${n}.2`;
   const target = { linkLocal: `169.254.213.${n}`, private: `10.214.${n}.10`, allowed: `10.215.${n}.10` };
   let listener: Subprocess<"ignore", "pipe", "inherit"> | null = null;
+  /** A service of this host's, on every address (what SSH, a database or metrics would be). */
+  let hostService: ReturnType<typeof Bun.serve> | null = null;
   let s: Served | null = null;
   let project = "";
   let token = "";
@@ -95,12 +99,15 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     const ctx = join(work, `ctx-${nonce}`);
     const tries = [
       ["linklocal", `${target.linkLocal} 80`],
-      ["api", `${gw} ${apiPort}`],
+      ["hostservice", `${gw} ${hostService!.port}`],
       ["private", `${target.private} 80`],
       ["allowed", `${target.allowed} 80`],
     ];
     // busybox's nc (its static wget crashes): an HTTP request by hand.
-    const script = tries.map(([name, addr]) => `r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${addr} 2>&1); case "$r" in *refused*) echo "probe ${name}=refused";; *stand-in*) echo "probe ${name}=reached";; *) echo "probe ${name}=other:$r" | tr '\\n' ' '; echo;; esac`).join("; ");
+    const plain = tries.map(([name, addr]) => `r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${addr} 2>&1); case "$r" in *refused*) echo "probe ${name}=refused";; *stand-in*) echo "probe ${name}=reached";; *) echo "probe ${name}=other:$r" | tr '\\n' ' '; echo;; esac`);
+    // The API's port over TLS (busybox ssl_client behind nc): /livez is the API's, /v2/ the registry's.
+    const tls = [["api", "/livez"], ["registry", "/v2/"]].map(([name, path]) => `r=$(nc -w 5 ${gw} ${apiPort} -e /bin/sh -c 'exec 3<&0 4>&1; printf "GET ${path} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n" | ssl_client -s 4 -r 3 -n localhost >&2' 2>&1); case "$r" in *refused*) echo "probe ${name}=refused";; ${[200, 401, 404].map((c) => `*"HTTP/1.1 ${c}"*) echo "probe ${name}=http${c}";;`).join(" ")} *) echo "probe ${name}=other:$r" | tr '\\n' ' '; echo;; esac`);
+    const script = [...plain, ...tls].join("; ");
     writeBusyboxContext(ctx, `RUN echo ${nonce} && ${script}`);
     const built = await depot(["--save", ctx]);
     const results = Object.fromEntries([...built.log.matchAll(/probe (\w+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
@@ -125,6 +132,7 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     // The stand-ins answer from this host (so a refusal below is the policy's doing).
     for (const a of Object.values(target)) expect(await (await fetch(`http://${a}/`)).text()).toBe("stand-in");
 
+    hostService = Bun.serve({ hostname: "0.0.0.0", port: 0, fetch: () => new Response("stand-in") });
     await start("enforce");
     admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
     const post = async (path: string, body: unknown) => (await s!.get(path, { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, string>>;
@@ -135,6 +143,7 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
   afterAll(async () => {
     await s?.stop();
     listener?.kill();
+    hostService?.stop(true);
     await removeBuildersOf([project], docker);
     for (const a of Object.values(target)) await run(["ip", "route", "del", `${a}/32`]);
     await run(["ip", "link", "del", hostIf]);
@@ -142,7 +151,7 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     rmSync(work, { recursive: true, force: true });
   });
 
-  test("enforced: link-local, the API port and a private address are refused; an allowed CIDR and --save work", async () => {
+  test("enforced: link-local, a service of the host and a private address are refused, the API port leads only to the registry; an allowed CIDR and --save work", async () => {
     const ready = (await (await s!.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string }[]> };
     expect(ready.checks["builders:network-policy"]![0]!.status).toBe("pass");
     chains = /chains (SLWB_[A-Z0-9]+)_IN/.exec(ready.checks["builders:network-policy"]![0]!.output)![1]!;
@@ -151,7 +160,9 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     expect(warm.code, warm.log).toBe(0); // starts the builder: its gateway is known from now on
     const p = await probe(`enforced-${id}`);
     expect(p.code, p.log).toBe(0); // --save pushed through the builders' registry listener
-    expect(p.results, p.log).toEqual({ linklocal: "refused", api: "refused", private: "refused", allowed: "reached" });
+    // The API's port leads builders to the registry-only listener: the API answers nothing
+    // (404), the registry its challenge (401), so images named by the public host:port push.
+    expect(p.results, p.log).toEqual({ linklocal: "refused", hostservice: "refused", private: "refused", allowed: "reached", api: "http404", registry: "http401" });
     const images = (await (await s!.get(`/api/v1/projects/${project}/registry`, { headers: { authorization: `Bearer ${admin}` } })).json()) as { images?: unknown[] };
     expect(images.images?.length ?? 0, JSON.stringify(images)).toBeGreaterThan(0);
   }, 600_000);
@@ -181,7 +192,7 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     expect(p.results.linklocal, p.log).toBe("reached");
     expect(p.results.private, p.log).toBe("reached");
     expect(p.results.allowed, p.log).toBe("reached");
-    // The API port answers TLS, not the plain HTTP wget speaks: connected, not refused.
-    expect(p.results.api, p.log).not.toBe("refused");
+    expect(p.results.hostservice, p.log).toBe("reached");
+    expect(p.results.api, p.log).toBe("http200");
   }, 600_000);
 });
