@@ -306,7 +306,9 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
       allowEmulation: config.builders.allow_emulation,
       networkPolicy,
-      ...(registry ? { registry: { host: builderRegistry.host, caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
+      // The public host:port names the registry for builders too (the policy leads them from the
+      // API's port to their listener): trusted under both names.
+      ...(registry ? { registry: { host: builderRegistry.host, aliases: registryHosts.host !== builderRegistry.host ? [registryHosts.host] : [], caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
       readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
       onBuilderLost: ({ holders, reason }) => builds?.builderLost(holders, reason),
       // Runners may always reach builders: agents get the set within a second.

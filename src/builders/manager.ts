@@ -112,7 +112,7 @@ export interface BuilderManagerDeps {
   imageRefreshMs?: number;
   /** The appliance's registry as builders reach it: `host:port` (its host mapped to the builder
    * network's gateway unless it is an IP address) and the CA its certificate chains to. */
-  registry?: { host: string; caPem: string };
+  registry?: { host: string; caPem: string; aliases?: readonly string[] };
   /** The builder network policy (network-policy.ts): builder bridges are named for it, and no
    * builder starts while it is on but not in force (fail closed). */
   networkPolicy?: { names: PolicyNames; refusal(): string | null };
@@ -366,7 +366,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     const net = (await docker.getNetwork(networkId).inspect()) as { IPAM?: { Config?: { Gateway?: string }[] } };
     const gateway = net.IPAM?.Config?.find((c) => c.Gateway && !c.Gateway.includes(":"))?.Gateway;
     const extraHosts = gateway && !isIP(name) ? [`${name}:${gateway}`] : [];
-    const mounts = deps.runtime === "dockerd" ? [{ Type: "bind", Source: join(runDir, REGISTRY_CA_FILE), Target: `/etc/docker/certs.d/${host}/ca.crt`, ReadOnly: true }] : [];
+    const mounts = deps.runtime === "dockerd" ? [...new Set([host, ...(deps.registry!.aliases ?? [])])].map((h) => ({ Type: "bind", Source: join(runDir, REGISTRY_CA_FILE), Target: `/etc/docker/certs.d/${h}/ca.crt`, ReadOnly: true })) : [];
     return { extraHosts, mounts };
   }
 
@@ -396,7 +396,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host } : {}) });
+      const run = spec.container({ cacheSizeBytes: volume.sizeBytes ?? p.cache_size_gb * 1024 ** 3, keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host, registryCaAliases: deps.registry.aliases ?? [] } : {}) });
       for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
       let networkId = await ensureNetwork(p);
       let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
