@@ -516,13 +516,21 @@ function listenForBuilders(
   tls: { cert: string; key: string },
   registry: (req: Request) => RegistryService | null,
 ): Server<undefined> {
-  const fetch = (req: Request) => {
-    const path = new URL(req.url).pathname;
-    const reg = registry(req);
-    if (reg && (path === "/v2" || path.startsWith("/v2/"))) return reg.handle(req) ?? new Response(null, { status: 404 });
-    return new Response(null, { status: 404 });
+  const options = {
+    tls,
+    // Layers stream through here as through the API's listener (same body ceiling), and a large
+    // blob's final PUT may be quiet while the registry verifies its digest.
+    maxRequestBodySize: 1024 * 1024 * 1024,
+    idleTimeout: 255,
+    fetch: (req: Request) => {
+      const path = new URL(req.url).pathname;
+      const reg = registry(req);
+      if (reg && (path === "/v2" || path.startsWith("/v2/"))) return reg.handle(req) ?? new Response(null, { status: 404 });
+      return new Response(null, { status: 404 });
+    },
+    error: () => new Response(JSON.stringify({ errors: [{ code: "UNKNOWN", message: "internal error" }] }), { status: 500, headers: { "content-type": "application/json" } }),
   };
-  if (configured) return Bun.serve({ hostname: configured.hostname, port: configured.port, tls, fetch });
+  if (configured) return Bun.serve({ hostname: configured.hostname, port: configured.port, ...options });
   const file = join(dataDir, "builder-registry-port");
   let remembered = 0;
   try {
@@ -532,7 +540,7 @@ function listenForBuilders(
   }
   let srv: Server<undefined>;
   try {
-    srv = Bun.serve({ hostname, port: remembered, tls, fetch });
+    srv = Bun.serve({ hostname, port: remembered, ...options });
   } catch (e) {
     throw new PreconditionError(`the builders' registry port ${remembered} (kept in ${file}) cannot be listened on: ${(e as Error).message}; free it, or set registry.builder_listen`);
   }
