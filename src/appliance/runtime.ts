@@ -6,7 +6,8 @@
  * database).
  */
 import type { Server } from "bun";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createApp, type AppDeps } from "../api/app.ts";
 import { allowHoldingOpen } from "../api/context.ts";
 import { egressServiceFactory, type EgressService } from "../egress/service.ts";
@@ -35,7 +36,9 @@ import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import { registryRoutes } from "../api/routes/registry.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderCurrencyHealthCheck, builderManagerFactory, describeEmulation, exporterCheckFactory } from "../builders/index.ts";
+import { builderCurrencyHealthCheck, builderManagerFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderNetworkPolicy } from "../builders/index.ts";
+import { hostExec } from "../egress/apply.ts";
+import { PreconditionError } from "../errors.ts";
 import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
 import { buildsServiceFactory, statusToReport, type BuildsService } from "../builds/index.ts";
@@ -119,6 +122,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
   await checkPortsFree([
     { name: "API", flag: "--listen", addr: listen },
     { name: "build endpoint", flag: "--build-listen", addr: buildListen },
+    ...(config.registry.builder_listen ? [{ name: "builders' registry", flag: "registry.builder_listen", addr: parseListenAddress(config.registry.builder_listen)! }] : []),
   ]);
   const operatorTls = s.tls_cert_file && s.tls_key_file ? { cert: s.tls_cert_file, key: s.tls_key_file } : null;
   checkReadable([
@@ -149,6 +153,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
 
   let router: BuildRouter | null = null;
   let checkpointer: Checkpointer | null = null;
+  let appliedPolicy: BuilderNetworkPolicy | null = null;
   const stoppables: (() => void)[] = [];
   try {
     checkpointer = await startCheckpointer(state.db, state.dbFile, {
@@ -231,6 +236,15 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     // Its token service authenticates with the API's identity context, made further down.
     let registryActorOf: (request: Request) => Promise<Actor> = async () => ({ kind: "anonymous" });
     let registry: RegistryService | null = null;
+    // Builders push on a listener of their own that serves only /v2/: the network policy lets
+    // builders reach its port on this host, and not the API's.
+    let builderRegistryPort: number | null = null;
+    if (config.registry.enabled && https) {
+      const srv = listenForBuilders(config.registry.builder_listen ? parseListenAddress(config.registry.builder_listen)! : null, listen.hostname, dataDir, tls!, (req) => registry);
+      stoppables.push(() => void srv.stop(true));
+      builderRegistryPort = srv.port!;
+    }
+    const builderRegistry = builderRegistryHost(pub.hostname, builderRegistryPort ?? listen.port);
     if (config.registry.enabled && https) {
       const reg = registryServiceFactory({
         db: state.db,
@@ -239,7 +253,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
         dataDir,
         settings: config.registry,
         publicHost: registryPublicHost,
-        builderHost: registryHosts.host,
+        builderHost: builderRegistry.host,
         actorOf: (request) => registryActorOf(request),
         // Builders arrive on their network's gateway: a loopback-only listener never sees them.
         unreachableByBuilders: /^(127\.|localhost$|::1$)/.test(listen.hostname) ? `serve listens only on loopback (server.listen = ${s.listen}); listen on an address builders reach, e.g. 0.0.0.0:${listen.port}` : null,
@@ -255,6 +269,32 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     //     handed the lookup (serial → active build → ready builder) and told when builds end.
     const docker = new Docker({ socketPath: config.builders.docker_socket });
     let builds: BuildsService | null = null;
+    // What builders may reach: applied before any builder is adopted or started; when it cannot be
+    // applied serve still starts (the API, the registry for clients), and no builder starts.
+    const networkPolicy = builderNetworkPolicyFactory({
+      exec: hostExec(),
+      names: policyNames(state.applianceId),
+      settings: { mode: config.builders.network_policy, allow: config.builders.network_allow.split(",").map((x) => x.trim()).filter(Boolean), mirrors: parseEndpoints(config.builders.network_mirrors) },
+      registryPort: builderRegistryPort,
+      apiPort: listen.port,
+    });
+    appliedPolicy = networkPolicy;
+    try {
+      await networkPolicy.apply();
+      if (config.builders.network_policy === "enforce") log.info("builder network policy in force", { bridges: `${networkPolicy.names.bridgePrefix}+`, registry_port: builderRegistryPort });
+    } catch (e) {
+      log.error("the builder network policy cannot be applied: no builder will start", { error: (e as Error).message });
+    }
+    // A firewall reload (or `iptables -F`) drops our rules: re-applied within 10 s.
+    const policyTimer = setInterval(() => {
+      networkPolicy.check().then(
+        (reapplied) => reapplied && log.warn("builder network policy was missing and has been re-applied"),
+        (e) => log.error("builder network policy re-apply failed: no builder will start", { error: (e as Error).message }),
+      );
+    }, 10_000);
+    policyTimer.unref?.();
+    stoppables.push(() => clearInterval(policyTimer));
+    health.register(networkPolicyHealthCheck(networkPolicy));
     const egress = egressServiceFactory({
       db: state.db,
       audit,
@@ -275,7 +315,10 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       containerdStore: config.builders.dockerd_containerd_store,
       insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
       allowEmulation: config.builders.allow_emulation,
-      ...(registry ? { registry: { host: registryHosts.host, caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
+      networkPolicy,
+      // The public host:port names the registry for builders too (the policy leads them from the
+      // API's port to their listener): trusted under both names.
+      ...(registry ? { registry: { host: builderRegistry.host, aliases: registryHosts.host !== builderRegistry.host ? [registryHosts.host] : [], caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
       readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
       quotas,
       maxRunning: config.builders.max_running,
@@ -465,6 +508,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
             await srv.stop(true);
           }
           for (const stop of stoppables) stop();
+          await removePolicy(appliedPolicy, log);
           await checkpointer?.stop();
           checkpointAndClose(state.db);
           lock.release();
@@ -475,9 +519,59 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
   } catch (e) {
     await router?.stop(); // a start that fails halfway leaves nothing listening
     for (const stop of stoppables) stop();
+    await removePolicy(appliedPolicy, log);
     await checkpointer?.stop();
     state.db.close();
     lock.release();
     throw e;
   }
+}
+
+/**
+ * The builders' registry listener: /v2/ of the appliance's registry and nothing else. Its port is
+ * `registry.builder_listen`'s, or one chosen once and kept in the data dir: builders name the
+ * registry host:port (dockerd's certs.d directory too), so an adopted builder keeps working.
+ */
+function listenForBuilders(
+  configured: { hostname: string; port: number } | null,
+  hostname: string,
+  dataDir: string,
+  tls: { cert: string; key: string },
+  registry: (req: Request) => RegistryService | null,
+): Server<undefined> {
+  const options = {
+    tls,
+    // Layers stream through here as through the API's listener (same body ceiling), and a large
+    // blob's final PUT may be quiet while the registry verifies its digest.
+    maxRequestBodySize: 1024 * 1024 * 1024,
+    idleTimeout: 255,
+    fetch: (req: Request) => {
+      const path = new URL(req.url).pathname;
+      const reg = registry(req);
+      if (reg && (path === "/v2" || path.startsWith("/v2/"))) return reg.handle(req) ?? new Response(null, { status: 404 });
+      return new Response(null, { status: 404 });
+    },
+    error: () => new Response(JSON.stringify({ errors: [{ code: "UNKNOWN", message: "internal error" }] }), { status: 500, headers: { "content-type": "application/json" } }),
+  };
+  if (configured) return Bun.serve({ hostname: configured.hostname, port: configured.port, ...options });
+  const file = join(dataDir, "builder-registry-port");
+  let remembered = 0;
+  try {
+    remembered = Number(readFileSync(file, "utf8").trim()) || 0;
+  } catch {
+    // first start
+  }
+  let srv: Server<undefined>;
+  try {
+    srv = Bun.serve({ hostname, port: remembered, ...options });
+  } catch (e) {
+    throw new PreconditionError(`the builders' registry port ${remembered} (kept in ${file}) cannot be listened on: ${(e as Error).message}; free it, or set registry.builder_listen`);
+  }
+  if (srv.port !== remembered) writeFileSync(file, `${srv.port}\n`, { mode: 0o600 });
+  return srv;
+}
+
+async function removePolicy(policy: BuilderNetworkPolicy | null, log: Logger) {
+  // Builders outlive serve, but without serve nothing reaches them (the build endpoint is serve's).
+  await policy?.remove().catch((e) => log.warn("builder network policy removal failed", { error: (e as Error).message }));
 }

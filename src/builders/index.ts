@@ -8,3 +8,4 @@ export { FALLBACK_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "
 export { exporterCheckFactory, exporterRefusal, exportersNeeded, type ExporterCheck, type ExportRequest } from "./exporters.ts";
 export { builderCurrencyHealthCheck, builderSettingsKey, describeOutdated, imageDifference, type OutdatedBuilder } from "./currency.ts";
 export { BINFMT_DIR, binfmtHandler, describeEmulation, emulationProblem, emulationStatus, type BinfmtHandler, type EmulationStatus } from "./emulation.ts";
+export { builderNetworkPolicyFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderNetworkPolicy, type PolicyState } from "./network-policy.ts";

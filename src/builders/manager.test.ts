@@ -13,7 +13,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PreconditionError, InvalidInputError } from "../errors.ts";
 import { silentLogger } from "../log/logger.ts";
+import { applyMigrations, openDatabase } from "../db/index.ts";
 import { builderManagerFactory } from "./manager.ts";
+import { policyNames } from "./network-policy.ts";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -69,5 +71,38 @@ describe("platforms a builder request accepts", () => {
   test("emulation status reports the other depot platform", async () => {
     const ok = binfmt({ status: "enabled\n", "qemu-aarch64": "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\n" });
     expect(await manager(true, ok).emulation()).toMatchObject({ platform: "linux/arm64", allowed: true, problem: null });
+  });
+});
+
+describe("fail closed: no builder starts while the network policy is not in force", () => {
+  test("acquire and request are refused with the policy's reason; nothing is created", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mgr-policy-"));
+    dirs.push(dir);
+    const db = openDatabase(join(dir, "t.db"));
+    applyMigrations(db);
+    const at = new Date().toISOString();
+    db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES ('org_1', 'one', 'One', ?)").run(at);
+    db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES ('prj_1', 'org_1', 'p', ?)").run(at);
+    const touched: string[] = [];
+    const docker = new Proxy({ info: async () => ({ Architecture: "x86_64" }) } as Record<string, unknown>, {
+      get: (t, k: string) => t[k] ?? ((..._: unknown[]) => (touched.push(k), Promise.reject(new Error(`unexpected docker.${k}`)))),
+    }) as unknown as Docker;
+    const names = policyNames("app_test");
+    const m = builderManagerFactory({
+      db,
+      docker,
+      volumes: { ensure: async () => (touched.push("volume"), { path: dir, sizeBytes: 1 }) } as never,
+      applianceId: "app_test",
+      dataDir: dir,
+      runtime: "dockerd",
+      image: "slipway/builder-dockerd:test",
+      log: silentLogger,
+      networkPolicy: { names, refusal: () => "builders cannot start unfiltered: iptables-restore failed" },
+    });
+    const ref = { projectId: "prj_1", platform: "linux/amd64" };
+    expect(await refusal(m.acquire(ref, "bld_1"))).toContain("builders cannot start unfiltered");
+    expect(await m.request(ref, "bld_2")).toEqual({ state: "failed", error: "builders cannot start unfiltered: iptables-restore failed" });
+    expect(touched).toEqual([]);
+    db.close();
   });
 });

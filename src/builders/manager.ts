@@ -29,6 +29,7 @@ import { builderSettingsKey, imageCurrencyFactory, type OutdatedBuilder } from "
 import { emulationProblem, emulationStatus, type EmulationStatus } from "./emulation.ts";
 import { listWorkersAt } from "./image/grpc.ts";
 import { ensureProjectNetwork } from "./network.ts";
+import { bridgeName, type PolicyNames } from "./network-policy.ts";
 import { BuilderUnavailableError, waitReady } from "./readiness.ts";
 import { CONTAINER_RUN_DIR, REGISTRY_CA_FILE, RUNTIMES, normalizePlatform, platformOfArch } from "./runtimes.ts";
 import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
@@ -115,13 +116,16 @@ export interface BuilderManagerDeps {
   imageRefreshMs?: number;
   /** The appliance's registry as builders reach it: `host:port` (its host mapped to the builder
    * network's gateway unless it is an IP address) and the CA its certificate chains to. */
-  registry?: { host: string; caPem: string };
+  registry?: { host: string; caPem: string; aliases?: readonly string[] };
   /** The organizations' quotas: builders running at once, and the size any one builder gets. */
   quotas?: Pick<QuotasService, "limits">;
   /** Builders running at once on this host, whatever their organization (each holds a network). */
   maxRunning?: number;
   /** How long a builder request may wait for a slot before it is refused. */
   queueTimeoutMs?: number;
+  /** The builder network policy (network-policy.ts): builder bridges are named for it, and no
+   * builder starts while it is on but not in force (fail closed). */
+  networkPolicy?: { names: PolicyNames; refusal(): string | null };
   /** Called with every running builder's address whenever that set changes (egress allows them). */
   onAddresses?: (addrs: string[]) => void;
   /** Called when a builder's container dies or vanishes while builds hold it. */
@@ -254,7 +258,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
   function ensureNetwork(p: ProjectRow): Promise<string> {
     const pending = networkCreations.get(p.id);
     if (pending) return pending;
-    const created = ensureProjectNetwork(docker, { name: networkName(p.id), projectId: p.id, labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id }, projectLabel: LABEL.project }, log).finally(() => networkCreations.delete(p.id));
+    const bridge = deps.networkPolicy ? bridgeName(deps.networkPolicy.names, networkName(p.id)) : undefined;
+    const created = ensureProjectNetwork(docker, { name: networkName(p.id), projectId: p.id, labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id }, projectLabel: LABEL.project, ...(bridge ? { bridge } : {}) }, log).finally(() => networkCreations.delete(p.id));
     networkCreations.set(p.id, created);
     return created;
   }
@@ -299,7 +304,22 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     throw new BuilderUnavailableError(`the old builder container ${name} could not be removed`);
   }
 
+  /** Fail closed: the policy is on but not in force (never applied, or a re-apply failed). */
+  function assertFiltered() {
+    const refusal = deps.networkPolicy?.refusal();
+    if (refusal) throw new PreconditionError(refusal);
+  }
+
+  /** Whether a network's bridge is one the policy filters (a network from before it is not). */
+  async function onPolicyBridge(networkId: string | null): Promise<boolean> {
+    if (!deps.networkPolicy) return true;
+    if (!networkId) return false;
+    const n = (await docker.getNetwork(networkId).inspect().catch(() => null)) as { Options?: Record<string, string> } | null;
+    return n?.Options?.["com.docker.network.bridge.name"]?.startsWith(deps.networkPolicy.names.bridgePrefix) ?? false;
+  }
+
   async function createAndStart(b: BuilderRow, p: ProjectRow, networkId: string, imageId: string, volumePath: string, profile: SecurityProfileName, run: { cmd: string[]; env: string[] }) {
+    assertFiltered();
     const name = containerName({ projectId: b.project_id, platform: b.platform });
     await freeName(name); // a stale one from a crash, or one that just died
     const sec = profile === "privileged" ? PRIVILEGED_PROFILE : FALLBACK_PROFILE;
@@ -359,7 +379,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     const net = (await docker.getNetwork(networkId).inspect()) as { IPAM?: { Config?: { Gateway?: string }[] } };
     const gateway = net.IPAM?.Config?.find((c) => c.Gateway && !c.Gateway.includes(":"))?.Gateway;
     const extraHosts = gateway && !isIP(name) ? [`${name}:${gateway}`] : [];
-    const mounts = deps.runtime === "dockerd" ? [{ Type: "bind", Source: join(runDir, REGISTRY_CA_FILE), Target: `/etc/docker/certs.d/${host}/ca.crt`, ReadOnly: true }] : [];
+    const mounts = deps.runtime === "dockerd" ? [...new Set([host, ...(deps.registry!.aliases ?? [])])].map((h) => ({ Type: "bind", Source: join(runDir, REGISTRY_CA_FILE), Target: `/etc/docker/certs.d/${h}/ca.crt`, ReadOnly: true })) : [];
     return { extraHosts, mounts };
   }
 
@@ -368,6 +388,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     if (!stored) throw new NotFoundError(`project ${ref.projectId} not found`);
     // Settings above a quota lowered since they were set stay stored; the builder gets the quota.
     const p = deps.quotas ? cappedSettings(stored, deps.quotas.limits(stored.org_id)) : stored;
+    assertFiltered();
     let image: { Id: string };
     try {
       image = (await docker.getImage(deps.image).inspect()) as { Id: string };
@@ -390,7 +411,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const run = spec.container({ cacheSizeBytes: Math.min(volume.sizeBytes ?? Infinity, p.cache_size_gb * 1024 ** 3), keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host } : {}) });
+      const run = spec.container({ cacheSizeBytes: Math.min(volume.sizeBytes ?? Infinity, p.cache_size_gb * 1024 ** 3), keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host, registryCaAliases: deps.registry.aliases ?? [] } : {}) });
       for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
       let networkId = await ensureNetwork(p);
       let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
@@ -839,7 +860,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         const c = b.container_id ? byId.get(b.container_id) : undefined;
         const ref = { projectId: b.project_id, platform: b.platform };
         let ok = false;
-        if (c && c.State === "running" && b.socket_path && b.runtime === deps.runtime) {
+        // A builder on a network the policy does not filter (from before it) is not adopted.
+        if (c && c.State === "running" && b.socket_path && b.runtime === deps.runtime && (await onPolicyBridge(b.network_id))) {
           try {
             await listWorkersAt(b.socket_path, b.runtime, 5000);
             ok = true;

@@ -13,6 +13,8 @@ interface ProjectNetwork {
   projectId: string;
   labels: Record<string, string>;
   projectLabel: string;
+  /** The bridge interface's name (the network policy matches builder bridges by its prefix). */
+  bridge?: string;
 }
 
 /**
@@ -23,8 +25,10 @@ interface ProjectNetwork {
  */
 export async function ensureProjectNetwork(docker: NetworkDocker, o: ProjectNetwork, log: Pick<Logger, "warn">): Promise<string> {
   try {
-    const info = (await docker.getNetwork(o.name).inspect()) as { Id: string; Labels?: Record<string, string> };
+    const info = (await docker.getNetwork(o.name).inspect()) as { Id: string; Labels?: Record<string, string>; Options?: Record<string, string> };
     if (info.Labels?.[o.projectLabel] !== o.projectId) throw new PreconditionError(`Docker network ${o.name} exists but is not this project's builder network`);
+    // A network from before the policy (another bridge name) would run its builders unfiltered.
+    if (o.bridge && info.Options?.["com.docker.network.bridge.name"] !== o.bridge) throw new PreconditionError(`Docker network ${o.name} is not on the bridge ${o.bridge} the builder network policy filters; it is removed once its builders stop`);
     return info.Id;
   } catch (e) {
     if (/ambiguous/i.test(String((e as Error).message))) return await dedupeNetwork(docker, o, log);
@@ -38,7 +42,7 @@ export async function ensureProjectNetwork(docker: NetworkDocker, o: ProjectNetw
       Internal: false,
       Labels: o.labels,
       // No traffic between containers on this network; each project has its own network.
-      Options: { "com.docker.network.bridge.enable_icc": "false" },
+      Options: { "com.docker.network.bridge.enable_icc": "false", ...(o.bridge ? { "com.docker.network.bridge.name": o.bridge } : {}) },
     });
     return n.id;
   } catch (e) {

@@ -28,6 +28,8 @@ export interface CachePolicy {
   /** buildkitd: the appliance registry's host:port, trusted with REGISTRY_CA_FILE (dockerd gets
    * it in /etc/docker/certs.d instead). */
   registryCaHost?: string;
+  /** Other host:port names of the same registry (the public host with the API's port). */
+  registryCaAliases?: readonly string[];
 }
 
 export interface RuntimeSpec {
@@ -77,7 +79,7 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
         "  enabled = false",
         // CIDRs are dockerd's notion; buildkitd configures registries by host.
         ...(p.insecureRegistries ?? []).filter((r) => !r.includes("/")).flatMap((r) => [`[registry.${JSON.stringify(r)}]`, "  http = true", "  insecure = true"]),
-        ...(p.registryCaHost ? [`[registry.${JSON.stringify(p.registryCaHost)}]`, `  ca = [${JSON.stringify(`${CONTAINER_RUN_DIR}/${REGISTRY_CA_FILE}`)}]`] : []),
+        ...(p.registryCaHost ? [p.registryCaHost, ...(p.registryCaAliases ?? [])] : []).flatMap((h) => [`[registry.${JSON.stringify(h)}]`, `  ca = [${JSON.stringify(`${CONTAINER_RUN_DIR}/${REGISTRY_CA_FILE}`)}]`]),
         "",
       ].join("\n"),
   },

@@ -8,6 +8,7 @@ import { z } from "zod";
 import { parseListenAddress } from "./listen.ts";
 import { parseTarget } from "../egress/targets.ts";
 import { allowEntryProblem } from "../auth/oidc/address.ts";
+import { parseEndpoint } from "../builders/network-policy.ts";
 
 const listen = z.string().refine((v) => parseListenAddress(v) !== null, {
   message: "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8443, [::]:8443, :8443)",
@@ -79,6 +80,19 @@ export const configSchema = z
           .default("")
           .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => /^[A-Za-z0-9.-]+(:\d{1,5})?$|^[0-9a-fA-F:.]+\/\d{1,3}$/.test(x)), {
             message: "expected a comma-separated list of host[:port] or CIDR entries",
+          }),
+        network_policy: z.enum(["enforce", "off"]).default("enforce"),
+        network_allow: z
+          .string()
+          .default("")
+          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => { const t = parseTarget(x); return typeof t !== "string" && t.kind === "cidr" && !/^::ffff:/i.test(t.cidr); }), {
+            message: "expected a comma-separated list of IP addresses or CIDRs",
+          }),
+        network_mirrors: z
+          .string()
+          .default("")
+          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => parseEndpoint(x) !== null), {
+            message: "expected a comma-separated list of host:port entries",
           }),
       })
       .strict()
@@ -160,6 +174,7 @@ export const configSchema = z
         binary: z.string().min(1).default("docker-registry"),
         retention_days: z.number().int().min(0).max(3650).default(7),
         gc_interval_hours: z.number().int().min(0).max(24 * 365).default(24),
+        builder_listen: listen.optional(),
       })
       .strict()
       .prefault({}),

@@ -15,6 +15,7 @@ import { builderImageServiceFactory, configuredImage, doctorBuilderImageCheck } 
 import { silentLogger } from "../log/logger.ts";
 import { Database } from "bun:sqlite";
 import { DB_FILE } from "../appliance/state.ts";
+import { builderNetworkPolicyFactory, policyNames } from "../builders/network-policy.ts";
 import { BINFMT_DIR, BUILDER_LABELS, builderSettingsKey, describeEmulation, describeOutdated, emulationStatus, imageDifference, type OutdatedBuilder } from "../builders/index.ts";
 
 export type Severity = "ok" | "warn" | "fail";
@@ -146,6 +147,40 @@ export async function checkBuilderImage(loaded: LoadedConfig, env: Record<string
  * Builders of this appliance (its database names it) still running an image or settings other than
  * the configured ones: a warning, since serve recreates each when it is next idle.
  */
+/** The builder network policy: its setting, what applying it needs, and whether a running serve has it in force. */
+export async function checkBuilderNetworkPolicy(loaded: LoadedConfig): Promise<Finding> {
+  const check = "builders:network-policy";
+  const b = loaded.config.builders;
+  if (b.network_policy === "off") {
+    return { check, status: "warn", message: "builders.network_policy = \"off\": builds reach link-local addresses (cloud metadata), private networks and every service of this host", fix: "set builders.network_policy = \"enforce\" (allow what builds need with builders.network_allow and builders.network_mirrors)" };
+  }
+  const missing = ["iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save", "ipset"].filter((p) => !which(p));
+  if (missing.length > 0) return { check, status: "warn", message: `${missing.join(", ")} not found: the builder network policy cannot be applied and no builder will start`, fix: "apt-get install iptables ipset" };
+  if (process.getuid?.() !== 0) return { check, status: "warn", message: "not running as root: serve cannot apply the builder network policy here and no builder will start", fix: "run serve as root (the packaged systemd unit does)" };
+  const applianceId = readApplianceId(loaded.dataDir);
+  if (!applianceId) return { check, status: "ok", message: "iptables, ip6tables and ipset present; serve applies the policy when it starts" };
+  const policy = builderNetworkPolicyFactory({ exec: (argv, opts) => run(argv, opts), names: policyNames(applianceId), settings: { mode: "enforce", allow: [], mirrors: [] }, registryPort: null });
+  const inForce = await policy.inForce().catch(() => false);
+  return inForce
+    ? { check, status: "ok", message: `in force: builder bridges ${policy.names.bridgePrefix}+ filtered by ${policy.names.input} and ${policy.names.forward}, IPv4 and IPv6` }
+    : { check, status: "ok", message: `not in force now (serve is not running, or it could not apply it: see /readyz); serve applies it at start to bridges ${policy.names.bridgePrefix}+` };
+}
+
+function readApplianceId(dataDir: string): string | undefined {
+  const dbFile = join(dataDir, DB_FILE);
+  if (!existsSync(dbFile)) return undefined;
+  try {
+    const db = new Database(dbFile, { readonly: true });
+    try {
+      return (db.query("SELECT id FROM appliance").get() as { id: string } | null)?.id;
+    } finally {
+      db.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
 export async function checkBuilderCurrency(loaded: LoadedConfig, env: Record<string, string | undefined>, docker: Finding): Promise<Finding[]> {
   const dbFile = join(loaded.dataDir, DB_FILE);
   if (docker.status !== "ok" || !existsSync(dbFile)) return [];
@@ -205,6 +240,7 @@ export async function runDoctor({ loaded, env }: DoctorInput): Promise<Finding[]
     checkEmulation(loaded),
     ...(await checkCryptsetup(loaded.config.volumes)),
     ...(await checkFirewall()),
+    await checkBuilderNetworkPolicy(loaded),
     ...(await checkPorts(loaded)),
     checkDataDir(loaded.dataDir),
     checkMasterKey(loaded, env),

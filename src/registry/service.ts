@@ -225,7 +225,10 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     const given = request.headers.get("host") ?? "";
     // The Host header is the caller's to choose: only a plain host[:port] goes into the header.
     const host = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(given) ? given : deps.publicHost;
-    const h = host.toLowerCase() === deps.builderHost.toLowerCase() && host.toLowerCase() !== deps.publicHost.toLowerCase() ? deps.publicHost : host;
+    // Builders name the registry by builderHost, or by its host with the API's port (the network
+    // policy leads them from there to their own listener): either way the client fetches the token.
+    const name = (hp: string) => hp.toLowerCase().replace(/:\d+$/, "");
+    const h = name(host) === name(deps.builderHost) && host.toLowerCase() !== deps.publicHost.toLowerCase() ? deps.publicHost : host;
     return `https://${h}${TOKEN_PATH}`;
   }
 

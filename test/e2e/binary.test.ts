@@ -294,7 +294,7 @@ describe("serving modes", () => {
   test("doctor --json reports every check with a status", async () => {
     const r = await runSlipway(bin, ["doctor", "--json", "--data-dir", join(work, "doctor-data"), "--set", "server.listen=127.0.0.1:1", "--set", "server.build_listen=127.0.0.1:2"]);
     const { findings } = JSON.parse(r.stdout) as { findings: { check: string; status: string; message: string }[] };
-    expect(findings.map((f) => f.check)).toEqual(["docker", "builder-image", "emulation", "cryptsetup", "dm-crypt", "volumes", "iptables", "ipset", "port:server.listen", "port:server.build_listen", "data-dir", "master-key", "registry"]);
+    expect(findings.map((f) => f.check)).toEqual(["docker", "builder-image", "emulation", "cryptsetup", "dm-crypt", "volumes", "iptables", "ipset", "builders:network-policy", "port:server.listen", "port:server.build_listen", "data-dir", "master-key", "registry"]);
     for (const f of findings) expect(["ok", "warn", "fail"]).toContain(f.status);
     expect(r.code).toBe(findings.some((f) => f.status === "fail") ? 1 : 0);
   });

@@ -32,4 +32,7 @@ export const pushingServeArgs = (imageRef: string): string[] => [
   "--set", `builders.dockerd_image=${imageRef}`,
   "--set", "builders.insecure_registries=172.16.0.0/12,192.168.0.0/16",
   "--set", "volumes.encryption=none",
+  // The plain registry listens on this host, which the builder network policy keeps builders
+  // from reaching (its own suite, builder-network-policy.test.ts, covers the policy).
+  "--set", "builders.network_policy=off",
 ];
