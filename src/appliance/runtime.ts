@@ -315,7 +315,9 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       containerdStore: config.builders.dockerd_containerd_store,
       insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
       allowEmulation: config.builders.allow_emulation,
-      networkPolicy,
+      // Off: builder networks get Docker's own bridge names and builders from any earlier serve are
+      // adopted; enforced, only builders on bridges the policy filters are.
+      ...(config.builders.network_policy === "enforce" ? { networkPolicy } : {}),
       // The public host:port names the registry for builders too (the policy leads them from the
       // API's port to their listener): trusted under both names.
       ...(registry ? { registry: { host: builderRegistry.host, aliases: registryHosts.host !== builderRegistry.host ? [registryHosts.host] : [], caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),

@@ -111,7 +111,10 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
     await tag(imageA);
 
     bin = slipwayBinary();
-    serveArgs = ["--set", `builders.dockerd_image=${ref}`, "--set", "volumes.encryption=none"];
+    // The builder network policy off: this test's own manager stands in for an earlier serve and
+    // makes networks without the policy's bridge names, which a serve enforcing it does not adopt
+    // (that refusal is tested in builder-network-policy.test.ts).
+    serveArgs = ["--set", `builders.dockerd_image=${ref}`, "--set", "volumes.encryption=none", "--set", "builders.network_policy=off"];
     // A first serve makes the appliance (database, identity) and a project, then stops.
     const first = await serve(bin, dataDir, serveArgs);
     admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
