@@ -61,7 +61,7 @@ test("the certificate is checked against the issuer's name", async () => {
 
 test("a name resolving to an internal address is refused by default, before any connection", async () => {
   const before = seen.length;
-  for (const [answer, kind] of [[["127.0.0.1"], "127.0.0.1 is loopback"], [["169.254.169.254"], "169.254.169.254 is link-local"], [["::ffff:10.0.0.1"], "::ffff:10.0.0.1 is private"], [["100.64.0.9"], "100.64.0.9 is shared (CGNAT)"], [["0.0.0.0"], "0.0.0.0 is unspecified"]] as const) {
+  for (const [answer, kind] of [[["127.0.0.1"], "127.0.0.1 is loopback"], [["169.254.1.1"], "169.254.1.1 is link-local"], [["::ffff:10.0.0.1"], "::ffff:10.0.0.1 is private"], [["100.64.0.9"], "100.64.0.9 is shared (CGNAT)"], [["0.0.0.0"], "0.0.0.0 is unspecified"]] as const) {
     const get = pinnedGetFactory({ allowInternal: NO_INTERNAL, resolve: scripted([...answer]).resolve, ca: cert });
     expect(await rejectionReason(() => get(`https://idp.test:${server.port}/`, "discovery"))).toStartWith(`oidc: discovery address ${kind}`);
   }

@@ -191,7 +191,7 @@ describe("oidcKeys URL rules", () => {
     const { get, calls } = countingFetch();
     const keys = oidcKeysFactory({ ...clock(), get });
     for (const issuer of ["http://token.actions.githubusercontent.com", "http://10.0.0.1", "http://127.0.0.1.nip.io", "ftp://idp.example.com", "not a url",
-      "http://127.1:8080", "http://0x7f000001", "https://127.0.0.1", "https://[::1]", "https://[::ffff:127.0.0.1]", "https://169.254.169.254", "https://0.0.0.0", "https://100.64.0.1", "https://[fd00::1]"]) {
+      "http://127.1:8080", "http://0x7f000001", "https://127.0.0.1", "https://[::1]", "https://[::ffff:127.0.0.1]", "https://169.254.1.1", "https://0.0.0.0", "https://100.64.0.1", "https://[fd00::1]"]) {
       const r = await rejectionReason(() => keys.getKey(issuer, "k"));
       expect(r.startsWith("oidc: issuer ")).toBe(true);
     }
