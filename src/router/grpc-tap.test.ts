@@ -16,7 +16,13 @@ describe("grpc response tap", () => {
   test("hands out the response messages of watched methods only, whole, and changes no byte", async () => {
     // A gRPC-shaped h2c server: /watched streams three messages (one split across writes), /other one.
     const server = http2.createServer();
+    // It answers once it has read the whole request, so every request byte crosses the proxy
+    // (answering first lets the client's stream end with part of its body unsent).
     server.on("stream", (stream: http2.ServerHttp2Stream, headers) => {
+      stream.resume();
+      stream.on("end", () => answer(stream, headers));
+    });
+    const answer = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       stream.respond({ ":status": 200, "content-type": "application/grpc" });
       if (headers[":path"] === "/pkg.S/Watched") {
         stream.write(frame(new TextEncoder().encode("first")));
@@ -27,7 +33,7 @@ describe("grpc response tap", () => {
           stream.end(frame(new TextEncoder().encode("last")));
         }, 20);
       } else stream.end(frame(new TextEncoder().encode("not-watched")));
-    });
+    };
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     cleanups.push(() => server.close());
     const seen: { path: string; size: number; text: string }[] = [];
