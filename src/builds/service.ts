@@ -249,10 +249,14 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       if (!ACTIVE.has(b.status)) throw new PreconditionError(`build ${id} is ${b.status}; it can no longer connect`);
       if (b.cancel_requested_at) throw new PreconditionError(`build ${id} was canceled`);
       const status = await deps.builders.request({ projectId: b.project_id, platform }, id);
+      // The build may have ended while its builder was asked for: the request held the builder
+      // for it after its end released everything, so release again or the builder never idles.
+      if (!ACTIVE.has(get(id).status)) {
+        deps.builders.release(id);
+        throw new PreconditionError(`build ${id} ended`);
+      }
       if (status.state === "starting") return { kind: "pending", waitMs: PENDING_WAIT_MS };
       if (status.state === "failed") throw new PreconditionError(`the builder for ${platform} could not start: ${status.error}`);
-      // The build may have ended while the builder started.
-      if (!ACTIVE.has(get(id).status)) throw new PreconditionError(`build ${id} ended`);
       const t = now();
       const lifetimeMs = Math.max(60_000, Date.parse(b.deadline_at) - t.getTime() + CERT_MARGIN_MS);
       // The certificate, its audit record and the build's record of it are one commit.
