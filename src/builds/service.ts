@@ -186,6 +186,15 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     })();
   }
 
+  /** A page cursor as list() made it (created_at|id); anything else is the caller's mistake. */
+  function pageCursor(cursor: string): [string, string] {
+    const [at, lastId, ...rest] = cursor.split("|");
+    if (rest.length > 0 || !at || !lastId || !/^bld_[a-z2-7]+$/.test(lastId) || Number.isNaN(Date.parse(at)) || new Date(Date.parse(at)).toISOString() !== at) {
+      throw new InvalidInputError("the page cursor is not one this server gave: pass the previous page's next_cursor (next_page_token over RPC), or none", [{ pointer: "/cursor", detail: "a cursor from a previous page" }]);
+    }
+    return [at, lastId];
+  }
+
   function platformOf(input: string): string {
     const p = normalizePlatform(input);
     if (!p) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64 or linux/arm64" }]);
@@ -367,7 +376,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       }
       authorize(actor, "project:read", { orgId: p.org_id, projectId });
       const size = Math.min(Math.max(1, Math.trunc(pageSize) || 50), 200);
-      const [at, lastId] = cursor ? (cursor.split("|") as [string, string]) : [null, null];
+      const [at, lastId] = cursor ? pageCursor(cursor) : [null, null];
       const rows = (
         at
           ? db.query("SELECT * FROM builds WHERE project_id = ? AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?").all(projectId, at, lastId, size + 1)
