@@ -159,9 +159,18 @@ describe("device logins", () => {
     for (let i = 0; i < 10; i++) start();
     expect(start).toThrow(RateLimitedError);
     clock += 59_000;
-    expect(start).toThrow(RateLimitedError);
+    const refused = (() => {
+      try {
+        start();
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(refused).toBeInstanceOf(RateLimitedError);
+    expect((refused as RateLimitedError).retryAfterSeconds).toBe(1); // the minute ends in 1 s
     clock += 1000;
-    expect(start).not.toThrow();
+    for (let i = 0; i < 10; i++) expect(start).not.toThrow();
+    expect(start).toThrow(RateLimitedError); // the new minute is limited as the first was
   });
 });
 
