@@ -542,3 +542,26 @@ describe("GetPullInfo without a registry", () => {
     expect([foreign.status, ((await foreign.json()) as { code: string }).code]).toEqual([404, "not_found"]);
   });
 });
+
+describe("FinishLogin whose client goes away while it waits", () => {
+  test("the wait ends quietly: no request stays pending, nothing is logged as an error, the login can still be picked up", async () => {
+    const started = (await call("json", "startLogin", {}, null)).msg as { id: string; approveUrl: string };
+    const userCode = new URL(started.approveUrl).hash.slice(1);
+    const polls = () => (db.query("SELECT last_poll_at FROM device_logins WHERE user_code = ?").get(userCode) as { last_poll_at: string | null }).last_poll_at;
+    const errorsBefore = logLines.filter((l) => l.level === "error").length;
+    const aborter = new AbortController();
+    const answer = fetch(`${base}${METHODS.finishLogin.path}`, { method: "POST", headers: { "content-type": "application/connect+json", "connect-protocol-version": "1" }, body: streamMessage("json", "finishLogin", { id: started.id }), signal: aborter.signal }).catch((e: Error) => e);
+    await until("the first poll", () => polls() !== null);
+    expect(server.pendingRequests).toBe(1);
+    aborter.abort();
+    expect(await answer).toBeInstanceOf(Error);
+    await until("the wait to end", () => logLines.some((l) => l.msg === "login stream closed by the client"));
+    await until("no request to be pending", () => server.pendingRequests === 0);
+    expect(logLines.filter((l) => l.level === "error").length).toBe(errorsBefore); // nothing failed on the way out
+    // The login is still there to be approved and picked up by a new FinishLogin.
+    identity.deviceLogins.approve(userCode, ownerAActor() as Extract<Actor, { kind: "user" }>, "127.0.0.1");
+    const again = await streamCall("json", "finishLogin", streamMessage("json", "finishLogin", { id: started.id }), null);
+    expect(again.end).toEqual({});
+    expect(again.messages[0]!.token as string).toMatch(/^slw_u_/);
+  }, 60_000);
+});
