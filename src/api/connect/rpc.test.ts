@@ -4,8 +4,9 @@
  * createApp, the Connect handlers) in both codecs, on a real SQLite file with the real identity,
  * builds, CA and registry services; only the builder manager and the cache reset are narrow
  * fakes (no build here reaches a builder). Then the Connect error paths: a wrong content type,
- * an unknown platform, FinishBuild without a result, oversized messages, and a status stream its
- * client abandons in the middle of a message.
+ * an unknown platform, FinishBuild without a result, oversized messages, a page token the server
+ * never gave, a status stream its client abandons in the middle of a message, and a FinishLogin
+ * its client stops waiting for.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
