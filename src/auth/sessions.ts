@@ -107,10 +107,12 @@ export function sessionsServiceFactory({ db, audit, now = () => new Date() }: { 
       return { sessionId: row.id, userId: row.user_id };
     },
 
+    /** The user's live sessions: not revoked, not past 7 days, not idle for 12 h (as resolve decides). */
     list(userId: string): SessionInfo[] {
+      const t = now().getTime();
       return db
-        .query("SELECT id, user_id, created_at, expires_at, last_seen_at, ip, user_agent FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC")
-        .all(userId, now().toISOString()) as SessionInfo[];
+        .query("SELECT id, user_id, created_at, expires_at, last_seen_at, ip, user_agent FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? AND last_seen_at >= ? ORDER BY created_at DESC")
+        .all(userId, new Date(t).toISOString(), new Date(t - IDLE_MS).toISOString()) as SessionInfo[];
     },
 
     revoke(sessionId: string, userId: string): boolean {

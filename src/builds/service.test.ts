@@ -10,7 +10,7 @@ import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { applyMigrations, openDatabase } from "../db/index.ts";
-import { NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
+import { ConflictError, InvalidInputError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { silentLogger } from "../log/logger.ts";
 import { pkiServiceFactory } from "../pki/index.ts";
 import { createSealer } from "../secrets/index.ts";
@@ -22,7 +22,11 @@ let builds: BuildsService;
 let clock = Date.parse("2026-11-22T10:00:00Z");
 const ended: string[] = [];
 const released: string[] = [];
-let builderState: "starting" | "ready" = "starting";
+let builderState: "starting" | "ready" | "failed" = "starting";
+/** While set, a builder request waits for it before it holds the builder (as the manager does). */
+let builderGate: Promise<void> | null = null;
+/** Builds holding a builder, as the manager counts them: a held builder never idles. */
+const held = new Set<string>();
 const ORG = "org_a";
 const PRJ = "prj_a";
 const token: Actor = { kind: "project-token", tokenId: "tok_1", orgId: ORG, projectId: PRJ };
@@ -42,8 +46,13 @@ beforeAll(async () => {
     db,
     pki,
     builders: {
-      request: async (ref) => (builderState === "ready" ? { state: "ready", builder: { builderId: `b-${ref.platform}`, projectId: ref.projectId, platform: ref.platform, runtime: "dockerd", socketPath: `/run/${ref.platform}.sock`, emulated: false } } : { state: "starting" }),
-      release: (h) => released.push(h),
+      request: async (ref, holder) => {
+        if (builderGate) await builderGate;
+        held.add(holder);
+        if (builderState === "failed") return { state: "failed", error: "the builder image slipway/builder-dockerd:trixie is missing" };
+        return builderState === "ready" ? { state: "ready", builder: { builderId: `b-${ref.platform}`, projectId: ref.projectId, platform: ref.platform, runtime: "dockerd", socketPath: `/run/${ref.platform}.sock`, emulated: false } } : { state: "starting" };
+      },
+      release: (h) => (released.push(h), held.delete(h)),
       ready: (ref) => (builderState === "ready" ? { socketPath: `/run/${ref.platform.replace("/", "-")}.sock`, runtime: "dockerd", platform: ref.platform } : null),
     },
     router: { buildEnded: (id) => ended.push(id) },
@@ -221,5 +230,179 @@ describe("draining (serve stopping)", () => {
     expect(drained.get(live.id).status).toBe("canceled");
     expect(() => drained.finish(other, live.id, { kind: "success" })).toThrow(NotFoundError); // still nothing for other tenants
     expect(drained.cancelForShutdown("again")).toEqual([]); // nothing active is left
+  });
+});
+
+describe("builds: connections, cancels and ends that cross", () => {
+  const certificates = (id: string) => (db.query("SELECT count(*) AS n FROM build_certificates WHERE build_id = ?").get(id) as { n: number }).n;
+
+  test("route() answers null for an unknown serial, a builder not ready, a canceled build and an ended one", async () => {
+    builderState = "ready";
+    const a = builds.create(token, PRJ, []).build;
+    const b = builds.create(token, PRJ, []).build;
+    const ca = await builds.connection(token, a.id, "linux/amd64");
+    const cb = await builds.connection(token, b.id, "linux/amd64");
+    if (ca.kind !== "active" || cb.kind !== "active") throw new Error("expected active connections");
+    expect(builds.route(ca.serial)).toMatchObject({ buildId: a.id, projectId: PRJ, platform: "linux/amd64" });
+    expect(builds.route("0123456789abcdef")).toBeNull();
+    builderState = "starting"; // the builder went away and is coming back
+    expect(builds.route(ca.serial)).toBeNull();
+    builderState = "ready";
+    expect(builds.route(ca.serial)).not.toBeNull();
+    builds.cancel(token, a.id);
+    expect(builds.route(ca.serial)).toBeNull(); // canceled, not yet ended: still no new connection
+    expect(builds.get(a.id).status).toBe("running");
+    builds.finish(token, b.id, { kind: "success" });
+    expect(builds.route(cb.serial)).toBeNull();
+    builds.finish(token, a.id, { kind: "canceled" });
+    expect(builds.route(ca.serial)).toBeNull();
+  });
+
+  test("a builder that failed to start: failed_precondition with its error; no certificate, the build still waits for a builder", async () => {
+    builderState = "failed";
+    const { build } = builds.create(token, PRJ, []);
+    await expect(builds.connection(token, build.id, "linux/amd64")).rejects.toThrow(new PreconditionError("the builder for linux/amd64 could not start: the builder image slipway/builder-dockerd:trixie is missing"));
+    expect(certificates(build.id)).toBe(0);
+    expect(builds.get(build.id)).toMatchObject({ status: "created", started_at: null });
+    builderState = "ready"; // the next ask tries again
+    expect((await builds.connection(token, build.id, "linux/amd64")).kind).toBe("active");
+    builds.finish(token, build.id, { kind: "success" });
+    expect(held.has(build.id)).toBe(false);
+  });
+
+  test("a build that ended while its builder was asked for gets no certificate, stays ended and holds no builder", async () => {
+    for (const [ending, state] of [["finish", "ready"], ["sweep", "ready"], ["builder lost", "ready"], ["finish", "starting"]] as const) {
+      builderState = state;
+      const { build } = builds.create(token, PRJ, []);
+      let open!: () => void;
+      builderGate = new Promise<void>((resolve) => (open = resolve));
+      const asked = builds.connection(token, build.id, "linux/amd64");
+      if (ending === "finish") builds.finish(token, build.id, { kind: "canceled" });
+      else if (ending === "builder lost") builds.builderLost([build.id], "container exited");
+      else {
+        clock += 61_000; // no health report since it was created
+        expect(builds.sweep()).toContain(build.id);
+      }
+      open();
+      builderGate = null;
+      await expect(asked).rejects.toThrow(new PreconditionError(`build ${build.id} ended`));
+      expect(certificates(build.id)).toBe(0);
+      expect(builds.get(build.id).status).toBe(ending === "finish" ? "canceled" : ending === "sweep" ? "expired" : "failed");
+      expect(held.has(build.id)).toBe(false); // else its builder would never go idle
+    }
+  });
+
+  test("cancel of an ended build is a conflict and changes nothing; a cancel is idempotent while it runs", () => {
+    const { build } = builds.create(token, PRJ, []);
+    builds.finish(token, build.id, { kind: "success" });
+    const before = builds.get(build.id);
+    expect(() => builds.cancel(token, build.id)).toThrow(new ConflictError(`build ${build.id} already finished`));
+    expect(builds.get(build.id)).toEqual(before);
+    expect(() => builds.cancel(other, build.id)).toThrow(NotFoundError); // another tenant: missing, not a conflict
+    const running = builds.create(token, PRJ, []).build;
+    const first = builds.cancel(token, running.id);
+    clock += 1000;
+    const second = builds.cancel(token, running.id);
+    expect(second.cancel_requested_at).toBe(first.cancel_requested_at);
+    builds.finish(token, running.id, { kind: "canceled" });
+  });
+
+  test("a client that finishes with an error after a cancel ends the build canceled, keeping its error; success still wins", () => {
+    const a = builds.create(token, PRJ, []).build;
+    builds.cancel(token, a.id);
+    const result = builds.finish(token, a.id, { kind: "error", error: "context canceled" });
+    expect(result).toMatchObject({ status: "canceled", error: "context canceled" });
+    expect(builds.finish(token, a.id, { kind: "success" }).status).toBe("canceled"); // ended: a late retry changes nothing
+    const b = builds.create(token, PRJ, []).build;
+    builds.cancel(token, b.id);
+    expect(builds.finish(token, b.id, { kind: "success" }).status).toBe("finished"); // it completed before it could stop
+    expect(result.finished_at).not.toBeNull();
+  });
+
+  test("a lost builder fails its active builds, closes their connections and releases them; ended builds keep their status", async () => {
+    builderState = "ready";
+    const live = builds.create(token, PRJ, []).build;
+    const done = builds.create(token, PRJ, []).build;
+    const conn = await builds.connection(token, live.id, "linux/amd64");
+    if (conn.kind !== "active") throw new Error("expected an active connection");
+    builds.finish(token, done.id, { kind: "success" });
+    ended.length = 0;
+    released.length = 0;
+    builds.builderLost([live.id, done.id, "bld_missing"], "the container exited (137)");
+    expect(builds.get(live.id)).toMatchObject({ status: "failed", error: "builder lost: the container exited (137)" });
+    expect(builds.get(done.id)).toMatchObject({ status: "finished", error: null });
+    expect(ended).toEqual([live.id]);
+    expect(released).toEqual([live.id]);
+    expect(builds.route(conn.serial)).toBeNull();
+    expect(() => builds.report(token, live.id, { steps: [], logs: [] })).toThrow(/is failed: it takes no more steps or logs/);
+    builds.builderLost([live.id], "again"); // once only
+    expect(builds.get(live.id).error).toBe("builder lost: the container exited (137)");
+    expect(ended).toEqual([live.id]);
+  });
+});
+
+describe("builds: list paging", () => {
+  const LIST = "prj_list";
+  const lister: Actor = { kind: "project-token", tokenId: "tok_3", orgId: ORG, projectId: LIST };
+  const made: string[] = [];
+
+  beforeAll(() => {
+    db.query("INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'list', 600, ?)").run(LIST, ORG, new Date().toISOString());
+    // Several builds share a creation time: the order and the cursor must break ties by id.
+    for (let i = 0; i < 7; i++) {
+      if (i === 2 || i === 5) clock += 1000;
+      made.push(builds.create(lister, LIST, []).build.id);
+    }
+  });
+  const newestFirst = () => made.map((id) => builds.get(id)).sort((x, y) => (x.created_at === y.created_at ? (x.id < y.id ? 1 : -1) : x.created_at < y.created_at ? 1 : -1)).map((b) => b.id);
+
+  test("pages of every size walk every build once, newest first, ties broken by id; the last page has no cursor", () => {
+    for (const size of [1, 2, 3, 6, 7, 8]) {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const page: { builds: { id: string }[]; next: string | null } = builds.list(lister, LIST, size, cursor);
+        expect(page.builds.length).toBeLessThanOrEqual(size);
+        expect(page.builds.length).toBeGreaterThan(0); // never an empty page behind a cursor
+        seen.push(...page.builds.map((b) => b.id));
+        cursor = page.next;
+        pages++;
+      } while (cursor);
+      expect({ size, seen }).toEqual({ size, seen: newestFirst() });
+      expect(pages).toBe(Math.ceil(7 / size));
+    }
+  });
+
+  test("a page size of zero or none is 50, a negative one is 1, a huge one is capped at 200", () => {
+    expect(builds.list(lister, LIST, 0, null)).toMatchObject({ next: null });
+    expect(builds.list(lister, LIST, 0, null).builds).toHaveLength(7);
+    expect(builds.list(lister, LIST, Number.NaN, null).builds).toHaveLength(7);
+    expect(builds.list(lister, LIST, -3, null).builds).toHaveLength(1);
+    expect(builds.list(lister, LIST, 2.9, null).builds).toHaveLength(2);
+    for (let i = 0; i < 200; i++) made.push(builds.create(lister, LIST, []).build.id);
+    const page = builds.list(lister, LIST, 1_000_000, null);
+    expect(page.builds).toHaveLength(200);
+    expect(page.next).not.toBeNull();
+    expect(builds.list(lister, LIST, 1_000_000, page.next).builds.map((b) => b.id)).toEqual(newestFirst().slice(200));
+  });
+
+  test("a page token this server did not give is invalid input, not an internal error", () => {
+    for (const bad of ["garbage", "|", "2026-11-22T10:00:00.000Z|", "|bld_x", "a|b|c"]) {
+      expect(() => builds.list(lister, LIST, 10, bad)).toThrow(InvalidInputError);
+    }
+  });
+
+  test("another tenant's project lists like a missing one", () => {
+    const refusal = (projectId: string) => {
+      try {
+        builds.list(other, projectId, 10, null);
+      } catch (e) {
+        return [(e as Error).constructor.name, (e as Error).message];
+      }
+      return null;
+    };
+    expect(refusal(LIST)).toEqual(["NotFoundError", "no such project"]);
+    expect(refusal("prj_missing")).toEqual(refusal(LIST));
   });
 });

@@ -186,6 +186,15 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     })();
   }
 
+  /** A page cursor as list() made it (created_at|id); anything else is the caller's mistake. */
+  function pageCursor(cursor: string): [string, string] {
+    const [at, lastId, ...rest] = cursor.split("|");
+    if (rest.length > 0 || !at || !lastId || !/^bld_[a-z2-7]+$/.test(lastId) || Number.isNaN(Date.parse(at)) || new Date(Date.parse(at)).toISOString() !== at) {
+      throw new InvalidInputError("the page cursor is not one this server gave: pass the previous page's next_cursor (next_page_token over RPC), or none", [{ pointer: "/cursor", detail: "a cursor from a previous page" }]);
+    }
+    return [at, lastId];
+  }
+
   function platformOf(input: string): string {
     const p = normalizePlatform(input);
     if (!p) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64 or linux/arm64" }]);
@@ -249,10 +258,14 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       if (!ACTIVE.has(b.status)) throw new PreconditionError(`build ${id} is ${b.status}; it can no longer connect`);
       if (b.cancel_requested_at) throw new PreconditionError(`build ${id} was canceled`);
       const status = await deps.builders.request({ projectId: b.project_id, platform }, id);
+      // The build may have ended while its builder was asked for: the request held the builder
+      // for it after its end released everything, so release again or the builder never idles.
+      if (!ACTIVE.has(get(id).status)) {
+        deps.builders.release(id);
+        throw new PreconditionError(`build ${id} ended`);
+      }
       if (status.state === "starting") return { kind: "pending", waitMs: PENDING_WAIT_MS };
       if (status.state === "failed") throw new PreconditionError(`the builder for ${platform} could not start: ${status.error}`);
-      // The build may have ended while the builder started.
-      if (!ACTIVE.has(get(id).status)) throw new PreconditionError(`build ${id} ended`);
       const t = now();
       const lifetimeMs = Math.max(60_000, Date.parse(b.deadline_at) - t.getTime() + CERT_MARGIN_MS);
       // The certificate, its audit record and the build's record of it are one commit.
@@ -363,7 +376,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       }
       authorize(actor, "project:read", { orgId: p.org_id, projectId });
       const size = Math.min(Math.max(1, Math.trunc(pageSize) || 50), 200);
-      const [at, lastId] = cursor ? (cursor.split("|") as [string, string]) : [null, null];
+      const [at, lastId] = cursor ? pageCursor(cursor) : [null, null];
       const rows = (
         at
           ? db.query("SELECT * FROM builds WHERE project_id = ? AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?").all(projectId, at, lastId, size + 1)

@@ -371,26 +371,35 @@ export function connectRoutes(deps: ConnectDeps) {
       return new Response(endStreamFrame({ code: f.code, message: f.message }), { status: 200, headers: streamHeaders(codec) });
     }
     holdOpen(request); // until a person approves, which takes longer than the idle timeout
+    // The client may give up (Ctrl-C on `depot login`): its stream is then canceled, and closing
+    // or writing to it would throw. The wait ends quietly at the next poll.
+    let gone = false;
     const stream = new ReadableStream<Uint8Array>({
       async start(controller) {
         const deadline = Date.now() + 10 * 60_000;
+        const finish = (...chunks: Uint8Array[]) => {
+          if (gone) return;
+          for (const c of chunks) controller.enqueue(c);
+          controller.close();
+        };
         try {
           for (;;) {
-            if (request.signal.aborted) return controller.close();
-            const r = ctx.deviceLogins.poll(id);
-            if (r.status === "approved") {
-              controller.enqueue(frame(0, encodeMessage(method.output, codec, { token: r.token })));
-              controller.enqueue(endStreamFrame(null));
-              return controller.close();
+            if (gone || request.signal.aborted) {
+              log.debug("login stream closed by the client");
+              return;
             }
+            const r = ctx.deviceLogins.poll(id);
+            if (r.status === "approved") return finish(frame(0, encodeMessage(method.output, codec, { token: r.token })), endStreamFrame(null));
             if (Date.now() > deadline) throw new ConnectError("deadline_exceeded", "the login was not approved in time");
             await Bun.sleep(2500); // the device-login poll interval
           }
         } catch (e) {
           const f = fail(request, method, e);
-          controller.enqueue(endStreamFrame({ code: f.code, message: f.message }));
-          controller.close();
+          finish(endStreamFrame({ code: f.code, message: f.message }));
         }
+      },
+      cancel() {
+        gone = true;
       },
     });
     return new Response(stream, { status: 200, headers: streamHeaders(codec) });
