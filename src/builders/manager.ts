@@ -270,11 +270,14 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
    * project for good would stop an appliance with more projects than that from starting builders.
    * A network that still has a container attached (a start racing this) is left alone.
    */
-  async function removeNetworkIfUnused(projectId: string) {
+  async function removeNetworkIfUnused(projectId: string, except?: string) {
     const busy = db.query("SELECT 1 FROM builders WHERE project_id = ? AND state != 'absent' LIMIT 1").get(projectId);
-    if (busy || [...starting.keys()].some((k) => k.startsWith(`${projectId}|`))) return;
+    if (busy || [...starting.keys()].some((k) => k !== except && k.startsWith(`${projectId}|`))) return;
     try {
-      await docker.getNetwork(networkName(projectId)).remove();
+      // Only the network we made for this project: one that merely has its name is someone else's.
+      const n = (await docker.getNetwork(networkName(projectId)).inspect()) as { Id: string; Labels?: Record<string, string> };
+      if (n.Labels?.[LABEL.appliance] !== deps.applianceId || n.Labels?.[LABEL.project] !== projectId) return;
+      await docker.getNetwork(n.Id).remove();
     } catch (e) {
       if (!isNotFound(e) && !/active endpoints/i.test(String((e as Error).message))) log.warn("builder network removal failed", { project: projectId, error: (e as Error).message });
     }
@@ -452,6 +455,10 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       if (containerId) await removeContainer(containerId).catch(() => {});
       currency.untrack(b.id);
       setState(b.id, "absent", { container_id: null, last_error: (e as Error).message.slice(0, 1000) });
+      // Nothing half-made stays: the socket directory, the open volume, the network made for it.
+      rmSync(dir, { recursive: true, force: true });
+      await deps.volumes.close(ref).catch((x) => log.warn("closing the cache volume of a failed builder failed", { builder: b.id, error: (x as Error).message }));
+      await removeNetworkIfUnused(ref.projectId, key(ref));
       log.warn("builder failed to start", { builder: b.id, project: ref.projectId, platform: ref.platform, error: (e as Error).message });
       throw e instanceof SlipwayError ? e : new BuilderUnavailableError(`builder failed to start: ${(e as Error).message}`);
     }
