@@ -700,6 +700,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     const b = db.query("SELECT * FROM builders WHERE container_id = ?").get(containerId) as BuilderRow | null;
     if (!b || b.state === "absent" || b.state === "stopping") return;
     const ref = { projectId: b.project_id, platform: b.platform };
+    // Dying before it was ready fails its start, which says why (exit code, last log lines).
+    if (b.state === "starting") return;
     setState(b.id, "absent", { container_id: null, last_error: `container ${reason}` });
     forgetAddress(b.id);
     currency.untrack(b.id);
