@@ -158,7 +158,9 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
   /** Builds holding each builder (by key); a builder with none is idle. */
   const holders = new Map<string, Set<string>>();
   const starting = new Map<string, Promise<ReadyBuilder>>();
-  const failures = new Map<string, string>();
+  /** A failed start's error, for the builds that were waiting on it: each is told once; a build
+   * that came later starts the builder again rather than inheriting an old failure. */
+  const failures = new Map<string, { error: string; holders: Set<string> }>();
   const idleTimers = new Map<string, ReturnType<typeof setTimeout>>();
   /** Containers we are stopping ourselves: their `die` event is no loss. */
   const expectedDeaths = new Set<string>();
@@ -606,7 +608,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       p = (before ? before().then(() => start(ref, emulated)) : start(ref, emulated)).finally(() => starting.delete(k));
       p.then(
         () => scheduleIdle(ref),
-        (e: Error) => failures.set(k, e.message),
+        (e: Error) => failures.set(k, { error: e.message, holders: new Set(holders.get(k)) }),
       );
       starting.set(k, p);
     }
@@ -727,10 +729,10 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         markUsed(b);
         return { state: "ready", builder: toReady(b) };
       }
-      if (!starting.has(k) && failures.has(k)) {
-        const error = failures.get(k)!;
-        failures.delete(k); // the next request tries again
-        return { state: "failed", error };
+      const failed = starting.has(k) ? undefined : failures.get(k);
+      if (failed?.holders.delete(holder)) {
+        if (failed.holders.size === 0) failures.delete(k); // the next request tries again
+        return { state: "failed", error: failed.error };
       }
       if (!starting.has(k)) {
         const orgId = orgOfProject(r.projectId);
@@ -791,6 +793,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     /** The holder is done with every builder it held; builders left with none go idle. */
     release(holder: string): void {
       refusedHolders.delete(holder);
+      for (const [k, f] of failures) if (f.holders.delete(holder) && f.holders.size === 0) failures.delete(k);
       releaseHolds(holder);
     },
 
