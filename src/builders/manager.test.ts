@@ -101,7 +101,12 @@ describe("fail closed: no builder starts while the network policy is not in forc
     });
     const ref = { projectId: "prj_1", platform: "linux/amd64" };
     expect(await refusal(m.acquire(ref, "bld_1"))).toContain("builders cannot start unfiltered");
-    expect(await m.request(ref, "bld_2")).toEqual({ state: "failed", error: "builders cannot start unfiltered: iptables-restore failed" });
+    // bld_1 heard its failure (an exception): bld_2's request starts anew and its next poll is told.
+    expect(await m.request(ref, "bld_2")).toEqual({ state: "starting" });
+    const deadline = Date.now() + 30_000;
+    let status = await m.request(ref, "bld_2");
+    while (status.state === "starting" && Date.now() < deadline) status = (await Bun.sleep(10), await m.request(ref, "bld_2"));
+    expect(status).toEqual({ state: "failed", error: "builders cannot start unfiltered: iptables-restore failed" });
     expect(touched).toEqual([]);
     db.close();
   });

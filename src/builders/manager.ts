@@ -158,7 +158,9 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
   /** Builds holding each builder (by key); a builder with none is idle. */
   const holders = new Map<string, Set<string>>();
   const starting = new Map<string, Promise<ReadyBuilder>>();
-  const failures = new Map<string, string>();
+  /** A failed start's error, for the builds that were waiting on it: each is told once; a build
+   * that came later starts the builder again rather than inheriting an old failure. */
+  const failures = new Map<string, { error: string; holders: Set<string> }>();
   const idleTimers = new Map<string, ReturnType<typeof setTimeout>>();
   /** Containers we are stopping ourselves: their `die` event is no loss. */
   const expectedDeaths = new Set<string>();
@@ -270,11 +272,14 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
    * project for good would stop an appliance with more projects than that from starting builders.
    * A network that still has a container attached (a start racing this) is left alone.
    */
-  async function removeNetworkIfUnused(projectId: string) {
+  async function removeNetworkIfUnused(projectId: string, except?: string) {
     const busy = db.query("SELECT 1 FROM builders WHERE project_id = ? AND state != 'absent' LIMIT 1").get(projectId);
-    if (busy || [...starting.keys()].some((k) => k.startsWith(`${projectId}|`))) return;
+    if (busy || [...starting.keys()].some((k) => k !== except && k.startsWith(`${projectId}|`))) return;
     try {
-      await docker.getNetwork(networkName(projectId)).remove();
+      // Only the network we made for this project: one that merely has its name is someone else's.
+      const n = (await docker.getNetwork(networkName(projectId)).inspect()) as { Id: string; Labels?: Record<string, string> };
+      if (n.Labels?.[LABEL.appliance] !== deps.applianceId || n.Labels?.[LABEL.project] !== projectId) return;
+      await docker.getNetwork(n.Id).remove();
     } catch (e) {
       if (!isNotFound(e) && !/active endpoints/i.test(String((e as Error).message))) log.warn("builder network removal failed", { project: projectId, error: (e as Error).message });
     }
@@ -452,6 +457,10 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       if (containerId) await removeContainer(containerId).catch(() => {});
       currency.untrack(b.id);
       setState(b.id, "absent", { container_id: null, last_error: (e as Error).message.slice(0, 1000) });
+      // Nothing half-made stays: the socket directory, the open volume, the network made for it.
+      rmSync(dir, { recursive: true, force: true });
+      await deps.volumes.close(ref).catch((x) => log.warn("closing the cache volume of a failed builder failed", { builder: b.id, error: (x as Error).message }));
+      await removeNetworkIfUnused(ref.projectId, key(ref));
       log.warn("builder failed to start", { builder: b.id, project: ref.projectId, platform: ref.platform, error: (e as Error).message });
       throw e instanceof SlipwayError ? e : new BuilderUnavailableError(`builder failed to start: ${(e as Error).message}`);
     }
@@ -599,7 +608,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
       p = (before ? before().then(() => start(ref, emulated)) : start(ref, emulated)).finally(() => starting.delete(k));
       p.then(
         () => scheduleIdle(ref),
-        (e: Error) => failures.set(k, e.message),
+        (e: Error) => failures.set(k, { error: e.message, holders: new Set(holders.get(k)) }),
       );
       starting.set(k, p);
     }
@@ -693,6 +702,8 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     const b = db.query("SELECT * FROM builders WHERE container_id = ?").get(containerId) as BuilderRow | null;
     if (!b || b.state === "absent" || b.state === "stopping") return;
     const ref = { projectId: b.project_id, platform: b.platform };
+    // Dying before it was ready fails its start, which says why (exit code, last log lines).
+    if (b.state === "starting") return;
     setState(b.id, "absent", { container_id: null, last_error: `container ${reason}` });
     forgetAddress(b.id);
     currency.untrack(b.id);
@@ -718,10 +729,10 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
         markUsed(b);
         return { state: "ready", builder: toReady(b) };
       }
-      if (!starting.has(k) && failures.has(k)) {
-        const error = failures.get(k)!;
-        failures.delete(k); // the next request tries again
-        return { state: "failed", error };
+      const failed = starting.has(k) ? undefined : failures.get(k);
+      if (failed?.holders.delete(holder)) {
+        if (failed.holders.size === 0) failures.delete(k); // the next request tries again
+        return { state: "failed", error: failed.error };
       }
       if (!starting.has(k)) {
         const orgId = orgOfProject(r.projectId);
@@ -782,6 +793,7 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
     /** The holder is done with every builder it held; builders left with none go idle. */
     release(holder: string): void {
       refusedHolders.delete(holder);
+      for (const [k, f] of failures) if (f.holders.delete(holder) && f.holders.size === 0) failures.delete(k);
       releaseHolds(holder);
     },
 

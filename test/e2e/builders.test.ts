@@ -4,15 +4,21 @@
  * (assembled from Debian packages; cached between runs): start on demand, ListWorkers through the
  * socket, real builds whose cache survives a restart and not a reset, one container for 20
  * concurrent requests, per-project networks that cannot reach each other, idle stop,
- * reconciliation after a crash, limits, labels and the security-profile fallback.
+ * reconciliation after a crash, limits and labels. Then what goes wrong, each on its own
+ * appliance id: request() (the builds service's path) and its retry after a failed start, the
+ * engine refusing or granting privileged builders (the test decides, not the host), a builder
+ * never ready, one that exits first, a missing image, a network of the builder's name that is not
+ * ours, and reconciliation under the other runtime.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import Docker from "dockerode";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { builderManagerFactory, BUILDER_LABELS, type BuilderManager, type ReadyBuilder } from "../../src/builders/index.ts";
+import { builderManagerFactory, BuilderUnavailableError, BUILDER_LABELS, FALLBACK_PROFILE, type BuilderManager, type BuilderManagerDeps, type BuilderRef, type BuilderStatus, type ReadyBuilder } from "../../src/builders/index.ts";
+import { listWorkersAt } from "../../src/builders/image/index.ts";
 import { applyMigrations, openDatabase } from "../../src/db/index.ts";
+import { PreconditionError } from "../../src/errors.ts";
 import { run } from "../../src/host/run.ts";
 import { newId } from "../../src/ids.ts";
 import { silentLogger } from "../../src/log/logger.ts";
@@ -24,6 +30,36 @@ import { integrationSuite } from "../support/integration.ts";
 
 const missing = await builderImageMissing();
 
+/** What runc answers when the engine cannot grant privileged mode (CAP_SYS_RESOURCE outside its bounding set). */
+const PRIVILEGE_REFUSAL = "(HTTP code 500) server error - failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: unable to apply caps: operation not permitted: unknown";
+
+/**
+ * The real engine with its verdict on privileged containers decided by the test, so the profile a
+ * builder gets does not depend on the host. `refused`: a privileged container is created for
+ * real and its start answers as an engine that cannot grant it does. `granted`: the start
+ * succeeds; this host's engine cannot run privileged containers, so it runs with the fallback
+ * profile's grants while the manager is told it got what it asked. `asked` records each create.
+ */
+function arrangedEngine(real: Docker, privileged: "refused" | "granted") {
+  const asked: { privileged: boolean; id: string }[] = [];
+  const engine = new Proxy(real, {
+    get(target, prop) {
+      if (prop === "createContainer") {
+        return async (opts: Docker.ContainerCreateOptions) => {
+          const wants = opts.HostConfig?.Privileged === true;
+          const c = await target.createContainer(wants && privileged === "granted" ? { ...opts, HostConfig: { ...opts.HostConfig, ...FALLBACK_PROFILE } } : opts);
+          asked.push({ privileged: wants, id: c.id });
+          if (wants && privileged === "refused") c.start = (async () => Promise.reject(Object.assign(new Error(PRIVILEGE_REFUSAL), { statusCode: 500 }))) as typeof c.start;
+          return c;
+        };
+      }
+      const v = Reflect.get(target, prop);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  return { engine, asked };
+}
+
 integrationSuite("builders on the local Docker engine", missing, () => {
   const docker = new Docker({ socketPath: "/var/run/docker.sock" });
   const dir = mkdtempSync(join(tmpdir(), "slipway-builders-"));
@@ -33,11 +69,19 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   let image = "";
   const idleMs = new Map<string, number>();
   let published: string[] = [];
+  type Lost = Parameters<NonNullable<BuilderManagerDeps["onBuilderLost"]>>[0];
+  const lost: Lost[] = [];
   const managers: BuilderManager[] = [];
-  const manager = () => {
+  /** Every appliance id a manager ran under, its builders removed in afterAll. */
+  const appliances = new Set<string>([applianceId]);
+  const images: string[] = [];
+  const foreignNetworks: string[] = [];
+  // This suite's builders are refused privileged mode whatever the host would say (see arrangedEngine).
+  const refusing = arrangedEngine(docker, "refused");
+  const manager = (o: Partial<BuilderManagerDeps> = {}) => {
     const m = builderManagerFactory({
       db,
-      docker,
+      docker: refusing.engine,
       volumes: plainVolumeManager({ root: join(dir, "volumes") }),
       applianceId,
       dataDir: dir,
@@ -47,18 +91,26 @@ integrationSuite("builders on the local Docker engine", missing, () => {
       idleTimeoutMs: (p) => idleMs.get(p) ?? 600_000,
       readyTimeoutMs: 120_000,
       onAddresses: (a) => (published = a),
+      onBuilderLost: (l) => lost.push(l),
+      ...o,
     });
+    appliances.add(o.applianceId ?? applianceId);
     managers.push(m);
     return m;
   };
-  const project = (name: string) => {
+  /** A manager on an appliance id of its own: its containers and networks are its test's alone. */
+  const isolated = (o: Partial<BuilderManagerDeps> = {}) => {
+    const id = `test${newId("a").slice(2, 12)}`;
+    return { id, m: manager({ applianceId: id, ...o }) };
+  };
+  const project = (name: string, into = db) => {
     const org = newId("org");
-    db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(org, `${name}-${org.slice(-6)}`, name, new Date().toISOString());
+    into.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(org, `${name}-${org.slice(-6)}`, name, new Date().toISOString());
     const id = newId("prj");
-    db.query("INSERT INTO projects (id, org_id, name, builder_cpus, builder_memory_mb, created_at) VALUES (?, ?, ?, 1, 1024, ?)").run(id, org, name, new Date().toISOString());
+    into.query("INSERT INTO projects (id, org_id, name, builder_cpus, builder_memory_mb, created_at) VALUES (?, ?, ?, 1, 1024, ?)").run(id, org, name, new Date().toISOString());
     return { id, org };
   };
-  const ours = async () => (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`] }) })) as { Id: string; State: string; Labels: Record<string, string> }[];
+  const ours = async (appliance = applianceId) => (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`] }) })) as { Id: string; State: string; Labels: Record<string, string> }[];
   const projectNetworks = async (projectId: string) =>
     (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`, `${BUILDER_LABELS.project}=${projectId}`] }) })) as { Id: string }[];
   let m: BuilderManager;
@@ -77,9 +129,13 @@ integrationSuite("builders on the local Docker engine", missing, () => {
 
   afterAll(async () => {
     for (const x of managers) x.close();
-    for (const c of await ours()) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
-    const nets = (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`] }) })) as { Id: string }[];
-    for (const n of nets) await docker.getNetwork(n.Id).remove().catch(() => {});
+    for (const a of appliances) {
+      for (const c of await ours(a)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+      const nets = (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${a}`] }) })) as { Id: string }[];
+      for (const n of nets) await docker.getNetwork(n.Id).remove().catch(() => {});
+    }
+    for (const n of foreignNetworks) await docker.getNetwork(n).remove().catch(() => {});
+    for (const i of images) await docker.getImage(i).remove({ force: true }).catch(() => {});
     db.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -148,7 +204,9 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     for (let i = 0; i < 20; i++) m.release(`c-${i}`);
   }, 180_000);
 
-  test("labels, limits, no published ports, only its own mounts, and the fallback profile where privileged is refused", async () => {
+  test("labels, limits, no published ports, only its own mounts, and the fallback profile (the engine refuses privileged)", async () => {
+    await m.acquire({ projectId: A.id, platform: native }, "labels-1");
+    m.release("labels-1");
     const row = m.list(A.id)[0]!;
     const info = (await docker.getContainer(row.container_id!).inspect()) as any;
     expect(info.Config.Labels).toMatchObject({
@@ -166,14 +224,16 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(info.HostConfig.PortBindings ?? {}).toEqual({});
     expect(Object.keys(info.NetworkSettings.Ports ?? {})).toEqual([]);
     expect((info.Mounts as { Source: string; Destination: string }[]).map((x) => x.Destination).sort()).toEqual(["/run/slipway", "/var/lib/docker"]);
-    // The engine's verdict decides the profile: try privileged the way the manager does.
-    const probe = await run(["docker", "run", "--rm", "--privileged", "--entrypoint", "/bin/true", image], { timeoutMs: 60_000 });
-    expect(row.security_profile).toBe(probe.code === 0 ? "privileged" : "fallback");
-    if (row.security_profile === "fallback") {
-      expect(info.HostConfig.Privileged).toBe(false);
-      expect(info.HostConfig.CapAdd).toEqual(["ALL"]);
-      expect(info.HostConfig.CapDrop).toEqual(["SYS_RESOURCE"]);
-    }
+    // This suite's engine refuses privileged builders (arrangedEngine): the fallback, as the README describes it.
+    expect(row.security_profile).toBe("fallback");
+    expect(info.Config.Labels[BUILDER_LABELS.profile]).toBe("fallback");
+    expect(info.HostConfig.Privileged).toBe(false);
+    expect(info.HostConfig.CapAdd).toEqual(["ALL"]);
+    expect(info.HostConfig.CapDrop).toEqual(["SYS_RESOURCE"]);
+    expect(info.HostConfig.SecurityOpt).toContain("apparmor=unconfined");
+    expect((info.HostConfig.SecurityOpt as string[]).find((o) => o.startsWith("seccomp="))).toContain('"open_by_handle_at"');
+    expect(info.HostConfig.ReadonlyPaths).toContain("/proc/sys/kernel");
+    expect(info.HostConfig.ReadonlyPaths).not.toContain("/proc/sys/net");
   }, 120_000);
 
   test("two projects: two containers on two networks that cannot reach each other", async () => {
@@ -241,15 +301,22 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     idleMs.delete(B.id);
   }, 60_000);
 
-  test("a builder container that dies is noticed and restarted on the next request", async () => {
+  test("a builder container that dies is noticed, the builds holding it are told, and it restarts on the next request", async () => {
     await m.watch();
     const before = await m.acquire({ projectId: A.id, platform: native }, "die-1");
+    await m.acquire({ projectId: A.id, platform: native }, "die-1b");
     const row = m.list(A.id)[0]!;
+    lost.length = 0;
     await docker.getContainer(row.container_id!).kill();
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && m.list(A.id)[0]!.state !== "absent") await Bun.sleep(100);
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && (m.list(A.id)[0]!.state !== "absent" || lost.length === 0)) await Bun.sleep(100);
     expect(m.list(A.id)[0]!.state).toBe("absent");
+    // serve wires this to the builds service, which fails exactly these builds.
+    expect(lost).toHaveLength(1);
+    expect(lost[0]).toMatchObject({ projectId: A.id, platform: native, builderId: before.builderId, reason: "die" });
+    expect(lost[0]!.holders.sort()).toEqual(["die-1", "die-1b"]);
     m.release("die-1");
+    m.release("die-1b");
     const after = await m.acquire({ projectId: A.id, platform: native }, "die-2");
     expect(m.list(A.id)[0]!.container_id).not.toBe(row.container_id);
     expect(after.builderId).toBe(before.builderId);
@@ -282,4 +349,233 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(left.every((c) => c.Labels[BUILDER_LABELS.project] === A.id)).toBe(true);
     m = next;
   }, 180_000);
+
+  // ---- What goes wrong. Each test runs on its own appliance id and leaves nothing behind. ----
+
+  /** request() as the builds service calls it (GetBuildKitConnection polls): the first answer that is not `starting`. */
+  const settle = async (mm: BuilderManager, ref: BuilderRef, holder: string): Promise<BuilderStatus> => {
+    const deadline = Date.now() + 240_000;
+    for (;;) {
+      const s = await mm.request(ref, holder);
+      if (s.state !== "starting" || Date.now() > deadline) return s;
+      await Bun.sleep(200);
+    }
+  };
+  /** Nothing of a failed start is left: no container, no network, no socket directory. */
+  const nothingLeft = async (appliance: string, projectId: string, from = db) => {
+    expect(await ours(appliance)).toEqual([]);
+    const nets = await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`, `${BUILDER_LABELS.project}=${projectId}`] }) });
+    expect(nets).toEqual([]);
+    for (const b of from.query("SELECT id FROM builders WHERE project_id = ?").all(projectId) as { id: string }[]) expect(existsSync(join(dir, "builders", b.id))).toBe(false);
+  };
+  /** The builder image with another entrypoint: a builder that misbehaves the way the test needs. */
+  const imageWithEntrypoint = async (name: string, entrypoint: string[]) => {
+    const ref = `slipway-test/${name}:${applianceId.toLowerCase()}`;
+    const c = await docker.createContainer({ Image: image });
+    try {
+      const r = await run(["docker", "commit", "--change", `ENTRYPOINT ${JSON.stringify(entrypoint)}`, "--change", "CMD []", c.id, ref], { timeoutMs: 120_000 });
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      await c.remove({ force: true });
+    }
+    images.push(ref);
+    return ref;
+  };
+  /** The manager names a project's network slipway-<last 8 alphanumerics of the appliance id>-<project id>. */
+  const networkNameOf = (appliance: string, projectId: string) => `slipway-${appliance.replace(/[^a-zA-Z0-9]/g, "").slice(-8).toLowerCase()}-${projectId.toLowerCase()}`;
+
+  test("request(): a failed start is told once to each build that waited on it; a build's next request, or a new build, starts again and gets a ready builder", async () => {
+    const { id: appliance, m: mm } = isolated();
+    const P = project("retry");
+    const ref = { projectId: P.id, platform: native };
+    db.query("UPDATE organizations SET builder_oci_runtime = 'no-such-runtime' WHERE id = ?").run(P.org);
+    expect(await mm.request(ref, "rq-1")).toEqual({ state: "starting" });
+    expect(await mm.request(ref, "rq-2")).toEqual({ state: "starting" });
+    const failed = await settle(mm, ref, "rq-1");
+    expect(failed.state).toBe("failed");
+    const error = (failed as { error: string }).error;
+    expect(error).toMatch(/no-such-runtime/);
+    // Both builds waited on that start: both are told, once.
+    expect(await mm.request(ref, "rq-2")).toEqual({ state: "failed", error });
+    expect(mm.list(P.id)[0]).toMatchObject({ state: "absent", container_id: null });
+    expect(mm.list(P.id)[0]!.last_error).toMatch(/no-such-runtime/);
+    await nothingLeft(appliance, P.id);
+    // Asked again, a build gets a new start (which fails again: nothing changed).
+    expect(await mm.request(ref, "rq-1")).toEqual({ state: "starting" });
+    expect(await settle(mm, ref, "rq-1")).toEqual({ state: "failed", error });
+    // A failure the waiting build heard as an exception (acquire) is nobody else's.
+    await expect(mm.acquire(ref, "rq-4")).rejects.toThrow(/no-such-runtime/);
+    await nothingLeft(appliance, P.id);
+
+    // The operator fixes the runtime; a new build's request starts the builder, not the old failure.
+    db.query("UPDATE organizations SET builder_oci_runtime = NULL WHERE id = ?").run(P.org);
+    expect(await mm.request(ref, "rq-3")).toEqual({ state: "starting" });
+    const ready = await settle(mm, ref, "rq-3");
+    expect(ready.state).toBe("ready");
+    const b = (ready as { builder: ReadyBuilder }).builder;
+    expect(b).toMatchObject({ projectId: P.id, platform: native, runtime: "dockerd", emulated: false });
+    expect((await listWorkersAt(b.socketPath, "dockerd", 10_000)).length).toBeGreaterThan(0);
+    expect(mm.ready(ref)?.builderId).toBe(b.builderId);
+    // Held by the builds that asked: not idle until each is released.
+    expect(mm.list(P.id)[0]!.state).toBe("ready");
+    for (const h of ["rq-1", "rq-2", "rq-3"]) mm.release(h);
+    expect(mm.list(P.id)[0]!.state).toBe("idle");
+    await mm.stop(ref, "test");
+    await nothingLeft(appliance, P.id);
+  }, 300_000);
+
+  test("the engine refuses privileged: the refused container is removed, the builder runs the fallback profile, later builders go straight to it", async () => {
+    const engine = arrangedEngine(docker, "refused");
+    const { id: appliance, m: mm } = isolated({ docker: engine.engine });
+    const P1 = project("refused-1");
+    const P2 = project("refused-2");
+    const b1 = await mm.acquire({ projectId: P1.id, platform: native }, "pr-1");
+    expect(engine.asked.map((a) => a.privileged)).toEqual([true, false]);
+    // The container the engine would not start is gone, not left created.
+    expect(await docker.getContainer(engine.asked[0]!.id).inspect().then(() => "still there", (e) => e.statusCode)).toBe(404);
+    const row = mm.list(P1.id)[0]!;
+    expect(row.security_profile).toBe("fallback");
+    expect(row.container_id).toBe(engine.asked[1]!.id);
+    const info = (await docker.getContainer(row.container_id!).inspect()) as any;
+    expect(info.State.Running).toBe(true);
+    expect(info.Config.Labels[BUILDER_LABELS.profile]).toBe("fallback");
+    expect(info.HostConfig.Privileged).toBe(false);
+    expect(info.HostConfig.CapDrop).toEqual(["SYS_RESOURCE"]);
+    expect((await listWorkersAt(b1.socketPath, "dockerd", 10_000)).length).toBeGreaterThan(0);
+
+    await mm.acquire({ projectId: P2.id, platform: native }, "pr-2");
+    expect(engine.asked.map((a) => a.privileged)).toEqual([true, false, false]);
+    expect(mm.list(P2.id)[0]!.security_profile).toBe("fallback");
+    mm.release("pr-1");
+    mm.release("pr-2");
+    await mm.stop({ projectId: P1.id, platform: native }, "test");
+    await mm.stop({ projectId: P2.id, platform: native }, "test");
+    await nothingLeft(appliance, P1.id);
+    await nothingLeft(appliance, P2.id);
+  }, 300_000);
+
+  test("the engine grants privileged: one create, the builder recorded and labelled privileged", async () => {
+    const engine = arrangedEngine(docker, "granted");
+    const { id: appliance, m: mm } = isolated({ docker: engine.engine });
+    const P = project("granted");
+    const b = await mm.acquire({ projectId: P.id, platform: native }, "pg-1");
+    expect(engine.asked.map((a) => a.privileged)).toEqual([true]);
+    const row = mm.list(P.id)[0]!;
+    expect(row.security_profile).toBe("privileged");
+    expect(row.container_id).toBe(engine.asked[0]!.id);
+    expect(((await docker.getContainer(row.container_id!).inspect()) as any).Config.Labels[BUILDER_LABELS.profile]).toBe("privileged");
+    expect((await listWorkersAt(b.socketPath, "dockerd", 10_000)).length).toBeGreaterThan(0);
+    mm.release("pg-1");
+    await mm.stop({ projectId: P.id, platform: native }, "test");
+    await nothingLeft(appliance, P.id);
+  }, 300_000);
+
+  test("a builder that never answers fails its start after the ready timeout, and is removed", async () => {
+    const sleeper = await imageWithEntrypoint("sleeper", ["/bin/sleep", "3600"]);
+    const { id: appliance, m: mm } = isolated({ image: sleeper, readyTimeoutMs: 3000 });
+    const P = project("never-ready");
+    const ref = { projectId: P.id, platform: native };
+    const e = await mm.acquire(ref, "nr-1").then(() => null, (x: Error) => x);
+    expect(e).toBeInstanceOf(BuilderUnavailableError);
+    expect(e!.message).toMatch(/did not become ready within 3000 ms \(socket not there yet\)/);
+    expect(mm.list(P.id)[0]).toMatchObject({ state: "absent", container_id: null });
+    expect(mm.ready(ref)).toBeNull();
+    await nothingLeft(appliance, P.id);
+  }, 300_000);
+
+  test("a builder container that exits before it is ready fails its start with its exit code and last log lines; no build is told it was lost", async () => {
+    const crasher = await imageWithEntrypoint("crasher", ["/bin/sh", "-c", "echo builder-boom-marker >&2; exit 3"]);
+    const lostHere: Lost[] = [];
+    const engine = arrangedEngine(docker, "refused");
+    const { id: appliance, m: mm } = isolated({ docker: engine.engine, image: crasher, onBuilderLost: (l) => lostHere.push(l) });
+    await mm.watch();
+    const P = project("exits");
+    const ref = { projectId: P.id, platform: native };
+    // The engine's own events, to know when the container's die and destroy have been sent to the manager too.
+    const events = (await docker.getEvents({ filters: JSON.stringify({ type: ["container"], event: ["destroy"], label: [`${BUILDER_LABELS.appliance}=${appliance}`] }) })) as unknown as NodeJS.ReadableStream & { destroy(): void };
+    const destroyed = new Set<string>();
+    events.on("data", (chunk: Buffer) => {
+      for (const line of chunk.toString("utf8").split("\n").filter(Boolean)) destroyed.add((JSON.parse(line) as { id: string }).id);
+    });
+    try {
+      expect(await mm.request(ref, "ex-1")).toEqual({ state: "starting" });
+      const failed = await settle(mm, ref, "ex-1");
+      expect(failed.state).toBe("failed");
+      expect((failed as { error: string }).error).toMatch(/builder container exited \(code 3\) before it was ready: .*builder-boom-marker/);
+      // The container that ran (the fallback one: privileged was refused) died and was removed.
+      const ran = engine.asked.find((a) => !a.privileged)!.id;
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline && !destroyed.has(ran)) await Bun.sleep(50);
+      expect(destroyed.has(ran)).toBe(true);
+      // What is asserted is that nothing happens: the manager's own stream gets a moment for the same events.
+      await Bun.sleep(1000);
+    } finally {
+      events.destroy();
+    }
+    expect(lostHere).toEqual([]);
+    expect(mm.list(P.id)[0]!.last_error).toMatch(/exited \(code 3\)/);
+    await nothingLeft(appliance, P.id);
+  }, 300_000);
+
+  test("a missing builder image: the start fails naming the commands that make one; nothing is created", async () => {
+    const absent = `slipway/builder-dockerd:absent-${applianceId.toLowerCase()}`;
+    const { id: appliance, m: mm } = isolated({ image: absent });
+    const P = project("no-image");
+    const ref = { projectId: P.id, platform: native };
+    expect(await mm.request(ref, "mi-1")).toEqual({ state: "starting" });
+    const failed = await settle(mm, ref, "mi-1");
+    expect(failed.state).toBe("failed");
+    expect((failed as { error: string }).error).toBe(
+      `builder image ${absent} (runtime dockerd) is not present on the Docker engine; run \`slipway builder-image build\` or \`slipway builder-image import FILE.tar\``,
+    );
+    const e = await mm.acquire(ref, "mi-2").then(() => null, (x: Error) => x);
+    expect(e).toBeInstanceOf(PreconditionError);
+    expect(e!.message).toContain("is not present on the Docker engine");
+    expect(mm.list(P.id)).toEqual([]);
+    await nothingLeft(appliance, P.id);
+  }, 120_000);
+
+  test("a network with the builder network's name that is not ours: the start is refused, the network neither used nor removed", async () => {
+    const { id: appliance, m: mm } = isolated();
+    const P = project("squatted");
+    const ref = { projectId: P.id, platform: native };
+    const name = networkNameOf(appliance, P.id);
+    const foreign = await docker.createNetwork({ Name: name, Driver: "bridge", Labels: { "org.example.owner": "someone-else" } });
+    foreignNetworks.push(foreign.id);
+    const e = await mm.acquire(ref, "fn-1").then(() => null, (x: Error) => x);
+    expect(e).toBeInstanceOf(PreconditionError);
+    expect(e!.message).toBe(`Docker network ${name} exists but is not this project's builder network`);
+    const failed = await settle(mm, ref, "fn-2");
+    expect(failed).toEqual({ state: "failed", error: `Docker network ${name} exists but is not this project's builder network` });
+    const after = (await docker.getNetwork(name).inspect()) as { Id: string; Labels: Record<string, string>; Containers: Record<string, unknown> };
+    expect(after.Id).toBe(foreign.id);
+    expect(after.Labels).toEqual({ "org.example.owner": "someone-else" });
+    expect(after.Containers).toEqual({});
+    expect(await ours(appliance)).toEqual([]);
+    expect(mm.list(P.id)[0]).toMatchObject({ state: "absent", container_id: null });
+  }, 120_000);
+
+  test("reconcile under the other runtime: a running dockerd builder is not adopted but removed, and reported lost", async () => {
+    // An appliance of its own, database included: reconcile accounts for every builder row it holds.
+    const own = openDatabase(join(dir, "runtime-switch.db"));
+    applyMigrations(own);
+    const { id: appliance, m: first } = isolated({ db: own });
+    const P = project("runtime-switch", own);
+    const ref = { projectId: P.id, platform: native };
+    await first.acquire(ref, "rs-1");
+    first.release("rs-1");
+    first.close(); // serve stops; the operator switches builders.runtime to buildkitd
+    const row = first.list(P.id)[0]!;
+    expect(row.runtime).toBe("dockerd");
+    const next = manager({ db: own, applianceId: appliance, runtime: "buildkitd", image: `moby/buildkit:absent-${applianceId.toLowerCase()}` });
+    const r = await next.reconcile();
+    expect(r.adopted).toEqual([]);
+    expect(r.lost).toEqual([{ builderId: row.id, projectId: P.id, platform: native }]);
+    expect(await docker.getContainer(row.container_id!).inspect().then(() => "still there", (e) => e.statusCode)).toBe(404);
+    expect(next.list(P.id)[0]).toMatchObject({ state: "absent", container_id: null, last_error: "not running when serve started" });
+    expect(next.ready(ref)).toBeNull();
+    await nothingLeft(appliance, P.id, own);
+    next.close();
+    own.close();
+  }, 300_000);
 });
