@@ -165,6 +165,20 @@ const ROWS: Row[] = [
   { route: rpc("createProject"), name: "CreateProject in A", path: () => METHODS.createProject.path, body: (i) => ({ organizationId: i.A, name: "p9" }), target: "A", expect: cells(`401 200 200 403 404 404 200 403 404 404 404 200 ${X} ${X}`) },
   { route: rpc("updateProject"), name: "UpdateProject p1", path: () => METHODS.updateProject.path, body: (i) => ({ projectId: i.p1, name: "p1b" }), target: "p1", expect: cells(`401 200 200 403 404 403 200 403 404 403 403 200 ${X} ${X}`) },
   { route: rpc("deleteProject"), name: "DeleteProject p1", path: () => METHODS.deleteProject.path, body: (i) => ({ projectId: i.p1 }), target: "p1", expect: cells(`401 200 200 403 404 403 200 403 404 403 403 200 ${X} ${X}`) },
+  // Organization B's resources: every credential of A (tokens, agent, CI) meets them as missing.
+  { route: "GET /api/v1/orgs/:org", name: "read org B", path: (i) => `/api/v1/orgs/${i.B}`, target: "B", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "PATCH /api/v1/orgs/:org", name: "rename org B", path: (i) => `/api/v1/orgs/${i.B}`, body: () => ({ name: "B2" }), target: "B", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "GET /api/v1/orgs/:org/members", name: "members of B", path: (i) => `/api/v1/orgs/${i.B}/members`, target: "B", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "POST /api/v1/orgs/:org/members", name: "add member to B", path: (i) => `/api/v1/orgs/${i.B}/members`, body: () => ({ user: "userA", role: "user" }), target: "B", expect: cells(`401 201 404 404 201 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "POST /api/v1/orgs/:org/projects", name: "create project in B", path: (i) => `/api/v1/orgs/${i.B}/projects`, body: () => ({ name: "q9" }), target: "B", expect: cells(`401 201 404 404 201 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "GET /api/v1/projects/:id", name: "read project q1 (B)", path: (i) => `/api/v1/projects/${i.q1}`, target: "q1", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "DELETE /api/v1/projects/:id", name: "delete project q1 (B)", path: (i) => `/api/v1/projects/${i.q1}`, target: "q1", expect: cells(`401 204 404 404 204 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "GET /api/v1/orgs/:org/egress", name: "egress policy of B", path: (i) => `/api/v1/orgs/${i.B}/egress`, target: "B", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "PUT /api/v1/orgs/:org/egress/hosts/:id/scopes", name: "rescope hostB", path: (i) => `/api/v1/orgs/${i.B}/egress/hosts/${i.hostB}/scopes`, body: () => ({ scopes: ["docker:ci"] }), target: "hostB", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: "POST /api/v1/tokens", name: "create org token for B", path: () => "/api/v1/tokens", body: (i) => ({ kind: "org", name: "n", org: i.B }), target: "B", expect: cells(`401 201 404 404 201 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: rpc("getProject"), name: "GetProject q1 (B)", path: () => METHODS.getProject.path, body: (i) => ({ projectId: i.q1 }), target: "q1", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: rpc("createBuild"), name: "CreateBuild on q1 (B)", path: () => METHODS.createBuild.path, body: (i) => ({ projectId: i.q1 }), target: "q1", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
+  { route: rpc("createProject"), name: "CreateProject in B", path: () => METHODS.createProject.path, body: (i) => ({ organizationId: i.B, name: "q9" }), target: "B", expect: cells(`401 200 404 404 200 404 404 404 404 404 404 404 ${X} ${X}`) },
   { route: "POST /depot.*", name: "a depot RPC not offered", path: () => "/depot.ci.v1.CIService/Run", body: () => ({}), expect: ANYONE(501) },
 ];
 
