@@ -99,8 +99,18 @@ export interface RunningAppliance {
   drain(): Promise<DrainResult>;
   /** Another stop signal during the drain: ends its wait at once (see appliance/drain). */
   interruptDrain(): void;
+  /** Every route the API serves (REST and Connect RPC), as mounted: what the authorization matrix
+   * and the bad-input sweep must cover. `takesBody`: the route declares a body schema. The
+   * registry's /v2/ and its token realm are served before the app and are not listed. */
+  routes: MountedRoute[];
   /** Graceful: in-flight requests finish (up to the shutdown timeout), then the DB is closed. */
   stop(): Promise<void>;
+}
+
+export interface MountedRoute {
+  method: string;
+  path: string;
+  takesBody: boolean;
 }
 
 export interface StartOptions {
@@ -498,6 +508,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       egress,
       drain: () => drain.drain(),
       interruptDrain: () => drain.interrupt(),
+      routes: app.routes.map((r) => ({ method: r.method, path: r.path, takesBody: (r.hooks as { body?: unknown } | undefined)?.body !== undefined })),
       stop() {
         stopping ??= (async () => {
           const srv = server!;

@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { InvalidInputError, NotFoundError, PreconditionError, QuotaExceededError, ResourceExhaustedError, SlipwayError } from "../errors.ts";
+import { InvalidInputError, NotFoundError, PreconditionError, QuotaExceededError, ResourceExhaustedError, SlipwayError, UnavailableError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../log/logger.ts";
 import { cappedSettings, type QuotasService } from "../orgs/quotas.ts";
@@ -231,7 +231,15 @@ export function builderManagerFactory(deps: BuilderManagerDeps) {
 
   async function engineNativePlatform(): Promise<string> {
     if (nativePlatform) return nativePlatform;
-    const info = (await docker.info()) as { Architecture?: string; NCPU?: number };
+    let info: { Architecture?: string; NCPU?: number };
+    try {
+      info = (await docker.info()) as typeof info;
+    } catch (e) {
+      // A build asking for its builder gets `unavailable`, not an internal error; where the engine
+      // was looked for (a host path) stays in the appliance's log.
+      log.warn("the Docker engine is not reachable", { error: (e as Error).message });
+      throw new UnavailableError("the Docker engine is not reachable: builders cannot start until it is (the appliance's log says why)");
+    }
     if (info.NCPU && info.NCPU > 0) engineCpus = info.NCPU;
     const p = platformOfArch(info.Architecture ?? "");
     if (!p) throw new PreconditionError(`the Docker engine reports an architecture Slipway does not know: ${info.Architecture}`);

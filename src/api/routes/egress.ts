@@ -6,6 +6,7 @@
  * that `serve` enforces on the appliance host itself.
  */
 import { Elysia, t } from "elysia";
+import { BodyInteger } from "../schema.ts";
 import { authorize } from "../../auth/index.ts";
 import type { EgressService } from "../../egress/service.ts";
 import { ForbiddenError, NotFoundError } from "../../errors.ts";
@@ -266,10 +267,10 @@ export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
                 scope: t.String({ maxLength: 200 }),
                 source: t.String({ maxLength: 100 }),
                 dst: t.String({ maxLength: 64 }),
-                port: t.Integer({ minimum: 0, maximum: 65535 }),
+                port: BodyInteger({ minimum: 0, maximum: 65535 }),
                 protocol: t.String({ maxLength: 16 }),
                 hostname: t.Optional(t.Nullable(t.String({ maxLength: 260 }))),
-                count: t.Integer({ minimum: 1 }),
+                count: BodyInteger({ minimum: 1 }),
                 at: t.String({ maxLength: 40 }),
               }),
               { maxItems: 1000 },

@@ -3,6 +3,7 @@
  * Organizations, their members and their audit log; users (administrator only).
  */
 import { Elysia, t } from "elysia";
+import { BodyInteger } from "../schema.ts";
 import { authorize } from "../../auth/index.ts";
 import { QUOTA_KEYS, QUOTA_RANGES, type QuotaKey } from "../../orgs/quotas.ts";
 import { USERNAME_PATTERN } from "../../orgs/service.ts";
@@ -17,7 +18,7 @@ const Org = t.Object({ id: t.String(), slug: t.String(), name: t.String(), creat
 const MemberT = t.Object({ user_id: t.String(), username: t.String(), role: RoleT, created_at: t.String() });
 const AuditQuery = t.Object({ limit: t.Optional(t.Numeric({ minimum: 1, maximum: 500 })), before: t.Optional(t.Numeric({ minimum: 1 })) });
 const bearer = [{ bearer: [] }];
-const quotaValue = (k: QuotaKey) => t.Integer({ minimum: QUOTA_RANGES[k].min, maximum: QUOTA_RANGES[k].max, description: QUOTA_RANGES[k].description });
+const quotaValue = (k: QuotaKey) => BodyInteger({ minimum: QUOTA_RANGES[k].min, maximum: QUOTA_RANGES[k].max, description: QUOTA_RANGES[k].description });
 const QuotaNumbers = t.Object(Object.fromEntries(QUOTA_KEYS.map((k) => [k, quotaValue(k)])) as Record<QuotaKey, ReturnType<typeof quotaValue>>);
 const QuotaReportT = t.Object({
   limits: QuotaNumbers,

@@ -3,11 +3,12 @@
  * Projects and their settings.
  */
 import { Elysia, t } from "elysia";
+import { BodyInteger } from "../schema.ts";
 import { authorize } from "../../auth/index.ts";
 import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, SETTING_LIMITS, type ProjectSettings } from "../../projects/service.ts";
 import type { IdentityContext } from "../identity.ts";
 
-const setting = (key: keyof ProjectSettings, description: string) => t.Integer({ minimum: SETTING_LIMITS[key].min, maximum: SETTING_LIMITS[key].max, description });
+const setting = (key: keyof ProjectSettings, description: string) => BodyInteger({ minimum: SETTING_LIMITS[key].min, maximum: SETTING_LIMITS[key].max, description });
 const Settings = {
   cache_size_gb: setting("cache_size_gb", "cache size per platform, GB (default 50)"),
   cache_keep_days: setting("cache_keep_days", "keep cache entries this many days (default 14)"),

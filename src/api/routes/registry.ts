@@ -4,6 +4,7 @@
  * retention; garbage collection on demand (the administrator).
  */
 import { Elysia, t } from "elysia";
+import { BodyInteger } from "../schema.ts";
 import { authorize } from "../../auth/index.ts";
 import { PreconditionError } from "../../errors.ts";
 import type { RegistryService } from "../../registry/index.ts";
@@ -53,7 +54,7 @@ export function registryRoutes(deps: { ctx: IdentityContext; registry: Pick<Regi
       },
       {
         params: ProjectId,
-        body: t.Object({ retention_days: t.Integer({ minimum: 0, maximum: 3650, description: "days a saved image is kept after its last push (0: until the next collection)" }) }, { additionalProperties: false }),
+        body: t.Object({ retention_days: BodyInteger({ minimum: 0, maximum: 3650, description: "days a saved image is kept after its last push (0: until the next collection)" }) }, { additionalProperties: false }),
         response: { 200: Usage },
         detail: { tags: ["registry"], summary: "Set a project's registry retention (owners, organization tokens)", security: bearer },
       },

@@ -32,9 +32,18 @@ export function tokenRoutes(ctx: IdentityContext) {
       if (canManageUserToken(actor, token.user_id)) return;
       throw new NotFoundError("no such token");
     }
-    if (token.kind === "org") return authorize(actor, "token:manage-org", { orgId: token.org_id! });
-    if (token.kind === "project" && token.project_id) return authorize(actor, "token:manage-project", { orgId: token.org_id!, projectId: token.project_id });
+    if (token.kind === "org") return asToken(() => authorize(actor, "token:manage-org", { orgId: token.org_id! }));
+    if (token.kind === "project" && token.project_id) return asToken(() => authorize(actor, "token:manage-project", { orgId: token.org_id!, projectId: token.project_id! }));
     throw new NotFoundError("no such token"); // exchanged and build tokens are not managed here
+  };
+  /** Another tenant's token answers exactly like a missing one: not "no such organization". */
+  const asToken = (check: () => void) => {
+    try {
+      check();
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new NotFoundError("no such token");
+      throw e;
+    }
   };
 
   return new Elysia({ name: "routes/tokens", prefix: "/api/v1" })

@@ -84,7 +84,13 @@ export function trustRoutes(ctx: IdentityContext) {
         const found = trust.get(params.id);
         if (!found) throw new NotFoundError("no such trust relationship");
         const res = load(found.project_id);
-        authorize(actor, "trust:manage", res);
+        try {
+          authorize(actor, "trust:manage", res);
+        } catch (e) {
+          // Another tenant's trust answers exactly like a missing one, not "no such project".
+          if (e instanceof NotFoundError) throw new NotFoundError("no such trust relationship");
+          throw e;
+        }
         trust.delete(found.id, res.orgId, actor);
         set.status = 204;
       },
