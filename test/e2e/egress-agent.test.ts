@@ -120,7 +120,7 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     hostId = added.id;
     agentToken = added.token;
     writeFileSync(tokenFile, `${agentToken}\n`, { mode: 0o600 });
-  }, 120_000);
+  }, 300_000);
 
   afterAll(async () => {
     if (agent) {
@@ -147,7 +147,7 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     expect((await topo.snapshot()).v4).toContain("-A OUTPUT -j SLIPWAY_EGRESS");
     // The last good policy is kept on disk, for when the appliance is unreachable.
     expect((JSON.parse(readFileSync(stateFile, "utf8")) as { host_id: string }).host_id).toBe(hostId);
-  }, 120_000);
+  }, 300_000);
 
   test("a policy change on serve reaches the running agent; under default deny it still reaches serve", async () => {
     await cli(["egress", "set-default", "--org", "acme", "deny"]);
@@ -164,7 +164,7 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     await applied();
     expect(await curl("http://10.77.0.11/")).toBeNull();
     expect(await curl("http://name.test/")).toBe("B");
-  }, 120_000);
+  }, 300_000);
 
   test("would-be drops in monitor mode and refusals in enforce mode reach serve as events", async () => {
     await cli(["egress", "set-mode", "--org", "acme", "monitor"]);
@@ -182,7 +182,7 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     ]);
     // The first test's refusal, in enforce mode.
     expect(seen.find((e) => e.action === "blocked" && e.dst === "10.77.0.40")).toMatchObject({ host_id: hostId, scope: "host", source: "uid:0", port: 80 });
-  }, 120_000);
+  }, 300_000);
 
   test("stopped, the agent leaves the rules in force; `slipway agent uninstall` gives the namespace back exactly", async () => {
     await cli(["egress", "set-mode", "--org", "acme", "enforce"]);
@@ -201,5 +201,5 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     expect(readFileSync(topo.hostsFile, "utf8")).toBe(baseline.hosts);
     expect(existsSync(stateFile)).toBe(false);
     expect(await curl("http://10.77.0.12/")).toBe("A");
-  }, 120_000);
+  }, 300_000);
 });

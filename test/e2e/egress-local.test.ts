@@ -92,7 +92,7 @@ integrationSuite("egress: runner hosts on the appliance host are the administrat
     expect(rules.filter((l) => l.startsWith("-A OUTPUT") || l.includes("-i br-+ ! -o br-+ -j SLIPWAY_EGRESS_0"))).toEqual([]);
     const status = await cli(["egress", "apply-status", "--org", "tenant"]);
     expect(status.stdout).toContain(`(local: docker:${network})`);
-  }, 120_000);
+  }, 300_000);
 
   const bridgeOf = async (name: string) => `br-${((await docker.getNetwork(name).inspect()) as { Id: string }).Id.slice(0, 12)}`;
   const json = async <T>(args: string[]): Promise<T> => {

@@ -5,7 +5,7 @@
  * connections between namespaces decide every assertion. See test/support/egress/topology.ts
  * for the network; nothing here touches the root namespace.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +19,9 @@ import { which } from "../../src/host/run.ts";
 import { orgsServiceFactory } from "../../src/orgs/service.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { lines, makeTopology, type Topology } from "../support/egress/topology.ts";
+
+// Every wait below has its own generous deadline; a test as a whole may take minutes on a busy machine.
+setDefaultTimeout(300_000);
 
 const missing =
   process.getuid?.() !== 0
@@ -130,7 +133,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     const s = await topo.snapshot();
     baseline = { ...s, hosts: readFileSync(topo.hostsFile, "utf8") };
     agent = await startAgent();
-  }, 60_000);
+  }, 300_000);
 
   afterAll(async () => {
     await agent?.stop();
@@ -188,7 +191,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.21/")).toBe("B"); // within grace
     await waitFor(async () => (await topo.curl(topo.ns.runner, "http://10.77.0.21/")) === null, 60_000); // grace over
     for (let i = 0; i < 5; i++) expect(["A", "B"]).toContain((await topo.curl(topo.ns.runner, "http://rr.test/"))!);
-  }, 120_000);
+  }, 300_000);
 
   test("containers on user-defined networks are filtered, including a network created after the agent started", async () => {
     expect(await topo.curl(topo.ns.c1, "http://10.77.0.11/")).toBe("A");
@@ -322,7 +325,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
       await web.exited;
     }
     await setPolicy({ mode: "enforce", default: "allow", rules: [["deny", "10.77.0.40"]] });
-  }, 60_000);
+  }, 300_000);
 
   test("uninstall leaves iptables-save, ip6tables-save, ipset list and /etc/hosts exactly as before", async () => {
     await agent!.stop("SIGTERM");
