@@ -30,7 +30,8 @@ export interface Topology {
   ns: { hub: string; runner: string; srvA: string; srvB: string; srvC: string; builder: string; dns: string; c1: string; c2: string };
   /** Creates the second container network (br-…, 172.31.0.0/24) and container c2 on it. */
   addSecondNetwork(): Promise<string>;
-  /** curl from a namespace (as `asUid` when given): the body, or null when the connection failed. */
+  /** curl from a namespace (as `asUid` when given): the body, or null when the connection failed
+   * (refused: the policy's resets and ICMP errors come at once, so the timeouts are generous). */
   curl(ns: string, url: string, extra?: string[], asUid?: number): Promise<string | null>;
   setZone(names: Record<string, string[]>, ttl: number): Promise<void>;
   /** iptables-save, ip6tables-save and ipset list of the runner namespace, without counters and timestamps. */
@@ -137,11 +138,14 @@ export async function makeTopology(): Promise<Topology> {
       },
       async curl(n, url, extra = [], asUid) {
         const user = asUid === undefined ? [] : ["setpriv", `--reuid=${asUid}`, `--regid=${asUid}`, "--clear-groups"];
-        const r = await run(["ip", "netns", "exec", n, ...user, "curl", "-sS", "--max-time", "2", "--connect-timeout", "1", ...extra, url]);
+        // Generous timeouts: a refusal is a reset or an ICMP error, at once; only a loaded machine is slow.
+        const r = await run(["ip", "netns", "exec", n, ...user, "curl", "-sS", "--max-time", "30", "--connect-timeout", "15", ...extra, url]);
         return r.code === 0 ? r.stdout : null;
       },
       async setZone(names, ttl) {
-        (dnsProc.stdin as import("bun").FileSink).write(JSON.stringify({ names, ttl }) + "\n");
+        const sink = dnsProc.stdin as import("bun").FileSink;
+        sink.write(JSON.stringify({ names, ttl }) + "\n");
+        await sink.flush();
         await dnsOut.next("ok");
       },
       async snapshot() {
@@ -193,7 +197,7 @@ export function lines(p: Subprocess) {
   const decoder = new TextDecoder();
   const queue: string[] = [];
   let waiter = null as (() => void) | null;
-  void (async () => {
+  const done = (async () => {
     let rest = "";
     for await (const chunk of p.stdout as ReadableStream<Uint8Array>) {
       rest += decoder.decode(chunk);
@@ -207,6 +211,8 @@ export function lines(p: Subprocess) {
   })();
   return {
     all: queue,
+    /** Resolves once the child's stdout ended and every line of it is in `all`. */
+    done,
     /** Waits for (and consumes up to) a line containing `text`. */
     async next(text: string, timeoutMs = 10_000): Promise<string> {
       const deadline = Date.now() + timeoutMs;
