@@ -220,7 +220,14 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect((await api(buildToken, "GET", `/api/v1/builds/${buildA}`)).status).toBe(200);
     expect((await api(buildToken, "GET", `/api/v1/builds/${other}`)).status).toBe(404);
     expect((await rpc(buildToken, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: other })).json.code).toBe("not_found");
-    expect((await rpc(buildToken, "depot.cli.v1beta1.ProjectsService/ListProjects", {})).json.projects ?? []).toEqual([]);
+    // Answered (200, not an error), and empty: proto3 JSON leaves out an empty list. The project
+    // token lists the same project, so the empty answer is the build token's, not the server's.
+    const listedByBuild = await rpc(buildToken, "depot.cli.v1beta1.ProjectsService/ListProjects", {});
+    expect(listedByBuild.status).toBe(200);
+    expect(listedByBuild.json.projects ?? []).toEqual([]);
+    const listedByProject = await rpc(tokens.A!, "depot.cli.v1beta1.ProjectsService/ListProjects", {});
+    expect(listedByProject.status).toBe(200);
+    expect((listedByProject.json.projects as { id: string }[]).map((p) => p.id)).toContain(ids.A);
     expect((await rpc(buildToken, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code).toBe("not_found");
     const fin = await rpc(buildToken, "depot.cli.v1.BuildService/FinishBuild", { buildId: buildA, canceled: {} });
     expect(fin.status).toBe(200);
