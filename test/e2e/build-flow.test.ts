@@ -227,7 +227,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(listedByBuild.json.projects ?? []).toEqual([]);
     const listedByProject = await rpc(tokens.A!, "depot.cli.v1beta1.ProjectsService/ListProjects", {});
     expect(listedByProject.status).toBe(200);
-    expect((listedByProject.json.projects as { id: string }[]).map((p) => p.id)).toContain(ids.A);
+    expect((listedByProject.json.projects as { id: string }[]).map((p) => p.id)).toContain(ids.A!);
     expect((await rpc(buildToken, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code).toBe("not_found");
     const fin = await rpc(buildToken, "depot.cli.v1.BuildService/FinishBuild", { buildId: buildA, canceled: {} });
     expect(fin.status).toBe(200);
