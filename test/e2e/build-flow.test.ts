@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
 import { slipwayBinary, ROOT } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -109,6 +109,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     // Builders started by this appliance: stop serve, then remove them (they outlive serve by design).
     await s?.stop();
     await removeBuildersOf(Object.values(ids));
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 

@@ -92,8 +92,12 @@ export async function serve(bin: string, dataDir: string, extraArgs: string[] = 
 
 class PortTaken extends Error {}
 
+/** Every data dir a serve was started on in this process: the cleanup finds its builders by them. */
+export const servedDataDirs = new Set<string>();
+
 async function serveOnce(bin: string, dataDir: string, extraArgs: string[], env: Record<string, string>, opts: ServeOptions): Promise<Served> {
   const [port, buildPort] = (await freePorts(2)) as [number, number];
+  servedDataDirs.add(dataDir);
   const publicUrl = opts.publicHost ? ["--public-url", `${opts.http ? "http" : "https"}://${opts.publicHost}:${port}`] : [];
   const proc = Bun.spawn([bin, "serve", "--data-dir", dataDir, "--listen", `${opts.listenHost ?? "127.0.0.1"}:${port}`, "--build-listen", `127.0.0.1:${buildPort}`, ...publicUrl, ...extraArgs], {
     stdout: "pipe",
