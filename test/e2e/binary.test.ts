@@ -73,12 +73,14 @@ describe("compiled binary", () => {
     const r = await server.get("/livez");
     expect(r.headers.get("strict-transport-security")).toMatch(/^max-age=\d+/);
     const port = Number(new URL(server.url).port);
-    const tls11 = await new Promise<string>((resolve) => {
-      const s = connect({ host: "127.0.0.1", port, servername: "localhost", ca: server.ca, minVersion: "TLSv1", maxVersion: "TLSv1.1" });
-      s.on("secureConnect", () => (resolve("connected"), s.end()));
-      s.on("error", (e) => resolve(e.message));
-    });
-    expect(tls11).not.toBe("connected");
+    const attempt = (maxVersion: "TLSv1.1" | "TLSv1.2") =>
+      new Promise<string>((resolve) => {
+        const s = connect({ host: "127.0.0.1", port, servername: "localhost", ca: server.ca, minVersion: "TLSv1", maxVersion });
+        s.on("secureConnect", () => (resolve(`connected ${s.getProtocol()}`), s.end()));
+        s.on("error", (e) => resolve(e.message));
+      });
+    expect(await attempt("TLSv1.1")).not.toStartWith("connected");
+    expect(await attempt("TLSv1.2")).toBe("connected TLSv1.2"); // control: the same client, allowed 1.2
     await expect(fetch(`${server.url}/livez`)).rejects.toThrow(); // not trusted without ca.pem
   });
 
