@@ -4,7 +4,7 @@ import { encode } from "../wire/proto.ts";
 import { statusObserver } from "./status-tap.ts";
 
 describe("the build endpoint's BuildKit status observer", () => {
-  test("a message beyond the decoder's limits is logged and skipped, quickly; the next one is observed", () => {
+  test("a message beyond the decoder's limits is logged and skipped; the next one is observed", () => {
     const warnings: { msg: string; fields: Record<string, unknown> }[] = [];
     const observed: unknown[] = [];
     const observe = statusObserver("bld_1", { builds: () => ({ observed: (_id, batch) => void observed.push(batch) }), log: { warn: (msg: string, fields?: Record<string, unknown>) => void warnings.push({ msg, fields: fields ?? {} }) } });
