@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, beforeEach, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, lstatSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
@@ -30,7 +30,7 @@ let copies = 0;
 let dataDir: string;
 beforeEach(() => {
   dataDir = join(work, `data-${++copies}`);
-  cpSync(pristine, dataDir, { recursive: true });
+  cpSync(pristine, dataDir, { recursive: true, filter: (from) => !lstatSync(from).isSocket() }); // a socket is not copied; serve makes its own
 });
 
 const pki = async (...args: string[]) => {
