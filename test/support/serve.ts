@@ -39,7 +39,7 @@ export async function freePorts(n: number): Promise<number[]> {
 }
 
 /** What a child that lost its port to someone else says (serve's preflight, Bun, Go, node). */
-export const PORT_TAKEN = /already in use|EADDRINUSE|address in use/i;
+export const PORT_TAKEN = /already in use|EADDRINUSE|address in use|Is port \d+ in use/i;
 
 export interface CommandResult {
   code: number;
