@@ -40,7 +40,7 @@ describe("drain", () => {
     expect(await d.healthCheck.run()).toMatchObject({ status: "pass" });
     const r = await d.drain();
     expect(r).toMatchObject({ ended: "empty", waitedFor: 0, canceled: [] });
-    expect(r.tookMs).toBeLessThan(500);
+    expect(r.tookMs).toBeLessThan(30_000); // not the 60 s drain time ("empty" above says why it ended)
     expect(f.calls[0]).toBe(`stopAdmitting:${REFUSAL}`);
     expect(await d.healthCheck.run()).toMatchObject({ status: "fail", output: expect.stringContaining("draining") });
     expect(d.drain()).toBe(d.drain()); // once
@@ -53,20 +53,20 @@ describe("drain", () => {
     const r = await d.drain();
     expect(r).toMatchObject({ ended: "empty", waitedFor: 1, canceled: [] });
     expect(r.tookMs).toBeGreaterThanOrEqual(280);
-    expect(r.tookMs).toBeLessThan(2000);
+    expect(r.tookMs).toBeLessThan(30_000); // not the 60 s drain time
   });
 
   test("out of drain time: the rest are canceled with the reason, and their clients get a moment to hear it", async () => {
     const f = fakeBuilds(["bld_1", "bld_2"]);
-    const d = drainControllerFactory({ builds: f.builds, log: silentLogger, drainMs: 1000, liveWithinMs: 60_000, pollMs: 20, finalWordMs: 5000 });
+    const d = drainControllerFactory({ builds: f.builds, log: silentLogger, drainMs: 1000, liveWithinMs: 60_000, pollMs: 20, finalWordMs: 60_000 });
     setTimeout(() => f.tell("bld_1"), 1200);
     setTimeout(() => f.tell("bld_2"), 1400);
     const r = await d.drain();
     expect(r.ended).toBe("timeout");
     expect(r.canceled).toEqual(["bld_1", "bld_2"]);
     expect(f.calls[1]).toBe("cancel:slipway is shutting down: this build did not finish within its drain time (1 s); run the build again");
-    expect(r.tookMs).toBeGreaterThanOrEqual(1380); // waited for both clients, not the full 5 s
-    expect(r.tookMs).toBeLessThan(3000);
+    expect(r.tookMs).toBeGreaterThanOrEqual(1380); // waited for both clients...
+    expect(r.tookMs).toBeLessThan(30_000); // ...and not the 60 s final word
   });
 
   test("a client that never calls back is not waited for beyond the final word", async () => {
@@ -74,7 +74,7 @@ describe("drain", () => {
     const d = drainControllerFactory({ builds: f.builds, log: silentLogger, drainMs: 100, liveWithinMs: 60_000, pollMs: 20, finalWordMs: 400 });
     const r = await d.drain();
     expect(r.tookMs).toBeGreaterThanOrEqual(480);
-    expect(r.tookMs).toBeLessThan(2000);
+    expect(r.tookMs).toBeLessThan(30_000); // ended by the final word, never by the client
   });
 
   test("a second signal ends the drain at once, with its own reason; a third skips the final word", async () => {
@@ -88,7 +88,7 @@ describe("drain", () => {
     expect(r.ended).toBe("interrupted");
     expect(f.calls[1]).toBe("cancel:slipway is shutting down: its drain was ended early (a second stop signal) before this build finished; run the build again");
     expect(Date.now() - t0).toBeGreaterThanOrEqual(380); // the final word lasted until the third signal
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Date.now() - t0).toBeLessThan(30_000); // not the 60 s final word
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import type { Database } from "bun:sqlite";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -110,40 +110,55 @@ describe("parseMigrationFiles", () => {
 describe("backupDatabase", () => {
   test("makes a consistent copy while another process keeps writing", async () => {
     const file = join(dir, "live.db");
+    const stop = join(dir, "live.stop");
     const db = openDatabase(file);
     db.run("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)");
-    // A second process writes rows in transactions of 10 while we copy.
+    const rows = () => (db.query("SELECT count(*) AS n FROM t").get() as { n: number }).n;
+    /** Polls until cond holds; a generous deadline, since the writer is a busy machine's child. */
+    const until = async (what: string, cond: () => boolean) => {
+      for (const deadline = Date.now() + 60_000; !cond(); await Bun.sleep(10)) if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    };
+    // A second process writes rows in transactions of 10 until told to stop, so it is writing
+    // during every copy however long its start or the copies take.
     const writer = Bun.spawn(
       [
         process.execPath,
         "-e",
         `import { Database } from "bun:sqlite";
+         import { existsSync } from "node:fs";
          const db = new Database(${JSON.stringify(file)});
          db.run("PRAGMA busy_timeout = 5000");
          const ins = db.prepare("INSERT INTO t (payload) VALUES (?)");
          const tx = db.transaction(() => { for (let i = 0; i < 10; i++) ins.run("x".repeat(500)); });
-         const end = Date.now() + 1500;
-         while (Date.now() < end) tx();
+         while (!existsSync(${JSON.stringify(stop)})) tx();
          db.close();`,
       ],
       { stdout: "ignore", stderr: "pipe" },
     );
-    await Bun.sleep(200);
-    const copies: string[] = [];
-    for (let i = 0; i < 5; i++) {
-      const out = join(dir, `copy-${i}.db`);
-      backupDatabase(db, out);
-      copies.push(out);
-      await Bun.sleep(100);
+    const counts: number[] = [];
+    try {
+      await until("the writer's first rows", () => rows() > 0);
+      for (let i = 0; i < 5; i++) {
+        const out = join(dir, `copy-${i}.db`);
+        backupDatabase(db, out);
+        const copy = openDatabase(out, { readonly: true });
+        expect(copy.query("PRAGMA integrity_check").get()).toEqual({ integrity_check: "ok" });
+        counts.push((copy.query("SELECT count(*) AS n FROM t").get() as { n: number }).n);
+        copy.close();
+        // The writer wrote after this copy: the next one is taken mid-write too.
+        await until("the writer to write more", () => rows() > counts[i]!);
+      }
+    } finally {
+      writeFileSync(stop, "");
     }
     expect(await writer.exited).toBe(0);
-    for (const c of copies) {
-      const copy = openDatabase(c, { readonly: true });
-      expect(copy.query("PRAGMA integrity_check").get()).toEqual({ integrity_check: "ok" });
-      const n = (copy.query("SELECT count(*) AS n FROM t").get() as { n: number }).n;
+    for (const n of counts) {
+      expect(n).toBeGreaterThan(0);
       expect(n % 10).toBe(0); // whole transactions only
-      copy.close();
     }
+    // Each copy saw more than the one before: the writer was writing all along.
+    for (let i = 1; i < counts.length; i++) expect(counts[i]!).toBeGreaterThan(counts[i - 1]!);
+    expect(rows()).toBeGreaterThan(counts[counts.length - 1]!);
     expect(existsSync(join(dir, `.copy-0.db.${process.pid}.tmp`))).toBe(false);
     db.close();
   });

@@ -13,10 +13,13 @@
  *   2. connect latency: tls.connect → first byte echoed by the sink (TLS handshake + lookup +
  *      builder connect + one round trip), --connects (300) sequential connections, p50/p99;
  *   3. 200 concurrent connections through the router, each proven routed, held --hold s (2),
- *      then checked still open with no errors.
+ *      then checked still open with no errors;
+ *   4. buildEnded → closed: --ends (5) builds with 20 open connections each; the time from telling
+ *      the router the build ended to the client seeing the last of them closed (the tests only
+ *      check that they close; this is the figure).
  * A report: nothing here fails on timing; non-zero exit only if the bench cannot run.
  *
- * Usage: bun test/bench/router.ts [--json] [--size 1024] [--runs 3] [--connects 300] [--hold 2]
+ * Usage: bun test/bench/router.ts [--json] [--size 1024] [--runs 3] [--connects 300] [--hold 2] [--ends 5]
  */
 import { parseArgs } from "node:util";
 import net from "node:net";
@@ -35,6 +38,7 @@ const { values: opts } = parseArgs({
     runs: { type: "string", default: "3" },
     connects: { type: "string", default: "300" },
     hold: { type: "string", default: "2" },
+    ends: { type: "string", default: "5" },
     concurrent: { type: "string", default: "200" },
     // Internal: run as the server child.
     serve: { type: "string" },
@@ -57,14 +61,30 @@ if (opts.serve) {
     const { MetricsRegistry } = await import("../../src/metrics/registry.ts");
     const { silentLogger } = await import("../../src/log/logger.ts");
     const serials = new Set(read("serials.txt").split("\n").filter(Boolean));
+    // "SERIAL BUILD" lines: the builds phase 4 ends, one each.
+    const ending = new Map(read("ending.txt").split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]));
     const router = buildRouterFactory({
-      lookup: (serial) => (serials.has(serial) ? { buildId: "bench", projectId: "bench", platform: "linux/amd64", socketPath: sink, runtime: "buildkitd" } : null),
+      lookup: (serial) =>
+        serials.has(serial) ? { buildId: "bench", projectId: "bench", platform: "linux/amd64", socketPath: sink, runtime: "buildkitd" }
+        : ending.has(serial) ? { buildId: ending.get(serial)!, projectId: "bench", platform: "linux/amd64", socketPath: sink, runtime: "buildkitd" }
+        : null,
       tls: { certPem: read("server-chain.pem"), keyPem: read("server-key.pem"), clientIntermediatesPem: read("intermediates.pem"), clientRootsPem: read("root.pem") },
       limits: { maxConnectionsPerBuild: 1000, handshakeTimeoutMs: 10_000, idleTimeoutMs: 60_000 },
       logger: silentLogger,
       metrics: new MetricsRegistry(),
     });
     ({ port } = await router.listen({ hostname: "127.0.0.1", port: 0 }));
+    // "end BUILD" on stdin: the router is told that build ended (phase 4).
+    void (async () => {
+      let buf = "";
+      for await (const chunk of Bun.stdin.stream()) {
+        buf += new TextDecoder().decode(chunk);
+        for (let i; (i = buf.indexOf("\n")) >= 0; buf = buf.slice(i + 1)) {
+          const [cmd, build] = buf.slice(0, i).split(" ");
+          if (cmd === "end" && build) router.buildEnded(build);
+        }
+      }
+    })();
   } else {
     const server = tls.createServer({ cert: read("server-chain.pem"), key: read("server-key.pem"), minVersion: "TLSv1.2", ALPNProtocols: ["h2"] }, (client) => {
       const builder = net.connect({ path: sink });
@@ -88,6 +108,8 @@ const SIZE = intOpt("size", opts.size, 1, 16384) * 1024 * 1024;
 const RUNS = intOpt("runs", opts.runs, 1, 10);
 const CONNECTS = intOpt("connects", opts.connects, 10, 5000);
 const HOLD_MS = intOpt("hold", opts.hold, 0, 60) * 1000;
+const ENDS = intOpt("ends", opts.ends, 1, 50);
+const PER_END = 20;
 const CONCURRENT = intOpt("concurrent", opts.concurrent, 1, 900);
 const progress = (msg: string) => process.stderr.write(`[bench:router] ${msg}\n`);
 
@@ -134,8 +156,8 @@ function startSink(path: string) {
   return new Promise<{ state: typeof state; close: () => void }>((r) => server.listen(path, () => r({ state, close: () => server.close() })));
 }
 
-async function startServer(kind: "router" | "baseline"): Promise<{ port: number; proc: Subprocess }> {
-  const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", kind, "--dir", dir], { stdout: "pipe", stderr: "inherit", stdin: "ignore" });
+async function startServer(kind: "router" | "baseline"): Promise<{ port: number; proc: Subprocess<"pipe", "pipe", "inherit"> }> {
+  const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", kind, "--dir", dir], { stdout: "pipe", stderr: "inherit", stdin: "pipe" });
   live.add(proc);
   const reader = proc.stdout.getReader();
   let text = "";
@@ -228,12 +250,18 @@ async function main() {
   const client = await pki.issueLeaf({ issuer: "build-client", usage: "client", commonName: "bench", names: { uri: ["slipway://bench/build/bench"] }, lifetimeMs: 3_600_000, requester: "bench" });
   const intermediates = (db.query("SELECT cert_pem FROM certificate_authorities WHERE purpose = 'build-client'").all() as { cert_pem: string }[]).map((r) => r.cert_pem);
   const root = pki.rootCertificatePem();
+  const enders: { build: string; serial: string; creds: Creds }[] = [];
+  for (let i = 0; i < ENDS; i++) {
+    const leaf = await pki.issueLeaf({ issuer: "build-client", usage: "client", commonName: `end-${i}`, names: { uri: [`slipway://bench/build/end-${i}`] }, lifetimeMs: 3_600_000, requester: "bench" });
+    enders.push({ build: `end-${i}`, serial: leaf.serial, creds: { ca: root, cert: leaf.certPem, key: leaf.keyPem } });
+  }
   db.close();
   writeFileSync(join(dir, "server-chain.pem"), server.chainPem);
   writeFileSync(join(dir, "server-key.pem"), server.keyPem, { mode: 0o600 });
   writeFileSync(join(dir, "intermediates.pem"), intermediates.join("\n"));
   writeFileSync(join(dir, "root.pem"), root);
   writeFileSync(join(dir, "serials.txt"), client.serial + "\n");
+  writeFileSync(join(dir, "ending.txt"), enders.map((e) => `${e.serial} ${e.build}\n`).join(""));
   const creds: Creds = { ca: root, cert: client.certPem, key: client.keyPem };
 
   const sink = await startSink(join(dir, "sink.sock"));
@@ -270,6 +298,19 @@ async function main() {
   for (const s of held) s.destroy();
   progress(`${CONCURRENT} concurrent: ${held.length} routed, ${atSink} accepted by the sink, ${stillOpen} still open after ${HOLD_MS} ms, ${errors} errors`);
 
+  // buildEnded → the client sees every connection of that build closed.
+  const endMs: number[] = [];
+  for (const e of enders) {
+    const open = await Promise.all(Array.from({ length: PER_END }, () => connect({ port: servers.router.port }, e.creds, 1)));
+    const closed = Promise.all(open.map(({ s }) => new Promise<void>((r) => (s.destroyed ? r() : (s.on("error", () => {}), s.once("close", () => r()))))));
+    const t1 = performance.now();
+    servers.router.proc.stdin.write(`end ${e.build}\n`);
+    servers.router.proc.stdin.flush();
+    await closed;
+    endMs.push(performance.now() - t1);
+  }
+  progress(`buildEnded → ${PER_END} connections closed: ${endMs.map((x) => x.toFixed(1)).join(" ")} ms`);
+
   const best = (xs: number[]) => Math.max(...xs);
   const result = {
     environment: { bun: Bun.version, cpus: cpus().length, cpu: cpus()[0]?.model ?? "?" },
@@ -278,6 +319,7 @@ async function main() {
     throughputRatio: best(mbps.router) / best(mbps.baseline),
     connectMs: { router: lat.router, baseline: lat.baseline, addedP50: lat.router.p50 - lat.baseline.p50, addedP99: lat.router.p99 - lat.baseline.p99 },
     concurrent: { wanted: CONCURRENT, routed: held.length, acceptedBySink: atSink, stillOpenAfterHold: stillOpen, holdMs: HOLD_MS, errors },
+    buildEndedClosedMs: { connections: PER_END, builds: ENDS, p50: pct(endMs, 50), max: Math.max(...endMs) },
     totalSeconds: (performance.now() - t0) / 1000,
   };
   if (opts.json) {
@@ -294,6 +336,7 @@ async function main() {
     ["connect → first byte back (p50)", f(lat.router.p50, 2, "ms"), f(lat.baseline.p50, 2, "ms"), signed(result.connectMs.addedP50), `≤ +2 ms  ${ok(result.connectMs.addedP50 <= 2)}`],
     ["connect → first byte back (p99)", f(lat.router.p99, 2, "ms"), f(lat.baseline.p99, 2, "ms"), signed(result.connectMs.addedP99), `≤ +2 ms  ${ok(result.connectMs.addedP99 <= 2)}`],
     [`${CONCURRENT} concurrent connections held ${HOLD_MS / 1000} s`, `${stillOpen} open, ${errors} errors`, "", "", `${CONCURRENT}, 0 errors  ${ok(stillOpen === CONCURRENT && errors === 0)}`],
+    [`buildEnded → ${PER_END} connections closed (p50, max of ${ENDS})`, `${f(result.buildEndedClosedMs.p50, 1, "ms")}, ${f(result.buildEndedClosedMs.max, 1, "ms")}`, "", "", `< 1 s  ${ok(result.buildEndedClosedMs.max < 1000)}`],
   ];
   const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => [...(r[c] ?? "")].length)));
   const lines = table.map((r) => r.map((cell, c) => (c >= 1 && c <= 3 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join("   ").trimEnd());

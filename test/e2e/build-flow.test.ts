@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
 import { slipwayBinary, ROOT } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -109,6 +109,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     // Builders started by this appliance: stop serve, then remove them (they outlive serve by design).
     await s?.stop();
     await removeBuildersOf(Object.values(ids));
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -220,7 +221,14 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect((await api(buildToken, "GET", `/api/v1/builds/${buildA}`)).status).toBe(200);
     expect((await api(buildToken, "GET", `/api/v1/builds/${other}`)).status).toBe(404);
     expect((await rpc(buildToken, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: other })).json.code).toBe("not_found");
-    expect((await rpc(buildToken, "depot.cli.v1beta1.ProjectsService/ListProjects", {})).json.projects ?? []).toEqual([]);
+    // Answered (200, not an error), and empty: proto3 JSON leaves out an empty list. The project
+    // token lists the same project, so the empty answer is the build token's, not the server's.
+    const listedByBuild = await rpc(buildToken, "depot.cli.v1beta1.ProjectsService/ListProjects", {});
+    expect(listedByBuild.status).toBe(200);
+    expect(listedByBuild.json.projects ?? []).toEqual([]);
+    const listedByProject = await rpc(tokens.A!, "depot.cli.v1beta1.ProjectsService/ListProjects", {});
+    expect(listedByProject.status).toBe(200);
+    expect((listedByProject.json.projects as { id: string }[]).map((p) => p.id)).toContain(ids.A!);
     expect((await rpc(buildToken, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code).toBe("not_found");
     const fin = await rpc(buildToken, "depot.cli.v1.BuildService/FinishBuild", { buildId: buildA, canceled: {} });
     expect(fin.status).toBe(200);

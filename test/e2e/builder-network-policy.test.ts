@@ -21,7 +21,7 @@ import type { Subprocess } from "bun";
 import { run, which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 
@@ -145,6 +145,7 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     listener?.kill();
     hostService?.stop(true);
     await removeBuildersOf([project], docker);
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     for (const a of Object.values(target)) await run(["ip", "route", "del", `${a}/32`]);
     await run(["ip", "link", "del", hostIf]);
     await run(["ip", "netns", "delete", ns]);

@@ -19,7 +19,7 @@ import { which } from "../../src/host/run.ts";
 import { findBuildkitClient } from "../../src/client/build.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
@@ -94,6 +94,7 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
     await s?.stop();
     registry?.stop();
     await removeBuildersOf(Object.values(ids), docker);
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     await docker.getImage(LOADED_IMAGE).remove({ force: true }).catch(() => {});
     rmSync(work, { recursive: true, force: true });
   });

@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { builderImageMissing, docker, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
@@ -421,6 +421,7 @@ integrationSuite("depot CLI commands around a real build: list builds, cache res
   afterAll(async () => {
     await s?.stop();
     await removeBuildersOf([project]);
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 

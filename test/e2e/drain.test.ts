@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary, ROOT } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -110,6 +110,7 @@ integrationSuite("drain: SIGTERM to serve lets running depot builds finish, refu
       await s.proc.exited;
     }
     await removeBuildersOf([project].filter(Boolean));
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
@@ -93,6 +93,7 @@ integrationSuite("images out of the builder: --load, bake --load, type=docker an
     await s?.stop();
     await old?.stop();
     await removeBuildersOf(projects);
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     for (const i of images) await run(["docker", "image", "rm", "-f", i]);
     rmSync(work, { recursive: true, force: true });
   });

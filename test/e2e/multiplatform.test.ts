@@ -19,7 +19,7 @@ import { findBuildkitClient } from "../../src/client/build.ts";
 import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, busyboxPath, CACHE_DIR, ensureDockerdBuilderImage } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
@@ -113,6 +113,7 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
     await off?.stop();
     registry?.stop();
     await removeBuildersOf([projects.on.id, projects.off.id], docker);
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 

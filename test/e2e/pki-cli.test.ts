@@ -4,9 +4,9 @@
  * intermediate, re-issuing the root (ca.pem then holds both), and a restarted server whose
  * certificate chains to the new root.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, lstatSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
@@ -14,15 +14,24 @@ import { runSlipway, serve } from "../support/serve.ts";
 
 let bin: string;
 let work: string;
-let dataDir: string;
+let pristine: string;
 beforeAll(async () => {
   bin = slipwayBinary();
   work = mkdtempSync(join(tmpdir(), "slipway-pki-"));
-  dataDir = join(work, "data");
-  const s = await serve(bin, dataDir); // first start creates the hierarchy
+  pristine = join(work, "pristine");
+  const s = await serve(bin, pristine); // first start creates the hierarchy
   expect(await s.stop()).toBe(0);
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+// Each test rotates on its own copy of the freshly made data dir: none depends on another's
+// rotation, and each runs alone (bun test -t NAME).
+let copies = 0;
+let dataDir: string;
+beforeEach(() => {
+  dataDir = join(work, `data-${++copies}`);
+  cpSync(pristine, dataDir, { recursive: true, filter: (from) => !lstatSync(from).isSocket() }); // a socket is not copied; serve makes its own
+});
 
 const pki = async (...args: string[]) => {
   const r = await runSlipway(bin, ["pki", ...args, "--data-dir", dataDir, "--json"]);

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
@@ -65,6 +65,7 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
     await s?.stop();
     registry?.stop();
     await removeBuildersOf([project], docker);
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 

@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary, ROOT } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 
@@ -98,6 +98,7 @@ integrationSuite("quotas: refused through the API and the depot CLI, builders qu
   afterAll(async () => {
     await s?.stop();
     await removeBuildersOf(Object.values(ids));
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 

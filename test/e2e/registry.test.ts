@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { run } from "../../src/host/run.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
@@ -115,6 +115,7 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     // What --load pulled by the registry's name (the CLI keeps it).
     for (const i of (await docker.listImages({ filters: JSON.stringify({ reference: [`${host}/*`] }) }).catch(() => [])) as { Id: string }[]) await docker.getImage(i.Id).remove({ force: true }).catch(() => {});
     await removeBuildersOf([projectA, projectB], docker);
+    await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 

@@ -159,14 +159,22 @@ interface Attempt {
   data: string;
   error: string | null;
   closedAfterMs: number;
+  /** The client gave up waiting (GIVE_UP_MS) and closed it itself: the router never did. */
+  gaveUp: boolean;
 }
 
-/** Connects with TLS, sends a line, waits for the connection to end (or 5 s). */
+// Deadlines for "the router closes it": far beyond a busy machine's scheduling delays, and still
+// well inside the 30 s idle timeout of the router under test, so only the rule being tested can
+// have closed the connection. How fast it closes is measured by `bun run bench:router`.
+const GIVE_UP_MS = 20_000;
+
+/** Connects with TLS, sends a line, waits for the connection to end (or GIVE_UP_MS). */
 function tlsAttempt(port: number, creds: { certPem?: string; keyPem?: string } | null, extra: tls.ConnectionOptions = {}): Promise<Attempt> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     let data = "";
     let error: string | null = null;
+    let gaveUp = false;
     const s = tls.connect({
       host: "127.0.0.1",
       port,
@@ -179,18 +187,18 @@ function tlsAttempt(port: number, creds: { certPem?: string; keyPem?: string } |
     s.on("secureConnect", () => s.write("hello builder\n"));
     s.on("data", (d) => (data += d.toString()));
     s.on("error", (e) => (error = e.message));
-    const timer = setTimeout(() => s.destroy(), 5000);
+    const timer = setTimeout(() => ((gaveUp = true), s.destroy()), GIVE_UP_MS);
     s.on("close", () => {
       clearTimeout(timer);
-      resolve({ data, error, closedAfterMs: performance.now() - t0 });
+      resolve({ data, error, closedAfterMs: performance.now() - t0, gaveUp });
     });
   });
 }
 
 /** Opens a routed connection and waits for the fake builder's echo. */
-function routed(port: number, creds: { certPem: string; keyPem: string }): Promise<tls.TLSSocket> {
+function routed(port: number, creds: { certPem: string; keyPem: string }, extra: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: rootPem, cert: creds.certPem, key: creds.keyPem, ALPNProtocols: ["h2"] });
+    const s = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: rootPem, cert: creds.certPem, key: creds.keyPem, ALPNProtocols: ["h2"], ...extra });
     s.on("secureConnect", () => s.write("ping"));
     s.once("data", (d) => (d.toString() === "ping" ? resolve(s) : reject(new Error(`unexpected echo ${d}`))));
     s.on("error", reject);
@@ -209,6 +217,13 @@ const closedWithin = (s: net.Socket, ms: number) =>
       resolve(performance.now() - t0);
     });
   });
+
+/** Polls until cond holds (GIVE_UP_MS at most). */
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (const deadline = performance.now() + GIVE_UP_MS; !cond(); await Bun.sleep(10)) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "slipway-router-"));
@@ -292,12 +307,22 @@ test("serials: one spelling whatever produced them; the pki's own pass through u
 });
 
 describe("refused, with nothing reaching any builder", () => {
+  /**
+   * The positive control beside each refusal: the same client with a good certificate or setting
+   * is routed to its builder, so the refusal is the rule's doing and not a broken test client.
+   */
+  const goodLeaf = async () => {
+    const leaf = await clientLeaf(pki, `control-${crypto.randomUUID()}`);
+    routes.set(leaf.serial, fakeTarget(leaf.serial));
+    return leaf;
+  };
+
   /** Runs the attempt and asserts that the fake builder saw no connection at all. */
   async function expectRefused(attempt: () => Promise<Attempt>): Promise<Attempt> {
     const before = { c: fake.connections, b: fake.bytes };
     const a = await attempt();
     expect(a.data).toBe("");
-    expect(a.closedAfterMs).toBeLessThan(5000);
+    expect(a.gaveUp).toBe(false); // closed by the router
     expect(fake.connections).toBe(before.c);
     expect(fake.bytes).toBe(before.b);
     return a;
@@ -310,18 +335,17 @@ describe("refused, with nothing reaching any builder", () => {
     const refusedBefore = main.router.stats().refused.no_build ?? 0;
     await expectRefused(() => tlsAttempt(main.port, a));
     expect(main.router.stats().refused.no_build).toBe(refusedBefore + 1);
+    (await routed(main.port, b)).destroy(); // control: B's certificate is routed
   });
 
-  test("after buildEnded: open connections closed in < 1 s, new ones refused even if the lookup still answers", async () => {
+  test("after buildEnded: open connections are closed, new ones refused even if the lookup still answers", async () => {
     const leaf = await clientLeaf(pki, "ending");
     routes.set(leaf.serial, fakeTarget("ending"));
     const open = [await routed(main.port, leaf), await routed(main.port, leaf)];
     const t0 = performance.now();
     main.router.buildEnded("ending");
-    const took = await Promise.all(open.map((s) => closedWithin(s, 1000)));
-    const ms = performance.now() - t0;
-    console.log(`  buildEnded → both connections closed in ${ms.toFixed(1)} ms`);
-    expect(Math.max(...took)).toBeLessThan(1000);
+    await Promise.all(open.map((s) => closedWithin(s, GIVE_UP_MS)));
+    console.log(`  buildEnded → both connections closed in ${(performance.now() - t0).toFixed(1)} ms`);
     // The lookup still maps the serial (a stale cache, say): the tombstone refuses anyway.
     await expectRefused(() => tlsAttempt(main.port, leaf));
     expect(main.router.stats().refused.build_ended).toBeGreaterThanOrEqual(1);
@@ -332,6 +356,7 @@ describe("refused, with nothing reaching any builder", () => {
     routes.set(leaf.serial, fakeTarget("expired"));
     await Bun.sleep(1500);
     await expectRefused(() => tlsAttempt(main.port, leaf));
+    (await routed(main.port, await goodLeaf())).destroy(); // control: one still valid is routed
   });
 
   test("a self-signed certificate", async () => {
@@ -339,6 +364,7 @@ describe("refused, with nothing reaching any builder", () => {
     const leaf = await forgedLeaf({ issuerName: "", signingKey: k.privateKey, issuerPublic: k.publicKey, selfSigned: true });
     routes.set(leaf.serial, fakeTarget("self-signed"));
     await expectRefused(() => tlsAttempt(main.port, leaf));
+    (await routed(main.port, await goodLeaf())).destroy(); // control: one from the build-client CA is routed
   });
 
   test("a certificate signed directly by the root (which the TLS layer does trust)", async () => {
@@ -352,6 +378,7 @@ describe("refused, with nothing reaching any builder", () => {
     await expectRefused(() => tlsAttempt(main.port, leaf));
     // OpenSSL accepted the chain; the router's own issuer check is what refused it.
     expect(main.router.stats().refused.wrong_issuer).toBe(before + 1);
+    (await routed(main.port, await goodLeaf())).destroy(); // control: one from the build-client intermediate is routed
   });
 
   test("a certificate from another appliance's build-client CA", async () => {
@@ -364,6 +391,9 @@ describe("refused, with nothing reaching any builder", () => {
     await expectRefused(() => tlsAttempt(main.port, leaf));
     await expectRefused(() => tlsAttempt(main.port, { certPem: leaf.chainPem, keyPem: leaf.keyPem }));
     otherDb.close();
+    const own = await goodLeaf(); // control: this appliance's, sent the same two ways, is routed
+    (await routed(main.port, own)).destroy();
+    (await routed(main.port, { certPem: own.chainPem, keyPem: own.keyPem })).destroy();
   });
 
   test("a server-auth-only certificate (from the server CA, and from the build-client CA)", async () => {
@@ -373,6 +403,7 @@ describe("refused, with nothing reaching any builder", () => {
     routes.set(fromClientCa.serial, fakeTarget("srv-2"));
     await expectRefused(() => tlsAttempt(main.port, fromServerCa));
     await expectRefused(() => tlsAttempt(main.port, fromClientCa));
+    (await routed(main.port, await goodLeaf())).destroy(); // control: a client-auth one from the build-client CA is routed
   });
 
   test("a client-auth certificate from the server intermediate (right root, wrong intermediate)", async () => {
@@ -385,10 +416,14 @@ describe("refused, with nothing reaching any builder", () => {
     const before = main.router.stats().refused.wrong_issuer ?? 0;
     await expectRefused(() => tlsAttempt(main.port, { certPem: leaf.chainPem, keyPem: leaf.keyPem }));
     expect(main.router.stats().refused.wrong_issuer).toBe(before + 1);
+    const good = await goodLeaf(); // control: the build-client intermediate's, sent the same two ways, is routed
+    (await routed(main.port, good)).destroy();
+    (await routed(main.port, { certPem: good.chainPem, keyPem: good.keyPem })).destroy();
   });
 
   test("no certificate", async () => {
     await expectRefused(() => tlsAttempt(main.port, null));
+    (await routed(main.port, await goodLeaf())).destroy(); // control: the same client with one is routed
   });
 
   test("TLS 1.1 and below", async () => {
@@ -396,6 +431,10 @@ describe("refused, with nothing reaching any builder", () => {
     routes.set(leaf.serial, fakeTarget("old-tls"));
     const a = await expectRefused(() => tlsAttempt(main.port, leaf, { maxVersion: "TLSv1.1", minVersion: "TLSv1" }));
     expect(a.error).not.toBeNull();
+    // Control: the same client allowed up to TLS 1.2 is routed (so TLS 1.0 was offered and possible).
+    const ok = await routed(main.port, leaf, { maxVersion: "TLSv1.2", minVersion: "TLSv1" });
+    expect(ok.getProtocol()).toBe("TLSv1.2");
+    ok.destroy();
   });
 
   test("TLS 1.2 with a non-AEAD (CBC) cipher suite; TLS 1.2 with GCM is fine", async () => {
@@ -424,7 +463,7 @@ describe("refused, with nothing reaching any builder", () => {
           const s = net.connect(main.port, "127.0.0.1", () => s.write("POST /moby.buildkit.v1.Control/ListWorkers HTTP/1.1\r\nHost: x\r\n\r\n"));
           s.on("data", (d) => (data += d.toString("latin1")));
           s.on("error", () => {});
-          s.on("close", () => resolve({ data: data.includes("ListWorkers") ? data : "", error: null, closedAfterMs: performance.now() - t0 }));
+          s.on("close", () => resolve({ data: data.includes("ListWorkers") ? data : "", error: null, closedAfterMs: performance.now() - t0, gaveUp: false }));
         }),
     );
   });
@@ -438,7 +477,7 @@ describe("refused, with nothing reaching any builder", () => {
           // The first bytes of a TLS record header, then silence (slowloris).
           const s = net.connect(main.port, "127.0.0.1", () => s.write(Buffer.from([0x16, 0x03, 0x01])));
           s.on("error", () => {});
-          s.on("close", () => resolve({ data: "", error: null, closedAfterMs: performance.now() - t0 }));
+          s.on("close", () => resolve({ data: "", error: null, closedAfterMs: performance.now() - t0, gaveUp: false }));
         }),
     );
     const also = await new Promise<number>((resolve) => {
@@ -448,9 +487,10 @@ describe("refused, with nothing reaching any builder", () => {
       s.on("close", () => resolve(performance.now() - t0));
     });
     console.log(`  stalled handshakes closed after ${a.closedAfterMs.toFixed(0)} ms and ${also.toFixed(0)} ms (limit 500 ms)`);
+    // Not before the deadline (timers never fire early); and closed by it, not by the idle timeout.
     for (const ms of [a.closedAfterMs, also]) {
       expect(ms).toBeGreaterThanOrEqual(450);
-      expect(ms).toBeLessThan(1500);
+      expect(ms).toBeLessThan(GIVE_UP_MS);
     }
     expect(main.router.stats().refused.handshake_timeout).toBe(before + 2);
   });
@@ -472,23 +512,25 @@ describe("limits", () => {
     // Another build is not limited by this one's count; a slot freed is usable again.
     (await routed(port, other)).destroy();
     open[0]!.destroy();
-    await Bun.sleep(100);
+    await until("the router to count the freed slot", () => router.stats().builds.find((b) => b.buildId === "capped")?.open === 1);
     (await routed(port, leaf)).destroy();
     open[1]!.destroy();
   });
 
   test("idle timeout closes a silent connection, activity keeps one open", async () => {
-    const { port } = await startRouter({ idleTimeoutMs: 400 });
+    // 2 s of silence, against a write every 100 ms: a stalled timer on a busy machine would have
+    // to miss 19 writes in a row before the busy connection looked idle.
+    const { port } = await startRouter({ idleTimeoutMs: 2000 });
     const leaf = await clientLeaf(pki, "idle");
     routes.set(leaf.serial, fakeTarget("idle"));
     const idle = await routed(port, leaf);
     const busy = await routed(port, leaf);
     const keepBusy = setInterval(() => busy.write("x"), 100);
-    const ms = await closedWithin(idle, 2000);
-    expect(ms).toBeGreaterThan(250);
+    const ms = await closedWithin(idle, GIVE_UP_MS);
+    expect(ms).toBeGreaterThan(1500);
     expect(busy.destroyed).toBe(false);
     clearInterval(keepBusy);
-    await closedWithin(busy, 2000);
+    await closedWithin(busy, GIVE_UP_MS);
   });
 });
 
@@ -513,8 +555,7 @@ describe("metrics", () => {
     expect(text).toContain('slipway_router_bytes_total{direction="client_to_builder"} 1004');
     expect(text).toContain('slipway_router_bytes_total{direction="builder_to_client"} 1004');
     s.destroy();
-    await Bun.sleep(50);
-    expect(router.stats().open).toBe(0);
+    await until("the router to see the connection closed", () => router.stats().open === 0);
     expect(metrics.render()).toContain("slipway_router_connections_open 0");
   });
 });
@@ -554,13 +595,13 @@ integrationSuite("router → real BuildKit (host dockerd, /grpc h2c upgrade)", m
     }
   });
 
-  test("buildEnded closes an open HTTP/2 connection to BuildKit within 1 s; the certificate opens nothing after", async () => {
+  test("buildEnded closes an open HTTP/2 connection to BuildKit; the certificate opens nothing after", async () => {
     const leaf = await clientLeaf(pki, "grpc-2");
     routes.set(leaf.serial, dockerTarget("grpc-2"));
     const session = h2connect(main.port, leaf);
     expect((await listWorkers(session)).status).toBe("0");
     const closed = new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("HTTP/2 session still open after 1 s")), 1000);
+      const timer = setTimeout(() => reject(new Error(`HTTP/2 session still open after ${GIVE_UP_MS} ms`)), GIVE_UP_MS);
       session.once("close", () => {
         clearTimeout(timer);
         resolve(performance.now() - t0);
@@ -570,7 +611,6 @@ integrationSuite("router → real BuildKit (host dockerd, /grpc h2c upgrade)", m
     main.router.buildEnded("grpc-2");
     const ms = await closed;
     console.log(`  buildEnded → HTTP/2 session to BuildKit closed in ${ms.toFixed(1)} ms`);
-    expect(ms).toBeLessThan(1000);
     // A new connection with the same certificate gets no answer from BuildKit.
     const again = h2connect(main.port, leaf);
     const r = await listWorkers(again).then(

@@ -4,7 +4,7 @@
  * older than the sources, then copied into an empty directory so nothing of the source tree is
  * within its reach.
  */
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -32,6 +32,7 @@ export function slipwayBinary(): string {
       if (r.exitCode !== 0) throw new Error(`building dist/slipway failed:\n${r.stderr.toString()}`);
     }
     const dir = mkdtempSync(join(tmpdir(), "slipway-bin-"));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true })); // left behind otherwise, one per run
     built = join(dir, "slipway");
     copyFileSync(DIST, built);
   }

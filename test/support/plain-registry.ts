@@ -6,21 +6,31 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort } from "./serve.ts";
+import { freePort, PORT_TAKEN } from "./serve.ts";
 
 export interface PlainRegistry {
   port: number;
   stop(): void;
 }
 
-/** Starts it and waits (up to 10 s) until `/v2/` answers on loopback. */
+/** Starts it and waits (up to 60 s) until `/v2/` answers on loopback; on fresh ports if one was taken. */
 export async function startPlainRegistry(dir: string): Promise<PlainRegistry> {
-  const port = await freePort();
-  const config = join(dir, "registry.yml");
-  writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "registry")}\nhttp:\n  addr: 0.0.0.0:${port}\n`);
-  const proc = Bun.spawn(["docker-registry", "serve", config], { stdout: "ignore", stderr: "ignore" });
-  for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => null))?.ok; i++) await Bun.sleep(100);
-  return { port, stop: () => proc.kill() };
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const config = join(dir, "registry.yml");
+    writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "registry")}\nhttp:\n  addr: 0.0.0.0:${port}\n`);
+    const proc = Bun.spawn(["docker-registry", "serve", config], { stdout: "ignore", stderr: "pipe" });
+    const stderr = new Response(proc.stderr).text();
+    const deadline = Date.now() + 60_000;
+    while (proc.exitCode === null && Date.now() < deadline) {
+      if ((await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => null))?.ok) return { port, stop: () => proc.kill() };
+      await Bun.sleep(100);
+    }
+    proc.kill();
+    const said = await stderr;
+    if (PORT_TAKEN.test(said) && attempt < 5) continue;
+    throw new Error(`docker-registry did not answer on port ${port}:\n${said}`);
+  }
 }
 
 /**
