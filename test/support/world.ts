@@ -14,19 +14,20 @@ import { createApp } from "../../src/api/app.ts";
 import { auditServiceFactory } from "../../src/auth/audit.ts";
 import { authServiceFactory, bootstrapAdministrator } from "../../src/auth/index.ts";
 import { sessionsServiceFactory } from "../../src/auth/sessions.ts";
-import { tokensServiceFactory } from "../../src/auth/token-service.ts";
+import { tokensServiceFactory, type TokensService } from "../../src/auth/token-service.ts";
 import { trustServiceFactory } from "../../src/auth/trust-service.ts";
 import { deviceLoginServiceFactory } from "../../src/auth/device-login.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../../src/auth/oidc/index.ts";
 
 /** The audience trusts accept by default in this world (the appliance's "public URL"). */
 export const WORLD_AUDIENCE = "https://slipway.example.com";
+import type { Database } from "bun:sqlite";
 import { applyMigrations, openDatabase } from "../../src/db/index.ts";
 import { HealthRegistry } from "../../src/health/registry.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { MetricsRegistry } from "../../src/metrics/registry.ts";
-import { orgsServiceFactory } from "../../src/orgs/service.ts";
-import { projectsServiceFactory } from "../../src/projects/service.ts";
+import { orgsServiceFactory, type OrgsService } from "../../src/orgs/service.ts";
+import { projectsServiceFactory, type ProjectsService } from "../../src/projects/service.ts";
 import { quotasServiceFactory } from "../../src/orgs/quotas.ts";
 import { readFileSync } from "node:fs";
 import { identityContext } from "../../src/api/identity.ts";
@@ -34,6 +35,35 @@ import { registryRoutes } from "../../src/api/routes/registry.ts";
 import { registryServiceFactory } from "../../src/registry/index.ts";
 import { createSealer } from "../../src/secrets/index.ts";
 import { egressServiceFactory } from "../../src/egress/service.ts";
+
+/**
+ * The tenants both worlds share: users ownerA, userA, ownerB, userB (each with a user token),
+ * organizations A and B, projects p1, p2 (A) and q1 (B), and an expired and a revoked user token.
+ */
+function seedTenants(svc: { db: Database; orgs: OrgsService; projects: ProjectsService; tokens: TokensService }, admin: string) {
+  const { db, orgs, projects, tokens } = svc;
+  const users: Record<string, string> = {};
+  const userTokens: Record<string, string> = {};
+  for (const name of ["ownerA", "userA", "ownerB", "userB"] as const) {
+    const u = orgs.createUser({ username: name }, admin);
+    users[name] = u.id;
+    userTokens[name] = tokens.create({ kind: "user", name: "t", expiresAt: null, userId: u.id, createdBy: u.id }, admin).token;
+  }
+  const system = { kind: "user" as const, userId: users.ownerA!, username: "ownerA", isAdmin: false, tokenId: null, memberships: {} };
+  const A = orgs.create({ slug: "org-a", name: "A", owner: "ownerA" }, system);
+  const B = orgs.create({ slug: "org-b", name: "B", owner: "ownerB" }, system);
+  orgs.addMember(A.id, "userA", "user", system);
+  orgs.addMember(B.id, "userB", "user", system);
+  const p1 = projects.create(A.id, { name: "p1" }, system);
+  const p2 = projects.create(A.id, { name: "p2" }, system);
+  const q1 = projects.create(B.id, { name: "q1" }, system);
+  const make = (input: Parameters<typeof tokens.create>[0]) => tokens.create(input, admin);
+  const expired = make({ kind: "user", name: "old", expiresAt: new Date(Date.now() + 60_000), userId: users.ownerA!, createdBy: null });
+  db.query("UPDATE api_tokens SET expires_at = ? WHERE id = ?").run(new Date(Date.now() - 1000).toISOString(), expired.metadata.id);
+  const revoked = make({ kind: "user", name: "gone", expiresAt: null, userId: users.ownerA!, createdBy: null });
+  db.query("UPDATE api_tokens SET revoked_at = ? WHERE id = ?").run(new Date().toISOString(), revoked.metadata.id);
+  return { users, userTokens, system, A, B, p1, p2, q1, make, expired, revoked };
+}
 
 export const ACTOR_NAMES = ["anon", "admin", "ownerA", "userA", "ownerB", "userB", "tokA1", "tokA2", "orgTokB", "oidcA1", "expired", "revoked"] as const;
 export type ActorName = (typeof ACTOR_NAMES)[number];
@@ -55,31 +85,13 @@ export async function makeWorld(opts: { https?: boolean; oidcAllowInternal?: str
   const trust = trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) });
   const admin = "system:test";
 
-  const users: Record<string, string> = {};
   const secrets: Partial<Record<ActorName, string>> = { admin: readFileSync(boot.tokenFile, "utf8").trim() };
-  for (const name of ["ownerA", "userA", "ownerB", "userB"] as const) {
-    const u = orgs.createUser({ username: name }, admin);
-    users[name] = u.id;
-    secrets[name] = tokens.create({ kind: "user", name: "t", expiresAt: null, userId: u.id, createdBy: u.id }, admin).token;
-  }
-  const system = { kind: "user" as const, userId: users.ownerA!, username: "ownerA", isAdmin: false, tokenId: null, memberships: {} };
-  const A = orgs.create({ slug: "org-a", name: "A", owner: "ownerA" }, system);
-  const B = orgs.create({ slug: "org-b", name: "B", owner: "ownerB" }, system);
-  orgs.addMember(A.id, "userA", "user", system);
-  orgs.addMember(B.id, "userB", "user", system);
-  const p1 = projects.create(A.id, { name: "p1" }, system);
-  const p2 = projects.create(A.id, { name: "p2" }, system);
-  const q1 = projects.create(B.id, { name: "q1" }, system);
-
-  const make = (input: Parameters<typeof tokens.create>[0]) => tokens.create(input, admin);
+  const { users, userTokens, system, A, B, p1, p2, q1, make, expired: tExpired, revoked: tRevoked } = seedTenants({ db, orgs, projects, tokens }, admin);
+  Object.assign(secrets, userTokens);
   const tA1 = make({ kind: "project", name: "a1", expiresAt: null, orgId: A.id, projectId: p1.id, createdBy: null });
   const tA2 = make({ kind: "project", name: "a2", expiresAt: null, orgId: A.id, projectId: p2.id, createdBy: null });
   const tB = make({ kind: "org", name: "b", expiresAt: null, orgId: B.id, createdBy: null });
   const tO = make({ kind: "oidc", name: "ci", expiresAt: new Date(Date.now() + 3_600_000), projectIds: [p1.id], createdBy: null });
-  const tExpired = make({ kind: "user", name: "old", expiresAt: new Date(Date.now() + 60_000), userId: users.ownerA!, createdBy: null });
-  db.query("UPDATE api_tokens SET expires_at = ? WHERE id = ?").run(new Date(Date.now() - 1000).toISOString(), tExpired.metadata.id);
-  const tRevoked = make({ kind: "user", name: "gone", expiresAt: null, userId: users.ownerA!, createdBy: null });
-  db.query("UPDATE api_tokens SET revoked_at = ? WHERE id = ?").run(new Date().toISOString(), tRevoked.metadata.id);
   Object.assign(secrets, { tokA1: tA1.token, tokA2: tA2.token, orgTokB: tB.token, oidcA1: tO.token, expired: tExpired.token, revoked: tRevoked.token });
 
   const ownerAToken = tokens.listForUser(users.ownerA!).find((t) => t.name === "t")!;
@@ -205,30 +217,13 @@ export async function startApplianceWorld() {
     const admin = "system:test";
     const secrets: Partial<Record<ApplianceActor, string>> = { admin: readFileSync(join(loaded.dataDir, "initial-admin-token"), "utf8").trim() };
 
-    const users: Record<string, string> = {};
-    for (const name of ["ownerA", "userA", "ownerB", "userB"] as const) {
-      users[name] = orgs.createUser({ username: name }, admin).id;
-      if (name !== "userB") secrets[name] = tokens.create({ kind: "user", name: "t", expiresAt: null, userId: users[name]!, createdBy: users[name]! }, admin).token;
-    }
-    const system = { kind: "user" as const, userId: users.ownerA!, username: "ownerA", isAdmin: false, tokenId: null, memberships: {} };
-    const A = orgs.create({ slug: "org-a", name: "A", owner: "ownerA" }, system);
-    const B = orgs.create({ slug: "org-b", name: "B", owner: "ownerB" }, system);
-    orgs.addMember(A.id, "userA", "user", system);
-    orgs.addMember(B.id, "userB", "user", system);
-    const p1 = projects.create(A.id, { name: "p1" }, system);
-    const p2 = projects.create(A.id, { name: "p2" }, system);
-    const q1 = projects.create(B.id, { name: "q1" }, system);
-
-    const make = (input: Parameters<typeof tokens.create>[0]) => tokens.create(input, admin);
+    const { users, userTokens, system, A, B, p1, p2, q1, make, expired, revoked } = seedTenants({ db, orgs, projects, tokens }, admin);
+    Object.assign(secrets, { ownerA: userTokens.ownerA, userA: userTokens.userA, ownerB: userTokens.ownerB });
     const projTok = make({ kind: "project", name: "p1", expiresAt: null, orgId: A.id, projectId: p1.id, createdBy: null });
     const tokA2 = make({ kind: "project", name: "p2", expiresAt: null, orgId: A.id, projectId: p2.id, createdBy: null });
     const orgTok = make({ kind: "org", name: "a", expiresAt: null, orgId: A.id, createdBy: null });
     const orgTokB = make({ kind: "org", name: "b", expiresAt: null, orgId: B.id, createdBy: null });
     const oidcTok = make({ kind: "oidc", name: "ci", expiresAt: new Date(Date.now() + 3_600_000), projectIds: [p1.id], createdBy: null });
-    const expired = make({ kind: "user", name: "old", expiresAt: new Date(Date.now() + 60_000), userId: users.ownerA!, createdBy: null });
-    db.query("UPDATE api_tokens SET expires_at = ? WHERE id = ?").run(new Date(Date.now() - 1000).toISOString(), expired.metadata.id);
-    const revoked = make({ kind: "user", name: "gone", expiresAt: null, userId: users.ownerA!, createdBy: null });
-    db.query("UPDATE api_tokens SET revoked_at = ? WHERE id = ?").run(new Date().toISOString(), revoked.metadata.id);
     const ownerAToken = tokens.listForUser(users.ownerA!).find((t) => t.name === "t")!;
     Object.assign(secrets, { projTok: projTok.token, orgTok: orgTok.token, oidcTok: oidcTok.token, expired: expired.token, revoked: revoked.token });
 
