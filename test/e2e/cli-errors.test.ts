@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
 import { freePort, freePorts, runSlipway, serve } from "../support/serve.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { COMMANDS } from "../../src/cli/index.ts";
 
 let bin: string;
@@ -19,7 +20,10 @@ beforeAll(() => {
   bin = slipwayBinary();
   work = mkdtempSync(join(tmpdir(), "slipway-cli-"));
 });
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+afterAll(async () => {
+  await removeBuildersOfServed(); // the lock test kills a serve with -9: its network policy stays
+  rmSync(work, { recursive: true, force: true });
+});
 
 /** Runs `serve` expecting it to refuse; returns stderr. Ports are free unless a case says so. */
 async function refusedServe(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string; dataDir: string }> {

@@ -9,6 +9,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import Docker from "dockerode";
 import { servedDataDirs } from "./serve.ts";
+import { builderNetworkPolicyFactory, policyNames } from "../../src/builders/index.ts";
+import { run } from "../../src/host/run.ts";
 
 export async function removeBuildersOf(projectIds: string[], docker = new Docker({ socketPath: "/var/run/docker.sock" })): Promise<void> {
   for (const project of projectIds.filter(Boolean)) {
@@ -25,7 +27,9 @@ export async function removeBuildersOf(projectIds: string[], docker = new Docker
 /**
  * Everything carrying the `io.slipway.appliance` label of an appliance this process served: a
  * builder (or network) whose project id the test never learned, e.g. because its setup failed
- * halfway, is found all the same. Call it in afterAll after stopping serve, whatever the outcome.
+ * halfway, is found all the same; and the builder network policy's rules and sets, which a serve
+ * killed with -9 leaves in place (by design: its builders stay filtered). Call it in afterAll
+ * after stopping serve, whatever the outcome.
  */
 export async function removeBuildersOfServed(docker = new Docker({ socketPath: "/var/run/docker.sock" })): Promise<void> {
   for (const dataDir of servedDataDirs) {
@@ -50,5 +54,7 @@ export async function removeBuildersOfServed(docker = new Docker({ socketPath: "
     for (const n of (await docker.listNetworks({ filters: label }).catch(() => [])) as { Id: string }[]) {
       await docker.getNetwork(n.Id).remove().catch(() => {});
     }
+    const policy = builderNetworkPolicyFactory({ exec: (argv, opts) => run(argv, opts), names: policyNames(applianceId), settings: { mode: "enforce", allow: [], mirrors: [] }, registryPort: null });
+    await policy.remove().catch(() => {});
   }
 }
