@@ -18,13 +18,13 @@ import { findBuildkitClient } from "../../src/client/build.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
-import { slipwayBinary, ROOT } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
+import { DEPOT, depotEnv as sharedDepotEnv, finished, waitFor } from "../support/depot.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT)
   ? `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)`
   : findBuildkitClient(process.env)?.kind !== "buildx"
@@ -51,41 +51,19 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const r = await s.get(`/${method}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
     return { status: r.status, json: (await r.json()) as Record<string, any> };
   };
-  const depotEnv = (extra: Record<string, string>) => ({
-    PATH: process.env.PATH ?? "",
-    HOME: join(work, "home"),
-    DEPOT_API_URL: s.url,
-    SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
-    DEPOT_NO_UPDATE_NOTIFIER: "1",
-    DEPOT_DISABLE_OTEL: "1",
-    DEPOT_ERROR_TELEMETRY: "0",
-    DEPOT_NO_SUMMARY_LINK: "1",
-    ...extra,
-  });
+  const depotEnv = (extra: Record<string, string>) => sharedDepotEnv(s, join(work, "home"), null, extra);
   const depotBuild = (token: string | null, project: string, ctx: string, extra: string[] = [], env: Record<string, string> = {}) =>
     Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", ...extra, ctx], {
       stdout: "pipe",
       stderr: "pipe",
       env: depotEnv({ ...(token ? { DEPOT_TOKEN: token } : {}), ...env }),
     });
-  const finished = async (p: ReturnType<typeof depotBuild>) => {
-    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    return { code, log: out + err };
-  };
   const context = (name: string, body: string) => {
     const dir = join(work, name);
     writeBusyboxContext(dir, body);
     return dir;
   };
   const latestBuild = async (project: string) => (await api(admin, "GET", `/api/v1/projects/${project}/builds?limit=1`)).json.builds[0];
-  const waitFor = async (what: string, fn: () => Promise<boolean>, ms: number) => {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-      if (await fn()) return;
-      await Bun.sleep(200);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
 
   beforeAll(async () => {
     const image = await ensureDockerdBuilderImage();

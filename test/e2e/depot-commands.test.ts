@@ -16,13 +16,13 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { builderImageMissing, docker, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
+import { DEPOT, depotEnv } from "../support/depot.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT)
   ? `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)`
   : !Bun.which("script")
@@ -36,19 +36,6 @@ interface Ran {
   stdout: string;
   stderr: string;
 }
-
-/** The depot CLI's environment against `s`: offline, quiet, its config under `home`. */
-const depotEnv = (s: Served, home: string, token: string | null, extra: Record<string, string> = {}) => ({
-  PATH: process.env.PATH ?? "",
-  HOME: home,
-  DEPOT_API_URL: s.url,
-  SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
-  DEPOT_NO_UPDATE_NOTIFIER: "1",
-  DEPOT_DISABLE_OTEL: "1",
-  DEPOT_ERROR_TELEMETRY: "0",
-  ...(token ? { DEPOT_TOKEN: token } : {}),
-  ...extra,
-});
 
 /** The depot CLI with its output captured (not a terminal: lists print CSV). */
 async function runDepot(s: Served, home: string, token: string | null, args: string[], opts: { cwd: string; env?: Record<string, string> }): Promise<Ran> {

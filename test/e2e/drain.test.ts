@@ -11,13 +11,13 @@ import { Database } from "bun:sqlite";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { slipwayBinary, ROOT } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
+import { DEPOT, depotEnv, finished, waitFor } from "../support/depot.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT) ? `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)` : await builderImageMissing();
 
 integrationSuite("drain: SIGTERM to serve lets running depot builds finish, refuses new ones, cancels the rest with a reason", missing, () => {
@@ -41,34 +41,12 @@ integrationSuite("drain: SIGTERM to serve lets running depot builds finish, refu
     Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", ...extra, ctx], {
       stdout: "pipe",
       stderr: "pipe",
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: join(work, "home"),
-        DEPOT_API_URL: s!.url,
-        DEPOT_TOKEN: token,
-        SSL_CERT_FILE: join(dataDir, "ca.pem"),
-        DEPOT_NO_UPDATE_NOTIFIER: "1",
-        DEPOT_DISABLE_OTEL: "1",
-        DEPOT_ERROR_TELEMETRY: "0",
-        DEPOT_NO_SUMMARY_LINK: "1",
-      },
+      env: depotEnv({ url: s!.url, dataDir }, join(work, "home"), token),
     });
-  const finished = async (p: ReturnType<typeof depotBuild>) => {
-    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    return { code, log: out + err, at: Date.now() };
-  };
   const context = (name: string, body: string) => {
     const dir = join(work, name);
     writeBusyboxContext(dir, body);
     return dir;
-  };
-  const waitFor = async (what: string, fn: () => Promise<boolean>, ms: number) => {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-      if (await fn()) return;
-      await Bun.sleep(200);
-    }
-    throw new Error(`timed out waiting for ${what}`);
   };
   /** The newest build once its log shows `marker` (its RUN step is under way). */
   const runningBuildWith = async (marker: string): Promise<string> => {

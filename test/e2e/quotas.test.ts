@@ -17,13 +17,13 @@ import Docker from "dockerode";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { slipwayBinary, ROOT } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
+import { DEPOT, depotEnv, finished, waitFor } from "../support/depot.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT) ? `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)` : await builderImageMissing();
 const QUEUE_TIMEOUT_S = 25;
 
@@ -47,36 +47,14 @@ integrationSuite("quotas: refused through the API and the depot CLI, builders qu
     Bun.spawn([DEPOT, ...args], {
       stdout: "pipe",
       stderr: "pipe",
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: join(work, "home"),
-        DEPOT_API_URL: s.url,
-        SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
-        DEPOT_NO_UPDATE_NOTIFIER: "1",
-        DEPOT_DISABLE_OTEL: "1",
-        DEPOT_ERROR_TELEMETRY: "0",
-        DEPOT_NO_SUMMARY_LINK: "1",
-        DEPOT_TOKEN: token,
-      },
+      env: depotEnv(s, join(work, "home"), token),
     });
-  const finished = async (p: ReturnType<typeof depotRun>) => {
-    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    return { code, log: out + err, at: Date.now() };
-  };
   const context = (name: string, body: string) => {
     const dir = join(work, name);
     writeBusyboxContext(dir, body);
     return dir;
   };
   const builds = async (project: string) => (await api(admin, "GET", `/api/v1/projects/${project}/builds`)).json.builds as { id: string; status: string }[];
-  const waitFor = async (what: string, fn: () => Promise<boolean>, ms: number) => {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-      if (await fn()) return;
-      await Bun.sleep(200);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
   const builderOf = async (project: string) => ((await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${project}`] }) })) as { Id: string }[])[0] ?? null;
 
   beforeAll(async () => {
