@@ -24,6 +24,7 @@ import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } f
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
+import { sh } from "../support/egress/topology.ts";
 
 const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = process.getuid?.() !== 0
@@ -34,11 +35,6 @@ const missing = process.getuid?.() !== 0
       ? `${["ip", "iptables-restore", "ip6tables-restore", "ipset", "docker-registry"].find((p) => !which(p))} is not installed`
       : await builderImageMissing("trixie");
 
-async function sh(argv: string[]): Promise<string> {
-  const r = await run(argv);
-  if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
 
 integrationSuite("builder network policy: what a RUN step can reach", missing, () => {
   const work = mkdtempSync(join(tmpdir(), "slipway-netpolicy-"));

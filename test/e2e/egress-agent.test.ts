@@ -12,24 +12,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { run, which } from "../../src/host/run.ts";
+import { run } from "../../src/host/run.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { makeTopology, type Topology } from "../support/egress/topology.ts";
+import { egressPrerequisiteMissing, sh, makeTopology, type Topology } from "../support/egress/topology.ts";
 import { serve, type Served } from "../support/serve.ts";
 
-const missing =
-  process.getuid?.() !== 0
-    ? "needs root (network namespaces, iptables)"
-    : !which("iptables-restore") || !which("ip6tables-restore") || !which("ipset") || !which("ip") || !which("curl")
-      ? "needs iptables, ipset, iproute2 and curl"
-      : null;
+const missing = egressPrerequisiteMissing;
 
-async function sh(argv: string[]): Promise<string> {
-  const r = await run(argv);
-  if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
 
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;

@@ -25,7 +25,7 @@ import { run, which } from "../../src/host/run.ts";
 import { createLogger, silentLogger } from "../../src/log/logger.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { ensureBusyboxImage, httpFrom, removeTestContainers, runContainer } from "../support/egress/containers.ts";
-import { lines } from "../support/egress/topology.ts";
+import { sh, lines } from "../support/egress/topology.ts";
 
 const missing =
   process.getuid?.() !== 0
@@ -36,11 +36,6 @@ const missing =
         ? "needs iptables, ipset, iproute2 and curl"
         : null;
 
-async function sh(argv: string[]): Promise<string> {
-  const r = await run(argv);
-  if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
 
 integrationSuite("egress: docker:NAME with the real dockerd fails closed while the network is re-created", missing, () => {
   const id = Math.random().toString(16).slice(2, 8);

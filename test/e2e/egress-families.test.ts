@@ -19,17 +19,12 @@ import { startEgressAgent, uninstallEgress } from "../../src/egress/agent.ts";
 import { applierFactory, hostExec, type HostExec } from "../../src/egress/apply.ts";
 import type { Compiled } from "../../src/egress/render.ts";
 import type { AgentPolicy } from "../../src/egress/service.ts";
-import { run, which } from "../../src/host/run.ts";
+import { run } from "../../src/host/run.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { lines } from "../support/egress/topology.ts";
+import { egressPrerequisiteMissing, lines } from "../support/egress/topology.ts";
 
-const missing =
-  process.getuid?.() !== 0
-    ? "needs root (network namespaces, iptables)"
-    : !which("iptables-restore") || !which("ip6tables-restore") || !which("ipset") || !which("ip") || !which("curl")
-      ? "needs iptables, ipset, iproute2 and curl"
-      : null;
+const missing = egressPrerequisiteMissing;
 
 async function sh(argv: string[], stdin?: string): Promise<string> {
   const r = await run(argv, stdin === undefined ? {} : { stdin });

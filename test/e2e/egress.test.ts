@@ -15,20 +15,14 @@ import { applyMigrations, openDatabase } from "../../src/db/index.ts";
 import { hostExec } from "../../src/egress/apply.ts";
 import { uninstallEgress } from "../../src/egress/agent.ts";
 import { egressServiceFactory, type EgressService } from "../../src/egress/service.ts";
-import { which } from "../../src/host/run.ts";
 import { orgsServiceFactory } from "../../src/orgs/service.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { lines, makeTopology, type Topology } from "../support/egress/topology.ts";
+import { egressPrerequisiteMissing, lines, makeTopology, type Topology } from "../support/egress/topology.ts";
 
 // Every wait below has its own generous deadline; a test as a whole may take minutes on a busy machine.
 setDefaultTimeout(300_000);
 
-const missing =
-  process.getuid?.() !== 0
-    ? "needs root (network namespaces, iptables)"
-    : !which("iptables-restore") || !which("ip6tables-restore") || !which("ipset") || !which("ip") || !which("curl")
-      ? "needs iptables, ipset, iproute2 and curl"
-      : null;
+const missing = egressPrerequisiteMissing;
 
 integrationSuite("egress enforcement in network namespaces", missing, () => {
   let topo: Topology;

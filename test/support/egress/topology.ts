@@ -16,15 +16,24 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { run } from "../../../src/host/run.ts";
+import { run, which } from "../../../src/host/run.ts";
 
 const HERE = import.meta.dir;
 
-async function sh(argv: string[], stdin?: string): Promise<string> {
+/** Runs a host command; its stdout, or an error naming the command with its stderr. */
+export async function sh(argv: string[], stdin?: string): Promise<string> {
   const r = await run(argv, stdin === undefined ? {} : { stdin });
   if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
   return r.stdout;
 }
+
+/** Why the egress suites cannot run on this machine, or null when they can. */
+export const egressPrerequisiteMissing: string | null =
+  process.getuid?.() !== 0
+    ? "needs root (network namespaces, iptables)"
+    : !which("iptables-restore") || !which("ip6tables-restore") || !which("ipset") || !which("ip") || !which("curl")
+      ? "needs iptables, ipset, iproute2 and curl"
+      : null;
 
 export interface Topology {
   ns: { hub: string; runner: string; srvA: string; srvB: string; srvC: string; builder: string; dns: string; c1: string; c2: string };
