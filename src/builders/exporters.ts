@@ -5,7 +5,7 @@
  * with the setting that fixes it — instead of failing after the whole build ran, or (for the depot
  * CLI's `--load`, which falls back from one exporter to another) appearing to succeed.
  *
- * What the runtimes have (DESIGN.md, "Builder runtimes as found"): upstream buildkitd has all of
+ * What the runtimes have, as found: upstream buildkitd has all of
  * them; dockerd's embedded BuildKit has `local` and `tar` always, and `image`, `docker` and `oci`
  * only with containerd's image store, which bookworm's dockerd 20.10 does not have.
  */

@@ -1,6 +1,6 @@
 /**
  * @module builders/runtimes
- * The two builder runtimes (DESIGN decision 2) as data: what the container runs, where its state
+ * The two builder runtimes as data: what the container runs, where its state
  * lives (the cache volume is mounted there), where its socket appears, and the configuration file
  * Slipway writes into the socket directory — which carries the project's cache policy as
  * BuildKit garbage collection.

@@ -2,7 +2,7 @@
  * @module egress/nflog
  * Reads NFLOG messages (the would-be drops of monitor mode, and the drops of enforce mode) from
  * an AF_NETLINK / NETLINK_NETFILTER socket opened through bun:ffi — no native addon (the npm
- * `netlink` addon does not load under Bun, DESIGN.md decision 8). The socket is non-blocking and
+ * `netlink` addon panics under Bun: `uv_poll_init` is unsupported). The socket is non-blocking and
  * drained every `pollMs`, so the event loop never blocks. Opened in the network namespace of the
  * calling process.
  */

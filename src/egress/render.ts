@@ -4,7 +4,7 @@
  * the text `iptables-restore --noflush` / `ip6tables-restore --noflush` receive for Slipway's
  * own chain. Nothing here runs a program, so the rule order is unit-tested exactly.
  *
- * Chain order (decision 7): loopback; always-allowed (appliance, builders, operator lists —
+ * Chain order: loopback; always-allowed (appliance, builders, operator lists —
  * never deniable, so runners cannot cut themselves off the appliance); the DNS resolvers, for
  * DNS only (53/udp, 53/tcp: a deny rule for a resolver's address holds on every other port); deny
  * sets; conntrack ESTABLISHED,RELATED (after the denies, so a new deny also stops existing

@@ -4,7 +4,7 @@
  * travels on stdin (`--key-file -` with an exact `--keyfile-size`), never in argv, a file or a log;
  * when two keys are needed (adding a keyslot) both go on stdin, one after the other.
  *
- * Format parameters (DESIGN decision 6): LUKS2, aes-xts-plain64 with a 512-bit key, keyslots with
+ * Format parameters: LUKS2, aes-xts-plain64 with a 512-bit key, keyslots with
  * PBKDF2-SHA256 at 1000 iterations — the key is 64 random bytes, so a slow KDF buys nothing and
  * argon2id's defaults would cost seconds and hundreds of MB per unlock.
  */

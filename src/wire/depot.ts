@@ -1,6 +1,6 @@
 /**
  * @module wire/depot
- * The depot CLI's build-flow messages (../shared/depot-wire.md), and those of its project and
+ * The depot CLI's build-flow messages, and those of its project and
  * organization commands, as descriptors for ./proto.ts. Shared by the server's Connect handlers
  * and Slipway's own CLI.
  */

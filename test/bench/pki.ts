@@ -3,7 +3,8 @@
  * `bun test/bench/pki.ts`: per-build client certificate issuance (the appliance's real path:
  * fresh ECDSA P-256 key, sign, record) — p50/p99 latency, certificates per second when 1,000
  * are issued concurrently, and the event loop's worst stall meanwhile — against node-forge
- * RSA-2048 issuance measured in the same run (what DESIGN.md decision 4 rejected).
+ * RSA-2048 issuance measured in the same run (the alternative not taken: pure-JS RSA makes keys
+ * and signatures synchronously, on the event loop; it cannot make ECDSA certificates at all).
  * A report: nothing fails on timing.
  */
 import { mkdtempSync, rmSync } from "node:fs";

@@ -17,7 +17,7 @@ import { listWorkers } from "../../src/wire/buildkit.ts";
 import { findBuildkitClient } from "../../src/client/build.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
+import { githubClaims, startTestIssuer, type TestIssuer } from "../support/oidc-issuer.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { b64url, githubClaims, makeKey, type TestKey } from "../../src/auth/oidc/test-issuer.ts";
+import { b64url, githubClaims, makeKey, type TestKey } from "../support/oidc-issuer.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { serve, type Served } from "../support/serve.ts";
 

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { githubClaims, makeKey, b64url, rejectionReason, startTestIssuer, type TestIssuer, type TestKey } from "../../src/auth/oidc/test-issuer.ts";
+import { githubClaims, makeKey, b64url, rejectionReason, startTestIssuer, type TestIssuer, type TestKey } from "../support/oidc-issuer.ts";
 import { oidcKeysFactory, parseAllowInternal } from "../../src/auth/oidc/index.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { makeWorld, WORLD_AUDIENCE } from "../support/world.ts";

@@ -6,7 +6,7 @@
  * of bad tokens, each refused with 401 and an audit record that says why.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { buildkiteClaims, circleciClaims, githubClaims, startTestIssuer, type TestIssuer } from "../../src/auth/oidc/test-issuer.ts";
+import { buildkiteClaims, circleciClaims, githubClaims, startTestIssuer, type TestIssuer } from "../support/oidc-issuer.ts";
 import { makeWorld, WORLD_AUDIENCE, type World } from "../support/world.ts";
 
 const ORG_UUID = "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f";

@@ -176,7 +176,7 @@ export async function startApplianceWorld() {
   const { loadConfig } = await import("../../src/config/index.ts");
   const { startAppliance } = await import("../../src/appliance/runtime.ts");
   const { freePorts } = await import("./serve.ts");
-  const { startTestIssuer, githubClaims } = await import("../../src/auth/oidc/test-issuer.ts");
+  const { startTestIssuer, githubClaims } = await import("./oidc-issuer.ts");
   const { SESSION_COOKIE } = await import("../../src/auth/sessions.ts");
   const { METHODS } = await import("../../src/wire/depot.ts");
 

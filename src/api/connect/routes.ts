@@ -1,6 +1,6 @@
 /**
  * @module api/connect/routes
- * The depot-compatible build API (../shared/depot-wire.md) served as Connect RPC: every method of
+ * The depot CLI's build API served as Connect RPC: every method of
  * wire/depot.ts METHODS, its request decoded and validated by the codec, its work done by the
  * builds, projects, organizations and device-login services, its errors as Connect error JSON.
  * Any other `/depot.` method answers `unimplemented` with what to use instead (./unoffered.ts).

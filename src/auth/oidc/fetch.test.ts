@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NO_INTERNAL, parseAllowInternal } from "./address.ts";
 import { pinnedGetFactory, type Resolve } from "./fetch.ts";
-import { rejectionReason } from "./test-issuer.ts";
+import { rejectionReason } from "../../../test/support/oidc-issuer.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "slipway-oidc-fetch-"));
 let server: ReturnType<typeof Bun.serve>;

@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { UnauthenticatedError } from "../../errors.ts";
 import { peekJws, verifyJws, type Jwk } from "./jwt.ts";
-import { b64url, makeKey, rejectionReason, type TestKey } from "./test-issuer.ts";
+import { b64url, makeKey, rejectionReason, type TestKey } from "../../../test/support/oidc-issuer.ts";
 
 let rsa: TestKey;
 let ec: TestKey;

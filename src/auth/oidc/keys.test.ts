@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseAllowInternal } from "./address.ts";
 import { pinnedGetFactory, type DocumentGet } from "./fetch.ts";
 import { oidcKeysFactory } from "./keys.ts";
-import { rejectionReason, startTestIssuer, type TestIssuer } from "./test-issuer.ts";
+import { rejectionReason, startTestIssuer, type TestIssuer } from "../../../test/support/oidc-issuer.ts";
 
 let idp: TestIssuer;
 beforeAll(async () => {

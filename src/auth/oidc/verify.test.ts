@@ -17,7 +17,7 @@ import {
   rejectionReason,
   startTestIssuer,
   type TestIssuer,
-} from "./test-issuer.ts";
+} from "../../../test/support/oidc-issuer.ts";
 import type { TrustRelationship } from "./trust.ts";
 import { ciTokenVerifierFactory } from "./verify.ts";
 

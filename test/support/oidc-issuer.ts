@@ -1,12 +1,12 @@
 /**
- * @module auth/oidc/test-issuer
+ * @module test/support/oidc-issuer
  * Test helper (not a test file): a real OIDC issuer on loopback — discovery document and JWKS
  * served by Bun.serve on 127.0.0.1 — with RS256 (RSA 2048) and ES256 (P-256) keys made by
  * WebCrypto. Tests mint tokens shaped like GitHub Actions, CircleCI and Buildkite ones, rotate
  * keys, break the discovery document on purpose, and count requests to assert the rate limit.
  */
-import { UnauthenticatedError } from "../../errors.ts";
-import type { JsonWebKeySet, Jwk } from "./jwt.ts";
+import { UnauthenticatedError } from "../../src/errors.ts";
+import type { JsonWebKeySet, Jwk } from "../../src/auth/oidc/jwt.ts";
 
 export type TestAlg = "RS256" | "ES256";
 
@@ -80,12 +80,12 @@ export async function makeKey(alg: TestAlg): Promise<TestKey> {
 async function sign(alg: string, key: TestKey | undefined, input: string, hmacSecret?: Uint8Array<ArrayBuffer>): Promise<string> {
   if (alg === "none") return "";
   if (alg.startsWith("HS")) {
-    if (!hmacSecret) throw new Error("test-issuer: HS* needs hmacSecret");
+    if (!hmacSecret) throw new Error("oidc-issuer: HS* needs hmacSecret");
     const hash = `SHA-${alg.slice(2)}`;
     const k = await crypto.subtle.importKey("raw", hmacSecret, { name: "HMAC", hash }, false, ["sign"]);
     return b64url(new Uint8Array(await crypto.subtle.sign("HMAC", k, enc.encode(input))));
   }
-  if (!key) throw new Error("test-issuer: no key to sign with");
+  if (!key) throw new Error("oidc-issuer: no key to sign with");
   const params = key.alg === "RS256" ? { name: "RSASSA-PKCS1-v1_5" } : { name: "ECDSA", hash: "SHA-256" };
   return b64url(new Uint8Array(await crypto.subtle.sign(params, key.privateKey, enc.encode(input))));
 }
