@@ -4,11 +4,12 @@
  * (assembled from Debian packages; cached between runs): start on demand, ListWorkers through the
  * socket, real builds whose cache survives a restart and not a reset, one container for 20
  * concurrent requests, per-project networks that cannot reach each other, idle stop,
- * reconciliation after a crash, limits and labels. Then what goes wrong, each on its own
- * appliance id: request() (the builds service's path) and its retry after a failed start, the
- * engine refusing or granting privileged builders (the test decides, not the host), a builder
- * never ready, one that exits first, a missing image, a network of the builder's name that is not
- * ours, and reconciliation under the other runtime.
+ * reconciliation after a crash, limits and labels; every test on an appliance id and projects of
+ * its own, so any one runs alone (`bun test -t NAME`). Then what goes wrong: request() (the
+ * builds service's path) and its retry after a failed start, the engine refusing or granting
+ * privileged builders (the test decides, not the host), a builder never ready, one that exits
+ * first, a missing image, a network of the builder's name that is not ours, and reconciliation
+ * under the other runtime.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import Docker from "dockerode";
