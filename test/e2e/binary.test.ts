@@ -12,6 +12,7 @@ import { connect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { embeddedMigrations } from "../../src/db/index.ts";
 import { freePorts, runSlipway, serve, type Served } from "../support/serve.ts";
 
@@ -30,7 +31,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (server?.proc.exitCode === null) server.proc.kill("SIGKILL");
+  // SIGTERM, not -9: a killed serve leaves its builder network policy's chains and sets in place.
+  if (server?.proc.exitCode === null) await server.stop();
+  await removeBuildersOfServed();
   rmSync(work, { recursive: true, force: true });
 });
 

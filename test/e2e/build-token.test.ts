@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { serve, type Served } from "../support/serve.ts";
 
 const work = mkdtempSync(join(tmpdir(), "slipway-build-token-"));
@@ -22,6 +23,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await s?.stop();
+  await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
   rmSync(work, { recursive: true, force: true });
 });
 

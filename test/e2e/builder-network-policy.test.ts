@@ -20,13 +20,13 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { run, which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { DEPOT, depotEnv, finished } from "../support/depot.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 import { sh } from "../support/egress/topology.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = process.getuid?.() !== 0
   ? "needs root (network namespaces, iptables)"
   : !existsSync(DEPOT)
@@ -79,9 +79,9 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     const p = Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", ...args], {
       stdout: "pipe",
       stderr: "pipe",
-      env: { PATH: process.env.PATH ?? "", HOME: work, DEPOT_API_URL: s!.url, DEPOT_TOKEN: token, SSL_CERT_FILE: join(s!.dataDir, "ca.pem"), DEPOT_NO_UPDATE_NOTIFIER: "1", DEPOT_DISABLE_OTEL: "1", DEPOT_ERROR_TELEMETRY: "0" },
+      env: depotEnv(s!, work, token),
     });
-    return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([o, e, code]) => ({ code, log: o + e }));
+    return finished(p);
   };
   const gateway = async () => {
     const c = ((await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${project}`] }) })) as { NetworkSettings: { Networks: Record<string, { NetworkID: string }> } }[])[0]!;

@@ -23,11 +23,10 @@ import { silentLogger } from "../../src/log/logger.ts";
 import { plainVolumeManager } from "../../src/volumes/index.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { ROOT } from "../support/binary.ts";
+import { DEPOT, depotEnv, waitFor as waitForCondition } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing =
   (await builderImageMissing()) ??
   (which("busybox") ? null : "busybox-static is not installed (the slow build step runs it)") ??
@@ -72,14 +71,11 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
     const r = await run(["docker", "tag", imageId, ref]);
     expect(r.code, r.stderr).toBe(0);
   };
-  const waitFor = async <T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms = 180_000): Promise<T> => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await probe();
-      if (v) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await Bun.sleep(200);
-    }
+  const waitFor = <T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms = 180_000): Promise<T> => waitForCondition(what, probe, ms);
+  /** The RUN step `command` is running in the builder `containerId` (its process is in the builder's pid namespace). */
+  const stepRunning = async (containerId: string, command: string) => {
+    const r = await run(["docker", "exec", containerId, "sh", "-c", 'for p in /proc/[0-9]*; do tr "\\0" " " < "$p/cmdline" 2>/dev/null; echo; done']);
+    return r.stdout.split("\n").some((line) => line.trim() === command);
   };
   const marker = async (containerId: string) => (await run(["docker", "exec", containerId, "cat", "/var/lib/docker/slipway-upgrade-marker"])).stdout.trim();
   const doctor = async () => {
@@ -104,7 +100,7 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
     // B: A with one more label, so another id, made here without pulling anything.
     const scratch = await docker.createContainer({ Image: imageA }); // never started; commit keeps A's entrypoint
     const committed = await run(["docker", "commit", "--change", `LABEL io.slipway.test.upgrade=${unique}`, scratch.id]);
-    await scratch.remove({ force: true });
+    await scratch.remove({ force: true, v: true }); // with the anonymous volume of the image's VOLUME
     expect(committed.code, committed.stderr).toBe(0);
     imageB = committed.stdout.trim();
     expect(imageB).not.toBe(imageA);
@@ -156,7 +152,7 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
 
     // A build in progress (an 8 s RUN step) while the reference moves to B.
     const slow = dockerBuild(b, buildContext("slow", 8));
-    await Bun.sleep(2000);
+    await waitFor("the slow build's RUN step to run", () => stepRunning(before.container_id!, "sleep 8"), 120_000);
     const movedAt = Date.now();
     await tag(imageB);
     const old = await waitFor("the image event to mark the builder outdated", () => m!.outdated(projectId)[0], 20_000);
@@ -286,11 +282,11 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
     const build = Bun.spawn([DEPOT, "build", "--project", projectId, "--progress", "plain", "-o", `type=local,dest=${join(work, "out")}`, buildContext("served", 10)], {
       stdout: "pipe",
       stderr: "pipe",
-      env: { PATH: process.env.PATH ?? "", HOME: join(work, "home"), DEPOT_API_URL: served.url, SSL_CERT_FILE: join(dataDir, "ca.pem"), DEPOT_TOKEN: token, DEPOT_NO_UPDATE_NOTIFIER: "1", DEPOT_DISABLE_OTEL: "1", DEPOT_ERROR_TELEMETRY: "0", DEPOT_NO_SUMMARY_LINK: "1" },
+      env: depotEnv(served, join(work, "home"), token),
     });
     const output = Promise.all([new Response(build.stdout).text(), new Response(build.stderr).text()]).then(([o, e]) => o + e);
     await waitFor("the build to run", async () => (await api(`/api/v1/projects/${projectId}/builds?limit=1`)).builds[0]?.status === "running", 120_000);
-    await Bun.sleep(2000); // into the RUN step
+    await waitFor("the served build's RUN step to run", () => stepRunning(before.Id, "sleep 10"), 120_000);
     await tag(imageB);
     const warned = await waitFor("/readyz to warn of the old image", async () => {
       const c = (await readiness()).checks["builders:image-current"]![0]!;

@@ -4,11 +4,12 @@
  * (assembled from Debian packages; cached between runs): start on demand, ListWorkers through the
  * socket, real builds whose cache survives a restart and not a reset, one container for 20
  * concurrent requests, per-project networks that cannot reach each other, idle stop,
- * reconciliation after a crash, limits and labels. Then what goes wrong, each on its own
- * appliance id: request() (the builds service's path) and its retry after a failed start, the
- * engine refusing or granting privileged builders (the test decides, not the host), a builder
- * never ready, one that exits first, a missing image, a network of the builder's name that is not
- * ours, and reconciliation under the other runtime.
+ * reconciliation after a crash, limits and labels; every test on an appliance id and projects of
+ * its own, so any one runs alone (`bun test -t NAME`). Then what goes wrong: request() (the
+ * builds service's path) and its retry after a failed start, the engine refusing or granting
+ * privileged builders (the test decides, not the host), a builder never ready, one that exits
+ * first, a missing image, a network of the builder's name that is not ours, and reconciliation
+ * under the other runtime.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import Docker from "dockerode";
@@ -65,12 +66,12 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   const dir = mkdtempSync(join(tmpdir(), "slipway-builders-"));
   const db = openDatabase(join(dir, "slipway.db"));
   applyMigrations(db);
+  /** Names this run's images and marks its suite-wide objects (no builder runs under it). */
   const applianceId = `test${newId("a").slice(2, 12)}`;
   let image = "";
   const idleMs = new Map<string, number>();
   let published: string[] = [];
   type Lost = Parameters<NonNullable<BuilderManagerDeps["onBuilderLost"]>>[0];
-  const lost: Lost[] = [];
   const managers: BuilderManager[] = [];
   /** Every appliance id a manager ran under, its builders removed in afterAll. */
   const appliances = new Set<string>([applianceId]);
@@ -91,14 +92,16 @@ integrationSuite("builders on the local Docker engine", missing, () => {
       idleTimeoutMs: (p) => idleMs.get(p) ?? 600_000,
       readyTimeoutMs: 120_000,
       onAddresses: (a) => (published = a),
-      onBuilderLost: (l) => lost.push(l),
       ...o,
     });
     appliances.add(o.applianceId ?? applianceId);
     managers.push(m);
     return m;
   };
-  /** A manager on an appliance id of its own: its containers and networks are its test's alone. */
+  /**
+   * A manager on an appliance id of its own: its containers and networks are its test's alone, so
+   * every test stands alone (runs by itself with `bun test -t`, in any order).
+   */
   const isolated = (o: Partial<BuilderManagerDeps> = {}) => {
     const id = `test${newId("a").slice(2, 12)}`;
     return { id, m: manager({ applianceId: id, ...o }) };
@@ -110,27 +113,21 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     into.query("INSERT INTO projects (id, org_id, name, builder_cpus, builder_memory_mb, created_at) VALUES (?, ?, ?, 1, 1024, ?)").run(id, org, name, new Date().toISOString());
     return { id, org };
   };
-  const ours = async (appliance = applianceId) => (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`] }) })) as { Id: string; State: string; Labels: Record<string, string> }[];
-  const projectNetworks = async (projectId: string) =>
-    (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${applianceId}`, `${BUILDER_LABELS.project}=${projectId}`] }) })) as { Id: string }[];
-  let m: BuilderManager;
-  let A: { id: string; org: string };
-  let B: { id: string; org: string };
+  const ours = async (appliance: string) => (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`] }) })) as { Id: string; State: string; Labels: Record<string, string> }[];
+  const projectNetworks = async (appliance: string, projectId: string) =>
+    (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`, `${BUILDER_LABELS.project}=${projectId}`] }) })) as { Id: string }[];
   let native = "linux/amd64";
 
   beforeAll(async () => {
     image = (await ensureDockerdBuilderImage()).ref;
     const info = (await docker.info()) as { Architecture: string };
     native = info.Architecture === "aarch64" ? "linux/arm64" : "linux/amd64";
-    m = manager();
-    A = project("alpha");
-    B = project("beta");
   }, 20 * 60_000);
 
   afterAll(async () => {
     for (const x of managers) x.close();
     for (const a of appliances) {
-      for (const c of await ours(a)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+      for (const c of await ours(a)) await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {});
       const nets = (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${a}`] }) })) as { Id: string }[];
       for (const n of nets) await docker.getNetwork(n.Id).remove().catch(() => {});
     }
@@ -156,8 +153,14 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     });
     return { ...r, log: r.stdout + r.stderr };
   };
+  /** Polls `cond` every 100 ms until it holds or `ms` pass. */
+  const until = async (cond: () => boolean | Promise<boolean>, ms: number) => {
+    for (const deadline = Date.now() + ms; Date.now() < deadline && !(await cond()); ) await Bun.sleep(100);
+  };
 
-  test("a builder starts for project A, answers ListWorkers on its socket, and builds; the second build is cached", async () => {
+  test("a builder starts for a project, answers ListWorkers on its socket, and builds; the second build is cached", async () => {
+    const { m } = isolated();
+    const A = project("alpha");
     const b = await m.acquire({ projectId: A.id, platform: native }, "build-1");
     expect(b.runtime).toBe("dockerd");
     const opened = await openBuilderSocket(b.socketPath, "dockerd", 5000);
@@ -178,9 +181,15 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   }, 300_000);
 
   test("the cache survives a stop and start, and not a reset", async () => {
-    const ctx = buildContext("a");
+    const { id, m } = isolated();
+    const A = project("cache");
+    const ctx = buildContext("cache");
+    const warm = await dockerBuild(await m.acquire({ projectId: A.id, platform: native }, "build-1"), ctx);
+    expect(warm.code, warm.log).toBe(0);
+    expect(warm.log).not.toContain("CACHED");
+    m.release("build-1");
     await m.stop({ projectId: A.id, platform: native }, "test");
-    expect((await ours()).filter((c) => c.Labels[BUILDER_LABELS.project] === A.id)).toHaveLength(0);
+    expect((await ours(id)).filter((c) => c.Labels[BUILDER_LABELS.project] === A.id)).toHaveLength(0);
     const b = await m.acquire({ projectId: A.id, platform: native }, "build-2");
     const again = await dockerBuild(b, ctx);
     expect(again.code, again.log).toBe(0);
@@ -196,21 +205,28 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   }, 300_000);
 
   test("20 simultaneous requests for a stopped builder create one container", async () => {
+    const { id, m } = isolated();
+    const A = project("stampede");
+    await m.acquire({ projectId: A.id, platform: native }, "first");
+    m.release("first");
     await m.stop({ projectId: A.id, platform: native }, "test");
+    expect(await ours(id)).toEqual([]);
     const got = await Promise.all(Array.from({ length: 20 }, (_, i) => m.acquire({ projectId: A.id, platform: native }, `c-${i}`)));
     expect(new Set(got.map((g) => g.builderId)).size).toBe(1);
-    const containers = (await ours()).filter((c) => c.Labels[BUILDER_LABELS.project] === A.id);
+    const containers = (await ours(id)).filter((c) => c.Labels[BUILDER_LABELS.project] === A.id);
     expect(containers).toHaveLength(1);
     for (let i = 0; i < 20; i++) m.release(`c-${i}`);
   }, 180_000);
 
   test("labels, limits, no published ports, only its own mounts, and the fallback profile (the engine refuses privileged)", async () => {
+    const { id, m } = isolated();
+    const A = project("labels");
     await m.acquire({ projectId: A.id, platform: native }, "labels-1");
     m.release("labels-1");
     const row = m.list(A.id)[0]!;
     const info = (await docker.getContainer(row.container_id!).inspect()) as any;
     expect(info.Config.Labels).toMatchObject({
-      [BUILDER_LABELS.appliance]: applianceId,
+      [BUILDER_LABELS.appliance]: id,
       [BUILDER_LABELS.org]: A.org,
       [BUILDER_LABELS.project]: A.id,
       [BUILDER_LABELS.platform]: native,
@@ -237,6 +253,9 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   }, 120_000);
 
   test("two projects: two containers on two networks that cannot reach each other", async () => {
+    const { m } = isolated();
+    const A = project("net-a");
+    const B = project("net-b");
     const a = await m.acquire({ projectId: A.id, platform: native }, "net-a");
     const b = await m.acquire({ projectId: B.id, platform: native }, "net-b");
     const ra = m.list(A.id)[0]!;
@@ -256,9 +275,9 @@ integrationSuite("builders on the local Docker engine", missing, () => {
       AttachStderr: false,
     });
     await listener.start({ Detach: true });
-    await Bun.sleep(500);
     const probe = ["perl", "-MIO::Socket::INET", "-e", `exit(IO::Socket::INET->new(PeerAddr => "${ipB}:7411", Timeout => 3) ? 0 : 1)`];
-    const fromHost = await run(probe, { timeoutMs: 10_000 });
+    let fromHost = { code: -1 };
+    await until(async () => (fromHost = await run(probe, { timeoutMs: 10_000 })).code === 0, 30_000);
     expect(fromHost.code).toBe(0); // the listener is real
     const fromA = await run(["docker", "exec", ra.container_id!, ...probe], { timeoutMs: 20_000 });
     expect(fromA.code).not.toBe(0);
@@ -268,6 +287,7 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   }, 240_000);
 
   test("an organization's OCI runtime: used when the engine knows it; refused cleanly when not", async () => {
+    const { id, m } = isolated();
     const C = project("gamma");
     db.query("UPDATE organizations SET builder_oci_runtime = 'runc' WHERE id = ?").run(C.org);
     await m.acquire({ projectId: C.id, platform: native }, "rt-1");
@@ -279,37 +299,39 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     db.query("UPDATE organizations SET builder_oci_runtime = 'no-such-runtime' WHERE id = ?").run(C.org);
     await expect(m.acquire({ projectId: C.id, platform: native }, "rt-2")).rejects.toThrow(/no-such-runtime/);
     expect(m.list(C.id)[0]!.state).toBe("absent");
-    expect((await ours()).filter((c) => c.Labels[BUILDER_LABELS.project] === C.id)).toHaveLength(0);
+    expect((await ours(id)).filter((c) => c.Labels[BUILDER_LABELS.project] === C.id)).toHaveLength(0);
   }, 120_000);
 
   test("an idle builder stops after the project's idle timeout", async () => {
+    const { id, m } = isolated();
+    const B = project("idle");
     idleMs.set(B.id, 1500);
     await m.acquire({ projectId: B.id, platform: native }, "idle-1");
     m.release("idle-1");
     expect(m.list(B.id)[0]!.state).toBe("idle");
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && m.list(B.id)[0]!.state !== "absent") await Bun.sleep(200);
+    await until(() => m.list(B.id)[0]!.state === "absent", 30_000);
     expect(m.list(B.id)[0]!.state).toBe("absent");
-    expect((await ours()).filter((c) => c.Labels[BUILDER_LABELS.project] === B.id)).toHaveLength(0);
+    expect((await ours(id)).filter((c) => c.Labels[BUILDER_LABELS.project] === B.id)).toHaveLength(0);
     // Its network went with its last builder (Docker has room for ~30 bridge networks), and comes back with the next start.
-    expect(await projectNetworks(B.id)).toHaveLength(0);
+    expect(await projectNetworks(id, B.id)).toHaveLength(0);
     await m.acquire({ projectId: B.id, platform: native }, "idle-2");
-    expect(await projectNetworks(B.id)).toHaveLength(1);
+    expect(await projectNetworks(id, B.id)).toHaveLength(1);
     m.release("idle-2");
     await m.stop({ projectId: B.id, platform: native }, "test");
-    expect(await projectNetworks(B.id)).toHaveLength(0);
+    expect(await projectNetworks(id, B.id)).toHaveLength(0);
     idleMs.delete(B.id);
   }, 60_000);
 
   test("a builder container that dies is noticed, the builds holding it are told, and it restarts on the next request", async () => {
+    const lost: Lost[] = [];
+    const { m } = isolated({ onBuilderLost: (l) => lost.push(l) });
+    const A = project("dies");
     await m.watch();
     const before = await m.acquire({ projectId: A.id, platform: native }, "die-1");
     await m.acquire({ projectId: A.id, platform: native }, "die-1b");
     const row = m.list(A.id)[0]!;
-    lost.length = 0;
     await docker.getContainer(row.container_id!).kill();
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && (m.list(A.id)[0]!.state !== "absent" || lost.length === 0)) await Bun.sleep(100);
+    await until(() => m.list(A.id)[0]!.state === "absent" && lost.length > 0, 60_000);
     expect(m.list(A.id)[0]!.state).toBe("absent");
     // serve wires this to the builds service, which fails exactly these builds.
     expect(lost).toHaveLength(1);
@@ -324,16 +346,19 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   }, 180_000);
 
   test("after a crash, a new manager adopts running builders, removes orphans and forgets vanished ones", async () => {
+    const { id, m } = isolated();
+    const A = project("crash-a");
+    const B = project("crash-b");
     await m.acquire({ projectId: A.id, platform: native }, "crash-a");
     await m.acquire({ projectId: B.id, platform: native }, "crash-b");
     m.close(); // the old serve is gone (no stop of its builders: a crash)
     // B's container vanishes while serve is down; an unknown labelled container appears.
     const rb = m.list(B.id)[0]!;
-    await docker.getContainer(rb.container_id!).remove({ force: true });
-    const orphan = await docker.createContainer({ name: `slipway-orphan-${applianceId}`, Image: image, Labels: { [BUILDER_LABELS.appliance]: applianceId }, Entrypoint: ["/bin/sleep", "600"] });
+    await docker.getContainer(rb.container_id!).remove({ force: true, v: true });
+    const orphan = await docker.createContainer({ name: `slipway-orphan-${id}`, Image: image, Labels: { [BUILDER_LABELS.appliance]: id }, Entrypoint: ["/bin/sleep", "600"] });
     await orphan.start();
 
-    const next = manager();
+    const next = manager({ applianceId: id });
     const r = await next.reconcile();
     const ra = next.list(A.id)[0]!;
     expect(r.adopted).toContain(ra.id);
@@ -341,15 +366,13 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(r.lost.map((l) => l.projectId)).toContain(B.id);
     expect(next.list(B.id)[0]!.state).toBe("absent");
     expect(next.ready({ projectId: A.id, platform: native })?.socketPath).toBe(ra.socket_path!);
-    const left = await ours();
+    const left = await ours(id);
     expect(left.map((c) => c.Id)).toEqual([ra.container_id!]);
     // B's network outlived its builder (a crash): reconcile removed it; A's stays with A's builder.
-    expect(await projectNetworks(B.id)).toHaveLength(0);
-    expect(await projectNetworks(A.id)).toHaveLength(1);
+    expect(await projectNetworks(id, B.id)).toHaveLength(0);
+    expect(await projectNetworks(id, A.id)).toHaveLength(1);
     expect(left.every((c) => c.Labels[BUILDER_LABELS.project] === A.id)).toBe(true);
-    m = next;
   }, 180_000);
-
   // ---- What goes wrong. Each test runs on its own appliance id and leaves nothing behind. ----
 
   /** request() as the builds service calls it (GetBuildKitConnection polls): the first answer that is not `starting`. */
@@ -376,7 +399,7 @@ integrationSuite("builders on the local Docker engine", missing, () => {
       const r = await run(["docker", "commit", "--change", `ENTRYPOINT ${JSON.stringify(entrypoint)}`, "--change", "CMD []", c.id, ref], { timeoutMs: 120_000 });
       expect(r.code, r.stderr).toBe(0);
     } finally {
-      await c.remove({ force: true });
+      await c.remove({ force: true, v: true }); // with the anonymous volume of the image's VOLUME
     }
     images.push(ref);
     return ref;

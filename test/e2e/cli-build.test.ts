@@ -17,14 +17,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
 import { findBuildkitClient } from "../../src/client/build.ts";
-import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
+import { DEPOT, depotEnv } from "../support/depot.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT)
   ? `the depot CLI is not installed (${DEPOT})`
   : findBuildkitClient(process.env)?.kind !== "buildx" || !which("docker")
@@ -183,14 +183,7 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
     test("the depot CLI: depot build --project acme/web", async () => {
       const ctx = context("named-depot", "RUN echo named-by-depot\nRUN echo after-the-first");
       const before = (await latestBuild(ids.web!))?.id;
-      const r = await run([DEPOT, "build", "--project", "acme/web", "--progress", "plain", ctx], {
-        DEPOT_API_URL: server,
-        DEPOT_TOKEN: admin,
-        SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
-        DEPOT_NO_UPDATE_NOTIFIER: "1",
-        DEPOT_DISABLE_OTEL: "1",
-        DEPOT_ERROR_TELEMETRY: "0",
-      });
+      const r = await run([DEPOT, "build", "--project", "acme/web", "--progress", "plain", ctx], depotEnv({ url: server, dataDir: s.dataDir }, home, admin));
       expect(r.code, r.log).toBe(0);
       const b = await latestBuild(ids.web!);
       expect(b.id).not.toBe(before);

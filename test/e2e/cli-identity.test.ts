@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { serve, type CommandResult, type Served } from "../support/serve.ts";
 
 setDefaultTimeout(30_000); // each test runs the binary a dozen times, ~0.3 s each
@@ -28,6 +29,7 @@ const secrets: string[] = [adminToken];
 
 afterAll(async () => {
   if (server.proc.exitCode === null) await server.stop();
+  await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -13,11 +13,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { DEPOT, depotEnv } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = existsSync(DEPOT) ? null : `the depot CLI is not installed (${DEPOT}; npm installs it on linux-x64)`;
 
 integrationSuite("depot login and logout against slipway serve", missing, () => {
@@ -25,16 +26,7 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
   let s: Served;
   let admin = "";
   const home = join(work, "home");
-  const env = () => ({
-    PATH: process.env.PATH ?? "",
-    HOME: home,
-    XDG_CONFIG_HOME: join(home, ".config"),
-    DEPOT_API_URL: s.url,
-    SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
-    DEPOT_NO_UPDATE_NOTIFIER: "1",
-    DEPOT_DISABLE_OTEL: "1",
-    DEPOT_ERROR_TELEMETRY: "0",
-  });
+  const env = () => depotEnv(s, home, null, { XDG_CONFIG_HOME: join(home, ".config") });
   const depotConfig = () => join(home, ".config", "depot", "depot.yaml");
   const savedToken = () => (existsSync(depotConfig()) ? /api_token:\s*"?([^"\s]+)"?/.exec(readFileSync(depotConfig(), "utf8"))?.[1] : undefined);
 
@@ -45,6 +37,7 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
   });
   afterAll(async () => {
     await s?.stop();
+    await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
     rmSync(work, { recursive: true, force: true });
   });
 

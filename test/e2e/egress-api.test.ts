@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { httpPolicySource } from "../../src/client/egress-agent.ts";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { serve } from "../support/serve.ts";
 
 setDefaultTimeout(30_000);
@@ -22,6 +23,7 @@ const admin = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").
 const caFile = join(server.dataDir, "ca.pem");
 afterAll(async () => {
   await server.stop();
+  await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -87,7 +89,9 @@ test("runner hosts get an agent token, stored only hashed; the agent's long poll
   await Bun.sleep(200);
   expect((await cli(["egress", "add", "--org", "acme", "deny", "203.0.113.0/24"])).code).toBe(0);
   const next = await waiting;
-  expect(performance.now() - t0).toBeLessThan(2000);
+  // Woken by the change, not answered at the end of its 20 s wait (how soon is not asserted: a
+  // CLI spawn on a loaded machine takes what it takes).
+  expect(performance.now() - t0).toBeLessThan(15_000);
   expect(next.etag).not.toBe(first.etag);
   expect(next.rules.some((x) => x.target === "203.0.113.0/24")).toBe(true);
   // With nothing changing, the poll is held its whole wait, past the server's 10 s idle timeout.

@@ -19,6 +19,7 @@ import { uninstallEgress } from "../../src/egress/agent.ts";
 import { hostExec } from "../../src/egress/apply.ts";
 import { run, which } from "../../src/host/run.ts";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { ensureBusyboxImage, httpFrom, makeListener, removeTestContainers, runContainer, type Listener } from "../support/egress/containers.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
@@ -58,6 +59,7 @@ integrationSuite("egress: runner hosts on the appliance host are the administrat
 
   afterAll(async () => {
     await server?.stop();
+    await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
     await uninstallEgress({ exec: hostExec(), hostsFile, stateFile: null, instance: "0" });
     await removeTestContainers(docker, containers);
     for (const n of [network, otherNetwork]) await docker.getNetwork(n).remove().catch(() => {});

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { METHODS } from "../../src/wire/depot.ts";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { hostileCall, rssMb } from "../support/hostile.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -25,6 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (server?.proc.exitCode === null) await server.stop();
+  await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
   rmSync(work, { recursive: true, force: true });
 });
 

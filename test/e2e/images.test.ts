@@ -13,13 +13,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
-import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
+import { DEPOT, depotEnv } from "../support/depot.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT)
   ? `the depot CLI is not installed (${DEPOT})`
   : !which("docker")
@@ -46,21 +46,9 @@ integrationSuite("images out of the builder: --load, bake --load, type=docker an
   let token = "";
   let dockerApi = "";
 
-  const depotEnv = (srv: Served, tok: string) => ({
-    PATH: process.env.PATH ?? "",
-    HOME: join(work, "home"),
-    DEPOT_API_URL: srv.url,
-    DEPOT_TOKEN: tok,
-    SSL_CERT_FILE: join(srv.dataDir, "ca.pem"),
-    DEPOT_NO_UPDATE_NOTIFIER: "1",
-    DEPOT_DISABLE_OTEL: "1",
-    DEPOT_ERROR_TELEMETRY: "0",
-    DEPOT_NO_SUMMARY_LINK: "1",
-    // The depot CLI speaks Docker API 1.44 without negotiating; Debian bookworm's docker.io 20.10
-    // answers 1.41 at most, so the client names the engine's version (as the README tells users).
-    DOCKER_API_VERSION: dockerApi,
-  });
-  const depot = (args: string[], srv = s, tok = token, cwd?: string) => run([DEPOT, ...args], depotEnv(srv, tok), cwd);
+  // The depot CLI speaks Docker API 1.44 without negotiating; Debian bookworm's docker.io 20.10
+  // answers 1.41 at most, so the client names the engine's version (as the README tells users).
+  const depot = (args: string[], srv = s, tok = token, cwd?: string) => run([DEPOT, ...args], depotEnv(srv, join(work, "home"), tok, { DOCKER_API_VERSION: dockerApi }), cwd);
   const setUp = async (srv: Served, name: string) => {
     const admin = readFileSync(join(srv.dataDir, "initial-admin-token"), "utf8").trim();
     const post = async (path: string, body: unknown) => (await srv.get(path, { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, string>>;

@@ -17,14 +17,14 @@ import { join } from "node:path";
 import { emulationProblem } from "../../src/builders/index.ts";
 import { findBuildkitClient } from "../../src/client/build.ts";
 import { which } from "../../src/host/run.ts";
-import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
+import { DEPOT, depotEnv, finished } from "../support/depot.ts";
 import { builderImageMissing, busyboxPath, CACHE_DIR, ensureDockerdBuilderImage } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const BUSYBOX_ARM64 = join(CACHE_DIR, "busybox-arm64");
 const missing =
   process.arch !== "x64"
@@ -74,9 +74,9 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
     const p = Bun.spawn([DEPOT, "build", "--project", project.id, "--progress", "plain", ...args], {
       stdout: "pipe",
       stderr: "pipe",
-      env: { PATH: process.env.PATH ?? "", HOME: work, DEPOT_API_URL: s.url, DEPOT_TOKEN: project.token, SSL_CERT_FILE: join(s.dataDir, "ca.pem"), DEPOT_NO_UPDATE_NOTIFIER: "1", DEPOT_DISABLE_OTEL: "1", DEPOT_ERROR_TELEMETRY: "0" },
+      env: depotEnv(s, work, project.token),
     });
-    return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([o, e, code]) => ({ code, log: o + e }));
+    return finished(p);
   };
 
   const appliance = async (name: string, extra: string[]) => {

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { b64url, githubClaims, makeKey, type TestKey } from "../support/oidc-issuer.ts";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { serve, type Served } from "../support/serve.ts";
 
 const work = mkdtempSync(join(tmpdir(), "slipway-oidc-bin-"));
@@ -48,6 +49,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await s?.stop();
+  await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
   await idp.stop(true);
   rmSync(work, { recursive: true, force: true });
 });

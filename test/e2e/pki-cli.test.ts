@@ -10,6 +10,7 @@ import { cpSync, lstatSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { runSlipway, serve } from "../support/serve.ts";
 
 let bin: string;
@@ -22,7 +23,10 @@ beforeAll(async () => {
   const s = await serve(bin, pristine); // first start creates the hierarchy
   expect(await s.stop()).toBe(0);
 });
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+afterAll(async () => {
+  await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
+  rmSync(work, { recursive: true, force: true });
+});
 
 // Each test rotates on its own copy of the freshly made data dir: none depends on another's
 // rotation, and each runs alone (bun test -t NAME).

@@ -12,14 +12,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
-import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
+import { DEPOT, depotEnv, finished } from "../support/depot.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { pushingServeArgs, startPlainRegistry, type PlainRegistry } from "../support/plain-registry.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT)
   ? `the depot CLI is not installed (${DEPOT})`
   : !which("docker-registry")
@@ -39,9 +39,9 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
     const p = Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", ...args], {
       stdout: "pipe",
       stderr: "pipe",
-      env: { PATH: process.env.PATH ?? "", HOME: work, DEPOT_API_URL: s.url, DEPOT_TOKEN: token, SSL_CERT_FILE: join(s.dataDir, "ca.pem"), DEPOT_NO_UPDATE_NOTIFIER: "1", DEPOT_DISABLE_OTEL: "1", DEPOT_ERROR_TELEMETRY: "0" },
+      env: depotEnv(s, work, token),
     });
-    return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([o, e, code]) => ({ code, log: o + e }));
+    return finished(p);
   };
 
   beforeAll(async () => {

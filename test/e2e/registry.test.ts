@@ -19,14 +19,14 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
-import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { slipwayBinary } from "../support/binary.ts";
+import { DEPOT, depotEnv, finished } from "../support/depot.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { run } from "../../src/host/run.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
-const DEPOT = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 const missing = !existsSync(DEPOT)
   ? `the depot CLI is not installed (${DEPOT})`
   : !which("docker-registry")
@@ -61,19 +61,8 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
   let host = ""; // localhost:<port>
   let savedBuild = "";
 
-  const env = (token: string) => ({
-    PATH: process.env.PATH ?? "",
-    HOME: work,
-    DOCKER_CONFIG: dockerConfig,
-    DEPOT_API_URL: s.url,
-    DEPOT_TOKEN: token,
-    SSL_CERT_FILE: join(s.dataDir, "ca.pem"),
-    DEPOT_NO_UPDATE_NOTIFIER: "1",
-    DEPOT_DISABLE_OTEL: "1",
-    DEPOT_ERROR_TELEMETRY: "0",
-    // The depot CLI's Docker client speaks API 1.44; Debian bookworm's dockerd 20.10 stops at 1.41.
-    DOCKER_API_VERSION: "1.41",
-  });
+  // The depot CLI's Docker client speaks API 1.44; Debian bookworm's dockerd 20.10 stops at 1.41.
+  const env = (token: string) => depotEnv(s, work, token, { DOCKER_CONFIG: dockerConfig, DOCKER_API_VERSION: "1.41" });
   const runCmd = async (argv: string[], token = tokenA, stdin?: string) => {
     const p = Bun.spawn(argv, { stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe", env: env(token) });
     const [o, e, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
@@ -260,8 +249,7 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, "config.json"), JSON.stringify({ auths: { [`registry.slipway.internal:${port}`]: { auth: Buffer.from(`x-token:${token}`).toString("base64") } } }));
       const p = Bun.spawn([DEPOT, "build", "--project", projectA, "--progress", "plain", "-t", target, "--push", ctx], { stdout: "pipe", stderr: "pipe", env: { ...env(tokenA), DOCKER_CONFIG: dir } });
-      const [o, e, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-      return { code, log: o + e };
+      return finished(p);
     };
     const refused = await withCredentials(tokenB); // builds in A, but pushes with B's credentials
     expect(refused.code).not.toBe(0);

@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { serve, type Served } from "../support/serve.ts";
 
 const DAY = 86400_000;
@@ -20,6 +21,7 @@ const dataDir = join(work, "data");
 let s: Served | null = null;
 afterAll(async () => {
   if (s && s.proc.exitCode === null) await s.stop();
+  await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -10,6 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { waitFor } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -35,6 +37,7 @@ integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no b
   afterAll(async () => {
     await browser?.close();
     if (server?.proc.exitCode === null) await server.stop();
+    await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -48,12 +51,19 @@ integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no b
     })());
 
   /** A page that trusts nothing but records every request that leaves this server. */
+  /** Requests each page made that are not answered yet. */
+  const inflight = new Map<Page, number>();
   async function open(path: string): Promise<Page> {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await context.newPage();
+    inflight.set(page, 0);
     page.on("request", (r) => {
+      inflight.set(page, inflight.get(page)! + 1);
       if (!r.url().startsWith(server.url) && !r.url().startsWith("data:")) foreign.push(r.url());
     });
+    const answered = () => inflight.set(page, inflight.get(page)! - 1);
+    page.on("requestfinished", answered);
+    page.on("requestfailed", answered);
     await page.goto(server.url + path);
     return page;
   }
@@ -99,7 +109,10 @@ integrationSuite("web UI in a real browser", existsSync(CHROMIUM) ? null : `no b
     await page.fill('input[name="password"]', password);
     await page.click('#login button[type="submit"]');
     await page.locator("#lookup").waitFor();
-    await Bun.sleep(500);
+    // Done with the login: signed in (its last step) and every request the page made answered,
+    // so nothing still on its way could fill the code in.
+    await page.locator("#who", { hasText: "Signed in as admin." }).waitFor();
+    await waitFor("the page's requests to be answered", () => inflight.get(page) === 0, 30_000);
     expect(await page.locator("#code").inputValue()).toBe(""); // not filled in
     expect(await page.locator("#decide").isHidden()).toBe(true); // nothing to approve until the code is typed
     await page.fill("#code", started.user_code.toLowerCase());

@@ -10,10 +10,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { detectDmCrypt } from "../../src/volumes/index.ts";
 import { slipwayBinary } from "../support/binary.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { runSlipway, serve } from "../support/serve.ts";
 
 const work = mkdtempSync(join(tmpdir(), "slipway-e2e-vol-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+afterAll(async () => {
+  await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
+  rmSync(work, { recursive: true, force: true });
+});
 const dm = detectDmCrypt();
 
 test("default (luks): /readyz and doctor report dm-crypt's absence, or encryption on", async () => {

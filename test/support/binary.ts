@@ -22,6 +22,13 @@ function newestSource(dir: string): number {
 }
 
 let built: string | null = null;
+const copies: string[] = [];
+
+/** Removes the directories holding this process's copies of the binary (end of the run). */
+export function removeBinaryCopies(): void {
+  for (const dir of copies.splice(0)) rmSync(dir, { recursive: true, force: true });
+  built = null;
+}
 
 /** Path to a copy of the binary in a fresh empty directory. */
 export function slipwayBinary(): string {
@@ -32,7 +39,8 @@ export function slipwayBinary(): string {
       if (r.exitCode !== 0) throw new Error(`building dist/slipway failed:\n${r.stderr.toString()}`);
     }
     const dir = mkdtempSync(join(tmpdir(), "slipway-bin-"));
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true })); // left behind otherwise, one per run
+    copies.push(dir);
+    process.once("exit", removeBinaryCopies); // a script's run; `bun test` fires no exit event: its preload's afterAll calls it
     built = join(dir, "slipway");
     copyFileSync(DIST, built);
   }

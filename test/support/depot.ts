@@ -31,12 +31,13 @@ export async function finished(p: Subprocess<"ignore" | "pipe" | "inherit", "pip
   return { code, log: out + err, at: Date.now() };
 }
 
-/** Polls `fn` every 200 ms until it holds; throws naming `what` after `ms`. */
-export async function waitFor(what: string, fn: () => Promise<boolean>, ms: number): Promise<void> {
+/** Polls `fn` every 200 ms until it answers something truthy, and returns that; throws naming `what` after `ms`. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms: number): Promise<T> {
   const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await fn()) return;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(200);
   }
-  throw new Error(`timed out waiting for ${what}`);
 }

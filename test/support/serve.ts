@@ -77,6 +77,8 @@ export interface ServeOptions {
   publicHost?: string;
   /** Where the API listens (default 127.0.0.1); 0.0.0.0 lets builders reach it on their gateway. */
   listenHost?: string;
+  /** Picks each attempt's API and build ports (default freePorts): a test forces a collision with it. */
+  pickPorts?: (n: number) => Promise<number[]>;
 }
 
 export async function serve(bin: string, dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}, opts: ServeOptions = {}): Promise<Served> {
@@ -96,7 +98,7 @@ class PortTaken extends Error {}
 export const servedDataDirs = new Set<string>();
 
 async function serveOnce(bin: string, dataDir: string, extraArgs: string[], env: Record<string, string>, opts: ServeOptions): Promise<Served> {
-  const [port, buildPort] = (await freePorts(2)) as [number, number];
+  const [port, buildPort] = (await (opts.pickPorts ?? freePorts)(2)) as [number, number];
   servedDataDirs.add(dataDir);
   const publicUrl = opts.publicHost ? ["--public-url", `${opts.http ? "http" : "https"}://${opts.publicHost}:${port}`] : [];
   const proc = Bun.spawn([bin, "serve", "--data-dir", dataDir, "--listen", `${opts.listenHost ?? "127.0.0.1"}:${port}`, "--build-listen", `127.0.0.1:${buildPort}`, ...publicUrl, ...extraArgs], {
