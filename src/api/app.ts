@@ -23,11 +23,11 @@ import { identityContext, type IdentityServices } from "./identity.ts";
 import { meRoutes } from "./routes/me.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { deviceRoutes } from "./routes/device.ts";
-import { orgRoutes } from "./routes/orgs.ts";
+import { memberRoutes, orgRoutes } from "./routes/orgs.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { trustRoutes } from "./routes/trust.ts";
-import { egressRoutes } from "./routes/egress.ts";
+import { egressAgentRoutes, egressHostRoutes, egressRoutes } from "./routes/egress.ts";
 import { webRoutes } from "./routes/web.ts";
 
 export interface AppOptions extends HealthRoutesOptions {
@@ -122,8 +122,11 @@ export function createApp(deps: AppDeps) {
     .use(webRoutes());
   if (deps.identity) {
     const ctx = identityContext(deps.identity, deps.clientAddress);
-    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx)).use(deviceRoutes(ctx));
-    if (deps.identity.egress) app.use(egressRoutes({ ...ctx, egress: deps.identity.egress }));
+    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(memberRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx)).use(deviceRoutes(ctx));
+    if (deps.identity.egress) {
+      const egress = { ...ctx, egress: deps.identity.egress };
+      app.use(egressRoutes(egress)).use(egressHostRoutes(egress)).use(egressAgentRoutes(egress));
+    }
     if (deps.builds) app.use(buildRoutes({ ctx, ...deps.builds }));
     if (deps.registry) app.use(registryRoutes({ ctx, registry: deps.registry }));
   }

@@ -16,20 +16,12 @@ import { holdOpen } from "../context.ts";
 
 const bearer = [{ bearer: [] }];
 
-export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
-  const { orgs, egress } = ctx;
-  const orgOf = (ref: string) => orgs.get(ref);
-  const hostIn = (orgId: string, hostId: string) => {
-    const h = egress.getHost(hostId);
-    if (h.org_id !== orgId) throw new NotFoundError("no such runner host");
-    return h;
-  };
-  const agentOf = (actor: Actor) => {
-    if (actor.kind !== "agent") throw new ForbiddenError("this endpoint takes an agent token (slw_a_…)");
-    authorize(actor, "egress:agent", { orgId: actor.orgId });
-    return actor;
-  };
+type EgressRoutesContext = IdentityContext & { egress: EgressService };
 
+/** An organization's egress policy and its rules. */
+export function egressRoutes(ctx: EgressRoutesContext) {
+  const { egress } = ctx;
+  const orgOf = (ref: string) => ctx.orgs.get(ref);
   return new Elysia({ name: "routes/egress", prefix: "/api/v1" })
     .use(actorMacro(ctx.actorOf))
     .get(
@@ -82,7 +74,20 @@ export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
         return egress.removeRule(org.id, decodeURIComponent(params.ref), actor);
       },
       { actor: true, response: { 200: t.Array(Rule) }, detail: { tags: ["egress"], summary: "Remove a rule by id, or every rule with that target (owners)", security: bearer } },
-    )
+    );
+}
+
+/** Runner hosts of an organization, their events, and the administrator's local designations. */
+export function egressHostRoutes(ctx: EgressRoutesContext) {
+  const { egress } = ctx;
+  const orgOf = (ref: string) => ctx.orgs.get(ref);
+  const hostIn = (orgId: string, hostId: string) => {
+    const h = egress.getHost(hostId);
+    if (h.org_id !== orgId) throw new NotFoundError("no such runner host");
+    return h;
+  };
+  return new Elysia({ name: "routes/egress/hosts", prefix: "/api/v1" })
+    .use(actorMacro(ctx.actorOf))
     .get(
       "/orgs/:org/egress/hosts",
       ({ actor, params }) => {
@@ -168,7 +173,19 @@ export function egressRoutes(ctx: IdentityContext & { egress: EgressService }) {
         set.status = 204;
       },
       { actor: true, detail: { tags: ["egress"], summary: "End a local designation (administrator)", security: bearer } },
-    )
+    );
+}
+
+/** The agent's own endpoints: an agent token, its host's policy (long poll), status, events. */
+export function egressAgentRoutes(ctx: EgressRoutesContext) {
+  const { egress } = ctx;
+  const agentOf = (actor: Actor) => {
+    if (actor.kind !== "agent") throw new ForbiddenError("this endpoint takes an agent token (slw_a_…)");
+    authorize(actor, "egress:agent", { orgId: actor.orgId });
+    return actor;
+  };
+  return new Elysia({ name: "routes/egress/agent", prefix: "/api/v1" })
+    .use(actorMacro(ctx.actorOf))
     .get(
       "/egress/agent/policy",
       ({ actor, request, query }) => {

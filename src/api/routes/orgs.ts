@@ -12,7 +12,7 @@ import type { IdentityContext } from "../identity.ts";
 const bearer = [{ bearer: [] }];
 
 export function orgRoutes(ctx: IdentityContext) {
-  const { orgs, audit } = ctx;
+  const { orgs } = ctx;
   const quotas = () => {
     if (!ctx.quotas) throw new PreconditionError("quotas are not available on this server");
     return ctx.quotas;
@@ -116,7 +116,14 @@ export function orgRoutes(ctx: IdentityContext) {
         response: { 200: QuotaReport },
         detail: { tags: ["organizations"], summary: "Set or clear the organization's quotas (administrator); quotas not named stay as they are. Lowering one below the usage breaks nothing that exists", security: bearer },
       },
-    )
+    );
+}
+
+/** An organization's members and audit log; the appliance's users and audit log (administrator). */
+export function memberRoutes(ctx: IdentityContext) {
+  const { orgs, audit } = ctx;
+  return new Elysia({ name: "routes/members", prefix: "/api/v1" })
+    .use(actorMacro(ctx.actorOf))
     .get(
       "/orgs/:org/members",
       ({ actor, params }) => {

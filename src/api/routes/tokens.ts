@@ -7,7 +7,7 @@ import { authorize, canManageUserToken, type Actor } from "../../auth/index.ts";
 import { TokenCreate, TokenCreated, TokenMetadata as Metadata } from "../../auth/models.ts";
 import type { TokenMetadata } from "../../auth/token-service.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
-import { actorMacro, asPerson } from "../actor.ts";
+import { actorMacro, asPerson, authorizeAs } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
 
 const bearer = [{ bearer: [] }];
@@ -21,18 +21,10 @@ export function tokenRoutes(ctx: IdentityContext) {
       if (canManageUserToken(actor, token.user_id)) return;
       throw new NotFoundError("no such token");
     }
-    if (token.kind === "org") return asToken(() => authorize(actor, "token:manage-org", { orgId: token.org_id! }));
-    if (token.kind === "project" && token.project_id) return asToken(() => authorize(actor, "token:manage-project", { orgId: token.org_id!, projectId: token.project_id! }));
+    // Another tenant's token answers exactly like a missing one: not "no such organization".
+    if (token.kind === "org") return authorizeAs("no such token", actor, "token:manage-org", { orgId: token.org_id! });
+    if (token.kind === "project" && token.project_id) return authorizeAs("no such token", actor, "token:manage-project", { orgId: token.org_id!, projectId: token.project_id! });
     throw new NotFoundError("no such token"); // exchanged and build tokens are not managed here
-  };
-  /** Another tenant's token answers exactly like a missing one: not "no such organization". */
-  const asToken = (check: () => void) => {
-    try {
-      check();
-    } catch (e) {
-      if (e instanceof NotFoundError) throw new NotFoundError("no such token");
-      throw e;
-    }
   };
 
   return new Elysia({ name: "routes/tokens", prefix: "/api/v1" })

@@ -9,7 +9,7 @@ import { authorize } from "../../auth/index.ts";
 import { OidcExchange, OidcExchanged, Trust as TrustView, TrustCreate } from "../../auth/models.ts";
 import { rateLimiterFactory } from "../../auth/rate-limit.ts";
 import { NotFoundError } from "../../errors.ts";
-import { actorMacro } from "../actor.ts";
+import { actorMacro, authorizeAs } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
 
 const bearer = [{ bearer: [] }];
@@ -56,13 +56,8 @@ export function trustRoutes(ctx: IdentityContext) {
         const found = trust.get(params.id);
         if (!found) throw new NotFoundError("no such trust relationship");
         const res = load(found.project_id);
-        try {
-          authorize(actor, "trust:manage", res);
-        } catch (e) {
-          // Another tenant's trust answers exactly like a missing one, not "no such project".
-          if (e instanceof NotFoundError) throw new NotFoundError("no such trust relationship");
-          throw e;
-        }
+        // Another tenant's trust answers exactly like a missing one, not "no such project".
+        authorizeAs("no such trust relationship", actor, "trust:manage", res);
         trust.delete(found.id, res.orgId, actor);
         set.status = 204;
       },
