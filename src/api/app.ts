@@ -2,7 +2,9 @@
  * @module api/app
  * The HTTP application, built by a factory from its dependencies so tests can hand it real or
  * narrow fake ones. Cross-cutting behaviour lives here: request ids, body limits, HSTS, access
- * logs, metrics, and the single mapping of errors to problem+json.
+ * logs, metrics, and the single mapping of errors to problem+json. It is also the one place
+ * that mounts routes: every REST route module (api/routes/*) and the Connect RPC service;
+ * start-up wiring only hands over the services they call.
  */
 import { Elysia, type AnyElysia } from "elysia";
 import type { AuthService } from "../auth/index.ts";
@@ -14,24 +16,24 @@ import { checkDeclaredLength, readBodyLimited, readJsonLimited } from "../http/b
 import { beginRequest, requestInfo } from "./context.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "./problem.ts";
 import { docsRoutes } from "./routes/docs.ts";
-import { healthRoutes } from "./routes/health.ts";
+import { healthRoutes, type HealthRoutesOptions } from "./routes/health.ts";
+import { buildRoutes, type BuildRoutesDeps } from "./routes/builds.ts";
+import { registryRoutes, type RegistryRoutesDeps } from "./routes/registry.ts";
 import { identityContext, type IdentityServices } from "./identity.ts";
 import { meRoutes } from "./routes/me.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { deviceRoutes } from "./routes/device.ts";
-import { orgRoutes } from "./routes/orgs.ts";
+import { memberRoutes, orgRoutes } from "./routes/orgs.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { trustRoutes } from "./routes/trust.ts";
-import { egressRoutes } from "./routes/egress.ts";
+import { egressAgentRoutes, egressHostRoutes, egressRoutes } from "./routes/egress.ts";
 import { webRoutes } from "./routes/web.ts";
 
-export interface AppOptions {
+export interface AppOptions extends HealthRoutesOptions {
   maxBodyBytes: number;
   /** Sent as Strict-Transport-Security when serving HTTPS; null over plain HTTP. */
   hstsMaxAgeSeconds: number | null;
-  /** When set, /metrics also answers non-loopback callers presenting this bearer token. */
-  metricsBearerToken: string | null;
 }
 
 export interface AppDeps {
@@ -45,7 +47,14 @@ export interface AppDeps {
   clientAddress: (request: Request) => string | null;
   /** Organizations, projects, tokens and audit; without them only /api/v1/me is served. */
   identity?: IdentityServices;
-  /** Further route modules, mounted after the built-in ones under the same hooks. */
+  /** Builds over REST, and a project's builders and cache; without them those routes are not
+   * served. Needs `identity`. */
+  builds?: Omit<BuildRoutesDeps, "ctx">;
+  /** The registry's REST face (saved images, retention, collection). Needs `identity`. */
+  registry?: RegistryRoutesDeps["registry"];
+  /** The Connect RPC service (the depot-compatible build API, api/connect), mounted as built. */
+  rpc?: AnyElysia;
+  /** Further route modules (tests), mounted last under the same hooks. */
   plugins?: AnyElysia[];
 }
 
@@ -113,9 +122,15 @@ export function createApp(deps: AppDeps) {
     .use(webRoutes());
   if (deps.identity) {
     const ctx = identityContext(deps.identity, deps.clientAddress);
-    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx)).use(deviceRoutes(ctx));
-    if (deps.identity.egress) app.use(egressRoutes({ ...ctx, egress: deps.identity.egress }));
+    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(memberRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx)).use(deviceRoutes(ctx));
+    if (deps.identity.egress) {
+      const egress = { ...ctx, egress: deps.identity.egress };
+      app.use(egressRoutes(egress)).use(egressHostRoutes(egress)).use(egressAgentRoutes(egress));
+    }
+    if (deps.builds) app.use(buildRoutes({ ctx, ...deps.builds }));
+    if (deps.registry) app.use(registryRoutes({ ctx, registry: deps.registry }));
   }
+  if (deps.rpc) app.use(deps.rpc);
   for (const plugin of deps.plugins ?? []) app.use(plugin);
   return app;
 }

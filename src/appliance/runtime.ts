@@ -33,8 +33,6 @@ import { VERSION } from "../version.ts";
 import Docker from "dockerode";
 import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
-import { buildRoutes } from "../api/routes/builds.ts";
-import { registryRoutes } from "../api/routes/registry.ts";
 import type { Actor } from "../auth/actor.ts";
 import { builderCurrencyHealthCheck, builderManagerFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderNetworkPolicy } from "../builders/index.ts";
 import { hostExec } from "../egress/apply.ts";
@@ -455,12 +453,10 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       version: VERSION,
       options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
       clientAddress,
-      plugins: [
-        connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: localPlatform(), maxUnaryBytes: CONNECT_MAX_UNARY_BYTES, maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES, ...(registry ? { registry } : {}), imageExport: () => exporters.canPush() }),
-        buildRoutes({ ctx, builds: buildsService, builders, encryption: volumes.manager.encryption, resetCache }),
-        ...(registry ? [registryRoutes({ ctx, registry })] : []),
-        ...(plugins ?? []),
-      ],
+      builds: { builds: buildsService, builders, encryption: volumes.manager.encryption, resetCache },
+      ...(registry ? { registry } : {}),
+      rpc: connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: localPlatform(), maxUnaryBytes: CONNECT_MAX_UNARY_BYTES, maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES, ...(registry ? { registry } : {}), imageExport: () => exporters.canPush() }),
+      plugins: plugins ?? [],
     });
     // Runners colocated with the appliance: enforced by serve itself (off by default).
     const localEgress = config.egress.local_agent

@@ -8,49 +8,9 @@
 import { seg } from "../client/api.ts";
 import { connect, dispatch, fields, list, required, str, table, when } from "../client/cli.ts";
 import { UsageError } from "../errors.ts";
+import type { EventView, HostView, PolicyView, RuleView } from "../egress/models.ts";
 import { EXIT_OK, printJson, type Command } from "./command.ts";
 
-interface RuleView {
-  id: string;
-  action: string;
-  target: string;
-  ports: string | null;
-  comment: string;
-  created_at: string;
-}
-interface PolicyView {
-  org_id: string;
-  mode: string;
-  default_action: string;
-  revision: number;
-  updated_at: string | null;
-  rules: RuleView[];
-}
-interface HostView {
-  id: string;
-  name: string;
-  scopes: string[];
-  last_seen_at: string | null;
-  applied_revision: string | null;
-  applied_ok: boolean | null;
-  applied_error: string | null;
-  applied_at: string | null;
-  dns_resolvers: string[];
-  local_scopes: string[] | null;
-  org_id: string;
-}
-interface EventView {
-  action: string;
-  host_id: string;
-  scope: string;
-  source: string;
-  dst: string;
-  port: number;
-  protocol: string;
-  hostname: string | null;
-  count: number;
-  last_at: string;
-}
 
 export const egressCommand: Command = {
   name: "egress",

@@ -10,23 +10,8 @@ import { ApiError, UnreachableError, apiClientFactory, seg, type ApiClient } fro
 import { readCaFile, readClientConfig, sameServer, writeClientConfig } from "../client/config.ts";
 import { SlipwayError, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
+import type { DevicePollView as DevicePoll, DeviceStartedView as DeviceStart, MeView as Me } from "../auth/models.ts";
 import { EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
-
-interface Me {
-  id: string;
-  username: string;
-  is_admin: boolean;
-}
-
-interface DeviceStart {
-  device_code: string;
-  user_code: string;
-  verification_uri: string;
-  expires_in: number;
-  interval?: number;
-}
-
-type DevicePoll = { status: "pending" } | { status: "approved"; token: string; token_id: string };
 
 const MAX_POLL_FAILURES = 5;
 

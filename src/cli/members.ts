@@ -8,13 +8,7 @@ import { connect, dispatch, required, str, table, when } from "../client/cli.ts"
 import type { CommandContext } from "./command.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT_OK, printJson, type Command } from "./command.ts";
-
-interface Member {
-  user_id: string;
-  username: string;
-  role: "owner" | "user";
-  created_at: string;
-}
+import type { MemberView as Member } from "../orgs/models.ts";
 
 function role(ctx: CommandContext, fallback?: "user"): "owner" | "user" {
   const r = str(ctx, "role") ?? fallback;

@@ -6,6 +6,7 @@
 import { seg } from "../client/api.ts";
 import { connect, dispatch, required, str, table, when } from "../client/cli.ts";
 import { UsageError } from "../errors.ts";
+import type { OrgView as Org, QuotaReportView as QuotaReport } from "../orgs/models.ts";
 import { EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
 
 /** The API's quotas and their ranges (PUT /api/v1/orgs/{org}/quotas), checked here first for a clear usage error. */
@@ -18,12 +19,6 @@ const QUOTA_RANGES = {
 };
 type QuotaKey = keyof typeof QUOTA_RANGES;
 const QUOTA_KEYS = Object.keys(QUOTA_RANGES) as QuotaKey[];
-interface QuotaReport {
-  limits: Record<QuotaKey, number>;
-  defaults: Record<QuotaKey, number>;
-  overrides: Partial<Record<QuotaKey, number>>;
-  usage: { projects: number; running_builders: number };
-}
 
 /** `--max-projects` ↔ `max_projects`, and so on. */
 const quotaFlag = (k: string) => k.replaceAll("_", "-");
@@ -47,13 +42,6 @@ function printQuotas(ctx: CommandContext, r: QuotaReport) {
   if (ctx.client.json) return printJson(ctx.io, r);
   const used: Partial<Record<string, number>> = { max_projects: r.usage.projects, max_running_builders: r.usage.running_builders };
   table(ctx.io, ["QUOTA", "LIMIT", "DEFAULT", "USED"], QUOTA_KEYS.map((k) => [k, `${r.limits[k]}${r.overrides[k] !== undefined ? " (set)" : ""}`, r.defaults[k], used[k] ?? "-"]), "no quotas");
-}
-
-interface Org {
-  id: string;
-  slug: string;
-  name: string;
-  created_at: string;
 }
 
 export const orgsCommand: Command = {

@@ -8,19 +8,7 @@ import { seg } from "../client/api.ts";
 import { connect, dispatch, parseDuration, projectId, required, str, table, when, type ProjectView } from "../client/cli.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT_OK, printJson, type Command } from "./command.ts";
-
-interface TokenMetadata {
-  id: string;
-  kind: string;
-  name: string;
-  user_id: string | null;
-  org_id: string | null;
-  project_id: string | null;
-  created_at: string;
-  expires_at: string | null;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
+import type { TokenMetadataView as TokenMetadata } from "../auth/models.ts";
 
 function state(t: TokenMetadata): string {
   if (t.revoked_at) return "revoked";

@@ -9,17 +9,7 @@ import { seg } from "../client/api.ts";
 import { connect, dispatch, list, projectId, required, str, table, when } from "../client/cli.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
-
-interface Trust {
-  id: string;
-  project_id: string;
-  provider: string;
-  issuer: string;
-  audiences: string[];
-  config: Record<string, unknown>;
-  static_jwks: boolean;
-  created_at: string;
-}
+import type { TrustView as Trust } from "../auth/models.ts";
 
 /** What a trust matches, in one line. */
 function matches(t: Trust): string {

@@ -8,6 +8,9 @@ import type { CommandContext, Io } from "../cli/command.ts";
 import { UsageError } from "../errors.ts";
 import { ApiError, apiClientFactory, seg, type ApiClient } from "./api.ts";
 import { resolveConnection } from "./config.ts";
+import type { ProjectView } from "../projects/models.ts";
+
+export type { ProjectView };
 
 /** Options every command accepts (see GLOBAL_OPTIONS). */
 const GLOBAL = new Set(["server", "token", "token-file", "cacert", "json", "help"]);
@@ -82,19 +85,6 @@ export function parseDuration(text: string, flag = "--expires"): number {
 export function connect(ctx: CommandContext): ApiClient {
   const c = resolveConnection(ctx.client, ctx.env);
   return apiClientFactory({ server: c.server, token: c.token, caPem: c.caPem });
-}
-
-export interface ProjectView {
-  id: string;
-  org_id: string;
-  name: string;
-  created_at: string;
-  cache_size_gb: number;
-  cache_keep_days: number;
-  builder_cpus: number;
-  builder_memory_mb: number;
-  builder_idle_timeout_seconds: number;
-  build_timeout_seconds: number;
 }
 
 /** A project named by id (`prj_…`) or as `ORG/NAME`; returns its id. */

@@ -14,19 +14,11 @@ import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
 import type { AuditService } from "../auth/audit.ts";
 import { QuotaExceededError } from "../errors.ts";
+import { QUOTA_KEYS, QUOTA_RANGES, type QuotaKey } from "./models.ts";
 
-export const QUOTA_KEYS = ["max_projects", "max_builder_cpus", "max_builder_memory_mb", "max_cache_size_gb", "max_running_builders"] as const;
-export type QuotaKey = (typeof QUOTA_KEYS)[number];
+// The quotas and their ranges are part of the API's models (one definition).
+export { QUOTA_KEYS, QUOTA_RANGES, type QuotaKey };
 export type Quotas = Record<QuotaKey, number>;
-
-/** Allowed range of each quota (whole numbers); the database checks the same. */
-export const QUOTA_RANGES: Record<QuotaKey, { min: number; max: number; description: string }> = {
-  max_projects: { min: 0, max: 100_000, description: "projects in the organization" },
-  max_builder_cpus: { min: 1, max: 256, description: "CPUs of one builder (a project's builder_cpus)" },
-  max_builder_memory_mb: { min: 256, max: 1_048_576, description: "memory of one builder, MB (a project's builder_memory_mb)" },
-  max_cache_size_gb: { min: 1, max: 10_000, description: "cache size of one project per platform, GB (a project's cache_size_gb)" },
-  max_running_builders: { min: 0, max: 1000, description: "builders of the organization running at once (idle ones count until stopped)" },
-};
 
 /** Which project setting each per-builder quota caps. */
 export const SETTING_QUOTAS = {

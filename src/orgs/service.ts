@@ -10,8 +10,9 @@ import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
 import { isUniqueViolation } from "../db/index.ts";
 import { newId } from "../ids.ts";
 
-/** Usernames: a letter or digit, then letters, digits, dot, underscore, dash; 64 at most. */
-export const USERNAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+import { USERNAME_PATTERN } from "./models.ts";
+
+export { USERNAME_PATTERN }; // the API's models define it
 
 export interface Organization {
   id: string;

@@ -10,6 +10,7 @@ import { ConflictError, NotFoundError } from "../errors.ts";
 import { isUniqueViolation } from "../db/index.ts";
 import { newId } from "../ids.ts";
 import { cappedSettings, type QuotasService } from "../orgs/quotas.ts";
+import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, SETTING_LIMITS } from "./models.ts";
 
 export interface ProjectSettings {
   cache_size_gb: number;
@@ -37,19 +38,8 @@ export const DEFAULT_SETTINGS: ProjectSettings = {
 };
 const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof ProjectSettings)[];
 
-/** Project names: a letter or digit, then letters, digits, dot, underscore, dash; 63 at most.
- * The REST API and the depot-compatible RPCs validate against these same rules. */
-export const PROJECT_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
-export const PROJECT_NAME_RULE = "letters, digits, . _ -; up to 63 characters";
-/** Allowed range of each setting (whole numbers). */
-export const SETTING_LIMITS: Record<keyof ProjectSettings, { min: number; max: number }> = {
-  cache_size_gb: { min: 1, max: 10000 },
-  cache_keep_days: { min: 1, max: 3650 },
-  builder_cpus: { min: 1, max: 256 },
-  builder_memory_mb: { min: 256, max: 1048576 },
-  builder_idle_timeout_seconds: { min: 30, max: 86400 },
-  build_timeout_seconds: { min: 60, max: 86400 },
-};
+// The name rule and the settings' ranges are part of the API's models (one definition).
+export { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, SETTING_LIMITS };
 
 export type ProjectsService = ReturnType<typeof projectsServiceFactory>;
 

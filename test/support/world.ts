@@ -31,7 +31,6 @@ import { projectsServiceFactory, type ProjectsService } from "../../src/projects
 import { quotasServiceFactory } from "../../src/orgs/quotas.ts";
 import { readFileSync } from "node:fs";
 import { identityContext } from "../../src/api/identity.ts";
-import { registryRoutes } from "../../src/api/routes/registry.ts";
 import { registryServiceFactory } from "../../src/registry/index.ts";
 import { createSealer } from "../../src/secrets/index.ts";
 import { egressServiceFactory } from "../../src/egress/service.ts";
@@ -120,7 +119,7 @@ export async function makeWorld(opts: { https?: boolean; oidcAllowInternal?: str
     options: { maxBodyBytes: 1 << 20, hstsMaxAgeSeconds: opts.https ? 600 : null, metricsBearerToken: null },
     clientAddress: () => "192.0.2.1",
     identity,
-    plugins: [registryRoutes({ ctx, registry })],
+    registry,
   });
 
   return {

@@ -6,6 +6,9 @@
 import { Elysia, t } from "elysia";
 import { authorize, type Actor } from "../../auth/index.ts";
 import type { BuildRow, BuildsService } from "../../builds/index.ts";
+import { Build, BuildPage, BuildPageQuery, BuildParams as BuildId, Step } from "../../builds/models.ts";
+import { ProjectParams as ProjectId } from "../../projects/models.ts";
+import { actorMacro } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
 
 export interface BuildRoutesDeps {
@@ -20,27 +23,6 @@ export interface BuildRoutesDeps {
   resetCache(projectId: string, actor: Actor): Promise<{ platforms: string[] }>;
 }
 
-const Build = t.Object({
-  id: t.String(),
-  project_id: t.String(),
-  org_id: t.String(),
-  status: t.Union([t.Literal("created"), t.Literal("running"), t.Literal("finished"), t.Literal("failed"), t.Literal("canceled"), t.Literal("expired")]),
-  started_by: t.String(),
-  options: t.Array(t.Any()),
-  platforms: t.Array(t.String()),
-  error: t.Nullable(t.String()),
-  created_at: t.String(),
-  started_at: t.Nullable(t.String()),
-  finished_at: t.Nullable(t.String()),
-  deadline_at: t.String(),
-  cancel_requested_at: t.Nullable(t.String()),
-  log_bytes: t.Integer(),
-  log_truncated: t.Boolean(),
-  build_url: t.String(),
-});
-const Step = t.Object({ digest: t.String(), name: t.String(), cached: t.Boolean(), started_at: t.Nullable(t.String()), completed_at: t.Nullable(t.String()), error: t.Nullable(t.String()) });
-const BuildId = t.Object({ id: t.String({ pattern: "^bld_[a-z2-7]{20}$", description: "a build id" }) });
-const ProjectId = t.Object({ id: t.String({ minLength: 1, maxLength: 100 }) });
 const bearer = [{ bearer: [] }];
 
 export function buildRoutes(deps: BuildRoutesDeps) {
@@ -70,51 +52,54 @@ export function buildRoutes(deps: BuildRoutesDeps) {
   };
 
   return new Elysia({ name: "routes/builds", prefix: "/api/v1" })
-    .get("/builds/:id", async ({ request, params }) => view(builds.read(await ctx.actorOf(request), params.id)), {
+    .use(actorMacro(ctx.actorOf))
+    .get("/builds/:id", ({ actor, params }) => view(builds.read(actor, params.id)), {
+      actor: true,
       params: BuildId,
       response: { 200: Build },
       detail: { tags: ["builds"], summary: "A build: status, options, platforms, timings", security: bearer },
     })
     .get(
       "/builds/:id/steps",
-      async ({ request, params }) => builds.steps(await ctx.actorOf(request), params.id).map((s) => ({ ...s, cached: s.cached === 1 })),
-      { params: BuildId, response: { 200: t.Array(Step) }, detail: { tags: ["builds"], summary: "A build's steps (BuildKit vertexes) in order", security: bearer } },
+      ({ actor, params }) => builds.steps(actor, params.id).map((s) => ({ ...s, cached: s.cached === 1 })),
+      { actor: true, params: BuildId, response: { 200: t.Array(Step) }, detail: { tags: ["builds"], summary: "A build's steps (BuildKit vertexes) in order", security: bearer } },
     )
     .get(
       "/builds/:id/logs",
-      async ({ request, params, set }) => {
-        const { text, truncated } = builds.logs(await ctx.actorOf(request), params.id);
+      ({ actor, params, set }) => {
+        const { text, truncated } = builds.logs(actor, params.id);
         set.headers["content-type"] = "text/plain; charset=utf-8";
         set.headers["x-slipway-log-truncated"] = String(truncated);
         return text;
       },
-      { params: BuildId, detail: { tags: ["builds"], summary: "A build's log, as text (capped per build; X-Slipway-Log-Truncated says whether it was cut)", security: bearer } },
+      { actor: true, params: BuildId, detail: { tags: ["builds"], summary: "A build's log, as text (capped per build; X-Slipway-Log-Truncated says whether it was cut)", security: bearer } },
     )
     .post(
       "/builds/:id/cancel",
-      async ({ request, params, set }) => {
+      ({ actor, params, set }) => {
         set.status = 202;
-        return view(builds.cancel(await ctx.actorOf(request), params.id));
+        return view(builds.cancel(actor, params.id));
       },
-      { params: BuildId, response: { 202: Build }, detail: { tags: ["builds"], summary: "Cancel a build (owners and whoever started it): its client learns it at its next health report", security: bearer } },
+      { actor: true, params: BuildId, response: { 202: Build }, detail: { tags: ["builds"], summary: "Cancel a build (owners and whoever started it): its client learns it at its next health report", security: bearer } },
     )
     .get(
       "/projects/:id/builds",
-      async ({ request, params, query }) => {
-        const page = builds.list(await ctx.actorOf(request), params.id, query.limit ?? 50, query.cursor ?? null);
+      ({ actor, params, query }) => {
+        const page = builds.list(actor, params.id, query.limit ?? 50, query.cursor ?? null);
         return { builds: page.builds.map(view), next_cursor: page.next };
       },
       {
+        actor: true,
         params: ProjectId,
-        query: t.Object({ limit: t.Optional(t.Integer({ minimum: 1, maximum: 200 })), cursor: t.Optional(t.String({ maxLength: 200 })) }, { additionalProperties: false }),
-        response: { 200: t.Object({ builds: t.Array(Build), next_cursor: t.Nullable(t.String()) }) },
+        query: BuildPageQuery,
+        response: { 200: BuildPage },
         detail: { tags: ["builds"], summary: "A project's builds, newest first", security: bearer },
       },
     )
     .get(
       "/projects/:id/builders",
-      async ({ request, params }) => {
-        const p = projectFor(await ctx.actorOf(request), params.id, "project:read");
+      ({ actor, params }) => {
+        const p = projectFor(actor, params.id, "project:read");
         const outdated = new Map(deps.builders.outdated(p.id).map((o) => [o.platform, o]));
         return deps.builders.list(p.id).map((b) => {
           const o = outdated.get(b.platform);
@@ -133,12 +118,12 @@ export function buildRoutes(deps: BuildRoutesDeps) {
           };
         });
       },
-      { params: ProjectId, detail: { tags: ["builders"], summary: "A project's builders: state, runtime, security profile, emulation, and a pending image upgrade", security: bearer } },
+      { actor: true, params: ProjectId, detail: { tags: ["builders"], summary: "A project's builders: state, runtime, security profile, emulation, and a pending image upgrade", security: bearer } },
     )
     .get(
       "/projects/:id/cache",
-      async ({ request, params }) => {
-        const p = projectFor(await ctx.actorOf(request), params.id, "project:read");
+      async ({ actor, params }) => {
+        const p = projectFor(actor, params.id, "project:read");
         const volumes = await deps.builders.cacheUsage(p.id);
         return {
           project_id: p.id,
@@ -148,15 +133,14 @@ export function buildRoutes(deps: BuildRoutesDeps) {
           platforms: volumes.map((v) => ({ platform: v.platform, used_bytes: v.usage?.usedBytes ?? 0, size_bytes: v.usage?.sizeBytes ?? null, encryption: v.encryption })),
         };
       },
-      { params: ProjectId, detail: { tags: ["builders"], summary: "A project's build cache: usage per platform and whether it is encrypted", security: bearer } },
+      { actor: true, params: ProjectId, detail: { tags: ["builders"], summary: "A project's build cache: usage per platform and whether it is encrypted", security: bearer } },
     )
     .post(
       "/projects/:id/cache/reset",
-      async ({ request, params }) => {
-        const actor = await ctx.actorOf(request);
+      async ({ actor, params }) => {
         const p = projectFor(actor, params.id, "cache:reset");
         return { project_id: p.id, ...(await deps.resetCache(p.id, actor)) };
       },
-      { params: ProjectId, detail: { tags: ["builders"], summary: "Stop the project's builders and erase their caches; the next build starts empty (owners)", security: bearer } },
+      { actor: true, params: ProjectId, detail: { tags: ["builders"], summary: "Stop the project's builders and erase their caches; the next build starts empty (owners)", security: bearer } },
     );
 }

@@ -7,11 +7,27 @@ import { Elysia } from "elysia";
 import { timingSafeEqual } from "node:crypto";
 import { isLoopbackAddress } from "../../config/listen.ts";
 import { ForbiddenError } from "../../errors.ts";
-import type { AppDeps } from "../app.ts";
+import type { HealthRegistry } from "../../health/registry.ts";
+import type { MetricsRegistry } from "../../metrics/registry.ts";
 
 const HEALTH_TYPE = "application/health+json";
 
-export function healthRoutes({ health, metrics, version, options, clientAddress }: Pick<AppDeps, "health" | "metrics" | "version" | "options" | "clientAddress">) {
+export interface HealthRoutesOptions {
+  /** When set, /metrics also answers non-loopback callers presenting this bearer token. */
+  metricsBearerToken: string | null;
+}
+
+/** What these routes read: a slice of the app's own dependencies (api/app passes them on). */
+export interface HealthRoutesDeps {
+  health: HealthRegistry;
+  metrics: MetricsRegistry;
+  version: string;
+  options: HealthRoutesOptions;
+  /** The peer's IP address for a request. */
+  clientAddress: (request: Request) => string | null;
+}
+
+export function healthRoutes({ health, metrics, version, options, clientAddress }: HealthRoutesDeps) {
   const expected = options.metricsBearerToken ? Buffer.from(`Bearer ${options.metricsBearerToken}`) : null;
   const tokenMatches = (header: string | null) => {
     if (!expected || !header) return false;

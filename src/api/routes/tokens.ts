@@ -4,23 +4,12 @@
  */
 import { Elysia, t } from "elysia";
 import { authorize, canManageUserToken, type Actor } from "../../auth/index.ts";
+import { TokenCreate, TokenCreated, TokenMetadata as Metadata } from "../../auth/models.ts";
 import type { TokenMetadata } from "../../auth/token-service.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
+import { actorMacro, asPerson, authorizeAs } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
 
-const Metadata = t.Object({
-  id: t.String(),
-  kind: t.String(),
-  name: t.String(),
-  user_id: t.Nullable(t.String()),
-  org_id: t.Nullable(t.String()),
-  project_id: t.Nullable(t.String()),
-  created_by: t.Nullable(t.String()),
-  created_at: t.String(),
-  expires_at: t.Nullable(t.String()),
-  last_used_at: t.Nullable(t.String()),
-  revoked_at: t.Nullable(t.String()),
-});
 const bearer = [{ bearer: [] }];
 
 export function tokenRoutes(ctx: IdentityContext) {
@@ -32,44 +21,33 @@ export function tokenRoutes(ctx: IdentityContext) {
       if (canManageUserToken(actor, token.user_id)) return;
       throw new NotFoundError("no such token");
     }
-    if (token.kind === "org") return asToken(() => authorize(actor, "token:manage-org", { orgId: token.org_id! }));
-    if (token.kind === "project" && token.project_id) return asToken(() => authorize(actor, "token:manage-project", { orgId: token.org_id!, projectId: token.project_id! }));
+    // Another tenant's token answers exactly like a missing one: not "no such organization".
+    if (token.kind === "org") return authorizeAs("no such token", actor, "token:manage-org", { orgId: token.org_id! });
+    if (token.kind === "project" && token.project_id) return authorizeAs("no such token", actor, "token:manage-project", { orgId: token.org_id!, projectId: token.project_id! });
     throw new NotFoundError("no such token"); // exchanged and build tokens are not managed here
-  };
-  /** Another tenant's token answers exactly like a missing one: not "no such organization". */
-  const asToken = (check: () => void) => {
-    try {
-      check();
-    } catch (e) {
-      if (e instanceof NotFoundError) throw new NotFoundError("no such token");
-      throw e;
-    }
   };
 
   return new Elysia({ name: "routes/tokens", prefix: "/api/v1" })
+    .use(actorMacro(ctx.actorOf))
     .get(
       "/tokens",
-      async ({ request }) => {
-        const actor = await ctx.actorOf(request);
-        authorize(actor, "self:tokens");
-        return tokens.listForUser((actor as Extract<Actor, { kind: "user" }>).userId);
+      ({ actor }) => {
+        return tokens.listForUser(asPerson(actor, "self:tokens").userId);
       },
-      { response: { 200: t.Array(Metadata) }, detail: { tags: ["tokens"], summary: "The caller's own user tokens (metadata only)", security: bearer } },
+      { actor: true, response: { 200: t.Array(Metadata) }, detail: { tags: ["tokens"], summary: "The caller's own user tokens (metadata only)", security: bearer } },
     )
     .get(
       "/orgs/:org/tokens",
-      async ({ request, params }) => {
-        const actor = await ctx.actorOf(request);
+      ({ actor, params }) => {
         const org = orgs.get(params.org);
         authorize(actor, "token:manage-org", { orgId: org.id });
         return tokens.listForOrg(org.id);
       },
-      { response: { 200: t.Array(Metadata) }, detail: { tags: ["tokens"], summary: "Organization and project tokens of an organization (owners)", security: bearer } },
+      { actor: true, response: { 200: t.Array(Metadata) }, detail: { tags: ["tokens"], summary: "Organization and project tokens of an organization (owners)", security: bearer } },
     )
     .post(
       "/tokens",
-      async ({ request, body, set }) => {
-        const actor = await ctx.actorOf(request);
+      ({ actor, body, set, request }) => {
         const expiresAt = body.expires_at ? new Date(body.expires_at) : null;
         if (expiresAt && !(expiresAt.getTime() > Date.now())) {
           throw new InvalidInputError("expires_at must be a time in the future", [{ pointer: "/expires_at", detail: "must be in the future" }]);
@@ -95,24 +73,15 @@ export function tokenRoutes(ctx: IdentityContext) {
         return { ...created.metadata, token: created.token };
       },
       {
-        body: t.Object(
-          {
-            kind: t.Union([t.Literal("user"), t.Literal("org"), t.Literal("project")]),
-            name: t.String({ minLength: 1, maxLength: 100 }),
-            org: t.Optional(t.String({ minLength: 1 })),
-            project: t.Optional(t.String({ minLength: 1 })),
-            expires_at: t.Optional(t.String({ format: "date-time" })),
-          },
-          { additionalProperties: false },
-        ),
-        response: { 201: t.Composite([Metadata, t.Object({ token: t.String({ description: "the secret: shown once, never again" }) })]) },
+        actor: true,
+        body: TokenCreate,
+        response: { 201: TokenCreated },
         detail: { tags: ["tokens"], summary: "Create a user, organization or project token; the secret is returned only here", security: bearer },
       },
     )
     .delete(
       "/tokens/:id",
-      async ({ request, params }) => {
-        const actor = await ctx.actorOf(request);
+      ({ actor, params, request }) => {
         let token: TokenMetadata;
         try {
           token = tokens.get(params.id);
@@ -122,6 +91,6 @@ export function tokenRoutes(ctx: IdentityContext) {
         authorizeToken(actor, token);
         return tokens.revoke(token.id, actor, ctx.ip(request));
       },
-      { response: { 200: Metadata }, detail: { tags: ["tokens"], summary: "Revoke a token", security: bearer } },
+      { actor: true, response: { 200: Metadata }, detail: { tags: ["tokens"], summary: "Revoke a token", security: bearer } },
     );
 }

@@ -1,7 +1,8 @@
 /**
- * @module api/schema
- * Schema pieces the routes share. Elysia's `t.Integer` accepts a numeric string in a JSON body
- * and converts it ("4" becomes 4); a body is JSON, so a string where a number belongs is refused.
+ * @module http/schema
+ * Schema pieces the request models of every feature (its models.ts) share. Elysia's `t.Integer`
+ * accepts a numeric string in a JSON body and converts it ("4" becomes 4); a body is JSON, so a
+ * string where a number belongs is refused.
  */
 import { t } from "elysia";
 
