@@ -1,5 +1,5 @@
 /**
- * @module egress/render
+ * @module agent/render
  * Pure functions from a compiled policy to what the kernel gets: the contents of each ipset and
  * the text `iptables-restore --noflush` / `ip6tables-restore --noflush` receive for Slipway's
  * own chain. Nothing here runs a program, so the rule order is unit-tested exactly.
@@ -16,9 +16,8 @@
  * compiled and sends any other (a network created since, e.g. NAME removed and re-created) into
  * the policy, until the agent has looked the new bridge up.
  */
-import type { Family } from "./targets.ts";
-
-export type Mode = "off" | "monitor" | "enforce";
+import type { Mode } from "../wire/egress/policy.ts";
+import type { Family } from "../wire/egress/targets.ts";
 
 /** Addresses per family. */
 export interface AddrSets {
@@ -85,30 +84,6 @@ export function renderSets(c: Compiled, n: Names): Map<string, { family: Family;
     });
   }
   return out;
-}
-
-/** hash:net cannot hold a /0: split it into two halves. */
-export function setMembers(members: string[], family: Family): string[] {
-  const out: string[] = [];
-  for (const m of members) {
-    if (m === "0.0.0.0/0" && family === 4) out.push("0.0.0.0/1", "128.0.0.0/1");
-    else if (m === "::/0" && family === 6) out.push("::/1", "8000::/1");
-    else out.push(m);
-  }
-  return out;
-}
-
-/** `ipset restore` input that refreshes each set atomically: fill a temporary set, swap, destroy. */
-export function renderIpsetRestore(sets: Map<string, { family: Family; members: string[] }>): string {
-  const lines: string[] = [];
-  for (const [name, { family, members }] of sets) {
-    const opts = `hash:net family ${family === 4 ? "inet" : "inet6"} hashsize 1024 maxelem 1048576`;
-    const tmp = `${name}_t`;
-    lines.push(`create ${name} ${opts} -exist`, `create ${tmp} ${opts} -exist`, `flush ${tmp}`);
-    for (const m of new Set(setMembers(members, family))) lines.push(`add ${tmp} ${m} -exist`);
-    lines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
-  }
-  return lines.join("\n") + "\n";
 }
 
 function portMatches(ports: [number, number][] | null): string[] {

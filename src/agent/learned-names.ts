@@ -1,12 +1,12 @@
 /**
- * @module egress/learned-names
+ * @module agent/learned-names
  * The names the pinning responder learned under wildcard rules. Whoever runs in a container
  * chooses these names, and each one ends up in the sets and in /etc/hosts, so: only host names
  * (RFC 1123 labels: letters, digits, inner hyphens) are learned, at most `max` at a time (a
  * question beyond that is forwarded upstream like any unpinned name), and a name nobody asked
  * for within `idleMs` is forgotten, which frees its place.
  */
-import { parseTarget } from "./targets.ts";
+import { parseTarget } from "../wire/egress/targets.ts";
 
 export interface LearnedNamesOptions {
   max: number;

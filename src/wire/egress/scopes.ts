@@ -1,5 +1,5 @@
 /**
- * @module egress/scopes
+ * @module wire/egress/scopes
  * Where a policy applies on a runner host:
  * - `host`: every process of the host (a dedicated runner VM or machine), from OUTPUT;
  * - `uid:N`: the processes of one Linux user on a shared host (`-m owner --uid-owner N`);
@@ -8,6 +8,7 @@
  * - `bridge:IFACE`: containers behind a bridge interface (iptables pattern, `+` allowed);
  * - `subnet:CIDR`: containers by source subnet.
  * Container scopes are filtered in DOCKER-USER (the FORWARD path).
+ * Part of the egress wire contract: the server validates registered scopes, the agent applies them.
  */
 import { parseTarget } from "./targets.ts";
 

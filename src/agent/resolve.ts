@@ -1,5 +1,5 @@
 /**
- * @module egress/resolve
+ * @module agent/resolve
  * Hostname pinning: each name is resolved to all its A and AAAA records, re-resolved at half
  * its TTL (so before it runs out; at least every second, at most every 5 minutes), and every
  * address it resolved to stays in the sets for `graceMs` after it was last seen, so round-robin

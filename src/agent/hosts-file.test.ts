@@ -1,5 +1,5 @@
 /**
- * @module egress/hosts-file.test
+ * @module agent/hosts-file.test
  * The managed /etc/hosts block on real files: removing it gives back the file byte for byte,
  * whether or not it ended with a newline, and nothing but `address name` lines is ever written.
  */

@@ -1,5 +1,5 @@
 /**
- * @module egress/docker
+ * @module agent/docker
  * docker:NAME scopes: the bridge interfaces of Docker networks, from the Docker Engine API, and
  * Docker's network events (the events API over the socket), so that a network removed and
  * re-created is looked up again at once instead of at the next poll.

@@ -1,5 +1,5 @@
 /**
- * @module egress/dns.test
+ * @module agent/dns.test
  * The agent's resolver against a real DNS server on loopback (test/support/egress/zone-server):
  * forged replies from another address or port, or for another question, are ignored; query ids
  * are unpredictable; only the records along the CNAME chain of the name asked are taken.

@@ -1,5 +1,5 @@
 /**
- * @module egress/hosts-file
+ * @module agent/hosts-file
  * The managed block of /etc/hosts that pins resolved hostnames for host and uid scopes, so the
  * runners' own lookups return exactly the addresses in the allow/deny sets. Only the lines
  * between the markers are ever written, each `address name` with a valid host name; the rest of

@@ -1,10 +1,10 @@
 /**
- * @module egress/dns-responder
+ * @module agent/dns-responder
  * The pinning DNS responder for container scopes. Containers do not read the host's
  * /etc/hosts, so runner containers are pointed at this responder (`--dns <bridge address>`):
  * a pinned name is answered with exactly the addresses in the sets; a name a wildcard rule
  * covers is learned (resolved and put into the sets) before it is answered, when it is a host
- * name and within the agent's cap (egress/learned-names); any other question is forwarded to the
+ * name and within the agent's cap (./learned-names.ts); any other question is forwarded to the
  * host's resolvers under a fresh id (such an address is then subject to the default rule). A container using its own resolver gets that resolver's answers: with default deny,
  * only addresses that are also in the allow sets (current or within the grace period) work.
  */

@@ -1,5 +1,5 @@
 /**
- * @module egress/nflog
+ * @module agent/nflog
  * Reads NFLOG messages (the would-be drops of monitor mode, and the drops of enforce mode) from
  * an AF_NETLINK / NETLINK_NETFILTER socket opened through bun:ffi — no native addon (the npm
  * `netlink` addon does not load under Bun, DESIGN.md decision 8). The socket is non-blocking and
@@ -9,7 +9,7 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { readdirSync, readFileSync } from "node:fs";
 import type { DropEvent, DropSource } from "./agent.ts";
-import { parseTarget } from "./targets.ts";
+import { parseTarget } from "../wire/egress/targets.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;

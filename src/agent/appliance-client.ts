@@ -1,11 +1,11 @@
 /**
- * @module client/egress-agent
+ * @module agent/appliance-client
  * The agent's side of the appliance API: its policy by long poll, apply status and events,
- * with an agent token and the appliance's CA. Talks only over the REST API (src/wire-level
- * JSON), never to the server's services.
+ * with an agent token and the appliance's CA. Talks only over the REST API, in the shapes of
+ * src/wire/egress, never to the server's services.
  */
-import type { PolicySource } from "../egress/agent.ts";
-import type { AgentPolicy } from "../egress/service.ts";
+import type { AgentPolicy } from "../wire/egress/policy.ts";
+import type { PolicySource } from "./agent.ts";
 import { SlipwayError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 

@@ -1,5 +1,5 @@
 /**
- * @module egress/learned-names.test
+ * @module agent/learned-names.test
  * What the pinning responder may learn under a wildcard: host names only, a capped number, each
  * forgotten once nobody asked for it within the idle time.
  */

@@ -1,13 +1,13 @@
 /**
- * @module egress/compile
+ * @module agent/compile
  * An agent's policy document plus what the agent knows locally (resolved hostnames, the names
  * wildcards matched, Docker bridges, DNS resolvers, the appliance's addresses) → the Compiled
  * form that render.ts turns into sets and rules.
  */
 import type { Compiled, Jump, PortGroup } from "./render.ts";
-import { parseScope } from "./scopes.ts";
-import type { AgentPolicy } from "./service.ts";
-import { familyOf, parsePorts, parseTarget, wildcardMatches } from "./targets.ts";
+import { parseScope } from "../wire/egress/scopes.ts";
+import type { AgentPolicy } from "../wire/egress/policy.ts";
+import { familyOf, parsePorts, parseTarget, wildcardMatches } from "../wire/egress/targets.ts";
 
 export interface LocalFacts {
   /** Addresses of a pinned hostname (current and within grace). */

@@ -1,5 +1,5 @@
 /**
- * @module egress/agent
+ * @module agent/agent
  * The egress agent of one runner host: pulls its policy (long poll, so builder changes arrive at
  * once), keeps the last good one on disk for when the appliance is unreachable, resolves and pins
  * hostnames, applies sets and chain, re-asserts its jumps every `watchdogMs` (Docker or a
@@ -11,7 +11,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { writeFileAtomic } from "../fs/atomic.ts";
 import type { Logger } from "../log/logger.ts";
-import { applierFactory, type HostExec } from "./apply.ts";
+import type { HostExec } from "../host/exec.ts";
+import { applierFactory } from "./apply.ts";
 import { compile, hostnamesOf } from "./compile.ts";
 import { systemNameservers } from "./dns.ts";
 import { pinningResponderFactory, type PinningResponder } from "./dns-responder.ts";
@@ -20,9 +21,9 @@ import { writeHostsBlock } from "./hosts-file.ts";
 import { learnedNamesFactory } from "./learned-names.ts";
 import type { Compiled } from "./render.ts";
 import { pinnerFactory } from "./resolve.ts";
-import { parseScope } from "./scopes.ts";
-import type { AgentPolicy, EventReport } from "./service.ts";
-import { cidrContains, familyOf, wildcardMatches } from "./targets.ts";
+import { parseScope } from "../wire/egress/scopes.ts";
+import type { AgentPolicy, EventReport, StatusReport } from "../wire/egress/policy.ts";
+import { cidrContains, familyOf, wildcardMatches } from "../wire/egress/targets.ts";
 
 /** Where the agent's policy comes from (the appliance's API, or in-process for `serve`). */
 export interface PolicySource {
@@ -30,14 +31,6 @@ export interface PolicySource {
   fetch(etag: string | null, waitSeconds: number, signal: AbortSignal): Promise<AgentPolicy>;
   reportStatus(s: StatusReport): Promise<void>;
   reportEvents(events: EventReport[]): Promise<void>;
-}
-
-/** What an agent applied; `dns_resolvers` are allowed for DNS (53/udp, 53/tcp) only. */
-export interface StatusReport {
-  etag: string;
-  ok: boolean;
-  error?: string | null;
-  dns_resolvers?: string[];
 }
 
 /** A dropped (or, in monitor mode, would-be dropped) packet, as NFLOG saw it. */

@@ -1,5 +1,5 @@
 /**
- * @module egress/targets
+ * @module wire/egress/targets
  * What an egress rule can name, and how a target is parsed and matched.
  *
  * A target is one of:
@@ -13,6 +13,8 @@
  *   the names they match from the DNS questions its pinning responder answers (see README).
  *
  * Ports: optional list of ports and ranges (`443`, `8000-8100`), applied to TCP and UDP.
+ *
+ * Part of the egress wire contract: the server validates rules with it, the agent matches them.
  */
 import { isIP } from "node:net";
 

@@ -1,5 +1,5 @@
 /**
- * @module egress/apply
+ * @module agent/apply
  * Puts a compiled policy into the kernel and takes it out again, touching only what Slipway owns:
  * its sets (refreshed by temporary set + `ipset swap`), its chain (rewritten whole by
  * `iptables-restore --noflush`, which flushes only the chains it declares) and its jump rules
@@ -7,16 +7,11 @@
  * chains are never flushed or reordered. Every command goes through src/host with argv arrays;
  * `netns` runs them inside a network namespace (tests; runners kept in their own namespace).
  */
-import { run, type RunOptions, type RunResult } from "../host/run.ts";
-import { jumpRule, namesFor, renderChain, renderIpsetRestore, renderSets, type Compiled, type Names } from "./render.ts";
-import type { Family } from "./targets.ts";
-
-export type HostExec = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
-
-/** Runs host commands, inside `netns` when given (`ip netns exec NAME argv…`, still no shell). */
-export function hostExec(netns?: string): HostExec {
-  return (argv, opts) => run(netns ? ["ip", "netns", "exec", netns, ...argv] : argv, opts);
-}
+import type { HostExec } from "../host/exec.ts";
+import { renderIpsetRestore } from "../host/ipset.ts";
+import type { RunOptions } from "../host/run.ts";
+import { jumpRule, namesFor, renderChain, renderSets, type Compiled, type Names } from "./render.ts";
+import type { Family } from "../wire/egress/targets.ts";
 
 export class EgressApplyError extends Error {
   override name = "EgressApplyError";

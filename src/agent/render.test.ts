@@ -1,9 +1,10 @@
 /**
- * @module egress/render.test
+ * @module agent/render.test
  * The exact rule order the product promises, per mode, and the jump rules' saved form.
  */
 import { expect, test } from "bun:test";
-import { jumpRule, namesFor, renderChain, renderIpsetRestore, renderSets, type Compiled } from "./render.ts";
+import { renderIpsetRestore } from "../host/ipset.ts";
+import { jumpRule, namesFor, renderChain, renderSets, type Compiled } from "./render.ts";
 import { withBlock } from "./hosts-file.ts";
 
 const base: Compiled = {

@@ -1,5 +1,5 @@
 /**
- * @module egress/dns
+ * @module agent/dns
  * Just enough of the DNS wire format (RFC 1035, AAAA from RFC 3596) for the agent: ask a
  * resolver for A and AAAA records with their TTLs (the system's getaddrinfo hides TTLs and
  * would read the very /etc/hosts block the agent writes), and answer questions with pinned
@@ -10,7 +10,7 @@
 import { isIP } from "node:net";
 import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { parseTarget } from "./targets.ts";
+import { parseTarget } from "../wire/egress/targets.ts";
 
 export const TYPE_A = 1;
 export const TYPE_CNAME = 5;
