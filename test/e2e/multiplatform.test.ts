@@ -15,7 +15,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { emulationProblem } from "../../src/builders/index.ts";
-import { findBuildkitClient } from "../../src/client/build.ts";
+import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
 import { which } from "../../src/host/run.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, busyboxPath, CACHE_DIR, ensureDockerdBuilderImage } from "../support/builder-image.ts";

@@ -1,17 +1,18 @@
 /**
- * @module cli/pki
+ * @module cli/server/pki
  * `slipway pki`: the appliance's certificate authorities, offline on the data dir. Rotating an
  * intermediate takes effect for new certificates at once (serve reads the active CA per
  * issuance); rotating the root rewrites ca.pem with both roots, which clients then need.
  */
 import { join } from "node:path";
-import { CA_FILE } from "../appliance/state.ts";
-import { auditServiceFactory } from "../auth/audit.ts";
-import { dispatch } from "../client/cli.ts";
-import { UsageError } from "../errors.ts";
-import { writeFileAtomic } from "../fs/atomic.ts";
-import { pkiServiceFactory } from "../pki/index.ts";
-import { EXIT_OK, SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS, printJson, type Command, type CommandContext } from "./command.ts";
+import { CA_FILE } from "../../appliance/state.ts";
+import { auditServiceFactory } from "../../auth/audit.ts";
+import { dispatch } from "../subcommands.ts";
+import { UsageError } from "../../errors.ts";
+import { writeFileAtomic } from "../../fs/atomic.ts";
+import { pkiServiceFactory } from "../../pki/index.ts";
+import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
+import { SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS } from "./options.ts";
 import { existingSealer, openDataDir } from "./offline.ts";
 
 const ACTOR = "cli:pki";

@@ -1,17 +1,18 @@
 /**
- * @module cli/admin
+ * @module cli/server/admin
  * `slipway admin create-user|reset-token`: offline recovery and set-up on the server's host,
  * working directly on the data dir's database (safe while `serve` runs: SQLite WAL). For when
  * the administrator has lost their token, or to create users before anyone can log in.
  */
 import type { Database } from "bun:sqlite";
-import { auditServiceFactory } from "../auth/audit.ts";
-import { sessionsServiceFactory } from "../auth/sessions.ts";
-import { tokensServiceFactory } from "../auth/token-service.ts";
-import { dispatch, required } from "../client/cli.ts";
-import { UsageError } from "../errors.ts";
-import { USERNAME_PATTERN, orgsServiceFactory } from "../orgs/service.ts";
-import { EXIT_OK, SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS, printJson, type Command, type CommandContext } from "./command.ts";
+import { auditServiceFactory } from "../../auth/audit.ts";
+import { sessionsServiceFactory } from "../../auth/sessions.ts";
+import { tokensServiceFactory } from "../../auth/token-service.ts";
+import { dispatch, required } from "../subcommands.ts";
+import { UsageError } from "../../errors.ts";
+import { USERNAME_PATTERN, orgsServiceFactory } from "../../orgs/service.ts";
+import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
+import { SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS } from "./options.ts";
 import { openDataDir } from "./offline.ts";
 
 /** How the audit log names these commands. */

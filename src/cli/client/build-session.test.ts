@@ -1,4 +1,5 @@
 /**
+ * @module cli/client/build-session.test
  * The client side of `slipway build`: the argv each BuildKit client gets for every flag the
  * README lists (the e2e tests run them for real), how the build endpoint's name is verified,
  * and which project references are accepted.
@@ -7,8 +8,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UsageError } from "../errors.ts";
-import { buildCommands, endpointIdentity, resolveProject, type BuildArgs } from "./build.ts";
+import { UsageError } from "../../errors.ts";
+import { buildCommands, endpointIdentity, resolveProject, type BuildArgs } from "./build-session.ts";
 
 const session = {
   buildId: "bld_1",

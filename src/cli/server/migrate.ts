@@ -1,14 +1,15 @@
 /**
- * @module cli/migrate
+ * @module cli/server/migrate
  * `slipway migrate [--dry-run]`: bring the database schema up to this binary's, with a backup
  * first; or just say what would be applied.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { DB_FILE } from "../appliance/state.ts";
-import { applyMigrations, backupDatabase, checkpointAndClose, migrationStatus, openDatabase, openForMigration, preMigrationBackupPath } from "../db/index.ts";
-import { PreconditionError } from "../errors.ts";
-import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, printJson, type Command } from "./command.ts";
+import { DB_FILE } from "../../appliance/state.ts";
+import { applyMigrations, backupDatabase, checkpointAndClose, migrationStatus, openDatabase, openForMigration, preMigrationBackupPath } from "../../db/index.ts";
+import { PreconditionError } from "../../errors.ts";
+import { EXIT_OK, printJson, type Command } from "../command.ts";
+import { SERVER_HELP, SERVER_OPTIONS, loadServerConfig } from "./options.ts";
 
 export const migrateCommand: Command = {
   name: "migrate",

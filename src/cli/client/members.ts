@@ -1,13 +1,15 @@
 /**
- * @module cli/members
+ * @module cli/client/members
  * `slipway members list|add|remove|set-role --org O`: who belongs to an organization, and as
  * what (owner or user). An organization always keeps at least one owner; the server says so.
  */
-import { seg } from "../client/api.ts";
-import { connect, dispatch, required, str, table, when } from "../client/cli.ts";
-import type { CommandContext } from "./command.ts";
-import { UsageError } from "../errors.ts";
-import { EXIT_OK, printJson, type Command } from "./command.ts";
+import { seg } from "../../api-client/index.ts";
+import { connect } from "./connection.ts";
+import { dispatch, required, str } from "../subcommands.ts";
+import { table, when } from "../output.ts";
+import type { CommandContext } from "../command.ts";
+import { UsageError } from "../../errors.ts";
+import { EXIT_OK, printJson, type Command } from "../command.ts";
 
 interface Member {
   user_id: string;

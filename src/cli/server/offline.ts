@@ -1,5 +1,5 @@
 /**
- * @module cli/offline
+ * @module cli/server/offline
  * What the offline operator commands (admin, pki) share: the server's data dir, its database
  * at the schema this binary expects, and — for commands that touch sealed secrets — the master
  * key, which is never generated here.
@@ -7,12 +7,13 @@
 import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { DB_FILE } from "../appliance/state.ts";
-import type { LoadedConfig } from "../config/index.ts";
-import { migrationStatus, openDatabase } from "../db/index.ts";
-import { PreconditionError } from "../errors.ts";
-import { createSealer, loadOrCreateMasterKey, locateMasterKey, type Sealer } from "../secrets/index.ts";
-import { loadServerConfig, type CommandContext } from "./command.ts";
+import { DB_FILE } from "../../appliance/state.ts";
+import type { LoadedConfig } from "../../config/index.ts";
+import { migrationStatus, openDatabase } from "../../db/index.ts";
+import { PreconditionError } from "../../errors.ts";
+import { createSealer, loadOrCreateMasterKey, locateMasterKey, type Sealer } from "../../secrets/index.ts";
+import { loadServerConfig } from "./options.ts";
+import type { CommandContext } from "../command.ts";
 
 export interface DataDir {
   db: Database;

@@ -1,12 +1,14 @@
 /**
- * @module cli/orgs
+ * @module cli/client/orgs
  * `slipway orgs list|create|quotas|set-quotas`: the organizations the caller can see; creating
  * one and setting its quotas (administrator).
  */
-import { seg } from "../client/api.ts";
-import { connect, dispatch, required, str, table, when } from "../client/cli.ts";
-import { UsageError } from "../errors.ts";
-import { EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
+import { seg } from "../../api-client/index.ts";
+import { connect } from "./connection.ts";
+import { dispatch, required, str } from "../subcommands.ts";
+import { table, when } from "../output.ts";
+import { UsageError } from "../../errors.ts";
+import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
 
 /** The API's quotas and their ranges (PUT /api/v1/orgs/{org}/quotas), checked here first for a clear usage error. */
 const QUOTA_RANGES = {

@@ -1,5 +1,5 @@
 /**
- * @module client/config
+ * @module cli/client/saved-login
  * The client's saved login: `$XDG_CONFIG_HOME/slipway/client.json` (default
  * `~/.config/slipway/client.json`), holding the server URL, the token, the CA to trust (its PEM,
  * not a path, so the login survives the file moving) and, for tokens made by device login, the
@@ -12,9 +12,9 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
-import type { ClientOptions } from "../config/client.ts";
-import { ConfigError, UsageError } from "../errors.ts";
-import { writeFileAtomic } from "../fs/atomic.ts";
+import type { ClientOptions } from "../../config/client.ts";
+import { ConfigError, UsageError } from "../../errors.ts";
+import { writeFileAtomic } from "../../fs/atomic.ts";
 
 export const CLIENT_CONFIG_FILE = "client.json";
 

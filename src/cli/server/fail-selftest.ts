@@ -1,12 +1,12 @@
 /**
- * @module cli/fail-selftest
+ * @module cli/server/fail-selftest
  * `slipway __fail --how throw|callback|rejection`: hidden (not in --help). Fails with an error
  * no handler expects — thrown by the command, thrown in a timer callback, or a promise rejected
  * with nobody awaiting it — so the end-to-end tests can show, on the compiled binary, that any
  * unexpected error is one line and exit 1, never a stack trace or the bundled source around it.
  */
-import { UsageError } from "../errors.ts";
-import type { Command } from "./command.ts";
+import { UsageError } from "../../errors.ts";
+import type { Command } from "../command.ts";
 
 export const failSelftestCommand: Command = {
   name: "__fail",

@@ -1,13 +1,15 @@
 /**
- * @module cli/tokens
+ * @module cli/client/tokens
  * `slipway tokens list|create|revoke`: API tokens. A user token acts as you; an organization
  * token automates one organization; a project token is enough to build one project (CI without
  * OIDC). The secret is shown once, at creation; the server keeps only its hash.
  */
-import { seg } from "../client/api.ts";
-import { connect, dispatch, parseDuration, projectId, required, str, table, when, type ProjectView } from "../client/cli.ts";
-import { UsageError } from "../errors.ts";
-import { EXIT_OK, printJson, type Command } from "./command.ts";
+import { seg } from "../../api-client/index.ts";
+import { connect, projectId, type ProjectView } from "./connection.ts";
+import { dispatch, parseDuration, required, str } from "../subcommands.ts";
+import { table, when } from "../output.ts";
+import { UsageError } from "../../errors.ts";
+import { EXIT_OK, printJson, type Command } from "../command.ts";
 
 interface TokenMetadata {
   id: string;

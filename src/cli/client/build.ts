@@ -1,17 +1,17 @@
 /**
- * @module cli/build
+ * @module cli/client/build
  * `slipway build` (like `docker build`, on the project's builder) and `slipway buildkit-env` (a
  * local forwarder any BuildKit client can use, for one command or until Ctrl-C). Both speak the
  * same build API as the depot CLI.
  */
 import { constants as osConstants } from "node:os";
-import { apiClientFactory } from "../client/api.ts";
-import { buildCommands, ciOidcToken, findBuildkitClient, forwardListener, forwardSocket, NO_CLIENT, openSession, resolveProject, type BuildArgs, type Session } from "../client/build.ts";
-import { list, str } from "../client/cli.ts";
-import { NOT_LOGGED_IN, resolveConnection } from "../client/config.ts";
-import { PreconditionError, UsageError } from "../errors.ts";
-import { builderPlatformOf, localPlatform } from "../wire/depot.ts";
-import { EXIT_FAILED, EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
+import { apiClientFactory } from "../../api-client/index.ts";
+import { buildCommands, ciOidcToken, findBuildkitClient, forwardListener, forwardSocket, NO_CLIENT, openSession, resolveProject, type BuildArgs, type Session } from "./build-session.ts";
+import { list, str } from "../subcommands.ts";
+import { NOT_LOGGED_IN, resolveConnection } from "./saved-login.ts";
+import { PreconditionError, UsageError } from "../../errors.ts";
+import { builderPlatformOf, localPlatform } from "../../wire/depot.ts";
+import { EXIT_FAILED, EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
 
 const HEALTH_INTERVAL_MS = 5000;
 

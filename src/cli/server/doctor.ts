@@ -1,10 +1,11 @@
 /**
- * @module cli/doctor
+ * @module cli/server/doctor
  * `slipway doctor`: what this host can and cannot do for Slipway, one line per check with a fix.
  * Exits 1 when something would stop `serve` from starting.
  */
-import { runDoctor } from "../doctor/checks.ts";
-import { EXIT_FAILED, EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, printJson, type Command } from "./command.ts";
+import { runDoctor } from "../../doctor/checks.ts";
+import { EXIT_FAILED, EXIT_OK, printJson, type Command } from "../command.ts";
+import { SERVER_HELP, SERVER_OPTIONS, loadServerConfig } from "./options.ts";
 
 export const doctorCommand: Command = {
   name: "doctor",

@@ -1,16 +1,16 @@
 /**
- * @module cli/login
+ * @module cli/client/login
  * `slipway login`: remember a server, a token and the CA to trust, so later commands need no
  * flags. With a token (`--token-file`, `SLIPWAY_TOKEN`) it is checked (GET /api/v1/me) and
  * saved; without one, a device login: the person types the code shown here on the server's
  * approval page and the CLI receives a fresh token.
  */
 import { hostname } from "node:os";
-import { ApiError, UnreachableError, apiClientFactory, seg, type ApiClient } from "../client/api.ts";
-import { readCaFile, readClientConfig, sameServer, writeClientConfig } from "../client/config.ts";
-import { SlipwayError, UsageError } from "../errors.ts";
-import { VERSION } from "../version.ts";
-import { EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
+import { ApiError, UnreachableError, apiClientFactory, seg, type ApiClient } from "../../api-client/index.ts";
+import { readCaFile, readClientConfig, sameServer, writeClientConfig } from "./saved-login.ts";
+import { SlipwayError, UsageError } from "../../errors.ts";
+import { VERSION } from "../../version.ts";
+import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
 
 interface Me {
   id: string;

@@ -1,14 +1,16 @@
 /**
- * @module cli/trust
+ * @module cli/client/trust
  * `slipway trust list|add|remove`: which CI jobs may act for a project by presenting their OIDC
  * token — a GitHub repository, a CircleCI project, a Buildkite pipeline, or any issuer with
  * claims to match (exact values or globs with `*`).
  */
 import { readFileSync } from "node:fs";
-import { seg } from "../client/api.ts";
-import { connect, dispatch, list, projectId, required, str, table, when } from "../client/cli.ts";
-import { ConfigError, UsageError } from "../errors.ts";
-import { EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
+import { seg } from "../../api-client/index.ts";
+import { connect, projectId } from "./connection.ts";
+import { dispatch, list, required, str } from "../subcommands.ts";
+import { table, when } from "../output.ts";
+import { ConfigError, UsageError } from "../../errors.ts";
+import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
 
 interface Trust {
   id: string;

@@ -1,12 +1,12 @@
 /**
- * @module cli/volume-selftest
+ * @module cli/server/volume-selftest
  * `slipway __volume-selftest --dir DIR`: hidden (not in --help). Runs the LUKS volume life cycle
  * against the real kernel inside DIR; the VM test boots a Debian kernel to run it, because the
  * machines CI runs on have no device-mapper. Needs root, cryptsetup and dm-crypt.
  */
-import { UsageError } from "../errors.ts";
-import { selftestCrashChild, volumeSelftest } from "../volumes/selftest.ts";
-import type { Command } from "./command.ts";
+import { UsageError } from "../../errors.ts";
+import { selftestCrashChild, volumeSelftest } from "../../volumes/selftest.ts";
+import type { Command } from "../command.ts";
 
 export const volumeSelftestCommand: Command = {
   name: "__volume-selftest",

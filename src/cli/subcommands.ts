@@ -1,13 +1,11 @@
 /**
- * @module client/cli
- * What the client-side commands share: subcommands with their own allowed options and
- * positionals, option readers that turn bad input into usage errors (exit 2), a connection to
- * the server from flags/env/saved login, aligned tables, and durations like `30d`.
+ * @module cli/subcommands
+ * What commands with subcommands share, client-side and server-side alike: each subcommand with
+ * its own allowed options and positionals, and option readers that turn bad input into usage
+ * errors (exit 2), durations like `30d` included.
  */
-import type { CommandContext, Io } from "../cli/command.ts";
 import { UsageError } from "../errors.ts";
-import { ApiError, apiClientFactory, seg, type ApiClient } from "./api.ts";
-import { resolveConnection } from "./config.ts";
+import type { CommandContext } from "./command.ts";
 
 /** Options every command accepts (see GLOBAL_OPTIONS). */
 const GLOBAL = new Set(["server", "token", "token-file", "cacert", "json", "help"]);
@@ -77,60 +75,3 @@ export function parseDuration(text: string, flag = "--expires"): number {
   }
   return ms;
 }
-
-/** An API client for the resolved server, token and CA; "not logged in" when there is none. */
-export function connect(ctx: CommandContext): ApiClient {
-  const c = resolveConnection(ctx.client, ctx.env);
-  return apiClientFactory({ server: c.server, token: c.token, caPem: c.caPem });
-}
-
-export interface ProjectView {
-  id: string;
-  org_id: string;
-  name: string;
-  created_at: string;
-  cache_size_gb: number;
-  cache_keep_days: number;
-  builder_cpus: number;
-  builder_memory_mb: number;
-  builder_idle_timeout_seconds: number;
-  build_timeout_seconds: number;
-}
-
-/** A project named by id (`prj_…`) or as `ORG/NAME`; returns its id. */
-export async function projectId(api: ApiClient, ref: string): Promise<string> {
-  const slash = ref.indexOf("/");
-  if (slash < 0) return ref;
-  const [org, name] = [ref.slice(0, slash), ref.slice(slash + 1)];
-  if (!org || !name || name.includes("/")) throw new UsageError(`project ${JSON.stringify(ref)}: expected a project id or ORG/NAME`);
-  // A missing or foreign organization or project answers as the server does for a missing id.
-  const missing = () => new ApiError(404, { title: "Not found", status: 404, detail: "no such project" });
-  const projects = await api.get<ProjectView[]>(`/api/v1/orgs/${seg(org)}/projects`).catch((e: unknown) => {
-    throw e instanceof ApiError && e.status === 404 ? missing() : e;
-  });
-  const p = projects.find((x) => x.name === name);
-  if (!p) throw missing();
-  return p.id;
-}
-
-/** Aligned columns with a header; `empty` is printed instead when there are no rows. */
-export function table(io: Io, headers: string[], rows: (string | number | null | undefined)[][], empty: string): void {
-  if (rows.length === 0) {
-    io.out(empty);
-    return;
-  }
-  const cells = rows.map((r) => r.map((c) => (c === null || c === undefined || c === "" ? "-" : String(c))));
-  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? "").length)));
-  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
-  io.out(line(headers));
-  for (const r of cells) io.out(line(r));
-}
-
-/** `key: value` lines, keys aligned. */
-export function fields(io: Io, pairs: [string, string | number | boolean | null | undefined][]): void {
-  const width = Math.max(...pairs.map(([k]) => k.length)) + 1;
-  for (const [k, v] of pairs) io.out(`${(k + ":").padEnd(width)} ${v === null || v === undefined || v === "" ? "-" : String(v)}`);
-}
-
-/** ISO timestamps without milliseconds, or "-". */
-export const when = (iso: string | null | undefined) => (iso ? iso.replace(/\.\d{3}Z$/, "Z") : "-");

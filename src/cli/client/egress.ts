@@ -1,14 +1,16 @@
 /**
- * @module cli/egress
+ * @module cli/client/egress
  * `slipway egress show|set-mode|set-default|add|remove|apply-status|events|hosts|add-host|
  * remove-host --org O`: an organization's egress policy, its runner hosts (each with an agent
  * token, shown once) and what the agents applied and reported. `local-hosts|set-local|
  * unset-local` (the administrator): which runner hosts `serve` enforces on the appliance host.
  */
-import { seg } from "../client/api.ts";
-import { connect, dispatch, fields, list, required, str, table, when } from "../client/cli.ts";
-import { UsageError } from "../errors.ts";
-import { EXIT_OK, printJson, type Command } from "./command.ts";
+import { seg } from "../../api-client/index.ts";
+import { connect } from "./connection.ts";
+import { dispatch, list, required, str } from "../subcommands.ts";
+import { fields, table, when } from "../output.ts";
+import { UsageError } from "../../errors.ts";
+import { EXIT_OK, printJson, type Command } from "../command.ts";
 
 interface RuleView {
   id: string;

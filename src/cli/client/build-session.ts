@@ -1,5 +1,5 @@
 /**
- * @module client/build
+ * @module cli/client/build-session
  * `slipway build` and `slipway buildkit-env`, client side: the same build API the depot CLI uses
  * (Connect JSON), then a BuildKit client found on this machine — `docker buildx` (a temporary
  * remote-driver builder holding the per-build certificate) or `buildctl` — pointed at the
@@ -11,10 +11,10 @@ import net from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import tls from "node:tls";
-import { PreconditionError, SlipwayError, UsageError } from "../errors.ts";
-import { run, which } from "../host/run.ts";
-import { builderPlatformOf } from "../wire/depot.ts";
-import { apiClientFactory, type ApiClient } from "./api.ts";
+import { PreconditionError, SlipwayError, UsageError } from "../../errors.ts";
+import { run, which } from "../../host/run.ts";
+import { builderPlatformOf } from "../../wire/depot.ts";
+import { apiClientFactory, type ApiClient } from "../../api-client/index.ts";
 
 export type Env = Record<string, string | undefined>;
 

@@ -1,13 +1,15 @@
 /**
- * @module cli/projects
+ * @module cli/client/projects
  * `slipway projects list|create|show|update|delete`: projects and their settings (cache size and
  * retention, builder CPUs, memory and idle timeout, build timeout). A project is named by its id
  * or as ORG/NAME.
  */
-import { seg, type ApiClient } from "../client/api.ts";
-import { connect, dispatch, fields, int, projectId, required, str, table, when, type ProjectView } from "../client/cli.ts";
-import { UsageError } from "../errors.ts";
-import { EXIT_OK, printJson, type Command, type CommandContext } from "./command.ts";
+import { seg, type ApiClient } from "../../api-client/index.ts";
+import { connect, projectId, type ProjectView } from "./connection.ts";
+import { dispatch, int, required, str } from "../subcommands.ts";
+import { fields, table, when } from "../output.ts";
+import { UsageError } from "../../errors.ts";
+import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
 
 /** Flag → API field, with the API's bounds (checked here first for a clear usage error). */
 const SETTINGS: [flag: string, field: keyof ProjectView, min: number, max: number, help: string][] = [

@@ -1,17 +1,18 @@
 /**
- * @module cli/builder-image
+ * @module cli/server/builder-image
  * `slipway builder-image`: builder images on this host's Docker engine. `build` assembles the
  * dockerd runtime image from a Debian mirror (root: debootstrap); `import` loads a `docker save`
  * tarball (an upstream moby/buildkit image carried in by hand); `status` says which runtime and
  * image the configuration names and whether that image is present.
  */
 import Docker from "dockerode";
-import { builderImageServiceFactory, configuredImage, judgeImage, SUITES, type Suite } from "../builders/image/index.ts";
-import { dispatch, str } from "../client/cli.ts";
-import { dockerSocketPath } from "../doctor/checks.ts";
-import { UsageError } from "../errors.ts";
-import { createLogger } from "../log/logger.ts";
-import { EXIT_FAILED, EXIT_OK, SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, printJson, type Command, type CommandContext } from "./command.ts";
+import { builderImageServiceFactory, configuredImage, judgeImage, SUITES, type Suite } from "../../builders/image/index.ts";
+import { dispatch, str } from "../subcommands.ts";
+import { dockerSocketPath } from "../../doctor/checks.ts";
+import { UsageError } from "../../errors.ts";
+import { createLogger } from "../../log/logger.ts";
+import { EXIT_FAILED, EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
+import { SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS, loadServerConfig } from "./options.ts";
 
 
 function service(ctx: CommandContext) {

@@ -1,12 +1,13 @@
 /**
- * @module cli/serve
+ * @module cli/server/serve
  * `slipway serve`: run the appliance until SIGTERM or SIGINT, then drain its builds and stop gracefully.
  */
-import { startAppliance } from "../appliance/runtime.ts";
-import { createLogger, type LogFormat } from "../log/logger.ts";
-import { VERSION } from "../version.ts";
-import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, type Command } from "./command.ts";
-import type { Override } from "../config/index.ts";
+import { startAppliance } from "../../appliance/runtime.ts";
+import { createLogger, type LogFormat } from "../../log/logger.ts";
+import { VERSION } from "../../version.ts";
+import { EXIT_OK, type Command } from "../command.ts";
+import { SERVER_HELP, SERVER_OPTIONS, loadServerConfig } from "./options.ts";
+import type { Override } from "../../config/index.ts";
 
 export const serveCommand: Command = {
   name: "serve",

@@ -1,7 +1,9 @@
 /**
- * @module client/api
- * A small client for Slipway's REST API: JSON in and out, a Bearer token, and the server's CA
- * trusted when one is given. Non-2xx answers (problem+json) become an ApiError whose message is
+ * @module api-client
+ * The appliance's API client, for the client-side commands (src/cli/client) and anything else
+ * that talks to a Slipway server from outside it: it imports nothing of the server. A small
+ * client for Slipway's REST API: JSON in and out, a Bearer token, and the server's CA trusted
+ * when one is given. Non-2xx answers (problem+json) become an ApiError whose message is
  * `<title>: <detail>` with any field errors; an unreachable server or an untrusted certificate
  * becomes one clear SlipwayError naming the server.
  */

@@ -1,14 +1,15 @@
 /**
- * @module cli/backup
+ * @module cli/server/backup
  * `slipway backup --out FILE`: a consistent copy of the database, safe while `serve` runs.
  * The master key is deliberately not in it: a leaked backup then reveals no sealed secret.
  */
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { DB_FILE } from "../appliance/state.ts";
-import { backupDatabase, openDatabase, schemaVersion } from "../db/index.ts";
-import { PreconditionError, UsageError } from "../errors.ts";
-import { EXIT_OK, SERVER_HELP, SERVER_OPTIONS, loadServerConfig, printJson, type Command } from "./command.ts";
+import { DB_FILE } from "../../appliance/state.ts";
+import { backupDatabase, openDatabase, schemaVersion } from "../../db/index.ts";
+import { PreconditionError, UsageError } from "../../errors.ts";
+import { EXIT_OK, printJson, type Command } from "../command.ts";
+import { SERVER_HELP, SERVER_OPTIONS, loadServerConfig } from "./options.ts";
 
 export const backupCommand: Command = {
   name: "backup",

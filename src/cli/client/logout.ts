@@ -1,11 +1,11 @@
 /**
- * @module cli/logout
+ * @module cli/client/logout
  * `slipway logout`: forget the saved token (the server and CA stay, for the next login). A token
  * that device login created for this CLI is also revoked on the server. Idempotent.
  */
-import { ApiError, apiClientFactory, seg } from "../client/api.ts";
-import { readClientConfig, sameServer, writeClientConfig } from "../client/config.ts";
-import { EXIT_OK, printJson, type Command } from "./command.ts";
+import { ApiError, apiClientFactory, seg } from "../../api-client/index.ts";
+import { readClientConfig, sameServer, writeClientConfig } from "./saved-login.ts";
+import { EXIT_OK, printJson, type Command } from "../command.ts";
 
 export const logoutCommand: Command = {
   name: "logout",
