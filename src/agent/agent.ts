@@ -12,18 +12,17 @@ import { dirname } from "node:path";
 import { writeFileAtomic } from "../fs/atomic.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostExec } from "../host/exec.ts";
+import type { AgentPolicy, EventReport, StatusReport } from "../wire/egress/policy.ts";
 import { applierFactory } from "./apply.ts";
-import { compile, hostnamesOf } from "./compile.ts";
+import { coveredByWildcard, startContainerDns } from "./container-dns.ts";
 import { systemNameservers } from "./dns.ts";
-import { pinningResponderFactory, type PinningResponder } from "./dns-responder.ts";
 import type { DockerNetworks } from "./docker.ts";
+import { dockerBridgesFactory } from "./docker-bridges.ts";
+import { dropReportsFactory } from "./drop-reports.ts";
 import { writeHostsBlock } from "./hosts-file.ts";
 import { learnedNamesFactory } from "./learned-names.ts";
-import type { Compiled } from "./render.ts";
+import { reconcilerFactory } from "./reconcile.ts";
 import { pinnerFactory } from "./resolve.ts";
-import { parseScope } from "../wire/egress/scopes.ts";
-import type { AgentPolicy, EventReport, StatusReport } from "../wire/egress/policy.ts";
-import { cidrContains, familyOf, wildcardMatches } from "../wire/egress/targets.ts";
 
 /** Where the agent's policy comes from (the appliance's API, or in-process for `serve`). */
 export interface PolicySource {
@@ -84,124 +83,48 @@ export interface AgentOptions {
 
 export type EgressAgent = Awaited<ReturnType<typeof startEgressAgent>>;
 
+/** The last good policy saved on disk, if any and readable. */
+function loadSavedPolicy(stateFile: string | null, log: Logger): AgentPolicy | null {
+  if (!stateFile || !existsSync(stateFile)) return null;
+  try {
+    const policy = JSON.parse(readFileSync(stateFile, "utf8")) as AgentPolicy;
+    log.info("egress: starting from the last good policy on disk", { etag: policy.etag, mode: policy.mode });
+    return policy;
+  } catch (e) {
+    log.warn("egress: the saved policy is unreadable; waiting for the appliance", { error: String(e) });
+    return null;
+  }
+}
+
+function savePolicy(stateFile: string | null, policy: AgentPolicy): void {
+  if (!stateFile) return;
+  mkdirSync(dirname(stateFile), { recursive: true, mode: 0o700 });
+  writeFileAtomic(stateFile, JSON.stringify(policy), 0o600);
+}
+
 export async function startEgressAgent(o: AgentOptions) {
+  const log = o.log;
   const applier = applierFactory({ exec: o.exec, ...(o.instance !== undefined ? { instance: o.instance } : {}) });
   const dnsServers = () => o.dnsServers ?? systemNameservers();
   const pinner = pinnerFactory({ servers: dnsServers, graceMs: o.graceMs });
   const learned = learnedNamesFactory({ max: o.maxLearnedNames ?? 1000, idleMs: o.learnedIdleMs ?? 3_600_000 });
-  const learnInterval = o.learnApplyIntervalMs ?? 1000;
-  const bridges = new Map<string, string | null>();
-  let knownBridges: string[] = [];
-  let stopDockerWatch: (() => void) | null = null;
   const abort = new AbortController();
-  let policy: AgentPolicy | null = null;
-  let compiled: Compiled | null = null;
-  let appliedKey = "";
+  let policy: AgentPolicy | null = loadSavedPolicy(o.stateFile, log);
   let stopped = false;
-  let applying: Promise<void> = Promise.resolve();
-  const log = o.log;
-
-  if (o.stateFile && existsSync(o.stateFile)) {
-    try {
-      policy = JSON.parse(readFileSync(o.stateFile, "utf8")) as AgentPolicy;
-      log.info("egress: starting from the last good policy on disk", { etag: policy.etag, mode: policy.mode });
-    } catch (e) {
-      log.warn("egress: the saved policy is unreadable; waiting for the appliance", { error: String(e) });
-    }
-  }
 
   const scopes = () => (o.scopes && o.scopes.length ? o.scopes : (policy?.scopes ?? []));
   const resolverAddresses = () => [...new Set(dnsServers().map((s) => s.split("#")[0]!.split("%")[0]!))];
-
-  /** Looks up the bridges of docker:NAME scopes and of every other network (any bridge not
-   * among them is new, and filtered until looked up); true when something changed. */
-  async function refreshBridges(): Promise<boolean> {
-    if (!o.docker) return false;
-    const named = scopes().map(parseScope).filter((s) => typeof s !== "string" && s.kind === "docker" && s.network !== "*") as { network: string }[];
-    if (named.length === 0) return false;
-    if (!stopDockerWatch) {
-      let warned = false;
-      stopDockerWatch = o.docker.watch(
-        () => void onDockerEvent(),
-        (e) => (warned ? undefined : ((warned = true), log.warn("egress: cannot follow Docker's network events; polling only", { error: String(e) }))),
-      );
-    }
-    let list: Map<string, string>;
-    try {
-      list = await o.docker.list();
-    } catch (e) {
-      log.warn("egress: cannot list Docker's networks; keeping what is applied", { error: String(e) });
-      return false;
-    }
-    let changed = false;
-    for (const { network } of named) {
-      const b = list.get(network) ?? null;
-      if (bridges.get(network) !== b) changed = true;
-      bridges.set(network, b);
-    }
-    const known = [...new Set(list.values())].sort();
-    if (known.join() !== knownBridges.join()) changed = true;
-    knownBridges = known;
-    return changed;
-  }
-
-  /** A Docker network event: look the bridges up again and re-apply when they changed. */
-  let dockerPending: Promise<void> | null = null;
-  let dockerAgain = false;
-  function onDockerEvent(): Promise<void> {
-    if (dockerPending) {
-      dockerAgain = true; // events come in bursts: one more look after the current one
-      return dockerPending;
-    }
-    dockerPending = (async () => {
-      do {
-        dockerAgain = false;
-        if (stopped || !policy) break;
-        if (await refreshBridges()) await reconcile("docker network event");
-      } while (dockerAgain);
-    })().finally(() => (dockerPending = null));
-    return dockerPending;
-  }
-
-  /** Compiles and applies the current state; serialized, and skipped when nothing changed. */
-  function reconcile(reason: string, force = false): Promise<void> {
-    applying = applying.then(async () => {
-      if (!policy || stopped) return;
-      const p = policy;
-      pinner.setNames(hostnamesOf(p, learned.names()));
-      await pinner.refreshDue();
-      const c = compile(
-        p,
-        {
-          addressesOf: (n) => pinner.addresses(n),
-          learnedNames: learned.names(),
-          bridgeOf: (n) => bridges.get(n) ?? null,
-          knownBridges,
-          alwaysAllow: o.serverAddresses ?? [],
-          dnsServers: resolverAddresses(),
-          nflogGroup: o.nflogGroup,
-        },
-        o.scopes && o.scopes.length ? o.scopes : undefined,
-      );
-      const key = JSON.stringify(c);
-      if (!force && key === appliedKey) {
-        if (compiled) writeHostsBlock(o.hostsFile, p.mode === "off" ? new Map() : pinner.pins());
-        return;
-      }
-      try {
-        await applier.apply(c);
-        writeHostsBlock(o.hostsFile, p.mode === "off" ? new Map() : pinner.pins());
-        compiled = c;
-        appliedKey = key;
-        log.info("egress: applied", { reason, etag: p.etag, mode: p.mode, default: p.default_action, rules: p.rules.length });
-        await o.source.reportStatus({ etag: p.etag, ok: true, dns_resolvers: resolverAddresses() }).catch(() => {});
-      } catch (e) {
-        log.error("egress: apply failed", { reason, error: String(e) });
-        await o.source.reportStatus({ etag: p.etag, ok: false, error: String(e).slice(0, 4000) }).catch(() => {});
-      }
-    });
-    return applying;
-  }
+  const bridges = dockerBridgesFactory({ docker: o.docker, log, scopes, active: () => !stopped && !!policy, onChange: () => reconcile("docker network event") });
+  const reconciler = reconcilerFactory({
+    applier, pinner, learned, bridges, source: o.source, log, hostsFile: o.hostsFile,
+    localScopes: o.scopes && o.scopes.length ? o.scopes : undefined,
+    serverAddresses: o.serverAddresses ?? [],
+    resolverAddresses,
+    nflogGroup: o.nflogGroup,
+    policy: () => policy,
+    stopped: () => stopped,
+  });
+  const reconcile = reconciler.reconcile;
 
   // --- the policy long poll ---
   async function pollLoop(): Promise<void> {
@@ -210,19 +133,16 @@ export async function startEgressAgent(o: AgentOptions) {
       try {
         const next = await o.source.fetch(policy?.etag ?? null, 25, abort.signal);
         backoff = 500;
-        if (next.etag !== policy?.etag || !compiled) {
+        if (next.etag !== policy?.etag || !reconciler.compiled()) {
           policy = next;
-          if (o.stateFile) {
-            mkdirSync(dirname(o.stateFile), { recursive: true, mode: 0o700 });
-            writeFileAtomic(o.stateFile, JSON.stringify(next), 0o600);
-          }
-          await refreshBridges();
+          savePolicy(o.stateFile, next);
+          await bridges.refresh();
           await reconcile("policy");
         }
       } catch (e) {
         if (stopped) return;
         log.warn("egress: the appliance is unreachable; keeping the last good policy", { error: String(e), retry_ms: backoff });
-        if (policy && !compiled) await reconcile("saved policy");
+        if (policy && !reconciler.compiled()) await reconcile("saved policy");
         await Bun.sleep(backoff);
         backoff = Math.min(backoff * 2, 30_000);
       }
@@ -235,7 +155,7 @@ export async function startEgressAgent(o: AgentOptions) {
     if (stopped) return;
     resolveTimer = setTimeout(async () => {
       if (policy) {
-        if (learned.prune(coveredByWildcard)) await reconcile("learned names expired");
+        if (learned.prune((name) => coveredByWildcard(policy, name))) await reconcile("learned names expired");
         if (await pinner.refreshDue()) await reconcile("dns");
         else if (policy.mode !== "off") writeHostsBlock(o.hostsFile, pinner.pins());
       }
@@ -245,128 +165,27 @@ export async function startEgressAgent(o: AgentOptions) {
 
   // --- watchdog ---
   const watchdog = setInterval(async () => {
-    if (stopped || !compiled) return;
+    if (stopped || !reconciler.compiled()) return;
     try {
-      if (await refreshBridges()) return void (await reconcile("docker network"));
-      await (applying = applying.then(async () => {
-        // What is applied when the check runs, not when it was queued: an apply queued before it
-        // (a Docker event) would otherwise be undone with the previous jumps.
-        const c = compiled;
-        if (c && !stopped && (await applier.check(c))) log.warn("egress: re-asserted the rules (something rewrote the tables)");
-      }));
+      if (await bridges.refresh()) return void (await reconcile("docker network"));
+      await reconciler.reassert();
     } catch (e) {
       log.warn("egress: watchdog check failed", { error: String(e) });
     }
   }, o.watchdogMs ?? 2000);
 
-  // --- container DNS ---
-  function coveredByWildcard(name: string): boolean {
-    return !!policy?.rules.some((r) => r.target.startsWith("*.") && wildcardMatches(r.target.slice(2), name));
-  }
-
-  /**
-   * Applies the names learned so far: at once when the last such apply is `learnInterval` old,
-   * else together with every name asked meanwhile, so questions cannot drive applies faster.
-   */
-  let learnBatch: Promise<void> | null = null;
-  let learnApplying: Promise<void> | null = null;
-  let lastLearnApply = 0;
-  function applyLearned(): Promise<void> {
-    learnBatch ??= Bun.sleep(Math.max(0, lastLearnApply + learnInterval - Date.now())).then(() => {
-      learnBatch = null;
-      lastLearnApply = Date.now();
-      const applying = (learnApplying = reconcile("wildcard name").finally(() => {
-        if (learnApplying === applying) learnApplying = null;
-      }));
-      return applying;
-    });
-    return learnBatch;
-  }
-  let warnedFullAt = 0;
-
-  let responder: PinningResponder | null = null;
-  if (o.dnsListen?.length) {
-    responder = await pinningResponderFactory({
-      listen: o.dnsListen,
-      upstream: dnsServers,
-      log,
-      pinned: (name) => {
-        if (!policy) return null;
-        learned.touch(name);
-        const addrs = pinner.current(name);
-        if (addrs.length) return { addrs, ttl: Math.max(1, Math.min(pinner.ttl(name), 60)) };
-        return null;
-      },
-      /** A name a wildcard rule covers: learn it, resolve it, put it in the sets, then answer. */
-      learn: async (name) => {
-        if (!policy || !coveredByWildcard(name)) return false;
-        if (learned.has(name)) {
-          // Learned but not resolved yet: wait for the apply under way rather than answer unpinned.
-          learned.touch(name);
-          const underWay = learnBatch ?? learnApplying;
-          if (!underWay) return false;
-          await underWay;
-          return true;
-        }
-        const r = learned.add(name);
-        if (r === "full" && Date.now() - warnedFullAt > 60_000) {
-          warnedFullAt = Date.now();
-          log.warn("egress: too many names learned under wildcard rules; new ones are answered from upstream, not pinned", { max: o.maxLearnedNames ?? 1000 });
-        }
-        if (r !== "learned") return false;
-        await applyLearned();
-        return true;
-      },
-    });
-  }
-
-  // --- monitor events: deduplicated per (scope, source, destination), flushed once a second ---
-  const pending = new Map<string, EventReport>();
-  const keyOf = (e: Pick<EventReport, "action" | "scope" | "source" | "dst" | "port" | "protocol">) => `${e.action}|${e.scope}|${e.source}|${e.dst}|${e.port}|${e.protocol}`;
-  /** The scope a drop belongs to; null when it is in none of this agent's (not reported). */
-  function scopeOf(e: DropEvent): { scope: string; source: string } | null {
-    for (const raw of scopes()) {
-      const s = parseScope(raw);
-      if (typeof s === "string") continue;
-      if (e.indev) {
-        if (s.kind === "bridge" && (s.iface.endsWith("+") ? e.indev.startsWith(s.iface.slice(0, -1)) : e.indev === s.iface)) return { scope: raw, source: e.src };
-        if (s.kind === "docker" && (s.network === "*" ? e.indev.startsWith("br-") : bridges.get(s.network) === e.indev)) return { scope: raw, source: e.src };
-        if (s.kind === "subnet" && cidrContains(s.cidr, e.src)) return { scope: raw, source: e.src };
-      } else if (s.kind === "uid" && e.uid === s.uid) return { scope: raw, source: `uid:${s.uid}` };
-    }
-    if (!scopes().includes("host")) return null;
-    return { scope: "host", source: e.uid !== null ? `uid:${e.uid}` : e.src };
-  }
-  const onDrop = (e: DropEvent) => {
-    if (!familyOf(e.dst)) return;
-    const of = scopeOf(e);
-    if (!of) return;
-    const { scope, source } = of;
-    const action = e.monitor ? "would-block" : "blocked";
-    const key = keyOf({ action, scope, source, dst: e.dst, port: e.port, protocol: e.protocol });
-    const cur = pending.get(key);
-    if (cur) cur.count++;
-    else pending.set(key, { action, scope, source, dst: e.dst, port: e.port, protocol: e.protocol, hostname: pinner.nameOf(e.dst), count: 1, at: new Date().toISOString() });
-  };
-  const flusher = setInterval(async () => {
-    if (pending.size === 0) return;
-    const batch: EventReport[] = [];
-    for (const [k, ev] of pending) {
-      if (batch.length >= (o.maxEventsPerFlush ?? 200)) break;
-      batch.push(ev);
-      pending.delete(k);
-    }
-    await o.source.reportEvents(batch).catch((e) => {
-      log.warn("egress: could not report events; keeping them for the next try", { error: String(e) });
-      for (const ev of batch) {
-        const k = keyOf(ev);
-        const cur = pending.get(k);
-        if (cur) cur.count += ev.count;
-        else pending.set(k, ev);
-      }
-    });
-  }, 1000);
-  if (o.drops) await o.drops.start(onDrop).catch((e) => log.warn("egress: cannot read NFLOG; would-be drops are not reported", { error: String(e) }));
+  const responder = o.dnsListen?.length
+    ? await startContainerDns({
+        listen: o.dnsListen, upstream: dnsServers, log, policy: () => policy, pinner, learned, reconcile,
+        learnIntervalMs: o.learnApplyIntervalMs ?? 1000,
+        maxLearned: o.maxLearnedNames ?? 1000,
+      })
+    : null;
+  const drops = dropReportsFactory({
+    scopes, bridgeOf: (n) => bridges.bridgeOf(n), nameOf: (a) => pinner.nameOf(a),
+    report: (events) => o.source.reportEvents(events), log, maxPerFlush: o.maxEventsPerFlush ?? 200,
+  });
+  if (o.drops) await o.drops.start(drops.onDrop).catch((e) => log.warn("egress: cannot read NFLOG; would-be drops are not reported", { error: String(e) }));
 
   if (policy) await reconcile("saved policy");
   const polling = pollLoop();
@@ -376,22 +195,22 @@ export async function startEgressAgent(o: AgentOptions) {
     applier,
     pinner,
     /** What is applied now (null before the first policy). */
-    compiled: () => compiled,
+    compiled: reconciler.compiled,
     policy: () => policy,
     /** Resolves when everything applied so far is in the kernel. */
-    settled: () => applying,
+    settled: reconciler.settled,
     /** Stops the agent; the rules stay in force (fail closed). */
     async stop(): Promise<void> {
       stopped = true;
       abort.abort();
       clearInterval(watchdog);
-      clearInterval(flusher);
-      stopDockerWatch?.();
+      drops.stop();
+      bridges.stop();
       if (resolveTimer) clearTimeout(resolveTimer);
       o.drops?.stop();
       responder?.stop();
       await polling.catch(() => {});
-      await applying.catch(() => {});
+      await reconciler.settled().catch(() => {});
     },
   };
 }

@@ -26,16 +26,9 @@ async function must(exec: HostExec, argv: string[], opts?: RunOptions): Promise<
 const SAVE = { 4: "iptables-save", 6: "ip6tables-save" } as const;
 const RESTORE = { 4: "iptables-restore", 6: "ip6tables-restore" } as const;
 
-export interface ApplierOptions {
-  exec: HostExec;
-  /** Ruleset instance (chain SLIPWAY_EGRESS[_X], sets slw[x]_…); "" for the agent's one. */
-  instance?: string;
-}
-
-export type Applier = ReturnType<typeof applierFactory>;
-
-export function applierFactory({ exec, instance = "" }: ApplierOptions) {
-  const names: Names = namesFor(instance);
+/** What one ruleset instance has in the kernel now: per family its jump lines, its chains' rules
+ * and the table's chains; its sets, with or without their members. */
+function kernelStateReader(exec: HostExec, names: Names) {
   const ourChains = [names.chain, names.newNetworks];
   const ours = (line: string) => ourChains.some((c) => line.endsWith(` -j ${c}`));
 
@@ -50,26 +43,6 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     const rules = table.filter((l) => ourChains.some((c) => l.startsWith(`-A ${c} `)));
     const chains = new Set(table.filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!));
     return { exists: from >= 0, lines, rules, chains };
-  }
-
-  /** Does this family need rules at all? Container scopes filter forwarded packets: with IPv6
-   * forwarding off (Docker without IPv6) none pass, and writing rules would only create an
-   * ip6tables filter table that uninstall cannot take away again. */
-  async function needed(c: Compiled, family: Family): Promise<boolean> {
-    if (family === 4 || c.jumps.some((j) => jumpRule(j, names, 6)?.chain === "OUTPUT")) return true;
-    const r = await exec(["sysctl", "-n", "net.ipv6.conf.all.forwarding"]);
-    return r.code === 0 && r.stdout.trim() !== "0";
-  }
-
-  function wantedJumps(c: Compiled, family: Family, chains: Set<string>): string[] {
-    const out: string[] = [];
-    for (const j of c.jumps) {
-      const r = jumpRule(j, names, family);
-      if (!r) continue;
-      if (r.chain === "DOCKER-USER" && !chains.has("DOCKER-USER")) continue; // created below
-      out.push(`-A ${r.chain} ${r.spec}`);
-    }
-    return [...new Set(out)];
   }
 
   async function existingSets(): Promise<string[]> {
@@ -92,17 +65,55 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     return out;
   }
 
-  /** The restore lines that make the jumps exactly `want`: delete stale or duplicate ones, insert missing ones first. */
-  function jumpLines(want: string[], have: string[]): string[] {
-    const seen = new Set<string>();
-    const del: string[] = [];
-    for (const l of have) {
-      if (want.includes(l) && !seen.has(l)) seen.add(l);
-      else del.push(l);
-    }
-    const add = want.filter((w) => !seen.has(w));
-    return [...del.map((l) => l.replace(/^-A /, "-D ")), ...add.reverse().map((l) => l.replace(/^-A (\S+) /, "-I $1 1 "))];
+  return { saved, existingSets, savedSets };
+}
+
+/** Does this family need rules at all? Container scopes filter forwarded packets: with IPv6
+ * forwarding off (Docker without IPv6) none pass, and writing rules would only create an
+ * ip6tables filter table that uninstall cannot take away again. */
+async function needed(exec: HostExec, names: Names, c: Compiled, family: Family): Promise<boolean> {
+  if (family === 4 || c.jumps.some((j) => jumpRule(j, names, 6)?.chain === "OUTPUT")) return true;
+  const r = await exec(["sysctl", "-n", "net.ipv6.conf.all.forwarding"]);
+  return r.code === 0 && r.stdout.trim() !== "0";
+}
+
+/** The restore lines that make the jumps exactly `want`: delete stale or duplicate ones, insert missing ones first. */
+function jumpLines(want: string[], have: string[]): string[] {
+  const seen = new Set<string>();
+  const del: string[] = [];
+  for (const l of have) {
+    if (want.includes(l) && !seen.has(l)) seen.add(l);
+    else del.push(l);
   }
+  const add = want.filter((w) => !seen.has(w));
+  return [...del.map((l) => l.replace(/^-A /, "-D ")), ...add.reverse().map((l) => l.replace(/^-A (\S+) /, "-I $1 1 "))];
+}
+
+/** The jump lines `c` wants in one family (a DOCKER-USER one only once that chain exists). */
+function wantedJumps(names: Names, c: Compiled, family: Family, chains: Set<string>): string[] {
+  const out: string[] = [];
+  for (const j of c.jumps) {
+    const r = jumpRule(j, names, family);
+    if (!r) continue;
+    if (r.chain === "DOCKER-USER" && !chains.has("DOCKER-USER")) continue; // created below
+    out.push(`-A ${r.chain} ${r.spec}`);
+  }
+  return [...new Set(out)];
+}
+
+export interface ApplierOptions {
+  exec: HostExec;
+  /** Ruleset instance (chain SLIPWAY_EGRESS[_X], sets slw[x]_…); "" for the agent's one. */
+  instance?: string;
+}
+
+export type Applier = ReturnType<typeof applierFactory>;
+
+export function applierFactory({ exec, instance = "" }: ApplierOptions) {
+  const names: Names = namesFor(instance);
+  const ourChains = [names.chain, names.newNetworks];
+  const { saved, existingSets, savedSets } = kernelStateReader(exec, names);
+
 
   /** Makes the jumps exactly `want`; true when something changed. */
   async function syncJumps(family: Family, want: string[], have: string[]): Promise<boolean> {
@@ -138,7 +149,7 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     await ensureDockerUser(c, f, chains);
     const chain = renderChain(c, names, f).split("\n").filter((l) => l !== "COMMIT" && l !== "");
     const drop = !c.knownBridges && chains.has(names.newNetworks) ? [`-F ${names.newNetworks}`, `-X ${names.newNetworks}`] : [];
-    await must(exec, [RESTORE[f], "--noflush"], { stdin: [...chain, ...jumpLines(wantedJumps(c, f, chains), lines), ...drop, "COMMIT", ""].join("\n") });
+    await must(exec, [RESTORE[f], "--noflush"], { stdin: [...chain, ...jumpLines(wantedJumps(names, c, f, chains), lines), ...drop, "COMMIT", ""].join("\n") });
   }
 
   return {
@@ -156,7 +167,7 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
         await must(exec, ["ipset", "restore"], { stdin: renderIpsetRestore(sets) });
         // 2. The chains, then their jumps, per family.
         for (const f of [4, 6] as const) {
-          if (await needed(c, f)) await applyFamily(c, f);
+          if (await needed(exec, names, c, f)) await applyFamily(c, f);
           else await removeFamily(f);
         }
       } catch (e) {
@@ -177,14 +188,14 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
       const sets = await existingSets();
       const missingSet = [...renderSets(c, names).keys()].some((s) => !sets.includes(s));
       for (const f of [4, 6] as const) {
-        if (!(await needed(c, f))) continue;
+        if (!(await needed(exec, names, c, f))) continue;
         const { lines, chains } = await saved(f);
         if (missingSet || !chains.has(names.chain) || (c.knownBridges && !chains.has(names.newNetworks))) {
           await this.apply(c);
           return true;
         }
         await ensureDockerUser(c, f, chains);
-        if (await syncJumps(f, wantedJumps(c, f, chains), lines)) repaired = true;
+        if (await syncJumps(f, wantedJumps(names, c, f, chains), lines)) repaired = true;
       }
       return repaired;
     },
