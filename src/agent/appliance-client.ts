@@ -4,8 +4,10 @@
  * with an agent token and the appliance's CA. Talks only over the REST API, in the shapes of
  * src/wire/egress, never to the server's services.
  */
+import { isIP } from "node:net";
 import type { AgentPolicy } from "../wire/egress/policy.ts";
 import type { PolicySource } from "./agent.ts";
+import { resolveAll, systemNameservers } from "./dns.ts";
 import { SlipwayError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 
@@ -37,4 +39,11 @@ export function httpPolicySource({ server, token, caPem }: { server: string; tok
       await call("POST", "/api/v1/egress/agent/events", { events }, AbortSignal.timeout(10_000));
     },
   };
+}
+
+/** The appliance's addresses (always allowed, so the agent never cuts itself off): the server
+ * URL's host when it is an address, else what it resolves to now (none when it does not). */
+export async function applianceAddresses(server: string): Promise<string[]> {
+  const host = new URL(server).hostname.replace(/^\[|\]$/g, "");
+  return isIP(host) ? [host] : await resolveAll(host, systemNameservers()).then((r) => r.addrs, () => []);
 }

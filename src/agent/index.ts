@@ -11,7 +11,6 @@
  * side (src/egress/local.ts) imports the agent, never the other way round.
  */
 export { startEgressAgent, uninstallEgress, type EgressAgent, type PolicySource, type DropEvent, type DropSource } from "./agent.ts";
-export { httpPolicySource } from "./appliance-client.ts";
-export { resolveAll, systemNameservers } from "./dns.ts";
+export { applianceAddresses, httpPolicySource } from "./appliance-client.ts";
 export { dockerNetworks, type DockerNetworks } from "./docker.ts";
 export { nflogSource } from "./nflog.ts";

@@ -3,10 +3,11 @@
  * `slipway agent --server URL --token-file F [--scope S]…`: enforces this runner host's egress
  * policy (see src/agent/agent.ts), as a service (packaging/systemd/slipway-agent.service).
  * `slipway agent uninstall` removes exactly what it added: jumps, chain, sets, the hosts block.
+ * Agent-side: only the options are read here; the agent itself is src/agent, and this command
+ * imports nothing of the server's services.
  */
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
-import { dockerNetworks, httpPolicySource, nflogSource, resolveAll, startEgressAgent, systemNameservers, uninstallEgress } from "../agent/index.ts";
+import { applianceAddresses, dockerNetworks, httpPolicySource, nflogSource, startEgressAgent, uninstallEgress } from "../agent/index.ts";
 import { hostExec } from "../host/exec.ts";
 import { parseScope } from "../wire/egress/scopes.ts";
 import { UsageError } from "../errors.ts";
@@ -66,8 +67,7 @@ export const agentCommand: Command = {
       return Number(raw);
     };
     // The appliance itself is always reachable.
-    const host = new URL(server).hostname.replace(/^\[|\]$/g, "");
-    const serverAddresses = isIP(host) ? [host] : await resolveAll(host, systemNameservers()).then((r) => r.addrs, () => []);
+    const serverAddresses = await applianceAddresses(server);
     const nflogGroup = num("nflog-group", 5317);
     const agent = await startEgressAgent({
       source: httpPolicySource({ server, token, caPem: ctx.client.cacert ? readFileSync(ctx.client.cacert, "utf8") : undefined }),
