@@ -12,7 +12,7 @@ import { dirname } from "node:path";
 import { writeFileAtomic } from "../fs/atomic.ts";
 import type { Logger } from "../log/logger.ts";
 import type { HostExec } from "../host/exec.ts";
-import type { AgentPolicy, EventReport, StatusReport } from "../wire/egress/policy.ts";
+import type { AgentPolicy } from "../wire/egress/policy.ts";
 import { applierFactory } from "./apply.ts";
 import { coveredByWildcard, startContainerDns } from "./container-dns.ts";
 import { systemNameservers } from "./dns.ts";
@@ -23,31 +23,9 @@ import { writeHostsBlock } from "./hosts-file.ts";
 import { learnedNamesFactory } from "./learned-names.ts";
 import { reconcilerFactory } from "./reconcile.ts";
 import { pinnerFactory } from "./resolve.ts";
+import type { DropSource, PolicySource } from "./sources.ts";
 
-/** Where the agent's policy comes from (the appliance's API, or in-process for `serve`). */
-export interface PolicySource {
-  /** The policy once it differs from `etag` (or after `waitSeconds`); throws when unreachable. */
-  fetch(etag: string | null, waitSeconds: number, signal: AbortSignal): Promise<AgentPolicy>;
-  reportStatus(s: StatusReport): Promise<void>;
-  reportEvents(events: EventReport[]): Promise<void>;
-}
-
-/** A dropped (or, in monitor mode, would-be dropped) packet, as NFLOG saw it. */
-export interface DropEvent {
-  src: string;
-  dst: string;
-  port: number;
-  protocol: string;
-  uid: number | null;
-  indev: string | null;
-  /** Logged by monitor mode (would have been dropped) rather than dropped. */
-  monitor: boolean;
-}
-
-export interface DropSource {
-  start(onEvent: (e: DropEvent) => void): Promise<void>;
-  stop(): void;
-}
+export type { DropEvent, DropSource, PolicySource } from "./sources.ts";
 
 export interface AgentOptions {
   source: PolicySource;

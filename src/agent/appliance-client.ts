@@ -6,7 +6,7 @@
  */
 import { isIP } from "node:net";
 import type { AgentPolicy } from "../wire/egress/policy.ts";
-import type { PolicySource } from "./agent.ts";
+import type { PolicySource } from "./sources.ts";
 import { resolveAll, systemNameservers } from "./dns.ts";
 import { SlipwayError } from "../errors.ts";
 import { VERSION } from "../version.ts";

@@ -9,7 +9,7 @@ import type { Logger } from "../log/logger.ts";
 import type { EventReport } from "../wire/egress/policy.ts";
 import { parseScope } from "../wire/egress/scopes.ts";
 import { cidrContains, familyOf } from "../wire/egress/targets.ts";
-import type { DropEvent } from "./agent.ts";
+import type { DropEvent } from "./sources.ts";
 
 export interface DropReportsOptions {
   /** The scopes in force now. */

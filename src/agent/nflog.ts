@@ -8,7 +8,7 @@
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { readdirSync, readFileSync } from "node:fs";
-import type { DropEvent, DropSource } from "./agent.ts";
+import type { DropEvent, DropSource } from "./sources.ts";
 import { parseTarget } from "../wire/egress/targets.ts";
 
 const AF_NETLINK = 16;

@@ -13,9 +13,9 @@ import { compile, hostnamesOf } from "./compile.ts";
 import type { DockerBridges } from "./docker-bridges.ts";
 import { writeHostsBlock } from "./hosts-file.ts";
 import type { learnedNamesFactory } from "./learned-names.ts";
-import type { PolicySource } from "./agent.ts";
 import type { Compiled } from "./render.ts";
 import type { Pinner } from "./resolve.ts";
+import type { PolicySource } from "./sources.ts";
 
 export interface ReconcilerOptions {
   applier: Applier;
