@@ -6,6 +6,8 @@
  * firewall manager may rewrite the tables), answers container DNS questions consistently with
  * the sets, and in monitor mode reports would-be drops read from NFLOG. Stopping the agent
  * leaves the rules in force (fail closed); only mode `off` or `uninstall` removes them.
+ * This is the loop that ties the parts together: ./reconcile.ts applies, ./docker-bridges.ts
+ * follows Docker, ./container-dns.ts answers containers, ./drop-reports.ts reports drops.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
