@@ -11,31 +11,13 @@ import net from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import tls from "node:tls";
-import { PreconditionError, SlipwayError, UsageError } from "../../errors.ts";
+import { PreconditionError, UsageError } from "../../errors.ts";
 import { run, which } from "../../host/run.ts";
 import { builderPlatformOf } from "../../wire/depot.ts";
+import { rpc } from "../../api-client/connect.ts";
 import { apiClientFactory, type ApiClient } from "../../api-client/index.ts";
 
 export type Env = Record<string, string | undefined>;
-
-/** Thrown for an RPC error: Connect's code and message. */
-export class RpcError extends SlipwayError {
-  override name = "RpcError";
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(`${code}: ${message}`);
-  }
-}
-
-/** One Connect unary call with the JSON codec. */
-export async function rpc<T>(api: ApiClient, method: string, body: unknown): Promise<T> {
-  const r = await api.raw<Record<string, unknown>>("POST", `/${method}`, body);
-  if (r.status === 200) return r.body as T;
-  const e = (r.body ?? {}) as { code?: string; message?: string; detail?: string };
-  throw new RpcError(e.code ?? `http_${r.status}`, e.message ?? e.detail ?? `HTTP ${r.status}`);
-}
 
 /**
  * The project, by id or as ORG/NAME (the server resolves either): --project, SLIPWAY_PROJECT,
