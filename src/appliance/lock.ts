@@ -4,7 +4,7 @@
  * process's life. The kernel drops it when the process ends however it ends (kill -9 included),
  * so a stale lock cannot exist, unlike a pid file. Two serves on one data dir would both adopt
  * the same builders and write the same database; the second is refused with the first's pid.
- * Bun has no flock, hence libc through bun:ffi (as egress/nflog does for netlink).
+ * Bun has no flock, hence libc through bun:ffi (as agent/nflog does for netlink).
  */
 import { dlopen, FFIType } from "bun:ffi";
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";

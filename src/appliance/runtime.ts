@@ -35,7 +35,7 @@ import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import type { Actor } from "../auth/actor.ts";
 import { builderCurrencyHealthCheck, builderManagerFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderNetworkPolicy } from "../builders/index.ts";
-import { hostExec } from "../egress/apply.ts";
+import { hostExec } from "../host/exec.ts";
 import { PreconditionError } from "../errors.ts";
 import { localPlatform } from "../wire/depot.ts";
 import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";

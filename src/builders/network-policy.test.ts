@@ -6,7 +6,7 @@
  * test/e2e/builder-network-policy.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { hostExec, type HostExec } from "../egress/apply.ts";
+import { hostExec, type HostExec } from "../host/exec.ts";
 import { run, which } from "../host/run.ts";
 import { bridgeName, builderNetworkPolicyFactory, parseEndpoint, policyNames, renderPolicyChains, renderPolicyNat, type ResolvedPolicy } from "./network-policy.ts";
 

@@ -25,10 +25,10 @@
 import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import type { HostExec } from "../egress/apply.ts";
+import type { HostExec } from "../host/exec.ts";
 import type { HealthCheck } from "../health/registry.ts";
-import { renderIpsetRestore } from "../egress/render.ts";
-import { parseTarget, type Family } from "../egress/targets.ts";
+import { renderIpsetRestore } from "../host/ipset.ts";
+import { parseTarget, type Family } from "../wire/egress/targets.ts";
 
 /** Reserved ranges builders may not reach unless the operator allows them. */
 export const LINK_LOCAL: Record<Family, string[]> = { 4: ["169.254.0.0/16"], 6: ["fe80::/10"] };

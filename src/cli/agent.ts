@@ -1,18 +1,15 @@
 /**
  * @module cli/agent
  * `slipway agent --server URL --token-file F [--scope S]…`: enforces this runner host's egress
- * policy (see src/egress/agent.ts), as a service (packaging/systemd/slipway-agent.service).
+ * policy (see src/agent/agent.ts), as a service (packaging/systemd/slipway-agent.service).
  * `slipway agent uninstall` removes exactly what it added: jumps, chain, sets, the hosts block.
+ * Agent-side: only the options are read here; the agent itself is src/agent, and this command
+ * imports nothing of the server's services.
  */
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
-import { httpPolicySource } from "../client/egress-agent.ts";
-import { startEgressAgent, uninstallEgress } from "../egress/agent.ts";
-import { hostExec } from "../egress/apply.ts";
-import { resolveAll, systemNameservers } from "../egress/dns.ts";
-import { dockerNetworks } from "../egress/docker.ts";
-import { nflogSource } from "../egress/nflog.ts";
-import { parseScope } from "../egress/scopes.ts";
+import { applianceAddresses, dockerNetworks, httpPolicySource, nflogSource, startEgressAgent, uninstallEgress } from "../agent/index.ts";
+import { hostExec } from "../host/exec.ts";
+import { parseScope } from "../wire/egress/scopes.ts";
 import { UsageError } from "../errors.ts";
 import { createLogger } from "../log/logger.ts";
 import { EXIT_OK, type Command } from "./command.ts";
@@ -70,8 +67,7 @@ export const agentCommand: Command = {
       return Number(raw);
     };
     // The appliance itself is always reachable.
-    const host = new URL(server).hostname.replace(/^\[|\]$/g, "");
-    const serverAddresses = isIP(host) ? [host] : await resolveAll(host, systemNameservers()).then((r) => r.addrs, () => []);
+    const serverAddresses = await applianceAddresses(server);
     const nflogGroup = num("nflog-group", 5317);
     const agent = await startEgressAgent({
       source: httpPolicySource({ server, token, caPem: ctx.client.cacert ? readFileSync(ctx.client.cacert, "utf8") : undefined }),

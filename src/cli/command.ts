@@ -1,11 +1,11 @@
 /**
  * @module cli/command
- * What a command is, the options every command shares, and how failures become exit codes:
- * 0 ok, 1 the operation failed, 2 usage or configuration error.
+ * What a command is, the options every command shares (the client-side globals: server, token,
+ * CA, --json), and how failures become exit codes: 0 ok, 1 the operation failed, 2 usage or
+ * configuration error. The server-side commands' own options are in ./server/options.ts.
  */
 import { readFileSync } from "node:fs";
 import type { ParseArgsConfig } from "node:util";
-import { loadConfig, type LoadedConfig, type Override } from "../config/index.ts";
 import { resolveClientOptions, type ClientOptions } from "../config/client.ts";
 import { ConfigError, SlipwayError, UsageError } from "../errors.ts";
 
@@ -60,20 +60,6 @@ export const GLOBAL_HELP: Record<string, string> = {
   help: "show this help",
 };
 
-/** Options of the commands that work on the server's configuration and data dir. */
-export const SERVER_OPTIONS: OptionSpec = {
-  config: { type: "string" },
-  "data-dir": { type: "string" },
-  set: { type: "string", multiple: true },
-};
-/** Their names, for subcommands that list the options they accept. */
-export const SERVER_FLAGS = Object.keys(SERVER_OPTIONS);
-export const SERVER_HELP: Record<string, string> = {
-  config: "config file (default /etc/slipway/slipway.toml as root, else $XDG_CONFIG_HOME/slipway/slipway.toml; env SLIPWAY_CONFIG)",
-  "data-dir": "data directory (overrides data.dir)",
-  set: "override any setting: --set section.key=value (repeatable)",
-};
-
 /** The client options; `io` (when given) hears a warning about a token given in argv. */
 export function clientOptions(values: Values, env: Record<string, string | undefined>, io?: Pick<Io, "err">): ClientOptions {
   return resolveClientOptions(
@@ -106,25 +92,6 @@ function tokenOption(values: Values, io?: Pick<Io, "err">): string | undefined {
   const token = text.split("\n")[0]!.trim();
   if (!token) throw new UsageError(`--token-file ${file === "-" ? "- (stdin)" : JSON.stringify(file)} holds no token`);
   return token;
-}
-
-/** Loads the server config from the shared server options plus command-specific overrides. */
-export function loadServerConfig(ctx: CommandContext, extra: Override[] = []): LoadedConfig {
-  const overrides: Override[] = [];
-  for (const item of (ctx.values.set as string[] | undefined) ?? []) {
-    const eq = item.indexOf("=");
-    if (eq <= 0) throw new UsageError(`--set ${JSON.stringify(item)}: expected section.key=value`);
-    overrides.push({ key: item.slice(0, eq), value: item.slice(eq + 1), source: `--set ${item.slice(0, eq)}` });
-  }
-  overrides.push(...extra);
-  // --data-dir always wins, whatever the file or environment says.
-  if (typeof ctx.values["data-dir"] === "string") overrides.push({ key: "data.dir", value: ctx.values["data-dir"], source: "--data-dir" });
-  return loadConfig({
-    uid: process.getuid?.() ?? 1000,
-    env: ctx.env,
-    configFile: ctx.values.config as string | undefined,
-    overrides,
-  });
 }
 
 /** Maps a thrown error to an exit code and prints one clear line (SLIPWAY_DEBUG=1 adds the stack). */

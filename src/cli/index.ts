@@ -1,32 +1,47 @@
 /**
  * @module cli
- * argv → command. Parses strictly (an unknown flag is a usage error, exit 2), gives every
- * command the client-side globals, and turns failures into one line and an exit code.
+ * The `slipway` command-line program: argv → command. Parses strictly (an unknown flag is a
+ * usage error, exit 2), gives every command the client-side globals, prints help, and turns
+ * failures into one line and an exit code.
+ *
+ * Commands are grouped by where they run and what they may import:
+ * - ./client/: client-side commands (login, logout, orgs, members, projects, tokens, trust,
+ *   egress, build, buildkit-env). They talk to the appliance over its HTTP API through
+ *   src/api-client, from any machine, and import nothing of the server's services.
+ * - ./agent.ts: `slipway agent`, the runner host's egress agent (src/agent); agent-side, the same
+ *   rule.
+ * - ./server/: server-side commands (serve, migrate, backup, doctor, pki, admin, builder-image,
+ *   and the hidden self-tests). They run on the appliance's host with its config and data dir
+ *   (--config, --data-dir, --set) and use the server's services directly.
+ * What all of them share sits here: ./command.ts, ./subcommands.ts, ./output.ts, ./version.ts.
  */
 import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
-import { backupCommand } from "./backup.ts";
-import { builderImageCommand } from "./builder-image.ts";
-import { buildCommand, buildkitEnvCommand } from "./build.ts";
 import { EXIT_OK, GLOBAL_HELP, GLOBAL_OPTIONS, clientOptions, reportFailure, type Command, type Io } from "./command.ts";
-import { doctorCommand } from "./doctor.ts";
-import { adminCommand } from "./admin.ts";
-import { loginCommand } from "./login.ts";
-import { logoutCommand } from "./logout.ts";
-import { membersCommand } from "./members.ts";
-import { orgsCommand } from "./orgs.ts";
-import { projectsCommand } from "./projects.ts";
-import { tokensCommand } from "./tokens.ts";
-import { trustCommand } from "./trust.ts";
-import { egressCommand } from "./egress.ts";
-import { agentCommand } from "./agent.ts";
-import { migrateCommand } from "./migrate.ts";
-import { pkiCommand } from "./pki.ts";
-import { serveCommand } from "./serve.ts";
 import { versionCommand } from "./version.ts";
-import { volumeSelftestCommand } from "./volume-selftest.ts";
-import { failSelftestCommand } from "./fail-selftest.ts";
+// Client-side: talk to the appliance over its HTTP API, from any machine.
+import { buildCommand, buildkitEnvCommand } from "./client/build.ts";
+import { egressCommand } from "./client/egress.ts";
+import { loginCommand } from "./client/login.ts";
+import { logoutCommand } from "./client/logout.ts";
+import { membersCommand } from "./client/members.ts";
+import { orgsCommand } from "./client/orgs.ts";
+import { projectsCommand } from "./client/projects.ts";
+import { tokensCommand } from "./client/tokens.ts";
+import { trustCommand } from "./client/trust.ts";
+// Agent-side: the runner host's egress agent.
+import { agentCommand } from "./agent.ts";
+// Server-side: on the appliance's host, with its config and data dir.
+import { adminCommand } from "./server/admin.ts";
+import { backupCommand } from "./server/backup.ts";
+import { builderImageCommand } from "./server/builder-image.ts";
+import { doctorCommand } from "./server/doctor.ts";
+import { failSelftestCommand } from "./server/fail-selftest.ts";
+import { migrateCommand } from "./server/migrate.ts";
+import { pkiCommand } from "./server/pki.ts";
+import { serveCommand } from "./server/serve.ts";
+import { volumeSelftestCommand } from "./server/volume-selftest.ts";
 
 export const COMMANDS: Command[] = [
   serveCommand,

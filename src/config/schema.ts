@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { parseListenAddress } from "./listen.ts";
-import { parseTarget } from "../egress/targets.ts";
+import { parseTarget } from "../wire/egress/targets.ts";
 import { allowEntryProblem } from "../auth/oidc/address.ts";
 import { parseEndpoint } from "../builders/network-policy.ts";
 

@@ -7,12 +7,15 @@
  * scopes are dropped. Each designated host gets its own chain and sets (SLIPWAY_EGRESS_<n>,
  * slw<n>_…) so colocated organizations never share rules. A designation ended takes the host's
  * scopes away at once (no jumps); hosts designated later are picked up at the next start.
+ *
+ * Why here and not in src/agent: this is server wiring that uses the agent. It adapts the
+ * server's egress service to the agent's PolicySource in-process, so it needs the service, which
+ * src/agent must never import (the runner-host agent shares only src/wire and src/config with
+ * the server). The dependency runs one way: src/egress → src/agent.
  */
 import type { Logger } from "../log/logger.ts";
-import { startEgressAgent, type EgressAgent } from "./agent.ts";
-import { hostExec } from "./apply.ts";
-import { dockerNetworks } from "./docker.ts";
-import { nflogSource } from "./nflog.ts";
+import { dockerNetworks, nflogSource, startEgressAgent, type EgressAgent } from "../agent/index.ts";
+import { hostExec } from "../host/exec.ts";
 import type { EgressService } from "./service.ts";
 
 export interface LocalAgentsOptions {

@@ -18,11 +18,12 @@ import { generateToken, hashToken } from "../auth/tokens.ts";
 import { isUniqueViolation } from "../db/index.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import { parseScope, scopeText } from "./scopes.ts";
-import { familyOf, parsePorts, parseTarget, portsText, targetText } from "./targets.ts";
+import type { AgentPolicy, EventAction, EventReport, Mode, RuleAction } from "../wire/egress/policy.ts";
+import { parseScope, scopeText } from "../wire/egress/scopes.ts";
+import { familyOf, parsePorts, parseTarget, portsText, targetText } from "../wire/egress/targets.ts";
 
-export type Mode = "off" | "monitor" | "enforce";
-export type RuleAction = "allow" | "deny";
+/** The agent's contract, re-exported for the server's callers (the shapes live in src/wire). */
+export type { AgentPolicy, EventAction, EventReport, Mode, RuleAction };
 
 export interface EgressRule {
   id: string;
@@ -59,8 +60,6 @@ export interface RunnerHost {
   local_scopes: string[] | null;
 }
 
-export type EventAction = "blocked" | "would-block";
-
 export interface EgressEvent {
   /** would-block: monitor mode let it through; blocked: enforce mode refused it. */
   action: EventAction;
@@ -74,33 +73,6 @@ export interface EgressEvent {
   count: number;
   first_at: string;
   last_at: string;
-}
-
-/** What an agent pulls: everything it needs to render its host's rules. */
-export interface AgentPolicy {
-  etag: string;
-  org_id: string;
-  host_id: string;
-  mode: Mode;
-  default_action: RuleAction;
-  rules: { action: RuleAction; target: string; ports: string | null }[];
-  scopes: string[];
-  /** Addresses/CIDRs always allowed: builders and the operator's extra lists. */
-  always_allow: string[];
-  /** Hostnames always allowed (the appliance's API and build endpoint); the agent resolves them. */
-  always_allow_hosts: string[];
-}
-
-export interface EventReport {
-  action: EventAction;
-  scope: string;
-  source: string;
-  dst: string;
-  port: number;
-  protocol: string;
-  hostname?: string | null;
-  count: number;
-  at: string;
 }
 
 export interface EgressDeps {

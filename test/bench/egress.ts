@@ -12,8 +12,9 @@
  * Usage: bun test/bench/egress.ts [--json] [--connects 3000]
  */
 import { parseArgs } from "node:util";
-import { applierFactory, hostExec } from "../../src/egress/apply.ts";
-import { namesFor, renderChainOneRuleEach, type Compiled } from "../../src/egress/render.ts";
+import { applierFactory } from "../../src/agent/apply.ts";
+import { hostExec } from "../../src/host/exec.ts";
+import { namesFor, renderChainOneRuleEach, type Compiled } from "../../src/agent/render.ts";
 import { run } from "../../src/host/run.ts";
 import { intOpt, table, type Row } from "./report.ts";
 

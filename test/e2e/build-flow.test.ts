@@ -14,7 +14,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { listWorkers } from "../../src/wire/buildkit.ts";
-import { findBuildkitClient } from "../../src/client/build.ts";
+import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { githubClaims, startTestIssuer, type TestIssuer } from "../support/oidc-issuer.ts";

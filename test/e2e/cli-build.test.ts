@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
-import { findBuildkitClient } from "../../src/client/build.ts";
+import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { DEPOT, depotEnv } from "../support/depot.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";

@@ -10,7 +10,7 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { httpPolicySource } from "../../src/client/egress-agent.ts";
+import { httpPolicySource } from "../../src/agent/appliance-client.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { serve } from "../support/serve.ts";

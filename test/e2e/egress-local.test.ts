@@ -15,8 +15,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import { uninstallEgress } from "../../src/egress/agent.ts";
-import { hostExec } from "../../src/egress/apply.ts";
+import { uninstallEgress } from "../../src/agent/agent.ts";
+import { hostExec } from "../../src/host/exec.ts";
 import { run, which } from "../../src/host/run.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { removeBuildersOfServed } from "../support/builder-cleanup.ts";

@@ -15,7 +15,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { emulationProblem } from "../../src/builders/index.ts";
-import { findBuildkitClient } from "../../src/client/build.ts";
+import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
 import { which } from "../../src/host/run.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { DEPOT, depotEnv, finished } from "../support/depot.ts";

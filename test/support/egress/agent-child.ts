@@ -9,10 +9,10 @@
  * in the namespace. The hosts file is /etc/netns/<runner>/hosts, which `ip netns exec` mounts
  * over /etc/hosts for every process it starts in the runner namespace (curl, getent).
  */
-import { startEgressAgent, type PolicySource } from "../../../src/egress/agent.ts";
-import { hostExec } from "../../../src/egress/apply.ts";
-import { nflogSource } from "../../../src/egress/nflog.ts";
-import type { AgentPolicy } from "../../../src/egress/service.ts";
+import { startEgressAgent, type PolicySource } from "../../../src/agent/agent.ts";
+import { hostExec } from "../../../src/host/exec.ts";
+import { nflogSource } from "../../../src/agent/nflog.ts";
+import type { AgentPolicy } from "../../../src/wire/egress/policy.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 
 const opts = JSON.parse(process.argv[2]!) as { hostsFile: string; stateFile: string; graceMs: number; nflogGroup: number; dnsListen: string[]; watchdogMs: number };

@@ -4,7 +4,7 @@
  * as JSON lines on stdin: {"names": {"rr.test": ["10.77.0.21", ...]}, "ttl": 1}. Each answer
  * lists all of a name's addresses, rotated by one per question (round robin).
  */
-import { encodeAnswer, parseQuestion } from "../../../src/egress/dns.ts";
+import { encodeAnswer, parseQuestion } from "../../../src/agent/dns.ts";
 
 let zone: Record<string, string[]> = {};
 let ttl = 1;

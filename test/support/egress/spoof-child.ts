@@ -6,7 +6,7 @@
  *   another port of ADDR, then after 100 ms its own reply (10.77.0.41);
  * - `resolve NAME SERVER`: the agent's resolver, printing what it resolved as JSON.
  */
-import { resolveAll, TYPE_A } from "../../../src/egress/dns.ts";
+import { resolveAll, TYPE_A } from "../../../src/agent/dns.ts";
 import { encodeReply, sendFrom, startZoneServer } from "./zone-server.ts";
 
 const [role, a, b] = process.argv.slice(2) as [string, string, string];

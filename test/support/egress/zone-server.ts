@@ -6,7 +6,7 @@
  * plays it, from another socket). Records are written out in full, so what reaches the client is
  * exactly what the handler chose.
  */
-import { parseQuestion, TYPE_A, TYPE_AAAA, TYPE_CNAME, type Question } from "../../../src/egress/dns.ts";
+import { parseQuestion, TYPE_A, TYPE_AAAA, TYPE_CNAME, type Question } from "../../../src/agent/dns.ts";
 import { isIP } from "node:net";
 
 export interface ZoneRecord {
@@ -115,4 +115,4 @@ export async function sendFrom(fromHost: string, to: Peer, bytes: Uint8Array): P
 }
 
 /** A query for `name` as any stub resolver would send it (the id is the caller's). */
-export { encodeQuery } from "../../../src/egress/dns.ts";
+export { encodeQuery } from "../../../src/agent/dns.ts";
