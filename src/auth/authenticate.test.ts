@@ -15,7 +15,7 @@ import { UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { authServiceFactory } from "./authenticate.ts";
 import { bootstrapAdministrator, INITIAL_ADMIN_TOKEN_FILE } from "./bootstrap.ts";
-import { generateToken, hashToken } from "./tokens.ts";
+import { generateToken, hashToken } from "./token-format.ts";
 
 let dir: string;
 let db: Database;

@@ -3,12 +3,12 @@
  * Turns a presented credential into an actor. Unknown, expired and revoked tokens all become
  * the same UnauthenticatedError, so a caller learns nothing about which it was. Slipway tokens
  * are found by the SHA-256 of the whole string (an index lookup, no secret comparison in JS).
- * Raw CI OIDC JWTs are the trust service's (auth/trust-service.ts).
+ * Raw CI OIDC JWTs are the trust service's (auth/ci-trusts.ts).
  */
 import type { Database } from "bun:sqlite";
 import { UnauthenticatedError } from "../errors.ts";
 import type { Actor, Role } from "./actor.ts";
-import { hashToken, tokenKind } from "./tokens.ts";
+import { hashToken, tokenKind } from "./token-format.ts";
 
 export type { Actor } from "./actor.ts";
 

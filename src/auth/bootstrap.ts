@@ -9,7 +9,7 @@ import type { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { writeFileAtomic } from "../fs/atomic.ts";
 import { newId } from "../ids.ts";
-import { generateToken, hashToken } from "./tokens.ts";
+import { generateToken, hashToken } from "./token-format.ts";
 
 export const INITIAL_ADMIN_TOKEN_FILE = "initial-admin-token";
 

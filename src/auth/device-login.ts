@@ -14,8 +14,8 @@ import { newId } from "../ids.ts";
 import type { Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
 import { RateLimitedError, rateLimiterFactory, type RateLimiter } from "./rate-limit.ts";
-import type { TokensService } from "./token-service.ts";
-import { hashToken } from "./tokens.ts";
+import type { TokensService } from "./api-tokens.ts";
+import { hashToken } from "./token-format.ts";
 
 const LIFETIME_MS = 10 * 60_000;
 const INTERVAL_S = 2;

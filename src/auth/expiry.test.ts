@@ -18,7 +18,7 @@ import { authServiceFactory } from "./authenticate.ts";
 import { DeviceLoginGoneError, deviceLoginServiceFactory } from "./device-login.ts";
 import { RateLimitedError, rateLimiterFactory } from "./rate-limit.ts";
 import { sessionsServiceFactory } from "./sessions.ts";
-import { tokensServiceFactory } from "./token-service.ts";
+import { tokensServiceFactory } from "./api-tokens.ts";
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;

@@ -8,7 +8,7 @@ import type { Database } from "bun:sqlite";
 import { InvalidInputError, UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { AuditService } from "./audit.ts";
-import { hashToken } from "./tokens.ts";
+import { hashToken } from "./token-format.ts";
 
 export const SESSION_COOKIE = "slipway_session";
 const IDLE_MS = 12 * 3600_000;

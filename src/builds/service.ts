@@ -12,7 +12,7 @@ import type { Database } from "bun:sqlite";
 import { actorLabel, type Actor } from "../auth/actor.ts";
 import type { AuditService } from "../auth/audit.ts";
 import { authorize, type Resource } from "../auth/policy.ts";
-import { generateToken, hashToken } from "../auth/tokens.ts";
+import { generateToken, hashToken } from "../auth/token-format.ts";
 import type { BuilderStatus } from "../builders/index.ts";
 import { normalizePlatform } from "../builders/runtimes.ts";
 import { ConflictError, InvalidInputError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";

@@ -7,7 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { sessionsServiceFactory } from "../auth/sessions.ts";
-import { tokensServiceFactory } from "../auth/token-service.ts";
+import { tokensServiceFactory } from "../auth/api-tokens.ts";
 import { dispatch, required } from "../client/cli.ts";
 import { UsageError } from "../errors.ts";
 import { USERNAME_PATTERN, orgsServiceFactory } from "../orgs/service.ts";

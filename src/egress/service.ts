@@ -14,7 +14,7 @@
 import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
 import type { AuditService } from "../auth/audit.ts";
-import { generateToken, hashToken } from "../auth/tokens.ts";
+import { generateToken, hashToken } from "../auth/token-format.ts";
 import { isUniqueViolation } from "../db/index.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";

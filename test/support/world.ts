@@ -14,8 +14,8 @@ import { createApp } from "../../src/api/app.ts";
 import { auditServiceFactory } from "../../src/auth/audit.ts";
 import { authServiceFactory, bootstrapAdministrator } from "../../src/auth/index.ts";
 import { sessionsServiceFactory } from "../../src/auth/sessions.ts";
-import { tokensServiceFactory, type TokensService } from "../../src/auth/token-service.ts";
-import { trustServiceFactory } from "../../src/auth/trust-service.ts";
+import { tokensServiceFactory, type TokensService } from "../../src/auth/api-tokens.ts";
+import { trustServiceFactory } from "../../src/auth/ci-trusts.ts";
 import { deviceLoginServiceFactory } from "../../src/auth/device-login.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../../src/auth/oidc/index.ts";
 

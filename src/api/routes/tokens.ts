@@ -4,7 +4,7 @@
  */
 import { Elysia, t } from "elysia";
 import { authorize, canManageUserToken, type Actor } from "../../auth/index.ts";
-import type { TokenMetadata } from "../../auth/token-service.ts";
+import type { TokenMetadata } from "../../auth/api-tokens.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
 import type { IdentityContext } from "../identity.ts";
 

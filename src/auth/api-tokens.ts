@@ -1,16 +1,17 @@
 /**
- * @module auth/token-service
- * Creating, listing and revoking API tokens. The secret is returned once, at creation; only its
- * SHA-256 is stored. Listing returns metadata only. A token never mints one that outlives it:
- * with no expiry asked, the new token expires with the token that made it; a later expiry is
- * refused (otherwise an organization token, or a phished user token, could make itself permanent).
+ * @module auth/api-tokens
+ * The api_tokens table's owner: creating, listing, revoking and pruning API tokens, and finding
+ * one by its hash. The secret is returned once, at creation; only its SHA-256 is stored. Listing
+ * returns metadata only. A token never mints one that outlives it: with no expiry asked, the new
+ * token expires with the token that made it; a later expiry is refused (otherwise an organization
+ * token, or a phished user token, could make itself permanent).
  */
 import type { Database } from "bun:sqlite";
 import { InvalidInputError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
-import { generateToken, hashToken, type TokenKind } from "./tokens.ts";
+import { generateToken, hashToken, type TokenKind } from "./token-format.ts";
 
 export interface TokenMetadata {
   id: string;

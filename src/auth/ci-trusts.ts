@@ -1,5 +1,5 @@
 /**
- * @module auth/trust-service
+ * @module auth/ci-trusts
  * Trust relationships stored per project, and the CI side of authentication: a raw OIDC JWT is
  * verified against the trusts of its issuer and becomes an actor scoped to the projects whose
  * trusts it matched (each call then names the one it acts on); `exchange` turns it into a
@@ -12,7 +12,7 @@ import { newId } from "../ids.ts";
 import { oidcLabel, type Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
 import { peekJws, validateTrust, type CiTokenVerifier, type InternalAllowance, type TrustRelationship } from "./oidc/index.ts";
-import type { TokensService } from "./token-service.ts";
+import type { TokensService } from "./api-tokens.ts";
 
 /** Exchanged tokens never outlive the CI token, and never an hour. */
 const MAX_EXCHANGED_MS = 3600_000;
