@@ -40,6 +40,19 @@ export interface NewToken {
   createdBy: string | null;
 }
 
+/** A stored token as authentication reads it (auth/authenticate). */
+export interface StoredToken {
+  id: string;
+  kind: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+  user_id: string | null;
+  org_id: string | null;
+  project_id: string | null;
+  build_id: string | null;
+}
+
 const COLUMNS = "id, kind, name, user_id, org_id, project_id, created_by, created_at, expires_at, last_used_at, revoked_at";
 
 export type TokensService = ReturnType<typeof tokensServiceFactory>;
@@ -47,6 +60,15 @@ export type TokensService = ReturnType<typeof tokensServiceFactory>;
 export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
   const byId = db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE id = ?`);
   const expiryOf = db.query("SELECT expires_at FROM api_tokens WHERE id = ?");
+  const insertBuildToken = db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at, expires_at) VALUES (?, 'build', ?, ?, ?, ?, ?, ?)");
+  const bySecretHash = db.query("SELECT id, kind, expires_at, revoked_at, last_used_at, user_id, org_id, project_id, build_id FROM api_tokens WHERE secret_sha256 = ?");
+  const tokenProjects = db.query("SELECT project_id FROM api_token_projects WHERE token_id = ?");
+  const touchStmt = db.query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?");
+  const pruneStmt = db.query(
+    `DELETE FROM api_tokens WHERE id IN (
+       SELECT id FROM api_tokens WHERE expires_at < ?1
+       UNION SELECT id FROM api_tokens WHERE revoked_at < ?1 LIMIT ?2)`,
+  );
 
   /** When the credential making the request expires: its stored token's expiry; null for none
    * (a session, an administrator's token without expiry, a raw OIDC JWT that cannot mint). */
@@ -89,6 +111,34 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
         audit.record({ orgId: input.orgId ?? null, actor, action: "token.create", target: id, ip, details: { kind: input.kind, name: input.name, project_id: input.projectId ?? null, expires_at: input.expiresAt?.toISOString() ?? null } });
       })();
       return { token, metadata: this.get(id) };
+    },
+
+    /** A build's own token, made in the build's creating transaction: it expires at `expiresAt`
+     * and acts on that build only. Returns the secret (shown once, to the build's client). */
+    issueBuildToken(build: { id: string; projectId: string }, expiresAt: Date): string {
+      const token = generateToken("build");
+      insertBuildToken.run(newId("tok"), hashToken(token), `build ${build.id}`, build.projectId, build.id, now().toISOString(), expiresAt.toISOString());
+      return token;
+    },
+
+    /** The stored token whose secret hashes to `sha256` (authentication), or null. */
+    findBySecretHash(sha256: Uint8Array): StoredToken | null {
+      return bySecretHash.get(sha256) as StoredToken | null;
+    },
+
+    /** The projects an OIDC-exchanged token acts on. */
+    projectIdsOf(tokenId: string): string[] {
+      return (tokenProjects.all(tokenId) as { project_id: string }[]).map((r) => r.project_id);
+    },
+
+    /** Records a use (advisory: callers write it at most once a minute per token). */
+    touch(id: string, at: Date): void {
+      touchStmt.run(at.toISOString(), id);
+    },
+
+    /** Deletes at most `limit` tokens that expired or were revoked before `cutoff` (retention); returns how many. */
+    pruneEnded(cutoff: Date, limit: number): number {
+      return pruneStmt.run(cutoff.toISOString(), limit).changes;
     },
 
     listForUser(userId: string): TokenMetadata[] {

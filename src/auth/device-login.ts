@@ -146,5 +146,10 @@ export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs =
       db.query("UPDATE device_logins SET denied_at = ? WHERE id = ?").run(now().toISOString(), r.id);
       audit.record({ actor, action: "auth.device.deny", target: r.id, ip });
     },
+
+    /** Deletes at most `limit` device logins that expired before `cutoff` (retention); returns how many. */
+    pruneExpired(cutoff: Date, limit: number): number {
+      return db.query("DELETE FROM device_logins WHERE id IN (SELECT id FROM device_logins WHERE expires_at < ?1 LIMIT ?2)").run(cutoff.toISOString(), limit).changes;
+    },
   };
 }

@@ -11,7 +11,9 @@ import { join } from "node:path";
 import type { Database } from "bun:sqlite";
 import { applyMigrations, openDatabase } from "../db/index.ts";
 import { NotFoundError, UnauthenticatedError } from "../errors.ts";
+import { egressServiceFactory } from "../egress/service.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
+import { projectsServiceFactory } from "../projects/service.ts";
 import type { Actor } from "./actor.ts";
 import { auditServiceFactory } from "./audit.ts";
 import { authServiceFactory } from "./authenticate.ts";
@@ -19,6 +21,14 @@ import { DeviceLoginGoneError, deviceLoginServiceFactory } from "./device-login.
 import { RateLimitedError, rateLimiterFactory } from "./rate-limit.ts";
 import { sessionsServiceFactory } from "./sessions.ts";
 import { tokensServiceFactory } from "./api-tokens.ts";
+
+/** The authentication service as serve wires it: the real owners of the tables it reads. */
+function authOn({ db, now }: { db: Database; now?: () => Date }) {
+  const audit = auditServiceFactory({ db });
+  const users = orgsServiceFactory({ db, audit });
+  const runnerHosts = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
+  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit }), runnerHosts, ...(now ? { now } : {}) });
+}
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -38,7 +48,7 @@ beforeAll(async () => {
   const audit = auditServiceFactory({ db, now });
   userId = orgsServiceFactory({ db, audit }).createUser({ username: "alice" }, "system:test").id;
   await sessionsServiceFactory({ db, audit, now }).setPassword(userId, PASSWORD);
-  user = authServiceFactory({ db, now }).userActor(userId, null) as Extract<Actor, { kind: "user" }>;
+  user = authOn({ db, now }).userActor(userId, null) as Extract<Actor, { kind: "user" }>;
 });
 afterAll(() => {
   db.close();
@@ -50,7 +60,7 @@ const services = () => {
   const tokens = tokensServiceFactory({ db, audit, now });
   return {
     sessions: sessionsServiceFactory({ db, audit, now }),
-    auth: authServiceFactory({ db, now }),
+    auth: authOn({ db, now }),
     tokens,
     logins: deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: 30 * DAY, starts: rateLimiterFactory({ limit: 10, windowMs: 60_000, now: () => clock }), now }),
   };

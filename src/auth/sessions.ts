@@ -115,6 +115,11 @@ export function sessionsServiceFactory({ db, audit, now = () => new Date() }: { 
         .all(userId, new Date(t).toISOString(), new Date(t - IDLE_MS).toISOString()) as SessionInfo[];
     },
 
+    /** Deletes at most `limit` sessions that expired or were revoked before `cutoff` (retention); returns how many. */
+    pruneEnded(cutoff: Date, limit: number): number {
+      return db.query("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)").run(cutoff.toISOString(), limit).changes;
+    },
+
     revoke(sessionId: string, userId: string): boolean {
       const r = db.query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL").run(now().toISOString(), sessionId, userId);
       if (r.changes > 0) audit.record({ actor: `user:${userId}`, action: "auth.logout", target: sessionId });

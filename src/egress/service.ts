@@ -261,6 +261,11 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       return { host: service.getHost(id), token };
     },
 
+    /** The runner host whose agent token hashes to `sha256`, or null (authentication). */
+    findByAgentTokenHash(sha256: Uint8Array): { id: string; org_id: string } | null {
+      return db.query("SELECT id, org_id FROM egress_runner_hosts WHERE token_sha256 = ?").get(sha256) as { id: string; org_id: string } | null;
+    },
+
     getHost(id: string): RunnerHost {
       const r = hostRow.get(id) as Record<string, unknown> | null;
       if (!r) throw new NotFoundError("no such runner host");

@@ -47,6 +47,8 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
   const userBy = db.query("SELECT id, username, is_admin, created_at FROM users WHERE id = ?1 OR username = ?1");
   const owners = db.query("SELECT count(*) AS n FROM memberships WHERE org_id = ? AND role = 'owner'");
   const membership = db.query("SELECT role FROM memberships WHERE org_id = ? AND user_id = ?");
+  const userById = db.query("SELECT id, username, is_admin, created_at FROM users WHERE id = ?");
+  const membershipsOf = db.query("SELECT org_id, role FROM memberships WHERE user_id = ?");
   const toUser = (u: { id: string; username: string; is_admin: number; created_at: string }): User => ({ ...u, is_admin: u.is_admin === 1 });
 
   function getUser(ref: string): User {
@@ -160,6 +162,12 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
     },
 
     getUser,
+
+    /** A user by id with their memberships, or null (authentication builds the actor from it). */
+    userWithMemberships(userId: string): (User & { memberships: { org_id: string; role: Role }[] }) | null {
+      const u = userById.get(userId) as { id: string; username: string; is_admin: number; created_at: string } | null;
+      return u ? { ...toUser(u), memberships: membershipsOf.all(userId) as { org_id: string; role: Role }[] } : null;
+    },
 
     createUser(input: { username: string; isAdmin?: boolean }, actor: Actor | string): User {
       if (!new RegExp(USERNAME_PATTERN).test(input.username)) {
