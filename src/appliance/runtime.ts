@@ -23,7 +23,7 @@ import { retentionServiceFactory } from "../retention/index.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../auth/oidc/index.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory, type ProjectsService } from "../projects/service.ts";
-import { quotasServiceFactory, quotaUsageOf } from "../orgs/quotas.ts";
+import { quotasServiceFactory, quotaUsageOf, type QuotasService } from "../orgs/quotas.ts";
 import { parseListenAddress, type ListenAddress, type LoadedConfig } from "../config/index.ts";
 import { checkpointAndClose, migrationStatus, startCheckpointer, type Checkpointer } from "../db/index.ts";
 import { HealthRegistry } from "../health/registry.ts";
@@ -129,38 +129,17 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
   const buildListen = parseListenAddress(s.build_listen)!;
   const https = !s.insecure_http;
 
-  // 1. Everything that can fail without side effects.
+  // 1. Everything that can fail without side effects; then the data dir, locked, and its state.
   const operatorTls = s.tls_cert_file && s.tls_key_file ? { cert: s.tls_cert_file, key: s.tls_key_file } : null;
   await preflight(config, { listen, buildListen, operatorTls });
-  prepareDataDir(dataDir);
-  // One serve per data dir, for this process's life: a second would adopt the first's builders.
-  const lock = lockDataDir(dataDir);
-
-  // 2. State.
-  let state: ApplianceState;
-  try {
-    state = await openApplianceState({
-      dataDir,
-      busyTimeoutMs: config.database.busy_timeout_ms,
-      maxClientCertLifetimeMs: config.pki.client_cert_max_lifetime_seconds * 1000,
-      masterKeyFile: config.secrets.master_key_file,
-      credentialsDirectory: env.CREDENTIALS_DIRECTORY,
-      log,
-    });
-  } catch (e) {
-    lock.release();
-    throw e;
-  }
+  const { lock, state } = await claimDataDir({ config, dataDir, env, log });
 
   let router: BuildRouter | null = null;
   let checkpointer: Checkpointer | null = null;
   const policy: { applied: BuilderNetworkPolicy | null } = { applied: null };
   const stoppables: (() => void)[] = [];
   try {
-    checkpointer = await startCheckpointer(state.db, state.dbFile, {
-      busyTimeoutMs: config.database.busy_timeout_ms,
-      onError: (message) => log.warn("WAL checkpoint worker failed; checkpointing on the main thread again", { error: message }),
-    });
+    checkpointer = await startCheckpointer(state.db, state.dbFile, { busyTimeoutMs: config.database.busy_timeout_ms, onError: (message) => log.warn("WAL checkpoint worker failed; checkpointing on the main thread again", { error: message }) });
     const publicUrl = s.public_url ?? defaultPublicUrl(listen.port, https);
     const audit = auditServiceFactory({ db: state.db });
     // The registry's names: clients use the public URL's host:port; builders that same name
@@ -170,75 +149,36 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
 
     // 3. TLS, and the build endpoint's identity.
     const { tls, certNotAfter } = await serverTls({ https, operatorTls, publicUrl, withBuilderAlias: registryHosts.alias && config.registry.enabled, state, audit, log });
-    const endpoint = await buildEndpointIdentity({ buildPublicAddress: s.build_public_address, publicUrl, buildListen, state });
-    const buildEndpoint = endpoint.buildEndpoint;
+    const { buildEndpoint, buildPublic, buildLeaf } = await buildEndpointIdentity({ buildPublicAddress: s.build_public_address, publicUrl, buildListen, state });
 
     // 4. Health and metrics.
-    const health = coreHealthChecks(state, certNotAfter);
-    const metrics = new MetricsRegistry();
-    registerProcessMetrics(metrics, VERSION);
+    const { health, metrics } = healthAndMetrics(state, certNotAfter);
 
-    // Cache volumes: decided once here (dm-crypt present? encryption required?), said in the log
-    // and in /readyz. Reconciling dm devices and mounts needs the builders that are running, so
-    // it runs after the builder manager has reconciled its containers.
+    // Cache volumes: decided once here, said in the log and /readyz; reconciled after the builders.
     const volumes = createVolumeManager({ config: config.volumes, db: state.db, sealer: state.sealer, dataDir, log });
     health.register(volumes.healthCheck);
 
-    // The tables' owners. Builders and builds come later and need some of these: what the
-    // services ask of them is bound late, as the builder manager's callbacks are.
+    // The tables' owners. What they ask of builders and builds (made later) is bound late.
     const fleet: { builders: BuilderManager | null; builds: BuildsService | null } = { builders: null, builds: null };
-    const egress = egressServiceFactory({
-      db: state.db,
-      audit,
-      applianceHosts: [new URL(publicUrl).hostname.replace(/^\[|\]$/g, ""), endpoint.buildPublic.hostname],
-      extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean),
-    });
-    const tenants = tenantServicesFactory({ db: state.db, audit, egress, config, fleet });
+    const tenants = tenantServicesFactory({ db: state.db, audit, config, fleet, applianceHosts: [pub.hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname] });
+    const { egress } = tenants;
 
     // The registry (saved builds): started before the builders, which learn how to reach it.
     // Its token service authenticates with the API's identity context, made further down.
     let registryActorOf: (request: Request) => Promise<Actor> = async () => ({ kind: "anonymous" });
-    const saved = await startRegistry({ config, dataDir, listen, https, tls, publicHost: pub.port ? `${pub.hostname}:${pub.port}` : pub.hostname, publicHostname: pub.hostname, state, log, health, stoppables, projects: tenants.projects, builds: { find: (id) => fleet.builds?.find(id) ?? null }, actorOf: (request) => registryActorOf(request) });
-    const registry = saved.registry;
+    const caPem = () => (operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8"));
+    const saved = await startRegistry({ config, dataDir, listen, https, tls, pub, registryHosts, caPem, state, log, health, stoppables, projects: tenants.projects, builds: { find: (id) => fleet.builds?.find(id) ?? null }, actorOf: (request) => registryActorOf(request) });
+    const { registry } = saved;
 
     // 4b. Builders, builds and the build endpoint. builds → router stays one-way: the router is
     //     handed the lookup (serial → active build → ready builder) and told when builds end.
     const docker = new Docker({ socketPath: config.builders.docker_socket });
-    const networkPolicy = await applyNetworkPolicy({ config, applianceId: state.applianceId, registryPort: saved.builderRegistryPort, apiPort: listen.port, log, health, stoppables });
-    policy.applied = networkPolicy;
-    const builders = builderManagerFactory({
-      db: state.db,
-      docker,
-      volumes: volumes.manager,
-      applianceId: state.applianceId,
-      dataDir,
-      runtime: config.builders.runtime,
-      image: config.builders.runtime === "dockerd" ? config.builders.dockerd_image : config.builders.buildkitd_image,
-      log: log.child({ component: "builders" }),
-      pidsLimit: config.builders.pids_limit,
-      containerdStore: config.builders.dockerd_containerd_store,
-      insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
-      allowEmulation: config.builders.allow_emulation,
-      // Off: builder networks get Docker's own bridge names and builders from any earlier serve are
-      // adopted; enforced, only builders on bridges the policy filters are.
-      ...(config.builders.network_policy === "enforce" ? { networkPolicy } : {}),
-      // The public host:port names the registry for builders too (the policy leads them from the
-      // API's port to their listener): trusted under both names.
-      ...(registry ? { registry: { host: saved.builderRegistry.host, aliases: registryHosts.host !== saved.builderRegistry.host ? [registryHosts.host] : [], caPem: operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8") } } : {}),
-      readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
-      quotas: tenants.quotas,
-      maxRunning: config.builders.max_running,
-      queueTimeoutMs: config.builders.queue_timeout_seconds * 1000,
-      onBuilderLost: ({ holders, reason }) => fleet.builds?.builderLost(holders, reason),
-      // Runners may always reach builders: agents get the set within a second.
-      onAddresses: (addrs) => egress.setBuilderAddresses(addrs),
-    });
-    fleet.builders = builders;
+    policy.applied = await applyNetworkPolicy({ config, applianceId: state.applianceId, registryPort: saved.builderRegistryPort, apiPort: listen.port, log, health, stoppables });
+    const builders = (fleet.builders = builderManager({ config, state, dataDir, docker, volumes, networkPolicy: policy.applied, quotas: tenants.quotas, egress, fleet, log, registry: saved.forBuilders }));
     stoppables.push(() => builders.close());
-    const started = await startBuilds({ config, state, log, metrics, health, stoppables, docker, builders, volumes, buildEndpoint, buildLeaf: endpoint.buildLeaf, publicUrl, audit, projects: tenants.projects, tokens: tenants.tokens });
-    router = started.router;
+    const started = await startBuilds({ config, state, log, metrics, health, stoppables, docker, builders, volumes, buildEndpoint, buildLeaf, publicUrl, audit, projects: tenants.projects, tokens: tenants.tokens });
     const { builds: buildsService, drain, exporters } = started;
-    fleet.builds = buildsService;
+    [router, fleet.builds] = [started.router, buildsService];
     await router.listen(buildListen);
     health.register({ name: "build-endpoint:listening", run: () => ({ status: "pass", output: `${buildEndpoint.endpoint} (server name ${buildEndpoint.serverName})` }) });
 
@@ -270,16 +210,10 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       ],
     });
     // Runners colocated with the appliance: enforced by serve itself (off by default).
-    const localEgress = config.egress.local_agent
-      ? await startLocalEgressAgents({ egress, log, hostsFile: config.egress.hosts_file, nflogGroup: config.egress.nflog_group, graceMs: config.egress.grace_seconds * 1000 })
-      : null;
-    if (localEgress) log.info("egress: enforcing local runner hosts", { count: localEgress.agents.length });
+    const localEgress = config.egress.local_agent ? await startLocalEgress(config, egress, log) : null;
     server = serveApi({ listen, maxBodyBytes: s.max_body_bytes, tls, registry, app, log });
 
-    const scheme = https ? "https" : "http";
-    const localHost = listen.hostname === "0.0.0.0" || listen.hostname === "::" ? "localhost" : listen.hostname;
-    const localUrl = `${scheme}://${localHost.includes(":") ? `[${localHost}]` : localHost}:${server.port}`;
-    const shutdownMs = s.shutdown_timeout_seconds * 1000;
+    const localUrl = localUrlOf(https, listen.hostname, server.port!);
     let stopping: Promise<void> | null = null;
     const activeRouter = router;
     const srv = server;
@@ -297,26 +231,13 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       interruptDrain: () => drain.interrupt(),
       routes: app.routes.map((r) => ({ method: r.method, path: r.path, takesBody: (r.hooks as { body?: unknown } | undefined)?.body !== undefined })),
       stop() {
-        stopping ??= (async () => {
-          await localEgress?.stop(); // rules stay in force
-          await activeRouter.stop();
-          const graceful = srv.stop(false);
-          const timedOut = await Promise.race([graceful.then(() => false), Bun.sleep(shutdownMs).then(() => true)]);
-          if (timedOut) {
-            log.warn("shutdown timeout reached; closing remaining connections", { timeout_seconds: s.shutdown_timeout_seconds });
-            await srv.stop(true);
-          }
-          for (const stop of stoppables) stop();
-          await removePolicy(policy.applied, log);
-          await checkpointer?.stop();
-          checkpointAndClose(state.db);
-          lock.release();
-        })();
+        stopping ??= stopAppliance({ server: srv, router: activeRouter, localEgress, shutdownSeconds: s.shutdown_timeout_seconds, stoppables, policy: policy.applied, checkpointer, state, lock, log });
         return stopping;
       },
     };
   } catch (e) {
-    await router?.stop(); // a start that fails halfway leaves nothing listening
+    // A start that fails halfway leaves nothing listening, running or locked.
+    await router?.stop();
     for (const stop of stoppables) stop();
     await removePolicy(policy.applied, log);
     await checkpointer?.stop();
@@ -327,6 +248,111 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
 }
 
 type Config = LoadedConfig["config"];
+
+async function startLocalEgress(config: Config, egress: EgressService, log: Logger) {
+  const local = await startLocalEgressAgents({ egress, log, hostsFile: config.egress.hosts_file, nflogGroup: config.egress.nflog_group, graceMs: config.egress.grace_seconds * 1000 });
+  log.info("egress: enforcing local runner hosts", { count: local.agents.length });
+  return local;
+}
+
+/** A URL that reaches the API from this machine (a wildcard listener is reached on localhost). */
+function localUrlOf(https: boolean, hostname: string, port: number): string {
+  const host = hostname === "0.0.0.0" || hostname === "::" ? "localhost" : hostname;
+  return `${https ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** The builder manager, as configured (the "builders" room's service). */
+function builderManager(o: {
+  config: Config;
+  state: ApplianceState;
+  dataDir: string;
+  docker: Docker;
+  volumes: ConfiguredVolumes;
+  networkPolicy: BuilderNetworkPolicy;
+  quotas: QuotasService;
+  egress: Pick<EgressService, "setBuilderAddresses">;
+  fleet: { builds: BuildsService | null };
+  log: Logger;
+  /** How builders reach the registry: under which names, trusting which CA; null: no registry. */
+  registry: { host: string; aliases: string[]; caPem: string } | null;
+}): BuilderManager {
+  const { config } = o;
+  return builderManagerFactory({
+    db: o.state.db,
+    docker: o.docker,
+    volumes: o.volumes.manager,
+    applianceId: o.state.applianceId,
+    dataDir: o.dataDir,
+    runtime: config.builders.runtime,
+    image: config.builders.runtime === "dockerd" ? config.builders.dockerd_image : config.builders.buildkitd_image,
+    log: o.log.child({ component: "builders" }),
+    pidsLimit: config.builders.pids_limit,
+    containerdStore: config.builders.dockerd_containerd_store,
+    insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
+    allowEmulation: config.builders.allow_emulation,
+    // Off: builder networks get Docker's own bridge names and builders from any earlier serve are
+    // adopted; enforced, only builders on bridges the policy filters are.
+    ...(config.builders.network_policy === "enforce" ? { networkPolicy: o.networkPolicy } : {}),
+    ...(o.registry ? { registry: o.registry } : {}),
+    readyTimeoutMs: config.builders.ready_timeout_seconds * 1000,
+    quotas: o.quotas,
+    maxRunning: config.builders.max_running,
+    queueTimeoutMs: config.builders.queue_timeout_seconds * 1000,
+    onBuilderLost: ({ holders, reason }) => o.fleet.builds?.builderLost(holders, reason),
+    // Runners may always reach builders: agents get the set within a second.
+    onAddresses: (addrs) => o.egress.setBuilderAddresses(addrs),
+  });
+}
+
+/** Graceful: in-flight requests finish (up to the shutdown timeout), then everything serve
+ * started stops and the database is checkpointed and closed. */
+async function stopAppliance(o: {
+  server: Server<undefined>;
+  router: BuildRouter;
+  localEgress: { stop(): Promise<void> } | null;
+  shutdownSeconds: number;
+  stoppables: (() => void)[];
+  policy: BuilderNetworkPolicy | null;
+  checkpointer: Checkpointer | null;
+  state: ApplianceState;
+  lock: { release(): void };
+  log: Logger;
+}): Promise<void> {
+  await o.localEgress?.stop(); // rules stay in force
+  await o.router.stop();
+  const graceful = o.server.stop(false);
+  const timedOut = await Promise.race([graceful.then(() => false), Bun.sleep(o.shutdownSeconds * 1000).then(() => true)]);
+  if (timedOut) {
+    o.log.warn("shutdown timeout reached; closing remaining connections", { timeout_seconds: o.shutdownSeconds });
+    await o.server.stop(true);
+  }
+  for (const stop of o.stoppables) stop();
+  await removePolicy(o.policy, o.log);
+  await o.checkpointer?.stop();
+  checkpointAndClose(o.state.db);
+  o.lock.release();
+}
+
+/** The data dir, made ready and locked (one serve per data dir, for this process's life: a
+ * second would adopt the first's builders), and its state; on failure the lock is released. */
+async function claimDataDir(o: { config: Config; dataDir: string; env: Record<string, string | undefined>; log: Logger }) {
+  prepareDataDir(o.dataDir);
+  const lock = lockDataDir(o.dataDir);
+  try {
+    const state = await openApplianceState({
+      dataDir: o.dataDir,
+      busyTimeoutMs: o.config.database.busy_timeout_ms,
+      maxClientCertLifetimeMs: o.config.pki.client_cert_max_lifetime_seconds * 1000,
+      masterKeyFile: o.config.secrets.master_key_file,
+      credentialsDirectory: o.env.CREDENTIALS_DIRECTORY,
+      log: o.log,
+    });
+    return { lock, state };
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
 
 /** Ports free and operator-named files readable: checked before anything is made. */
 async function preflight(config: Config, o: { listen: ListenAddress; buildListen: ListenAddress; operatorTls: { cert: string; key: string } | null }) {
@@ -380,8 +406,11 @@ async function buildEndpointIdentity(o: { buildPublicAddress: string | undefined
   return { buildPublic, buildEndpoint, buildLeaf };
 }
 
-/** /readyz's own checks: the database, its migrations, and the API certificate's remaining days. */
-function coreHealthChecks(state: ApplianceState, certNotAfter: Date | null): HealthRegistry {
+/** /readyz's own checks (the database, its migrations, the API certificate's remaining days),
+ * and the metrics registry with the process's own. */
+function healthAndMetrics(state: ApplianceState, certNotAfter: Date | null): { health: HealthRegistry; metrics: MetricsRegistry } {
+  const metrics = new MetricsRegistry();
+  registerProcessMetrics(metrics, VERSION);
   const health = new HealthRegistry();
   health.register({ name: "database:open", run: () => (state.db.query("SELECT 1 AS ok").get(), { status: "pass" }) });
   health.register({
@@ -405,16 +434,18 @@ function coreHealthChecks(state: ApplianceState, certNotAfter: Date | null): Hea
       },
     });
   }
-  return health;
+  return { health, metrics };
 }
 
 /**
  * The services that own the tenants' tables (users, organizations, memberships, projects,
- * quotas, tokens, CI trusts, sessions, device logins), each given the others narrowly.
+ * quotas, tokens, CI trusts, sessions, device logins, egress policies and runner hosts), each
+ * given the others narrowly.
  * `fleet`: the builder manager once it exists (project deletion and cache reset go to it).
  */
-function tenantServicesFactory(o: { db: Database; audit: AuditService; egress: EgressService; config: Config; fleet: { builders: BuilderManager | null } }) {
+function tenantServicesFactory(o: { db: Database; audit: AuditService; config: Config; fleet: { builders: BuilderManager | null }; applianceHosts: string[] }) {
   const { db, audit, config, fleet } = o;
+  const egress = egressServiceFactory({ db, audit, applianceHosts: o.applianceHosts, extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean) });
   const orgs = orgsServiceFactory({ db, audit });
   const tokens = tokensServiceFactory({ db, audit });
   // Quotas are checked by projects and builders, and count what those own: bound late.
@@ -430,7 +461,7 @@ function tenantServicesFactory(o: { db: Database; audit: AuditService; egress: E
       return await fleet.builders.resetCache(projectId);
     },
   });
-  const auth = authServiceFactory({ tokens, users: orgs, projects, runnerHosts: o.egress });
+  const auth = authServiceFactory({ tokens, users: orgs, projects, runnerHosts: egress });
   const allowInternal = parseAllowInternal(config.oidc.allow_internal);
   const oidcCa = config.oidc.ca_file ? readFileSync(config.oidc.ca_file, "utf8") : undefined;
   const sessions = sessionsServiceFactory({ db, audit });
@@ -438,6 +469,7 @@ function tenantServicesFactory(o: { db: Database; audit: AuditService; egress: E
   const trust = trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal, ...(oidcCa ? { ca: oidcCa } : {}) }) }) });
   return {
     auth,
+    egress,
     orgs,
     quotas,
     projects,
@@ -458,8 +490,11 @@ async function startRegistry(o: {
   listen: ListenAddress;
   https: boolean;
   tls: { cert: string; key: string } | undefined;
-  publicHost: string;
-  publicHostname: string;
+  /** The public URL: clients name the registry by its host:port. */
+  pub: URL;
+  /** The registry's name for builders when they reach it through the API's port (see registry/service). */
+  registryHosts: { host: string };
+  caPem: () => string;
   state: ApplianceState;
   log: Logger;
   health: HealthRegistry;
@@ -476,7 +511,7 @@ async function startRegistry(o: {
     o.stoppables.push(() => void srv.stop(true));
     builderRegistryPort = srv.port!;
   }
-  const builderRegistry = builderRegistryHost(o.publicHostname, builderRegistryPort ?? listen.port);
+  const builderRegistry = builderRegistryHost(o.pub.hostname, builderRegistryPort ?? listen.port);
   if (config.registry.enabled && o.https) {
     const reg = registryServiceFactory({
       db: o.state.db,
@@ -486,7 +521,7 @@ async function startRegistry(o: {
       log: log.child({ component: "registry" }),
       dataDir: o.dataDir,
       settings: config.registry,
-      publicHost: o.publicHost,
+      publicHost: o.pub.port ? `${o.pub.hostname}:${o.pub.port}` : o.pub.hostname,
       builderHost: builderRegistry.host,
       actorOf: o.actorOf,
       // Builders arrive on their network's gateway: a loopback-only listener never sees them.
@@ -499,7 +534,10 @@ async function startRegistry(o: {
   } else if (config.registry.enabled) {
     log.warn("the registry needs HTTPS (builders and Docker refuse plain HTTP registries with credentials): --save and depot pull are unavailable with --insecure-http");
   }
-  return { registry, builderRegistryPort, builderRegistry };
+  // The public host:port names the registry for builders too (the policy leads them from the
+  // API's port to their listener): trusted under both names.
+  const aliases = o.registryHosts.host !== builderRegistry.host ? [o.registryHosts.host] : [];
+  return { registry, builderRegistryPort, forBuilders: registry ? { host: builderRegistry.host, aliases, caPem: o.caPem() } : null };
 }
 
 /**
