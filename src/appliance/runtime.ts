@@ -464,7 +464,7 @@ function tenantServicesFactory(o: { db: Database; audit: AuditService; config: C
   const auth = authServiceFactory({ tokens, users: orgs, projects, runnerHosts: egress });
   const allowInternal = parseAllowInternal(config.oidc.allow_internal);
   const oidcCa = config.oidc.ca_file ? readFileSync(config.oidc.ca_file, "utf8") : undefined;
-  const sessions = sessionsServiceFactory({ db, audit });
+  const sessions = sessionsServiceFactory({ db, audit, users: orgs });
   const deviceLogins = deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: config.auth.device_token_days * 86400_000 });
   const trust = trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal, ...(oidcCa ? { ca: oidcCa } : {}) }) }) });
   return {

@@ -113,6 +113,13 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
       return { token, metadata: this.get(id) };
     },
 
+    /** The first administrator's user token (orgs/bootstrap); not audited, as no actor exists yet. Returns the secret. */
+    issueInitialAdminToken(userId: string): string {
+      const token = generateToken("user");
+      db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 'initial-admin', ?, ?)").run(newId("tok"), hashToken(token), userId, now().toISOString());
+      return token;
+    },
+
     /** A build's own token, made in the build's creating transaction: it expires at `expiresAt`
      * and acts on that build only. Returns the secret (shown once, to the build's client). */
     issueBuildToken(build: { id: string; projectId: string }, expiresAt: Date): string {

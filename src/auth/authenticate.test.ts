@@ -14,12 +14,12 @@ import { applyMigrations, openDatabase } from "../db/index.ts";
 import { UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { egressServiceFactory } from "../egress/service.ts";
+import { bootstrapAdministrator, INITIAL_ADMIN_TOKEN_FILE } from "../orgs/bootstrap.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
 import { tokensServiceFactory } from "./api-tokens.ts";
 import { auditServiceFactory } from "./audit.ts";
 import { authServiceFactory } from "./authenticate.ts";
-import { bootstrapAdministrator, INITIAL_ADMIN_TOKEN_FILE } from "./bootstrap.ts";
 import { generateToken, hashToken } from "./token-format.ts";
 
 /** The authentication service as serve wires it: the real owners of the tables it reads. */
@@ -27,7 +27,7 @@ function authOn({ db, now }: { db: Database; now?: () => Date }) {
   const audit = auditServiceFactory({ db });
   const users = orgsServiceFactory({ db, audit });
   const runnerHosts = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
-  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit }), runnerHosts, ...(now ? { now } : {}) });
+  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit, orgs: users }), runnerHosts, ...(now ? { now } : {}) });
 }
 
 let dir: string;

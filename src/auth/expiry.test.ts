@@ -27,7 +27,7 @@ function authOn({ db, now }: { db: Database; now?: () => Date }) {
   const audit = auditServiceFactory({ db });
   const users = orgsServiceFactory({ db, audit });
   const runnerHosts = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
-  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit }), runnerHosts, ...(now ? { now } : {}) });
+  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit, orgs: users }), runnerHosts, ...(now ? { now } : {}) });
 }
 
 const HOUR = 3600_000;
@@ -46,8 +46,9 @@ beforeAll(async () => {
   db = openDatabase(join(dir, "t.db"));
   applyMigrations(db);
   const audit = auditServiceFactory({ db, now });
-  userId = orgsServiceFactory({ db, audit }).createUser({ username: "alice" }, "system:test").id;
-  await sessionsServiceFactory({ db, audit, now }).setPassword(userId, PASSWORD);
+  const orgs = orgsServiceFactory({ db, audit });
+  userId = orgs.createUser({ username: "alice" }, "system:test").id;
+  await sessionsServiceFactory({ db, audit, users: orgs, now }).setPassword(userId, PASSWORD);
   user = authOn({ db, now }).userActor(userId, null) as Extract<Actor, { kind: "user" }>;
 });
 afterAll(() => {
@@ -59,7 +60,7 @@ const services = () => {
   const audit = auditServiceFactory({ db, now });
   const tokens = tokensServiceFactory({ db, audit, now });
   return {
-    sessions: sessionsServiceFactory({ db, audit, now }),
+    sessions: sessionsServiceFactory({ db, audit, users: orgsServiceFactory({ db, audit }), now }),
     auth: authOn({ db, now }),
     tokens,
     logins: deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: 30 * DAY, starts: rateLimiterFactory({ limit: 10, windowMs: 60_000, now: () => clock }), now }),

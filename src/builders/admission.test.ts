@@ -40,7 +40,7 @@ function setup(opts: { maxRunning: number; queueTimeoutMs?: number; orgLimits?: 
   const audit = auditServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
   const quotas = quotasServiceFactory({ db, audit, defaults: DEFAULTS, usage: quotaUsageOf(() => ({ projects })) });
-  const projects = projectsServiceFactory({ db, audit, quotas });
+  const projects = projectsServiceFactory({ db, audit, quotas, orgs });
   orgs.createUser({ username: "owner" }, ADMIN);
   const orgIds: Record<string, string> = {};
   for (const slug of ["org-a", "org-b"]) {

@@ -14,6 +14,7 @@ import { applyMigrations, openDatabase } from "../db/index.ts";
 import { ConflictError, InvalidInputError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { silentLogger } from "../log/logger.ts";
 import { pkiServiceFactory } from "../pki/index.ts";
+import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
 import { createSealer } from "../secrets/index.ts";
 import { buildsServiceFactory, type BuildsService } from "./service.ts";
@@ -46,7 +47,7 @@ beforeAll(async () => {
   await pki.ensureHierarchy(["server", "build-client"]);
   builds = buildsServiceFactory({
     db,
-    projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }) }),
+    projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }), orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }) }),
     tokens: tokensServiceFactory({ db, audit: auditServiceFactory({ db }) }),
     pki,
     builders: {
@@ -192,7 +193,7 @@ describe("draining (serve stopping)", () => {
     // Its own service on the same database: a drain is one-way.
     const drained = buildsServiceFactory({
       db,
-      projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }) }),
+      projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }), orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }) }),
       tokens: tokensServiceFactory({ db, audit: auditServiceFactory({ db }) }),
       pki: { issueBuildClientCertificate: () => Promise.reject(new Error("unused")), trustedRootsPem: () => "" },
       builders: { request: async () => ({ state: "starting" }), release: () => {}, ready: () => null },

@@ -61,9 +61,10 @@ export const adminCommand: Command = {
           const db = openDb(ctx);
           try {
             const audit = auditServiceFactory({ db });
-            const sessions = sessionsServiceFactory({ db, audit });
+            const orgs = orgsServiceFactory({ db, audit });
+            const sessions = sessionsServiceFactory({ db, audit, users: orgs });
             if (password !== undefined) sessions.checkPassword(password); // before the user exists
-            const user = orgsServiceFactory({ db, audit }).createUser({ username: name, isAdmin: ctx.values.admin === true }, ACTOR);
+            const user = orgs.createUser({ username: name, isAdmin: ctx.values.admin === true }, ACTOR);
             if (password !== undefined) await sessions.setPassword(user.id, password);
             if (ctx.client.json) printJson(ctx.io, { ...user, password_set: password !== undefined });
             else {

@@ -35,7 +35,7 @@ beforeEach(() => {
   const audit = auditServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
   quotas = quotasServiceFactory({ db, audit, defaults: DEFAULTS, usage: quotaUsageOf(() => ({ projects })) });
-  projects = projectsServiceFactory({ db, audit, quotas });
+  projects = projectsServiceFactory({ db, audit, quotas, orgs });
   orgs.createUser({ username: "owner" }, ADMIN);
   org = orgs.create({ slug: "acme", name: "Acme", owner: "owner" }, ADMIN).id;
   other = orgs.create({ slug: "other", name: "Other", owner: "owner" }, ADMIN).id;

@@ -65,6 +65,11 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
       return o;
     },
 
+    /** The id of the organization with this slug, or null. */
+    findIdBySlug(slug: string): string | null {
+      return (db.query("SELECT id FROM organizations WHERE slug = ?").get(slug) as { id: string } | null)?.id ?? null;
+    },
+
     /** The organizations an actor can see. */
     listFor(actor: Actor): Organization[] {
       if (actor.kind === "user" && actor.isAdmin) return db.query("SELECT id, slug, name, created_at FROM organizations ORDER BY slug").all() as Organization[];
@@ -162,6 +167,38 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
     },
 
     getUser,
+
+    /** The user's password hash (null: none set), or null for no such user (auth/sessions). */
+    passwordHashOf(userId: string): { password_hash: string | null } | null {
+      return db.query("SELECT password_hash FROM users WHERE id = ?").get(userId) as { password_hash: string | null } | null;
+    },
+
+    passwordHashByUsername(username: string): { id: string; password_hash: string | null } | null {
+      return db.query("SELECT id, password_hash FROM users WHERE username = ?").get(username) as { id: string; password_hash: string | null } | null;
+    },
+
+    /** Stores a password hash made by auth/sessions (the password itself never comes here). */
+    setPasswordHash(userId: string, hash: string): void {
+      db.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);
+    },
+
+    userCount(): number {
+      return (db.query("SELECT count(*) AS n FROM users").get() as { n: number }).n;
+    },
+
+    /** First start (orgs/bootstrap): the administrator `admin`, the organization `default` and
+     * its ownership. Not audited, as no actor exists yet. */
+    createFirstAdministrator(): { userId: string; orgId: string } {
+      const at = now().toISOString();
+      const userId = newId("usr");
+      const orgId = newId("org");
+      db.transaction(() => {
+        db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, 'admin', 1, ?)").run(userId, at);
+        db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, 'default', 'Default', ?)").run(orgId, at);
+        db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)").run(orgId, userId, at);
+      })();
+      return { userId, orgId };
+    },
 
     /** A user by id with their memberships, or null (authentication builds the actor from it). */
     userWithMemberships(userId: string): (User & { memberships: { org_id: string; role: Role }[] }) | null {

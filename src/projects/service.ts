@@ -62,8 +62,9 @@ export interface ProjectsDeps {
   release?: (projectId: string) => Promise<void>;
   /** The organization's quotas (project count, builder size, cache size); none: unlimited. */
   quotas?: Pick<QuotasService, "limits" | "checkProjectCount" | "checkSettings">;
-  /** The organizations' builder OCI runtime, which a project's builders run under. */
-  orgs?: Pick<OrgsService, "builderRuntime">;
+  /** Organizations: ORG/NAME project references name one by slug; a project's builders run
+   * under its organization's OCI runtime. */
+  orgs: Pick<OrgsService, "findIdBySlug" | "builderRuntime">;
   /** Empties a project's build cache (stops its builders, erases their volumes). */
   resetCache?: (projectId: string) => Promise<CacheReset>;
   now?: () => Date;
@@ -83,7 +84,7 @@ export interface ProjectBuilderSettings extends Pick<ProjectSettings, "cache_siz
 
 export function projectsServiceFactory({ db, audit, release, quotas, orgs, resetCache, now = () => new Date() }: ProjectsDeps) {
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
-  const byOrgSlugAndName = db.query("SELECT p.* FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ? AND p.name = ?");
+  const byOrgAndName = db.query("SELECT * FROM projects WHERE org_id = ? AND name = ?");
   const countIn = db.query("SELECT count(*) AS n FROM projects WHERE org_id = ?");
 
   return {
@@ -101,7 +102,9 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
     /** By id or as ORG/NAME (organization slug and project name, as CreateBuild names it), or null. */
     findByRef(ref: string): Project | null {
       const slash = ref.indexOf("/");
-      return (slash < 0 ? byId.get(ref) : byOrgSlugAndName.get(ref.slice(0, slash), ref.slice(slash + 1))) as Project | null;
+      if (slash < 0) return byId.get(ref) as Project | null;
+      const orgId = orgs.findIdBySlug(ref.slice(0, slash));
+      return orgId ? (byOrgAndName.get(orgId, ref.slice(slash + 1)) as Project | null) : null;
     },
 
     /** The organization a project belongs to, or null when there is no such project. */
@@ -118,7 +121,7 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
       const p = byId.get(id) as Project | null;
       if (!p) return null;
       const { org_id, cache_size_gb, cache_keep_days, builder_cpus, builder_memory_mb, builder_idle_timeout_seconds } = p;
-      return { id, org_id, cache_size_gb, cache_keep_days, builder_cpus, builder_memory_mb, builder_idle_timeout_seconds, builder_oci_runtime: orgs?.builderRuntime(org_id) ?? null };
+      return { id, org_id, cache_size_gb, cache_keep_days, builder_cpus, builder_memory_mb, builder_idle_timeout_seconds, builder_oci_runtime: orgs.builderRuntime(org_id) };
     },
 
     /** Empties the project's build cache (its builders stop; the next build starts cold); audited. */

@@ -14,6 +14,7 @@ import { auditServiceFactory } from "../auth/audit.ts";
 import { deviceLoginServiceFactory } from "../auth/device-login.ts";
 import { sessionsServiceFactory } from "../auth/sessions.ts";
 import { buildLogsFactory } from "../builds/logs.ts";
+import { orgsServiceFactory } from "../orgs/service.ts";
 import { retentionServiceFactory, type RetentionSettings } from "./service.ts";
 
 const NOW = Date.parse("2026-11-30T12:00:00Z");
@@ -55,7 +56,7 @@ const retention = (settings = SETTINGS) => {
   const tokens = tokensServiceFactory({ db, audit });
   return retentionServiceFactory({
     deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
-    sessions: sessionsServiceFactory({ db, audit }),
+    sessions: sessionsServiceFactory({ db, audit, users: orgsServiceFactory({ db, audit }) }),
     tokens,
     buildLogs: buildLogsFactory({ db }),
     log: silentLogger,

@@ -215,7 +215,7 @@ async function section1(world: World): Promise<Section1> {
   const auth = authServiceFactory({
     tokens: tokensServiceFactory({ db: world.db, audit }),
     users: orgsServiceFactory({ db: world.db, audit }),
-    projects: projectsServiceFactory({ db: world.db, audit }),
+    projects: projectsServiceFactory({ db: world.db, audit, orgs: orgsServiceFactory({ db: world.db, audit }) }),
     runnerHosts: egressServiceFactory({ db: world.db, audit, applianceHosts: ["localhost"], extraAllow: [] }),
   });
   const headers = Object.fromEntries(KINDS.map((k) => [k.key, `Bearer ${secretOf(world, k.actor)}`])) as Record<KindKey, string>;
@@ -269,7 +269,7 @@ async function section1(world: World): Promise<Section1> {
     authorize(await auth.authenticate(userHeader), "project:read", resource);
   });
   // For context in section 2: the project route's own lookup, not authentication.
-  const projects = projectsServiceFactory({ db: world.db, audit: world.audit });
+  const projects = projectsServiceFactory({ db: world.db, audit: world.audit, orgs: orgsServiceFactory({ db: world.db, audit: world.audit }) });
   const p1 = world.ids.p1;
   const projectLookup = measureSync("projects.get(p1) (the route's own lookup)", () => projects.get(p1));
 

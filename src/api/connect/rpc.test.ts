@@ -77,14 +77,14 @@ beforeAll(async () => {
   const audit = auditServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
   const quotas = quotasServiceFactory({ db, audit, defaults: { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 }, usage: quotaUsageOf(() => ({ projects })) });
-  const projects = projectsServiceFactory({ db, audit, quotas });
+  const projects = projectsServiceFactory({ db, audit, quotas, orgs });
   const tokens = tokensServiceFactory({ db, audit });
   const auth = authServiceFactory({ tokens, users: orgs, projects, runnerHosts: egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] }) });
   const allowInternal = parseAllowInternal("127.0.0.0/8");
   identity = {
     auth,
     audit,
-    sessions: sessionsServiceFactory({ db, audit }),
+    sessions: sessionsServiceFactory({ db, audit, users: orgs }),
     orgs,
     projects,
     quotas,
