@@ -3,7 +3,8 @@
  * `slipway serve` as a function: preflight (creates nothing), state, TLS, the HTTP app, a drain
  * (no new builds, running ones finish up to the drain time, the rest are canceled) and a graceful
  * stop (stop accepting, let in-flight requests finish up to a deadline, checkpoint and close the
- * database).
+ * database). Wiring only: it makes the services and hands each the others it needs; what the
+ * appliance does (a cache reset, a build, pruning) is written in the service that owns it.
  */
 import type { Server } from "bun";
 import type { Database } from "bun:sqlite";
@@ -122,6 +123,7 @@ export interface StartOptions {
   plugins?: AppDeps["plugins"];
 }
 
+// About 120 lines: the start-up in order, each step a call; splitting it further would hide the order.
 export async function startAppliance({ loaded, log, env, plugins }: StartOptions): Promise<RunningAppliance> {
   const { config, dataDir } = loaded;
   const s = config.server;

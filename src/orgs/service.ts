@@ -42,6 +42,8 @@ export interface OrgsDeps {
 
 export type OrgsService = ReturnType<typeof orgsServiceFactory>;
 
+// Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
+// closure only shares prepared statements.
 export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDeps) {
   const orgBy = db.query("SELECT id, slug, name, created_at FROM organizations WHERE id = ?1 OR slug = ?1");
   const userBy = db.query("SELECT id, username, is_admin, created_at FROM users WHERE id = ?1 OR username = ?1");

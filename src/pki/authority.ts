@@ -106,6 +106,8 @@ export interface IssuedBuildCert {
 
 export type Pki = ReturnType<typeof pkiServiceFactory>;
 
+// Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
+// closure only shares prepared statements and the parsed CA cache.
 export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Date(), audit, maxClientCertLifetimeMs = 25 * 3600_000 }: PkiDeps) {
   const signingKeys = new Map<string, Promise<CryptoKey>>();
   // Parsing a CA certificate and exporting its public key costs more than signing a leaf.

@@ -82,6 +82,8 @@ export interface ProjectBuilderSettings extends Pick<ProjectSettings, "cache_siz
   builder_oci_runtime: string | null;
 }
 
+// Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
+// closure only shares prepared statements.
 export function projectsServiceFactory({ db, audit, release, quotas, orgs, resetCache, now = () => new Date() }: ProjectsDeps) {
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
   const byOrgAndName = db.query("SELECT * FROM projects WHERE org_id = ? AND name = ?");
