@@ -88,6 +88,8 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
   const byOrgAndName = db.query("SELECT * FROM projects WHERE org_id = ? AND name = ?");
   const countIn = db.query("SELECT count(*) AS n FROM projects WHERE org_id = ?");
+  // On every authentication of a project, build or OIDC token: the one column, nothing more.
+  const orgOfId = db.query("SELECT org_id FROM projects WHERE id = ?");
 
   return {
     get(id: string): Project {
@@ -111,7 +113,7 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
 
     /** The organization a project belongs to, or null when there is no such project. */
     orgOf(id: string): string | null {
-      return (byId.get(id) as Project | null)?.org_id ?? null;
+      return (orgOfId.get(id) as { org_id: string } | null)?.org_id ?? null;
     },
 
     countInOrg(orgId: string): number {
