@@ -8,10 +8,11 @@ import type { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { auditServiceFactory } from "../auth/audit.ts";
-import { bootstrapAdministrator, type BootstrapResult } from "../auth/index.ts";
 import { applyMigrations, backupDatabase, openForMigration, preMigrationBackupPath, schemaVersion } from "../db/index.ts";
 import { PreconditionError } from "../errors.ts";
+import { bootstrapAdministrator, type BootstrapResult } from "../orgs/bootstrap.ts";
 import { writeFileAtomic } from "../fs/atomic.ts";
+import { ensureApplianceId } from "./identity-row.ts";
 import type { Logger } from "../log/logger.ts";
 import { pkiServiceFactory, type Pki } from "../pki/index.ts";
 import { createSealer, loadOrCreateMasterKey, locateMasterKey, type Sealer } from "../secrets/index.ts";
@@ -63,11 +64,7 @@ export async function openApplianceState(o: StateOptions): Promise<ApplianceStat
       onApplied: (m, ms) => o.log.info("applied migration", { version: m.version, name: m.name, ms: Math.round(ms) }),
     });
 
-    db.query("INSERT OR IGNORE INTO appliance (singleton, id, created_at) VALUES (1, ?, ?)").run(
-      crypto.randomUUID().replace(/-/g, "").slice(0, 16),
-      new Date().toISOString(),
-    );
-    const applianceId = (db.query("SELECT id FROM appliance").get() as { id: string }).id;
+    const applianceId = ensureApplianceId(db);
 
     const pki = pkiServiceFactory({ db, sealer, applianceId, audit: auditServiceFactory({ db }), maxClientCertLifetimeMs: o.maxClientCertLifetimeMs });
     for (const ca of await pki.ensureHierarchy(["server", "build-client"])) {

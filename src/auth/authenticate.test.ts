@@ -13,9 +13,22 @@ import { join } from "node:path";
 import { applyMigrations, openDatabase } from "../db/index.ts";
 import { UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
+import { egressServiceFactory } from "../egress/service.ts";
+import { bootstrapAdministrator, INITIAL_ADMIN_TOKEN_FILE } from "../orgs/bootstrap.ts";
+import { orgsServiceFactory } from "../orgs/service.ts";
+import { projectsServiceFactory } from "../projects/service.ts";
+import { tokensServiceFactory } from "./api-tokens.ts";
+import { auditServiceFactory } from "./audit.ts";
 import { authServiceFactory } from "./authenticate.ts";
-import { bootstrapAdministrator, INITIAL_ADMIN_TOKEN_FILE } from "./bootstrap.ts";
-import { generateToken, hashToken } from "./tokens.ts";
+import { generateToken, hashToken } from "./token-format.ts";
+
+/** The authentication service as serve wires it: the real owners of the tables it reads. */
+function authOn({ db, now }: { db: Database; now?: () => Date }) {
+  const audit = auditServiceFactory({ db });
+  const users = orgsServiceFactory({ db, audit });
+  const runnerHosts = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
+  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit, orgs: users }), runnerHosts, ...(now ? { now } : {}) });
+}
 
 let dir: string;
 let db: Database;
@@ -88,7 +101,7 @@ describe("bootstrapAdministrator", () => {
 describe("authenticate", () => {
   test("the initial admin token authenticates as the admin", async () => {
     const token = bootstrapToken();
-    const auth = authServiceFactory({ db });
+    const auth = authOn({ db });
     const actor = (await auth.authenticate(`Bearer ${token}`));
     expect(actor).toMatchObject({ kind: "user", username: "admin", isAdmin: true });
     if (actor.kind !== "user") throw new Error("unreachable");
@@ -104,18 +117,18 @@ describe("authenticate", () => {
     const at = new Date().toISOString();
     db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, 'bob', 0, ?)").run(userId, at);
     db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 't', ?, ?)").run(newId("tok"), hashToken(token), userId, at);
-    expect((await authServiceFactory({ db }).authenticate(`Bearer ${token}`))).toMatchObject({ kind: "user", username: "bob", isAdmin: false, userId });
+    expect((await authOn({ db }).authenticate(`Bearer ${token}`))).toMatchObject({ kind: "user", username: "bob", isAdmin: false, userId });
   });
 
   test("no header is anonymous", async () => {
-    const auth = authServiceFactory({ db });
+    const auth = authOn({ db });
     expect((await auth.authenticate(null))).toEqual({ kind: "anonymous" });
     expect((await auth.authenticate(""))).toEqual({ kind: "anonymous" });
   });
 
   test("a header that is not Bearer is rejected", async () => {
     const token = bootstrapToken();
-    const auth = authServiceFactory({ db });
+    const auth = authOn({ db });
     expect(await unauthenticatedMessage(() => auth.authenticate("Basic x"))).toContain("Bearer");
     await unauthenticatedMessage(() => auth.authenticate(token));
     await unauthenticatedMessage(() => auth.authenticate(`Bearer ${token} extra`));
@@ -123,7 +136,7 @@ describe("authenticate", () => {
 
   test("unknown, malformed, revoked and expired tokens fail with the same message", async () => {
     const token = bootstrapToken();
-    const auth = authServiceFactory({ db });
+    const auth = authOn({ db });
     const messages = new Set<string>();
     messages.add(await unauthenticatedMessage(() => auth.authenticate(`Bearer ${generateToken("user")}`)));
     messages.add(await unauthenticatedMessage(() => auth.authenticate("Bearer not-a-slipway-token")));
@@ -144,8 +157,8 @@ describe("authenticate", () => {
     const token = bootstrapToken();
     const expiry = new Date("2031-01-01T00:00:00.000Z");
     db.query("UPDATE api_tokens SET expires_at = ?").run(expiry.toISOString());
-    expect((await authServiceFactory({ db, now: () => new Date(expiry.getTime() - 1) }).authenticate(`Bearer ${token}`)).kind).toBe("user");
-    await unauthenticatedMessage(() => authServiceFactory({ db, now: () => expiry }).authenticate(`Bearer ${token}`));
+    expect((await authOn({ db, now: () => new Date(expiry.getTime() - 1) }).authenticate(`Bearer ${token}`)).kind).toBe("user");
+    await unauthenticatedMessage(() => authOn({ db, now: () => expiry }).authenticate(`Bearer ${token}`));
   });
 
   test("last_used_at is set on use, and refreshed at most once a minute", async () => {
@@ -153,7 +166,7 @@ describe("authenticate", () => {
     const lastUsed = () => (db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at;
     expect(lastUsed()).toBeNull();
     let t = new Date("2030-05-05T10:00:00.000Z");
-    const auth = authServiceFactory({ db, now: () => t });
+    const auth = authOn({ db, now: () => t });
     (await auth.authenticate(`Bearer ${token}`));
     expect(lastUsed()).toBe("2030-05-05T10:00:00.000Z");
     t = new Date("2030-05-05T10:00:30.000Z");
@@ -171,14 +184,14 @@ describe("authenticate", () => {
     db.query("INSERT INTO builds (id, project_id, org_id, status, started_by, options, created_at, deadline_at) VALUES ('bld_t', 'prj_t', ?, 'created', 'test', '[]', ?, ?)").run(org, new Date().toISOString(), new Date(Date.now() + 3600_000).toISOString());
     const token = generateToken("build");
     db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at) VALUES ('tok_b', 'build', ?, 'b', 'prj_t', 'bld_t', ?)").run(hashToken(token), new Date().toISOString());
-    expect(await authServiceFactory({ db }).authenticate(`Bearer ${token}`)).toMatchObject({ kind: "build-token", buildId: "bld_t", projectId: "prj_t" });
+    expect(await authOn({ db }).authenticate(`Bearer ${token}`)).toMatchObject({ kind: "build-token", buildId: "bld_t", projectId: "prj_t" });
     expect((db.query("SELECT last_used_at FROM api_tokens WHERE id = 'tok_b'").get() as { last_used_at: string | null }).last_used_at).toBeNull();
   });
 
   test("a failed authentication does not touch last_used_at", async () => {
     const token = bootstrapToken();
     db.query("UPDATE api_tokens SET revoked_at = ?").run(new Date().toISOString());
-    await unauthenticatedMessage(() => authServiceFactory({ db }).authenticate(`Bearer ${token}`));
+    await unauthenticatedMessage(() => authOn({ db }).authenticate(`Bearer ${token}`));
     expect((db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at).toBeNull();
   });
 });

@@ -3,95 +3,85 @@
  * Turns a presented credential into an actor. Unknown, expired and revoked tokens all become
  * the same UnauthenticatedError, so a caller learns nothing about which it was. Slipway tokens
  * are found by the SHA-256 of the whole string (an index lookup, no secret comparison in JS).
- * Raw CI OIDC JWTs are the trust service's (auth/trust-service.ts).
+ * Raw CI OIDC JWTs are the trust service's (auth/ci-trusts.ts).
  */
-import type { Database } from "bun:sqlite";
 import { UnauthenticatedError } from "../errors.ts";
 import type { Actor, Role } from "./actor.ts";
-import { hashToken, tokenKind } from "./tokens.ts";
+import type { TokensService } from "./api-tokens.ts";
+import { hashToken, tokenKind } from "./token-format.ts";
 
 export type { Actor } from "./actor.ts";
 
 /** last_used_at is advisory: write it at most this often per token to keep reads read-only. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
+/**
+ * What authentication reads from the tables' owners. Declared here, narrow, because auth sits
+ * below the services that own users, projects and runner hosts (they import its actor and
+ * policy): orgs/service, projects/service and egress/service satisfy these as they are.
+ */
 export interface AuthDeps {
-  db: Database;
+  tokens: Pick<TokensService, "findBySecretHash" | "projectIdsOf" | "touch">;
+  /** orgs/service: a user with their memberships. */
+  users: { userWithMemberships(userId: string): { id: string; username: string; is_admin: boolean; memberships: { org_id: string; role: Role }[] } | null };
+  /** projects/service. */
+  projects: { orgOf(projectId: string): string | null };
+  /** egress/service: egress agent tokens live with their runner host, not in api_tokens. */
+  runnerHosts: { findByAgentTokenHash(sha256: Uint8Array): { id: string; org_id: string } | null };
   now?: () => Date;
-}
-
-interface TokenRow {
-  id: string;
-  kind: string;
-  expires_at: string | null;
-  revoked_at: string | null;
-  last_used_at: string | null;
-  user_id: string | null;
-  org_id: string | null;
-  project_id: string | null;
-  project_org_id: string | null;
-  build_id: string | null;
 }
 
 export type AuthService = ReturnType<typeof authServiceFactory>;
 
-export function authServiceFactory({ db, now = () => new Date() }: AuthDeps) {
-  // A correlated subquery, not a LEFT JOIN: the join made this lookup ~10x slower (bench/auth.ts).
-  const byHash = db.query(
-    `SELECT t.id, t.kind, t.expires_at, t.revoked_at, t.last_used_at, t.user_id, t.org_id, t.project_id, t.build_id,
-            (SELECT p.org_id FROM projects p WHERE p.id = t.project_id) AS project_org_id
-       FROM api_tokens t
-      WHERE t.secret_sha256 = ?`,
-  );
-  const userById = db.query("SELECT id, username, is_admin FROM users WHERE id = ?");
-  const membershipsOf = db.query("SELECT org_id, role FROM memberships WHERE user_id = ?");
-  const tokenProjects = db.query(
-    "SELECT tp.project_id, (SELECT p.org_id FROM projects p WHERE p.id = tp.project_id) AS org_id FROM api_token_projects tp WHERE tp.token_id = ?",
-  );
-  const touch = db.query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?");
-  // Egress agent tokens live with their runner host (egress/service.ts), not in api_tokens.
-  const agentByHash = db.query("SELECT id, org_id FROM egress_runner_hosts WHERE token_sha256 = ?");
+export function authServiceFactory({ tokens, users, projects, runnerHosts, now = () => new Date() }: AuthDeps) {
   const invalid = () => new UnauthenticatedError("invalid or expired credentials");
 
-  /** The user with their roles; used for user tokens and (later) sessions. */
+  /** The user with their roles; used for user tokens and sessions. */
   function userActor(userId: string, tokenId: string | null): Actor {
-    const u = userById.get(userId) as { id: string; username: string; is_admin: number } | null;
+    const u = users.userWithMemberships(userId);
     if (!u) throw invalid();
     const memberships: Record<string, Role> = {};
-    for (const m of membershipsOf.all(userId) as { org_id: string; role: Role }[]) memberships[m.org_id] = m.role;
-    return { kind: "user", userId: u.id, username: u.username, isAdmin: u.is_admin === 1, tokenId, memberships };
+    for (const m of u.memberships) memberships[m.org_id] = m.role;
+    return { kind: "user", userId: u.id, username: u.username, isAdmin: u.is_admin, tokenId, memberships };
   }
 
   function tokenActor(token: string): Actor {
     const kind = tokenKind(token);
     if (!kind) throw invalid();
     if (kind === "agent") {
-      const host = agentByHash.get(hashToken(token)) as { id: string; org_id: string } | null;
+      const host = runnerHosts.findByAgentTokenHash(hashToken(token));
       if (!host) throw invalid();
       return { kind: "agent", tokenId: host.id, orgId: host.org_id, hostId: host.id };
     }
-    const row = byHash.get(hashToken(token)) as TokenRow | null;
+    const row = tokens.findBySecretHash(hashToken(token));
     const t = now();
     if (!row || row.revoked_at || (row.expires_at && Date.parse(row.expires_at) <= t.getTime())) throw invalid();
     // Build tokens live as long as their build, whose health reports say when it was last heard
     // from; touching each on first use was a write per build admission.
-    if (row.kind !== "build" && (!row.last_used_at || t.getTime() - Date.parse(row.last_used_at) > LAST_USED_RESOLUTION_MS)) touch.run(t.toISOString(), row.id);
+    if (row.kind !== "build" && (!row.last_used_at || t.getTime() - Date.parse(row.last_used_at) > LAST_USED_RESOLUTION_MS)) tokens.touch(row.id, t);
     switch (row.kind) {
       case "user":
         return userActor(row.user_id!, row.id);
       case "org":
         return { kind: "org-token", tokenId: row.id, orgId: row.org_id! };
-      case "project":
-        if (!row.project_id || !row.project_org_id) throw invalid();
-        return { kind: "project-token", tokenId: row.id, orgId: row.project_org_id, projectId: row.project_id };
-      case "oidc": {
-        const projects = (tokenProjects.all(row.id) as { project_id: string; org_id: string }[]).map((p) => ({ projectId: p.project_id, orgId: p.org_id }));
-        if (projects.length === 0) throw invalid();
-        return { kind: "oidc", tokenId: row.id, issuer: null, subject: row.id, projects };
+      case "project": {
+        const orgId = row.project_id ? projects.orgOf(row.project_id) : null;
+        if (!row.project_id || !orgId) throw invalid();
+        return { kind: "project-token", tokenId: row.id, orgId, projectId: row.project_id };
       }
-      case "build":
-        if (!row.build_id || !row.project_id || !row.project_org_id) throw invalid();
-        return { kind: "build-token", tokenId: row.id, orgId: row.project_org_id, projectId: row.project_id, buildId: row.build_id };
+      case "oidc": {
+        const scoped = tokens.projectIdsOf(row.id).flatMap((projectId) => {
+          const orgId = projects.orgOf(projectId);
+          return orgId ? [{ projectId, orgId }] : [];
+        });
+        if (scoped.length === 0) throw invalid();
+        return { kind: "oidc", tokenId: row.id, issuer: null, subject: row.id, projects: scoped };
+      }
+      case "build": {
+        const orgId = row.project_id ? projects.orgOf(row.project_id) : null;
+        if (!row.build_id || !row.project_id || !orgId) throw invalid();
+        return { kind: "build-token", tokenId: row.id, orgId, projectId: row.project_id, buildId: row.build_id };
+      }
       default:
         throw invalid();
     }

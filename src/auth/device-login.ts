@@ -14,8 +14,8 @@ import { newId } from "../ids.ts";
 import type { Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
 import { RateLimitedError, rateLimiterFactory, type RateLimiter } from "./rate-limit.ts";
-import type { TokensService } from "./token-service.ts";
-import { hashToken } from "./tokens.ts";
+import type { TokensService } from "./api-tokens.ts";
+import { hashToken } from "./token-format.ts";
 
 const LIFETIME_MS = 10 * 60_000;
 const INTERVAL_S = 2;
@@ -145,6 +145,11 @@ export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs =
       const r = findLive(code);
       db.query("UPDATE device_logins SET denied_at = ? WHERE id = ?").run(now().toISOString(), r.id);
       audit.record({ actor, action: "auth.device.deny", target: r.id, ip });
+    },
+
+    /** Deletes at most `limit` device logins that expired before `cutoff` (retention); returns how many. */
+    pruneExpired(cutoff: Date, limit: number): number {
+      return db.query("DELETE FROM device_logins WHERE id IN (SELECT id FROM device_logins WHERE expires_at < ?1 LIMIT ?2)").run(cutoff.toISOString(), limit).changes;
     },
   };
 }

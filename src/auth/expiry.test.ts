@@ -11,14 +11,24 @@ import { join } from "node:path";
 import type { Database } from "bun:sqlite";
 import { applyMigrations, openDatabase } from "../db/index.ts";
 import { NotFoundError, UnauthenticatedError } from "../errors.ts";
+import { egressServiceFactory } from "../egress/service.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
+import { projectsServiceFactory } from "../projects/service.ts";
 import type { Actor } from "./actor.ts";
 import { auditServiceFactory } from "./audit.ts";
 import { authServiceFactory } from "./authenticate.ts";
 import { DeviceLoginGoneError, deviceLoginServiceFactory } from "./device-login.ts";
 import { RateLimitedError, rateLimiterFactory } from "./rate-limit.ts";
 import { sessionsServiceFactory } from "./sessions.ts";
-import { tokensServiceFactory } from "./token-service.ts";
+import { tokensServiceFactory } from "./api-tokens.ts";
+
+/** The authentication service as serve wires it: the real owners of the tables it reads. */
+function authOn({ db, now }: { db: Database; now?: () => Date }) {
+  const audit = auditServiceFactory({ db });
+  const users = orgsServiceFactory({ db, audit });
+  const runnerHosts = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
+  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit, orgs: users }), runnerHosts, ...(now ? { now } : {}) });
+}
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -36,9 +46,10 @@ beforeAll(async () => {
   db = openDatabase(join(dir, "t.db"));
   applyMigrations(db);
   const audit = auditServiceFactory({ db, now });
-  userId = orgsServiceFactory({ db, audit }).createUser({ username: "alice" }, "system:test").id;
-  await sessionsServiceFactory({ db, audit, now }).setPassword(userId, PASSWORD);
-  user = authServiceFactory({ db, now }).userActor(userId, null) as Extract<Actor, { kind: "user" }>;
+  const orgs = orgsServiceFactory({ db, audit });
+  userId = orgs.createUser({ username: "alice" }, "system:test").id;
+  await sessionsServiceFactory({ db, audit, users: orgs, now }).setPassword(userId, PASSWORD);
+  user = authOn({ db, now }).userActor(userId, null) as Extract<Actor, { kind: "user" }>;
 });
 afterAll(() => {
   db.close();
@@ -49,8 +60,8 @@ const services = () => {
   const audit = auditServiceFactory({ db, now });
   const tokens = tokensServiceFactory({ db, audit, now });
   return {
-    sessions: sessionsServiceFactory({ db, audit, now }),
-    auth: authServiceFactory({ db, now }),
+    sessions: sessionsServiceFactory({ db, audit, users: orgsServiceFactory({ db, audit }), now }),
+    auth: authOn({ db, now }),
     tokens,
     logins: deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: 30 * DAY, starts: rateLimiterFactory({ limit: 10, windowMs: 60_000, now: () => clock }), now }),
   };

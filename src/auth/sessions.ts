@@ -8,7 +8,7 @@ import type { Database } from "bun:sqlite";
 import { InvalidInputError, UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { AuditService } from "./audit.ts";
-import { hashToken } from "./tokens.ts";
+import { hashToken } from "./token-format.ts";
 
 export const SESSION_COOKIE = "slipway_session";
 const IDLE_MS = 12 * 3600_000;
@@ -34,7 +34,19 @@ export interface SessionInfo {
 
 export type SessionsService = ReturnType<typeof sessionsServiceFactory>;
 
-export function sessionsServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
+export interface SessionsDeps {
+  db: Database;
+  audit: Pick<AuditService, "record">;
+  /** orgs/service, which owns the users table (declared here, narrow: auth sits below it). */
+  users: {
+    passwordHashOf(userId: string): { password_hash: string | null } | null;
+    passwordHashByUsername(username: string): { id: string; password_hash: string | null } | null;
+    setPasswordHash(userId: string, hash: string): void;
+  };
+  now?: () => Date;
+}
+
+export function sessionsServiceFactory({ db, audit, users, now = () => new Date() }: SessionsDeps) {
   const bySecret = db.query("SELECT id, user_id, expires_at, last_seen_at, revoked_at FROM sessions WHERE secret_sha256 = ?");
   const touch = db.query("UPDATE sessions SET last_seen_at = ? WHERE id = ?");
 
@@ -49,13 +61,13 @@ export function sessionsServiceFactory({ db, audit, now = () => new Date() }: { 
     async setPassword(userId: string, password: string): Promise<void> {
       this.checkPassword(password);
       const hash = await Bun.password.hash(password, { algorithm: "argon2id" });
-      db.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);
+      users.setPasswordHash(userId, hash);
       audit.record({ actor: `user:${userId}`, action: "user.password", target: userId });
     },
 
     /** A user changing their own password must prove the current one, once one is set. */
     async changePassword(userId: string, current: string | null, next: string): Promise<void> {
-      const row = db.query("SELECT password_hash FROM users WHERE id = ?").get(userId) as { password_hash: string | null } | null;
+      const row = users.passwordHashOf(userId);
       if (row?.password_hash && !(current !== null && (await Bun.password.verify(current, row.password_hash)))) {
         audit.record({ actor: `user:${userId}`, action: "user.password", outcome: "failure", target: userId });
         throw new UnauthenticatedError("the current password is wrong");
@@ -65,7 +77,7 @@ export function sessionsServiceFactory({ db, audit, now = () => new Date() }: { 
 
     /** Checks the password and opens a session; returns the cookie secret (once). */
     async login(username: string, password: string, meta: { ip: string | null; userAgent: string | null }): Promise<{ secret: string; session: SessionInfo }> {
-      const user = db.query("SELECT id, password_hash FROM users WHERE username = ?").get(username) as { id: string; password_hash: string | null } | null;
+      const user = users.passwordHashByUsername(username);
       const ok = await Bun.password.verify(password, user?.password_hash ?? DUMMY_HASH);
       if (!user || !user.password_hash || !ok) {
         audit.record({ actor: "anonymous", action: "auth.login", outcome: "failure", ip: meta.ip, details: { username } });
@@ -113,6 +125,11 @@ export function sessionsServiceFactory({ db, audit, now = () => new Date() }: { 
       return db
         .query("SELECT id, user_id, created_at, expires_at, last_seen_at, ip, user_agent FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? AND last_seen_at >= ? ORDER BY created_at DESC")
         .all(userId, new Date(t).toISOString(), new Date(t - IDLE_MS).toISOString()) as SessionInfo[];
+    },
+
+    /** Deletes at most `limit` sessions that expired or were revoked before `cutoff` (retention); returns how many. */
+    pruneEnded(cutoff: Date, limit: number): number {
+      return db.query("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)").run(cutoff.toISOString(), limit).changes;
     },
 
     revoke(sessionId: string, userId: string): boolean {

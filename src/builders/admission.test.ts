@@ -18,7 +18,7 @@ import { auditServiceFactory } from "../auth/audit.ts";
 import { applyMigrations, openDatabase } from "../db/index.ts";
 import { QuotaExceededError, ResourceExhaustedError } from "../errors.ts";
 import { silentLogger } from "../log/logger.ts";
-import { quotasServiceFactory, type Quotas } from "../orgs/quotas.ts";
+import { quotasServiceFactory, quotaUsageOf, type Quotas } from "../orgs/quotas.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
 import { builderManagerFactory } from "./manager.ts";
@@ -39,8 +39,8 @@ function setup(opts: { maxRunning: number; queueTimeoutMs?: number; orgLimits?: 
   applyMigrations(db);
   const audit = auditServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
-  const quotas = quotasServiceFactory({ db, audit, defaults: DEFAULTS });
-  const projects = projectsServiceFactory({ db, audit, quotas });
+  const quotas = quotasServiceFactory({ db, audit, defaults: DEFAULTS, usage: quotaUsageOf(() => ({ projects })) });
+  const projects = projectsServiceFactory({ db, audit, quotas, orgs });
   orgs.createUser({ username: "owner" }, ADMIN);
   const orgIds: Record<string, string> = {};
   for (const slug of ["org-a", "org-b"]) {

@@ -4,3 +4,4 @@
  */
 export { buildsServiceFactory, type BuildOptionSet, type BuildRow, type BuildStatus, type BuildsDeps, type BuildsService, type ConnectionAnswer, type LogInput, type StepInput } from "./service.ts";
 export { statusToReport } from "./status.ts";
+export { buildLogsFactory, type BuildLogs } from "./logs.ts";

@@ -8,11 +8,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
+import { tokensServiceFactory } from "../auth/api-tokens.ts";
 import { auditServiceFactory } from "../auth/audit.ts";
 import { applyMigrations, openDatabase } from "../db/index.ts";
 import { ConflictError, InvalidInputError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { silentLogger } from "../log/logger.ts";
 import { pkiServiceFactory } from "../pki/index.ts";
+import { orgsServiceFactory } from "../orgs/service.ts";
+import { projectsServiceFactory } from "../projects/service.ts";
 import { createSealer } from "../secrets/index.ts";
 import { buildsServiceFactory, type BuildsService } from "./service.ts";
 
@@ -44,6 +47,8 @@ beforeAll(async () => {
   await pki.ensureHierarchy(["server", "build-client"]);
   builds = buildsServiceFactory({
     db,
+    projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }), orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }) }),
+    tokens: tokensServiceFactory({ db, audit: auditServiceFactory({ db }) }),
     pki,
     builders: {
       request: async (ref, holder) => {
@@ -188,6 +193,8 @@ describe("draining (serve stopping)", () => {
     // Its own service on the same database: a drain is one-way.
     const drained = buildsServiceFactory({
       db,
+      projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }), orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }) }),
+      tokens: tokensServiceFactory({ db, audit: auditServiceFactory({ db }) }),
       pki: { issueBuildClientCertificate: () => Promise.reject(new Error("unused")), trustedRootsPem: () => "" },
       builders: { request: async () => ({ state: "starting" }), release: () => {}, ready: () => null },
       router: { buildEnded: (id) => ended.push(id) },

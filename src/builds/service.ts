@@ -12,14 +12,16 @@ import type { Database } from "bun:sqlite";
 import { actorLabel, type Actor } from "../auth/actor.ts";
 import type { AuditService } from "../auth/audit.ts";
 import { authorize, type Resource } from "../auth/policy.ts";
-import { generateToken, hashToken } from "../auth/tokens.ts";
+import type { TokensService } from "../auth/api-tokens.ts";
 import type { BuilderStatus } from "../builders/index.ts";
 import { normalizePlatform } from "../builders/runtimes.ts";
 import { ConflictError, InvalidInputError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Pki } from "../pki/index.ts";
+import type { ProjectsService } from "../projects/service.ts";
 import type { RouteTarget } from "../router/index.ts";
+import { buildLogsFactory } from "./logs.ts";
 
 export type BuildStatus = "created" | "running" | "finished" | "failed" | "canceled" | "expired";
 const ACTIVE: ReadonlySet<BuildStatus> = new Set(["created", "running"]);
@@ -75,6 +77,10 @@ export type ConnectionAnswer =
 
 export interface BuildsDeps {
   db: Database;
+  /** The projects a build runs on (by id or ORG/NAME, with their build timeout). */
+  projects: Pick<ProjectsService, "find" | "findByRef">;
+  /** Each build's own token, made with the build. */
+  tokens: Pick<TokensService, "issueBuildToken">;
   pki: Pick<Pki, "issueBuildClientCertificate" | "trustedRootsPem">;
   builders: {
     request(ref: { projectId: string; platform: string }, holder: string): Promise<BuilderStatus>;
@@ -106,11 +112,14 @@ const FIRST_HEALTH_MS = 15_000;
 
 export type BuildsService = ReturnType<typeof buildsServiceFactory>;
 
+// Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
+// closure only shares prepared statements and the drain state.
 export function buildsServiceFactory(deps: BuildsDeps) {
   const { db, log } = deps;
   const now = deps.now ?? (() => new Date());
   const cancelGraceMs = deps.cancelGraceMs ?? 15_000;
   const byId = db.query("SELECT * FROM builds WHERE id = ?");
+  const logs = buildLogsFactory({ db });
   /** Set when serve starts draining: CreateBuild is refused with it. */
   let admissionRefusal: string | null = null;
   /** Builds the appliance canceled on its way down → why, and whether their client has been told. */
@@ -165,7 +174,6 @@ export function buildsServiceFactory(deps: BuildsDeps) {
          completed_at = coalesce(excluded.completed_at, completed_at),
          error = coalesce(excluded.error, error)`,
     );
-    const insertLog = db.query("INSERT INTO build_logs (build_id, vertex, stream, at, data) VALUES (?, ?, ?, ?, ?)");
     db.transaction(() => {
       for (const s of batch.steps) {
         if (!s.digest) continue;
@@ -178,7 +186,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         if (truncated) break;
         const room = deps.logMaxBytes - used;
         const data = l.data.length > room ? l.data.subarray(0, Math.max(0, room)) : l.data;
-        if (data.length > 0) insertLog.run(id, l.vertex.slice(0, 200), l.stream, (l.at ?? now()).toISOString(), data);
+        if (data.length > 0) logs.append(id, { vertex: l.vertex.slice(0, 200), stream: l.stream, at: l.at ?? now(), data });
         used += data.length;
         if (l.data.length > room) truncated = true;
       }
@@ -204,16 +212,14 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   return {
     get,
 
+    /** By id, or null (no authorization: for the appliance's own services). */
+    find(id: string): BuildRow | null {
+      return byId.get(id) as BuildRow | null;
+    },
+
     /** CreateBuild: a build on a project named by id or as ORG/NAME, and its build token (shown once). */
     create(actor: Actor, projectRef: string, options: BuildOptionSet[]): { build: BuildRow; token: string } {
-      const slash = projectRef.indexOf("/");
-      const p = (
-        slash < 0
-          ? db.query("SELECT id, org_id, build_timeout_seconds FROM projects WHERE id = ?").get(projectRef)
-          : db
-              .query("SELECT p.id, p.org_id, p.build_timeout_seconds FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ? AND p.name = ?")
-              .get(projectRef.slice(0, slash), projectRef.slice(slash + 1))
-      ) as { id: string; org_id: string; build_timeout_seconds: number } | null;
+      const p = deps.projects.findByRef(projectRef);
       if (!p) {
         if (actor.kind === "anonymous") authorize(actor, "build:run"); // 401 before anything is revealed
         throw new NotFoundError("no such project"); // as for another tenant's project
@@ -226,7 +232,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       const id = newId("bld");
       const t = now();
       const deadline = new Date(t.getTime() + p.build_timeout_seconds * 1000);
-      const token = generateToken("build");
+      let token = "";
       db.transaction(() => {
         db.query(`INSERT INTO builds (id, project_id, org_id, status, started_by, options, created_at, deadline_at) VALUES (?, ?, ?, 'created', ?, ?, ?, ?)`).run(
           id,
@@ -237,15 +243,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
           t.toISOString(),
           deadline.toISOString(),
         );
-        db.query(`INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at, expires_at) VALUES (?, 'build', ?, ?, ?, ?, ?, ?)`).run(
-          newId("tok"),
-          hashToken(token),
-          `build ${id}`,
-          p.id,
-          id,
-          t.toISOString(),
-          new Date(deadline.getTime() + CERT_MARGIN_MS).toISOString(),
-        );
+        token = deps.tokens.issueBuildToken({ id, projectId: p.id }, new Date(deadline.getTime() + CERT_MARGIN_MS));
         deps.audit.record({ orgId: p.org_id, actor, action: "build.create", target: id, details: { project_id: p.id } });
       })();
       return { build: get(id), token };
@@ -363,13 +361,12 @@ export function buildsServiceFactory(deps: BuildsDeps) {
 
     logs(actor: Actor, id: string): { text: string; truncated: boolean } {
       const b = visible(actor, id, "build:read");
-      const rows = db.query("SELECT data FROM build_logs WHERE build_id = ? ORDER BY id").all(id) as { data: Uint8Array }[];
-      return { text: Buffer.concat(rows.map((r) => Buffer.from(r.data))).toString("utf8"), truncated: b.log_truncated === 1 };
+      return { text: logs.text(id), truncated: b.log_truncated === 1 };
     },
 
     /** Builds of a project, newest first; `cursor` is the last seen build's created_at|id. */
     list(actor: Actor, projectId: string, pageSize: number, cursor: string | null): { builds: BuildRow[]; next: string | null } {
-      const p = db.query("SELECT id, org_id FROM projects WHERE id = ?").get(projectId) as { id: string; org_id: string } | null;
+      const p = deps.projects.find(projectId);
       if (!p) {
         if (actor.kind === "anonymous") authorize(actor, "build:read"); // 401 before anything is revealed
         throw new NotFoundError("no such project"); // as for another tenant's project

@@ -15,6 +15,7 @@ import { builderImageServiceFactory, configuredImage, doctorBuilderImageCheck } 
 import { silentLogger } from "../log/logger.ts";
 import { Database } from "bun:sqlite";
 import { DB_FILE } from "../appliance/state.ts";
+import { readApplianceId as applianceIdOf } from "../appliance/identity-row.ts";
 import { builderNetworkPolicyFactory, policyNames } from "../builders/network-policy.ts";
 import { BINFMT_DIR, BUILDER_LABELS, builderSettingsKey, describeEmulation, describeOutdated, emulationStatus, imageDifference, type OutdatedBuilder } from "../builders/index.ts";
 
@@ -172,7 +173,7 @@ function readApplianceId(dataDir: string): string | undefined {
   try {
     const db = new Database(dbFile, { readonly: true });
     try {
-      return (db.query("SELECT id FROM appliance").get() as { id: string } | null)?.id;
+      return applianceIdOf(db) ?? undefined;
     } finally {
       db.close();
     }
@@ -188,7 +189,7 @@ export async function checkBuilderCurrency(loaded: LoadedConfig, env: Record<str
   try {
     const db = new Database(dbFile, { readonly: true });
     try {
-      applianceId = (db.query("SELECT id FROM appliance").get() as { id: string } | null)?.id;
+      applianceId = applianceIdOf(db) ?? undefined;
     } finally {
       db.close();
     }

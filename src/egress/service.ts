@@ -14,7 +14,7 @@
 import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
 import type { AuditService } from "../auth/audit.ts";
-import { generateToken, hashToken } from "../auth/tokens.ts";
+import { generateToken, hashToken } from "../auth/token-format.ts";
 import { isUniqueViolation } from "../db/index.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
@@ -231,6 +231,11 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
         throw e;
       }
       return { host: service.getHost(id), token };
+    },
+
+    /** The runner host whose agent token hashes to `sha256`, or null (authentication). */
+    findByAgentTokenHash(sha256: Uint8Array): { id: string; org_id: string } | null {
+      return db.query("SELECT id, org_id FROM egress_runner_hosts WHERE token_sha256 = ?").get(sha256) as { id: string; org_id: string } | null;
     },
 
     getHost(id: string): RunnerHost {

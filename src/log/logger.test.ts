@@ -5,7 +5,7 @@
  * credentials) in messages and nested values, child() bindings, and the one-line pretty format.
  */
 import { describe, expect, test } from "bun:test";
-import { generateToken } from "../auth/tokens.ts";
+import { generateToken } from "../auth/token-format.ts";
 import { createLogger, redact, redactText, type LoggerOptions } from "./logger.ts";
 
 const FIXED = new Date("2030-01-02T03:04:05.678Z");

@@ -14,7 +14,7 @@ import { auditServiceFactory } from "../auth/audit.ts";
 import { applyMigrations, openDatabase } from "../db/index.ts";
 import { QuotaExceededError } from "../errors.ts";
 import { projectsServiceFactory, type ProjectsService } from "../projects/service.ts";
-import { cappedSettings, quotasServiceFactory, type Quotas, type QuotasService } from "./quotas.ts";
+import { cappedSettings, quotasServiceFactory, quotaUsageOf, type Quotas, type QuotasService } from "./quotas.ts";
 import { orgsServiceFactory } from "./service.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "quotas-"));
@@ -34,8 +34,8 @@ beforeEach(() => {
   applyMigrations(db);
   const audit = auditServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
-  quotas = quotasServiceFactory({ db, audit, defaults: DEFAULTS });
-  projects = projectsServiceFactory({ db, audit, quotas });
+  quotas = quotasServiceFactory({ db, audit, defaults: DEFAULTS, usage: quotaUsageOf(() => ({ projects })) });
+  projects = projectsServiceFactory({ db, audit, quotas, orgs });
   orgs.createUser({ username: "owner" }, ADMIN);
   org = orgs.create({ slug: "acme", name: "Acme", owner: "owner" }, ADMIN).id;
   other = orgs.create({ slug: "other", name: "Other", owner: "owner" }, ADMIN).id;

@@ -37,19 +37,45 @@ export interface QuotaReport {
   usage: { projects: number; running_builders: number };
 }
 
+/**
+ * What an organization uses, counted by the tables' owners. Declared here, narrow, because the
+ * quotas sit below both owners (projects/service and the builder manager check against them).
+ */
+export interface QuotaUsage {
+  /** projects/service `countInOrg`. */
+  projects(orgId: string): number;
+  /** Builders of the organization that are not absent (starting, ready, idle or stopping). */
+  runningBuilders(orgId: string): number;
+}
+
+/**
+ * QuotaUsage counted by the owners: projects by projects/service, builders per project by the
+ * builder manager (`list`). `owners` is called at each count, so the quotas can be made before
+ * the services that check against them.
+ */
+export function quotaUsageOf(owners: () => { projects: { countInOrg(orgId: string): number; list(orgId: string): { id: string }[] }; builders?: { list(projectId: string): { state: string }[] } }): QuotaUsage {
+  return {
+    projects: (orgId) => owners().projects.countInOrg(orgId),
+    runningBuilders: (orgId) => {
+      const { projects, builders } = owners();
+      if (!builders) return 0;
+      return projects.list(orgId).reduce((n, p) => n + builders.list(p.id).filter((b) => b.state !== "absent").length, 0);
+    },
+  };
+}
+
 export interface QuotasDeps {
   db: Database;
   audit: Pick<AuditService, "record">;
   defaults: Quotas;
+  usage: QuotaUsage;
   now?: () => Date;
 }
 
 export type QuotasService = ReturnType<typeof quotasServiceFactory>;
 
-export function quotasServiceFactory({ db, audit, defaults, now = () => new Date() }: QuotasDeps) {
+export function quotasServiceFactory({ db, audit, defaults, usage, now = () => new Date() }: QuotasDeps) {
   const overrideRow = db.query(`SELECT ${QUOTA_KEYS.join(", ")} FROM org_quotas WHERE org_id = ?`);
-  const projectCount = db.query("SELECT count(*) AS n FROM projects WHERE org_id = ?");
-  const runningCount = db.query("SELECT count(*) AS n FROM builders b JOIN projects p ON p.id = b.project_id WHERE p.org_id = ? AND b.state != 'absent'");
 
   function overrides(orgId: string): Partial<Quotas> {
     const r = overrideRow.get(orgId) as Record<QuotaKey, number | null> | null;
@@ -70,7 +96,7 @@ export function quotasServiceFactory({ db, audit, defaults, now = () => new Date
         limits: limits(orgId),
         defaults: { ...defaults },
         overrides: overrides(orgId),
-        usage: { projects: (projectCount.get(orgId) as { n: number }).n, running_builders: (runningCount.get(orgId) as { n: number }).n },
+        usage: { projects: usage.projects(orgId), running_builders: usage.runningBuilders(orgId) },
       };
     },
 
@@ -91,7 +117,7 @@ export function quotasServiceFactory({ db, audit, defaults, now = () => new Date
     /** Throws unless the organization may have one more project. Call inside the creating transaction. */
     checkProjectCount(orgId: string): void {
       const limit = limits(orgId).max_projects;
-      const n = (projectCount.get(orgId) as { n: number }).n;
+      const n = usage.projects(orgId);
       if (n >= limit) {
         throw new QuotaExceededError(`the organization has ${n} project(s), its quota max_projects is ${limit}: delete a project or ask the administrator to raise the quota`, "max_projects", limit, n);
       }

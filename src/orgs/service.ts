@@ -43,11 +43,15 @@ export interface OrgsDeps {
 
 export type OrgsService = ReturnType<typeof orgsServiceFactory>;
 
+// Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
+// closure only shares prepared statements.
 export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDeps) {
   const orgBy = db.query("SELECT id, slug, name, created_at FROM organizations WHERE id = ?1 OR slug = ?1");
   const userBy = db.query("SELECT id, username, is_admin, created_at FROM users WHERE id = ?1 OR username = ?1");
   const owners = db.query("SELECT count(*) AS n FROM memberships WHERE org_id = ? AND role = 'owner'");
   const membership = db.query("SELECT role FROM memberships WHERE org_id = ? AND user_id = ?");
+  const userById = db.query("SELECT id, username, is_admin, created_at FROM users WHERE id = ?");
+  const membershipsOf = db.query("SELECT org_id, role FROM memberships WHERE user_id = ?");
   const toUser = (u: { id: string; username: string; is_admin: number; created_at: string }): User => ({ ...u, is_admin: u.is_admin === 1 });
 
   function getUser(ref: string): User {
@@ -62,6 +66,11 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
       const o = orgBy.get(ref) as Organization | null;
       if (!o) throw new NotFoundError("no such organization");
       return o;
+    },
+
+    /** The id of the organization with this slug, or null. */
+    findIdBySlug(slug: string): string | null {
+      return (db.query("SELECT id FROM organizations WHERE slug = ?").get(slug) as { id: string } | null)?.id ?? null;
     },
 
     /** The organizations an actor can see. */
@@ -161,6 +170,44 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
     },
 
     getUser,
+
+    /** The user's password hash (null: none set), or null for no such user (auth/sessions). */
+    passwordHashOf(userId: string): { password_hash: string | null } | null {
+      return db.query("SELECT password_hash FROM users WHERE id = ?").get(userId) as { password_hash: string | null } | null;
+    },
+
+    passwordHashByUsername(username: string): { id: string; password_hash: string | null } | null {
+      return db.query("SELECT id, password_hash FROM users WHERE username = ?").get(username) as { id: string; password_hash: string | null } | null;
+    },
+
+    /** Stores a password hash made by auth/sessions (the password itself never comes here). */
+    setPasswordHash(userId: string, hash: string): void {
+      db.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);
+    },
+
+    userCount(): number {
+      return (db.query("SELECT count(*) AS n FROM users").get() as { n: number }).n;
+    },
+
+    /** First start (orgs/bootstrap): the administrator `admin`, the organization `default` and
+     * its ownership. Not audited, as no actor exists yet. */
+    createFirstAdministrator(): { userId: string; orgId: string } {
+      const at = now().toISOString();
+      const userId = newId("usr");
+      const orgId = newId("org");
+      db.transaction(() => {
+        db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, 'admin', 1, ?)").run(userId, at);
+        db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, 'default', 'Default', ?)").run(orgId, at);
+        db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)").run(orgId, userId, at);
+      })();
+      return { userId, orgId };
+    },
+
+    /** A user by id with their memberships, or null (authentication builds the actor from it). */
+    userWithMemberships(userId: string): (User & { memberships: { org_id: string; role: Role }[] }) | null {
+      const u = userById.get(userId) as { id: string; username: string; is_admin: number; created_at: string } | null;
+      return u ? { ...toUser(u), memberships: membershipsOf.all(userId) as { org_id: string; role: Role }[] } : null;
+    },
 
     createUser(input: { username: string; isAdmin?: boolean }, actor: Actor | string): User {
       if (!new RegExp(USERNAME_PATTERN).test(input.username)) {

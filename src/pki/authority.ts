@@ -41,6 +41,11 @@ export interface AuthorityRow {
   not_after: string;
 }
 
+/** A CA as `slipway pki list` shows it. */
+export interface AuthoritySummary extends Pick<AuthorityRow, "id" | "purpose" | "serial" | "not_after"> {
+  retired_at: string | null;
+}
+
 export interface IssuedLeaf {
   serial: string;
   certPem: string;
@@ -101,6 +106,8 @@ export interface IssuedBuildCert {
 
 export type Pki = ReturnType<typeof pkiServiceFactory>;
 
+// Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
+// closure only shares prepared statements and the parsed CA cache.
 export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Date(), audit, maxClientCertLifetimeMs = 25 * 3600_000 }: PkiDeps) {
   const signingKeys = new Map<string, Promise<CryptoKey>>();
   // Parsing a CA certificate and exporting its public key costs more than signing a leaf.
@@ -285,6 +292,11 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
         req.onIssued?.({ serial, notAfter });
       });
       return { ...signed, keyPem: signed.keyPem, uri };
+    },
+
+    /** Every CA, retired ones too, by purpose and age (`slipway pki list`). */
+    list(): AuthoritySummary[] {
+      return db.query("SELECT id, purpose, serial, not_after, retired_at FROM certificate_authorities ORDER BY purpose, created_at").all() as AuthoritySummary[];
     },
 
     /** PEMs of every unexpired CA of `purpose`, the active one first: what verifiers trust, so

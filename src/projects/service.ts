@@ -6,11 +6,12 @@
 import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
 import type { AuditService } from "../auth/audit.ts";
-import { ConflictError, NotFoundError } from "../errors.ts";
+import { ConflictError, NotFoundError, UnavailableError } from "../errors.ts";
 import { isUniqueViolation } from "../db/index.ts";
 import { newId } from "../ids.ts";
 import { cappedSettings, type QuotasService } from "../orgs/quotas.ts";
 import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, SETTING_LIMITS } from "./models.ts";
+import type { OrgsService } from "../orgs/service.ts";
 
 export interface ProjectSettings {
   cache_size_gb: number;
@@ -51,17 +52,79 @@ export interface ProjectsDeps {
   release?: (projectId: string) => Promise<void>;
   /** The organization's quotas (project count, builder size, cache size); none: unlimited. */
   quotas?: Pick<QuotasService, "limits" | "checkProjectCount" | "checkSettings">;
+  /** Organizations: ORG/NAME project references name one by slug; a project's builders run
+   * under its organization's OCI runtime. */
+  orgs: Pick<OrgsService, "findIdBySlug" | "builderRuntime">;
+  /** Empties a project's build cache (stops its builders, erases their volumes). */
+  resetCache?: (projectId: string) => Promise<CacheReset>;
   now?: () => Date;
 }
 
-export function projectsServiceFactory({ db, audit, release, quotas, now = () => new Date() }: ProjectsDeps) {
+/** What a cache reset did: the platforms whose builders and volumes went. */
+export interface CacheReset {
+  platforms: string[];
+}
+
+/** What a project's builders are made from: its settings and its organization's OCI runtime. */
+export interface ProjectBuilderSettings extends Pick<ProjectSettings, "cache_size_gb" | "cache_keep_days" | "builder_cpus" | "builder_memory_mb" | "builder_idle_timeout_seconds"> {
+  id: string;
+  org_id: string;
+  builder_oci_runtime: string | null;
+}
+
+// Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
+// closure only shares prepared statements.
+export function projectsServiceFactory({ db, audit, release, quotas, orgs, resetCache, now = () => new Date() }: ProjectsDeps) {
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
+  const byOrgAndName = db.query("SELECT * FROM projects WHERE org_id = ? AND name = ?");
+  const countIn = db.query("SELECT count(*) AS n FROM projects WHERE org_id = ?");
+  // On every authentication of a project, build or OIDC token: the one column, nothing more.
+  const orgOfId = db.query("SELECT org_id FROM projects WHERE id = ?");
 
   return {
     get(id: string): Project {
       const p = byId.get(id) as Project | null;
       if (!p) throw new NotFoundError("no such project");
       return p;
+    },
+
+    /** By id, or null. */
+    find(id: string): Project | null {
+      return byId.get(id) as Project | null;
+    },
+
+    /** By id or as ORG/NAME (organization slug and project name, as CreateBuild names it), or null. */
+    findByRef(ref: string): Project | null {
+      const slash = ref.indexOf("/");
+      if (slash < 0) return byId.get(ref) as Project | null;
+      const orgId = orgs.findIdBySlug(ref.slice(0, slash));
+      return orgId ? (byOrgAndName.get(orgId, ref.slice(slash + 1)) as Project | null) : null;
+    },
+
+    /** The organization a project belongs to, or null when there is no such project. */
+    orgOf(id: string): string | null {
+      return (orgOfId.get(id) as { org_id: string } | null)?.org_id ?? null;
+    },
+
+    countInOrg(orgId: string): number {
+      return (countIn.get(orgId) as { n: number }).n;
+    },
+
+    /** What the project's builders are made from (the builder manager's view), or null. */
+    builderSettings(id: string): ProjectBuilderSettings | null {
+      const p = byId.get(id) as Project | null;
+      if (!p) return null;
+      const { org_id, cache_size_gb, cache_keep_days, builder_cpus, builder_memory_mb, builder_idle_timeout_seconds } = p;
+      return { id, org_id, cache_size_gb, cache_keep_days, builder_cpus, builder_memory_mb, builder_idle_timeout_seconds, builder_oci_runtime: orgs.builderRuntime(org_id) };
+    },
+
+    /** Empties the project's build cache (its builders stop; the next build starts cold); audited. */
+    async resetCache(id: string, actor: Actor): Promise<CacheReset> {
+      const current = this.get(id);
+      if (!resetCache) throw new UnavailableError("this appliance runs no builders: there is no cache to reset");
+      const r = await resetCache(id);
+      audit.record({ orgId: current.org_id, actor, action: "cache.reset", target: id, details: { ...r } });
+      return r;
     },
 
     list(orgId: string): Project[] {

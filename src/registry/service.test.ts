@@ -10,7 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Database } from "bun:sqlite";
 import type { Actor } from "../auth/actor.ts";
+import { auditServiceFactory } from "../auth/audit.ts";
 import { applyMigrations, openDatabase } from "../db/index.ts";
+import { orgsServiceFactory } from "../orgs/service.ts";
+import { projectsServiceFactory } from "../projects/service.ts";
 import { silentLogger } from "../log/logger.ts";
 import { createSealer } from "../secrets/index.ts";
 import { builderRegistryHost, registryServiceFactory, type RegistryService } from "./service.ts";
@@ -34,6 +37,9 @@ beforeAll(async () => {
   }
   reg = registryServiceFactory({
     db,
+    projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }), orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }) }),
+    // No build is ever pushed here: nothing to link an image to.
+    builds: { find: () => null },
     sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
     log: silentLogger,
     dataDir: dir,

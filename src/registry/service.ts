@@ -18,6 +18,8 @@
  *   manifest PUTs; retention per project deletes expired manifests through the registry API and
  *   `garbage-collect` (registry stopped meanwhile) frees their blobs.
  */
+import type { BuildsService } from "../builds/index.ts";
+import type { ProjectsService } from "../projects/service.ts";
 import type { Database } from "bun:sqlite";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -50,6 +52,10 @@ export interface RegistrySettings {
 
 export interface RegistryServiceDeps {
   db: Database;
+  /** Repositories are projects: a repository name is a project id. */
+  projects: Pick<ProjectsService, "find">;
+  /** A pushed tag naming a build of the project links the image to that build. */
+  builds: Pick<BuildsService, "find">;
   sealer: Pick<Sealer, "seal" | "unseal">;
   log: Logger;
   dataDir: string;
@@ -123,6 +129,8 @@ function dirBytes(dir: string): number {
   return total;
 }
 
+// Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
+// closure only shares prepared statements and the registry process.
 export function registryServiceFactory(deps: RegistryServiceDeps) {
   const { db, log, settings } = deps;
   let key: SigningKey | null = null;
@@ -132,7 +140,7 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
   let startError: string | null = null;
 
   const now = () => Date.now();
-  const project = (id: string) => db.query("SELECT id, org_id FROM projects WHERE id = ?").get(id) as { id: string; org_id: string } | null;
+  const project = (id: string) => deps.projects.find(id);
   const retentionDays = (projectId: string) =>
     (db.query("SELECT retention_days FROM registry_settings WHERE project_id = ?").get(projectId) as { retention_days: number } | null)?.retention_days ?? settings.retention_days;
 
@@ -272,7 +280,8 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     const bytes = await imageBytes(repo, m).catch(() => ownBytes(m));
     // `<build id>` or, for a bake target, `<build id>-<target>`.
     const buildTag = /^(bld_[a-z2-7]{20})(?:-|$)/.exec(reference)?.[1] ?? reference;
-    const build = db.query("SELECT id FROM builds WHERE id = ? AND project_id = ?").get(buildTag, p.id) as { id: string } | null;
+    const tagged = deps.builds.find(buildTag);
+    const build = tagged?.project_id === p.id ? tagged : null;
     db.query(
       `INSERT INTO registry_images (project_id, tag, digest, media_type, build_id, bytes, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (project_id, tag) DO UPDATE SET digest = excluded.digest, media_type = excluded.media_type, build_id = excluded.build_id, bytes = excluded.bytes, pushed_at = excluded.pushed_at`,

@@ -9,6 +9,12 @@ import { join } from "node:path";
 import type { Database } from "bun:sqlite";
 import { applyMigrations, openDatabase } from "../db/index.ts";
 import { silentLogger } from "../log/logger.ts";
+import { tokensServiceFactory } from "../auth/api-tokens.ts";
+import { auditServiceFactory } from "../auth/audit.ts";
+import { deviceLoginServiceFactory } from "../auth/device-login.ts";
+import { sessionsServiceFactory } from "../auth/sessions.ts";
+import { buildLogsFactory } from "../builds/logs.ts";
+import { orgsServiceFactory } from "../orgs/service.ts";
 import { retentionServiceFactory, type RetentionSettings } from "./service.ts";
 
 const NOW = Date.parse("2026-11-30T12:00:00Z");
@@ -45,7 +51,19 @@ const build = (id: string, status: string, finished: string | null, logLines = 2
 };
 const ids = (table: string) => (db.query(`SELECT id FROM ${table} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
 const logsOf = (buildId: string) => (db.query("SELECT count(*) AS n FROM build_logs WHERE build_id = ?").get(buildId) as { n: number }).n;
-const retention = (settings = SETTINGS) => retentionServiceFactory({ db, log: silentLogger, settings, now: () => new Date(NOW) });
+const retention = (settings = SETTINGS) => {
+  const audit = auditServiceFactory({ db });
+  const tokens = tokensServiceFactory({ db, audit });
+  return retentionServiceFactory({
+    deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
+    sessions: sessionsServiceFactory({ db, audit, users: orgsServiceFactory({ db, audit }) }),
+    tokens,
+    buildLogs: buildLogsFactory({ db }),
+    log: silentLogger,
+    settings,
+    now: () => new Date(NOW),
+  });
+};
 
 describe("retention", () => {
   test("prunes device logins, sessions, tokens and build logs past their age; keeps young and usable ones", async () => {

@@ -4,9 +4,13 @@
  * (also the per-build tokens) some days after they expired or were revoked, and build logs some
  * days after their build ended (the build and its steps stay). Deletes go in batches, and the
  * event loop is yielded between full batches, so a large backlog (bun:sqlite is synchronous)
- * neither holds the write lock nor stalls requests for long. The audit log is never pruned.
+ * neither holds the write lock nor stalls requests for long. The audit log is never pruned. Each
+ * table's owner deletes its own rows; this service decides when and how much.
  */
-import type { Database } from "bun:sqlite";
+import type { DeviceLoginService } from "../auth/device-login.ts";
+import type { SessionsService } from "../auth/sessions.ts";
+import type { TokensService } from "../auth/api-tokens.ts";
+import type { BuildLogs } from "../builds/index.ts";
 import type { Logger } from "../log/logger.ts";
 
 export interface RetentionSettings {
@@ -30,21 +34,23 @@ const DAY_MS = 86400_000;
 
 export type RetentionService = ReturnType<typeof retentionServiceFactory>;
 
-export function retentionServiceFactory({ db, log, settings, now = () => new Date() }: { db: Database; log: Pick<Logger, "info" | "error">; settings: RetentionSettings; now?: () => Date }) {
-  // Each statement deletes at most BATCH rows older than its cutoff (?1); run until none are left.
-  const statements = {
-    device_logins: db.query(`DELETE FROM device_logins WHERE id IN (SELECT id FROM device_logins WHERE expires_at < ?1 LIMIT ${BATCH})`),
-    sessions: db.query(`DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1 LIMIT ${BATCH})`),
-    tokens: db.query(
-      `DELETE FROM api_tokens WHERE id IN (
-         SELECT id FROM api_tokens WHERE expires_at < ?1
-         UNION SELECT id FROM api_tokens WHERE revoked_at < ?1 LIMIT ${BATCH})`,
-    ),
-    build_logs: db.query(
-      `DELETE FROM build_logs WHERE id IN (
-         SELECT l.id FROM builds b JOIN build_logs l ON l.build_id = b.id
-         WHERE b.finished_at < ?1 AND b.status NOT IN ('created', 'running') LIMIT ${BATCH})`,
-    ),
+export interface RetentionDeps {
+  deviceLogins: Pick<DeviceLoginService, "pruneExpired">;
+  sessions: Pick<SessionsService, "pruneEnded">;
+  tokens: Pick<TokensService, "pruneEnded">;
+  buildLogs: Pick<BuildLogs, "pruneOfEnded">;
+  log: Pick<Logger, "info" | "error">;
+  settings: RetentionSettings;
+  now?: () => Date;
+}
+
+export function retentionServiceFactory({ deviceLogins, sessions, tokens, buildLogs, log, settings, now = () => new Date() }: RetentionDeps) {
+  // Each owner deletes at most `limit` rows older than `cutoff`; run until none are left.
+  const pruners: Record<keyof Pruned, (cutoff: Date, limit: number) => number> = {
+    device_logins: (cutoff, limit) => deviceLogins.pruneExpired(cutoff, limit),
+    sessions: (cutoff, limit) => sessions.pruneEnded(cutoff, limit),
+    tokens: (cutoff, limit) => tokens.pruneEnded(cutoff, limit),
+    build_logs: (cutoff, limit) => buildLogs.pruneOfEnded(cutoff, limit),
   };
   const days: Record<keyof Pruned, number> = {
     device_logins: settings.device_logins_days,
@@ -57,11 +63,11 @@ export function retentionServiceFactory({ db, log, settings, now = () => new Dat
   async function prune(): Promise<Pruned> {
     const t = now().getTime();
     const pruned: Pruned = { device_logins: 0, sessions: 0, tokens: 0, build_logs: 0 };
-    for (const kind of Object.keys(statements) as (keyof Pruned)[]) {
+    for (const kind of Object.keys(pruners) as (keyof Pruned)[]) {
       if (days[kind] === 0) continue;
-      const cutoff = new Date(t - days[kind] * DAY_MS).toISOString();
+      const cutoff = new Date(t - days[kind] * DAY_MS);
       for (;;) {
-        const n = statements[kind].run(cutoff).changes;
+        const n = pruners[kind](cutoff, BATCH);
         pruned[kind] += n;
         if (n < BATCH) break;
         await new Promise((resolve) => setImmediate(resolve)); // let requests in between batches

@@ -35,7 +35,11 @@ import { parseArgs } from "node:util";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, release, tmpdir } from "node:os";
 import { join } from "node:path";
+import { tokensServiceFactory } from "../../src/auth/api-tokens.ts";
+import { auditServiceFactory } from "../../src/auth/audit.ts";
 import { authServiceFactory } from "../../src/auth/authenticate.ts";
+import { egressServiceFactory } from "../../src/egress/service.ts";
+import { orgsServiceFactory } from "../../src/orgs/service.ts";
 import { authorize } from "../../src/auth/policy.ts";
 import type { Actor } from "../../src/auth/actor.ts";
 import { projectsServiceFactory } from "../../src/projects/service.ts";
@@ -207,7 +211,13 @@ function secretOf(world: World, actor: ActorName): string {
 
 async function section1(world: World): Promise<Section1> {
   // Its own service instance on the world's database: the same code and statements the app uses.
-  const auth = authServiceFactory({ db: world.db });
+  const audit = auditServiceFactory({ db: world.db });
+  const auth = authServiceFactory({
+    tokens: tokensServiceFactory({ db: world.db, audit }),
+    users: orgsServiceFactory({ db: world.db, audit }),
+    projects: projectsServiceFactory({ db: world.db, audit, orgs: orgsServiceFactory({ db: world.db, audit }) }),
+    runnerHosts: egressServiceFactory({ db: world.db, audit, applianceHosts: ["localhost"], extraAllow: [] }),
+  });
   const headers = Object.fromEntries(KINDS.map((k) => [k.key, `Bearer ${secretOf(world, k.actor)}`])) as Record<KindKey, string>;
   const actors = {} as Record<KindKey, Actor>;
   for (const k of KINDS) {
@@ -259,7 +269,7 @@ async function section1(world: World): Promise<Section1> {
     authorize(await auth.authenticate(userHeader), "project:read", resource);
   });
   // For context in section 2: the project route's own lookup, not authentication.
-  const projects = projectsServiceFactory({ db: world.db, audit: world.audit });
+  const projects = projectsServiceFactory({ db: world.db, audit: world.audit, orgs: orgsServiceFactory({ db: world.db, audit: world.audit }) });
   const p1 = world.ids.p1;
   const projectLookup = measureSync("projects.get(p1) (the route's own lookup)", () => projects.get(p1));
 

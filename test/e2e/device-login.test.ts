@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { deviceLoginServiceFactory } from "../../src/auth/device-login.ts";
-import { tokensServiceFactory } from "../../src/auth/token-service.ts";
+import { tokensServiceFactory } from "../../src/auth/api-tokens.ts";
 import { configSchema } from "../../src/config/schema.ts";
 import { makeWorld, type World } from "../support/world.ts";
 

@@ -12,10 +12,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp } from "../../src/api/app.ts";
 import { auditServiceFactory } from "../../src/auth/audit.ts";
-import { authServiceFactory, bootstrapAdministrator } from "../../src/auth/index.ts";
+import { authServiceFactory } from "../../src/auth/index.ts";
+import { bootstrapAdministrator } from "../../src/orgs/bootstrap.ts";
 import { sessionsServiceFactory } from "../../src/auth/sessions.ts";
-import { tokensServiceFactory, type TokensService } from "../../src/auth/token-service.ts";
-import { trustServiceFactory } from "../../src/auth/trust-service.ts";
+import { tokensServiceFactory, type TokensService } from "../../src/auth/api-tokens.ts";
+import { trustServiceFactory } from "../../src/auth/ci-trusts.ts";
 import { deviceLoginServiceFactory } from "../../src/auth/device-login.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../../src/auth/oidc/index.ts";
 
@@ -28,7 +29,7 @@ import { silentLogger } from "../../src/log/logger.ts";
 import { MetricsRegistry } from "../../src/metrics/registry.ts";
 import { orgsServiceFactory, type OrgsService } from "../../src/orgs/service.ts";
 import { projectsServiceFactory, type ProjectsService } from "../../src/projects/service.ts";
-import { quotasServiceFactory } from "../../src/orgs/quotas.ts";
+import { quotasServiceFactory, quotaUsageOf } from "../../src/orgs/quotas.ts";
 import { readFileSync } from "node:fs";
 import { identityContext } from "../../src/api/identity.ts";
 import { registryServiceFactory } from "../../src/registry/index.ts";
@@ -74,14 +75,13 @@ export async function makeWorld(opts: { https?: boolean; oidcAllowInternal?: str
   applyMigrations(db);
   const boot = bootstrapAdministrator(db, dir);
   const audit = auditServiceFactory({ db });
-  const auth = authServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
-  const quotas = quotasServiceFactory({ db, audit, defaults: { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 } });
-  const projects = projectsServiceFactory({ db, audit, quotas });
+  const quotas = quotasServiceFactory({ db, audit, defaults: { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 }, usage: quotaUsageOf(() => ({ projects })) });
+  const projects = projectsServiceFactory({ db, audit, quotas, orgs });
   const tokens = tokensServiceFactory({ db, audit });
-  const sessions = sessionsServiceFactory({ db, audit });
+  const sessions = sessionsServiceFactory({ db, audit, users: orgs });
   const allowInternal = parseAllowInternal(opts.oidcAllowInternal ?? "127.0.0.0/8");
-  const trust = trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) });
+  const trust = trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) });
   const admin = "system:test";
 
   const secrets: Partial<Record<ActorName, string>> = { admin: readFileSync(boot.tokenFile, "utf8").trim() };
@@ -96,11 +96,14 @@ export async function makeWorld(opts: { https?: boolean; oidcAllowInternal?: str
   const ownerAToken = tokens.listForUser(users.ownerA!).find((t) => t.name === "t")!;
   const egress = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
   const hostA = egress.addHost(A.id, { name: "ci-a", scopes: ["docker:ci"] }, system).host;
+  const auth = authServiceFactory({ tokens, users: orgs, projects, runnerHosts: egress });
   const identity = { auth, audit, sessions, orgs, projects, quotas, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE, egress };
   const ctx = identityContext(identity, () => "192.0.2.1");
   // The registry's routes, its process absent (no binary): who may read and set what is the point.
   const registry = registryServiceFactory({
     db,
+    projects,
+    builds: { find: () => null }, // no builds in this world: no image links to one
     sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
     log: silentLogger,
     dataDir: dir,
@@ -205,12 +208,12 @@ export async function startApplianceWorld() {
   try {
     const audit = auditServiceFactory({ db });
     const orgs = orgsServiceFactory({ db, audit });
-    const quotas = quotasServiceFactory({ db, audit, defaults: loaded.config.quotas });
-    const projects = projectsServiceFactory({ db, audit, quotas });
+    const quotas = quotasServiceFactory({ db, audit, defaults: loaded.config.quotas, usage: quotaUsageOf(() => ({ projects })) });
+    const projects = projectsServiceFactory({ db, audit, quotas, orgs });
     const tokens = tokensServiceFactory({ db, audit });
-    const sessions = sessionsServiceFactory({ db, audit });
+    const sessions = sessionsServiceFactory({ db, audit, users: orgs });
     const allowInternal = parseAllowInternal("127.0.0.0/8");
-    const trust = trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) });
+    const trust = trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) });
     const egress = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
     const deviceLogins = deviceLoginServiceFactory({ db, audit, tokens });
     const admin = "system:test";

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { auditServiceFactory } from "../../auth/audit.ts";
 import { deviceLoginServiceFactory } from "../../auth/device-login.ts";
-import { tokensServiceFactory } from "../../auth/token-service.ts";
+import { tokensServiceFactory } from "../../auth/api-tokens.ts";
 import { applyMigrations, openDatabase } from "../../db/index.ts";
 import type { Actor } from "../../auth/actor.ts";
 import { UnauthenticatedError } from "../../errors.ts";

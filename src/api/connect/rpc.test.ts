@@ -21,15 +21,16 @@ import { authServiceFactory } from "../../auth/index.ts";
 import { deviceLoginServiceFactory } from "../../auth/device-login.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../../auth/oidc/index.ts";
 import { sessionsServiceFactory } from "../../auth/sessions.ts";
-import { tokensServiceFactory } from "../../auth/token-service.ts";
-import { trustServiceFactory } from "../../auth/trust-service.ts";
+import { tokensServiceFactory } from "../../auth/api-tokens.ts";
+import { trustServiceFactory } from "../../auth/ci-trusts.ts";
 import { buildsServiceFactory, type BuildsService } from "../../builds/index.ts";
 import { applyMigrations, openDatabase } from "../../db/index.ts";
 import { HealthRegistry } from "../../health/registry.ts";
 import { which } from "../../host/run.ts";
 import { createLogger, silentLogger } from "../../log/logger.ts";
 import { MetricsRegistry } from "../../metrics/registry.ts";
-import { quotasServiceFactory } from "../../orgs/quotas.ts";
+import { quotasServiceFactory, quotaUsageOf } from "../../orgs/quotas.ts";
+import { egressServiceFactory } from "../../egress/service.ts";
 import { orgsServiceFactory } from "../../orgs/service.ts";
 import { pkiServiceFactory } from "../../pki/index.ts";
 import { projectsServiceFactory } from "../../projects/service.ts";
@@ -74,21 +75,21 @@ beforeAll(async () => {
   applyMigrations(db);
   const log = createLogger({ level: "debug", write: (line) => logLines.push(JSON.parse(line) as { level: string; msg: string }) });
   const audit = auditServiceFactory({ db });
-  const auth = authServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
-  const quotas = quotasServiceFactory({ db, audit, defaults: { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 } });
-  const projects = projectsServiceFactory({ db, audit, quotas });
+  const quotas = quotasServiceFactory({ db, audit, defaults: { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 }, usage: quotaUsageOf(() => ({ projects })) });
+  const projects = projectsServiceFactory({ db, audit, quotas, orgs });
   const tokens = tokensServiceFactory({ db, audit });
+  const auth = authServiceFactory({ tokens, users: orgs, projects, runnerHosts: egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] }) });
   const allowInternal = parseAllowInternal("127.0.0.0/8");
   identity = {
     auth,
     audit,
-    sessions: sessionsServiceFactory({ db, audit }),
+    sessions: sessionsServiceFactory({ db, audit, users: orgs }),
     orgs,
     projects,
     quotas,
     tokens,
-    trust: trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) }),
+    trust: trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) }),
     deviceLogins: deviceLoginServiceFactory({ db, audit, tokens, now: () => new Date(Date.now() + deviceClockSkewMs) }),
     publicUrl: PUBLIC_URL,
   };
@@ -114,6 +115,8 @@ beforeAll(async () => {
   await pki.ensureHierarchy(["server", "build-client"]);
   builds = buildsServiceFactory({
     db,
+    projects: identity.projects,
+    tokens: identity.tokens,
     pki,
     // Builders never become ready here: a connection stays pending, which is all these RPCs need.
     builders: { request: async () => ({ state: "starting" }), release: () => {}, ready: () => null },
@@ -128,6 +131,8 @@ beforeAll(async () => {
   const ctx = identityContext(identity, (r) => server?.requestIP(r)?.address ?? null);
   registry = registryServiceFactory({
     db,
+    projects: identity.projects,
+    builds,
     sealer,
     log: silentLogger,
     dataDir: dir,
@@ -522,6 +527,8 @@ describe("GetPullInfo without a registry", () => {
   test("is failed_precondition, saying the registry is not available, after the tenant check", async () => {
     const bare = registryServiceFactory({
       db,
+      projects: identity.projects,
+      builds,
       sealer,
       log: silentLogger,
       dataDir: join(dir, "bare"),

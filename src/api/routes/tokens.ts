@@ -5,7 +5,7 @@
 import { Elysia, t } from "elysia";
 import { authorize, canManageUserToken, type Actor } from "../../auth/index.ts";
 import { TokenCreate, TokenCreated, TokenMetadata as Metadata } from "../../auth/models.ts";
-import type { TokenMetadata } from "../../auth/token-service.ts";
+import type { TokenMetadata } from "../../auth/api-tokens.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
 import { actorMacro, asPerson, authorizeAs } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";

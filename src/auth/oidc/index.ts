@@ -21,5 +21,5 @@ export {
   validateTrust,
   type TrustProvider,
   type TrustRelationship,
-} from "./trust.ts";
+} from "./trust-rules.ts";
 export { ciTokenVerifierFactory, type CiTokenVerifier, type CiTokenVerifierDeps, type VerifiedCiToken } from "./verify.ts";

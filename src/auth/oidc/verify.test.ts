@@ -18,7 +18,7 @@ import {
   startTestIssuer,
   type TestIssuer,
 } from "../../../test/support/oidc-issuer.ts";
-import type { TrustRelationship } from "./trust.ts";
+import type { TrustRelationship } from "./trust-rules.ts";
 import { ciTokenVerifierFactory } from "./verify.ts";
 
 const ORG = "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f";

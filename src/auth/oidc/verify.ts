@@ -9,7 +9,7 @@
 import { peekJws, verifyJws, type JsonWebKeySet } from "./jwt.ts";
 import type { OidcKeys } from "./keys.ts";
 import { reject } from "./reject.ts";
-import { audienceMatches, claimsMatch, type TrustRelationship } from "./trust.ts";
+import { audienceMatches, claimsMatch, type TrustRelationship } from "./trust-rules.ts";
 
 export interface CiTokenVerifierDeps {
   keys: OidcKeys;

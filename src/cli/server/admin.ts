@@ -7,7 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { auditServiceFactory } from "../../auth/audit.ts";
 import { sessionsServiceFactory } from "../../auth/sessions.ts";
-import { tokensServiceFactory } from "../../auth/token-service.ts";
+import { tokensServiceFactory } from "../../auth/api-tokens.ts";
 import { dispatch, required } from "../subcommands.ts";
 import { UsageError } from "../../errors.ts";
 import { USERNAME_PATTERN, orgsServiceFactory } from "../../orgs/service.ts";
@@ -62,9 +62,10 @@ export const adminCommand: Command = {
           const db = openDb(ctx);
           try {
             const audit = auditServiceFactory({ db });
-            const sessions = sessionsServiceFactory({ db, audit });
+            const orgs = orgsServiceFactory({ db, audit });
+            const sessions = sessionsServiceFactory({ db, audit, users: orgs });
             if (password !== undefined) sessions.checkPassword(password); // before the user exists
-            const user = orgsServiceFactory({ db, audit }).createUser({ username: name, isAdmin: ctx.values.admin === true }, ACTOR);
+            const user = orgs.createUser({ username: name, isAdmin: ctx.values.admin === true }, ACTOR);
             if (password !== undefined) await sessions.setPassword(user.id, password);
             if (ctx.client.json) printJson(ctx.io, { ...user, password_set: password !== undefined });
             else {

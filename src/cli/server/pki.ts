@@ -5,10 +5,11 @@
  * issuance); rotating the root rewrites ca.pem with both roots, which clients then need.
  */
 import { join } from "node:path";
+import { readApplianceId } from "../../appliance/identity-row.ts";
 import { CA_FILE } from "../../appliance/state.ts";
 import { auditServiceFactory } from "../../auth/audit.ts";
 import { dispatch } from "../subcommands.ts";
-import { UsageError } from "../../errors.ts";
+import { PreconditionError, UsageError } from "../../errors.ts";
 import { writeFileAtomic } from "../../fs/atomic.ts";
 import { pkiServiceFactory } from "../../pki/index.ts";
 import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
@@ -17,27 +18,20 @@ import { existingSealer, openDataDir } from "./offline.ts";
 
 const ACTOR = "cli:pki";
 
-async function withPki<T>(ctx: CommandContext, fn: (pki: ReturnType<typeof pkiServiceFactory>, dataDir: string, db: ReturnType<typeof openDataDir>["db"]) => Promise<T>): Promise<T> {
+async function withPki<T>(ctx: CommandContext, fn: (pki: ReturnType<typeof pkiServiceFactory>, dataDir: string) => Promise<T>): Promise<T> {
   const d = openDataDir(ctx);
   try {
     const sealer = await existingSealer(d, ctx.env);
-    const applianceId = (d.db.query("SELECT id FROM appliance").get() as { id: string }).id;
-    return await fn(pkiServiceFactory({ db: d.db, sealer, applianceId, audit: auditServiceFactory({ db: d.db }) }), d.dataDir, d.db);
+    const applianceId = readApplianceId(d.db);
+    if (!applianceId) throw new PreconditionError(`${d.dataDir} has no appliance yet: run slipway serve once first`);
+    return await fn(pkiServiceFactory({ db: d.db, sealer, applianceId, audit: auditServiceFactory({ db: d.db }) }), d.dataDir);
   } finally {
     d.db.close();
   }
 }
 
-interface CaRow {
-  id: string;
-  purpose: string;
-  serial: string;
-  not_after: string;
-  retired_at: string | null;
-}
-
-function list(ctx: CommandContext, db: ReturnType<typeof openDataDir>["db"]): void {
-  const rows = db.query("SELECT id, purpose, serial, not_after, retired_at FROM certificate_authorities ORDER BY purpose, created_at").all() as CaRow[];
+function list(ctx: CommandContext, pki: ReturnType<typeof pkiServiceFactory>): void {
+  const rows = pki.list();
   if (ctx.client.json) return printJson(ctx.io, rows);
   for (const r of rows) ctx.io.out(`${r.purpose.padEnd(13)} ${r.serial}  until ${r.not_after.slice(0, 10)}  ${r.retired_at ? `retired ${r.retired_at.slice(0, 10)}` : "active"}`);
 }
@@ -51,7 +45,7 @@ export const pkiCommand: Command = {
   positionals: true,
   run: (ctx) =>
     dispatch("pki", {
-      list: { options: SERVER_FLAGS, run: () => withPki(ctx, async (_p, _d, db) => (list(ctx, db), EXIT_OK)) },
+      list: { options: SERVER_FLAGS, run: () => withPki(ctx, async (pki) => (list(ctx, pki), EXIT_OK)) },
       rotate: {
         options: [...SERVER_FLAGS, "purpose"],
         run: () =>

@@ -1,8 +1,9 @@
 /**
- * @module auth/tokens
- * API credentials: `slw_<kind>_<secret>` with a kind letter so secret scanners (and people) can
- * tell them apart, 192 bits of randomness, and only SHA-256 of the whole string stored. A token
- * is looked up by its hash, which is also the constant-time answer to "compare the secret".
+ * @module auth/token-format
+ * The format of API credentials (stored by auth/api-tokens): `slw_<kind>_<secret>` with a kind
+ * letter so secret scanners (and people) can tell them apart, 192 bits of randomness, and only
+ * SHA-256 of the whole string stored. A token is looked up by its hash, which is also the
+ * constant-time answer to "compare the secret".
  */
 
 /** `agent`: an egress agent on one runner host, bound to one organization (egress/service.ts). */

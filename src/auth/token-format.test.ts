@@ -1,11 +1,11 @@
 /**
- * @module auth/tokens.test
+ * @module auth/token-format.test
  * Covers generateToken (prefix per kind, length, charset, uniqueness), tokenKind (parsing and
  * rejection of malformed strings) and hashToken (SHA-256 of the whole string, 32 bytes).
  */
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { generateToken, hashToken, TOKEN_PREFIX, tokenKind, type TokenKind } from "./tokens.ts";
+import { generateToken, hashToken, TOKEN_PREFIX, tokenKind, type TokenKind } from "./token-format.ts";
 
 const KINDS: [TokenKind, string][] = [
   ["user", "slw_u_"],

@@ -1,11 +1,11 @@
 /**
- * @module auth/oidc/trust.test
+ * @module auth/oidc/trust-rules.test
  * Trust relationship validation (field pointers, defaults, normalization), the anchored glob, and
  * per-provider claim matching — especially what must NOT match: forks, prefixes, look-alike owners.
  */
 import { describe, expect, test } from "bun:test";
 import { InvalidInputError } from "../../errors.ts";
-import { audienceMatches, claimsMatch, defaultIssuer, globMatch, validateTrust, type TrustRelationship } from "./trust.ts";
+import { audienceMatches, claimsMatch, defaultIssuer, globMatch, validateTrust, type TrustRelationship } from "./trust-rules.ts";
 
 const ORG = "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f";
 const PROJECT = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";

@@ -1,16 +1,17 @@
 /**
- * @module auth/token-service
- * Creating, listing and revoking API tokens. The secret is returned once, at creation; only its
- * SHA-256 is stored. Listing returns metadata only. A token never mints one that outlives it:
- * with no expiry asked, the new token expires with the token that made it; a later expiry is
- * refused (otherwise an organization token, or a phished user token, could make itself permanent).
+ * @module auth/api-tokens
+ * The api_tokens table's owner: creating, listing, revoking and pruning API tokens, and finding
+ * one by its hash. The secret is returned once, at creation; only its SHA-256 is stored. Listing
+ * returns metadata only. A token never mints one that outlives it: with no expiry asked, the new
+ * token expires with the token that made it; a later expiry is refused (otherwise an organization
+ * token, or a phished user token, could make itself permanent).
  */
 import type { Database } from "bun:sqlite";
 import { InvalidInputError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
-import { generateToken, hashToken, type TokenKind } from "./tokens.ts";
+import { generateToken, hashToken, type TokenKind } from "./token-format.ts";
 
 export interface TokenMetadata {
   id: string;
@@ -39,6 +40,19 @@ export interface NewToken {
   createdBy: string | null;
 }
 
+/** A stored token as authentication reads it (auth/authenticate). */
+export interface StoredToken {
+  id: string;
+  kind: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+  user_id: string | null;
+  org_id: string | null;
+  project_id: string | null;
+  build_id: string | null;
+}
+
 const COLUMNS = "id, kind, name, user_id, org_id, project_id, created_by, created_at, expires_at, last_used_at, revoked_at";
 
 export type TokensService = ReturnType<typeof tokensServiceFactory>;
@@ -46,6 +60,15 @@ export type TokensService = ReturnType<typeof tokensServiceFactory>;
 export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
   const byId = db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE id = ?`);
   const expiryOf = db.query("SELECT expires_at FROM api_tokens WHERE id = ?");
+  const insertBuildToken = db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at, expires_at) VALUES (?, 'build', ?, ?, ?, ?, ?, ?)");
+  const bySecretHash = db.query("SELECT id, kind, expires_at, revoked_at, last_used_at, user_id, org_id, project_id, build_id FROM api_tokens WHERE secret_sha256 = ?");
+  const tokenProjects = db.query("SELECT project_id FROM api_token_projects WHERE token_id = ?");
+  const touchStmt = db.query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?");
+  const pruneStmt = db.query(
+    `DELETE FROM api_tokens WHERE id IN (
+       SELECT id FROM api_tokens WHERE expires_at < ?1
+       UNION SELECT id FROM api_tokens WHERE revoked_at < ?1 LIMIT ?2)`,
+  );
 
   /** When the credential making the request expires: its stored token's expiry; null for none
    * (a session, an administrator's token without expiry, a raw OIDC JWT that cannot mint). */
@@ -88,6 +111,41 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
         audit.record({ orgId: input.orgId ?? null, actor, action: "token.create", target: id, ip, details: { kind: input.kind, name: input.name, project_id: input.projectId ?? null, expires_at: input.expiresAt?.toISOString() ?? null } });
       })();
       return { token, metadata: this.get(id) };
+    },
+
+    /** The first administrator's user token (orgs/bootstrap); not audited, as no actor exists yet. Returns the secret. */
+    issueInitialAdminToken(userId: string): string {
+      const token = generateToken("user");
+      db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 'initial-admin', ?, ?)").run(newId("tok"), hashToken(token), userId, now().toISOString());
+      return token;
+    },
+
+    /** A build's own token, made in the build's creating transaction: it expires at `expiresAt`
+     * and acts on that build only. Returns the secret (shown once, to the build's client). */
+    issueBuildToken(build: { id: string; projectId: string }, expiresAt: Date): string {
+      const token = generateToken("build");
+      insertBuildToken.run(newId("tok"), hashToken(token), `build ${build.id}`, build.projectId, build.id, now().toISOString(), expiresAt.toISOString());
+      return token;
+    },
+
+    /** The stored token whose secret hashes to `sha256` (authentication), or null. */
+    findBySecretHash(sha256: Uint8Array): StoredToken | null {
+      return bySecretHash.get(sha256) as StoredToken | null;
+    },
+
+    /** The projects an OIDC-exchanged token acts on. */
+    projectIdsOf(tokenId: string): string[] {
+      return (tokenProjects.all(tokenId) as { project_id: string }[]).map((r) => r.project_id);
+    },
+
+    /** Records a use (advisory: callers write it at most once a minute per token). */
+    touch(id: string, at: Date): void {
+      touchStmt.run(at.toISOString(), id);
+    },
+
+    /** Deletes at most `limit` tokens that expired or were revoked before `cutoff` (retention); returns how many. */
+    pruneEnded(cutoff: Date, limit: number): number {
+      return pruneStmt.run(cutoff.toISOString(), limit).changes;
     },
 
     listForUser(userId: string): TokenMetadata[] {

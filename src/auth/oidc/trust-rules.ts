@@ -1,5 +1,5 @@
 /**
- * @module auth/oidc/trust
+ * @module auth/oidc/trust-rules
  * Trust relationships — "a CI job whose token says X may act on project P" — their validation,
  * default issuers, and the claim matching that decides whether a verified token fits one.
  * Matching is always exact or an explicitly anchored glob, never a prefix or substring: a trust

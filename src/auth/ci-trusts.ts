@@ -1,5 +1,5 @@
 /**
- * @module auth/trust-service
+ * @module auth/ci-trusts
  * Trust relationships stored per project, and the CI side of authentication: a raw OIDC JWT is
  * verified against the trusts of its issuer and becomes an actor scoped to the projects whose
  * trusts it matched (each call then names the one it acts on); `exchange` turns it into a
@@ -12,7 +12,7 @@ import { newId } from "../ids.ts";
 import { oidcLabel, type Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
 import { peekJws, validateTrust, type CiTokenVerifier, type InternalAllowance, type TrustRelationship } from "./oidc/index.ts";
-import type { TokensService } from "./token-service.ts";
+import type { TokensService } from "./api-tokens.ts";
 
 /** Exchanged tokens never outlive the CI token, and never an hour. */
 const MAX_EXCHANGED_MS = 3600_000;
@@ -66,6 +66,8 @@ export interface TrustDeps {
   audit: Pick<AuditService, "record">;
   verifier: CiTokenVerifier;
   tokens: Pick<TokensService, "create">;
+  /** projects/service (declared here, narrow: auth sits below the projects room). */
+  projects: { orgOf(projectId: string): string | null; findByRef(ref: string): { id: string } | null };
   /** Issuers the operator allows on internal addresses: an issuer URL is checked against it when a trust is added. */
   allowInternal?: InternalAllowance;
   now?: () => Date;
@@ -73,18 +75,11 @@ export interface TrustDeps {
 
 export type TrustService = ReturnType<typeof trustServiceFactory>;
 
-export function trustServiceFactory({ db, audit, verifier, tokens, allowInternal, now = () => new Date() }: TrustDeps) {
+export function trustServiceFactory({ db, audit, verifier, tokens, projects, allowInternal, now = () => new Date() }: TrustDeps) {
   const byIssuer = db.query("SELECT * FROM trust_relationships WHERE issuer = ?");
   const byIssuerAndProject = db.query("SELECT * FROM trust_relationships WHERE issuer = ? AND project_id = ?");
-  const projectOrg = db.query("SELECT org_id FROM projects WHERE id = ?");
-  const projectById = db.query("SELECT id FROM projects WHERE id = ?");
-  const projectByName = db.query("SELECT p.id FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ? AND p.name = ?");
   /** A project by id or as ORG/NAME (as CreateBuild names it). */
-  const projectRef = (ref: string) => {
-    const slash = ref.indexOf("/");
-    const row = (slash < 0 ? projectById.get(ref) : projectByName.get(ref.slice(0, slash), ref.slice(slash + 1))) as { id: string } | null;
-    return row?.id ?? null;
-  };
+  const projectRef = (ref: string) => projects.findByRef(ref)?.id ?? null;
 
   /**
    * Verifies a CI JWT; every failure is audited with its reason — in the appliance's log only,
@@ -107,7 +102,7 @@ export function trustServiceFactory({ db, audit, verifier, tokens, allowInternal
 
   function projectsOf(matched: TrustRelationship[]) {
     const ids = [...new Set(matched.map((t) => t.projectId))];
-    return ids.map((projectId) => ({ projectId, orgId: (projectOrg.get(projectId) as { org_id: string }).org_id }));
+    return ids.map((projectId) => ({ projectId, orgId: projects.orgOf(projectId)! }));
   }
 
   return {
