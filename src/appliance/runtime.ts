@@ -36,7 +36,7 @@ import { identityContext, type IdentityServices } from "../api/identity.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import { registryRoutes } from "../api/routes/registry.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderCurrencyHealthCheck, builderManagerFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderNetworkPolicy } from "../builders/index.ts";
+import { builderCurrencyHealthCheck, builderServiceFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderNetworkPolicy } from "../builders/index.ts";
 import { hostExec } from "../egress/apply.ts";
 import { PreconditionError } from "../errors.ts";
 import { localPlatform } from "../wire/depot.ts";
@@ -312,8 +312,14 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean),
     });
     const quotas = quotasServiceFactory({ db: state.db, audit, defaults: config.quotas });
-    const builders = builderManagerFactory({
+    // Builders read projects and organizations through the services that own those tables.
+    const orgs = orgsServiceFactory({ db: state.db, audit });
+    const projects = projectsServiceFactory({ db: state.db, audit, quotas, release: (projectId) => builders.releaseProject(projectId) });
+    const builders = builderServiceFactory({
       db: state.db,
+      // listIds answers no row for a missing project, as projectSettings must.
+      projects: { projectSettings: (projectId) => projects.listIds([projectId])[0] ?? null },
+      orgs,
       docker,
       volumes: volumes.manager,
       applianceId: state.applianceId,
@@ -432,8 +438,8 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       auth,
       audit,
       sessions: sessionsServiceFactory({ db, audit }),
-      orgs: orgsServiceFactory({ db, audit }),
-      projects: projectsServiceFactory({ db, audit, quotas, release: (projectId) => builders.releaseProject(projectId) }),
+      orgs,
+      projects,
       quotas,
       tokens,
       trust: trustServiceFactory({ db, audit, tokens, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal, ...(oidcCa ? { ca: oidcCa } : {}) }) }) }),
