@@ -44,6 +44,7 @@ const STALE_WAITER_MS = 15_000;
 
 export type BuilderAdmission = ReturnType<typeof builderAdmissionFactory>;
 
+// The line (waiters, refusals) is this closure's state; admit() is the one longer step.
 export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
   const { store, orgOf, log, now } = deps;
   const waiters = new Map<string, Waiter>();

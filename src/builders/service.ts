@@ -4,33 +4,35 @@
  * engine, started when a build asks for it, shared by that project's concurrent builds, stopped
  * when idle, noticed when lost, adopted after a restart, recreated when its image changes. Its
  * states (absent → starting → ready ⇄ idle → stopping → absent) are kept in the `builders` table
- * (store.ts) so a restarted serve adopts what still runs; the engine's side is engine.ts, who may
- * start when slots are short is admission.ts.
+ * (store.ts) so a restarted serve adopts what still runs. The steps with their own files: the
+ * engine's side (engine.ts), one start (start.ts), who may start when slots are short
+ * (admission.ts), what a restarted serve adopts (reconcile.ts), the addresses runners may reach
+ * (addresses.ts).
  *
  * Builders start only within their organization's max_running_builders quota and the host's
  * cap: otherwise the request waits in a fair line, bounded in time.
  */
 import type { Database } from "bun:sqlite";
 import type Docker from "dockerode";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import type { Readable } from "node:stream";
-import { InvalidInputError, NotFoundError, PreconditionError, SlipwayError } from "../errors.ts";
+import { InvalidInputError, NotFoundError, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { cappedSettings, type QuotasService } from "../orgs/quotas.ts";
+import type { QuotasService } from "../orgs/quotas.ts";
 import type { BuilderRuntime } from "../router/index.ts";
 import type { VolumeManager, VolumeUsage } from "../volumes/index.ts";
 import { builderAdmissionFactory } from "./admission.ts";
 import { builderSettingsKey, imageCurrencyFactory, type OutdatedBuilder } from "./currency.ts";
 import { emulationProblem, emulationStatus, type EmulationStatus } from "./emulation.ts";
-import { BUILDER_LABELS, builderEngineFactory, type BuilderContainer } from "./engine.ts";
-import { listWorkersAt } from "./image/grpc.ts";
+import { builderAddressesFactory } from "./addresses.ts";
+import { builderEngineFactory } from "./engine.ts";
 import type { PolicyNames } from "./network-policy.ts";
-import { BuilderUnavailableError, waitReady } from "./readiness.ts";
-import { RUNTIMES, normalizePlatform } from "./runtimes.ts";
-import { isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
+import { BuilderUnavailableError } from "./readiness.ts";
+import { reconcileBuilders, type Reconciled } from "./reconcile.ts";
+import { normalizePlatform } from "./runtimes.ts";
+import { builderStartFactory } from "./start.ts";
 import { builderStoreFactory } from "./store.ts";
-import { builderKey as key, type BuilderOrgs, type BuilderProject, type BuilderProjects, type BuilderRef, type BuilderRow, type BuilderStatus, type ReadyBuilder } from "./types.ts";
+import { builderKey as key, toReady, type BuilderOrgs, type BuilderProjects, type BuilderRef, type BuilderRow, type BuilderStatus, type ReadyBuilder } from "./types.ts";
 
 export { BuilderUnavailableError };
 
@@ -90,7 +92,6 @@ export type BuilderService = ReturnType<typeof builderServiceFactory>;
 export function builderServiceFactory(deps: BuilderServiceDeps) {
   const { docker, log } = deps;
   const now = deps.now ?? (() => new Date());
-  const spec = RUNTIMES[deps.runtime];
   const readyTimeoutMs = deps.readyTimeoutMs ?? 90_000;
   const store = builderStoreFactory({ db: deps.db, now });
   const engine = builderEngineFactory(deps);
@@ -102,9 +103,6 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
    * that came later starts the builder again rather than inheriting an old failure. */
   const failures = new Map<string, { error: string; holders: Set<string> }>();
   const idleTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  let privilegedRefused = false;
-  /** builder id → its address on its network, for runners' egress rules. */
-  const addresses = new Map<string, string>();
   let events: Readable | null = null;
   let closed = false;
   /** Idle builders on an old image are recreated only once watch() runs (after serve reconciled volumes). */
@@ -119,32 +117,9 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
   });
   const held = (k: string) => (holders.get(k)?.size ?? 0) > 0;
   const orgOfProject = (projectId: string) => deps.projects.projectSettings(projectId)?.org_id ?? null;
+  const addresses = builderAddressesFactory({ engine, log, onAddresses: deps.onAddresses });
+  const start = builderStartFactory({ ...deps, engine, store, currency, readyTimeoutMs, now, closing: () => closed, learnAddress: addresses.learn, removeNetworkIfUnused });
   const admission = builderAdmissionFactory({ store, orgOf: orgOfProject, quotas: deps.quotas, maxRunning: deps.maxRunning, queueTimeoutMs: deps.queueTimeoutMs, starting, held, stop: (ref, reason) => stopBuilder(ref, reason), log, now });
-
-  const publishAddresses = () => {
-    try {
-      deps.onAddresses?.([...new Set(addresses.values())]);
-    } catch (e) {
-      log.warn("publishing builder addresses failed", { error: (e as Error).message });
-    }
-  };
-  const learnAddress = async (builderId: string, containerId: string) => {
-    const address = await engine.address(containerId);
-    if (address) addresses.set(builderId, address);
-    publishAddresses();
-  };
-  const forgetAddress = (builderId: string) => {
-    if (addresses.delete(builderId)) publishAddresses();
-  };
-
-  const toReady = (b: BuilderRow): ReadyBuilder => ({
-    builderId: b.id,
-    projectId: b.project_id,
-    platform: b.platform,
-    runtime: b.runtime,
-    socketPath: b.socket_path!,
-    emulated: b.emulated === 1,
-  });
 
   /** Validates a platform for this host: native, or emulated when allowed and registered. */
   async function resolvePlatform(input: string): Promise<{ platform: string; emulated: boolean }> {
@@ -171,81 +146,6 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
   async function removeNetworkIfUnused(projectId: string, except?: string) {
     if (store.projectBusy(projectId) || [...starting.keys()].some((k) => k !== except && k.startsWith(`${projectId}|`))) return;
     await engine.removeNetwork(projectId);
-  }
-
-  /** The container on the project's network, under the privileged profile unless the engine refused it once. */
-  async function createContainer(c: Omit<BuilderContainer, "networkId" | "profile">): Promise<{ containerId: string; networkId: string; profile: SecurityProfileName }> {
-    let networkId = await engine.ensureNetwork(c.project);
-    let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
-    const create = async () => {
-      try {
-        return await engine.createAndStart({ ...c, networkId, profile });
-      } catch (e) {
-        // The project's other builder stopped meanwhile and removed the network with it.
-        if (!/network .* not found/i.test(String((e as Error).message))) throw e;
-        networkId = await engine.ensureNetwork(c.project);
-        return await engine.createAndStart({ ...c, networkId, profile });
-      }
-    };
-    try {
-      return { containerId: await create(), networkId, profile };
-    } catch (e) {
-      if (profile !== "privileged" || !isPrivilegeRefusal(e)) throw e;
-      privilegedRefused = true;
-      profile = "fallback";
-      log.warn("the Docker engine refused a privileged builder; using the fallback profile (all capabilities but SYS_RESOURCE, seccomp and apparmor unconfined)", { error: (e as Error).message });
-      return { containerId: await create(), networkId, profile };
-    }
-  }
-
-  async function start(ref: BuilderRef, emulated: boolean): Promise<ReadyBuilder> {
-    const stored = deps.projects.projectSettings(ref.projectId);
-    if (!stored) throw new NotFoundError(`project ${ref.projectId} not found`);
-    // Settings above a quota lowered since they were set stay stored; the builder gets the quota.
-    const p: BuilderProject = deps.quotas ? cappedSettings(stored, deps.quotas.limits(stored.org_id)) : stored;
-    const ociRuntime = deps.orgs.builderRuntime(p.org_id);
-    engine.assertFiltered();
-    const imageId = await engine.imageId();
-    currency.learned(imageId);
-    const t = now().toISOString();
-    const b = store.ensure(ref, deps.runtime, t);
-    const dir = engine.socketDir(b.id);
-    const socketPath = join(dir, spec.socketName);
-    store.setState(b.id, "starting", { runtime: deps.runtime, image: deps.image, image_id: imageId, started_at: t, last_error: null, emulated: emulated ? 1 : 0, container_name: engine.containerName(ref), socket_path: socketPath });
-    let containerId: string | null = null;
-    try {
-      const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
-      rmSync(dir, { recursive: true, force: true });
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const run = spec.container({ cacheSizeBytes: Math.min(volume.sizeBytes ?? Infinity, p.cache_size_gb * 1024 ** 3), keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host, registryCaAliases: deps.registry.aliases ?? [] } : {}) });
-      for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
-      const made = await createContainer({ builderId: b.id, ref, project: p, ociRuntime, imageId, settings: currency.wanted().settings, volumePath: volume.path, run });
-      containerId = made.containerId;
-      store.setState(b.id, "starting", { container_id: containerId, network_id: made.networkId, security_profile: made.profile, oci_runtime: ociRuntime });
-      currency.track(b.id, { image: deps.image, imageId, settings: currency.wanted().settings });
-      const workers = await waitReady({ docker, runtime: deps.runtime, timeoutMs: readyTimeoutMs, stopping: () => closed }, socketPath, containerId);
-      // An emulated builder runs the native image; its BuildKit lists the platforms it can run
-      // (native plus what binfmt_misc handles, probed at its start). The solver refuses others.
-      if (emulated && !workers.some((w) => w.platforms.some((x) => normalizePlatform(x) === ref.platform))) {
-        throw new BuilderUnavailableError(
-          `the builder's BuildKit cannot run ${ref.platform} (its workers offer ${[...new Set(workers.flatMap((w) => w.platforms))].join(", ") || "no platform"}); check the qemu binfmt handler with slipway doctor`,
-        );
-      }
-      store.setState(b.id, "ready", { ready_at: now().toISOString(), last_used_at: now().toISOString() });
-      await learnAddress(b.id, containerId);
-      log.info("builder ready", { builder: b.id, project: ref.projectId, platform: ref.platform, runtime: deps.runtime, profile: made.profile, encryption: deps.volumes.encryption });
-      return toReady(store.get(ref)!);
-    } catch (e) {
-      if (containerId) await engine.removeContainer(containerId).catch(() => {});
-      currency.untrack(b.id);
-      store.setState(b.id, "absent", { container_id: null, last_error: (e as Error).message.slice(0, 1000) });
-      // Nothing half-made stays: the socket directory, the open volume, the network made for it.
-      rmSync(dir, { recursive: true, force: true });
-      await deps.volumes.close(ref).catch((x) => log.warn("closing the cache volume of a failed builder failed", { builder: b.id, error: (x as Error).message }));
-      await removeNetworkIfUnused(ref.projectId, key(ref));
-      log.warn("builder failed to start", { builder: b.id, project: ref.projectId, platform: ref.platform, error: (e as Error).message });
-      throw e instanceof SlipwayError ? e : new BuilderUnavailableError(`builder failed to start: ${(e as Error).message}`);
-    }
   }
 
   function releaseHolds(holder: string) {
@@ -332,7 +232,7 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     if (t) (clearTimeout(t), idleTimers.delete(key(ref)));
     store.setState(b.id, "stopping");
     if (b.container_id) await engine.stopContainer(b.container_id, b.id);
-    forgetAddress(b.id);
+    addresses.forget(b.id);
     currency.untrack(b.id);
     await deps.volumes.close(ref);
     rmSync(engine.socketDir(b.id), { recursive: true, force: true });
@@ -350,25 +250,13 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     // Dying before it was ready fails its start, which says why (exit code, last log lines).
     if (b.state === "starting") return;
     store.setState(b.id, "absent", { container_id: null, last_error: `container ${reason}` });
-    forgetAddress(b.id);
+    addresses.forget(b.id);
     currency.untrack(b.id);
     rmSync(engine.socketDir(b.id), { recursive: true, force: true });
     void engine.removeContainer(containerId).catch(() => {});
     const held = [...(holders.get(key(ref)) ?? [])];
     log.warn("builder container died", { builder: b.id, project: b.project_id, platform: b.platform, reason, builds: held.length });
     deps.onBuilderLost?.({ ...ref, builderId: b.id, holders: held, reason });
-  }
-
-  /** Whether a builder the database says runs can be adopted: running, answering, on a filtered network. */
-  async function adoptable(b: BuilderRow, c: { State: string } | undefined): Promise<boolean> {
-    // A builder on a network the policy does not filter (from before it) is not adopted.
-    if (!c || c.State !== "running" || !b.socket_path || b.runtime !== deps.runtime || !(await engine.onPolicyBridge(b.network_id))) return false;
-    try {
-      await listWorkersAt(b.socket_path, b.runtime, 5000);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   return {
@@ -510,41 +398,8 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
      * remove labelled containers it does not, forget builders whose container vanished.
      * Returns what it did, for the log and the tests.
      */
-    async reconcile(): Promise<{ adopted: string[]; removed: string[]; lost: { builderId: string; projectId: string; platform: string }[] }> {
-      await currency.refresh();
-      const containers = await engine.containers();
-      const byId = new Map(containers.map((c) => [c.Id, c]));
-      const adopted: string[] = [];
-      const removed: string[] = [];
-      const lost: { builderId: string; projectId: string; platform: string }[] = [];
-      const rows = store.active();
-      for (const b of rows) {
-        const c = b.container_id ? byId.get(b.container_id) : undefined;
-        const ref = { projectId: b.project_id, platform: b.platform };
-        if (c && (await adoptable(b, c))) {
-          // What it runs is the container's own image; settings from before they were labelled count as old.
-          currency.track(b.id, { image: b.image, imageId: c.ImageID, settings: c.Labels[BUILDER_LABELS.settings] ?? null });
-          store.setState(b.id, "idle", { image_id: c.ImageID });
-          adopted.push(b.id);
-          await learnAddress(b.id, c.Id);
-          scheduleIdle(ref);
-        } else {
-          if (c) await engine.removeContainer(c.Id);
-          rmSync(engine.socketDir(b.id), { recursive: true, force: true });
-          store.setState(b.id, "absent", { container_id: null, last_error: "not running when serve started" });
-          lost.push({ builderId: b.id, ...ref });
-        }
-      }
-      // Labelled containers no builder row accounts for: orphans.
-      const known = new Set(rows.map((b) => b.container_id));
-      for (const c of containers) {
-        if (known.has(c.Id)) continue;
-        await engine.removeContainer(c.Id);
-        removed.push(c.Id);
-      }
-      // Networks of projects with no running builder: left by a crash, or by a builder that died.
-      for (const projectId of await engine.networkProjects()) await removeNetworkIfUnused(projectId);
-      return { adopted, removed, lost };
+    reconcile(): Promise<Reconciled> {
+      return reconcileBuilders({ engine, store, currency, runtime: deps.runtime, learnAddress: addresses.learn, scheduleIdle, removeNetworkIfUnused });
     },
 
     /**

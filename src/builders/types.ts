@@ -73,3 +73,13 @@ export interface BuilderOrgs {
   /** The OCI runtime the organization's builders run under (organizations.builder_oci_runtime); null: the engine's default. */
   builderRuntime(orgId: string): string | null;
 }
+
+/** What a build gets of a running builder's row. */
+export const toReady = (b: BuilderRow): ReadyBuilder => ({
+  builderId: b.id,
+  projectId: b.project_id,
+  platform: b.platform,
+  runtime: b.runtime,
+  socketPath: b.socket_path!,
+  emulated: b.emulated === 1,
+});
