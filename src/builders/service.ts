@@ -254,9 +254,9 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     currency.untrack(b.id);
     rmSync(engine.socketDir(b.id), { recursive: true, force: true });
     void engine.removeContainer(containerId).catch(() => {});
-    const held = [...(holders.get(key(ref)) ?? [])];
-    log.warn("builder container died", { builder: b.id, project: b.project_id, platform: b.platform, reason, builds: held.length });
-    deps.onBuilderLost?.({ ...ref, builderId: b.id, holders: held, reason });
+    const holding = [...(holders.get(key(ref)) ?? [])];
+    log.warn("builder container died", { builder: b.id, project: b.project_id, platform: b.platform, reason, builds: holding.length });
+    deps.onBuilderLost?.({ ...ref, builderId: b.id, holders: holding, reason });
   }
 
   return {

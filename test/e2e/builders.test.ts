@@ -1,6 +1,6 @@
 /**
  * @module test/e2e/builders.test
- * The builder manager against the real Docker engine and the real `dockerd` builder image
+ * The builder service against the real Docker engine and the real `dockerd` builder image
  * (assembled from Debian packages; cached between runs): start on demand, ListWorkers through the
  * socket, real builds whose cache survives a restart and not a reset, one container for 20
  * concurrent requests, per-project networks that cannot reach each other, idle stop,
