@@ -357,11 +357,6 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
       return store.list(projectId);
     },
 
-    /** Builders of these projects that are not absent (an organization's running builders, for its quota report). */
-    runningCount(projectIds: readonly string[]): number {
-      return store.runningCount(projectIds);
-    },
-
     /** Running builders (of one project, or all) on an image or settings other than the configured ones. */
     outdated(projectId?: string): OutdatedBuilder[] {
       return currency.outdated(store.activeOf(projectId));
