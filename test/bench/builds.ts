@@ -43,7 +43,7 @@ const work = mkdtempSync(join(tmpdir(), "slipway-bench-builds-"));
 const rows: Row[] = [];
 
 try {
-  // 1 + 2: the builder manager itself.
+  // 1 + 2: the builder service itself.
   const db = openDatabase(join(work, "bench.db"));
   applyMigrations(db);
   const applianceId = `bench${newId("a").slice(2, 10)}`;
