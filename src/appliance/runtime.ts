@@ -318,7 +318,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const builders = builderServiceFactory({
       db: state.db,
       // listIds answers no row for a missing project, as projectSettings must.
-      projects: { projectSettings: (projectId) => projects.listIds([projectId])[0] ?? null },
+      projects: { projectSettings: (projectId) => projects.listIds([projectId])[0] ?? null, projectOrgs: (projectIds) => new Map(projects.listIds([...projectIds]).map((p) => [p.id, p.org_id])) },
       orgs,
       docker,
       volumes: volumes.manager,

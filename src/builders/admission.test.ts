@@ -63,7 +63,7 @@ function setup(opts: { maxRunning: number; queueTimeoutMs?: number; orgLimits?: 
   const manager = builderServiceFactory({
     db,
     // The services that own those tables, as serve wires them.
-    projects: { projectSettings: (projectId) => projects.listIds([projectId])[0] ?? null },
+    projects: { projectSettings: (projectId) => projects.listIds([projectId])[0] ?? null, projectOrgs: (projectIds) => new Map(projects.listIds([...projectIds]).map((p) => [p.id, p.org_id])) },
     orgs,
     docker,
     // A start gets as far as its cache volume, which never comes: it stays "starting", holding its slot.

@@ -18,8 +18,8 @@ import { builderKey, type BuilderRef, type BuilderRow } from "./types.ts";
 
 export interface BuilderAdmissionDeps {
   store: Pick<BuilderStore, "active" | "idle">;
-  /** The project's organization, or null when there is no such project. */
-  orgOf: (projectId: string) => string | null;
+  /** The organization of each of these projects that exists. */
+  orgsOf: (projectIds: readonly string[]) => Map<string, string>;
   quotas?: Pick<QuotasService, "limits">;
   maxRunning?: number;
   queueTimeoutMs?: number;
@@ -46,7 +46,7 @@ export type BuilderAdmission = ReturnType<typeof builderAdmissionFactory>;
 
 // The line (waiters, refusals) is this closure's state; admit() is the one longer step.
 export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
-  const { store, orgOf, log, now } = deps;
+  const { store, orgsOf, log, now } = deps;
   const waiters = new Map<string, Waiter>();
   /** Builds (holders) refused after waiting: the depot CLI asks twice, the second ask is refused at once. */
   const refusedHolders = new Map<string, SlipwayError>();
@@ -58,12 +58,15 @@ export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
   /** Builder key → organization, for every builder holding a slot (a builder whose project is gone holds none). */
   function occupancy(): Map<string, string> {
     const occ = new Map<string, string>();
-    for (const b of store.active()) {
-      const org = orgOf(b.project_id);
+    const rows = store.active();
+    const startingKeys = [...deps.starting.keys()];
+    const orgs = orgsOf([...new Set([...rows.map((b) => b.project_id), ...startingKeys.map((k) => k.split("|")[0]!)])]);
+    for (const b of rows) {
+      const org = orgs.get(b.project_id);
       if (org) occ.set(builderKey({ projectId: b.project_id, platform: b.platform }), org);
     }
-    for (const k of deps.starting.keys()) {
-      const org = occ.has(k) ? null : orgOf(k.split("|")[0]!);
+    for (const k of startingKeys) {
+      const org = occ.has(k) ? null : orgs.get(k.split("|")[0]!);
       if (org) occ.set(k, org);
     }
     return occ;
@@ -76,9 +79,11 @@ export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
 
   /** The least recently used idle builder (of one organization, or any) nobody holds. */
   function idleBuilder(orgId: string | null): BuilderRow | null {
+    const rows = store.idle();
+    const orgs = orgsOf([...new Set(rows.map((b) => b.project_id))]);
     return (
-      store.idle().find((b) => {
-        const org = orgOf(b.project_id);
+      rows.find((b) => {
+        const org = orgs.get(b.project_id);
         if (!org || (orgId !== null && org !== orgId)) return false;
         const k = builderKey({ projectId: b.project_id, platform: b.platform });
         return !deps.starting.has(k) && !deps.held(k);

@@ -41,7 +41,7 @@ export interface BuilderServiceDeps {
   docker: Docker;
   volumes: Pick<VolumeManager, "ensure" | "close" | "reset" | "delete" | "usage" | "encryption">;
   /** The projects' settings and organizations (the projects service owns them). */
-  projects: Pick<BuilderProjects, "projectSettings">;
+  projects: Pick<BuilderProjects, "projectSettings" | "projectOrgs">;
   /** The organizations' OCI runtime for builders (the organizations service owns it). */
   orgs: Pick<BuilderOrgs, "builderRuntime">;
   applianceId: string;
@@ -119,7 +119,7 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
   const orgOfProject = (projectId: string) => deps.projects.projectSettings(projectId)?.org_id ?? null;
   const addresses = builderAddressesFactory({ engine, log, onAddresses: deps.onAddresses });
   const start = builderStartFactory({ ...deps, engine, store, currency, readyTimeoutMs, now, closing: () => closed, learnAddress: addresses.learn, removeNetworkIfUnused });
-  const admission = builderAdmissionFactory({ store, orgOf: orgOfProject, quotas: deps.quotas, maxRunning: deps.maxRunning, queueTimeoutMs: deps.queueTimeoutMs, starting, held, stop: (ref, reason) => stopBuilder(ref, reason), log, now });
+  const admission = builderAdmissionFactory({ store, orgsOf: (projectIds) => deps.projects.projectOrgs(projectIds), quotas: deps.quotas, maxRunning: deps.maxRunning, queueTimeoutMs: deps.queueTimeoutMs, starting, held, stop: (ref, reason) => stopBuilder(ref, reason), log, now });
 
   /** Validates a platform for this host: native, or emulated when allowed and registered. */
   async function resolvePlatform(input: string): Promise<{ platform: string; emulated: boolean }> {

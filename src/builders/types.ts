@@ -66,6 +66,8 @@ export interface BuilderProject {
 export interface BuilderProjects {
   /** The project's organization and settings; null when there is no such project. */
   projectSettings(projectId: string): BuilderProject | null;
+  /** The organization of each of these projects that exists (one lookup for many: admission asks per build). */
+  projectOrgs(projectIds: readonly string[]): Map<string, string>;
 }
 
 /** The organizations service as builders use it. */

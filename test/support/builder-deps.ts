@@ -14,5 +14,8 @@ export function builderTableDeps(db: Database): { projects: BuilderProjects; org
   const audit = auditServiceFactory({ db });
   const projects = projectsServiceFactory({ db, audit });
   // listIds answers no row for a missing project, as projectSettings must.
-  return { projects: { projectSettings: (projectId) => projects.listIds([projectId])[0] ?? null }, orgs: orgsServiceFactory({ db, audit }) };
+  return {
+    projects: { projectSettings: (projectId) => projects.listIds([projectId])[0] ?? null, projectOrgs: (projectIds) => new Map(projects.listIds([...projectIds]).map((p) => [p.id, p.org_id])) },
+    orgs: orgsServiceFactory({ db, audit }),
+  };
 }
