@@ -22,7 +22,7 @@ import { trustServiceFactory } from "../auth/ci-trusts.ts";
 import { deviceLoginServiceFactory } from "../auth/device-login.ts";
 import { retentionServiceFactory } from "../retention/index.ts";
 import { ciTokenVerifierFactory, oidcKeysFactory, parseAllowInternal } from "../auth/oidc/index.ts";
-import { orgsServiceFactory } from "../orgs/service.ts";
+import { orgsServiceFactory, type OrgsService } from "../orgs/service.ts";
 import { projectsServiceFactory, type ProjectsService } from "../projects/service.ts";
 import { quotasServiceFactory, quotaUsageOf, type QuotasService } from "../orgs/quotas.ts";
 import { parseListenAddress, type ListenAddress, type LoadedConfig } from "../config/index.ts";
@@ -36,7 +36,7 @@ import Docker from "dockerode";
 import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderCurrencyHealthCheck, builderManagerFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderManager, type BuilderNetworkPolicy } from "../builders/index.ts";
+import { builderCurrencyHealthCheck, builderServiceFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderService, type BuilderNetworkPolicy } from "../builders/index.ts";
 import { hostExec } from "../host/exec.ts";
 import { PreconditionError, UnavailableError } from "../errors.ts";
 import { localPlatform } from "../wire/depot.ts";
@@ -159,7 +159,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     health.register(volumes.healthCheck);
 
     // The tables' owners. What they ask of builders and builds (made later) is bound late.
-    const fleet: { builders: BuilderManager | null; builds: BuildsService | null } = { builders: null, builds: null };
+    const fleet: { builders: BuilderService | null; builds: BuildsService | null } = { builders: null, builds: null };
     const tenants = tenantServicesFactory({ db: state.db, audit, config, fleet, applianceHosts: [pub.hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname] });
     const { egress } = tenants;
 
@@ -174,7 +174,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     //     handed the lookup (serial → active build → ready builder) and told when builds end.
     const docker = new Docker({ socketPath: config.builders.docker_socket });
     policy.applied = await applyNetworkPolicy({ config, applianceId: state.applianceId, registryPort: saved.builderRegistryPort, apiPort: listen.port, log, health, stoppables });
-    const builders = (fleet.builders = builderManager({ config, state, dataDir, docker, volumes, networkPolicy: policy.applied, quotas: tenants.quotas, egress, fleet, log, registry: saved.forBuilders }));
+    const builders = (fleet.builders = builderService({ config, state, dataDir, docker, volumes, networkPolicy: policy.applied, quotas: tenants.quotas, projects: tenants.projects, orgs: tenants.orgs, egress, fleet, log, registry: saved.forBuilders }));
     stoppables.push(() => builders.close());
     const started = await startBuilds({ config, state, log, metrics, health, stoppables, docker, builders, volumes, buildEndpoint, buildLeaf, publicUrl, audit, projects: tenants.projects, tokens: tenants.tokens });
     const { builds: buildsService, drain, exporters } = started;
@@ -260,7 +260,7 @@ function localUrlOf(https: boolean, hostname: string, port: number): string {
 }
 
 /** The builder manager, as configured (the "builders" room's service). */
-function builderManager(o: {
+function builderService(o: {
   config: Config;
   state: ApplianceState;
   dataDir: string;
@@ -268,15 +268,19 @@ function builderManager(o: {
   volumes: ConfiguredVolumes;
   networkPolicy: BuilderNetworkPolicy;
   quotas: QuotasService;
+  projects: Pick<ProjectsService, "builderSettings" | "orgsOf">;
+  orgs: Pick<OrgsService, "builderRuntime">;
   egress: Pick<EgressService, "setBuilderAddresses">;
   fleet: { builds: BuildsService | null };
   log: Logger;
   /** How builders reach the registry: under which names, trusting which CA; null: no registry. */
   registry: { host: string; aliases: string[]; caPem: string } | null;
-}): BuilderManager {
+}): BuilderService {
   const { config } = o;
-  return builderManagerFactory({
+  return builderServiceFactory({
     db: o.state.db,
+    projects: o.projects,
+    orgs: o.orgs,
     docker: o.docker,
     volumes: o.volumes.manager,
     applianceId: o.state.applianceId,
@@ -441,7 +445,7 @@ function healthAndMetrics(state: ApplianceState, certNotAfter: Date | null): { h
  * given the others narrowly.
  * `fleet`: the builder manager once it exists (project deletion and cache reset go to it).
  */
-function tenantServicesFactory(o: { db: Database; audit: AuditService; config: Config; fleet: { builders: BuilderManager | null }; applianceHosts: string[] }) {
+function tenantServicesFactory(o: { db: Database; audit: AuditService; config: Config; fleet: { builders: BuilderService | null }; applianceHosts: string[] }) {
   const { db, audit, config, fleet } = o;
   const egress = egressServiceFactory({ db, audit, applianceHosts: o.applianceHosts, extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean) });
   const orgs = orgsServiceFactory({ db, audit });
@@ -582,7 +586,7 @@ async function startBuilds(o: {
   health: HealthRegistry;
   stoppables: (() => void)[];
   docker: Docker;
-  builders: BuilderManager;
+  builders: BuilderService;
   volumes: ConfiguredVolumes;
   buildEndpoint: BuildEndpoint;
   buildLeaf: { chainPem: string; keyPem: string };

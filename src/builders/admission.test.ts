@@ -21,7 +21,7 @@ import { silentLogger } from "../log/logger.ts";
 import { quotasServiceFactory, quotaUsageOf, type Quotas } from "../orgs/quotas.ts";
 import { orgsServiceFactory } from "../orgs/service.ts";
 import { projectsServiceFactory } from "../projects/service.ts";
-import { builderManagerFactory } from "./manager.ts";
+import { builderServiceFactory } from "./service.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "admission-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -60,8 +60,11 @@ function setup(opts: { maxRunning: number; queueTimeoutMs?: number; orgLimits?: 
     }),
     getNetwork: () => ({ remove: async () => {} }),
   } as unknown as Docker;
-  const manager = builderManagerFactory({
+  const manager = builderServiceFactory({
     db,
+    // The services that own those tables, as serve wires them.
+    projects,
+    orgs,
     docker,
     // A start gets as far as its cache volume, which never comes: it stays "starting", holding its slot.
     volumes: { close: async () => {}, ensure: () => new Promise(() => {}) } as never,

@@ -2,7 +2,10 @@
  * @module builders
  * Single-tenant BuildKit builders on the local Docker engine.
  */
-export { builderManagerFactory, BuilderUnavailableError, BUILDER_LABELS, type BuilderManager, type BuilderManagerDeps, type BuilderRef, type BuilderRow, type BuilderState, type BuilderStatus, type ReadyBuilder } from "./manager.ts";
+export { builderServiceFactory, BuilderUnavailableError, type BuilderService, type BuilderServiceDeps } from "./service.ts";
+export { BUILDER_LABELS } from "./engine.ts";
+export { builderStoreFactory, type BuilderStore } from "./store.ts";
+export type { BuilderOrgs, BuilderProject, BuilderProjects, BuilderRef, BuilderRow, BuilderState, BuilderStatus, ReadyBuilder } from "./types.ts";
 export { RUNTIMES, normalizePlatform, platformOfArch, type CachePolicy } from "./runtimes.ts";
 export { FALLBACK_PROFILE, isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 export { exporterCheckFactory, exporterRefusal, exportersNeeded, type ExporterCheck, type ExportRequest } from "./exporters.ts";

@@ -213,6 +213,7 @@ export interface BuilderNetworkPolicyDeps {
 
 export type PolicyState = { state: "off" } | { state: "enforced"; since: string } | { state: "failed"; error: string } | { state: "absent" };
 
+// A factory of short closures over the policy's state (what is in force, since when); its length is theirs.
 export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
   const { exec, names } = deps;
   const resolve = deps.resolve ?? ((host: string) => lookup(host, { all: true }));

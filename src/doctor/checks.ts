@@ -9,6 +9,7 @@ import { formatListenAddress, parseListenAddress, type LoadedConfig } from "../c
 import { run, which } from "../host/run.ts";
 import { dataDirProblem, probePort } from "../appliance/preflight.ts";
 import { locateMasterKey } from "../secrets/index.ts";
+import type { Finding } from "../health/finding.ts";
 import { checkVolumes, detectDmCrypt, type VolumesConfig } from "../volumes/index.ts";
 import Docker from "dockerode";
 import { builderImageServiceFactory, configuredImage, doctorBuilderImageCheck } from "../builders/image/index.ts";
@@ -16,17 +17,7 @@ import { silentLogger } from "../log/logger.ts";
 import { Database } from "bun:sqlite";
 import { DB_FILE } from "../appliance/state.ts";
 import { readApplianceId as applianceIdOf } from "../appliance/identity-row.ts";
-import { builderNetworkPolicyFactory, policyNames } from "../builders/network-policy.ts";
-import { BINFMT_DIR, BUILDER_LABELS, builderSettingsKey, describeEmulation, describeOutdated, emulationStatus, imageDifference, type OutdatedBuilder } from "../builders/index.ts";
-
-export type Severity = "ok" | "warn" | "fail";
-
-export interface Finding {
-  check: string;
-  status: Severity;
-  message: string;
-  fix?: string;
-}
+import { BINFMT_DIR, builderNetworkPolicyFactory, policyNames, BUILDER_LABELS, builderSettingsKey, describeEmulation, describeOutdated, emulationStatus, imageDifference, type OutdatedBuilder } from "../builders/index.ts";
 
 export interface DoctorInput {
   loaded: LoadedConfig;

@@ -2,7 +2,7 @@
  * @module volumes/doctor
  * `slipway doctor`'s verdict on cache volumes: encrypted, refused (and why), or explicitly plain.
  */
-import type { Finding } from "../doctor/checks.ts";
+import type { Finding } from "../health/finding.ts";
 import { detectDmCrypt, type DmCryptSupport } from "./detect.ts";
 import { statusFor, type VolumesConfig } from "./service.ts";
 

@@ -18,13 +18,14 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { builderManagerFactory } from "../../src/builders/index.ts";
+import { builderServiceFactory } from "../../src/builders/index.ts";
 import { applyMigrations, openDatabase } from "../../src/db/index.ts";
 import { run } from "../../src/host/run.ts";
 import { newId } from "../../src/ids.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { plainVolumeManager } from "../../src/volumes/index.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
+import { builderTableDeps } from "../support/builder-deps.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { serve } from "../support/serve.ts";
@@ -42,7 +43,7 @@ const work = mkdtempSync(join(tmpdir(), "slipway-bench-builds-"));
 const rows: Row[] = [];
 
 try {
-  // 1 + 2: the builder manager itself.
+  // 1 + 2: the builder service itself.
   const db = openDatabase(join(work, "bench.db"));
   applyMigrations(db);
   const applianceId = `bench${newId("a").slice(2, 10)}`;
@@ -50,7 +51,7 @@ try {
   db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, 'bench', ?)").run(org, `bench-${org.slice(-6)}`, new Date().toISOString());
   const project = newId("prj");
   db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES (?, ?, 'bench', ?)").run(project, org, new Date().toISOString());
-  const m = builderManagerFactory({ db, docker, volumes: plainVolumeManager({ root: join(work, "volumes") }), applianceId, dataDir: work, runtime: "dockerd", image, log: silentLogger });
+  const m = builderServiceFactory({ db, ...builderTableDeps(db), docker, volumes: plainVolumeManager({ root: join(work, "volumes") }), applianceId, dataDir: work, runtime: "dockerd", image, log: silentLogger });
   const native = (await docker.info()).Architecture === "aarch64" ? "linux/arm64" : "linux/amd64";
   const ref = { projectId: project, platform: native };
   await m.acquire(ref, "warm-up"); // creates the volume: later starts are on an existing one

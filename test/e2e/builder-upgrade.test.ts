@@ -15,13 +15,14 @@ import Docker from "dockerode";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { builderCurrencyHealthCheck, builderManagerFactory, BUILDER_LABELS, type BuilderManager, type ReadyBuilder } from "../../src/builders/index.ts";
+import { builderCurrencyHealthCheck, builderServiceFactory, BUILDER_LABELS, type BuilderService, type ReadyBuilder } from "../../src/builders/index.ts";
 import { openDatabase } from "../../src/db/index.ts";
 import { run, which } from "../../src/host/run.ts";
 import { newId } from "../../src/ids.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { plainVolumeManager } from "../../src/volumes/index.ts";
 import { slipwayBinary } from "../support/binary.ts";
+import { builderTableDeps } from "../support/builder-deps.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { DEPOT, depotEnv, waitFor as waitForCondition } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
@@ -48,12 +49,13 @@ integrationSuite("builder image upgrades on the local Docker engine", missing, (
   let projectId = "";
   let admin = "";
   let native = "linux/amd64";
-  let m: BuilderManager | null = null;
+  let m: BuilderService | null = null;
   let s: Served | null = null;
 
   const manager = () =>
-    builderManagerFactory({
+    builderServiceFactory({
       db,
+      ...builderTableDeps(db),
       docker,
       volumes: plainVolumeManager({ root: join(dataDir, "volumes", "plain") }), // where serve keeps them with encryption = "none"
       applianceId,

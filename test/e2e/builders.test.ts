@@ -1,6 +1,6 @@
 /**
  * @module test/e2e/builders.test
- * The builder manager against the real Docker engine and the real `dockerd` builder image
+ * The builder service against the real Docker engine and the real `dockerd` builder image
  * (assembled from Debian packages; cached between runs): start on demand, ListWorkers through the
  * socket, real builds whose cache survives a restart and not a reset, one container for 20
  * concurrent requests, per-project networks that cannot reach each other, idle stop,
@@ -16,9 +16,10 @@ import Docker from "dockerode";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { builderManagerFactory, BuilderUnavailableError, BUILDER_LABELS, FALLBACK_PROFILE, type BuilderManager, type BuilderManagerDeps, type BuilderRef, type BuilderStatus, type ReadyBuilder } from "../../src/builders/index.ts";
+import { builderServiceFactory, BuilderUnavailableError, BUILDER_LABELS, FALLBACK_PROFILE, type BuilderService, type BuilderServiceDeps, type BuilderRef, type BuilderStatus, type ReadyBuilder } from "../../src/builders/index.ts";
 import { listWorkersAt } from "../../src/builders/image/index.ts";
 import { applyMigrations, openDatabase } from "../../src/db/index.ts";
+import { builderTableDeps } from "../support/builder-deps.ts";
 import { PreconditionError } from "../../src/errors.ts";
 import { run } from "../../src/host/run.ts";
 import { newId } from "../../src/ids.ts";
@@ -71,17 +72,18 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   let image = "";
   const idleMs = new Map<string, number>();
   let published: string[] = [];
-  type Lost = Parameters<NonNullable<BuilderManagerDeps["onBuilderLost"]>>[0];
-  const managers: BuilderManager[] = [];
+  type Lost = Parameters<NonNullable<BuilderServiceDeps["onBuilderLost"]>>[0];
+  const managers: BuilderService[] = [];
   /** Every appliance id a manager ran under, its builders removed in afterAll. */
   const appliances = new Set<string>([applianceId]);
   const images: string[] = [];
   const foreignNetworks: string[] = [];
   // This suite's builders are refused privileged mode whatever the host would say (see arrangedEngine).
   const refusing = arrangedEngine(docker, "refused");
-  const manager = (o: Partial<BuilderManagerDeps> = {}) => {
-    const m = builderManagerFactory({
+  const manager = (o: Partial<BuilderServiceDeps> = {}) => {
+    const m = builderServiceFactory({
       db,
+      ...builderTableDeps(o.db ?? db),
       docker: refusing.engine,
       volumes: plainVolumeManager({ root: join(dir, "volumes") }),
       applianceId,
@@ -102,7 +104,7 @@ integrationSuite("builders on the local Docker engine", missing, () => {
    * A manager on an appliance id of its own: its containers and networks are its test's alone, so
    * every test stands alone (runs by itself with `bun test -t`, in any order).
    */
-  const isolated = (o: Partial<BuilderManagerDeps> = {}) => {
+  const isolated = (o: Partial<BuilderServiceDeps> = {}) => {
     const id = `test${newId("a").slice(2, 12)}`;
     return { id, m: manager({ applianceId: id, ...o }) };
   };
@@ -376,7 +378,7 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   // ---- What goes wrong. Each test runs on its own appliance id and leaves nothing behind. ----
 
   /** request() as the builds service calls it (GetBuildKitConnection polls): the first answer that is not `starting`. */
-  const settle = async (mm: BuilderManager, ref: BuilderRef, holder: string): Promise<BuilderStatus> => {
+  const settle = async (mm: BuilderService, ref: BuilderRef, holder: string): Promise<BuilderStatus> => {
     const deadline = Date.now() + 240_000;
     for (;;) {
       const s = await mm.request(ref, holder);

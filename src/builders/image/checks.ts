@@ -4,7 +4,7 @@
  * one finding for `slipway doctor` and one `/readyz` check. A missing image is a warning (the
  * appliance serves its API; builds cannot start) with the command that fixes it.
  */
-import type { Finding } from "../../doctor/checks.ts";
+import type { Finding } from "../../health/finding.ts";
 import type { CheckResult, HealthCheck } from "../../health/registry.ts";
 import { recipeHash, SUITES, type Suite } from "./recipe.ts";
 import type { BuilderImageService, BuilderRuntimeName, ImageState } from "./service.ts";

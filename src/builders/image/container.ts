@@ -3,7 +3,7 @@
  * How a container runs the `dockerd` builder image: the two host directories it binds (socket,
  * data root), the security profile a nested dockerd needs, a private cgroup namespace (so the
  * build containers it starts are nested under the builder's own cgroup and its limits), and the
- * entrypoint's environment. The builder manager adds its names, labels, network and limits.
+ * entrypoint's environment. The builder service adds its names, labels, network and limits.
  */
 import type Docker from "dockerode";
 import { FALLBACK_PROFILE, PRIVILEGED_PROFILE, type SecurityProfileName } from "../security.ts";

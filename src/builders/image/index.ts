@@ -2,7 +2,7 @@
  * @module builders/image
  * Builder images: the `dockerd` runtime image assembled from Debian packages, image tarballs
  * loaded for air-gapped sites, presence checks for doctor and /readyz, and the contract (paths,
- * labels) between the image and the builder manager that starts containers from it.
+ * labels) between the image and the builder service that starts containers from it.
  */
 export {
   BUILDER_SOCKET_DIR,

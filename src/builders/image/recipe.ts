@@ -3,7 +3,7 @@
  * What the `dockerd` builder image is made of: the Debian packages, the entrypoint that turns a
  * container into a nested dockerd listening only on a unix socket in a bind-mounted directory,
  * the image's labels, and a content hash of all of it (so a cached image can be recognised as
- * built from this exact recipe). The paths here are the contract with the builder manager.
+ * built from this exact recipe). The paths here are the contract with the builder service.
  */
 import { createHash } from "node:crypto";
 

@@ -1,5 +1,5 @@
 /**
- * @module builders/manager.test
+ * @module builders/service.test
  * Which platforms a builder request accepts on an amd64 engine: the native one, and another only
  * when builders.allow_emulation is on and the binfmt handler can serve it; each refusal names
  * its fix. The engine is a stand-in answering only `info` (the refusals come before any
@@ -14,8 +14,9 @@ import { join } from "node:path";
 import { PreconditionError, InvalidInputError } from "../errors.ts";
 import { silentLogger } from "../log/logger.ts";
 import { applyMigrations, openDatabase } from "../db/index.ts";
-import { builderManagerFactory } from "./manager.ts";
+import { builderServiceFactory } from "./service.ts";
 import { policyNames } from "./network-policy.ts";
+import { builderTableDeps } from "../../test/support/builder-deps.ts";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -27,8 +28,10 @@ const binfmt = (files: Record<string, string>) => {
 };
 
 const manager = (allowEmulation: boolean, binfmtDir: string) =>
-  builderManagerFactory({
+  builderServiceFactory({
     db: {} as Database,
+    projects: {} as never,
+    orgs: {} as never,
     docker: { info: async () => ({ Architecture: "x86_64" }) } as unknown as Docker,
     volumes: {} as never,
     applianceId: "app_test",
@@ -88,8 +91,9 @@ describe("fail closed: no builder starts while the network policy is not in forc
       get: (t, k: string) => t[k] ?? ((..._: unknown[]) => (touched.push(k), Promise.reject(new Error(`unexpected docker.${k}`)))),
     }) as unknown as Docker;
     const names = policyNames("app_test");
-    const m = builderManagerFactory({
+    const m = builderServiceFactory({
       db,
+      ...builderTableDeps(db),
       docker,
       volumes: { ensure: async () => (touched.push("volume"), { path: dir, sizeBytes: 1 }) } as never,
       applianceId: "app_test",
