@@ -25,44 +25,30 @@ import ts from "typescript";
  */
 export const FLOORS: { floor: string; rooms: string[] }[] = [
   { floor: "entry", rooms: ["main.ts"] },
-  // One file per command, and the dispatcher that knows them all.
+  // The command-line program: the dispatcher, the host-side commands (cli/server/), the
+  // client-side commands (cli/client/) and `slipway agent`.
   { floor: "commands", rooms: ["cli/"] },
   // Start-up wiring: builds every service and hands it to the API and the build endpoint.
+  // Diagnosis of the host and the data dir (`slipway doctor`): it reuses start-up's own checks
+  // and asks every capability, so it sits above them all and below the command that runs it.
+  { floor: "diagnosis", rooms: ["doctor/"] },
   { floor: "appliance", rooms: ["appliance/"] },
   // HTTP: REST routes, Connect RPC, OpenAPI, the web UI's assets.
   { floor: "api", rooms: ["api/", "web/"] },
   // One room per capability, each owning its tables and host commands.
   {
     floor: "capabilities",
-    rooms: ["auth/", "builds/", "builders/", "projects/", "orgs/", "egress/", "registry/", "pki/", "volumes/", "retention/", "doctor/"],
+    rooms: ["auth/", "builds/", "builders/", "projects/", "orgs/", "egress/", "registry/", "pki/", "volumes/", "retention/"],
   },
-  // Programs that run away from the server (the runner-host agent; the API client and the
-  // client-side commands' helpers). Below the capabilities because `serve` runs the agent
-  // in-process for runner hosts designated local; CLIENT_SIDE below keeps them to the contract.
-  {
-    floor: "client side",
-    rooms: [
-      "agent/",
-      "client/",
-      // TODO(integrator): today's agent files, until the agent part moves them to src/agent/.
-      "egress/apply.ts", "egress/render.ts", "egress/compile.ts", "egress/resolve.ts", "egress/dns.ts",
-      "egress/dns-responder.ts", "egress/hosts-file.ts", "egress/nflog.ts", "egress/docker.ts",
-      "egress/agent.ts", "egress/learned-names.ts",
-    ],
-  },
+  // Programs that run away from the server: the runner-host agent and the appliance's API
+  // client. Below the capabilities because `serve` runs the agent in-process for runner hosts
+  // designated local (egress/local.ts); CLIENT_SIDE below keeps them to the contract.
+  { floor: "client side", rooms: ["agent/", "api-client/"] },
   // Machinery with no business rules: the database, host commands, HTTP plumbing, secrets at
   // rest, the build endpoint's proxy.
   { floor: "infrastructure", rooms: ["db/", "host/", "http/", "secrets/", "router/"] },
   // Imported by anyone, importing (almost) nothing: the wire contract, configuration, errors.
-  {
-    floor: "leaves",
-    rooms: [
-      "wire/", "config/", "errors.ts", "log/", "version.ts", "ids.ts", "fs/", "metrics/", "health/", "assets.d.ts",
-      // TODO(integrator): the egress contract (targets, scopes: pure parsers the agent and the
-      // server share), until the agent part moves it to src/wire/.
-      "egress/targets.ts", "egress/scopes.ts",
-    ],
-  },
+  { floor: "leaves", rooms: ["wire/", "config/", "errors.ts", "log/", "version.ts", "ids.ts", "fs/", "metrics/", "health/", "assets.d.ts"] },
 ];
 
 /**
@@ -71,14 +57,11 @@ export const FLOORS: { floor: string; rooms: string[] }[] = [
  */
 export const CLIENT_SIDE: (string | RegExp)[] = [
   "agent/",
-  "client/",
-  // The client-side commands. TODO(integrator): adjust to the agent part's cli/client naming.
-  "cli/agent.ts", "cli/build.ts", "cli/egress.ts", "cli/login.ts", "cli/logout.ts", "cli/members.ts",
-  "cli/orgs.ts", "cli/projects.ts", "cli/tokens.ts", "cli/trust.ts",
-  // TODO(integrator): today's agent files, until the agent part moves them to src/agent/.
-  "egress/apply.ts", "egress/render.ts", "egress/compile.ts", "egress/resolve.ts", "egress/dns.ts",
-  "egress/dns-responder.ts", "egress/hosts-file.ts", "egress/nflog.ts", "egress/docker.ts",
-  "egress/agent.ts", "egress/learned-names.ts",
+  "api-client/",
+  "cli/client/",
+  "cli/agent.ts",
+  // What every command shares (parsing, options, output): no server code.
+  "cli/command.ts", "cli/subcommands.ts", "cli/output.ts", "cli/version.ts",
   // Request and response models are shared with the CLI, so they obey the client's rule too.
   /(^|\/)models\.ts$/,
 ];
@@ -86,54 +69,27 @@ export const CLIENT_SIDE: (string | RegExp)[] = [
 /** The contract client-side files share with the server, and the leaf utilities. */
 export const CLIENT_MAY_IMPORT: (string | RegExp)[] = [
   "wire/", "config/", "errors.ts", "log/", "version.ts", "ids.ts", "fs/",
-  // TODO(integrator): the egress contract, until the agent part moves it to src/wire/.
-  "egress/targets.ts", "egress/scopes.ts",
   // The only place host commands run (the agent's iptables, the build client's buildctl).
   "host/",
-  // What every command is and the options they share (no server code).
-  "cli/command.ts",
+  // The models' strict integer schema (TypeBox only).
+  "http/schema.ts",
   /(^|\/)models\.ts$/,
 ];
 
 /**
- * Violations present when this test was written, each with its reason, so the test passes while
- * the restructuring of issue 15 is merged. Each entry must still occur (a stale entry fails the
- * test): when the work that removes a violation is merged, delete its entry here.
- * TODO(integrator): empty this list after merging the other parts.
+ * Known violations, each with its reason; each entry must still occur (a stale entry fails the
+ * test). Empty: add an entry only with a reason a reviewer accepts.
  */
-export const KNOWN_TODAY: { rule: "circle" | "floor" | "client"; from: string; to: string; why: string }[] = [
-  // The api part: the routes take their own narrow deps instead of the app's AppDeps type.
-  { rule: "circle", from: "api/app.ts", to: "api/routes/docs.ts", why: "docs.ts and health.ts take `AppDeps` from app.ts, which mounts them" },
-  // The builders part: the Finding type moves below doctor/.
-  { rule: "circle", from: "builders/image/checks.ts", to: "doctor/checks.ts", why: "builders and volumes take the `Finding` type from doctor/checks.ts, which calls them" },
-  { rule: "circle", from: "builders/", to: "doctor/", why: "the same `Finding` circle, seen room by room" },
-  // The agent part: the cli/client naming.
-  { rule: "floor", from: "client/cli.ts", to: "cli/command.ts", why: "the client commands' helpers take `CommandContext` and exit codes from the command framework above them" },
-  // The agent part: the agent's contract types (policy, events) move to src/wire/.
-  { rule: "floor", from: "client/egress-agent.ts", to: "egress/service.ts", why: "the agent's policy and event types are declared in the server's egress store" },
-  { rule: "client", from: "client/egress-agent.ts", to: "egress/service.ts", why: "the same types: AgentPolicy, EventReport" },
-  { rule: "floor", from: "egress/agent.ts", to: "egress/service.ts", why: "the same types: AgentPolicy, EventReport" },
-  { rule: "client", from: "egress/agent.ts", to: "egress/service.ts", why: "the same types: AgentPolicy, EventReport" },
-  { rule: "floor", from: "egress/compile.ts", to: "egress/service.ts", why: "the same type: AgentPolicy" },
-  { rule: "client", from: "egress/compile.ts", to: "egress/service.ts", why: "the same type: AgentPolicy" },
-  // The builders part owns doctor/: start-up's own data dir and port checks, and the database
-  // file's name, belong below both (they are not start-up wiring).
-  { rule: "floor", from: "doctor/checks.ts", to: "appliance/preflight.ts", why: "doctor reuses start-up's data dir and port checks" },
-  { rule: "floor", from: "doctor/checks.ts", to: "appliance/state.ts", why: "doctor takes the database file's name (DB_FILE) from start-up's state module" },
-  // No part of issue 15 owns this. TODO(integrator): move the two pure parsers down to config/
-  // (or a leaf both use), or validate these settings in their capability at start-up.
-  { rule: "floor", from: "config/schema.ts", to: "auth/oidc/address.ts", why: "the settings schema validates oidc.allow_internal with the OIDC room's address parser" },
-  { rule: "floor", from: "config/schema.ts", to: "builders/network-policy.ts", why: "the settings schema validates builders.network_mirrors with the builders room's endpoint parser" },
-];
+export const KNOWN_TODAY: { rule: "circle" | "floor" | "client"; from: string; to: string; why: string }[] = [];
 
 /** The room that runs host programs; elsewhere, a process is started only through it. */
 export const HOST_ROOM = "host/";
 
 /** Files that start processes themselves today, each with its reason. */
 export const SPAWNS_OUTSIDE_HOST: { file: string; why: string }[] = [
-  // TODO(integrator): the agent part owns cli/; route these through src/host/run.ts (it would
-  // need a way to attach the terminal and pipe one child into another) or keep the exception.
-  { file: "cli/build.ts", why: "runs the person's BuildKit client (docker buildx, buildctl) attached to their terminal, and pipes its output into `docker load`" },
+  // Kept apart from src/host/run.ts, which captures output: this attaches the terminal and pipes
+  // one child into another.
+  { file: "cli/client/build.ts", why: "runs the person's BuildKit client (docker buildx, buildctl) attached to their terminal, and pipes its output into `docker load`" },
   // Not a host program: the hidden VM self-test starts a second copy of this binary to SIGKILL it
   // mid-operation, as a crash would.
   { file: "volumes/selftest.ts", why: "starts a copy of itself (--crash-child) to kill it while a volume is open" },
@@ -343,15 +299,15 @@ describe("the checker itself", () => {
       ["api/routes/docs.ts", ["api/app.ts"]],
       ["db/open.ts", ["builds/service.ts"]],
       ["builds/service.ts", []],
-      ["client/api.ts", ["auth/policy.ts", "wire/depot.ts", "errors.ts"]],
+      ["api-client/index.ts", ["auth/policy.ts", "wire/depot.ts", "errors.ts"]],
       ["auth/policy.ts", []],
       ["wire/depot.ts", []],
       ["errors.ts", []],
     ]);
     expect(findings(graph).map(key).sort()).toEqual([
       "circle api/app.ts → api/routes/docs.ts",
-      "client client/api.ts → auth/policy.ts",
-      "floor client/api.ts → auth/policy.ts",
+      "client api-client/index.ts → auth/policy.ts",
+      "floor api-client/index.ts → auth/policy.ts",
       "floor db/open.ts → builds/service.ts",
     ]);
   });

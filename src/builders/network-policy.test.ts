@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hostExec, type HostExec } from "../host/exec.ts";
 import { run, which } from "../host/run.ts";
-import { bridgeName, builderNetworkPolicyFactory, parseEndpoint, policyNames, renderPolicyChains, renderPolicyNat, type ResolvedPolicy } from "./network-policy.ts";
+import { bridgeName, builderNetworkPolicyFactory, policyNames, renderPolicyChains, renderPolicyNat, type ResolvedPolicy } from "./network-policy.ts";
+import { parseEndpoint } from "../config/values.ts";
 
 const names = policyNames("appl_01HXYZAABCDEFGH");
 const policy: ResolvedPolicy = {

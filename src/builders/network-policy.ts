@@ -29,15 +29,14 @@ import type { HostExec } from "../host/exec.ts";
 import type { HealthCheck } from "../health/registry.ts";
 import { renderIpsetRestore } from "../host/ipset.ts";
 import { parseTarget, type Family } from "../wire/egress/targets.ts";
+import { parseEndpoints, type Endpoint } from "../config/values.ts";
+
+export { parseEndpoints, type Endpoint };
 
 /** Reserved ranges builders may not reach unless the operator allows them. */
 export const LINK_LOCAL: Record<Family, string[]> = { 4: ["169.254.0.0/16"], 6: ["fe80::/10"] };
 export const PRIVATE: Record<Family, string[]> = { 4: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "0.0.0.0/8"], 6: ["fc00::/7"] };
 
-export interface Endpoint {
-  host: string;
-  port: number;
-}
 
 export interface BuilderNetworkPolicySettings {
   /** "off": builders reach whatever the host's routing and Docker allow (not recommended). */
@@ -48,29 +47,6 @@ export interface BuilderNetworkPolicySettings {
   mirrors: Endpoint[];
 }
 
-/** Parses `host:port` / `[v6]:port` list entries; throws on the first bad one. */
-export function parseEndpoints(list: string): Endpoint[] {
-  return list
-    .split(",")
-    .map((x) => x.trim())
-    .filter(Boolean)
-    .map((x) => {
-      const e = parseEndpoint(x);
-      if (!e) throw new Error(`'${x}' is not host:port`);
-      return e;
-    });
-}
-
-export function parseEndpoint(text: string): Endpoint | null {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
-  if (!m) return null;
-  const port = Number(m[3]);
-  const host = (m[1] ?? m[2])!.toLowerCase();
-  if (port < 1 || port > 65535) return null;
-  if (m[1] && isIP(host) !== 6) return null;
-  if (!m[1] && isIP(host) === 0 && typeof parseTarget(host) === "string") return null;
-  return { host, port };
-}
 
 /** A list of CIDRs/addresses as normalised CIDRs per family; throws on anything else. */
 export function parseCidrs(list: string[]): Record<Family, string[]> {

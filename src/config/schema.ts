@@ -7,8 +7,7 @@
 import { z } from "zod";
 import { parseListenAddress } from "./listen.ts";
 import { parseTarget } from "../wire/egress/targets.ts";
-import { allowEntryProblem } from "../auth/oidc/address.ts";
-import { parseEndpoint } from "../builders/network-policy.ts";
+import { allowEntryProblem, parseEndpoint } from "./values.ts";
 
 const listen = z.string().refine((v) => parseListenAddress(v) !== null, {
   message: "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8443, [::]:8443, :8443)",

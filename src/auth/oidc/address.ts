@@ -8,6 +8,9 @@
  * origin or by address range: `oidc.allow_internal`.
  */
 import { isIP } from "node:net";
+import { allowEntryProblem } from "../../config/values.ts";
+
+export { allowEntryProblem };
 
 interface Range {
   family: 4 | 6;
@@ -113,23 +116,6 @@ export interface InternalAllowance {
 
 export const NO_INTERNAL: InternalAllowance = { origins: new Set(), ranges: [] };
 
-/** Why `entry` is not an origin (https://host[:port], http:// too) or a CIDR, or null. */
-export function allowEntryProblem(entry: string): string | null {
-  if (entry.includes("/") && !entry.includes("://")) {
-    const [addr, bits, ...rest] = entry.split("/");
-    const family = isIP(addr!);
-    const max = family === 4 ? 32 : 128;
-    if (rest.length || !family || !/^\d{1,3}$/.test(bits!) || Number(bits) > max) return `'${entry}' is not a CIDR (e.g. 10.0.0.0/8, fd00::/8)`;
-    return null;
-  }
-  try {
-    const u = new URL(entry);
-    if ((u.protocol !== "https:" && u.protocol !== "http:") || u.origin !== entry.replace(/\/$/, "")) return `'${entry}' is not an origin (scheme://host[:port], no path)`;
-    return null;
-  } catch {
-    return `'${entry}' is neither an origin (https://ghe.example.com) nor a CIDR (10.0.0.0/8)`;
-  }
-}
 
 /** Parses a validated `oidc.allow_internal` list (comma-separated origins and CIDRs). */
 export function parseAllowInternal(list: string | readonly string[]): InternalAllowance {
