@@ -135,25 +135,37 @@ async function* limitedBody(body: AsyncIterable<Uint8Array>, input: DescMessage 
 }
 
 /**
- * @connectrpc/connect reports a binary body it cannot parse as `internal` ("parse binary: …"):
- * for a server that is the client's mistake, so it is answered as `invalid_argument`, as the
- * JSON codec's are.
+ * Decoding errors as a client should read them. @connectrpc/connect reports a binary body it
+ * cannot parse as `internal` ("parse binary: …"): for a server that is the client's mistake, so
+ * it is answered as `invalid_argument`, as the JSON codec's are. A JSON field of the wrong type
+ * is named by its JSON pointer (`/buildId: expected string, got 12`).
  */
 function parseErrorAsClientError(json: { code?: string; message?: string }): { code: string; message: string } | null {
-  if (json.code !== "internal" || !json.message?.startsWith("parse binary: ")) return null;
-  const detail = json.message.slice("parse binary: ".length);
-  return { code: "invalid_argument", message: `malformed request: ${detail}` };
+  const message = json.message ?? "";
+  if (json.code === "internal" && message.startsWith("parse binary: ")) return { code: "invalid_argument", message: `malformed request: ${message.slice("parse binary: ".length)}` };
+  const field = json.code === "invalid_argument" ? /^cannot decode field [\w.]+\.(\w+) from JSON: (.*)$/s.exec(message) : null;
+  if (field) return { code: "invalid_argument", message: `malformed request: /${jsonName(field[1]!)}: ${field[2]}` };
+  return null;
 }
+
+/** A proto field name as its JSON name (protoc's lowerCamelCase). */
+const jsonName = (protoName: string) => protoName.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 const HTTP_STATUS_OF: Record<string, number> = { invalid_argument: 400 };
 
 async function rewriteParseErrors(res: UniversalServerResponse): Promise<UniversalServerResponse> {
   if (!res.body) return res;
-  if (res.status === 500) {
+  if ((res.status === 500 || res.status === 400) && !res.header?.get("content-encoding")) {
     const chunks: Uint8Array[] = [];
     for await (const c of res.body) chunks.push(c);
     const bytes = Buffer.concat(chunks);
-    const fixed = parseErrorAsClientError(JSON.parse(bytes.toString("utf8")) as { code?: string; message?: string });
+    let error: { code?: string; message?: string } = {};
+    try {
+      error = JSON.parse(bytes.toString("utf8")) as typeof error;
+    } catch {
+      // not the library's error JSON: passed on as it is
+    }
+    const fixed = parseErrorAsClientError(error);
     if (!fixed) return { ...res, body: (async function* () { yield new Uint8Array(bytes); })() };
     const out = new TextEncoder().encode(JSON.stringify(fixed));
     const header = new Headers(res.header);

@@ -189,7 +189,8 @@ export function connectRoutes(deps: ConnectDeps) {
       grpc: false,
       grpcWeb: false,
       // A field or enum name the contract does not have is refused, not silently dropped.
-      jsonOptions: { ignoreUnknownFields: false },
+      // Enums are written as numbers, as the depot CLI's own JSON reader and Slipway's CLI expect.
+      jsonOptions: { ignoreUnknownFields: false, enumAsInteger: true },
       // Authenticate before the body is read or decoded: an anonymous caller costs no memory.
       async requestGate(c) {
         if (ANONYMOUS_METHODS.has(`/${c.service.typeName}/${c.method.name}`)) return;
