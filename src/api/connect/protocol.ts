@@ -216,7 +216,12 @@ export async function serveUniversal(handler: UniversalHandler, request: Request
   const res = await rewriteParseErrors(await handler({ ...universal, contextValues }));
   const header = new Headers(res.header);
   for (const [k, v] of Object.entries(extraHeaders)) header.set(k, v);
-  return universalServerResponseToFetch({ ...res, header });
+  if (stream || !res.body) return universalServerResponseToFetch({ ...res, header });
+  // A unary reply is one message, already whole: sent as a fixed body, not pulled through a
+  // ReadableStream chunk by chunk (which costs several turns of the event loop per reply).
+  const chunks: Uint8Array[] = [];
+  for await (const c of res.body) chunks.push(c);
+  return new Response(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), { status: res.status, headers: header });
 }
 
 /** One envelope: flags, big-endian length, payload. */

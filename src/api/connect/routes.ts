@@ -126,6 +126,12 @@ const pause = (ms: number, signal: AbortSignal) =>
     signal.addEventListener("abort", onAbort);
   });
 
+/**
+ * The Connect routes. One closure over 120 lines, on purpose: it is a table — one short handler
+ * per RPC, grouped by service — and every handler shares the deps and the per-call helpers
+ * (actor, request, error mapping) defined once at its top; split up, each piece would take them
+ * all as parameters.
+ */
 export function connectRoutes(deps: ConnectDeps) {
   const { ctx, builds, log } = deps;
   const platformOf = (p: number) => (p === BuilderPlatform.UNSPECIFIED ? deps.defaultPlatform : PLATFORM_OF_BUILDER[p]);
