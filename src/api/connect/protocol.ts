@@ -5,7 +5,7 @@
  * Content-Encoding / Connect-Content-Encoding, the decoder's element limit, and the mapping of
  * typed service errors to Connect codes — here and only here.
  */
-import { gunzip, gzip } from "node:zlib";
+import { gunzip, gzip, gzipSync } from "node:zlib";
 import { promisify } from "node:util";
 import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
 import { universalServerRequestFromFetch, universalServerResponseToFetch, type Compression, type UniversalHandler, type UniversalServerResponse } from "@connectrpc/connect/protocol";
@@ -47,6 +47,8 @@ export const codeName = (code: Code): string => Code[code]!.replace(/([a-z])([A-
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
+/** Up to this size a reply is gzip-compressed synchronously (well under a millisecond). */
+const SYNC_GZIP_BYTES = 64 * 1024;
 
 /** A request the decoding limit refuses, as Connect answers it. */
 const tooLarge = (e: DecodeLimitError) => new ConnectError(e.message, Code.ResourceExhausted);
@@ -71,7 +73,9 @@ function checked(input: DescMessage | null, bytes: Uint8Array): Uint8Array {
 export function compressionGzip(input: DescMessage | null): Compression {
   return {
     name: "gzip",
-    compress: async (bytes) => new Uint8Array(await gzipAsync(bytes)),
+    // A small reply (a unary one, typically a few KB) is compressed at once: a round trip through
+    // the thread pool would cost more than the compression itself.
+    compress: async (bytes) => new Uint8Array(bytes.length <= SYNC_GZIP_BYTES ? gzipSync(bytes) : await gzipAsync(bytes)),
     async decompress(bytes, readMaxBytes) {
       if (bytes.length === 0) return new Uint8Array(0);
       let out: Uint8Array<ArrayBuffer>;
