@@ -198,15 +198,34 @@ async function rewriteParseErrors(res: UniversalServerResponse): Promise<Univers
   };
 }
 
+/** A signal that never aborts. */
+const NEVER = new AbortController().signal;
+
+async function* chunksOf(body: ReadableStream<Uint8Array> | null): AsyncIterable<Uint8Array> {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
 /**
  * Runs a universal handler on a fetch Request, the Request itself in the call's context values;
  * a binary body passes through the decoding limit on its way (`input`, `readMaxBytes`).
  */
 export async function serveUniversal(handler: UniversalHandler, request: Request, limits: { input: DescMessage; readMaxBytes: number }, extraHeaders: Record<string, string>): Promise<Response> {
   const contextValues = createContextValues().set(REQUEST, request);
-  const universal = universalServerRequestFromFetch(request, {});
   const contentType = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   const stream = contentType.startsWith("application/connect+");
+  // A unary call is not watched for its client leaving (its deadline still ends it): listening
+  // on a request's signal makes the server track the connection, which costs on every call.
+  const universal = stream ? universalServerRequestFromFetch(request, {}) : { httpVersion: "", method: request.method, url: request.url, header: request.headers, body: chunksOf(request.body), signal: NEVER };
   const binary = contentType.endsWith("proto") || contentType === "application/protobuf";
   if (binary || stream) {
     const encoding = request.headers.get(stream ? "connect-content-encoding" : "content-encoding")?.trim().toLowerCase();
