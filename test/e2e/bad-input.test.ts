@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { METHODS, type RpcMethod } from "../../src/wire/depot.ts";
-import type { Field, MessageType } from "../../src/wire/proto.ts";
+import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { startApplianceWorld, type ApplianceWorld } from "../support/world.ts";
 
 type Ids = ApplianceWorld["ids"];
@@ -230,14 +230,15 @@ describe("REST routes", () => {
 });
 
 /** The wrong-type value for a message field. */
-function wrongFor(f: Field): unknown {
-  if (f.repeated) return "not a list";
-  if (typeof f.type !== "string") return f.type.kind === "map" ? [1, 2] : "not a message";
-  return f.type === "string" ? 12345 : { not: "a scalar" };
+function wrongFor(f: DescField): unknown {
+  if (f.fieldKind === "list") return "not a list";
+  if (f.fieldKind === "map") return [1, 2];
+  if (f.fieldKind === "message") return "not a message";
+  return f.fieldKind === "scalar" && f.scalar === ScalarType.STRING ? 12345 : { not: "a scalar" };
 }
 
 /** Every string field of a request message (top level), for the oversize variants. */
-const stringFields = (t: MessageType) => t.fields().filter((f) => f.type === "string");
+const stringFields = (t: DescMessage) => t.fields.filter((f) => f.fieldKind === "scalar" && f.scalar === ScalarType.STRING);
 
 describe("Connect RPCs", () => {
   const rpcs = Object.entries(METHODS) as [string, RpcMethod][];
@@ -263,9 +264,9 @@ describe("Connect RPCs", () => {
         // field 1, length-delimited, claiming 2^31 bytes that never come
         ["malformed proto", wrap(new Uint8Array([0x0a, 0x80, 0x80, 0x80, 0x80, 0x08, 0x41])), proto],
         ["an unknown wire type", wrap(new Uint8Array([0x0f, 0x01])), proto],
-        ...m.input.fields().map((f): [string, Uint8Array, string] => [`a wrong type at /${f.name}`, wrap(enc.encode(JSON.stringify({ [f.name]: wrongFor(f) }))), json]),
+        ...m.input.fields.map((f): [string, Uint8Array, string] => [`a wrong type at /${f.jsonName}`, wrap(enc.encode(JSON.stringify({ [f.jsonName]: wrongFor(f) }))), json]),
         // Over the unary limit (1 MiB) in one string: refused before it is decoded.
-        ...stringFields(m.input).map((f): [string, Uint8Array, string] => [`an oversize string at /${f.name}`, wrap(enc.encode(JSON.stringify({ [f.name]: "x".repeat(1024 * 1024 + 10) }))), json]),
+        ...stringFields(m.input).map((f): [string, Uint8Array, string] => [`an oversize string at /${f.jsonName}`, wrap(enc.encode(JSON.stringify({ [f.jsonName]: "x".repeat(1024 * 1024 + 10) }))), json]),
       ];
       if (stream) variants.push(["an oversize stream message", envelope(enc.encode(JSON.stringify({ buildId: "x".repeat(17 * 1024 * 1024) }))), json]);
       for (const [label, body, contentType] of variants) {

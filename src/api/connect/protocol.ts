@@ -1,106 +1,250 @@
 /**
  * @module api/connect/protocol
- * The Connect protocol as the depot CLI speaks it: unary calls with the proto or JSON codec,
- * client streams and server streams framed as flag byte + 4-byte length + payload, and errors as
- * `{"code", "message"}` — in the body of a non-200 reply for unary calls, in the end-of-stream
- * frame for streams. Typed service errors map to Connect codes here and only here.
+ * What Slipway adds around @connectrpc/connect's universal handlers to serve them inside Elysia:
+ * the fetch Request ↔ universal request bridge (carrying the Request to the handlers), gzip for
+ * Content-Encoding / Connect-Content-Encoding, the decoder's element limit, and the mapping of
+ * typed service errors to Connect codes — here and only here.
  */
+import { gunzip, gzip, gzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
+import { universalServerRequestFromFetch, universalServerResponseToFetch, type Compression, type UniversalHandler, type UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { DeviceLoginGoneError } from "../../auth/device-login.ts";
 import { RateLimitedError } from "../../auth/rate-limit.ts";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { checkDecodeLimits, DecodeLimitError } from "../../wire/limits.ts";
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, PayloadTooLargeError, PreconditionError, QuotaExceededError, ResourceExhaustedError, SlipwayError, UnauthenticatedError, UnavailableError } from "../../errors.ts";
-import { fromJson, toJson } from "../../wire/json.ts";
-import { decode, encode, ProtoError, ProtoLimitError, type MessageType, type Msg } from "../../wire/proto.ts";
 
-export type Codec = "proto" | "json";
+export { Code, ConnectError };
 
-export type ConnectCode =
-  | "invalid_argument"
-  | "unauthenticated"
-  | "permission_denied"
-  | "not_found"
-  | "already_exists"
-  | "failed_precondition"
-  | "resource_exhausted"
-  | "unavailable"
-  | "internal"
-  | "unimplemented"
-  | "canceled"
-  | "deadline_exceeded";
-
-const HTTP_STATUS: Record<ConnectCode, number> = {
-  invalid_argument: 400,
-  unauthenticated: 401,
-  permission_denied: 403,
-  not_found: 404,
-  already_exists: 409,
-  failed_precondition: 400,
-  resource_exhausted: 429,
-  unavailable: 503,
-  internal: 500,
-  unimplemented: 501,
-  canceled: 499,
-  deadline_exceeded: 504,
-};
-
-export class ConnectError extends Error {
-  override name = "ConnectError";
-  constructor(
-    readonly code: ConnectCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** The fetch Request a call came in on (for the identity, the client address, holding it open). */
+export const REQUEST = createContextKey<Request | null>(null, { description: "the fetch Request" });
 
 /** The Connect code and the message safe to show for `e`; `unexpected` → log it, say little. */
-export function connectErrorOf(e: unknown): { code: ConnectCode; message: string; unexpected: boolean } {
-  if (e instanceof ConnectError) return { code: e.code, message: e.message, unexpected: false };
-  if (e instanceof ProtoLimitError) return { code: "resource_exhausted", message: `request too large: ${e.message}`, unexpected: false };
-  if (e instanceof ProtoError) return { code: "invalid_argument", message: `malformed request: ${e.message}`, unexpected: false };
-  const typed: [new (...a: never[]) => SlipwayError, ConnectCode][] = [
-    [InvalidInputError, "invalid_argument"],
-    [UnauthenticatedError, "unauthenticated"],
-    [ForbiddenError, "permission_denied"],
-    [NotFoundError, "not_found"],
-    [ConflictError, "failed_precondition"],
-    [DeviceLoginGoneError, "not_found"],
-    [PayloadTooLargeError, "resource_exhausted"],
-    [RateLimitedError, "resource_exhausted"],
-    [QuotaExceededError, "resource_exhausted"],
-    [ResourceExhaustedError, "resource_exhausted"],
-    [PreconditionError, "failed_precondition"],
-    [UnavailableError, "unavailable"],
+export function connectErrorOf(e: unknown): { code: Code; message: string; unexpected: boolean } {
+  if (e instanceof ConnectError) return { code: e.code, message: e.rawMessage, unexpected: false };
+  const typed: [new (...a: never[]) => SlipwayError, Code][] = [
+    [InvalidInputError, Code.InvalidArgument],
+    [UnauthenticatedError, Code.Unauthenticated],
+    [ForbiddenError, Code.PermissionDenied],
+    [NotFoundError, Code.NotFound],
+    [ConflictError, Code.FailedPrecondition],
+    [DeviceLoginGoneError, Code.NotFound],
+    [PayloadTooLargeError, Code.ResourceExhausted],
+    [RateLimitedError, Code.ResourceExhausted],
+    [QuotaExceededError, Code.ResourceExhausted],
+    [ResourceExhaustedError, Code.ResourceExhausted],
+    [PreconditionError, Code.FailedPrecondition],
+    [UnavailableError, Code.Unavailable],
   ];
   for (const [cls, code] of typed) if (e instanceof cls) return { code, message: e.message, unexpected: false };
-  if (e instanceof SlipwayError) return { code: "unavailable", message: e.message, unexpected: false };
-  return { code: "internal", message: "the server failed to handle this call; its log has the details under this request id", unexpected: true };
+  if (e instanceof SlipwayError) return { code: Code.Unavailable, message: e.message, unexpected: false };
+  return { code: Code.Internal, message: "the server failed to handle this call; its log has the details under this request id", unexpected: true };
 }
 
-/** The codec a request asks for, from its Content-Type; null when it is not Connect. */
-export function codecOf(contentType: string | null, stream: boolean): Codec | null {
-  const ct = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
-  if (stream) return ct === "application/connect+proto" ? "proto" : ct === "application/connect+json" ? "json" : null;
-  return ct === "application/proto" || ct === "application/protobuf" ? "proto" : ct === "application/json" ? "json" : null;
-}
+/** Connect's wire name of a code (`invalid_argument`, …). */
+export const codeName = (code: Code): string => Code[code]!.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 
-export function decodeMessage(type: MessageType, codec: Codec, bytes: Uint8Array): Msg {
-  if (codec === "proto") return decode(type, bytes);
-  let json: unknown;
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
+/** Up to this size a reply is gzip-compressed synchronously (well under a millisecond). */
+const SYNC_GZIP_BYTES = 64 * 1024;
+
+/** A request the decoding limit refuses, as Connect answers it. */
+const tooLarge = (e: DecodeLimitError) => new ConnectError(e.message, Code.ResourceExhausted);
+
+/** Checks a binary message against the decoding limit (see wire/limits.ts). */
+function checked(input: DescMessage | null, bytes: Uint8Array): Uint8Array {
+  if (!input) return bytes;
   try {
-    const text = new TextDecoder().decode(bytes);
-    json = text.trim() === "" ? {} : JSON.parse(text);
-  } catch {
-    throw new ProtoError("the body is not valid JSON");
+    checkDecodeLimits(input, bytes);
+  } catch (e) {
+    if (e instanceof DecodeLimitError) throw tooLarge(e);
+    throw e;
   }
-  return fromJson(type, json);
+  return bytes;
 }
 
-export function encodeMessage(type: MessageType, codec: Codec, msg: Msg): Uint8Array {
-  return codec === "proto" ? encode(type, msg) : new TextEncoder().encode(JSON.stringify(toJson(type, msg)));
+/**
+ * gzip for request and response bodies (Content-Encoding, Connect-Content-Encoding): the depot
+ * CLI's Go client asks for it. A body that inflates past the read limit is refused, unread
+ * further; with `input`, an inflated binary message is held to the decoding limit.
+ */
+export function compressionGzip(input: DescMessage | null): Compression {
+  return {
+    name: "gzip",
+    // A small reply (a unary one, typically a few KB) is compressed at once: a round trip through
+    // the thread pool would cost more than the compression itself.
+    compress: async (bytes) => new Uint8Array(bytes.length <= SYNC_GZIP_BYTES ? gzipSync(bytes) : await gzipAsync(bytes)),
+    async decompress(bytes, readMaxBytes) {
+      if (bytes.length === 0) return new Uint8Array(0);
+      let out: Uint8Array<ArrayBuffer>;
+      try {
+        out = new Uint8Array(await gunzipAsync(bytes, { maxOutputLength: Math.max(readMaxBytes, 1) }));
+      } catch (e) {
+        if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") throw new ConnectError(`message is larger than configured readMaxBytes ${readMaxBytes} after decompression`, Code.ResourceExhausted);
+        throw new ConnectError("the body is not valid gzip", Code.InvalidArgument);
+      }
+      return checked(input, out) as Uint8Array<ArrayBuffer>;
+    },
+  };
 }
 
-export function unaryError(code: ConnectCode, message: string, requestId: string): Response {
-  return new Response(JSON.stringify({ code, message }), { status: HTTP_STATUS[code], headers: { "content-type": "application/json", "x-request-id": requestId } });
+/**
+ * A request body as it passes to the library. A stream's is handed on one envelope (flags,
+ * big-endian length, payload) per chunk, so each message reaches the handler before the next is
+ * read (the library decodes all the envelopes of a chunk at once: a refused one would take those
+ * before it along). With `input` (a binary body), every uncompressed message is held to the
+ * decoding limit first: a unary body when it ends, a stream's envelopes as they complete.
+ * Nothing is buffered past `readMaxBytes` (the library refuses such a body itself).
+ */
+async function* limitedBody(body: AsyncIterable<Uint8Array>, input: DescMessage | null, stream: boolean, compressed: boolean, readMaxBytes: number): AsyncIterable<Uint8Array> {
+  if (!stream) {
+    const held: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (input && !compressed && size <= readMaxBytes) held.push(chunk.slice());
+      yield chunk;
+    }
+    if (input && !compressed && size <= readMaxBytes) checked(input, held.length === 1 ? held[0]! : Buffer.concat(held));
+    return;
+  }
+  let buf: Uint8Array = new Uint8Array(0);
+  let passThrough = false;
+  for await (const chunk of body) {
+    if (passThrough) {
+      yield chunk;
+      continue;
+    }
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    while (buf.length >= 5) {
+      const len = new DataView(buf.buffer, buf.byteOffset + 1, 4).getUint32(0);
+      if (len > readMaxBytes) {
+        passThrough = true; // the library refuses it from its header
+        break;
+      }
+      if (buf.length < 5 + len) break;
+      const envelope = buf.subarray(0, 5 + len);
+      if (input && (envelope[0]! & 0x01) === 0) checked(input, envelope.subarray(5));
+      yield envelope;
+      buf = buf.subarray(5 + len);
+    }
+    if (passThrough || buf.length === 0) {
+      if (buf.length) yield buf;
+      buf = new Uint8Array(0);
+    }
+  }
+  if (buf.length) yield buf; // an incomplete envelope: the library says so
+}
+
+/**
+ * Decoding errors as a client should read them. @connectrpc/connect reports a binary body it
+ * cannot parse as `internal` ("parse binary: …"): for a server that is the client's mistake, so
+ * it is answered as `invalid_argument`, as the JSON codec's are. A JSON field of the wrong type
+ * is named by its JSON pointer (`/buildId: expected string, got 12`).
+ */
+function parseErrorAsClientError(json: { code?: string; message?: string }): { code: string; message: string } | null {
+  const message = json.message ?? "";
+  if (json.code === "internal" && message.startsWith("parse binary: ")) return { code: "invalid_argument", message: `malformed request: ${message.slice("parse binary: ".length)}` };
+  const field = json.code === "invalid_argument" ? /^cannot decode field [\w.]+\.(\w+) from JSON: (.*)$/s.exec(message) : null;
+  if (field) return { code: "invalid_argument", message: `malformed request: /${jsonName(field[1]!)}: ${field[2]}` };
+  return null;
+}
+
+/** A proto field name as its JSON name (protoc's lowerCamelCase). */
+const jsonName = (protoName: string) => protoName.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+const HTTP_STATUS_OF: Record<string, number> = { invalid_argument: 400 };
+
+async function rewriteParseErrors(res: UniversalServerResponse): Promise<UniversalServerResponse> {
+  if (!res.body) return res;
+  if ((res.status === 500 || res.status === 400) && !res.header?.get("content-encoding")) {
+    const chunks: Uint8Array[] = [];
+    for await (const c of res.body) chunks.push(c);
+    const bytes = Buffer.concat(chunks);
+    let error: { code?: string; message?: string } = {};
+    try {
+      error = JSON.parse(bytes.toString("utf8")) as typeof error;
+    } catch {
+      // not the library's error JSON: passed on as it is
+    }
+    const fixed = parseErrorAsClientError(error);
+    if (!fixed) return { ...res, body: (async function* () { yield new Uint8Array(bytes); })() };
+    const out = new TextEncoder().encode(JSON.stringify(fixed));
+    const header = new Headers(res.header);
+    header.set("content-length", String(out.length));
+    header.delete("content-encoding");
+    return { ...res, status: HTTP_STATUS_OF[fixed.code]!, header, body: (async function* () { yield out; })() };
+  }
+  if (res.status !== 200 || !(res.header?.get("content-type") ?? "").startsWith("application/connect+")) return res;
+  // A stream: its end frame (flag 0x02, one envelope per chunk) carries the error.
+  const body = res.body;
+  return {
+    ...res,
+    body: (async function* () {
+      for await (const c of body) {
+        if (c.length >= 5 && c[0] === 0x02 && new DataView(c.buffer, c.byteOffset + 1, 4).getUint32(0) === c.length - 5) {
+          const end = JSON.parse(new TextDecoder().decode(c.subarray(5))) as { error?: { code?: string; message?: string } };
+          const fixed = end.error ? parseErrorAsClientError(end.error) : null;
+          if (fixed) {
+            yield endStreamFrame(fixed);
+            continue;
+          }
+        }
+        yield c;
+      }
+    })(),
+  };
+}
+
+/** A signal that never aborts. */
+const NEVER = new AbortController().signal;
+
+async function* chunksOf(body: ReadableStream<Uint8Array> | null): AsyncIterable<Uint8Array> {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/**
+ * Runs a universal handler on a fetch Request, the Request itself in the call's context values;
+ * a binary body passes through the decoding limit on its way (`input`, `readMaxBytes`).
+ */
+export async function serveUniversal(handler: UniversalHandler, request: Request, limits: { input: DescMessage; readMaxBytes: number }, extraHeaders: Record<string, string>): Promise<Response> {
+  const contextValues = createContextValues().set(REQUEST, request);
+  const contentType = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  const stream = contentType.startsWith("application/connect+");
+  // A unary call is not watched for its client leaving (its deadline still ends it): listening
+  // on a request's signal makes the server track the connection, which costs on every call.
+  const universal = stream ? universalServerRequestFromFetch(request, {}) : { httpVersion: "", method: request.method, url: request.url, header: request.headers, body: chunksOf(request.body), signal: NEVER };
+  const binary = contentType.endsWith("proto") || contentType === "application/protobuf";
+  if (binary || stream) {
+    const encoding = request.headers.get(stream ? "connect-content-encoding" : "content-encoding")?.trim().toLowerCase();
+    const compressed = Boolean(encoding && encoding !== "identity");
+    universal.body = limitedBody(universal.body as AsyncIterable<Uint8Array>, binary ? limits.input : null, stream, compressed, limits.readMaxBytes);
+  }
+  if (contentType === "application/protobuf") {
+    universal.header = new Headers(universal.header);
+    universal.header.set("content-type", "application/proto"); // an alias the library does not know
+  }
+  const res = await rewriteParseErrors(await handler({ ...universal, contextValues }));
+  const header = new Headers(res.header);
+  for (const [k, v] of Object.entries(extraHeaders)) header.set(k, v);
+  if (stream || !res.body) return universalServerResponseToFetch({ ...res, header });
+  // A unary reply is one message, already whole: sent as a fixed body, not pulled through a
+  // ReadableStream chunk by chunk (which costs several turns of the event loop per reply).
+  const chunks: Uint8Array[] = [];
+  for await (const c of res.body) chunks.push(c);
+  return new Response(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), { status: res.status, headers: header });
 }
 
 /** One envelope: flags, big-endian length, payload. */
@@ -112,45 +256,21 @@ export function frame(flags: number, payload: Uint8Array): Uint8Array {
   return out;
 }
 
-export function endStreamFrame(error: { code: ConnectCode; message: string } | null): Uint8Array {
+/** A stream's end: `{}` or `{"error": {code, message}}`, in an envelope flagged 0x02. */
+export function endStreamFrame(error: { code: string; message: string } | null): Uint8Array {
   return frame(0x02, new TextEncoder().encode(JSON.stringify(error ? { error } : {})));
 }
 
-/**
- * Reads envelopes from a streamed request body, yielding each message payload. Stops at the end
- * of the body or an end-of-stream frame; a frame larger than `maxFrame` is refused.
- */
-export async function* readFrames(body: ReadableStream<Uint8Array> | null, maxFrame: number): AsyncGenerator<Uint8Array> {
-  if (!body) return;
-  const reader = body.getReader();
-  let buf = new Uint8Array(0);
-  const append = (chunk: Uint8Array) => {
-    const next = new Uint8Array(buf.length + chunk.length);
-    next.set(buf);
-    next.set(chunk, buf.length);
-    buf = next;
-  };
-  try {
-    for (;;) {
-      while (buf.length >= 5) {
-        const flags = buf[0]!;
-        const len = new DataView(buf.buffer, buf.byteOffset + 1, 4).getUint32(0);
-        if (len > maxFrame) throw new ConnectError("resource_exhausted", `a stream message of ${len} bytes exceeds the limit of ${maxFrame}`);
-        if (buf.length < 5 + len) break;
-        const payload = buf.slice(5, 5 + len);
-        buf = buf.slice(5 + len);
-        if (flags & 0x02) return;
-        if (flags & 0x01) throw new ConnectError("invalid_argument", "compressed stream messages are not supported");
-        yield payload;
-      }
-      const { done, value } = await reader.read();
-      if (done) {
-        if (buf.length > 0) throw new ConnectError("invalid_argument", "the stream ended inside a message");
-        return;
-      }
-      append(value);
-    }
-  } finally {
-    reader.releaseLock();
-  }
+/** A unary call's error: the code's HTTP status, `{"code", "message"}`. */
+export function unaryError(code: Code, message: string, requestId: string): Response {
+  const status: Record<number, number> = { [Code.InvalidArgument]: 400, [Code.Unimplemented]: 501, [Code.Unauthenticated]: 401 };
+  return new Response(JSON.stringify({ code: codeName(code), message }), { status: status[code] ?? 500, headers: { "content-type": "application/json", "x-request-id": requestId } });
+}
+
+/** Whether a Content-Type is Connect's, and which kind: `unary`, `stream`, or null for neither. */
+export function connectContentKind(contentType: string | null): "unary" | "stream" | null {
+  const ct = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  if (ct === "application/connect+proto" || ct === "application/connect+json") return "stream";
+  if (ct === "application/proto" || ct === "application/protobuf" || ct === "application/json") return "unary";
+  return null;
 }

@@ -95,11 +95,11 @@ describe("Connect: authentication before the body", () => {
     const user = async (): Promise<Actor> => ({ kind: "user", userId: "u1", username: "u", isAdmin: false, tokenId: null, memberships: {} }) as Actor;
     const big = await app(user).handle(new Request(`http://localhost${METHODS.createBuild.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: hostileBody().body, duplex: "half" } as RequestInit));
     expect(big.status).toBe(429);
-    expect(((await big.json()) as { message: string }).message).toContain("exceeds the limit of 1048576 bytes");
+    expect(((await big.json()) as { message: string }).message).toContain("larger than configured readMaxBytes 1048576");
     const bomb = new Uint8Array(MIB).map((_, i) => (i % 2 ? 0x00 : 0x12)); // within the size cap: 512 Ki empty options
     const r = await app(user).handle(new Request(`http://localhost${METHODS.createBuild.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: bomb }));
     expect(r.status).toBe(429);
-    expect(((await r.json()) as { message: string }).message).toBe("request too large: depot.cli.v1.CreateBuildRequest.options: more than 50000 elements");
+    expect(((await r.json()) as { message: string }).message).toBe("request too large: depot.cli.v1.CreateBuildRequest holds more than 200000 fields");
   });
 });
 

@@ -37,9 +37,8 @@ import { projectsServiceFactory } from "../../projects/service.ts";
 import { PULL_TOKEN_PREFIX } from "../../registry/service.ts";
 import { registryServiceFactory, type RegistryService } from "../../registry/index.ts";
 import { createSealer } from "../../secrets/index.ts";
-import { fromJson, toJson } from "../../wire/json.ts";
+import { create, fromBinary, fromJson as fromJsonValue, toBinary, toJson as toJsonValue, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { BuilderPlatform, METHODS, type MethodName } from "../../wire/depot.ts";
-import { decode, encode, type Msg } from "../../wire/proto.ts";
 import { createApp } from "../app.ts";
 import { allowHoldingOpen } from "../context.ts";
 import { identityContext, type IdentityServices } from "../identity.ts";
@@ -183,6 +182,46 @@ afterAll(async () => {
   db?.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** Messages in this test are plain objects (a oneof's chosen field set by its name, unset
+ * optional fields and messages absent), converted to and from the generated types here. */
+type Msg = Record<string, unknown>;
+
+function toInit(desc: DescMessage, plain: Msg): Msg {
+  const init: Msg = {};
+  for (const f of desc.fields) {
+    const v = plain[f.localName];
+    if (v === undefined) continue;
+    const value = f.fieldKind === "message" ? toInit(f.message, v as Msg) : f.fieldKind === "list" && f.listKind === "message" ? (v as Msg[]).map((x) => toInit(f.message, x)) : v;
+    if (f.oneof) init[f.oneof.localName] = { case: f.localName, value };
+    else init[f.localName] = value;
+  }
+  return init;
+}
+
+function toPlain(desc: DescMessage, msg: Message): Msg {
+  const out: Msg = {};
+  const m = msg as unknown as Msg;
+  for (const f of desc.fields) {
+    if (f.oneof) {
+      const chosen = m[f.oneof.localName] as { case?: string; value?: unknown };
+      if (chosen.case === f.localName) out[f.localName] = f.fieldKind === "message" ? toPlain(f.message, chosen.value as Message) : chosen.value;
+      continue;
+    }
+    const v = m[f.localName];
+    if (v === undefined) continue;
+    if (f.fieldKind === "message") out[f.localName] = toPlain(f.message, v as Message);
+    else if (f.fieldKind === "list" && f.listKind === "message") out[f.localName] = (v as Message[]).map((x) => toPlain(f.message, x));
+    else if (f.fieldKind === "map") out[f.localName] = { ...(v as Msg) };
+    else out[f.localName] = v;
+  }
+  return out;
+}
+
+const encode = (desc: DescMessage, plain: Msg) => toBinary(desc, create(desc, toInit(desc, plain)));
+const decode = (desc: DescMessage, bytes: Uint8Array) => toPlain(desc, fromBinary(desc, bytes));
+const toJson = (desc: DescMessage, plain: Msg) => toJsonValue(desc, create(desc, toInit(desc, plain)));
+const fromJson = (desc: DescMessage, json: unknown) => toPlain(desc, fromJsonValue(desc, json as JsonValue));
 
 type Answer = { status: number; msg: Msg; error: { code: string; message: string } | null; text: string };
 
@@ -483,7 +522,7 @@ describe("Connect error paths over HTTP", () => {
     const reply = await streamCall("proto", "reportStatusStream", body, buildToken);
     expect(reply.messages).toEqual([]);
     expect(reply.end?.error?.code).toBe("resource_exhausted");
-    expect(reply.end?.error?.message).toContain(`exceeds the limit of ${MAX_MESSAGE}`);
+    expect(reply.end?.error?.message).toContain(`larger than configured readMaxBytes ${MAX_MESSAGE}`);
     expect(builds.steps(ownerAActor(), buildId).map((s) => s.digest)).toEqual(["sha256:small"]);
     expect(builds.logs(ownerAActor(), buildId).text).toBe("small\n");
   });
@@ -572,4 +611,61 @@ describe("FinishLogin whose client goes away while it waits", () => {
     expect(again.end).toEqual({});
     expect(again.messages[0]!.token as string).toMatch(/^slw_u_/);
   }, 60_000);
+});
+
+describe("Connect timeouts and gzip over HTTP", () => {
+  const gzipped = (b: Uint8Array) => new Uint8Array(Bun.gzipSync(new Uint8Array(b)));
+
+  test("a gzip request body is read; a reply is gzip when the client accepts it; bad or oversized gzip is refused before decoding", async () => {
+    const { buildId, buildToken } = await newBuild("proto");
+    const headers = { "content-type": "application/proto", "connect-protocol-version": "1", authorization: `Bearer ${buildToken}` };
+    const r = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { ...headers, "content-encoding": "gzip" }, body: gzipped(encode(METHODS.getBuild.input, { buildId })) });
+    expect(r.status).toBe(200);
+    expect(decode(METHODS.getBuild.output, new Uint8Array(await r.arrayBuffer())).buildId).toBe(buildId);
+    // A reply over 1 KiB to a client that accepts gzip comes compressed (fetch is told not to undo it).
+    for (let i = 0; i < 20; i++) await newBuild("json");
+    const listBody = JSON.stringify({ projectId: ids.p1, pageSize: 50 });
+    const list = await fetch(`${base}${METHODS.listBuilds.path}`, { method: "POST", headers: { "content-type": "application/json", "accept-encoding": "gzip", authorization: `Bearer ${secrets.ownerA}` }, body: listBody, decompress: false } as RequestInit);
+    expect([list.status, list.headers.get("content-encoding")]).toEqual([200, "gzip"]);
+    const listed = JSON.parse(new TextDecoder().decode(Bun.gunzipSync(new Uint8Array(await list.arrayBuffer())))) as { builds: unknown[] };
+    expect(listed.builds.length).toBeGreaterThan(20);
+    // Not gzip at all: invalid_argument. A 2 KiB body that inflates past the 1 MiB limit: resource_exhausted.
+    const bad = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { ...headers, "content-encoding": "gzip" }, body: "not gzip" });
+    expect([bad.status, ((await bad.json()) as { code: string }).code]).toEqual([400, "invalid_argument"]);
+    const bomb = gzipped(new Uint8Array(2 * MIB));
+    expect(bomb.length).toBeLessThan(4096);
+    const big = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { ...headers, "content-encoding": "gzip" }, body: bomb });
+    expect([big.status, ((await big.json()) as { code: string }).code]).toEqual([429, "resource_exhausted"]);
+    // An encoding the server does not speak is named, not guessed at.
+    const br = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { ...headers, "content-encoding": "br" }, body: encode(METHODS.getBuild.input, { buildId }) });
+    expect([br.status, ((await br.json()) as { code: string }).code]).toEqual([501, "unimplemented"]);
+  });
+
+  test("a status stream with gzip messages (Connect-Content-Encoding) is kept; a compressed message inflating past the message limit ends it resource_exhausted", async () => {
+    const { buildId, buildToken } = await newBuild("proto");
+    const msg = (text: string) => envelope(0x01, gzipped(encode(METHODS.reportStatusStream.input, statusBatch(buildId, text))));
+    const send = (body: Uint8Array) =>
+      fetch(`${base}${METHODS.reportStatusStream.path}`, { method: "POST", headers: { "content-type": "application/connect+proto", "connect-protocol-version": "1", "connect-content-encoding": "gzip", authorization: `Bearer ${buildToken}` }, body });
+    const ok = await send(new Uint8Array([...msg("zipped-one"), ...msg("zipped-two")]));
+    expect(parseStream("proto", "reportStatusStream", new Uint8Array(await ok.arrayBuffer()))).toEqual({ messages: [{}], end: {} });
+    expect(builds.steps(ownerAActor(), buildId).map((s) => s.digest)).toEqual(["sha256:zipped-one", "sha256:zipped-two"]);
+    // Small on the wire, over the 64 KiB message limit here once inflated.
+    const inflated = new Uint8Array(MAX_MESSAGE + 1);
+    const over = await send(envelope(0x01, gzipped(inflated)));
+    expect(parseStream("proto", "reportStatusStream", new Uint8Array(await over.arrayBuffer())).end?.error?.code).toBe("resource_exhausted");
+  });
+
+  test("Connect-Timeout-Ms: a FinishLogin still waiting when it passes ends deadline_exceeded at once; a malformed one is invalid_argument", async () => {
+    const started = (await call("json", "startLogin", {}, null)).msg as { id: string };
+    const t = performance.now();
+    const r = await fetch(`${base}${METHODS.finishLogin.path}`, { method: "POST", headers: { "content-type": "application/connect+json", "connect-protocol-version": "1", "connect-timeout-ms": "300" }, body: streamMessage("json", "finishLogin", { id: started.id }) });
+    const reply = parseStream("json", "finishLogin", new Uint8Array(await r.arrayBuffer()));
+    const elapsed = performance.now() - t;
+    expect(reply.messages).toEqual([]);
+    expect(reply.end?.error?.code).toBe("deadline_exceeded");
+    expect(elapsed).toBeLessThan(2000); // the poll interval is 2.5 s: the deadline, not a poll, ended it
+    expect(elapsed).toBeGreaterThanOrEqual(250);
+    const malformed = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { "content-type": "application/json", "connect-protocol-version": "1", "connect-timeout-ms": "soon", authorization: `Bearer ${secrets.ownerA}` }, body: "{}" });
+    expect([malformed.status, ((await malformed.json()) as { code: string }).code]).toEqual([400, "invalid_argument"]);
+  });
 });

@@ -5,7 +5,7 @@
  * Found", which says neither why nor what next. Paths outside `/depot.` are not handled here.
  */
 import { requestInfo } from "../context.ts";
-import { codecOf, endStreamFrame, unaryError } from "./protocol.ts";
+import { Code, connectContentKind, endStreamFrame, unaryError } from "./protocol.ts";
 
 /** Advice by method (`package.Service/Method`), most specific first. */
 const ADVICE: [RegExp, string][] = [
@@ -32,7 +32,7 @@ export function unofferedMessage(path: string): string {
  * an error body (HTTP 501) for a unary call. */
 export function unofferedResponse(request: Request): Response {
   const message = unofferedMessage(new URL(request.url).pathname);
-  const stream = codecOf(request.headers.get("content-type"), true);
-  if (stream) return new Response(endStreamFrame({ code: "unimplemented", message }), { status: 200, headers: { "content-type": `application/connect+${stream}` } });
-  return unaryError("unimplemented", message, requestInfo(request).id);
+  const contentType = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (connectContentKind(contentType) === "stream") return new Response(endStreamFrame({ code: "unimplemented", message }), { status: 200, headers: { "content-type": contentType } });
+  return unaryError(Code.Unimplemented, message, requestInfo(request).id);
 }
