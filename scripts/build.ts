@@ -23,7 +23,19 @@ if (targets.length === 0) {
 for (const t of targets) {
   const started = performance.now();
   const proc = Bun.spawnSync(
-    [process.execPath, "build", "--compile", "--bytecode", "--format=esm", `--target=${t.target}`, "--minify-whitespace", "--minify-syntax", "src/main.ts", "--outfile", t.out],
+    [
+      process.execPath,
+      "build",
+      "--compile",
+      "--bytecode",
+      "--format=esm",
+      `--target=${t.target}`,
+      "--minify-whitespace",
+      "--minify-syntax",
+      "src/main.ts",
+      "--outfile",
+      t.out,
+    ],
     { cwd: root, stdout: "inherit", stderr: "inherit" },
   );
   if (proc.exitCode !== 0) process.exit(proc.exitCode ?? 1);

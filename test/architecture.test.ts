@@ -38,7 +38,18 @@ export const FLOORS: { floor: string; rooms: string[] }[] = [
   // One room per capability, each owning its tables and host commands.
   {
     floor: "capabilities",
-    rooms: ["auth/", "builds/", "builders/", "projects/", "orgs/", "egress/", "registry/", "pki/", "volumes/", "retention/"],
+    rooms: [
+      "auth/",
+      "builds/",
+      "builders/",
+      "projects/",
+      "orgs/",
+      "egress/",
+      "registry/",
+      "pki/",
+      "volumes/",
+      "retention/",
+    ],
   },
   // Programs that run away from the server: the runner-host agent and the appliance's API
   // client. Below the capabilities because `serve` runs the agent in-process for runner hosts
@@ -48,7 +59,21 @@ export const FLOORS: { floor: string; rooms: string[] }[] = [
   // rest, the build endpoint's proxy.
   { floor: "infrastructure", rooms: ["db/", "host/", "http/", "secrets/", "router/"] },
   // Imported by anyone, importing (almost) nothing: the wire contract, configuration, errors.
-  { floor: "leaves", rooms: ["wire/", "config/", "errors.ts", "log/", "version.ts", "ids.ts", "fs/", "metrics/", "health/", "assets.d.ts"] },
+  {
+    floor: "leaves",
+    rooms: [
+      "wire/",
+      "config/",
+      "errors.ts",
+      "log/",
+      "version.ts",
+      "ids.ts",
+      "fs/",
+      "metrics/",
+      "health/",
+      "assets.d.ts",
+    ],
+  },
 ];
 
 /**
@@ -61,14 +86,23 @@ export const CLIENT_SIDE: (string | RegExp)[] = [
   "cli/client/",
   "cli/agent.ts",
   // What every command shares (parsing, options, output): no server code.
-  "cli/command.ts", "cli/subcommands.ts", "cli/output.ts", "cli/version.ts",
+  "cli/command.ts",
+  "cli/subcommands.ts",
+  "cli/output.ts",
+  "cli/version.ts",
   // Request and response models are shared with the CLI, so they obey the client's rule too.
   /(^|\/)models\.ts$/,
 ];
 
 /** The contract client-side files share with the server, and the leaf utilities. */
 export const CLIENT_MAY_IMPORT: (string | RegExp)[] = [
-  "wire/", "config/", "errors.ts", "log/", "version.ts", "ids.ts", "fs/",
+  "wire/",
+  "config/",
+  "errors.ts",
+  "log/",
+  "version.ts",
+  "ids.ts",
+  "fs/",
   // The only place host commands run (the agent's iptables, the build client's buildctl).
   "host/",
   // The models' strict integer schema (TypeBox only).
@@ -89,7 +123,10 @@ export const HOST_ROOM = "host/";
 export const SPAWNS_OUTSIDE_HOST: { file: string; why: string }[] = [
   // Kept apart from src/host/run.ts, which captures output: this attaches the terminal and pipes
   // one child into another.
-  { file: "cli/client/build.ts", why: "runs the person's BuildKit client (docker buildx, buildctl) attached to their terminal, and pipes its output into `docker load`" },
+  {
+    file: "cli/client/build.ts",
+    why: "runs the person's BuildKit client (docker buildx, buildctl) attached to their terminal, and pipes its output into `docker load`",
+  },
   // Not a host program: the hidden VM self-test starts a second copy of this binary to SIGKILL it
   // mid-operation, as a crash would.
   { file: "volumes/selftest.ts", why: "starts a copy of itself (--crash-child) to kill it while a volume is open" },
@@ -138,7 +175,11 @@ function resolveImport(fromDir: string, specifier: string): string | undefined {
 }
 
 function matches(path: string, pattern: string | RegExp): boolean {
-  return typeof pattern === "string" ? (pattern.endsWith("/") ? path.startsWith(pattern) : path === pattern) : pattern.test(path);
+  return typeof pattern === "string"
+    ? pattern.endsWith("/")
+      ? path.startsWith(pattern)
+      : path === pattern
+    : pattern.test(path);
 }
 
 /** The room (the longest matching entry of FLOORS) and its floor's index, 0 at the top. */
@@ -250,7 +291,12 @@ export function findings(graph: Map<string, string[]>): Finding[] {
   FLOORS.forEach((_, floor) => {
     for (const circle of circles(roomGraph(graph, floor))) {
       if (circle.members.every((room) => !room.endsWith("/"))) continue; // rooms of one file: a file circle, reported above
-      found.push({ rule: "circle", from: circle.path[0]!, to: circle.path[1]!, detail: `rooms ${describeCircle(circle)}` });
+      found.push({
+        rule: "circle",
+        from: circle.path[0]!,
+        to: circle.path[1]!,
+        detail: `rooms ${describeCircle(circle)}`,
+      });
     }
   });
   for (const [from, targets] of graph) {
@@ -262,7 +308,11 @@ export function findings(graph: Map<string, string[]>): Finding[] {
         found.push({ rule: "floor", from, to, detail: `${FLOORS[a.floor]!.floor} imports ${FLOORS[b.floor]!.floor}` });
       }
       // (c) Client-side files reaching past the shared contract.
-      if (CLIENT_SIDE.some((p) => matches(from, p)) && !CLIENT_SIDE.some((p) => matches(to, p)) && !CLIENT_MAY_IMPORT.some((p) => matches(to, p))) {
+      if (
+        CLIENT_SIDE.some((p) => matches(from, p)) &&
+        !CLIENT_SIDE.some((p) => matches(to, p)) &&
+        !CLIENT_MAY_IMPORT.some((p) => matches(to, p))
+      ) {
         found.push({ rule: "client", from, to, detail: "client side imports server code" });
       }
     }
@@ -326,7 +376,9 @@ describe("the checker itself", () => {
 describe("host programs", () => {
   test("only src/host starts processes (Bun.spawn, node:child_process)", () => {
     const spawning = sourceFiles(SRC)
-      .filter((file) => /\bBun\.spawn(Sync)?\(|["']node:child_process["']|["']child_process["']/.test(readFileSync(file, "utf8")))
+      .filter((file) =>
+        /\bBun\.spawn(Sync)?\(|["']node:child_process["']|["']child_process["']/.test(readFileSync(file, "utf8")),
+      )
       .map((file) => relative(SRC, file))
       .filter((file) => !file.startsWith(HOST_ROOM));
     expect(spawning).toEqual(SPAWNS_OUTSIDE_HOST.map((s) => s.file).sort());
@@ -345,12 +397,18 @@ describe("module headers", () => {
 
 describe("citations", () => {
   test("every Markdown file that src/, test/, README.md or ARCHITECTURE.md names exists in the repository", () => {
-    const files = [...sourceFiles(SRC, true), ...sourceFiles(join(ROOT, "test"), true), join(ROOT, "README.md"), join(ROOT, "ARCHITECTURE.md")];
+    const files = [
+      ...sourceFiles(SRC, true),
+      ...sourceFiles(join(ROOT, "test"), true),
+      join(ROOT, "README.md"),
+      join(ROOT, "ARCHITECTURE.md"),
+    ];
     const missing = new Set<string>();
     for (const file of files) {
       for (const [cited] of readFileSync(file, "utf8").matchAll(/[\w./-]*\w\.md(?![\w.])/g)) {
         const bare = cited.replace(/^(\.\.?\/)+/, "");
-        if (!existsSync(join(ROOT, bare)) && !existsSync(resolve(dirname(file), cited))) missing.add(`${relative(ROOT, file)}: ${cited}`);
+        if (!existsSync(join(ROOT, bare)) && !existsSync(resolve(dirname(file), cited)))
+          missing.add(`${relative(ROOT, file)}: ${cited}`);
       }
     }
     expect([...missing]).toEqual([]);

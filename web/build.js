@@ -6,7 +6,12 @@
   $("build-id").textContent = id;
   const say = (text) => ($("message").textContent = text);
   const api = async (method, path, body, raw) => {
-    const res = await fetch(path, { method, credentials: "same-origin", headers: body ? { "content-type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined });
+    const res = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body ? { "content-type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
     if (res.status === 401) throw Object.assign(new Error("sign in"), { status: 401 });
     if (!res.ok) {
       const p = await res.json().catch(() => null);
@@ -35,7 +40,11 @@
       body.replaceChildren(
         ...steps.map((s) => {
           const tr = document.createElement("tr");
-          for (const text of [s.name + (s.error ? ` — ${s.error}` : ""), s.cached ? "cached" : "", ms(s.started_at, s.completed_at)]) {
+          for (const text of [
+            s.name + (s.error ? ` — ${s.error}` : ""),
+            s.cached ? "cached" : "",
+            ms(s.started_at, s.completed_at),
+          ]) {
             const td = document.createElement("td");
             td.textContent = text;
             tr.append(td);
@@ -43,7 +52,9 @@
           return tr;
         }),
       );
-      $("log").textContent = await (await api("GET", `/api/v1/builds/${encodeURIComponent(id)}/logs`, undefined, true)).text();
+      $("log").textContent = await (
+        await api("GET", `/api/v1/builds/${encodeURIComponent(id)}/logs`, undefined, true)
+      ).text();
       if (b.status === "created" || b.status === "running") setTimeout(load, 2000);
     } catch (e) {
       if (e.status === 401) {

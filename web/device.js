@@ -44,7 +44,9 @@
     try {
       await api("POST", `/api/v1/auth/device/${action}`, { user_code: $("req-code").textContent });
       $("decide").hidden = true;
-      say(action === "approve" ? "Approved. You can return to your terminal." : "Denied. The CLI will not be logged in.");
+      say(
+        action === "approve" ? "Approved. You can return to your terminal." : "Denied. The CLI will not be logged in.",
+      );
     } catch (e) {
       say(`Could not ${action}: ${e.message}`);
     }

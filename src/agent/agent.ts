@@ -94,9 +94,21 @@ export async function startEgressAgent(o: AgentOptions) {
 
   const scopes = () => (o.scopes && o.scopes.length ? o.scopes : (policy?.scopes ?? []));
   const resolverAddresses = () => [...new Set(dnsServers().map((s) => s.split("#")[0]!.split("%")[0]!))];
-  const bridges = dockerBridgesFactory({ docker: o.docker, log, scopes, active: () => !stopped && !!policy, onChange: () => reconcile("docker network event") });
+  const bridges = dockerBridgesFactory({
+    docker: o.docker,
+    log,
+    scopes,
+    active: () => !stopped && !!policy,
+    onChange: () => reconcile("docker network event"),
+  });
   const reconciler = reconcilerFactory({
-    applier, pinner, learned, bridges, source: o.source, log, hostsFile: o.hostsFile,
+    applier,
+    pinner,
+    learned,
+    bridges,
+    source: o.source,
+    log,
+    hostsFile: o.hostsFile,
     localScopes: o.scopes && o.scopes.length ? o.scopes : undefined,
     serverAddresses: o.serverAddresses ?? [],
     resolverAddresses,
@@ -121,7 +133,10 @@ export async function startEgressAgent(o: AgentOptions) {
         }
       } catch (e) {
         if (stopped) return;
-        log.warn("egress: the appliance is unreachable; keeping the last good policy", { error: String(e), retry_ms: backoff });
+        log.warn("egress: the appliance is unreachable; keeping the last good policy", {
+          error: String(e),
+          retry_ms: backoff,
+        });
         if (policy && !reconciler.compiled()) await reconcile("saved policy");
         await Bun.sleep(backoff);
         backoff = Math.min(backoff * 2, 30_000);
@@ -133,14 +148,17 @@ export async function startEgressAgent(o: AgentOptions) {
   let resolveTimer: Timer | null = null;
   function scheduleResolve(): void {
     if (stopped) return;
-    resolveTimer = setTimeout(async () => {
-      if (policy) {
-        if (learned.prune((name) => coveredByWildcard(policy, name))) await reconcile("learned names expired");
-        if (await pinner.refreshDue()) await reconcile("dns");
-        else if (policy.mode !== "off") writeHostsBlock(o.hostsFile, pinner.pins());
-      }
-      scheduleResolve();
-    }, Math.min(1000, pinner.nextDueIn()));
+    resolveTimer = setTimeout(
+      async () => {
+        if (policy) {
+          if (learned.prune((name) => coveredByWildcard(policy, name))) await reconcile("learned names expired");
+          if (await pinner.refreshDue()) await reconcile("dns");
+          else if (policy.mode !== "off") writeHostsBlock(o.hostsFile, pinner.pins());
+        }
+        scheduleResolve();
+      },
+      Math.min(1000, pinner.nextDueIn()),
+    );
   }
 
   // --- watchdog ---
@@ -156,16 +174,29 @@ export async function startEgressAgent(o: AgentOptions) {
 
   const responder = o.dnsListen?.length
     ? await startContainerDns({
-        listen: o.dnsListen, upstream: dnsServers, log, policy: () => policy, pinner, learned, reconcile,
+        listen: o.dnsListen,
+        upstream: dnsServers,
+        log,
+        policy: () => policy,
+        pinner,
+        learned,
+        reconcile,
         learnIntervalMs: o.learnApplyIntervalMs ?? 1000,
         maxLearned: o.maxLearnedNames ?? 1000,
       })
     : null;
   const drops = dropReportsFactory({
-    scopes, bridgeOf: (n) => bridges.bridgeOf(n), nameOf: (a) => pinner.nameOf(a),
-    report: (events) => o.source.reportEvents(events), log, maxPerFlush: o.maxEventsPerFlush ?? 200,
+    scopes,
+    bridgeOf: (n) => bridges.bridgeOf(n),
+    nameOf: (a) => pinner.nameOf(a),
+    report: (events) => o.source.reportEvents(events),
+    log,
+    maxPerFlush: o.maxEventsPerFlush ?? 200,
   });
-  if (o.drops) await o.drops.start(drops.onDrop).catch((e) => log.warn("egress: cannot read NFLOG; would-be drops are not reported", { error: String(e) }));
+  if (o.drops)
+    await o.drops
+      .start(drops.onDrop)
+      .catch((e) => log.warn("egress: cannot read NFLOG; would-be drops are not reported", { error: String(e) }));
 
   if (policy) await reconcile("saved policy");
   const polling = pollLoop();
@@ -196,7 +227,12 @@ export async function startEgressAgent(o: AgentOptions) {
 }
 
 /** `slipway agent uninstall`: removes exactly what the agent added. */
-export async function uninstallEgress(o: { exec: HostExec; hostsFile: string; stateFile: string | null; instance?: string }): Promise<void> {
+export async function uninstallEgress(o: {
+  exec: HostExec;
+  hostsFile: string;
+  stateFile: string | null;
+  instance?: string;
+}): Promise<void> {
   await applierFactory({ exec: o.exec, ...(o.instance !== undefined ? { instance: o.instance } : {}) }).remove();
   writeHostsBlock(o.hostsFile, new Map());
   if (o.stateFile && existsSync(o.stateFile)) rmSync(o.stateFile);

@@ -11,9 +11,21 @@ import { resolveAll, systemNameservers } from "./dns.ts";
 import { SlipwayError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 
-export function httpPolicySource({ server, token, caPem }: { server: string; token: string; caPem?: string | undefined }): PolicySource {
+export function httpPolicySource({
+  server,
+  token,
+  caPem,
+}: {
+  server: string;
+  token: string;
+  caPem?: string | undefined;
+}): PolicySource {
   const base = server.replace(/\/+$/, "");
-  const headers = { authorization: `Bearer ${token}`, accept: "application/json", "user-agent": `slipway-agent/${VERSION}` };
+  const headers = {
+    authorization: `Bearer ${token}`,
+    accept: "application/json",
+    "user-agent": `slipway-agent/${VERSION}`,
+  };
   const tls = caPem ? { tls: { ca: caPem } } : {};
   async function call(method: string, path: string, body: unknown, signal: AbortSignal): Promise<Response> {
     const r = await fetch(base + path, {
@@ -29,7 +41,12 @@ export function httpPolicySource({ server, token, caPem }: { server: string; tok
   return {
     async fetch(etag, waitSeconds, signal) {
       const q = new URLSearchParams({ wait: String(waitSeconds), ...(etag ? { etag } : {}) });
-      const r = await call("GET", `/api/v1/egress/agent/policy?${q}`, undefined, AbortSignal.any([signal, AbortSignal.timeout((waitSeconds + 15) * 1000)]));
+      const r = await call(
+        "GET",
+        `/api/v1/egress/agent/policy?${q}`,
+        undefined,
+        AbortSignal.any([signal, AbortSignal.timeout((waitSeconds + 15) * 1000)]),
+      );
       return (await r.json()) as AgentPolicy;
     },
     async reportStatus(s) {
@@ -45,5 +62,10 @@ export function httpPolicySource({ server, token, caPem }: { server: string; tok
  * URL's host when it is an address, else what it resolves to now (none when it does not). */
 export async function applianceAddresses(server: string): Promise<string[]> {
   const host = new URL(server).hostname.replace(/^\[|\]$/g, "");
-  return isIP(host) ? [host] : await resolveAll(host, systemNameservers()).then((r) => r.addrs, () => []);
+  return isIP(host)
+    ? [host]
+    : await resolveAll(host, systemNameservers()).then(
+        (r) => r.addrs,
+        () => [],
+      );
 }

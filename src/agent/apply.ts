@@ -19,7 +19,10 @@ export class EgressApplyError extends Error {
 
 async function must(exec: HostExec, argv: string[], opts?: RunOptions): Promise<string> {
   const r = await exec(argv, opts);
-  if (r.code !== 0) throw new EgressApplyError(`${argv.join(" ")} failed (${r.code}): ${r.stderr.trim().split("\n").slice(0, 3).join("; ")}`);
+  if (r.code !== 0)
+    throw new EgressApplyError(
+      `${argv.join(" ")} failed (${r.code}): ${r.stderr.trim().split("\n").slice(0, 3).join("; ")}`,
+    );
   return r.stdout;
 }
 
@@ -35,7 +38,9 @@ function kernelStateReader(exec: HostExec, names: Names) {
   /** The filter table of one family as saved: whether it exists at all, our jump lines in OUTPUT
    * and DOCKER-USER, our chains' rules, and its chains. `*-save` without `-t` prints only the
    * tables that exist (with `-t filter` it prints an empty one), and creates none. */
-  async function saved(family: Family): Promise<{ exists: boolean; lines: string[]; rules: string[]; chains: Set<string> }> {
+  async function saved(
+    family: Family,
+  ): Promise<{ exists: boolean; lines: string[]; rules: string[]; chains: Set<string> }> {
     const all = (await must(exec, [SAVE[family]])).split("\n");
     const from = all.indexOf("*filter");
     const table = from < 0 ? [] : all.slice(from, all.indexOf("COMMIT", from));
@@ -86,7 +91,10 @@ function jumpLines(want: string[], have: string[]): string[] {
     else del.push(l);
   }
   const add = want.filter((w) => !seen.has(w));
-  return [...del.map((l) => l.replace(/^-A /, "-D ")), ...add.reverse().map((l) => l.replace(/^-A (\S+) /, "-I $1 1 "))];
+  return [
+    ...del.map((l) => l.replace(/^-A /, "-D ")),
+    ...add.reverse().map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")),
+  ];
 }
 
 /** The jump lines `c` wants in one family (a DOCKER-USER one only once that chain exists). */
@@ -114,7 +122,6 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
   const ourChains = [names.chain, names.newNetworks];
   const { saved, existingSets, savedSets } = kernelStateReader(exec, names);
 
-
   /** Makes the jumps exactly `want`; true when something changed. */
   async function syncJumps(family: Family, want: string[], have: string[]): Promise<boolean> {
     const script = jumpLines(want, have);
@@ -128,7 +135,9 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     // reuses an existing one; on a host where Docker has not run yet we create the same shape.
     const needs = c.jumps.some((j) => jumpRule(j, names, family)?.chain === "DOCKER-USER");
     if (!needs || chains.has("DOCKER-USER")) return;
-    await must(exec, [RESTORE[family], "--noflush"], { stdin: "*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n" });
+    await must(exec, [RESTORE[family], "--noflush"], {
+      stdin: "*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n",
+    });
     chains.add("DOCKER-USER");
   }
 
@@ -139,7 +148,12 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
     await syncJumps(family, [], lines);
     const present = ourChains.filter((ch) => chains.has(ch));
     // Flush all first: the new-network chain jumps to the policy chain.
-    if (present.length) await must(exec, [RESTORE[family], "--noflush"], { stdin: ["*filter", ...present.map((ch) => `-F ${ch}`), ...present.map((ch) => `-X ${ch}`), "COMMIT", ""].join("\n") });
+    if (present.length)
+      await must(exec, [RESTORE[family], "--noflush"], {
+        stdin: ["*filter", ...present.map((ch) => `-F ${ch}`), ...present.map((ch) => `-X ${ch}`), "COMMIT", ""].join(
+          "\n",
+        ),
+      });
   }
 
   /** The chains and their jumps in one transaction: the new-network chain lets a bridge through
@@ -147,9 +161,14 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
   async function applyFamily(c: Compiled, f: Family): Promise<void> {
     const { lines, chains } = await saved(f);
     await ensureDockerUser(c, f, chains);
-    const chain = renderChain(c, names, f).split("\n").filter((l) => l !== "COMMIT" && l !== "");
-    const drop = !c.knownBridges && chains.has(names.newNetworks) ? [`-F ${names.newNetworks}`, `-X ${names.newNetworks}`] : [];
-    await must(exec, [RESTORE[f], "--noflush"], { stdin: [...chain, ...jumpLines(wantedJumps(names, c, f, chains), lines), ...drop, "COMMIT", ""].join("\n") });
+    const chain = renderChain(c, names, f)
+      .split("\n")
+      .filter((l) => l !== "COMMIT" && l !== "");
+    const drop =
+      !c.knownBridges && chains.has(names.newNetworks) ? [`-F ${names.newNetworks}`, `-X ${names.newNetworks}`] : [];
+    await must(exec, [RESTORE[f], "--noflush"], {
+      stdin: [...chain, ...jumpLines(wantedJumps(names, c, f, chains), lines), ...drop, "COMMIT", ""].join("\n"),
+    });
   }
 
   return {
@@ -208,7 +227,11 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
   };
 
   /** Puts back the sets, chains and jumps saved before a failed apply. */
-  async function rollback(before: { sets: Map<string, { family: Family; members: string[] }>; 4: Awaited<ReturnType<typeof saved>>; 6: Awaited<ReturnType<typeof saved>> }): Promise<void> {
+  async function rollback(before: {
+    sets: Map<string, { family: Family; members: string[] }>;
+    4: Awaited<ReturnType<typeof saved>>;
+    6: Awaited<ReturnType<typeof saved>>;
+  }): Promise<void> {
     if (before.sets.size) await must(exec, ["ipset", "restore"], { stdin: renderIpsetRestore(before.sets) });
     for (const f of [4, 6] as const) {
       const was = before[f];
@@ -217,10 +240,15 @@ export function applierFactory({ exec, instance = "" }: ApplierOptions) {
         continue;
       }
       const declared = ourChains.filter((ch) => was.chains.has(ch));
-      await must(exec, [RESTORE[f], "--noflush"], { stdin: ["*filter", ...declared.map((ch) => `:${ch} - [0:0]`), ...was.rules, "COMMIT", ""].join("\n") });
+      await must(exec, [RESTORE[f], "--noflush"], {
+        stdin: ["*filter", ...declared.map((ch) => `:${ch} - [0:0]`), ...was.rules, "COMMIT", ""].join("\n"),
+      });
       const now = await saved(f);
       await syncJumps(f, was.lines, now.lines);
-      if (!was.chains.has(names.newNetworks) && now.chains.has(names.newNetworks)) await must(exec, [RESTORE[f], "--noflush"], { stdin: `*filter\n-F ${names.newNetworks}\n-X ${names.newNetworks}\nCOMMIT\n` });
+      if (!was.chains.has(names.newNetworks) && now.chains.has(names.newNetworks))
+        await must(exec, [RESTORE[f], "--noflush"], {
+          stdin: `*filter\n-F ${names.newNetworks}\n-X ${names.newNetworks}\nCOMMIT\n`,
+        });
     }
     for (const s of await existingSets()) if (!before.sets.has(s)) await exec(["ipset", "destroy", s]);
   }

@@ -60,7 +60,9 @@ export function scopeJumps(scopes: string[], bridgeOf: (n: string) => string | n
 
 /** docker:NAME scopes without docker:* (which covers every bridge already): they need the new-network chain. */
 function namedDockerScopes(scopes: string[]): boolean {
-  const docker = scopes.map(parseScope).filter((s) => typeof s !== "string" && s.kind === "docker") as { network: string }[];
+  const docker = scopes.map(parseScope).filter((s) => typeof s !== "string" && s.kind === "docker") as {
+    network: string;
+  }[];
   return docker.length > 0 && docker.every((s) => s.network !== "*");
 }
 
@@ -100,10 +102,11 @@ export function compile(p: AgentPolicy, facts: LocalFacts, scopesOverride?: stri
     const t = parseTarget(a);
     if (typeof t !== "string" && t.kind === "cidr") always[t.family].push(t.cidr);
   }
-  for (const h of p.always_allow_hosts) for (const a of familyOf(h) ? [h] : facts.addressesOf(h.toLowerCase())) {
-    const f = familyOf(a);
-    if (f) always[f].push(`${a}/${f === 4 ? 32 : 128}`);
-  }
+  for (const h of p.always_allow_hosts)
+    for (const a of familyOf(h) ? [h] : facts.addressesOf(h.toLowerCase())) {
+      const f = familyOf(a);
+      if (f) always[f].push(`${a}/${f === 4 ? 32 : 128}`);
+    }
   const scopes = scopesOverride ?? p.scopes;
   return {
     mode: p.mode,
@@ -111,7 +114,9 @@ export function compile(p: AgentPolicy, facts: LocalFacts, scopesOverride?: stri
     groups: [...groups.values()],
     always,
     dns,
-    knownBridges: namedDockerScopes(scopes) ? [...new Set(facts.knownBridges ?? [])].filter((b) => b.startsWith("br-")).sort() : null,
+    knownBridges: namedDockerScopes(scopes)
+      ? [...new Set(facts.knownBridges ?? [])].filter((b) => b.startsWith("br-")).sort()
+      : null,
     jumps: scopeJumps(scopes, facts.bridgeOf),
     nflogGroup: facts.nflogGroup,
   };

@@ -80,7 +80,10 @@ export async function startContainerDns(o: ContainerDnsOptions): Promise<Pinning
       const r = learned.add(name);
       if (r === "full" && Date.now() - warnedFullAt > 60_000) {
         warnedFullAt = Date.now();
-        log.warn("egress: too many names learned under wildcard rules; new ones are answered from upstream, not pinned", { max: o.maxLearned });
+        log.warn(
+          "egress: too many names learned under wildcard rules; new ones are answered from upstream, not pinned",
+          { max: o.maxLearned },
+        );
       }
       if (r !== "learned") return false;
       await applyLearned();

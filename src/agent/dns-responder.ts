@@ -52,7 +52,9 @@ export async function pinningResponderFactory(o: ResponderOptions) {
       },
     });
     sockets.push(sock);
-    o.log.info("egress: pinning DNS responder listening", { address: isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}` });
+    o.log.info("egress: pinning DNS responder listening", {
+      address: isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`,
+    });
   }
   return {
     stop() {

@@ -5,7 +5,13 @@
  * are unpredictable; only the records along the CNAME chain of the name asked are taken.
  */
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { encodeReply, sendFrom, startZoneServer, type ZoneRecord, type ZoneServer } from "../../test/support/egress/zone-server.ts";
+import {
+  encodeReply,
+  sendFrom,
+  startZoneServer,
+  type ZoneRecord,
+  type ZoneServer,
+} from "../../test/support/egress/zone-server.ts";
 import { silentLogger } from "../log/logger.ts";
 import { encodeQuery, parseAnswer, resolveAll, TYPE_A, TYPE_AAAA, type Question } from "./dns.ts";
 import { pinningResponderFactory } from "./dns-responder.ts";
@@ -14,7 +20,12 @@ const A = (name: string, data: string, ttl = 300): ZoneRecord => ({ name, type: 
 const CNAME = (name: string, data: string, ttl = 300): ZoneRecord => ({ name, type: "CNAME", ttl, data });
 
 let server: ZoneServer;
-let zone: (q: Question, query: Uint8Array, peer: { port: number; address: string }, send: (b: Uint8Array) => void) => Promise<Uint8Array | null> | Uint8Array | null;
+let zone: (
+  q: Question,
+  query: Uint8Array,
+  peer: { port: number; address: string },
+  send: (b: Uint8Array) => void,
+) => Promise<Uint8Array | null> | Uint8Array | null;
 const at = () => [`127.0.0.1#${server.port}`];
 
 beforeAll(async () => {
@@ -61,7 +72,10 @@ test("query ids come from the system's CSPRNG, not Math.random", async () => {
 });
 
 test("an extra record for an unrelated name in the answer is not taken", async () => {
-  zone = (q, query) => (q.type === TYPE_A ? encodeReply(query, [A(q.name, "10.77.0.21", 120), A("unrelated.test", "10.66.6.6", 5)]) : encodeReply(query, []));
+  zone = (q, query) =>
+    q.type === TYPE_A
+      ? encodeReply(query, [A(q.name, "10.77.0.21", 120), A("unrelated.test", "10.66.6.6", 5)])
+      : encodeReply(query, []);
   expect(await resolveAll("allowed.test", at())).toEqual({ addrs: ["10.77.0.21"], ttl: 120 });
 });
 
@@ -82,7 +96,10 @@ test("the CNAME chain of the name asked is followed (its target's addresses coun
 });
 
 test("a CNAME loop yields no addresses instead of hanging", async () => {
-  zone = (q, query) => (q.type === TYPE_A ? encodeReply(query, [CNAME(q.name, "b.test"), CNAME("b.test", q.name), A("b.test", "10.66.6.6")]) : encodeReply(query, []));
+  zone = (q, query) =>
+    q.type === TYPE_A
+      ? encodeReply(query, [CNAME(q.name, "b.test"), CNAME("b.test", q.name), A("b.test", "10.66.6.6")])
+      : encodeReply(query, []);
   expect((await resolveAll("a.test", at())).addrs).toEqual([]);
 });
 
@@ -91,10 +108,20 @@ test("the pinning responder forwards a question upstream under a fresh id and an
   const probe = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
   const listenPort = probe.port;
   probe.close();
-  const responder = await pinningResponderFactory({ listen: [`127.0.0.1#${listenPort}`], upstream: at, pinned: () => null, learn: async () => false, log: silentLogger });
+  const responder = await pinningResponderFactory({
+    listen: [`127.0.0.1#${listenPort}`],
+    upstream: at,
+    pinned: () => null,
+    learn: async () => false,
+    log: silentLogger,
+  });
   try {
     const got = Promise.withResolvers<Uint8Array>();
-    const client = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => got.resolve(new Uint8Array(buf)) } });
+    const client = await Bun.udpSocket({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { data: (_s, buf) => got.resolve(new Uint8Array(buf)) },
+    });
     client.send(encodeQuery(0x1234, "fwd.test", TYPE_A), listenPort, "127.0.0.1");
     const reply = parseAnswer(await got.promise);
     client.close();

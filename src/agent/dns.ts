@@ -64,7 +64,25 @@ function readName(buf: Uint8Array, offset: number): [string, number] {
 }
 
 export function encodeQuery(id: number, name: string, type: number): Uint8Array {
-  return new Uint8Array([id >> 8, id & 255, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, ...encodeName(name), type >> 8, type & 255, 0, 1]);
+  return new Uint8Array([
+    id >> 8,
+    id & 255,
+    0x01,
+    0x00,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    ...encodeName(name),
+    type >> 8,
+    type & 255,
+    0,
+    1,
+  ]);
 }
 
 export function parseQuestion(buf: Uint8Array): Question | null {
@@ -73,7 +91,12 @@ export function parseQuestion(buf: Uint8Array): Question | null {
     const qd = (buf[4]! << 8) | buf[5]!;
     if (qd !== 1) return null;
     const [name, off] = readName(buf, 12);
-    return { id: (buf[0]! << 8) | buf[1]!, flags: (buf[2]! << 8) | buf[3]!, name, type: (buf[off]! << 8) | buf[off + 1]! };
+    return {
+      id: (buf[0]! << 8) | buf[1]!,
+      flags: (buf[2]! << 8) | buf[3]!,
+      name,
+      type: (buf[off]! << 8) | buf[off + 1]!,
+    };
   } catch {
     return null;
   }
@@ -84,7 +107,9 @@ function addrBytes(addr: string): number[] {
   const [h, t] = addr.split("::");
   const hw = h ? h.split(":") : [];
   const tw = t !== undefined ? (t ? t.split(":") : []) : [];
-  const words = [...hw, ...Array(addr.includes("::") ? 8 - hw.length - tw.length : 0).fill("0"), ...tw].map((w) => parseInt(w, 16));
+  const words = [...hw, ...Array(addr.includes("::") ? 8 - hw.length - tw.length : 0).fill("0"), ...tw].map((w) =>
+    parseInt(w, 16),
+  );
   return words.flatMap((w) => [w >> 8, w & 255]);
 }
 
@@ -94,10 +119,42 @@ export function encodeAnswer(q: Question, addrs: string[], ttl: number, rcode = 
   const records = rcode === 0 ? addrs.filter((a) => isIP(a) === want) : [];
   const qname = encodeName(q.name);
   const flags = 0x8000 | (q.flags & 0x0100) | 0x0080 | rcode; // QR, RD copied, RA
-  const out = [q.id >> 8, q.id & 255, flags >> 8, flags & 255, 0, 1, records.length >> 8, records.length & 255, 0, 0, 0, 0, ...qname, q.type >> 8, q.type & 255, 0, 1];
+  const out = [
+    q.id >> 8,
+    q.id & 255,
+    flags >> 8,
+    flags & 255,
+    0,
+    1,
+    records.length >> 8,
+    records.length & 255,
+    0,
+    0,
+    0,
+    0,
+    ...qname,
+    q.type >> 8,
+    q.type & 255,
+    0,
+    1,
+  ];
   for (const a of records) {
     const b = addrBytes(a);
-    out.push(0xc0, 12, q.type >> 8, q.type & 255, 0, 1, (ttl >>> 24) & 255, (ttl >>> 16) & 255, (ttl >>> 8) & 255, ttl & 255, 0, b.length, ...b);
+    out.push(
+      0xc0,
+      12,
+      q.type >> 8,
+      q.type & 255,
+      0,
+      1,
+      (ttl >>> 24) & 255,
+      (ttl >>> 16) & 255,
+      (ttl >>> 8) & 255,
+      ttl & 255,
+      0,
+      b.length,
+      ...b,
+    );
   }
   return new Uint8Array(out);
 }

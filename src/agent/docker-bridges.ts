@@ -30,13 +30,20 @@ export function dockerBridgesFactory(o: DockerBridgesOptions) {
   /** Looks up the bridges of docker:NAME scopes and of every other network; true when something changed. */
   async function refresh(): Promise<boolean> {
     if (!o.docker) return false;
-    const named = o.scopes().map(parseScope).filter((s) => typeof s !== "string" && s.kind === "docker" && s.network !== "*") as { network: string }[];
+    const named = o
+      .scopes()
+      .map(parseScope)
+      .filter((s) => typeof s !== "string" && s.kind === "docker" && s.network !== "*") as { network: string }[];
     if (named.length === 0) return false;
     if (!stopDockerWatch) {
       let warned = false;
       stopDockerWatch = o.docker.watch(
         () => void onDockerEvent(),
-        (e) => (warned ? undefined : ((warned = true), o.log.warn("egress: cannot follow Docker's network events; polling only", { error: String(e) }))),
+        (e) =>
+          warned
+            ? undefined
+            : ((warned = true),
+              o.log.warn("egress: cannot follow Docker's network events; polling only", { error: String(e) })),
       );
     }
     let list: Map<string, string>;

@@ -35,8 +35,13 @@ export function dropReportsFactory(o: DropReportsOptions) {
       const s = parseScope(raw);
       if (typeof s === "string") continue;
       if (e.indev) {
-        if (s.kind === "bridge" && (s.iface.endsWith("+") ? e.indev.startsWith(s.iface.slice(0, -1)) : e.indev === s.iface)) return { scope: raw, source: e.src };
-        if (s.kind === "docker" && (s.network === "*" ? e.indev.startsWith("br-") : o.bridgeOf(s.network) === e.indev)) return { scope: raw, source: e.src };
+        if (
+          s.kind === "bridge" &&
+          (s.iface.endsWith("+") ? e.indev.startsWith(s.iface.slice(0, -1)) : e.indev === s.iface)
+        )
+          return { scope: raw, source: e.src };
+        if (s.kind === "docker" && (s.network === "*" ? e.indev.startsWith("br-") : o.bridgeOf(s.network) === e.indev))
+          return { scope: raw, source: e.src };
         if (s.kind === "subnet" && cidrContains(s.cidr, e.src)) return { scope: raw, source: e.src };
       } else if (s.kind === "uid" && e.uid === s.uid) return { scope: raw, source: `uid:${s.uid}` };
     }
@@ -53,7 +58,18 @@ export function dropReportsFactory(o: DropReportsOptions) {
     const key = keyOf({ action, scope, source, dst: e.dst, port: e.port, protocol: e.protocol });
     const cur = pending.get(key);
     if (cur) cur.count++;
-    else pending.set(key, { action, scope, source, dst: e.dst, port: e.port, protocol: e.protocol, hostname: o.nameOf(e.dst), count: 1, at: new Date().toISOString() });
+    else
+      pending.set(key, {
+        action,
+        scope,
+        source,
+        dst: e.dst,
+        port: e.port,
+        protocol: e.protocol,
+        hostname: o.nameOf(e.dst),
+        count: 1,
+        at: new Date().toISOString(),
+      });
   }
 
   const flusher = setInterval(async () => {

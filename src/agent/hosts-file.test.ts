@@ -13,7 +13,13 @@ const dir = mkdtempSync(join(tmpdir(), "slipway-hosts-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 test("a file without a final newline is restored byte for byte, after any number of rewrites", () => {
-  for (const original of ["127.0.0.1 localhost", "127.0.0.1 localhost\n::1 localhost", "127.0.0.1 localhost\n", "", "\n\n# only comments"]) {
+  for (const original of [
+    "127.0.0.1 localhost",
+    "127.0.0.1 localhost\n::1 localhost",
+    "127.0.0.1 localhost\n",
+    "",
+    "\n\n# only comments",
+  ]) {
     const path = join(dir, "hosts");
     writeFileSync(path, original);
     expect(writeHostsBlock(path, new Map([["a.test", ["10.0.0.1"]]]))).toBe(true);

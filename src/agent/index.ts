@@ -10,7 +10,14 @@
  * imports nothing of the server's services (src/egress, src/db, src/auth, ...); the server's
  * side (src/egress/local.ts) imports the agent, never the other way round.
  */
-export { startEgressAgent, uninstallEgress, type EgressAgent, type PolicySource, type DropEvent, type DropSource } from "./agent.ts";
+export {
+  startEgressAgent,
+  uninstallEgress,
+  type EgressAgent,
+  type PolicySource,
+  type DropEvent,
+  type DropSource,
+} from "./agent.ts";
 export { applianceAddresses, httpPolicySource } from "./appliance-client.ts";
 export { dockerNetworks, type DockerNetworks } from "./docker.ts";
 export { nflogSource } from "./nflog.ts";

@@ -7,7 +7,8 @@ import { expect, test } from "bun:test";
 import { isHostName, learnedNamesFactory } from "./learned-names.ts";
 
 test("only RFC 1123 host names, exactly as written, can be learned", () => {
-  for (const ok of ["a.wild.test", "x-1.b2.wild.test", `${"a".repeat(63)}.wild.test`]) expect(isHostName(ok)).toBe(true);
+  for (const ok of ["a.wild.test", "x-1.b2.wild.test", `${"a".repeat(63)}.wild.test`])
+    expect(isHostName(ok)).toBe(true);
   for (const bad of [
     "x\n10.0.0.1 victim.test\n#.wild.test",
     "a b.wild.test",

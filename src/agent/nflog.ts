@@ -97,26 +97,36 @@ export function parsePacketMessage(msg: Uint8Array, family: number, ifaces: Map<
     if (len < 4) break;
     const data = msg.subarray(off + 4, off + len);
     if (type === NFULA_UID && data.length >= 4) uid = new DataView(data.buffer, data.byteOffset, 4).getUint32(0, false);
-    else if (type === NFULA_IFINDEX_INDEV && data.length >= 4) indev = ifName(new DataView(data.buffer, data.byteOffset, 4).getUint32(0, false), ifaces);
+    else if (type === NFULA_IFINDEX_INDEV && data.length >= 4)
+      indev = ifName(new DataView(data.buffer, data.byteOffset, 4).getUint32(0, false), ifaces);
     else if (type === NFULA_PAYLOAD) payload = data;
     else if (type === NFULA_PREFIX) prefix = new TextDecoder().decode(data).replace(/\0.*$/s, "");
     off += (len + 3) & ~3;
   }
   if (!payload || payload.length < 20) return null;
   let proto: number, src: string, dst: string, l4: number;
-  if ((payload[0]! >> 4) === 4 && family !== 10) {
+  if (payload[0]! >> 4 === 4 && family !== 10) {
     proto = payload[9]!;
     src = [...payload.subarray(12, 16)].join(".");
     dst = [...payload.subarray(16, 20)].join(".");
     l4 = (payload[0]! & 15) * 4;
-  } else if ((payload[0]! >> 4) === 6 && payload.length >= 40) {
+  } else if (payload[0]! >> 4 === 6 && payload.length >= 40) {
     proto = payload[6]!;
     src = v6(payload, 8);
     dst = v6(payload, 24);
     l4 = 40;
   } else return null;
-  const port = (proto === 6 || proto === 17) && payload.length >= l4 + 4 ? (payload[l4 + 2]! << 8) | payload[l4 + 3]! : 0;
-  return { src, dst, port, protocol: proto === 6 ? "tcp" : proto === 17 ? "udp" : proto === 1 || proto === 58 ? "icmp" : String(proto), uid, indev, monitor: prefix === "slw-monitor" };
+  const port =
+    (proto === 6 || proto === 17) && payload.length >= l4 + 4 ? (payload[l4 + 2]! << 8) | payload[l4 + 3]! : 0;
+  return {
+    src,
+    dst,
+    port,
+    protocol: proto === 6 ? "tcp" : proto === 17 ? "udp" : proto === 1 || proto === 58 ? "icmp" : String(proto),
+    uid,
+    indev,
+    monitor: prefix === "slw-monitor",
+  };
 }
 
 /** An NFLOG reader for `group`; start() binds (fails when another process holds the group). */
@@ -150,7 +160,8 @@ export function nflogSource(group: number, pollMs = 50): DropSource {
       };
       sendCfg(1, attr(NFULA_CFG_CMD, [NFULNL_CFG_CMD_UNBIND]));
       const err = sendCfg(2, attr(NFULA_CFG_CMD, [NFULNL_CFG_CMD_BIND]));
-      if (err !== 0) throw new Error(`cannot bind NFLOG group ${group} (error ${-err}); is another reader bound to it?`);
+      if (err !== 0)
+        throw new Error(`cannot bind NFLOG group ${group} (error ${-err}); is another reader bound to it?`);
       sendCfg(3, attr(NFULA_CFG_MODE, [0, 0, 0, 128, NFULNL_COPY_PACKET, 0]));
       const ifaces = new Map<number, string>();
       timer = setInterval(() => {

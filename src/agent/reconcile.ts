@@ -72,7 +72,13 @@ export function reconcilerFactory(o: ReconcilerOptions) {
         writeHostsBlock(o.hostsFile, p.mode === "off" ? new Map() : pinner.pins());
         compiled = c;
         appliedKey = key;
-        log.info("egress: applied", { reason, etag: p.etag, mode: p.mode, default: p.default_action, rules: p.rules.length });
+        log.info("egress: applied", {
+          reason,
+          etag: p.etag,
+          mode: p.mode,
+          default: p.default_action,
+          rules: p.rules.length,
+        });
         await o.source.reportStatus({ etag: p.etag, ok: true, dns_resolvers: o.resolverAddresses() }).catch(() => {});
       } catch (e) {
         log.error("egress: apply failed", { reason, error: String(e) });
@@ -88,7 +94,8 @@ export function reconcilerFactory(o: ReconcilerOptions) {
       // What is applied when the check runs, not when it was queued: an apply queued before it
       // (a Docker event) would otherwise be undone with the previous jumps.
       const c = compiled;
-      if (c && !o.stopped() && (await o.applier.check(c))) log.warn("egress: re-asserted the rules (something rewrote the tables)");
+      if (c && !o.stopped() && (await o.applier.check(c)))
+        log.warn("egress: re-asserted the rules (something rewrote the tables)");
     }));
   }
 

@@ -63,12 +63,14 @@ export interface Names {
 }
 
 export function namesFor(instance = ""): Names {
-  if (!/^[a-z0-9]{0,8}$/.test(instance)) throw new Error(`egress instance name '${instance}' must be up to 8 lowercase letters or digits`);
+  if (!/^[a-z0-9]{0,8}$/.test(instance))
+    throw new Error(`egress instance name '${instance}' must be up to 8 lowercase letters or digits`);
   const suffix = instance ? `_${instance.toUpperCase()}` : "";
   return { chain: `SLIPWAY_EGRESS${suffix}`, newNetworks: `SLIPWAY_NEWNET${suffix}`, setPrefix: `slw${instance}` };
 }
 
-export const setName = (n: Names, kind: "a" | "d", group: number, family: Family) => `${n.setPrefix}_${kind}${group}_${family}`;
+export const setName = (n: Names, kind: "a" | "d", group: number, family: Family) =>
+  `${n.setPrefix}_${kind}${group}_${family}`;
 export const alwaysSet = (n: Names, family: Family) => `${n.setPrefix}_always_${family}`;
 export const dnsSet = (n: Names, family: Family) => `${n.setPrefix}_dns_${family}`;
 
@@ -97,7 +99,11 @@ function denyActions(c: Compiled, family: Family, chain: string, match: string):
   const log = `-A ${chain} ${match}-m conntrack --ctstate NEW -j NFLOG --nflog-group ${c.nflogGroup} --nflog-prefix "${c.mode === "monitor" ? "slw-monitor" : "slw-drop"}" --nflog-threshold 1`;
   if (c.mode === "monitor") return [log, `-A ${chain} ${match}-j RETURN`];
   const unreachable = family === 4 ? "icmp-port-unreachable" : "icmp6-port-unreachable";
-  return [log, `-A ${chain} ${match}-p tcp -j REJECT --reject-with tcp-reset`, `-A ${chain} ${match}-j REJECT --reject-with ${unreachable}`];
+  return [
+    log,
+    `-A ${chain} ${match}-p tcp -j REJECT --reject-with tcp-reset`,
+    `-A ${chain} ${match}-j REJECT --reject-with ${unreachable}`,
+  ];
 }
 
 /** The chain for one family, as `iptables-restore --noflush` input (declaring the chain flushes only it). */
@@ -106,18 +112,22 @@ export function renderChain(c: Compiled, n: Names, family: Family): string {
   const lines = ["*filter", `:${ch} - [0:0]`, `-A ${ch} -o lo -j RETURN`];
   if (family === 6) {
     // Neighbour discovery: without it no IPv6 address on the link is reachable at all.
-    for (const t of ["router-solicitation", "neighbour-solicitation", "neighbour-advertisement"]) lines.push(`-A ${ch} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
+    for (const t of ["router-solicitation", "neighbour-solicitation", "neighbour-advertisement"])
+      lines.push(`-A ${ch} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
   }
   lines.push(`-A ${ch} -m set --match-set ${alwaysSet(n, family)} dst -j RETURN`);
-  for (const p of ["udp", "tcp"]) lines.push(`-A ${ch} -p ${p} -m set --match-set ${dnsSet(n, family)} dst -m ${p} --dport 53 -j RETURN`);
+  for (const p of ["udp", "tcp"])
+    lines.push(`-A ${ch} -p ${p} -m set --match-set ${dnsSet(n, family)} dst -m ${p} --dport 53 -j RETURN`);
   c.groups.forEach((g, i) => {
     if (g.deny[family].length === 0) return;
-    for (const pm of portMatches(g.ports)) lines.push(...denyActions(c, family, ch, `-m set --match-set ${setName(n, "d", i, family)} dst ${pm}`));
+    for (const pm of portMatches(g.ports))
+      lines.push(...denyActions(c, family, ch, `-m set --match-set ${setName(n, "d", i, family)} dst ${pm}`));
   });
   lines.push(`-A ${ch} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`);
   c.groups.forEach((g, i) => {
     if (g.allow[family].length === 0) return;
-    for (const pm of portMatches(g.ports)) lines.push(`-A ${ch} -m set --match-set ${setName(n, "a", i, family)} dst ${pm}-j RETURN`);
+    for (const pm of portMatches(g.ports))
+      lines.push(`-A ${ch} -m set --match-set ${setName(n, "a", i, family)} dst ${pm}-j RETURN`);
   });
   if (c.defaultAction === "deny") lines.push(...denyActions(c, family, ch, ""));
   if (c.knownBridges) {
@@ -134,9 +144,13 @@ export function renderChain(c: Compiled, n: Names, family: Family): string {
 export function renderChainOneRuleEach(c: Compiled, n: Names, family: Family): string {
   const ch = n.chain;
   const lines = ["*filter", `:${ch} - [0:0]`, `-A ${ch} -o lo -j RETURN`];
-  for (const g of c.groups) for (const a of g.deny[family]) for (const pm of portMatches(g.ports)) lines.push(...denyActions(c, family, ch, `-d ${a} ${pm}`));
+  for (const g of c.groups)
+    for (const a of g.deny[family])
+      for (const pm of portMatches(g.ports)) lines.push(...denyActions(c, family, ch, `-d ${a} ${pm}`));
   lines.push(`-A ${ch} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`);
-  for (const g of c.groups) for (const a of g.allow[family]) for (const pm of portMatches(g.ports)) lines.push(`-A ${ch} -d ${a} ${pm}-j RETURN`);
+  for (const g of c.groups)
+    for (const a of g.allow[family])
+      for (const pm of portMatches(g.ports)) lines.push(`-A ${ch} -d ${a} ${pm}-j RETURN`);
   if (c.defaultAction === "deny") lines.push(...denyActions(c, family, ch, ""));
   lines.push("COMMIT", "");
   return lines.join("\n");

@@ -35,7 +35,10 @@ export class ApiError extends SlipwayError {
     readonly status: number,
     readonly problem: Problem,
   ) {
-    super(problemMessage(status, problem), { status, ...(problem.request_id ? { request_id: problem.request_id } : {}) });
+    super(problemMessage(status, problem), {
+      status,
+      ...(problem.request_id ? { request_id: problem.request_id } : {}),
+    });
   }
 }
 
@@ -43,7 +46,9 @@ function problemMessage(status: number, p: Problem): string {
   const title = p.title || `HTTP ${status}`;
   let msg = p.detail ? `${title}: ${p.detail}` : title;
   // A validation detail already quotes the first field error: list each one only once.
-  const fields = (p.errors ?? []).filter((e) => e.detail && !p.detail?.includes(e.detail)).map((e) => `${e.pointer || "(body)"}: ${e.detail}`);
+  const fields = (p.errors ?? [])
+    .filter((e) => e.detail && !p.detail?.includes(e.detail))
+    .map((e) => `${e.pointer || "(body)"}: ${e.detail}`);
   if (fields.length > 0) msg += ` (${fields.join("; ")})`;
   return msg;
 }
@@ -65,10 +70,15 @@ const TLS_TRUST = /CERT|SELF_SIGNED|UNABLE_TO_(VERIFY|GET_ISSUER)|ALTNAME|HOSTNA
 function unreachable(server: string, e: unknown, caGiven: boolean): UnreachableError {
   const err = e as { code?: string; message?: string; name?: string };
   if (err?.name === "TimeoutError" || err?.name === "AbortError") {
-    return new UnreachableError(`cannot reach ${server}: no answer in time; is the server running and the address right?`, false);
+    return new UnreachableError(
+      `cannot reach ${server}: no answer in time; is the server running and the address right?`,
+      false,
+    );
   }
   const code = typeof err?.code === "string" ? err.code : "";
-  const reason = (err?.message ?? String(e)).replace(/\. For more information, pass `verbose: true`.*$/s, "").replace(/ Is the computer able to access the url\?$/, "");
+  const reason = (err?.message ?? String(e))
+    .replace(/\. For more information, pass `verbose: true`.*$/s, "")
+    .replace(/ Is the computer able to access the url\?$/, "");
   const why = code && !reason.includes(code) ? `${reason} (${code})` : reason;
   if (TLS_TRUST.test(code) || TLS_TRUST.test(reason)) {
     const hint = caGiven
@@ -77,9 +87,15 @@ function unreachable(server: string, e: unknown, caGiven: boolean): UnreachableE
     return new UnreachableError(`cannot reach ${server}: ${why}; ${hint}`, true);
   }
   if (code === "ECONNRESET" && server.startsWith("http://")) {
-    return new UnreachableError(`cannot reach ${server}: ${why}; the server may only speak HTTPS: try https://${server.slice("http://".length)}`, false);
+    return new UnreachableError(
+      `cannot reach ${server}: ${why}; the server may only speak HTTPS: try https://${server.slice("http://".length)}`,
+      false,
+    );
   }
-  return new UnreachableError(`cannot reach ${server}: ${why}; is the server running? for a private CA pass --cacert`, false);
+  return new UnreachableError(
+    `cannot reach ${server}: ${why}; is the server running? for a private CA pass --cacert`,
+    false,
+  );
 }
 
 export interface RawResponse<T = unknown> {
@@ -90,12 +106,21 @@ export interface RawResponse<T = unknown> {
 
 export type ApiClient = ReturnType<typeof apiClientFactory>;
 
-export function apiClientFactory({ server, token, caPem, timeoutMs = 30_000, fetch: fetchFn = fetch }: ApiClientOptions) {
+export function apiClientFactory({
+  server,
+  token,
+  caPem,
+  timeoutMs = 30_000,
+  fetch: fetchFn = fetch,
+}: ApiClientOptions) {
   const base = server.replace(/\/+$/, "");
 
   /** Any answer the server gives, without throwing on status; throws only when unreachable. */
   async function raw<T = unknown>(method: string, path: string, body?: unknown): Promise<RawResponse<T>> {
-    const headers: Record<string, string> = { accept: "application/json, application/problem+json", "user-agent": `slipway-cli/${VERSION}` };
+    const headers: Record<string, string> = {
+      accept: "application/json, application/problem+json",
+      "user-agent": `slipway-cli/${VERSION}`,
+    };
     if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
     const init: RequestInit & { tls?: { ca: string } } = {
@@ -120,7 +145,10 @@ export function apiClientFactory({ server, token, caPem, timeoutMs = 30_000, fet
         parsed = JSON.parse(text);
       } catch {
         parsed = { detail: text.slice(0, 200).trim() };
-        if (res.ok) throw new SlipwayError(`${base}${path} answered ${res.status} with something that is not JSON; is ${base} a Slipway server?`);
+        if (res.ok)
+          throw new SlipwayError(
+            `${base}${path} answered ${res.status} with something that is not JSON; is ${base} a Slipway server?`,
+          );
       }
     }
     return { status: res.status, headers: res.headers, body: parsed as T };
@@ -130,7 +158,10 @@ export function apiClientFactory({ server, token, caPem, timeoutMs = 30_000, fet
     if (r.status >= 200 && r.status < 300) return r.body as T;
     const p = (r.body && typeof r.body === "object" ? r.body : {}) as Problem;
     if (r.status >= 300 && r.status < 400) {
-      throw new ApiError(r.status, { title: `HTTP ${r.status}`, detail: `the server redirects to ${r.headers.get("location") ?? "elsewhere"}; pass that address as --server` });
+      throw new ApiError(r.status, {
+        title: `HTTP ${r.status}`,
+        detail: `the server redirects to ${r.headers.get("location") ?? "elsewhere"}; pass that address as --server`,
+      });
     }
     throw new ApiError(r.status, p);
   }

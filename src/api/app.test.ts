@@ -83,14 +83,24 @@ describe("problem+json", () => {
         c.close();
       },
     });
-    const streamed = await call("/test/echo", { method: "POST", headers: { "content-type": "application/json" }, body, duplex: "half" } as RequestInit);
+    const streamed = await call("/test/echo", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      duplex: "half",
+    } as RequestInit);
     expect(streamed.status).toBe(413);
     expect((await problem(streamed)).detail).toContain("exceeds the limit of 1024 bytes");
   });
 
   test("a body of any other content type is read within the same limit (413), and a small text body is still a 400", async () => {
     const { call } = makeApp();
-    for (const type of ["text/plain", "application/octet-stream", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]) {
+    for (const type of [
+      "text/plain",
+      "application/octet-stream",
+      "multipart/form-data; boundary=x",
+      "application/x-www-form-urlencoded",
+    ]) {
       let pulled = 0;
       const body = new ReadableStream({
         pull(c) {
@@ -99,13 +109,28 @@ describe("problem+json", () => {
           c.enqueue(new TextEncoder().encode("y".repeat(512)));
         },
       });
-      const big = await call("/test/echo", { method: "POST", headers: { "content-type": type }, body, duplex: "half" } as RequestInit);
+      const big = await call("/test/echo", {
+        method: "POST",
+        headers: { "content-type": type },
+        body,
+        duplex: "half",
+      } as RequestInit);
       expect({ type, status: big.status }).toEqual({ type, status: 413 });
       expect({ type, pulled: pulled <= 2048 }).toEqual({ type, pulled: true });
     }
-    expect((await call("/test/echo", { method: "POST", headers: { "content-type": "text/plain" }, body: "name=x" })).status).toBe(400);
+    expect(
+      (await call("/test/echo", { method: "POST", headers: { "content-type": "text/plain" }, body: "name=x" })).status,
+    ).toBe(400);
     // Form bodies are still read as fields, as the framework did (the API itself takes JSON).
-    expect(await (await call("/test/echo", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "name=x" })).json()).toEqual({ name: "x" });
+    expect(
+      await (
+        await call("/test/echo", {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "name=x",
+        })
+      ).json(),
+    ).toEqual({ name: "x" });
   });
 
   test("an unknown route is a 404", async () => {
@@ -132,7 +157,9 @@ describe("problem+json", () => {
 describe("headers", () => {
   test("HSTS when serving HTTPS, none over plain HTTP", async () => {
     expect((await makeApp().call("/livez")).headers.get("strict-transport-security")).toBe("max-age=600");
-    expect((await makeApp({ hstsMaxAgeSeconds: null }).call("/livez")).headers.get("strict-transport-security")).toBeNull();
+    expect(
+      (await makeApp({ hstsMaxAgeSeconds: null }).call("/livez")).headers.get("strict-transport-security"),
+    ).toBeNull();
   });
 
   test("errors carry the request id and HSTS too", async () => {
@@ -158,7 +185,13 @@ describe("/metrics access", () => {
     const ok = await remote.call("/metrics", { headers: { authorization: "Bearer s3cret-metrics" } });
     expect(ok.status).toBe(200);
     expect(await ok.text()).toContain("# TYPE slipway_http_requests_total counter");
-    expect((await makeApp({ metricsBearerToken: null }, "192.0.2.10").call("/metrics", { headers: { authorization: "Bearer " } })).status).toBe(403);
+    expect(
+      (
+        await makeApp({ metricsBearerToken: null }, "192.0.2.10").call("/metrics", {
+          headers: { authorization: "Bearer " },
+        })
+      ).status,
+    ).toBe(403);
   });
 });
 
@@ -174,6 +207,8 @@ describe("/readyz", () => {
     const fail = await call("/readyz");
     expect(fail.status).toBe(503);
     expect(fail.headers.get("content-type")).toBe("application/health+json");
-    expect(((await fail.json()) as { checks: Record<string, { output: string }[]> }).checks["c:broken"]![0]!.output).toBe("db gone");
+    expect(
+      ((await fail.json()) as { checks: Record<string, { output: string }[]> }).checks["c:broken"]![0]!.output,
+    ).toBe("db gone");
   });
 });

@@ -63,9 +63,11 @@ const CONNECT_UNREAD = Object.freeze({});
 export function createApp(deps: AppDeps) {
   const { log, metrics, options } = deps;
   const requests = metrics.counter("slipway_http_requests_total", "HTTP requests by route, method and status");
-  const durations = metrics.histogram("slipway_http_request_duration_seconds", "HTTP request latency by route", [
-    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
-  ]);
+  const durations = metrics.histogram(
+    "slipway_http_request_duration_seconds",
+    "HTTP request latency by route",
+    [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+  );
   const hsts = options.hstsMaxAgeSeconds === null ? null : `max-age=${options.hstsMaxAgeSeconds}`;
 
   // normalize: false makes unknown body fields a 400 instead of silently dropping them, so a
@@ -82,12 +84,15 @@ export function createApp(deps: AppDeps) {
     .onParse(async ({ request, contentType }) => {
       // Connect RPC reads its own body (proto or JSON, unary or streamed): leave it unread.
       if (requestInfo(request).rpc) return CONNECT_UNREAD;
-      if (contentType === "application/json" || contentType.endsWith("+json")) return readJsonLimited(request, options.maxBodyBytes);
+      if (contentType === "application/json" || contentType.endsWith("+json"))
+        return readJsonLimited(request, options.maxBodyBytes);
       // Any other body (the API takes only JSON) is read within the same limit too: left to the
       // framework's own parsers, it was read whole, however large, before the 400.
       if (request.body) {
         const text = new TextDecoder().decode(await readBodyLimited(request, options.maxBodyBytes));
-        return contentType.startsWith("application/x-www-form-urlencoded") ? Object.fromEntries(new URLSearchParams(text)) : text;
+        return contentType.startsWith("application/x-www-form-urlencoded")
+          ? Object.fromEntries(new URLSearchParams(text))
+          : text;
       }
     })
     .onError(({ code, error, request, set, path }) => {
@@ -96,7 +101,13 @@ export function createApp(deps: AppDeps) {
       problem.instance = path;
       problem.request_id = info.id;
       if (unexpected) {
-        log.error("request failed", { request_id: info.id, method: request.method, path, error: error as Error, stack: (error as Error)?.stack });
+        log.error("request failed", {
+          request_id: info.id,
+          method: request.method,
+          path,
+          error: error as Error,
+          stack: (error as Error)?.stack,
+        });
       }
       set.status = problem.status;
       set.headers["content-type"] = PROBLEM_CONTENT_TYPE;
@@ -114,15 +125,34 @@ export function createApp(deps: AppDeps) {
       requests.inc({ route: routeLabel, method: request.method, status: String(status) });
       durations.observe(seconds, { route: routeLabel });
       // The path only: query strings may carry credentials (e.g. a device-login code).
-      log.debug("request", { request_id: info.id, method: request.method, path, status, ms: Math.round(seconds * 1e4) / 10 });
+      log.debug("request", {
+        request_id: info.id,
+        method: request.method,
+        path,
+        status,
+        ms: Math.round(seconds * 1e4) / 10,
+      });
     })
     .use(healthRoutes(deps))
-    .use(meRoutes(deps.identity ? identityContext(deps.identity, deps.clientAddress) : { actorOf: (r) => deps.auth.authenticate(r.headers.get("authorization")) }))
+    .use(
+      meRoutes(
+        deps.identity
+          ? identityContext(deps.identity, deps.clientAddress)
+          : { actorOf: (r) => deps.auth.authenticate(r.headers.get("authorization")) },
+      ),
+    )
     .use(docsRoutes(deps))
     .use(webRoutes());
   if (deps.identity) {
     const ctx = identityContext(deps.identity, deps.clientAddress);
-    app.use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null })).use(orgRoutes(ctx)).use(memberRoutes(ctx)).use(projectRoutes(ctx)).use(tokenRoutes(ctx)).use(trustRoutes(ctx)).use(deviceRoutes(ctx));
+    app
+      .use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null }))
+      .use(orgRoutes(ctx))
+      .use(memberRoutes(ctx))
+      .use(projectRoutes(ctx))
+      .use(tokenRoutes(ctx))
+      .use(trustRoutes(ctx))
+      .use(deviceRoutes(ctx));
     if (deps.identity.egress) {
       const egress = { ...ctx, egress: deps.identity.egress };
       app.use(egressRoutes(egress)).use(egressHostRoutes(egress)).use(egressAgentRoutes(egress));

@@ -41,7 +41,10 @@ export interface IdentityContext extends IdentityServices {
   ip(request: Request): string | null;
 }
 
-export function identityContext(services: IdentityServices, clientAddress: (r: Request) => string | null): IdentityContext {
+export function identityContext(
+  services: IdentityServices,
+  clientAddress: (r: Request) => string | null,
+): IdentityContext {
   return {
     ...services,
     ip: clientAddress,
@@ -65,11 +68,18 @@ export function identityContext(services: IdentityServices, clientAddress: (r: R
         }
       } catch (e) {
         if (e instanceof UnauthenticatedError) {
-          services.audit.record({ actor: "anonymous", action: "auth.failure", outcome: "failure", ip: clientAddress(request), details: { reason: e.message, path: new URL(request.url).pathname } });
+          services.audit.record({
+            actor: "anonymous",
+            action: "auth.failure",
+            outcome: "failure",
+            ip: clientAddress(request),
+            details: { reason: e.message, path: new URL(request.url).pathname },
+          });
         }
         throw e;
       }
-      if (actor.kind === "anonymous") throw new UnauthenticatedError("this endpoint needs credentials: Authorization: Bearer <token>");
+      if (actor.kind === "anonymous")
+        throw new UnauthenticatedError("this endpoint needs credentials: Authorization: Bearer <token>");
       return actor;
     },
   };

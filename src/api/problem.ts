@@ -62,7 +62,8 @@ export function toProblem(error: unknown, elysiaCode?: string | number): { probl
     if (error instanceof cls) {
       const p: Problem = { type: problemType(slug), title, status, detail: error.message };
       if (error instanceof InvalidInputError && error.errors.length) p.errors = error.errors;
-      if (error instanceof QuotaExceededError) Object.assign(p, { quota: error.quota, limit: error.limit, current: error.current });
+      if (error instanceof QuotaExceededError)
+        Object.assign(p, { quota: error.quota, limit: error.limit, current: error.current });
       return { problem: p, unexpected: false };
     }
   }
@@ -80,13 +81,29 @@ export function toProblem(error: unknown, elysiaCode?: string | number): { probl
     };
   }
   if (elysiaCode === "NOT_FOUND") {
-    return { problem: { type: problemType("not-found"), title: "Not found", status: 404, detail: "no such resource or route" }, unexpected: false };
+    return {
+      problem: { type: problemType("not-found"), title: "Not found", status: 404, detail: "no such resource or route" },
+      unexpected: false,
+    };
   }
   if (elysiaCode === "PARSE") {
-    return { problem: { type: problemType("invalid-input"), title: "Invalid input", status: 400, detail: "the request body could not be parsed" }, unexpected: false };
+    return {
+      problem: {
+        type: problemType("invalid-input"),
+        title: "Invalid input",
+        status: 400,
+        detail: "the request body could not be parsed",
+      },
+      unexpected: false,
+    };
   }
   return {
-    problem: { type: problemType("internal"), title: "Internal error", status: 500, detail: "the server failed to handle this request; its log has the details under this request id" },
+    problem: {
+      type: problemType("internal"),
+      title: "Internal error",
+      status: 500,
+      detail: "the server failed to handle this request; its log has the details under this request id",
+    },
     unexpected: true,
   };
 }

@@ -48,7 +48,13 @@ describe("drain", () => {
 
   test("builds that finish in time end the drain when the last one does", async () => {
     const f = fakeBuilds(["bld_1"]);
-    const d = drainControllerFactory({ builds: f.builds, log: silentLogger, drainMs: 60_000, liveWithinMs: 60_000, pollMs: 20 });
+    const d = drainControllerFactory({
+      builds: f.builds,
+      log: silentLogger,
+      drainMs: 60_000,
+      liveWithinMs: 60_000,
+      pollMs: 20,
+    });
     setTimeout(() => (f.inFlightNow.length = 0), 300);
     const r = await d.drain();
     expect(r).toMatchObject({ ended: "empty", waitedFor: 1, canceled: [] });
@@ -58,20 +64,36 @@ describe("drain", () => {
 
   test("out of drain time: the rest are canceled with the reason, and their clients get a moment to hear it", async () => {
     const f = fakeBuilds(["bld_1", "bld_2"]);
-    const d = drainControllerFactory({ builds: f.builds, log: silentLogger, drainMs: 1000, liveWithinMs: 60_000, pollMs: 20, finalWordMs: 60_000 });
+    const d = drainControllerFactory({
+      builds: f.builds,
+      log: silentLogger,
+      drainMs: 1000,
+      liveWithinMs: 60_000,
+      pollMs: 20,
+      finalWordMs: 60_000,
+    });
     setTimeout(() => f.tell("bld_1"), 1200);
     setTimeout(() => f.tell("bld_2"), 1400);
     const r = await d.drain();
     expect(r.ended).toBe("timeout");
     expect(r.canceled).toEqual(["bld_1", "bld_2"]);
-    expect(f.calls[1]).toBe("cancel:slipway is shutting down: this build did not finish within its drain time (1 s); run the build again");
+    expect(f.calls[1]).toBe(
+      "cancel:slipway is shutting down: this build did not finish within its drain time (1 s); run the build again",
+    );
     expect(r.tookMs).toBeGreaterThanOrEqual(1380); // waited for both clients...
     expect(r.tookMs).toBeLessThan(30_000); // ...and not the 60 s final word
   });
 
   test("a client that never calls back is not waited for beyond the final word", async () => {
     const f = fakeBuilds(["bld_1"]);
-    const d = drainControllerFactory({ builds: f.builds, log: silentLogger, drainMs: 100, liveWithinMs: 60_000, pollMs: 20, finalWordMs: 400 });
+    const d = drainControllerFactory({
+      builds: f.builds,
+      log: silentLogger,
+      drainMs: 100,
+      liveWithinMs: 60_000,
+      pollMs: 20,
+      finalWordMs: 400,
+    });
     const r = await d.drain();
     expect(r.tookMs).toBeGreaterThanOrEqual(480);
     expect(r.tookMs).toBeLessThan(30_000); // ended by the final word, never by the client
@@ -79,14 +101,22 @@ describe("drain", () => {
 
   test("a second signal ends the drain at once, with its own reason; a third skips the final word", async () => {
     const f = fakeBuilds(["bld_1"]);
-    const d = drainControllerFactory({ builds: f.builds, log: silentLogger, drainMs: 600_000, liveWithinMs: 60_000, finalWordMs: 60_000 });
+    const d = drainControllerFactory({
+      builds: f.builds,
+      log: silentLogger,
+      drainMs: 600_000,
+      liveWithinMs: 60_000,
+      finalWordMs: 60_000,
+    });
     const t0 = Date.now();
     const running = d.drain();
     setTimeout(() => d.interrupt(), 100);
     setTimeout(() => d.interrupt(), 400);
     const r = await running;
     expect(r.ended).toBe("interrupted");
-    expect(f.calls[1]).toBe("cancel:slipway is shutting down: its drain was ended early (a second stop signal) before this build finished; run the build again");
+    expect(f.calls[1]).toBe(
+      "cancel:slipway is shutting down: its drain was ended early (a second stop signal) before this build finished; run the build again",
+    );
     expect(Date.now() - t0).toBeGreaterThanOrEqual(380); // the final word lasted until the third signal
     expect(Date.now() - t0).toBeLessThan(30_000); // not the 60 s final word
   });

@@ -12,7 +12,8 @@ import type { Logger } from "../log/logger.ts";
 /** How long canceled builds' clients get to call FinishBuild and learn why. */
 export const FINAL_WORD_MS = 5_000;
 
-export const REFUSAL = "slipway is shutting down: it admits no new builds while the running ones finish; retry once it is back (or on another appliance)";
+export const REFUSAL =
+  "slipway is shutting down: it admits no new builds while the running ones finish; retry once it is back (or on another appliance)";
 
 export interface DrainDeps {
   builds: Pick<BuildsService, "stopAdmitting" | "inFlight" | "cancelForShutdown" | "untoldShutdownCancels">;
@@ -46,7 +47,11 @@ export function drainControllerFactory(deps: DrainDeps) {
   let running: Promise<DrainResult> | null = null;
 
   /** Waits until `done()` or `ms` pass or a signal beyond `interruptsBefore` arrives. */
-  async function waitUntil(done: () => boolean, ms: number, interruptsBefore: number): Promise<"done" | "timeout" | "interrupted"> {
+  async function waitUntil(
+    done: () => boolean,
+    ms: number,
+    interruptsBefore: number,
+  ): Promise<"done" | "timeout" | "interrupted"> {
     const deadline = Date.now() + ms;
     for (;;) {
       if (interrupts > interruptsBefore) return "interrupted";
@@ -66,7 +71,11 @@ export function drainControllerFactory(deps: DrainDeps) {
     run: () => {
       if (startedAt === null) return { status: "pass", output: "admitting builds" };
       const left = Math.max(0, Math.ceil((startedAt + deps.drainMs - Date.now()) / 1000));
-      return { status: "fail", observedValue: deps.builds.inFlight(deps.liveWithinMs).length, output: `draining: shutting down, admitting no new builds; running builds have ${left} s left to finish` };
+      return {
+        status: "fail",
+        observedValue: deps.builds.inFlight(deps.liveWithinMs).length,
+        output: `draining: shutting down, admitting no new builds; running builds have ${left} s left to finish`,
+      };
     },
   };
 
@@ -84,7 +93,10 @@ export function drainControllerFactory(deps: DrainDeps) {
         deps.builds.stopAdmitting(REFUSAL);
         const live = () => deps.builds.inFlight(deps.liveWithinMs);
         const waitedFor = live().length;
-        deps.log.info("draining: no new builds; waiting for running ones", { builds: waitedFor, drain_seconds: deps.drainMs / 1000 });
+        deps.log.info("draining: no new builds; waiting for running ones", {
+          builds: waitedFor,
+          drain_seconds: deps.drainMs / 1000,
+        });
         const outcome = await waitUntil(() => live().length === 0, deps.drainMs, 0);
         const ended = outcome === "done" ? "empty" : outcome;
         const reason =

@@ -7,7 +7,10 @@ import type { Database } from "bun:sqlite";
 
 /** The appliance's id, made on first call and the same ever after. */
 export function ensureApplianceId(db: Database, now = new Date()): string {
-  db.query("INSERT OR IGNORE INTO appliance (singleton, id, created_at) VALUES (1, ?, ?)").run(crypto.randomUUID().replace(/-/g, "").slice(0, 16), now.toISOString());
+  db.query("INSERT OR IGNORE INTO appliance (singleton, id, created_at) VALUES (1, ?, ?)").run(
+    crypto.randomUUID().replace(/-/g, "").slice(0, 16),
+    now.toISOString(),
+  );
   return readApplianceId(db)!;
 }
 

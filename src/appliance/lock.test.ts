@@ -28,7 +28,9 @@ describe("lockDataDir", () => {
       refused = e;
     }
     expect(refused).toBeInstanceOf(ConfigError);
-    expect((refused as Error).message).toBe(`data dir ${dir} is in use by another slipway serve (pid ${child.pid}): stop it first, or give this one another --data-dir`);
+    expect((refused as Error).message).toBe(
+      `data dir ${dir} is in use by another slipway serve (pid ${child.pid}): stop it first, or give this one another --data-dir`,
+    );
     child.kill(9);
     await child.exited;
     const mine = lockDataDir(dir); // no stale lock after a kill -9

@@ -33,7 +33,9 @@ export function lockDataDir(dataDir: string): DataDirLock {
   if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
     closeSync(fd);
     const holder = readFileSync(path, "utf8").trim();
-    throw new ConfigError(`data dir ${dataDir} is in use by another slipway serve${/^\d+$/.test(holder) ? ` (pid ${holder})` : ""}: stop it first, or give this one another --data-dir`);
+    throw new ConfigError(
+      `data dir ${dataDir} is in use by another slipway serve${/^\d+$/.test(holder) ? ` (pid ${holder})` : ""}: stop it first, or give this one another --data-dir`,
+    );
   }
   ftruncateSync(fd, 0);
   writeSync(fd, `${process.pid}\n`, 0);

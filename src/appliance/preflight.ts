@@ -14,7 +14,15 @@ export function probePort(addr: ListenAddress): Promise<string | null> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.once("error", (e: NodeJS.ErrnoException) =>
-      resolve(e.code === "EADDRINUSE" ? "already in use" : e.code === "EACCES" ? "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)" : e.code === "EADDRNOTAVAIL" ? "no such local address" : (e.code ?? e.message)),
+      resolve(
+        e.code === "EADDRINUSE"
+          ? "already in use"
+          : e.code === "EACCES"
+            ? "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            : e.code === "EADDRNOTAVAIL"
+              ? "no such local address"
+              : (e.code ?? e.message),
+      ),
     );
     srv.listen({ host: addr.hostname, port: addr.port, exclusive: true }, () => srv.close(() => resolve(null)));
   });
@@ -23,7 +31,8 @@ export function probePort(addr: ListenAddress): Promise<string | null> {
 export async function checkPortsFree(ports: { name: string; flag: string; addr: ListenAddress }[]): Promise<void> {
   for (const p of ports) {
     const problem = await probePort(p.addr);
-    if (problem) throw new ConfigError(`cannot listen on ${formatListenAddress(p.addr)} (${p.name}, ${p.flag}): ${problem}`);
+    if (problem)
+      throw new ConfigError(`cannot listen on ${formatListenAddress(p.addr)} (${p.name}, ${p.flag}): ${problem}`);
   }
 }
 
@@ -60,7 +69,9 @@ export function prepareDataDir(dir: string): void {
     writeFileSync(probe, "");
     rmSync(probe);
   } catch (e) {
-    throw new ConfigError(`data dir ${dir} is not usable: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (set --data-dir or data.dir)`);
+    throw new ConfigError(
+      `data dir ${dir} is not usable: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (set --data-dir or data.dir)`,
+    );
   }
 }
 
@@ -69,7 +80,9 @@ export function checkReadable(files: { key: string; path: string }[]): void {
     try {
       accessSync(f.path, constants.R_OK);
     } catch (e) {
-      throw new ConfigError(`config: ${f.key} = ${JSON.stringify(f.path)} cannot be read: ${(e as NodeJS.ErrnoException).code ?? "error"}`);
+      throw new ConfigError(
+        `config: ${f.key} = ${JSON.stringify(f.path)} cannot be read: ${(e as NodeJS.ErrnoException).code ?? "error"}`,
+      );
     }
   }
 }

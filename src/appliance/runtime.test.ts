@@ -60,7 +60,12 @@ describe("graceful stop", () => {
     let stopped = false;
     const stopping = app.stop().then(() => (stopped = true));
     // The listener closes while the request is still held...
-    await until("new connections to be refused", () => get("/livez").then(() => false, () => true));
+    await until("new connections to be refused", () =>
+      get("/livez").then(
+        () => false,
+        () => true,
+      ),
+    );
     // ...and the stop waits for it: not done until the request is let go.
     expect(stopped).toBe(false);
     held.release();

@@ -36,7 +36,18 @@ import Docker from "dockerode";
 import { connectRoutes } from "../api/connect/routes.ts";
 import { identityContext, type IdentityServices } from "../api/identity.ts";
 import type { Actor } from "../auth/actor.ts";
-import { builderCurrencyHealthCheck, builderServiceFactory, builderNetworkPolicyFactory, describeEmulation, exporterCheckFactory, networkPolicyHealthCheck, parseEndpoints, policyNames, type BuilderService, type BuilderNetworkPolicy } from "../builders/index.ts";
+import {
+  builderCurrencyHealthCheck,
+  builderServiceFactory,
+  builderNetworkPolicyFactory,
+  describeEmulation,
+  exporterCheckFactory,
+  networkPolicyHealthCheck,
+  parseEndpoints,
+  policyNames,
+  type BuilderService,
+  type BuilderNetworkPolicy,
+} from "../builders/index.ts";
 import { hostExec } from "../host/exec.ts";
 import { PreconditionError, UnavailableError } from "../errors.ts";
 import { localPlatform } from "../wire/depot.ts";
@@ -55,7 +66,6 @@ const STATUS_PATHS = new Set([BUILDKIT_STATUS_PATH]);
 const CONNECT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** Largest unary Connect request: the depot CLI's are a few KiB (ReportBuildContext's Dockerfiles the most). */
 const CONNECT_MAX_UNARY_BYTES = 1024 * 1024;
-
 
 async function dockerEngine(docker: Docker): Promise<{ ok: true; version: string } | { ok: false; error: string }> {
   try {
@@ -139,7 +149,11 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
   const policy: { applied: BuilderNetworkPolicy | null } = { applied: null };
   const stoppables: (() => void)[] = [];
   try {
-    checkpointer = await startCheckpointer(state.db, state.dbFile, { busyTimeoutMs: config.database.busy_timeout_ms, onError: (message) => log.warn("WAL checkpoint worker failed; checkpointing on the main thread again", { error: message }) });
+    checkpointer = await startCheckpointer(state.db, state.dbFile, {
+      busyTimeoutMs: config.database.busy_timeout_ms,
+      onError: (message) =>
+        log.warn("WAL checkpoint worker failed; checkpointing on the main thread again", { error: message }),
+    });
     const publicUrl = s.public_url ?? defaultPublicUrl(listen.port, https);
     const audit = auditServiceFactory({ db: state.db });
     // The registry's names: clients use the public URL's host:port; builders that same name
@@ -148,8 +162,21 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
     const registryHosts = builderRegistryHost(pub.hostname, Number(pub.port) || 443);
 
     // 3. TLS, and the build endpoint's identity.
-    const { tls, certNotAfter } = await serverTls({ https, operatorTls, publicUrl, withBuilderAlias: registryHosts.alias && config.registry.enabled, state, audit, log });
-    const { buildEndpoint, buildPublic, buildLeaf } = await buildEndpointIdentity({ buildPublicAddress: s.build_public_address, publicUrl, buildListen, state });
+    const { tls, certNotAfter } = await serverTls({
+      https,
+      operatorTls,
+      publicUrl,
+      withBuilderAlias: registryHosts.alias && config.registry.enabled,
+      state,
+      audit,
+      log,
+    });
+    const { buildEndpoint, buildPublic, buildLeaf } = await buildEndpointIdentity({
+      buildPublicAddress: s.build_public_address,
+      publicUrl,
+      buildListen,
+      state,
+    });
 
     // 4. Health and metrics.
     const { health, metrics } = healthAndMetrics(state, certNotAfter);
@@ -160,35 +187,106 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
 
     // The tables' owners. What they ask of builders and builds (made later) is bound late.
     const fleet: { builders: BuilderService | null; builds: BuildsService | null } = { builders: null, builds: null };
-    const tenants = tenantServicesFactory({ db: state.db, audit, config, fleet, applianceHosts: [pub.hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname] });
+    const tenants = tenantServicesFactory({
+      db: state.db,
+      audit,
+      config,
+      fleet,
+      applianceHosts: [pub.hostname.replace(/^\[|\]$/g, ""), buildPublic.hostname],
+    });
     const { egress } = tenants;
 
     // The registry (saved builds): started before the builders, which learn how to reach it.
     // Its token service authenticates with the API's identity context, made further down.
     let registryActorOf: (request: Request) => Promise<Actor> = async () => ({ kind: "anonymous" });
     const caPem = () => (operatorTls ? tls!.cert : readFileSync(state.caFile, "utf8"));
-    const saved = await startRegistry({ config, dataDir, listen, https, tls, pub, registryHosts, caPem, state, log, health, stoppables, projects: tenants.projects, builds: { find: (id) => fleet.builds?.find(id) ?? null }, actorOf: (request) => registryActorOf(request) });
+    const saved = await startRegistry({
+      config,
+      dataDir,
+      listen,
+      https,
+      tls,
+      pub,
+      registryHosts,
+      caPem,
+      state,
+      log,
+      health,
+      stoppables,
+      projects: tenants.projects,
+      builds: { find: (id) => fleet.builds?.find(id) ?? null },
+      actorOf: (request) => registryActorOf(request),
+    });
     const { registry } = saved;
 
     // 4b. Builders, builds and the build endpoint. builds → router stays one-way: the router is
     //     handed the lookup (serial → active build → ready builder) and told when builds end.
     const docker = new Docker({ socketPath: config.builders.docker_socket });
-    policy.applied = await applyNetworkPolicy({ config, applianceId: state.applianceId, registryPort: saved.builderRegistryPort, apiPort: listen.port, log, health, stoppables });
-    const builders = (fleet.builders = builderService({ config, state, dataDir, docker, volumes, networkPolicy: policy.applied, quotas: tenants.quotas, projects: tenants.projects, orgs: tenants.orgs, egress, fleet, log, registry: saved.forBuilders }));
+    policy.applied = await applyNetworkPolicy({
+      config,
+      applianceId: state.applianceId,
+      registryPort: saved.builderRegistryPort,
+      apiPort: listen.port,
+      log,
+      health,
+      stoppables,
+    });
+    const builders = (fleet.builders = builderService({
+      config,
+      state,
+      dataDir,
+      docker,
+      volumes,
+      networkPolicy: policy.applied,
+      quotas: tenants.quotas,
+      projects: tenants.projects,
+      orgs: tenants.orgs,
+      egress,
+      fleet,
+      log,
+      registry: saved.forBuilders,
+    }));
     stoppables.push(() => builders.close());
-    const started = await startBuilds({ config, state, log, metrics, health, stoppables, docker, builders, volumes, buildEndpoint, buildLeaf, publicUrl, audit, projects: tenants.projects, tokens: tenants.tokens });
+    const started = await startBuilds({
+      config,
+      state,
+      log,
+      metrics,
+      health,
+      stoppables,
+      docker,
+      builders,
+      volumes,
+      buildEndpoint,
+      buildLeaf,
+      publicUrl,
+      audit,
+      projects: tenants.projects,
+      tokens: tenants.tokens,
+    });
     const { builds: buildsService, drain, exporters } = started;
     [router, fleet.builds] = [started.router, buildsService];
     await router.listen(buildListen);
-    health.register({ name: "build-endpoint:listening", run: () => ({ status: "pass", output: `${buildEndpoint.endpoint} (server name ${buildEndpoint.serverName})` }) });
+    health.register({
+      name: "build-endpoint:listening",
+      run: () => ({ status: "pass", output: `${buildEndpoint.endpoint} (server name ${buildEndpoint.serverName})` }),
+    });
 
     // 5. HTTP.
-    const metricsToken = config.metrics.bearer_token_file ? readFileSync(config.metrics.bearer_token_file, "utf8").trim() || null : null;
+    const metricsToken = config.metrics.bearer_token_file
+      ? readFileSync(config.metrics.bearer_token_file, "utf8").trim() || null
+      : null;
     let server: Server<undefined> | null = null;
     const { auth } = tenants;
     const identity: IdentityServices = { ...tenants.identity, egress, publicUrl };
     // Expired logins, sessions and tokens and old build logs: pruned now and on a timer.
-    stoppables.push(retentionServiceFactory({ ...tenants.retention, log: log.child({ component: "retention" }), settings: config.retention }).start());
+    stoppables.push(
+      retentionServiceFactory({
+        ...tenants.retention,
+        log: log.child({ component: "retention" }),
+        settings: config.retention,
+      }).start(),
+    );
     const resetCache = (projectId: string, actor: Actor) => tenants.projects.resetCache(projectId, actor);
     const clientAddress = (req: Request) => server?.requestIP(req)?.address ?? null;
     const ctx = identityContext(identity, clientAddress);
@@ -200,11 +298,25 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       auth,
       identity,
       version: VERSION,
-      options: { maxBodyBytes: s.max_body_bytes, hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null, metricsBearerToken: metricsToken },
+      options: {
+        maxBodyBytes: s.max_body_bytes,
+        hstsMaxAgeSeconds: https ? s.hsts_max_age_seconds : null,
+        metricsBearerToken: metricsToken,
+      },
       clientAddress,
       builds: { builds: buildsService, builders, encryption: volumes.manager.encryption, resetCache },
       ...(registry ? { registry } : {}),
-      rpc: connectRoutes({ ctx, builds: buildsService, resetCache: async (id, actor) => void (await resetCache(id, actor)), log, defaultPlatform: localPlatform(), maxUnaryBytes: CONNECT_MAX_UNARY_BYTES, maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES, ...(registry ? { registry } : {}), imageExport: () => exporters.canPush() }),
+      rpc: connectRoutes({
+        ctx,
+        builds: buildsService,
+        resetCache: async (id, actor) => void (await resetCache(id, actor)),
+        log,
+        defaultPlatform: localPlatform(),
+        maxUnaryBytes: CONNECT_MAX_UNARY_BYTES,
+        maxMessageBytes: CONNECT_MAX_MESSAGE_BYTES,
+        ...(registry ? { registry } : {}),
+        imageExport: () => exporters.canPush(),
+      }),
       plugins: plugins ?? [],
     });
     // Runners colocated with the appliance: enforced by serve itself (off by default).
@@ -227,9 +339,24 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       egress,
       drain: () => drain.drain(),
       interruptDrain: () => drain.interrupt(),
-      routes: app.routes.map((r) => ({ method: r.method, path: r.path, takesBody: (r.hooks as { body?: unknown } | undefined)?.body !== undefined })),
+      routes: app.routes.map((r) => ({
+        method: r.method,
+        path: r.path,
+        takesBody: (r.hooks as { body?: unknown } | undefined)?.body !== undefined,
+      })),
       stop() {
-        stopping ??= stopAppliance({ server: srv, router: activeRouter, localEgress, shutdownSeconds: s.shutdown_timeout_seconds, stoppables, policy: policy.applied, checkpointer, state, lock, log });
+        stopping ??= stopAppliance({
+          server: srv,
+          router: activeRouter,
+          localEgress,
+          shutdownSeconds: s.shutdown_timeout_seconds,
+          stoppables,
+          policy: policy.applied,
+          checkpointer,
+          state,
+          lock,
+          log,
+        });
         return stopping;
       },
     };
@@ -248,7 +375,13 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
 type Config = LoadedConfig["config"];
 
 async function startLocalEgress(config: Config, egress: EgressService, log: Logger) {
-  const local = await startLocalEgressAgents({ egress, log, hostsFile: config.egress.hosts_file, nflogGroup: config.egress.nflog_group, graceMs: config.egress.grace_seconds * 1000 });
+  const local = await startLocalEgressAgents({
+    egress,
+    log,
+    hostsFile: config.egress.hosts_file,
+    nflogGroup: config.egress.nflog_group,
+    graceMs: config.egress.grace_seconds * 1000,
+  });
   log.info("egress: enforcing local runner hosts", { count: local.agents.length });
   return local;
 }
@@ -290,7 +423,10 @@ function builderService(o: {
     log: o.log.child({ component: "builders" }),
     pidsLimit: config.builders.pids_limit,
     containerdStore: config.builders.dockerd_containerd_store,
-    insecureRegistries: config.builders.insecure_registries.split(",").map((x) => x.trim()).filter(Boolean),
+    insecureRegistries: config.builders.insecure_registries
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
     allowEmulation: config.builders.allow_emulation,
     // Off: builder networks get Docker's own bridge names and builders from any earlier serve are
     // adopted; enforced, only builders on bridges the policy filters are.
@@ -323,7 +459,10 @@ async function stopAppliance(o: {
   await o.localEgress?.stop(); // rules stay in force
   await o.router.stop();
   const graceful = o.server.stop(false);
-  const timedOut = await Promise.race([graceful.then(() => false), Bun.sleep(o.shutdownSeconds * 1000).then(() => true)]);
+  const timedOut = await Promise.race([
+    graceful.then(() => false),
+    Bun.sleep(o.shutdownSeconds * 1000).then(() => true),
+  ]);
   if (timedOut) {
     o.log.warn("shutdown timeout reached; closing remaining connections", { timeout_seconds: o.shutdownSeconds });
     await o.server.stop(true);
@@ -337,7 +476,12 @@ async function stopAppliance(o: {
 
 /** The data dir, made ready and locked (one serve per data dir, for this process's life: a
  * second would adopt the first's builders), and its state; on failure the lock is released. */
-async function claimDataDir(o: { config: Config; dataDir: string; env: Record<string, string | undefined>; log: Logger }) {
+async function claimDataDir(o: {
+  config: Config;
+  dataDir: string;
+  env: Record<string, string | undefined>;
+  log: Logger;
+}) {
   prepareDataDir(o.dataDir);
   const lock = lockDataDir(o.dataDir);
   try {
@@ -357,16 +501,36 @@ async function claimDataDir(o: { config: Config; dataDir: string; env: Record<st
 }
 
 /** Ports free and operator-named files readable: checked before anything is made. */
-async function preflight(config: Config, o: { listen: ListenAddress; buildListen: ListenAddress; operatorTls: { cert: string; key: string } | null }) {
+async function preflight(
+  config: Config,
+  o: { listen: ListenAddress; buildListen: ListenAddress; operatorTls: { cert: string; key: string } | null },
+) {
   await checkPortsFree([
     { name: "API", flag: "--listen", addr: o.listen },
     { name: "build endpoint", flag: "--build-listen", addr: o.buildListen },
-    ...(config.registry.builder_listen ? [{ name: "builders' registry", flag: "registry.builder_listen", addr: parseListenAddress(config.registry.builder_listen)! }] : []),
+    ...(config.registry.builder_listen
+      ? [
+          {
+            name: "builders' registry",
+            flag: "registry.builder_listen",
+            addr: parseListenAddress(config.registry.builder_listen)!,
+          },
+        ]
+      : []),
   ]);
   checkReadable([
-    ...(o.operatorTls ? [{ key: "server.tls_cert_file", path: o.operatorTls.cert }, { key: "server.tls_key_file", path: o.operatorTls.key }] : []),
-    ...(config.metrics.bearer_token_file ? [{ key: "metrics.bearer_token_file", path: config.metrics.bearer_token_file }] : []),
-    ...(config.secrets.master_key_file ? [{ key: "secrets.master_key_file", path: config.secrets.master_key_file }] : []),
+    ...(o.operatorTls
+      ? [
+          { key: "server.tls_cert_file", path: o.operatorTls.cert },
+          { key: "server.tls_key_file", path: o.operatorTls.key },
+        ]
+      : []),
+    ...(config.metrics.bearer_token_file
+      ? [{ key: "metrics.bearer_token_file", path: config.metrics.bearer_token_file }]
+      : []),
+    ...(config.secrets.master_key_file
+      ? [{ key: "secrets.master_key_file", path: config.secrets.master_key_file }]
+      : []),
     ...(config.oidc.ca_file ? [{ key: "oidc.ca_file", path: config.oidc.ca_file }] : []),
   ]);
 }
@@ -381,14 +545,27 @@ async function serverTls(o: {
   audit: Pick<AuditService, "record">;
   log: Logger;
 }): Promise<{ tls: { cert: string; key: string } | undefined; certNotAfter: Date | null }> {
-  if (o.https && o.operatorTls) return { tls: { cert: readFileSync(o.operatorTls.cert, "utf8"), key: readFileSync(o.operatorTls.key, "utf8") }, certNotAfter: null };
+  if (o.https && o.operatorTls)
+    return {
+      tls: { cert: readFileSync(o.operatorTls.cert, "utf8"), key: readFileSync(o.operatorTls.key, "utf8") },
+      certNotAfter: null,
+    };
   if (!o.https) {
-    o.log.warn("serving plain HTTP (--insecure-http): credentials cross the network unencrypted; use only for local development");
+    o.log.warn(
+      "serving plain HTTP (--insecure-http): credentials cross the network unencrypted; use only for local development",
+    );
     return { tls: undefined, certNotAfter: null };
   }
   const names = serverNames(o.publicUrl);
   if (o.withBuilderAlias) names.dns.push(BUILDER_ALIAS);
-  const leaf = await o.state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: names.dns[names.dns.length - 1] ?? "localhost", names, lifetimeMs: SERVER_CERT_LIFETIME, requester: "appliance:api-server" });
+  const leaf = await o.state.pki.issueLeaf({
+    issuer: "server",
+    usage: "server",
+    commonName: names.dns[names.dns.length - 1] ?? "localhost",
+    names,
+    lifetimeMs: SERVER_CERT_LIFETIME,
+    requester: "appliance:api-server",
+  });
   o.audit.record({
     actor: "appliance",
     action: "certificate.issue",
@@ -400,17 +577,37 @@ async function serverTls(o: {
 
 /** The build endpoint's identity: the address clients dial, which may differ from where it
  * listens (NAT, TCP load balancer). Its certificate comes from the server intermediate. */
-async function buildEndpointIdentity(o: { buildPublicAddress: string | undefined; publicUrl: string; buildListen: ListenAddress; state: ApplianceState }) {
-  const buildPublic = parseListenAddress(o.buildPublicAddress ?? `${new URL(o.publicUrl).hostname.replace(/^\[|\]$/g, "")}:${o.buildListen.port}`)!;
+async function buildEndpointIdentity(o: {
+  buildPublicAddress: string | undefined;
+  publicUrl: string;
+  buildListen: ListenAddress;
+  state: ApplianceState;
+}) {
+  const buildPublic = parseListenAddress(
+    o.buildPublicAddress ?? `${new URL(o.publicUrl).hostname.replace(/^\[|\]$/g, "")}:${o.buildListen.port}`,
+  )!;
   const host = buildPublic.hostname.includes(":") ? `[${buildPublic.hostname}]` : buildPublic.hostname;
-  const buildEndpoint: BuildEndpoint = { endpoint: `tcp://${host}:${buildPublic.port}`, serverName: buildPublic.hostname };
-  const buildLeaf = await o.state.pki.issueLeaf({ issuer: "server", usage: "server", commonName: buildEndpoint.serverName, names: serverNames(`https://${host}`), lifetimeMs: SERVER_CERT_LIFETIME, requester: "appliance:build-endpoint" });
+  const buildEndpoint: BuildEndpoint = {
+    endpoint: `tcp://${host}:${buildPublic.port}`,
+    serverName: buildPublic.hostname,
+  };
+  const buildLeaf = await o.state.pki.issueLeaf({
+    issuer: "server",
+    usage: "server",
+    commonName: buildEndpoint.serverName,
+    names: serverNames(`https://${host}`),
+    lifetimeMs: SERVER_CERT_LIFETIME,
+    requester: "appliance:build-endpoint",
+  });
   return { buildPublic, buildEndpoint, buildLeaf };
 }
 
 /** /readyz's own checks (the database, its migrations, the API certificate's remaining days),
  * and the metrics registry with the process's own. */
-function healthAndMetrics(state: ApplianceState, certNotAfter: Date | null): { health: HealthRegistry; metrics: MetricsRegistry } {
+function healthAndMetrics(
+  state: ApplianceState,
+  certNotAfter: Date | null,
+): { health: HealthRegistry; metrics: MetricsRegistry } {
   const metrics = new MetricsRegistry();
   registerProcessMetrics(metrics, VERSION);
   const health = new HealthRegistry();
@@ -431,7 +628,11 @@ function healthAndMetrics(state: ApplianceState, certNotAfter: Date | null): { h
       run: () => {
         const days = Math.floor((notAfter.getTime() - Date.now()) / DAY);
         return days < 30
-          ? { status: "warn", observedValue: days, output: `API certificate expires in ${days} days; restart slipway to renew it` }
+          ? {
+              status: "warn",
+              observedValue: days,
+              output: `API certificate expires in ${days} days; restart slipway to renew it`,
+            }
           : { status: "pass", observedValue: days };
       },
     });
@@ -445,13 +646,32 @@ function healthAndMetrics(state: ApplianceState, certNotAfter: Date | null): { h
  * given the others narrowly.
  * `fleet`: the builder manager once it exists (project deletion and cache reset go to it).
  */
-function tenantServicesFactory(o: { db: Database; audit: AuditService; config: Config; fleet: { builders: BuilderService | null }; applianceHosts: string[] }) {
+function tenantServicesFactory(o: {
+  db: Database;
+  audit: AuditService;
+  config: Config;
+  fleet: { builders: BuilderService | null };
+  applianceHosts: string[];
+}) {
   const { db, audit, config, fleet } = o;
-  const egress = egressServiceFactory({ db, audit, applianceHosts: o.applianceHosts, extraAllow: config.egress.extra_allow.split(",").map((x) => x.trim()).filter(Boolean) });
+  const egress = egressServiceFactory({
+    db,
+    audit,
+    applianceHosts: o.applianceHosts,
+    extraAllow: config.egress.extra_allow
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
+  });
   const orgs = orgsServiceFactory({ db, audit });
   const tokens = tokensServiceFactory({ db, audit });
   // Quotas are checked by projects and builders, and count what those own: bound late.
-  const quotas = quotasServiceFactory({ db, audit, defaults: config.quotas, usage: quotaUsageOf(() => ({ projects, builders: fleet.builders ?? undefined })) });
+  const quotas = quotasServiceFactory({
+    db,
+    audit,
+    defaults: config.quotas,
+    usage: quotaUsageOf(() => ({ projects, builders: fleet.builders ?? undefined })),
+  });
   const projects = projectsServiceFactory({
     db,
     audit,
@@ -467,8 +687,20 @@ function tenantServicesFactory(o: { db: Database; audit: AuditService; config: C
   const allowInternal = parseAllowInternal(config.oidc.allow_internal);
   const oidcCa = config.oidc.ca_file ? readFileSync(config.oidc.ca_file, "utf8") : undefined;
   const sessions = sessionsServiceFactory({ db, audit, users: orgs });
-  const deviceLogins = deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: config.auth.device_token_days * 86400_000 });
-  const trust = trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal, ...(oidcCa ? { ca: oidcCa } : {}) }) }) });
+  const deviceLogins = deviceLoginServiceFactory({
+    db,
+    audit,
+    tokens,
+    tokenLifetimeMs: config.auth.device_token_days * 86400_000,
+  });
+  const trust = trustServiceFactory({
+    db,
+    audit,
+    tokens,
+    projects,
+    allowInternal,
+    verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal, ...(oidcCa ? { ca: oidcCa } : {}) }) }),
+  });
   return {
     auth,
     egress,
@@ -509,7 +741,13 @@ async function startRegistry(o: {
   let registry: RegistryService | null = null;
   let builderRegistryPort: number | null = null;
   if (config.registry.enabled && o.https) {
-    const srv = listenForBuilders(config.registry.builder_listen ? parseListenAddress(config.registry.builder_listen)! : null, listen.hostname, o.dataDir, o.tls!, () => registry);
+    const srv = listenForBuilders(
+      config.registry.builder_listen ? parseListenAddress(config.registry.builder_listen)! : null,
+      listen.hostname,
+      o.dataDir,
+      o.tls!,
+      () => registry,
+    );
     o.stoppables.push(() => void srv.stop(true));
     builderRegistryPort = srv.port!;
   }
@@ -527,19 +765,27 @@ async function startRegistry(o: {
       builderHost: builderRegistry.host,
       actorOf: o.actorOf,
       // Builders arrive on their network's gateway: a loopback-only listener never sees them.
-      unreachableByBuilders: /^(127\.|localhost$|::1$)/.test(listen.hostname) ? `serve listens only on loopback (server.listen = ${config.server.listen}); listen on an address builders reach, e.g. 0.0.0.0:${listen.port}` : null,
+      unreachableByBuilders: /^(127\.|localhost$|::1$)/.test(listen.hostname)
+        ? `serve listens only on loopback (server.listen = ${config.server.listen}); listen on an address builders reach, e.g. 0.0.0.0:${listen.port}`
+        : null,
     });
     registry = reg;
     await reg.start();
     o.stoppables.push(() => void reg.stop());
     o.health.register(reg.healthCheck);
   } else if (config.registry.enabled) {
-    log.warn("the registry needs HTTPS (builders and Docker refuse plain HTTP registries with credentials): --save and depot pull are unavailable with --insecure-http");
+    log.warn(
+      "the registry needs HTTPS (builders and Docker refuse plain HTTP registries with credentials): --save and depot pull are unavailable with --insecure-http",
+    );
   }
   // The public host:port names the registry for builders too (the policy leads them from the
   // API's port to their listener): trusted under both names.
   const aliases = o.registryHosts.host !== builderRegistry.host ? [o.registryHosts.host] : [];
-  return { registry, builderRegistryPort, forBuilders: registry ? { host: builderRegistry.host, aliases, caPem: o.caPem() } : null };
+  return {
+    registry,
+    builderRegistryPort,
+    forBuilders: registry ? { host: builderRegistry.host, aliases, caPem: o.caPem() } : null,
+  };
 }
 
 /**
@@ -547,25 +793,45 @@ async function startRegistry(o: {
  * applied serve still starts (the API, the registry for clients), and no builder starts. A
  * firewall reload (or `iptables -F`) drops the rules: re-applied within 10 s.
  */
-async function applyNetworkPolicy(o: { config: Config; applianceId: string; registryPort: number | null; apiPort: number; log: Logger; health: HealthRegistry; stoppables: (() => void)[] }) {
+async function applyNetworkPolicy(o: {
+  config: Config;
+  applianceId: string;
+  registryPort: number | null;
+  apiPort: number;
+  log: Logger;
+  health: HealthRegistry;
+  stoppables: (() => void)[];
+}) {
   const { config, log } = o;
   const networkPolicy = builderNetworkPolicyFactory({
     exec: hostExec(),
     names: policyNames(o.applianceId),
-    settings: { mode: config.builders.network_policy, allow: config.builders.network_allow.split(",").map((x) => x.trim()).filter(Boolean), mirrors: parseEndpoints(config.builders.network_mirrors) },
+    settings: {
+      mode: config.builders.network_policy,
+      allow: config.builders.network_allow
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean),
+      mirrors: parseEndpoints(config.builders.network_mirrors),
+    },
     registryPort: o.registryPort,
     apiPort: o.apiPort,
   });
   try {
     await networkPolicy.apply();
-    if (config.builders.network_policy === "enforce") log.info("builder network policy in force", { bridges: `${networkPolicy.names.bridgePrefix}+`, registry_port: o.registryPort });
+    if (config.builders.network_policy === "enforce")
+      log.info("builder network policy in force", {
+        bridges: `${networkPolicy.names.bridgePrefix}+`,
+        registry_port: o.registryPort,
+      });
   } catch (e) {
     log.error("the builder network policy cannot be applied: no builder will start", { error: (e as Error).message });
   }
   const policyTimer = setInterval(() => {
     networkPolicy.check().then(
       (reapplied) => reapplied && log.warn("builder network policy was missing and has been re-applied"),
-      (e) => log.error("builder network policy re-apply failed: no builder will start", { error: (e as Error).message }),
+      (e) =>
+        log.error("builder network policy re-apply failed: no builder will start", { error: (e as Error).message }),
     );
   }, 10_000);
   policyTimer.unref?.();
@@ -601,7 +867,12 @@ async function startBuilds(o: {
     lookup: (serial) => builds?.route(serial) ?? null,
     // BuildKit's own status for the build (the depot CLI reports only its own steps).
     observe: (target) => grpcResponseTap(STATUS_PATHS, statusObserver(target.buildId, { builds: () => builds, log })),
-    tls: { certPem: o.buildLeaf.chainPem, keyPem: o.buildLeaf.keyPem, clientIntermediatesPem: () => state.pki.trustBundle("build-client"), clientRootsPem: state.pki.trustBundle("root") },
+    tls: {
+      certPem: o.buildLeaf.chainPem,
+      keyPem: o.buildLeaf.keyPem,
+      clientIntermediatesPem: () => state.pki.trustBundle("build-client"),
+      clientRootsPem: state.pki.trustBundle("root"),
+    },
     logger: log.child({ component: "build-endpoint" }),
     metrics: o.metrics,
   });
@@ -637,20 +908,33 @@ async function startBuilds(o: {
     }
   }, 1000);
   o.stoppables.push(() => clearInterval(sweeper));
-  const drain = drainControllerFactory({ builds: buildsService, log, drainMs: config.server.drain_seconds * 1000, liveWithinMs: config.builds.health_timeout_seconds * 1000 });
+  const drain = drainControllerFactory({
+    builds: buildsService,
+    log,
+    drainMs: config.server.drain_seconds * 1000,
+    liveWithinMs: config.builds.health_timeout_seconds * 1000,
+  });
   // A draining server is not ready: a load balancer stops sending it new work.
   health.register(drain.healthCheck);
   const engine = await dockerEngine(docker);
   if (engine.ok) {
     const r = await builders.reconcile();
     const failed = buildsService.failOrphans(r.lost);
-    log.info("builders reconciled", { adopted: r.adopted.length, removed: r.removed.length, lost: r.lost.length, builds_failed: failed.length });
+    log.info("builders reconciled", {
+      adopted: r.adopted.length,
+      removed: r.removed.length,
+      lost: r.lost.length,
+      builds_failed: failed.length,
+    });
     // Volumes second: keep open exactly what the adopted builders use.
     await o.volumes.reconcile(builders.running());
     await builders.watch();
     await exporters.refresh();
   } else {
-    log.warn("the Docker engine is not reachable: builds cannot run until it is", { socket: config.builders.docker_socket, error: engine.error });
+    log.warn("the Docker engine is not reachable: builds cannot run until it is", {
+      socket: config.builders.docker_socket,
+      error: engine.error,
+    });
   }
   health.register(builderImageHealthCheck(builderImages, configuredBuilderImage));
   health.register(builderCurrencyHealthCheck(builders));
@@ -658,7 +942,9 @@ async function startBuilds(o: {
     name: "builders:docker",
     run: async () => {
       const e = await dockerEngine(docker);
-      return e.ok ? { status: "pass", output: `Docker ${e.version}; runtime ${config.builders.runtime}` } : { status: "warn", output: `Docker engine unreachable at ${config.builders.docker_socket}: ${e.error}` };
+      return e.ok
+        ? { status: "pass", output: `Docker ${e.version}; runtime ${config.builders.runtime}` }
+        : { status: "warn", output: `Docker engine unreachable at ${config.builders.docker_socket}: ${e.error}` };
     },
   });
   // Whether the other platform can be built here (QEMU user emulation): handler and setting.
@@ -673,7 +959,14 @@ async function startBuilds(o: {
 }
 
 /** The API's listener. Registry paths (/v2/, the token realm) bypass the app: their bodies stream, unparsed. */
-function serveApi(o: { listen: ListenAddress; maxBodyBytes: number; tls: { cert: string; key: string } | undefined; registry: RegistryService | null; app: { handle(req: Request): Response | Promise<Response> }; log: Logger }): Server<undefined> {
+function serveApi(o: {
+  listen: ListenAddress;
+  maxBodyBytes: number;
+  tls: { cert: string; key: string } | undefined;
+  registry: RegistryService | null;
+  app: { handle(req: Request): Response | Promise<Response> };
+  log: Logger;
+}): Server<undefined> {
   const { registry, app, log } = o;
   return Bun.serve({
     hostname: o.listen.hostname,
@@ -691,10 +984,13 @@ function serveApi(o: { listen: ListenAddress; maxBodyBytes: number; tls: { cert:
     },
     error: (e) => {
       log.error("unhandled server error", { error: e });
-      return new Response(JSON.stringify({ type: "urn:slipway:problem:internal", title: "Internal error", status: 500 }), {
-        status: 500,
-        headers: { "content-type": "application/problem+json" },
-      });
+      return new Response(
+        JSON.stringify({ type: "urn:slipway:problem:internal", title: "Internal error", status: 500 }),
+        {
+          status: 500,
+          headers: { "content-type": "application/problem+json" },
+        },
+      );
     },
   });
 }
@@ -720,10 +1016,15 @@ function listenForBuilders(
     fetch: (req: Request) => {
       const path = new URL(req.url).pathname;
       const reg = registry(req);
-      if (reg && (path === "/v2" || path.startsWith("/v2/"))) return reg.handle(req) ?? new Response(null, { status: 404 });
+      if (reg && (path === "/v2" || path.startsWith("/v2/")))
+        return reg.handle(req) ?? new Response(null, { status: 404 });
       return new Response(null, { status: 404 });
     },
-    error: () => new Response(JSON.stringify({ errors: [{ code: "UNKNOWN", message: "internal error" }] }), { status: 500, headers: { "content-type": "application/json" } }),
+    error: () =>
+      new Response(JSON.stringify({ errors: [{ code: "UNKNOWN", message: "internal error" }] }), {
+        status: 500,
+        headers: { "content-type": "application/json" },
+      }),
   };
   if (configured) return Bun.serve({ hostname: configured.hostname, port: configured.port, ...options });
   const file = join(dataDir, "builder-registry-port");
@@ -737,7 +1038,9 @@ function listenForBuilders(
   try {
     srv = Bun.serve({ hostname, port: remembered, ...options });
   } catch (e) {
-    throw new PreconditionError(`the builders' registry port ${remembered} (kept in ${file}) cannot be listened on: ${(e as Error).message}; free it, or set registry.builder_listen`);
+    throw new PreconditionError(
+      `the builders' registry port ${remembered} (kept in ${file}) cannot be listened on: ${(e as Error).message}; free it, or set registry.builder_listen`,
+    );
   }
   if (srv.port !== remembered) writeFileSync(file, `${srv.port}\n`, { mode: 0o600 });
   return srv;
@@ -745,5 +1048,7 @@ function listenForBuilders(
 
 async function removePolicy(policy: BuilderNetworkPolicy | null, log: Logger) {
   // Builders outlive serve, but without serve nothing reaches them (the build endpoint is serve's).
-  await policy?.remove().catch((e) => log.warn("builder network policy removal failed", { error: (e as Error).message }));
+  await policy
+    ?.remove()
+    .catch((e) => log.warn("builder network policy removal failed", { error: (e as Error).message }));
 }

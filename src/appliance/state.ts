@@ -8,7 +8,13 @@ import type { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { auditServiceFactory } from "../auth/audit.ts";
-import { applyMigrations, backupDatabase, openForMigration, preMigrationBackupPath, schemaVersion } from "../db/index.ts";
+import {
+  applyMigrations,
+  backupDatabase,
+  openForMigration,
+  preMigrationBackupPath,
+  schemaVersion,
+} from "../db/index.ts";
 import { PreconditionError } from "../errors.ts";
 import { bootstrapAdministrator, type BootstrapResult } from "../orgs/bootstrap.ts";
 import { writeFileAtomic } from "../fs/atomic.ts";
@@ -46,12 +52,22 @@ export async function openApplianceState(o: StateOptions): Promise<ApplianceStat
   const db = openForMigration(dbFile, { busyTimeoutMs: o.busyTimeoutMs });
   try {
     const initialized = dbExisted && schemaVersion(db) > 0;
-    const located = locateMasterKey({ dataDir: o.dataDir, configuredFile: o.masterKeyFile, credentialsDirectory: o.credentialsDirectory });
+    const located = locateMasterKey({
+      dataDir: o.dataDir,
+      configuredFile: o.masterKeyFile,
+      credentialsDirectory: o.credentialsDirectory,
+    });
     if (initialized && !existsSync(located.path)) {
       // A fresh key would make every sealed secret in the database unreadable.
-      throw new PreconditionError(`master key ${located.path} is missing but ${dbFile} already holds secrets sealed under one; restore master.key from your backup`);
+      throw new PreconditionError(
+        `master key ${located.path} is missing but ${dbFile} already holds secrets sealed under one; restore master.key from your backup`,
+      );
     }
-    const key = loadOrCreateMasterKey({ dataDir: o.dataDir, configuredFile: o.masterKeyFile, credentialsDirectory: o.credentialsDirectory });
+    const key = loadOrCreateMasterKey({
+      dataDir: o.dataDir,
+      configuredFile: o.masterKeyFile,
+      credentialsDirectory: o.credentialsDirectory,
+    });
     if (key.created) o.log.info("generated master key", { path: key.path });
     const sealer = await createSealer(key.bytes);
 
@@ -66,7 +82,13 @@ export async function openApplianceState(o: StateOptions): Promise<ApplianceStat
 
     const applianceId = ensureApplianceId(db);
 
-    const pki = pkiServiceFactory({ db, sealer, applianceId, audit: auditServiceFactory({ db }), maxClientCertLifetimeMs: o.maxClientCertLifetimeMs });
+    const pki = pkiServiceFactory({
+      db,
+      sealer,
+      applianceId,
+      audit: auditServiceFactory({ db }),
+      maxClientCertLifetimeMs: o.maxClientCertLifetimeMs,
+    });
     for (const ca of await pki.ensureHierarchy(["server", "build-client"])) {
       o.log.info("created certificate authority", { purpose: ca.purpose, serial: ca.serial, not_after: ca.not_after });
     }

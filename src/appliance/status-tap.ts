@@ -10,14 +10,21 @@ import { statusToReport, type BuildsService } from "../builds/index.ts";
 import type { Logger } from "../log/logger.ts";
 import { StatusResponseSchema, type StatusResponse } from "../wire/buildkit.ts";
 
-export function statusObserver(buildId: string, deps: { builds: () => Pick<BuildsService, "observed"> | null | undefined; log: Pick<Logger, "warn"> }) {
+export function statusObserver(
+  buildId: string,
+  deps: { builds: () => Pick<BuildsService, "observed"> | null | undefined; log: Pick<Logger, "warn"> },
+) {
   return (_path: string, message: Uint8Array): void => {
     let status: StatusResponse;
     try {
       checkDecodeLimits(StatusResponseSchema, message);
       status = fromBinary(StatusResponseSchema, message);
     } catch (e) {
-      deps.log.warn("BuildKit status message skipped", { build: buildId, bytes: message.length, error: (e as Error).message });
+      deps.log.warn("BuildKit status message skipped", {
+        build: buildId,
+        bytes: message.length,
+        error: (e as Error).message,
+      });
       return;
     }
     deps.builds()?.observed(buildId, statusToReport([status]));

@@ -8,14 +8,27 @@ export type Role = "owner" | "user";
 export type Actor =
   | { kind: "anonymous" }
   /** A person, by user token (tokenId set) or, later, a UI session (tokenId null). */
-  | { kind: "user"; userId: string; username: string; isAdmin: boolean; tokenId: string | null; memberships: Record<string, Role> }
+  | {
+      kind: "user";
+      userId: string;
+      username: string;
+      isAdmin: boolean;
+      tokenId: string | null;
+      memberships: Record<string, Role>;
+    }
   /** Automation for one organization (created by its owners). */
   | { kind: "org-token"; tokenId: string; orgId: string }
   /** Enough to run builds on one project (CI without OIDC). */
   | { kind: "project-token"; tokenId: string; orgId: string; projectId: string }
   /** A CI job: a raw OIDC JWT (tokenId null; issuer and subject from the token) or a token
    * exchanged for one (tokenId set; issuer null). */
-  | { kind: "oidc"; tokenId: string | null; issuer: string | null; subject: string; projects: { projectId: string; orgId: string }[] }
+  | {
+      kind: "oidc";
+      tokenId: string | null;
+      issuer: string | null;
+      subject: string;
+      projects: { projectId: string; orgId: string }[];
+    }
   /** Handed out by CreateBuild: drives that one build and nothing else. */
   | { kind: "build-token"; tokenId: string; orgId: string; projectId: string; buildId: string }
   /** A read-only registry credential for one project (depot pull-token, GetPullInfo); valid 1 h.

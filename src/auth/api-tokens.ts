@@ -53,15 +53,28 @@ export interface StoredToken {
   build_id: string | null;
 }
 
-const COLUMNS = "id, kind, name, user_id, org_id, project_id, created_by, created_at, expires_at, last_used_at, revoked_at";
+const COLUMNS =
+  "id, kind, name, user_id, org_id, project_id, created_by, created_at, expires_at, last_used_at, revoked_at";
 
 export type TokensService = ReturnType<typeof tokensServiceFactory>;
 
-export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db: Database; audit: Pick<AuditService, "record">; now?: () => Date }) {
+export function tokensServiceFactory({
+  db,
+  audit,
+  now = () => new Date(),
+}: {
+  db: Database;
+  audit: Pick<AuditService, "record">;
+  now?: () => Date;
+}) {
   const byId = db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE id = ?`);
   const expiryOf = db.query("SELECT expires_at FROM api_tokens WHERE id = ?");
-  const insertBuildToken = db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at, expires_at) VALUES (?, 'build', ?, ?, ?, ?, ?, ?)");
-  const bySecretHash = db.query("SELECT id, kind, expires_at, revoked_at, last_used_at, user_id, org_id, project_id, build_id FROM api_tokens WHERE secret_sha256 = ?");
+  const insertBuildToken = db.query(
+    "INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at, expires_at) VALUES (?, 'build', ?, ?, ?, ?, ?, ?)",
+  );
+  const bySecretHash = db.query(
+    "SELECT id, kind, expires_at, revoked_at, last_used_at, user_id, org_id, project_id, build_id FROM api_tokens WHERE secret_sha256 = ?",
+  );
   const tokenProjects = db.query("SELECT project_id FROM api_token_projects WHERE token_id = ?");
   const touchStmt = db.query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?");
   const pruneStmt = db.query(
@@ -82,9 +95,10 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
     if (!parent) return asked;
     if (!asked) return parent;
     if (asked.getTime() > parent.getTime()) {
-      throw new InvalidInputError(`expires_at must not be later than the expiry of the token making this request (${parent.toISOString()}): a token cannot outlive the one that made it`, [
-        { pointer: "/expires_at", detail: `at most ${parent.toISOString()}` },
-      ]);
+      throw new InvalidInputError(
+        `expires_at must not be later than the expiry of the token making this request (${parent.toISOString()}): a token cannot outlive the one that made it`,
+        [{ pointer: "/expires_at", detail: `at most ${parent.toISOString()}` }],
+      );
     }
     return asked;
   }
@@ -97,7 +111,11 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
     },
 
     /** Returns the secret once; it is never stored or shown again. */
-    create(input: NewToken, actor: Actor | string, ip: string | null = null): { token: string; metadata: TokenMetadata } {
+    create(
+      input: NewToken,
+      actor: Actor | string,
+      ip: string | null = null,
+    ): { token: string; metadata: TokenMetadata } {
       const expiresAt = expiryWithin(input.expiresAt, typeof actor === "string" ? null : parentExpiry(actor));
       if (expiresAt !== input.expiresAt) input = { ...input, expiresAt };
       const token = generateToken(input.kind);
@@ -106,9 +124,33 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
       db.transaction(() => {
         db.query(
           "INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, org_id, project_id, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ).run(id, input.kind, hashToken(token), input.name, input.userId ?? null, input.orgId ?? null, input.projectId ?? null, input.createdBy, at, input.expiresAt?.toISOString() ?? null);
-        for (const p of input.projectIds ?? []) db.query("INSERT INTO api_token_projects (token_id, project_id) VALUES (?, ?)").run(id, p);
-        audit.record({ orgId: input.orgId ?? null, actor, action: "token.create", target: id, ip, details: { kind: input.kind, name: input.name, project_id: input.projectId ?? null, expires_at: input.expiresAt?.toISOString() ?? null } });
+        ).run(
+          id,
+          input.kind,
+          hashToken(token),
+          input.name,
+          input.userId ?? null,
+          input.orgId ?? null,
+          input.projectId ?? null,
+          input.createdBy,
+          at,
+          input.expiresAt?.toISOString() ?? null,
+        );
+        for (const p of input.projectIds ?? [])
+          db.query("INSERT INTO api_token_projects (token_id, project_id) VALUES (?, ?)").run(id, p);
+        audit.record({
+          orgId: input.orgId ?? null,
+          actor,
+          action: "token.create",
+          target: id,
+          ip,
+          details: {
+            kind: input.kind,
+            name: input.name,
+            project_id: input.projectId ?? null,
+            expires_at: input.expiresAt?.toISOString() ?? null,
+          },
+        });
       })();
       return { token, metadata: this.get(id) };
     },
@@ -116,7 +158,9 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
     /** The first administrator's user token (orgs/bootstrap); not audited, as no actor exists yet. Returns the secret. */
     issueInitialAdminToken(userId: string): string {
       const token = generateToken("user");
-      db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 'initial-admin', ?, ?)").run(newId("tok"), hashToken(token), userId, now().toISOString());
+      db.query(
+        "INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 'initial-admin', ?, ?)",
+      ).run(newId("tok"), hashToken(token), userId, now().toISOString());
       return token;
     },
 
@@ -124,7 +168,15 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
      * and acts on that build only. Returns the secret (shown once, to the build's client). */
     issueBuildToken(build: { id: string; projectId: string }, expiresAt: Date): string {
       const token = generateToken("build");
-      insertBuildToken.run(newId("tok"), hashToken(token), `build ${build.id}`, build.projectId, build.id, now().toISOString(), expiresAt.toISOString());
+      insertBuildToken.run(
+        newId("tok"),
+        hashToken(token),
+        `build ${build.id}`,
+        build.projectId,
+        build.id,
+        now().toISOString(),
+        expiresAt.toISOString(),
+      );
       return token;
     },
 
@@ -149,12 +201,16 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
     },
 
     listForUser(userId: string): TokenMetadata[] {
-      return db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind = 'user' AND user_id = ? ORDER BY created_at`).all(userId) as TokenMetadata[];
+      return db
+        .query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind = 'user' AND user_id = ? ORDER BY created_at`)
+        .all(userId) as TokenMetadata[];
     },
 
     /** Organization tokens and project tokens of an organization. */
     listForOrg(orgId: string): TokenMetadata[] {
-      return db.query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind IN ('org', 'project') AND org_id = ? ORDER BY created_at`).all(orgId) as TokenMetadata[];
+      return db
+        .query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind IN ('org', 'project') AND org_id = ? ORDER BY created_at`)
+        .all(orgId) as TokenMetadata[];
     },
 
     revoke(id: string, actor: Actor, ip: string | null = null): TokenMetadata {
@@ -162,7 +218,14 @@ export function tokensServiceFactory({ db, audit, now = () => new Date() }: { db
       if (!t.revoked_at) {
         db.transaction(() => {
           db.query("UPDATE api_tokens SET revoked_at = ? WHERE id = ?").run(now().toISOString(), id);
-          audit.record({ orgId: t.org_id, actor, action: "token.revoke", target: id, ip, details: { kind: t.kind, name: t.name } });
+          audit.record({
+            orgId: t.org_id,
+            actor,
+            action: "token.revoke",
+            target: id,
+            ip,
+            details: { kind: t.kind, name: t.name },
+          });
         })();
       }
       return this.get(id);

@@ -31,7 +31,9 @@ export interface AuditRecord {
 export type AuditService = ReturnType<typeof auditServiceFactory>;
 
 export function auditServiceFactory({ db, now = () => new Date() }: { db: Database; now?: () => Date }) {
-  const insert = db.query("INSERT INTO audit_log (at, org_id, actor, action, target, outcome, ip, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  const insert = db.query(
+    "INSERT INTO audit_log (at, org_id, actor, action, target, outcome, ip, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+  );
   return {
     record(e: AuditEvent): void {
       insert.run(
@@ -51,7 +53,9 @@ export function auditServiceFactory({ db, now = () => new Date() }: { db: Databa
         .query(
           `SELECT * FROM audit_log WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3`,
         )
-        .all(opts.orgId ?? null, opts.beforeId ?? null, opts.limit) as (Omit<AuditRecord, "details"> & { details: string })[];
+        .all(opts.orgId ?? null, opts.beforeId ?? null, opts.limit) as (Omit<AuditRecord, "details"> & {
+        details: string;
+      })[];
       return rows.map((r) => ({ ...r, details: JSON.parse(r.details) }));
     },
   };

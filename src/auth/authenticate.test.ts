@@ -27,7 +27,13 @@ function authOn({ db, now }: { db: Database; now?: () => Date }) {
   const audit = auditServiceFactory({ db });
   const users = orgsServiceFactory({ db, audit });
   const runnerHosts = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
-  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit, orgs: users }), runnerHosts, ...(now ? { now } : {}) });
+  return authServiceFactory({
+    tokens: tokensServiceFactory({ db, audit }),
+    users,
+    projects: projectsServiceFactory({ db, audit, orgs: users }),
+    runnerHosts,
+    ...(now ? { now } : {}),
+  });
 }
 
 let dir: string;
@@ -64,7 +70,12 @@ const count = (table: string) => (db.query(`SELECT count(*) AS n FROM ${table}`)
 describe("bootstrapAdministrator", () => {
   test("creates admin, default org, owner membership and a token file with mode 0600", () => {
     const r = bootstrapAdministrator(db, dir);
-    expect(r).toEqual({ created: true, tokenFile: join(dir, INITIAL_ADMIN_TOKEN_FILE), username: "admin", organization: "default" });
+    expect(r).toEqual({
+      created: true,
+      tokenFile: join(dir, INITIAL_ADMIN_TOKEN_FILE),
+      username: "admin",
+      organization: "default",
+    });
     expect(statSync(r.tokenFile).mode & 0o777).toBe(0o600);
     const token = readFileSync(r.tokenFile, "utf8");
     expect(token).toMatch(/^slw_u_[A-Za-z0-9]{33}\n$/);
@@ -73,7 +84,10 @@ describe("bootstrapAdministrator", () => {
       { slug: "default", role: "owner" },
     ]);
     // Only the hash is stored.
-    const row = db.query("SELECT kind, secret_sha256 FROM api_tokens").get() as { kind: string; secret_sha256: Uint8Array };
+    const row = db.query("SELECT kind, secret_sha256 FROM api_tokens").get() as {
+      kind: string;
+      secret_sha256: Uint8Array;
+    };
     expect(row.kind).toBe("user");
     expect(Buffer.from(row.secret_sha256).equals(Buffer.from(hashToken(token.trim())))).toBe(true);
   });
@@ -102,7 +116,7 @@ describe("authenticate", () => {
   test("the initial admin token authenticates as the admin", async () => {
     const token = bootstrapToken();
     const auth = authOn({ db });
-    const actor = (await auth.authenticate(`Bearer ${token}`));
+    const actor = await auth.authenticate(`Bearer ${token}`);
     expect(actor).toMatchObject({ kind: "user", username: "admin", isAdmin: true });
     if (actor.kind !== "user") throw new Error("unreachable");
     expect(actor.userId).toBe((db.query("SELECT id FROM users").get() as { id: string }).id);
@@ -116,14 +130,21 @@ describe("authenticate", () => {
     const token = generateToken("user");
     const at = new Date().toISOString();
     db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, 'bob', 0, ?)").run(userId, at);
-    db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 't', ?, ?)").run(newId("tok"), hashToken(token), userId, at);
-    expect((await authOn({ db }).authenticate(`Bearer ${token}`))).toMatchObject({ kind: "user", username: "bob", isAdmin: false, userId });
+    db.query(
+      "INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at) VALUES (?, 'user', ?, 't', ?, ?)",
+    ).run(newId("tok"), hashToken(token), userId, at);
+    expect(await authOn({ db }).authenticate(`Bearer ${token}`)).toMatchObject({
+      kind: "user",
+      username: "bob",
+      isAdmin: false,
+      userId,
+    });
   });
 
   test("no header is anonymous", async () => {
     const auth = authOn({ db });
-    expect((await auth.authenticate(null))).toEqual({ kind: "anonymous" });
-    expect((await auth.authenticate(""))).toEqual({ kind: "anonymous" });
+    expect(await auth.authenticate(null)).toEqual({ kind: "anonymous" });
+    expect(await auth.authenticate("")).toEqual({ kind: "anonymous" });
   });
 
   test("a header that is not Bearer is rejected", async () => {
@@ -157,41 +178,60 @@ describe("authenticate", () => {
     const token = bootstrapToken();
     const expiry = new Date("2031-01-01T00:00:00.000Z");
     db.query("UPDATE api_tokens SET expires_at = ?").run(expiry.toISOString());
-    expect((await authOn({ db, now: () => new Date(expiry.getTime() - 1) }).authenticate(`Bearer ${token}`)).kind).toBe("user");
+    expect((await authOn({ db, now: () => new Date(expiry.getTime() - 1) }).authenticate(`Bearer ${token}`)).kind).toBe(
+      "user",
+    );
     await unauthenticatedMessage(() => authOn({ db, now: () => expiry }).authenticate(`Bearer ${token}`));
   });
 
   test("last_used_at is set on use, and refreshed at most once a minute", async () => {
     const token = bootstrapToken();
-    const lastUsed = () => (db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at;
+    const lastUsed = () =>
+      (db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at;
     expect(lastUsed()).toBeNull();
     let t = new Date("2030-05-05T10:00:00.000Z");
     const auth = authOn({ db, now: () => t });
-    (await auth.authenticate(`Bearer ${token}`));
+    await auth.authenticate(`Bearer ${token}`);
     expect(lastUsed()).toBe("2030-05-05T10:00:00.000Z");
     t = new Date("2030-05-05T10:00:30.000Z");
-    (await auth.authenticate(`Bearer ${token}`));
+    await auth.authenticate(`Bearer ${token}`);
     expect(lastUsed()).toBe("2030-05-05T10:00:00.000Z");
     t = new Date("2030-05-05T10:01:01.000Z");
-    (await auth.authenticate(`Bearer ${token}`));
+    await auth.authenticate(`Bearer ${token}`);
     expect(lastUsed()).toBe("2030-05-05T10:01:01.000Z");
   });
 
   test("build tokens are not touched (their build's health reports say when it was last heard from)", async () => {
     bootstrapToken();
     const org = (db.query("SELECT id FROM organizations LIMIT 1").get() as { id: string }).id;
-    db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES ('prj_t', ?, 't', ?)").run(org, new Date().toISOString());
-    db.query("INSERT INTO builds (id, project_id, org_id, status, started_by, options, created_at, deadline_at) VALUES ('bld_t', 'prj_t', ?, 'created', 'test', '[]', ?, ?)").run(org, new Date().toISOString(), new Date(Date.now() + 3600_000).toISOString());
+    db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES ('prj_t', ?, 't', ?)").run(
+      org,
+      new Date().toISOString(),
+    );
+    db.query(
+      "INSERT INTO builds (id, project_id, org_id, status, started_by, options, created_at, deadline_at) VALUES ('bld_t', 'prj_t', ?, 'created', 'test', '[]', ?, ?)",
+    ).run(org, new Date().toISOString(), new Date(Date.now() + 3600_000).toISOString());
     const token = generateToken("build");
-    db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at) VALUES ('tok_b', 'build', ?, 'b', 'prj_t', 'bld_t', ?)").run(hashToken(token), new Date().toISOString());
-    expect(await authOn({ db }).authenticate(`Bearer ${token}`)).toMatchObject({ kind: "build-token", buildId: "bld_t", projectId: "prj_t" });
-    expect((db.query("SELECT last_used_at FROM api_tokens WHERE id = 'tok_b'").get() as { last_used_at: string | null }).last_used_at).toBeNull();
+    db.query(
+      "INSERT INTO api_tokens (id, kind, secret_sha256, name, project_id, build_id, created_at) VALUES ('tok_b', 'build', ?, 'b', 'prj_t', 'bld_t', ?)",
+    ).run(hashToken(token), new Date().toISOString());
+    expect(await authOn({ db }).authenticate(`Bearer ${token}`)).toMatchObject({
+      kind: "build-token",
+      buildId: "bld_t",
+      projectId: "prj_t",
+    });
+    expect(
+      (db.query("SELECT last_used_at FROM api_tokens WHERE id = 'tok_b'").get() as { last_used_at: string | null })
+        .last_used_at,
+    ).toBeNull();
   });
 
   test("a failed authentication does not touch last_used_at", async () => {
     const token = bootstrapToken();
     db.query("UPDATE api_tokens SET revoked_at = ?").run(new Date().toISOString());
     await unauthenticatedMessage(() => authOn({ db }).authenticate(`Bearer ${token}`));
-    expect((db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at).toBeNull();
+    expect(
+      (db.query("SELECT last_used_at FROM api_tokens").get() as { last_used_at: string | null }).last_used_at,
+    ).toBeNull();
   });
 });

@@ -23,7 +23,11 @@ const LAST_USED_RESOLUTION_MS = 60_000;
 export interface AuthDeps {
   tokens: Pick<TokensService, "findBySecretHash" | "projectIdsOf" | "touch">;
   /** orgs/service: a user with their memberships. */
-  users: { userWithMemberships(userId: string): { id: string; username: string; is_admin: boolean; memberships: { org_id: string; role: Role }[] } | null };
+  users: {
+    userWithMemberships(
+      userId: string,
+    ): { id: string; username: string; is_admin: boolean; memberships: { org_id: string; role: Role }[] } | null;
+  };
   /** projects/service. */
   projects: { orgOf(projectId: string): string | null };
   /** egress/service: egress agent tokens live with their runner host, not in api_tokens. */
@@ -58,7 +62,11 @@ export function authServiceFactory({ tokens, users, projects, runnerHosts, now =
     if (!row || row.revoked_at || (row.expires_at && Date.parse(row.expires_at) <= t.getTime())) throw invalid();
     // Build tokens live as long as their build, whose health reports say when it was last heard
     // from; touching each on first use was a write per build admission.
-    if (row.kind !== "build" && (!row.last_used_at || t.getTime() - Date.parse(row.last_used_at) > LAST_USED_RESOLUTION_MS)) tokens.touch(row.id, t);
+    if (
+      row.kind !== "build" &&
+      (!row.last_used_at || t.getTime() - Date.parse(row.last_used_at) > LAST_USED_RESOLUTION_MS)
+    )
+      tokens.touch(row.id, t);
     switch (row.kind) {
       case "user":
         return userActor(row.user_id!, row.id);

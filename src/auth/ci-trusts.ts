@@ -11,7 +11,13 @@ import { InvalidInputError, UnauthenticatedError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { oidcLabel, type Actor } from "./actor.ts";
 import type { AuditService } from "./audit.ts";
-import { peekJws, validateTrust, type CiTokenVerifier, type InternalAllowance, type TrustRelationship } from "./oidc/index.ts";
+import {
+  peekJws,
+  validateTrust,
+  type CiTokenVerifier,
+  type InternalAllowance,
+  type TrustRelationship,
+} from "./oidc/index.ts";
 import type { TokensService } from "./api-tokens.ts";
 
 /** Exchanged tokens never outlive the CI token, and never an hour. */
@@ -75,7 +81,15 @@ export interface TrustDeps {
 
 export type TrustService = ReturnType<typeof trustServiceFactory>;
 
-export function trustServiceFactory({ db, audit, verifier, tokens, projects, allowInternal, now = () => new Date() }: TrustDeps) {
+export function trustServiceFactory({
+  db,
+  audit,
+  verifier,
+  tokens,
+  projects,
+  allowInternal,
+  now = () => new Date(),
+}: TrustDeps) {
   const byIssuer = db.query("SELECT * FROM trust_relationships WHERE issuer = ?");
   const byIssuerAndProject = db.query("SELECT * FROM trust_relationships WHERE issuer = ? AND project_id = ?");
   /** A project by id or as ORG/NAME (as CreateBuild names it). */
@@ -91,11 +105,25 @@ export function trustServiceFactory({ db, audit, verifier, tokens, projects, all
     try {
       const iss = peekJws(jwt).payload.iss;
       issuer = typeof iss === "string" ? iss : null;
-      const rows = !issuer ? [] : projectId === undefined ? byIssuer.all(issuer) : byIssuerAndProject.all(issuer, projectId);
+      const rows = !issuer
+        ? []
+        : projectId === undefined
+          ? byIssuer.all(issuer)
+          : byIssuerAndProject.all(issuer, projectId);
       return await verifier.verify(jwt, (rows as TrustRow[]).map(toTrust));
     } catch (e) {
       if (!(e instanceof UnauthenticatedError)) throw e;
-      audit.record({ actor: "anonymous", action: "auth.oidc", outcome: "failure", ip, details: { reason: e.message, issuer: issuer?.slice(0, 200) ?? null, ...(projectId !== undefined ? { project: projectId } : {}) } });
+      audit.record({
+        actor: "anonymous",
+        action: "auth.oidc",
+        outcome: "failure",
+        ip,
+        details: {
+          reason: e.message,
+          issuer: issuer?.slice(0, 200) ?? null,
+          ...(projectId !== undefined ? { project: projectId } : {}),
+        },
+      });
       throw new UnauthenticatedError("invalid or expired credentials");
     }
   }
@@ -107,7 +135,11 @@ export function trustServiceFactory({ db, audit, verifier, tokens, projects, all
 
   return {
     list(projectId: string): TrustView[] {
-      return (db.query("SELECT * FROM trust_relationships WHERE project_id = ? ORDER BY created_at").all(projectId) as TrustRow[]).map(toView);
+      return (
+        db
+          .query("SELECT * FROM trust_relationships WHERE project_id = ? ORDER BY created_at")
+          .all(projectId) as TrustRow[]
+      ).map(toView);
     },
 
     get(id: string): TrustView | null {
@@ -122,13 +154,27 @@ export function trustServiceFactory({ db, audit, verifier, tokens, projects, all
         trust = validateTrust({ ...input, id: newId("trs"), projectId }, allowInternal);
       } catch (e) {
         // The API spells it static_jwks; the validator speaks the model's staticJwks.
-        if (e instanceof InvalidInputError) throw new InvalidInputError(e.message, e.errors.map((x) => ({ ...x, pointer: x.pointer.replace(/^\/staticJwks/, "/static_jwks") })));
+        if (e instanceof InvalidInputError)
+          throw new InvalidInputError(
+            e.message,
+            e.errors.map((x) => ({ ...x, pointer: x.pointer.replace(/^\/staticJwks/, "/static_jwks") })),
+          );
         throw e;
       }
-      const { id, projectId: _p, provider, issuer, audiences, staticJwks, ...config } = trust as TrustRelationship & Record<string, unknown>;
+      const {
+        id,
+        projectId: _p,
+        provider,
+        issuer,
+        audiences,
+        staticJwks,
+        ...config
+      } = trust as TrustRelationship & Record<string, unknown>;
       const at = now().toISOString();
       db.transaction(() => {
-        db.query("INSERT INTO trust_relationships (id, project_id, provider, issuer, audiences, config, static_jwks, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run(
+        db.query(
+          "INSERT INTO trust_relationships (id, project_id, provider, issuer, audiences, config, static_jwks, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ).run(
           id,
           projectId,
           provider,
@@ -139,7 +185,13 @@ export function trustServiceFactory({ db, audit, verifier, tokens, projects, all
           actor.kind === "user" ? actor.userId : null,
           at,
         );
-        audit.record({ orgId, actor, action: "trust.create", target: id, details: { project_id: projectId, provider, issuer, audiences, ...config } });
+        audit.record({
+          orgId,
+          actor,
+          action: "trust.create",
+          target: id,
+          details: { project_id: projectId, provider, issuer, audiences, ...config },
+        });
       })();
       return this.get(id)!;
     },
@@ -154,7 +206,13 @@ export function trustServiceFactory({ db, audit, verifier, tokens, projects, all
     /** A raw CI JWT presented as a Bearer token: the actor for this one request. */
     async actorForJwt(jwt: string, ip: string | null = null): Promise<Actor> {
       const v = await verify(jwt, ip);
-      return { kind: "oidc", tokenId: null, issuer: String(v.claims.iss), subject: String(v.claims.sub ?? "unknown").slice(0, 200), projects: projectsOf(v.matched) };
+      return {
+        kind: "oidc",
+        tokenId: null,
+        issuer: String(v.claims.iss),
+        subject: String(v.claims.sub ?? "unknown").slice(0, 200),
+        projects: projectsOf(v.matched),
+      };
     },
 
     /**
@@ -164,20 +222,44 @@ export function trustServiceFactory({ db, audit, verifier, tokens, projects, all
      * trusting what it likes), but it must never receive this job's exchange, token or claims.
      * The audit record goes to that project's organization alone.
      */
-    async exchange(jwt: string, ip: string | null, project?: string): Promise<{ token: string; expires_at: string; projects: string[] }> {
+    async exchange(
+      jwt: string,
+      ip: string | null,
+      project?: string,
+    ): Promise<{ token: string; expires_at: string; projects: string[] }> {
       // An unknown project reads as one with no trusts: this endpoint is anonymous, so it must not tell.
       const named = project === undefined ? undefined : (projectRef(project) ?? "");
       const v = await verify(jwt, ip, named);
       const projects = projectsOf(v.matched);
       const label = oidcLabel(String(v.claims.iss), String(v.claims.sub ?? "unknown").slice(0, 200));
       if (projects.length !== 1) {
-        audit.record({ actor: label, action: "auth.oidc.exchange", outcome: "failure", ip, details: { reason: `oidc: token matches trust relationships of ${projects.length} projects, none named` } });
-        throw new InvalidInputError(`this token matches the trust relationships of ${projects.length} projects: name the one to act for ("project": id or ORG/NAME)`, [{ pointer: "/project", detail: "required" }]);
+        audit.record({
+          actor: label,
+          action: "auth.oidc.exchange",
+          outcome: "failure",
+          ip,
+          details: { reason: `oidc: token matches trust relationships of ${projects.length} projects, none named` },
+        });
+        throw new InvalidInputError(
+          `this token matches the trust relationships of ${projects.length} projects: name the one to act for ("project": id or ORG/NAME)`,
+          [{ pointer: "/project", detail: "required" }],
+        );
       }
       const [{ projectId, orgId }] = projects as [{ projectId: string; orgId: string }];
       const expiresAt = new Date(Math.min(v.expiresAt.getTime(), now().getTime() + MAX_EXCHANGED_MS));
-      const created = tokens.create({ kind: "oidc", name: label, expiresAt, projectIds: [projectId], createdBy: null }, label, ip);
-      audit.record({ orgId, actor: label, action: "auth.oidc.exchange", target: created.metadata.id, ip, details: { issuer: v.claims.iss, project: projectId, trusts: v.matched.map((t) => t.id) } });
+      const created = tokens.create(
+        { kind: "oidc", name: label, expiresAt, projectIds: [projectId], createdBy: null },
+        label,
+        ip,
+      );
+      audit.record({
+        orgId,
+        actor: label,
+        action: "auth.oidc.exchange",
+        target: created.metadata.id,
+        ip,
+        details: { issuer: v.claims.iss, project: projectId, trusts: v.matched.map((t) => t.id) },
+      });
       return { token: created.token, expires_at: expiresAt.toISOString(), projects: [projectId] };
     },
   };

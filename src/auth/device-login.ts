@@ -61,9 +61,17 @@ export interface DeviceLoginDeps {
   now?: () => Date;
 }
 
-export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs = DEFAULT_DEVICE_TOKEN_LIFETIME_MS, starts = rateLimiterFactory({ limit: STARTS_PER_MINUTE, windowMs: 60_000 }), now = () => new Date() }: DeviceLoginDeps) {
+export function deviceLoginServiceFactory({
+  db,
+  audit,
+  tokens,
+  tokenLifetimeMs = DEFAULT_DEVICE_TOKEN_LIFETIME_MS,
+  starts = rateLimiterFactory({ limit: STARTS_PER_MINUTE, windowMs: 60_000 }),
+  now = () => new Date(),
+}: DeviceLoginDeps) {
   const byUserCode = db.query("SELECT * FROM device_logins WHERE user_code = ?");
-  const live = (r: Row | null): r is Row => !!r && !r.denied_at && !r.consumed_at && Date.parse(r.expires_at) > now().getTime();
+  const live = (r: Row | null): r is Row =>
+    !!r && !r.denied_at && !r.consumed_at && Date.parse(r.expires_at) > now().getTime();
 
   function userCode(): string {
     let s = "";
@@ -94,7 +102,9 @@ export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs =
       const deviceCode = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
       const code = userCode();
       const t = now();
-      db.query("INSERT INTO device_logins (id, device_code_sha256, user_code, client_name, ip, user_agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
+      db.query(
+        "INSERT INTO device_logins (id, device_code_sha256, user_code, client_name, ip, user_agent, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(
         newId("dev"),
         hashToken(deviceCode),
         code,
@@ -105,13 +115,24 @@ export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs =
         new Date(t.getTime() + LIFETIME_MS).toISOString(),
       );
       const uri = `${publicUrl.replace(/\/$/, "")}/device`;
-      return { device_code: deviceCode, user_code: code, verification_uri: uri, expires_in: LIFETIME_MS / 1000, interval: INTERVAL_S };
+      return {
+        device_code: deviceCode,
+        user_code: code,
+        verification_uri: uri,
+        expires_in: LIFETIME_MS / 1000,
+        interval: INTERVAL_S,
+      };
     },
 
     poll(deviceCode: string): PollResult {
       return db.transaction((): PollResult => {
-        const r = db.query("SELECT * FROM device_logins WHERE device_code_sha256 = ?").get(hashToken(deviceCode)) as Row | null;
-        if (!live(r)) throw new DeviceLoginGoneError("this device login has expired, was denied or was already used; run 'slipway login' again");
+        const r = db
+          .query("SELECT * FROM device_logins WHERE device_code_sha256 = ?")
+          .get(hashToken(deviceCode)) as Row | null;
+        if (!live(r))
+          throw new DeviceLoginGoneError(
+            "this device login has expired, was denied or was already used; run 'slipway login' again",
+          );
         const t = now();
         if (r.last_poll_at && t.getTime() - Date.parse(r.last_poll_at) < INTERVAL_S * 1000 - 250) {
           throw new RateLimitedError(`slow down: poll at most every ${INTERVAL_S} s`, INTERVAL_S);
@@ -120,7 +141,13 @@ export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs =
         if (!r.approved_by) return { status: "pending" };
         db.query("UPDATE device_logins SET consumed_at = ? WHERE id = ?").run(t.toISOString(), r.id);
         const created = tokens.create(
-          { kind: "user", name: `device login${r.client_name ? ` (${r.client_name})` : ""}`, expiresAt: new Date(t.getTime() + tokenLifetimeMs), userId: r.approved_by, createdBy: r.approved_by },
+          {
+            kind: "user",
+            name: `device login${r.client_name ? ` (${r.client_name})` : ""}`,
+            expiresAt: new Date(t.getTime() + tokenLifetimeMs),
+            userId: r.approved_by,
+            createdBy: r.approved_by,
+          },
           `user:${r.approved_by}`,
           r.ip,
         );
@@ -131,14 +158,33 @@ export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs =
     /** What the approving person is shown before they decide. */
     describe(code: string) {
       const r = findLive(code);
-      return { user_code: r.user_code, client_name: r.client_name, ip: r.ip, user_agent: r.user_agent, created_at: r.created_at, expires_at: r.expires_at, approved: r.approved_by !== null, token_lifetime_days: Math.round(tokenLifetimeMs / 86400_000) };
+      return {
+        user_code: r.user_code,
+        client_name: r.client_name,
+        ip: r.ip,
+        user_agent: r.user_agent,
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        approved: r.approved_by !== null,
+        token_lifetime_days: Math.round(tokenLifetimeMs / 86400_000),
+      };
     },
 
     approve(code: string, actor: Extract<Actor, { kind: "user" }>, ip: string | null): void {
       const r = findLive(code);
       if (r.approved_by) throw new NotFoundError("no such device login, or it has expired");
-      db.query("UPDATE device_logins SET approved_by = ?, approved_at = ? WHERE id = ?").run(actor.userId, now().toISOString(), r.id);
-      audit.record({ actor, action: "auth.device.approve", target: r.id, ip, details: { client_name: r.client_name, client_ip: r.ip, client_user_agent: r.user_agent } });
+      db.query("UPDATE device_logins SET approved_by = ?, approved_at = ? WHERE id = ?").run(
+        actor.userId,
+        now().toISOString(),
+        r.id,
+      );
+      audit.record({
+        actor,
+        action: "auth.device.approve",
+        target: r.id,
+        ip,
+        details: { client_name: r.client_name, client_ip: r.ip, client_user_agent: r.user_agent },
+      });
     },
 
     deny(code: string, actor: Extract<Actor, { kind: "user" }>, ip: string | null): void {
@@ -149,7 +195,9 @@ export function deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs =
 
     /** Deletes at most `limit` device logins that expired before `cutoff` (retention); returns how many. */
     pruneExpired(cutoff: Date, limit: number): number {
-      return db.query("DELETE FROM device_logins WHERE id IN (SELECT id FROM device_logins WHERE expires_at < ?1 LIMIT ?2)").run(cutoff.toISOString(), limit).changes;
+      return db
+        .query("DELETE FROM device_logins WHERE id IN (SELECT id FROM device_logins WHERE expires_at < ?1 LIMIT ?2)")
+        .run(cutoff.toISOString(), limit).changes;
     },
   };
 }

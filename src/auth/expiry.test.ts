@@ -27,7 +27,13 @@ function authOn({ db, now }: { db: Database; now?: () => Date }) {
   const audit = auditServiceFactory({ db });
   const users = orgsServiceFactory({ db, audit });
   const runnerHosts = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
-  return authServiceFactory({ tokens: tokensServiceFactory({ db, audit }), users, projects: projectsServiceFactory({ db, audit, orgs: users }), runnerHosts, ...(now ? { now } : {}) });
+  return authServiceFactory({
+    tokens: tokensServiceFactory({ db, audit }),
+    users,
+    projects: projectsServiceFactory({ db, audit, orgs: users }),
+    runnerHosts,
+    ...(now ? { now } : {}),
+  });
 }
 
 const HOUR = 3600_000;
@@ -63,7 +69,14 @@ const services = () => {
     sessions: sessionsServiceFactory({ db, audit, users: orgsServiceFactory({ db, audit }), now }),
     auth: authOn({ db, now }),
     tokens,
-    logins: deviceLoginServiceFactory({ db, audit, tokens, tokenLifetimeMs: 30 * DAY, starts: rateLimiterFactory({ limit: 10, windowMs: 60_000, now: () => clock }), now }),
+    logins: deviceLoginServiceFactory({
+      db,
+      audit,
+      tokens,
+      tokenLifetimeMs: 30 * DAY,
+      starts: rateLimiterFactory({ limit: 10, windowMs: 60_000, now: () => clock }),
+      now,
+    }),
   };
 };
 
@@ -161,7 +174,9 @@ describe("device logins", () => {
     const late = await auth.authenticate(`Bearer ${approved.token}`).catch((e: Error) => e);
     expect(late).toBeInstanceOf(UnauthenticatedError);
     // Expired reads exactly like unknown.
-    expect((late as Error).message).toBe(((await auth.authenticate(`Bearer slw_u_${"x".repeat(33)}`).catch((e: Error) => e)) as Error).message);
+    expect((late as Error).message).toBe(
+      ((await auth.authenticate(`Bearer slw_u_${"x".repeat(33)}`).catch((e: Error) => e)) as Error).message,
+    );
   });
 
   test("starts are limited per address per minute; the next minute has its own allowance", () => {
@@ -188,14 +203,26 @@ describe("device logins", () => {
 describe("tokens", () => {
   test("a token ends at its expiry; one minted by it cannot outlive it", async () => {
     const { tokens, auth } = services();
-    const parent = tokens.create({ kind: "user", name: "day", expiresAt: new Date(clock + DAY), userId, createdBy: userId }, "system:test");
+    const parent = tokens.create(
+      { kind: "user", name: "day", expiresAt: new Date(clock + DAY), userId, createdBy: userId },
+      "system:test",
+    );
     const parentActor = await auth.authenticate(`Bearer ${parent.token}`);
-    const child = tokens.create({ kind: "user", name: "child", expiresAt: null, userId, createdBy: userId }, parentActor);
+    const child = tokens.create(
+      { kind: "user", name: "child", expiresAt: null, userId, createdBy: userId },
+      parentActor,
+    );
     expect(child.metadata.expires_at).toBe(parent.metadata.expires_at);
-    expect(() => tokens.create({ kind: "user", name: "longer", expiresAt: new Date(clock + 2 * DAY), userId, createdBy: userId }, parentActor)).toThrow(/cannot outlive/);
+    expect(() =>
+      tokens.create(
+        { kind: "user", name: "longer", expiresAt: new Date(clock + 2 * DAY), userId, createdBy: userId },
+        parentActor,
+      ),
+    ).toThrow(/cannot outlive/);
     clock += DAY - 1;
     expect((await auth.authenticate(`Bearer ${child.token}`)).kind).toBe("user");
     clock += 1;
-    for (const t of [parent.token, child.token]) expect(await auth.authenticate(`Bearer ${t}`).catch((e: Error) => e)).toBeInstanceOf(UnauthenticatedError);
+    for (const t of [parent.token, child.token])
+      expect(await auth.authenticate(`Bearer ${t}`).catch((e: Error) => e)).toBeInstanceOf(UnauthenticatedError);
   });
 });

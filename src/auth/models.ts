@@ -15,7 +15,10 @@ export const Me = t.Object({
 export type MeView = Static<typeof Me>;
 
 /** POST /auth/login */
-export const Login = t.Object({ username: t.String({ minLength: 1, maxLength: 64 }), password: t.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
+export const Login = t.Object(
+  { username: t.String({ minLength: 1, maxLength: 64 }), password: t.String({ minLength: 1, maxLength: 1024 }) },
+  { additionalProperties: false },
+);
 export const Session = t.Object({
   id: t.String(),
   user_id: t.String(),
@@ -26,16 +29,34 @@ export const Session = t.Object({
   user_agent: t.Nullable(t.String()),
 });
 /** PUT /me/password */
-export const PasswordChange = t.Object({ current_password: t.Optional(t.String({ maxLength: 1024 })), new_password: t.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
+export const PasswordChange = t.Object(
+  {
+    current_password: t.Optional(t.String({ maxLength: 1024 })),
+    new_password: t.String({ minLength: 1, maxLength: 1024 }),
+  },
+  { additionalProperties: false },
+);
 
 const CLIENT_NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]*$";
 /** POST /auth/device. The client's name for itself is shown to the approver as unverified; no
  * control or direction-override characters that could make it pass for something else. */
-export const DeviceStart = t.Object({ client_name: t.Optional(t.String({ maxLength: 100, pattern: CLIENT_NAME_PATTERN })) }, { additionalProperties: false });
-export const DeviceStarted = t.Object({ device_code: t.String(), user_code: t.String(), verification_uri: t.String(), expires_in: t.Number(), interval: t.Number() });
+export const DeviceStart = t.Object(
+  { client_name: t.Optional(t.String({ maxLength: 100, pattern: CLIENT_NAME_PATTERN })) },
+  { additionalProperties: false },
+);
+export const DeviceStarted = t.Object({
+  device_code: t.String(),
+  user_code: t.String(),
+  verification_uri: t.String(),
+  expires_in: t.Number(),
+  interval: t.Number(),
+});
 export type DeviceStartedView = Static<typeof DeviceStarted>;
 /** POST /auth/device/token */
-export const DevicePoll = t.Object({ device_code: t.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false });
+export const DevicePoll = t.Object(
+  { device_code: t.String({ minLength: 1, maxLength: 200 }) },
+  { additionalProperties: false },
+);
 /** What a poll answers: pending (202), or approved with the token (200). */
 export type DevicePollView = { status: "pending" } | { status: "approved"; token: string; token_id: string };
 const UserCode = t.String({ minLength: 8, maxLength: 16, description: "the code the CLI shows, e.g. BCDF-GHJK" });
@@ -67,7 +88,10 @@ export const TokenCreate = t.Object(
   },
   { additionalProperties: false },
 );
-export const TokenCreated = t.Composite([TokenMetadata, t.Object({ token: t.String({ description: "the secret: shown once, never again" }) })]);
+export const TokenCreated = t.Composite([
+  TokenMetadata,
+  t.Object({ token: t.String({ description: "the secret: shown once, never again" }) }),
+]);
 
 export const Trust = t.Object({
   id: t.String(),
@@ -84,8 +108,15 @@ export type TrustView = Static<typeof Trust>;
 export const TrustCreate = t.Object(
   {
     provider: t.Union([t.Literal("github"), t.Literal("circleci"), t.Literal("buildkite"), t.Literal("generic")]),
-    issuer: t.Optional(t.String({ description: "default: the provider's public issuer (GitHub Enterprise Server: its own)" })),
-    audiences: t.Optional(t.Array(t.String({ minLength: 1 }), { minItems: 1, description: "default: this appliance's public URL; add https://depot.dev to let the depot CLI's CI flow in" })),
+    issuer: t.Optional(
+      t.String({ description: "default: the provider's public issuer (GitHub Enterprise Server: its own)" }),
+    ),
+    audiences: t.Optional(
+      t.Array(t.String({ minLength: 1 }), {
+        minItems: 1,
+        description: "default: this appliance's public URL; add https://depot.dev to let the depot CLI's CI flow in",
+      }),
+    ),
     owner: t.Optional(t.String()),
     repository: t.Optional(t.String({ description: "github: owner/name" })),
     organizationId: t.Optional(t.String({ description: "circleci: organization UUID" })),
@@ -93,11 +124,22 @@ export const TrustCreate = t.Object(
     organizationSlug: t.Optional(t.String({ description: "buildkite" })),
     pipelineSlug: t.Optional(t.String({ description: "buildkite" })),
     repositoryId: t.Optional(t.String({ description: "github: pin GitHub's immutable repository_id (digits)" })),
-    repositoryOwnerId: t.Optional(t.String({ description: "github: pin GitHub's immutable repository_owner_id (digits)" })),
+    repositoryOwnerId: t.Optional(
+      t.String({ description: "github: pin GitHub's immutable repository_owner_id (digits)" }),
+    ),
     ref: t.Optional(t.String({ description: "github: the ref, e.g. refs/heads/main (exact, or a glob with *)" })),
     environment: t.Optional(t.String({ description: "github: the deployment environment, exactly" })),
-    claims: t.Optional(t.Record(t.String(), t.String(), { description: "generic: claim → exact value or glob (* matches any run of characters)" })),
-    static_jwks: t.Optional(t.Object({ keys: t.Array(t.Record(t.String(), t.Unknown())) }, { description: "the issuer's JWKS, for issuers this appliance cannot reach" })),
+    claims: t.Optional(
+      t.Record(t.String(), t.String(), {
+        description: "generic: claim → exact value or glob (* matches any run of characters)",
+      }),
+    ),
+    static_jwks: t.Optional(
+      t.Object(
+        { keys: t.Array(t.Record(t.String(), t.Unknown())) },
+        { description: "the issuer's JWKS, for issuers this appliance cannot reach" },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -106,7 +148,12 @@ export const OidcExchange = t.Object(
   {
     token: t.String({ minLength: 1, maxLength: 16384, description: "the CI job's OIDC JWT" }),
     project: t.Optional(
-      t.String({ minLength: 1, maxLength: 200, description: "the project to act for (id or ORG/NAME): only its trust relationships are considered; required when the token matches those of several projects" }),
+      t.String({
+        minLength: 1,
+        maxLength: 200,
+        description:
+          "the project to act for (id or ORG/NAME): only its trust relationships are considered; required when the token matches those of several projects",
+      }),
     ),
   },
   { additionalProperties: false },

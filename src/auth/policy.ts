@@ -51,7 +51,17 @@ export interface Resource {
   startedBy?: string;
 }
 
-const ANY_ROLE: ReadonlySet<Action> = new Set(["org:read", "member:read", "project:read", "build:run", "build:read", "trust:read", "egress:read", "registry:pull", "registry:push"]);
+const ANY_ROLE: ReadonlySet<Action> = new Set([
+  "org:read",
+  "member:read",
+  "project:read",
+  "build:run",
+  "build:read",
+  "trust:read",
+  "egress:read",
+  "registry:pull",
+  "registry:push",
+]);
 const OWNER: ReadonlySet<Action> = new Set([
   ...ANY_ROLE,
   "org:update",
@@ -89,7 +99,13 @@ const ORG_TOKEN: ReadonlySet<Action> = new Set([
 /** An egress agent acts for its runner host only. */
 const AGENT: ReadonlySet<Action> = new Set(["egress:agent"]);
 /** Project-scoped credentials (project tokens, CI OIDC) read their project and build on it. */
-const PROJECT_SCOPED: ReadonlySet<Action> = new Set(["project:read", "build:run", "build:read", "registry:pull", "registry:push"]);
+const PROJECT_SCOPED: ReadonlySet<Action> = new Set([
+  "project:read",
+  "build:run",
+  "build:read",
+  "registry:pull",
+  "registry:push",
+]);
 /** A build token drives its own build and reads it; nothing else, not even its project. */
 const BUILD_TOKEN: ReadonlySet<Action> = new Set(["build:read", "build:drive"]);
 
@@ -118,7 +134,9 @@ export function canSee(actor: Actor, resource: Resource): boolean {
     case "agent":
       return actor.orgId === resource.orgId;
     case "build-token":
-      return resource.buildId !== undefined && resource.buildId === actor.buildId && resource.projectId === actor.projectId;
+      return (
+        resource.buildId !== undefined && resource.buildId === actor.buildId && resource.projectId === actor.projectId
+      );
     case "pull-token":
       return resource.orgId === actor.orgId && resource.projectId === actor.projectId;
     default:
@@ -134,10 +152,16 @@ export function can(actor: Actor, action: Action, resource?: Resource): boolean 
   // The appliance host's firewall belongs to its administrator, never to an organization.
   if (action === "egress:local") return actor.kind === "user" && actor.isAdmin;
   // The registry has no builds: a build token's repository is its own build's project.
-  if (actor.kind === "build-token" && BUILD_TOKEN_REGISTRY.has(action)) return resource !== undefined && resource.orgId === actor.orgId && resource.projectId === actor.projectId;
+  if (actor.kind === "build-token" && BUILD_TOKEN_REGISTRY.has(action))
+    return resource !== undefined && resource.orgId === actor.orgId && resource.projectId === actor.projectId;
   if (!resource || !canSee(actor, resource)) return false;
   // Whoever started a build drives and may cancel it (a project token, a CI job, a user).
-  if ((action === "build:drive" || action === "build:cancel") && resource.startedBy !== undefined && resource.startedBy === actorLabel(actor)) return true;
+  if (
+    (action === "build:drive" || action === "build:cancel") &&
+    resource.startedBy !== undefined &&
+    resource.startedBy === actorLabel(actor)
+  )
+    return true;
   switch (actor.kind) {
     case "user":
       if (actor.isAdmin) return true;
@@ -164,7 +188,11 @@ export function canManageUserToken(actor: Actor, ownerUserId: string | null): bo
 /** Throws 401 for no credentials, 404 when the resource is not visible, 403 otherwise. */
 export function authorize(actor: Actor, action: Action, resource?: Resource): void {
   if (can(actor, action, resource)) return;
-  if (actor.kind === "anonymous") throw new UnauthenticatedError("this endpoint needs credentials: Authorization: Bearer <token>");
-  if (resource && !canSee(actor, resource)) throw new NotFoundError(resource.buildId ? "no such build" : resource.projectId ? "no such project" : "no such organization");
+  if (actor.kind === "anonymous")
+    throw new UnauthenticatedError("this endpoint needs credentials: Authorization: Bearer <token>");
+  if (resource && !canSee(actor, resource))
+    throw new NotFoundError(
+      resource.buildId ? "no such build" : resource.projectId ? "no such project" : "no such organization",
+    );
   throw new ForbiddenError(`not allowed: ${action}`);
 }

@@ -20,7 +20,17 @@ export interface RateLimiter {
   hit(keys: string[]): void;
 }
 
-export function rateLimiterFactory({ limit, windowMs, now = () => Date.now(), maxKeys = 100_000 }: { limit: number; windowMs: number; now?: () => number; maxKeys?: number }): RateLimiter {
+export function rateLimiterFactory({
+  limit,
+  windowMs,
+  now = () => Date.now(),
+  maxKeys = 100_000,
+}: {
+  limit: number;
+  windowMs: number;
+  now?: () => number;
+  maxKeys?: number;
+}): RateLimiter {
   const windows = new Map<string, { start: number; count: number }>();
   return {
     hit(keys) {

@@ -18,7 +18,8 @@ const TOUCH_MS = 60_000;
 /** Verified against when the user does not exist, so timing does not reveal usernames. A
  * constant with Bun's default argon2id cost (the password behind it is random and unknown):
  * computing one at start-up took ~200 ms and 64 MB. */
-const DUMMY_HASH = "$argon2id$v=19$m=65536,t=2,p=1$PdpVxcR3EdpwUDyaiou5c2XhNyH0bvWscE0HqxuJdBQ$MsmxhMWmAR/R8fPfsnLMIGDEcHTxgOFG+qOhkBs78NU";
+const DUMMY_HASH =
+  "$argon2id$v=19$m=65536,t=2,p=1$PdpVxcR3EdpwUDyaiou5c2XhNyH0bvWscE0HqxuJdBQ$MsmxhMWmAR/R8fPfsnLMIGDEcHTxgOFG+qOhkBs78NU";
 
 export const MIN_PASSWORD_LENGTH = 12;
 
@@ -47,14 +48,18 @@ export interface SessionsDeps {
 }
 
 export function sessionsServiceFactory({ db, audit, users, now = () => new Date() }: SessionsDeps) {
-  const bySecret = db.query("SELECT id, user_id, expires_at, last_seen_at, revoked_at FROM sessions WHERE secret_sha256 = ?");
+  const bySecret = db.query(
+    "SELECT id, user_id, expires_at, last_seen_at, revoked_at FROM sessions WHERE secret_sha256 = ?",
+  );
   const touch = db.query("UPDATE sessions SET last_seen_at = ? WHERE id = ?");
 
   return {
     /** Rejects a password too weak to set (before anything is created with it). */
     checkPassword(password: string): void {
       if (password.length < MIN_PASSWORD_LENGTH) {
-        throw new InvalidInputError(`passwords need at least ${MIN_PASSWORD_LENGTH} characters`, [{ pointer: "/password", detail: `at least ${MIN_PASSWORD_LENGTH} characters` }]);
+        throw new InvalidInputError(`passwords need at least ${MIN_PASSWORD_LENGTH} characters`, [
+          { pointer: "/password", detail: `at least ${MIN_PASSWORD_LENGTH} characters` },
+        ]);
       }
     },
 
@@ -76,11 +81,21 @@ export function sessionsServiceFactory({ db, audit, users, now = () => new Date(
     },
 
     /** Checks the password and opens a session; returns the cookie secret (once). */
-    async login(username: string, password: string, meta: { ip: string | null; userAgent: string | null }): Promise<{ secret: string; session: SessionInfo }> {
+    async login(
+      username: string,
+      password: string,
+      meta: { ip: string | null; userAgent: string | null },
+    ): Promise<{ secret: string; session: SessionInfo }> {
       const user = users.passwordHashByUsername(username);
       const ok = await Bun.password.verify(password, user?.password_hash ?? DUMMY_HASH);
       if (!user || !user.password_hash || !ok) {
-        audit.record({ actor: "anonymous", action: "auth.login", outcome: "failure", ip: meta.ip, details: { username } });
+        audit.record({
+          actor: "anonymous",
+          action: "auth.login",
+          outcome: "failure",
+          ip: meta.ip,
+          details: { username },
+        });
         throw new UnauthenticatedError("wrong username or password");
       }
       const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
@@ -94,7 +109,9 @@ export function sessionsServiceFactory({ db, audit, users, now = () => new Date(
         ip: meta.ip,
         user_agent: meta.userAgent?.slice(0, 200) ?? null,
       };
-      db.query("INSERT INTO sessions (id, user_id, secret_sha256, created_at, expires_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
+      db.query(
+        "INSERT INTO sessions (id, user_id, secret_sha256, created_at, expires_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(
         session.id,
         session.user_id,
         hashToken(secret),
@@ -110,7 +127,13 @@ export function sessionsServiceFactory({ db, audit, users, now = () => new Date(
 
     /** The user id behind a cookie secret, or an UnauthenticatedError. */
     resolve(secret: string): { sessionId: string; userId: string } {
-      const row = bySecret.get(hashToken(secret)) as { id: string; user_id: string; expires_at: string; last_seen_at: string; revoked_at: string | null } | null;
+      const row = bySecret.get(hashToken(secret)) as {
+        id: string;
+        user_id: string;
+        expires_at: string;
+        last_seen_at: string;
+        revoked_at: string | null;
+      } | null;
       const t = now().getTime();
       if (!row || row.revoked_at || Date.parse(row.expires_at) <= t || t - Date.parse(row.last_seen_at) > IDLE_MS) {
         throw new UnauthenticatedError("the session has ended; log in again");
@@ -123,17 +146,25 @@ export function sessionsServiceFactory({ db, audit, users, now = () => new Date(
     list(userId: string): SessionInfo[] {
       const t = now().getTime();
       return db
-        .query("SELECT id, user_id, created_at, expires_at, last_seen_at, ip, user_agent FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? AND last_seen_at >= ? ORDER BY created_at DESC")
+        .query(
+          "SELECT id, user_id, created_at, expires_at, last_seen_at, ip, user_agent FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? AND last_seen_at >= ? ORDER BY created_at DESC",
+        )
         .all(userId, new Date(t).toISOString(), new Date(t - IDLE_MS).toISOString()) as SessionInfo[];
     },
 
     /** Deletes at most `limit` sessions that expired or were revoked before `cutoff` (retention); returns how many. */
     pruneEnded(cutoff: Date, limit: number): number {
-      return db.query("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)").run(cutoff.toISOString(), limit).changes;
+      return db
+        .query(
+          "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)",
+        )
+        .run(cutoff.toISOString(), limit).changes;
     },
 
     revoke(sessionId: string, userId: string): boolean {
-      const r = db.query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL").run(now().toISOString(), sessionId, userId);
+      const r = db
+        .query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
+        .run(now().toISOString(), sessionId, userId);
       if (r.changes > 0) audit.record({ actor: `user:${userId}`, action: "auth.logout", target: sessionId });
       return r.changes > 0;
     },

@@ -72,7 +72,9 @@ describe("hashToken", () => {
     const h = hashToken(t);
     expect(h.length).toBe(32);
     expect(Buffer.from(h).toString("hex")).toBe(createHash("sha256").update(t).digest("hex"));
-    expect(Buffer.from(hashToken("abc")).toString("hex")).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    expect(Buffer.from(hashToken("abc")).toString("hex")).toBe(
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    );
     expect(Buffer.from(hashToken(generateToken("org"))).equals(Buffer.from(h))).toBe(false);
   });
 });

@@ -6,7 +6,15 @@
 import type { Logger } from "../log/logger.ts";
 import type { BuilderEngine } from "./engine.ts";
 
-export function builderAddressesFactory({ engine, log, onAddresses }: { engine: Pick<BuilderEngine, "address">; log: Logger; onAddresses?: (addrs: string[]) => void }) {
+export function builderAddressesFactory({
+  engine,
+  log,
+  onAddresses,
+}: {
+  engine: Pick<BuilderEngine, "address">;
+  log: Logger;
+  onAddresses?: (addrs: string[]) => void;
+}) {
   /** builder id → its address on its network. */
   const addresses = new Map<string, string>();
   const publish = () => {

@@ -26,9 +26,22 @@ import { builderServiceFactory } from "./service.ts";
 const dir = mkdtempSync(join(tmpdir(), "admission-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const AMD64 = "linux/amd64";
-const DEFAULTS: Quotas = { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 };
+const DEFAULTS: Quotas = {
+  max_projects: 100,
+  max_builder_cpus: 16,
+  max_builder_memory_mb: 32768,
+  max_cache_size_gb: 200,
+  max_running_builders: 8,
+};
 
-const ADMIN: Actor = { kind: "user", userId: "usr_admin", username: "admin", isAdmin: true, tokenId: null, memberships: {} };
+const ADMIN: Actor = {
+  kind: "user",
+  userId: "usr_admin",
+  username: "admin",
+  isAdmin: true,
+  tokenId: null,
+  memberships: {},
+};
 let db: Database;
 let clock: number;
 let stopped: string[];
@@ -45,7 +58,8 @@ function setup(opts: { maxRunning: number; queueTimeoutMs?: number; orgLimits?: 
   const orgIds: Record<string, string> = {};
   for (const slug of ["org-a", "org-b"]) {
     orgIds[slug] = orgs.create({ slug, name: slug, owner: "owner" }, ADMIN).id;
-    if (opts.orgLimits?.[slug] !== undefined) quotas.set(orgIds[slug], { max_running_builders: opts.orgLimits[slug] }, ADMIN);
+    if (opts.orgLimits?.[slug] !== undefined)
+      quotas.set(orgIds[slug], { max_running_builders: opts.orgLimits[slug] }, ADMIN);
   }
   const project = (org: string, name: string) => projects.create(orgIds[org]!, { name }, ADMIN).id;
   stopped = [];
@@ -84,22 +98,37 @@ function setup(opts: { maxRunning: number; queueTimeoutMs?: number; orgLimits?: 
 /** A builder already running for `projectId`: busy ('ready') or idle. */
 function running(projectId: string, state: "ready" | "idle", lastUsed = "2026-01-01T00:00:00Z") {
   const id = `bldr_${projectId}`;
-  db.query("INSERT INTO builders (id, project_id, platform, runtime, state, container_id, socket_path, last_used_at, updated_at) VALUES (?, ?, ?, 'dockerd', ?, ?, '/nonexistent', ?, ?)").run(id, projectId, AMD64, state, `ctr_${projectId}`, lastUsed, lastUsed);
+  db.query(
+    "INSERT INTO builders (id, project_id, platform, runtime, state, container_id, socket_path, last_used_at, updated_at) VALUES (?, ?, ?, 'dockerd', ?, ?, '/nonexistent', ?, ?)",
+  ).run(id, projectId, AMD64, state, `ctr_${projectId}`, lastUsed, lastUsed);
   return id;
 }
-const stop = (projectId: string) => db.query("UPDATE builders SET state = 'absent', container_id = NULL WHERE project_id = ?").run(projectId);
-const ask = (m: ReturnType<typeof setup>["manager"], projectId: string, build: string) => m.request({ projectId, platform: AMD64 }, build).then((s) => s.state);
+const stop = (projectId: string) =>
+  db.query("UPDATE builders SET state = 'absent', container_id = NULL WHERE project_id = ?").run(projectId);
+const ask = (m: ReturnType<typeof setup>["manager"], projectId: string, build: string) =>
+  m.request({ projectId, platform: AMD64 }, build).then((s) => s.state);
 /** Whether the request was admitted: a start began (it holds a slot, so it counts as running). */
-const startedFor = (projectId: string) => (db.query("SELECT state FROM builders WHERE project_id = ?").get(projectId) as { state: string } | null)?.state === "starting";
+const startedFor = (projectId: string) =>
+  (db.query("SELECT state FROM builders WHERE project_id = ?").get(projectId) as { state: string } | null)?.state ===
+  "starting";
 
 describe("builder admission", () => {
   test("a full host queues requests; a freed slot goes to the organization running fewest, then first come", async () => {
     const { manager, project } = setup({ maxRunning: 2 });
-    const a1 = project("org-a", "a1"), a2 = project("org-a", "a2"), a3 = project("org-a", "a3"), a4 = project("org-a", "a4"), b1 = project("org-b", "b1");
+    const a1 = project("org-a", "a1"),
+      a2 = project("org-a", "a2"),
+      a3 = project("org-a", "a3"),
+      a4 = project("org-a", "a4"),
+      b1 = project("org-b", "b1");
     running(a1, "ready");
     running(a2, "ready");
     // Org A asks first (twice), then org B: all wait, the host runs 2 of 2.
-    for (const [p, b] of [[a3, "bld_a3"], [a4, "bld_a4"], [b1, "bld_b1"]] as const) expect(await ask(manager, p, b)).toBe("starting");
+    for (const [p, b] of [
+      [a3, "bld_a3"],
+      [a4, "bld_a4"],
+      [b1, "bld_b1"],
+    ] as const)
+      expect(await ask(manager, p, b)).toBe("starting");
     expect(manager.running()).toHaveLength(2);
     stop(a1); // one slot frees
     clock += 1000;
@@ -122,13 +151,16 @@ describe("builder admission", () => {
 
   test("a request that waited past the queue timeout is refused with resource_exhausted naming the host limit", async () => {
     const { manager, project } = setup({ maxRunning: 1, queueTimeoutMs: 5000 });
-    const a1 = project("org-a", "a1"), b1 = project("org-b", "b1");
+    const a1 = project("org-a", "a1"),
+      b1 = project("org-b", "b1");
     running(a1, "ready");
     expect(await ask(manager, b1, "bld_b1")).toBe("starting");
     clock += 5000;
     const e = await manager.request({ projectId: b1, platform: AMD64 }, "bld_b1").catch((x: Error) => x);
     expect(e).toBeInstanceOf(ResourceExhaustedError);
-    expect((e as Error).message).toBe("no builder after waiting 5 s: this host runs 1 builder(s), its limit builders.max_running is 1; try again later");
+    expect((e as Error).message).toBe(
+      "no builder after waiting 5 s: this host runs 1 builder(s), its limit builders.max_running is 1; try again later",
+    );
     // The depot CLI asks a second time: that build is refused at once, not queued again.
     clock += 1000;
     expect(await manager.request({ projectId: b1, platform: AMD64 }, "bld_b1").catch((x: Error) => x)).toBe(e);
@@ -138,7 +170,9 @@ describe("builder admission", () => {
 
   test("a waiting request stops the least recently used idle builder instead of waiting for its idle timeout", async () => {
     const { manager, project } = setup({ maxRunning: 2 });
-    const a1 = project("org-a", "a1"), a2 = project("org-a", "a2"), b1 = project("org-b", "b1");
+    const a1 = project("org-a", "a1"),
+      a2 = project("org-a", "a2"),
+      b1 = project("org-b", "b1");
     running(a1, "idle", "2026-01-01T00:00:05Z");
     running(a2, "idle", "2026-01-01T00:00:01Z");
     expect(await ask(manager, b1, "bld_b1")).toBe("starting");
@@ -152,7 +186,9 @@ describe("builder admission", () => {
 
   test("an organization at its quota waits for its own slots even on an empty host, and only its own idle builders are stopped", async () => {
     const { manager, project } = setup({ maxRunning: 10, orgLimits: { "org-a": 1 } });
-    const a1 = project("org-a", "a1"), a2 = project("org-a", "a2"), b1 = project("org-b", "b1");
+    const a1 = project("org-a", "a1"),
+      a2 = project("org-a", "a2"),
+      b1 = project("org-b", "b1");
     running(a1, "ready");
     running(b1, "idle");
     expect(await ask(manager, a2, "bld_a2")).toBe("starting");
@@ -165,7 +201,10 @@ describe("builder admission", () => {
 
   test("CreateBuild's early answer: refused when the organization's builders are all busy at its quota, naming limit and value", async () => {
     const { manager, project, orgIds } = setup({ maxRunning: 10, orgLimits: { "org-a": 2, "org-b": 0 } });
-    const a1 = project("org-a", "a1"), a2 = project("org-a", "a2"), a3 = project("org-a", "a3"), b1 = project("org-b", "b1");
+    const a1 = project("org-a", "a1"),
+      a2 = project("org-a", "a2"),
+      a3 = project("org-a", "a3"),
+      b1 = project("org-b", "b1");
     running(a1, "ready");
     expect(() => manager.admissible(orgIds["org-a"]!, a3)).not.toThrow();
     running(a2, "ready");
@@ -177,14 +216,22 @@ describe("builder admission", () => {
       }
     })();
     expect(e).toBeInstanceOf(QuotaExceededError);
-    expect({ quota: e!.quota, limit: e!.limit, current: e!.current }).toEqual({ quota: "max_running_builders", limit: 2, current: 2 });
-    expect(e!.message).toContain("the organization runs 2 builder(s) for builds in progress and its quota max_running_builders is 2");
+    expect({ quota: e!.quota, limit: e!.limit, current: e!.current }).toEqual({
+      quota: "max_running_builders",
+      limit: 2,
+      current: 2,
+    });
+    expect(e!.message).toContain(
+      "the organization runs 2 builder(s) for builds in progress and its quota max_running_builders is 2",
+    );
     // A project whose builder runs builds on it; an idle builder of the organization makes room.
     expect(() => manager.admissible(orgIds["org-a"]!, a1)).not.toThrow();
     db.query("UPDATE builders SET state = 'idle' WHERE project_id = ?").run(a2);
     expect(() => manager.admissible(orgIds["org-a"]!, a3)).not.toThrow();
     // A quota of 0: no builder at all, at CreateBuild and at the request.
     expect(() => manager.admissible(orgIds["org-b"]!, b1)).toThrow(QuotaExceededError);
-    expect(await manager.request({ projectId: b1, platform: AMD64 }, "bld_b1").catch((x: Error) => x)).toBeInstanceOf(QuotaExceededError);
+    expect(await manager.request({ projectId: b1, platform: AMD64 }, "bld_b1").catch((x: Error) => x)).toBeInstanceOf(
+      QuotaExceededError,
+    );
   });
 });

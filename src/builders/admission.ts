@@ -97,7 +97,11 @@ export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
     if (!b) return;
     reclaiming = true;
     const ref = { projectId: b.project_id, platform: b.platform };
-    log.info("stopping an idle builder to make room for a waiting build", { builder: b.id, project: b.project_id, platform: b.platform });
+    log.info("stopping an idle builder to make room for a waiting build", {
+      builder: b.id,
+      project: b.project_id,
+      platform: b.platform,
+    });
     void deps
       .stop(ref, "room for a waiting build")
       .catch((e) => log.warn("stopping an idle builder failed", { builder: b.id, error: (e as Error).message }))
@@ -113,7 +117,12 @@ export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
       for (const e of line) {
         const n = taken.get(e[1].orgId) ?? 0;
         if (n >= orgLimit(e[1].orgId)) continue;
-        if (!next || n < (taken.get(next[1].orgId) ?? 0) || (n === (taken.get(next[1].orgId) ?? 0) && e[1].since < next[1].since)) next = e;
+        if (
+          !next ||
+          n < (taken.get(next[1].orgId) ?? 0) ||
+          (n === (taken.get(next[1].orgId) ?? 0) && e[1].since < next[1].since)
+        )
+          next = e;
       }
       if (!next) return false;
       if (next[0] === k) return true;
@@ -132,7 +141,13 @@ export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
       const t = now().getTime();
       for (const [wk, w] of waiters) if (t - w.polled > STALE_WAITER_MS || !deps.held(wk)) waiters.delete(wk);
       const limit = orgLimit(orgId);
-      if (limit === 0) throw new QuotaExceededError("the organization's quota max_running_builders is 0: it may run no builder; ask the administrator to raise it", "max_running_builders", 0, 0);
+      if (limit === 0)
+        throw new QuotaExceededError(
+          "the organization's quota max_running_builders is 0: it may run no builder; ask the administrator to raise it",
+          "max_running_builders",
+          0,
+          0,
+        );
       const occ = occupancy();
       const used = countBy(occ);
       let w = waiters.get(k);
@@ -148,15 +163,36 @@ export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
       if (orgFull) reclaimIdle(orgId);
       else if (occ.size >= maxRunning) reclaimIdle(null);
       const waited = t - w.since;
-      if (waited === 0) log.info("a build waits for a builder slot", { project: ref.projectId, platform: ref.platform, org: orgId, org_running: used.get(orgId) ?? 0, org_limit: limit, host_running: occ.size, host_limit: maxRunning });
+      if (waited === 0)
+        log.info("a build waits for a builder slot", {
+          project: ref.projectId,
+          platform: ref.platform,
+          org: orgId,
+          org_running: used.get(orgId) ?? 0,
+          org_limit: limit,
+          host_running: occ.size,
+          host_limit: maxRunning,
+        });
       if (waited >= queueTimeoutMs) {
         waiters.delete(k);
         const s = Math.round(waited / 1000);
         const refusal = orgFull
-          ? new QuotaExceededError(`no builder after waiting ${s} s: the organization runs ${used.get(orgId) ?? 0} builder(s), its quota max_running_builders is ${limit}; try again when one of its builds has ended, or ask the administrator to raise the quota`, "max_running_builders", limit, used.get(orgId) ?? 0)
-          : new ResourceExhaustedError(`no builder after waiting ${s} s: this host runs ${occ.size} builder(s), its limit builders.max_running is ${maxRunning}; try again later`);
+          ? new QuotaExceededError(
+              `no builder after waiting ${s} s: the organization runs ${used.get(orgId) ?? 0} builder(s), its quota max_running_builders is ${limit}; try again when one of its builds has ended, or ask the administrator to raise the quota`,
+              "max_running_builders",
+              limit,
+              used.get(orgId) ?? 0,
+            )
+          : new ResourceExhaustedError(
+              `no builder after waiting ${s} s: this host runs ${occ.size} builder(s), its limit builders.max_running is ${maxRunning}; try again later`,
+            );
         refusedHolders.set(holder, refusal);
-        log.info("a build waited too long for a builder slot", { project: ref.projectId, platform: ref.platform, build: holder, waited_ms: waited });
+        log.info("a build waited too long for a builder slot", {
+          project: ref.projectId,
+          platform: ref.platform,
+          build: holder,
+          waited_ms: waited,
+        });
         throw refusal;
       }
       return false;

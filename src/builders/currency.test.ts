@@ -7,7 +7,14 @@
 import { describe, expect, test } from "bun:test";
 import { PassThrough } from "node:stream";
 import { silentLogger } from "../log/logger.ts";
-import { builderCurrencyHealthCheck, builderSettingsKey, describeOutdated, imageCurrencyFactory, imageDifference, type WantedImage } from "./currency.ts";
+import {
+  builderCurrencyHealthCheck,
+  builderSettingsKey,
+  describeOutdated,
+  imageCurrencyFactory,
+  imageDifference,
+  type WantedImage,
+} from "./currency.ts";
 
 const settings = builderSettingsKey({ runtime: "dockerd", containerdStore: false });
 const want: WantedImage = { image: "slipway/builder-dockerd:bookworm", imageId: "sha256:bbbb", settings };
@@ -17,18 +24,31 @@ describe("imageDifference", () => {
     expect(imageDifference({ image: want.image, imageId: "sha256:bbbb", settings }, want)).toBeNull();
   });
   test("the reference now resolves to another id (re-assembled image): the image differs", () => {
-    expect(imageDifference({ image: want.image, imageId: "sha256:aaaa", settings }, want)).toEqual({ image: true, settings: false });
+    expect(imageDifference({ image: want.image, imageId: "sha256:aaaa", settings }, want)).toEqual({
+      image: true,
+      settings: false,
+    });
   });
   test("another configured reference, even with the same id: the image differs", () => {
-    expect(imageDifference({ image: "slipway/builder-dockerd:trixie", imageId: "sha256:bbbb", settings }, want)).toEqual({ image: true, settings: false });
+    expect(
+      imageDifference({ image: "slipway/builder-dockerd:trixie", imageId: "sha256:bbbb", settings }, want),
+    ).toEqual({ image: true, settings: false });
   });
   test("changed runtime settings, or a container from before settings were labelled: settings differ", () => {
     const other = builderSettingsKey({ runtime: "dockerd", containerdStore: true });
-    expect(imageDifference({ image: want.image, imageId: "sha256:bbbb", settings: other }, want)).toEqual({ image: false, settings: true });
-    expect(imageDifference({ image: want.image, imageId: "sha256:bbbb", settings: null }, want)).toEqual({ image: false, settings: true });
+    expect(imageDifference({ image: want.image, imageId: "sha256:bbbb", settings: other }, want)).toEqual({
+      image: false,
+      settings: true,
+    });
+    expect(imageDifference({ image: want.image, imageId: "sha256:bbbb", settings: null }, want)).toEqual({
+      image: false,
+      settings: true,
+    });
   });
   test("a configured image that is not on the engine is nothing to recreate onto", () => {
-    expect(imageDifference({ image: want.image, imageId: "sha256:aaaa", settings: "x" }, { ...want, imageId: null })).toBeNull();
+    expect(
+      imageDifference({ image: want.image, imageId: "sha256:aaaa", settings: "x" }, { ...want, imageId: null }),
+    ).toBeNull();
   });
 });
 
@@ -37,7 +57,9 @@ test("the settings key: order of insecure registries does not matter, each setti
   expect(builderSettingsKey({ runtime: "dockerd", insecureRegistries: ["r2:5000", "r1:5000"] })).toBe(a);
   expect(builderSettingsKey({ runtime: "dockerd", insecureRegistries: ["r1:5000"] })).not.toBe(a);
   expect(builderSettingsKey({ runtime: "buildkitd", insecureRegistries: ["r1:5000", "r2:5000"] })).not.toBe(a);
-  expect(builderSettingsKey({ runtime: "dockerd", containerdStore: true })).not.toBe(builderSettingsKey({ runtime: "dockerd" }));
+  expect(builderSettingsKey({ runtime: "dockerd", containerdStore: true })).not.toBe(
+    builderSettingsKey({ runtime: "dockerd" }),
+  );
   expect(a).toMatch(/^[0-9a-f]{16}$/);
 });
 
@@ -62,7 +84,13 @@ describe("imageCurrencyFactory", () => {
   test("resolves once, answers from the cache, and tells of a change only when the id changed", async () => {
     const { engine, docker } = fakeEngine("sha256:aaaa");
     const changes: WantedImage[] = [];
-    const c = imageCurrencyFactory({ docker, image: want.image, settings, log: silentLogger, onChange: (w) => changes.push(w) });
+    const c = imageCurrencyFactory({
+      docker,
+      image: want.image,
+      settings,
+      log: silentLogger,
+      onChange: (w) => changes.push(w),
+    });
     expect(c.wanted().imageId).toBeNull();
     await c.refresh();
     expect(c.wanted().imageId).toBe("sha256:aaaa");
@@ -82,10 +110,20 @@ describe("imageCurrencyFactory", () => {
   test("an image event re-resolves; a burst during an inspect costs one more inspect, not one each", async () => {
     const { engine, docker } = fakeEngine("sha256:aaaa");
     const changes: string[] = [];
-    const c = imageCurrencyFactory({ docker, image: want.image, settings, log: silentLogger, refreshMs: 3_600_000, onChange: (w) => changes.push(w.imageId!) });
+    const c = imageCurrencyFactory({
+      docker,
+      image: want.image,
+      settings,
+      log: silentLogger,
+      refreshMs: 3_600_000,
+      onChange: (w) => changes.push(w.imageId!),
+    });
     await c.refresh();
     await c.watch();
-    expect(JSON.parse(engine.eventFilters)).toEqual({ type: ["image"], event: ["tag", "untag", "load", "import", "pull", "delete"] });
+    expect(JSON.parse(engine.eventFilters)).toEqual({
+      type: ["image"],
+      event: ["tag", "untag", "load", "import", "pull", "delete"],
+    });
     engine.id = "sha256:bbbb";
     for (let i = 0; i < 10; i++) engine.events.write(`{"Type":"image","Action":"tag","id":"x${i}"}\n`);
     const deadline = Date.now() + 2000;
@@ -108,10 +146,25 @@ describe("imageCurrencyFactory", () => {
     expect(c.difference("bldr_old")).toEqual({ image: true, settings: false });
     expect(c.difference("bldr_new")).toBeNull();
     expect(c.difference("bldr_never")).toBeNull();
-    const rows = ["bldr_old", "bldr_new", "bldr_gone", "bldr_never"].map((id) => ({ id, project_id: `prj_${id}`, platform: "linux/amd64" }));
+    const rows = ["bldr_old", "bldr_new", "bldr_gone", "bldr_never"].map((id) => ({
+      id,
+      project_id: `prj_${id}`,
+      platform: "linux/amd64",
+    }));
     const old = c.outdated(rows);
-    expect(old).toEqual([{ builderId: "bldr_old", projectId: "prj_bldr_old", platform: "linux/amd64", from: { image: want.image, imageId: "sha256:aaaaaaaaaaaaaaaaaaaa" }, to: { image: want.image, imageId: "sha256:bbbbbbbbbbbbbbbbbbbb" }, settingsChanged: false }]);
-    expect(describeOutdated(old[0]!)).toBe(`project prj_bldr_old linux/amd64: ${want.image} (aaaaaaaaaaaa) → ${want.image} (bbbbbbbbbbbb)`);
+    expect(old).toEqual([
+      {
+        builderId: "bldr_old",
+        projectId: "prj_bldr_old",
+        platform: "linux/amd64",
+        from: { image: want.image, imageId: "sha256:aaaaaaaaaaaaaaaaaaaa" },
+        to: { image: want.image, imageId: "sha256:bbbbbbbbbbbbbbbbbbbb" },
+        settingsChanged: false,
+      },
+    ]);
+    expect(describeOutdated(old[0]!)).toBe(
+      `project prj_bldr_old linux/amd64: ${want.image} (aaaaaaaaaaaa) → ${want.image} (bbbbbbbbbbbb)`,
+    );
 
     const check = builderCurrencyHealthCheck({ outdated: () => c.outdated(rows) });
     expect(check.run()).toMatchObject({ status: "warn", observedValue: 1 });

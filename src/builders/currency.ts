@@ -41,7 +41,11 @@ export interface OutdatedBuilder {
 }
 
 /** The appliance-wide settings that change what a builder container runs, as a short digest (a label). */
-export function builderSettingsKey(s: { runtime: BuilderRuntime; containerdStore?: boolean; insecureRegistries?: readonly string[] }): string {
+export function builderSettingsKey(s: {
+  runtime: BuilderRuntime;
+  containerdStore?: boolean;
+  insecureRegistries?: readonly string[];
+}): string {
   const canonical = JSON.stringify([s.runtime, s.containerdStore === true, [...(s.insecureRegistries ?? [])].sort()]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
@@ -64,8 +68,12 @@ export function describeOutdated(o: OutdatedBuilder): string {
 
 /** The platform and the change, naming no project: for /readyz, which anyone may read. */
 function describeChange(o: OutdatedBuilder): string {
-  const side = (image: string | null, id: string | null) => `${image ?? "?"} (${id ? id.replace(/^sha256:/, "").slice(0, 12) : "?"})`;
-  const change = o.from.imageId === o.to.imageId && o.from.image === o.to.image ? "same image, runtime settings changed" : `${side(o.from.image, o.from.imageId)} → ${side(o.to.image, o.to.imageId)}${o.settingsChanged ? ", runtime settings changed" : ""}`;
+  const side = (image: string | null, id: string | null) =>
+    `${image ?? "?"} (${id ? id.replace(/^sha256:/, "").slice(0, 12) : "?"})`;
+  const change =
+    o.from.imageId === o.to.imageId && o.from.image === o.to.image
+      ? "same image, runtime settings changed"
+      : `${side(o.from.image, o.from.imageId)} → ${side(o.to.image, o.to.imageId)}${o.settingsChanged ? ", runtime settings changed" : ""}`;
   return `${o.platform}: ${change}`;
 }
 
@@ -74,14 +82,21 @@ function describeChange(o: OutdatedBuilder): string {
  * idle). /readyz answers anyone, so it names no project: `slipway doctor` and each project's
  * builders API do.
  */
-export function builderCurrencyHealthCheck(builders: { outdated(): OutdatedBuilder[] }): { name: string; run(): { status: "pass" | "warn"; observedValue: number; output: string } } {
+export function builderCurrencyHealthCheck(builders: { outdated(): OutdatedBuilder[] }): {
+  name: string;
+  run(): { status: "pass" | "warn"; observedValue: number; output: string };
+} {
   return {
     name: "builders:image-current",
     run: () => {
       const old = builders.outdated();
       return old.length === 0
         ? { status: "pass", observedValue: 0, output: "every running builder is on the configured image" }
-        : { status: "warn", observedValue: old.length, output: `${old.length} running builder(s) on an old image, recreated when next idle (slipway doctor names their projects): ${[...new Set(old.map(describeChange))].join("; ")}` };
+        : {
+            status: "warn",
+            observedValue: old.length,
+            output: `${old.length} running builder(s) on an old image, recreated when next idle (slipway doctor names their projects): ${[...new Set(old.map(describeChange))].join("; ")}`,
+          };
     },
   };
 }
@@ -172,7 +187,15 @@ export function imageCurrencyFactory(deps: ImageCurrencyDeps) {
       for (const r of rows) {
         const have = running.get(r.id);
         const d = have && imageDifference(have, want);
-        if (d) out.push({ builderId: r.id, projectId: r.project_id, platform: r.platform, from: { image: have.image, imageId: have.imageId }, to: { image: want.image, imageId: want.imageId! }, settingsChanged: d.settings });
+        if (d)
+          out.push({
+            builderId: r.id,
+            projectId: r.project_id,
+            platform: r.platform,
+            from: { image: have.image, imageId: have.imageId },
+            to: { image: want.image, imageId: want.imageId! },
+            settingsChanged: d.settings,
+          });
       }
       return out;
     },
@@ -181,7 +204,9 @@ export function imageCurrencyFactory(deps: ImageCurrencyDeps) {
       if (timer) return;
       timer = setInterval(() => void this.refresh(), deps.refreshMs ?? 60_000);
       timer.unref?.();
-      const stream = (await deps.docker.getEvents({ filters: JSON.stringify({ type: ["image"], event: IMAGE_EVENTS }) })) as unknown as Readable;
+      const stream = (await deps.docker.getEvents({
+        filters: JSON.stringify({ type: ["image"], event: IMAGE_EVENTS }),
+      })) as unknown as Readable;
       events = stream;
       // Any image event may move the reference: one inspect settles it (refresh coalesces bursts).
       stream.on("data", () => void this.refresh());

@@ -34,7 +34,12 @@ export function binfmtHandler(platform: string, dir = BINFMT_DIR): BinfmtHandler
   } catch {
     return { name, registered: false, enabled: false, fixBinary: false, interpreter: null };
   }
-  const field = (k: string) => text.split("\n").find((l) => l.startsWith(`${k} `))?.slice(k.length + 1).trim() ?? null;
+  const field = (k: string) =>
+    text
+      .split("\n")
+      .find((l) => l.startsWith(`${k} `))
+      ?.slice(k.length + 1)
+      .trim() ?? null;
   return {
     name,
     registered: true,
@@ -65,11 +70,16 @@ export function emulationProblem(platform: string, dir = BINFMT_DIR): string | n
   const h = binfmtHandler(platform, dir);
   if (!h) return `no QEMU user emulator exists for ${platform}`;
   const fs = binfmtMounted(dir);
-  if (!fs.mounted) return `binfmt_misc is not mounted at ${dir} (mount -t binfmt_misc binfmt_misc ${dir}), so ${platform} binaries cannot run; then ${INSTALL} registers its handlers`;
-  if (!fs.enabled) return `binfmt_misc is disabled (${join(dir, "status")} is not "enabled"; echo 1 > ${join(dir, "status")})`;
-  if (!h.registered) return `the ${h.name} binfmt handler is not registered, so ${platform} binaries cannot run on this host; ${INSTALL} (or update-binfmts --enable ${h.name}) registers it`;
-  if (!h.enabled) return `the ${h.name} binfmt handler is registered but disabled; update-binfmts --enable ${h.name} (or echo 1 > ${join(dir, h.name)})`;
-  if (!h.fixBinary) return `the ${h.name} binfmt handler lacks the fix-binary flag (F), so its interpreter ${h.interpreter ?? ""} cannot be found inside builder containers; register it with the F flag, as Debian's qemu-user-static does`;
+  if (!fs.mounted)
+    return `binfmt_misc is not mounted at ${dir} (mount -t binfmt_misc binfmt_misc ${dir}), so ${platform} binaries cannot run; then ${INSTALL} registers its handlers`;
+  if (!fs.enabled)
+    return `binfmt_misc is disabled (${join(dir, "status")} is not "enabled"; echo 1 > ${join(dir, "status")})`;
+  if (!h.registered)
+    return `the ${h.name} binfmt handler is not registered, so ${platform} binaries cannot run on this host; ${INSTALL} (or update-binfmts --enable ${h.name}) registers it`;
+  if (!h.enabled)
+    return `the ${h.name} binfmt handler is registered but disabled; update-binfmts --enable ${h.name} (or echo 1 > ${join(dir, h.name)})`;
+  if (!h.fixBinary)
+    return `the ${h.name} binfmt handler lacks the fix-binary flag (F), so its interpreter ${h.interpreter ?? ""} cannot be found inside builder containers; register it with the F flag, as Debian's qemu-user-static does`;
   return null;
 }
 
@@ -90,8 +100,19 @@ export function emulationStatus(platform: string, allowed: boolean, dir = BINFMT
 /** The one-line summary doctor and /readyz print. */
 export function describeEmulation(s: EmulationStatus): { status: "ok" | "warn"; message: string; fix?: string } {
   const available = !s.problem;
-  const what = available ? `${s.platform} emulation is available (${s.handler!.name} registered, enabled, flags F)` : `${s.platform} emulation is unavailable: ${s.problem}`;
-  if (s.allowed && available) return { status: "ok", message: `${what}, and enabled (builders.allow_emulation = true)` };
-  if (s.allowed) return { status: "warn", message: `${what}; builders.allow_emulation is true, so ${s.platform} builds will be refused until it is fixed`, fix: INSTALL };
-  return { status: "ok", message: `${what}; not enabled (builders.allow_emulation = false: ${s.platform} builds are refused)` };
+  const what = available
+    ? `${s.platform} emulation is available (${s.handler!.name} registered, enabled, flags F)`
+    : `${s.platform} emulation is unavailable: ${s.problem}`;
+  if (s.allowed && available)
+    return { status: "ok", message: `${what}, and enabled (builders.allow_emulation = true)` };
+  if (s.allowed)
+    return {
+      status: "warn",
+      message: `${what}; builders.allow_emulation is true, so ${s.platform} builds will be refused until it is fixed`,
+      fix: INSTALL,
+    };
+  return {
+    status: "ok",
+    message: `${what}; not enabled (builders.allow_emulation = false: ${s.platform} builds are refused)`,
+  };
 }

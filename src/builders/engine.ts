@@ -73,7 +73,10 @@ export type BuilderEngine = ReturnType<typeof builderEngineFactory>;
 export function builderEngineFactory(deps: BuilderEngineDeps) {
   const { docker, log } = deps;
   const spec = RUNTIMES[deps.runtime];
-  const short = deps.applianceId.replace(/[^a-zA-Z0-9]/g, "").slice(-8).toLowerCase();
+  const short = deps.applianceId
+    .replace(/[^a-zA-Z0-9]/g, "")
+    .slice(-8)
+    .toLowerCase();
   const ours = JSON.stringify({ label: [`${LABEL.appliance}=${deps.applianceId}`] });
   /** Containers we are stopping ourselves: their `die` event is no loss. */
   const expectedDeaths = new Set<string>();
@@ -83,7 +86,8 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
   /** Network creations in flight, by project: a project's platforms start at once (see ensureProjectNetwork). */
   const networkCreations = new Map<string, Promise<string>>();
 
-  const containerName = (r: BuilderRef) => `slipway-${short}-${r.projectId.toLowerCase()}-${r.platform.replaceAll("/", "-")}`;
+  const containerName = (r: BuilderRef) =>
+    `slipway-${short}-${r.projectId.toLowerCase()}-${r.platform.replaceAll("/", "-")}`;
   const networkName = (projectId: string) => `slipway-${short}-${projectId.toLowerCase()}`;
   const socketDir = (builderId: string) => join(deps.dataDir, "builders", builderId);
 
@@ -98,7 +102,8 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
     try {
       await docker.getContainer(idOrName).remove({ force: true, v: true });
     } catch (e) {
-      if (!isNotFound(e) && !/removal of container .* is already in progress/i.test(String((e as Error).message))) throw e;
+      if (!isNotFound(e) && !/removal of container .* is already in progress/i.test(String((e as Error).message)))
+        throw e;
     }
   }
 
@@ -129,7 +134,15 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
     const net = (await docker.getNetwork(networkId).inspect()) as { IPAM?: { Config?: { Gateway?: string }[] } };
     const gateway = net.IPAM?.Config?.find((c) => c.Gateway && !c.Gateway.includes(":"))?.Gateway;
     const extraHosts = gateway && !isIP(name) ? [`${name}:${gateway}`] : [];
-    const mounts = deps.runtime === "dockerd" ? [...new Set([host, ...(deps.registry!.aliases ?? [])])].map((h) => ({ Type: "bind", Source: join(runDir, REGISTRY_CA_FILE), Target: `/etc/docker/certs.d/${h}/ca.crt`, ReadOnly: true })) : [];
+    const mounts =
+      deps.runtime === "dockerd"
+        ? [...new Set([host, ...(deps.registry!.aliases ?? [])])].map((h) => ({
+            Type: "bind",
+            Source: join(runDir, REGISTRY_CA_FILE),
+            Target: `/etc/docker/certs.d/${h}/ca.crt`,
+            ReadOnly: true,
+          }))
+        : [];
     return { extraHosts, mounts };
   }
 
@@ -154,11 +167,16 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
         // A build asking for its builder gets `unavailable`, not an internal error; where the engine
         // was looked for (a host path) stays in the appliance's log.
         log.warn("the Docker engine is not reachable", { error: (e as Error).message });
-        throw new UnavailableError("the Docker engine is not reachable: builders cannot start until it is (the appliance's log says why)");
+        throw new UnavailableError(
+          "the Docker engine is not reachable: builders cannot start until it is (the appliance's log says why)",
+        );
       }
       if (info.NCPU && info.NCPU > 0) engineCpus = info.NCPU;
       const p = platformOfArch(info.Architecture ?? "");
-      if (!p) throw new PreconditionError(`the Docker engine reports an architecture Slipway does not know: ${info.Architecture}`);
+      if (!p)
+        throw new PreconditionError(
+          `the Docker engine reports an architecture Slipway does not know: ${info.Architecture}`,
+        );
       nativePlatform = p;
       return p;
     },
@@ -168,7 +186,10 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
       try {
         return ((await docker.getImage(deps.image).inspect()) as { Id: string }).Id;
       } catch (e) {
-        if (isNotFound(e)) throw new PreconditionError(`builder image ${deps.image} (runtime ${deps.runtime}) is not present on the Docker engine; run \`slipway builder-image build\` or \`slipway builder-image import FILE.tar\``);
+        if (isNotFound(e))
+          throw new PreconditionError(
+            `builder image ${deps.image} (runtime ${deps.runtime}) is not present on the Docker engine; run \`slipway builder-image build\` or \`slipway builder-image import FILE.tar\``,
+          );
         throw e;
       }
     },
@@ -178,7 +199,17 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
       const pending = networkCreations.get(p.id);
       if (pending) return pending;
       const bridge = deps.networkPolicy ? bridgeName(deps.networkPolicy.names, networkName(p.id)) : undefined;
-      const created = ensureProjectNetwork(docker, { name: networkName(p.id), projectId: p.id, labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id }, projectLabel: LABEL.project, ...(bridge ? { bridge } : {}) }, log).finally(() => networkCreations.delete(p.id));
+      const created = ensureProjectNetwork(
+        docker,
+        {
+          name: networkName(p.id),
+          projectId: p.id,
+          labels: { [LABEL.appliance]: deps.applianceId, [LABEL.org]: p.org_id, [LABEL.project]: p.id },
+          projectLabel: LABEL.project,
+          ...(bridge ? { bridge } : {}),
+        },
+        log,
+      ).finally(() => networkCreations.delete(p.id));
       networkCreations.set(p.id, created);
       return created;
     },
@@ -187,11 +218,15 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
     async removeNetwork(projectId: string): Promise<void> {
       try {
         // Only the network we made for this project: one that merely has its name is someone else's.
-        const n = (await docker.getNetwork(networkName(projectId)).inspect()) as { Id: string; Labels?: Record<string, string> };
+        const n = (await docker.getNetwork(networkName(projectId)).inspect()) as {
+          Id: string;
+          Labels?: Record<string, string>;
+        };
         if (n.Labels?.[LABEL.appliance] !== deps.applianceId || n.Labels?.[LABEL.project] !== projectId) return;
         await docker.getNetwork(n.Id).remove();
       } catch (e) {
-        if (!isNotFound(e) && !/active endpoints/i.test(String((e as Error).message))) log.warn("builder network removal failed", { project: projectId, error: (e as Error).message });
+        if (!isNotFound(e) && !/active endpoints/i.test(String((e as Error).message)))
+          log.warn("builder network removal failed", { project: projectId, error: (e as Error).message });
       }
     },
 
@@ -199,7 +234,10 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
     async onPolicyBridge(networkId: string | null): Promise<boolean> {
       if (!deps.networkPolicy) return true;
       if (!networkId) return false;
-      const n = (await docker.getNetwork(networkId).inspect().catch(() => null)) as { Options?: Record<string, string> } | null;
+      const n = (await docker
+        .getNetwork(networkId)
+        .inspect()
+        .catch(() => null)) as { Options?: Record<string, string> } | null;
       return n?.Options?.["com.docker.network.bridge.name"]?.startsWith(deps.networkPolicy.names.bridgePrefix) ?? false;
     },
 
@@ -260,21 +298,32 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
       try {
         await docker.getContainer(containerId).stop({ t: 10 });
       } catch (e) {
-        if (!isNotFound(e) && !/is not running|already stopped/i.test(String((e as Error).message))) log.warn("builder stop failed; removing it", { builder: builderId, error: (e as Error).message });
+        if (!isNotFound(e) && !/is not running|already stopped/i.test(String((e as Error).message)))
+          log.warn("builder stop failed; removing it", { builder: builderId, error: (e as Error).message });
       }
       await removeContainer(containerId);
     },
 
     /** The container's address on its (only) network, or null. */
     async address(containerId: string): Promise<string | null> {
-      const info = (await docker.getContainer(containerId).inspect().catch(() => null)) as { NetworkSettings?: { Networks?: Record<string, { IPAddress?: string; GlobalIPv6Address?: string }> } } | null;
+      const info = (await docker
+        .getContainer(containerId)
+        .inspect()
+        .catch(() => null)) as {
+        NetworkSettings?: { Networks?: Record<string, { IPAddress?: string; GlobalIPv6Address?: string }> };
+      } | null;
       const net = Object.values(info?.NetworkSettings?.Networks ?? {})[0];
       return net?.IPAddress || null;
     },
 
     /** This appliance's containers, running or not. */
     async containers(): Promise<{ Id: string; ImageID: string; State: string; Labels: Record<string, string> }[]> {
-      return (await docker.listContainers({ all: true, filters: ours })) as { Id: string; ImageID: string; State: string; Labels: Record<string, string> }[];
+      return (await docker.listContainers({ all: true, filters: ours })) as {
+        Id: string;
+        ImageID: string;
+        State: string;
+        Labels: Record<string, string>;
+      }[];
     },
 
     /** The projects this appliance's networks were made for. */
@@ -288,7 +337,13 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
 
     /** Follows the engine's events: `gone` hears of every container of ours that dies or vanishes. */
     async watchDeaths(gone: (containerId: string, reason: string) => void): Promise<Readable> {
-      const stream = (await docker.getEvents({ filters: JSON.stringify({ type: ["container"], event: ["die", "destroy", "oom"], label: [`${LABEL.appliance}=${deps.applianceId}`] }) })) as unknown as Readable;
+      const stream = (await docker.getEvents({
+        filters: JSON.stringify({
+          type: ["container"],
+          event: ["die", "destroy", "oom"],
+          label: [`${LABEL.appliance}=${deps.applianceId}`],
+        }),
+      })) as unknown as Readable;
       let buf = "";
       stream.on("data", (chunk: Buffer) => {
         buf += chunk.toString("utf8");

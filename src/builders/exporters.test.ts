@@ -2,7 +2,12 @@
 import { describe, expect, test } from "bun:test";
 import { exporterCheckFactory, exporterRefusal, exportersNeeded } from "./exporters.ts";
 
-const opt = (o: Partial<{ outputs: { kind: string }[]; push: boolean; load: boolean; save: boolean }>) => ({ outputs: [], push: false, load: false, ...o });
+const opt = (o: Partial<{ outputs: { kind: string }[]; push: boolean; load: boolean; save: boolean }>) => ({
+  outputs: [],
+  push: false,
+  load: false,
+  ...o,
+});
 
 describe("exportersNeeded", () => {
   test("outputs by kind, registry as image, push and save as image, load as image and docker", () => {
@@ -12,7 +17,9 @@ describe("exportersNeeded", () => {
     expect([...exportersNeeded([opt({ save: true })])]).toEqual(["image"]);
     expect([...exportersNeeded([opt({ load: true })])].sort()).toEqual(["docker", "image"]);
     // bake: every target counts
-    expect([...exportersNeeded([opt({ outputs: [{ kind: "tar" }] }), opt({ outputs: [{ kind: "oci" }] })])].sort()).toEqual(["oci", "tar"]);
+    expect(
+      [...exportersNeeded([opt({ outputs: [{ kind: "tar" }] }), opt({ outputs: [{ kind: "oci" }] })])].sort(),
+    ).toEqual(["oci", "tar"]);
   });
 });
 
@@ -34,7 +41,9 @@ describe("exporterRefusal", () => {
     expect(exporterRefusal(bookworm, new Set(["oci"]))).toContain('"oci" exporter is not available');
   });
   test("without containerd's store: names builders.dockerd_containerd_store", () => {
-    expect(exporterRefusal({ ...trixie, containerdStore: false }, new Set(["image"]))).toContain("builders.dockerd_containerd_store = true");
+    expect(exporterRefusal({ ...trixie, containerdStore: false }, new Set(["image"]))).toContain(
+      "builders.dockerd_containerd_store = true",
+    );
   });
   test("an image of unknown suite (imported) is not refused: BuildKit says what it lacks", () => {
     expect(exporterRefusal({ ...trixie, suite: null }, new Set(["image"]))).toBeNull();
@@ -46,7 +55,13 @@ describe("exporterCheckFactory", () => {
     let suite = "bookworm";
     let reads = 0;
     let t = 0;
-    const check = exporterCheckFactory({ runtime: "dockerd", containerdStore: true, suiteOf: async () => (reads++, suite), refreshMs: 1000, now: () => t });
+    const check = exporterCheckFactory({
+      runtime: "dockerd",
+      containerdStore: true,
+      suiteOf: async () => (reads++, suite),
+      refreshMs: 1000,
+      now: () => t,
+    });
     await check.refresh();
     expect(reads).toBe(1);
     expect(check.refusal([opt({ load: true })])).toContain("bookworm");
@@ -64,7 +79,15 @@ describe("exporterCheckFactory", () => {
   });
   test("an engine that cannot be asked keeps what was known", async () => {
     let fail = false;
-    const check = exporterCheckFactory({ runtime: "dockerd", containerdStore: true, suiteOf: async () => { if (fail) throw new Error("no engine"); return "bookworm"; }, refreshMs: 0 });
+    const check = exporterCheckFactory({
+      runtime: "dockerd",
+      containerdStore: true,
+      suiteOf: async () => {
+        if (fail) throw new Error("no engine");
+        return "bookworm";
+      },
+      refreshMs: 0,
+    });
     await check.refresh();
     fail = true;
     await check.refresh();

@@ -65,7 +65,13 @@ export function exporterRefusal(r: RuntimeExporters, kinds: ReadonlySet<string>)
  * at start and re-read in the background at most every `refreshMs`, so a rebuilt or re-tagged
  * image is noticed without asking Docker on every build.
  */
-export function exporterCheckFactory(deps: { runtime: "dockerd" | "buildkitd"; containerdStore: boolean; suiteOf: () => Promise<string | null>; refreshMs?: number; now?: () => number }) {
+export function exporterCheckFactory(deps: {
+  runtime: "dockerd" | "buildkitd";
+  containerdStore: boolean;
+  suiteOf: () => Promise<string | null>;
+  refreshMs?: number;
+  now?: () => number;
+}) {
   const now = deps.now ?? Date.now;
   const refreshMs = deps.refreshMs ?? 30_000;
   let suite: string | null = null;
@@ -89,7 +95,10 @@ export function exporterCheckFactory(deps: { runtime: "dockerd" | "buildkitd"; c
     /** Why `options` cannot be exported here, or null. */
     refusal(options: readonly ExportRequest[]): string | null {
       if (deps.runtime === "dockerd" && now() - readAt > refreshMs) void refresh();
-      return exporterRefusal({ runtime: deps.runtime, containerdStore: deps.containerdStore, suite }, exportersNeeded(options));
+      return exporterRefusal(
+        { runtime: deps.runtime, containerdStore: deps.containerdStore, suite },
+        exportersNeeded(options),
+      );
     },
     /** Whether builders can push images (BuildKit's `image` exporter): the registry's --load path needs it. */
     canPush(): boolean {

@@ -35,8 +35,10 @@ export { parseEndpoints, type Endpoint };
 
 /** Reserved ranges builders may not reach unless the operator allows them. */
 export const LINK_LOCAL: Record<Family, string[]> = { 4: ["169.254.0.0/16"], 6: ["fe80::/10"] };
-export const PRIVATE: Record<Family, string[]> = { 4: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "0.0.0.0/8"], 6: ["fc00::/7"] };
-
+export const PRIVATE: Record<Family, string[]> = {
+  4: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "0.0.0.0/8"],
+  6: ["fc00::/7"],
+};
 
 export interface BuilderNetworkPolicySettings {
   /** "off": builders reach whatever the host's routing and Docker allow (not recommended). */
@@ -46,7 +48,6 @@ export interface BuilderNetworkPolicySettings {
   /** Package mirrors builders may reach although they are private or on this host (builders.network_mirrors). */
   mirrors: Endpoint[];
 }
-
 
 /** A list of CIDRs/addresses as normalised CIDRs per family; throws on anything else. */
 export function parseCidrs(list: string[]): Record<Family, string[]> {
@@ -72,14 +73,26 @@ export interface PolicyNames {
 }
 
 export function policyNames(applianceShort: string): PolicyNames {
-  const s = applianceShort.toLowerCase().replace(/[^a-z0-9]/g, "").slice(-8);
-  return { bridgePrefix: `sb${s}`, input: `SLWB_${s.toUpperCase()}_IN`, forward: `SLWB_${s.toUpperCase()}_FWD`, nat: `SLWB_${s.toUpperCase()}_NAT`, setPrefix: `slwb${s}` };
+  const s = applianceShort
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "")
+    .slice(-8);
+  return {
+    bridgePrefix: `sb${s}`,
+    input: `SLWB_${s.toUpperCase()}_IN`,
+    forward: `SLWB_${s.toUpperCase()}_FWD`,
+    nat: `SLWB_${s.toUpperCase()}_NAT`,
+    setPrefix: `slwb${s}`,
+  };
 }
 
 /** The bridge interface of a builder network: the prefix and 5 characters of the network name's hash (15 at most, the kernel's limit). */
 export function bridgeName(names: PolicyNames, networkName: string): string {
   const h = new Bun.CryptoHasher("sha256").update(networkName).digest("hex");
-  return `${names.bridgePrefix}${BigInt(`0x${h.slice(0, 12)}`).toString(36).padStart(5, "0").slice(-5)}`;
+  return `${names.bridgePrefix}${BigInt(`0x${h.slice(0, 12)}`)
+    .toString(36)
+    .padStart(5, "0")
+    .slice(-5)}`;
 }
 
 /** What the rules are made of, after names were resolved. */
@@ -96,7 +109,10 @@ export interface ResolvedPolicy {
 
 const setOf = (n: PolicyNames, kind: "allow" | "deny" | "dns", f: Family) => `${n.setPrefix}_${kind}_${f}`;
 
-export function renderPolicySets(p: ResolvedPolicy, n: PolicyNames): Map<string, { family: Family; members: string[] }> {
+export function renderPolicySets(
+  p: ResolvedPolicy,
+  n: PolicyNames,
+): Map<string, { family: Family; members: string[] }> {
   const out = new Map<string, { family: Family; members: string[] }>();
   for (const f of [4, 6] as const) {
     out.set(setOf(n, "allow", f), { family: f, members: p.allow[f] });
@@ -108,7 +124,10 @@ export function renderPolicySets(p: ResolvedPolicy, n: PolicyNames): Map<string,
 
 function reject(chain: string, family: Family, match = ""): string[] {
   const unreachable = family === 4 ? "icmp-port-unreachable" : "icmp6-port-unreachable";
-  return [`-A ${chain} ${match}-p tcp -j REJECT --reject-with tcp-reset`, `-A ${chain} ${match}-j REJECT --reject-with ${unreachable}`];
+  return [
+    `-A ${chain} ${match}-p tcp -j REJECT --reject-with tcp-reset`,
+    `-A ${chain} ${match}-j REJECT --reject-with ${unreachable}`,
+  ];
 }
 
 /** The chains' rules for one family, without the `*filter`/COMMIT frame (pure: unit-tested). */
@@ -116,12 +135,17 @@ export function renderPolicyChains(p: ResolvedPolicy, n: PolicyNames, family: Fa
   const dns = setOf(n, "dns", family);
   const lines = [`:${n.input} - [0:0]`, `:${n.forward} - [0:0]`];
   for (const ch of [n.input, n.forward]) {
-    lines.push(`-A ${ch} -p udp -m set --match-set ${dns} dst -m udp --dport 53 -j RETURN`, `-A ${ch} -p tcp -m set --match-set ${dns} dst -m tcp --dport 53 -j RETURN`);
-    for (const m of p.mirrors[family]) lines.push(`-A ${ch} -d ${m.addr}/${family === 4 ? 32 : 128} -p tcp -m tcp --dport ${m.port} -j RETURN`);
+    lines.push(
+      `-A ${ch} -p udp -m set --match-set ${dns} dst -m udp --dport 53 -j RETURN`,
+      `-A ${ch} -p tcp -m set --match-set ${dns} dst -m tcp --dport 53 -j RETURN`,
+    );
+    for (const m of p.mirrors[family])
+      lines.push(`-A ${ch} -d ${m.addr}/${family === 4 ? 32 : 128} -p tcp -m tcp --dport ${m.port} -j RETURN`);
   }
   if (family === 6) {
     // Neighbour discovery towards the gateway: without it nothing on the link answers at all.
-    for (const t of ["router-solicitation", "neighbour-solicitation", "neighbour-advertisement"]) lines.push(`-A ${n.input} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
+    for (const t of ["router-solicitation", "neighbour-solicitation", "neighbour-advertisement"])
+      lines.push(`-A ${n.input} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
   }
   if (p.registryPort) lines.push(`-A ${n.input} -p tcp -m tcp --dport ${p.registryPort} -j RETURN`);
   lines.push(...reject(n.input, family));
@@ -133,7 +157,10 @@ export function renderPolicyChains(p: ResolvedPolicy, n: PolicyNames, family: Fa
 /** The nat table's chain (builders' API port → the registry listener), without its frame. */
 export function renderPolicyNat(p: ResolvedPolicy, n: PolicyNames): string[] {
   const lines = [`:${n.nat} - [0:0]`];
-  if (p.registryPort && p.apiPort && p.apiPort !== p.registryPort) lines.push(`-A ${n.nat} -p tcp -m tcp --dport ${p.apiPort} -m addrtype --dst-type LOCAL -j REDIRECT --to-ports ${p.registryPort}`);
+  if (p.registryPort && p.apiPort && p.apiPort !== p.registryPort)
+    lines.push(
+      `-A ${n.nat} -p tcp -m tcp --dport ${p.apiPort} -m addrtype --dst-type LOCAL -j REDIRECT --to-ports ${p.registryPort}`,
+    );
   return lines;
 }
 
@@ -146,12 +173,17 @@ export const natJump = (n: PolicyNames) => `-A PREROUTING -i ${n.bridgePrefix}+ 
  * manage (ip6tables off) has no Docker rules, and FORWARD's first place is ours.
  */
 export function policyJumps(n: PolicyNames, dockerUser: boolean): string[] {
-  return [`-A INPUT -i ${n.bridgePrefix}+ -j ${n.input}`, `-A ${dockerUser ? "DOCKER-USER" : "FORWARD"} -i ${n.bridgePrefix}+ -j ${n.forward}`];
+  return [
+    `-A INPUT -i ${n.bridgePrefix}+ -j ${n.input}`,
+    `-A ${dockerUser ? "DOCKER-USER" : "FORWARD"} -i ${n.bridgePrefix}+ -j ${n.forward}`,
+  ];
 }
 
 /** The host's DNS resolvers (the ones Docker's embedded DNS forwards to), loopback ones left out:
  * Docker queries those from the host's own namespace, where this policy does not apply. */
-export function hostResolvers(files = ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]): Record<Family, string[]> {
+export function hostResolvers(
+  files = ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"],
+): Record<Family, string[]> {
   const out: Record<Family, string[]> = { 4: [], 6: [] };
   for (const f of files) {
     let text = "";
@@ -187,7 +219,11 @@ export interface BuilderNetworkPolicyDeps {
   resolve?: (host: string) => Promise<{ address: string; family: number }[]>;
 }
 
-export type PolicyState = { state: "off" } | { state: "enforced"; since: string } | { state: "failed"; error: string } | { state: "absent" };
+export type PolicyState =
+  | { state: "off" }
+  | { state: "enforced"; since: string }
+  | { state: "failed"; error: string }
+  | { state: "absent" };
 
 // A factory of short closures over the policy's state (what is in force, since when); its length is theirs.
 export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
@@ -197,29 +233,45 @@ export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
 
   async function must(argv: string[], stdin?: string): Promise<string> {
     const r = await exec(argv, stdin === undefined ? {} : { stdin });
-    if (r.code !== 0) throw new BuilderPolicyError(`${argv.join(" ")} failed (${r.code}): ${r.stderr.trim().split("\n").slice(0, 3).join("; ")}`);
+    if (r.code !== 0)
+      throw new BuilderPolicyError(
+        `${argv.join(" ")} failed (${r.code}): ${r.stderr.trim().split("\n").slice(0, 3).join("; ")}`,
+      );
     return r.stdout;
   }
 
   async function resolved(): Promise<ResolvedPolicy> {
     const mirrors: ResolvedPolicy["mirrors"] = { 4: [], 6: [] };
     for (const m of deps.settings.mirrors) {
-      const addrs = isIP(m.host) ? [{ address: m.host, family: isIP(m.host) }] : await resolve(m.host).catch((e) => {
-        throw new BuilderPolicyError(`package mirror ${m.host}:${m.port} does not resolve: ${(e as Error).message}`);
-      });
+      const addrs = isIP(m.host)
+        ? [{ address: m.host, family: isIP(m.host) }]
+        : await resolve(m.host).catch((e) => {
+            throw new BuilderPolicyError(
+              `package mirror ${m.host}:${m.port} does not resolve: ${(e as Error).message}`,
+            );
+          });
       for (const a of addrs) mirrors[a.family as Family].push({ addr: a.address, port: m.port });
     }
-    return { registryPort: deps.registryPort, apiPort: deps.apiPort ?? null, resolvers: (deps.resolvers ?? hostResolvers)(), mirrors, allow: parseCidrs(deps.settings.allow) };
+    return {
+      registryPort: deps.registryPort,
+      apiPort: deps.apiPort ?? null,
+      resolvers: (deps.resolvers ?? hostResolvers)(),
+      mirrors,
+      allow: parseCidrs(deps.settings.allow),
+    };
   }
 
   const SAVE = { 4: "iptables-save", 6: "ip6tables-save" } as const;
   const RESTORE = { 4: "iptables-restore", 6: "ip6tables-restore" } as const;
   const ours = (l: string) => l.endsWith(` -j ${names.input}`) || l.endsWith(` -j ${names.forward}`);
 
-  async function saved(f: Family): Promise<{ jumps: string[]; chains: Set<string>; natJumps: string[]; natChains: Set<string> }> {
+  async function saved(
+    f: Family,
+  ): Promise<{ jumps: string[]; chains: Set<string>; natJumps: string[]; natChains: Set<string> }> {
     const lines = (await must([SAVE[f], "-t", "filter"])).split("\n");
     const nat = (await must([SAVE[f], "-t", "nat"])).split("\n");
-    const chainsOf = (ls: string[]) => new Set(ls.filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!));
+    const chainsOf = (ls: string[]) =>
+      new Set(ls.filter((l) => l.startsWith(":")).map((l) => l.slice(1).split(" ")[0]!));
     return {
       jumps: lines.filter((l) => /^-A (INPUT|FORWARD|DOCKER-USER) /.test(l) && ours(l)),
       chains: chainsOf(lines),
@@ -232,8 +284,17 @@ export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
   async function applyFamily(p: ResolvedPolicy, f: Family) {
     const { jumps, chains, natJumps } = await saved(f);
     const script = [
-      "*filter", ...renderPolicyChains(p, names, f), ...jumps.map((l) => l.replace(/^-A /, "-D ")), ...policyJumps(names, chains.has("DOCKER-USER")).map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")), "COMMIT",
-      "*nat", ...renderPolicyNat(p, names), ...natJumps.map((l) => l.replace(/^-A /, "-D ")), natJump(names).replace(/^-A (\S+) /, "-I $1 1 "), "COMMIT", "",
+      "*filter",
+      ...renderPolicyChains(p, names, f),
+      ...jumps.map((l) => l.replace(/^-A /, "-D ")),
+      ...policyJumps(names, chains.has("DOCKER-USER")).map((l) => l.replace(/^-A (\S+) /, "-I $1 1 ")),
+      "COMMIT",
+      "*nat",
+      ...renderPolicyNat(p, names),
+      ...natJumps.map((l) => l.replace(/^-A /, "-D ")),
+      natJump(names).replace(/^-A (\S+) /, "-I $1 1 "),
+      "COMMIT",
+      "",
     ];
     await must([RESTORE[f], "--noflush"], script.join("\n"));
   }
@@ -242,15 +303,20 @@ export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
     const { jumps, chains, natJumps, natChains } = await saved(f);
     const del = jumps.map((l) => l.replace(/^-A /, "-D "));
     const drop = [names.input, names.forward].filter((c) => chains.has(c)).flatMap((c) => [`-F ${c}`, `-X ${c}`]);
-    if (del.length + drop.length > 0) await must([RESTORE[f], "--noflush"], ["*filter", ...del, ...drop, "COMMIT", ""].join("\n"));
-    const natDel = [...natJumps.map((l) => l.replace(/^-A /, "-D ")), ...(natChains.has(names.nat) ? [`-F ${names.nat}`, `-X ${names.nat}`] : [])];
+    if (del.length + drop.length > 0)
+      await must([RESTORE[f], "--noflush"], ["*filter", ...del, ...drop, "COMMIT", ""].join("\n"));
+    const natDel = [
+      ...natJumps.map((l) => l.replace(/^-A /, "-D ")),
+      ...(natChains.has(names.nat) ? [`-F ${names.nat}`, `-X ${names.nat}`] : []),
+    ];
     if (natDel.length > 0) await must([RESTORE[f], "--noflush"], ["*nat", ...natDel, "COMMIT", ""].join("\n"));
   }
 
   async function removeSets() {
     const r = await exec(["ipset", "list", "-n"]);
     if (r.code !== 0) return;
-    for (const s of r.stdout.split("\n").filter((x) => x.startsWith(`${names.setPrefix}_`))) await exec(["ipset", "destroy", s]);
+    for (const s of r.stdout.split("\n").filter((x) => x.startsWith(`${names.setPrefix}_`)))
+      await exec(["ipset", "destroy", s]);
   }
 
   return {
@@ -292,7 +358,12 @@ export function builderNetworkPolicyFactory(deps: BuilderNetworkPolicyDeps) {
     async inForce(): Promise<boolean> {
       for (const f of [4, 6] as const) {
         const { jumps, chains, natJumps, natChains } = await saved(f);
-        if (!chains.has(names.input) || !chains.has(names.forward) || policyJumps(names, chains.has("DOCKER-USER")).some((j) => !jumps.includes(j))) return false;
+        if (
+          !chains.has(names.input) ||
+          !chains.has(names.forward) ||
+          policyJumps(names, chains.has("DOCKER-USER")).some((j) => !jumps.includes(j))
+        )
+          return false;
         if (!natChains.has(names.nat) || !natJumps.includes(natJump(names))) return false;
       }
       return true;
@@ -333,9 +404,15 @@ export function networkPolicyHealthCheck(policy: Pick<BuilderNetworkPolicy, "sta
       const s = policy.state();
       switch (s.state) {
         case "enforced":
-          return { status: "pass", output: `in force since ${s.since} on bridges ${policy.names.bridgePrefix}+ (chains ${policy.names.input}, ${policy.names.forward})` };
+          return {
+            status: "pass",
+            output: `in force since ${s.since} on bridges ${policy.names.bridgePrefix}+ (chains ${policy.names.input}, ${policy.names.forward})`,
+          };
         case "off":
-          return { status: "warn", output: "builders.network_policy = \"off\": builders reach link-local, private and this host's addresses" };
+          return {
+            status: "warn",
+            output: 'builders.network_policy = "off": builders reach link-local, private and this host\'s addresses',
+          };
         case "failed":
           return { status: "warn", output: `not in force, so no builder starts: ${s.error}` };
         case "absent":

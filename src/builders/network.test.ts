@@ -12,10 +12,21 @@ import { ensureProjectNetwork } from "./network.ts";
 
 test("used-up address pools: resource exhausted, naming builders.max_running", async () => {
   const docker = {
-    getNetwork: () => ({ inspect: async () => Promise.reject(Object.assign(new Error("network not found"), { statusCode: 404 })) }),
-    createNetwork: async () => Promise.reject(new Error("(HTTP code 400) unexpected - could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")),
+    getNetwork: () => ({
+      inspect: async () => Promise.reject(Object.assign(new Error("network not found"), { statusCode: 404 })),
+    }),
+    createNetwork: async () =>
+      Promise.reject(
+        new Error(
+          "(HTTP code 400) unexpected - could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+        ),
+      ),
   } as unknown as Docker;
-  const e = await ensureProjectNetwork(docker, { name: "n", projectId: "prj_1", labels: {}, projectLabel: "p" }, silentLogger).catch((x: Error) => x);
+  const e = await ensureProjectNetwork(
+    docker,
+    { name: "n", projectId: "prj_1", labels: {}, projectLabel: "p" },
+    silentLogger,
+  ).catch((x: Error) => x);
   expect(e).toBeInstanceOf(ResourceExhaustedError);
   expect((e as Error).message).toContain("lower builders.max_running");
 });

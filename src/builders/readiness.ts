@@ -14,7 +14,11 @@ export class BuilderUnavailableError extends SlipwayError {
 }
 
 /** The workers BuildKit reports once it answers (an emulated builder's name the platforms it can run). */
-export async function waitReady(o: { docker: Pick<Docker, "getContainer">; runtime: BuilderRuntime; timeoutMs: number; stopping: () => boolean }, socketPath: string, containerId: string): Promise<WorkerInfo[]> {
+export async function waitReady(
+  o: { docker: Pick<Docker, "getContainer">; runtime: BuilderRuntime; timeoutMs: number; stopping: () => boolean },
+  socketPath: string,
+  containerId: string,
+): Promise<WorkerInfo[]> {
   const { docker } = o;
   const deadline = performance.now() + o.timeoutMs;
   let lastError = "socket not there yet";
@@ -29,10 +33,17 @@ export async function waitReady(o: { docker: Pick<Docker, "getContainer">; runti
         lastError = (e as Error).message;
       }
     }
-    const state = ((await docker.getContainer(containerId).inspect().catch(() => null)) as { State?: { Running: boolean; ExitCode: number } } | null)?.State;
+    const state = (
+      (await docker
+        .getContainer(containerId)
+        .inspect()
+        .catch(() => null)) as { State?: { Running: boolean; ExitCode: number } } | null
+    )?.State;
     if (!state?.Running) {
       const logs = await containerLogTail(docker, containerId);
-      throw new BuilderUnavailableError(`builder container exited (code ${state?.ExitCode ?? "?"}) before it was ready${logs ? `: ${logs}` : ""}`);
+      throw new BuilderUnavailableError(
+        `builder container exited (code ${state?.ExitCode ?? "?"}) before it was ready${logs ? `: ${logs}` : ""}`,
+      );
     }
     await Bun.sleep(50);
   }
@@ -41,7 +52,9 @@ export async function waitReady(o: { docker: Pick<Docker, "getContainer">; runti
 
 async function containerLogTail(docker: Pick<Docker, "getContainer">, containerId: string): Promise<string> {
   try {
-    const buf = (await docker.getContainer(containerId).logs({ stdout: true, stderr: true, tail: 5 })) as unknown as Buffer;
+    const buf = (await docker
+      .getContainer(containerId)
+      .logs({ stdout: true, stderr: true, tail: 5 })) as unknown as Buffer;
     // Multiplexed stream: strip the 8-byte frame headers.
     let out = "";
     for (let i = 0; i + 8 <= buf.length; ) {

@@ -68,7 +68,13 @@ export async function reconcileBuilders(deps: ReconcileDeps): Promise<Reconciled
 /** Whether a builder the database says runs can be adopted: running, answering, on a filtered network. */
 async function adoptable(deps: ReconcileDeps, b: BuilderRow, c: { State: string }): Promise<boolean> {
   // A builder on a network the policy does not filter (from before it) is not adopted.
-  if (c.State !== "running" || !b.socket_path || b.runtime !== deps.runtime || !(await deps.engine.onPolicyBridge(b.network_id))) return false;
+  if (
+    c.State !== "running" ||
+    !b.socket_path ||
+    b.runtime !== deps.runtime ||
+    !(await deps.engine.onPolicyBridge(b.network_id))
+  )
+    return false;
   try {
     await listWorkersAt(b.socket_path, b.runtime, 5000);
     return true;

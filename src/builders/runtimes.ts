@@ -54,7 +54,14 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
     // The upstream image's entrypoint is buildkitd.
     container(p) {
       return {
-        cmd: ["--addr", `unix://${CONTAINER_RUN_DIR}/buildkitd.sock`, "--config", `${CONTAINER_RUN_DIR}/buildkitd.toml`, "--root", "/var/lib/buildkit"],
+        cmd: [
+          "--addr",
+          `unix://${CONTAINER_RUN_DIR}/buildkitd.sock`,
+          "--config",
+          `${CONTAINER_RUN_DIR}/buildkitd.toml`,
+          "--root",
+          "/var/lib/buildkit",
+        ],
         env: [],
         files: { "buildkitd.toml": this.config(p) },
       };
@@ -78,8 +85,13 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
         "[worker.containerd]",
         "  enabled = false",
         // CIDRs are dockerd's notion; buildkitd configures registries by host.
-        ...(p.insecureRegistries ?? []).filter((r) => !r.includes("/")).flatMap((r) => [`[registry.${JSON.stringify(r)}]`, "  http = true", "  insecure = true"]),
-        ...(p.registryCaHost ? [p.registryCaHost, ...(p.registryCaAliases ?? [])] : []).flatMap((h) => [`[registry.${JSON.stringify(h)}]`, `  ca = [${JSON.stringify(`${CONTAINER_RUN_DIR}/${REGISTRY_CA_FILE}`)}]`]),
+        ...(p.insecureRegistries ?? [])
+          .filter((r) => !r.includes("/"))
+          .flatMap((r) => [`[registry.${JSON.stringify(r)}]`, "  http = true", "  insecure = true"]),
+        ...(p.registryCaHost ? [p.registryCaHost, ...(p.registryCaAliases ?? [])] : []).flatMap((h) => [
+          `[registry.${JSON.stringify(h)}]`,
+          `  ca = [${JSON.stringify(`${CONTAINER_RUN_DIR}/${REGISTRY_CA_FILE}`)}]`,
+        ]),
         "",
       ].join("\n"),
   },
@@ -118,7 +130,16 @@ export const RUNTIMES: Record<BuilderRuntime, RuntimeSpec> = {
 };
 
 /** Docker's architecture names → OCI platforms. */
-const ARCH: Record<string, string> = { x86_64: "linux/amd64", amd64: "linux/amd64", aarch64: "linux/arm64", arm64: "linux/arm64", armv7l: "linux/arm/v7", s390x: "linux/s390x", ppc64le: "linux/ppc64le", riscv64: "linux/riscv64" };
+const ARCH: Record<string, string> = {
+  x86_64: "linux/amd64",
+  amd64: "linux/amd64",
+  aarch64: "linux/arm64",
+  arm64: "linux/arm64",
+  armv7l: "linux/arm/v7",
+  s390x: "linux/s390x",
+  ppc64le: "linux/ppc64le",
+  riscv64: "linux/riscv64",
+};
 
 export function platformOfArch(arch: string): string | null {
   return ARCH[arch] ?? null;
@@ -141,6 +162,14 @@ export function normalizePlatform(input: string): string | null {
 /** The qemu-user binfmt handler name for a platform (as qemu-user-static registers it). */
 export function qemuBinfmtName(platform: string): string | null {
   const arch = platform.split("/")[1];
-  const m: Record<string, string> = { amd64: "qemu-x86_64", arm64: "qemu-aarch64", arm: "qemu-arm", "386": "qemu-i386", s390x: "qemu-s390x", ppc64le: "qemu-ppc64le", riscv64: "qemu-riscv64" };
+  const m: Record<string, string> = {
+    amd64: "qemu-x86_64",
+    arm64: "qemu-aarch64",
+    arm: "qemu-arm",
+    "386": "qemu-i386",
+    s390x: "qemu-s390x",
+    ppc64le: "qemu-ppc64le",
+    riscv64: "qemu-riscv64",
+  };
   return arch ? (m[arch] ?? null) : null;
 }

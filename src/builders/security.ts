@@ -29,14 +29,32 @@ export const BUILDER_SECCOMP = {
     {
       names: [
         // kernel code and the machine itself
-        "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
-        "iopl", "ioperm", "swapon", "swapoff", "acct", "syslog", "quotactl", "nfsservctl",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "kexec_load",
+        "kexec_file_load",
+        "reboot",
+        "iopl",
+        "ioperm",
+        "swapon",
+        "swapoff",
+        "acct",
+        "syslog",
+        "quotactl",
+        "nfsservctl",
         // the host's clock
-        "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime",
+        "settimeofday",
+        "clock_settime",
+        "clock_adjtime",
+        "adjtimex",
+        "stime",
         // file handles open any inode of a mounted filesystem (the "shocker" breakout)
         "open_by_handle_at",
         // kernel exploitation helpers and profiling of the host
-        "userfaultfd", "perf_event_open", "lookup_dcookie",
+        "userfaultfd",
+        "perf_event_open",
+        "lookup_dcookie",
       ],
       action: "SCMP_ACT_ERRNO",
       errnoRet: 1,
@@ -55,7 +73,19 @@ export const FALLBACK_PROFILE = {
   // namespace there (measured: with all of /proc/sys read-only every RUN fails with "failed to
   // disable IPv6 on container's interface eth0"). Those sysctls are per network namespace; the
   // host-wide ones (kernel, vm, fs, ...) stay read-only.
-  ReadonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger", "/proc/sys/kernel", "/proc/sys/vm", "/proc/sys/fs", "/proc/sys/dev", "/proc/sys/debug", "/proc/sys/abi", "/proc/sys/user"],
+  ReadonlyPaths: [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sysrq-trigger",
+    "/proc/sys/kernel",
+    "/proc/sys/vm",
+    "/proc/sys/fs",
+    "/proc/sys/dev",
+    "/proc/sys/debug",
+    "/proc/sys/abi",
+    "/proc/sys/user",
+  ],
 };
 
 /** True when a container start failed because the engine cannot grant privileged mode. */

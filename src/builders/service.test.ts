@@ -44,7 +44,10 @@ const manager = (allowEmulation: boolean, binfmtDir: string) =>
   });
 
 const refusal = async (p: Promise<unknown>) => {
-  const e = await p.then(() => null, (x: Error) => x);
+  const e = await p.then(
+    () => null,
+    (x: Error) => x,
+  );
   expect(e).toBeInstanceOf(PreconditionError);
   return e!.message;
 };
@@ -60,20 +63,36 @@ describe("platforms a builder request accepts", () => {
   });
 
   test("emulation on but no usable handler: refused, naming what is missing", async () => {
-    expect(await refusal(manager(true, binfmt({ status: "enabled\n" })).request(ref, "bld_1"))).toContain("the qemu-aarch64 binfmt handler is not registered");
-    const noF = binfmt({ status: "enabled\n", "qemu-aarch64": "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PO\n" });
+    expect(await refusal(manager(true, binfmt({ status: "enabled\n" })).request(ref, "bld_1"))).toContain(
+      "the qemu-aarch64 binfmt handler is not registered",
+    );
+    const noF = binfmt({
+      status: "enabled\n",
+      "qemu-aarch64": "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PO\n",
+    });
     expect(await refusal(manager(true, noF).acquire(ref, "bld_1"))).toContain("fix-binary flag (F)");
-    expect(await refusal(manager(true, join(tmpdir(), "no-binfmt-here")).request(ref, "bld_1"))).toContain("binfmt_misc is not mounted");
+    expect(await refusal(manager(true, join(tmpdir(), "no-binfmt-here")).request(ref, "bld_1"))).toContain(
+      "binfmt_misc is not mounted",
+    );
   });
 
   test("what is no platform is invalid input, not a precondition", async () => {
-    const e = await manager(true, binfmt({})).request({ projectId: "prj_1", platform: "windows/amd64" }, "bld_1").catch((x: Error) => x);
+    const e = await manager(true, binfmt({}))
+      .request({ projectId: "prj_1", platform: "windows/amd64" }, "bld_1")
+      .catch((x: Error) => x);
     expect(e).toBeInstanceOf(InvalidInputError);
   });
 
   test("emulation status reports the other depot platform", async () => {
-    const ok = binfmt({ status: "enabled\n", "qemu-aarch64": "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\n" });
-    expect(await manager(true, ok).emulation()).toMatchObject({ platform: "linux/arm64", allowed: true, problem: null });
+    const ok = binfmt({
+      status: "enabled\n",
+      "qemu-aarch64": "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POF\n",
+    });
+    expect(await manager(true, ok).emulation()).toMatchObject({
+      platform: "linux/arm64",
+      allowed: true,
+      problem: null,
+    });
   });
 });
 
@@ -88,7 +107,8 @@ describe("fail closed: no builder starts while the network policy is not in forc
     db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES ('prj_1', 'org_1', 'p', ?)").run(at);
     const touched: string[] = [];
     const docker = new Proxy({ info: async () => ({ Architecture: "x86_64" }) } as Record<string, unknown>, {
-      get: (t, k: string) => t[k] ?? ((..._: unknown[]) => (touched.push(k), Promise.reject(new Error(`unexpected docker.${k}`)))),
+      get: (t, k: string) =>
+        t[k] ?? ((..._: unknown[]) => (touched.push(k), Promise.reject(new Error(`unexpected docker.${k}`)))),
     }) as unknown as Docker;
     const names = policyNames("app_test");
     const m = builderServiceFactory({
@@ -109,7 +129,8 @@ describe("fail closed: no builder starts while the network policy is not in forc
     expect(await m.request(ref, "bld_2")).toEqual({ state: "starting" });
     const deadline = Date.now() + 30_000;
     let status = await m.request(ref, "bld_2");
-    while (status.state === "starting" && Date.now() < deadline) status = (await Bun.sleep(10), await m.request(ref, "bld_2"));
+    while (status.state === "starting" && Date.now() < deadline)
+      status = (await Bun.sleep(10), await m.request(ref, "bld_2"));
     expect(status).toEqual({ state: "failed", error: "builders cannot start unfiltered: iptables-restore failed" });
     expect(touched).toEqual([]);
     db.close();

@@ -32,7 +32,16 @@ import { reconcileBuilders, type Reconciled } from "./reconcile.ts";
 import { normalizePlatform } from "./runtimes.ts";
 import { builderStartFactory } from "./start.ts";
 import { builderStoreFactory } from "./store.ts";
-import { builderKey as key, toReady, type BuilderOrgs, type BuilderProjects, type BuilderRef, type BuilderRow, type BuilderStatus, type ReadyBuilder } from "./types.ts";
+import {
+  builderKey as key,
+  toReady,
+  type BuilderOrgs,
+  type BuilderProjects,
+  type BuilderRef,
+  type BuilderRow,
+  type BuilderStatus,
+  type ReadyBuilder,
+} from "./types.ts";
 
 export { BuilderUnavailableError };
 
@@ -110,7 +119,11 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
   const currency = imageCurrencyFactory({
     docker,
     image: deps.image,
-    settings: builderSettingsKey({ runtime: deps.runtime, containerdStore: deps.containerdStore, insecureRegistries: deps.insecureRegistries }),
+    settings: builderSettingsKey({
+      runtime: deps.runtime,
+      containerdStore: deps.containerdStore,
+      insecureRegistries: deps.insecureRegistries,
+    }),
     log,
     refreshMs: deps.imageRefreshMs,
     onChange: () => upgradeIdle(),
@@ -118,13 +131,37 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
   const held = (k: string) => (holders.get(k)?.size ?? 0) > 0;
   const orgOfProject = (projectId: string) => deps.projects.builderSettings(projectId)?.org_id ?? null;
   const addresses = builderAddressesFactory({ engine, log, onAddresses: deps.onAddresses });
-  const start = builderStartFactory({ ...deps, engine, store, currency, readyTimeoutMs, now, closing: () => closed, learnAddress: addresses.learn, removeNetworkIfUnused });
-  const admission = builderAdmissionFactory({ store, orgsOf: (projectIds) => deps.projects.orgsOf(projectIds), quotas: deps.quotas, maxRunning: deps.maxRunning, queueTimeoutMs: deps.queueTimeoutMs, starting, held, stop: (ref, reason) => stopBuilder(ref, reason), log, now });
+  const start = builderStartFactory({
+    ...deps,
+    engine,
+    store,
+    currency,
+    readyTimeoutMs,
+    now,
+    closing: () => closed,
+    learnAddress: addresses.learn,
+    removeNetworkIfUnused,
+  });
+  const admission = builderAdmissionFactory({
+    store,
+    orgsOf: (projectIds) => deps.projects.orgsOf(projectIds),
+    quotas: deps.quotas,
+    maxRunning: deps.maxRunning,
+    queueTimeoutMs: deps.queueTimeoutMs,
+    starting,
+    held,
+    stop: (ref, reason) => stopBuilder(ref, reason),
+    log,
+    now,
+  });
 
   /** Validates a platform for this host: native, or emulated when allowed and registered. */
   async function resolvePlatform(input: string): Promise<{ platform: string; emulated: boolean }> {
     const platform = normalizePlatform(input);
-    if (!platform) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64, linux/arm64, ..." }]);
+    if (!platform)
+      throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [
+        { pointer: "/platform", detail: "expected linux/amd64, linux/arm64, ..." },
+      ]);
     const native = await engine.nativePlatform();
     if (platform === native) return { platform, emulated: false };
     if (!deps.allowEmulation) {
@@ -133,7 +170,10 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
       );
     }
     const problem = emulationProblem(platform, deps.binfmtDir);
-    if (problem) throw new PreconditionError(`platform ${platform} needs QEMU emulation on this host (builders.allow_emulation is on), but ${problem}`);
+    if (problem)
+      throw new PreconditionError(
+        `platform ${platform} needs QEMU emulation on this host (builders.allow_emulation is on), but ${problem}`,
+      );
     return { platform, emulated: true };
   }
 
@@ -144,7 +184,8 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
    * A network that still has a container attached (a start racing this) is left alone.
    */
   async function removeNetworkIfUnused(projectId: string, except?: string) {
-    if (store.projectBusy(projectId) || [...starting.keys()].some((k) => k !== except && k.startsWith(`${projectId}|`))) return;
+    if (store.projectBusy(projectId) || [...starting.keys()].some((k) => k !== except && k.startsWith(`${projectId}|`)))
+      return;
     await engine.removeNetwork(projectId);
   }
 
@@ -161,7 +202,7 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     if (!s) holders.set(k, (s = new Set()));
     s.add(holder);
     const t = idleTimers.get(k);
-    if (t) (clearTimeout(t), idleTimers.delete(k));
+    if (t) clearTimeout(t), idleTimers.delete(k);
   }
 
   /** Starts the builder unless it runs or is starting; one container whatever the concurrency.
@@ -201,7 +242,9 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     const timer = setTimeout(() => {
       idleTimers.delete(k);
       if (held(k) || starting.has(k)) return;
-      void stopBuilder(ref, "idle").catch((e) => log.warn("idle stop failed", { project: ref.projectId, platform: ref.platform, error: (e as Error).message }));
+      void stopBuilder(ref, "idle").catch((e) =>
+        log.warn("idle stop failed", { project: ref.projectId, platform: ref.platform, error: (e as Error).message }),
+      );
     }, ms);
     timer.unref?.();
     idleTimers.set(k, timer);
@@ -215,7 +258,13 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
   function upgradeIfIdle(ref: BuilderRef, b: BuilderRow): boolean {
     const k = key(ref);
     if (!upgrading || closed || starting.has(k) || held(k) || !currency.difference(b.id)) return false;
-    log.info("recreating an idle builder on the configured image", { builder: b.id, project: ref.projectId, platform: ref.platform, from: b.image_id, to: currency.wanted().imageId });
+    log.info("recreating an idle builder on the configured image", {
+      builder: b.id,
+      project: ref.projectId,
+      platform: ref.platform,
+      from: b.image_id,
+      to: currency.wanted().imageId,
+    });
     startOnce(ref, b.emulated === 1, () => stopBuilder(ref, "image upgrade")).catch(() => {});
     return true;
   }
@@ -229,7 +278,7 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     const b = store.get(ref);
     if (!b || b.state === "absent") return;
     const t = idleTimers.get(key(ref));
-    if (t) (clearTimeout(t), idleTimers.delete(key(ref)));
+    if (t) clearTimeout(t), idleTimers.delete(key(ref));
     store.setState(b.id, "stopping");
     if (b.container_id) await engine.stopContainer(b.container_id, b.id);
     addresses.forget(b.id);
@@ -255,7 +304,13 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     rmSync(engine.socketDir(b.id), { recursive: true, force: true });
     void engine.removeContainer(containerId).catch(() => {});
     const holding = [...(holders.get(key(ref)) ?? [])];
-    log.warn("builder container died", { builder: b.id, project: b.project_id, platform: b.platform, reason, builds: holding.length });
+    log.warn("builder container died", {
+      builder: b.id,
+      project: b.project_id,
+      platform: b.platform,
+      reason,
+      builds: holding.length,
+    });
     deps.onBuilderLost?.({ ...ref, builderId: b.id, holders: holding, reason });
   }
 
@@ -304,7 +359,8 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
           const orgId = orgOfProject(r.projectId);
           if (!orgId) throw new NotFoundError(`project ${r.projectId} not found`);
           // In line like request()'s callers, polling as they do.
-          while (!starting.has(key(r)) && currentRow(r) === null && !admission.admit(r, orgId, holder)) await new Promise((done) => setTimeout(done, 1000));
+          while (!starting.has(key(r)) && currentRow(r) === null && !admission.admit(r, orgId, holder))
+            await new Promise((done) => setTimeout(done, 1000));
           const meanwhile = currentRow(r);
           if (meanwhile) return (store.markUsed(meanwhile), toReady(meanwhile));
           return await startOnce(r, emulated); // a start leaves it ready, just used
@@ -337,8 +393,14 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
      * whether the operator enabled it and whether this host's binfmt handler can serve it.
      */
     async emulation(): Promise<EmulationStatus> {
-      const native = await engine.nativePlatform().catch(() => (process.arch === "arm64" ? "linux/arm64" : "linux/amd64"));
-      return emulationStatus(native === "linux/arm64" ? "linux/amd64" : "linux/arm64", deps.allowEmulation ?? false, deps.binfmtDir);
+      const native = await engine
+        .nativePlatform()
+        .catch(() => (process.arch === "arm64" ? "linux/arm64" : "linux/amd64"));
+      return emulationStatus(
+        native === "linux/arm64" ? "linux/amd64" : "linux/arm64",
+        deps.allowEmulation ?? false,
+        deps.binfmtDir,
+      );
     },
 
     /** The ready builder for a route, or null (router lookup). */
@@ -382,9 +444,16 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
       }
     },
 
-    async cacheUsage(projectId: string): Promise<{ platform: string; usage: VolumeUsage | null; encryption: string }[]> {
+    async cacheUsage(
+      projectId: string,
+    ): Promise<{ platform: string; usage: VolumeUsage | null; encryption: string }[]> {
       const out = [];
-      for (const b of store.list(projectId)) out.push({ platform: b.platform, usage: await deps.volumes.usage({ projectId, platform: b.platform }), encryption: deps.volumes.encryption });
+      for (const b of store.list(projectId))
+        out.push({
+          platform: b.platform,
+          usage: await deps.volumes.usage({ projectId, platform: b.platform }),
+          encryption: deps.volumes.encryption,
+        });
       return out;
     },
 
@@ -394,7 +463,15 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
      * Returns what it did, for the log and the tests.
      */
     reconcile(): Promise<Reconciled> {
-      return reconcileBuilders({ engine, store, currency, runtime: deps.runtime, learnAddress: addresses.learn, scheduleIdle, removeNetworkIfUnused });
+      return reconcileBuilders({
+        engine,
+        store,
+        currency,
+        runtime: deps.runtime,
+        learnAddress: addresses.learn,
+        scheduleIdle,
+        removeNetworkIfUnused,
+      });
     },
 
     /**

@@ -19,7 +19,15 @@ import { BuilderUnavailableError, waitReady } from "./readiness.ts";
 import { RUNTIMES, normalizePlatform } from "./runtimes.ts";
 import { isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
 import type { BuilderStore } from "./store.ts";
-import { builderKey, toReady, type BuilderOrgs, type BuilderProject, type BuilderProjects, type BuilderRef, type ReadyBuilder } from "./types.ts";
+import {
+  builderKey,
+  toReady,
+  type BuilderOrgs,
+  type BuilderProject,
+  type BuilderProjects,
+  type BuilderRef,
+  type ReadyBuilder,
+} from "./types.ts";
 
 export interface BuilderStartDeps {
   docker: Docker;
@@ -46,13 +54,17 @@ export interface BuilderStartDeps {
   removeNetworkIfUnused: (projectId: string, except?: string) => Promise<void>;
 }
 
-export function builderStartFactory(deps: BuilderStartDeps): (ref: BuilderRef, emulated: boolean) => Promise<ReadyBuilder> {
+export function builderStartFactory(
+  deps: BuilderStartDeps,
+): (ref: BuilderRef, emulated: boolean) => Promise<ReadyBuilder> {
   const { engine, store, currency, log, now } = deps;
   const spec = RUNTIMES[deps.runtime];
   let privilegedRefused = false;
 
   /** The container on the project's network, under the privileged profile unless the engine refused it once. */
-  async function createContainer(c: Omit<BuilderContainer, "networkId" | "profile">): Promise<{ containerId: string; networkId: string; profile: SecurityProfileName }> {
+  async function createContainer(
+    c: Omit<BuilderContainer, "networkId" | "profile">,
+  ): Promise<{ containerId: string; networkId: string; profile: SecurityProfileName }> {
     let networkId = await engine.ensureNetwork(c.project);
     let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
     const create = async () => {
@@ -71,7 +83,10 @@ export function builderStartFactory(deps: BuilderStartDeps): (ref: BuilderRef, e
       if (profile !== "privileged" || !isPrivilegeRefusal(e)) throw e;
       privilegedRefused = true;
       profile = "fallback";
-      log.warn("the Docker engine refused a privileged builder; using the fallback profile (all capabilities but SYS_RESOURCE, seccomp and apparmor unconfined)", { error: (e as Error).message });
+      log.warn(
+        "the Docker engine refused a privileged builder; using the fallback profile (all capabilities but SYS_RESOURCE, seccomp and apparmor unconfined)",
+        { error: (e as Error).message },
+      );
       return { containerId: await create(), networkId, profile };
     }
   }
@@ -89,19 +104,55 @@ export function builderStartFactory(deps: BuilderStartDeps): (ref: BuilderRef, e
     const b = store.ensure(ref, deps.runtime, t);
     const dir = engine.socketDir(b.id);
     const socketPath = join(dir, spec.socketName);
-    store.setState(b.id, "starting", { runtime: deps.runtime, image: deps.image, image_id: imageId, started_at: t, last_error: null, emulated: emulated ? 1 : 0, container_name: engine.containerName(ref), socket_path: socketPath });
+    store.setState(b.id, "starting", {
+      runtime: deps.runtime,
+      image: deps.image,
+      image_id: imageId,
+      started_at: t,
+      last_error: null,
+      emulated: emulated ? 1 : 0,
+      container_name: engine.containerName(ref),
+      socket_path: socketPath,
+    });
     let containerId: string | null = null;
     try {
       const volume = await deps.volumes.ensure(ref, p.cache_size_gb * 1024 ** 3);
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const run = spec.container({ cacheSizeBytes: Math.min(volume.sizeBytes ?? Infinity, p.cache_size_gb * 1024 ** 3), keepDays: p.cache_keep_days, maxParallelism: Math.max(1, p.builder_cpus), insecureRegistries: deps.insecureRegistries, containerdStore: deps.containerdStore, ...(deps.registry ? { registryCaHost: deps.registry.host, registryCaAliases: deps.registry.aliases ?? [] } : {}) });
+      const run = spec.container({
+        cacheSizeBytes: Math.min(volume.sizeBytes ?? Infinity, p.cache_size_gb * 1024 ** 3),
+        keepDays: p.cache_keep_days,
+        maxParallelism: Math.max(1, p.builder_cpus),
+        insecureRegistries: deps.insecureRegistries,
+        containerdStore: deps.containerdStore,
+        ...(deps.registry
+          ? { registryCaHost: deps.registry.host, registryCaAliases: deps.registry.aliases ?? [] }
+          : {}),
+      });
       for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
-      const made = await createContainer({ builderId: b.id, ref, project: p, ociRuntime, imageId, settings: currency.wanted().settings, volumePath: volume.path, run });
+      const made = await createContainer({
+        builderId: b.id,
+        ref,
+        project: p,
+        ociRuntime,
+        imageId,
+        settings: currency.wanted().settings,
+        volumePath: volume.path,
+        run,
+      });
       containerId = made.containerId;
-      store.setState(b.id, "starting", { container_id: containerId, network_id: made.networkId, security_profile: made.profile, oci_runtime: ociRuntime });
+      store.setState(b.id, "starting", {
+        container_id: containerId,
+        network_id: made.networkId,
+        security_profile: made.profile,
+        oci_runtime: ociRuntime,
+      });
       currency.track(b.id, { image: deps.image, imageId, settings: currency.wanted().settings });
-      const workers = await waitReady({ docker: deps.docker, runtime: deps.runtime, timeoutMs: deps.readyTimeoutMs, stopping: deps.closing }, socketPath, containerId);
+      const workers = await waitReady(
+        { docker: deps.docker, runtime: deps.runtime, timeoutMs: deps.readyTimeoutMs, stopping: deps.closing },
+        socketPath,
+        containerId,
+      );
       // An emulated builder runs the native image; its BuildKit lists the platforms it can run
       // (native plus what binfmt_misc handles, probed at its start). The solver refuses others.
       if (emulated && !workers.some((w) => w.platforms.some((x) => normalizePlatform(x) === ref.platform))) {
@@ -111,7 +162,14 @@ export function builderStartFactory(deps: BuilderStartDeps): (ref: BuilderRef, e
       }
       store.setState(b.id, "ready", { ready_at: now().toISOString(), last_used_at: now().toISOString() });
       await deps.learnAddress(b.id, containerId);
-      log.info("builder ready", { builder: b.id, project: ref.projectId, platform: ref.platform, runtime: deps.runtime, profile: made.profile, encryption: deps.volumes.encryption });
+      log.info("builder ready", {
+        builder: b.id,
+        project: ref.projectId,
+        platform: ref.platform,
+        runtime: deps.runtime,
+        profile: made.profile,
+        encryption: deps.volumes.encryption,
+      });
       return toReady(store.get(ref)!);
     } catch (e) {
       if (containerId) await engine.removeContainer(containerId).catch(() => {});
@@ -119,10 +177,22 @@ export function builderStartFactory(deps: BuilderStartDeps): (ref: BuilderRef, e
       store.setState(b.id, "absent", { container_id: null, last_error: (e as Error).message.slice(0, 1000) });
       // Nothing half-made stays: the socket directory, the open volume, the network made for it.
       rmSync(dir, { recursive: true, force: true });
-      await deps.volumes.close(ref).catch((x) => log.warn("closing the cache volume of a failed builder failed", { builder: b.id, error: (x as Error).message }));
+      await deps.volumes.close(ref).catch((x) =>
+        log.warn("closing the cache volume of a failed builder failed", {
+          builder: b.id,
+          error: (x as Error).message,
+        }),
+      );
       await deps.removeNetworkIfUnused(ref.projectId, builderKey(ref));
-      log.warn("builder failed to start", { builder: b.id, project: ref.projectId, platform: ref.platform, error: (e as Error).message });
-      throw e instanceof SlipwayError ? e : new BuilderUnavailableError(`builder failed to start: ${(e as Error).message}`);
+      log.warn("builder failed to start", {
+        builder: b.id,
+        project: ref.projectId,
+        platform: ref.platform,
+        error: (e as Error).message,
+      });
+      throw e instanceof SlipwayError
+        ? e
+        : new BuilderUnavailableError(`builder failed to start: ${(e as Error).message}`);
     }
   };
 }

@@ -18,9 +18,15 @@ test("runningCount: builders not absent among the projects named", () => {
   applyMigrations(db);
   const at = new Date().toISOString();
   db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES ('org_1', 'one', 'one', ?)").run(at);
-  for (const p of ["prj_a", "prj_b", "prj_c"]) db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES (?, 'org_1', ?, ?)").run(p, p, at);
+  for (const p of ["prj_a", "prj_b", "prj_c"])
+    db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES (?, 'org_1', ?, ?)").run(p, p, at);
   const store = builderStoreFactory({ db });
-  const states = { "prj_a|linux/amd64": "ready", "prj_a|linux/arm64": "absent", "prj_b|linux/amd64": "idle", "prj_c|linux/amd64": "starting" } as const;
+  const states = {
+    "prj_a|linux/amd64": "ready",
+    "prj_a|linux/arm64": "absent",
+    "prj_b|linux/amd64": "idle",
+    "prj_c|linux/amd64": "starting",
+  } as const;
   for (const [k, state] of Object.entries(states)) {
     const [projectId, platform] = k.split("|") as [string, string];
     store.setState(store.ensure({ projectId, platform }, "dockerd", at).id, state);

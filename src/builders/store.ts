@@ -16,7 +16,9 @@ export function builderStoreFactory({ db, now = () => new Date() }: { db: Databa
 
   return {
     get(r: BuilderRef): BuilderRow | null {
-      return db.query("SELECT * FROM builders WHERE project_id = ? AND platform = ?").get(r.projectId, r.platform) as BuilderRow | null;
+      return db
+        .query("SELECT * FROM builders WHERE project_id = ? AND platform = ?")
+        .get(r.projectId, r.platform) as BuilderRow | null;
     },
 
     byContainer(containerId: string): BuilderRow | null {
@@ -27,13 +29,17 @@ export function builderStoreFactory({ db, now = () => new Date() }: { db: Databa
     ensure(r: BuilderRef, runtime: BuilderRuntime, at: string): BuilderRow {
       const b = this.get(r);
       if (b) return b;
-      db.query(`INSERT INTO builders (id, project_id, platform, runtime, state, updated_at) VALUES (?, ?, ?, ?, 'absent', ?)`).run(newId("bldr"), r.projectId, r.platform, runtime, at);
+      db.query(
+        `INSERT INTO builders (id, project_id, platform, runtime, state, updated_at) VALUES (?, ?, ?, ?, 'absent', ?)`,
+      ).run(newId("bldr"), r.projectId, r.platform, runtime, at);
       return this.get(r)!;
     },
 
     setState(id: string, state: BuilderState, extra: Partial<BuilderRow> = {}): void {
       const cols = Object.keys(extra);
-      db.query(`UPDATE builders SET state = ?, updated_at = ?${cols.map((c) => `, ${c} = ?`).join("")} WHERE id = ?`).run(
+      db.query(
+        `UPDATE builders SET state = ?, updated_at = ?${cols.map((c) => `, ${c} = ?`).join("")} WHERE id = ?`,
+      ).run(
         state,
         now().toISOString(),
         ...cols.map((c) => (extra as Record<string, string | number | null>)[c] ?? null),
@@ -46,7 +52,9 @@ export function builderStoreFactory({ db, now = () => new Date() }: { db: Databa
     markUsed(b: Pick<BuilderRow, "id" | "state" | "last_used_at">): void {
       const t = now();
       if (b.state === "ready" && b.last_used_at && t.getTime() - Date.parse(b.last_used_at) < 1000) return;
-      db.query("UPDATE builders SET state = 'ready', last_used_at = ?, updated_at = ? WHERE id = ? AND state IN ('ready', 'idle')").run(t.toISOString(), t.toISOString(), b.id);
+      db.query(
+        "UPDATE builders SET state = 'ready', last_used_at = ?, updated_at = ? WHERE id = ? AND state IN ('ready', 'idle')",
+      ).run(t.toISOString(), t.toISOString(), b.id);
     },
 
     /** Every builder of the project, one per platform. */
@@ -61,12 +69,17 @@ export function builderStoreFactory({ db, now = () => new Date() }: { db: Databa
 
     /** Builders that are not absent (of one project, or all), by project and platform. */
     activeOf(projectId?: string): BuilderRow[] {
-      return rows("SELECT * FROM builders WHERE state != 'absent' AND (?1 IS NULL OR project_id = ?1) ORDER BY project_id, platform", projectId ?? null);
+      return rows(
+        "SELECT * FROM builders WHERE state != 'absent' AND (?1 IS NULL OR project_id = ?1) ORDER BY project_id, platform",
+        projectId ?? null,
+      );
     },
 
     /** Whether any builder of the project is not absent. */
     projectBusy(projectId: string): boolean {
-      return db.query("SELECT 1 FROM builders WHERE project_id = ? AND state != 'absent' LIMIT 1").get(projectId) !== null;
+      return (
+        db.query("SELECT 1 FROM builders WHERE project_id = ? AND state != 'absent' LIMIT 1").get(projectId) !== null
+      );
     },
 
     /** Builders that run and are started: ready or idle. */
@@ -81,13 +94,24 @@ export function builderStoreFactory({ db, now = () => new Date() }: { db: Databa
 
     /** Builders that run now, starting ones included. */
     running(): BuilderRef[] {
-      return (db.query("SELECT project_id, platform FROM builders WHERE state IN ('starting', 'ready', 'idle')").all() as { project_id: string; platform: string }[]).map((r) => ({ projectId: r.project_id, platform: r.platform }));
+      return (
+        db.query("SELECT project_id, platform FROM builders WHERE state IN ('starting', 'ready', 'idle')").all() as {
+          project_id: string;
+          platform: string;
+        }[]
+      ).map((r) => ({ projectId: r.project_id, platform: r.platform }));
     },
 
     /** Builders of these projects that are not absent (an organization's, for its quota report). */
     runningCount(projectIds: readonly string[]): number {
       if (projectIds.length === 0) return 0;
-      return (db.query(`SELECT count(*) AS n FROM builders WHERE state != 'absent' AND project_id IN (${projectIds.map(() => "?").join(",")})`).get(...projectIds) as { n: number }).n;
+      return (
+        db
+          .query(
+            `SELECT count(*) AS n FROM builders WHERE state != 'absent' AND project_id IN (${projectIds.map(() => "?").join(",")})`,
+          )
+          .get(...projectIds) as { n: number }
+      ).n;
     },
   };
 }

@@ -41,7 +41,10 @@ export interface ReadyBuilder {
   emulated: boolean;
 }
 
-export type BuilderStatus = { state: "ready"; builder: ReadyBuilder } | { state: "starting" } | { state: "failed"; error: string };
+export type BuilderStatus =
+  | { state: "ready"; builder: ReadyBuilder }
+  | { state: "starting" }
+  | { state: "failed"; error: string };
 
 export interface BuilderRef {
   projectId: string;

@@ -2,6 +2,16 @@
  * @module builds
  * The build lifecycle (created → running → finished | failed | canceled | expired).
  */
-export { buildsServiceFactory, type BuildOptionSet, type BuildRow, type BuildStatus, type BuildsDeps, type BuildsService, type ConnectionAnswer, type LogInput, type StepInput } from "./service.ts";
+export {
+  buildsServiceFactory,
+  type BuildOptionSet,
+  type BuildRow,
+  type BuildStatus,
+  type BuildsDeps,
+  type BuildsService,
+  type ConnectionAnswer,
+  type LogInput,
+  type StepInput,
+} from "./service.ts";
 export { statusToReport } from "./status.ts";
 export { buildLogsFactory, type BuildLogs } from "./logs.ts";

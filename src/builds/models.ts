@@ -10,7 +10,14 @@ export const Build = t.Object({
   id: t.String(),
   project_id: t.String(),
   org_id: t.String(),
-  status: t.Union([t.Literal("created"), t.Literal("running"), t.Literal("finished"), t.Literal("failed"), t.Literal("canceled"), t.Literal("expired")]),
+  status: t.Union([
+    t.Literal("created"),
+    t.Literal("running"),
+    t.Literal("finished"),
+    t.Literal("failed"),
+    t.Literal("canceled"),
+    t.Literal("expired"),
+  ]),
   started_by: t.String(),
   options: t.Array(t.Any()),
   platforms: t.Array(t.String()),
@@ -25,8 +32,18 @@ export const Build = t.Object({
   build_url: t.String(),
 });
 export type BuildView = Static<typeof Build>;
-export const Step = t.Object({ digest: t.String(), name: t.String(), cached: t.Boolean(), started_at: t.Nullable(t.String()), completed_at: t.Nullable(t.String()), error: t.Nullable(t.String()) });
+export const Step = t.Object({
+  digest: t.String(),
+  name: t.String(),
+  cached: t.Boolean(),
+  started_at: t.Nullable(t.String()),
+  completed_at: t.Nullable(t.String()),
+  error: t.Nullable(t.String()),
+});
 export const BuildParams = t.Object({ id: t.String({ pattern: "^bld_[a-z2-7]{20}$", description: "a build id" }) });
-export const BuildPageQuery = t.Object({ limit: t.Optional(t.Integer({ minimum: 1, maximum: 200 })), cursor: t.Optional(t.String({ maxLength: 200 })) }, { additionalProperties: false });
+export const BuildPageQuery = t.Object(
+  { limit: t.Optional(t.Integer({ minimum: 1, maximum: 200 })), cursor: t.Optional(t.String({ maxLength: 200 })) },
+  { additionalProperties: false },
+);
 export const BuildPage = t.Object({ builds: t.Array(Build), next_cursor: t.Nullable(t.String()) });
 export type BuildPageView = Static<typeof BuildPage>;

@@ -39,26 +39,60 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "slipway-builds-"));
   db = openDatabase(join(dir, "t.db"));
   applyMigrations(db);
-  for (const [o, p] of [[ORG, PRJ], ["org_b", "prj_b"]] as [string, string][]) {
-    db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(o, o.replace("_", "-"), o, new Date().toISOString());
-    db.query("INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'p', 600, ?)").run(p, o, new Date().toISOString());
+  for (const [o, p] of [
+    [ORG, PRJ],
+    ["org_b", "prj_b"],
+  ] as [string, string][]) {
+    db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(
+      o,
+      o.replace("_", "-"),
+      o,
+      new Date().toISOString(),
+    );
+    db.query(
+      "INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'p', 600, ?)",
+    ).run(p, o, new Date().toISOString());
   }
-  const pki = pkiServiceFactory({ db, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))), applianceId: "test" });
+  const pki = pkiServiceFactory({
+    db,
+    sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+    applianceId: "test",
+  });
   await pki.ensureHierarchy(["server", "build-client"]);
   builds = buildsServiceFactory({
     db,
-    projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }), orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }) }),
+    projects: projectsServiceFactory({
+      db,
+      audit: auditServiceFactory({ db }),
+      orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }),
+    }),
     tokens: tokensServiceFactory({ db, audit: auditServiceFactory({ db }) }),
     pki,
     builders: {
       request: async (ref, holder) => {
         if (builderGate) await builderGate;
         held.add(holder);
-        if (builderState === "failed") return { state: "failed", error: "the builder image slipway/builder-dockerd:trixie is missing" };
-        return builderState === "ready" ? { state: "ready", builder: { builderId: `b-${ref.platform}`, projectId: ref.projectId, platform: ref.platform, runtime: "dockerd", socketPath: `/run/${ref.platform}.sock`, emulated: false } } : { state: "starting" };
+        if (builderState === "failed")
+          return { state: "failed", error: "the builder image slipway/builder-dockerd:trixie is missing" };
+        return builderState === "ready"
+          ? {
+              state: "ready",
+              builder: {
+                builderId: `b-${ref.platform}`,
+                projectId: ref.projectId,
+                platform: ref.platform,
+                runtime: "dockerd",
+                socketPath: `/run/${ref.platform}.sock`,
+                emulated: false,
+              },
+            }
+          : { state: "starting" };
       },
       release: (h) => (released.push(h), held.delete(h)),
-      ready: (ref) => (builderState === "ready" ? { socketPath: `/run/${ref.platform.replace("/", "-")}.sock`, runtime: "dockerd", platform: ref.platform } : null),
+      ready: (ref) =>
+        builderState === "ready"
+          ? { socketPath: `/run/${ref.platform.replace("/", "-")}.sock`, runtime: "dockerd", platform: ref.platform }
+          : null,
     },
     router: { buildEnded: (id) => ended.push(id) },
     audit: auditServiceFactory({ db }),
@@ -78,7 +112,14 @@ afterAll(() => {
 
 describe("builds", () => {
   test("a project is named by id or as ORG/NAME; a missing or foreign one answers the same 404, for an administrator too", () => {
-    const admin: Actor = { kind: "user", userId: "usr_admin", username: "admin", isAdmin: true, tokenId: null, memberships: {} };
+    const admin: Actor = {
+      kind: "user",
+      userId: "usr_admin",
+      username: "admin",
+      isAdmin: true,
+      tokenId: null,
+      memberships: {},
+    };
     const byName = builds.create(token, "org-a/p", []).build;
     const byAdmin = builds.create(admin, "org-b/p", []).build;
     expect([byName.project_id, byAdmin.project_id]).toEqual([PRJ, "prj_b"]);
@@ -104,7 +145,9 @@ describe("builds", () => {
 
   test("multi-platform: one build id, one certificate and one route per platform", async () => {
     builderState = "starting";
-    const { build, token: bt } = builds.create(token, PRJ, [{ tags: ["app:1"], outputs: [], push: false, load: false }]);
+    const { build, token: bt } = builds.create(token, PRJ, [
+      { tags: ["app:1"], outputs: [], push: false, load: false },
+    ]);
     expect(bt).toMatch(/^slw_b_/);
     expect(await builds.connection(token, build.id, "linux/amd64")).toEqual({ kind: "pending", waitMs: 1000 });
     builderState = "ready";
@@ -114,8 +157,16 @@ describe("builds", () => {
     expect(amd.serial).not.toBe(arm.serial);
     expect(amd.certPem).toContain("BEGIN CERTIFICATE");
     expect(amd.endpoint).toBe("tcp://slipway.test:8444");
-    expect(builds.route(amd.serial)).toMatchObject({ buildId: build.id, platform: "linux/amd64", socketPath: "/run/linux-amd64.sock" });
-    expect(builds.route(arm.serial)).toMatchObject({ buildId: build.id, platform: "linux/arm64", socketPath: "/run/linux-arm64.sock" });
+    expect(builds.route(amd.serial)).toMatchObject({
+      buildId: build.id,
+      platform: "linux/amd64",
+      socketPath: "/run/linux-amd64.sock",
+    });
+    expect(builds.route(arm.serial)).toMatchObject({
+      buildId: build.id,
+      platform: "linux/arm64",
+      socketPath: "/run/linux-arm64.sock",
+    });
     const row = builds.get(build.id);
     expect(row.status).toBe("running");
     expect(JSON.parse(row.platforms).sort()).toEqual(["linux/amd64", "linux/arm64"]);
@@ -149,7 +200,7 @@ describe("builds", () => {
     clock += 50_000; // b: 70 s without health; c: 50 s
     expect(builds.sweep()).toEqual([b.id]);
     expect(builds.get(b.id).error).toContain("no health report");
-    for (let i = 0; i < 12; i++) (clock += 50_000, builds.health(token, c.id)); // 600 s timeout: reported as cancels_at first
+    for (let i = 0; i < 12; i++) (clock += 50_000), builds.health(token, c.id); // 600 s timeout: reported as cancels_at first
     expect(builds.health(token, c.id).cancelsAt?.toISOString()).toBe(builds.get(c.id).deadline_at);
     clock += 30_000;
     builds.health(token, c.id);
@@ -159,9 +210,22 @@ describe("builds", () => {
 
   test("status reports: steps upserted by digest, logs capped per build", () => {
     const { build } = builds.create(token, PRJ, []);
-    const step = { digest: "sha256:1", name: "RUN x", cached: false, started: new Date(clock), completed: null, error: "" };
-    builds.report(token, build.id, { steps: [step], logs: [{ vertex: "sha256:1", stream: 1, at: null, data: new TextEncoder().encode("a".repeat(40)) }] });
-    builds.report(token, build.id, { steps: [{ ...step, completed: new Date(clock + 5), cached: true }], logs: [{ vertex: "sha256:1", stream: 1, at: null, data: new TextEncoder().encode("b".repeat(40)) }] });
+    const step = {
+      digest: "sha256:1",
+      name: "RUN x",
+      cached: false,
+      started: new Date(clock),
+      completed: null,
+      error: "",
+    };
+    builds.report(token, build.id, {
+      steps: [step],
+      logs: [{ vertex: "sha256:1", stream: 1, at: null, data: new TextEncoder().encode("a".repeat(40)) }],
+    });
+    builds.report(token, build.id, {
+      steps: [{ ...step, completed: new Date(clock + 5), cached: true }],
+      logs: [{ vertex: "sha256:1", stream: 1, at: null, data: new TextEncoder().encode("b".repeat(40)) }],
+    });
     const steps = builds.steps(token, build.id);
     expect(steps).toHaveLength(1);
     expect(steps[0]).toMatchObject({ name: "RUN x", cached: 1 });
@@ -175,12 +239,32 @@ describe("builds", () => {
   test("a build token's steps and logs are refused once its build finished or was canceled; nothing is written", () => {
     for (const ending of [{ kind: "success" }, { kind: "canceled" }] as const) {
       const { build } = builds.create(token, PRJ, []);
-      const buildToken: Actor = { kind: "build-token", tokenId: "tok_b", orgId: ORG, projectId: PRJ, buildId: build.id };
-      const batch = (text: string) => ({ steps: [{ digest: `sha256:${text}`, name: `RUN ${text}`, cached: false, started: new Date(clock), completed: null, error: "" }], logs: [{ vertex: `sha256:${text}`, stream: 1, at: null, data: new TextEncoder().encode(text) }] });
+      const buildToken: Actor = {
+        kind: "build-token",
+        tokenId: "tok_b",
+        orgId: ORG,
+        projectId: PRJ,
+        buildId: build.id,
+      };
+      const batch = (text: string) => ({
+        steps: [
+          {
+            digest: `sha256:${text}`,
+            name: `RUN ${text}`,
+            cached: false,
+            started: new Date(clock),
+            completed: null,
+            error: "",
+          },
+        ],
+        logs: [{ vertex: `sha256:${text}`, stream: 1, at: null, data: new TextEncoder().encode(text) }],
+      });
       builds.report(buildToken, build.id, batch("during"));
       builds.finish(buildToken, build.id, ending);
       expect(() => builds.report(buildToken, build.id, batch("after"))).toThrow(PreconditionError);
-      expect(() => builds.report(buildToken, build.id, batch("after"))).toThrow(/is (finished|canceled): it takes no more steps or logs/);
+      expect(() => builds.report(buildToken, build.id, batch("after"))).toThrow(
+        /is (finished|canceled): it takes no more steps or logs/,
+      );
       expect(builds.steps(buildToken, build.id).map((s) => s.name)).toEqual(["RUN during"]);
       expect(builds.logs(buildToken, build.id).text).toBe("during");
     }
@@ -193,7 +277,11 @@ describe("draining (serve stopping)", () => {
     // Its own service on the same database: a drain is one-way.
     const drained = buildsServiceFactory({
       db,
-      projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }), orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }) }),
+      projects: projectsServiceFactory({
+        db,
+        audit: auditServiceFactory({ db }),
+        orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }),
+      }),
       tokens: tokensServiceFactory({ db, audit: auditServiceFactory({ db }) }),
       pki: { issueBuildClientCertificate: () => Promise.reject(new Error("unused")), trustedRootsPem: () => "" },
       builders: { request: async () => ({ state: "starting" }), release: () => {}, ready: () => null },
@@ -232,7 +320,10 @@ describe("draining (serve stopping)", () => {
     expect(drained.get(live.id)).toMatchObject({ status: "canceled", error: "shutting down: out of drain time" });
     expect(drained.untoldShutdownCancels()).toEqual(expect.arrayContaining([live.id, silent.id]));
     // The client's FinishBuild (whatever it reports) is answered with the reason, every time.
-    for (let i = 0; i < 2; i++) expect(() => drained.finish(token, live.id, { kind: "error", error: "EOF" })).toThrow(new UnavailableError("shutting down: out of drain time"));
+    for (let i = 0; i < 2; i++)
+      expect(() => drained.finish(token, live.id, { kind: "error", error: "EOF" })).toThrow(
+        new UnavailableError("shutting down: out of drain time"),
+      );
     expect(drained.untoldShutdownCancels()).not.toContain(live.id);
     expect(drained.get(live.id).status).toBe("canceled");
     expect(() => drained.finish(other, live.id, { kind: "success" })).toThrow(NotFoundError); // still nothing for other tenants
@@ -241,7 +332,8 @@ describe("draining (serve stopping)", () => {
 });
 
 describe("builds: connections, cancels and ends that cross", () => {
-  const certificates = (id: string) => (db.query("SELECT count(*) AS n FROM build_certificates WHERE build_id = ?").get(id) as { n: number }).n;
+  const certificates = (id: string) =>
+    (db.query("SELECT count(*) AS n FROM build_certificates WHERE build_id = ?").get(id) as { n: number }).n;
 
   test("route() answers null for an unknown serial, a builder not ready, a canceled build and an ended one", async () => {
     builderState = "ready";
@@ -268,7 +360,11 @@ describe("builds: connections, cancels and ends that cross", () => {
   test("a builder that failed to start: failed_precondition with its error; no certificate, the build still waits for a builder", async () => {
     builderState = "failed";
     const { build } = builds.create(token, PRJ, []);
-    await expect(builds.connection(token, build.id, "linux/amd64")).rejects.toThrow(new PreconditionError("the builder for linux/amd64 could not start: the builder image slipway/builder-dockerd:trixie is missing"));
+    await expect(builds.connection(token, build.id, "linux/amd64")).rejects.toThrow(
+      new PreconditionError(
+        "the builder for linux/amd64 could not start: the builder image slipway/builder-dockerd:trixie is missing",
+      ),
+    );
     expect(certificates(build.id)).toBe(0);
     expect(builds.get(build.id)).toMatchObject({ status: "created", started_at: null });
     builderState = "ready"; // the next ask tries again
@@ -278,7 +374,12 @@ describe("builds: connections, cancels and ends that cross", () => {
   });
 
   test("a build that ended while its builder was asked for gets no certificate, stays ended and holds no builder", async () => {
-    for (const [ending, state] of [["finish", "ready"], ["sweep", "ready"], ["builder lost", "ready"], ["finish", "starting"]] as const) {
+    for (const [ending, state] of [
+      ["finish", "ready"],
+      ["sweep", "ready"],
+      ["builder lost", "ready"],
+      ["finish", "starting"],
+    ] as const) {
       builderState = state;
       const { build } = builds.create(token, PRJ, []);
       let open!: () => void;
@@ -294,7 +395,9 @@ describe("builds: connections, cancels and ends that cross", () => {
       builderGate = null;
       await expect(asked).rejects.toThrow(new PreconditionError(`build ${build.id} ended`));
       expect(certificates(build.id)).toBe(0);
-      expect(builds.get(build.id).status).toBe(ending === "finish" ? "canceled" : ending === "sweep" ? "expired" : "failed");
+      expect(builds.get(build.id).status).toBe(
+        ending === "finish" ? "canceled" : ending === "sweep" ? "expired" : "failed",
+      );
       expect(held.has(build.id)).toBe(false); // else its builder would never go idle
     }
   });
@@ -341,7 +444,9 @@ describe("builds: connections, cancels and ends that cross", () => {
     expect(ended).toEqual([live.id]);
     expect(released).toEqual([live.id]);
     expect(builds.route(conn.serial)).toBeNull();
-    expect(() => builds.report(token, live.id, { steps: [], logs: [] })).toThrow(/is failed: it takes no more steps or logs/);
+    expect(() => builds.report(token, live.id, { steps: [], logs: [] })).toThrow(
+      /is failed: it takes no more steps or logs/,
+    );
     builds.builderLost([live.id], "again"); // once only
     expect(builds.get(live.id).error).toBe("builder lost: the container exited (137)");
     expect(ended).toEqual([live.id]);
@@ -354,14 +459,20 @@ describe("builds: list paging", () => {
   const made: string[] = [];
 
   beforeAll(() => {
-    db.query("INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'list', 600, ?)").run(LIST, ORG, new Date().toISOString());
+    db.query(
+      "INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'list', 600, ?)",
+    ).run(LIST, ORG, new Date().toISOString());
     // Several builds share a creation time: the order and the cursor must break ties by id.
     for (let i = 0; i < 7; i++) {
       if (i === 2 || i === 5) clock += 1000;
       made.push(builds.create(lister, LIST, []).build.id);
     }
   });
-  const newestFirst = () => made.map((id) => builds.get(id)).sort((x, y) => (x.created_at === y.created_at ? (x.id < y.id ? 1 : -1) : x.created_at < y.created_at ? 1 : -1)).map((b) => b.id);
+  const newestFirst = () =>
+    made
+      .map((id) => builds.get(id))
+      .sort((x, y) => (x.created_at === y.created_at ? (x.id < y.id ? 1 : -1) : x.created_at < y.created_at ? 1 : -1))
+      .map((b) => b.id);
 
   test("pages of every size walk every build once, newest first, ties broken by id; the last page has no cursor", () => {
     for (const size of [1, 2, 3, 6, 7, 8]) {

@@ -73,7 +73,15 @@ export interface LogInput {
 
 export type ConnectionAnswer =
   | { kind: "pending"; waitMs: number }
-  | { kind: "active"; endpoint: string; serverName: string; certPem: string; keyPem: string; caPem: string; serial: string };
+  | {
+      kind: "active";
+      endpoint: string;
+      serverName: string;
+      certPem: string;
+      keyPem: string;
+      caPem: string;
+      serial: string;
+    };
 
 export interface BuildsDeps {
   db: Database;
@@ -87,7 +95,10 @@ export interface BuildsDeps {
     release(holder: string): void;
     /** Refuses a build its organization could get no builder for (quota of running builders). */
     admissible?(orgId: string, projectId: string): void;
-    ready(ref: { projectId: string; platform: string }): { socketPath: string; runtime: "buildkitd" | "dockerd"; platform: string } | null;
+    ready(ref: {
+      projectId: string;
+      platform: string;
+    }): { socketPath: string; runtime: "buildkitd" | "dockerd"; platform: string } | null;
   };
   router: { buildEnded(buildId: string): void };
   audit: Pick<AuditService, "record">;
@@ -130,7 +141,12 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     if (!b) throw new NotFoundError("no such build");
     return b;
   };
-  const resourceOf = (b: BuildRow): Resource => ({ orgId: b.org_id, projectId: b.project_id, buildId: b.id, startedBy: b.started_by });
+  const resourceOf = (b: BuildRow): Resource => ({
+    orgId: b.org_id,
+    projectId: b.project_id,
+    buildId: b.id,
+    startedBy: b.started_by,
+  });
   /** Looks a build up for `actor`: a build it may not see is exactly a missing one. */
   const visible = (actor: Actor, id: string, action: "build:read" | "build:drive" | "build:cancel"): BuildRow => {
     const b = byId.get(id) as BuildRow | null;
@@ -143,14 +159,29 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   };
 
   /** Ends an active build once: status, time, error; then the router and the builders. */
-  function end(id: string, status: Exclude<BuildStatus, "created" | "running">, error: string | null, actor: string): boolean {
+  function end(
+    id: string,
+    status: Exclude<BuildStatus, "created" | "running">,
+    error: string | null,
+    actor: string,
+  ): boolean {
     const t = now().toISOString();
     // The status change and its audit record: one commit.
     const b = db.transaction(() => {
-      const changed = db.query(`UPDATE builds SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN ('created', 'running')`).run(status, error?.slice(0, 64 * 1024) ?? null, t, id).changes;
+      const changed = db
+        .query(
+          `UPDATE builds SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN ('created', 'running')`,
+        )
+        .run(status, error?.slice(0, 64 * 1024) ?? null, t, id).changes;
       if (changed === 0) return null;
       const ended = get(id);
-      deps.audit.record({ orgId: ended.org_id, actor, action: `build.${status}`, target: id, details: { project_id: ended.project_id, ...(error ? { error: error.slice(0, 500) } : {}) } });
+      deps.audit.record({
+        orgId: ended.org_id,
+        actor,
+        action: `build.${status}`,
+        target: id,
+        details: { project_id: ended.project_id, ...(error ? { error: error.slice(0, 500) } : {}) },
+      });
       return ended;
     })();
     if (!b) return false;
@@ -159,7 +190,6 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     log.info("build ended", { build: id, project: b.project_id, status });
     return true;
   }
-
 
   /** `b` is the build's row as just read (nothing runs in between: bun:sqlite is synchronous). */
   function record(b: BuildRow, batch: { steps: StepInput[]; logs: LogInput[] }): void {
@@ -177,7 +207,16 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     db.transaction(() => {
       for (const s of batch.steps) {
         if (!s.digest) continue;
-        upsert.run(id, s.digest.slice(0, 200), s.name.slice(0, 4096), s.cached ? 1 : 0, s.started?.toISOString() ?? null, s.completed?.toISOString() ?? null, s.error ? s.error.slice(0, 16384) : null, id);
+        upsert.run(
+          id,
+          s.digest.slice(0, 200),
+          s.name.slice(0, 4096),
+          s.cached ? 1 : 0,
+          s.started?.toISOString() ?? null,
+          s.completed?.toISOString() ?? null,
+          s.error ? s.error.slice(0, 16384) : null,
+          id,
+        );
       }
       if (batch.logs.length === 0) return;
       let used = b.log_bytes;
@@ -186,7 +225,8 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         if (truncated) break;
         const room = deps.logMaxBytes - used;
         const data = l.data.length > room ? l.data.subarray(0, Math.max(0, room)) : l.data;
-        if (data.length > 0) logs.append(id, { vertex: l.vertex.slice(0, 200), stream: l.stream, at: l.at ?? now(), data });
+        if (data.length > 0)
+          logs.append(id, { vertex: l.vertex.slice(0, 200), stream: l.stream, at: l.at ?? now(), data });
         used += data.length;
         if (l.data.length > room) truncated = true;
       }
@@ -197,15 +237,28 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   /** A page cursor as list() made it (created_at|id); anything else is the caller's mistake. */
   function pageCursor(cursor: string): [string, string] {
     const [at, lastId, ...rest] = cursor.split("|");
-    if (rest.length > 0 || !at || !lastId || !/^bld_[a-z2-7]+$/.test(lastId) || Number.isNaN(Date.parse(at)) || new Date(Date.parse(at)).toISOString() !== at) {
-      throw new InvalidInputError("the page cursor is not one this server gave: pass the previous page's next_cursor (next_page_token over RPC), or none", [{ pointer: "/cursor", detail: "a cursor from a previous page" }]);
+    if (
+      rest.length > 0 ||
+      !at ||
+      !lastId ||
+      !/^bld_[a-z2-7]+$/.test(lastId) ||
+      Number.isNaN(Date.parse(at)) ||
+      new Date(Date.parse(at)).toISOString() !== at
+    ) {
+      throw new InvalidInputError(
+        "the page cursor is not one this server gave: pass the previous page's next_cursor (next_page_token over RPC), or none",
+        [{ pointer: "/cursor", detail: "a cursor from a previous page" }],
+      );
     }
     return [at, lastId];
   }
 
   function platformOf(input: string): string {
     const p = normalizePlatform(input);
-    if (!p) throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [{ pointer: "/platform", detail: "expected linux/amd64 or linux/arm64" }]);
+    if (!p)
+      throw new InvalidInputError(`unknown platform ${JSON.stringify(input)}`, [
+        { pointer: "/platform", detail: "expected linux/amd64 or linux/arm64" },
+      ]);
     return p;
   }
 
@@ -234,17 +287,17 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       const deadline = new Date(t.getTime() + p.build_timeout_seconds * 1000);
       let token = "";
       db.transaction(() => {
-        db.query(`INSERT INTO builds (id, project_id, org_id, status, started_by, options, created_at, deadline_at) VALUES (?, ?, ?, 'created', ?, ?, ?, ?)`).run(
-          id,
-          p.id,
-          p.org_id,
-          actorLabel(actor),
-          JSON.stringify(options),
-          t.toISOString(),
-          deadline.toISOString(),
-        );
+        db.query(
+          `INSERT INTO builds (id, project_id, org_id, status, started_by, options, created_at, deadline_at) VALUES (?, ?, ?, 'created', ?, ?, ?, ?)`,
+        ).run(id, p.id, p.org_id, actorLabel(actor), JSON.stringify(options), t.toISOString(), deadline.toISOString());
         token = deps.tokens.issueBuildToken({ id, projectId: p.id }, new Date(deadline.getTime() + CERT_MARGIN_MS));
-        deps.audit.record({ orgId: p.org_id, actor, action: "build.create", target: id, details: { project_id: p.id } });
+        deps.audit.record({
+          orgId: p.org_id,
+          actor,
+          action: "build.create",
+          target: id,
+          details: { project_id: p.id },
+        });
       })();
       return { build: get(id), token };
     },
@@ -263,7 +316,8 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         throw new PreconditionError(`build ${id} ended`);
       }
       if (status.state === "starting") return { kind: "pending", waitMs: PENDING_WAIT_MS };
-      if (status.state === "failed") throw new PreconditionError(`the builder for ${platform} could not start: ${status.error}`);
+      if (status.state === "failed")
+        throw new PreconditionError(`the builder for ${platform} could not start: ${status.error}`);
       const t = now();
       const lifetimeMs = Math.max(60_000, Date.parse(b.deadline_at) - t.getTime() + CERT_MARGIN_MS);
       // The certificate, its audit record and the build's record of it are one commit.
@@ -275,18 +329,25 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         lifetimeMs,
         requester: actorLabel(actor),
         onIssued: ({ serial, notAfter }) => {
-          db.query("INSERT INTO build_certificates (serial, build_id, platform, not_after, created_at) VALUES (?, ?, ?, ?, ?)").run(serial, id, platform, notAfter.toISOString(), t.toISOString());
+          db.query(
+            "INSERT INTO build_certificates (serial, build_id, platform, not_after, created_at) VALUES (?, ?, ?, ?, ?)",
+          ).run(serial, id, platform, notAfter.toISOString(), t.toISOString());
           const platforms = new Set(JSON.parse(get(id).platforms) as string[]);
           platforms.add(platform);
-          db.query("UPDATE builds SET status = 'running', started_at = coalesce(started_at, ?), platforms = ?, last_health_at = coalesce(last_health_at, ?) WHERE id = ? AND status IN ('created', 'running')").run(
-            t.toISOString(),
-            JSON.stringify([...platforms]),
-            t.toISOString(),
-            id,
-          );
+          db.query(
+            "UPDATE builds SET status = 'running', started_at = coalesce(started_at, ?), platforms = ?, last_health_at = coalesce(last_health_at, ?) WHERE id = ? AND status IN ('created', 'running')",
+          ).run(t.toISOString(), JSON.stringify([...platforms]), t.toISOString(), id);
         },
       });
-      return { kind: "active", endpoint: deps.buildEndpoint.endpoint, serverName: deps.buildEndpoint.serverName, certPem: cert.certPem, keyPem: cert.keyPem!, caPem: deps.pki.trustedRootsPem(), serial: cert.serial };
+      return {
+        kind: "active",
+        endpoint: deps.buildEndpoint.endpoint,
+        serverName: deps.buildEndpoint.serverName,
+        certPem: cert.certPem,
+        keyPem: cert.keyPem!,
+        caPem: deps.pki.trustedRootsPem(),
+        serial: cert.serial,
+      };
     },
 
     /** ReportBuildHealth: the build is alive; answers when it will be cancelled, if it will. */
@@ -301,7 +362,11 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     },
 
     /** FinishBuild from the client. Finishing an ended build again is a no-op (idempotent retries). */
-    finish(actor: Actor, id: string, result: { kind: "success" } | { kind: "error"; error: string } | { kind: "canceled" }): BuildRow {
+    finish(
+      actor: Actor,
+      id: string,
+      result: { kind: "success" } | { kind: "error"; error: string } | { kind: "canceled" },
+    ): BuildRow {
       const b = visible(actor, id, "build:drive");
       if (!ACTIVE.has(b.status)) {
         // Canceled by a stopping appliance: this answer is where the depot CLI shows the user why.
@@ -313,7 +378,12 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         return b;
       }
       const status = result.kind === "success" ? "finished" : result.kind === "error" ? "failed" : "canceled";
-      end(id, b.cancel_requested_at && status !== "finished" ? "canceled" : status, result.kind === "error" ? result.error : null, actorLabel(actor));
+      end(
+        id,
+        b.cancel_requested_at && status !== "finished" ? "canceled" : status,
+        result.kind === "error" ? result.error : null,
+        actorLabel(actor),
+      );
       return get(id);
     },
 
@@ -322,8 +392,16 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       const b = visible(actor, id, "build:cancel");
       if (!ACTIVE.has(b.status)) throw new ConflictError(`build ${id} already ${b.status}`);
       const t = now().toISOString();
-      db.query("UPDATE builds SET cancel_requested_at = coalesce(cancel_requested_at, ?), cancel_requested_by = coalesce(cancel_requested_by, ?) WHERE id = ?").run(t, actorLabel(actor), id);
-      deps.audit.record({ orgId: b.org_id, actor, action: "build.cancel", target: id, details: { project_id: b.project_id } });
+      db.query(
+        "UPDATE builds SET cancel_requested_at = coalesce(cancel_requested_at, ?), cancel_requested_by = coalesce(cancel_requested_by, ?) WHERE id = ?",
+      ).run(t, actorLabel(actor), id);
+      deps.audit.record({
+        orgId: b.org_id,
+        actor,
+        action: "build.cancel",
+        target: id,
+        details: { project_id: b.project_id },
+      });
       return get(id);
     },
 
@@ -333,7 +411,8 @@ export function buildsServiceFactory(deps: BuildsDeps) {
      * endpoint anyway). */
     report(actor: Actor, id: string, batch: { steps: StepInput[]; logs: LogInput[] }): void {
       const b = visible(actor, id, "build:drive");
-      if (!ACTIVE.has(b.status)) throw new PreconditionError(`build ${id} is ${b.status}: it takes no more steps or logs`);
+      if (!ACTIVE.has(b.status))
+        throw new PreconditionError(`build ${id} is ${b.status}: it takes no more steps or logs`);
       record(b, batch);
     },
 
@@ -349,7 +428,11 @@ export function buildsServiceFactory(deps: BuildsDeps) {
 
     steps(actor: Actor, id: string) {
       visible(actor, id, "build:read");
-      return db.query("SELECT digest, name, cached, started_at, completed_at, error FROM build_steps WHERE build_id = ? ORDER BY seq").all(id) as {
+      return db
+        .query(
+          "SELECT digest, name, cached, started_at, completed_at, error FROM build_steps WHERE build_id = ? ORDER BY seq",
+        )
+        .all(id) as {
         digest: string;
         name: string;
         cached: number;
@@ -365,7 +448,12 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     },
 
     /** Builds of a project, newest first; `cursor` is the last seen build's created_at|id. */
-    list(actor: Actor, projectId: string, pageSize: number, cursor: string | null): { builds: BuildRow[]; next: string | null } {
+    list(
+      actor: Actor,
+      projectId: string,
+      pageSize: number,
+      cursor: string | null,
+    ): { builds: BuildRow[]; next: string | null } {
       const p = deps.projects.find(projectId);
       if (!p) {
         if (actor.kind === "anonymous") authorize(actor, "build:read"); // 401 before anything is revealed
@@ -376,8 +464,14 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       const [at, lastId] = cursor ? pageCursor(cursor) : [null, null];
       const rows = (
         at
-          ? db.query("SELECT * FROM builds WHERE project_id = ? AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?").all(projectId, at, lastId, size + 1)
-          : db.query("SELECT * FROM builds WHERE project_id = ? ORDER BY created_at DESC, id DESC LIMIT ?").all(projectId, size + 1)
+          ? db
+              .query(
+                "SELECT * FROM builds WHERE project_id = ? AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?",
+              )
+              .all(projectId, at, lastId, size + 1)
+          : db
+              .query("SELECT * FROM builds WHERE project_id = ? ORDER BY created_at DESC, id DESC LIMIT ?")
+              .all(projectId, size + 1)
       ) as BuildRow[];
       const more = rows.length > size;
       const page = rows.slice(0, size);
@@ -397,12 +491,24 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         .query(
           `SELECT c.build_id, c.platform, b.project_id, b.status, b.cancel_requested_at FROM build_certificates c JOIN builds b ON b.id = c.build_id WHERE c.serial = ?`,
         )
-        .get(serial) as { build_id: string; platform: string; project_id: string; status: BuildStatus; cancel_requested_at: string | null } | null;
+        .get(serial) as {
+        build_id: string;
+        platform: string;
+        project_id: string;
+        status: BuildStatus;
+        cancel_requested_at: string | null;
+      } | null;
       // A cancelled build gets no new connection: its client is stopping (what it has stays until the end).
       if (!r || !ACTIVE.has(r.status) || r.cancel_requested_at) return null;
       const ready = deps.builders.ready({ projectId: r.project_id, platform: r.platform });
       if (!ready) return null;
-      return { buildId: r.build_id, projectId: r.project_id, platform: r.platform, socketPath: ready.socketPath, runtime: ready.runtime };
+      return {
+        buildId: r.build_id,
+        projectId: r.project_id,
+        platform: r.platform,
+        socketPath: ready.socketPath,
+        runtime: ready.runtime,
+      };
     },
 
     /**
@@ -417,7 +523,8 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         if (b.cancel_requested_at && t - Date.parse(b.cancel_requested_at) > cancelGraceMs) {
           if (end(b.id, "canceled", null, "appliance")) ended.push(b.id);
         } else if (t - lastSign > deps.healthTimeoutMs) {
-          if (end(b.id, "expired", `no health report for ${Math.round((t - lastSign) / 1000)} s`, "appliance")) ended.push(b.id);
+          if (end(b.id, "expired", `no health report for ${Math.round((t - lastSign) / 1000)} s`, "appliance"))
+            ended.push(b.id);
         } else if (t > Date.parse(b.deadline_at) + cancelGraceMs) {
           if (end(b.id, "expired", "the project's build timeout was reached", "appliance")) ended.push(b.id);
         }
@@ -439,13 +546,21 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       const t = now().getTime();
       const heard = new Date(t - withinMs).toISOString();
       const fresh = new Date(t - FIRST_HEALTH_MS).toISOString();
-      return (db.query("SELECT id FROM builds WHERE status IN ('created', 'running') AND (last_health_at >= ? OR (last_health_at IS NULL AND created_at >= ?))").all(heard, fresh) as { id: string }[]).map((r) => r.id);
+      return (
+        db
+          .query(
+            "SELECT id FROM builds WHERE status IN ('created', 'running') AND (last_health_at >= ? OR (last_health_at IS NULL AND created_at >= ?))",
+          )
+          .all(heard, fresh) as { id: string }[]
+      ).map((r) => r.id);
     },
 
     /** The end of a drain: every active build ends as canceled with `reason`, which FinishBuild then answers. */
     cancelForShutdown(reason: string): string[] {
       const ended: string[] = [];
-      for (const { id } of db.query("SELECT id FROM builds WHERE status IN ('created', 'running')").all() as { id: string }[]) {
+      for (const { id } of db.query("SELECT id FROM builds WHERE status IN ('created', 'running')").all() as {
+        id: string;
+      }[]) {
         shutdownCanceled.set(id, { reason, told: false });
         if (end(id, "canceled", reason, "appliance")) ended.push(id);
         else shutdownCanceled.delete(id);
@@ -467,8 +582,14 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     failOrphans(lost: { projectId: string; platform: string }[]): string[] {
       const ended: string[] = [];
       for (const l of lost) {
-        const rows = db.query("SELECT DISTINCT c.build_id FROM build_certificates c JOIN builds b ON b.id = c.build_id WHERE b.project_id = ? AND c.platform = ? AND b.status IN ('created', 'running')").all(l.projectId, l.platform) as { build_id: string }[];
-        for (const r of rows) if (end(r.build_id, "failed", "its builder vanished while the appliance was down", "appliance")) ended.push(r.build_id);
+        const rows = db
+          .query(
+            "SELECT DISTINCT c.build_id FROM build_certificates c JOIN builds b ON b.id = c.build_id WHERE b.project_id = ? AND c.platform = ? AND b.status IN ('created', 'running')",
+          )
+          .all(l.projectId, l.platform) as { build_id: string }[];
+        for (const r of rows)
+          if (end(r.build_id, "failed", "its builder vanished while the appliance was down", "appliance"))
+            ended.push(r.build_id);
       }
       return ended;
     },

@@ -14,12 +14,19 @@ export function statusToReport(statuses: readonly StatusResponse[]): { steps: St
   const logs: LogInput[] = [];
   for (const s of statuses) {
     for (const v of s.vertexes) {
-      steps.push({ digest: v.digest, name: v.name, cached: v.cached, started: dateOf(v.started), completed: dateOf(v.completed), error: v.error });
+      steps.push({
+        digest: v.digest,
+        name: v.name,
+        cached: v.cached,
+        started: dateOf(v.started),
+        completed: dateOf(v.completed),
+        error: v.error,
+      });
     }
-    for (const l of s.logs) logs.push({ vertex: l.vertex, stream: Number(l.stream), at: dateOf(l.timestamp), data: l.msg });
+    for (const l of s.logs)
+      logs.push({ vertex: l.vertex, stream: Number(l.stream), at: dateOf(l.timestamp), data: l.msg });
   }
   return { steps, logs };
 }
-
 
 const dateOf = (t: Timestamp | undefined): Date | null => (t ? timestampDate(t) : null);

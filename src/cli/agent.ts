@@ -7,7 +7,14 @@
  * imports nothing of the server's services.
  */
 import { readFileSync } from "node:fs";
-import { applianceAddresses, dockerNetworks, httpPolicySource, nflogSource, startEgressAgent, uninstallEgress } from "../agent/index.ts";
+import {
+  applianceAddresses,
+  dockerNetworks,
+  httpPolicySource,
+  nflogSource,
+  startEgressAgent,
+  uninstallEgress,
+} from "../agent/index.ts";
 import { hostExec } from "../host/exec.ts";
 import { parseScope } from "../wire/egress/scopes.ts";
 import { UsageError } from "../errors.ts";
@@ -32,7 +39,8 @@ export const agentCommand: Command = {
     "dns-listen": { type: "string", multiple: true },
   },
   optionHelp: {
-    scope: "host | uid:N | docker:NETWORK | docker:* | bridge:IFACE | subnet:CIDR (repeatable; default: the scopes registered for this host)",
+    scope:
+      "host | uid:N | docker:NETWORK | docker:* | bridge:IFACE | subnet:CIDR (repeatable; default: the scopes registered for this host)",
     "hosts-file": "where hostnames are pinned (default /etc/hosts)",
     "state-file": `the last good policy, used while the appliance is unreachable (default ${DEFAULT_STATE})`,
     "nflog-group": "NFLOG group for drops and would-be drops (default 5317)",
@@ -54,7 +62,8 @@ export const agentCommand: Command = {
     const server = ctx.client.server;
     if (!server) throw new UsageError("agent needs --server URL");
     const token = ctx.client.token; // --token-file (a global option) or SLIPWAY_TOKEN
-    if (!token || !token.startsWith("slw_a_")) throw new UsageError("agent needs an agent token (slw_a_…, from 'slipway egress add-host'): --token-file F");
+    if (!token || !token.startsWith("slw_a_"))
+      throw new UsageError("agent needs an agent token (slw_a_…, from 'slipway egress add-host'): --token-file F");
     const scopes = ((v.scope as string[] | undefined) ?? []).map((s) => {
       const p = parseScope(s);
       if (typeof p === "string") throw new UsageError(p);
@@ -70,7 +79,11 @@ export const agentCommand: Command = {
     const serverAddresses = await applianceAddresses(server);
     const nflogGroup = num("nflog-group", 5317);
     const agent = await startEgressAgent({
-      source: httpPolicySource({ server, token, caPem: ctx.client.cacert ? readFileSync(ctx.client.cacert, "utf8") : undefined }),
+      source: httpPolicySource({
+        server,
+        token,
+        caPem: ctx.client.cacert ? readFileSync(ctx.client.cacert, "utf8") : undefined,
+      }),
       exec: hostExec(),
       log,
       hostsFile,

@@ -61,7 +61,11 @@ export const GLOBAL_HELP: Record<string, string> = {
 };
 
 /** The client options; `io` (when given) hears a warning about a token given in argv. */
-export function clientOptions(values: Values, env: Record<string, string | undefined>, io?: Pick<Io, "err">): ClientOptions {
+export function clientOptions(
+  values: Values,
+  env: Record<string, string | undefined>,
+  io?: Pick<Io, "err">,
+): ClientOptions {
   return resolveClientOptions(
     {
       server: values.server as string | undefined,
@@ -78,7 +82,9 @@ function tokenOption(values: Values, io?: Pick<Io, "err">): string | undefined {
   const file = values["token-file"];
   if (typeof values.token === "string") {
     if (typeof file === "string") throw new UsageError("give the token once: --token or --token-file, not both");
-    io?.err("slipway: warning: --token puts the token where other users of this host can read it (ps, /proc); use --token-file FILE, --token-file - (stdin) or SLIPWAY_TOKEN");
+    io?.err(
+      "slipway: warning: --token puts the token where other users of this host can read it (ps, /proc); use --token-file FILE, --token-file - (stdin) or SLIPWAY_TOKEN",
+    );
     return values.token;
   }
   if (typeof file !== "string") return undefined;
@@ -87,7 +93,9 @@ function tokenOption(values: Values, io?: Pick<Io, "err">): string | undefined {
   try {
     text = readFileSync(file === "-" ? 0 : file, "utf8");
   } catch (e) {
-    throw new UsageError(`--token-file ${file === "-" ? "- (stdin)" : JSON.stringify(file)}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new UsageError(
+      `--token-file ${file === "-" ? "- (stdin)" : JSON.stringify(file)}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
   }
   const token = text.split("\n")[0]!.trim();
   if (!token) throw new UsageError(`--token-file ${file === "-" ? "- (stdin)" : JSON.stringify(file)} holds no token`);
@@ -111,14 +119,23 @@ export function reportFailure(e: unknown, io: Io, env: Record<string, string | u
 
 /** An unexpected error's message on one line, without the code excerpts some runtimes append. */
 function oneLine(e: unknown): string {
-  const message = e instanceof Error ? e.message || e.name : typeof e === "string" ? e : (() => {
-    try {
-      return JSON.stringify(e) ?? String(e);
-    } catch {
-      return String(e);
-    }
-  })();
-  const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "unknown error";
+  const message =
+    e instanceof Error
+      ? e.message || e.name
+      : typeof e === "string"
+        ? e
+        : (() => {
+            try {
+              return JSON.stringify(e) ?? String(e);
+            } catch {
+              return String(e);
+            }
+          })();
+  const first =
+    message
+      .split("\n")
+      .find((l) => l.trim() !== "")
+      ?.trim() ?? "unknown error";
   const code = (e as NodeJS.ErrnoException | null)?.code;
   const line = typeof code === "string" && !first.includes(code) ? `${first} (${code})` : first;
   return line.length > 500 ? `${line.slice(0, 500)}…` : line;

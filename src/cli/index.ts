@@ -18,7 +18,15 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
-import { EXIT_OK, GLOBAL_HELP, GLOBAL_OPTIONS, clientOptions, reportFailure, type Command, type Io } from "./command.ts";
+import {
+  EXIT_OK,
+  GLOBAL_HELP,
+  GLOBAL_OPTIONS,
+  clientOptions,
+  reportFailure,
+  type Command,
+  type Io,
+} from "./command.ts";
 import { versionCommand } from "./version.ts";
 // Client-side: talk to the appliance over its HTTP API, from any machine.
 import { buildCommand, buildkitEnvCommand } from "./client/build.ts";
@@ -89,7 +97,14 @@ function topHelp(): string {
 function commandHelp(c: Command): string {
   const all = { ...c.optionHelp, ...GLOBAL_HELP };
   const width = Math.max(...Object.keys(all).map((k) => k.length)) + 2;
-  return [`slipway ${c.name}: ${c.summary}`, "", `usage: ${c.usage}`, "", "options:", ...Object.entries(all).map(([k, v]) => `  --${k.padEnd(width)} ${v}`)].join("\n");
+  return [
+    `slipway ${c.name}: ${c.summary}`,
+    "",
+    `usage: ${c.usage}`,
+    "",
+    "options:",
+    ...Object.entries(all).map(([k, v]) => `  --${k.padEnd(width)} ${v}`),
+  ].join("\n");
 }
 
 export async function main(argv: string[], env: Record<string, string | undefined>, io: Io): Promise<number> {
@@ -97,26 +112,47 @@ export async function main(argv: string[], env: Record<string, string | undefine
     const [first, ...rest] = argv;
     if (first === undefined || first === "--help" || first === "-h" || first === "help") {
       const target = first === "help" ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
-      if (first === "help" && rest[0] && !target) throw new UsageError(`unknown command '${rest[0]}'; run 'slipway --help'`);
+      if (first === "help" && rest[0] && !target)
+        throw new UsageError(`unknown command '${rest[0]}'; run 'slipway --help'`);
       io.out(target ? commandHelp(target) : topHelp());
       return first === undefined ? 2 : EXIT_OK;
     }
-    if (first === "--version" || first === "-V") return versionCommand.run({ values: {}, positionals: [], env, io, client: clientOptions({ json: rest.includes("--json") }, env) });
+    if (first === "--version" || first === "-V")
+      return versionCommand.run({
+        values: {},
+        positionals: [],
+        env,
+        io,
+        client: clientOptions({ json: rest.includes("--json") }, env),
+      });
     const command = COMMANDS.find((c) => c.name === first) ?? HIDDEN_COMMANDS.find((c) => c.name === first);
     if (!command) throw new UsageError(`unknown command '${first}'; run 'slipway --help'`);
 
     let parsed: ReturnType<typeof parseArgs>;
     try {
-      parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, strict: true, allowPositionals: command.positionals === true });
+      parsed = parseArgs({
+        args: rest,
+        options: { ...GLOBAL_OPTIONS, ...command.options },
+        strict: true,
+        allowPositionals: command.positionals === true,
+      });
     } catch (e) {
-      throw new UsageError(`${command.name}: ${(e as Error).message.split("\n")[0]}; run 'slipway ${command.name} --help'`);
+      throw new UsageError(
+        `${command.name}: ${(e as Error).message.split("\n")[0]}; run 'slipway ${command.name} --help'`,
+      );
     }
     if (parsed.values.help) {
       io.out(commandHelp(command));
       return EXIT_OK;
     }
     const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
-    return await command.run({ values, positionals: parsed.positionals, env, io, client: clientOptions(values, env, io) });
+    return await command.run({
+      values,
+      positionals: parsed.positionals,
+      env,
+      io,
+      client: clientOptions(values, env, io),
+    });
   } catch (e) {
     return reportFailure(e, io, env);
   }

@@ -22,7 +22,8 @@ export interface Subcommand {
 export function dispatch(command: string, subs: Record<string, Subcommand>, ctx: CommandContext): Promise<number> {
   const names = Object.keys(subs).join(", ");
   const [sub, ...args] = ctx.positionals;
-  if (sub === undefined) throw new UsageError(`${command} needs a subcommand: ${names}; run 'slipway ${command} --help'`);
+  if (sub === undefined)
+    throw new UsageError(`${command} needs a subcommand: ${names}; run 'slipway ${command} --help'`);
   const spec = subs[sub];
   if (!spec) throw new UsageError(`${command}: unknown subcommand '${sub}'; expected one of ${names}`);
   for (const [k, v] of Object.entries(ctx.values)) {
@@ -30,7 +31,10 @@ export function dispatch(command: string, subs: Record<string, Subcommand>, ctx:
     throw new UsageError(`${command} ${sub} does not take --${k}; run 'slipway ${command} --help'`);
   }
   const want = spec.args ?? [];
-  if (args.length < want.length) throw new UsageError(`${command} ${sub} needs ${want.slice(args.length).join(" ")}; run 'slipway ${command} --help'`);
+  if (args.length < want.length)
+    throw new UsageError(
+      `${command} ${sub} needs ${want.slice(args.length).join(" ")}; run 'slipway ${command} --help'`,
+    );
   if (args.length > want.length) throw new UsageError(`${command} ${sub}: unexpected argument '${args[want.length]}'`);
   return spec.run(ctx, args);
 }
@@ -60,7 +64,8 @@ export function list(ctx: CommandContext, name: string): string[] {
 export function int(ctx: CommandContext, name: string, min: number, max: number): number | undefined {
   const v = str(ctx, name);
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} ${JSON.stringify(v)}: expected a whole number from ${min} to ${max}`);
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    throw new UsageError(`--${name} ${JSON.stringify(v)}: expected a whole number from ${min} to ${max}`);
   return Number(v);
 }
 
@@ -71,7 +76,9 @@ export function parseDuration(text: string, flag = "--expires"): number {
   const m = /^([1-9]\d{0,6})([mhdw])$/.exec(text.trim());
   const ms = m ? Number(m[1]) * UNITS[m[2]!]! : NaN;
   if (!m || !Number.isFinite(ms) || ms > 100 * 365 * 86400_000) {
-    throw new UsageError(`${flag} ${JSON.stringify(text)}: expected a duration like 90m, 12h, 30d or 4w (minutes, hours, days, weeks)`);
+    throw new UsageError(
+      `${flag} ${JSON.stringify(text)}: expected a duration like 90m, 12h, 30d or 4w (minutes, hours, days, weeks)`,
+    );
   }
   return ms;
 }

@@ -26,7 +26,10 @@ export function resolveClientOptions(flags: ClientFlags, env: Record<string, str
     try {
       ok = ["http:", "https:"].includes(new URL(server).protocol);
     } catch {}
-    if (!ok) throw new ConfigError(`--server/SLIPWAY_SERVER = ${JSON.stringify(server)} is invalid: expected an http:// or https:// URL`);
+    if (!ok)
+      throw new ConfigError(
+        `--server/SLIPWAY_SERVER = ${JSON.stringify(server)} is invalid: expected an http:// or https:// URL`,
+      );
   }
   return {
     server,

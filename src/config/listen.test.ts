@@ -26,7 +26,19 @@ describe("parseListenAddress", () => {
     expect(parseListenAddress("8443")).toEqual({ hostname: "0.0.0.0", port: 8443 });
   });
 
-  const rejected = ["x", "1.2.3.4:0", ":70000", "a:b:c", "", "70000", "host:", "[::1]", "[zz]:80", "host:-1", "host:123456"];
+  const rejected = [
+    "x",
+    "1.2.3.4:0",
+    ":70000",
+    "a:b:c",
+    "",
+    "70000",
+    "host:",
+    "[::1]",
+    "[zz]:80",
+    "host:-1",
+    "host:123456",
+  ];
   for (const text of rejected) {
     test(`rejects ${JSON.stringify(text)}`, () => {
       expect(parseListenAddress(text)).toBeNull();
@@ -46,7 +58,9 @@ describe("formatListenAddress", () => {
 
 describe("isLoopbackAddress", () => {
   test("recognises loopback in v4, v6 and v4-mapped form", () => {
-    for (const ip of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "localhost"]) expect(isLoopbackAddress(ip)).toBe(true);
-    for (const ip of ["0.0.0.0", "10.0.0.1", "::", "::ffff:10.0.0.1", "128.0.0.1"]) expect(isLoopbackAddress(ip)).toBe(false);
+    for (const ip of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "localhost"])
+      expect(isLoopbackAddress(ip)).toBe(true);
+    for (const ip of ["0.0.0.0", "10.0.0.1", "::", "::ffff:10.0.0.1", "128.0.0.1"])
+      expect(isLoopbackAddress(ip)).toBe(false);
   });
 });

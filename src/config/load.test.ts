@@ -26,7 +26,10 @@ afterEach(() => {
 });
 
 /** A non-root user whose HOME is a fresh temp dir: no config file unless a test writes one. */
-function userInput(extra: Partial<LoadConfigInput> = {}, env: Record<string, string | undefined> = {}): LoadConfigInput {
+function userInput(
+  extra: Partial<LoadConfigInput> = {},
+  env: Record<string, string | undefined> = {},
+): LoadConfigInput {
   return { uid: 1000, env: { HOME: home, ...env }, systemConfigDir: join(dir, "no-such-etc"), ...extra };
 }
 
@@ -148,7 +151,8 @@ describe("file errors", () => {
     const msg = configError(() => loadConfig(userInput({ configFile: file })));
     expect(msg).toContain("server.listn");
     expect(msg).toContain(file);
-    for (const k of ["listen", "build_listen", "insecure_http", "max_body_bytes", "tls_cert_file"]) expect(msg).toContain(k);
+    for (const k of ["listen", "build_listen", "insecure_http", "max_body_bytes", "tls_cert_file"])
+      expect(msg).toContain(k);
   });
 
   test("a top-level key that is not a table is rejected", () => {
@@ -199,10 +203,12 @@ describe("file errors", () => {
   });
 
   test("tls_key_file without tls_cert_file is an error too; both together are fine", () => {
-    expect(
-      configError(() => loadConfig(userInput({}, { SLIPWAY_SERVER_TLS_KEY_FILE: "/k.pem" }))),
-    ).toContain("server.tls_cert_file");
-    const r = loadConfig(userInput({}, { SLIPWAY_SERVER_TLS_KEY_FILE: "/k.pem", SLIPWAY_SERVER_TLS_CERT_FILE: "/c.pem" }));
+    expect(configError(() => loadConfig(userInput({}, { SLIPWAY_SERVER_TLS_KEY_FILE: "/k.pem" })))).toContain(
+      "server.tls_cert_file",
+    );
+    const r = loadConfig(
+      userInput({}, { SLIPWAY_SERVER_TLS_KEY_FILE: "/k.pem", SLIPWAY_SERVER_TLS_CERT_FILE: "/c.pem" }),
+    );
     expect(r.config.server.tls_cert_file).toBe("/c.pem");
     expect(r.config.server.tls_key_file).toBe("/k.pem");
   });
@@ -217,11 +223,18 @@ describe("environment", () => {
   });
 
   test("booleans accept true/false/1/0, numbers are parsed", () => {
-    for (const [text, expected] of [["true", true], ["1", true], ["FALSE", false], ["0", false]] as const) {
+    for (const [text, expected] of [
+      ["true", true],
+      ["1", true],
+      ["FALSE", false],
+      ["0", false],
+    ] as const) {
       const r = loadConfig(userInput({}, { SLIPWAY_SERVER_INSECURE_HTTP: text }));
       expect(r.config.server.insecure_http).toBe(expected);
     }
-    const r = loadConfig(userInput({}, { SLIPWAY_SERVER_MAX_BODY_BYTES: "2048", SLIPWAY_DATABASE_BUSY_TIMEOUT_MS: "0" }));
+    const r = loadConfig(
+      userInput({}, { SLIPWAY_SERVER_MAX_BODY_BYTES: "2048", SLIPWAY_DATABASE_BUSY_TIMEOUT_MS: "0" }),
+    );
     expect(r.config.server.max_body_bytes).toBe(2048);
     expect(r.config.database.busy_timeout_ms).toBe(0);
   });
@@ -259,7 +272,9 @@ describe("environment", () => {
   });
 
   test("an unknown override key is an error listing all known keys", () => {
-    const msg = configError(() => loadConfig(userInput({ overrides: [{ key: "server.nope", value: 1, source: "--set" }] })));
+    const msg = configError(() =>
+      loadConfig(userInput({ overrides: [{ key: "server.nope", value: 1, source: "--set" }] })),
+    );
     expect(msg).toContain("server.nope");
     expect(msg).toContain("--set");
     expect(msg).toContain("database.busy_timeout_ms");
@@ -292,7 +307,11 @@ describe("default locations", () => {
     mkdirSync(etc); // exists, but we are not root
     const xdgData = join(dir, "xdg-data");
     const xdgConfig = join(dir, "xdg-config");
-    const input: LoadConfigInput = { uid: 1000, env: { HOME: home, XDG_DATA_HOME: xdgData, XDG_CONFIG_HOME: xdgConfig }, systemConfigDir: etc };
+    const input: LoadConfigInput = {
+      uid: 1000,
+      env: { HOME: home, XDG_DATA_HOME: xdgData, XDG_CONFIG_HOME: xdgConfig },
+      systemConfigDir: etc,
+    };
     expect(defaultConfigFile(input)).toBe(join(xdgConfig, "slipway", "slipway.toml"));
     expect(defaultDataDir(input)).toBe(join(xdgData, "slipway"));
     const r = loadConfig(input);
@@ -310,12 +329,16 @@ describe("default locations", () => {
     const etc = join(dir, "etc-slipway");
     mkdirSync(etc);
     const system: LoadConfigInput = { uid: 0, env: {}, systemConfigDir: etc };
-    expect(loadConfig({ ...system, overrides: [{ key: "data.dir", value: "/srv/slipway", source: "--data-dir" }] }).dataDir).toBe("/srv/slipway");
+    expect(
+      loadConfig({ ...system, overrides: [{ key: "data.dir", value: "/srv/slipway", source: "--data-dir" }] }).dataDir,
+    ).toBe("/srv/slipway");
     expect(loadConfig(userInput({}, { SLIPWAY_DATA_DIR: "/from/env" })).dataDir).toBe("/from/env");
     const file = toml(`[data]\ndir = "/from/file"\n`);
     expect(loadConfig(userInput({ configFile: file })).dataDir).toBe("/from/file");
     expect(
-      loadConfig(userInput({ configFile: file, overrides: [{ key: "data.dir", value: "/from/flag", source: "--data-dir" }] })).dataDir,
+      loadConfig(
+        userInput({ configFile: file, overrides: [{ key: "data.dir", value: "/from/flag", source: "--data-dir" }] }),
+      ).dataDir,
     ).toBe("/from/flag");
   });
 });
@@ -323,10 +346,17 @@ describe("default locations", () => {
 describe("oidc.allow_internal", () => {
   test("a TOML array or a comma-separated string (env, --set); each entry an origin or a CIDR", () => {
     const file = toml('[oidc]\nallow_internal = ["https://ghe.corp.example", "10.0.0.0/8"]\n');
-    expect(loadConfig(userInput({ configFile: file })).config.oidc.allow_internal).toBe("https://ghe.corp.example,10.0.0.0/8");
-    expect(loadConfig(userInput({}, { SLIPWAY_OIDC_ALLOW_INTERNAL: "fd00::/8,http://127.0.0.1:8080" })).config.oidc.allow_internal).toBe("fd00::/8,http://127.0.0.1:8080");
+    expect(loadConfig(userInput({ configFile: file })).config.oidc.allow_internal).toBe(
+      "https://ghe.corp.example,10.0.0.0/8",
+    );
+    expect(
+      loadConfig(userInput({}, { SLIPWAY_OIDC_ALLOW_INTERNAL: "fd00::/8,http://127.0.0.1:8080" })).config.oidc
+        .allow_internal,
+    ).toBe("fd00::/8,http://127.0.0.1:8080");
     for (const bad of ['["ghe.corp.example"]', '"https://ghe.corp.example/path"', '"10.0.0.0/33"']) {
-      expect(configError(() => loadConfig(userInput({ configFile: toml(`[oidc]\nallow_internal = ${bad}\n`, "bad.toml") })))).toContain("oidc.allow_internal");
+      expect(
+        configError(() => loadConfig(userInput({ configFile: toml(`[oidc]\nallow_internal = ${bad}\n`, "bad.toml") }))),
+      ).toContain("oidc.allow_internal");
     }
   });
 });

@@ -94,14 +94,18 @@ function readTomlInto(
   for (const [section, table] of Object.entries(doc)) {
     const known = keys[section];
     if (!known) {
-      throw new ConfigError(`config: unknown section [${section}] in ${file}; known sections: ${Object.keys(keys).join(", ")}`);
+      throw new ConfigError(
+        `config: unknown section [${section}] in ${file}; known sections: ${Object.keys(keys).join(", ")}`,
+      );
     }
     if (!table || typeof table !== "object" || Array.isArray(table)) {
       throw new ConfigError(`config: ${section} in ${file} must be a table ([${section}])`);
     }
     for (const [key, value] of Object.entries(table)) {
       if (!(key in known)) {
-        throw new ConfigError(`config: unknown key ${section}.${key} in ${file}; known keys in [${section}]: ${Object.keys(known).join(", ")}`);
+        throw new ConfigError(
+          `config: unknown key ${section}.${key} in ${file}; known keys in [${section}]: ${Object.keys(known).join(", ")}`,
+        );
       }
       (raw[section] ??= {})[key] = value instanceof Date ? value.toISOString() : value;
       sources.set(`${section}.${key}`, file);
@@ -119,7 +123,11 @@ function envOverrides(env: Record<string, string | undefined>, keys: ReturnType<
     if (!section) continue; // not a server setting (e.g. SLIPWAY_REQUIRE_INTEGRATION)
     const key = rest.slice(section.length + 1);
     if (!(key in keys[section]!)) {
-      throw new ConfigError(`config: environment variable ${name} names no setting; known in [${section}]: ${Object.keys(keys[section]!).map((k) => `SLIPWAY_${section.toUpperCase()}_${k.toUpperCase()}`).join(", ")}`);
+      throw new ConfigError(
+        `config: environment variable ${name} names no setting; known in [${section}]: ${Object.keys(keys[section]!)
+          .map((k) => `SLIPWAY_${section.toUpperCase()}_${k.toUpperCase()}`)
+          .join(", ")}`,
+      );
     }
     out.push({ key: `${section}.${key}`, value, source: name });
   }
@@ -148,11 +156,15 @@ function coerce(text: string, type: string, o: Override): unknown {
     const v = text.trim().toLowerCase();
     if (["true", "1", "yes", "on"].includes(v)) return true;
     if (["false", "0", "no", "off"].includes(v)) return false;
-    throw new ConfigError(`config: ${o.key} = ${JSON.stringify(text)} (from ${o.source}) is invalid: expected true or false`);
+    throw new ConfigError(
+      `config: ${o.key} = ${JSON.stringify(text)} (from ${o.source}) is invalid: expected true or false`,
+    );
   }
   if (type === "number") {
     if (!/^-?\d+(\.\d+)?$/.test(text.trim())) {
-      throw new ConfigError(`config: ${o.key} = ${JSON.stringify(text)} (from ${o.source}) is invalid: expected a number`);
+      throw new ConfigError(
+        `config: ${o.key} = ${JSON.stringify(text)} (from ${o.source}) is invalid: expected a number`,
+      );
     }
     return Number(text);
   }

@@ -12,14 +12,17 @@ import { allowEntryProblem, parseEndpoint } from "./values.ts";
 const listen = z.string().refine((v) => parseListenAddress(v) !== null, {
   message: "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8443, [::]:8443, :8443)",
 });
-const url = z.string().refine((v) => {
-  try {
-    const u = new URL(v);
-    return u.protocol === "https:" || u.protocol === "http:";
-  } catch {
-    return false;
-  }
-}, { message: "expected an absolute http:// or https:// URL" });
+const url = z.string().refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      return u.protocol === "https:" || u.protocol === "http:";
+    } catch {
+      return false;
+    }
+  },
+  { message: "expected an absolute http:// or https:// URL" },
+);
 const path = z.string().min(1, { message: "expected a file system path" });
 const imageRef = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\/:-]*(@sha256:[0-9a-f]{64})?$/, {
   message: "expected an image reference: repository[:tag][@sha256:digest]",
@@ -36,7 +39,12 @@ export const configSchema = z
         insecure_http: z.boolean().default(false),
         tls_cert_file: path.optional(),
         tls_key_file: path.optional(),
-        max_body_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+        max_body_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(64 * 1024 * 1024)
+          .default(1024 * 1024),
         shutdown_timeout_seconds: z.number().int().min(1).max(3600).default(30),
         // SIGTERM lets running builds finish this long (new ones are refused), then cancels them.
         drain_seconds: z.number().int().min(0).max(86_400).default(600),
@@ -44,20 +52,21 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    data: z
-      .object({ dir: path.optional() })
-      .strict()
-      .prefault({}),
-    secrets: z
-      .object({ master_key_file: path.optional() })
-      .strict()
-      .prefault({}),
+    data: z.object({ dir: path.optional() }).strict().prefault({}),
+    secrets: z.object({ master_key_file: path.optional() }).strict().prefault({}),
     database: z
       .object({ busy_timeout_ms: z.number().int().min(0).max(600_000).default(5000) })
       .strict()
       .prefault({}),
     pki: z
-      .object({ client_cert_max_lifetime_seconds: z.number().int().min(300).max(7 * 86400).default(90_000) })
+      .object({
+        client_cert_max_lifetime_seconds: z
+          .number()
+          .int()
+          .min(300)
+          .max(7 * 86400)
+          .default(90_000),
+      })
       .strict()
       .prefault({}),
     builders: z
@@ -77,29 +86,61 @@ export const configSchema = z
         insecure_registries: z
           .string()
           .default("")
-          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => /^[A-Za-z0-9.-]+(:\d{1,5})?$|^[0-9a-fA-F:.]+\/\d{1,3}$/.test(x)), {
-            message: "expected a comma-separated list of host[:port] or CIDR entries",
-          }),
+          .refine(
+            (v) =>
+              v
+                .split(",")
+                .map((x) => x.trim())
+                .filter(Boolean)
+                .every((x) => /^[A-Za-z0-9.-]+(:\d{1,5})?$|^[0-9a-fA-F:.]+\/\d{1,3}$/.test(x)),
+            {
+              message: "expected a comma-separated list of host[:port] or CIDR entries",
+            },
+          ),
         network_policy: z.enum(["enforce", "off"]).default("enforce"),
         network_allow: z
           .string()
           .default("")
-          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => { const t = parseTarget(x); return typeof t !== "string" && t.kind === "cidr" && !/^::ffff:/i.test(t.cidr); }), {
-            message: "expected a comma-separated list of IP addresses or CIDRs",
-          }),
+          .refine(
+            (v) =>
+              v
+                .split(",")
+                .map((x) => x.trim())
+                .filter(Boolean)
+                .every((x) => {
+                  const t = parseTarget(x);
+                  return typeof t !== "string" && t.kind === "cidr" && !/^::ffff:/i.test(t.cidr);
+                }),
+            {
+              message: "expected a comma-separated list of IP addresses or CIDRs",
+            },
+          ),
         network_mirrors: z
           .string()
           .default("")
-          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => parseEndpoint(x) !== null), {
-            message: "expected a comma-separated list of host:port entries",
-          }),
+          .refine(
+            (v) =>
+              v
+                .split(",")
+                .map((x) => x.trim())
+                .filter(Boolean)
+                .every((x) => parseEndpoint(x) !== null),
+            {
+              message: "expected a comma-separated list of host:port entries",
+            },
+          ),
       })
       .strict()
       .prefault({}),
     builds: z
       .object({
         health_timeout_seconds: z.number().int().min(10).max(3600).default(60),
-        log_max_bytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(20 * 1024 * 1024),
+        log_max_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(1024 * 1024 * 1024)
+          .default(20 * 1024 * 1024),
         cancel_grace_seconds: z.number().int().min(1).max(3600).default(15),
       })
       .strict()
@@ -120,7 +161,12 @@ export const configSchema = z
         sessions_days: z.number().int().min(0).max(3650).default(7),
         tokens_days: z.number().int().min(0).max(3650).default(30),
         build_logs_days: z.number().int().min(0).max(3650).default(30),
-        interval_minutes: z.number().int().min(1).max(24 * 60).default(60),
+        interval_minutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 60)
+          .default(60),
       })
       .strict()
       .prefault({}),
@@ -134,10 +180,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    metrics: z
-      .object({ bearer_token_file: path.optional() })
-      .strict()
-      .prefault({}),
+    metrics: z.object({ bearer_token_file: path.optional() }).strict().prefault({}),
     volumes: z
       .object({
         encryption: z.enum(["luks", "none"]).default("luks"),
@@ -158,9 +201,20 @@ export const configSchema = z
         extra_allow: z
           .string()
           .default("")
-          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => { const t = parseTarget(x); return typeof t !== "string" && t.kind === "cidr"; }), {
-            message: "expected a comma-separated list of IP addresses or CIDRs",
-          }),
+          .refine(
+            (v) =>
+              v
+                .split(",")
+                .map((x) => x.trim())
+                .filter(Boolean)
+                .every((x) => {
+                  const t = parseTarget(x);
+                  return typeof t !== "string" && t.kind === "cidr";
+                }),
+            {
+              message: "expected a comma-separated list of IP addresses or CIDRs",
+            },
+          ),
         hosts_file: path.default("/etc/hosts"),
         nflog_group: z.number().int().min(1).max(65535).default(5317),
         grace_seconds: z.number().int().min(0).max(86400).default(300),
@@ -172,7 +226,12 @@ export const configSchema = z
         enabled: z.boolean().default(true),
         binary: z.string().min(1).default("docker-registry"),
         retention_days: z.number().int().min(0).max(3650).default(7),
-        gc_interval_hours: z.number().int().min(0).max(24 * 365).default(24),
+        gc_interval_hours: z
+          .number()
+          .int()
+          .min(0)
+          .max(24 * 365)
+          .default(24),
         builder_listen: listen.optional(),
       })
       .strict()
@@ -183,9 +242,18 @@ export const configSchema = z
         allow_internal: z
           .preprocess((v) => (Array.isArray(v) && v.every((x) => typeof x === "string") ? v.join(",") : v), z.string())
           .default("")
-          .refine((v) => v.split(",").map((x) => x.trim()).filter(Boolean).every((x) => allowEntryProblem(x) === null), {
-            message: "expected a comma-separated list of issuer origins (https://ghe.example.com) and CIDRs (10.0.0.0/8)",
-          }),
+          .refine(
+            (v) =>
+              v
+                .split(",")
+                .map((x) => x.trim())
+                .filter(Boolean)
+                .every((x) => allowEntryProblem(x) === null),
+            {
+              message:
+                "expected a comma-separated list of issuer origins (https://ghe.example.com) and CIDRs (10.0.0.0/8)",
+            },
+          ),
         ca_file: path.optional(),
       })
       .strict()
@@ -201,7 +269,11 @@ export const configSchema = z
   .strict()
   .superRefine((c, ctx) => {
     if (c.volumes.backend === "lvm" && !c.volumes.volume_group) {
-      ctx.addIssue({ code: "custom", path: ["volumes", "volume_group"], message: "volumes.backend = \"lvm\" needs volumes.volume_group" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["volumes", "volume_group"],
+        message: 'volumes.backend = "lvm" needs volumes.volume_group',
+      });
     }
     if (Boolean(c.server.tls_cert_file) !== Boolean(c.server.tls_key_file)) {
       ctx.addIssue({
@@ -230,7 +302,8 @@ export function unwrap(schema: z.ZodType): z.ZodType {
   let s: z.ZodType = schema;
   for (;;) {
     const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; in?: z.ZodType } } })._zod.def;
-    if ((def.type === "default" || def.type === "optional" || def.type === "prefault") && def.innerType) s = def.innerType;
+    if ((def.type === "default" || def.type === "optional" || def.type === "prefault") && def.innerType)
+      s = def.innerType;
     else if (def.type === "pipe" && def.in) s = def.in;
     else return s;
   }

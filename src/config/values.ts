@@ -43,12 +43,14 @@ export function allowEntryProblem(entry: string): string | null {
     const [addr, bits, ...rest] = entry.split("/");
     const family = isIP(addr!);
     const max = family === 4 ? 32 : 128;
-    if (rest.length || !family || !/^\d{1,3}$/.test(bits!) || Number(bits) > max) return `'${entry}' is not a CIDR (e.g. 10.0.0.0/8, fd00::/8)`;
+    if (rest.length || !family || !/^\d{1,3}$/.test(bits!) || Number(bits) > max)
+      return `'${entry}' is not a CIDR (e.g. 10.0.0.0/8, fd00::/8)`;
     return null;
   }
   try {
     const u = new URL(entry);
-    if ((u.protocol !== "https:" && u.protocol !== "http:") || u.origin !== entry.replace(/\/$/, "")) return `'${entry}' is not an origin (scheme://host[:port], no path)`;
+    if ((u.protocol !== "https:" && u.protocol !== "http:") || u.origin !== entry.replace(/\/$/, ""))
+      return `'${entry}' is not an origin (scheme://host[:port], no path)`;
     return null;
   } catch {
     return `'${entry}' is neither an origin (https://ghe.example.com) nor a CIDR (10.0.0.0/8)`;

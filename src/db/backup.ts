@@ -23,7 +23,6 @@ export function backupDatabase(db: Database, target: string): void {
   }
 }
 
-
 /** Name for the automatic copy taken before migrating from `fromVersion`. */
 export function preMigrationBackupPath(dbFile: string, fromVersion: number, now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");

@@ -16,7 +16,9 @@ describe("checkpointer", () => {
     const db = openDatabase(file);
     db.run("CREATE TABLE t (v BLOB)");
     const ckpt = await startCheckpointer(db, file, { intervalMs: 60_000 });
-    expect((db.query("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number }).wal_autocheckpoint).toBe(16_000);
+    expect((db.query("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number }).wal_autocheckpoint).toBe(
+      16_000,
+    );
     const insert = db.query("INSERT INTO t VALUES (?)");
     for (let i = 0; i < 1000; i++) insert.run(new Uint8Array(4096));
     // 1,000 commits of ~3 frames each: far past the 1,000 at which SQLite would have checkpointed.
@@ -25,7 +27,9 @@ describe("checkpointer", () => {
     expect(r.log).toBeGreaterThan(1000);
     expect(r.checkpointed).toBe(r.log);
     await ckpt.stop();
-    expect((db.query("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number }).wal_autocheckpoint).toBe(1000);
+    expect((db.query("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number }).wal_autocheckpoint).toBe(
+      1000,
+    );
     expect((db.query("SELECT count(*) AS n FROM t").get() as { n: number }).n).toBe(1000);
     db.close();
   });

@@ -59,7 +59,11 @@ export interface CheckpointerOptions {
  * Moves `db`'s checkpoints to a worker. `db` keeps working if the worker fails: it is told to
  * checkpoint automatically again, so the WAL can never grow without bound.
  */
-export async function startCheckpointer(db: Database, file: string, opts: CheckpointerOptions = {}): Promise<Checkpointer> {
+export async function startCheckpointer(
+  db: Database,
+  file: string,
+  opts: CheckpointerOptions = {},
+): Promise<Checkpointer> {
   const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" }));
   const worker = new Worker(url);
   type Reply = { type: string; message?: string; log?: number; checkpointed?: number };
@@ -82,7 +86,10 @@ export async function startCheckpointer(db: Database, file: string, opts: Checkp
       worker.postMessage(msg);
     });
 
-  const ready = await Promise.race([ask({ type: "open", file, busyTimeoutMs: opts.busyTimeoutMs ?? 5000 }), Bun.sleep(5000).then(() => null)]);
+  const ready = await Promise.race([
+    ask({ type: "open", file, busyTimeoutMs: opts.busyTimeoutMs ?? 5000 }),
+    Bun.sleep(5000).then(() => null),
+  ]);
   URL.revokeObjectURL(url);
   if (!ready || ready.type !== "ready") {
     worker.terminate();

@@ -27,9 +27,15 @@ beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "slipway-db-"))));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const tables = (db: Database) =>
-  (db.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+  (db.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map(
+    (r) => r.name,
+  );
 
-const m1: Migration = { version: 1, name: "one", sql: "CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT) STRICT; INSERT INTO a (v) VALUES ('kept');" };
+const m1: Migration = {
+  version: 1,
+  name: "one",
+  sql: "CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT) STRICT; INSERT INTO a (v) VALUES ('kept');",
+};
 const m2: Migration = { version: 2, name: "two", sql: "CREATE TABLE b (id INTEGER PRIMARY KEY) STRICT;" };
 
 describe("applyMigrations", () => {
@@ -38,7 +44,16 @@ describe("applyMigrations", () => {
     const st = applyMigrations(db);
     expect(st.current).toBe(embeddedMigrations.length);
     expect(st.pending).toEqual([]);
-    expect(tables(db)).toEqual(expect.arrayContaining(["appliance", "certificate_authorities", "users", "organizations", "api_tokens", "certificate_issuances"]));
+    expect(tables(db)).toEqual(
+      expect.arrayContaining([
+        "appliance",
+        "certificate_authorities",
+        "users",
+        "organizations",
+        "api_tokens",
+        "certificate_issuances",
+      ]),
+    );
     expect((db.query("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode).toBe("wal");
     expect((db.query("PRAGMA foreign_keys").get() as { foreign_keys: number }).foreign_keys).toBe(1);
     expect((db.query("PRAGMA synchronous").get() as { synchronous: number }).synchronous).toBe(1); // NORMAL
@@ -61,12 +76,18 @@ describe("applyMigrations", () => {
     const file = join(dir, "x.db");
     const db = openDatabase(file);
     applyMigrations(db, { migrations: [m1] });
-    const bad: Migration = { version: 3, name: "bad", sql: "CREATE TABLE c (id INTEGER); INSERT INTO a (v) VALUES ('half'); SELECT * FROM no_such_table;" };
+    const bad: Migration = {
+      version: 3,
+      name: "bad",
+      sql: "CREATE TABLE c (id INTEGER); INSERT INTO a (v) VALUES ('half'); SELECT * FROM no_such_table;",
+    };
     expect(() => applyMigrations(db, { migrations: [m1, m2, bad] })).toThrow(MigrationFailedError);
     try {
       applyMigrations(db, { migrations: [m1, m2, bad] });
     } catch (e) {
-      expect((e as Error).message).toContain("migration 0003_bad failed and was rolled back (database left at version 2)");
+      expect((e as Error).message).toContain(
+        "migration 0003_bad failed and was rolled back (database left at version 2)",
+      );
     }
     expect(schemaVersion(db)).toBe(2);
     expect(tables(db)).toEqual(["a", "b"]);
@@ -78,10 +99,18 @@ describe("applyMigrations", () => {
   test("a migration that leaves foreign key violations is rolled back", () => {
     const db = openDatabase(join(dir, "x.db"));
     applyMigrations(db, {
-      migrations: [{ version: 1, name: "parent", sql: "CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (p INTEGER REFERENCES p(id));" }],
+      migrations: [
+        {
+          version: 1,
+          name: "parent",
+          sql: "CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (p INTEGER REFERENCES p(id));",
+        },
+      ],
     });
     const orphan: Migration = { version: 2, name: "orphan", sql: "INSERT INTO c (p) VALUES (42);" };
-    expect(() => applyMigrations(db, { migrations: [{ version: 1, name: "parent", sql: "" }, orphan] })).toThrow("foreign key violation");
+    expect(() => applyMigrations(db, { migrations: [{ version: 1, name: "parent", sql: "" }, orphan] })).toThrow(
+      "foreign key violation",
+    );
     expect(schemaVersion(db)).toBe(1);
     expect(db.query("SELECT count(*) AS n FROM c").get()).toEqual({ n: 0 });
     db.close();
@@ -94,15 +123,27 @@ describe("applyMigrations", () => {
     db.close();
     expect(() => openForMigration(file, {}, [m1, m2])).toThrow(DatabaseTooNewError);
     const ro = openDatabase(file, { readonly: true });
-    expect(() => migrationStatus(ro, [m1, m2])).toThrow("the database is at schema version 7, newer than this slipway knows (2)");
+    expect(() => migrationStatus(ro, [m1, m2])).toThrow(
+      "the database is at schema version 7, newer than this slipway knows (2)",
+    );
     ro.close();
   });
 });
 
 describe("parseMigrationFiles", () => {
   test("orders by number and rejects gaps and bad names", () => {
-    expect(parseMigrationFiles([{ file: "0002_b.sql", sql: "" }, { file: "0001_a.sql", sql: "" }]).map((m) => m.name)).toEqual(["a", "b"]);
-    expect(() => parseMigrationFiles([{ file: "0001_a.sql", sql: "" }, { file: "0003_c.sql", sql: "" }])).toThrow("numbered 1, 2, 3");
+    expect(
+      parseMigrationFiles([
+        { file: "0002_b.sql", sql: "" },
+        { file: "0001_a.sql", sql: "" },
+      ]).map((m) => m.name),
+    ).toEqual(["a", "b"]);
+    expect(() =>
+      parseMigrationFiles([
+        { file: "0001_a.sql", sql: "" },
+        { file: "0003_c.sql", sql: "" },
+      ]),
+    ).toThrow("numbered 1, 2, 3");
     expect(() => parseMigrationFiles([{ file: "1_a.sql", sql: "" }])).toThrow("NNNN_name.sql");
   });
 });
@@ -116,7 +157,8 @@ describe("backupDatabase", () => {
     const rows = () => (db.query("SELECT count(*) AS n FROM t").get() as { n: number }).n;
     /** Polls until cond holds; a generous deadline, since the writer is a busy machine's child. */
     const until = async (what: string, cond: () => boolean) => {
-      for (const deadline = Date.now() + 60_000; !cond(); await Bun.sleep(10)) if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      for (const deadline = Date.now() + 60_000; !cond(); await Bun.sleep(10))
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     };
     // A second process writes rows in transactions of 10 until told to stop, so it is writing
     // during every copy however long its start or the copies take.

@@ -25,7 +25,8 @@ export function parseMigrationFiles(files: { file: string; sql: string }[]): Mig
   });
   list.sort((a, b) => a.version - b.version);
   list.forEach((m, i) => {
-    if (m.version !== i + 1) throw new Error(`migrations must be numbered 1, 2, 3, ...; found ${m.version} at position ${i + 1}`);
+    if (m.version !== i + 1)
+      throw new Error(`migrations must be numbered 1, 2, 3, ...; found ${m.version} at position ${i + 1}`);
   });
   return list;
 }
@@ -101,7 +102,11 @@ export function applyMigrations(db: Database, opts: ApplyOptions = {}): Migratio
  * Opens a database for migrating, refusing one newer than this binary before anything touches
  * the file (opening read-write would already rewrite its journal mode in the header).
  */
-export function openForMigration(file: string, opts: OpenOptions = {}, migrations: Migration[] = embeddedMigrations): Database {
+export function openForMigration(
+  file: string,
+  opts: OpenOptions = {},
+  migrations: Migration[] = embeddedMigrations,
+): Database {
   if (existsSync(file)) {
     const probe = openDatabase(file, { ...opts, readonly: true });
     try {

@@ -12,7 +12,9 @@ export interface OpenOptions {
 }
 
 export function openDatabase(file: string, opts: OpenOptions = {}): Database {
-  const db = opts.readonly ? new Database(file, { readonly: true, strict: true }) : new Database(file, { create: true, strict: true });
+  const db = opts.readonly
+    ? new Database(file, { readonly: true, strict: true })
+    : new Database(file, { create: true, strict: true });
   db.run(`PRAGMA busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 5000)}`);
   if (!opts.readonly) {
     db.run("PRAGMA journal_mode = WAL");

@@ -26,9 +26,14 @@ export interface LocalAgentsOptions {
   graceMs: number;
 }
 
-export async function startLocalEgressAgents(o: LocalAgentsOptions): Promise<{ agents: EgressAgent[]; stop(): Promise<void> }> {
+export async function startLocalEgressAgents(
+  o: LocalAgentsOptions,
+): Promise<{ agents: EgressAgent[]; stop(): Promise<void> }> {
   for (const h of o.egress.undesignatedNamedLocal()) {
-    o.log.warn("egress: a runner host named 'local' is not enforced on this host until the administrator designates it (slipway egress set-local)", { runner_host: h.id, org_id: h.org_id });
+    o.log.warn(
+      "egress: a runner host named 'local' is not enforced on this host until the administrator designates it (slipway egress set-local)",
+      { runner_host: h.id, org_id: h.org_id },
+    );
   }
   const ids = o.egress.localHostIds();
   const agents: EgressAgent[] = [];

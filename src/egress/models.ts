@@ -9,9 +9,23 @@ import { BodyInteger } from "../http/schema.ts";
 
 export const EgressAction = t.Union([t.Literal("allow"), t.Literal("deny")]);
 export const EgressMode = t.Union([t.Literal("off"), t.Literal("monitor"), t.Literal("enforce")]);
-export const Rule = t.Object({ id: t.String(), action: EgressAction, target: t.String(), ports: t.Nullable(t.String()), comment: t.String(), created_at: t.String() });
+export const Rule = t.Object({
+  id: t.String(),
+  action: EgressAction,
+  target: t.String(),
+  ports: t.Nullable(t.String()),
+  comment: t.String(),
+  created_at: t.String(),
+});
 export type RuleView = Static<typeof Rule>;
-export const Policy = t.Object({ org_id: t.String(), mode: EgressMode, default_action: EgressAction, revision: t.Integer(), updated_at: t.Nullable(t.String()), rules: t.Array(Rule) });
+export const Policy = t.Object({
+  org_id: t.String(),
+  mode: EgressMode,
+  default_action: EgressAction,
+  revision: t.Integer(),
+  updated_at: t.Nullable(t.String()),
+  rules: t.Array(Rule),
+});
 export type PolicyView = Static<typeof Policy>;
 export const Host = t.Object({
   id: t.String(),
@@ -25,7 +39,10 @@ export const Host = t.Object({
   applied_error: t.Nullable(t.String()),
   applied_at: t.Nullable(t.String()),
   dns_resolvers: t.Array(t.String(), { description: "the resolvers the agent allows, for DNS only (53/udp, 53/tcp)" }),
-  local_scopes: t.Nullable(t.Array(t.String()), { description: "scopes serve enforces this host with on the appliance host (set by the administrator); null: not local" }),
+  local_scopes: t.Nullable(t.Array(t.String()), {
+    description:
+      "scopes serve enforces this host with on the appliance host (set by the administrator); null: not local",
+  }),
 });
 export type HostView = Static<typeof Host>;
 export const EventAction = t.Union([t.Literal("blocked"), t.Literal("would-block")]);
@@ -45,7 +62,11 @@ export const Event = t.Object({
 export type EventView = Static<typeof Event>;
 export const EventsQuery = t.Object({ action: t.Optional(EventAction) });
 
-const Scopes = t.Array(t.String({ maxLength: 200 }), { minItems: 1, maxItems: 64, description: "host | uid:N | docker:NETWORK | docker:* | bridge:IFACE | subnet:CIDR" });
+const Scopes = t.Array(t.String({ maxLength: 200 }), {
+  minItems: 1,
+  maxItems: 64,
+  description: "host | uid:N | docker:NETWORK | docker:* | bridge:IFACE | subnet:CIDR",
+});
 const HostName = t.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$" });
 
 /** PUT /orgs/{org}/egress/mode */
@@ -56,8 +77,16 @@ export const DefaultSet = t.Object({ action: EgressAction }, { additionalPropert
 export const RuleCreate = t.Object(
   {
     action: EgressAction,
-    target: t.String({ minLength: 1, maxLength: 260, description: "address, CIDR, hostname, or *.domain (names strictly below domain, not the apex)" }),
-    ports: t.Optional(t.Nullable(t.String({ maxLength: 200, description: "e.g. 443 or 80,443 or 8000-8100 (TCP and UDP); omitted: every port" }))),
+    target: t.String({
+      minLength: 1,
+      maxLength: 260,
+      description: "address, CIDR, hostname, or *.domain (names strictly below domain, not the apex)",
+    }),
+    ports: t.Optional(
+      t.Nullable(
+        t.String({ maxLength: 200, description: "e.g. 443 or 80,443 or 8000-8100 (TCP and UDP); omitted: every port" }),
+      ),
+    ),
     comment: t.Optional(t.String({ maxLength: 500 })),
   },
   { additionalProperties: false },
@@ -69,14 +98,22 @@ export const HostCreated = t.Object({ host: Host, token: t.String({ description:
 export const ScopesSet = t.Object({ scopes: Scopes }, { additionalProperties: false });
 
 /** GET /egress/agent/policy */
-export const AgentPolicyQuery = t.Object({ etag: t.Optional(t.String({ maxLength: 64 })), wait: t.Optional(t.Numeric({ minimum: 0, maximum: 55 })) });
+export const AgentPolicyQuery = t.Object({
+  etag: t.Optional(t.String({ maxLength: 64 })),
+  wait: t.Optional(t.Numeric({ minimum: 0, maximum: 55 })),
+});
 /** POST /egress/agent/status */
 export const AgentStatus = t.Object(
   {
     etag: t.String({ maxLength: 64 }),
     ok: t.Boolean(),
     error: t.Optional(t.Nullable(t.String({ maxLength: 4000 }))),
-    dns_resolvers: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 16, description: "the resolvers allowed for DNS only (53/udp, 53/tcp)" })),
+    dns_resolvers: t.Optional(
+      t.Array(t.String({ maxLength: 64 }), {
+        maxItems: 16,
+        description: "the resolvers allowed for DNS only (53/udp, 53/tcp)",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

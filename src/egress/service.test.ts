@@ -21,10 +21,24 @@ const db = openDatabase(join(dir, "slipway.db"));
 applyMigrations(db);
 const audit = auditServiceFactory({ db });
 const orgs = orgsServiceFactory({ db, audit });
-const admin: Actor = { kind: "user", userId: "u_admin", username: "admin", isAdmin: true, tokenId: null, memberships: {} };
+const admin: Actor = {
+  kind: "user",
+  userId: "u_admin",
+  username: "admin",
+  isAdmin: true,
+  tokenId: null,
+  memberships: {},
+};
 orgs.createUser({ username: "mallory" }, "system:test");
 const org = orgs.create({ slug: "evil", name: "Evil", owner: "mallory" }, admin).id;
-const owner: Actor = { kind: "user", userId: "u_m", username: "mallory", isAdmin: false, tokenId: null, memberships: { [org]: "owner" } };
+const owner: Actor = {
+  kind: "user",
+  userId: "u_m",
+  username: "mallory",
+  isAdmin: false,
+  tokenId: null,
+  memberships: { [org]: "owner" },
+};
 const egress = egressServiceFactory({ db, audit, applianceHosts: [], extraAllow: [] });
 
 test("a runner host named 'local' is not enforced on the appliance host: only the administrator's designation makes it local", () => {
@@ -46,8 +60,23 @@ test("a runner host named 'local' is not enforced on the appliance host: only th
 
   // Events outside the designated scopes (another tenant's bridge, the host) are not kept.
   const at = new Date().toISOString();
-  const ev = (scope: string, dst: string) => ({ action: "would-block" as const, scope, source: "172.18.0.5", dst, port: 443, protocol: "tcp", count: 1, at });
-  expect(egress.reportEvents(host.id, [ev("docker:ci-org-evil", "203.0.113.1"), ev("docker:*", "203.0.113.2"), ev("host", "203.0.113.3")], { local: true })).toBe(1);
+  const ev = (scope: string, dst: string) => ({
+    action: "would-block" as const,
+    scope,
+    source: "172.18.0.5",
+    dst,
+    port: 443,
+    protocol: "tcp",
+    count: 1,
+    at,
+  });
+  expect(
+    egress.reportEvents(
+      host.id,
+      [ev("docker:ci-org-evil", "203.0.113.1"), ev("docker:*", "203.0.113.2"), ev("host", "203.0.113.3")],
+      { local: true },
+    ),
+  ).toBe(1);
   expect(egress.listEvents(org).map((e) => e.dst)).toEqual(["203.0.113.1"]);
 
   // Ending the designation takes the scopes away from the running local agent at once.
@@ -55,7 +84,9 @@ test("a runner host named 'local' is not enforced on the appliance host: only th
   expect(egress.localHostIds()).toEqual([]);
   expect(egress.agentPolicy(host.id, { local: true }).scopes).toEqual([]);
   expect(() => egress.clearLocal(host.id, admin)).toThrow("not designated");
-  const actions = (db.query("SELECT action FROM audit_log WHERE action LIKE 'egress.host.%local'").all() as { action: string }[]).map((r) => r.action);
+  const actions = (
+    db.query("SELECT action FROM audit_log WHERE action LIKE 'egress.host.%local'").all() as { action: string }[]
+  ).map((r) => r.action);
   expect(actions).toEqual(["egress.host.local", "egress.host.unlocal"]);
 });
 

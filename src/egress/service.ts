@@ -98,16 +98,26 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
     for (const f of w) f();
   };
 
-  const policyRow = db.query("SELECT org_id, mode, default_action, revision, updated_at FROM egress_policies WHERE org_id = ?");
-  const rulesOf = db.query("SELECT id, action, target, ports, comment, created_at FROM egress_rules WHERE org_id = ? ORDER BY created_at, id");
+  const policyRow = db.query(
+    "SELECT org_id, mode, default_action, revision, updated_at FROM egress_policies WHERE org_id = ?",
+  );
+  const rulesOf = db.query(
+    "SELECT id, action, target, ports, comment, created_at FROM egress_rules WHERE org_id = ? ORDER BY created_at, id",
+  );
   const hostRow = db.query("SELECT * FROM egress_runner_hosts WHERE id = ?");
 
   function ensurePolicy(orgId: string): void {
-    db.query("INSERT INTO egress_policies (org_id, updated_at) VALUES (?, ?) ON CONFLICT (org_id) DO NOTHING").run(orgId, now().toISOString());
+    db.query("INSERT INTO egress_policies (org_id, updated_at) VALUES (?, ?) ON CONFLICT (org_id) DO NOTHING").run(
+      orgId,
+      now().toISOString(),
+    );
   }
   function bump(orgId: string): void {
     ensurePolicy(orgId);
-    db.query("UPDATE egress_policies SET revision = revision + 1, updated_at = ? WHERE org_id = ?").run(now().toISOString(), orgId);
+    db.query("UPDATE egress_policies SET revision = revision + 1, updated_at = ? WHERE org_id = ?").run(
+      now().toISOString(),
+      orgId,
+    );
   }
   const toHost = (r: Record<string, unknown>): RunnerHost => ({
     id: r.id as string,
@@ -169,7 +179,11 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       return service.getPolicy(orgId);
     },
 
-    addRule(orgId: string, input: { action: RuleAction; target: string; ports?: string | null; comment?: string }, actor: Actor): EgressRule {
+    addRule(
+      orgId: string,
+      input: { action: RuleAction; target: string; ports?: string | null; comment?: string },
+      actor: Actor,
+    ): EgressRule {
       const t = parseTarget(input.target);
       if (typeof t === "string") throw new InvalidInputError(t, [{ pointer: "/target", detail: t }]);
       let ports: string | null = null;
@@ -178,19 +192,35 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
         if (typeof p === "string") throw new InvalidInputError(p, [{ pointer: "/ports", detail: p }]);
         ports = portsText(p);
       }
-      const rule: EgressRule = { id: newId("egr"), action: input.action, target: targetText(t), ports, comment: input.comment ?? "", created_at: now().toISOString() };
+      const rule: EgressRule = {
+        id: newId("egr"),
+        action: input.action,
+        target: targetText(t),
+        ports,
+        comment: input.comment ?? "",
+        created_at: now().toISOString(),
+      };
       try {
         db.transaction(() => {
           const n = (db.query("SELECT count(*) AS n FROM egress_rules WHERE org_id = ?").get(orgId) as { n: number }).n;
           if (n >= MAX_RULES) throw new InvalidInputError(`an organization has at most ${MAX_RULES} egress rules`);
-          db.query("INSERT INTO egress_rules (id, org_id, action, target, ports, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
-            rule.id, orgId, rule.action, rule.target, rule.ports, rule.comment, rule.created_at,
-          );
+          db.query(
+            "INSERT INTO egress_rules (id, org_id, action, target, ports, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+          ).run(rule.id, orgId, rule.action, rule.target, rule.ports, rule.comment, rule.created_at);
           bump(orgId);
-          audit.record({ orgId, actor, action: "egress.rule.add", target: rule.id, details: { action: rule.action, target: rule.target, ports: rule.ports } });
+          audit.record({
+            orgId,
+            actor,
+            action: "egress.rule.add",
+            target: rule.id,
+            details: { action: rule.action, target: rule.target, ports: rule.ports },
+          });
         })();
       } catch (e) {
-        if (isUniqueViolation(e)) throw new ConflictError(`the rule '${rule.action} ${rule.target}${ports ? ` ports ${ports}` : ""}' already exists`);
+        if (isUniqueViolation(e))
+          throw new ConflictError(
+            `the rule '${rule.action} ${rule.target}${ports ? ` ports ${ports}` : ""}' already exists`,
+          );
         throw e;
       }
       wake();
@@ -201,12 +231,22 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
     removeRule(orgId: string, ref: string, actor: Actor): EgressRule[] {
       const parsed = parseTarget(ref);
       const canonical = typeof parsed === "string" ? ref : targetText(parsed);
-      const rows = db.query("SELECT id, action, target, ports, comment, created_at FROM egress_rules WHERE org_id = ? AND (id = ? OR target = ?)").all(orgId, ref, canonical) as EgressRule[];
+      const rows = db
+        .query(
+          "SELECT id, action, target, ports, comment, created_at FROM egress_rules WHERE org_id = ? AND (id = ? OR target = ?)",
+        )
+        .all(orgId, ref, canonical) as EgressRule[];
       if (rows.length === 0) throw new NotFoundError(`no egress rule ${ref}`);
       db.transaction(() => {
         for (const r of rows) db.query("DELETE FROM egress_rules WHERE id = ?").run(r.id);
         bump(orgId);
-        audit.record({ orgId, actor, action: "egress.rule.remove", target: rows.map((r) => r.id).join(","), details: { target: canonical } });
+        audit.record({
+          orgId,
+          actor,
+          action: "egress.rule.remove",
+          target: rows.map((r) => r.id).join(","),
+          details: { target: canonical },
+        });
       })();
       wake();
       return rows;
@@ -215,19 +255,24 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
     // --- runner hosts ---
 
     /** Registers a runner host; returns its agent token once (only its SHA-256 is stored). */
-    addHost(orgId: string, input: { name: string; scopes: string[] }, actor: Actor): { host: RunnerHost; token: string } {
+    addHost(
+      orgId: string,
+      input: { name: string; scopes: string[] },
+      actor: Actor,
+    ): { host: RunnerHost; token: string } {
       const scopes = normalizeScopes(input.scopes);
       const token = generateToken("agent");
       const id = newId("rnh");
       try {
         db.transaction(() => {
-          db.query("INSERT INTO egress_runner_hosts (id, org_id, name, scopes, token_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)").run(
-            id, orgId, input.name, JSON.stringify(scopes), hashToken(token), now().toISOString(),
-          );
+          db.query(
+            "INSERT INTO egress_runner_hosts (id, org_id, name, scopes, token_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+          ).run(id, orgId, input.name, JSON.stringify(scopes), hashToken(token), now().toISOString());
           audit.record({ orgId, actor, action: "egress.host.add", target: id, details: { name: input.name, scopes } });
         })();
       } catch (e) {
-        if (isUniqueViolation(e)) throw new ConflictError(`a runner host named '${input.name}' already exists in this organization`);
+        if (isUniqueViolation(e))
+          throw new ConflictError(`a runner host named '${input.name}' already exists in this organization`);
         throw e;
       }
       return { host: service.getHost(id), token };
@@ -235,7 +280,10 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
 
     /** The runner host whose agent token hashes to `sha256`, or null (authentication). */
     findByAgentTokenHash(sha256: Uint8Array): { id: string; org_id: string } | null {
-      return db.query("SELECT id, org_id FROM egress_runner_hosts WHERE token_sha256 = ?").get(sha256) as { id: string; org_id: string } | null;
+      return db.query("SELECT id, org_id FROM egress_runner_hosts WHERE token_sha256 = ?").get(sha256) as {
+        id: string;
+        org_id: string;
+      } | null;
     },
 
     getHost(id: string): RunnerHost {
@@ -246,17 +294,30 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
 
     /** Runner hosts the administrator designated local: enforced by `serve` itself (egress.local_agent). */
     localHostIds(): string[] {
-      return (db.query("SELECT id FROM egress_runner_hosts WHERE local_scopes IS NOT NULL ORDER BY created_at, id").all() as { id: string }[]).map((r) => r.id);
+      return (
+        db.query("SELECT id FROM egress_runner_hosts WHERE local_scopes IS NOT NULL ORDER BY created_at, id").all() as {
+          id: string;
+        }[]
+      ).map((r) => r.id);
     },
 
     /** Every runner host designated local, of every organization (the administrator's view). */
     listLocalHosts(): RunnerHost[] {
-      return (db.query("SELECT * FROM egress_runner_hosts WHERE local_scopes IS NOT NULL ORDER BY created_at, id").all() as Record<string, unknown>[]).map(toHost);
+      return (
+        db
+          .query("SELECT * FROM egress_runner_hosts WHERE local_scopes IS NOT NULL ORDER BY created_at, id")
+          .all() as Record<string, unknown>[]
+      ).map(toHost);
     },
 
     /** Runner hosts named `local` that are not designated: before designation existed, the name alone made them local. */
     undesignatedNamedLocal(): RunnerHost[] {
-      return (db.query("SELECT * FROM egress_runner_hosts WHERE name = 'local' AND local_scopes IS NULL").all() as Record<string, unknown>[]).map(toHost);
+      return (
+        db.query("SELECT * FROM egress_runner_hosts WHERE name = 'local' AND local_scopes IS NULL").all() as Record<
+          string,
+          unknown
+        >[]
+      ).map(toHost);
     },
 
     /** The administrator designates a runner host local, with the scopes enforced on the appliance host. */
@@ -265,7 +326,13 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       const norm = normalizeScopes(scopes);
       db.transaction(() => {
         db.query("UPDATE egress_runner_hosts SET local_scopes = ? WHERE id = ?").run(JSON.stringify(norm), id);
-        audit.record({ orgId: h.org_id, actor, action: "egress.host.local", target: id, details: { local_scopes: norm } });
+        audit.record({
+          orgId: h.org_id,
+          actor,
+          action: "egress.host.local",
+          target: id,
+          details: { local_scopes: norm },
+        });
       })();
       wake();
       return service.getHost(id);
@@ -277,13 +344,24 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       if (h.local_scopes === null) throw new NotFoundError("that runner host is not designated local");
       db.transaction(() => {
         db.query("UPDATE egress_runner_hosts SET local_scopes = NULL WHERE id = ?").run(id);
-        audit.record({ orgId: h.org_id, actor, action: "egress.host.unlocal", target: id, details: { local_scopes: h.local_scopes } });
+        audit.record({
+          orgId: h.org_id,
+          actor,
+          action: "egress.host.unlocal",
+          target: id,
+          details: { local_scopes: h.local_scopes },
+        });
       })();
       wake();
     },
 
     listHosts(orgId: string): RunnerHost[] {
-      return (db.query("SELECT * FROM egress_runner_hosts WHERE org_id = ? ORDER BY name").all(orgId) as Record<string, unknown>[]).map(toHost);
+      return (
+        db.query("SELECT * FROM egress_runner_hosts WHERE org_id = ? ORDER BY name").all(orgId) as Record<
+          string,
+          unknown
+        >[]
+      ).map(toHost);
     },
 
     setHostScopes(id: string, scopes: string[], actor: Actor): RunnerHost {
@@ -310,11 +388,16 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
 
     /** The builders' addresses: allowed on every runner host, pushed to agents at once. */
     setBuilderAddresses(addrs: readonly string[]): void {
-      const next = [...new Set(addrs.map((a) => {
-        const t = parseTarget(a);
-        if (typeof t === "string" || t.kind !== "cidr") throw new InvalidInputError(`builder address '${a}' is not an IP address or CIDR`);
-        return t.cidr;
-      }))].sort();
+      const next = [
+        ...new Set(
+          addrs.map((a) => {
+            const t = parseTarget(a);
+            if (typeof t === "string" || t.kind !== "cidr")
+              throw new InvalidInputError(`builder address '${a}' is not an IP address or CIDR`);
+            return t.cidr;
+          }),
+        ),
+      ].sort();
       if (next.join() === builders.join()) return;
       builders = next;
       wake();
@@ -339,7 +422,13 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
     },
 
     /** Answers at once when the host's policy differs from `etag`, else when it changes or after `waitMs`. */
-    async waitForPolicy(hostId: string, etag: string | null, waitMs: number, signal?: AbortSignal, opts: { local?: boolean } = {}): Promise<AgentPolicy> {
+    async waitForPolicy(
+      hostId: string,
+      etag: string | null,
+      waitMs: number,
+      signal?: AbortSignal,
+      opts: { local?: boolean } = {},
+    ): Promise<AgentPolicy> {
       const deadline = Date.now() + waitMs;
       for (;;) {
         const p = service.agentPolicy(hostId, opts);
@@ -362,10 +451,21 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       db.query("UPDATE egress_runner_hosts SET last_seen_at = ? WHERE id = ?").run(now().toISOString(), hostId);
     },
 
-    reportStatus(hostId: string, status: { etag: string; ok: boolean; error?: string | null; dns_resolvers?: string[] }): void {
+    reportStatus(
+      hostId: string,
+      status: { etag: string; ok: boolean; error?: string | null; dns_resolvers?: string[] },
+    ): void {
       const dns = (status.dns_resolvers ?? []).filter((a) => familyOf(a) !== null);
-      db.query("UPDATE egress_runner_hosts SET applied_revision = ?, applied_ok = ?, applied_error = ?, applied_at = ?, last_seen_at = ?, applied_dns = coalesce(?, applied_dns) WHERE id = ?").run(
-        status.etag, status.ok ? 1 : 0, status.error ?? null, now().toISOString(), now().toISOString(), status.dns_resolvers ? JSON.stringify(dns) : null, hostId,
+      db.query(
+        "UPDATE egress_runner_hosts SET applied_revision = ?, applied_ok = ?, applied_error = ?, applied_at = ?, last_seen_at = ?, applied_dns = coalesce(?, applied_dns) WHERE id = ?",
+      ).run(
+        status.etag,
+        status.ok ? 1 : 0,
+        status.error ?? null,
+        now().toISOString(),
+        now().toISOString(),
+        status.dns_resolvers ? JSON.stringify(dns) : null,
+        hostId,
       );
     },
 
@@ -380,14 +480,30 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
            count = count + excluded.count, last_at = max(last_at, excluded.last_at), hostname = coalesce(excluded.hostname, hostname)`,
       );
       db.transaction(() => {
-        for (const e of events) up.run(h.org_id, hostId, e.action, e.scope, e.source, e.dst, e.port, e.protocol, e.hostname ?? null, e.count, e.at, e.at);
+        for (const e of events)
+          up.run(
+            h.org_id,
+            hostId,
+            e.action,
+            e.scope,
+            e.source,
+            e.dst,
+            e.port,
+            e.protocol,
+            e.hostname ?? null,
+            e.count,
+            e.at,
+            e.at,
+          );
       })();
       return events.length;
     },
 
     listEvents(orgId: string, filter: { action?: EventAction } = {}, limit = 500): EgressEvent[] {
       return db
-        .query(`SELECT action, host_id, scope, source, dst, port, protocol, hostname, count, first_at, last_at FROM egress_events WHERE org_id = ?1 ${filter.action ? "AND action = ?3" : "AND ?3 IS NULL"} ORDER BY last_at DESC LIMIT ?2`)
+        .query(
+          `SELECT action, host_id, scope, source, dst, port, protocol, hostname, count, first_at, last_at FROM egress_events WHERE org_id = ?1 ${filter.action ? "AND action = ?3" : "AND ?3 IS NULL"} ORDER BY last_at DESC LIMIT ?2`,
+        )
         .all(orgId, limit, filter.action ?? null) as EgressEvent[];
     },
   };

@@ -40,7 +40,9 @@ describe("HealthRegistry.report", () => {
     expect(report.version).toBe("9.9.9");
     expect(report.status).toBe("warn");
     expect(Object.keys(report.checks)).toEqual(["database:migrations", "volumes:dm-crypt"]);
-    expect(report.checks["database:migrations"]).toEqual([{ status: "pass", observedValue: 2, time: expect.any(String) }]);
+    expect(report.checks["database:migrations"]).toEqual([
+      { status: "pass", observedValue: 2, time: expect.any(String) },
+    ]);
     expect(report.checks["volumes:dm-crypt"]).toMatchObject([{ status: "warn", output: "no dm-crypt on this host" }]);
     const time = Date.parse(report.checks["volumes:dm-crypt"]![0]!.time);
     expect(time).toBeGreaterThanOrEqual(before - 1);
@@ -67,7 +69,9 @@ describe("HealthRegistry.report", () => {
     const report = await r.report("1");
     expect(report.status).toBe("fail");
     expect(ran).toBe(true);
-    expect(report.checks["docker:ping"]).toMatchObject([{ status: "fail", output: "connect ENOENT /var/run/docker.sock" }]);
+    expect(report.checks["docker:ping"]).toMatchObject([
+      { status: "fail", output: "connect ENOENT /var/run/docker.sock" },
+    ]);
     expect(report.checks["disk:free"]).toMatchObject([{ status: "fail", output: "statfs failed" }]);
     expect(report.checks["database:open"]).toMatchObject([{ status: "pass" }]);
   });

@@ -65,11 +65,19 @@ export interface ServiceProcess {
 }
 
 /** Starts a long-running program (a supervised service); its stderr lines go to `onLine`. */
-export function startService(argv: readonly string[], opts: { env?: Record<string, string | undefined>; inheritEnv?: boolean; onLine?: (line: string) => void } = {}): ServiceProcess {
+export function startService(
+  argv: readonly string[],
+  opts: { env?: Record<string, string | undefined>; inheritEnv?: boolean; onLine?: (line: string) => void } = {},
+): ServiceProcess {
   if (argv.length === 0) throw new Error("startService: empty argv");
   const exe = argv[0]!.includes("/") ? argv[0]! : which(argv[0]!);
   if (!exe) throw new Error(`${argv[0]}: not found`);
-  const proc = Bun.spawn([exe, ...argv.slice(1)], { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { ...(opts.inheritEnv === false ? { PATH: process.env.PATH } : process.env), LC_ALL: "C", ...opts.env } });
+  const proc = Bun.spawn([exe, ...argv.slice(1)], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+    env: { ...(opts.inheritEnv === false ? { PATH: process.env.PATH } : process.env), LC_ALL: "C", ...opts.env },
+  });
   void (async () => {
     const decoder = new TextDecoder();
     let rest = "";

@@ -30,7 +30,14 @@ describe("JSON format", () => {
     log.info("server started", { port: 8443, tls: true, nested: { a: [1, 2] } });
     expect(lines.length).toBe(1);
     expect(lines[0]).not.toContain("\n");
-    expect(json()[0]).toEqual({ time: FIXED.toISOString(), level: "info", msg: "server started", port: 8443, tls: true, nested: { a: [1, 2] } });
+    expect(json()[0]).toEqual({
+      time: FIXED.toISOString(),
+      level: "info",
+      msg: "server started",
+      port: 8443,
+      tls: true,
+      nested: { a: [1, 2] },
+    });
   });
 
   test("the level is filtered: below the minimum nothing is written", () => {
@@ -80,7 +87,8 @@ describe("redaction", () => {
       req: { headers: { Authorization: "x", "x-api-token": "y", accept: "*/*" } },
     });
     const l = json()[0]!;
-    for (const k of ["token", "password", "authorization", "secret", "private_key", "cookie"]) expect(l[k]).toBe("[redacted]");
+    for (const k of ["token", "password", "authorization", "secret", "private_key", "cookie"])
+      expect(l[k]).toBe("[redacted]");
     expect(l.user).toBe("alice");
     expect(l.req).toEqual({ headers: { Authorization: "[redacted]", "x-api-token": "[redacted]", accept: "*/*" } });
   });
@@ -106,7 +114,11 @@ describe("redaction", () => {
   test("PEM private keys and Bearer credentials are masked; certificates are not", () => {
     const { log, lines } = capture();
     const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
-    log.info(`loaded ${PEM}`, { header: "Bearer abcdefghijklmnop.qrstuv", value: `key: ${PEM.replace(/PRIVATE KEY/g, "EC PRIVATE KEY")}`, cert });
+    log.info(`loaded ${PEM}`, {
+      header: "Bearer abcdefghijklmnop.qrstuv",
+      value: `key: ${PEM.replace(/PRIVATE KEY/g, "EC PRIVATE KEY")}`,
+      cert,
+    });
     const l = JSON.parse(lines[0]!);
     expect(l.msg).toBe("loaded [redacted private key]");
     expect(l.header).toBe("Bearer [redacted]");
@@ -117,7 +129,8 @@ describe("redaction", () => {
   });
 
   test("redactText leaves ordinary text alone", () => {
-    for (const s of ["build bld_abc finished in 3 s", "slw_u_short", "Bearer", "token expired"]) expect(redactText(s)).toBe(s);
+    for (const s of ["build bld_abc finished in 3 s", "slw_u_short", "Bearer", "token expired"])
+      expect(redactText(s)).toBe(s);
   });
 
   test("redact does not change its input and keeps null secret fields as null", () => {
@@ -178,14 +191,32 @@ describe("hardening", () => {
     const { lines, log } = capture();
     log.info("real", { level: "error", msg: "fake", time: "then" });
     const o = JSON.parse(lines[0]!);
-    expect(o).toMatchObject({ level: "info", msg: "real", field_level: "error", field_msg: "fake", field_time: "then" });
+    expect(o).toMatchObject({
+      level: "info",
+      msg: "real",
+      field_level: "error",
+      field_msg: "fake",
+      field_time: "then",
+    });
     expect(o.time).not.toBe("then");
   });
 
   test("camelCase secret names are redacted; names of where secrets are, are not", () => {
     const { lines, log } = capture();
-    log.info("x", { apiToken: "a", clientSecret: "b", masterKey: "c", accessToken: "d", admin_token_file: "/data/initial-admin-token" });
-    expect(JSON.parse(lines[0]!)).toMatchObject({ apiToken: "[redacted]", clientSecret: "[redacted]", masterKey: "[redacted]", accessToken: "[redacted]", admin_token_file: "/data/initial-admin-token" });
+    log.info("x", {
+      apiToken: "a",
+      clientSecret: "b",
+      masterKey: "c",
+      accessToken: "d",
+      admin_token_file: "/data/initial-admin-token",
+    });
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      apiToken: "[redacted]",
+      clientSecret: "[redacted]",
+      masterKey: "[redacted]",
+      accessToken: "[redacted]",
+      admin_token_file: "/data/initial-admin-token",
+    });
   });
 
   test("a token glued to other text is still masked", () => {

@@ -21,14 +21,18 @@ const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 
 
 // Matched at the end of a field name, any case: apiToken, client_secret, masterKey, ... (but not
 // admin_token_file, which names where a secret is, not the secret).
-const SECRET_FIELD = /(token|secret|password|passwd|authorization|cookie|private_?key|master_?key|key_?material|credential)s?$/i;
+const SECRET_FIELD =
+  /(token|secret|password|passwd|authorization|cookie|private_?key|master_?key|key_?material|credential)s?$/i;
 const TOKEN_TEXT = /slw_[a-z]{1,2}_[A-Za-z0-9]{16,}/g;
 const PEM_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
 const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi;
 
 /** Masks anything secret-looking in a string. */
 export function redactText(text: string): string {
-  return text.replace(PEM_KEY, "[redacted private key]").replace(TOKEN_TEXT, "slw_[redacted]").replace(BEARER, "$1 [redacted]");
+  return text
+    .replace(PEM_KEY, "[redacted private key]")
+    .replace(TOKEN_TEXT, "slw_[redacted]")
+    .replace(BEARER, "$1 [redacted]");
 }
 
 /** Deep-copies a value with secret-named fields replaced and secret-looking text masked. */
@@ -78,7 +82,9 @@ export function createLogger(opts: LoggerOptions = {}, bound: LogFields = {}): L
       const extra = Object.entries(data)
         .map(([k, v]) => `${k}=${typeof v === "string" ? flat(v) : JSON.stringify(v)}`)
         .join(" ");
-      write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${flat(redactText(msg))}${extra ? "  " + extra : ""}`);
+      write(
+        `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${flat(redactText(msg))}${extra ? "  " + extra : ""}`,
+      );
     }
   };
 

@@ -43,7 +43,9 @@ describe("MetricsRegistry", () => {
     const m = new MetricsRegistry();
     m.counter("a_total", "A").inc();
     m.counter("b_total", "B");
-    expect(m.render()).toBe("# HELP a_total A\n# TYPE a_total counter\na_total 1\n# HELP b_total B\n# TYPE b_total counter\n");
+    expect(m.render()).toBe(
+      "# HELP a_total A\n# TYPE a_total counter\na_total 1\n# HELP b_total B\n# TYPE b_total counter\n",
+    );
   });
 
   test("label values escape backslash, double quote and newline", () => {
@@ -61,7 +63,9 @@ describe("MetricsRegistry", () => {
     for (const v of [0.05, 0.1, 0.3, 0.7, 2]) h.observe(v, { route: "/x" });
     h.observe(0.2, { route: "/y" });
     const text = m.render();
-    expect(text).toContain("# HELP slipway_request_seconds Request duration\n# TYPE slipway_request_seconds histogram\n");
+    expect(text).toContain(
+      "# HELP slipway_request_seconds Request duration\n# TYPE slipway_request_seconds histogram\n",
+    );
     const s = samples(text);
     expect(s.get('slipway_request_seconds_bucket{route="/x",le="0.1"}')).toBe(2); // 0.1 is inclusive
     expect(s.get('slipway_request_seconds_bucket{route="/x",le="0.5"}')).toBe(3);
@@ -80,7 +84,9 @@ describe("MetricsRegistry", () => {
   test("an unlabelled histogram has only the le label on buckets", () => {
     const m = new MetricsRegistry();
     m.histogram("h", "H", [1]).observe(3);
-    expect(m.render()).toBe('# HELP h H\n# TYPE h histogram\nh_bucket{le="1"} 0\nh_bucket{le="+Inf"} 1\nh_sum 3\nh_count 1\n');
+    expect(m.render()).toBe(
+      '# HELP h H\n# TYPE h histogram\nh_bucket{le="1"} 0\nh_bucket{le="+Inf"} 1\nh_sum 3\nh_count 1\n',
+    );
   });
 
   test("a gauge is computed at every scrape", () => {
@@ -90,7 +96,9 @@ describe("MetricsRegistry", () => {
       { labels: { platform: "linux/amd64" }, value: n },
       { value: n * 10 },
     ]);
-    expect(m.render()).toBe('# HELP slipway_builders Running builders\n# TYPE slipway_builders gauge\nslipway_builders{platform="linux/amd64"} 1\nslipway_builders 10\n');
+    expect(m.render()).toBe(
+      '# HELP slipway_builders Running builders\n# TYPE slipway_builders gauge\nslipway_builders{platform="linux/amd64"} 1\nslipway_builders 10\n',
+    );
     n = 2;
     expect(samples(m.render()).get('slipway_builders{platform="linux/amd64"}')).toBe(2);
   });
@@ -104,7 +112,9 @@ describe("MetricsRegistry", () => {
     expect(text.endsWith("\n")).toBe(true);
     const lines = text.trimEnd().split("\n");
     for (const line of lines) {
-      expect(line).toMatch(/^(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+|[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? -?[0-9.e+]+)$/);
+      expect(line).toMatch(
+        /^(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+|[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? -?[0-9.e+]+)$/,
+      );
     }
     const s = samples(text);
     expect(s.get('slipway_build_info{version="1.2.3"}')).toBe(1);

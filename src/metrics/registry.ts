@@ -54,7 +54,9 @@ export class Histogram {
   lines(name: string): string[] {
     const out: string[] = [];
     for (const v of this.values.values()) {
-      this.bounds.forEach((b, i) => out.push(`${name}_bucket${fmtLabels({ ...v.labels, le: String(b) })} ${v.buckets[i]}`));
+      this.bounds.forEach((b, i) =>
+        out.push(`${name}_bucket${fmtLabels({ ...v.labels, le: String(b) })} ${v.buckets[i]}`),
+      );
       out.push(`${name}_bucket${fmtLabels({ ...v.labels, le: "+Inf" })} ${v.count}`);
       out.push(`${name}_sum${fmtLabels(v.labels)} ${v.sum}`);
       out.push(`${name}_count${fmtLabels(v.labels)} ${v.count}`);
@@ -101,7 +103,11 @@ export class MetricsRegistry {
 export function registerProcessMetrics(m: MetricsRegistry, version: string): void {
   const started = Date.now() / 1000;
   m.gauge("slipway_build_info", "Slipway version", () => [{ labels: { version }, value: 1 }]);
-  m.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds", () => [{ value: started }]);
-  m.gauge("process_resident_memory_bytes", "Resident memory size in bytes", () => [{ value: process.memoryUsage().rss }]);
+  m.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds", () => [
+    { value: started },
+  ]);
+  m.gauge("process_resident_memory_bytes", "Resident memory size in bytes", () => [
+    { value: process.memoryUsage().rss },
+  ]);
   m.gauge("process_heap_bytes", "JavaScript heap in use, in bytes", () => [{ value: process.memoryUsage().heapUsed }]);
 }

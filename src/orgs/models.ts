@@ -10,18 +10,39 @@ import { BodyInteger } from "../http/schema.ts";
 /** Usernames: a letter or digit, then letters, digits, dot, underscore, dash; 64 at most. */
 export const USERNAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
 
-export const QUOTA_KEYS = ["max_projects", "max_builder_cpus", "max_builder_memory_mb", "max_cache_size_gb", "max_running_builders"] as const;
+export const QUOTA_KEYS = [
+  "max_projects",
+  "max_builder_cpus",
+  "max_builder_memory_mb",
+  "max_cache_size_gb",
+  "max_running_builders",
+] as const;
 export type QuotaKey = (typeof QUOTA_KEYS)[number];
 /** Allowed range of each quota (whole numbers); the database checks the same. */
 export const QUOTA_RANGES: Record<QuotaKey, { min: number; max: number; description: string }> = {
   max_projects: { min: 0, max: 100_000, description: "projects in the organization" },
   max_builder_cpus: { min: 1, max: 256, description: "CPUs of one builder (a project's builder_cpus)" },
-  max_builder_memory_mb: { min: 256, max: 1_048_576, description: "memory of one builder, MB (a project's builder_memory_mb)" },
-  max_cache_size_gb: { min: 1, max: 10_000, description: "cache size of one project per platform, GB (a project's cache_size_gb)" },
-  max_running_builders: { min: 0, max: 1000, description: "builders of the organization running at once (idle ones count until stopped)" },
+  max_builder_memory_mb: {
+    min: 256,
+    max: 1_048_576,
+    description: "memory of one builder, MB (a project's builder_memory_mb)",
+  },
+  max_cache_size_gb: {
+    min: 1,
+    max: 10_000,
+    description: "cache size of one project per platform, GB (a project's cache_size_gb)",
+  },
+  max_running_builders: {
+    min: 0,
+    max: 1000,
+    description: "builders of the organization running at once (idle ones count until stopped)",
+  },
 };
 
-const Slug = t.String({ pattern: "^[a-z0-9][a-z0-9-]{1,38}$", description: "lowercase letters, digits and dashes; 2-39 characters" });
+const Slug = t.String({
+  pattern: "^[a-z0-9][a-z0-9-]{1,38}$",
+  description: "lowercase letters, digits and dashes; 2-39 characters",
+});
 const OrgName = t.String({ minLength: 1, maxLength: 100 });
 const Username = t.String({ pattern: USERNAME_PATTERN });
 export const Role = t.Union([t.Literal("owner"), t.Literal("user")]);
@@ -29,12 +50,20 @@ export const Role = t.Union([t.Literal("owner"), t.Literal("user")]);
 export const Org = t.Object({ id: t.String(), slug: t.String(), name: t.String(), created_at: t.String() });
 export type OrgView = Static<typeof Org>;
 /** POST /orgs */
-export const OrgCreate = t.Object({ slug: Slug, name: OrgName, owner: t.Optional(Username) }, { additionalProperties: false });
+export const OrgCreate = t.Object(
+  { slug: Slug, name: OrgName, owner: t.Optional(Username) },
+  { additionalProperties: false },
+);
 /** PATCH /orgs/{org} */
 export const OrgPatch = t.Object({ name: t.Optional(OrgName) }, { additionalProperties: false });
 
 export const BuilderRuntime = t.Object({
-  oci_runtime: t.Nullable(t.String({ pattern: "^[a-z0-9][a-z0-9._-]{0,62}$", description: "a runtime registered with the Docker engine, e.g. runsc or kata; null for the default" })),
+  oci_runtime: t.Nullable(
+    t.String({
+      pattern: "^[a-z0-9][a-z0-9._-]{0,62}$",
+      description: "a runtime registered with the Docker engine, e.g. runsc or kata; null for the default",
+    }),
+  ),
 });
 /** PUT /orgs/{org}/builder-runtime */
 export const BuilderRuntimeSet = t.Object(BuilderRuntime.properties, { additionalProperties: false });
@@ -46,8 +75,11 @@ export const MemberAdd = t.Object({ user: Username, role: Role }, { additionalPr
 /** PATCH /orgs/{org}/members/{user} */
 export const MemberPatch = t.Object({ role: Role }, { additionalProperties: false });
 
-const quotaValue = (k: QuotaKey) => BodyInteger({ minimum: QUOTA_RANGES[k].min, maximum: QUOTA_RANGES[k].max, description: QUOTA_RANGES[k].description });
-const QuotaNumbers = t.Object(Object.fromEntries(QUOTA_KEYS.map((k) => [k, quotaValue(k)])) as Record<QuotaKey, ReturnType<typeof quotaValue>>);
+const quotaValue = (k: QuotaKey) =>
+  BodyInteger({ minimum: QUOTA_RANGES[k].min, maximum: QUOTA_RANGES[k].max, description: QUOTA_RANGES[k].description });
+const QuotaNumbers = t.Object(
+  Object.fromEntries(QUOTA_KEYS.map((k) => [k, quotaValue(k)])) as Record<QuotaKey, ReturnType<typeof quotaValue>>,
+);
 export const QuotaReport = t.Object({
   limits: QuotaNumbers,
   defaults: QuotaNumbers,
@@ -64,11 +96,20 @@ export const QuotaPatch = t.Object(
     max_cache_size_gb: t.Optional(t.Nullable(quotaValue("max_cache_size_gb"))),
     max_running_builders: t.Optional(t.Nullable(quotaValue("max_running_builders"))),
   },
-  { additionalProperties: false, description: "a number sets the quota for this organization; null returns it to the configured default" },
+  {
+    additionalProperties: false,
+    description: "a number sets the quota for this organization; null returns it to the configured default",
+  },
 );
 
-export const AuditQuery = t.Object({ limit: t.Optional(t.Numeric({ minimum: 1, maximum: 500 })), before: t.Optional(t.Numeric({ minimum: 1 })) });
+export const AuditQuery = t.Object({
+  limit: t.Optional(t.Numeric({ minimum: 1, maximum: 500 })),
+  before: t.Optional(t.Numeric({ minimum: 1 })),
+});
 
 /** POST /users */
-export const UserCreate = t.Object({ username: Username, is_admin: t.Optional(t.Boolean()), password: t.Optional(t.String({ maxLength: 1024 })) }, { additionalProperties: false });
+export const UserCreate = t.Object(
+  { username: Username, is_admin: t.Optional(t.Boolean()), password: t.Optional(t.String({ maxLength: 1024 })) },
+  { additionalProperties: false },
+);
 export const User = t.Object({ id: t.String(), username: t.String(), is_admin: t.Boolean(), created_at: t.String() });

@@ -19,9 +19,22 @@ import { orgsServiceFactory } from "./service.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "quotas-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const DEFAULTS: Quotas = { max_projects: 3, max_builder_cpus: 4, max_builder_memory_mb: 8192, max_cache_size_gb: 100, max_running_builders: 2 };
+const DEFAULTS: Quotas = {
+  max_projects: 3,
+  max_builder_cpus: 4,
+  max_builder_memory_mb: 8192,
+  max_cache_size_gb: 100,
+  max_running_builders: 2,
+};
 
-const ADMIN: Actor = { kind: "user", userId: "usr_admin", username: "admin", isAdmin: true, tokenId: null, memberships: {} };
+const ADMIN: Actor = {
+  kind: "user",
+  userId: "usr_admin",
+  username: "admin",
+  isAdmin: true,
+  tokenId: null,
+  memberships: {},
+};
 let db: Database;
 let quotas: QuotasService;
 let projects: ProjectsService;
@@ -54,21 +67,34 @@ const count = () => (db.query("SELECT count(*) AS n FROM projects WHERE org_id =
 
 describe("quotas", () => {
   test("defaults hold until the administrator overrides one; null returns it to the default; other organizations are untouched", () => {
-    expect(quotas.report(org)).toEqual({ limits: DEFAULTS, defaults: DEFAULTS, overrides: {}, usage: { projects: 0, running_builders: 0 } });
+    expect(quotas.report(org)).toEqual({
+      limits: DEFAULTS,
+      defaults: DEFAULTS,
+      overrides: {},
+      usage: { projects: 0, running_builders: 0 },
+    });
     quotas.set(org, { max_projects: 10, max_builder_cpus: 2 }, ADMIN);
     expect(quotas.limits(org)).toEqual({ ...DEFAULTS, max_projects: 10, max_builder_cpus: 2 });
     quotas.set(org, { max_projects: null }, ADMIN);
     expect(quotas.report(org).overrides).toEqual({ max_builder_cpus: 2 });
     expect(quotas.limits(other)).toEqual(DEFAULTS);
-    const audit = db.query("SELECT action, details FROM audit_log WHERE action = 'org.quotas' ORDER BY id").all() as { details: string }[];
+    const audit = db.query("SELECT action, details FROM audit_log WHERE action = 'org.quotas' ORDER BY id").all() as {
+      details: string;
+    }[];
     expect(audit).toHaveLength(2);
   });
 
   test("a project beyond max_projects is refused, naming the quota, its limit and the count; nothing is made", () => {
     for (const name of ["a", "b", "c"]) projects.create(org, { name }, ADMIN);
     const e = refusal(() => projects.create(org, { name: "d" }, ADMIN));
-    expect({ quota: e.quota, limit: e.limit, current: e.current }).toEqual({ quota: "max_projects", limit: 3, current: 3 });
-    expect(e.message).toBe("the organization has 3 project(s), its quota max_projects is 3: delete a project or ask the administrator to raise the quota");
+    expect({ quota: e.quota, limit: e.limit, current: e.current }).toEqual({
+      quota: "max_projects",
+      limit: 3,
+      current: 3,
+    });
+    expect(e.message).toBe(
+      "the organization has 3 project(s), its quota max_projects is 3: delete a project or ask the administrator to raise the quota",
+    );
     expect(count()).toBe(3);
     projects.create(other, { name: "d" }, ADMIN); // counted per organization
   });
@@ -81,7 +107,9 @@ describe("quotas", () => {
     ] as const) {
       const e = refusal(() => projects.create(org, { name: "big", [setting]: value }, ADMIN));
       expect({ quota: e.quota, limit: e.limit, current: e.current }).toEqual({ quota, limit, current: value });
-      expect(e.message).toBe(`${setting} ${value} is beyond the organization's quota ${quota} of ${limit}: ask the administrator to raise it`);
+      expect(e.message).toBe(
+        `${setting} ${value} is beyond the organization's quota ${quota} of ${limit}: ask the administrator to raise it`,
+      );
     }
     expect(count()).toBe(0);
     const p = projects.create(org, { name: "ok", builder_cpus: 4, builder_memory_mb: 8192, cache_size_gb: 100 }, ADMIN);
@@ -91,7 +119,11 @@ describe("quotas", () => {
 
   test("a project created without settings gets defaults fitted to the quotas", () => {
     quotas.set(org, { max_builder_cpus: 1, max_builder_memory_mb: 1024, max_cache_size_gb: 10 }, ADMIN);
-    expect(projects.create(org, { name: "small" }, ADMIN)).toMatchObject({ builder_cpus: 1, builder_memory_mb: 1024, cache_size_gb: 10 });
+    expect(projects.create(org, { name: "small" }, ADMIN)).toMatchObject({
+      builder_cpus: 1,
+      builder_memory_mb: 1024,
+      cache_size_gb: 10,
+    });
   });
 
   test("lowering quotas below what exists breaks nothing: projects and settings stay, builders get the quota, only raising is refused", () => {
@@ -103,6 +135,9 @@ describe("quotas", () => {
     expect(projects.update(p.id, { builder_cpus: 2 }, ADMIN).builder_cpus).toBe(2); // going down passes
     refusal(() => projects.update(p.id, { builder_cpus: 3 }, ADMIN));
     refusal(() => projects.create(org, { name: "c" }, ADMIN));
-    expect(cappedSettings(projects.get(p.id), quotas.limits(org))).toMatchObject({ builder_cpus: 2, builder_memory_mb: 2048 });
+    expect(cappedSettings(projects.get(p.id), quotas.limits(org))).toMatchObject({
+      builder_cpus: 2,
+      builder_memory_mb: 2048,
+    });
   });
 });

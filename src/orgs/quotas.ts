@@ -53,13 +53,20 @@ export interface QuotaUsage {
  * builder manager (`list`). `owners` is called at each count, so the quotas can be made before
  * the services that check against them.
  */
-export function quotaUsageOf(owners: () => { projects: { countInOrg(orgId: string): number; list(orgId: string): { id: string }[] }; builders?: { list(projectId: string): { state: string }[] } }): QuotaUsage {
+export function quotaUsageOf(
+  owners: () => {
+    projects: { countInOrg(orgId: string): number; list(orgId: string): { id: string }[] };
+    builders?: { list(projectId: string): { state: string }[] };
+  },
+): QuotaUsage {
   return {
     projects: (orgId) => owners().projects.countInOrg(orgId),
     runningBuilders: (orgId) => {
       const { projects, builders } = owners();
       if (!builders) return 0;
-      return projects.list(orgId).reduce((n, p) => n + builders.list(p.id).filter((b) => b.state !== "absent").length, 0);
+      return projects
+        .list(orgId)
+        .reduce((n, p) => n + builders.list(p.id).filter((b) => b.state !== "absent").length, 0);
     },
   };
 }
@@ -102,7 +109,10 @@ export function quotasServiceFactory({ db, audit, defaults, usage, now = () => n
 
     /** Sets (a number) or clears (null) overrides; keys not named stay as they are. */
     set(orgId: string, patch: Partial<Record<QuotaKey, number | null>>, actor: Actor): QuotaReport {
-      const next: Record<QuotaKey, number | null> = { ...Object.fromEntries(QUOTA_KEYS.map((k) => [k, null])), ...overrides(orgId) } as Record<QuotaKey, number | null>;
+      const next: Record<QuotaKey, number | null> = {
+        ...Object.fromEntries(QUOTA_KEYS.map((k) => [k, null])),
+        ...overrides(orgId),
+      } as Record<QuotaKey, number | null>;
       for (const k of QUOTA_KEYS) if (patch[k] !== undefined) next[k] = patch[k];
       db.transaction(() => {
         db.query(
@@ -119,7 +129,12 @@ export function quotasServiceFactory({ db, audit, defaults, usage, now = () => n
       const limit = limits(orgId).max_projects;
       const n = usage.projects(orgId);
       if (n >= limit) {
-        throw new QuotaExceededError(`the organization has ${n} project(s), its quota max_projects is ${limit}: delete a project or ask the administrator to raise the quota`, "max_projects", limit, n);
+        throw new QuotaExceededError(
+          `the organization has ${n} project(s), its quota max_projects is ${limit}: delete a project or ask the administrator to raise the quota`,
+          "max_projects",
+          limit,
+          n,
+        );
       }
     },
 
@@ -127,12 +142,21 @@ export function quotasServiceFactory({ db, audit, defaults, usage, now = () => n
      * Throws if a setting being set goes beyond its quota. `current` (on update): a value left as
      * it is stays allowed even above a lowered quota, so renaming such a project still works.
      */
-    checkSettings(orgId: string, settings: Partial<Record<CappedSetting, number>>, current?: Record<CappedSetting, number>): void {
+    checkSettings(
+      orgId: string,
+      settings: Partial<Record<CappedSetting, number>>,
+      current?: Record<CappedSetting, number>,
+    ): void {
       const l = limits(orgId);
       for (const [setting, quota] of Object.entries(SETTING_QUOTAS) as [CappedSetting, QuotaKey][]) {
         const v = settings[setting];
         if (v === undefined || v <= l[quota] || v === current?.[setting]) continue;
-        throw new QuotaExceededError(`${setting} ${v} is beyond the organization's quota ${quota} of ${l[quota]}: ask the administrator to raise it`, quota, l[quota], v);
+        throw new QuotaExceededError(
+          `${setting} ${v} is beyond the organization's quota ${quota} of ${l[quota]}: ask the administrator to raise it`,
+          quota,
+          l[quota],
+          v,
+        );
       }
     },
   };

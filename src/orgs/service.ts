@@ -52,7 +52,10 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
   const membership = db.query("SELECT role FROM memberships WHERE org_id = ? AND user_id = ?");
   const userById = db.query("SELECT id, username, is_admin, created_at FROM users WHERE id = ?");
   const membershipsOf = db.query("SELECT org_id, role FROM memberships WHERE user_id = ?");
-  const toUser = (u: { id: string; username: string; is_admin: number; created_at: string }): User => ({ ...u, is_admin: u.is_admin === 1 });
+  const toUser = (u: { id: string; username: string; is_admin: number; created_at: string }): User => ({
+    ...u,
+    is_admin: u.is_admin === 1,
+  });
 
   function getUser(ref: string): User {
     const u = userBy.get(ref) as { id: string; username: string; is_admin: number; created_at: string } | null;
@@ -75,22 +78,50 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
 
     /** The organizations an actor can see. */
     listFor(actor: Actor): Organization[] {
-      if (actor.kind === "user" && actor.isAdmin) return db.query("SELECT id, slug, name, created_at FROM organizations ORDER BY slug").all() as Organization[];
+      if (actor.kind === "user" && actor.isAdmin)
+        return db.query("SELECT id, slug, name, created_at FROM organizations ORDER BY slug").all() as Organization[];
       const ids =
         actor.kind === "user" ? Object.keys(actor.memberships) : actor.kind === "org-token" ? [actor.orgId] : [];
       if (ids.length === 0) return [];
-      return db.query(`SELECT id, slug, name, created_at FROM organizations WHERE id IN (${ids.map(() => "?").join(",")}) ORDER BY slug`).all(...ids) as Organization[];
+      return db
+        .query(
+          `SELECT id, slug, name, created_at FROM organizations WHERE id IN (${ids.map(() => "?").join(",")}) ORDER BY slug`,
+        )
+        .all(...ids) as Organization[];
     },
 
     create(input: { slug: string; name: string; owner?: string }, actor: Actor): Organization {
       const ownerUser = input.owner ? getUser(input.owner) : actor.kind === "user" ? getUser(actor.userId) : null;
-      if (!ownerUser) throw new InvalidInputError("an organization needs an owner", [{ pointer: "/owner", detail: "name the user who will own it" }]);
-      const org: Organization = { id: newId("org"), slug: input.slug, name: input.name, created_at: now().toISOString() };
+      if (!ownerUser)
+        throw new InvalidInputError("an organization needs an owner", [
+          { pointer: "/owner", detail: "name the user who will own it" },
+        ]);
+      const org: Organization = {
+        id: newId("org"),
+        slug: input.slug,
+        name: input.name,
+        created_at: now().toISOString(),
+      };
       try {
         db.transaction(() => {
-          db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(org.id, org.slug, org.name, org.created_at);
-          db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)").run(org.id, ownerUser.id, org.created_at);
-          audit.record({ orgId: org.id, actor, action: "org.create", target: org.id, details: { slug: org.slug, owner: ownerUser.id } });
+          db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(
+            org.id,
+            org.slug,
+            org.name,
+            org.created_at,
+          );
+          db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)").run(
+            org.id,
+            ownerUser.id,
+            org.created_at,
+          );
+          audit.record({
+            orgId: org.id,
+            actor,
+            action: "org.create",
+            target: org.id,
+            details: { slug: org.slug, owner: ownerUser.id },
+          });
         })();
       } catch (e) {
         if (isUniqueViolation(e)) throw new ConflictError(`an organization with slug '${input.slug}' already exists`);
@@ -110,7 +141,13 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
 
     /** The OCI runtime the organization's builders run under (null: the engine's default). */
     builderRuntime(orgId: string): string | null {
-      return (db.query("SELECT builder_oci_runtime AS r FROM organizations WHERE id = ?").get(orgId) as { r: string | null } | null)?.r ?? null;
+      return (
+        (
+          db.query("SELECT builder_oci_runtime AS r FROM organizations WHERE id = ?").get(orgId) as {
+            r: string | null;
+          } | null
+        )?.r ?? null
+      );
     },
 
     setBuilderRuntime(orgId: string, runtime: string | null, actor: Actor): void {
@@ -122,7 +159,9 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
 
     listMembers(orgId: string): Member[] {
       return db
-        .query("SELECT m.user_id, u.username, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.username")
+        .query(
+          "SELECT m.user_id, u.username, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.username",
+        )
         .all(orgId) as Member[];
     },
 
@@ -131,7 +170,12 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
       const at = now().toISOString();
       try {
         db.transaction(() => {
-          db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)").run(orgId, user.id, role, at);
+          db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)").run(
+            orgId,
+            user.id,
+            role,
+            at,
+          );
           audit.record({ orgId, actor, action: "member.add", target: user.id, details: { role } });
         })();
       } catch (e) {
@@ -150,7 +194,13 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
           throw new ConflictError("an organization must keep at least one owner; make someone else owner first");
         }
         db.query("UPDATE memberships SET role = ? WHERE org_id = ? AND user_id = ?").run(role, orgId, user.id);
-        audit.record({ orgId, actor, action: "member.role", target: user.id, details: { from: current.role, to: role } });
+        audit.record({
+          orgId,
+          actor,
+          action: "member.role",
+          target: user.id,
+          details: { from: current.role, to: role },
+        });
       })();
       return this.listMembers(orgId).find((m) => m.user_id === user.id)!;
     },
@@ -173,11 +223,16 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
 
     /** The user's password hash (null: none set), or null for no such user (auth/sessions). */
     passwordHashOf(userId: string): { password_hash: string | null } | null {
-      return db.query("SELECT password_hash FROM users WHERE id = ?").get(userId) as { password_hash: string | null } | null;
+      return db.query("SELECT password_hash FROM users WHERE id = ?").get(userId) as {
+        password_hash: string | null;
+      } | null;
     },
 
     passwordHashByUsername(username: string): { id: string; password_hash: string | null } | null {
-      return db.query("SELECT id, password_hash FROM users WHERE username = ?").get(username) as { id: string; password_hash: string | null } | null;
+      return db.query("SELECT id, password_hash FROM users WHERE username = ?").get(username) as {
+        id: string;
+        password_hash: string | null;
+      } | null;
     },
 
     /** Stores a password hash made by auth/sessions (the password itself never comes here). */
@@ -197,8 +252,15 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
       const orgId = newId("org");
       db.transaction(() => {
         db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, 'admin', 1, ?)").run(userId, at);
-        db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, 'default', 'Default', ?)").run(orgId, at);
-        db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)").run(orgId, userId, at);
+        db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, 'default', 'Default', ?)").run(
+          orgId,
+          at,
+        );
+        db.query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)").run(
+          orgId,
+          userId,
+          at,
+        );
       })();
       return { userId, orgId };
     },
@@ -211,13 +273,30 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
 
     createUser(input: { username: string; isAdmin?: boolean }, actor: Actor | string): User {
       if (!new RegExp(USERNAME_PATTERN).test(input.username)) {
-        throw new InvalidInputError(`invalid username ${JSON.stringify(input.username)}`, [{ pointer: "/username", detail: "a letter or digit, then letters, digits, '.', '_' or '-'; at most 64" }]);
+        throw new InvalidInputError(`invalid username ${JSON.stringify(input.username)}`, [
+          { pointer: "/username", detail: "a letter or digit, then letters, digits, '.', '_' or '-'; at most 64" },
+        ]);
       }
-      const user = { id: newId("usr"), username: input.username, is_admin: input.isAdmin ?? false, created_at: now().toISOString() };
+      const user = {
+        id: newId("usr"),
+        username: input.username,
+        is_admin: input.isAdmin ?? false,
+        created_at: now().toISOString(),
+      };
       try {
         db.transaction(() => {
-          db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, ?, ?, ?)").run(user.id, user.username, user.is_admin ? 1 : 0, user.created_at);
-          audit.record({ actor, action: "user.create", target: user.id, details: { username: user.username, is_admin: user.is_admin } });
+          db.query("INSERT INTO users (id, username, is_admin, created_at) VALUES (?, ?, ?, ?)").run(
+            user.id,
+            user.username,
+            user.is_admin ? 1 : 0,
+            user.created_at,
+          );
+          audit.record({
+            actor,
+            action: "user.create",
+            target: user.id,
+            details: { username: user.username, is_admin: user.is_admin },
+          });
         })();
       } catch (e) {
         if (isUniqueViolation(e)) throw new ConflictError(`user '${input.username}' already exists`);

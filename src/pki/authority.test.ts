@@ -57,7 +57,9 @@ function pemBlocks(pem: string): string[] {
 }
 
 function authorities() {
-  return db.query("SELECT id, purpose, parent_id, cert_pem, key_sealed FROM certificate_authorities ORDER BY purpose").all() as {
+  return db
+    .query("SELECT id, purpose, parent_id, cert_pem, key_sealed FROM certificate_authorities ORDER BY purpose")
+    .all() as {
     id: string;
     purpose: string;
     parent_id: string | null;
@@ -138,7 +140,9 @@ describe("ensureHierarchy", () => {
   test("CA private keys are sealed: not PKCS#8 as stored, PKCS#8 once unsealed with ca:<id>", async () => {
     await pki.ensureHierarchy(["server"]);
     for (const row of authorities()) {
-      await expect(crypto.subtle.importKey("pkcs8", row.key_sealed as Uint8Array<ArrayBuffer>, EC_ALG, false, ["sign"])).rejects.toThrow();
+      await expect(
+        crypto.subtle.importKey("pkcs8", row.key_sealed as Uint8Array<ArrayBuffer>, EC_ALG, false, ["sign"]),
+      ).rejects.toThrow();
       const pkcs8 = await sealer.unseal(row.key_sealed, `ca:${row.id}`);
       const key = await crypto.subtle.importKey("pkcs8", pkcs8 as Uint8Array<ArrayBuffer>, EC_ALG, true, ["sign"]);
       // The unsealed key is the one whose public half is in the certificate.
@@ -225,7 +229,12 @@ describe("issueLeaf", () => {
     const rows = db.query("SELECT * FROM certificate_issuances ORDER BY requester").all() as Record<string, unknown>[];
     expect(rows.length).toBe(2);
     const serverCaId = authorities().find((r) => r.purpose === "server")!.id;
-    expect(rows[0]).toMatchObject({ serial: a.serial, requester: "appliance:api-server", usage: "server", ca_id: serverCaId });
+    expect(rows[0]).toMatchObject({
+      serial: a.serial,
+      requester: "appliance:api-server",
+      usage: "server",
+      ca_id: serverCaId,
+    });
     expect(rows[1]).toMatchObject({ serial: b.serial, requester: "test", usage: "server", ca_id: serverCaId });
     expect(JSON.parse(rows[0]!.names as string)).toEqual({ dns: ["localhost"], ip: ["127.0.0.1"] });
     expect(String(rows[0]!.subject)).toContain("CN=localhost");

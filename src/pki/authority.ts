@@ -108,7 +108,14 @@ export type Pki = ReturnType<typeof pkiServiceFactory>;
 
 // Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
 // closure only shares prepared statements and the parsed CA cache.
-export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Date(), audit, maxClientCertLifetimeMs = 25 * 3600_000 }: PkiDeps) {
+export function pkiServiceFactory({
+  db,
+  sealer,
+  applianceId,
+  now = () => new Date(),
+  audit,
+  maxClientCertLifetimeMs = 25 * 3600_000,
+}: PkiDeps) {
   const signingKeys = new Map<string, Promise<CryptoKey>>();
   // Parsing a CA certificate and exporting its public key costs more than signing a leaf.
   const caCerts = new Map<string, Promise<{ cert: x509.X509Certificate; publicKey: CryptoKey }>>();
@@ -123,7 +130,9 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
   };
 
   const activeRow = (purpose: CaPurpose) =>
-    db.query("SELECT * FROM certificate_authorities WHERE purpose = ? AND retired_at IS NULL").get(purpose) as AuthorityRow | null;
+    db
+      .query("SELECT * FROM certificate_authorities WHERE purpose = ? AND retired_at IS NULL")
+      .get(purpose) as AuthorityRow | null;
 
   const signingKey = (row: AuthorityRow) => {
     let k = signingKeys.get(row.id);
@@ -191,7 +200,18 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
     db.query(
       `INSERT INTO certificate_authorities (id, purpose, parent_id, serial, subject, cert_pem, key_sealed, not_before, not_after, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(row.id, row.purpose, row.parent_id, row.serial, row.subject, row.cert_pem, row.key_sealed, row.not_before, row.not_after, now().toISOString());
+    ).run(
+      row.id,
+      row.purpose,
+      row.parent_id,
+      row.serial,
+      row.subject,
+      row.cert_pem,
+      row.key_sealed,
+      row.not_before,
+      row.not_after,
+      now().toISOString(),
+    );
   }
 
   const signers = new Map<string, Promise<LeafSigner>>();
@@ -210,7 +230,12 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
    * client's key (from a CSR), or null for a fresh key — generated inside the queue too, so a
    * burst of requests does all its work in the queue's small, yielding steps.
    */
-  function sign(req: LeafRequest, spki: Uint8Array | null, subject: Rdns, alsoRecord?: (serial: string, notAfter: Date) => void) {
+  function sign(
+    req: LeafRequest,
+    spki: Uint8Array | null,
+    subject: Rdns,
+    alsoRecord?: (serial: string, notAfter: Date) => void,
+  ) {
     return queue(async () => {
       const ca = activeRow(req.issuer);
       if (!ca) throw new NotFoundError(`no active ${req.issuer} CA`);
@@ -220,16 +245,40 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
       const t = now().getTime();
       const notAfter = new Date(Math.min(t + req.lifetimeMs, signer.notAfter.getTime()));
       const notBefore = new Date(t - BACKDATE_MS);
-      const cert = signLeaf(signer, { serial, subject, spki: spki ?? fresh!.spki, notBefore, notAfter, usage: req.usage, names: req.names });
+      const cert = signLeaf(signer, {
+        serial,
+        subject,
+        spki: spki ?? fresh!.spki,
+        notBefore,
+        notAfter,
+        usage: req.usage,
+        names: req.names,
+      });
       // One commit for the issuance, its audit record and the caller's record of it.
       db.transaction(() => {
         db.query(
           `INSERT INTO certificate_issuances (serial, ca_id, usage, subject, names, not_before, not_after, requester, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(serial, ca.id, req.usage, cert.subject, JSON.stringify(req.names), notBefore.toISOString(), notAfter.toISOString(), req.requester, now().toISOString());
+        ).run(
+          serial,
+          ca.id,
+          req.usage,
+          cert.subject,
+          JSON.stringify(req.names),
+          notBefore.toISOString(),
+          notAfter.toISOString(),
+          req.requester,
+          now().toISOString(),
+        );
         alsoRecord?.(serial, notAfter);
       })();
-      return { serial, certPem: cert.pem, chainPem: `${cert.pem}\n${ca.cert_pem}\n`, notAfter, keyPem: fresh?.keyPem ?? null };
+      return {
+        serial,
+        certPem: cert.pem,
+        chainPem: `${cert.pem}\n${ca.cert_pem}\n`,
+        notAfter,
+        keyPem: fresh?.keyPem ?? null,
+      };
     });
   }
 
@@ -267,7 +316,10 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
 
     /** Signs a fresh leaf with a fresh key from the active intermediate of `req.issuer`. */
     async issueLeaf(req: LeafRequest): Promise<IssuedLeaf> {
-      const signed = await sign(req, null, [["CN", req.commonName], ["O", "Slipway"]]);
+      const signed = await sign(req, null, [
+        ["CN", req.commonName],
+        ["O", "Slipway"],
+      ]);
       return { ...signed, keyPem: signed.keyPem! };
     },
 
@@ -277,9 +329,21 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
      */
     async issueBuildClientCertificate(req: BuildCertRequest): Promise<IssuedBuildCert> {
       const uri = `slipway://${applianceId}/org/${req.orgId}/project/${req.projectId}/build/${req.buildId}/platform/${req.platform}`;
-      const subject: Rdns = [["O", `slipway:${applianceId}`], ["OU", `org:${req.orgId}`], ["OU", `project:${req.projectId}`], ["CN", `build:${req.buildId}:${req.platform}`]];
+      const subject: Rdns = [
+        ["O", `slipway:${applianceId}`],
+        ["OU", `org:${req.orgId}`],
+        ["OU", `project:${req.projectId}`],
+        ["CN", `build:${req.buildId}:${req.platform}`],
+      ];
       const lifetimeMs = Math.min(req.lifetimeMs, maxClientCertLifetimeMs);
-      const leafReq: LeafRequest = { issuer: "build-client", usage: "client", commonName: "", names: { uri: [uri] }, lifetimeMs, requester: req.requester };
+      const leafReq: LeafRequest = {
+        issuer: "build-client",
+        usage: "client",
+        commonName: "",
+        names: { uri: [uri] },
+        lifetimeMs,
+        requester: req.requester,
+      };
       const csrKey = req.csrPem ? await csrPublicKey(req.csrPem) : null;
       const signed = await sign(leafReq, csrKey, subject, (serial, notAfter) => {
         audit?.record({
@@ -287,7 +351,14 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
           actor: req.requester,
           action: "certificate.issue",
           target: serial,
-          details: { usage: "client", build_id: req.buildId, project_id: req.projectId, platform: req.platform, not_after: notAfter.toISOString(), from_csr: csrKey !== null },
+          details: {
+            usage: "client",
+            build_id: req.buildId,
+            project_id: req.projectId,
+            platform: req.platform,
+            not_after: notAfter.toISOString(),
+            from_csr: csrKey !== null,
+          },
         });
         req.onIssued?.({ serial, notAfter });
       });
@@ -296,14 +367,20 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
 
     /** Every CA, retired ones too, by purpose and age (`slipway pki list`). */
     list(): AuthoritySummary[] {
-      return db.query("SELECT id, purpose, serial, not_after, retired_at FROM certificate_authorities ORDER BY purpose, created_at").all() as AuthoritySummary[];
+      return db
+        .query(
+          "SELECT id, purpose, serial, not_after, retired_at FROM certificate_authorities ORDER BY purpose, created_at",
+        )
+        .all() as AuthoritySummary[];
     },
 
     /** PEMs of every unexpired CA of `purpose`, the active one first: what verifiers trust, so
      * certificates from a retired intermediate stay valid until they expire. */
     trustBundle(purpose: CaPurpose): string[] {
       const rows = db
-        .query("SELECT cert_pem FROM certificate_authorities WHERE purpose = ? AND not_after > ? ORDER BY retired_at IS NOT NULL, created_at DESC")
+        .query(
+          "SELECT cert_pem FROM certificate_authorities WHERE purpose = ? AND not_after > ? ORDER BY retired_at IS NOT NULL, created_at DESC",
+        )
         .all(purpose, now().toISOString()) as { cert_pem: string }[];
       return rows.map((r) => r.cert_pem);
     },
@@ -312,9 +389,17 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
     async rotateIntermediate(purpose: Exclude<CaPurpose, "root">, requester: string): Promise<AuthorityRow> {
       const next = await makeAuthority(purpose);
       db.transaction(() => {
-        db.query("UPDATE certificate_authorities SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL").run(now().toISOString(), purpose);
+        db.query("UPDATE certificate_authorities SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL").run(
+          now().toISOString(),
+          purpose,
+        );
         insertAuthority(next);
-        audit?.record({ actor: requester, action: "ca.rotate", target: next.id, details: { purpose, serial: next.serial, not_after: next.not_after } });
+        audit?.record({
+          actor: requester,
+          action: "ca.rotate",
+          target: next.id,
+          details: { purpose, serial: next.serial, not_after: next.not_after },
+        });
       })();
       return next;
     },
@@ -323,11 +408,22 @@ export function pkiServiceFactory({ db, sealer, applianceId, now = () => new Dat
      * clients must be given the new ca.pem (which then holds both roots). */
     async rotateRoot(requester: string): Promise<AuthorityRow[]> {
       const root = await makeAuthority("root");
-      const purposes = (db.query("SELECT DISTINCT purpose FROM certificate_authorities WHERE purpose <> 'root' AND retired_at IS NULL").all() as { purpose: Exclude<CaPurpose, "root"> }[]).map((r) => r.purpose);
+      const purposes = (
+        db
+          .query("SELECT DISTINCT purpose FROM certificate_authorities WHERE purpose <> 'root' AND retired_at IS NULL")
+          .all() as { purpose: Exclude<CaPurpose, "root"> }[]
+      ).map((r) => r.purpose);
       db.transaction(() => {
-        db.query("UPDATE certificate_authorities SET retired_at = ? WHERE purpose = 'root' AND retired_at IS NULL").run(now().toISOString());
+        db.query("UPDATE certificate_authorities SET retired_at = ? WHERE purpose = 'root' AND retired_at IS NULL").run(
+          now().toISOString(),
+        );
         insertAuthority(root);
-        audit?.record({ actor: requester, action: "ca.rotate", target: root.id, details: { purpose: "root", serial: root.serial, not_after: root.not_after } });
+        audit?.record({
+          actor: requester,
+          action: "ca.rotate",
+          target: root.id,
+          details: { purpose: "root", serial: root.serial, not_after: root.not_after },
+        });
       })();
       const created = [root];
       for (const p of purposes) created.push(await this.rotateIntermediate(p, requester));
@@ -343,12 +439,19 @@ async function csrPublicKey(pem: string): Promise<Uint8Array> {
   try {
     csr = new x509.Pkcs10CertificateRequest(pem);
   } catch {
-    throw new InvalidInputError("the certificate request is not a PEM PKCS#10 request", [{ pointer: "/csr", detail: "expected -----BEGIN CERTIFICATE REQUEST-----" }]);
+    throw new InvalidInputError("the certificate request is not a PEM PKCS#10 request", [
+      { pointer: "/csr", detail: "expected -----BEGIN CERTIFICATE REQUEST-----" },
+    ]);
   }
   const alg = csr.publicKey.algorithm as { name: string; namedCurve?: string };
   if (alg.name !== "ECDSA" || alg.namedCurve !== "P-256") {
-    throw new InvalidInputError("certificate requests must carry an ECDSA P-256 key", [{ pointer: "/csr", detail: "ECDSA P-256 keys only" }]);
+    throw new InvalidInputError("certificate requests must carry an ECDSA P-256 key", [
+      { pointer: "/csr", detail: "ECDSA P-256 keys only" },
+    ]);
   }
-  if (!(await csr.verify())) throw new InvalidInputError("the certificate request's signature does not verify", [{ pointer: "/csr", detail: "bad self-signature" }]);
+  if (!(await csr.verify()))
+    throw new InvalidInputError("the certificate request's signature does not verify", [
+      { pointer: "/csr", detail: "bad self-signature" },
+    ]);
   return new Uint8Array(csr.publicKey.rawData);
 }

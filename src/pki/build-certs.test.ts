@@ -22,13 +22,26 @@ let dir: string;
 let db: Database;
 let pki: Pki;
 const HOUR = 3600_000;
-const req = { orgId: "org_a", projectId: "prj_1", buildId: "bld_1", platform: "amd64", lifetimeMs: 2 * HOUR, requester: "build:bld_1" };
+const req = {
+  orgId: "org_a",
+  projectId: "prj_1",
+  buildId: "bld_1",
+  platform: "amd64",
+  lifetimeMs: 2 * HOUR,
+  requester: "build:bld_1",
+};
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), "slipway-buildcert-"));
   db = openDatabase(join(dir, "x.db"));
   applyMigrations(db);
-  pki = pkiServiceFactory({ db, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))), applianceId: "app1", audit: auditServiceFactory({ db }), maxClientCertLifetimeMs: 3 * HOUR });
+  pki = pkiServiceFactory({
+    db,
+    sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+    applianceId: "app1",
+    audit: auditServiceFactory({ db }),
+    maxClientCertLifetimeMs: 3 * HOUR,
+  });
   await pki.ensureHierarchy(["server", "build-client"]);
 });
 afterEach(() => {
@@ -36,7 +49,8 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const intermediates = (purpose: string) => pki.trustBundle(purpose as "build-client").map((p) => new X509Certificate(p));
+const intermediates = (purpose: string) =>
+  pki.trustBundle(purpose as "build-client").map((p) => new X509Certificate(p));
 const verifiesAgainst = (leafPem: string, cas: X509Certificate[]) => {
   const leaf = new X509Certificate(leafPem);
   return cas.some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey));
@@ -48,7 +62,9 @@ describe("per-build client certificates", () => {
     const c = await pki.issueBuildClientCertificate(req);
     const cert = new x509.X509Certificate(c.certPem);
     expect(c.uri).toBe("slipway://app1/org/org_a/project/prj_1/build/bld_1/platform/amd64");
-    expect(cert.getExtension(x509.SubjectAlternativeNameExtension)!.names.toJSON()).toEqual([{ type: "url", value: c.uri }]);
+    expect(cert.getExtension(x509.SubjectAlternativeNameExtension)!.names.toJSON()).toEqual([
+      { type: "url", value: c.uri },
+    ]);
     expect(cert.getExtension(x509.ExtendedKeyUsageExtension)!.usages).toEqual([x509.ExtendedKeyUsage.clientAuth]);
     expect(cert.getExtension(x509.BasicConstraintsExtension)!.ca).toBe(false);
     expect(cert.subject).toBe("O=slipway:app1, OU=org:org_a, OU=project:prj_1, CN=build:bld_1:amd64");
@@ -64,15 +80,27 @@ describe("per-build client certificates", () => {
   test("lifetime is capped by configuration; issuance is recorded and audited without the key", async () => {
     const c = await pki.issueBuildClientCertificate({ ...req, lifetimeMs: 48 * HOUR });
     expect(c.notAfter.getTime() - Date.now()).toBeLessThanOrEqual(3 * HOUR);
-    expect(db.query("SELECT usage, requester FROM certificate_issuances WHERE serial = ?").get(c.serial)).toEqual({ usage: "client", requester: "build:bld_1" });
-    const audit = db.query("SELECT org_id, action, details FROM audit_log WHERE target = ?").get(c.serial) as { org_id: string; action: string; details: string };
+    expect(db.query("SELECT usage, requester FROM certificate_issuances WHERE serial = ?").get(c.serial)).toEqual({
+      usage: "client",
+      requester: "build:bld_1",
+    });
+    const audit = db.query("SELECT org_id, action, details FROM audit_log WHERE target = ?").get(c.serial) as {
+      org_id: string;
+      action: string;
+      details: string;
+    };
     expect(audit).toMatchObject({ org_id: "org_a", action: "certificate.issue" });
     expect(JSON.parse(audit.details)).toMatchObject({ build_id: "bld_1", platform: "amd64", from_csr: false });
     expect(JSON.stringify(db.query("SELECT * FROM certificate_issuances").all())).not.toContain("PRIVATE KEY");
   });
 
   test("the caller's record joins the issuance's transaction: when it fails, nothing of the issuance is kept", async () => {
-    const count = () => (db.query("SELECT (SELECT count(*) FROM certificate_issuances) + (SELECT count(*) FROM audit_log) AS n").get() as { n: number }).n;
+    const count = () =>
+      (
+        db
+          .query("SELECT (SELECT count(*) FROM certificate_issuances) + (SELECT count(*) FROM audit_log) AS n")
+          .get() as { n: number }
+      ).n;
     const before = count();
     let seen = "";
     await expect(
@@ -92,8 +120,15 @@ describe("per-build client certificates", () => {
   });
 
   test("from a CSR: the client's key is certified, no key is returned", async () => {
-    const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=ignored", keys, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } });
+    const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as CryptoKeyPair;
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: "CN=ignored",
+      keys,
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+    });
     const c = await pki.issueBuildClientCertificate({ ...req, csrPem: csr.toString("pem") });
     expect(c.keyPem).toBeNull();
     const issued = new x509.X509Certificate(c.certPem);
@@ -103,15 +138,39 @@ describe("per-build client certificates", () => {
   });
 
   test("bad CSRs are refused with a clear error", async () => {
-    const rsa = (await crypto.subtle.generateKey({ name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-    const rsaCsr = await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=x", keys: rsa, signingAlgorithm: { name: "RSASSA-PKCS1-v1_5" } });
-    await expect(pki.issueBuildClientCertificate({ ...req, csrPem: rsaCsr.toString("pem") })).rejects.toThrow("ECDSA P-256");
-    await expect(pki.issueBuildClientCertificate({ ...req, csrPem: "not a csr" })).rejects.toBeInstanceOf(InvalidInputError);
+    const rsa = (await crypto.subtle.generateKey(
+      { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
+      true,
+      ["sign", "verify"],
+    )) as CryptoKeyPair;
+    const rsaCsr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: "CN=x",
+      keys: rsa,
+      signingAlgorithm: { name: "RSASSA-PKCS1-v1_5" },
+    });
+    await expect(pki.issueBuildClientCertificate({ ...req, csrPem: rsaCsr.toString("pem") })).rejects.toThrow(
+      "ECDSA P-256",
+    );
+    await expect(pki.issueBuildClientCertificate({ ...req, csrPem: "not a csr" })).rejects.toBeInstanceOf(
+      InvalidInputError,
+    );
     // A CSR whose self-signature does not match its key (someone else's public key).
-    const mine = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-    const other = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-    const forged = await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=x", keys: { publicKey: other.publicKey, privateKey: mine.privateKey }, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } });
-    await expect(pki.issueBuildClientCertificate({ ...req, csrPem: forged.toString("pem") })).rejects.toThrow("does not verify");
+    const mine = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as CryptoKeyPair;
+    const other = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as CryptoKeyPair;
+    const forged = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: "CN=x",
+      keys: { publicKey: other.publicKey, privateKey: mine.privateKey },
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+    });
+    await expect(pki.issueBuildClientCertificate({ ...req, csrPem: forged.toString("pem") })).rejects.toThrow(
+      "does not verify",
+    );
     expect((db.query("SELECT count(*) AS n FROM certificate_issuances").get() as { n: number }).n).toBe(0);
   });
 });
@@ -128,7 +187,9 @@ describe("rotation", () => {
     expect(verifiesAgainst(after.certPem, [bundle[0]!])).toBe(true); // the active one first
     expect(verifiesAgainst(before.certPem, [bundle[0]!])).toBe(false);
     // Once the retired intermediate has expired it leaves the bundle.
-    db.run("UPDATE certificate_authorities SET not_after = '2000-01-01T00:00:00.000Z' WHERE purpose = 'build-client' AND retired_at IS NOT NULL");
+    db.run(
+      "UPDATE certificate_authorities SET not_after = '2000-01-01T00:00:00.000Z' WHERE purpose = 'build-client' AND retired_at IS NOT NULL",
+    );
     expect(intermediates("build-client")).toHaveLength(1);
     expect(db.query("SELECT action FROM audit_log WHERE action = 'ca.rotate'").all()).toHaveLength(1);
   });

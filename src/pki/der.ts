@@ -63,7 +63,9 @@ export function time(d: Date): Der {
   const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
   const digits = iso.slice(0, 19).replace(/[-:T]/g, "") + "Z";
   const year = d.getUTCFullYear();
-  return year < 2050 ? tlv(0x17, new TextEncoder().encode(digits.slice(2))) : tlv(0x18, new TextEncoder().encode(digits));
+  return year < 2050
+    ? tlv(0x17, new TextEncoder().encode(digits.slice(2)))
+    : tlv(0x18, new TextEncoder().encode(digits));
 }
 
 /** 4 or 16 bytes for an iPAddress general name. */

@@ -36,7 +36,10 @@ export function leafSigner(caCertPem: string, pkcs8: Uint8Array): LeafSigner {
 /** A fresh ECDSA P-256 key: SPKI DER for the certificate, PKCS#8 PEM for the client. */
 export function freshKey(): { spki: Uint8Array; keyPem: string } {
   const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  return { spki: publicKey.export({ type: "spki", format: "der" }), keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string };
+  return {
+    spki: publicKey.export({ type: "spki", format: "der" }),
+    keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+  };
 }
 
 /** Relative distinguished names, outermost first, e.g. [["O", "Slipway"], ["CN", "x"]]. */
@@ -70,7 +73,10 @@ function fixedExtensions(usage: LeafUsage): Uint8Array {
   const exts = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth], false),
+    new x509.ExtendedKeyUsageExtension(
+      [usage === "server" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth],
+      false,
+    ),
   ];
   return der.cat(exts.map((e) => new Uint8Array(e.rawData)));
 }
@@ -92,7 +98,9 @@ export function signLeaf(ca: LeafSigner, p: LeafParams): SignedLeaf {
     ext("2.5.29.35", der.seq(der.tlv(0x80, ca.keyIdBytes))),
     ...(sans.length > 0 ? [ext("2.5.29.17", der.seq(...sans))] : []),
   ];
-  const subject = der.seq(...p.subject.map(([attr, value]) => der.set(der.seq(der.oid(ATTRIBUTE_OID[attr]), der.utf8(value)))));
+  const subject = der.seq(
+    ...p.subject.map(([attr, value]) => der.set(der.seq(der.oid(ATTRIBUTE_OID[attr]), der.utf8(value)))),
+  );
   const algorithm = der.seq(der.oid(ECDSA_SHA256));
   const tbs = der.seq(
     der.explicit(0, der.smallInt(2)), // v3
@@ -133,4 +141,3 @@ export function yieldingQueue(budgetMs = 0.5) {
     return run;
   };
 }
-

@@ -37,7 +37,11 @@ export interface CaProfile {
   pathLength: number;
 }
 
-export async function caExtensions(publicKey: CryptoKey, profile: CaProfile, issuerPublicKey?: CryptoKey): Promise<x509.Extension[]> {
+export async function caExtensions(
+  publicKey: CryptoKey,
+  profile: CaProfile,
+  issuerPublicKey?: CryptoKey,
+): Promise<x509.Extension[]> {
   const ext: x509.Extension[] = [
     new x509.BasicConstraintsExtension(true, profile.pathLength, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),

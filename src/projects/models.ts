@@ -12,7 +12,13 @@ import { BodyInteger } from "../http/schema.ts";
 export const PROJECT_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
 export const PROJECT_NAME_RULE = "letters, digits, . _ -; up to 63 characters";
 
-type SettingKey = "cache_size_gb" | "cache_keep_days" | "builder_cpus" | "builder_memory_mb" | "builder_idle_timeout_seconds" | "build_timeout_seconds";
+type SettingKey =
+  | "cache_size_gb"
+  | "cache_keep_days"
+  | "builder_cpus"
+  | "builder_memory_mb"
+  | "builder_idle_timeout_seconds"
+  | "build_timeout_seconds";
 /** Allowed range of each setting (whole numbers). */
 export const SETTING_LIMITS: Record<SettingKey, { min: number; max: number }> = {
   cache_size_gb: { min: 1, max: 10000 },
@@ -23,7 +29,8 @@ export const SETTING_LIMITS: Record<SettingKey, { min: number; max: number }> = 
   build_timeout_seconds: { min: 60, max: 86400 },
 };
 
-const setting = (key: SettingKey, description: string) => BodyInteger({ minimum: SETTING_LIMITS[key].min, maximum: SETTING_LIMITS[key].max, description });
+const setting = (key: SettingKey, description: string) =>
+  BodyInteger({ minimum: SETTING_LIMITS[key].min, maximum: SETTING_LIMITS[key].max, description });
 const Settings = {
   cache_size_gb: setting("cache_size_gb", "cache size per platform, GB (default 50)"),
   cache_keep_days: setting("cache_keep_days", "keep cache entries this many days (default 14)"),
@@ -42,11 +49,20 @@ const SettingsPatch = {
 };
 const ProjectName = t.String({ pattern: PROJECT_NAME_PATTERN, description: PROJECT_NAME_RULE });
 
-export const Project = t.Object({ id: t.String(), org_id: t.String(), name: t.String(), created_at: t.String(), ...Settings });
+export const Project = t.Object({
+  id: t.String(),
+  org_id: t.String(),
+  name: t.String(),
+  created_at: t.String(),
+  ...Settings,
+});
 export type ProjectView = Static<typeof Project>;
 /** POST /orgs/{org}/projects */
 export const ProjectCreate = t.Object({ name: ProjectName, ...SettingsPatch }, { additionalProperties: false });
 /** PATCH /projects/{id} */
-export const ProjectPatch = t.Object({ name: t.Optional(ProjectName), ...SettingsPatch }, { additionalProperties: false });
+export const ProjectPatch = t.Object(
+  { name: t.Optional(ProjectName), ...SettingsPatch },
+  { additionalProperties: false },
+);
 /** A project named in a path: its id (prj_…). */
 export const ProjectParams = t.Object({ id: t.String({ minLength: 1, maxLength: 100 }) });

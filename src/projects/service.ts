@@ -66,7 +66,11 @@ export interface CacheReset {
 }
 
 /** What a project's builders are made from: its settings and its organization's OCI runtime. */
-export interface ProjectBuilderSettings extends Pick<ProjectSettings, "cache_size_gb" | "cache_keep_days" | "builder_cpus" | "builder_memory_mb" | "builder_idle_timeout_seconds"> {
+export interface ProjectBuilderSettings
+  extends Pick<
+    ProjectSettings,
+    "cache_size_gb" | "cache_keep_days" | "builder_cpus" | "builder_memory_mb" | "builder_idle_timeout_seconds"
+  > {
   id: string;
   org_id: string;
   builder_oci_runtime: string | null;
@@ -74,7 +78,15 @@ export interface ProjectBuilderSettings extends Pick<ProjectSettings, "cache_siz
 
 // Over 120 lines as a whole: a service factory, whose methods (each short) are the units; the
 // closure only shares prepared statements.
-export function projectsServiceFactory({ db, audit, release, quotas, orgs, resetCache, now = () => new Date() }: ProjectsDeps) {
+export function projectsServiceFactory({
+  db,
+  audit,
+  release,
+  quotas,
+  orgs,
+  resetCache,
+  now = () => new Date(),
+}: ProjectsDeps) {
   const byId = db.query("SELECT * FROM projects WHERE id = ?");
   const byOrgAndName = db.query("SELECT * FROM projects WHERE org_id = ? AND name = ?");
   const countIn = db.query("SELECT count(*) AS n FROM projects WHERE org_id = ?");
@@ -109,7 +121,9 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
     /** The organization of each of these projects that exists, in one query (admission asks per build). */
     orgsOf(ids: readonly string[]): Map<string, string> {
       if (ids.length === 0) return new Map();
-      const rows = db.query(`SELECT id, org_id FROM projects WHERE id IN (${ids.map(() => "?").join(",")})`).all(...ids) as { id: string; org_id: string }[];
+      const rows = db
+        .query(`SELECT id, org_id FROM projects WHERE id IN (${ids.map(() => "?").join(",")})`)
+        .all(...ids) as { id: string; org_id: string }[];
       return new Map(rows.map((r) => [r.id, r.org_id]));
     },
 
@@ -121,8 +135,18 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
     builderSettings(id: string): ProjectBuilderSettings | null {
       const p = byId.get(id) as Project | null;
       if (!p) return null;
-      const { org_id, cache_size_gb, cache_keep_days, builder_cpus, builder_memory_mb, builder_idle_timeout_seconds } = p;
-      return { id, org_id, cache_size_gb, cache_keep_days, builder_cpus, builder_memory_mb, builder_idle_timeout_seconds, builder_oci_runtime: orgs.builderRuntime(org_id) };
+      const { org_id, cache_size_gb, cache_keep_days, builder_cpus, builder_memory_mb, builder_idle_timeout_seconds } =
+        p;
+      return {
+        id,
+        org_id,
+        cache_size_gb,
+        cache_keep_days,
+        builder_cpus,
+        builder_memory_mb,
+        builder_idle_timeout_seconds,
+        builder_oci_runtime: orgs.builderRuntime(org_id),
+      };
     },
 
     /** Empties the project's build cache (its builders stop; the next build starts cold); audited. */
@@ -151,7 +175,9 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
           if (actor.isAdmin) return db.query("SELECT * FROM projects ORDER BY name").all() as Project[];
           const orgIds = Object.keys(actor.memberships);
           if (orgIds.length === 0) return [];
-          return db.query(`SELECT * FROM projects WHERE org_id IN (${orgIds.map(() => "?").join(",")}) ORDER BY name`).all(...orgIds) as Project[];
+          return db
+            .query(`SELECT * FROM projects WHERE org_id IN (${orgIds.map(() => "?").join(",")}) ORDER BY name`)
+            .all(...orgIds) as Project[];
         }
         default:
           return [];
@@ -161,7 +187,9 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
     /** Projects among `ids` (for project-scoped credentials). */
     listIds(ids: string[]): Project[] {
       if (ids.length === 0) return [];
-      return db.query(`SELECT * FROM projects WHERE id IN (${ids.map(() => "?").join(",")}) ORDER BY name`).all(...ids) as Project[];
+      return db
+        .query(`SELECT * FROM projects WHERE id IN (${ids.map(() => "?").join(",")}) ORDER BY name`)
+        .all(...ids) as Project[];
     },
 
     create(orgId: string, input: { name: string } & Partial<ProjectSettings>, actor: Actor): Project {
@@ -170,7 +198,14 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
       quotas?.checkSettings(orgId, chosen);
       // Defaults fit the organization's quotas: a project created without settings always can be.
       const defaults = quotas ? cappedSettings(DEFAULT_SETTINGS, quotas.limits(orgId)) : DEFAULT_SETTINGS;
-      const p: Project = { ...defaults, ...chosen, id: newId("prj"), org_id: orgId, name: input.name, created_at: now().toISOString() };
+      const p: Project = {
+        ...defaults,
+        ...chosen,
+        id: newId("prj"),
+        org_id: orgId,
+        name: input.name,
+        created_at: now().toISOString(),
+      };
       try {
         db.transaction(() => {
           quotas?.checkProjectCount(orgId); // counted in the creating transaction: no race past it
@@ -180,7 +215,8 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
           audit.record({ orgId, actor, action: "project.create", target: p.id, details: { name: p.name } });
         })();
       } catch (e) {
-        if (isUniqueViolation(e)) throw new ConflictError(`a project named '${input.name}' already exists in this organization`);
+        if (isUniqueViolation(e))
+          throw new ConflictError(`a project named '${input.name}' already exists in this organization`);
         throw e;
       }
       return p;
@@ -192,11 +228,16 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
       const next = { ...current, ...pickSettings(patch), name: patch.name ?? current.name };
       try {
         db.transaction(() => {
-          db.query(`UPDATE projects SET name = ?, ${SETTING_KEYS.map((k) => `${k} = ?`).join(", ")} WHERE id = ?`).run(next.name, ...SETTING_KEYS.map((k) => next[k]), id);
+          db.query(`UPDATE projects SET name = ?, ${SETTING_KEYS.map((k) => `${k} = ?`).join(", ")} WHERE id = ?`).run(
+            next.name,
+            ...SETTING_KEYS.map((k) => next[k]),
+            id,
+          );
           audit.record({ orgId: current.org_id, actor, action: "project.update", target: id, details: patch });
         })();
       } catch (e) {
-        if (isUniqueViolation(e)) throw new ConflictError(`a project named '${patch.name}' already exists in this organization`);
+        if (isUniqueViolation(e))
+          throw new ConflictError(`a project named '${patch.name}' already exists in this organization`);
         throw e;
       }
       return next;
@@ -207,7 +248,13 @@ export function projectsServiceFactory({ db, audit, release, quotas, orgs, reset
       await release?.(id);
       db.transaction(() => {
         db.query("DELETE FROM projects WHERE id = ?").run(id);
-        audit.record({ orgId: current.org_id, actor, action: "project.delete", target: id, details: { name: current.name } });
+        audit.record({
+          orgId: current.org_id,
+          actor,
+          action: "project.delete",
+          target: id,
+          details: { name: current.name },
+        });
       })();
     },
   };

@@ -26,7 +26,13 @@ export const RegistryUsage = t.Object({
 export type RegistryUsageView = Static<typeof RegistryUsage>;
 /** PUT /projects/{id}/registry */
 export const RetentionSet = t.Object(
-  { retention_days: BodyInteger({ minimum: 0, maximum: 3650, description: "days a saved image is kept after its last push (0: until the next collection)" }) },
+  {
+    retention_days: BodyInteger({
+      minimum: 0,
+      maximum: 3650,
+      description: "days a saved image is kept after its last push (0: until the next collection)",
+    }),
+  },
   { additionalProperties: false },
 );
 export const Collection = t.Object({

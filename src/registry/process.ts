@@ -37,7 +37,12 @@ export interface RegistryProcess {
 }
 
 /** The registry's config (YAML; JSON is valid YAML and leaves no quoting to get wrong). */
-export function registryConfig(o: { storageDir: string; socketPath: string; bundle: string; httpSecret: string }): string {
+export function registryConfig(o: {
+  storageDir: string;
+  socketPath: string;
+  bundle: string;
+  httpSecret: string;
+}): string {
   return `${JSON.stringify(
     {
       version: 0.1,
@@ -49,7 +54,15 @@ export function registryConfig(o: { storageDir: string; socketPath: string; bund
       },
       http: { net: "unix", addr: o.socketPath, relativeurls: true, secret: o.httpSecret },
       // The realm here is a placeholder: serve's proxy rewrites it to the host each request came in on.
-      auth: { token: { realm: "https://slipway.invalid/registry/token", service: REGISTRY_SERVICE, issuer: REGISTRY_ISSUER, rootcertbundle: o.bundle, autoredirect: false } },
+      auth: {
+        token: {
+          realm: "https://slipway.invalid/registry/token",
+          service: REGISTRY_SERVICE,
+          issuer: REGISTRY_ISSUER,
+          rootcertbundle: o.bundle,
+          autoredirect: false,
+        },
+      },
     },
     null,
     2,
@@ -138,7 +151,8 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
       log.warn("docker-registry exited; restarting it", { code, restart_in_ms: delay, last_lines: last.join(" | ") });
       restartTimer = setTimeout(() => {
         restartTimer = null;
-        if (wanted && !child) spawnOnce().catch((e) => log.error("docker-registry failed to restart", { error: (e as Error).message }));
+        if (wanted && !child)
+          spawnOnce().catch((e) => log.error("docker-registry failed to restart", { error: (e as Error).message }));
       }, delay);
     });
     await waitReady(c);
@@ -156,13 +170,15 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
       mkdirSync(storageDir, { recursive: true, mode: 0o700 });
       writeFileSync(bundle, o.signerCertPem, { mode: 0o600 });
       const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex");
-      writeFileSync(configFile, registryConfig({ storageDir, socketPath, bundle, httpSecret: secret }), { mode: 0o600 });
+      writeFileSync(configFile, registryConfig({ storageDir, socketPath, bundle, httpSecret: secret }), {
+        mode: 0o600,
+      });
       wanted = true;
       await spawnOnce();
     },
     async stop() {
       wanted = false;
-      if (restartTimer) (clearTimeout(restartTimer), (restartTimer = null));
+      if (restartTimer) clearTimeout(restartTimer), (restartTimer = null);
       const c = child;
       child = null;
       up = false;

@@ -22,22 +22,36 @@ let dir = "";
 let db: Database;
 let reg: RegistryService;
 const ACTORS: Record<string, Actor> = {
-  "slw_p_a1": { kind: "project-token", tokenId: "t1", orgId: "org_a", projectId: "prj_a1" },
-  "slw_p_b1": { kind: "project-token", tokenId: "t2", orgId: "org_b", projectId: "prj_b1" },
-  "slw_b_a1": { kind: "build-token", tokenId: "t3", orgId: "org_a", projectId: "prj_a1", buildId: "bld_1" },
+  slw_p_a1: { kind: "project-token", tokenId: "t1", orgId: "org_a", projectId: "prj_a1" },
+  slw_p_b1: { kind: "project-token", tokenId: "t2", orgId: "org_b", projectId: "prj_b1" },
+  slw_b_a1: { kind: "build-token", tokenId: "t3", orgId: "org_a", projectId: "prj_a1", buildId: "bld_1" },
 };
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "slipway-registry-svc-"));
   db = openDatabase(join(dir, "t.db"));
   applyMigrations(db);
-  for (const [o, p] of [["org_a", "prj_a1"], ["org_b", "prj_b1"]] as const) {
-    db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(o, o.replace("_", "-"), o, new Date().toISOString());
-    db.query("INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'p', 600, ?)").run(p, o, new Date().toISOString());
+  for (const [o, p] of [
+    ["org_a", "prj_a1"],
+    ["org_b", "prj_b1"],
+  ] as const) {
+    db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(
+      o,
+      o.replace("_", "-"),
+      o,
+      new Date().toISOString(),
+    );
+    db.query(
+      "INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'p', 600, ?)",
+    ).run(p, o, new Date().toISOString());
   }
   reg = registryServiceFactory({
     db,
-    projects: projectsServiceFactory({ db, audit: auditServiceFactory({ db }), orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }) }),
+    projects: projectsServiceFactory({
+      db,
+      audit: auditServiceFactory({ db }),
+      orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }),
+    }),
     // No build is ever pushed here: nothing to link an image to.
     builds: { find: () => null },
     sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
@@ -46,7 +60,8 @@ beforeAll(async () => {
     settings: { enabled: true, binary: join(dir, "no-such-registry"), retention_days: 7, gc_interval_hours: 0 },
     publicHost: "localhost:8443",
     builderHost: "registry.slipway.internal:8443",
-    actorOf: async (r) => ACTORS[(r.headers.get("authorization") ?? "").replace("Bearer ", "")] ?? { kind: "anonymous" },
+    actorOf: async (r) =>
+      ACTORS[(r.headers.get("authorization") ?? "").replace("Bearer ", "")] ?? { kind: "anonymous" },
   });
   await reg.start();
 });
@@ -57,10 +72,16 @@ afterAll(() => {
 
 const basic = (secret: string) => ({ authorization: `Basic ${Buffer.from(`x-token:${secret}`).toString("base64")}` });
 async function grantedTo(secret: string, scope: string): Promise<string[][]> {
-  const r = await reg.handle(new Request(`https://localhost:8443/registry/token?service=slipway-registry&scope=${encodeURIComponent(scope)}`, { headers: basic(secret) }))!;
+  const r = await reg.handle(
+    new Request(`https://localhost:8443/registry/token?service=slipway-registry&scope=${encodeURIComponent(scope)}`, {
+      headers: basic(secret),
+    }),
+  )!;
   expect(r.status).toBe(200);
   const jwt = ((await r.json()) as { token: string }).token;
-  return (JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString()) as { access: { actions: string[] }[] }).access.map((a) => a.actions);
+  return (
+    JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString()) as { access: { actions: string[] }[] }
+  ).access.map((a) => a.actions);
 }
 
 test("a missing binary leaves the registry unavailable, with why", () => {
@@ -80,20 +101,45 @@ test("grants: own project pull+push, a foreign project and a missing one nothing
 });
 
 test("unknown credentials get 401 with a Basic challenge; the OAuth2 password grant works too", async () => {
-  const bad = await reg.handle(new Request("https://localhost:8443/registry/token?scope=repository:prj_a1:pull", { headers: basic("slw_p_nope") }))!;
+  const bad = await reg.handle(
+    new Request("https://localhost:8443/registry/token?scope=repository:prj_a1:pull", { headers: basic("slw_p_nope") }),
+  )!;
   expect(bad.status).toBe(401);
   expect(bad.headers.get("www-authenticate")).toContain("Basic");
-  const form = new URLSearchParams({ grant_type: "password", username: "x-token", password: "slw_p_a1", scope: "repository:prj_a1:pull", service: "slipway-registry" });
-  const ok = await reg.handle(new Request("https://localhost:8443/registry/token", { method: "POST", body: form, headers: { "content-type": "application/x-www-form-urlencoded" } }))!;
+  const form = new URLSearchParams({
+    grant_type: "password",
+    username: "x-token",
+    password: "slw_p_a1",
+    scope: "repository:prj_a1:pull",
+    service: "slipway-registry",
+  });
+  const ok = await reg.handle(
+    new Request("https://localhost:8443/registry/token", {
+      method: "POST",
+      body: form,
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    }),
+  )!;
   expect(ok.status).toBe(200);
   expect(((await ok.json()) as { access_token: string }).access_token.split(".")).toHaveLength(3);
-  const refresh = await reg.handle(new Request("https://localhost:8443/registry/token", { method: "POST", body: new URLSearchParams({ grant_type: "refresh_token" }) }))!;
+  const refresh = await reg.handle(
+    new Request("https://localhost:8443/registry/token", {
+      method: "POST",
+      body: new URLSearchParams({ grant_type: "refresh_token" }),
+    }),
+  )!;
   expect(refresh.status).toBe(400);
 });
 
 test("an oversized token request is refused before it is read whole, chunked or not", async () => {
   const big = "x".repeat(200 * 1024);
-  const declared = await reg.handle(new Request("https://localhost:8443/registry/token", { method: "POST", body: `grant_type=password&password=${big}`, headers: { "content-type": "application/x-www-form-urlencoded" } }))!;
+  const declared = await reg.handle(
+    new Request("https://localhost:8443/registry/token", {
+      method: "POST",
+      body: `grant_type=password&password=${big}`,
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    }),
+  )!;
   expect(declared.status).toBe(413);
   const chunks = new ReadableStream<Uint8Array>({
     start(c) {
@@ -101,7 +147,13 @@ test("an oversized token request is refused before it is read whole, chunked or 
       c.close();
     },
   });
-  const chunked = await reg.handle(new Request("https://localhost:8443/registry/token", { method: "POST", body: chunks, duplex: "half" } as RequestInit))!;
+  const chunked = await reg.handle(
+    new Request("https://localhost:8443/registry/token", {
+      method: "POST",
+      body: chunks,
+      duplex: "half",
+    } as RequestInit),
+  )!;
   expect(chunked.status).toBe(413);
 });
 

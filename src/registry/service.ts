@@ -111,7 +111,10 @@ export function builderRegistryHost(publicHostname: string, port: number): { hos
 }
 
 const regError = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
-  new Response(JSON.stringify({ errors: [{ code, message }] }), { status, headers: { "content-type": "application/json", ...headers } });
+  new Response(JSON.stringify({ errors: [{ code, message }] }), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
 
 function dirBytes(dir: string): number {
   let total = 0;
@@ -142,24 +145,41 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
   const now = () => Date.now();
   const project = (id: string) => deps.projects.find(id);
   const retentionDays = (projectId: string) =>
-    (db.query("SELECT retention_days FROM registry_settings WHERE project_id = ?").get(projectId) as { retention_days: number } | null)?.retention_days ?? settings.retention_days;
+    (
+      db.query("SELECT retention_days FROM registry_settings WHERE project_id = ?").get(projectId) as {
+        retention_days: number;
+      } | null
+    )?.retention_days ?? settings.retention_days;
 
   async function sign(sub: string, access: Access[], seconds: number, extra: Record<string, unknown> = {}) {
     const t = Math.floor(now() / 1000);
-    return key!.sign({ iss: REGISTRY_ISSUER, sub, aud: REGISTRY_SERVICE, exp: t + seconds, nbf: t - 60, iat: t, jti: crypto.randomUUID(), access, ...extra });
+    return key!.sign({
+      iss: REGISTRY_ISSUER,
+      sub,
+      aud: REGISTRY_SERVICE,
+      exp: t + seconds,
+      nbf: t - 60,
+      iat: t,
+      jti: crypto.randomUUID(),
+      access,
+      ...extra,
+    });
   }
 
   /** A Slipway credential or a pull token, from a token request's password. */
   async function actorFor(password: string): Promise<Actor | null> {
     if (password.startsWith(PULL_TOKEN_PREFIX)) {
       const claims = await key!.verify(password.slice(PULL_TOKEN_PREFIX.length));
-      if (!claims || claims.typ !== "pull" || typeof claims.project !== "string" || typeof claims.org !== "string") return null;
+      if (!claims || claims.typ !== "pull" || typeof claims.project !== "string" || typeof claims.org !== "string")
+        return null;
       const p = project(claims.project);
       if (!p || p.org_id !== claims.org) return null; // a deleted project's tokens die with it
       return { kind: "pull-token", tokenId: String(claims.jti), orgId: p.org_id, projectId: p.id };
     }
     try {
-      const a = await deps.actorOf(new Request("https://registry.invalid/", { headers: { authorization: `Bearer ${password}` } }));
+      const a = await deps.actorOf(
+        new Request("https://registry.invalid/", { headers: { authorization: `Bearer ${password}` } }),
+      );
       return a.kind === "anonymous" ? null : a;
     } catch {
       return null;
@@ -188,7 +208,10 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     const url = new URL(request.url);
     // Any user name (x-token by convention): the password says who it is.
     let password = "";
-    let scopes = url.searchParams.getAll("scope").flatMap((s) => s.split(" ")).filter(Boolean);
+    let scopes = url.searchParams
+      .getAll("scope")
+      .flatMap((s) => s.split(" "))
+      .filter(Boolean);
     let oauth = false;
     if (request.method === "POST") {
       let body: Uint8Array;
@@ -198,7 +221,8 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
         return regError(413, "SIZE_INVALID", `the token request is larger than ${TOKEN_FORM_MAX_BYTES} bytes`);
       }
       const form = new URLSearchParams(new TextDecoder().decode(body));
-      if (form.get("grant_type") !== "password") return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
+      if (form.get("grant_type") !== "password")
+        return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
       oauth = true;
       password = form.get("password") ?? "";
       scopes = (form.get("scope") ?? "").split(" ").filter(Boolean);
@@ -213,18 +237,32 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     } else {
       return regError(405, "UNSUPPORTED", "GET or POST");
     }
-    if (scopes.length > 20 || scopes.some((s) => s.length > 300)) return regError(400, "DENIED", "too many or too long scopes");
+    if (scopes.length > 20 || scopes.some((s) => s.length > 300))
+      return regError(400, "DENIED", "too many or too long scopes");
     const actor = password ? await actorFor(password) : null;
     if (!actor) {
       return oauth
-        ? Response.json({ error: "invalid_grant", error_description: "unknown or expired credentials" }, { status: 401 })
-        : regError(401, "UNAUTHORIZED", "credentials are required: user x-token, password a Slipway token or a pull token", { "www-authenticate": 'Basic realm="slipway registry"' });
+        ? Response.json(
+            { error: "invalid_grant", error_description: "unknown or expired credentials" },
+            { status: 401 },
+          )
+        : regError(
+            401,
+            "UNAUTHORIZED",
+            "credentials are required: user x-token, password a Slipway token or a pull token",
+            { "www-authenticate": 'Basic realm="slipway registry"' },
+          );
     }
     const access = grants(actor, scopes);
     const token = await sign(actorLabel(actor), access, ACCESS_TOKEN_SECONDS);
     const issued = new Date().toISOString();
     return oauth
-      ? Response.json({ access_token: token, expires_in: ACCESS_TOKEN_SECONDS, issued_at: issued, token_type: "Bearer" })
+      ? Response.json({
+          access_token: token,
+          expires_in: ACCESS_TOKEN_SECONDS,
+          issued_at: issued,
+          token_type: "Bearer",
+        })
       : Response.json({ token, access_token: token, expires_in: ACCESS_TOKEN_SECONDS, issued_at: issued });
   }
 
@@ -236,11 +274,15 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     // Builders name the registry by builderHost, or by its host with the API's port (the network
     // policy leads them from there to their own listener): either way the client fetches the token.
     const name = (hp: string) => hp.toLowerCase().replace(/:\d+$/, "");
-    const h = name(host) === name(deps.builderHost) && host.toLowerCase() !== deps.publicHost.toLowerCase() ? deps.publicHost : host;
+    const h =
+      name(host) === name(deps.builderHost) && host.toLowerCase() !== deps.publicHost.toLowerCase()
+        ? deps.publicHost
+        : host;
     return `https://${h}${TOKEN_PATH}`;
   }
 
-  const internal = (path: string, init: RequestInit = {}) => fetch(`http://registry${path}`, { ...init, unix: proc!.socketPath } as RequestInit);
+  const internal = (path: string, init: RequestInit = {}) =>
+    fetch(`http://registry${path}`, { ...init, unix: proc!.socketPath } as RequestInit);
 
   async function internalToken(repo: string) {
     return sign("appliance:registry", [{ type: "repository", name: repo, actions: ["pull", "push", "delete"] }], 300);
@@ -253,7 +295,12 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     "application/vnd.docker.distribution.manifest.v2+json",
   ].join(",");
 
-  type Manifest = { mediaType?: string; config?: { size: number }; layers?: { size: number }[]; manifests?: { digest: string; size: number }[] };
+  type Manifest = {
+    mediaType?: string;
+    config?: { size: number };
+    layers?: { size: number }[];
+    manifests?: { digest: string; size: number }[];
+  };
   const ownBytes = (m: Manifest) => (m.config?.size ?? 0) + (m.layers ?? []).reduce((n, l) => n + (l.size ?? 0), 0);
 
   /** The bytes an image takes: its config and layers, or for an index those of each manifest. */
@@ -287,14 +334,25 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
        ON CONFLICT (project_id, tag) DO UPDATE SET digest = excluded.digest, media_type = excluded.media_type, build_id = excluded.build_id, bytes = excluded.bytes, pushed_at = excluded.pushed_at`,
     ).run(p.id, reference, digest, m.mediaType ?? mediaType, build?.id ?? null, bytes, new Date(now()).toISOString());
     // A push of a save tag after the build id's tag: the same build.
-    if (build) db.query("UPDATE registry_images SET build_id = ? WHERE project_id = ? AND digest = ? AND build_id IS NULL").run(build.id, p.id, digest);
+    if (build)
+      db.query("UPDATE registry_images SET build_id = ? WHERE project_id = ? AND digest = ? AND build_id IS NULL").run(
+        build.id,
+        p.id,
+        digest,
+      );
     log.info("registry: image pushed", { project: p.id, tag: reference, digest, bytes });
   }
 
   async function proxy(request: Request): Promise<Response> {
     if (!proc?.ready()) {
       const st = status();
-      return regError(503, "UNAVAILABLE", st.ok ? "the registry is not running right now (restarting, or collecting garbage); retry shortly" : `the registry is not available: ${st.detail}`);
+      return regError(
+        503,
+        "UNAVAILABLE",
+        st.ok
+          ? "the registry is not running right now (restarting, or collecting garbage); retry shortly"
+          : `the registry is not available: ${st.detail}`,
+      );
     }
     const url = new URL(request.url);
     const headers = new Headers(request.headers);
@@ -326,7 +384,11 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
         ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
       } as RequestInit);
     } catch (e) {
-      log.warn("registry: proxying failed", { method: request.method, path: url.pathname, error: (e as Error).message });
+      log.warn("registry: proxying failed", {
+        method: request.method,
+        path: url.pathname,
+        error: (e as Error).message,
+      });
       return regError(502, "UNAVAILABLE", "the registry did not answer");
     }
     const out = new Headers(upstream.headers);
@@ -335,7 +397,9 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     if (manifestPut && upstream.status === 201) {
       const [, repo, reference] = manifestPut as unknown as [string, string, string];
       const digest = upstream.headers.get("docker-content-digest") ?? "";
-      await recordPush(repo, reference, digest, manifestBody!, request.headers.get("content-type") ?? "").catch((e) => log.warn("registry: recording a push failed", { error: (e as Error).message }));
+      await recordPush(repo, reference, digest, manifestBody!, request.headers.get("content-type") ?? "").catch((e) =>
+        log.warn("registry: recording a push failed", { error: (e as Error).message }),
+      );
     }
     return new Response(request.method === "HEAD" ? null : upstream.body, { status: upstream.status, headers: out });
   }
@@ -346,7 +410,12 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     if (startError) return { ok: false, detail: startError };
     if (!proc) return { ok: false, detail: "not started" };
     if (!proc.ready()) return { ok: true, detail: "docker-registry restarting" };
-    return { ok: true, detail: deps.unreachableByBuilders ? `docker-registry running; clients pull from ${deps.publicHost}, but builders cannot push: ${deps.unreachableByBuilders}` : `docker-registry running; builders push to ${deps.builderHost}, clients pull from ${deps.publicHost}` };
+    return {
+      ok: true,
+      detail: deps.unreachableByBuilders
+        ? `docker-registry running; clients pull from ${deps.publicHost}, but builders cannot push: ${deps.unreachableByBuilders}`
+        : `docker-registry running; builders push to ${deps.builderHost}, clients pull from ${deps.publicHost}`,
+    };
   }
 
   interface CollectResult {
@@ -361,10 +430,12 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     const r = await internal(`/v2/${repo}/manifests/${digest}`, { headers: { ...auth, accept: MANIFEST_ACCEPT } });
     if (r.ok) {
       const m = (await r.json().catch(() => ({}))) as Manifest;
-      for (const child of m.manifests ?? []) await internal(`/v2/${repo}/manifests/${child.digest}`, { method: "DELETE", headers: auth });
+      for (const child of m.manifests ?? [])
+        await internal(`/v2/${repo}/manifests/${child.digest}`, { method: "DELETE", headers: auth });
     }
     const d = await internal(`/v2/${repo}/manifests/${digest}`, { method: "DELETE", headers: auth });
-    if (d.status !== 202 && d.status !== 404) throw new Error(`deleting ${repo}@${digest}: registry answered ${d.status}`);
+    if (d.status !== 202 && d.status !== 404)
+      throw new Error(`deleting ${repo}@${digest}: registry answered ${d.status}`);
   }
 
   /** Deletes what is past its project's retention, then garbage-collects. */
@@ -388,12 +459,21 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
         db.query("DELETE FROM registry_images WHERE project_id = ? AND digest = ?").run(project_id, digest);
         deleted.push({ project_id, digest, tags: group.map((r) => r.tag) });
       } catch (e) {
-        log.warn("registry: deleting an expired image failed", { project: project_id, digest, error: (e as Error).message });
+        log.warn("registry: deleting an expired image failed", {
+          project: project_id,
+          digest,
+          error: (e as Error).message,
+        });
       }
     }
     const gc = await proc.garbageCollect();
     const after = dirBytes(proc.storageDir);
-    log.info("registry: garbage collected", { deleted: deleted.length, bytes_before: before, bytes_after: after, ok: gc.ok });
+    log.info("registry: garbage collected", {
+      deleted: deleted.length,
+      bytes_before: before,
+      bytes_after: after,
+      ok: gc.ok,
+    });
     if (!gc.ok) log.warn("registry: garbage-collect failed", { output: gc.output });
     return { deleted, bytes_before: before, bytes_after: after, gc };
   }
@@ -404,15 +484,28 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       if (!settings.enabled) return;
       try {
         key = await loadSigningKey({ db, sealer: deps.sealer });
-        proc = registryProcessFactory({ binary: settings.binary, dir: join(deps.dataDir, "registry"), signerCertPem: key.certPem, log: log.child({ component: "registry" }) });
+        proc = registryProcessFactory({
+          binary: settings.binary,
+          dir: join(deps.dataDir, "registry"),
+          signerCertPem: key.certPem,
+          log: log.child({ component: "registry" }),
+        });
         if (proc.unavailable) {
-          log.warn("the registry is unavailable: --save, depot pull and --load through the registry are refused", { reason: proc.unavailable });
+          log.warn("the registry is unavailable: --save, depot pull and --load through the registry are refused", {
+            reason: proc.unavailable,
+          });
           return;
         }
         await proc.start();
         log.info("registry started", { builders_push_to: deps.builderHost, clients_pull_from: deps.publicHost });
         if (settings.gc_interval_hours > 0) {
-          gcTimer = setInterval(() => void this.collect().catch((e) => log.warn("registry: scheduled collection failed", { error: (e as Error).message })), settings.gc_interval_hours * 3600_000);
+          gcTimer = setInterval(
+            () =>
+              void this.collect().catch((e) =>
+                log.warn("registry: scheduled collection failed", { error: (e as Error).message }),
+              ),
+            settings.gc_interval_hours * 3600_000,
+          );
         }
       } catch (e) {
         startError = (e as Error).message;
@@ -431,13 +524,18 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
       name: "registry:running",
       run: () => {
         const s = status();
-        return s.ok ? { status: proc!.ready() && !deps.unreachableByBuilders ? "pass" : "warn", output: s.detail } : { status: "warn", output: `registry unavailable: ${s.detail}` };
+        return s.ok
+          ? { status: proc!.ready() && !deps.unreachableByBuilders ? "pass" : "warn", output: s.detail }
+          : { status: "warn", output: `registry unavailable: ${s.detail}` };
       },
     } satisfies HealthCheck,
     /** serve's fetch handler calls this first: a Response for registry paths, else null. */
     handle(request: Request): Promise<Response> | null {
       const path = new URL(request.url).pathname;
-      if (path === TOKEN_PATH) return key ? tokenEndpoint(request) : Promise.resolve(regError(503, "UNAVAILABLE", `the registry is not available: ${status().detail}`));
+      if (path === TOKEN_PATH)
+        return key
+          ? tokenEndpoint(request)
+          : Promise.resolve(regError(503, "UNAVAILABLE", `the registry is not available: ${status().detail}`));
       if (path === "/v2" || path.startsWith("/v2/")) return proxy(request);
       return null;
     },
@@ -447,28 +545,50 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
     },
     /** Throws what saveTargets would, before anything is created. */
     validateSave(saveTags: readonly string[]) {
-      if (!this.available()) throw new PreconditionError(`--save needs the appliance's registry, which is not available: ${status().detail}`);
-      if (deps.unreachableByBuilders) throw new PreconditionError(`--save needs builders to push to the appliance's registry, and they cannot: ${deps.unreachableByBuilders}`);
+      if (!this.available())
+        throw new PreconditionError(
+          `--save needs the appliance's registry, which is not available: ${status().detail}`,
+        );
+      if (deps.unreachableByBuilders)
+        throw new PreconditionError(
+          `--save needs builders to push to the appliance's registry, and they cannot: ${deps.unreachableByBuilders}`,
+        );
       const bad = saveTags.find((t) => !TAG.test(t));
-      if (bad !== undefined) throw new InvalidInputError(`save tag ${JSON.stringify(bad)} is not a valid tag`, [{ pointer: "/options/saveTags", detail: "letters, digits, _ . -; up to 128 characters, not starting with . or -" }]);
+      if (bad !== undefined)
+        throw new InvalidInputError(`save tag ${JSON.stringify(bad)} is not a valid tag`, [
+          {
+            pointer: "/options/saveTags",
+            detail: "letters, digits, _ . -; up to 128 characters, not starting with . or -",
+          },
+        ]);
     },
     /** CreateBuild's additional tags and credentials: the build id, then each save tag. */
     saveTargets(build: { id: string; projectId: string }, buildToken: string, saveTags: readonly string[]) {
       this.validateSave(saveTags);
       const tags = [...new Set([build.id, ...saveTags])].map((t) => `${deps.builderHost}/${build.projectId}:${t}`);
-      return { tags, credentials: [{ host: deps.builderHost, token: Buffer.from(`x-token:${buildToken}`).toString("base64") }] };
+      return {
+        tags,
+        credentials: [{ host: deps.builderHost, token: Buffer.from(`x-token:${buildToken}`).toString("base64") }],
+      };
     },
     /** A read-only registry credential for one project, valid 1 h. */
     async pullToken(p: { orgId: string; projectId: string }): Promise<{ token: string; expiresAt: Date }> {
-      if (!key || !this.available()) throw new PreconditionError(`the appliance's registry is not available: ${status().detail}`);
-      const token = await sign(`project:${p.projectId}`, [], PULL_TOKEN_SECONDS, { typ: "pull", project: p.projectId, org: p.orgId });
+      if (!key || !this.available())
+        throw new PreconditionError(`the appliance's registry is not available: ${status().detail}`);
+      const token = await sign(`project:${p.projectId}`, [], PULL_TOKEN_SECONDS, {
+        typ: "pull",
+        project: p.projectId,
+        org: p.orgId,
+      });
       return { token: PULL_TOKEN_PREFIX + token, expiresAt: new Date(now() + PULL_TOKEN_SECONDS * 1000) };
     },
     /** Where a client pulls a build from. */
     reference: (projectId: string, tag: string) => `${deps.publicHost}/${projectId}:${tag}`,
     /** Saved images of a project, newest first, with the retention in force. */
     usage(projectId: string) {
-      const rows = db.query("SELECT * FROM registry_images WHERE project_id = ? ORDER BY pushed_at DESC").all(projectId) as ImageRow[];
+      const rows = db
+        .query("SELECT * FROM registry_images WHERE project_id = ? ORDER BY pushed_at DESC")
+        .all(projectId) as ImageRow[];
       const images = new Map<string, SavedImage>();
       for (const r of rows) {
         const img = images.get(r.digest);
@@ -477,10 +597,24 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
           img.build_id ??= r.build_id;
           continue;
         }
-        images.set(r.digest, { digest: r.digest, tags: [r.tag], build_id: r.build_id, media_type: r.media_type, bytes: r.bytes, pushed_at: r.pushed_at, age_seconds: Math.max(0, Math.floor((now() - Date.parse(r.pushed_at)) / 1000)) });
+        images.set(r.digest, {
+          digest: r.digest,
+          tags: [r.tag],
+          build_id: r.build_id,
+          media_type: r.media_type,
+          bytes: r.bytes,
+          pushed_at: r.pushed_at,
+          age_seconds: Math.max(0, Math.floor((now() - Date.parse(r.pushed_at)) / 1000)),
+        });
       }
       const list = [...images.values()];
-      return { repository: `${deps.publicHost}/${projectId}`, retention_days: retentionDays(projectId), images: list, total_bytes: list.reduce((n, i) => n + i.bytes, 0), available: this.available() };
+      return {
+        repository: `${deps.publicHost}/${projectId}`,
+        retention_days: retentionDays(projectId),
+        images: list,
+        total_bytes: list.reduce((n, i) => n + i.bytes, 0),
+        available: this.available(),
+      };
     },
     setRetention(projectId: string, days: number) {
       if (!project(projectId)) throw new NotFoundError("no such project");

@@ -61,6 +61,8 @@ test("the key is made once, stored sealed (never in plain), and loads back the s
   expect((db.query("SELECT COUNT(*) AS n FROM registry_signing_keys").get() as { n: number }).n).toBe(1);
   expect(await b.verify(await a.sign({ exp: Math.floor(Date.now() / 1000) + 60 }))).not.toBeNull();
   // Another master key cannot open it.
-  await expect(loadSigningKey({ db, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))) })).rejects.toThrow(/master key/);
+  await expect(
+    loadSigningKey({ db, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))) }),
+  ).rejects.toThrow(/master key/);
   db.close();
 });

@@ -54,7 +54,13 @@ const b64url = (b: Uint8Array | string) => Buffer.from(b).toString("base64url");
 async function fromPrivate(pkcs8: Uint8Array): Promise<{ privateKey: CryptoKey; publicKey: CryptoKey }> {
   const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8 as Uint8Array<ArrayBuffer>, EC_ALG, true, ["sign"]);
   const jwk = await crypto.subtle.exportKey("jwk", privateKey);
-  const publicKey = await crypto.subtle.importKey("jwk", { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y }, EC_ALG, true, ["verify"]);
+  const publicKey = await crypto.subtle.importKey(
+    "jwk",
+    { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y },
+    EC_ALG,
+    true,
+    ["verify"],
+  );
   return { privateKey, publicKey };
 }
 
@@ -87,7 +93,12 @@ export async function signingKeyOf(pkcs8: Uint8Array): Promise<SigningKey> {
       try {
         const header = JSON.parse(Buffer.from(parts[0]!, "base64url").toString("utf8")) as Record<string, unknown>;
         if (header.alg !== "ES256" || header.kid !== kid) return null;
-        const ok = await crypto.subtle.verify(SIGN_ALG, keys.publicKey, Buffer.from(parts[2]!, "base64url"), enc.encode(`${parts[0]}.${parts[1]}`));
+        const ok = await crypto.subtle.verify(
+          SIGN_ALG,
+          keys.publicKey,
+          Buffer.from(parts[2]!, "base64url"),
+          enc.encode(`${parts[0]}.${parts[1]}`),
+        );
         if (!ok) return null;
         const claims = JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
         if (typeof claims.exp !== "number" || claims.exp <= nowSeconds) return null;
@@ -101,13 +112,23 @@ export async function signingKeyOf(pkcs8: Uint8Array): Promise<SigningKey> {
 
 /** The appliance's registry signing key: loaded (unsealed) from the database, or made and
  * stored sealed on first use. */
-export async function loadSigningKey(deps: { db: Database; sealer: Pick<Sealer, "seal" | "unseal"> }): Promise<SigningKey> {
+export async function loadSigningKey(deps: {
+  db: Database;
+  sealer: Pick<Sealer, "seal" | "unseal">;
+}): Promise<SigningKey> {
   const { db, sealer } = deps;
-  const row = db.query("SELECT id, sealed_key FROM registry_signing_keys ORDER BY created_at DESC LIMIT 1").get() as { id: string; sealed_key: Uint8Array } | null;
+  const row = db.query("SELECT id, sealed_key FROM registry_signing_keys ORDER BY created_at DESC LIMIT 1").get() as {
+    id: string;
+    sealed_key: Uint8Array;
+  } | null;
   if (row) return signingKeyOf(await sealer.unseal(row.sealed_key, `registry-signing-key:${row.id}`));
   const id = newId("rsk");
   const pkcs8 = await exportPkcs8((await generateKeyPair()).privateKey);
   const sealed = await sealer.seal(pkcs8, `registry-signing-key:${id}`);
-  db.query("INSERT INTO registry_signing_keys (id, sealed_key, created_at) VALUES (?, ?, ?)").run(id, sealed, new Date().toISOString());
+  db.query("INSERT INTO registry_signing_keys (id, sealed_key, created_at) VALUES (?, ?, ?)").run(
+    id,
+    sealed,
+    new Date().toISOString(),
+  );
   return signingKeyOf(pkcs8);
 }

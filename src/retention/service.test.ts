@@ -20,7 +20,13 @@ import { retentionServiceFactory, type RetentionSettings } from "./service.ts";
 const NOW = Date.parse("2026-11-30T12:00:00Z");
 const DAY = 86400_000;
 const at = (daysAgo: number) => new Date(NOW - daysAgo * DAY).toISOString();
-const SETTINGS: RetentionSettings = { device_logins_days: 1, sessions_days: 7, tokens_days: 30, build_logs_days: 30, interval_minutes: 60 };
+const SETTINGS: RetentionSettings = {
+  device_logins_days: 1,
+  sessions_days: 7,
+  tokens_days: 30,
+  build_logs_days: 30,
+  interval_minutes: 60,
+};
 
 let dir: string;
 let db: Database;
@@ -40,17 +46,38 @@ afterEach(() => {
 
 const blob = () => crypto.getRandomValues(new Uint8Array(32));
 const deviceLogin = (id: string, expiredDaysAgo: number) =>
-  db.query("INSERT INTO device_logins (id, device_code_sha256, user_code, created_at, expires_at) VALUES (?, ?, ?, ?, ?)").run(id, blob(), `C-${seq++}`, at(expiredDaysAgo), at(expiredDaysAgo));
+  db
+    .query(
+      "INSERT INTO device_logins (id, device_code_sha256, user_code, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .run(id, blob(), `C-${seq++}`, at(expiredDaysAgo), at(expiredDaysAgo));
 const session = (id: string, expires: string, revoked: string | null = null) =>
-  db.query("INSERT INTO sessions (id, user_id, secret_sha256, created_at, expires_at, last_seen_at, revoked_at) VALUES (?, 'usr_1', ?, ?, ?, ?, ?)").run(id, blob(), at(400), expires, at(400), revoked);
+  db
+    .query(
+      "INSERT INTO sessions (id, user_id, secret_sha256, created_at, expires_at, last_seen_at, revoked_at) VALUES (?, 'usr_1', ?, ?, ?, ?, ?)",
+    )
+    .run(id, blob(), at(400), expires, at(400), revoked);
 const token = (id: string, expires: string | null, revoked: string | null = null) =>
-  db.query("INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at, expires_at, revoked_at) VALUES (?, 'user', ?, 't', 'usr_1', ?, ?, ?)").run(id, blob(), at(400), expires, revoked);
+  db
+    .query(
+      "INSERT INTO api_tokens (id, kind, secret_sha256, name, user_id, created_at, expires_at, revoked_at) VALUES (?, 'user', ?, 't', 'usr_1', ?, ?, ?)",
+    )
+    .run(id, blob(), at(400), expires, revoked);
 const build = (id: string, status: string, finished: string | null, logLines = 2) => {
-  db.query("INSERT INTO builds (id, project_id, org_id, status, started_by, created_at, finished_at, deadline_at) VALUES (?, 'prj_1', 'org_1', ?, 'user:usr_1', ?, ?, ?)").run(id, status, at(400), finished, at(399));
-  for (let i = 0; i < logLines; i++) db.query("INSERT INTO build_logs (build_id, vertex, stream, at, data) VALUES (?, 'v', 1, ?, ?)").run(id, at(400), new TextEncoder().encode(`line ${i}\n`));
+  db.query(
+    "INSERT INTO builds (id, project_id, org_id, status, started_by, created_at, finished_at, deadline_at) VALUES (?, 'prj_1', 'org_1', ?, 'user:usr_1', ?, ?, ?)",
+  ).run(id, status, at(400), finished, at(399));
+  for (let i = 0; i < logLines; i++)
+    db.query("INSERT INTO build_logs (build_id, vertex, stream, at, data) VALUES (?, 'v', 1, ?, ?)").run(
+      id,
+      at(400),
+      new TextEncoder().encode(`line ${i}\n`),
+    );
 };
-const ids = (table: string) => (db.query(`SELECT id FROM ${table} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
-const logsOf = (buildId: string) => (db.query("SELECT count(*) AS n FROM build_logs WHERE build_id = ?").get(buildId) as { n: number }).n;
+const ids = (table: string) =>
+  (db.query(`SELECT id FROM ${table} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
+const logsOf = (buildId: string) =>
+  (db.query("SELECT count(*) AS n FROM build_logs WHERE build_id = ?").get(buildId) as { n: number }).n;
 const retention = (settings = SETTINGS) => {
   const audit = auditServiceFactory({ db });
   const tokens = tokensServiceFactory({ db, audit });

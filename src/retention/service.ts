@@ -44,7 +44,15 @@ export interface RetentionDeps {
   now?: () => Date;
 }
 
-export function retentionServiceFactory({ deviceLogins, sessions, tokens, buildLogs, log, settings, now = () => new Date() }: RetentionDeps) {
+export function retentionServiceFactory({
+  deviceLogins,
+  sessions,
+  tokens,
+  buildLogs,
+  log,
+  settings,
+  now = () => new Date(),
+}: RetentionDeps) {
   // Each owner deletes at most `limit` rows older than `cutoff`; run until none are left.
   const pruners: Record<keyof Pruned, (cutoff: Date, limit: number) => number> = {
     device_logins: (cutoff, limit) => deviceLogins.pruneExpired(cutoff, limit),

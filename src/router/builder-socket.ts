@@ -24,7 +24,12 @@ const MAX_HEAD = 16 * 1024;
  * Connects to `socketPath`; rejects with ConnectionRefused("builder_unavailable") on connect
  * failure, timeout, or a non-101 upgrade answer. `signal` aborts (the build ended meanwhile).
  */
-export function openBuilderSocket(socketPath: string, runtime: BuilderRuntime, timeoutMs: number, signal?: AbortSignal): Promise<OpenedBuilder> {
+export function openBuilderSocket(
+  socketPath: string,
+  runtime: BuilderRuntime,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<OpenedBuilder> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ path: socketPath });
     let settled = false;
@@ -47,22 +52,29 @@ export function openBuilderSocket(socketPath: string, runtime: BuilderRuntime, t
     };
     const onAbort = () => finish(new ConnectionRefused("build_ended", "build ended while connecting to its builder"));
     const onError = (e: Error) => finish(new ConnectionRefused("builder_unavailable", `builder socket: ${e.message}`));
-    const onClose = () => finish(new ConnectionRefused("builder_unavailable", "builder closed the connection during the upgrade"));
+    const onClose = () =>
+      finish(new ConnectionRefused("builder_unavailable", "builder closed the connection during the upgrade"));
     const onData = (chunk: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       const end = buf.indexOf("\r\n\r\n");
       if (end < 0) {
-        if (buf.length > MAX_HEAD) finish(new ConnectionRefused("builder_unavailable", "oversized upgrade response from dockerd"));
+        if (buf.length > MAX_HEAD)
+          finish(new ConnectionRefused("builder_unavailable", "oversized upgrade response from dockerd"));
         return;
       }
       const status = buf.subarray(0, buf.indexOf("\r\n")).toString("latin1");
       if (!/^HTTP\/1\.[01] 101 /.test(status)) {
-        finish(new ConnectionRefused("builder_unavailable", `dockerd refused the /grpc upgrade: ${status.slice(0, 80)}`));
+        finish(
+          new ConnectionRefused("builder_unavailable", `dockerd refused the /grpc upgrade: ${status.slice(0, 80)}`),
+        );
         return;
       }
       finish(null, buf.subarray(end + 4));
     };
-    const timer = setTimeout(() => finish(new ConnectionRefused("builder_unavailable", `builder did not answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new ConnectionRefused("builder_unavailable", `builder did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     if (signal?.aborted) return onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
     socket.on("error", onError);

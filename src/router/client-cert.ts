@@ -26,7 +26,10 @@ export function splitPem(pem: string | readonly string[]): string[] {
  * first byte non-zero) come out unchanged.
  */
 export function normalizeSerial(serial: string): string {
-  const hex = serial.replace(/[^0-9a-fA-F]/g, "").toLowerCase().replace(/^0+/, "");
+  const hex = serial
+    .replace(/[^0-9a-fA-F]/g, "")
+    .toLowerCase()
+    .replace(/^0+/, "");
   if (hex === "") return "00";
   return hex.length % 2 ? `0${hex}` : hex;
 }
@@ -58,12 +61,18 @@ export function clientCertVerifierFactory(intermediatesPem: string | readonly st
     // vouching for another CA's leaves. Not X509Certificate.checkIssued: under Bun 1.4.5 it
     // returns false even for a genuine issuer.
     const issuer = intermediates.find((ca) => leaf.issuer === ca.subject && leaf.verify(ca.publicKey));
-    if (!issuer) throw new ConnectionRefused("wrong_issuer", `client certificate not issued by a build-client CA (issuer ${leaf.issuer})`);
+    if (!issuer)
+      throw new ConnectionRefused(
+        "wrong_issuer",
+        `client certificate not issued by a build-client CA (issuer ${leaf.issuer})`,
+      );
     if (leaf.ca) throw new ConnectionRefused("bad_certificate", "client certificate is a CA certificate");
     // keyUsage here is the extended key usage list; undefined means "any", which we do not accept.
-    if (!(leaf.keyUsage ?? []).includes(CLIENT_AUTH)) throw new ConnectionRefused("bad_certificate", "client certificate lacks clientAuth");
+    if (!(leaf.keyUsage ?? []).includes(CLIENT_AUTH))
+      throw new ConnectionRefused("bad_certificate", "client certificate lacks clientAuth");
     const t = now.getTime();
-    if (t < Date.parse(leaf.validFrom) || t > Date.parse(leaf.validTo)) throw new ConnectionRefused("bad_certificate", "client certificate not valid now");
+    if (t < Date.parse(leaf.validFrom) || t > Date.parse(leaf.validTo))
+      throw new ConnectionRefused("bad_certificate", "client certificate not valid now");
     return { serial: normalizeSerial(leaf.serialNumber), subject: leaf.subject, notAfter: new Date(leaf.validTo) };
   };
 }

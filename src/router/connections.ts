@@ -38,7 +38,15 @@ export interface RouterStats {
   builds: BuildStats[];
 }
 
-export function connectionTableFactory({ metrics, retentionMs, now = Date.now }: { metrics: MetricsRegistry; retentionMs: number; now?: () => number }) {
+export function connectionTableFactory({
+  metrics,
+  retentionMs,
+  now = Date.now,
+}: {
+  metrics: MetricsRegistry;
+  retentionMs: number;
+  now?: () => number;
+}) {
   const conns = new Map<string, Set<TrackedConnection>>();
   const builds = new Map<string, BuildStats>();
   const refused: Partial<Record<RefusalReason, number>> = {};
@@ -47,9 +55,17 @@ export function connectionTableFactory({ metrics, retentionMs, now = Date.now }:
   const bytes: Record<Direction, number> = { client_to_builder: 0, builder_to_client: 0 };
 
   const totalConns = metrics.counter("slipway_router_connections_total", "Connections proxied to builders since start");
-  const totalBytes = metrics.counter("slipway_router_bytes_total", "Bytes proxied between clients and builders, by direction");
-  const refusedCounter = metrics.counter("slipway_router_refused_total", "Connections refused by the build endpoint, by reason");
-  metrics.gauge("slipway_router_connections_open", "Connections currently proxied to builders", () => [{ value: open }]);
+  const totalBytes = metrics.counter(
+    "slipway_router_bytes_total",
+    "Bytes proxied between clients and builders, by direction",
+  );
+  const refusedCounter = metrics.counter(
+    "slipway_router_refused_total",
+    "Connections refused by the build endpoint, by reason",
+  );
+  metrics.gauge("slipway_router_connections_open", "Connections currently proxied to builders", () => [
+    { value: open },
+  ]);
   const perBuild = (pick: (b: BuildStats) => { labels?: Record<string, string>; value: number }[]) => () =>
     [...builds.values()].flatMap(pick);
   metrics.gauge(
@@ -66,8 +82,14 @@ export function connectionTableFactory({ metrics, retentionMs, now = Date.now }:
     "slipway_router_build_bytes",
     "Bytes a build has moved through the build endpoint so far, by direction",
     perBuild((b) => [
-      { labels: { build_id: b.buildId, platform: b.platform, direction: "client_to_builder" }, value: b.bytesClientToBuilder },
-      { labels: { build_id: b.buildId, platform: b.platform, direction: "builder_to_client" }, value: b.bytesBuilderToClient },
+      {
+        labels: { build_id: b.buildId, platform: b.platform, direction: "client_to_builder" },
+        value: b.bytesClientToBuilder,
+      },
+      {
+        labels: { build_id: b.buildId, platform: b.platform, direction: "builder_to_client" },
+        value: b.bytesBuilderToClient,
+      },
     ]),
   );
 
@@ -82,7 +104,16 @@ export function connectionTableFactory({ metrics, retentionMs, now = Date.now }:
       set.add(c);
       let b = builds.get(c.buildId);
       if (!b) {
-        b = { buildId: c.buildId, projectId: target.projectId, platform: target.platform, open: 0, total: 0, bytesClientToBuilder: 0, bytesBuilderToClient: 0, endedAt: null };
+        b = {
+          buildId: c.buildId,
+          projectId: target.projectId,
+          platform: target.platform,
+          open: 0,
+          total: 0,
+          bytesClientToBuilder: 0,
+          bytesBuilderToClient: 0,
+          endedAt: null,
+        };
         builds.set(c.buildId, b);
       }
       b.open++;
@@ -128,7 +159,8 @@ export function connectionTableFactory({ metrics, retentionMs, now = Date.now }:
     /** Drops per-build stats of builds ended more than retentionMs ago with nothing open. */
     prune(): void {
       const t = now();
-      for (const [id, b] of builds) if (b.endedAt !== null && b.open === 0 && t - b.endedAt > retentionMs) builds.delete(id);
+      for (const [id, b] of builds)
+        if (b.endedAt !== null && b.open === 0 && t - b.endedAt > retentionMs) builds.delete(id);
     },
 
     stats(): RouterStats {

@@ -37,7 +37,9 @@ describe("grpc response tap", () => {
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     cleanups.push(() => server.close());
     const seen: { path: string; size: number; text: string }[] = [];
-    const tap = grpcResponseTap(new Set(["/pkg.S/Watched"]), (path, m) => seen.push({ path, size: m.length, text: m.length < 100 ? new TextDecoder().decode(m) : "" }));
+    const tap = grpcResponseTap(new Set(["/pkg.S/Watched"]), (path, m) =>
+      seen.push({ path, size: m.length, text: m.length < 100 ? new TextDecoder().decode(m) : "" }),
+    );
     // A proxy that pipes bytes and shows both directions to the tap, as the router does.
     let upBytes = 0;
     let downBytes = 0;
@@ -49,12 +51,20 @@ describe("grpc response tap", () => {
       up.on("close", () => client.destroy());
     });
     await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
-    cleanups.push(() => proxy.close(), () => tap.close());
+    cleanups.push(
+      () => proxy.close(),
+      () => tap.close(),
+    );
     const session = http2.connect(`http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`);
     cleanups.push(() => session.destroy());
     const call = (path: string) =>
       new Promise<number>((resolve) => {
-        const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", "x-pad": "p".repeat(500) });
+        const req = session.request({
+          ":method": "POST",
+          ":path": path,
+          "content-type": "application/grpc",
+          "x-pad": "p".repeat(500),
+        });
         let n = 0;
         req.on("data", (d: Buffer) => (n += d.length));
         req.on("end", () => resolve(n));

@@ -31,7 +31,10 @@ const UNKNOWN_STREAM_BUDGET = 256 * 1024;
 const MAX_MESSAGE = 16 * 1024 * 1024;
 
 /** Frame reader: full frames for what it keeps, byte counting for DATA payloads it skips. */
-function frameReader(onFrame: (type: number, flags: number, stream: number, payload: Buffer | null, header: Buffer) => void, wantPayload: (type: number, stream: number) => boolean) {
+function frameReader(
+  onFrame: (type: number, flags: number, stream: number, payload: Buffer | null, header: Buffer) => void,
+  wantPayload: (type: number, stream: number) => boolean,
+) {
   let buf: Buffer = Buffer.alloc(0);
   let skip = 0;
   return (chunk: Uint8Array) => {
@@ -63,7 +66,10 @@ function frameReader(onFrame: (type: number, flags: number, stream: number, payl
   };
 }
 
-export function grpcResponseTap(paths: ReadonlySet<string>, onMessage: (path: string, message: Uint8Array) => void): GrpcTap {
+export function grpcResponseTap(
+  paths: ReadonlySet<string>,
+  onMessage: (path: string, message: Uint8Array) => void,
+): GrpcTap {
   /** stream id → method path (null: not watched). */
   const methods = new Map<number, string | null>();
   /** Per watched (or not yet known) stream: reassembly buffer. */
@@ -77,7 +83,10 @@ export function grpcResponseTap(paths: ReadonlySet<string>, onMessage: (path: st
       cb(); // what the passive session would answer goes nowhere
     },
   });
-  const server = http2.createServer({ settings: { maxHeaderListSize: 1 << 20, maxConcurrentStreams: 1 << 30 }, maxSessionMemory: 64 });
+  const server = http2.createServer({
+    settings: { maxHeaderListSize: 1 << 20, maxConcurrentStreams: 1 << 30 },
+    maxSessionMemory: 64,
+  });
   server.on("stream", (stream, headers) => {
     const path = String(headers[":path"] ?? "");
     const id = stream.id ?? 0;

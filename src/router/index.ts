@@ -5,7 +5,16 @@
  * connection outlives the certificate that opened it, so the endpoint maps each per-build
  * certificate to one build's builder and closes the build's connections when it ends.
  */
-export { buildRouterFactory, DEFAULT_LIMITS, type BuildRouter, type RouteLookup, type RouteTarget, type RouterDeps, type RouterLimits, type RouterTls } from "./router.ts";
+export {
+  buildRouterFactory,
+  DEFAULT_LIMITS,
+  type BuildRouter,
+  type RouteLookup,
+  type RouteTarget,
+  type RouterDeps,
+  type RouterLimits,
+  type RouterTls,
+} from "./router.ts";
 export { normalizeSerial } from "./client-cert.ts";
 export { ConnectionRefused, type RefusalReason } from "./errors.ts";
 export type { RouterStats, BuildStats } from "./connections.ts";

@@ -15,7 +15,13 @@ import type { Logger } from "../log/logger.ts";
 import type { MetricsRegistry } from "../metrics/registry.ts";
 import { openBuilderSocket, type BuilderRuntime } from "./builder-socket.ts";
 import { clientCertVerifierFactory, splitPem } from "./client-cert.ts";
-import { connectionTableFactory, type BuildStats, type Direction, type RouterStats, type TrackedConnection } from "./connections.ts";
+import {
+  connectionTableFactory,
+  type BuildStats,
+  type Direction,
+  type RouterStats,
+  type TrackedConnection,
+} from "./connections.ts";
 import type { GrpcTap } from "./grpc-tap.ts";
 import { ConnectionRefused, type RefusalReason } from "./errors.ts";
 
@@ -112,7 +118,13 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
     try {
       return verifyCert(der, at);
     } catch (e) {
-      if (typeof source !== "function" || !(e instanceof ConnectionRefused) || e.reason !== "wrong_issuer" || Date.now() - refreshedAt < 1000) throw e;
+      if (
+        typeof source !== "function" ||
+        !(e instanceof ConnectionRefused) ||
+        e.reason !== "wrong_issuer" ||
+        Date.now() - refreshedAt < 1000
+      )
+        throw e;
       refreshedAt = Date.now();
       verifyCert = clientCertVerifierFactory(intermediatesNow());
       return verifyCert(der, at);
@@ -120,7 +132,11 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
   };
   const roots = splitPem(deps.tls.clientRootsPem);
   if (roots.length === 0) throw new TypeError("router: no client root certificate given");
-  const table = connectionTableFactory({ metrics: deps.metrics, retentionMs: limits.endedRetentionMs, now: () => now().getTime() });
+  const table = connectionTableFactory({
+    metrics: deps.metrics,
+    retentionMs: limits.endedRetentionMs,
+    now: () => now().getTime(),
+  });
   /** buildId → when it ended. The lookup should already say null for these; this is the backstop. */
   const tombstones = new Map<string, number>();
   /** Accepted sockets not yet routed, so the handshake deadline and stop() can reach them. */
@@ -161,7 +177,10 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
     if (stopping) return void socket.destroy();
     unrouted.set(
       socket,
-      setTimeout(() => refuse(socket, "handshake_timeout", `not routed within ${limits.handshakeTimeoutMs} ms`), limits.handshakeTimeoutMs),
+      setTimeout(
+        () => refuse(socket, "handshake_timeout", `not routed within ${limits.handshakeTimeoutMs} ms`),
+        limits.handshakeTimeoutMs,
+      ),
     );
     socket.once("close", () => settle(socket));
   });
@@ -200,7 +219,10 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
     const { buildId } = target;
     if (tombstones.has(buildId)) throw new ConnectionRefused("build_ended", `build ${buildId} has ended`);
     if (table.openCount(buildId) >= limits.maxConnectionsPerBuild) {
-      throw new ConnectionRefused("too_many_connections", `build ${buildId} already has ${limits.maxConnectionsPerBuild} connections`);
+      throw new ConnectionRefused(
+        "too_many_connections",
+        `build ${buildId} already has ${limits.maxConnectionsPerBuild} connections`,
+      );
     }
 
     // Registered before the builder is dialled, so buildEnded during the dial closes it too.
@@ -258,7 +280,14 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
   }
 
   /** stream.pipe, plus byte counting and activity stamps for the idle timeout. */
-  function pipe(from: net.Socket, to: net.Socket, conn: TrackedConnection, stats: BuildStats, dir: Direction, observe: ((chunk: Buffer) => void) | null) {
+  function pipe(
+    from: net.Socket,
+    to: net.Socket,
+    conn: TrackedConnection,
+    stats: BuildStats,
+    dir: Direction,
+    observe: ((chunk: Buffer) => void) | null,
+  ) {
     from.on("data", (chunk: Buffer) => {
       conn.lastActivity = Date.now();
       table.countBytes(stats, dir, chunk.length);

@@ -144,7 +144,10 @@ describe("loadOrCreateMasterKey: sources", () => {
   test("a credentials directory without the credential falls back to the data dir", () => {
     const creds = join(dir, "creds");
     mkdirSync(creds);
-    expect(locateMasterKey({ dataDir, credentialsDirectory: creds })).toEqual({ source: "data-dir", path: join(dataDir, MASTER_KEY_FILE) });
+    expect(locateMasterKey({ dataDir, credentialsDirectory: creds })).toEqual({
+      source: "data-dir",
+      path: join(dataDir, MASTER_KEY_FILE),
+    });
     expect(loadOrCreateMasterKey({ dataDir, credentialsDirectory: creds }).created).toBe(true);
   });
 

@@ -52,7 +52,9 @@ export function loadOrCreateMasterKey(o: LocateOptions): MasterKeyMaterial {
   // (systemd credentials are owned by the service and mode 0400: fine.)
   const mode = statSync(path).mode & 0o777;
   if (mode & 0o077) {
-    throw new PreconditionError(`master key file ${path} has mode ${mode.toString(8).padStart(4, "0")}; it must not be readable by group or others (chmod 600 ${path})`);
+    throw new PreconditionError(
+      `master key file ${path} has mode ${mode.toString(8).padStart(4, "0")}; it must not be readable by group or others (chmod 600 ${path})`,
+    );
   }
   return { bytes: decodeKey(readFileSync(path), path), source, path, created: false };
 }
@@ -64,5 +66,7 @@ export function decodeKey(data: Uint8Array, path: string): Uint8Array {
   const text = Buffer.from(data).toString("utf8").trim();
   if (/^[0-9a-fA-F]{64}$/.test(text)) return new Uint8Array(Buffer.from(text, "hex"));
   if (/^[A-Za-z0-9+/]{43}=$/.test(text)) return new Uint8Array(Buffer.from(text, "base64"));
-  throw new PreconditionError(`master key file ${path} does not hold a 256-bit key (expected 32 bytes, raw, base64 or hex)`);
+  throw new PreconditionError(
+    `master key file ${path} does not hold a 256-bit key (expected 32 bytes, raw, base64 or hex)`,
+  );
 }

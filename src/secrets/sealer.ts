@@ -25,9 +25,15 @@ export interface Sealer {
 
 export async function createSealer(masterKey: Uint8Array): Promise<Sealer> {
   if (masterKey.length !== 32) throw new Error("master key must be 32 bytes");
-  const key = await crypto.subtle.importKey("raw", masterKey as Uint8Array<ArrayBuffer>, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+  const key = await crypto.subtle.importKey("raw", masterKey as Uint8Array<ArrayBuffer>, { name: "AES-GCM" }, false, [
+    "encrypt",
+    "decrypt",
+  ]);
   const fpFull = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", new Uint8Array([...new TextEncoder().encode("slipway master key id\0"), ...masterKey])),
+    await crypto.subtle.digest(
+      "SHA-256",
+      new Uint8Array([...new TextEncoder().encode("slipway master key id\0"), ...masterKey]),
+    ),
   );
   const fp = fpFull.slice(0, FP_LEN);
   const keyId = Buffer.from(fp).toString("hex");
@@ -38,7 +44,11 @@ export async function createSealer(masterKey: Uint8Array): Promise<Sealer> {
     async seal(plaintext, associatedData) {
       const iv = crypto.getRandomValues(new Uint8Array(IV_LEN));
       const ct = new Uint8Array(
-        await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: enc.encode(associatedData) }, key, plaintext as Uint8Array<ArrayBuffer>),
+        await crypto.subtle.encrypt(
+          { name: "AES-GCM", iv, additionalData: enc.encode(associatedData) },
+          key,
+          plaintext as Uint8Array<ArrayBuffer>,
+        ),
       );
       const out = new Uint8Array(1 + FP_LEN + IV_LEN + ct.length);
       out[0] = VERSION;
@@ -53,12 +63,18 @@ export async function createSealer(masterKey: Uint8Array): Promise<Sealer> {
       }
       const sealedFp = Buffer.from(sealed.subarray(1, 1 + FP_LEN)).toString("hex");
       if (sealedFp !== keyId) {
-        throw new SealedSecretError(`secret was sealed under master key ${sealedFp}, but the loaded master key is ${keyId}; is this the data dir's own master key?`);
+        throw new SealedSecretError(
+          `secret was sealed under master key ${sealedFp}, but the loaded master key is ${keyId}; is this the data dir's own master key?`,
+        );
       }
       try {
         return new Uint8Array(
           await crypto.subtle.decrypt(
-            { name: "AES-GCM", iv: sealed.subarray(1 + FP_LEN, 1 + FP_LEN + IV_LEN) as Uint8Array<ArrayBuffer>, additionalData: enc.encode(associatedData) },
+            {
+              name: "AES-GCM",
+              iv: sealed.subarray(1 + FP_LEN, 1 + FP_LEN + IV_LEN) as Uint8Array<ArrayBuffer>,
+              additionalData: enc.encode(associatedData),
+            },
             key,
             sealed.subarray(1 + FP_LEN + IV_LEN) as Uint8Array<ArrayBuffer>,
           ),

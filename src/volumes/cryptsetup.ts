@@ -16,12 +16,18 @@ export type Runner = (argv: readonly string[], opts?: RunOptions) => Promise<Run
 export const VOLUME_KEY_BYTES = 64;
 
 export const LUKS_FORMAT_PARAMS = [
-  "--type", "luks2",
-  "--cipher", "aes-xts-plain64",
-  "--key-size", "512",
-  "--hash", "sha256",
-  "--pbkdf", "pbkdf2",
-  "--pbkdf-force-iterations", "1000",
+  "--type",
+  "luks2",
+  "--cipher",
+  "aes-xts-plain64",
+  "--key-size",
+  "512",
+  "--hash",
+  "sha256",
+  "--pbkdf",
+  "pbkdf2",
+  "--pbkdf-force-iterations",
+  "1000",
 ] as const;
 
 const KEY_ON_STDIN = ["--key-file", "-", "--keyfile-size", String(VOLUME_KEY_BYTES)] as const;
@@ -35,7 +41,10 @@ export async function must(run: Runner, argv: readonly string[], opts?: RunOptio
   const r = await run(argv, { timeoutMs: 120_000, ...opts });
   if (r.code !== 0) {
     const why = r.timedOut ? "timed out" : `exit ${r.code}`;
-    throw new VolumeCommandError(`${argv.slice(0, 2).join(" ")} failed (${why}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" ")}`, { command: argv[0], code: r.code });
+    throw new VolumeCommandError(
+      `${argv.slice(0, 2).join(" ")} failed (${why}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" ")}`,
+      { command: argv[0], code: r.code },
+    );
   }
   return r;
 }
@@ -48,7 +57,9 @@ function checkKey(key: Uint8Array): Uint8Array {
 export function cryptsetup(run: Runner) {
   return {
     async format(device: string, key: Uint8Array): Promise<void> {
-      await must(run, ["cryptsetup", "luksFormat", "--batch-mode", ...LUKS_FORMAT_PARAMS, ...KEY_ON_STDIN, device], { stdin: checkKey(key) });
+      await must(run, ["cryptsetup", "luksFormat", "--batch-mode", ...LUKS_FORMAT_PARAMS, ...KEY_ON_STDIN, device], {
+        stdin: checkKey(key),
+      });
     },
 
     /** Opens with the dm-crypt queue bypass flags (lower latency, no extra kernel workqueues). */
@@ -56,10 +67,16 @@ export function cryptsetup(run: Runner) {
       await must(
         run,
         [
-          "cryptsetup", "open", "--type", "luks2", ...KEY_ON_STDIN,
-          "--perf-no_read_workqueue", "--perf-no_write_workqueue",
+          "cryptsetup",
+          "open",
+          "--type",
+          "luks2",
+          ...KEY_ON_STDIN,
+          "--perf-no_read_workqueue",
+          "--perf-no_write_workqueue",
           ...(o.discards ? ["--allow-discards"] : []),
-          device, name,
+          device,
+          name,
         ],
         { stdin: checkKey(key) },
       );
@@ -71,7 +88,9 @@ export function cryptsetup(run: Runner) {
 
     /** The keyslot `key` opens, or null when it opens none (also for a device without a LUKS header). */
     async testKey(device: string, key: Uint8Array): Promise<number | null> {
-      const r = await run(["cryptsetup", "open", "--test-passphrase", "--verbose", ...KEY_ON_STDIN, device], { stdin: checkKey(key) });
+      const r = await run(["cryptsetup", "open", "--test-passphrase", "--verbose", ...KEY_ON_STDIN, device], {
+        stdin: checkKey(key),
+      });
       if (r.code !== 0) return null;
       const m = /Key slot (\d+) unlocked/.exec(r.stdout + r.stderr);
       return m ? Number(m[1]) : -1;
@@ -86,8 +105,18 @@ export function cryptsetup(run: Runner) {
         await must(
           run,
           [
-            "cryptsetup", "luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
-            ...KEY_ON_STDIN, "--new-keyfile-size", String(VOLUME_KEY_BYTES), device, "-",
+            "cryptsetup",
+            "luksAddKey",
+            "--batch-mode",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            ...KEY_ON_STDIN,
+            "--new-keyfile-size",
+            String(VOLUME_KEY_BYTES),
+            device,
+            "-",
           ],
           { stdin },
         );

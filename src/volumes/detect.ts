@@ -34,14 +34,22 @@ export function detectDmCrypt(p: DetectPaths = {}): DmCryptSupport {
   };
   if (!cryptsetupPath) return { usable: false, reason: "cryptsetup is not installed (apt-get install cryptsetup-bin)" };
   if (!read("/proc/misc").includes("device-mapper") && !existsSync(`${root}/sys/module/dm_mod`)) {
-    return { usable: false, reason: `the running kernel (${rel}) has no device-mapper, so dm-crypt volumes cannot be opened` };
+    return {
+      usable: false,
+      reason: `the running kernel (${rel}) has no device-mapper, so dm-crypt volumes cannot be opened`,
+    };
   }
-  if (!existsSync(`${root}/dev/mapper/control`)) return { usable: false, reason: "device-mapper's control node /dev/mapper/control is missing" };
+  if (!existsSync(`${root}/dev/mapper/control`))
+    return { usable: false, reason: "device-mapper's control node /dev/mapper/control is missing" };
   const crypt =
     existsSync(`${root}/sys/module/dm_crypt`) ||
     /\bcrypt\b/.test(read("/proc/device-mapper-targets")) ||
     read(`/lib/modules/${rel}/modules.builtin`).includes("dm-crypt.ko") ||
     /\/dm-crypt\.ko(\.[a-z]+)?:/.test(read(`/lib/modules/${rel}/modules.dep`));
-  if (!crypt) return { usable: false, reason: `the kernel (${rel}) has device-mapper but no dm-crypt target (neither loaded nor loadable)` };
+  if (!crypt)
+    return {
+      usable: false,
+      reason: `the kernel (${rel}) has device-mapper but no dm-crypt target (neither loaded nor loadable)`,
+    };
   return { usable: true, reason: "device-mapper and dm-crypt are available" };
 }

@@ -53,73 +53,91 @@ async function watchArgv(fn: () => Promise<unknown>): Promise<string[]> {
   return [...seen];
 }
 
-integrationSuite("LUKS2 headers with the real cryptsetup", which("cryptsetup") ? null : "cryptsetup is not installed", () => {
-  test("header: LUKS2, aes-xts-plain64, 512-bit key, PBKDF2 at 1000 iterations; keys never in argv", async () => {
-    const cs = cryptsetup(run);
-    const img = join(dir, "header.img");
-    writeFileSync(img, new Uint8Array(0));
-    await run(["truncate", "-s", "32M", img]);
-    const key = newVolumeKey();
-    const argv = await watchArgv(() => cs.format(img, key));
-    expect(argv.some((a) => a.includes("luksFormat"))).toBe(true); // the watcher saw it run
-    const dumpText = (await run(["cryptsetup", "luksDump", img])).stdout;
-    expect(dumpText).toMatch(/^Version:\s+2$/m);
-    expect(dumpText).toMatch(/cipher:\s+aes-xts-plain64/);
-    expect(dumpText).toMatch(/Key:\s+512 bits/);
-    expect(dumpText).toMatch(/PBKDF:\s+pbkdf2/);
-    expect(dumpText).toMatch(/Iterations:\s+1000$/m);
-    expect(await cs.dump(img)).toEqual({ version: 2, cipher: "aes-xts-plain64", keyslots: [{ slot: 0, keyBits: 512, pbkdf: "pbkdf2", iterations: 1000 }] });
+integrationSuite(
+  "LUKS2 headers with the real cryptsetup",
+  which("cryptsetup") ? null : "cryptsetup is not installed",
+  () => {
+    test("header: LUKS2, aes-xts-plain64, 512-bit key, PBKDF2 at 1000 iterations; keys never in argv", async () => {
+      const cs = cryptsetup(run);
+      const img = join(dir, "header.img");
+      writeFileSync(img, new Uint8Array(0));
+      await run(["truncate", "-s", "32M", img]);
+      const key = newVolumeKey();
+      const argv = await watchArgv(() => cs.format(img, key));
+      expect(argv.some((a) => a.includes("luksFormat"))).toBe(true); // the watcher saw it run
+      const dumpText = (await run(["cryptsetup", "luksDump", img])).stdout;
+      expect(dumpText).toMatch(/^Version:\s+2$/m);
+      expect(dumpText).toMatch(/cipher:\s+aes-xts-plain64/);
+      expect(dumpText).toMatch(/Key:\s+512 bits/);
+      expect(dumpText).toMatch(/PBKDF:\s+pbkdf2/);
+      expect(dumpText).toMatch(/Iterations:\s+1000$/m);
+      expect(await cs.dump(img)).toEqual({
+        version: 2,
+        cipher: "aes-xts-plain64",
+        keyslots: [{ slot: 0, keyBits: 512, pbkdf: "pbkdf2", iterations: 1000 }],
+      });
 
-    // Rotation on a real header: add in a second slot (both keys on stdin), kill the first.
-    const next = newVolumeKey();
-    argv.push(...(await watchArgv(() => cs.addKey(img, key, next))));
-    argv.push(...(await watchArgv(async () => expect(await cs.testKey(img, next)).toBe(1))));
-    await cs.killSlot(img, 0);
-    expect(await cs.slots(img)).toEqual([1]);
-    expect(await cs.testKey(img, key)).toBeNull();
-    for (const k of [key, next]) {
-      const b = Buffer.from(k);
-      for (const a of argv) for (const form of [b.toString("hex"), b.toString("base64"), b.toString("latin1").slice(0, 12)]) expect(a).not.toContain(form);
-    }
-    // Crypto-erase: no key opens it any more.
-    await cs.erase(img);
-    expect(await cs.testKey(img, next)).toBeNull();
-    expect(await cs.slots(img)).toEqual([]);
-  });
-
-  test("a create that fails after the header is written leaves no row, no image, no key", async () => {
-    // The mapping step fails as it does on a kernel without device-mapper, whatever this host has;
-    // everything else (the image, luksFormat, the crypto-erase on cleanup) is the real thing.
-    const calls: string[] = [];
-    const mappingRefused: typeof run = async (argv, opts) => {
-      calls.push(argv.slice(0, 2).join(" "));
-      if (argv[1] === "open" && argv.includes("--type")) return { code: 1, stdout: "", stderr: "Cannot initialize device-mapper. Is dm_mod kernel module loaded?", timedOut: false };
-      return run(argv, opts);
-    };
-    const db = openDatabase(join(dir, "fail.db"));
-    applyMigrations(db);
-    const logs: string[] = [];
-    const vm = luksVolumeManager({
-      db,
-      sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
-      run: mappingRefused,
-      log: createLogger({ write: (l) => logs.push(l) }),
-      root: join(dir, "fail"),
-      backend: { kind: "file" },
-      filesystem: "ext4",
-      discards: false,
+      // Rotation on a real header: add in a second slot (both keys on stdin), kill the first.
+      const next = newVolumeKey();
+      argv.push(...(await watchArgv(() => cs.addKey(img, key, next))));
+      argv.push(...(await watchArgv(async () => expect(await cs.testKey(img, next)).toBe(1))));
+      await cs.killSlot(img, 0);
+      expect(await cs.slots(img)).toEqual([1]);
+      expect(await cs.testKey(img, key)).toBeNull();
+      for (const k of [key, next]) {
+        const b = Buffer.from(k);
+        for (const a of argv)
+          for (const form of [b.toString("hex"), b.toString("base64"), b.toString("latin1").slice(0, 12)])
+            expect(a).not.toContain(form);
+      }
+      // Crypto-erase: no key opens it any more.
+      await cs.erase(img);
+      expect(await cs.testKey(img, next)).toBeNull();
+      expect(await cs.slots(img)).toEqual([]);
     });
-    await expect(vm.ensure({ projectId: "prj_fail", platform: "linux/amd64" }, 0)).rejects.toThrow(/cryptsetup open failed.*device-mapper/);
-    expect(logs.join("\n")).toContain("creating a cache volume failed");
-    // The header had been written, and was erased before the image went.
-    expect(calls).toContain("cryptsetup luksFormat");
-    expect(calls).toContain("cryptsetup erase");
-    expect(calls.indexOf("cryptsetup erase")).toBeGreaterThan(calls.indexOf("cryptsetup open"));
-    expect(db.query("SELECT COUNT(*) AS n FROM volumes").get()).toEqual({ n: 0 });
-    expect(readdirSync(join(dir, "fail", "images"))).toEqual([]);
-    db.close();
-  });
-});
+
+    test("a create that fails after the header is written leaves no row, no image, no key", async () => {
+      // The mapping step fails as it does on a kernel without device-mapper, whatever this host has;
+      // everything else (the image, luksFormat, the crypto-erase on cleanup) is the real thing.
+      const calls: string[] = [];
+      const mappingRefused: typeof run = async (argv, opts) => {
+        calls.push(argv.slice(0, 2).join(" "));
+        if (argv[1] === "open" && argv.includes("--type"))
+          return {
+            code: 1,
+            stdout: "",
+            stderr: "Cannot initialize device-mapper. Is dm_mod kernel module loaded?",
+            timedOut: false,
+          };
+        return run(argv, opts);
+      };
+      const db = openDatabase(join(dir, "fail.db"));
+      applyMigrations(db);
+      const logs: string[] = [];
+      const vm = luksVolumeManager({
+        db,
+        sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+        run: mappingRefused,
+        log: createLogger({ write: (l) => logs.push(l) }),
+        root: join(dir, "fail"),
+        backend: { kind: "file" },
+        filesystem: "ext4",
+        discards: false,
+      });
+      await expect(vm.ensure({ projectId: "prj_fail", platform: "linux/amd64" }, 0)).rejects.toThrow(
+        /cryptsetup open failed.*device-mapper/,
+      );
+      expect(logs.join("\n")).toContain("creating a cache volume failed");
+      // The header had been written, and was erased before the image went.
+      expect(calls).toContain("cryptsetup luksFormat");
+      expect(calls).toContain("cryptsetup erase");
+      expect(calls.indexOf("cryptsetup erase")).toBeGreaterThan(calls.indexOf("cryptsetup open"));
+      expect(db.query("SELECT COUNT(*) AS n FROM volumes").get()).toEqual({ n: 0 });
+      expect(readdirSync(join(dir, "fail", "images"))).toEqual([]);
+      db.close();
+    });
+  },
+);
 
 describe("dm-crypt detection", () => {
   const tree = (files: Record<string, string>) => {
@@ -134,20 +152,51 @@ describe("dm-crypt detection", () => {
 
   test("needs cryptsetup, device-mapper, its control node and the crypt target", () => {
     const opts = { kernelRelease: "6.1.0-test", cryptsetup: "/usr/sbin/cryptsetup" };
-    expect(detectDmCrypt({ ...opts, root: tree({ ...base, "/sys/module/dm_crypt/x": "" }) })).toEqual({ usable: true, reason: "device-mapper and dm-crypt are available" });
-    expect(detectDmCrypt({ ...opts, root: tree({ ...base, "/lib/modules/6.1.0-test/modules.dep": "kernel/drivers/md/dm-crypt.ko: kernel/drivers/md/dm-mod.ko\n" }) }).usable).toBe(true);
+    expect(detectDmCrypt({ ...opts, root: tree({ ...base, "/sys/module/dm_crypt/x": "" }) })).toEqual({
+      usable: true,
+      reason: "device-mapper and dm-crypt are available",
+    });
+    expect(
+      detectDmCrypt({
+        ...opts,
+        root: tree({
+          ...base,
+          "/lib/modules/6.1.0-test/modules.dep": "kernel/drivers/md/dm-crypt.ko: kernel/drivers/md/dm-mod.ko\n",
+        }),
+      }).usable,
+    ).toBe(true);
     expect(detectDmCrypt({ ...opts, root: tree(base) }).reason).toMatch(/no dm-crypt target/);
     expect(detectDmCrypt({ ...opts, root: tree({ "/proc/misc": "" }) }).reason).toMatch(/has no device-mapper/);
-    expect(detectDmCrypt({ ...opts, root: tree({ "/proc/misc": " 236 device-mapper\n" }) }).reason).toMatch(/control node/);
-    expect(detectDmCrypt({ ...opts, cryptsetup: null, root: tree(base) }).reason).toMatch(/cryptsetup is not installed/);
+    expect(detectDmCrypt({ ...opts, root: tree({ "/proc/misc": " 236 device-mapper\n" }) }).reason).toMatch(
+      /control node/,
+    );
+    expect(detectDmCrypt({ ...opts, cryptsetup: null, root: tree(base) }).reason).toMatch(
+      /cryptsetup is not installed/,
+    );
   });
 
   test("a kernel with the crypt target built in, and one whose modules cannot load it", () => {
     const opts = { kernelRelease: "6.1.0-test", cryptsetup: "/usr/sbin/cryptsetup" };
-    expect(detectDmCrypt({ ...opts, root: tree({ ...base, "/lib/modules/6.1.0-test/modules.builtin": "kernel/drivers/md/dm-crypt.ko\n" }) }).usable).toBe(true);
-    expect(detectDmCrypt({ ...opts, root: tree({ ...base, "/proc/device-mapper-targets": "crypt            v1.24.0\n" }) }).usable).toBe(true);
+    expect(
+      detectDmCrypt({
+        ...opts,
+        root: tree({ ...base, "/lib/modules/6.1.0-test/modules.builtin": "kernel/drivers/md/dm-crypt.ko\n" }),
+      }).usable,
+    ).toBe(true);
+    expect(
+      detectDmCrypt({ ...opts, root: tree({ ...base, "/proc/device-mapper-targets": "crypt            v1.24.0\n" }) })
+        .usable,
+    ).toBe(true);
     // Modules for another kernel release do not count.
-    expect(detectDmCrypt({ ...opts, root: tree({ ...base, "/lib/modules/6.2.0-other/modules.dep": "kernel/drivers/md/dm-crypt.ko: kernel/drivers/md/dm-mod.ko\n" }) }).usable).toBe(false);
+    expect(
+      detectDmCrypt({
+        ...opts,
+        root: tree({
+          ...base,
+          "/lib/modules/6.2.0-other/modules.dep": "kernel/drivers/md/dm-crypt.ko: kernel/drivers/md/dm-mod.ko\n",
+        }),
+      }).usable,
+    ).toBe(false);
   });
 });
 
@@ -155,9 +204,17 @@ describe("what builds get from the configuration and the host", () => {
   const deps = async () => {
     const db = openDatabase(":memory:");
     applyMigrations(db);
-    return { db, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))), dataDir: join(dir, "data"), log: silentLogger };
+    return {
+      db,
+      sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+      dataDir: join(dir, "data"),
+      log: silentLogger,
+    };
   };
-  const noDm = { usable: false, reason: "the running kernel (6.18) has no device-mapper, so dm-crypt volumes cannot be opened" };
+  const noDm = {
+    usable: false,
+    reason: "the running kernel (6.18) has no device-mapper, so dm-crypt volumes cannot be opened",
+  };
 
   test("luks without dm-crypt: builds refused with a clear error; doctor and /readyz warn", async () => {
     const v = createVolumeManager({ ...(await deps()), config: volumesConfig(), support: noDm });
@@ -180,23 +237,34 @@ describe("what builds get from the configuration and the host", () => {
     const v = createVolumeManager({ ...(await deps()), config: volumesConfig(), support: noDm });
     expect(v.luks).toBeNull();
     for (const platform of ["linux/amd64", "linux/arm64"]) {
-      await expect(v.manager.ensure({ projectId: "prj_a", platform }, 0)).rejects.toBeInstanceOf(VolumesUnavailableError);
+      await expect(v.manager.ensure({ projectId: "prj_a", platform }, 0)).rejects.toBeInstanceOf(
+        VolumesUnavailableError,
+      );
     }
   });
 
   test("encryption none, set explicitly: plain directories, reported and logged as encryption none", async () => {
     const logs: string[] = [];
-    const v = createVolumeManager({ ...(await deps()), log: createLogger({ write: (l) => logs.push(l) }), config: volumesConfig({ encryption: "none" }), support: noDm });
+    const v = createVolumeManager({
+      ...(await deps()),
+      log: createLogger({ write: (l) => logs.push(l) }),
+      config: volumesConfig({ encryption: "none" }),
+      support: noDm,
+    });
     const m = await v.manager.ensure({ projectId: "prj_a", platform: "linux/amd64" }, 0);
     expect(m.encryption).toBe("none");
     expect(v.status).toMatchObject({ encryption: "none", available: true });
-    expect((await v.healthCheck.run())).toMatchObject({ status: "warn", observedValue: "none" });
+    expect(await v.healthCheck.run()).toMatchObject({ status: "warn", observedValue: "none" });
     expect(logs.join("\n")).toContain('"encryption":"none"');
     expect(checkVolumes(volumesConfig({ encryption: "none" }), noDm).message).toContain("NOT encrypted");
   });
 
   test("luks with dm-crypt: the LUKS manager; lvm needs a volume group", async () => {
-    const v = createVolumeManager({ ...(await deps()), config: volumesConfig(), support: { usable: true, reason: "ok" } });
+    const v = createVolumeManager({
+      ...(await deps()),
+      config: volumesConfig(),
+      support: { usable: true, reason: "ok" },
+    });
     expect(v.luks).not.toBeNull();
     expect(v.manager.encryption).toBe("luks2");
     expect((await v.healthCheck.run()).status).toBe("pass");

@@ -20,13 +20,31 @@ beforeEach(async () => {
 });
 afterEach(() => db.close());
 
-async function insert(id: string, project: string, gen: number, key: Uint8Array, pending?: { gen: number; key: Uint8Array }) {
+async function insert(
+  id: string,
+  project: string,
+  gen: number,
+  key: Uint8Array,
+  pending?: { gen: number; key: Uint8Array },
+) {
   db.query(
     `INSERT INTO volumes (id, project_id, platform, backend, device, filesystem, size_bytes, state, key_generation, sealed_key, rotation, pending_key_generation, pending_sealed_key, created_at, updated_at)
      VALUES (?, ?, 'linux/amd64', 'file', '/x', 'ext4', 1, 'ready', ?, ?, ?, ?, ?, '', '')`,
-  ).run(id, project, gen, await wrapVolumeKey(a, key, id, gen), pending ? "adding" : null, pending?.gen ?? null, pending ? await wrapVolumeKey(a, pending.key, id, pending.gen) : null);
+  ).run(
+    id,
+    project,
+    gen,
+    await wrapVolumeKey(a, key, id, gen),
+    pending ? "adding" : null,
+    pending?.gen ?? null,
+    pending ? await wrapVolumeKey(a, pending.key, id, pending.gen) : null,
+  );
 }
-const row = (id: string) => db.query("SELECT * FROM volumes WHERE id = ?").get(id) as { sealed_key: Uint8Array; pending_sealed_key: Uint8Array | null };
+const row = (id: string) =>
+  db.query("SELECT * FROM volumes WHERE id = ?").get(id) as {
+    sealed_key: Uint8Array;
+    pending_sealed_key: Uint8Array | null;
+  };
 
 describe("volume key wrapping", () => {
   test("64 random bytes; sealed, never stored in plain; bound to volume id and generation", async () => {
@@ -60,7 +78,9 @@ describe("master-key rotation rewraps", () => {
     await insert("vol_1", "prj_a", 1, newVolumeKey());
     await insert("vol_2", "prj_b", 1, newVolumeKey());
     const before = row("vol_1").sealed_key;
-    db.query("UPDATE volumes SET sealed_key = ? WHERE id = 'vol_2'").run(await wrapVolumeKey(b, newVolumeKey(), "vol_2", 1));
+    db.query("UPDATE volumes SET sealed_key = ? WHERE id = 'vol_2'").run(
+      await wrapVolumeKey(b, newVolumeKey(), "vol_2", 1),
+    );
     await expect(rewrapVolumeKeys({ db, from: a, to: b })).rejects.toThrow();
     expect(Buffer.from(row("vol_1").sealed_key).equals(Buffer.from(before))).toBe(true);
   });

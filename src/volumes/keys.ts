@@ -16,11 +16,21 @@ export function volumeKeyAad(volumeId: string, generation: number): string {
   return `slipway volume key\0${volumeId}\0${generation}`;
 }
 
-export function wrapVolumeKey(sealer: Sealer, key: Uint8Array, volumeId: string, generation: number): Promise<Uint8Array> {
+export function wrapVolumeKey(
+  sealer: Sealer,
+  key: Uint8Array,
+  volumeId: string,
+  generation: number,
+): Promise<Uint8Array> {
   return sealer.seal(key, volumeKeyAad(volumeId, generation));
 }
 
-export async function unwrapVolumeKey(sealer: Sealer, sealed: Uint8Array, volumeId: string, generation: number): Promise<Uint8Array> {
+export async function unwrapVolumeKey(
+  sealer: Sealer,
+  sealed: Uint8Array,
+  volumeId: string,
+  generation: number,
+): Promise<Uint8Array> {
   const key = await sealer.unseal(sealed, volumeKeyAad(volumeId, generation));
   if (key.length !== VOLUME_KEY_BYTES) throw new Error(`volume ${volumeId}: unwrapped key has ${key.length} bytes`);
   return key;
@@ -34,7 +44,13 @@ export async function unwrapVolumeKey(sealer: Sealer, sealed: Uint8Array, volume
 export async function rewrapVolumeKeys(deps: { db: Database; from: Sealer; to: Sealer }): Promise<number> {
   const rows = deps.db
     .query("SELECT id, key_generation, sealed_key, pending_key_generation, pending_sealed_key FROM volumes")
-    .all() as { id: string; key_generation: number; sealed_key: Uint8Array; pending_key_generation: number | null; pending_sealed_key: Uint8Array | null }[];
+    .all() as {
+    id: string;
+    key_generation: number;
+    sealed_key: Uint8Array;
+    pending_key_generation: number | null;
+    pending_sealed_key: Uint8Array | null;
+  }[];
   // Unseal and reseal everything first (async), then write in one synchronous transaction:
   // either every row moves to the new master key or none does.
   const updates: { id: string; generation: number; sealed: Uint8Array; pending: Uint8Array | null }[] = [];
@@ -52,10 +68,13 @@ export async function rewrapVolumeKeys(deps: { db: Database; from: Sealer; to: S
   }
   const now = new Date().toISOString();
   deps.db.transaction(() => {
-    const q = deps.db.query("UPDATE volumes SET sealed_key = ?, pending_sealed_key = ?, updated_at = ? WHERE id = ? AND key_generation = ?");
+    const q = deps.db.query(
+      "UPDATE volumes SET sealed_key = ?, pending_sealed_key = ?, updated_at = ? WHERE id = ? AND key_generation = ?",
+    );
     for (const u of updates) {
       // A volume rotated its key meanwhile: roll everything back rather than store a stale key.
-      if (q.run(u.sealed, u.pending, now, u.id, u.generation).changes !== 1) throw new Error(`volume ${u.id} changed during the rewrap; run it again`);
+      if (q.run(u.sealed, u.pending, now, u.id, u.generation).changes !== 1)
+        throw new Error(`volume ${u.id} changed during the rewrap; run it again`);
     }
   })();
   return updates.length;

@@ -32,10 +32,17 @@ class FakeHost implements SystemView {
     return [...this.maps.keys()];
   }
   mountinfo() {
-    return [...this.mounts].map(([mp, src], i) => `${30 + i} 1 253:${i} / ${mp} rw,nosuid,nodev - ext4 ${src} rw`).join("\n");
+    return [...this.mounts]
+      .map(([mp, src], i) => `${30 + i} 1 253:${i} / ${mp} rw,nosuid,nodev - ext4 ${src} rw`)
+      .join("\n");
   }
   run = async (argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> => {
-    const stdin = opts.stdin === undefined ? null : typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : new Uint8Array(opts.stdin);
+    const stdin =
+      opts.stdin === undefined
+        ? null
+        : typeof opts.stdin === "string"
+          ? new TextEncoder().encode(opts.stdin)
+          : new Uint8Array(opts.stdin);
     this.calls.push({ argv: [...argv], stdin });
     const ok = (stdout = ""): RunResult => ({ code: 0, stdout, stderr: "", timedOut: false });
     const fail = (stderr: string, code = 1): RunResult => ({ code, stdout: "", stderr, timedOut: false });
@@ -52,7 +59,9 @@ class FakeHost implements SystemView {
         case "open": {
           if (argv.includes("--test-passphrase")) {
             const slot = this.headers.get(last)?.indexOf(key()) ?? -1;
-            return slot >= 0 ? ok(`Key slot ${slot} unlocked.\nCommand successful.\n`) : fail("No key available with this passphrase.", 2);
+            return slot >= 0
+              ? ok(`Key slot ${slot} unlocked.\nCommand successful.\n`)
+              : fail("No key available with this passphrase.", 2);
           }
           const device = argv[argv.length - 2]!;
           if (!this.headers.get(device)?.includes(key())) return fail("No key available with this passphrase.", 2);
@@ -77,8 +86,14 @@ class FakeHost implements SystemView {
           return ok();
         case "luksDump": {
           const slots = this.headers.get(last) ?? [];
-          const ks = slots.map((k, i) => (k ? `  ${i}: luks2\n\tKey:        512 bits\n\tPBKDF:      pbkdf2\n\tIterations: 1000\n` : "")).join("");
-          return ok(`LUKS header information\nVersion:       \t2\n\nData segments:\n  0: crypt\n\tcipher: aes-xts-plain64\n\nKeyslots:\n${ks}Tokens:\n`);
+          const ks = slots
+            .map((k, i) =>
+              k ? `  ${i}: luks2\n\tKey:        512 bits\n\tPBKDF:      pbkdf2\n\tIterations: 1000\n` : "",
+            )
+            .join("");
+          return ok(
+            `LUKS header information\nVersion:       \t2\n\nData segments:\n  0: crypt\n\tcipher: aes-xts-plain64\n\nKeyslots:\n${ks}Tokens:\n`,
+          );
         }
         case "isLuks":
           return this.headers.has(last) && this.headers.get(last)!.length > 0 ? ok() : fail("not luks");
@@ -99,7 +114,20 @@ class FakeHost implements SystemView {
       this.mounts.delete(last);
       return ok();
     }
-    if (["mkfs.ext4", "mkfs.xfs", "resize2fs", "xfs_growfs", "losetup", "lvcreate", "lvs", "lvremove", "lvextend"].includes(cmd!)) return ok();
+    if (
+      [
+        "mkfs.ext4",
+        "mkfs.xfs",
+        "resize2fs",
+        "xfs_growfs",
+        "losetup",
+        "lvcreate",
+        "lvs",
+        "lvremove",
+        "lvextend",
+      ].includes(cmd!)
+    )
+      return ok();
     return fail(`fake host: unexpected ${line}`, 127);
   };
   ran(re: RegExp) {
@@ -138,23 +166,46 @@ const manager = (over: Partial<Parameters<typeof luksVolumeManager>[0]> = {}) =>
     system: host,
     ...over,
   });
-const rows = () => db.query("SELECT * FROM volumes").all() as { id: string; state: string; key_generation: number; sealed_key: Uint8Array; device: string; rotation: string | null }[];
-const storedKey = async (r = rows()[0]!) => Buffer.from(await unwrapVolumeKey(sealer, r.sealed_key, r.id, r.key_generation)).toString("hex");
+const rows = () =>
+  db.query("SELECT * FROM volumes").all() as {
+    id: string;
+    state: string;
+    key_generation: number;
+    sealed_key: Uint8Array;
+    device: string;
+    rotation: string | null;
+  }[];
+const storedKey = async (r = rows()[0]!) =>
+  Buffer.from(await unwrapVolumeKey(sealer, r.sealed_key, r.id, r.key_generation)).toString("hex");
 
 describe("create, open, close", () => {
   test("ensure formats, opens with the bypass flags, mounts nodev,nosuid; keys only on stdin", async () => {
     const vm = manager();
     const v = await vm.ensure(REF, 100 * MiB);
-    expect(v).toMatchObject({ encryption: "luks2", path: join(dir, "volumes", "mnt", "prj_a--linux-amd64"), sizeBytes: 100 * MiB });
+    expect(v).toMatchObject({
+      encryption: "luks2",
+      path: join(dir, "volumes", "mnt", "prj_a--linux-amd64"),
+      sizeBytes: 100 * MiB,
+    });
     const [r] = rows();
     expect(r).toMatchObject({ state: "ready", key_generation: 1 });
     expect(existsSync(r!.device)).toBe(true);
     const key = await storedKey();
     expect(host.headers.get(r!.device)).toEqual([key]);
     const open = host.ran(/^cryptsetup open --type/)[0]!;
-    expect(open.argv).toEqual(expect.arrayContaining(["--key-file", "-", "--perf-no_read_workqueue", "--perf-no_write_workqueue"]));
+    expect(open.argv).toEqual(
+      expect.arrayContaining(["--key-file", "-", "--perf-no_read_workqueue", "--perf-no_write_workqueue"]),
+    );
     expect(open.argv).not.toContain("--allow-discards");
-    expect(host.ran(/^mount /)[0]!.argv).toEqual(["mount", "-t", "ext4", "-o", "nodev,nosuid", `/dev/mapper/${MAPPER_PREFIX}${r!.id}`, v.path]);
+    expect(host.ran(/^mount /)[0]!.argv).toEqual([
+      "mount",
+      "-t",
+      "ext4",
+      "-o",
+      "nodev,nosuid",
+      `/dev/mapper/${MAPPER_PREFIX}${r!.id}`,
+      v.path,
+    ]);
     expect(host.ran(/^mkfs.ext4/)[0]!.argv).toContain("nodiscard");
     for (const c of host.calls) expect(c.argv.join(" ")).not.toContain(key);
     expect(logs.join("\n")).not.toContain(key);
@@ -214,7 +265,11 @@ describe("a failure halfway leaves no half-made volume", () => {
     await manager().ensure(REF, 0);
     const r = rows()[0]!;
     expect(() =>
-      db.query("INSERT INTO volumes (id, project_id, platform, backend, device, filesystem, size_bytes, state, key_generation, sealed_key, created_at, updated_at) VALUES ('vol_x', ?, ?, 'file', 'x', 'ext4', 1, 'ready', 1, x'00', '', '')").run(REF.projectId, REF.platform),
+      db
+        .query(
+          "INSERT INTO volumes (id, project_id, platform, backend, device, filesystem, size_bytes, state, key_generation, sealed_key, created_at, updated_at) VALUES ('vol_x', ?, ?, 'file', 'x', 'ext4', 1, 'ready', 1, x'00', '', '')",
+        )
+        .run(REF.projectId, REF.platform),
     ).toThrow(/UNIQUE/);
     expect(rows().map((x) => x.id)).toEqual([r.id]);
   });
@@ -303,7 +358,12 @@ describe("reconcile after a crash", () => {
     expect(rows()).toEqual([]);
     expect(host.maps.size + host.mounts.size).toBe(0);
     expect(readdirSync(join(dir, "volumes", "images"))).toEqual([]);
-    expect(host.ran(/^cryptsetup erase/).map((c) => c.argv.at(-1)).sort()).toEqual([r.device, rb.device, orphan].sort());
+    expect(
+      host
+        .ran(/^cryptsetup erase/)
+        .map((c) => c.argv.at(-1))
+        .sort(),
+    ).toEqual([r.device, rb.device, orphan].sort());
     const v = await manager().ensure(REF, 0);
     expect(v.id).not.toBe(r.id);
   });
@@ -316,7 +376,11 @@ describe("reconcile after a crash", () => {
     // Crash 1: pending key stored, never added to the header.
     const pending = crypto.getRandomValues(new Uint8Array(64));
     const setPending = async () =>
-      db.query("UPDATE volumes SET rotation = 'adding', pending_key_generation = 2, pending_sealed_key = ? WHERE id = ?").run(await wrapVolumeKey(sealer, pending, r.id, 2), r.id);
+      db
+        .query(
+          "UPDATE volumes SET rotation = 'adding', pending_key_generation = 2, pending_sealed_key = ? WHERE id = ?",
+        )
+        .run(await wrapVolumeKey(sealer, pending, r.id, 2), r.id);
     await setPending();
     expect((await manager().reconcile([])).rotations).toEqual([r.id]);
     r = rows()[0]!;

@@ -16,7 +16,19 @@
  *   then promoted; only then is the old keyslot killed. At every point one stored key opens it.
  */
 import type { Database } from "bun:sqlite";
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  statfsSync,
+  statSync,
+  unlinkSync,
+} from "node:fs";
 import { join } from "node:path";
 import { NotFoundError, PreconditionError } from "../errors.ts";
 import { newId } from "../ids.ts";
@@ -148,10 +160,19 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
 
   const get = (ref: VolumeRef): Row | null => {
     volumeName(ref); // validates
-    return (db.query("SELECT * FROM volumes WHERE project_id = ? AND platform = ?").get(ref.projectId, ref.platform) as Row | null) ?? null;
+    return (
+      (db
+        .query("SELECT * FROM volumes WHERE project_id = ? AND platform = ?")
+        .get(ref.projectId, ref.platform) as Row | null) ?? null
+    );
   };
   const reload = (id: string): Row => db.query("SELECT * FROM volumes WHERE id = ?").get(id) as Row;
-  const mounted = (r: Row): MountedVolume => ({ id: r.id, path: mountPoint(refOf(r)), encryption: "luks2", sizeBytes: r.size_bytes });
+  const mounted = (r: Row): MountedVolume => ({
+    id: r.id,
+    path: mountPoint(refOf(r)),
+    encryption: "luks2",
+    sizeBytes: r.size_bytes,
+  });
   const keyOf = (r: Row) => unwrapVolumeKey(sealer, r.sealed_key, r.id, r.key_generation);
 
   // One operation at a time per (project, platform): builders may ask concurrently.
@@ -181,7 +202,17 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
       }
     } else {
       const vg = (deps.backend as { volumeGroup: string }).volumeGroup;
-      await must(run, ["lvcreate", "--yes", "--wipesignatures", "y", "--name", lvName(r.id), "--size", `${r.size_bytes}b`, vg]);
+      await must(run, [
+        "lvcreate",
+        "--yes",
+        "--wipesignatures",
+        "y",
+        "--name",
+        lvName(r.id),
+        "--size",
+        `${r.size_bytes}b`,
+        vg,
+      ]);
     }
   }
   async function backingExists(r: Row): Promise<boolean> {
@@ -234,9 +265,28 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
   async function mkfs(r: Row): Promise<void> {
     const dev = mapperDev(r.id);
     if (r.filesystem === "ext4") {
-      await must(run, ["mkfs.ext4", "-q", "-F", "-L", "slipway-cache", "-E", deps.discards ? "discard" : "nodiscard", dev]);
+      await must(run, [
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-L",
+        "slipway-cache",
+        "-E",
+        deps.discards ? "discard" : "nodiscard",
+        dev,
+      ]);
     } else {
-      await must(run, ["mkfs.xfs", "-q", "-f", "-L", "slipway-cache", "-m", "reflink=0", ...(deps.discards ? [] : ["-K"]), dev]);
+      await must(run, [
+        "mkfs.xfs",
+        "-q",
+        "-f",
+        "-L",
+        "slipway-cache",
+        "-m",
+        "reflink=0",
+        ...(deps.discards ? [] : ["-K"]),
+        dev,
+      ]);
     }
   }
 
@@ -261,11 +311,26 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
         await mkfs(r);
         db.query("UPDATE volumes SET state = 'ready', updated_at = ? WHERE id = ?").run(now(), id);
       } catch (e) {
-        log.warn("creating a cache volume failed; removing what was made", { volume: id, project: ref.projectId, platform: ref.platform, error: e });
-        await destroy(r).catch((e2) => log.error("cleaning up a failed volume failed; the next start finishes it", { volume: id, error: e2 }));
+        log.warn("creating a cache volume failed; removing what was made", {
+          volume: id,
+          project: ref.projectId,
+          platform: ref.platform,
+          error: e,
+        });
+        await destroy(r).catch((e2) =>
+          log.error("cleaning up a failed volume failed; the next start finishes it", { volume: id, error: e2 }),
+        );
         throw e;
       }
-      log.info("created encrypted cache volume", { volume: id, project: ref.projectId, platform: ref.platform, size_bytes: size, backend: deps.backend.kind, filesystem: deps.filesystem, encryption: "luks2" });
+      log.info("created encrypted cache volume", {
+        volume: id,
+        project: ref.projectId,
+        platform: ref.platform,
+        size_bytes: size,
+        backend: deps.backend.kind,
+        filesystem: deps.filesystem,
+        encryption: "luks2",
+      });
       return reload(id);
     } finally {
       key.fill(0);
@@ -289,7 +354,8 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
     const key = await keyOf(r);
     try {
       const keep = await cs.testKey(r.device, key);
-      if (keep === null || keep < 0) throw new PreconditionError(`volume ${r.id}: its stored key opens no keyslot; refusing to kill any`);
+      if (keep === null || keep < 0)
+        throw new PreconditionError(`volume ${r.id}: its stored key opens no keyslot; refusing to kill any`);
       for (const s of await cs.slots(r.device)) if (s !== keep) await cs.killSlot(r.device, s);
     } finally {
       key.fill(0);
@@ -312,7 +378,9 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
       const slot = await cs.testKey(r.device, pk);
       pk.fill(0);
       if (slot === null) {
-        db.query("UPDATE volumes SET rotation = NULL, pending_key_generation = NULL, pending_sealed_key = NULL, updated_at = ? WHERE id = ?").run(now(), r.id);
+        db.query(
+          "UPDATE volumes SET rotation = NULL, pending_key_generation = NULL, pending_sealed_key = NULL, updated_at = ? WHERE id = ?",
+        ).run(now(), r.id);
         return reload(r.id);
       }
       r = await promote(r);
@@ -331,7 +399,9 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
       const newKey = newVolumeKey();
       try {
         const sealed = await wrapVolumeKey(sealer, newKey, r.id, gen);
-        db.query("UPDATE volumes SET rotation = 'adding', pending_key_generation = ?, pending_sealed_key = ?, updated_at = ? WHERE id = ?").run(gen, sealed, now(), r.id);
+        db.query(
+          "UPDATE volumes SET rotation = 'adding', pending_key_generation = ?, pending_sealed_key = ?, updated_at = ? WHERE id = ?",
+        ).run(gen, sealed, now(), r.id);
         await cs.addKey(r.device, oldKey, newKey);
       } finally {
         oldKey.fill(0);
@@ -339,7 +409,12 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
       }
       r = await promote(reload(r.id));
       await killOtherSlots(r);
-      log.info("rotated cache volume key", { volume: r.id, project: ref.projectId, platform: ref.platform, generation: gen });
+      log.info("rotated cache volume key", {
+        volume: r.id,
+        project: ref.projectId,
+        platform: ref.platform,
+        generation: gen,
+      });
       return { generation: gen };
     });
   }
@@ -348,7 +423,12 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
   async function settle(r: Row | null): Promise<Row | null> {
     if (!r) return null;
     if (r.state !== "ready") {
-      log.warn(r.state === "creating" ? "cache volume creation was interrupted; erasing it to recreate" : "finishing an interrupted cache volume erase", { volume: r.id });
+      log.warn(
+        r.state === "creating"
+          ? "cache volume creation was interrupted; erasing it to recreate"
+          : "finishing an interrupted cache volume erase",
+        { volume: r.id },
+      );
       await destroy(r);
       return null;
     }
@@ -414,7 +494,12 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
         await destroy(r);
         const fresh = await create(ref, r.size_bytes);
         await closeRow(fresh);
-        log.info("reset cache volume: crypto-erased, recreated with a new key", { old_volume: r.id, volume: fresh.id, project: ref.projectId, platform: ref.platform });
+        log.info("reset cache volume: crypto-erased, recreated with a new key", {
+          old_volume: r.id,
+          volume: fresh.id,
+          project: ref.projectId,
+          platform: ref.platform,
+        });
       });
     },
 
@@ -423,7 +508,11 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
         const r = get(ref);
         if (!r) return;
         await destroy(r);
-        log.info("deleted cache volume (crypto-erased)", { volume: r.id, project: ref.projectId, platform: ref.platform });
+        log.info("deleted cache volume (crypto-erased)", {
+          volume: r.id,
+          project: ref.projectId,
+          platform: ref.platform,
+        });
       });
     },
 
@@ -436,13 +525,23 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
         return { usedBytes: (s.blocks - s.bfree) * s.bsize, sizeBytes: r.size_bytes };
       }
       // Closed: what the backing holds on disk (a sparse image's allocated blocks).
-      return { usedBytes: r.backend === "file" && existsSync(r.device) ? statSync(r.device).blocks * 512 : r.size_bytes, sizeBytes: r.size_bytes };
+      return {
+        usedBytes: r.backend === "file" && existsSync(r.device) ? statSync(r.device).blocks * 512 : r.size_bytes,
+        sizeBytes: r.size_bytes,
+      };
     },
 
     rotateKey,
 
     async reconcile(needed) {
-      const report: ReconcileReport = { recreated: [], erased: [], rotations: [], closed: [], reopened: [], orphans: [] };
+      const report: ReconcileReport = {
+        recreated: [],
+        erased: [],
+        rotations: [],
+        closed: [],
+        reopened: [],
+        orphans: [],
+      };
       for (const r of db.query("SELECT * FROM volumes").all() as Row[]) {
         await locked(refOf(r), async () => {
           if (r.state !== "ready") (r.state === "creating" ? report.recreated : report.erased).push(r.id);

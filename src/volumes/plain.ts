@@ -11,7 +11,8 @@ import type { MountedVolume, VolumeManager, VolumeRef, VolumeUsage } from "./typ
 /** `linux/arm64/v8` → `linux-arm64-v8`; project ids are already [a-z0-9_]. */
 export function volumeName(ref: VolumeRef): string {
   if (!/^[A-Za-z0-9_-]+$/.test(ref.projectId)) throw new Error(`invalid project id for a volume: ${ref.projectId}`);
-  if (!/^[a-z0-9]+(\/[a-z0-9]+){0,2}$/.test(ref.platform)) throw new Error(`invalid platform for a volume: ${ref.platform}`);
+  if (!/^[a-z0-9]+(\/[a-z0-9]+){0,2}$/.test(ref.platform))
+    throw new Error(`invalid platform for a volume: ${ref.platform}`);
   return `${ref.projectId}--${ref.platform.replaceAll("/", "-")}`;
 }
 
@@ -43,7 +44,12 @@ function diskUsage(dir: string): number {
 
 export function plainVolumeManager(deps: { root: string }): VolumeManager {
   const pathOf = (ref: VolumeRef) => join(deps.root, volumeName(ref));
-  const mounted = (ref: VolumeRef): MountedVolume => ({ id: volumeName(ref), path: pathOf(ref), encryption: "none", sizeBytes: null });
+  const mounted = (ref: VolumeRef): MountedVolume => ({
+    id: volumeName(ref),
+    path: pathOf(ref),
+    encryption: "none",
+    sizeBytes: null,
+  });
   const erase = (ref: VolumeRef) => {
     const p = pathOf(ref);
     if (!existsSync(p)) return;

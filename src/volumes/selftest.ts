@@ -10,7 +10,19 @@
  * `SLIPWAY-VM <step> FAIL <ms> <message>`; the host asserts on every line.
  */
 import type { Database } from "bun:sqlite";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, statfsSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statfsSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { applyMigrations, openDatabase } from "../db/index.ts";
 import { run as hostRun } from "../host/run.ts";
@@ -41,7 +53,16 @@ async function open(dir: string, logLines: string[]) {
   applyMigrations(db);
   const sealer = await createSealer(masterKey(dir));
   const log = createLogger({ level: "debug", write: (l) => logLines.push(l) });
-  const vm = luksVolumeManager({ db, sealer, run: hostRun, log, root: join(dir, "volumes"), backend: { kind: "file" }, filesystem: "ext4", discards: false });
+  const vm = luksVolumeManager({
+    db,
+    sealer,
+    run: hostRun,
+    log,
+    root: join(dir, "volumes"),
+    backend: { kind: "file" },
+    filesystem: "ext4",
+    discards: false,
+  });
   return { db, sealer, vm };
 }
 
@@ -76,7 +97,9 @@ function keyForms(key: Uint8Array): string[] {
 }
 
 function storedKey(db: Database, sealer: Awaited<ReturnType<typeof createSealer>>, ref: VolumeRef) {
-  const r = db.query("SELECT id, sealed_key, key_generation, device FROM volumes WHERE project_id = ? AND platform = ?").get(ref.projectId, ref.platform) as {
+  const r = db
+    .query("SELECT id, sealed_key, key_generation, device FROM volumes WHERE project_id = ? AND platform = ?")
+    .get(ref.projectId, ref.platform) as {
     id: string;
     sealed_key: Uint8Array;
     key_generation: number;
@@ -106,7 +129,11 @@ export async function selftestCrashChild(dir: string, io: SelftestIo): Promise<n
   return 0;
 }
 
-export async function volumeSelftest(dir: string, io: SelftestIo, self: string[] = [process.execPath]): Promise<number> {
+export async function volumeSelftest(
+  dir: string,
+  io: SelftestIo,
+  self: string[] = [process.execPath],
+): Promise<number> {
   let failures = 0;
   const logLines: string[] = [];
   const started = performance.now();
@@ -117,7 +144,9 @@ export async function volumeSelftest(dir: string, io: SelftestIo, self: string[]
       io.out(`SLIPWAY-VM ${name} ok ${Math.round(performance.now() - t)} ${JSON.stringify(detail)}`);
     } catch (e) {
       failures++;
-      io.out(`SLIPWAY-VM ${name} FAIL ${Math.round(performance.now() - t)} ${(e as Error).message.replace(/\n/g, " ")}`);
+      io.out(
+        `SLIPWAY-VM ${name} FAIL ${Math.round(performance.now() - t)} ${(e as Error).message.replace(/\n/g, " ")}`,
+      );
     }
   };
   const assert = (cond: unknown, msg: string) => {
@@ -139,19 +168,34 @@ export async function volumeSelftest(dir: string, io: SelftestIo, self: string[]
     const k = await storedKey(db, sealer, REF);
     seenKeys.push(k.key);
     assert(result.encryption === "luks2", `encryption ${result.encryption}`);
-    const mounts = readFileSync("/proc/self/mounts", "utf8").split("\n").find((l) => l.split(" ")[1] === result.path);
+    const mounts = readFileSync("/proc/self/mounts", "utf8")
+      .split("\n")
+      .find((l) => l.split(" ")[1] === result.path);
     assert(mounts, "volume is not mounted");
     const opts = mounts!.split(" ")[3]!.split(",");
     assert(opts.includes("nodev") && opts.includes("nosuid"), `mount options ${opts.join(",")}`);
     const table = (await hostRun(["dmsetup", "table", `${MAPPER_PREFIX}${k.id}`])).stdout;
-    return { volume: k.id, mount: mounts!.split(" ").slice(0, 4).join(" "), dm_flags: /no_read_workqueue/.test(table) && /no_write_workqueue/.test(table) ? "no_read_workqueue no_write_workqueue" : table.trim().split(" ").slice(8).join(" ") || "(dmsetup unavailable)" };
+    return {
+      volume: k.id,
+      mount: mounts!.split(" ").slice(0, 4).join(" "),
+      dm_flags:
+        /no_read_workqueue/.test(table) && /no_write_workqueue/.test(table)
+          ? "no_read_workqueue no_write_workqueue"
+          : table.trim().split(" ").slice(8).join(" ") || "(dmsetup unavailable)",
+    };
   });
 
   await step("header", async () => {
     const k = await storedKey(db, sealer, REF);
     const d = await cs.dump(k.device);
     assert(d.version === 2 && d.cipher === "aes-xts-plain64", `header ${JSON.stringify(d)}`);
-    assert(d.keyslots.length === 1 && d.keyslots[0]!.keyBits === 512 && d.keyslots[0]!.pbkdf === "pbkdf2" && d.keyslots[0]!.iterations === 1000, `keyslots ${JSON.stringify(d.keyslots)}`);
+    assert(
+      d.keyslots.length === 1 &&
+        d.keyslots[0]!.keyBits === 512 &&
+        d.keyslots[0]!.pbkdf === "pbkdf2" &&
+        d.keyslots[0]!.iterations === 1000,
+      `keyslots ${JSON.stringify(d.keyslots)}`,
+    );
     return { version: d.version, cipher: d.cipher, keyslots: d.keyslots };
   });
 
@@ -173,7 +217,10 @@ export async function volumeSelftest(dir: string, io: SelftestIo, self: string[]
     const k = await storedKey(db, sealer, REF);
     const raw = readFileSync(k.device);
     assert(raw.indexOf(marker) < 0, "the raw image contains the marker in plain text");
-    assert(raw.subarray(0, 6).equals(Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe])), "no LUKS magic at the start of the image");
+    assert(
+      raw.subarray(0, 6).equals(Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe])),
+      "no LUKS magic at the start of the image",
+    );
     return { image_bytes: raw.length };
   });
 
@@ -188,7 +235,10 @@ export async function volumeSelftest(dir: string, io: SelftestIo, self: string[]
     const k = await storedKey(db, sealer, REF);
     const wrong = crypto.getRandomValues(new Uint8Array(64));
     assert((await cs.testKey(k.device, wrong)) === null, "a random key opened the volume");
-    const r = await hostRun(["cryptsetup", "open", "--key-file", "-", "--keyfile-size", "64", k.device, "slipway-selftest-wrong"], { stdin: wrong });
+    const r = await hostRun(
+      ["cryptsetup", "open", "--key-file", "-", "--keyfile-size", "64", k.device, "slipway-selftest-wrong"],
+      { stdin: wrong },
+    );
     assert(r.code !== 0 && !existsSync("/dev/mapper/slipway-selftest-wrong"), "open with a wrong key succeeded");
     assert((await cs.testKey(k.device, k.key)) !== null, "the stored key does not open the volume");
     return { wrong_key_exit: r.code };
@@ -199,7 +249,10 @@ export async function volumeSelftest(dir: string, io: SelftestIo, self: string[]
     const { generation } = await vm.rotateKey(REF);
     const after = await storedKey(db, sealer, REF);
     seenKeys.push(after.key);
-    assert(generation === before.key_generation + 1 && after.key_generation === generation, `generation ${after.key_generation}`);
+    assert(
+      generation === before.key_generation + 1 && after.key_generation === generation,
+      `generation ${after.key_generation}`,
+    );
     assert(!Buffer.from(after.key).equals(Buffer.from(before.key)), "key unchanged");
     assert((await cs.testKey(after.device, before.key)) === null, "the old key still opens the volume");
     const slots = await cs.slots(after.device);
@@ -242,7 +295,10 @@ export async function volumeSelftest(dir: string, io: SelftestIo, self: string[]
   await step("crash-recovery", async () => {
     // A process holding a volume open and mounted is SIGKILLed (as a crashed `serve` would be):
     // the next start's reconcile closes what nothing needs, and the data opens with the stored key.
-    const child = Bun.spawn([...self, "__volume-selftest", "--dir", dir, "--crash-child"], { stdout: "pipe", stderr: "inherit" });
+    const child = Bun.spawn([...self, "__volume-selftest", "--dir", dir, "--crash-child"], {
+      stdout: "pipe",
+      stderr: "inherit",
+    });
     let out = "";
     const reader = child.stdout.getReader();
     const deadline = Date.now() + 120_000;
@@ -261,14 +317,23 @@ export async function volumeSelftest(dir: string, io: SelftestIo, self: string[]
     assert(report.closed.includes(k.id), `reconcile did not close the orphaned mapping: ${JSON.stringify(report)}`);
     assert(!existsSync(mapperOf(k.id)), "mapping still open after reconcile");
     const v = await fresh.vm.ensure(CRASH_REF, 64 * MiB);
-    assert(readFileSync(join(v.path, "survivor"), "utf8").startsWith("SURVIVES-A-KILLED-SERVE"), "data lost after the crash");
+    assert(
+      readFileSync(join(v.path, "survivor"), "utf8").startsWith("SURVIVES-A-KILLED-SERVE"),
+      "data lost after the crash",
+    );
     // And a crash in the middle of create: a `creating` row is erased and recreated cleanly.
     await fresh.vm.delete(CRASH_REF);
     const half = await killDuringCreate(self, dir);
     const report2 = await fresh.vm.reconcile([REF]);
-    assert(report2.recreated.length === 1, `a half-created volume was not erased for recreation: ${JSON.stringify(report2)}`);
+    assert(
+      report2.recreated.length === 1,
+      `a half-created volume was not erased for recreation: ${JSON.stringify(report2)}`,
+    );
     const again = await fresh.vm.ensure(CRASH_REF, 64 * MiB);
-    assert(readdirSync(again.path).every((n) => n === "lost+found"), "recreated volume is not empty");
+    assert(
+      readdirSync(again.path).every((n) => n === "lost+found"),
+      "recreated volume is not empty",
+    );
     return { closed: report.closed, killed_during: half.during, reconcile_after_half_create: report2 };
   });
 
@@ -283,18 +348,31 @@ export async function volumeSelftest(dir: string, io: SelftestIo, self: string[]
         for (const a of argvSeen) assert(!a.includes(form), "key material in a process's argv");
         assert(!logs.includes(form), "key material in the logs");
       }
-      assert(dbBytes.indexOf(Buffer.from(key)) < 0 && dbBytes.indexOf(Buffer.from(Buffer.from(key).toString("hex"))) < 0, "a plain key in the database file");
+      assert(
+        dbBytes.indexOf(Buffer.from(key)) < 0 && dbBytes.indexOf(Buffer.from(Buffer.from(key).toString("hex"))) < 0,
+        "a plain key in the database file",
+      );
     }
-    return { argv_seen: argvSeen.size, cryptsetup_argv: cryptsetupArgv.slice(0, 3), keys_checked: seenKeys.length, log_lines: logLines.length };
+    return {
+      argv_seen: argvSeen.size,
+      cryptsetup_argv: cryptsetupArgv.slice(0, 3),
+      keys_checked: seenKeys.length,
+      log_lines: logLines.length,
+    };
   });
 
-  io.out(`SLIPWAY-VM total ${failures === 0 ? "ok" : "FAIL"} ${Math.round(performance.now() - started)} {"failures":${failures}}`);
+  io.out(
+    `SLIPWAY-VM total ${failures === 0 ? "ok" : "FAIL"} ${Math.round(performance.now() - started)} {"failures":${failures}}`,
+  );
   return failures === 0 ? 0 : 1;
 }
 
 /** Starts a crash child and SIGKILLs it while mkfs runs: after format, before the row is ready. */
 async function killDuringCreate(self: string[], dir: string): Promise<{ during: string }> {
-  const child = Bun.spawn([...self, "__volume-selftest", "--dir", dir, "--crash-child"], { stdout: "ignore", stderr: "ignore" });
+  const child = Bun.spawn([...self, "__volume-selftest", "--dir", dir, "--crash-child"], {
+    stdout: "ignore",
+    stderr: "ignore",
+  });
   const deadline = Date.now() + 120_000;
   let during = "";
   while (!during && Date.now() < deadline && child.exitCode === null) {

@@ -87,30 +87,57 @@ export function refusingVolumeManager(reason: string): VolumeManager {
 
 export function statusFor(config: VolumesConfig, support: DmCryptSupport): VolumesStatus {
   if (config.encryption === "none") {
-    return { encryption: "none", available: true, message: 'cache volumes are NOT encrypted (volumes.encryption = "none"): build caches sit on plain disk' };
+    return {
+      encryption: "none",
+      available: true,
+      message: 'cache volumes are NOT encrypted (volumes.encryption = "none"): build caches sit on plain disk',
+    };
   }
   if (!support.usable) return { encryption: "luks2", available: false, message: unavailableMessage(support.reason) };
-  return { encryption: "luks2", available: true, message: `cache volumes are LUKS2-encrypted (${config.backend === "lvm" ? `LVM volume group ${config.volume_group}` : "sparse image files"}, ${config.filesystem}); ${support.reason}` };
+  return {
+    encryption: "luks2",
+    available: true,
+    message: `cache volumes are LUKS2-encrypted (${config.backend === "lvm" ? `LVM volume group ${config.volume_group}` : "sparse image files"}, ${config.filesystem}); ${support.reason}`,
+  };
 }
 
 export function createVolumeManager(o: CreateVolumesOptions): ConfiguredVolumes {
   const dir = volumesDir(o.config, o.dataDir);
-  const support = o.config.encryption === "none" ? { usable: false, reason: "not checked (encryption off)" } : (o.support ?? detectDmCrypt());
+  const support =
+    o.config.encryption === "none"
+      ? { usable: false, reason: "not checked (encryption off)" }
+      : (o.support ?? detectDmCrypt());
   const status = statusFor(o.config, support);
   const healthCheck: HealthCheck = {
     name: "volumes:encryption",
     run: () =>
       status.encryption === "luks2" && status.available
         ? { status: "pass", observedValue: "luks2", output: status.message }
-        : { status: "warn", observedValue: status.encryption === "none" ? "none" : "unavailable", output: status.message },
+        : {
+            status: "warn",
+            observedValue: status.encryption === "none" ? "none" : "unavailable",
+            output: status.message,
+          },
   };
   if (o.config.encryption === "none") {
     o.log.warn(status.message, { encryption: "none" });
-    return { manager: plainVolumeManager({ root: join(dir, "plain") }), status, luks: null, reconcile: async () => null, healthCheck };
+    return {
+      manager: plainVolumeManager({ root: join(dir, "plain") }),
+      status,
+      luks: null,
+      reconcile: async () => null,
+      healthCheck,
+    };
   }
   if (!support.usable) {
     o.log.warn(status.message, { encryption: "luks2", available: false });
-    return { manager: refusingVolumeManager(support.reason), status, luks: null, reconcile: async () => null, healthCheck };
+    return {
+      manager: refusingVolumeManager(support.reason),
+      status,
+      luks: null,
+      reconcile: async () => null,
+      healthCheck,
+    };
   }
   const luks = luksVolumeManager({
     db: o.db,

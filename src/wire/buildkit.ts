@@ -9,7 +9,12 @@ import type { Duplex } from "node:stream";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ListWorkersRequestSchema, ListWorkersResponseSchema } from "./gen/moby/buildkit/v1/control_pb.ts";
 
-export { StatusResponseSchema, type StatusResponse, type Vertex, type VertexLog } from "./gen/moby/buildkit/v1/control_pb.ts";
+export {
+  StatusResponseSchema,
+  type StatusResponse,
+  type Vertex,
+  type VertexLog,
+} from "./gen/moby/buildkit/v1/control_pb.ts";
 
 export interface WorkerInfo {
   id: string;
@@ -43,7 +48,12 @@ export function listWorkers(stream: Duplex, timeoutMs: number): Promise<WorkerIn
     };
     const timer = setTimeout(() => done(new Error(`ListWorkers: no answer within ${timeoutMs} ms`)), timeoutMs);
     session.on("error", (e) => done(e));
-    const req = session.request({ ":method": "POST", ":path": "/moby.buildkit.v1.Control/ListWorkers", "content-type": "application/grpc", te: "trailers" });
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/moby.buildkit.v1.Control/ListWorkers",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     const chunks: Buffer[] = [];
     let status: string | undefined;
     let grpcMessage = "";
@@ -57,7 +67,10 @@ export function listWorkers(stream: Duplex, timeoutMs: number): Promise<WorkerIn
     req.on("data", (d: Buffer) => chunks.push(d));
     req.on("error", (e) => done(e));
     req.on("end", () => {
-      if (status !== "0") return done(new Error(`ListWorkers failed: grpc-status ${status ?? "missing"} ${decodeURIComponent(grpcMessage)}`.trim()));
+      if (status !== "0")
+        return done(
+          new Error(`ListWorkers failed: grpc-status ${status ?? "missing"} ${decodeURIComponent(grpcMessage)}`.trim()),
+        );
       const body = Buffer.concat(chunks);
       if (body.length < 5) return done(null, []);
       try {

@@ -22,8 +22,17 @@ export { OrganizationService } from "./gen/depot/core/v1/organization_pb.ts";
 export { ProjectService } from "./gen/depot/core/v1/project_pb.ts";
 
 /** BuilderPlatform → the builder's platform (depot: amd64 builders also build 386, arm64 ones arm). */
-export const PLATFORM_OF_BUILDER: Record<number, string> = { [BuilderPlatform.AMD64]: "linux/amd64", [BuilderPlatform.ARM64]: "linux/arm64" };
-const BUILDER_OF_PLATFORM: Record<string, number> = { "linux/amd64": 1, "linux/386": 1, "linux/arm64": 2, "linux/arm/v7": 2, "linux/arm/v6": 2 };
+export const PLATFORM_OF_BUILDER: Record<number, string> = {
+  [BuilderPlatform.AMD64]: "linux/amd64",
+  [BuilderPlatform.ARM64]: "linux/arm64",
+};
+const BUILDER_OF_PLATFORM: Record<string, number> = {
+  "linux/amd64": 1,
+  "linux/386": 1,
+  "linux/arm64": 2,
+  "linux/arm/v7": 2,
+  "linux/arm/v6": 2,
+};
 /** The BuilderPlatform a target platform is built on, or null for one no builder serves. */
 export const builderPlatformOf = (platform: string): number | null => BUILDER_OF_PLATFORM[platform] ?? null;
 /** This machine's platform: the default when a client names none. */
@@ -43,7 +52,12 @@ export interface RpcMethod {
 const rpc = (service: DescService, localName: string): RpcMethod => {
   const desc = service.method[localName as keyof typeof service.method] as DescMethod | undefined;
   if (!desc) throw new Error(`${service.typeName} has no method ${localName}`); // a typo here, at start-up
-  const kind: RpcKind = desc.methodKind === "client_streaming" ? "client_stream" : desc.methodKind === "server_streaming" ? "server_stream" : "unary";
+  const kind: RpcKind =
+    desc.methodKind === "client_streaming"
+      ? "client_stream"
+      : desc.methodKind === "server_streaming"
+        ? "server_stream"
+        : "unary";
   return { path: `/${service.typeName}/${desc.name}`, input: desc.input, output: desc.output, kind, desc };
 };
 

@@ -20,7 +20,12 @@ describe("the decoding limit", () => {
     const inner = bomb(500_000, 0x0a);
     const nested = new Uint8Array([0x12, 0xa0, 0xc2, 0x1e, ...inner]); // length 500000 as a varint
     expect(() => checkDecodeLimits(METHODS.reportStatus.input, nested)).toThrow(/ReportStatusRequest|StatusResponse/);
-    const real = toBinary(StatusResponseSchema, create(StatusResponseSchema, { logs: Array.from({ length: 2000 }, () => ({ vertex: "sha256:x".padEnd(71, "0"), msg: new Uint8Array(200) })) }));
+    const real = toBinary(
+      StatusResponseSchema,
+      create(StatusResponseSchema, {
+        logs: Array.from({ length: 2000 }, () => ({ vertex: "sha256:x".padEnd(71, "0"), msg: new Uint8Array(200) })),
+      }),
+    );
     expect(real.length).toBeGreaterThan(400_000);
     expect(() => checkDecodeLimits(StatusResponseSchema, real)).not.toThrow();
   });
@@ -28,7 +33,9 @@ describe("the decoding limit", () => {
   test("a gzip'd body is held to it once inflated, as resource_exhausted", async () => {
     const gz = new Uint8Array(Bun.gzipSync(bomb(1024 * 1024, 0x12)));
     expect(gz.length).toBeLessThan(8 * 1024);
-    const e = await compressionGzip(METHODS.createBuild.input).decompress(gz, 2 * 1024 * 1024).catch((x: unknown) => x);
+    const e = await compressionGzip(METHODS.createBuild.input)
+      .decompress(gz, 2 * 1024 * 1024)
+      .catch((x: unknown) => x);
     expect(String(e)).toContain("resource_exhausted");
     expect(String(e)).toContain("holds more than 200000 fields");
     // Without a message type (the JSON codec's text), only the size limit applies.

@@ -46,7 +46,10 @@ export function checkDecodeLimits(desc: DescMessage, bytes: Uint8Array): void {
     const fields = messageFields(type);
     while (reader.pos < end) {
       const [no, wire] = reader.tag();
-      if (--left < 0) throw new DecodeLimitError(`request too large: ${type.typeName} holds more than ${DECODE_LIMITS.fields} fields`);
+      if (--left < 0)
+        throw new DecodeLimitError(
+          `request too large: ${type.typeName} holds more than ${DECODE_LIMITS.fields} fields`,
+        );
       const sub = wire === WireType.LengthDelimited ? fields.get(no) : undefined;
       if (!sub) {
         reader.skip(wire, no);

@@ -93,7 +93,14 @@ interface Latency {
 
 function latency(xs: number[]): Latency {
   const s = [...xs].sort((a, b) => a - b);
-  return { n: s.length, p50ms: percentile(s, 50), p90ms: percentile(s, 90), p99ms: percentile(s, 99), maxms: s.at(-1) ?? NaN, meanms: s.reduce((a, b) => a + b, 0) / (s.length || 1) };
+  return {
+    n: s.length,
+    p50ms: percentile(s, 50),
+    p90ms: percentile(s, 90),
+    p99ms: percentile(s, 99),
+    maxms: s.at(-1) ?? NaN,
+    meanms: s.reduce((a, b) => a + b, 0) / (s.length || 1),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,7 +225,10 @@ async function section1(world: World): Promise<Section1> {
     projects: projectsServiceFactory({ db: world.db, audit, orgs: orgsServiceFactory({ db: world.db, audit }) }),
     runnerHosts: egressServiceFactory({ db: world.db, audit, applianceHosts: ["localhost"], extraAllow: [] }),
   });
-  const headers = Object.fromEntries(KINDS.map((k) => [k.key, `Bearer ${secretOf(world, k.actor)}`])) as Record<KindKey, string>;
+  const headers = Object.fromEntries(KINDS.map((k) => [k.key, `Bearer ${secretOf(world, k.actor)}`])) as Record<
+    KindKey,
+    string
+  >;
   const actors = {} as Record<KindKey, Actor>;
   for (const k of KINDS) {
     const a = await auth.authenticate(headers[k.key]);
@@ -234,7 +244,9 @@ async function section1(world: World): Promise<Section1> {
       WHERE t.secret_sha256 = ?`,
   );
   // A floor below it: the same hash, a single-table lookup by the unique index, no subquery.
-  const lookupNoJoin = world.db.query("SELECT id, kind, expires_at, revoked_at, last_used_at, user_id, org_id, project_id FROM api_tokens WHERE secret_sha256 = ?");
+  const lookupNoJoin = world.db.query(
+    "SELECT id, kind, expires_at, revoked_at, last_used_at, user_id, org_id, project_id FROM api_tokens WHERE secret_sha256 = ?",
+  );
   const baselineToken = secretOf(world, "ownerA");
   const baselineFn = () => {
     const row = lookup.get(new Bun.CryptoHasher("sha256").update(baselineToken).digest() as Uint8Array);
@@ -247,7 +259,9 @@ async function section1(world: World): Promise<Section1> {
     return row;
   };
 
-  progress(`section 1: ops/s on one core, ${WARMUP_MS} ms warm-up each, then ${DURATION_MS} ms each in ${SLICE_MS} ms round-robin slices`);
+  progress(
+    `section 1: ops/s on one core, ${WARMUP_MS} ms warm-up each, then ${DURATION_MS} ms each in ${SLICE_MS} ms round-robin slices`,
+  );
   const subjects: Subject[] = [
     { name: "baseline sha256 + lookup by hash (authenticate's SQL)", run: (ms) => loopSync(baselineFn, ms) },
     { name: "floor sha256 + single-table lookup by hash (no subquery)", run: (ms) => loopSync(floorFn, ms) },
@@ -262,14 +276,22 @@ async function section1(world: World): Promise<Section1> {
   const resource = { orgId: world.ids.A, projectId: world.ids.p1 };
   const userActor = actors.user;
   const projectActor = actors.project;
-  const authorizeUser = measureSync("authorize(user ownerA, project:read, p1)", () => authorize(userActor, "project:read", resource));
-  const authorizeProjectToken = measureSync("authorize(project token, project:read, p1)", () => authorize(projectActor, "project:read", resource));
+  const authorizeUser = measureSync("authorize(user ownerA, project:read, p1)", () =>
+    authorize(userActor, "project:read", resource),
+  );
+  const authorizeProjectToken = measureSync("authorize(project token, project:read, p1)", () =>
+    authorize(projectActor, "project:read", resource),
+  );
   const userHeader = headers.user;
   const authenticateAndAuthorizeUser = await measureAsync("authenticate + authorize, user token", async () => {
     authorize(await auth.authenticate(userHeader), "project:read", resource);
   });
   // For context in section 2: the project route's own lookup, not authentication.
-  const projects = projectsServiceFactory({ db: world.db, audit: world.audit, orgs: orgsServiceFactory({ db: world.db, audit: world.audit }) });
+  const projects = projectsServiceFactory({
+    db: world.db,
+    audit: world.audit,
+    orgs: orgsServiceFactory({ db: world.db, audit: world.audit }),
+  });
   const p1 = world.ids.p1;
   const projectLookup = measureSync("projects.get(p1) (the route's own lookup)", () => projects.get(p1));
 
@@ -304,7 +326,12 @@ interface RouteLatency extends Latency {
  * Sends `n` requests to each route, one at a time and interleaved (route 1, 2, 3, 1, 2, 3, …)
  * so drift in the machine's state affects every route alike; returns per-route latencies.
  */
-async function interleaved(routes: Route[], n: number, warmup: number, send: (r: Route) => Promise<Response>): Promise<RouteLatency[]> {
+async function interleaved(
+  routes: Route[],
+  n: number,
+  warmup: number,
+  send: (r: Route) => Promise<Response>,
+): Promise<RouteLatency[]> {
   const samples = routes.map(() => [] as number[]);
   const non200 = routes.map(() => 0);
   for (let i = 0; i < warmup + n; i++) {
@@ -324,18 +351,35 @@ async function interleaved(routes: Route[], n: number, warmup: number, send: (r:
 }
 
 function logLatencies(rs: RouteLatency[]): void {
-  for (const r of rs) progress(`  ${r.label}: p50 ${(r.p50ms * 1000).toFixed(1)} µs, p99 ${(r.p99ms * 1000).toFixed(1)} µs, max ${r.maxms.toFixed(2)} ms, non-200 ${r.non200}`);
+  for (const r of rs)
+    progress(
+      `  ${r.label}: p50 ${(r.p50ms * 1000).toFixed(1)} µs, p99 ${(r.p99ms * 1000).toFixed(1)} µs, max ${r.maxms.toFixed(2)} ms, non-200 ${r.non200}`,
+    );
 }
 
 async function section2(world: World): Promise<RouteLatency[]> {
   const routes: Route[] = [
     { key: "livez", label: "GET /livez (no credentials)", path: "/livez", authorization: null },
-    { key: "user", label: "GET /api/v1/projects/p1, user token (ownerA)", path: `/api/v1/projects/${world.ids.p1}`, authorization: `Bearer ${secretOf(world, "ownerA")}` },
-    { key: "project", label: "GET /api/v1/projects/p1, project token (tokA1)", path: `/api/v1/projects/${world.ids.p1}`, authorization: `Bearer ${secretOf(world, "tokA1")}` },
+    {
+      key: "user",
+      label: "GET /api/v1/projects/p1, user token (ownerA)",
+      path: `/api/v1/projects/${world.ids.p1}`,
+      authorization: `Bearer ${secretOf(world, "ownerA")}`,
+    },
+    {
+      key: "project",
+      label: "GET /api/v1/projects/p1, project token (tokA1)",
+      path: `/api/v1/projects/${world.ids.p1}`,
+      authorization: `Bearer ${secretOf(world, "tokA1")}`,
+    },
   ];
-  progress(`section 2: in-process app.handle, ${REQUEST_WARMUP} warm-up + ${REQUESTS} sequential requests per route, interleaved`);
+  progress(
+    `section 2: in-process app.handle, ${REQUEST_WARMUP} warm-up + ${REQUESTS} sequential requests per route, interleaved`,
+  );
   const rs = await interleaved(routes, REQUESTS, REQUEST_WARMUP, (r) =>
-    world.handle(new Request(`http://localhost${r.path}`, { headers: r.authorization ? { authorization: r.authorization } : {} })),
+    world.handle(
+      new Request(`http://localhost${r.path}`, { headers: r.authorization ? { authorization: r.authorization } : {} }),
+    ),
   );
   logLatencies(rs);
   return rs;
@@ -363,7 +407,11 @@ async function section3(): Promise<Section3> {
     const s = served;
     const admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
     const json = async (method: string, path: string, body: unknown) => {
-      const res = await s.get(path, { method, headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+      const res = await s.get(path, {
+        method,
+        headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
       const text = await res.text();
       if (res.status !== 201) throw new Error(`${method} ${path}: HTTP ${res.status}: ${text}`);
       return JSON.parse(text) as Record<string, unknown>;
@@ -373,12 +421,26 @@ async function section3(): Promise<Section3> {
     const token = await json("POST", "/api/v1/tokens", { kind: "project", name: "bench", project: projectId });
     const routes: Route[] = [
       { key: "livez", label: "HTTPS GET /livez (no credentials)", path: "/livez", authorization: null },
-      { key: "admin", label: "HTTPS GET /api/v1/projects/:id, admin user token", path: `/api/v1/projects/${projectId}`, authorization: `Bearer ${admin}` },
-      { key: "project", label: "HTTPS GET /api/v1/projects/:id, project token", path: `/api/v1/projects/${projectId}`, authorization: `Bearer ${String(token.token)}` },
+      {
+        key: "admin",
+        label: "HTTPS GET /api/v1/projects/:id, admin user token",
+        path: `/api/v1/projects/${projectId}`,
+        authorization: `Bearer ${admin}`,
+      },
+      {
+        key: "project",
+        label: "HTTPS GET /api/v1/projects/:id, project token",
+        path: `/api/v1/projects/${projectId}`,
+        authorization: `Bearer ${String(token.token)}`,
+      },
     ];
     const warmup = Math.min(1000, Math.ceil(HTTPS_REQUESTS / 10));
-    progress(`section 3: HTTPS against ${binary}, ${warmup} warm-up + ${HTTPS_REQUESTS} sequential keep-alive requests per route, interleaved`);
-    const results = await interleaved(routes, HTTPS_REQUESTS, warmup, (r) => s.get(r.path, r.authorization ? { headers: { authorization: r.authorization } } : {}));
+    progress(
+      `section 3: HTTPS against ${binary}, ${warmup} warm-up + ${HTTPS_REQUESTS} sequential keep-alive requests per route, interleaved`,
+    );
+    const results = await interleaved(routes, HTTPS_REQUESTS, warmup, (r) =>
+      s.get(r.path, r.authorization ? { headers: { authorization: r.authorization } } : {}),
+    );
     logLatencies(results);
     return { ran: true, results, binary };
   } catch (e) {
@@ -392,14 +454,17 @@ async function section3(): Promise<Section3> {
 // ---------------------------------------------------------------------------------------------
 // Report.
 
-const round2 = (_: string, v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v);
-
+const round2 = (_: string, v: unknown) =>
+  typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v;
 
 function latencyRows(rs: RouteLatency[], prefix: string): Row[] {
   const base = rs[0]!;
   const rows: Row[] = [];
   for (const r of rs) {
-    rows.push([`${prefix}${r.label} p50`, r.p50ms * 1000, base.p50ms * 1000, "µs", 1], [`${prefix}${r.label} p99`, r.p99ms * 1000, base.p99ms * 1000, "µs", 1]);
+    rows.push(
+      [`${prefix}${r.label} p50`, r.p50ms * 1000, base.p50ms * 1000, "µs", 1],
+      [`${prefix}${r.label} p99`, r.p99ms * 1000, base.p99ms * 1000, "µs", 1],
+    );
   }
   for (const r of rs.slice(1)) {
     rows.push(
@@ -455,8 +520,24 @@ async function main(): Promise<void> {
   const rows1: Row[] = [
     ["baseline: sha256 + authenticate's lookup by hash", base, base, "/s", 0],
     ["floor: sha256 + lookup by hash, api_tokens only", s1.floor.perSecond, base, "/s", 0],
-    ...KINDS.map((k): Row => [`authenticate(), ${k.label}`, s1.authenticate[k.key].perSecond, base, "/s", 0, { op: "≥", value: TARGET_VERIFY_PER_S }]),
-    ["authenticate() + authorize(), user token", s1.authenticateAndAuthorizeUser.perSecond, base, "/s", 0, { op: "≥", value: TARGET_VERIFY_PER_S }],
+    ...KINDS.map(
+      (k): Row => [
+        `authenticate(), ${k.label}`,
+        s1.authenticate[k.key].perSecond,
+        base,
+        "/s",
+        0,
+        { op: "≥", value: TARGET_VERIFY_PER_S },
+      ],
+    ),
+    [
+      "authenticate() + authorize(), user token",
+      s1.authenticateAndAuthorizeUser.perSecond,
+      base,
+      "/s",
+      0,
+      { op: "≥", value: TARGET_VERIFY_PER_S },
+    ],
     ["authorize() alone, user actor on project p1", s1.authorizeUser.perSecond, base, "/s", 0],
     ["authorize() alone, project token on project p1", s1.authorizeProjectToken.perSecond, base, "/s", 0],
     ["projects.get(p1) alone (route work, not auth)", s1.projectLookup.perSecond, base, "/s", 0],
@@ -483,7 +564,10 @@ async function main(): Promise<void> {
     "",
     "   'added' is an upper bound of authentication + authorization: the project route also runs projects.get (see section 1) and",
     "   validates and serializes its response; /livez answers a constant string",
-    ...s2.map((r) => `   ${r.label}: max ${r.maxms.toFixed(2)} ms, mean ${(r.meanms * 1000).toFixed(1)} µs, non-200 ${r.non200}`),
+    ...s2.map(
+      (r) =>
+        `   ${r.label}: max ${r.maxms.toFixed(2)} ms, mean ${(r.meanms * 1000).toFixed(1)} µs, non-200 ${r.non200}`,
+    ),
     "",
     `3. OPTIONAL: over real HTTPS against the compiled binary (separate process; client = fetch in this process, one keep-alive connection)`,
     ...(s3.ran

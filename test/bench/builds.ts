@@ -31,12 +31,20 @@ import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/build
 import { serve } from "../support/serve.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
-const { values: opts } = parseArgs({ args: Bun.argv.slice(2), options: { runs: { type: "string", default: "10" }, requests: { type: "string", default: "200" }, builds: { type: "string", default: "5" } } });
+const { values: opts } = parseArgs({
+  args: Bun.argv.slice(2),
+  options: {
+    runs: { type: "string", default: "10" },
+    requests: { type: "string", default: "200" },
+    builds: { type: "string", default: "5" },
+  },
+});
 const RUNS = intOpt("runs", opts.runs!, 1, 100);
 const REQUESTS = intOpt("requests", opts.requests!, 32, 10_000);
 const BUILDS = intOpt("builds", opts.builds!, 1, 100);
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const docker = new Docker({ socketPath: "/var/run/docker.sock" });
 const image = (await ensureDockerdBuilderImage()).ref;
 const work = mkdtempSync(join(tmpdir(), "slipway-bench-builds-"));
@@ -48,10 +56,28 @@ try {
   applyMigrations(db);
   const applianceId = `bench${newId("a").slice(2, 10)}`;
   const org = newId("org");
-  db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, 'bench', ?)").run(org, `bench-${org.slice(-6)}`, new Date().toISOString());
+  db.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, 'bench', ?)").run(
+    org,
+    `bench-${org.slice(-6)}`,
+    new Date().toISOString(),
+  );
   const project = newId("prj");
-  db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES (?, ?, 'bench', ?)").run(project, org, new Date().toISOString());
-  const m = builderServiceFactory({ db, ...builderTableDeps(db), docker, volumes: plainVolumeManager({ root: join(work, "volumes") }), applianceId, dataDir: work, runtime: "dockerd", image, log: silentLogger });
+  db.query("INSERT INTO projects (id, org_id, name, created_at) VALUES (?, ?, 'bench', ?)").run(
+    project,
+    org,
+    new Date().toISOString(),
+  );
+  const m = builderServiceFactory({
+    db,
+    ...builderTableDeps(db),
+    docker,
+    volumes: plainVolumeManager({ root: join(work, "volumes") }),
+    applianceId,
+    dataDir: work,
+    runtime: "dockerd",
+    image,
+    log: silentLogger,
+  });
   const native = (await docker.info()).Architecture === "aarch64" ? "linux/arm64" : "linux/amd64";
   const ref = { projectId: project, platform: native };
   await m.acquire(ref, "warm-up"); // creates the volume: later starts are on an existing one
@@ -87,26 +113,63 @@ try {
   await m.stop(ref, "bench done");
   m.close();
   db.close();
-  rows.push([`builder cold start → ready, p50 of ${RUNS}`, pct(cold, 50), pct(engine, 50), "ms", 0, { op: "≤", value: 2000 }]);
+  rows.push([
+    `builder cold start → ready, p50 of ${RUNS}`,
+    pct(cold, 50),
+    pct(engine, 50),
+    "ms",
+    0,
+    { op: "≤", value: 2000 },
+  ]);
   rows.push([`builder cold start → ready, max`, Math.max(...cold), Math.max(...engine), "ms", 0]);
-  rows.push(["warm reuse (acquire a running builder), p50", pct(warm, 50), pct(point, 50), "ms", 3, { op: "≤", value: 20 }]);
+  rows.push([
+    "warm reuse (acquire a running builder), p50",
+    pct(warm, 50),
+    pct(point, 50),
+    "ms",
+    3,
+    { op: "≤", value: 20 },
+  ]);
   rows.push(["warm reuse, p99", pct(warm, 99), pct(point, 99), "ms", 3]);
 
   // 3 + 4: through the real server.
   let benchProject = "";
-  const s = await serve(slipwayBinary(), join(work, "data"), ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
+  const s = await serve(
+    slipwayBinary(),
+    join(work, "data"),
+    ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"],
+    {},
+    { publicHost: "localhost" },
+  );
   try {
     const admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
     const post = (token: string, path: string, body: unknown) =>
-      s.get(path, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-    const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name: "bench" })).json()) as { id: string };
+      s.get(path, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name: "bench" })).json()) as {
+      id: string;
+    };
     benchProject = proj.id;
-    const token = ((await (await post(admin, "/api/v1/tokens", { kind: "project", name: "bench", project: proj.id })).json()) as { token: string }).token;
+    const token = (
+      (await (await post(admin, "/api/v1/tokens", { kind: "project", name: "bench", project: proj.id })).json()) as {
+        token: string;
+      }
+    ).token;
     const admit = async () => {
       const t = performance.now();
-      const c = (await (await post(token, "/depot.cli.v1.BuildService/CreateBuild", { projectId: proj.id })).json()) as { buildId: string; buildToken: string };
+      const c = (await (
+        await post(token, "/depot.cli.v1.BuildService/CreateBuild", { projectId: proj.id })
+      ).json()) as { buildId: string; buildToken: string };
       for (;;) {
-        const r = (await (await post(c.buildToken, "/depot.cli.v1.BuildService/GetBuildKitConnection", { buildId: c.buildId, platform: "BUILDER_PLATFORM_AMD64" })).json()) as { active?: unknown; pending?: { waitMs: number } };
+        const r = (await (
+          await post(c.buildToken, "/depot.cli.v1.BuildService/GetBuildKitConnection", {
+            buildId: c.buildId,
+            platform: "BUILDER_PLATFORM_AMD64",
+          })
+        ).json()) as { active?: unknown; pending?: { waitMs: number } };
         if (r.active) break;
         await Bun.sleep(r.pending?.waitMs ?? 100);
       }
@@ -124,26 +187,54 @@ try {
       const measure = async (fn: () => Promise<number>) => {
         const out: number[] = [];
         let left = REQUESTS;
-        await Promise.all(Array.from({ length: conc }, async () => {
-          while (left-- > 0) out.push(await fn());
-        }));
+        await Promise.all(
+          Array.from({ length: conc }, async () => {
+            while (left-- > 0) out.push(await fn());
+          }),
+        );
         return out;
       };
       await measure(livez);
       const a = await measure(admit);
       const l = await measure(livez);
-      rows.push([`admission p50, ${conc} concurrent (create → active)`, pct(a, 50), pct(l, 50), "ms", 2, { op: "≤", value: 5 }]);
-      rows.push([`admission p99, ${conc} concurrent`, pct(a, 99), pct(l, 99), "ms", 2, conc === 32 ? { op: "≤", value: 25 } : undefined]);
+      rows.push([
+        `admission p50, ${conc} concurrent (create → active)`,
+        pct(a, 50),
+        pct(l, 50),
+        "ms",
+        2,
+        { op: "≤", value: 5 },
+      ]);
+      rows.push([
+        `admission p99, ${conc} concurrent`,
+        pct(a, 99),
+        pct(l, 99),
+        "ms",
+        2,
+        conc === 32 ? { op: "≤", value: 25 } : undefined,
+      ]);
     }
 
     // 4. Trivial builds per minute with the depot CLI.
     const depot = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
     const ctx = join(work, "ctx");
     writeBusyboxContext(ctx, "RUN echo trivial");
-    const env = { PATH: process.env.PATH ?? "", HOME: work, DEPOT_API_URL: s.url, DEPOT_TOKEN: token, SSL_CERT_FILE: join(work, "data", "ca.pem"), DEPOT_NO_UPDATE_NOTIFIER: "1", DEPOT_DISABLE_OTEL: "1", DEPOT_ERROR_TELEMETRY: "0" };
+    const env = {
+      PATH: process.env.PATH ?? "",
+      HOME: work,
+      DEPOT_API_URL: s.url,
+      DEPOT_TOKEN: token,
+      SSL_CERT_FILE: join(work, "data", "ca.pem"),
+      DEPOT_NO_UPDATE_NOTIFIER: "1",
+      DEPOT_DISABLE_OTEL: "1",
+      DEPOT_ERROR_TELEMETRY: "0",
+    };
     const t0 = performance.now();
     for (let i = 0; i < BUILDS; i++) {
-      const r = await run([depot, "build", "--project", proj.id, "--progress", "plain", "--build-arg", `N=${i}`, ctx], { env, timeoutMs: 120_000 });
+      const r = await run([depot, "build", "--project", proj.id, "--progress", "plain", "--build-arg", `N=${i}`, ctx], {
+        env,
+        timeoutMs: 120_000,
+      });
       if (r.code !== 0) throw new Error(`depot build failed: ${r.stderr.slice(-500)}`);
     }
     const perMinute = (BUILDS / (performance.now() - t0)) * 60_000;
@@ -154,7 +245,9 @@ try {
   }
   console.log(`\nslipway builds bench: bun ${Bun.version}; dockerd runtime image ${image}`);
   for (const line of table(["metric", "slipway", "baseline", "ratio", "target"], rows)) console.log(line);
-  console.log("   baselines: cold start — docker run --rm of the same image; warm reuse — a SQLite point read; admission — GET /livez");
+  console.log(
+    "   baselines: cold start — docker run --rm of the same image; warm reuse — a SQLite point read; admission — GET /livez",
+  );
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -52,8 +52,26 @@ try {
   const hostId = egress.addHost(orgId, { name: "runner-1", scopes: ["host"] }, owner).host.id;
 
   // The agent in the runner's namespace, fed the appliance's long poll (as egress.test.ts does).
-  const agentOpts = { hostsFile: topo.hostsFile, stateFile: join(dir, "agent-policy.json"), graceMs: 3000, nflogGroup: 5317, dnsListen: ["172.30.0.1"], watchdogMs: 500 };
-  const proc = Bun.spawn(["ip", "netns", "exec", topo.ns.runner, process.execPath, join(import.meta.dir, "../support/egress/agent-child.ts"), JSON.stringify(agentOpts)], { stdin: "pipe", stdout: "pipe", stderr: "ignore" });
+  const agentOpts = {
+    hostsFile: topo.hostsFile,
+    stateFile: join(dir, "agent-policy.json"),
+    graceMs: 3000,
+    nflogGroup: 5317,
+    dnsListen: ["172.30.0.1"],
+    watchdogMs: 500,
+  };
+  const proc = Bun.spawn(
+    [
+      "ip",
+      "netns",
+      "exec",
+      topo.ns.runner,
+      process.execPath,
+      join(import.meta.dir, "../support/egress/agent-child.ts"),
+      JSON.stringify(agentOpts),
+    ],
+    { stdin: "pipe", stdout: "pipe", stderr: "ignore" },
+  );
   agent = proc;
   const out = lines(proc);
   await out.next('"started":true', 60_000);
@@ -73,7 +91,8 @@ try {
   egress.setDefault(orgId, "deny", owner);
   egress.setMode(orgId, "enforce", owner);
   await applied();
-  if ((await topo.curl(topo.ns.runner, BUILDER)) !== null) throw new Error("the builder is reachable before the push: the policy is not in force");
+  if ((await topo.curl(topo.ns.runner, BUILDER)) !== null)
+    throw new Error("the builder is reachable before the push: the policy is not in force");
 
   const reachable: number[] = [];
   const probes: number[] = [];
@@ -97,13 +116,25 @@ try {
     await applied();
     egress.setBuilderAddresses([]);
     await applied();
-    if ((await topo.curl(topo.ns.runner, BUILDER)) !== null) throw new Error("the builder is still reachable after its address was withdrawn");
+    if ((await topo.curl(topo.ns.runner, BUILDER)) !== null)
+      throw new Error("the builder is still reachable after its address was withdrawn");
   }
   const figures = { builder_reachable_ms: median(reachable), probe_ms: median(probe), probes: median(probes), rounds };
   if (opts.json) console.log(JSON.stringify(figures, null, 2));
   else {
-    const rows: Row[] = [["builder reachable after the push vs one probe (median)", figures.builder_reachable_ms, figures.probe_ms, "ms", 0, { op: "≤", value: 1000 }]];
-    console.log(`slipway egress push bench: bun ${Bun.version}; agent in a network namespace, default deny; ${rounds} rounds; probes per round (median) ${figures.probes}`);
+    const rows: Row[] = [
+      [
+        "builder reachable after the push vs one probe (median)",
+        figures.builder_reachable_ms,
+        figures.probe_ms,
+        "ms",
+        0,
+        { op: "≤", value: 1000 },
+      ],
+    ];
+    console.log(
+      `slipway egress push bench: bun ${Bun.version}; agent in a network namespace, default deny; ${rounds} rounds; probes per round (median) ${figures.probes}`,
+    );
     for (const l of table(["metric", "value", "baseline", "ratio", "target"], rows)) console.log(l);
   }
 } finally {

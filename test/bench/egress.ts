@@ -30,7 +30,16 @@ const { values: opts } = parseArgs({
 
 // --- children, run inside the namespaces ---
 if (opts["child-server"]) {
-  Bun.listen({ hostname: "10.99.0.2", port: 9000, socket: { open(s) { s.end(); }, data() {} } });
+  Bun.listen({
+    hostname: "10.99.0.2",
+    port: 9000,
+    socket: {
+      open(s) {
+        s.end();
+      },
+      data() {},
+    },
+  });
   console.log("ready");
   await new Promise(() => {});
 }
@@ -40,7 +49,25 @@ if (opts["child-client"]) {
   let failed = 0;
   for (let i = 0; i < n; i++) {
     await new Promise<void>((resolve) => {
-      Bun.connect({ hostname: "10.99.0.2", port: 9000, socket: { open(s) { s.end(); resolve(); }, data() {}, connectError() { failed++; resolve(); }, close() {} } }).catch(() => { failed++; resolve(); });
+      Bun.connect({
+        hostname: "10.99.0.2",
+        port: 9000,
+        socket: {
+          open(s) {
+            s.end();
+            resolve();
+          },
+          data() {},
+          connectError() {
+            failed++;
+            resolve();
+          },
+          close() {},
+        },
+      }).catch(() => {
+        failed++;
+        resolve();
+      });
     });
   }
   console.log(JSON.stringify({ perSecond: n / ((performance.now() - t0) / 1000), failed }));
@@ -69,11 +96,29 @@ function policy(entries: number): Compiled {
     allow.push(i % 2 ? `100.${a}.${(i >> 8) & 255}.${i & 255}/32` : `100.${a}.${(i >> 8) & 255}.0/24`);
   }
   allow.push("10.99.0.2/32"); // the server, last
-  return { mode: "enforce", defaultAction: "deny", groups: [{ ports: null, allow: { 4: [...new Set(allow)], 6: [] }, deny: { 4: [], 6: [] } }], always: { 4: [], 6: [] }, dns: { 4: [], 6: [] }, knownBridges: null, jumps: [{ kind: "host" }], nflogGroup: 5317 };
+  return {
+    mode: "enforce",
+    defaultAction: "deny",
+    groups: [{ ports: null, allow: { 4: [...new Set(allow)], 6: [] }, deny: { 4: [], 6: [] } }],
+    always: { 4: [], 6: [] },
+    dns: { 4: [], 6: [] },
+    knownBridges: null,
+    jumps: [{ kind: "host" }],
+    nflogGroup: 5317,
+  };
 }
 
 async function rate(): Promise<number> {
-  const out = await sh(["ip", "netns", "exec", client, process.execPath, import.meta.path, "--child-client", String(connects)]);
+  const out = await sh([
+    "ip",
+    "netns",
+    "exec",
+    client,
+    process.execPath,
+    import.meta.path,
+    "--child-client",
+    String(connects),
+  ]);
   const r = JSON.parse(out) as { perSecond: number; failed: number };
   if (r.failed) throw new Error(`${r.failed} connections failed: the policy should allow the server`);
   return r.perSecond;
@@ -96,7 +141,10 @@ try {
   await sh(["ip", "-n", server, "addr", "add", "10.99.0.2/24", "dev", "eth0"]);
   await sh(["ip", "-n", client, "link", "set", "eth0", "up"]);
   await sh(["ip", "-n", server, "link", "set", "eth0", "up"]);
-  serverProc = Bun.spawn(["ip", "netns", "exec", server, process.execPath, import.meta.path, "--child-server"], { stdout: "pipe", stderr: "inherit" });
+  serverProc = Bun.spawn(["ip", "netns", "exec", server, process.execPath, import.meta.path, "--child-server"], {
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   await (serverProc.stdout as ReadableStream<Uint8Array>).getReader().read();
 
   const exec = hostExec(client);
@@ -104,7 +152,10 @@ try {
   const names = namesFor();
   const oneRuleEach = async (c: Compiled) => {
     await sh(["ip", "netns", "exec", client, "iptables-restore", "--noflush"], renderChainOneRuleEach(c, names, 4));
-    await sh(["ip", "netns", "exec", client, "iptables-restore", "--noflush"], "*filter\n-I OUTPUT 1 -j SLIPWAY_EGRESS\nCOMMIT\n");
+    await sh(
+      ["ip", "netns", "exec", client, "iptables-restore", "--noflush"],
+      "*filter\n-I OUTPUT 1 -j SLIPWAY_EGRESS\nCOMMIT\n",
+    );
   };
   const rows: Row[] = [];
   const figures: Record<string, number> = {};
@@ -130,10 +181,16 @@ try {
   await applier.remove();
   rows.push(["new connections/s: 10,000 entries in ipsets vs no policy", withSets, none, "conn/s", 0]);
   rows.push(["new connections/s: 10,000 entries one rule each vs no policy", withRules, none, "conn/s", 0]);
-  Object.assign(figures, { conn_per_s_none: none, conn_per_s_ipsets_10000: withSets, conn_per_s_rules_10000: withRules });
+  Object.assign(figures, {
+    conn_per_s_none: none,
+    conn_per_s_ipsets_10000: withSets,
+    conn_per_s_rules_10000: withRules,
+  });
   if (opts.json) console.log(JSON.stringify(figures, null, 2));
   else {
-    console.log(`slipway egress bench: bun ${Bun.version}; iptables (nf_tables) and ipset in two namespaces; ${connects} sequential connections per rate, best of 2`);
+    console.log(
+      `slipway egress bench: bun ${Bun.version}; iptables (nf_tables) and ipset in two namespaces; ${connects} sequential connections per rate, best of 2`,
+    );
     for (const l of table(["metric", "value", "baseline", "ratio", "target"], rows)) console.log(l);
   }
 } finally {

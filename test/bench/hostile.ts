@@ -19,7 +19,10 @@ import { hostileCall, rssMb } from "../support/hostile.ts";
 import { serve, type Served } from "../support/serve.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
-const { values: opts } = parseArgs({ args: Bun.argv.slice(2), options: { concurrent: { type: "string", default: "4" }, rounds: { type: "string", default: "5" } } });
+const { values: opts } = parseArgs({
+  args: Bun.argv.slice(2),
+  options: { concurrent: { type: "string", default: "4" }, rounds: { type: "string", default: "5" } },
+});
 const concurrent = intOpt("concurrent", opts.concurrent, 1, 16);
 const rounds = intOpt("rounds", opts.rounds, 1, 100);
 

@@ -21,7 +21,10 @@ import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/build
 import { serve } from "../support/serve.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
-const { values: opts } = parseArgs({ args: Bun.argv.slice(2), options: { runs: { type: "string", default: "3" }, mb: { type: "string", default: "200" } } });
+const { values: opts } = parseArgs({
+  args: Bun.argv.slice(2),
+  options: { runs: { type: "string", default: "3" }, mb: { type: "string", default: "200" } },
+});
 const RUNS = intOpt("runs", opts.runs!, 1, 20);
 const MB = intOpt("mb", opts.mb!, 1, 2000);
 
@@ -42,10 +45,28 @@ async function timed(argv: string[], env?: Record<string, string>): Promise<numb
 const work = mkdtempSync(join(tmpdir(), "slipway-bench-images-"));
 const tag = `slipway-bench-load:${crypto.randomUUID().slice(0, 8)}`;
 let project = "";
-const served = await serve(slipwayBinary(), join(work, "data"), ["--set", `builders.dockerd_image=${(await ensureDockerdBuilderImage({ suite: "trixie" })).ref}`, "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
+const served = await serve(
+  slipwayBinary(),
+  join(work, "data"),
+  [
+    "--set",
+    `builders.dockerd_image=${(await ensureDockerdBuilderImage({ suite: "trixie" })).ref}`,
+    "--set",
+    "volumes.encryption=none",
+  ],
+  {},
+  { publicHost: "localhost" },
+);
 try {
   const admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
-  const post = async (path: string, body: unknown) => (await served.get(path, { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, string>>;
+  const post = async (path: string, body: unknown) =>
+    (
+      await served.get(path, {
+        method: "POST",
+        headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      })
+    ).json() as Promise<Record<string, string>>;
   project = (await post("/api/v1/orgs/default/projects", { name: "bench-images" })).id!;
   const token = (await post("/api/v1/tokens", { kind: "project", name: "bench", project })).token!;
   const ctx = join(work, "ctx");
@@ -82,7 +103,13 @@ try {
   process.stderr.write("\n");
   const rows: Row[] = [
     [`depot build --load, ${MB} MB image, cached (median of ${RUNS})`, median(load), median(baseline), "ms", 0],
-    ["  of which the load (minus a cached build with no output)", median(load) - median(floor), median(baseline), "ms", 0],
+    [
+      "  of which the load (minus a cached build with no output)",
+      median(load) - median(floor),
+      median(baseline),
+      "ms",
+      0,
+    ],
     ["  a cached build with no output (the floor)", median(floor), NaN, "ms", 0],
   ];
   console.log(`\nimages: --load into the client's Docker; baseline: docker load -i of the same image (${MB} MB)`);

@@ -21,7 +21,8 @@ const CONCURRENT = 1000;
 const FORGE_RUNS = 10;
 const BURSTS = 5;
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
 
 /** Samples how late a 1 ms timer fires: the event loop's stalls. */
@@ -49,9 +50,20 @@ try {
   const db = openDatabase(join(dir, "bench.db"));
   applyMigrations(db);
   const checkpointer = await startCheckpointer(db, join(dir, "bench.db")); // as serve runs it
-  const pki = pkiServiceFactory({ db, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))), applianceId: "bench" });
+  const pki = pkiServiceFactory({
+    db,
+    sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+    applianceId: "bench",
+  });
   await pki.ensureHierarchy(["server", "build-client"]);
-  const req = (i: number) => ({ orgId: "org_b", projectId: "prj_b", buildId: `bld_${i}`, platform: "amd64", lifetimeMs: 7_200_000 + 600_000, requester: "bench" });
+  const req = (i: number) => ({
+    orgId: "org_b",
+    projectId: "prj_b",
+    buildId: `bld_${i}`,
+    platform: "amd64",
+    lifetimeMs: 7_200_000 + 600_000,
+    requester: "bench",
+  });
 
   for (let i = 0; i < 30; i++) await pki.issueBuildClientCertificate(req(i)); // warm-up
 
@@ -85,7 +97,7 @@ try {
     const mon = lagMonitor();
     let since = performance.now();
     for (let i = 0; i < CONCURRENT; i++) {
-      if (performance.now() - since > 0.5) (await Bun.sleep(0), (since = performance.now()));
+      if (performance.now() - since > 0.5) await Bun.sleep(0), (since = performance.now());
       generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" });
     }
     await Bun.sleep(5);
@@ -108,7 +120,10 @@ try {
     cert.validity.notAfter = new Date(Date.now() + 7_800_000);
     cert.setSubject([{ name: "commonName", value: `build:${i}` }]);
     cert.setIssuer([{ name: "commonName", value: "bench CA" }]);
-    cert.setExtensions([{ name: "extKeyUsage", clientAuth: true }, { name: "subjectAltName", altNames: [{ type: 6, value: `slipway://bench/build/${i}` }] }]);
+    cert.setExtensions([
+      { name: "extKeyUsage", clientAuth: true },
+      { name: "subjectAltName", altNames: [{ type: 6, value: `slipway://bench/build/${i}` }] },
+    ]);
     cert.sign(caKeys.privateKey, forge.md.sha256.create());
     forge.pki.certificateToPem(cert);
     forgeLat.push(performance.now() - t);
@@ -119,18 +134,55 @@ try {
   const p50 = pct(lat, 50);
   const f50 = pct(forgeLat, 50);
   const rows: [string, string, string, string, string][] = [
-    ["issuance latency p50 (sequential)", fmt(p50), fmt(f50), `${(f50 / p50).toFixed(0)}x faster`, p50 <= 2 ? "≤ 2 ms  ok" : "≤ 2 ms  MISSED"],
+    [
+      "issuance latency p50 (sequential)",
+      fmt(p50),
+      fmt(f50),
+      `${(f50 / p50).toFixed(0)}x faster`,
+      p50 <= 2 ? "≤ 2 ms  ok" : "≤ 2 ms  MISSED",
+    ],
     ["issuance latency p99 (sequential)", fmt(pct(lat, 99)), fmt(pct(forgeLat, 99)), "", ""],
-    [`certificates/s (${CONCURRENT} concurrent)`, `${Math.round((CONCURRENT / concurrentMs) * 1000)} /s`, `${Math.round(1000 / (forgeLat.reduce((a, b) => a + b, 0) / forgeLat.length))} /s`, "", ""],
-    [`event-loop stall, median burst (${BURSTS}x${CONCURRENT})`, fmt(worstLag), "whole issuance (sync)", "", worstLag <= 5 ? "≤ 5 ms  ok" : "≤ 5 ms  MISSED"],
-    [`event-loop stall, worst burst`, fmt(Math.max(...burstLags)), "", "", `${burstLags.filter((l) => l > 5).length}/${BURSTS} bursts over 5 ms`],
-    [`stall, bare key generation, median burst`, fmt(pct(bareLags, 50)), "", "", `worst ${fmt(Math.max(...bareLags))} (runtime floor)`],
+    [
+      `certificates/s (${CONCURRENT} concurrent)`,
+      `${Math.round((CONCURRENT / concurrentMs) * 1000)} /s`,
+      `${Math.round(1000 / (forgeLat.reduce((a, b) => a + b, 0) / forgeLat.length))} /s`,
+      "",
+      "",
+    ],
+    [
+      `event-loop stall, median burst (${BURSTS}x${CONCURRENT})`,
+      fmt(worstLag),
+      "whole issuance (sync)",
+      "",
+      worstLag <= 5 ? "≤ 5 ms  ok" : "≤ 5 ms  MISSED",
+    ],
+    [
+      `event-loop stall, worst burst`,
+      fmt(Math.max(...burstLags)),
+      "",
+      "",
+      `${burstLags.filter((l) => l > 5).length}/${BURSTS} bursts over 5 ms`,
+    ],
+    [
+      `stall, bare key generation, median burst`,
+      fmt(pct(bareLags, 50)),
+      "",
+      "",
+      `worst ${fmt(Math.max(...bareLags))} (runtime floor)`,
+    ],
     ["worst timer lateness on an idle loop (baseline)", fmt(idleLag), "", "", ""],
   ];
-  console.log(`slipway pki bench: bun ${Bun.version}; ECDSA P-256 on WebCrypto vs node-forge RSA-2048 (${FORGE_RUNS} runs), same process`);
-  console.log(`${"metric".padEnd(40)} ${"slipway".padStart(12)} ${"node-forge".padStart(22)} ${"ratio".padStart(12)}   target`);
-  for (const [m, a, b, r, tgt] of rows) console.log(`${m.padEnd(40)} ${a.padStart(12)} ${b.padStart(22)} ${r.padStart(12)}   ${tgt}`);
-  console.log(`   node-forge blocks the event loop for its whole issuance (key generation and signing are synchronous JS)`);
+  console.log(
+    `slipway pki bench: bun ${Bun.version}; ECDSA P-256 on WebCrypto vs node-forge RSA-2048 (${FORGE_RUNS} runs), same process`,
+  );
+  console.log(
+    `${"metric".padEnd(40)} ${"slipway".padStart(12)} ${"node-forge".padStart(22)} ${"ratio".padStart(12)}   target`,
+  );
+  for (const [m, a, b, r, tgt] of rows)
+    console.log(`${m.padEnd(40)} ${a.padStart(12)} ${b.padStart(22)} ${r.padStart(12)}   ${tgt}`);
+  console.log(
+    `   node-forge blocks the event loop for its whole issuance (key generation and signing are synchronous JS)`,
+  );
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -36,7 +36,17 @@ let project = "";
 
 const run = async (argv: string[], env: Record<string, string> = {}) => {
   const t0 = performance.now();
-  const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: work, DOCKER_CONFIG: join(work, "docker"), DOCKER_API_VERSION: "1.41", ...env } });
+  const p = Bun.spawn(argv, {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: work,
+      DOCKER_CONFIG: join(work, "docker"),
+      DOCKER_API_VERSION: "1.41",
+      ...env,
+    },
+  });
   const [o, e, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   const seconds = (performance.now() - t0) / 1000;
   if (code !== 0) throw new Error(`${argv.join(" ")} failed (${code}):\n${(o + e).slice(-3000)}`);
@@ -56,18 +66,40 @@ try {
   s = await serve(
     slipwayBinary(),
     join(work, "data"),
-    ["--set", `builders.dockerd_image=${image}`, "--set", "builders.dockerd_containerd_store=true", "--set", "volumes.encryption=none"],
+    [
+      "--set",
+      `builders.dockerd_image=${image}`,
+      "--set",
+      "builders.dockerd_containerd_store=true",
+      "--set",
+      "volumes.encryption=none",
+    ],
     {},
     { publicHost: "localhost", listenHost: "0.0.0.0" },
   );
   const served = s;
   const admin = readFileSync(join(served.dataDir, "initial-admin-token"), "utf8").trim();
-  const post = async (path: string, body: unknown) => (await served.get(path, { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, string>>;
+  const post = async (path: string, body: unknown) =>
+    (
+      await served.get(path, {
+        method: "POST",
+        headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      })
+    ).json() as Promise<Record<string, string>>;
   project = (await post("/api/v1/orgs/default/projects", { name: "bench-registry" })).id!;
   const token = (await post("/api/v1/tokens", { kind: "project", name: "bench", project })).token!;
-  const depotEnv = { DEPOT_API_URL: served.url, DEPOT_TOKEN: token, SSL_CERT_FILE: join(served.dataDir, "ca.pem"), DEPOT_NO_UPDATE_NOTIFIER: "1", DEPOT_DISABLE_OTEL: "1", DEPOT_ERROR_TELEMETRY: "0" };
+  const depotEnv = {
+    DEPOT_API_URL: served.url,
+    DEPOT_TOKEN: token,
+    SSL_CERT_FILE: join(served.dataDir, "ca.pem"),
+    DEPOT_NO_UPDATE_NOTIFIER: "1",
+    DEPOT_DISABLE_OTEL: "1",
+    DEPOT_ERROR_TELEMETRY: "0",
+  };
   const depot = (args: string[]) => run([DEPOT, ...args], depotEnv);
-  const build = (ctx: string, extra: string[] = []) => depot(["build", "--project", project, "--progress", "plain", ...extra, ctx]);
+  const build = (ctx: string, extra: string[] = []) =>
+    depot(["build", "--project", project, "--progress", "plain", ...extra, ctx]);
 
   // 1. --load through the registry.
   const ctxLoad = context("ctx-load");
@@ -77,7 +109,14 @@ try {
   console.error("--load through the registry ...");
   const load = await build(ctxLoad, ["--load", "-t", "slipway-bench/registry:load"]);
   // Where the time goes: BuildKit's export and push steps, and the pull, as the CLI reports them.
-  const steps = (out: string) => out.split("\n").filter((l) => /(exporting layers|pushing layers|exporting manifest|pushing manifest|pulling|DONE \d)/.test(l) && /\d+\.\d+s/.test(l));
+  const steps = (out: string) =>
+    out
+      .split("\n")
+      .filter(
+        (l) =>
+          /(exporting layers|pushing layers|exporting manifest|pushing manifest|pulling|DONE \d)/.test(l) &&
+          /\d+\.\d+s/.test(l),
+      );
   console.error(steps(load.out).join("\n"));
 
   // 2. --save, then depot pull, on a second context.
@@ -86,8 +125,19 @@ try {
   const warmB = await build(ctxSave);
   console.error("--save, then depot pull ...");
   const save = await build(ctxSave, ["--save"]);
-  const builds = (await (await served.get(`/api/v1/projects/${project}/builds`, { headers: { authorization: `Bearer ${admin}` } })).json()) as { builds: { id: string }[] };
-  const pull = await depot(["pull", "--project", project, "--progress", "plain", "-t", "slipway-bench/registry:saved", builds.builds[0]!.id]);
+  const builds = (await (
+    await served.get(`/api/v1/projects/${project}/builds`, { headers: { authorization: `Bearer ${admin}` } })
+  ).json()) as { builds: { id: string }[] };
+  const pull = await depot([
+    "pull",
+    "--project",
+    project,
+    "--progress",
+    "plain",
+    "-t",
+    "slipway-bench/registry:saved",
+    builds.builds[0]!.id,
+  ]);
 
   // Baseline: docker load of the same image as a docker save tarball.
   const tar = join(work, "image.tar");
@@ -108,9 +158,19 @@ try {
   console.log(table(["registry", "slipway", "docker load", "ratio", ""], rows).join("\n"));
 } finally {
   await s?.stop();
-  for (const ref of ["slipway-bench/registry:load", "slipway-bench/registry:saved"]) await docker.getImage(ref).remove({ force: true }).catch(() => {});
-  for (const i of (await docker.listImages({ filters: JSON.stringify({ reference: ["localhost:*/*"] }) }).catch(() => [])) as { Id: string; RepoTags?: string[] }[]) {
-    if (i.RepoTags?.some((t) => t.includes(`/${project}:`))) await docker.getImage(i.Id).remove({ force: true }).catch(() => {});
+  for (const ref of ["slipway-bench/registry:load", "slipway-bench/registry:saved"])
+    await docker
+      .getImage(ref)
+      .remove({ force: true })
+      .catch(() => {});
+  for (const i of (await docker
+    .listImages({ filters: JSON.stringify({ reference: ["localhost:*/*"] }) })
+    .catch(() => [])) as { Id: string; RepoTags?: string[] }[]) {
+    if (i.RepoTags?.some((t) => t.includes(`/${project}:`)))
+      await docker
+        .getImage(i.Id)
+        .remove({ force: true })
+        .catch(() => {});
   }
   if (project) await removeBuildersOf([project], docker);
   rmSync(work, { recursive: true, force: true });

@@ -62,13 +62,31 @@ if (opts.serve) {
     const { silentLogger } = await import("../../src/log/logger.ts");
     const serials = new Set(read("serials.txt").split("\n").filter(Boolean));
     // "SERIAL BUILD" lines: the builds phase 4 ends, one each.
-    const ending = new Map(read("ending.txt").split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]));
+    const ending = new Map(
+      read("ending.txt")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split(" ") as [string, string]),
+    );
     const router = buildRouterFactory({
       lookup: (serial) =>
-        serials.has(serial) ? { buildId: "bench", projectId: "bench", platform: "linux/amd64", socketPath: sink, runtime: "buildkitd" }
-        : ending.has(serial) ? { buildId: ending.get(serial)!, projectId: "bench", platform: "linux/amd64", socketPath: sink, runtime: "buildkitd" }
-        : null,
-      tls: { certPem: read("server-chain.pem"), keyPem: read("server-key.pem"), clientIntermediatesPem: read("intermediates.pem"), clientRootsPem: read("root.pem") },
+        serials.has(serial)
+          ? { buildId: "bench", projectId: "bench", platform: "linux/amd64", socketPath: sink, runtime: "buildkitd" }
+          : ending.has(serial)
+            ? {
+                buildId: ending.get(serial)!,
+                projectId: "bench",
+                platform: "linux/amd64",
+                socketPath: sink,
+                runtime: "buildkitd",
+              }
+            : null,
+      tls: {
+        certPem: read("server-chain.pem"),
+        keyPem: read("server-key.pem"),
+        clientIntermediatesPem: read("intermediates.pem"),
+        clientRootsPem: read("root.pem"),
+      },
       limits: { maxConnectionsPerBuild: 1000, handshakeTimeoutMs: 10_000, idleTimeoutMs: 60_000 },
       logger: silentLogger,
       metrics: new MetricsRegistry(),
@@ -86,14 +104,17 @@ if (opts.serve) {
       }
     })();
   } else {
-    const server = tls.createServer({ cert: read("server-chain.pem"), key: read("server-key.pem"), minVersion: "TLSv1.2", ALPNProtocols: ["h2"] }, (client) => {
-      const builder = net.connect({ path: sink });
-      client.pipe(builder).pipe(client);
-      client.on("error", () => builder.destroy());
-      builder.on("error", () => client.destroy());
-      client.on("close", () => builder.destroy());
-      builder.on("close", () => client.destroy());
-    });
+    const server = tls.createServer(
+      { cert: read("server-chain.pem"), key: read("server-key.pem"), minVersion: "TLSv1.2", ALPNProtocols: ["h2"] },
+      (client) => {
+        const builder = net.connect({ path: sink });
+        client.pipe(builder).pipe(client);
+        client.on("error", () => builder.destroy());
+        builder.on("error", () => client.destroy());
+        client.on("close", () => builder.destroy());
+        builder.on("close", () => client.destroy());
+      },
+    );
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     port = (server.address() as net.AddressInfo).port;
   }
@@ -153,11 +174,19 @@ function startSink(path: string) {
     s.on("error", () => {});
     s.on("close", () => state.open--);
   });
-  return new Promise<{ state: typeof state; close: () => void }>((r) => server.listen(path, () => r({ state, close: () => server.close() })));
+  return new Promise<{ state: typeof state; close: () => void }>((r) =>
+    server.listen(path, () => r({ state, close: () => server.close() })),
+  );
 }
 
-async function startServer(kind: "router" | "baseline"): Promise<{ port: number; proc: Subprocess<"pipe", "pipe", "inherit"> }> {
-  const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", kind, "--dir", dir], { stdout: "pipe", stderr: "inherit", stdin: "pipe" });
+async function startServer(
+  kind: "router" | "baseline",
+): Promise<{ port: number; proc: Subprocess<"pipe", "pipe", "inherit"> }> {
+  const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", kind, "--dir", dir], {
+    stdout: "pipe",
+    stderr: "inherit",
+    stdin: "pipe",
+  });
   live.add(proc);
   const reader = proc.stdout.getReader();
   let text = "";
@@ -179,7 +208,11 @@ interface Creds {
 }
 
 /** A connection to the server (or, with `unix`, straight to the sink), header sent. */
-function connect(target: { port: number } | { unix: string }, creds: Creds, length: number): Promise<{ s: net.Socket; ackMs: number }> {
+function connect(
+  target: { port: number } | { unix: string },
+  creds: Creds,
+  length: number,
+): Promise<{ s: net.Socket; ackMs: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const header = Buffer.alloc(8);
@@ -187,7 +220,18 @@ function connect(target: { port: number } | { unix: string }, creds: Creds, leng
     const s: net.Socket =
       "unix" in target
         ? net.connect({ path: target.unix }, () => s.write(header))
-        : tls.connect({ host: "127.0.0.1", port: target.port, servername: "localhost", ca: creds.ca, cert: creds.cert, key: creds.key, ALPNProtocols: ["h2"] }, () => s.write(header));
+        : tls.connect(
+            {
+              host: "127.0.0.1",
+              port: target.port,
+              servername: "localhost",
+              ca: creds.ca,
+              cert: creds.cert,
+              key: creds.key,
+              ALPNProtocols: ["h2"],
+            },
+            () => s.write(header),
+          );
     const onData = (d: Buffer) => {
       if (d[0] !== 0x6b) return reject(new Error(`unexpected first byte ${d[0]}`));
       s.off("data", onData);
@@ -244,15 +288,44 @@ async function main() {
   const { pkiServiceFactory } = await import("../../src/pki/index.ts");
   const db = openDatabase(join(dir, "pki.db"));
   applyMigrations(db);
-  const pki = pkiServiceFactory({ db, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))), applianceId: "bench" });
+  const pki = pkiServiceFactory({
+    db,
+    sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+    applianceId: "bench",
+  });
   await pki.ensureHierarchy(["server", "build-client"]);
-  const server = await pki.issueLeaf({ issuer: "server", usage: "server", commonName: "localhost", names: { dns: ["localhost"], ip: ["127.0.0.1"] }, lifetimeMs: 3_600_000, requester: "bench" });
-  const client = await pki.issueLeaf({ issuer: "build-client", usage: "client", commonName: "bench", names: { uri: ["slipway://bench/build/bench"] }, lifetimeMs: 3_600_000, requester: "bench" });
-  const intermediates = (db.query("SELECT cert_pem FROM certificate_authorities WHERE purpose = 'build-client'").all() as { cert_pem: string }[]).map((r) => r.cert_pem);
+  const server = await pki.issueLeaf({
+    issuer: "server",
+    usage: "server",
+    commonName: "localhost",
+    names: { dns: ["localhost"], ip: ["127.0.0.1"] },
+    lifetimeMs: 3_600_000,
+    requester: "bench",
+  });
+  const client = await pki.issueLeaf({
+    issuer: "build-client",
+    usage: "client",
+    commonName: "bench",
+    names: { uri: ["slipway://bench/build/bench"] },
+    lifetimeMs: 3_600_000,
+    requester: "bench",
+  });
+  const intermediates = (
+    db.query("SELECT cert_pem FROM certificate_authorities WHERE purpose = 'build-client'").all() as {
+      cert_pem: string;
+    }[]
+  ).map((r) => r.cert_pem);
   const root = pki.rootCertificatePem();
   const enders: { build: string; serial: string; creds: Creds }[] = [];
   for (let i = 0; i < ENDS; i++) {
-    const leaf = await pki.issueLeaf({ issuer: "build-client", usage: "client", commonName: `end-${i}`, names: { uri: [`slipway://bench/build/end-${i}`] }, lifetimeMs: 3_600_000, requester: "bench" });
+    const leaf = await pki.issueLeaf({
+      issuer: "build-client",
+      usage: "client",
+      commonName: `end-${i}`,
+      names: { uri: [`slipway://bench/build/end-${i}`] },
+      lifetimeMs: 3_600_000,
+      requester: "bench",
+    });
     enders.push({ build: `end-${i}`, serial: leaf.serial, creds: { ca: root, cert: leaf.certPem, key: leaf.keyPem } });
   }
   db.close();
@@ -282,13 +355,18 @@ async function main() {
   mbps.raw.push(await transfer({ unix: join(dir, "sink.sock") }, creds));
   progress(`transfer raw unix socket ${mbps.raw[0]!.toFixed(0)} MB/s`);
 
-  const lat = { baseline: await latency(servers.baseline.port, creds), router: await latency(servers.router.port, creds) };
+  const lat = {
+    baseline: await latency(servers.baseline.port, creds),
+    router: await latency(servers.router.port, creds),
+  };
   progress(`connect latency p50 router ${lat.router.p50.toFixed(2)} ms, baseline ${lat.baseline.p50.toFixed(2)} ms`);
 
   // 200 concurrent connections, each proven routed by the sink's answer, then held.
   let errors = 0;
   const sinkBefore = sink.state.accepted;
-  const settled = await Promise.allSettled(Array.from({ length: CONCURRENT }, () => connect({ port: servers.router.port }, creds, 1)));
+  const settled = await Promise.allSettled(
+    Array.from({ length: CONCURRENT }, () => connect({ port: servers.router.port }, creds, 1)),
+  );
   const held = settled.flatMap((r) => (r.status === "fulfilled" ? [r.value.s] : []));
   errors += settled.length - held.length;
   for (const s of held) s.on("error", () => errors++);
@@ -296,13 +374,22 @@ async function main() {
   await Bun.sleep(HOLD_MS);
   const stillOpen = held.filter((s) => !s.destroyed && s.readyState === "open").length;
   for (const s of held) s.destroy();
-  progress(`${CONCURRENT} concurrent: ${held.length} routed, ${atSink} accepted by the sink, ${stillOpen} still open after ${HOLD_MS} ms, ${errors} errors`);
+  progress(
+    `${CONCURRENT} concurrent: ${held.length} routed, ${atSink} accepted by the sink, ${stillOpen} still open after ${HOLD_MS} ms, ${errors} errors`,
+  );
 
   // buildEnded → the client sees every connection of that build closed.
   const endMs: number[] = [];
   for (const e of enders) {
-    const open = await Promise.all(Array.from({ length: PER_END }, () => connect({ port: servers.router.port }, e.creds, 1)));
-    const closed = Promise.all(open.map(({ s }) => new Promise<void>((r) => (s.destroyed ? r() : (s.on("error", () => {}), s.once("close", () => r()))))));
+    const open = await Promise.all(
+      Array.from({ length: PER_END }, () => connect({ port: servers.router.port }, e.creds, 1)),
+    );
+    const closed = Promise.all(
+      open.map(
+        ({ s }) =>
+          new Promise<void>((r) => (s.destroyed ? r() : (s.on("error", () => {}), s.once("close", () => r())))),
+      ),
+    );
     const t1 = performance.now();
     servers.router.proc.stdin.write(`end ${e.build}\n`);
     servers.router.proc.stdin.flush();
@@ -317,8 +404,20 @@ async function main() {
     sizeMiB: SIZE / 1024 / 1024,
     throughputMBps: { router: best(mbps.router), baseline: best(mbps.baseline), rawUnix: best(mbps.raw), runs: mbps },
     throughputRatio: best(mbps.router) / best(mbps.baseline),
-    connectMs: { router: lat.router, baseline: lat.baseline, addedP50: lat.router.p50 - lat.baseline.p50, addedP99: lat.router.p99 - lat.baseline.p99 },
-    concurrent: { wanted: CONCURRENT, routed: held.length, acceptedBySink: atSink, stillOpenAfterHold: stillOpen, holdMs: HOLD_MS, errors },
+    connectMs: {
+      router: lat.router,
+      baseline: lat.baseline,
+      addedP50: lat.router.p50 - lat.baseline.p50,
+      addedP99: lat.router.p99 - lat.baseline.p99,
+    },
+    concurrent: {
+      wanted: CONCURRENT,
+      routed: held.length,
+      acceptedBySink: atSink,
+      stillOpenAfterHold: stillOpen,
+      holdMs: HOLD_MS,
+      errors,
+    },
     buildEndedClosedMs: { connections: PER_END, builds: ENDS, p50: pct(endMs, 50), max: Math.max(...endMs) },
     totalSeconds: (performance.now() - t0) / 1000,
   };
@@ -332,14 +431,49 @@ async function main() {
   const signed = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(2)} ms`;
   const table = [
     ["metric", "router", "baseline", "ratio", "target"],
-    [`${result.sizeMiB} MiB transfer (best of ${RUNS})`, f(result.throughputMBps.router, 0, "MB/s"), f(result.throughputMBps.baseline, 0, "MB/s"), `${(result.throughputRatio * 100).toFixed(0)} %`, `≥ 80 %  ${ok(result.throughputRatio >= 0.8)}`],
-    ["connect → first byte back (p50)", f(lat.router.p50, 2, "ms"), f(lat.baseline.p50, 2, "ms"), signed(result.connectMs.addedP50), `≤ +2 ms  ${ok(result.connectMs.addedP50 <= 2)}`],
-    ["connect → first byte back (p99)", f(lat.router.p99, 2, "ms"), f(lat.baseline.p99, 2, "ms"), signed(result.connectMs.addedP99), `≤ +2 ms  ${ok(result.connectMs.addedP99 <= 2)}`],
-    [`${CONCURRENT} concurrent connections held ${HOLD_MS / 1000} s`, `${stillOpen} open, ${errors} errors`, "", "", `${CONCURRENT}, 0 errors  ${ok(stillOpen === CONCURRENT && errors === 0)}`],
-    [`buildEnded → ${PER_END} connections closed (p50, max of ${ENDS})`, `${f(result.buildEndedClosedMs.p50, 1, "ms")}, ${f(result.buildEndedClosedMs.max, 1, "ms")}`, "", "", `< 1 s  ${ok(result.buildEndedClosedMs.max < 1000)}`],
+    [
+      `${result.sizeMiB} MiB transfer (best of ${RUNS})`,
+      f(result.throughputMBps.router, 0, "MB/s"),
+      f(result.throughputMBps.baseline, 0, "MB/s"),
+      `${(result.throughputRatio * 100).toFixed(0)} %`,
+      `≥ 80 %  ${ok(result.throughputRatio >= 0.8)}`,
+    ],
+    [
+      "connect → first byte back (p50)",
+      f(lat.router.p50, 2, "ms"),
+      f(lat.baseline.p50, 2, "ms"),
+      signed(result.connectMs.addedP50),
+      `≤ +2 ms  ${ok(result.connectMs.addedP50 <= 2)}`,
+    ],
+    [
+      "connect → first byte back (p99)",
+      f(lat.router.p99, 2, "ms"),
+      f(lat.baseline.p99, 2, "ms"),
+      signed(result.connectMs.addedP99),
+      `≤ +2 ms  ${ok(result.connectMs.addedP99 <= 2)}`,
+    ],
+    [
+      `${CONCURRENT} concurrent connections held ${HOLD_MS / 1000} s`,
+      `${stillOpen} open, ${errors} errors`,
+      "",
+      "",
+      `${CONCURRENT}, 0 errors  ${ok(stillOpen === CONCURRENT && errors === 0)}`,
+    ],
+    [
+      `buildEnded → ${PER_END} connections closed (p50, max of ${ENDS})`,
+      `${f(result.buildEndedClosedMs.p50, 1, "ms")}, ${f(result.buildEndedClosedMs.max, 1, "ms")}`,
+      "",
+      "",
+      `< 1 s  ${ok(result.buildEndedClosedMs.max < 1000)}`,
+    ],
   ];
   const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => [...(r[c] ?? "")].length)));
-  const lines = table.map((r) => r.map((cell, c) => (c >= 1 && c <= 3 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join("   ").trimEnd());
+  const lines = table.map((r) =>
+    r
+      .map((cell, c) => (c >= 1 && c <= 3 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!)))
+      .join("   ")
+      .trimEnd(),
+  );
   process.stdout.write(
     [
       `slipway router bench: bun ${result.environment.bun}, ${result.environment.cpus} × ${result.environment.cpu}`,

@@ -20,7 +20,17 @@
  * Progress goes to stderr; the table (or JSON with --json) to stdout.
  */
 import { parseArgs } from "node:util";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { cpus, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -117,7 +127,9 @@ function run(cmd: string[], what: string): void {
 /** Rebuilds dist/slipway when missing or older than its sources (or with --rebuild). */
 function ensureSlipwayBuilt(): void {
   const binTime = existsSync(DIST_BIN) ? statSync(DIST_BIN).mtimeMs : 0;
-  const srcTime = Math.max(...["src", "migrations", "web", "scripts/build.ts", "package.json"].map((p) => newestMtime(join(ROOT, p))));
+  const srcTime = Math.max(
+    ...["src", "migrations", "web", "scripts/build.ts", "package.json"].map((p) => newestMtime(join(ROOT, p))),
+  );
   if (opts.rebuild || binTime === 0 || srcTime > binTime) {
     run([process.execPath, "scripts/build.ts", "--target", "x64"], "build dist/slipway");
   } else {
@@ -143,7 +155,17 @@ function prepare(): Record<Kind, Prepared> {
   const baseDir = join(tmpRoot, "baseline-bin");
   mkdirSync(baseDir);
   run(
-    [process.execPath, "build", "--compile", "--bytecode", "--format=esm", "--target=bun-linux-x64-baseline", join(import.meta.dir, "baseline-server.ts"), "--outfile", join(baseDir, "baseline")],
+    [
+      process.execPath,
+      "build",
+      "--compile",
+      "--bytecode",
+      "--format=esm",
+      "--target=bun-linux-x64-baseline",
+      join(import.meta.dir, "baseline-server.ts"),
+      "--outfile",
+      join(baseDir, "baseline"),
+    ],
     "compile baseline",
   );
   // The certificate lives outside the binary's directory so that stays empty but for it.
@@ -153,9 +175,24 @@ function prepare(): Record<Kind, Prepared> {
   const key = join(certDir, "key.pem");
   run(
     [
-      "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "1",
-      "-keyout", key, "-out", cert,
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-days",
+      "1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
     ],
     "baseline certificate (openssl, P-256 like slipway's)",
   );
@@ -200,13 +237,38 @@ function start(kind: Kind, p: Prepared, dataDir: string): Running {
   const [port, buildPort] = freePorts(2) as [number, number];
   const cmd =
     kind === "slipway"
-      ? [p.bin, "serve", "--config", emptyConfig, "--data-dir", dataDir, "--listen", `${HOST}:${port}`, "--build-listen", `${HOST}:${buildPort}`]
+      ? [
+          p.bin,
+          "serve",
+          "--config",
+          emptyConfig,
+          "--data-dir",
+          dataDir,
+          "--listen",
+          `${HOST}:${port}`,
+          "--build-listen",
+          `${HOST}:${buildPort}`,
+        ]
       : [p.bin, "--cert", p.cert!, "--key", p.key!, "--listen", `${HOST}:${port}`];
   const wall0 = Date.now();
   const t0 = performance.now();
-  const proc = Bun.spawn(cmd, { cwd: p.cwd, env: childEnv, stdin: "ignore", stdout: Bun.file(logPath + ".out"), stderr: Bun.file(logPath) });
+  const proc = Bun.spawn(cmd, {
+    cwd: p.cwd,
+    env: childEnv,
+    stdin: "ignore",
+    stdout: Bun.file(logPath + ".out"),
+    stderr: Bun.file(logPath),
+  });
   live.add(proc);
-  return { kind, proc, url: `https://${HOST}:${port}`, caPath: kind === "slipway" ? join(dataDir, "ca.pem") : p.cert!, logPath, t0, wall0 };
+  return {
+    kind,
+    proc,
+    url: `https://${HOST}:${port}`,
+    caPath: kind === "slipway" ? join(dataDir, "ca.pem") : p.cert!,
+    logPath,
+    t0,
+    wall0,
+  };
 }
 
 function logTail(r: Running): string {
@@ -233,9 +295,14 @@ async function waitReady(r: Running): Promise<{ ms: number; ca: string }> {
   for (;;) {
     const now = performance.now();
     if (r.proc.exitCode !== null || r.proc.signalCode !== null) {
-      throw new Error(`${r.kind} exited (${r.proc.exitCode ?? r.proc.signalCode}) before /readyz answered 200; log:\n${logTail(r)}`);
+      throw new Error(
+        `${r.kind} exited (${r.proc.exitCode ?? r.proc.signalCode}) before /readyz answered 200; log:\n${logTail(r)}`,
+      );
     }
-    if (now - r.t0 > READY_DEADLINE_MS) throw new Error(`${r.kind}: no 200 from /readyz within ${READY_DEADLINE_MS} ms (last: ${lastError}); log:\n${logTail(r)}`);
+    if (now - r.t0 > READY_DEADLINE_MS)
+      throw new Error(
+        `${r.kind}: no 200 from /readyz within ${READY_DEADLINE_MS} ms (last: ${lastError}); log:\n${logTail(r)}`,
+      );
     ca ??= readText(r.caPath);
     if (ca !== null) {
       try {
@@ -305,7 +372,10 @@ async function stop(r: Running): Promise<{ ms: number; exitCode: number | null; 
   }
   live.delete(r.proc);
   const ms = performance.now() - t;
-  if (r.proc.exitCode !== 0) progress(`  note: ${r.kind} exited with ${r.proc.exitCode ?? r.proc.signalCode} after SIGTERM; log:\n${logTail(r)}`);
+  if (r.proc.exitCode !== 0)
+    progress(
+      `  note: ${r.kind} exited with ${r.proc.exitCode ?? r.proc.signalCode} after SIGTERM; log:\n${logTail(r)}`,
+    );
   const signal = r.proc.signalCode;
   return { ms, exitCode: r.proc.exitCode, signal: signal === null ? null : String(signal) };
 }
@@ -475,7 +545,9 @@ async function main(): Promise<void> {
       if (kind === "slipway") slipwayDataDir = dir;
       const res = await startRun(kind, prepared[kind], dir, true);
       starts[kind].push(res);
-      progress(`start ${i + 1}/${RUNS} ${kind.padEnd(8)} ready ${res.readyMs.toFixed(1)} ms, rss ${res.rssMB.toFixed(1)} MB, stop ${res.stopMs.toFixed(1)} ms`);
+      progress(
+        `start ${i + 1}/${RUNS} ${kind.padEnd(8)} ready ${res.readyMs.toFixed(1)} ms, rss ${res.rssMB.toFixed(1)} MB, stop ${res.stopMs.toFixed(1)} ms`,
+      );
     }
   }
 
@@ -491,19 +563,35 @@ async function main(): Promise<void> {
     progress(`load ${kind}: ${CONCURRENCY} keep-alive loops, ${WARMUP_MS} ms warm-up + ${DURATION_MS} ms`);
     loads[kind] = await loadRun(kind, prepared[kind], kind === "slipway" ? slipwayDataDir : freshDataDir());
     const l = loads[kind];
-    progress(`  ${Math.round(l.rps)} req/s, p50 ${l.p50ms.toFixed(2)} ms, p99 ${l.p99ms.toFixed(2)} ms, errors ${l.errors}, non-200 ${l.non200}, connections ${l.connections ?? "?"}`);
+    progress(
+      `  ${Math.round(l.rps)} req/s, p50 ${l.p50ms.toFixed(2)} ms, p99 ${l.p99ms.toFixed(2)} ms, errors ${l.errors}, non-200 ${l.non200}, connections ${l.connections ?? "?"}`,
+    );
   }
 
-  const s = { slipway: stats(starts.slipway.map((x) => x.readyMs)), baseline: stats(starts.baseline.map((x) => x.readyMs)) };
+  const s = {
+    slipway: stats(starts.slipway.map((x) => x.readyMs)),
+    baseline: stats(starts.baseline.map((x) => x.readyMs)),
+  };
   const restarts = restartRuns.map((x) => x.readyMs);
   const restart = stats(restarts);
   const firstLog = stats(starts.slipway.map((x) => x.firstLogMs));
   const servingLog = stats(starts.slipway.map((x) => x.servingLogMs));
   const restartServingLog = stats(restartRuns.map((x) => x.servingLogMs));
-  const rss = { slipway: stats(starts.slipway.map((x) => x.rssMB)), baseline: stats(starts.baseline.map((x) => x.rssMB)) };
-  const hwm = { slipway: stats(starts.slipway.map((x) => x.hwmMB)), baseline: stats(starts.baseline.map((x) => x.hwmMB)) };
-  const stopS = { slipway: stats(starts.slipway.map((x) => x.stopMs)), baseline: stats(starts.baseline.map((x) => x.stopMs)) };
-  const badExits = (["slipway", "baseline"] as const).flatMap((k) => starts[k].filter((x) => x.exitCode !== 0).map(() => k));
+  const rss = {
+    slipway: stats(starts.slipway.map((x) => x.rssMB)),
+    baseline: stats(starts.baseline.map((x) => x.rssMB)),
+  };
+  const hwm = {
+    slipway: stats(starts.slipway.map((x) => x.hwmMB)),
+    baseline: stats(starts.baseline.map((x) => x.hwmMB)),
+  };
+  const stopS = {
+    slipway: stats(starts.slipway.map((x) => x.stopMs)),
+    baseline: stats(starts.baseline.map((x) => x.stopMs)),
+  };
+  const badExits = (["slipway", "baseline"] as const).flatMap((k) =>
+    starts[k].filter((x) => x.exitCode !== 0).map(() => k),
+  );
   const totalS = (performance.now() - benchStarted) / 1000;
 
   const environment = {
@@ -516,19 +604,42 @@ async function main(): Promise<void> {
     durationMs: DURATION_MS,
     concurrency: CONCURRENCY,
     pollMs: POLL_MS,
-    binarySizeMB: { slipway: round1(statSync(prepared.slipway.bin).size / 2 ** 20), baseline: round1(statSync(prepared.baseline.bin).size / 2 ** 20) },
+    binarySizeMB: {
+      slipway: round1(statSync(prepared.slipway.bin).size / 2 ** 20),
+      baseline: round1(statSync(prepared.baseline.bin).size / 2 ** 20),
+    },
   };
 
   if (opts.json) {
     const out = {
       environment,
       targets: { readyEmptyP50Ms: TARGETS.start, idleRssP50MB: TARGETS.rss },
-      slipway: { readyEmptyMs: s.slipway, readyRestartMs: restart, firstLogMs: firstLog, servingLogEmptyMs: servingLog, servingLogRestartMs: restartServingLog, idleRssMB: rss.slipway, startPeakRssMB: hwm.slipway, stopMs: stopS.slipway, load: loads.slipway, runs: starts.slipway, restartRuns },
-      baseline: { readyEmptyMs: s.baseline, idleRssMB: rss.baseline, startPeakRssMB: hwm.baseline, stopMs: stopS.baseline, load: loads.baseline, runs: starts.baseline },
+      slipway: {
+        readyEmptyMs: s.slipway,
+        readyRestartMs: restart,
+        firstLogMs: firstLog,
+        servingLogEmptyMs: servingLog,
+        servingLogRestartMs: restartServingLog,
+        idleRssMB: rss.slipway,
+        startPeakRssMB: hwm.slipway,
+        stopMs: stopS.slipway,
+        load: loads.slipway,
+        runs: starts.slipway,
+        restartRuns,
+      },
+      baseline: {
+        readyEmptyMs: s.baseline,
+        idleRssMB: rss.baseline,
+        startPeakRssMB: hwm.baseline,
+        stopMs: stopS.baseline,
+        load: loads.baseline,
+        runs: starts.baseline,
+      },
       badExits,
       totalSeconds: round1(totalS),
     };
-    const rounded = (_: string, v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v);
+    const rounded = (_: string, v: unknown) =>
+      typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v;
     process.stdout.write(JSON.stringify(out, rounded, 2) + "\n");
     return;
   }
@@ -549,7 +660,13 @@ async function main(): Promise<void> {
   rows.push(
     ["idle RSS 1 s after ready (p50)", rss.slipway.p50, rss.baseline.p50, "MB", 1, { op: "≤", value: TARGETS.rss }],
     ["peak RSS during start, VmHWM (p50)", hwm.slipway.p50, hwm.baseline.p50, "MB", 1],
-    [`GET /livez req/s (${CONCURRENCY} conns, ${DURATION_MS / 1000} s)`, loads.slipway.rps, loads.baseline.rps, "/s", 0],
+    [
+      `GET /livez req/s (${CONCURRENCY} conns, ${DURATION_MS / 1000} s)`,
+      loads.slipway.rps,
+      loads.baseline.rps,
+      "/s",
+      0,
+    ],
     ["GET /livez latency p50", loads.slipway.p50ms, loads.baseline.p50ms, "ms", 2],
     ["GET /livez latency p99", loads.slipway.p99ms, loads.baseline.p99ms, "ms", 2],
     ["RSS right after the load", loads.slipway.rssAfterMB, loads.baseline.rssAfterMB, "MB", 1],
@@ -571,12 +688,20 @@ async function main(): Promise<void> {
     `                                  baseline: ${raw(starts.baseline.map((x) => x.readyMs))}`,
     `raw exec → 'serving' log (ms)     slipway:  ${raw(starts.slipway.map((x) => x.servingLogMs))}`,
     ...(RESTARTS > 0 ? [`raw exec → ready, restart (ms)    slipway:  ${raw(restarts)}`] : []),
-    `raw idle RSS (MB)                 slipway:  ${raw(starts.slipway.map((x) => x.rssMB), 1)}`,
-    `                                  baseline: ${raw(starts.baseline.map((x) => x.rssMB), 1)}`,
+    `raw idle RSS (MB)                 slipway:  ${raw(
+      starts.slipway.map((x) => x.rssMB),
+      1,
+    )}`,
+    `                                  baseline: ${raw(
+      starts.baseline.map((x) => x.rssMB),
+      1,
+    )}`,
     `load  slipway:  ${loads.slipway.requests} requests, ${loads.slipway.errors} errors, ${loads.slipway.non200} non-200, max ${loads.slipway.maxms.toFixed(1)} ms, ${loads.slipway.connections ?? "?"} connections open`,
     `load  baseline: ${loads.baseline.requests} requests, ${loads.baseline.errors} errors, ${loads.baseline.non200} non-200, max ${loads.baseline.maxms.toFixed(1)} ms, ${loads.baseline.connections ?? "?"} connections open`,
     `load generator: ${CONCURRENCY} fetch loops in the bench process (shares the CPUs with the server), 127.0.0.1 only`,
-    ...(badExits.length > 0 ? [`note: ${badExits.length} start(s) did not exit 0 on SIGTERM (${badExits.join(", ")})`] : []),
+    ...(badExits.length > 0
+      ? [`note: ${badExits.length} start(s) did not exit 0 on SIGTERM (${badExits.join(", ")})`]
+      : []),
     `total bench time ${totalS.toFixed(1)} s`,
   ];
   process.stdout.write(out.join("\n") + "\n");

@@ -24,7 +24,17 @@ function timed(argv: string[]): { ms: number; rssMiB: number } {
 
 function measure(formatParams: string[], img: string) {
   Bun.spawnSync(["truncate", "-s", "64M", img]);
-  const format = timed(["cryptsetup", "luksFormat", "--batch-mode", ...formatParams, "--key-file", "-", "--keyfile-size", "64", img]);
+  const format = timed([
+    "cryptsetup",
+    "luksFormat",
+    "--batch-mode",
+    ...formatParams,
+    "--key-file",
+    "-",
+    "--keyfile-size",
+    "64",
+    img,
+  ]);
   const unlock = timed(["cryptsetup", "open", "--test-passphrase", "--key-file", "-", "--keyfile-size", "64", img]);
   return { format, unlock };
 }

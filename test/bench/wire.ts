@@ -29,23 +29,55 @@ import { ensureDockerdBuilderImage } from "../support/builder-image.ts";
 import { serve, type Served } from "../support/serve.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
-const { values: opts } = parseArgs({ args: Bun.argv.slice(2), options: { before: { type: "string", default: "f46965c" }, rounds: { type: "string", default: "15" }, requests: { type: "string", default: "100" }, "no-admission": { type: "boolean", default: false } } });
+const { values: opts } = parseArgs({
+  args: Bun.argv.slice(2),
+  options: {
+    before: { type: "string", default: "f46965c" },
+    rounds: { type: "string", default: "15" },
+    requests: { type: "string", default: "100" },
+    "no-admission": { type: "boolean", default: false },
+  },
+});
 const ROUNDS = intOpt("rounds", opts.rounds!, 3, 1000);
 const REQUESTS = intOpt("requests", opts.requests!, 32, 10_000);
 if (!/^[0-9a-f]{7,40}$/.test(opts.before!)) throw new Error("--before must be a commit id");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
 /** A BuildKit status message of about 8.5 KB, as a build with a few dozen steps sends it. */
 function statusMessage(): Uint8Array {
   const at = timestampFromDate(new Date("2026-01-01T12:00:00.250Z"));
   const digest = (i: number) => `sha256:${i.toString(16).padStart(64, "0")}`;
-  return toBinary(StatusResponseSchema, create(StatusResponseSchema, {
-    vertexes: Array.from({ length: 12 }, (_, i) => ({ digest: digest(i), inputs: i ? [digest(i - 1)] : [], name: `[stage ${i}] RUN make step-${i}`, cached: i % 3 === 0, started: at, ...(i % 2 ? { completed: at } : {}) })),
-    statuses: Array.from({ length: 24 }, (_, i) => ({ id: `extracting sha256:${i}`, vertex: digest(i % 12), name: "extracting", current: BigInt(i * 1_048_576), total: 41_943_040n, timestamp: at, started: at })),
-    logs: Array.from({ length: 19 }, (_, i) => ({ vertex: digest(i % 12), timestamp: at, stream: 1n, msg: new TextEncoder().encode(`#${i} compiling src/module-${i}.c -O2 -Wall -o build/module-${i}.o\n`) })),
-  }));
+  return toBinary(
+    StatusResponseSchema,
+    create(StatusResponseSchema, {
+      vertexes: Array.from({ length: 12 }, (_, i) => ({
+        digest: digest(i),
+        inputs: i ? [digest(i - 1)] : [],
+        name: `[stage ${i}] RUN make step-${i}`,
+        cached: i % 3 === 0,
+        started: at,
+        ...(i % 2 ? { completed: at } : {}),
+      })),
+      statuses: Array.from({ length: 24 }, (_, i) => ({
+        id: `extracting sha256:${i}`,
+        vertex: digest(i % 12),
+        name: "extracting",
+        current: BigInt(i * 1_048_576),
+        total: 41_943_040n,
+        timestamp: at,
+        started: at,
+      })),
+      logs: Array.from({ length: 19 }, (_, i) => ({
+        vertex: digest(i % 12),
+        timestamp: at,
+        stream: 1n,
+        msg: new TextEncoder().encode(`#${i} compiling src/module-${i}.c -O2 -Wall -o build/module-${i}.o\n`),
+      })),
+    }),
+  );
 }
 
 const rows: Row[] = [];
@@ -56,14 +88,31 @@ try {
   // The tree before, with this tree's dependencies (a superset of its own).
   const before = join(work, "before");
   mkdirSync(before);
-  const archive = Bun.spawnSync(["sh", "-c", 'git -C "$1" archive "$2" | tar -x -C "$3"', "sh", ROOT, opts.before!, before]);
+  const archive = Bun.spawnSync([
+    "sh",
+    "-c",
+    'git -C "$1" archive "$2" | tar -x -C "$3"',
+    "sh",
+    ROOT,
+    opts.before!,
+    before,
+  ]);
   if (archive.exitCode !== 0) throw new Error(`git archive ${opts.before} failed: ${archive.stderr.toString()}`);
   symlinkSync(join(ROOT, "node_modules"), join(before, "node_modules"));
 
   // 1. The status tap's decode, both observers fed the same bytes, rounds alternating.
   const message = statusMessage();
-  const oldTap = (await import(join(before, "src/appliance/status-tap.ts"))) as { statusObserver: typeof statusObserver };
-  const noop = { builds: () => ({ observed: () => {} }), log: { warn: (m: string) => { throw new Error(m); } } };
+  const oldTap = (await import(join(before, "src/appliance/status-tap.ts"))) as {
+    statusObserver: typeof statusObserver;
+  };
+  const noop = {
+    builds: () => ({ observed: () => {} }),
+    log: {
+      warn: (m: string) => {
+        throw new Error(m);
+      },
+    },
+  };
   const taps = { before: oldTap.statusObserver("bench", noop), after: statusObserver("bench", noop) };
   const perOp: Record<keyof typeof taps, number[]> = { before: [], after: [] };
   const N = 2000;
@@ -74,11 +123,21 @@ try {
       if (r >= 2) perOp[k].push(((performance.now() - t) * 1000) / N); // the first two rounds warm up
     }
   }
-  rows.push([`status tap: observe ${(message.length / 1024).toFixed(1)} KB StatusResponse (µs, after)`, median(perOp.after), median(perOp.before), "µs", 1]);
+  rows.push([
+    `status tap: observe ${(message.length / 1024).toFixed(1)} KB StatusResponse (µs, after)`,
+    median(perOp.after),
+    median(perOp.before),
+    "µs",
+    1,
+  ]);
 
   // 2. Admission through each tree's compiled server, rounds alternating.
   if (!opts["no-admission"]) {
-    const build = Bun.spawnSync([process.execPath, join(before, "scripts", "build.ts"), "--target", "x64"], { cwd: before, stdout: "pipe", stderr: "pipe" });
+    const build = Bun.spawnSync([process.execPath, join(before, "scripts", "build.ts"), "--target", "x64"], {
+      cwd: before,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     if (build.exitCode !== 0) throw new Error(`building the tree before failed:\n${build.stderr.toString()}`);
     const image = (await ensureDockerdBuilderImage()).ref;
     const binaries = { before: join(before, "dist", "slipway"), after: slipwayBinary() };
@@ -86,18 +145,42 @@ try {
     try {
       for (const k of ["before", "after"] as const) {
         const data = join(work, `data-${k}`);
-        const s = await serve(binaries[k], data, ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
+        const s = await serve(
+          binaries[k],
+          data,
+          ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"],
+          {},
+          { publicHost: "localhost" },
+        );
         const admin = readFileSync(join(data, "initial-admin-token"), "utf8").trim();
-        const post = (token: string, path: string, body: unknown) => s.get(path, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-        const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name: "bench" })).json()) as { id: string };
+        const post = (token: string, path: string, body: unknown) =>
+          s.get(path, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+            body: JSON.stringify(body),
+          });
+        const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name: "bench" })).json()) as {
+          id: string;
+        };
         projects.push(proj.id);
-        const token = ((await (await post(admin, "/api/v1/tokens", { kind: "project", name: "bench", project: proj.id })).json()) as { token: string }).token;
+        const token = (
+          (await (
+            await post(admin, "/api/v1/tokens", { kind: "project", name: "bench", project: proj.id })
+          ).json()) as { token: string }
+        ).token;
         // As test/bench/builds.ts admits: create, ask until active, finish.
         const admit = async () => {
           const t = performance.now();
-          const c = (await (await post(token, "/depot.cli.v1.BuildService/CreateBuild", { projectId: proj.id })).json()) as { buildId: string; buildToken: string };
+          const c = (await (
+            await post(token, "/depot.cli.v1.BuildService/CreateBuild", { projectId: proj.id })
+          ).json()) as { buildId: string; buildToken: string };
           for (;;) {
-            const r = (await (await post(c.buildToken, "/depot.cli.v1.BuildService/GetBuildKitConnection", { buildId: c.buildId, platform: "BUILDER_PLATFORM_AMD64" })).json()) as { active?: unknown; pending?: { waitMs: number } };
+            const r = (await (
+              await post(c.buildToken, "/depot.cli.v1.BuildService/GetBuildKitConnection", {
+                buildId: c.buildId,
+                platform: "BUILDER_PLATFORM_AMD64",
+              })
+            ).json()) as { active?: unknown; pending?: { waitMs: number } };
             if (r.active) break;
             await Bun.sleep(r.pending?.waitMs ?? 100);
           }
@@ -114,9 +197,11 @@ try {
         for (let r = 0; r < 4; r++) {
           for (const k of r % 2 ? (["after", "before"] as const) : (["before", "after"] as const)) {
             let left = share;
-            await Promise.all(Array.from({ length: conc }, async () => {
-              while (left-- > 0) lat[k].push(await servers[k]!.admit());
-            }));
+            await Promise.all(
+              Array.from({ length: conc }, async () => {
+                while (left-- > 0) lat[k].push(await servers[k]!.admit());
+              }),
+            );
           }
         }
         rows.push([`admission p50, ${conc} concurrent (ms, after)`, pct(lat.after, 50), pct(lat.before, 50), "ms", 2]);
@@ -127,7 +212,9 @@ try {
       await removeBuildersOf(projects, docker);
     }
   }
-  console.log(`\nslipway wire bench: bun ${Bun.version}; before = ${opts.before} (hand-written codec and Connect layer), after = this tree`);
+  console.log(
+    `\nslipway wire bench: bun ${Bun.version}; before = ${opts.before} (hand-written codec and Connect layer), after = this tree`,
+  );
   for (const line of table(["metric", "after", "before", "ratio", "target"], rows)) console.log(line);
   console.log("   ratio = after / before (below 1: faster now); rounds alternate between the two trees");
 } finally {

@@ -26,8 +26,18 @@ const VALID: Record<string, (i: Ids) => Record<string, unknown>> = {
   "POST /api/v1/orgs/:org/projects": () => ({ name: "p9" }),
   "PATCH /api/v1/projects/:id": () => ({ name: "p1b", builder_cpus: 4 }),
   "PUT /api/v1/projects/:id/registry": () => ({ retention_days: 3 }),
-  "POST /api/v1/tokens": (i) => ({ kind: "project", name: "n", project: i.p1, expires_at: new Date(Date.now() + 86_400_000).toISOString() }),
-  "POST /api/v1/projects/:id/trust": () => ({ provider: "github", owner: "acme", repository: "acme/other", audiences: ["https://slipway.example.com"] }),
+  "POST /api/v1/tokens": (i) => ({
+    kind: "project",
+    name: "n",
+    project: i.p1,
+    expires_at: new Date(Date.now() + 86_400_000).toISOString(),
+  }),
+  "POST /api/v1/projects/:id/trust": () => ({
+    provider: "github",
+    owner: "acme",
+    repository: "acme/other",
+    audiences: ["https://slipway.example.com"],
+  }),
   "POST /api/v1/oidc/exchange": (i) => ({ token: i.ciJwt, project: i.p1 }),
   "PUT /api/v1/orgs/:org/egress/mode": () => ({ mode: "monitor" }),
   "PUT /api/v1/orgs/:org/egress/default": () => ({ action: "deny" }),
@@ -36,9 +46,26 @@ const VALID: Record<string, (i: Ids) => Record<string, unknown>> = {
   "PUT /api/v1/orgs/:org/egress/hosts/:id/scopes": () => ({ scopes: ["host"] }),
   "PUT /api/v1/egress/local-hosts/:id": () => ({ scopes: ["docker:ci"] }),
   "POST /api/v1/egress/agent/status": () => ({ etag: "e1", ok: true, error: null, dns_resolvers: ["192.0.2.53"] }),
-  "POST /api/v1/egress/agent/events": () => ({ events: [{ action: "blocked", scope: "host", source: "uid:1000", dst: "198.51.100.1", port: 443, protocol: "tcp", hostname: null, count: 1, at: new Date().toISOString() }] }),
+  "POST /api/v1/egress/agent/events": () => ({
+    events: [
+      {
+        action: "blocked",
+        scope: "host",
+        source: "uid:1000",
+        dst: "198.51.100.1",
+        port: 443,
+        protocol: "tcp",
+        hostname: null,
+        count: 1,
+        at: new Date().toISOString(),
+      },
+    ],
+  }),
   "POST /api/v1/auth/login": () => ({ username: "ownerA", password: "a long passphrase for the matrix" }),
-  "PUT /api/v1/me/password": () => ({ current_password: "a long passphrase for the matrix", new_password: "another long passphrase here" }),
+  "PUT /api/v1/me/password": () => ({
+    current_password: "a long passphrase for the matrix",
+    new_password: "another long passphrase here",
+  }),
   "POST /api/v1/auth/device": () => ({ client_name: "cli" }),
   "POST /api/v1/auth/device/token": (i) => ({ device_code: i.pendingDeviceCode }),
   "POST /api/v1/auth/device/approve": (i) => ({ user_code: i.pendingUserCode }),
@@ -74,8 +101,21 @@ const key = (r: { method: string; path: string }) => `${r.method} ${r.path}`;
 function concrete(route: string): string {
   const path = route.split(" ")[1]!;
   const i = w.ids;
-  const id = path.startsWith("/api/v1/builds/") ? i.b1 : path.startsWith("/api/v1/projects/") ? i.p1 : path.startsWith("/api/v1/tokens/") ? i.tokA2 : path.startsWith("/api/v1/trust/") ? i.trustA : i.hostA;
-  return path.replace(":org", i.A).replace(":id", id).replace(":user", "userA").replace(":ref", i.ruleA).replace(":code", i.pendingUserCode);
+  const id = path.startsWith("/api/v1/builds/")
+    ? i.b1
+    : path.startsWith("/api/v1/projects/")
+      ? i.p1
+      : path.startsWith("/api/v1/tokens/")
+        ? i.tokA2
+        : path.startsWith("/api/v1/trust/")
+          ? i.trustA
+          : i.hostA;
+  return path
+    .replace(":org", i.A)
+    .replace(":id", id)
+    .replace(":user", "userA")
+    .replace(":ref", i.ruleA)
+    .replace(":code", i.pendingUserCode);
 }
 
 /** A value of another JSON type than `v`. */
@@ -92,8 +132,21 @@ function wrongType(v: unknown): unknown {
  * `f` returns undefined to leave a value alone. */
 function variants(body: unknown, f: (v: unknown) => unknown, path = ""): { where: string; body: unknown }[] {
   const inner: { where: string; body: unknown }[] = [];
-  if (Array.isArray(body)) inner.push(...body.flatMap((x, n) => variants(x, f, `${path}/${n}`).map((o) => ({ where: o.where, body: body.map((y, m) => (m === n ? o.body : y)) }))));
-  else if (body && typeof body === "object") inner.push(...Object.entries(body).flatMap(([k, x]) => variants(x, f, `${path}/${k}`).map((o) => ({ where: o.where, body: { ...body, [k]: o.body } }))));
+  if (Array.isArray(body))
+    inner.push(
+      ...body.flatMap((x, n) =>
+        variants(x, f, `${path}/${n}`).map((o) => ({
+          where: o.where,
+          body: body.map((y, m) => (m === n ? o.body : y)),
+        })),
+      ),
+    );
+  else if (body && typeof body === "object")
+    inner.push(
+      ...Object.entries(body).flatMap(([k, x]) =>
+        variants(x, f, `${path}/${k}`).map((o) => ({ where: o.where, body: { ...body, [k]: o.body } })),
+      ),
+    );
   const self = path === "" ? undefined : f(body);
   return self === undefined ? inner : [{ where: path, body: self }, ...inner];
 }
@@ -105,7 +158,14 @@ interface Verdict {
 }
 
 /** Sends one bad request; a verdict of whether the answer is a clean client error that changed nothing. */
-async function tryBad(route: string, actor: "admin" | "agent" | "session", path: string, body: string | Uint8Array, contentType: string, stream = false): Promise<Verdict> {
+async function tryBad(
+  route: string,
+  actor: "admin" | "agent" | "session",
+  path: string,
+  body: string | Uint8Array,
+  contentType: string,
+  stream = false,
+): Promise<Verdict> {
   return w.isolated(async () => {
     const before = w.digest();
     const r = await w.call(actor, route.split(" ")[0]!, path, body, contentType);
@@ -119,16 +179,32 @@ async function tryBad(route: string, actor: "admin" | "agent" | "session", path:
       // A stream's error rides in its end-of-stream frame, after any message frames.
       const end = endFrame(bytes);
       status = end?.error ? 400 : 200;
-      shapeOk = typeof end?.error?.code === "string" && typeof end.error.message === "string" && ["invalid_argument", "resource_exhausted", "not_found", "failed_precondition"].includes(end.error.code);
+      shapeOk =
+        typeof end?.error?.code === "string" &&
+        typeof end.error.message === "string" &&
+        ["invalid_argument", "resource_exhausted", "not_found", "failed_precondition"].includes(end.error.code);
     } else if (isConnect(route)) {
       const j = safeJson(text);
-      shapeOk = r.headers.get("content-type") === "application/json" && typeof j?.code === "string" && typeof j?.message === "string";
+      shapeOk =
+        r.headers.get("content-type") === "application/json" &&
+        typeof j?.code === "string" &&
+        typeof j?.message === "string";
     } else {
       const j = safeJson(text);
-      shapeOk = r.headers.get("content-type") === "application/problem+json" && typeof j?.type === "string" && j?.status === r.status;
+      shapeOk =
+        r.headers.get("content-type") === "application/problem+json" &&
+        typeof j?.type === "string" &&
+        j?.status === r.status;
     }
     const clientError = status >= 400 && status < 500;
-    const why = [!clientError && `status ${r.status}${stream ? ` (stream: ${text.slice(0, 200)})` : ""}`, !shapeOk && `not a clean error body: ${r.headers.get("content-type")} ${text.slice(0, 200)}`, trace && "a stack trace", changed && "a table changed"].filter(Boolean).join("; ");
+    const why = [
+      !clientError && `status ${r.status}${stream ? ` (stream: ${text.slice(0, 200)})` : ""}`,
+      !shapeOk && `not a clean error body: ${r.headers.get("content-type")} ${text.slice(0, 200)}`,
+      trace && "a stack trace",
+      changed && "a table changed",
+    ]
+      .filter(Boolean)
+      .join("; ");
     return { status, ok: clientError && shapeOk && !trace && !changed, why };
   });
 }
@@ -145,7 +221,10 @@ function endFrame(bytes: Uint8Array): { error?: { code: string; message: string 
   let at = 0;
   while (at + 5 <= bytes.length) {
     const len = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4).getUint32(0);
-    if (bytes[at]! & 0x02) return safeJson(new TextDecoder().decode(bytes.slice(at + 5, at + 5 + len))) as { error?: { code: string; message: string } };
+    if (bytes[at]! & 0x02)
+      return safeJson(new TextDecoder().decode(bytes.slice(at + 5, at + 5 + len))) as {
+        error?: { code: string; message: string };
+      };
     at += 5 + len;
   }
   return null;
@@ -161,8 +240,16 @@ function envelope(payload: Uint8Array): Uint8Array {
 describe("REST routes", () => {
   test("every body-taking route has a valid sample; every other write names why it reads no body", () => {
     const writes = w.routes.filter((r) => ["POST", "PUT", "PATCH"].includes(r.method) && !isConnect(key(r)));
-    const bodyless = writes.filter((r) => !r.takesBody).map(key).sort();
-    expect(writes.filter((r) => r.takesBody).map(key).filter((k) => !VALID[k])).toEqual([]);
+    const bodyless = writes
+      .filter((r) => !r.takesBody)
+      .map(key)
+      .sort();
+    expect(
+      writes
+        .filter((r) => r.takesBody)
+        .map(key)
+        .filter((k) => !VALID[k]),
+    ).toEqual([]);
     expect(bodyless).toEqual(Object.keys(NO_BODY).sort());
     expect(Object.keys(VALID).filter((k) => !writes.some((r) => r.takesBody && key(r) === k))).toEqual([]);
   });
@@ -170,9 +257,20 @@ describe("REST routes", () => {
   test("the valid samples are accepted (so each bad variant is refused for what it changes)", async () => {
     const refused: string[] = [];
     for (const [route, valid] of Object.entries(VALID)) {
-      const status = await w.isolated(async () => (await w.call(ACTOR_OF[route] ?? "admin", route.split(" ")[0]!, concrete(route), JSON.stringify(valid(w.ids)))).status);
+      const status = await w.isolated(
+        async () =>
+          (
+            await w.call(
+              ACTOR_OF[route] ?? "admin",
+              route.split(" ")[0]!,
+              concrete(route),
+              JSON.stringify(valid(w.ids)),
+            )
+          ).status,
+      );
       // the administrator has no password (a 400 names that) and some samples reach an absent process.
-      if (status >= 400 && !(route === "PUT /api/v1/me/password" && status === 400)) refused.push(`${route}: ${status}`);
+      if (status >= 400 && !(route === "PUT /api/v1/me/password" && status === 400))
+        refused.push(`${route}: ${status}`);
     }
     expect(refused).toEqual([]);
   });
@@ -189,8 +287,14 @@ describe("REST routes", () => {
         ["an array for the body", "[1, 2, 3]"],
         ["a string for the body", '"text"'],
         ["an unknown field", JSON.stringify({ ...valid, definitely_not_a_field: true })],
-        ...variants(valid, wrongType).map((o): [string, string] => [`a wrong type at ${o.where}`, JSON.stringify(o.body)]),
-        ...variants(valid, (v) => (typeof v === "string" ? OVERSIZE : undefined)).map((o): [string, string] => [`an oversize string at ${o.where}`, JSON.stringify(o.body)]),
+        ...variants(valid, wrongType).map((o): [string, string] => [
+          `a wrong type at ${o.where}`,
+          JSON.stringify(o.body),
+        ]),
+        ...variants(valid, (v) => (typeof v === "string" ? OVERSIZE : undefined)).map((o): [string, string] => [
+          `an oversize string at ${o.where}`,
+          JSON.stringify(o.body),
+        ]),
       ];
       for (const [label, body] of cases) {
         const v = await tryBad(route, ACTOR_OF[route] ?? "admin", path, body, "application/json");
@@ -214,16 +318,28 @@ describe("REST routes", () => {
     for (const [method, path, body] of cases) {
       const before = w.digest();
       const r = await w.call("admin", method, path, JSON.stringify(body));
-      expect(`${method} ${path} ${r.status} ${r.headers.get("content-type")}`).toBe(`${method} ${path} 409 application/problem+json`);
+      expect(`${method} ${path} ${r.status} ${r.headers.get("content-type")}`).toBe(
+        `${method} ${path} 409 application/problem+json`,
+      );
       expect(w.digest()).toBe(before);
     }
   });
 
   test("quota values out of range, fractional or of the wrong type answer 400 and change nothing", async () => {
     const before = w.digest();
-    for (const body of [{ max_builder_cpus: 0 }, { max_builder_cpus: 257 }, { max_projects: -1 }, { max_running_builders: 1.5 }, { max_cache_size_gb: "ten" }, { max_builder_memory_mb: 255 }, { max_projects: true }]) {
+    for (const body of [
+      { max_builder_cpus: 0 },
+      { max_builder_cpus: 257 },
+      { max_projects: -1 },
+      { max_running_builders: 1.5 },
+      { max_cache_size_gb: "ten" },
+      { max_builder_memory_mb: 255 },
+      { max_projects: true },
+    ]) {
       const r = await w.call("admin", "PUT", `/api/v1/orgs/${w.ids.A}/quotas`, JSON.stringify(body));
-      expect(`${JSON.stringify(body)} ${r.status} ${r.headers.get("content-type")}`).toBe(`${JSON.stringify(body)} 400 application/problem+json`);
+      expect(`${JSON.stringify(body)} ${r.status} ${r.headers.get("content-type")}`).toBe(
+        `${JSON.stringify(body)} 400 application/problem+json`,
+      );
     }
     expect(w.digest()).toBe(before);
   });
@@ -238,13 +354,17 @@ function wrongFor(f: DescField): unknown {
 }
 
 /** Every string field of a request message (top level), for the oversize variants. */
-const stringFields = (t: DescMessage) => t.fields.filter((f) => f.fieldKind === "scalar" && f.scalar === ScalarType.STRING);
+const stringFields = (t: DescMessage) =>
+  t.fields.filter((f) => f.fieldKind === "scalar" && f.scalar === ScalarType.STRING);
 
 describe("Connect RPCs", () => {
   const rpcs = Object.entries(METHODS) as [string, RpcMethod][];
 
   test("every RPC the appliance mounts is one of the methods swept here", () => {
-    const mounted = w.routes.filter((r) => isConnect(key(r)) && r.path !== "/depot.*").map((r) => r.path).sort();
+    const mounted = w.routes
+      .filter((r) => isConnect(key(r)) && r.path !== "/depot.*")
+      .map((r) => r.path)
+      .sort();
     expect(mounted).toEqual(rpcs.map(([, m]) => m.path).sort());
   });
 
@@ -264,11 +384,24 @@ describe("Connect RPCs", () => {
         // field 1, length-delimited, claiming 2^31 bytes that never come
         ["malformed proto", wrap(new Uint8Array([0x0a, 0x80, 0x80, 0x80, 0x80, 0x08, 0x41])), proto],
         ["an unknown wire type", wrap(new Uint8Array([0x0f, 0x01])), proto],
-        ...m.input.fields.map((f): [string, Uint8Array, string] => [`a wrong type at /${f.jsonName}`, wrap(enc.encode(JSON.stringify({ [f.jsonName]: wrongFor(f) }))), json]),
+        ...m.input.fields.map((f): [string, Uint8Array, string] => [
+          `a wrong type at /${f.jsonName}`,
+          wrap(enc.encode(JSON.stringify({ [f.jsonName]: wrongFor(f) }))),
+          json,
+        ]),
         // Over the unary limit (1 MiB) in one string: refused before it is decoded.
-        ...stringFields(m.input).map((f): [string, Uint8Array, string] => [`an oversize string at /${f.jsonName}`, wrap(enc.encode(JSON.stringify({ [f.jsonName]: "x".repeat(1024 * 1024 + 10) }))), json]),
+        ...stringFields(m.input).map((f): [string, Uint8Array, string] => [
+          `an oversize string at /${f.jsonName}`,
+          wrap(enc.encode(JSON.stringify({ [f.jsonName]: "x".repeat(1024 * 1024 + 10) }))),
+          json,
+        ]),
       ];
-      if (stream) variants.push(["an oversize stream message", envelope(enc.encode(JSON.stringify({ buildId: "x".repeat(17 * 1024 * 1024) }))), json]);
+      if (stream)
+        variants.push([
+          "an oversize stream message",
+          envelope(enc.encode(JSON.stringify({ buildId: "x".repeat(17 * 1024 * 1024) }))),
+          json,
+        ]);
       for (const [label, body, contentType] of variants) {
         const v = await tryBad(route, "admin", m.path, body, contentType, stream);
         if (!v.ok) failures.push(`${name} (${label}): ${v.why}`);

@@ -62,14 +62,14 @@ describe("compiled binary", () => {
     const r = await server.get("/readyz");
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toBe("application/health+json");
-    const body = (await r.json() as any);
+    const body = (await r.json()) as any;
     // encryption = none is set above: the volumes check warns, so the whole report does.
     expect(body.checks["volumes:encryption"][0]).toMatchObject({ status: "warn", observedValue: "none" });
     expect(body.status).toBe("warn");
     expect(body.checks["database:open"][0].status).toBe("pass");
     expect(body.checks["database:migrations"][0].status).toBe("pass");
     const l = await server.get("/livez");
-    expect(((await l.json() as any)).status).toBe("pass");
+    expect(((await l.json()) as any).status).toBe("pass");
   });
 
   test("serves TLS 1.2+ only, with HSTS and a certificate chaining to ca.pem", async () => {
@@ -78,7 +78,14 @@ describe("compiled binary", () => {
     const port = Number(new URL(server.url).port);
     const attempt = (maxVersion: "TLSv1.1" | "TLSv1.2") =>
       new Promise<string>((resolve) => {
-        const s = connect({ host: "127.0.0.1", port, servername: "localhost", ca: server.ca, minVersion: "TLSv1", maxVersion });
+        const s = connect({
+          host: "127.0.0.1",
+          port,
+          servername: "localhost",
+          ca: server.ca,
+          minVersion: "TLSv1",
+          maxVersion,
+        });
         s.on("secureConnect", () => (resolve(`connected ${s.getProtocol()}`), s.end()));
         s.on("error", (e) => resolve(e.message));
       });
@@ -90,7 +97,7 @@ describe("compiled binary", () => {
   test("the admin token authenticates; bad credentials are 401 problem+json", async () => {
     const ok = await server.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
     expect(ok.status).toBe(200);
-    expect((await ok.json() as any)).toMatchObject({ username: "admin", is_admin: true });
+    expect((await ok.json()) as any).toMatchObject({ username: "admin", is_admin: true });
     for (const authorization of ["Bearer slw_u_" + "A".repeat(33), "Basic YWRtaW46YWRtaW4=", "Bearer nonsense"]) {
       const r = await server.get("/api/v1/me", { headers: { authorization } });
       expect(r.status).toBe(401);
@@ -101,21 +108,28 @@ describe("compiled binary", () => {
   test("the API certificate's issuance is in the appliance audit log", async () => {
     const r = await server.get("/api/v1/audit", { headers: { authorization: `Bearer ${token}` } });
     const entries = (await r.json()) as { action: string; actor: string; details: { usage: string } }[];
-    expect(entries.find((e) => e.action === "certificate.issue")).toMatchObject({ actor: "appliance", details: { usage: "server" } });
+    expect(entries.find((e) => e.action === "certificate.issue")).toMatchObject({
+      actor: "appliance",
+      details: { usage: "server" },
+    });
   });
 
   test("unknown route, oversized body and chunked oversized body answer problem+json", async () => {
     const nf = await server.get("/api/v1/no-such-thing");
     expect(nf.status).toBe(404);
-    const p = (await nf.json() as any);
+    const p = (await nf.json()) as any;
     expect(p).toMatchObject({ status: 404, title: "Not found", instance: "/api/v1/no-such-thing" });
     expect(p.request_id).toBe(nf.headers.get("x-request-id"));
 
     const big = "x".repeat(2 * 1024 * 1024);
-    const tooBig = await server.get("/api/v1/me", { method: "POST", headers: { "content-type": "application/json" }, body: big });
+    const tooBig = await server.get("/api/v1/me", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: big,
+    });
     expect(tooBig.status).toBe(413);
     expect(tooBig.headers.get("content-type")).toBe("application/problem+json");
-    expect(((await tooBig.json() as any)).detail).toContain("exceeds the limit");
+    expect(((await tooBig.json()) as any).detail).toContain("exceeds the limit");
 
     const stream = new ReadableStream({
       start(c) {
@@ -124,12 +138,20 @@ describe("compiled binary", () => {
       },
     });
     // Chunked, no Content-Length, to a route that takes a body: counted while read, refused.
-    const orgsBefore = ((await (await server.get("/api/v1/orgs", { headers: { authorization: `Bearer ${token}` } })).json()) as unknown[]).length;
-    const chunked = await server.get("/api/v1/orgs", { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: stream });
+    const orgsBefore = (
+      (await (await server.get("/api/v1/orgs", { headers: { authorization: `Bearer ${token}` } })).json()) as unknown[]
+    ).length;
+    const chunked = await server.get("/api/v1/orgs", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: stream,
+    });
     expect(chunked.status).toBe(413);
     expect(chunked.headers.get("content-type")).toBe("application/problem+json");
     expect(((await chunked.json()) as any).detail).toContain("exceeds the limit");
-    const orgsAfter = ((await (await server.get("/api/v1/orgs", { headers: { authorization: `Bearer ${token}` } })).json()) as unknown[]).length;
+    const orgsAfter = (
+      (await (await server.get("/api/v1/orgs", { headers: { authorization: `Bearer ${token}` } })).json()) as unknown[]
+    ).length;
     expect(orgsAfter).toBe(orgsBefore);
   });
 
@@ -143,12 +165,14 @@ describe("compiled binary", () => {
   });
 
   test("OpenAPI document and a docs page that loads nothing from the internet", async () => {
-    const spec = (await (await server.get("/api/v1/openapi.json")).json() as any);
+    const spec = (await (await server.get("/api/v1/openapi.json")).json()) as any;
     expect(spec.openapi).toMatch(/^3\./);
     expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/livez", "/readyz", "/metrics", "/api/v1/me"]));
     const docs = await server.get("/api/v1/docs");
     // Only this server's scripts (the inline init by its hash), never framed.
-    expect(docs.headers.get("content-security-policy")).toMatch(/script-src 'self' 'sha256-[A-Za-z0-9+/]+=*'; .*frame-ancestors 'none'/);
+    expect(docs.headers.get("content-security-policy")).toMatch(
+      /script-src 'self' 'sha256-[A-Za-z0-9+/]+=*'; .*frame-ancestors 'none'/,
+    );
     const html = await docs.text();
     const srcs = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
     expect(srcs.length).toBeGreaterThan(0);
@@ -167,20 +191,29 @@ describe("compiled binary", () => {
 
   test("the build endpoint: mutual TLS on --build-listen; no client certificate or no build means refused", async () => {
     const tryConnect = (opts: { cert?: string; key?: string }) =>
-      new Promise<{ authorized: boolean; peerCN: string; closedBy: "server" | "error"; gotBytes: boolean }>((resolve) => {
-        const sock = connect({ host: "127.0.0.1", port: server.buildPort, servername: "localhost", ca: server.ca, ALPNProtocols: ["h2"], ...opts });
-        let authorized = false;
-        let peerCN = "";
-        let gotBytes = false;
-        sock.on("secureConnect", () => {
-          authorized = sock.authorized;
-          peerCN = String(sock.getPeerCertificate().subject?.CN ?? "");
-          sock.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-        });
-        sock.on("data", () => (gotBytes = true));
-        sock.on("close", () => resolve({ authorized, peerCN, closedBy: "server", gotBytes }));
-        sock.on("error", () => resolve({ authorized, peerCN, closedBy: "error", gotBytes }));
-      });
+      new Promise<{ authorized: boolean; peerCN: string; closedBy: "server" | "error"; gotBytes: boolean }>(
+        (resolve) => {
+          const sock = connect({
+            host: "127.0.0.1",
+            port: server.buildPort,
+            servername: "localhost",
+            ca: server.ca,
+            ALPNProtocols: ["h2"],
+            ...opts,
+          });
+          let authorized = false;
+          let peerCN = "";
+          let gotBytes = false;
+          sock.on("secureConnect", () => {
+            authorized = sock.authorized;
+            peerCN = String(sock.getPeerCertificate().subject?.CN ?? "");
+            sock.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+          });
+          sock.on("data", () => (gotBytes = true));
+          sock.on("close", () => resolve({ authorized, peerCN, closedBy: "server", gotBytes }));
+          sock.on("error", () => resolve({ authorized, peerCN, closedBy: "error", gotBytes }));
+        },
+      );
     const anonymous = await tryConnect({});
     expect(anonymous.gotBytes).toBe(false);
 
@@ -190,8 +223,19 @@ describe("compiled binary", () => {
     const { createSealer, loadOrCreateMasterKey } = await import("../../src/secrets/index.ts");
     const { pkiServiceFactory } = await import("../../src/pki/index.ts");
     const db = openDatabase(join(server.dataDir, "slipway.db"));
-    const pki = pkiServiceFactory({ db, sealer: await createSealer(loadOrCreateMasterKey({ dataDir: server.dataDir }).bytes), applianceId: (db.query("SELECT id FROM appliance").get() as { id: string }).id });
-    const cert = await pki.issueBuildClientCertificate({ orgId: "org_x", projectId: "prj_x", buildId: "bld_unknown", platform: "amd64", lifetimeMs: 600_000, requester: "test" });
+    const pki = pkiServiceFactory({
+      db,
+      sealer: await createSealer(loadOrCreateMasterKey({ dataDir: server.dataDir }).bytes),
+      applianceId: (db.query("SELECT id FROM appliance").get() as { id: string }).id,
+    });
+    const cert = await pki.issueBuildClientCertificate({
+      orgId: "org_x",
+      projectId: "prj_x",
+      buildId: "bld_unknown",
+      platform: "amd64",
+      lifetimeMs: 600_000,
+      requester: "test",
+    });
     db.close();
     const unknown = await tryConnect({ cert: cert.chainPem, key: cert.keyPem! });
     expect(unknown.authorized).toBe(true); // the endpoint's certificate verifies against ca.pem
@@ -226,7 +270,9 @@ describe("compiled binary", () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ file: out, schema_version: embeddedMigrations.length });
     const db = new Database(out, { readonly: true });
     expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
-    expect((db.query("SELECT username FROM users").all() as { username: string }[]).map((u) => u.username)).toEqual(["admin"]);
+    expect((db.query("SELECT username FROM users").all() as { username: string }[]).map((u) => u.username)).toEqual([
+      "admin",
+    ]);
     db.close();
     const again = await runSlipway(bin, ["backup", "--data-dir", server.dataDir, "--out", out]);
     expect(again.code).toBe(2); // refuses to overwrite without --force
@@ -249,7 +295,11 @@ describe("compiled binary", () => {
     try {
       const admin = readFileSync(join(own.dataDir, "initial-admin-token"), "utf8").trim();
       // A write, so the WAL holds something the shutdown must checkpoint.
-      const made = await own.get("/api/v1/orgs", { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${admin}` }, body: JSON.stringify({ slug: "walorg", name: "WAL org" }) });
+      const made = await own.get("/api/v1/orgs", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${admin}` },
+        body: JSON.stringify({ slug: "walorg", name: "WAL org" }),
+      });
       expect(made.status).toBe(201);
     } finally {
       expect(await own.stop()).toBe(0);
@@ -286,17 +336,47 @@ describe("serving modes", () => {
     const dir = mkdtempSync(join(tmpdir(), "slipway-optls-"));
     try {
       const [cert, key] = [join(dir, "cert.pem"), join(dir, "key.pem")];
-      const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "1", "-keyout", key, "-out", cert], { stderr: "pipe" });
+      const r = Bun.spawnSync(
+        [
+          "openssl",
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:prime256v1",
+          "-nodes",
+          "-subj",
+          "/CN=localhost",
+          "-addext",
+          "subjectAltName=DNS:localhost",
+          "-days",
+          "1",
+          "-keyout",
+          key,
+          "-out",
+          cert,
+        ],
+        { stderr: "pipe" },
+      );
       expect(r.exitCode).toBe(0);
       const pem = readFileSync(cert, "utf8");
-      const s = await serve(bin, join(dir, "data"), ["--set", `server.tls_cert_file=${cert}`, "--set", `server.tls_key_file=${key}`], {}, { trust: pem });
+      const s = await serve(
+        bin,
+        join(dir, "data"),
+        ["--set", `server.tls_cert_file=${cert}`, "--set", `server.tls_key_file=${key}`],
+        {},
+        { trust: pem },
+      );
       try {
         expect((await s.get("/livez")).status).toBe(200);
         const applianceCa = readFileSync(join(s.dataDir, "ca.pem"), "utf8");
         await expect(fetch(`${s.url}/livez`, { tls: { ca: applianceCa } })).rejects.toThrow();
         const db = new Database(join(s.dataDir, "slipway.db"), { readonly: true });
         // Only the build endpoint's certificate was issued; the API uses the operator's.
-        expect(db.query("SELECT requester FROM certificate_issuances").all()).toEqual([{ requester: "appliance:build-endpoint" }]);
+        expect(db.query("SELECT requester FROM certificate_issuances").all()).toEqual([
+          { requester: "appliance:build-endpoint" },
+        ]);
         db.close();
       } finally {
         expect(await s.stop()).toBe(0);
@@ -324,10 +404,34 @@ describe("serving modes", () => {
   });
 
   test("doctor --json: every check has a status; a port in use and a readable master key fail it (exit 1)", async () => {
-    const CHECKS = ["docker", "builder-image", "emulation", "cryptsetup", "dm-crypt", "volumes", "iptables", "ipset", "builders:network-policy", "port:server.listen", "port:server.build_listen", "data-dir", "master-key", "registry"];
+    const CHECKS = [
+      "docker",
+      "builder-image",
+      "emulation",
+      "cryptsetup",
+      "dm-crypt",
+      "volumes",
+      "iptables",
+      "ipset",
+      "builders:network-policy",
+      "port:server.listen",
+      "port:server.build_listen",
+      "data-dir",
+      "master-key",
+      "registry",
+    ];
     type Finding = { check: string; status: string; message: string };
     const doctor = async (dataDir: string, listen: string, buildListen: string) => {
-      const r = await runSlipway(bin, ["doctor", "--json", "--data-dir", dataDir, "--set", `server.listen=${listen}`, "--set", `server.build_listen=${buildListen}`]);
+      const r = await runSlipway(bin, [
+        "doctor",
+        "--json",
+        "--data-dir",
+        dataDir,
+        "--set",
+        `server.listen=${listen}`,
+        "--set",
+        `server.build_listen=${buildListen}`,
+      ]);
       const { findings } = JSON.parse(r.stdout) as { findings: Finding[] };
       expect(findings.map((f) => f.check)).toEqual(CHECKS);
       for (const f of findings) expect(["ok", "warn", "fail"]).toContain(f.status);
@@ -337,7 +441,8 @@ describe("serving modes", () => {
 
     // Arranged: a fresh data dir and two free ports — these checks pass.
     const fresh = await doctor(join(work, "doctor-fresh"), `127.0.0.1:${listenPort}`, `127.0.0.1:${buildPort}`);
-    for (const check of ["port:server.listen", "port:server.build_listen", "data-dir", "master-key"]) expect(fresh.by[check]!.status).toBe("ok");
+    for (const check of ["port:server.listen", "port:server.build_listen", "data-dir", "master-key"])
+      expect(fresh.by[check]!.status).toBe("ok");
 
     // Arranged: the API port held by this test, and a master key other users can read.
     const broken = join(work, "doctor-broken");
@@ -348,9 +453,15 @@ describe("serving modes", () => {
     await new Promise<void>((resolve) => holder.listen(listenPort, "127.0.0.1", resolve));
     try {
       const r = await doctor(broken, `127.0.0.1:${listenPort}`, `127.0.0.1:${buildPort}`);
-      expect(r.by["port:server.listen"]).toMatchObject({ status: "fail", message: expect.stringContaining("already in use") });
+      expect(r.by["port:server.listen"]).toMatchObject({
+        status: "fail",
+        message: expect.stringContaining("already in use"),
+      });
       expect(r.by["port:server.build_listen"]!.status).toBe("ok");
-      expect(r.by["master-key"]).toMatchObject({ status: "fail", message: expect.stringContaining("readable by other users") });
+      expect(r.by["master-key"]).toMatchObject({
+        status: "fail",
+        message: expect.stringContaining("readable by other users"),
+      });
       expect(r.code).toBe(1);
     } finally {
       await new Promise((resolve) => holder.close(resolve));

@@ -43,16 +43,34 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
   let idTokenServer: ReturnType<typeof Bun.serve> | null = null;
 
   const api = async (token: string, method: string, path: string, body?: unknown) => {
-    const r = await s.get(path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    const r = await s.get(path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
     const text = await r.text();
-    return { status: r.status, json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null, text };
+    return {
+      status: r.status,
+      json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null,
+      text,
+    };
   };
   const rpc = async (token: string, method: string, body: unknown) => {
-    const r = await s.get(`/${method}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const r = await s.get(`/${method}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     return { status: r.status, json: (await r.json()) as Record<string, any> };
   };
   const depotEnv = (extra: Record<string, string>) => sharedDepotEnv(s, join(work, "home"), null, extra);
-  const depotBuild = (token: string | null, project: string, ctx: string, extra: string[] = [], env: Record<string, string> = {}) =>
+  const depotBuild = (
+    token: string | null,
+    project: string,
+    ctx: string,
+    extra: string[] = [],
+    env: Record<string, string> = {},
+  ) =>
     Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", ...extra, ctx], {
       stdout: "pipe",
       stderr: "pipe",
@@ -63,21 +81,37 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     writeBusyboxContext(dir, body);
     return dir;
   };
-  const latestBuild = async (project: string) => (await api(admin, "GET", `/api/v1/projects/${project}/builds?limit=1`)).json.builds[0];
+  const latestBuild = async (project: string) =>
+    (await api(admin, "GET", `/api/v1/projects/${project}/builds?limit=1`)).json.builds[0];
 
   beforeAll(async () => {
     const image = await ensureDockerdBuilderImage();
     const dataDir = join(work, "data");
     imageRef = image.ref;
-    serveArgs = ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none", "--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5", "--set", "oidc.allow_internal=127.0.0.0/8"]; // the test issuer listens on loopback
+    serveArgs = [
+      "--set",
+      `builders.dockerd_image=${image.ref}`,
+      "--set",
+      "volumes.encryption=none",
+      "--set",
+      "builds.health_timeout_seconds=10",
+      "--set",
+      "builds.cancel_grace_seconds=5",
+      "--set",
+      "oidc.allow_internal=127.0.0.0/8",
+    ]; // the test issuer listens on loopback
     s = await serve(slipwayBinary(), dataDir, serveArgs, {}, { publicHost: "localhost" });
     admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
-    const mk = async (org: string, name: string) => (await api(admin, "POST", `/api/v1/orgs/${org}/projects`, { name })).json.id as string;
+    const mk = async (org: string, name: string) =>
+      (await api(admin, "POST", `/api/v1/orgs/${org}/projects`, { name })).json.id as string;
     ids.A = await mk("default", "app-a");
     const orgB = await api(admin, "POST", "/api/v1/orgs", { slug: "other", name: "Other", owner: "admin" });
     expect(orgB.status).toBe(201);
     ids.B = await mk("other", "app-b");
-    for (const p of ["A", "B"]) tokens[p] = (await api(admin, "POST", "/api/v1/tokens", { kind: "project", name: `ci-${p}`, project: ids[p] })).json.token;
+    for (const p of ["A", "B"])
+      tokens[p] = (
+        await api(admin, "POST", "/api/v1/tokens", { kind: "project", name: `ci-${p}`, project: ids[p] })
+      ).json.token;
     mkdirSync(join(work, "home"), { recursive: true });
   }, 20 * 60_000);
 
@@ -92,7 +126,13 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
   });
 
   test("the depot CLI builds RUN steps with a cache mount (type=local); the build is listed with steps and logs; again (type=tar) → cached", async () => {
-    const ctx = context("ok", [`RUN --mount=type=cache,target=/cache echo run >> /cache/log && echo "cache-lines $(wc -l < /cache/log)"`, `RUN echo hello-from-slipway > /hello.txt`].join("\n"));
+    const ctx = context(
+      "ok",
+      [
+        `RUN --mount=type=cache,target=/cache echo run >> /cache/log && echo "cache-lines $(wc -l < /cache/log)"`,
+        `RUN echo hello-from-slipway > /hello.txt`,
+      ].join("\n"),
+    );
     const out = join(work, "out");
     const first = await finished(depotBuild(tokens.A!, ids.A!, ctx, ["-o", `type=local,dest=${out}`]));
     expect(first.code, first.log).toBe(0);
@@ -107,7 +147,10 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const listed = await rpc(tokens.A!, "depot.cli.v1.BuildService/ListBuilds", { projectId: ids.A });
     expect(listed.status).toBe(200);
     expect(listed.json.builds[0]).toMatchObject({ id: b1.id, status: 2 }); // BUILD_STATUS_FINISHED
-    const steps = (await api(tokens.A!, "GET", `/api/v1/builds/${b1.id}/steps`)).json as { name: string; cached: boolean }[];
+    const steps = (await api(tokens.A!, "GET", `/api/v1/builds/${b1.id}/steps`)).json as {
+      name: string;
+      cached: boolean;
+    }[];
     const runSteps = steps.filter((x) => x.name.includes("RUN echo hello-from-slipway"));
     expect(runSteps).toHaveLength(1);
     expect(runSteps[0]!.cached).toBe(false);
@@ -123,7 +166,10 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(new TextDecoder().decode(fromTar.stdout)).toBe("hello-from-slipway\n");
     const b2 = await latestBuild(ids.A!);
     expect(b2.id).not.toBe(b1.id);
-    const steps2 = (await api(admin, "GET", `/api/v1/builds/${b2.id}/steps`)).json as { name: string; cached: boolean }[];
+    const steps2 = (await api(admin, "GET", `/api/v1/builds/${b2.id}/steps`)).json as {
+      name: string;
+      cached: boolean;
+    }[];
     expect(steps2.find((x) => x.name.includes("RUN echo hello-from-slipway"))?.cached).toBe(true);
   }, 600_000);
 
@@ -143,12 +189,16 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const p = depotBuild(tokens.A!, ids.A!, ctx);
     const done = finished(p);
     let id = "";
-    await waitFor("the long build to run", async () => {
-      const b = await latestBuild(ids.A!);
-      if (b.status !== "running") return false;
-      id = b.id;
-      return (await api(admin, "GET", `/api/v1/builds/${id}/logs`)).text.includes("started-long");
-    }, 120_000);
+    await waitFor(
+      "the long build to run",
+      async () => {
+        const b = await latestBuild(ids.A!);
+        if (b.status !== "running") return false;
+        id = b.id;
+        return (await api(admin, "GET", `/api/v1/builds/${id}/logs`)).text.includes("started-long");
+      },
+      120_000,
+    );
     const t0 = Date.now();
     const c = await api(admin, "POST", `/api/v1/builds/${id}/cancel`);
     expect(c.status).toBe(202);
@@ -165,15 +215,23 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const ctx = context("killed", `RUN echo started-killed && sleep 120`);
     const p = depotBuild(tokens.A!, ids.A!, ctx);
     let id = "";
-    await waitFor("the build to run", async () => {
-      const b = await latestBuild(ids.A!);
-      if (b.status !== "running") return false;
-      id = b.id;
-      return (await api(admin, "GET", `/api/v1/builds/${id}/logs`)).text.includes("started-killed");
-    }, 120_000);
+    await waitFor(
+      "the build to run",
+      async () => {
+        const b = await latestBuild(ids.A!);
+        if (b.status !== "running") return false;
+        id = b.id;
+        return (await api(admin, "GET", `/api/v1/builds/${id}/logs`)).text.includes("started-killed");
+      },
+      120_000,
+    );
     p.kill("SIGKILL");
     const t0 = Date.now();
-    await waitFor("the build to expire", async () => (await api(admin, "GET", `/api/v1/builds/${id}`)).json.status === "expired", 40_000);
+    await waitFor(
+      "the build to expire",
+      async () => (await api(admin, "GET", `/api/v1/builds/${id}`)).json.status === "expired",
+      40_000,
+    );
     const after = Date.now() - t0;
     expect(after).toBeLessThan(25_000);
     expect((await api(admin, "GET", `/api/v1/builds/${id}`)).json.error).toContain("no health report");
@@ -187,18 +245,28 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const buildToken = created.json.buildToken as string;
     expect(buildToken).toMatch(/^slw_b_/);
 
-    expect((await rpc(tokens.B!, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code).toBe("not_found");
-    const conn = await rpc(tokens.B!, "depot.cli.v1.BuildService/GetBuildKitConnection", { buildId: buildA, platform: "BUILDER_PLATFORM_AMD64" });
+    expect(
+      (await rpc(tokens.B!, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code,
+    ).toBe("not_found");
+    const conn = await rpc(tokens.B!, "depot.cli.v1.BuildService/GetBuildKitConnection", {
+      buildId: buildA,
+      platform: "BUILDER_PLATFORM_AMD64",
+    });
     expect(conn.status).toBe(404);
     expect(conn.json.code).toBe("not_found");
     expect((await api(tokens.B!, "GET", `/api/v1/builds/${buildA}/logs`)).status).toBe(404);
-    expect((await rpc(tokens.B!, "depot.cli.v1.BuildService/FinishBuild", { buildId: buildA, success: {} })).json.code).toBe("not_found");
+    expect(
+      (await rpc(tokens.B!, "depot.cli.v1.BuildService/FinishBuild", { buildId: buildA, success: {} })).json.code,
+    ).toBe("not_found");
 
     // The build token: its own build yes, another build of the same project no, no project listing.
-    const other = (await rpc(tokens.A!, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.buildId as string;
+    const other = (await rpc(tokens.A!, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] }))
+      .json.buildId as string;
     expect((await api(buildToken, "GET", `/api/v1/builds/${buildA}`)).status).toBe(200);
     expect((await api(buildToken, "GET", `/api/v1/builds/${other}`)).status).toBe(404);
-    expect((await rpc(buildToken, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: other })).json.code).toBe("not_found");
+    expect((await rpc(buildToken, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: other })).json.code).toBe(
+      "not_found",
+    );
     // Answered (200, not an error), and empty: proto3 JSON leaves out an empty list. The project
     // token lists the same project, so the empty answer is the build token's, not the server's.
     const listedByBuild = await rpc(buildToken, "depot.cli.v1beta1.ProjectsService/ListProjects", {});
@@ -207,10 +275,14 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const listedByProject = await rpc(tokens.A!, "depot.cli.v1beta1.ProjectsService/ListProjects", {});
     expect(listedByProject.status).toBe(200);
     expect((listedByProject.json.projects as { id: string }[]).map((p) => p.id)).toContain(ids.A!);
-    expect((await rpc(buildToken, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code).toBe("not_found");
+    expect(
+      (await rpc(buildToken, "depot.cli.v1.BuildService/CreateBuild", { projectId: ids.A, options: [] })).json.code,
+    ).toBe("not_found");
     const fin = await rpc(buildToken, "depot.cli.v1.BuildService/FinishBuild", { buildId: buildA, canceled: {} });
     expect(fin.status).toBe(200);
-    expect((await rpc(tokens.A!, "depot.cli.v1.BuildService/FinishBuild", { buildId: other, success: {} })).status).toBe(200);
+    expect(
+      (await rpc(tokens.A!, "depot.cli.v1.BuildService/FinishBuild", { buildId: other, success: {} })).status,
+    ).toBe(200);
     // Bad input is a Connect error naming the field, never a stack.
     const bad = await rpc(tokens.A!, "depot.cli.v1.BuildService/GetBuildKitConnection", { buildId: 12 });
     expect(bad.status).toBe(400);
@@ -237,7 +309,10 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(b.started_by).toMatch(/^token:/);
     const again = await finished(cli(["--progress", "plain", ctx]));
     expect(again.code, again.log).toBe(0);
-    const steps = (await api(admin, "GET", `/api/v1/builds/${(await latestBuild(ids.A!)).id}/steps`)).json as { name: string; cached: boolean }[];
+    const steps = (await api(admin, "GET", `/api/v1/builds/${(await latestBuild(ids.A!)).id}/steps`)).json as {
+      name: string;
+      cached: boolean;
+    }[];
     expect(steps.find((x) => x.name.includes("RUN echo from-slipway-build"))?.cached).toBe(true);
 
     const bad = context("slipway-build-bad", `RUN echo failing-now && exit 4`);
@@ -248,18 +323,27 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     expect(fb.error).toMatch(/exit code: 4/);
     // No credential, no CI: a usage error that says how to log in, and nothing is created.
     const before = (await latestBuild(ids.A!)).id;
-    const noLogin = await finished(Bun.spawn([bin, "build", "--server", s.url, "--project", ids.A!, ctx], { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: join(work, "home") } }));
+    const noLogin = await finished(
+      Bun.spawn([bin, "build", "--server", s.url, "--project", ids.A!, ctx], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { PATH: process.env.PATH ?? "", HOME: join(work, "home") },
+      }),
+    );
     expect(noLogin.code).toBe(2);
     expect(noLogin.log).toContain("slipway login");
     expect((await latestBuild(ids.A!)).id).toBe(before);
   }, 300_000);
 
   test("slipway buildkit-env: a local BUILDKIT_HOST that reaches the project's builder until Ctrl-C", async () => {
-    const p = Bun.spawn([slipwayBinary(), "buildkit-env", "--server", s.url, "--cacert", join(s.dataDir, "ca.pem"), "--project", ids.A!], {
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { PATH: process.env.PATH ?? "", HOME: join(work, "home"), SLIPWAY_TOKEN: tokens.A! },
-    });
+    const p = Bun.spawn(
+      [slipwayBinary(), "buildkit-env", "--server", s.url, "--cacert", join(s.dataDir, "ca.pem"), "--project", ids.A!],
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { PATH: process.env.PATH ?? "", HOME: join(work, "home"), SLIPWAY_TOKEN: tokens.A! },
+      },
+    );
     const reader = p.stdout.getReader();
     let text = "";
     while (!text.includes("\n")) {
@@ -284,18 +368,41 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     const ctx = context("adopt", `RUN echo adopted`);
     const warm = await finished(depotBuild(tokens.A!, ids.A!, ctx));
     expect(warm.code, warm.log).toBe(0);
-    const ps = (filter: string) => new TextDecoder().decode(Bun.spawnSync(["docker", "ps", "-aq", "--no-trunc", "--filter", filter]).stdout).split("\n").filter(Boolean);
+    const ps = (filter: string) =>
+      new TextDecoder()
+        .decode(Bun.spawnSync(["docker", "ps", "-aq", "--no-trunc", "--filter", filter]).stdout)
+        .split("\n")
+        .filter(Boolean);
     const [builder] = ps(`label=io.slipway.project=${ids.A}`);
     expect(builder).toBeTruthy();
-    const appliance = new TextDecoder().decode(Bun.spawnSync(["docker", "inspect", "-f", '{{index .Config.Labels "io.slipway.appliance"}}', builder!]).stdout).trim();
+    const appliance = new TextDecoder()
+      .decode(
+        Bun.spawnSync(["docker", "inspect", "-f", '{{index .Config.Labels "io.slipway.appliance"}}', builder!]).stdout,
+      )
+      .trim();
     s.proc.kill("SIGKILL");
     await s.proc.exited;
     // While serve is down, a labelled container it never made appears (a leftover of another crash).
-    const orphan = new TextDecoder().decode(Bun.spawnSync(["docker", "create", "--label", `io.slipway.appliance=${appliance}`, "--entrypoint", "/bin/true", imageRef]).stdout).trim();
+    const orphan = new TextDecoder()
+      .decode(
+        Bun.spawnSync([
+          "docker",
+          "create",
+          "--label",
+          `io.slipway.appliance=${appliance}`,
+          "--entrypoint",
+          "/bin/true",
+          imageRef,
+        ]).stdout,
+      )
+      .trim();
     expect(orphan).toMatch(/^[0-9a-f]{64}$/);
     s = await serve(slipwayBinary(), join(work, "data"), serveArgs, {}, { publicHost: "localhost" });
     await waitFor("reconcile", async () => s.logs().includes("builders reconciled"), 30_000);
-    const line = s.logs().split("\n").find((l) => l.includes("builders reconciled"))!;
+    const line = s
+      .logs()
+      .split("\n")
+      .find((l) => l.includes("builders reconciled"))!;
     expect(JSON.parse(line)).toMatchObject({ adopted: 1, removed: 1, lost: 0 });
     expect(ps(`label=io.slipway.appliance=${appliance}`)).toEqual([builder!]);
     const after = await finished(depotBuild(tokens.A!, ids.A!, ctx));
@@ -305,10 +412,22 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
 
   test("a GitHub-Actions-shaped OIDC token builds through the depot CLI's own OIDC path, also with another tenant trusting the same repository", async () => {
     gh = await startTestIssuer();
-    const trust = await api(admin, "POST", `/api/v1/projects/${ids.A}/trust`, { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/app", audiences: ["https://depot.dev"] });
+    const trust = await api(admin, "POST", `/api/v1/projects/${ids.A}/trust`, {
+      provider: "github",
+      issuer: gh.issuer,
+      owner: "acme",
+      repository: "acme/app",
+      audiences: ["https://depot.dev"],
+    });
     expect(trust.status, trust.text).toBe(201);
     // Trust squatting: organization "other" trusts the same repository for its own project.
-    const squat = await api(admin, "POST", `/api/v1/projects/${ids.B}/trust`, { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/app", audiences: ["https://depot.dev"] });
+    const squat = await api(admin, "POST", `/api/v1/projects/${ids.B}/trust`, {
+      provider: "github",
+      issuer: gh.issuer,
+      owner: "acme",
+      repository: "acme/app",
+      audiences: ["https://depot.dev"],
+    });
     expect(squat.status, squat.text).toBe(201);
     const squatterAudit = async () => (await api(admin, "GET", "/api/v1/orgs/other/audit?limit=200")).text;
     const squatterBefore = await squatterAudit();
@@ -317,10 +436,13 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
       hostname: "127.0.0.1",
       port: 0,
       async fetch(req) {
-        if (req.headers.get("authorization")?.toLowerCase() !== "bearer runner-request-token") return new Response("no", { status: 401 });
+        if (req.headers.get("authorization")?.toLowerCase() !== "bearer runner-request-token")
+          return new Response("no", { status: 401 });
         const audience = new URL(req.url).searchParams.get("audience") ?? "";
         requested.push(audience);
-        return Response.json({ value: await gh.mint(githubClaims(gh.issuer, Math.floor(Date.now() / 1000), { aud: audience })) });
+        return Response.json({
+          value: await gh.mint(githubClaims(gh.issuer, Math.floor(Date.now() / 1000), { aud: audience })),
+        });
       },
     });
     const ctx = context("oidc", `RUN echo built-by-oidc`);

@@ -53,14 +53,17 @@ function dockerCli(): string | null {
   return null;
 }
 
-const missing = (await builderImageMissing("bookworm")) ?? (dockerCli() ? null : "no docker CLI (apt-get install docker.io)") ?? (() => {
-  try {
-    busyboxPath();
-    return null;
-  } catch (e) {
-    return (e as Error).message;
-  }
-})();
+const missing =
+  (await builderImageMissing("bookworm")) ??
+  (dockerCli() ? null : "no docker CLI (apt-get install docker.io)") ??
+  (() => {
+    try {
+      busyboxPath();
+      return null;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  })();
 
 integrationSuite("dockerd builder image (debootstrap, fallback profile, /grpc)", missing, () => {
   let image: EnsuredImage;
@@ -69,21 +72,34 @@ integrationSuite("dockerd builder image (debootstrap, fallback profile, /grpc)",
 
   beforeAll(async () => {
     image = await ensureDockerdBuilderImage({ suite: "bookworm" });
-    console.log(`  builder image ${image.ref} ${image.id.slice(0, 19)}: from ${image.source} in ${image.seconds.toFixed(1)} s`);
+    console.log(
+      `  builder image ${image.ref} ${image.id.slice(0, 19)}: from ${image.source} in ${image.seconds.toFixed(1)} s`,
+    );
     svc = builderImageServiceFactory({ docker: docker(), log: silentLogger });
     builder = await startDockerdBuilder(image.ref, join(work, "b1"));
-    console.log(`  builder ${builder.name}: container start → ListWorkers answered in ${builder.readyMs.toFixed(0)} ms`);
+    console.log(
+      `  builder ${builder.name}: container start → ListWorkers answered in ${builder.readyMs.toFixed(0)} ms`,
+    );
   }, BUILDER_IMAGE_TIMEOUT_MS);
 
   afterAll(async () => {
     await builder?.stop();
   });
 
-  const dockerd = (path: string) => fetch(`http://docker${path}`, { unix: builder.socketPath }).then((r) => r.json() as Promise<Record<string, unknown>>);
+  const dockerd = (path: string) =>
+    fetch(`http://docker${path}`, { unix: builder.socketPath }).then(
+      (r) => r.json() as Promise<Record<string, unknown>>,
+    );
 
   test("the image carries the entrypoint, the runtime label and the recipe hash", async () => {
     const state = await svc.inspect(image.ref);
-    expect(state).toMatchObject({ present: true, id: image.id, runtime: "dockerd", suite: "bookworm", recipe: recipeHash("bookworm") });
+    expect(state).toMatchObject({
+      present: true,
+      id: image.id,
+      runtime: "dockerd",
+      suite: "bookworm",
+      recipe: recipeHash("bookworm"),
+    });
     const info = await docker().getImage(image.ref).inspect();
     expect(info.Config.Entrypoint).toEqual([...IMAGE_ENTRYPOINT]);
     expect(info.Config.Volumes).toHaveProperty("/var/lib/docker");
@@ -153,8 +169,12 @@ integrationSuite("dockerd builder image (debootstrap, fallback profile, /grpc)",
       const second = await build(["--build-arg", "RUN_ID=2"]);
       expect(second.code).toBe(0);
       expect(second.stderr).toContain("cache-lines 2");
-      console.log(`  build with RUN steps: ${firstMs.toFixed(0)} ms first, ${(performance.now() - t1).toFixed(0)} ms for a cached rebuild plus one re-running the cache-mount step`);
-      const images = (await fetch("http://docker/images/json", { unix: builder.socketPath }).then((r) => r.json())) as { RepoTags: string[] | null }[];
+      console.log(
+        `  build with RUN steps: ${firstMs.toFixed(0)} ms first, ${(performance.now() - t1).toFixed(0)} ms for a cached rebuild plus one re-running the cache-mount step`,
+      );
+      const images = (await fetch("http://docker/images/json", { unix: builder.socketPath }).then((r) => r.json())) as {
+        RepoTags: string[] | null;
+      }[];
       expect(images.some((i) => i.RepoTags?.includes("slipway-test/built:1"))).toBe(true);
     } finally {
       server.stop(true);
@@ -166,86 +186,104 @@ integrationSuite("dockerd builder image (debootstrap, fallback profile, /grpc)",
     await c.restart({ t: 5 });
     const workers = await waitForBuildKit(builder.socketPath);
     expect(workers.length).toBeGreaterThan(0);
-    const images = (await fetch("http://docker/images/json", { unix: builder.socketPath }).then((r) => r.json())) as { RepoTags: string[] | null }[];
+    const images = (await fetch("http://docker/images/json", { unix: builder.socketPath }).then((r) => r.json())) as {
+      RepoTags: string[] | null;
+    }[];
     expect(images.some((i) => i.RepoTags?.includes("slipway-test/built:1"))).toBe(true);
   }, 60_000);
 });
 
 // ---------------------------------------------------------------------------------------------
 
-const dockerMissing = await fetch("http://docker/_ping", { unix: "/var/run/docker.sock", signal: AbortSignal.timeout(3000) }).then(
+const dockerMissing = await fetch("http://docker/_ping", {
+  unix: "/var/run/docker.sock",
+  signal: AbortSignal.timeout(3000),
+}).then(
   (r) => (r.ok ? null : `dockerd answered ${r.status}`),
   (e: Error) => `no dockerd at /var/run/docker.sock (${e.message})`,
 );
 
-integrationSuite("builder-image import (a docker save tarball)", dockerMissing ?? (() => {
-  try {
-    busyboxPath();
-    return null;
-  } catch (e) {
-    return (e as Error).message;
-  }
-})(), () => {
-  const suffix = crypto.randomUUID().slice(0, 8);
-  const ref = `slipway-test/import-${suffix}:v1`;
-  let tarball: string;
+integrationSuite(
+  "builder-image import (a docker save tarball)",
+  dockerMissing ??
+    (() => {
+      try {
+        busyboxPath();
+        return null;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    })(),
+  () => {
+    const suffix = crypto.randomUUID().slice(0, 8);
+    const ref = `slipway-test/import-${suffix}:v1`;
+    let tarball: string;
 
-  beforeAll(async () => {
-    // A small image made here (nothing can be pulled), saved, then removed from the engine.
-    const d = docker();
-    const rootTar = join(work, `busybox-root-${suffix}.tar`);
-    const root = join(work, `busybox-root-${suffix}`);
-    writeBusyboxContext(root, "");
-    expect((await run(["tar", "-C", root, "-cf", rootTar, "busybox"])).code).toBe(0);
-    const [repo, tag] = ref.split(":");
-    const stream = await d.importImage(rootTar, { repo, tag } as Record<string, unknown>);
-    await new Promise((r, j) => d.modem.followProgress(stream, (e: Error | null) => (e ? j(e) : r(null))));
-    tarball = join(work, `saved-${suffix}.tar`);
-    await pipeline(await d.getImage(ref).get(), createWriteStream(tarball));
-    await d.getImage(ref).remove({ force: true });
-  });
+    beforeAll(async () => {
+      // A small image made here (nothing can be pulled), saved, then removed from the engine.
+      const d = docker();
+      const rootTar = join(work, `busybox-root-${suffix}.tar`);
+      const root = join(work, `busybox-root-${suffix}`);
+      writeBusyboxContext(root, "");
+      expect((await run(["tar", "-C", root, "-cf", rootTar, "busybox"])).code).toBe(0);
+      const [repo, tag] = ref.split(":");
+      const stream = await d.importImage(rootTar, { repo, tag } as Record<string, unknown>);
+      await new Promise((r, j) => d.modem.followProgress(stream, (e: Error | null) => (e ? j(e) : r(null))));
+      tarball = join(work, `saved-${suffix}.tar`);
+      await pipeline(await d.getImage(ref).get(), createWriteStream(tarball));
+      await d.getImage(ref).remove({ force: true });
+    });
 
-  afterAll(async () => {
-    await docker().getImage(ref).remove({ force: true }).catch(() => {});
-  });
+    afterAll(async () => {
+      await docker()
+        .getImage(ref)
+        .remove({ force: true })
+        .catch(() => {});
+    });
 
-  test("the service loads it and the image is then present", async () => {
-    const svc = builderImageServiceFactory({ docker: docker(), log: silentLogger });
-    expect((await svc.inspect(ref)).present).toBe(false);
-    const loaded = await svc.importTarball(tarball);
-    expect(loaded.images.map((i) => i.ref)).toEqual([ref]);
-    const state = await svc.inspect(ref);
-    expect(state.present).toBe(true);
-    expect(loaded.images[0]!.id).toBe(state.id!);
-  });
+    test("the service loads it and the image is then present", async () => {
+      const svc = builderImageServiceFactory({ docker: docker(), log: silentLogger });
+      expect((await svc.inspect(ref)).present).toBe(false);
+      const loaded = await svc.importTarball(tarball);
+      expect(loaded.images.map((i) => i.ref)).toEqual([ref]);
+      const state = await svc.inspect(ref);
+      expect(state.present).toBe(true);
+      expect(loaded.images[0]!.id).toBe(state.id!);
+    });
 
-  test("`slipway builder-image import FILE` prints the loaded reference and id", async () => {
-    await docker().getImage(ref).remove({ force: true }).catch(() => {});
-    const r = await runSlipway(slipwayBinary(), ["builder-image", "import", tarball]);
-    expect(r.stderr).not.toContain("internal error");
-    expect(r.code).toBe(0);
-    const [printedRef, printedId] = r.stdout.trim().split(/\s+/);
-    expect(printedRef).toBe(ref);
-    expect(printedId).toMatch(/^sha256:[0-9a-f]{64}$/);
-    expect((await docker().getImage(ref).inspect()).Id).toBe(printedId!);
-  }, 120_000);
+    test("`slipway builder-image import FILE` prints the loaded reference and id", async () => {
+      await docker()
+        .getImage(ref)
+        .remove({ force: true })
+        .catch(() => {});
+      const r = await runSlipway(slipwayBinary(), ["builder-image", "import", tarball]);
+      expect(r.stderr).not.toContain("internal error");
+      expect(r.code).toBe(0);
+      const [printedRef, printedId] = r.stdout.trim().split(/\s+/);
+      expect(printedRef).toBe(ref);
+      expect(printedId).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect((await docker().getImage(ref).inspect()).Id).toBe(printedId!);
+    }, 120_000);
 
-  test("a file that is not an image tarball fails with a clear message, exit 1", async () => {
-    const bogus = join(work, "bogus.tar");
-    writeFileSync(bogus, "not a tarball");
-    const r = await runSlipway(slipwayBinary(), ["builder-image", "import", bogus]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^slipway: .*(load|tar)/);
-    expect(r.stderr).not.toContain("internal error");
-    const gone = await runSlipway(slipwayBinary(), ["builder-image", "import", join(work, "nope.tar")]);
-    expect(gone.code).toBe(1);
-    expect(gone.stderr).toContain("no such file");
-  }, 120_000);
-});
+    test("a file that is not an image tarball fails with a clear message, exit 1", async () => {
+      const bogus = join(work, "bogus.tar");
+      writeFileSync(bogus, "not a tarball");
+      const r = await runSlipway(slipwayBinary(), ["builder-image", "import", bogus]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^slipway: .*(load|tar)/);
+      expect(r.stderr).not.toContain("internal error");
+      const gone = await runSlipway(slipwayBinary(), ["builder-image", "import", join(work, "nope.tar")]);
+      expect(gone.code).toBe(1);
+      expect(gone.stderr).toContain("no such file");
+    }, 120_000);
+  },
+);
 
 describe("builder-image build refuses clearly without root", () => {
   test("a non-root uid gets a PreconditionError naming root and the alternative", async () => {
     const svc = builderImageServiceFactory({ docker: docker(), log: silentLogger, uid: 1000 });
-    await expect(svc.build({ mirror: "http://deb.debian.org/debian" })).rejects.toThrow(/needs root.*sudo.*builder-image import/s);
+    await expect(svc.build({ mirror: "http://deb.debian.org/debian" })).rejects.toThrow(
+      /needs root.*sudo.*builder-image import/s,
+    );
   });
 });

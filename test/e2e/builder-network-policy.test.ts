@@ -27,14 +27,14 @@ import { integrationSuite } from "../support/integration.ts";
 import { runSlipway, serve, type Served } from "../support/serve.ts";
 import { sh } from "../support/egress/topology.ts";
 
-const missing = process.getuid?.() !== 0
-  ? "needs root (network namespaces, iptables)"
-  : !existsSync(DEPOT)
-    ? `the depot CLI is not installed (${DEPOT})`
-    : ["ip", "iptables-restore", "ip6tables-restore", "ipset", "docker-registry"].find((p) => !which(p))
-      ? `${["ip", "iptables-restore", "ip6tables-restore", "ipset", "docker-registry"].find((p) => !which(p))} is not installed`
-      : await builderImageMissing("trixie");
-
+const missing =
+  process.getuid?.() !== 0
+    ? "needs root (network namespaces, iptables)"
+    : !existsSync(DEPOT)
+      ? `the depot CLI is not installed (${DEPOT})`
+      : ["ip", "iptables-restore", "ip6tables-restore", "ipset", "docker-registry"].find((p) => !which(p))
+        ? `${["ip", "iptables-restore", "ip6tables-restore", "ipset", "docker-registry"].find((p) => !which(p))} is not installed`
+        : await builderImageMissing("trixie");
 
 integrationSuite("builder network policy: what a RUN step can reach", missing, () => {
   const work = mkdtempSync(join(tmpdir(), "slipway-netpolicy-"));
@@ -60,7 +60,16 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     s = await serve(
       slipwayBinary(),
       join(work, "data"),
-      ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none", "--set", `builders.network_policy=${policy}`, "--set", `builders.network_allow=10.215.${n}.0/24`],
+      [
+        "--set",
+        `builders.dockerd_image=${image}`,
+        "--set",
+        "volumes.encryption=none",
+        "--set",
+        `builders.network_policy=${policy}`,
+        "--set",
+        `builders.network_allow=10.215.${n}.0/24`,
+      ],
       {},
       // Builders reach serve on their network's gateway: it must listen beyond loopback.
       { publicHost: "localhost", listenHost: "0.0.0.0" },
@@ -69,10 +78,16 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
   /** This appliance's chain name prefix (SLWB_<short>), from /readyz. */
   let chains = "";
   const ourRules = async () => {
-    const clean = (t: string) => t.split("\n").filter((l) => l.includes(`${chains}_`)).map((l) => l.replace(/\[\d+:\d+\]/, ""));
+    const clean = (t: string) =>
+      t
+        .split("\n")
+        .filter((l) => l.includes(`${chains}_`))
+        .map((l) => l.replace(/\[\d+:\d+\]/, ""));
     const v4 = clean(await sh(["iptables-save", "-t", "filter"]));
     const v6 = clean(await sh(["ip6tables-save", "-t", "filter"]));
-    const sets = (await sh(["ipset", "list", "-n"])).split("\n").filter((l) => l.startsWith(`${chains.replace("SLWB_", "slwb").toLowerCase()}_`));
+    const sets = (await sh(["ipset", "list", "-n"]))
+      .split("\n")
+      .filter((l) => l.startsWith(`${chains.replace("SLWB_", "slwb").toLowerCase()}_`));
     return { v4, v6, sets };
   };
   const depot = (args: string[]) => {
@@ -84,8 +99,14 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     return finished(p);
   };
   const gateway = async () => {
-    const c = ((await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${project}`] }) })) as { NetworkSettings: { Networks: Record<string, { NetworkID: string }> } }[])[0]!;
-    const net = (await docker.getNetwork(Object.values(c.NetworkSettings.Networks)[0]!.NetworkID).inspect()) as { IPAM: { Config: { Gateway: string }[] } };
+    const c = (
+      (await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${project}`] }) })) as {
+        NetworkSettings: { Networks: Record<string, { NetworkID: string }> };
+      }[]
+    )[0]!;
+    const net = (await docker.getNetwork(Object.values(c.NetworkSettings.Networks)[0]!.NetworkID).inspect()) as {
+      IPAM: { Config: { Gateway: string }[] };
+    };
     return net.IPAM.Config[0]!.Gateway;
   };
   /** One RUN that tries every target and prints `probe NAME=reached|refused|...` for each. */
@@ -100,9 +121,18 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
       ["allowed", `${target.allowed} 80`],
     ];
     // busybox's nc (its static wget crashes): an HTTP request by hand.
-    const plain = tries.map(([name, addr]) => `r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${addr} 2>&1); case "$r" in *refused*) echo "probe ${name}=refused";; *stand-in*) echo "probe ${name}=reached";; *) echo "probe ${name}=other:$r" | tr '\\n' ' '; echo;; esac`);
+    const plain = tries.map(
+      ([name, addr]) =>
+        `r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${addr} 2>&1); case "$r" in *refused*) echo "probe ${name}=refused";; *stand-in*) echo "probe ${name}=reached";; *) echo "probe ${name}=other:$r" | tr '\\n' ' '; echo;; esac`,
+    );
     // The API's port over TLS (busybox ssl_client behind nc): /livez is the API's, /v2/ the registry's.
-    const tls = [["api", "/livez"], ["registry", "/v2/"]].map(([name, path]) => `r=$(nc -w 5 ${gw} ${apiPort} -e /bin/sh -c 'exec 3<&0 4>&1; printf "GET ${path} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n" | ssl_client -s 4 -r 3 -n localhost >&2' 2>&1); case "$r" in *refused*) echo "probe ${name}=refused";; ${[200, 401, 404].map((c) => `*"HTTP/1.1 ${c}"*) echo "probe ${name}=http${c}";;`).join(" ")} *) echo "probe ${name}=other:$r" | tr '\\n' ' '; echo;; esac`);
+    const tls = [
+      ["api", "/livez"],
+      ["registry", "/v2/"],
+    ].map(
+      ([name, path]) =>
+        `r=$(nc -w 5 ${gw} ${apiPort} -e /bin/sh -c 'exec 3<&0 4>&1; printf "GET ${path} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n" | ssl_client -s 4 -r 3 -n localhost >&2' 2>&1); case "$r" in *refused*) echo "probe ${name}=refused";; ${[200, 401, 404].map((c) => `*"HTTP/1.1 ${c}"*) echo "probe ${name}=http${c}";;`).join(" ")} *) echo "probe ${name}=other:$r" | tr '\\n' ' '; echo;; esac`,
+    );
     const script = [...plain, ...tls].join("; ");
     writeBusyboxContext(ctx, `RUN echo ${nonce} && ${script}`);
     const built = await depot(["--save", ctx]);
@@ -116,12 +146,29 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     await sh(["ip", "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns]);
     await sh(["ip", "addr", "add", `${linkHost}/30`, "dev", hostIf]);
     await sh(["ip", "link", "set", hostIf, "up"]);
-    for (const argv of [["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", `${linkNs}/30`, "dev", "eth0"], ["ip", "link", "set", "eth0", "up"], ["ip", "route", "add", "default", "via", linkHost]]) await sh(["ip", "netns", "exec", ns, ...argv]);
+    for (const argv of [
+      ["ip", "link", "set", "lo", "up"],
+      ["ip", "addr", "add", `${linkNs}/30`, "dev", "eth0"],
+      ["ip", "link", "set", "eth0", "up"],
+      ["ip", "route", "add", "default", "via", linkHost],
+    ])
+      await sh(["ip", "netns", "exec", ns, ...argv]);
     for (const a of Object.values(target)) {
       await sh(["ip", "netns", "exec", ns, "ip", "addr", "add", `${a}/32`, "dev", "lo"]);
       await sh(["ip", "route", "add", `${a}/32`, "via", linkNs]);
     }
-    listener = Bun.spawn(["ip", "netns", "exec", ns, process.execPath, join(ROOT, "test", "support", "egress", "http-server.ts"), "stand-in"], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+    listener = Bun.spawn(
+      [
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        process.execPath,
+        join(ROOT, "test", "support", "egress", "http-server.ts"),
+        "stand-in",
+      ],
+      { stdin: "ignore", stdout: "pipe", stderr: "inherit" },
+    );
     const reader = listener.stdout.getReader();
     await reader.read(); // "ready"
     reader.releaseLock();
@@ -131,7 +178,14 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     hostService = Bun.serve({ hostname: "0.0.0.0", port: 0, fetch: () => new Response("stand-in") });
     await start("enforce");
     admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
-    const post = async (path: string, body: unknown) => (await s!.get(path, { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, string>>;
+    const post = async (path: string, body: unknown) =>
+      (
+        await s!.get(path, {
+          method: "POST",
+          headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        })
+      ).json() as Promise<Record<string, string>>;
     project = (await post("/api/v1/orgs/default/projects", { name: "netpolicy" })).id!;
     token = (await post("/api/v1/tokens", { kind: "project", name: "ci", project })).token!;
   }, 20 * 60_000);
@@ -149,7 +203,9 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
   });
 
   test("enforced: link-local, a service of the host and a private address are refused, the API port leads only to the registry; an allowed CIDR and --save work", async () => {
-    const ready = (await (await s!.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string }[]> };
+    const ready = (await (await s!.get("/readyz")).json()) as {
+      checks: Record<string, { status: string; output: string }[]>;
+    };
     expect(ready.checks["builders:network-policy"]![0]!.status).toBe("pass");
     chains = /chains (SLWB_[A-Z0-9]+)_IN/.exec(ready.checks["builders:network-policy"]![0]!.output)![1]!;
     writeBusyboxContext(join(work, "ctx-warm"), "RUN true");
@@ -159,8 +215,17 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     expect(p.code, p.log).toBe(0); // --save pushed through the builders' registry listener
     // The API's port leads builders to the registry-only listener: the API answers nothing
     // (404), the registry its challenge (401), so images named by the public host:port push.
-    expect(p.results, p.log).toEqual({ linklocal: "refused", hostservice: "refused", private: "refused", allowed: "reached", api: "http404", registry: "http401" });
-    const images = (await (await s!.get(`/api/v1/projects/${project}/registry`, { headers: { authorization: `Bearer ${admin}` } })).json()) as { images?: unknown[] };
+    expect(p.results, p.log).toEqual({
+      linklocal: "refused",
+      hostservice: "refused",
+      private: "refused",
+      allowed: "reached",
+      api: "http404",
+      registry: "http401",
+    });
+    const images = (await (
+      await s!.get(`/api/v1/projects/${project}/registry`, { headers: { authorization: `Bearer ${admin}` } })
+    ).json()) as { images?: unknown[] };
     expect(images.images?.length ?? 0, JSON.stringify(images)).toBeGreaterThan(0);
   }, 600_000);
 
@@ -169,7 +234,12 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     expect(applied.v4.filter((l) => /^-A (INPUT|FORWARD|DOCKER-USER) /.test(l)).length).toBe(2);
     expect(applied.v6.filter((l) => /^-A (INPUT|FORWARD|DOCKER-USER) /.test(l)).length).toBe(2);
     expect(applied.sets.length).toBe(6);
-    const doctor = async () => ((JSON.parse((await runSlipway(slipwayBinary(), ["doctor", "--json", "--data-dir", join(work, "data")])).stdout) as { findings: { check: string; status: string; message: string }[] }).findings.find((f) => f.check === "builders:network-policy"))!;
+    const doctor = async () =>
+      (
+        JSON.parse(
+          (await runSlipway(slipwayBinary(), ["doctor", "--json", "--data-dir", join(work, "data")])).stdout,
+        ) as { findings: { check: string; status: string; message: string }[] }
+      ).findings.find((f) => f.check === "builders:network-policy")!;
     expect((await doctor()).message).toStartWith("in force");
     await s!.stop();
     expect(await ourRules()).toEqual({ v4: [], v6: [], sets: [] });
@@ -182,7 +252,9 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     await s!.stop();
     await start("off");
     expect(await ourRules()).toEqual({ v4: [], v6: [], sets: [] });
-    const ready = (await (await s!.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string }[]> };
+    const ready = (await (await s!.get("/readyz")).json()) as {
+      checks: Record<string, { status: string; output: string }[]>;
+    };
     expect(ready.checks["builders:network-policy"]![0]!.status).toBe("warn");
     const p = await probe(`off-${id}`);
     expect(p.code, p.log).toBe(0);

@@ -16,7 +16,17 @@ import Docker from "dockerode";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { builderServiceFactory, BuilderUnavailableError, BUILDER_LABELS, FALLBACK_PROFILE, type BuilderService, type BuilderServiceDeps, type BuilderRef, type BuilderStatus, type ReadyBuilder } from "../../src/builders/index.ts";
+import {
+  builderServiceFactory,
+  BuilderUnavailableError,
+  BUILDER_LABELS,
+  FALLBACK_PROFILE,
+  type BuilderService,
+  type BuilderServiceDeps,
+  type BuilderRef,
+  type BuilderStatus,
+  type ReadyBuilder,
+} from "../../src/builders/index.ts";
 import { listWorkersAt } from "../../src/builders/image/index.ts";
 import { applyMigrations, openDatabase } from "../../src/db/index.ts";
 import { builderTableDeps } from "../support/builder-deps.ts";
@@ -33,7 +43,8 @@ import { integrationSuite } from "../support/integration.ts";
 const missing = await builderImageMissing();
 
 /** What runc answers when the engine cannot grant privileged mode (CAP_SYS_RESOURCE outside its bounding set). */
-const PRIVILEGE_REFUSAL = "(HTTP code 500) server error - failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: unable to apply caps: operation not permitted: unknown";
+const PRIVILEGE_REFUSAL =
+  "(HTTP code 500) server error - failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: unable to apply caps: operation not permitted: unknown";
 
 /**
  * The real engine with its verdict on privileged containers decided by the test, so the profile a
@@ -49,9 +60,15 @@ function arrangedEngine(real: Docker, privileged: "refused" | "granted") {
       if (prop === "createContainer") {
         return async (opts: Docker.ContainerCreateOptions) => {
           const wants = opts.HostConfig?.Privileged === true;
-          const c = await target.createContainer(wants && privileged === "granted" ? { ...opts, HostConfig: { ...opts.HostConfig, ...FALLBACK_PROFILE } } : opts);
+          const c = await target.createContainer(
+            wants && privileged === "granted"
+              ? { ...opts, HostConfig: { ...opts.HostConfig, ...FALLBACK_PROFILE } }
+              : opts,
+          );
           asked.push({ privileged: wants, id: c.id });
-          if (wants && privileged === "refused") c.start = (async () => Promise.reject(Object.assign(new Error(PRIVILEGE_REFUSAL), { statusCode: 500 }))) as typeof c.start;
+          if (wants && privileged === "refused")
+            c.start = (async () =>
+              Promise.reject(Object.assign(new Error(PRIVILEGE_REFUSAL), { statusCode: 500 }))) as typeof c.start;
           return c;
         };
       }
@@ -110,14 +127,28 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   };
   const project = (name: string, into = db) => {
     const org = newId("org");
-    into.query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)").run(org, `${name}-${org.slice(-6)}`, name, new Date().toISOString());
+    into
+      .query("INSERT INTO organizations (id, slug, name, created_at) VALUES (?, ?, ?, ?)")
+      .run(org, `${name}-${org.slice(-6)}`, name, new Date().toISOString());
     const id = newId("prj");
-    into.query("INSERT INTO projects (id, org_id, name, builder_cpus, builder_memory_mb, created_at) VALUES (?, ?, ?, 1, 1024, ?)").run(id, org, name, new Date().toISOString());
+    into
+      .query(
+        "INSERT INTO projects (id, org_id, name, builder_cpus, builder_memory_mb, created_at) VALUES (?, ?, ?, 1, 1024, ?)",
+      )
+      .run(id, org, name, new Date().toISOString());
     return { id, org };
   };
-  const ours = async (appliance: string) => (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`] }) })) as { Id: string; State: string; Labels: Record<string, string> }[];
+  const ours = async (appliance: string) =>
+    (await docker.listContainers({
+      all: true,
+      filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`] }),
+    })) as { Id: string; State: string; Labels: Record<string, string> }[];
   const projectNetworks = async (appliance: string, projectId: string) =>
-    (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`, `${BUILDER_LABELS.project}=${projectId}`] }) })) as { Id: string }[];
+    (await docker.listNetworks({
+      filters: JSON.stringify({
+        label: [`${BUILDER_LABELS.appliance}=${appliance}`, `${BUILDER_LABELS.project}=${projectId}`],
+      }),
+    })) as { Id: string }[];
   let native = "linux/amd64";
 
   beforeAll(async () => {
@@ -129,12 +160,30 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   afterAll(async () => {
     for (const x of managers) x.close();
     for (const a of appliances) {
-      for (const c of await ours(a)) await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {});
-      const nets = (await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${a}`] }) })) as { Id: string }[];
-      for (const n of nets) await docker.getNetwork(n.Id).remove().catch(() => {});
+      for (const c of await ours(a))
+        await docker
+          .getContainer(c.Id)
+          .remove({ force: true, v: true })
+          .catch(() => {});
+      const nets = (await docker.listNetworks({
+        filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${a}`] }),
+      })) as { Id: string }[];
+      for (const n of nets)
+        await docker
+          .getNetwork(n.Id)
+          .remove()
+          .catch(() => {});
     }
-    for (const n of foreignNetworks) await docker.getNetwork(n).remove().catch(() => {});
-    for (const i of images) await docker.getImage(i).remove({ force: true }).catch(() => {});
+    for (const n of foreignNetworks)
+      await docker
+        .getNetwork(n)
+        .remove()
+        .catch(() => {});
+    for (const i of images)
+      await docker
+        .getImage(i)
+        .remove({ force: true })
+        .catch(() => {});
     db.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -142,7 +191,10 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   const buildContext = (marker: string) => {
     const ctx = join(dir, `ctx-${marker}`);
     mkdirSync(ctx, { recursive: true });
-    writeFileSync(join(ctx, "Dockerfile"), `FROM scratch\nCOPY payload.txt /payload.txt\nCOPY payload.txt /again.txt\n`);
+    writeFileSync(
+      join(ctx, "Dockerfile"),
+      `FROM scratch\nCOPY payload.txt /payload.txt\nCOPY payload.txt /again.txt\n`,
+    );
     writeFileSync(join(ctx, "payload.txt"), `payload ${marker}\n`);
     return ctx;
   };
@@ -213,7 +265,9 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     m.release("first");
     await m.stop({ projectId: A.id, platform: native }, "test");
     expect(await ours(id)).toEqual([]);
-    const got = await Promise.all(Array.from({ length: 20 }, (_, i) => m.acquire({ projectId: A.id, platform: native }, `c-${i}`)));
+    const got = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => m.acquire({ projectId: A.id, platform: native }, `c-${i}`)),
+    );
     expect(new Set(got.map((g) => g.builderId)).size).toBe(1);
     const containers = (await ours(id)).filter((c) => c.Labels[BUILDER_LABELS.project] === A.id);
     expect(containers).toHaveLength(1);
@@ -241,7 +295,10 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(info.HostConfig.PidsLimit).toBe(16_384);
     expect(info.HostConfig.PortBindings ?? {}).toEqual({});
     expect(Object.keys(info.NetworkSettings.Ports ?? {})).toEqual([]);
-    expect((info.Mounts as { Source: string; Destination: string }[]).map((x) => x.Destination).sort()).toEqual(["/run/slipway", "/var/lib/docker"]);
+    expect((info.Mounts as { Source: string; Destination: string }[]).map((x) => x.Destination).sort()).toEqual([
+      "/run/slipway",
+      "/var/lib/docker",
+    ]);
     // This suite's engine refuses privileged builders (arrangedEngine): the fallback, as the README describes it.
     expect(row.security_profile).toBe("fallback");
     expect(info.Config.Labels[BUILDER_LABELS.profile]).toBe("fallback");
@@ -249,7 +306,9 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(info.HostConfig.CapAdd).toEqual(["ALL"]);
     expect(info.HostConfig.CapDrop).toEqual(["SYS_RESOURCE"]);
     expect(info.HostConfig.SecurityOpt).toContain("apparmor=unconfined");
-    expect((info.HostConfig.SecurityOpt as string[]).find((o) => o.startsWith("seccomp="))).toContain('"open_by_handle_at"');
+    expect((info.HostConfig.SecurityOpt as string[]).find((o) => o.startsWith("seccomp="))).toContain(
+      '"open_by_handle_at"',
+    );
     expect(info.HostConfig.ReadonlyPaths).toContain("/proc/sys/kernel");
     expect(info.HostConfig.ReadonlyPaths).not.toContain("/proc/sys/net");
   }, 120_000);
@@ -272,12 +331,22 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect(netB.Options["com.docker.network.bridge.enable_icc"]).toBe("false");
     // A TCP listener in B (perl is in Debian's minbase), then: the host reaches it, A does not.
     const listener = await docker.getContainer(rb.container_id!).exec({
-      Cmd: ["perl", "-MIO::Socket::INET", "-e", 'my $s = IO::Socket::INET->new(LocalPort => 7411, Listen => 5, ReuseAddr => 1) or die; while (my $c = $s->accept) { print $c "hi\\n"; close $c }'],
+      Cmd: [
+        "perl",
+        "-MIO::Socket::INET",
+        "-e",
+        'my $s = IO::Socket::INET->new(LocalPort => 7411, Listen => 5, ReuseAddr => 1) or die; while (my $c = $s->accept) { print $c "hi\\n"; close $c }',
+      ],
       AttachStdout: false,
       AttachStderr: false,
     });
     await listener.start({ Detach: true });
-    const probe = ["perl", "-MIO::Socket::INET", "-e", `exit(IO::Socket::INET->new(PeerAddr => "${ipB}:7411", Timeout => 3) ? 0 : 1)`];
+    const probe = [
+      "perl",
+      "-MIO::Socket::INET",
+      "-e",
+      `exit(IO::Socket::INET->new(PeerAddr => "${ipB}:7411", Timeout => 3) ? 0 : 1)`,
+    ];
     let fromHost = { code: -1 };
     await until(async () => (fromHost = await run(probe, { timeoutMs: 10_000 })).code === 0, 30_000);
     expect(fromHost.code).toBe(0); // the listener is real
@@ -357,7 +426,12 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     // B's container vanishes while serve is down; an unknown labelled container appears.
     const rb = m.list(B.id)[0]!;
     await docker.getContainer(rb.container_id!).remove({ force: true, v: true });
-    const orphan = await docker.createContainer({ name: `slipway-orphan-${id}`, Image: image, Labels: { [BUILDER_LABELS.appliance]: id }, Entrypoint: ["/bin/sleep", "600"] });
+    const orphan = await docker.createContainer({
+      name: `slipway-orphan-${id}`,
+      Image: image,
+      Labels: { [BUILDER_LABELS.appliance]: id },
+      Entrypoint: ["/bin/sleep", "600"],
+    });
     await orphan.start();
 
     const next = manager({ applianceId: id });
@@ -389,16 +463,24 @@ integrationSuite("builders on the local Docker engine", missing, () => {
   /** Nothing of a failed start is left: no container, no network, no socket directory. */
   const nothingLeft = async (appliance: string, projectId: string, from = db) => {
     expect(await ours(appliance)).toEqual([]);
-    const nets = await docker.listNetworks({ filters: JSON.stringify({ label: [`${BUILDER_LABELS.appliance}=${appliance}`, `${BUILDER_LABELS.project}=${projectId}`] }) });
+    const nets = await docker.listNetworks({
+      filters: JSON.stringify({
+        label: [`${BUILDER_LABELS.appliance}=${appliance}`, `${BUILDER_LABELS.project}=${projectId}`],
+      }),
+    });
     expect(nets).toEqual([]);
-    for (const b of from.query("SELECT id FROM builders WHERE project_id = ?").all(projectId) as { id: string }[]) expect(existsSync(join(dir, "builders", b.id))).toBe(false);
+    for (const b of from.query("SELECT id FROM builders WHERE project_id = ?").all(projectId) as { id: string }[])
+      expect(existsSync(join(dir, "builders", b.id))).toBe(false);
   };
   /** The builder image with another entrypoint: a builder that misbehaves the way the test needs. */
   const imageWithEntrypoint = async (name: string, entrypoint: string[]) => {
     const ref = `slipway-test/${name}:${applianceId.toLowerCase()}`;
     const c = await docker.createContainer({ Image: image });
     try {
-      const r = await run(["docker", "commit", "--change", `ENTRYPOINT ${JSON.stringify(entrypoint)}`, "--change", "CMD []", c.id, ref], { timeoutMs: 120_000 });
+      const r = await run(
+        ["docker", "commit", "--change", `ENTRYPOINT ${JSON.stringify(entrypoint)}`, "--change", "CMD []", c.id, ref],
+        { timeoutMs: 120_000 },
+      );
       expect(r.code, r.stderr).toBe(0);
     } finally {
       await c.remove({ force: true, v: true }); // with the anonymous volume of the image's VOLUME
@@ -407,7 +489,11 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     return ref;
   };
   /** The manager names a project's network slipway-<last 8 alphanumerics of the appliance id>-<project id>. */
-  const networkNameOf = (appliance: string, projectId: string) => `slipway-${appliance.replace(/[^a-zA-Z0-9]/g, "").slice(-8).toLowerCase()}-${projectId.toLowerCase()}`;
+  const networkNameOf = (appliance: string, projectId: string) =>
+    `slipway-${appliance
+      .replace(/[^a-zA-Z0-9]/g, "")
+      .slice(-8)
+      .toLowerCase()}-${projectId.toLowerCase()}`;
 
   test("request(): a failed start is told once to each build that waited on it; a build's next request, or a new build, starts again and gets a ready builder", async () => {
     const { id: appliance, m: mm } = isolated();
@@ -457,7 +543,15 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     const b1 = await mm.acquire({ projectId: P1.id, platform: native }, "pr-1");
     expect(engine.asked.map((a) => a.privileged)).toEqual([true, false]);
     // The container the engine would not start is gone, not left created.
-    expect(await docker.getContainer(engine.asked[0]!.id).inspect().then(() => "still there", (e) => e.statusCode)).toBe(404);
+    expect(
+      await docker
+        .getContainer(engine.asked[0]!.id)
+        .inspect()
+        .then(
+          () => "still there",
+          (e) => e.statusCode,
+        ),
+    ).toBe(404);
     const row = mm.list(P1.id)[0]!;
     expect(row.security_profile).toBe("fallback");
     expect(row.container_id).toBe(engine.asked[1]!.id);
@@ -488,7 +582,9 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     const row = mm.list(P.id)[0]!;
     expect(row.security_profile).toBe("privileged");
     expect(row.container_id).toBe(engine.asked[0]!.id);
-    expect(((await docker.getContainer(row.container_id!).inspect()) as any).Config.Labels[BUILDER_LABELS.profile]).toBe("privileged");
+    expect(
+      ((await docker.getContainer(row.container_id!).inspect()) as any).Config.Labels[BUILDER_LABELS.profile],
+    ).toBe("privileged");
     expect((await listWorkersAt(b.socketPath, "dockerd", 10_000)).length).toBeGreaterThan(0);
     mm.release("pg-1");
     await mm.stop({ projectId: P.id, platform: native }, "test");
@@ -500,7 +596,10 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     const { id: appliance, m: mm } = isolated({ image: sleeper, readyTimeoutMs: 3000 });
     const P = project("never-ready");
     const ref = { projectId: P.id, platform: native };
-    const e = await mm.acquire(ref, "nr-1").then(() => null, (x: Error) => x);
+    const e = await mm.acquire(ref, "nr-1").then(
+      () => null,
+      (x: Error) => x,
+    );
     expect(e).toBeInstanceOf(BuilderUnavailableError);
     expect(e!.message).toMatch(/did not become ready within 3000 ms \(socket not there yet\)/);
     expect(mm.list(P.id)[0]).toMatchObject({ state: "absent", container_id: null });
@@ -512,21 +611,34 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     const crasher = await imageWithEntrypoint("crasher", ["/bin/sh", "-c", "echo builder-boom-marker >&2; exit 3"]);
     const lostHere: Lost[] = [];
     const engine = arrangedEngine(docker, "refused");
-    const { id: appliance, m: mm } = isolated({ docker: engine.engine, image: crasher, onBuilderLost: (l) => lostHere.push(l) });
+    const { id: appliance, m: mm } = isolated({
+      docker: engine.engine,
+      image: crasher,
+      onBuilderLost: (l) => lostHere.push(l),
+    });
     await mm.watch();
     const P = project("exits");
     const ref = { projectId: P.id, platform: native };
     // The engine's own events, to know when the container's die and destroy have been sent to the manager too.
-    const events = (await docker.getEvents({ filters: JSON.stringify({ type: ["container"], event: ["destroy"], label: [`${BUILDER_LABELS.appliance}=${appliance}`] }) })) as unknown as NodeJS.ReadableStream & { destroy(): void };
+    const events = (await docker.getEvents({
+      filters: JSON.stringify({
+        type: ["container"],
+        event: ["destroy"],
+        label: [`${BUILDER_LABELS.appliance}=${appliance}`],
+      }),
+    })) as unknown as NodeJS.ReadableStream & { destroy(): void };
     const destroyed = new Set<string>();
     events.on("data", (chunk: Buffer) => {
-      for (const line of chunk.toString("utf8").split("\n").filter(Boolean)) destroyed.add((JSON.parse(line) as { id: string }).id);
+      for (const line of chunk.toString("utf8").split("\n").filter(Boolean))
+        destroyed.add((JSON.parse(line) as { id: string }).id);
     });
     try {
       expect(await mm.request(ref, "ex-1")).toEqual({ state: "starting" });
       const failed = await settle(mm, ref, "ex-1");
       expect(failed.state).toBe("failed");
-      expect((failed as { error: string }).error).toMatch(/builder container exited \(code 3\) before it was ready: .*builder-boom-marker/);
+      expect((failed as { error: string }).error).toMatch(
+        /builder container exited \(code 3\) before it was ready: .*builder-boom-marker/,
+      );
       // The container that ran (the fallback one: privileged was refused) died and was removed.
       const ran = engine.asked.find((a) => !a.privileged)!.id;
       const deadline = Date.now() + 60_000;
@@ -553,7 +665,10 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     expect((failed as { error: string }).error).toBe(
       `builder image ${absent} (runtime dockerd) is not present on the Docker engine; run \`slipway builder-image build\` or \`slipway builder-image import FILE.tar\``,
     );
-    const e = await mm.acquire(ref, "mi-2").then(() => null, (x: Error) => x);
+    const e = await mm.acquire(ref, "mi-2").then(
+      () => null,
+      (x: Error) => x,
+    );
     expect(e).toBeInstanceOf(PreconditionError);
     expect(e!.message).toContain("is not present on the Docker engine");
     expect(mm.list(P.id)).toEqual([]);
@@ -565,14 +680,28 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     const P = project("squatted");
     const ref = { projectId: P.id, platform: native };
     const name = networkNameOf(appliance, P.id);
-    const foreign = await docker.createNetwork({ Name: name, Driver: "bridge", Labels: { "org.example.owner": "someone-else" } });
+    const foreign = await docker.createNetwork({
+      Name: name,
+      Driver: "bridge",
+      Labels: { "org.example.owner": "someone-else" },
+    });
     foreignNetworks.push(foreign.id);
-    const e = await mm.acquire(ref, "fn-1").then(() => null, (x: Error) => x);
+    const e = await mm.acquire(ref, "fn-1").then(
+      () => null,
+      (x: Error) => x,
+    );
     expect(e).toBeInstanceOf(PreconditionError);
     expect(e!.message).toBe(`Docker network ${name} exists but is not this project's builder network`);
     const failed = await settle(mm, ref, "fn-2");
-    expect(failed).toEqual({ state: "failed", error: `Docker network ${name} exists but is not this project's builder network` });
-    const after = (await docker.getNetwork(name).inspect()) as { Id: string; Labels: Record<string, string>; Containers: Record<string, unknown> };
+    expect(failed).toEqual({
+      state: "failed",
+      error: `Docker network ${name} exists but is not this project's builder network`,
+    });
+    const after = (await docker.getNetwork(name).inspect()) as {
+      Id: string;
+      Labels: Record<string, string>;
+      Containers: Record<string, unknown>;
+    };
     expect(after.Id).toBe(foreign.id);
     expect(after.Labels).toEqual({ "org.example.owner": "someone-else" });
     expect(after.Containers).toEqual({});
@@ -592,12 +721,29 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     first.close(); // serve stops; the operator switches builders.runtime to buildkitd
     const row = first.list(P.id)[0]!;
     expect(row.runtime).toBe("dockerd");
-    const next = manager({ db: own, applianceId: appliance, runtime: "buildkitd", image: `moby/buildkit:absent-${applianceId.toLowerCase()}` });
+    const next = manager({
+      db: own,
+      applianceId: appliance,
+      runtime: "buildkitd",
+      image: `moby/buildkit:absent-${applianceId.toLowerCase()}`,
+    });
     const r = await next.reconcile();
     expect(r.adopted).toEqual([]);
     expect(r.lost).toEqual([{ builderId: row.id, projectId: P.id, platform: native }]);
-    expect(await docker.getContainer(row.container_id!).inspect().then(() => "still there", (e) => e.statusCode)).toBe(404);
-    expect(next.list(P.id)[0]).toMatchObject({ state: "absent", container_id: null, last_error: "not running when serve started" });
+    expect(
+      await docker
+        .getContainer(row.container_id!)
+        .inspect()
+        .then(
+          () => "still there",
+          (e) => e.statusCode,
+        ),
+    ).toBe(404);
+    expect(next.list(P.id)[0]).toMatchObject({
+      state: "absent",
+      container_id: null,
+      last_error: "not running when serve started",
+    });
     expect(next.ready(ref)).toBeNull();
     await nothingLeft(appliance, P.id, own);
     next.close();

@@ -48,21 +48,45 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
   const home = join(work, "home");
 
   const api = async (token: string, method: string, path: string, body?: unknown) => {
-    const r = await s.get(path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    const r = await s.get(path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
     const text = await r.text();
-    return { status: r.status, json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null, text };
+    return {
+      status: r.status,
+      json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null,
+      text,
+    };
   };
   const run = async (argv: string[], env: Record<string, string> = {}, cwd?: string) => {
-    const p = Bun.spawn(argv, { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: home, ...env } });
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    const p = Bun.spawn(argv, {
+      cwd,
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: process.env.PATH ?? "", HOME: home, ...env },
+    });
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
     return { code, stdout, stderr, log: stdout + stderr };
   };
   /** `slipway <args>` against the server as `token` (the administrator's by default). */
   const slipway = (args: string[], opts: { token?: string; env?: Record<string, string>; cwd?: string } = {}) =>
     // The globals right after the command: whatever follows `--` is CMD's.
-    run([slipwayBinary(), args[0]!, "--server", server, "--cacert", join(s.dataDir, "ca.pem"), ...args.slice(1)], { SLIPWAY_TOKEN: opts.token ?? admin, ...opts.env }, opts.cwd);
-  const build = (args: string[], opts: Parameters<typeof slipway>[1] = {}) => slipway(["build", "--progress", "plain", ...args], opts);
-  const latestBuild = async (project: string) => (await api(admin, "GET", `/api/v1/projects/${project}/builds?limit=1`)).json.builds[0];
+    run(
+      [slipwayBinary(), args[0]!, "--server", server, "--cacert", join(s.dataDir, "ca.pem"), ...args.slice(1)],
+      { SLIPWAY_TOKEN: opts.token ?? admin, ...opts.env },
+      opts.cwd,
+    );
+  const build = (args: string[], opts: Parameters<typeof slipway>[1] = {}) =>
+    slipway(["build", "--progress", "plain", ...args], opts);
+  const latestBuild = async (project: string) =>
+    (await api(admin, "GET", `/api/v1/projects/${project}/builds?limit=1`)).json.builds[0];
   const context = (name: string, body: string) => {
     const dir = join(work, name);
     writeBusyboxContext(dir, body);
@@ -74,20 +98,19 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
     mkdirSync(home, { recursive: true });
     registry = await startPlainRegistry(work);
     regPort = registry.port;
-    s = await serve(
-      slipwayBinary(),
-      join(work, "data"),
-      pushingServeArgs(image.ref),
-      {},
-      { publicHost: "127.0.0.1" },
-    );
+    s = await serve(slipwayBinary(), join(work, "data"), pushingServeArgs(image.ref), {}, { publicHost: "127.0.0.1" });
     server = `https://127.0.0.1:${new URL(s.url).port}`;
     admin = readFileSync(join(s.dataDir, "initial-admin-token"), "utf8").trim();
     expect((await api(admin, "POST", "/api/v1/orgs", { slug: "acme", name: "Acme", owner: "admin" })).status).toBe(201);
-    expect((await api(admin, "POST", "/api/v1/orgs", { slug: "rival", name: "Rival", owner: "admin" })).status).toBe(201);
+    expect((await api(admin, "POST", "/api/v1/orgs", { slug: "rival", name: "Rival", owner: "admin" })).status).toBe(
+      201,
+    );
     ids.web = (await api(admin, "POST", "/api/v1/orgs/acme/projects", { name: "web" })).json.id;
     ids.rival = (await api(admin, "POST", "/api/v1/orgs/rival/projects", { name: "app" })).json.id;
-    for (const p of ["web", "rival"]) tokens[p] = (await api(admin, "POST", "/api/v1/tokens", { kind: "project", name: `ci-${p}`, project: ids[p] })).json.token;
+    for (const p of ["web", "rival"])
+      tokens[p] = (
+        await api(admin, "POST", "/api/v1/tokens", { kind: "project", name: `ci-${p}`, project: ids[p] })
+      ).json.token;
   }, 20 * 60_000);
 
   afterAll(async () => {
@@ -95,7 +118,10 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
     registry?.stop();
     await removeBuildersOf(Object.values(ids), docker);
     await removeBuildersOfServed(); // and any builder whose project id this file never learned
-    await docker.getImage(LOADED_IMAGE).remove({ force: true }).catch(() => {});
+    await docker
+      .getImage(LOADED_IMAGE)
+      .remove({ force: true })
+      .catch(() => {});
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -126,16 +152,30 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
       expect(fb.error).toContain("sh exited with 3");
       const notFound = await slipway(["buildkit-env", "--project", "acme/web", "--", "no-such-command-here"]);
       expect(notFound.code).toBe(127);
-      expect(notFound.stderr.trim().split("\n").at(-1)).toBe("slipway: cannot run no-such-command-here: command not found");
+      expect(notFound.stderr.trim().split("\n").at(-1)).toBe(
+        "slipway: cannot run no-such-command-here: command not found",
+      );
       expect((await latestBuild(ids.web!)).status).toBe("failed");
     }, 600_000);
 
     test("without CMD: prints BUILDKIT_HOST and holds the build until SIGINT, with the IP server name", async () => {
-      const p = Bun.spawn([slipwayBinary(), "buildkit-env", "--server", server, "--cacert", join(s.dataDir, "ca.pem"), "--project", ids.web!], {
-        stdout: "pipe",
-        stderr: "pipe",
-        env: { PATH: process.env.PATH ?? "", HOME: home, SLIPWAY_TOKEN: admin },
-      });
+      const p = Bun.spawn(
+        [
+          slipwayBinary(),
+          "buildkit-env",
+          "--server",
+          server,
+          "--cacert",
+          join(s.dataDir, "ca.pem"),
+          "--project",
+          ids.web!,
+        ],
+        {
+          stdout: "pipe",
+          stderr: "pipe",
+          env: { PATH: process.env.PATH ?? "", HOME: home, SLIPWAY_TOKEN: admin },
+        },
+      );
       const reader = p.stdout.getReader();
       let text = "";
       while (!text.includes("\n")) {
@@ -149,7 +189,9 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
       expect(b.status).toBe("running");
       // A real client through the forwarder: buildx inspects the builder at BUILDKIT_HOST.
       const env = { BUILDX_CONFIG: join(work, "buildx-config-2") };
-      expect((await run(["docker", "buildx", "create", "--name", "held", "--driver", "remote", host!], env)).code).toBe(0);
+      expect((await run(["docker", "buildx", "create", "--name", "held", "--driver", "remote", host!], env)).code).toBe(
+        0,
+      );
       const inspect = await run(["docker", "buildx", "inspect", "--bootstrap", "held"], env);
       expect(inspect.code, inspect.log).toBe(0);
       expect(inspect.stdout).toMatch(/Status:\s+running/);
@@ -183,12 +225,18 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
     test("the depot CLI: depot build --project acme/web", async () => {
       const ctx = context("named-depot", "RUN echo named-by-depot\nRUN echo after-the-first");
       const before = (await latestBuild(ids.web!))?.id;
-      const r = await run([DEPOT, "build", "--project", "acme/web", "--progress", "plain", ctx], depotEnv({ url: server, dataDir: s.dataDir }, home, admin));
+      const r = await run(
+        [DEPOT, "build", "--project", "acme/web", "--progress", "plain", ctx],
+        depotEnv({ url: server, dataDir: s.dataDir }, home, admin),
+      );
       expect(r.code, r.log).toBe(0);
       const b = await latestBuild(ids.web!);
       expect(b.id).not.toBe(before);
       expect(b.status).toBe("finished");
-      const steps = (await api(admin, "GET", `/api/v1/builds/${b.id}/steps`)).json as { name: string; completed_at: string | null }[];
+      const steps = (await api(admin, "GET", `/api/v1/builds/${b.id}/steps`)).json as {
+        name: string;
+        completed_at: string | null;
+      }[];
       expect(steps.find((x) => x.name.includes("echo after-the-first"))?.completed_at).toBeTruthy();
     }, 600_000);
 
@@ -245,7 +293,21 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
     test("-f, --build-arg, --target, --platform, --output, --no-cache", async () => {
       const ctx = multiStage(join(work, "flags"));
       const out = join(work, "flags-out");
-      const r = await build(["--project", "acme/web", "-f", join(ctx, "docker", "Build.dockerfile"), "--build-arg", "GREETING=hello", "--target", "base", "--platform", "linux/amd64", "--output", `type=local,dest=${out}`, ctx]);
+      const r = await build([
+        "--project",
+        "acme/web",
+        "-f",
+        join(ctx, "docker", "Build.dockerfile"),
+        "--build-arg",
+        "GREETING=hello",
+        "--target",
+        "base",
+        "--platform",
+        "linux/amd64",
+        "--output",
+        `type=local,dest=${out}`,
+        ctx,
+      ]);
       expect(r.code, r.log).toBe(0);
       expect(readFileSync(join(out, "greeting.txt"), "utf8")).toBe("greeting=hello\n");
       expect(existsSync(join(out, "final.txt"))).toBe(false); // --target stopped before it
@@ -253,10 +315,26 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
       expect(first.platforms).toEqual(["linux/amd64"]);
 
       const tarball = join(work, "flags.tar");
-      const again = await build(["--project", "acme/web", "-f", join(ctx, "docker", "Build.dockerfile"), "--build-arg", "GREETING=hello", "--no-cache", "-o", `type=tar,dest=${tarball}`, ctx]);
+      const again = await build([
+        "--project",
+        "acme/web",
+        "-f",
+        join(ctx, "docker", "Build.dockerfile"),
+        "--build-arg",
+        "GREETING=hello",
+        "--no-cache",
+        "-o",
+        `type=tar,dest=${tarball}`,
+        ctx,
+      ]);
       expect(again.code, again.log).toBe(0);
-      expect(new TextDecoder().decode(Bun.spawnSync(["tar", "-xOf", tarball, "final.txt"]).stdout)).toBe("final-stage\n");
-      const steps = (await api(admin, "GET", `/api/v1/builds/${(await latestBuild(ids.web!)).id}/steps`)).json as { name: string; cached: boolean }[];
+      expect(new TextDecoder().decode(Bun.spawnSync(["tar", "-xOf", tarball, "final.txt"]).stdout)).toBe(
+        "final-stage\n",
+      );
+      const steps = (await api(admin, "GET", `/api/v1/builds/${(await latestBuild(ids.web!)).id}/steps`)).json as {
+        name: string;
+        cached: boolean;
+      }[];
       const greeting = steps.filter((x) => x.name.includes("greeting="));
       expect(greeting.length).toBeGreaterThan(0);
       expect(greeting.every((x) => !x.cached)).toBe(true); // --no-cache
@@ -264,14 +342,23 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
 
     test("--push to a registry the builder reaches", async () => {
       const ctx = context("push", "RUN echo pushed > /pushed.txt");
-      const c = ((await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${ids.web}`] }) })) as { NetworkSettings: { Networks: Record<string, { NetworkID: string }> } }[])[0]!;
-      const net = (await docker.getNetwork(Object.values(c.NetworkSettings.Networks)[0]!.NetworkID).inspect()) as { IPAM: { Config: { Gateway: string }[] } };
+      const c = (
+        (await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${ids.web}`] }) })) as {
+          NetworkSettings: { Networks: Record<string, { NetworkID: string }> };
+        }[]
+      )[0]!;
+      const net = (await docker.getNetwork(Object.values(c.NetworkSettings.Networks)[0]!.NetworkID).inspect()) as {
+        IPAM: { Config: { Gateway: string }[] };
+      };
       const ref = `${net.IPAM.Config[0]!.Gateway}:${regPort}/acme/web:1`;
       const r = await build(["--project", "acme/web", "-t", ref, "--push", ctx]);
       expect(r.code, r.log).toBe(0);
       const head = await fetch(`http://127.0.0.1:${regPort}/v2/acme/web/manifests/1`, {
         method: "HEAD",
-        headers: { accept: "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json" },
+        headers: {
+          accept:
+            "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json",
+        },
       });
       expect(head.status).toBe(200);
     }, 600_000);

@@ -26,10 +26,17 @@ afterAll(async () => {
 });
 
 /** Runs `serve` expecting it to refuse; returns stderr. Ports are free unless a case says so. */
-async function refusedServe(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string; dataDir: string }> {
+async function refusedServe(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stderr: string; dataDir: string }> {
   const dataDir = join(work, `data-${crypto.randomUUID()}`);
   const [p1, p2] = (await freePorts(2)) as [number, number];
-  const r = await runSlipway(bin, ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${p1}`, "--build-listen", `127.0.0.1:${p2}`, ...args], env);
+  const r = await runSlipway(
+    bin,
+    ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${p1}`, "--build-listen", `127.0.0.1:${p2}`, ...args],
+    env,
+  );
   return { code: r.code, stderr: r.stderr, dataDir };
 }
 
@@ -67,7 +74,9 @@ describe("configuration errors exit 2 with one line and create nothing", () => {
     const f = config('[server]\nmax_body_bytes = "lots"\n');
     const r = await refusedServe(["--config", f]);
     expect(r.code).toBe(2);
-    expect(oneLine(r.stderr)).toContain(`server.max_body_bytes = "lots" (from ${f}) is invalid: Invalid input: expected number`);
+    expect(oneLine(r.stderr)).toContain(
+      `server.max_body_bytes = "lots" (from ${f}) is invalid: Invalid input: expected number`,
+    );
     const env = await refusedServe([], { SLIPWAY_LOG_LEVEL: "chatty" });
     expect(env.code).toBe(2);
     expect(oneLine(env.stderr)).toContain('log.level = "chatty" (from SLIPWAY_LOG_LEVEL) is invalid');
@@ -85,7 +94,15 @@ describe("configuration errors exit 2 with one line and create nothing", () => {
     const port = (busy.address() as { port: number }).port;
     try {
       const dataDir = join(work, "busy-data");
-      const r = await runSlipway(bin, ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${port}`, "--build-listen", `127.0.0.1:${await freePort()}`]);
+      const r = await runSlipway(bin, [
+        "serve",
+        "--data-dir",
+        dataDir,
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--build-listen",
+        `127.0.0.1:${await freePort()}`,
+      ]);
       expect(r.code).toBe(2);
       expect(oneLine(r.stderr)).toContain(`cannot listen on 127.0.0.1:${port} (API, --listen): already in use`);
       expect(existsSync(dataDir)).toBe(false);
@@ -97,10 +114,26 @@ describe("configuration errors exit 2 with one line and create nothing", () => {
   test("an unwritable data dir", async () => {
     const file = join(work, "a-file");
     writeFileSync(file, "");
-    const r = await runSlipway(bin, ["serve", "--data-dir", join(file, "data"), "--listen", `127.0.0.1:${await freePort()}`, "--build-listen", `127.0.0.1:${await freePort()}`]);
+    const r = await runSlipway(bin, [
+      "serve",
+      "--data-dir",
+      join(file, "data"),
+      "--listen",
+      `127.0.0.1:${await freePort()}`,
+      "--build-listen",
+      `127.0.0.1:${await freePort()}`,
+    ]);
     expect(r.code).toBe(2);
     expect(oneLine(r.stderr)).toContain(`data dir ${join(file, "data")}`);
-    const proc = await runSlipway(bin, ["serve", "--data-dir", "/proc/slipway-data", "--listen", `127.0.0.1:${await freePort()}`, "--build-listen", `127.0.0.1:${await freePort()}`]);
+    const proc = await runSlipway(bin, [
+      "serve",
+      "--data-dir",
+      "/proc/slipway-data",
+      "--listen",
+      `127.0.0.1:${await freePort()}`,
+      "--build-listen",
+      `127.0.0.1:${await freePort()}`,
+    ]);
     expect(proc.code).toBe(2);
     expect(oneLine(proc.stderr)).toContain("data dir /proc/slipway-data");
   });
@@ -110,9 +143,19 @@ describe("configuration errors exit 2 with one line and create nothing", () => {
     const first = await serve(bin, dataDir, ["--set", "volumes.encryption=none"]);
     try {
       const [p1, p2] = (await freePorts(2)) as [number, number];
-      const second = await runSlipway(bin, ["serve", "--data-dir", dataDir, "--listen", `127.0.0.1:${p1}`, "--build-listen", `127.0.0.1:${p2}`]);
+      const second = await runSlipway(bin, [
+        "serve",
+        "--data-dir",
+        dataDir,
+        "--listen",
+        `127.0.0.1:${p1}`,
+        "--build-listen",
+        `127.0.0.1:${p2}`,
+      ]);
       expect(second.code).toBe(2);
-      expect(oneLine(second.stderr)).toBe(`slipway: data dir ${dataDir} is in use by another slipway serve (pid ${first.proc.pid}): stop it first, or give this one another --data-dir`);
+      expect(oneLine(second.stderr)).toBe(
+        `slipway: data dir ${dataDir} is in use by another slipway serve (pid ${first.proc.pid}): stop it first, or give this one another --data-dir`,
+      );
       expect((await first.get("/livez")).status).toBe(200);
     } finally {
       first.proc.kill(9); // no clean stop: the kernel drops the lock with the process
@@ -157,7 +200,8 @@ describe("usage", () => {
       for (const g of ["--server", "--token", "--cacert", "--json"]) expect(h.stdout).toContain(g);
     }
     const serveHelp = (await runSlipway(bin, ["serve", "--help"])).stdout;
-    for (const f of ["--config", "--data-dir", "--listen", "--build-listen", "--public-url", "--insecure-http"]) expect(serveHelp).toContain(f);
+    for (const f of ["--config", "--data-dir", "--listen", "--build-listen", "--public-url", "--insecure-http"])
+      expect(serveHelp).toContain(f);
   });
 
   test("client globals are validated", async () => {
@@ -180,7 +224,9 @@ describe("unexpected errors are one line and exit 1, never a stack or bundled so
     test(`an error ${how === "throw" ? "thrown by a command" : how === "callback" ? "thrown in a callback" : "in a promise nobody awaits"}`, async () => {
       const r = await runSlipway(bin, ["__fail", "--how", how]);
       expect(r.code).toBe(1);
-      expect(oneLine(r.stderr)).toBe("slipway: internal error: Cannot read properties of undefined (reading 'selftest')");
+      expect(oneLine(r.stderr)).toBe(
+        "slipway: internal error: Cannot read properties of undefined (reading 'selftest')",
+      );
       expect(r.stderr).not.toMatch(/\bfunction\b|=>|\bconst\b|\^/); // no code excerpt
       expect(r.stdout).toBe("");
     });

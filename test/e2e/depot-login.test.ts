@@ -28,11 +28,18 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
   const home = join(work, "home");
   const env = () => depotEnv(s, home, null, { XDG_CONFIG_HOME: join(home, ".config") });
   const depotConfig = () => join(home, ".config", "depot", "depot.yaml");
-  const savedToken = () => (existsSync(depotConfig()) ? /api_token:\s*"?([^"\s]+)"?/.exec(readFileSync(depotConfig(), "utf8"))?.[1] : undefined);
+  const savedToken = () =>
+    existsSync(depotConfig()) ? /api_token:\s*"?([^"\s]+)"?/.exec(readFileSync(depotConfig(), "utf8"))?.[1] : undefined;
 
   beforeAll(async () => {
     mkdirSync(home, { recursive: true });
-    s = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
+    s = await serve(
+      slipwayBinary(),
+      join(work, "data"),
+      ["--set", "volumes.encryption=none"],
+      {},
+      { publicHost: "localhost" },
+    );
     admin = readFileSync(join(s.dataDir, "initial-admin-token"), "utf8").trim();
   });
   afterAll(async () => {
@@ -67,11 +74,22 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       expect(p.exitCode).toBeNull(); // still waiting for the approval, not cut off
       // What the approver sees: the depot CLI's own address and user agent, not a name it chose.
       const shown = await s.get(`/api/v1/auth/device/${code}`, { headers: { authorization: `Bearer ${admin}` } });
-      expect(await shown.json()).toMatchObject({ client_name: "depot CLI", ip: expect.stringMatching(/^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)$/), user_agent: expect.stringMatching(/^depot-cli\/\d+\.\d+\.\d+\//), token_lifetime_days: 30 });
-      const approved = await s.get("/api/v1/auth/device/approve", { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify({ user_code: code }) });
+      expect(await shown.json()).toMatchObject({
+        client_name: "depot CLI",
+        ip: expect.stringMatching(/^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)$/),
+        user_agent: expect.stringMatching(/^depot-cli\/\d+\.\d+\.\d+\//),
+        token_lifetime_days: 30,
+      });
+      const approved = await s.get("/api/v1/auth/device/approve", {
+        method: "POST",
+        headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+        body: JSON.stringify({ user_code: code }),
+      });
       expect(approved.status).toBe(204);
       const approvedAt = Date.now();
-      const [exit, err] = await Promise.all([p.exited, new Response(p.stderr).text(), rest]).then(([c, e]) => [c, e] as const);
+      const [exit, err] = await Promise.all([p.exited, new Response(p.stderr).text(), rest]).then(
+        ([c, e]) => [c, e] as const,
+      );
       const waited = Date.now() - t0;
       expect(exit, out + err).toBe(0);
       expect(out).toContain("Successfully authenticated!");
@@ -85,11 +103,17 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       const me = await s.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
       expect(me.status).toBe(200);
       expect(((await me.json()) as { username: string }).username).toBe("admin");
-      const mine = (await (await s.get("/api/v1/tokens", { headers: { authorization: `Bearer ${admin}` } })).json()) as { name: string; expires_at: string }[];
+      const mine = (await (
+        await s.get("/api/v1/tokens", { headers: { authorization: `Bearer ${admin}` } })
+      ).json()) as { name: string; expires_at: string }[];
       const made = mine.find((t) => t.name === "device login (depot CLI)");
       expect(Math.abs(Date.parse(made!.expires_at) - (Date.now() + 30 * 86400_000))).toBeLessThan(5 * 60_000);
       // The saved login drives the CLI: its organization was selected, projects are listed.
-      const listed = Bun.spawnSync([DEPOT, "projects", "list", "--output", "json"], { env: env(), stdout: "pipe", stderr: "pipe" });
+      const listed = Bun.spawnSync([DEPOT, "projects", "list", "--output", "json"], {
+        env: env(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(listed.exitCode, listed.stderr.toString()).toBe(0);
 
       const logout = Bun.spawnSync([DEPOT, "logout"], { env: env(), stdout: "pipe", stderr: "pipe" });
@@ -98,7 +122,11 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       expect(savedToken()).toBeUndefined();
       // `depot logout` only forgets the token locally (the CLI sends nothing); it stays valid
       // until it expires or is revoked (`slipway tokens revoke`).
-      const afterLogout = Bun.spawnSync([DEPOT, "projects", "list", "--output", "json"], { env: env(), stdout: "pipe", stderr: "pipe" });
+      const afterLogout = Bun.spawnSync([DEPOT, "projects", "list", "--output", "json"], {
+        env: env(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(afterLogout.exitCode).not.toBe(0);
       console.log(`  depot login approved after ${Math.round(waited / 1000)} s: ok`);
     }, 90_000);
@@ -112,13 +140,20 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       expect(r.status).toBe(200);
       const body = new Uint8Array(await r.arrayBuffer());
       expect(body[0]! & 0x02).toBe(2); // the end-of-stream frame, carrying the error
-      const end = JSON.parse(new TextDecoder().decode(body.subarray(5))) as { error: { code: string; message: string } };
+      const end = JSON.parse(new TextDecoder().decode(body.subarray(5))) as {
+        error: { code: string; message: string };
+      };
       expect(end.error.code).toBeTruthy();
       expect(end.error.message).toMatch(/expired|denied|used/);
     });
 
     test("StartLogin is rate-limited per address (10 a minute, with the REST start): resource_exhausted", async () => {
-      const startLogin = () => s.get("/depot.cli.v1beta1.LoginService/StartLogin", { method: "POST", headers: { "content-type": "application/json", "connect-protocol-version": "1" }, body: "{}" });
+      const startLogin = () =>
+        s.get("/depot.cli.v1beta1.LoginService/StartLogin", {
+          method: "POST",
+          headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+          body: "{}",
+        });
       const statuses: number[] = [];
       let last: Response | null = null;
       for (let i = 0; i < 12; i++) {
@@ -131,7 +166,15 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       expect(last!.status).toBe(429);
       expect(((await last!.json()) as { code: string }).code).toBe("resource_exhausted");
       // The REST start shares the limit.
-      expect((await s.get("/api/v1/auth/device", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status).toBe(429);
+      expect(
+        (
+          await s.get("/api/v1/auth/device", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: "{}",
+          })
+        ).status,
+      ).toBe(429);
     });
 
     test("other requests keep the idle timeout: a request that stalls mid-body is cut", async () => {
@@ -139,7 +182,9 @@ integrationSuite("depot login and logout against slipway serve", missing, () => 
       const sock = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: s.ca });
       await new Promise((r, j) => sock.once("secureConnect", r).once("error", j));
       const t0 = Date.now();
-      sock.write(`POST /api/v1/orgs HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"slug":`);
+      sock.write(
+        `POST /api/v1/orgs HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"slug":`,
+      );
       sock.resume();
       await new Promise((r) => sock.once("close", r));
       const after = Date.now() - t0;

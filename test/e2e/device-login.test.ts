@@ -16,11 +16,24 @@ beforeEach(async () => (w = await makeWorld()));
 afterEach(() => w.close());
 
 const UA = "slipway/9.9.9 (test)";
-const post = (path: string, body: unknown) => w.handle(new Request(`http://localhost${path}`, { method: "POST", headers: { "content-type": "application/json", "user-agent": UA }, body: JSON.stringify(body) }));
+const post = (path: string, body: unknown) =>
+  w.handle(
+    new Request(`http://localhost${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "user-agent": UA },
+      body: JSON.stringify(body),
+    }),
+  );
 async function start() {
   const r = await post("/api/v1/auth/device", { client_name: "laptop" });
   expect(r.status).toBe(200);
-  return (await r.json()) as { device_code: string; user_code: string; verification_uri: string; interval: number; expires_in: number };
+  return (await r.json()) as {
+    device_code: string;
+    user_code: string;
+    verification_uri: string;
+    interval: number;
+    expires_in: number;
+  };
 }
 const poll = (device_code: string) => post("/api/v1/auth/device/token", { device_code });
 
@@ -38,7 +51,13 @@ describe("device login", () => {
 
     // What the approver is shown: where the request came from, with what, and when.
     const info = await w.call("userA", "GET", `/api/v1/auth/device/${d.user_code.toLowerCase().replace("-", " ")}`);
-    const shown = (await info.json()) as { client_name: string; ip: string; user_agent: string; created_at: string; token_lifetime_days: number };
+    const shown = (await info.json()) as {
+      client_name: string;
+      ip: string;
+      user_agent: string;
+      created_at: string;
+      token_lifetime_days: number;
+    };
     expect(shown).toMatchObject({ client_name: "laptop", ip: "192.0.2.1", user_agent: UA, token_lifetime_days: 30 });
     expect(Math.abs(Date.parse(shown.created_at) - Date.now())).toBeLessThan(10_000);
     expect((await w.call("userA", "POST", "/api/v1/auth/device/approve", { user_code: d.user_code })).status).toBe(204);
@@ -48,9 +67,13 @@ describe("device login", () => {
     expect(ok.status).toBe(200);
     const { token, token_id } = (await ok.json()) as { token: string; token_id: string };
     // 30 days by default (it was 90), not a quarter of the person's full rights.
-    const { expires_at } = w.db.query("SELECT expires_at FROM api_tokens WHERE id = ?").get(token_id) as { expires_at: string };
+    const { expires_at } = w.db.query("SELECT expires_at FROM api_tokens WHERE id = ?").get(token_id) as {
+      expires_at: string;
+    };
     expect(Math.abs(Date.parse(expires_at) - (Date.now() + 30 * 86400_000))).toBeLessThan(60_000);
-    const me = await w.handle(new Request("http://localhost/api/v1/me", { headers: { authorization: `Bearer ${token}` } }));
+    const me = await w.handle(
+      new Request("http://localhost/api/v1/me", { headers: { authorization: `Bearer ${token}` } }),
+    );
     expect(((await me.json()) as { username: string }).username).toBe("userA");
 
     await Bun.sleep(d.interval * 1000);
@@ -65,10 +88,17 @@ describe("device login", () => {
     const tokens = tokensServiceFactory({ db: w.db, audit: w.audit });
     const logins = deviceLoginServiceFactory({ db: w.db, audit: w.audit, tokens, tokenLifetimeMs: 7 * 86400_000 });
     const d = logins.start({ clientName: null, ip: "192.0.2.9", userAgent: null }, "https://slipway.example.com");
-    logins.approve(d.user_code, { kind: "user", userId: w.ids.userA, username: "userA", isAdmin: false, tokenId: null, memberships: {} }, null);
+    logins.approve(
+      d.user_code,
+      { kind: "user", userId: w.ids.userA, username: "userA", isAdmin: false, tokenId: null, memberships: {} },
+      null,
+    );
     const r = logins.poll(d.device_code);
     if (r.status !== "approved") throw new Error("not approved");
-    expect(Date.parse(tokens.get(r.token_id).expires_at!) - Date.now()).toBeWithin(7 * 86400_000 - 60_000, 7 * 86400_000 + 1);
+    expect(Date.parse(tokens.get(r.token_id).expires_at!) - Date.now()).toBeWithin(
+      7 * 86400_000 - 60_000,
+      7 * 86400_000 + 1,
+    );
   });
 
   test("starts are limited to 10 a minute per address (429 with Retry-After)", async () => {
@@ -88,7 +118,9 @@ describe("device login", () => {
     const d = await start();
     expect((await post("/api/v1/auth/device/approve", { user_code: d.user_code })).status).toBe(401);
     expect((await w.call("tokA1", "POST", "/api/v1/auth/device/approve", { user_code: d.user_code })).status).toBe(403);
-    expect((await w.call("orgTokB", "POST", "/api/v1/auth/device/approve", { user_code: d.user_code })).status).toBe(403);
+    expect((await w.call("orgTokB", "POST", "/api/v1/auth/device/approve", { user_code: d.user_code })).status).toBe(
+      403,
+    );
     expect((await w.call("userA", "POST", "/api/v1/auth/device/approve", { user_code: "BBBB-BBBB" })).status).toBe(404);
   });
 
@@ -96,7 +128,8 @@ describe("device login", () => {
     expect((await poll("not-a-real-code")).status).toBe(410);
     expect((await post("/api/v1/auth/device/token", {})).status).toBe(400);
     expect((await post("/api/v1/auth/device", { client_name: "x".repeat(500) })).status).toBe(400);
-    for (const spoof of ["laptop\nFrom address: 10.0.0.1", "\u202egnp.exe", "a\u0000b"]) expect((await post("/api/v1/auth/device", { client_name: spoof })).status).toBe(400);
+    for (const spoof of ["laptop\nFrom address: 10.0.0.1", "\u202egnp.exe", "a\u0000b"])
+      expect((await post("/api/v1/auth/device", { client_name: spoof })).status).toBe(400);
     expect((await post("/api/v1/auth/device", { client_name: "slipway 1.0 on büro-laptop" })).status).toBe(200);
   });
 

@@ -20,7 +20,6 @@ import { serve, type Served } from "../support/serve.ts";
 
 const missing = egressPrerequisiteMissing;
 
-
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await cond())) {
@@ -29,8 +28,24 @@ async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms 
   }
 }
 
-interface HostView { id: string; applied_revision: string | null; applied_ok: boolean | null; applied_error: string | null; dns_resolvers: string[]; last_seen_at: string | null }
-interface EventView { action: string; host_id: string; scope: string; source: string; dst: string; port: number; protocol: string; count: number }
+interface HostView {
+  id: string;
+  applied_revision: string | null;
+  applied_ok: boolean | null;
+  applied_error: string | null;
+  dns_resolvers: string[];
+  last_seen_at: string | null;
+}
+interface EventView {
+  action: string;
+  host_id: string;
+  scope: string;
+  source: string;
+  dst: string;
+  port: number;
+  protocol: string;
+  count: number;
+}
 
 integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, () => {
   const bin = slipwayBinary();
@@ -48,15 +63,30 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
 
   const admin = () => readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
   async function cli(args: string[]) {
-    const p = Bun.spawn([bin, ...args, "--server", server.url, "--cacert", join(server.dataDir, "ca.pem"), "--token", admin()], { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: work } });
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    const p = Bun.spawn(
+      [bin, ...args, "--server", server.url, "--cacert", join(server.dataDir, "ca.pem"), "--token", admin()],
+      { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: work } },
+    );
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
     if (code !== 0) throw new Error(`slipway ${args.join(" ")}: exit ${code}: ${stderr}`);
     return stdout;
   }
-  const hostView = async () => (JSON.parse(await cli(["egress", "apply-status", "--org", "acme", "--json"])) as HostView[]).find((h) => h.id === hostId)!;
+  const hostView = async () =>
+    (JSON.parse(await cli(["egress", "apply-status", "--org", "acme", "--json"])) as HostView[]).find(
+      (h) => h.id === hostId,
+    )!;
   const events = async () => JSON.parse(await cli(["egress", "events", "--org", "acme", "--json"])) as EventView[];
   /** The policy as the appliance hands it to this host's agent now (its etag names it). */
-  const currentEtag = async () => ((await (await server.get("/api/v1/egress/agent/policy", { headers: { authorization: `Bearer ${agentToken}` } })).json()) as { etag: string }).etag;
+  const currentEtag = async () =>
+    (
+      (await (
+        await server.get("/api/v1/egress/agent/policy", { headers: { authorization: `Bearer ${agentToken}` } })
+      ).json()) as { etag: string }
+    ).etag;
   /** Waits until the agent reported (over HTTP) having applied the appliance's policy as it is now. */
   async function applied(): Promise<HostView> {
     const etag = await currentEtag();
@@ -65,7 +95,9 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
       last = await hostView();
       return last.applied_revision === etag && last.applied_ok === true;
     }).catch((e) => {
-      throw new Error(`${(e as Error).message} (last: ${JSON.stringify(last)}; agent log: ${agent?.logs().slice(-2000)})`);
+      throw new Error(
+        `${(e as Error).message} (last: ${JSON.stringify(last)}; agent log: ${agent?.logs().slice(-2000)})`,
+      );
     });
     return last!;
   }
@@ -74,7 +106,24 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
 
   function startAgent(): { proc: Subprocess; logs: () => string } {
     const proc = Bun.spawn(
-      ["ip", "netns", "exec", topo.ns.runner, bin, "agent", "--server", apiUrl, "--cacert", join(server.dataDir, "ca.pem"), "--token-file", tokenFile, "--state-file", stateFile, "--hosts-file", topo.hostsFile],
+      [
+        "ip",
+        "netns",
+        "exec",
+        topo.ns.runner,
+        bin,
+        "agent",
+        "--server",
+        apiUrl,
+        "--cacert",
+        join(server.dataDir, "ca.pem"),
+        "--token-file",
+        tokenFile,
+        "--state-file",
+        stateFile,
+        "--hosts-file",
+        topo.hostsFile,
+      ],
       { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: work } },
     );
     let logs = "";
@@ -106,7 +155,9 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     await cli(["orgs", "create", "--slug", "acme", "--name", "Acme"]);
     await cli(["egress", "set-mode", "--org", "acme", "enforce"]);
     await cli(["egress", "add", "--org", "acme", "deny", "10.77.0.40"]);
-    const added = JSON.parse(await cli(["egress", "add-host", "--org", "acme", "--name", "runner-1", "--scope", "host", "--json"])) as { id: string; token: string };
+    const added = JSON.parse(
+      await cli(["egress", "add-host", "--org", "acme", "--name", "runner-1", "--scope", "host", "--json"]),
+    ) as { id: string; token: string };
     hostId = added.id;
     agentToken = added.token;
     writeFileSync(tokenFile, `${agentToken}\n`, { mode: 0o600 });
@@ -116,7 +167,19 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     if (agent) {
       agent.proc.kill("SIGKILL");
       await agent.proc.exited;
-      await run(["ip", "netns", "exec", topo.ns.runner, bin, "agent", "uninstall", "--hosts-file", topo.hostsFile, "--state-file", stateFile]);
+      await run([
+        "ip",
+        "netns",
+        "exec",
+        topo.ns.runner,
+        bin,
+        "agent",
+        "uninstall",
+        "--hosts-file",
+        topo.hostsFile,
+        "--state-file",
+        stateFile,
+      ]);
     }
     await server?.stop();
     if (link) await run(["ip", "link", "del", link]);
@@ -163,15 +226,25 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     let seen: EventView[] = [];
     await waitFor("events for 10.77.0.12 and 10.77.0.40", async () => {
       seen = await events();
-      return seen.some((e) => e.action === "would-block" && e.dst === "10.77.0.12") && seen.some((e) => e.action === "blocked" && e.dst === "10.77.0.40");
+      return (
+        seen.some((e) => e.action === "would-block" && e.dst === "10.77.0.12") &&
+        seen.some((e) => e.action === "blocked" && e.dst === "10.77.0.40")
+      );
     }).catch((e) => {
-      throw new Error(`${(e as Error).message} (so far ${JSON.stringify(seen)}; agent log: ${agent?.logs().slice(-2000)})`);
+      throw new Error(
+        `${(e as Error).message} (so far ${JSON.stringify(seen)}; agent log: ${agent?.logs().slice(-2000)})`,
+      );
     });
     expect(seen.filter((e) => e.action === "would-block" && e.dst === "10.77.0.12")).toEqual([
       expect.objectContaining({ host_id: hostId, scope: "host", source: "uid:0", port: 80, protocol: "tcp", count: 1 }),
     ]);
     // The first test's refusal, in enforce mode.
-    expect(seen.find((e) => e.action === "blocked" && e.dst === "10.77.0.40")).toMatchObject({ host_id: hostId, scope: "host", source: "uid:0", port: 80 });
+    expect(seen.find((e) => e.action === "blocked" && e.dst === "10.77.0.40")).toMatchObject({
+      host_id: hostId,
+      scope: "host",
+      source: "uid:0",
+      port: 80,
+    });
   }, 300_000);
 
   test("stopped, the agent leaves the rules in force; `slipway agent uninstall` gives the namespace back exactly", async () => {
@@ -182,7 +255,19 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     agent = null;
     expect(await curl("http://10.77.0.12/")).toBeNull(); // fail closed
     expect(await curl("http://name.test/")).toBe("B");
-    const r = await run(["ip", "netns", "exec", topo.ns.runner, bin, "agent", "uninstall", "--hosts-file", topo.hostsFile, "--state-file", stateFile]);
+    const r = await run([
+      "ip",
+      "netns",
+      "exec",
+      topo.ns.runner,
+      bin,
+      "agent",
+      "uninstall",
+      "--hosts-file",
+      topo.hostsFile,
+      "--state-file",
+      stateFile,
+    ]);
     expect(r.code).toBe(0);
     const s = await topo.snapshot();
     expect(s.v4).toBe(baseline.v4);

@@ -21,7 +21,13 @@ import { run, which } from "../../src/host/run.ts";
 import { createLogger, silentLogger } from "../../src/log/logger.ts";
 import { orgsServiceFactory } from "../../src/orgs/service.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { encodeReply, sendFrom, startZoneServer, type ZoneRecord, type ZoneServer } from "../support/egress/zone-server.ts";
+import {
+  encodeReply,
+  sendFrom,
+  startZoneServer,
+  type ZoneRecord,
+  type ZoneServer,
+} from "../support/egress/zone-server.ts";
 
 const missing =
   process.getuid?.() !== 0
@@ -44,7 +50,14 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
   const dir = mkdtempSync(join(tmpdir(), "slipway-egress-dns-"));
   const hostsFile = join(dir, "hosts");
   const originalHosts = "127.0.0.1 localhost\n::1 localhost ip6-localhost"; // no final newline
-  const ownerActor = { kind: "user" as const, userId: "u", username: "u", isAdmin: true, tokenId: null, memberships: {} };
+  const ownerActor = {
+    kind: "user" as const,
+    userId: "u",
+    username: "u",
+    isAdmin: true,
+    tokenId: null,
+    memberships: {},
+  };
   let server: ZoneServer;
   let egress: EgressService;
   let hostId: string;
@@ -63,7 +76,10 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
     const sock = await Bun.udpSocket({
       hostname: "127.0.0.1",
       port: 0,
-      socket: { data: (_s, buf) => (parseAnswer(new Uint8Array(buf)).id === qid ? got.resolve(new Uint8Array(buf)) : undefined), error() {} },
+      socket: {
+        data: (_s, buf) => (parseAnswer(new Uint8Array(buf)).id === qid ? got.resolve(new Uint8Array(buf)) : undefined),
+        error() {},
+      },
     });
     const timer = setTimeout(() => got.resolve(null), timeoutMs);
     sock.send(encodeQuery(qid, name, TYPE_A), responderPort, "127.0.0.1");
@@ -84,8 +100,14 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
       if (burst) return encodeReply(query, [A(q.name, burstAddr(Number(burst[1])), 300)]);
       if (q.name.includes("\n")) return encodeReply(query, [A(q.name, "10.77.0.40")]);
       if (q.name.endsWith(".wild.test")) return encodeReply(query, [A(q.name, "10.77.0.11", 300)]);
-      if (q.name === "allowed.test") return encodeReply(query, [A(q.name, "10.77.0.21"), A("unrelated.test", "10.77.0.66")]);
-      if (q.name === "cname.test") return encodeReply(query, [{ name: q.name, type: "CNAME", ttl: 60, data: "edge.cdn.test" }, A("decoy.test", "10.77.0.67"), A("edge.cdn.test", "10.77.0.31")]);
+      if (q.name === "allowed.test")
+        return encodeReply(query, [A(q.name, "10.77.0.21"), A("unrelated.test", "10.77.0.66")]);
+      if (q.name === "cname.test")
+        return encodeReply(query, [
+          { name: q.name, type: "CNAME", ttl: 60, data: "edge.cdn.test" },
+          A("decoy.test", "10.77.0.67"),
+          A("edge.cdn.test", "10.77.0.31"),
+        ]);
       if (q.name === "spoofed.test") {
         // Someone on the runner host who knows the query's id and port answers first.
         const forged = encodeReply(query, [A(q.name, "10.77.0.99")]);
@@ -108,7 +130,8 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
     const orgId = orgs.create({ slug: "acme", name: "Acme", owner: "owner" }, { ...ownerActor, userId: u.id }).id;
     egress = egressServiceFactory({ db, audit, applianceHosts: [], extraAllow: [] });
     hostId = egress.addHost(orgId, { name: "runner-1", scopes: ["host"] }, ownerActor).host.id;
-    for (const target of ["*.wild.test", "allowed.test", "cname.test", "spoofed.test"]) egress.addRule(orgId, { action: "allow", target }, ownerActor);
+    for (const target of ["*.wild.test", "allowed.test", "cname.test", "spoofed.test"])
+      egress.addRule(orgId, { action: "allow", target }, ownerActor);
     egress.setDefault(orgId, "deny", ownerActor);
     egress.setMode(orgId, "enforce", ownerActor);
 
@@ -140,7 +163,10 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
   });
 
   test("only the records along the CNAME chain are pinned: extra records for unrelated names reach neither the hosts file nor the sets", async () => {
-    await waitFor(() => hosts().includes("10.77.0.21 allowed.test") && hosts().includes("10.77.0.31 cname.test"), 10_000);
+    await waitFor(
+      () => hosts().includes("10.77.0.21 allowed.test") && hosts().includes("10.77.0.31 cname.test"),
+      10_000,
+    );
     const s = await sets();
     expect(s).toContain("10.77.0.21");
     expect(s).toContain("10.77.0.31"); // the CNAME target's address is allowed
@@ -173,14 +199,28 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
       await must(["ip", "-n", cli, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", net]);
       await must(["ip", "-n", cli, "addr", "add", "10.79.0.2/24", "dev", "eth0"]);
       await must(["ip", "-n", cli, "link", "set", "eth0", "up"]);
-      for (const addr of ["10.79.0.53/24", "10.79.0.66/24"]) await must(["ip", "-n", net, "addr", "add", addr, "dev", "eth0"]);
+      for (const addr of ["10.79.0.53/24", "10.79.0.66/24"])
+        await must(["ip", "-n", net, "addr", "add", addr, "dev", "eth0"]);
       await must(["ip", "-n", net, "link", "set", "eth0", "up"]);
       const child = join(import.meta.dir, "../support/egress/spoof-child.ts");
-      server = Bun.spawn(["ip", "netns", "exec", net, process.execPath, child, "server", "10.79.0.53", "10.79.0.66"], { stdout: "pipe", stderr: "inherit" });
+      server = Bun.spawn(["ip", "netns", "exec", net, process.execPath, child, "server", "10.79.0.53", "10.79.0.66"], {
+        stdout: "pipe",
+        stderr: "inherit",
+      });
       const reader = (server.stdout as ReadableStream<Uint8Array>).getReader();
       expect(new TextDecoder().decode((await reader.read()).value)).toContain("ready");
       reader.releaseLock();
-      const r = await run(["ip", "netns", "exec", cli, process.execPath, child, "resolve", "spoofed.test", "10.79.0.53"]);
+      const r = await run([
+        "ip",
+        "netns",
+        "exec",
+        cli,
+        process.execPath,
+        child,
+        "resolve",
+        "spoofed.test",
+        "10.79.0.53",
+      ]);
       expect(r.stderr).toBe("");
       expect(JSON.parse(r.stdout).addrs).toEqual(["10.77.0.41"]);
     } finally {
@@ -223,23 +263,29 @@ integrationSuite("egress DNS: resolver, pinning responder and hosts file", missi
     })();
     await Promise.all(
       [0, 1, 2].map(async (k) => {
-        for (let j = 0; j < BURST / 3; j++) answers[k * (BURST / 3) + j] = await ask(`b${k * (BURST / 3) + j}.wild.test`);
+        for (let j = 0; j < BURST / 3; j++)
+          answers[k * (BURST / 3) + j] = await ask(`b${k * (BURST / 3) + j}.wild.test`);
       }),
     );
     done = true;
     await keeper;
     const ms = performance.now() - t0;
     const count = applies() - before;
-    console.log(`${BURST} new wildcard names (3 clients asking in turn) answered in ${ms.toFixed(0)} ms with ${count} applies`);
+    console.log(
+      `${BURST} new wildcard names (3 clients asking in turn) answered in ${ms.toFixed(0)} ms with ${count} applies`,
+    );
     answers.forEach((a, i) => expect(a?.records.map((r) => r.data)).toEqual([burstAddr(i)]));
     const pinnedAnswers = answers.flatMap((a, i) => (a!.records[0]!.ttl <= 60 ? [i] : []));
     await agent!.settled();
-    const learned = Array.from({ length: BURST }, (_, i) => i).filter((i) => hosts().includes(`${burstAddr(i)} b${i}.wild.test`));
+    const learned = Array.from({ length: BURST }, (_, i) => i).filter((i) =>
+      hosts().includes(`${burstAddr(i)} b${i}.wild.test`),
+    );
     expect(hosts()).toContain("10.77.0.11 ok.wild.test");
     expect(learned.length).toBe(MAX_LEARNED - 2); // ok.wild.test and twice.wild.test hold two places
     expect(pinnedAnswers).toEqual(learned); // the others were answered from upstream, unpinned
     const s = await sets();
-    for (let i = 0; i < BURST; i++) expect(new RegExp(`^${burstAddr(i).replaceAll(".", "\\.")}\\b`, "m").test(s)).toBe(learned.includes(i));
+    for (let i = 0; i < BURST; i++)
+      expect(new RegExp(`^${burstAddr(i).replaceAll(".", "\\.")}\\b`, "m").test(s)).toBe(learned.includes(i));
     expect(count).toBeLessThanOrEqual(Math.floor(ms / 1000) + 1);
   }, 30_000);
 

@@ -43,12 +43,38 @@ integrationSuite("egress: IPv4 and IPv6 both or neither, and nothing left behind
   let server: Subprocess | null = null;
 
   const inNs = (n: string, argv: string[], stdin?: string) => sh(["ip", "netns", "exec", n, ...argv], stdin);
-  const clean = (t: string) => t.split("\n").filter((l) => !l.startsWith("#")).map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]")).join("\n");
-  const snapshot = async () => ({ v4: clean(await inNs(ns.runner, ["iptables-save"])), v6: clean(await inNs(ns.runner, ["ip6tables-save"])), sets: cleanSets(await inNs(ns.runner, ["ipset", "list"])) });
+  const clean = (t: string) =>
+    t
+      .split("\n")
+      .filter((l) => !l.startsWith("#"))
+      .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
+      .join("\n");
+  const snapshot = async () => ({
+    v4: clean(await inNs(ns.runner, ["iptables-save"])),
+    v6: clean(await inNs(ns.runner, ["ip6tables-save"])),
+    sets: cleanSets(await inNs(ns.runner, ["ipset", "list"])),
+  });
   // A set swapped in has a new hash seed and may take other memory; its members are what count.
-  const cleanSets = (t: string) => t.split("\n").filter((l) => !l.startsWith("Size in memory")).map((l) => l.replace(/ initval 0x[0-9a-f]+/, "")).join("\n");
+  const cleanSets = (t: string) =>
+    t
+      .split("\n")
+      .filter((l) => !l.startsWith("Size in memory"))
+      .map((l) => l.replace(/ initval 0x[0-9a-f]+/, ""))
+      .join("\n");
   const curl = async (from: string) => {
-    const r = await run(["ip", "netns", "exec", from, "curl", "-sS", "--max-time", "2", "--connect-timeout", "1", "http://10.79.0.2/"]);
+    const r = await run([
+      "ip",
+      "netns",
+      "exec",
+      from,
+      "curl",
+      "-sS",
+      "--max-time",
+      "2",
+      "--connect-timeout",
+      "1",
+      "http://10.79.0.2/",
+    ]);
     return r.code === 0 ? r.stdout : null;
   };
 
@@ -57,7 +83,21 @@ integrationSuite("egress: IPv4 and IPv6 both or neither, and nothing left behind
       await sh(["ip", "netns", "add", n]);
       await inNs(n, ["ip", "link", "set", "lo", "up"]);
     }
-    await sh(["ip", "-n", ns.runner, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", ns.server]);
+    await sh([
+      "ip",
+      "-n",
+      ns.runner,
+      "link",
+      "add",
+      "eth0",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      ns.server,
+    ]);
     await sh(["ip", "-n", ns.runner, "addr", "add", "10.79.0.1/24", "dev", "eth0"]);
     await sh(["ip", "-n", ns.server, "addr", "add", "10.79.0.2/24", "dev", "eth0"]);
     for (const n of [ns.runner, ns.server]) await sh(["ip", "-n", n, "link", "set", "eth0", "up"]);
@@ -67,15 +107,44 @@ integrationSuite("egress: IPv4 and IPv6 both or neither, and nothing left behind
     await sh(["ip", "-n", ns.runner, "link", "add", bridge, "type", "bridge"]);
     await sh(["ip", "-n", ns.runner, "addr", "add", "172.29.0.1/24", "dev", bridge]);
     await sh(["ip", "-n", ns.runner, "link", "set", bridge, "up"]);
-    await sh(["ip", "-n", ns.runner, "link", "add", "vc", "type", "veth", "peer", "name", "eth0", "netns", ns.container]);
+    await sh([
+      "ip",
+      "-n",
+      ns.runner,
+      "link",
+      "add",
+      "vc",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      ns.container,
+    ]);
     await sh(["ip", "-n", ns.runner, "link", "set", "vc", "master", bridge, "up"]);
     await sh(["ip", "-n", ns.container, "addr", "add", "172.29.0.2/24", "dev", "eth0"]);
     await sh(["ip", "-n", ns.container, "link", "set", "eth0", "up"]);
     await sh(["ip", "-n", ns.container, "route", "add", "default", "via", "172.29.0.1"]);
     await inNs(ns.runner, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    await inNs(ns.runner, ["iptables-restore", "--noflush"], "*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\n-A FORWARD -j DOCKER-USER\nCOMMIT\n");
+    await inNs(
+      ns.runner,
+      ["iptables-restore", "--noflush"],
+      "*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\n-A FORWARD -j DOCKER-USER\nCOMMIT\n",
+    );
     writeFileSync(hostsFile, "127.0.0.1 localhost\n");
-    server = Bun.spawn(["ip", "netns", "exec", ns.server, process.execPath, join(import.meta.dir, "../support/egress/http-server.ts"), "S"], { stdout: "pipe", stderr: "ignore" });
+    server = Bun.spawn(
+      [
+        "ip",
+        "netns",
+        "exec",
+        ns.server,
+        process.execPath,
+        join(import.meta.dir, "../support/egress/http-server.ts"),
+        "S",
+      ],
+      { stdout: "pipe", stderr: "ignore" },
+    );
     await lines(server).next("ready");
   }, 60_000);
 
@@ -105,7 +174,8 @@ integrationSuite("egress: IPv4 and IPv6 both or neither, and nothing left behind
     const agent = await startEgressAgent({
       source: {
         fetch: async (etag, wait, signal) => {
-          if (etag === policy.etag) await new Promise<void>((r) => (signal.addEventListener("abort", () => r()), setTimeout(r, wait * 1000)));
+          if (etag === policy.etag)
+            await new Promise<void>((r) => (signal.addEventListener("abort", () => r()), setTimeout(r, wait * 1000)));
           return policy;
         },
         reportStatus: async (s) => void (reported = s),

@@ -20,7 +20,14 @@ import { hostExec } from "../../src/host/exec.ts";
 import { run, which } from "../../src/host/run.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
-import { ensureBusyboxImage, httpFrom, makeListener, removeTestContainers, runContainer, type Listener } from "../support/egress/containers.ts";
+import {
+  ensureBusyboxImage,
+  httpFrom,
+  makeListener,
+  removeTestContainers,
+  runContainer,
+  type Listener,
+} from "../support/egress/containers.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -46,23 +53,41 @@ integrationSuite("egress: runner hosts on the appliance host are the administrat
   let hostId = "";
   const docker = new Docker();
   // The first local host's ruleset instance is "0": SLIPWAY_EGRESS_0.
-  const env = { SLIPWAY_EGRESS_LOCAL_AGENT: "true", SLIPWAY_EGRESS_HOSTS_FILE: hostsFile, SLIPWAY_EGRESS_NFLOG_GROUP: String(20000 + Math.floor(Math.random() * 10000)) };
+  const env = {
+    SLIPWAY_EGRESS_LOCAL_AGENT: "true",
+    SLIPWAY_EGRESS_HOSTS_FILE: hostsFile,
+    SLIPWAY_EGRESS_NFLOG_GROUP: String(20000 + Math.floor(Math.random() * 10000)),
+  };
   let server: Served | null = null;
   const start = async () => (server = await serve(bin, join(work, "data"), [], env));
   const admin = () => readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
   const cli = async (args: string[]) => {
-    const p = Bun.spawn([bin, ...args, "--server", server!.url, "--cacert", join(work, "data", "ca.pem"), "--token", admin()], { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: work } });
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    const p = Bun.spawn(
+      [bin, ...args, "--server", server!.url, "--cacert", join(work, "data", "ca.pem"), "--token", admin()],
+      { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: work } },
+    );
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
     return { stdout, stderr, code };
   };
-  const ours = async () => (await run(["iptables-save", "-t", "filter"])).stdout.split("\n").filter((l) => l.includes("SLIPWAY_EGRESS_0") || l.includes("SLIPWAY_NEWNET_0"));
+  const ours = async () =>
+    (await run(["iptables-save", "-t", "filter"])).stdout
+      .split("\n")
+      .filter((l) => l.includes("SLIPWAY_EGRESS_0") || l.includes("SLIPWAY_NEWNET_0"));
 
   afterAll(async () => {
     await server?.stop();
     await removeBuildersOfServed(); // a serve that did not stop cleanly leaves its builder network policy
     await uninstallEgress({ exec: hostExec(), hostsFile, stateFile: null, instance: "0" });
     await removeTestContainers(docker, containers);
-    for (const n of [network, otherNetwork]) await docker.getNetwork(n).remove().catch(() => {});
+    for (const n of [network, otherNetwork])
+      await docker
+        .getNetwork(n)
+        .remove()
+        .catch(() => {});
     await listener?.destroy();
     rmSync(work, { recursive: true, force: true });
   });
@@ -72,7 +97,19 @@ integrationSuite("egress: runner hosts on the appliance host are the administrat
     await start();
     expect((await cli(["orgs", "create", "--slug", "tenant", "--name", "Tenant"])).code).toBe(0);
     expect((await cli(["egress", "set-mode", "--org", "tenant", "monitor"])).code).toBe(0);
-    const added = await cli(["egress", "add-host", "--org", "tenant", "--name", "local", "--scope", "host", "--scope", "docker:*", "--json"]);
+    const added = await cli([
+      "egress",
+      "add-host",
+      "--org",
+      "tenant",
+      "--name",
+      "local",
+      "--scope",
+      "host",
+      "--scope",
+      "docker:*",
+      "--json",
+    ]);
     expect(added.code).toBe(0);
     const { id } = JSON.parse(added.stdout) as { id: string };
     hostId = id;
@@ -88,15 +125,22 @@ integrationSuite("egress: runner hosts on the appliance host are the administrat
     await server!.stop();
     await start();
     const deadline = Date.now() + 15_000;
-    while (!(await ours()).includes(`-A DOCKER-USER -i ${bridge} ! -o ${bridge} -j SLIPWAY_EGRESS_0`) && Date.now() < deadline) await Bun.sleep(100);
+    while (
+      !(await ours()).includes(`-A DOCKER-USER -i ${bridge} ! -o ${bridge} -j SLIPWAY_EGRESS_0`) &&
+      Date.now() < deadline
+    )
+      await Bun.sleep(100);
     const rules = await ours();
     expect(rules).toContain(`-A DOCKER-USER -i ${bridge} ! -o ${bridge} -j SLIPWAY_EGRESS_0`);
-    expect(rules.filter((l) => l.startsWith("-A OUTPUT") || l.includes("-i br-+ ! -o br-+ -j SLIPWAY_EGRESS_0"))).toEqual([]);
+    expect(
+      rules.filter((l) => l.startsWith("-A OUTPUT") || l.includes("-i br-+ ! -o br-+ -j SLIPWAY_EGRESS_0")),
+    ).toEqual([]);
     const status = await cli(["egress", "apply-status", "--org", "tenant"]);
     expect(status.stdout).toContain(`(local: docker:${network})`);
   }, 300_000);
 
-  const bridgeOf = async (name: string) => `br-${((await docker.getNetwork(name).inspect()) as { Id: string }).Id.slice(0, 12)}`;
+  const bridgeOf = async (name: string) =>
+    `br-${((await docker.getNetwork(name).inspect()) as { Id: string }).Id.slice(0, 12)}`;
   const json = async <T>(args: string[]): Promise<T> => {
     const r = await cli([...args, "--json"]);
     if (r.code !== 0) throw new Error(`slipway ${args.join(" ")}: ${r.stderr}`);
@@ -118,35 +162,68 @@ integrationSuite("egress: runner hosts on the appliance host are the administrat
 
     // Monitor mode: the rule added now reaches the running serve; the connection passes and is reported.
     expect((await cli(["egress", "add", "--org", "tenant", "deny", addr])).code).toBe(0);
-    const denySets = async () => (await run(["ipset", "list"])).stdout.split(/\n(?=Name: )/).filter((b) => /^Name: slw0_d\d+_4\n/.test(b)).join("\n");
-    await waitFor("serve's agent to put the rule in its deny set", async () => (await denySets()).includes(`\n${addr}`));
+    const denySets = async () =>
+      (await run(["ipset", "list"])).stdout
+        .split(/\n(?=Name: )/)
+        .filter((b) => /^Name: slw0_d\d+_4\n/.test(b))
+        .join("\n");
+    await waitFor("serve's agent to put the rule in its deny set", async () =>
+      (await denySets()).includes(`\n${addr}`),
+    );
     expect(await httpFrom(docker, inScope.id, addr)).toBe("L");
     expect(await httpFrom(docker, outside.id, addr)).toBe("L");
     let events: EventView[] = [];
-    await waitFor("the would-be drop reported", async () => (events = await json<EventView[]>(["egress", "events", "--org", "tenant"])).some((e) => e.dst === addr));
+    await waitFor("the would-be drop reported", async () =>
+      (events = await json<EventView[]>(["egress", "events", "--org", "tenant"])).some((e) => e.dst === addr),
+    );
     expect(events.filter((e) => e.dst === addr)).toEqual([
-      expect.objectContaining({ action: "would-block", host_id: hostId, scope: `docker:${network}`, source: inScope.addr, port: 80 }),
+      expect.objectContaining({
+        action: "would-block",
+        host_id: hostId,
+        scope: `docker:${network}`,
+        source: inScope.addr,
+        port: 80,
+      }),
     ]);
 
     // Enforce mode: refused from the designated network only (the other one is known by then:
     // a network the agent has not looked up yet is held by the policy, see egress-docker).
     const otherBridge = await bridgeOf(otherNetwork);
-    await waitFor("the other network known to serve's agent", async () => (await ours()).includes(`-A SLIPWAY_NEWNET_0 -i ${otherBridge} -j RETURN`));
+    await waitFor("the other network known to serve's agent", async () =>
+      (await ours()).includes(`-A SLIPWAY_NEWNET_0 -i ${otherBridge} -j RETURN`),
+    );
     expect((await cli(["egress", "set-mode", "--org", "tenant", "enforce"])).code).toBe(0);
-    await waitFor("the connection refused in enforce mode", async () => (await httpFrom(docker, inScope.id, addr)) === null);
+    await waitFor(
+      "the connection refused in enforce mode",
+      async () => (await httpFrom(docker, inScope.id, addr)) === null,
+    );
     expect(await httpFrom(docker, outside.id, addr)).toBe("L");
-    await waitFor("the refusal reported", async () => (await json<EventView[]>(["egress", "events", "--org", "tenant"])).some((e) => e.dst === addr && e.action === "blocked"));
+    await waitFor("the refusal reported", async () =>
+      (await json<EventView[]>(["egress", "events", "--org", "tenant"])).some(
+        (e) => e.dst === addr && e.action === "blocked",
+      ),
+    );
     const reported = (await json<EventView[]>(["egress", "events", "--org", "tenant"])).filter((e) => e.dst === addr);
     expect(reported.map((e) => [e.action, e.scope, e.source]).sort()).toEqual([
       ["blocked", `docker:${network}`, inScope.addr],
       ["would-block", `docker:${network}`, inScope.addr],
     ]);
-    const host = (await json<{ id: string; applied_ok: boolean | null; applied_error: string | null }[]>(["egress", "apply-status", "--org", "tenant"])).find((h) => h.id === hostId)!;
+    const host = (
+      await json<{ id: string; applied_ok: boolean | null; applied_error: string | null }[]>([
+        "egress",
+        "apply-status",
+        "--org",
+        "tenant",
+      ])
+    ).find((h) => h.id === hostId)!;
     expect(host).toMatchObject({ applied_ok: true, applied_error: null });
 
     // The rule removed: open again, with no restart.
     expect((await cli(["egress", "remove", "--org", "tenant", addr])).code).toBe(0);
-    await waitFor("the connection open once the rule is gone", async () => (await httpFrom(docker, inScope.id, addr)) === "L");
+    await waitFor(
+      "the connection open once the rule is gone",
+      async () => (await httpFrom(docker, inScope.id, addr)) === "L",
+    );
   }, 300_000);
 
   test("ending the designation takes the scope away at once: no jump, the containers' connections pass", async () => {
@@ -155,7 +232,10 @@ integrationSuite("egress: runner hosts on the appliance host are the administrat
     await waitFor("the connection refused again", async () => (await httpFrom(docker, inScope.id, addr)) === null);
     expect((await cli(["egress", "unset-local", hostId])).code).toBe(0);
     const bridge = await bridgeOf(network);
-    await waitFor("the network's jump removed", async () => !(await ours()).includes(`-A DOCKER-USER -i ${bridge} ! -o ${bridge} -j SLIPWAY_EGRESS_0`));
+    await waitFor(
+      "the network's jump removed",
+      async () => !(await ours()).includes(`-A DOCKER-USER -i ${bridge} ! -o ${bridge} -j SLIPWAY_EGRESS_0`),
+    );
     expect((await ours()).filter((l) => l.startsWith("-A DOCKER-USER") || l.startsWith("-A OUTPUT"))).toEqual([]);
     expect(await httpFrom(docker, inScope.id, addr)).toBe("L");
   }, 300_000);

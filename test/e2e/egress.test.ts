@@ -29,20 +29,46 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
   let egress: EgressService;
   let orgId: string;
   let hostId: string;
-  let agent: { proc: Subprocess; out: ReturnType<typeof lines>; stop(signal?: NodeJS.Signals): Promise<void> } | null = null;
+  let agent: { proc: Subprocess; out: ReturnType<typeof lines>; stop(signal?: NodeJS.Signals): Promise<void> } | null =
+    null;
   let baseline: { v4: string; v6: string; sets: string; hosts: string };
   const dir = mkdtempSync(join(tmpdir(), "slipway-egress-"));
   const actor = "system:test";
-  const ownerActor = { kind: "user" as const, userId: "u", username: "u", isAdmin: true, tokenId: null, memberships: {} };
+  const ownerActor = {
+    kind: "user" as const,
+    userId: "u",
+    username: "u",
+    isAdmin: true,
+    tokenId: null,
+    memberships: {},
+  };
 
   /** Starts the agent process in the runner namespace and feeds it the appliance's long poll. */
   async function startAgent() {
-    const opts = { hostsFile: topo.hostsFile, stateFile: join(dir, "agent-policy.json"), graceMs: 3000, nflogGroup: 5317, dnsListen: ["172.30.0.1"], watchdogMs: 500 };
-    const proc = Bun.spawn(["ip", "netns", "exec", topo.ns.runner, process.execPath, join(import.meta.dir, "../support/egress/agent-child.ts"), JSON.stringify(opts)], {
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: process.env.EGRESS_DEBUG ? "inherit" : "ignore",
-    });
+    const opts = {
+      hostsFile: topo.hostsFile,
+      stateFile: join(dir, "agent-policy.json"),
+      graceMs: 3000,
+      nflogGroup: 5317,
+      dnsListen: ["172.30.0.1"],
+      watchdogMs: 500,
+    };
+    const proc = Bun.spawn(
+      [
+        "ip",
+        "netns",
+        "exec",
+        topo.ns.runner,
+        process.execPath,
+        join(import.meta.dir, "../support/egress/agent-child.ts"),
+        JSON.stringify(opts),
+      ],
+      {
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: process.env.EGRESS_DEBUG ? "inherit" : "ignore",
+      },
+    );
     const out = lines(proc);
     // Waited for without consuming: the status of a saved policy's apply comes before "started".
     await waitFor(() => out.all.some((l) => l.includes('"started":true')), 60_000);
@@ -93,7 +119,8 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
         absorb(taken);
         return taken[i]!;
       }
-      if (Date.now() > deadline) throw new Error(`no status with '${text}' within 60 s (got ${all.slice(-5).join(" | ")})`);
+      if (Date.now() > deadline)
+        throw new Error(`no status with '${text}' within 60 s (got ${all.slice(-5).join(" | ")})`);
       await Bun.sleep(50);
     }
   }
@@ -104,7 +131,11 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     return statusLine(`"etag":"${etag}","ok":true`);
   }
 
-  async function setPolicy(p: { mode: "off" | "monitor" | "enforce"; default: "allow" | "deny"; rules: [("allow" | "deny"), string][] }) {
+  async function setPolicy(p: {
+    mode: "off" | "monitor" | "enforce";
+    default: "allow" | "deny";
+    rules: ["allow" | "deny", string][];
+  }) {
     absorb(agent!.out.all.splice(0)); // an etag seen before must not count as applied now
     for (const r of egress.getPolicy(orgId).rules) egress.removeRule(orgId, r.id, ownerActor);
     for (const [action, target] of p.rules) egress.addRule(orgId, { action, target }, ownerActor);
@@ -115,7 +146,14 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
 
   beforeAll(async () => {
     topo = await makeTopology();
-    await topo.setZone({ "rr.test": ["10.77.0.21", "10.77.0.22", "10.77.0.23", "fd77::21", "fd77::22", "fd77::23"], "name.test": ["10.77.0.21"], "blocked.test": ["10.77.0.40", "fd77::40"] }, 1);
+    await topo.setZone(
+      {
+        "rr.test": ["10.77.0.21", "10.77.0.22", "10.77.0.23", "fd77::21", "fd77::22", "fd77::23"],
+        "name.test": ["10.77.0.21"],
+        "blocked.test": ["10.77.0.40", "fd77::40"],
+      },
+      1,
+    );
     const db = openDatabase(join(dir, "slipway.db"));
     applyMigrations(db);
     const audit = auditServiceFactory({ db });
@@ -136,7 +174,14 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
   });
 
   test("a deny CIDR wins over an allowed hostname that resolves into it", async () => {
-    await setPolicy({ mode: "enforce", default: "allow", rules: [["allow", "name.test"], ["deny", "10.77.0.20/30"]] });
+    await setPolicy({
+      mode: "enforce",
+      default: "allow",
+      rules: [
+        ["allow", "name.test"],
+        ["deny", "10.77.0.20/30"],
+      ],
+    });
     expect(readFileSync(topo.hostsFile, "utf8")).toContain("10.77.0.21 name.test");
     expect(await topo.curl(topo.ns.runner, "http://name.test/")).toBeNull();
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBe("C"); // default allow
@@ -146,7 +191,13 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     await setPolicy({
       mode: "enforce",
       default: "deny",
-      rules: [["allow", "10.77.0.8/29"], ["deny", "10.77.0.12"], ["allow", "fd77::10/124"], ["deny", "fd77::12"], ["allow", "rr.test"]],
+      rules: [
+        ["allow", "10.77.0.8/29"],
+        ["deny", "10.77.0.12"],
+        ["allow", "fd77::10/124"],
+        ["deny", "fd77::12"],
+        ["allow", "rr.test"],
+      ],
     });
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.11/")).toBe("A");
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.12/")).toBeNull();
@@ -159,7 +210,11 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     expect(await topo.curl(topo.ns.runner, "http://rr.test/", ["-6"])).toBe("B");
     // The IPv6 chain mirrors the IPv4 one rule for rule.
     const s = await topo.snapshot();
-    const chain = (t: string) => t.split("\n").filter((l) => l.startsWith("-A SLIPWAY_EGRESS ")).map((l) => l.replace(/_[46] dst/, " dst").replace(/icmp6?-port-unreachable/, "unreachable"));
+    const chain = (t: string) =>
+      t
+        .split("\n")
+        .filter((l) => l.startsWith("-A SLIPWAY_EGRESS "))
+        .map((l) => l.replace(/_[46] dst/, " dst").replace(/icmp6?-port-unreachable/, "unreachable"));
     expect(chain(s.v6).filter((l) => !l.includes("ipv6-icmp"))).toEqual(chain(s.v4));
   });
 
@@ -169,7 +224,14 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     for (const a of ["10.77.0.21", "10.77.0.22", "10.77.0.23", "fd77::21"]) expect(hosts).toContain(`${a} rr.test`);
     // What the runner's resolver answers is the pinned block (getent reads /etc/hosts first).
     const getent = await Bun.$`ip netns exec ${topo.ns.runner} getent ahostsv4 rr.test`.text();
-    expect(new Set(getent.split("\n").filter(Boolean).map((l) => l.split(/\s+/)[0]))).toEqual(new Set(["10.77.0.21", "10.77.0.22", "10.77.0.23"]));
+    expect(
+      new Set(
+        getent
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => l.split(/\s+/)[0]),
+      ),
+    ).toEqual(new Set(["10.77.0.21", "10.77.0.22", "10.77.0.23"]));
     // At least 50 lookups, and for at least two 1 s TTLs, so the agent re-resolves meanwhile
     // (a fast machine finishes 50 lookups sooner, so the loop runs on by time).
     for (let i = 0; i < 50 || Date.now() - started < 2_100; i++) {
@@ -177,7 +239,14 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
       await Bun.sleep(25);
     }
     // Rollover to a new address: the new one is pinned, the old one stays allowed for the grace period.
-    await topo.setZone({ "rr.test": ["10.77.0.22", "10.77.0.23", "10.77.0.13"], "name.test": ["10.77.0.21"], "blocked.test": ["10.77.0.40", "fd77::40"] }, 1);
+    await topo.setZone(
+      {
+        "rr.test": ["10.77.0.22", "10.77.0.23", "10.77.0.13"],
+        "name.test": ["10.77.0.21"],
+        "blocked.test": ["10.77.0.40", "fd77::40"],
+      },
+      1,
+    );
     await waitFor(() => !readFileSync(topo.hostsFile, "utf8").includes("10.77.0.21 rr.test"), 30_000).catch((e) => {
       console.log(readFileSync(topo.hostsFile, "utf8"));
       throw e;
@@ -234,7 +303,10 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     await Bun.$`ip netns exec ${topo.ns.runner} iptables -D OUTPUT -j SLIPWAY_EGRESS`.quiet();
     await Bun.$`ip netns exec ${topo.ns.runner} iptables -F DOCKER-USER`.quiet();
     await waitFor(async () => (await topo.snapshot()).v4.includes("-A OUTPUT -j SLIPWAY_EGRESS"), 30_000);
-    await waitFor(async () => (await topo.snapshot()).v4.includes("-A DOCKER-USER -i br-+ ! -o br-+ -j SLIPWAY_EGRESS"), 30_000);
+    await waitFor(
+      async () => (await topo.snapshot()).v4.includes("-A DOCKER-USER -i br-+ ! -o br-+ -j SLIPWAY_EGRESS"),
+      30_000,
+    );
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/")).toBeNull();
     expect(await topo.curl(topo.ns.c1, "http://10.77.0.40/")).toBeNull();
     await Bun.$`ip netns exec ${topo.ns.runner} iptables -A DOCKER-USER -j RETURN`.quiet(); // what Docker would restore
@@ -242,7 +314,14 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
 
   test("a uid:N scope filters that user's connections on a shared host and no one else's", async () => {
     egress.setHostScopes(hostId, ["uid:65534", "docker:*"], ownerActor);
-    await setPolicy({ mode: "enforce", default: "allow", rules: [["deny", "10.77.0.40"], ["deny", "blocked.test"]] });
+    await setPolicy({
+      mode: "enforce",
+      default: "allow",
+      rules: [
+        ["deny", "10.77.0.40"],
+        ["deny", "blocked.test"],
+      ],
+    });
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.40/", [], 65534)).toBeNull(); // nobody: in scope, denied
     expect(await topo.curl(topo.ns.runner, "http://[fd77::40]/", [], 65534)).toBeNull();
     expect(await topo.curl(topo.ns.runner, "http://10.77.0.11/", [], 65534)).toBe("A"); // default allow
@@ -255,7 +334,14 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
   });
 
   test("monitor mode drops nothing and reports every would-be drop once, with the hostname", async () => {
-    await setPolicy({ mode: "monitor", default: "allow", rules: [["deny", "blocked.test"], ["deny", "10.77.0.11"]] });
+    await setPolicy({
+      mode: "monitor",
+      default: "allow",
+      rules: [
+        ["deny", "blocked.test"],
+        ["deny", "10.77.0.11"],
+      ],
+    });
     // -6: with both families pinned, curl's happy eyeballs would add an IPv4 attempt whenever IPv6 takes
     // over 200 ms (a loaded machine), which is a second, correct, but different event.
     for (let i = 0; i < 3; i++) expect(await topo.curl(topo.ns.runner, "http://blocked.test/", ["-6"])).toBe("C");
@@ -279,15 +365,38 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     // Nothing fails in monitor mode: all three went to fd77::40, reported as one event counted 3 times.
     const toBlocked = events.filter((e) => e.hostname === "blocked.test");
     expect(toBlocked).toEqual([
-      expect.objectContaining({ dst: "fd77::40", port: 80, protocol: "tcp", hostname: "blocked.test", scope: "host", count: 3 }),
+      expect.objectContaining({
+        dst: "fd77::40",
+        port: 80,
+        protocol: "tcp",
+        hostname: "blocked.test",
+        scope: "host",
+        count: 3,
+      }),
     ]);
-    expect(events.filter((e) => e.dst === "10.77.0.11" && e.port === 80).map((e) => e.scope).sort()).toEqual(["docker:*", "host"]);
+    expect(
+      events
+        .filter((e) => e.dst === "10.77.0.11" && e.port === 80)
+        .map((e) => e.scope)
+        .sort(),
+    ).toEqual(["docker:*", "host"]);
     expect(events.filter((e) => e.dst === "10.77.0.12")).toEqual([]);
   });
 
   test("the resolvers are allowed for DNS only: a deny rule for a resolver's address holds on other ports, and a line added to resolv.conf opens nothing", async () => {
     // Something else listening on the resolver's address (port 80).
-    const web = Bun.spawn(["ip", "netns", "exec", topo.ns.dns, process.execPath, join(import.meta.dir, "../support/egress/http-server.ts"), "R"], { stdout: "pipe", stderr: "ignore" });
+    const web = Bun.spawn(
+      [
+        "ip",
+        "netns",
+        "exec",
+        topo.ns.dns,
+        process.execPath,
+        join(import.meta.dir, "../support/egress/http-server.ts"),
+        "R",
+      ],
+      { stdout: "pipe", stderr: "ignore" },
+    );
     const resolvConf = join("/etc/netns", topo.ns.runner, "resolv.conf");
     const originalResolv = readFileSync(resolvConf, "utf8");
     try {
@@ -310,8 +419,12 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
       expect(status.status.dns_resolvers).toEqual(["10.77.0.53", "10.77.0.40"]);
       const chain = (await topo.snapshot()).v4.split("\n").filter((l) => l.includes("_dns_4"));
       expect(chain).toEqual([
-        expect.stringMatching(/^-A SLIPWAY_EGRESS -p udp -m set --match-set slw_dns_4 dst -m udp --dport 53 -j RETURN$/),
-        expect.stringMatching(/^-A SLIPWAY_EGRESS -p tcp -m set --match-set slw_dns_4 dst -m tcp --dport 53 -j RETURN$/),
+        expect.stringMatching(
+          /^-A SLIPWAY_EGRESS -p udp -m set --match-set slw_dns_4 dst -m udp --dport 53 -j RETURN$/,
+        ),
+        expect.stringMatching(
+          /^-A SLIPWAY_EGRESS -p tcp -m set --match-set slw_dns_4 dst -m tcp --dport 53 -j RETURN$/,
+        ),
       ]);
     } finally {
       writeFileSync(resolvConf, originalResolv);
@@ -324,7 +437,11 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
   test("uninstall leaves iptables-save, ip6tables-save, ipset list and /etc/hosts exactly as before", async () => {
     await agent!.stop("SIGTERM");
     agent = null;
-    await uninstallEgress({ exec: hostExec(topo.ns.runner), hostsFile: topo.hostsFile, stateFile: join(dir, "agent-policy.json") });
+    await uninstallEgress({
+      exec: hostExec(topo.ns.runner),
+      hostsFile: topo.hostsFile,
+      stateFile: join(dir, "agent-policy.json"),
+    });
     const s = await topo.snapshot();
     expect(s.v4).toBe(baseline.v4);
     expect(s.v6).toBe(baseline.v6);

@@ -39,15 +39,23 @@ test("four concurrent unauthenticated 16 MiB bodies on every Connect method: 401
   try {
     for (const m of Object.values(METHODS)) {
       // Two anonymous, two with a credential that is not one: the same answer.
-      const replies = await Promise.all([undefined, undefined, "Bearer slw_not_a_token", "Bearer slw_not_a_token"].map((auth) => hostileCall(server, m, auth)));
+      const replies = await Promise.all(
+        [undefined, undefined, "Bearer slw_not_a_token", "Bearer slw_not_a_token"].map((auth) =>
+          hostileCall(server, m, auth),
+        ),
+      );
       answers[m.path] = replies.map((r) => `${r.status} ${r.code}`);
     }
   } finally {
     clearInterval(sampler);
   }
   const after = rssMb(pid);
-  const resets = Object.values(answers).flat().filter((g) => g.includes("ECONNRESET")).length;
-  console.log(`serve RSS: ${before.toFixed(0)} MB before, ${peak.toFixed(0)} MB peak, ${after.toFixed(0)} MB after ${Object.keys(METHODS).length} × 4 unauthenticated 16 MiB bodies (${resets} answered by a reset)`);
+  const resets = Object.values(answers)
+    .flat()
+    .filter((g) => g.includes("ECONNRESET")).length;
+  console.log(
+    `serve RSS: ${before.toFixed(0)} MB before, ${peak.toFixed(0)} MB peak, ${after.toFixed(0)} MB after ${Object.keys(METHODS).length} × 4 unauthenticated 16 MiB bodies (${resets} answered by a reset)`,
+  );
   const loginCalls = new Set([METHODS.startLogin.path, METHODS.finishLogin.path]);
   for (const [path, got] of Object.entries(answers)) {
     const m = Object.values(METHODS).find((x) => x.path === path)!;
@@ -56,7 +64,9 @@ test("four concurrent unauthenticated 16 MiB bodies on every Connect method: 401
     // serve answers before reading and then closes: a client still sending may see the reset
     // instead of the answer. That is a refusal too; a success or a server error never is.
     const refused = got.filter((g) => g === `${status} ${expected}`);
-    expect({ path, unexpected: got.filter((g) => g !== `${status} ${expected}` && !g.includes("ECONNRESET")) }).toEqual({ path, unexpected: [] });
+    expect({ path, unexpected: got.filter((g) => g !== `${status} ${expected}` && !g.includes("ECONNRESET")) }).toEqual(
+      { path, unexpected: [] },
+    );
     expect({ path, answered: refused.length >= 1 }).toEqual({ path, answered: true });
   }
   expect(peak - before).toBeLessThan(100);

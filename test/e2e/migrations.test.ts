@@ -87,7 +87,7 @@ describe("upgrading a version-1 database", () => {
       expect(readFileSync(join(dir, "ca.pem"), "utf8")).toBe(caBefore);
       const me = await s.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
       expect(me.status).toBe(200);
-      const ready = (await (await s.get("/readyz")).json() as any);
+      const ready = (await (await s.get("/readyz")).json()) as any;
       expect(ready.checks["database:migrations"][0]).toMatchObject({ status: "pass", observedValue: HEAD });
     } finally {
       expect(await s.stop()).toBe(0);
@@ -109,7 +109,15 @@ describe("a database newer than the binary", () => {
     db.run("PRAGMA user_version = 99");
     db.close();
     const before = sha(join(dir, "slipway.db"));
-    const s = await runSlipway(bin, ["serve", "--data-dir", dir, "--listen", `127.0.0.1:${await freePort()}`, "--build-listen", `127.0.0.1:${await freePort()}`]);
+    const s = await runSlipway(bin, [
+      "serve",
+      "--data-dir",
+      dir,
+      "--listen",
+      `127.0.0.1:${await freePort()}`,
+      "--build-listen",
+      `127.0.0.1:${await freePort()}`,
+    ]);
     expect(s.code).toBe(1);
     expect(s.stderr.trim().split("\n")).toHaveLength(1);
     expect(s.stderr).toContain(`the database is at schema version 99, newer than this slipway knows (${HEAD})`);
@@ -125,7 +133,15 @@ describe("a data dir whose master key is gone", () => {
   test("serve refuses rather than generating a key that cannot open the sealed secrets", async () => {
     const dir = v1DataDir();
     rmSync(join(dir, "master.key"));
-    const s = await runSlipway(bin, ["serve", "--data-dir", dir, "--listen", `127.0.0.1:${await freePort()}`, "--build-listen", `127.0.0.1:${await freePort()}`]);
+    const s = await runSlipway(bin, [
+      "serve",
+      "--data-dir",
+      dir,
+      "--listen",
+      `127.0.0.1:${await freePort()}`,
+      "--build-listen",
+      `127.0.0.1:${await freePort()}`,
+    ]);
     expect(s.code).toBe(1);
     expect(s.stderr).toContain("restore master.key from your backup");
     expect(readdirSync(dir)).not.toContain("master.key");
@@ -134,7 +150,15 @@ describe("a data dir whose master key is gone", () => {
   test("a master key readable by others is refused", async () => {
     const dir = v1DataDir();
     chmodSync(join(dir, "master.key"), 0o644);
-    const s = await runSlipway(bin, ["serve", "--data-dir", dir, "--listen", `127.0.0.1:${await freePort()}`, "--build-listen", `127.0.0.1:${await freePort()}`]);
+    const s = await runSlipway(bin, [
+      "serve",
+      "--data-dir",
+      dir,
+      "--listen",
+      `127.0.0.1:${await freePort()}`,
+      "--build-listen",
+      `127.0.0.1:${await freePort()}`,
+    ]);
     expect(s.code).toBe(1);
     expect(s.stderr).toContain("chmod 600");
   });

@@ -42,7 +42,16 @@ function writeContext(dir: string): void {
   mkdirSync(dir, { recursive: true });
   copyFileSync(busyboxPath(), join(dir, "busybox-amd64"));
   copyFileSync(BUSYBOX_ARM64, join(dir, "busybox-arm64"));
-  writeFileSync(join(dir, "Dockerfile"), ["FROM scratch", "ARG TARGETARCH", "COPY busybox-$TARGETARCH /bin/busybox", 'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /arch.txt"]', ""].join("\n"));
+  writeFileSync(
+    join(dir, "Dockerfile"),
+    [
+      "FROM scratch",
+      "ARG TARGETARCH",
+      "COPY busybox-$TARGETARCH /bin/busybox",
+      'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /arch.txt"]',
+      "",
+    ].join("\n"),
+  );
 }
 
 /** The named file's content in an (optionally gzipped) tar layer, or null. */
@@ -68,7 +77,10 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
   let off: Served; // the default: false
   let registry: PlainRegistry | null = null;
   let regPort = 0;
-  const projects: { on: { id: string; token: string; admin: string }; off: { id: string; token: string } } = { on: { id: "", token: "", admin: "" }, off: { id: "", token: "" } };
+  const projects: { on: { id: string; token: string; admin: string }; off: { id: string; token: string } } = {
+    on: { id: "", token: "", admin: "" },
+    off: { id: "", token: "" },
+  };
 
   const depot = (s: Served, project: { id: string; token: string }, args: string[]) => {
     const p = Bun.spawn([DEPOT, "build", "--project", project.id, "--progress", "plain", ...args], {
@@ -90,7 +102,14 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
       { publicHost: "localhost" },
     );
     const admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
-    const post = async (path: string, body: unknown) => (await s.get(path, { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, string>>;
+    const post = async (path: string, body: unknown) =>
+      (
+        await s.get(path, {
+          method: "POST",
+          headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        })
+      ).json() as Promise<Record<string, string>>;
     const id = (await post("/api/v1/orgs/default/projects", { name: "multi" })).id!;
     const token = (await post("/api/v1/tokens", { kind: "project", name: "ci", project: id })).token!;
     return { s, project: { id, token, admin } };
@@ -125,48 +144,83 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
 
   test("one build, two builders: each platform's RUN step ran on its own architecture (arm64 under QEMU)", async () => {
     const out = join(work, "out");
-    const r = await depot(on, projects.on, ["--platform", "linux/amd64,linux/arm64", "--output", `type=local,dest=${out}`, ctx]);
+    const r = await depot(on, projects.on, [
+      "--platform",
+      "linux/amd64,linux/arm64",
+      "--output",
+      `type=local,dest=${out}`,
+      ctx,
+    ]);
     expect(r.code, r.log).toBe(0);
     // Several platforms in a local export: one directory per platform.
     expect(readFileSync(join(out, "linux_amd64", "arch.txt"), "utf8").trim()).toBe("x86_64");
     expect(readFileSync(join(out, "linux_arm64", "arch.txt"), "utf8").trim()).toBe("aarch64");
 
-    const builds = await api<{ builds: { id: string; status: string; platforms: string[] }[] }>(`/api/v1/projects/${projects.on.id}/builds`);
+    const builds = await api<{ builds: { id: string; status: string; platforms: string[] }[] }>(
+      `/api/v1/projects/${projects.on.id}/builds`,
+    );
     expect(builds.builds.length).toBe(1); // one build id for both platforms
     expect(builds.builds[0]!.status).toBe("finished");
     expect([...builds.builds[0]!.platforms].sort()).toEqual(["linux/amd64", "linux/arm64"]);
-    const builders = await api<{ platform: string; emulated: boolean; runtime: string; state: string }[]>(`/api/v1/projects/${projects.on.id}/builders`);
+    const builders = await api<{ platform: string; emulated: boolean; runtime: string; state: string }[]>(
+      `/api/v1/projects/${projects.on.id}/builders`,
+    );
     expect(builders.map((b) => [b.platform, b.emulated, b.runtime])).toEqual([
       ["linux/amd64", false, "dockerd"],
       ["linux/arm64", true, "dockerd"],
     ]);
     expect(builders.every((b) => b.state === "ready" || b.state === "idle")).toBe(true);
-    const containers = await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${projects.on.id}`] }) });
+    const containers = await docker.listContainers({
+      filters: JSON.stringify({ label: [`io.slipway.project=${projects.on.id}`] }),
+    });
     expect(containers.map((c) => c.Labels["io.slipway.platform"]).sort()).toEqual(["linux/amd64", "linux/arm64"]);
 
-    const ready = (await (await on.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string }[]> };
+    const ready = (await (await on.get("/readyz")).json()) as {
+      checks: Record<string, { status: string; output: string }[]>;
+    };
     expect(ready.checks["builders:emulation"]![0]!.status).toBe("pass");
-    expect(ready.checks["builders:emulation"]![0]!.output).toContain("linux/arm64 emulation is available (qemu-aarch64 registered, enabled, flags F), and enabled");
+    expect(ready.checks["builders:emulation"]![0]!.output).toContain(
+      "linux/arm64 emulation is available (qemu-aarch64 registered, enabled, flags F), and enabled",
+    );
   }, 900_000);
 
   test("--push makes one OCI index with both platforms; each image's RUN output is its architecture", async () => {
-    const c = ((await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${projects.on.id}`] }) })) as { NetworkSettings: { Networks: Record<string, { NetworkID: string }> } }[])[0]!;
-    const net = (await docker.getNetwork(Object.values(c.NetworkSettings.Networks)[0]!.NetworkID).inspect()) as { IPAM: { Config: { Gateway: string }[] } };
+    const c = (
+      (await docker.listContainers({
+        filters: JSON.stringify({ label: [`io.slipway.project=${projects.on.id}`] }),
+      })) as { NetworkSettings: { Networks: Record<string, { NetworkID: string }> } }[]
+    )[0]!;
+    const net = (await docker.getNetwork(Object.values(c.NetworkSettings.Networks)[0]!.NetworkID).inspect()) as {
+      IPAM: { Config: { Gateway: string }[] };
+    };
     const ref = `${net.IPAM.Config[0]!.Gateway}:${regPort}/slipway/multi:1`;
     // The builders push each platform by digest; the CLI then writes the index itself, over
     // plain HTTP only because the output says the registry is insecure.
-    const pushed = await depot(on, projects.on, ["--platform", "linux/amd64,linux/arm64", "-t", ref, "--push", "--output", "type=image,registry.insecure=true", ctx]);
+    const pushed = await depot(on, projects.on, [
+      "--platform",
+      "linux/amd64,linux/arm64",
+      "-t",
+      ref,
+      "--push",
+      "--output",
+      "type=image,registry.insecure=true",
+      ctx,
+    ]);
     expect(pushed.code, pushed.log).toBe(0);
 
     type Descriptor = { mediaType: string; digest: string; platform?: { architecture: string; os: string } };
-    const accept = "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json";
+    const accept =
+      "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json";
     const base = `http://127.0.0.1:${regPort}/v2/slipway/multi`;
     const res = await fetch(`${base}/manifests/1`, { headers: { accept } });
     expect(res.status).toBe(200);
     const index = (await res.json()) as { mediaType: string; manifests: Descriptor[] };
     expect(res.headers.get("content-type")).toBe("application/vnd.oci.image.index.v1+json");
     const images = index.manifests.filter((m) => m.platform && m.platform.architecture !== "unknown");
-    expect(images.map((m) => `${m.platform!.os}/${m.platform!.architecture}`).sort()).toEqual(["linux/amd64", "linux/arm64"]);
+    expect(images.map((m) => `${m.platform!.os}/${m.platform!.architecture}`).sort()).toEqual([
+      "linux/amd64",
+      "linux/arm64",
+    ]);
 
     const blob = async (digest: string) => {
       const r = await fetch(`${base}/blobs/${digest}`);
@@ -177,8 +231,14 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
     };
     const ran: Record<string, string> = {};
     for (const m of images) {
-      const manifest = (await (await fetch(`${base}/manifests/${m.digest}`, { headers: { accept } })).json()) as { config: { digest: string }; layers: { digest: string }[] };
-      const config = JSON.parse(new TextDecoder().decode(await blob(manifest.config.digest))) as { architecture: string; os: string };
+      const manifest = (await (await fetch(`${base}/manifests/${m.digest}`, { headers: { accept } })).json()) as {
+        config: { digest: string };
+        layers: { digest: string }[];
+      };
+      const config = JSON.parse(new TextDecoder().decode(await blob(manifest.config.digest))) as {
+        architecture: string;
+        os: string;
+      };
       expect(config.architecture).toBe(m.platform!.architecture);
       for (const l of manifest.layers) {
         const arch = fileInLayer(await blob(l.digest), "arch.txt");
@@ -192,27 +252,58 @@ integrationSuite("multi-platform builds: amd64 and emulated arm64 through the de
     const buildx = findBuildkitClient({ HOME: work, PATH: process.env.PATH ?? "" });
     expect(buildx?.kind, "docker-buildx is needed (.ci/run installs trixie's)").toBe("buildx");
     const out = join(work, "out-slipway");
-    const p = Bun.spawn([slipwayBinary(), "build", "--server", on.url, "--cacert", join(on.dataDir, "ca.pem"), "--project", projects.on.id, "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-o", `type=local,dest=${out}`, ctx], {
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { PATH: process.env.PATH ?? "", HOME: work, SLIPWAY_TOKEN: projects.on.token },
-    });
+    const p = Bun.spawn(
+      [
+        slipwayBinary(),
+        "build",
+        "--server",
+        on.url,
+        "--cacert",
+        join(on.dataDir, "ca.pem"),
+        "--project",
+        projects.on.id,
+        "--progress",
+        "plain",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-o",
+        `type=local,dest=${out}`,
+        ctx,
+      ],
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { PATH: process.env.PATH ?? "", HOME: work, SLIPWAY_TOKEN: projects.on.token },
+      },
+    );
     const [o, e, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     expect(code, o + e).toBe(0);
     expect(e).toContain("on linux/amd64, linux/arm64 with buildx");
     expect(readFileSync(join(out, "linux_amd64", "arch.txt"), "utf8").trim()).toBe("x86_64");
     expect(readFileSync(join(out, "linux_arm64", "arch.txt"), "utf8").trim()).toBe("aarch64");
-    const latest = (await api<{ builds: { platforms: string[]; status: string }[] }>(`/api/v1/projects/${projects.on.id}/builds`)).builds[0]!;
+    const latest = (
+      await api<{ builds: { platforms: string[]; status: string }[] }>(`/api/v1/projects/${projects.on.id}/builds`)
+    ).builds[0]!;
     expect(latest.status).toBe("finished");
     expect([...latest.platforms].sort()).toEqual(["linux/amd64", "linux/arm64"]);
   }, 600_000);
 
   test("with builders.allow_emulation off, the depot CLI reports the refusal and the setting that lifts it", async () => {
-    const r = await depot(off, projects.off, ["--platform", "linux/amd64,linux/arm64", "--output", `type=local,dest=${join(work, "refused")}`, ctx]);
+    const r = await depot(off, projects.off, [
+      "--platform",
+      "linux/amd64,linux/arm64",
+      "--output",
+      `type=local,dest=${join(work, "refused")}`,
+      ctx,
+    ]);
     expect(r.code).not.toBe(0);
     expect(r.log).toContain("platform linux/arm64 is not this host's (linux/amd64) and QEMU emulation is off");
     expect(r.log).toContain("builders.allow_emulation = true");
-    const builders = (await (await off.get(`/api/v1/projects/${projects.off.id}/builders`, { headers: { authorization: `Bearer ${readFileSync(join(off.dataDir, "initial-admin-token"), "utf8").trim()}` } })).json()) as { platform: string }[];
+    const builders = (await (
+      await off.get(`/api/v1/projects/${projects.off.id}/builders`, {
+        headers: { authorization: `Bearer ${readFileSync(join(off.dataDir, "initial-admin-token"), "utf8").trim()}` },
+      })
+    ).json()) as { platform: string }[];
     expect(builders.map((b) => b.platform)).not.toContain("linux/arm64");
   }, 600_000);
 });

@@ -25,13 +25,37 @@ let s: Served | null = null;
 
 async function mint(): Promise<string> {
   const input = `${b64url(JSON.stringify({ alg: "ES256", typ: "JWT", kid: key.kid }))}.${b64url(JSON.stringify(githubClaims(issuer, Math.floor(Date.now() / 1000), { aud: AUD })))}`;
-  const sig = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key.privateKey, new TextEncoder().encode(input)));
+  const sig = new Uint8Array(
+    await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key.privateKey, new TextEncoder().encode(input)),
+  );
   return `${input}.${b64url(sig)}`;
 }
 
 beforeAll(async () => {
   key = await makeKey("ES256");
-  const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(work, "k.pem"), "-out", join(work, "ca.pem"), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"], { stderr: "pipe" });
+  const r = Bun.spawnSync(
+    [
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      join(work, "k.pem"),
+      "-out",
+      join(work, "ca.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost",
+    ],
+    { stderr: "pipe" },
+  );
   if (r.exitCode !== 0) throw new Error(`openssl: ${r.stderr}`);
   idp = Bun.serve({
     port: 0,
@@ -40,7 +64,8 @@ beforeAll(async () => {
     fetch(req) {
       requests++;
       const path = new URL(req.url).pathname;
-      if (path === "/.well-known/openid-configuration") return Response.json({ issuer, jwks_uri: `${issuer}/.well-known/jwks` });
+      if (path === "/.well-known/openid-configuration")
+        return Response.json({ issuer, jwks_uri: `${issuer}/.well-known/jwks` });
       if (path === "/.well-known/jwks") return Response.json({ keys: [key.publicJwk] });
       return new Response("not found", { status: 404 });
     },
@@ -60,14 +85,31 @@ test("an issuer resolving to loopback is refused until the operator allows its o
   s = await serve(slipwayBinary(), dataDir, caFile);
   const admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
   const call = (token: string, method: string, path: string, body?: unknown) =>
-    s!.get(path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined });
-  const project = ((await (await call(admin, "POST", "/api/v1/orgs/default/projects", { name: "app" })).json()) as { id: string }).id;
-  const added = await call(admin, "POST", `/api/v1/projects/${project}/trust`, { provider: "github", issuer, owner: "acme", repository: "acme/app", audiences: [AUD] });
+    s!.get(path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  const project = (
+    (await (await call(admin, "POST", "/api/v1/orgs/default/projects", { name: "app" })).json()) as { id: string }
+  ).id;
+  const added = await call(admin, "POST", `/api/v1/projects/${project}/trust`, {
+    provider: "github",
+    issuer,
+    owner: "acme",
+    repository: "acme/app",
+    audiences: [AUD],
+  });
   expect(added.status).toBe(201);
 
   expect((await call(await mint(), "GET", "/api/v1/projects")).status).toBe(401);
-  const audit = (await (await call(admin, "GET", "/api/v1/audit?limit=5")).json()) as { action: string; details: { reason?: string } }[];
-  expect(audit.find((e) => e.action === "auth.oidc")?.details.reason).toBe("oidc: discovery address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal");
+  const audit = (await (await call(admin, "GET", "/api/v1/audit?limit=5")).json()) as {
+    action: string;
+    details: { reason?: string };
+  }[];
+  expect(audit.find((e) => e.action === "auth.oidc")?.details.reason).toBe(
+    "oidc: discovery address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal",
+  );
   expect(requests).toBe(0);
 
   await s.stop();

@@ -9,7 +9,15 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { githubClaims, makeKey, b64url, rejectionReason, startTestIssuer, type TestIssuer, type TestKey } from "../support/oidc-issuer.ts";
+import {
+  githubClaims,
+  makeKey,
+  b64url,
+  rejectionReason,
+  startTestIssuer,
+  type TestIssuer,
+  type TestKey,
+} from "../support/oidc-issuer.ts";
 import { oidcKeysFactory, parseAllowInternal } from "../../src/auth/oidc/index.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { makeWorld, WORLD_AUDIENCE } from "../support/world.ts";
@@ -27,7 +35,11 @@ const sh = (argv: string[]) => {
   if (r.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr.toString()}`);
 };
 const missing =
-  process.getuid?.() !== 0 ? "needs root (ip netns, veth)" : Bun.spawnSync(["ip", "-V"], { stdout: "ignore", stderr: "ignore" }).exitCode !== 0 ? "the ip command (iproute2) is missing" : null;
+  process.getuid?.() !== 0
+    ? "needs root (ip netns, veth)"
+    : Bun.spawnSync(["ip", "-V"], { stdout: "ignore", stderr: "ignore" }).exitCode !== 0
+      ? "the ip command (iproute2) is missing"
+      : null;
 
 integrationSuite("OIDC issuers on internal addresses", missing, () => {
   let key: TestKey;
@@ -38,7 +50,9 @@ integrationSuite("OIDC issuers on internal addresses", missing, () => {
 
   async function mint(issuer: string) {
     const input = `${b64url(JSON.stringify({ alg: "ES256", typ: "JWT", kid: key.kid }))}.${b64url(JSON.stringify(githubClaims(issuer, now(), { aud: WORLD_AUDIENCE })))}`;
-    const sig = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key.privateKey, new TextEncoder().encode(input)));
+    const sig = new Uint8Array(
+      await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key.privateKey, new TextEncoder().encode(input)),
+    );
     return `${input}.${b64url(sig)}`;
   }
 
@@ -54,7 +68,10 @@ integrationSuite("OIDC issuers on internal addresses", missing, () => {
     sh(["ip", "-n", NS, "link", "set", `${VETH}n`, "up"]);
     sh(["ip", "-n", NS, "link", "set", "lo", "up"]);
     const spec = JSON.stringify({ host: ISSUER_IP, port: PORT, jwks: { keys: [key.publicJwk] } });
-    const proc = Bun.spawn(["ip", "netns", "exec", NS, process.execPath, join(import.meta.dir, "../support/oidc-issuer-child.ts"), spec], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+    const proc = Bun.spawn(
+      ["ip", "netns", "exec", NS, process.execPath, join(import.meta.dir, "../support/oidc-issuer-child.ts"), spec],
+      { stdin: "ignore", stdout: "pipe", stderr: "inherit" },
+    );
     child = proc;
     const reader = proc.stdout.getReader();
     const { value } = await reader.read();
@@ -76,8 +93,17 @@ integrationSuite("OIDC issuers on internal addresses", missing, () => {
   test("by default a trust naming a private or loopback issuer is refused, with the address and the setting", async () => {
     const w = await makeWorld({ oidcAllowInternal: "" });
     try {
-      for (const [issuer, kind] of [[PRIVATE_ISSUER, `address ${ISSUER_IP} is private`], [loop.issuer, "address 127.0.0.1 is loopback"], ["http://0x7f000001:8080", "address 127.0.0.1 is loopback"]] as const) {
-        const r = await w.call("ownerA", "POST", `/api/v1/projects/${w.ids.p1}/trust`, { provider: "github", issuer, owner: "acme", repository: "acme/app" });
+      for (const [issuer, kind] of [
+        [PRIVATE_ISSUER, `address ${ISSUER_IP} is private`],
+        [loop.issuer, "address 127.0.0.1 is loopback"],
+        ["http://0x7f000001:8080", "address 127.0.0.1 is loopback"],
+      ] as const) {
+        const r = await w.call("ownerA", "POST", `/api/v1/projects/${w.ids.p1}/trust`, {
+          provider: "github",
+          issuer,
+          owner: "acme",
+          repository: "acme/app",
+        });
         expect(r.status).toBe(400);
         expect(r.headers.get("content-type")).toBe("application/problem+json");
         expect(JSON.stringify(await r.json())).toContain(`${kind}; the operator may allow it with oidc.allow_internal`);
@@ -91,25 +117,48 @@ integrationSuite("OIDC issuers on internal addresses", missing, () => {
     for (const issuer of [PRIVATE_ISSUER, loop.issuer]) {
       const before = loop.requests.discovery;
       const r = await rejectionReason(() => oidcKeysFactory({ ...clock() }).getKey(issuer, key.kid));
-      expect([`oidc: issuer address ${ISSUER_IP} is private; the operator may allow it with oidc.allow_internal`, "oidc: issuer address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal"]).toContain(r);
+      expect([
+        `oidc: issuer address ${ISSUER_IP} is private; the operator may allow it with oidc.allow_internal`,
+        "oidc: issuer address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal",
+      ]).toContain(r);
       expect(loop.requests.discovery).toBe(before);
     }
   });
 
   test("allowed by range or by origin, the private issuer's keys are fetched (the connection goes to the checked address)", async () => {
     for (const allow of [`${SUBNET}.0/30`, PRIVATE_ISSUER, "https://ghe.example.com, 10.0.0.0/8"]) {
-      expect(await oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal(allow) }).getKey(PRIVATE_ISSUER, key.kid)).toMatchObject({ kid: key.kid });
+      expect(
+        await oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal(allow) }).getKey(PRIVATE_ISSUER, key.kid),
+      ).toMatchObject({ kid: key.kid });
     }
     // Another internal range allowed is not this one.
-    expect(await rejectionReason(() => oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal("192.168.0.0/16") }).getKey(PRIVATE_ISSUER, key.kid))).toStartWith(`oidc: issuer address ${ISSUER_IP} is private`);
+    expect(
+      await rejectionReason(() =>
+        oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal("192.168.0.0/16") }).getKey(
+          PRIVATE_ISSUER,
+          key.kid,
+        ),
+      ),
+    ).toStartWith(`oidc: issuer address ${ISSUER_IP} is private`);
   });
 
   test("end to end when the operator allows it: the trust is added and a CI token for it is exchanged", async () => {
     const w = await makeWorld({ oidcAllowInternal: `${SUBNET}.0/30` });
     try {
-      const r = await w.call("ownerA", "POST", `/api/v1/projects/${w.ids.p1}/trust`, { provider: "github", issuer: PRIVATE_ISSUER, owner: "acme", repository: "acme/app" });
+      const r = await w.call("ownerA", "POST", `/api/v1/projects/${w.ids.p1}/trust`, {
+        provider: "github",
+        issuer: PRIVATE_ISSUER,
+        owner: "acme",
+        repository: "acme/app",
+      });
       expect(r.status).toBe(201);
-      const x = await w.handle(new Request("http://localhost/api/v1/oidc/exchange", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: await mint(PRIVATE_ISSUER) }) }));
+      const x = await w.handle(
+        new Request("http://localhost/api/v1/oidc/exchange", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ token: await mint(PRIVATE_ISSUER) }),
+        }),
+      );
       expect(x.status).toBe(200);
       expect(((await x.json()) as { projects: string[] }).projects).toEqual([w.ids.p1]);
     } finally {

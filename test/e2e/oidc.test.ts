@@ -6,7 +6,13 @@
  * of bad tokens, each refused with 401 and an audit record that says why.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { buildkiteClaims, circleciClaims, githubClaims, startTestIssuer, type TestIssuer } from "../support/oidc-issuer.ts";
+import {
+  buildkiteClaims,
+  circleciClaims,
+  githubClaims,
+  startTestIssuer,
+  type TestIssuer,
+} from "../support/oidc-issuer.ts";
 import { makeWorld, WORLD_AUDIENCE, type World } from "../support/world.ts";
 
 const ORG_UUID = "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f";
@@ -16,8 +22,21 @@ let gh: TestIssuer;
 let cci: TestIssuer;
 const now = () => Math.floor(Date.now() / 1000);
 const bearer = (token: string, method: string, path: string, body?: unknown) =>
-  w.handle(new Request(`http://localhost${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined }));
-const exchange = (token: string) => w.handle(new Request("http://localhost/api/v1/oidc/exchange", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token }) }));
+  w.handle(
+    new Request(`http://localhost${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    }),
+  );
+const exchange = (token: string) =>
+  w.handle(
+    new Request("http://localhost/api/v1/oidc/exchange", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token }),
+    }),
+  );
 
 beforeAll(async () => {
   w = await makeWorld();
@@ -28,7 +47,13 @@ beforeAll(async () => {
     return r.json();
   };
   await add(w.ids.p1, { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/app" });
-  await add(w.ids.p2, { provider: "circleci", issuer: cci.issuer, organizationId: ORG_UUID, projectUuid: PROJECT_UUID, audiences: [ORG_UUID] });
+  await add(w.ids.p2, {
+    provider: "circleci",
+    issuer: cci.issuer,
+    organizationId: ORG_UUID,
+    projectUuid: PROJECT_UUID,
+    audiences: [ORG_UUID],
+  });
   await add(w.ids.p2, { provider: "buildkite", issuer: gh.issuer, organizationSlug: "acme", pipelineSlug: "app" });
   await add(w.ids.p1, { provider: "generic", issuer: gh.issuer, claims: { sub: "repo:acme/app" } }); // exact: no prefix match
 });
@@ -39,15 +64,27 @@ afterAll(async () => {
 
 describe("trust relationships", () => {
   test("owners manage them; users read; other tenants see nothing", async () => {
-    const list = (await (await w.call("userA", "GET", `/api/v1/projects/${w.ids.p1}/trust`)).json()) as { provider: string; audiences: string[] }[];
+    const list = (await (await w.call("userA", "GET", `/api/v1/projects/${w.ids.p1}/trust`)).json()) as {
+      provider: string;
+      audiences: string[];
+    }[];
     expect(list.map((t) => t.provider).sort()).toEqual(["generic", "github"]);
     expect(list[0]!.audiences).toEqual([WORLD_AUDIENCE]); // the default audience is the appliance's URL
-    expect((await w.call("userA", "POST", `/api/v1/projects/${w.ids.p1}/trust`, { provider: "github", owner: "x", repository: "x/y" })).status).toBe(403);
+    expect(
+      (
+        await w.call("userA", "POST", `/api/v1/projects/${w.ids.p1}/trust`, {
+          provider: "github",
+          owner: "x",
+          repository: "x/y",
+        })
+      ).status,
+    ).toBe(403);
     expect((await w.call("ownerB", "GET", `/api/v1/projects/${w.ids.p1}/trust`)).status).toBe(404);
   });
 
   test("bad input is a 400 naming the field, and nothing is created", async () => {
-    const before = ((await (await w.call("ownerA", "GET", `/api/v1/projects/${w.ids.p1}/trust`)).json()) as unknown[]).length;
+    const before = ((await (await w.call("ownerA", "GET", `/api/v1/projects/${w.ids.p1}/trust`)).json()) as unknown[])
+      .length;
     const bad = [
       { provider: "github", owner: "acme", repository: "other/app" },
       { provider: "circleci", organizationId: "not-a-uuid", projectUuid: PROJECT_UUID },
@@ -60,7 +97,9 @@ describe("trust relationships", () => {
       expect(r.status).toBe(400);
       expect(r.headers.get("content-type")).toBe("application/problem+json");
     }
-    expect(((await (await w.call("ownerA", "GET", `/api/v1/projects/${w.ids.p1}/trust`)).json()) as unknown[]).length).toBe(before);
+    expect(
+      ((await (await w.call("ownerA", "GET", `/api/v1/projects/${w.ids.p1}/trust`)).json()) as unknown[]).length,
+    ).toBe(before);
   });
 });
 
@@ -88,9 +127,15 @@ describe("exchange and raw bearer", () => {
   });
 
   test("CircleCI (ES256) and Buildkite tokens reach their own project", async () => {
-    const c = (await (await exchange(await cci.mint(circleciClaims(cci.issuer, { organizationId: ORG_UUID, projectUuid: PROJECT_UUID }, now())))).json()) as { projects: string[] };
+    const c = (await (
+      await exchange(
+        await cci.mint(circleciClaims(cci.issuer, { organizationId: ORG_UUID, projectUuid: PROJECT_UUID }, now())),
+      )
+    ).json()) as { projects: string[] };
     expect(c.projects).toEqual([w.ids.p2]);
-    const b = (await (await exchange(await gh.mint(buildkiteClaims(gh.issuer, now(), { aud: WORLD_AUDIENCE })))).json()) as { projects: string[] };
+    const b = (await (
+      await exchange(await gh.mint(buildkiteClaims(gh.issuer, now(), { aud: WORLD_AUDIENCE })))
+    ).json()) as { projects: string[] };
     expect(b.projects).toEqual([w.ids.p2]);
   });
 });
@@ -99,20 +144,54 @@ describe("bad tokens: 401, and an audit record with the reason", () => {
   const good = () => githubClaims(gh.issuer, now());
   const cases: [string, () => Promise<string>, string][] = [
     ["alg none", () => gh.mint(good(), { alg: "none" }), "algorithm"],
-    ["HS256 signed with the public key", async () => gh.mint(good(), { alg: "HS256", hmacSecret: new TextEncoder().encode(gh.published()[0]!.publicPem) as Uint8Array<ArrayBuffer> }), "algorithm"],
+    [
+      "HS256 signed with the public key",
+      async () =>
+        gh.mint(good(), {
+          alg: "HS256",
+          hmacSecret: new TextEncoder().encode(gh.published()[0]!.publicPem) as Uint8Array<ArrayBuffer>,
+        }),
+      "algorithm",
+    ],
     ["unknown kid", () => gh.mint(good(), { kid: "no-such-kid", signWith: gh.published()[0]!.kid }), "unknown key id"],
-    ["tampered payload", async () => {
-      const [h, , s] = (await gh.mint(good())).split(".");
-      return `${h}.${Buffer.from(JSON.stringify({ ...good(), repository: "acme/secret" })).toString("base64url")}.${s}`;
-    }, "signature"],
-    ["an issuer no trust names", () => gh.mint({ ...good(), iss: "https://issuer.invalid" }), "no trust relationship for issuer"],
+    [
+      "tampered payload",
+      async () => {
+        const [h, , s] = (await gh.mint(good())).split(".");
+        return `${h}.${Buffer.from(JSON.stringify({ ...good(), repository: "acme/secret" })).toString("base64url")}.${s}`;
+      },
+      "signature",
+    ],
+    [
+      "an issuer no trust names",
+      () => gh.mint({ ...good(), iss: "https://issuer.invalid" }),
+      "no trust relationship for issuer",
+    ],
     ["wrong audience", () => gh.mint({ ...good(), aud: "https://depot.dev" }), "audience"],
     ["expired", () => gh.mint({ ...good(), iat: now() - 1000, nbf: now() - 1000, exp: now() - 600 }), "expired"],
     ["nbf in the future", () => gh.mint({ ...good(), nbf: now() + 600 }), "not yet valid"],
     ["too old", () => gh.mint({ ...good(), iat: now() - 7200, nbf: now() - 7200, exp: now() + 600 }), "old"],
-    ["wrong repository", () => gh.mint({ ...good(), repository: "acme/other", sub: "repo:acme/other:ref:refs/heads/main" }), "matches"],
-    ["a fork's repository", () => gh.mint({ ...good(), repository: "evil/app", repository_owner: "evil", sub: "repo:evil/app:ref:refs/heads/main" }), "matches"],
-    ["a repository that only matches as a prefix", () => gh.mint({ ...good(), repository: "acme/app-fork", sub: "repo:acme/app-fork:ref:refs/heads/main" }), "matches"],
+    [
+      "wrong repository",
+      () => gh.mint({ ...good(), repository: "acme/other", sub: "repo:acme/other:ref:refs/heads/main" }),
+      "matches",
+    ],
+    [
+      "a fork's repository",
+      () =>
+        gh.mint({
+          ...good(),
+          repository: "evil/app",
+          repository_owner: "evil",
+          sub: "repo:evil/app:ref:refs/heads/main",
+        }),
+      "matches",
+    ],
+    [
+      "a repository that only matches as a prefix",
+      () => gh.mint({ ...good(), repository: "acme/app-fork", sub: "repo:acme/app-fork:ref:refs/heads/main" }),
+      "matches",
+    ],
   ];
   for (const [name, make, reason] of cases) {
     test(name, async () => {
@@ -136,7 +215,7 @@ describe("bad tokens: 401, and an audit record with the reason", () => {
   });
 
   test("exchange is rate limited per subject", async () => {
-    const jwt = await gh.mint({ ...good(), sub: "repo:acme/spam" , repository: "acme/spam" });
+    const jwt = await gh.mint({ ...good(), sub: "repo:acme/spam", repository: "acme/spam" });
     const statuses: number[] = [];
     for (let i = 0; i < 21; i++) statuses.push((await exchange(jwt)).status);
     expect(statuses.slice(0, 20).every((s) => s === 401)).toBe(true);
@@ -147,11 +226,22 @@ describe("bad tokens: 401, and an audit record with the reason", () => {
 describe("trust squatting across tenants, and pins (issue 13)", () => {
   // Tenant B's owner adds a trust for tenant A's repository to B's own project q1.
   const exchangeFor = (token: string, project?: string) =>
-    w.handle(new Request("http://localhost/api/v1/oidc/exchange", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token, ...(project ? { project } : {}) }) }));
+    w.handle(
+      new Request("http://localhost/api/v1/oidc/exchange", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ token, ...(project ? { project } : {}) }),
+      }),
+    );
   const auditOfB = () => w.audit.list({ orgId: w.ids.B, limit: 1000 });
   let bBefore = 0;
   beforeAll(async () => {
-    const r = await w.call("ownerB", "POST", `/api/v1/projects/${w.ids.q1}/trust`, { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/app" });
+    const r = await w.call("ownerB", "POST", `/api/v1/projects/${w.ids.q1}/trust`, {
+      provider: "github",
+      issuer: gh.issuer,
+      owner: "acme",
+      repository: "acme/app",
+    });
     expect(r.status).toBe(201); // nothing stops B trusting what it likes...
     bBefore = auditOfB().length;
   });
@@ -190,12 +280,35 @@ describe("trust squatting across tenants, and pins (issue 13)", () => {
   });
 
   test("a GitHub trust pinned by repository_id, repository_owner_id, ref and environment refuses a token that differs in any", async () => {
-    const pinned = { provider: "github", issuer: gh.issuer, owner: "acme", repository: "acme/pinned", repositoryId: "424242", repositoryOwnerId: "1000001", ref: "refs/heads/release/*", environment: "prod" };
+    const pinned = {
+      provider: "github",
+      issuer: gh.issuer,
+      owner: "acme",
+      repository: "acme/pinned",
+      repositoryId: "424242",
+      repositoryOwnerId: "1000001",
+      ref: "refs/heads/release/*",
+      environment: "prod",
+    };
     expect((await w.call("ownerA", "POST", `/api/v1/projects/${w.ids.p2}/trust`, pinned)).status).toBe(201);
     const claims = (over: Record<string, unknown>) =>
-      githubClaims(gh.issuer, now(), { repository: "acme/pinned", repository_id: "424242", ref: "refs/heads/release/1.2", environment: "prod", sub: "repo:acme/pinned:environment:prod", ...over });
+      githubClaims(gh.issuer, now(), {
+        repository: "acme/pinned",
+        repository_id: "424242",
+        ref: "refs/heads/release/1.2",
+        environment: "prod",
+        sub: "repo:acme/pinned:environment:prod",
+        ...over,
+      });
     expect((await exchangeFor(await gh.mint(claims({})), w.ids.p2)).status).toBe(200);
-    for (const over of [{ repository_id: "2000002" }, { repository_owner_id: "666" }, { ref: "refs/heads/main" }, { environment: "staging" }, { environment: undefined }, { repository_id: 424242 }]) {
+    for (const over of [
+      { repository_id: "2000002" },
+      { repository_owner_id: "666" },
+      { ref: "refs/heads/main" },
+      { environment: "staging" },
+      { environment: undefined },
+      { repository_id: 424242 },
+    ]) {
       const r = await exchangeFor(await gh.mint(claims(over)), w.ids.p2);
       expect(r.status).toBe(401);
       const entry = w.audit.list({ limit: 1 })[0]!;

@@ -56,7 +56,13 @@ describe("the OpenAPI document of the running appliance", () => {
     // The management API's writes that read a body (orgs, members, quotas, users, projects,
     // tokens, trust, device login, sessions, egress, registry): at least the 24 of the issue.
     expect(all.length).toBeGreaterThanOrEqual(24);
-    const lacking = all.filter((b) => Object.keys(b.content).join() !== "application/json" || Object.keys(b.content["application/json"]?.schema?.properties ?? {}).length === 0).map((b) => b.name);
+    const lacking = all
+      .filter(
+        (b) =>
+          Object.keys(b.content).join() !== "application/json" ||
+          Object.keys(b.content["application/json"]?.schema?.properties ?? {}).length === 0,
+      )
+      .map((b) => b.name);
     expect(lacking).toEqual([]);
   });
 
@@ -66,7 +72,8 @@ describe("the OpenAPI document of the running appliance", () => {
     expect(tokenCreate.required!.sort()).toEqual(["kind", "name"]);
     expect(JSON.stringify(tokenCreate.properties!.kind)).toContain("project");
 
-    const projectCreate = doc.paths["/api/v1/orgs/{org}/projects"]!.post!.requestBody!.content!["application/json"]!.schema!;
+    const projectCreate =
+      doc.paths["/api/v1/orgs/{org}/projects"]!.post!.requestBody!.content!["application/json"]!.schema!;
     expect(projectCreate.required).toEqual(["name"]);
     expect(Object.keys(projectCreate.properties!)).toContain("builder_cpus");
     expect(JSON.stringify(projectCreate.properties!.name)).toContain("pattern");
@@ -77,7 +84,11 @@ describe("the OpenAPI document of the running appliance", () => {
     const orgCreate = doc.paths["/api/v1/orgs"]!.post!.requestBody!.content!["application/json"]!.schema!;
     expect(orgCreate.required!.sort()).toEqual(["name", "slug"]);
     const post = (body: unknown) =>
-      server.get("/api/v1/orgs", { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+      server.get("/api/v1/orgs", {
+        method: "POST",
+        headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
     expect((await post({ slug: "docs-org", name: "From the document" })).status).toBe(201);
     const refused = await post({ slug: "docs-org-2", name: "N", colour: "blue" });
     expect(refused.status).toBe(400);

@@ -59,7 +59,12 @@ test("rotating the build-client intermediate retires the old one", async () => {
   const out = await pki("rotate", "--purpose", "build-client");
   expect(out.purpose).toBe("build-client");
   const rows = (await pki("list")) as { purpose: string; retired_at: string | null }[];
-  expect(rows.filter((r) => r.purpose === "build-client").map((r) => r.retired_at === null).sort()).toEqual([false, true]);
+  expect(
+    rows
+      .filter((r) => r.purpose === "build-client")
+      .map((r) => r.retired_at === null)
+      .sort(),
+  ).toEqual([false, true]);
 });
 
 test("re-issuing the root: ca.pem holds both, and a restarted server chains to the new one", async () => {

@@ -48,15 +48,16 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
     const image = await ensureDockerdBuilderImage({ suite: "trixie" });
     registry = await startPlainRegistry(work);
     regPort = registry.port;
-    s = await serve(
-      slipwayBinary(),
-      join(work, "data"),
-      pushingServeArgs(image.ref),
-      {},
-      { publicHost: "localhost" },
-    );
+    s = await serve(slipwayBinary(), join(work, "data"), pushingServeArgs(image.ref), {}, { publicHost: "localhost" });
     const admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
-    const post = async (path: string, body: unknown) => (await s.get(path, { method: "POST", headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<Record<string, string>>;
+    const post = async (path: string, body: unknown) =>
+      (
+        await s.get(path, {
+          method: "POST",
+          headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        })
+      ).json() as Promise<Record<string, string>>;
     project = (await post("/api/v1/orgs/default/projects", { name: "pushes" })).id!;
     token = (await post("/api/v1/tokens", { kind: "project", name: "ci", project })).token!;
   }, 20 * 60_000);
@@ -74,19 +75,32 @@ integrationSuite("--push to a registry through the depot CLI", missing, () => {
     writeBusyboxContext(ctx, "RUN echo pushed-by-slipway > /proof.txt");
     const warm = await depot([ctx]); // starts the builder: its network's gateway is the registry's address
     expect(warm.code, warm.log).toBe(0);
-    const c = ((await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${project}`] }) })) as { NetworkSettings: { Networks: Record<string, { NetworkID: string }> } }[])[0]!;
-    const net = (await docker.getNetwork(Object.values(c.NetworkSettings.Networks)[0]!.NetworkID).inspect()) as { IPAM: { Config: { Gateway: string }[] } };
+    const c = (
+      (await docker.listContainers({ filters: JSON.stringify({ label: [`io.slipway.project=${project}`] }) })) as {
+        NetworkSettings: { Networks: Record<string, { NetworkID: string }> };
+      }[]
+    )[0]!;
+    const net = (await docker.getNetwork(Object.values(c.NetworkSettings.Networks)[0]!.NetworkID).inspect()) as {
+      IPAM: { Config: { Gateway: string }[] };
+    };
     const ref = `${net.IPAM.Config[0]!.Gateway}:${regPort}/slipway/proof:1`;
     const pushed = await depot(["-t", ref, "--push", ctx]);
     expect(pushed.code, pushed.log).toBe(0);
     expect(pushed.log).toContain("pushing manifest");
 
-    const accept = "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json";
+    const accept =
+      "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json";
     const base = `http://127.0.0.1:${regPort}/v2/slipway/proof`;
-    let manifest = (await (await fetch(`${base}/manifests/1`, { headers: { accept } })).json()) as { manifests?: { digest: string; platform?: { architecture: string } }[]; config?: { digest: string }; layers?: { digest: string }[] };
+    let manifest = (await (await fetch(`${base}/manifests/1`, { headers: { accept } })).json()) as {
+      manifests?: { digest: string; platform?: { architecture: string } }[];
+      config?: { digest: string };
+      layers?: { digest: string }[];
+    };
     if (manifest.manifests) {
       const entry = manifest.manifests.find((m) => m.platform?.architecture === "amd64") ?? manifest.manifests[0]!;
-      manifest = (await (await fetch(`${base}/manifests/${entry.digest}`, { headers: { accept } })).json()) as typeof manifest;
+      manifest = (await (
+        await fetch(`${base}/manifests/${entry.digest}`, { headers: { accept } })
+      ).json()) as typeof manifest;
     }
     expect(manifest.layers!.length).toBeGreaterThan(0);
     for (const d of [manifest.config!.digest, ...manifest.layers!.map((l) => l.digest)]) {

@@ -19,7 +19,9 @@ describe("README configuration reference", () => {
   test("documents every key with its env name", () => {
     for (const [section, keys] of Object.entries(knownKeys())) {
       for (const key of Object.keys(keys)) {
-        expect(readme).toContain(`| \`${section}.${key}\` | \`SLIPWAY_${section.toUpperCase()}_${key.toUpperCase()}\` |`);
+        expect(readme).toContain(
+          `| \`${section}.${key}\` | \`SLIPWAY_${section.toUpperCase()}_${key.toUpperCase()}\` |`,
+        );
       }
     }
   });
@@ -62,7 +64,12 @@ integrationSuite("README first command on a fresh clone", hasGit, () => {
       stdout: "pipe",
       stderr: "pipe",
       // Only the listen addresses differ from a newcomer's run, so parallel CI jobs do not collide.
-      env: { PATH: process.env.PATH ?? "", HOME: home, SLIPWAY_SERVER_LISTEN: `127.0.0.1:${port}`, SLIPWAY_SERVER_BUILD_LISTEN: `127.0.0.1:${await freePort()}` },
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: home,
+        SLIPWAY_SERVER_LISTEN: `127.0.0.1:${port}`,
+        SLIPWAY_SERVER_BUILD_LISTEN: `127.0.0.1:${await freePort()}`,
+      },
     });
     let logs = "";
     void (async () => {
@@ -74,7 +81,9 @@ integrationSuite("README first command on a fresh clone", hasGit, () => {
       let status = 0;
       while (Date.now() < deadline && proc.exitCode === null) {
         try {
-          if (existsSync(caFile)) status = (await fetch(`https://localhost:${port}/readyz`, { tls: { ca: readFileSync(caFile, "utf8") } })).status;
+          if (existsSync(caFile))
+            status = (await fetch(`https://localhost:${port}/readyz`, { tls: { ca: readFileSync(caFile, "utf8") } }))
+              .status;
         } catch {}
         if (status === 200) break;
         await Bun.sleep(250);

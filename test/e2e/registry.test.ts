@@ -15,7 +15,16 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import Docker from "dockerode";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { which } from "../../src/host/run.ts";
@@ -64,7 +73,12 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
   // The depot CLI's Docker client speaks API 1.44; Debian bookworm's dockerd 20.10 stops at 1.41.
   const env = (token: string) => depotEnv(s, work, token, { DOCKER_CONFIG: dockerConfig, DOCKER_API_VERSION: "1.41" });
   const runCmd = async (argv: string[], token = tokenA, stdin?: string) => {
-    const p = Bun.spawn(argv, { stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe", env: env(token) });
+    const p = Bun.spawn(argv, {
+      stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+      stdout: "pipe",
+      stderr: "pipe",
+      env: env(token),
+    });
     const [o, e, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     return { code, out: o, log: o + e };
   };
@@ -85,7 +99,14 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     s = await serve(
       slipwayBinary(),
       join(work, "data"),
-      ["--set", `builders.dockerd_image=${image.ref}`, "--set", "builders.dockerd_containerd_store=true", "--set", "volumes.encryption=none"],
+      [
+        "--set",
+        `builders.dockerd_image=${image.ref}`,
+        "--set",
+        "builders.dockerd_containerd_store=true",
+        "--set",
+        "volumes.encryption=none",
+      ],
       {},
       // Builders reach serve on their network's gateway: it must listen beyond loopback.
       { publicHost: "localhost", listenHost: "0.0.0.0" },
@@ -94,32 +115,51 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
     projectA = (await api("/api/v1/orgs/default/projects", { body: { name: "saved" } })).body.id as string;
     projectB = (await api("/api/v1/orgs/default/projects", { body: { name: "other" } })).body.id as string;
-    tokenA = (await api("/api/v1/tokens", { body: { kind: "project", name: "ci-a", project: projectA } })).body.token as string;
-    tokenB = (await api("/api/v1/tokens", { body: { kind: "project", name: "ci-b", project: projectB } })).body.token as string;
+    tokenA = (await api("/api/v1/tokens", { body: { kind: "project", name: "ci-a", project: projectA } })).body
+      .token as string;
+    tokenB = (await api("/api/v1/tokens", { body: { kind: "project", name: "ci-b", project: projectB } })).body
+      .token as string;
   }, 20 * 60_000);
 
   afterAll(async () => {
     await s?.stop();
-    for (const i of images) await docker.getImage(i).remove({ force: true }).catch(() => {});
+    for (const i of images)
+      await docker
+        .getImage(i)
+        .remove({ force: true })
+        .catch(() => {});
     // What --load pulled by the registry's name (the CLI keeps it).
-    for (const i of (await docker.listImages({ filters: JSON.stringify({ reference: [`${host}/*`] }) }).catch(() => [])) as { Id: string }[]) await docker.getImage(i.Id).remove({ force: true }).catch(() => {});
+    for (const i of (await docker
+      .listImages({ filters: JSON.stringify({ reference: [`${host}/*`] }) })
+      .catch(() => [])) as { Id: string }[])
+      await docker
+        .getImage(i.Id)
+        .remove({ force: true })
+        .catch(() => {});
     await removeBuildersOf([projectA, projectB], docker);
     await removeBuildersOfServed(); // and any builder whose project id this file never learned
     rmSync(work, { recursive: true, force: true });
   });
 
   test("/readyz says the registry runs and how builders and clients reach it", async () => {
-    const ready = (await (await s.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string }[]> };
+    const ready = (await (await s.get("/readyz")).json()) as {
+      checks: Record<string, { status: string; output: string }[]>;
+    };
     expect(ready.checks["registry:running"]![0]!.status).toBe("pass");
     expect(ready.checks["registry:running"]![0]!.output).toContain(`clients pull from ${host}`);
   });
 
   test("the token realm is the host each request came in on; the builders' alias gets the public one", async () => {
     const port = new URL(s.url).port;
-    const realm = async (url: string, headers: Record<string, string> = {}) => (await fetch(url, { headers, tls: { ca: s.ca } })).headers.get("www-authenticate");
-    expect(await realm(`https://localhost:${port}/v2/`)).toBe(`Bearer realm="https://localhost:${port}/registry/token",service="slipway-registry"`);
+    const realm = async (url: string, headers: Record<string, string> = {}) =>
+      (await fetch(url, { headers, tls: { ca: s.ca } })).headers.get("www-authenticate");
+    expect(await realm(`https://localhost:${port}/v2/`)).toBe(
+      `Bearer realm="https://localhost:${port}/registry/token",service="slipway-registry"`,
+    );
     expect(await realm(`https://127.0.0.1:${port}/v2/`)).toContain(`realm="https://127.0.0.1:${port}/registry/token"`);
-    expect(await realm(`https://127.0.0.1:${port}/v2/`, { host: `registry.slipway.internal:${port}` })).toContain(`realm="https://localhost:${port}/registry/token"`);
+    expect(await realm(`https://127.0.0.1:${port}/v2/`, { host: `registry.slipway.internal:${port}` })).toContain(
+      `realm="https://localhost:${port}/registry/token"`,
+    );
     // A Host that is no plain host[:port] never reaches the header (the server may refuse it outright).
     expect((await realm(`https://127.0.0.1:${port}/v2/`, { host: 'evil"host' })) ?? "").not.toContain("evil");
   });
@@ -127,13 +167,26 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
   test("depot build --save, then depot pull <build id>, then docker run prints the image's output", async () => {
     const ctx = join(work, "ctx-save");
     writeBusyboxContext(ctx, 'ENTRYPOINT ["/bin/busybox", "echo", "saved-by-slipway"]');
-    const built = await depot(["build", "--project", projectA, "--progress", "plain", "--save", "--save-tag", "release", ctx]);
+    const built = await depot([
+      "build",
+      "--project",
+      projectA,
+      "--progress",
+      "plain",
+      "--save",
+      "--save-tag",
+      "release",
+      ctx,
+    ]);
     expect(built.code, built.log).toBe(0);
     expect(built.log).toContain("pushing manifest");
     const builds = (await api(`/api/v1/projects/${projectA}/builds`)).body.builds as { id: string }[];
     savedBuild = builds[0]!.id;
 
-    const usage = (await api(`/api/v1/projects/${projectA}/registry`)).body as { images: { tags: string[]; build_id: string; bytes: number }[]; retention_days: number };
+    const usage = (await api(`/api/v1/projects/${projectA}/registry`)).body as {
+      images: { tags: string[]; build_id: string; bytes: number }[];
+      retention_days: number;
+    };
     expect(usage.retention_days).toBe(7);
     expect(usage.images).toHaveLength(1);
     console.log(`saved image: ${JSON.stringify(usage.images[0])}`);
@@ -192,12 +245,22 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     const loginB = await dockerCli(["login", host, "-u", "x-token", "--password-stdin"], tokenB);
     expect(loginB.code, loginB.log).toBe(0);
     const ghost = "prj_aaaaaaaaaaaaaaaaaaaa";
-    const answer = (r: { log: string }, repo: string) => r.log.replaceAll(repo, "REPO").replace(/[0-9a-f]{12}: .*\n/g, "").trim().split("\n").pop();
+    const answer = (r: { log: string }, repo: string) =>
+      r.log
+        .replaceAll(repo, "REPO")
+        .replace(/[0-9a-f]{12}: .*\n/g, "")
+        .trim()
+        .split("\n")
+        .pop();
     const foreignPull = await dockerCli(["pull", `${host}/${projectA}:release`]);
     const ghostPull = await dockerCli(["pull", `${host}/${ghost}:release`]);
     expect(foreignPull.code).not.toBe(0);
     expect(answer(foreignPull, projectA)).toBe(answer(ghostPull, ghost)!);
-    for (const [repo, t] of [[projectA, "b-into-a"], [ghost, "b-into-a"]] as const) expect((await dockerCli(["tag", ref, `${host}/${repo}:${t}`])).code).toBe(0);
+    for (const [repo, t] of [
+      [projectA, "b-into-a"],
+      [ghost, "b-into-a"],
+    ] as const)
+      expect((await dockerCli(["tag", ref, `${host}/${repo}:${t}`])).code).toBe(0);
     images.push(`${host}/${projectA}:b-into-a`, `${host}/${ghost}:b-into-a`);
     const foreignPush = await dockerCli(["push", `${host}/${projectA}:b-into-a`]);
     const ghostPush = await dockerCli(["push", `${host}/${ghost}:b-into-a`]);
@@ -206,9 +269,13 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
 
     // The token service itself: B's token gets no action on A's repository, A's token gets both.
     const tokenFor = async (secret: string) => {
-      const r = await s.get(`/registry/token?service=slipway-registry&scope=repository:${projectA}:pull,push`, { headers: { authorization: `Basic ${Buffer.from(`x-token:${secret}`).toString("base64")}` } });
+      const r = await s.get(`/registry/token?service=slipway-registry&scope=repository:${projectA}:pull,push`, {
+        headers: { authorization: `Basic ${Buffer.from(`x-token:${secret}`).toString("base64")}` },
+      });
       const jwt = ((await r.json()) as { token: string }).token;
-      return (JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString()) as { access: { actions: string[] }[] }).access[0]!.actions;
+      return (
+        JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString()) as { access: { actions: string[] }[] }
+      ).access[0]!.actions;
     };
     expect(await tokenFor(tokenB)).toEqual([]);
     expect(await tokenFor(pullToken)).toEqual(["pull"]);
@@ -224,16 +291,28 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     expect(r.code).not.toBe(0);
     expect(r.log).toContain("not_found");
     // (Not `depot pull`: when GetPullInfo fails it falls back to Depot's own registry host.)
-    const info = await s.get("/depot.cli.v1.BuildService/GetPullInfo", { method: "POST", headers: { authorization: `Bearer ${tokenB}`, "content-type": "application/json" }, body: JSON.stringify({ buildId: savedBuild }) });
+    const info = await s.get("/depot.cli.v1.BuildService/GetPullInfo", {
+      method: "POST",
+      headers: { authorization: `Bearer ${tokenB}`, "content-type": "application/json" },
+      body: JSON.stringify({ buildId: savedBuild }),
+    });
     expect(info.status).toBe(404);
     expect(((await info.json()) as { code: string }).code).toBe("not_found");
-    const own = await s.get("/depot.cli.v1.BuildService/GetPullInfo", { method: "POST", headers: { authorization: `Bearer ${tokenA}`, "content-type": "application/json" }, body: JSON.stringify({ buildId: savedBuild }) });
+    const own = await s.get("/depot.cli.v1.BuildService/GetPullInfo", {
+      method: "POST",
+      headers: { authorization: `Bearer ${tokenA}`, "content-type": "application/json" },
+      body: JSON.stringify({ buildId: savedBuild }),
+    });
     const body = (await own.json()) as { reference: string; username: string; password: string };
     expect(body.reference).toBe(`${host}/${projectA}:${savedBuild}`);
     expect(body.username).toBe("x-token");
     expect(body.password).toStartWith("slw_r_");
     // depot push copies from Depot's own blob service: refused, saying why.
-    const push = await s.get("/depot.cli.v1.PushService/StartPush", { method: "POST", headers: { authorization: `Bearer ${tokenA}`, "content-type": "application/json" }, body: JSON.stringify({ buildId: savedBuild, tag: "x" }) });
+    const push = await s.get("/depot.cli.v1.PushService/StartPush", {
+      method: "POST",
+      headers: { authorization: `Bearer ${tokenA}`, "content-type": "application/json" },
+      body: JSON.stringify({ buildId: savedBuild, tag: "x" }),
+    });
     expect(((await push.json()) as { code: string; message: string }).code).toBe("unimplemented");
   }, 120_000);
 
@@ -247,25 +326,44 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
     const withCredentials = async (token: string) => {
       const dir = join(work, `docker-config-${token.slice(-6)}`);
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, "config.json"), JSON.stringify({ auths: { [`registry.slipway.internal:${port}`]: { auth: Buffer.from(`x-token:${token}`).toString("base64") } } }));
-      const p = Bun.spawn([DEPOT, "build", "--project", projectA, "--progress", "plain", "-t", target, "--push", ctx], { stdout: "pipe", stderr: "pipe", env: { ...env(tokenA), DOCKER_CONFIG: dir } });
+      writeFileSync(
+        join(dir, "config.json"),
+        JSON.stringify({
+          auths: {
+            [`registry.slipway.internal:${port}`]: { auth: Buffer.from(`x-token:${token}`).toString("base64") },
+          },
+        }),
+      );
+      const p = Bun.spawn([DEPOT, "build", "--project", projectA, "--progress", "plain", "-t", target, "--push", ctx], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...env(tokenA), DOCKER_CONFIG: dir },
+      });
       return finished(p);
     };
     const refused = await withCredentials(tokenB); // builds in A, but pushes with B's credentials
     expect(refused.code).not.toBe(0);
     expect(refused.log).toContain("push access denied"); // the registry granted B nothing on A (insufficient_scope)
     expect(refused.log).toContain("insufficient_scope");
-    expect(((await api(`/api/v1/projects/${projectA}/registry`)).body.images as { tags: string[] }[]).flatMap((i) => i.tags)).not.toContain("pushed-with-client-credentials");
+    expect(
+      ((await api(`/api/v1/projects/${projectA}/registry`)).body.images as { tags: string[] }[]).flatMap((i) => i.tags),
+    ).not.toContain("pushed-with-client-credentials");
     const pushed = await withCredentials(tokenA);
     expect(pushed.code, pushed.log).toBe(0);
     expect(pushed.log).toContain("pushing manifest");
-    expect(((await api(`/api/v1/projects/${projectA}/registry`)).body.images as { tags: string[] }[]).flatMap((i) => i.tags)).toContain("pushed-with-client-credentials");
+    expect(
+      ((await api(`/api/v1/projects/${projectA}/registry`)).body.images as { tags: string[] }[]).flatMap((i) => i.tags),
+    ).toContain("pushed-with-client-credentials");
   }, 600_000);
 
   test("retention 0 plus GC: the saved image is gone and its disk is freed", async () => {
     const storage = join(s.dataDir, "registry", "storage");
     const before = dirBytes(storage);
-    const forbidden = await api(`/api/v1/projects/${projectA}/registry`, { method: "PUT", body: { retention_days: 0 }, token: tokenB });
+    const forbidden = await api(`/api/v1/projects/${projectA}/registry`, {
+      method: "PUT",
+      body: { retention_days: 0 },
+      token: tokenB,
+    });
     expect(forbidden.status).toBe(404);
     const set = await api(`/api/v1/projects/${projectA}/registry`, { method: "PUT", body: { retention_days: 0 } });
     expect(set.status).toBe(200);
@@ -289,14 +387,35 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
   }, 600_000);
 
   test("a serve that listens only on loopback refuses --save (builders could not push) and loads without the registry", async () => {
-    const local = await serve(slipwayBinary(), join(work, "data-loopback"), ["--set", "builders.dockerd_containerd_store=true", "--set", "volumes.encryption=none"], {}, { publicHost: "localhost" });
+    const local = await serve(
+      slipwayBinary(),
+      join(work, "data-loopback"),
+      ["--set", "builders.dockerd_containerd_store=true", "--set", "volumes.encryption=none"],
+      {},
+      { publicHost: "localhost" },
+    );
     try {
       const adminL = readFileSync(join(work, "data-loopback", "initial-admin-token"), "utf8").trim();
       const headers = { authorization: `Bearer ${adminL}`, "content-type": "application/json" };
-      const proj = ((await (await local.get("/api/v1/orgs/default/projects", { method: "POST", headers, body: JSON.stringify({ name: "local" }) })).json()) as { id: string }).id;
+      const proj = (
+        (await (
+          await local.get("/api/v1/orgs/default/projects", {
+            method: "POST",
+            headers,
+            body: JSON.stringify({ name: "local" }),
+          })
+        ).json()) as { id: string }
+      ).id;
       const call = async (options: unknown[]) => {
-        const r = await local.get("/depot.cli.v1.BuildService/CreateBuild", { method: "POST", headers, body: JSON.stringify({ projectId: proj, options }) });
-        return { status: r.status, body: (await r.json()) as { code?: string; message?: string; registry?: { loadUsingRegistry?: boolean } } };
+        const r = await local.get("/depot.cli.v1.BuildService/CreateBuild", {
+          method: "POST",
+          headers,
+          body: JSON.stringify({ projectId: proj, options }),
+        });
+        return {
+          status: r.status,
+          body: (await r.json()) as { code?: string; message?: string; registry?: { loadUsingRegistry?: boolean } },
+        };
       };
       const saved = await call([{ command: "COMMAND_BUILD", save: true }]);
       expect(saved.status).toBe(400);
@@ -306,17 +425,20 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
       expect(loaded.status).toBe(200);
       expect(loaded.body.registry?.loadUsingRegistry ?? false).toBe(false);
 
-      const ready = (await (await local.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string }[]> };
+      const ready = (await (await local.get("/readyz")).json()) as {
+        checks: Record<string, { status: string; output: string }[]>;
+      };
       expect(ready.checks["registry:running"]![0]!.status).toBe("warn");
       expect(ready.checks["registry:running"]![0]!.output).toContain("builders cannot push");
       // serve killed outright: its registry goes with it (no orphan keeps the storage).
       const config = join(local.dataDir, "registry", "config.yml");
-      const pids = async () => (await run(["pgrep", "-f", `docker-registry serve ${config}`])).stdout.trim().split("\n").filter(Boolean);
+      const pids = async () =>
+        (await run(["pgrep", "-f", `docker-registry serve ${config}`])).stdout.trim().split("\n").filter(Boolean);
       expect(await pids()).toHaveLength(1);
       local.proc.kill("SIGKILL");
       await local.proc.exited;
       let left = await pids();
-      for (let i = 0; i < 50 && left.length > 0; i++) (await Bun.sleep(100), (left = await pids()));
+      for (let i = 0; i < 50 && left.length > 0; i++) await Bun.sleep(100), (left = await pids());
       expect(left).toEqual([]);
     } finally {
       await local.stop();
@@ -325,7 +447,8 @@ integrationSuite("the appliance's registry: --save, depot pull, --load, pull tok
 
   test("docker-registry is restarted when it dies, and stopped with serve", async () => {
     const config = join(s.dataDir, "registry", "config.yml");
-    const pidOf = async () => (await run(["pgrep", "-f", `docker-registry serve ${config}`])).stdout.trim().split("\n").filter(Boolean);
+    const pidOf = async () =>
+      (await run(["pgrep", "-f", `docker-registry serve ${config}`])).stdout.trim().split("\n").filter(Boolean);
     const [first] = await pidOf();
     expect(first).toBeDefined();
     process.kill(Number(first), "SIGKILL");

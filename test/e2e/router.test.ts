@@ -24,7 +24,13 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { createLogger, silentLogger } from "../../src/log/logger.ts";
 import { MetricsRegistry } from "../../src/metrics/registry.ts";
-import { buildRouterFactory, normalizeSerial, type BuildRouter, type RouteTarget, type RouterLimits } from "../../src/router/index.ts";
+import {
+  buildRouterFactory,
+  normalizeSerial,
+  type BuildRouter,
+  type RouteTarget,
+  type RouterLimits,
+} from "../../src/router/index.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { callListWorkers, decodeListWorkers } from "../../src/builders/image/grpc.ts";
 
@@ -92,12 +98,21 @@ const routes = new Map<string, RouteTarget>();
 const lookup = (serial: string) => routes.get(serial) ?? null;
 const routers: BuildRouter[] = [];
 
-const DEFAULT_TEST_LIMITS: Partial<RouterLimits> = { handshakeTimeoutMs: 500, idleTimeoutMs: 30_000, maxConnectionsPerBuild: 8 };
+const DEFAULT_TEST_LIMITS: Partial<RouterLimits> = {
+  handshakeTimeoutMs: 500,
+  idleTimeoutMs: 30_000,
+  maxConnectionsPerBuild: 8,
+};
 
 async function startRouter(limits: Partial<RouterLimits> = DEFAULT_TEST_LIMITS, metrics = new MetricsRegistry()) {
   const router = buildRouterFactory({
     lookup,
-    tls: { certPem: serverLeaf.chainPem, keyPem: serverLeaf.keyPem, clientIntermediatesPem: intermediatesPem, clientRootsPem: rootPem },
+    tls: {
+      certPem: serverLeaf.chainPem,
+      keyPem: serverLeaf.keyPem,
+      clientIntermediatesPem: intermediatesPem,
+      clientRootsPem: rootPem,
+    },
     limits,
     logger: process.env.ROUTER_DEBUG ? createLogger({ level: "debug", format: "pretty" }) : silentLogger,
     metrics,
@@ -109,7 +124,11 @@ async function startRouter(limits: Partial<RouterLimits> = DEFAULT_TEST_LIMITS, 
 
 let main: { router: BuildRouter; port: number; metrics: MetricsRegistry };
 
-const clientLeaf = (p: Pki, build: string, extra: { lifetimeMs?: number; usage?: "client" | "server"; issuer?: "server" | "build-client" } = {}) =>
+const clientLeaf = (
+  p: Pki,
+  build: string,
+  extra: { lifetimeMs?: number; usage?: "client" | "server"; issuer?: "server" | "build-client" } = {},
+) =>
   p.issueLeaf({
     issuer: extra.issuer ?? "build-client",
     usage: extra.usage ?? "client",
@@ -119,14 +138,25 @@ const clientLeaf = (p: Pki, build: string, extra: { lifetimeMs?: number; usage?:
     requester: "test",
   });
 
-const fakeTarget = (buildId: string, path = fake.path): RouteTarget => ({ buildId, projectId: "p1", platform: "linux/amd64", socketPath: path, runtime: "buildkitd" });
+const fakeTarget = (buildId: string, path = fake.path): RouteTarget => ({
+  buildId,
+  projectId: "p1",
+  platform: "linux/amd64",
+  socketPath: path,
+  runtime: "buildkitd",
+});
 
 x509.cryptoProvider.set(crypto);
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const generateKeyPair = async () => (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as CryptoKeyPair;
 
 /** A client-auth leaf (the pki's leaf profile) signed by an arbitrary key/name: root, self-signed. */
-async function forgedLeaf(opts: { issuerName: string; signingKey: CryptoKey; issuerPublic: CryptoKey; selfSigned?: boolean }) {
+async function forgedLeaf(opts: {
+  issuerName: string;
+  signingKey: CryptoKey;
+  issuerPublic: CryptoKey;
+  selfSigned?: boolean;
+}) {
   const keys = await generateKeyPair();
   const serialBytes = crypto.getRandomValues(new Uint8Array(16));
   serialBytes[0] = (serialBytes[0]! & 0x7f) | 0x01;
@@ -169,7 +199,11 @@ interface Attempt {
 const GIVE_UP_MS = 20_000;
 
 /** Connects with TLS, sends a line, waits for the connection to end (or GIVE_UP_MS). */
-function tlsAttempt(port: number, creds: { certPem?: string; keyPem?: string } | null, extra: tls.ConnectionOptions = {}): Promise<Attempt> {
+function tlsAttempt(
+  port: number,
+  creds: { certPem?: string; keyPem?: string } | null,
+  extra: tls.ConnectionOptions = {},
+): Promise<Attempt> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     let data = "";
@@ -196,9 +230,22 @@ function tlsAttempt(port: number, creds: { certPem?: string; keyPem?: string } |
 }
 
 /** Opens a routed connection and waits for the fake builder's echo. */
-function routed(port: number, creds: { certPem: string; keyPem: string }, extra: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
+function routed(
+  port: number,
+  creds: { certPem: string; keyPem: string },
+  extra: tls.ConnectionOptions = {},
+): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: rootPem, cert: creds.certPem, key: creds.keyPem, ALPNProtocols: ["h2"], ...extra });
+    const s = tls.connect({
+      host: "127.0.0.1",
+      port,
+      servername: "localhost",
+      ca: rootPem,
+      cert: creds.certPem,
+      key: creds.keyPem,
+      ALPNProtocols: ["h2"],
+      ...extra,
+    });
     s.on("secureConnect", () => s.write("ping"));
     s.once("data", (d) => (d.toString() === "ping" ? resolve(s) : reject(new Error(`unexpected echo ${d}`))));
     s.on("error", reject);
@@ -233,8 +280,19 @@ beforeAll(async () => {
   pki = pkiServiceFactory({ db, sealer, applianceId: "router-test" });
   await pki.ensureHierarchy(["server", "build-client"]);
   rootPem = pki.rootCertificatePem();
-  intermediatesPem = (db.query("SELECT cert_pem FROM certificate_authorities WHERE purpose = 'build-client'").all() as { cert_pem: string }[]).map((r) => r.cert_pem);
-  serverLeaf = await pki.issueLeaf({ issuer: "server", usage: "server", commonName: "localhost", names: { dns: ["localhost"], ip: ["127.0.0.1"] }, lifetimeMs: HOUR, requester: "test" });
+  intermediatesPem = (
+    db.query("SELECT cert_pem FROM certificate_authorities WHERE purpose = 'build-client'").all() as {
+      cert_pem: string;
+    }[]
+  ).map((r) => r.cert_pem);
+  serverLeaf = await pki.issueLeaf({
+    issuer: "server",
+    usage: "server",
+    commonName: "localhost",
+    names: { dns: ["localhost"], ip: ["127.0.0.1"] },
+    lifetimeMs: HOUR,
+    requester: "test",
+  });
   fake = await fakeBuilder(join(dir, "fake-builder.sock"));
   main = await startRouter();
 });
@@ -281,7 +339,12 @@ test("an intermediate rotated while the router runs is trusted at once (chain pr
   await rotPki.ensureHierarchy(["server", "build-client"]);
   const r2 = buildRouterFactory({
     lookup,
-    tls: { certPem: serverLeaf.chainPem, keyPem: serverLeaf.keyPem, clientIntermediatesPem: () => rotPki.trustBundle("build-client"), clientRootsPem: rotPki.trustBundle("root") },
+    tls: {
+      certPem: serverLeaf.chainPem,
+      keyPem: serverLeaf.keyPem,
+      clientIntermediatesPem: () => rotPki.trustBundle("build-client"),
+      clientRootsPem: rotPki.trustBundle("root"),
+    },
     limits: DEFAULT_TEST_LIMITS,
     logger: silentLogger,
     metrics: new MetricsRegistry(),
@@ -361,18 +424,29 @@ describe("refused, with nothing reaching any builder", () => {
 
   test("a self-signed certificate", async () => {
     const k = await generateKeyPair();
-    const leaf = await forgedLeaf({ issuerName: "", signingKey: k.privateKey, issuerPublic: k.publicKey, selfSigned: true });
+    const leaf = await forgedLeaf({
+      issuerName: "",
+      signingKey: k.privateKey,
+      issuerPublic: k.publicKey,
+      selfSigned: true,
+    });
     routes.set(leaf.serial, fakeTarget("self-signed"));
     await expectRefused(() => tlsAttempt(main.port, leaf));
     (await routed(main.port, await goodLeaf())).destroy(); // control: one from the build-client CA is routed
   });
 
   test("a certificate signed directly by the root (which the TLS layer does trust)", async () => {
-    const row = db.query("SELECT id, cert_pem, key_sealed FROM certificate_authorities WHERE purpose = 'root'").get() as { id: string; cert_pem: string; key_sealed: Uint8Array };
+    const row = db
+      .query("SELECT id, cert_pem, key_sealed FROM certificate_authorities WHERE purpose = 'root'")
+      .get() as { id: string; cert_pem: string; key_sealed: Uint8Array };
     const rootPkcs8 = await sealer.unseal(row.key_sealed, `ca:${row.id}`);
     const rootKey = await crypto.subtle.importKey("pkcs8", rootPkcs8 as Uint8Array<ArrayBuffer>, EC, false, ["sign"]);
     const rootCert = new x509.X509Certificate(row.cert_pem);
-    const leaf = await forgedLeaf({ issuerName: rootCert.subject, signingKey: rootKey, issuerPublic: await rootCert.publicKey.export() });
+    const leaf = await forgedLeaf({
+      issuerName: rootCert.subject,
+      signingKey: rootKey,
+      issuerPublic: await rootCert.publicKey.export(),
+    });
     routes.set(leaf.serial, fakeTarget("by-root"));
     const before = main.router.stats().refused.wrong_issuer ?? 0;
     await expectRefused(() => tlsAttempt(main.port, leaf));
@@ -384,7 +458,11 @@ describe("refused, with nothing reaching any builder", () => {
   test("a certificate from another appliance's build-client CA", async () => {
     const otherDb = openDatabase(join(dir, "other.db"));
     applyMigrations(otherDb);
-    const other = pkiServiceFactory({ db: otherDb, sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))), applianceId: "other" });
+    const other = pkiServiceFactory({
+      db: otherDb,
+      sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+      applianceId: "other",
+    });
     await other.ensureHierarchy(["server", "build-client"]);
     const leaf = await clientLeaf(other, "foreign");
     routes.set(leaf.serial, fakeTarget("foreign"));
@@ -440,11 +518,24 @@ describe("refused, with nothing reaching any builder", () => {
   test("TLS 1.2 with a non-AEAD (CBC) cipher suite; TLS 1.2 with GCM is fine", async () => {
     const leaf = await clientLeaf(pki, "tls12");
     routes.set(leaf.serial, fakeTarget("tls12"));
-    await expectRefused(() => tlsAttempt(main.port, leaf, { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA" }));
+    await expectRefused(() =>
+      tlsAttempt(main.port, leaf, {
+        maxVersion: "TLSv1.2",
+        ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA",
+      }),
+    );
     const ok = await routed(main.port, leaf); // TLS 1.3 by default
     ok.destroy();
     const ok12 = await new Promise<tls.TLSSocket>((resolve, reject) => {
-      const s = tls.connect({ host: "127.0.0.1", port: main.port, servername: "localhost", ca: rootPem, cert: leaf.certPem, key: leaf.keyPem, maxVersion: "TLSv1.2" });
+      const s = tls.connect({
+        host: "127.0.0.1",
+        port: main.port,
+        servername: "localhost",
+        ca: rootPem,
+        cert: leaf.certPem,
+        key: leaf.keyPem,
+        maxVersion: "TLSv1.2",
+      });
       s.on("secureConnect", () => s.write("ping"));
       s.once("data", () => resolve(s));
       s.on("error", reject);
@@ -460,10 +551,19 @@ describe("refused, with nothing reaching any builder", () => {
         new Promise<Attempt>((resolve) => {
           const t0 = performance.now();
           let data = "";
-          const s = net.connect(main.port, "127.0.0.1", () => s.write("POST /moby.buildkit.v1.Control/ListWorkers HTTP/1.1\r\nHost: x\r\n\r\n"));
+          const s = net.connect(main.port, "127.0.0.1", () =>
+            s.write("POST /moby.buildkit.v1.Control/ListWorkers HTTP/1.1\r\nHost: x\r\n\r\n"),
+          );
           s.on("data", (d) => (data += d.toString("latin1")));
           s.on("error", () => {});
-          s.on("close", () => resolve({ data: data.includes("ListWorkers") ? data : "", error: null, closedAfterMs: performance.now() - t0, gaveUp: false }));
+          s.on("close", () =>
+            resolve({
+              data: data.includes("ListWorkers") ? data : "",
+              error: null,
+              closedAfterMs: performance.now() - t0,
+              gaveUp: false,
+            }),
+          );
         }),
     );
   });
@@ -486,7 +586,9 @@ describe("refused, with nothing reaching any builder", () => {
       s.on("error", () => {});
       s.on("close", () => resolve(performance.now() - t0));
     });
-    console.log(`  stalled handshakes closed after ${a.closedAfterMs.toFixed(0)} ms and ${also.toFixed(0)} ms (limit 500 ms)`);
+    console.log(
+      `  stalled handshakes closed after ${a.closedAfterMs.toFixed(0)} ms and ${also.toFixed(0)} ms (limit 500 ms)`,
+    );
     // Not before the deadline (timers never fire early); and closed by it, not by the idle timeout.
     for (const ms of [a.closedAfterMs, also]) {
       expect(ms).toBeGreaterThanOrEqual(450);
@@ -512,7 +614,10 @@ describe("limits", () => {
     // Another build is not limited by this one's count; a slot freed is usable again.
     (await routed(port, other)).destroy();
     open[0]!.destroy();
-    await until("the router to count the freed slot", () => router.stats().builds.find((b) => b.buildId === "capped")?.open === 1);
+    await until(
+      "the router to count the freed slot",
+      () => router.stats().builds.find((b) => b.buildId === "capped")?.open === 1,
+    );
     (await routed(port, leaf)).destroy();
     open[1]!.destroy();
   });
@@ -548,8 +653,12 @@ describe("metrics", () => {
     const text = metrics.render();
     expect(text).toContain('slipway_router_build_connections_open{build_id="metered",platform="linux/amd64"} 1');
     expect(text).toContain('slipway_router_build_connections{build_id="metered",platform="linux/amd64"} 1');
-    expect(text).toContain('slipway_router_build_bytes{build_id="metered",platform="linux/amd64",direction="client_to_builder"} 1004');
-    expect(text).toContain('slipway_router_build_bytes{build_id="metered",platform="linux/amd64",direction="builder_to_client"} 1004');
+    expect(text).toContain(
+      'slipway_router_build_bytes{build_id="metered",platform="linux/amd64",direction="client_to_builder"} 1004',
+    );
+    expect(text).toContain(
+      'slipway_router_build_bytes{build_id="metered",platform="linux/amd64",direction="builder_to_client"} 1004',
+    );
     expect(text).toContain("slipway_router_connections_open 1");
     expect(text).toContain("slipway_router_connections_total 1");
     expect(text).toContain('slipway_router_bytes_total{direction="client_to_builder"} 1004');
@@ -567,13 +676,24 @@ describe("metrics", () => {
 const listWorkers = (session: http2.ClientHttp2Session) => callListWorkers(session);
 
 const h2connect = (port: number, leaf: IssuedLeaf) => {
-  const session = http2.connect(`https://localhost:${port}`, { ca: rootPem, cert: leaf.certPem, key: leaf.keyPem, servername: "localhost" });
+  const session = http2.connect(`https://localhost:${port}`, {
+    ca: rootPem,
+    cert: leaf.certPem,
+    key: leaf.keyPem,
+    servername: "localhost",
+  });
   session.on("error", () => {});
   return session;
 };
 
 integrationSuite("router → real BuildKit (host dockerd, /grpc h2c upgrade)", missingDocker, () => {
-  const dockerTarget = (buildId: string): RouteTarget => ({ buildId, projectId: "p1", platform: "linux/amd64", socketPath: DOCKER_SOCK, runtime: "dockerd" });
+  const dockerTarget = (buildId: string): RouteTarget => ({
+    buildId,
+    projectId: "p1",
+    platform: "linux/amd64",
+    socketPath: DOCKER_SOCK,
+    runtime: "dockerd",
+  });
 
   test("ListWorkers through the router returns the workers", async () => {
     const leaf = await clientLeaf(pki, "grpc-1");

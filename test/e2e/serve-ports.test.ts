@@ -37,14 +37,20 @@ test("a port taken before serve binds it: serve() starts again on other ports, a
   const taken = await occupied();
   const picked: number[][] = [];
   try {
-    const s = await serve(slipwayBinary(), join(work, "retried"), ["--set", "volumes.encryption=none"], {}, {
-      // The first attempt gets the occupied port as its API port; later ones what freePorts finds.
-      pickPorts: async (n) => {
-        const ports = picked.length === 0 ? [taken.port, ...(await freePorts(n - 1))] : await freePorts(n);
-        picked.push(ports);
-        return ports;
+    const s = await serve(
+      slipwayBinary(),
+      join(work, "retried"),
+      ["--set", "volumes.encryption=none"],
+      {},
+      {
+        // The first attempt gets the occupied port as its API port; later ones what freePorts finds.
+        pickPorts: async (n) => {
+          const ports = picked.length === 0 ? [taken.port, ...(await freePorts(n - 1))] : await freePorts(n);
+          picked.push(ports);
+          return ports;
+        },
       },
-    });
+    );
     started.push(s);
     expect(picked.length).toBe(2);
     expect(picked[0]![0]).toBe(taken.port);
@@ -60,9 +66,15 @@ test("the control: a port that stays taken on every attempt fails serve() with s
   const taken = await occupied();
   let attempts = 0;
   try {
-    const e = await serve(slipwayBinary(), join(work, "refused"), ["--set", "volumes.encryption=none"], {}, {
-      pickPorts: async (n) => (attempts++, [taken.port, ...(await freePorts(n - 1))]),
-    }).then(
+    const e = await serve(
+      slipwayBinary(),
+      join(work, "refused"),
+      ["--set", "volumes.encryption=none"],
+      {},
+      {
+        pickPorts: async (n) => (attempts++, [taken.port, ...(await freePorts(n - 1))]),
+      },
+    ).then(
       (s) => (started.push(s), null),
       (x: Error) => x,
     );

@@ -12,7 +12,11 @@ beforeEach(async () => (w = await makeWorld({ https: true })));
 afterEach(() => w.close());
 
 const PASSWORD = "correct horse battery staple";
-const json = (body: unknown, headers: Record<string, string> = {}) => ({ method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+const json = (body: unknown, headers: Record<string, string> = {}) => ({
+  method: "POST",
+  headers: { "content-type": "application/json", ...headers },
+  body: JSON.stringify(body),
+});
 const req = (path: string, init: RequestInit = {}) => w.handle(new Request(`http://localhost${path}`, init));
 async function setPassword() {
   const r = await w.call("userA", "PUT", "/api/v1/me/password", { new_password: PASSWORD });
@@ -56,10 +60,14 @@ describe("password login", () => {
     const body = { kind: "user", name: "from-ui" };
     expect((await req("/api/v1/tokens", json(body, { cookie }))).status).toBe(403);
     expect((await req("/api/v1/tokens", json(body, { cookie, origin: "https://evil.example" }))).status).toBe(403);
-    expect((await req("/api/v1/tokens", json(body, { cookie, referer: "https://evil.example/page" }))).status).toBe(403);
+    expect((await req("/api/v1/tokens", json(body, { cookie, referer: "https://evil.example/page" }))).status).toBe(
+      403,
+    );
     expect((await req("/api/v1/tokens", json(body, { cookie, origin: "http://localhost" }))).status).toBe(201);
     // Behind a proxy the browser's origin is the public URL's.
-    expect((await req("/api/v1/tokens", json(body, { cookie, origin: "https://slipway.example.com" }))).status).toBe(201);
+    expect((await req("/api/v1/tokens", json(body, { cookie, origin: "https://slipway.example.com" }))).status).toBe(
+      201,
+    );
   });
 
   test("logout ends the session", async () => {
@@ -83,9 +91,21 @@ describe("password login", () => {
 
   test("changing a password needs the current one; weak ones are refused", async () => {
     await setPassword();
-    expect((await w.call("userA", "PUT", "/api/v1/me/password", { new_password: "another long passphrase" })).status).toBe(401);
-    expect((await w.call("userA", "PUT", "/api/v1/me/password", { current_password: PASSWORD, new_password: "short" })).status).toBe(400);
-    expect((await w.call("userA", "PUT", "/api/v1/me/password", { current_password: PASSWORD, new_password: "another long passphrase" })).status).toBe(204);
+    expect(
+      (await w.call("userA", "PUT", "/api/v1/me/password", { new_password: "another long passphrase" })).status,
+    ).toBe(401);
+    expect(
+      (await w.call("userA", "PUT", "/api/v1/me/password", { current_password: PASSWORD, new_password: "short" }))
+        .status,
+    ).toBe(400);
+    expect(
+      (
+        await w.call("userA", "PUT", "/api/v1/me/password", {
+          current_password: PASSWORD,
+          new_password: "another long passphrase",
+        })
+      ).status,
+    ).toBe(204);
     expect((await login("another long passphrase")).status).toBe(200);
   });
 

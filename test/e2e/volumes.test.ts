@@ -24,7 +24,9 @@ test("default (luks): /readyz and doctor report dm-crypt's absence, or encryptio
   const bin = slipwayBinary();
   const s = await serve(bin, join(work, "a"));
   try {
-    const ready = (await (await s.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string; observedValue: string }[]> };
+    const ready = (await (await s.get("/readyz")).json()) as {
+      checks: Record<string, { status: string; output: string; observedValue: string }[]>;
+    };
     const c = ready.checks["volumes:encryption"]![0]!;
     if (dm.usable) expect(c).toMatchObject({ status: "pass", observedValue: "luks2" });
     else {
@@ -36,7 +38,12 @@ test("default (luks): /readyz and doctor report dm-crypt's absence, or encryptio
     await s.stop();
   }
   const doctor = await runSlipway(bin, ["doctor", "--data-dir", join(work, "a"), "--json"]);
-  const findings = JSON.parse(doctor.stdout).findings as { check: string; status: string; message: string; fix?: string }[];
+  const findings = JSON.parse(doctor.stdout).findings as {
+    check: string;
+    status: string;
+    message: string;
+    fix?: string;
+  }[];
   const v = findings.find((f) => f.check === "volumes")!;
   expect(v.status).toBe(dm.usable ? "ok" : "warn");
   if (!dm.usable) expect(v.fix).toContain('volumes.encryption = "none"');
@@ -45,7 +52,9 @@ test("default (luks): /readyz and doctor report dm-crypt's absence, or encryptio
 test("encryption none: /readyz and the log say the caches are not encrypted", async () => {
   const s = await serve(slipwayBinary(), join(work, "b"), ["--set", "volumes.encryption=none"]);
   try {
-    const ready = (await (await s.get("/readyz")).json()) as { checks: Record<string, { status: string; output: string; observedValue: string }[]> };
+    const ready = (await (await s.get("/readyz")).json()) as {
+      checks: Record<string, { status: string; output: string; observedValue: string }[]>;
+    };
     expect(ready.checks["volumes:encryption"]![0]).toMatchObject({ status: "warn", observedValue: "none" });
     expect(ready.checks["volumes:encryption"]![0]!.output).toContain("NOT encrypted");
     expect(s.logs()).toContain('"encryption":"none"');

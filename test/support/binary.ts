@@ -33,9 +33,17 @@ export function removeBinaryCopies(): void {
 /** Path to a copy of the binary in a fresh empty directory. */
 export function slipwayBinary(): string {
   if (!built) {
-    const sources = Math.max(newestSource(join(ROOT, "src")), newestSource(join(ROOT, "migrations")), newestSource(join(ROOT, "web")));
+    const sources = Math.max(
+      newestSource(join(ROOT, "src")),
+      newestSource(join(ROOT, "migrations")),
+      newestSource(join(ROOT, "web")),
+    );
     if (!existsSync(DIST) || statSync(DIST).mtimeMs < sources) {
-      const r = Bun.spawnSync([process.execPath, join(ROOT, "scripts", "build.ts"), "--target", "x64"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+      const r = Bun.spawnSync([process.execPath, join(ROOT, "scripts", "build.ts"), "--target", "x64"], {
+        cwd: ROOT,
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       if (r.exitCode !== 0) throw new Error(`building dist/slipway failed:\n${r.stderr.toString()}`);
     }
     const dir = mkdtempSync(join(tmpdir(), "slipway-bin-"));

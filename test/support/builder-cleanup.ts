@@ -12,14 +12,23 @@ import { servedDataDirs } from "./serve.ts";
 import { builderNetworkPolicyFactory, policyNames } from "../../src/builders/index.ts";
 import { run } from "../../src/host/run.ts";
 
-export async function removeBuildersOf(projectIds: string[], docker = new Docker({ socketPath: "/var/run/docker.sock" })): Promise<void> {
+export async function removeBuildersOf(
+  projectIds: string[],
+  docker = new Docker({ socketPath: "/var/run/docker.sock" }),
+): Promise<void> {
   for (const project of projectIds.filter(Boolean)) {
     const label = JSON.stringify({ label: [`io.slipway.project=${project}`] });
     for (const c of (await docker.listContainers({ all: true, filters: label }).catch(() => [])) as { Id: string }[]) {
-      await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {});
+      await docker
+        .getContainer(c.Id)
+        .remove({ force: true, v: true })
+        .catch(() => {});
     }
     for (const n of (await docker.listNetworks({ filters: label }).catch(() => [])) as { Id: string }[]) {
-      await docker.getNetwork(n.Id).remove().catch(() => {});
+      await docker
+        .getNetwork(n.Id)
+        .remove()
+        .catch(() => {});
     }
   }
 }
@@ -31,7 +40,9 @@ export async function removeBuildersOf(projectIds: string[], docker = new Docker
  * killed with -9 leaves in place (by design: its builders stay filtered). Call it in afterAll
  * after stopping serve, whatever the outcome.
  */
-export async function removeBuildersOfServed(docker = new Docker({ socketPath: "/var/run/docker.sock" })): Promise<void> {
+export async function removeBuildersOfServed(
+  docker = new Docker({ socketPath: "/var/run/docker.sock" }),
+): Promise<void> {
   for (const dataDir of servedDataDirs) {
     const file = join(dataDir, "slipway.db");
     if (!existsSync(file)) continue;
@@ -49,12 +60,23 @@ export async function removeBuildersOfServed(docker = new Docker({ socketPath: "
     if (!applianceId) continue;
     const label = JSON.stringify({ label: [`io.slipway.appliance=${applianceId}`] });
     for (const c of (await docker.listContainers({ all: true, filters: label }).catch(() => [])) as { Id: string }[]) {
-      await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {});
+      await docker
+        .getContainer(c.Id)
+        .remove({ force: true, v: true })
+        .catch(() => {});
     }
     for (const n of (await docker.listNetworks({ filters: label }).catch(() => [])) as { Id: string }[]) {
-      await docker.getNetwork(n.Id).remove().catch(() => {});
+      await docker
+        .getNetwork(n.Id)
+        .remove()
+        .catch(() => {});
     }
-    const policy = builderNetworkPolicyFactory({ exec: (argv, opts) => run(argv, opts), names: policyNames(applianceId), settings: { mode: "enforce", allow: [], mirrors: [] }, registryPort: null });
+    const policy = builderNetworkPolicyFactory({
+      exec: (argv, opts) => run(argv, opts),
+      names: policyNames(applianceId),
+      settings: { mode: "enforce", allow: [], mirrors: [] },
+      registryPort: null,
+    });
     await policy.remove().catch(() => {});
   }
 }

@@ -7,7 +7,17 @@
  * A lock file serialises concurrent test processes on one machine. Also: starting a builder
  * container from it (the fallback security profile) and a tiny build context with a shell.
  */
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import Docker from "dockerode";
 import {
@@ -153,14 +163,20 @@ export async function waitForBuildKit(socketPath: string, timeoutMs = 30_000): P
     }
     await Bun.sleep(50);
   }
-  throw new Error(`BuildKit at ${socketPath} did not answer ListWorkers within ${timeoutMs} ms: ${(last as Error)?.message ?? "no socket"}`);
+  throw new Error(
+    `BuildKit at ${socketPath} did not answer ListWorkers within ${timeoutMs} ms: ${(last as Error)?.message ?? "no socket"}`,
+  );
 }
 
 /**
  * Starts a builder container from `image` with the fallback security profile (what this machine
  * allows), binding `baseDir`/sock and `baseDir`/data, and waits until BuildKit answers.
  */
-export async function startDockerdBuilder(image: string, baseDir: string, opts: { name?: string; dataDir?: string } = {}): Promise<RunningBuilder> {
+export async function startDockerdBuilder(
+  image: string,
+  baseDir: string,
+  opts: { name?: string; dataDir?: string } = {},
+): Promise<RunningBuilder> {
   const d = docker();
   const name = opts.name ?? `slipway-test-builder-${crypto.randomUUID().slice(0, 8)}`;
   const socketDir = join(baseDir, "sock");
@@ -205,7 +221,10 @@ export async function startDockerdBuilder(image: string, baseDir: string, opts: 
 export function writeBusyboxContext(dir: string, body: string): void {
   mkdirSync(dir, { recursive: true });
   copyFileSync(busyboxPath(), join(dir, "busybox"));
-  writeFileSync(join(dir, "Dockerfile"), `FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n${body}\n`);
+  writeFileSync(
+    join(dir, "Dockerfile"),
+    `FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n${body}\n`,
+  );
 }
 
 export function busyboxPath(): string {

@@ -10,7 +10,12 @@ import type { Subprocess } from "bun";
 export const DEPOT = join(import.meta.dir, "..", "..", "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
 
 /** The depot CLI's environment against `s`; `token` (when given) as DEPOT_TOKEN. */
-export function depotEnv(s: { url: string; dataDir: string }, home: string, token: string | null, extra: Record<string, string> = {}): Record<string, string> {
+export function depotEnv(
+  s: { url: string; dataDir: string },
+  home: string,
+  token: string | null,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return {
     PATH: process.env.PATH ?? "",
     HOME: home,
@@ -26,13 +31,19 @@ export function depotEnv(s: { url: string; dataDir: string }, home: string, toke
 }
 
 /** A spawned command's exit code and its stdout and stderr together, and when it ended. */
-export async function finished(p: Subprocess<"ignore" | "pipe" | "inherit", "pipe", "pipe">): Promise<{ code: number; log: string; at: number }> {
+export async function finished(
+  p: Subprocess<"ignore" | "pipe" | "inherit", "pipe", "pipe">,
+): Promise<{ code: number; log: string; at: number }> {
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, log: out + err, at: Date.now() };
 }
 
 /** Polls `fn` every 200 ms until it answers something truthy, and returns that; throws naming `what` after `ms`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms: number): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  ms: number,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await fn();

@@ -21,7 +21,11 @@ export function rssMb(pid: number): number {
 }
 
 /** What serve answered to one hostile body: the HTTP status and the Connect code (a stream's from its end frame). */
-export async function hostileCall(s: Served, m: RpcMethod, authorization?: string): Promise<{ status: number; code: string }> {
+export async function hostileCall(
+  s: Served,
+  m: RpcMethod,
+  authorization?: string,
+): Promise<{ status: number; code: string }> {
   const stream = m.kind !== "unary";
   const whole = stream ? FRAMED : BOMB;
   // Streamed in 256 KiB chunks with its length declared, and no more once the answer has come:
@@ -35,13 +39,24 @@ export async function hostileCall(s: Served, m: RpcMethod, authorization?: strin
     },
   });
   try {
-    const r = await s.get(m.path, { method: "POST", headers: { "content-type": stream ? "application/connect+proto" : "application/proto", "content-length": String(whole.length), ...(authorization ? { authorization } : {}) }, body, duplex: "half" } as RequestInit);
+    const r = await s.get(m.path, {
+      method: "POST",
+      headers: {
+        "content-type": stream ? "application/connect+proto" : "application/proto",
+        "content-length": String(whole.length),
+        ...(authorization ? { authorization } : {}),
+      },
+      body,
+      duplex: "half",
+    } as RequestInit);
     answered = true;
     const bytes = new Uint8Array(await r.arrayBuffer());
-    const json = JSON.parse(new TextDecoder().decode(stream && r.status === 200 ? bytes.subarray(5) : bytes)) as { code?: string; error?: { code: string } };
+    const json = JSON.parse(new TextDecoder().decode(stream && r.status === 200 ? bytes.subarray(5) : bytes)) as {
+      code?: string;
+      error?: { code: string };
+    };
     return { status: r.status, code: json.error?.code ?? json.code ?? "none" };
   } catch (e) {
     return { status: 0, code: `fetch failed: ${(e as Error).message}` };
   }
 }
-

@@ -12,7 +12,8 @@ Bun.serve({
   port,
   fetch(req) {
     const path = new URL(req.url).pathname;
-    if (path === "/.well-known/openid-configuration") return Response.json({ issuer, jwks_uri: `${issuer}/.well-known/jwks` });
+    if (path === "/.well-known/openid-configuration")
+      return Response.json({ issuer, jwks_uri: `${issuer}/.well-known/jwks` });
     if (path === "/.well-known/jwks") return Response.json(jwks);
     return new Response("not found", { status: 404 });
   },

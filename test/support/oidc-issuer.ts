@@ -61,7 +61,12 @@ export async function makeKey(alg: TestAlg): Promise<TestKey> {
   const pair =
     alg === "RS256"
       ? await crypto.subtle.generateKey(
-          { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
+          {
+            name: "RSASSA-PKCS1-v1_5",
+            modulusLength: 2048,
+            publicExponent: new Uint8Array([1, 0, 1]),
+            hash: "SHA-256",
+          },
           true,
           ["sign", "verify"],
         )
@@ -77,7 +82,12 @@ export async function makeKey(alg: TestAlg): Promise<TestKey> {
   return { kid, alg, privateKey: pair.privateKey, publicJwk, publicPem };
 }
 
-async function sign(alg: string, key: TestKey | undefined, input: string, hmacSecret?: Uint8Array<ArrayBuffer>): Promise<string> {
+async function sign(
+  alg: string,
+  key: TestKey | undefined,
+  input: string,
+  hmacSecret?: Uint8Array<ArrayBuffer>,
+): Promise<string> {
   if (alg === "none") return "";
   if (alg.startsWith("HS")) {
     if (!hmacSecret) throw new Error("oidc-issuer: HS* needs hmacSecret");
@@ -167,7 +177,11 @@ function times(nowSeconds: number, lifetime: number) {
 }
 
 /** A GitHub Actions job token for acme/app on main (override anything). */
-export function githubClaims(iss: string, nowSeconds: number, over: Record<string, unknown> = {}): Record<string, unknown> {
+export function githubClaims(
+  iss: string,
+  nowSeconds: number,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     jti: crypto.randomUUID(),
     sub: "repo:acme/app:ref:refs/heads/main",
@@ -216,7 +230,11 @@ export function circleciClaims(
 }
 
 /** A Buildkite agent job token for pipeline acme/app. */
-export function buildkiteClaims(iss: string, nowSeconds: number, over: Record<string, unknown> = {}): Record<string, unknown> {
+export function buildkiteClaims(
+  iss: string,
+  nowSeconds: number,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     iss,
     sub: "organization:acme:pipeline:app:ref:refs/heads/main:commit:9b2c0f5c1e6d4a8b7f3e2d1c0b9a8f7e6d5c4b3a:step:build",

@@ -18,7 +18,10 @@ export async function startPlainRegistry(dir: string): Promise<PlainRegistry> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const config = join(dir, "registry.yml");
-    writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "registry")}\nhttp:\n  addr: 0.0.0.0:${port}\n`);
+    writeFileSync(
+      config,
+      `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "registry")}\nhttp:\n  addr: 0.0.0.0:${port}\n`,
+    );
     const proc = Bun.spawn(["docker-registry", "serve", config], { stdout: "ignore", stderr: "pipe" });
     const stderr = new Response(proc.stderr).text();
     const deadline = Date.now() + 60_000;
@@ -39,10 +42,14 @@ export async function startPlainRegistry(dir: string): Promise<PlainRegistry> {
  * caches. Everything else stays on serve's defaults (trixie's dockerd, containerd's store).
  */
 export const pushingServeArgs = (imageRef: string): string[] => [
-  "--set", `builders.dockerd_image=${imageRef}`,
-  "--set", "builders.insecure_registries=172.16.0.0/12,192.168.0.0/16",
-  "--set", "volumes.encryption=none",
+  "--set",
+  `builders.dockerd_image=${imageRef}`,
+  "--set",
+  "builders.insecure_registries=172.16.0.0/12,192.168.0.0/16",
+  "--set",
+  "volumes.encryption=none",
   // The plain registry listens on this host, which the builder network policy keeps builders
   // from reaching (its own suite, builder-network-policy.test.ts, covers the policy).
-  "--set", "builders.network_policy=off",
+  "--set",
+  "builders.network_policy=off",
 ];

@@ -47,9 +47,21 @@ export interface CommandResult {
   stderr: string;
 }
 
-export async function runSlipway(bin: string, args: string[], env: Record<string, string> = {}): Promise<CommandResult> {
-  const proc = Bun.spawn([bin, ...args], { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env } });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+export async function runSlipway(
+  bin: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<CommandResult> {
+  const proc = Bun.spawn([bin, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { code, stdout, stderr };
 }
 
@@ -81,7 +93,13 @@ export interface ServeOptions {
   pickPorts?: (n: number) => Promise<number[]>;
 }
 
-export async function serve(bin: string, dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}, opts: ServeOptions = {}): Promise<Served> {
+export async function serve(
+  bin: string,
+  dataDir: string,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+  opts: ServeOptions = {},
+): Promise<Served> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await serveOnce(bin, dataDir, extraArgs, env, opts);
@@ -97,15 +115,37 @@ class PortTaken extends Error {}
 /** Every data dir a serve was started on in this process: the cleanup finds its builders by them. */
 export const servedDataDirs = new Set<string>();
 
-async function serveOnce(bin: string, dataDir: string, extraArgs: string[], env: Record<string, string>, opts: ServeOptions): Promise<Served> {
+async function serveOnce(
+  bin: string,
+  dataDir: string,
+  extraArgs: string[],
+  env: Record<string, string>,
+  opts: ServeOptions,
+): Promise<Served> {
   const [port, buildPort] = (await (opts.pickPorts ?? freePorts)(2)) as [number, number];
   servedDataDirs.add(dataDir);
-  const publicUrl = opts.publicHost ? ["--public-url", `${opts.http ? "http" : "https"}://${opts.publicHost}:${port}`] : [];
-  const proc = Bun.spawn([bin, "serve", "--data-dir", dataDir, "--listen", `${opts.listenHost ?? "127.0.0.1"}:${port}`, "--build-listen", `127.0.0.1:${buildPort}`, ...publicUrl, ...extraArgs], {
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
-  });
+  const publicUrl = opts.publicHost
+    ? ["--public-url", `${opts.http ? "http" : "https"}://${opts.publicHost}:${port}`]
+    : [];
+  const proc = Bun.spawn(
+    [
+      bin,
+      "serve",
+      "--data-dir",
+      dataDir,
+      "--listen",
+      `${opts.listenHost ?? "127.0.0.1"}:${port}`,
+      "--build-listen",
+      `127.0.0.1:${buildPort}`,
+      ...publicUrl,
+      ...extraArgs,
+    ],
+    {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
+    },
+  );
   let logs = "";
   const decoder = new TextDecoder();
   const drained = (async () => {

@@ -40,16 +40,29 @@ import { egressServiceFactory } from "../../src/egress/service.ts";
  * The tenants both worlds share: users ownerA, userA, ownerB, userB (each with a user token),
  * organizations A and B, projects p1, p2 (A) and q1 (B), and an expired and a revoked user token.
  */
-function seedTenants(svc: { db: Database; orgs: OrgsService; projects: ProjectsService; tokens: TokensService }, admin: string) {
+function seedTenants(
+  svc: { db: Database; orgs: OrgsService; projects: ProjectsService; tokens: TokensService },
+  admin: string,
+) {
   const { db, orgs, projects, tokens } = svc;
   const users: Record<string, string> = {};
   const userTokens: Record<string, string> = {};
   for (const name of ["ownerA", "userA", "ownerB", "userB"] as const) {
     const u = orgs.createUser({ username: name }, admin);
     users[name] = u.id;
-    userTokens[name] = tokens.create({ kind: "user", name: "t", expiresAt: null, userId: u.id, createdBy: u.id }, admin).token;
+    userTokens[name] = tokens.create(
+      { kind: "user", name: "t", expiresAt: null, userId: u.id, createdBy: u.id },
+      admin,
+    ).token;
   }
-  const system = { kind: "user" as const, userId: users.ownerA!, username: "ownerA", isAdmin: false, tokenId: null, memberships: {} };
+  const system = {
+    kind: "user" as const,
+    userId: users.ownerA!,
+    username: "ownerA",
+    isAdmin: false,
+    tokenId: null,
+    memberships: {},
+  };
   const A = orgs.create({ slug: "org-a", name: "A", owner: "ownerA" }, system);
   const B = orgs.create({ slug: "org-b", name: "B", owner: "ownerB" }, system);
   orgs.addMember(A.id, "userA", "user", system);
@@ -58,14 +71,36 @@ function seedTenants(svc: { db: Database; orgs: OrgsService; projects: ProjectsS
   const p2 = projects.create(A.id, { name: "p2" }, system);
   const q1 = projects.create(B.id, { name: "q1" }, system);
   const make = (input: Parameters<typeof tokens.create>[0]) => tokens.create(input, admin);
-  const expired = make({ kind: "user", name: "old", expiresAt: new Date(Date.now() + 60_000), userId: users.ownerA!, createdBy: null });
-  db.query("UPDATE api_tokens SET expires_at = ? WHERE id = ?").run(new Date(Date.now() - 1000).toISOString(), expired.metadata.id);
+  const expired = make({
+    kind: "user",
+    name: "old",
+    expiresAt: new Date(Date.now() + 60_000),
+    userId: users.ownerA!,
+    createdBy: null,
+  });
+  db.query("UPDATE api_tokens SET expires_at = ? WHERE id = ?").run(
+    new Date(Date.now() - 1000).toISOString(),
+    expired.metadata.id,
+  );
   const revoked = make({ kind: "user", name: "gone", expiresAt: null, userId: users.ownerA!, createdBy: null });
   db.query("UPDATE api_tokens SET revoked_at = ? WHERE id = ?").run(new Date().toISOString(), revoked.metadata.id);
   return { users, userTokens, system, A, B, p1, p2, q1, make, expired, revoked };
 }
 
-export const ACTOR_NAMES = ["anon", "admin", "ownerA", "userA", "ownerB", "userB", "tokA1", "tokA2", "orgTokB", "oidcA1", "expired", "revoked"] as const;
+export const ACTOR_NAMES = [
+  "anon",
+  "admin",
+  "ownerA",
+  "userA",
+  "ownerB",
+  "userB",
+  "tokA1",
+  "tokA2",
+  "orgTokB",
+  "oidcA1",
+  "expired",
+  "revoked",
+] as const;
 export type ActorName = (typeof ACTOR_NAMES)[number];
 
 /** `oidcAllowInternal`: the operator's oidc.allow_internal; by default loopback, where the tests' issuers listen. */
@@ -76,28 +111,83 @@ export async function makeWorld(opts: { https?: boolean; oidcAllowInternal?: str
   const boot = bootstrapAdministrator(db, dir);
   const audit = auditServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
-  const quotas = quotasServiceFactory({ db, audit, defaults: { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 }, usage: quotaUsageOf(() => ({ projects })) });
+  const quotas = quotasServiceFactory({
+    db,
+    audit,
+    defaults: {
+      max_projects: 100,
+      max_builder_cpus: 16,
+      max_builder_memory_mb: 32768,
+      max_cache_size_gb: 200,
+      max_running_builders: 8,
+    },
+    usage: quotaUsageOf(() => ({ projects })),
+  });
   const projects = projectsServiceFactory({ db, audit, quotas, orgs });
   const tokens = tokensServiceFactory({ db, audit });
   const sessions = sessionsServiceFactory({ db, audit, users: orgs });
   const allowInternal = parseAllowInternal(opts.oidcAllowInternal ?? "127.0.0.0/8");
-  const trust = trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) });
+  const trust = trustServiceFactory({
+    db,
+    audit,
+    tokens,
+    projects,
+    allowInternal,
+    verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }),
+  });
   const admin = "system:test";
 
   const secrets: Partial<Record<ActorName, string>> = { admin: readFileSync(boot.tokenFile, "utf8").trim() };
-  const { users, userTokens, system, A, B, p1, p2, q1, make, expired: tExpired, revoked: tRevoked } = seedTenants({ db, orgs, projects, tokens }, admin);
+  const {
+    users,
+    userTokens,
+    system,
+    A,
+    B,
+    p1,
+    p2,
+    q1,
+    make,
+    expired: tExpired,
+    revoked: tRevoked,
+  } = seedTenants({ db, orgs, projects, tokens }, admin);
   Object.assign(secrets, userTokens);
   const tA1 = make({ kind: "project", name: "a1", expiresAt: null, orgId: A.id, projectId: p1.id, createdBy: null });
   const tA2 = make({ kind: "project", name: "a2", expiresAt: null, orgId: A.id, projectId: p2.id, createdBy: null });
   const tB = make({ kind: "org", name: "b", expiresAt: null, orgId: B.id, createdBy: null });
-  const tO = make({ kind: "oidc", name: "ci", expiresAt: new Date(Date.now() + 3_600_000), projectIds: [p1.id], createdBy: null });
-  Object.assign(secrets, { tokA1: tA1.token, tokA2: tA2.token, orgTokB: tB.token, oidcA1: tO.token, expired: tExpired.token, revoked: tRevoked.token });
+  const tO = make({
+    kind: "oidc",
+    name: "ci",
+    expiresAt: new Date(Date.now() + 3_600_000),
+    projectIds: [p1.id],
+    createdBy: null,
+  });
+  Object.assign(secrets, {
+    tokA1: tA1.token,
+    tokA2: tA2.token,
+    orgTokB: tB.token,
+    oidcA1: tO.token,
+    expired: tExpired.token,
+    revoked: tRevoked.token,
+  });
 
   const ownerAToken = tokens.listForUser(users.ownerA!).find((t) => t.name === "t")!;
   const egress = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
   const hostA = egress.addHost(A.id, { name: "ci-a", scopes: ["docker:ci"] }, system).host;
   const auth = authServiceFactory({ tokens, users: orgs, projects, runnerHosts: egress });
-  const identity = { auth, audit, sessions, orgs, projects, quotas, tokens, trust, deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }), publicUrl: WORLD_AUDIENCE, egress };
+  const identity = {
+    auth,
+    audit,
+    sessions,
+    orgs,
+    projects,
+    quotas,
+    tokens,
+    trust,
+    deviceLogins: deviceLoginServiceFactory({ db, audit, tokens }),
+    publicUrl: WORLD_AUDIENCE,
+    egress,
+  };
   const ctx = identityContext(identity, () => "192.0.2.1");
   // The registry's routes, its process absent (no binary): who may read and set what is the point.
   const registry = registryServiceFactory({
@@ -127,7 +217,18 @@ export async function makeWorld(opts: { https?: boolean; oidcAllowInternal?: str
 
   return {
     db,
-    ids: { A: A.id, B: B.id, p1: p1.id, p2: p2.id, q1: q1.id, tokA2: tA2.metadata.id, ownerAToken: ownerAToken.id, userA: users.userA!, userB: users.userB!, hostA: hostA.id },
+    ids: {
+      A: A.id,
+      B: B.id,
+      p1: p1.id,
+      p2: p2.id,
+      q1: q1.id,
+      tokA2: tA2.metadata.id,
+      ownerAToken: ownerAToken.id,
+      userA: users.userA!,
+      userB: users.userB!,
+      hostA: hostA.id,
+    },
     secrets,
     audit,
     sessions,
@@ -138,7 +239,13 @@ export async function makeWorld(opts: { https?: boolean; oidcAllowInternal?: str
       const headers: Record<string, string> = {};
       if (actor !== "anon") headers.authorization = `Bearer ${secrets[actor]}`;
       if (body !== undefined) headers["content-type"] = "application/json";
-      return app.handle(new Request(`http://localhost${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) }));
+      return app.handle(
+        new Request(`http://localhost${path}`, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+        }),
+      );
     },
     close() {
       db.close();
@@ -208,53 +315,134 @@ export async function startApplianceWorld() {
   try {
     const audit = auditServiceFactory({ db });
     const orgs = orgsServiceFactory({ db, audit });
-    const quotas = quotasServiceFactory({ db, audit, defaults: loaded.config.quotas, usage: quotaUsageOf(() => ({ projects })) });
+    const quotas = quotasServiceFactory({
+      db,
+      audit,
+      defaults: loaded.config.quotas,
+      usage: quotaUsageOf(() => ({ projects })),
+    });
     const projects = projectsServiceFactory({ db, audit, quotas, orgs });
     const tokens = tokensServiceFactory({ db, audit });
     const sessions = sessionsServiceFactory({ db, audit, users: orgs });
     const allowInternal = parseAllowInternal("127.0.0.0/8");
-    const trust = trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) });
+    const trust = trustServiceFactory({
+      db,
+      audit,
+      tokens,
+      projects,
+      allowInternal,
+      verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }),
+    });
     const egress = egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] });
     const deviceLogins = deviceLoginServiceFactory({ db, audit, tokens });
     const admin = "system:test";
-    const secrets: Partial<Record<ApplianceActor, string>> = { admin: readFileSync(join(loaded.dataDir, "initial-admin-token"), "utf8").trim() };
+    const secrets: Partial<Record<ApplianceActor, string>> = {
+      admin: readFileSync(join(loaded.dataDir, "initial-admin-token"), "utf8").trim(),
+    };
 
-    const { users, userTokens, system, A, B, p1, p2, q1, make, expired, revoked } = seedTenants({ db, orgs, projects, tokens }, admin);
+    const { users, userTokens, system, A, B, p1, p2, q1, make, expired, revoked } = seedTenants(
+      { db, orgs, projects, tokens },
+      admin,
+    );
     Object.assign(secrets, { ownerA: userTokens.ownerA, userA: userTokens.userA, ownerB: userTokens.ownerB });
-    const projTok = make({ kind: "project", name: "p1", expiresAt: null, orgId: A.id, projectId: p1.id, createdBy: null });
-    const tokA2 = make({ kind: "project", name: "p2", expiresAt: null, orgId: A.id, projectId: p2.id, createdBy: null });
+    const projTok = make({
+      kind: "project",
+      name: "p1",
+      expiresAt: null,
+      orgId: A.id,
+      projectId: p1.id,
+      createdBy: null,
+    });
+    const tokA2 = make({
+      kind: "project",
+      name: "p2",
+      expiresAt: null,
+      orgId: A.id,
+      projectId: p2.id,
+      createdBy: null,
+    });
     const orgTok = make({ kind: "org", name: "a", expiresAt: null, orgId: A.id, createdBy: null });
     const orgTokB = make({ kind: "org", name: "b", expiresAt: null, orgId: B.id, createdBy: null });
-    const oidcTok = make({ kind: "oidc", name: "ci", expiresAt: new Date(Date.now() + 3_600_000), projectIds: [p1.id], createdBy: null });
+    const oidcTok = make({
+      kind: "oidc",
+      name: "ci",
+      expiresAt: new Date(Date.now() + 3_600_000),
+      projectIds: [p1.id],
+      createdBy: null,
+    });
     const ownerAToken = tokens.listForUser(users.ownerA!).find((t) => t.name === "t")!;
-    Object.assign(secrets, { projTok: projTok.token, orgTok: orgTok.token, oidcTok: oidcTok.token, expired: expired.token, revoked: revoked.token });
+    Object.assign(secrets, {
+      projTok: projTok.token,
+      orgTok: orgTok.token,
+      oidcTok: oidcTok.token,
+      expired: expired.token,
+      revoked: revoked.token,
+    });
 
     const hostA = egress.addHost(A.id, { name: "ci-a", scopes: ["docker:ci"] }, system);
     const hostB = egress.addHost(B.id, { name: "ci-b", scopes: ["host"] }, system);
     secrets.agent = hostA.token;
     const ruleA = egress.addRule(A.id, { action: "allow", target: "198.51.100.7" }, system);
-    const trustA = trust.create(p1.id, A.id, { provider: "github", issuer: issuer.issuer, owner: "acme", repository: "acme/app", audiences: [appliance.publicUrl] }, system);
-    const mintCiJwt = () => issuer.mint(githubClaims(issuer.issuer, Math.floor(Date.now() / 1000), { aud: appliance.publicUrl, exp: Math.floor(Date.now() / 1000) + 3600 }));
+    const trustA = trust.create(
+      p1.id,
+      A.id,
+      {
+        provider: "github",
+        issuer: issuer.issuer,
+        owner: "acme",
+        repository: "acme/app",
+        audiences: [appliance.publicUrl],
+      },
+      system,
+    );
+    const mintCiJwt = () =>
+      issuer.mint(
+        githubClaims(issuer.issuer, Math.floor(Date.now() / 1000), {
+          aud: appliance.publicUrl,
+          exp: Math.floor(Date.now() / 1000) + 3600,
+        }),
+      );
     secrets.ciJwt = await mintCiJwt();
 
     await sessions.setPassword(users.ownerA!, "a long passphrase for the matrix");
-    const session = await sessions.login("ownerA", "a long passphrase for the matrix", { ip: "127.0.0.1", userAgent: "matrix" });
+    const session = await sessions.login("ownerA", "a long passphrase for the matrix", {
+      ip: "127.0.0.1",
+      userAgent: "matrix",
+    });
     secrets.session = session.secret;
     const origin = new URL(appliance.localUrl).origin;
 
     // A device login waiting for approval, and one approved (FinishLogin answers at once).
-    const pendingLogin = deviceLogins.start({ clientName: "matrix", ip: "192.0.2.9", userAgent: null }, appliance.publicUrl);
-    const approvedLogin = deviceLogins.start({ clientName: "matrix", ip: "192.0.2.9", userAgent: null }, appliance.publicUrl);
+    const pendingLogin = deviceLogins.start(
+      { clientName: "matrix", ip: "192.0.2.9", userAgent: null },
+      appliance.publicUrl,
+    );
+    const approvedLogin = deviceLogins.start(
+      { clientName: "matrix", ip: "192.0.2.9", userAgent: null },
+      appliance.publicUrl,
+    );
     deviceLogins.approve(approvedLogin.user_code, { ...system, memberships: { [A.id]: "owner" } }, null);
 
-    const call = (actor: ApplianceActor, method: string, path: string, body?: string | Uint8Array | null, contentType?: string): Promise<Response> => {
+    const call = (
+      actor: ApplianceActor,
+      method: string,
+      path: string,
+      body?: string | Uint8Array | null,
+      contentType?: string,
+    ): Promise<Response> => {
       const headers: Record<string, string> = {};
       if (actor === "session") {
         headers.cookie = `${SESSION_COOKIE}=${secrets.session}`;
         headers.origin = origin; // the web UI's own pages
       } else if (actor !== "anon") headers.authorization = `Bearer ${secrets[actor]}`;
       if (body !== undefined && body !== null) headers["content-type"] = contentType ?? "application/json";
-      return fetch(`${appliance.localUrl}${path}`, { method, headers, body: body ?? undefined, tls: { ca }, keepalive: false } as RequestInit);
+      return fetch(`${appliance.localUrl}${path}`, {
+        method,
+        headers,
+        body: body ?? undefined,
+        tls: { ca },
+        keepalive: false,
+      } as RequestInit);
     };
 
     // The build token: a real CreateBuild by the project token.
@@ -296,12 +484,29 @@ export async function startApplianceWorld() {
       call,
       /** A digest of every table's rows (audit_log aside: refusals are audited; advisory timestamps aside). */
       digest(): string {
-        const tables = (db.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'audit_log' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
+        const tables = (
+          db
+            .query(
+              "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'audit_log' ORDER BY name",
+            )
+            .all() as { name: string }[]
+        ).map((t) => t.name);
         const h = new Bun.CryptoHasher("sha256");
         for (const t of tables) {
-          const cols = (db.query(`SELECT name FROM pragma_table_info('${t}') ORDER BY cid`).all() as { name: string }[]).map((c) => c.name).filter((c) => !ADVISORY_COLUMNS.has(c));
+          const cols = (db.query(`SELECT name FROM pragma_table_info('${t}') ORDER BY cid`).all() as { name: string }[])
+            .map((c) => c.name)
+            .filter((c) => !ADVISORY_COLUMNS.has(c));
           const rows = db.query(`SELECT ${cols.map((c) => `"${c}"`).join(", ")} FROM "${t}"`).values();
-          h.update(`${t}\n${rows.map((r) => JSON.stringify(r, (_k, v) => (typeof v === "bigint" ? String(v) : v instanceof Uint8Array ? Buffer.from(v).toString("hex") : v))).sort().join("\n")}\n`);
+          h.update(
+            `${t}\n${rows
+              .map((r) =>
+                JSON.stringify(r, (_k, v) =>
+                  typeof v === "bigint" ? String(v) : v instanceof Uint8Array ? Buffer.from(v).toString("hex") : v,
+                ),
+              )
+              .sort()
+              .join("\n")}\n`,
+          );
         }
         return h.digest("hex");
       },

@@ -11,14 +11,32 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSyn
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 
-export const CACHE_DIR = process.env.SLIPWAY_VM_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "slipway-vm");
+export const CACHE_DIR =
+  process.env.SLIPWAY_VM_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "slipway-vm");
 /** dm-crypt, its ciphers (aes-xts through AES-NI), loop devices for image files, AF_ALG for keyslots. */
-export const MODULES = ["loop", "dm-mod", "dm-crypt", "gf128mul", "xts", "ecb", "cryptd", "crypto_simd", "aesni-intel", "af_alg", "algif_skcipher"];
+export const MODULES = [
+  "loop",
+  "dm-mod",
+  "dm-crypt",
+  "gf128mul",
+  "xts",
+  "ecb",
+  "cryptd",
+  "crypto_simd",
+  "aesni-intel",
+  "af_alg",
+  "algif_skcipher",
+];
 /** Host programs the guest runs, by the name the volume manager calls them. */
 export const PROGRAMS = ["cryptsetup", "dmsetup", "mkfs.ext4", "resize2fs", "mount", "umount", "losetup"];
 
 function sh(argv: string[], cwd?: string): { code: number; out: string } {
-  const r = Bun.spawnSync(argv, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, LC_ALL: "C", DEBIAN_FRONTEND: "noninteractive" } });
+  const r = Bun.spawnSync(argv, {
+    cwd,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, LC_ALL: "C", DEBIAN_FRONTEND: "noninteractive" },
+  });
   return { code: r.exitCode ?? 1, out: r.stdout.toString() + r.stderr.toString() };
 }
 
@@ -30,13 +48,15 @@ export function which(p: string): string | null {
 export function missingPrerequisites(): string | null {
   const tools = ["qemu-system-x86_64", "apt-get", "apt-cache", "dpkg-deb", "busybox", "ldd", ...PROGRAMS];
   const missing = tools.filter((t) => !which(t));
-  if (missing.length) return `not installed: ${missing.join(", ")} (apt-get install qemu-system-x86 busybox-static cryptsetup-bin e2fsprogs)`;
+  if (missing.length)
+    return `not installed: ${missing.join(", ")} (apt-get install qemu-system-x86 busybox-static cryptsetup-bin e2fsprogs)`;
   return null;
 }
 
 /** The versioned package behind linux-image-cloud-amd64, e.g. linux-image-6.1.0-56-cloud-amd64. */
 function kernelPackage(): string {
-  const find = () => /Depends: (linux-image-\S+-cloud-amd64)/.exec(sh(["apt-cache", "depends", "linux-image-cloud-amd64"]).out)?.[1];
+  const find = () =>
+    /Depends: (linux-image-\S+-cloud-amd64)/.exec(sh(["apt-cache", "depends", "linux-image-cloud-amd64"]).out)?.[1];
   let pkg = find();
   if (!pkg) {
     // A clean machine may have no package lists yet.
@@ -186,7 +206,10 @@ while :; do sleep 1; done
 `;
 
 /** Assembles the initramfs: returns the archive's bytes and what went into it. */
-export function buildInitramfs(kernel: Kernel, slipway: string): { cpio: Uint8Array; files: number; modules: string[] } {
+export function buildInitramfs(
+  kernel: Kernel,
+  slipway: string,
+): { cpio: Uint8Array; files: number; modules: string[] } {
   const entries = new Map<string, Entry>();
   const dir = (p: string) => {
     if (p === "/" || entries.has(p)) return;

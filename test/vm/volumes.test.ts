@@ -44,71 +44,96 @@ interface StepLine {
 }
 
 integrationSuite("LUKS volumes in a real kernel (qemu)", missingPrerequisites(), () => {
-  test(
-    "the volume manager's life cycle, inside a Debian cloud kernel",
-    async () => {
-      const t0 = performance.now();
-      const timings: Record<string, number> = {};
-      const binary = slipwayBinary();
-      timings["build slipway"] = performance.now() - t0;
+  test("the volume manager's life cycle, inside a Debian cloud kernel", async () => {
+    const t0 = performance.now();
+    const timings: Record<string, number> = {};
+    const binary = slipwayBinary();
+    timings["build slipway"] = performance.now() - t0;
 
-      let t = performance.now();
-      const kernel = fetchKernel();
-      timings["fetch kernel"] = performance.now() - t;
+    let t = performance.now();
+    const kernel = fetchKernel();
+    timings["fetch kernel"] = performance.now() - t;
 
-      t = performance.now();
-      const initrd = buildInitramfs(kernel, binary);
-      const initrdPath = join(work, "initrd.cpio");
-      writeFileSync(initrdPath, initrd.cpio);
-      timings["assemble initramfs"] = performance.now() - t;
+    t = performance.now();
+    const initrd = buildInitramfs(kernel, binary);
+    const initrdPath = join(work, "initrd.cpio");
+    writeFileSync(initrdPath, initrd.cpio);
+    timings["assemble initramfs"] = performance.now() - t;
 
-      t = performance.now();
-      const qemu = Bun.spawn(
-        [
-          "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048",
-          "-nographic", "-no-reboot", "-monitor", "none",
-          "-kernel", kernel.vmlinuz, "-initrd", initrdPath,
-          "-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init",
-        ],
-        { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
-      );
-      const killer = setTimeout(() => qemu.kill("SIGKILL"), 270_000);
-      const [console_] = await Promise.all([new Response(qemu.stdout).text(), new Response(qemu.stderr).text(), qemu.exited]);
-      clearTimeout(killer);
-      timings["guest (boot + self-test)"] = performance.now() - t;
+    t = performance.now();
+    const qemu = Bun.spawn(
+      [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
+        "-m",
+        "2048",
+        "-nographic",
+        "-no-reboot",
+        "-monitor",
+        "none",
+        "-kernel",
+        kernel.vmlinuz,
+        "-initrd",
+        initrdPath,
+        "-append",
+        "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init",
+      ],
+      { stdout: "pipe", stderr: "pipe", stdin: "ignore" },
+    );
+    const killer = setTimeout(() => qemu.kill("SIGKILL"), 270_000);
+    const [console_] = await Promise.all([
+      new Response(qemu.stdout).text(),
+      new Response(qemu.stderr).text(),
+      qemu.exited,
+    ]);
+    clearTimeout(killer);
+    timings["guest (boot + self-test)"] = performance.now() - t;
 
-      const steps = new Map<string, StepLine>();
-      for (const raw of console_.split("\n")) {
-        const m = /SLIPWAY-VM (\S+) (ok|FAIL) (\d+) ?(.*)$/.exec(raw.replace(/\r/g, ""));
-        if (m) steps.set(m[1]!, { status: m[2] as "ok" | "FAIL", ms: Number(m[3]), detail: m[4]! });
-      }
-      const exit = /SLIPWAY-VM exit (\d+)/.exec(console_)?.[1];
-      const report = [
-        `kernel ${kernel.package} (${kernel.release}); initramfs ${(initrd.cpio.length / 1048576).toFixed(0)} MiB, ${initrd.files} entries; modules ${initrd.modules.join(" ")}`,
-        ...Object.entries(timings).map(([k, v]) => `  host: ${k.padEnd(26)} ${(v / 1000).toFixed(1)} s`),
-        ...[...steps].map(([k, v]) => `  guest: ${k.padEnd(24)} ${v.status.padEnd(4)} ${(v.ms / 1000).toFixed(2)} s  ${v.detail}`),
-      ].join("\n");
-      console.log(report);
-      if (steps.size === 0 || exit !== "0") console.log(`guest console (tail):\n${console_.slice(-6000)}`);
+    const steps = new Map<string, StepLine>();
+    for (const raw of console_.split("\n")) {
+      const m = /SLIPWAY-VM (\S+) (ok|FAIL) (\d+) ?(.*)$/.exec(raw.replace(/\r/g, ""));
+      if (m) steps.set(m[1]!, { status: m[2] as "ok" | "FAIL", ms: Number(m[3]), detail: m[4]! });
+    }
+    const exit = /SLIPWAY-VM exit (\d+)/.exec(console_)?.[1];
+    const report = [
+      `kernel ${kernel.package} (${kernel.release}); initramfs ${(initrd.cpio.length / 1048576).toFixed(0)} MiB, ${initrd.files} entries; modules ${initrd.modules.join(" ")}`,
+      ...Object.entries(timings).map(([k, v]) => `  host: ${k.padEnd(26)} ${(v / 1000).toFixed(1)} s`),
+      ...[...steps].map(
+        ([k, v]) => `  guest: ${k.padEnd(24)} ${v.status.padEnd(4)} ${(v.ms / 1000).toFixed(2)} s  ${v.detail}`,
+      ),
+    ].join("\n");
+    console.log(report);
+    if (steps.size === 0 || exit !== "0") console.log(`guest console (tail):\n${console_.slice(-6000)}`);
 
-      for (const name of STEPS) {
-        expect({ step: name, ...(steps.get(name) ?? { status: "missing" }) }).toMatchObject({ step: name, status: "ok" });
-      }
-      expect([...steps.keys()].filter((k) => steps.get(k)!.status !== "ok")).toEqual([]);
-      expect(exit).toBe("0");
+    for (const name of STEPS) {
+      expect({ step: name, ...(steps.get(name) ?? { status: "missing" }) }).toMatchObject({ step: name, status: "ok" });
+    }
+    expect([...steps.keys()].filter((k) => steps.get(k)!.status !== "ok")).toEqual([]);
+    expect(exit).toBe("0");
 
-      const create = JSON.parse(steps.get("create")!.detail) as { mount: string; dm_flags: string };
-      expect(create.mount).toMatch(/ ext4 .*nosuid.*nodev|nodev.*nosuid/);
-      expect(create.dm_flags).toBe("no_read_workqueue no_write_workqueue");
-      const header = JSON.parse(steps.get("header")!.detail) as { version: number; cipher: string; keyslots: { keyBits: number; pbkdf: string; iterations: number }[] };
-      expect(header).toMatchObject({ version: 2, cipher: "aes-xts-plain64", keyslots: [{ keyBits: 512, pbkdf: "pbkdf2", iterations: 1000 }] });
-      const rotate = JSON.parse(steps.get("rotate-key")!.detail) as { generation: number; keyslots: number[] };
-      expect(rotate.generation).toBe(2);
-      expect(rotate.keyslots).toHaveLength(1);
-      const grow = JSON.parse(steps.get("grow")!.detail) as { fs_bytes_before: number; fs_bytes_after: number };
-      expect(grow.fs_bytes_after).toBeGreaterThan(grow.fs_bytes_before);
-      expect(performance.now() - t0).toBeLessThan(300_000);
-    },
-    300_000,
-  );
+    const create = JSON.parse(steps.get("create")!.detail) as { mount: string; dm_flags: string };
+    expect(create.mount).toMatch(/ ext4 .*nosuid.*nodev|nodev.*nosuid/);
+    expect(create.dm_flags).toBe("no_read_workqueue no_write_workqueue");
+    const header = JSON.parse(steps.get("header")!.detail) as {
+      version: number;
+      cipher: string;
+      keyslots: { keyBits: number; pbkdf: string; iterations: number }[];
+    };
+    expect(header).toMatchObject({
+      version: 2,
+      cipher: "aes-xts-plain64",
+      keyslots: [{ keyBits: 512, pbkdf: "pbkdf2", iterations: 1000 }],
+    });
+    const rotate = JSON.parse(steps.get("rotate-key")!.detail) as { generation: number; keyslots: number[] };
+    expect(rotate.generation).toBe(2);
+    expect(rotate.keyslots).toHaveLength(1);
+    const grow = JSON.parse(steps.get("grow")!.detail) as { fs_bytes_before: number; fs_bytes_after: number };
+    expect(grow.fs_bytes_after).toBeGreaterThan(grow.fs_bytes_before);
+    expect(performance.now() - t0).toBeLessThan(300_000);
+  }, 300_000);
 });

@@ -8,12 +8,30 @@
 import { gunzip, gzip, gzipSync } from "node:zlib";
 import { promisify } from "node:util";
 import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
-import { universalServerRequestFromFetch, universalServerResponseToFetch, type Compression, type UniversalHandler, type UniversalServerResponse } from "@connectrpc/connect/protocol";
+import {
+  universalServerRequestFromFetch,
+  universalServerResponseToFetch,
+  type Compression,
+  type UniversalHandler,
+  type UniversalServerResponse,
+} from "@connectrpc/connect/protocol";
 import { DeviceLoginGoneError } from "../../auth/device-login.ts";
 import { RateLimitedError } from "../../auth/rate-limit.ts";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { checkDecodeLimits, DecodeLimitError } from "../../wire/limits.ts";
-import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, PayloadTooLargeError, PreconditionError, QuotaExceededError, ResourceExhaustedError, SlipwayError, UnauthenticatedError, UnavailableError } from "../../errors.ts";
+import {
+  ConflictError,
+  ForbiddenError,
+  InvalidInputError,
+  NotFoundError,
+  PayloadTooLargeError,
+  PreconditionError,
+  QuotaExceededError,
+  ResourceExhaustedError,
+  SlipwayError,
+  UnauthenticatedError,
+  UnavailableError,
+} from "../../errors.ts";
 
 export { Code, ConnectError };
 
@@ -39,7 +57,11 @@ export function connectErrorOf(e: unknown): { code: Code; message: string; unexp
   ];
   for (const [cls, code] of typed) if (e instanceof cls) return { code, message: e.message, unexpected: false };
   if (e instanceof SlipwayError) return { code: Code.Unavailable, message: e.message, unexpected: false };
-  return { code: Code.Internal, message: "the server failed to handle this call; its log has the details under this request id", unexpected: true };
+  return {
+    code: Code.Internal,
+    message: "the server failed to handle this call; its log has the details under this request id",
+    unexpected: true,
+  };
 }
 
 /** Connect's wire name of a code (`invalid_argument`, …). */
@@ -75,14 +97,19 @@ export function compressionGzip(input: DescMessage | null): Compression {
     name: "gzip",
     // A small reply (a unary one, typically a few KB) is compressed at once: a round trip through
     // the thread pool would cost more than the compression itself.
-    compress: async (bytes) => new Uint8Array(bytes.length <= SYNC_GZIP_BYTES ? gzipSync(bytes) : await gzipAsync(bytes)),
+    compress: async (bytes) =>
+      new Uint8Array(bytes.length <= SYNC_GZIP_BYTES ? gzipSync(bytes) : await gzipAsync(bytes)),
     async decompress(bytes, readMaxBytes) {
       if (bytes.length === 0) return new Uint8Array(0);
       let out: Uint8Array<ArrayBuffer>;
       try {
         out = new Uint8Array(await gunzipAsync(bytes, { maxOutputLength: Math.max(readMaxBytes, 1) }));
       } catch (e) {
-        if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") throw new ConnectError(`message is larger than configured readMaxBytes ${readMaxBytes} after decompression`, Code.ResourceExhausted);
+        if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE")
+          throw new ConnectError(
+            `message is larger than configured readMaxBytes ${readMaxBytes} after decompression`,
+            Code.ResourceExhausted,
+          );
         throw new ConnectError("the body is not valid gzip", Code.InvalidArgument);
       }
       return checked(input, out) as Uint8Array<ArrayBuffer>;
@@ -98,7 +125,13 @@ export function compressionGzip(input: DescMessage | null): Compression {
  * decoding limit first: a unary body when it ends, a stream's envelopes as they complete.
  * Nothing is buffered past `readMaxBytes` (the library refuses such a body itself).
  */
-async function* limitedBody(body: AsyncIterable<Uint8Array>, input: DescMessage | null, stream: boolean, compressed: boolean, readMaxBytes: number): AsyncIterable<Uint8Array> {
+async function* limitedBody(
+  body: AsyncIterable<Uint8Array>,
+  input: DescMessage | null,
+  stream: boolean,
+  compressed: boolean,
+  readMaxBytes: number,
+): AsyncIterable<Uint8Array> {
   if (!stream) {
     const held: Uint8Array[] = [];
     let size = 0;
@@ -107,7 +140,8 @@ async function* limitedBody(body: AsyncIterable<Uint8Array>, input: DescMessage 
       if (input && !compressed && size <= readMaxBytes) held.push(chunk.slice());
       yield chunk;
     }
-    if (input && !compressed && size <= readMaxBytes) checked(input, held.length === 1 ? held[0]! : Buffer.concat(held));
+    if (input && !compressed && size <= readMaxBytes)
+      checked(input, held.length === 1 ? held[0]! : Buffer.concat(held));
     return;
   }
   let buf: Uint8Array = new Uint8Array(0);
@@ -146,8 +180,10 @@ async function* limitedBody(body: AsyncIterable<Uint8Array>, input: DescMessage 
  */
 function parseErrorAsClientError(json: { code?: string; message?: string }): { code: string; message: string } | null {
   const message = json.message ?? "";
-  if (json.code === "internal" && message.startsWith("parse binary: ")) return { code: "invalid_argument", message: `malformed request: ${message.slice("parse binary: ".length)}` };
-  const field = json.code === "invalid_argument" ? /^cannot decode field [\w.]+\.(\w+) from JSON: (.*)$/s.exec(message) : null;
+  if (json.code === "internal" && message.startsWith("parse binary: "))
+    return { code: "invalid_argument", message: `malformed request: ${message.slice("parse binary: ".length)}` };
+  const field =
+    json.code === "invalid_argument" ? /^cannot decode field [\w.]+\.(\w+) from JSON: (.*)$/s.exec(message) : null;
   if (field) return { code: "invalid_argument", message: `malformed request: /${jsonName(field[1]!)}: ${field[2]}` };
   return null;
 }
@@ -170,12 +206,25 @@ async function rewriteParseErrors(res: UniversalServerResponse): Promise<Univers
       // not the library's error JSON: passed on as it is
     }
     const fixed = parseErrorAsClientError(error);
-    if (!fixed) return { ...res, body: (async function* () { yield new Uint8Array(bytes); })() };
+    if (!fixed)
+      return {
+        ...res,
+        body: (async function* () {
+          yield new Uint8Array(bytes);
+        })(),
+      };
     const out = new TextEncoder().encode(JSON.stringify(fixed));
     const header = new Headers(res.header);
     header.set("content-length", String(out.length));
     header.delete("content-encoding");
-    return { ...res, status: HTTP_STATUS_OF[fixed.code]!, header, body: (async function* () { yield out; })() };
+    return {
+      ...res,
+      status: HTTP_STATUS_OF[fixed.code]!,
+      header,
+      body: (async function* () {
+        yield out;
+      })(),
+    };
   }
   if (res.status !== 200 || !(res.header?.get("content-type") ?? "").startsWith("application/connect+")) return res;
   // A stream: its end frame (flag 0x02, one envelope per chunk) carries the error.
@@ -184,8 +233,14 @@ async function rewriteParseErrors(res: UniversalServerResponse): Promise<Univers
     ...res,
     body: (async function* () {
       for await (const c of body) {
-        if (c.length >= 5 && c[0] === 0x02 && new DataView(c.buffer, c.byteOffset + 1, 4).getUint32(0) === c.length - 5) {
-          const end = JSON.parse(new TextDecoder().decode(c.subarray(5))) as { error?: { code?: string; message?: string } };
+        if (
+          c.length >= 5 &&
+          c[0] === 0x02 &&
+          new DataView(c.buffer, c.byteOffset + 1, 4).getUint32(0) === c.length - 5
+        ) {
+          const end = JSON.parse(new TextDecoder().decode(c.subarray(5))) as {
+            error?: { code?: string; message?: string };
+          };
           const fixed = end.error ? parseErrorAsClientError(end.error) : null;
           if (fixed) {
             yield endStreamFrame(fixed);
@@ -219,18 +274,41 @@ async function* chunksOf(body: ReadableStream<Uint8Array> | null): AsyncIterable
  * Runs a universal handler on a fetch Request, the Request itself in the call's context values;
  * a binary body passes through the decoding limit on its way (`input`, `readMaxBytes`).
  */
-export async function serveUniversal(handler: UniversalHandler, request: Request, limits: { input: DescMessage; readMaxBytes: number }, extraHeaders: Record<string, string>): Promise<Response> {
+export async function serveUniversal(
+  handler: UniversalHandler,
+  request: Request,
+  limits: { input: DescMessage; readMaxBytes: number },
+  extraHeaders: Record<string, string>,
+): Promise<Response> {
   const contextValues = createContextValues().set(REQUEST, request);
   const contentType = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   const stream = contentType.startsWith("application/connect+");
   // A unary call is not watched for its client leaving (its deadline still ends it): listening
   // on a request's signal makes the server track the connection, which costs on every call.
-  const universal = stream ? universalServerRequestFromFetch(request, {}) : { httpVersion: "", method: request.method, url: request.url, header: request.headers, body: chunksOf(request.body), signal: NEVER };
+  const universal = stream
+    ? universalServerRequestFromFetch(request, {})
+    : {
+        httpVersion: "",
+        method: request.method,
+        url: request.url,
+        header: request.headers,
+        body: chunksOf(request.body),
+        signal: NEVER,
+      };
   const binary = contentType.endsWith("proto") || contentType === "application/protobuf";
   if (binary || stream) {
-    const encoding = request.headers.get(stream ? "connect-content-encoding" : "content-encoding")?.trim().toLowerCase();
+    const encoding = request.headers
+      .get(stream ? "connect-content-encoding" : "content-encoding")
+      ?.trim()
+      .toLowerCase();
     const compressed = Boolean(encoding && encoding !== "identity");
-    universal.body = limitedBody(universal.body as AsyncIterable<Uint8Array>, binary ? limits.input : null, stream, compressed, limits.readMaxBytes);
+    universal.body = limitedBody(
+      universal.body as AsyncIterable<Uint8Array>,
+      binary ? limits.input : null,
+      stream,
+      compressed,
+      limits.readMaxBytes,
+    );
   }
   if (contentType === "application/protobuf") {
     universal.header = new Headers(universal.header);
@@ -244,7 +322,10 @@ export async function serveUniversal(handler: UniversalHandler, request: Request
   // ReadableStream chunk by chunk (which costs several turns of the event loop per reply).
   const chunks: Uint8Array[] = [];
   for await (const c of res.body) chunks.push(c);
-  return new Response(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), { status: res.status, headers: header });
+  return new Response(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), {
+    status: res.status,
+    headers: header,
+  });
 }
 
 /** One envelope: flags, big-endian length, payload. */
@@ -263,8 +344,15 @@ export function endStreamFrame(error: { code: string; message: string } | null):
 
 /** A unary call's error: the code's HTTP status, `{"code", "message"}`. */
 export function unaryError(code: Code, message: string, requestId: string): Response {
-  const status: Record<number, number> = { [Code.InvalidArgument]: 400, [Code.Unimplemented]: 501, [Code.Unauthenticated]: 401 };
-  return new Response(JSON.stringify({ code: codeName(code), message }), { status: status[code] ?? 500, headers: { "content-type": "application/json", "x-request-id": requestId } });
+  const status: Record<number, number> = {
+    [Code.InvalidArgument]: 400,
+    [Code.Unimplemented]: 501,
+    [Code.Unauthenticated]: 401,
+  };
+  return new Response(JSON.stringify({ code: codeName(code), message }), {
+    status: status[code] ?? 500,
+    headers: { "content-type": "application/json", "x-request-id": requestId },
+  });
 }
 
 /** Whether a Content-Type is Connect's, and which kind: `unary`, `stream`, or null for neither. */

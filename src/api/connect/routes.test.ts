@@ -22,14 +22,29 @@ import { connectRoutes, type ConnectDeps } from "./routes.ts";
 const MIB = 1024 * 1024;
 const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent } as unknown as ConnectDeps["log"];
 
-function app(actorOf: (r: Request) => Promise<Actor>, deviceLogins: unknown = { start: () => ({ device_code: "dc", user_code: "BCDF-GHJK", verification_uri: "https://slipway.test/device" }), poll: () => ({ status: "pending" }) }) {
+function app(
+  actorOf: (r: Request) => Promise<Actor>,
+  deviceLogins: unknown = {
+    start: () => ({ device_code: "dc", user_code: "BCDF-GHJK", verification_uri: "https://slipway.test/device" }),
+    poll: () => ({ status: "pending" }),
+  },
+) {
   const ctx = {
     actorOf,
     ip: () => "127.0.0.1",
     publicUrl: "https://slipway.test",
     deviceLogins,
   } as unknown as IdentityContext;
-  return connectRoutes({ ctx, builds: {} as ConnectDeps["builds"], resetCache: async () => {}, log: silent, defaultPlatform: "linux/amd64", maxUnaryBytes: MIB, maxMessageBytes: 16 * MIB, imageExport: () => false });
+  return connectRoutes({
+    ctx,
+    builds: {} as ConnectDeps["builds"],
+    resetCache: async () => {},
+    log: silent,
+    defaultPlatform: "linux/amd64",
+    maxUnaryBytes: MIB,
+    maxMessageBytes: 16 * MIB,
+    imageExport: () => false,
+  });
 }
 
 /** A 16 MiB `12 00` body that counts how much of it the server pulled. */
@@ -59,7 +74,14 @@ describe("Connect: authentication before the body", () => {
       const m = METHODS[name];
       const stream = m.kind !== "unary";
       const hostile = hostileBody();
-      const r = await a.handle(new Request(`http://localhost${m.path}`, { method: "POST", headers: { "content-type": stream ? "application/connect+proto" : "application/proto" }, body: hostile.body, duplex: "half" } as RequestInit));
+      const r = await a.handle(
+        new Request(`http://localhost${m.path}`, {
+          method: "POST",
+          headers: { "content-type": stream ? "application/connect+proto" : "application/proto" },
+          body: hostile.body,
+          duplex: "half",
+        } as RequestInit),
+      );
       const text = await r.text();
       if (stream) {
         expect({ name, status: r.status }).toEqual({ name, status: 200 }); // Connect streams carry errors in the end frame
@@ -75,31 +97,69 @@ describe("Connect: authentication before the body", () => {
 
   test("StartLogin (anonymous by design): a body over 1 MiB is refused 429 / resource_exhausted, unread past the cap", async () => {
     const hostile = hostileBody();
-    const r = await app(anonymous).handle(new Request(`http://localhost${METHODS.startLogin.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: hostile.body, duplex: "half" } as RequestInit));
+    const r = await app(anonymous).handle(
+      new Request(`http://localhost${METHODS.startLogin.path}`, {
+        method: "POST",
+        headers: { "content-type": "application/proto" },
+        body: hostile.body,
+        duplex: "half",
+      } as RequestInit),
+    );
     expect(r.status).toBe(429);
     expect(((await r.json()) as { code: string }).code).toBe("resource_exhausted");
     expect(hostile.pulled()).toBeLessThanOrEqual(MIB + 2 * 64 * 1024);
-    const ok = await app(anonymous).handle(new Request(`http://localhost${METHODS.startLogin.path}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }));
+    const ok = await app(anonymous).handle(
+      new Request(`http://localhost${METHODS.startLogin.path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      }),
+    );
     expect(ok.status).toBe(200);
   });
 
   test("FinishLogin (anonymous by design): a 16 MiB frame is refused from its header; only the first message is read", async () => {
     const hostile = hostileBody(); // 12 00 12 00 ...: a frame header claiming 0x00120012 bytes (1.1 MiB) > 64 KiB
-    const r = await app(anonymous).handle(new Request(`http://localhost${METHODS.finishLogin.path}`, { method: "POST", headers: { "content-type": "application/connect+proto" }, body: hostile.body, duplex: "half" } as RequestInit));
+    const r = await app(anonymous).handle(
+      new Request(`http://localhost${METHODS.finishLogin.path}`, {
+        method: "POST",
+        headers: { "content-type": "application/connect+proto" },
+        body: hostile.body,
+        duplex: "half",
+      } as RequestInit),
+    );
     expect(r.status).toBe(200);
     expect(JSON.parse((await r.text()).slice(5)).error.code).toBe("resource_exhausted");
     expect(hostile.pulled()).toBeLessThanOrEqual(2 * 64 * 1024);
   });
 
   test("an authenticated caller's unary body over 1 MiB is resource_exhausted; the decoder's limits are too", async () => {
-    const user = async (): Promise<Actor> => ({ kind: "user", userId: "u1", username: "u", isAdmin: false, tokenId: null, memberships: {} }) as Actor;
-    const big = await app(user).handle(new Request(`http://localhost${METHODS.createBuild.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: hostileBody().body, duplex: "half" } as RequestInit));
+    const user = async (): Promise<Actor> =>
+      ({ kind: "user", userId: "u1", username: "u", isAdmin: false, tokenId: null, memberships: {} }) as Actor;
+    const big = await app(user).handle(
+      new Request(`http://localhost${METHODS.createBuild.path}`, {
+        method: "POST",
+        headers: { "content-type": "application/proto" },
+        body: hostileBody().body,
+        duplex: "half",
+      } as RequestInit),
+    );
     expect(big.status).toBe(429);
-    expect(((await big.json()) as { message: string }).message).toContain("larger than configured readMaxBytes 1048576");
+    expect(((await big.json()) as { message: string }).message).toContain(
+      "larger than configured readMaxBytes 1048576",
+    );
     const bomb = new Uint8Array(MIB).map((_, i) => (i % 2 ? 0x00 : 0x12)); // within the size cap: 512 Ki empty options
-    const r = await app(user).handle(new Request(`http://localhost${METHODS.createBuild.path}`, { method: "POST", headers: { "content-type": "application/proto" }, body: bomb }));
+    const r = await app(user).handle(
+      new Request(`http://localhost${METHODS.createBuild.path}`, {
+        method: "POST",
+        headers: { "content-type": "application/proto" },
+        body: bomb,
+      }),
+    );
     expect(r.status).toBe(429);
-    expect(((await r.json()) as { message: string }).message).toBe("request too large: depot.cli.v1.CreateBuildRequest holds more than 200000 fields");
+    expect(((await r.json()) as { message: string }).message).toBe(
+      "request too large: depot.cli.v1.CreateBuildRequest holds more than 200000 fields",
+    );
   });
 });
 
@@ -112,25 +172,41 @@ describe("Connect: StartLogin", () => {
       const audit = auditServiceFactory({ db });
       const logins = deviceLoginServiceFactory({ db, audit, tokens: tokensServiceFactory({ db, audit }) });
       const a = app(anonymous, logins);
-      const startLogin = () => a.handle(new Request(`http://localhost${METHODS.startLogin.path}`, { method: "POST", headers: { "content-type": "application/json", "user-agent": "depot-cli/2.102.12/linux/amd64/terminal" }, body: "{}" }));
+      const startLogin = () =>
+        a.handle(
+          new Request(`http://localhost${METHODS.startLogin.path}`, {
+            method: "POST",
+            headers: { "content-type": "application/json", "user-agent": "depot-cli/2.102.12/linux/amd64/terminal" },
+            body: "{}",
+          }),
+        );
       // Five starts the REST way (the same service, the same address)...
-      for (let i = 0; i < 5; i++) logins.start({ clientName: "slipway", ip: "127.0.0.1", userAgent: null }, "https://slipway.test");
+      for (let i = 0; i < 5; i++)
+        logins.start({ clientName: "slipway", ip: "127.0.0.1", userAgent: null }, "https://slipway.test");
       // ...leave five for StartLogin in this minute.
       for (let i = 0; i < 5; i++) {
         const r = await startLogin();
         expect(r.status).toBe(200);
         const { id, approveUrl } = (await r.json()) as { id: string; approveUrl: string };
         expect(id.length).toBeGreaterThan(20);
-        expect(approveUrl).toMatch(/^https:\/\/slipway\.test\/device#[BCDFGHJKMNPQRSTVWXZ]{4}-[BCDFGHJKMNPQRSTVWXZ]{4}$/);
+        expect(approveUrl).toMatch(
+          /^https:\/\/slipway\.test\/device#[BCDFGHJKMNPQRSTVWXZ]{4}-[BCDFGHJKMNPQRSTVWXZ]{4}$/,
+        );
       }
       const limited = await startLogin();
       expect(limited.status).toBe(429);
       expect(((await limited.json()) as { code: string; message: string }).code).toBe("resource_exhausted");
-      expect(() => logins.start({ clientName: null, ip: "127.0.0.1", userAgent: null }, "https://slipway.test")).toThrow(/too many attempts/);
+      expect(() =>
+        logins.start({ clientName: null, ip: "127.0.0.1", userAgent: null }, "https://slipway.test"),
+      ).toThrow(/too many attempts/);
       // Another address is not affected; the rows written are the ten accepted starts.
-      expect(() => logins.start({ clientName: null, ip: "192.0.2.7", userAgent: null }, "https://slipway.test")).not.toThrow();
+      expect(() =>
+        logins.start({ clientName: null, ip: "192.0.2.7", userAgent: null }, "https://slipway.test"),
+      ).not.toThrow();
       expect((db.query("SELECT count(*) AS n FROM device_logins").get() as { n: number }).n).toBe(11);
-      const ua = db.query("SELECT user_agent FROM device_logins WHERE client_name = 'depot CLI' LIMIT 1").get() as { user_agent: string };
+      const ua = db.query("SELECT user_agent FROM device_logins WHERE client_name = 'depot CLI' LIMIT 1").get() as {
+        user_agent: string;
+      };
       expect(ua.user_agent).toBe("depot-cli/2.102.12/linux/amd64/terminal");
     } finally {
       db.close();

@@ -10,7 +10,13 @@
  */
 import type { DescService, MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createConnectRouter, createContextKey, type HandlerContext, type MethodImpl, type ServiceImpl } from "@connectrpc/connect";
+import {
+  createConnectRouter,
+  createContextKey,
+  type HandlerContext,
+  type MethodImpl,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { Elysia } from "elysia";
 import type { Actor } from "../../auth/actor.ts";
 import { authorize, projectScope } from "../../auth/policy.ts";
@@ -18,13 +24,40 @@ import { statusToReport, type BuildsService } from "../../builds/index.ts";
 import { InvalidInputError, NotFoundError } from "../../errors.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Organization } from "../../orgs/service.ts";
-import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, SETTING_LIMITS, type Project, type ProjectSettings } from "../../projects/service.ts";
+import {
+  PROJECT_NAME_PATTERN,
+  PROJECT_NAME_RULE,
+  SETTING_LIMITS,
+  type Project,
+  type ProjectSettings,
+} from "../../projects/service.ts";
 import type { RegistryService } from "../../registry/index.ts";
-import { BuilderPlatform, BuildService, BuildStatus, LoginService, METHODS, OrganizationService, PLATFORM_OF_BUILDER, ProjectService, ProjectsService, PushService, type RpcMethod } from "../../wire/depot.ts";
+import {
+  BuilderPlatform,
+  BuildService,
+  BuildStatus,
+  LoginService,
+  METHODS,
+  OrganizationService,
+  PLATFORM_OF_BUILDER,
+  ProjectService,
+  ProjectsService,
+  PushService,
+  type RpcMethod,
+} from "../../wire/depot.ts";
 import type { CachePolicy, ProjectSchema } from "../../wire/gen/depot/core/v1/project_pb.ts";
 import { holdOpen, requestInfo } from "../context.ts";
 import type { IdentityContext } from "../identity.ts";
-import { Code, compressionGzip, connectContentKind, connectErrorOf, ConnectError, REQUEST, serveUniversal, unaryError } from "./protocol.ts";
+import {
+  Code,
+  compressionGzip,
+  connectContentKind,
+  connectErrorOf,
+  ConnectError,
+  REQUEST,
+  serveUniversal,
+  unaryError,
+} from "./protocol.ts";
 import { unofferedResponse } from "./unoffered.ts";
 
 export interface ConnectDeps {
@@ -40,7 +73,10 @@ export interface ConnectDeps {
   /** Largest message of a client stream (ReportStatusStream's status batches). */
   maxMessageBytes: number;
   /** The appliance's registry (--save, depot pull, pull tokens, --load through it). */
-  registry?: Pick<RegistryService, "available" | "pushable" | "validateSave" | "saveTargets" | "pullToken" | "reference" | "status">;
+  registry?: Pick<
+    RegistryService,
+    "available" | "pushable" | "validateSave" | "saveTargets" | "pullToken" | "reference" | "status"
+  >;
   /** Whether builders have BuildKit's `image` exporter (builders/exporters): --load through the registry needs it. */
   imageExport: () => boolean;
 }
@@ -52,11 +88,20 @@ const ACTOR = createContextKey<Actor | null>(null, { description: "the authentic
 /** Login calls are how an anonymous CLI gets a credential: no identity, only the size limits. */
 const ANONYMOUS_METHODS = new Set([METHODS.startLogin.path, METHODS.finishLogin.path]);
 
-const STATUS_OF: Record<string, BuildStatus> = { created: BuildStatus.RUNNING, running: BuildStatus.RUNNING, finished: BuildStatus.FINISHED, failed: BuildStatus.FAILED, canceled: BuildStatus.CANCELED, expired: BuildStatus.FAILED };
+const STATUS_OF: Record<string, BuildStatus> = {
+  created: BuildStatus.RUNNING,
+  running: BuildStatus.RUNNING,
+  finished: BuildStatus.FINISHED,
+  failed: BuildStatus.FAILED,
+  canceled: BuildStatus.CANCELED,
+  expired: BuildStatus.FAILED,
+};
 
 const nonEmpty = (v: string | undefined, field: string): string => {
-  if (typeof v !== "string" || v.length === 0) throw new InvalidInputError(`${field} is required`, [{ pointer: `/${field}`, detail: "must not be empty" }]);
-  if (v.length > 200) throw new InvalidInputError(`${field} is too long`, [{ pointer: `/${field}`, detail: "at most 200 characters" }]);
+  if (typeof v !== "string" || v.length === 0)
+    throw new InvalidInputError(`${field} is required`, [{ pointer: `/${field}`, detail: "must not be empty" }]);
+  if (v.length > 200)
+    throw new InvalidInputError(`${field} is too long`, [{ pointer: `/${field}`, detail: "at most 200 characters" }]);
   return v;
 };
 
@@ -64,13 +109,19 @@ const GIB = 1024n ** 3n;
 const NAME = new RegExp(PROJECT_NAME_PATTERN);
 
 const projectName = (v: string): string => {
-  if (!NAME.test(v)) throw new InvalidInputError(`the project name ${JSON.stringify(v)} is not allowed: ${PROJECT_NAME_RULE}`, [{ pointer: "/name", detail: PROJECT_NAME_RULE }]);
+  if (!NAME.test(v))
+    throw new InvalidInputError(`the project name ${JSON.stringify(v)} is not allowed: ${PROJECT_NAME_RULE}`, [
+      { pointer: "/name", detail: PROJECT_NAME_RULE },
+    ]);
   return v;
 };
 
 const inRange = (key: keyof ProjectSettings, v: number, pointer: string, what: string): number => {
   const { min, max } = SETTING_LIMITS[key];
-  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidInputError(`${what} must be ${min} to ${max}; got ${v} (Slipway has no unlimited setting)`, [{ pointer, detail: `${min} to ${max}` }]);
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw new InvalidInputError(`${what} must be ${min} to ${max}; got ${v} (Slipway has no unlimited setting)`, [
+      { pointer, detail: `${min} to ${max}` },
+    ]);
   return v;
 };
 
@@ -80,12 +131,25 @@ function cacheSettings(policy: CachePolicy): Pick<ProjectSettings, "cache_size_g
   const bytes = policy.keepBytes;
   let gb = policy.keepGb;
   if (bytes !== 0n) {
-    if (bytes < 0n || bytes % GIB !== 0n) throw new InvalidInputError(`the cache size must be a whole number of GB; got ${bytes} bytes`, [{ pointer: "/cachePolicy/keepBytes", detail: "a multiple of 1 GiB" }]);
+    if (bytes < 0n || bytes % GIB !== 0n)
+      throw new InvalidInputError(`the cache size must be a whole number of GB; got ${bytes} bytes`, [
+        { pointer: "/cachePolicy/keepBytes", detail: "a multiple of 1 GiB" },
+      ]);
     gb = Number(bytes / GIB); // below 2^33 for any int64: exact
   }
   return {
-    cache_size_gb: inRange("cache_size_gb", gb, "/cachePolicy/keepBytes", "the cache size per platform (--cache-storage-policy, GB)"),
-    cache_keep_days: inRange("cache_keep_days", policy.keepDays, "/cachePolicy/keepDays", "the cache retention (--cache-policy-keep-days)"),
+    cache_size_gb: inRange(
+      "cache_size_gb",
+      gb,
+      "/cachePolicy/keepBytes",
+      "the cache size per platform (--cache-storage-policy, GB)",
+    ),
+    cache_keep_days: inRange(
+      "cache_keep_days",
+      policy.keepDays,
+      "/cachePolicy/keepDays",
+      "the cache retention (--cache-policy-keep-days)",
+    ),
   };
 }
 
@@ -104,11 +168,14 @@ const coreProject = (p: Project): MessageInitShape<typeof ProjectSchema> => ({
 function untilAborted<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason);
   let onAbort = () => {};
-  const aborted = new Promise<never>((_, reject) => signal.addEventListener("abort", (onAbort = () => reject(signal.reason)), { once: true }));
+  const aborted = new Promise<never>((_, reject) =>
+    signal.addEventListener("abort", (onAbort = () => reject(signal.reason)), { once: true }),
+  );
   return Promise.race([work, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
 }
 
-const deadlinePassed = (signal: AbortSignal) => signal.reason instanceof ConnectError && signal.reason.code === Code.DeadlineExceeded;
+const deadlinePassed = (signal: AbortSignal) =>
+  signal.reason instanceof ConnectError && signal.reason.code === Code.DeadlineExceeded;
 
 /** Sleeps `ms`, or less when the call's deadline passes. A client that leaves is noticed at the
  * next wake-up, as before: the device login's poll interval then still holds for its next call. */
@@ -151,8 +218,15 @@ export function connectRoutes(deps: ConnectDeps) {
     const visible = ctx.orgs.listFor(a);
     if (visible.length === 1) return visible[0]!;
     const detail = "name it with --organization ORG_ID (or `depot org switch ORG_ID`)";
-    if (visible.length === 0) throw new InvalidInputError(`name the organization: this credential belongs to none (projects are created with an organization token or an owner's user token); ${detail}`, [{ pointer: "/organizationId", detail: "required" }]);
-    throw new InvalidInputError(`name the organization, you can see ${visible.length} (${visible.map((o) => o.id).join(", ")}): ${detail}`, [{ pointer: "/organizationId", detail: "required" }]);
+    if (visible.length === 0)
+      throw new InvalidInputError(
+        `name the organization: this credential belongs to none (projects are created with an organization token or an owner's user token); ${detail}`,
+        [{ pointer: "/organizationId", detail: "required" }],
+      );
+    throw new InvalidInputError(
+      `name the organization, you can see ${visible.length} (${visible.map((o) => o.id).join(", ")}): ${detail}`,
+      [{ pointer: "/organizationId", detail: "required" }],
+    );
   };
 
   function safeOrgName(orgId: string): string {
@@ -168,7 +242,13 @@ export function connectRoutes(deps: ConnectDeps) {
   const asConnectError = (c: HandlerContext, e: unknown): ConnectError => {
     if (e instanceof ConnectError) return e;
     const { code, message, unexpected } = connectErrorOf(e);
-    if (unexpected) log.error("rpc failed", { request_id: requestInfo(requestOf(c)).id, path: `/${c.service.typeName}/${c.method.name}`, error: e as Error, stack: (e as Error)?.stack });
+    if (unexpected)
+      log.error("rpc failed", {
+        request_id: requestInfo(requestOf(c)).id,
+        path: `/${c.service.typeName}/${c.method.name}`,
+        error: e as Error,
+        stack: (e as Error)?.stack,
+      });
     return new ConnectError(message, code);
   };
 
@@ -177,14 +257,22 @@ export function connectRoutes(deps: ConnectDeps) {
     <I, O>(fn: (input: I, c: HandlerContext) => Promise<O> | O) =>
     async (input: I, c: HandlerContext): Promise<O> => {
       try {
-        return await untilAborted(c.signal, Promise.resolve().then(() => fn(input, c)));
+        return await untilAborted(
+          c.signal,
+          Promise.resolve().then(() => fn(input, c)),
+        );
       } catch (e) {
         throw asConnectError(c, e);
       }
     };
 
   // Each method's own read limit: status batches are larger than unary bodies, a login request is tiny.
-  const readLimit = (path: string) => (path === METHODS.reportStatusStream.path ? deps.maxMessageBytes : path === METHODS.finishLogin.path ? LOGIN_REQUEST_BYTES : deps.maxUnaryBytes);
+  const readLimit = (path: string) =>
+    path === METHODS.reportStatusStream.path
+      ? deps.maxMessageBytes
+      : path === METHODS.finishLogin.path
+        ? LOGIN_REQUEST_BYTES
+        : deps.maxUnaryBytes;
   const implementations: [DescService, object][] = [];
   const serve = <S extends DescService>(service: S, impl: ServiceImpl<S>) => void implementations.push([service, impl]);
   /** A router with every method, each with its read limit; for binary bodies, gzip-inflated
@@ -209,7 +297,10 @@ export function connectRoutes(deps: ConnectDeps) {
     });
     for (const [service, impl] of implementations) {
       for (const m of service.methods) {
-        const options = { readMaxBytes: readLimit(`/${service.typeName}/${m.name}`), acceptCompression: [compressionGzip(binary ? m.input : null)] };
+        const options = {
+          readMaxBytes: readLimit(`/${service.typeName}/${m.name}`),
+          acceptCompression: [compressionGzip(binary ? m.input : null)],
+        };
         router.rpc(m, (impl as Record<string, MethodImpl<typeof m>>)[m.localName]!, options);
       }
     }
@@ -221,8 +312,12 @@ export function connectRoutes(deps: ConnectDeps) {
       const a = await actorOf(c);
       const scope = projectScope(a); // a credential bound to one project implies it
       const projectId = input.projectId ? input.projectId : scope.length === 1 ? scope[0]! : null;
-      if (!projectId) throw new InvalidInputError("project_id is required (--project, DEPOT_PROJECT_ID or depot.json)", [{ pointer: "/projectId", detail: "required" }]);
-      if (input.requiredEngine?.engine.case === "dagger") throw new ConnectError("Slipway builders run BuildKit; Dagger engines are not available", Code.Unimplemented);
+      if (!projectId)
+        throw new InvalidInputError("project_id is required (--project, DEPOT_PROJECT_ID or depot.json)", [
+          { pointer: "/projectId", detail: "required" },
+        ]);
+      if (input.requiredEngine?.engine.case === "dagger")
+        throw new ConnectError("Slipway builders run BuildKit; Dagger engines are not available", Code.Unimplemented);
       const options = input.options.map((o) => ({
         command: o.command as number,
         tags: o.tags,
@@ -240,11 +335,17 @@ export function connectRoutes(deps: ConnectDeps) {
       const viaRegistry = save || (loadUsingRegistry && input.options.some((o) => o.load));
       if (save) {
         if (a.kind === "anonymous") authorize(a, "build:run"); // 401 before the server's set-up is told
-        if (!deps.registry) throw new ConnectError("--save needs the appliance's registry, which this server does not run", Code.FailedPrecondition);
+        if (!deps.registry)
+          throw new ConnectError(
+            "--save needs the appliance's registry, which this server does not run",
+            Code.FailedPrecondition,
+          );
         deps.registry.validateSave(saveTags); // before the build exists: a refusal leaves nothing made (builds.create refuses builders without the image exporter)
       }
       const { build, token } = builds.create(a, nonEmpty(projectId, "projectId"), options); // id or ORG/NAME
-      const targets = viaRegistry ? deps.registry!.saveTargets({ id: build.id, projectId: build.project_id }, token, saveTags) : null;
+      const targets = viaRegistry
+        ? deps.registry!.saveTargets({ id: build.id, projectId: build.project_id }, token, saveTags)
+        : null;
       return {
         buildId: build.id,
         buildToken: token,
@@ -261,17 +362,36 @@ export function connectRoutes(deps: ConnectDeps) {
     }),
     finishBuild: unary(async (input, c) => {
       const r = input.result;
-      const result = r.case === "success" ? { kind: "success" as const } : r.case === "error" ? { kind: "error" as const, error: r.value.error } : r.case === "canceled" ? { kind: "canceled" as const } : null;
-      if (!result) throw new InvalidInputError("one of success, error or canceled is required", [{ pointer: "/result", detail: "required" }]);
+      const result =
+        r.case === "success"
+          ? { kind: "success" as const }
+          : r.case === "error"
+            ? { kind: "error" as const, error: r.value.error }
+            : r.case === "canceled"
+              ? { kind: "canceled" as const }
+              : null;
+      if (!result)
+        throw new InvalidInputError("one of success, error or canceled is required", [
+          { pointer: "/result", detail: "required" },
+        ]);
       builds.finish(await actorOf(c), nonEmpty(input.buildId, "buildId"), result);
       return {};
     }),
     getBuildKitConnection: unary(async (input, c) => {
       const platform = platformOf(input.platform);
-      if (!platform) throw new InvalidInputError(`unknown platform ${input.platform}`, [{ pointer: "/platform", detail: "BUILDER_PLATFORM_AMD64 or BUILDER_PLATFORM_ARM64" }]);
+      if (!platform)
+        throw new InvalidInputError(`unknown platform ${input.platform}`, [
+          { pointer: "/platform", detail: "BUILDER_PLATFORM_AMD64 or BUILDER_PLATFORM_ARM64" },
+        ]);
       const conn = await builds.connection(await actorOf(c), nonEmpty(input.buildId, "buildId"), platform);
       if (conn.kind === "pending") return { connection: { case: "pending", value: { waitMs: conn.waitMs } } };
-      const active = { endpoint: conn.endpoint, serverName: conn.serverName, cert: { cert: conn.certPem, key: conn.keyPem }, caCert: { cert: conn.caPem, key: "" }, compressor: { case: "identity" as const, value: {} } };
+      const active = {
+        endpoint: conn.endpoint,
+        serverName: conn.serverName,
+        cert: { cert: conn.certPem, key: conn.keyPem },
+        caCert: { cert: conn.caPem, key: "" },
+        compressor: { case: "identity" as const, value: {} },
+      };
       return { connection: { case: "active", value: active } };
     }),
     reportBuildHealth: unary(async (input, c) => {
@@ -280,10 +400,19 @@ export function connectRoutes(deps: ConnectDeps) {
     }),
     reportTimings: unary(async (input, c) => {
       // Only steps with a stable digest can be matched to BuildKit's; the rest are not kept.
-      const steps = input.buildSteps.filter((s) => s.stableDigest).map((s) => {
-        const started = s.startTime ? timestampDate(s.startTime) : null;
-        return { digest: s.stableDigest!, name: s.name, cached: s.cached, started, completed: started ? new Date(started.getTime() + s.durationMs) : null, error: s.error ?? "" };
-      });
+      const steps = input.buildSteps
+        .filter((s) => s.stableDigest)
+        .map((s) => {
+          const started = s.startTime ? timestampDate(s.startTime) : null;
+          return {
+            digest: s.stableDigest!,
+            name: s.name,
+            cached: s.cached,
+            started,
+            completed: started ? new Date(started.getTime() + s.durationMs) : null,
+            error: s.error ?? "",
+          };
+        });
       builds.report(await actorOf(c), nonEmpty(input.buildId, "buildId"), { steps, logs: [] });
       return {};
     }),
@@ -319,9 +448,19 @@ export function connectRoutes(deps: ConnectDeps) {
       return {};
     }),
     listBuilds: unary(async (input, c) => {
-      const page = builds.list(await actorOf(c), nonEmpty(input.projectId, "projectId"), input.pageSize, input.pageToken || null);
+      const page = builds.list(
+        await actorOf(c),
+        nonEmpty(input.projectId, "projectId"),
+        input.pageSize,
+        input.pageToken || null,
+      );
       return {
-        builds: page.builds.map((b) => ({ id: b.id, status: STATUS_OF[b.status], createdAt: timestampFromDate(new Date(b.created_at)), ...(b.finished_at ? { finishedAt: timestampFromDate(new Date(b.finished_at)) } : {}) })),
+        builds: page.builds.map((b) => ({
+          id: b.id,
+          status: STATUS_OF[b.status],
+          createdAt: timestampFromDate(new Date(b.created_at)),
+          ...(b.finished_at ? { finishedAt: timestampFromDate(new Date(b.finished_at)) } : {}),
+        })),
         nextPageToken: page.next ?? "",
       };
     }),
@@ -330,29 +469,67 @@ export function connectRoutes(deps: ConnectDeps) {
       const b = builds.read(a, nonEmpty(input.buildId, "buildId"));
       const p = ctx.projects.get(b.project_id);
       authorize(a, "registry:pull", { orgId: p.org_id, projectId: p.id });
-      if (!deps.registry?.available()) throw new ConnectError(`the appliance's registry is not available (${deps.registry?.status().detail ?? "not configured"}): build with --push, --output or --load instead`, Code.FailedPrecondition);
+      if (!deps.registry?.available())
+        throw new ConnectError(
+          `the appliance's registry is not available (${deps.registry?.status().detail ?? "not configured"}): build with --push, --output or --load instead`,
+          Code.FailedPrecondition,
+        );
       const { token, expiresAt } = await deps.registry.pullToken({ orgId: p.org_id, projectId: p.id });
-      ctx.audit.record({ orgId: p.org_id, actor: a, action: "registry.pull_token", target: p.id, details: { build: b.id, expires_at: expiresAt.toISOString() } });
-      return { reference: deps.registry.reference(p.id, b.id), username: "x-token", password: token, options: [], saveForLoad: false };
+      ctx.audit.record({
+        orgId: p.org_id,
+        actor: a,
+        action: "registry.pull_token",
+        target: p.id,
+        details: { build: b.id, expires_at: expiresAt.toISOString() },
+      });
+      return {
+        reference: deps.registry.reference(p.id, b.id),
+        username: "x-token",
+        password: token,
+        options: [],
+        saveForLoad: false,
+      };
     }),
     getPullToken: unary(async (input, c) => {
       const a = await actorOf(c);
       const buildId = input.buildId || null;
       const scope = projectScope(a);
-      const projectId = buildId ? builds.read(a, buildId).project_id : input.projectId ? input.projectId : scope.length === 1 ? scope[0]! : null;
-      if (!projectId) throw new InvalidInputError("project_id or build_id is required (--project, DEPOT_PROJECT_ID or depot.json)", [{ pointer: "/projectId", detail: "required" }]);
+      const projectId = buildId
+        ? builds.read(a, buildId).project_id
+        : input.projectId
+          ? input.projectId
+          : scope.length === 1
+            ? scope[0]!
+            : null;
+      if (!projectId)
+        throw new InvalidInputError("project_id or build_id is required (--project, DEPOT_PROJECT_ID or depot.json)", [
+          { pointer: "/projectId", detail: "required" },
+        ]);
       const p = ctx.projects.get(nonEmpty(projectId, "projectId"));
       authorize(a, "registry:pull", { orgId: p.org_id, projectId: p.id });
-      if (!deps.registry?.available()) throw new ConnectError(`the appliance's registry is not available (${deps.registry?.status().detail ?? "not configured"})`, Code.FailedPrecondition);
+      if (!deps.registry?.available())
+        throw new ConnectError(
+          `the appliance's registry is not available (${deps.registry?.status().detail ?? "not configured"})`,
+          Code.FailedPrecondition,
+        );
       const { token, expiresAt } = await deps.registry.pullToken({ orgId: p.org_id, projectId: p.id });
-      ctx.audit.record({ orgId: p.org_id, actor: a, action: "registry.pull_token", target: p.id, details: { expires_at: expiresAt.toISOString() } });
+      ctx.audit.record({
+        orgId: p.org_id,
+        actor: a,
+        action: "registry.pull_token",
+        target: p.id,
+        details: { expires_at: expiresAt.toISOString() },
+      });
       return { token };
     }),
   });
 
   serve(PushService, {
     startPush: unary(() => {
-      throw new ConnectError("depot push copies a saved build's layers from Depot's own blob service, which a Slipway appliance is not: pull it with `depot pull <build id> -t IMAGE` and `docker push IMAGE`, or build with --push", Code.Unimplemented);
+      throw new ConnectError(
+        "depot push copies a saved build's layers from Depot's own blob service, which a Slipway appliance is not: pull it with `depot pull <build id> -t IMAGE` and `docker push IMAGE`, or build with --push",
+        Code.Unimplemented,
+      );
     }),
     finishPush: unary(() => {
       throw new ConnectError("depot push is not available on a Slipway appliance (see StartPush)", Code.Unimplemented);
@@ -364,7 +541,14 @@ export function connectRoutes(deps: ConnectDeps) {
       const a = await actorOf(c);
       authorize(a, "visible:list");
       const orgNames = new Map(ctx.orgs.listFor(a).map((o) => [o.id, o.name]));
-      return { projects: ctx.projects.visibleTo(a).map((p) => ({ id: p.id, name: p.name, orgId: p.org_id, orgName: orgNames.get(p.org_id) ?? safeOrgName(p.org_id) })) };
+      return {
+        projects: ctx.projects.visibleTo(a).map((p) => ({
+          id: p.id,
+          name: p.name,
+          orgId: p.org_id,
+          orgName: orgNames.get(p.org_id) ?? safeOrgName(p.org_id),
+        })),
+      };
     }),
     resetProjectCache: unary(async (input, c) => {
       const a = await actorOf(c);
@@ -379,7 +563,10 @@ export function connectRoutes(deps: ConnectDeps) {
     startLogin: unary((_input, c) => {
       const request = requestOf(c);
       // Rate-limited per address by the service (one limit with the REST start).
-      const started = ctx.deviceLogins.start({ clientName: "depot CLI", ip: ctx.ip(request), userAgent: request.headers.get("user-agent") }, ctx.publicUrl);
+      const started = ctx.deviceLogins.start(
+        { clientName: "depot CLI", ip: ctx.ip(request), userAgent: request.headers.get("user-agent") },
+        ctx.publicUrl,
+      );
       // The depot CLI prints only this link, so the code rides in its fragment for the person to
       // read and type; the page never fills it in (and a fragment never reaches a server's logs).
       return { id: started.device_code, approveUrl: `${started.verification_uri}#${started.user_code}` };
@@ -402,7 +589,8 @@ export function connectRoutes(deps: ConnectDeps) {
             yield { token: r.token };
             return;
           }
-          if (Date.now() > deadline) throw new ConnectError("the login was not approved in time", Code.DeadlineExceeded);
+          if (Date.now() > deadline)
+            throw new ConnectError("the login was not approved in time", Code.DeadlineExceeded);
           await pause(2500, c.signal); // the device-login poll interval
         }
       } catch (e) {
@@ -415,7 +603,11 @@ export function connectRoutes(deps: ConnectDeps) {
     listOrganizations: unary(async (_input, c) => {
       const a = await actorOf(c);
       authorize(a, "visible:list");
-      return { organizations: ctx.orgs.listFor(a).map((o) => ({ orgId: o.id, name: o.name, createdAt: timestampFromDate(new Date(o.created_at)) })) };
+      return {
+        organizations: ctx.orgs
+          .listFor(a)
+          .map((o) => ({ orgId: o.id, name: o.name, createdAt: timestampFromDate(new Date(o.created_at)) })),
+      };
     }),
   });
 
@@ -425,7 +617,9 @@ export function connectRoutes(deps: ConnectDeps) {
       authorize(a, "visible:list");
       return { projects: ctx.projects.visibleTo(a).map(coreProject) };
     }),
-    getProject: unary(async (input, c) => ({ project: coreProject(projectFor(await actorOf(c), input.projectId, "project:read")) })),
+    getProject: unary(async (input, c) => ({
+      project: coreProject(projectFor(await actorOf(c), input.projectId, "project:read")),
+    })),
     createProject: unary(async (input, c) => {
       const a = await actorOf(c);
       const org = orgForCreate(a, input.organizationId);
@@ -437,8 +631,15 @@ export function connectRoutes(deps: ConnectDeps) {
     updateProject: unary(async (input, c) => {
       const a = await actorOf(c);
       const p = projectFor(a, input.projectId, "project:update");
-      if (input.regionId) throw new InvalidInputError("Slipway has no regions: a project's builds and caches stay on this appliance (leave out --region)", [{ pointer: "/regionId", detail: "not offered" }]);
-      const patch = { ...(input.name !== undefined ? { name: projectName(input.name) } : {}), ...(input.cachePolicy ? cacheSettings(input.cachePolicy) : {}) };
+      if (input.regionId)
+        throw new InvalidInputError(
+          "Slipway has no regions: a project's builds and caches stay on this appliance (leave out --region)",
+          [{ pointer: "/regionId", detail: "not offered" }],
+        );
+      const patch = {
+        ...(input.name !== undefined ? { name: projectName(input.name) } : {}),
+        ...(input.cachePolicy ? cacheSettings(input.cachePolicy) : {}),
+      };
       return { project: coreProject(ctx.projects.update(p.id, patch, a)) };
     }),
     deleteProject: unary(async (input, c) => {
@@ -457,21 +658,30 @@ export function connectRoutes(deps: ConnectDeps) {
     if (!binary || !json) throw new Error(`${method.path} has no implementation`); // at start-up, never per call
     const stream = method.kind !== "unary";
     const limits = { input: method.input, readMaxBytes: readLimit(method.path) };
-    app = app.post(method.path, ({ request }) => {
-      const id = requestInfo(request).id;
-      // A Content-Type that is not this call's Connect kind: said plainly, as Connect error JSON.
-      if (connectContentKind(request.headers.get("content-type")) !== (stream ? "stream" : "unary")) {
-        const want = stream ? "application/connect+proto or application/connect+json" : "application/proto or application/json";
-        return unaryError(Code.InvalidArgument, `Content-Type must be ${want}`, id);
-      }
-      const handler = /json/.test(request.headers.get("content-type") ?? "") ? json : binary;
-      return serveUniversal(handler, request, limits, { "x-request-id": id });
-    }, { detail: { hide: true } }) as unknown as typeof app;
+    app = app.post(
+      method.path,
+      ({ request }) => {
+        const id = requestInfo(request).id;
+        // A Content-Type that is not this call's Connect kind: said plainly, as Connect error JSON.
+        if (connectContentKind(request.headers.get("content-type")) !== (stream ? "stream" : "unary")) {
+          const want = stream
+            ? "application/connect+proto or application/connect+json"
+            : "application/proto or application/json";
+          return unaryError(Code.InvalidArgument, `Content-Type must be ${want}`, id);
+        }
+        const handler = /json/.test(request.headers.get("content-type") ?? "") ? json : binary;
+        return serveUniversal(handler, request, limits, { "x-request-id": id });
+      },
+      { detail: { hide: true } },
+    ) as unknown as typeof app;
   }
   // Every other depot method (the router prefers any exact route, wherever it is declared).
-  return app.post("/depot.*", ({ request }) => {
-    log.debug("depot RPC not offered", { request_id: requestInfo(request).id, path: new URL(request.url).pathname });
-    return unofferedResponse(request);
-  }, { detail: { hide: true } });
+  return app.post(
+    "/depot.*",
+    ({ request }) => {
+      log.debug("depot RPC not offered", { request_id: requestInfo(request).id, path: new URL(request.url).pathname });
+      return unofferedResponse(request);
+    },
+    { detail: { hide: true } },
+  );
 }
-

@@ -37,7 +37,16 @@ import { projectsServiceFactory } from "../../projects/service.ts";
 import { PULL_TOKEN_PREFIX } from "../../registry/service.ts";
 import { registryServiceFactory, type RegistryService } from "../../registry/index.ts";
 import { createSealer } from "../../secrets/index.ts";
-import { create, fromBinary, fromJson as fromJsonValue, toBinary, toJson as toJsonValue, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
+import {
+  create,
+  fromBinary,
+  fromJson as fromJsonValue,
+  toBinary,
+  toJson as toJsonValue,
+  type DescMessage,
+  type JsonValue,
+  type Message,
+} from "@bufbuild/protobuf";
 import { BuilderPlatform, METHODS, type MethodName } from "../../wire/depot.ts";
 import { createApp } from "../app.ts";
 import { allowHoldingOpen } from "../context.ts";
@@ -72,13 +81,32 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "slipway-connect-rpc-"));
   db = openDatabase(join(dir, "slipway.db"));
   applyMigrations(db);
-  const log = createLogger({ level: "debug", write: (line) => logLines.push(JSON.parse(line) as { level: string; msg: string }) });
+  const log = createLogger({
+    level: "debug",
+    write: (line) => logLines.push(JSON.parse(line) as { level: string; msg: string }),
+  });
   const audit = auditServiceFactory({ db });
   const orgs = orgsServiceFactory({ db, audit });
-  const quotas = quotasServiceFactory({ db, audit, defaults: { max_projects: 100, max_builder_cpus: 16, max_builder_memory_mb: 32768, max_cache_size_gb: 200, max_running_builders: 8 }, usage: quotaUsageOf(() => ({ projects })) });
+  const quotas = quotasServiceFactory({
+    db,
+    audit,
+    defaults: {
+      max_projects: 100,
+      max_builder_cpus: 16,
+      max_builder_memory_mb: 32768,
+      max_cache_size_gb: 200,
+      max_running_builders: 8,
+    },
+    usage: quotaUsageOf(() => ({ projects })),
+  });
   const projects = projectsServiceFactory({ db, audit, quotas, orgs });
   const tokens = tokensServiceFactory({ db, audit });
-  const auth = authServiceFactory({ tokens, users: orgs, projects, runnerHosts: egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] }) });
+  const auth = authServiceFactory({
+    tokens,
+    users: orgs,
+    projects,
+    runnerHosts: egressServiceFactory({ db, audit, applianceHosts: ["localhost"], extraAllow: [] }),
+  });
   const allowInternal = parseAllowInternal("127.0.0.0/8");
   identity = {
     auth,
@@ -88,7 +116,14 @@ beforeAll(async () => {
     projects,
     quotas,
     tokens,
-    trust: trustServiceFactory({ db, audit, tokens, projects, allowInternal, verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }) }),
+    trust: trustServiceFactory({
+      db,
+      audit,
+      tokens,
+      projects,
+      allowInternal,
+      verifier: ciTokenVerifierFactory({ keys: oidcKeysFactory({ allowInternal }) }),
+    }),
     deviceLogins: deviceLoginServiceFactory({ db, audit, tokens, now: () => new Date(Date.now() + deviceClockSkewMs) }),
     publicUrl: PUBLIC_URL,
   };
@@ -96,9 +131,19 @@ beforeAll(async () => {
   const users: Record<string, string> = {};
   for (const name of ["ownerA", "userA", "ownerB", "both"] as const) {
     users[name] = orgs.createUser({ username: name }, "system:test").id;
-    secrets[name] = tokens.create({ kind: "user", name: "t", expiresAt: null, userId: users[name]!, createdBy: users[name]! }, "system:test").token;
+    secrets[name] = tokens.create(
+      { kind: "user", name: "t", expiresAt: null, userId: users[name]!, createdBy: users[name]! },
+      "system:test",
+    ).token;
   }
-  const system: Actor = { kind: "user", userId: users.ownerA!, username: "ownerA", isAdmin: false, tokenId: null, memberships: {} };
+  const system: Actor = {
+    kind: "user",
+    userId: users.ownerA!,
+    username: "ownerA",
+    isAdmin: false,
+    tokenId: null,
+    memberships: {},
+  };
   const A = orgs.create({ slug: "org-a", name: "A", owner: "ownerA" }, system);
   const B = orgs.create({ slug: "org-b", name: "B", owner: "ownerB" }, system);
   orgs.addMember(A.id, "userA", "user", system);
@@ -106,7 +151,10 @@ beforeAll(async () => {
   orgs.addMember(B.id, "both", "user", system);
   const p1 = projects.create(A.id, { name: "p1" }, system);
   const q1 = projects.create(B.id, { name: "q1" }, system);
-  secrets.tokP1 = tokens.create({ kind: "project", name: "p1", expiresAt: null, orgId: A.id, projectId: p1.id, createdBy: null }, "system:test").token;
+  secrets.tokP1 = tokens.create(
+    { kind: "project", name: "p1", expiresAt: null, orgId: A.id, projectId: p1.id, createdBy: null },
+    "system:test",
+  ).token;
   Object.assign(ids, { A: A.id, B: B.id, p1: p1.id, q1: q1.id, ownerA: users.ownerA! });
 
   sealer = await createSealer(crypto.getRandomValues(new Uint8Array(32)));
@@ -135,7 +183,12 @@ beforeAll(async () => {
     sealer,
     log: silentLogger,
     dataDir: dir,
-    settings: { enabled: true, binary: which("docker-registry") ?? join(dir, "no-registry-here"), retention_days: 7, gc_interval_hours: 0 },
+    settings: {
+      enabled: true,
+      binary: which("docker-registry") ?? join(dir, "no-registry-here"),
+      retention_days: 7,
+      gc_interval_hours: 0,
+    },
     publicHost: "slipway.test:8443",
     builderHost: "registry.slipway.internal:8443",
     actorOf: (r) => ctx.actorOf(r),
@@ -192,7 +245,12 @@ function toInit(desc: DescMessage, plain: Msg): Msg {
   for (const f of desc.fields) {
     const v = plain[f.localName];
     if (v === undefined) continue;
-    const value = f.fieldKind === "message" ? toInit(f.message, v as Msg) : f.fieldKind === "list" && f.listKind === "message" ? (v as Msg[]).map((x) => toInit(f.message, x)) : v;
+    const value =
+      f.fieldKind === "message"
+        ? toInit(f.message, v as Msg)
+        : f.fieldKind === "list" && f.listKind === "message"
+          ? (v as Msg[]).map((x) => toInit(f.message, x))
+          : v;
     if (f.oneof) init[f.oneof.localName] = { case: f.localName, value };
     else init[f.localName] = value;
   }
@@ -205,13 +263,15 @@ function toPlain(desc: DescMessage, msg: Message): Msg {
   for (const f of desc.fields) {
     if (f.oneof) {
       const chosen = m[f.oneof.localName] as { case?: string; value?: unknown };
-      if (chosen.case === f.localName) out[f.localName] = f.fieldKind === "message" ? toPlain(f.message, chosen.value as Message) : chosen.value;
+      if (chosen.case === f.localName)
+        out[f.localName] = f.fieldKind === "message" ? toPlain(f.message, chosen.value as Message) : chosen.value;
       continue;
     }
     const v = m[f.localName];
     if (v === undefined) continue;
     if (f.fieldKind === "message") out[f.localName] = toPlain(f.message, v as Message);
-    else if (f.fieldKind === "list" && f.listKind === "message") out[f.localName] = (v as Message[]).map((x) => toPlain(f.message, x));
+    else if (f.fieldKind === "list" && f.listKind === "message")
+      out[f.localName] = (v as Message[]).map((x) => toPlain(f.message, x));
     else if (f.fieldKind === "map") out[f.localName] = { ...(v as Msg) };
     else out[f.localName] = v;
   }
@@ -230,7 +290,11 @@ async function call(codec: Codec, name: MethodName, input: Msg, bearer: string |
   const m = METHODS[name];
   const r = await fetch(`${base}${m.path}`, {
     method: "POST",
-    headers: { "content-type": codec === "proto" ? "application/proto" : "application/json", "connect-protocol-version": "1", ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+    headers: {
+      "content-type": codec === "proto" ? "application/proto" : "application/json",
+      "connect-protocol-version": "1",
+      ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
+    },
     body: codec === "proto" ? encode(m.input, input) : JSON.stringify(toJson(m.input, input)),
   });
   const bytes = new Uint8Array(await r.arrayBuffer());
@@ -240,7 +304,12 @@ async function call(codec: Codec, name: MethodName, input: Msg, bearer: string |
     return { status: r.status, msg: {}, error: JSON.parse(text) as { code: string; message: string }, text };
   }
   expect(r.headers.get("content-type")).toBe(codec === "proto" ? "application/proto" : "application/json");
-  return { status: 200, msg: codec === "proto" ? decode(m.output, bytes) : fromJson(m.output, JSON.parse(text)), error: null, text };
+  return {
+    status: 200,
+    msg: codec === "proto" ? decode(m.output, bytes) : fromJson(m.output, JSON.parse(text)),
+    error: null,
+    text,
+  };
 }
 
 function envelope(flags: number, payload: Uint8Array): Uint8Array {
@@ -252,10 +321,19 @@ function envelope(flags: number, payload: Uint8Array): Uint8Array {
 }
 
 const streamMessage = (codec: Codec, name: MethodName, msg: Msg) =>
-  envelope(0, codec === "proto" ? encode(METHODS[name].input, msg) : new TextEncoder().encode(JSON.stringify(toJson(METHODS[name].input, msg))));
+  envelope(
+    0,
+    codec === "proto"
+      ? encode(METHODS[name].input, msg)
+      : new TextEncoder().encode(JSON.stringify(toJson(METHODS[name].input, msg))),
+  );
 
 /** A streamed reply's envelopes: messages decoded with `codec`, then the end-of-stream JSON. */
-function parseStream(codec: Codec, name: MethodName, bytes: Uint8Array): { messages: Msg[]; end: { error?: { code: string; message: string } } | null } {
+function parseStream(
+  codec: Codec,
+  name: MethodName,
+  bytes: Uint8Array,
+): { messages: Msg[]; end: { error?: { code: string; message: string } } | null } {
   const messages: Msg[] = [];
   let end = null;
   for (let at = 0; at < bytes.length; ) {
@@ -263,7 +341,12 @@ function parseStream(codec: Codec, name: MethodName, bytes: Uint8Array): { messa
     const len = new DataView(bytes.buffer, bytes.byteOffset + at + 1, 4).getUint32(0);
     const payload = bytes.subarray(at + 5, at + 5 + len);
     if (flags & 0x02) end = JSON.parse(decoder.decode(payload));
-    else messages.push(codec === "proto" ? decode(METHODS[name].output, payload) : fromJson(METHODS[name].output, JSON.parse(decoder.decode(payload))));
+    else
+      messages.push(
+        codec === "proto"
+          ? decode(METHODS[name].output, payload)
+          : fromJson(METHODS[name].output, JSON.parse(decoder.decode(payload))),
+      );
     at += 5 + len;
   }
   return { messages, end };
@@ -272,11 +355,17 @@ function parseStream(codec: Codec, name: MethodName, bytes: Uint8Array): { messa
 async function streamCall(codec: Codec, name: MethodName, body: Uint8Array, bearer: string | null) {
   const r = await fetch(`${base}${METHODS[name].path}`, {
     method: "POST",
-    headers: { "content-type": codec === "proto" ? "application/connect+proto" : "application/connect+json", "connect-protocol-version": "1", ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+    headers: {
+      "content-type": codec === "proto" ? "application/connect+proto" : "application/connect+json",
+      "connect-protocol-version": "1",
+      ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
+    },
     body,
   });
   expect(r.status).toBe(200);
-  expect(r.headers.get("content-type")).toBe(codec === "proto" ? "application/connect+proto" : "application/connect+json");
+  expect(r.headers.get("content-type")).toBe(
+    codec === "proto" ? "application/connect+proto" : "application/connect+json",
+  );
   return parseStream(codec, name, new Uint8Array(await r.arrayBuffer()));
 }
 
@@ -288,11 +377,24 @@ async function newBuild(codec: Codec): Promise<{ buildId: string; buildToken: st
 }
 
 const ownerAActor = (): Actor => identity.auth.userActor(ids.ownerA, null);
-const statusOf = (buildId: string) => (db.query("SELECT status FROM builds WHERE id = ?").get(buildId) as { status: string }).status;
+const statusOf = (buildId: string) =>
+  (db.query("SELECT status FROM builds WHERE id = ?").get(buildId) as { status: string }).status;
 const at = new Date("2026-11-22T10:00:00.250Z");
 const statusBatch = (buildId: string, text: string): Msg => ({
   buildId,
-  statuses: [{ vertexes: [{ digest: `sha256:${text}`, name: `RUN ${text}`, cached: false, started: { seconds: BigInt(at.getTime() / 1000 | 0), nanos: 250_000_000 } }], logs: [{ vertex: `sha256:${text}`, stream: 1n, msg: new TextEncoder().encode(`${text}\n`) }] }],
+  statuses: [
+    {
+      vertexes: [
+        {
+          digest: `sha256:${text}`,
+          name: `RUN ${text}`,
+          cached: false,
+          started: { seconds: BigInt((at.getTime() / 1000) | 0), nanos: 250_000_000 },
+        },
+      ],
+      logs: [{ vertex: `sha256:${text}`, stream: 1n, msg: new TextEncoder().encode(`${text}\n`) }],
+    },
+  ],
 });
 
 /** Polls `cond` until it holds; fails with `what` after a generous deadline. */
@@ -315,7 +417,10 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
     expect([foreign.status, foreign.error]).toEqual([404, { code: "not_found", message: "no such build" }]);
     expect(foreign.text).toBe(missing.text);
     expect((await call(codec, "getBuild", { buildId }, null)).error?.code).toBe("unauthenticated");
-    expect((await call(codec, "getBuild", { buildId: "" }, buildToken)).error).toEqual({ code: "invalid_argument", message: "buildId is required" });
+    expect((await call(codec, "getBuild", { buildId: "" }, buildToken)).error).toEqual({
+      code: "invalid_argument",
+      message: "buildId is required",
+    });
   });
 
   test("ReportBuildContext is accepted for the build itself, refused for another tenant exactly as for a missing build", async () => {
@@ -325,7 +430,9 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
     expect([r.status, r.msg]).toEqual([200, {}]);
     const foreign = await call(codec, "reportBuildContext", context, secrets.ownerB);
     expect([foreign.status, foreign.error?.code]).toEqual([404, "not_found"]);
-    expect(foreign.text).toBe((await call(codec, "reportBuildContext", { ...context, buildId: "bld_missing" }, secrets.ownerB)).text);
+    expect(foreign.text).toBe(
+      (await call(codec, "reportBuildContext", { ...context, buildId: "bld_missing" }, secrets.ownerB)).text,
+    );
     // Another build's token does not reach this one either.
     const other = await newBuild(codec);
     expect((await call(codec, "reportBuildContext", context, other.buildToken)).error?.code).toBe("not_found");
@@ -333,7 +440,7 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
 
   test("ReportTimings keeps the steps that carry a stable digest, with their start, duration, cache hit and error", async () => {
     const { buildId, buildToken } = await newBuild(codec);
-    const startTime = { seconds: BigInt(at.getTime() / 1000 | 0), nanos: 250_000_000 };
+    const startTime = { seconds: BigInt((at.getTime() / 1000) | 0), nanos: 250_000_000 };
     const r = await call(
       codec,
       "reportTimings",
@@ -341,7 +448,14 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
         buildId,
         buildSteps: [
           { startTime, durationMs: 1500, name: "[1/2] FROM base", stableDigest: "sha256:aaa", cached: true },
-          { startTime, durationMs: 20, name: "[2/2] RUN make", stableDigest: "sha256:bbb", cached: false, error: "exit code 2" },
+          {
+            startTime,
+            durationMs: 20,
+            name: "[2/2] RUN make",
+            stableDigest: "sha256:bbb",
+            cached: false,
+            error: "exit code 2",
+          },
           { startTime, durationMs: 5, name: "no digest: not kept", cached: false },
         ],
       },
@@ -349,15 +463,34 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
     );
     expect([r.status, r.msg]).toEqual([200, {}]);
     expect(builds.steps(ownerAActor(), buildId)).toEqual([
-      { digest: "sha256:aaa", name: "[1/2] FROM base", cached: 1, started_at: at.toISOString(), completed_at: new Date(at.getTime() + 1500).toISOString(), error: null },
-      { digest: "sha256:bbb", name: "[2/2] RUN make", cached: 0, started_at: at.toISOString(), completed_at: new Date(at.getTime() + 20).toISOString(), error: "exit code 2" },
+      {
+        digest: "sha256:aaa",
+        name: "[1/2] FROM base",
+        cached: 1,
+        started_at: at.toISOString(),
+        completed_at: new Date(at.getTime() + 1500).toISOString(),
+        error: null,
+      },
+      {
+        digest: "sha256:bbb",
+        name: "[2/2] RUN make",
+        cached: 0,
+        started_at: at.toISOString(),
+        completed_at: new Date(at.getTime() + 20).toISOString(),
+        error: "exit code 2",
+      },
     ]);
-    expect((await call(codec, "reportTimings", { buildId, buildSteps: [] }, secrets.ownerB)).error?.code).toBe("not_found");
+    expect((await call(codec, "reportTimings", { buildId, buildSteps: [] }, secrets.ownerB)).error?.code).toBe(
+      "not_found",
+    );
   });
 
   test("ReportStatusStream keeps every batch of the stream and answers one empty message, then the end of the stream", async () => {
     const { buildId, buildToken } = await newBuild(codec);
-    const body = new Uint8Array([...streamMessage(codec, "reportStatusStream", statusBatch(buildId, "one")), ...streamMessage(codec, "reportStatusStream", statusBatch(buildId, "two"))]);
+    const body = new Uint8Array([
+      ...streamMessage(codec, "reportStatusStream", statusBatch(buildId, "one")),
+      ...streamMessage(codec, "reportStatusStream", statusBatch(buildId, "two")),
+    ]);
     const reply = await streamCall(codec, "reportStatusStream", body, buildToken);
     expect(reply).toEqual({ messages: [{}], end: {} });
     expect(builds.steps(ownerAActor(), buildId).map((s) => [s.digest, s.name, s.started_at])).toEqual([
@@ -366,13 +499,19 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
     ]);
     expect(builds.logs(ownerAActor(), buildId).text).toBe("one\ntwo\n");
     // Another tenant's stream ends with not_found and writes nothing.
-    const foreign = await streamCall(codec, "reportStatusStream", streamMessage(codec, "reportStatusStream", statusBatch(buildId, "foreign")), secrets.ownerB);
+    const foreign = await streamCall(
+      codec,
+      "reportStatusStream",
+      streamMessage(codec, "reportStatusStream", statusBatch(buildId, "foreign")),
+      secrets.ownerB,
+    );
     expect(foreign).toEqual({ messages: [], end: { error: { code: "not_found", message: "no such build" } } });
     expect(builds.logs(ownerAActor(), buildId).text).toBe("one\ntwo\n");
   });
 
   test("ListOrganizations lists exactly the organizations the credential belongs to", async () => {
-    const orgsOf = async (secret: string) => ((await call(codec, "listOrganizations", {}, secret)).msg.organizations as Msg[]).map((o) => [o.orgId, o.name]);
+    const orgsOf = async (secret: string) =>
+      ((await call(codec, "listOrganizations", {}, secret)).msg.organizations as Msg[]).map((o) => [o.orgId, o.name]);
     expect(await orgsOf(secrets.ownerA)).toEqual([[ids.A, "A"]]);
     expect(await orgsOf(secrets.both)).toEqual([
       [ids.A, "A"],
@@ -380,8 +519,12 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
     ]);
     expect(await orgsOf(secrets.tokP1)).toEqual([]); // a project token belongs to a project, not an organization
     const first = ((await call(codec, "listOrganizations", {}, secrets.ownerB)).msg.organizations as Msg[])[0]!;
-    const created = (db.query("SELECT created_at FROM organizations WHERE id = ?").get(ids.B) as { created_at: string }).created_at;
-    expect(first.createdAt).toEqual({ seconds: BigInt(Math.floor(Date.parse(created) / 1000)), nanos: (Date.parse(created) % 1000) * 1_000_000 });
+    const created = (db.query("SELECT created_at FROM organizations WHERE id = ?").get(ids.B) as { created_at: string })
+      .created_at;
+    expect(first.createdAt).toEqual({
+      seconds: BigInt(Math.floor(Date.parse(created) / 1000)),
+      nanos: (Date.parse(created) % 1000) * 1_000_000,
+    });
     const anonymous = await call(codec, "listOrganizations", {}, null);
     expect([anonymous.status, anonymous.error?.code]).toEqual([401, "unauthenticated"]);
   });
@@ -390,13 +533,19 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
     cacheResets.length = 0;
     const r = await call(codec, "resetProjectCache", { projectId: ids.p1 }, secrets.ownerA);
     expect([r.status, r.msg]).toEqual([200, { name: "p1", orgName: "A" }]);
-    expect(cacheResets.map((c) => [c.projectId, c.actor.kind === "user" ? c.actor.username : c.actor.kind])).toEqual([[ids.p1, "ownerA"]]);
+    expect(cacheResets.map((c) => [c.projectId, c.actor.kind === "user" ? c.actor.username : c.actor.kind])).toEqual([
+      [ids.p1, "ownerA"],
+    ]);
     const member = await call(codec, "resetProjectCache", { projectId: ids.p1 }, secrets.userA);
     expect([member.status, member.error?.code]).toEqual([403, "permission_denied"]);
-    expect((await call(codec, "resetProjectCache", { projectId: ids.p1 }, secrets.tokP1)).error?.code).toBe("permission_denied");
+    expect((await call(codec, "resetProjectCache", { projectId: ids.p1 }, secrets.tokP1)).error?.code).toBe(
+      "permission_denied",
+    );
     const foreign = await call(codec, "resetProjectCache", { projectId: ids.q1 }, secrets.ownerA);
     expect([foreign.status, foreign.error]).toEqual([404, { code: "not_found", message: "no such project" }]);
-    expect(foreign.text).toBe((await call(codec, "resetProjectCache", { projectId: "prj_missing" }, secrets.ownerA)).text);
+    expect(foreign.text).toBe(
+      (await call(codec, "resetProjectCache", { projectId: "prj_missing" }, secrets.ownerA)).text,
+    );
     expect(cacheResets).toHaveLength(1); // the refusals reset nothing
   });
 
@@ -411,18 +560,32 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
     expect(finished.messages).toHaveLength(1);
     const token = finished.messages[0]!.token as string;
     expect(token).toMatch(/^slw_u_/);
-    expect(((await call(codec, "listOrganizations", {}, token)).msg.organizations as Msg[]).map((o) => o.orgId)).toEqual([ids.A]);
+    expect(
+      ((await call(codec, "listOrganizations", {}, token)).msg.organizations as Msg[]).map((o) => o.orgId),
+    ).toEqual([ids.A]);
     // Used once: the same id again is gone, and says so in the end frame.
     const again = await streamCall(codec, "finishLogin", streamMessage(codec, "finishLogin", { id }), null);
     expect(again.messages).toEqual([]);
     expect(again.end?.error?.code).toBe("not_found");
     // A code past its ten minutes: gone, even approved.
     const late = (await call(codec, "startLogin", {}, null)).msg as { id: string; approveUrl: string };
-    identity.deviceLogins.approve(new URL(late.approveUrl).hash.slice(1), ownerAActor() as Extract<Actor, { kind: "user" }>, "127.0.0.1");
+    identity.deviceLogins.approve(
+      new URL(late.approveUrl).hash.slice(1),
+      ownerAActor() as Extract<Actor, { kind: "user" }>,
+      "127.0.0.1",
+    );
     deviceClockSkewMs = 10 * 60_000 + 1000;
     try {
-      const expired = await streamCall(codec, "finishLogin", streamMessage(codec, "finishLogin", { id: late.id }), null);
-      expect(expired).toEqual({ messages: [], end: { error: { code: "not_found", message: expect.stringContaining("expired") } } });
+      const expired = await streamCall(
+        codec,
+        "finishLogin",
+        streamMessage(codec, "finishLogin", { id: late.id }),
+        null,
+      );
+      expect(expired).toEqual({
+        messages: [],
+        end: { error: { code: "not_found", message: expect.stringContaining("expired") } },
+      });
     } finally {
       deviceClockSkewMs = 0;
     }
@@ -431,27 +594,38 @@ describe.each(CODECS)("Connect RPCs over HTTP, %s codec", (codec) => {
   });
 });
 
-integrationSuite("GetPullInfo with the appliance's registry (Debian's docker-registry)", which("docker-registry") ? null : "docker-registry is not installed (apt-get install docker-registry)", () => {
-  for (const codec of CODECS) {
-    test(`${codec}: a read-only pull credential for the build's image; audited; nothing for another tenant`, async () => {
-      await until("the registry to be available", () => registry.available());
-      const { buildId, buildToken } = await newBuild(codec);
-      const r = await call(codec, "getPullInfo", { buildId }, secrets.ownerA);
-      expect(r.status).toBe(200);
-      expect(r.msg).toMatchObject({ reference: `slipway.test:8443/${ids.p1}:${buildId}`, username: "x-token", options: [] });
-      expect(r.msg.saveForLoad ?? false).toBe(false);
-      expect(r.msg.password as string).toStartWith(PULL_TOKEN_PREFIX);
-      const audited = db.query("SELECT actor, target FROM audit_log WHERE action = 'registry.pull_token' AND details LIKE ?").all(`%${buildId}%`) as { actor: string; target: string }[];
-      expect(audited).toEqual([{ actor: `user:${ids.ownerA}`, target: ids.p1 }]);
-      expect((await call(codec, "getPullInfo", { buildId }, buildToken)).status).toBe(200);
-      const foreign = await call(codec, "getPullInfo", { buildId }, secrets.ownerB);
-      expect([foreign.status, foreign.error]).toEqual([404, { code: "not_found", message: "no such build" }]);
-    });
-  }
-});
+integrationSuite(
+  "GetPullInfo with the appliance's registry (Debian's docker-registry)",
+  which("docker-registry") ? null : "docker-registry is not installed (apt-get install docker-registry)",
+  () => {
+    for (const codec of CODECS) {
+      test(`${codec}: a read-only pull credential for the build's image; audited; nothing for another tenant`, async () => {
+        await until("the registry to be available", () => registry.available());
+        const { buildId, buildToken } = await newBuild(codec);
+        const r = await call(codec, "getPullInfo", { buildId }, secrets.ownerA);
+        expect(r.status).toBe(200);
+        expect(r.msg).toMatchObject({
+          reference: `slipway.test:8443/${ids.p1}:${buildId}`,
+          username: "x-token",
+          options: [],
+        });
+        expect(r.msg.saveForLoad ?? false).toBe(false);
+        expect(r.msg.password as string).toStartWith(PULL_TOKEN_PREFIX);
+        const audited = db
+          .query("SELECT actor, target FROM audit_log WHERE action = 'registry.pull_token' AND details LIKE ?")
+          .all(`%${buildId}%`) as { actor: string; target: string }[];
+        expect(audited).toEqual([{ actor: `user:${ids.ownerA}`, target: ids.p1 }]);
+        expect((await call(codec, "getPullInfo", { buildId }, buildToken)).status).toBe(200);
+        const foreign = await call(codec, "getPullInfo", { buildId }, secrets.ownerB);
+        expect([foreign.status, foreign.error]).toEqual([404, { code: "not_found", message: "no such build" }]);
+      });
+    }
+  },
+);
 
 describe("Connect error paths over HTTP", () => {
-  const post = (path: string, headers: Record<string, string>, body: string) => fetch(`${base}${path}`, { method: "POST", headers: { "connect-protocol-version": "1", ...headers }, body });
+  const post = (path: string, headers: Record<string, string>, body: string) =>
+    fetch(`${base}${path}`, { method: "POST", headers: { "connect-protocol-version": "1", ...headers }, body });
 
   test("a content type that is not Connect's is refused invalid_argument, as Connect error JSON without internals", async () => {
     const cases: [MethodName, string][] = [
@@ -461,8 +635,17 @@ describe("Connect error paths over HTTP", () => {
       ["finishLogin", "application/json"],
     ];
     for (const [name, type] of cases) {
-      const r = await post(METHODS[name].path, { "content-type": type, authorization: `Bearer ${secrets.ownerA}` }, "{}");
-      expect({ name, type, status: r.status, contentType: r.headers.get("content-type") }).toEqual({ name, type, status: 400, contentType: "application/json" });
+      const r = await post(
+        METHODS[name].path,
+        { "content-type": type, authorization: `Bearer ${secrets.ownerA}` },
+        "{}",
+      );
+      expect({ name, type, status: r.status, contentType: r.headers.get("content-type") }).toEqual({
+        name,
+        type,
+        status: 400,
+        contentType: "application/json",
+      });
       const body = (await r.json()) as Record<string, unknown>;
       expect(Object.keys(body).sort()).toEqual(["code", "message"]);
       expect(body.code).toBe("invalid_argument");
@@ -476,12 +659,21 @@ describe("Connect error paths over HTTP", () => {
       const r = await call(codec, "getBuildKitConnection", { buildId, platform: 7 }, buildToken);
       expect([r.status, r.error]).toEqual([400, { code: "invalid_argument", message: "unknown platform 7" }]);
       // A name the JSON codec does not know is refused by the codec.
-      const named = await post(METHODS.getBuildKitConnection.path, { "content-type": "application/json", authorization: `Bearer ${buildToken}` }, JSON.stringify({ buildId, platform: "BUILDER_PLATFORM_RISCV64" }));
+      const named = await post(
+        METHODS.getBuildKitConnection.path,
+        { "content-type": "application/json", authorization: `Bearer ${buildToken}` },
+        JSON.stringify({ buildId, platform: "BUILDER_PLATFORM_RISCV64" }),
+      );
       expect([named.status, ((await named.json()) as { code: string }).code]).toEqual([400, "invalid_argument"]);
-      expect((db.query("SELECT count(*) AS n FROM build_certificates WHERE build_id = ?").get(buildId) as { n: number }).n).toBe(0);
+      expect(
+        (db.query("SELECT count(*) AS n FROM build_certificates WHERE build_id = ?").get(buildId) as { n: number }).n,
+      ).toBe(0);
       expect(statusOf(buildId)).toBe("created");
       // A known platform is served (pending: the builder is starting).
-      expect((await call(codec, "getBuildKitConnection", { buildId, platform: BuilderPlatform.AMD64 }, buildToken)).msg.pending).toEqual({ waitMs: 1000 });
+      expect(
+        (await call(codec, "getBuildKitConnection", { buildId, platform: BuilderPlatform.AMD64 }, buildToken)).msg
+          .pending,
+      ).toEqual({ waitMs: 1000 });
     }
   });
 
@@ -489,10 +681,18 @@ describe("Connect error paths over HTTP", () => {
     for (const codec of CODECS) {
       const { buildId, buildToken } = await newBuild(codec);
       const r = await call(codec, "finishBuild", { buildId }, buildToken);
-      expect([r.status, r.error]).toEqual([400, { code: "invalid_argument", message: "one of success, error or canceled is required" }]);
+      expect([r.status, r.error]).toEqual([
+        400,
+        { code: "invalid_argument", message: "one of success, error or canceled is required" },
+      ]);
       expect(statusOf(buildId)).toBe("created");
-      expect((await call(codec, "finishBuild", { buildId, error: { error: "exit code 1" } }, buildToken)).status).toBe(200);
-      expect(db.query("SELECT status, error FROM builds WHERE id = ?").get(buildId)).toEqual({ status: "failed", error: "exit code 1" });
+      expect((await call(codec, "finishBuild", { buildId, error: { error: "exit code 1" } }, buildToken)).status).toBe(
+        200,
+      );
+      expect(db.query("SELECT status, error FROM builds WHERE id = ?").get(buildId)).toEqual({
+        status: "failed",
+        error: "exit code 1",
+      });
     }
   });
 
@@ -501,11 +701,20 @@ describe("Connect error paths over HTTP", () => {
     for (const codec of CODECS) {
       for (const pageToken of ["garbage", "2026-11-22T10:00:00.000Z|", "a|b|c"]) {
         const r = await call(codec, "listBuilds", { projectId: ids.p1, pageSize: 2, pageToken }, secrets.ownerA);
-        expect({ pageToken, status: r.status, code: r.error?.code }).toEqual({ pageToken, status: 400, code: "invalid_argument" });
+        expect({ pageToken, status: r.status, code: r.error?.code }).toEqual({
+          pageToken,
+          status: 400,
+          code: "invalid_argument",
+        });
       }
       // The tokens it does give walk the project's builds.
       const first = await call(codec, "listBuilds", { projectId: ids.p1, pageSize: 1 }, secrets.ownerA);
-      const second = await call(codec, "listBuilds", { projectId: ids.p1, pageSize: 1, pageToken: first.msg.nextPageToken }, secrets.ownerA);
+      const second = await call(
+        codec,
+        "listBuilds",
+        { projectId: ids.p1, pageSize: 1, pageToken: first.msg.nextPageToken },
+        secrets.ownerA,
+      );
       expect(second.status).toBe(200);
       expect((second.msg.builds as Msg[])[0]!.id).not.toBe((first.msg.builds as Msg[])[0]!.id);
     }
@@ -514,11 +723,18 @@ describe("Connect error paths over HTTP", () => {
 
   test("an oversized unary body is resource_exhausted; an oversized stream message ends the stream so, keeping what came before it", async () => {
     const { buildId, buildToken } = await newBuild("proto");
-    const big = await post(METHODS.reportBuildContext.path, { "content-type": "application/json", authorization: `Bearer ${buildToken}` }, JSON.stringify({ buildId, dockerfiles: [{ contents: "x".repeat(MIB) }] }));
+    const big = await post(
+      METHODS.reportBuildContext.path,
+      { "content-type": "application/json", authorization: `Bearer ${buildToken}` },
+      JSON.stringify({ buildId, dockerfiles: [{ contents: "x".repeat(MIB) }] }),
+    );
     expect([big.status, ((await big.json()) as { code: string }).code]).toEqual([429, "resource_exhausted"]);
     const huge = statusBatch(buildId, "huge");
     ((huge.statuses as Msg[])[0]!.logs as Msg[])[0]!.msg = new Uint8Array(MAX_MESSAGE + 1);
-    const body = new Uint8Array([...streamMessage("proto", "reportStatusStream", statusBatch(buildId, "small")), ...streamMessage("proto", "reportStatusStream", huge)]);
+    const body = new Uint8Array([
+      ...streamMessage("proto", "reportStatusStream", statusBatch(buildId, "small")),
+      ...streamMessage("proto", "reportStatusStream", huge),
+    ]);
     const reply = await streamCall("proto", "reportStatusStream", body, buildToken);
     expect(reply.messages).toEqual([]);
     expect(reply.end?.error?.code).toBe("resource_exhausted");
@@ -546,7 +762,10 @@ describe("Connect error paths over HTTP", () => {
     await until("the first batch to be recorded", () => builds.steps(ownerAActor(), buildId).length === 1);
     expect(server.pendingRequests).toBeGreaterThanOrEqual(1); // the stream is open, waiting for the rest
     socket.destroy();
-    await until("the status stream handler to end", () => logLines.filter((l) => l.msg.startsWith("status stream")).length > endedBefore);
+    await until(
+      "the status stream handler to end",
+      () => logLines.filter((l) => l.msg.startsWith("status stream")).length > endedBefore,
+    );
     await until("no request to be pending", () => server.pendingRequests === 0);
     expect(logLines.filter((l) => l.level === "error").length).toBe(errorsBefore); // no internal error logged
     expect(builds.steps(ownerAActor(), buildId).map((s) => s.digest)).toEqual(["sha256:arrived"]);
@@ -554,7 +773,12 @@ describe("Connect error paths over HTTP", () => {
     // The build is as consistent as before: still active, it reports and finishes normally.
     expect(statusOf(buildId)).toBe("created");
     expect((await call("proto", "reportBuildHealth", { buildId }, buildToken)).msg).toEqual({});
-    const again = await streamCall("proto", "reportStatusStream", streamMessage("proto", "reportStatusStream", statusBatch(buildId, "later")), buildToken);
+    const again = await streamCall(
+      "proto",
+      "reportStatusStream",
+      streamMessage("proto", "reportStatusStream", statusBatch(buildId, "later")),
+      buildToken,
+    );
     expect(again).toEqual({ messages: [{}], end: {} });
     expect((await call("proto", "finishBuild", { buildId, success: {} }, buildToken)).status).toBe(200);
     expect(statusOf(buildId)).toBe("finished");
@@ -577,10 +801,26 @@ describe("GetPullInfo without a registry", () => {
       actorOf: () => Promise.reject(new Error("unused")),
     });
     await bare.start();
-    const routes = connectRoutes({ ctx: identityContext(identity, () => "127.0.0.1"), builds, resetCache: async () => {}, log: silentLogger, defaultPlatform: "linux/amd64", maxUnaryBytes: MIB, maxMessageBytes: MAX_MESSAGE, registry: bare, imageExport: () => false });
+    const routes = connectRoutes({
+      ctx: identityContext(identity, () => "127.0.0.1"),
+      builds,
+      resetCache: async () => {},
+      log: silentLogger,
+      defaultPlatform: "linux/amd64",
+      maxUnaryBytes: MIB,
+      maxMessageBytes: MAX_MESSAGE,
+      registry: bare,
+      imageExport: () => false,
+    });
     const { buildId } = await newBuild("json");
     const ask = (secret: string) =>
-      routes.handle(new Request(`http://localhost${METHODS.getPullInfo.path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${secret}` }, body: JSON.stringify({ buildId }) }));
+      routes.handle(
+        new Request(`http://localhost${METHODS.getPullInfo.path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${secret}` },
+          body: JSON.stringify({ buildId }),
+        }),
+      );
     const r = await ask(secrets.ownerA);
     const body = (await r.json()) as { code: string; message: string };
     expect([r.status, body.code]).toEqual([400, "failed_precondition"]);
@@ -594,10 +834,20 @@ describe("FinishLogin whose client goes away while it waits", () => {
   test("the wait ends quietly: no request stays pending, nothing is logged as an error, the login can still be picked up", async () => {
     const started = (await call("json", "startLogin", {}, null)).msg as { id: string; approveUrl: string };
     const userCode = new URL(started.approveUrl).hash.slice(1);
-    const polls = () => (db.query("SELECT last_poll_at FROM device_logins WHERE user_code = ?").get(userCode) as { last_poll_at: string | null }).last_poll_at;
+    const polls = () =>
+      (
+        db.query("SELECT last_poll_at FROM device_logins WHERE user_code = ?").get(userCode) as {
+          last_poll_at: string | null;
+        }
+      ).last_poll_at;
     const errorsBefore = logLines.filter((l) => l.level === "error").length;
     const aborter = new AbortController();
-    const answer = fetch(`${base}${METHODS.finishLogin.path}`, { method: "POST", headers: { "content-type": "application/connect+json", "connect-protocol-version": "1" }, body: streamMessage("json", "finishLogin", { id: started.id }), signal: aborter.signal }).catch((e: Error) => e);
+    const answer = fetch(`${base}${METHODS.finishLogin.path}`, {
+      method: "POST",
+      headers: { "content-type": "application/connect+json", "connect-protocol-version": "1" },
+      body: streamMessage("json", "finishLogin", { id: started.id }),
+      signal: aborter.signal,
+    }).catch((e: Error) => e);
     await until("the first poll", () => polls() !== null);
     expect(server.pendingRequests).toBe(1);
     aborter.abort();
@@ -607,7 +857,12 @@ describe("FinishLogin whose client goes away while it waits", () => {
     expect(logLines.filter((l) => l.level === "error").length).toBe(errorsBefore); // nothing failed on the way out
     // The login is still there to be approved and picked up by a new FinishLogin.
     identity.deviceLogins.approve(userCode, ownerAActor() as Extract<Actor, { kind: "user" }>, "127.0.0.1");
-    const again = await streamCall("json", "finishLogin", streamMessage("json", "finishLogin", { id: started.id }), null);
+    const again = await streamCall(
+      "json",
+      "finishLogin",
+      streamMessage("json", "finishLogin", { id: started.id }),
+      null,
+    );
     expect(again.end).toEqual({});
     expect(again.messages[0]!.token as string).toMatch(/^slw_u_/);
   }, 60_000);
@@ -618,54 +873,120 @@ describe("Connect timeouts and gzip over HTTP", () => {
 
   test("a gzip request body is read; a reply is gzip when the client accepts it; bad or oversized gzip is refused before decoding", async () => {
     const { buildId, buildToken } = await newBuild("proto");
-    const headers = { "content-type": "application/proto", "connect-protocol-version": "1", authorization: `Bearer ${buildToken}` };
-    const r = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { ...headers, "content-encoding": "gzip" }, body: gzipped(encode(METHODS.getBuild.input, { buildId })) });
+    const headers = {
+      "content-type": "application/proto",
+      "connect-protocol-version": "1",
+      authorization: `Bearer ${buildToken}`,
+    };
+    const r = await fetch(`${base}${METHODS.getBuild.path}`, {
+      method: "POST",
+      headers: { ...headers, "content-encoding": "gzip" },
+      body: gzipped(encode(METHODS.getBuild.input, { buildId })),
+    });
     expect(r.status).toBe(200);
     expect(decode(METHODS.getBuild.output, new Uint8Array(await r.arrayBuffer())).buildId).toBe(buildId);
     // A reply over 1 KiB to a client that accepts gzip comes compressed (fetch is told not to undo it).
     for (let i = 0; i < 20; i++) await newBuild("json");
     const listBody = JSON.stringify({ projectId: ids.p1, pageSize: 50 });
-    const list = await fetch(`${base}${METHODS.listBuilds.path}`, { method: "POST", headers: { "content-type": "application/json", "accept-encoding": "gzip", authorization: `Bearer ${secrets.ownerA}` }, body: listBody, decompress: false } as RequestInit);
+    const list = await fetch(`${base}${METHODS.listBuilds.path}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "accept-encoding": "gzip",
+        authorization: `Bearer ${secrets.ownerA}`,
+      },
+      body: listBody,
+      decompress: false,
+    } as RequestInit);
     expect([list.status, list.headers.get("content-encoding")]).toEqual([200, "gzip"]);
-    const listed = JSON.parse(new TextDecoder().decode(Bun.gunzipSync(new Uint8Array(await list.arrayBuffer())))) as { builds: unknown[] };
+    const listed = JSON.parse(new TextDecoder().decode(Bun.gunzipSync(new Uint8Array(await list.arrayBuffer())))) as {
+      builds: unknown[];
+    };
     expect(listed.builds.length).toBeGreaterThan(20);
     // Not gzip at all: invalid_argument. A 2 KiB body that inflates past the 1 MiB limit: resource_exhausted.
-    const bad = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { ...headers, "content-encoding": "gzip" }, body: "not gzip" });
+    const bad = await fetch(`${base}${METHODS.getBuild.path}`, {
+      method: "POST",
+      headers: { ...headers, "content-encoding": "gzip" },
+      body: "not gzip",
+    });
     expect([bad.status, ((await bad.json()) as { code: string }).code]).toEqual([400, "invalid_argument"]);
     const bomb = gzipped(new Uint8Array(2 * MIB));
     expect(bomb.length).toBeLessThan(4096);
-    const big = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { ...headers, "content-encoding": "gzip" }, body: bomb });
+    const big = await fetch(`${base}${METHODS.getBuild.path}`, {
+      method: "POST",
+      headers: { ...headers, "content-encoding": "gzip" },
+      body: bomb,
+    });
     expect([big.status, ((await big.json()) as { code: string }).code]).toEqual([429, "resource_exhausted"]);
     // An encoding the server does not speak is named, not guessed at.
-    const br = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { ...headers, "content-encoding": "br" }, body: encode(METHODS.getBuild.input, { buildId }) });
+    const br = await fetch(`${base}${METHODS.getBuild.path}`, {
+      method: "POST",
+      headers: { ...headers, "content-encoding": "br" },
+      body: encode(METHODS.getBuild.input, { buildId }),
+    });
     expect([br.status, ((await br.json()) as { code: string }).code]).toEqual([501, "unimplemented"]);
   });
 
   test("a status stream with gzip messages (Connect-Content-Encoding) is kept; a compressed message inflating past the message limit ends it resource_exhausted", async () => {
     const { buildId, buildToken } = await newBuild("proto");
-    const msg = (text: string) => envelope(0x01, gzipped(encode(METHODS.reportStatusStream.input, statusBatch(buildId, text))));
+    const msg = (text: string) =>
+      envelope(0x01, gzipped(encode(METHODS.reportStatusStream.input, statusBatch(buildId, text))));
     const send = (body: Uint8Array) =>
-      fetch(`${base}${METHODS.reportStatusStream.path}`, { method: "POST", headers: { "content-type": "application/connect+proto", "connect-protocol-version": "1", "connect-content-encoding": "gzip", authorization: `Bearer ${buildToken}` }, body });
+      fetch(`${base}${METHODS.reportStatusStream.path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/connect+proto",
+          "connect-protocol-version": "1",
+          "connect-content-encoding": "gzip",
+          authorization: `Bearer ${buildToken}`,
+        },
+        body,
+      });
     const ok = await send(new Uint8Array([...msg("zipped-one"), ...msg("zipped-two")]));
-    expect(parseStream("proto", "reportStatusStream", new Uint8Array(await ok.arrayBuffer()))).toEqual({ messages: [{}], end: {} });
-    expect(builds.steps(ownerAActor(), buildId).map((s) => s.digest)).toEqual(["sha256:zipped-one", "sha256:zipped-two"]);
+    expect(parseStream("proto", "reportStatusStream", new Uint8Array(await ok.arrayBuffer()))).toEqual({
+      messages: [{}],
+      end: {},
+    });
+    expect(builds.steps(ownerAActor(), buildId).map((s) => s.digest)).toEqual([
+      "sha256:zipped-one",
+      "sha256:zipped-two",
+    ]);
     // Small on the wire, over the 64 KiB message limit here once inflated.
     const inflated = new Uint8Array(MAX_MESSAGE + 1);
     const over = await send(envelope(0x01, gzipped(inflated)));
-    expect(parseStream("proto", "reportStatusStream", new Uint8Array(await over.arrayBuffer())).end?.error?.code).toBe("resource_exhausted");
+    expect(parseStream("proto", "reportStatusStream", new Uint8Array(await over.arrayBuffer())).end?.error?.code).toBe(
+      "resource_exhausted",
+    );
   });
 
   test("Connect-Timeout-Ms: a FinishLogin still waiting when it passes ends deadline_exceeded at once; a malformed one is invalid_argument", async () => {
     const started = (await call("json", "startLogin", {}, null)).msg as { id: string };
     const t = performance.now();
-    const r = await fetch(`${base}${METHODS.finishLogin.path}`, { method: "POST", headers: { "content-type": "application/connect+json", "connect-protocol-version": "1", "connect-timeout-ms": "300" }, body: streamMessage("json", "finishLogin", { id: started.id }) });
+    const r = await fetch(`${base}${METHODS.finishLogin.path}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/connect+json",
+        "connect-protocol-version": "1",
+        "connect-timeout-ms": "300",
+      },
+      body: streamMessage("json", "finishLogin", { id: started.id }),
+    });
     const reply = parseStream("json", "finishLogin", new Uint8Array(await r.arrayBuffer()));
     const elapsed = performance.now() - t;
     expect(reply.messages).toEqual([]);
     expect(reply.end?.error?.code).toBe("deadline_exceeded");
     expect(elapsed).toBeLessThan(2000); // the poll interval is 2.5 s: the deadline, not a poll, ended it
     expect(elapsed).toBeGreaterThanOrEqual(250);
-    const malformed = await fetch(`${base}${METHODS.getBuild.path}`, { method: "POST", headers: { "content-type": "application/json", "connect-protocol-version": "1", "connect-timeout-ms": "soon", authorization: `Bearer ${secrets.ownerA}` }, body: "{}" });
+    const malformed = await fetch(`${base}${METHODS.getBuild.path}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "connect-protocol-version": "1",
+        "connect-timeout-ms": "soon",
+        authorization: `Bearer ${secrets.ownerA}`,
+      },
+      body: "{}",
+    });
     expect([malformed.status, ((await malformed.json()) as { code: string }).code]).toEqual([400, "invalid_argument"]);
   });
 });

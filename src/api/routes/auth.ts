@@ -26,14 +26,20 @@ export function authRoutes(ctx: IdentityContext, opts: { secureCookies: boolean 
         const ip = ctx.ip(request);
         perAddress.hit([`ip:${ip}`]);
         perUser.hit([`user:${body.username.toLowerCase()}`]);
-        const { secret, session } = await sessions.login(body.username, body.password, { ip, userAgent: request.headers.get("user-agent") });
+        const { secret, session } = await sessions.login(body.username, body.password, {
+          ip,
+          userAgent: request.headers.get("user-agent"),
+        });
         const user = orgs.getUser(session.user_id);
         set.headers["set-cookie"] = cookie(secret, Math.floor((Date.parse(session.expires_at) - Date.now()) / 1000));
         return { user: { id: user.id, username: user.username, is_admin: user.is_admin }, session };
       },
       {
         body: Login,
-        detail: { tags: ["auth"], summary: "Log in with a password; sets a Secure, HttpOnly, SameSite=Strict session cookie" },
+        detail: {
+          tags: ["auth"],
+          summary: "Log in with a password; sets a Secure, HttpOnly, SameSite=Strict session cookie",
+        },
       },
     )
     .post(
@@ -56,10 +62,14 @@ export function authRoutes(ctx: IdentityContext, opts: { secureCookies: boolean 
     .delete(
       "/auth/sessions/:id",
       ({ actor, params, set }) => {
-        if (!sessions.revoke(params.id, asPerson(actor, "self:read").userId)) throw new NotFoundError("no such session");
+        if (!sessions.revoke(params.id, asPerson(actor, "self:read").userId))
+          throw new NotFoundError("no such session");
         set.status = 204;
       },
-      { actor: true, detail: { tags: ["auth"], summary: "End one of the caller's sessions", security: [{ bearer: [] }] } },
+      {
+        actor: true,
+        detail: { tags: ["auth"], summary: "End one of the caller's sessions", security: [{ bearer: [] }] },
+      },
     )
     .put(
       "/me/password",
@@ -72,7 +82,11 @@ export function authRoutes(ctx: IdentityContext, opts: { secureCookies: boolean 
       {
         actor: true,
         body: PasswordChange,
-        detail: { tags: ["auth"], summary: "Set or change the caller's password (the current one is required once set)", security: [{ bearer: [] }] },
+        detail: {
+          tags: ["auth"],
+          summary: "Set or change the caller's password (the current one is required once set)",
+          security: [{ bearer: [] }],
+        },
       },
     );
 }

@@ -15,9 +15,25 @@ export interface BuildRoutesDeps {
   ctx: IdentityContext;
   builds: BuildsService;
   builders: {
-    list(projectId: string): { platform: string; state: string; runtime: string; security_profile: string | null; emulated: number; image: string | null; image_id: string | null; last_used_at: string | null; last_error: string | null }[];
-    outdated(projectId: string): { platform: string; to: { image: string; imageId: string }; settingsChanged: boolean }[];
-    cacheUsage(projectId: string): Promise<{ platform: string; usage: { usedBytes: number; sizeBytes: number | null } | null; encryption: string }[]>;
+    list(projectId: string): {
+      platform: string;
+      state: string;
+      runtime: string;
+      security_profile: string | null;
+      emulated: number;
+      image: string | null;
+      image_id: string | null;
+      last_used_at: string | null;
+      last_error: string | null;
+    }[];
+    outdated(
+      projectId: string,
+    ): { platform: string; to: { image: string; imageId: string }; settingsChanged: boolean }[];
+    cacheUsage(
+      projectId: string,
+    ): Promise<
+      { platform: string; usage: { usedBytes: number; sizeBytes: number | null } | null; encryption: string }[]
+    >;
   };
   encryption: string;
   resetCache(projectId: string, actor: Actor): Promise<{ platforms: string[] }>;
@@ -62,7 +78,12 @@ export function buildRoutes(deps: BuildRoutesDeps) {
     .get(
       "/builds/:id/steps",
       ({ actor, params }) => builds.steps(actor, params.id).map((s) => ({ ...s, cached: s.cached === 1 })),
-      { actor: true, params: BuildId, response: { 200: t.Array(Step) }, detail: { tags: ["builds"], summary: "A build's steps (BuildKit vertexes) in order", security: bearer } },
+      {
+        actor: true,
+        params: BuildId,
+        response: { 200: t.Array(Step) },
+        detail: { tags: ["builds"], summary: "A build's steps (BuildKit vertexes) in order", security: bearer },
+      },
     )
     .get(
       "/builds/:id/logs",
@@ -72,7 +93,15 @@ export function buildRoutes(deps: BuildRoutesDeps) {
         set.headers["x-slipway-log-truncated"] = String(truncated);
         return text;
       },
-      { actor: true, params: BuildId, detail: { tags: ["builds"], summary: "A build's log, as text (capped per build; X-Slipway-Log-Truncated says whether it was cut)", security: bearer } },
+      {
+        actor: true,
+        params: BuildId,
+        detail: {
+          tags: ["builds"],
+          summary: "A build's log, as text (capped per build; X-Slipway-Log-Truncated says whether it was cut)",
+          security: bearer,
+        },
+      },
     )
     .post(
       "/builds/:id/cancel",
@@ -80,7 +109,16 @@ export function buildRoutes(deps: BuildRoutesDeps) {
         set.status = 202;
         return view(builds.cancel(actor, params.id));
       },
-      { actor: true, params: BuildId, response: { 202: Build }, detail: { tags: ["builds"], summary: "Cancel a build (owners and whoever started it): its client learns it at its next health report", security: bearer } },
+      {
+        actor: true,
+        params: BuildId,
+        response: { 202: Build },
+        detail: {
+          tags: ["builds"],
+          summary: "Cancel a build (owners and whoever started it): its client learns it at its next health report",
+          security: bearer,
+        },
+      },
     )
     .get(
       "/projects/:id/builds",
@@ -112,13 +150,23 @@ export function buildRoutes(deps: BuildRoutesDeps) {
             image: b.image,
             image_id: b.image_id,
             // A running builder on an old image or settings: what it becomes when next idle.
-            image_upgrade: o ? { image: o.to.image, image_id: o.to.imageId, settings_changed: o.settingsChanged } : null,
+            image_upgrade: o
+              ? { image: o.to.image, image_id: o.to.imageId, settings_changed: o.settingsChanged }
+              : null,
             last_used_at: b.last_used_at,
             last_error: b.last_error,
           };
         });
       },
-      { actor: true, params: ProjectId, detail: { tags: ["builders"], summary: "A project's builders: state, runtime, security profile, emulation, and a pending image upgrade", security: bearer } },
+      {
+        actor: true,
+        params: ProjectId,
+        detail: {
+          tags: ["builders"],
+          summary: "A project's builders: state, runtime, security profile, emulation, and a pending image upgrade",
+          security: bearer,
+        },
+      },
     )
     .get(
       "/projects/:id/cache",
@@ -130,10 +178,23 @@ export function buildRoutes(deps: BuildRoutesDeps) {
           encryption: deps.encryption,
           size_gb: p.cache_size_gb,
           keep_days: p.cache_keep_days,
-          platforms: volumes.map((v) => ({ platform: v.platform, used_bytes: v.usage?.usedBytes ?? 0, size_bytes: v.usage?.sizeBytes ?? null, encryption: v.encryption })),
+          platforms: volumes.map((v) => ({
+            platform: v.platform,
+            used_bytes: v.usage?.usedBytes ?? 0,
+            size_bytes: v.usage?.sizeBytes ?? null,
+            encryption: v.encryption,
+          })),
         };
       },
-      { actor: true, params: ProjectId, detail: { tags: ["builders"], summary: "A project's build cache: usage per platform and whether it is encrypted", security: bearer } },
+      {
+        actor: true,
+        params: ProjectId,
+        detail: {
+          tags: ["builders"],
+          summary: "A project's build cache: usage per platform and whether it is encrypted",
+          security: bearer,
+        },
+      },
     )
     .post(
       "/projects/:id/cache/reset",
@@ -141,6 +202,14 @@ export function buildRoutes(deps: BuildRoutesDeps) {
         const p = projectFor(actor, params.id, "cache:reset");
         return { project_id: p.id, ...(await deps.resetCache(p.id, actor)) };
       },
-      { actor: true, params: ProjectId, detail: { tags: ["builders"], summary: "Stop the project's builders and erase their caches; the next build starts empty (owners)", security: bearer } },
+      {
+        actor: true,
+        params: ProjectId,
+        detail: {
+          tags: ["builders"],
+          summary: "Stop the project's builders and erase their caches; the next build starts empty (owners)",
+          security: bearer,
+        },
+      },
     );
 }

@@ -20,12 +20,19 @@ export function deviceRoutes(ctx: IdentityContext) {
     .post(
       "",
       ({ request, body }) => {
-        return deviceLogins.start({ clientName: body.client_name ?? null, ip: ctx.ip(request), userAgent: request.headers.get("user-agent") }, ctx.publicUrl);
+        return deviceLogins.start(
+          { clientName: body.client_name ?? null, ip: ctx.ip(request), userAgent: request.headers.get("user-agent") },
+          ctx.publicUrl,
+        );
       },
       {
         body: DeviceStart,
         response: { 200: DeviceStarted },
-        detail: { tags: ["auth"], summary: "Start a device login (the CLI; 10 a minute per address); the person types the user code at verification_uri" },
+        detail: {
+          tags: ["auth"],
+          summary:
+            "Start a device login (the CLI; 10 a minute per address); the person types the user code at verification_uri",
+        },
       },
     )
     .post(
@@ -38,7 +45,11 @@ export function deviceRoutes(ctx: IdentityContext) {
       },
       {
         body: DevicePoll,
-        detail: { tags: ["auth"], summary: "Poll a device login: 202 pending, 200 with the token once approved, 410 when over, 429 when polled too fast" },
+        detail: {
+          tags: ["auth"],
+          summary:
+            "Poll a device login: 202 pending, 200 with the token once approved, 410 when over, 429 when polled too fast",
+        },
       },
     )
     .get(
@@ -47,7 +58,14 @@ export function deviceRoutes(ctx: IdentityContext) {
         asPerson(actor, "self:tokens");
         return deviceLogins.describe(params.code);
       },
-      { actor: true, detail: { tags: ["auth"], summary: "What a pending device login is: the client's address, user agent and time (shown before approving)", security: [{ bearer: [] }] } },
+      {
+        actor: true,
+        detail: {
+          tags: ["auth"],
+          summary: "What a pending device login is: the client's address, user agent and time (shown before approving)",
+          security: [{ bearer: [] }],
+        },
+      },
     )
     .post(
       "/approve",
@@ -57,7 +75,11 @@ export function deviceRoutes(ctx: IdentityContext) {
         deviceLogins.approve(body.user_code, actor, ctx.ip(request));
         set.status = 204;
       },
-      { actor: true, body: DeviceDecision, detail: { tags: ["auth"], summary: "Approve a device login as the caller", security: [{ bearer: [] }] } },
+      {
+        actor: true,
+        body: DeviceDecision,
+        detail: { tags: ["auth"], summary: "Approve a device login as the caller", security: [{ bearer: [] }] },
+      },
     )
     .post(
       "/deny",
@@ -66,6 +88,10 @@ export function deviceRoutes(ctx: IdentityContext) {
         deviceLogins.deny(body.user_code, actor, ctx.ip(request));
         set.status = 204;
       },
-      { actor: true, body: DeviceDecision, detail: { tags: ["auth"], summary: "Refuse a device login", security: [{ bearer: [] }] } },
+      {
+        actor: true,
+        body: DeviceDecision,
+        detail: { tags: ["auth"], summary: "Refuse a device login", security: [{ bearer: [] }] },
+      },
     );
 }

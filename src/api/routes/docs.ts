@@ -56,17 +56,30 @@ type RoutesOf = { getGlobalRoutes(): RouteView[]; getGlobalDefinitions?(): unkno
 function asJsonRoutes(app: AnyElysia): AnyElysia {
   const source = app as unknown as RoutesOf;
   const view: RoutesOf = {
-    getGlobalRoutes: () => source.getGlobalRoutes().map((r) => (r.hooks?.body ? { ...r, hooks: { ...r.hooks, parse: [{ fn: "application/json" }] } } : r)),
+    getGlobalRoutes: () =>
+      source
+        .getGlobalRoutes()
+        .map((r) => (r.hooks?.body ? { ...r, hooks: { ...r.hooks, parse: [{ fn: "application/json" }] } } : r)),
     getGlobalDefinitions: () => source.getGlobalDefinitions?.(),
   };
   return view as unknown as AnyElysia;
 }
 
 export function openApiDocument(app: AnyElysia, version: string) {
-  const { paths, components } = toOpenAPISchema(asJsonRoutes(app), { staticFile: true, paths: [/^\/api\/v1\/docs/, SPEC, "/", /^\/ui\//] }, undefined, undefined, "3.1.2");
+  const { paths, components } = toOpenAPISchema(
+    asJsonRoutes(app),
+    { staticFile: true, paths: [/^\/api\/v1\/docs/, SPEC, "/", /^\/ui\//] },
+    undefined,
+    undefined,
+    "3.1.2",
+  );
   return {
     openapi: "3.1.2",
-    info: { title: "Slipway API", version, description: "Management API of a Slipway build appliance. Errors are RFC 9457 problem+json." },
+    info: {
+      title: "Slipway API",
+      version,
+      description: "Management API of a Slipway build appliance. Errors are RFC 9457 problem+json.",
+    },
     paths,
     components: { schemas: components.schemas, securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
   };
@@ -86,13 +99,22 @@ export function docsRoutes({ version }: { version: string }) {
       },
       { detail: { hide: true } },
     )
-    .get("/api/v1/docs", () => new Response(DOCS_PAGE, { headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": DOCS_CSP } }), { detail: { hide: true } })
+    .get(
+      "/api/v1/docs",
+      () =>
+        new Response(DOCS_PAGE, {
+          headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": DOCS_CSP },
+        }),
+      { detail: { hide: true } },
+    )
     .get(
       `${ASSETS}/:name`,
       ({ params }) => {
         const a = docsAssets[params.name];
         if (!a) throw new NotFoundError(`no such asset: ${params.name}`);
-        return new Response(Bun.file(a.file), { headers: { "content-type": a.type, "cache-control": "public, max-age=86400" } });
+        return new Response(Bun.file(a.file), {
+          headers: { "content-type": a.type, "cache-control": "public, max-age=86400" },
+        });
       },
       { detail: { hide: true } },
     );

@@ -7,7 +7,22 @@
  */
 import { Elysia, t } from "elysia";
 import { authorize, type Actor } from "../../auth/index.ts";
-import { AgentEvents, AgentPolicyQuery, AgentStatus, DefaultSet, Event, EventsQuery, Host, HostCreate, HostCreated, ModeSet, Policy, Rule, RuleCreate, ScopesSet } from "../../egress/models.ts";
+import {
+  AgentEvents,
+  AgentPolicyQuery,
+  AgentStatus,
+  DefaultSet,
+  Event,
+  EventsQuery,
+  Host,
+  HostCreate,
+  HostCreated,
+  ModeSet,
+  Policy,
+  Rule,
+  RuleCreate,
+  ScopesSet,
+} from "../../egress/models.ts";
 import type { EgressService } from "../../egress/service.ts";
 import { ForbiddenError, NotFoundError } from "../../errors.ts";
 import { actorMacro } from "../actor.ts";
@@ -31,7 +46,11 @@ export function egressRoutes(ctx: EgressRoutesContext) {
         authorize(actor, "egress:read", { orgId: org.id });
         return egress.getPolicy(org.id);
       },
-      { actor: true, response: { 200: Policy }, detail: { tags: ["egress"], summary: "An organization's egress policy", security: bearer } },
+      {
+        actor: true,
+        response: { 200: Policy },
+        detail: { tags: ["egress"], summary: "An organization's egress policy", security: bearer },
+      },
     )
     .put(
       "/orgs/:org/egress/mode",
@@ -40,7 +59,16 @@ export function egressRoutes(ctx: EgressRoutesContext) {
         authorize(actor, "egress:manage", { orgId: org.id });
         return egress.setMode(org.id, body.mode, actor);
       },
-      { actor: true, body: ModeSet, response: { 200: Policy }, detail: { tags: ["egress"], summary: "Set the mode: off, monitor (log would-be drops) or enforce (owners)", security: bearer } },
+      {
+        actor: true,
+        body: ModeSet,
+        response: { 200: Policy },
+        detail: {
+          tags: ["egress"],
+          summary: "Set the mode: off, monitor (log would-be drops) or enforce (owners)",
+          security: bearer,
+        },
+      },
     )
     .put(
       "/orgs/:org/egress/default",
@@ -49,7 +77,12 @@ export function egressRoutes(ctx: EgressRoutesContext) {
         authorize(actor, "egress:manage", { orgId: org.id });
         return egress.setDefault(org.id, body.action, actor);
       },
-      { actor: true, body: DefaultSet, response: { 200: Policy }, detail: { tags: ["egress"], summary: "Set the default rule for '*' (owners)", security: bearer } },
+      {
+        actor: true,
+        body: DefaultSet,
+        response: { 200: Policy },
+        detail: { tags: ["egress"], summary: "Set the default rule for '*' (owners)", security: bearer },
+      },
     )
     .post(
       "/orgs/:org/egress/rules",
@@ -73,7 +106,15 @@ export function egressRoutes(ctx: EgressRoutesContext) {
         authorize(actor, "egress:manage", { orgId: org.id });
         return egress.removeRule(org.id, decodeURIComponent(params.ref), actor);
       },
-      { actor: true, response: { 200: t.Array(Rule) }, detail: { tags: ["egress"], summary: "Remove a rule by id, or every rule with that target (owners)", security: bearer } },
+      {
+        actor: true,
+        response: { 200: t.Array(Rule) },
+        detail: {
+          tags: ["egress"],
+          summary: "Remove a rule by id, or every rule with that target (owners)",
+          security: bearer,
+        },
+      },
     );
 }
 
@@ -95,7 +136,11 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
         authorize(actor, "egress:read", { orgId: org.id });
         return egress.listHosts(org.id);
       },
-      { actor: true, response: { 200: t.Array(Host) }, detail: { tags: ["egress"], summary: "Runner hosts and what their agents last applied", security: bearer } },
+      {
+        actor: true,
+        response: { 200: t.Array(Host) },
+        detail: { tags: ["egress"], summary: "Runner hosts and what their agents last applied", security: bearer },
+      },
     )
     .post(
       "/orgs/:org/egress/hosts",
@@ -109,7 +154,11 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
         actor: true,
         body: HostCreate,
         response: { 201: HostCreated },
-        detail: { tags: ["egress"], summary: "Register a runner host; returns its agent token once (owners)", security: bearer },
+        detail: {
+          tags: ["egress"],
+          summary: "Register a runner host; returns its agent token once (owners)",
+          security: bearer,
+        },
       },
     )
     .put(
@@ -120,7 +169,12 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
         hostIn(org.id, params.id);
         return egress.setHostScopes(params.id, body.scopes, actor);
       },
-      { actor: true, body: ScopesSet, response: { 200: Host }, detail: { tags: ["egress"], summary: "Change a runner host's scopes (owners)", security: bearer } },
+      {
+        actor: true,
+        body: ScopesSet,
+        response: { 200: Host },
+        detail: { tags: ["egress"], summary: "Change a runner host's scopes (owners)", security: bearer },
+      },
     )
     .delete(
       "/orgs/:org/egress/hosts/:id",
@@ -131,7 +185,14 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
         egress.removeHost(params.id, actor);
         set.status = 204;
       },
-      { actor: true, detail: { tags: ["egress"], summary: "Remove a runner host and revoke its agent token (owners)", security: bearer } },
+      {
+        actor: true,
+        detail: {
+          tags: ["egress"],
+          summary: "Remove a runner host and revoke its agent token (owners)",
+          security: bearer,
+        },
+      },
     )
     .get(
       "/orgs/:org/egress/events",
@@ -142,7 +203,14 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
       },
       {
         actor: true,
-        query: EventsQuery, response: { 200: t.Array(Event) }, detail: { tags: ["egress"], summary: "What was (or, in monitor mode, would have been) blocked, with counts", security: bearer } },
+        query: EventsQuery,
+        response: { 200: t.Array(Event) },
+        detail: {
+          tags: ["egress"],
+          summary: "What was (or, in monitor mode, would have been) blocked, with counts",
+          security: bearer,
+        },
+      },
     )
     .get(
       "/egress/local-hosts",
@@ -150,7 +218,16 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
         authorize(actor, "egress:local");
         return egress.listLocalHosts();
       },
-      { actor: true, response: { 200: t.Array(Host) }, detail: { tags: ["egress"], summary: "Runner hosts serve enforces on the appliance host (egress.local_agent), of every organization (administrator)", security: bearer } },
+      {
+        actor: true,
+        response: { 200: t.Array(Host) },
+        detail: {
+          tags: ["egress"],
+          summary:
+            "Runner hosts serve enforces on the appliance host (egress.local_agent), of every organization (administrator)",
+          security: bearer,
+        },
+      },
     )
     .put(
       "/egress/local-hosts/:id",
@@ -162,7 +239,12 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
         actor: true,
         body: ScopesSet,
         response: { 200: Host },
-        detail: { tags: ["egress"], summary: "Designate a runner host local: serve enforces its organization's policy on the appliance host, over these scopes (administrator)", security: bearer },
+        detail: {
+          tags: ["egress"],
+          summary:
+            "Designate a runner host local: serve enforces its organization's policy on the appliance host, over these scopes (administrator)",
+          security: bearer,
+        },
       },
     )
     .delete(
@@ -172,7 +254,10 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
         egress.clearLocal(params.id, actor);
         set.status = 204;
       },
-      { actor: true, detail: { tags: ["egress"], summary: "End a local designation (administrator)", security: bearer } },
+      {
+        actor: true,
+        detail: { tags: ["egress"], summary: "End a local designation (administrator)", security: bearer },
+      },
     );
 }
 
@@ -198,7 +283,11 @@ export function egressAgentRoutes(ctx: EgressRoutesContext) {
       {
         actor: true,
         query: AgentPolicyQuery,
-        detail: { tags: ["egress"], summary: "Agent: this host's policy; with etag and wait, answers when it changes (long poll)", security: bearer },
+        detail: {
+          tags: ["egress"],
+          summary: "Agent: this host's policy; with etag and wait, answers when it changes (long poll)",
+          security: bearer,
+        },
       },
     )
     .post(

@@ -54,14 +54,21 @@ export function healthRoutes({ health, metrics, version, options, clientAddress 
         set.headers["cache-control"] = "no-store";
         return JSON.stringify(report);
       },
-      { detail: { tags: ["health"], summary: "Readiness: every registered check (application/health+json); 503 when one fails" } },
+      {
+        detail: {
+          tags: ["health"],
+          summary: "Readiness: every registered check (application/health+json); 503 when one fails",
+        },
+      },
     )
     .get(
       "/metrics",
       ({ request, set }) => {
         const peer = clientAddress(request);
         if (!(peer && isLoopbackAddress(peer)) && !tokenMatches(request.headers.get("authorization"))) {
-          throw new ForbiddenError("metrics are served to loopback callers, or to others with the configured metrics bearer token");
+          throw new ForbiddenError(
+            "metrics are served to loopback callers, or to others with the configured metrics bearer token",
+          );
         }
         set.headers["content-type"] = "text/plain; version=0.0.4; charset=utf-8";
         return metrics.render();

@@ -4,7 +4,20 @@
  */
 import { Elysia, t } from "elysia";
 import { authorize } from "../../auth/index.ts";
-import { AuditQuery, BuilderRuntimeSet, Member, MemberAdd, MemberPatch, Org, OrgCreate, OrgPatch, QuotaPatch, QuotaReport, User, UserCreate } from "../../orgs/models.ts";
+import {
+  AuditQuery,
+  BuilderRuntimeSet,
+  Member,
+  MemberAdd,
+  MemberPatch,
+  Org,
+  OrgCreate,
+  OrgPatch,
+  QuotaPatch,
+  QuotaReport,
+  User,
+  UserCreate,
+} from "../../orgs/models.ts";
 import { PreconditionError } from "../../errors.ts";
 import { actorMacro } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
@@ -27,7 +40,7 @@ export function orgRoutes(ctx: IdentityContext) {
       },
       {
         actor: true,
-      response: { 200: t.Array(Org) },
+        response: { 200: t.Array(Org) },
         detail: { tags: ["organizations"], summary: "Organizations the caller can see", security: bearer },
       },
     )
@@ -42,7 +55,11 @@ export function orgRoutes(ctx: IdentityContext) {
         actor: true,
         body: OrgCreate,
         response: { 201: Org },
-        detail: { tags: ["organizations"], summary: "Create an organization (administrator); its owner is `owner` or the caller", security: bearer },
+        detail: {
+          tags: ["organizations"],
+          summary: "Create an organization (administrator); its owner is `owner` or the caller",
+          security: bearer,
+        },
       },
     )
     .get(
@@ -52,7 +69,11 @@ export function orgRoutes(ctx: IdentityContext) {
         authorize(actor, "org:read", { orgId: org.id });
         return org;
       },
-      { actor: true, response: { 200: Org }, detail: { tags: ["organizations"], summary: "An organization, by id or slug", security: bearer } },
+      {
+        actor: true,
+        response: { 200: Org },
+        detail: { tags: ["organizations"], summary: "An organization, by id or slug", security: bearer },
+      },
     )
     .patch(
       "/orgs/:org",
@@ -75,7 +96,14 @@ export function orgRoutes(ctx: IdentityContext) {
         authorize(actor, "org:read", { orgId: org.id });
         return { oci_runtime: orgs.builderRuntime(org.id) };
       },
-      { actor: true, detail: { tags: ["organizations"], summary: "The OCI runtime the organization's builders run under (null: the engine's default)", security: bearer } },
+      {
+        actor: true,
+        detail: {
+          tags: ["organizations"],
+          summary: "The OCI runtime the organization's builders run under (null: the engine's default)",
+          security: bearer,
+        },
+      },
     )
     .put(
       "/orgs/:org/builder-runtime",
@@ -91,7 +119,12 @@ export function orgRoutes(ctx: IdentityContext) {
       {
         actor: true,
         body: BuilderRuntimeSet,
-        detail: { tags: ["organizations"], summary: "Run the organization's builders under another OCI runtime, e.g. a VM-isolating one (administrator); applies to builders started from now on", security: bearer },
+        detail: {
+          tags: ["organizations"],
+          summary:
+            "Run the organization's builders under another OCI runtime, e.g. a VM-isolating one (administrator); applies to builders started from now on",
+          security: bearer,
+        },
       },
     )
     .get(
@@ -101,7 +134,15 @@ export function orgRoutes(ctx: IdentityContext) {
         authorize(actor, "org:read", { orgId: org.id });
         return quotas().report(org.id);
       },
-      { actor: true, response: { 200: QuotaReport }, detail: { tags: ["organizations"], summary: "The organization's quotas (limits in force, defaults, overrides) and its usage", security: bearer } },
+      {
+        actor: true,
+        response: { 200: QuotaReport },
+        detail: {
+          tags: ["organizations"],
+          summary: "The organization's quotas (limits in force, defaults, overrides) and its usage",
+          security: bearer,
+        },
+      },
     )
     .put(
       "/orgs/:org/quotas",
@@ -114,7 +155,12 @@ export function orgRoutes(ctx: IdentityContext) {
         actor: true,
         body: QuotaPatch,
         response: { 200: QuotaReport },
-        detail: { tags: ["organizations"], summary: "Set or clear the organization's quotas (administrator); quotas not named stay as they are. Lowering one below the usage breaks nothing that exists", security: bearer },
+        detail: {
+          tags: ["organizations"],
+          summary:
+            "Set or clear the organization's quotas (administrator); quotas not named stay as they are. Lowering one below the usage breaks nothing that exists",
+          security: bearer,
+        },
       },
     );
 }
@@ -131,7 +177,11 @@ export function memberRoutes(ctx: IdentityContext) {
         authorize(actor, "member:read", { orgId: org.id });
         return orgs.listMembers(org.id);
       },
-      { actor: true, response: { 200: t.Array(Member) }, detail: { tags: ["organizations"], summary: "Members and their roles", security: bearer } },
+      {
+        actor: true,
+        response: { 200: t.Array(Member) },
+        detail: { tags: ["organizations"], summary: "Members and their roles", security: bearer },
+      },
     )
     .post(
       "/orgs/:org/members",
@@ -159,7 +209,11 @@ export function memberRoutes(ctx: IdentityContext) {
         actor: true,
         body: MemberPatch,
         response: { 200: Member },
-        detail: { tags: ["organizations"], summary: "Change a member's role (owners); the last owner stays owner", security: bearer },
+        detail: {
+          tags: ["organizations"],
+          summary: "Change a member's role (owners); the last owner stays owner",
+          security: bearer,
+        },
       },
     )
     .delete(
@@ -170,7 +224,14 @@ export function memberRoutes(ctx: IdentityContext) {
         orgs.removeMember(org.id, params.user, actor);
         set.status = 204;
       },
-      { actor: true, detail: { tags: ["organizations"], summary: "Remove a member (owners); the last owner cannot be removed", security: bearer } },
+      {
+        actor: true,
+        detail: {
+          tags: ["organizations"],
+          summary: "Remove a member (owners); the last owner cannot be removed",
+          security: bearer,
+        },
+      },
     )
     .get(
       "/orgs/:org/audit",
@@ -179,7 +240,11 @@ export function memberRoutes(ctx: IdentityContext) {
         authorize(actor, "audit:read", { orgId: org.id });
         return audit.list({ orgId: org.id, limit: query.limit ?? 100, beforeId: query.before });
       },
-      { actor: true, query: AuditQuery, detail: { tags: ["audit"], summary: "The organization's audit log, newest first (owners)", security: bearer } },
+      {
+        actor: true,
+        query: AuditQuery,
+        detail: { tags: ["audit"], summary: "The organization's audit log, newest first (owners)", security: bearer },
+      },
     )
     .get(
       "/audit",
@@ -187,7 +252,11 @@ export function memberRoutes(ctx: IdentityContext) {
         authorize(actor, "appliance:admin");
         return audit.list({ limit: query.limit ?? 100, beforeId: query.before });
       },
-      { actor: true, query: AuditQuery, detail: { tags: ["audit"], summary: "The whole appliance's audit log (administrator)", security: bearer } },
+      {
+        actor: true,
+        query: AuditQuery,
+        detail: { tags: ["audit"], summary: "The whole appliance's audit log (administrator)", security: bearer },
+      },
     )
     .post(
       "/users",
@@ -203,7 +272,11 @@ export function memberRoutes(ctx: IdentityContext) {
         actor: true,
         body: UserCreate,
         response: { 201: User },
-        detail: { tags: ["users"], summary: "Create a user (administrator), optionally with a password for the web UI", security: bearer },
+        detail: {
+          tags: ["users"],
+          summary: "Create a user (administrator), optionally with a password for the web UI",
+          security: bearer,
+        },
       },
     );
 }

@@ -8,7 +8,6 @@ import { Project, ProjectCreate, ProjectPatch } from "../../projects/models.ts";
 import { actorMacro } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
 
-
 const bearer = [{ bearer: [] }];
 
 export function projectRoutes(ctx: IdentityContext) {
@@ -28,7 +27,7 @@ export function projectRoutes(ctx: IdentityContext) {
       },
       {
         actor: true,
-      response: { 200: t.Array(Project) },
+        response: { 200: t.Array(Project) },
         detail: { tags: ["projects"], summary: "Every project the caller can see", security: bearer },
       },
     )
@@ -39,7 +38,11 @@ export function projectRoutes(ctx: IdentityContext) {
         authorize(actor, "org:read", { orgId: org.id });
         return projects.list(org.id);
       },
-      { actor: true, response: { 200: t.Array(Project) }, detail: { tags: ["projects"], summary: "An organization's projects", security: bearer } },
+      {
+        actor: true,
+        response: { 200: t.Array(Project) },
+        detail: { tags: ["projects"], summary: "An organization's projects", security: bearer },
+      },
     )
     .post(
       "/orgs/:org/projects",
@@ -63,7 +66,11 @@ export function projectRoutes(ctx: IdentityContext) {
         authorize(actor, "project:read", resource);
         return project;
       },
-      { actor: true, response: { 200: Project }, detail: { tags: ["projects"], summary: "A project and its settings", security: bearer } },
+      {
+        actor: true,
+        response: { 200: Project },
+        detail: { tags: ["projects"], summary: "A project and its settings", security: bearer },
+      },
     )
     .patch(
       "/projects/:id",
@@ -76,7 +83,11 @@ export function projectRoutes(ctx: IdentityContext) {
         actor: true,
         body: ProjectPatch,
         response: { 200: Project },
-        detail: { tags: ["projects"], summary: "Rename a project or change its settings (owners, organization tokens)", security: bearer },
+        detail: {
+          tags: ["projects"],
+          summary: "Rename a project or change its settings (owners, organization tokens)",
+          security: bearer,
+        },
       },
     )
     .delete(
@@ -87,6 +98,9 @@ export function projectRoutes(ctx: IdentityContext) {
         await projects.delete(params.id, actor);
         set.status = 204;
       },
-      { actor: true, detail: { tags: ["projects"], summary: "Delete a project (owners, organization tokens)", security: bearer } },
+      {
+        actor: true,
+        detail: { tags: ["projects"], summary: "Delete a project (owners, organization tokens)", security: bearer },
+      },
     );
 }

@@ -32,7 +32,11 @@ export function trustRoutes(ctx: IdentityContext) {
         authorize(actor, "trust:read", res);
         return trust.list(res.projectId);
       },
-      { actor: true, response: { 200: t.Array(TrustView) }, detail: { tags: ["trust"], summary: "A project's OIDC trust relationships", security: bearer } },
+      {
+        actor: true,
+        response: { 200: t.Array(TrustView) },
+        detail: { tags: ["trust"], summary: "A project's OIDC trust relationships", security: bearer },
+      },
     )
     .post(
       "/projects/:id/trust",
@@ -41,13 +45,22 @@ export function trustRoutes(ctx: IdentityContext) {
         authorize(actor, "trust:manage", res);
         const { static_jwks, ...rest } = body;
         set.status = 201;
-        return trust.create(res.projectId, res.orgId, { ...rest, audiences: body.audiences ?? [ctx.publicUrl], staticJwks: static_jwks }, actor);
+        return trust.create(
+          res.projectId,
+          res.orgId,
+          { ...rest, audiences: body.audiences ?? [ctx.publicUrl], staticJwks: static_jwks },
+          actor,
+        );
       },
       {
         actor: true,
         body: TrustCreate,
         response: { 201: TrustView },
-        detail: { tags: ["trust"], summary: "Trust CI OIDC tokens matching these claims to act for the project (owners, organization tokens)", security: bearer },
+        detail: {
+          tags: ["trust"],
+          summary: "Trust CI OIDC tokens matching these claims to act for the project (owners, organization tokens)",
+          security: bearer,
+        },
       },
     )
     .delete(
@@ -78,7 +91,11 @@ export function trustRoutes(ctx: IdentityContext) {
       {
         body: OidcExchange,
         response: { 200: OidcExchanged },
-        detail: { tags: ["trust"], summary: "Exchange a CI OIDC token for a Slipway token for one project whose trust it matches (expires with it, at most 1 h)" },
+        detail: {
+          tags: ["trust"],
+          summary:
+            "Exchange a CI OIDC token for a Slipway token for one project whose trust it matches (expires with it, at most 1 h)",
+        },
       },
     );
 }

@@ -17,10 +17,12 @@ export function webRoutes() {
     if (!a) throw new NotFoundError(`no such page: ${name}`);
     return new Response(a.body, { headers: { ...HEADERS, "content-type": a.type } });
   };
-  return new Elysia({ name: "routes/web" })
-    .get("/", () => asset("/index.html"), { detail: { hide: true } })
-    .get("/device", () => asset("/device.html"), { detail: { hide: true } })
-    // A build's page (the build_url the build API hands out).
-    .get("/builds/:id", () => asset("/build.html"), { detail: { hide: true } })
-    .get("/ui/*", ({ params }) => asset("/" + params["*"]), { detail: { hide: true } });
+  return (
+    new Elysia({ name: "routes/web" })
+      .get("/", () => asset("/index.html"), { detail: { hide: true } })
+      .get("/device", () => asset("/device.html"), { detail: { hide: true } })
+      // A build's page (the build_url the build API hands out).
+      .get("/builds/:id", () => asset("/build.html"), { detail: { hide: true } })
+      .get("/ui/*", ({ params }) => asset("/" + params["*"]), { detail: { hide: true } })
+  );
 }

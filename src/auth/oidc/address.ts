@@ -27,7 +27,10 @@ export function parseAddress(text: string): { family: 4 | 6; value: bigint } | n
   let a = addr.toLowerCase();
   if (a.includes(".")) {
     const i = a.lastIndexOf(":");
-    const v4 = a.slice(i + 1).split(".").map(Number);
+    const v4 = a
+      .slice(i + 1)
+      .split(".")
+      .map(Number);
     a = `${a.slice(0, i + 1)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
   }
   const [head, tail] = a.split("::") as [string, string | undefined];
@@ -44,7 +47,9 @@ function range(cidr: string): Range {
   const p = parseAddress(addr)!;
   // A mapped ::ffff:0:0/96 entry folds to IPv4 0.0.0.0/0: every IPv4 address.
   const family = addr.includes(":") ? 6 : 4;
-  return family === 6 && p.family === 4 ? { family: 4, base: p.value, bits: Number(bits) - 96 } : { family: p.family, base: p.value, bits: Number(bits) };
+  return family === 6 && p.family === 4
+    ? { family: 4, base: p.value, bits: Number(bits) - 96 }
+    : { family: p.family, base: p.value, bits: Number(bits) };
 }
 
 function inRange(r: Range, a: { family: 4 | 6; value: bigint }): boolean {
@@ -116,7 +121,6 @@ export interface InternalAllowance {
 
 export const NO_INTERNAL: InternalAllowance = { origins: new Set(), ranges: [] };
 
-
 /** Parses a validated `oidc.allow_internal` list (comma-separated origins and CIDRs). */
 export function parseAllowInternal(list: string | readonly string[]): InternalAllowance {
   const entries = (typeof list === "string" ? list.split(",") : list).map((e) => e.trim()).filter(Boolean);
@@ -142,6 +146,7 @@ export function destinationProblem(url: URL, address: string, allow: InternalAll
   const parsed = parseAddress(address)!;
   const allowed = allow.origins.has(url.origin) || allow.ranges.some((r) => inRange(r, parsed));
   if (kind && !allowed) return `address ${address} is ${kind}; the operator may allow it with oidc.allow_internal`;
-  if (url.protocol === "http:" && !allowed) return "http:// is allowed only for issuers the operator allows with oidc.allow_internal; use https://";
+  if (url.protocol === "http:" && !allowed)
+    return "http:// is allowed only for issuers the operator allows with oidc.allow_internal; use https://";
   return null;
 }

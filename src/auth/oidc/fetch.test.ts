@@ -18,7 +18,29 @@ let cert = "";
 const seen: { host: string | null }[] = [];
 
 beforeAll(() => {
-  const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-days", "1", "-subj", "/CN=idp.test", "-addext", "subjectAltName=DNS:idp.test"], { stderr: "pipe" });
+  const r = Bun.spawnSync(
+    [
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      join(dir, "k.pem"),
+      "-out",
+      join(dir, "c.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=idp.test",
+      "-addext",
+      "subjectAltName=DNS:idp.test",
+    ],
+    { stderr: "pipe" },
+  );
   if (r.exitCode !== 0) throw new Error(`openssl: ${r.stderr}`);
   cert = readFileSync(join(dir, "c.pem"), "utf8");
   server = Bun.serve({
@@ -39,7 +61,11 @@ afterAll(async () => {
 /** A resolver that answers from a script, and counts. */
 function scripted(...answers: string[][]) {
   let calls = 0;
-  const resolve: Resolve = async () => (answers[Math.min(calls++, answers.length - 1)] ?? []).map((address) => ({ address, family: address.includes(":") ? 6 : 4 }));
+  const resolve: Resolve = async () =>
+    (answers[Math.min(calls++, answers.length - 1)] ?? []).map((address) => ({
+      address,
+      family: address.includes(":") ? 6 : 4,
+    }));
   return { resolve, calls: () => calls };
 }
 
@@ -53,27 +79,59 @@ test("connects to the checked address, with the issuer's name as Host and TLS na
 });
 
 test("the certificate is checked against the issuer's name", async () => {
-  const get = pinnedGetFactory({ allowInternal: parseAllowInternal("127.0.0.0/8"), resolve: scripted(["127.0.0.1"]).resolve, ca: cert });
-  expect(await rejectionReason(() => get(`https://other.test:${server.port}/`, "jwks"))).toBe("oidc: jwks fetch failed");
-  const untrusting = pinnedGetFactory({ allowInternal: parseAllowInternal("127.0.0.0/8"), resolve: scripted(["127.0.0.1"]).resolve });
-  expect(await rejectionReason(() => untrusting(`https://idp.test:${server.port}/`, "jwks"))).toBe("oidc: jwks fetch failed");
+  const get = pinnedGetFactory({
+    allowInternal: parseAllowInternal("127.0.0.0/8"),
+    resolve: scripted(["127.0.0.1"]).resolve,
+    ca: cert,
+  });
+  expect(await rejectionReason(() => get(`https://other.test:${server.port}/`, "jwks"))).toBe(
+    "oidc: jwks fetch failed",
+  );
+  const untrusting = pinnedGetFactory({
+    allowInternal: parseAllowInternal("127.0.0.0/8"),
+    resolve: scripted(["127.0.0.1"]).resolve,
+  });
+  expect(await rejectionReason(() => untrusting(`https://idp.test:${server.port}/`, "jwks"))).toBe(
+    "oidc: jwks fetch failed",
+  );
 });
 
 test("a name resolving to an internal address is refused by default, before any connection", async () => {
   const before = seen.length;
-  for (const [answer, kind] of [[["127.0.0.1"], "127.0.0.1 is loopback"], [["169.254.1.1"], "169.254.1.1 is link-local"], [["::ffff:10.0.0.1"], "::ffff:10.0.0.1 is private"], [["100.64.0.9"], "100.64.0.9 is shared (CGNAT)"], [["0.0.0.0"], "0.0.0.0 is unspecified"]] as const) {
+  for (const [answer, kind] of [
+    [["127.0.0.1"], "127.0.0.1 is loopback"],
+    [["169.254.1.1"], "169.254.1.1 is link-local"],
+    [["::ffff:10.0.0.1"], "::ffff:10.0.0.1 is private"],
+    [["100.64.0.9"], "100.64.0.9 is shared (CGNAT)"],
+    [["0.0.0.0"], "0.0.0.0 is unspecified"],
+  ] as const) {
     const get = pinnedGetFactory({ allowInternal: NO_INTERNAL, resolve: scripted([...answer]).resolve, ca: cert });
-    expect(await rejectionReason(() => get(`https://idp.test:${server.port}/`, "discovery"))).toStartWith(`oidc: discovery address ${kind}`);
+    expect(await rejectionReason(() => get(`https://idp.test:${server.port}/`, "discovery"))).toStartWith(
+      `oidc: discovery address ${kind}`,
+    );
   }
   expect(seen.length).toBe(before);
 });
 
 test("every answer is checked: one allowed address beside an internal one is refused", async () => {
-  const get = pinnedGetFactory({ allowInternal: parseAllowInternal("127.0.0.0/8"), resolve: scripted(["127.0.0.1", "10.0.0.1"]).resolve, ca: cert });
-  expect(await rejectionReason(() => get(`https://idp.test:${server.port}/`, "discovery"))).toBe("oidc: discovery address 10.0.0.1 is private; the operator may allow it with oidc.allow_internal");
+  const get = pinnedGetFactory({
+    allowInternal: parseAllowInternal("127.0.0.0/8"),
+    resolve: scripted(["127.0.0.1", "10.0.0.1"]).resolve,
+    ca: cert,
+  });
+  expect(await rejectionReason(() => get(`https://idp.test:${server.port}/`, "discovery"))).toBe(
+    "oidc: discovery address 10.0.0.1 is private; the operator may allow it with oidc.allow_internal",
+  );
 });
 
 test("a name that does not resolve", async () => {
-  const get = pinnedGetFactory({ allowInternal: NO_INTERNAL, resolve: async () => { throw new Error("ENOTFOUND"); } });
-  expect(await rejectionReason(() => get("https://nowhere.invalid/", "discovery"))).toBe("oidc: discovery host does not resolve");
+  const get = pinnedGetFactory({
+    allowInternal: NO_INTERNAL,
+    resolve: async () => {
+      throw new Error("ENOTFOUND");
+    },
+  });
+  expect(await rejectionReason(() => get("https://nowhere.invalid/", "discovery"))).toBe(
+    "oidc: discovery host does not resolve",
+  );
 });

@@ -35,7 +35,13 @@ export interface PinnedGetDeps {
 const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: true });
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-export function pinnedGetFactory({ allowInternal, resolve = systemResolve, timeoutMs = 5000, maxBytes = 256 * 1024, ca }: PinnedGetDeps): DocumentGet {
+export function pinnedGetFactory({
+  allowInternal,
+  resolve = systemResolve,
+  timeoutMs = 5000,
+  maxBytes = 256 * 1024,
+  ca,
+}: PinnedGetDeps): DocumentGet {
   // Node's `ca` replaces the default roots: keep them, so public issuers still verify.
   const roots = ca ? [...rootCertificates, ca] : undefined;
   return async (raw, what) => {
@@ -46,7 +52,10 @@ export function pinnedGetFactory({ allowInternal, resolve = systemResolve, timeo
     if (isIP(host)) addresses = [{ address: host, family: isIP(host) }];
     else {
       try {
-        addresses = await Promise.race([resolve(host), new Promise<never>((_, no) => deadline.addEventListener("abort", () => no(new Error("timeout"))))]);
+        addresses = await Promise.race([
+          resolve(host),
+          new Promise<never>((_, no) => deadline.addEventListener("abort", () => no(new Error("timeout")))),
+        ]);
       } catch {
         reject(`oidc: ${what} host does not resolve`);
       }
@@ -67,7 +76,12 @@ export function pinnedGetFactory({ allowInternal, resolve = systemResolve, timeo
     }
   };
 
-  function request(url: URL, what: DocumentKind, pinned: { address: string; family: number }, deadline: AbortSignal): Promise<{ status: number; body: string | null }> {
+  function request(
+    url: URL,
+    what: DocumentKind,
+    pinned: { address: string; family: number },
+    deadline: AbortSignal,
+  ): Promise<{ status: number; body: string | null }> {
     return new Promise((resolveBody, fail) => {
       const mod = url.protocol === "https:" ? https : http;
       const req = mod.request(
@@ -78,7 +92,9 @@ export function pinnedGetFactory({ allowInternal, resolve = systemResolve, timeo
           signal: deadline,
           // The connection goes to the checked address, whatever the name resolves to by now.
           lookup: ((_name: string, options: { all?: boolean }, cb: (...args: unknown[]) => void) =>
-            options?.all ? cb(null, [{ address: pinned.address, family: pinned.family }]) : cb(null, pinned.address, pinned.family)) as unknown as LookupFunction,
+            options?.all
+              ? cb(null, [{ address: pinned.address, family: pinned.family }])
+              : cb(null, pinned.address, pinned.family)) as unknown as LookupFunction,
           ...(roots ? { ca: roots } : {}),
         },
         (res) => {

@@ -22,4 +22,9 @@ export {
   type TrustProvider,
   type TrustRelationship,
 } from "./trust-rules.ts";
-export { ciTokenVerifierFactory, type CiTokenVerifier, type CiTokenVerifierDeps, type VerifiedCiToken } from "./verify.ts";
+export {
+  ciTokenVerifierFactory,
+  type CiTokenVerifier,
+  type CiTokenVerifierDeps,
+  type VerifiedCiToken,
+} from "./verify.ts";

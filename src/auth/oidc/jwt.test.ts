@@ -13,7 +13,11 @@ let rsa: TestKey;
 let ec: TestKey;
 const enc = new TextEncoder();
 
-async function signed(key: TestKey, header: Record<string, unknown>, payload: Record<string, unknown>): Promise<string> {
+async function signed(
+  key: TestKey,
+  header: Record<string, unknown>,
+  payload: Record<string, unknown>,
+): Promise<string> {
   const input = `${b64url(JSON.stringify({ alg: key.alg, kid: key.kid, ...header }))}.${b64url(JSON.stringify(payload))}`;
   const params = key.alg === "RS256" ? { name: "RSASSA-PKCS1-v1_5" } : { name: "ECDSA", hash: "SHA-256" };
   return `${input}.${b64url(new Uint8Array(await crypto.subtle.sign(params, key.privateKey, enc.encode(input))))}`;
@@ -57,10 +61,16 @@ describe("peekJws", () => {
   test("only RS256 and ES256 are allowed", async () => {
     const p = b64url(JSON.stringify({ iss: "x" }));
     for (const alg of ["none", "None", "HS256", "HS512", "PS256", "RS512", "ES384", "EdDSA"]) {
-      expect(await reasonOfParse(`${b64url(JSON.stringify({ alg, kid: "k" }))}.${p}.`)).toBe(`oidc: algorithm ${alg} not allowed`);
+      expect(await reasonOfParse(`${b64url(JSON.stringify({ alg, kid: "k" }))}.${p}.`)).toBe(
+        `oidc: algorithm ${alg} not allowed`,
+      );
     }
-    expect(await reasonOfParse(`${b64url(JSON.stringify({ kid: "k" }))}.${p}.c2ln`)).toBe("oidc: algorithm undefined not allowed");
-    expect(await reasonOfParse(`${b64url(JSON.stringify({ alg: ["RS256"], kid: "k" }))}.${p}.c2ln`)).toBe('oidc: algorithm ["RS256"] not allowed');
+    expect(await reasonOfParse(`${b64url(JSON.stringify({ kid: "k" }))}.${p}.c2ln`)).toBe(
+      "oidc: algorithm undefined not allowed",
+    );
+    expect(await reasonOfParse(`${b64url(JSON.stringify({ alg: ["RS256"], kid: "k" }))}.${p}.c2ln`)).toBe(
+      'oidc: algorithm ["RS256"] not allowed',
+    );
   });
 
   test("attacker-chosen alg text is sanitized and truncated in the reason", async () => {
@@ -72,10 +82,12 @@ describe("peekJws", () => {
   test("kid is required and crit is refused", async () => {
     const p = b64url(JSON.stringify({ iss: "x" }));
     expect(await reasonOfParse(`${b64url(JSON.stringify({ alg: "RS256" }))}.${p}.c2ln`)).toBe("oidc: kid missing");
-    expect(await reasonOfParse(`${b64url(JSON.stringify({ alg: "RS256", kid: "" }))}.${p}.c2ln`)).toBe("oidc: kid missing");
-    expect(await reasonOfParse(`${b64url(JSON.stringify({ alg: "RS256", kid: "k", crit: ["b64"], b64: false }))}.${p}.c2ln`)).toBe(
-      "oidc: crit header not supported",
+    expect(await reasonOfParse(`${b64url(JSON.stringify({ alg: "RS256", kid: "" }))}.${p}.c2ln`)).toBe(
+      "oidc: kid missing",
     );
+    expect(
+      await reasonOfParse(`${b64url(JSON.stringify({ alg: "RS256", kid: "k", crit: ["b64"], b64: false }))}.${p}.c2ln`),
+    ).toBe("oidc: crit header not supported");
   });
 
   test("errors are UnauthenticatedError and never contain the token", async () => {
@@ -101,12 +113,16 @@ describe("verifyJws", () => {
     const forged = `${h}.${b64url(JSON.stringify({ repository: "evil/app" }))}.${s}`;
     expect(await reasonOfVerify(forged, rsa.publicJwk)).toBe("oidc: bad signature");
     const [eh, , es] = (await signed(ec, {}, { repository: "acme/app" })).split(".");
-    expect(await reasonOfVerify(`${eh}.${b64url(JSON.stringify({ repository: "evil/app" }))}.${es}`, ec.publicJwk)).toBe("oidc: bad signature");
+    expect(
+      await reasonOfVerify(`${eh}.${b64url(JSON.stringify({ repository: "evil/app" }))}.${es}`, ec.publicJwk),
+    ).toBe("oidc: bad signature");
   });
 
   test("a signature by another key of the same type does not verify", async () => {
     const other = await makeKey("ES256");
-    expect(await reasonOfVerify(await signed(other, { kid: ec.kid }, { a: 1 }), ec.publicJwk)).toBe("oidc: bad signature");
+    expect(await reasonOfVerify(await signed(other, { kid: ec.kid }, { a: 1 }), ec.publicJwk)).toBe(
+      "oidc: bad signature",
+    );
   });
 
   test("an ES256 token can never be verified by an RSA key, nor RS256 by an EC key", async () => {
@@ -115,14 +131,22 @@ describe("verifyJws", () => {
     const { alg: _a, ...rsaNoAlg } = rsa.publicJwk;
     expect(await reasonOfVerify(es, rsaNoAlg)).toBe("oidc: key type does not match algorithm");
     // A key of the right type that declares another algorithm is refused too.
-    expect(await reasonOfVerify(await signed(rsa, {}, { a: 1 }), { ...rsa.publicJwk, alg: "RS512" })).toBe("oidc: key algorithm does not match token");
+    expect(await reasonOfVerify(await signed(rsa, {}, { a: 1 }), { ...rsa.publicJwk, alg: "RS512" })).toBe(
+      "oidc: key algorithm does not match token",
+    );
     const { alg: _b, ...ecNoAlg } = ec.publicJwk;
-    expect(await reasonOfVerify(await signed(rsa, {}, { a: 1 }), ecNoAlg)).toBe("oidc: key type does not match algorithm");
-    expect(await reasonOfVerify(await signed(ec, {}, { a: 1 }), { ...ecNoAlg, crv: "P-384" })).toBe("oidc: key type does not match algorithm");
+    expect(await reasonOfVerify(await signed(rsa, {}, { a: 1 }), ecNoAlg)).toBe(
+      "oidc: key type does not match algorithm",
+    );
+    expect(await reasonOfVerify(await signed(ec, {}, { a: 1 }), { ...ecNoAlg, crv: "P-384" })).toBe(
+      "oidc: key type does not match algorithm",
+    );
   });
 
   test("a key published for encryption is not used to verify", async () => {
-    expect(await reasonOfVerify(await signed(rsa, {}, { a: 1 }), { ...rsa.publicJwk, use: "enc" })).toBe("oidc: key is not a signing key");
+    expect(await reasonOfVerify(await signed(rsa, {}, { a: 1 }), { ...rsa.publicJwk, use: "enc" })).toBe(
+      "oidc: key is not a signing key",
+    );
   });
 
   test("an ES256 signature must be raw r||s (64 bytes); DER or truncated is refused", async () => {
@@ -133,7 +157,9 @@ describe("verifyJws", () => {
 
   test("broken or weak RSA keys are refused", async () => {
     const token = await signed(rsa, {}, { a: 1 });
-    expect(await reasonOfVerify(token, { ...rsa.publicJwk, n: rsa.publicJwk.n!.slice(0, 171) })).toBe("oidc: invalid key");
+    expect(await reasonOfVerify(token, { ...rsa.publicJwk, n: rsa.publicJwk.n!.slice(0, 171) })).toBe(
+      "oidc: invalid key",
+    );
     expect(await reasonOfVerify(token, { ...rsa.publicJwk, e: undefined })).toBe("oidc: invalid key");
     const { alg: _a, ...ecNoAlg } = ec.publicJwk;
     expect(await reasonOfVerify(await signed(ec, {}, { a: 1 }), { ...ecNoAlg, x: "AAAA" })).toBe("oidc: invalid key");
@@ -157,7 +183,14 @@ describe("the key resolver", () => {
   test("is never asked for a refused algorithm", async () => {
     let asked = 0;
     const p = b64url(JSON.stringify({ iss: "x" }));
-    expect(await rejectionReason(() => verifyJws(`${b64url(JSON.stringify({ alg: "HS256", kid: "k" }))}.${p}.c2ln`, async () => (asked++, rsa.publicJwk)))).toBe("oidc: algorithm HS256 not allowed");
+    expect(
+      await rejectionReason(() =>
+        verifyJws(
+          `${b64url(JSON.stringify({ alg: "HS256", kid: "k" }))}.${p}.c2ln`,
+          async () => (asked++, rsa.publicJwk),
+        ),
+      ),
+    ).toBe("oidc: algorithm HS256 not allowed");
     expect(asked).toBe(0);
   });
 });

@@ -84,13 +84,20 @@ async function verificationKey(alg: JwsAlg, jwk: Jwk): Promise<JoseKey> {
   if (!rightType) reject("oidc: key type does not match algorithm");
   if (jwk.use !== undefined && jwk.use !== "sig") reject("oidc: key is not a signing key");
   if (jwk.alg !== undefined && jwk.alg !== alg) reject("oidc: key algorithm does not match token");
-  if (alg === "RS256" && (typeof jwk.e !== "string" || typeof jwk.n !== "string" || Buffer.from(jwk.n, "base64url").length * 8 < MIN_RSA_BITS)) reject("oidc: invalid key");
+  if (
+    alg === "RS256" &&
+    (typeof jwk.e !== "string" ||
+      typeof jwk.n !== "string" ||
+      Buffer.from(jwk.n, "base64url").length * 8 < MIN_RSA_BITS)
+  )
+    reject("oidc: invalid key");
   const cached = imported.get(jwk)?.get(alg);
   if (cached) return cached;
   let key: JoseKey;
   try {
     // Only the public members: a JWK's own alg/use/key_ops must not make import fail or widen use.
-    const members = alg === "RS256" ? { kty: "RSA", n: jwk.n, e: jwk.e } : { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y };
+    const members =
+      alg === "RS256" ? { kty: "RSA", n: jwk.n, e: jwk.e } : { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y };
     key = (await importJWK(members, alg)) as JoseKey;
   } catch {
     reject("oidc: invalid key");
@@ -108,7 +115,11 @@ async function verificationKey(alg: JwsAlg, jwk: Jwk): Promise<JoseKey> {
 export async function verifyJws(raw: string, jwkFor: (kid: string) => Promise<Jwk>): Promise<Record<string, unknown>> {
   const { payload } = peekJws(raw);
   try {
-    await compactVerify(raw, async (header) => verificationKey(header.alg as JwsAlg, await jwkFor(String(header.kid))), { algorithms: [...ALLOWED_ALGS] });
+    await compactVerify(
+      raw,
+      async (header) => verificationKey(header.alg as JwsAlg, await jwkFor(String(header.kid))),
+      { algorithms: [...ALLOWED_ALGS] },
+    );
   } catch (e) {
     if (e instanceof UnauthenticatedError) throw e;
     if (e instanceof errors.JWSSignatureVerificationFailed) reject("oidc: bad signature");

@@ -112,7 +112,9 @@ describe("oidcKeys with discovery", () => {
     idp.overrides.discoveryIssuer = "https://token.actions.githubusercontent.com";
     try {
       const keys = oidcKeysFactory({ ...clock(), allowInternal: LOOPBACK });
-      expect(await rejectionReason(() => keys.getKey(idp.issuer, idp.published()[0]!.kid))).toBe("oidc: discovery issuer mismatch");
+      expect(await rejectionReason(() => keys.getKey(idp.issuer, idp.published()[0]!.kid))).toBe(
+        "oidc: discovery issuer mismatch",
+      );
     } finally {
       delete idp.overrides.discoveryIssuer;
     }
@@ -127,7 +129,9 @@ describe("oidcKeys with discovery", () => {
       );
       resetCounts();
       idp.overrides.jwksUri = `http://127.0.0.2:${new URL(idp.issuer).port}/.well-known/jwks`; // allowed address, other origin
-      expect(await rejectionReason(() => keys().getKey(idp.issuer, idp.published()[0]!.kid))).toBe("oidc: jwks_uri is not on the issuer's origin");
+      expect(await rejectionReason(() => keys().getKey(idp.issuer, idp.published()[0]!.kid))).toBe(
+        "oidc: jwks_uri is not on the issuer's origin",
+      );
       expect(idp.requests.jwks).toBe(0);
     } finally {
       delete idp.overrides.jwksUri;
@@ -149,25 +153,43 @@ describe("oidcKeys with discovery", () => {
 
   test("unreachable issuer, non-JSON and oversized documents are refused", async () => {
     const unreachable = oidcKeysFactory({ ...clock(), timeoutMs: 500, allowInternal: LOOPBACK });
-    expect(await rejectionReason(() => unreachable.getKey("http://127.0.0.1:1", "k"))).toBe("oidc: discovery fetch failed");
+    expect(await rejectionReason(() => unreachable.getKey("http://127.0.0.1:1", "k"))).toBe(
+      "oidc: discovery fetch failed",
+    );
 
     const serve = (body: string | null) => oidcKeysFactory({ ...clock(), get: async () => ({ status: 200, body }) });
-    expect(await rejectionReason(() => serve("<html>").getKey("https://idp.example.com", "k"))).toBe("oidc: discovery document is not JSON");
-    expect(await rejectionReason(() => serve("[]").getKey("https://idp.example.com", "k"))).toBe("oidc: discovery document is not a JSON object");
-    expect(await rejectionReason(() => serve(null).getKey("https://idp.example.com", "k"))).toBe("oidc: discovery document too large");
+    expect(await rejectionReason(() => serve("<html>").getKey("https://idp.example.com", "k"))).toBe(
+      "oidc: discovery document is not JSON",
+    );
+    expect(await rejectionReason(() => serve("[]").getKey("https://idp.example.com", "k"))).toBe(
+      "oidc: discovery document is not a JSON object",
+    );
+    expect(await rejectionReason(() => serve(null).getKey("https://idp.example.com", "k"))).toBe(
+      "oidc: discovery document too large",
+    );
     const big = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(" ".repeat(300_000)) });
     try {
-      expect(await rejectionReason(() => oidcKeysFactory({ ...clock(), allowInternal: LOOPBACK }).getKey(`http://127.0.0.1:${big.port}`, "k"))).toBe("oidc: discovery document too large");
+      expect(
+        await rejectionReason(() =>
+          oidcKeysFactory({ ...clock(), allowInternal: LOOPBACK }).getKey(`http://127.0.0.1:${big.port}`, "k"),
+        ),
+      ).toBe("oidc: discovery document too large");
     } finally {
       await big.stop(true);
     }
   });
 
   test("redirects are not followed (they could leave https, the issuer's origin or the checked address)", async () => {
-    const redirecting = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => Response.redirect(`${idp.issuer}/.well-known/openid-configuration`, 302) });
+    const redirecting = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: () => Response.redirect(`${idp.issuer}/.well-known/openid-configuration`, 302),
+    });
     try {
       const keys = oidcKeysFactory({ ...clock(), allowInternal: LOOPBACK });
-      expect(await rejectionReason(() => keys.getKey(`http://127.0.0.1:${redirecting.port}`, "k"))).toBe("oidc: discovery fetch failed: redirects are not followed (HTTP 302)");
+      expect(await rejectionReason(() => keys.getKey(`http://127.0.0.1:${redirecting.port}`, "k"))).toBe(
+        "oidc: discovery fetch failed: redirects are not followed (HTTP 302)",
+      );
     } finally {
       await redirecting.stop(true);
     }
@@ -178,7 +200,9 @@ describe("oidcKeys with discovery", () => {
     try {
       const keys = oidcKeysFactory({ ...clock(), timeoutMs: 100, allowInternal: LOOPBACK });
       const started = performance.now();
-      expect(await rejectionReason(() => keys.getKey(`http://127.0.0.1:${slow.port}`, "k"))).toBe("oidc: discovery fetch failed");
+      expect(await rejectionReason(() => keys.getKey(`http://127.0.0.1:${slow.port}`, "k"))).toBe(
+        "oidc: discovery fetch failed",
+      );
       expect(performance.now() - started).toBeLessThan(1_000);
     } finally {
       await slow.stop(true);
@@ -190,27 +214,65 @@ describe("oidcKeys URL rules", () => {
   test("http:// issuers are refused unless the operator allows them, and so is every internal address literal, without any request", async () => {
     const { get, calls } = countingFetch();
     const keys = oidcKeysFactory({ ...clock(), get });
-    for (const issuer of ["http://token.actions.githubusercontent.com", "http://10.0.0.1", "http://127.0.0.1.nip.io", "ftp://idp.example.com", "not a url",
-      "http://127.1:8080", "http://0x7f000001", "https://127.0.0.1", "https://[::1]", "https://[::ffff:127.0.0.1]", "https://169.254.1.1", "https://0.0.0.0", "https://100.64.0.1", "https://[fd00::1]"]) {
+    for (const issuer of [
+      "http://token.actions.githubusercontent.com",
+      "http://10.0.0.1",
+      "http://127.0.0.1.nip.io",
+      "ftp://idp.example.com",
+      "not a url",
+      "http://127.1:8080",
+      "http://0x7f000001",
+      "https://127.0.0.1",
+      "https://[::1]",
+      "https://[::ffff:127.0.0.1]",
+      "https://169.254.1.1",
+      "https://0.0.0.0",
+      "https://100.64.0.1",
+      "https://[fd00::1]",
+    ]) {
       const r = await rejectionReason(() => keys.getKey(issuer, "k"));
       expect(r.startsWith("oidc: issuer ")).toBe(true);
     }
-    expect(await rejectionReason(() => keys.getKey("https://127.1", "k"))).toBe("oidc: issuer address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal");
-    expect(await rejectionReason(() => keys.getKey("https://user:pw@idp.example.com", "k"))).toBe("oidc: issuer must not contain credentials");
-    expect(await rejectionReason(() => keys.getKey("https://idp.example.com?x=1", "k"))).toBe("oidc: issuer must not have a query or fragment");
+    expect(await rejectionReason(() => keys.getKey("https://127.1", "k"))).toBe(
+      "oidc: issuer address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal",
+    );
+    expect(await rejectionReason(() => keys.getKey("https://user:pw@idp.example.com", "k"))).toBe(
+      "oidc: issuer must not contain credentials",
+    );
+    expect(await rejectionReason(() => keys.getKey("https://idp.example.com?x=1", "k"))).toBe(
+      "oidc: issuer must not have a query or fragment",
+    );
     expect(calls).toEqual([]);
   });
 
   test("a loopback issuer is refused by default, even by a name that resolves there; allowed by origin or range", async () => {
     const port = new URL(idp.issuer).port;
     const byDefault = oidcKeysFactory({ ...clock() });
-    expect(await rejectionReason(() => byDefault.getKey(`https://localhost:${port}`, "k"))).toBe("oidc: discovery address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal");
-    expect(await rejectionReason(() => byDefault.getKey(idp.issuer, "k"))).toStartWith("oidc: issuer address 127.0.0.1 is loopback");
+    expect(await rejectionReason(() => byDefault.getKey(`https://localhost:${port}`, "k"))).toBe(
+      "oidc: discovery address 127.0.0.1 is loopback; the operator may allow it with oidc.allow_internal",
+    );
+    expect(await rejectionReason(() => byDefault.getKey(idp.issuer, "k"))).toStartWith(
+      "oidc: issuer address 127.0.0.1 is loopback",
+    );
     const kid = idp.published()[0]!.kid;
-    expect(await oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal(`http://127.0.0.1:${port}`) }).getKey(idp.issuer, kid)).toMatchObject({ kid });
-    expect(await oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal("127.0.0.0/8") }).getKey(idp.issuer, kid)).toMatchObject({ kid });
+    expect(
+      await oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal(`http://127.0.0.1:${port}`) }).getKey(
+        idp.issuer,
+        kid,
+      ),
+    ).toMatchObject({ kid });
+    expect(
+      await oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal("127.0.0.0/8") }).getKey(idp.issuer, kid),
+    ).toMatchObject({ kid });
     // An allowed origin is that origin only: another port on the same address is not allowed.
-    expect(await rejectionReason(() => oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal("http://127.0.0.1:1") }).getKey(idp.issuer, kid))).toStartWith("oidc: issuer address 127.0.0.1 is loopback");
+    expect(
+      await rejectionReason(() =>
+        oidcKeysFactory({ ...clock(), allowInternal: parseAllowInternal("http://127.0.0.1:1") }).getKey(
+          idp.issuer,
+          kid,
+        ),
+      ),
+    ).toStartWith("oidc: issuer address 127.0.0.1 is loopback");
   });
 });
 
@@ -221,13 +283,17 @@ describe("oidcKeys with a static JWKS", () => {
     const jwks = idp.jwks();
     const kid = jwks.keys[0]!.kid!;
     expect(await keys.getKey("https://offline-idp.example.com", kid, jwks)).toMatchObject({ kid });
-    expect(await rejectionReason(() => keys.getKey("https://offline-idp.example.com", "other", jwks))).toBe("oidc: unknown key id in static JWKS");
+    expect(await rejectionReason(() => keys.getKey("https://offline-idp.example.com", "other", jwks))).toBe(
+      "oidc: unknown key id in static JWKS",
+    );
     expect(calls).toEqual([]);
   });
 
   test("ignores keys published for encryption", async () => {
     const keys = oidcKeysFactory({ ...clock(), allowInternal: LOOPBACK });
     const jwks = { keys: idp.jwks().keys.map((k) => ({ ...k, use: "enc" })) };
-    expect(await rejectionReason(() => keys.getKey(idp.issuer, jwks.keys[0]!.kid!, jwks))).toBe("oidc: unknown key id in static JWKS");
+    expect(await rejectionReason(() => keys.getKey(idp.issuer, jwks.keys[0]!.kid!, jwks))).toBe(
+      "oidc: unknown key id in static JWKS",
+    );
   });
 });

@@ -69,7 +69,8 @@ export function oidcKeysFactory({
   // Bounded by the configured trust relationships: verify only asks for issuers a trust names.
   const entries = new Map<string, IssuerEntry>();
 
-  const getDocument = get ?? pinnedGetFactory({ allowInternal, timeoutMs, maxBytes: maxDocumentBytes, ...(ca ? { ca } : {}) });
+  const getDocument =
+    get ?? pinnedGetFactory({ allowInternal, timeoutMs, maxBytes: maxDocumentBytes, ...(ca ? { ca } : {}) });
 
   async function getJson(url: string, what: "discovery" | "jwks"): Promise<Record<string, unknown>> {
     const res = await getDocument(url, what);

@@ -13,7 +13,7 @@ export function reject(reason: string): never {
 
 /** Attacker-controlled text shown in a reason: printable ASCII only, at most 32 characters. */
 export function sanitizeForReason(value: unknown): string {
-  const s = typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+  const s = typeof value === "string" ? value : (JSON.stringify(value) ?? String(value));
   const clean = s.replace(/[^\x20-\x7e]/g, "?");
   return clean.length > 32 ? `${clean.slice(0, 32)}...` : clean;
 }

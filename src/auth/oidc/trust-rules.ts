@@ -60,7 +60,10 @@ export function githubEnterpriseIssuer(host: string): string {
 }
 
 export function defaultIssuer(
-  input: { provider: "github"; enterpriseHost?: string } | { provider: "circleci"; organizationId: string } | { provider: "buildkite" },
+  input:
+    | { provider: "github"; enterpriseHost?: string }
+    | { provider: "circleci"; organizationId: string }
+    | { provider: "buildkite" },
 ): string {
   switch (input.provider) {
     case "github":
@@ -101,7 +104,8 @@ export function globMatch(pattern: string, value: string): boolean {
 
 /** The token's `aud` (a string or an array of strings) contains one of the trust's audiences. */
 export function audienceMatches(trust: TrustRelationship, aud: unknown): boolean {
-  const presented = typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === "string") : [];
+  const presented =
+    typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === "string") : [];
   return presented.some((a) => trust.audiences.includes(a));
 }
 
@@ -190,7 +194,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export function validateTrust(input: unknown, allowInternal?: InternalAllowance): TrustRelationship {
   const errors: { pointer: string; detail: string }[] = [];
   const bad = (pointer: string, detail: string) => errors.push({ pointer, detail });
-  if (!isObject(input)) throw new InvalidInputError("invalid trust relationship", [{ pointer: "", detail: "must be an object" }]);
+  if (!isObject(input))
+    throw new InvalidInputError("invalid trust relationship", [{ pointer: "", detail: "must be an object" }]);
 
   const text = (name: string, max = 256): string => {
     const v = input[name];
@@ -219,7 +224,10 @@ export function validateTrust(input: unknown, allowInternal?: InternalAllowance)
     });
 
   const staticJwks = input.staticJwks === undefined ? undefined : validateJwks(input.staticJwks, bad);
-  if (provider !== "github") for (const pin of GITHUB_PINS) if (input[pin] !== undefined) bad(`/${pin}`, "is a GitHub pin (provider github); other issuers match claims with a generic trust");
+  if (provider !== "github")
+    for (const pin of GITHUB_PINS)
+      if (input[pin] !== undefined)
+        bad(`/${pin}`, "is a GitHub pin (provider github); other issuers match claims with a generic trust");
 
   let trust: TrustRelationship;
   switch (provider) {
@@ -229,27 +237,47 @@ export function validateTrust(input: unknown, allowInternal?: InternalAllowance)
       if (owner && !GITHUB_NAME.test(owner)) bad("/owner", "must be a GitHub name: letters, digits, '-', '_', '.'");
       if (repository) {
         const [repoOwner, name, ...rest] = repository.split("/");
-        if (rest.length > 0 || !repoOwner || !name || !GITHUB_NAME.test(repoOwner) || !GITHUB_NAME.test(name) || name === "." || name === "..") {
+        if (
+          rest.length > 0 ||
+          !repoOwner ||
+          !name ||
+          !GITHUB_NAME.test(repoOwner) ||
+          !GITHUB_NAME.test(name) ||
+          name === "." ||
+          name === ".."
+        ) {
           bad("/repository", "must be 'owner/name' with GitHub names");
         } else if (owner && repoOwner.toLowerCase() !== owner.toLowerCase()) {
           bad("/repository", "its owner part must equal owner");
         }
       }
       trust = { id, projectId, provider, issuer: "", audiences, owner, repository };
-      for (const [name, claim] of [["repositoryId", "repository_id"], ["repositoryOwnerId", "repository_owner_id"]] as const) {
+      for (const [name, claim] of [
+        ["repositoryId", "repository_id"],
+        ["repositoryOwnerId", "repository_owner_id"],
+      ] as const) {
         const v = input[name];
         if (v === undefined) continue;
-        if (typeof v !== "string" || !GITHUB_ID.test(v)) bad(`/${name}`, `must be GitHub's numeric ${claim}, as a string of digits`);
+        if (typeof v !== "string" || !GITHUB_ID.test(v))
+          bad(`/${name}`, `must be GitHub's numeric ${claim}, as a string of digits`);
         else trust[name] = v;
       }
       if (input.ref !== undefined) {
         const ref = input.ref;
-        if (typeof ref !== "string" || !/^refs\/[\x21-\x7e]{1,250}$/.test(ref) || /^refs\/\*+$/.test(ref)) bad("/ref", "must be a full ref such as refs/heads/main or refs/tags/v*, exact or a glob with *");
+        if (typeof ref !== "string" || !/^refs\/[\x21-\x7e]{1,250}$/.test(ref) || /^refs\/\*+$/.test(ref))
+          bad("/ref", "must be a full ref such as refs/heads/main or refs/tags/v*, exact or a glob with *");
         else trust.ref = ref;
       }
       if (input.environment !== undefined) {
         const env = input.environment;
-        if (typeof env !== "string" || env.length === 0 || env.length > 255 || env.trim() !== env || /[\x00-\x1f]/.test(env)) bad("/environment", "must be a GitHub environment name");
+        if (
+          typeof env !== "string" ||
+          env.length === 0 ||
+          env.length > 255 ||
+          env.trim() !== env ||
+          /[\x00-\x1f]/.test(env)
+        )
+          bad("/environment", "must be a GitHub environment name");
         else trust.environment = env;
       }
       break;
@@ -265,21 +293,26 @@ export function validateTrust(input: unknown, allowInternal?: InternalAllowance)
     case "buildkite": {
       const organizationSlug = text("organizationSlug", 100);
       const pipelineSlug = text("pipelineSlug", 100);
-      if (organizationSlug && !BUILDKITE_SLUG.test(organizationSlug)) bad("/organizationSlug", "must be a Buildkite slug: lowercase letters, digits, '-', '_'");
-      if (pipelineSlug && !BUILDKITE_SLUG.test(pipelineSlug)) bad("/pipelineSlug", "must be a Buildkite slug: lowercase letters, digits, '-', '_'");
+      if (organizationSlug && !BUILDKITE_SLUG.test(organizationSlug))
+        bad("/organizationSlug", "must be a Buildkite slug: lowercase letters, digits, '-', '_'");
+      if (pipelineSlug && !BUILDKITE_SLUG.test(pipelineSlug))
+        bad("/pipelineSlug", "must be a Buildkite slug: lowercase letters, digits, '-', '_'");
       trust = { id, projectId, provider, issuer: "", audiences, organizationSlug, pipelineSlug };
       break;
     }
     case "generic": {
       const claims: Record<string, string> = {};
-      if (!isObject(input.claims) || Object.keys(input.claims).length === 0) bad("/claims", "must name at least one claim");
+      if (!isObject(input.claims) || Object.keys(input.claims).length === 0)
+        bad("/claims", "must name at least one claim");
       else if (Object.keys(input.claims).length > MAX_CLAIMS) bad("/claims", `must have at most ${MAX_CLAIMS} claims`);
       else
         for (const [name, value] of Object.entries(input.claims)) {
           const pointer = `/claims/${name.replace(/~/g, "~0").replace(/\//g, "~1")}`;
           if (name.trim() === "" || name.length > 256) bad(pointer, "claim names must be non-empty");
-          else if (RESERVED_CLAIMS.has(name)) bad(pointer, "aud, exp, nbf and iat are checked by the verifier, not as claims");
-          else if (typeof value !== "string" || value.length === 0 || value.length > 1024) bad(pointer, "must be a non-empty string (exact value or glob with *)");
+          else if (RESERVED_CLAIMS.has(name))
+            bad(pointer, "aud, exp, nbf and iat are checked by the verifier, not as claims");
+          else if (typeof value !== "string" || value.length === 0 || value.length > 1024)
+            bad(pointer, "must be a non-empty string (exact value or glob with *)");
           else if (/^\*+$/.test(value)) bad(pointer, "a bare '*' would match any value; name the value");
           else claims[name] = value;
         }
@@ -302,7 +335,11 @@ export function validateTrust(input: unknown, allowInternal?: InternalAllowance)
   if (issuer !== undefined) {
     const problem = urlProblem(issuer, "issuer", allowInternal);
     if (problem) bad("/issuer", problem);
-    if (trust.provider === "circleci" && trust.organizationId && !issuer.toLowerCase().endsWith(`/org/${trust.organizationId}`)) {
+    if (
+      trust.provider === "circleci" &&
+      trust.organizationId &&
+      !issuer.toLowerCase().endsWith(`/org/${trust.organizationId}`)
+    ) {
       bad("/issuer", "a CircleCI issuer must end with /org/<organizationId>");
     }
     trust.issuer = issuer;

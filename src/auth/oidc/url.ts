@@ -13,7 +13,11 @@ import { destinationProblem, NO_INTERNAL, type InternalAllowance } from "./addre
  * Returns why `raw` is not an acceptable issuer / jwks_uri, or null when it is. An issuer (per
  * OpenID Connect Discovery) has no query or fragment; neither may carry credentials.
  */
-export function urlProblem(raw: string, what: "issuer" | "jwks_uri", allow: InternalAllowance = NO_INTERNAL): string | null {
+export function urlProblem(
+  raw: string,
+  what: "issuer" | "jwks_uri",
+  allow: InternalAllowance = NO_INTERNAL,
+): string | null {
   let u: URL;
   try {
     u = new URL(raw);

@@ -33,9 +33,33 @@ let circleci: TrustRelationship;
 
 beforeAll(async () => {
   [idp, cci] = await Promise.all([startTestIssuer(), startTestIssuer({ path: `/org/${ORG}`, algs: ["ES256"] })]);
-  github = { id: "otr_gh", projectId: "prj_1", provider: "github", issuer: idp.issuer, audiences: [AUD], owner: "acme", repository: "acme/app" };
-  buildkite = { id: "otr_bk", projectId: "prj_1", provider: "buildkite", issuer: idp.issuer, audiences: [AUD], organizationSlug: "acme", pipelineSlug: "app" };
-  circleci = { id: "otr_cc", projectId: "prj_1", provider: "circleci", issuer: cci.issuer, audiences: [ORG], organizationId: ORG, projectUuid: PROJECT };
+  github = {
+    id: "otr_gh",
+    projectId: "prj_1",
+    provider: "github",
+    issuer: idp.issuer,
+    audiences: [AUD],
+    owner: "acme",
+    repository: "acme/app",
+  };
+  buildkite = {
+    id: "otr_bk",
+    projectId: "prj_1",
+    provider: "buildkite",
+    issuer: idp.issuer,
+    audiences: [AUD],
+    organizationSlug: "acme",
+    pipelineSlug: "app",
+  };
+  circleci = {
+    id: "otr_cc",
+    projectId: "prj_1",
+    provider: "circleci",
+    issuer: cci.issuer,
+    audiences: [ORG],
+    organizationId: ORG,
+    projectUuid: PROJECT,
+  };
 });
 afterAll(async () => {
   await Promise.all([idp.stop(), cci.stop()]);
@@ -82,17 +106,28 @@ describe("good paths", () => {
 
   test("an ES256 CircleCI token matches on project id with the org pinned by the issuer", async () => {
     const s = setup();
-    const token = await cci.mint(circleciClaims(cci.issuer, { organizationId: ORG, projectUuid: PROJECT }, s.seconds()));
+    const token = await cci.mint(
+      circleciClaims(cci.issuer, { organizationId: ORG, projectUuid: PROJECT }, s.seconds()),
+    );
     expect(JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString()).alg).toBe("ES256");
     const r = await s.verify(token, [github, circleci]);
     expect(r.matched.map((t) => t.id)).toEqual(["otr_cc"]);
-    const other = await cci.mint(circleciClaims(cci.issuer, { organizationId: ORG, projectUuid: "00000000-0000-4000-8000-000000000000" }, s.seconds()));
+    const other = await cci.mint(
+      circleciClaims(
+        cci.issuer,
+        { organizationId: ORG, projectUuid: "00000000-0000-4000-8000-000000000000" },
+        s.seconds(),
+      ),
+    );
     expect(await s.reason(other, [circleci])).toBe("oidc: no trust relationship matches");
   });
 
   test("a Buildkite token matches on organization and pipeline slugs", async () => {
     const s = setup();
-    const r = await s.verify(await idp.mint(buildkiteClaims(idp.issuer, s.seconds()), { alg: "ES256" }), [github, buildkite]);
+    const r = await s.verify(await idp.mint(buildkiteClaims(idp.issuer, s.seconds()), { alg: "ES256" }), [
+      github,
+      buildkite,
+    ]);
     expect(r.matched.map((t) => t.id)).toEqual(["otr_bk"]);
     const fork = await idp.mint(buildkiteClaims(idp.issuer, s.seconds(), { pipeline_slug: "app-fork" }));
     expect(await s.reason(fork, [buildkite])).toBe("oidc: no trust relationship matches");
@@ -135,7 +170,10 @@ describe("good paths", () => {
     const pinned: TrustRelationship = { ...github, id: "otr_static", issuer: offline.issuer, staticJwks: jwks };
     const r = await s.verify(await offline.mint(githubClaims(offline.issuer, s.seconds())), [pinned]);
     expect(r.matched.map((t) => t.id)).toEqual(["otr_static"]);
-    const stranger = await offline.mint(githubClaims(offline.issuer, s.seconds()), { kid: "not-pasted", signWith: jwks.keys[0]!.kid! });
+    const stranger = await offline.mint(githubClaims(offline.issuer, s.seconds()), {
+      kid: "not-pasted",
+      signWith: jwks.keys[0]!.kid!,
+    });
     expect(await s.reason(stranger, [pinned])).toBe("oidc: unknown key id in static JWKS");
     expect(s.calls).toEqual([]);
   });
@@ -164,7 +202,11 @@ describe("refused tokens, each with its own reason", () => {
     const s = setup();
     const rsa = idp.published().find((k) => k.alg === "RS256")!;
     for (const secret of [rsa.publicPem, JSON.stringify(rsa.publicJwk)]) {
-      const token = await idp.mint(githubClaims(idp.issuer, s.seconds()), { alg: "HS256", kid: rsa.kid, hmacSecret: new TextEncoder().encode(secret) });
+      const token = await idp.mint(githubClaims(idp.issuer, s.seconds()), {
+        alg: "HS256",
+        kid: rsa.kid,
+        hmacSecret: new TextEncoder().encode(secret),
+      });
       expect(await s.reason(token, [github])).toBe("oidc: algorithm HS256 not allowed");
     }
     expect(s.calls).toEqual([]);
@@ -192,7 +234,11 @@ describe("refused tokens, each with its own reason", () => {
   test("tampered payload", async () => {
     const s = setup();
     const [h, , sig] = (await idp.mint(githubClaims(idp.issuer, s.seconds()))).split(".");
-    const forged = githubClaims(idp.issuer, s.seconds(), { repository: "acme/app", repository_owner: "acme", ref: "refs/heads/release" });
+    const forged = githubClaims(idp.issuer, s.seconds(), {
+      repository: "acme/app",
+      repository_owner: "acme",
+      ref: "refs/heads/release",
+    });
     expect(await s.reason(`${h}.${b64url(JSON.stringify(forged))}.${sig}`, [github])).toBe("oidc: bad signature");
   });
 
@@ -209,7 +255,9 @@ describe("refused tokens, each with its own reason", () => {
     const s = setup();
     for (const aud of ["https://evil.example.com", ["a", "b"], `${AUD}/`, undefined]) {
       const token = await idp.mint(githubClaims(idp.issuer, s.seconds(), { aud }));
-      expect(await s.reason(token, [github])).toBe(aud === undefined ? "oidc: aud missing" : "oidc: audience not allowed");
+      expect(await s.reason(token, [github])).toBe(
+        aud === undefined ? "oidc: aud missing" : "oidc: audience not allowed",
+      );
     }
     const many = await idp.mint(githubClaims(idp.issuer, s.seconds(), { aud: ["x", AUD] }));
     expect((await s.verify(many, [github])).matched).toHaveLength(1);
@@ -222,24 +270,38 @@ describe("refused tokens, each with its own reason", () => {
     expect(await s.reason(expired, [github])).toBe("oidc: token expired");
     const withinSkew = await idp.mint(githubClaims(idp.issuer, now, { iat: now - 400, nbf: now - 400, exp: now - 30 }));
     expect((await s.verify(withinSkew, [github])).matched).toHaveLength(1);
-    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { exp: undefined })), [github])).toBe("oidc: exp missing");
-    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { exp: "soon" })), [github])).toBe("oidc: exp invalid");
+    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { exp: undefined })), [github])).toBe(
+      "oidc: exp missing",
+    );
+    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { exp: "soon" })), [github])).toBe(
+      "oidc: exp invalid",
+    );
   });
 
   test("nbf in the future", async () => {
     const s = setup();
     const now = s.seconds();
-    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { nbf: now + 120 })), [github])).toBe("oidc: token not yet valid");
-    expect((await s.verify(await idp.mint(githubClaims(idp.issuer, now, { nbf: now + 30 })), [github])).matched).toHaveLength(1);
+    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { nbf: now + 120 })), [github])).toBe(
+      "oidc: token not yet valid",
+    );
+    expect(
+      (await s.verify(await idp.mint(githubClaims(idp.issuer, now, { nbf: now + 30 })), [github])).matched,
+    ).toHaveLength(1);
   });
 
   test("iat too old, in the future, or missing", async () => {
     const s = setup();
     const now = s.seconds();
-    const old = await idp.mint(githubClaims(idp.issuer, now, { iat: now - 3600 - 61, nbf: now - 3700, exp: now + 600 }));
+    const old = await idp.mint(
+      githubClaims(idp.issuer, now, { iat: now - 3600 - 61, nbf: now - 3700, exp: now + 600 }),
+    );
     expect(await s.reason(old, [github])).toBe("oidc: token too old");
-    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { iat: now + 120 })), [github])).toBe("oidc: iat in the future");
-    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { iat: undefined })), [github])).toBe("oidc: iat missing");
+    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { iat: now + 120 })), [github])).toBe(
+      "oidc: iat in the future",
+    );
+    expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, { iat: undefined })), [github])).toBe(
+      "oidc: iat missing",
+    );
   });
 
   test("wrong repository, and forks", async () => {
@@ -251,18 +313,29 @@ describe("refused tokens, each with its own reason", () => {
       { repository: "acme/app-fork", sub: "repo:acme/app-fork:ref:refs/heads/main" },
       { repository: "acme/app", repository_owner: "acme-evil" },
     ]) {
-      expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, over)), [github])).toBe("oidc: no trust relationship matches");
+      expect(await s.reason(await idp.mint(githubClaims(idp.issuer, now, over)), [github])).toBe(
+        "oidc: no trust relationship matches",
+      );
     }
   });
 
   test("a claim that only matches as a prefix does not match without a *", async () => {
     const s = setup();
-    const exact: TrustRelationship = { id: "otr_exact", projectId: "prj_1", provider: "generic", issuer: idp.issuer, audiences: [AUD], claims: { sub: "repo:acme/app" } };
+    const exact: TrustRelationship = {
+      id: "otr_exact",
+      projectId: "prj_1",
+      provider: "generic",
+      issuer: idp.issuer,
+      audiences: [AUD],
+      claims: { sub: "repo:acme/app" },
+    };
     const token = await idp.mint(githubClaims(idp.issuer, s.seconds()));
     expect(await s.reason(token, [exact])).toBe("oidc: no trust relationship matches");
     const glob: TrustRelationship = { ...exact, id: "otr_glob", claims: { sub: "repo:acme/app:*" } };
     expect((await s.verify(token, [glob])).matched.map((t) => t.id)).toEqual(["otr_glob"]);
-    const fork = await idp.mint(githubClaims(idp.issuer, s.seconds(), { sub: "repo:acme/app-fork:ref:refs/heads/main" }));
+    const fork = await idp.mint(
+      githubClaims(idp.issuer, s.seconds(), { sub: "repo:acme/app-fork:ref:refs/heads/main" }),
+    );
     expect(await s.reason(fork, [glob])).toBe("oidc: no trust relationship matches");
   });
 
@@ -270,7 +343,11 @@ describe("refused tokens, each with its own reason", () => {
     const s = setup();
     const rsa = idp.published().find((k) => k.alg === "RS256")!;
     const ec = idp.published().find((k) => k.alg === "ES256")!;
-    const token = await idp.mint(githubClaims(idp.issuer, s.seconds()), { alg: "ES256", kid: rsa.kid, signWith: ec.kid });
+    const token = await idp.mint(githubClaims(idp.issuer, s.seconds()), {
+      alg: "ES256",
+      kid: rsa.kid,
+      signWith: ec.kid,
+    });
     expect(await s.reason(token, [github])).toBe("oidc: key type does not match algorithm");
   });
 
@@ -279,8 +356,12 @@ describe("refused tokens, each with its own reason", () => {
     const [h, p] = (await idp.mint(githubClaims(idp.issuer, s.seconds()))).split(".");
     expect(await s.reason(`${h}.${p}`, [github])).toBe("oidc: malformed token: expected 3 parts");
     expect(await s.reason(`${h}.${p}!!.c2ln`, [github])).toBe("oidc: malformed token: payload is not base64url JSON");
-    expect(await s.reason(`${h}.${b64url("{not json")}.c2ln`, [github])).toBe("oidc: malformed token: payload is not base64url JSON");
-    expect(await s.reason(`${b64url("\"RS256\"")}.${p}.c2ln`, [github])).toBe("oidc: malformed token: header is not base64url JSON");
+    expect(await s.reason(`${h}.${b64url("{not json")}.c2ln`, [github])).toBe(
+      "oidc: malformed token: payload is not base64url JSON",
+    );
+    expect(await s.reason(`${b64url('"RS256"')}.${p}.c2ln`, [github])).toBe(
+      "oidc: malformed token: header is not base64url JSON",
+    );
     expect(s.calls).toEqual([]);
   });
 
@@ -288,7 +369,9 @@ describe("refused tokens, each with its own reason", () => {
     const s = setup();
     const plain: TrustRelationship = { ...github, issuer: "http://idp.example.com" };
     const token = await idp.mint(githubClaims("http://idp.example.com", s.seconds()));
-    expect(await s.reason(token, [plain])).toBe("oidc: issuer must use https:// (http:// only for issuers the operator allows with oidc.allow_internal)");
+    expect(await s.reason(token, [plain])).toBe(
+      "oidc: issuer must use https:// (http:// only for issuers the operator allows with oidc.allow_internal)",
+    );
     expect(s.calls).toEqual([]);
   });
 
@@ -296,7 +379,9 @@ describe("refused tokens, each with its own reason", () => {
     const s = setup();
     cci.overrides.discoveryIssuer = `${cci.issuer}/other`;
     try {
-      const token = await cci.mint(circleciClaims(cci.issuer, { organizationId: ORG, projectUuid: PROJECT }, s.seconds()));
+      const token = await cci.mint(
+        circleciClaims(cci.issuer, { organizationId: ORG, projectUuid: PROJECT }, s.seconds()),
+      );
       expect(await s.reason(token, [circleci])).toBe("oidc: discovery issuer mismatch");
     } finally {
       delete cci.overrides.discoveryIssuer;

@@ -41,7 +41,12 @@ function numericDate(claims: Record<string, unknown>, name: string, required: bo
   return v;
 }
 
-export function ciTokenVerifierFactory({ keys, now = () => new Date(), skewSeconds = 60, maxTokenAgeSeconds = 3600 }: CiTokenVerifierDeps) {
+export function ciTokenVerifierFactory({
+  keys,
+  now = () => new Date(),
+  skewSeconds = 60,
+  maxTokenAgeSeconds = 3600,
+}: CiTokenVerifierDeps) {
   /**
    * The candidates' key sources: trusts sharing one pasted JWKS (compared by content) form one
    * group, trusts without one share the issuer's published keys. The signature is checked once per

@@ -16,8 +16,15 @@ export interface ConfiguredImage {
 }
 
 /** The runtime's image from the `builders` config section. */
-export function configuredImage(builders: { runtime: BuilderRuntimeName; dockerd_image: string; buildkitd_image: string }): ConfiguredImage {
-  return { runtime: builders.runtime, image: builders.runtime === "dockerd" ? builders.dockerd_image : builders.buildkitd_image };
+export function configuredImage(builders: {
+  runtime: BuilderRuntimeName;
+  dockerd_image: string;
+  buildkitd_image: string;
+}): ConfiguredImage {
+  return {
+    runtime: builders.runtime,
+    image: builders.runtime === "dockerd" ? builders.dockerd_image : builders.buildkitd_image,
+  };
 }
 
 export function howToGet(c: ConfiguredImage): string {
@@ -34,15 +41,29 @@ export interface ImageVerdict {
 }
 
 /** Looks the configured image up; never throws (an unreachable engine is a warning). */
-export async function judgeImage(service: Pick<BuilderImageService, "inspect">, c: ConfiguredImage): Promise<ImageVerdict> {
+export async function judgeImage(
+  service: Pick<BuilderImageService, "inspect">,
+  c: ConfiguredImage,
+): Promise<ImageVerdict> {
   const what = `runtime ${c.runtime}, image ${c.image}`;
   let state: ImageState;
   try {
     state = await service.inspect(c.image);
   } catch (e) {
-    return { status: "warn", message: `${what}: cannot ask Docker (${(e as Error).message})`, state: null, fix: "start dockerd; builders need it" };
+    return {
+      status: "warn",
+      message: `${what}: cannot ask Docker (${(e as Error).message})`,
+      state: null,
+      fix: "start dockerd; builders need it",
+    };
   }
-  if (!state.present) return { status: "warn", message: `${what}: not present on the Docker engine, builders cannot start`, state, fix: howToGet(c) };
+  if (!state.present)
+    return {
+      status: "warn",
+      message: `${what}: not present on the Docker engine, builders cannot start`,
+      state,
+      fix: howToGet(c),
+    };
   if (c.runtime === "dockerd" && state.runtime !== "dockerd") {
     return {
       status: "warn",
@@ -60,21 +81,35 @@ export async function judgeImage(service: Pick<BuilderImageService, "inspect">, 
       fix: `rebuild it: sudo slipway builder-image build --suite ${suite} --tag ${c.image}`,
     };
   }
-  return { status: "ok", message: `${what}, present as ${state.digest ?? state.id}${state.suite ? ` (Debian ${state.suite})` : ""}`, state };
+  return {
+    status: "ok",
+    message: `${what}, present as ${state.digest ?? state.id}${state.suite ? ` (Debian ${state.suite})` : ""}`,
+    state,
+  };
 }
 
-export async function doctorBuilderImageCheck(service: Pick<BuilderImageService, "inspect">, c: ConfiguredImage): Promise<Finding> {
+export async function doctorBuilderImageCheck(
+  service: Pick<BuilderImageService, "inspect">,
+  c: ConfiguredImage,
+): Promise<Finding> {
   const v = await judgeImage(service, c);
   return { check: "builder-image", status: v.status, message: v.message, ...(v.fix ? { fix: v.fix } : {}) };
 }
 
 /** `/readyz` check `builders:image`: pass when present, warn otherwise. */
-export function builderImageHealthCheck(service: Pick<BuilderImageService, "inspect">, c: ConfiguredImage): HealthCheck {
+export function builderImageHealthCheck(
+  service: Pick<BuilderImageService, "inspect">,
+  c: ConfiguredImage,
+): HealthCheck {
   return {
     name: "builders:image",
     async run(): Promise<CheckResult> {
       const v = await judgeImage(service, c);
-      return { status: v.status === "ok" ? "pass" : "warn", output: v.fix ? `${v.message}; ${v.fix}` : v.message, observedValue: v.state?.present ?? false };
+      return {
+        status: v.status === "ok" ? "pass" : "warn",
+        output: v.fix ? `${v.message}; ${v.fix}` : v.message,
+        observedValue: v.state?.present ?? false,
+      };
     },
   };
 }

@@ -31,7 +31,9 @@ export function securityHostConfig(profile: SecurityProfile): Partial<Docker.Hos
   return (profile === "privileged" ? PRIVILEGED_PROFILE : FALLBACK_PROFILE) as Partial<Docker.HostConfig>;
 }
 
-export function dockerdContainerProfile(o: DockerdContainerOptions): Pick<Docker.ContainerCreateOptions, "Image" | "Env" | "Cmd" | "HostConfig"> {
+export function dockerdContainerProfile(
+  o: DockerdContainerOptions,
+): Pick<Docker.ContainerCreateOptions, "Image" | "Env" | "Cmd" | "HostConfig"> {
   const env: string[] = [];
   if (o.socketGid !== undefined) env.push(`SLIPWAY_SOCKET_GID=${o.socketGid}`);
   if (o.daemonConfig) env.push(`SLIPWAY_DOCKERD_CONFIG_JSON=${JSON.stringify(o.daemonConfig)}`);

@@ -11,9 +11,17 @@ import { listWorkers, type WorkerInfo } from "../../wire/buildkit.ts";
 export { decodeListWorkers, type WorkerInfo } from "../../wire/buildkit.ts";
 
 /** Calls ListWorkers on an HTTP/2 session; resolves with grpc-status and the response message. */
-export function callListWorkers(session: http2.ClientHttp2Session, timeoutMs = 5000): Promise<{ status: string | undefined; message: Uint8Array }> {
+export function callListWorkers(
+  session: http2.ClientHttp2Session,
+  timeoutMs = 5000,
+): Promise<{ status: string | undefined; message: Uint8Array }> {
   return new Promise((resolve, reject) => {
-    const req = session.request({ ":method": "POST", ":path": "/moby.buildkit.v1.Control/ListWorkers", "content-type": "application/grpc", te: "trailers" });
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/moby.buildkit.v1.Control/ListWorkers",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     const timer = setTimeout(() => {
       req.close(http2.constants.NGHTTP2_CANCEL);
       reject(new Error(`ListWorkers did not answer within ${timeoutMs} ms`));
@@ -45,7 +53,11 @@ export function callListWorkers(session: http2.ClientHttp2Session, timeoutMs = 5
  * Opens `socketPath` (upgrading to h2c first for dockerd) and lists BuildKit's workers. Rejects
  * when the socket does not answer, the upgrade is refused, or grpc-status is not 0.
  */
-export async function listWorkersAt(socketPath: string, runtime: BuilderRuntime, timeoutMs = 5000): Promise<WorkerInfo[]> {
+export async function listWorkersAt(
+  socketPath: string,
+  runtime: BuilderRuntime,
+  timeoutMs = 5000,
+): Promise<WorkerInfo[]> {
   const { socket, head } = await openBuilderSocket(socketPath, runtime, timeoutMs);
   if (head.length > 0) socket.unshift(head);
   socket.resume();

@@ -21,7 +21,9 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 describe("default mirror from the host's APT sources", () => {
   test("one-line sources.list: options skipped, security and comments ignored", () => {
     expect(
-      urisFromList("# deb http://commented/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://mirror.internal/debian bookworm main\ndeb-src http://src/debian bookworm main\n"),
+      urisFromList(
+        "# deb http://commented/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://mirror.internal/debian bookworm main\ndeb-src http://src/debian bookworm main\n",
+      ),
     ).toEqual(["http://mirror.internal/debian"]);
   });
 
@@ -44,14 +46,20 @@ describe("default mirror from the host's APT sources", () => {
   test("prefers the main archive over security; falls back to deb.debian.org", () => {
     const apt = join(work, "apt1");
     mkdirSync(join(apt, "sources.list.d"), { recursive: true });
-    writeFileSync(join(apt, "sources.list.d", "a.sources"), "Types: deb\nURIs: http://local.mirror/debian-security\nSuites: bookworm-security\n\nTypes: deb\nURIs: http://local.mirror/debian/\nSuites: bookworm\n");
+    writeFileSync(
+      join(apt, "sources.list.d", "a.sources"),
+      "Types: deb\nURIs: http://local.mirror/debian-security\nSuites: bookworm-security\n\nTypes: deb\nURIs: http://local.mirror/debian/\nSuites: bookworm\n",
+    );
     expect(defaultMirror(apt)).toBe("http://local.mirror/debian");
     const empty = join(work, "apt2");
     mkdirSync(empty, { recursive: true });
     expect(defaultMirror(empty)).toBe(FALLBACK_MIRROR);
     const onlySecurity = join(work, "apt3");
     mkdirSync(onlySecurity, { recursive: true });
-    writeFileSync(join(onlySecurity, "sources.list"), "deb http://security.debian.org/debian-security bookworm-security main\n");
+    writeFileSync(
+      join(onlySecurity, "sources.list"),
+      "deb http://security.debian.org/debian-security bookworm-security main\n",
+    );
     expect(defaultMirror(onlySecurity)).toBe(FALLBACK_MIRROR);
   });
 
@@ -65,8 +73,12 @@ describe("default mirror from the host's APT sources", () => {
 describe("image references and the recipe", () => {
   test("splitRef", () => {
     expect(splitRef("slipway/builder-dockerd:bookworm")).toEqual({ repo: "slipway/builder-dockerd", tag: "bookworm" });
-    expect(splitRef("registry.internal:5000/team/builder")).toEqual({ repo: "registry.internal:5000/team/builder", tag: "latest" });
-    for (const bad of ["UPPER/case:x", "a b", "x:", "repo@sha256:abc", "-x"]) expect(() => splitRef(bad)).toThrow(/invalid image reference/);
+    expect(splitRef("registry.internal:5000/team/builder")).toEqual({
+      repo: "registry.internal:5000/team/builder",
+      tag: "latest",
+    });
+    for (const bad of ["UPPER/case:x", "a b", "x:", "repo@sha256:abc", "-x"])
+      expect(() => splitRef(bad)).toThrow(/invalid image reference/);
   });
 
   test("the recipe hash is stable per suite and differs between suites", () => {
@@ -82,7 +94,7 @@ describe("image references and the recipe", () => {
   });
 
   test("the entrypoint listens only on the unix socket and remounts cgroups per mount", () => {
-    expect(ENTRYPOINT_SCRIPT).toContain("--host=\"unix://$SOCKET\"");
+    expect(ENTRYPOINT_SCRIPT).toContain('--host="unix://$SOCKET"');
     expect(ENTRYPOINT_SCRIPT).not.toMatch(/tcp:\/\//);
     expect(ENTRYPOINT_SCRIPT).toContain("remount,bind,rw");
     expect(ENTRYPOINT_SCRIPT.startsWith("#!/bin/sh\n")).toBe(true);
@@ -110,7 +122,15 @@ describe("finishRootfs", () => {
     }
     mkdirSync(join(root, "var/lib/apt/lists/partial"), { recursive: true });
     finishRootfs(root);
-    for (const gone of ["var/cache/apt/archives", "var/lib/apt/lists/deb.debian.org_dists", "usr/share/doc/docker.io/changelog.gz", "usr/share/man/man1", "etc/hostname", "etc/resolv.conf", "dev/null"]) {
+    for (const gone of [
+      "var/cache/apt/archives",
+      "var/lib/apt/lists/deb.debian.org_dists",
+      "usr/share/doc/docker.io/changelog.gz",
+      "usr/share/man/man1",
+      "etc/hostname",
+      "etc/resolv.conf",
+      "dev/null",
+    ]) {
       expect(existsSync(join(root, gone))).toBe(false);
     }
     expect(readFileSync(join(root, "usr/share/doc/docker.io/copyright"), "utf8")).toBe("licence");
@@ -140,11 +160,21 @@ describe("ListWorkers decoding", () => {
   const cat = (...parts: Uint8Array[]) => new Uint8Array(parts.flatMap((p) => [...p]));
 
   test("workers with ids, labels and platforms", () => {
-    const platform = (os: string, arch: string, variant?: string) => field(3, cat(field(1, arch), field(2, os), ...(variant ? [field(3, variant)] : [])));
-    const record = cat(field(1, "moby"), field(2, cat(field(1, "org.mobyproject.buildkit.worker.executor"), field(2, "oci"))), platform("linux", "amd64"), platform("linux", "arm", "v7"));
+    const platform = (os: string, arch: string, variant?: string) =>
+      field(3, cat(field(1, arch), field(2, os), ...(variant ? [field(3, variant)] : [])));
+    const record = cat(
+      field(1, "moby"),
+      field(2, cat(field(1, "org.mobyproject.buildkit.worker.executor"), field(2, "oci"))),
+      platform("linux", "amd64"),
+      platform("linux", "arm", "v7"),
+    );
     const msg = cat(field(1, record), field(1, field(1, "second")));
     expect(decodeListWorkers(msg)).toEqual([
-      { id: "moby", labels: { "org.mobyproject.buildkit.worker.executor": "oci" }, platforms: ["linux/amd64", "linux/arm/v7"] },
+      {
+        id: "moby",
+        labels: { "org.mobyproject.buildkit.worker.executor": "oci" },
+        platforms: ["linux/amd64", "linux/arm/v7"],
+      },
       { id: "second", labels: {}, platforms: [] },
     ]);
   });
@@ -161,8 +191,16 @@ describe("doctor and /readyz wording", () => {
       return { ref, ...state };
     },
   });
-  const dockerd = configuredImage({ runtime: "dockerd", dockerd_image: "slipway/builder-dockerd:bookworm", buildkitd_image: "moby/buildkit:x" });
-  const buildkitd = configuredImage({ runtime: "buildkitd", dockerd_image: "slipway/builder-dockerd:bookworm", buildkitd_image: "moby/buildkit:x" });
+  const dockerd = configuredImage({
+    runtime: "dockerd",
+    dockerd_image: "slipway/builder-dockerd:bookworm",
+    buildkitd_image: "moby/buildkit:x",
+  });
+  const buildkitd = configuredImage({
+    runtime: "buildkitd",
+    dockerd_image: "slipway/builder-dockerd:bookworm",
+    buildkitd_image: "moby/buildkit:x",
+  });
 
   test("configuredImage picks the runtime's image", () => {
     expect(dockerd).toEqual({ runtime: "dockerd", image: "slipway/builder-dockerd:bookworm" });
@@ -170,9 +208,26 @@ describe("doctor and /readyz wording", () => {
   });
 
   test("present → ok/pass naming runtime, image and digest", async () => {
-    const f = await doctorBuilderImageCheck(fake({ present: true, id: "sha256:aa", digest: "sha256:aa", runtime: "dockerd", suite: "bookworm", recipe: recipeHash("bookworm") }), dockerd);
-    expect(f).toEqual({ check: "builder-image", status: "ok", message: "runtime dockerd, image slipway/builder-dockerd:bookworm, present as sha256:aa (Debian bookworm)" });
-    const h = await builderImageHealthCheck(fake({ present: true, id: "sha256:bb", digest: "moby/buildkit@sha256:cc" }), buildkitd).run();
+    const f = await doctorBuilderImageCheck(
+      fake({
+        present: true,
+        id: "sha256:aa",
+        digest: "sha256:aa",
+        runtime: "dockerd",
+        suite: "bookworm",
+        recipe: recipeHash("bookworm"),
+      }),
+      dockerd,
+    );
+    expect(f).toEqual({
+      check: "builder-image",
+      status: "ok",
+      message: "runtime dockerd, image slipway/builder-dockerd:bookworm, present as sha256:aa (Debian bookworm)",
+    });
+    const h = await builderImageHealthCheck(
+      fake({ present: true, id: "sha256:bb", digest: "moby/buildkit@sha256:cc" }),
+      buildkitd,
+    ).run();
     expect(h).toMatchObject({ status: "pass", observedValue: true });
     expect(h.output).toContain("moby/buildkit@sha256:cc");
   });
@@ -187,10 +242,15 @@ describe("doctor and /readyz wording", () => {
   });
 
   test("a dockerd image from an older recipe is a warning that says how to rebuild", async () => {
-    const f = await doctorBuilderImageCheck(fake({ present: true, id: "sha256:ee", runtime: "dockerd", suite: "trixie", recipe: "0123" }), dockerd);
+    const f = await doctorBuilderImageCheck(
+      fake({ present: true, id: "sha256:ee", runtime: "dockerd", suite: "trixie", recipe: "0123" }),
+      dockerd,
+    );
     expect(f.status).toBe("warn");
     expect(f.message).toContain("another Slipway version");
-    expect(f.fix).toBe("rebuild it: sudo slipway builder-image build --suite trixie --tag slipway/builder-dockerd:bookworm");
+    expect(f.fix).toBe(
+      "rebuild it: sudo slipway builder-image build --suite trixie --tag slipway/builder-dockerd:bookworm",
+    );
   });
 
   test("a dockerd image without Slipway's label, and an unreachable engine, are warnings", async () => {

@@ -30,6 +30,12 @@ export {
   type ImageState,
   type LoadedImages,
 } from "./service.ts";
-export { builderImageHealthCheck, configuredImage, doctorBuilderImageCheck, judgeImage, type ConfiguredImage } from "./checks.ts";
+export {
+  builderImageHealthCheck,
+  configuredImage,
+  doctorBuilderImageCheck,
+  judgeImage,
+  type ConfiguredImage,
+} from "./checks.ts";
 export { decodeListWorkers, listWorkersAt, type WorkerInfo } from "./grpc.ts";
 export { dockerdContainerProfile, type DockerdContainerOptions } from "./container.ts";

@@ -23,7 +23,10 @@ export function urisFromList(text: string): string[] {
   for (const raw of text.split("\n")) {
     const line = raw.replace(/#.*/, "").trim();
     if (!line.startsWith("deb ") && !line.startsWith("deb\t")) continue;
-    const rest = line.slice(3).trim().replace(/^\[[^\]]*\]\s*/, "");
+    const rest = line
+      .slice(3)
+      .trim()
+      .replace(/^\[[^\]]*\]\s*/, "");
     const uri = rest.split(/\s+/)[0];
     if (uri) out.push(uri);
   }

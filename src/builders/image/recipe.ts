@@ -112,7 +112,15 @@ const RECIPE_VERSION = 1;
 /** A content hash of the recipe for one suite: equal hashes mean an equivalent image. */
 export function recipeHash(suite: Suite): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ v: RECIPE_VERSION, suite, packages: PACKAGES, entrypoint: ENTRYPOINT_SCRIPT, cmd: [IMAGE_ENTRYPOINT, IMAGE_CMD] }));
+  h.update(
+    JSON.stringify({
+      v: RECIPE_VERSION,
+      suite,
+      packages: PACKAGES,
+      entrypoint: ENTRYPOINT_SCRIPT,
+      cmd: [IMAGE_ENTRYPOINT, IMAGE_CMD],
+    }),
+  );
   return h.digest("hex").slice(0, 32);
 }
 

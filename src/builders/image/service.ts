@@ -6,7 +6,20 @@
  * says whether a configured image is present. Engine calls go through dockerode; debootstrap,
  * tar and umount through src/host.
  */
-import { chmodSync, copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import type Docker from "dockerode";
 import { InvalidInputError, NotFoundError, PreconditionError, SlipwayError } from "../../errors.ts";
@@ -90,7 +103,10 @@ export interface BuilderImageDeps {
 export interface BuilderImageService {
   build(opts?: BuildOptions): Promise<BuiltImage>;
   /** Imports an already assembled rootfs tarball (what `keepTarball` wrote) as the image. */
-  importRootfs(tarPath: string, meta: { ref?: string; suite: Suite; mirror: string }): Promise<Omit<BuiltImage, "timings"> & { timings: { import: number } }>;
+  importRootfs(
+    tarPath: string,
+    meta: { ref?: string; suite: Suite; mirror: string },
+  ): Promise<Omit<BuiltImage, "timings"> & { timings: { import: number } }>;
   importTarball(path: string): Promise<LoadedImages>;
   inspect(ref: string): Promise<ImageState>;
 }
@@ -104,7 +120,10 @@ const REF = new RegExp(`^(?:${REGISTRY})?${COMPONENT}(?:/${COMPONENT})*(?::[A-Za
 /** `repo[:tag]` → its parts (a `:` after the last `/` is the tag; default `latest`). */
 export function splitRef(ref: string): { repo: string; tag: string } {
   if (!REF.test(ref)) {
-    throw new InvalidInputError(`invalid image reference '${ref}': expected repository[:tag] in lower case, e.g. ${DEFAULT_DOCKERD_IMAGE}`, [{ pointer: "/tag", detail: "not an image reference" }]);
+    throw new InvalidInputError(
+      `invalid image reference '${ref}': expected repository[:tag] in lower case, e.g. ${DEFAULT_DOCKERD_IMAGE}`,
+      [{ pointer: "/tag", detail: "not an image reference" }],
+    );
   }
   const slash = ref.lastIndexOf("/");
   const colon = ref.lastIndexOf(":");
@@ -116,10 +135,15 @@ export function validateMirror(mirror: string): string {
   try {
     u = new URL(mirror);
   } catch {
-    throw new InvalidInputError(`invalid mirror '${mirror}': expected an http(s) URL of a Debian archive, e.g. http://deb.debian.org/debian`, [{ pointer: "/mirror", detail: "not a URL" }]);
+    throw new InvalidInputError(
+      `invalid mirror '${mirror}': expected an http(s) URL of a Debian archive, e.g. http://deb.debian.org/debian`,
+      [{ pointer: "/mirror", detail: "not a URL" }],
+    );
   }
   if (u.protocol !== "http:" && u.protocol !== "https:" && u.protocol !== "file:") {
-    throw new InvalidInputError(`invalid mirror '${mirror}': debootstrap takes http://, https:// or file:// archives`, [{ pointer: "/mirror", detail: "unsupported scheme" }]);
+    throw new InvalidInputError(`invalid mirror '${mirror}': debootstrap takes http://, https:// or file:// archives`, [
+      { pointer: "/mirror", detail: "unsupported scheme" },
+    ]);
   }
   return mirror.replace(/\/+$/, "");
 }
@@ -145,7 +169,9 @@ function followProgress(docker: Docker, stream: NodeJS.ReadableStream): Promise<
 
 function dockerUnreachable(e: unknown): SlipwayError {
   const m = e instanceof Error ? e.message : String(e);
-  return new PreconditionError(`the Docker engine is not reachable (${m}); start dockerd and make sure this user can use its socket`);
+  return new PreconditionError(
+    `the Docker engine is not reachable (${m}); start dockerd and make sure this user can use its socket`,
+  );
 }
 
 const statusCode = (e: unknown) => (e as { statusCode?: number }).statusCode;
@@ -191,7 +217,8 @@ export function finishRootfs(rootfs: string): void {
     }
   }
   // The assembling host's identity never goes into the image; Docker provides these at run time.
-  for (const f of ["etc/hostname", "etc/resolv.conf", "etc/machine-id", "var/lib/dbus/machine-id"]) rmSync(join(rootfs, f), { force: true });
+  for (const f of ["etc/hostname", "etc/resolv.conf", "etc/machine-id", "var/lib/dbus/machine-id"])
+    rmSync(join(rootfs, f), { force: true });
   writeFileSync(join(rootfs, "etc/machine-id"), "");
   writeFileSync(join(rootfs, "etc/hosts"), "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n");
   const ep = join(rootfs, DOCKERD_ENTRYPOINT);
@@ -240,12 +267,15 @@ export function builderImageServiceFactory(deps: BuilderImageDeps): BuilderImage
     const t0 = performance.now();
     let out: Progress[];
     try {
-      const stream = await docker.importImage(createReadStream(tarPath) as unknown as string, {
-        repo,
-        tag,
-        changes: importChanges(labels),
-        message: `slipway builder-image build (${meta.suite}, recipe ${recipe})`,
-      } as Record<string, unknown>);
+      const stream = await docker.importImage(
+        createReadStream(tarPath) as unknown as string,
+        {
+          repo,
+          tag,
+          changes: importChanges(labels),
+          message: `slipway builder-image build (${meta.suite}, recipe ${recipe})`,
+        } as Record<string, unknown>,
+      );
       out = await followProgress(docker, stream);
     } catch (e) {
       if (e instanceof SlipwayError) throw e;
@@ -254,20 +284,40 @@ export function builderImageServiceFactory(deps: BuilderImageDeps): BuilderImage
     }
     const reported = out.map((p) => p.status ?? "").find((s) => s.startsWith("sha256:"));
     const state = await inspect(ref);
-    if (!state.present || !state.id) throw new SlipwayError(`docker import reported ${reported ?? "nothing"} but ${ref} is not present`);
+    if (!state.present || !state.id)
+      throw new SlipwayError(`docker import reported ${reported ?? "nothing"} but ${ref} is not present`);
     const seconds = (performance.now() - t0) / 1000;
-    log.info("builder image imported", { ref, id: state.id, suite: meta.suite, recipe, seconds: Number(seconds.toFixed(1)) });
-    return { ref, id: state.id, suite: meta.suite, mirror: meta.mirror, recipe, sizeBytes: state.sizeBytes ?? 0, timings: { import: seconds } };
+    log.info("builder image imported", {
+      ref,
+      id: state.id,
+      suite: meta.suite,
+      recipe,
+      seconds: Number(seconds.toFixed(1)),
+    });
+    return {
+      ref,
+      id: state.id,
+      suite: meta.suite,
+      mirror: meta.mirror,
+      recipe,
+      sizeBytes: state.sizeBytes ?? 0,
+      timings: { import: seconds },
+    };
   }
 
   async function build(opts: BuildOptions = {}): Promise<BuiltImage> {
     const suite = opts.suite ?? "trixie";
-    if (!SUITES.includes(suite)) throw new InvalidInputError(`unknown suite '${suite}': expected one of ${SUITES.join(", ")}`, [{ pointer: "/suite", detail: "unknown suite" }]);
+    if (!SUITES.includes(suite))
+      throw new InvalidInputError(`unknown suite '${suite}': expected one of ${SUITES.join(", ")}`, [
+        { pointer: "/suite", detail: "unknown suite" },
+      ]);
     const mirror = validateMirror(opts.mirror ?? defaultMirror());
     const ref = opts.tag ?? `slipway/builder-dockerd:${suite}`;
     splitRef(ref);
     if (uid !== 0) {
-      throw new PreconditionError("builder-image build needs root: debootstrap creates device nodes, sets file ownership and runs package scripts in a chroot. Run it with sudo (or as root), or import a prebuilt image with 'slipway builder-image import'");
+      throw new PreconditionError(
+        "builder-image build needs root: debootstrap creates device nodes, sets file ownership and runs package scripts in a chroot. Run it with sudo (or as root), or import a prebuilt image with 'slipway builder-image import'",
+      );
     }
     if (!which("debootstrap")) throw new PreconditionError("debootstrap is not installed: apt-get install debootstrap");
     if (!which("tar")) throw new PreconditionError("tar is not installed");
@@ -297,14 +347,30 @@ export function builderImageServiceFactory(deps: BuilderImageDeps): BuilderImage
         const tail = `${ds.stdout}\n${ds.stderr}`.trim().split("\n").slice(-8).join("\n");
         const logFile = join(rootfs, "debootstrap/debootstrap.log");
         const detail = existsSync(logFile) ? readFileSync(logFile, "utf8").trim().split("\n").slice(-8).join("\n") : "";
-        throw new SlipwayError(`debootstrap ${suite} from ${mirror} failed${ds.timedOut ? " (timed out)" : ` with exit ${ds.code}`}:\n${tail}${detail ? `\n${detail}` : ""}`);
+        throw new SlipwayError(
+          `debootstrap ${suite} from ${mirror} failed${ds.timedOut ? " (timed out)" : ` with exit ${ds.code}`}:\n${tail}${detail ? `\n${detail}` : ""}`,
+        );
       }
       const debootstrapSeconds = (performance.now() - t0) / 1000;
       finishRootfs(rootfs);
 
       const t1 = performance.now();
-      const tar = await run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=security.capability", "-C", rootfs, "-cf", tarPath, "."], { timeoutMs: 10 * 60_000 });
-      if (tar.code !== 0) throw new SlipwayError(`tar of the rootfs failed: ${tar.stderr.trim().split("\n").slice(-3).join(" ")}`);
+      const tar = await run(
+        [
+          "tar",
+          "--numeric-owner",
+          "--xattrs",
+          "--xattrs-include=security.capability",
+          "-C",
+          rootfs,
+          "-cf",
+          tarPath,
+          ".",
+        ],
+        { timeoutMs: 10 * 60_000 },
+      );
+      if (tar.code !== 0)
+        throw new SlipwayError(`tar of the rootfs failed: ${tar.stderr.trim().split("\n").slice(-3).join(" ")}`);
       const tarSeconds = (performance.now() - t1) / 1000;
       if (opts.keepTarball) {
         mkdirSync(join(opts.keepTarball, ".."), { recursive: true });
@@ -313,7 +379,10 @@ export function builderImageServiceFactory(deps: BuilderImageDeps): BuilderImage
         renameSync(`${opts.keepTarball}.partial`, opts.keepTarball);
       }
       const imported = await importRootfs(tarPath, { ref, suite, mirror });
-      return { ...imported, timings: { debootstrap: debootstrapSeconds, tar: tarSeconds, import: imported.timings.import } };
+      return {
+        ...imported,
+        timings: { debootstrap: debootstrapSeconds, tar: tarSeconds, import: imported.timings.import },
+      };
     } finally {
       await removeWorkDir(work);
     }
@@ -331,10 +400,16 @@ export function builderImageServiceFactory(deps: BuilderImageDeps): BuilderImage
 
   async function importTarball(path: string): Promise<LoadedImages> {
     if (!existsSync(path)) throw new NotFoundError(`no such file: ${path}`);
-    if (!statSync(path).isFile()) throw new InvalidInputError(`${path} is not a file: expected an image tarball written by 'docker save'`, [{ pointer: "/file", detail: "not a file" }]);
+    if (!statSync(path).isFile())
+      throw new InvalidInputError(`${path} is not a file: expected an image tarball written by 'docker save'`, [
+        { pointer: "/file", detail: "not a file" },
+      ]);
     let out: Progress[];
     try {
-      const stream = await docker.loadImage(createReadStream(path) as unknown as string, { quiet: true } as Record<string, unknown>);
+      const stream = await docker.loadImage(
+        createReadStream(path) as unknown as string,
+        { quiet: true } as Record<string, unknown>,
+      );
       out = await followProgress(docker, stream);
     } catch (e) {
       if (e instanceof SlipwayError) throw e;
@@ -344,7 +419,8 @@ export function builderImageServiceFactory(deps: BuilderImageDeps): BuilderImage
     const text = out.map((p) => p.stream ?? p.status ?? "").join("\n");
     const refs = [...text.matchAll(/Loaded image: (\S+)/g)].map((m) => m[1]!);
     const untagged = [...text.matchAll(/Loaded image ID: (sha256:[0-9a-f]{64})/g)].map((m) => m[1]!);
-    if (refs.length === 0 && untagged.length === 0) throw new SlipwayError(`docker load of ${path} loaded nothing: is it a 'docker save' tarball?`);
+    if (refs.length === 0 && untagged.length === 0)
+      throw new SlipwayError(`docker load of ${path} loaded nothing: is it a 'docker save' tarball?`);
     const images: { ref: string; id: string }[] = [];
     for (const ref of refs) {
       const s = await inspect(ref);

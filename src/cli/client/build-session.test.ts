@@ -14,26 +14,107 @@ import { buildCommands, endpointIdentity, resolveProject, type BuildArgs } from 
 const session = {
   buildId: "bld_1",
   dir: "/run/x",
-  connections: [{ platform: "linux/amd64", endpoint: "tcp://10.0.0.1:8444", serverName: "10.0.0.1", dir: "/run/x", ca: "/run/x/ca.pem", cert: "/run/x/cert.pem", key: "/run/x/key.pem" }],
+  connections: [
+    {
+      platform: "linux/amd64",
+      endpoint: "tcp://10.0.0.1:8444",
+      serverName: "10.0.0.1",
+      dir: "/run/x",
+      ca: "/run/x/ca.pem",
+      cert: "/run/x/cert.pem",
+      key: "/run/x/key.pem",
+    },
+  ],
 };
-const args = (over: Partial<BuildArgs> = {}): BuildArgs => ({ context: "ctx", platforms: ["linux/amd64"], tags: [], buildArgs: [], push: false, load: false, outputs: [], noCache: false, progress: "plain", ...over });
+const args = (over: Partial<BuildArgs> = {}): BuildArgs => ({
+  context: "ctx",
+  platforms: ["linux/amd64"],
+  tags: [],
+  buildArgs: [],
+  push: false,
+  load: false,
+  outputs: [],
+  noCache: false,
+  progress: "plain",
+  ...over,
+});
 
 describe("buildCommands", () => {
   test("buildx: every flag is passed on, --load included", () => {
-    const c = buildCommands({ kind: "buildx", path: "/bin/docker-buildx" }, session, args({ tags: ["app:1"], file: "ctx/Other.Dockerfile", buildArgs: ["A=1"], target: "final", push: true, load: true, outputs: ["type=local,dest=out"], noCache: true }));
+    const c = buildCommands(
+      { kind: "buildx", path: "/bin/docker-buildx" },
+      session,
+      args({
+        tags: ["app:1"],
+        file: "ctx/Other.Dockerfile",
+        buildArgs: ["A=1"],
+        target: "final",
+        push: true,
+        load: true,
+        outputs: ["type=local,dest=out"],
+        noCache: true,
+      }),
+    );
     expect(c.setup[0]!.join(" ")).toContain("servername=10.0.0.1"); // Go verifies an IP name against IP SANs
-    expect(c.build).toEqual(["/bin/docker-buildx", "build", "--builder", "slipway-bld_1", "--progress", "plain", "--platform", "linux/amd64", "-t", "app:1", "-f", "ctx/Other.Dockerfile", "--build-arg", "A=1", "--target", "final", "--push", "--load", "--output", "type=local,dest=out", "--no-cache", "ctx"]);
+    expect(c.build).toEqual([
+      "/bin/docker-buildx",
+      "build",
+      "--builder",
+      "slipway-bld_1",
+      "--progress",
+      "plain",
+      "--platform",
+      "linux/amd64",
+      "-t",
+      "app:1",
+      "-f",
+      "ctx/Other.Dockerfile",
+      "--build-arg",
+      "A=1",
+      "--target",
+      "final",
+      "--push",
+      "--load",
+      "--output",
+      "type=local,dest=out",
+      "--no-cache",
+      "ctx",
+    ]);
     expect(c.loadInto).toBeUndefined();
   });
 
   test("buildctl: --load is a docker tarball on stdout piped into docker load", () => {
-    const c = buildCommands({ kind: "buildctl", path: "/bin/buildctl" }, session, args({ tags: ["app:1"], load: true }));
+    const c = buildCommands(
+      { kind: "buildctl", path: "/bin/buildctl" },
+      session,
+      args({ tags: ["app:1"], load: true }),
+    );
     expect(c.build).toContain("type=docker,name=app:1");
     expect(c.build.filter((x) => x.startsWith("type=image"))).toEqual([]);
     expect(c.loadInto).toEqual(["docker", "load"]);
-    expect(() => buildCommands({ kind: "buildctl", path: "/bin/buildctl" }, session, args({ load: true, outputs: ["type=local,dest=o"] }))).toThrow(UsageError);
-    const plain = buildCommands({ kind: "buildctl", path: "/bin/buildctl" }, session, args({ tags: ["app:1"], file: "sub/Dockerfile.x", buildArgs: ["A=1"], target: "t", noCache: true }));
-    expect(plain.build).toEqual(expect.arrayContaining(["--tlsservername", "10.0.0.1", "filename=Dockerfile.x", "build-arg:A=1", "target=t", "--no-cache", "type=image,name=app:1"]));
+    expect(() =>
+      buildCommands(
+        { kind: "buildctl", path: "/bin/buildctl" },
+        session,
+        args({ load: true, outputs: ["type=local,dest=o"] }),
+      ),
+    ).toThrow(UsageError);
+    const plain = buildCommands(
+      { kind: "buildctl", path: "/bin/buildctl" },
+      session,
+      args({ tags: ["app:1"], file: "sub/Dockerfile.x", buildArgs: ["A=1"], target: "t", noCache: true }),
+    );
+    expect(plain.build).toEqual(
+      expect.arrayContaining([
+        "--tlsservername",
+        "10.0.0.1",
+        "filename=Dockerfile.x",
+        "build-arg:A=1",
+        "target=t",
+        "--no-cache",
+        "type=image,name=app:1",
+      ]),
+    );
     expect(plain.loadInto).toBeUndefined();
   });
 });

@@ -44,7 +44,8 @@ export function resolveProject(flag: string | undefined, env: Env, dir: string):
 
 function checkedProjectRef(ref: string, where: string): string {
   const parts = ref.split("/");
-  if (parts.length > 2 || parts.some((p) => p.trim() === "") || ref.length > 200) throw new UsageError(`${where} ${JSON.stringify(ref)}: expected a project id or ORG/NAME`);
+  if (parts.length > 2 || parts.some((p) => p.trim() === "") || ref.length > 200)
+    throw new UsageError(`${where} ${JSON.stringify(ref)}: expected a project id or ORG/NAME`);
   return ref;
 }
 
@@ -58,8 +59,14 @@ export async function ciOidcToken(env: Env, audience: string, fetchFn: typeof fe
   if (env.ACTIONS_ID_TOKEN_REQUEST_URL && env.ACTIONS_ID_TOKEN_REQUEST_TOKEN) {
     const url = new URL(env.ACTIONS_ID_TOKEN_REQUEST_URL);
     url.searchParams.set("audience", audience);
-    const r = await fetchFn(url, { headers: { authorization: `bearer ${env.ACTIONS_ID_TOKEN_REQUEST_TOKEN}` }, signal: AbortSignal.timeout(15_000) });
-    if (!r.ok) throw new PreconditionError(`GitHub Actions refused an OIDC token (HTTP ${r.status}); does the job have 'permissions: id-token: write'?`);
+    const r = await fetchFn(url, {
+      headers: { authorization: `bearer ${env.ACTIONS_ID_TOKEN_REQUEST_TOKEN}` },
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (!r.ok)
+      throw new PreconditionError(
+        `GitHub Actions refused an OIDC token (HTTP ${r.status}); does the job have 'permissions: id-token: write'?`,
+      );
     const value = ((await r.json()) as { value?: string }).value;
     if (!value) throw new PreconditionError("GitHub Actions answered without an OIDC token");
     return value;
@@ -107,7 +114,6 @@ export function findBuildkitClient(env: Env): BuildkitClient | null {
 export const NO_CLIENT =
   "no BuildKit client on this machine: install docker-buildx (Debian trixie's package docker-buildx is a static build that also runs on bookworm) or buildctl";
 
-
 export interface Active {
   platform: string;
   endpoint: string;
@@ -139,27 +145,52 @@ export async function openSession(
   caPem: string | undefined,
   projectId: string,
   platforms: string[],
-  options: { tags: string[]; push: boolean; load?: boolean; outputs: { kind: string; attributes: Record<string, string> }[]; target?: string },
+  options: {
+    tags: string[];
+    push: boolean;
+    load?: boolean;
+    outputs: { kind: string; attributes: Record<string, string> }[];
+    target?: string;
+  },
   onWait: (platform: string, waitedMs: number) => void,
 ): Promise<Session> {
-  const created = await rpc<{ buildId: string; buildToken: string; buildUrl: string }>(api, "depot.cli.v1.BuildService/CreateBuild", {
-    projectId,
-    options: [{ command: "COMMAND_BUILD", tags: options.tags, push: options.push, load: options.load === true, outputs: options.outputs, ...(options.target ? { targetName: options.target } : {}) }],
-  });
+  const created = await rpc<{ buildId: string; buildToken: string; buildUrl: string }>(
+    api,
+    "depot.cli.v1.BuildService/CreateBuild",
+    {
+      projectId,
+      options: [
+        {
+          command: "COMMAND_BUILD",
+          tags: options.tags,
+          push: options.push,
+          load: options.load === true,
+          outputs: options.outputs,
+          ...(options.target ? { targetName: options.target } : {}),
+        },
+      ],
+    },
+  );
   const buildApi = apiClientFactory({ server, token: created.buildToken, caPem });
   const dir = mkdtempSync(join(tmpdir(), "slipway-build-"));
   const finish = async (result: { success: true } | { error: string } | { canceled: true }) => {
-    const body = "success" in result ? { success: {} } : "error" in result ? { error: { error: result.error } } : { canceled: {} };
+    const body =
+      "success" in result ? { success: {} } : "error" in result ? { error: { error: result.error } } : { canceled: {} };
     await rpc(buildApi, "depot.cli.v1.BuildService/FinishBuild", { buildId: created.buildId, ...body });
   };
   try {
     for (const platform of platforms) {
-      if (!builderPlatformOf(platform)) throw new UsageError(`--platform ${platform}: expected linux/amd64 or linux/arm64`);
+      if (!builderPlatformOf(platform))
+        throw new UsageError(`--platform ${platform}: expected linux/amd64 or linux/arm64`);
     }
     // Health is reported while builders start too, as the depot CLI does: a start slower than
     // builds.health_timeout_seconds must not expire the build before it connects.
     const reportHealth = () => {
-      for (const platform of platforms) void rpc(buildApi, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: created.buildId, platform: builderPlatformOf(platform) }).catch(() => {});
+      for (const platform of platforms)
+        void rpc(buildApi, "depot.cli.v1.BuildService/ReportBuildHealth", {
+          buildId: created.buildId,
+          platform: builderPlatformOf(platform),
+        }).catch(() => {});
     };
     const starting = setInterval(reportHealth, 5000);
     // Every platform's builder starts at once: the waits overlap.
@@ -168,11 +199,18 @@ export async function openSession(
         const enumValue = builderPlatformOf(platform)!;
         const t0 = Date.now();
         for (;;) {
-          const r = await rpc<{ pending?: { waitMs?: number }; active?: { endpoint: string; serverName: string; cert: { cert: string; key: string }; caCert: { cert: string } } }>(
-            buildApi,
-            "depot.cli.v1.BuildService/GetBuildKitConnection",
-            { buildId: created.buildId, platform: enumValue },
-          );
+          const r = await rpc<{
+            pending?: { waitMs?: number };
+            active?: {
+              endpoint: string;
+              serverName: string;
+              cert: { cert: string; key: string };
+              caCert: { cert: string };
+            };
+          }>(buildApi, "depot.cli.v1.BuildService/GetBuildKitConnection", {
+            buildId: created.buildId,
+            platform: enumValue,
+          });
           if (r.active) {
             const p = join(dir, platform.replaceAll("/", "-"));
             const files = { ca: `${p}-ca.pem`, cert: `${p}-cert.pem`, key: `${p}-key.pem` };
@@ -194,7 +232,10 @@ export async function openSession(
       async health() {
         let cancel: Date | null = null;
         for (const c of connections) {
-          const r = await rpc<{ cancelsAt?: string }>(buildApi, "depot.cli.v1.BuildService/ReportBuildHealth", { buildId: created.buildId, platform: builderPlatformOf(c.platform) });
+          const r = await rpc<{ cancelsAt?: string }>(buildApi, "depot.cli.v1.BuildService/ReportBuildHealth", {
+            buildId: created.buildId,
+            platform: builderPlatformOf(c.platform),
+          });
           if (r.cancelsAt) cancel = new Date(r.cancelsAt);
         }
         return cancel;
@@ -232,7 +273,9 @@ export function buildCommands(
       "remote",
       "--platform",
       c.platform,
-      ...(c.local ? [`unix://${c.local}`] : ["--driver-opt", `cacert=${c.ca},cert=${c.cert},key=${c.key},servername=${c.serverName}`, c.endpoint]),
+      ...(c.local
+        ? [`unix://${c.local}`]
+        : ["--driver-opt", `cacert=${c.ca},cert=${c.cert},key=${c.key},servername=${c.serverName}`, c.endpoint]),
     ]);
     const build = [
       client.path,
@@ -253,11 +296,18 @@ export function buildCommands(
       a.context,
     ];
     // Its own config dir: nothing is left in the user's buildx configuration.
-    return { setup, build, teardown: [[client.path, "rm", "--force", name]], env: { BUILDX_CONFIG: join(s.dir, "buildx") } };
+    return {
+      setup,
+      build,
+      teardown: [[client.path, "rm", "--force", name]],
+      env: { BUILDX_CONFIG: join(s.dir, "buildx") },
+    };
   }
-  if (s.connections.length !== 1) throw new UsageError("buildctl builds one platform at a time; install docker-buildx for multi-platform builds");
+  if (s.connections.length !== 1)
+    throw new UsageError("buildctl builds one platform at a time; install docker-buildx for multi-platform builds");
   const c = s.connections[0]!;
-  if (a.load && a.outputs.length) throw new UsageError("with buildctl, --load is the build's only output (docker-buildx can combine them)");
+  if (a.load && a.outputs.length)
+    throw new UsageError("with buildctl, --load is the build's only output (docker-buildx can combine them)");
   const name = a.tags.join(",") || "slipway-build";
   const outputs = [
     ...a.outputs,
@@ -302,7 +352,9 @@ export function buildCommands(
  * against the certificate's DNS names (and sent as SNI), an IP address against its IP addresses
  * (TLS forbids an IP address as SNI, so none is sent).
  */
-export function endpointIdentity(serverName: string): Pick<tls.ConnectionOptions, "servername" | "checkServerIdentity"> {
+export function endpointIdentity(
+  serverName: string,
+): Pick<tls.ConnectionOptions, "servername" | "checkServerIdentity"> {
   if (!net.isIP(serverName)) return { servername: serverName };
   return { checkServerIdentity: (_host, cert) => tls.checkServerIdentity(serverName, cert) };
 }
@@ -318,7 +370,15 @@ function forwardServer(c: Active, onError: (e: Error) => void): net.Server {
   return net.createServer((local) => {
     let remote: tls.TLSSocket;
     try {
-      remote = tls.connect({ host: endpoint.hostname.replace(/^\[|\]$/g, ""), port: Number(endpoint.port), ca, cert, key, ...identity, ALPNProtocols: ["h2"] });
+      remote = tls.connect({
+        host: endpoint.hostname.replace(/^\[|\]$/g, ""),
+        port: Number(endpoint.port),
+        ca,
+        cert,
+        key,
+        ...identity,
+        ALPNProtocols: ["h2"],
+      });
     } catch (e) {
       local.destroy();
       return onError(e as Error);
@@ -337,7 +397,10 @@ function forwardServer(c: Active, onError: (e: Error) => void): net.Server {
  * A local TCP listener that forwards each connection to the build endpoint over mutual TLS with
  * the build's certificate: any BuildKit client can then use BUILDKIT_HOST=tcp://127.0.0.1:PORT.
  */
-export async function forwardListener(c: Active, onError: (e: Error) => void = () => {}): Promise<{ port: number; close(): void }> {
+export async function forwardListener(
+  c: Active,
+  onError: (e: Error) => void = () => {},
+): Promise<{ port: number; close(): void }> {
   const server = forwardServer(c, onError);
   await new Promise<void>((res, rej) => server.once("error", rej).listen(0, "127.0.0.1", () => res()));
   return { port: (server.address() as net.AddressInfo).port, close: () => server.close() };

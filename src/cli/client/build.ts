@@ -6,7 +6,18 @@
  */
 import { constants as osConstants } from "node:os";
 import { apiClientFactory } from "../../api-client/index.ts";
-import { buildCommands, ciOidcToken, findBuildkitClient, forwardListener, forwardSocket, NO_CLIENT, openSession, resolveProject, type BuildArgs, type Session } from "./build-session.ts";
+import {
+  buildCommands,
+  ciOidcToken,
+  findBuildkitClient,
+  forwardListener,
+  forwardSocket,
+  NO_CLIENT,
+  openSession,
+  resolveProject,
+  type BuildArgs,
+  type Session,
+} from "./build-session.ts";
 import { list, str } from "../subcommands.ts";
 import { NOT_LOGGED_IN, resolveConnection } from "./saved-login.ts";
 import { PreconditionError, UsageError } from "../../errors.ts";
@@ -24,10 +35,14 @@ async function connection(ctx: CommandContext) {
 }
 
 function platformsOf(ctx: CommandContext): string[] {
-  const p = list(ctx, "platform").flatMap((x) => x.split(",")).map((x) => x.trim()).filter(Boolean);
+  const p = list(ctx, "platform")
+    .flatMap((x) => x.split(","))
+    .map((x) => x.trim())
+    .filter(Boolean);
   const platforms = p.length ? p.map((x) => (x.includes("/") ? x : `linux/${x}`)) : [localPlatform()];
   // Checked before anything is created on the server.
-  for (const x of platforms) if (!builderPlatformOf(x)) throw new UsageError(`--platform ${x}: expected linux/amd64 or linux/arm64`);
+  for (const x of platforms)
+    if (!builderPlatformOf(x)) throw new UsageError(`--platform ${x}: expected linux/amd64 or linux/arm64`);
   return platforms;
 }
 
@@ -46,14 +61,19 @@ function outputsOf(specs: string[]) {
 }
 
 /** Runs `argv` with its output passed through (stdout piped when it is the image); stderr is read for errors. */
-function spawnPassthrough(argv: string[], env: Record<string, string | undefined>, stdout: "inherit" | "pipe" = "inherit") {
+function spawnPassthrough(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  stdout: "inherit" | "pipe" = "inherit",
+) {
   return Bun.spawn(argv, { stdin: "ignore", stdout, stderr: "pipe", env: { ...process.env, ...env } });
 }
 
 export const buildCommand: Command = {
   name: "build",
   summary: "build a Dockerfile on the project's builder (like docker build)",
-  usage: "slipway build [--project P] [--platform linux/amd64,linux/arm64] [-t TAG] [-f Dockerfile] [--build-arg K=V] [--target T] [--push] [--load] [--output SPEC] [--no-cache] [--progress auto|plain] PATH",
+  usage:
+    "slipway build [--project P] [--platform linux/amd64,linux/arm64] [-t TAG] [-f Dockerfile] [--build-arg K=V] [--target T] [--push] [--load] [--output SPEC] [--no-cache] [--progress auto|plain] PATH",
   options: {
     project: { type: "string" },
     platform: { type: "string", multiple: true },
@@ -68,7 +88,7 @@ export const buildCommand: Command = {
     progress: { type: "string" },
   },
   optionHelp: {
-    project: "project id or ORG/NAME (env SLIPWAY_PROJECT, or slipway.json {\"id\": …} in this or a parent directory)",
+    project: 'project id or ORG/NAME (env SLIPWAY_PROJECT, or slipway.json {"id": …} in this or a parent directory)',
     platform: "target platforms, comma-separated or repeated (default: this machine's)",
     tag: "image name and tag (repeatable)",
     file: "Dockerfile path (default PATH/Dockerfile)",
@@ -85,9 +105,13 @@ export const buildCommand: Command = {
     if (ctx.positionals.length !== 1) throw new UsageError("build needs exactly one PATH (the build context)");
     const context = ctx.positionals[0]!;
     const progress = (str(ctx, "progress") ?? "auto") as BuildArgs["progress"];
-    if (progress !== "auto" && progress !== "plain") throw new UsageError(`--progress ${progress}: expected auto or plain`);
+    if (progress !== "auto" && progress !== "plain")
+      throw new UsageError(`--progress ${progress}: expected auto or plain`);
     const project = resolveProject(str(ctx, "project"), ctx.env, context);
-    if (!project) throw new UsageError("which project? pass --project, set SLIPWAY_PROJECT, or put slipway.json {\"id\": \"prj_…\"} in the context or a parent directory");
+    if (!project)
+      throw new UsageError(
+        'which project? pass --project, set SLIPWAY_PROJECT, or put slipway.json {"id": "prj_…"} in the context or a parent directory',
+      );
     const args: BuildArgs = {
       context,
       platforms: platformsOf(ctx),
@@ -105,20 +129,38 @@ export const buildCommand: Command = {
     if (!client) throw new PreconditionError(NO_CLIENT);
     const { server, caPem, api } = await connection(ctx);
     let lastNote = 0;
-    const session = await openSession(api, server, caPem, project, args.platforms, { tags: args.tags, push: args.push, load: args.load, outputs: outputsOf(args.outputs), target: args.target }, (platform, waited) => {
-      if (waited - lastNote >= 3000 || lastNote === 0) {
-        ctx.io.err(`slipway: starting the ${platform} builder… (${Math.round(waited / 1000)} s)`);
-        lastNote = waited || 1;
-      }
-    });
-    ctx.io.err(`slipway: build ${session.buildId} (${session.buildUrl}) on ${args.platforms.join(", ")} with ${client.kind}`);
+    const session = await openSession(
+      api,
+      server,
+      caPem,
+      project,
+      args.platforms,
+      { tags: args.tags, push: args.push, load: args.load, outputs: outputsOf(args.outputs), target: args.target },
+      (platform, waited) => {
+        if (waited - lastNote >= 3000 || lastNote === 0) {
+          ctx.io.err(`slipway: starting the ${platform} builder… (${Math.round(waited / 1000)} s)`);
+          lastNote = waited || 1;
+        }
+      },
+    );
+    ctx.io.err(
+      `slipway: build ${session.buildId} (${session.buildUrl}) on ${args.platforms.join(", ")} with ${client.kind}`,
+    );
     return runBuild(ctx, session, client, args);
   },
 };
 
-async function runBuild(ctx: CommandContext, session: Session, client: NonNullable<ReturnType<typeof findBuildkitClient>>, args: BuildArgs): Promise<number> {
+async function runBuild(
+  ctx: CommandContext,
+  session: Session,
+  client: NonNullable<ReturnType<typeof findBuildkitClient>>,
+  args: BuildArgs,
+): Promise<number> {
   // buildx wants one endpoint per node; with several platforms each gets a local socket.
-  const forwards = client.kind === "buildx" && session.connections.length > 1 ? await Promise.all(session.connections.map((c) => forwardSocket(c))) : [];
+  const forwards =
+    client.kind === "buildx" && session.connections.length > 1
+      ? await Promise.all(session.connections.map((c) => forwardSocket(c)))
+      : [];
   const cmds = buildCommands(client, session, args);
   let canceled = false;
   let child: ReturnType<typeof spawnPassthrough> | null = null;
@@ -150,7 +192,13 @@ async function runBuild(ctx: CommandContext, session: Session, client: NonNullab
       if (code !== 0) throw new PreconditionError(`${argv[0]} ${argv[1]} failed: ${stderr.trim().slice(-500)}`);
     }
     child = spawnPassthrough(cmds.build, cmds.env, cmds.loadInto ? "pipe" : "inherit");
-    const loader = cmds.loadInto ? Bun.spawn(cmds.loadInto, { stdin: child.stdout as ReadableStream<Uint8Array>, stdout: "inherit", stderr: "inherit" }) : null;
+    const loader = cmds.loadInto
+      ? Bun.spawn(cmds.loadInto, {
+          stdin: child.stdout as ReadableStream<Uint8Array>,
+          stdout: "inherit",
+          stderr: "inherit",
+        })
+      : null;
     let tail = "";
     const decoder = new TextDecoder();
     for await (const chunk of child.stderr) {
@@ -171,10 +219,16 @@ async function runBuild(ctx: CommandContext, session: Session, client: NonNullab
     }
     if (code === 0) {
       await session.finish({ success: true });
-      if (ctx.client.json) printJson(ctx.io, { build_id: session.buildId, build_url: session.buildUrl, status: "finished" });
+      if (ctx.client.json)
+        printJson(ctx.io, { build_id: session.buildId, build_url: session.buildUrl, status: "finished" });
       return EXIT_OK;
     }
-    const error = tail.split("\n").filter((l) => /error|failed/i.test(l)).slice(-3).join("\n") || `${client.kind} exited with ${code}`;
+    const error =
+      tail
+        .split("\n")
+        .filter((l) => /error|failed/i.test(l))
+        .slice(-3)
+        .join("\n") || `${client.kind} exited with ${code}`;
     await session.finish({ error });
     return EXIT_FAILED;
   } catch (e) {
@@ -184,7 +238,8 @@ async function runBuild(ctx: CommandContext, session: Session, client: NonNullab
     clearInterval(health);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    for (const argv of cmds.teardown) Bun.spawnSync(argv, { env: { ...process.env, ...cmds.env }, stdout: "ignore", stderr: "ignore" });
+    for (const argv of cmds.teardown)
+      Bun.spawnSync(argv, { env: { ...process.env, ...cmds.env }, stdout: "ignore", stderr: "ignore" });
     for (const f of forwards) f.close();
     session.close();
   }
@@ -204,19 +259,35 @@ export const buildkitEnvCommand: Command = {
     const platforms = platformsOf(ctx);
     if (platforms.length !== 1) throw new UsageError("buildkit-env opens one platform; run it once per platform");
     const project = resolveProject(str(ctx, "project"), ctx.env, process.cwd());
-    if (!project) throw new UsageError("which project? pass --project, set SLIPWAY_PROJECT, or put slipway.json in this or a parent directory");
+    if (!project)
+      throw new UsageError(
+        "which project? pass --project, set SLIPWAY_PROJECT, or put slipway.json in this or a parent directory",
+      );
     const command = ctx.positionals;
     const { server, caPem, api } = await connection(ctx);
-    const session = await openSession(api, server, caPem, project, platforms, { tags: [], push: false, outputs: [] }, (p, waited) => ctx.io.err(`slipway: starting the ${p} builder… (${Math.round(waited / 1000)} s)`));
+    const session = await openSession(
+      api,
+      server,
+      caPem,
+      project,
+      platforms,
+      { tags: [], push: false, outputs: [] },
+      (p, waited) => ctx.io.err(`slipway: starting the ${p} builder… (${Math.round(waited / 1000)} s)`),
+    );
     let fwd: Awaited<ReturnType<typeof forwardListener>> | null = null;
     try {
-      fwd = await forwardListener(session.connections[0]!, (e) => ctx.io.err(`slipway: a connection to the build endpoint failed: ${e.message}`));
+      fwd = await forwardListener(session.connections[0]!, (e) =>
+        ctx.io.err(`slipway: a connection to the build endpoint failed: ${e.message}`),
+      );
       const host = `tcp://127.0.0.1:${fwd.port}`;
       if (command.length > 0) return await runWithBuildkitHost(ctx, session, host, command);
-      if (ctx.client.json) printJson(ctx.io, { build_id: session.buildId, build_url: session.buildUrl, buildkit_host: host });
+      if (ctx.client.json)
+        printJson(ctx.io, { build_id: session.buildId, build_url: session.buildUrl, buildkit_host: host });
       else {
         ctx.io.out(`export BUILDKIT_HOST=${host}`);
-        ctx.io.err(`slipway: build ${session.buildId} is open; point BuildKit clients at ${host}. Ctrl-C ends the build (in a script: slipway buildkit-env -- CMD ARGS…).`);
+        ctx.io.err(
+          `slipway: build ${session.buildId} is open; point BuildKit clients at ${host}. Ctrl-C ends the build (in a script: slipway buildkit-env -- CMD ARGS…).`,
+        );
       }
       const result = await new Promise<"done" | "canceled">((resolveEnd) => {
         const timer = setInterval(async () => {
@@ -246,10 +317,20 @@ export const buildkitEnvCommand: Command = {
  * `buildkit-env -- CMD ARGS…`: runs CMD with BUILDKIT_HOST set, reporting health meanwhile; the
  * build ends with CMD (success when it exits 0) and the exit code is CMD's. A cancel stops CMD.
  */
-async function runWithBuildkitHost(ctx: CommandContext, session: Session, host: string, command: string[]): Promise<number> {
+async function runWithBuildkitHost(
+  ctx: CommandContext,
+  session: Session,
+  host: string,
+  command: string[],
+): Promise<number> {
   let child: ReturnType<typeof Bun.spawn>;
   try {
-    child = Bun.spawn(command, { stdin: "inherit", stdout: "inherit", stderr: "inherit", env: { ...process.env, ...ctx.env, BUILDKIT_HOST: host } });
+    child = Bun.spawn(command, {
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+      env: { ...process.env, ...ctx.env, BUILDKIT_HOST: host },
+    });
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "command not found" : (e as Error).message;
     await session.finish({ error: `cannot run ${command[0]}: ${why}` }).catch(() => {});

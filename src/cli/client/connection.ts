@@ -23,7 +23,8 @@ export async function projectId(api: ApiClient, ref: string): Promise<string> {
   const slash = ref.indexOf("/");
   if (slash < 0) return ref;
   const [org, name] = [ref.slice(0, slash), ref.slice(slash + 1)];
-  if (!org || !name || name.includes("/")) throw new UsageError(`project ${JSON.stringify(ref)}: expected a project id or ORG/NAME`);
+  if (!org || !name || name.includes("/"))
+    throw new UsageError(`project ${JSON.stringify(ref)}: expected a project id or ORG/NAME`);
   // A missing or foreign organization or project answers as the server does for a missing id.
   const missing = () => new ApiError(404, { title: "Not found", status: 404, detail: "no such project" });
   const projects = await api.get<ProjectView[]>(`/api/v1/orgs/${seg(org)}/projects`).catch((e: unknown) => {

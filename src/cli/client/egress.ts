@@ -13,7 +13,6 @@ import { UsageError } from "../../errors.ts";
 import type { EventView, HostView, PolicyView, RuleView } from "../../egress/models.ts";
 import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
 
-
 export const egressCommand: Command = {
   name: "egress",
   summary: "an organization's egress policy for CI runners, its runner hosts and would-be blocks",
@@ -32,7 +31,13 @@ export const egressCommand: Command = {
     "       slipway egress unset-local HOST-ID                          (administrator)",
     "       (TARGET: an address, a CIDR, a hostname, or *.domain — names strictly below domain, not the apex)",
   ].join("\n"),
-  options: { org: { type: "string" }, ports: { type: "string" }, comment: { type: "string" }, name: { type: "string" }, scope: { type: "string", multiple: true } },
+  options: {
+    org: { type: "string" },
+    ports: { type: "string" },
+    comment: { type: "string" },
+    name: { type: "string" },
+    scope: { type: "string", multiple: true },
+  },
   optionHelp: {
     org: "the organization (slug or id)",
     ports: "add: ports or ranges the rule covers (TCP and UDP); default every port",
@@ -41,7 +46,8 @@ export const egressCommand: Command = {
     scope: "add-host, set-local: where the policy applies on that host (repeatable)",
   },
   positionals: true,
-  run: (ctx) => dispatch("egress", { ...policySubcommands(ctx), ...hostSubcommands(ctx), ...localHostSubcommands(ctx) }, ctx),
+  run: (ctx) =>
+    dispatch("egress", { ...policySubcommands(ctx), ...hostSubcommands(ctx), ...localHostSubcommands(ctx) }, ctx),
 };
 
 const org = (ctx: CommandContext) => seg(required(ctx, "org", "egress"));
@@ -60,7 +66,12 @@ function showPolicy(ctx: CommandContext, p: PolicyView): void {
     ["updated", when(p.updated_at)],
   ]);
   ctx.io.out("");
-  table(ctx.io, ["ID", "ACTION", "TARGET", "PORTS", "COMMENT"], p.rules.map((r) => [r.id, r.action, r.target, r.ports ?? "*", r.comment]), "no rules");
+  table(
+    ctx.io,
+    ["ID", "ACTION", "TARGET", "PORTS", "COMMENT"],
+    p.rules.map((r) => [r.id, r.action, r.target, r.ports ?? "*", r.comment]),
+    "no rules",
+  );
 }
 
 /** The policy: show, mode, default, rules. */
@@ -113,7 +124,9 @@ function policySubcommands(ctx: CommandContext): Record<string, Subcommand> {
       async run(_, args) {
         const removed = await connect(ctx).delete<RuleView[]>(`/api/v1/orgs/${org(ctx)}/egress/rules/${seg(args[0]!)}`);
         if (ctx.client.json) printJson(ctx.io, removed);
-        else for (const r of removed ?? []) ctx.io.out(`removed ${r.action} ${r.target}${r.ports ? ` ports ${r.ports}` : ""} (${r.id})`);
+        else
+          for (const r of removed ?? [])
+            ctx.io.out(`removed ${r.action} ${r.target}${r.ports ? ` ports ${r.ports}` : ""} (${r.id})`);
         return EXIT_OK;
       },
     },
@@ -127,7 +140,10 @@ function hostSubcommands(ctx: CommandContext): Record<string, Subcommand> {
       options: ["org"],
       async run() {
         const api = connect(ctx);
-        const [hosts, policy] = await Promise.all([api.get<HostView[]>(`/api/v1/orgs/${org(ctx)}/egress/hosts`), api.get<PolicyView>(`/api/v1/orgs/${org(ctx)}/egress`)]);
+        const [hosts, policy] = await Promise.all([
+          api.get<HostView[]>(`/api/v1/orgs/${org(ctx)}/egress/hosts`),
+          api.get<PolicyView>(`/api/v1/orgs/${org(ctx)}/egress`),
+        ]);
         if (ctx.client.json) printJson(ctx.io, hosts);
         else {
           ctx.io.out(`policy revision ${policy.revision}, mode ${policy.mode}`);
@@ -147,7 +163,9 @@ function hostSubcommands(ctx: CommandContext): Record<string, Subcommand> {
             "no runner hosts (slipway egress add-host)",
           );
           ctx.io.out("");
-          ctx.io.out("Each host's resolvers (its /etc/resolv.conf) are allowed for DNS only, 53/udp and 53/tcp; a rule for their addresses holds on every other port.");
+          ctx.io.out(
+            "Each host's resolvers (its /etc/resolv.conf) are allowed for DNS only, 53/udp and 53/tcp; a rule for their addresses holds on every other port.",
+          );
         }
         return EXIT_OK;
       },
@@ -157,7 +175,22 @@ function hostSubcommands(ctx: CommandContext): Record<string, Subcommand> {
       async run() {
         const events = await connect(ctx).get<EventView[]>(`/api/v1/orgs/${org(ctx)}/egress/events`);
         if (ctx.client.json) printJson(ctx.io, events);
-        else table(ctx.io, ["LAST", "ACTION", "HOST", "SCOPE", "SOURCE", "DESTINATION", "HOSTNAME", "COUNT"], events.map((e) => [when(e.last_at), e.action, e.host_id, e.scope, e.source, `${e.protocol}/${e.dst}:${e.port}`, e.hostname ?? "", e.count]), "nothing blocked");
+        else
+          table(
+            ctx.io,
+            ["LAST", "ACTION", "HOST", "SCOPE", "SOURCE", "DESTINATION", "HOSTNAME", "COUNT"],
+            events.map((e) => [
+              when(e.last_at),
+              e.action,
+              e.host_id,
+              e.scope,
+              e.source,
+              `${e.protocol}/${e.dst}:${e.port}`,
+              e.hostname ?? "",
+              e.count,
+            ]),
+            "nothing blocked",
+          );
         return EXIT_OK;
       },
     },
@@ -166,7 +199,13 @@ function hostSubcommands(ctx: CommandContext): Record<string, Subcommand> {
       async run() {
         const hosts = await connect(ctx).get<HostView[]>(`/api/v1/orgs/${org(ctx)}/egress/hosts`);
         if (ctx.client.json) printJson(ctx.io, hosts);
-        else table(ctx.io, ["NAME", "ID", "SCOPES", "LAST SEEN"], hosts.map((h) => [h.name, h.id, h.scopes.join(","), when(h.last_seen_at)]), "no runner hosts");
+        else
+          table(
+            ctx.io,
+            ["NAME", "ID", "SCOPES", "LAST SEEN"],
+            hosts.map((h) => [h.name, h.id, h.scopes.join(","), when(h.last_seen_at)]),
+            "no runner hosts",
+          );
         return EXIT_OK;
       },
     },
@@ -175,7 +214,10 @@ function hostSubcommands(ctx: CommandContext): Record<string, Subcommand> {
       async run() {
         const scopes = list(ctx, "scope");
         if (scopes.length === 0) throw new UsageError("egress add-host needs at least one --scope");
-        const r = await connect(ctx).post<{ host: HostView; token: string }>(`/api/v1/orgs/${org(ctx)}/egress/hosts`, { name: required(ctx, "name", "egress add-host"), scopes });
+        const r = await connect(ctx).post<{ host: HostView; token: string }>(`/api/v1/orgs/${org(ctx)}/egress/hosts`, {
+          name: required(ctx, "name", "egress add-host"),
+          scopes,
+        });
         if (ctx.client.json) printJson(ctx.io, { id: r.host.id, token: r.token });
         else {
           ctx.io.out(`registered runner host ${r.host.name} (${r.host.id}), scopes ${r.host.scopes.join(", ")}`);
@@ -206,7 +248,13 @@ function localHostSubcommands(ctx: CommandContext): Record<string, Subcommand> {
       async run() {
         const hosts = await connect(ctx).get<HostView[]>("/api/v1/egress/local-hosts");
         if (ctx.client.json) printJson(ctx.io, hosts);
-        else table(ctx.io, ["HOST", "ID", "ORG", "LOCAL SCOPES"], hosts.map((h) => [h.name, h.id, h.org_id, (h.local_scopes ?? []).join(",")]), "no runner host is enforced on the appliance host");
+        else
+          table(
+            ctx.io,
+            ["HOST", "ID", "ORG", "LOCAL SCOPES"],
+            hosts.map((h) => [h.name, h.id, h.org_id, (h.local_scopes ?? []).join(",")]),
+            "no runner host is enforced on the appliance host",
+          );
         return EXIT_OK;
       },
     },
@@ -218,7 +266,10 @@ function localHostSubcommands(ctx: CommandContext): Record<string, Subcommand> {
         if (scopes.length === 0) throw new UsageError("egress set-local needs at least one --scope");
         const h = await connect(ctx).put<HostView>(`/api/v1/egress/local-hosts/${seg(args[0]!)}`, { scopes });
         if (ctx.client.json) printJson(ctx.io, h);
-        else ctx.io.out(`serve enforces runner host ${h.name} (${h.id}) on this appliance host, scopes ${(h.local_scopes ?? []).join(", ")} (with egress.local_agent; picked up at the next start)`);
+        else
+          ctx.io.out(
+            `serve enforces runner host ${h.name} (${h.id}) on this appliance host, scopes ${(h.local_scopes ?? []).join(", ")} (with egress.local_agent; picked up at the next start)`,
+          );
         return EXIT_OK;
       },
     },

@@ -42,44 +42,54 @@ export const membersCommand: Command = {
       if (ctx.client.json) printJson(ctx.io, m);
       else ctx.io.out(verb);
     };
-    return dispatch("members", {
-      list: {
-        options: ["org"],
-        async run() {
-          const members = await connect(ctx).get<Member[]>(base());
-          if (ctx.client.json) printJson(ctx.io, members);
-          else table(ctx.io, ["USER", "ROLE", "USER ID", "SINCE"], members.map((m) => [m.username, m.role, m.user_id, when(m.created_at)]), "no members");
-          return EXIT_OK;
+    return dispatch(
+      "members",
+      {
+        list: {
+          options: ["org"],
+          async run() {
+            const members = await connect(ctx).get<Member[]>(base());
+            if (ctx.client.json) printJson(ctx.io, members);
+            else
+              table(
+                ctx.io,
+                ["USER", "ROLE", "USER ID", "SINCE"],
+                members.map((m) => [m.username, m.role, m.user_id, when(m.created_at)]),
+                "no members",
+              );
+            return EXIT_OK;
+          },
+        },
+        add: {
+          options: ["org", "user", "role"],
+          async run() {
+            const path = base();
+            const m = await connect(ctx).post<Member>(path, { user: user("add"), role: role(ctx, "user") });
+            show(m, `added ${m.username} to ${ctx.values.org} as ${m.role}`);
+            return EXIT_OK;
+          },
+        },
+        "set-role": {
+          options: ["org", "user", "role"],
+          async run() {
+            const path = `${base()}/${seg(user("set-role"))}`;
+            const m = await connect(ctx).patch<Member>(path, { role: role(ctx) });
+            show(m, `${m.username} is now ${m.role === "owner" ? "an owner" : "a user"} of ${ctx.values.org}`);
+            return EXIT_OK;
+          },
+        },
+        remove: {
+          options: ["org", "user"],
+          async run() {
+            const u = user("remove");
+            await connect(ctx).delete(`${base()}/${seg(u)}`);
+            if (ctx.client.json) printJson(ctx.io, { org: ctx.values.org, user: u, removed: true });
+            else ctx.io.out(`removed ${u} from ${ctx.values.org}`);
+            return EXIT_OK;
+          },
         },
       },
-      add: {
-        options: ["org", "user", "role"],
-        async run() {
-          const path = base();
-          const m = await connect(ctx).post<Member>(path, { user: user("add"), role: role(ctx, "user") });
-          show(m, `added ${m.username} to ${ctx.values.org} as ${m.role}`);
-          return EXIT_OK;
-        },
-      },
-      "set-role": {
-        options: ["org", "user", "role"],
-        async run() {
-          const path = `${base()}/${seg(user("set-role"))}`;
-          const m = await connect(ctx).patch<Member>(path, { role: role(ctx) });
-          show(m, `${m.username} is now ${m.role === "owner" ? "an owner" : "a user"} of ${ctx.values.org}`);
-          return EXIT_OK;
-        },
-      },
-      remove: {
-        options: ["org", "user"],
-        async run() {
-          const u = user("remove");
-          await connect(ctx).delete(`${base()}/${seg(u)}`);
-          if (ctx.client.json) printJson(ctx.io, { org: ctx.values.org, user: u, removed: true });
-          else ctx.io.out(`removed ${u} from ${ctx.values.org}`);
-          return EXIT_OK;
-        },
-      },
-    }, ctx);
+      ctx,
+    );
   },
 };

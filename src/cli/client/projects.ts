@@ -17,7 +17,13 @@ const SETTINGS: [flag: string, field: keyof ProjectView, min: number, max: numbe
   ["cache-keep-days", "cache_keep_days", 1, 3650, "keep cache entries this many days (default 14)"],
   ["builder-cpus", "builder_cpus", 1, 256, "CPUs per builder (default 2)"],
   ["builder-memory-mb", "builder_memory_mb", 256, 1048576, "memory per builder, MB (default 4096)"],
-  ["builder-idle-timeout", "builder_idle_timeout_seconds", 30, 86400, "stop an idle builder after this many seconds (default 300)"],
+  [
+    "builder-idle-timeout",
+    "builder_idle_timeout_seconds",
+    30,
+    86400,
+    "stop an idle builder after this many seconds (default 300)",
+  ],
   ["build-timeout", "build_timeout_seconds", 60, 86400, "hard timeout of a build, seconds (default 7200)"],
 ];
 const SETTING_FLAGS = SETTINGS.map(([flag]) => flag);
@@ -67,7 +73,11 @@ export const projectsCommand: Command = {
     "       slipway projects delete P",
     "       (P: a project id, or ORG/NAME)",
   ].join("\n"),
-  options: { org: { type: "string" }, name: { type: "string" }, ...Object.fromEntries(SETTINGS.map(([flag]) => [flag, { type: "string" as const }])) },
+  options: {
+    org: { type: "string" },
+    name: { type: "string" },
+    ...Object.fromEntries(SETTINGS.map(([flag]) => [flag, { type: "string" as const }])),
+  },
   optionHelp: {
     org: "list/create: the organization (slug or id)",
     name: "create/update: project name (letters, digits, . _ -)",
@@ -75,76 +85,93 @@ export const projectsCommand: Command = {
   },
   positionals: true,
   run: (ctx) =>
-    dispatch("projects", {
-      list: {
-        options: ["org"],
-        async run() {
-          const api = connect(ctx);
-          const org = str(ctx, "org");
-          const projects = await api.get<ProjectView[]>(org ? `/api/v1/orgs/${seg(org)}/projects` : "/api/v1/projects");
-          if (ctx.client.json) printJson(ctx.io, projects);
-          else {
-            const slugs = await orgSlugs(api);
-            table(
-              ctx.io,
-              ["ORG", "NAME", "ID", "CACHE", "CPUS", "MEMORY", "CREATED"],
-              projects.map((p) => [slugs.get(p.org_id) ?? p.org_id, p.name, p.id, `${p.cache_size_gb} GB`, p.builder_cpus, `${p.builder_memory_mb} MB`, when(p.created_at)]),
-              "no projects",
+    dispatch(
+      "projects",
+      {
+        list: {
+          options: ["org"],
+          async run() {
+            const api = connect(ctx);
+            const org = str(ctx, "org");
+            const projects = await api.get<ProjectView[]>(
+              org ? `/api/v1/orgs/${seg(org)}/projects` : "/api/v1/projects",
             );
-          }
-          return EXIT_OK;
+            if (ctx.client.json) printJson(ctx.io, projects);
+            else {
+              const slugs = await orgSlugs(api);
+              table(
+                ctx.io,
+                ["ORG", "NAME", "ID", "CACHE", "CPUS", "MEMORY", "CREATED"],
+                projects.map((p) => [
+                  slugs.get(p.org_id) ?? p.org_id,
+                  p.name,
+                  p.id,
+                  `${p.cache_size_gb} GB`,
+                  p.builder_cpus,
+                  `${p.builder_memory_mb} MB`,
+                  when(p.created_at),
+                ]),
+                "no projects",
+              );
+            }
+            return EXIT_OK;
+          },
+        },
+        create: {
+          options: ["org", "name", ...SETTING_FLAGS],
+          async run() {
+            const org = required(ctx, "org", "projects create");
+            const body = { name: required(ctx, "name", "projects create"), ...settings(ctx) };
+            const p = await connect(ctx).post<ProjectView>(`/api/v1/orgs/${seg(org)}/projects`, body);
+            if (ctx.client.json) printJson(ctx.io, p);
+            else ctx.io.out(`created project ${org}/${p.name} (${p.id})`);
+            return EXIT_OK;
+          },
+        },
+        show: {
+          options: [],
+          args: ["P"],
+          async run(_, [ref]) {
+            const api = connect(ctx);
+            const p = await api.get<ProjectView>(`/api/v1/projects/${seg(await projectId(api, ref!))}`);
+            showProject(ctx, p, ctx.client.json ? undefined : (await orgSlugs(api)).get(p.org_id));
+            return EXIT_OK;
+          },
+        },
+        update: {
+          options: ["name", ...SETTING_FLAGS],
+          args: ["P"],
+          async run(_, [ref]) {
+            const body: Record<string, string | number> = settings(ctx);
+            const name = str(ctx, "name");
+            if (name !== undefined) body.name = name;
+            if (Object.keys(body).length === 0)
+              throw new UsageError(
+                `projects update needs something to change: --name or one of ${SETTING_FLAGS.map((f) => `--${f}`).join(", ")}`,
+              );
+            const api = connect(ctx);
+            const p = await api.patch<ProjectView>(`/api/v1/projects/${seg(await projectId(api, ref!))}`, body);
+            if (ctx.client.json) printJson(ctx.io, p);
+            else {
+              ctx.io.out(`updated project ${p.name} (${p.id})`);
+              showProject(ctx, p, (await orgSlugs(api)).get(p.org_id));
+            }
+            return EXIT_OK;
+          },
+        },
+        delete: {
+          options: [],
+          args: ["P"],
+          async run(_, [ref]) {
+            const api = connect(ctx);
+            const id = await projectId(api, ref!);
+            await api.delete(`/api/v1/projects/${seg(id)}`);
+            if (ctx.client.json) printJson(ctx.io, { id, deleted: true });
+            else ctx.io.out(`deleted project ${ref}${ref !== id ? ` (${id})` : ""}`);
+            return EXIT_OK;
+          },
         },
       },
-      create: {
-        options: ["org", "name", ...SETTING_FLAGS],
-        async run() {
-          const org = required(ctx, "org", "projects create");
-          const body = { name: required(ctx, "name", "projects create"), ...settings(ctx) };
-          const p = await connect(ctx).post<ProjectView>(`/api/v1/orgs/${seg(org)}/projects`, body);
-          if (ctx.client.json) printJson(ctx.io, p);
-          else ctx.io.out(`created project ${org}/${p.name} (${p.id})`);
-          return EXIT_OK;
-        },
-      },
-      show: {
-        options: [],
-        args: ["P"],
-        async run(_, [ref]) {
-          const api = connect(ctx);
-          const p = await api.get<ProjectView>(`/api/v1/projects/${seg(await projectId(api, ref!))}`);
-          showProject(ctx, p, ctx.client.json ? undefined : (await orgSlugs(api)).get(p.org_id));
-          return EXIT_OK;
-        },
-      },
-      update: {
-        options: ["name", ...SETTING_FLAGS],
-        args: ["P"],
-        async run(_, [ref]) {
-          const body: Record<string, string | number> = settings(ctx);
-          const name = str(ctx, "name");
-          if (name !== undefined) body.name = name;
-          if (Object.keys(body).length === 0) throw new UsageError(`projects update needs something to change: --name or one of ${SETTING_FLAGS.map((f) => `--${f}`).join(", ")}`);
-          const api = connect(ctx);
-          const p = await api.patch<ProjectView>(`/api/v1/projects/${seg(await projectId(api, ref!))}`, body);
-          if (ctx.client.json) printJson(ctx.io, p);
-          else {
-            ctx.io.out(`updated project ${p.name} (${p.id})`);
-            showProject(ctx, p, (await orgSlugs(api)).get(p.org_id));
-          }
-          return EXIT_OK;
-        },
-      },
-      delete: {
-        options: [],
-        args: ["P"],
-        async run(_, [ref]) {
-          const api = connect(ctx);
-          const id = await projectId(api, ref!);
-          await api.delete(`/api/v1/projects/${seg(id)}`);
-          if (ctx.client.json) printJson(ctx.io, { id, deleted: true });
-          else ctx.io.out(`deleted project ${ref}${ref !== id ? ` (${id})` : ""}`);
-          return EXIT_OK;
-        },
-      },
-    }, ctx),
+      ctx,
+    ),
 };

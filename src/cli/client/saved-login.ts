@@ -45,14 +45,20 @@ export function readClientConfig(env: Env): SavedClientConfig | null {
   try {
     parsed = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new ConfigError(`${path} is not valid JSON (${(e as Error).message}); fix it, or delete it and run 'slipway login' again`);
+    throw new ConfigError(
+      `${path} is not valid JSON (${(e as Error).message}); fix it, or delete it and run 'slipway login' again`,
+    );
   }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new ConfigError(`${path} must hold a JSON object; delete it and run 'slipway login' again`);
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+    throw new ConfigError(`${path} must hold a JSON object; delete it and run 'slipway login' again`);
   const o = parsed as Record<string, unknown>;
   const str = (k: string) => {
     const v = o[k];
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== "string") throw new ConfigError(`${path}: "${k}" must be a string; fix it, or delete the file and run 'slipway login' again`);
+    if (typeof v !== "string")
+      throw new ConfigError(
+        `${path}: "${k}" must be a string; fix it, or delete the file and run 'slipway login' again`,
+      );
     return v;
   };
   const server = str("server");
@@ -93,9 +99,12 @@ export function readCaFile(path: string, source = "--cacert"): string {
   try {
     pem = readFileSync(path, "utf8");
   } catch (e) {
-    throw new ConfigError(`${source} ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new ConfigError(
+      `${source} ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
   }
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError(`${source} ${path}: not a PEM certificate (no BEGIN CERTIFICATE line)`);
+  if (!pem.includes("-----BEGIN CERTIFICATE-----"))
+    throw new ConfigError(`${source} ${path}: not a PEM certificate (no BEGIN CERTIFICATE line)`);
   return pem;
 }
 
@@ -114,7 +123,12 @@ export function resolveConnection(client: ClientOptions, env: Env, opts: { requi
   if (!server) throw new UsageError(NOT_LOGGED_IN);
   const usesSaved = saved !== null && sameServer(server, saved.server);
   const token = client.token ?? (usesSaved ? saved.token : undefined);
-  const caPem = client.cacert !== undefined ? readCaFile(client.cacert, env.SLIPWAY_CACERT === client.cacert ? "SLIPWAY_CACERT" : "--cacert") : usesSaved ? saved.cacert_pem : undefined;
+  const caPem =
+    client.cacert !== undefined
+      ? readCaFile(client.cacert, env.SLIPWAY_CACERT === client.cacert ? "SLIPWAY_CACERT" : "--cacert")
+      : usesSaved
+        ? saved.cacert_pem
+        : undefined;
   if ((opts.requireToken ?? true) && !token) throw new UsageError(NOT_LOGGED_IN);
   return { server, token, caPem };
 }

@@ -18,7 +18,12 @@ function matches(t: Trust): string {
   const c = t.config;
   switch (t.provider) {
     case "github": {
-      const pins = [["id", c.repositoryId], ["owner id", c.repositoryOwnerId], ["ref", c.ref], ["environment", c.environment]].filter(([, v]) => v !== undefined);
+      const pins = [
+        ["id", c.repositoryId],
+        ["owner id", c.repositoryOwnerId],
+        ["ref", c.ref],
+        ["environment", c.environment],
+      ].filter(([, v]) => v !== undefined);
       return [`repository ${c.repository}`, ...pins.map(([k, v]) => `${k} ${v}`)].join(" ");
     }
     case "circleci":
@@ -47,30 +52,49 @@ function trustBody(ctx: CommandContext): Record<string, unknown> {
   const claims = list(ctx, "claim");
   const issuer = str(ctx, "issuer");
   const given = [github && "--github", circleci && "--circleci", buildkite && "--buildkite"].filter(Boolean);
-  if (given.length > 1) throw new UsageError(`trust add takes one of --github, --circleci, --buildkite (or --issuer with --claim), not ${given.join(" and ")}`);
-  if (given.length === 1 && claims.length > 0) throw new UsageError(`--claim is for a generic issuer; it cannot be combined with ${given[0]}`);
-  const pins = { repositoryId: str(ctx, "repository-id"), repositoryOwnerId: str(ctx, "owner-id"), ref: str(ctx, "ref"), environment: str(ctx, "environment") };
+  if (given.length > 1)
+    throw new UsageError(
+      `trust add takes one of --github, --circleci, --buildkite (or --issuer with --claim), not ${given.join(" and ")}`,
+    );
+  if (given.length === 1 && claims.length > 0)
+    throw new UsageError(`--claim is for a generic issuer; it cannot be combined with ${given[0]}`);
+  const pins = {
+    repositoryId: str(ctx, "repository-id"),
+    repositoryOwnerId: str(ctx, "owner-id"),
+    ref: str(ctx, "ref"),
+    environment: str(ctx, "environment"),
+  };
   const pinFlags = Object.entries(pins).filter(([, v]) => v !== undefined);
-  if (!github && pinFlags.length > 0) throw new UsageError("--repository-id, --owner-id, --ref and --environment pin a --github trust; for other issuers use --claim");
+  if (!github && pinFlags.length > 0)
+    throw new UsageError(
+      "--repository-id, --owner-id, --ref and --environment pin a --github trust; for other issuers use --claim",
+    );
 
   let body: Record<string, unknown>;
   if (github) {
     const [owner] = pair(github, "github", "OWNER/REPO");
     body = { provider: "github", owner, repository: github, ...Object.fromEntries(pinFlags) };
   } else if (circleci) {
-    const [organizationId, projectUuid] = pair(circleci, "circleci", "ORG_ID/PROJECT_ID (the organization's and the project's UUIDs)");
+    const [organizationId, projectUuid] = pair(
+      circleci,
+      "circleci",
+      "ORG_ID/PROJECT_ID (the organization's and the project's UUIDs)",
+    );
     body = { provider: "circleci", organizationId, projectUuid };
   } else if (buildkite) {
     const [organizationSlug, pipelineSlug] = pair(buildkite, "buildkite", "ORG/PIPELINE (the slugs)");
     body = { provider: "buildkite", organizationSlug, pipelineSlug };
   } else {
     if (!issuer || claims.length === 0) {
-      throw new UsageError("trust add needs one of --github OWNER/REPO, --circleci ORG_ID/PROJECT_ID, --buildkite ORG/PIPELINE, or --issuer URL with --claim NAME=VALUE");
+      throw new UsageError(
+        "trust add needs one of --github OWNER/REPO, --circleci ORG_ID/PROJECT_ID, --buildkite ORG/PIPELINE, or --issuer URL with --claim NAME=VALUE",
+      );
     }
     const map: Record<string, string> = {};
     for (const c of claims) {
       const eq = c.indexOf("=");
-      if (eq <= 0) throw new UsageError(`--claim ${JSON.stringify(c)}: expected NAME=VALUE (VALUE exact, or a glob with *)`);
+      if (eq <= 0)
+        throw new UsageError(`--claim ${JSON.stringify(c)}: expected NAME=VALUE (VALUE exact, or a glob with *)`);
       const name = c.slice(0, eq);
       if (name in map) throw new UsageError(`--claim ${name} is given twice`);
       map[name] = c.slice(eq + 1);
@@ -86,7 +110,9 @@ function trustBody(ctx: CommandContext): Record<string, unknown> {
     try {
       text = readFileSync(jwksFile, "utf8");
     } catch (e) {
-      throw new ConfigError(`--jwks-file ${jwksFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new ConfigError(
+        `--jwks-file ${jwksFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
     try {
       body.static_jwks = JSON.parse(text);
@@ -130,52 +156,81 @@ export const trustCommand: Command = {
     claim: "add: a claim to match, NAME=VALUE; VALUE exact or a glob with * (repeatable)",
     audience: "add: accepted audience (repeatable; default: this server's public URL)",
     "jwks-file": "add: the issuer's keys (JWKS JSON) for issuers this server cannot reach",
-    "repository-id": "add, --github: also require this repository_id (GitHub's immutable id: a re-created repository of the same name does not match)",
+    "repository-id":
+      "add, --github: also require this repository_id (GitHub's immutable id: a re-created repository of the same name does not match)",
     "owner-id": "add, --github: also require this repository_owner_id (immutable, like --repository-id)",
     ref: "add, --github: also require this ref, e.g. refs/heads/main (exact, or a glob with *)",
     environment: "add, --github: also require this deployment environment",
   },
   positionals: true,
   run: (ctx) =>
-    dispatch("trust", {
-      list: {
-        options: ["project"],
-        async run() {
-          const ref = required(ctx, "project", "trust list");
-          const api = connect(ctx);
-          const trusts = await api.get<Trust[]>(`/api/v1/projects/${seg(await projectId(api, ref))}/trust`);
-          if (ctx.client.json) printJson(ctx.io, trusts);
-          else
-            table(
-              ctx.io,
-              ["ID", "PROVIDER", "MATCHES", "ISSUER", "AUDIENCES", "KEYS", "CREATED"],
-              trusts.map((t) => [t.id, t.provider, matches(t), t.issuer, t.audiences.join(","), t.static_jwks ? "static" : "fetched", when(t.created_at)]),
-              "no trust relationships",
-            );
-          return EXIT_OK;
+    dispatch(
+      "trust",
+      {
+        list: {
+          options: ["project"],
+          async run() {
+            const ref = required(ctx, "project", "trust list");
+            const api = connect(ctx);
+            const trusts = await api.get<Trust[]>(`/api/v1/projects/${seg(await projectId(api, ref))}/trust`);
+            if (ctx.client.json) printJson(ctx.io, trusts);
+            else
+              table(
+                ctx.io,
+                ["ID", "PROVIDER", "MATCHES", "ISSUER", "AUDIENCES", "KEYS", "CREATED"],
+                trusts.map((t) => [
+                  t.id,
+                  t.provider,
+                  matches(t),
+                  t.issuer,
+                  t.audiences.join(","),
+                  t.static_jwks ? "static" : "fetched",
+                  when(t.created_at),
+                ]),
+                "no trust relationships",
+              );
+            return EXIT_OK;
+          },
+        },
+        add: {
+          options: [
+            "project",
+            "github",
+            "circleci",
+            "buildkite",
+            "issuer",
+            "claim",
+            "audience",
+            "jwks-file",
+            "repository-id",
+            "owner-id",
+            "ref",
+            "environment",
+          ],
+          async run() {
+            const ref = required(ctx, "project", "trust add");
+            const body = trustBody(ctx);
+            const api = connect(ctx);
+            const t = await api.post<Trust>(`/api/v1/projects/${seg(await projectId(api, ref))}/trust`, body);
+            if (ctx.client.json) printJson(ctx.io, t);
+            else
+              ctx.io.out(
+                `added trust ${t.id}: ${t.provider} ${matches(t)} (issuer ${t.issuer}; audiences ${t.audiences.join(", ")})`,
+              );
+            return EXIT_OK;
+          },
+        },
+        remove: {
+          options: [],
+          args: ["ID"],
+          async run(_, [id]) {
+            await connect(ctx).delete(`/api/v1/trust/${seg(id!)}`);
+            if (ctx.client.json) printJson(ctx.io, { id, removed: true });
+            else ctx.io.out(`removed trust ${id}`);
+            return EXIT_OK;
+          },
         },
       },
-      add: {
-        options: ["project", "github", "circleci", "buildkite", "issuer", "claim", "audience", "jwks-file", "repository-id", "owner-id", "ref", "environment"],
-        async run() {
-          const ref = required(ctx, "project", "trust add");
-          const body = trustBody(ctx);
-          const api = connect(ctx);
-          const t = await api.post<Trust>(`/api/v1/projects/${seg(await projectId(api, ref))}/trust`, body);
-          if (ctx.client.json) printJson(ctx.io, t);
-          else ctx.io.out(`added trust ${t.id}: ${t.provider} ${matches(t)} (issuer ${t.issuer}; audiences ${t.audiences.join(", ")})`);
-          return EXIT_OK;
-        },
-      },
-      remove: {
-        options: [],
-        args: ["ID"],
-        async run(_, [id]) {
-          await connect(ctx).delete(`/api/v1/trust/${seg(id!)}`);
-          if (ctx.client.json) printJson(ctx.io, { id, removed: true });
-          else ctx.io.out(`removed trust ${id}`);
-          return EXIT_OK;
-        },
-      },
-    }, ctx),
+      ctx,
+    ),
 };

@@ -26,7 +26,10 @@ function openDb(ctx: CommandContext): Database {
 
 function username(ctx: CommandContext, sub: string): string {
   const u = required(ctx, "username", `admin ${sub}`);
-  if (!USERNAME.test(u)) throw new UsageError(`--username ${JSON.stringify(u)}: letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters`);
+  if (!USERNAME.test(u))
+    throw new UsageError(
+      `--username ${JSON.stringify(u)}: letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters`,
+    );
   return u;
 }
 
@@ -44,7 +47,12 @@ export const adminCommand: Command = {
     "slipway admin create-user --username U [--admin] [--password-stdin] [--data-dir DIR]",
     "       slipway admin reset-token --username U [--data-dir DIR]",
   ].join("\n"),
-  options: { ...SERVER_OPTIONS, username: { type: "string" }, admin: { type: "boolean" }, "password-stdin": { type: "boolean" } },
+  options: {
+    ...SERVER_OPTIONS,
+    username: { type: "string" },
+    admin: { type: "boolean" },
+    "password-stdin": { type: "boolean" },
+  },
   optionHelp: {
     ...SERVER_HELP,
     username: "the user",
@@ -53,51 +61,66 @@ export const adminCommand: Command = {
   },
   positionals: true,
   run: (ctx) =>
-    dispatch("admin", {
-      "create-user": {
-        options: [...SERVER_FLAGS, "username", "admin", "password-stdin"],
-        async run() {
-          const name = username(ctx, "create-user");
-          const password = ctx.values["password-stdin"] ? await passwordFromStdin() : undefined;
-          const db = openDb(ctx);
-          try {
-            const audit = auditServiceFactory({ db });
-            const orgs = orgsServiceFactory({ db, audit });
-            const sessions = sessionsServiceFactory({ db, audit, users: orgs });
-            if (password !== undefined) sessions.checkPassword(password); // before the user exists
-            const user = orgs.createUser({ username: name, isAdmin: ctx.values.admin === true }, ACTOR);
-            if (password !== undefined) await sessions.setPassword(user.id, password);
-            if (ctx.client.json) printJson(ctx.io, { ...user, password_set: password !== undefined });
-            else {
-              ctx.io.out(`created user ${user.username} (${user.id})${user.is_admin ? ", an administrator" : ""}${password !== undefined ? ", with a password for the web UI" : ""}`);
-              ctx.io.out(`give them a token with 'slipway admin reset-token --username ${user.username}', and add them to organizations with 'slipway members add'`);
+    dispatch(
+      "admin",
+      {
+        "create-user": {
+          options: [...SERVER_FLAGS, "username", "admin", "password-stdin"],
+          async run() {
+            const name = username(ctx, "create-user");
+            const password = ctx.values["password-stdin"] ? await passwordFromStdin() : undefined;
+            const db = openDb(ctx);
+            try {
+              const audit = auditServiceFactory({ db });
+              const orgs = orgsServiceFactory({ db, audit });
+              const sessions = sessionsServiceFactory({ db, audit, users: orgs });
+              if (password !== undefined) sessions.checkPassword(password); // before the user exists
+              const user = orgs.createUser({ username: name, isAdmin: ctx.values.admin === true }, ACTOR);
+              if (password !== undefined) await sessions.setPassword(user.id, password);
+              if (ctx.client.json) printJson(ctx.io, { ...user, password_set: password !== undefined });
+              else {
+                ctx.io.out(
+                  `created user ${user.username} (${user.id})${user.is_admin ? ", an administrator" : ""}${password !== undefined ? ", with a password for the web UI" : ""}`,
+                );
+                ctx.io.out(
+                  `give them a token with 'slipway admin reset-token --username ${user.username}', and add them to organizations with 'slipway members add'`,
+                );
+              }
+              return EXIT_OK;
+            } finally {
+              db.close();
             }
-            return EXIT_OK;
-          } finally {
-            db.close();
-          }
+          },
+        },
+        "reset-token": {
+          options: [...SERVER_FLAGS, "username"],
+          async run() {
+            const name = username(ctx, "reset-token");
+            const db = openDb(ctx);
+            try {
+              const audit = auditServiceFactory({ db });
+              const user = orgsServiceFactory({ db, audit }).getUser(name);
+              const created = tokensServiceFactory({ db, audit }).create(
+                { kind: "user", name: "reset-token", expiresAt: null, userId: user.id, createdBy: null },
+                ACTOR,
+              );
+              if (ctx.client.json) printJson(ctx.io, { id: created.metadata.id, token: created.token });
+              else {
+                ctx.io.out(created.token);
+                ctx.io.err(
+                  `created user token ${created.metadata.id} for ${user.username}; this is the only time it is shown: store it now`,
+                );
+                ctx.io.err(
+                  "(revoke tokens you no longer have with 'slipway tokens list' and 'slipway tokens revoke ID')",
+                );
+              }
+              return EXIT_OK;
+            } finally {
+              db.close();
+            }
+          },
         },
       },
-      "reset-token": {
-        options: [...SERVER_FLAGS, "username"],
-        async run() {
-          const name = username(ctx, "reset-token");
-          const db = openDb(ctx);
-          try {
-            const audit = auditServiceFactory({ db });
-            const user = orgsServiceFactory({ db, audit }).getUser(name);
-            const created = tokensServiceFactory({ db, audit }).create({ kind: "user", name: "reset-token", expiresAt: null, userId: user.id, createdBy: null }, ACTOR);
-            if (ctx.client.json) printJson(ctx.io, { id: created.metadata.id, token: created.token });
-            else {
-              ctx.io.out(created.token);
-              ctx.io.err(`created user token ${created.metadata.id} for ${user.username}; this is the only time it is shown: store it now`);
-              ctx.io.err("(revoke tokens you no longer have with 'slipway tokens list' and 'slipway tokens revoke ID')");
-            }
-            return EXIT_OK;
-          } finally {
-            db.close();
-          }
-        },
-      },
-    }, ctx),
+      ctx,
+    ),
 };

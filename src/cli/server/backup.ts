@@ -21,7 +21,8 @@ export const backupCommand: Command = {
     const out = ctx.values.out;
     if (typeof out !== "string" || out === "") throw new UsageError("backup needs --out FILE");
     const target = resolve(out);
-    if (existsSync(target) && !ctx.values.force) throw new UsageError(`${target} already exists; choose another name or pass --force`);
+    if (existsSync(target) && !ctx.values.force)
+      throw new UsageError(`${target} already exists; choose another name or pass --force`);
     const { dataDir, config } = loadServerConfig(ctx);
     const dbFile = join(dataDir, DB_FILE);
     if (!existsSync(dbFile)) throw new PreconditionError(`no database at ${dbFile}; nothing to back up`);
@@ -32,7 +33,9 @@ export const backupCommand: Command = {
       if (ctx.client.json) printJson(ctx.io, result);
       else {
         ctx.io.out(`wrote ${result.file} (${result.bytes} bytes, schema version ${result.schema_version})`);
-        ctx.io.out(`keep ${join(dataDir, "master.key")} safe separately: the secrets in this backup are sealed under it`);
+        ctx.io.out(
+          `keep ${join(dataDir, "master.key")} safe separately: the secrets in this backup are sealed under it`,
+        );
       }
       return EXIT_OK;
     } finally {

@@ -6,14 +6,19 @@
  * image the configuration names and whether that image is present.
  */
 import Docker from "dockerode";
-import { builderImageServiceFactory, configuredImage, judgeImage, SUITES, type Suite } from "../../builders/image/index.ts";
+import {
+  builderImageServiceFactory,
+  configuredImage,
+  judgeImage,
+  SUITES,
+  type Suite,
+} from "../../builders/image/index.ts";
 import { dispatch, str } from "../subcommands.ts";
 import { dockerSocketPath } from "../../doctor/checks.ts";
 import { UsageError } from "../../errors.ts";
 import { createLogger } from "../../log/logger.ts";
 import { EXIT_FAILED, EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
 import { SERVER_FLAGS, SERVER_HELP, SERVER_OPTIONS, loadServerConfig } from "./options.ts";
-
 
 function service(ctx: CommandContext) {
   const docker = new Docker({ socketPath: dockerSocketPath(ctx.env) });
@@ -23,7 +28,8 @@ function service(ctx: CommandContext) {
 
 async function build(ctx: CommandContext): Promise<number> {
   const suite = str(ctx, "suite") ?? "trixie";
-  if (!(SUITES as readonly string[]).includes(suite)) throw new UsageError(`--suite must be one of ${SUITES.join(", ")}`);
+  if (!(SUITES as readonly string[]).includes(suite))
+    throw new UsageError(`--suite must be one of ${SUITES.join(", ")}`);
   const loaded = loadServerConfig(ctx);
   const tag = str(ctx, "tag") ?? `slipway/builder-dockerd:${suite}`;
   const t0 = performance.now();
@@ -32,9 +38,12 @@ async function build(ctx: CommandContext): Promise<number> {
   if (ctx.client.json) printJson(ctx.io, { ...img, seconds });
   else {
     ctx.io.out(`${img.ref} ${img.id}`);
-    ctx.io.out(`  Debian ${img.suite} from ${img.mirror}, recipe ${img.recipe}, ${(img.sizeBytes / 1e6).toFixed(0)} MB, ${seconds.toFixed(0)} s (debootstrap ${img.timings.debootstrap.toFixed(0)} s, tar ${img.timings.tar.toFixed(0)} s, import ${img.timings.import.toFixed(0)} s)`);
+    ctx.io.out(
+      `  Debian ${img.suite} from ${img.mirror}, recipe ${img.recipe}, ${(img.sizeBytes / 1e6).toFixed(0)} MB, ${seconds.toFixed(0)} s (debootstrap ${img.timings.debootstrap.toFixed(0)} s, tar ${img.timings.tar.toFixed(0)} s, import ${img.timings.import.toFixed(0)} s)`,
+    );
     const configured = loaded.config.builders.dockerd_image;
-    if (configured !== img.ref) ctx.io.out(`  note: builders.dockerd_image is ${configured}; set it to ${img.ref} to use this image`);
+    if (configured !== img.ref)
+      ctx.io.out(`  note: builders.dockerd_image is ${configured}; set it to ${img.ref} to use this image`);
   }
   return EXIT_OK;
 }
@@ -44,7 +53,8 @@ async function importTar(ctx: CommandContext, file: string): Promise<number> {
   if (ctx.client.json) printJson(ctx.io, loaded);
   else {
     for (const i of loaded.images) ctx.io.out(`${i.ref} ${i.id}`);
-    for (const id of loaded.untagged) ctx.io.out(`(untagged) ${id}  — tag it (docker tag ${id.slice(7, 19)} NAME) and set builders.buildkitd_image`);
+    for (const id of loaded.untagged)
+      ctx.io.out(`(untagged) ${id}  — tag it (docker tag ${id.slice(7, 19)} NAME) and set builders.buildkitd_image`);
   }
   return EXIT_OK;
 }
@@ -52,7 +62,14 @@ async function importTar(ctx: CommandContext, file: string): Promise<number> {
 async function status(ctx: CommandContext): Promise<number> {
   const c = configuredImage(loadServerConfig(ctx).config.builders);
   const v = await judgeImage(service(ctx), c);
-  if (ctx.client.json) printJson(ctx.io, { runtime: c.runtime, image: c.image, ...(v.state ?? { present: null }), status: v.status, ...(v.fix ? { fix: v.fix } : {}) });
+  if (ctx.client.json)
+    printJson(ctx.io, {
+      runtime: c.runtime,
+      image: c.image,
+      ...(v.state ?? { present: null }),
+      status: v.status,
+      ...(v.fix ? { fix: v.fix } : {}),
+    });
   else ctx.io.out(`${v.status.padEnd(4)}  ${v.message}${v.fix ? ` — fix: ${v.fix}` : ""}`);
   return v.status === "ok" ? EXIT_OK : EXIT_FAILED;
 }

@@ -19,7 +19,9 @@ export const doctorCommand: Command = {
     if (ctx.client.json) printJson(ctx.io, { findings });
     else {
       for (const f of findings) {
-        ctx.io.out(`${f.status.padEnd(4)}  ${f.check}: ${f.message}${f.fix && f.status !== "ok" ? ` — fix: ${f.fix}` : ""}`);
+        ctx.io.out(
+          `${f.status.padEnd(4)}  ${f.check}: ${f.message}${f.fix && f.status !== "ok" ? ` — fix: ${f.fix}` : ""}`,
+        );
       }
     }
     return findings.some((f) => f.status === "fail") ? EXIT_FAILED : EXIT_OK;

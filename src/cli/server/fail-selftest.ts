@@ -15,7 +15,8 @@ export const failSelftestCommand: Command = {
   options: { how: { type: "string" } },
   optionHelp: { how: "throw (from the command), callback (from a timer) or rejection (unawaited)" },
   async run(ctx) {
-    const boom = () => new TypeError("Cannot read properties of undefined (reading 'selftest')\n    at fake (bundle.js:1:1)");
+    const boom = () =>
+      new TypeError("Cannot read properties of undefined (reading 'selftest')\n    at fake (bundle.js:1:1)");
     switch (ctx.values.how) {
       case "throw":
         throw boom();

@@ -6,7 +6,15 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DB_FILE } from "../../appliance/state.ts";
-import { applyMigrations, backupDatabase, checkpointAndClose, migrationStatus, openDatabase, openForMigration, preMigrationBackupPath } from "../../db/index.ts";
+import {
+  applyMigrations,
+  backupDatabase,
+  checkpointAndClose,
+  migrationStatus,
+  openDatabase,
+  openForMigration,
+  preMigrationBackupPath,
+} from "../../db/index.ts";
 import { PreconditionError } from "../../errors.ts";
 import { EXIT_OK, printJson, type Command } from "../command.ts";
 import { SERVER_HELP, SERVER_OPTIONS, loadServerConfig } from "./options.ts";
@@ -20,7 +28,8 @@ export const migrateCommand: Command = {
   async run(ctx) {
     const { dataDir, config } = loadServerConfig(ctx);
     const dbFile = join(dataDir, DB_FILE);
-    if (!existsSync(dbFile)) throw new PreconditionError(`no database at ${dbFile}; 'slipway serve' creates it on first start`);
+    if (!existsSync(dbFile))
+      throw new PreconditionError(`no database at ${dbFile}; 'slipway serve' creates it on first start`);
     const dryRun = ctx.values["dry-run"] === true;
     // A dry run opens read-only: not even the journal mode in the file header may change.
     const opts = { busyTimeoutMs: config.database.busy_timeout_ms, readonly: dryRun };
@@ -30,7 +39,8 @@ export const migrateCommand: Command = {
       const pending = before.pending.map((m) => ({ version: m.version, name: m.name }));
       if (dryRun || pending.length === 0) {
         if (ctx.client.json) printJson(ctx.io, { current: before.current, head: before.head, pending, applied: [] });
-        else if (pending.length === 0) ctx.io.out(`database is at version ${before.current}, the latest; nothing to do`);
+        else if (pending.length === 0)
+          ctx.io.out(`database is at version ${before.current}, the latest; nothing to do`);
         else {
           ctx.io.out(`database is at version ${before.current}; would apply ${pending.length} migration(s):`);
           for (const m of pending) ctx.io.out(`  ${String(m.version).padStart(4, "0")}_${m.name}`);
@@ -44,7 +54,8 @@ export const migrateCommand: Command = {
           backupDatabase(db, backup);
         },
       });
-      if (ctx.client.json) printJson(ctx.io, { current: after.current, head: after.head, pending: [], applied: pending, backup });
+      if (ctx.client.json)
+        printJson(ctx.io, { current: after.current, head: after.head, pending: [], applied: pending, backup });
       else {
         if (backup) ctx.io.out(`backed up the database to ${backup}`);
         for (const m of pending) ctx.io.out(`applied ${String(m.version).padStart(4, "0")}_${m.name}`);

@@ -25,12 +25,17 @@ export interface DataDir {
 export function openDataDir(ctx: CommandContext): DataDir {
   const loaded = loadServerConfig(ctx);
   const dbFile = join(loaded.dataDir, DB_FILE);
-  if (!existsSync(dbFile)) throw new PreconditionError(`no database at ${dbFile}; 'slipway serve' creates it on first start (or pass --data-dir)`);
+  if (!existsSync(dbFile))
+    throw new PreconditionError(
+      `no database at ${dbFile}; 'slipway serve' creates it on first start (or pass --data-dir)`,
+    );
   const db = openDatabase(dbFile, { busyTimeoutMs: loaded.config.database.busy_timeout_ms });
   try {
     const status = migrationStatus(db);
     if (status.pending.length > 0) {
-      throw new PreconditionError(`the database at ${dbFile} is at schema version ${status.current}, this slipway expects ${status.head}; run 'slipway migrate' first`);
+      throw new PreconditionError(
+        `the database at ${dbFile} is at schema version ${status.current}, this slipway expects ${status.head}; run 'slipway migrate' first`,
+      );
     }
   } catch (e) {
     db.close();
@@ -41,7 +46,11 @@ export function openDataDir(ctx: CommandContext): DataDir {
 
 /** The sealer for the data dir's existing master key. */
 export async function existingSealer(d: DataDir, env: Record<string, string | undefined>): Promise<Sealer> {
-  const where = { dataDir: d.dataDir, configuredFile: d.loaded.config.secrets.master_key_file, credentialsDirectory: env.CREDENTIALS_DIRECTORY };
+  const where = {
+    dataDir: d.dataDir,
+    configuredFile: d.loaded.config.secrets.master_key_file,
+    credentialsDirectory: env.CREDENTIALS_DIRECTORY,
+  };
   const { path } = locateMasterKey(where);
   if (!existsSync(path)) throw new PreconditionError(`master key ${path} is missing; restore it from your backup`);
   return createSealer(loadOrCreateMasterKey(where).bytes);

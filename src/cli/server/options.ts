@@ -16,7 +16,8 @@ export const SERVER_OPTIONS: OptionSpec = {
 /** Their names, for subcommands that list the options they accept. */
 export const SERVER_FLAGS = Object.keys(SERVER_OPTIONS);
 export const SERVER_HELP: Record<string, string> = {
-  config: "config file (default /etc/slipway/slipway.toml as root, else $XDG_CONFIG_HOME/slipway/slipway.toml; env SLIPWAY_CONFIG)",
+  config:
+    "config file (default /etc/slipway/slipway.toml as root, else $XDG_CONFIG_HOME/slipway/slipway.toml; env SLIPWAY_CONFIG)",
   "data-dir": "data directory (overrides data.dir)",
   set: "override any setting: --set section.key=value (repeatable)",
 };
@@ -31,7 +32,8 @@ export function loadServerConfig(ctx: CommandContext, extra: Override[] = []): L
   }
   overrides.push(...extra);
   // --data-dir always wins, whatever the file or environment says.
-  if (typeof ctx.values["data-dir"] === "string") overrides.push({ key: "data.dir", value: ctx.values["data-dir"], source: "--data-dir" });
+  if (typeof ctx.values["data-dir"] === "string")
+    overrides.push({ key: "data.dir", value: ctx.values["data-dir"], source: "--data-dir" });
   return loadConfig({
     uid: process.getuid?.() ?? 1000,
     env: ctx.env,

@@ -12,7 +12,8 @@ import type { Override } from "../../config/index.ts";
 export const serveCommand: Command = {
   name: "serve",
   summary: "run the appliance: API, web UI and build endpoint",
-  usage: "slipway serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--build-listen ADDR] [--public-url URL] [--insecure-http] [--set section.key=value ...]",
+  usage:
+    "slipway serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--build-listen ADDR] [--public-url URL] [--insecure-http] [--set section.key=value ...]",
   options: {
     ...SERVER_OPTIONS,
     listen: { type: "string" },
@@ -31,9 +32,12 @@ export const serveCommand: Command = {
     const v = ctx.values;
     const extra: Override[] = [];
     if (typeof v.listen === "string") extra.push({ key: "server.listen", value: v.listen, source: "--listen" });
-    if (typeof v["build-listen"] === "string") extra.push({ key: "server.build_listen", value: v["build-listen"], source: "--build-listen" });
-    if (typeof v["public-url"] === "string") extra.push({ key: "server.public_url", value: v["public-url"], source: "--public-url" });
-    if (v["insecure-http"] === true) extra.push({ key: "server.insecure_http", value: true, source: "--insecure-http" });
+    if (typeof v["build-listen"] === "string")
+      extra.push({ key: "server.build_listen", value: v["build-listen"], source: "--build-listen" });
+    if (typeof v["public-url"] === "string")
+      extra.push({ key: "server.public_url", value: v["public-url"], source: "--public-url" });
+    if (v["insecure-http"] === true)
+      extra.push({ key: "server.insecure_http", value: true, source: "--insecure-http" });
     const loaded = loadServerConfig(ctx, extra);
     const { log: logCfg } = loaded.config;
     const format: LogFormat = logCfg.format === "auto" ? (ctx.io.isTTY ? "pretty" : "json") : logCfg.format;
@@ -51,10 +55,13 @@ export const serveCommand: Command = {
       ca_file: caFile,
     });
     if (bootstrap.created) {
-      log.info("created the administrator 'admin' and organization 'default'; the one-time admin token is in a file readable only by this user", {
-        admin_token_file: bootstrap.tokenFile,
-        try: `curl --cacert ${caFile} -H "Authorization: Bearer $(cat ${bootstrap.tokenFile})" ${app.localUrl}/api/v1/me`,
-      });
+      log.info(
+        "created the administrator 'admin' and organization 'default'; the one-time admin token is in a file readable only by this user",
+        {
+          admin_token_file: bootstrap.tokenFile,
+          try: `curl --cacert ${caFile} -H "Authorization: Bearer $(cat ${bootstrap.tokenFile})" ${app.localUrl}/api/v1/me`,
+        },
+      );
     }
 
     // First SIGTERM/SIGINT: drain (no new builds; running ones finish up to server.drain_seconds,
@@ -64,7 +71,12 @@ export const serveCommand: Command = {
       const onSignal = (sig: NodeJS.Signals) => {
         signals++;
         if (signals > 1) {
-          log.warn(signals === 2 ? "stop signal during the drain: canceling the builds still running now" : "stop signal: not waiting for canceled builds' clients", { signal: sig });
+          log.warn(
+            signals === 2
+              ? "stop signal during the drain: canceling the builds still running now"
+              : "stop signal: not waiting for canceled builds' clients",
+            { signal: sig },
+          );
           app.interruptDrain();
           return;
         }

@@ -13,7 +13,10 @@ export const volumeSelftestCommand: Command = {
   summary: "(internal) exercise LUKS cache volumes against the running kernel",
   usage: "slipway __volume-selftest --dir DIR",
   options: { dir: { type: "string" }, "crash-child": { type: "boolean" } },
-  optionHelp: { dir: "an empty scratch directory (everything is created inside it)", "crash-child": "(internal) the process the self-test kills" },
+  optionHelp: {
+    dir: "an empty scratch directory (everything is created inside it)",
+    "crash-child": "(internal) the process the self-test kills",
+  },
   async run(ctx) {
     const dir = ctx.values.dir;
     if (typeof dir !== "string" || !dir) throw new UsageError("__volume-selftest needs --dir");

@@ -26,14 +26,22 @@ export function parseScope(raw: string): Scope | string {
   const arg = rest.join(":");
   switch (kind) {
     case "uid":
-      return /^\d{1,10}$/.test(arg) && Number(arg) < 2 ** 32 ? { kind: "uid", uid: Number(arg) } : `'${raw}': uid must be a number`;
+      return /^\d{1,10}$/.test(arg) && Number(arg) < 2 ** 32
+        ? { kind: "uid", uid: Number(arg) }
+        : `'${raw}': uid must be a number`;
     case "docker":
-      return arg === "*" || /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(arg) ? { kind: "docker", network: arg } : `'${raw}': not a Docker network name`;
+      return arg === "*" || /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(arg)
+        ? { kind: "docker", network: arg }
+        : `'${raw}': not a Docker network name`;
     case "bridge":
-      return /^[A-Za-z0-9_.-]{1,14}\+?$/.test(arg) ? { kind: "bridge", iface: arg } : `'${raw}': not an interface name (15 characters, a trailing + matches a prefix)`;
+      return /^[A-Za-z0-9_.-]{1,14}\+?$/.test(arg)
+        ? { kind: "bridge", iface: arg }
+        : `'${raw}': not an interface name (15 characters, a trailing + matches a prefix)`;
     case "subnet": {
       const t = parseTarget(arg);
-      return typeof t !== "string" && t.kind === "cidr" ? { kind: "subnet", cidr: t.cidr, family: t.family } : `'${raw}': not a CIDR`;
+      return typeof t !== "string" && t.kind === "cidr"
+        ? { kind: "subnet", cidr: t.cidr, family: t.family }
+        : `'${raw}': not a CIDR`;
     }
     default:
       return `'${raw}': a scope is host, uid:N, docker:NETWORK, docker:*, bridge:IFACE or subnet:CIDR`;

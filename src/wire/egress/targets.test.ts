@@ -29,7 +29,17 @@ describe("targets", () => {
   test("hostnames and wildcards", () => {
     expect(parseTarget("Registry.Example.com.")).toEqual({ kind: "host", name: "registry.example.com" });
     expect(targetText(parseTarget("*.Example.com") as never)).toBe("*.example.com");
-    for (const bad of ["*", "*.com", "a.*.example.com", "exa*mple.com", "-bad.example.com", "a..b", "1.2.3", "example.123"]) expect(typeof parseTarget(bad)).toBe("string");
+    for (const bad of [
+      "*",
+      "*.com",
+      "a.*.example.com",
+      "exa*mple.com",
+      "-bad.example.com",
+      "a..b",
+      "1.2.3",
+      "example.123",
+    ])
+      expect(typeof parseTarget(bad)).toBe("string");
   });
 
   test("a wildcard matches names strictly below its domain, at any depth, and not the apex", () => {
@@ -42,7 +52,10 @@ describe("targets", () => {
   });
 
   test("ports", () => {
-    expect(parsePorts("443, 8000-8100")).toEqual([[443, 443], [8000, 8100]]);
+    expect(parsePorts("443, 8000-8100")).toEqual([
+      [443, 443],
+      [8000, 8100],
+    ]);
     for (const bad of ["0", "65536", "90-80", "http"]) expect(typeof parsePorts(bad)).toBe("string");
   });
 

@@ -35,10 +35,12 @@ function validHostname(name: string): boolean {
 /** Parses a target, or returns an explanation of what is wrong. */
 export function parseTarget(raw: string): Target | string {
   const text = raw.trim().toLowerCase().replace(/\.$/, "");
-  if (text === "" || text === "*") return "a target must be an address, a CIDR, a hostname or *.domain (use the default rule for '*')";
+  if (text === "" || text === "*")
+    return "a target must be an address, a CIDR, a hostname or *.domain (use the default rule for '*')";
   if (text.startsWith("*.")) {
     const suffix = text.slice(2);
-    if (!validHostname(suffix) || !suffix.includes(".")) return `'${raw}' is not a valid wildcard: expected *.domain.tld`;
+    if (!validHostname(suffix) || !suffix.includes("."))
+      return `'${raw}' is not a valid wildcard: expected *.domain.tld`;
     return { kind: "wildcard", suffix };
   }
   if (text.includes("*")) return `'${raw}': a wildcard may only be a leading '*.' label`;
@@ -103,7 +105,10 @@ function v6Words(addr: string): number[] {
   if (a.includes(".")) {
     // embedded IPv4 (::ffff:1.2.3.4)
     const i = a.lastIndexOf(":");
-    const v4 = a.slice(i + 1).split(".").map(Number);
+    const v4 = a
+      .slice(i + 1)
+      .split(".")
+      .map(Number);
     a = `${a.slice(0, i + 1)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
   }
   const [head, tail] = a.split("::");

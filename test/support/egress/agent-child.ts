@@ -15,7 +15,14 @@ import { nflogSource } from "../../../src/agent/nflog.ts";
 import type { AgentPolicy } from "../../../src/wire/egress/policy.ts";
 import { createLogger } from "../../../src/log/logger.ts";
 
-const opts = JSON.parse(process.argv[2]!) as { hostsFile: string; stateFile: string; graceMs: number; nflogGroup: number; dnsListen: string[]; watchdogMs: number };
+const opts = JSON.parse(process.argv[2]!) as {
+  hostsFile: string;
+  stateFile: string;
+  graceMs: number;
+  nflogGroup: number;
+  dnsListen: string[];
+  watchdogMs: number;
+};
 let latest: AgentPolicy | null = null;
 let wake = null as (() => void) | null;
 const out = (m: unknown) => process.stdout.write(JSON.stringify(m) + "\n");

@@ -29,14 +29,25 @@ async function sh(argv: string[]): Promise<string> {
 export async function ensureBusyboxImage(docker: Docker): Promise<string> {
   const st = statSync(busyboxPath());
   const ref = `slipway-test/egress-busybox:${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}`;
-  if (await docker.getImage(ref).inspect().then(() => true, () => false)) return ref;
+  if (
+    await docker
+      .getImage(ref)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      )
+  )
+    return ref;
   const work = mkdtempSync(join(tmpdir(), "slipway-egress-image-"));
   try {
     writeBusyboxContext(join(work, "root"), "");
     await sh(["tar", "-C", join(work, "root"), "-cf", join(work, "root.tar"), "busybox"]);
     const [repo, tag] = ref.split(":");
     const stream = await docker.importImage(join(work, "root.tar"), { repo, tag } as Record<string, unknown>);
-    await new Promise((resolve, reject) => docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve(null))));
+    await new Promise((resolve, reject) =>
+      docker.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve(null))),
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -44,7 +55,12 @@ export async function ensureBusyboxImage(docker: Docker): Promise<string> {
 }
 
 /** Starts a container on `network` that idles until removed; returns its id and address. */
-export async function runContainer(docker: Docker, image: string, network: string, name: string): Promise<{ id: string; addr: string }> {
+export async function runContainer(
+  docker: Docker,
+  image: string,
+  network: string,
+  name: string,
+): Promise<{ id: string; addr: string }> {
   const c = await docker.createContainer({
     name,
     Image: image,
@@ -103,7 +119,10 @@ export async function makeListener(id: string, name: string): Promise<Listener> 
     await sh(["ip", "-n", ns, "addr", "add", `${addr}/30`, "dev", "eth0"]);
     await sh(["ip", "-n", ns, "link", "set", "eth0", "up"]);
     await sh(["ip", "-n", ns, "route", "add", "default", "via", hostSide]);
-    server = Bun.spawn(["ip", "netns", "exec", ns, process.execPath, join(import.meta.dir, "http-server.ts"), name], { stdout: "pipe", stderr: "ignore" });
+    server = Bun.spawn(["ip", "netns", "exec", ns, process.execPath, join(import.meta.dir, "http-server.ts"), name], {
+      stdout: "pipe",
+      stderr: "ignore",
+    });
     await lines(server).next("ready");
   } catch (e) {
     await destroy();
@@ -114,5 +133,9 @@ export async function makeListener(id: string, name: string): Promise<Listener> 
 
 /** Removes every container this module started (whatever the test's outcome). */
 export async function removeTestContainers(docker: Docker, ids: string[]): Promise<void> {
-  for (const id of ids) await docker.getContainer(id).remove({ force: true }).catch(() => {});
+  for (const id of ids)
+    await docker
+      .getContainer(id)
+      .remove({ force: true })
+      .catch(() => {});
 }

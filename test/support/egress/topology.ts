@@ -36,7 +36,17 @@ export const egressPrerequisiteMissing: string | null =
       : null;
 
 export interface Topology {
-  ns: { hub: string; runner: string; srvA: string; srvB: string; srvC: string; builder: string; dns: string; c1: string; c2: string };
+  ns: {
+    hub: string;
+    runner: string;
+    srvA: string;
+    srvB: string;
+    srvC: string;
+    builder: string;
+    dns: string;
+    c1: string;
+    c2: string;
+  };
   /** Creates the second container network (br-…, 172.31.0.0/24) and container c2 on it. */
   addSecondNetwork(): Promise<string>;
   /** curl from a namespace (as `asUid` when given): the body, or null when the connection failed
@@ -129,10 +139,18 @@ export async function makeTopology(): Promise<Topology> {
     }
     await addContainerNetwork(ns.runner, bridge1, ns.c1, "172.30.0", "fd30:");
 
-    for (const [n, name] of [[ns.srvA, "A"], [ns.srvB, "B"], [ns.srvC, "C"], [ns.builder, "builder"]] as const) {
+    for (const [n, name] of [
+      [ns.srvA, "A"],
+      [ns.srvB, "B"],
+      [ns.srvC, "C"],
+      [ns.builder, "builder"],
+    ] as const) {
       procs.push(await startReady(["ip", "netns", "exec", n, process.execPath, join(HERE, "http-server.ts"), name]));
     }
-    const dnsProc = await startReady(["ip", "netns", "exec", ns.dns, process.execPath, join(HERE, "dns-server.ts")], true);
+    const dnsProc = await startReady(
+      ["ip", "netns", "exec", ns.dns, process.execPath, join(HERE, "dns-server.ts")],
+      true,
+    );
     procs.push(dnsProc);
     const dnsOut = lines(dnsProc);
     await dnsOut.next("ready");
@@ -148,7 +166,21 @@ export async function makeTopology(): Promise<Topology> {
       async curl(n, url, extra = [], asUid) {
         const user = asUid === undefined ? [] : ["setpriv", `--reuid=${asUid}`, `--regid=${asUid}`, "--clear-groups"];
         // Generous timeouts: a refusal is a reset or an ICMP error, at once; only a loaded machine is slow.
-        const r = await run(["ip", "netns", "exec", n, ...user, "curl", "-sS", "--max-time", "30", "--connect-timeout", "15", ...extra, url]);
+        const r = await run([
+          "ip",
+          "netns",
+          "exec",
+          n,
+          ...user,
+          "curl",
+          "-sS",
+          "--max-time",
+          "30",
+          "--connect-timeout",
+          "15",
+          ...extra,
+          url,
+        ]);
         return r.code === 0 ? r.stdout : null;
       },
       async setZone(names, ttl) {
@@ -186,7 +218,13 @@ export async function makeTopology(): Promise<Topology> {
   }
 }
 
-async function addContainerNetwork(runner: string, bridge: string, container: string, v4: string, v6: string): Promise<void> {
+async function addContainerNetwork(
+  runner: string,
+  bridge: string,
+  container: string,
+  v4: string,
+  v6: string,
+): Promise<void> {
   const veth = `v${container.slice(-6)}`;
   await sh(["ip", "-n", runner, "link", "add", bridge, "type", "bridge"]);
   await sh(["ip", "-n", runner, "addr", "add", `${v4}.1/24`, "dev", bridge]);
@@ -228,7 +266,8 @@ export function lines(p: Subprocess) {
       for (;;) {
         const i = queue.findIndex((l) => l.includes(text));
         if (i >= 0) return queue.splice(0, i + 1)[i]!;
-        if (Date.now() > deadline) throw new Error(`no line with '${text}' within ${timeoutMs} ms (got ${queue.slice(-5).join(" | ")})`);
+        if (Date.now() > deadline)
+          throw new Error(`no line with '${text}' within ${timeoutMs} ms (got ${queue.slice(-5).join(" | ")})`);
         await new Promise<void>((r) => {
           waiter = r;
           setTimeout(r, 50);
@@ -243,7 +282,8 @@ async function startReady(argv: string[], withStdin = false): Promise<Subprocess
   if (!withStdin) {
     const reader = (p.stdout as ReadableStream<Uint8Array>).getReader();
     const { value } = await reader.read();
-    if (!value || !new TextDecoder().decode(value).includes("ready")) throw new Error(`${argv.join(" ")} did not start`);
+    if (!value || !new TextDecoder().decode(value).includes("ready"))
+      throw new Error(`${argv.join(" ")} did not start`);
     reader.releaseLock();
     return p;
   }

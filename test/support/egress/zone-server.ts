@@ -38,7 +38,9 @@ function addrBytes(addr: string): number[] {
   const [h, t] = addr.split("::");
   const hw = h ? h.split(":") : [];
   const tw = t !== undefined ? (t ? t.split(":") : []) : [];
-  const words = [...hw, ...Array(addr.includes("::") ? 8 - hw.length - tw.length : 0).fill("0"), ...tw].map((w) => parseInt(w, 16));
+  const words = [...hw, ...Array(addr.includes("::") ? 8 - hw.length - tw.length : 0).fill("0"), ...tw].map((w) =>
+    parseInt(w, 16),
+  );
   return words.flatMap((w) => [w >> 8, w & 255]);
 }
 
@@ -47,18 +49,51 @@ function addrBytes(addr: string): number[] {
  * `question` replaces it; a record named exactly like the question points at it (so a name with
  * odd bytes in its labels comes back byte for byte).
  */
-export function encodeReply(query: Uint8Array, records: ZoneRecord[], o: { rcode?: number; id?: number; question?: { name: string; type: number } } = {}): Uint8Array {
+export function encodeReply(
+  query: Uint8Array,
+  records: ZoneRecord[],
+  o: { rcode?: number; id?: number; question?: { name: string; type: number } } = {},
+): Uint8Array {
   const asked = parseQuestion(query)!;
   const qEnd = 12 + questionLength(query);
-  const qsection = o.question ? [...nameBytes(o.question.name), o.question.type >> 8, o.question.type & 255, 0, 1] : [...query.subarray(12, qEnd)];
+  const qsection = o.question
+    ? [...nameBytes(o.question.name), o.question.type >> 8, o.question.type & 255, 0, 1]
+    : [...query.subarray(12, qEnd)];
   const id = o.id ?? asked.id;
   const flags = 0x8180 | (o.rcode ?? 0);
-  const out = [id >> 8, id & 255, flags >> 8, flags & 255, 0, 1, records.length >> 8, records.length & 255, 0, 0, 0, 0, ...qsection];
+  const out = [
+    id >> 8,
+    id & 255,
+    flags >> 8,
+    flags & 255,
+    0,
+    1,
+    records.length >> 8,
+    records.length & 255,
+    0,
+    0,
+    0,
+    0,
+    ...qsection,
+  ];
   for (const r of records) {
     const type = TYPES[r.type];
     const rdata = r.type === "CNAME" ? nameBytes(r.data) : addrBytes(r.data);
     const owner = !o.question && r.name === asked.name ? [0xc0, 12] : nameBytes(r.name);
-    out.push(...owner, type >> 8, type & 255, 0, 1, (r.ttl >>> 24) & 255, (r.ttl >>> 16) & 255, (r.ttl >>> 8) & 255, r.ttl & 255, rdata.length >> 8, rdata.length & 255, ...rdata);
+    out.push(
+      ...owner,
+      type >> 8,
+      type & 255,
+      0,
+      1,
+      (r.ttl >>> 24) & 255,
+      (r.ttl >>> 16) & 255,
+      (r.ttl >>> 8) & 255,
+      r.ttl & 255,
+      rdata.length >> 8,
+      rdata.length & 255,
+      ...rdata,
+    );
   }
   return new Uint8Array(out);
 }
@@ -83,7 +118,12 @@ export interface ZoneServer {
  */
 export async function startZoneServer(
   hostname: string,
-  handle: (q: Question, query: Uint8Array, peer: Peer, send: (bytes: Uint8Array) => void) => Uint8Array | null | Promise<Uint8Array | null>,
+  handle: (
+    q: Question,
+    query: Uint8Array,
+    peer: Peer,
+    send: (bytes: Uint8Array) => void,
+  ) => Uint8Array | null | Promise<Uint8Array | null>,
   port = 0,
 ): Promise<ZoneServer> {
   const questions: Question[] = [];
