@@ -8,8 +8,8 @@ import { main } from "./cli/index.ts";
 import { reportFailure, type Io } from "./cli/command.ts";
 
 const io: Io = {
-  out: (t) => process.stdout.write(t + "\n"),
-  err: (t) => process.stderr.write(t + "\n"),
+  out: (t) => process.stdout.write(`${t}\n`),
+  err: (t) => process.stderr.write(`${t}\n`),
   isTTY: Boolean(process.stderr.isTTY),
 };
 const crash = (e: unknown) => process.exit(reportFailure(e, io, process.env));

@@ -159,7 +159,7 @@ export function importGraph(): Map<string, string[]> {
     for (const { fileName } of info.importedFiles) {
       if (!fileName.startsWith(".")) continue; // packages and node: built-ins
       const target = resolveImport(dirname(file), fileName);
-      if (target?.startsWith(SRC + "/")) targets.add(relative(SRC, target));
+      if (target?.startsWith(`${SRC}/`)) targets.add(relative(SRC, target));
     }
     graph.set(relative(SRC, file), [...targets].sort());
   }

@@ -15,7 +15,7 @@
     if (res.status === 401) throw Object.assign(new Error("sign in"), { status: 401 });
     if (!res.ok) {
       const p = await res.json().catch(() => null);
-      throw new Error((p && p.detail) || `HTTP ${res.status}`);
+      throw new Error(p?.detail || `HTTP ${res.status}`);
     }
     return raw ? res : res.json();
   };

@@ -11,7 +11,7 @@
       body: body ? JSON.stringify(body) : undefined,
     });
     const data = res.status === 204 ? null : await res.json().catch(() => null);
-    if (!res.ok) throw new Error((data && data.detail) || `HTTP ${res.status}`);
+    if (!res.ok) throw new Error(data?.detail || `HTTP ${res.status}`);
     return data;
   };
 

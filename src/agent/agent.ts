@@ -92,7 +92,7 @@ export async function startEgressAgent(o: AgentOptions) {
   let policy: AgentPolicy | null = loadSavedPolicy(o.stateFile, log);
   let stopped = false;
 
-  const scopes = () => (o.scopes && o.scopes.length ? o.scopes : (policy?.scopes ?? []));
+  const scopes = () => (o.scopes?.length ? o.scopes : (policy?.scopes ?? []));
   const resolverAddresses = () => [...new Set(dnsServers().map((s) => s.split("#")[0]!.split("%")[0]!))];
   const bridges = dockerBridgesFactory({
     docker: o.docker,
@@ -109,7 +109,7 @@ export async function startEgressAgent(o: AgentOptions) {
     source: o.source,
     log,
     hostsFile: o.hostsFile,
-    localScopes: o.scopes && o.scopes.length ? o.scopes : undefined,
+    localScopes: o.scopes?.length ? o.scopes : undefined,
     serverAddresses: o.serverAddresses ?? [],
     resolverAddresses,
     nflogGroup: o.nflogGroup,

@@ -39,11 +39,11 @@ export function dockerBridgesFactory(o: DockerBridgesOptions) {
       let warned = false;
       stopDockerWatch = o.docker.watch(
         () => void onDockerEvent(),
-        (e) =>
-          warned
-            ? undefined
-            : ((warned = true),
-              o.log.warn("egress: cannot follow Docker's network events; polling only", { error: String(e) })),
+        (e) => {
+          if (warned) return;
+          warned = true;
+          o.log.warn("egress: cannot follow Docker's network events; polling only", { error: String(e) });
+        },
       );
     }
     let list: Map<string, string>;

@@ -139,7 +139,7 @@ export function apiClientFactory({
     } catch (e) {
       throw unreachable(base, e, Boolean(caPem));
     }
-    let parsed: unknown = undefined;
+    let parsed: unknown;
     if (text !== "") {
       try {
         parsed = JSON.parse(text);

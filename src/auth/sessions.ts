@@ -88,7 +88,7 @@ export function sessionsServiceFactory({ db, audit, users, now = () => new Date(
     ): Promise<{ secret: string; session: SessionInfo }> {
       const user = users.passwordHashByUsername(username);
       const ok = await Bun.password.verify(password, user?.password_hash ?? DUMMY_HASH);
-      if (!user || !user.password_hash || !ok) {
+      if (!user?.password_hash || !ok) {
         audit.record({
           actor: "anonymous",
           action: "auth.login",

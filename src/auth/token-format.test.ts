@@ -48,7 +48,7 @@ describe("tokenKind", () => {
     for (const bad of [
       "",
       "slw_u_",
-      good + "A",
+      `${good}A`,
       good.slice(0, -1),
       `slw_z_${secret}`, // unknown kind letter
       `slw_U_${secret}`,

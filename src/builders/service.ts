@@ -202,7 +202,10 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     if (!s) holders.set(k, (s = new Set()));
     s.add(holder);
     const t = idleTimers.get(k);
-    if (t) clearTimeout(t), idleTimers.delete(k);
+    if (t) {
+      clearTimeout(t);
+      idleTimers.delete(k);
+    }
   }
 
   /** Starts the builder unless it runs or is starting; one container whatever the concurrency.
@@ -278,7 +281,10 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     const b = store.get(ref);
     if (!b || b.state === "absent") return;
     const t = idleTimers.get(key(ref));
-    if (t) clearTimeout(t), idleTimers.delete(key(ref));
+    if (t) {
+      clearTimeout(t);
+      idleTimers.delete(key(ref));
+    }
     store.setState(b.id, "stopping");
     if (b.container_id) await engine.stopContainer(b.container_id, b.id);
     addresses.forget(b.id);
@@ -362,7 +368,10 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
           while (!starting.has(key(r)) && currentRow(r) === null && !admission.admit(r, orgId, holder))
             await new Promise((done) => setTimeout(done, 1000));
           const meanwhile = currentRow(r);
-          if (meanwhile) return (store.markUsed(meanwhile), toReady(meanwhile));
+          if (meanwhile) {
+            store.markUsed(meanwhile);
+            return toReady(meanwhile);
+          }
           return await startOnce(r, emulated); // a start leaves it ready, just used
         }
         store.markUsed(b);

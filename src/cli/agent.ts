@@ -62,7 +62,7 @@ export const agentCommand: Command = {
     const server = ctx.client.server;
     if (!server) throw new UsageError("agent needs --server URL");
     const token = ctx.client.token; // --token-file (a global option) or SLIPWAY_TOKEN
-    if (!token || !token.startsWith("slw_a_"))
+    if (!token?.startsWith("slw_a_"))
       throw new UsageError("agent needs an agent token (slw_a_…, from 'slipway egress add-host'): --token-file F");
     const scopes = ((v.scope as string[] | undefined) ?? []).map((s) => {
       const p = parseScope(s);

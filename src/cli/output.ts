@@ -22,7 +22,7 @@ export function table(io: Io, headers: string[], rows: (string | number | null |
 export function fields(io: Io, pairs: [string, string | number | boolean | null | undefined][]): void {
   const width = Math.max(...pairs.map(([k]) => k.length)) + 1;
   for (const [k, v] of pairs)
-    io.out(`${(k + ":").padEnd(width)} ${v === null || v === undefined || v === "" ? "-" : String(v)}`);
+    io.out(`${(`${k}:`).padEnd(width)} ${v === null || v === undefined || v === "" ? "-" : String(v)}`);
 }
 
 /** ISO timestamps without milliseconds, or "-". */

@@ -9,7 +9,7 @@ export interface ListenAddress {
 }
 
 export function parseListenAddress(text: string): ListenAddress | null {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
   if (!m) return null;
   const port = Number(m[3]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return null;

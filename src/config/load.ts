@@ -119,7 +119,7 @@ function envOverrides(env: Record<string, string | undefined>, keys: ReturnType<
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith("SLIPWAY_") || CLIENT_ENV.has(name) || value === undefined) continue;
     const rest = name.slice("SLIPWAY_".length).toLowerCase();
-    const section = Object.keys(keys).find((s) => rest.startsWith(s + "_"));
+    const section = Object.keys(keys).find((s) => rest.startsWith(`${s}_`));
     if (!section) continue; // not a server setting (e.g. SLIPWAY_REQUIRE_INTEGRATION)
     const key = rest.slice(section.length + 1);
     if (!(key in keys[section]!)) {

@@ -24,7 +24,7 @@ const url = z.string().refine(
   { message: "expected an absolute http:// or https:// URL" },
 );
 const path = z.string().min(1, { message: "expected a file system path" });
-const imageRef = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\/:-]*(@sha256:[0-9a-f]{64})?$/, {
+const imageRef = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/:-]*(@sha256:[0-9a-f]{64})?$/, {
   message: "expected an image reference: repository[:tag][@sha256:digest]",
 });
 

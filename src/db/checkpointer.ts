@@ -91,7 +91,7 @@ export async function startCheckpointer(
     Bun.sleep(5000).then(() => null),
   ]);
   URL.revokeObjectURL(url);
-  if (!ready || ready.type !== "ready") {
+  if (ready?.type !== "ready") {
     worker.terminate();
     throw new Error("the WAL checkpoint worker did not start");
   }

@@ -26,5 +26,5 @@ export function renderIpsetRestore(sets: Map<string, { family: 4 | 6; members: s
     for (const m of new Set(setMembers(members, family))) lines.push(`add ${tmp} ${m} -exist`);
     lines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }

@@ -221,7 +221,7 @@ describe("hardening", () => {
 
   test("a token glued to other text is still masked", () => {
     const { lines, log } = capture();
-    const token = "slw_u_" + "Ab1".repeat(11);
+    const token = `slw_u_${"Ab1".repeat(11)}`;
     log.info(`file_${token}`, { path: `x${token}y` });
     expect(lines[0]).not.toContain(token);
   });

@@ -64,7 +64,7 @@ export interface LoggerOptions {
 export function createLogger(opts: LoggerOptions = {}, bound: LogFields = {}): Logger {
   const min = ORDER[opts.level ?? "info"];
   const format = opts.format ?? "json";
-  const write = opts.write ?? ((line: string) => process.stderr.write(line + "\n"));
+  const write = opts.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const now = opts.now ?? (() => new Date());
 
   const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
@@ -83,7 +83,7 @@ export function createLogger(opts: LoggerOptions = {}, bound: LogFields = {}): L
         .map(([k, v]) => `${k}=${typeof v === "string" ? flat(v) : JSON.stringify(v)}`)
         .join(" ");
       write(
-        `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${flat(redactText(msg))}${extra ? "  " + extra : ""}`,
+        `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${flat(redactText(msg))}${extra ? `  ${extra}` : ""}`,
       );
     }
   };

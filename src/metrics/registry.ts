@@ -54,9 +54,9 @@ export class Histogram {
   lines(name: string): string[] {
     const out: string[] = [];
     for (const v of this.values.values()) {
-      this.bounds.forEach((b, i) =>
-        out.push(`${name}_bucket${fmtLabels({ ...v.labels, le: String(b) })} ${v.buckets[i]}`),
-      );
+      for (const [i, b] of this.bounds.entries()) {
+        out.push(`${name}_bucket${fmtLabels({ ...v.labels, le: String(b) })} ${v.buckets[i]}`);
+      }
       out.push(`${name}_bucket${fmtLabels({ ...v.labels, le: "+Inf" })} ${v.count}`);
       out.push(`${name}_sum${fmtLabels(v.labels)} ${v.sum}`);
       out.push(`${name}_count${fmtLabels(v.labels)} ${v.count}`);
@@ -95,7 +95,7 @@ export class MetricsRegistry {
     for (const s of this.series) {
       out.push(`# HELP ${s.name} ${s.help}`, `# TYPE ${s.name} ${s.type}`, ...s.render());
     }
-    return out.join("\n") + "\n";
+    return `${out.join("\n")}\n`;
   }
 }
 

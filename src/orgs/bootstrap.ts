@@ -31,7 +31,7 @@ export function bootstrapAdministrator(db: Database, dataDir: string, now = new 
     if (orgs.userCount() > 0) return { created: false, tokenFile };
     const { userId } = orgs.createFirstAdministrator();
     const token = tokens.issueInitialAdminToken(userId);
-    writeFileAtomic(tokenFile, token + "\n", 0o600);
+    writeFileAtomic(tokenFile, `${token}\n`, 0o600);
     return { created: true, tokenFile, username: "admin", organization: "default" };
   })();
 }

@@ -61,7 +61,7 @@ export function oid(dotted: string): Der {
 /** UTCTime through 2049, GeneralizedTime after (RFC 5280 §4.1.2.5). */
 export function time(d: Date): Der {
   const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-:T]/g, "") + "Z";
+  const digits = `${iso.slice(0, 19).replace(/[-:T]/g, "")}Z`;
   const year = d.getUTCFullYear();
   return year < 2050
     ? tlv(0x17, new TextEncoder().encode(digits.slice(2)))

@@ -178,7 +178,8 @@ export function registryProcessFactory(o: RegistryProcessOptions): RegistryProce
     },
     async stop() {
       wanted = false;
-      if (restartTimer) clearTimeout(restartTimer), (restartTimer = null);
+      if (restartTimer) clearTimeout(restartTimer);
+      restartTimer = null;
       const c = child;
       child = null;
       up = false;

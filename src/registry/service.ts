@@ -170,8 +170,7 @@ export function registryServiceFactory(deps: RegistryServiceDeps) {
   async function actorFor(password: string): Promise<Actor | null> {
     if (password.startsWith(PULL_TOKEN_PREFIX)) {
       const claims = await key!.verify(password.slice(PULL_TOKEN_PREFIX.length));
-      if (!claims || claims.typ !== "pull" || typeof claims.project !== "string" || typeof claims.org !== "string")
-        return null;
+      if (claims?.typ !== "pull" || typeof claims.project !== "string" || typeof claims.org !== "string") return null;
       const p = project(claims.project);
       if (!p || p.org_id !== claims.org) return null; // a deleted project's tokens die with it
       return { kind: "pull-token", tokenId: String(claims.jti), orgId: p.org_id, projectId: p.id };

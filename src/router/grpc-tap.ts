@@ -103,7 +103,7 @@ export function grpcResponseTap(
 
   let prefaceLeft = PREFACE.length;
   const clientFrames = frameReader(
-    (type, flags, stream, payload, header) => {
+    (type, flags, _stream, payload, header) => {
       if (type === DATA) {
         if (flags & END_STREAM) {
           // An empty DATA frame that ends the stream: the decoder sees the stream close.
@@ -140,7 +140,7 @@ export function grpcResponseTap(
         }
       }
     }
-    if (b && b.length) pending.set(stream, Buffer.from(b));
+    if (b?.length) pending.set(stream, Buffer.from(b));
     else pending.delete(stream);
   };
   const drain = (stream: number) => {

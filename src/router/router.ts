@@ -254,7 +254,7 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
     client.once("close", () => conn.close("client closed"));
     client.on("error", (e) => conn.close(`client error: ${e.message}`));
 
-    let opened;
+    let opened: Awaited<ReturnType<typeof openBuilderSocket>>;
     try {
       opened = await openBuilderSocket(target.socketPath, target.runtime, limits.builderConnectTimeoutMs, abort.signal);
     } catch (e) {

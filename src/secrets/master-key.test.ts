@@ -69,7 +69,7 @@ describe("loadOrCreateMasterKey: data dir", () => {
 
   test("refuses a key file readable by group or others, saying chmod 600", () => {
     const path = join(dataDir, MASTER_KEY_FILE);
-    writeFileSync(path, Buffer.from(randomKey()).toString("base64") + "\n");
+    writeFileSync(path, `${Buffer.from(randomKey()).toString("base64")}\n`);
     chmodSync(path, 0o644);
     const msg = preconditionError(() => loadOrCreateMasterKey({ dataDir }));
     expect(msg).toContain("0644");
@@ -87,9 +87,9 @@ describe("loadOrCreateMasterKey: encodings", () => {
     const forms: [string, string | Uint8Array][] = [
       ["raw", key],
       ["hex", Buffer.from(key).toString("hex")],
-      ["hex-nl", Buffer.from(key).toString("hex").toUpperCase() + "\n"],
+      ["hex-nl", `${Buffer.from(key).toString("hex").toUpperCase()}\n`],
       ["b64", Buffer.from(key).toString("base64")],
-      ["b64-nl", Buffer.from(key).toString("base64") + "\n"],
+      ["b64-nl", `${Buffer.from(key).toString("base64")}\n`],
     ];
     for (const [name, data] of forms) {
       const configuredFile = keyFile(name, data);
@@ -102,7 +102,7 @@ describe("loadOrCreateMasterKey: encodings", () => {
   test("rejects garbage and keys of the wrong size", () => {
     for (const [name, data] of [
       ["garbage", "this is not a key\n"],
-      ["short-hex", "ab".repeat(20) + "\n"],
+      ["short-hex", `${"ab".repeat(20)}\n`],
       ["short-b64", Buffer.from(randomKey().subarray(0, 16)).toString("base64")],
       ["raw-31", randomKey().subarray(0, 31)],
       ["empty", ""],
@@ -133,7 +133,7 @@ describe("loadOrCreateMasterKey: sources", () => {
     const creds = join(dir, "creds");
     mkdirSync(creds);
     const credPath = join(creds, SYSTEMD_CREDENTIAL);
-    writeFileSync(credPath, Buffer.from(key).toString("base64") + "\n");
+    writeFileSync(credPath, `${Buffer.from(key).toString("base64")}\n`);
     chmodSync(credPath, 0o400);
     const m = loadOrCreateMasterKey({ dataDir, credentialsDirectory: creds });
     expect(m).toMatchObject({ source: "systemd-credential", path: credPath, created: false });

@@ -45,7 +45,7 @@ export function loadOrCreateMasterKey(o: LocateOptions): MasterKeyMaterial {
   if (!existsSync(path)) {
     if (source !== "data-dir") throw new PreconditionError(`master key file ${path} (from ${source}) does not exist`);
     const bytes = crypto.getRandomValues(new Uint8Array(32));
-    writeFileAtomic(path, Buffer.from(bytes).toString("base64") + "\n", 0o600);
+    writeFileAtomic(path, `${Buffer.from(bytes).toString("base64")}\n`, 0o600);
     return { bytes, source, path, created: true };
   }
   // A key readable by others is a leaked key: refuse, as ssh does, rather than carry on.

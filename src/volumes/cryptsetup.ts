@@ -175,7 +175,7 @@ export function parseLuksDump(text: string): LuksDump {
   const version = /^Version:\s+(\d+)/m.exec(text);
   const segCipher = /Data segments:[\s\S]*?cipher:\s+(\S+)/.exec(text);
   const keyslots: LuksDump["keyslots"] = [];
-  const section = /^Keyslots:\n([\s\S]*?)(?=^\S)/m.exec(text + "\nEnd:\n");
+  const section = /^Keyslots:\n([\s\S]*?)(?=^\S)/m.exec(`${text}\nEnd:\n`);
   if (section) {
     const parts = section[1]!.split(/^\s{2}(?=\d+: )/m).filter((p) => /^\d+: /.test(p));
     for (const p of parts) {

@@ -392,7 +392,7 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
   async function rotateKey(ref: VolumeRef): Promise<{ generation: number }> {
     return locked(ref, async () => {
       let r = get(ref);
-      if (!r || r.state !== "ready") throw new NotFoundError(`no cache volume for ${ref.projectId} ${ref.platform}`);
+      if (r?.state !== "ready") throw new NotFoundError(`no cache volume for ${ref.projectId} ${ref.platform}`);
       if (r.rotation) r = await finishRotation(r);
       const gen = r.key_generation + 1;
       const oldKey = await keyOf(r);
@@ -518,7 +518,7 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
 
     async usage(ref): Promise<VolumeUsage | null> {
       const r = get(ref);
-      if (!r || r.state !== "ready") return null;
+      if (r?.state !== "ready") return null;
       const path = mountPoint(ref);
       if (isMounted(path)) {
         const s = statfsSync(path);
@@ -563,7 +563,7 @@ export function luksVolumeManager(deps: LuksVolumeDeps): LuksVolumeManager {
       }
       // Mount points under mnt/ with no open mapping behind them (or no volume): unmount.
       for (const m of parseMountinfo(sys.mountinfo())) {
-        if (!m.mountPoint.startsWith(mnt + "/")) continue;
+        if (!m.mountPoint.startsWith(`${mnt}/`)) continue;
         const r = rows.find((x) => mountPoint(refOf(x)) === m.mountPoint);
         if (r && wanted.has(volumeName(refOf(r)))) continue;
         await must(run, ["umount", m.mountPoint]);

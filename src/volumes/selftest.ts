@@ -137,10 +137,11 @@ export async function volumeSelftest(
   let failures = 0;
   const logLines: string[] = [];
   const started = performance.now();
-  const step = async (name: string, fn: () => Promise<Record<string, unknown> | void>) => {
+  // A step resolves with details to print, or with nothing.
+  const step = async (name: string, fn: () => Promise<unknown>) => {
     const t = performance.now();
     try {
-      const detail = (await fn()) ?? {};
+      const detail = ((await fn()) as Record<string, unknown> | undefined) ?? {};
       io.out(`SLIPWAY-VM ${name} ok ${Math.round(performance.now() - t)} ${JSON.stringify(detail)}`);
     } catch (e) {
       failures++;
@@ -163,7 +164,7 @@ export async function volumeSelftest(
 
   await step("create", async () => {
     const { result, argv } = await watchArgv(() => vm.ensure(REF, 64 * MiB));
-    argv.forEach((a) => argvSeen.add(a));
+    for (const a of argv) argvSeen.add(a);
     mountPath = result.path;
     const k = await storedKey(db, sealer, REF);
     seenKeys.push(k.key);
@@ -226,7 +227,7 @@ export async function volumeSelftest(
 
   await step("reopen-with-stored-key", async () => {
     const { result, argv } = await watchArgv(() => vm.ensure(REF, 64 * MiB));
-    argv.forEach((a) => argvSeen.add(a));
+    for (const a of argv) argvSeen.add(a);
     const text = readFileSync(join(result.path, "marker"), "utf8");
     assert(text.startsWith(marker), "marker missing after reopening");
   });
@@ -279,14 +280,14 @@ export async function volumeSelftest(
 
   await step("grow", async () => {
     const v = await vm.ensure(REF, 64 * MiB);
-    writeMarker(join(v.path, "marker2"), marker + "-2");
+    writeMarker(join(v.path, "marker2"), `${marker}-2`);
     const before = statfsSync(v.path);
     const grown = await vm.grow(REF, 128 * MiB);
     const after = statfsSync(grown.path);
     const sizeBefore = before.blocks * before.bsize;
     const sizeAfter = after.blocks * after.bsize;
     assert(sizeAfter > sizeBefore + 32 * MiB, `filesystem ${sizeBefore} → ${sizeAfter} bytes`);
-    assert(readFileSync(join(grown.path, "marker2"), "utf8").startsWith(marker + "-2"), "data lost while growing");
+    assert(readFileSync(join(grown.path, "marker2"), "utf8").startsWith(`${marker}-2`), "data lost while growing");
     assert(grown.sizeBytes === 128 * MiB, `recorded size ${grown.sizeBytes}`);
     const u = await vm.usage(REF);
     return { fs_bytes_before: sizeBefore, fs_bytes_after: sizeAfter, used_bytes: u?.usedBytes };

@@ -24,7 +24,7 @@ export function embeddedWebAssets(): Record<string, { type: string; body: string
       if (statSync(p).isDirectory()) walk(p);
       else {
         const ext = name.split(".").pop() ?? "";
-        if (TYPES[ext]) out["/" + relative(root, p)] = { type: TYPES[ext]!, body: readFileSync(p, "utf8") };
+        if (TYPES[ext]) out[`/${relative(root, p)}`] = { type: TYPES[ext]!, body: readFileSync(p, "utf8") };
       }
     }
   };

@@ -69,7 +69,7 @@ const REQUEST_WARMUP = Math.min(2000, Math.ceil(REQUESTS / 10));
 const TARGET_VERIFY_PER_S = 20_000;
 
 function progress(msg: string): void {
-  process.stderr.write(msg + "\n");
+  process.stderr.write(`${msg}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,7 +512,7 @@ async function main(): Promise<void> {
       https: s3,
       totalSeconds: totalS,
     };
-    process.stdout.write(JSON.stringify(out, round2, 2) + "\n");
+    process.stdout.write(`${JSON.stringify(out, round2, 2)}\n`);
     return;
   }
 
@@ -581,7 +581,7 @@ async function main(): Promise<void> {
     "",
     `total bench time ${totalS.toFixed(1)} s`,
   ];
-  process.stdout.write(out.join("\n") + "\n");
+  process.stdout.write(`${out.join("\n")}\n`);
 }
 
 try {

@@ -81,7 +81,7 @@ try {
       const p = await egress.waitForPolicy(hostId, etag, 1000);
       if (p.etag !== etag && !stopped) {
         const sink = proc.stdin as import("bun").FileSink;
-        sink.write(JSON.stringify(p) + "\n");
+        sink.write(`${JSON.stringify(p)}\n`);
         await sink.flush();
         etag = p.etag;
       }

@@ -115,7 +115,7 @@ try {
     const keys = forge.pki.rsa.generateKeyPair(2048);
     const cert = forge.pki.createCertificate();
     cert.publicKey = keys.publicKey;
-    cert.serialNumber = "01" + Buffer.from(crypto.getRandomValues(new Uint8Array(15))).toString("hex");
+    cert.serialNumber = `01${Buffer.from(crypto.getRandomValues(new Uint8Array(15))).toString("hex")}`;
     cert.validity.notBefore = new Date(Date.now() - 60_000);
     cert.validity.notAfter = new Date(Date.now() + 7_800_000);
     cert.setSubject([{ name: "commonName", value: `build:${i}` }]);

@@ -97,7 +97,7 @@ if (opts.serve) {
       let buf = "";
       for await (const chunk of Bun.stdin.stream()) {
         buf += new TextDecoder().decode(chunk);
-        for (let i; (i = buf.indexOf("\n")) >= 0; buf = buf.slice(i + 1)) {
+        for (let i: number; (i = buf.indexOf("\n")) >= 0; buf = buf.slice(i + 1)) {
           const [cmd, build] = buf.slice(0, i).split(" ");
           if (cmd === "end" && build) router.buildEnded(build);
         }
@@ -333,7 +333,7 @@ async function main() {
   writeFileSync(join(dir, "server-key.pem"), server.keyPem, { mode: 0o600 });
   writeFileSync(join(dir, "intermediates.pem"), intermediates.join("\n"));
   writeFileSync(join(dir, "root.pem"), root);
-  writeFileSync(join(dir, "serials.txt"), client.serial + "\n");
+  writeFileSync(join(dir, "serials.txt"), `${client.serial}\n`);
   writeFileSync(join(dir, "ending.txt"), enders.map((e) => `${e.serial} ${e.build}\n`).join(""));
   const creds: Creds = { ca: root, cert: client.certPem, key: client.keyPem };
 
@@ -422,7 +422,7 @@ async function main() {
     totalSeconds: (performance.now() - t0) / 1000,
   };
   if (opts.json) {
-    process.stdout.write(JSON.stringify(result, null, 2) + "\n");
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     return;
   }
 
@@ -475,7 +475,7 @@ async function main() {
       .trimEnd(),
   );
   process.stdout.write(
-    [
+    `${[
       `slipway router bench: bun ${result.environment.bun}, ${result.environment.cpus} × ${result.environment.cpu}`,
       "",
       ...lines,
@@ -486,7 +486,7 @@ async function main() {
       `raw transfer MB/s  router: ${mbps.router.map((x) => x.toFixed(0)).join(" ")}   baseline: ${mbps.baseline.map((x) => x.toFixed(0)).join(" ")}`,
       `connect latency: ${CONNECTS} sequential connections each (after 20 warm-up), tls.connect → the sink's first byte (handshake + routing + builder connect + 1 round trip)`,
       `total bench time ${result.totalSeconds.toFixed(1)} s`,
-    ].join("\n") + "\n",
+    ].join("\n")}\n`,
   );
 }
 

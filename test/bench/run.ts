@@ -96,7 +96,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 }
 
 function progress(msg: string): void {
-  process.stderr.write(msg + "\n");
+  process.stderr.write(`${msg}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ function start(kind: Kind, p: Prepared, dataDir: string): Running {
     cwd: p.cwd,
     env: childEnv,
     stdin: "ignore",
-    stdout: Bun.file(logPath + ".out"),
+    stdout: Bun.file(`${logPath}.out`),
     stderr: Bun.file(logPath),
   });
   live.add(proc);
@@ -640,7 +640,7 @@ async function main(): Promise<void> {
     };
     const rounded = (_: string, v: unknown) =>
       typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v;
-    process.stdout.write(JSON.stringify(out, rounded, 2) + "\n");
+    process.stdout.write(`${JSON.stringify(out, rounded, 2)}\n`);
     return;
   }
 
@@ -704,7 +704,7 @@ async function main(): Promise<void> {
       : []),
     `total bench time ${totalS.toFixed(1)} s`,
   ];
-  process.stdout.write(out.join("\n") + "\n");
+  process.stdout.write(`${out.join("\n")}\n`);
 }
 
 try {

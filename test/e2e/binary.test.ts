@@ -98,7 +98,7 @@ describe("compiled binary", () => {
     const ok = await server.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
     expect(ok.status).toBe(200);
     expect((await ok.json()) as any).toMatchObject({ username: "admin", is_admin: true });
-    for (const authorization of ["Bearer slw_u_" + "A".repeat(33), "Basic YWRtaW46YWRtaW4=", "Bearer nonsense"]) {
+    for (const authorization of [`Bearer slw_u_${"A".repeat(33)}`, "Basic YWRtaW46YWRtaW4=", "Bearer nonsense"]) {
       const r = await server.get("/api/v1/me", { headers: { authorization } });
       expect(r.status).toBe(401);
       expect(r.headers.get("content-type")).toBe("application/problem+json");

@@ -277,7 +277,7 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
       mkdirSync(join(dir, "docker"), { recursive: true });
       writeFileSync(
         join(dir, "docker", "Build.dockerfile"),
-        [
+        `${[
           "FROM scratch AS base",
           "COPY busybox /bin/busybox",
           'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
@@ -285,7 +285,7 @@ integrationSuite("slipway build and buildkit-env against serve with an IP public
           'RUN echo "greeting=$GREETING" > /greeting.txt',
           "FROM base AS final",
           "RUN echo final-stage > /final.txt",
-        ].join("\n") + "\n",
+        ].join("\n")}\n`,
       );
       return dir;
     };

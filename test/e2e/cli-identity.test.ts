@@ -143,7 +143,7 @@ describe("login and the saved client config", () => {
   test("a wrong token exits 1 and saves nothing; so does an untrusted certificate, with a hint", async () => {
     const h = newHome();
     const wrong = await cli(
-      ["login", "--server", server.url, "--token", "slw_u_" + "A".repeat(33), "--cacert", caFile],
+      ["login", "--server", server.url, "--token", `slw_u_${"A".repeat(33)}`, "--cacert", caFile],
       h.env,
     );
     failed(wrong, 1, /did not accept the token.*nothing was saved/);
@@ -172,7 +172,7 @@ describe("login and the saved client config", () => {
       SLIPWAY_CACERT: caFile,
     });
     expect(viaEnv.length).toBeGreaterThan(0);
-    const bad = "slw_u_" + "B".repeat(33);
+    const bad = `slw_u_${"B".repeat(33)}`;
     failed(await cli(["orgs", "list"], { ...admin, SLIPWAY_TOKEN: bad }), 1, /Authentication required/); // env over saved
     expect((await cli(["orgs", "list", "--token", adminToken], { ...admin, SLIPWAY_TOKEN: bad })).code).toBe(0); // flag over env
     // The saved token is never sent to another server named with --server.
@@ -246,7 +246,7 @@ describe("organizations and members", () => {
     const bob = await json(
       ["admin", "create-user", "--username", "bob", "--password-stdin", "--data-dir", server.dataDir],
       {},
-      password + "\n",
+      `${password}\n`,
     );
     expect(bob).toMatchObject({
       username: "bob",
@@ -684,7 +684,7 @@ describe("device login", () => {
     const calls: string[] = [];
     let polls = 0;
     let expire = false;
-    const token = "slw_u_" + "D".repeat(33);
+    const token = `slw_u_${"D".repeat(33)}`;
     const fake = Bun.serve({
       port: 0,
       hostname: "127.0.0.1",

@@ -80,7 +80,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
         if (p.etag !== etag && !stopped) {
           const sink = proc.stdin as import("bun").FileSink;
           // A FileSink buffers; unflushed, a policy may sit here while the test waits for its status.
-          sink.write(JSON.stringify(p) + "\n");
+          sink.write(`${JSON.stringify(p)}\n`);
           await sink.flush();
           etag = p.etag;
         }

@@ -120,7 +120,6 @@ integrationSuite(
     });
 
     test("a device login is approved in the browser: log in, check the code, approve", async () => {
-      const adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
       const password = PASSWORD;
       await adminPassword();
       const started = (await (

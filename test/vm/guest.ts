@@ -166,8 +166,8 @@ export function cpioNewc(entries: Entry[]): Uint8Array {
   const hex = (n: number) => n.toString(16).padStart(8, "0");
   let ino = 1;
   const add = (name: string, mode: number, data: Uint8Array) => {
-    const nameBytes = new TextEncoder().encode(name + "\0");
-    const header = "070701" + [ino++, mode, 0, 0, 1, 0, data.length, 0, 0, 0, 0, nameBytes.length, 0].map(hex).join("");
+    const nameBytes = new TextEncoder().encode(`${name}\0`);
+    const header = `070701${[ino++, mode, 0, 0, 1, 0, data.length, 0, 0, 0, 0, nameBytes.length, 0].map(hex).join("")}`;
     push(new TextEncoder().encode(header));
     push(nameBytes);
     pad();
@@ -253,7 +253,7 @@ export function buildInitramfs(
   const modules = moduleLoadOrder(kernel.modules, MODULES);
   const guestModules = modules.map((m) => `/lib/modules/${basename(m)}`);
   modules.forEach((m, i) => copy(m, guestModules[i]));
-  file("/modules.load", new TextEncoder().encode(guestModules.join("\n") + "\n"), 0o644);
+  file("/modules.load", new TextEncoder().encode(`${guestModules.join("\n")}\n`), 0o644);
   file("/init", new TextEncoder().encode(INIT), 0o755);
   const list = [...entries.values()];
   return { cpio: cpioNewc(list), files: list.length, modules: modules.map((m) => basename(m)) };

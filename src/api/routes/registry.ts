@@ -44,7 +44,7 @@ export function registryRoutes(deps: RegistryRoutesDeps) {
     )
     .put(
       "/projects/:id/registry",
-      ({ actor, params, body, request }) => {
+      ({ actor, params, body }) => {
         const p = projectFor(actor, params.id, "project:update");
         registry.setRetention(p.id, body.retention_days);
         ctx.audit.record({

@@ -72,7 +72,7 @@ export function tokenRoutes(ctx: IdentityContext) {
         }
         const createdBy = actor.kind === "user" ? actor.userId : null;
         const ip = ctx.ip(request);
-        let created;
+        let created: ReturnType<typeof tokens.create>;
         if (body.kind === "user") {
           authorize(actor, "self:tokens");
           created = tokens.create(

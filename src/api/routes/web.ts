@@ -23,6 +23,6 @@ export function webRoutes() {
       .get("/device", () => asset("/device.html"), { detail: { hide: true } })
       // A build's page (the build_url the build API hands out).
       .get("/builds/:id", () => asset("/build.html"), { detail: { hide: true } })
-      .get("/ui/*", ({ params }) => asset("/" + params["*"]), { detail: { hide: true } })
+      .get("/ui/*", ({ params }) => asset(`/${params["*"]}`), { detail: { hide: true } })
   );
 }

@@ -45,8 +45,6 @@ interface IssuerEntry {
   inflight: Promise<Jwk[]> | null;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 /** Keys usable for signatures: a key published for encryption is ignored. */
 function findKey(keys: readonly Jwk[], kid: string): Jwk | undefined {
   return keys.find((k) => k.kid === kid && (k.use === undefined || k.use === "sig"));

@@ -275,6 +275,7 @@ export function validateTrust(input: unknown, allowInternal?: InternalAllowance)
           env.length === 0 ||
           env.length > 255 ||
           env.trim() !== env ||
+          // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
           /[\x00-\x1f]/.test(env)
         )
           bad("/environment", "must be a GitHub environment name");
@@ -361,17 +362,32 @@ function validateJwks(v: unknown, bad: (pointer: string, detail: string) => void
   }
   const kids = new Set<string>();
   const keys: Jwk[] = [];
-  v.keys.forEach((k: unknown, i) => {
+  for (const [i, k] of (v.keys as unknown[]).entries()) {
     const at = `/staticJwks/keys/${i}`;
-    if (!isObject(k)) return bad(at, "must be a JWK object");
-    if (PRIVATE_MEMBERS.some((m) => m in k)) return bad(at, "must be a public key (private key material was pasted)");
-    if (typeof k.kid !== "string" || k.kid.length === 0) return bad(`${at}/kid`, "must be a non-empty string");
-    if (kids.has(k.kid)) return bad(`${at}/kid`, "duplicate kid");
+    if (!isObject(k)) {
+      bad(at, "must be a JWK object");
+      continue;
+    }
+    if (PRIVATE_MEMBERS.some((m) => m in k)) {
+      bad(at, "must be a public key (private key material was pasted)");
+      continue;
+    }
+    if (typeof k.kid !== "string" || k.kid.length === 0) {
+      bad(`${at}/kid`, "must be a non-empty string");
+      continue;
+    }
+    if (kids.has(k.kid)) {
+      bad(`${at}/kid`, "duplicate kid");
+      continue;
+    }
     kids.add(k.kid);
     const rsa = k.kty === "RSA" && typeof k.n === "string" && typeof k.e === "string";
     const ec = k.kty === "EC" && k.crv === "P-256" && typeof k.x === "string" && typeof k.y === "string";
-    if (!rsa && !ec) return bad(at, "must be an RSA key (n, e) or an EC P-256 key (x, y)");
+    if (!rsa && !ec) {
+      bad(at, "must be an RSA key (n, e) or an EC P-256 key (x, y)");
+      continue;
+    }
     keys.push(k as Jwk);
-  });
+  }
   return { keys };
 }

@@ -385,7 +385,10 @@ function forwardServer(c: Active, onError: (e: Error) => void): net.Server {
     }
     remote.once("error", (e) => onError(e));
     local.pipe(remote).pipe(local);
-    const end = () => (local.destroy(), remote.destroy());
+    const end = () => {
+      local.destroy();
+      remote.destroy();
+    };
     local.on("error", end);
     remote.on("error", end);
     local.on("close", end);
@@ -417,5 +420,10 @@ export async function forwardSocket(c: Active, onError: (e: Error) => void = () 
   const server = forwardServer(c, onError);
   await new Promise<void>((res, rej) => server.once("error", rej).listen(path, () => res()));
   c.local = path;
-  return { close: () => (server.close(), delete c.local) };
+  return {
+    close: () => {
+      server.close();
+      delete c.local;
+    },
+  };
 }

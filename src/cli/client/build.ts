@@ -297,7 +297,10 @@ export const buildkitEnvCommand: Command = {
             // the next report may get through
           }
         }, HEALTH_INTERVAL_MS);
-        const stop = () => (clearInterval(timer), resolveEnd("done"));
+        const stop = () => {
+          clearInterval(timer);
+          resolveEnd("done");
+        };
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
       });

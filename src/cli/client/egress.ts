@@ -58,7 +58,10 @@ function one(args: string[], allowed: string[], what: string): string {
 }
 
 function showPolicy(ctx: CommandContext, p: PolicyView): void {
-  if (ctx.client.json) return printJson(ctx.io, p);
+  if (ctx.client.json) {
+    printJson(ctx.io, p);
+    return;
+  }
   fields(ctx.io, [
     ["mode", p.mode],
     ["default", p.default_action],

@@ -45,7 +45,7 @@ async function deviceLogin(api: ApiClient, ctx: CommandContext): Promise<{ token
     await Bun.sleep(interval);
     if (Date.now() > deadline)
       throw new SlipwayError("the device login expired before it was approved; run 'slipway login' again");
-    let r;
+    let r: Awaited<ReturnType<typeof api.raw<DevicePoll>>>;
     try {
       r = await api.raw<DevicePoll>("POST", "/api/v1/auth/device/token", { device_code: s.device_code });
       failures = 0;

@@ -47,7 +47,10 @@ async function orgSlugs(api: ApiClient): Promise<Map<string, string>> {
 }
 
 function showProject(ctx: CommandContext, p: ProjectView, org?: string): void {
-  if (ctx.client.json) return printJson(ctx.io, p);
+  if (ctx.client.json) {
+    printJson(ctx.io, p);
+    return;
+  }
   fields(ctx.io, [
     ["id", p.id],
     ["name", p.name],

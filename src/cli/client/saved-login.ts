@@ -79,7 +79,7 @@ export function writeClientConfig(env: Env, config: SavedClientConfig): string {
   if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(config)) if (typeof v === "string" && v !== "") clean[k] = v;
-  writeFileAtomic(path, JSON.stringify(clean, null, 2) + "\n", 0o600);
+  writeFileAtomic(path, `${JSON.stringify(clean, null, 2)}\n`, 0o600);
   return path;
 }
 

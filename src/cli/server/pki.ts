@@ -38,7 +38,10 @@ async function withPki<T>(
 
 function list(ctx: CommandContext, pki: ReturnType<typeof pkiServiceFactory>): void {
   const rows = pki.list();
-  if (ctx.client.json) return printJson(ctx.io, rows);
+  if (ctx.client.json) {
+    printJson(ctx.io, rows);
+    return;
+  }
   for (const r of rows)
     ctx.io.out(
       `${r.purpose.padEnd(13)} ${r.serial}  until ${r.not_after.slice(0, 10)}  ${r.retired_at ? `retired ${r.retired_at.slice(0, 10)}` : "active"}`,
@@ -60,7 +63,14 @@ export const pkiCommand: Command = {
     dispatch(
       "pki",
       {
-        list: { options: SERVER_FLAGS, run: () => withPki(ctx, async (pki) => (list(ctx, pki), EXIT_OK)) },
+        list: {
+          options: SERVER_FLAGS,
+          run: () =>
+            withPki(ctx, async (pki) => {
+              list(ctx, pki);
+              return EXIT_OK;
+            }),
+        },
         rotate: {
           options: [...SERVER_FLAGS, "purpose"],
           run: () =>

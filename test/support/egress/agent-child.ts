@@ -25,7 +25,7 @@ const opts = JSON.parse(process.argv[2]!) as {
 };
 let latest: AgentPolicy | null = null;
 let wake = null as (() => void) | null;
-const out = (m: unknown) => process.stdout.write(JSON.stringify(m) + "\n");
+const out = (m: unknown) => process.stdout.write(`${JSON.stringify(m)}\n`);
 
 const source: PolicySource = {
   async fetch(etag, waitSeconds, signal) {

@@ -185,7 +185,7 @@ export async function makeTopology(): Promise<Topology> {
       },
       async setZone(names, ttl) {
         const sink = dnsProc.stdin as import("bun").FileSink;
-        sink.write(JSON.stringify({ names, ttl }) + "\n");
+        sink.write(`${JSON.stringify({ names, ttl })}\n`);
         await sink.flush();
         await dnsOut.next("ok");
       },
