@@ -29,6 +29,7 @@ import { builderTableDeps } from "../support/builder-deps.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { serve } from "../support/serve.ts";
+import { admitter, benchProject as makeBenchProject, jsonPoster } from "./admission.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -143,40 +144,10 @@ try {
   );
   try {
     const admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
-    const post = (token: string, path: string, body: unknown) =>
-      s.get(path, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-    const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name: "bench" })).json()) as {
-      id: string;
-    };
-    benchProject = proj.id;
-    const token = (
-      (await (await post(admin, "/api/v1/tokens", { kind: "project", name: "bench", project: proj.id })).json()) as {
-        token: string;
-      }
-    ).token;
-    const admit = async () => {
-      const t = performance.now();
-      const c = (await (
-        await post(token, "/depot.cli.v1.BuildService/CreateBuild", { projectId: proj.id })
-      ).json()) as { buildId: string; buildToken: string };
-      for (;;) {
-        const r = (await (
-          await post(c.buildToken, "/depot.cli.v1.BuildService/GetBuildKitConnection", {
-            buildId: c.buildId,
-            platform: "BUILDER_PLATFORM_AMD64",
-          })
-        ).json()) as { active?: unknown; pending?: { waitMs: number } };
-        if (r.active) break;
-        await Bun.sleep(r.pending?.waitMs ?? 100);
-      }
-      const ms = performance.now() - t;
-      await post(c.buildToken, "/depot.cli.v1.BuildService/FinishBuild", { buildId: c.buildId, success: {} });
-      return ms;
-    };
+    const post = jsonPoster(s.get);
+    const { projectId, token } = await makeBenchProject(post, admin);
+    benchProject = projectId;
+    const admit = admitter(post, token, projectId);
     await admit(); // starts the builder: admission below is on a warm one
     const livez = async () => {
       const t = performance.now();
@@ -231,10 +202,13 @@ try {
     };
     const t0 = performance.now();
     for (let i = 0; i < BUILDS; i++) {
-      const r = await run([depot, "build", "--project", proj.id, "--progress", "plain", "--build-arg", `N=${i}`, ctx], {
-        env,
-        timeoutMs: 120_000,
-      });
+      const r = await run(
+        [depot, "build", "--project", projectId, "--progress", "plain", "--build-arg", `N=${i}`, ctx],
+        {
+          env,
+          timeoutMs: 120_000,
+        },
+      );
       if (r.code !== 0) throw new Error(`depot build failed: ${r.stderr.slice(-500)}`);
     }
     const perMinute = (BUILDS / (performance.now() - t0)) * 60_000;

@@ -16,6 +16,7 @@
  */
 import Docker from "dockerode";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { admitter, benchProject, jsonPoster } from "./admission.ts";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -153,41 +154,10 @@ try {
           { publicHost: "localhost" },
         );
         const admin = readFileSync(join(data, "initial-admin-token"), "utf8").trim();
-        const post = (token: string, path: string, body: unknown) =>
-          s.get(path, {
-            method: "POST",
-            headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-            body: JSON.stringify(body),
-          });
-        const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name: "bench" })).json()) as {
-          id: string;
-        };
-        projects.push(proj.id);
-        const token = (
-          (await (
-            await post(admin, "/api/v1/tokens", { kind: "project", name: "bench", project: proj.id })
-          ).json()) as { token: string }
-        ).token;
-        // As test/bench/builds.ts admits: create, ask until active, finish.
-        const admit = async () => {
-          const t = performance.now();
-          const c = (await (
-            await post(token, "/depot.cli.v1.BuildService/CreateBuild", { projectId: proj.id })
-          ).json()) as { buildId: string; buildToken: string };
-          for (;;) {
-            const r = (await (
-              await post(c.buildToken, "/depot.cli.v1.BuildService/GetBuildKitConnection", {
-                buildId: c.buildId,
-                platform: "BUILDER_PLATFORM_AMD64",
-              })
-            ).json()) as { active?: unknown; pending?: { waitMs: number } };
-            if (r.active) break;
-            await Bun.sleep(r.pending?.waitMs ?? 100);
-          }
-          const ms = performance.now() - t;
-          await post(c.buildToken, "/depot.cli.v1.BuildService/FinishBuild", { buildId: c.buildId, success: {} });
-          return ms;
-        };
+        const post = jsonPoster(s.get);
+        const { projectId, token } = await benchProject(post, admin);
+        projects.push(projectId);
+        const admit = admitter(post, token, projectId);
         await admit(); // starts the builder: admission below is on a warm one
         servers[k] = { s, admit };
       }
