@@ -102,7 +102,7 @@ export interface RunningAppliance {
   buildEndpoint: BuildEndpoint;
   /** Cache volumes (LUKS2, refused, or explicitly plain); builders get theirs from `volumes.manager`. */
   volumes: ConfiguredVolumes;
-  /** Egress policies; the builder manager calls `egress.setBuilderAddresses(addrs)` as builders
+  /** Egress policies; the builder service calls `egress.setBuilderAddresses(addrs)` as builders
    * start and stop (agents apply the change within a second). */
   egress: EgressService;
   /** Before stop: no new builds; running ones finish up to server.drain_seconds, the rest are canceled. */
@@ -392,7 +392,7 @@ function localUrlOf(https: boolean, hostname: string, port: number): string {
   return `${https ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-/** The builder manager, as configured (the "builders" room's service). */
+/** The builder service, as configured (the "builders" room's service). */
 function builderService(o: {
   config: Config;
   state: ApplianceState;
@@ -650,7 +650,7 @@ function healthAndMetrics(
  * The services that own the tenants' tables (users, organizations, memberships, projects,
  * quotas, tokens, CI trusts, sessions, device logins, egress policies and runner hosts), each
  * given the others narrowly.
- * `fleet`: the builder manager once it exists (project deletion and cache reset go to it).
+ * `fleet`: the builder service once it exists (project deletion and cache reset go to it).
  */
 function tenantServicesFactory(o: {
   db: Database;

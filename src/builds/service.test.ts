@@ -1,5 +1,5 @@
 /**
- * The build lifecycle on a real SQLite file and the real CA, with a narrow fake builder manager
+ * The build lifecycle on a real SQLite file and the real CA, with a narrow fake builder service
  * (the real one is exercised in test/e2e/builders.test.ts and build-flow.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";

@@ -2,7 +2,7 @@
  * @module egress/service
  * The appliance side of egress: each organization's policy (mode, default, rules), its runner
  * hosts and their agent tokens, what agents report (apply status, would-be blocks), and the
- * policy document each agent pulls. Builder addresses are pushed here by the builder manager
+ * policy document each agent pulls. Builder addresses are pushed here by the builder service
  * (`setBuilderAddresses`); every change wakes the agents' long polls, so a new builder is in
  * their sets well within a second.
  *

@@ -39,7 +39,7 @@ export interface QuotaReport {
 
 /**
  * What an organization uses, counted by the tables' owners. Declared here, narrow, because the
- * quotas sit below both owners (projects/service and the builder manager check against them).
+ * quotas sit below both owners (projects/service and the builder service check against them).
  */
 export interface QuotaUsage {
   /** projects/service `countInOrg`. */
@@ -50,7 +50,7 @@ export interface QuotaUsage {
 
 /**
  * QuotaUsage counted by the owners: projects by projects/service, builders per project by the
- * builder manager (`list`). `owners` is called at each count, so the quotas can be made before
+ * builder service (`list`). `owners` is called at each count, so the quotas can be made before
  * the services that check against them.
  */
 export function quotaUsageOf(

@@ -131,7 +131,7 @@ export function projectsServiceFactory({
       return (countIn.get(orgId) as { n: number }).n;
     },
 
-    /** What the project's builders are made from (the builder manager's view), or null. */
+    /** What the project's builders are made from (the builder service's view), or null. */
     builderSettings(id: string): ProjectBuilderSettings | null {
       const p = byId.get(id) as Project | null;
       if (!p) return null;

@@ -1,6 +1,6 @@
 /**
  * @module volumes/types
- * What the builder manager needs from a cache volume, whatever keeps it: one volume per
+ * What the builder service needs from a cache volume, whatever keeps it: one volume per
  * (project, platform), mounted at a host path the builder's state directory is bound to.
  * Backends: `plain` (a directory, `encryption: none`) and LUKS2 (see the encrypted-volume work).
  */

@@ -2,7 +2,7 @@
  * @module api/connect/rpc.test
  * The depot RPCs no other test called, each through the real HTTP stack (Bun.serve on loopback,
  * createApp, the Connect handlers) in both codecs, on a real SQLite file with the real identity,
- * builds, CA and registry services; only the builder manager and the cache reset are narrow
+ * builds, CA and registry services; only the builder service and the cache reset are narrow
  * fakes (no build here reaches a builder). Then the Connect error paths: a wrong content type,
  * an unknown platform, FinishBuild without a result, oversized messages, a page token the server
  * never gave, a status stream its client abandons in the middle of a message, and a FinishLogin
