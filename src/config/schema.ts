@@ -9,6 +9,13 @@ import { parseListenAddress } from "./listen.ts";
 import { parseTarget } from "../wire/egress/targets.ts";
 import { allowEntryProblem, parseEndpoint } from "./values.ts";
 
+/** The entries of a comma-separated setting, trimmed, empty ones dropped. */
+const listEntries = (v: string) =>
+  v
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+
 const listen = z.string().refine((v) => parseListenAddress(v) !== null, {
   message: "expected host:port with a port from 1 to 65535 (e.g. 0.0.0.0:8443, [::]:8443, :8443)",
 });
@@ -86,31 +93,19 @@ export const configSchema = z
         insecure_registries: z
           .string()
           .default("")
-          .refine(
-            (v) =>
-              v
-                .split(",")
-                .map((x) => x.trim())
-                .filter(Boolean)
-                .every((x) => /^[A-Za-z0-9.-]+(:\d{1,5})?$|^[0-9a-fA-F:.]+\/\d{1,3}$/.test(x)),
-            {
-              message: "expected a comma-separated list of host[:port] or CIDR entries",
-            },
-          ),
+          .refine((v) => listEntries(v).every((x) => /^[A-Za-z0-9.-]+(:\d{1,5})?$|^[0-9a-fA-F:.]+\/\d{1,3}$/.test(x)), {
+            message: "expected a comma-separated list of host[:port] or CIDR entries",
+          }),
         network_policy: z.enum(["enforce", "off"]).default("enforce"),
         network_allow: z
           .string()
           .default("")
           .refine(
             (v) =>
-              v
-                .split(",")
-                .map((x) => x.trim())
-                .filter(Boolean)
-                .every((x) => {
-                  const t = parseTarget(x);
-                  return typeof t !== "string" && t.kind === "cidr" && !/^::ffff:/i.test(t.cidr);
-                }),
+              listEntries(v).every((x) => {
+                const t = parseTarget(x);
+                return typeof t !== "string" && t.kind === "cidr" && !/^::ffff:/i.test(t.cidr);
+              }),
             {
               message: "expected a comma-separated list of IP addresses or CIDRs",
             },
@@ -118,17 +113,9 @@ export const configSchema = z
         network_mirrors: z
           .string()
           .default("")
-          .refine(
-            (v) =>
-              v
-                .split(",")
-                .map((x) => x.trim())
-                .filter(Boolean)
-                .every((x) => parseEndpoint(x) !== null),
-            {
-              message: "expected a comma-separated list of host:port entries",
-            },
-          ),
+          .refine((v) => listEntries(v).every((x) => parseEndpoint(x) !== null), {
+            message: "expected a comma-separated list of host:port entries",
+          }),
       })
       .strict()
       .prefault({}),
@@ -203,14 +190,10 @@ export const configSchema = z
           .default("")
           .refine(
             (v) =>
-              v
-                .split(",")
-                .map((x) => x.trim())
-                .filter(Boolean)
-                .every((x) => {
-                  const t = parseTarget(x);
-                  return typeof t !== "string" && t.kind === "cidr";
-                }),
+              listEntries(v).every((x) => {
+                const t = parseTarget(x);
+                return typeof t !== "string" && t.kind === "cidr";
+              }),
             {
               message: "expected a comma-separated list of IP addresses or CIDRs",
             },
@@ -242,18 +225,10 @@ export const configSchema = z
         allow_internal: z
           .preprocess((v) => (Array.isArray(v) && v.every((x) => typeof x === "string") ? v.join(",") : v), z.string())
           .default("")
-          .refine(
-            (v) =>
-              v
-                .split(",")
-                .map((x) => x.trim())
-                .filter(Boolean)
-                .every((x) => allowEntryProblem(x) === null),
-            {
-              message:
-                "expected a comma-separated list of issuer origins (https://ghe.example.com) and CIDRs (10.0.0.0/8)",
-            },
-          ),
+          .refine((v) => listEntries(v).every((x) => allowEntryProblem(x) === null), {
+            message:
+              "expected a comma-separated list of issuer origins (https://ghe.example.com) and CIDRs (10.0.0.0/8)",
+          }),
         ca_file: path.optional(),
       })
       .strict()
