@@ -131,7 +131,8 @@ export interface StartOptions {
   plugins?: AppDeps["plugins"];
 }
 
-// About 120 lines: the start-up in order, each step a call; splitting it further would hide the order.
+// About 240 lines once formatted (each call's arguments one per line): the start-up in order, each
+// step a call to a function below; splitting it further would hide the order.
 export async function startAppliance({ loaded, log, env, plugins }: StartOptions): Promise<RunningAppliance> {
   const { config, dataDir } = loaded;
   const s = config.server;

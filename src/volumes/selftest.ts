@@ -129,6 +129,8 @@ export async function selftestCrashChild(dir: string, io: SelftestIo): Promise<n
   return 0;
 }
 
+// Long (about 240 lines): one linear script of steps the VM test reads line by line from the
+// serial console; each step is a short call, and their order is the test.
 export async function volumeSelftest(
   dir: string,
   io: SelftestIo,

@@ -9,17 +9,13 @@ import { dispatch, required, str } from "../subcommands.ts";
 import { table, when } from "../output.ts";
 import { UsageError } from "../../errors.ts";
 import { EXIT_OK, printJson, type Command, type CommandContext } from "../command.ts";
-import type { OrgView as Org, QuotaReportView as QuotaReport } from "../../orgs/models.ts";
+import {
+  QUOTA_RANGES,
+  type OrgView as Org,
+  type QuotaKey,
+  type QuotaReportView as QuotaReport,
+} from "../../orgs/models.ts";
 
-/** The API's quotas and their ranges (PUT /api/v1/orgs/{org}/quotas), checked here first for a clear usage error. */
-const QUOTA_RANGES = {
-  max_projects: { min: 0, max: 100_000, description: "projects in the organization" },
-  max_builder_cpus: { min: 1, max: 256, description: "CPUs of one builder" },
-  max_builder_memory_mb: { min: 256, max: 1_048_576, description: "memory of one builder, MB" },
-  max_cache_size_gb: { min: 1, max: 10_000, description: "cache of one project per platform, GB" },
-  max_running_builders: { min: 0, max: 1000, description: "builders running at once" },
-};
-type QuotaKey = keyof typeof QUOTA_RANGES;
 const QUOTA_KEYS = Object.keys(QUOTA_RANGES) as QuotaKey[];
 
 /** `--max-projects` ↔ `max_projects`, and so on. */
