@@ -130,6 +130,8 @@ export const SPAWNS_OUTSIDE_HOST: { file: string; why: string }[] = [
   // Not a host program: the hidden VM self-test starts a second copy of this binary to SIGKILL it
   // mid-operation, as a crash would.
   { file: "volumes/selftest.ts", why: "starts a copy of itself (--crash-child) to kill it while a volume is open" },
+  // Not a host program and never at run time: the bundler refuses Bun.build inside a macro.
+  { file: "web/embed.macro.ts", why: "bundles the web UI with `bun build` while the binary is being bundled" },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -382,6 +384,32 @@ describe("host programs", () => {
       .map((file) => relative(SRC, file))
       .filter((file) => !file.startsWith(HOST_ROOM));
     expect(spawning).toEqual(SPAWNS_OUTSIDE_HOST.map((s) => s.file).sort());
+  });
+});
+
+describe("the web UI (web/src)", () => {
+  const WEB = join(ROOT, "web", "src");
+  const files = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? files(join(dir, e.name)) : /\.tsx?$/.test(e.name) ? [join(dir, e.name)] : [],
+    );
+  test("takes only the API's models from src/, and only their types (nothing of the server in the bundle)", () => {
+    const wrong: string[] = [];
+    for (const file of files(WEB)) {
+      const text = readFileSync(file, "utf8");
+      for (const m of text.matchAll(/^import\s+(type\s+)?[^;]*?from\s+"([^"]+)"/gms)) {
+        const target = resolve(dirname(file), m[2]!);
+        if (!target.startsWith(SRC)) continue;
+        if (!m[1] || !/\/models\.ts$/.test(target)) wrong.push(`${relative(ROOT, file)} → ${relative(ROOT, target)}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+  test("every file opens with a /** @module header", () => {
+    const missing = files(WEB)
+      .filter((file) => !/^\/\*\*\s*\n\s*\*\s*@module\s/.test(readFileSync(file, "utf8")))
+      .map((file) => relative(ROOT, file));
+    expect(missing).toEqual([]);
   });
 });
 

@@ -11,6 +11,9 @@ export const Me = t.Object({
   username: t.String(),
   is_admin: t.Boolean(),
   token_id: t.Nullable(t.String({ description: "the token this request used (null for a web session)" })),
+  memberships: t.Record(t.String(), t.Union([t.Literal("owner"), t.Literal("user")]), {
+    description: "the caller's role in each organization it belongs to, by organization id",
+  }),
 });
 export type MeView = Static<typeof Me>;
 

@@ -143,7 +143,7 @@ integrationSuite("build flow: the depot CLI against slipway serve with real buil
     // build_url is the build's page in the web UI.
     const page = await s.get(new URL(b1.build_url).pathname);
     expect(page.status).toBe(200);
-    expect(await page.text()).toContain("/ui/build.js");
+    expect(await page.text()).toContain("/ui/app.js");
     const listed = await rpc(tokens.A!, "depot.cli.v1.BuildService/ListBuilds", { projectId: ids.A });
     expect(listed.status).toBe(200);
     expect(listed.json.builds[0]).toMatchObject({ id: b1.id, status: 2 }); // BUILD_STATUS_FINISHED

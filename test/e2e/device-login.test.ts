@@ -136,7 +136,7 @@ describe("device login", () => {
   test("the approval page is served", async () => {
     const r = await w.handle(new Request("http://localhost/device?code=BCDF-GHJK"));
     expect(r.status).toBe(200);
-    expect(await r.text()).toContain('<script src="/ui/device.js"></script>');
-    expect((await w.handle(new Request("http://localhost/ui/device.js"))).status).toBe(200);
+    expect(await r.text()).toContain('<script type="module" src="/ui/app.js"></script>');
+    expect((await w.handle(new Request("http://localhost/ui/app.js"))).status).toBe(200);
   });
 });

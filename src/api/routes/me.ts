@@ -12,7 +12,13 @@ export function meRoutes(ctx: Pick<IdentityContext, "actorOf">) {
     "/api/v1/me",
     ({ actor }) => {
       const person = asPerson(actor, "self:read");
-      return { id: person.userId, username: person.username, is_admin: person.isAdmin, token_id: person.tokenId };
+      return {
+        id: person.userId,
+        username: person.username,
+        is_admin: person.isAdmin,
+        token_id: person.tokenId,
+        memberships: person.memberships,
+      };
     },
     {
       actor: true,
