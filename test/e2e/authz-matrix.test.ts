@@ -60,6 +60,14 @@ const ROWS: Row[] = [
   { route: "GET /device", name: "device approval page", path: () => "/device", expect: ANYONE(200) },
   { route: "GET /builds/:id", name: "build page", path: (i) => `/builds/${i.b1}`, expect: ANYONE(200) },
   { route: "GET /ui/*", name: "UI asset", path: () => "/ui/app.js", expect: ANYONE(200) },
+  { route: "GET /login", name: "sign-in page", path: () => "/login", expect: ANYONE(200) },
+  // The UI's shell for a browser (Accept: text/html); anything else asking is told "not found".
+  {
+    route: "GET /*",
+    name: "any other address, not asking for HTML",
+    path: () => "/orgs/x/projects",
+    expect: ANYONE(404),
+  },
   { route: "GET /api/v1/docs", name: "API docs page", path: () => "/api/v1/docs", expect: ANYONE(200) },
   {
     route: "GET /api/v1/docs/assets/:name",

@@ -63,7 +63,7 @@ export function Layout(props: { children: ComponentChildren }) {
             {org && link(`/orgs/${encodeURIComponent(org)}/projects`, "Projects")}
             {org && link(`/orgs/${encodeURIComponent(org)}/builds`, "Builds")}
             {org && link(`/orgs/${encodeURIComponent(org)}/egress`, "Egress")}
-            {org && link(`/orgs/${encodeURIComponent(org)}/settings`, "Organization")}
+            {org && link(`/orgs/${encodeURIComponent(org)}/members`, "Organization")}
             {session.me.is_admin && link("/admin", "Administration")}
           </ul>
         </nav>

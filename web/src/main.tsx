@@ -10,20 +10,26 @@ import { LocationProvider, Route, Router, useLocation } from "preact-iso";
 import { Layout, useCurrentOrgSlug } from "./layout.tsx";
 import { accountRoutes } from "./pages/account/routes.tsx";
 import { adminRoutes } from "./pages/admin/routes.tsx";
+import { buildRoutes } from "./pages/build/routes.tsx";
 import { buildsRoutes } from "./pages/builds/routes.tsx";
+import { cacheRoutes } from "./pages/cache/routes.tsx";
 import { deviceRoutes } from "./pages/device/routes.tsx";
 import { egressRoutes } from "./pages/egress/routes.tsx";
 import { NotFound } from "./pages/errors.tsx";
 import { Login } from "./pages/login.tsx";
 import { orgsRoutes } from "./pages/orgs/routes.tsx";
 import { projectsRoutes } from "./pages/projects/routes.tsx";
+import { tokensRoutes } from "./pages/tokens/routes.tsx";
 import { SessionProvider } from "./session.tsx";
 
 const routes = [
   ...accountRoutes,
   ...orgsRoutes,
+  ...tokensRoutes,
   ...projectsRoutes,
   ...buildsRoutes,
+  ...buildRoutes,
+  ...cacheRoutes,
   ...egressRoutes,
   ...adminRoutes,
   ...deviceRoutes,

@@ -1,0 +1,68 @@
+/**
+ * @module web/frames/project
+ * Every page of one project: its name, the organization it belongs to, and the tabs (builds,
+ * cache, settings, tokens, trust, set up). Loads the project once; a project the caller cannot
+ * see is the not-found page, exactly like a missing one.
+ */
+import type { ComponentChildren } from "preact";
+import { useLocation } from "preact-iso";
+import type { ProjectView } from "../../../src/projects/models.ts";
+import { seg } from "../api.ts";
+import { Loaded, useApi, type Loadable } from "../data.tsx";
+import { findOrg, useSession } from "../session.tsx";
+
+export const PROJECT_TABS = [
+  ["", "Builds"],
+  ["/cache", "Cache"],
+  ["/settings", "Settings"],
+  ["/tokens", "Tokens"],
+  ["/trust", "Trust"],
+  ["/setup", "Set up"],
+] as const;
+
+/** The project's address, or one of its tabs' (`tab` as in PROJECT_TABS). */
+export const projectPath = (id: string, tab = "") => `/projects/${seg(id)}${tab}`;
+
+export function ProjectFrame(props: {
+  id: string;
+  /** The page's own heading (e.g. "Settings"), after the project's name. */
+  title?: string;
+  children: (project: ProjectView, reload: Loadable<ProjectView>) => ComponentChildren;
+}) {
+  const project = useApi<ProjectView>(`/api/v1/projects/${seg(props.id)}`);
+  const session = useSession();
+  const { path } = useLocation();
+  return (
+    <Loaded from={project}>
+      {(p) => {
+        const org = findOrg(session, p.org_id);
+        return (
+          <>
+            <p class="breadcrumb">
+              {org ? <a href={`/orgs/${seg(org.slug)}/projects`}>{org.name}</a> : "Organization"} / project
+            </p>
+            <h1>
+              {p.name}
+              {props.title ? ` — ${props.title}` : ""}
+            </h1>
+            <nav aria-label="Project">
+              <ul class="tabs">
+                {PROJECT_TABS.map(([tab, label]) => {
+                  const href = projectPath(p.id, tab);
+                  return (
+                    <li key={tab}>
+                      <a href={href} aria-current={path === href ? "page" : undefined}>
+                        {label}
+                      </a>
+                    </li>
+                  );
+                })}
+              </ul>
+            </nav>
+            {props.children(p, project)}
+          </>
+        );
+      }}
+    </Loaded>
+  );
+}
