@@ -28,6 +28,14 @@ export interface AuditRecord {
   details: Record<string, unknown>;
 }
 
+/** What the audit log can be narrowed to (the API's query, resolved: actor names are labels here). */
+export interface AuditFilter {
+  actors?: string[];
+  action?: string;
+  since?: string;
+  until?: string;
+}
+
 export type AuditService = ReturnType<typeof auditServiceFactory>;
 
 export function auditServiceFactory({ db, now = () => new Date() }: { db: Database; now?: () => Date }) {
@@ -47,13 +55,33 @@ export function auditServiceFactory({ db, now = () => new Date() }: { db: Databa
         JSON.stringify(e.details ?? {}),
       );
     },
-    /** Newest first. `orgId` undefined: the whole appliance (administrator only). */
-    list(opts: { orgId?: string; limit: number; beforeId?: number }): AuditRecord[] {
+    /**
+     * Newest first. `orgId` undefined: the whole appliance (administrator only). `actors`: any of
+     * these actor labels; `action`: that action or its family (`member` or `member.` matches
+     * `member.add`); `since`/`until`: ISO 8601 UTC bounds on `at` (inclusive), compared as the
+     * strings `record` writes.
+     */
+    list(opts: AuditFilter & { orgId?: string; limit: number; beforeId?: number }): AuditRecord[] {
+      const family = opts.action?.replace(/\.$/, "") ?? null;
+      const actors = opts.actors ?? null;
       const rows = db
         .query(
-          `SELECT * FROM audit_log WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3`,
+          `SELECT * FROM audit_log
+            WHERE (?1 IS NULL OR org_id = ?1) AND (?2 IS NULL OR id < ?2)
+              AND (?3 IS NULL OR actor IN (SELECT value FROM json_each(?3)))
+              AND (?4 IS NULL OR action = ?4 OR substr(action, 1, length(?4) + 1) = ?4 || '.')
+              AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6)
+            ORDER BY id DESC LIMIT ?7`,
         )
-        .all(opts.orgId ?? null, opts.beforeId ?? null, opts.limit) as (Omit<AuditRecord, "details"> & {
+        .all(
+          opts.orgId ?? null,
+          opts.beforeId ?? null,
+          actors ? JSON.stringify(actors) : null,
+          family,
+          opts.since ?? null,
+          opts.until ?? null,
+          opts.limit,
+        ) as (Omit<AuditRecord, "details"> & {
         details: string;
       })[];
       return rows.map((r) => ({ ...r, details: JSON.parse(r.details) }));

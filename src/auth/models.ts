@@ -30,7 +30,10 @@ export const Session = t.Object({
   last_seen_at: t.String(),
   ip: t.Nullable(t.String()),
   user_agent: t.Nullable(t.String()),
+  /** In the list of sessions: the one the request came with (its cookie). */
+  current: t.Optional(t.Boolean()),
 });
+export type SessionView = Static<typeof Session>;
 /** PUT /me/password */
 export const PasswordChange = t.Object(
   {

@@ -102,10 +102,43 @@ export const QuotaPatch = t.Object(
   },
 );
 
+const RFC3339 = "^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?([Zz]|[+-]\\d{2}:\\d{2})$";
+/** GET /orgs/{org}/audit and GET /audit */
 export const AuditQuery = t.Object({
   limit: t.Optional(t.Numeric({ minimum: 1, maximum: 500 })),
-  before: t.Optional(t.Numeric({ minimum: 1 })),
+  before: t.Optional(t.Numeric({ minimum: 1, description: "entries older than this id (the next page)" })),
+  actor: t.Optional(
+    t.String({
+      minLength: 1,
+      maxLength: 300,
+      description: "who acted: a username, or the actor as the log shows it (user:usr_…, token:tok_…, anonymous)",
+    }),
+  ),
+  action: t.Optional(
+    t.String({
+      pattern: "^[a-z0-9][a-z0-9._-]{0,63}$",
+      description: "an action (member.add), or a family of them (member or member.)",
+    }),
+  ),
+  since: t.Optional(t.String({ pattern: RFC3339, description: "entries at or after this time (RFC 3339)" })),
+  until: t.Optional(t.String({ pattern: RFC3339, description: "entries at or before this time (RFC 3339)" })),
 });
+export const AuditEntry = t.Object({
+  id: t.Integer(),
+  at: t.String(),
+  org_id: t.Nullable(t.String()),
+  actor: t.String(),
+  /** The username when the actor is a user that still exists. */
+  actor_name: t.Nullable(t.String()),
+  action: t.String(),
+  target: t.Nullable(t.String()),
+  /** The username when the target is a user that still exists. */
+  target_name: t.Nullable(t.String()),
+  outcome: t.Union([t.Literal("success"), t.Literal("failure")]),
+  ip: t.Nullable(t.String()),
+  details: t.Record(t.String(), t.Unknown()),
+});
+export type AuditEntryView = Static<typeof AuditEntry>;
 
 /** POST /users */
 export const UserCreate = t.Object(

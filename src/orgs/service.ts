@@ -221,6 +221,20 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
 
     getUser,
 
+    /** A user's id by exact username, or null (the audit log's filter by who acted). */
+    userIdByUsername(username: string): string | null {
+      return (db.query("SELECT id FROM users WHERE username = ?").get(username) as { id: string } | null)?.id ?? null;
+    },
+
+    /** Usernames of the users among `ids` that exist (the audit log names people, not ids). */
+    usernames(ids: string[]): Map<string, string> {
+      if (ids.length === 0) return new Map();
+      const rows = db
+        .query("SELECT id, username FROM users WHERE id IN (SELECT value FROM json_each(?))")
+        .all(JSON.stringify([...new Set(ids)])) as { id: string; username: string }[];
+      return new Map(rows.map((r) => [r.id, r.username]));
+    },
+
     /** The user's password hash (null: none set), or null for no such user (auth/sessions). */
     passwordHashOf(userId: string): { password_hash: string | null } | null {
       return db.query("SELECT password_hash FROM users WHERE id = ?").get(userId) as {

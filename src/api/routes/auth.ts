@@ -54,11 +54,28 @@ export function authRoutes(ctx: IdentityContext, opts: { secureCookies: boolean 
       },
       { actor: true, detail: { tags: ["auth"], summary: "End the current session" } },
     )
-    .get("/auth/sessions", ({ actor }) => sessions.list(asPerson(actor, "self:read").userId), {
-      actor: true,
-      response: { 200: t.Array(Session) },
-      detail: { tags: ["auth"], summary: "The caller's open sessions", security: [{ bearer: [] }] },
-    })
+    .get(
+      "/auth/sessions",
+      ({ actor, request }) => {
+        const list = sessions.list(asPerson(actor, "self:read").userId);
+        // Which one is this browser's, so the account page can say so (and sign out when it ends).
+        const secret = sessionCookie(request);
+        let currentId: string | null = null;
+        if (secret) {
+          try {
+            currentId = sessions.resolve(secret).sessionId;
+          } catch {
+            currentId = null; // a stale cookie beside a bearer token: none of these is "this one"
+          }
+        }
+        return list.map((s) => ({ ...s, current: s.id === currentId }));
+      },
+      {
+        actor: true,
+        response: { 200: t.Array(Session) },
+        detail: { tags: ["auth"], summary: "The caller's open sessions", security: [{ bearer: [] }] },
+      },
+    )
     .delete(
       "/auth/sessions/:id",
       ({ actor, params, set }) => {

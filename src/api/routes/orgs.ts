@@ -5,6 +5,7 @@
 import { Elysia, t } from "elysia";
 import { authorize } from "../../auth/index.ts";
 import {
+  AuditEntry,
   AuditQuery,
   BuilderRuntimeSet,
   Member,
@@ -18,7 +19,9 @@ import {
   User,
   UserCreate,
 } from "../../orgs/models.ts";
-import { PreconditionError } from "../../errors.ts";
+import type { AuditFilter, AuditRecord } from "../../auth/audit.ts";
+import { InvalidInputError, PreconditionError } from "../../errors.ts";
+import type { OrgsService } from "../../orgs/service.ts";
 import { actorMacro } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
 
@@ -238,11 +241,18 @@ export function memberRoutes(ctx: IdentityContext) {
       ({ actor, params, query }) => {
         const org = orgs.get(params.org);
         authorize(actor, "audit:read", { orgId: org.id });
-        return audit.list({ orgId: org.id, limit: query.limit ?? 100, beforeId: query.before });
+        const entries = audit.list({
+          ...auditFilter(orgs, query),
+          orgId: org.id,
+          limit: query.limit ?? 100,
+          beforeId: query.before,
+        });
+        return withNames(orgs, entries);
       },
       {
         actor: true,
         query: AuditQuery,
+        response: { 200: t.Array(AuditEntry) },
         detail: { tags: ["audit"], summary: "The organization's audit log, newest first (owners)", security: bearer },
       },
     )
@@ -250,11 +260,13 @@ export function memberRoutes(ctx: IdentityContext) {
       "/audit",
       ({ actor, query }) => {
         authorize(actor, "appliance:admin");
-        return audit.list({ limit: query.limit ?? 100, beforeId: query.before });
+        const entries = audit.list({ ...auditFilter(orgs, query), limit: query.limit ?? 100, beforeId: query.before });
+        return withNames(orgs, entries);
       },
       {
         actor: true,
         query: AuditQuery,
+        response: { 200: t.Array(AuditEntry) },
         detail: { tags: ["audit"], summary: "The whole appliance's audit log (administrator)", security: bearer },
       },
     )
@@ -279,4 +291,50 @@ export function memberRoutes(ctx: IdentityContext) {
         },
       },
     );
+}
+
+/**
+ * The audit query as the log stores it: a username becomes its actor label (the log keeps ids, so
+ * a renamed user's past stays theirs); times become the UTC strings the log compares.
+ */
+function auditFilter(
+  orgs: Pick<OrgsService, "userIdByUsername">,
+  q: { actor?: string; action?: string; since?: string; until?: string },
+): AuditFilter {
+  const time = (name: "since" | "until") => {
+    const v = q[name];
+    if (v === undefined) return undefined;
+    const ms = Date.parse(v);
+    if (Number.isNaN(ms))
+      throw new InvalidInputError(`${name} is not a valid time`, [
+        { pointer: `/${name}`, detail: "an RFC 3339 time, e.g. 2026-01-31T12:00:00Z" },
+      ]);
+    return new Date(ms).toISOString();
+  };
+  const since = time("since");
+  const until = time("until");
+  if (since && until && since > until)
+    throw new InvalidInputError("since is after until", [{ pointer: "/since", detail: "must not be after until" }]);
+  let actors: string[] | undefined;
+  if (q.actor !== undefined) {
+    const userId = orgs.userIdByUsername(q.actor);
+    actors = userId ? [q.actor, `user:${userId}`] : [q.actor];
+  }
+  return { actors, action: q.action, since, until };
+}
+
+/** Entries with the usernames of the users who acted and were acted on, where they still exist. */
+function withNames(orgs: Pick<OrgsService, "usernames">, entries: AuditRecord[]) {
+  const userOf = (label: string) => (label.startsWith("user:") ? label.slice(5) : null);
+  const names = orgs.usernames(
+    entries.flatMap((e) => [userOf(e.actor), e.target?.startsWith("usr_") ? e.target : null]).filter((x) => x !== null),
+  );
+  return entries.map((e) => {
+    const actorId = userOf(e.actor);
+    return {
+      ...e,
+      actor_name: actorId ? (names.get(actorId) ?? null) : null,
+      target_name: e.target ? (names.get(e.target) ?? null) : null,
+    };
+  });
 }
