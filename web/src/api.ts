@@ -57,7 +57,10 @@ export async function request<T>(method: Method, path: string, body?: unknown): 
   }
   if (!res.ok) {
     const problem = (data && typeof data === "object" ? data : { title: res.statusText }) as Problem;
-    if (res.status === 401 && !path.startsWith("/api/v1/auth/login")) onUnauthenticated();
+    // A wrong password (signing in, or the current one when changing it) is a 401 too, but the
+    // session is still there: the form shows the message instead of the sign-in page.
+    if (res.status === 401 && !path.startsWith("/api/v1/auth/login") && path !== "/api/v1/me/password")
+      onUnauthenticated();
     throw new ApiError(res.status, problem);
   }
   return data as T;

@@ -22,6 +22,12 @@ export function useCurrentOrgSlug(): string | undefined {
   return session.orgs[0]?.slug;
 }
 
+/** Where the switcher goes: the same page of the other organization, else its projects. */
+export function switchedTo(path: string, slug: string): string {
+  const tab = /^\/orgs\/[^/]+(\/[a-z-]+)$/.exec(path)?.[1];
+  return `/orgs/${encodeURIComponent(slug)}${tab ?? "/projects"}`;
+}
+
 export function Layout(props: { children: ComponentChildren }) {
   const session = useSession();
   const { route, path } = useLocation();
@@ -48,7 +54,7 @@ export function Layout(props: { children: ComponentChildren }) {
             <select
               aria-label="Organization"
               value={org}
-              onChange={(e) => route(`/orgs/${encodeURIComponent((e.target as HTMLSelectElement).value)}/projects`)}
+              onChange={(e) => route(switchedTo(path, (e.target as HTMLSelectElement).value))}
             >
               {session.orgs.map((o) => (
                 <option key={o.id} value={o.slug}>
