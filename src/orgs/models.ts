@@ -132,7 +132,7 @@ export const AuditEntry = t.Object({
   actor_name: t.Nullable(t.String()),
   action: t.String(),
   target: t.Nullable(t.String()),
-  /** The username when the target is a user that still exists. */
+  /** The username or organization slug when the target is a user or organization that still exists. */
   target_name: t.Nullable(t.String()),
   outcome: t.Union([t.Literal("success"), t.Literal("failure")]),
   ip: t.Nullable(t.String()),

@@ -226,13 +226,16 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
       return (db.query("SELECT id FROM users WHERE username = ?").get(username) as { id: string } | null)?.id ?? null;
     },
 
-    /** Usernames of the users among `ids` that exist (the audit log names people, not ids). */
-    usernames(ids: string[]): Map<string, string> {
+    /** How the audit log names the users and organizations among `ids` that exist: usernames and slugs. */
+    displayNames(ids: string[]): Map<string, string> {
       if (ids.length === 0) return new Map();
       const rows = db
-        .query("SELECT id, username FROM users WHERE id IN (SELECT value FROM json_each(?))")
-        .all(JSON.stringify([...new Set(ids)])) as { id: string; username: string }[];
-      return new Map(rows.map((r) => [r.id, r.username]));
+        .query(
+          `SELECT id, username AS name FROM users WHERE id IN (SELECT value FROM json_each(?1))
+           UNION ALL SELECT id, slug AS name FROM organizations WHERE id IN (SELECT value FROM json_each(?1))`,
+        )
+        .all(JSON.stringify([...new Set(ids)])) as { id: string; name: string }[];
+      return new Map(rows.map((r) => [r.id, r.name]));
     },
 
     /** The user's password hash (null: none set), or null for no such user (auth/sessions). */

@@ -36,6 +36,9 @@ describe("audit log filters", () => {
     expect(add.actor_name).toBe("ownerA");
     expect(add.target_name).toBe("userB");
     expect(add.actor).toMatch(/^user:usr_/);
+    const rename = entries.find((e) => e.action === "org.update")!;
+    expect(rename.target).toBe(w.ids.A);
+    expect(rename.target_name).toBe("org-a");
   });
 
   test("by actor: a username or the actor label, the same entries", async () => {

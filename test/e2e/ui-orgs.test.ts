@@ -197,7 +197,7 @@ integrationSuite("web UI: organization pages", browserMissing, () => {
 
     // By action family.
     await page.getByLabel("Action").fill("member");
-    await page.getByRole("button", { name: "Filter" }).click();
+    await page.getByRole("button", { name: "Filter", exact: true }).click();
     const memberEntries = await api("&action=member");
     expect(memberEntries.length).toBeGreaterThanOrEqual(4);
     expect(memberEntries.length).toBeLessThan(25);
@@ -210,7 +210,7 @@ integrationSuite("web UI: organization pages", browserMissing, () => {
 
     // By who (a username), with the action still set: the administrator's demotion of uma only.
     await page.getByLabel("Who").fill("admin");
-    await page.getByRole("button", { name: "Filter" }).click();
+    await page.getByRole("button", { name: "Filter", exact: true }).click();
     const byAdmin = await api("&action=member&actor=admin");
     expect(byAdmin.map((e) => e.action)).toEqual(["member.role", "member.add"]);
     await shows(byAdmin.map((e) => e.id));
@@ -221,7 +221,7 @@ integrationSuite("web UI: organization pages", browserMissing, () => {
     const tomorrow = new Date(Date.now() + 86400_000);
     const local = new Date(tomorrow.getTime() - tomorrow.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
     await page.getByLabel("From").fill(local);
-    await page.getByRole("button", { name: "Filter" }).click();
+    await page.getByRole("button", { name: "Filter", exact: true }).click();
     await page.getByText("No entries match these filters.").waitFor();
     expect(await api(`&since=${encodeURIComponent(tomorrow.toISOString())}`)).toEqual([]);
     await page.context().close();

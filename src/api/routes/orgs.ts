@@ -323,12 +323,11 @@ function auditFilter(
   return { actors, action: q.action, since, until };
 }
 
-/** Entries with the usernames of the users who acted and were acted on, where they still exist. */
-function withNames(orgs: Pick<OrgsService, "usernames">, entries: AuditRecord[]) {
+/** Entries with the names of the users who acted, and of the user or organization acted on, where they still exist. */
+function withNames(orgs: Pick<OrgsService, "displayNames">, entries: AuditRecord[]) {
   const userOf = (label: string) => (label.startsWith("user:") ? label.slice(5) : null);
-  const names = orgs.usernames(
-    entries.flatMap((e) => [userOf(e.actor), e.target?.startsWith("usr_") ? e.target : null]).filter((x) => x !== null),
-  );
+  const named = (id: string | null) => (id && /^(usr|org)_/.test(id) ? id : null);
+  const names = orgs.displayNames(entries.flatMap((e) => [userOf(e.actor), named(e.target)]).filter((x) => x !== null));
   return entries.map((e) => {
     const actorId = userOf(e.actor);
     return {

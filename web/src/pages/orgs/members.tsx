@@ -61,7 +61,7 @@ function MemberTable(props: { org: OrgView; owner: boolean; list: MemberView[]; 
       {!props.owner && <p class="hint">Only owners change who is in the organization.</p>}
       <FormError error={change.error} />
       <div class="table-wrap">
-        <table>
+        <table class="members">
           <caption class="visually-hidden">Members of {props.org.name}</caption>
           <thead>
             <tr>
