@@ -157,6 +157,8 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
   test("organization and user tokens likewise", async () => {
     const page = await signedIn("olga", "/orgs/acme/tokens");
     await page.getByRole("heading", { name: "Organization tokens" }).waitFor();
+    // Only organization tokens here: the project token of the first test is on its project's page.
+    await page.getByText("No tokens yet.").waitFor();
     await checkPage(page, "org-tokens");
     const orgSecret = await createToken(page, "automation");
     expect(orgSecret).toMatch(/^slw_o_/);

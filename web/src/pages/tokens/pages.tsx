@@ -43,6 +43,7 @@ export function OrgTokens(props: { org: string }) {
               orgId={org.id}
               canManage
               noun="Organization tokens"
+              kinds={["org"]}
             />
           </>
         ) : (

@@ -39,6 +39,8 @@ export function TokenManager(props: {
   canManage: boolean;
   /** Which tokens these are, for the headings ("Project tokens"). */
   noun: string;
+  /** List only these kinds (an organization's list from the API has its project tokens too). */
+  kinds?: string[];
 }) {
   const session = useSession();
   const tokens = useApi<TokenMetadataView[]>(props.listPath);
@@ -93,8 +95,9 @@ export function TokenManager(props: {
       <section aria-labelledby="token-list">
         <h2 id="token-list">{props.noun}</h2>
         <Loaded from={tokens}>
-          {(list) =>
-            list.length === 0 ? (
+          {(all) => {
+            const list = props.kinds ? all.filter((t) => props.kinds?.includes(t.kind)) : all;
+            return list.length === 0 ? (
               <p class="empty">No tokens yet.</p>
             ) : (
               <div class="table-wrap">
@@ -151,8 +154,8 @@ export function TokenManager(props: {
                   </tbody>
                 </table>
               </div>
-            )
-          }
+            );
+          }}
         </Loaded>
       </section>
     </>
