@@ -199,6 +199,18 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
     await add.click();
     await page.getByRole("cell", { name: /repository = acme\/app/ }).waitFor();
 
+    // GitHub Enterprise Server: its own issuer; plain http is refused at the issuer field.
+    await page.getByRole("radio", { name: "GitHub Enterprise Server" }).check();
+    await page.getByRole("textbox", { name: "Issuer URL" }).fill("http://ghe.example.com/_services/token");
+    await page.getByRole("textbox", { name: "Repository (owner/name)" }).fill("acme/tools");
+    await add.click();
+    await page.locator("#f-issuer-note.field-error").waitFor();
+    expect(await page.locator("#f-issuer-note").textContent()).toMatch(/^issuer must use https:\/\//);
+    await page.getByRole("textbox", { name: "Issuer URL" }).fill("https://ghe.example.com/_services/token");
+    await add.click();
+    await page.getByRole("cell", { name: /repository = acme\/tools/ }).waitFor();
+    await page.getByRole("cell", { name: "GitHub Enterprise Server", exact: true }).waitFor();
+
     // Generic OIDC with a pasted JWKS (a real public key); first one that is not JSON.
     await page.getByRole("radio", { name: "GitLab / generic OIDC" }).check();
     await page.getByRole("textbox", { name: "Issuer URL" }).fill("https://gitlab.example.com");
@@ -233,24 +245,32 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
       static_jwks: boolean;
     };
     const trusts = (await ok("GET", `/api/v1/projects/${ids.web}/trust`)) as Trust[];
-    expect(trusts.map((t) => t.provider)).toEqual(["github", "generic"]);
+    expect(trusts.map((t) => t.provider)).toEqual(["github", "github", "generic"]);
     expect(trusts[0]).toMatchObject({
       issuer: "https://token.actions.githubusercontent.com",
       static_jwks: false,
       config: { owner: "acme", repository: "acme/app", ref: "refs/heads/main", environment: "production" },
     });
     expect(trusts[1]).toMatchObject({
+      issuer: "https://ghe.example.com/_services/token",
+      config: { owner: "acme", repository: "acme/tools" },
+    });
+    expect(trusts[2]).toMatchObject({
       issuer: "https://gitlab.example.com",
       static_jwks: true,
       config: { claims: { project_path: "acme/app", ref_type: "branch" } },
     });
 
     // Remove the GitHub one, with confirmation.
-    await page.getByRole("button", { name: /^Remove trust GitHub Actions/ }).click();
+    const removeApp = page.getByRole("button", { name: "Remove trust GitHub Actions acme/app" });
+    await removeApp.click();
     await page.getByRole("dialog").getByRole("button", { name: "Remove trust relationship" }).click();
-    await page.getByRole("button", { name: /^Remove trust GitHub Actions/ }).waitFor({ state: "detached" });
+    await removeApp.waitFor({ state: "detached" });
     const left = (await ok("GET", `/api/v1/projects/${ids.web}/trust`)) as Trust[];
-    expect(left.map((t) => t.provider)).toEqual(["generic"]);
+    expect(left.map((t) => t.issuer)).toEqual([
+      "https://ghe.example.com/_services/token",
+      "https://gitlab.example.com",
+    ]);
     await page.context().close();
   }, 120_000);
 

@@ -28,6 +28,13 @@ const PROVIDER_NAMES: Record<string, string> = {
   generic: "Generic OIDC",
 };
 
+/** The provider as the add form names it: a GitHub trust with its own issuer is Enterprise Server. */
+function providerName(t: TrustView): string {
+  if (t.provider === "github" && t.issuer !== "https://token.actions.githubusercontent.com")
+    return "GitHub Enterprise Server";
+  return PROVIDER_NAMES[t.provider] ?? t.provider;
+}
+
 /** What a trust requires of a token, as "claim = value" lines for the list. */
 function requirements(t: TrustView): [string, string][] {
   const c = t.config;
@@ -333,7 +340,7 @@ function TrustList(props: { projectId: string; owner: boolean }) {
                     {list.map((t) => (
                       <tr key={t.id}>
                         <td>
-                          {PROVIDER_NAMES[t.provider] ?? t.provider}
+                          {providerName(t)}
                           {t.static_jwks && <div class="hint">pasted keys</div>}
                         </td>
                         <td class="break">
@@ -357,7 +364,7 @@ function TrustList(props: { projectId: string; owner: boolean }) {
                         {props.owner && (
                           <td>
                             <ConfirmButton
-                              label={`Remove trust ${PROVIDER_NAMES[t.provider] ?? t.provider} ${requirements(t)[0]?.[1] ?? t.issuer}`}
+                              label={`Remove trust ${providerName(t)} ${requirements(t)[0]?.[1] ?? t.issuer}`}
                               question="Remove this trust relationship? CI jobs relying on it are refused from now on."
                               confirmLabel="Remove trust relationship"
                               danger
