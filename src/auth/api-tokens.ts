@@ -213,6 +213,13 @@ export function tokensServiceFactory({
         .all(orgId) as TokenMetadata[];
     },
 
+    /** The project tokens of one project (what its Tokens page lists). */
+    listForProject(projectId: string): TokenMetadata[] {
+      return db
+        .query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind = 'project' AND project_id = ? ORDER BY created_at`)
+        .all(projectId) as TokenMetadata[];
+    },
+
     revoke(id: string, actor: Actor, ip: string | null = null): TokenMetadata {
       const t = this.get(id);
       if (!t.revoked_at) {

@@ -98,6 +98,7 @@ export const TokenCreated = t.Composite([
   TokenMetadata,
   t.Object({ token: t.String({ description: "the secret: shown once, never again" }) }),
 ]);
+export type TokenCreatedView = Static<typeof TokenCreated>;
 
 export const Trust = t.Object({
   id: t.String(),
@@ -110,6 +111,7 @@ export const Trust = t.Object({
   created_at: t.String(),
 });
 export type TrustView = Static<typeof Trust>;
+export type TrustCreateBody = Static<typeof TrustCreate>;
 /** POST /projects/{id}/trust */
 export const TrustCreate = t.Object(
   {

@@ -309,6 +309,13 @@ const ROWS: Row[] = [
     expect: cells(`401 200 200 403 404 404 403 403 404 404 404 200 ${X} ${X}`),
   },
   {
+    route: "GET /api/v1/projects/:id/tokens",
+    name: "project tokens of p1",
+    path: (i) => `/api/v1/projects/${i.p1}/tokens`,
+    target: "p1",
+    expect: cells(`401 200 200 403 404 403 200 403 404 403 403 200 ${X} ${X}`),
+  },
+  {
     route: "POST /api/v1/tokens",
     name: "create user token",
     path: () => "/api/v1/tokens",

@@ -61,6 +61,23 @@ export function tokenRoutes(ctx: IdentityContext) {
         },
       },
     )
+    .get(
+      "/projects/:id/tokens",
+      ({ actor, params }) => {
+        const p = projects.get(params.id);
+        authorize(actor, "token:manage-project", { orgId: p.org_id, projectId: p.id });
+        return tokens.listForProject(p.id);
+      },
+      {
+        actor: true,
+        response: { 200: t.Array(Metadata) },
+        detail: {
+          tags: ["tokens"],
+          summary: "A project's project tokens (owners, organization tokens)",
+          security: bearer,
+        },
+      },
+    )
     .post(
       "/tokens",
       ({ actor, body, set, request }) => {
