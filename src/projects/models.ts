@@ -5,6 +5,7 @@
  * types from them. Imports no service, so client code may import it.
  */
 import { t, type Static } from "elysia";
+import { Build } from "../builds/models.ts";
 import { BodyInteger } from "../http/schema.ts";
 
 /** Project names: a letter or digit, then letters, digits, dot, underscore, dash; 63 at most.
@@ -57,6 +58,15 @@ export const Project = t.Object({
   ...Settings,
 });
 export type ProjectView = Static<typeof Project>;
+/** A build in a projects list's health strip. */
+export const RecentBuild = t.Pick(Build, ["id", "status", "created_at"]);
+/** GET /orgs/{org}/projects: each project with its last builds (newest first), when the
+ * appliance runs builds — the list's health strip without a request per project. */
+export const ProjectListed = t.Composite([
+  Project,
+  t.Object({ recent_builds: t.Optional(t.Array(RecentBuild, { maxItems: 10 })) }),
+]);
+export type ProjectListedView = Static<typeof ProjectListed>;
 /** POST /orgs/{org}/projects */
 export const ProjectCreate = t.Object({ name: ProjectName, ...SettingsPatch }, { additionalProperties: false });
 /** PATCH /projects/{id} */
