@@ -5,7 +5,6 @@
  * types from them. Imports no service, so client code may import it.
  */
 import { t, type Static } from "elysia";
-import { Build } from "../builds/models.ts";
 import { BodyInteger } from "../http/schema.ts";
 
 /** Project names: a letter or digit, then letters, digits, dot, underscore, dash; 63 at most.
@@ -58,8 +57,13 @@ export const Project = t.Object({
   ...Settings,
 });
 export type ProjectView = Static<typeof Project>;
-/** A build in a projects list's health strip. */
-export const RecentBuild = t.Pick(Build, ["id", "status", "created_at"]);
+/** A build in a projects list's health strip (its status as builds/models has it; not imported
+ * from there, since builds already depends on projects). */
+export const RecentBuild = t.Object({
+  id: t.String(),
+  status: t.String({ description: "created, running, finished, failed, canceled or expired" }),
+  created_at: t.String(),
+});
 /** GET /orgs/{org}/projects: each project with its last builds (newest first), when the
  * appliance runs builds — the list's health strip without a request per project. */
 export const ProjectListed = t.Composite([
