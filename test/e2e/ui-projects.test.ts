@@ -201,6 +201,26 @@ integrationSuite("web UI: projects", browserMissing, () => {
     const after = (await project(p.id)).body;
     expect([after.cache_size_gb, after.builder_cpus]).toEqual([20, 4]);
     await checkPage(page, "project-settings-invalid");
+
+    // A registry retention the API refuses: its message at that field, the retention unchanged.
+    if (registry) {
+      await page.getByLabel("Cache size (GB per platform)", { exact: true }).fill("20");
+      await page.getByLabel("Builder CPUs", { exact: true }).fill("4");
+      await page.getByLabel("Registry retention (days)", { exact: true }).fill("-1");
+      await page.getByRole("button", { name: "Save settings" }).click();
+      const retention = page.locator("#f-retention_days-note.field-error");
+      await retention.waitFor();
+      const no = await call<{ errors: { pointer: string; detail: string }[] }>(
+        "PUT",
+        `/api/v1/projects/${p.id}/registry`,
+        { retention_days: -1 },
+      );
+      expect(no.status).toBe(400);
+      expect(await retention.textContent()).toBe(no.body.errors.find((e) => e.pointer === "/retention_days")!.detail);
+      expect(
+        (await call<{ retention_days: number }>("GET", `/api/v1/projects/${p.id}/registry`)).body.retention_days,
+      ).toBe(9);
+    }
     await page.context().close();
   }, 60_000);
 

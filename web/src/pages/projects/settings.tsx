@@ -69,10 +69,17 @@ function SettingsForm(props: {
     for (const [k] of SETTINGS) patch[k] = asNumber(values[k] ?? "");
     const p = await api.patch<ProjectView>(`/api/v1/projects/${seg(project.id)}`, patch);
     let r = registry;
-    if (registry && values[RETENTION] !== String(registry.retention_days))
-      r = await api.put<RegistryUsageView>(`/api/v1/projects/${seg(project.id)}/registry`, {
-        retention_days: asNumber(values[RETENTION] ?? ""),
-      });
+    if (registry && values[RETENTION] !== String(registry.retention_days)) {
+      try {
+        r = await api.put<RegistryUsageView>(`/api/v1/projects/${seg(project.id)}/registry`, {
+          retention_days: asNumber(values[RETENTION] ?? ""),
+        });
+      } catch (e) {
+        // The project's own settings are saved by now: show them, and the retention's message.
+        props.onSaved(p, registry);
+        throw e;
+      }
+    }
     props.onSaved(p, r);
     setSaved(true);
   });
