@@ -149,7 +149,7 @@ export function createApp(deps: AppDeps) {
       .use(authRoutes(ctx, { secureCookies: options.hstsMaxAgeSeconds !== null }))
       .use(orgRoutes(ctx))
       .use(memberRoutes(ctx))
-      .use(projectRoutes(ctx))
+      .use(projectRoutes(ctx, deps.builds ? { builds: deps.builds.builds } : {}))
       .use(tokenRoutes(ctx))
       .use(trustRoutes(ctx))
       .use(deviceRoutes(ctx));

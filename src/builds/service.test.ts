@@ -524,3 +524,40 @@ describe("builds: list paging", () => {
     expect(refusal("prj_missing")).toEqual(refusal(LIST));
   });
 });
+
+describe("builds: the last builds of each project (a projects list's health strip)", () => {
+  const STRIP = "prj_strip";
+  const orgToken: Actor = { kind: "org-token", tokenId: "tok_4", orgId: ORG };
+  const made: string[] = [];
+
+  beforeAll(() => {
+    db.query(
+      "INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'strip', 600, ?)",
+    ).run(STRIP, ORG, new Date().toISOString());
+    for (let i = 0; i < 12; i++) {
+      clock += 1000;
+      made.push(builds.create(orgToken, STRIP, []).build.id);
+    }
+    builds.finish(orgToken, made.at(-1)!, { kind: "error", error: "exit code 1" });
+  });
+
+  test("the newest n of each project with their status, newest first; a project without builds has none", () => {
+    const recent = builds.recentOf(
+      orgToken,
+      [
+        { id: STRIP, org_id: ORG },
+        { id: "prj_empty", org_id: ORG },
+      ],
+      10,
+    );
+    const strip = recent.get(STRIP)!;
+    expect(strip.map((b) => b.id)).toEqual(made.slice(-10).reverse());
+    expect(strip[0]).toEqual({ id: made.at(-1)!, status: "failed", created_at: builds.get(made.at(-1)!).created_at });
+    expect(strip.slice(1).every((b) => b.status === "created")).toBe(true);
+    expect(recent.get("prj_empty")).toEqual([]);
+  });
+
+  test("another tenant's project is refused like a missing one", () => {
+    expect(() => builds.recentOf(other, [{ id: STRIP, org_id: ORG }], 10)).toThrow(NotFoundError);
+  });
+});

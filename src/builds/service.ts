@@ -593,5 +593,28 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       }
       return ended;
     },
+
+    /**
+     * The last `perProject` builds (id, status, creation) of each of these projects, newest
+     * first: a projects list's health strip in one request. Each project is authorized like a
+     * build list (project:read); one indexed query per project (builds_project), not a scan of
+     * the organization's builds.
+     */
+    recentOf(
+      actor: Actor,
+      projects: readonly { id: string; org_id: string }[],
+      perProject: number,
+    ): Map<string, { id: string; status: BuildStatus; created_at: string }[]> {
+      const latest = db.query(
+        "SELECT id, status, created_at FROM builds WHERE project_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+      );
+      const n = Math.min(Math.max(1, Math.trunc(perProject) || 10), 50);
+      const out = new Map<string, { id: string; status: BuildStatus; created_at: string }[]>();
+      for (const p of projects) {
+        authorize(actor, "project:read", { orgId: p.org_id, projectId: p.id });
+        out.set(p.id, latest.all(p.id, n) as { id: string; status: BuildStatus; created_at: string }[]);
+      }
+      return out;
+    },
   };
 }

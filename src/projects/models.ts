@@ -57,6 +57,20 @@ export const Project = t.Object({
   ...Settings,
 });
 export type ProjectView = Static<typeof Project>;
+/** A build in a projects list's health strip (its status as builds/models has it; not imported
+ * from there, since builds already depends on projects). */
+export const RecentBuild = t.Object({
+  id: t.String(),
+  status: t.String({ description: "created, running, finished, failed, canceled or expired" }),
+  created_at: t.String(),
+});
+/** GET /orgs/{org}/projects: each project with its last builds (newest first), when the
+ * appliance runs builds — the list's health strip without a request per project. */
+export const ProjectListed = t.Composite([
+  Project,
+  t.Object({ recent_builds: t.Optional(t.Array(RecentBuild, { maxItems: 10 })) }),
+]);
+export type ProjectListedView = Static<typeof ProjectListed>;
 /** POST /orgs/{org}/projects */
 export const ProjectCreate = t.Object({ name: ProjectName, ...SettingsPatch }, { additionalProperties: false });
 /** PATCH /projects/{id} */

@@ -1,16 +1,25 @@
 /**
  * @module api/routes/projects
- * Projects and their settings.
+ * Projects and their settings; an organization's list carries each project's last builds
+ * (read through the builds service, which owns them) when the appliance runs builds.
  */
 import { Elysia, t } from "elysia";
 import { authorize } from "../../auth/index.ts";
-import { Project, ProjectCreate, ProjectPatch } from "../../projects/models.ts";
+import type { BuildsService } from "../../builds/index.ts";
+import { Project, ProjectCreate, ProjectListed, ProjectPatch } from "../../projects/models.ts";
 import { actorMacro } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
 
 const bearer = [{ bearer: [] }];
+/** Marks in a projects list's health strip. */
+const RECENT_BUILDS = 10;
 
-export function projectRoutes(ctx: IdentityContext) {
+export interface ProjectRoutesDeps {
+  /** The last builds of each listed project; without it lists carry none. */
+  builds?: Pick<BuildsService, "recentOf">;
+}
+
+export function projectRoutes(ctx: IdentityContext, deps: ProjectRoutesDeps = {}) {
   const { orgs, projects } = ctx;
   const load = (id: string) => {
     const p = projects.get(id);
@@ -36,12 +45,19 @@ export function projectRoutes(ctx: IdentityContext) {
       ({ actor, params }) => {
         const org = orgs.get(params.org);
         authorize(actor, "org:read", { orgId: org.id });
-        return projects.list(org.id);
+        const list = projects.list(org.id);
+        if (!deps.builds) return list;
+        const recent = deps.builds.recentOf(actor, list, RECENT_BUILDS);
+        return list.map((p) => ({ ...p, recent_builds: recent.get(p.id) ?? [] }));
       },
       {
         actor: true,
-        response: { 200: t.Array(Project) },
-        detail: { tags: ["projects"], summary: "An organization's projects", security: bearer },
+        response: { 200: t.Array(ProjectListed) },
+        detail: {
+          tags: ["projects"],
+          summary: "An organization's projects, each with its last builds (newest first)",
+          security: bearer,
+        },
       },
     )
     .post(
