@@ -4,12 +4,13 @@
  * what the API says: the status (every /readyz check), users (create one and sign in as them,
  * make administrator, reset a token: the new one works and the old is revoked, the last
  * administrator kept), organizations and their limits, builder images and builders, and the
- * certificate authorities (fingerprints as in ca.pem). A non-administrator gets no
+ * certificate authorities (fingerprints as in ca.pem). A real build with the unchanged depot CLI
+ * starts a builder, so the builders page has one to show. A non-administrator gets no
  * "Administration" link, the not-allowed page, and 403 from the admin API sent by hand.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -23,31 +24,47 @@ import {
   setPassword,
   signIn,
 } from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { DEPOT, depotEnv, finished } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 const ALICE_PASSWORD = "alice's own long passphrase";
 
-integrationSuite("web UI: administration", browserMissing, () => {
+const missing =
+  browserMissing ??
+  (existsSync(DEPOT) ? null : `the depot CLI is not installed (${DEPOT})`) ??
+  (await builderImageMissing());
+
+integrationSuite("web UI: administration", missing, () => {
   let work: string;
   let server: Served;
   let browser: Browser;
   let adminToken: string;
+  let projectId = "";
   const foreign: ForeignLog = [];
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), "slipway-ui-admin-"));
-    server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
+    const image = await ensureDockerdBuilderImage();
+    server = await serve(
+      slipwayBinary(),
+      join(work, "data"),
+      ["--set", "volumes.encryption=none", "--set", `builders.dockerd_image=${image.ref}`],
+      {},
+      { publicHost: "localhost" }, // the name the depot CLI checks the certificate for
+    );
     browser = await launchBrowser();
     adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
     await setPassword(server, adminToken, PASSWORD);
-  });
+  }, 20 * 60_000);
 
   afterAll(async () => {
     await browser?.close();
     if (server?.proc.exitCode === null) await server.stop();
+    if (projectId) await removeBuildersOf([projectId]);
     await removeBuildersOfServed();
     rmSync(work, { recursive: true, force: true });
   });
@@ -249,28 +266,80 @@ integrationSuite("web UI: administration", browserMissing, () => {
     await page.context().close();
   }, 180_000);
 
-  test("builders: the images per runtime and every builder, as the API says", async () => {
+  test("builders: the images per runtime, and the builder a depot build started with its image", async () => {
+    // One real build: its builder is what the page must show.
+    projectId = (
+      await asAdmin<{ id: string }>("/api/v1/orgs/default/projects", { method: "POST", body: { name: "web" } })
+    ).id;
+    const token = (
+      await asAdmin<{ token: string }>("/api/v1/tokens", {
+        method: "POST",
+        body: { kind: "project", name: "ci", project: projectId },
+      })
+    ).token;
+    const ctx = join(work, "ctx");
+    writeBusyboxContext(ctx, "RUN echo built > /out.txt");
+    mkdirSync(join(work, "home"), { recursive: true });
+    const build = await finished(
+      Bun.spawn([DEPOT, "build", "--project", projectId, "--progress", "plain", ctx], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: depotEnv(server, join(work, "home"), token),
+      }),
+    );
+    expect(`${build.code}`).toBe(`0`);
+
     const page = await adminPage("/admin/builders");
     await page.getByRole("table", { name: "Builder images" }).waitFor();
     const api = await asAdmin<{
       runtime: string;
-      images: { runtime: string; image: string; configured: boolean }[];
+      images: { runtime: string; image: string; configured: boolean; present: boolean | null; id: string | null }[];
       orgs: { slug: string; oci_runtime: string | null }[];
-      builders: { project_name: string | null }[];
+      builders: {
+        project_id: string;
+        project_name: string | null;
+        org_slug: string | null;
+        platform: string;
+        state: string;
+        image: string | null;
+        image_id: string | null;
+      }[];
     }>("/api/v1/admin/builders");
     expect(await page.getByTestId("runtime").textContent()).toBe(api.runtime);
     const images = await page
       .getByRole("table", { name: "Builder images" })
       .locator("tbody tr")
-      .evaluateAll((trs) => trs.map((tr) => [...tr.children].slice(0, 3).map((c) => c.textContent)));
-    expect(images).toEqual(api.images.map((i) => [i.runtime, i.image, i.configured ? "yes" : "no"]));
-    expect(api.images.filter((i) => i.configured).map((i) => i.runtime)).toEqual([api.runtime]);
+      .evaluateAll((trs) => trs.map((tr) => [...tr.children].slice(0, 4).map((c) => c.textContent)));
+    expect(images).toEqual(
+      api.images.map((i) => [
+        i.runtime,
+        i.image,
+        i.configured ? "yes" : "no",
+        i.present === null ? "engine did not answer" : i.present ? "present" : "missing",
+      ]),
+    );
+    const configured = api.images.find((i) => i.configured)!;
+    expect(configured.runtime).toBe("dockerd");
+    expect(configured.present).toBe(true);
     expect(await rowHeads(page, "OCI runtime per organization")).toEqual(api.orgs.map((o) => o.slug));
-    if (api.builders.length === 0) await page.getByText("No builder has been started yet.").waitFor();
-    else expect(await rowHeads(page, "Builders")).toEqual(api.builders.map((b) => b.project_name ?? ""));
+
+    // The build's builder: its project, organization and platform, on the configured image.
+    const mine = api.builders.filter((b) => b.project_id === projectId);
+    expect(mine.length).toBe(1);
+    expect(mine[0]).toMatchObject({ project_name: "web", org_slug: "default", image: configured.image });
+    expect(mine[0]!.image_id).toBe(configured.id);
+    const rows = await page
+      .getByRole("table", { name: "Builders", exact: true })
+      .locator("tbody tr")
+      .evaluateAll((trs) => trs.map((tr) => [...tr.children].slice(0, 5).map((c) => c.textContent ?? "")));
+    expect(rows.map((r) => r.slice(0, 4))).toEqual(
+      api.builders.map((b) => [b.project_name ?? b.project_id, b.org_slug ?? "—", b.platform, b.state]),
+    );
+    expect(rows[0]![4]).toContain(configured.image);
+    expect(rows[0]![4]).toContain(configured.id!.replace(/^sha256:/, "").slice(0, 12));
     await checkPage(page, "admin-builders");
     await page.context().close();
-  }, 120_000);
+  }, 600_000);
 
   test("certificate authority: roots and intermediates with fingerprints as in ca.pem, no key", async () => {
     const page = await adminPage("/admin/ca");

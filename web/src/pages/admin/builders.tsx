@@ -26,7 +26,7 @@ export function AdminBuilders() {
               Builders start with the <strong data-testid="runtime">{d.runtime}</strong> runtime. Assemble or load
               images with <code>slipway builder-image</code>.
             </p>
-            <div class="table-wrap">
+            <div class="table-wrap admin-table">
               <table aria-label="Builder images">
                 <thead>
                   <tr>
@@ -52,7 +52,7 @@ export function AdminBuilders() {
                         <code>{shortId(i.id)}</code>
                       </td>
                       <td>{bytes(i.size_bytes)}</td>
-                      <td>
+                      <td class="check-output">
                         {i.status ? (
                           <>
                             <Status status={i.status === "ok" ? "pass" : "warn"} /> {i.message}
@@ -67,7 +67,7 @@ export function AdminBuilders() {
               </table>
             </div>
             <h2>OCI runtime per organization</h2>
-            <div class="table-wrap">
+            <div class="table-wrap admin-table">
               <table aria-label="OCI runtime per organization">
                 <thead>
                   <tr>
@@ -89,7 +89,7 @@ export function AdminBuilders() {
             {d.builders.length === 0 ? (
               <p class="empty">No builder has been started yet.</p>
             ) : (
-              <div class="table-wrap">
+              <div class="table-wrap admin-table">
                 <table aria-label="Builders">
                   <thead>
                     <tr>

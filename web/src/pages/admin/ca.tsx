@@ -29,7 +29,7 @@ export function AdminCa() {
       </p>
       <Loaded from={cas}>
         {(list) => (
-          <div class="table-wrap">
+          <div class="table-wrap admin-table">
             <table aria-label="Certificate authorities">
               <thead>
                 <tr>

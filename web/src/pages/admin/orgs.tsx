@@ -56,7 +56,7 @@ export function AdminOrgs() {
       <h2>Every organization</h2>
       <Loaded from={orgs}>
         {(list) => (
-          <div class="table-wrap">
+          <div class="table-wrap admin-table">
             <table aria-label="Organizations">
               <thead>
                 <tr>

@@ -64,7 +64,7 @@ export function AdminStatus() {
               Check again
             </button>
           </div>
-          <div class="table-wrap">
+          <div class="table-wrap admin-table">
             <table aria-label="Readiness checks">
               <thead>
                 <tr>

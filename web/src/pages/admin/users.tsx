@@ -90,7 +90,7 @@ export function AdminUsers() {
       <h2>Every user</h2>
       <Loaded from={users}>
         {(list) => (
-          <div class="table-wrap">
+          <div class="table-wrap admin-table">
             <table aria-label="Users">
               <thead>
                 <tr>
