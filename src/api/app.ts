@@ -29,6 +29,7 @@ import { tokenRoutes } from "./routes/tokens.ts";
 import { trustRoutes } from "./routes/trust.ts";
 import { egressAgentRoutes, egressHostRoutes, egressRoutes } from "./routes/egress.ts";
 import { webRoutes } from "./routes/web.ts";
+import { adminRoutes, type AdminRoutesDeps } from "./routes/admin.ts";
 
 export interface AppOptions extends HealthRoutesOptions {
   maxBodyBytes: number;
@@ -52,6 +53,8 @@ export interface AppDeps {
   builds?: Omit<BuildRoutesDeps, "ctx">;
   /** The registry's REST face (saved images, retention, collection). Needs `identity`. */
   registry?: RegistryRoutesDeps["registry"];
+  /** The administrator's views of builders, builder images and the CA. Needs `identity`. */
+  admin?: Omit<AdminRoutesDeps, "ctx">;
   /** The Connect RPC service (the depot-compatible build API, api/connect), mounted as built. */
   rpc?: AnyElysia;
   /** Further route modules (tests), mounted last under the same hooks. */
@@ -159,6 +162,7 @@ export function createApp(deps: AppDeps) {
     }
     if (deps.builds) app.use(buildRoutes({ ctx, ...deps.builds }));
     if (deps.registry) app.use(registryRoutes({ ctx, registry: deps.registry }));
+    if (deps.admin) app.use(adminRoutes({ ctx, ...deps.admin }));
   }
   if (deps.rpc) app.use(deps.rpc);
   for (const plugin of deps.plugins ?? []) app.use(plugin);

@@ -51,7 +51,12 @@ import {
 import { hostExec } from "../host/exec.ts";
 import { PreconditionError, UnavailableError } from "../errors.ts";
 import { localPlatform } from "../wire/depot.ts";
-import { builderImageHealthCheck, builderImageServiceFactory, configuredImage } from "../builders/image/index.ts";
+import {
+  builderImageHealthCheck,
+  builderImageServiceFactory,
+  configuredImage,
+  judgeImage,
+} from "../builders/image/index.ts";
 import { buildLogsFactory, buildsServiceFactory, type BuildsService } from "../builds/index.ts";
 import { BUILDKIT_STATUS_PATH, grpcResponseTap } from "../router/index.ts";
 import { statusObserver } from "./status-tap.ts";
@@ -307,6 +312,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       clientAddress,
       builds: { builds: buildsService, builders, encryption: volumes.manager.encryption, resetCache },
       ...(registry ? { registry } : {}),
+      admin: adminViews({ config, docker, log, builders, pki: state.pki }),
       rpc: connectRoutes({
         ctx,
         builds: buildsService,
@@ -391,6 +397,28 @@ async function startLocalEgress(config: Config, egress: EgressService, log: Logg
 function localUrlOf(https: boolean, hostname: string, port: number): string {
   const host = hostname === "0.0.0.0" || hostname === "::" ? "localhost" : hostname;
   return `${https ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** What the administrator's pages read: builder images on the engine, builders, the CA. */
+function adminViews(o: {
+  config: Config;
+  docker: Docker;
+  log: Logger;
+  builders: BuilderService;
+  pki: Pick<ApplianceState["pki"], "describe">;
+}): NonNullable<AppDeps["admin"]> {
+  const images = builderImageServiceFactory({ docker: o.docker, log: o.log });
+  const b = o.config.builders;
+  return {
+    builders: { all: () => o.builders.all(), outdated: () => o.builders.outdated() },
+    images: {
+      runtime: b.runtime,
+      refs: { dockerd: b.dockerd_image, buildkitd: b.buildkitd_image },
+      judge: () => judgeImage(images, configuredImage(b)),
+      inspect: (ref) => images.inspect(ref),
+    },
+    pki: o.pki,
+  };
 }
 
 /** The builder service, as configured (the "builders" room's service). */

@@ -53,6 +53,8 @@ export interface StoredToken {
   build_id: string | null;
 }
 
+const actorUserId = (actor: Actor): string | null => (actor.kind === "user" ? actor.userId : null);
+
 const COLUMNS =
   "id, kind, name, user_id, org_id, project_id, created_by, created_at, expires_at, last_used_at, revoked_at";
 
@@ -218,6 +220,34 @@ export function tokensServiceFactory({
       return db
         .query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind = 'project' AND project_id = ? ORDER BY created_at`)
         .all(projectId) as TokenMetadata[];
+    },
+
+    /**
+     * An administrator's reset of a user's API access: every live user token of theirs is revoked
+     * and one new token issued, in one transaction (a reset is asked for when a token is lost or
+     * leaked: leaving the old ones working would defeat it). Their web sessions are untouched.
+     */
+    resetUserTokens(
+      userId: string,
+      actor: Actor,
+      ip: string | null = null,
+    ): { token: string; metadata: TokenMetadata; revoked: string[] } {
+      const live = (
+        db
+          .query(
+            "SELECT id FROM api_tokens WHERE kind = 'user' AND user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+          )
+          .all(userId, now().toISOString()) as { id: string }[]
+      ).map((r) => r.id);
+      return db.transaction(() => {
+        for (const id of live) this.revoke(id, actor, ip);
+        const created = this.create(
+          { kind: "user", name: "reset by administrator", expiresAt: null, userId, createdBy: actorUserId(actor) },
+          actor,
+          ip,
+        );
+        return { ...created, revoked: live };
+      })();
     },
 
     revoke(id: string, actor: Actor, ip: string | null = null): TokenMetadata {

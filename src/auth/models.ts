@@ -100,6 +100,26 @@ export const TokenCreated = t.Composite([
 ]);
 export type TokenCreatedView = Static<typeof TokenCreated>;
 
+/** POST /users/{user}/token: the new token (shown once) and the ids of the tokens it replaced. */
+export const UserTokenReset = t.Composite([
+  TokenCreated,
+  t.Object({ revoked: t.Array(t.String(), { description: "the user's tokens revoked by this reset" }) }),
+]);
+export type UserTokenResetView = Static<typeof UserTokenReset>;
+
+/** GET /auth/device/{code}: a pending device login as the approver sees it before deciding. */
+export const DeviceRequest = t.Object({
+  user_code: t.String(),
+  client_name: t.Nullable(t.String({ description: "what the client calls itself: not verified" })),
+  ip: t.Nullable(t.String()),
+  user_agent: t.Nullable(t.String()),
+  created_at: t.String(),
+  expires_at: t.String(),
+  approved: t.Boolean(),
+  token_lifetime_days: t.Number(),
+});
+export type DeviceRequestView = Static<typeof DeviceRequest>;
+
 export const Trust = t.Object({
   id: t.String(),
   project_id: t.String(),

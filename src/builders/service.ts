@@ -428,6 +428,11 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
       return store.list(projectId);
     },
 
+    /** Every builder of the appliance, whatever its project (the administrator's view). */
+    all(): BuilderRow[] {
+      return store.all();
+    },
+
     /** Running builders (of one project, or all) on an image or settings other than the configured ones. */
     outdated(projectId?: string): OutdatedBuilder[] {
       return currency.outdated(store.activeOf(projectId));

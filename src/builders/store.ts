@@ -62,6 +62,11 @@ export function builderStoreFactory({ db, now = () => new Date() }: { db: Databa
       return rows("SELECT * FROM builders WHERE project_id = ? ORDER BY platform", projectId);
     },
 
+    /** Every builder row, absent ones too, by project and platform (the administrator's list). */
+    all(): BuilderRow[] {
+      return rows("SELECT * FROM builders ORDER BY project_id, platform");
+    },
+
     /** Builders that are not absent: each holds a slot, and a running serve has (or had) its container. */
     active(): BuilderRow[] {
       return rows("SELECT * FROM builders WHERE state != 'absent'");

@@ -146,3 +146,6 @@ export const UserCreate = t.Object(
   { additionalProperties: false },
 );
 export const User = t.Object({ id: t.String(), username: t.String(), is_admin: t.Boolean(), created_at: t.String() });
+export type UserView = Static<typeof User>;
+/** PATCH /users/{user}: make or unmake an administrator (the last one stays). */
+export const UserPatch = t.Object({ is_admin: t.Boolean() }, { additionalProperties: false });

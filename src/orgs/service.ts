@@ -257,6 +257,36 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
       db.query("UPDATE users SET password_hash = ? WHERE id = ?").run(hash, userId);
     },
 
+    /** Every user, by name (the administrator's list). */
+    listUsers(): User[] {
+      return (
+        db.query("SELECT id, username, is_admin, created_at FROM users ORDER BY username").all() as {
+          id: string;
+          username: string;
+          is_admin: number;
+          created_at: string;
+        }[]
+      ).map(toUser);
+    },
+
+    /** Makes or unmakes an administrator; the appliance always keeps one (nobody could create
+     * users or organizations otherwise). */
+    setAdmin(userRef: string, isAdmin: boolean, actor: Actor): User {
+      const user = getUser(userRef);
+      db.transaction(() => {
+        if (user.is_admin && !isAdmin) {
+          const { n } = db.query("SELECT count(*) AS n FROM users WHERE is_admin = 1").get() as { n: number };
+          if (n <= 1)
+            throw new ConflictError(
+              "the appliance must keep at least one administrator; make someone else administrator first",
+            );
+        }
+        db.query("UPDATE users SET is_admin = ? WHERE id = ?").run(isAdmin ? 1 : 0, user.id);
+        audit.record({ actor, action: "user.admin", target: user.id, details: { from: user.is_admin, to: isAdmin } });
+      })();
+      return getUser(user.id);
+    },
+
     userCount(): number {
       return (db.query("SELECT count(*) AS n FROM users").get() as { n: number }).n;
     },

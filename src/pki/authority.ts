@@ -6,6 +6,7 @@
  * unsealed into non-extractable WebCrypto keys in memory.
  */
 import type { Database } from "bun:sqlite";
+import { X509Certificate } from "node:crypto";
 import type { Sealer } from "../secrets/index.ts";
 import type { AuditService } from "../auth/audit.ts";
 import { InvalidInputError, NotFoundError } from "../errors.ts";
@@ -43,6 +44,19 @@ export interface AuthorityRow {
 
 /** A CA as `slipway pki list` shows it. */
 export interface AuthoritySummary extends Pick<AuthorityRow, "id" | "purpose" | "serial" | "not_after"> {
+  retired_at: string | null;
+}
+
+/** A CA as the administrator's page shows it (api/routes/admin): no key material. */
+export interface AuthorityDescription {
+  id: string;
+  purpose: CaPurpose;
+  parent_id: string | null;
+  serial: string;
+  subject: string;
+  fingerprint_sha256: string;
+  not_before: string;
+  not_after: string;
   retired_at: string | null;
 }
 
@@ -372,6 +386,22 @@ export function pkiServiceFactory({
           "SELECT id, purpose, serial, not_after, retired_at FROM certificate_authorities ORDER BY purpose, created_at",
         )
         .all() as AuthoritySummary[];
+    },
+
+    /**
+     * Every CA with what an administrator checks: subject, SHA-256 fingerprint of the
+     * certificate, validity and whether it is retired. Certificates only, never a key.
+     */
+    describe(): AuthorityDescription[] {
+      const rows = db
+        .query(
+          "SELECT id, purpose, parent_id, serial, subject, cert_pem, not_before, not_after, retired_at FROM certificate_authorities ORDER BY purpose = 'root' DESC, purpose, created_at",
+        )
+        .all() as (Omit<AuthorityRow, "key_sealed"> & { retired_at: string | null })[];
+      return rows.map(({ cert_pem, ...r }) => ({
+        ...r,
+        fingerprint_sha256: new X509Certificate(cert_pem).fingerprint256,
+      }));
     },
 
     /** PEMs of every unexpired CA of `purpose`, the active one first: what verifiers trust, so

@@ -181,6 +181,32 @@ const ROWS: Row[] = [
     body: () => ({ username: "carol" }),
     expect: ADMIN(201),
   },
+  { route: "GET /api/v1/users", name: "every user", path: () => "/api/v1/users", expect: ADMIN(200) },
+  {
+    route: "PATCH /api/v1/users/:user",
+    name: "make a user administrator",
+    path: () => "/api/v1/users/userA",
+    body: () => ({ is_admin: true }),
+    expect: ADMIN(200),
+  },
+  {
+    route: "POST /api/v1/users/:user/token",
+    name: "reset a user's token",
+    path: () => "/api/v1/users/userA/token",
+    expect: ADMIN(201),
+  },
+  {
+    route: "GET /api/v1/admin/builders",
+    name: "builder images and every builder",
+    path: () => "/api/v1/admin/builders",
+    expect: ADMIN(200),
+  },
+  {
+    route: "GET /api/v1/admin/ca",
+    name: "certificate authorities",
+    path: () => "/api/v1/admin/ca",
+    expect: ADMIN(200),
+  },
 
   { route: "GET /api/v1/projects", name: "list visible projects", path: () => "/api/v1/projects", expect: LIST },
   {

@@ -4,7 +4,7 @@
  * /device, or the API with any user credential).
  */
 import { Elysia } from "elysia";
-import { DeviceDecision, DevicePoll, DeviceStart, DeviceStarted } from "../../auth/models.ts";
+import { DeviceDecision, DevicePoll, DeviceRequest, DeviceStart, DeviceStarted } from "../../auth/models.ts";
 import { rateLimiterFactory } from "../../auth/rate-limit.ts";
 import { actorMacro, asPerson } from "../actor.ts";
 import type { IdentityContext } from "../identity.ts";
@@ -60,6 +60,7 @@ export function deviceRoutes(ctx: IdentityContext) {
       },
       {
         actor: true,
+        response: { 200: DeviceRequest },
         detail: {
           tags: ["auth"],
           summary: "What a pending device login is: the client's address, user agent and time (shown before approving)",

@@ -18,8 +18,10 @@ import {
   QuotaReport,
   User,
   UserCreate,
+  UserPatch,
 } from "../../orgs/models.ts";
 import type { AuditFilter, AuditRecord } from "../../auth/audit.ts";
+import { UserTokenReset } from "../../auth/models.ts";
 import { InvalidInputError, PreconditionError } from "../../errors.ts";
 import type { OrgsService } from "../../orgs/service.ts";
 import { actorMacro } from "../actor.ts";
@@ -268,6 +270,55 @@ export function memberRoutes(ctx: IdentityContext) {
         query: AuditQuery,
         response: { 200: t.Array(AuditEntry) },
         detail: { tags: ["audit"], summary: "The whole appliance's audit log (administrator)", security: bearer },
+      },
+    )
+    .get(
+      "/users",
+      ({ actor }) => {
+        authorize(actor, "appliance:admin");
+        return orgs.listUsers();
+      },
+      {
+        actor: true,
+        response: { 200: t.Array(User) },
+        detail: { tags: ["users"], summary: "Every user of the appliance (administrator)", security: bearer },
+      },
+    )
+    .patch(
+      "/users/:user",
+      ({ actor, params, body }) => {
+        authorize(actor, "appliance:admin");
+        return orgs.setAdmin(params.user, body.is_admin, actor);
+      },
+      {
+        actor: true,
+        body: UserPatch,
+        response: { 200: User },
+        detail: {
+          tags: ["users"],
+          summary: "Make a user administrator or not (administrator); the last administrator stays one",
+          security: bearer,
+        },
+      },
+    )
+    .post(
+      "/users/:user/token",
+      ({ actor, params, request, set }) => {
+        authorize(actor, "appliance:admin");
+        const user = orgs.getUser(params.user);
+        const reset = ctx.tokens.resetUserTokens(user.id, actor, ctx.ip(request));
+        set.status = 201;
+        return { ...reset.metadata, token: reset.token, revoked: reset.revoked };
+      },
+      {
+        actor: true,
+        response: { 201: UserTokenReset },
+        detail: {
+          tags: ["users"],
+          summary:
+            "Reset a user's token (administrator): their user tokens are revoked and a new one is returned, only here; their web sessions stay",
+          security: bearer,
+        },
       },
     )
     .post(
