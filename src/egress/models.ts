@@ -116,6 +116,7 @@ export const RuleUpdate = t.Object(
 /** POST /orgs/{org}/egress/hosts */
 export const HostCreate = t.Object({ name: HostName, scopes: Scopes }, { additionalProperties: false });
 export const HostCreated = t.Object({ host: Host, token: t.String({ description: "the agent token, shown once" }) });
+export type HostCreatedView = Static<typeof HostCreated>;
 /** PUT /orgs/{org}/egress/hosts/{id}/scopes and /egress/local-hosts/{id} */
 export const ScopesSet = t.Object({ scopes: Scopes }, { additionalProperties: false });
 
