@@ -30,7 +30,11 @@ export type BuilderView = Static<typeof Builder>;
 export const CachePlatform = t.Object({
   platform: t.String(),
   used_bytes: t.Integer(),
-  size_bytes: t.Nullable(t.Integer({ description: "the volume's size; null while it is not mounted" })),
+  size_bytes: t.Nullable(
+    t.Integer({
+      description: "the volume's size; null for a plain directory (no fixed size: the project's cache size applies)",
+    }),
+  ),
   encryption: t.String(),
 });
 export const ProjectCache = t.Object({

@@ -15,6 +15,8 @@ import { Loaded, useApi } from "../../data.tsx";
 import { ProjectFrame } from "../../frames/project.tsx";
 import { canOwn, findOrg, useSession } from "../../session.tsx";
 
+const GIB = 1024 ** 3;
+
 /** A usage bar as SVG attributes (the CSP allows no inline style). */
 function UsageBar(props: { used: number; size: number | null; label: string }) {
   const share = props.size ? Math.min(1, props.used / props.size) : 0;
@@ -55,12 +57,12 @@ function CacheUsage(props: { cache: ProjectCacheView }) {
                 <tr key={p.platform}>
                   <td>{p.platform}</td>
                   <td>{bytes(p.used_bytes)}</td>
-                  <td>{p.size_bytes === null ? "not mounted" : bytes(p.size_bytes)}</td>
+                  <td>{p.size_bytes === null ? "no fixed size" : bytes(p.size_bytes)}</td>
                   <td>
                     <UsageBar
                       used={p.used_bytes}
-                      size={p.size_bytes}
-                      label={`${p.platform}: ${bytes(p.used_bytes)} of ${p.size_bytes === null ? "an unmounted volume" : bytes(p.size_bytes)}`}
+                      size={p.size_bytes ?? cache.size_gb * GIB}
+                      label={`${p.platform}: ${bytes(p.used_bytes)} of ${bytes(p.size_bytes ?? cache.size_gb * GIB)}`}
                     />
                   </td>
                   <td>{p.encryption}</td>
