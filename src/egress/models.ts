@@ -103,7 +103,7 @@ export const RuleCreate = t.Object(
   },
   { additionalProperties: false },
 );
-/** PATCH /orgs/{org}/egress/rules/{id}: the fields given change, the others stay. */
+/** PATCH /orgs/{org}/egress/rules/{ref} (a rule's id): the fields given change, the others stay. */
 export const RuleUpdate = t.Object(
   {
     action: t.Optional(EgressAction),

@@ -420,7 +420,7 @@ const ROWS: Row[] = [
     expect: cells(`401 201 201 403 404 404 403 403 404 404 404 201 ${X} ${X}`),
   },
   {
-    route: "PATCH /api/v1/orgs/:org/egress/rules/:id",
+    route: "PATCH /api/v1/orgs/:org/egress/rules/:ref",
     name: "change A's egress rule",
     path: (i) => `/api/v1/orgs/${i.A}/egress/rules/${i.ruleA}`,
     body: () => ({ comment: "changed" }),

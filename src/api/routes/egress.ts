@@ -102,11 +102,11 @@ export function egressRoutes(ctx: EgressRoutesContext) {
       },
     )
     .patch(
-      "/orgs/:org/egress/rules/:id",
+      "/orgs/:org/egress/rules/:ref",
       ({ actor, params, body }) => {
         const org = orgOf(params.org);
         authorize(actor, "egress:manage", { orgId: org.id });
-        return egress.updateRule(org.id, params.id, body, actor);
+        return egress.updateRule(org.id, decodeURIComponent(params.ref), body, actor);
       },
       {
         actor: true,
