@@ -4,6 +4,7 @@
  * default action (saved on change), the rules, the runner hosts and the connections they refused
  * or would have refused. Owners change; members read (no change control shown to them).
  */
+import { useState } from "preact/hooks";
 import type { DestinationView, HostView, PolicyView } from "../../../../src/egress/models.ts";
 import { api, seg } from "../../api.ts";
 import { FormError, useAction } from "../../components/forms.tsx";
@@ -26,6 +27,10 @@ function Settings(props: { org: string; policy: PolicyView; owner: boolean; onSa
   const save = useAction(async (what: "mode" | "default", value: string) => {
     props.onSaved(await api.put<PolicyView>(`${base}/${what}`, what === "mode" ? { mode: value } : { action: value }));
   });
+  // The mode chosen while the API answers: the radio stays where it was clicked (and returns to
+  // the saved mode, with the API's message, if the change is refused).
+  const [pendingMode, setPendingMode] = useState<string | null>(null);
+  const shownMode = pendingMode ?? policy.mode;
   if (!props.owner)
     return (
       <section aria-labelledby="egress-policy">
@@ -47,9 +52,13 @@ function Settings(props: { org: string; policy: PolicyView; owner: boolean; onSa
               id={`mode-${mode}`}
               name="mode"
               value={mode}
-              checked={policy.mode === mode}
+              checked={shownMode === mode}
               disabled={save.busy}
-              onChange={() => save.run("mode", mode)}
+              onChange={async () => {
+                setPendingMode(mode);
+                await save.run("mode", mode);
+                setPendingMode(null);
+              }}
             />
             <label for={`mode-${mode}`}>{label}</label>
           </div>
