@@ -1,11 +1,59 @@
 /**
  * @module builders/models
- * The administrator's view of builders (GET /admin/builders): the builder images each runtime
- * would use and whether the engine has them, each organization's OCI runtime, and every builder
- * with its project, organization, state and image. Imports no service.
+ * The builders API's response shapes over REST (a project's builders, its build cache and what a
+ * reset did; the administrator's view of every builder and builder image), defined once: the
+ * routes answer with them, the OpenAPI document describes them, and the web UI takes its types
+ * from them. Imports no service.
  */
 import { t, type Static } from "elysia";
 
+export const Builder = t.Object({
+  platform: t.String(),
+  state: t.String({ description: "absent | starting | ready | idle | stopping" }),
+  runtime: t.String(),
+  security_profile: t.Nullable(t.String()),
+  emulated: t.Boolean(),
+  image: t.Nullable(t.String()),
+  image_id: t.Nullable(t.String()),
+  image_upgrade: t.Nullable(
+    t.Object(
+      { image: t.String(), image_id: t.String(), settings_changed: t.Boolean() },
+      { additionalProperties: true },
+    ),
+  ),
+  started_at: t.Nullable(t.String({ description: "when its container last started" })),
+  updated_at: t.String({ description: "when its state last changed" }),
+  last_used_at: t.Nullable(t.String()),
+  last_error: t.Nullable(t.String()),
+});
+export type BuilderView = Static<typeof Builder>;
+
+export const CachePlatform = t.Object({
+  platform: t.String(),
+  used_bytes: t.Integer(),
+  size_bytes: t.Nullable(
+    t.Integer({
+      description: "the volume's size; null for a plain directory (no fixed size: the project's cache size applies)",
+    }),
+  ),
+  encryption: t.String(),
+});
+export const ProjectCache = t.Object({
+  project_id: t.String(),
+  encryption: t.String({ description: "how the appliance encrypts cache volumes" }),
+  size_gb: t.Integer({ description: "each platform's cache volume size" }),
+  keep_days: t.Integer(),
+  platforms: t.Array(CachePlatform),
+});
+export type ProjectCacheView = Static<typeof ProjectCache>;
+
+export const CacheReset = t.Object({
+  project_id: t.String(),
+  platforms: t.Array(t.String(), { description: "the platforms whose builders and cache volumes went" }),
+});
+export type CacheResetView = Static<typeof CacheReset>;
+
+/** GET /admin/builders: the images each runtime would use, each organization's OCI runtime, every builder. */
 export const BuilderImageView = t.Object({
   runtime: t.String({ description: "dockerd or buildkitd" }),
   image: t.String({ description: "the reference the configuration names for that runtime" }),

@@ -60,6 +60,18 @@ export const Event = t.Object({
   last_at: t.String(),
 });
 export type EventView = Static<typeof Event>;
+export const Destination = t.Object({
+  destination: t.String({ description: "the name the agent saw, else the address" }),
+  port: t.Integer(),
+  protocols: t.Array(t.String()),
+  blocked: t.Integer({ description: "connections refused (enforce), summed over hosts and sources" }),
+  would_block: t.Integer({ description: "connections that would have been refused (monitor)" }),
+  hosts: t.Integer({ description: "runner hosts that reported it" }),
+  first_at: t.String(),
+  last_at: t.String(),
+  allowed_by: t.Nullable(t.String({ description: "the allow rule that lets it through now (no deny rule matching)" })),
+});
+export type DestinationView = Static<typeof Destination>;
 export const EventsQuery = t.Object({ action: t.Optional(EventAction) });
 
 const Scopes = t.Array(t.String({ maxLength: 200 }), {
@@ -91,9 +103,20 @@ export const RuleCreate = t.Object(
   },
   { additionalProperties: false },
 );
+/** PATCH /orgs/{org}/egress/rules/{ref} (a rule's id): the fields given change, the others stay. */
+export const RuleUpdate = t.Object(
+  {
+    action: t.Optional(EgressAction),
+    target: t.Optional(RuleCreate.properties.target),
+    ports: RuleCreate.properties.ports,
+    comment: RuleCreate.properties.comment,
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
 /** POST /orgs/{org}/egress/hosts */
 export const HostCreate = t.Object({ name: HostName, scopes: Scopes }, { additionalProperties: false });
 export const HostCreated = t.Object({ host: Host, token: t.String({ description: "the agent token, shown once" }) });
+export type HostCreatedView = Static<typeof HostCreated>;
 /** PUT /orgs/{org}/egress/hosts/{id}/scopes and /egress/local-hosts/{id} */
 export const ScopesSet = t.Object({ scopes: Scopes }, { additionalProperties: false });
 

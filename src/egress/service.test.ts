@@ -97,3 +97,61 @@ test("the resolvers an agent reports are kept for apply-status, and only address
   egress.reportStatus(host.id, { etag: "e2", ok: true }); // an older agent: what it said before stays
   expect(egress.getHost(host.id).dns_resolvers).toEqual(["10.0.0.53", "fd00::53"]);
 });
+
+test("a rule changes in place: canonical target and ports, the revision bumps, a duplicate is refused", () => {
+  const rule = egress.addRule(org, { action: "allow", target: "Registry.Example.com", ports: "443" }, owner);
+  const before = egress.getPolicy(org).revision;
+  const changed = egress.updateRule(org, rule.id, { target: "*.Example.com", ports: "80, 443", comment: "web" }, owner);
+  expect(changed).toMatchObject({
+    id: rule.id,
+    action: "allow",
+    target: "*.example.com",
+    ports: "80,443",
+    comment: "web",
+  });
+  expect(egress.getPolicy(org).revision).toBe(before + 1);
+  expect(egress.getPolicy(org).rules.find((r) => r.id === rule.id)).toEqual(changed);
+  expect(egress.updateRule(org, rule.id, { ports: null }, owner).ports).toBeNull();
+  expect(() => egress.updateRule(org, rule.id, { target: "*" }, owner)).toThrow("default rule");
+  expect(() => egress.updateRule(org, "egr_missing", { comment: "x" }, owner)).toThrow("no egress rule");
+  egress.addRule(org, { action: "deny", target: "10.0.0.0/8", ports: "22" }, owner);
+  expect(() => egress.updateRule(org, rule.id, { action: "deny", target: "10.0.0.0/8", ports: "22" }, owner)).toThrow(
+    "already exists",
+  );
+});
+
+test("events group by destination and port, with counts and the allow rule that now lets each through", () => {
+  const host = egress.addHost(org, { name: "ci-group", scopes: ["host"] }, owner).host;
+  const at = "2026-01-01T00:00:00.000Z";
+  const later = "2026-01-01T00:05:00.000Z";
+  const ev = { scope: "host", protocol: "tcp", count: 1 };
+  egress.reportEvents(host.id, [
+    { ...ev, action: "would-block", source: "uid:1000", dst: "192.0.2.10", port: 443, hostname: "pkg.test", at },
+    {
+      ...ev,
+      action: "would-block",
+      source: "uid:1001",
+      dst: "192.0.2.11",
+      port: 443,
+      hostname: "pkg.test",
+      count: 4,
+      at: later,
+    },
+    { ...ev, action: "blocked", source: "uid:1000", dst: "198.51.100.3", port: 22, hostname: null, count: 2, at },
+  ]);
+  // Only this test's destinations (an earlier test reported into the same organization).
+  const ours = new Set(["pkg.test", "198.51.100.3"]);
+  const groups = egress.eventDestinations(org).filter((g) => ours.has(g.destination));
+  expect(groups.map((g) => [g.destination, g.port, g.would_block, g.blocked, g.allowed_by])).toEqual([
+    ["pkg.test", 443, 5, 0, null],
+    ["198.51.100.3", 22, 0, 2, null],
+  ]);
+  expect(groups[0]!.last_at).toBe(later);
+  const allow = egress.addRule(org, { action: "allow", target: "pkg.test", ports: "443" }, owner);
+  egress.addRule(org, { action: "allow", target: "198.51.100.0/24" }, owner);
+  egress.addRule(org, { action: "deny", target: "198.51.100.3", ports: "22" }, owner);
+  const after = egress.eventDestinations(org);
+  expect(after.find((g) => g.destination === "pkg.test")!.allowed_by).toBe(allow.id);
+  // A deny rule wins over every allow, as on the runner hosts.
+  expect(after.find((g) => g.destination === "198.51.100.3")!.allowed_by).toBeNull();
+});

@@ -20,7 +20,15 @@ import { ConflictError, InvalidInputError, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import type { AgentPolicy, EventAction, EventReport, Mode, RuleAction } from "../wire/egress/policy.ts";
 import { parseScope, scopeText } from "../wire/egress/scopes.ts";
-import { familyOf, parsePorts, parseTarget, portsText, targetText } from "../wire/egress/targets.ts";
+import {
+  cidrContains,
+  familyOf,
+  parsePorts,
+  parseTarget,
+  portsText,
+  targetText,
+  wildcardMatches,
+} from "../wire/egress/targets.ts";
 
 /** The agent's contract, re-exported for the server's callers (the shapes live in src/wire). */
 export type { AgentPolicy, EventAction, EventReport, Mode, RuleAction };
@@ -73,6 +81,34 @@ export interface EgressEvent {
   count: number;
   first_at: string;
   last_at: string;
+}
+
+/** Events grouped by destination (name when the agent saw one, else address) and port, across hosts. */
+export interface EgressDestination {
+  destination: string;
+  port: number;
+  protocols: string[];
+  /** Blocked (enforce) and would-block (monitor) connections, summed over every host and source. */
+  blocked: number;
+  would_block: number;
+  hosts: number;
+  first_at: string;
+  last_at: string;
+  /** The allow rule that lets this destination through now (no deny rule matching), or null. */
+  allowed_by: string | null;
+}
+
+/** Does a rule's target and ports cover this destination (a name or an address) and port? */
+function ruleCovers(rule: Pick<EgressRule, "target" | "ports">, destination: string, port: number): boolean {
+  if (rule.ports !== null) {
+    const ranges = parsePorts(rule.ports);
+    if (typeof ranges === "string" || !ranges.some(([lo, hi]) => port >= lo && port <= hi)) return false;
+  }
+  const t = parseTarget(rule.target);
+  if (typeof t === "string") return false;
+  if (t.kind === "cidr") return familyOf(destination) !== null && cidrContains(t.cidr, destination);
+  if (t.kind === "host") return t.name === destination.toLowerCase();
+  return wildcardMatches(t.suffix, destination);
 }
 
 export interface EgressDeps {
@@ -146,6 +182,18 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
     return out;
   }
 
+  function canonicalTarget(raw: string): string {
+    const t = parseTarget(raw);
+    if (typeof t === "string") throw new InvalidInputError(t, [{ pointer: "/target", detail: t }]);
+    return targetText(t);
+  }
+  function canonicalPorts(raw: string | null | undefined): string | null {
+    if (raw === undefined || raw === null || raw.trim() === "") return null;
+    const p = parsePorts(raw);
+    if (typeof p === "string") throw new InvalidInputError(p, [{ pointer: "/ports", detail: p }]);
+    return portsText(p);
+  }
+
   const service = {
     getPolicy(orgId: string): EgressPolicy {
       const p = policyRow.get(orgId) as Omit<EgressPolicy, "rules"> | null;
@@ -184,22 +232,15 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       input: { action: RuleAction; target: string; ports?: string | null; comment?: string },
       actor: Actor,
     ): EgressRule {
-      const t = parseTarget(input.target);
-      if (typeof t === "string") throw new InvalidInputError(t, [{ pointer: "/target", detail: t }]);
-      let ports: string | null = null;
-      if (input.ports !== undefined && input.ports !== null && input.ports !== "") {
-        const p = parsePorts(input.ports);
-        if (typeof p === "string") throw new InvalidInputError(p, [{ pointer: "/ports", detail: p }]);
-        ports = portsText(p);
-      }
       const rule: EgressRule = {
         id: newId("egr"),
         action: input.action,
-        target: targetText(t),
-        ports,
+        target: canonicalTarget(input.target),
+        ports: canonicalPorts(input.ports),
         comment: input.comment ?? "",
         created_at: now().toISOString(),
       };
+      const ports = rule.ports;
       try {
         db.transaction(() => {
           const n = (db.query("SELECT count(*) AS n FROM egress_rules WHERE org_id = ?").get(orgId) as { n: number }).n;
@@ -225,6 +266,58 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
       }
       wake();
       return rule;
+    },
+
+    /** Changes a rule in place (its id and creation time stay); fields left out keep their value. */
+    updateRule(
+      orgId: string,
+      id: string,
+      patch: { action?: RuleAction; target?: string; ports?: string | null; comment?: string },
+      actor: Actor,
+    ): EgressRule {
+      const before = (
+        db
+          .query("SELECT id, action, target, ports, comment, created_at FROM egress_rules WHERE org_id = ? AND id = ?")
+          .all(orgId, id) as EgressRule[]
+      )[0];
+      if (!before) throw new NotFoundError(`no egress rule ${id}`);
+      const after: EgressRule = {
+        ...before,
+        action: patch.action ?? before.action,
+        target: patch.target === undefined ? before.target : canonicalTarget(patch.target),
+        ports: patch.ports === undefined ? before.ports : canonicalPorts(patch.ports),
+        comment: patch.comment ?? before.comment,
+      };
+      try {
+        db.transaction(() => {
+          db.query("UPDATE egress_rules SET action = ?, target = ?, ports = ?, comment = ? WHERE id = ?").run(
+            after.action,
+            after.target,
+            after.ports,
+            after.comment,
+            id,
+          );
+          bump(orgId);
+          audit.record({
+            orgId,
+            actor,
+            action: "egress.rule.update",
+            target: id,
+            details: {
+              before: { action: before.action, target: before.target, ports: before.ports },
+              after: { action: after.action, target: after.target, ports: after.ports },
+            },
+          });
+        })();
+      } catch (e) {
+        if (isUniqueViolation(e))
+          throw new ConflictError(
+            `the rule '${after.action} ${after.target}${after.ports ? ` ports ${after.ports}` : ""}' already exists`,
+          );
+        throw e;
+      }
+      wake();
+      return after;
     },
 
     /** Removes a rule by id, or by its target (every rule with that target). */
@@ -497,6 +590,32 @@ export function egressServiceFactory({ db, audit, applianceHosts, extraAllow, no
           );
       })();
       return events.length;
+    },
+
+    /**
+     * The events grouped by destination and port with their counts, newest first, each with the
+     * allow rule that lets it through now (deny rules win, as on the runner hosts).
+     */
+    eventDestinations(orgId: string, limit = 500): EgressDestination[] {
+      const rows = db
+        .query(
+          `SELECT coalesce(hostname, dst) AS destination, port, group_concat(DISTINCT protocol) AS protocols,
+             sum(CASE WHEN action = 'blocked' THEN count ELSE 0 END) AS blocked,
+             sum(CASE WHEN action = 'would-block' THEN count ELSE 0 END) AS would_block,
+             count(DISTINCT host_id) AS hosts, min(first_at) AS first_at, max(last_at) AS last_at
+           FROM egress_events WHERE org_id = ? GROUP BY destination, port ORDER BY max(last_at) DESC LIMIT ?`,
+        )
+        .all(orgId, limit) as (Omit<EgressDestination, "protocols" | "allowed_by"> & { protocols: string })[];
+      const rules = service.getPolicy(orgId).rules;
+      return rows.map((r) => {
+        const covering = rules.filter((rule) => ruleCovers(rule, r.destination, r.port));
+        const denied = covering.some((rule) => rule.action === "deny");
+        return {
+          ...r,
+          protocols: r.protocols.split(",").sort(),
+          allowed_by: denied ? null : (covering.find((rule) => rule.action === "allow")?.id ?? null),
+        };
+      });
     },
 
     listEvents(orgId: string, filter: { action?: EventAction } = {}, limit = 500): EgressEvent[] {

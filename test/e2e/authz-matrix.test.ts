@@ -453,6 +453,14 @@ const ROWS: Row[] = [
     expect: cells(`401 201 201 403 404 404 403 403 404 404 404 201 ${X} ${X}`),
   },
   {
+    route: "PATCH /api/v1/orgs/:org/egress/rules/:ref",
+    name: "change A's egress rule",
+    path: (i) => `/api/v1/orgs/${i.A}/egress/rules/${i.ruleA}`,
+    body: () => ({ comment: "changed" }),
+    target: "A",
+    expect: cells(`401 200 200 403 404 404 403 403 404 404 404 200 ${X} ${X}`),
+  },
+  {
     route: "DELETE /api/v1/orgs/:org/egress/rules/:ref",
     name: "remove A's egress rule",
     path: (i) => `/api/v1/orgs/${i.A}/egress/rules/${i.ruleA}`,
@@ -493,6 +501,13 @@ const ROWS: Row[] = [
     route: "GET /api/v1/orgs/:org/egress/events",
     name: "egress events of A",
     path: (i) => `/api/v1/orgs/${i.A}/egress/events`,
+    target: "A",
+    expect: cells(`401 200 200 200 404 404 200 403 404 404 404 200 ${X} ${X}`),
+  },
+  {
+    route: "GET /api/v1/orgs/:org/egress/events/destinations",
+    name: "egress events of A by destination",
+    path: (i) => `/api/v1/orgs/${i.A}/egress/events/destinations`,
     target: "A",
     expect: cells(`401 200 200 200 404 404 200 403 404 404 404 200 ${X} ${X}`),
   },

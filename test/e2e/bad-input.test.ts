@@ -42,6 +42,12 @@ const VALID: Record<string, (i: Ids) => Record<string, unknown>> = {
   "PUT /api/v1/orgs/:org/egress/mode": () => ({ mode: "monitor" }),
   "PUT /api/v1/orgs/:org/egress/default": () => ({ action: "deny" }),
   "POST /api/v1/orgs/:org/egress/rules": () => ({ action: "allow", target: "203.0.113.9", ports: "443", comment: "c" }),
+  "PATCH /api/v1/orgs/:org/egress/rules/:ref": () => ({
+    action: "allow",
+    target: "203.0.113.10",
+    ports: "443",
+    comment: "c",
+  }),
   "POST /api/v1/orgs/:org/egress/hosts": () => ({ name: "ci-a2", scopes: ["host"] }),
   "PUT /api/v1/orgs/:org/egress/hosts/:id/scopes": () => ({ scopes: ["host"] }),
   "PUT /api/v1/egress/local-hosts/:id": () => ({ scopes: ["docker:ci"] }),

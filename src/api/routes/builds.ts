@@ -6,6 +6,7 @@
 import { Elysia, t } from "elysia";
 import { authorize, type Actor } from "../../auth/index.ts";
 import type { BuildRow, BuildsService } from "../../builds/index.ts";
+import { Builder, CacheReset, ProjectCache } from "../../builders/models.ts";
 import { Build, BuildPage, BuildPageQuery, BuildParams as BuildId, Step } from "../../builds/models.ts";
 import { ProjectParams as ProjectId } from "../../projects/models.ts";
 import { actorMacro } from "../actor.ts";
@@ -23,6 +24,8 @@ export interface BuildRoutesDeps {
       emulated: number;
       image: string | null;
       image_id: string | null;
+      started_at: string | null;
+      updated_at: string;
       last_used_at: string | null;
       last_error: string | null;
     }[];
@@ -153,6 +156,8 @@ export function buildRoutes(deps: BuildRoutesDeps) {
             image_upgrade: o
               ? { image: o.to.image, image_id: o.to.imageId, settings_changed: o.settingsChanged }
               : null,
+            started_at: b.started_at,
+            updated_at: b.updated_at,
             last_used_at: b.last_used_at,
             last_error: b.last_error,
           };
@@ -161,6 +166,7 @@ export function buildRoutes(deps: BuildRoutesDeps) {
       {
         actor: true,
         params: ProjectId,
+        response: { 200: t.Array(Builder) },
         detail: {
           tags: ["builders"],
           summary: "A project's builders: state, runtime, security profile, emulation, and a pending image upgrade",
@@ -189,6 +195,7 @@ export function buildRoutes(deps: BuildRoutesDeps) {
       {
         actor: true,
         params: ProjectId,
+        response: { 200: ProjectCache },
         detail: {
           tags: ["builders"],
           summary: "A project's build cache: usage per platform and whether it is encrypted",
@@ -205,6 +212,7 @@ export function buildRoutes(deps: BuildRoutesDeps) {
       {
         actor: true,
         params: ProjectId,
+        response: { 200: CacheReset },
         detail: {
           tags: ["builders"],
           summary: "Stop the project's builders and erase their caches; the next build starts empty (owners)",

@@ -12,6 +12,7 @@ import {
   AgentPolicyQuery,
   AgentStatus,
   DefaultSet,
+  Destination,
   Event,
   EventsQuery,
   Host,
@@ -21,6 +22,7 @@ import {
   Policy,
   Rule,
   RuleCreate,
+  RuleUpdate,
   ScopesSet,
 } from "../../egress/models.ts";
 import type { EgressService } from "../../egress/service.ts";
@@ -97,6 +99,24 @@ export function egressRoutes(ctx: EgressRoutesContext) {
         body: RuleCreate,
         response: { 201: Rule },
         detail: { tags: ["egress"], summary: "Add a rule (owners)", security: bearer },
+      },
+    )
+    .patch(
+      "/orgs/:org/egress/rules/:ref",
+      ({ actor, params, body }) => {
+        const org = orgOf(params.org);
+        authorize(actor, "egress:manage", { orgId: org.id });
+        return egress.updateRule(org.id, decodeURIComponent(params.ref), body, actor);
+      },
+      {
+        actor: true,
+        body: RuleUpdate,
+        response: { 200: Rule },
+        detail: {
+          tags: ["egress"],
+          summary: "Change a rule's action, target, ports or comment (owners); order never matters: deny wins",
+          security: bearer,
+        },
       },
     )
     .delete(
@@ -208,6 +228,24 @@ export function egressHostRoutes(ctx: EgressRoutesContext) {
         detail: {
           tags: ["egress"],
           summary: "What was (or, in monitor mode, would have been) blocked, with counts",
+          security: bearer,
+        },
+      },
+    )
+    .get(
+      "/orgs/:org/egress/events/destinations",
+      ({ actor, params }) => {
+        const org = orgOf(params.org);
+        authorize(actor, "egress:read", { orgId: org.id });
+        return egress.eventDestinations(org.id);
+      },
+      {
+        actor: true,
+        response: { 200: t.Array(Destination) },
+        detail: {
+          tags: ["egress"],
+          summary:
+            "Blocked and would-block connections grouped by destination and port, with counts and the allow rule that now lets each through",
           security: bearer,
         },
       },

@@ -3,5 +3,6 @@
  * The egress pages and the addresses they answer.
  */
 import type { UiRoute } from "../../routes.ts";
+import { EgressPage } from "./egress.tsx";
 
-export const egressRoutes: UiRoute[] = [];
+export const egressRoutes: UiRoute[] = [{ path: "/orgs/:org/egress", component: EgressPage }];
