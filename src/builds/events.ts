@@ -6,7 +6,13 @@
  * what changes (the API's Server-Sent Events routes do exactly that). One process, one appliance:
  * no broker needed.
  */
-import type { BuildRow } from "./service.ts";
+
+/** What the publisher needs of a build row to route it (the service's BuildRow). */
+export interface RoutedBuild {
+  id: string;
+  project_id: string;
+  org_id: string;
+}
 
 export interface StepRow {
   digest: string;
@@ -26,15 +32,15 @@ export interface LogLine {
   text: string;
 }
 
-export type BuildEvent =
-  | { kind: "build"; build: BuildRow }
-  | { kind: "step"; build: BuildRow; step: StepRow }
-  | { kind: "log"; build: BuildRow; line: LogLine };
+export type BuildEvent<B extends RoutedBuild = RoutedBuild> =
+  | { kind: "build"; build: B }
+  | { kind: "step"; build: B; step: StepRow }
+  | { kind: "log"; build: B; line: LogLine };
 
 /** What a follower follows: one build (everything), or a project's or organization's builds (their rows). */
 export type Topic = { build: string } | { project: string } | { org: string };
 
-export type BuildEvents = ReturnType<typeof buildEventsFactory>;
+export type BuildEvents<B extends RoutedBuild = RoutedBuild> = ReturnType<typeof buildEventsFactory<B>>;
 
 const keyOf = (t: Topic) => ("build" in t ? `b:${t.build}` : "project" in t ? `p:${t.project}` : `o:${t.org}`);
 
@@ -64,16 +70,16 @@ export function parseLineId(id: string | null | undefined): [number, number] {
   return m ? [Number(m[1]), Number(m[2])] : [0, -1];
 }
 
-export function buildEventsFactory() {
-  const followers = new Map<string, Set<(e: BuildEvent) => void>>();
+export function buildEventsFactory<B extends RoutedBuild>() {
+  const followers = new Map<string, Set<(e: BuildEvent<B>) => void>>();
 
   return {
     /** Calls `listener` for each event of `topic` until the returned function is called. */
-    subscribe(topic: Topic, listener: (e: BuildEvent) => void): () => void {
+    subscribe(topic: Topic, listener: (e: BuildEvent<B>) => void): () => void {
       const key = keyOf(topic);
       let set = followers.get(key);
       if (!set) followers.set(key, (set = new Set()));
-      const entry = (e: BuildEvent) => listener(e);
+      const entry = (e: BuildEvent<B>) => listener(e);
       set.add(entry);
       return () => {
         const s = followers.get(key);
@@ -85,7 +91,7 @@ export function buildEventsFactory() {
 
     /** Build rows reach the build's, its project's and its organization's followers; steps and
      * log lines only the build's. A listener that throws is its own problem, not the publisher's. */
-    publish(e: BuildEvent): void {
+    publish(e: BuildEvent<B>): void {
       const keys =
         e.kind === "build"
           ? [`b:${e.build.id}`, `p:${e.build.project_id}`, `o:${e.build.org_id}`]

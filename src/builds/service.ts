@@ -133,7 +133,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   const byId = db.query("SELECT * FROM builds WHERE id = ?");
   const logs = buildLogsFactory({ db });
   /** Followers of builds (the API's live streams): every change below is published once committed. */
-  const events = buildEventsFactory();
+  const events = buildEventsFactory<BuildRow>();
   const stepOf = db.query(
     "SELECT digest, name, cached, started_at, completed_at, error FROM build_steps WHERE build_id = ? AND digest = ?",
   );
