@@ -8,7 +8,17 @@ import { duration } from "../../components/format.tsx";
 
 const WIDTH = 1000;
 
+/** Steps by start time (those not started yet last, in the order they came). */
+function byStart(steps: StepView[]): StepView[] {
+  const at = (s: StepView) => (s.started_at ? Date.parse(s.started_at) : Number.POSITIVE_INFINITY);
+  return steps
+    .map((s, i) => [s, i] as const)
+    .sort(([a, i], [b, j]) => at(a) - at(b) || i - j)
+    .map(([s]) => s);
+}
+
 export function Waterfall(props: { steps: StepView[]; from: number | null; now: number }) {
+  const steps = byStart(props.steps);
   const starts = props.steps.map((s) => (s.started_at ? Date.parse(s.started_at) : null)).filter((t) => t !== null);
   const t0 = Math.min(props.from ?? Number.POSITIVE_INFINITY, ...starts);
   const ends = props.steps.map((s) => (s.completed_at ? Date.parse(s.completed_at) : props.now));
@@ -17,7 +27,7 @@ export function Waterfall(props: { steps: StepView[]; from: number | null; now: 
   if (props.steps.length === 0) return <p class="empty">No steps yet.</p>;
   return (
     <ol class="build-waterfall" aria-label="Steps">
-      {props.steps.map((s) => {
+      {steps.map((s) => {
         const start = s.started_at ? Date.parse(s.started_at) : null;
         const end = s.completed_at ? Date.parse(s.completed_at) : null;
         const kind = s.error ? "error" : s.cached ? "cached" : end === null ? "running" : "done";
