@@ -44,24 +44,63 @@ export type BuildEvents<B extends RoutedBuild = RoutedBuild> = ReturnType<typeof
 
 const keyOf = (t: Topic) => ("build" in t ? `b:${t.build}` : "project" in t ? `p:${t.project}` : `o:${t.org}`);
 
-/** A stored chunk as lines (BuildKit sends lines; a chunk's trailing newline ends its last line). */
-export function chunkLines(chunk: {
+export interface LogChunk {
   id: number;
   vertex: string;
   stream: number;
   at: string;
   data: Uint8Array;
-}): LogLine[] {
-  const text = new TextDecoder().decode(chunk.data);
-  const parts = text.split("\n");
-  if (parts.length > 1 && parts.at(-1) === "") parts.pop();
-  return parts.map((p, i) => ({
-    id: `${chunk.id}.${i}`,
-    vertex: chunk.vertex,
-    stream: chunk.stream,
-    at: chunk.at,
-    text: p.replace(/\r$/, ""),
-  }));
+}
+
+/**
+ * Stored chunks → lines. BuildKit cuts output wherever its buffer ends, so a line may span
+ * chunks: the unfinished end of a step's output waits for that step's next chunk. A line's id is
+ * `chunk.n` (the chunk it ends in, its index among the lines ending there), so ids only grow and
+ * replay and live agree. `flush` ends what is left (the build ended without a last newline).
+ */
+export function lineSplitter() {
+  const tails = new Map<string, { text: string; at: string; vertex: string; stream: number; id: string }>();
+  const decoder = new TextDecoder();
+  return {
+    push(chunk: LogChunk): LogLine[] {
+      const key = `${chunk.stream}|${chunk.vertex}`;
+      const parts = ((tails.get(key)?.text ?? "") + decoder.decode(chunk.data)).split("\n");
+      const tail = parts.pop()!;
+      if (tail)
+        tails.set(key, {
+          text: tail,
+          at: chunk.at,
+          vertex: chunk.vertex,
+          stream: chunk.stream,
+          id: `${chunk.id}.${parts.length}`,
+        });
+      else tails.delete(key);
+      return parts.map((p, i) => ({
+        id: `${chunk.id}.${i}`,
+        vertex: chunk.vertex,
+        stream: chunk.stream,
+        at: chunk.at,
+        text: p.replace(/\r$/, ""),
+      }));
+    },
+    flush(): LogLine[] {
+      const out = [...tails.values()].map((t) => ({
+        id: t.id,
+        vertex: t.vertex,
+        stream: t.stream,
+        at: t.at,
+        text: t.text,
+      }));
+      tails.clear();
+      return out.sort((a, b) => compareLineIds(a.id, b.id));
+    },
+  };
+}
+
+export function compareLineIds(a: string, b: string): number {
+  const [ac, al] = parseLineId(a);
+  const [bc, bl] = parseLineId(b);
+  return ac - bc || al - bl;
 }
 
 /** `Last-Event-ID` as chunkLines made it → [chunk id, line index]; anything else: from the start. */

@@ -17,7 +17,8 @@ export { statusToReport } from "./status.ts";
 export { buildLogsFactory, type BuildLogs } from "./logs.ts";
 export {
   buildEventsFactory,
-  chunkLines,
+  compareLineIds,
+  lineSplitter,
   parseLineId,
   type BuildEvent,
   type BuildEvents,

@@ -12,7 +12,7 @@ export function buildLogsFactory({ db }: { db: Database }) {
   const insert = db.query("INSERT INTO build_logs (build_id, vertex, stream, at, data) VALUES (?, ?, ?, ?, ?)");
   const ofBuild = db.query("SELECT data FROM build_logs WHERE build_id = ? ORDER BY id");
   const chunksAfter = db.query(
-    "SELECT id, vertex, stream, at, data FROM build_logs WHERE build_id = ? AND id >= ? ORDER BY id",
+    "SELECT id, vertex, stream, at, data FROM build_logs WHERE build_id = ? AND id > ? ORDER BY id",
   );
   const prune = db.query(
     `DELETE FROM build_logs WHERE id IN (
@@ -27,12 +27,12 @@ export function buildLogsFactory({ db }: { db: Database }) {
       );
     },
 
-    /** The build's chunks from chunk id `fromId` on, in order (a follower's replay). */
-    chunksFrom(
+    /** The build's chunks after chunk id `afterId`, in order. */
+    chunksAfter(
       buildId: string,
-      fromId: number,
+      afterId: number,
     ): { id: number; vertex: string; stream: number; at: string; data: Uint8Array }[] {
-      return chunksAfter.all(buildId, fromId) as {
+      return chunksAfter.all(buildId, afterId) as {
         id: number;
         vertex: string;
         stream: number;

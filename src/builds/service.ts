@@ -21,7 +21,7 @@ import type { Logger } from "../log/logger.ts";
 import type { Pki } from "../pki/index.ts";
 import type { ProjectsService } from "../projects/service.ts";
 import type { RouteTarget } from "../router/index.ts";
-import { buildEventsFactory, chunkLines, parseLineId, type LogLine, type StepRow, type Topic } from "./events.ts";
+import { buildEventsFactory, compareLineIds, lineSplitter, type LogLine, type StepRow, type Topic } from "./events.ts";
 import { buildLogsFactory } from "./logs.ts";
 
 export type BuildStatus = "created" | "running" | "finished" | "failed" | "canceled" | "expired";
@@ -137,6 +137,18 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   const stepOf = db.query(
     "SELECT digest, name, cached, started_at, completed_at, error FROM build_steps WHERE build_id = ? AND digest = ?",
   );
+  /** Per active build: its log's unfinished line ends, so live lines are whole (see lineSplitter). */
+  const splitters = new Map<string, ReturnType<typeof lineSplitter>>();
+  const splitterOf = (id: string, before: number) => {
+    let sp = splitters.get(id);
+    if (!sp) {
+      // First lines in this process: what came before sets where the log stands.
+      sp = lineSplitter();
+      for (const c of logs.chunksAfter(id, 0)) if (c.id < before) sp.push(c);
+      splitters.set(id, sp);
+    }
+    return sp;
+  };
   const publishBuild = (id: string) => {
     const b = byId.get(id) as BuildRow | null;
     if (b) events.publish({ kind: "build", build: b });
@@ -195,6 +207,9 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       return ended;
     })();
     if (!b) return false;
+    const sp = splitters.get(id);
+    splitters.delete(id);
+    for (const line of sp?.flush() ?? []) events.publish({ kind: "log", build: b, line });
     events.publish({ kind: "build", build: b });
     deps.router.buildEnded(id);
     deps.builders.release(id);
@@ -252,9 +267,11 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       const step = stepOf.get(id, digest) as StepRow | null;
       if (step) events.publish({ kind: "step", build: b, step });
     }
-    if (newChunks.length > 0)
-      for (const chunk of logs.chunksFrom(id, newChunks[0]!))
-        for (const line of chunkLines(chunk)) events.publish({ kind: "log", build: b, line });
+    if (newChunks.length > 0) {
+      const sp = splitterOf(id, newChunks[0]!);
+      for (const chunk of logs.chunksAfter(id, newChunks[0]! - 1))
+        for (const line of sp.push(chunk)) events.publish({ kind: "log", build: b, line });
+    }
   }
 
   /** A page cursor as list() made it (created_at|id); anything else is the caller's mistake. */
@@ -514,12 +531,13 @@ export function buildsServiceFactory(deps: BuildsDeps) {
 
     /** A build's stored log as lines after `lastLineId` (a follower's `Last-Event-ID`; none: all). */
     logLines(actor: Actor, id: string, lastLineId: string | null): LogLine[] {
-      visible(actor, id, "build:read");
-      const [chunk, line] = parseLineId(lastLineId);
-      const out: LogLine[] = [];
-      for (const c of logs.chunksFrom(id, chunk))
-        for (const l of chunkLines(c)) if (c.id > chunk || Number(l.id.split(".")[1]) > line) out.push(l);
-      return out;
+      const b = visible(actor, id, "build:read");
+      // From the start: a line may begin in a chunk before the one the follower stopped in.
+      const sp = lineSplitter();
+      const all: LogLine[] = [];
+      for (const c of logs.chunksAfter(id, 0)) all.push(...sp.push(c));
+      if (!ACTIVE.has(b.status)) all.push(...sp.flush());
+      return lastLineId ? all.filter((l) => compareLineIds(l.id, lastLineId) > 0) : all;
     },
 
     buildUrl(id: string): string {

@@ -245,6 +245,47 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
   );
 
   test(
+    "a 10,000-line log: the page renders it and searches it quickly",
+    async () => {
+      const done = await finished(depotBuild(tokens.A!, ids.A!, context("long-log", "RUN seq 1 10000")));
+      expect(done.code, done.log).toBe(0);
+      const id = await newBuild(ids.A!, seen);
+      seen.add(id);
+      const page = await asAlice("/account");
+      const t0 = Date.now();
+      await page.goto(`${s.url}/builds/${id}`);
+      const log = page.getByRole("log", { name: "Build log" });
+      const text = await (
+        await s.get(`/api/v1/builds/${id}/logs`, { headers: { authorization: `Bearer ${admin}` } })
+      ).text();
+      const stored = text.split("\n").filter((l) => l !== "").length;
+      expect(stored).toBe(10_000);
+      // Every line whole (BuildKit cuts its output anywhere; the page never shows a half line).
+      await page.getByText(/^10000 lines/).waitFor({ timeout: 30_000 });
+      const shown = Date.now() - t0;
+      expect(await log.getByText("9999", { exact: true }).count()).toBe(1);
+      const t1 = Date.now();
+      await page.getByRole("searchbox", { name: "Search the log" }).fill("9999");
+      await page.getByText("1 of 1 matches").waitFor();
+      const searched = Date.now() - t1;
+      const t2 = Date.now();
+      await page.getByRole("searchbox", { name: "Search the log" }).fill("1");
+      await page.getByText(/^1 of \d+ matches$/).waitFor();
+      await page.getByRole("button", { name: "Next match" }).click();
+      await page.getByText(/^2 of \d+ matches$/).waitFor();
+      const many = Date.now() - t2;
+      console.log(
+        `  10,000-line log: shown in ${shown} ms, one match found in ${searched} ms, ~4,000 matches and next in ${many} ms`,
+      );
+      expect(shown).toBeLessThan(10_000);
+      expect(searched).toBeLessThan(2_000);
+      expect(many).toBeLessThan(3_000);
+      await page.context().close();
+    },
+    5 * 60_000,
+  );
+
+  test(
     "another organization's build page is the not-found page",
     async () => {
       const done = await finished(depotBuild(tokens.B!, ids.B!, context("theirs", "RUN echo theirs")));

@@ -217,6 +217,25 @@ describe("a build's stream", () => {
     expect(builds.followerCount()).toBe(0);
   });
 
+  test("a line cut across chunks arrives whole, live and on replay; an unfinished last line at the end", async () => {
+    const { build } = builds.create(actors.a!, PRJ, []);
+    builds.observed(build.id, { steps: [], logs: [line("al"), line("pha\nbe")] });
+    const live = reader(await get(`/api/v1/builds/${build.id}/events`, "a"));
+    builds.observed(build.id, { steps: [], logs: [line("ta\ngam"), line("ma")] });
+    await live.next((e) => (e.data as { text?: string })?.text === "beta");
+    builds.finish(actors.a!, build.id, { kind: "success" });
+    await live.next((e) => e.event === "end");
+    const texts = (r: { seen: { event: string; data: unknown }[] }) =>
+      r.seen.filter((e) => e.event === "log").map((e) => (e.data as { text: string }).text);
+    expect(texts(live)).toEqual(["alpha", "beta", "gamma"]);
+    const replay = reader(await get(`/api/v1/builds/${build.id}/events`, "a"));
+    await replay.rest();
+    expect(texts(replay)).toEqual(["alpha", "beta", "gamma"]);
+    expect(replay.seen.filter((e) => e.event === "log").map((e) => e.id)).toEqual(
+      live.seen.filter((e) => e.event === "log").map((e) => e.id),
+    );
+  });
+
   test("an ended build: everything stored, then end, then the stream closes", async () => {
     const { build } = builds.create(actors.a!, PRJ, []);
     builds.observed(build.id, { steps: [], logs: [line("only\n")] });
