@@ -15,3 +15,14 @@ export {
 } from "./service.ts";
 export { statusToReport } from "./status.ts";
 export { buildLogsFactory, type BuildLogs } from "./logs.ts";
+export {
+  buildEventsFactory,
+  compareLineIds,
+  lineSplitter,
+  parseLineId,
+  type BuildEvent,
+  type BuildEvents,
+  type LogLine,
+  type StepRow,
+  type Topic,
+} from "./events.ts";

@@ -21,6 +21,7 @@ import type { Logger } from "../log/logger.ts";
 import type { Pki } from "../pki/index.ts";
 import type { ProjectsService } from "../projects/service.ts";
 import type { RouteTarget } from "../router/index.ts";
+import { buildEventsFactory, compareLineIds, lineSplitter, type LogLine, type StepRow, type Topic } from "./events.ts";
 import { buildLogsFactory } from "./logs.ts";
 
 export type BuildStatus = "created" | "running" | "finished" | "failed" | "canceled" | "expired";
@@ -131,6 +132,27 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   const cancelGraceMs = deps.cancelGraceMs ?? 15_000;
   const byId = db.query("SELECT * FROM builds WHERE id = ?");
   const logs = buildLogsFactory({ db });
+  /** Followers of builds (the API's live streams): every change below is published once committed. */
+  const events = buildEventsFactory<BuildRow>();
+  const stepOf = db.query(
+    "SELECT digest, name, cached, started_at, completed_at, error FROM build_steps WHERE build_id = ? AND digest = ?",
+  );
+  /** Per active build: its log's unfinished line ends, so live lines are whole (see lineSplitter). */
+  const splitters = new Map<string, ReturnType<typeof lineSplitter>>();
+  const splitterOf = (id: string, before: number) => {
+    let sp = splitters.get(id);
+    if (!sp) {
+      // First lines in this process: what came before sets where the log stands.
+      sp = lineSplitter();
+      for (const c of logs.chunksAfter(id, 0)) if (c.id < before) sp.push(c);
+      splitters.set(id, sp);
+    }
+    return sp;
+  };
+  const publishBuild = (id: string) => {
+    const b = byId.get(id) as BuildRow | null;
+    if (b) events.publish({ kind: "build", build: b });
+  };
   /** Set when serve starts draining: CreateBuild is refused with it. */
   let admissionRefusal: string | null = null;
   /** Builds the appliance canceled on its way down → why, and whether their client has been told. */
@@ -185,6 +207,10 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       return ended;
     })();
     if (!b) return false;
+    const sp = splitters.get(id);
+    splitters.delete(id);
+    for (const line of sp?.flush() ?? []) events.publish({ kind: "log", build: b, line });
+    events.publish({ kind: "build", build: b });
     deps.router.buildEnded(id);
     deps.builders.release(id);
     log.info("build ended", { build: id, project: b.project_id, status });
@@ -204,9 +230,12 @@ export function buildsServiceFactory(deps: BuildsDeps) {
          completed_at = coalesce(excluded.completed_at, completed_at),
          error = coalesce(excluded.error, error)`,
     );
+    const changedSteps = new Set<string>();
+    const newChunks: number[] = [];
     db.transaction(() => {
       for (const s of batch.steps) {
         if (!s.digest) continue;
+        changedSteps.add(s.digest.slice(0, 200));
         upsert.run(
           id,
           s.digest.slice(0, 200),
@@ -226,12 +255,23 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         const room = deps.logMaxBytes - used;
         const data = l.data.length > room ? l.data.subarray(0, Math.max(0, room)) : l.data;
         if (data.length > 0)
-          logs.append(id, { vertex: l.vertex.slice(0, 200), stream: l.stream, at: l.at ?? now(), data });
+          newChunks.push(
+            logs.append(id, { vertex: l.vertex.slice(0, 200), stream: l.stream, at: l.at ?? now(), data }),
+          );
         used += data.length;
         if (l.data.length > room) truncated = true;
       }
       db.query("UPDATE builds SET log_bytes = ?, log_truncated = ? WHERE id = ?").run(used, truncated ? 1 : 0, id);
     })();
+    for (const digest of changedSteps) {
+      const step = stepOf.get(id, digest) as StepRow | null;
+      if (step) events.publish({ kind: "step", build: b, step });
+    }
+    if (newChunks.length > 0) {
+      const sp = splitterOf(id, newChunks[0]!);
+      for (const chunk of logs.chunksAfter(id, newChunks[0]! - 1))
+        for (const line of sp.push(chunk)) events.publish({ kind: "log", build: b, line });
+    }
   }
 
   /** A page cursor as list() made it (created_at|id); anything else is the caller's mistake. */
@@ -299,6 +339,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
           details: { project_id: p.id },
         });
       })();
+      publishBuild(id);
       return { build: get(id), token };
     },
 
@@ -339,6 +380,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
           ).run(t.toISOString(), JSON.stringify([...platforms]), t.toISOString(), id);
         },
       });
+      publishBuild(id); // running, with this platform
       return {
         kind: "active",
         endpoint: deps.buildEndpoint.endpoint,
@@ -402,6 +444,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         target: id,
         details: { project_id: b.project_id },
       });
+      publishBuild(id);
       return get(id);
     },
 
@@ -476,6 +519,25 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       const more = rows.length > size;
       const page = rows.slice(0, size);
       return { builds: page, next: more ? `${page.at(-1)!.created_at}|${page.at(-1)!.id}` : null };
+    },
+
+    /** Follows a build, project or organization (the caller authorized it first): see builds/events. */
+    subscribe(topic: Topic, listener: Parameters<typeof events.subscribe>[1]): () => void {
+      return events.subscribe(topic, listener);
+    },
+
+    /** How many follow builds now (a stream that ended must leave none behind). */
+    followerCount: () => events.followerCount(),
+
+    /** A build's stored log as lines after `lastLineId` (a follower's `Last-Event-ID`; none: all). */
+    logLines(actor: Actor, id: string, lastLineId: string | null): LogLine[] {
+      const b = visible(actor, id, "build:read");
+      // From the start: a line may begin in a chunk before the one the follower stopped in.
+      const sp = lineSplitter();
+      const all: LogLine[] = [];
+      for (const c of logs.chunksAfter(id, 0)) all.push(...sp.push(c));
+      if (!ACTIVE.has(b.status)) all.push(...sp.flush());
+      return lastLineId ? all.filter((l) => compareLineIds(l.id, lastLineId) > 0) : all;
     },
 
     buildUrl(id: string): string {
