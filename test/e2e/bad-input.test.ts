@@ -23,6 +23,7 @@ const VALID: Record<string, (i: Ids) => Record<string, unknown>> = {
   "POST /api/v1/orgs/:org/members": () => ({ user: "userB", role: "user" }),
   "PATCH /api/v1/orgs/:org/members/:user": () => ({ role: "owner" }),
   "POST /api/v1/users": () => ({ username: "carol", password: "a long passphrase" }),
+  "PATCH /api/v1/users/:user": () => ({ is_admin: true }),
   "POST /api/v1/orgs/:org/projects": () => ({ name: "p9" }),
   "PATCH /api/v1/projects/:id": () => ({ name: "p1b", builder_cpus: 4 }),
   "PUT /api/v1/projects/:id/registry": () => ({ retention_days: 3 }),
@@ -84,6 +85,7 @@ const NO_BODY: Record<string, string> = {
   "POST /api/v1/projects/:id/cache/reset": "the project in the path is the whole request",
   "POST /api/v1/registry/gc": "collects the whole registry",
   "POST /api/v1/auth/logout": "ends the session in the cookie",
+  "POST /api/v1/users/:user/token": "the user in the path is the whole request",
 };
 
 /** The credential a body-taking route needs to get past authentication to its own checks. */
