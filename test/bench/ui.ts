@@ -159,7 +159,13 @@ try {
     pending.push(
       r.body().then(async (b) => {
         const sizes = await r.request().sizes();
-        bodies.push({ url: r.url(), kind, raw: b.length, gzip: Bun.gzipSync(new Uint8Array(b)).length, wire: sizes.responseBodySize });
+        bodies.push({
+          url: r.url(),
+          kind,
+          raw: b.length,
+          gzip: Bun.gzipSync(new Uint8Array(b)).length,
+          wire: sizes.responseBodySize,
+        });
       }),
     );
   });

@@ -6,10 +6,10 @@
  * matches the filters.
  */
 import { useLocation } from "preact-iso";
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import type { BuildPageView, BuildView } from "../../../../src/builds/models.ts";
 import type { ProjectView } from "../../../../src/projects/models.ts";
-import { query as queryString, seg } from "../../api.ts";
+import { api, query as queryString, seg } from "../../api.ts";
 import { Ago, duration, Status } from "../../components/format.tsx";
 import { Loaded, useApi } from "../../data.tsx";
 import { useLive } from "../../live.ts";
@@ -66,18 +66,30 @@ export function BuildsList(props: {
       const b = data as BuildView;
       const current = page.data;
       if (!current || typeof b?.id !== "string") return;
-      const i = current.builds.findIndex((x) => x.id === b.id);
-      if (i >= 0) {
-        const builds = [...current.builds];
-        // A stream may carry fewer of the list's fields: keep what the list had.
-        builds[i] = { ...current.builds[i]!, ...definedOf(b) };
-        page.set({ ...current, builds });
-      } else if (!cursor && matches(b, apiFilters)) {
-        page.set({ ...current, builds: [b, ...current.builds] });
+      const known = current.builds.find((x) => x.id === b.id);
+      if (known && known.status === b.status) {
+        // Progress of a build shown: merge what the event carries, keep what the list had.
+        page.set({ ...current, builds: current.builds.map((x) => (x.id === b.id ? { ...x, ...definedOf(b) } : x)) });
+        return;
       }
+      if (!known && (cursor || !matches(b, apiFilters))) return;
+      // New here, or its status changed: the build as the API describes it in full (who started
+      // it in words, its duration and cached steps), then in place or at the top.
+      void api.get<BuildView>(`/api/v1/builds/${seg(b.id)}`).then(
+        (full) => {
+          const now = latest.current;
+          if (!now) return;
+          const i = now.builds.findIndex((x) => x.id === full.id);
+          if (i >= 0) page.set({ ...now, builds: now.builds.map((x) => (x.id === full.id ? full : x)) });
+          else page.set({ ...now, builds: [full, ...now.builds] });
+        },
+        () => {},
+      );
     },
     ["build"],
   );
+  const latest = useRef(page.data);
+  latest.current = page.data;
 
   const go = (q: Record<string, string | undefined>) => route(`${path}${queryString(q)}`);
   const apply = (ev: Event) => {
