@@ -189,7 +189,134 @@ export function apiClientFactory({
     delete<T = unknown>(path: string): Promise<T> {
       return this.request<T>("DELETE", path);
     },
+    /** A 2xx answer's body as text (a build's log), or the ApiError for any other. */
+    async text(path: string): Promise<string> {
+      const headers: Record<string, string> = { "user-agent": `slipway-cli/${VERSION}` };
+      if (token) headers.authorization = `Bearer ${token}`;
+      let res: Response;
+      let text: string;
+      try {
+        res = await fetchFn(base + path, {
+          headers,
+          redirect: "manual",
+          signal: AbortSignal.timeout(timeoutMs),
+          ...(caPem ? { tls: { ca: caPem } } : {}),
+        } as RequestInit);
+        text = await res.text();
+      } catch (e) {
+        throw unreachable(base, e, Boolean(caPem));
+      }
+      if (res.ok) return text;
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = { detail: text.slice(0, 200).trim() };
+      }
+      return check<string>({ status: res.status, headers: res.headers, body });
+    },
+    /**
+     * Follows a Server-Sent Events stream until `onEvent` answers "stop" or the server refuses
+     * (an ApiError, as for any request). A dropped connection is resumed after a second with
+     * `Last-Event-ID`, so nothing is seen twice; `reconnects` bounds the attempts in a row.
+     */
+    async follow(
+      path: string,
+      onEvent: (e: ServerEvent) => "stop" | undefined,
+      { reconnects = 30 }: { reconnects?: number } = {},
+    ): Promise<void> {
+      let lastId: string | undefined;
+      let failures = 0;
+      for (;;) {
+        const headers: Record<string, string> = {
+          accept: "text/event-stream, application/problem+json",
+          "user-agent": `slipway-cli/${VERSION}`,
+        };
+        if (token) headers.authorization = `Bearer ${token}`;
+        if (lastId) headers["last-event-id"] = lastId;
+        let res: Response;
+        try {
+          res = await fetchFn(base + path, {
+            headers,
+            redirect: "manual",
+            ...(caPem ? { tls: { ca: caPem } } : {}),
+          } as RequestInit);
+        } catch (e) {
+          if (++failures > reconnects) throw unreachable(base, e, Boolean(caPem));
+          await Bun.sleep(1000);
+          continue;
+        }
+        if (!res.ok || !res.body) {
+          const text = await res.text().catch(() => "");
+          let body: unknown;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            body = { detail: text.slice(0, 200).trim() };
+          }
+          check({ status: res.ok ? 502 : res.status, headers: res.headers, body });
+        }
+        const stopped = await readEvents(res.body!, (e) => {
+          failures = 0;
+          if (e.id) lastId = e.id;
+          return onEvent(e);
+        }).catch(() => false);
+        if (stopped) return;
+        if (++failures > reconnects)
+          throw new UnreachableError(`${base}${path}: the event stream kept ending before its end`, false);
+        await Bun.sleep(1000);
+      }
+    },
   };
+}
+
+/** One Server-Sent Event: its name, its data (JSON parsed when it is JSON) and its id. */
+export interface ServerEvent {
+  event: string;
+  data: unknown;
+  id?: string | undefined;
+}
+
+/** Reads events from `body` until it ends (false) or `onEvent` answers "stop" (true). */
+async function readEvents(
+  body: ReadableStream<Uint8Array>,
+  onEvent: (e: ServerEvent) => "stop" | undefined,
+): Promise<boolean> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return false;
+    buf += decoder.decode(value, { stream: true }).replaceAll("\r\n", "\n");
+    for (let end = buf.indexOf("\n\n"); end >= 0; end = buf.indexOf("\n\n")) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let event = "message";
+      let id: string | undefined;
+      const data: string[] = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue; // a keep-alive comment
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") event = value;
+        else if (field === "data") data.push(value);
+        else if (field === "id") id = value;
+      }
+      if (data.length === 0) continue;
+      let parsed: unknown = data.join("\n");
+      try {
+        parsed = JSON.parse(parsed as string);
+      } catch {
+        // not JSON: the text as it came
+      }
+      if (onEvent({ event, data: parsed, id }) === "stop") {
+        await reader.cancel().catch(() => {});
+        return true;
+      }
+    }
+  }
 }
 
 /** A path segment, escaped. */

@@ -17,3 +17,13 @@ export {
 } from "./service.ts";
 export { statusToReport } from "./status.ts";
 export { buildLogsFactory, type BuildLogs } from "./logs.ts";
+export {
+  buildEventsFactory,
+  chunkLines,
+  parseLineId,
+  type BuildEvent,
+  type BuildEvents,
+  type LogLine,
+  type StepRow,
+  type Topic,
+} from "./events.ts";

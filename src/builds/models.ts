@@ -61,6 +61,15 @@ export const Step = t.Object({
   completed_at: t.Nullable(t.String()),
   error: t.Nullable(t.String()),
 });
+export type StepView = Static<typeof Step>;
+/** One log line as a build's live events carry it (event `log`; its event id resumes after it). */
+export const LogLine = t.Object({
+  vertex: t.String({ description: "the step (BuildKit vertex digest) that wrote it" }),
+  stream: t.Integer({ description: "1 stdout, 2 stderr" }),
+  at: t.String(),
+  text: t.String(),
+});
+export type LogLineView = Static<typeof LogLine>;
 export const BuildParams = t.Object({ id: t.String({ pattern: "^bld_[a-z2-7]{20}$", description: "a build id" }) });
 export const BuildPageQuery = t.Object(
   { limit: t.Optional(t.Integer({ minimum: 1, maximum: 200 })), cursor: t.Optional(t.String({ maxLength: 200 })) },

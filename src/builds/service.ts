@@ -21,6 +21,7 @@ import type { Logger } from "../log/logger.ts";
 import type { Pki } from "../pki/index.ts";
 import type { ProjectsService } from "../projects/service.ts";
 import type { RouteTarget } from "../router/index.ts";
+import { buildEventsFactory, chunkLines, parseLineId, type LogLine, type StepRow, type Topic } from "./events.ts";
 import { buildLogsFactory } from "./logs.ts";
 
 export type BuildStatus = "created" | "running" | "finished" | "failed" | "canceled" | "expired";
@@ -180,6 +181,15 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   const cancelGraceMs = deps.cancelGraceMs ?? 15_000;
   const byId = db.query("SELECT * FROM builds WHERE id = ?");
   const logs = buildLogsFactory({ db });
+  /** Followers of builds (the API's live streams): every change below is published once committed. */
+  const events = buildEventsFactory<BuildRow>();
+  const stepOf = db.query(
+    "SELECT digest, name, cached, started_at, completed_at, error FROM build_steps WHERE build_id = ? AND digest = ?",
+  );
+  const publishBuild = (id: string) => {
+    const b = byId.get(id) as BuildRow | null;
+    if (b) events.publish({ kind: "build", build: b });
+  };
   /** Set when serve starts draining: CreateBuild is refused with it. */
   let admissionRefusal: string | null = null;
   /** Builds the appliance canceled on its way down → why, and whether their client has been told. */
@@ -234,6 +244,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       return ended;
     })();
     if (!b) return false;
+    events.publish({ kind: "build", build: b });
     deps.router.buildEnded(id);
     deps.builders.release(id);
     log.info("build ended", { build: id, project: b.project_id, status });
@@ -253,9 +264,12 @@ export function buildsServiceFactory(deps: BuildsDeps) {
          completed_at = coalesce(excluded.completed_at, completed_at),
          error = coalesce(excluded.error, error)`,
     );
+    const changedSteps = new Set<string>();
+    const newChunks: number[] = [];
     db.transaction(() => {
       for (const s of batch.steps) {
         if (!s.digest) continue;
+        changedSteps.add(s.digest.slice(0, 200));
         upsert.run(
           id,
           s.digest.slice(0, 200),
@@ -275,12 +289,21 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         const room = deps.logMaxBytes - used;
         const data = l.data.length > room ? l.data.subarray(0, Math.max(0, room)) : l.data;
         if (data.length > 0)
-          logs.append(id, { vertex: l.vertex.slice(0, 200), stream: l.stream, at: l.at ?? now(), data });
+          newChunks.push(
+            logs.append(id, { vertex: l.vertex.slice(0, 200), stream: l.stream, at: l.at ?? now(), data }),
+          );
         used += data.length;
         if (l.data.length > room) truncated = true;
       }
       db.query("UPDATE builds SET log_bytes = ?, log_truncated = ? WHERE id = ?").run(used, truncated ? 1 : 0, id);
     })();
+    for (const digest of changedSteps) {
+      const step = stepOf.get(id, digest) as StepRow | null;
+      if (step) events.publish({ kind: "step", build: b, step });
+    }
+    if (newChunks.length > 0)
+      for (const chunk of logs.chunksFrom(id, newChunks[0]!))
+        for (const line of chunkLines(chunk)) events.publish({ kind: "log", build: b, line });
   }
 
   /** A page cursor as list() made it (created_at|id); anything else is the caller's mistake. */
@@ -348,6 +371,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
           details: { project_id: p.id },
         });
       })();
+      publishBuild(id);
       return { build: get(id), token };
     },
 
@@ -388,6 +412,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
           ).run(t.toISOString(), JSON.stringify([...platforms]), t.toISOString(), id);
         },
       });
+      publishBuild(id); // running, with this platform
       return {
         kind: "active",
         endpoint: deps.buildEndpoint.endpoint,
@@ -451,6 +476,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         target: id,
         details: { project_id: b.project_id },
       });
+      publishBuild(id);
       return get(id);
     },
 
@@ -601,6 +627,24 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         return { day, finished: c?.finished ?? 0, failed: c?.failed ?? 0 };
       });
       return { recent: recent.reverse(), per_day };
+    },
+
+    /** Follows a build, project or organization (the caller authorized it first): see builds/events. */
+    subscribe(topic: Topic, listener: Parameters<typeof events.subscribe>[1]): () => void {
+      return events.subscribe(topic, listener);
+    },
+
+    /** How many follow builds now (a stream that ended must leave none behind). */
+    followerCount: () => events.followerCount(),
+
+    /** A build's stored log as lines after `lastLineId` (a follower's `Last-Event-ID`; none: all). */
+    logLines(actor: Actor, id: string, lastLineId: string | null): LogLine[] {
+      visible(actor, id, "build:read");
+      const [chunk, line] = parseLineId(lastLineId);
+      const out: LogLine[] = [];
+      for (const c of logs.chunksFrom(id, chunk))
+        for (const l of chunkLines(c)) if (c.id > chunk || Number(l.id.split(".")[1]) > line) out.push(l);
+      return out;
     },
 
     buildUrl(id: string): string {

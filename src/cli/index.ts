@@ -30,6 +30,7 @@ import {
 import { versionCommand } from "./version.ts";
 // Client-side: talk to the appliance over its HTTP API, from any machine.
 import { buildCommand, buildkitEnvCommand } from "./client/build.ts";
+import { buildsCommand } from "./client/builds.ts";
 import { egressCommand } from "./client/egress.ts";
 import { loginCommand } from "./client/login.ts";
 import { logoutCommand } from "./client/logout.ts";
@@ -62,6 +63,7 @@ export const COMMANDS: Command[] = [
   orgsCommand,
   membersCommand,
   projectsCommand,
+  buildsCommand,
   buildCommand,
   buildkitEnvCommand,
   tokensCommand,

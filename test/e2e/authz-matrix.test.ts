@@ -23,6 +23,9 @@ interface Row {
   body?: (i: Ids) => unknown;
   /** Connect client or server stream: the body is one enveloped JSON message. */
   stream?: boolean;
+  /** Server-Sent Events: the cell is the status the stream starts with (its body is left unread:
+   * it may never end); a refusal is an ordinary problem document. */
+  events?: boolean;
   /** The id in this call that a missing one replaces: a 404 here must equal a missing id's answer. */
   target?: keyof Ids;
   /** Only these actors are driven (public, rate-limited endpoints: credentials play no part). */
@@ -243,6 +246,14 @@ const ROWS: Row[] = [
     expect: cells(`401 200 200 200 404 200 200 403 200 200 200 200 ${X} ${X}`),
   },
   {
+    route: "GET /api/v1/builds/:id/events",
+    name: "follow b1 (Server-Sent Events)",
+    path: (i) => `/api/v1/builds/${i.b1}/events`,
+    target: "b1",
+    events: true,
+    expect: cells(`401 200 200 200 404 200 200 403 200 200 200 200 ${X} ${X}`),
+  },
+  {
     route: "POST /api/v1/builds/:id/cancel",
     name: "cancel b1 (started by projTok)",
     path: (i) => `/api/v1/builds/${i.b1}/cancel`,
@@ -277,6 +288,22 @@ const ROWS: Row[] = [
     path: (i) => `/api/v1/orgs/${i.A}/builds/stats`,
     target: "A",
     expect: cells(`401 200 200 200 404 200 200 403 404 200 200 200 ${X} ${X}`),
+  },
+  {
+    route: "GET /api/v1/projects/:id/builds/events",
+    name: "follow the builds of p1 (Server-Sent Events)",
+    path: (i) => `/api/v1/projects/${i.p1}/builds/events`,
+    target: "p1",
+    events: true,
+    expect: cells(`401 200 200 200 404 200 200 403 404 200 200 200 ${X} ${X}`),
+  },
+  {
+    route: "GET /api/v1/orgs/:org/builds/events",
+    name: "follow the builds of org A (Server-Sent Events)",
+    path: (i) => `/api/v1/orgs/${i.A}/builds/events`,
+    target: "A",
+    events: true,
+    expect: cells(`401 200 200 200 404 404 200 403 404 404 404 200 ${X} ${X}`),
   },
   {
     route: "GET /api/v1/projects/:id/builders",
@@ -954,6 +981,11 @@ async function send(w: ApplianceWorld, actor: ApplianceActor, row: Row, path: st
     };
   }
   const r = await w.call(actor, row.route.split(" ")[0]!, path, body === undefined ? undefined : JSON.stringify(body));
+  if (row.events && r.ok) {
+    const contentType = r.headers.get("content-type") ?? "";
+    await r.body?.cancel(); // a live stream: its start is the answer
+    return { status: contentType.startsWith("text/event-stream") ? r.status : 500, contentType, shape: null, text: "" };
+  }
   const text = await r.text();
   let shape: unknown = text;
   try {

@@ -2,9 +2,12 @@
  * @module api/routes/builds
  * Builds over REST: read one (status, steps, logs), list a project's or an organization's
  * (filtered, paged, with who started each in words), their charts' figures, cancel; and a
- * project's builders and cache (usage per platform, encryption, reset).
+ * project's builders and cache (usage per platform, encryption, reset). Live: Server-Sent Events per build
+ * (its row, steps and log lines, then `end`) and per project or organization (their builds'
+ * rows), authorized exactly like the matching reads before any stream starts.
  */
 import { Elysia, t } from "elysia";
+import { actorLabel } from "../../auth/actor.ts";
 import { authorize, type Actor } from "../../auth/index.ts";
 import { can } from "../../auth/policy.ts";
 import type {
@@ -14,6 +17,7 @@ import type {
   BuildRow,
   BuildsService,
   BuildStatus,
+  StepRow,
 } from "../../builds/index.ts";
 import { InvalidInputError } from "../../errors.ts";
 import {
@@ -30,6 +34,7 @@ import {
 import { describeStarters, type Starter } from "../../builds/started-by.ts";
 import { ProjectParams as ProjectId } from "../../projects/models.ts";
 import { actorMacro } from "../actor.ts";
+import { sseResponse, streamLimiter } from "../sse.ts";
 import type { IdentityContext } from "../identity.ts";
 
 export interface BuildRoutesDeps {
@@ -58,7 +63,27 @@ export interface BuildRoutesDeps {
   };
   encryption: string;
   resetCache(projectId: string, actor: Actor): Promise<{ platforms: string[] }>;
+  /** Live streams open at once per credential (default 20); more answer 429. */
+  maxStreamsPerCredential?: number;
+  /** A comment this often keeps an idle stream open through proxies (default 15 s). */
+  heartbeatMs?: number;
 }
+
+const ENDED: ReadonlySet<string> = new Set(["finished", "failed", "canceled", "expired"]);
+/** One count per credential: a token, or a person's web sessions together. */
+const credentialOf = (a: Actor) => `${actorLabel(a)}|${"tokenId" in a ? (a.tokenId ?? "session") : ""}`;
+const stepView = (s: StepRow) => ({ ...s, cached: s.cached === 1 });
+const streamDetail = (summary: string) => ({
+  tags: ["builds"],
+  summary,
+  security: bearer,
+  responses: {
+    200: {
+      description: "text/event-stream",
+      content: { "text/event-stream": { schema: { type: "string" as const } } },
+    },
+  },
+});
 
 const bearer = [{ bearer: [] }];
 
@@ -172,6 +197,16 @@ export function buildRoutes(deps: BuildRoutesDeps) {
       per_day: s.per_day,
     };
   };
+  const streams = streamLimiter(deps.maxStreamsPerCredential ?? 20);
+  /** A stream of build rows for a project's or organization's followers, after the caller was authorized. */
+  const buildsStream = (actor: Actor, request: Request, topic: { project: string } | { org: string }) => {
+    const release = streams.acquire(credentialOf(actor));
+    return sseResponse(request, {
+      heartbeatMs: deps.heartbeatMs,
+      onClose: release,
+      start: (sink) => builds.subscribe(topic, (e) => e.kind === "build" && sink.send("build", view(e.build))),
+    });
+  };
   const projectFor = (actor: Actor, id: string, action: "project:read" | "cache:reset") => {
     const p = ctx.projects.get(id);
     authorize(actor, action, { orgId: p.org_id, projectId: p.id });
@@ -212,6 +247,49 @@ export function buildRoutes(deps: BuildRoutesDeps) {
           summary: "A build's log, as text (capped per build; X-Slipway-Log-Truncated says whether it was cut)",
           security: bearer,
         },
+      },
+    )
+    .get(
+      "/builds/:id/events",
+      ({ actor, params, request }) => {
+        const first = builds.read(actor, params.id); // 404 (foreign or missing) before any stream
+        const release = streams.acquire(credentialOf(actor));
+        const lastId = request.headers.get("last-event-id");
+        return sseResponse(request, {
+          heartbeatMs: deps.heartbeatMs,
+          onClose: release,
+          start: (sink) => {
+            const ended = (b: BuildRow) => {
+              if (!ENDED.has(b.status)) return false;
+              sink.send("end", view(b));
+              sink.close();
+              return true;
+            };
+            // Subscribed and replayed in one synchronous turn: nothing is published in between.
+            const unsubscribe = builds.subscribe({ build: first.id }, (e) => {
+              if (e.kind === "build") {
+                sink.send("build", view(e.build));
+                ended(e.build);
+              } else if (e.kind === "step") sink.send("step", stepView(e.step));
+              else {
+                const { id, ...line } = e.line;
+                sink.send("log", line, id);
+              }
+            });
+            sink.send("build", view(first));
+            for (const s of builds.steps(actor, first.id)) sink.send("step", { ...s, cached: s.cached === 1 });
+            for (const { id, ...line } of builds.logLines(actor, first.id, lastId)) sink.send("log", line, id);
+            ended(first);
+            return unsubscribe;
+          },
+        });
+      },
+      {
+        actor: true,
+        params: BuildId,
+        detail: streamDetail(
+          "Follow a build (Server-Sent Events): `build` (the Build) on connect and on change, `step` (a Step), `log` ({vertex, stream, at, text} per line; Last-Event-ID resumes), `end` when it ended",
+        ),
       },
     )
     .post(
@@ -302,6 +380,37 @@ export function buildRoutes(deps: BuildRoutesDeps) {
         security: bearer,
       },
     })
+    .get(
+      "/projects/:id/builds/events",
+      ({ actor, params, request }) => {
+        const p = projectFor(actor, params.id, "project:read");
+        return buildsStream(actor, request, { project: p.id });
+      },
+      {
+        actor: true,
+        params: ProjectId,
+        detail: streamDetail(
+          "Follow a project's builds (Server-Sent Events): `build` (the Build) when one is created or changes",
+        ),
+      },
+    )
+    .get(
+      "/orgs/:org/builds/events",
+      ({ actor, params, request }) => {
+        const org = ctx.orgs.get(params.org);
+        authorize(actor, "org:read", { orgId: org.id });
+        return buildsStream(actor, request, { org: org.id });
+      },
+      {
+        actor: true,
+        params: t.Object({
+          org: t.String({ minLength: 1, maxLength: 200, description: "an organization id or slug" }),
+        }),
+        detail: streamDetail(
+          "Follow an organization's builds (Server-Sent Events): `build` (the Build) when one is created or changes",
+        ),
+      },
+    )
     .get(
       "/projects/:id/builders",
       ({ actor, params }) => {

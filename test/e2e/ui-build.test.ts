@@ -1,0 +1,261 @@
+/**
+ * @module test/e2e/ui-build
+ * The build page live, in a real browser against the compiled binary, with real builds by the
+ * unchanged depot CLI on real builders: a Dockerfile that prints lines slowly, watched from the
+ * page (status running then finished without a reload, lines arriving while it runs, the steps'
+ * waterfall, search, markup shown as text) and from `slipway builds logs --follow` (every line
+ * once, exit with the outcome); cached steps marked on a rebuild; a running build canceled from
+ * the page; another organization's build is the not-found page.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
+import { slipwayBinary } from "../support/binary.ts";
+import { browserMissing, checkPage, type ForeignLog, launchBrowser, openPage, signIn } from "../support/browser.ts";
+import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { DEPOT, depotEnv, finished, waitFor } from "../support/depot.ts";
+import { integrationSuite } from "../support/integration.ts";
+import { runSlipway, serve, type Served } from "../support/serve.ts";
+
+const missing =
+  browserMissing ??
+  (!existsSync(DEPOT)
+    ? `the depot CLI is not installed (${DEPOT})`
+    : findBuildkitClient(process.env)?.kind !== "buildx"
+      ? "docker-buildx is not installed"
+      : await builderImageMissing());
+
+const PASSWORD = "a long enough passphrase";
+/** Eight lines a second apart, then markup that must show as text, then a second step. */
+const SLOW = [
+  `RUN for i in 1 2 3 4 5 6 7 8; do echo "slow-line-$i"; sleep 1; done; echo '<b>x</b>'`,
+  "RUN echo second-step > /second",
+].join("\n");
+
+integrationSuite("the build page, live, in a real browser with real builds", missing, () => {
+  const work = mkdtempSync(join(tmpdir(), "slipway-ui-build-"));
+  let s: Served;
+  let browser: Browser;
+  const foreign: ForeignLog = [];
+  let admin = "";
+  const ids: Record<string, string> = {};
+  const tokens: Record<string, string> = {};
+
+  const api = async (method: string, path: string, body?: unknown) => {
+    const r = await s.get(path, {
+      method,
+      headers: { authorization: `Bearer ${admin}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await r.text();
+    return {
+      status: r.status,
+      json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null,
+    };
+  };
+  const context = (name: string, body: string) => {
+    const dir = join(work, name);
+    writeBusyboxContext(dir, body);
+    return dir;
+  };
+  const depotBuild = (token: string, project: string, ctx: string) =>
+    Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", ctx], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: depotEnv(s, join(work, "home"), token),
+    });
+  /** The project's newest build other than `known`, once it exists. */
+  const newBuild = (project: string, known: Set<string>) =>
+    waitFor(
+      "the new build",
+      async () => {
+        const b = (await api("GET", `/api/v1/projects/${project}/builds?limit=1`)).json.builds[0];
+        return b && !known.has(b.id) ? (b.id as string) : null;
+      },
+      60_000,
+    );
+  const buildStatus = async (id: string) => (await api("GET", `/api/v1/builds/${id}`)).json.status as string;
+  const seen = new Set<string>();
+  const asAlice = async (path: string): Promise<Page> => {
+    const page = await openPage(browser, s, "/login", foreign);
+    await signIn(page, "alice", PASSWORD);
+    await page.goto(s.url + path);
+    return page;
+  };
+  const statusOf = (page: Page) => page.getByRole("status", { name: "Build status" });
+
+  beforeAll(async () => {
+    const image = await ensureDockerdBuilderImage();
+    s = await serve(
+      slipwayBinary(),
+      join(work, "data"),
+      [
+        "--set",
+        `builders.dockerd_image=${image.ref}`,
+        "--set",
+        "volumes.encryption=none",
+        "--set",
+        "builds.health_timeout_seconds=10",
+        "--set",
+        "builds.cancel_grace_seconds=5",
+      ],
+      {},
+      { publicHost: "localhost" },
+    );
+    admin = readFileSync(join(s.dataDir, "initial-admin-token"), "utf8").trim();
+    mkdirSync(join(work, "home"), { recursive: true });
+    expect((await api("POST", "/api/v1/users", { username: "alice", password: PASSWORD })).status).toBe(201);
+    expect((await api("POST", "/api/v1/orgs/default/members", { user: "alice", role: "owner" })).status).toBe(201);
+    expect((await api("POST", "/api/v1/orgs", { slug: "other", name: "Other", owner: "admin" })).status).toBe(201);
+    ids.A = (await api("POST", "/api/v1/orgs/default/projects", { name: "web" })).json.id;
+    ids.B = (await api("POST", "/api/v1/orgs/other/projects", { name: "theirs" })).json.id;
+    for (const p of ["A", "B"])
+      tokens[p] = (
+        await api("POST", "/api/v1/tokens", { kind: "project", name: `ci-${p}`, project: ids[p] })
+      ).json.token;
+    browser = await launchBrowser();
+  }, 20 * 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await s?.stop();
+    await removeBuildersOfServed();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test(
+    "a running build watched on its page and by `slipway builds logs --follow`: lines as they come, then finished",
+    async () => {
+      const depot = depotBuild(tokens.A!, ids.A!, context("slow", SLOW));
+      const id = await newBuild(ids.A!, seen);
+      seen.add(id);
+      const follow = runSlipway(slipwayBinary(), [
+        "builds",
+        "logs",
+        id,
+        "--follow",
+        "--server",
+        s.url,
+        "--token",
+        tokens.A!,
+        "--cacert",
+        join(s.dataDir, "ca.pem"),
+      ]);
+      const page = await asAlice(`/builds/${id}`);
+      await page.getByRole("heading", { name: `Build ${id}` }).waitFor();
+      // Running, and a line arrives while it still runs (the last one is seconds away).
+      await statusOf(page)
+        .getByText(/created|running/)
+        .waitFor();
+      await page
+        .getByRole("log", { name: "Build log" })
+        .getByText("slow-line-2", { exact: true })
+        .waitFor({ timeout: 120_000 });
+      expect(await buildStatus(id)).toBe("running");
+      expect(await page.getByText("slow-line-8", { exact: true }).count()).toBe(0);
+      await checkPage(page, "build-running");
+      // Finished, without a reload.
+      await statusOf(page).getByText("finished").waitFor({ timeout: 120_000 });
+      const done = await finished(depot);
+      expect(done.code, done.log).toBe(0);
+      expect(await buildStatus(id)).toBe("finished");
+      const log = page.getByRole("log", { name: "Build log" });
+      for (let i = 1; i <= 8; i++) expect(await log.getByText(`slow-line-${i}`, { exact: true }).count()).toBe(1);
+      // Markup in the log is text.
+      expect(await log.getByText("<b>x</b>", { exact: true }).count()).toBe(1);
+      expect(await log.locator("b").count()).toBe(0);
+      // The waterfall: every step of the build, each with its bar.
+      const steps = page.getByRole("list", { name: "Steps" }).getByRole("listitem");
+      await waitFor("the RUN steps in the waterfall", async () => (await steps.count()) >= 3, 10_000);
+      expect(
+        await page
+          .getByRole("list", { name: "Steps" })
+          .getByText(/slow-line/)
+          .count(),
+      ).toBeGreaterThan(0);
+      expect(await page.locator(".build-waterfall rect.step-bar").count()).toBeGreaterThanOrEqual(2);
+      // Search: counted, highlighted, next and previous.
+      await page.getByRole("searchbox", { name: "Search the log" }).fill("slow-line-");
+      await page.getByText("1 of 8 matches").waitFor();
+      await page.getByRole("button", { name: "Next match" }).click();
+      await page.getByText("2 of 8 matches").waitFor();
+      await page.getByRole("button", { name: "Previous match" }).click();
+      await page.getByRole("button", { name: "Previous match" }).click();
+      await page.getByText("8 of 8 matches").waitFor();
+      expect(await log.locator("mark").count()).toBe(8);
+      expect(await log.locator("mark.current").textContent()).toBe("slow-line-");
+      await page.getByRole("searchbox", { name: "Search the log" }).fill("slow-line-5");
+      await page.getByText("1 of 1 matches").waitFor();
+      // Back to the project.
+      expect(await page.getByRole("link", { name: "web" }).first().getAttribute("href")).toBe(`/projects/${ids.A}`);
+      await checkPage(page, "build-finished");
+      // The CLI printed each line once, in order, and exited with the outcome.
+      const cli = await follow;
+      expect(cli.code, cli.stderr).toBe(0);
+      const lines = cli.stdout.split("\n").filter((l) => /^slow-line-\d$/.test(l));
+      expect(lines).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((i) => `slow-line-${i}`));
+      await page.context().close();
+    },
+    10 * 60_000,
+  );
+
+  test(
+    "the same build again: its steps marked cached",
+    async () => {
+      const done = await finished(depotBuild(tokens.A!, ids.A!, context("slow", SLOW)));
+      expect(done.code, done.log).toBe(0);
+      const id = await newBuild(ids.A!, seen);
+      seen.add(id);
+      const page = await asAlice(`/builds/${id}`);
+      await statusOf(page).getByText("finished").waitFor();
+      const steps = page.getByRole("list", { name: "Steps" });
+      await steps
+        .getByText(/slow-line/)
+        .first()
+        .waitFor();
+      expect(await steps.locator(".step-cached").filter({ hasText: "slow-line" }).count()).toBe(1);
+      expect(await steps.locator(".step-cached .step-time").first().textContent()).toContain("cached");
+      await page.context().close();
+    },
+    5 * 60_000,
+  );
+
+  test(
+    "a running build canceled from its page: confirmed, then canceled there and in the API",
+    async () => {
+      const depot = depotBuild(tokens.A!, ids.A!, context("long", `RUN echo started-long && sleep 120`));
+      const id = await newBuild(ids.A!, seen);
+      seen.add(id);
+      const page = await asAlice(`/builds/${id}`);
+      await page.getByRole("log", { name: "Build log" }).getByText("started-long").waitFor({ timeout: 120_000 });
+      await page.getByRole("button", { name: "Cancel build" }).click();
+      await page.getByRole("dialog").getByRole("button", { name: "Yes, cancel it" }).click();
+      await statusOf(page).getByText("canceled").waitFor({ timeout: 60_000 });
+      expect(await buildStatus(id)).toBe("canceled");
+      const done = await finished(depot);
+      expect(done.code).not.toBe(0);
+      expect(await page.getByRole("button", { name: "Cancel build" }).count()).toBe(0);
+      await page.context().close();
+    },
+    5 * 60_000,
+  );
+
+  test(
+    "another organization's build page is the not-found page",
+    async () => {
+      const done = await finished(depotBuild(tokens.B!, ids.B!, context("theirs", "RUN echo theirs")));
+      expect(done.code, done.log).toBe(0);
+      const id = (await api("GET", `/api/v1/projects/${ids.B}/builds?limit=1`)).json.builds[0].id as string;
+      const page = await asAlice(`/builds/${id}`);
+      await page.getByRole("heading", { name: "Not found" }).waitFor();
+      expect(await page.getByText("theirs").count()).toBe(0);
+      await page.context().close();
+      expect(foreign).toEqual([]);
+    },
+    5 * 60_000,
+  );
+});
