@@ -379,6 +379,27 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
     await page.context().close();
   }, 60_000);
 
+  test("live: a new build appears at the top and changes in place, without a reload", async () => {
+    const page = await open(`/projects/${ids.other}`);
+    await showing(page, [ids.waiting]);
+    // A filtered view in another tab: a new build that does not match stays out of it.
+    // (the same session: sign-ins in quick succession are rate limited)
+    const failedOnly = await page.context().newPage();
+    await failedOnly.goto(`${server.url}/orgs/default/builds?status=failed`);
+    await showing(failedOnly, [ids.failed]);
+    const created = await ok(adminToken, "/depot.cli.v1.BuildService/CreateBuild", {
+      projectId: ids.other,
+      options: [],
+    });
+    await showing(page, [created.buildId, ids.waiting]);
+    const row = page.locator(`tr[data-build="${created.buildId}"] td`);
+    expect((await row.allTextContents())[3]).toBe("admin"); // in words, not an id
+    await ok(created.buildToken, "/depot.cli.v1.BuildService/FinishBuild", { buildId: created.buildId, success: {} });
+    await page.locator(`tr[data-build="${created.buildId}"] .status`, { hasText: "finished" }).waitFor();
+    expect(await rowIds(failedOnly)).toEqual([ids.failed]);
+    await page.context().close();
+  }, 60_000);
+
   test("another organization's lists are the not-found page", async () => {
     const page = await open("/orgs/elsewhere/builds", "dev");
     await page.getByRole("heading", { name: "Not found" }).waitFor();
