@@ -202,6 +202,20 @@ export function tokensServiceFactory({
       return pruneStmt.run(cutoff.toISOString(), limit).changes;
     },
 
+    /** Kind and name of each of these tokens that still exists, in one query (build lists show who started a build). */
+    namesOf(ids: readonly string[]): Map<string, { kind: string; name: string }> {
+      if (ids.length === 0) return new Map();
+      const rows = db
+        .query("SELECT id, kind, name FROM api_tokens WHERE id IN (SELECT value FROM json_each(?))")
+        .all(JSON.stringify(ids)) as { id: string; kind: string; name: string }[];
+      return new Map(rows.map((r) => [r.id, { kind: r.kind, name: r.name }]));
+    },
+
+    /** Ids of the tokens CI jobs exchanged their OIDC token for (a build list's "started by CI"). */
+    exchangedIds(): string[] {
+      return (db.query("SELECT id FROM api_tokens WHERE kind = 'oidc'").all() as { id: string }[]).map((r) => r.id);
+    },
+
     listForUser(userId: string): TokenMetadata[] {
       return db
         .query(`SELECT ${COLUMNS} FROM api_tokens WHERE kind = 'user' AND user_id = ? ORDER BY created_at`)

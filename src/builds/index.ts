@@ -5,6 +5,8 @@
 export {
   buildsServiceFactory,
   type BuildOptionSet,
+  type BuildFilter,
+  type BuildListRow,
   type BuildRow,
   type BuildStatus,
   type BuildsDeps,

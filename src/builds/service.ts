@@ -47,6 +47,55 @@ export interface BuildRow {
   log_truncated: number;
 }
 
+/** A build in a list: its row and its step counts. */
+export interface BuildListRow extends BuildRow {
+  step_count: number;
+  cached_step_count: number;
+}
+
+/** What a list of builds is narrowed to (validated by the API's models). */
+export interface BuildFilter {
+  status?: BuildStatus[];
+  /** Only these projects (within those the caller may see). */
+  projectIds?: string[];
+  /** Who started them: a person, a token (organization or project), or a CI job. */
+  startedBy?: "user" | "token" | "ci";
+  /** Tokens CI jobs exchanged their OIDC token for (their builds are CI's, not a token's). */
+  ciTokenIds?: string[];
+  since?: string;
+  until?: string;
+}
+
+/** The WHERE clause of a filtered list (every value bound, never spliced). */
+function filterSql(projectIds: readonly string[], f: BuildFilter): { sql: string[]; args: (string | number)[] } {
+  const scope = f.projectIds ? projectIds.filter((id) => f.projectIds!.includes(id)) : projectIds;
+  const sql = ["project_id IN (SELECT value FROM json_each(?))"];
+  const args: (string | number)[] = [JSON.stringify(scope)];
+  if (f.status?.length) {
+    sql.push("status IN (SELECT value FROM json_each(?))");
+    args.push(JSON.stringify(f.status));
+  }
+  const ciTokens = JSON.stringify((f.ciTokenIds ?? []).map((id) => `token:${id}`));
+  if (f.startedBy === "user") sql.push("started_by LIKE 'user:%'");
+  if (f.startedBy === "ci") {
+    sql.push("(started_by LIKE 'oidc:%' OR started_by IN (SELECT value FROM json_each(?)))");
+    args.push(ciTokens);
+  }
+  if (f.startedBy === "token") {
+    sql.push("started_by LIKE 'token:%' AND started_by NOT IN (SELECT value FROM json_each(?))");
+    args.push(ciTokens);
+  }
+  if (f.since) {
+    sql.push("created_at >= ?");
+    args.push(f.since);
+  }
+  if (f.until) {
+    sql.push("created_at < ?");
+    args.push(f.until);
+  }
+  return { sql, args };
+}
+
 export interface BuildOptionSet {
   command?: number;
   tags: string[];
@@ -496,29 +545,105 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       projectId: string,
       pageSize: number,
       cursor: string | null,
-    ): { builds: BuildRow[]; next: string | null } {
+      filter: BuildFilter = {},
+    ): { builds: BuildListRow[]; next: string | null } {
       const p = deps.projects.find(projectId);
       if (!p) {
         if (actor.kind === "anonymous") authorize(actor, "build:read"); // 401 before anything is revealed
         throw new NotFoundError("no such project"); // as for another tenant's project
       }
       authorize(actor, "project:read", { orgId: p.org_id, projectId });
+      return this.listOf([projectId], pageSize, cursor, filter);
+    },
+
+    /**
+     * Builds of these projects (already authorized by the caller), newest first, narrowed by
+     * `filter`; each with its step counts. `cursor` is the last seen build's created_at|id.
+     */
+    listOf(
+      projectIds: readonly string[],
+      pageSize: number,
+      cursor: string | null,
+      filter: BuildFilter = {},
+    ): { builds: BuildListRow[]; next: string | null } {
       const size = Math.min(Math.max(1, Math.trunc(pageSize) || 50), 200);
-      const [at, lastId] = cursor ? pageCursor(cursor) : [null, null];
-      const rows = (
-        at
-          ? db
-              .query(
-                "SELECT * FROM builds WHERE project_id = ? AND (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?",
-              )
-              .all(projectId, at, lastId, size + 1)
-          : db
-              .query("SELECT * FROM builds WHERE project_id = ? ORDER BY created_at DESC, id DESC LIMIT ?")
-              .all(projectId, size + 1)
-      ) as BuildRow[];
+      const where = filterSql(projectIds, filter);
+      if (cursor) {
+        const [at, lastId] = pageCursor(cursor);
+        where.sql.push("(created_at, id) < (?, ?)");
+        where.args.push(at, lastId);
+      }
+      const rows = db
+        .query(
+          `SELECT b.*,
+             (SELECT count(*) FROM build_steps s WHERE s.build_id = b.id) AS step_count,
+             (SELECT count(*) FROM build_steps s WHERE s.build_id = b.id AND s.cached = 1) AS cached_step_count
+           FROM builds b WHERE ${where.sql.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`,
+        )
+        .all(...where.args, size + 1) as BuildListRow[];
       const more = rows.length > size;
       const page = rows.slice(0, size);
       return { builds: page, next: more ? `${page.at(-1)!.created_at}|${page.at(-1)!.id}` : null };
+    },
+
+    /** One build's step counts (for a single build's view). */
+    stepCounts(id: string): { step_count: number; cached_step_count: number } {
+      return db
+        .query(
+          "SELECT count(*) AS step_count, coalesce(sum(cached), 0) AS cached_step_count FROM build_steps WHERE build_id = ?",
+        )
+        .get(id) as { step_count: number; cached_step_count: number };
+    },
+
+    /**
+     * The charts' figures for these projects (already authorized), computed by SQLite: the last
+     * `last` builds that ended (duration, cache-hit ratio) and, per UTC day of the last `days`,
+     * how many builds finished and how many failed.
+     */
+    stats(
+      projectIds: readonly string[],
+      days: number,
+      last: number,
+    ): {
+      recent: {
+        id: string;
+        created_at: string;
+        status: BuildStatus;
+        duration_seconds: number | null;
+        step_count: number;
+        cached_step_count: number;
+      }[];
+      per_day: { day: string; finished: number; failed: number }[];
+    } {
+      const ids = JSON.stringify(projectIds);
+      const recent = db
+        .query(
+          `SELECT b.id, b.created_at, b.status,
+             round((julianday(b.finished_at) - julianday(coalesce(b.started_at, b.created_at))) * 86400, 1) AS duration_seconds,
+             (SELECT count(*) FROM build_steps s WHERE s.build_id = b.id) AS step_count,
+             (SELECT count(*) FROM build_steps s WHERE s.build_id = b.id AND s.cached = 1) AS cached_step_count
+           FROM builds b
+           WHERE b.project_id IN (SELECT value FROM json_each(?)) AND b.finished_at IS NOT NULL
+           ORDER BY b.created_at DESC, b.id DESC LIMIT ?`,
+        )
+        .all(ids, last) as ReturnType<BuildsService["stats"]>["recent"];
+      const since = new Date(now().getTime() - (days - 1) * 86_400_000).toISOString().slice(0, 10);
+      const counted = db
+        .query(
+          `SELECT substr(created_at, 1, 10) AS day,
+             sum(status = 'finished') AS finished, sum(status IN ('failed', 'expired')) AS failed
+           FROM builds WHERE project_id IN (SELECT value FROM json_each(?)) AND created_at >= ?
+           GROUP BY day`,
+        )
+        .all(ids, since) as { day: string; finished: number; failed: number }[];
+      const byDay = new Map(counted.map((c) => [c.day, c]));
+      // Every day of the window, including the quiet ones (a chart's gaps are days too).
+      const per_day = Array.from({ length: days }, (_, i) => {
+        const day = new Date(Date.parse(since) + i * 86_400_000).toISOString().slice(0, 10);
+        const c = byDay.get(day);
+        return { day, finished: c?.finished ?? 0, failed: c?.failed ?? 0 };
+      });
+      return { recent: recent.reverse(), per_day };
     },
 
     /** Follows a build, project or organization (the caller authorized it first): see builds/events. */

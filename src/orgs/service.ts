@@ -312,6 +312,15 @@ export function orgsServiceFactory({ db, audit, now = () => new Date() }: OrgsDe
       return { userId, orgId };
     },
 
+    /** The username of each of these users that exists, in one query (build lists show who started a build). */
+    usernamesOf(ids: readonly string[]): Map<string, string> {
+      if (ids.length === 0) return new Map();
+      const rows = db
+        .query("SELECT id, username FROM users WHERE id IN (SELECT value FROM json_each(?))")
+        .all(JSON.stringify(ids)) as { id: string; username: string }[];
+      return new Map(rows.map((r) => [r.id, r.username]));
+    },
+
     /** A user by id with their memberships, or null (authentication builds the actor from it). */
     userWithMemberships(userId: string): (User & { memberships: { org_id: string; role: Role }[] }) | null {
       const u = userById.get(userId) as { id: string; username: string; is_admin: number; created_at: string } | null;

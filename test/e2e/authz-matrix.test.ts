@@ -294,6 +294,28 @@ const ROWS: Row[] = [
     expect: cells(`401 200 200 200 404 200 200 403 404 200 200 200 ${X} ${X}`),
   },
   {
+    route: "GET /api/v1/projects/:id/builds/stats",
+    name: "build charts of p1",
+    path: (i) => `/api/v1/projects/${i.p1}/builds/stats`,
+    target: "p1",
+    expect: cells(`401 200 200 200 404 200 200 403 404 200 200 200 ${X} ${X}`),
+  },
+  {
+    // Project-scoped credentials see their own projects' builds in their organization's list.
+    route: "GET /api/v1/orgs/:org/builds",
+    name: "builds of A",
+    path: (i) => `/api/v1/orgs/${i.A}/builds`,
+    target: "A",
+    expect: cells(`401 200 200 200 404 200 200 403 404 200 200 200 ${X} ${X}`),
+  },
+  {
+    route: "GET /api/v1/orgs/:org/builds/stats",
+    name: "build charts of A",
+    path: (i) => `/api/v1/orgs/${i.A}/builds/stats`,
+    target: "A",
+    expect: cells(`401 200 200 200 404 200 200 403 404 200 200 200 ${X} ${X}`),
+  },
+  {
     route: "GET /api/v1/projects/:id/builds/events",
     name: "follow the builds of p1 (Server-Sent Events)",
     path: (i) => `/api/v1/projects/${i.p1}/builds/events`,

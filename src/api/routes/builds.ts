@@ -1,16 +1,38 @@
 /**
  * @module api/routes/builds
- * Builds over REST: read one (status, steps, logs), list a project's, cancel; and a project's
- * builders and cache (usage per platform, encryption, reset). Live: Server-Sent Events per build
+ * Builds over REST: read one (status, steps, logs), list a project's or an organization's
+ * (filtered, paged, with who started each in words), their charts' figures, cancel; and a
+ * project's builders and cache (usage per platform, encryption, reset). Live: Server-Sent Events per build
  * (its row, steps and log lines, then `end`) and per project or organization (their builds'
  * rows), authorized exactly like the matching reads before any stream starts.
  */
 import { Elysia, t } from "elysia";
 import { actorLabel } from "../../auth/actor.ts";
 import { authorize, type Actor } from "../../auth/index.ts";
-import type { BuildRow, BuildsService, StepRow } from "../../builds/index.ts";
+import { can } from "../../auth/policy.ts";
+import type {
+  BuildFilter,
+  BuildListRow,
+  BuildOptionSet,
+  BuildRow,
+  BuildsService,
+  BuildStatus,
+  StepRow,
+} from "../../builds/index.ts";
+import { InvalidInputError } from "../../errors.ts";
+import {
+  Build,
+  BuildPage,
+  BuildParams as BuildId,
+  BuildStats,
+  BuildStatsQuery,
+  OrgBuildsQuery,
+  OrgParams,
+  ProjectBuildsQuery,
+  Step,
+} from "../../builds/models.ts";
+import { describeStarters, type Starter } from "../../builds/started-by.ts";
 import { Builder, CacheReset, ProjectCache } from "../../builders/models.ts";
-import { Build, BuildPage, BuildPageQuery, BuildParams as BuildId, Step } from "../../builds/models.ts";
 import { ProjectParams as ProjectId } from "../../projects/models.ts";
 import { actorMacro } from "../actor.ts";
 import { sseResponse, streamLimiter } from "../sse.ts";
@@ -68,8 +90,64 @@ const streamDetail = (summary: string) => ({
 
 const bearer = [{ bearer: [] }];
 
+/** A filter's instant as stored (UTC, milliseconds), or 400. */
+function instant(value: string, pointer: string): string {
+  const ms = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
+  if (Number.isNaN(ms))
+    throw new InvalidInputError(`${pointer.slice(1)} is not a date`, [{ pointer, detail: "an RFC 3339 date-time" }]);
+  return new Date(ms).toISOString();
+}
+
+/** What a build produces, from its recorded options (one entry per kind, in words). */
+function outputsOf(options: string): string[] {
+  let sets: BuildOptionSet[] = [];
+  try {
+    sets = JSON.parse(options) as BuildOptionSet[];
+  } catch {}
+  const out = new Set<string>();
+  for (const o of Array.isArray(sets) ? sets : []) {
+    if (o.push) out.add("pushed");
+    if (o.save) out.add("saved");
+    if (o.load) out.add("loaded");
+    for (const e of o.outputs ?? []) {
+      if (e.kind === "image" && e.attributes?.push === "true") out.add("pushed");
+      else if (e.kind === "docker" || e.kind === "moby") out.add("loaded");
+      else if (e.kind !== "image") out.add(`exported: ${e.kind}`);
+    }
+  }
+  return [...out];
+}
+
 export function buildRoutes(deps: BuildRoutesDeps) {
   const { ctx, builds } = deps;
+  /** What a person reads about a build (names resolved through their owners), for a page of them. */
+  const views = (rows: (BuildRow & Partial<Pick<BuildListRow, "step_count" | "cached_step_count">>)[]) => {
+    const starters = describeStarters(
+      rows.map((b) => b.started_by),
+      { usernamesOf: ctx.orgs.usernamesOf, namesOf: ctx.tokens.namesOf },
+    );
+    const projectNames = new Map(
+      ctx.projects.listIds([...new Set(rows.map((b) => b.project_id))]).map((p) => [p.id, p.name]),
+    );
+    const at = Date.now();
+    return rows.map((b) => {
+      const counts = b.step_count === undefined ? builds.stepCounts(b.id) : (b as BuildListRow);
+      const starter: Starter = starters.get(b.started_by) ?? { kind: "appliance", name: b.started_by };
+      const begun = Date.parse(b.started_at ?? b.created_at);
+      const ended = b.finished_at ? Date.parse(b.finished_at) : b.status === "running" ? at : null;
+      return {
+        ...view(b),
+        started_by_kind: starter.kind,
+        started_by_name: starter.name,
+        project_name: projectNames.get(b.project_id) ?? b.project_id,
+        duration_seconds: ended === null ? null : Math.max(0, Math.round((ended - begun) / 100) / 10),
+        step_count: counts.step_count,
+        cached_step_count: counts.cached_step_count,
+        outputs: outputsOf(b.options),
+      };
+    });
+  };
+  const full = (b: BuildRow) => views([b])[0]!;
   const view = (b: BuildRow) => ({
     id: b.id,
     project_id: b.project_id,
@@ -88,6 +166,40 @@ export function buildRoutes(deps: BuildRoutesDeps) {
     log_truncated: b.log_truncated === 1,
     build_url: builds.buildUrl(b.id),
   });
+  /** The organization's projects `actor` may see; none visible and not a member: 404, as for a missing one. */
+  const visibleProjects = (actor: Actor, ref: string): string[] => {
+    if (actor.kind === "anonymous") authorize(actor, "org:read");
+    const org = ctx.orgs.get(ref);
+    const ids = ctx.projects
+      .list(org.id)
+      .filter((p) => can(actor, "project:read", { orgId: org.id, projectId: p.id }))
+      .map((p) => p.id);
+    if (ids.length === 0) authorize(actor, "org:read", { orgId: org.id });
+    return ids;
+  };
+  const filterOf = (q: { status?: string; started_by?: "user" | "token" | "ci"; since?: string; until?: string }) => {
+    const f: BuildFilter = {};
+    if (q.status) f.status = q.status.split(",") as BuildStatus[];
+    if (q.started_by) {
+      f.startedBy = q.started_by;
+      if (q.started_by !== "user") f.ciTokenIds = ctx.tokens.exchangedIds();
+    }
+    if (q.since) f.since = instant(q.since, "/since");
+    if (q.until) f.until = instant(q.until, "/until");
+    if (f.since && f.until && f.since >= f.until)
+      throw new InvalidInputError("since must be before until", [{ pointer: "/until", detail: "after since" }]);
+    return f;
+  };
+  const statsOf = (ids: string[], q: { days?: number; last?: number }) => {
+    const s = builds.stats(ids, q.days ?? 30, q.last ?? 50);
+    return {
+      recent: s.recent.map((r) => ({
+        ...r,
+        cache_hit_ratio: r.step_count > 0 ? r.cached_step_count / r.step_count : null,
+      })),
+      per_day: s.per_day,
+    };
+  };
   const streams = streamLimiter(deps.maxStreamsPerCredential ?? 20);
   /** A stream of build rows for a project's or organization's followers, after the caller was authorized. */
   const buildsStream = (actor: Actor, request: Request, topic: { project: string } | { org: string }) => {
@@ -106,7 +218,7 @@ export function buildRoutes(deps: BuildRoutesDeps) {
 
   return new Elysia({ name: "routes/builds", prefix: "/api/v1" })
     .use(actorMacro(ctx.actorOf))
-    .get("/builds/:id", ({ actor, params }) => view(builds.read(actor, params.id)), {
+    .get("/builds/:id", ({ actor, params }) => full(builds.read(actor, params.id)), {
       actor: true,
       params: BuildId,
       response: { 200: Build },
@@ -187,7 +299,7 @@ export function buildRoutes(deps: BuildRoutesDeps) {
       "/builds/:id/cancel",
       ({ actor, params, set }) => {
         set.status = 202;
-        return view(builds.cancel(actor, params.id));
+        return full(builds.cancel(actor, params.id));
       },
       {
         actor: true,
@@ -203,17 +315,74 @@ export function buildRoutes(deps: BuildRoutesDeps) {
     .get(
       "/projects/:id/builds",
       ({ actor, params, query }) => {
-        const page = builds.list(actor, params.id, query.limit ?? 50, query.cursor ?? null);
-        return { builds: page.builds.map(view), next_cursor: page.next };
+        const page = builds.list(actor, params.id, query.limit ?? 50, query.cursor ?? null, filterOf(query));
+        return { builds: views(page.builds), next_cursor: page.next };
       },
       {
         actor: true,
         params: ProjectId,
-        query: BuildPageQuery,
+        query: ProjectBuildsQuery,
         response: { 200: BuildPage },
-        detail: { tags: ["builds"], summary: "A project's builds, newest first", security: bearer },
+        detail: {
+          tags: ["builds"],
+          summary: "A project's builds, newest first; narrowed by status, who started them and when",
+          security: bearer,
+        },
       },
     )
+    .get(
+      "/orgs/:org/builds",
+      ({ actor, params, query }) => {
+        const ids = visibleProjects(actor, params.org);
+        const page = builds.listOf(ids, query.limit ?? 50, query.cursor ?? null, {
+          ...filterOf(query),
+          ...(query.project ? { projectIds: query.project.split(",") } : {}),
+        });
+        return { builds: views(page.builds), next_cursor: page.next };
+      },
+      {
+        actor: true,
+        params: OrgParams,
+        query: OrgBuildsQuery,
+        response: { 200: BuildPage },
+        detail: {
+          tags: ["builds"],
+          summary:
+            "An organization's builds (every project the caller may see), newest first; narrowed by status, project, who started them and when",
+          security: bearer,
+        },
+      },
+    )
+    .get(
+      "/projects/:id/builds/stats",
+      ({ actor, params, query }) => {
+        const p = projectFor(actor, params.id, "project:read");
+        return statsOf([p.id], query);
+      },
+      {
+        actor: true,
+        params: ProjectId,
+        query: BuildStatsQuery,
+        response: { 200: BuildStats },
+        detail: {
+          tags: ["builds"],
+          summary: "A project's build charts: duration and cache-hit ratio of the last builds, builds per day",
+          security: bearer,
+        },
+      },
+    )
+    .get("/orgs/:org/builds/stats", ({ actor, params, query }) => statsOf(visibleProjects(actor, params.org), query), {
+      actor: true,
+      params: OrgParams,
+      query: BuildStatsQuery,
+      response: { 200: BuildStats },
+      detail: {
+        tags: ["builds"],
+        summary:
+          "An organization's build charts (projects the caller may see): duration and cache-hit ratio of the last builds, builds per day",
+        security: bearer,
+      },
+    })
     .get(
       "/projects/:id/builds/events",
       ({ actor, params, request }) => {

@@ -3,5 +3,9 @@
  * The builds pages and the addresses they answer.
  */
 import type { UiRoute } from "../../routes.ts";
+import { OrgBuildsPage, ProjectBuildsPage } from "./pages.tsx";
 
-export const buildsRoutes: UiRoute[] = [];
+export const buildsRoutes: UiRoute[] = [
+  { path: "/orgs/:org/builds", component: OrgBuildsPage },
+  { path: "/projects/:id", component: ProjectBuildsPage },
+];

@@ -1,0 +1,201 @@
+/**
+ * @module test/bench/ui
+ * `bun test/bench/ui.ts`: the builds lists in real Chromium against the compiled binary.
+ *
+ *   1. Time to first render (navigation start → the first build row in the page), median of
+ *      --runs, each in a fresh browser context (a cold cache, the session cookie only): the
+ *      organization's builds and the project page of a project with --builds builds (seeded
+ *      through the API as the depot CLI makes them: CreateBuild, ReportStatus, FinishBuild);
+ *      baselines: the same pages for a project with 10 builds, and the sign-in page (its button).
+ *   2. What the browser downloads for the first page: the HTML, JS and CSS of the organization's
+ *      builds, raw and gzipped (from the response bodies the browser received).
+ * A report: nothing fails on timing.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { slipwayBinary } from "../support/binary.ts";
+import { browserMissing, launchBrowser, setPassword, signIn } from "../support/browser.ts";
+import { serve, type Served } from "../support/serve.ts";
+import { intOpt, table, type Row } from "./report.ts";
+
+const { values: opts } = parseArgs({
+  options: { runs: { type: "string", default: "7" }, builds: { type: "string", default: "1000" } },
+});
+const RUNS = intOpt("runs", opts.runs, 5, 100);
+const BUILDS = intOpt("builds", opts.builds, 10, 20_000);
+const PASSWORD = "a long enough passphrase";
+
+if (browserMissing) {
+  console.error(`ui bench: ${browserMissing}`);
+  process.exit(2);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function seed(server: Served, token: string, projectId: string, n: number): Promise<void> {
+  const post = async (auth: string, path: string, body: unknown) => {
+    const r = await server.get(path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${auth}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (r.status !== 200) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+    return (await r.json()) as Record<string, string>;
+  };
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const created = await post(token, "/depot.cli.v1.BuildService/CreateBuild", {
+        projectId,
+        options: [{ tags: [`bench/app:${i}`], push: i % 2 === 0, load: i % 3 === 0 }],
+      });
+      const at = new Date().toISOString();
+      await post(created.buildToken!, "/depot.cli.v1.BuildService/ReportStatus", {
+        buildId: created.buildId,
+        statuses: [
+          {
+            vertexes: [0, 1, 2].map((s) => ({
+              digest: `sha256:${s}`,
+              name: `[${s + 1}/3] RUN step ${s}`,
+              cached: (i + s) % 2 === 0,
+              started: at,
+              completed: at,
+            })),
+          },
+        ],
+      });
+      await post(created.buildToken!, "/depot.cli.v1.BuildService/FinishBuild", {
+        buildId: created.buildId,
+        ...(i % 7 === 0 ? { error: { error: "RUN make: exit 2" } } : { success: {} }),
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+/** Milliseconds from navigation start until `selector` is in the page, read by the page's own clock. */
+async function firstRender(page: Page, url: string, selector: string): Promise<number> {
+  await page.goto(url, { waitUntil: "commit" });
+  const handle = await page.waitForFunction(
+    (sel: string) => ((globalThis as any).document.querySelector(sel) ? performance.now() : 0),
+    selector,
+    { polling: "raf", timeout: 60_000 },
+  );
+  return (await handle.jsonValue()) as number;
+}
+
+async function measure(
+  browser: Browser,
+  state: Awaited<ReturnType<BrowserContext["storageState"]>> | undefined,
+  url: string,
+  selector: string,
+): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, storageState: state });
+    const page = await context.newPage();
+    times.push(await firstRender(page, url, selector));
+    await context.close();
+  }
+  return median(times);
+}
+
+const work = mkdtempSync(join(tmpdir(), "slipway-bench-ui-"));
+const server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
+const browser = await launchBrowser();
+try {
+  const admin = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
+  await setPassword(server, admin, PASSWORD);
+  const project = async (name: string) => {
+    const r = await server.get("/api/v1/orgs/default/projects", {
+      method: "POST",
+      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+      body: JSON.stringify({ name }),
+    });
+    return ((await r.json()) as { id: string }).id;
+  };
+  const big = await project("thousand");
+  const small = await project("ten");
+  const t0 = performance.now();
+  await seed(server, admin, big, BUILDS);
+  const seedMs = performance.now() - t0;
+  await seed(server, admin, small, 10);
+  console.log(
+    `seeded ${BUILDS} builds through the API (CreateBuild, ReportStatus, FinishBuild; 8 clients) in ${(seedMs / 1000).toFixed(1)} s`,
+  );
+
+  // One sign-in; every measured visit is a fresh context carrying only its cookie.
+  const signedIn = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await signedIn.newPage();
+  await page.goto(`${server.url}/login`);
+  await signIn(page, "admin", PASSWORD);
+  const state = await signedIn.storageState();
+  await signedIn.close();
+
+  const row = "table.builds tbody tr";
+  const results = {
+    orgBig: await measure(browser, state, `${server.url}/orgs/default/builds`, row),
+    projectBig: await measure(browser, state, `${server.url}/projects/${big}`, row),
+    projectSmall: await measure(browser, state, `${server.url}/projects/${small}`, row),
+    orgSmall: await measure(browser, state, `${server.url}/orgs/default/builds?project=${small}`, row),
+    login: await measure(browser, undefined, `${server.url}/login`, "button[type=submit]"),
+  };
+
+  // What the first page costs to download: its HTML, scripts and style sheets.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, storageState: state });
+  const p = await context.newPage();
+  const bodies: { url: string; kind: string; raw: number; gzip: number; wire: number }[] = [];
+  const pending: Promise<void>[] = [];
+  p.on("response", (r) => {
+    const kind = r.request().resourceType();
+    if (!["document", "script", "stylesheet"].includes(kind)) return;
+    pending.push(
+      r.body().then(async (b) => {
+        const sizes = await r.request().sizes();
+        bodies.push({
+          url: r.url(),
+          kind,
+          raw: b.length,
+          gzip: Bun.gzipSync(new Uint8Array(b)).length,
+          wire: sizes.responseBodySize,
+        });
+      }),
+    );
+  });
+  await p.goto(`${server.url}/orgs/default/builds`);
+  await p.locator(row).first().waitFor();
+  await p.waitForLoadState("networkidle");
+  await Promise.all(pending);
+  await context.close();
+  const sum = (k: "raw" | "gzip" | "wire", kind?: string) =>
+    bodies.filter((b) => !kind || b.kind === kind).reduce((a, b) => a + b[k], 0) / 1024;
+
+  console.log(`\nui bench: ${RUNS} runs per figure (median), fresh browser context each`);
+  const rows: Row[] = [
+    [`org builds, ${BUILDS + 10} builds: first row`, results.orgBig, results.login, "ms", 0],
+    [`project page, ${BUILDS} builds: first row`, results.projectBig, results.projectSmall, "ms", 0],
+    [`project page, ${BUILDS} builds vs sign-in page`, results.projectBig, results.login, "ms", 0],
+    ["org builds, 10-build project filter: first row", results.orgSmall, results.login, "ms", 0],
+  ];
+  for (const line of table(["metric", "value", "baseline", "ratio", ""], rows)) console.log(line);
+  console.log("(baselines: the sign-in page's form, or the same page for a project with 10 builds)");
+  console.log("\nfirst page download (org builds): raw / gzip / as sent");
+  for (const b of bodies)
+    console.log(
+      `  ${b.kind.padEnd(10)} ${new URL(b.url).pathname.padEnd(22)} ${(b.raw / 1024).toFixed(1).padStart(7)} KB  ${(b.gzip / 1024).toFixed(1).padStart(6)} KB  ${(b.wire / 1024).toFixed(1).padStart(6)} KB`,
+    );
+  console.log(
+    `  total      ${"".padEnd(22)} ${sum("raw").toFixed(1).padStart(7)} KB  ${sum("gzip").toFixed(1).padStart(6)} KB  ${sum("wire").toFixed(1).padStart(6)} KB  (JS gzipped: ${sum("gzip", "script").toFixed(1)} KB of a 100 KB budget)`,
+  );
+} finally {
+  await browser.close();
+  await server.stop();
+  rmSync(work, { recursive: true, force: true });
+}
