@@ -325,6 +325,23 @@ describe("project and organization streams", () => {
   });
 });
 
+describe("a project credential following its organization", () => {
+  test("sees its own project's builds only, as in the organization's list", async () => {
+    const other = "prj_aaaaaaaaaaaaaaaaaaad";
+    db.query(
+      "INSERT INTO projects (id, org_id, name, build_timeout_seconds, created_at) VALUES (?, ?, 'q', 600, ?)",
+    ).run(other, ORG, new Date().toISOString());
+    const followed = reader(await get("/api/v1/orgs/acme/builds/events", "a"));
+    await Bun.sleep(20);
+    const sibling = builds.create(actors.orgA!, other, []).build;
+    const own = builds.create(actors.a!, PRJ, []).build;
+    expect((await followed.next((e) => e.event === "build")).data).toMatchObject({ id: own.id, project_id: PRJ });
+    expect(followed.seen.some((e) => (e.data as { id?: string } | null)?.id === sibling.id)).toBe(false);
+    await followed.cancel();
+    await until(() => builds.followerCount() === 0);
+  });
+});
+
 describe("authorization before any stream", () => {
   test("a foreign build, project or organization answers 404 exactly like a missing one; anonymous 401", async () => {
     const { build } = builds.create(actors.a!, PRJ, []);

@@ -207,7 +207,15 @@ export function buildRoutes(deps: BuildRoutesDeps) {
     return sseResponse(request, {
       heartbeatMs: deps.heartbeatMs,
       onClose: release,
-      start: (sink) => builds.subscribe(topic, (e) => e.kind === "build" && sink.send("build", view(e.build))),
+      // Per event, the same rule as the lists: a project token following its organization sees its own project's builds.
+      start: (sink) =>
+        builds.subscribe(
+          topic,
+          (e) =>
+            e.kind === "build" &&
+            can(actor, "project:read", { orgId: e.build.org_id, projectId: e.build.project_id }) &&
+            sink.send("build", view(e.build)),
+        ),
     });
   };
   const projectFor = (actor: Actor, id: string, action: "project:read" | "cache:reset") => {
@@ -400,9 +408,8 @@ export function buildRoutes(deps: BuildRoutesDeps) {
     .get(
       "/orgs/:org/builds/events",
       ({ actor, params, request }) => {
-        const org = ctx.orgs.get(params.org);
-        authorize(actor, "org:read", { orgId: org.id });
-        return buildsStream(actor, request, { org: org.id });
+        visibleProjects(actor, params.org); // authorized exactly like the organization's list
+        return buildsStream(actor, request, { org: ctx.orgs.get(params.org).id });
       },
       {
         actor: true,
