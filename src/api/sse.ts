@@ -4,8 +4,9 @@
  * the caller is authorized (before that, errors are ordinary problem documents). Comments every
  * few seconds keep proxies from closing an idle stream; a stream ends when its producer closes
  * it or the client goes away, and either way `onClose` runs exactly once (so subscriptions are
- * released). `x-accel-buffering: no` and `cache-control: no-cache` keep intermediaries from
- * holding events back.
+ * released). At every keep-alive the caller's credential is checked again, so a revoked token
+ * or session (or one that expired) stops its streams within one interval. `x-accel-buffering: no`
+ * and `cache-control: no-cache` keep intermediaries from holding events back.
  */
 import { ResourceExhaustedError } from "../errors.ts";
 
@@ -23,6 +24,8 @@ export function sseResponse(
     /** Starts producing: send what is stored, subscribe; returns the release of what it holds. */
     start: (sink: SseSink) => () => void;
     heartbeatMs?: number;
+    /** Whether the request's credential still holds (asked at every keep-alive); false ends the stream. */
+    stillAuthorized?: () => Promise<boolean>;
     /** Runs once when the stream ends, whoever ended it. */
     onClose?: () => void;
   },
@@ -65,7 +68,10 @@ export function sseResponse(
       // Tells EventSource how soon to come back after a dropped connection.
       write("retry: 2000\n\n");
       request.signal.addEventListener("abort", finish);
-      timer = setInterval(() => write(": keep-alive\n\n"), opts.heartbeatMs ?? 15_000);
+      timer = setInterval(async () => {
+        if (opts.stillAuthorized && !(await opts.stillAuthorized().catch(() => false))) return finish();
+        write(": keep-alive\n\n");
+      }, opts.heartbeatMs ?? 15_000);
       try {
         const r = opts.start(sink);
         if (closed) r();

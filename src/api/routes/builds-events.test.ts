@@ -325,6 +325,17 @@ describe("project and organization streams", () => {
   });
 });
 
+describe("a credential revoked while it follows", () => {
+  test("its streams end at the next keep-alive", async () => {
+    actors.revoked = { kind: "org-token", tokenId: "tok_gone", orgId: ORG };
+    const followed = reader(await get("/api/v1/orgs/acme/builds/events", "revoked"));
+    await followed.next((e) => e.event === "comment");
+    delete actors.revoked; // the credential no longer authenticates
+    await followed.rest(); // ends instead of waiting for builds forever
+    await until(() => builds.followerCount() === 0);
+  });
+});
+
 describe("a project credential following its organization", () => {
   test("sees its own project's builds only, as in the organization's list", async () => {
     const other = "prj_aaaaaaaaaaaaaaaaaaad";

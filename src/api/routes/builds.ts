@@ -201,11 +201,14 @@ export function buildRoutes(deps: BuildRoutesDeps) {
     };
   };
   const streams = streamLimiter(deps.maxStreamsPerCredential ?? 20);
+  /** The stream's credential, authenticated again: revoked, expired or signed out ends the stream. */
+  const stillAuthorized = async (request: Request) => (await ctx.actorOf(request)).kind !== "anonymous";
   /** A stream of build rows for a project's or organization's followers, after the caller was authorized. */
   const buildsStream = (actor: Actor, request: Request, topic: { project: string } | { org: string }) => {
     const release = streams.acquire(credentialOf(actor));
     return sseResponse(request, {
       heartbeatMs: deps.heartbeatMs,
+      stillAuthorized: () => stillAuthorized(request),
       onClose: release,
       // Per event, the same rule as the lists: a project token following its organization sees its own project's builds.
       start: (sink) =>
@@ -268,6 +271,7 @@ export function buildRoutes(deps: BuildRoutesDeps) {
         const lastId = request.headers.get("last-event-id");
         return sseResponse(request, {
           heartbeatMs: deps.heartbeatMs,
+          stillAuthorized: () => stillAuthorized(request),
           onClose: release,
           start: (sink) => {
             const ended = (b: BuildRow) => {
