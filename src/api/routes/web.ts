@@ -19,13 +19,37 @@ const HEADERS = {
   "cache-control": "no-cache",
 };
 
+/** Each file's body, its gzip form and its ETag, made on first use and kept (the files never change). */
+type Prepared = { type: string; body: string; gzip: Uint8Array; etag: string };
+
 export function webRoutes() {
-  const asset = (name: string) => {
+  const prepared = new Map<string, Prepared>();
+  const prepare = (name: string): Prepared | undefined => {
     const a = webAssets[name];
-    if (!a) throw new NotFoundError(`no such file: ${name}`);
-    return new Response(a.body, { headers: { ...HEADERS, "content-type": a.type } });
+    if (!a) return undefined;
+    let p = prepared.get(name);
+    if (!p) {
+      p = { ...a, gzip: Bun.gzipSync(a.body), etag: `"${Bun.hash(a.body).toString(36)}"` };
+      prepared.set(name, p);
+    }
+    return p;
   };
-  const shell = () => asset("/index.html");
+  // Revalidated on every load (no-cache) but answered 304 when unchanged; gzip when the client takes it.
+  const asset = (name: string, request: Request) => {
+    const a = prepare(name);
+    if (!a) throw new NotFoundError(`no such file: ${name}`);
+    const headers: Record<string, string> = {
+      ...HEADERS,
+      "content-type": a.type,
+      etag: a.etag,
+      vary: "accept-encoding",
+    };
+    if (request.headers.get("if-none-match") === a.etag) return new Response(null, { status: 304, headers });
+    if (/\bgzip\b/.test(request.headers.get("accept-encoding") ?? ""))
+      return new Response(a.gzip, { headers: { ...headers, "content-encoding": "gzip" } });
+    return new Response(a.body, { headers });
+  };
+  const shell = ({ request }: { request: Request }) => asset("/index.html", request);
   return (
     new Elysia({ name: "routes/web" })
       .get("/", shell, { detail: { hide: true } })
@@ -34,13 +58,13 @@ export function webRoutes() {
       .get("/login", shell, { detail: { hide: true } })
       .get("/device", shell, { detail: { hide: true } })
       .get("/builds/:id", shell, { detail: { hide: true } })
-      .get("/ui/*", ({ params }) => asset(`/${params["*"]}`), { detail: { hide: true } })
+      .get("/ui/*", ({ params, request }) => asset(`/${params["*"]}`, request), { detail: { hide: true } })
       .get(
         "/*",
         ({ path, request }) => {
           const wantsPage = (request.headers.get("accept") ?? "").includes("text/html");
           if (!wantsPage || path.startsWith("/api/")) throw new NotFoundError("no such resource or route");
-          return shell();
+          return shell({ request });
         },
         { detail: { hide: true } },
       )
