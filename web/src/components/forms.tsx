@@ -1,11 +1,12 @@
 /**
  * @module web/components/forms
  * Form parts every page uses: a labelled field that shows the API's message for it, the
- * form-level error, a button that asks for confirmation in a dialog, and a copy button.
+ * form-level error, a button that asks for confirmation in a dialog (and one that removes a
+ * resource that way), and a copy button.
  */
 import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
-import { ApiError } from "../api.ts";
+import { api, ApiError } from "../api.ts";
 
 /** A labelled input; the API's message for `name` (from the last failed submit) beneath it. */
 export function Field(props: {
@@ -134,6 +135,32 @@ export function ConfirmButton(props: {
         </div>
       </dialog>
     </>
+  );
+}
+
+/**
+ * A row's destructive action (revoke a token, remove a rule, a member…): asks in a dialog,
+ * DELETEs `path`, then lets the page reload what changed. A refusal stays in the dialog.
+ */
+export function RemoveButton(props: {
+  label: string;
+  question: ComponentChildren;
+  confirmLabel: string;
+  /** The resource's API address. */
+  path: string;
+  onRemoved: () => Promise<unknown>;
+}) {
+  return (
+    <ConfirmButton
+      label={props.label}
+      question={props.question}
+      confirmLabel={props.confirmLabel}
+      danger
+      onConfirm={async () => {
+        await api.delete(props.path);
+        await props.onRemoved();
+      }}
+    />
   );
 }
 

@@ -4,9 +4,9 @@
  * audit log, settings). An organization the caller does not belong to is the not-found page.
  */
 import type { ComponentChildren } from "preact";
-import { useLocation } from "preact-iso";
 import type { OrgView } from "../../../src/orgs/models.ts";
 import { seg } from "../api.ts";
+import { Tabs } from "../components/tabs.tsx";
 import { NotFound } from "../pages/errors.tsx";
 import { canOwn, findOrg, useSession } from "../session.tsx";
 
@@ -25,27 +25,13 @@ export function OrgFrame(props: {
   children: (org: OrgView, owner: boolean) => ComponentChildren;
 }) {
   const session = useSession();
-  const { path } = useLocation();
   const org = findOrg(session, props.org);
   if (!org) return <NotFound />;
   return (
     <>
       <p class="breadcrumb">{org.name} / organization</p>
       <h1>{props.title}</h1>
-      <nav aria-label="Organization">
-        <ul class="tabs">
-          {ORG_TABS.map(([tab, label]) => {
-            const href = orgPath(org.slug, tab);
-            return (
-              <li key={tab}>
-                <a href={href} aria-current={path === href ? "page" : undefined}>
-                  {label}
-                </a>
-              </li>
-            );
-          })}
-        </ul>
-      </nav>
+      <Tabs label="Organization" tabs={ORG_TABS.map(([tab, label]) => [orgPath(org.slug, tab), label] as const)} />
       {props.children(org, canOwn(session, org))}
     </>
   );

@@ -5,9 +5,9 @@
  * see is the not-found page, exactly like a missing one.
  */
 import type { ComponentChildren } from "preact";
-import { useLocation } from "preact-iso";
 import type { ProjectView } from "../../../src/projects/models.ts";
 import { seg } from "../api.ts";
+import { Tabs } from "../components/tabs.tsx";
 import { Loaded, useApi, type Loadable } from "../data.tsx";
 import { findOrg, useSession } from "../session.tsx";
 
@@ -31,7 +31,6 @@ export function ProjectFrame(props: {
 }) {
   const project = useApi<ProjectView>(`/api/v1/projects/${seg(props.id)}`);
   const session = useSession();
-  const { path } = useLocation();
   return (
     <Loaded from={project}>
       {(p) => {
@@ -45,20 +44,7 @@ export function ProjectFrame(props: {
               {p.name}
               {props.title ? ` — ${props.title}` : ""}
             </h1>
-            <nav aria-label="Project">
-              <ul class="tabs">
-                {PROJECT_TABS.map(([tab, label]) => {
-                  const href = projectPath(p.id, tab);
-                  return (
-                    <li key={tab}>
-                      <a href={href} aria-current={path === href ? "page" : undefined}>
-                        {label}
-                      </a>
-                    </li>
-                  );
-                })}
-              </ul>
-            </nav>
+            <Tabs label="Project" tabs={PROJECT_TABS.map(([tab, label]) => [projectPath(p.id, tab), label] as const)} />
             {props.children(p, project)}
           </>
         );

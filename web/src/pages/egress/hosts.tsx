@@ -6,7 +6,7 @@
 import { useState } from "preact/hooks";
 import type { HostCreatedView, HostView } from "../../../../src/egress/models.ts";
 import { api, seg } from "../../api.ts";
-import { ConfirmButton, Field, FormError, formValues, ShownOnce, useAction } from "../../components/forms.tsx";
+import { Field, FormError, formValues, ShownOnce, useAction, RemoveButton } from "../../components/forms.tsx";
 import { Ago } from "../../components/format.tsx";
 
 const scopeList = (text: string) =>
@@ -89,15 +89,12 @@ function HostRow(props: { org: string; host: HostView; owner: boolean; onChange:
                 Edit scopes of {host.name}
               </button>
             )}
-            <ConfirmButton
+            <RemoveButton
               label={`Remove ${host.name}`}
               question={`Remove the runner host ${host.name}? Its agent token stops working; the agent keeps its last policy until it is uninstalled.`}
               confirmLabel="Remove runner host"
-              danger
-              onConfirm={async () => {
-                await api.delete(`/api/v1/orgs/${seg(props.org)}/egress/hosts/${seg(host.id)}`);
-                await props.onChange();
-              }}
+              path={`/api/v1/orgs/${seg(props.org)}/egress/hosts/${seg(host.id)}`}
+              onRemoved={props.onChange}
             />
           </div>
         </td>

@@ -6,7 +6,7 @@
 import { useState } from "preact/hooks";
 import type { PolicyView, RuleView } from "../../../../src/egress/models.ts";
 import { api, seg } from "../../api.ts";
-import { ConfirmButton, Field, FormError, formValues, useAction } from "../../components/forms.tsx";
+import { Field, FormError, formValues, useAction, RemoveButton } from "../../components/forms.tsx";
 
 type RuleInput = { action: string; target: string; ports: string | null; comment: string };
 
@@ -93,15 +93,12 @@ function RuleRow(props: { org: string; rule: RuleView; owner: boolean; onChange:
             <button type="button" aria-label={`Edit rule ${rule.target}`} onClick={() => setEditing(true)}>
               Edit
             </button>
-            <ConfirmButton
+            <RemoveButton
               label={`Remove ${rule.target}`}
               question={`Remove the rule "${rule.action} ${rule.target}"? Runner hosts apply the change within seconds.`}
               confirmLabel="Remove rule"
-              danger
-              onConfirm={async () => {
-                await api.delete(`/api/v1/orgs/${seg(props.org)}/egress/rules/${seg(rule.id)}`);
-                await props.onChange();
-              }}
+              path={`/api/v1/orgs/${seg(props.org)}/egress/rules/${seg(rule.id)}`}
+              onRemoved={props.onChange}
             />
           </div>
         </td>

@@ -7,7 +7,7 @@
 import type { MemberView } from "../../../../src/orgs/models.ts";
 import { api, seg } from "../../api.ts";
 import { Ago } from "../../components/format.tsx";
-import { ConfirmButton, Field, FormError, formValues, useAction } from "../../components/forms.tsx";
+import { Field, FormError, formValues, useAction, RemoveButton } from "../../components/forms.tsx";
 import { Loaded, type Loadable, useApi } from "../../data.tsx";
 import { OrgFrame } from "../../frames/org.tsx";
 import { useSession } from "../../session.tsx";
@@ -106,19 +106,16 @@ function MemberTable(props: { org: OrgView; owner: boolean; list: MemberView[]; 
                   {props.owner && (
                     <td>
                       {!lastOwner && (
-                        <ConfirmButton
+                        <RemoveButton
                           label={`Remove ${m.username}`}
-                          danger
                           question={
                             m.user_id === session.me.id
                               ? `Remove yourself from ${props.org.name}? You lose access to its projects.`
                               : `Remove ${m.username} from ${props.org.name}? They lose access to its projects; their own tokens stop working here.`
                           }
                           confirmLabel="Remove member"
-                          onConfirm={async () => {
-                            await api.delete(`${base}/${seg(m.user_id)}`);
-                            await after(m);
-                          }}
+                          path={`${base}/${seg(m.user_id)}`}
+                          onRemoved={() => after(m)}
                         />
                       )}
                     </td>

@@ -9,7 +9,7 @@ import type { MemberView } from "../../../../src/orgs/models.ts";
 import { useState } from "preact/hooks";
 import { api, seg } from "../../api.ts";
 import { Ago } from "../../components/format.tsx";
-import { ConfirmButton, Field, FormError, formValues, ShownOnce, useAction } from "../../components/forms.tsx";
+import { Field, FormError, formValues, ShownOnce, useAction, RemoveButton } from "../../components/forms.tsx";
 import { Loaded, useApi } from "../../data.tsx";
 import { useSession } from "../../session.tsx";
 
@@ -135,15 +135,12 @@ export function TokenManager(props: {
                           {props.canManage && (
                             <td>
                               {!t.revoked_at && (
-                                <ConfirmButton
+                                <RemoveButton
                                   label={`Revoke ${t.name}`}
                                   question={`Revoke the token ${t.name}? Whatever uses it is refused from now on.`}
                                   confirmLabel="Revoke token"
-                                  danger
-                                  onConfirm={async () => {
-                                    await api.delete(`/api/v1/tokens/${seg(t.id)}`);
-                                    await tokens.reload();
-                                  }}
+                                  path={`/api/v1/tokens/${seg(t.id)}`}
+                                  onRemoved={tokens.reload}
                                 />
                               )}
                             </td>

@@ -8,7 +8,7 @@ import type { TrustCreateBody, TrustView } from "../../../../src/auth/models.ts"
 import { useState } from "preact/hooks";
 import { api, ApiError, seg } from "../../api.ts";
 import { Ago } from "../../components/format.tsx";
-import { ConfirmButton, Field, FormError, formValues, useAction } from "../../components/forms.tsx";
+import { Field, FormError, formValues, useAction, RemoveButton } from "../../components/forms.tsx";
 import { Loaded, useApi } from "../../data.tsx";
 import { ProjectFrame } from "../../frames/project.tsx";
 import { canOwn, useSession } from "../../session.tsx";
@@ -363,15 +363,12 @@ function TrustList(props: { projectId: string; owner: boolean }) {
                         </td>
                         {props.owner && (
                           <td>
-                            <ConfirmButton
+                            <RemoveButton
                               label={`Remove trust ${providerName(t)} ${requirements(t)[0]?.[1] ?? t.issuer}`}
                               question="Remove this trust relationship? CI jobs relying on it are refused from now on."
                               confirmLabel="Remove trust relationship"
-                              danger
-                              onConfirm={async () => {
-                                await api.delete(`/api/v1/trust/${seg(t.id)}`);
-                                await trusts.reload();
-                              }}
+                              path={`/api/v1/trust/${seg(t.id)}`}
+                              onRemoved={trusts.reload}
                             />
                           </td>
                         )}
