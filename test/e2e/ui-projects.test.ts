@@ -34,16 +34,8 @@ integrationSuite("web UI: projects", browserMissing, () => {
     body?: unknown,
     token = world.adminToken,
   ): Promise<{ status: number; body: T }> {
-    const r = await world.server.get(path, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await r.text();
-    return { status: r.status, body: (text ? JSON.parse(text) : null) as T };
+    const r = await world.apiJson(token, method, path, body);
+    return { status: r.status, body: r.json as T };
   }
   const newProject = async (name: string, org = "default") => {
     const r = await call<Project>("POST", `/api/v1/orgs/${org}/projects`, { name });

@@ -19,18 +19,8 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
   const ids: Record<string, string> = {};
 
   /** The API as `token` (default: the administrator). */
-  const call = async (method: string, path: string, body?: unknown, token = world.adminToken) => {
-    const r = await world.server.get(path, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await r.text();
-    return { status: r.status, json: text ? JSON.parse(text) : null };
-  };
+  const call = (method: string, path: string, body?: unknown, token = world.adminToken) =>
+    world.apiJson(token, method, path, body);
   const ok = async (method: string, path: string, body?: unknown) => {
     const r = await call(method, path, body);
     expect(`${method} ${path}: ${r.status}`).toMatch(/: 20[01]$/);
