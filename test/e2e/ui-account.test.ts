@@ -5,70 +5,38 @@
  * with the current one marked, revoking another (its cookie is refused at once) and revoking
  * this one (signed out).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { beforeAll, expect, test } from "bun:test";
+import type { Page } from "playwright-core";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const ADMIN_PASSWORD = "a long enough passphrase";
 const FIRST = "alice's first passphrase";
 const SECOND = "alice's second passphrase";
 
 integrationSuite("web UI: the account page", browserMissing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  let adminToken: string;
-  const foreign: ForeignLog = [];
+  const world = uiWorld({ tmpPrefix: "slipway-ui-account-", adminPassword: ADMIN_PASSWORD });
 
-  const asAdmin = (method: string, path: string, body?: unknown) =>
-    server.get(path, {
-      method,
-      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+  const { asAdmin } = world;
   /** The API's answer to `page`'s own cookie. */
-  const meStatus = async (page: Page) => (await page.request.get(`${server.url}/api/v1/me`)).status();
+  const meStatus = async (page: Page) => (await page.request.get(`${world.server.url}/api/v1/me`)).status();
   const sessionsOf = async (page: Page) =>
-    (await (await page.request.get(`${server.url}/api/v1/auth/sessions`)).json()) as { id: string; current: boolean }[];
+    (await (await page.request.get(`${world.server.url}/api/v1/auth/sessions`)).json()) as {
+      id: string;
+      current: boolean;
+    }[];
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-account-"));
-    server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
-    browser = await launchBrowser();
-    adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, adminToken, ADMIN_PASSWORD);
     expect((await asAdmin("POST", "/api/v1/users", { username: "alice", password: FIRST })).status).toBe(201);
     expect((await asAdmin("POST", "/api/v1/orgs/default/members", { user: "alice", role: "user" })).status).toBe(201);
     // Another person for the last test: logins are rate limited per username (5 a minute).
     expect((await asAdmin("POST", "/api/v1/users", { username: "bob", password: FIRST })).status).toBe(201);
   });
 
-  afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
-  });
-
   test("sessions: this one marked, another revoked (its cookie refused at once)", async () => {
-    const laptop = await openPage(browser, server, "/account", foreign);
+    const laptop = await openPage(world.browser, world.server, "/account", world.foreign);
     await signIn(laptop, "alice", FIRST);
-    const phone = await openPage(browser, server, "/account", foreign);
+    const phone = await openPage(world.browser, world.server, "/account", world.foreign);
     await signIn(phone, "alice", FIRST);
     expect(await meStatus(phone)).toBe(200);
 
@@ -100,7 +68,7 @@ integrationSuite("web UI: the account page", browserMissing, () => {
   }, 120_000);
 
   test("password: a wrong current one is the API's message; the new one signs in, the old one no longer", async () => {
-    const page = await openPage(browser, server, "/account", foreign);
+    const page = await openPage(world.browser, world.server, "/account", world.foreign);
     await signIn(page, "alice", FIRST);
     await page.getByRole("heading", { name: "Password" }).waitFor();
 
@@ -124,7 +92,7 @@ integrationSuite("web UI: the account page", browserMissing, () => {
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("button", { name: "Sign in" }).waitFor();
     const login = (password: string) =>
-      server.get("/api/v1/auth/login", {
+      world.server.get("/api/v1/auth/login", {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ username: "alice", password }),
@@ -136,7 +104,7 @@ integrationSuite("web UI: the account page", browserMissing, () => {
   }, 120_000);
 
   test("revoking this browser's own session signs out", async () => {
-    const page = await openPage(browser, server, "/account", foreign);
+    const page = await openPage(world.browser, world.server, "/account", world.foreign);
     await signIn(page, "bob", FIRST);
     const mine = page.locator("tr[data-session]", { hasText: "(this browser)" });
     await mine.waitFor();
@@ -148,6 +116,6 @@ integrationSuite("web UI: the account page", browserMissing, () => {
   }, 120_000);
 
   test("no page asked for anything outside the appliance", () => {
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 });

@@ -8,27 +8,16 @@
  * starts a builder, so the builders page has one to show. A non-administrator gets no
  * "Administration" link, the not-allowed page, and 403 from the admin API sent by hand.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
-import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import type { Page } from "playwright-core";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
+import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { builderImageMissing, writeBusyboxContext } from "../support/builder-image.ts";
 import { DEPOT, depotEnv, finished } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 const ALICE_PASSWORD = "alice's own long passphrase";
@@ -39,52 +28,31 @@ const missing =
   (await builderImageMissing());
 
 integrationSuite("web UI: administration", missing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  let adminToken: string;
+  const world = uiWorld({
+    tmpPrefix: "slipway-ui-admin-",
+    adminPassword: PASSWORD,
+    builderImage: {},
+    serveOptions: { publicHost: "localhost" }, // the name the depot CLI checks the certificate for
+    setUpTimeout: 20 * 60_000,
+  });
   let projectId = "";
-  const foreign: ForeignLog = [];
-
-  beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-admin-"));
-    const image = await ensureDockerdBuilderImage();
-    server = await serve(
-      slipwayBinary(),
-      join(work, "data"),
-      ["--set", "volumes.encryption=none", "--set", `builders.dockerd_image=${image.ref}`],
-      {},
-      { publicHost: "localhost" }, // the name the depot CLI checks the certificate for
-    );
-    browser = await launchBrowser();
-    adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, adminToken, PASSWORD);
-  }, 20 * 60_000);
 
   afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
     if (projectId) await removeBuildersOf([projectId]);
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
   });
 
   /** The API as the administrator (bearer token). */
   async function asAdmin<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
-    const r = await server.get(path, {
+    const r = await world.server.get(path, {
       method: init.method ?? "GET",
-      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${world.adminToken}`, "content-type": "application/json" },
       ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
     });
     expect(r.ok).toBe(true);
     return (await r.json()) as T;
   }
 
-  async function adminPage(path: string): Promise<Page> {
-    const page = await openPage(browser, server, path, foreign);
-    await signIn(page, "admin", PASSWORD);
-    return page;
-  }
+  const adminPage = (path: string) => world.signedIn("admin", path);
 
   /** The text of each row's header cell (first column) of the table named `name`. */
   const rowHeads = (page: Page, name: string) =>
@@ -94,7 +62,7 @@ integrationSuite("web UI: administration", missing, () => {
     const page = await adminPage("/");
     await page.getByRole("link", { name: "Administration" }).click();
     await page.getByRole("heading", { name: "Appliance status" }).waitFor();
-    const report = (await (await server.get("/readyz")).json()) as {
+    const report = (await (await world.server.get("/readyz")).json()) as {
       status: string;
       version: string;
       checks: Record<string, { status: string; output?: string }[]>;
@@ -133,13 +101,13 @@ integrationSuite("web UI: administration", missing, () => {
     await page.getByRole("alert").filter({ hasText: "already exists" }).waitFor();
 
     // Alice signs in; no administration for her: no link, the not-allowed page, 403 by hand.
-    const hers = await openPage(browser, server, "/login", foreign);
+    const hers = await openPage(world.browser, world.server, "/login", world.foreign);
     await signIn(hers, "alice", ALICE_PASSWORD);
     expect(await hers.getByRole("link", { name: "Administration" }).count()).toBe(0);
-    await hers.goto(`${server.url}/admin/users`);
+    await hers.goto(`${world.server.url}/admin/users`);
     await hers.getByRole("heading", { name: "Not allowed" }).waitFor();
     await checkPage(hers, "admin-not-allowed");
-    const origin = { origin: server.url };
+    const origin = { origin: world.server.url };
     // The quotas of an organization she is not in answer like a missing one (404).
     for (const [method, path, data, status] of [
       ["GET", "/api/v1/users", undefined, 403],
@@ -149,12 +117,12 @@ integrationSuite("web UI: administration", missing, () => {
       ["POST", `/api/v1/users/${alice.id}/token`, {}, 403],
       ["PUT", "/api/v1/orgs/default/quotas", { max_projects: 1 }, 404],
     ] as const) {
-      const r = await hers.request.fetch(`${server.url}${path}`, { method, headers: origin, data });
+      const r = await hers.request.fetch(`${world.server.url}${path}`, { method, headers: origin, data });
       expect(`${method} ${path}: ${r.status()}`).toBe(`${method} ${path}: ${status}`);
     }
     expect((await apiUsers()).find((u) => u.username === "alice")!.is_admin).toBe(false);
     // Her own token (made with her session), to see what a reset does to it.
-    const old = await hers.request.post(`${server.url}/api/v1/tokens`, {
+    const old = await hers.request.post(`${world.server.url}/api/v1/tokens`, {
       headers: origin,
       data: { kind: "user", name: "laptop" },
     });
@@ -168,13 +136,13 @@ integrationSuite("web UI: administration", missing, () => {
     await box.waitFor();
     await page.getByRole("button", { name: "Copy token" }).waitFor();
     const newToken = await box.inputValue();
-    const me = (t: string) => server.get("/api/v1/me", { headers: { authorization: `Bearer ${t}` } });
+    const me = (t: string) => world.server.get("/api/v1/me", { headers: { authorization: `Bearer ${t}` } });
     const fresh = await me(newToken);
     expect(fresh.status).toBe(200);
     expect(((await fresh.json()) as { username: string }).username).toBe("alice");
     expect((await me(oldToken)).status).toBe(401);
     // Her web session stays: a token reset is not a sign-out.
-    expect((await hers.request.get(`${server.url}/api/v1/me`)).status()).toBe(200);
+    expect((await hers.request.get(`${world.server.url}/api/v1/me`)).status()).toBe(200);
     await checkPage(page, "admin-users-token");
 
     // The last administrator cannot be demoted: the API's message in the dialog.
@@ -184,11 +152,14 @@ integrationSuite("web UI: administration", missing, () => {
     await dialog.getByRole("alert").filter({ hasText: "at least one administrator" }).waitFor();
     await dialog.getByRole("button", { name: "Cancel" }).click();
     expect((await apiUsers()).find((u) => u.username === "admin")!.is_admin).toBe(true);
-    const demote = await server.get(`/api/v1/users/${(await apiUsers()).find((u) => u.username === "admin")!.id}`, {
-      method: "PATCH",
-      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
-      body: JSON.stringify({ is_admin: false }),
-    });
+    const demote = await world.server.get(
+      `/api/v1/users/${(await apiUsers()).find((u) => u.username === "admin")!.id}`,
+      {
+        method: "PATCH",
+        headers: { authorization: `Bearer ${world.adminToken}`, "content-type": "application/json" },
+        body: JSON.stringify({ is_admin: false }),
+      },
+    );
     expect(demote.status).toBe(409);
 
     // Make alice administrator: the API says so, and her next page has the link.
@@ -199,7 +170,7 @@ integrationSuite("web UI: administration", missing, () => {
       .click();
     await page.getByRole("button", { name: "Remove administrator alice" }).waitFor();
     expect((await apiUsers()).find((u) => u.username === "alice")!.is_admin).toBe(true);
-    await hers.goto(`${server.url}/admin/users`);
+    await hers.goto(`${world.server.url}/admin/users`);
     await hers.getByRole("link", { name: "Administration" }).waitFor();
     await hers.getByRole("table", { name: "Users" }).waitFor();
     // Two administrators: now one of them may step down.
@@ -277,14 +248,14 @@ integrationSuite("web UI: administration", missing, () => {
         body: { kind: "project", name: "ci", project: projectId },
       })
     ).token;
-    const ctx = join(work, "ctx");
+    const ctx = join(world.work, "ctx");
     writeBusyboxContext(ctx, "RUN echo built > /out.txt");
-    mkdirSync(join(work, "home"), { recursive: true });
+    mkdirSync(join(world.work, "home"), { recursive: true });
     const build = await finished(
       Bun.spawn([DEPOT, "build", "--project", projectId, "--progress", "plain", ctx], {
         stdout: "pipe",
         stderr: "pipe",
-        env: depotEnv(server, join(work, "home"), token),
+        env: depotEnv(world.server, join(world.work, "home"), token),
       }),
     );
     expect(`${build.code}`).toBe(`0`);
@@ -344,7 +315,9 @@ integrationSuite("web UI: administration", missing, () => {
   test("certificate authority: roots and intermediates with fingerprints as in ca.pem, no key", async () => {
     const page = await adminPage("/admin/ca");
     await page.getByRole("table", { name: "Certificate authorities" }).waitFor();
-    const res = await server.get("/api/v1/admin/ca", { headers: { authorization: `Bearer ${adminToken}` } });
+    const res = await world.server.get("/api/v1/admin/ca", {
+      headers: { authorization: `Bearer ${world.adminToken}` },
+    });
     const text = await res.text();
     expect(text).not.toContain("PRIVATE");
     expect(text).not.toContain("key_sealed");
@@ -356,7 +329,7 @@ integrationSuite("web UI: administration", missing, () => {
     }[];
     expect(cas.map((c) => c.purpose).sort()).toEqual(["build-client", "root", "server"]);
     // The root's fingerprint is that of the ca.pem clients are given.
-    const caPem = readFileSync(join(server.dataDir, "ca.pem"), "utf8");
+    const caPem = readFileSync(join(world.server.dataDir, "ca.pem"), "utf8");
     expect(cas.find((c) => c.purpose === "root")!.fingerprint_sha256).toBe(new X509Certificate(caPem).fingerprint256);
     const rows = await page
       .getByRole("table", { name: "Certificate authorities" })
@@ -372,6 +345,6 @@ integrationSuite("web UI: administration", missing, () => {
   }, 120_000);
 
   test("no page asked for anything outside the appliance", () => {
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 });

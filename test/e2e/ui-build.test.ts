@@ -7,19 +7,17 @@
  * once, exit with the outcome); cached steps marked on a rebuild; a running build canceled from
  * the page; another organization's build is the not-found page.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, expect, test } from "bun:test";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
 import { slipwayBinary } from "../support/binary.ts";
-import { browserMissing, checkPage, type ForeignLog, launchBrowser, openPage, signIn } from "../support/browser.ts";
-import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
+import { builderImageMissing, writeBusyboxContext } from "../support/builder-image.ts";
 import { DEPOT, depotEnv, finished, waitFor } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { runSlipway, serve, type Served } from "../support/serve.ts";
+import { runSlipway } from "../support/serve.ts";
 
 const missing =
   browserMissing ??
@@ -37,28 +35,21 @@ const SLOW = [
 ].join("\n");
 
 integrationSuite("the build page, live, in a real browser with real builds", missing, () => {
-  const work = mkdtempSync(join(tmpdir(), "slipway-ui-build-"));
-  let s: Served;
-  let browser: Browser;
-  const foreign: ForeignLog = [];
-  let admin = "";
+  const world = uiWorld({
+    tmpPrefix: "slipway-ui-build-",
+    adminPassword: PASSWORD,
+    builderImage: {},
+    serveArgs: ["--set", "builds.health_timeout_seconds=10", "--set", "builds.cancel_grace_seconds=5"],
+    serveOptions: { publicHost: "localhost" },
+    setUpTimeout: 20 * 60_000,
+  });
+  /** The API as the administrator: status and parsed body. */
+  const api = (method: string, path: string, body?: unknown) => world.apiJson(world.adminToken, method, path, body);
   const ids: Record<string, string> = {};
   const tokens: Record<string, string> = {};
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const r = await s.get(path, {
-      method,
-      headers: { authorization: `Bearer ${admin}`, ...(body ? { "content-type": "application/json" } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await r.text();
-    return {
-      status: r.status,
-      json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null,
-    };
-  };
   const context = (name: string, body: string) => {
-    const dir = join(work, name);
+    const dir = join(world.work, name);
     writeBusyboxContext(dir, body);
     return dir;
   };
@@ -66,7 +57,7 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
     Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", ctx], {
       stdout: "pipe",
       stderr: "pipe",
-      env: depotEnv(s, join(work, "home"), token),
+      env: depotEnv(world.server, join(world.work, "home"), token),
     });
   /** The project's newest build other than `known`, once it exists. */
   const newBuild = (project: string, known: Set<string>) =>
@@ -81,33 +72,15 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
   const buildStatus = async (id: string) => (await api("GET", `/api/v1/builds/${id}`)).json.status as string;
   const seen = new Set<string>();
   const asAlice = async (path: string): Promise<Page> => {
-    const page = await openPage(browser, s, "/login", foreign);
+    const page = await openPage(world.browser, world.server, "/login", world.foreign);
     await signIn(page, "alice", PASSWORD);
-    await page.goto(s.url + path);
+    await page.goto(world.server.url + path);
     return page;
   };
   const statusOf = (page: Page) => page.getByRole("status", { name: "Build status" });
 
   beforeAll(async () => {
-    const image = await ensureDockerdBuilderImage();
-    s = await serve(
-      slipwayBinary(),
-      join(work, "data"),
-      [
-        "--set",
-        `builders.dockerd_image=${image.ref}`,
-        "--set",
-        "volumes.encryption=none",
-        "--set",
-        "builds.health_timeout_seconds=10",
-        "--set",
-        "builds.cancel_grace_seconds=5",
-      ],
-      {},
-      { publicHost: "localhost" },
-    );
-    admin = readFileSync(join(s.dataDir, "initial-admin-token"), "utf8").trim();
-    mkdirSync(join(work, "home"), { recursive: true });
+    mkdirSync(join(world.work, "home"), { recursive: true });
     expect((await api("POST", "/api/v1/users", { username: "alice", password: PASSWORD })).status).toBe(201);
     expect((await api("POST", "/api/v1/orgs/default/members", { user: "alice", role: "owner" })).status).toBe(201);
     expect((await api("POST", "/api/v1/orgs", { slug: "other", name: "Other", owner: "admin" })).status).toBe(201);
@@ -117,15 +90,7 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
       tokens[p] = (
         await api("POST", "/api/v1/tokens", { kind: "project", name: `ci-${p}`, project: ids[p] })
       ).json.token;
-    browser = await launchBrowser();
   }, 20 * 60_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await s?.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
-  });
 
   test(
     "a running build watched on its page and by `slipway builds logs --follow`: lines as they come, then finished",
@@ -139,11 +104,11 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
         id,
         "--follow",
         "--server",
-        s.url,
+        world.server.url,
         "--token",
         tokens.A!,
         "--cacert",
-        join(s.dataDir, "ca.pem"),
+        join(world.server.dataDir, "ca.pem"),
       ]);
       const page = await asAlice(`/builds/${id}`);
       await page.getByRole("heading", { name: `Build ${id}` }).waitFor();
@@ -253,10 +218,12 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
       seen.add(id);
       const page = await asAlice("/account");
       const t0 = Date.now();
-      await page.goto(`${s.url}/builds/${id}`);
+      await page.goto(`${world.server.url}/builds/${id}`);
       const log = page.getByRole("log", { name: "Build log" });
       const text = await (
-        await s.get(`/api/v1/builds/${id}/logs`, { headers: { authorization: `Bearer ${admin}` } })
+        await world.server.get(`/api/v1/builds/${id}/logs`, {
+          headers: { authorization: `Bearer ${world.adminToken}` },
+        })
       ).text();
       const stored = text.split("\n").filter((l) => l !== "").length;
       expect(stored).toBe(10_000);
@@ -295,7 +262,7 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
       await page.getByRole("heading", { name: "Not found" }).waitFor();
       expect(await page.getByText("theirs").count()).toBe(0);
       await page.context().close();
-      expect(foreign).toEqual([]);
+      expect(world.foreign).toEqual([]);
     },
     5 * 60_000,
   );

@@ -7,24 +7,10 @@
  * Builds are made as the depot CLI makes them: CreateBuild, then ReportStatus and FinishBuild
  * with the build's own token.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { beforeAll, expect, test } from "bun:test";
+import type { Page } from "playwright-core";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 
@@ -43,15 +29,16 @@ type ListedBuild = {
 };
 
 integrationSuite("web UI: builds lists and charts", browserMissing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  let adminToken: string;
-  const foreign: ForeignLog = [];
+  const world = uiWorld({
+    tmpPrefix: "slipway-ui-builds-",
+    adminPassword: PASSWORD,
+    // Builds left running stay so for the whole suite (no health reports come from these clients).
+    serveArgs: ["--set", "builds.health_timeout_seconds=3600"],
+  });
   const ids = { app: "", other: "", many: "", hidden: "", pushed: "", failed: "", waiting: "", hiddenBuild: "" };
 
   const call = async (token: string, path: string, body?: unknown, method = body === undefined ? "GET" : "POST") => {
-    const r = await server.get(path, {
+    const r = await world.server.get(path, {
       method,
       headers: {
         authorization: `Bearer ${token}`,
@@ -100,11 +87,11 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
     return created.buildId as string;
   };
   const list = async (path: string) =>
-    (await ok(adminToken, path)) as { builds: ListedBuild[]; next_cursor: string | null };
+    (await ok(world.adminToken, path)) as { builds: ListedBuild[]; next_cursor: string | null };
   const open = async (path: string, user = "admin") => {
-    const page = await openPage(browser, server, "/login", foreign);
+    const page = await openPage(world.browser, world.server, "/login", world.foreign);
     await signIn(page, user, PASSWORD);
-    await page.goto(`${server.url}${path}`);
+    await page.goto(`${world.server.url}${path}`);
     return page;
   };
   const rowIds = (page: Page) =>
@@ -126,29 +113,19 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
   };
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-builds-"));
-    // Builds left running stay so for the whole suite (no health reports come from these clients).
-    server = await serve(slipwayBinary(), join(work, "data"), [
-      "--set",
-      "volumes.encryption=none",
-      "--set",
-      "builds.health_timeout_seconds=3600",
-    ]);
-    browser = await launchBrowser();
-    adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, adminToken, PASSWORD);
-    ids.app = (await ok(adminToken, "/api/v1/orgs/default/projects", { name: "app" })).id;
-    ids.other = (await ok(adminToken, "/api/v1/orgs/default/projects", { name: "other-app" })).id;
-    ids.many = (await ok(adminToken, "/api/v1/orgs/default/projects", { name: "many" })).id;
-    await ok(adminToken, "/api/v1/orgs", { slug: "elsewhere", name: "Elsewhere" });
-    ids.hidden = (await ok(adminToken, "/api/v1/orgs/elsewhere/projects", { name: "hidden" })).id;
-    await ok(adminToken, "/api/v1/users", { username: "dev", password: PASSWORD });
-    await ok(adminToken, "/api/v1/orgs/default/members", { user: "dev", role: "user" });
-    const ciBot = (await ok(adminToken, "/api/v1/tokens", { kind: "project", name: "ci-bot", project: ids.app })).token;
+    ids.app = (await ok(world.adminToken, "/api/v1/orgs/default/projects", { name: "app" })).id;
+    ids.other = (await ok(world.adminToken, "/api/v1/orgs/default/projects", { name: "other-app" })).id;
+    ids.many = (await ok(world.adminToken, "/api/v1/orgs/default/projects", { name: "many" })).id;
+    await ok(world.adminToken, "/api/v1/orgs", { slug: "elsewhere", name: "Elsewhere" });
+    ids.hidden = (await ok(world.adminToken, "/api/v1/orgs/elsewhere/projects", { name: "hidden" })).id;
+    await ok(world.adminToken, "/api/v1/users", { username: "dev", password: PASSWORD });
+    await ok(world.adminToken, "/api/v1/orgs/default/members", { user: "dev", role: "user" });
+    const ciBot = (await ok(world.adminToken, "/api/v1/tokens", { kind: "project", name: "ci-bot", project: ids.app }))
+      .token;
 
     // The 60 first: the app's builds are then the newest, on the organization list's first page.
-    for (let i = 0; i < 60; i++) await build(adminToken, ids.many, { end: i % 10 === 0 ? null : undefined });
-    ids.pushed = await build(adminToken, ids.app, {
+    for (let i = 0; i < 60; i++) await build(world.adminToken, ids.many, { end: i % 10 === 0 ? null : undefined });
+    ids.pushed = await build(world.adminToken, ids.app, {
       options: [{ tags: ["registry.example/app:1"], push: true, load: true }],
       steps: [{ cached: true }, { cached: true }, { cached: true }, { cached: false }],
     });
@@ -156,16 +133,9 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
       steps: [{ cached: false }],
       end: { error: { error: "RUN make: exit 2" } },
     });
-    ids.waiting = await build(adminToken, ids.other, { end: null });
-    ids.hiddenBuild = await build(adminToken, ids.hidden);
+    ids.waiting = await build(world.adminToken, ids.other, { end: null });
+    ids.hiddenBuild = await build(world.adminToken, ids.hidden);
   }, 180_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
-  });
 
   test("the API: each build says who started it, its project, duration, cached steps and outputs", async () => {
     const { builds } = await list(`/api/v1/projects/${ids.app}/builds`);
@@ -221,7 +191,7 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
       `/api/v1/projects/${ids.app}/builds/stats?days=many`,
       `/api/v1/orgs/default/builds/stats?last=100000`,
     ]) {
-      const r = await call(adminToken, bad);
+      const r = await call(world.adminToken, bad);
       expect({ bad, status: r.status, type: r.type }).toEqual({
         bad,
         status: 400,
@@ -229,14 +199,14 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
       });
     }
     // Another organization's lists: as missing as a missing one, for its non-members.
-    const login = await server.get("/api/v1/auth/login", {
+    const login = await world.server.get("/api/v1/auth/login", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ username: "dev", password: PASSWORD }),
     });
     const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0]!;
     expect(cookie).toContain("=");
-    const asDev = async (path: string) => (await server.get(path, { headers: { cookie } })).status;
+    const asDev = async (path: string) => (await world.server.get(path, { headers: { cookie } })).status;
     expect(await asDev("/api/v1/orgs/default/builds")).toBe(200);
     expect(await asDev("/api/v1/orgs/elsewhere/builds")).toBe(404);
     expect(await asDev("/api/v1/orgs/elsewhere/builds/stats")).toBe(404);
@@ -245,14 +215,14 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
   });
 
   test("the API: chart figures per build and per day", async () => {
-    const s = await ok(adminToken, `/api/v1/projects/${ids.app}/builds/stats?days=7`);
+    const s = await ok(world.adminToken, `/api/v1/projects/${ids.app}/builds/stats?days=7`);
     expect(s.per_day.length).toBe(7);
     const today = new Date().toISOString().slice(0, 10);
     expect(s.per_day.at(-1)).toEqual({ day: today, finished: 1, failed: 1 });
     expect(s.recent.map((r: Json) => r.id)).toEqual([ids.pushed, ids.failed]); // oldest first
     expect(s.recent[0].cache_hit_ratio).toBe(0.75);
     expect(s.recent[1].cache_hit_ratio).toBe(0);
-    const org = await ok(adminToken, "/api/v1/orgs/default/builds/stats?days=3&last=5");
+    const org = await ok(world.adminToken, "/api/v1/orgs/default/builds/stats?days=3&last=5");
     expect(org.recent.length).toBe(5);
     expect(org.per_day.at(-1)).toEqual({ day: today, finished: 55, failed: 1 });
   });
@@ -386,9 +356,9 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
     // A filtered view in another tab: a new build that does not match stays out of it.
     // (the same session: sign-ins in quick succession are rate limited)
     const failedOnly = await page.context().newPage();
-    await failedOnly.goto(`${server.url}/orgs/default/builds?status=failed`);
+    await failedOnly.goto(`${world.server.url}/orgs/default/builds?status=failed`);
     await showing(failedOnly, [ids.failed]);
-    const created = await ok(adminToken, "/depot.cli.v1.BuildService/CreateBuild", {
+    const created = await ok(world.adminToken, "/depot.cli.v1.BuildService/CreateBuild", {
       projectId: ids.other,
       options: [],
     });
@@ -405,15 +375,15 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
     const page = await open("/orgs/elsewhere/builds", "dev");
     await page.getByRole("heading", { name: "Not found" }).waitFor();
     await checkPage(page, "org-builds-not-found");
-    await page.goto(`${server.url}/projects/${ids.hidden}`);
+    await page.goto(`${world.server.url}/projects/${ids.hidden}`);
     await page.getByRole("heading", { name: "Not found" }).waitFor();
     // Their own organization's list, for contrast: a member sees every project's builds.
-    await page.goto(`${server.url}/orgs/default/builds`);
+    await page.goto(`${world.server.url}/orgs/default/builds`);
     await page.locator("table.builds tbody tr").first().waitFor();
     await page.context().close();
   }, 60_000);
 
   test("no page asked for anything outside the appliance", () => {
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 });

@@ -8,28 +8,16 @@
  * the not-found page.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
 import type { BuilderView, ProjectCacheView } from "../../src/builders/models.ts";
 import type { RegistryUsageView } from "../../src/registry/models.ts";
 import { which } from "../../src/host/run.ts";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
-import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { browserMissing, checkPage, uiWorld } from "../support/browser.ts";
+import { removeBuildersOf } from "../support/builder-cleanup.ts";
+import { builderImageMissing, writeBusyboxContext } from "../support/builder-image.ts";
 import { DEPOT, depotEnv, finished } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 
@@ -42,51 +30,32 @@ const missing =
       : await builderImageMissing("trixie"));
 
 integrationSuite("web UI: a project's cache, builders and saved images", missing, () => {
-  const work = mkdtempSync(join(tmpdir(), "slipway-ui-cache-"));
-  let server: Served;
-  let browser: Browser;
-  let admin = "";
+  const world = uiWorld({
+    tmpPrefix: "slipway-ui-cache-",
+    adminPassword: PASSWORD,
+    builderImage: { suite: "trixie" },
+    serveArgs: ["--set", "builders.dockerd_containerd_store=true"],
+    // Builders push saved images to serve's registry on their network's gateway.
+    serveOptions: { publicHost: "localhost", listenHost: "0.0.0.0" },
+    setUpTimeout: 20 * 60_000,
+  });
+  const { signedIn } = world;
   let project = "";
   let otherProject = "";
   let buildId = "";
-  const foreign: ForeignLog = [];
 
   const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const r = await server.get(path, {
+    const r = await world.server.get(path, {
       method,
-      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${world.adminToken}`, "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await r.text();
     if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
     return (text ? JSON.parse(text) : undefined) as T;
   };
-  const signedIn = async (user: string, path: string): Promise<Page> => {
-    const page = await openPage(browser, server, path, foreign);
-    await signIn(page, user, PASSWORD);
-    return page;
-  };
 
   beforeAll(async () => {
-    const image = await ensureDockerdBuilderImage({ suite: "trixie" });
-    server = await serve(
-      slipwayBinary(),
-      join(work, "data"),
-      [
-        "--set",
-        `builders.dockerd_image=${image.ref}`,
-        "--set",
-        "builders.dockerd_containerd_store=true",
-        "--set",
-        "volumes.encryption=none",
-      ],
-      {},
-      // Builders push saved images to serve's registry on their network's gateway.
-      { publicHost: "localhost", listenHost: "0.0.0.0" },
-    );
-    browser = await launchBrowser();
-    admin = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, admin, PASSWORD);
     await api("POST", "/api/v1/users", { username: "mia", password: PASSWORD });
     await api("POST", "/api/v1/orgs/default/members", { user: "mia", role: "user" });
     await api("POST", "/api/v1/orgs", { slug: "other", name: "Other" });
@@ -97,14 +66,14 @@ integrationSuite("web UI: a project's cache, builders and saved images", missing
     ).token;
 
     // One real build, its image saved in the appliance's registry with an extra tag.
-    const ctx = join(work, "ctx");
+    const ctx = join(world.work, "ctx");
     writeBusyboxContext(ctx, "RUN echo cached > /proof.txt");
-    mkdirSync(join(work, "home"), { recursive: true });
+    mkdirSync(join(world.work, "home"), { recursive: true });
     const built = await finished(
       Bun.spawn([DEPOT, "build", "--project", project, "--progress", "plain", "--save", "--save-tag", "release", ctx], {
         stdout: "pipe",
         stderr: "pipe",
-        env: depotEnv(server, join(work, "home"), token, { DOCKER_API_VERSION: "1.41" }),
+        env: depotEnv(world.server, join(world.work, "home"), token, { DOCKER_API_VERSION: "1.41" }),
       }),
     );
     expect(built.code, built.log).toBe(0);
@@ -113,11 +82,7 @@ integrationSuite("web UI: a project's cache, builders and saved images", missing
   }, 20 * 60_000);
 
   afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
     await removeBuildersOf([project, otherProject]);
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
   });
 
   test(
@@ -182,9 +147,9 @@ integrationSuite("web UI: a project's cache, builders and saved images", missing
       project,
     );
     expect(status).toBe(403);
-    await page.goto(`${server.url}/projects/${otherProject}/cache`);
+    await page.goto(`${world.server.url}/projects/${otherProject}/cache`);
     await page.getByRole("heading", { name: "Not found" }).waitFor();
     await page.context().close();
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   }, 120_000);
 });

@@ -6,52 +6,20 @@
  * before the client's unverified name, approving completes the CLI's poll with a working token,
  * and denying ends the login with no token.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { expect, test } from "bun:test";
+import type { Page } from "playwright-core";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
 import { waitFor } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 
 integrationSuite("web UI: device login approval", browserMissing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  const foreign: ForeignLog = [];
-
-  beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-device-"));
-    server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
-    browser = await launchBrowser();
-    const adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, adminToken, PASSWORD);
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
-  });
+  const world = uiWorld({ tmpPrefix: "slipway-ui-device-", adminPassword: PASSWORD });
 
   /** What the CLI does: start a device login (with its user agent and self-declared name). */
   async function startLogin(clientName: string) {
-    const r = await server.get("/api/v1/auth/device", {
+    const r = await world.server.get("/api/v1/auth/device", {
       method: "POST",
       headers: { "content-type": "application/json", "user-agent": "slipway-ui-test/1.0" },
       body: JSON.stringify({ client_name: clientName }),
@@ -59,7 +27,7 @@ integrationSuite("web UI: device login approval", browserMissing, () => {
     expect(r.status).toBe(200);
     const started = (await r.json()) as { device_code: string; user_code: string };
     const poll = () =>
-      server.get("/api/v1/auth/device/token", {
+      world.server.get("/api/v1/auth/device/token", {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ device_code: started.device_code }),
@@ -91,7 +59,12 @@ integrationSuite("web UI: device login approval", browserMissing, () => {
     expect((await login.poll()).status).toBe(202);
 
     // The link carries the code both ways a phisher could send it.
-    const page = await openPage(browser, server, `/device?code=${login.user_code}#${login.user_code}`, foreign);
+    const page = await openPage(
+      world.browser,
+      world.server,
+      `/device?code=${login.user_code}#${login.user_code}`,
+      world.foreign,
+    );
     const pending = trackRequests(page);
     const url = new URL(page.url());
     expect(url.pathname + url.search + url.hash).toBe("/device"); // gone before anything rendered
@@ -137,14 +110,14 @@ integrationSuite("web UI: device login approval", browserMissing, () => {
     const done = await pollUntilDecided(login.poll);
     expect(done.status).toBe(200);
     const { token } = (await done.json()) as { token: string };
-    const me = await server.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
+    const me = await world.server.get("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
     expect(me.status).toBe(200);
     expect(((await me.json()) as { username: string }).username).toBe("admin");
   }, 120_000);
 
   test("denied in the browser, the CLI's login ends without a token", async () => {
     const login = await startLogin("someone-else");
-    const page = await openPage(browser, server, "/device", foreign);
+    const page = await openPage(world.browser, world.server, "/device", world.foreign);
     await signIn(page, "admin", PASSWORD);
     await page.getByRole("textbox", { name: "Code" }).fill(login.user_code);
     await page.getByRole("button", { name: "Look up" }).click();
@@ -168,6 +141,6 @@ integrationSuite("web UI: device login approval", browserMissing, () => {
   }, 120_000);
 
   test("no page asked for anything outside the appliance", () => {
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 });

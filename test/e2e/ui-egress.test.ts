@@ -7,38 +7,19 @@
  * a change control and the API refuses a change sent with their session; another organization's
  * page is the not-found page. Each state checked against the API.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
+import { beforeAll, expect, test } from "bun:test";
 import type { DestinationView, HostView, PolicyView } from "../../src/egress/models.ts";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { browserMissing, checkPage, uiWorld } from "../support/browser.ts";
 import { waitFor } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 
 integrationSuite("web UI: egress", browserMissing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  let admin: string;
-  const foreign: ForeignLog = [];
+  const world = uiWorld({ tmpPrefix: "slipway-ui-egress-", adminPassword: PASSWORD });
 
-  const api = async <T>(method: string, path: string, body?: unknown, token = admin): Promise<T> => {
-    const r = await server.get(path, {
+  const api = async <T>(method: string, path: string, body?: unknown, token = world.adminToken): Promise<T> => {
+    const r = await world.server.get(path, {
       method,
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -50,29 +31,13 @@ integrationSuite("web UI: egress", browserMissing, () => {
   const policy = () => api<PolicyView>("GET", "/api/v1/orgs/default/egress");
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-egress-"));
-    server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
-    browser = await launchBrowser();
-    admin = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, admin, PASSWORD);
     // A member of the default organization (reads only) and an organization they are not in.
     await api("POST", "/api/v1/users", { username: "mia", password: PASSWORD });
     await api("POST", "/api/v1/orgs/default/members", { user: "mia", role: "user" });
     await api("POST", "/api/v1/orgs", { slug: "other", name: "Other" });
   });
 
-  afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
-  });
-
-  const signedIn = async (user: string, path: string): Promise<Page> => {
-    const page = await openPage(browser, server, path, foreign);
-    await signIn(page, user, PASSWORD);
-    return page;
-  };
+  const { signedIn } = world;
 
   test("the owner sets the mode and default, adds, changes and removes rules", async () => {
     const page = await signedIn("admin", "/orgs/default/egress");
@@ -213,10 +178,10 @@ integrationSuite("web UI: egress", browserMissing, () => {
     expect(status).toBe(403);
     expect((await policy()).mode).toBe(before.mode);
 
-    await page.goto(`${server.url}/orgs/other/egress`);
+    await page.goto(`${world.server.url}/orgs/other/egress`);
     await page.getByRole("heading", { name: "Not found" }).waitFor();
     await checkPage(page, "egress-not-found");
     await page.context().close();
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   }, 120_000);
 });

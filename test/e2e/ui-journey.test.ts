@@ -9,27 +9,15 @@
  * another organization's pages answer the not-found page, and the session cookie never readable
  * by script.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
-import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
+import { builderImageMissing, writeBusyboxContext } from "../support/builder-image.ts";
 import { DEPOT, depotEnv, finished, waitFor } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const OWNER_PASSWORD = "the owner's long passphrase";
 const USER_PASSWORD = "the user's long passphrase";
@@ -43,57 +31,32 @@ const missing =
       : await builderImageMissing());
 
 integrationSuite("the web UI journey: from sign-in to a live build, as an owner and as a user", missing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  let admin: string;
-  const foreign: ForeignLog = [];
+  const world = uiWorld({
+    tmpPrefix: "slipway-ui-journey-",
+    adminPassword: "the administrator's passphrase",
+    builderImage: {},
+    serveOptions: { publicHost: "localhost" },
+    setUpTimeout: 20 * 60_000,
+  });
+  const { apiJson: api } = world;
   let projectId = "";
   let buildId = "";
 
-  const api = async (token: string, method: string, path: string, body?: unknown) => {
-    const r = await server.get(path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await r.text();
-    return {
-      status: r.status,
-      json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null,
-    };
-  };
-
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-journey-"));
-    const image = await ensureDockerdBuilderImage();
-    server = await serve(
-      slipwayBinary(),
-      join(work, "data"),
-      ["--set", `builders.dockerd_image=${image.ref}`, "--set", "volumes.encryption=none"],
-      {},
-      { publicHost: "localhost" },
-    );
-    admin = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    browser = await launchBrowser();
     // The owner: a person who owns the organization "acme" (not the administrator).
-    expect((await api(admin, "POST", "/api/v1/users", { username: "olivia", password: OWNER_PASSWORD })).status).toBe(
-      201,
-    );
-    expect((await api(admin, "POST", "/api/v1/orgs", { slug: "acme", name: "Acme", owner: "olivia" })).status).toBe(
-      201,
-    );
+    expect(
+      (await api(world.adminToken, "POST", "/api/v1/users", { username: "olivia", password: OWNER_PASSWORD })).status,
+    ).toBe(201);
+    expect(
+      (await api(world.adminToken, "POST", "/api/v1/orgs", { slug: "acme", name: "Acme", owner: "olivia" })).status,
+    ).toBe(201);
     // A member who is not an owner, and another organization neither belongs to.
-    expect((await api(admin, "POST", "/api/v1/users", { username: "uma", password: USER_PASSWORD })).status).toBe(201);
-    expect((await api(admin, "POST", "/api/v1/orgs/acme/members", { user: "uma", role: "user" })).status).toBe(201);
-    await setPassword(server, admin, "the administrator's passphrase");
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
+    expect(
+      (await api(world.adminToken, "POST", "/api/v1/users", { username: "uma", password: USER_PASSWORD })).status,
+    ).toBe(201);
+    expect(
+      (await api(world.adminToken, "POST", "/api/v1/orgs/acme/members", { user: "uma", role: "user" })).status,
+    ).toBe(201);
   });
 
   const projectTab = (page: Page, name: string) =>
@@ -101,7 +64,7 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
   const confirmIn = (page: Page, name: RegExp) => page.getByRole("dialog").getByRole("button", { name });
 
   test("an owner: project, token, a live build, its page, cache reset, an egress rule in the audit log, sign out", async () => {
-    const page = await openPage(browser, server, "/", foreign);
+    const page = await openPage(world.browser, world.server, "/", world.foreign);
     await signIn(page, "olivia", OWNER_PASSWORD);
     await page.waitForURL(/\/orgs\/acme\/projects$/);
 
@@ -111,7 +74,7 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
     await page.getByRole("button", { name: "Create project" }).click();
     await page.waitForURL(/\/projects\/prj_[a-z2-7]+$/);
     projectId = new URL(page.url()).pathname.split("/")[2]!;
-    const listed = await api(admin, "GET", "/api/v1/orgs/acme/projects");
+    const listed = await api(world.adminToken, "GET", "/api/v1/orgs/acme/projects");
     expect(listed.json.map((p: { id: string; name: string }) => [p.id, p.name])).toEqual([[projectId, "journey"]]);
 
     // A project token, created and copied.
@@ -126,7 +89,7 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
     // The builds tab, open while the depot CLI builds with that token.
     await projectTab(page, "Builds").click();
     await page.getByText(/no builds yet/i).waitFor();
-    const ctx = join(work, "ctx");
+    const ctx = join(world.work, "ctx");
     writeBusyboxContext(
       ctx,
       'RUN for i in 1 2 3 4 5 6; do echo "journey line $i"; sleep 1; done\nRUN echo done > /done.txt',
@@ -134,7 +97,7 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
     const build = Bun.spawn([DEPOT, "build", "--project", projectId, "--progress", "plain", ctx], {
       stdout: "pipe",
       stderr: "pipe",
-      env: depotEnv(server, join(work, "home"), token),
+      env: depotEnv(world.server, join(world.work, "home"), token),
     });
     // The build appears in the list and is seen running, then finished, with no reload.
     const row = page.getByRole("row").filter({ hasText: /bld_/ }).first();
@@ -152,7 +115,7 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
     await row.getByRole("link", { name: buildId }).click();
     await page.waitForURL(new RegExp(`/builds/${buildId}$`));
     await page.getByRole("status", { name: "Build status" }).getByText("finished").waitFor();
-    const steps = await api(admin, "GET", `/api/v1/builds/${buildId}/steps`);
+    const steps = await api(world.adminToken, "GET", `/api/v1/builds/${buildId}/steps`);
     const runStep = steps.json.find((s: { name: string }) => s.name.includes("journey line"));
     expect(runStep).toBeDefined();
     await page.getByRole("list", { name: "Steps" }).getByText(runStep.name).first().waitFor();
@@ -166,7 +129,7 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
     await confirmIn(page, /erase/i).click();
     await page.getByRole("dialog").waitFor({ state: "hidden" });
     const audited = async (action: string) => {
-      const body = (await api(admin, "GET", "/api/v1/orgs/acme/audit")).json;
+      const body = (await api(world.adminToken, "GET", "/api/v1/orgs/acme/audit")).json;
       const entries = (Array.isArray(body) ? body : (body.entries ?? body.items ?? [])) as { action: string }[];
       return entries.some((e) => e.action === action);
     };
@@ -183,7 +146,7 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
     await waitFor(
       "the rule in the policy",
       async () =>
-        JSON.stringify((await api(admin, "GET", "/api/v1/orgs/acme/egress")).json).includes(
+        JSON.stringify((await api(world.adminToken, "GET", "/api/v1/orgs/acme/egress")).json).includes(
           "registry.example.internal",
         ),
       10_000,
@@ -199,20 +162,20 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
 
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("button", { name: "Sign in" }).waitFor();
-    expect((await page.request.get(`${server.url}/api/v1/me`)).status()).toBe(401);
+    expect((await page.request.get(`${world.server.url}/api/v1/me`)).status()).toBe(401);
     await page.context().close();
   }, 240_000);
 
   test("a user who is not an owner: sees projects and builds, no owner action; by hand refused; other tenants not found", async () => {
     expect(projectId).not.toBe("");
-    const page = await openPage(browser, server, `/projects/${projectId}`, foreign);
+    const page = await openPage(world.browser, world.server, `/projects/${projectId}`, world.foreign);
     await signIn(page, "uma", USER_PASSWORD);
     // The project's builds are there to see.
     await page.getByRole("link", { name: buildId }).waitFor();
     expect(await page.evaluate("document.cookie")).toBe("");
 
     // No owner actions anywhere they would be.
-    await page.goto(`${server.url}/orgs/acme/projects`);
+    await page.goto(`${world.server.url}/orgs/acme/projects`);
     await page.getByRole("link", { name: "journey" }).waitFor();
     expect(await page.getByRole("button", { name: "New project" }).count()).toBe(0);
     for (const [tab, owner] of [
@@ -220,25 +183,25 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
       ["tokens", "Create token"],
       ["cache", "Reset cache"],
     ] as const) {
-      await page.goto(`${server.url}/projects/${projectId}/${tab}`);
+      await page.goto(`${world.server.url}/projects/${projectId}/${tab}`);
       await page.getByRole("heading", { level: 1 }).waitFor();
       await page.waitForLoadState("networkidle");
       expect(`${tab}: ${await page.getByRole("button", { name: owner }).count()}`).toBe(`${tab}: 0`);
     }
-    await page.goto(`${server.url}/orgs/acme/egress`);
+    await page.goto(`${world.server.url}/orgs/acme/egress`);
     await page.getByRole("heading", { level: 1 }).waitFor();
     await page.waitForLoadState("networkidle");
     expect(await page.getByRole("button", { name: "Add rule" }).count()).toBe(0);
 
     // An owner action sent by hand with this session: refused, nothing changed.
-    const del = await page.request.delete(`${server.url}/api/v1/projects/${projectId}`);
+    const del = await page.request.delete(`${world.server.url}/api/v1/projects/${projectId}`);
     expect([403, 404]).toContain(del.status());
-    const reset = await page.request.post(`${server.url}/api/v1/projects/${projectId}/cache/reset`, { data: {} });
+    const reset = await page.request.post(`${world.server.url}/api/v1/projects/${projectId}/cache/reset`, { data: {} });
     expect([403, 404]).toContain(reset.status());
-    expect((await api(admin, "GET", `/api/v1/projects/${projectId}`)).status).toBe(200);
+    expect((await api(world.adminToken, "GET", `/api/v1/projects/${projectId}`)).status).toBe(200);
 
     // Another organization's pages: the UI's not-found page, like a missing one.
-    const other = await api(admin, "POST", "/api/v1/orgs/default/projects", { name: "not-yours" });
+    const other = await api(world.adminToken, "POST", "/api/v1/orgs/default/projects", { name: "not-yours" });
     for (const path of [
       `/projects/${other.json.id}`,
       `/projects/${other.json.id}/settings`,
@@ -246,7 +209,7 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
       "/orgs/default/members",
       `/projects/prj_${"a".repeat(20)}`,
     ]) {
-      await page.goto(server.url + path);
+      await page.goto(world.server.url + path);
       await page.getByRole("heading", { name: "Not found" }).waitFor();
     }
     await checkPage(page, "journey-not-found");
@@ -254,6 +217,6 @@ integrationSuite("the web UI journey: from sign-in to a live build, as an owner 
   }, 120_000);
 
   test("no page asked for anything outside the appliance", () => {
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 });

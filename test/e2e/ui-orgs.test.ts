@@ -5,73 +5,28 @@
  * audit log's filters and pages (checked against the API), the settings (rename; quotas by the
  * administrator), the organization switcher, and another organization's pages as not found.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
+import { beforeAll, expect, test } from "bun:test";
 import type { AuditEntryView, MemberView, OrgView, QuotaReportView } from "../../src/orgs/models.ts";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { browserMissing, checkPage, json, uiWorld } from "../support/browser.ts";
 import { waitFor } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 
 integrationSuite("web UI: organization pages", browserMissing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  let adminToken: string;
-  const foreign: ForeignLog = [];
+  const world = uiWorld({ tmpPrefix: "slipway-ui-orgs-", adminPassword: PASSWORD });
 
-  const asAdmin = (method: string, path: string, body?: unknown) =>
-    server.get(path, {
-      method,
-      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  const json = async <T>(r: Response | Promise<Response>) => (await (await r).json()) as T;
+  const { asAdmin, byHand, signedIn } = world;
   const members = () => json<MemberView[]>(asAdmin("GET", "/api/v1/orgs/acme/members"));
   const roleOf = async (username: string) => (await members()).find((m) => m.username === username)?.role;
-  /** A request the page's own session sends by hand (same origin, as the UI would). */
-  const byHand = (page: Page, method: "POST" | "PATCH" | "PUT" | "DELETE", path: string, data?: unknown) =>
-    page.request.fetch(`${server.url}${path}`, { method, data, headers: { origin: server.url } });
-  const signedIn = async (username: string, path: string) => {
-    const page = await openPage(browser, server, path, foreign);
-    await signIn(page, username, PASSWORD);
-    return page;
-  };
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-orgs-"));
-    server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
-    browser = await launchBrowser();
-    adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, adminToken, PASSWORD);
     for (const username of ["olga", "uma", "victor"])
       expect((await asAdmin("POST", "/api/v1/users", { username, password: PASSWORD })).status).toBe(201);
     // acme: olga its only owner; other: the administrator's, olga and uma not in it.
     expect((await asAdmin("POST", "/api/v1/orgs", { slug: "acme", name: "Acme", owner: "olga" })).status).toBe(201);
     expect((await asAdmin("POST", "/api/v1/orgs", { slug: "other", name: "Other" })).status).toBe(201);
     expect((await asAdmin("POST", "/api/v1/orgs/acme/members", { user: "victor", role: "user" })).status).toBe(201);
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
   });
 
   test("members: add, change a role, the last owner kept with the API's message, remove", async () => {
@@ -142,10 +97,10 @@ integrationSuite("web UI: organization pages", browserMissing, () => {
     expect(await roleOf("victor")).toBe("user");
 
     // The audit log is the owners'; the settings read-only.
-    await page.goto(`${server.url}/orgs/acme/audit`);
+    await page.goto(`${world.server.url}/orgs/acme/audit`);
     await page.getByText("Only the organization's owners read its audit log.").waitFor();
     await checkPage(page, "org-audit-user");
-    await page.goto(`${server.url}/orgs/acme/settings`);
+    await page.goto(`${world.server.url}/orgs/acme/settings`);
     await page.locator('tr[data-quota="max_projects"]').waitFor();
     expect(await page.getByRole("button", { name: "Save settings" }).count()).toBe(0);
     expect(await page.getByRole("button", { name: "Save quotas" }).count()).toBe(0);
@@ -153,7 +108,7 @@ integrationSuite("web UI: organization pages", browserMissing, () => {
 
     // Another organization's pages are not found, exactly like a missing one.
     for (const path of ["/orgs/other/members", "/orgs/no-such-org/members", "/orgs/other/audit"]) {
-      await page.goto(`${server.url}${path}`);
+      await page.goto(`${world.server.url}${path}`);
       await page.getByRole("heading", { name: "Not found" }).waitFor();
     }
     await checkPage(page, "org-other-not-found");
@@ -280,6 +235,6 @@ integrationSuite("web UI: organization pages", browserMissing, () => {
   }, 120_000);
 
   test("no page asked for anything outside the appliance", () => {
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 });

@@ -8,25 +8,13 @@
  * member who is not an owner sees (and the API refusing them), and another organization's
  * project as the not-found page.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Browser, Page } from "playwright-core";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import type { Page } from "playwright-core";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
 import { DEPOT, finished } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 
@@ -37,29 +25,17 @@ type Project = { id: string; name: string; org_id: string; cache_size_gb: number
 type Listed = Project & { recent_builds?: { id: string; status: string; created_at: string }[] };
 
 integrationSuite("web UI: projects", browserMissing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  let admin: string;
-  const foreign: ForeignLog = [];
+  const world = uiWorld({ tmpPrefix: "slipway-ui-projects-", adminPassword: PASSWORD });
 
   /** A JSON call to the API as `token` (the administrator by default); the status and the body. */
   async function call<T = Record<string, unknown>>(
     method: string,
     path: string,
     body?: unknown,
-    token = admin,
+    token = world.adminToken,
   ): Promise<{ status: number; body: T }> {
-    const r = await server.get(path, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await r.text();
-    return { status: r.status, body: (text ? JSON.parse(text) : null) as T };
+    const r = await world.apiJson(token, method, path, body);
+    return { status: r.status, body: r.json as T };
   }
   const newProject = async (name: string, org = "default") => {
     const r = await call<Project>("POST", `/api/v1/orgs/${org}/projects`, { name });
@@ -70,29 +46,17 @@ integrationSuite("web UI: projects", browserMissing, () => {
   const listed = async () => (await call<Listed[]>("GET", "/api/v1/orgs/default/projects")).body;
 
   async function signedIn(username: string, path: string): Promise<Page> {
-    const page = await openPage(browser, server, "/login", foreign);
+    const page = await openPage(world.browser, world.server, "/login", world.foreign);
     await signIn(page, username, PASSWORD);
-    await page.goto(server.url + path);
+    await page.goto(world.server.url + path);
     return page;
   }
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-projects-"));
-    server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
-    browser = await launchBrowser();
-    admin = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, admin, PASSWORD);
     // bob: a member of the default organization who is not an owner; "other": an organization he is not in.
     expect((await call("POST", "/api/v1/users", { username: "bob", password: PASSWORD })).status).toBe(201);
     expect((await call("POST", "/api/v1/orgs/default/members", { user: "bob", role: "user" })).status).toBe(201);
     expect((await call("POST", "/api/v1/orgs", { slug: "other", name: "Other" })).status).toBe(201);
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
   });
 
   test("an owner creates a project; a bad name is answered with the API's message and creates nothing", async () => {
@@ -133,7 +97,7 @@ integrationSuite("web UI: projects", browserMissing, () => {
     };
     const outcomes = [{ success: {} }, { error: { error: "exit code 2" } }, null];
     for (const result of outcomes) {
-      const b = await rpc(admin, "CreateBuild", { projectId: p.id });
+      const b = await rpc(world.adminToken, "CreateBuild", { projectId: p.id });
       if (result) await rpc(b.buildToken!, "FinishBuild", { buildId: b.buildId, ...result });
     }
     const recent = (await listed()).find((x) => x.id === p.id)!.recent_builds!;
@@ -236,21 +200,21 @@ integrationSuite("web UI: projects", browserMissing, () => {
     await page.getByRole("button", { name: "Copy depot CLI snippet" }).click();
     await page.getByRole("button", { name: "Copied" }).waitFor();
     const snippet = (await page.evaluate("navigator.clipboard.readText()")) as string;
-    expect(snippet).toContain(`DEPOT_API_URL=${server.url} `);
+    expect(snippet).toContain(`DEPOT_API_URL=${world.server.url} `);
     expect(snippet).toContain(`--project ${p.id} `);
     for (const copy of ["Copy GitHub Actions workflow", "Copy slipway build snippet"]) {
       await page.getByRole("button", { name: copy }).click();
       const text = (await page.evaluate("navigator.clipboard.readText()")) as string;
       expect(text).toContain(p.id);
-      expect(text).toContain(server.url);
+      expect(text).toContain(world.server.url);
     }
     await checkPage(page, "project-setup");
     await page.context().close();
 
     // Run as a person would: ca.pem beside it, their project token pasted in. The build line
     // needs a builder; `depot projects list` proves the address, the CA and the token.
-    const dir = mkdtempSync(join(work, "snippet-"));
-    copyFileSync(join(server.dataDir, "ca.pem"), join(dir, "ca.pem"));
+    const dir = mkdtempSync(join(world.work, "snippet-"));
+    copyFileSync(join(world.server.dataDir, "ca.pem"), join(dir, "ca.pem"));
     const script = snippet
       .replace("slw_p_…", token.body.token)
       .split("\n")
@@ -293,7 +257,7 @@ integrationSuite("web UI: projects", browserMissing, () => {
     expect(await page.getByRole("button", { name: "New project" }).count()).toBe(0);
     await checkPage(page, "projects-list-member");
 
-    await page.goto(`${server.url}/projects/${p.id}/settings`);
+    await page.goto(`${world.server.url}/projects/${p.id}/settings`);
     await page.getByText("Builder CPUs").waitFor();
     expect(await page.locator("dd").allTextContents()).toContain(String(p.builder_cpus));
     for (const name of ["Save settings", "Delete project"])
@@ -302,19 +266,19 @@ integrationSuite("web UI: projects", browserMissing, () => {
     await checkPage(page, "project-settings-member");
 
     // By hand, with bob's session (from this server's origin, so only the policy can refuse it).
-    const patched = await page.request.patch(`${server.url}/api/v1/projects/${p.id}`, {
-      headers: { origin: server.url, "content-type": "application/json" },
+    const patched = await page.request.patch(`${world.server.url}/api/v1/projects/${p.id}`, {
+      headers: { origin: world.server.url, "content-type": "application/json" },
       data: { name: "taken-over" },
     });
     expect(patched.status()).toBe(403);
-    const gone = await page.request.delete(`${server.url}/api/v1/projects/${p.id}`, {
-      headers: { origin: server.url },
+    const gone = await page.request.delete(`${world.server.url}/api/v1/projects/${p.id}`, {
+      headers: { origin: world.server.url },
     });
     expect(gone.status()).toBe(403);
     expect((await project(p.id)).body.name).toBe("ui-members");
 
     // The set-up page is for every member.
-    await page.goto(`${server.url}/projects/${p.id}/setup`);
+    await page.goto(`${world.server.url}/projects/${p.id}/setup`);
     await page.getByRole("button", { name: "Copy depot CLI snippet" }).waitFor();
     await page.context().close();
   }, 60_000);
@@ -326,7 +290,7 @@ integrationSuite("web UI: projects", browserMissing, () => {
     expect(await page.getByText("theirs").count()).toBe(0);
     await checkPage(page, "project-settings-foreign");
     for (const path of [`/projects/${theirs.id}/setup`, "/orgs/other/projects"]) {
-      await page.goto(server.url + path);
+      await page.goto(world.server.url + path);
       await page.getByRole("heading", { name: "Not found" }).waitFor();
       expect(await page.getByRole("button", { name: "New project" }).count()).toBe(0);
     }
@@ -334,6 +298,6 @@ integrationSuite("web UI: projects", browserMissing, () => {
   }, 60_000);
 
   test("no page asked for anything outside the appliance", () => {
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 });

@@ -8,47 +8,19 @@
  * them anyway; another organization's project is the not-found page.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import type { Page } from "playwright-core";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 
 integrationSuite("web UI: tokens and trust", browserMissing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  let adminToken: string;
-  const foreign: ForeignLog = [];
+  const world = uiWorld({ tmpPrefix: "slipway-ui-tokens-", adminPassword: PASSWORD });
   const ids: Record<string, string> = {};
 
   /** The API as `token` (default: the administrator). */
-  const call = async (method: string, path: string, body?: unknown, token = adminToken) => {
-    const r = await server.get(path, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await r.text();
-    return { status: r.status, json: text ? JSON.parse(text) : null };
-  };
+  const call = (method: string, path: string, body?: unknown, token = world.adminToken) =>
+    world.apiJson(token, method, path, body);
   const ok = async (method: string, path: string, body?: unknown) => {
     const r = await call(method, path, body);
     expect(`${method} ${path}: ${r.status}`).toMatch(/: 20[01]$/);
@@ -56,11 +28,6 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
   };
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-tokens-"));
-    server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
-    browser = await launchBrowser();
-    adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, adminToken, PASSWORD);
     // acme: olga owns it, ursula is a member; "other" belongs to someone else entirely.
     await ok("POST", "/api/v1/users", { username: "olga", password: PASSWORD });
     await ok("POST", "/api/v1/users", { username: "ursula", password: PASSWORD });
@@ -73,15 +40,11 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
   }, 120_000);
 
   afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 
   const signedIn = async (username: string, path: string): Promise<Page> => {
-    const page = await openPage(browser, server, `/login?next=${encodeURIComponent(path)}`, foreign);
+    const page = await openPage(world.browser, world.server, `/login?next=${encodeURIComponent(path)}`, world.foreign);
     await signIn(page, username, PASSWORD);
     await page.waitForURL((u) => u.pathname === path);
     return page;
@@ -169,7 +132,7 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
     await revoke(page, "automation");
     expect((await call("GET", "/api/v1/orgs/acme/projects", undefined, orgSecret)).status).toBe(401);
 
-    await page.goto(`${server.url}/account/tokens`);
+    await page.goto(`${world.server.url}/account/tokens`);
     await page.getByRole("heading", { name: "User tokens" }).waitFor();
     await checkPage(page, "user-tokens");
     const userSecret = await createToken(page, "laptop");
@@ -280,19 +243,18 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
     expect(await page.getByRole("button", { name: "Create token" }).count()).toBe(0);
     await checkPage(page, "project-tokens-member");
 
-    await page.goto(`${server.url}/projects/${ids.web}/trust`);
+    await page.goto(`${world.server.url}/projects/${ids.web}/trust`);
     await page.getByRole("cell", { name: /project_path = acme\/app/ }).waitFor();
     expect(await page.getByRole("button", { name: "Add trust relationship" }).count()).toBe(0);
     expect(await page.getByRole("button", { name: /^Remove trust/ }).count()).toBe(0);
     await checkPage(page, "trust-member");
 
-    await page.goto(`${server.url}/orgs/acme/tokens`);
+    await page.goto(`${world.server.url}/orgs/acme/tokens`);
     await page.getByText("Only owners of Acme see and manage its tokens.").waitFor();
     expect(await page.getByRole("button", { name: "Create token" }).count()).toBe(0);
 
     // Sent by hand with this session (and this server's Origin): the role decides, 403.
-    const byHand = async (path: string, data: unknown) =>
-      (await page.request.post(`${server.url}${path}`, { data, headers: { origin: server.url } })).status();
+    const byHand = async (path: string, data: unknown) => (await world.byHand(page, "POST", path, data)).status();
     expect(await byHand("/api/v1/tokens", { kind: "project", name: "x", project: ids.web })).toBe(403);
     expect(await byHand("/api/v1/tokens", { kind: "org", name: "x", org: "acme" })).toBe(403);
     expect(
@@ -307,12 +269,12 @@ integrationSuite("web UI: tokens and trust", browserMissing, () => {
   test("another organization's project tokens and trust pages are the not-found page", async () => {
     const page = await signedIn("olga", "/orgs/acme/tokens");
     for (const tab of ["tokens", "trust"]) {
-      await page.goto(`${server.url}/projects/${ids.secret}/${tab}`);
+      await page.goto(`${world.server.url}/projects/${ids.secret}/${tab}`);
       await page.getByRole("heading", { name: "Not found" }).waitFor();
       expect(await page.locator("body").textContent()).not.toContain("secret");
     }
     await checkPage(page, "project-tokens-foreign");
-    await page.goto(`${server.url}/orgs/other/tokens`);
+    await page.goto(`${world.server.url}/orgs/other/tokens`);
     await page.getByRole("heading", { name: "Not found" }).waitFor();
     await page.context().close();
   }, 60_000);

@@ -5,50 +5,17 @@
  * strict CSP, the not-found page, the API docs, and no request to anything but the appliance.
  * Each area's pages have their own suite (ui-*.test.ts).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser } from "playwright-core";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { expect, test } from "bun:test";
+import { browserMissing, checkPage, openPage, signIn, uiWorld } from "../support/browser.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve, type Served } from "../support/serve.ts";
 
 const PASSWORD = "a long enough passphrase";
 
 integrationSuite("web UI in a real browser", browserMissing, () => {
-  let work: string;
-  let server: Served;
-  let browser: Browser;
-  const foreign: ForeignLog = [];
-
-  beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), "slipway-ui-"));
-    server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
-    browser = await launchBrowser();
-    const adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-    await setPassword(server, adminToken, PASSWORD);
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    if (server?.proc.exitCode === null) await server.stop();
-    await removeBuildersOfServed();
-    rmSync(work, { recursive: true, force: true });
-  });
+  const world = uiWorld({ tmpPrefix: "slipway-ui-", adminPassword: PASSWORD });
 
   test("sign in, the cookie hidden from script, the CSP strict, sign out", async () => {
-    const page = await openPage(browser, server, "/login", foreign);
+    const page = await openPage(world.browser, world.server, "/login", world.foreign);
     await page.getByRole("heading", { name: "Sign in to Slipway" }).waitFor();
     await checkPage(page, "login");
 
@@ -68,7 +35,9 @@ integrationSuite("web UI in a real browser", browserMissing, () => {
     expect(cookies.every((c) => c.httpOnly && c.secure && c.sameSite === "Strict")).toBe(true);
     expect(await page.evaluate("document.cookie")).toBe("");
 
-    const res = await page.request.get(`${server.url}/orgs/default/projects`, { headers: { accept: "text/html" } });
+    const res = await page.request.get(`${world.server.url}/orgs/default/projects`, {
+      headers: { accept: "text/html" },
+    });
     const csp = res.headers()["content-security-policy"] ?? "";
     expect(csp).toContain("script-src 'self'");
     expect(csp).toContain("style-src 'self'");
@@ -85,24 +54,24 @@ integrationSuite("web UI in a real browser", browserMissing, () => {
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("button", { name: "Sign in" }).waitFor();
     // The session is gone on the server too: the API refuses the old cookie.
-    expect((await page.request.get(`${server.url}/api/v1/me`)).status()).toBe(401);
+    expect((await page.request.get(`${world.server.url}/api/v1/me`)).status()).toBe(401);
     await page.context().close();
   }, 60_000);
 
   test("an unknown address is the UI's not-found page, the API's stays problem+json", async () => {
-    const page = await openPage(browser, server, "/login", foreign);
+    const page = await openPage(world.browser, world.server, "/login", world.foreign);
     await signIn(page, "admin", PASSWORD);
-    await page.goto(`${server.url}/no/such/page`);
+    await page.goto(`${world.server.url}/no/such/page`);
     await page.getByRole("heading", { name: "Not found" }).waitFor();
     await checkPage(page, "not-found");
-    const api = await server.get("/api/v1/no-such-thing", { headers: { accept: "text/html" } });
+    const api = await world.server.get("/api/v1/no-such-thing", { headers: { accept: "text/html" } });
     expect(api.status).toBe(404);
     expect(api.headers.get("content-type")).toContain("application/problem+json");
     await page.context().close();
   }, 60_000);
 
   test("the API docs render every documented operation, offline", async () => {
-    const page = await openPage(browser, server, "/api/v1/docs", foreign);
+    const page = await openPage(world.browser, world.server, "/api/v1/docs", world.foreign);
     await page.locator(".opblock").first().waitFor({ timeout: 15_000 });
     const rendered = await page
       .locator(".opblock")
@@ -112,7 +81,7 @@ integrationSuite("web UI in a real browser", browserMissing, () => {
             `${e.querySelector(".opblock-summary-method")?.textContent} ${e.querySelector(".opblock-summary-path")?.textContent}`,
         ),
       );
-    const spec = (await (await server.get("/api/v1/openapi.json")).json()) as {
+    const spec = (await (await world.server.get("/api/v1/openapi.json")).json()) as {
       paths: Record<string, Record<string, unknown>>;
     };
     const operations = Object.entries(spec.paths).flatMap(([path, ops]) =>
@@ -126,6 +95,6 @@ integrationSuite("web UI in a real browser", browserMissing, () => {
   });
 
   test("no page asked for anything outside the appliance", () => {
-    expect(foreign).toEqual([]);
+    expect(world.foreign).toEqual([]);
   });
 });

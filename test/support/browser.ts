@@ -3,13 +3,18 @@
  * The web UI in a real browser for tests: Debian's Chromium driven by playwright-core, pages
  * that record any request leaving the appliance, signing in through the UI, axe-core checks
  * (from node_modules, injected over the debugging protocol so the page's CSP still holds), and
- * screenshots at desktop and phone width kept under `artifacts/ui/`.
+ * screenshots at desktop and phone width kept under `artifacts/ui/`; and `uiWorld`, the appliance,
+ * browser and administrator every browser suite starts from.
  */
-import { expect } from "bun:test";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { afterAll, beforeAll, expect } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
-import type { Served } from "./serve.ts";
+import { chromium, type APIResponse, type Browser, type Page } from "playwright-core";
+import { slipwayBinary } from "./binary.ts";
+import { removeBuildersOfServed } from "./builder-cleanup.ts";
+import { ensureDockerdBuilderImage } from "./builder-image.ts";
+import { serve, type ServeOptions, type Served } from "./serve.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 /** null when the browser is here; else why the suite cannot run. */
@@ -117,3 +122,126 @@ export async function checkPage(page: Page, name: string): Promise<void> {
   expect(await seriousA11yViolations(page)).toEqual([]);
   await screenshots(page, name);
 }
+
+/** The administrator's password a `uiWorld` sets unless told another. */
+export const UI_ADMIN_PASSWORD = "a long enough passphrase";
+
+export interface UiWorldOptions {
+  /** The temporary directory's name prefix (default `slipway-ui-`). */
+  tmpPrefix?: string;
+  /** serve's arguments after `--set volumes.encryption=none` (and the builder image, if asked for). */
+  serveArgs?: string[];
+  /** serve's options (`publicHost` for the depot CLI, `listenHost` for builders reaching its registry). */
+  serveOptions?: ServeOptions;
+  /** Start builders from the locally made dockerd builder image (of this suite); serve is told its ref. */
+  builderImage?: Parameters<typeof ensureDockerdBuilderImage>[0];
+  /** The administrator's password (default UI_ADMIN_PASSWORD). */
+  adminPassword?: string;
+  /** beforeAll's timeout (making a builder image can take minutes). */
+  setUpTimeout?: number;
+}
+
+/** An API answer: its status and its body parsed when it is JSON (else null). */
+export type ApiAnswer = { status: number; json: any };
+
+/**
+ * The appliance (the compiled binary, served from a temporary directory), one browser and the
+ * administrator with a password, started in beforeAll and stopped in afterAll (browser closed,
+ * serve stopped, its builders removed, the directory deleted), both registered here: call it
+ * in the suite's body, before the suite's own beforeAll. Its members are read when tests run.
+ */
+export function uiWorld(opts: UiWorldOptions = {}) {
+  let work: string | undefined;
+  let server: Served | undefined;
+  let browser: Browser | undefined;
+  let adminToken: string | undefined;
+  const foreign: ForeignLog = [];
+  const adminPassword = opts.adminPassword ?? UI_ADMIN_PASSWORD;
+  const started = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`uiWorld: ${what} is not started yet (read it in a hook or test)`);
+    return value;
+  };
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), opts.tmpPrefix ?? "slipway-ui-"));
+    const image = opts.builderImage
+      ? ["--set", `builders.dockerd_image=${(await ensureDockerdBuilderImage(opts.builderImage)).ref}`]
+      : [];
+    server = await serve(
+      slipwayBinary(),
+      join(work, "data"),
+      ["--set", "volumes.encryption=none", ...image, ...(opts.serveArgs ?? [])],
+      {},
+      opts.serveOptions ?? {},
+    );
+    browser = await launchBrowser();
+    adminToken = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
+    await setPassword(server, adminToken, adminPassword);
+  }, opts.setUpTimeout);
+
+  afterAll(async () => {
+    await browser?.close();
+    if (server?.proc.exitCode === null) await server.stop();
+    await removeBuildersOfServed();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  const world = {
+    get server(): Served {
+      return started(server, "serve");
+    },
+    get browser(): Browser {
+      return started(browser, "the browser");
+    },
+    get adminToken(): string {
+      return started(adminToken, "the administrator");
+    },
+    /** The temporary directory (serve's data is in `data/` under it). */
+    get work(): string {
+      return started(work, "the temporary directory");
+    },
+    /** Every request any page of this world made outside the appliance (must stay empty). */
+    foreign,
+    adminPassword,
+    /** The API with the administrator's bearer token (a JSON body when one is given). */
+    asAdmin(method: string, path: string, body?: unknown): Promise<Response> {
+      return world.server.get(path, {
+        method,
+        headers: { authorization: `Bearer ${world.adminToken}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    },
+    /** The API with `token`: the status and the parsed body (null when it is not JSON). */
+    async apiJson(token: string, method: string, path: string, body?: unknown): Promise<ApiAnswer> {
+      const r = await world.server.get(path, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const text = await r.text();
+      return {
+        status: r.status,
+        json: text && r.headers.get("content-type")?.includes("json") ? JSON.parse(text) : null,
+      };
+    },
+    /** A request the page's own session sends by hand (same origin, as the UI would). */
+    byHand(
+      page: Page,
+      method: "POST" | "PATCH" | "PUT" | "DELETE",
+      path: string,
+      data?: unknown,
+    ): Promise<APIResponse> {
+      return page.request.fetch(`${world.server.url}${path}`, { method, data, headers: { origin: world.server.url } });
+    },
+    /** A new browser context at `path`, signed in there as `username`. */
+    async signedIn(username: string, path: string, password = adminPassword): Promise<Page> {
+      const page = await openPage(world.browser, world.server, path, foreign);
+      await signIn(page, username, password);
+      return page;
+    },
+  };
+  return world;
+}
+
+/** A response's body, parsed as JSON. */
+export const json = async <T>(r: Response | Promise<Response>): Promise<T> => (await (await r).json()) as T;
