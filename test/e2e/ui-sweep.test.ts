@@ -9,24 +9,10 @@
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { slipwayBinary } from "../support/binary.ts";
-import {
-  browserMissing,
-  checkPage,
-  type ForeignLog,
-  launchBrowser,
-  openPage,
-  setPassword,
-  signIn,
-} from "../support/browser.ts";
-import { removeBuildersOfServed } from "../support/builder-cleanup.ts";
+import { browserMissing, checkPage, uiWorld } from "../support/browser.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { serve } from "../support/serve.ts";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 
 const PAGES = join(import.meta.dir, "..", "..", "web", "src", "pages");
-const PASSWORD = "a long enough passphrase";
 
 /** Every `path: "..."` the UI's route files register. */
 function registeredPaths(): string[] {
@@ -39,69 +25,52 @@ function registeredPaths(): string[] {
 }
 
 integrationSuite("web UI: every registered page, accessible and at phone width", browserMissing, () => {
+  const w = uiWorld({ tmpPrefix: "slipway-ui-sweep-" });
+
   test("each page renders itself, passes axe, fits 360 px, and is named for the keyboard", async () => {
     const paths = registeredPaths();
     expect(paths.length).toBeGreaterThan(20);
-    const work = mkdtempSync(join(tmpdir(), "slipway-ui-sweep-"));
-    const server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
-    const browser = await launchBrowser();
-    const foreign: ForeignLog = [];
-    try {
-      const admin = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
-      await setPassword(server, admin, PASSWORD);
-      const call = async (path: string, body: unknown) =>
-        (await (
-          await server.get(path, {
-            method: "POST",
-            headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
-            body: JSON.stringify(body),
-          })
-        ).json()) as Record<string, string>;
-      const project = (await call("/api/v1/orgs/default/projects", { name: "sweep" })).id!;
-      const build = (await call("/depot.cli.v1.BuildService/CreateBuild", { projectId: project })).buildId!;
-      const concrete = (p: string) =>
-        p.replace(":org", "default").replace(":id", p.startsWith("/builds/") ? build : project);
+    const project = (await w.apiJson(w.adminToken, "POST", "/api/v1/orgs/default/projects", { name: "sweep" })).json
+      .id as string;
+    const build = (
+      await w.apiJson(w.adminToken, "POST", "/depot.cli.v1.BuildService/CreateBuild", { projectId: project })
+    ).json.buildId as string;
+    const concrete = (p: string) =>
+      p.replace(":org", "default").replace(":id", p.startsWith("/builds/") ? build : project);
 
-      const page = await openPage(browser, server, "/login", foreign);
-      await signIn(page, "admin", PASSWORD);
-      const unnamed: string[] = [];
-      for (const path of paths) {
-        const address = concrete(path);
-        await page.goto(server.url + address);
-        const heading = page.getByRole("heading", { level: 1 });
-        await heading.first().waitFor();
-        await page.waitForLoadState("networkidle");
-        const title = (await heading.first().textContent()) ?? "";
-        expect(`${address}: ${title}`).not.toMatch(/: (Not found|Not allowed|Something went wrong|Signed out)$/);
-        expect(
-          await page
-            .getByRole("status")
-            .filter({ hasText: /^Loading…$/ })
-            .count(),
-        ).toBe(0);
-        await checkPage(page, `page${path.replace(/[/:]+/g, "-")}`);
-        // Keyboard: the first Tab lands on the skip link; every focusable control says what it does.
-        await page.locator("body").focus();
-        await page.keyboard.press("Tab");
-        expect(await page.evaluate("document.activeElement && document.activeElement.textContent")).toBe(
-          "Skip to content",
-        );
-        const nameless = (await page.evaluate(`[...document.querySelectorAll(
-          'a[href], button, input:not([type=hidden]), select, textarea, [tabindex]:not([tabindex="-1"])'
-        )].filter((el) => {
-          const labelled = (el.labels && el.labels.length) || el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") || el.getAttribute("title");
-          return !labelled && !(el.textContent || "").trim() && !(el.value && el.type === "submit");
-        }).map((el) => el.outerHTML.slice(0, 120))`)) as string[];
-        for (const n of nameless) unnamed.push(`${address}: ${n}`);
-      }
-      expect(unnamed).toEqual([]);
-      expect(foreign).toEqual([]);
-      await page.context().close();
-    } finally {
-      await browser.close();
-      await server.stop();
-      await removeBuildersOfServed();
-      rmSync(work, { recursive: true, force: true });
+    const page = await w.signedIn("admin", "/login");
+    const unnamed: string[] = [];
+    for (const path of paths) {
+      const address = concrete(path);
+      await page.goto(w.server.url + address);
+      const heading = page.getByRole("heading", { level: 1 });
+      await heading.first().waitFor();
+      await page.waitForLoadState("networkidle");
+      const title = (await heading.first().textContent()) ?? "";
+      expect(`${address}: ${title}`).not.toMatch(/: (Not found|Not allowed|Something went wrong|Signed out)$/);
+      expect(
+        await page
+          .getByRole("status")
+          .filter({ hasText: /^Loading…$/ })
+          .count(),
+      ).toBe(0);
+      await checkPage(page, `page${path.replace(/[/:]+/g, "-")}`);
+      // Keyboard: the first Tab lands on the skip link; every focusable control says what it does.
+      await page.locator("body").focus();
+      await page.keyboard.press("Tab");
+      expect(await page.evaluate("document.activeElement && document.activeElement.textContent")).toBe(
+        "Skip to content",
+      );
+      const nameless = (await page.evaluate(`[...document.querySelectorAll(
+        'a[href], button, input:not([type=hidden]), select, textarea, [tabindex]:not([tabindex="-1"])'
+      )].filter((el) => {
+        const labelled = (el.labels && el.labels.length) || el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") || el.getAttribute("title");
+        return !labelled && !(el.textContent || "").trim() && !(el.value && el.type === "submit");
+      }).map((el) => el.outerHTML.slice(0, 120))`)) as string[];
+      for (const n of nameless) unnamed.push(`${address}: ${n}`);
     }
+    expect(unnamed).toEqual([]);
+    expect(w.foreign).toEqual([]);
+    await page.context().close();
   }, 300_000);
 });
