@@ -249,8 +249,13 @@ describe("compiled binary", () => {
   test("the web UI is embedded", async () => {
     const r = await server.get("/");
     expect(r.status).toBe(200);
-    expect(await r.text()).toContain("<h1>Slipway</h1>");
-    expect((await server.get("/ui/app.js")).status).toBe(200);
+    expect(await r.text()).toContain('<script type="module" src="/ui/app.js"></script>');
+    // The bundle built into the binary: the sign-in page's own words, minified JavaScript.
+    const js = await server.get("/ui/app.js");
+    expect(js.status).toBe(200);
+    expect(js.headers.get("content-type")).toContain("text/javascript");
+    expect(await js.text()).toContain("Sign in to Slipway");
+    expect((await server.get("/ui/app.css")).status).toBe(200);
   });
 
   test("metrics: Prometheus text for loopback callers, counting requests", async () => {
