@@ -251,6 +251,12 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
     expect((await cells(ids.waiting))[2]).toBe("other-app");
     expect(await page.locator(`tr[data-build="${ids.hiddenBuild}"]`).count()).toBe(0);
     expect(await page.getByRole("link", { name: ids.pushed }).getAttribute("href")).toBe(`/builds/${ids.pushed}`);
+    // The organization's charts: builds per day from the organization's figures (every project's).
+    const perDay = page.getByRole("figure", { name: "Builds per day, last 30 days" });
+    await perDay.waitFor();
+    const stats = await ok(world.adminToken, "/api/v1/orgs/default/builds/stats?days=30&last=50");
+    const finished = stats.per_day.reduce((n: number, d: Json) => n + d.finished, 0);
+    expect(await perDay.getByRole("img").getAttribute("aria-label")).toContain(`${finished} finished`);
     await checkPage(page, "org-builds");
     await page.context().close();
   }, 60_000);

@@ -1,7 +1,7 @@
 /**
  * @module web/pages/builds/pages
- * The organization's builds (every project the caller may see) and a project's builds tab
- * (its list and its charts).
+ * The organization's builds (every project the caller may see) and a project's builds tab,
+ * each with its list and its charts.
  */
 import type { ProjectView } from "../../../../src/projects/models.ts";
 import { seg } from "../../api.ts";
@@ -22,10 +22,13 @@ export function OrgBuildsPage(props: { org: string }) {
 function OrgBuilds(props: { org: string }) {
   const projects = useApi<ProjectView[]>(`/api/v1/orgs/${seg(props.org)}/projects`);
   return (
-    <section aria-labelledby="builds-title">
-      <h2 id="builds-title">All builds</h2>
-      <BuildsList api={listApi.org(props.org)} projects={projects.data ?? []} />
-    </section>
+    <>
+      <section aria-labelledby="builds-title">
+        <h2 id="builds-title">All builds</h2>
+        <BuildsList api={listApi.org(props.org)} projects={projects.data ?? []} />
+      </section>
+      <BuildCharts api={listApi.org(props.org)} />
+    </>
   );
 }
 
