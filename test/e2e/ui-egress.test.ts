@@ -63,17 +63,17 @@ integrationSuite("web UI: egress", browserMissing, () => {
     await form.getByRole("button", { name: "Add rule" }).click();
     await page.getByRole("cell", { name: "registry.example.com", exact: true }).waitFor();
     await form.getByRole("combobox", { name: "Action" }).selectOption("deny");
-    await form.getByRole("textbox", { name: "Target" }).fill("169.254.169.254");
+    await form.getByRole("textbox", { name: "Target" }).fill("203.0.113.9");
     await form.getByRole("button", { name: "Add rule" }).click();
-    await page.getByRole("cell", { name: "169.254.169.254/32", exact: true }).waitFor();
+    await page.getByRole("cell", { name: "203.0.113.9/32", exact: true }).waitFor();
     let rules = (await policy()).rules;
     expect(rules.map((r) => [r.action, r.target, r.ports, r.comment])).toEqual([
       ["allow", "registry.example.com", "443", "images"],
-      ["deny", "169.254.169.254/32", null, ""],
+      ["deny", "203.0.113.9/32", null, ""],
     ]);
     // Deny wins whatever the order, so the page lists deny rules first.
     const targets = await page.locator("table").first().locator("tbody td.mono").allTextContents();
-    expect(targets).toEqual(["169.254.169.254/32", "registry.example.com"]);
+    expect(targets).toEqual(["203.0.113.9/32", "registry.example.com"]);
     await checkPage(page, "egress-rules");
 
     // Change a rule in place.
@@ -87,11 +87,11 @@ integrationSuite("web UI: egress", browserMissing, () => {
     expect(rules.find((r) => r.id === rules[0]!.id)).toMatchObject({ target: "*.example.com", ports: "80,443" });
 
     // Remove one, confirming.
-    await page.getByRole("button", { name: "Remove 169.254.169.254/32" }).click();
+    await page.getByRole("button", { name: "Remove 203.0.113.9/32" }).click();
     await page.getByRole("dialog").getByRole("button", { name: "Remove rule" }).click();
     await waitFor("rule removed", async () => (await policy()).rules.length === 1, 30_000);
     expect((await policy()).rules.map((r) => r.target)).toEqual(["*.example.com"]);
-    await page.getByRole("cell", { name: "169.254.169.254/32", exact: true }).waitFor({ state: "detached" });
+    await page.getByRole("cell", { name: "203.0.113.9/32", exact: true }).waitFor({ state: "detached" });
     await page.context().close();
   }, 120_000);
 
