@@ -1,0 +1,94 @@
+/**
+ * @module test/system/packages
+ * The .debs the system test installs: this checkout's (from `bun run package`, i.e.
+ * scripts/package.ts, for amd64 and arm64) and the previous release's. The previous release is
+ * commit PREVIOUS_COMMIT (package.json 0.1.0, from before the packaging existed): its tree is
+ * taken with `git archive`, compiled with this checkout's node_modules linked in, and packaged by
+ * minimal-deb.ts with that tree's own unit (its binary does not speak sd_notify, so the new
+ * Type=notify unit would not fit it). The old binary is cached under CACHE_DIR by commit.
+ */
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CACHE_DIR } from "../support/builder-image.ts";
+import { buildMinimalDeb } from "./minimal-deb.ts";
+
+export const ROOT = join(import.meta.dir, "..", "..");
+export const PREVIOUS_COMMIT = "769acde";
+export const PREVIOUS_VERSION = "0.1.0";
+
+export const currentVersion = (): string =>
+  (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+function run(argv: string[], cwd: string): void {
+  const r = Bun.spawnSync(argv, { cwd, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${argv.join(" ")} (in ${cwd}) exited ${r.exitCode}:\n${r.stderr}${r.stdout}`);
+}
+
+export interface CurrentDebs {
+  amd64: string;
+  /** Null where the packaging script does not exist yet (the minimal package is amd64 only). */
+  arm64: string | null;
+  /** How they were made. */
+  by: "scripts/package.ts" | "minimal-deb";
+}
+
+/** Compiles this checkout and packages it into `outDir`. */
+export function buildCurrentDebs(outDir: string): CurrentDebs {
+  mkdirSync(outDir, { recursive: true });
+  const version = currentVersion();
+  if (existsSync(join(ROOT, "scripts", "package.ts"))) {
+    run([process.execPath, "scripts/build.ts", "--target", "all"], ROOT);
+    run([process.execPath, "scripts/package.ts", "--arch", "all", "--out", outDir], ROOT);
+    const debs = readdirSync(outDir);
+    const pick = (arch: string) => {
+      const name = `slipway_${version}_${arch}.deb`;
+      if (!debs.includes(name)) throw new Error(`scripts/package.ts wrote ${debs.join(", ")}, not ${name}`);
+      return join(outDir, name);
+    };
+    return { amd64: pick("amd64"), arm64: pick("arm64"), by: "scripts/package.ts" };
+  }
+  run([process.execPath, "scripts/build.ts", "--target", "x64"], ROOT);
+  const amd64 = buildMinimalDeb({ binary: join(ROOT, "dist", "slipway"), tree: ROOT, version, outDir });
+  return { amd64, arm64: null, by: "minimal-deb" };
+}
+
+/** The previous release's .deb in `outDir` (its binary compiled once and cached). */
+export function buildPreviousDeb(outDir: string): string {
+  const work = mkdtempSync(join(tmpdir(), "slipway-prev-"));
+  try {
+    const tree = join(work, "tree");
+    mkdirSync(tree);
+    const archive = Bun.spawnSync(["git", "-C", ROOT, "archive", "--format=tar", PREVIOUS_COMMIT], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    if (archive.exitCode !== 0) throw new Error(`git archive ${PREVIOUS_COMMIT}: ${archive.stderr}`);
+    return packPrevious(tree, archive.stdout, outDir);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function packPrevious(tree: string, tar: Uint8Array, outDir: string): string {
+  const x = Bun.spawnSync(["tar", "-x", "-C", tree], { stdin: tar, stdout: "pipe", stderr: "pipe" });
+  if (x.exitCode !== 0) throw new Error(`unpacking ${PREVIOUS_COMMIT}: ${x.stderr}`);
+  const cached = join(CACHE_DIR, `slipway-${PREVIOUS_COMMIT}-x64`);
+  if (!existsSync(cached)) {
+    symlinkSync(join(ROOT, "node_modules"), join(tree, "node_modules"));
+    run([process.execPath, "scripts/build.ts", "--target", "x64"], tree);
+    mkdirSync(CACHE_DIR, { recursive: true });
+    copyFileSync(join(tree, "dist", "slipway"), `${cached}.tmp`);
+    run(["mv", `${cached}.tmp`, cached], tree);
+  }
+  return buildMinimalDeb({ binary: cached, tree, version: PREVIOUS_VERSION, outDir });
+}
