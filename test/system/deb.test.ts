@@ -33,7 +33,7 @@ import {
   startMachine,
   unlinkHostDataPath,
 } from "./machine.ts";
-import { buildCurrentDebs, buildPreviousDeb, type CurrentDebs, currentVersion, ROOT } from "./packages.ts";
+import { buildCurrentDebs, buildPreviousDeb, type CurrentDebs, debVersion, ROOT } from "./packages.ts";
 import { ensureSystemImage, systemImageMissing } from "./rootfs.ts";
 
 const missing =
@@ -96,8 +96,9 @@ const diff = (before: string[], after: string[]) => ({
   removed: before.filter((l) => !after.includes(l)),
 });
 
-/** The system's files, except kernel and runtime filesystems and apt's and dpkg's own state and logs. */
-const FILES_SCRIPT = `find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \\
+/** The system's files, except kernel and runtime filesystems, the test's binds, apt's and dpkg's own state and logs. */
+const FILES_SCRIPT = `find / \\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \\
+  -o -path /repo -o -path /root/pkg -o -path /root/prev -o -path /media/bundle \\
   -o -path /var/lib/apt -o -path /var/lib/dpkg -o -path /var/cache/apt -o -path /var/cache/debconf \\
   -o -path /var/cache/ldconfig -o -path /var/log \\) -prune -o -print | sort`;
 
@@ -114,7 +115,7 @@ integrationSuite("system: the .deb in Debian with systemd as PID 1", missing, ()
       console.log(`[system] ${line}`);
     }
   };
-  const version = currentVersion();
+  const version = debVersion();
   const projects: string[] = [];
   const machines: Machine[] = [];
   let m!: Machine;
@@ -255,8 +256,7 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
       }),
     );
     machines.push(m);
-    m.sh("mkdir -p /var/lib/slipway && rmdir /var/lib/slipway"); // the root exists; the link's target comes with the package
-    linkHostDataPath(m.hostRoot());
+    linkHostDataPath(m.hostVarLib()); // its target comes with the package
     await phase("prepare the system", () => prepare(m));
     filesBefore = m.sh(FILES_SCRIPT).split("\n").filter(Boolean);
     hostsFileBefore = m.sh("cat /etc/hosts");

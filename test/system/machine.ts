@@ -19,11 +19,12 @@
  *   So those chains and sets are the host's, and the before/after listing is of the host's.
  *   The offline system has no network at all (`--network none`).
  * - Paths: the engine resolves a builder's bind mounts (the data dir's builders/ and volumes/)
- *   on the host. The host path /var/lib/slipway is therefore made, for the test's duration, a
- *   symbolic link to the container's own /var/lib/slipway (in its overlay's merged directory),
- *   so the same path names the same directory on both sides while the package still owns a plain
- *   directory it can create and purge. The test refuses to run where the host has its own
- *   /var/lib/slipway.
+ *   on the host. The system's /var/lib is therefore an anonymous Docker volume (filled from the
+ *   image, removed with the container, on the host's own filesystem: a builder's dockerd cannot
+ *   put its overlay storage on the container's overlay), and the host path /var/lib/slipway is,
+ *   for the test's duration, a symbolic link to that volume's slipway/ directory. The same path
+ *   then names the same directory on both sides while the package still owns a plain directory
+ *   it can create and purge. The test refuses to run where the host has its own /var/lib/slipway.
  */
 import { lstatSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
@@ -43,8 +44,8 @@ export interface Machine {
   sh(script: string, opts?: { env?: Record<string, string> }): string;
   /** Writes a file in the system (parents made). */
   write(path: string, text: string, mode?: string): void;
-  /** The container's root directory as the host sees it (its overlay's merged directory). */
-  hostRoot(): string;
+  /** The host directory behind the system's /var/lib (its anonymous volume). */
+  hostVarLib(): string;
   /** Halts systemd (SIGRTMIN+3, so it removes its cgroups) and removes the container. */
   stop(): void;
 }
@@ -64,7 +65,7 @@ function docker(argv: string[], stdin?: string): ExecResult {
 export function hostDataPathBusy(): string | null {
   try {
     const st = lstatSync(HOST_DATA_LINK);
-    if (st.isSymbolicLink() && readlinkSync(HOST_DATA_LINK).includes("/overlay2/")) return null; // a previous run's link (removed on start)
+    if (st.isSymbolicLink() && readlinkSync(HOST_DATA_LINK).includes("/volumes/")) return null; // a previous run's link (removed on start)
     return `this host has its own ${HOST_DATA_LINK}: the system test would shadow it`;
   } catch {
     return null;
@@ -91,6 +92,10 @@ export async function startMachine(o: MachineOptions): Promise<Machine> {
     o.name,
     "--hostname",
     "slipway-system-test",
+    "--add-host",
+    "slipway-system-test:127.0.1.1",
+    "-v",
+    "/var/lib",
     "--network",
     o.network,
     "--cap-add",
@@ -145,9 +150,14 @@ export async function startMachine(o: MachineOptions): Promise<Machine> {
       });
       if (r.code !== 0) throw new Error(`writing ${path} in the system: ${r.err}`);
     },
-    hostRoot() {
-      const r = docker(["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", o.name]);
-      if (r.code !== 0 || !r.out.trim()) throw new Error(`no merged dir for ${o.name}: ${r.err}`);
+    hostVarLib() {
+      const r = docker([
+        "inspect",
+        "-f",
+        '{{range .Mounts}}{{if eq .Destination "/var/lib"}}{{.Source}}{{end}}{{end}}',
+        o.name,
+      ]);
+      if (r.code !== 0 || !r.out.trim()) throw new Error(`no /var/lib volume in ${o.name}: ${r.err}`);
       return r.out.trim();
     },
     stop() {
@@ -168,10 +178,10 @@ export async function startMachine(o: MachineOptions): Promise<Machine> {
   throw new Error(`systemd did not come up in ${o.name} (state '${state}'):\n${failed}\n${logs.out}${logs.err}`);
 }
 
-/** Makes HOST_DATA_LINK point at `containerRoot`'s /var/lib/slipway (see the module comment). */
-export function linkHostDataPath(containerRoot: string): void {
+/** Makes HOST_DATA_LINK point at the system's /var/lib/slipway (see the module comment). */
+export function linkHostDataPath(hostVarLib: string): void {
   unlinkHostDataPath();
-  symlinkSync(join(containerRoot, "var/lib/slipway"), HOST_DATA_LINK);
+  symlinkSync(join(hostVarLib, "slipway"), HOST_DATA_LINK);
 }
 
 export function unlinkHostDataPath(): void {

@@ -11,6 +11,9 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/** Bump when what buildMinimalDeb writes changes (cached packages are keyed by it). */
+export const MINIMAL_DEB_REVISION = 1;
+
 export interface MinimalDebInput {
   /** The compiled binary (linux x64). */
   binary: string;
@@ -53,6 +56,7 @@ fi
 /** Writes `<outDir>/slipway_<version>_amd64.deb` and returns its path. */
 export function buildMinimalDeb(input: MinimalDebInput): string {
   const root = mkdtempSync(join(tmpdir(), "slipway-mindeb-"));
+  chmodSync(root, 0o755); // the archive's ./ (mkdtemp makes it 0700)
   try {
     const put = (rel: string, from: string, mode: number) => {
       const to = join(root, rel);

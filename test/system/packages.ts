@@ -5,7 +5,7 @@
  * commit PREVIOUS_COMMIT (package.json 0.1.0, from before the packaging existed): its tree is
  * taken with `git archive`, compiled with this checkout's node_modules linked in, and packaged by
  * minimal-deb.ts with that tree's own unit (its binary does not speak sd_notify, so the new
- * Type=notify unit would not fit it). The old binary is cached under CACHE_DIR by commit.
+ * Type=notify unit would not fit it). That .deb is cached under CACHE_DIR by commit.
  */
 import {
   copyFileSync,
@@ -14,13 +14,14 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   symlinkSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CACHE_DIR } from "../support/builder-image.ts";
-import { buildMinimalDeb } from "./minimal-deb.ts";
+import { buildMinimalDeb, MINIMAL_DEB_REVISION } from "./minimal-deb.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 export const PREVIOUS_COMMIT = "769acde";
@@ -33,6 +34,10 @@ function run(argv: string[], cwd: string): void {
   const r = Bun.spawnSync(argv, { cwd, stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`${argv.join(" ")} (in ${cwd}) exited ${r.exitCode}:\n${r.stderr}${r.stdout}`);
 }
+
+/** The version this checkout's package carries. */
+export const debVersion = (): string =>
+  existsSync(join(ROOT, "scripts", "package.ts")) || currentVersion() !== PREVIOUS_VERSION ? currentVersion() : "0.2.0";
 
 export interface CurrentDebs {
   amd64: string;
@@ -57,38 +62,44 @@ export function buildCurrentDebs(outDir: string): CurrentDebs {
     };
     return { amd64: pick("amd64"), arm64: pick("arm64"), by: "scripts/package.ts" };
   }
+  // Until the packaging script lands: a minimal package, versioned above the previous release.
   run([process.execPath, "scripts/build.ts", "--target", "x64"], ROOT);
-  const amd64 = buildMinimalDeb({ binary: join(ROOT, "dist", "slipway"), tree: ROOT, version, outDir });
+  const amd64 = buildMinimalDeb({ binary: join(ROOT, "dist", "slipway"), tree: ROOT, version: debVersion(), outDir });
   return { amd64, arm64: null, by: "minimal-deb" };
 }
 
-/** The previous release's .deb in `outDir` (its binary compiled once and cached). */
+/** The previous release's .deb, copied into `outDir` (built once and cached by commit). */
 export function buildPreviousDeb(outDir: string): string {
-  const work = mkdtempSync(join(tmpdir(), "slipway-prev-"));
-  try {
-    const tree = join(work, "tree");
-    mkdirSync(tree);
-    const archive = Bun.spawnSync(["git", "-C", ROOT, "archive", "--format=tar", PREVIOUS_COMMIT], {
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    if (archive.exitCode !== 0) throw new Error(`git archive ${PREVIOUS_COMMIT}: ${archive.stderr}`);
-    return packPrevious(tree, archive.stdout, outDir);
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-}
-
-function packPrevious(tree: string, tar: Uint8Array, outDir: string): string {
-  const x = Bun.spawnSync(["tar", "-x", "-C", tree], { stdin: tar, stdout: "pipe", stderr: "pipe" });
-  if (x.exitCode !== 0) throw new Error(`unpacking ${PREVIOUS_COMMIT}: ${x.stderr}`);
-  const cached = join(CACHE_DIR, `slipway-${PREVIOUS_COMMIT}-x64`);
+  const name = `slipway_${PREVIOUS_VERSION}_amd64.deb`;
+  const cached = join(CACHE_DIR, `slipway_${PREVIOUS_VERSION}_amd64-${PREVIOUS_COMMIT}-r${MINIMAL_DEB_REVISION}.deb`);
   if (!existsSync(cached)) {
-    symlinkSync(join(ROOT, "node_modules"), join(tree, "node_modules"));
-    run([process.execPath, "scripts/build.ts", "--target", "x64"], tree);
-    mkdirSync(CACHE_DIR, { recursive: true });
-    copyFileSync(join(tree, "dist", "slipway"), `${cached}.tmp`);
-    run(["mv", `${cached}.tmp`, cached], tree);
+    const work = mkdtempSync(join(tmpdir(), "slipway-prev-"));
+    try {
+      const tree = join(work, "tree");
+      mkdirSync(tree);
+      const archive = Bun.spawnSync(["git", "-C", ROOT, "archive", "--format=tar", PREVIOUS_COMMIT], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      if (archive.exitCode !== 0) throw new Error(`git archive ${PREVIOUS_COMMIT}: ${archive.stderr}`);
+      const x = Bun.spawnSync(["tar", "-x", "-C", tree], { stdin: archive.stdout, stdout: "pipe", stderr: "pipe" });
+      if (x.exitCode !== 0) throw new Error(`unpacking ${PREVIOUS_COMMIT}: ${x.stderr}`);
+      symlinkSync(join(ROOT, "node_modules"), join(tree, "node_modules"));
+      run([process.execPath, "scripts/build.ts", "--target", "x64"], tree);
+      const deb = buildMinimalDeb({
+        binary: join(tree, "dist", "slipway"),
+        tree,
+        version: PREVIOUS_VERSION,
+        outDir: work,
+      });
+      mkdirSync(CACHE_DIR, { recursive: true });
+      copyFileSync(deb, `${cached}.tmp`);
+      renameSync(`${cached}.tmp`, cached);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   }
-  return buildMinimalDeb({ binary: cached, tree, version: PREVIOUS_VERSION, outDir });
+  mkdirSync(outDir, { recursive: true });
+  copyFileSync(cached, join(outDir, name));
+  return join(outDir, name);
 }
