@@ -119,7 +119,7 @@ integrationSuite("README on a fresh clone: npm start, first login, first build",
       expect(existsSync(join(clone, "node_modules", ".bin", "bun"))).toBe(true);
       expect(logs).toContain(`the binary is ${join(clone, "dist", "bin", "slipway")}`);
       expect(logs).toContain(`export PATH="${join(clone, "dist", "bin")}:$PATH"`);
-      expect(logs).toContain(join(dataDir, "initial-admin-token"));
+      expect(logs).toContain('"admin_token_file":"data/initial-admin-token"'); // --data-dir ./data, as given
 
       const script = [...twoCommands, ...shellBlocks(readme, "First login"), ...shellBlocks(readme, "First build")]
         .map(ports)
