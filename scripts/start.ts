@@ -1,8 +1,9 @@
 /**
  * @module scripts/start
  * `npm start [-- FLAGS]`: compiles the `slipway` binary for this machine when it is missing or
- * older than the sources (`bun scripts/build.ts`, about 15 s), links it as dist/bin/slipway, says
- * in one line how to put it on PATH, then runs `slipway serve FLAGS`. The newcomer gets the real
+ * older than the sources (`bun scripts/build.ts`, about 15 s), links it as dist/bin/slipway (and
+ * the depot CLI npm installed, which has no node_modules/.bin entry of its own, as dist/bin/depot),
+ * says in one line how to put them on PATH, then runs `slipway serve FLAGS`. The newcomer gets the real
  * binary, the one the README's other commands call, rather than a second way to run the sources:
  * `npx slipway` would need the package installed somewhere, and a PATH line works in every shell.
  */
@@ -44,13 +45,24 @@ if (!existsSync(binary) || statSync(binary).mtimeMs < sources) {
   }
   note = `compiled in ${((performance.now() - t0) / 1000).toFixed(0)} s`;
 }
-const want = relative(binDir, binary);
-if (!existsSync(link) || readlinkSync(link) !== want) {
+/** Points `link` at `target` (relative, so a moved checkout keeps working). */
+function linkTo(link: string, target: string): void {
+  const want = relative(binDir, target);
+  let have: string | null = null;
+  try {
+    have = readlinkSync(link);
+  } catch {}
+  if (have === want) return;
   mkdirSync(binDir, { recursive: true });
   rmSync(link, { force: true });
   symlinkSync(want, link);
 }
-console.error(`slipway: the binary is ${link} (${note}); to run it by name: export PATH="${binDir}:$PATH"`);
+linkTo(link, binary);
+// The optional dependency exists only where npm could install it (linux x64 today).
+const depot = join(root, "node_modules", "@depot", `cli-linux-${target}`, "bin", "depot");
+if (existsSync(depot)) linkTo(join(binDir, "depot"), depot);
+const also = existsSync(depot) ? " and depot" : "";
+console.error(`slipway: the binary is ${link} (${note}); to run slipway${also} by name: export PATH="${binDir}:$PATH"`);
 
 const child = Bun.spawn([link, "serve", ...Bun.argv.slice(2)], { stdio: ["inherit", "inherit", "inherit"] });
 // serve drains on its first stop signal and cancels builds on a second, so it must get exactly

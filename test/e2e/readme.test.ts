@@ -118,7 +118,7 @@ integrationSuite("README on a fresh clone: npm start, first login, first build",
       console.log(`  npm start on a fresh clone: ready in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
       expect(existsSync(join(clone, "node_modules", ".bin", "bun"))).toBe(true);
       expect(logs).toContain(`the binary is ${join(clone, "dist", "bin", "slipway")}`);
-      expect(logs).toContain(`export PATH="${join(clone, "dist", "bin")}:$PATH"`);
+      expect(logs).toContain(`to run slipway and depot by name: export PATH="${join(clone, "dist", "bin")}:$PATH"`);
       expect(logs).toContain('"admin_token_file":"data/initial-admin-token"'); // --data-dir ./data, as given
 
       const script = [...twoCommands, ...shellBlocks(readme, "First login"), ...shellBlocks(readme, "First build")]
