@@ -119,7 +119,7 @@ integrationSuite("README on a fresh clone: npm start, first login, first build",
       expect(existsSync(join(clone, "node_modules", ".bin", "bun"))).toBe(true);
       expect(logs).toContain(`the binary is ${join(clone, "dist", "bin", "slipway")}`);
       expect(logs).toContain(`to run slipway and depot by name: export PATH="${join(clone, "dist", "bin")}:$PATH"`);
-      expect(logs).toContain('"admin_token_file":"data/initial-admin-token"'); // --data-dir ./data, as given
+      expect(logs).toContain(`"admin_token_file":"${join(dataDir, "initial-admin-token")}"`);
 
       const script = [...twoCommands, ...shellBlocks(readme, "First login"), ...shellBlocks(readme, "First build")]
         .map(ports)
