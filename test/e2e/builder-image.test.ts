@@ -270,7 +270,7 @@ integrationSuite(
       writeFileSync(bogus, "not a tarball");
       const r = await runSlipway(slipwayBinary(), ["builder-image", "import", "--no-verify", bogus]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^slipway: .*(load|tar)/);
+      expect(r.stderr).toMatch(/^slipway: .*(load|tar)/m);
       expect(r.stderr).not.toContain("internal error");
       const gone = await runSlipway(slipwayBinary(), ["builder-image", "import", join(work, "nope.tar")]);
       expect(gone.code).toBe(1);

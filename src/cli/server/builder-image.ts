@@ -64,7 +64,7 @@ async function verifyTar(ctx: CommandContext, file: string): Promise<VerifiedFil
   if (!existsSync(file)) throw new NotFoundError(`no such file: ${file}`);
   if (ctx.values["no-verify"] === true) {
     if (sums) throw new UsageError("--sums and --no-verify contradict each other: give one");
-    ctx.io.err(`warning: ${file} loaded without verification (--no-verify)`);
+    ctx.io.err(`warning: loading ${file} without verification (--no-verify)`);
     return null;
   }
   const sumsPath = sums ?? sumsBeside(file);
