@@ -325,6 +325,11 @@ describe("default locations", () => {
     expect(defaultDataDir(input)).toBe(join(home, ".local", "share", "slipway"));
   });
 
+  test("a relative data dir is made absolute against the working directory (Docker binds only absolute paths)", () => {
+    const r = loadConfig(userInput({ overrides: [{ key: "data.dir", value: "./data", source: "--data-dir" }] }));
+    expect(r.dataDir).toBe(join(process.cwd(), "data"));
+  });
+
   test("data.dir from the file, env or an override wins over the default", () => {
     const etc = join(dir, "etc-slipway");
     mkdirSync(etc);

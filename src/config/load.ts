@@ -5,6 +5,7 @@
  * value, where it came from and what is allowed.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { ConfigError } from "../errors.ts";
 import { baseType, configSchema, knownKeys, type Config } from "./schema.ts";
@@ -66,7 +67,9 @@ export function loadConfig(input: LoadConfigInput): LoadedConfig {
     );
   }
   const config = result.data;
-  return { config, configFile, dataDir: config.data.dir ?? defaultDataDir(input), systemMode: isSystemMode(input) };
+  // Absolute from here on: builders bind-mount files under it, and Docker takes only absolute paths.
+  const dataDir = resolve(config.data.dir ?? defaultDataDir(input));
+  return { config, configFile, dataDir, systemMode: isSystemMode(input) };
 }
 
 function readTomlInto(

@@ -256,7 +256,7 @@ integrationSuite(
         .getImage(ref)
         .remove({ force: true })
         .catch(() => {});
-      const r = await runSlipway(slipwayBinary(), ["builder-image", "import", tarball]);
+      const r = await runSlipway(slipwayBinary(), ["builder-image", "import", "--no-verify", tarball]);
       expect(r.stderr).not.toContain("internal error");
       expect(r.code).toBe(0);
       const [printedRef, printedId] = r.stdout.trim().split(/\s+/);
@@ -268,9 +268,9 @@ integrationSuite(
     test("a file that is not an image tarball fails with a clear message, exit 1", async () => {
       const bogus = join(work, "bogus.tar");
       writeFileSync(bogus, "not a tarball");
-      const r = await runSlipway(slipwayBinary(), ["builder-image", "import", bogus]);
+      const r = await runSlipway(slipwayBinary(), ["builder-image", "import", "--no-verify", bogus]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^slipway: .*(load|tar)/);
+      expect(r.stderr).toMatch(/^slipway: .*(load|tar)/m);
       expect(r.stderr).not.toContain("internal error");
       const gone = await runSlipway(slipwayBinary(), ["builder-image", "import", join(work, "nope.tar")]);
       expect(gone.code).toBe(1);

@@ -2,7 +2,8 @@
  * @module builders/image
  * Builder images: the `dockerd` runtime image assembled from Debian packages, image tarballs
  * loaded for air-gapped sites, presence checks for doctor and /readyz, and the contract (paths,
- * labels) between the image and the builder service that starts containers from it.
+ * labels) between the image and the builder service that starts containers from it; SHA256SUMS
+ * checks of a tarball before it is loaded.
  */
 export {
   BUILDER_SOCKET_DIR,
@@ -37,5 +38,6 @@ export {
   judgeImage,
   type ConfiguredImage,
 } from "./checks.ts";
+export { parseSums, sha256File, SUMS_FILE_NAME, sumsBeside, verifyAgainstSums, type VerifiedFile } from "./sums.ts";
 export { decodeListWorkers, listWorkersAt, type WorkerInfo } from "./grpc.ts";
 export { dockerdContainerProfile, type DockerdContainerOptions } from "./container.ts";
