@@ -264,7 +264,9 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
 
   afterAll(async () => {
     for (const sys of machines) {
-      if (installed(sys)) sys.exec(["apt-get", "purge", "-y", "-qq", "slipway"]); // its postrm removes what it made
+      // The host-network system's purge removes what it made on the host (after a failure midway);
+      // the offline one made nothing outside its own network namespace and volume.
+      if (sys === m && installed(sys)) sys.exec(["apt-get", "purge", "-y", "-qq", "slipway"]);
       sys.stop();
     }
     unlinkHostDataPath();
@@ -362,10 +364,15 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
     await phase(`purge (${label})`, () => m.sh("apt-get purge -y -qq slipway && apt-get autoremove --purge -y -qq"));
     const files = diff(filesBefore, m.sh(FILES_SCRIPT).split("\n").filter(Boolean));
     const slipwayFiles = files.added.filter((f) => /slipway/i.test(f));
-    if (files.added.length > 0)
-      console.log(`[system] files added by the Depends' install, not Slipway's:\n  ${files.added.join("\n  ")}`);
-    expect(slipwayFiles).toEqual([]);
-    expect(files.removed).toEqual([]);
+    const others = files.added.filter((f) => !/slipway/i.test(f));
+    if (others.length > 0)
+      console.log(
+        `[system] ${others.length} files the Depends left (not autoremoved), e.g.:\n  ${others.slice(0, 8).join("\n  ")}`,
+      );
+    // Counted, with the first few named: a whole data dir would drown the report.
+    const summary = (list: string[]) => ({ count: list.length, first: list.slice(0, 10) });
+    expect(summary(slipwayFiles)).toEqual(summary([]));
+    expect(summary(files.removed)).toEqual(summary([]));
     expect(m.sh("cat /etc/hosts")).toBe(hostsFileBefore);
     const host = diff(hostBefore, hostListing());
     expect(host.added).toEqual([]);
@@ -377,7 +384,9 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
     async () => {
       await phase("remove", () => m.sh("apt-get remove -y -qq slipway"));
       expect(m.exec(["systemctl", "is-active", "slipway"]).out.trim()).not.toBe("active");
-      expect(m.exec(["systemctl", "cat", "slipway"]).code).not.toBe(0); // the unit is gone
+      // The unit file is gone (debhelper-style scripts leave it masked until purge).
+      expect(m.exec(["test", "-e", "/lib/systemd/system/slipway.service"]).code).not.toBe(0);
+      expect(["not-found", "masked"]).toContain(m.sh("systemctl show -p LoadState --value slipway").trim());
       expect(m.sh("ls /var/lib/slipway")).toContain("slipway.db");
       expect(m.sh("ls /var/lib/slipway")).toContain("initial-admin-token");
       expect(builderOf(firstProject)).toEqual([firstBuilder]); // remove leaves builders and their caches
@@ -449,8 +458,15 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
       const installText = Bun.spawnSync(["tar", "-xzOf", join(out, bundle), installPath], {
         stdout: "pipe",
       }).stdout.toString();
-      const commands = installCommands(installText);
-      expect(commands.length).toBe(3);
+      const installed3 = installCommands(installText);
+      expect(installed3.length).toBe(3);
+      // The README's air-gapped section when it exists (it must carry INSTALL's commands), else INSTALL's.
+      const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+      const fromReadme = readmeBlocks(readme, "Air-gapped install");
+      for (const c of fromReadme.length > 0 ? installed3 : []) expect(fromReadme.join("\n")).toContain(c);
+      if (fromReadme.length === 0)
+        console.log("[system] README.md has no '## Air-gapped install' section yet: INSTALL's commands run");
+      const commands = fromReadme.length > 0 ? fromReadme : installed3;
 
       const sys = ensureSystemImage();
       const offline = await phase("boot the offline system", () =>
@@ -476,21 +492,28 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
       expect(offline.exec(["systemctl", "is-active", "slipway"]).out.trim()).toBe("active");
       await waitReady(offline, "the offline install");
       expect(ran).toMatch(/OK/); // sha256sum -c's verdicts
-      expect(ran.toLowerCase()).toContain("verified");
-      offline.exec(["apt-get", "purge", "-y", "-qq", "slipway"]);
+      expect(ran).toMatch(/verified \S+ against \S*SHA256SUMS/); // builder-image import checked the image
     },
     15 * 60_000,
   );
 
   test(
     "lintian on both .debs: no errors",
-    () => {
+    async () => {
       const debsToCheck = [debs.amd64, ...(debs.arm64 ? [debs.arm64] : [])];
       expect(debsToCheck).toHaveLength(2);
-      for (const deb of debsToCheck) {
-        const r = Bun.spawnSync(["lintian", "--no-cfg", "--display-info", deb], { stdout: "pipe", stderr: "pipe" });
-        const lines = r.stdout.toString().split("\n").filter(Boolean);
-        console.log(`[system] lintian ${deb.split("/").pop()}:\n  ${lines.join("\n  ") || "(clean)"}`);
+      // Both at once: each takes ~25 s, mostly reading the binary.
+      const runs = await phase("lintian", () =>
+        Promise.all(
+          debsToCheck.map(async (deb) => {
+            const p = Bun.spawn(["lintian", "--no-cfg", deb], { stdout: "pipe", stderr: "pipe" });
+            return { deb, out: await new Response(p.stdout).text(), code: await p.exited };
+          }),
+        ),
+      );
+      for (const { deb, out } of runs) {
+        const lines = out.split("\n").filter(Boolean);
+        console.log(`[system] lintian ${deb.split("/").pop()}:\n  ${lines.join("\n  ") || "(no errors or warnings)"}`);
         expect(lines.filter((l) => l.startsWith("E:"))).toEqual([]);
       }
     },
