@@ -7,11 +7,13 @@
  *
  * Usage: bun scripts/package.ts [--arch amd64|arm64|all] [--out DIR] [--version V]
  *          [--amd64-binary FILE] [--arm64-binary FILE]
- * (--version and the binaries let a test package an older release's binaries.)
+ * (--version and the binaries let a test package an older release's binaries.) A binary of dist/
+ * that is missing is compiled first; `bun run package` always compiles both afresh.
  */
 import {
   chmodSync,
   copyFileSync,
+  existsSync,
   mkdirSync,
   readFileSync,
   rmSync,
@@ -264,12 +266,21 @@ if (import.meta.main) {
     values.version ?? (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
   const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? Math.floor(Date.now() / 1000));
   for (const arch of arches) {
-    const binary = (values[`${arch}-binary`] as string | undefined) ?? join(ROOT, ARCHES[arch]);
-    try {
-      statSync(binary);
-    } catch {
-      console.error(`${binary} is missing: run 'bun scripts/build.ts' first (or 'bun run package')`);
-      process.exit(1);
+    const given = values[`${arch}-binary`] as string | undefined;
+    const binary = given ?? join(ROOT, ARCHES[arch]);
+    if (!existsSync(binary)) {
+      if (given) {
+        console.error(`${binary} is missing`);
+        process.exit(1);
+      }
+      // Not built yet (a fresh checkout, or package:offline asking for one arch): compile it.
+      const target = arch === "amd64" ? "x64" : "arm64";
+      const r = Bun.spawnSync([process.execPath, join(ROOT, "scripts", "build.ts"), "--target", target], {
+        cwd: ROOT,
+        stdout: "inherit",
+        stderr: "inherit",
+      });
+      if (r.exitCode !== 0) process.exit(r.exitCode ?? 1);
     }
     const started = performance.now();
     const deb = buildDeb({ arch, binary, version, out: values.out!, epoch });
