@@ -352,6 +352,24 @@ integrationSuite("the .deb packages", missing, () => {
         }
       });
 
+    const loops = Bun.which("losetup") !== null && process.getuid?.() === 0;
+    if (loops)
+      test("cache volumes: the loop device behind an image file under the data dir is detached", () => {
+        const dataDir = join(out, "data");
+        const image = join(dataDir, "volumes", "images", `pkgtest-${id}.img`);
+        mkdirSync(join(dataDir, "volumes", "images"), { recursive: true });
+        mkdirSync(join(dataDir, "volumes", "mnt"), { recursive: true });
+        writeFileSync(image, Buffer.alloc(1024 * 1024));
+        const loop = must(["losetup", "--find", "--show", image]).trim();
+        try {
+          expect(must(["losetup", "-j", image])).toContain(loop);
+          must(["sh", "-c", `${functions()}\npurge_volumes '${dataDir}'`]);
+          expect(must(["losetup", "-j", image]).trim()).toBe("");
+        } finally {
+          run(["losetup", "-d", loop]);
+        }
+      });
+
     const dockerUp = Bun.which("docker") !== null && run(["docker", "info"]).code === 0;
     if (dockerUp)
       test("Docker: labelled containers, networks and volumes go; unlabelled ones stay", () => {
