@@ -90,6 +90,12 @@ export const CLIENT_SIDE: (string | RegExp)[] = [
   "cli/subcommands.ts",
   "cli/output.ts",
   "cli/version.ts",
+  // The help text, shell completion and the bill of materials (read at bundle time): the
+  // client-side commands `version`, `completion` and every `--help` use them.
+  "cli/help.ts",
+  "cli/completion.ts",
+  "cli/sbom.ts",
+  "cli/sbom.macro.ts",
   // Request and response models are shared with the CLI, so they obey the client's rule too.
   /(^|\/)models\.ts$/,
 ];
