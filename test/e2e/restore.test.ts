@@ -5,7 +5,8 @@
  * changed, nothing left behind) while serve runs, for a file that is not SQLite, a truncated
  * backup, another appliance's backup (another master key), a schema newer than the binary, and a
  * SQLite file that is not Slipway's; a disaster recovery into a data dir with no database; an
- * older schema restored as it is and migrated by the next serve.
+ * older schema restored as it is and migrated by the next serve, which records the releases that
+ * served the data dir (server_versions) and names the one before it.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -25,6 +26,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { embeddedMigrations } from "../../src/db/index.ts";
+import { VERSION } from "../../src/version.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { runSlipway, serve } from "../support/serve.ts";
 
@@ -196,5 +198,19 @@ describe("restore", () => {
     } finally {
       expect(await s.stop()).toBe(0);
     }
+
+    // The releases that served it are recorded; one that served before this binary is named at start.
+    const dbFile = join(dataDir, "slipway.db");
+    const db = new Database(dbFile);
+    const served = db.query("SELECT version FROM server_versions").all() as { version: string }[];
+    expect(served).toEqual([{ version: VERSION }]);
+    db.run("DELETE FROM server_versions");
+    db.run(
+      "INSERT INTO server_versions VALUES ('0.0.1-earlier', '2030-01-01T00:00:00.000Z', '2030-01-01T00:00:00.000Z')",
+    );
+    db.close();
+    const upgraded = await serve(bin, dataDir);
+    expect(await upgraded.stop()).toBe(0);
+    expect(upgraded.logs()).toContain('"msg":"upgraded from 0.0.1-earlier"');
   }, 180_000);
 });

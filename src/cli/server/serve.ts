@@ -6,6 +6,7 @@
  * drain goes, extending the stop timeout while builds may still finish.
  */
 import { startAppliance } from "../../appliance/runtime.ts";
+import { recordServedVersion } from "../../appliance/served-versions.ts";
 import { createLogger, type LogFormat, type Logger } from "../../log/logger.ts";
 import {
   startWatchdog,
@@ -57,6 +58,14 @@ export const serveCommand: Command = {
     // Nothing is logged before the preflight passes: a refused start prints one line, the error.
     const app = await startAppliance({ loaded, log, env: ctx.env });
     const { bootstrap, caFile } = app.state;
+    const served = recordServedVersion(app.state.db, VERSION);
+    if (served.previous)
+      log.info(
+        served.firstTime
+          ? `upgraded from ${served.previous}`
+          : `serving again after ${served.previous} (a release that served this data dir before)`,
+        { version: VERSION, previous_version: served.previous },
+      );
     notifier.notify({ READY: 1, STATUS: `serving ${app.publicUrl}` });
     const watchdog = serveWatchdog(ctx.env, notifier, () => app.state.db.query("SELECT 1").get(), log);
     log.info("slipway is serving", {
