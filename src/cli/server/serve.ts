@@ -66,8 +66,6 @@ export const serveCommand: Command = {
           : `serving again after ${served.previous} (a release that served this data dir before)`,
         { version: VERSION, previous_version: served.previous },
       );
-    notifier.notify({ READY: 1, STATUS: `serving ${app.publicUrl}` });
-    const watchdog = serveWatchdog(ctx.env, notifier, () => app.state.db.query("SELECT 1").get(), log);
     log.info("slipway is serving", {
       version: VERSION,
       url: app.localUrl,
@@ -86,9 +84,10 @@ export const serveCommand: Command = {
       );
     }
 
+    let watchdog: { stop(): void } | null = null;
     // First SIGTERM/SIGINT: drain (no new builds; running ones finish up to server.drain_seconds,
     // then are canceled), then stop. Another signal ends the drain at once.
-    await new Promise<void>((resolve) => {
+    const stopped = new Promise<void>((resolve) => {
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
         signals++;
@@ -118,6 +117,10 @@ export const serveCommand: Command = {
       process.on("SIGTERM", onSignal);
       process.on("SIGINT", onSignal);
     });
+    // Ready only once a stop signal drains: systemd may send one the moment it reads READY=1.
+    notifier.notify({ READY: 1, STATUS: `serving ${app.publicUrl}` });
+    watchdog = serveWatchdog(ctx.env, notifier, () => app.state.db.query("SELECT 1").get(), log);
+    await stopped;
     notifier.close();
     log.info("stopped cleanly");
     return EXIT_OK;
