@@ -49,10 +49,13 @@ describe("encoding", () => {
 });
 
 describe("sending through a real AF_UNIX datagram socket", () => {
-  test("without NOTIFY_SOCKET nothing is sent and nothing fails", () => {
+  test("without a usable NOTIFY_SOCKET nothing is sent and nothing fails", () => {
     const n = systemdNotifier({});
     expect(n.enabled).toBe(false);
     expect(n.notify({ READY: 1 })).toBe(false);
+    // An address it cannot use (relative, or systemd's vsock: form) disables it too, quietly.
+    for (const NOTIFY_SOCKET of ["relative.sock", "vsock:2:1234"])
+      expect(systemdNotifier({ NOTIFY_SOCKET }).enabled).toBe(false);
   });
 
   for (const [kind, address] of [

@@ -78,11 +78,19 @@ export interface SystemdNotifier {
 
 const disabled: SystemdNotifier = { enabled: false, notify: () => false, close() {} };
 
-/** The notifier for this process's environment (no-op without NOTIFY_SOCKET). */
+/** The notifier for this process's environment (no-op without NOTIFY_SOCKET, or with one it cannot use). */
 export function systemdNotifier(env: Record<string, string | undefined>): SystemdNotifier {
   const socketPath = env.NOTIFY_SOCKET;
   if (!socketPath) return disabled;
-  const { addr, length } = notifySocketAddress(socketPath);
+  let address: { addr: Uint8Array; length: number };
+  try {
+    address = notifySocketAddress(socketPath);
+  } catch {
+    // As sd_notify(3) fails on an address it cannot use (e.g. systemd's vsock: form for VMs):
+    // the service still runs; the manager just hears nothing.
+    return disabled;
+  }
+  const { addr, length } = address;
   let fd = -1;
   return {
     enabled: true,
