@@ -43,6 +43,7 @@ import { doctorCommand } from "./server/doctor.ts";
 import { failSelftestCommand } from "./server/fail-selftest.ts";
 import { migrateCommand } from "./server/migrate.ts";
 import { pkiCommand } from "./server/pki.ts";
+import { restoreCommand } from "./server/restore.ts";
 import { serveCommand } from "./server/serve.ts";
 import { volumeSelftestCommand } from "./server/volume-selftest.ts";
 
@@ -50,6 +51,7 @@ export const COMMANDS: Command[] = [
   serveCommand,
   migrateCommand,
   backupCommand,
+  restoreCommand,
   doctorCommand,
   versionCommand,
   loginCommand,
