@@ -32,6 +32,8 @@ for (const t of targets) {
       `--target=${t.target}`,
       "--minify-whitespace",
       "--minify-syntax",
+      // What the bundle took from node_modules: the package test holds it against the SBOM.
+      `--metafile=${t.out}.meta.json`,
       "src/main.ts",
       "--outfile",
       t.out,

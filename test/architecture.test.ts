@@ -56,8 +56,8 @@ export const FLOORS: { floor: string; rooms: string[] }[] = [
   // designated local (egress/local.ts); CLIENT_SIDE below keeps them to the contract.
   { floor: "client side", rooms: ["agent/", "api-client/"] },
   // Machinery with no business rules: the database, host commands, HTTP plumbing, secrets at
-  // rest, the build endpoint's proxy.
-  { floor: "infrastructure", rooms: ["db/", "host/", "http/", "secrets/", "router/"] },
+  // rest, the build endpoint's proxy, life under systemd (sd_notify, the journal).
+  { floor: "infrastructure", rooms: ["db/", "host/", "http/", "secrets/", "router/", "systemd/"] },
   // Imported by anyone, importing (almost) nothing: the wire contract, configuration, errors.
   {
     floor: "leaves",
@@ -90,6 +90,12 @@ export const CLIENT_SIDE: (string | RegExp)[] = [
   "cli/subcommands.ts",
   "cli/output.ts",
   "cli/version.ts",
+  // The help text, shell completion and the bill of materials (read at bundle time): the
+  // client-side commands `version`, `completion` and every `--help` use them.
+  "cli/help.ts",
+  "cli/completion.ts",
+  "cli/sbom.ts",
+  "cli/sbom.macro.ts",
   // Request and response models are shared with the CLI, so they obey the client's rule too.
   /(^|\/)models\.ts$/,
 ];
@@ -105,6 +111,8 @@ export const CLIENT_MAY_IMPORT: (string | RegExp)[] = [
   "fs/",
   // The only place host commands run (the agent's iptables, the build client's buildctl).
   "host/",
+  // sd_notify and journal detection: the agent runs as a systemd service too.
+  "systemd/",
   // The models' strict integer schema (TypeBox only).
   "http/schema.ts",
   /(^|\/)models\.ts$/,

@@ -114,6 +114,8 @@ export interface RunningAppliance {
   drain(): Promise<DrainResult>;
   /** Another stop signal during the drain: ends its wait at once (see appliance/drain). */
   interruptDrain(): void;
+  /** Builds in flight now (what a drain waits for): for the service manager's status line. */
+  buildsInFlight(): number;
   /** Every route the API serves (REST and Connect RPC), as mounted: what the authorization matrix
    * and the bad-input sweep must cover. `takesBody`: the route declares a body schema. The
    * registry's /v2/ and its token realm are served before the app and are not listed. */
@@ -346,6 +348,7 @@ export async function startAppliance({ loaded, log, env, plugins }: StartOptions
       egress,
       drain: () => drain.drain(),
       interruptDrain: () => drain.interrupt(),
+      buildsInFlight: () => buildsService.inFlight(config.builds.health_timeout_seconds * 1000).length,
       routes: app.routes.map((r) => ({
         method: r.method,
         path: r.path,

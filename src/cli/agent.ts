@@ -4,7 +4,8 @@
  * policy (see src/agent/agent.ts), as a service (packaging/systemd/slipway-agent.service).
  * `slipway agent uninstall` removes exactly what it added: jumps, chain, sets, the hosts block.
  * Agent-side: only the options are read here; the agent itself is src/agent, and this command
- * imports nothing of the server's services.
+ * imports nothing of the server's services. Under systemd (Type=notify) it says READY=1 once its
+ * first policy (fetched, or the saved one) is in the kernel, and pings the watchdog.
  */
 import { readFileSync } from "node:fs";
 import {
@@ -19,6 +20,7 @@ import { hostExec } from "../host/exec.ts";
 import { parseScope } from "../wire/egress/scopes.ts";
 import { UsageError } from "../errors.ts";
 import { createLogger } from "../log/logger.ts";
+import { startWatchdog, stderrIsJournal, systemdNotifier, watchdogIntervalMs } from "../systemd/index.ts";
 import { EXIT_OK, type Command } from "./command.ts";
 
 const DEFAULT_STATE = "/var/lib/slipway-agent/policy.json";
@@ -52,7 +54,11 @@ export const agentCommand: Command = {
     const v = ctx.values;
     const hostsFile = (v["hosts-file"] as string | undefined) ?? "/etc/hosts";
     const stateFile = (v["state-file"] as string | undefined) ?? DEFAULT_STATE;
-    const log = createLogger({ level: "info", format: ctx.io.isTTY ? "pretty" : "json" });
+    const log = createLogger({
+      level: "info",
+      format: ctx.io.isTTY ? "pretty" : "json",
+      journalPriority: stderrIsJournal(ctx.env),
+    });
     if (ctx.positionals[0] === "uninstall") {
       await uninstallEgress({ exec: hostExec(), hostsFile, stateFile });
       ctx.io.out("removed Slipway's egress jumps, chains, sets and hosts block");
@@ -97,11 +103,32 @@ export const agentCommand: Command = {
       drops: nflogSource(nflogGroup),
     });
     log.info("egress agent running", { server, scopes: scopes.length ? scopes : "as registered" });
-    await new Promise<void>((resolve) => {
-      process.once("SIGTERM", resolve);
-      process.once("SIGINT", resolve);
+    const notifier = systemdNotifier(ctx.env);
+    const wdMs = watchdogIntervalMs(ctx.env);
+    // The timer firing proves the event loop turns; the agent's own loops run on the same loop.
+    const watchdog =
+      notifier.enabled && wdMs !== null ? startWatchdog({ notifier, intervalMs: wdMs, probe: () => {} }) : null;
+    let stopping = false;
+    const stopped = new Promise<void>((resolve) => {
+      const stop = () => {
+        stopping = true;
+        resolve();
+      };
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
     });
+    // Ready once a policy is enforced: units ordered After= this one start with egress in force.
+    void (async () => {
+      while (!stopping && !agent.compiled()) await Bun.sleep(100);
+      if (stopping) return;
+      await agent.settled().catch(() => {});
+      notifier.notify({ READY: 1, STATUS: `enforcing the egress policy from ${server}` });
+    })();
+    await stopped;
+    notifier.notify({ STOPPING: 1 });
+    watchdog?.stop();
     await agent.stop(); // the rules stay in force
+    notifier.close();
     return EXIT_OK;
   },
 };

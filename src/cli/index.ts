@@ -13,20 +13,14 @@
  * - ./server/: server-side commands (serve, migrate, backup, doctor, pki, admin, builder-image,
  *   and the hidden self-tests). They run on the appliance's host with its config and data dir
  *   (--config, --data-dir, --set) and use the server's services directly.
- * What all of them share sits here: ./command.ts, ./subcommands.ts, ./output.ts, ./version.ts.
+ * What all of them share sits here: ./command.ts, ./subcommands.ts, ./output.ts, ./version.ts,
+ * ./help.ts (the help text, also rendered as man pages) and ./completion.ts.
  */
 import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
-import { VERSION } from "../version.ts";
-import {
-  EXIT_OK,
-  GLOBAL_HELP,
-  GLOBAL_OPTIONS,
-  clientOptions,
-  reportFailure,
-  type Command,
-  type Io,
-} from "./command.ts";
+import { EXIT_OK, GLOBAL_OPTIONS, clientOptions, reportFailure, type Command, type Io } from "./command.ts";
+import { completionCommand } from "./completion.ts";
+import { commandHelp, topHelp } from "./help.ts";
 import { versionCommand } from "./version.ts";
 // Client-side: talk to the appliance over its HTTP API, from any machine.
 import { buildCommand, buildkitEnvCommand } from "./client/build.ts";
@@ -49,6 +43,7 @@ import { doctorCommand } from "./server/doctor.ts";
 import { failSelftestCommand } from "./server/fail-selftest.ts";
 import { migrateCommand } from "./server/migrate.ts";
 import { pkiCommand } from "./server/pki.ts";
+import { restoreCommand } from "./server/restore.ts";
 import { serveCommand } from "./server/serve.ts";
 import { volumeSelftestCommand } from "./server/volume-selftest.ts";
 
@@ -56,6 +51,7 @@ export const COMMANDS: Command[] = [
   serveCommand,
   migrateCommand,
   backupCommand,
+  restoreCommand,
   doctorCommand,
   versionCommand,
   loginCommand,
@@ -73,41 +69,11 @@ export const COMMANDS: Command[] = [
   adminCommand,
   pkiCommand,
   builderImageCommand,
+  completionCommand(() => COMMANDS),
 ];
 
 /** Not listed in help: test hooks that ship in the binary (see each command's module comment). */
 const HIDDEN_COMMANDS: Command[] = [volumeSelftestCommand, failSelftestCommand];
-
-function topHelp(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
-  return [
-    `slipway ${VERSION}: a self-hosted build appliance`,
-    "",
-    "usage: slipway <command> [options]",
-    "",
-    "commands:",
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
-    "",
-    "global options:",
-    ...Object.entries(GLOBAL_HELP).map(([k, v]) => `  --${k.padEnd(10)} ${v}`),
-    "",
-    "Run 'slipway <command> --help' for a command's options.",
-    "Exit codes: 0 ok, 1 operation failed, 2 usage or configuration error.",
-  ].join("\n");
-}
-
-function commandHelp(c: Command): string {
-  const all = { ...c.optionHelp, ...GLOBAL_HELP };
-  const width = Math.max(...Object.keys(all).map((k) => k.length)) + 2;
-  return [
-    `slipway ${c.name}: ${c.summary}`,
-    "",
-    `usage: ${c.usage}`,
-    "",
-    "options:",
-    ...Object.entries(all).map(([k, v]) => `  --${k.padEnd(width)} ${v}`),
-  ].join("\n");
-}
 
 export async function main(argv: string[], env: Record<string, string | undefined>, io: Io): Promise<number> {
   try {
@@ -116,7 +82,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
       const target = first === "help" ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
       if (first === "help" && rest[0] && !target)
         throw new UsageError(`unknown command '${rest[0]}'; run 'slipway --help'`);
-      io.out(target ? commandHelp(target) : topHelp());
+      io.out(target ? commandHelp(target) : topHelp(COMMANDS));
       return first === undefined ? 2 : EXIT_OK;
     }
     if (first === "--version" || first === "-V")

@@ -2,7 +2,8 @@
  * @module log/logger.test
  * Covers createLogger: JSON line shape (time/level/msg/fields), level filtering, redaction of
  * secret-named fields and of secret-looking text (Slipway tokens, PEM private keys, Bearer
- * credentials) in messages and nested values, child() bindings, and the one-line pretty format.
+ * credentials) in messages and nested values, child() bindings, the one-line pretty format, and
+ * the sd-daemon priority prefix for the journal.
  */
 import { describe, expect, test } from "bun:test";
 import { generateToken } from "../auth/token-format.ts";
@@ -231,5 +232,28 @@ describe("hardening", () => {
     log.info("first\nsecond", { note: "a\nb" });
     expect(lines).toHaveLength(1);
     expect(lines[0]).not.toContain("\n");
+  });
+});
+
+describe("journald priorities", () => {
+  test("with journalPriority every line starts with its syslog priority and stays JSON after it", () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", journalPriority: true, write: (l) => lines.push(l), now: () => FIXED });
+    log.debug("d");
+    log.info("i");
+    log.warn("w");
+    log.error("e", { n: 1 });
+    expect(lines.map((l) => l.slice(0, 3))).toEqual(["<7>", "<6>", "<4>", "<3>"]);
+    expect(JSON.parse(lines[3]!.slice(3))).toEqual({ time: FIXED.toISOString(), level: "error", msg: "e", n: 1 });
+  });
+
+  test("a child logger keeps the prefix; the pretty format gets it too; without the option there is none", () => {
+    const lines: string[] = [];
+    createLogger({ journalPriority: true, format: "pretty", write: (l) => lines.push(l) })
+      .child({ c: 1 })
+      .warn("w");
+    createLogger({ write: (l) => lines.push(l) }).warn("w");
+    expect(lines[0]).toMatch(/^<4>\d\d:\d\d/);
+    expect(lines[1]!.startsWith("{")).toBe(true);
   });
 });

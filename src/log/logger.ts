@@ -3,6 +3,9 @@
  * Structured logging: one JSON object per line (journald, log shippers), or a readable line on a
  * TTY. Secrets never reach a log line: fields whose names look secret are replaced, and any
  * string that looks like a Slipway credential or a PEM private key is masked wherever it appears.
+ * Under systemd (stderr is the journal) each line starts with its sd-daemon priority (`<4>` for a
+ * warning) so `journalctl -p warning` filters; the line stays JSON after it: log shippers reading
+ * the journal keep parsing the fields, and journald strips the prefix into PRIORITY.
  */
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -18,6 +21,8 @@ export interface Logger {
 }
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+/** syslog priorities (sd-daemon(3)): LOG_DEBUG 7, LOG_INFO 6, LOG_WARNING 4, LOG_ERR 3. */
+const SYSLOG_PRIORITY: Record<LogLevel, number> = { debug: 7, info: 6, warn: 4, error: 3 };
 
 // Matched at the end of a field name, any case: apiToken, client_secret, masterKey, ... (but not
 // admin_token_file, which names where a secret is, not the secret).
@@ -59,13 +64,18 @@ export interface LoggerOptions {
   /** Where lines go; stderr by default so that `--json` output on stdout stays clean. */
   write?: (line: string) => void;
   now?: () => Date;
+  /** Prefix each line with `<N>`, its syslog priority: set when stderr is the journal (systemd/journal). */
+  journalPriority?: boolean;
 }
 
 export function createLogger(opts: LoggerOptions = {}, bound: LogFields = {}): Logger {
   const min = ORDER[opts.level ?? "info"];
   const format = opts.format ?? "json";
-  const write = opts.write ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const writeLine = opts.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const now = opts.now ?? (() => new Date());
+  const write = opts.journalPriority
+    ? (level: LogLevel, line: string) => writeLine(`<${SYSLOG_PRIORITY[level]}>${line}`)
+    : (_level: LogLevel, line: string) => writeLine(line);
 
   const emit = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (ORDER[level] < min) return;
@@ -75,7 +85,7 @@ export function createLogger(opts: LoggerOptions = {}, bound: LogFields = {}): L
       // A field may not pose as the line's own time, level or message.
       const line: LogFields = { time, level, msg: redactText(msg) };
       for (const [k, v] of Object.entries(data)) line[k in line ? `field_${k}` : k] = v;
-      write(JSON.stringify(line));
+      write(level, JSON.stringify(line));
     } else {
       // One event, one line: newlines inside values are escaped.
       const flat = (v: string) => v.replace(/\r?\n/g, "\\n");
@@ -83,6 +93,7 @@ export function createLogger(opts: LoggerOptions = {}, bound: LogFields = {}): L
         .map(([k, v]) => `${k}=${typeof v === "string" ? flat(v) : JSON.stringify(v)}`)
         .join(" ");
       write(
+        level,
         `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${flat(redactText(msg))}${extra ? `  ${extra}` : ""}`,
       );
     }

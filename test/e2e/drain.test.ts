@@ -4,7 +4,8 @@
  * engine and the official depot CLI, unchanged. SIGTERM mid-build: the build still finishes
  * within the drain time, a build started during the drain is refused with a clear message,
  * /readyz says draining, serve exits 0. A drain time shorter than the build: the build ends as
- * canceled and the depot CLI prints why. A second SIGTERM ends the drain at once.
+ * canceled and the depot CLI prints why. A second SIGTERM ends the drain at once. Under
+ * systemd's Type=notify, STOPPING=1 says how many builds drain and extends the stop timeout.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -15,6 +16,7 @@ import { slipwayBinary } from "../support/binary.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cleanup.ts";
 import { integrationSuite } from "../support/integration.ts";
+import { listenForNotifications } from "../support/notify-socket.ts";
 import { serve, type Served } from "../support/serve.ts";
 import { DEPOT, depotEnv, finished, waitFor } from "../support/depot.ts";
 
@@ -33,6 +35,8 @@ integrationSuite(
     let admin = "";
     let project = "";
     let token = "";
+    // What systemd hears (Type=notify): STOPPING=1 and the drain's progress.
+    const notify = listenForNotifications(join(work, "notify.sock"));
 
     const start = async (drainSeconds: number) => {
       s = await serve(
@@ -46,7 +50,7 @@ integrationSuite(
           "--set",
           `server.drain_seconds=${drainSeconds}`,
         ],
-        {},
+        { NOTIFY_SOCKET: notify.address },
         { publicHost: "localhost" },
       );
       return s;
@@ -118,6 +122,7 @@ integrationSuite(
       }
       await removeBuildersOf([project].filter(Boolean));
       await removeBuildersOfServed(); // and any builder whose project id this file never learned
+      notify.close();
       rmSync(work, { recursive: true, force: true });
     });
 
@@ -132,7 +137,15 @@ integrationSuite(
       );
       const id = await runningBuildWith("drain-started");
       const t0 = Date.now();
+      notify.messages.length = 0;
       srv.proc.kill("SIGTERM");
+      // systemd hears it: stopping, one build draining, the stop timeout extended over the drain
+      // time left (120 s) plus the shutdown timeout (30 s) and a margin, never beyond.
+      const stopping = await notify.waitFor((t) => t.startsWith("STOPPING=1"), 10_000);
+      expect(stopping.text).toMatch(/\nSTATUS=draining 1 build \(up to 1[12]\d s left\)\n/);
+      const extend = Number(/EXTEND_TIMEOUT_USEC=(\d+)/.exec(stopping.text)![1]);
+      expect(extend).toBeGreaterThan(150_000_000);
+      expect(extend).toBeLessThanOrEqual(165_000_000);
 
       // Not ready while draining, with the check saying why.
       let ready: { status: number; json: any } = { status: 0, json: null };

@@ -6,6 +6,7 @@
  * status and events back over HTTP, where `slipway egress apply-status|events` show them. Real
  * connections from the runner namespace decide every assertion (see
  * test/support/egress/topology.ts); the runner reaches `serve` over a veth pair to this host.
+ * As under systemd (Type=notify), it says READY=1 only once its policy holds, and pings the watchdog.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -15,6 +16,7 @@ import type { Subprocess } from "bun";
 import { run } from "../../src/host/run.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { integrationSuite } from "../support/integration.ts";
+import { listenForNotifications } from "../support/notify-socket.ts";
 import { egressPrerequisiteMissing, sh, makeTopology, type Topology } from "../support/egress/topology.ts";
 import { serve, type Served } from "../support/serve.ts";
 
@@ -60,12 +62,18 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
   let hostId = "";
   let agentToken = "";
   let baseline: { v4: string; v6: string; sets: string; hosts: string };
+  const notify = listenForNotifications(join(work, "notify.sock"));
 
   const admin = () => readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();
   async function cli(args: string[]) {
     const p = Bun.spawn(
       [bin, ...args, "--server", server.url, "--cacert", join(server.dataDir, "ca.pem"), "--token", admin()],
-      { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: work } },
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+        // A path socket (an abstract one would stay in this namespace): systemd's Type=notify.
+        env: { PATH: process.env.PATH ?? "", HOME: work, NOTIFY_SOCKET: notify.address, WATCHDOG_USEC: "200000" },
+      },
     );
     const [stdout, stderr, code] = await Promise.all([
       new Response(p.stdout).text(),
@@ -124,7 +132,12 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
         "--hosts-file",
         topo.hostsFile,
       ],
-      { stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: work } },
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+        // A path socket (an abstract one would stay in this namespace): systemd's Type=notify.
+        env: { PATH: process.env.PATH ?? "", HOME: work, NOTIFY_SOCKET: notify.address, WATCHDOG_USEC: "200000" },
+      },
     );
     let logs = "";
     const decoder = new TextDecoder();
@@ -184,12 +197,17 @@ integrationSuite("egress: `slipway agent` against `serve` over HTTPS", missing, 
     await server?.stop();
     if (link) await run(["ip", "link", "del", link]);
     await topo?.destroy();
+    notify.close();
     rmSync(work, { recursive: true, force: true });
   });
 
   test("the agent fetches its policy with its token, applies it in its namespace and reports it applied", async () => {
     expect(await curl("http://10.77.0.40/")).toBe("C"); // before the agent: open
     agent = startAgent();
+    // systemd's READY=1 comes once the policy is in the kernel: the deny already holds then.
+    await notify.waitFor((t) => t.startsWith("READY=1\nSTATUS=enforcing"), 120_000);
+    expect(await curl("http://10.77.0.40/")).toBeNull();
+    await notify.waitFor((t) => t === "WATCHDOG=1");
     const h = await applied();
     expect(h.applied_error).toBeNull();
     expect(h.last_seen_at).not.toBeNull();

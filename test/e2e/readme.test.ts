@@ -3,7 +3,7 @@
  * The README's promises: its configuration table covers every setting the schema knows; and on
  * a fresh clone with nothing installed, its first command (the `npm start` line of "Two
  * commands", as written) installs what it needs, compiles the binary and serves, then every
- * other ```sh block of "Two commands", "First login" and "First build" runs, in order, in one
+ * other ```sh block of "From source: two commands", "First login" and "First build" runs, in order, in one
  * bash, as a reader's second terminal would: the first build really builds with the depot CLI in
  * the new user's organization. The test changes only what a reader's machine would: free ports
  * for 8443 and 8444, HOME, and the builder image's name (the tests' shared image).
@@ -53,7 +53,7 @@ export function shellBlocks(markdown: string, title: string): string[] {
 
 describe("README sections the test runs", () => {
   test("Two commands opens with the npm start line; every section has commands to run", () => {
-    const [serveBlock] = shellBlocks(readme, "Two commands");
+    const [serveBlock] = shellBlocks(readme, "From source: two commands");
     expect(serveBlock).toMatch(/^npm start -- /);
     expect(serveBlock).toContain("--listen 127.0.0.1:8443");
     for (const title of ["First login", "First build"]) expect(shellBlocks(readme, title).length).toBeGreaterThan(0);
@@ -91,7 +91,7 @@ integrationSuite("README on a fresh clone: npm start, first login, first build",
     const ports = (text: string) => text.replaceAll("8443", String(port)).replaceAll("8444", String(buildPort));
     const home = join(work, "home");
     const env = { PATH: process.env.PATH ?? "", HOME: home, SLIPWAY_BUILDERS_DOCKERD_IMAGE: image.ref };
-    const [serveBlock, ...twoCommands] = shellBlocks(readme, "Two commands");
+    const [serveBlock, ...twoCommands] = shellBlocks(readme, "From source: two commands");
     const dataDir = join(clone, "data");
     servedDataDirs.add(dataDir); // the builders it starts are removed afterwards by its appliance id
     const t0 = performance.now();
