@@ -16,6 +16,7 @@
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
@@ -24,7 +25,6 @@ import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { DEPOT, depotEnv, finished, waitFor } from "../support/depot.ts";
 import { integrationSuite } from "../support/integration.ts";
-import { freePorts } from "../support/serve.ts";
 import {
   HOST_DATA_LINK,
   hostDataPathBusy,
@@ -44,10 +44,17 @@ const missing =
   (findBuildkitClient(process.env)?.kind !== "buildx" ? "docker-buildx is not installed" : null) ??
   (await builderImageMissing());
 
-/** The README's draft install section, used until README.md has the section itself. */
-const DRAFT_INSTALL = [
-  "sudo apt install ./slipway_0.2.0_amd64.deb\nsudo systemctl status slipway --no-pager\nsudo cat /var/lib/slipway/initial-admin-token\n",
-];
+/** builders.dockerd_image's default: the offline bundle's image and the README's import name it. */
+const DEFAULT_BUILDER_IMAGE = "slipway/builder-dockerd:trixie";
+
+/** Whether nothing listens on 127.0.0.1:`port`. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(false));
+    s.listen({ port, host: "127.0.0.1", exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
 
 /** The ```sh blocks of the README section titled `title` (up to the next "## " heading). */
 export function readmeBlocks(readme: string, title: string): string[] {
@@ -100,9 +107,12 @@ const diff = (before: string[], after: string[]) => ({
   removed: before.filter((l) => !after.includes(l)),
 });
 
-/** The system's files, except kernel and runtime filesystems, the test's binds, apt's and dpkg's own state and logs. */
+/**
+ * The system's files, except kernel and runtime filesystems, the test's binds, root's home (the
+ * README's files; a package never touches a home), apt's and dpkg's own state and logs.
+ */
 const FILES_SCRIPT = `find / \\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \\
-  -o -path /repo -o -path /root/pkg -o -path /root/prev -o -path /media/bundle \\
+  -o -path /repo -o -path /root -o -path /media/bundle -o -path /usr/local/bin/depot \\
   -o -path /var/lib/apt -o -path /var/lib/dpkg -o -path /var/cache/apt -o -path /var/cache/debconf \\
   -o -path /var/cache/ldconfig -o -path /var/log \\) -prune -o -print | sort`;
 
@@ -126,28 +136,42 @@ integrationSuite("system: the .deb in Debian with systemd as PID 1", missing, ()
   let debs!: CurrentDebs;
   let previousDeb = "";
   let builderImage = "";
-  let port = 0;
-  let buildPort = 0;
+  // The README's commands name these ports: the test site listens on loopback only.
+  const port = 8443;
+  const buildPort = 8444;
+  let taggedDefaultImage = false;
   let hostBefore: string[] = [];
   let filesBefore: string[] = [];
   let hostsFileBefore = "";
   const caFile = join(work, "ca", "ca.pem");
   const url = () => `https://localhost:${port}`;
 
-  /** The drop-in every system gets before the package: ports, the test's builder image, plain volumes. */
-  const dropIn = () => `[Service]
-Environment=SLIPWAY_SERVER_LISTEN=127.0.0.1:${port} SLIPWAY_SERVER_BUILD_LISTEN=127.0.0.1:${buildPort}
-Environment=SLIPWAY_SERVER_PUBLIC_URL=https://localhost:${port}
-Environment=SLIPWAY_BUILDERS_DOCKERD_IMAGE=${builderImage}
-# No device-mapper in this kernel: cache volumes are plain directories (serve warns about it).
-Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
-`;
+  /**
+   * The test site's /etc/slipway/slipway.toml, written before the package and kept over its
+   * conffile (Dpkg::Options --force-confold): loopback ports, the test's builder image, and plain
+   * cache volumes (no device-mapper in this kernel; serve warns about it, as the README says).
+   */
+  const siteConfig = () => `[server]
+listen = "127.0.0.1:${port}"
+build_listen = "127.0.0.1:${buildPort}"
+public_url = "https://localhost:${port}"
 
-  /** Site setup of a fresh system: the local archive as its only source, non-interactive apt, Docker's daemon masked. */
+[builders]
+dockerd_image = "${builderImage}"
+
+[volumes]
+encryption = "none"
+`;
+  const writeSiteConfig = (sys: Machine) => sys.write("/etc/slipway/slipway.toml", siteConfig());
+
+  /** Site setup of a fresh system: the local archive as its only source, non-interactive apt and dpkg, Docker's daemon masked. */
   const prepare = (sys: Machine) => {
     sys.write("/etc/apt/sources.list.d/local.list", "deb [trusted=yes] file:/repo ./\n");
-    sys.write("/etc/apt/apt.conf.d/90system-test", 'APT::Get::Assume-Yes "true";\nAcquire::Languages "none";\n');
-    sys.write("/etc/systemd/system/slipway.service.d/system-test.conf", dropIn());
+    sys.write(
+      "/etc/apt/apt.conf.d/90system-test",
+      'APT::Get::Assume-Yes "true";\nAcquire::Languages "none";\nDpkg::Options { "--force-confdef"; "--force-confold"; };\n',
+    );
+    writeSiteConfig(sys);
     sys.sh(`echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections
       systemctl mask docker.service docker.socket containerd.service >/dev/null 2>&1
       apt-get update -qq`);
@@ -244,7 +268,16 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
     debs = await phase("package this checkout", () => buildCurrentDebs(join(work, "pkg")));
     console.log(`[system] packages by ${debs.by}: ${debs.amd64} ${debs.arm64 ?? ""}`);
     previousDeb = await phase("package the previous release", () => buildPreviousDeb(join(work, "prev")));
-    [port, buildPort] = (await freePorts(2)) as [number, number];
+    for (const p of [port, buildPort])
+      if (!(await portFree(p))) throw new Error(`port ${p} on 127.0.0.1 is taken: the README's commands need it`);
+    // The bundle holds the default builder image by its default name, as the README's import names it.
+    if (
+      Bun.spawnSync(["docker", "image", "inspect", DEFAULT_BUILDER_IMAGE], { stdout: "ignore", stderr: "ignore" })
+        .exitCode !== 0
+    ) {
+      Bun.spawnSync(["docker", "tag", builderImage, DEFAULT_BUILDER_IMAGE]);
+      taggedDefaultImage = true;
+    }
     hostBefore = hostListing();
     m = await phase("boot the system", () =>
       startMachine({
@@ -256,6 +289,7 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
           `${join(work, "pkg")}:/root/pkg:ro`,
           `${join(work, "prev")}:/root/prev:ro`,
           "/var/run/docker.sock:/run/docker.sock",
+          `${DEPOT}:/usr/local/bin/depot:ro`, // the README's first build runs the depot CLI on the host
         ],
       }),
     );
@@ -274,6 +308,7 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
       sys.stop();
     }
     unlinkHostDataPath();
+    if (taggedDefaultImage) Bun.spawnSync(["docker", "image", "rm", DEFAULT_BUILDER_IMAGE]); // the tag only
     await removeBuildersOf(projects);
     rmSync(work, { recursive: true, force: true });
     console.log(`[system] phases:\n  ${timings.join("\n  ")}`);
@@ -283,17 +318,26 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
     "the README's install commands, run verbatim, install the package and its Depends from the archive; the service is active, ready over HTTPS, and its journal carries priorities",
     async () => {
       const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-      const fromReadme = readmeBlocks(readme, "Install on Debian");
-      const blocks = fromReadme.length > 0 ? fromReadme : DRAFT_INSTALL;
-      if (fromReadme.length === 0)
-        console.log("[system] README.md has no '## Install on Debian' section yet: the draft runs");
-      const output = await phase("install (README)", () => blocks.map((b) => m.sh(`cd /root/pkg\n${b}`)).join("\n"));
+      const blocks = readmeBlocks(readme, "Install on Debian");
+      expect(blocks.length).toBeGreaterThan(0);
+      // One shell for the section (its blocks share variables), in a directory holding the .deb,
+      // without errexit: `slipway doctor` exits 1 on what this container lacks (dm-crypt), as a
+      // reader's would; what the commands achieve is checked after.
+      const script = `mkdir -p /root/site && cp /root/pkg/*.deb /root/site/ && cd /root/site\n${blocks.join("\n")}`;
+      const ran = await phase("install, first login, first build (README)", () =>
+        m.exec(["bash", "-c", script], { env: { HOME: "/root" } }),
+      );
+      const transcript = ran.out + ran.err;
+      const shown = () => console.log(`[system] README transcript:\n${transcript.slice(-6000)}`);
+      if (ran.code !== 0) shown();
       expect(m.exec(["systemctl", "is-active", "slipway"]).out.trim()).toBe("active");
       expect(dpkgField(m, "slipway", "Version")).toBe(version);
       expect(dpkgField(m, "docker.io", "Status")).toBe("install ok installed"); // a Depends, from the archive
-      const token = m.sh("cat /var/lib/slipway/initial-admin-token").trim();
-      expect(token.length).toBeGreaterThan(20);
-      expect(output).toContain(token); // the README's last command shows it
+      expect(transcript).toContain("active");
+      const greeting = m.exec(["cat", "/root/site/out/greeting.txt"]).out;
+      if (greeting !== "hello from slipway\n") shown();
+      expect(greeting).toBe("hello from slipway\n"); // the README's first build, exported by the depot CLI
+      expect(ran.code).toBe(0); // its last command, `cat out/greeting.txt`
       await phase("ready", () => waitReady(m, "after install"));
       copyCa();
 
@@ -376,7 +420,9 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
     // Counted, with the first few named: a whole data dir would drown the report.
     const summary = (list: string[]) => ({ count: list.length, first: list.slice(0, 10) });
     expect(summary(slipwayFiles)).toEqual(summary([]));
-    expect(summary(files.removed)).toEqual(summary([]));
+    // The site's slipway.toml is the package's conffile (kept over its own): purge removes it, by design.
+    const removed = files.removed.filter((f) => f !== "/etc/slipway" && f !== "/etc/slipway/slipway.toml");
+    expect(summary(removed)).toEqual(summary([]));
     expect(m.sh("cat /etc/hosts")).toBe(hostsFileBefore);
     const host = diff(hostBefore, hostListing());
     expect(host.added).toEqual([]);
@@ -409,6 +455,7 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
   test(
     "upgrade from the previous release's package: data kept, migrations applied after a backup, a build works",
     async () => {
+      writeSiteConfig(m); // purged with the package
       await phase("install the previous release", () =>
         m.sh(`apt-get install -y -qq ${"/root/prev/"}${previousDeb.split("/").pop()}`),
       );
@@ -444,21 +491,11 @@ Environment=SLIPWAY_VOLUMES_ENCRYPTION=none
       expect(pkgJson.scripts["package:offline"]).toBeDefined(); // fails until the offline bundle exists
       const out = join(work, "offline");
       await phase("package:offline", () => {
-        const r = Bun.spawnSync(
-          [
-            process.execPath,
-            "run",
-            "package:offline",
-            "--",
-            "--deb",
-            debs.amd64,
-            "--image",
-            builderImage,
-            "--out",
-            out,
-          ],
-          { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
-        );
+        const r = Bun.spawnSync([process.execPath, "run", "package:offline", "--", "--deb", debs.amd64, "--out", out], {
+          cwd: ROOT,
+          stdout: "pipe",
+          stderr: "pipe",
+        });
         if (r.exitCode !== 0) throw new Error(`package:offline failed:\n${r.stderr}${r.stdout}`);
       });
       const bundle = readdirSync(out).find((f) => f.startsWith("slipway-offline_") && f.includes("amd64"))!;
