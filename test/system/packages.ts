@@ -1,7 +1,7 @@
 /**
  * @module test/system/packages
- * The .debs the system test installs: this checkout's (from `bun run package`, i.e.
- * scripts/package.ts, for amd64 and arm64) and the previous release's. The previous release is
+ * The .debs the system test installs: this checkout's (scripts/build.ts and scripts/package.ts,
+ * as `bun run package`, for amd64 and arm64) and the previous release's. The previous release is
  * commit PREVIOUS_COMMIT (package.json 0.1.0, from before the packaging existed): its tree is
  * taken with `git archive`, compiled with this checkout's node_modules linked in, and packaged by
  * minimal-deb.ts with that tree's own unit (its binary does not speak sd_notify, so the new
@@ -35,37 +35,24 @@ function run(argv: string[], cwd: string): void {
   if (r.exitCode !== 0) throw new Error(`${argv.join(" ")} (in ${cwd}) exited ${r.exitCode}:\n${r.stderr}${r.stdout}`);
 }
 
-/** The version this checkout's package carries. */
-export const debVersion = (): string =>
-  existsSync(join(ROOT, "scripts", "package.ts")) || currentVersion() !== PREVIOUS_VERSION ? currentVersion() : "0.2.0";
-
 export interface CurrentDebs {
   amd64: string;
-  /** Null where the packaging script does not exist yet (the minimal package is amd64 only). */
-  arm64: string | null;
-  /** How they were made. */
-  by: "scripts/package.ts" | "minimal-deb";
+  arm64: string;
 }
 
-/** Compiles this checkout and packages it into `outDir`. */
+/** Compiles this checkout (both architectures) and packages it into `outDir`, as `bun run package` does. */
 export function buildCurrentDebs(outDir: string): CurrentDebs {
   mkdirSync(outDir, { recursive: true });
   const version = currentVersion();
-  if (existsSync(join(ROOT, "scripts", "package.ts"))) {
-    run([process.execPath, "scripts/build.ts", "--target", "all"], ROOT);
-    run([process.execPath, "scripts/package.ts", "--arch", "all", "--out", outDir], ROOT);
-    const debs = readdirSync(outDir);
-    const pick = (arch: string) => {
-      const name = `slipway_${version}_${arch}.deb`;
-      if (!debs.includes(name)) throw new Error(`scripts/package.ts wrote ${debs.join(", ")}, not ${name}`);
-      return join(outDir, name);
-    };
-    return { amd64: pick("amd64"), arm64: pick("arm64"), by: "scripts/package.ts" };
-  }
-  // Until the packaging script lands: a minimal package, versioned above the previous release.
-  run([process.execPath, "scripts/build.ts", "--target", "x64"], ROOT);
-  const amd64 = buildMinimalDeb({ binary: join(ROOT, "dist", "slipway"), tree: ROOT, version: debVersion(), outDir });
-  return { amd64, arm64: null, by: "minimal-deb" };
+  run([process.execPath, "scripts/build.ts", "--target", "all"], ROOT);
+  run([process.execPath, "scripts/package.ts", "--arch", "all", "--out", outDir], ROOT);
+  const debs = readdirSync(outDir);
+  const pick = (arch: string) => {
+    const name = `slipway_${version}_${arch}.deb`;
+    if (!debs.includes(name)) throw new Error(`scripts/package.ts wrote ${debs.join(", ")}, not ${name}`);
+    return join(outDir, name);
+  };
+  return { amd64: pick("amd64"), arm64: pick("arm64") };
 }
 
 /** The previous release's .deb, copied into `outDir` (built once and cached by commit). */
