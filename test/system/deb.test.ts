@@ -112,10 +112,6 @@ function hostListing(): string[] {
   return lines.sort();
 }
 
-/** A host listing line naming one of Slipway's kinds: labelled Docker objects, its chains and sets. */
-const isSlipwayObject = (line: string) =>
-  /^(container|network|volume) /.test(line) || / (SLWB|SLIPWAY)_\S+$/.test(line) || /^ipset slw/.test(line);
-
 const diff = (before: string[], after: string[]) => ({
   added: after.filter((l) => !before.includes(l)),
   removed: before.filter((l) => !after.includes(l)),
@@ -463,13 +459,12 @@ encryption = "none"
     if (REQUIRE_INTEGRATION) expect(host.added).toEqual([]);
     else if (host.added.length > 0)
       console.log(`[system] other appliances' objects appeared meanwhile:\n  ${host.added.join("\n  ")}`);
-    // Nothing that is not Slipway's went. The postrm removes every Slipway-labelled object and
-    // Slipway-named chain and set on the host (one appliance per host): where other appliances'
-    // tests run at the same time (not in CI, which runs files one by one) theirs go too.
-    const otherAppliances = host.removed.filter(isSlipwayObject);
-    if (otherAppliances.length > 0)
-      console.log(`[system] purge also removed other appliances' objects:\n  ${otherAppliances.join("\n  ")}`);
-    expect(host.removed.filter((l) => !isSlipwayObject(l))).toEqual([]);
+    // Nothing else went: purge removes this appliance's objects only (named from the id serve
+    // wrote to its data dir). On a shared machine other runs' objects come and go by themselves,
+    // so there they are named; in CI nothing may have gone.
+    if (REQUIRE_INTEGRATION) expect(host.removed).toEqual([]);
+    else if (host.removed.length > 0)
+      console.log(`[system] objects gone meanwhile (not this test's):\n  ${host.removed.join("\n  ")}`);
   };
 
   test(
