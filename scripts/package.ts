@@ -34,6 +34,7 @@ import { namesFor } from "../src/agent/render.ts";
 import { BEGIN as HOSTS_BEGIN, END as HOSTS_END } from "../src/agent/hosts-file.ts";
 import { MAPPER_PREFIX } from "../src/volumes/luks.ts";
 import { SYSTEM_DATA_DIR } from "../src/config/paths.ts";
+import { APPLIANCE_ID_FILE } from "../src/appliance/state.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const DEB = join(ROOT, "packaging", "deb");
@@ -42,18 +43,18 @@ type Arch = keyof typeof ARCHES;
 
 /** Names the postrm removes, from the code that makes them (see packaging/deb/postrm.in). */
 export function postrmValues(): Record<string, string> {
-  const builder = policyNames("x");
+  // The builder policy's chains SLWB_<appliance>_{IN,FWD,NAT} and sets slwb<appliance>_…, with a
+  // placeholder the postrm replaces by this appliance's id; the agent's SLIPWAY_EGRESS[_X],
+  // SLIPWAY_NEWNET[_X] and its sets slw_… (the package's agent is the default instance).
+  const builder = policyNames("zzzzzzzz");
   const agent = namesFor("");
-  // Chain names: the builder policy's SLWB_<appliance>_{IN,FWD,NAT}, the agent's SLIPWAY_EGRESS[_X]
-  // and SLIPWAY_NEWNET[_X]. Sets: slwb<appliance>_… and slw[instance]_….
-  const builderChain = builder.input.split("_")[0]!;
-  const chains = [`${builderChain}_[A-Z0-9_]+`, `${agent.chain}(_[A-Z0-9]+)?`, `${agent.newNetworks}(_[A-Z0-9]+)?`];
-  const setRoot = agent.setPrefix;
-  if (!builder.setPrefix.startsWith(setRoot)) throw new Error("set prefixes no longer share a root: update postrm");
   const values = {
     DOCKER_LABEL: BUILDER_LABELS.appliance,
-    CHAINS: chains.join("|"),
-    SETS: `${setRoot}[a-z0-9]*_[a-z0-9_]+`,
+    APPLIANCE_ID_FILE,
+    BUILDER_CHAINS: [builder.input, builder.forward, builder.nat].join("|"),
+    BUILDER_SETS: `${builder.setPrefix}_[a-z0-9_]+`,
+    AGENT_CHAINS: `${agent.chain}(_[A-Z0-9]+)?|${agent.newNetworks}(_[A-Z0-9]+)?`,
+    AGENT_SETS: `${agent.setPrefix}_[a-z0-9_]+`,
     HOSTS_BEGIN,
     HOSTS_END,
     MAPPER_PREFIX,

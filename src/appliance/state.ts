@@ -24,6 +24,8 @@ import { pkiServiceFactory, type Pki } from "../pki/index.ts";
 import { createSealer, loadOrCreateMasterKey, locateMasterKey, type Sealer } from "../secrets/index.ts";
 
 export const DB_FILE = "slipway.db";
+/** The appliance id as plain text, for tools without SQLite (the .deb's purge). */
+export const APPLIANCE_ID_FILE = "appliance-id";
 export const CA_FILE = "ca.pem";
 
 export interface StateOptions {
@@ -81,6 +83,11 @@ export async function openApplianceState(o: StateOptions): Promise<ApplianceStat
     });
 
     const applianceId = ensureApplianceId(db);
+    // The id in a plain file too: the package's purge (a shell script, after the binary is gone)
+    // removes only this appliance's containers, networks, chains and sets, never another's.
+    const idFile = join(o.dataDir, APPLIANCE_ID_FILE);
+    if (!existsSync(idFile) || readFileSync(idFile, "utf8") !== `${applianceId}\n`)
+      writeFileAtomic(idFile, `${applianceId}\n`, 0o644);
 
     const pki = pkiServiceFactory({
       db,

@@ -12,6 +12,8 @@
  * The same RUN with `builders.network_policy = "off"` reaches all of them (so the test can fail),
  * and every stop leaves no rule of ours behind while restarts add none twice.
  */
+import { APPLIANCE_ID_FILE } from "../../src/appliance/state.ts";
+import { policyNames } from "../../src/builders/network-policy.ts";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import Docker from "dockerode";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -208,6 +210,9 @@ integrationSuite("builder network policy: what a RUN step can reach", missing, (
     };
     expect(ready.checks["builders:network-policy"]![0]!.status).toBe("pass");
     chains = /chains (SLWB_[A-Z0-9]+)_IN/.exec(ready.checks["builders:network-policy"]![0]!.output)![1]!;
+    // The .deb's purge finds these chains and sets from the id serve writes in the data dir.
+    const applianceId = readFileSync(join(work, "data", APPLIANCE_ID_FILE), "utf8").trim();
+    expect(`${policyNames(applianceId).input}`).toBe(`${chains}_IN`);
     writeBusyboxContext(join(work, "ctx-warm"), "RUN true");
     const warm = await depot([join(work, "ctx-warm")]);
     expect(warm.code, warm.log).toBe(0); // starts the builder: its gateway is known from now on

@@ -27,6 +27,7 @@ import { commandOptions } from "../../src/cli/help.ts";
 import { dependencyClosure } from "../../src/cli/sbom.ts";
 import { HOST_PACKAGES, controlField } from "../../src/doctor/packages.ts";
 import { BUILDER_LABELS } from "../../src/builders/engine.ts";
+import { APPLIANCE_ID_FILE } from "../../src/appliance/state.ts";
 import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { integrationSuite } from "../support/integration.ts";
 
@@ -299,7 +300,7 @@ integrationSuite("the .deb packages", missing, () => {
     const netns = `slwpkg${id}`;
     const firewall = Bun.which("ip") && Bun.which("iptables-restore") && Bun.which("ipset") && process.getuid?.() === 0;
     if (firewall)
-      test("chains and sets: Slipway's go with the jumps to them, a stranger's stay (in a namespace)", () => {
+      test("chains and sets: this appliance's and the agent's go with the jumps to them; another appliance's and a stranger's stay (in a namespace)", () => {
         must(["ip", "netns", "add", netns]);
         try {
           const ns = (argv: string[], stdin?: string) => must(["ip", "netns", "exec", netns, ...argv], { stdin });
@@ -307,6 +308,7 @@ integrationSuite("the .deb packages", missing, () => {
             "slwbabcd1234_allow_4 hash:net",
             "slw_a1_4 hash:net",
             "slwx_dns_6 hash:net family inet6",
+            "slwbffff0000_allow_4 hash:net",
             "other_4 hash:net",
           ])
             ns(["ipset", "create", ...s.split(" ")]);
@@ -319,6 +321,8 @@ integrationSuite("the .deb packages", missing, () => {
               ":SLIPWAY_EGRESS - [0:0]",
               ":SLIPWAY_NEWNET_X - [0:0]",
               ":OTHER - [0:0]",
+              ":SLWB_FFFF0000_IN - [0:0]",
+              "-A INPUT -i sbffff0000+ -j SLWB_FFFF0000_IN",
               "-A INPUT -i sbabcd1234+ -j SLWB_ABCD1234_IN",
               '-A FORWARD -m comment --comment "slipway egress" -j SLIPWAY_EGRESS',
               "-A FORWARD -i sbabcd1234+ -j SLWB_ABCD1234_FWD",
@@ -339,14 +343,32 @@ integrationSuite("the .deb packages", missing, () => {
             ["ip6tables-restore", "--noflush"],
             "*filter\n:SLWB_ABCD1234_IN - [0:0]\n-A INPUT -i sbabcd1234+ -j SLWB_ABCD1234_IN\nCOMMIT\n",
           );
-          ns(["sh", "-c", `${functions()}\npurge_chains iptables\npurge_chains ip6tables\npurge_sets`]);
+          // The data dir names this appliance (id ending in abcd1234, as serve writes it).
+          const dataDir = join(out, `fw-data-${id}`);
+          mkdirSync(dataDir, { recursive: true });
+          writeFileSync(join(dataDir, APPLIANCE_ID_FILE), "0123abcd1234\n");
+          const script = [
+            functions(),
+            `builder_patterns "$(appliance_id '${dataDir}')"`,
+            'chain_pattern="$AGENT_CHAINS|$BUILDER_CHAIN_PATTERN"',
+            'set_pattern="$AGENT_SETS|$BUILDER_SET_PATTERN"',
+            'purge_chains iptables "$chain_pattern"',
+            'purge_chains ip6tables "$chain_pattern"',
+            'purge_sets "$set_pattern"',
+          ].join("\n");
+          ns(["sh", "-c", script]);
           const v4 = ns(["iptables-save"]);
           const v6 = ns(["ip6tables-save"]);
-          expect(`${v4}${v6}`).not.toMatch(/SLWB_|SLIPWAY_/);
+          expect(`${v4}${v6}`).not.toMatch(/SLWB_ABCD1234|SLIPWAY_/);
           expect(v4).toContain(":OTHER ");
           expect(v4).toContain("-A INPUT -j OTHER");
           expect(v4).toContain("--match-set other_4 src");
-          expect(ns(["ipset", "list", "-n"]).trim().split("\n")).toEqual(["other_4"]);
+          expect(v4).toContain("-A INPUT -i sbffff0000+ -j SLWB_FFFF0000_IN");
+          expect(ns(["ipset", "list", "-n"]).trim().split("\n").sort()).toEqual([
+            "other_4",
+            "slwbffff0000_allow_4",
+            "slwx_dns_6",
+          ]);
         } finally {
           run(["ip", "netns", "delete", netns]);
         }
@@ -383,6 +405,18 @@ integrationSuite("the .deb packages", missing, () => {
         try {
           const ours = must(["docker", "create", "--label", label, image, "/hello"]).trim();
           const theirs = must(["docker", "create", "--name", decoy, image, "/hello"]).trim();
+          // Another appliance's builder on the same engine stays.
+          const otherLabel = `${BUILDER_LABELS.appliance}=pkgtest-other-${id}`;
+          const other = must([
+            "docker",
+            "create",
+            "--name",
+            `${decoy}-other`,
+            "--label",
+            otherLabel,
+            image,
+            "/hello",
+          ]).trim();
           const net = must(["docker", "network", "create", "--label", label, `slipway-pkgtest-${id}`]).trim();
           const netDecoy = must(["docker", "network", "create", `${decoy}-net`]).trim();
           const vol = must(["docker", "volume", "create", "--label", label, `slipway-pkgtest-${id}`]).trim();
@@ -394,13 +428,14 @@ integrationSuite("the .deb packages", missing, () => {
             false,
             false,
           ]);
-          expect([exists("container", theirs), exists("network", netDecoy), exists("volume", volDecoy)]).toEqual([
-            true,
-            true,
-            true,
-          ]);
+          expect([
+            exists("container", theirs),
+            exists("container", other),
+            exists("network", netDecoy),
+            exists("volume", volDecoy),
+          ]).toEqual([true, true, true, true]);
         } finally {
-          run(["docker", "rm", "-f", decoy]);
+          run(["docker", "rm", "-f", decoy, `${decoy}-other`]);
           run(["docker", "network", "rm", `${decoy}-net`]);
           run(["docker", "volume", "rm", `${decoy}-vol`]);
           run(["docker", "image", "rm", "-f", image]);
