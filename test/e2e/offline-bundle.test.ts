@@ -3,8 +3,8 @@
  * The air-gapped path with the real dockerd: `slipway builder-image import` loads a tarball only
  * when it matches its SHA256SUMS line (a flipped byte, a missing line or no sums file at all load
  * nothing), and `bun run package:offline` writes one tarball whose SHA256SUMS checks with
- * sha256sum and whose image the import then loads. A tiny busybox image keeps these fast; one
- * test packs the real builder image to measure the bundle.
+ * sha256sum and whose image the import then loads. A tiny busybox image keeps these fast; the
+ * real builder image's bundle is installed by the system test.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import {
@@ -22,13 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { slipwayBinary } from "../support/binary.ts";
-import {
-  BUILDER_IMAGE_TIMEOUT_MS,
-  builderImageMissing,
-  busyboxPath,
-  docker,
-  ensureDockerdBuilderImage,
-} from "../support/builder-image.ts";
+import { busyboxPath, docker } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway } from "../support/serve.ts";
 
@@ -245,42 +239,5 @@ integrationSuite("builder-image import checks SHA256SUMS; package:offline", miss
   });
 });
 
-const realMissing = missing ?? (await builderImageMissing("trixie"));
-
-integrationSuite("package:offline with the real builder image", realMissing, () => {
-  test(
-    "the bundle carries the builder image, and its import verifies and loads it",
-    async () => {
-      const image = await ensureDockerdBuilderImage({ suite: "trixie" });
-      const deb = standInDeb();
-      const out = join(work, "dist-real");
-      const t0 = performance.now();
-      const made = sh([
-        process.execPath,
-        join(ROOT, "scripts", "package-offline.ts"),
-        "--deb",
-        deb,
-        "--image",
-        image.ref,
-        "--out",
-        out,
-      ]);
-      expect(made.code, made.out).toBe(0);
-      console.log(`  ${made.out.trim()} (test: ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
-      const site = join(work, "site-real");
-      mkdirSync(site);
-      const name = `slipway-offline_${version}_amd64`;
-      expect(sh(["tar", "-xzf", join(out, `${name}.tar.gz`)], site).code).toBe(0);
-      expect(sh(["sha256sum", "-c", "SHA256SUMS"], join(site, name)).code).toBe(0);
-      // Loading the same image again only re-tags it: other suites keep using it meanwhile.
-      const r = await runSlipway(slipwayBinary(), [
-        "builder-image",
-        "import",
-        join(site, name, "builder-dockerd-test-trixie.tar"),
-      ]);
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout).toContain(`${image.ref} ${image.id}`);
-    },
-    BUILDER_IMAGE_TIMEOUT_MS,
-  );
-});
+// The bundle with the real builder image, installed with no network at all, is the system test's
+// (test/system/deb.test.ts): it runs package:offline on the default image and INSTALL's commands.

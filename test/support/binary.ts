@@ -31,14 +31,18 @@ export function removeBinaryCopies(): void {
 }
 
 /** Path to a copy of the binary in a fresh empty directory. */
+/** The newest modification time of what the binary is compiled from. */
+export function newestSourceTime(): number {
+  return Math.max(
+    newestSource(join(ROOT, "src")),
+    newestSource(join(ROOT, "migrations")),
+    newestSource(join(ROOT, "web")),
+  );
+}
+
 export function slipwayBinary(): string {
   if (!built) {
-    const sources = Math.max(
-      newestSource(join(ROOT, "src")),
-      newestSource(join(ROOT, "migrations")),
-      newestSource(join(ROOT, "web")),
-    );
-    if (!existsSync(DIST) || statSync(DIST).mtimeMs < sources) {
+    if (!existsSync(DIST) || statSync(DIST).mtimeMs < newestSourceTime()) {
       const r = Bun.spawnSync([process.execPath, join(ROOT, "scripts", "build.ts"), "--target", "x64"], {
         cwd: ROOT,
         stdout: "pipe",

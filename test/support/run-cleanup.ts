@@ -6,6 +6,8 @@
  * temp dir.
  */
 import { afterAll } from "bun:test";
+import { removeCurrentDebs } from "../system/packages.ts";
 import { removeBinaryCopies } from "./binary.ts";
 
 afterAll(removeBinaryCopies);
+afterAll(removeCurrentDebs);

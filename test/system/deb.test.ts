@@ -10,8 +10,8 @@
  * host's containers, networks, volumes, chains, sets, and the hosts file); then the previous
  * release installed and upgraded to this one (data kept, migrations applied after their backup,
  * a build), purged again. A second system with no network installs the offline bundle with the
- * README's "Air-gapped install" commands (which must be INSTALL's). Lintian checks both .debs on
- * the host. Each phase's time is printed.
+ * README's "Air-gapped install" commands (which must be INSTALL's). Each phase's time is printed.
+ * Lintian runs in the package test, on the same .debs (built once per run, see packages.ts).
  *
  * The site's own settings (loopback ports 8443/8444 as the README names them, the test's builder
  * image, plain cache volumes: no device-mapper here) are its /etc/slipway/slipway.toml, written
@@ -25,7 +25,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
 import { policyNames } from "../../src/builders/network-policy.ts";
-import { which } from "../../src/host/run.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { builderImageMissing, ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { DEPOT, depotEnv, finished, waitFor } from "../support/depot.ts";
@@ -38,13 +37,12 @@ import {
   startMachine,
   unlinkHostDataPath,
 } from "./machine.ts";
-import { buildCurrentDebs, buildPreviousDeb, type CurrentDebs, currentVersion, ROOT } from "./packages.ts";
+import { currentDebs, buildPreviousDeb, type CurrentDebs, currentVersion, ROOT } from "./packages.ts";
 import { ensureSystemImage, systemImageMissing } from "./rootfs.ts";
 
 const missing =
   systemImageMissing() ??
   hostDataPathBusy() ??
-  (which("lintian") ? null : "lintian is not installed") ??
   (existsSync(DEPOT) ? null : `the depot CLI is not installed (${DEPOT})`) ??
   (findBuildkitClient(process.env)?.kind !== "buildx" ? "docker-buildx is not installed" : null) ??
   (await builderImageMissing());
@@ -294,7 +292,7 @@ encryption = "none"
       ensureSystemImage((l) => console.log(`[system] ${l}`)),
     );
     console.log(`[system] system image from ${sys.source}`);
-    debs = await phase("package this checkout", () => buildCurrentDebs(join(work, "pkg")));
+    debs = await phase("package this checkout (shared with the package test)", () => currentDebs());
     previousDeb = await phase("package the previous release", () => buildPreviousDeb(join(work, "prev")));
     for (const p of [port, buildPort])
       if (!(await portFree(p))) throw new Error(`port ${p} on 127.0.0.1 is taken: the README's commands need it`);
@@ -575,27 +573,5 @@ encryption = "none"
       expect(ran).toMatch(/verified \S+ against \S*SHA256SUMS/); // builder-image import checked the image
     },
     15 * 60_000,
-  );
-
-  test(
-    "lintian on both .debs: no errors",
-    async () => {
-      const debsToCheck = [debs.amd64, debs.arm64];
-      // Both at once: each takes ~25 s, mostly reading the binary.
-      const runs = await phase("lintian", () =>
-        Promise.all(
-          debsToCheck.map(async (deb) => {
-            const p = Bun.spawn(["lintian", "--no-cfg", deb], { stdout: "pipe", stderr: "pipe" });
-            return { deb, out: await new Response(p.stdout).text(), code: await p.exited };
-          }),
-        ),
-      );
-      for (const { deb, out } of runs) {
-        const lines = out.split("\n").filter(Boolean);
-        console.log(`[system] lintian ${deb.split("/").pop()}:\n  ${lines.join("\n  ") || "(no errors or warnings)"}`);
-        expect(lines.filter((l) => l.startsWith("E:"))).toEqual([]);
-      }
-    },
-    5 * 60_000,
   );
 });

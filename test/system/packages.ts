@@ -16,10 +16,12 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { newestSourceTime, slipwayBinary } from "../support/binary.ts";
 import { CACHE_DIR } from "../support/builder-image.ts";
 import { buildMinimalDeb, MINIMAL_DEB_REVISION } from "./minimal-deb.ts";
 
@@ -40,19 +42,37 @@ export interface CurrentDebs {
   arm64: string;
 }
 
-/** Compiles this checkout (both architectures) and packages it into `outDir`, as `bun run package` does. */
-export function buildCurrentDebs(outDir: string): CurrentDebs {
-  mkdirSync(outDir, { recursive: true });
+let current: { dir: string; debs: CurrentDebs } | null = null;
+
+/**
+ * This checkout's .debs, as `bun run package` makes them, built once per `bun test` run and
+ * shared by the suites that need them (the package test and the system test): the x64 binary
+ * through the shared helper, the arm64 one when older than the sources, then scripts/package.ts.
+ * The run-end cleanup removes the folder.
+ */
+export function currentDebs(): CurrentDebs {
+  if (current) return current.debs;
+  slipwayBinary();
+  const arm = join(ROOT, "dist", "slipway-linux-arm64");
+  if (!existsSync(arm) || statSync(arm).mtimeMs < newestSourceTime())
+    run([process.execPath, "scripts/build.ts", "--target", "arm64"], ROOT);
+  const dir = mkdtempSync(join(tmpdir(), "slipway-debs-"));
+  run([process.execPath, "scripts/package.ts", "--arch", "all", "--out", dir], ROOT);
   const version = currentVersion();
-  run([process.execPath, "scripts/build.ts", "--target", "all"], ROOT);
-  run([process.execPath, "scripts/package.ts", "--arch", "all", "--out", outDir], ROOT);
-  const debs = readdirSync(outDir);
+  const names = readdirSync(dir);
   const pick = (arch: string) => {
     const name = `slipway_${version}_${arch}.deb`;
-    if (!debs.includes(name)) throw new Error(`scripts/package.ts wrote ${debs.join(", ")}, not ${name}`);
-    return join(outDir, name);
+    if (!names.includes(name)) throw new Error(`scripts/package.ts wrote ${names.join(", ")}, not ${name}`);
+    return join(dir, name);
   };
-  return { amd64: pick("amd64"), arm64: pick("arm64") };
+  current = { dir, debs: { amd64: pick("amd64"), arm64: pick("arm64") } };
+  return current.debs;
+}
+
+/** Removes the shared .debs (called once at the end of the run). */
+export function removeCurrentDebs(): void {
+  if (current) rmSync(current.dir, { recursive: true, force: true });
+  current = null;
 }
 
 /** The previous release's .deb, copied into `outDir` (built once and cached by commit). */
