@@ -22,7 +22,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { findBuildkitClient } from "../../src/cli/client/build-session.ts";
 import { policyNames } from "../../src/builders/network-policy.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
@@ -312,7 +312,7 @@ encryption = "none"
         network: "host",
         binds: [
           `${sys.repo}:/repo:ro`,
-          `${join(work, "pkg")}:/root/pkg:ro`,
+          `${dirname(debs.amd64)}:/root/pkg:ro`,
           `${join(work, "prev")}:/root/prev:ro`,
           "/var/run/docker.sock:/run/docker.sock",
           `${DEPOT}:/usr/local/bin/depot:ro`, // the README's first build runs the depot CLI on the host
