@@ -35,6 +35,7 @@ import {
   writeBusyboxContext,
   type EnsuredImage,
   type RunningBuilder,
+  dockerdMissing,
 } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway } from "../support/serve.ts";
@@ -195,13 +196,7 @@ integrationSuite("dockerd builder image (debootstrap, fallback profile, /grpc)",
 
 // ---------------------------------------------------------------------------------------------
 
-const dockerMissing = await fetch("http://docker/_ping", {
-  unix: "/var/run/docker.sock",
-  signal: AbortSignal.timeout(3000),
-}).then(
-  (r) => (r.ok ? null : `dockerd answered ${r.status}`),
-  (e: Error) => `no dockerd at /var/run/docker.sock (${e.message})`,
-);
+const dockerMissing = await dockerdMissing();
 
 integrationSuite(
   "builder-image import (a docker save tarball)",

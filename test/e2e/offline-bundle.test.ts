@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { slipwayBinary } from "../support/binary.ts";
-import { busyboxPath, docker } from "../support/builder-image.ts";
+import { busyboxPath, docker, dockerdMissing } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway } from "../support/serve.ts";
 
@@ -34,13 +34,7 @@ const tinyRef = `slipway-test-offline/tiny-${suffix}:v1`;
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
 
-const dockerMissing = await fetch("http://docker/_ping", {
-  unix: "/var/run/docker.sock",
-  signal: AbortSignal.timeout(3000),
-}).then(
-  (r) => (r.ok ? null : `dockerd answered ${r.status}`),
-  (e: Error) => `no dockerd at /var/run/docker.sock (${e.message})`,
-);
+const dockerMissing = await dockerdMissing();
 const missing =
   dockerMissing ??
   (Bun.which("dpkg-deb") ? null : "no dpkg-deb") ??

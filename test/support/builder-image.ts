@@ -49,14 +49,20 @@ export interface EnsuredImage {
   seconds: number;
 }
 
-/** Why the image cannot be had here, or null. Use as integrationSuite's `missing`. */
-export async function builderImageMissing(suite: Suite = "trixie"): Promise<string | null> {
+/** Why this host's dockerd cannot be used, or null. Use as integrationSuite's `missing`. */
+export async function dockerdMissing(): Promise<string | null> {
   try {
     const res = await fetch("http://docker/_ping", { unix: DOCKER_SOCK, signal: AbortSignal.timeout(3000) });
-    if (!res.ok) return `GET /_ping on ${DOCKER_SOCK} answered ${res.status}`;
+    return res.ok ? null : `GET /_ping on ${DOCKER_SOCK} answered ${res.status}`;
   } catch (e) {
     return `no dockerd at ${DOCKER_SOCK} (${(e as Error).message})`;
   }
+}
+
+/** Why the image cannot be had here, or null. Use as integrationSuite's `missing`. */
+export async function builderImageMissing(suite: Suite = "trixie"): Promise<string | null> {
+  const noDockerd = await dockerdMissing();
+  if (noDockerd) return noDockerd;
   const state = await builderImageServiceFactory({ docker: docker(), log: silentLogger }).inspect(testImageRef(suite));
   if (state.present && state.recipe === recipeHash(suite)) return null;
   if (existsSync(tarballPath(suite))) return null;
