@@ -57,6 +57,8 @@ describe("what the units promise", () => {
     const { server } = configSchema.parse({});
     expect(stop).toBeGreaterThan(server.drain_seconds + server.shutdown_timeout_seconds);
     expect(directive(u, "KillMode")).toEqual(["mixed"]);
+    // …but one the watchdog aborted is not draining: it is killed after 30 s, not 700.
+    expect(directive(u, "TimeoutAbortSec")).toEqual(["30s"]);
     expect(directive(u, "StateDirectory")).toEqual(["slipway"]);
     expect(directive(u, "StateDirectoryMode")).toEqual(["0700"]);
   });

@@ -434,6 +434,35 @@ encryption = "none"
     10 * 60_000,
   );
 
+  test(
+    "the watchdog: a serve that stops answering (SIGSTOP) is aborted and restarted by systemd",
+    async () => {
+      // The unit's 30 s made short for the test by a runtime drop-in, removed afterwards.
+      const dropIn = "/run/systemd/system/slipway.service.d";
+      m.sh(
+        `mkdir -p ${dropIn} && printf '[Service]\\nWatchdogSec=4s\\nTimeoutAbortSec=2s\\n' > ${dropIn}/watchdog.conf && systemctl daemon-reload && systemctl restart slipway`,
+      );
+      try {
+        await waitReady(m, "with the short watchdog");
+        expect(m.sh("systemctl show -p WatchdogUSec --value slipway").trim()).toBe("4s");
+        const restarts = () => Number(m.sh("systemctl show -p NRestarts --value slipway").trim());
+        const before = restarts();
+        const hung = m.sh("systemctl show -p MainPID --value slipway").trim();
+        await phase("watchdog restart", async () => {
+          m.sh(`kill -STOP ${hung}`);
+          await waitFor("the watchdog's restart", () => restarts() > before, 60_000);
+          await waitReady(m, "after the watchdog's restart");
+        });
+        expect(m.sh("systemctl show -p MainPID --value slipway").trim()).not.toBe(hung);
+        expect(m.sh("journalctl -u slipway --no-pager -o cat")).toContain("Watchdog timeout");
+      } finally {
+        m.sh(`rm -rf ${dropIn} && systemctl daemon-reload && systemctl restart slipway`);
+        await waitReady(m, "with the unit's own watchdog");
+      }
+    },
+    5 * 60_000,
+  );
+
   /** Purge, then autoremove the Depends the package pulled in; the system and host as before. */
   const purgeAndCompare = async (label: string) => {
     await phase(`purge (${label})`, () => m.sh("apt-get purge -y -qq slipway && apt-get autoremove --purge -y -qq"));
