@@ -27,7 +27,6 @@ import { slipwayBinary } from "../support/binary.ts";
 import {
   BUILDER_IMAGE_TIMEOUT_MS,
   builderImageMissing,
-  busyboxPath,
   docker,
   ensureDockerdBuilderImage,
   startDockerdBuilder,
@@ -36,6 +35,7 @@ import {
   type EnsuredImage,
   type RunningBuilder,
   dockerdMissing,
+  busyboxMissing,
 } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway } from "../support/serve.ts";
@@ -57,14 +57,7 @@ function dockerCli(): string | null {
 const missing =
   (await builderImageMissing("bookworm")) ??
   (dockerCli() ? null : "no docker CLI (apt-get install docker.io)") ??
-  (() => {
-    try {
-      busyboxPath();
-      return null;
-    } catch (e) {
-      return (e as Error).message;
-    }
-  })();
+  busyboxMissing();
 
 integrationSuite("dockerd builder image (debootstrap, fallback profile, /grpc)", missing, () => {
   let image: EnsuredImage;
@@ -198,81 +191,69 @@ integrationSuite("dockerd builder image (debootstrap, fallback profile, /grpc)",
 
 const dockerMissing = await dockerdMissing();
 
-integrationSuite(
-  "builder-image import (a docker save tarball)",
-  dockerMissing ??
-    (() => {
-      try {
-        busyboxPath();
-        return null;
-      } catch (e) {
-        return (e as Error).message;
-      }
-    })(),
-  () => {
-    const suffix = crypto.randomUUID().slice(0, 8);
-    const ref = `slipway-test/import-${suffix}:v1`;
-    let tarball: string;
+integrationSuite("builder-image import (a docker save tarball)", dockerMissing ?? busyboxMissing(), () => {
+  const suffix = crypto.randomUUID().slice(0, 8);
+  const ref = `slipway-test/import-${suffix}:v1`;
+  let tarball: string;
 
-    beforeAll(async () => {
-      // A small image made here (nothing can be pulled), saved, then removed from the engine.
-      const d = docker();
-      const rootTar = join(work, `busybox-root-${suffix}.tar`);
-      const root = join(work, `busybox-root-${suffix}`);
-      writeBusyboxContext(root, "");
-      expect((await run(["tar", "-C", root, "-cf", rootTar, "busybox"])).code).toBe(0);
-      const [repo, tag] = ref.split(":");
-      const stream = await d.importImage(rootTar, { repo, tag } as Record<string, unknown>);
-      await new Promise((r, j) => d.modem.followProgress(stream, (e: Error | null) => (e ? j(e) : r(null))));
-      tarball = join(work, `saved-${suffix}.tar`);
-      await pipeline(await d.getImage(ref).get(), createWriteStream(tarball));
-      await d.getImage(ref).remove({ force: true });
-    });
+  beforeAll(async () => {
+    // A small image made here (nothing can be pulled), saved, then removed from the engine.
+    const d = docker();
+    const rootTar = join(work, `busybox-root-${suffix}.tar`);
+    const root = join(work, `busybox-root-${suffix}`);
+    writeBusyboxContext(root, "");
+    expect((await run(["tar", "-C", root, "-cf", rootTar, "busybox"])).code).toBe(0);
+    const [repo, tag] = ref.split(":");
+    const stream = await d.importImage(rootTar, { repo, tag } as Record<string, unknown>);
+    await new Promise((r, j) => d.modem.followProgress(stream, (e: Error | null) => (e ? j(e) : r(null))));
+    tarball = join(work, `saved-${suffix}.tar`);
+    await pipeline(await d.getImage(ref).get(), createWriteStream(tarball));
+    await d.getImage(ref).remove({ force: true });
+  });
 
-    afterAll(async () => {
-      await docker()
-        .getImage(ref)
-        .remove({ force: true })
-        .catch(() => {});
-    });
+  afterAll(async () => {
+    await docker()
+      .getImage(ref)
+      .remove({ force: true })
+      .catch(() => {});
+  });
 
-    test("the service loads it and the image is then present", async () => {
-      const svc = builderImageServiceFactory({ docker: docker(), log: silentLogger });
-      expect((await svc.inspect(ref)).present).toBe(false);
-      const loaded = await svc.importTarball(tarball);
-      expect(loaded.images.map((i) => i.ref)).toEqual([ref]);
-      const state = await svc.inspect(ref);
-      expect(state.present).toBe(true);
-      expect(loaded.images[0]!.id).toBe(state.id!);
-    });
+  test("the service loads it and the image is then present", async () => {
+    const svc = builderImageServiceFactory({ docker: docker(), log: silentLogger });
+    expect((await svc.inspect(ref)).present).toBe(false);
+    const loaded = await svc.importTarball(tarball);
+    expect(loaded.images.map((i) => i.ref)).toEqual([ref]);
+    const state = await svc.inspect(ref);
+    expect(state.present).toBe(true);
+    expect(loaded.images[0]!.id).toBe(state.id!);
+  });
 
-    test("`slipway builder-image import FILE` prints the loaded reference and id", async () => {
-      await docker()
-        .getImage(ref)
-        .remove({ force: true })
-        .catch(() => {});
-      const r = await runSlipway(slipwayBinary(), ["builder-image", "import", "--no-verify", tarball]);
-      expect(r.stderr).not.toContain("internal error");
-      expect(r.code).toBe(0);
-      const [printedRef, printedId] = r.stdout.trim().split(/\s+/);
-      expect(printedRef).toBe(ref);
-      expect(printedId).toMatch(/^sha256:[0-9a-f]{64}$/);
-      expect((await docker().getImage(ref).inspect()).Id).toBe(printedId!);
-    }, 120_000);
+  test("`slipway builder-image import FILE` prints the loaded reference and id", async () => {
+    await docker()
+      .getImage(ref)
+      .remove({ force: true })
+      .catch(() => {});
+    const r = await runSlipway(slipwayBinary(), ["builder-image", "import", "--no-verify", tarball]);
+    expect(r.stderr).not.toContain("internal error");
+    expect(r.code).toBe(0);
+    const [printedRef, printedId] = r.stdout.trim().split(/\s+/);
+    expect(printedRef).toBe(ref);
+    expect(printedId).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect((await docker().getImage(ref).inspect()).Id).toBe(printedId!);
+  }, 120_000);
 
-    test("a file that is not an image tarball fails with a clear message, exit 1", async () => {
-      const bogus = join(work, "bogus.tar");
-      writeFileSync(bogus, "not a tarball");
-      const r = await runSlipway(slipwayBinary(), ["builder-image", "import", "--no-verify", bogus]);
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^slipway: .*(load|tar)/m);
-      expect(r.stderr).not.toContain("internal error");
-      const gone = await runSlipway(slipwayBinary(), ["builder-image", "import", join(work, "nope.tar")]);
-      expect(gone.code).toBe(1);
-      expect(gone.stderr).toContain("no such file");
-    }, 120_000);
-  },
-);
+  test("a file that is not an image tarball fails with a clear message, exit 1", async () => {
+    const bogus = join(work, "bogus.tar");
+    writeFileSync(bogus, "not a tarball");
+    const r = await runSlipway(slipwayBinary(), ["builder-image", "import", "--no-verify", bogus]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^slipway: .*(load|tar)/m);
+    expect(r.stderr).not.toContain("internal error");
+    const gone = await runSlipway(slipwayBinary(), ["builder-image", "import", join(work, "nope.tar")]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain("no such file");
+  }, 120_000);
+});
 
 describe("builder-image build refuses clearly without root", () => {
   test("a non-root uid gets a PreconditionError naming root and the alternative", async () => {

@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { slipwayBinary } from "../support/binary.ts";
-import { busyboxPath, docker, dockerdMissing } from "../support/builder-image.ts";
+import { busyboxMissing, busyboxPath, docker, dockerdMissing } from "../support/builder-image.ts";
 import { integrationSuite } from "../support/integration.ts";
 import { runSlipway } from "../support/serve.ts";
 
@@ -35,17 +35,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
 
 const dockerMissing = await dockerdMissing();
-const missing =
-  dockerMissing ??
-  (Bun.which("dpkg-deb") ? null : "no dpkg-deb") ??
-  (() => {
-    try {
-      busyboxPath();
-      return null;
-    } catch (e) {
-      return (e as Error).message;
-    }
-  })();
+const missing = dockerMissing ?? (Bun.which("dpkg-deb") ? null : "no dpkg-deb") ?? busyboxMissing();
 
 function sh(argv: string[], cwd?: string): { code: number; out: string } {
   const r = Bun.spawnSync(argv, { cwd, stdout: "pipe", stderr: "pipe" });

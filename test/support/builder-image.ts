@@ -233,6 +233,16 @@ export function writeBusyboxContext(dir: string, body: string): void {
   );
 }
 
+/** Why no static busybox is at hand, or null. Use as (part of) integrationSuite's `missing`. */
+export function busyboxMissing(): string | null {
+  try {
+    busyboxPath();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 export function busyboxPath(): string {
   for (const p of ["/bin/busybox", "/usr/bin/busybox"]) if (existsSync(p)) return p;
   throw new Error("no static busybox on this host: apt-get install busybox-static");
