@@ -216,6 +216,11 @@ export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
       );
     },
 
+    /** Whether a request for builder `key` waits in the line. */
+    waiting(key: string): boolean {
+      return waiters.has(key);
+    },
+
     /** The build ended: a refusal it was given is forgotten. */
     forget(holder: string): void {
       refusedHolders.delete(holder);

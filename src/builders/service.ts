@@ -96,6 +96,9 @@ export interface BuilderServiceDeps {
 
 export type BuilderService = ReturnType<typeof builderServiceFactory>;
 
+/** The watchers' key for requests waiting in the admission line: any freed slot may be theirs. */
+const LINE = "";
+
 // The life cycle's shared state (holders, starts in flight, idle timers) is this closure's; each
 // step is a short function of its own, and the factory's length is theirs.
 export function builderServiceFactory(deps: BuilderServiceDeps) {
@@ -112,6 +115,8 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
    * that came later starts the builder again rather than inheriting an old failure. */
   const failures = new Map<string, { error: string; holders: Set<string> }>();
   const idleTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Who waits for a builder to change (whenChanged): by builder key, or LINE for a free slot. */
+  const watchers = new Map<string, Set<() => void>>();
   let events: Readable | null = null;
   let closed = false;
   /** Idle builders on an old image are recreated only once watch() runs (after serve reconciled volumes). */
@@ -128,6 +133,12 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     refreshMs: deps.imageRefreshMs,
     onChange: () => upgradeIdle(),
   });
+  /** Wakes the waiters on `k` (each is woken once; it asks again and waits anew if it must). */
+  const notify = (k: string) => {
+    const woken = watchers.get(k);
+    watchers.delete(k);
+    for (const wake of woken ?? []) wake();
+  };
   const held = (k: string) => (holders.get(k)?.size ?? 0) > 0;
   const orgOfProject = (projectId: string) => deps.projects.builderSettings(projectId)?.org_id ?? null;
   const addresses = builderAddressesFactory({ engine, log, onAddresses: deps.onAddresses });
@@ -217,8 +228,15 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
       failures.delete(k);
       p = (before ? before().then(() => start(ref, emulated)) : start(ref, emulated)).finally(() => starting.delete(k));
       p.then(
-        () => scheduleIdle(ref),
-        (e: Error) => failures.set(k, { error: e.message, holders: new Set(holders.get(k)) }),
+        () => {
+          scheduleIdle(ref);
+          notify(k);
+        },
+        (e: Error) => {
+          failures.set(k, { error: e.message, holders: new Set(holders.get(k)) });
+          notify(k);
+          notify(LINE); // a failed start frees its slot
+        },
       );
       starting.set(k, p);
     }
@@ -292,6 +310,7 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     await deps.volumes.close(ref);
     rmSync(engine.socketDir(b.id), { recursive: true, force: true });
     store.setState(b.id, "absent", { container_id: null });
+    notify(LINE);
     await removeNetworkIfUnused(ref.projectId);
     log.info("builder stopped", { builder: b.id, project: ref.projectId, platform: ref.platform, reason });
   }
@@ -309,6 +328,7 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     currency.untrack(b.id);
     rmSync(engine.socketDir(b.id), { recursive: true, force: true });
     void engine.removeContainer(containerId).catch(() => {});
+    notify(LINE);
     const holding = [...(holders.get(key(ref)) ?? [])];
     log.warn("builder container died", {
       builder: b.id,
@@ -395,6 +415,43 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
       admission.forget(holder);
       for (const [k, f] of failures) if (f.holders.delete(holder) && f.holders.size === 0) failures.delete(k);
       releaseHolds(holder);
+      notify(LINE); // a waiter ahead in the line may have been this build's
+    },
+
+    /**
+     * Resolves when what request() answers for `ref` may have changed — its start settled (ready
+     * or failed), or, for a request waiting in the admission line, a slot may have freed — or
+     * when `signal` aborts. Resolves at once when nothing is pending. A build's GetBuildKitConnection
+     * waits on it between asks instead of polling (builds/service.ts).
+     */
+    whenChanged(ref: BuilderRef, signal: AbortSignal): Promise<void> {
+      const r = { projectId: ref.projectId, platform: normalizePlatform(ref.platform) ?? ref.platform };
+      const k = key(r);
+      const on = starting.has(k)
+        ? k
+        : currentRow(r) || failures.has(k) || !admission.waiting(k) || closed
+          ? null
+          : LINE;
+      if (on === null || signal.aborted) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        let waiting = watchers.get(on);
+        if (!waiting) watchers.set(on, (waiting = new Set()));
+        const wake = () => {
+          waiting.delete(wake);
+          if (waiting.size === 0 && watchers.get(on) === waiting) watchers.delete(on);
+          signal.removeEventListener("abort", wake);
+          resolve();
+        };
+        waiting.add(wake);
+        signal.addEventListener("abort", wake, { once: true });
+      });
+    },
+
+    /** How many wait in whenChanged now (a hold that ended must leave none behind). */
+    watcherCount(): number {
+      let n = 0;
+      for (const s of watchers.values()) n += s.size;
+      return n;
     },
 
     /**
@@ -502,6 +559,7 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     /** Stops timers and the event stream. Builders keep running: the next serve adopts them. */
     close(): void {
       closed = true;
+      for (const k of [...watchers.keys()]) notify(k);
       for (const t of idleTimers.values()) clearTimeout(t);
       idleTimers.clear();
       events?.destroy();

@@ -30,6 +30,30 @@ let builderState: "starting" | "ready" | "failed" = "starting";
 let builderGate: Promise<void> | null = null;
 /** Builds holding a builder, as the manager counts them: a held builder never idles. */
 const held = new Set<string>();
+/** Held connections waiting on the fake builder (its whenChanged), until builderChanged() wakes them. */
+const builderWatchers = new Set<() => void>();
+const builderChanged = () => {
+  const woken = [...builderWatchers];
+  builderWatchers.clear();
+  for (const wake of woken) wake();
+};
+/** How many times a builder was asked for (a held connection asks again only when woken). */
+let asks = 0;
+const fakeWhenChanged = (_ref: unknown, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const wake = () => {
+      builderWatchers.delete(wake);
+      signal.removeEventListener("abort", wake);
+      resolve();
+    };
+    builderWatchers.add(wake);
+    signal.addEventListener("abort", wake, { once: true });
+  });
+/** Until `n` connections wait on the builder (bounded by the test's timeout, not a timed assertion). */
+const watching = async (n: number) => {
+  while (builderWatchers.size < n) await Bun.sleep(1);
+};
 const ORG = "org_a";
 const PRJ = "prj_a";
 const token: Actor = { kind: "project-token", tokenId: "tok_1", orgId: ORG, projectId: PRJ };
@@ -71,6 +95,7 @@ beforeAll(async () => {
     builders: {
       request: async (ref, holder) => {
         if (builderGate) await builderGate;
+        asks++;
         held.add(holder);
         if (builderState === "failed")
           return { state: "failed", error: "the builder image slipway/builder-dockerd:trixie is missing" };
@@ -93,6 +118,7 @@ beforeAll(async () => {
         builderState === "ready"
           ? { socketPath: `/run/${ref.platform.replace("/", "-")}.sock`, runtime: "dockerd", platform: ref.platform }
           : null,
+      whenChanged: fakeWhenChanged,
     },
     router: { buildEnded: (id) => ended.push(id) },
     audit: auditServiceFactory({ db }),
@@ -450,6 +476,118 @@ describe("builds: connections, cancels and ends that cross", () => {
     builds.builderLost([live.id], "again"); // once only
     expect(builds.get(live.id).error).toBe("builder lost: the container exited (137)");
     expect(ended).toEqual([live.id]);
+  });
+});
+
+describe("builds: a connection held open while its builder starts", () => {
+  const HOLD = { ms: 600_000 }; // longer than any test: only the events below end a hold
+
+  test("one call answers active once the builder is ready; it asks the builder again only when woken", async () => {
+    builderState = "starting";
+    const { build } = builds.create(token, PRJ, []);
+    const before = asks;
+    const asked = builds.connection(token, build.id, "linux/amd64", HOLD);
+    await watching(1);
+    builderChanged(); // something changed, but the builder still starts: the call holds on
+    await watching(1);
+    expect(asks - before).toBe(2);
+    builderState = "ready";
+    builderChanged();
+    const conn = await asked;
+    expect(conn.kind).toBe("active");
+    expect(asks - before).toBe(3);
+    expect(builds.get(build.id).status).toBe("running");
+    expect(builds.heldCount()).toBe(0);
+    builds.finish(token, build.id, { kind: "success" });
+  });
+
+  test("a builder that fails during the hold: failed_precondition with its error at once", async () => {
+    builderState = "starting";
+    const { build } = builds.create(token, PRJ, []);
+    const asked = builds.connection(token, build.id, "linux/amd64", HOLD);
+    await watching(1);
+    builderState = "failed";
+    builderChanged();
+    await expect(asked).rejects.toThrow(/could not start: the builder image .* is missing/);
+    expect(builds.heldCount()).toBe(0);
+    builds.finish(token, build.id, { kind: "error", error: "no builder" });
+  });
+
+  test("the client leaving ends the hold: nothing is left waiting and no certificate is made", async () => {
+    builderState = "starting";
+    const { build } = builds.create(token, PRJ, []);
+    const gone = new AbortController();
+    const asked = builds.connection(token, build.id, "linux/amd64", { ...HOLD, signal: gone.signal });
+    await watching(1);
+    gone.abort();
+    expect(await asked).toEqual({ kind: "pending", waitMs: 20 });
+    expect(builderWatchers.size).toBe(0);
+    expect(builds.heldCount()).toBe(0);
+    expect(builds.get(build.id).status).toBe("created");
+    builds.finish(token, build.id, { kind: "canceled" });
+  });
+
+  test("a hold that runs out answers pending with a short wait; an unheld call answers as before", async () => {
+    builderState = "starting";
+    const { build } = builds.create(token, PRJ, []);
+    expect(await builds.connection(token, build.id, "linux/amd64", { ms: 1 })).toEqual({ kind: "pending", waitMs: 20 });
+    expect(await builds.connection(token, build.id, "linux/amd64")).toEqual({ kind: "pending", waitMs: 1000 });
+    expect(builderWatchers.size).toBe(0);
+    builds.finish(token, build.id, { kind: "canceled" });
+  });
+
+  test("a cancel or an end during the hold answers at once; the ended build holds no builder", async () => {
+    builderState = "starting";
+    const canceled = builds.create(token, PRJ, []).build;
+    const finished = builds.create(token, PRJ, []).build;
+    const a = builds.connection(token, canceled.id, "linux/amd64", HOLD);
+    const b = builds.connection(token, finished.id, "linux/amd64", HOLD);
+    await watching(2);
+    builds.cancel(token, canceled.id);
+    await expect(a).rejects.toThrow(new PreconditionError(`build ${canceled.id} was canceled`));
+    builds.finish(token, finished.id, { kind: "error", error: "the client gave up" });
+    await expect(b).rejects.toThrow(new PreconditionError(`build ${finished.id} is failed; it can no longer connect`));
+    expect(held.has(finished.id)).toBe(false);
+    expect(builderWatchers.size).toBe(0);
+    expect(builds.heldCount()).toBe(0);
+    builds.finish(token, canceled.id, { kind: "canceled" });
+  });
+
+  test("a drain answers held calls at once, and holds no new one", async () => {
+    // Its own service on the same database: a drain is one-way.
+    const draining = buildsServiceFactory({
+      db,
+      projects: projectsServiceFactory({
+        db,
+        audit: auditServiceFactory({ db }),
+        orgs: orgsServiceFactory({ db, audit: auditServiceFactory({ db }) }),
+      }),
+      tokens: tokensServiceFactory({ db, audit: auditServiceFactory({ db }) }),
+      pki: { issueBuildClientCertificate: () => Promise.reject(new Error("unused")), trustedRootsPem: () => "" },
+      builders: {
+        request: async () => ({ state: "starting" }),
+        release: () => {},
+        ready: () => null,
+        whenChanged: fakeWhenChanged,
+      },
+      router: { buildEnded: () => {} },
+      audit: auditServiceFactory({ db }),
+      log: silentLogger,
+      publicUrl: "https://slipway.test:8443",
+      buildEndpoint: { endpoint: "tcp://slipway.test:8444", serverName: "slipway.test" },
+      healthTimeoutMs: 60_000,
+      logMaxBytes: 64,
+      now: () => new Date(clock),
+    });
+    const { build } = draining.create(token, PRJ, []);
+    const asked = draining.connection(token, build.id, "linux/amd64", HOLD);
+    await watching(1);
+    draining.stopAdmitting("stopping");
+    expect(await asked).toEqual({ kind: "pending", waitMs: 1000 });
+    expect(await draining.connection(token, build.id, "linux/amd64", HOLD)).toEqual({ kind: "pending", waitMs: 1000 });
+    expect(builderWatchers.size).toBe(0);
+    expect(draining.heldCount()).toBe(0);
+    draining.finish(token, build.id, { kind: "canceled" });
   });
 });
 

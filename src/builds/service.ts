@@ -1,8 +1,9 @@
 /**
  * @module builds/service
  * The build lifecycle: created → running → finished | failed | canceled | expired. A build asks
- * for a BuildKit connection per platform (pending while its builder starts, then active with a
- * fresh per-build certificate), reports health every few seconds, streams BuildKit status (kept as
+ * for a BuildKit connection per platform (held open while its builder starts, answered active
+ * with a fresh per-build certificate the moment it is ready; pending when the hold runs out),
+ * reports health every few seconds, streams BuildKit status (kept as
  * steps and capped logs) and finishes. Cancellation and the hard timeout reach the client as
  * `cancels_at` in the health answer; a build that stops reporting health expires. Every end
  * closes the build's connections at the build endpoint and lets its builders idle. A stopping
@@ -149,6 +150,8 @@ export interface BuildsDeps {
       projectId: string;
       platform: string;
     }): { socketPath: string; runtime: "buildkitd" | "dockerd"; platform: string } | null;
+    /** Resolves when request()'s answer may have changed, or `signal` aborts (a connection's hold). */
+    whenChanged?(ref: { projectId: string; platform: string }, signal: AbortSignal): Promise<void>;
   };
   router: { buildEnded(buildId: string): void };
   audit: Pick<AuditService, "record">;
@@ -168,6 +171,8 @@ export interface BuildsDeps {
 
 const CERT_MARGIN_MS = 10 * 60_000;
 const PENDING_WAIT_MS = 1000;
+/** A held connection whose hold ran out: the client asks again at once (the hold is the wait). */
+const HELD_WAIT_MS = 20;
 /** A new build's client reports health within this (the depot CLI at once, `slipway build` within 5 s). */
 const FIRST_HEALTH_MS = 15_000;
 
@@ -206,6 +211,30 @@ export function buildsServiceFactory(deps: BuildsDeps) {
   let admissionRefusal: string | null = null;
   /** Builds the appliance canceled on its way down → why, and whether their client has been told. */
   const shutdownCanceled = new Map<string, { reason: string; told: boolean }>();
+  /** Connections held open while a builder starts, by build: its end, cancel or a drain lets them go. */
+  const holds = new Map<string, Set<AbortController>>();
+  const letGo = (id?: string) => {
+    for (const [bid, hs] of holds) if (id === undefined || bid === id) for (const h of hs) h.abort();
+  };
+
+  /** Waits (at most `ms`) until the builder's state may have changed, the client leaves, or the build lets go. */
+  async function holdFor(id: string, ref: { projectId: string; platform: string }, ms: number, signal?: AbortSignal) {
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), ms);
+    const leave = () => stop.abort();
+    signal?.addEventListener("abort", leave, { once: true });
+    let hs = holds.get(id);
+    if (!hs) holds.set(id, (hs = new Set()));
+    hs.add(stop);
+    try {
+      await deps.builders.whenChanged!(ref, stop.signal);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", leave);
+      hs.delete(stop);
+      if (hs.size === 0 && holds.get(id) === hs) holds.delete(id);
+    }
+  }
 
   const get = (id: string): BuildRow => {
     const b = byId.get(id) as BuildRow | null;
@@ -256,6 +285,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       return ended;
     })();
     if (!b) return false;
+    letGo(id);
     const sp = splitters.get(id);
     splitters.delete(id);
     for (const line of sp?.flush() ?? []) events.publish({ kind: "log", build: b, line });
@@ -392,20 +422,45 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       return { build: get(id), token };
     },
 
-    /** GetBuildKitConnection: pending while the builder starts, then a fresh certificate. */
-    async connection(actor: Actor, id: string, platformInput: string): Promise<ConnectionAnswer> {
+    /**
+     * GetBuildKitConnection: a fresh certificate once the builder is ready. While it starts, the
+     * call is held up to `hold.ms` (woken by the builder service, no polling) and answered the
+     * moment the builder is ready or failed; the build ending or being canceled, a drain or the
+     * client leaving (`hold.signal`) end the hold at once. Unheld or run out: pending, as the
+     * depot CLI expects (it sleeps wait_ms and asks again).
+     */
+    async connection(
+      actor: Actor,
+      id: string,
+      platformInput: string,
+      hold: { ms?: number; signal?: AbortSignal } = {},
+    ): Promise<ConnectionAnswer> {
       const b = visible(actor, id, "build:drive");
       const platform = platformOf(platformInput);
-      if (!ACTIVE.has(b.status)) throw new PreconditionError(`build ${id} is ${b.status}; it can no longer connect`);
-      if (b.cancel_requested_at) throw new PreconditionError(`build ${id} was canceled`);
-      const status = await deps.builders.request({ projectId: b.project_id, platform }, id);
-      // The build may have ended while its builder was asked for: the request held the builder
-      // for it after its end released everything, so release again or the builder never idles.
-      if (!ACTIVE.has(get(id).status)) {
-        deps.builders.release(id);
-        throw new PreconditionError(`build ${id} ended`);
+      const ref = { projectId: b.project_id, platform };
+      // Wall time, not `now`: the hold is a real wait whatever clock the build's records use.
+      const until = Date.now() + Math.max(0, hold.ms ?? 0);
+      let status: BuilderStatus;
+      for (let current = b; ; current = get(id)) {
+        if (!ACTIVE.has(current.status))
+          throw new PreconditionError(`build ${id} is ${current.status}; it can no longer connect`);
+        if (current.cancel_requested_at) throw new PreconditionError(`build ${id} was canceled`);
+        status = await deps.builders.request(ref, id);
+        // The build may have ended while its builder was asked for: the request held the builder
+        // for it after its end released everything, so release again or the builder never idles.
+        if (!ACTIVE.has(get(id).status)) {
+          deps.builders.release(id);
+          throw new PreconditionError(`build ${id} ended`);
+        }
+        if (status.state !== "starting") break;
+        const left = until - Date.now();
+        // A drain answers at once (and, like an unheld call, with the long wait: no tight loop).
+        if (admissionRefusal || !deps.builders.whenChanged || hold.ms === undefined || hold.ms <= 0)
+          return { kind: "pending", waitMs: PENDING_WAIT_MS };
+        if (left <= 0 || hold.signal?.aborted) return { kind: "pending", waitMs: HELD_WAIT_MS };
+        await holdFor(id, ref, left, hold.signal);
+        if (hold.signal?.aborted) return { kind: "pending", waitMs: HELD_WAIT_MS }; // nobody listens now
       }
-      if (status.state === "starting") return { kind: "pending", waitMs: PENDING_WAIT_MS };
       if (status.state === "failed")
         throw new PreconditionError(`the builder for ${platform} could not start: ${status.error}`);
       const t = now();
@@ -493,6 +548,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         target: id,
         details: { project_id: b.project_id },
       });
+      letGo(id); // a held connection answers now: the build was canceled
       publishBuild(id);
       return get(id);
     },
@@ -722,6 +778,14 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     /** Draining: from now on CreateBuild is refused (`unavailable`) with `message`. */
     stopAdmitting(message: string): void {
       admissionRefusal = message;
+      letGo(); // held connections answer now: a stopping serve waits for no hold
+    },
+
+    /** Connections held open now (a hold that ended must leave none behind). */
+    heldCount(): number {
+      let n = 0;
+      for (const hs of holds.values()) n += hs.size;
+      return n;
     },
 
     /**

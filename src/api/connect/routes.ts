@@ -163,6 +163,17 @@ const coreProject = (p: Project): MessageInitShape<typeof ProjectSchema> => ({
   cachePolicy: { keepBytes: BigInt(p.cache_size_gb) * GIB, keepDays: p.cache_keep_days, keepGb: p.cache_size_gb },
 });
 
+/**
+ * How long GetBuildKitConnection is held open while the builder starts before it answers pending
+ * (with a short wait_ms, so the client asks again at once). Long enough that most cold starts
+ * (2–10 s) end within one or two holds; short enough to stay well inside the server's 10 s idle
+ * cut (so the call needs no exemption from it), the admission line's 15 s staleness (a waiting
+ * build keeps its place), and any proxy's idle timeout; and a stuck call costs a client little.
+ */
+const CONNECTION_HOLD_MS = 5_000;
+/** A held call answers this long before the client's Connect-Timeout-Ms, so it gets pending, not an error. */
+const DEADLINE_MARGIN_MS = 250;
+
 /** Rejects when the call's signal aborts (its Connect-Timeout-Ms passed, or the client left):
  * a handler waiting on a builder does not outlive the deadline the client set. */
 function untilAborted<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
@@ -383,7 +394,13 @@ export function connectRoutes(deps: ConnectDeps) {
         throw new InvalidInputError(`unknown platform ${input.platform}`, [
           { pointer: "/platform", detail: "BUILDER_PLATFORM_AMD64 or BUILDER_PLATFORM_ARM64" },
         ]);
-      const conn = await builds.connection(await actorOf(c), nonEmpty(input.buildId, "buildId"), platform);
+      // Held while the builder starts (see CONNECTION_HOLD_MS), and never past the client's own deadline.
+      const deadline = c.timeoutMs();
+      const ms = Math.min(CONNECTION_HOLD_MS, deadline === undefined ? Infinity : deadline - DEADLINE_MARGIN_MS);
+      const conn = await builds.connection(await actorOf(c), nonEmpty(input.buildId, "buildId"), platform, {
+        ms: Math.max(0, ms),
+        signal: c.signal,
+      });
       if (conn.kind === "pending") return { connection: { case: "pending", value: { waitMs: conn.waitMs } } };
       const active = {
         endpoint: conn.endpoint,

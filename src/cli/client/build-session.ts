@@ -220,7 +220,9 @@ export async function openSession(
             return { platform, endpoint: r.active.endpoint, serverName: r.active.serverName, dir, ...files };
           }
           onWait(platform, Date.now() - t0);
-          await Bun.sleep(Math.min(Math.max(r.pending?.waitMs ?? 1000, 100), 5000));
+          // The server holds each ask while the builder starts and answers a short wait_ms when the
+          // hold runs out: honour it (down to 10 ms, so a server answering 0 cannot spin us).
+          await Bun.sleep(Math.min(Math.max(r.pending?.waitMs ?? 1000, 10), 5000));
         }
       }),
     ).finally(() => clearInterval(starting));
