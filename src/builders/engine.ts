@@ -181,6 +181,34 @@ export function builderEngineFactory(deps: BuilderEngineDeps) {
       return p;
     },
 
+    /**
+     * Who the engine is, for what it said about privileged builders (engine-privileges.ts): its ID
+     * (made once per engine, kept across restarts), its version, the kernel it runs on and its
+     * security options (rootless, user namespaces, seccomp). Whether a privileged container can
+     * start depends on all of them; any change means asking again. Read fresh at each start (it
+     * overlaps the volume's preparation): an engine replaced under a running serve is noticed.
+     * Null when the engine does not say.
+     */
+    async identity(): Promise<string | null> {
+      try {
+        const info = (await docker.info()) as {
+          ID?: string;
+          ServerVersion?: string;
+          KernelVersion?: string;
+          SecurityOptions?: string[];
+        };
+        if (!info.ID) return null;
+        return [
+          info.ID,
+          info.ServerVersion ?? "",
+          info.KernelVersion ?? "",
+          [...(info.SecurityOptions ?? [])].sort().join(";"),
+        ].join(" ");
+      } catch {
+        return null;
+      }
+    },
+
     /** The configured image's id on the engine; a missing image says how to get it. */
     async imageId(): Promise<string> {
       try {

@@ -26,6 +26,7 @@ import { builderSettingsKey, imageCurrencyFactory, type OutdatedBuilder } from "
 import { emulationProblem, emulationStatus, type EmulationStatus } from "./emulation.ts";
 import { builderAddressesFactory } from "./addresses.ts";
 import { builderEngineFactory } from "./engine.ts";
+import { enginePrivilegesFactory } from "./engine-privileges.ts";
 import type { PolicyNames } from "./network-policy.ts";
 import { BuilderUnavailableError } from "./readiness.ts";
 import { reconcileBuilders, type Reconciled } from "./reconcile.ts";
@@ -146,6 +147,7 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
     ...deps,
     engine,
     store,
+    privileges: enginePrivilegesFactory({ db: deps.db, now }),
     currency,
     readyTimeoutMs,
     now,

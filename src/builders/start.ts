@@ -1,8 +1,8 @@
 /**
  * @module builders/start
  * Starting one builder: its row to `starting`, its cache volume, its socket directory and
- * configuration files, its container on the project's network (privileged unless the engine
- * refused that once), then ready when BuildKit answers. A failure on the way leaves nothing
+ * configuration files, its container on the project's network (privileged unless this engine
+ * refused that before: remembered per engine across restarts, engine-privileges.ts), then ready when BuildKit answers. A failure on the way leaves nothing
  * half-made: no container, no socket directory, no open volume, no network made for it.
  */
 import type Docker from "dockerode";
@@ -15,6 +15,7 @@ import type { BuilderRuntime } from "../router/index.ts";
 import type { VolumeManager } from "../volumes/index.ts";
 import type { ImageCurrency } from "./currency.ts";
 import type { BuilderContainer, BuilderEngine } from "./engine.ts";
+import type { EnginePrivileges } from "./engine-privileges.ts";
 import { BuilderUnavailableError, waitReady } from "./readiness.ts";
 import { RUNTIMES, normalizePlatform } from "./runtimes.ts";
 import { isPrivilegeRefusal, type SecurityProfileName } from "./security.ts";
@@ -33,6 +34,8 @@ export interface BuilderStartDeps {
   docker: Docker;
   engine: BuilderEngine;
   store: Pick<BuilderStore, "ensure" | "setState" | "get">;
+  /** Engines that refused a privileged builder. */
+  privileges: EnginePrivileges;
   currency: Pick<ImageCurrency, "learned" | "track" | "untrack" | "wanted">;
   volumes: Pick<VolumeManager, "ensure" | "close" | "encryption">;
   projects: Pick<BuilderProjects, "builderSettings">;
@@ -59,14 +62,20 @@ export function builderStartFactory(
 ): (ref: BuilderRef, emulated: boolean) => Promise<ReadyBuilder> {
   const { engine, store, currency, log, now } = deps;
   const spec = RUNTIMES[deps.runtime];
-  let privilegedRefused = false;
 
-  /** The container on the project's network, under the privileged profile unless the engine refused it once. */
+  /**
+   * The container on the project's network, under the privileged profile unless this engine (its
+   * identity, still being read when the start began) refused that before; a refusal now is
+   * remembered and the fallback profile used.
+   */
   async function createContainer(
     c: Omit<BuilderContainer, "networkId" | "profile">,
+    engineIdentity: Promise<string | null>,
   ): Promise<{ containerId: string; networkId: string; profile: SecurityProfileName }> {
     let networkId = await engine.ensureNetwork(c.project);
-    let profile: SecurityProfileName = privilegedRefused ? "fallback" : "privileged";
+    const identity = await engineIdentity;
+    let profile: SecurityProfileName =
+      identity && deps.privileges.refused(identity, c.ociRuntime) ? "fallback" : "privileged";
     const create = async () => {
       try {
         return await engine.createAndStart({ ...c, networkId, profile });
@@ -81,11 +90,11 @@ export function builderStartFactory(
       return { containerId: await create(), networkId, profile };
     } catch (e) {
       if (profile !== "privileged" || !isPrivilegeRefusal(e)) throw e;
-      privilegedRefused = true;
+      if (identity) deps.privileges.rememberRefusal(identity, c.ociRuntime, (e as Error).message);
       profile = "fallback";
       log.warn(
-        "the Docker engine refused a privileged builder; using the fallback profile (all capabilities but SYS_RESOURCE, seccomp and apparmor unconfined)",
-        { error: (e as Error).message },
+        "the Docker engine refused a privileged builder; using the fallback profile (all capabilities but SYS_RESOURCE, seccomp and apparmor unconfined), and from now on for this engine",
+        { error: (e as Error).message, engine: identity },
       );
       return { containerId: await create(), networkId, profile };
     }
@@ -98,6 +107,7 @@ export function builderStartFactory(
     const p: BuilderProject = deps.quotas ? cappedSettings(stored, deps.quotas.limits(stored.org_id)) : stored;
     const ociRuntime = deps.orgs.builderRuntime(p.org_id);
     engine.assertFiltered();
+    const engineIdentity = engine.identity(); // read while the rest prepares; needed at the container's creation
     const imageId = await engine.imageId();
     currency.learned(imageId);
     const t = now().toISOString();
@@ -130,16 +140,19 @@ export function builderStartFactory(
           : {}),
       });
       for (const [name, content] of Object.entries(run.files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
-      const made = await createContainer({
-        builderId: b.id,
-        ref,
-        project: p,
-        ociRuntime,
-        imageId,
-        settings: currency.wanted().settings,
-        volumePath: volume.path,
-        run,
-      });
+      const made = await createContainer(
+        {
+          builderId: b.id,
+          ref,
+          project: p,
+          ociRuntime,
+          imageId,
+          settings: currency.wanted().settings,
+          volumePath: volume.path,
+          run,
+        },
+        engineIdentity,
+      );
       containerId = made.containerId;
       store.setState(b.id, "starting", {
         container_id: containerId,

@@ -52,11 +52,25 @@ const PRIVILEGE_REFUSAL =
  * real and its start answers as an engine that cannot grant it does. `granted`: the start
  * succeeds; this host's engine cannot run privileged containers, so it runs with the fallback
  * profile's grants while the manager is told it got what it asked. `asked` records each create.
+ * Each arrangement is an engine of its own to the builders (its `info` ID carries `engineTag`,
+ * a fresh one unless given), since they remember per engine what it refused; `version`, when
+ * given, is the engine version `info` reports.
  */
-function arrangedEngine(real: Docker, privileged: "refused" | "granted") {
+function arrangedEngine(
+  real: Docker,
+  privileged: "refused" | "granted",
+  as: { engineTag?: string; version?: string } = {},
+) {
   const asked: { privileged: boolean; id: string }[] = [];
+  const engineTag = as.engineTag ?? newId("eng");
   const engine = new Proxy(real, {
     get(target, prop) {
+      if (prop === "info") {
+        return async () => {
+          const info = (await target.info()) as { ID: string; ServerVersion: string };
+          return { ...info, ID: `${info.ID}+${engineTag}`, ServerVersion: as.version ?? info.ServerVersion };
+        };
+      }
       if (prop === "createContainer") {
         return async (opts: Docker.ContainerCreateOptions) => {
           const wants = opts.HostConfig?.Privileged === true;
@@ -76,7 +90,7 @@ function arrangedEngine(real: Docker, privileged: "refused" | "granted") {
       return typeof v === "function" ? v.bind(target) : v;
     },
   });
-  return { engine, asked };
+  return { engine, asked, engineTag };
 }
 
 integrationSuite("builders on the local Docker engine", missing, () => {
@@ -571,6 +585,68 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     await mm.stop({ projectId: P2.id, platform: native }, "test");
     await nothingLeft(appliance, P1.id);
     await nothingLeft(appliance, P2.id);
+  }, 300_000);
+
+  test("a refusal is remembered per engine: a second builder service on the same database makes no privileged attempt; a changed engine tries again", async () => {
+    const first = arrangedEngine(docker, "refused");
+    const { id: a1, m: m1 } = isolated({ docker: first.engine });
+    const P1 = project("remembered-1");
+    await m1.acquire({ projectId: P1.id, platform: native }, "rm-1");
+    expect(first.asked.map((a) => a.privileged)).toEqual([true, false]);
+    m1.release("rm-1");
+    await m1.stop({ projectId: P1.id, platform: native }, "test");
+    m1.close();
+    await nothingLeft(a1, P1.id);
+    const remembered = db
+      .query("SELECT engine_identity, oci_runtime, refusal FROM builder_engine_privileges WHERE engine_identity LIKE ?")
+      .all(`%+${first.engineTag} %`) as { engine_identity: string; oci_runtime: string; refusal: string }[];
+    expect(remembered).toHaveLength(1);
+    expect(remembered[0]!.oci_runtime).toBe("");
+    expect(remembered[0]!.refusal).toMatch(/unable to apply caps/);
+
+    // A restarted serve: another builder service on the same database and the same engine.
+    const again = arrangedEngine(docker, "refused", { engineTag: first.engineTag });
+    const { id: a2, m: m2 } = isolated({ docker: again.engine });
+    const P2 = project("remembered-2");
+    await m2.acquire({ projectId: P2.id, platform: native }, "rm-2");
+    expect(again.asked.map((a) => a.privileged)).toEqual([false]);
+    expect(m2.list(P2.id)[0]!.security_profile).toBe("fallback");
+    m2.release("rm-2");
+    await m2.stop({ projectId: P2.id, platform: native }, "test");
+    await nothingLeft(a2, P2.id);
+
+    // The engine changed (same ID, another version): privileged is asked for again.
+    const upgraded = arrangedEngine(docker, "refused", { engineTag: first.engineTag, version: "99.0.0-test" });
+    const { id: a3, m: m3 } = isolated({ docker: upgraded.engine });
+    const P3 = project("remembered-3");
+    await m3.acquire({ projectId: P3.id, platform: native }, "rm-3");
+    expect(upgraded.asked.map((a) => a.privileged)).toEqual([true, false]);
+    m3.release("rm-3");
+    await m3.stop({ projectId: P3.id, platform: native }, "test");
+    await nothingLeft(a3, P3.id);
+  }, 400_000);
+
+  test("whenChanged(): a request that answered starting is woken when its builder is ready (no polling); an aborted wait ends at once", async () => {
+    const { id: appliance, m: mm } = isolated();
+    const P = project("woken");
+    const ref = { projectId: P.id, platform: native };
+    expect(await mm.request(ref, "wc-1")).toEqual({ state: "starting" });
+    const left = new AbortController();
+    const abandoned = mm.whenChanged(ref, left.signal);
+    const waited = mm.whenChanged(ref, new AbortController().signal);
+    expect(mm.watcherCount()).toBe(2);
+    left.abort();
+    await abandoned;
+    expect(mm.watcherCount()).toBe(1);
+    await waited;
+    expect(mm.watcherCount()).toBe(0);
+    const ready = await mm.request(ref, "wc-1");
+    expect(ready.state).toBe("ready");
+    // Nothing pending: a wait on a ready builder resolves at once.
+    await mm.whenChanged(ref, new AbortController().signal);
+    mm.release("wc-1");
+    await mm.stop(ref, "test");
+    await nothingLeft(appliance, P.id);
   }, 300_000);
 
   test("the engine grants privileged: one create, the builder recorded and labelled privileged", async () => {
