@@ -28,6 +28,7 @@ function app(
     start: () => ({ device_code: "dc", user_code: "BCDF-GHJK", verification_uri: "https://slipway.test/device" }),
     poll: () => ({ status: "pending" }),
   },
+  builds = {} as ConnectDeps["builds"],
 ) {
   const ctx = {
     actorOf,
@@ -37,7 +38,7 @@ function app(
   } as unknown as IdentityContext;
   return connectRoutes({
     ctx,
-    builds: {} as ConnectDeps["builds"],
+    builds,
     resetCache: async () => {},
     log: silent,
     defaultPlatform: "linux/amd64",
@@ -212,5 +213,43 @@ describe("Connect: StartLogin", () => {
       db.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("Connect: GetBuildKitConnection holds while the builder starts", () => {
+  const token = async (): Promise<Actor> =>
+    ({ kind: "project-token", tokenId: "tok_1", orgId: "org_a", projectId: "prj_a" }) as Actor;
+  /** Builds whose connection() records the hold it was given and answers pending. */
+  const recording = () => {
+    const holds: { ms?: number; signal?: AbortSignal }[] = [];
+    const builds = {
+      connection: async (_a: Actor, _id: string, _p: string, hold: { ms?: number; signal?: AbortSignal } = {}) => {
+        holds.push(hold);
+        return { kind: "pending" as const, waitMs: 20 };
+      },
+    } as unknown as ConnectDeps["builds"];
+    return { builds, holds };
+  };
+  const ask = (a: ReturnType<typeof app>, headers: Record<string, string> = {}) =>
+    a.handle(
+      new Request(`http://localhost${METHODS.getBuildKitConnection.path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify({ buildId: "bld_a", platform: "BUILDER_PLATFORM_AMD64" }),
+      }),
+    );
+
+  test("the hold is 5 s with the call's signal, shortened to end before the client's Connect-Timeout-Ms; the answer is pending as the depot CLI knows it", async () => {
+    const { builds, holds } = recording();
+    const a = app(token, undefined, builds);
+    const r = await ask(a);
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ pending: { waitMs: 20 } });
+    expect(holds[0]!.ms).toBe(5000);
+    expect(holds[0]!.signal).toBeInstanceOf(AbortSignal);
+    await ask(a, { "connect-timeout-ms": "2000" });
+    expect(holds[1]!.ms).toBe(1750);
+    await ask(a, { "connect-timeout-ms": "100" });
+    expect(holds[2]!.ms).toBe(0); // too short to hold: answered at once
   });
 });
