@@ -386,9 +386,10 @@ export function builderServiceFactory(deps: BuilderServiceDeps) {
         if (!b) {
           const orgId = orgOfProject(r.projectId);
           if (!orgId) throw new NotFoundError(`project ${r.projectId} not found`);
-          // In line like request()'s callers, polling as they do.
+          // In line like request()'s callers: woken when a slot may have freed, asking again at
+          // least every 5 s (a waiter not heard from for 15 s loses its place).
           while (!starting.has(key(r)) && currentRow(r) === null && !admission.admit(r, orgId, holder))
-            await new Promise((done) => setTimeout(done, 1000));
+            await this.whenChanged(r, AbortSignal.timeout(5000));
           const meanwhile = currentRow(r);
           if (meanwhile) {
             store.markUsed(meanwhile);

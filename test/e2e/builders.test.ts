@@ -649,6 +649,33 @@ integrationSuite("builders on the local Docker engine", missing, () => {
     await nothingLeft(appliance, P.id);
   }, 300_000);
 
+  test("whenChanged() in the admission line: a request waiting for a slot is woken when one frees (a release, the idle builder's stop, its own start), never by a clock", async () => {
+    const { id: appliance, m: mm } = isolated({ maxRunning: 1 });
+    const P1 = project("line-1");
+    const P2 = project("line-2");
+    const r1 = { projectId: P1.id, platform: native };
+    const r2 = { projectId: P2.id, platform: native };
+    await mm.acquire(r1, "ln-1");
+    expect(await mm.request(r2, "ln-2")).toEqual({ state: "starting" }); // in line: the host's one slot is taken
+    const waiting = mm.whenChanged(r2, new AbortController().signal);
+    expect(mm.watcherCount()).toBe(1);
+    mm.release("ln-1");
+    await waiting;
+    // Asked again: the idle builder is stopped for it, then it starts; each step wakes it.
+    let asks = 0;
+    for (let s = await mm.request(r2, "ln-2"); s.state === "starting"; s = await mm.request(r2, "ln-2")) {
+      asks++;
+      await mm.whenChanged(r2, new AbortController().signal); // never aborts: only a wake-up ends it
+    }
+    expect(mm.ready(r2)).not.toBeNull();
+    expect(asks).toBeGreaterThan(0);
+    expect(mm.list(P1.id)[0]!.state).toBe("absent");
+    mm.release("ln-2");
+    await mm.stop(r2, "test");
+    await nothingLeft(appliance, P1.id);
+    await nothingLeft(appliance, P2.id);
+  }, 400_000);
+
   test("the engine grants privileged: one create, the builder recorded and labelled privileged", async () => {
     const engine = arrangedEngine(docker, "granted");
     const { id: appliance, m: mm } = isolated({ docker: engine.engine });
