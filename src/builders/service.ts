@@ -10,7 +10,8 @@
  * (addresses.ts).
  *
  * Builders start only within their organization's max_running_builders quota and the host's
- * cap: otherwise the request waits in a fair line, bounded in time.
+ * cap: otherwise the request waits in a fair line, bounded in time. A caller told `starting`
+ * waits on whenChanged() — woken when the start settles or a slot frees — rather than polling.
  */
 import type { Database } from "bun:sqlite";
 import type Docker from "dockerode";
