@@ -2,8 +2,10 @@
  * @module test/bench/admission
  * One build admission as the depot CLI does it (CreateBuild, GetBuildKitConnection until
  * active, FinishBuild), over a served appliance: shared by the builds bench and the wire bench's
- * before/after comparison so both time exactly the same calls.
+ * before/after comparison so both time exactly the same calls. Also what puts the figures in
+ * proportion: the server's CPU time (Linux /proc) and the floor of three authenticated calls.
  */
+import { readFileSync } from "node:fs";
 
 /** POST a JSON body with a bearer token; `get` is the served appliance's fetch. */
 export type Post = (token: string, path: string, body: unknown) => Promise<Response>;
@@ -51,3 +53,38 @@ export function admitter(post: Post, token: string, projectId: string): () => Pr
     return ms;
   };
 }
+
+/** Three authenticated Connect calls that do next to no work (GetBuild of a finished build with
+ * its token): what any admission's three calls cost in HTTPS, Connect and token checks alone. */
+export function connectFloor(post: Post, build: { buildId: string; buildToken: string }): () => Promise<number> {
+  return async () => {
+    const t = performance.now();
+    for (let i = 0; i < 3; i++)
+      await (await post(build.buildToken, "/depot.cli.v1.BuildService/GetBuild", { buildId: build.buildId })).text();
+    return performance.now() - t;
+  };
+}
+
+/** A build made and finished, for connectFloor. */
+export async function finishedBuild(post: Post, token: string, projectId: string) {
+  const c = (await (await post(token, "/depot.cli.v1.BuildService/CreateBuild", { projectId })).json()) as {
+    buildId: string;
+    buildToken: string;
+  };
+  await post(c.buildToken, "/depot.cli.v1.BuildService/FinishBuild", { buildId: c.buildId, success: {} });
+  return c;
+}
+
+/** CPU time a process has used so far, in ms: all its threads, and its main thread (the event
+ * loop) alone, from /proc (Linux). */
+export function cpuTime(pid: number): { process: number; mainThread: number } {
+  // utime and stime are fields 14 and 15 of /proc/PID/stat, counted after the command's ")".
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  // schedstat's first field: nanoseconds on a CPU, exact where the ticks are 10 ms steps.
+  const mainNs = Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[0]);
+  return { process: ticks * (1000 / CLOCK_TICKS), mainThread: mainNs / 1e6 };
+}
+
+/** USER_HZ: 100 on every Linux this runs on (the kernel's ABI fixes it for /proc). */
+const CLOCK_TICKS = 100;
