@@ -204,6 +204,8 @@ export function builderAdmissionFactory(deps: BuilderAdmissionDeps) {
      */
     admissible(orgId: string, projectId: string): void {
       const limit = orgLimit(orgId);
+      // No quota: nothing to count (the occupancy is two queries on every CreateBuild).
+      if (limit === Number.POSITIVE_INFINITY) return;
       const occ = occupancy();
       if (limit > 0 && [...occ.keys()].some((k) => k.startsWith(`${projectId}|`))) return;
       const used = countBy(occ).get(orgId) ?? 0;

@@ -3,7 +3,20 @@
  * One build admission as the depot CLI does it (CreateBuild, GetBuildKitConnection until
  * active, FinishBuild), over a served appliance: shared by the builds bench and the wire bench's
  * before/after comparison so both time exactly the same calls.
+ *
+ * `admissionRows` is the builds bench's section 3: admissions at 1 and 32 concurrent clients
+ * against GET /livez at the same concurrency, and what puts them in proportion: the server's CPU
+ * per admission (its event loop's, and all threads', from /proc) against three authenticated
+ * calls that do next to nothing (GetBuild). With closed-loop clients on one event loop, the p50
+ * at 32 clients is about 32 × the event loop's CPU per admission.
+ *
+ * `bun test/bench/admission.ts [--requests 200]` runs that section alone, on the compiled binary.
  */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { intOpt, table, type Row } from "./report.ts";
 
 /** POST a JSON body with a bearer token; `get` is the served appliance's fetch. */
 export type Post = (token: string, path: string, body: unknown) => Promise<Response>;
@@ -50,4 +63,155 @@ export function admitter(post: Post, token: string, projectId: string): () => Pr
     await post(c.buildToken, "/depot.cli.v1.BuildService/FinishBuild", { buildId: c.buildId, success: {} });
     return ms;
   };
+}
+
+/** Three authenticated Connect calls that do next to no work (GetBuild of a finished build with
+ * its token): what any admission's three calls cost in HTTPS, Connect and token checks alone. */
+export function connectFloor(post: Post, build: { buildId: string; buildToken: string }): () => Promise<number> {
+  return async () => {
+    const t = performance.now();
+    for (let i = 0; i < 3; i++)
+      await (await post(build.buildToken, "/depot.cli.v1.BuildService/GetBuild", { buildId: build.buildId })).text();
+    return performance.now() - t;
+  };
+}
+
+/** A build made and finished, for connectFloor. */
+export async function finishedBuild(post: Post, token: string, projectId: string) {
+  const c = (await (await post(token, "/depot.cli.v1.BuildService/CreateBuild", { projectId })).json()) as {
+    buildId: string;
+    buildToken: string;
+  };
+  await post(c.buildToken, "/depot.cli.v1.BuildService/FinishBuild", { buildId: c.buildId, success: {} });
+  return c;
+}
+
+/** CPU time a process has used so far, in ms: all its threads, and its main thread (the event
+ * loop) alone, from /proc (Linux). */
+export function cpuTime(pid: number): { process: number; mainThread: number } {
+  // utime and stime are fields 14 and 15 of /proc/PID/stat, counted after the command's ")".
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  // schedstat's first field: nanoseconds on a CPU, exact where the ticks are 10 ms steps.
+  const mainNs = Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[0]);
+  return { process: ticks * (1000 / CLOCK_TICKS), mainThread: mainNs / 1e6 };
+}
+
+/** USER_HZ: 100 on every Linux this runs on (the kernel's ABI fixes it for /proc). */
+const CLOCK_TICKS = 100;
+
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+
+/** Section 3 of the builds bench, on a served appliance whose builder for the project is warm. */
+export async function admissionRows(o: {
+  get: (path: string) => Promise<Response>;
+  /** The serving process, for its CPU time. */
+  pid: number;
+  post: Post;
+  token: string;
+  projectId: string;
+  /** Admissions (and baseline calls) per concurrency. */
+  requests: number;
+}): Promise<Row[]> {
+  const rows: Row[] = [];
+  const admit = admitter(o.post, o.token, o.projectId);
+  const floor = connectFloor(o.post, await finishedBuild(o.post, o.token, o.projectId));
+  const livez = async () => {
+    const t = performance.now();
+    await (await o.get("/livez")).text();
+    return performance.now() - t;
+  };
+  for (const conc of [1, 32]) {
+    const measure = async (fn: () => Promise<number>) => {
+      const out: number[] = [];
+      let left = o.requests;
+      await Promise.all(
+        Array.from({ length: conc }, async () => {
+          while (left-- > 0) out.push(await fn());
+        }),
+      );
+      return out;
+    };
+    await measure(livez); // this concurrency's connections made
+    const a0 = cpuTime(o.pid);
+    const a = await measure(admit); // each FinishBuild included: admitter awaits it
+    const a1 = cpuTime(o.pid);
+    const l = await measure(livez);
+    const f0 = cpuTime(o.pid);
+    const f = await measure(floor);
+    const f1 = cpuTime(o.pid);
+    const per = (x: number, y: number) => (y - x) / o.requests;
+    rows.push(
+      [
+        `admission p50, ${conc} concurrent (create → active)`,
+        pct(a, 50),
+        pct(l, 50),
+        "ms",
+        2,
+        { op: "≤", value: conc === 32 ? 10 : 5 },
+      ],
+      [
+        `admission p99, ${conc} concurrent`,
+        pct(a, 99),
+        pct(l, 99),
+        "ms",
+        2,
+        conc === 32 ? { op: "≤", value: 25 } : undefined,
+      ],
+      [`  admission p50 vs 3 authenticated GetBuild calls, ${conc} concurrent`, pct(a, 50), pct(f, 50), "ms", 2],
+      [
+        `  server CPU per admission, event loop, vs 3 GetBuild calls (${conc} concurrent)`,
+        per(a0.mainThread, a1.mainThread),
+        per(f0.mainThread, f1.mainThread),
+        "ms",
+        3,
+      ],
+      [
+        `  server CPU per admission, all threads, vs 3 GetBuild calls (${conc} concurrent)`,
+        per(a0.process, a1.process),
+        per(f0.process, f1.process),
+        "ms",
+        2,
+      ],
+    );
+  }
+  return rows;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ args: Bun.argv.slice(2), options: { requests: { type: "string", default: "200" } } });
+  const requests = intOpt("requests", values.requests!, 32, 10_000);
+  const { slipwayBinary } = await import("../support/binary.ts");
+  const { serve } = await import("../support/serve.ts");
+  const { removeBuildersOf } = await import("../support/builder-cleanup.ts");
+  const { ensureDockerdBuilderImage } = await import("../support/builder-image.ts");
+  const image = (await ensureDockerdBuilderImage()).ref;
+  const work = mkdtempSync(join(tmpdir(), "slipway-bench-admission-"));
+  let projectId = "";
+  try {
+    const s = await serve(
+      slipwayBinary(),
+      join(work, "data"),
+      ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"],
+      {},
+      { publicHost: "localhost" },
+    );
+    try {
+      const admin = readFileSync(join(work, "data", "initial-admin-token"), "utf8").trim();
+      const post = jsonPoster(s.get);
+      const bench = await benchProject(post, admin);
+      projectId = bench.projectId;
+      await admitter(post, bench.token, projectId)(); // starts the builder: admissions below are on a warm one
+      const rows = await admissionRows({ get: s.get, pid: s.proc.pid, post, requests, ...bench });
+      console.log(`\nslipway admission bench: bun ${Bun.version}`);
+      for (const line of table(["metric", "slipway", "baseline", "ratio", "target"], rows)) console.log(line);
+      console.log("   baselines: GET /livez at the same concurrency; three authenticated GetBuild calls");
+    } finally {
+      await s.stop();
+      await removeBuildersOf([projectId]);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }

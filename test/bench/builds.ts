@@ -9,7 +9,9 @@
  *      any bookkeeping).
  *   3. Admission through `slipway serve` (the compiled binary) over HTTPS with the Connect JSON
  *      codec: CreateBuild → GetBuildKitConnection `active`, certificate included, at 1 and 32
- *      concurrent clients; baseline: GET /livez on the same server and client.
+ *      concurrent clients; baseline: GET /livez on the same server and client, at the same
+ *      concurrency; and the server's CPU per admission against three authenticated GetBuild
+ *      calls (./admission.ts, which also runs this section alone).
  *   4. Trivial builds per minute end to end with the depot CLI (one after another).
  * A report: nothing fails on timing.
  */
@@ -29,7 +31,7 @@ import { builderTableDeps } from "../support/builder-deps.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { serve } from "../support/serve.ts";
-import { admitter, benchProject as makeBenchProject, jsonPoster } from "./admission.ts";
+import { admissionRows, admitter, benchProject as makeBenchProject, jsonPoster } from "./admission.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -149,42 +151,7 @@ try {
     benchProject = projectId;
     const admit = admitter(post, token, projectId);
     await admit(); // starts the builder: admission below is on a warm one
-    const livez = async () => {
-      const t = performance.now();
-      await (await s.get("/livez")).text();
-      return performance.now() - t;
-    };
-    for (const conc of [1, 32]) {
-      const measure = async (fn: () => Promise<number>) => {
-        const out: number[] = [];
-        let left = REQUESTS;
-        await Promise.all(
-          Array.from({ length: conc }, async () => {
-            while (left-- > 0) out.push(await fn());
-          }),
-        );
-        return out;
-      };
-      await measure(livez);
-      const a = await measure(admit);
-      const l = await measure(livez);
-      rows.push([
-        `admission p50, ${conc} concurrent (create → active)`,
-        pct(a, 50),
-        pct(l, 50),
-        "ms",
-        2,
-        { op: "≤", value: 5 },
-      ]);
-      rows.push([
-        `admission p99, ${conc} concurrent`,
-        pct(a, 99),
-        pct(l, 99),
-        "ms",
-        2,
-        conc === 32 ? { op: "≤", value: 25 } : undefined,
-      ]);
-    }
+    rows.push(...(await admissionRows({ get: s.get, pid: s.proc.pid, post, token, projectId, requests: REQUESTS })));
 
     // 4. Trivial builds per minute with the depot CLI.
     const depot = join(ROOT, "node_modules", "@depot", "cli-linux-x64", "bin", "depot");
@@ -220,7 +187,7 @@ try {
   console.log(`\nslipway builds bench: bun ${Bun.version}; dockerd runtime image ${image}`);
   for (const line of table(["metric", "slipway", "baseline", "ratio", "target"], rows)) console.log(line);
   console.log(
-    "   baselines: cold start — docker run --rm of the same image; warm reuse — a SQLite point read; admission — GET /livez",
+    "   baselines: cold start — docker run --rm of the same image; warm reuse — a SQLite point read; admission — GET /livez at the same concurrency; CPU — three authenticated GetBuild calls",
   );
 } finally {
   rmSync(work, { recursive: true, force: true });
