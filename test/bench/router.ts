@@ -234,8 +234,8 @@ if (opts.serve) {
             socket: {
               data: (b, chunk) => write(b.data.peer!, b, chunk),
               drain,
-              close: (b) => b.data.peer?.end(),
-              error: (b) => b.data.peer?.end(),
+              close: (b) => void b.data.peer?.end(),
+              error: (b) => void b.data.peer?.end(),
             },
           }).then((b) => {
             client.data.peer = b;
@@ -245,8 +245,8 @@ if (opts.serve) {
         },
         data: (c, chunk) => write(c.data.peer, c, chunk),
         drain,
-        close: (c) => c.data.peer?.end(),
-        error: (c) => c.data.peer?.end(),
+        close: (c) => void c.data.peer?.end(),
+        error: (c) => void c.data.peer?.end(),
       },
     });
     port = server.port;
