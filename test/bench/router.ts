@@ -12,6 +12,9 @@
  *                backpressure) — the cheapest on Bun's native sockets;
  *   router       src/router as `serve` wires it, with the gRPC status tap;
  *   router-notap src/router without the tap (what the tap costs);
+ *   router-before (only with --before-src DIR) the router of another checkout's src/ (e.g. the
+ *                commit before a change, from `git worktree add`), with the tap: before/after
+ *                in one run;
  *   passthrough  "the builder terminates TLS": a TCP → unix relay in front of a sink that does
  *                the mTLS itself, so the relay does no crypto (for scale; see the note printed).
  * The traffic is HTTP/2-shaped (preface, SETTINGS, HEADERS of a Solve call, 16 KiB DATA frames)
@@ -26,7 +29,7 @@
  *   4. buildEnded → closed: --ends (5) builds with 20 open connections each.
  * A report: nothing here fails on timing; non-zero exit only if the bench cannot run.
  *
- * Usage: bun test/bench/router.ts [--json] [--size 256] [--runs 5] [--kinds a,b] [--connects 300]
+ * Usage: bun test/bench/router.ts [--json] [--size 256] [--runs 5] [--kinds a,b] [--before-src DIR] [--connects 300]
  *        [--hold 2] [--ends 5] [--concurrent 200]
  */
 import { parseArgs } from "node:util";
@@ -38,7 +41,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { intOpt } from "./report.ts";
 
-const KINDS = ["mtls-node", "mtls-bun", "router", "router-notap", "passthrough"] as const;
+const KINDS = ["mtls-node", "mtls-bun", "router", "router-notap", "passthrough", "router-before"] as const;
 type Kind = (typeof KINDS)[number];
 
 const { values: opts } = parseArgs({
@@ -52,6 +55,7 @@ const { values: opts } = parseArgs({
     hold: { type: "string", default: "2" },
     ends: { type: "string", default: "5" },
     concurrent: { type: "string", default: "200" },
+    "before-src": { type: "string" },
     // Internal: run as the server child.
     serve: { type: "string" },
     dir: { type: "string" },
@@ -113,8 +117,11 @@ if (opts.serve) {
   const kind = opts.serve as Kind;
   const clientCa = [read("root.pem"), read("intermediates.pem")];
   let port: number;
-  if (kind === "router" || kind === "router-notap") {
-    const { buildRouterFactory, grpcResponseTap, BUILDKIT_STATUS_PATH } = await import("../../src/router/index.ts");
+  if (kind === "router" || kind === "router-notap" || kind === "router-before") {
+    const src = kind === "router-before" ? opts["before-src"]! : join(import.meta.dir, "../../src");
+    const { buildRouterFactory, grpcResponseTap, BUILDKIT_STATUS_PATH } = (await import(
+      join(src, "router/index.ts")
+    )) as typeof import("../../src/router/index.ts");
     const { MetricsRegistry } = await import("../../src/metrics/registry.ts");
     const { silentLogger } = await import("../../src/log/logger.ts");
     const serials = new Set(read("serials.txt").split("\n").filter(Boolean));
@@ -136,7 +143,7 @@ if (opts.serve) {
     const router = buildRouterFactory({
       lookup: (serial) =>
         serials.has(serial) ? target("bench") : ending.has(serial) ? target(ending.get(serial)!) : null,
-      observe: kind === "router" ? () => grpcResponseTap(watched, () => {}) : undefined,
+      observe: kind !== "router-notap" ? () => grpcResponseTap(watched, () => {}) : undefined,
       tls: {
         certPem: read("server-chain.pem"),
         keyPem: read("server-key.pem"),
@@ -266,7 +273,8 @@ const HOLD_MS = intOpt("hold", opts.hold, 0, 60) * 1000;
 const ENDS = intOpt("ends", opts.ends, 1, 50);
 const PER_END = 20;
 const CONCURRENT = intOpt("concurrent", opts.concurrent, 1, 900);
-const kinds = opts.kinds.split(",").filter(Boolean) as Kind[];
+const kinds = opts.kinds.split(",").filter((k) => k && (k !== "router-before" || opts["before-src"])) as Kind[];
+if (opts["before-src"] && !kinds.includes("router-before")) kinds.push("router-before");
 for (const k of kinds)
   if (!KINDS.includes(k)) {
     console.error(`--kinds: unknown ${k} (known: ${KINDS.join(", ")})`);
@@ -343,7 +351,8 @@ async function startSinks(creds: { cert: string; key: string; ca: string[] }) {
 }
 
 async function startServer(kind: Kind): Promise<{ port: number; proc: Subprocess<"pipe", "pipe", "inherit"> }> {
-  const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", kind, "--dir", dir], {
+  const before = opts["before-src"] ? ["--before-src", opts["before-src"]] : [];
+  const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", kind, "--dir", dir, ...before], {
     stdout: "pipe",
     stderr: "inherit",
     stdin: "pipe",
