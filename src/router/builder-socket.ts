@@ -86,3 +86,117 @@ export function openBuilderSocket(
     });
   });
 }
+
+/**
+ * What one end of a relayed connection does with its events. The router swaps these as the
+ * connection moves on (handshake → upgrade → relay), so one handler set serves every state.
+ */
+export interface RelayEnd {
+  onData(chunk: Buffer): void;
+  onDrain(): void;
+  /** The peer half-closed. */
+  onEnd(): void;
+  onClose(why: string): void;
+}
+
+export type RelaySocket = Bun.Socket<RelayEnd>;
+
+/** Bun's socket handlers, forwarding to the socket's current RelayEnd. */
+export const relayHandlers = {
+  data: (s: RelaySocket, chunk: Buffer) => s.data.onData(chunk),
+  drain: (s: RelaySocket) => s.data.onDrain(),
+  end: (s: RelaySocket) => s.data.onEnd(),
+  close: (s: RelaySocket, err?: Error) => s.data.onClose(err ? `error: ${err.message}` : "closed"),
+  error: (s: RelaySocket, err: Error) => s.data.onClose(`error: ${err.message}`),
+} as const;
+
+export interface ConnectedBuilder {
+  socket: RelaySocket;
+  /** Bytes the builder sent right after the 101 response head; forward them first. */
+  head: Buffer;
+  /** Anything read, and why it closed, before the caller installed its RelayEnd. */
+  later: Buffer[];
+  closed: string | null;
+}
+
+/**
+ * openBuilderSocket on Bun's native sockets, for the router's relay: no stream layer between
+ * the socket and the bytes (measured: less CPU per MB than node:net). The returned socket's
+ * `data` is a RelayEnd the caller replaces; until then it drops nothing (chunks are kept in
+ * `later`) — the caller installs its own before the next tick.
+ */
+export function connectBuilder(
+  socketPath: string,
+  runtime: BuilderRuntime,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<ConnectedBuilder> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let socket: RelaySocket | null = null;
+    let buf: Buffer = Buffer.alloc(0);
+    const finish = (err: ConnectionRefused | null, head: Buffer = Buffer.alloc(0)) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      if (err) {
+        socket?.terminate();
+        reject(err);
+      } else {
+        // Nothing more is read until the caller has its relay in place.
+        socket!.pause();
+        const opened: ConnectedBuilder = { socket: socket!, head, later: [], closed: null };
+        socket!.data = {
+          onData: (c) => void opened.later.push(Buffer.from(c)),
+          onDrain() {},
+          onEnd() {},
+          onClose: (why) => void (opened.closed = why),
+        };
+        resolve(opened);
+      }
+    };
+    const onAbort = () => finish(new ConnectionRefused("build_ended", "build ended while connecting to its builder"));
+    const state: RelayEnd = {
+      onData(chunk) {
+        buf = buf.length ? Buffer.concat([buf, chunk]) : Buffer.from(chunk);
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) {
+          if (buf.length > MAX_HEAD)
+            finish(new ConnectionRefused("builder_unavailable", "oversized upgrade response from dockerd"));
+          return;
+        }
+        const status = buf.subarray(0, buf.indexOf("\r\n")).toString("latin1");
+        if (!/^HTTP\/1\.[01] 101 /.test(status)) {
+          finish(
+            new ConnectionRefused("builder_unavailable", `dockerd refused the /grpc upgrade: ${status.slice(0, 80)}`),
+          );
+          return;
+        }
+        finish(null, buf.subarray(end + 4));
+      },
+      onDrain() {},
+      onEnd() {
+        finish(new ConnectionRefused("builder_unavailable", "builder closed the connection during the upgrade"));
+      },
+      onClose(why) {
+        finish(new ConnectionRefused("builder_unavailable", `builder socket: ${why}`));
+      },
+    };
+    const timer = setTimeout(
+      () => finish(new ConnectionRefused("builder_unavailable", `builder did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    Bun.connect<RelayEnd>({ unix: socketPath, data: state, socket: relayHandlers }).then(
+      (s) => {
+        socket = s;
+        if (settled) return void s.terminate();
+        if (runtime === "buildkitd") return finish(null);
+        s.write(UPGRADE_REQUEST);
+      },
+      (e: Error) => finish(new ConnectionRefused("builder_unavailable", `builder socket: ${e.message}`)),
+    );
+  });
+}

@@ -8,12 +8,21 @@
  * Nothing reaches a builder before the certificate is verified (by OpenSSL and again here),
  * the lookup returned a target, the build is not tombstoned and under its connection limit:
  * only then is the builder's socket opened at all.
+ *
+ * Both ends are Bun's native sockets driven by handlers (Bun.listen with TLS, Bun.connect to the
+ * unix socket), not node:tls/node:net streams: per MB relayed that is the cheaper path on Bun
+ * (test/bench/router.ts measures both against an mTLS baseline).
  */
-import tls from "node:tls";
-import type net from "node:net";
 import type { Logger } from "../log/logger.ts";
 import type { MetricsRegistry } from "../metrics/registry.ts";
-import { openBuilderSocket, type BuilderRuntime } from "./builder-socket.ts";
+import {
+  connectBuilder,
+  relayHandlers,
+  type BuilderRuntime,
+  type ConnectedBuilder,
+  type RelayEnd,
+  type RelaySocket,
+} from "./builder-socket.ts";
 import { clientCertVerifierFactory, splitPem } from "./client-cert.ts";
 import {
   connectionTableFactory,
@@ -93,6 +102,9 @@ export interface BuildRouter {
   stats(): RouterStats;
 }
 
+/** A socket being let go: its late events change nothing. */
+const IGNORE: RelayEnd = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
+
 // TLS 1.2 suites: AEAD with forward secrecy only. TLS 1.3 suites are all modern.
 const CIPHERS = [
   "ECDHE-ECDSA-AES128-GCM-SHA256",
@@ -139,74 +151,84 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
   });
   /** buildId → when it ended. The lookup should already say null for these; this is the backstop. */
   const tombstones = new Map<string, number>();
+  let server: Bun.TCPSocketListener<RelayEnd> | null = null;
   /** Accepted sockets not yet routed, so the handshake deadline and stop() can reach them. */
-  const unrouted = new Map<tls.TLSSocket, ReturnType<typeof setTimeout>>();
+  const unrouted = new Map<RelaySocket, ReturnType<typeof setTimeout>>();
   let stopping = false;
   let nextId = 1;
+  const clientCa = [...roots, ...splitPem(intermediatesNow())];
 
-  const server = tls.createServer({
-    cert: deps.tls.certPem,
-    key: deps.tls.keyPem,
-    ca: [...roots, ...splitPem(intermediatesNow())],
-    requestCert: true,
-    rejectUnauthorized: true,
-    minVersion: "TLSv1.2",
-    ciphers: CIPHERS,
-    honorCipherOrder: true,
-    ALPNProtocols: ["h2"],
-  });
-
-  const refuse = (socket: net.Socket, reason: RefusalReason, message: string, fields: Record<string, unknown> = {}) => {
-    settle(socket as tls.TLSSocket);
-    table.refused(reason);
-    // Scanners and half-open probes are routine: only refusals of real certificates are info.
-    const level = reason === "tls" || reason === "handshake_timeout" ? "debug" : "info";
-    log[level]("connection refused", { reason, detail: message, remote: socket.remoteAddress, ...fields });
-    socket.destroy();
-  };
-
-  const settle = (socket: tls.TLSSocket) => {
+  const settle = (socket: RelaySocket) => {
     const t = unrouted.get(socket);
     if (t !== undefined) clearTimeout(t);
     unrouted.delete(socket);
   };
 
-  // 'connection' hands us the socket before the handshake: start the slowloris clock. (Node's
-  // own handshakeTimeout option only reports the timeout under Bun; it does not close.)
-  server.on("connection", (socket: tls.TLSSocket) => {
-    if (stopping) return void socket.destroy();
-    unrouted.set(
-      socket,
-      setTimeout(
-        () => refuse(socket, "handshake_timeout", `not routed within ${limits.handshakeTimeoutMs} ms`),
-        limits.handshakeTimeoutMs,
-      ),
-    );
-    socket.once("close", () => settle(socket));
-  });
+  const refuse = (
+    socket: RelaySocket,
+    reason: RefusalReason,
+    message: string,
+    fields: Record<string, unknown> = {},
+  ) => {
+    settle(socket);
+    table.refused(reason);
+    // Scanners and half-open probes are routine: only refusals of real certificates are info.
+    const level = reason === "tls" || reason === "handshake_timeout" ? "debug" : "info";
+    log[level]("connection refused", { reason, detail: message, remote: socket.remoteAddress, ...fields });
+    socket.data = IGNORE;
+    socket.terminate();
+  };
 
-  server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
-    refuse(socket, "tls", err.message);
-  });
-
-  server.on("secureConnection", (socket: tls.TLSSocket) => {
-    void route(socket).catch((e: unknown) => {
-      if (e instanceof ConnectionRefused) refuse(socket, e.reason, e.message);
-      else {
-        log.error("routing failed", { error: e });
-        refuse(socket, "builder_unavailable", "internal error");
+  /**
+   * The client side: Bun's own TLS sockets with handlers, not node:tls streams — the bench
+   * (test/bench/router.ts) measured less CPU per MB for the relay this way. Until the handshake
+   * is done a client only has its deadline; `route` takes it from there.
+   */
+  const clientHandlers = {
+    ...relayHandlers,
+    open(socket: RelaySocket) {
+      if (stopping) return void socket.terminate();
+      socket.data = {
+        onData() {}, // nothing is readable before the handshake
+        onDrain() {},
+        onEnd() {},
+        onClose: (why) => {
+          // Closed before routing: a failed handshake (plain TCP, no or bad certificate, old TLS).
+          if (unrouted.has(socket)) refuse(socket, "tls", why);
+        },
+      };
+      unrouted.set(
+        socket,
+        setTimeout(
+          () => refuse(socket, "handshake_timeout", `not routed within ${limits.handshakeTimeoutMs} ms`),
+          limits.handshakeTimeoutMs,
+        ),
+      );
+    },
+    handshake(socket: RelaySocket, success: boolean, authorizationError: Error | null) {
+      if (!success || authorizationError) {
+        return refuse(socket, "tls", `handshake failed: ${authorizationError?.message ?? "no client certificate"}`);
       }
-    });
-  });
+      void route(socket).catch((e: unknown) => {
+        if (e instanceof ConnectionRefused) refuse(socket, e.reason, e.message);
+        else {
+          log.error("routing failed", { error: e });
+          refuse(socket, "builder_unavailable", "internal error");
+        }
+      });
+    },
+  };
 
-  async function route(client: tls.TLSSocket): Promise<void> {
-    // Hold the client's bytes in the TLS socket until a builder is there to take them.
+  async function route(client: RelaySocket): Promise<void> {
+    // Hold the client's bytes in the socket until a builder is there to take them.
+    const early: Buffer[] = [];
+    client.data = { ...client.data, onData: (c) => void early.push(Buffer.from(c)) };
     client.pause();
     if (stopping) throw new ConnectionRefused("stopping", "router stopping");
-    if (!client.authorized) throw new ConnectionRefused("tls", `unauthorized: ${String(client.authorizationError)}`);
-    const peer = client.getPeerCertificate(true);
-    if (!peer?.raw) throw new ConnectionRefused("tls", "no client certificate");
-    const { serial } = verify(peer.raw, now());
+    if (!client.authorized) throw new ConnectionRefused("tls", "unauthorized");
+    const der = client.getPeerX509Certificate()?.raw;
+    if (!der) throw new ConnectionRefused("tls", "no client certificate");
+    const { serial } = verify(der, now());
 
     let target: RouteTarget | null;
     try {
@@ -227,8 +249,9 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
 
     // Registered before the builder is dialled, so buildEnded during the dial closes it too.
     const abort = new AbortController();
-    let builder: net.Socket | null = null;
+    let builder: RelaySocket | null = null;
     let closed = false;
+    let tap: GrpcTap | null = null;
     const conn: TrackedConnection = {
       id: nextId++,
       buildId,
@@ -236,27 +259,30 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
       close(why) {
         if (closed) return;
         closed = true;
+        settle(client);
         table.remove(conn);
         abort.abort();
-        client.destroy();
-        builder?.destroy();
+        tap?.close();
+        client.data = IGNORE;
+        client.terminate();
+        if (builder) {
+          builder.data = IGNORE;
+          builder.terminate();
+        }
         log.debug("connection closed", { conn: conn.id, build_id: buildId, why });
       },
     };
     const stats = table.add(conn, target);
-    let tap: GrpcTap | null = null;
     try {
       tap = deps.observe?.(target) ?? null;
     } catch (e) {
       log.warn("connection observer failed to start", { build_id: buildId, error: e });
     }
-    if (tap) client.once("close", () => tap!.close());
-    client.once("close", () => conn.close("client closed"));
-    client.on("error", (e) => conn.close(`client error: ${e.message}`));
+    client.data = { ...client.data, onClose: (why) => conn.close(`client ${why}`) };
 
-    let opened: Awaited<ReturnType<typeof openBuilderSocket>>;
+    let opened: ConnectedBuilder;
     try {
-      opened = await openBuilderSocket(target.socketPath, target.runtime, limits.builderConnectTimeoutMs, abort.signal);
+      opened = await connectBuilder(target.socketPath, target.runtime, limits.builderConnectTimeoutMs, abort.signal);
     } catch (e) {
       conn.close("builder unavailable");
       if (e instanceof ConnectionRefused && e.reason === "build_ended") return; // closed by buildEnded, counted there
@@ -264,40 +290,73 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
       log.warn("builder unavailable", { build_id: buildId, serial, error: e });
       return;
     }
-    if (closed) return void opened.socket.destroy();
+    if (closed) return void opened.socket.terminate();
     builder = opened.socket;
     settle(client);
     log.debug("connection routed", { conn: conn.id, build_id: buildId, serial, runtime: target.runtime });
-    if (opened.head.length > 0) {
-      table.countBytes(stats, "builder_to_client", opened.head.length);
-      tap?.fromServer(opened.head);
-      client.write(opened.head);
-    }
-    pipe(client, builder, conn, stats, "client_to_builder", tap ? (c) => tap!.fromClient(c) : null);
-    pipe(builder, client, conn, stats, "builder_to_client", tap ? (c) => tap!.fromServer(c) : null);
-    builder.once("close", () => conn.close("builder closed"));
-    builder.on("error", (e) => conn.close(`builder error: ${e.message}`));
+    const toClient = relay(builder, client, conn, stats, "builder_to_client", tap ? (c) => tap!.fromServer(c) : null);
+    const toBuilder = relay(client, builder, conn, stats, "client_to_builder", tap ? (c) => tap!.fromClient(c) : null);
+    for (const c of [opened.head, ...opened.later]) if (c.length > 0) toClient(c);
+    for (const c of early) toBuilder(c);
+    if (opened.closed !== null) return conn.close(`builder ${opened.closed}`);
+    client.resume();
+    builder.resume();
   }
 
-  /** stream.pipe, plus byte counting and activity stamps for the idle timeout. */
-  function pipe(
-    from: net.Socket,
-    to: net.Socket,
+  /**
+   * Moves `from`'s bytes to `to`: written at once while `to` takes them; what it does not take
+   * waits in a backlog and `from` is paused until `to` drains (backpressure, bounded memory).
+   * Counts bytes, stamps activity for the idle timeout, shows each chunk to the tap. Returns
+   * the forwarder, for bytes read before the relay was in place.
+   */
+  function relay(
+    from: RelaySocket,
+    to: RelaySocket,
     conn: TrackedConnection,
     stats: BuildStats,
     dir: Direction,
     observe: ((chunk: Buffer) => void) | null,
-  ) {
-    from.on("data", (chunk: Buffer) => {
+  ): (chunk: Buffer) => void {
+    const backlog: Buffer[] = [];
+    let ending = false;
+    const forward = (chunk: Buffer) => {
       conn.lastActivity = Date.now();
       table.countBytes(stats, dir, chunk.length);
       observe?.(chunk);
-      if (!to.write(chunk)) from.pause();
-    });
-    to.on("drain", () => from.resume());
-    // A half-close on one side is passed on; HTTP/2 never relies on it, but be faithful.
-    from.once("end", () => to.end());
-    from.resume();
+      if (backlog.length > 0) return void backlog.push(Buffer.from(chunk));
+      const n = to.write(chunk);
+      if (n < 0) return conn.close(`${dir === "client_to_builder" ? "builder" : "client"} write failed`);
+      if (n < chunk.length) {
+        backlog.push(Buffer.from(chunk.subarray(n)));
+        from.pause();
+      }
+    };
+    const toEnd = to.data;
+    to.data = {
+      ...toEnd,
+      onDrain() {
+        while (backlog.length > 0) {
+          const c = backlog[0]!;
+          const n = to.write(c);
+          if (n < 0) return conn.close("write failed");
+          if (n < c.length) return void (backlog[0] = c.subarray(n));
+          backlog.shift();
+        }
+        if (ending) return void to.end();
+        from.resume();
+      },
+    };
+    from.data = {
+      ...from.data,
+      onData: forward,
+      // A half-close on one side is passed on; HTTP/2 never relies on it, but be faithful.
+      onEnd() {
+        if (backlog.length > 0) ending = true;
+        else to.end();
+      },
+      onClose: (why) => conn.close(`${dir === "client_to_builder" ? "client" : "builder"} ${why}`),
+    };
+    return forward;
   }
 
   const sweepMs = Math.max(25, Math.min(1000, Math.floor(limits.idleTimeoutMs / 4)));
@@ -311,17 +370,28 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
   sweeper.unref?.();
 
   return {
-    listen({ hostname, port }) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, hostname, () => {
-          server.off("error", reject);
-          const addr = server.address();
-          const bound = typeof addr === "object" && addr ? addr.port : port;
-          log.info("build endpoint listening", { hostname, port: bound });
-          resolve({ port: bound });
-        });
+    async listen({ hostname, port }) {
+      const listener = Bun.listen<RelayEnd>({
+        hostname,
+        port,
+        // Handlers reach each socket's current RelayEnd; half-closes are passed on by the relay.
+        allowHalfOpen: true,
+        tls: {
+          cert: deps.tls.certPem,
+          key: deps.tls.keyPem,
+          ca: clientCa,
+          requestCert: true,
+          rejectUnauthorized: true,
+          ciphers: CIPHERS,
+          // Wire format (length-prefixed): Bun's sockets take the list as bytes.
+          ALPNProtocols: Buffer.from("\x02h2", "latin1"),
+        },
+        data: IGNORE,
+        socket: clientHandlers,
       });
+      server = listener;
+      log.info("build endpoint listening", { hostname, port: listener.port });
+      return { port: listener.port };
     },
 
     buildEnded(buildId) {
@@ -334,13 +404,14 @@ export function buildRouterFactory(deps: RouterDeps): BuildRouter {
     async stop() {
       stopping = true;
       clearInterval(sweeper);
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server?.stop(true);
+      server = null;
       for (const c of table.all()) c.close("router stopping");
       for (const s of [...unrouted.keys()]) {
         settle(s);
-        s.destroy();
+        s.data = IGNORE;
+        s.terminate();
       }
-      await closed;
     },
 
     stats: () => table.stats(),

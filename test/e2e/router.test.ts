@@ -323,6 +323,41 @@ describe("routing to the right builder", () => {
     s.destroy();
   });
 
+  test("24 MiB both ways arrive intact and in order while the client stalls its reading (backpressure)", async () => {
+    const leaf = await clientLeaf(pki, "bulk");
+    routes.set(leaf.serial, fakeTarget("bulk"));
+    const s = await routed(main.port, leaf);
+    const size = 24 * 1024 * 1024;
+    const sent = crypto.getRandomValues(new Uint8Array(size));
+    // Not reading for a while: the echo piles up at the router, which must hold it (not drop or
+    // reorder it) and stop reading from the builder until the client drains.
+    s.pause();
+    const received: Buffer[] = [];
+    let got = 0;
+    const all = new Promise<void>((resolve, reject) => {
+      s.on("data", (d: Buffer) => {
+        received.push(d);
+        got += d.length;
+        if (got >= size) resolve();
+      });
+      s.on("close", () => reject(new Error(`closed after ${got} of ${size} bytes`)));
+    });
+    for (let off = 0; off < size; off += 1 << 20) {
+      if (!s.write(sent.subarray(off, off + (1 << 20)))) await new Promise((r) => s.once("drain", r));
+      if (off === 8 << 20) await Bun.sleep(200);
+    }
+    await Bun.sleep(300);
+    s.resume();
+    await all;
+    const back = Buffer.concat(received);
+    expect(back.length).toBe(size);
+    expect(Buffer.compare(back, Buffer.from(sent))).toBe(0);
+    const stats = main.router.stats().builds.find((b) => b.buildId === "bulk")!;
+    expect(stats.bytesClientToBuilder).toBe(size + 4); // + the "ping" that proved the route
+    expect(stats.bytesBuilderToClient).toBe(size + 4);
+    s.destroy();
+  });
+
   test("the full chain (leaf + intermediate) is accepted too", async () => {
     const leaf = await clientLeaf(pki, "ok-2");
     routes.set(leaf.serial, fakeTarget("ok-2"));
