@@ -40,6 +40,7 @@ import { ensureDockerdBuilderImage } from "../support/builder-image.ts";
 import { DEPOT, depotEnv } from "../support/depot.ts";
 import { serve } from "../support/serve.ts";
 import { benchProject, jsonPoster } from "./admission.ts";
+import { stepSeconds } from "./plain-progress.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -146,30 +147,6 @@ function touchOneFile(dir: string, n: number): void {
   const bytes = readFileSync(f);
   bytes.write(`change ${n} ${Date.now()}`.padEnd(48, "."), 0, "latin1");
   writeFileSync(f, bytes);
-}
-
-/** A plain progress log's step durations: "load build context" → upload, "exporting to …" → export. */
-function steps(log: string): { upload: number; export: number } {
-  const names = new Map<string, string>();
-  const done = new Map<string, number>();
-  for (const line of log.split("\n")) {
-    const m = /^#(\d+) (.*)$/.exec(line.trim());
-    if (!m) continue;
-    const [, id, rest] = m as unknown as [string, string, string];
-    if (!names.has(id)) names.set(id, rest);
-    const d = /^DONE (\d+(?:\.\d+)?)s$/.exec(rest);
-    if (d) done.set(id, Number(d[1]));
-  }
-  const sum = (pick: (name: string) => boolean) => {
-    let total = Number.NaN;
-    for (const [id, name] of names)
-      if (pick(name) && done.has(id)) total = (Number.isNaN(total) ? 0 : total) + done.get(id)!;
-    return total;
-  };
-  return {
-    upload: sum((n) => n.includes("load build context")),
-    export: sum((n) => n.startsWith("exporting to")),
-  };
 }
 
 /** utime + stime of a process, seconds. */
@@ -285,7 +262,7 @@ async function build(path: Path, ctx: string, slipway: { project: string; token:
   const cpu = cpuPid ? cpuSeconds(cpuPid) - cpu0 : Number.NaN;
   rmSync(out, { force: true });
   if (r.code !== 0) throw new Error(`${path} build failed (${r.code}): ${(r.stdout + r.stderr).slice(-1500)}`);
-  return { wall, cpu, ...steps(r.stdout + r.stderr) } satisfies Measured;
+  return { wall, cpu, ...stepSeconds(r.stdout + r.stderr) } satisfies Measured;
 }
 
 function rowsFor(label: string, m: Record<Path, Measured[]>, vs: "direct" | "local"): Row[] {
