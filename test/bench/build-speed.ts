@@ -21,7 +21,7 @@
  * spends per warm rebuild (utime + stime from /proc/<pid>/stat), per MB of context, against
  * the relay's for B. A report: nothing fails on timing. It removes what it made: projects'
  * builders, the buildx instance (under a private DOCKER_CONFIG), the host dockerd's build-cache
- * records of its contexts, the relay, the work directory.
+ * records made during its local builds, the relay, the work directory.
  *
  * Usage: bun test/bench/build-speed.ts [--runs 5] [--mb 205] [--files 2000]
  */
@@ -172,7 +172,10 @@ const directBuilder = `slipway-bench-direct-${crypto.randomUUID().slice(0, 8)}`;
 const projects: string[] = [];
 let relay: ReturnType<typeof Bun.spawn> | null = null;
 let served: Awaited<ReturnType<typeof serve>> | null = null;
-const cacheBefore = new Set<string>();
+/** The host engine's build-cache records before the run (null: not listed yet, nothing to remove). */
+let cacheBefore: Map<string, number> | null = null;
+/** When the local builds ran: the engine is shared, so only records new and made inside one are this bench's. */
+const localWindows: [number, number][] = [];
 
 async function must(argv: string[], what: string, timeoutMs = 60_000): Promise<string> {
   const r = await run(argv, { env: dockerEnv, timeoutMs });
@@ -180,13 +183,16 @@ async function must(argv: string[], what: string, timeoutMs = 60_000): Promise<s
   return r.stdout + r.stderr;
 }
 
-/**
- * The host dockerd's build-cache record ids: those that appear during the run are removed at the
- * end (on a shared engine that may include another client's records made meanwhile: cache only).
- */
-async function cacheRecords(): Promise<Set<string>> {
+/** The host dockerd's build-cache records: id → when it was made (ms since the epoch). */
+async function cacheRecords(): Promise<Map<string, number>> {
   const out = await must(["docker", "buildx", "du", "--builder", "default", "--verbose"], "docker buildx du");
-  return new Set([...out.matchAll(/^ID:\s+(\S+)/gm)].map((m) => m[1]!));
+  const records = new Map<string, number>();
+  for (const block of out.split(/\n(?=ID:)/)) {
+    const id = /^ID:\s+(\S+)/m.exec(block)?.[1];
+    const at = /^Created at:\s+(\S+) (\S+) ([+-]\d{4})/m.exec(block);
+    if (id && at) records.set(id, Date.parse(`${at[1]}T${at[2]}${at[3]}`));
+  }
+  return records;
 }
 
 /** Makes a CA, a server certificate for 127.0.0.1 and a client certificate, with openssl. */
@@ -256,9 +262,11 @@ async function build(path: Path, ctx: string, slipway: { project: string; token:
   const env =
     path === "slipway" ? depotEnv(served!, join(work, "home"), slipway.token) : { ...process.env, ...dockerEnv };
   const cpu0 = cpuPid ? cpuSeconds(cpuPid) : 0;
+  const started = Date.now() - 1000;
   const t = performance.now();
   const r = await run(argv, { env, inheritEnv: false, timeoutMs: 600_000 });
   const wall = (performance.now() - t) / 1000;
+  if (path === "local") localWindows.push([started, Date.now() + 1000]);
   const cpu = cpuPid ? cpuSeconds(cpuPid) - cpu0 : Number.NaN;
   rmSync(out, { force: true });
   if (r.code !== 0) throw new Error(`${path} build failed (${r.code}): ${(r.stdout + r.stderr).slice(-1500)}`);
@@ -285,12 +293,16 @@ async function cleanup(): Promise<void> {
   await removeBuildersOf(projects, docker);
   await removeBuildersOfServed(docker);
   await run(["docker", "buildx", "rm", "--force", directBuilder], { env: dockerEnv }).catch(() => {});
-  if (cacheBefore.size) {
-    const made = [...(await cacheRecords().catch(() => new Set<string>()))].filter((id) => !cacheBefore.has(id));
-    // One id per prune (buildx takes one value per filter key); twice, as a record's parent is
-    // only free once its child is gone.
+  if (cacheBefore) {
+    const before = cacheBefore;
+    const ours = async () =>
+      [...(await cacheRecords().catch(() => new Map<string, number>()))]
+        .filter(([id, at]) => !before.has(id) && localWindows.some(([from, to]) => at >= from && at <= to))
+        .map(([id]) => id);
+    // One id per prune (buildx takes one value per filter key); once more for any left, as a
+    // record's parent is only free once its child is gone.
     for (let pass = 0; pass < 2; pass++)
-      for (const id of made)
+      for (const id of await ours())
         await run(["docker", "buildx", "prune", "--builder", "default", "--force", "--all", "--filter", `id=${id}`], {
           env: dockerEnv,
         });
@@ -307,7 +319,7 @@ try {
   let ctx = join(work, "ctx-0");
   writeContext(ctx);
   mkdirSync(dockerEnv.DOCKER_CONFIG, { recursive: true });
-  for (const id of await cacheRecords()) cacheBefore.add(id);
+  cacheBefore = await cacheRecords();
 
   const pki = join(work, "pki");
   mkdirSync(pki);
