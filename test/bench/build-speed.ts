@@ -1,9 +1,10 @@
 /**
  * @module test/bench/build-speed
  * `bun test/bench/build-speed.ts`: a build end to end, through Slipway and without it, on a
- * generated context of --mb MB (205) in --files files (2,000) of random, incompressible bytes
- * (AES-CTR of a fixed seed: the same bytes every run). The Dockerfile is `FROM scratch` + one
- * COPY, so nothing is pulled; every build exports its result with `--output type=tar`.
+ * generated context of --mb MiB (205; "MB" below) in --files files (2,000) of random,
+ * incompressible bytes (AES-CTR of a fixed seed: the same bytes every run). The Dockerfile is
+ * `FROM scratch` + one COPY, so nothing is pulled; every build exports its result with
+ * `--output type=tar`.
  *
  * Three paths, interleaved A, B, C, A, B, C, … for --runs (5) rounds, medians reported:
  *   A. Slipway: the unchanged depot CLI against the compiled `slipway serve` (router, mTLS).
