@@ -30,14 +30,18 @@ export function jsonPoster(get: (path: string, init: RequestInit) => Promise<Res
     });
 }
 
-/** A bench project and a project token for it, made by the administrator. */
-export async function benchProject(post: Post, admin: string): Promise<{ projectId: string; token: string }> {
-  const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name: "bench" })).json()) as {
+/** A bench project (names are unique in an organization) and a project token for it, made by the administrator. */
+export async function benchProject(
+  post: Post,
+  admin: string,
+  name = "bench",
+): Promise<{ projectId: string; token: string }> {
+  const proj = (await (await post(admin, "/api/v1/orgs/default/projects", { name })).json()) as {
     id: string;
   };
-  const created = (await (
-    await post(admin, "/api/v1/tokens", { kind: "project", name: "bench", project: proj.id })
-  ).json()) as { token: string };
+  const created = (await (await post(admin, "/api/v1/tokens", { kind: "project", name, project: proj.id })).json()) as {
+    token: string;
+  };
   return { projectId: proj.id, token: created.token };
 }
 
