@@ -63,8 +63,8 @@ const rows: Row[] = [];
 const notes: string[] = [];
 const projects: string[] = [];
 
-/** The engine's `create` and `start` events of containers named `prefix…`, in epoch ms. */
-async function engineEvents(prefix: string) {
+/** The engine's `create` and `start` events of containers whose name contains `part`, in epoch ms. */
+async function engineEvents(part: string) {
   const seen = new Map<string, { create?: number; start?: number }>();
   const stream = (await docker.getEvents({
     filters: JSON.stringify({ type: ["container"], event: ["create", "start"] }),
@@ -82,7 +82,7 @@ async function engineEvents(prefix: string) {
           timeNano: number;
           Actor: { Attributes: { name?: string } };
         };
-        if (!e.Actor.Attributes.name?.startsWith(prefix)) continue;
+        if (!e.Actor.Attributes.name?.includes(part)) continue;
         const at = e.timeNano / 1e6;
         const x = seen.get(e.id) ?? {};
         if (e.Action === "create") x.create = at;
@@ -94,11 +94,11 @@ async function engineEvents(prefix: string) {
     }
   });
   return {
-    /** The latest container's events, once both arrived. */
-    async latest(): Promise<{ create: number; start: number }> {
-      for (let i = 0; i < 200; i++) {
-        const last = [...seen.values()].at(-1);
-        if (last?.create && last.start) return { create: last.create, start: last.start };
+    /** The events of the container created after `since` (epoch ms), once both arrived. */
+    async after(since: number): Promise<{ create: number; start: number }> {
+      for (let i = 0; i < 1000; i++) {
+        const x = [...seen.values()].find((e) => e.create !== undefined && e.create >= since && e.start);
+        if (x?.create && x.start) return { create: x.create, start: x.start };
         await Bun.sleep(10);
       }
       throw new Error("the engine's create/start events did not arrive");
@@ -189,7 +189,7 @@ try {
       log: silentLogger,
     });
     const ref = { projectId: project, platform: native };
-    const events = await engineEvents("slipway-");
+    const events = await engineEvents(project.toLowerCase()); // the container is named after its project
     try {
       const first = await m.acquire(ref, "warm-up"); // makes the volume: the runs below start on an existing one
       m.release("warm-up");
@@ -205,7 +205,7 @@ try {
         const tp = performance.now();
         const b = await m.acquire(ref, `cold-${i}`);
         const total = performance.now() - tp;
-        const ev = await events.latest();
+        const ev = await events.after(t0);
         phases.engine.push(ev.create - t0);
         phases.start.push(ev.start - ev.create);
         phases.ready.push(t0 + total - ev.start);
