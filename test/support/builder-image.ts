@@ -35,7 +35,10 @@ import { silentLogger, type Logger } from "../../src/log/logger.ts";
 export const DOCKER_SOCK = "/var/run/docker.sock";
 /** Outside the worktree so reruns (and other checkouts on the machine) share it. */
 export const CACHE_DIR = process.env.SLIPWAY_TEST_CACHE ?? "/var/cache/slipway-test";
-export const testImageRef = (suite: Suite = "trixie") => `slipway/builder-dockerd:test-${suite}`;
+/** Tagged with the recipe: checkouts with different recipes on one machine keep their own image
+ * (one tag for all would be re-imported back and forth, and a test could start another's). */
+export const testImageRef = (suite: Suite = "trixie") =>
+  `slipway/builder-dockerd:test-${suite}-${recipeHash(suite).slice(0, 12)}`;
 /** How long a test that may have to assemble the image should allow (cold: debootstrap). */
 export const BUILDER_IMAGE_TIMEOUT_MS = 15 * 60_000;
 

@@ -99,6 +99,18 @@ describe("image references and the recipe", () => {
     expect(ENTRYPOINT_SCRIPT).toContain("remount,bind,rw");
     expect(ENTRYPOINT_SCRIPT.startsWith("#!/bin/sh\n")).toBe(true);
   });
+
+  test("dockerd gets a containerd that already listens, and one masquerading rule instead of its iptables set-up", () => {
+    const waitAt = ENTRYPOINT_SCRIPT.indexOf('while [ ! -S "$CONTAINERD_SOCKET" ]');
+    const execAt = ENTRYPOINT_SCRIPT.indexOf("exec /usr/sbin/dockerd");
+    expect(ENTRYPOINT_SCRIPT.indexOf("containerd --config")).toBeGreaterThan(-1);
+    expect(waitAt).toBeGreaterThan(ENTRYPOINT_SCRIPT.indexOf("containerd --config"));
+    expect(execAt).toBeGreaterThan(waitAt);
+    expect(ENTRYPOINT_SCRIPT).toContain('--containerd="$CONTAINERD_SOCKET" --iptables=false');
+    expect(ENTRYPOINT_SCRIPT).toContain("-A POSTROUTING ! -o docker0 -j MASQUERADE");
+    // The state stays where dockerd's own containerd keeps it: on the cache volume.
+    expect(ENTRYPOINT_SCRIPT).toContain('root = \\"$DATA_ROOT/containerd/daemon\\"');
+  });
 });
 
 describe("finishRootfs", () => {

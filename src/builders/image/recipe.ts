@@ -57,6 +57,13 @@ export const PACKAGES = [
  * its /run), then execs dockerd listening only on $SLIPWAY_SOCKET_DIR/dockerd.sock. Extra
  * arguments (the container's Cmd) are appended to dockerd's.
  *
+ * Two things keep a cold start short (measured with dockerd 26 on trixie: ~2.5 s → ~1 s from
+ * container start to BuildKit answering). containerd is started here and dockerd gets its socket
+ * once it listens: a dockerd that starts its own containerd dials it before it listens, and
+ * gRPC's reconnect backoff then sleeps about a second. And dockerd's iptables set-up (~100
+ * iptables runs, 0.4-0.9 s) is replaced by the one rule RUN steps need: they leave through the
+ * default bridge, masqueraded (the FORWARD chain of a fresh network namespace accepts).
+ *
  * Environment it reads: SLIPWAY_SOCKET_GID (numeric group owning the socket, default 0: a
  * non-root serve needs its own group here), SLIPWAY_DOCKERD_CONFIG_JSON (written to /etc/docker/daemon.json: GC policy etc.),
  * SLIPWAY_DOCKERD_STORAGE_DRIVER (force one; default: dockerd picks overlay2 where the data root
@@ -88,14 +95,36 @@ mount --make-rshared / 2>/dev/null || :
 rm -rf /run/docker /run/docker.pid /run/containerd
 mkdir -p "$SOCKET_DIR" "$DATA_ROOT"
 
+# containerd where dockerd would put its own (its state on the cache volume), started first;
+# dockerd gets its socket once it listens (dialled too early, gRPC backs off for a second).
+CONTAINERD_SOCKET=/run/docker/containerd/containerd.sock
+mkdir -p /run/docker/containerd /etc/containerd
+printf '%s\\n' 'version = 2' "root = \\"$DATA_ROOT/containerd/daemon\\"" 'state = "/run/docker/containerd/daemon"' \\
+  'disabled_plugins = ["io.containerd.grpc.v1.cri"]' '[grpc]' "  address = \\"$CONTAINERD_SOCKET\\"" \\
+  >/etc/containerd/slipway.toml
+containerd --config /etc/containerd/slipway.toml --log-level "\${SLIPWAY_DOCKERD_LOG_LEVEL:-warn}" &
+CONTAINERD_PID=$!
+
 if [ -n "\${SLIPWAY_DOCKERD_CONFIG_JSON:-}" ]; then
   mkdir -p /etc/docker
   printf '%s\\n' "$SLIPWAY_DOCKERD_CONFIG_JSON" >/etc/docker/daemon.json
 else
   rm -f /etc/docker/daemon.json
 fi
+# RUN steps leave through the default bridge: masquerade what goes out by another interface.
+iptables -t nat -C POSTROUTING ! -o docker0 -j MASQUERADE 2>/dev/null ||
+  iptables -t nat -A POSTROUTING ! -o docker0 -j MASQUERADE || say "cannot add the masquerading rule: RUN steps have no network"
+
+i=0
+while [ ! -S "$CONTAINERD_SOCKET" ]; do
+  kill -0 "$CONTAINERD_PID" 2>/dev/null || { say "containerd exited before it listened"; exit 1; }
+  [ "$i" -lt 1000 ] || { say "containerd did not listen within 10 s"; exit 1; }
+  sleep 0.01
+  i=$((i + 1))
+done
 
 set -- --host="unix://$SOCKET" --data-root="$DATA_ROOT" --exec-root=/run/docker --pidfile=/run/docker.pid \\
+  --containerd="$CONTAINERD_SOCKET" --iptables=false \\
   --group="\${SLIPWAY_SOCKET_GID:-0}" --log-level="\${SLIPWAY_DOCKERD_LOG_LEVEL:-warn}" "$@"
 if [ -n "\${SLIPWAY_DOCKERD_STORAGE_DRIVER:-}" ]; then set -- --storage-driver="$SLIPWAY_DOCKERD_STORAGE_DRIVER" "$@"; fi
 say "data root $DATA_ROOT is on $(stat -f -c %T "$DATA_ROOT"); socket $SOCKET"
