@@ -21,6 +21,22 @@ const UPGRADE_REQUEST =
 const MAX_HEAD = 16 * 1024;
 
 /**
+ * Reads dockerd's answer to the /grpc upgrade from what arrived so far: null while the head is
+ * incomplete, a refusal for anything but 101, or the bytes after the head (the start of HTTP/2).
+ */
+function upgradeAnswer(buf: Buffer): null | ConnectionRefused | { rest: Buffer } {
+  const end = buf.indexOf("\r\n\r\n");
+  if (end < 0)
+    return buf.length > MAX_HEAD
+      ? new ConnectionRefused("builder_unavailable", "oversized upgrade response from dockerd")
+      : null;
+  const status = buf.subarray(0, buf.indexOf("\r\n")).toString("latin1");
+  if (!/^HTTP\/1\.[01] 101 /.test(status))
+    return new ConnectionRefused("builder_unavailable", `dockerd refused the /grpc upgrade: ${status.slice(0, 80)}`);
+  return { rest: buf.subarray(end + 4) };
+}
+
+/**
  * Connects to `socketPath`; rejects with ConnectionRefused("builder_unavailable") on connect
  * failure, timeout, or a non-101 upgrade answer. `signal` aborts (the build ended meanwhile).
  */
@@ -56,20 +72,9 @@ export function openBuilderSocket(
       finish(new ConnectionRefused("builder_unavailable", "builder closed the connection during the upgrade"));
     const onData = (chunk: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) {
-        if (buf.length > MAX_HEAD)
-          finish(new ConnectionRefused("builder_unavailable", "oversized upgrade response from dockerd"));
-        return;
-      }
-      const status = buf.subarray(0, buf.indexOf("\r\n")).toString("latin1");
-      if (!/^HTTP\/1\.[01] 101 /.test(status)) {
-        finish(
-          new ConnectionRefused("builder_unavailable", `dockerd refused the /grpc upgrade: ${status.slice(0, 80)}`),
-        );
-        return;
-      }
-      finish(null, buf.subarray(end + 4));
+      const answer = upgradeAnswer(buf);
+      if (answer)
+        finish(answer instanceof ConnectionRefused ? answer : null, "rest" in answer ? answer.rest : undefined);
     };
     const timer = setTimeout(
       () => finish(new ConnectionRefused("builder_unavailable", `builder did not answer within ${timeoutMs} ms`)),
@@ -160,20 +165,9 @@ export function connectBuilder(
     const state: RelayEnd = {
       onData(chunk) {
         buf = buf.length ? Buffer.concat([buf, chunk]) : Buffer.from(chunk);
-        const end = buf.indexOf("\r\n\r\n");
-        if (end < 0) {
-          if (buf.length > MAX_HEAD)
-            finish(new ConnectionRefused("builder_unavailable", "oversized upgrade response from dockerd"));
-          return;
-        }
-        const status = buf.subarray(0, buf.indexOf("\r\n")).toString("latin1");
-        if (!/^HTTP\/1\.[01] 101 /.test(status)) {
-          finish(
-            new ConnectionRefused("builder_unavailable", `dockerd refused the /grpc upgrade: ${status.slice(0, 80)}`),
-          );
-          return;
-        }
-        finish(null, buf.subarray(end + 4));
+        const answer = upgradeAnswer(buf);
+        if (answer)
+          finish(answer instanceof ConnectionRefused ? answer : null, "rest" in answer ? answer.rest : undefined);
       },
       onDrain() {},
       onEnd() {
