@@ -73,7 +73,8 @@ function processesIn(dir: string): number[] {
 }
 
 const work = mkdtempSync(join(tmpdir(), "slipway-readme-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+// A fresh clone with its node_modules: on a busy machine removing it outlasts the 5 s hook default.
+afterAll(() => rmSync(work, { recursive: true, force: true }), 120_000);
 const missing =
   (Bun.which("git") && existsSync(join(ROOT, ".git")) ? null : "not a git checkout (the test clones it)") ??
   (existsSync(DEPOT) ? null : `the depot CLI is not installed (${DEPOT})`) ??
