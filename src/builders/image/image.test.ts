@@ -100,12 +100,15 @@ describe("image references and the recipe", () => {
     expect(ENTRYPOINT_SCRIPT.startsWith("#!/bin/sh\n")).toBe(true);
   });
 
-  test("dockerd gets a containerd that already listens, and one masquerading rule instead of its iptables set-up", () => {
-    const waitAt = ENTRYPOINT_SCRIPT.indexOf('while [ ! -S "$CONTAINERD_SOCKET" ]');
+  test("dockerd starts beside a containerd of its own, with no stale socket, and one masquerading rule instead of its iptables set-up", () => {
+    const staleAt = ENTRYPOINT_SCRIPT.indexOf("rm -rf /run/docker ");
+    const containerdAt = ENTRYPOINT_SCRIPT.indexOf("containerd --config");
     const execAt = ENTRYPOINT_SCRIPT.indexOf("exec /usr/sbin/dockerd");
-    expect(ENTRYPOINT_SCRIPT.indexOf("containerd --config")).toBeGreaterThan(-1);
-    expect(waitAt).toBeGreaterThan(ENTRYPOINT_SCRIPT.indexOf("containerd --config"));
-    expect(execAt).toBeGreaterThan(waitAt);
+    expect(staleAt).toBeGreaterThan(-1);
+    expect(containerdAt).toBeGreaterThan(staleAt);
+    expect(execAt).toBeGreaterThan(containerdAt);
+    // Nothing on the way from containerd to dockerd waits (no loop, no sleep).
+    expect(ENTRYPOINT_SCRIPT.slice(containerdAt, execAt)).not.toMatch(/\bwhile\b|\bsleep\b/);
     expect(ENTRYPOINT_SCRIPT).toContain('--containerd="$CONTAINERD_SOCKET" --iptables=false');
     expect(ENTRYPOINT_SCRIPT).toContain("-A POSTROUTING ! -o docker0 -j MASQUERADE");
     // The state stays where dockerd's own containerd keeps it: on the cache volume.
