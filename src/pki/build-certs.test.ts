@@ -209,9 +209,10 @@ describe("rotation", () => {
       now: () => new Date(t),
     });
     await pki.rotateIntermediate("build-client", "test");
-    db.run("UPDATE certificate_authorities SET not_after = ? WHERE purpose = 'build-client' AND retired_at IS NOT NULL", [
-      new Date(t + HOUR).toISOString(),
-    ]);
+    db.run(
+      "UPDATE certificate_authorities SET not_after = ? WHERE purpose = 'build-client' AND retired_at IS NOT NULL",
+      [new Date(t + HOUR).toISOString()],
+    );
     expect(clocked.trustBundle("build-client")).toHaveLength(2);
     expect(clocked.trustBundle("build-client")).toHaveLength(2);
     t += 2 * HOUR;
