@@ -203,7 +203,9 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     }
     return sp;
   };
+  /** Reads the row only when someone follows (a read is a fair share of a Connect call's cost). */
   const publishBuild = (id: string) => {
+    if (events.followerCount() === 0) return;
     const b = byId.get(id) as BuildRow | null;
     if (b) events.publish({ kind: "build", build: b });
   };
@@ -264,7 +266,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     status: Exclude<BuildStatus, "created" | "running">,
     error: string | null,
     actor: string,
-  ): boolean {
+  ): BuildRow | null {
     const t = now().toISOString();
     // The status change and its audit record: one commit.
     const b = db.transaction(() => {
@@ -284,7 +286,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
       });
       return ended;
     })();
-    if (!b) return false;
+    if (!b) return null;
     letGo(id);
     const sp = splitters.get(id);
     splitters.delete(id);
@@ -293,7 +295,7 @@ export function buildsServiceFactory(deps: BuildsDeps) {
     deps.router.buildEnded(id);
     deps.builders.release(id);
     log.info("build ended", { build: id, project: b.project_id, status });
-    return true;
+    return b;
   }
 
   /** `b` is the build's row as just read (nothing runs in between: bun:sqlite is synchronous). */
@@ -418,8 +420,9 @@ export function buildsServiceFactory(deps: BuildsDeps) {
           details: { project_id: p.id },
         });
       })();
-      publishBuild(id);
-      return { build: get(id), token };
+      const build = get(id);
+      events.publish({ kind: "build", build });
+      return { build, token };
     },
 
     /**
@@ -524,13 +527,14 @@ export function buildsServiceFactory(deps: BuildsDeps) {
         return b;
       }
       const status = result.kind === "success" ? "finished" : result.kind === "error" ? "failed" : "canceled";
-      end(
-        id,
-        b.cancel_requested_at && status !== "finished" ? "canceled" : status,
-        result.kind === "error" ? result.error : null,
-        actorLabel(actor),
+      return (
+        end(
+          id,
+          b.cancel_requested_at && status !== "finished" ? "canceled" : status,
+          result.kind === "error" ? result.error : null,
+          actorLabel(actor),
+        ) ?? get(id)
       );
-      return get(id);
     },
 
     /** Cancellation by an owner or the build's starter: the client learns it from its next health check. */

@@ -143,6 +143,14 @@ export function pkiServiceFactory({
     return c;
   };
 
+  /**
+   * trustBundle's answers, read once per change instead of on every build connection: dropped by
+   * this service's own writes (insertAuthority, retirements), by a commit from another connection
+   * (`slipway pki` beside serve: SQLite's data_version moves) and when the soonest of them expires.
+   */
+  const bundles = new Map<CaPurpose, { pems: string[]; until: number; dataVersion: number }>();
+  const dataVersion = () => (db.query("PRAGMA data_version").get() as { data_version: number }).data_version;
+
   const activeRow = (purpose: CaPurpose) =>
     db
       .query("SELECT * FROM certificate_authorities WHERE purpose = ? AND retired_at IS NULL")
@@ -211,6 +219,7 @@ export function pkiServiceFactory({
   }
 
   function insertAuthority(row: AuthorityRow) {
+    bundles.clear();
     db.query(
       `INSERT INTO certificate_authorities (id, purpose, parent_id, serial, subject, cert_pem, key_sealed, not_before, not_after, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -407,18 +416,26 @@ export function pkiServiceFactory({
     /** PEMs of every unexpired CA of `purpose`, the active one first: what verifiers trust, so
      * certificates from a retired intermediate stay valid until they expire. */
     trustBundle(purpose: CaPurpose): string[] {
+      const t = now().getTime();
+      const version = dataVersion();
+      const kept = bundles.get(purpose);
+      if (kept && kept.dataVersion === version && t < kept.until) return [...kept.pems];
       const rows = db
         .query(
-          "SELECT cert_pem FROM certificate_authorities WHERE purpose = ? AND not_after > ? ORDER BY retired_at IS NOT NULL, created_at DESC",
+          "SELECT cert_pem, not_after FROM certificate_authorities WHERE purpose = ? AND not_after > ? ORDER BY retired_at IS NOT NULL, created_at DESC",
         )
-        .all(purpose, now().toISOString()) as { cert_pem: string }[];
-      return rows.map((r) => r.cert_pem);
+        .all(purpose, new Date(t).toISOString()) as { cert_pem: string; not_after: string }[];
+      const pems = rows.map((r) => r.cert_pem);
+      const until = Math.min(...rows.map((r) => Date.parse(r.not_after)));
+      bundles.set(purpose, { pems, until, dataVersion: version });
+      return [...pems];
     },
 
     /** A new intermediate for `purpose` signs from now on; the old one is retired, still trusted. */
     async rotateIntermediate(purpose: Exclude<CaPurpose, "root">, requester: string): Promise<AuthorityRow> {
       const next = await makeAuthority(purpose);
       db.transaction(() => {
+        bundles.clear();
         db.query("UPDATE certificate_authorities SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL").run(
           now().toISOString(),
           purpose,
@@ -444,6 +461,7 @@ export function pkiServiceFactory({
           .all() as { purpose: Exclude<CaPurpose, "root"> }[]
       ).map((r) => r.purpose);
       db.transaction(() => {
+        bundles.clear();
         db.query("UPDATE certificate_authorities SET retired_at = ? WHERE purpose = 'root' AND retired_at IS NULL").run(
           now().toISOString(),
         );

@@ -186,12 +186,37 @@ describe("rotation", () => {
     expect(verifiesAgainst(after.certPem, bundle)).toBe(true);
     expect(verifiesAgainst(after.certPem, [bundle[0]!])).toBe(true); // the active one first
     expect(verifiesAgainst(before.certPem, [bundle[0]!])).toBe(false);
-    // Once the retired intermediate has expired it leaves the bundle.
-    db.run(
-      "UPDATE certificate_authorities SET not_after = '2000-01-01T00:00:00.000Z' WHERE purpose = 'build-client' AND retired_at IS NOT NULL",
-    );
+    // Once the retired intermediate has expired it leaves the bundle. The bundle is kept between
+    // changes: a write from another connection (an offline `slipway pki` beside serve) is seen.
+    const other = openDatabase(join(dir, "x.db"));
+    try {
+      other.run(
+        "UPDATE certificate_authorities SET not_after = '2000-01-01T00:00:00.000Z' WHERE purpose = 'build-client' AND retired_at IS NOT NULL",
+      );
+    } finally {
+      other.close();
+    }
     expect(intermediates("build-client")).toHaveLength(1);
     expect(db.query("SELECT action FROM audit_log WHERE action = 'ca.rotate'").all()).toHaveLength(1);
+  });
+
+  test("a kept trust bundle drops a CA the moment it expires", async () => {
+    let t = Date.now();
+    const clocked = pkiServiceFactory({
+      db,
+      sealer: await createSealer(crypto.getRandomValues(new Uint8Array(32))),
+      applianceId: "app1",
+      now: () => new Date(t),
+    });
+    await pki.rotateIntermediate("build-client", "test");
+    db.run(
+      "UPDATE certificate_authorities SET not_after = ? WHERE purpose = 'build-client' AND retired_at IS NOT NULL",
+      [new Date(t + HOUR).toISOString()],
+    );
+    expect(clocked.trustBundle("build-client")).toHaveLength(2);
+    expect(clocked.trustBundle("build-client")).toHaveLength(2);
+    t += 2 * HOUR;
+    expect(clocked.trustBundle("build-client")).toHaveLength(1);
   });
 
   test("a re-issued root gets new intermediates; both roots are trusted (ca.pem) until the old expires", async () => {

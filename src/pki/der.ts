@@ -25,9 +25,20 @@ function length(n: number): Der {
   return Uint8Array.of(0x80 | bytes.length, ...bytes);
 }
 
+/** One allocation per value: a leaf nests ~60 of them, each copied once into its parent. */
 export const tlv = (tag: number, ...content: Der[]): Der => {
-  const body = cat(content);
-  return cat([Uint8Array.of(tag), length(body.length), body]);
+  let n = 0;
+  for (const c of content) n += c.length;
+  const len = length(n);
+  const out = new Uint8Array(1 + len.length + n);
+  out[0] = tag;
+  out.set(len, 1);
+  let o = 1 + len.length;
+  for (const c of content) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
 };
 export const seq = (...items: Der[]) => tlv(0x30, ...items);
 export const set = (...items: Der[]) => tlv(0x31, ...items);
@@ -47,7 +58,16 @@ export function unsigned(b: Der): Der {
 }
 export const smallInt = (n: number) => unsigned(Uint8Array.of(n));
 
+/** OIDs are a handful of constants: each encoded once (callers only copy the result). */
+const oids = new Map<string, Der>();
+
 export function oid(dotted: string): Der {
+  let encoded = oids.get(dotted);
+  if (!encoded) oids.set(dotted, (encoded = encodeOid(dotted)));
+  return encoded;
+}
+
+function encodeOid(dotted: string): Der {
   const arcs = dotted.split(".").map(Number);
   const out: number[] = [arcs[0]! * 40 + arcs[1]!];
   for (const arc of arcs.slice(2)) {

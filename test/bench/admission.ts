@@ -10,7 +10,8 @@
  * calls that do next to nothing (GetBuild). With closed-loop clients on one event loop, the p50
  * at 32 clients is about 32 × the event loop's CPU per admission.
  *
- * `bun test/bench/admission.ts [--requests 200]` runs that section alone, on the compiled binary.
+ * `bun test/bench/admission.ts [--requests 200] [--binary PATH]` runs that section alone, on the
+ * compiled binary (or the one at PATH: another commit's build, for a before/after on one machine).
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -184,7 +185,10 @@ export async function admissionRows(o: {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ args: Bun.argv.slice(2), options: { requests: { type: "string", default: "200" } } });
+  const { values } = parseArgs({
+    args: Bun.argv.slice(2),
+    options: { requests: { type: "string", default: "200" }, binary: { type: "string" } },
+  });
   const requests = intOpt("requests", values.requests!, 32, 10_000);
   const { slipwayBinary } = await import("../support/binary.ts");
   const { serve } = await import("../support/serve.ts");
@@ -195,7 +199,7 @@ if (import.meta.main) {
   let projectId = "";
   try {
     const s = await serve(
-      slipwayBinary(),
+      values.binary ?? slipwayBinary(),
       join(work, "data"),
       ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"],
       {},

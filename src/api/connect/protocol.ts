@@ -270,6 +270,13 @@ async function* chunksOf(body: ReadableStream<Uint8Array> | null): AsyncIterable
   }
 }
 
+/** A body no longer than the call may read, by its Content-Length, taken whole: read chunk by
+ * chunk through its ReadableStream it cost several turns of the event loop per call. */
+async function* wholeBody(request: Request): AsyncIterable<Uint8Array> {
+  const bytes = new Uint8Array(await request.arrayBuffer());
+  if (bytes.length > 0) yield bytes;
+}
+
 /**
  * Runs a universal handler on a fetch Request, the Request itself in the call's context values;
  * a binary body passes through the decoding limit on its way (`input`, `readMaxBytes`).
@@ -285,6 +292,10 @@ export async function serveUniversal(
   const stream = contentType.startsWith("application/connect+");
   // A unary call is not watched for its client leaving (its deadline still ends it): listening
   // on a request's signal makes the server track the connection, which costs on every call.
+  // Without a Content-Length (chunked), or with one past the limit, the body is read as a stream
+  // and the library stops at readMaxBytes: nothing past the limit is buffered either way.
+  const length = Number(request.headers.get("content-length") ?? Number.NaN);
+  const whole = Number.isSafeInteger(length) && length >= 0 && length <= limits.readMaxBytes;
   const universal = stream
     ? universalServerRequestFromFetch(request, {})
     : {
@@ -292,7 +303,7 @@ export async function serveUniversal(
         method: request.method,
         url: request.url,
         header: request.headers,
-        body: chunksOf(request.body),
+        body: whole ? wholeBody(request) : chunksOf(request.body),
         signal: NEVER,
       };
   const binary = contentType.endsWith("proto") || contentType === "application/protobuf";

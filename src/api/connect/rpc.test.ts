@@ -52,7 +52,7 @@ import { createApp } from "../app.ts";
 import { allowHoldingOpen } from "../context.ts";
 import { identityContext, type IdentityServices } from "../identity.ts";
 import { integrationSuite } from "../../../test/support/integration.ts";
-import { connectRoutes } from "./routes.ts";
+import { COMPRESS_MIN_BYTES, connectRoutes } from "./routes.ts";
 
 const MIB = 1024 * 1024;
 /** ReportStatusStream's per-message limit here (serve's is 16 MiB): small, so a test can pass it. */
@@ -885,24 +885,30 @@ describe("Connect timeouts and gzip over HTTP", () => {
     });
     expect(r.status).toBe(200);
     expect(decode(METHODS.getBuild.output, new Uint8Array(await r.arrayBuffer())).buildId).toBe(buildId);
-    // A reply over 1 KiB to a client that accepts gzip comes compressed (fetch is told not to undo it).
-    for (let i = 0; i < 20; i++) await newBuild("json");
-    const listBody = JSON.stringify({ projectId: ids.p1, pageSize: 50 });
-    const list = await fetch(`${base}${METHODS.listBuilds.path}`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "accept-encoding": "gzip",
-        authorization: `Bearer ${secrets.ownerA}`,
-      },
-      body: listBody,
-      decompress: false,
-    } as RequestInit);
-    expect([list.status, list.headers.get("content-encoding")]).toEqual([200, "gzip"]);
-    const listed = JSON.parse(new TextDecoder().decode(Bun.gunzipSync(new Uint8Array(await list.arrayBuffer())))) as {
+    // A reply over COMPRESS_MIN_BYTES to a client that accepts gzip comes compressed (fetch is
+    // told not to undo it); a smaller one, though over the library's 1 KiB default, does not.
+    const list = (pageSize: number) =>
+      fetch(`${base}${METHODS.listBuilds.path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "accept-encoding": "gzip",
+          authorization: `Bearer ${secrets.ownerA}`,
+        },
+        body: JSON.stringify({ projectId: ids.p1, pageSize }),
+        decompress: false,
+      } as RequestInit);
+    for (let i = 0; i < 60; i++) await newBuild("json");
+    const small = await list(20);
+    const smallBytes = (await small.arrayBuffer()).byteLength;
+    expect([small.status, small.headers.get("content-encoding")]).toEqual([200, null]);
+    expect(smallBytes > 1024 && smallBytes < COMPRESS_MIN_BYTES).toBe(true);
+    const large = await list(60);
+    expect([large.status, large.headers.get("content-encoding")]).toEqual([200, "gzip"]);
+    const listed = JSON.parse(new TextDecoder().decode(Bun.gunzipSync(new Uint8Array(await large.arrayBuffer())))) as {
       builds: unknown[];
     };
-    expect(listed.builds.length).toBeGreaterThan(20);
+    expect(listed.builds.length).toBeGreaterThan(50);
     // Not gzip at all: invalid_argument. A 2 KiB body that inflates past the 1 MiB limit: resource_exhausted.
     const bad = await fetch(`${base}${METHODS.getBuild.path}`, {
       method: "POST",
