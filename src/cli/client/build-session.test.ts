@@ -2,14 +2,23 @@
  * @module cli/client/build-session.test
  * The client side of `slipway build`: the argv each BuildKit client gets for every flag the
  * README lists (the e2e tests run them for real), how the build endpoint's name is verified,
- * and which project references are accepted.
+ * which project references are accepted, and when a person is told the builder is starting
+ * (against a loopback stand-in for the build API that holds the connection ask like the server).
  */
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UsageError } from "../../errors.ts";
-import { buildCommands, endpointIdentity, resolveProject, type BuildArgs } from "./build-session.ts";
+import { apiClientFactory } from "../../api-client/index.ts";
+import {
+  buildCommands,
+  endpointIdentity,
+  openSession,
+  resolveProject,
+  WAIT_NOTE_AFTER_MS,
+  type BuildArgs,
+} from "./build-session.ts";
 
 const session = {
   buildId: "bld_1",
@@ -143,5 +152,71 @@ describe("resolveProject", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("openSession: the starting note", () => {
+  /**
+   * A stand-in for the build API: GetBuildKitConnection answers `pending` (wait_ms 20) until
+   * `readyAfterMs` from the first ask, holding each ask up to `holdMs` as the server does.
+   */
+  async function session(readyAfterMs: number, holdMs: number) {
+    let firstAsk = 0;
+    let asks = 0;
+    const active = {
+      endpoint: "tcp://127.0.0.1:1",
+      serverName: "127.0.0.1",
+      cert: { cert: "C", key: "K" },
+      caCert: { cert: "CA" },
+    };
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        const method = new URL(req.url).pathname.split("/").pop();
+        if (method === "CreateBuild") return Response.json({ buildId: "bld_1", buildToken: "t", buildUrl: "u" });
+        if (method !== "GetBuildKitConnection") return Response.json({});
+        asks++;
+        firstAsk ||= Date.now();
+        const left = readyAfterMs - (Date.now() - firstAsk);
+        if (left > 0) await Bun.sleep(Math.min(left, holdMs));
+        return Response.json(Date.now() - firstAsk >= readyAfterMs ? { active } : { pending: { waitMs: 20 } });
+      },
+    });
+    const notes: number[] = [];
+    const t0 = Date.now();
+    const s = await openSession(
+      apiClientFactory({ server: server.url.href, token: "p" }),
+      server.url.href,
+      undefined,
+      "prj_1",
+      ["linux/amd64"],
+      { tags: [], push: false, outputs: [] },
+      (_p, waited) => notes.push(waited),
+    );
+    const took = Date.now() - t0;
+    s.close();
+    server.stop(true);
+    return { notes, asks, took, endpoint: s.connections[0]!.endpoint };
+  }
+
+  test("a builder that answers at once: no note", async () => {
+    const r = await session(0, 0);
+    expect(r.endpoint).toBe("tcp://127.0.0.1:1");
+    expect(r.notes).toEqual([]);
+  });
+
+  test("one held ask: the note comes while it is held, not after it", async () => {
+    const r = await session(1200, 5000);
+    expect(r.asks).toBe(1);
+    expect(r.notes.length).toBe(1);
+    expect(r.notes[0]!).toBeGreaterThanOrEqual(WAIT_NOTE_AFTER_MS - 5);
+    expect(r.notes[0]!).toBeLessThan(r.took);
+  });
+
+  test("many short answers: one note per interval, not one per answer", async () => {
+    const r = await session(1000, 100);
+    expect(r.asks).toBeGreaterThan(5);
+    expect(r.notes.length).toBe(1);
   });
 });

@@ -138,7 +138,14 @@ export interface Session {
   close(): void;
 }
 
-/** CreateBuild, then GetBuildKitConnection per platform until active (pending: `onWait`). */
+/** A warm builder answers well within this; a longer wait is a builder starting. */
+export const WAIT_NOTE_AFTER_MS = 400;
+const WAIT_NOTE_EVERY_MS = 3000;
+
+/**
+ * CreateBuild, then GetBuildKitConnection per platform until active. `onWait` is told when a
+ * platform's builder is still starting: after WAIT_NOTE_AFTER_MS, then every few seconds.
+ */
 export async function openSession(
   api: ApiClient,
   server: string,
@@ -192,37 +199,49 @@ export async function openSession(
           platform: builderPlatformOf(platform),
         }).catch(() => {});
     };
+    /** Asks until the platform's builder is there; the server holds each ask while it starts. */
+    const untilActive = async (platform: string): Promise<Active> => {
+      for (;;) {
+        const r = await rpc<{
+          pending?: { waitMs?: number };
+          active?: {
+            endpoint: string;
+            serverName: string;
+            cert: { cert: string; key: string };
+            caCert: { cert: string };
+          };
+        }>(buildApi, "depot.cli.v1.BuildService/GetBuildKitConnection", {
+          buildId: created.buildId,
+          platform: builderPlatformOf(platform),
+        });
+        if (r.active) {
+          const p = join(dir, platform.replaceAll("/", "-"));
+          const files = { ca: `${p}-ca.pem`, cert: `${p}-cert.pem`, key: `${p}-key.pem` };
+          writeFileSync(files.ca, r.active.caCert.cert, { mode: 0o600 });
+          writeFileSync(files.cert, r.active.cert.cert, { mode: 0o600 });
+          writeFileSync(files.key, r.active.cert.key, { mode: 0o600 });
+          return { platform, endpoint: r.active.endpoint, serverName: r.active.serverName, dir, ...files };
+        }
+        // A hold that ran out answers a short wait_ms: honour it (down to 10 ms, so a server
+        // answering 0 cannot spin us).
+        await Bun.sleep(Math.min(Math.max(r.pending?.waitMs ?? 1000, 10), 5000));
+      }
+    };
     const starting = setInterval(reportHealth, 5000);
     // Every platform's builder starts at once: the waits overlap.
     const connections: Active[] = await Promise.all(
       platforms.map(async (platform) => {
-        const enumValue = builderPlatformOf(platform)!;
+        // Each ask is held up to 5 s, so a note paced by the answers would come late: a timer says
+        // "starting" once the wait is longer than a warm builder's answer, then every few seconds.
         const t0 = Date.now();
-        for (;;) {
-          const r = await rpc<{
-            pending?: { waitMs?: number };
-            active?: {
-              endpoint: string;
-              serverName: string;
-              cert: { cert: string; key: string };
-              caCert: { cert: string };
-            };
-          }>(buildApi, "depot.cli.v1.BuildService/GetBuildKitConnection", {
-            buildId: created.buildId,
-            platform: enumValue,
-          });
-          if (r.active) {
-            const p = join(dir, platform.replaceAll("/", "-"));
-            const files = { ca: `${p}-ca.pem`, cert: `${p}-cert.pem`, key: `${p}-key.pem` };
-            writeFileSync(files.ca, r.active.caCert.cert, { mode: 0o600 });
-            writeFileSync(files.cert, r.active.cert.cert, { mode: 0o600 });
-            writeFileSync(files.key, r.active.cert.key, { mode: 0o600 });
-            return { platform, endpoint: r.active.endpoint, serverName: r.active.serverName, dir, ...files };
-          }
+        let noting = setTimeout(function note() {
           onWait(platform, Date.now() - t0);
-          // The server holds each ask while the builder starts and answers a short wait_ms when the
-          // hold runs out: honour it (down to 10 ms, so a server answering 0 cannot spin us).
-          await Bun.sleep(Math.min(Math.max(r.pending?.waitMs ?? 1000, 10), 5000));
+          noting = setTimeout(note, WAIT_NOTE_EVERY_MS);
+        }, WAIT_NOTE_AFTER_MS);
+        try {
+          return await untilActive(platform);
+        } finally {
+          clearTimeout(noting);
         }
       }),
     ).finally(() => clearInterval(starting));

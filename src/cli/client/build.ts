@@ -26,6 +26,12 @@ import { EXIT_FAILED, EXIT_OK, printJson, type Command, type CommandContext } fr
 
 const HEALTH_INTERVAL_MS = 5000;
 
+/** What a person sees while a builder starts (openSession paces the calls). */
+const startingNote =
+  (io: CommandContext["io"]) =>
+  (platform: string, waitedMs: number): void =>
+    io.err(`slipway: starting the ${platform} builder… (${(waitedMs / 1000).toFixed(1)} s)`);
+
 /** Server, credential (flag, env, saved login, else the CI job's OIDC token) and CA. */
 async function connection(ctx: CommandContext) {
   const c = resolveConnection(ctx.client, ctx.env, { requireToken: false });
@@ -128,7 +134,6 @@ export const buildCommand: Command = {
     const client = findBuildkitClient(ctx.env);
     if (!client) throw new PreconditionError(NO_CLIENT);
     const { server, caPem, api } = await connection(ctx);
-    let lastNote = 0;
     const session = await openSession(
       api,
       server,
@@ -136,12 +141,7 @@ export const buildCommand: Command = {
       project,
       args.platforms,
       { tags: args.tags, push: args.push, load: args.load, outputs: outputsOf(args.outputs), target: args.target },
-      (platform, waited) => {
-        if (waited - lastNote >= 3000 || lastNote === 0) {
-          ctx.io.err(`slipway: starting the ${platform} builder… (${Math.round(waited / 1000)} s)`);
-          lastNote = waited || 1;
-        }
-      },
+      startingNote(ctx.io),
     );
     ctx.io.err(
       `slipway: build ${session.buildId} (${session.buildUrl}) on ${args.platforms.join(", ")} with ${client.kind}`,
@@ -272,7 +272,7 @@ export const buildkitEnvCommand: Command = {
       project,
       platforms,
       { tags: [], push: false, outputs: [] },
-      (p, waited) => ctx.io.err(`slipway: starting the ${p} builder… (${Math.round(waited / 1000)} s)`),
+      startingNote(ctx.io),
     );
     let fwd: Awaited<ReturnType<typeof forwardListener>> | null = null;
     try {
