@@ -6,7 +6,8 @@
  * `FROM scratch` + one COPY, so nothing is pulled; every build exports its result with
  * `--output type=tar`.
  *
- * Four paths, interleaved A, R, B, C, A, R, B, C, … for --runs (5) rounds, medians reported:
+ * Four paths, interleaved A, R, B, C, A, B, R, C, … (router and direct trade places each round)
+ * for --runs (6) rounds, medians reported:
  *   A. Slipway: the unchanged depot CLI against the compiled `slipway serve` (router, mTLS).
  *   R. Router: buildx's `remote` driver — the same client as B — through Slipway's router with a
  *      per-build certificate the bench gets over the API (CreateBuild, GetBuildKitConnection,
@@ -28,7 +29,7 @@
  * builders, the buildx instance (under a private DOCKER_CONFIG), the host dockerd's build-cache
  * records made during its local builds, the relay, the work directory.
  *
- * Usage: bun test/bench/build-speed.ts [--runs 5] [--mb 205] [--files 2000]
+ * Usage: bun test/bench/build-speed.ts [--runs 6] [--mb 205] [--files 2000]
  */
 import { createCipheriv, createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -51,7 +52,7 @@ import { intOpt, table, type Row } from "./report.ts";
 const { values: opts } = parseArgs({
   args: Bun.argv.slice(2),
   options: {
-    runs: { type: "string", default: "5" },
+    runs: { type: "string", default: "6" },
     mb: { type: "string", default: "205" },
     files: { type: "string", default: "2000" },
     // Internal: run as the mTLS relay child on the PEMs in this directory.
@@ -169,6 +170,13 @@ interface Measured {
 }
 type Path = "slipway" | "router" | "direct" | "local";
 const PATHS: Path[] = ["slipway", "router", "direct", "local"];
+/**
+ * The paths in round `i`'s order: router and direct trade places every other round. Both run on
+ * the builder the depot CLI's cold build just started, so with a fixed order whatever the place
+ * in the round does (a builder still settling, caches warmed by the run before) would be charged
+ * to one path. Six rounds by default: each path takes each place three times.
+ */
+const roundOrder = (i: number): Path[] => (i % 2 === 0 ? PATHS : ["slipway", "direct", "router", "local"]);
 const none = (): Record<Path, Measured[]> => ({ slipway: [], router: [], direct: [], local: [] });
 
 const docker = new Docker({ socketPath: "/var/run/docker.sock" });
@@ -429,7 +437,7 @@ try {
   const first = none();
   for (let i = 0; i < RUNS; i++) {
     const p = await newProject();
-    for (const path of PATHS) {
+    for (const path of roundOrder(i)) {
       fresh();
       if (path === "direct") writeFileSync(join(pki, "target"), await builderSocket(dataDir, p.project));
       first[path].push(await build(path, ctx, p));
@@ -451,7 +459,7 @@ try {
     path === "slipway" || path === "router" ? served!.proc.pid : path === "direct" ? relay!.pid : undefined;
   let change = 0;
   for (let i = 0; i < RUNS; i++) {
-    for (const path of PATHS) {
+    for (const path of roundOrder(i)) {
       touchOneFile(ctx, ++change);
       warm[path].push(await build(path, ctx, warmProject, pidOf(path)));
       progress(`warm rebuild ${i + 1}/${RUNS} ${path}: ${warm[path].at(-1)!.wall.toFixed(2)} s`);
