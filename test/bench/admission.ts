@@ -194,6 +194,7 @@ if (import.meta.main) {
   const { serve } = await import("../support/serve.ts");
   const { removeBuildersOf } = await import("../support/builder-cleanup.ts");
   const { ensureDockerdBuilderImage } = await import("../support/builder-image.ts");
+  const { unitEnvironment } = await import("../support/unit-env.ts");
   const image = (await ensureDockerdBuilderImage()).ref;
   const work = mkdtempSync(join(tmpdir(), "slipway-bench-admission-"));
   let projectId = "";
@@ -202,7 +203,7 @@ if (import.meta.main) {
       values.binary ?? slipwayBinary(),
       join(work, "data"),
       ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"],
-      {},
+      unitEnvironment(), // as the packaged slipway.service runs it
       { publicHost: "localhost" },
     );
     try {

@@ -45,6 +45,7 @@ import { removeBuildersOf, removeBuildersOfServed } from "../support/builder-cle
 import { ensureDockerdBuilderImage } from "../support/builder-image.ts";
 import { DEPOT, depotEnv } from "../support/depot.ts";
 import { serve } from "../support/serve.ts";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { benchProject, jsonPoster } from "./admission.ts";
 import { stepSeconds } from "./plain-progress.ts";
 import { intOpt, table, type Row } from "./report.ts";
@@ -245,7 +246,12 @@ async function makeCertificates(dir: string): Promise<void> {
 }
 
 async function startRelay(dir: string): Promise<number> {
-  const proc = Bun.spawn([process.execPath, import.meta.path, "--relay", dir], { stdout: "pipe", stderr: "inherit" });
+  // With the runtime settings the packaged unit gives serve: relay and router differ only in what they do.
+  const proc = Bun.spawn([process.execPath, import.meta.path, "--relay", dir], {
+    env: { ...process.env, ...unitEnvironment() },
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   relay = proc;
   const reader = proc.stdout.getReader();
   let text = "";
@@ -412,7 +418,7 @@ try {
     bin,
     dataDir,
     ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"],
-    {},
+    unitEnvironment(), // as the packaged slipway.service runs it
     { publicHost: "localhost" },
   );
   const admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();

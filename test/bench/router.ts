@@ -12,6 +12,9 @@
  *                backpressure) — the cheapest on Bun's native sockets;
  *   router       src/router as `serve` wires it, with the gRPC status tap;
  *   router-notap src/router without the tap (what the tap costs);
+ *   router-alloc-default  the router without the environment of the packaged slipway.service
+ *                (its allocator setting), which every other server here runs with: the router as
+ *                it ran before that setting;
  *   router-before (only with --before-src DIR) the router of another checkout's src/ (e.g. the
  *                commit before a change, from `git worktree add`), with the tap: before/after
  *                in one run;
@@ -39,9 +42,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { intOpt } from "./report.ts";
 
-const KINDS = ["mtls-node", "mtls-bun", "router", "router-notap", "passthrough", "router-before"] as const;
+const KINDS = [
+  "mtls-node",
+  "mtls-bun",
+  "router",
+  "router-notap",
+  "router-alloc-default",
+  "passthrough",
+  "router-before",
+] as const;
 type Kind = (typeof KINDS)[number];
 
 const { values: opts } = parseArgs({
@@ -117,7 +129,7 @@ if (opts.serve) {
   const kind = opts.serve as Kind;
   const clientCa = [read("root.pem"), read("intermediates.pem")];
   let port: number;
-  if (kind === "router" || kind === "router-notap" || kind === "router-before") {
+  if (kind === "router" || kind === "router-notap" || kind === "router-alloc-default" || kind === "router-before") {
     const src = kind === "router-before" ? opts["before-src"]! : join(import.meta.dir, "../../src");
     const { buildRouterFactory, grpcResponseTap, BUILDKIT_STATUS_PATH } = (await import(
       join(src, "router/index.ts")
@@ -352,7 +364,11 @@ async function startSinks(creds: { cert: string; key: string; ca: string[] }) {
 
 async function startServer(kind: Kind): Promise<{ port: number; proc: Subprocess<"pipe", "pipe", "inherit"> }> {
   const before = opts["before-src"] ? ["--before-src", opts["before-src"]] : [];
+  // Every server runs with the environment the packaged unit gives serve, but the one row kept to
+  // show the router without it.
+  const env = kind === "router-alloc-default" ? { ...process.env } : { ...process.env, ...unitEnvironment() };
   const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", kind, "--dir", dir, ...before], {
+    env,
     stdout: "pipe",
     stderr: "inherit",
     stdin: "pipe",

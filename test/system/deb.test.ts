@@ -421,7 +421,10 @@ encryption = "none"
         );
         await waitReady(m, "after the restart");
       });
-      expect(m.sh("systemctl show -p MainPID --value slipway").trim()).not.toBe(oldPid);
+      const pid = m.sh("systemctl show -p MainPID --value slipway").trim();
+      expect(pid).not.toBe(oldPid);
+      // The unit's allocator setting reaches the process it runs (packaging/systemd/slipway.service).
+      expect(m.sh(`tr '\\0' '\\n' < /proc/${pid}/environ`).split("\n")).toContain("MIMALLOC_PURGE_DELAY=-1");
       expect(builderOf(firstProject)).toEqual([firstBuilder]);
       const r = await phase("build on the adopted builder", () => depotBuild(firstProject, "RUN echo again > /proof2"));
       expect(r.code).toBe(0);
