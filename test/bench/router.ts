@@ -16,8 +16,8 @@
  *                (its allocator setting), which every other server here runs with: the router as
  *                it ran before that setting;
  *   router-before (only with --before-src DIR) the router of another checkout's src/ (e.g. the
- *                commit before a change, from `git worktree add`), with the tap: before/after
- *                in one run;
+ *                commit before a change, from `git worktree add`), with the tap and with the
+ *                environment of that checkout's own slipway.service: before/after in one run;
  *   passthrough  "the builder terminates TLS": a TCP → unix relay in front of a sink that does
  *                the mTLS itself, so the relay does no crypto (for scale; see the note printed).
  * The traffic is HTTP/2-shaped (preface, SETTINGS, HEADERS of a Solve call, 16 KiB DATA frames)
@@ -365,8 +365,14 @@ async function startSinks(creds: { cert: string; key: string; ca: string[] }) {
 async function startServer(kind: Kind): Promise<{ port: number; proc: Subprocess<"pipe", "pipe", "inherit"> }> {
   const before = opts["before-src"] ? ["--before-src", opts["before-src"]] : [];
   // Every server runs with the environment the packaged unit gives serve, but the one row kept to
-  // show the router without it.
-  const env = kind === "router-alloc-default" ? { ...process.env } : { ...process.env, ...unitEnvironment() };
+  // show the router without it, and the other checkout's router, which runs with its own unit's.
+  const unit =
+    kind === "router-alloc-default"
+      ? {}
+      : kind === "router-before"
+        ? unitEnvironment(join(opts["before-src"]!, "..", "packaging", "systemd", "slipway.service"))
+        : unitEnvironment();
+  const env = { ...process.env, ...unit };
   const proc = Bun.spawn([process.execPath, import.meta.path, "--serve", kind, "--dir", dir, ...before], {
     env,
     stdout: "pipe",
