@@ -403,7 +403,8 @@ async function section3(): Promise<Section3> {
   const dataDir = mkdtempSync(join(tmpdir(), "slipway-bench-auth-"));
   let served: Awaited<ReturnType<typeof serve>> | null = null;
   try {
-    served = await serve(binary, dataDir);
+    const { unitEnvironment } = await import("../support/unit-env.ts");
+    served = await serve(binary, dataDir, [], unitEnvironment()); // as the packaged unit runs it
     const s = served;
     const admin = readFileSync(join(dataDir, "initial-admin-token"), "utf8").trim();
     const json = async (method: string, path: string, body: unknown) => {

@@ -31,6 +31,7 @@ import { builderTableDeps } from "../support/builder-deps.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { serve } from "../support/serve.ts";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { admissionRows, admitter, benchProject as makeBenchProject, jsonPoster } from "./admission.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
@@ -141,7 +142,7 @@ try {
     slipwayBinary(),
     join(work, "data"),
     ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"],
-    {},
+    unitEnvironment(), // as the packaged slipway.service runs it
     { publicHost: "localhost" },
   );
   try {

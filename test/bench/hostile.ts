@@ -17,6 +17,7 @@ import { METHODS } from "../../src/wire/depot.ts";
 import { slipwayBinary } from "../support/binary.ts";
 import { hostileCall, rssMb } from "../support/hostile.ts";
 import { serve, type Served } from "../support/serve.ts";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -29,7 +30,7 @@ const rounds = intOpt("rounds", opts.rounds, 1, 100);
 const work = mkdtempSync(join(tmpdir(), "slipway-bench-hostile-"));
 let s: Served | undefined;
 try {
-  s = await serve(slipwayBinary(), join(work, "data"));
+  s = await serve(slipwayBinary(), join(work, "data"), [], unitEnvironment()); // as the packaged unit runs it
   const pid = s.proc.pid;
   /** Best-of-rounds milliseconds until all of `concurrent` calls are answered. */
   const timed = async (call: () => Promise<unknown>) => {

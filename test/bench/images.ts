@@ -19,6 +19,7 @@ import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { serve } from "../support/serve.ts";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -54,7 +55,7 @@ const served = await serve(
     "--set",
     "volumes.encryption=none",
   ],
-  {},
+  unitEnvironment(), // as the packaged slipway.service runs it
   { publicHost: "localhost" },
 );
 try {

@@ -23,6 +23,7 @@ import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { ensureDockerdBuilderImage, writeBusyboxContext } from "../support/builder-image.ts";
 import { serve, type Served } from "../support/serve.ts";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({ args: Bun.argv.slice(2), options: { mb: { type: "string", default: "200" } } });
@@ -74,7 +75,7 @@ try {
       "--set",
       "volumes.encryption=none",
     ],
-    {},
+    unitEnvironment(), // as the packaged slipway.service runs it
     { publicHost: "localhost", listenHost: "0.0.0.0" },
   );
   const served = s;

@@ -7,7 +7,8 @@
  * server does not come up).
  *
  * Measured, for both servers, each started from a copy of the binary in an empty temp dir
- * with a minimal environment and only 127.0.0.1 addresses:
+ * with a minimal environment (plus what the packaged slipway.service sets, test/support/unit-env.ts)
+ * and only 127.0.0.1 addresses:
  *   1. exec → first 200 from GET /readyz over HTTPS (trusting DIR/ca.pem; the baseline's own
  *      self-signed cert), polled every --poll-ms; --runs starts on an empty data dir, plus
  *      --restarts starts of slipway on an already-initialized one.
@@ -34,6 +35,7 @@ import {
 import { cpus, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -228,8 +230,9 @@ const homeDir = join(tmpRoot, "home");
 mkdirSync(homeDir);
 const emptyConfig = join(tmpRoot, "empty.toml");
 writeFileSync(emptyConfig, "");
-// Nothing from the caller's environment (SLIPWAY_*, XDG_*) reaches the servers.
-const childEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: homeDir };
+// Nothing from the caller's environment (SLIPWAY_*, XDG_*) reaches the servers; both get the
+// packaged slipway.service's settings (the allocator's), as serve runs when installed.
+const childEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: homeDir, ...unitEnvironment() };
 
 function start(kind: Kind, p: Prepared, dataDir: string): Running {
   const seq = ++startSeq;

@@ -19,6 +19,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { slipwayBinary } from "../support/binary.ts";
 import { browserMissing, launchBrowser, setPassword, signIn } from "../support/browser.ts";
 import { serve, type Served } from "../support/serve.ts";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -108,7 +109,12 @@ async function measure(
 }
 
 const work = mkdtempSync(join(tmpdir(), "slipway-bench-ui-"));
-const server = await serve(slipwayBinary(), join(work, "data"), ["--set", "volumes.encryption=none"]);
+const server = await serve(
+  slipwayBinary(),
+  join(work, "data"),
+  ["--set", "volumes.encryption=none"],
+  unitEnvironment(), // as the packaged slipway.service runs it
+);
 const browser = await launchBrowser();
 try {
   const admin = readFileSync(join(server.dataDir, "initial-admin-token"), "utf8").trim();

@@ -28,6 +28,7 @@ import { ROOT, slipwayBinary } from "../support/binary.ts";
 import { removeBuildersOf } from "../support/builder-cleanup.ts";
 import { ensureDockerdBuilderImage } from "../support/builder-image.ts";
 import { serve, type Served } from "../support/serve.ts";
+import { unitEnvironment } from "../support/unit-env.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -150,7 +151,7 @@ try {
           binaries[k],
           data,
           ["--set", `builders.dockerd_image=${image}`, "--set", "volumes.encryption=none"],
-          {},
+          unitEnvironment(), // as the packaged slipway.service runs it
           { publicHost: "localhost" },
         );
         const admin = readFileSync(join(data, "initial-admin-token"), "utf8").trim();
