@@ -8,7 +8,9 @@
  * against GET /livez at the same concurrency, and what puts them in proportion: the server's CPU
  * per admission (its event loop's, and all threads', from /proc) against three authenticated
  * calls that do next to nothing (GetBuild). With closed-loop clients on one event loop, the p50
- * at 32 clients is about 32 × the event loop's CPU per admission.
+ * at 32 clients is about 32 × the event loop's CPU per admission. The machine's CPU per admission
+ * (the server's and the clients', who share its cores) bounds the mean from below for a server of
+ * any shape: the last row.
  *
  * `bun test/bench/admission.ts [--requests 200] [--binary PATH]` runs that section alone, on the
  * compiled binary (or the one at PATH: another commit's build, for a before/after on one machine).
