@@ -248,7 +248,10 @@ describe("Connect: GetBuildKitConnection holds while the builder starts", () => 
     expect(holds[0]!.ms).toBe(5000);
     expect(holds[0]!.signal).toBeInstanceOf(AbortSignal);
     await ask(a, { "connect-timeout-ms": "2000" });
-    expect(holds[1]!.ms).toBe(1750);
+    // The remaining time is counted from when the call arrived, so a busy machine may take a
+    // millisecond or two off before the handler reads it: the hold ends the margin early, no later.
+    expect(holds[1]!.ms).toBeLessThanOrEqual(1750);
+    expect(holds[1]!.ms).toBeGreaterThan(1700);
     await ask(a, { "connect-timeout-ms": "100" });
     expect(holds[2]!.ms).toBe(0); // too short to hold: answered at once
   });
