@@ -60,6 +60,7 @@ describe("per-build client certificates", () => {
   test("profile: clientAuth only, names the build, 128-bit serial, backdated, chains to the build-client CA only", async () => {
     const t0 = Date.now();
     const c = await pki.issueBuildClientCertificate(req);
+    const t1 = Date.now();
     const cert = new x509.X509Certificate(c.certPem);
     expect(c.uri).toBe("slipway://app1/org/org_a/project/prj_1/build/bld_1/platform/amd64");
     expect(cert.getExtension(x509.SubjectAlternativeNameExtension)!.names.toJSON()).toEqual([
@@ -69,8 +70,13 @@ describe("per-build client certificates", () => {
     expect(cert.getExtension(x509.BasicConstraintsExtension)!.ca).toBe(false);
     expect(cert.subject).toBe("O=slipway:app1, OU=org:org_a, OU=project:prj_1, CN=build:bld_1:amd64");
     expect(c.serial).toMatch(/^[0-9a-f]{32}$/);
-    expect(Math.abs(cert.notBefore.getTime() - (t0 - 60_000))).toBeLessThan(3000);
-    expect(Math.abs(cert.notAfter.getTime() - (t0 + 2 * HOUR))).toBeLessThan(3000);
+    // Issued between t0 and t1 (the certificate's times are whole seconds, hence the 1 s below t0).
+    const within = (at: Date, offset: number) => {
+      expect(at.getTime()).toBeGreaterThanOrEqual(t0 + offset - 1000);
+      expect(at.getTime()).toBeLessThanOrEqual(t1 + offset);
+    };
+    within(cert.notBefore, -60_000);
+    within(cert.notAfter, 2 * HOUR);
     expect(c.keyPem).toContain("BEGIN PRIVATE KEY");
     expect(verifiesAgainst(c.certPem, intermediates("build-client"))).toBe(true);
     expect(verifiesAgainst(c.certPem, intermediates("server"))).toBe(false);

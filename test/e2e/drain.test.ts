@@ -156,7 +156,7 @@ integrationSuite(
           ready = { status: r.status, json: await r.json() };
           return r.status === 503;
         },
-        5_000,
+        30_000, // at once, normally: room for a loaded machine
       );
       expect(ready.json.checks["serve:draining"][0]).toMatchObject({
         status: "fail",
@@ -223,14 +223,14 @@ integrationSuite(
       const id = await runningBuildWith("second-started");
       const t0 = Date.now();
       srv.proc.kill("SIGTERM");
-      await waitFor("the drain to begin", async () => srv.logs().includes("draining: no new builds"), 5_000);
+      await waitFor("the drain to begin", async () => srv.logs().includes("draining: no new builds"), 30_000);
       srv.proc.kill("SIGTERM");
       const r = await running;
       expect(r.code).not.toBe(0);
       expect(r.log).toContain("its drain was ended early (a second stop signal)");
       expect(await srv.proc.exited).toBe(0);
       const exitedAfter = Date.now() - t0;
-      expect(exitedAfter).toBeLessThan(20_000);
+      expect(exitedAfter).toBeLessThan(60_000); // not the 600 s drain
       expect(storedBuild(id).status).toBe("canceled");
       console.log(`  second SIGTERM → serve exited 0 after ${exitedAfter} ms`);
     }, 300_000);

@@ -48,7 +48,7 @@ integrationSuite("egress enforcement in network namespaces", missing, () => {
     const opts = {
       hostsFile: topo.hostsFile,
       stateFile: join(dir, "agent-policy.json"),
-      graceMs: 3000,
+      graceMs: 10_000, // long enough that "within grace" below holds on a loaded machine
       nflogGroup: 5317,
       dnsListen: ["172.30.0.1"],
       watchdogMs: 500,

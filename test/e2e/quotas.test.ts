@@ -212,7 +212,7 @@ integrationSuite("quotas: refused through the API and the depot CLI, builders qu
 
   test("the depot CLI: a build beyond the organization's running builders is refused at CreateBuild; another organization's build waits for the host's one slot, then builds", async () => {
     // p1 holds the organization's one builder (max_running_builders 1) and the host's one slot.
-    const long = depotBuild(ids.p1!, context("hold", "RUN sleep 12 && echo held"));
+    const long = depotBuild(ids.p1!, context("hold", "RUN sleep 20 && echo held"));
     await waitFor("p1's build to run", async () => (await builds(ids.p1!))[0]?.status === "running", 120_000);
     const p2Before = (await builds(ids.p2!)).length;
     const refused = await finished(depotBuild(ids.p2!, context("refused", "RUN echo never")));

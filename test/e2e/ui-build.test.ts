@@ -210,7 +210,7 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
   );
 
   test(
-    "a 10,000-line log: the page renders it and searches it quickly",
+    "a 10,000-line log: the page shows every line and searches it (how fast: bench:ui)",
     async () => {
       const done = await finished(depotBuild(tokens.A!, ids.A!, context("long-log", "RUN seq 1 10000")));
       expect(done.code, done.log).toBe(0);
@@ -237,16 +237,17 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
       const searched = Date.now() - t1;
       const t2 = Date.now();
       await page.getByRole("searchbox", { name: "Search the log" }).fill("1");
-      await page.getByText(/^1 of \d+ matches$/).waitFor();
+      // Every "1" in `seq 1 10000` counted, two in "11" (4,001 in all).
+      const ones = Array.from({ length: 10_000 }, (_, i) => String(i + 1).split("1").length - 1).reduce(
+        (a, n) => a + n,
+      );
+      await page.getByText(`1 of ${ones} matches`, { exact: true }).waitFor();
       await page.getByRole("button", { name: "Next match" }).click();
-      await page.getByText(/^2 of \d+ matches$/).waitFor();
+      await page.getByText(`2 of ${ones} matches`, { exact: true }).waitFor();
       const many = Date.now() - t2;
       console.log(
-        `  10,000-line log: shown in ${shown} ms, one match found in ${searched} ms, ~4,000 matches and next in ${many} ms`,
+        `  10,000-line log: shown in ${shown} ms, one match found in ${searched} ms, ${ones} matches and next in ${many} ms`,
       );
-      expect(shown).toBeLessThan(10_000);
-      expect(searched).toBeLessThan(2_000);
-      expect(many).toBeLessThan(3_000);
       await page.context().close();
     },
     5 * 60_000,

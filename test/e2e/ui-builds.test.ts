@@ -218,13 +218,32 @@ integrationSuite("web UI: builds lists and charts", browserMissing, () => {
     const s = await ok(world.adminToken, `/api/v1/projects/${ids.app}/builds/stats?days=7`);
     expect(s.per_day.length).toBe(7);
     const today = new Date().toISOString().slice(0, 10);
-    expect(s.per_day.at(-1)).toEqual({ day: today, finished: 1, failed: 1 });
+    expect(s.per_day.at(-1).day).toBe(today);
+    // Each build on the day it was made (a run that crosses midnight UTC has two days of them).
+    const perDay = (recent: Json[], days: Json[]) =>
+      days.map((d: Json) => {
+        const that = recent.filter((r) => r.created_at.slice(0, 10) === d.day);
+        return {
+          day: d.day,
+          finished: that.filter((r) => r.status === "finished").length,
+          failed: that.filter((r) => r.status === "failed" || r.status === "expired").length,
+        };
+      });
+    const total = (days: Json[]) =>
+      days.reduce((t, d) => ({ finished: t.finished + d.finished, failed: t.failed + d.failed }), {
+        finished: 0,
+        failed: 0,
+      });
+    expect(total(s.per_day)).toEqual({ finished: 1, failed: 1 });
+    expect(s.per_day).toEqual(perDay(s.recent, s.per_day));
     expect(s.recent.map((r: Json) => r.id)).toEqual([ids.pushed, ids.failed]); // oldest first
     expect(s.recent[0].cache_hit_ratio).toBe(0.75);
     expect(s.recent[1].cache_hit_ratio).toBe(0);
-    const org = await ok(world.adminToken, "/api/v1/orgs/default/builds/stats?days=3&last=5");
-    expect(org.recent.length).toBe(5);
-    expect(org.per_day.at(-1)).toEqual({ day: today, finished: 55, failed: 1 });
+    expect((await ok(world.adminToken, "/api/v1/orgs/default/builds/stats?days=3&last=5")).recent.length).toBe(5);
+    const org = await ok(world.adminToken, "/api/v1/orgs/default/builds/stats?days=3&last=500");
+    expect(org.per_day.at(-1).day).toBe(today);
+    expect(total(org.per_day)).toEqual({ finished: 55, failed: 1 });
+    expect(org.per_day).toEqual(perDay(org.recent, org.per_day));
   });
 
   test("the organization's builds: every project's, with their fields", async () => {

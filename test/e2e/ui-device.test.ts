@@ -90,7 +90,8 @@ integrationSuite("web UI: device login approval", browserMissing, () => {
     // Where the request came from, and the client's own (unverified) name last.
     expect(await page.getByTestId("req-ip").textContent()).toMatch(/^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)$/);
     expect(await page.getByTestId("req-agent").textContent()).toBe("slipway-ui-test/1.0");
-    expect(await page.getByTestId("req-at").textContent()).toMatch(/^just now \(/);
+    // Made moments ago (a loaded machine may take the test past the 45 s "just now" shows for).
+    expect(await page.getByTestId("req-at").textContent()).toMatch(/^(just now|1 min ago) \(/);
     expect(await page.getByTestId("req-days").textContent()).toBe("30 days");
     expect(await page.getByTestId("req-client").textContent()).toBe("ui-test");
     const terms = await page.locator(".device-request dt").allTextContents();

