@@ -7,7 +7,11 @@
  *      organization's builds and the project page of a project with --builds builds (seeded
  *      through the API as the depot CLI makes them: CreateBuild, ReportStatus, FinishBuild);
  *      baselines: the same pages for a project with 10 builds, and the sign-in page (its button).
- *   2. What the browser downloads for the first page: the HTML, JS and CSS of the organization's
+ *   2. A build's log page with a --log-lines log (`seq 1 N`, reported through ReportStatus as a
+ *      client does), median of --runs, fresh context each: navigation → every line counted in the
+ *      page; a search with one match (typed → "1 of 1 matches"); a search matching ~40 % of the
+ *      lines, then "Next match" (typed → "2 of N matches"). Baseline: the same on a 10-line log.
+ *   3. What the browser downloads for the first page: the HTML, JS and CSS of the organization's
  *      builds, raw and gzipped (from the response bodies the browser received).
  * A report: nothing fails on timing.
  */
@@ -23,10 +27,15 @@ import { unitEnvironment } from "../support/unit-env.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
-  options: { runs: { type: "string", default: "7" }, builds: { type: "string", default: "1000" } },
+  options: {
+    runs: { type: "string", default: "7" },
+    builds: { type: "string", default: "1000" },
+    "log-lines": { type: "string", default: "10000" },
+  },
 });
 const RUNS = intOpt("runs", opts.runs, 5, 100);
 const BUILDS = intOpt("builds", opts.builds, 10, 20_000);
+const LOG_LINES = intOpt("log-lines", opts["log-lines"], 100, 100_000);
 const PASSWORD = "a long enough passphrase";
 
 if (browserMissing) {
@@ -39,26 +48,29 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+/** A Connect unary call in JSON, as the depot CLI makes it. */
+async function post(server: Served, auth: string, method: string, body: unknown): Promise<Record<string, string>> {
+  const path = `/depot.cli.v1.BuildService/${method}`;
+  const r = await server.get(path, {
+    method: "POST",
+    headers: { authorization: `Bearer ${auth}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (r.status !== 200) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+  return (await r.json()) as Record<string, string>;
+}
+
 async function seed(server: Served, token: string, projectId: string, n: number): Promise<void> {
-  const post = async (auth: string, path: string, body: unknown) => {
-    const r = await server.get(path, {
-      method: "POST",
-      headers: { authorization: `Bearer ${auth}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    if (r.status !== 200) throw new Error(`${path}: ${r.status} ${await r.text()}`);
-    return (await r.json()) as Record<string, string>;
-  };
   let next = 0;
   const worker = async () => {
     while (next < n) {
       const i = next++;
-      const created = await post(token, "/depot.cli.v1.BuildService/CreateBuild", {
+      const created = await post(server, token, "CreateBuild", {
         projectId,
         options: [{ tags: [`bench/app:${i}`], push: i % 2 === 0, load: i % 3 === 0 }],
       });
       const at = new Date().toISOString();
-      await post(created.buildToken!, "/depot.cli.v1.BuildService/ReportStatus", {
+      await post(server, created.buildToken!, "ReportStatus", {
         buildId: created.buildId,
         statuses: [
           {
@@ -72,13 +84,35 @@ async function seed(server: Served, token: string, projectId: string, n: number)
           },
         ],
       });
-      await post(created.buildToken!, "/depot.cli.v1.BuildService/FinishBuild", {
+      await post(server, created.buildToken!, "FinishBuild", {
         buildId: created.buildId,
         ...(i % 7 === 0 ? { error: { error: "RUN make: exit 2" } } : { success: {} }),
       });
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+/** A finished build whose one step logged `seq 1 lines`, in BuildKit-sized chunks; its id. */
+async function seedLog(server: Served, token: string, projectId: string, lines: number): Promise<string> {
+  const created = await post(server, token, "CreateBuild", { projectId, options: [{ tags: ["bench/log:1"] }] });
+  const at = new Date().toISOString();
+  const vertex = "sha256:seq";
+  const text = Array.from({ length: lines }, (_, i) => `${i + 1}\n`);
+  const logs = [];
+  for (let i = 0; i < text.length; i += 200)
+    logs.push({
+      vertex,
+      stream: 1,
+      msg: Buffer.from(text.slice(i, i + 200).join("")).toString("base64"),
+      timestamp: at,
+    });
+  await post(server, created.buildToken!, "ReportStatus", {
+    buildId: created.buildId,
+    statuses: [{ vertexes: [{ digest: vertex, name: `[1/1] RUN seq 1 ${lines}`, started: at, completed: at }], logs }],
+  });
+  await post(server, created.buildToken!, "FinishBuild", { buildId: created.buildId, success: {} });
+  return created.buildId!;
 }
 
 /** Milliseconds from navigation start until `selector` is in the page, read by the page's own clock. */
@@ -106,6 +140,52 @@ async function measure(
     await context.close();
   }
   return median(times);
+}
+
+/**
+ * A log page, median of RUNS fresh contexts: navigation → "N lines" (the page's clock); typing a
+ * one-match search → "1 of 1 matches"; typing a search for "1" → its first match, then "Next
+ * match" → the second (the test's clock, each from the keystroke).
+ */
+async function logTimes(
+  browser: Browser,
+  state: Awaited<ReturnType<BrowserContext["storageState"]>>,
+  url: string,
+  lines: number,
+  one: string,
+): Promise<{ shown: number; searched: number; many: number; matches: number }> {
+  const shown: number[] = [];
+  const searched: number[] = [];
+  const many: number[] = [];
+  let matches = 0;
+  for (let i = 0; i < RUNS; i++) {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, storageState: state });
+    const page = await context.newPage();
+    await page.goto(url, { waitUntil: "commit" });
+    const handle = await page.waitForFunction(
+      (want: string) =>
+        [...(globalThis as any).document.querySelectorAll("p.hint")].some((p: any) => p.textContent.startsWith(want))
+          ? performance.now()
+          : 0,
+      `${lines} lines`,
+      { polling: "raf", timeout: 60_000 },
+    );
+    shown.push((await handle.jsonValue()) as number);
+    const search = page.getByRole("searchbox", { name: "Search the log" });
+    let t = performance.now();
+    await search.fill(one);
+    await page.getByText("1 of 1 matches").waitFor();
+    searched.push(performance.now() - t);
+    t = performance.now();
+    await search.fill("1");
+    const first = (await page.getByText(/^1 of \d+ matches$/).textContent()) ?? "";
+    await page.getByRole("button", { name: "Next match" }).click();
+    await page.getByText(/^2 of \d+ matches$/).waitFor();
+    many.push(performance.now() - t);
+    matches = Number(/of (\d+)/.exec(first)?.[1]);
+    await context.close();
+  }
+  return { shown: median(shown), searched: median(searched), many: median(many), matches };
 }
 
 const work = mkdtempSync(join(tmpdir(), "slipway-bench-ui-"));
@@ -153,6 +233,13 @@ try {
     orgSmall: await measure(browser, state, `${server.url}/orgs/default/builds?project=${small}`, row),
     login: await measure(browser, undefined, `${server.url}/login`, "button[type=submit]"),
   };
+  // The log builds, made after the lists are measured (in a project of their own) so those count
+  // only what they say; one match in each: the last line but one of the long log, "9" of the short.
+  const logs = await project("logs");
+  const longLog = await seedLog(server, admin, logs, LOG_LINES);
+  const shortLog = await seedLog(server, admin, logs, 10);
+  const long = await logTimes(browser, state, `${server.url}/builds/${longLog}`, LOG_LINES, String(LOG_LINES - 1));
+  const short = await logTimes(browser, state, `${server.url}/builds/${shortLog}`, 10, "9");
 
   // What the first page costs to download: its HTML, scripts and style sheets.
   const context = await browser.newContext({ ignoreHTTPSErrors: true, storageState: state });
@@ -189,9 +276,14 @@ try {
     [`project page, ${BUILDS} builds: first row`, results.projectBig, results.projectSmall, "ms", 0],
     [`project page, ${BUILDS} builds vs sign-in page`, results.projectBig, results.login, "ms", 0],
     ["org builds, 10-build project filter: first row", results.orgSmall, results.login, "ms", 0],
+    [`log page, ${LOG_LINES} lines: all counted`, long.shown, short.shown, "ms", 0],
+    ["log search, one match: typed → shown", long.searched, short.searched, "ms", 0],
+    [`log search, ${long.matches} matches (vs ${short.matches}): typed → first, next`, long.many, short.many, "ms", 0],
   ];
   for (const line of table(["metric", "value", "baseline", "ratio", ""], rows)) console.log(line);
-  console.log("(baselines: the sign-in page's form, or the same page for a project with 10 builds)");
+  console.log(
+    "(baselines: the sign-in page's form, the same page for a project with 10 builds, or the same log page with a 10-line log)",
+  );
   console.log("\nfirst page download (org builds): raw / gzip / as sent");
   for (const b of bodies)
     console.log(
