@@ -119,6 +119,20 @@ export const OrgBuildsQuery = t.Object(
 );
 export const OrgParams = t.Object({ org: t.String({ maxLength: 200, description: "organization id or slug" }) });
 
+export const BuildEventsQuery = t.Object(
+  {
+    log_batch: t.Optional(
+      t.Integer({
+        minimum: 1,
+        maximum: 1000,
+        description:
+          "replay the stored log as `logs` events of up to this many lines each (an array; its id is its last line's) instead of one `log` event per line (1, the default); lines that arrive later are `log` events either way",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const BuildStatsQuery = t.Object(
   {
     days: t.Optional(t.Integer({ minimum: 1, maximum: 365, description: "builds per day over this many days (30)" })),

@@ -269,6 +269,43 @@ describe("a build's stream", () => {
     await until(() => builds.followerCount() === 0);
   });
 
+  test("log_batch: the stored log as `logs` arrays of at most that many lines, the same lines and ids as one by one; resumable from a batch's id; later lines one by one", async () => {
+    const { build } = builds.create(actors.a!, PRJ, []);
+    const text = Array.from({ length: 7 }, (_, i) => `n${i + 1}\n`).join("");
+    builds.observed(build.id, { steps: [], logs: [line(text.slice(0, 10)), line(text.slice(10))] });
+    const single = reader(await get(`/api/v1/builds/${build.id}/events`, "a"));
+    await single.next((e) => (e.data as { text?: string })?.text === "n7");
+    await single.cancel();
+    const ones = single.seen.filter((e) => e.event === "log");
+    const batched = reader(await get(`/api/v1/builds/${build.id}/events?log_batch=3`, "a"));
+    await batched.next((e) => e.event === "logs" && (e.data as unknown[]).length === 1);
+    const batches = batched.seen.filter((e) => e.event === "logs");
+    expect(batches.map((e) => (e.data as unknown[]).length)).toEqual([3, 3, 1]);
+    expect(batches.flatMap((e) => e.data as unknown[])).toEqual(ones.map((e) => e.data));
+    // Each batch's id is its last line's: what EventSource sends back as Last-Event-ID.
+    expect(batches.map((e) => e.id)).toEqual([ones[2]!.id, ones[5]!.id, ones[6]!.id]);
+    expect(batched.seen.some((e) => e.event === "log")).toBe(false);
+    builds.observed(build.id, { steps: [], logs: [line("n8\n")] });
+    expect(((await batched.next((e) => e.event === "log")).data as { text: string }).text).toBe("n8");
+    await batched.cancel();
+    await until(() => builds.followerCount() === 0);
+    const resumed = reader(
+      await get(`/api/v1/builds/${build.id}/events?log_batch=500`, "a", { "last-event-id": batches[0]!.id! }),
+    );
+    const rest = await resumed.next((e) => e.event === "logs");
+    expect((rest.data as { text: string }[]).map((l) => l.text)).toEqual(["n4", "n5", "n6", "n7", "n8"]);
+    await resumed.cancel();
+    await until(() => builds.followerCount() === 0);
+    // Anything but a whole number from 1 to 1000 is a 400 problem, and no stream.
+    for (const bad of ["log_batch=0", "log_batch=1001", "log_batch=2.5", "log_batch=x", "log_batch="]) {
+      const r = await get(`/api/v1/builds/${build.id}/events?${bad}`, "a");
+      if (r.status !== 400) await r.body?.cancel();
+      expect(`${bad}: ${r.status}`).toBe(`${bad}: 400`);
+      expect(r.headers.get("content-type")).toStartWith("application/problem+json");
+    }
+    expect(builds.followerCount()).toBe(0);
+  });
+
   test("a client that goes away releases its subscription and its stream count", async () => {
     const { build } = builds.create(actors.a!, PRJ, []);
     const abort = new AbortController();

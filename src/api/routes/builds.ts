@@ -24,6 +24,7 @@ import {
   Build,
   BuildPage,
   BuildParams as BuildId,
+  BuildEventsQuery,
   BuildStats,
   BuildStatsQuery,
   OrgBuildsQuery,
@@ -265,7 +266,7 @@ export function buildRoutes(deps: BuildRoutesDeps) {
     )
     .get(
       "/builds/:id/events",
-      ({ actor, params, request }) => {
+      ({ actor, params, query, request }) => {
         const first = builds.read(actor, params.id); // 404 (foreign or missing) before any stream
         const release = streams.acquire(credentialOf(actor));
         const lastId = request.headers.get("last-event-id");
@@ -293,7 +294,19 @@ export function buildRoutes(deps: BuildRoutesDeps) {
             });
             sink.send("build", view(first));
             for (const s of builds.steps(actor, first.id)) sink.send("step", { ...s, cached: s.cached === 1 });
-            for (const { id, ...line } of builds.logLines(actor, first.id, lastId)) sink.send("log", line, id);
+            // A long stored log in few events: a browser's EventSource took 60–100 µs per event here.
+            const stored = builds.logLines(actor, first.id, lastId);
+            const batch = query.log_batch ?? 1;
+            if (batch === 1) for (const { id, ...line } of stored) sink.send("log", line, id);
+            else
+              for (let i = 0; i < stored.length; i += batch) {
+                const some = stored.slice(i, i + batch);
+                sink.send(
+                  "logs",
+                  some.map(({ id: _, ...line }) => line),
+                  some.at(-1)!.id,
+                );
+              }
             ended(first);
             return unsubscribe;
           },
@@ -302,8 +315,9 @@ export function buildRoutes(deps: BuildRoutesDeps) {
       {
         actor: true,
         params: BuildId,
+        query: BuildEventsQuery,
         detail: streamDetail(
-          "Follow a build (Server-Sent Events): `build` (the Build) on connect and on change, `step` (a Step), `log` ({vertex, stream, at, text} per line; Last-Event-ID resumes), `end` when it ended",
+          "Follow a build (Server-Sent Events): `build` (the Build) on connect and on change, `step` (a Step), `log` ({vertex, stream, at, text} per line; Last-Event-ID resumes), `logs` (an array of those: the stored log with `log_batch`), `end` when it ended",
         ),
       },
     )

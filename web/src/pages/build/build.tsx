@@ -47,8 +47,14 @@ function LiveBuild(props: { initial: BuildView }) {
   const org = findOrg(session, build.org_id);
   const active = ACTIVE.has(build.status);
 
+  const flush = () =>
+    (frame.current ??= requestAnimationFrame(() => {
+      frame.current = null;
+      setLength(lines.current.length);
+    }));
   useLive(
-    ended ? null : `/api/v1/builds/${seg(props.initial.id)}/events`,
+    // The stored log in events of 500 lines: one event per line made a 10,000-line log slow to arrive.
+    ended ? null : `/api/v1/builds/${seg(props.initial.id)}/events?log_batch=500`,
     (e) => {
       if (e.event === "build" || e.event === "end") setBuild(e.data as BuildView);
       if (e.event === "end") setEnded(true); // the server closed it; EventSource must not reconnect
@@ -61,13 +67,14 @@ function LiveBuild(props: { initial: BuildView }) {
       }
       if (e.event === "log") {
         lines.current.push(e.data as LogLineView);
-        frame.current ??= requestAnimationFrame(() => {
-          frame.current = null;
-          setLength(lines.current.length);
-        });
+        flush();
+      }
+      if (e.event === "logs") {
+        for (const line of e.data as LogLineView[]) lines.current.push(line);
+        flush();
       }
     },
-    ["build", "step", "log", "end"],
+    ["build", "step", "log", "logs", "end"],
   );
   useEffect(() => () => void (frame.current !== null && cancelAnimationFrame(frame.current)), []);
   // Running bars and durations grow with the clock.
