@@ -235,6 +235,11 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
       await page.getByRole("searchbox", { name: "Search the log" }).fill("9999");
       await page.getByText("1 of 1 matches").waitFor();
       const searched = Date.now() - t1;
+      expect(await log.locator("mark").count()).toBe(1);
+      // To a line in another block: the old block's mark goes, the new one's comes.
+      await page.getByRole("searchbox", { name: "Search the log" }).fill("5000");
+      await log.locator("#log-line-5000 mark.current").waitFor();
+      expect(await log.locator("mark").allTextContents()).toEqual(["5000"]);
       const t2 = Date.now();
       await page.getByRole("searchbox", { name: "Search the log" }).fill("1");
       // Every "1" in `seq 1 10000` counted, two in "11" (4,001 in all).
@@ -242,9 +247,14 @@ integrationSuite("the build page, live, in a real browser with real builds", mis
         (a, n) => a + n,
       );
       await page.getByText(`1 of ${ones} matches`, { exact: true }).waitFor();
+      expect(await log.locator("mark").count()).toBe(ones);
       await page.getByRole("button", { name: "Next match" }).click();
       await page.getByText(`2 of ${ones} matches`, { exact: true }).waitFor();
       const many = Date.now() - t2;
+      await page.getByRole("searchbox", { name: "Search the log" }).fill("");
+      await log.locator("mark").first().waitFor({ state: "detached" }); // the count and marks go in one render
+      expect(await log.locator("mark").count()).toBe(0);
+      expect(await page.getByRole("status").filter({ hasText: "matches" }).count()).toBe(0);
       console.log(
         `  10,000-line log: shown in ${shown} ms, one match found in ${searched} ms, ${ones} matches and next in ${many} ms`,
       );

@@ -42,7 +42,7 @@ type BlockProps = {
   current: [number, number] | null;
 };
 
-/** A block of lines; it re-renders only when its own lines, the query or its current match change. */
+/** A block of lines; it re-renders only when its own lines, its query or its current match change. */
 class Block extends Component<BlockProps> {
   override shouldComponentUpdate(next: BlockProps) {
     const a = this.props;
@@ -102,6 +102,9 @@ export function LogView(props: { lines: LogLineView[]; length: number; live: boo
   }, [currentLine, current]);
 
   const step = (d: number) => matches.length > 0 && setIndex((current + d + matches.length) % matches.length);
+  // A block with no match is given no query, so a search re-renders only the blocks it highlights
+  // in (and those it stops highlighting in): a rare word in a long log touches a block or two.
+  const hit = useMemo(() => new Set(matches.map((m) => Math.floor(m.line / BLOCK))), [matches]);
   const blocks = [];
   for (let start = 0; start < props.length; start += BLOCK) {
     const count = Math.min(BLOCK, props.length - start);
@@ -111,7 +114,7 @@ export function LogView(props: { lines: LogLineView[]; length: number; live: boo
         lines={props.lines}
         start={start}
         count={count}
-        query={query}
+        query={hit.has(start / BLOCK) ? query : ""}
         current={currentLine >= start && currentLine < start + count ? [currentLine, nthInLine] : null}
       />,
     );
