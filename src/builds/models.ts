@@ -126,7 +126,7 @@ export const BuildEventsQuery = t.Object(
         minimum: 1,
         maximum: 1000,
         description:
-          "replay the stored log as `logs` events of up to this many lines each (an array; its id is its last line's) instead of one `log` event per line (1, the default); lines that arrive later are `log` events either way",
+          "log lines as `logs` events of up to this many lines each (an array; its id is its last line's), the stored log and lines that arrive together, instead of one `log` event per line (1, the default)",
       }),
     ),
   },

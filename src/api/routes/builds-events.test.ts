@@ -269,7 +269,7 @@ describe("a build's stream", () => {
     await until(() => builds.followerCount() === 0);
   });
 
-  test("log_batch: the stored log as `logs` arrays of at most that many lines, the same lines and ids as one by one; resumable from a batch's id; later lines one by one", async () => {
+  test("log_batch: the stored log as `logs` arrays of at most that many lines, the same lines and ids as one by one; lines published together as one, before what follows them; resumable from a batch's id", async () => {
     const { build } = builds.create(actors.a!, PRJ, []);
     const text = Array.from({ length: 7 }, (_, i) => `n${i + 1}\n`).join("");
     builds.observed(build.id, { steps: [], logs: [line(text.slice(0, 10)), line(text.slice(10))] });
@@ -284,16 +284,22 @@ describe("a build's stream", () => {
     expect(batches.flatMap((e) => e.data as unknown[])).toEqual(ones.map((e) => e.data));
     // Each batch's id is its last line's: what EventSource sends back as Last-Event-ID.
     expect(batches.map((e) => e.id)).toEqual([ones[2]!.id, ones[5]!.id, ones[6]!.id]);
+    // Lines that arrive together are one event, and go out before an event that follows them.
+    const from = batched.seen.length;
+    builds.observed(build.id, { steps: [], logs: [line("n8\nn9\n")] });
+    builds.cancel(actors.a!, build.id); // a `build` event in the same turn
+    await batched.next((e) => e.event === "build", from);
+    const live = batched.seen.slice(from).filter((e) => e.event !== "comment");
+    expect(live.map((e) => e.event)).toEqual(["logs", "build"]);
+    expect((live[0]!.data as { text: string }[]).map((l) => l.text)).toEqual(["n8", "n9"]);
     expect(batched.seen.some((e) => e.event === "log")).toBe(false);
-    builds.observed(build.id, { steps: [], logs: [line("n8\n")] });
-    expect(((await batched.next((e) => e.event === "log")).data as { text: string }).text).toBe("n8");
     await batched.cancel();
     await until(() => builds.followerCount() === 0);
     const resumed = reader(
       await get(`/api/v1/builds/${build.id}/events?log_batch=500`, "a", { "last-event-id": batches[0]!.id! }),
     );
     const rest = await resumed.next((e) => e.event === "logs");
-    expect((rest.data as { text: string }[]).map((l) => l.text)).toEqual(["n4", "n5", "n6", "n7", "n8"]);
+    expect((rest.data as { text: string }[]).map((l) => l.text)).toEqual(["n4", "n5", "n6", "n7", "n8", "n9"]);
     await resumed.cancel();
     await until(() => builds.followerCount() === 0);
     // Anything but a whole number from 1 to 1000 is a 400 problem, and no stream.
