@@ -5,7 +5,7 @@
  * removed without a trace. (The end-to-end proof with a real builder is
  * test/e2e/builder-network-policy.test.ts.)
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { hostExec, type HostExec } from "../host/exec.ts";
 import { run, which } from "../host/run.ts";
 import {
@@ -17,6 +17,7 @@ import {
   type ResolvedPolicy,
 } from "./network-policy.ts";
 import { parseEndpoint } from "../config/values.ts";
+import { integrationSuite } from "../../test/support/integration.ts";
 
 const names = policyNames("appl_01HXYZAABCDEFGH");
 const policy: ResolvedPolicy = {
@@ -81,7 +82,7 @@ const missing =
     ? "needs root"
     : (["iptables-restore", "ip6tables-restore", "ipset", "ip"].find((p) => !which(p)) ?? null);
 
-describe.skipIf(missing !== null)("applied for real in a network namespace", () => {
+integrationSuite("applied for real in a network namespace", missing, () => {
   const ns = `slwbp${Math.random().toString(16).slice(2, 8)}`;
   const exec = hostExec(ns);
   // Names of this test's own, like a second appliance on the host.
