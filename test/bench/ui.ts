@@ -24,6 +24,7 @@ import { slipwayBinary } from "../support/binary.ts";
 import { browserMissing, launchBrowser, setPassword, signIn } from "../support/browser.ts";
 import { serve, type Served } from "../support/serve.ts";
 import { unitEnvironment } from "../support/unit-env.ts";
+import { jsonPoster } from "./admission.ts";
 import { intOpt, table, type Row } from "./report.ts";
 
 const { values: opts } = parseArgs({
@@ -51,11 +52,7 @@ const median = (xs: number[]) => {
 /** A Connect unary call in JSON, as the depot CLI makes it. */
 async function post(server: Served, auth: string, method: string, body: unknown): Promise<Record<string, string>> {
   const path = `/depot.cli.v1.BuildService/${method}`;
-  const r = await server.get(path, {
-    method: "POST",
-    headers: { authorization: `Bearer ${auth}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
+  const r = await jsonPoster(server.get)(auth, path, body);
   if (r.status !== 200) throw new Error(`${path}: ${r.status} ${await r.text()}`);
   return (await r.json()) as Record<string, string>;
 }

@@ -47,13 +47,8 @@ function LiveBuild(props: { initial: BuildView }) {
   const org = findOrg(session, build.org_id);
   const active = ACTIVE.has(build.status);
 
-  const flush = () =>
-    (frame.current ??= requestAnimationFrame(() => {
-      frame.current = null;
-      setLength(lines.current.length);
-    }));
   useLive(
-    // The stored log in events of 500 lines: one event per line made a 10,000-line log slow to arrive.
+    // Log lines in events of up to 500 (`logs`): one event per line made a 10,000-line log slow to arrive.
     ended ? null : `/api/v1/builds/${seg(props.initial.id)}/events?log_batch=500`,
     (e) => {
       if (e.event === "build" || e.event === "end") setBuild(e.data as BuildView);
@@ -65,16 +60,15 @@ function LiveBuild(props: { initial: BuildView }) {
           return i < 0 ? [...all, s] : all.map((x, n) => (n === i ? s : x));
         });
       }
-      if (e.event === "log") {
-        lines.current.push(e.data as LogLineView);
-        flush();
-      }
       if (e.event === "logs") {
         for (const line of e.data as LogLineView[]) lines.current.push(line);
-        flush();
+        frame.current ??= requestAnimationFrame(() => {
+          frame.current = null;
+          setLength(lines.current.length);
+        });
       }
     },
-    ["build", "step", "log", "logs", "end"],
+    ["build", "step", "logs", "end"],
   );
   useEffect(() => () => void (frame.current !== null && cancelAnimationFrame(frame.current)), []);
   // Running bars and durations grow with the clock.
